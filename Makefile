@@ -1,0 +1,52 @@
+# The two entry points of the README: `make serve` and `make test`.
+# Both install everything first (system tools the sandbox needs, then a .venv), so a fresh
+# Linux machine with Python 3.11 needs nothing else.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install serve test lint typecheck pytest sysdeps clean
+
+serve: install
+	$(BIN)/burrow serve
+
+test: install lint typecheck pytest
+
+install: sysdeps $(STAMP)
+
+# slirp4netns gives boxes with network="egress" user-mode networking; e2fsprogs formats each
+# box's disk image. Installed only when missing, and only where we may (root with apt-get).
+sysdeps:
+	@missing=""; \
+	command -v slirp4netns >/dev/null || missing="$$missing slirp4netns"; \
+	command -v mkfs.ext4 >/dev/null || missing="$$missing e2fsprogs"; \
+	command -v unshare >/dev/null || missing="$$missing util-linux"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing system packages:$$missing"; \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing >/dev/null \
+	    || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing >/dev/null; }; \
+	  else \
+	    echo "missing system packages:$$missing (install them with your package manager)"; exit 1; \
+	  fi; \
+	fi
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+lint: install
+	$(BIN)/ruff check gateway boxes tenant_agent knowledge workers burrow tests bench examples
+
+typecheck: install
+	$(BIN)/mypy
+
+pytest: install
+	$(BIN)/pytest
+
+clean:
+	rm -rf $(VENV) .burrow .pytest_cache .mypy_cache .ruff_cache

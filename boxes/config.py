@@ -1,0 +1,64 @@
+"""Settings of the box runtime (a dataclass: the gateway's pydantic Settings builds one)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from boxes.models import Limits
+
+# Host uids given to boxes: one each, far above ordinary users and the usual subuid ranges.
+DEFAULT_UID_BASE = 2_000_000
+DEFAULT_RUNTIME_ROOT = Path("/run/burrow")
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    data_dir: Path
+    # Mount points, sockets and the runtime image live here, not in the data dir: every box
+    # uid must be able to reach them, and the data dir may sit under a private directory.
+    runtime_dir: Path | None = None
+    uid_base: int = DEFAULT_UID_BASE
+    default_limits: Limits = field(default_factory=Limits)
+    start_timeout_s: float = 10.0
+    prefreeze_grace_s: float = 2.0
+    hook_timeout_s: float = 10.0
+    lock_ttl_s: float = 30.0
+    lock_wait_s: float = 60.0
+    key_prefix: str = "burrow"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "data_dir", Path(self.data_dir).resolve())
+        if self.runtime_dir is None:
+            digest = hashlib.sha256(str(self.data_dir).encode()).hexdigest()[:12]
+            object.__setattr__(self, "runtime_dir", DEFAULT_RUNTIME_ROOT / digest)
+
+    @property
+    def run_dir(self) -> Path:
+        assert self.runtime_dir is not None
+        return self.runtime_dir
+
+    @property
+    def instance(self) -> str:
+        """A short name for this data dir, used to name cgroups."""
+        return self.run_dir.name
+
+    @property
+    def boxes_dir(self) -> Path:
+        return self.data_dir / "boxes"
+
+    @property
+    def store_dir(self) -> Path:
+        return self.data_dir / "store"
+
+    def box_dir(self, box_id: str) -> Path:
+        return self.boxes_dir / box_id
+
+    def box_run_dir(self, box_id: str) -> Path:
+        return self.run_dir / "boxes" / box_id
+
+    @staticmethod
+    def from_env() -> RuntimeConfig:
+        return RuntimeConfig(data_dir=Path(os.environ.get("BURROW_DATA_DIR", "./.burrow")))

@@ -1,0 +1,625 @@
+"""The box daemon: the first process in every box; runs commands and file operations for the host.
+
+It runs *inside* the box under the box's own /usr/bin/python3, so it is stdlib-only, and it
+imports only modules that load fast (no socket, json, subprocess, threading, signal: each pulls
+in enum or re, and a box's wake time waits for this file to start). Because it runs in the box's
+mount namespace as the box user, every path it touches resolves in the box's own view.
+
+Protocol (one request per connection on a unix socket): the client sends one JSON line, then
+exactly ``body_len`` raw bytes if the request has a body. Replies are JSON lines; ``read``
+answers one JSON line and then ``size`` raw bytes; ``exec`` streams events:
+``{"type": "stdout"|"stderr", "data": str}`` … ``{"type": "exit", "exit_code": int, ...}``.
+Failures are ``{"ok": false, "error": {"code": str, "message": str}}``.
+"""
+
+import _json
+import _socket
+import _thread
+import codecs
+import os
+import select
+import sys
+import time
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # importing collections.abc at run time would cost ms of every box start
+    from collections.abc import Callable, Iterator
+
+HOME = "/workspace"
+SIGTERM, SIGKILL = 15, 9
+MAX_HEADER = 1 << 20
+CHUNK = 1 << 16
+# After the main process exits, output still arriving (from children it left behind holding
+# the pipes) is collected for this long before the exec is reported finished.
+DRAIN_AFTER_EXIT_S = 0.05
+
+_started = time.monotonic()
+_running = [0]
+_running_lock = _thread.allocate_lock()
+
+
+# --- JSON through the C accelerator alone (the json package imports re, which costs ms) ------
+
+def _no_default(obj: object) -> None:
+    raise TypeError(f"cannot encode {type(obj).__name__}")
+
+
+class _ScanContext:
+    strict = True
+    object_hook = None
+    object_pairs_hook = None
+    parse_float = float
+    parse_int = int
+    parse_constant = {"NaN": float("nan"), "Infinity": float("inf"),
+                      "-Infinity": float("-inf")}.__getitem__
+    memo: dict[str, object] = {}  # noqa: RUF012 (the C scanner reads it as an attribute)
+
+
+_encode = _json.make_encoder(None, _no_default, _json.encode_basestring_ascii, None,
+                             ":", ",", False, False, True)
+_scan = _json.make_scanner(_ScanContext())
+
+
+def dumps(obj: object) -> bytes:
+    return ("".join(_encode(obj, 0)) + "\n").encode()
+
+
+def loads(text: str) -> object:
+    obj, end = _scan(text, 0)
+    if text[end:].strip():
+        raise ValueError("trailing data after JSON value")
+    return obj
+
+
+# --- errors ----------------------------------------------------------------------------------
+
+class Fail(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+_ERRNO_CODES = {
+    2: "not_found", 13: "permission_denied", 1: "permission_denied", 21: "is_a_directory",
+    20: "not_a_directory", 17: "exists", 39: "not_empty", 28: "disk_full", 122: "disk_full",
+    30: "read_only", 36: "invalid_path", 40: "invalid_path", 27: "too_large",
+}
+
+
+def os_fail(err: OSError, path: str) -> Fail:
+    code = _ERRNO_CODES.get(err.errno, "io_error")
+    return Fail(code, f"{path}: {err.strerror}")
+
+
+def box_path(value: object, field: str = "path") -> str:
+    if not isinstance(value, str) or not value or "\0" in value:
+        raise Fail("invalid", f"{field} must be a non-empty string")
+    return value if value.startswith("/") else HOME + "/" + value
+
+
+def _body_len(req: dict[str, object]) -> int:
+    length = req.get("body_len") or 0
+    if isinstance(length, bool) or not isinstance(length, int) or length < 0:
+        raise Fail("invalid", "body_len must be a non-negative integer")
+    return length
+
+
+# --- connection I/O --------------------------------------------------------------------------
+
+class Conn:
+    def __init__(self, sock: _socket.socket) -> None:
+        self.sock = sock
+        self.buf = b""
+
+    def read_header(self) -> dict[str, object]:
+        while b"\n" not in self.buf:
+            data = self.sock.recv(CHUNK)
+            if not data:
+                raise Fail("invalid", "connection closed before the request line")
+            self.buf += data
+            if len(self.buf) > MAX_HEADER:
+                raise Fail("invalid", "request line too long")
+        line, self.buf = self.buf.split(b"\n", 1)
+        try:
+            req = loads(line.decode())
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise Fail("invalid", f"request is not JSON: {exc}") from None
+        if not isinstance(req, dict) or not isinstance(req.get("op"), str):
+            raise Fail("invalid", "request must be an object with an 'op'")
+        return req
+
+    def body_chunks(self, length: int) -> "Iterator[bytes]":
+        """Yield exactly `length` body bytes as they arrive."""
+        if self.buf:
+            head, self.buf = self.buf[:length], self.buf[length:]
+            length -= len(head)
+            yield head
+        while length > 0:
+            data = self.sock.recv(min(CHUNK, length))
+            if not data:
+                raise Fail("invalid", "connection closed inside the request body")
+            length -= len(data)
+            yield data
+
+    def send(self, obj: object) -> None:
+        self.sock.sendall(dumps(obj))
+
+
+# --- exec ------------------------------------------------------------------------------------
+
+class _ExecFailed(Exception):
+    def __init__(self, errno: int, message: str) -> None:
+        super().__init__(message)
+        self.errno = errno
+        self.message = message
+
+
+def _spawn(argv: list[str], cwd: str, env: dict[str, str],
+           stdin_fd: int, out_w: int, err_w: int) -> int:
+    """Fork and exec `argv`; return its pid.
+
+    The child reports a failed chdir or exec through a close-on-exec pipe, so the parent can
+    tell "could not start" (Fail for a bad cwd, _ExecFailed for a missing program) from
+    "started and failed".
+    """
+    report_r, report_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: only os-level calls until exec
+        stage = "chdir"
+        try:
+            os.setsid()
+            os.dup2(stdin_fd, 0)
+            os.dup2(out_w, 1)
+            os.dup2(err_w, 2)
+            os.chdir(cwd)
+            stage = "exec"
+            try:  # let the kernel's OOM killer pick a command before the daemon
+                fd = os.open("/proc/self/oom_score_adj", os.O_WRONLY)
+                os.write(fd, b"500")
+                os.close(fd)
+            except OSError:
+                pass
+            os.execvpe(argv[0], argv, env)
+        except OSError as exc:
+            os.write(report_w, f"{stage}:{exc.errno}:{exc.strerror}".encode())
+        finally:
+            os._exit(127)
+    os.close(report_w)
+    report = b""
+    while data := os.read(report_r, 4096):
+        report += data
+    os.close(report_r)
+    if not report:
+        return pid
+    os.waitpid(pid, 0)
+    stage, errno_text, message = report.decode(errors="replace").split(":", 2)
+    if stage == "chdir":
+        raise Fail(_ERRNO_CODES.get(int(errno_text), "io_error"), f"cwd {cwd}: {message}")
+    raise _ExecFailed(int(errno_text), message)
+
+
+def _feed_stdin(fd: int, data: bytes) -> None:
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    except OSError:
+        pass  # the command closed its stdin early; not an error of ours
+    finally:
+        os.close(fd)
+
+
+def _exec_argv(req: dict[str, object]) -> list[str]:
+    command = req.get("command")
+    if isinstance(command, str) and command:
+        return ["/bin/sh", "-c", command]
+    if (isinstance(command, list) and command
+            and all(isinstance(a, str) and "\0" not in a for a in command)):
+        return [str(a) for a in command]
+    raise Fail("invalid", "command must be a non-empty string or a list of strings")
+
+
+def _exec_env(req: dict[str, object]) -> dict[str, str]:
+    env = dict(os.environ)
+    extra = req.get("env") or {}
+    if not isinstance(extra, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) and k and "=" not in k
+            and "\0" not in k + v for k, v in extra.items()):
+        raise Fail("invalid", "env must map variable names to string values")
+    env.update(extra)
+    return env
+
+
+def _exec_timeout(req: dict[str, object]) -> float | None:
+    timeout = req.get("timeout_s")
+    if timeout is None:
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
+        raise Fail("invalid", "timeout_s must be a positive number of seconds")
+    return float(timeout)
+
+
+def _exit_code(status: int) -> int:
+    code = os.waitstatus_to_exitcode(status)
+    return code if code >= 0 else 128 - code  # killed by signal N: 128 + N, as shells report
+
+
+def op_exec(conn: Conn, req: dict[str, object]) -> None:
+    argv = _exec_argv(req)
+    env = _exec_env(req)
+    timeout = _exec_timeout(req)
+    cwd = box_path(req.get("cwd") or HOME, "cwd")
+    stdin = b"".join(conn.body_chunks(_body_len(req)))
+
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    in_r, in_w = os.pipe()
+    started = time.monotonic()
+    try:
+        pid = _spawn(argv, cwd, env, in_r, out_w, err_w)
+    except _ExecFailed as exc:
+        for fd in (out_r, err_r, in_w):
+            os.close(fd)
+        conn.send({"type": "stderr", "data": f"{argv[0]}: {exc.message}\n"})
+        conn.send({"type": "exit", "exit_code": 126 if exc.errno == 13 else 127,
+                   "timed_out": False, "duration_ms": _ms_since(started)})
+        return
+    except Fail:
+        for fd in (out_r, err_r, in_w):
+            os.close(fd)
+        raise
+    finally:
+        for fd in (in_r, out_w, err_w):
+            os.close(fd)
+    _thread.start_new_thread(_feed_stdin, (in_w, stdin))
+    with _running_lock:
+        _running[0] += 1
+    try:
+        status, timed_out = _pump(conn, pid, {out_r: "stdout", err_r: "stderr"}, started, timeout)
+    finally:
+        with _running_lock:
+            _running[0] -= 1
+    conn.send({"type": "exit", "exit_code": _exit_code(status), "timed_out": timed_out,
+               "duration_ms": _ms_since(started)})
+
+
+def _ms_since(started: float) -> float:
+    return round((time.monotonic() - started) * 1000, 3)
+
+
+def _pump(conn: "Conn | _Sink", pid: int, names: dict[int, str], started: float,
+          timeout: float | None) -> tuple[int, bool]:
+    """Stream the command's output until it ends; return (wait status, timed out)."""
+    decoders = {fd: codecs.getincrementaldecoder("utf-8")("replace") for fd in names}
+    poller = select.poll()
+    for fd in names:
+        poller.register(fd, select.POLLIN)
+    deadline = None if timeout is None else started + timeout
+    status: int | None = None
+    exited_at = 0.0
+    timed_out = False
+    open_fds = dict(names)
+    try:
+        while open_fds:
+            wait_ms = 100
+            if deadline is not None and not timed_out:
+                wait_ms = max(0, min(wait_ms, int((deadline - time.monotonic()) * 1000) + 1))
+            for fd, _event in poller.poll(wait_ms):
+                data = os.read(fd, CHUNK)
+                text = decoders[fd].decode(data, final=not data)
+                if text:
+                    conn.send({"type": names[fd], "data": text})
+                if not data:
+                    poller.unregister(fd)
+                    del open_fds[fd]
+            now = time.monotonic()
+            if deadline is not None and not timed_out and now >= deadline:
+                timed_out = True
+                _kill_group(pid)
+            if status is None:
+                done, st = os.waitpid(pid, os.WNOHANG)
+                if done:
+                    status, exited_at = st, now
+            elif now - exited_at > DRAIN_AFTER_EXIT_S:
+                break  # left-behind children hold the pipes; they don't keep the exec open
+    except OSError:
+        _kill_group(pid)  # the client went away: nobody will read this command's output
+        raise
+    finally:
+        for fd in names:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+    if status is None:
+        _, status = os.waitpid(pid, 0)
+    return status, timed_out
+
+
+def _kill_group(pid: int) -> None:
+    try:
+        os.killpg(pid, SIGKILL)
+    except OSError:
+        pass
+
+
+# --- files -----------------------------------------------------------------------------------
+
+def op_read(conn: Conn, req: dict[str, object]) -> None:
+    path = box_path(req.get("path"))
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError as exc:
+        raise os_fail(exc, path) from None
+    try:
+        st = os.fstat(fd)
+        if (st.st_mode & 0o170000) == 0o040000:
+            raise Fail("is_a_directory", f"{path} is a directory; list it instead")
+        size = st.st_size
+        conn.send({"ok": True, "size": size, "mode": st.st_mode & 0o7777,
+                   "mtime": st.st_mtime})
+        offset = 0
+        while offset < size:
+            sent = os.sendfile(conn.sock.fileno(), fd, offset, min(size - offset, 1 << 20))
+            if sent == 0:  # the file shrank while we sent it: pad so the frame stays whole
+                conn.sock.sendall(b"\0" * (size - offset))
+                break
+            offset += sent
+    finally:
+        os.close(fd)
+
+
+def op_write(conn: Conn, req: dict[str, object]) -> None:
+    path = box_path(req.get("path"))
+    length = _body_len(req)
+    mode = req.get("mode")
+    if mode is not None and (not isinstance(mode, int) or not 0 <= mode <= 0o7777):
+        raise Fail("invalid", "mode must be an integer between 0 and 0o7777")
+    parent, _, name = path.rpartition("/")
+    parent = parent or "/"
+    tmp = f"{parent}/.{name}.burrow-{os.getpid()}-{_thread.get_ident()}"
+    try:
+        if req.get("parents", True):
+            os.makedirs(parent, exist_ok=True)
+        if os.path.isdir(path):
+            raise Fail("is_a_directory", f"{path} is a directory")
+        if mode is None:
+            try:
+                mode = os.stat(path).st_mode & 0o7777
+            except FileNotFoundError:
+                mode = 0o644
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+        try:
+            for chunk in conn.body_chunks(length):
+                view = memoryview(chunk)
+                while view:
+                    view = view[os.write(fd, view):]
+            os.fchmod(fd, mode)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except OSError as exc:
+        _unlink_quietly(tmp)
+        raise os_fail(exc, path) from None
+    except Fail:
+        _unlink_quietly(tmp)
+        raise
+    conn.send({"ok": True, "path": path, "size": length})
+
+
+def _unlink_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def _entry(path: str, name: str, st: os.stat_result) -> dict[str, object]:
+    kind = {0o040000: "dir", 0o100000: "file", 0o120000: "symlink"}.get(
+        st.st_mode & 0o170000, "other")
+    return {"name": name, "path": path, "type": kind, "size": st.st_size,
+            "mtime": st.st_mtime, "mode": st.st_mode & 0o7777}
+
+
+def op_list(conn: Conn, req: dict[str, object]) -> None:
+    path = box_path(req.get("path") or HOME)
+    try:
+        with os.scandir(path) as it:
+            entries = []
+            for e in it:
+                try:
+                    entries.append(_entry(e.path, e.name, e.stat(follow_symlinks=False)))
+                except FileNotFoundError:
+                    continue  # removed while we listed
+    except OSError as exc:
+        raise os_fail(exc, path) from None
+    entries.sort(key=lambda e: e["name"])
+    conn.send({"ok": True, "entries": entries})
+
+
+def op_stat(conn: Conn, req: dict[str, object]) -> None:
+    path = box_path(req.get("path"))
+    try:
+        st = os.lstat(path)
+    except OSError as exc:
+        raise os_fail(exc, path) from None
+    conn.send({"ok": True, "entry": _entry(path, path.rpartition("/")[2], st)})
+
+
+def op_delete(conn: Conn, req: dict[str, object]) -> None:
+    path = box_path(req.get("path"))
+    if path.rstrip("/") in ("", HOME):
+        raise Fail("invalid", f"refusing to delete {path or '/'}")
+    try:
+        st = os.lstat(path)
+        if (st.st_mode & 0o170000) != 0o040000:
+            os.unlink(path)
+        elif req.get("recursive"):
+            for root, dirs, files in os.walk(path, topdown=False):
+                for name in files:
+                    os.unlink(root + "/" + name)
+                for name in dirs:
+                    full = root + "/" + name
+                    if os.path.islink(full):
+                        os.unlink(full)
+                    else:
+                        os.rmdir(full)
+            os.rmdir(path)
+        else:
+            os.rmdir(path)
+    except OSError as exc:
+        if exc.errno == 39:
+            raise Fail("not_empty", f"{path} is a non-empty directory; "
+                       "pass recursive=true to delete it with its contents") from None
+        raise os_fail(exc, path) from None
+    conn.send({"ok": True})
+
+
+def op_mkdir(conn: Conn, req: dict[str, object]) -> None:
+    path = box_path(req.get("path"))
+    try:
+        if req.get("parents", True):
+            os.makedirs(path, exist_ok=True)
+        else:
+            os.mkdir(path)
+    except OSError as exc:
+        raise os_fail(exc, path) from None
+    conn.send({"ok": True})
+
+
+# --- lifecycle -------------------------------------------------------------------------------
+
+def op_health(conn: Conn, req: dict[str, object]) -> None:
+    conn.send({"ok": True, "pid": os.getpid(), "execs": _running[0],
+               "uptime_s": round(time.monotonic() - _started, 3)})
+
+
+def _other_processes() -> list[int]:
+    me = os.getpid()
+    alive = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or int(name) in (1, me):
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as f:
+                state = f.read().rsplit(b")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if state != b"Z":
+            alive.append(int(name))
+    return alive
+
+
+def op_prefreeze(conn: Conn, req: dict[str, object]) -> None:
+    """Let the box flush before it stops: run its hook, then SIGTERM everything and wait."""
+    hook_result = None
+    hook = req.get("hook")
+    if hook:
+        hook_result = _run_hook(hook, float(req.get("hook_timeout_s") or 10))
+    grace = float(req.get("grace_s") or 2)
+    try:
+        os.kill(-1, SIGTERM)  # everything but ourselves and the namespace's init
+    except OSError:
+        pass
+    deadline = time.monotonic() + grace
+    remaining = _other_processes()
+    while remaining and time.monotonic() < deadline:
+        time.sleep(0.01)
+        remaining = _other_processes()
+    conn.send({"ok": True, "hook": hook_result, "remaining": len(remaining)})
+
+
+def _run_hook(command: str, timeout: float) -> dict[str, object]:
+    out_r, out_w = os.pipe()
+    null = os.open("/dev/null", os.O_RDONLY)
+    started = time.monotonic()
+    try:
+        pid = _spawn(["/bin/sh", "-c", command], HOME, dict(os.environ), null, out_w, out_w)
+    except (Fail, _ExecFailed) as exc:
+        os.close(out_r)
+        return {"exit_code": 127, "output": exc.message, "timed_out": False}
+    finally:
+        os.close(out_w)
+        os.close(null)
+    sink = _Sink()
+    status, timed_out = _pump(sink, pid, {out_r: "output"}, started, timeout)
+    return {"exit_code": _exit_code(status), "output": "".join(sink.out)[-65536:],
+            "timed_out": timed_out}
+
+
+class _Sink:
+    """Collects the events _pump would send to a client."""
+
+    def __init__(self) -> None:
+        self.out: list[str] = []
+
+    def send(self, event: dict[str, object]) -> None:
+        self.out.append(str(event.get("data", "")))
+
+
+OPS: "dict[str, Callable[[Conn, dict[str, object]], None]]" = {"health": op_health, "exec": op_exec, "read": op_read, "write": op_write,
+       "list": op_list, "stat": op_stat, "delete": op_delete, "mkdir": op_mkdir,
+       "prefreeze": op_prefreeze}
+
+
+def serve_conn(sock: _socket.socket) -> None:
+    conn = Conn(sock)
+    try:
+        try:
+            req = conn.read_header()
+            handler = OPS.get(req["op"])
+            if handler is None:
+                raise Fail("invalid", f"unknown op {req['op']!r}")
+            handler(conn, req)
+        except Fail as exc:
+            conn.send({"ok": False, "error": {"code": exc.code, "message": exc.message}})
+        except (TypeError, ValueError) as exc:
+            conn.send({"ok": False, "error": {"code": "invalid", "message": str(exc)}})
+        except OSError:
+            raise
+        except Exception as exc:  # a bug of ours: answer, and keep serving other requests
+            conn.send({"ok": False, "error": {"code": "internal",
+                                              "message": f"{type(exc).__name__}: {exc}"}})
+    except OSError:
+        pass  # the client hung up; nothing to answer
+    finally:
+        sock.close()
+
+
+def _apply_rlimits(spec: str) -> None:
+    import resource  # a small C module
+
+    names = {"nproc": resource.RLIMIT_NPROC, "nofile": resource.RLIMIT_NOFILE,
+             "core": resource.RLIMIT_CORE, "fsize": resource.RLIMIT_FSIZE,
+             "as": resource.RLIMIT_AS}
+    for item in filter(None, spec.split(",")):
+        name, _, value = item.partition("=")
+        resource.setrlimit(names[name], (int(value), int(value)))
+
+
+def main() -> int:
+    _apply_rlimits(os.environ.pop("BURROW_RLIMITS", ""))
+    path = os.environ.pop("BURROW_DAEMON_SOCKET", "/run/burrow/daemon.sock")
+    ready_fd = os.environ.pop("BURROW_READY_FD", None)
+    os.umask(0o022)
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    server = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    server.bind(path)
+    server.listen(256)
+    if ready_fd is not None:
+        os.write(int(ready_fd), b"ready\n")
+        os.close(int(ready_fd))
+    while True:
+        try:
+            fd, _ = server._accept()
+        except InterruptedError:
+            continue
+        _thread.start_new_thread(serve_conn, (_socket.socket(fileno=fd),))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,490 @@
+"""BoxManager: the async API of the box runtime, and the box state machine.
+
+    creating → running ⇄ paused
+    running|paused → freezing → frozen → (archive) → archived
+    frozen|archived|failed → waking → running
+    any → deleting → deleted;   failed (with a reason) when a box dies or cannot start
+
+Every transition runs under the box's lock (boxes.locks) and is idempotent: freezing a frozen
+box, or waking a running one, returns it as it is. In-box operations (exec, files) wake a
+frozen box first unless told not to.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import secrets
+import shutil
+import socket
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from redis.asyncio import Redis
+
+from boxes.client import DaemonClient
+from boxes.config import RuntimeConfig
+from boxes.errors import (
+    BoxError,
+    BoxNotFoundError,
+    BoxStateError,
+    BoxUnavailableError,
+    SnapshotNotFoundError,
+)
+from boxes.locks import BoxLocks
+from boxes.models import (
+    BoxRecord,
+    BoxSpec,
+    BoxState,
+    ExecEvent,
+    ExecRequest,
+    ExecResult,
+    FileEntry,
+    SnapshotRecord,
+)
+from boxes.registry import Registry
+from boxes.sandbox import BoxUsage, BubblewrapBackend, SandboxBackend
+from boxes.snapshots import LayerIndex, LocalSnapshotStore, SnapshotStore
+
+log = logging.getLogger("burrow.boxes")
+
+_ID_ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
+_LIVE_STATES = {BoxState.RUNNING, BoxState.PAUSED}
+_TRANSIENT = {BoxState.CREATING, BoxState.WAKING, BoxState.FREEZING, BoxState.DELETING}
+
+
+def new_box_id() -> str:
+    return "b_" + "".join(secrets.choice(_ID_ALPHABET) for _ in range(16))
+
+
+def _host_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _process_alive(host: str | None) -> bool:
+    """Whether the manager process named `host` still runs (only knowable on this host)."""
+    if not host:
+        return False
+    name, _, pid = host.rpartition(":")
+    if name != socket.gethostname():
+        return True  # another machine's box: not ours to judge
+    return Path(f"/proc/{pid}").exists()
+
+
+class BoxManager:
+    def __init__(self, config: RuntimeConfig, redis: Redis,
+                 backend: SandboxBackend | None = None,
+                 store: SnapshotStore | None = None) -> None:
+        self.config = config
+        self.redis = redis
+        self.registry = Registry(redis, config)
+        self.locks = BoxLocks(redis, config.key_prefix, config.lock_ttl_s, config.lock_wait_s)
+        self.backend: SandboxBackend = backend or BubblewrapBackend(config)
+        self.store: SnapshotStore = store or LocalSnapshotStore(config.store_dir)
+        self.host = _host_name()
+
+    @classmethod
+    async def open(cls, config: RuntimeConfig, redis: Redis) -> BoxManager:
+        manager = cls(config, redis)
+        await manager.start()
+        return manager
+
+    async def start(self) -> None:
+        self.config.boxes_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.config.data_dir, 0o711)
+        await self.backend.prepare()
+        self.backend.set_exit_handler(self._on_box_exit)
+        if not await self.registry.list() and any(self.config.boxes_dir.glob("*/box.json")):
+            count = await self.registry.rebuild()
+            log.warning("registry was empty; rebuilt %d boxes from %s", count,
+                        self.config.boxes_dir)
+        await self.reconcile()
+
+    async def close(self) -> None:
+        """Stop the boxes this process runs. Their layers stay; a later wake resumes them."""
+        for box in await self.registry.list():
+            if box.host == self.host and box.state in _LIVE_STATES | _TRANSIENT:
+                with contextlib.suppress(BoxError):
+                    async with self.locks.hold(box.id, wait_s=5):
+                        await self._stop_processes(box)
+                        await self.backend.close_layer(box)
+                        await self.registry.update(
+                            box, state=BoxState.FAILED, pid=None, host=None,
+                            reason="burrow stopped while the box was running; wake it to "
+                                   "continue from its layer")
+        await self.backend.close()
+
+    async def reconcile(self) -> None:
+        """Bring boxes whose manager died back to a consistent, wakeable state."""
+        for box in await self.registry.list():
+            orphaned = box.host != self.host and not _process_alive(box.host)
+            if box.state in _LIVE_STATES | _TRANSIENT and orphaned:
+                async with self.locks.hold(box.id):
+                    fresh = await self._get(box.id)
+                    if fresh.state == BoxState.DELETING:
+                        await self._finish_delete(fresh)
+                        continue
+                    await self._stop_processes(fresh)
+                    await self.backend.close_layer(fresh)
+                    await self.registry.update(
+                        fresh, state=BoxState.FAILED, pid=None, host=None,
+                        reason=f"burrow restarted while the box was {fresh.state.value}; "
+                               "wake it to continue from its layer")
+
+    # --- queries -------------------------------------------------------------------------
+
+    async def _get(self, box_id: str) -> BoxRecord:
+        box = await self.registry.get(box_id) if isinstance(box_id, str) else None
+        if box is None:
+            raise BoxNotFoundError(f"no box {box_id!r}")
+        return box
+
+    async def get(self, box_id: str) -> BoxRecord:
+        return await self._get(box_id)
+
+    async def list(self, owner: str | None = None,
+                   labels: dict[str, str] | None = None) -> list[BoxRecord]:
+        boxes = await self.registry.list()
+        return [b for b in boxes
+                if (owner is None or b.owner == owner)
+                and all(b.labels.get(k) == v for k, v in (labels or {}).items())]
+
+    def usage(self, box: BoxRecord) -> BoxUsage:
+        return self.backend.usage(box)
+
+    # --- lifecycle -----------------------------------------------------------------------
+
+    async def create(self, spec: BoxSpec) -> BoxRecord:
+        spec = spec.validate()
+        if spec.from_snapshot is not None:
+            await asyncio.to_thread(self.store.get, spec.from_snapshot)
+        now = time.time()
+        box = BoxRecord(
+            id=new_box_id(), state=BoxState.CREATING, runtime=spec.runtime,
+            network=spec.network, limits=spec.limits, uid=await self.registry.next_uid(),
+            created_at=now, last_active_at=now, owner=spec.owner, name=spec.name,
+            env=dict(spec.env), labels=dict(spec.labels), pre_freeze_hook=spec.pre_freeze_hook,
+            host=self.host)
+        self.config.box_dir(box.id).mkdir(parents=True)
+        await self.registry.put(box)
+        try:
+            async with self.locks.hold(box.id):
+                await self.backend.create_layer(box)
+                upper = await self.backend.open_layer(box)
+                if spec.from_snapshot is not None:
+                    index = await asyncio.to_thread(self.store.restore, spec.from_snapshot,
+                                                    upper, box.uid)
+                    self._save_index(box, index)
+                pid = await self.backend.start(box)
+                return await self.registry.update(box, state=BoxState.RUNNING, pid=pid)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await self._finish_delete(box)
+            raise
+
+    async def pause(self, box_id: str) -> BoxRecord:
+        async with self.locks.hold(box_id):
+            box = await self._get(box_id)
+            if box.state == BoxState.PAUSED:
+                return box
+            self._require(box, {BoxState.RUNNING}, "pause")
+            await self.backend.pause(box)
+            return await self.registry.update(box, state=BoxState.PAUSED)
+
+    async def resume(self, box_id: str) -> BoxRecord:
+        async with self.locks.hold(box_id):
+            box = await self._get(box_id)
+            if box.state == BoxState.RUNNING:
+                return box
+            self._require(box, {BoxState.PAUSED}, "resume")
+            await self.backend.resume(box)
+            return await self.registry.update(box, state=BoxState.RUNNING,
+                                              last_active_at=time.time())
+
+    async def freeze(self, box_id: str) -> BoxRecord:
+        async with self.locks.hold(box_id):
+            box = await self._get(box_id)
+            if box.state in (BoxState.FROZEN, BoxState.ARCHIVED):
+                return box
+            self._require(box, {BoxState.RUNNING, BoxState.PAUSED, BoxState.FAILED}, "freeze")
+            return await self._freeze_locked(box)
+
+    async def archive(self, box_id: str) -> BoxRecord:
+        async with self.locks.hold(box_id):
+            box = await self._get(box_id)
+            if box.state == BoxState.ARCHIVED:
+                return box
+            self._require(box, {BoxState.RUNNING, BoxState.PAUSED, BoxState.FAILED,
+                                BoxState.FROZEN}, "archive")
+            if box.state != BoxState.FROZEN:
+                box = await self._freeze_locked(box)
+            await self.backend.drop_layer(box)
+            self._index_path(box).unlink(missing_ok=True)
+            return await self.registry.update(box, state=BoxState.ARCHIVED, layer_local=False)
+
+    async def wake(self, box_id: str) -> BoxRecord:
+        box = await self._get(box_id)
+        if box.state == BoxState.RUNNING:  # the common case needs no lock
+            return box
+        async with self.locks.hold(box_id):
+            box = await self._get(box_id)
+            if box.state == BoxState.RUNNING:
+                return box
+            if box.state == BoxState.PAUSED:
+                await self.backend.resume(box)
+                return await self.registry.update(box, state=BoxState.RUNNING,
+                                                  last_active_at=time.time())
+            self._require(box, {BoxState.FROZEN, BoxState.ARCHIVED, BoxState.FAILED}, "wake")
+            return await self._wake_locked(box)
+
+    async def delete(self, box_id: str) -> BoxRecord:
+        async with self.locks.hold(box_id):
+            box = await self._get(box_id)
+            if box.state == BoxState.DELETED:
+                return box
+            await self.registry.update(box, state=BoxState.DELETING)
+            await self._finish_delete(box)
+            return box
+
+    async def snapshot(self, box_id: str, name: str) -> SnapshotRecord:
+        """A named snapshot of the box as it is now; new boxes can start from it."""
+        if not isinstance(name, str) or not 0 < len(name) <= 128:
+            raise BoxStateError("a snapshot needs a name of 1 to 128 characters")
+        async with self.locks.hold(box_id):
+            box = await self._get(box_id)
+            self._require(box, {BoxState.RUNNING, BoxState.PAUSED, BoxState.FROZEN,
+                                BoxState.ARCHIVED}, "snapshot")
+            if box.state == BoxState.ARCHIVED:  # its latest freeze is exactly its state
+                assert box.snapshot_id is not None
+                return await asyncio.to_thread(self._copy_snapshot, box, name)
+            was_running = box.state == BoxState.RUNNING
+            if was_running:  # hold the box still while its layer is read
+                await self.backend.pause(box)
+            opened_here = not self.backend.layer_is_open(box)
+            try:
+                upper = await self.backend.open_layer(box)
+                result = await asyncio.to_thread(
+                    self.store.pack, upper, box_id=box.id, kind="named", name=name,
+                    owner=box.owner, index=self._load_index(box))
+                self._save_index(box, result.index)
+            finally:
+                if opened_here:
+                    await self.backend.close_layer(box)
+                if was_running:
+                    await self.backend.resume(box)
+            return result.record
+
+    def _copy_snapshot(self, box: BoxRecord, name: str) -> SnapshotRecord:
+        """Name an archived box's state: restore-free, by re-packing from its freeze."""
+        tmp = self.config.data_dir / "tmp" / f"named-{box.id}-{secrets.token_hex(4)}"
+        tmp.mkdir(parents=True)
+        try:
+            assert box.snapshot_id is not None
+            self.store.restore(box.snapshot_id, tmp, box.uid)
+            return self.store.pack(tmp, box_id=box.id, kind="named", name=name,
+                                   owner=box.owner, index=None).record
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    async def list_snapshots(self, owner: str | None = None) -> list[SnapshotRecord]:
+        records = await asyncio.to_thread(self.store.list)
+        return [r for r in records if r.kind == "named" and (owner is None or r.owner == owner)]
+
+    async def get_snapshot(self, snapshot_id: str) -> SnapshotRecord:
+        record = await asyncio.to_thread(self.store.get, snapshot_id)
+        if record.kind != "named":
+            raise SnapshotNotFoundError(f"no snapshot {snapshot_id!r}")
+        return record
+
+    async def delete_snapshot(self, snapshot_id: str) -> None:
+        await self.get_snapshot(snapshot_id)
+        await asyncio.to_thread(self.store.delete, snapshot_id)
+
+    async def gc(self, grace_s: float = 600.0) -> int:
+        """Drop freeze snapshots no box points at, then blobs nothing references."""
+        current = {b.snapshot_id for b in await self.registry.list()}
+        for record in await asyncio.to_thread(self.store.list):
+            if (record.kind == "freeze" and record.id not in current
+                    and time.time() - record.created_at > grace_s):
+                await asyncio.to_thread(self.store.delete, record.id)
+        return await asyncio.to_thread(self.store.gc, grace_s)
+
+    # --- transitions (caller holds the lock) ---------------------------------------------
+
+    @staticmethod
+    def _require(box: BoxRecord, allowed: set[BoxState], action: str) -> None:
+        if box.state in allowed:
+            return
+        hints = {
+            BoxState.FROZEN: "call wake() or send a request to wake it",
+            BoxState.ARCHIVED: "call wake() or send a request to wake it",
+            BoxState.PAUSED: "call resume() first",
+            BoxState.FAILED: f"wake it to restart it ({box.reason or 'no reason recorded'})",
+            BoxState.DELETED: "it was deleted; create a new box",
+        }
+        hint = hints.get(box.state, "wait for the current operation to finish and retry")
+        raise BoxStateError(f"cannot {action} box {box.id}: it is {box.state.value}; {hint}")
+
+    async def _stop_processes(self, box: BoxRecord) -> None:
+        await self.backend.stop(box)
+
+    async def _freeze_locked(self, box: BoxRecord) -> BoxRecord:
+        previous = box.state
+        await self.registry.update(box, state=BoxState.FREEZING)
+        try:
+            if previous in _LIVE_STATES:
+                if previous == BoxState.PAUSED:
+                    await self.backend.resume(box)
+                await self._prefreeze(box)
+            await self.backend.stop(box)
+            if not self.backend.has_layer(box):
+                raise BoxStateError(f"box {box.id} has no layer to freeze")
+            upper = await self.backend.open_layer(box)
+            old_snapshot = box.snapshot_id
+            if box.layer_dirty or old_snapshot is None:
+                result = await asyncio.to_thread(
+                    self.store.pack, upper, box_id=box.id, kind="freeze", name=None,
+                    owner=box.owner, index=self._load_index(box))
+                self._save_index(box, result.index)
+                new_snapshot: str | None = result.record.id
+            else:
+                new_snapshot = old_snapshot
+            await self.backend.close_layer(box)
+        except BoxError as exc:
+            await self.registry.update(box, state=BoxState.FAILED, pid=None,
+                                       reason=f"freeze failed: {exc.message}")
+            raise
+        await self.registry.update(box, state=BoxState.FROZEN, pid=None, host=None,
+                                   snapshot_id=new_snapshot, layer_dirty=False, reason=None,
+                                   freezes=box.freezes + 1)
+        if old_snapshot and old_snapshot != new_snapshot:
+            with contextlib.suppress(SnapshotNotFoundError):
+                await asyncio.to_thread(self.store.delete, old_snapshot)
+        return box
+
+    async def _prefreeze(self, box: BoxRecord) -> None:
+        """Let the box flush: its hook, then SIGTERM to every process, with a grace period."""
+        client = DaemonClient(self.backend.socket_path(box.id))
+        try:
+            await asyncio.wait_for(
+                client.prefreeze(box.pre_freeze_hook, self.config.hook_timeout_s,
+                                 self.config.prefreeze_grace_s),
+                self.config.hook_timeout_s + self.config.prefreeze_grace_s + 5)
+        except (BoxError, TimeoutError, OSError, ValueError) as exc:
+            log.warning("pre-freeze of %s did not complete: %s", box.id, exc)
+
+    async def _wake_locked(self, box: BoxRecord) -> BoxRecord:
+        previous = box.state
+        await self.registry.update(box, state=BoxState.WAKING, host=self.host)
+        try:
+            if previous == BoxState.FAILED:
+                await self.backend.stop(box)  # whatever is left of the crashed sandbox
+            if self.backend.has_layer(box):
+                await self.backend.open_layer(box)
+            elif box.snapshot_id is not None:
+                await self.backend.create_layer(box)
+                upper = await self.backend.open_layer(box)
+                index = await asyncio.to_thread(self.store.restore, box.snapshot_id, upper,
+                                                box.uid)
+                self._save_index(box, index)
+            else:
+                raise BoxStateError(f"box {box.id} has neither a local layer nor a snapshot "
+                                    "to wake from")
+            pid = await self.backend.start(box)
+        except BoxError as exc:
+            await self.registry.update(box, state=BoxState.FAILED, pid=None,
+                                       reason=f"wake failed: {exc.message}")
+            raise
+        return await self.registry.update(
+            box, state=BoxState.RUNNING, pid=pid, reason=None, layer_local=True,
+            layer_dirty=True, last_active_at=time.time(), wakes=box.wakes + 1)
+
+    async def _finish_delete(self, box: BoxRecord) -> None:
+        await self.backend.stop(box)
+        await self.backend.drop_layer(box)
+        if box.snapshot_id:
+            with contextlib.suppress(SnapshotNotFoundError):
+                await asyncio.to_thread(self.store.delete, box.snapshot_id)
+        shutil.rmtree(self.config.box_dir(box.id), ignore_errors=True)
+        await self.registry.mark_deleted(box)
+
+    async def _on_box_exit(self, box_id: str, reason: str) -> None:
+        """The sandbox died on its own (daemon killed, OOM, …): record it as failed."""
+        try:
+            async with self.locks.hold(box_id, wait_s=self.config.lock_wait_s):
+                box = await self.registry.get(box_id)
+                if box is None or box.state not in _LIVE_STATES:
+                    return
+                await self.backend.stop(box)
+                await self.registry.update(box, state=BoxState.FAILED, pid=None, reason=reason)
+        except BoxError as exc:
+            log.error("could not record the exit of box %s: %s", box_id, exc)
+
+    # --- layer index (lets a freeze skip unchanged files) --------------------------------
+
+    def _index_path(self, box: BoxRecord) -> Path:
+        return self.config.box_dir(box.id) / "layer.index"
+
+    def _load_index(self, box: BoxRecord) -> LayerIndex | None:
+        try:
+            data: LayerIndex = json.loads(self._index_path(box).read_bytes())
+            return data
+        except (OSError, ValueError):
+            return None
+
+    def _save_index(self, box: BoxRecord, index: LayerIndex) -> None:
+        path = self._index_path(box)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(index, separators=(",", ":")))
+        os.replace(tmp, path)
+
+    # --- in-box operations ---------------------------------------------------------------
+
+    async def _client(self, box_id: str, wake: bool) -> DaemonClient:
+        box = await self._get(box_id)
+        if box.state != BoxState.RUNNING:
+            if not wake:
+                self._require(box, {BoxState.RUNNING}, "reach")
+            box = await self.wake(box_id)
+        await self.registry.touch(box_id)
+        return DaemonClient(self.backend.socket_path(box.id))
+
+    async def exec(self, box_id: str, req: ExecRequest, wake: bool = True) -> ExecResult:
+        client = await self._client(box_id, wake)
+        return await client.exec(req)
+
+    async def exec_stream(self, box_id: str, req: ExecRequest,
+                          wake: bool = True) -> AsyncIterator[ExecEvent]:
+        client = await self._client(box_id, wake)
+        async for event in client.exec_stream(req):
+            yield event
+
+    async def read_file(self, box_id: str, path: str, wake: bool = True) -> bytes:
+        return await (await self._client(box_id, wake)).read_file(path)
+
+    async def write_file(self, box_id: str, path: str, data: bytes, mode: int | None = None,
+                         wake: bool = True) -> None:
+        await (await self._client(box_id, wake)).write_file(path, data, mode)
+
+    async def list_files(self, box_id: str, path: str, wake: bool = True) -> list[FileEntry]:
+        return await (await self._client(box_id, wake)).list_dir(path)
+
+    async def stat_file(self, box_id: str, path: str, wake: bool = True) -> FileEntry:
+        return await (await self._client(box_id, wake)).stat(path)
+
+    async def delete_file(self, box_id: str, path: str, recursive: bool = False,
+                          wake: bool = True) -> None:
+        await (await self._client(box_id, wake)).delete(path, recursive)
+
+    async def mkdir(self, box_id: str, path: str, wake: bool = True) -> None:
+        await (await self._client(box_id, wake)).mkdir(path)
+
+    async def health(self, box_id: str) -> dict[str, object]:
+        box = await self._get(box_id)
+        if box.state != BoxState.RUNNING:
+            raise BoxUnavailableError(f"box {box_id} is {box.state.value}")
+        return await DaemonClient(self.backend.socket_path(box.id)).health()

