@@ -41,6 +41,11 @@ class RuntimeConfig:
         return self.runtime_dir
 
     @property
+    def shared_dir(self) -> Path:
+        """Content-addressed things every data dir on this host can share (image, bwrap)."""
+        return self.run_dir.parent
+
+    @property
     def instance(self) -> str:
         """A short name for this data dir, used to name cgroups."""
         return self.run_dir.name

