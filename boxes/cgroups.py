@@ -6,6 +6,7 @@ Where neither is usable, `NoCgroups` keeps boxes running on rlimits alone.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from pathlib import Path
@@ -228,10 +229,8 @@ class V2Cgroups:
             leaf = self._own / f"burrow-{self._instance}-manager"
             leaf.mkdir(exist_ok=True)
             for pid in _read(self._own / "cgroup.procs").split():
-                try:
+                with contextlib.suppress(OSError):  # exited meanwhile, or a kernel thread
                     _write(leaf / "cgroup.procs", pid)
-                except OSError:
-                    pass  # exited meanwhile, or a kernel thread
             _write(self._own / "cgroup.subtree_control", enable)
         self.base.mkdir(exist_ok=True)
         _write(self.base / "cgroup.subtree_control", enable)

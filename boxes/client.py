@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from boxes.errors import BoxFileError, BoxUnavailableError, InvalidRequestError
+from boxes.errors import (
+    BoxFileError,
+    BoxUnavailableError,
+    DaemonUnreachableError,
+    InvalidRequestError,
+)
 from boxes.models import ExecEvent, ExecRequest, ExecResult, FileEntry
 
 _LINE_LIMIT = 64 * 1024 * 1024  # one exec output event is at most 64 KiB of text, JSON-escaped
@@ -32,10 +38,8 @@ class _Reply:
         if not self.closed:
             self.closed = True
             self.writer.close()
-            try:
+            with contextlib.suppress(OSError):
                 await self.writer.wait_closed()
-            except OSError:
-                pass
 
 
 def _raise_for(reply: dict[str, Any]) -> dict[str, Any]:
@@ -62,7 +66,7 @@ class DaemonClient:
                 asyncio.open_unix_connection(self.socket_path, limit=_LINE_LIMIT),
                 _CONNECT_TIMEOUT_S)
         except (OSError, TimeoutError) as exc:
-            raise BoxUnavailableError(f"box daemon unreachable: {exc}") from exc
+            raise DaemonUnreachableError(f"box daemon unreachable: {exc}") from exc
         writer.write(json.dumps(request, separators=(",", ":")).encode() + b"\n")
         if body:
             writer.write(body)

@@ -52,12 +52,12 @@ class _ScanContext:
     parse_int = int
     parse_constant = {"NaN": float("nan"), "Infinity": float("inf"),
                       "-Infinity": float("-inf")}.__getitem__
-    memo: dict[str, object] = {}  # noqa: RUF012 (the C scanner reads it as an attribute)
+    memo: dict[str, object] = {}  # the C scanner reads these as attributes
 
 
 _encode = _json.make_encoder(None, _no_default, _json.encode_basestring_ascii, None,
                              ":", ",", False, False, True)
-_scan = _json.make_scanner(_ScanContext())
+_scan = _json.make_scanner(_ScanContext())  # type: ignore[arg-type]
 
 
 def dumps(obj: object) -> bytes:
@@ -88,7 +88,7 @@ _ERRNO_CODES = {
 
 
 def os_fail(err: OSError, path: str) -> Fail:
-    code = _ERRNO_CODES.get(err.errno, "io_error")
+    code = _ERRNO_CODES.get(err.errno or 0, "io_error")
     return Fail(code, f"{path}: {err.strerror}")
 
 
@@ -288,53 +288,81 @@ def _ms_since(started: float) -> float:
     return round((time.monotonic() - started) * 1000, 3)
 
 
+class _Pump:
+    """Streams one command's output to the client until it ends (or times out)."""
+
+    def __init__(self, conn: "Conn | _Sink", pid: int, names: dict[int, str],
+                 started: float, timeout: float | None) -> None:
+        self.conn = conn
+        self.pid = pid
+        self.names = names
+        self.open_fds = dict(names)
+        self.decoders = {fd: codecs.getincrementaldecoder("utf-8")("replace") for fd in names}
+        self.deadline = None if timeout is None else started + timeout
+        self.status: int | None = None
+        self.exited_at = 0.0
+        self.timed_out = False
+        self.poller = select.poll()
+        for fd in names:
+            self.poller.register(fd, select.POLLIN)
+
+    def _wait_ms(self) -> int:
+        if self.deadline is None or self.timed_out:
+            return 100
+        return max(0, min(100, int((self.deadline - time.monotonic()) * 1000) + 1))
+
+    def _read(self, fd: int) -> None:
+        data = os.read(fd, CHUNK)
+        text = self.decoders[fd].decode(data, final=not data)
+        if text:
+            self.conn.send({"type": self.names[fd], "data": text})
+        if not data:
+            self.poller.unregister(fd)
+            del self.open_fds[fd]
+
+    def _check(self) -> bool:
+        """Handle the deadline and the exit; True when the pump should stop waiting."""
+        now = time.monotonic()
+        if self.deadline is not None and not self.timed_out and now >= self.deadline:
+            self.timed_out = True
+            _kill_group(self.pid)
+        if self.status is None:
+            done, status = os.waitpid(self.pid, os.WNOHANG)
+            if done:
+                self.status, self.exited_at = status, now
+            return False
+        # left-behind children may hold the pipes; they don't keep the exec open
+        return now - self.exited_at > DRAIN_AFTER_EXIT_S
+
+    def run(self) -> tuple[int, bool]:
+        try:
+            while self.open_fds:
+                for fd, _event in self.poller.poll(self._wait_ms()):
+                    self._read(fd)
+                if self._check():
+                    break
+        except OSError:
+            _kill_group(self.pid)  # the client went away: nobody will read this output
+            raise
+        finally:
+            for fd in self.names:
+                _close_quietly(fd)
+        if self.status is None:
+            _, self.status = os.waitpid(self.pid, 0)
+        return self.status, self.timed_out
+
+
 def _pump(conn: "Conn | _Sink", pid: int, names: dict[int, str], started: float,
           timeout: float | None) -> tuple[int, bool]:
     """Stream the command's output until it ends; return (wait status, timed out)."""
-    decoders = {fd: codecs.getincrementaldecoder("utf-8")("replace") for fd in names}
-    poller = select.poll()
-    for fd in names:
-        poller.register(fd, select.POLLIN)
-    deadline = None if timeout is None else started + timeout
-    status: int | None = None
-    exited_at = 0.0
-    timed_out = False
-    open_fds = dict(names)
+    return _Pump(conn, pid, names, started, timeout).run()
+
+
+def _close_quietly(fd: int) -> None:
     try:
-        while open_fds:
-            wait_ms = 100
-            if deadline is not None and not timed_out:
-                wait_ms = max(0, min(wait_ms, int((deadline - time.monotonic()) * 1000) + 1))
-            for fd, _event in poller.poll(wait_ms):
-                data = os.read(fd, CHUNK)
-                text = decoders[fd].decode(data, final=not data)
-                if text:
-                    conn.send({"type": names[fd], "data": text})
-                if not data:
-                    poller.unregister(fd)
-                    del open_fds[fd]
-            now = time.monotonic()
-            if deadline is not None and not timed_out and now >= deadline:
-                timed_out = True
-                _kill_group(pid)
-            if status is None:
-                done, st = os.waitpid(pid, os.WNOHANG)
-                if done:
-                    status, exited_at = st, now
-            elif now - exited_at > DRAIN_AFTER_EXIT_S:
-                break  # left-behind children hold the pipes; they don't keep the exec open
+        os.close(fd)
     except OSError:
-        _kill_group(pid)  # the client went away: nobody will read this command's output
-        raise
-    finally:
-        for fd in names:
-            try:
-                os.close(fd)
-            except OSError:
-                pass
-    if status is None:
-        _, status = os.waitpid(pid, 0)
-    return status, timed_out
+        pass
 
 
 def _kill_group(pid: int) -> None:
@@ -434,7 +462,7 @@ def op_list(conn: Conn, req: dict[str, object]) -> None:
                     continue  # removed while we listed
     except OSError as exc:
         raise os_fail(exc, path) from None
-    entries.sort(key=lambda e: e["name"])
+    entries.sort(key=lambda e: str(e["name"]))
     conn.send({"ok": True, "entries": entries})
 
 
@@ -511,13 +539,24 @@ def _other_processes() -> list[int]:
     return alive
 
 
+def _seconds(req: dict[str, object], key: str, default: float) -> float:
+    value = req.get(key)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise Fail("invalid", f"{key} must be a non-negative number of seconds")
+    return float(value)
+
+
 def op_prefreeze(conn: Conn, req: dict[str, object]) -> None:
     """Let the box flush before it stops: run its hook, then SIGTERM everything and wait."""
     hook_result = None
     hook = req.get("hook")
     if hook:
-        hook_result = _run_hook(hook, float(req.get("hook_timeout_s") or 10))
-    grace = float(req.get("grace_s") or 2)
+        if not isinstance(hook, str):
+            raise Fail("invalid", "hook must be a shell command")
+        hook_result = _run_hook(hook, _seconds(req, "hook_timeout_s", 10.0))
+    grace = _seconds(req, "grace_s", 2.0)
     try:
         os.kill(-1, SIGTERM)  # everything but ourselves and the namespace's init
     except OSError:
@@ -558,9 +597,10 @@ class _Sink:
         self.out.append(str(event.get("data", "")))
 
 
-OPS: "dict[str, Callable[[Conn, dict[str, object]], None]]" = {"health": op_health, "exec": op_exec, "read": op_read, "write": op_write,
-       "list": op_list, "stat": op_stat, "delete": op_delete, "mkdir": op_mkdir,
-       "prefreeze": op_prefreeze}
+OPS: "dict[str, Callable[[Conn, dict[str, object]], None]]" = {
+    "health": op_health, "exec": op_exec, "read": op_read, "write": op_write, "list": op_list,
+    "stat": op_stat, "delete": op_delete, "mkdir": op_mkdir, "prefreeze": op_prefreeze,
+}
 
 
 def serve_conn(sock: _socket.socket) -> None:
@@ -568,7 +608,7 @@ def serve_conn(sock: _socket.socket) -> None:
     try:
         try:
             req = conn.read_header()
-            handler = OPS.get(req["op"])
+            handler = OPS.get(str(req["op"]))
             if handler is None:
                 raise Fail("invalid", f"unknown op {req['op']!r}")
             handler(conn, req)
@@ -615,7 +655,7 @@ def main() -> int:
         os.close(int(ready_fd))
     while True:
         try:
-            fd, _ = server._accept()
+            fd, _ = server._accept()  # type: ignore[attr-defined]
         except InterruptedError:
             continue
         _thread.start_new_thread(serve_conn, (_socket.socket(fileno=fd),))

@@ -8,6 +8,7 @@
     ├── BoxFileError             a file operation failed inside the box (404/409/413/…)
     ├── BoxBusyError             another transition holds the box for too long (503, retry)
     ├── BoxUnavailableError      the box's daemon does not answer (503)
+    │   └── DaemonUnreachableError   …before anything was sent (the manager retries)
     ├── SandboxStartError        the sandbox could not be started (503)
     ├── SnapshotError            a snapshot is unusable or would escape its layer (422)
     └── HostUnsupportedError     this host cannot run boxes; the message says what is missing
@@ -41,7 +42,7 @@ class BoxStateError(BoxError):
 
 
 class BoxFileError(BoxError):
-    """A file operation failed inside the box; `code` is the daemon's (not_found, is_a_directory…)."""
+    """A file operation failed inside the box; `code` is the daemon's (not_found, …)."""
 
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
@@ -54,6 +55,10 @@ class BoxBusyError(BoxError):
 
 class BoxUnavailableError(BoxError):
     code = "unavailable"
+
+
+class DaemonUnreachableError(BoxUnavailableError):
+    """The daemon could not be reached at all, so nothing was sent: safe to retry."""
 
 
 class SandboxStartError(BoxError):

@@ -24,9 +24,9 @@ async def read_until(fd: int, done: bytes | None, timeout_s: float, limit: int =
         except OSError:
             chunk = b""
         data.extend(chunk)
-        if not chunk or (done is not None and done in data) or len(data) >= limit:
-            if not finished.done():
-                finished.set_result(None)
+        complete = not chunk or (done is not None and done in data) or len(data) >= limit
+        if complete and not finished.done():
+            finished.set_result(None)
 
     loop.add_reader(fd, on_readable)
     try:

@@ -102,6 +102,40 @@ def _check_host() -> None:
             "install the distribution's python3 package")
 
 
+def _populate(root: Path, daemon_source: bytes) -> None:
+    for mount_point in _MOUNT_POINTS:
+        (root / mount_point).mkdir(parents=True, exist_ok=True)
+    for link in _TOP_LINKS:
+        host = Path("/") / link
+        if host.is_symlink():
+            os.symlink(os.readlink(host), root / link)
+        elif host.is_dir():
+            (root / link).mkdir()
+    (root / "etc").mkdir()
+    _copy_etc(root / "etc")
+    skel = Path("/etc/skel")
+    if skel.is_dir():  # the box user's dotfiles, as a new account would get them
+        shutil.copytree(skel, root / "workspace", symlinks=True, dirs_exist_ok=True)
+    source = root / "opt/burrow/boxd.py"
+    source.write_bytes(daemon_source)
+    # Compile with the box's own interpreter: a box runs the .pyc, skipping a compile at start.
+    subprocess.run([DAEMON_PYTHON, "-I", "-S", "-c",
+                    "import py_compile, sys; py_compile.compile(sys.argv[1], cfile=sys.argv[2], "
+                    "doraise=True)", str(source), str(root / DAEMON_PATH.lstrip("/"))],
+                   check=True, capture_output=True)
+
+
+def _make_world_readable(root: Path) -> None:
+    for dirpath, dirs, files in os.walk(root):
+        for name in dirs + files:
+            path = os.path.join(dirpath, name)
+            if not os.path.islink(path):
+                mode = 0o755 if name in dirs else os.stat(path).st_mode & 0o755 | 0o444
+                os.chmod(path, mode)
+    os.chmod(root / "tmp", 0o1777)
+    os.chmod(root / "var/tmp", 0o1777)
+
+
 def build_host_image(images_dir: Path) -> Image:
     """Return the current `host` image, building it on first use."""
     _check_host()
@@ -117,37 +151,8 @@ def build_host_image(images_dir: Path) -> Image:
     tmp = images_dir / f".{name}.{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(mode=0o755)
-    for mount_point in _MOUNT_POINTS:
-        (tmp / mount_point).mkdir(parents=True, exist_ok=True)
-    for link in _TOP_LINKS:
-        host = Path("/") / link
-        if host.is_symlink():
-            os.symlink(os.readlink(host), tmp / link)
-        elif host.is_dir():
-            (tmp / link).mkdir()
-    (tmp / "etc").mkdir()
-    _copy_etc(tmp / "etc")
-    skel = Path("/etc/skel")
-    if skel.is_dir():  # the box user's dotfiles, as a new account would get them
-        shutil.copytree(skel, tmp / "workspace", symlinks=True, dirs_exist_ok=True)
-    source = tmp / "opt/burrow/boxd.py"
-    source.write_bytes(daemon_source)
-    # Compile with the box's own interpreter: a box runs the .pyc, skipping a compile at start.
-    subprocess.run([DAEMON_PYTHON, "-I", "-S", "-c",
-                    "import py_compile, sys; py_compile.compile(sys.argv[1], cfile=sys.argv[2], "
-                    "doraise=True)", str(source), str(tmp / DAEMON_PATH.lstrip("/"))],
-                   check=True, capture_output=True)
-    for root, dirs, files in os.walk(tmp):
-        for d in dirs:
-            p = os.path.join(root, d)
-            if not os.path.islink(p):
-                os.chmod(p, 0o755)
-        for f in files:
-            p = os.path.join(root, f)
-            if not os.path.islink(p):
-                os.chmod(p, os.stat(p).st_mode & 0o755 | 0o444)
-    os.chmod(tmp / "tmp", 0o1777)
-    os.chmod(tmp / "var/tmp", 0o1777)
+    _populate(tmp, daemon_source)
+    _make_world_readable(tmp)
     try:
         os.rename(tmp, path)
     except OSError:  # another process built the same image first

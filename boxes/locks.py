@@ -83,4 +83,4 @@ class BoxLocks:
     async def _renew(self, key: str, token: str) -> None:
         while True:
             await asyncio.sleep(self.ttl_ms / 3000)
-            await self.redis.eval(_EXTEND, 1, key, token, self.ttl_ms)  # type: ignore[misc]
+            await self.redis.eval(_EXTEND, 1, key, token, str(self.ttl_ms))  # type: ignore[misc]

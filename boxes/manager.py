@@ -13,6 +13,7 @@ frozen box first unless told not to.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import contextlib
 import json
 import logging
@@ -21,8 +22,9 @@ import secrets
 import shutil
 import socket
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import TypeVar
 
 from redis.asyncio import Redis
 
@@ -33,6 +35,7 @@ from boxes.errors import (
     BoxNotFoundError,
     BoxStateError,
     BoxUnavailableError,
+    DaemonUnreachableError,
     SnapshotNotFoundError,
 )
 from boxes.locks import BoxLocks
@@ -51,6 +54,7 @@ from boxes.sandbox import BoxUsage, BubblewrapBackend, SandboxBackend
 from boxes.snapshots import LayerIndex, LocalSnapshotStore, SnapshotStore
 
 log = logging.getLogger("burrow.boxes")
+T = TypeVar("T")
 
 _ID_ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
 _LIVE_STATES = {BoxState.RUNNING, BoxState.PAUSED}
@@ -98,7 +102,7 @@ class BoxManager:
         os.chmod(self.config.data_dir, 0o711)
         await self.backend.prepare()
         self.backend.set_exit_handler(self._on_box_exit)
-        if not await self.registry.list() and any(self.config.boxes_dir.glob("*/box.json")):
+        if not await self.registry.all() and any(self.config.boxes_dir.glob("*/box.json")):
             count = await self.registry.rebuild()
             log.warning("registry was empty; rebuilt %d boxes from %s", count,
                         self.config.boxes_dir)
@@ -106,21 +110,25 @@ class BoxManager:
 
     async def close(self) -> None:
         """Stop the boxes this process runs. Their layers stay; a later wake resumes them."""
-        for box in await self.registry.list():
-            if box.host == self.host and box.state in _LIVE_STATES | _TRANSIENT:
-                with contextlib.suppress(BoxError):
-                    async with self.locks.hold(box.id, wait_s=5):
+        for box in await self.registry.all():
+            if box.host != self.host:
+                continue
+            with contextlib.suppress(BoxError):
+                async with self.locks.hold(box.id, wait_s=5):
+                    box = await self._get(box.id)
+                    if box.state in _LIVE_STATES | _TRANSIENT:
                         await self._stop_processes(box)
-                        await self.backend.close_layer(box)
                         await self.registry.update(
-                            box, state=BoxState.FAILED, pid=None, host=None,
+                            box, state=BoxState.FAILED, pid=None,
                             reason="burrow stopped while the box was running; wake it to "
                                    "continue from its layer")
+                    if self.backend.layer_is_open(box):
+                        await self.backend.close_layer(box)
         await self.backend.close()
 
     async def reconcile(self) -> None:
         """Bring boxes whose manager died back to a consistent, wakeable state."""
-        for box in await self.registry.list():
+        for box in await self.registry.all():
             orphaned = box.host != self.host and not _process_alive(box.host)
             if box.state in _LIVE_STATES | _TRANSIENT and orphaned:
                 async with self.locks.hold(box.id):
@@ -147,8 +155,8 @@ class BoxManager:
         return await self._get(box_id)
 
     async def list(self, owner: str | None = None,
-                   labels: dict[str, str] | None = None) -> list[BoxRecord]:
-        boxes = await self.registry.list()
+                   labels: dict[str, str] | None = None) -> builtins.list[BoxRecord]:
+        boxes = await self.registry.all()
         return [b for b in boxes
                 if (owner is None or b.owner == owner)
                 and all(b.labels.get(k) == v for k, v in (labels or {}).items())]
@@ -290,7 +298,7 @@ class BoxManager:
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
 
-    async def list_snapshots(self, owner: str | None = None) -> list[SnapshotRecord]:
+    async def list_snapshots(self, owner: str | None = None) -> builtins.list[SnapshotRecord]:
         records = await asyncio.to_thread(self.store.list)
         return [r for r in records if r.kind == "named" and (owner is None or r.owner == owner)]
 
@@ -306,7 +314,7 @@ class BoxManager:
 
     async def gc(self, grace_s: float = 600.0) -> int:
         """Drop freeze snapshots no box points at, then blobs nothing references."""
-        current = {b.snapshot_id for b in await self.registry.list()}
+        current = {b.snapshot_id for b in await self.registry.all()}
         for record in await asyncio.to_thread(self.store.list):
             if (record.kind == "freeze" and record.id not in current
                     and time.time() - record.created_at > grace_s):
@@ -453,35 +461,61 @@ class BoxManager:
         await self.registry.touch(box_id)
         return DaemonClient(self.backend.socket_path(box.id))
 
-    async def exec(self, box_id: str, req: ExecRequest, wake: bool = True) -> ExecResult:
+    async def _call(self, box_id: str, wake: bool,
+                    operation: Callable[[DaemonClient], Awaitable[T]]) -> T:
+        """Run `operation` against the box's daemon; if the daemon is gone before anything
+        was sent (it crashed a moment ago), record that and, when allowed, wake and retry."""
         client = await self._client(box_id, wake)
-        return await client.exec(req)
+        try:
+            return await operation(client)
+        except DaemonUnreachableError:
+            if not wake:
+                raise
+            await self._recover(box_id)
+            return await operation(await self._client(box_id, wake))
+
+    async def _recover(self, box_id: str) -> None:
+        async with self.locks.hold(box_id):
+            box = await self._get(box_id)
+            if box.state in _LIVE_STATES and not self.backend.is_alive(box):
+                await self.backend.stop(box)
+                await self.registry.update(box, state=BoxState.FAILED, pid=None,
+                                           reason="the box's daemon stopped answering")
+
+    async def exec(self, box_id: str, req: ExecRequest, wake: bool = True) -> ExecResult:
+        return await self._call(box_id, wake, lambda c: c.exec(req))
 
     async def exec_stream(self, box_id: str, req: ExecRequest,
                           wake: bool = True) -> AsyncIterator[ExecEvent]:
-        client = await self._client(box_id, wake)
-        async for event in client.exec_stream(req):
+        async def first_event(client: DaemonClient) -> tuple[AsyncIterator[ExecEvent], ExecEvent]:
+            stream = client.exec_stream(req)
+            return stream, await anext(stream)
+
+        stream, event = await self._call(box_id, wake, first_event)
+        yield event
+        async for event in stream:
             yield event
 
     async def read_file(self, box_id: str, path: str, wake: bool = True) -> bytes:
-        return await (await self._client(box_id, wake)).read_file(path)
+        return await self._call(box_id, wake, lambda c: c.read_file(path))
 
     async def write_file(self, box_id: str, path: str, data: bytes, mode: int | None = None,
                          wake: bool = True) -> None:
-        await (await self._client(box_id, wake)).write_file(path, data, mode)
+        await self._call(box_id, wake, lambda c: c.write_file(path, data, mode))
 
-    async def list_files(self, box_id: str, path: str, wake: bool = True) -> list[FileEntry]:
-        return await (await self._client(box_id, wake)).list_dir(path)
+    async def list_files(self, box_id: str, path: str,
+                         wake: bool = True) -> builtins.list[FileEntry]:
+        return await self._call(box_id, wake, lambda c: c.list_dir(path))
 
     async def stat_file(self, box_id: str, path: str, wake: bool = True) -> FileEntry:
-        return await (await self._client(box_id, wake)).stat(path)
+        return await self._call(box_id, wake, lambda c: c.stat(path))
 
     async def delete_file(self, box_id: str, path: str, recursive: bool = False,
                           wake: bool = True) -> None:
-        await (await self._client(box_id, wake)).delete(path, recursive)
+        await self._call(box_id, wake, lambda c: c.delete(path, recursive))
 
     async def mkdir(self, box_id: str, path: str, wake: bool = True) -> None:
-        await (await self._client(box_id, wake)).mkdir(path)
+        await self._call(box_id, wake, lambda c: c.mkdir(path))
 
     async def health(self, box_id: str) -> dict[str, object]:
         box = await self._get(box_id)

@@ -10,6 +10,7 @@ namespace of its own, so the host's /dev/net/tun permissions need not change.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import os
 import shutil
@@ -43,10 +44,8 @@ class Egress:
             os.close(self.exit_fd)
             self.exit_fd = None
         if self.proc.returncode is None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 self.proc.kill()
-            except ProcessLookupError:
-                pass
             await self.proc.wait()
 
 
@@ -61,9 +60,9 @@ async def start_egress(child_pid: int, uid: int, run_dir: Path) -> Egress:
     userns_fd = fcntl.ioctl(net_fd, _NS_GET_USERNS)
     ready_r, ready_w = os.pipe()
     exit_r, exit_w = os.pipe()  # slirp4netns exits when this process (the write end) goes away
-    script = ('mount --bind "$1" /dev/net/tun && shift && exec setpriv --reuid="$1" '
-              '--regid="$1" --clear-groups --inh-caps=-all --bounding-set=-all -- '
-              'slirp4netns "$@"')
+    script = ('uid=$2 && mount --bind "$1" /dev/net/tun && shift 2 && exec setpriv '
+              '--reuid="$uid" --regid="$uid" --clear-groups --inh-caps=-all '
+              '--bounding-set=-all -- slirp4netns "$@"')
     argv = [
         "unshare", "--mount", "--propagation", "private", "--", "/bin/sh", "-c", script, "sh",
         str(tun), str(uid),

@@ -6,6 +6,7 @@ on disk lets `rebuild()` recover every box from the data dir if Redis is ever lo
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import time
@@ -82,7 +83,7 @@ class Registry:
     async def incr(self, box_id: str, field: str, by: int = 1) -> int:
         return int(await self.redis.hincrby(self._key(box_id), field, by))  # type: ignore[misc]
 
-    async def list(self) -> list[BoxRecord]:
+    async def all(self) -> list[BoxRecord]:
         ids = sorted(m.decode() for m in await self.redis.smembers(self._index))  # type: ignore[misc]
         async with self.redis.pipeline(transaction=False) as pipe:
             for box_id in ids:
@@ -100,6 +101,15 @@ class Registry:
             pipe.srem(self._index, box.id)
             await pipe.execute()
 
+    def _read_mirrors(self) -> list[BoxRecord]:
+        boxes = []
+        for path in sorted(Path(self.config.boxes_dir).glob("*/box.json")):
+            try:
+                boxes.append(BoxRecord.from_dict(json.loads(path.read_text())))
+            except (OSError, ValueError, KeyError, TypeError):
+                continue  # a box whose mirror is unreadable cannot be recovered here
+        return boxes
+
     async def rebuild(self) -> int:
         """Re-create the registry from the data dir (after Redis was lost); return box count.
 
@@ -109,11 +119,7 @@ class Registry:
         """
         count = 0
         max_uid = self.config.uid_base
-        for path in sorted(Path(self.config.boxes_dir).glob("*/box.json")):
-            try:
-                box = BoxRecord.from_dict(json.loads(path.read_text()))
-            except (OSError, ValueError, KeyError, TypeError):
-                continue
+        for box in await asyncio.to_thread(self._read_mirrors):
             if box.state in _LIVE:
                 box.state = BoxState.FAILED
                 box.reason = ("the registry was rebuilt while this box was running; "

@@ -14,6 +14,7 @@ outside the layer.
 from __future__ import annotations
 
 import base64
+import contextlib
 import ctypes
 import hashlib
 import json
@@ -250,33 +251,13 @@ class LocalSnapshotStore:
         links: set[str] = set()
         seen: set[str] = set()
         for entry in entries:
-            path = entry.get("p")
-            if not isinstance(path, str) or not path or "\0" in path or path.startswith("/"):
-                raise SnapshotError(f"manifest entry {path!r}: paths must be relative")
-            parts = path.split("/")
-            if any(part in ("", ".", "..") for part in parts):
-                raise SnapshotError(f"manifest entry {path!r}: '..', '.' and empty parts "
-                                    "are not allowed")
-            for depth in range(1, len(parts)):
-                if "/".join(parts[:depth]) in links:
-                    raise SnapshotError(f"manifest entry {path!r} would be written through "
-                                        "a symlink")
+            path = _check_path(entry.get("p"), links)
             if path in seen:
                 raise SnapshotError(f"manifest entry {path!r} appears twice")
             seen.add(path)
-            kind = entry.get("t")
-            if kind == "l":
+            _check_entry(path, entry)
+            if entry["t"] == "l":
                 links.add(path)
-                if not isinstance(entry.get("l"), str) or "\0" in entry["l"]:
-                    raise SnapshotError(f"manifest entry {path!r}: bad link target")
-            elif kind == "f":
-                if not isinstance(entry.get("h"), str) or not _HASH_RE.match(entry["h"]):
-                    raise SnapshotError(f"manifest entry {path!r}: bad content hash")
-            elif kind not in ("d", "w", "p"):
-                raise SnapshotError(f"manifest entry {path!r}: unknown type {kind!r}")
-            mode = entry.get("m", 0)
-            if not isinstance(mode, int) or not 0 <= mode <= 0o7777:
-                raise SnapshotError(f"manifest entry {path!r}: bad mode")
 
     def restore(self, snapshot_id: str, layer: Path, uid: int) -> LayerIndex:
         entries = self._manifest(snapshot_id)
@@ -361,6 +342,33 @@ class LocalSnapshotStore:
         return StoreStats(len(records), blobs, stored, sum(r.logical_bytes for r in records))
 
 
+def _check_path(path: object, links: set[str]) -> str:
+    if not isinstance(path, str) or not path or "\0" in path or path.startswith("/"):
+        raise SnapshotError(f"manifest entry {path!r}: paths must be relative")
+    parts = path.split("/")
+    if any(part in ("", ".", "..") for part in parts):
+        raise SnapshotError(f"manifest entry {path!r}: '..', '.' and empty parts are not allowed")
+    for depth in range(1, len(parts)):
+        if "/".join(parts[:depth]) in links:
+            raise SnapshotError(f"manifest entry {path!r} would be written through a symlink")
+    return path
+
+
+def _check_entry(path: str, entry: dict[str, Any]) -> None:
+    kind = entry.get("t")
+    if kind == "l":
+        if not isinstance(entry.get("l"), str) or "\0" in entry["l"]:
+            raise SnapshotError(f"manifest entry {path!r}: bad link target")
+    elif kind == "f":
+        if not isinstance(entry.get("h"), str) or not _HASH_RE.match(entry["h"]):
+            raise SnapshotError(f"manifest entry {path!r}: bad content hash")
+    elif kind not in ("d", "w", "p"):
+        raise SnapshotError(f"manifest entry {path!r}: unknown type {kind!r}")
+    mode = entry.get("m", 0)
+    if isinstance(mode, bool) or not isinstance(mode, int) or not 0 <= mode <= 0o7777:
+        raise SnapshotError(f"manifest entry {path!r}: bad mode")
+
+
 class _Restorer:
     """Writes manifest entries into a layer through directory fds, never following a link."""
 
@@ -414,10 +422,8 @@ class _Restorer:
 
     def _apply_dir(self, dir_fd: int, name: str, path: str, mode: int, mtime: int,
                    entry: dict[str, Any]) -> None:
-        try:
+        with contextlib.suppress(FileExistsError):  # e.g. workspace/ and tmp/ of a new layer
             os.mkdir(name, 0o700, dir_fd=dir_fd)
-        except FileExistsError:
-            pass  # e.g. workspace/ and tmp/ of a fresh layer
         fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=dir_fd)
         self.dir_fds[path] = fd
         os.fchown(fd, self.uid, self.uid)

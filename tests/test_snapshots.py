@@ -1,0 +1,166 @@
+"""The snapshot store on its own: dedupe, incremental packing, gc, and refusing bad manifests."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from pathlib import Path
+
+import pytest
+import zstandard
+
+from boxes.errors import SnapshotError
+from boxes.snapshots import LocalSnapshotStore
+
+UID = os.getuid()
+
+
+def make_layer(root: Path) -> Path:
+    root.mkdir(parents=True)
+    (root / "workspace/proj").mkdir(parents=True)
+    (root / "workspace/proj/a.txt").write_text("alpha")
+    (root / "workspace/proj/same1").write_bytes(b"dup" * 1000)
+    (root / "workspace/proj/same2").write_bytes(b"dup" * 1000)
+    os.symlink("a.txt", root / "workspace/proj/link")
+    os.mknod(root / "workspace/gone", stat.S_IFCHR, 0)  # an overlay whiteout
+    (root / "srv").mkdir()
+    os.setxattr(root / "srv", "user.overlay.opaque", b"y")
+    os.chmod(root / "workspace/proj/a.txt", 0o600)
+    os.utime(root / "workspace/proj/a.txt", ns=(1_000_000_000_000_000_000,) * 2)
+    return root
+
+
+def describe(root: Path) -> list[tuple[str, ...]]:
+    out = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in sorted(dirnames + filenames):
+            p = Path(dirpath, name)
+            st = p.lstat()
+            kind = stat.S_IFMT(st.st_mode)
+            extra = ""
+            if stat.S_ISREG(st.st_mode):
+                extra = p.read_bytes().hex()[:64] + str(st.st_mtime_ns)
+            elif stat.S_ISLNK(st.st_mode):
+                extra = os.readlink(p)
+            elif stat.S_ISDIR(st.st_mode):
+                extra = ",".join(f"{k}={os.getxattr(p, k)!r}" for k in sorted(os.listxattr(p)))
+            out.append((str(p.relative_to(root)), str(kind), oct(stat.S_IMODE(st.st_mode)),
+                        str(st.st_rdev), extra))
+    return sorted(out)
+
+
+def test_pack_and_restore_roundtrip_keeps_whiteouts_opaque_dirs_modes_and_mtimes(
+        tmp_path: Path) -> None:
+    store = LocalSnapshotStore(tmp_path / "store")
+    layer = make_layer(tmp_path / "layer")
+    result = store.pack(layer, box_id="b_x", kind="freeze", name=None, owner=None, index=None)
+    target = tmp_path / "restored"
+    target.mkdir()
+    store.restore(result.record.id, target, UID)
+    assert describe(target) == describe(layer)
+
+
+def test_python_tarfile_loses_the_opaque_flag_so_the_store_keeps_xattrs_itself(
+        tmp_path: Path) -> None:
+    import tarfile
+
+    layer = make_layer(tmp_path / "layer")
+    with tarfile.open(tmp_path / "t.tar", "w") as tar:
+        tar.add(layer, arcname=".")
+    out = tmp_path / "untarred"
+    out.mkdir()
+    with tarfile.open(tmp_path / "t.tar") as tar:
+        tar.extractall(out, filter="tar")
+    assert "user.overlay.opaque" not in os.listxattr(out / "srv")
+
+
+def test_identical_files_are_stored_once_across_snapshots(tmp_path: Path) -> None:
+    store = LocalSnapshotStore(tmp_path / "store")
+    for i in range(5):
+        layer = make_layer(tmp_path / f"layer{i}")
+        store.pack(layer, box_id=f"b_{i}", kind="freeze", name=None, owner=None, index=None)
+    stats = store.stats()
+    assert stats.snapshots == 5
+    assert stats.blobs == 2  # "alpha" and the duplicated "dup…" content
+
+
+def test_unchanged_files_are_not_reread(tmp_path: Path) -> None:
+    store = LocalSnapshotStore(tmp_path / "store")
+    layer = make_layer(tmp_path / "layer")
+    first = store.pack(layer, box_id="b", kind="freeze", name=None, owner=None, index=None)
+    # corrupt the index's hash for a.txt: if the pack re-read the file it would notice
+    index = {k: list(v) for k, v in first.index.items()}
+    fake = "0" * 64
+    index["workspace/proj/a.txt"][1] = fake
+    second = store.pack(layer, box_id="b", kind="freeze", name=None, owner=None, index=index)
+    assert second.index["workspace/proj/a.txt"][1] == fake  # trusted, as size/mtime/inode match
+    (layer / "workspace/proj/a.txt").write_text("changed")
+    third = store.pack(layer, box_id="b", kind="freeze", name=None, owner=None, index=index)
+    assert third.index["workspace/proj/a.txt"][1] != fake
+
+
+def test_gc_deletes_only_unreferenced_blobs(tmp_path: Path) -> None:
+    store = LocalSnapshotStore(tmp_path / "store")
+    layer = make_layer(tmp_path / "layer")
+    keep = store.pack(layer, box_id="b", kind="freeze", name=None, owner=None, index=None)
+    (layer / "workspace/proj/extra").write_bytes(os.urandom(5000))
+    drop = store.pack(layer, box_id="b", kind="freeze", name=None, owner=None, index=None)
+    assert store.stats().blobs == 3
+    assert store.gc(grace_s=0) == 0  # both snapshots still reference their blobs
+    store.delete(drop.record.id)
+    assert store.gc(grace_s=3600) == 0  # young blobs are spared
+    assert store.gc(grace_s=0) > 0
+    assert store.stats().blobs == 2
+    out = tmp_path / "out"
+    out.mkdir()
+    store.restore(keep.record.id, out, UID)
+    assert (out / "workspace/proj/a.txt").read_text() == "alpha"
+
+
+def _forge(store: LocalSnapshotStore, tmp_path: Path, entries: list[dict[str, object]]) -> str:
+    layer = tmp_path / "base"
+    if not layer.exists():
+        layer.mkdir()
+        (layer / "f").write_text("x")
+    sid = store.pack(layer, box_id="b", kind="freeze", name=None, owner=None, index=None).record.id
+    manifest = json.dumps({"format": 1, "entries": entries}).encode()
+    (store.snapshots / f"{sid}.manifest").write_bytes(zstandard.ZstdCompressor().compress(manifest))
+    return sid
+
+
+@pytest.mark.parametrize("entries", [
+    [{"p": "../escape", "t": "d", "m": 0o755}],
+    [{"p": "/tmp/abs", "t": "d", "m": 0o755}],
+    [{"p": "a/../../x", "t": "d", "m": 0o755}],
+    [{"p": "link", "t": "l", "l": "/tmp"}, {"p": "link/owned", "t": "p", "m": 0o644}],
+    [{"p": "f", "t": "f", "m": 0o644, "h": "../../../../etc/passwd"}],
+    [{"p": "dev", "t": "c", "m": 0o644}],
+    [{"p": "x", "t": "d", "m": 0o755}, {"p": "x", "t": "d", "m": 0o755}],
+    [{"p": "setuid", "t": "d", "m": 0o104755}],
+], ids=["dotdot", "absolute", "nested-dotdot", "through-symlink", "hash-path", "device",
+        "duplicate", "bad-mode"])
+def test_crafted_manifests_are_refused_before_anything_is_written(
+        tmp_path: Path, entries: list[dict[str, object]]) -> None:
+    store = LocalSnapshotStore(tmp_path / "store")
+    sid = _forge(store, tmp_path, entries)
+    target = tmp_path / "jail" / "layer"
+    target.mkdir(parents=True)
+    with pytest.raises(SnapshotError):
+        store.restore(sid, target, UID)
+    assert list(target.iterdir()) == []
+    assert list((tmp_path / "jail").iterdir()) == [target]
+    assert not Path("/tmp/abs").exists() and not Path("/tmp/owned").exists()
+
+
+def test_a_tampered_blob_is_detected(tmp_path: Path) -> None:
+    store = LocalSnapshotStore(tmp_path / "store")
+    layer = make_layer(tmp_path / "layer")
+    sid = store.pack(layer, box_id="b", kind="freeze", name=None, owner=None, index=None).record.id
+    for blob in store.blobs.rglob("*"):
+        if blob.is_file():
+            blob.write_bytes(zstandard.ZstdCompressor().compress(b"evil"))
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(SnapshotError, match="corrupt"):
+        store.restore(sid, out, UID)
