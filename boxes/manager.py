@@ -453,13 +453,15 @@ class BoxManager:
     # --- in-box operations ---------------------------------------------------------------
 
     async def _client(self, box_id: str, wake: bool) -> DaemonClient:
-        box = await self._get(box_id)
-        if box.state != BoxState.RUNNING:
+        running = await self.registry.touch_running(box_id) if isinstance(box_id, str) else None
+        if running is None:
+            raise BoxNotFoundError(f"no box {box_id!r}")
+        if not running:
+            box = await self._get(box_id)
             if not wake:
                 self._require(box, {BoxState.RUNNING}, "reach")
-            box = await self.wake(box_id)
-        await self.registry.touch(box_id)
-        return DaemonClient(self.backend.socket_path(box.id))
+            await self.wake(box_id)
+        return DaemonClient(self.backend.socket_path(box_id))
 
     async def _call(self, box_id: str, wake: bool,
                     operation: Callable[[DaemonClient], Awaitable[T]]) -> T:

@@ -75,10 +75,18 @@ class Registry:
         await self.put(box)
         return box
 
-    async def touch(self, box_id: str) -> None:
-        """Mark activity without a full write (no lock needed: last writer wins)."""
-        await self.redis.hset(self._key(box_id), "last_active_at",  # type: ignore[misc]
-                              json.dumps(time.time()))
+    async def touch_running(self, box_id: str) -> bool | None:
+        """One round trip on the hot path: mark activity and tell whether the box is running
+        (None: no such box)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hget(self._key(box_id), "state")
+            pipe.hset(self._key(box_id), "last_active_at", json.dumps(time.time()))
+            state, created = await pipe.execute()
+        if state is None:
+            if created:  # touched a box that does not exist: undo
+                await self.redis.delete(self._key(box_id))
+            return None
+        return bool(json.loads(state) == BoxState.RUNNING.value)
 
     async def incr(self, box_id: str, field: str, by: int = 1) -> int:
         return int(await self.redis.hincrby(self._key(box_id), field, by))  # type: ignore[misc]

@@ -226,7 +226,8 @@ class BubblewrapBackend:
 
     # --- processes -----------------------------------------------------------------------
 
-    def _argv(self, box: BoxRecord, info_fd: int, block_fd: int) -> list[str]:
+    def _argv(self, box: BoxRecord) -> list[str]:
+        """bwrap's arguments for this box, up to (not including) the command."""
         assert self.image is not None
         mountpoint = self._mountpoint(box)
         argv = [
@@ -251,8 +252,15 @@ class BubblewrapBackend:
         env["BURROW_RLIMITS"] = self._rlimits(box)
         for key, value in env.items():
             argv += ["--setenv", key, value]
-        argv += ["--info-fd", str(info_fd), "--block-fd", str(block_fd)]
         return argv
+
+    def bare_argv(self, box: BoxRecord, command: list[str]) -> list[str]:
+        """The sandbox of `box` running `command` instead of the daemon, started the same way
+        but without cgroups or a readiness handshake: the floor benchmarks compare against.
+        Run it as the box's uid, with its layer open and its socket directory present."""
+        (self._run_dir(box.id) / "sock").mkdir(parents=True, exist_ok=True)
+        os.chown(self._run_dir(box.id) / "sock", box.uid, box.uid)
+        return [*self._argv(box), "--", *command]
 
     def _check_runtime(self, box: BoxRecord) -> None:
         tool = _RUNTIME_TOOLS.get(box.runtime)
@@ -274,8 +282,9 @@ class BubblewrapBackend:
         info_r, info_w = os.pipe()
         block_r, block_w = os.pipe()
         ready_r, ready_w = os.pipe()
-        argv = self._argv(box, info_w, block_r)
-        argv += ["--setenv", "BURROW_READY_FD", str(ready_w), "--",
+        argv = self._argv(box)
+        argv += ["--info-fd", str(info_w), "--block-fd", str(block_r),
+                 "--setenv", "BURROW_READY_FD", str(ready_w), "--",
                  DAEMON_PYTHON, "-I", "-S", DAEMON_PATH]
         log_fd = os.open(run_dir / "sandbox.log", os.O_WRONLY | os.O_CREAT | os.O_TRUNC
                          | os.O_CLOEXEC, 0o600)
