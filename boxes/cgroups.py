@@ -20,6 +20,7 @@ _CPU_PERIOD_US = 100_000
 
 
 class BoxCgroup(Protocol):
+    def set_limits(self, limits: Limits) -> None: ...
     def add(self, pid: int) -> None: ...
     def freeze(self) -> None: ...
     def thaw(self) -> None: ...
@@ -32,8 +33,9 @@ class BoxCgroup(Protocol):
 class Cgroups(Protocol):
     available: bool
 
-    def create(self, box_id: str, limits: Limits) -> BoxCgroup: ...
-    def open(self, box_id: str) -> BoxCgroup: ...
+    def create(self, name: str, limits: Limits | None) -> BoxCgroup: ...
+    def adopt(self, old: str, new: str, limits: Limits) -> BoxCgroup: ...
+    def open(self, name: str) -> BoxCgroup: ...
     def box_ids(self) -> list[str]: ...
 
 
@@ -89,6 +91,16 @@ class V1BoxCgroup:
     def __init__(self, dirs: dict[str, Path]) -> None:
         self.dirs = dirs
 
+    def set_limits(self, limits: Limits) -> None:
+        memory = limits.memory_mb * 1024 * 1024
+        _write(self.dirs["memory"] / "memory.limit_in_bytes", str(memory))
+        swap_limit = self.dirs["memory"] / "memory.memsw.limit_in_bytes"
+        if swap_limit.exists():
+            _write(swap_limit, str(memory))
+        _write(self.dirs["pids"] / "pids.max", str(limits.pids))
+        _write(self.dirs["cpu"] / "cpu.cfs_period_us", str(_CPU_PERIOD_US))
+        _write(self.dirs["cpu"] / "cpu.cfs_quota_us", str(int(limits.cpus * _CPU_PERIOD_US)))
+
     def add(self, pid: int) -> None:
         for path in self.dirs.values():
             _write(path / "cgroup.procs", str(pid))
@@ -133,25 +145,27 @@ class V1Cgroups:
         mounts = _mounts()
         return os.geteuid() == 0 and all(c in mounts for c in _V1_CONTROLLERS)
 
-    def _dirs(self, box_id: str) -> dict[str, Path]:
-        return {c: base / box_id for c, base in self.bases.items()}
+    def _dirs(self, name: str) -> dict[str, Path]:
+        return {c: base / name for c, base in self.bases.items()}
 
-    def create(self, box_id: str, limits: Limits) -> BoxCgroup:
-        dirs = self._dirs(box_id)
+    def create(self, name: str, limits: Limits | None) -> BoxCgroup:
+        dirs = self._dirs(name)
         for path in dirs.values():
             path.mkdir(parents=True, exist_ok=True)
-        memory = limits.memory_mb * 1024 * 1024
-        _write(dirs["memory"] / "memory.limit_in_bytes", str(memory))
-        swap_limit = dirs["memory"] / "memory.memsw.limit_in_bytes"
-        if swap_limit.exists():
-            _write(swap_limit, str(memory))
-        _write(dirs["pids"] / "pids.max", str(limits.pids))
-        _write(dirs["cpu"] / "cpu.cfs_period_us", str(_CPU_PERIOD_US))
-        _write(dirs["cpu"] / "cpu.cfs_quota_us", str(int(limits.cpus * _CPU_PERIOD_US)))
-        return V1BoxCgroup(dirs)
+        cgroup = V1BoxCgroup(dirs)
+        if limits is not None:
+            cgroup.set_limits(limits)
+        return cgroup
 
-    def open(self, box_id: str) -> BoxCgroup:
-        return V1BoxCgroup(self._dirs(box_id))
+    def adopt(self, old: str, new: str, limits: Limits) -> BoxCgroup:
+        for controller, path in self._dirs(old).items():
+            path.rename(self.bases[controller] / new)
+        cgroup = V1BoxCgroup(self._dirs(new))
+        cgroup.set_limits(limits)
+        return cgroup
+
+    def open(self, name: str) -> BoxCgroup:
+        return V1BoxCgroup(self._dirs(name))
 
     def box_ids(self) -> list[str]:
         base = self.bases["pids"]
@@ -161,6 +175,14 @@ class V1Cgroups:
 class V2BoxCgroup:
     def __init__(self, path: Path) -> None:
         self.path = path
+
+    def set_limits(self, limits: Limits) -> None:
+        _write(self.path / "memory.max", str(limits.memory_mb * 1024 * 1024))
+        swap = self.path / "memory.swap.max"
+        if swap.exists():
+            _write(swap, "0")
+        _write(self.path / "pids.max", str(limits.pids))
+        _write(self.path / "cpu.max", f"{int(limits.cpus * _CPU_PERIOD_US)} {_CPU_PERIOD_US}")
 
     def add(self, pid: int) -> None:
         _write(self.path / "cgroup.procs", str(pid))
@@ -236,20 +258,23 @@ class V2Cgroups:
         _write(self.base / "cgroup.subtree_control", enable)
         self._ready = True
 
-    def create(self, box_id: str, limits: Limits) -> BoxCgroup:
+    def create(self, name: str, limits: Limits | None) -> BoxCgroup:
         self._prepare()
-        path = self.base / box_id
+        path = self.base / name
         path.mkdir(exist_ok=True)
-        _write(path / "memory.max", str(limits.memory_mb * 1024 * 1024))
-        swap = path / "memory.swap.max"
-        if swap.exists():
-            _write(swap, "0")
-        _write(path / "pids.max", str(limits.pids))
-        _write(path / "cpu.max", f"{int(limits.cpus * _CPU_PERIOD_US)} {_CPU_PERIOD_US}")
-        return V2BoxCgroup(path)
+        cgroup = V2BoxCgroup(path)
+        if limits is not None:
+            cgroup.set_limits(limits)
+        return cgroup
 
-    def open(self, box_id: str) -> BoxCgroup:
-        return V2BoxCgroup(self.base / box_id)
+    def adopt(self, old: str, new: str, limits: Limits) -> BoxCgroup:
+        (self.base / old).rename(self.base / new)
+        cgroup = V2BoxCgroup(self.base / new)
+        cgroup.set_limits(limits)
+        return cgroup
+
+    def open(self, name: str) -> BoxCgroup:
+        return V2BoxCgroup(self.base / name)
 
     def box_ids(self) -> list[str]:
         return sorted(p.name for p in self.base.iterdir() if p.is_dir()) \
@@ -257,6 +282,9 @@ class V2Cgroups:
 
 
 class NoBoxCgroup:
+    def set_limits(self, limits: Limits) -> None:
+        pass
+
     def add(self, pid: int) -> None:
         pass
 
@@ -283,10 +311,13 @@ class NoBoxCgroup:
 class NoCgroups:
     available = False
 
-    def create(self, box_id: str, limits: Limits) -> BoxCgroup:
+    def create(self, name: str, limits: Limits | None) -> BoxCgroup:
         return NoBoxCgroup()
 
-    def open(self, box_id: str) -> BoxCgroup:
+    def adopt(self, old: str, new: str, limits: Limits) -> BoxCgroup:
+        return NoBoxCgroup()
+
+    def open(self, name: str) -> BoxCgroup:
         return NoBoxCgroup()
 
     def box_ids(self) -> list[str]:

@@ -28,6 +28,8 @@ class RuntimeConfig:
     lock_ttl_s: float = 30.0
     lock_wait_s: float = 60.0
     key_prefix: str = "burrow"
+    # Pre-started launchers kept ready in fresh cgroups (see boxes/launcher.py); 0 disables.
+    launcher_pool: int = 2
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_dir", Path(self.data_dir).resolve())

