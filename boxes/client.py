@@ -28,10 +28,18 @@ class _Reply:
     closed: bool = field(default=False)
 
     async def line(self) -> dict[str, Any]:
-        raw = await self.reader.readline()
+        try:
+            raw = await self.reader.readline()
+        except (OSError, ValueError) as exc:  # ValueError: a line over the limit
+            raise BoxUnavailableError(f"the box daemon's reply broke off: {exc}") from exc
         if not raw:
             raise BoxUnavailableError("the box daemon closed the connection mid-reply")
-        value: dict[str, Any] = json.loads(raw)
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            value = None
+        if not isinstance(value, dict):  # whatever runs in a box is not trusted
+            raise BoxUnavailableError("the box daemon sent a malformed reply")
         return value
 
     async def close(self) -> None:
@@ -128,11 +136,17 @@ class DaemonClient:
             (out if event.type == "stdout" else err).append(data)
         raise BoxUnavailableError("the box daemon ended the exec without an exit status")
 
-    async def read_file(self, path: str) -> bytes:
+    async def read_file(self, path: str, max_bytes: int = 1 << 30) -> bytes:
         reply = await self._open({"op": "read", "path": path})
         try:
             head = _raise_for(await reply.line())
-            return await reply.reader.readexactly(int(head["size"]))
+            size = head.get("size")
+            if not isinstance(size, int) or size < 0:
+                raise BoxUnavailableError("the box daemon sent a malformed reply")
+            if size > max_bytes:
+                raise BoxFileError("too_large", f"{path} is {size} bytes; at most {max_bytes} "
+                                   "can be read at once")
+            return await reply.reader.readexactly(size)
         except asyncio.IncompleteReadError as exc:
             raise BoxUnavailableError("the box daemon stopped mid-file") from exc
         finally:

@@ -645,16 +645,23 @@ def _apply_rlimits(spec: str) -> None:
 
 def main() -> int:
     _apply_rlimits(os.environ.pop("BURROW_RLIMITS", ""))
-    path = os.environ.pop("BURROW_DAEMON_SOCKET", "/run/burrow/daemon.sock")
+    listen_fd = os.environ.pop("BURROW_LISTEN_FD", None)
     ready_fd = os.environ.pop("BURROW_READY_FD", None)
     os.umask(0o022)
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
-    server = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
-    server.bind(path)
-    server.listen(256)
+    if listen_fd is not None:
+        # The host created and bound the socket in a directory the box cannot see, so
+        # nothing in the box can swap it for a link to somewhere else.
+        os.set_inheritable(int(listen_fd), False)
+        server = _socket.socket(fileno=int(listen_fd))
+    else:  # run by hand, for debugging: bind a path ourselves
+        path = sys.argv[1] if len(sys.argv) > 1 else "/tmp/boxd.sock"
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+        server = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+        server.bind(path)
+        server.listen(256)
     if ready_fd is not None:
         os.write(int(ready_fd), b"ready\n")
         os.close(int(ready_fd))

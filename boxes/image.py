@@ -20,7 +20,6 @@ from boxes.errors import HostUnsupportedError
 BOX_UID = 1000  # the box user's uid and gid as seen inside every box
 DAEMON_PYTHON = "/usr/bin/python3"
 DAEMON_PATH = "/opt/burrow/boxd.pyc"
-SOCKET_DIR = "/run/burrow"
 
 # What of the host's /etc a box may see. Everything else (shadow, sudoers, ssh keys, ssl
 # private keys, machine-id, cloud credentials…) is left out by not being listed.

@@ -17,6 +17,7 @@ import logging
 import os
 import shutil
 import signal
+import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +30,7 @@ from boxes.cgroups import BoxCgroup
 from boxes.config import RuntimeConfig
 from boxes.errors import HostUnsupportedError, SandboxStartError
 from boxes.fdio import read_until
-from boxes.image import BOX_UID, DAEMON_PATH, DAEMON_PYTHON, SOCKET_DIR, Image, build_host_image
+from boxes.image import BOX_UID, DAEMON_PATH, DAEMON_PYTHON, Image, build_host_image
 from boxes.launcher import LauncherPool
 from boxes.models import BoxRecord
 
@@ -46,14 +47,18 @@ _RUNTIME_ENV: dict[str, dict[str, str]] = {
         "PIP_BREAK_SYSTEM_PACKAGES": "1",
         "PIP_DISABLE_PIP_VERSION_CHECK": "1",
         "PYTHONUNBUFFERED": "1",
+        # Bytecode that pip compiles then carries a hash of its source instead of an install
+        # timestamp, so the same package installed in many boxes is stored once.
+        "SOURCE_DATE_EPOCH": "315532800",
     },
     "node": {
         "NPM_CONFIG_PREFIX": "/workspace/.npm-global",
         "NPM_CONFIG_UPDATE_NOTIFIER": "false",
     },
 }
-# Where bwrap finds its pipes when a launcher starts it (a direct start keeps our numbers).
-_INFO_FD, _BLOCK_FD, _READY_FD = 100, 101, 102
+# Where bwrap finds its pipes and the daemon's socket when a launcher starts it (a direct
+# start keeps our own fd numbers).
+_LAUNCHED_FDS = {"info": 100, "block": 101, "ready": 102, "listen": 103}
 _RUNTIME_TOOLS = {"python": "/usr/bin/python3", "node": "/usr/bin/node"}
 
 
@@ -194,7 +199,7 @@ class BubblewrapBackend:
         return self.config.box_run_dir(box_id)
 
     def socket_path(self, box_id: str) -> str:
-        return str(self._run_dir(box_id) / "sock" / "daemon.sock")
+        return str(self._run_dir(box_id) / "daemon.sock")
 
     def _image_file(self, box: BoxRecord) -> Path:
         return self.config.box_dir(box.id) / "disk.img"
@@ -262,11 +267,9 @@ class BubblewrapBackend:
             argv += ["--ro-bind", f"/{name}", f"/{name}"]
         argv += [
             "--proc", "/proc", "--dev", "/dev",
-            "--bind", str(self._run_dir(box.id) / "sock"), SOCKET_DIR,
             "--chdir", "/workspace", "--clearenv",
         ]
         env = box_env(box)
-        env["BURROW_DAEMON_SOCKET"] = f"{SOCKET_DIR}/daemon.sock"
         env["BURROW_RLIMITS"] = self._rlimits(box)
         for key, value in env.items():
             argv += ["--setenv", key, value]
@@ -275,9 +278,7 @@ class BubblewrapBackend:
     def bare_argv(self, box: BoxRecord, command: list[str]) -> list[str]:
         """The sandbox of `box` running `command` instead of the daemon, started the same way
         but without cgroups or a readiness handshake: the floor benchmarks compare against.
-        Run it as the box's uid, with its layer open and its socket directory present."""
-        (self._run_dir(box.id) / "sock").mkdir(parents=True, exist_ok=True)
-        os.chown(self._run_dir(box.id) / "sock", box.uid, box.uid)
+        Run it as the box's uid, with its layer open."""
         return [*self._argv(box), "--", *command]
 
     def _check_runtime(self, box: BoxRecord) -> None:
@@ -287,9 +288,25 @@ class BubblewrapBackend:
                 f"runtime {box.runtime!r} needs {tool} on the host, which is missing; install "
                 f"it (Debian: apt-get install {'nodejs' if box.runtime == 'node' else 'python3'})")
 
-    async def _spawn(self, box: BoxRecord, info_w: int, block_r: int, ready_w: int,
+    def _listen(self, box: BoxRecord) -> socket.socket:
+        """The daemon's listening socket, bound by us in a directory the box cannot see."""
+        path = self.socket_path(box.id)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            listener.bind(path)
+            os.chmod(path, 0o600)
+            listener.listen(256)
+        except OSError:
+            listener.close()
+            raise
+        return listener
+
+    async def _spawn(self, box: BoxRecord, fds: dict[str, int],
                      log_fd: int) -> tuple[asyncio.subprocess.Process, BoxCgroup, bool]:
-        """Start bwrap for `box` (blocked before the box runs anything).
+        """Start bwrap for `box`, blocked before the box runs anything. `fds` holds our ends
+        of the info, block and ready pipes and the daemon's listening socket.
 
         Returns the process, the box's cgroup, and whether the process already sits in it
         (a pre-started launcher) or still has to be moved there.
@@ -297,11 +314,11 @@ class BubblewrapBackend:
         launcher = self.pool.take() if self.pool is not None else None
         if launcher is not None and self.pool is not None:
             cgroup = self.pool.adopt_cgroup(launcher, box.id, box.limits)
-            fds = {info_w: _INFO_FD, block_r: _BLOCK_FD, ready_w: _READY_FD}
-            argv = self._daemon_argv(box, *fds.values())
             err_fd = os.dup(log_fd)
             try:
-                launcher.launch(argv, box.uid, {**fds, log_fd: 1, err_fd: 2})
+                launcher.launch(self._daemon_argv(box, _LAUNCHED_FDS), box.uid,
+                                {fds[role]: _LAUNCHED_FDS[role] for role in fds}
+                                | {log_fd: 1, err_fd: 2})
                 return launcher.proc, cgroup, True
             except OSError as exc:  # it died while waiting; start directly instead
                 log.warning("box launcher unusable (%s); starting %s directly", exc, box.id)
@@ -312,33 +329,29 @@ class BubblewrapBackend:
                 os.close(err_fd)
         cgroup = self.cgroups.create(box.id, box.limits)
         proc = await asyncio.create_subprocess_exec(
-            *self._daemon_argv(box, info_w, block_r, ready_w),
-            pass_fds=(info_w, block_r, ready_w), user=box.uid, group=box.uid,
-            extra_groups=[], stdin=asyncio.subprocess.DEVNULL, stdout=log_fd,
+            *self._daemon_argv(box, fds), pass_fds=tuple(fds.values()), user=box.uid,
+            group=box.uid, extra_groups=[], stdin=asyncio.subprocess.DEVNULL, stdout=log_fd,
             stderr=log_fd, start_new_session=True)
         return proc, cgroup, False
 
-    def _daemon_argv(self, box: BoxRecord, info_fd: int, block_fd: int,
-                     ready_fd: int) -> list[str]:
-        return [*self._argv(box), "--info-fd", str(info_fd), "--block-fd", str(block_fd),
-                "--setenv", "BURROW_READY_FD", str(ready_fd), "--",
+    def _daemon_argv(self, box: BoxRecord, fds: dict[str, int]) -> list[str]:
+        return [*self._argv(box), "--info-fd", str(fds["info"]), "--block-fd", str(fds["block"]),
+                "--setenv", "BURROW_READY_FD", str(fds["ready"]),
+                "--setenv", "BURROW_LISTEN_FD", str(fds["listen"]), "--",
                 DAEMON_PYTHON, "-I", "-S", DAEMON_PATH]
 
     async def start(self, box: BoxRecord) -> int:
         self._check_runtime(box)
         run_dir = self._run_dir(box.id)
-        sock_dir = run_dir / "sock"
-        shutil.rmtree(sock_dir, ignore_errors=True)
-        sock_dir.mkdir(parents=True)
-        os.chown(sock_dir, box.uid, box.uid)
-        os.chmod(sock_dir, 0o700)
+        listener = self._listen(box)
         info_r, info_w = os.pipe()
         block_r, block_w = os.pipe()
         ready_r, ready_w = os.pipe()
         log_fd = os.open(run_dir / "sandbox.log", os.O_WRONLY | os.O_CREAT | os.O_TRUNC
                          | os.O_CLOEXEC, 0o600)
+        fds = {"info": info_w, "block": block_r, "ready": ready_w, "listen": listener.fileno()}
         try:
-            proc, cgroup, placed = await self._spawn(box, info_w, block_r, ready_w, log_fd)
+            proc, cgroup, placed = await self._spawn(box, fds, log_fd)
         except BaseException:
             for fd in (info_r, block_w, ready_r):
                 os.close(fd)
@@ -346,6 +359,7 @@ class BubblewrapBackend:
         finally:
             for fd in (info_w, block_r, ready_w, log_fd):
                 os.close(fd)
+            listener.close()  # the box holds it now
         running: _Running | None = None
         try:
             info = await read_until(info_r, b"}", self.config.start_timeout_s)
@@ -441,7 +455,8 @@ class BubblewrapBackend:
         await self._kill(box, running.proc if running else None, running)
         if running is not None and running.watcher is not None:
             await running.watcher
-        shutil.rmtree(self._run_dir(box.id) / "sock", ignore_errors=True)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.socket_path(box.id))
 
     async def pause(self, box: BoxRecord) -> None:
         await asyncio.to_thread(self.cgroups.open(box.id).freeze)

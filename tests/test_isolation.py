@@ -169,9 +169,19 @@ async def test_disk_filling_is_bounded_by_the_box_quota(manager: BoxManager,
     assert (await sh(manager, box.id, "rm fill && echo x > y && cat y")).stdout == "x\n"
 
 
-async def test_daemon_socket_belongs_to_its_box_alone(manager: BoxManager) -> None:
+async def test_a_box_cannot_redirect_the_host_to_another_socket(manager: BoxManager) -> None:
+    """The daemon's socket is bound by the host outside the box, so the box has no path it
+    could swap for a symlink to another box's socket (or any host socket)."""
     box = await manager.create(BoxSpec())
-    sock_dir = Path(manager.backend.socket_path(box.id)).parent
-    st = os.stat(sock_dir)
-    assert (st.st_uid, st.st_mode & 0o777) == (box.uid, 0o700)
+    other = await manager.create(BoxSpec())
+    socket_path = Path(manager.backend.socket_path(box.id))
+    st = os.lstat(socket_path)
+    assert (st.st_uid, st.st_mode & 0o777) == (0, 0o600)
+    r = await sh(manager, box.id,
+                 f"ls -A /run/burrow; ln -sf {manager.backend.socket_path(other.id)} "
+                 "/run/burrow/daemon.sock 2>&1; ls /run/burrow")
+    await sh(manager, other.id, "echo other > marker")
+    assert (await sh(manager, box.id, "ls marker 2>&1; echo $BURROW_BOX_ID")).stdout.endswith(
+        f"No such file or directory\n{box.id}\n")
     assert os.stat(manager.config.run_dir).st_mode & 0o777 == 0o711  # traversable, not listable
+    assert r.exit_code == 0

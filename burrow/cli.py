@@ -1,0 +1,109 @@
+"""The `burrow` command."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import click
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="burrow")
+def main() -> None:
+    """Burrow: a small persistent Linux computer per tenant, frozen when idle."""
+
+
+def _not_yet(what: str) -> None:
+    click.echo(f"burrow {what}: the HTTP gateway is not part of this build yet. The box runtime "
+               "is: use the `boxes` Python package (see README.md), and `burrow doctor` to "
+               "check this host.", err=True)
+    sys.exit(2)
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8420, show_default=True)
+@click.option("--data-dir", default="./.burrow", show_default=True, type=click.Path())
+def serve(host: str, port: int, data_dir: str) -> None:
+    """Run everything in one process: gateway, worker, embedded Redis and Qdrant."""
+    _not_yet("serve")
+
+
+@main.command()
+def gateway() -> None:
+    """Run the HTTP gateway alone (scale-out)."""
+    _not_yet("gateway")
+
+
+@main.command()
+def worker() -> None:
+    """Run the background worker alone (scale-out)."""
+    _not_yet("worker")
+
+
+@main.command()
+def doctor() -> None:
+    """Check that this host can run boxes, and start one to prove it."""
+    from boxes import HostUnsupportedError, disk, network
+
+    checks: list[tuple[str, str | None]] = []
+
+    def check(name: str, problem: str | None) -> None:
+        checks.append((name, problem))
+        mark = click.style("ok  ", fg="green") if problem is None else click.style("FAIL", fg="red")
+        click.echo(f"{mark} {name}" + ("" if problem is None else f": {problem}"))
+
+    for name, fn in (("root, loop devices, mkfs.ext4", disk.check_host),
+                     ("egress networking (slirp4netns)", network.check_host)):
+        try:
+            fn()
+            check(name, None)
+        except HostUnsupportedError as exc:
+            check(name, exc.message)
+    check("/usr/bin/python3 for the box daemon",
+          None if Path("/usr/bin/python3").exists() else "missing; install python3")
+    check("node for runtime='node'",
+          None if shutil.which("node") else "missing (only the node runtime needs it)")
+    if os.geteuid() == 0:
+        try:
+            asyncio.run(_start_one_box())
+            check("start, exec, freeze, wake and delete a box", None)
+        except Exception as exc:  # report anything, as one line
+            check("start, exec, freeze, wake and delete a box", f"{type(exc).__name__}: {exc}")
+    sys.exit(0 if all(problem is None for _, problem in checks) else 1)
+
+
+async def _start_one_box() -> None:
+    import tempfile
+
+    from redis.asyncio import Redis
+
+    from boxes import BoxManager, BoxSpec, ExecRequest, RuntimeConfig
+    from workers.embedded_redis import EmbeddedRedis
+
+    scratch = Path(tempfile.mkdtemp(prefix="burrow-doctor-"))
+    server = EmbeddedRedis(scratch / "redis", appendonly=False)
+    server.start()
+    redis = Redis.from_url(server.url)
+    config = RuntimeConfig(data_dir=scratch / "data", launcher_pool=0)
+    manager = await BoxManager.open(config, redis)
+    try:
+        box = await manager.create(BoxSpec())
+        result = await manager.exec(box.id, ExecRequest(command="echo ok > f && cat f"))
+        if result.stdout != "ok\n":
+            raise RuntimeError(f"exec returned {result!r}")
+        await manager.freeze(box.id)
+        await manager.wake(box.id)
+        if await manager.read_file(box.id, "f") != b"ok\n":
+            raise RuntimeError("a file did not survive freeze and wake")
+        await manager.delete(box.id)
+    finally:
+        await manager.close()
+        await redis.aclose()
+        server.stop()
+        shutil.rmtree(config.run_dir, ignore_errors=True)
+        shutil.rmtree(scratch, ignore_errors=True)
