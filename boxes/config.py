@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -65,7 +64,3 @@ class RuntimeConfig:
 
     def box_run_dir(self, box_id: str) -> Path:
         return self.run_dir / "boxes" / box_id
-
-    @staticmethod
-    def from_env() -> RuntimeConfig:
-        return RuntimeConfig(data_dir=Path(os.environ.get("BURROW_DATA_DIR", "./.burrow")))

@@ -157,12 +157,3 @@ def build_host_image(images_dir: Path) -> Image:
     except OSError:  # another process built the same image first
         shutil.rmtree(tmp, ignore_errors=True)
     return Image(path, binds)
-
-
-def prune_images(images_dir: Path, keep: Image) -> None:
-    """Remove images other than `keep` (call only when no box is running on them)."""
-    if not images_dir.is_dir():
-        return
-    for entry in images_dir.iterdir():
-        if entry != keep.path and entry.name.startswith(("host-", ".host-")):
-            shutil.rmtree(entry, ignore_errors=True)

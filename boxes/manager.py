@@ -40,6 +40,8 @@ from boxes.errors import (
 )
 from boxes.locks import BoxLocks
 from boxes.models import (
+    LIVE_STATES,
+    TRANSIENT_STATES,
     BoxRecord,
     BoxSpec,
     BoxState,
@@ -57,8 +59,6 @@ log = logging.getLogger("burrow.boxes")
 T = TypeVar("T")
 
 _ID_ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
-_LIVE_STATES = {BoxState.RUNNING, BoxState.PAUSED}
-_TRANSIENT = {BoxState.CREATING, BoxState.WAKING, BoxState.FREEZING, BoxState.DELETING}
 
 
 def new_box_id() -> str:
@@ -116,7 +116,7 @@ class BoxManager:
             with contextlib.suppress(BoxError):
                 async with self.locks.hold(box.id, wait_s=5):
                     box = await self._get(box.id)
-                    if box.state in _LIVE_STATES | _TRANSIENT:
+                    if box.state in LIVE_STATES | TRANSIENT_STATES:
                         await self._stop_processes(box)
                         await self.registry.update(
                             box, state=BoxState.FAILED, pid=None,
@@ -130,7 +130,7 @@ class BoxManager:
         """Bring boxes whose manager died back to a consistent, wakeable state."""
         for box in await self.registry.all():
             orphaned = box.host != self.host and not _process_alive(box.host)
-            if box.state in _LIVE_STATES | _TRANSIENT and orphaned:
+            if box.state in LIVE_STATES | TRANSIENT_STATES and orphaned:
                 async with self.locks.hold(box.id):
                     fresh = await self._get(box.id)
                     if fresh.state == BoxState.DELETING:
@@ -344,7 +344,7 @@ class BoxManager:
         previous = box.state
         await self.registry.update(box, state=BoxState.FREEZING)
         try:
-            if previous in _LIVE_STATES:
+            if previous in LIVE_STATES:
                 if previous == BoxState.PAUSED:
                     await self.backend.resume(box)
                 await self._prefreeze(box)
@@ -425,7 +425,7 @@ class BoxManager:
         try:
             async with self.locks.hold(box_id, wait_s=self.config.lock_wait_s):
                 box = await self.registry.get(box_id)
-                if box is None or box.state not in _LIVE_STATES:
+                if box is None or box.state not in LIVE_STATES:
                     return
                 await self.backend.stop(box)
                 await self.registry.update(box, state=BoxState.FAILED, pid=None, reason=reason)
@@ -479,7 +479,7 @@ class BoxManager:
     async def _recover(self, box_id: str) -> None:
         async with self.locks.hold(box_id):
             box = await self._get(box_id)
-            if box.state in _LIVE_STATES and not self.backend.is_alive(box):
+            if box.state in LIVE_STATES and not self.backend.is_alive(box):
                 await self.backend.stop(box)
                 await self.registry.update(box, state=BoxState.FAILED, pid=None,
                                            reason="the box's daemon stopped answering")

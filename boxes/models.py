@@ -30,6 +30,9 @@ class BoxState(StrEnum):
 
 # States in which the box's processes exist (running or held by the cgroup freezer).
 LIVE_STATES = frozenset({BoxState.RUNNING, BoxState.PAUSED})
+# States a box passes through under its lock; one found outside a transition was interrupted.
+TRANSIENT_STATES = frozenset({BoxState.CREATING, BoxState.WAKING, BoxState.FREEZING,
+                              BoxState.DELETING})
 
 
 @dataclass(frozen=True)

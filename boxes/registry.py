@@ -17,12 +17,11 @@ from typing import Any
 from redis.asyncio import Redis
 
 from boxes.config import RuntimeConfig
-from boxes.models import BoxRecord, BoxState
+from boxes.models import LIVE_STATES, TRANSIENT_STATES, BoxRecord, BoxState
 
 _FIELDS = [f.name for f in fields(BoxRecord)]
 _TOMBSTONE_TTL_S = 3600  # a deleted box answers "deleted" for an hour, then "not found"
-_LIVE = {BoxState.RUNNING, BoxState.PAUSED, BoxState.CREATING, BoxState.WAKING,
-         BoxState.FREEZING, BoxState.DELETING}
+
 
 
 class Registry:
@@ -70,9 +69,16 @@ class Registry:
         return self._decode(raw) if raw else None
 
     async def update(self, box: BoxRecord, **changes: Any) -> BoxRecord:
+        """Change some fields of a box the caller holds the lock of (one round trip)."""
         for name, value in changes.items():
             setattr(box, name, value)
-        await self.put(box)
+        data = box.to_dict()
+        await self.redis.hset(self._key(box.id), mapping={  # type: ignore[misc]
+            name: json.dumps(data[name]) for name in changes})
+        if box.state not in TRANSIENT_STATES:
+            # Transient states are not mirrored: rebuild() treats a box caught in one as failed
+            # with a dirty layer either way, so the mirror only needs the settled states.
+            self._mirror(data)
         return box
 
     async def touch_running(self, box_id: str) -> bool | None:
@@ -87,9 +93,6 @@ class Registry:
                 await self.redis.delete(self._key(box_id))
             return None
         return bool(json.loads(state) == BoxState.RUNNING.value)
-
-    async def incr(self, box_id: str, field: str, by: int = 1) -> int:
-        return int(await self.redis.hincrby(self._key(box_id), field, by))  # type: ignore[misc]
 
     async def all(self) -> list[BoxRecord]:
         ids = sorted(m.decode() for m in await self.redis.smembers(self._index))  # type: ignore[misc]
@@ -128,7 +131,9 @@ class Registry:
         count = 0
         max_uid = self.config.uid_base
         for box in await asyncio.to_thread(self._read_mirrors):
-            if box.state in _LIVE:
+            if box.layer_local:
+                box.layer_dirty = True  # the layer may have changed after the mirror was written
+            if box.state in LIVE_STATES | TRANSIENT_STATES:
                 box.state = BoxState.FAILED
                 box.reason = ("the registry was rebuilt while this box was running; "
                               "wake it to continue from its layer")

@@ -156,6 +156,25 @@ async def test_crashed_box_is_failed_with_a_reason_and_wakes_again(manager: BoxM
     assert await manager.read_file(box.id, "after-wake") == b"2"
 
 
+async def test_crashed_box_whose_layer_is_lost_wakes_from_its_last_snapshot(
+        manager: BoxManager) -> None:
+    box = await manager.create(BoxSpec())
+    await manager.write_file(box.id, "saved", b"in the snapshot")
+    await manager.freeze(box.id)
+    box = await manager.wake(box.id)
+    await manager.write_file(box.id, "unsaved", b"only on the local layer")
+    os.kill(next(int(p) for p in os.listdir("/proc") if p.isdigit()
+                 and _is_daemon_of(int(p), box.uid)), signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while (box := await manager.get(box.id)).state != BoxState.FAILED:
+        assert time.monotonic() < deadline, box
+        await asyncio.sleep(0.05)
+    await manager.backend.drop_layer(box)  # the local disk is gone with the crash
+    box = await manager.wake(box.id)
+    assert await manager.read_file(box.id, "saved") == b"in the snapshot"
+    assert (await manager.exec(box.id, ExecRequest(command="test -e unsaved"))).exit_code == 1
+
+
 def _is_daemon_of(pid: int, uid: int) -> bool:
     try:
         status = Path(f"/proc/{pid}/status").read_text()
