@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -16,21 +15,6 @@ from boxes.errors import BoxFileError, BoxUnavailableError
 
 async def sh(manager: BoxManager, box_id: str, command: str, timeout_s: float = 60):
     return await manager.exec(box_id, ExecRequest(command=command, timeout_s=timeout_s))
-
-
-@pytest.fixture
-async def host_tcp_port() -> AsyncIterator[int]:
-    """A TCP service on the host's loopback that boxes must not reach."""
-    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        writer.write(b"HOST-SECRET\n")
-        await writer.drain()
-        writer.close()
-
-    server = await asyncio.start_server(answer, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    yield port
-    server.close()
-    await server.wait_closed()
 
 
 async def test_host_secrets_and_directories_are_not_visible(
@@ -77,7 +61,7 @@ async def test_boxes_cannot_see_each_others_files_or_processes(manager: BoxManag
     assert (await sh(manager, b.id, "echo back")).stdout == "back\n"
 
 
-async def test_host_loopback_is_unreachable(manager: BoxManager, host_tcp_port: int) -> None:
+async def test_host_loopback_is_unreachable(manager: BoxManager, host_tcp_service: int) -> None:
     box = await manager.create(BoxSpec())
     probe = ("python3 -c \"import socket,sys\n"
              "for host in sys.argv[2:]:\n"
@@ -85,7 +69,7 @@ async def test_host_loopback_is_unreachable(manager: BoxManager, host_tcp_port: 
              "        s = socket.create_connection((host, int(sys.argv[1])), timeout=2)\n"
              "        print('REACHED', host)\n"
              "    except OSError as e: print('no', host, e.errno)\" "
-             f"{host_tcp_port} 127.0.0.1 10.0.2.2 ::1")
+             f"{host_tcp_service} 127.0.0.1 10.0.2.2 ::1")
     r = await sh(manager, box.id, probe)
     assert "REACHED" not in r.stdout, r.stdout
 

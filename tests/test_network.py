@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import AsyncIterator
 
 import pytest
 
@@ -25,19 +24,6 @@ def _host_reaches(host: str, port: int) -> bool:
         return False
 
 
-@pytest.fixture
-async def host_service() -> AsyncIterator[int]:
-    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        writer.write(b"host-only\n")
-        await writer.drain()
-        writer.close()
-
-    server = await asyncio.start_server(answer, "127.0.0.1", 0)
-    yield server.sockets[0].getsockname()[1]
-    server.close()
-    await server.wait_closed()
-
-
 async def probe(manager: BoxManager, box_id: str, host: str, port: int) -> str:
     r = await manager.exec(box_id, ExecRequest(command=PROBE + f"{host} {port}", timeout_s=30))
     return r.stdout.strip()
@@ -54,10 +40,10 @@ async def test_default_box_has_loopback_only(manager: BoxManager) -> None:
 
 
 async def test_egress_box_reaches_out_but_not_the_host_loopback(
-        manager: BoxManager, host_service: int) -> None:
+        manager: BoxManager, host_tcp_service: int) -> None:
     box = await manager.create(BoxSpec(network="egress"))
     for host in ("127.0.0.1", "10.0.2.2"):
-        assert (await probe(manager, box.id, host, host_service)).startswith("failed"), host
+        assert (await probe(manager, box.id, host, host_tcp_service)).startswith("failed"), host
     if not await asyncio.to_thread(_host_reaches, "pypi.org", 443):
         pytest.skip("this host itself cannot reach pypi.org, so egress cannot be shown")
     assert (await probe(manager, box.id, "pypi.org", 443)).startswith("connected")
