@@ -129,19 +129,22 @@ class BoxManager:
     async def reconcile(self) -> None:
         """Bring boxes whose manager died back to a consistent, wakeable state."""
         for box in await self.registry.all():
-            orphaned = box.host != self.host and not _process_alive(box.host)
-            if box.state in LIVE_STATES | TRANSIENT_STATES and orphaned:
-                async with self.locks.hold(box.id):
-                    fresh = await self._get(box.id)
-                    if fresh.state == BoxState.DELETING:
-                        await self._finish_delete(fresh)
-                        continue
+            if box.host is None or box.host == self.host or _process_alive(box.host):
+                continue
+            async with self.locks.hold(box.id):
+                fresh = await self._get(box.id)
+                if fresh.state == BoxState.DELETING:
+                    await self._finish_delete(fresh)
+                    continue
+                if fresh.state in LIVE_STATES | TRANSIENT_STATES:
                     await self._stop_processes(fresh)
-                    await self.backend.close_layer(fresh)
-                    await self.registry.update(
-                        fresh, state=BoxState.FAILED, pid=None, host=None,
+                    fresh = await self.registry.update(
+                        fresh, state=BoxState.FAILED, pid=None,
                         reason=f"burrow restarted while the box was {fresh.state.value}; "
                                "wake it to continue from its layer")
+                if self.backend.layer_is_open(fresh):
+                    await self.backend.close_layer(fresh)
+                await self.registry.update(fresh, host=None)
 
     # --- queries -------------------------------------------------------------------------
 
