@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from boxes.models import Limits
+from boxes.models import BoxRecord, Limits
 
 # Host uids given to boxes: one each, far above ordinary users and the usual subuid ranges.
 DEFAULT_UID_BASE = 2_000_000
@@ -29,6 +30,13 @@ class RuntimeConfig:
     key_prefix: str = "burrow"
     # Pre-started launchers kept ready in fresh cgroups (see boxes/launcher.py); 0 disables.
     launcher_pool: int = 2
+    # Programs boxes may run besides the daemon: directory in the image -> host directory.
+    image_extras: dict[str, Path] = field(default_factory=dict)
+    # A host socket every box can reach at /run/burrow/host.sock (bound read-only). Box uids
+    # must be able to reach its path and connect to it: keep it in the runtime dir, mode 0666.
+    host_socket: Path | None = None
+    # Environment computed at each start and never stored (credentials such as box tokens).
+    start_env: Callable[[BoxRecord], dict[str, str]] | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_dir", Path(self.data_dir).resolve())

@@ -170,7 +170,7 @@ def _which(name: str, cwd: str, path: str) -> str | None:
 
 
 def _spawn(argv: list[str], cwd: str, env: dict[str, str],
-           stdin_fd: int, out_w: int, err_w: int) -> int:
+           stdin_fd: int, out_w: int, err_w: int, extra_fd: int | None = None) -> int:
     """Start `argv` in its own session; return its pid.
 
     posix_spawn (vfork + exec) is much cheaper than forking this process. It cannot change
@@ -183,6 +183,8 @@ def _spawn(argv: list[str], cwd: str, env: dict[str, str],
         raise _ExecFailed(2, "command not found")
     actions = [(os.POSIX_SPAWN_DUP2, stdin_fd, 0), (os.POSIX_SPAWN_DUP2, out_w, 1),
                (os.POSIX_SPAWN_DUP2, err_w, 2)]
+    if extra_fd is not None:  # handed over as fd 3, as systemd socket activation does
+        actions.append((os.POSIX_SPAWN_DUP2, extra_fd, 3))
     with _spawn_lock:
         try:
             os.chdir(cwd)
@@ -555,6 +557,7 @@ def _seconds(req: dict[str, object], key: str, default: float) -> float:
 
 def op_prefreeze(conn: Conn, req: dict[str, object]) -> None:
     """Let the box flush before it stops: run its hook, then SIGTERM everything and wait."""
+    _service_stopping[0] = True  # the service is stopped with the rest, not restarted
     hook_result = None
     hook = req.get("hook")
     if hook:
@@ -632,6 +635,54 @@ def serve_conn(sock: _socket.socket) -> None:
         sock.close()
 
 
+# --- the box's service (a long-running program on a socket the host created) ------------------
+
+SERVICE_LOG = HOME + "/.burrow/service.log"
+SERVICE_LOG_MAX = 10 << 20
+_service_stopping = [False]
+
+
+def _service_stopped() -> bool:
+    return _service_stopping[0]
+
+
+def _open_service_log() -> int:
+    os.makedirs(HOME + "/.burrow", exist_ok=True)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
+    try:
+        if os.stat(SERVICE_LOG).st_size > SERVICE_LOG_MAX:
+            flags |= os.O_TRUNC
+    except FileNotFoundError:
+        pass
+    return os.open(SERVICE_LOG, flags, 0o644)
+
+
+def _supervise(listen_fd: int, argv: list[str]) -> None:
+    """Keep the service running: restart it when it exits, backing off while it keeps failing."""
+    backoff = 0.5
+    while not _service_stopped():
+        env = dict(os.environ)
+        env.update(LISTEN_FDS="1", BURROW_SERVICE_FD="3")
+        started = time.monotonic()
+        try:
+            log_fd = _open_service_log()
+            null = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                pid = _spawn(argv, HOME, env, null, log_fd, log_fd, extra_fd=listen_fd)
+            finally:
+                os.close(null)
+                os.close(log_fd)
+            os.waitpid(pid, 0)
+        except (OSError, Fail, _ExecFailed):
+            pass  # could not start it this time; try again after the back-off
+        if _service_stopped():
+            return
+        if time.monotonic() - started > 30:
+            backoff = 0.5
+        time.sleep(backoff)
+        backoff = min(backoff * 2, 30.0)
+
+
 def _apply_rlimits(spec: str) -> None:
     import resource  # a small C module
 
@@ -662,6 +713,13 @@ def main() -> int:
         server = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
         server.bind(path)
         server.listen(256)
+    service_fd = os.environ.pop("BURROW_SERVICE_FD", None)
+    service_cmd = os.environ.pop("BURROW_SERVICE_CMD", None)
+    if service_fd is not None and service_cmd is not None:
+        os.set_inheritable(int(service_fd), False)
+        command = loads(service_cmd)
+        if isinstance(command, list) and command:
+            _thread.start_new_thread(_supervise, (int(service_fd), [str(a) for a in command]))
     if ready_fd is not None:
         os.write(int(ready_fd), b"ready\n")
         os.close(int(ready_fd))

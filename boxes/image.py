@@ -78,8 +78,21 @@ def _copy_etc(dest: Path) -> None:
         (dest / name).write_text(text)
 
 
-def _fingerprint(daemon_source: bytes) -> str:
+def _extra_files(extras: dict[str, Path]) -> list[tuple[str, Path]]:
+    """(path inside the image, host file) for the Python sources of each extra directory."""
+    files = []
+    for target, source in sorted(extras.items()):
+        for path in sorted(source.rglob("*.py")):
+            if "__pycache__" not in path.parts:
+                files.append((f"{target.strip('/')}/{path.relative_to(source)}", path))
+    return files
+
+
+def _fingerprint(daemon_source: bytes, extras: list[tuple[str, Path]]) -> str:
     h = hashlib.sha256(daemon_source)
+    h.update(Path(__file__).read_bytes())  # how the image is laid out
+    for target, path in extras:
+        h.update(target.encode() + b"\0" + path.read_bytes())
     for name in (*_ETC_FILES, *_ETC_DIRS, "skel"):
         path = Path("/etc") / name
         try:
@@ -101,7 +114,7 @@ def _check_host() -> None:
             "install the distribution's python3 package")
 
 
-def _populate(root: Path, daemon_source: bytes) -> None:
+def _populate(root: Path, daemon_source: bytes, extras: list[tuple[str, Path]]) -> None:
     for mount_point in _MOUNT_POINTS:
         (root / mount_point).mkdir(parents=True, exist_ok=True)
     for link in _TOP_LINKS:
@@ -110,6 +123,7 @@ def _populate(root: Path, daemon_source: bytes) -> None:
             os.symlink(os.readlink(host), root / link)
         elif host.is_dir():
             (root / link).mkdir()
+    (root / "run/burrow/host.sock").touch()  # mount point for the host services socket
     (root / "etc").mkdir()
     _copy_etc(root / "etc")
     skel = Path("/etc/skel")
@@ -122,6 +136,15 @@ def _populate(root: Path, daemon_source: bytes) -> None:
                     "import py_compile, sys; py_compile.compile(sys.argv[1], cfile=sys.argv[2], "
                     "doraise=True)", str(source), str(root / DAEMON_PATH.lstrip("/"))],
                    check=True, capture_output=True)
+    for target, path in extras:
+        (root / target).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, root / target)
+    if extras:  # into __pycache__, where the box's python looks for them
+        subprocess.run([DAEMON_PYTHON, "-I", "-S", "-c",
+                        "import py_compile, sys\nfor f in sys.argv[1:]: "
+                        "py_compile.compile(f, doraise=True)",
+                        *(str(root / target) for target, _ in extras)],
+                       check=True, capture_output=True)
 
 
 def _make_world_readable(root: Path) -> None:
@@ -135,11 +158,16 @@ def _make_world_readable(root: Path) -> None:
     os.chmod(root / "var/tmp", 0o1777)
 
 
-def build_host_image(images_dir: Path) -> Image:
-    """Return the current `host` image, building it on first use."""
+def build_host_image(images_dir: Path, extras: dict[str, Path] | None = None) -> Image:
+    """Return the current `host` image, building it on first use.
+
+    `extras` maps directories inside the image (like "opt/burrow/agent") to host directories
+    whose Python sources are copied there and compiled: programs boxes run besides the daemon.
+    """
     _check_host()
     daemon_source = (Path(__file__).parent / "daemon.py").read_bytes()
-    name = f"host-{_fingerprint(daemon_source)}"
+    extra_files = _extra_files(extras or {})
+    name = f"host-{_fingerprint(daemon_source, extra_files)}"
     path = images_dir / name
     binds = tuple(n for n in _TOP_LINKS
                   if (Path("/") / n).is_dir() and not (Path("/") / n).is_symlink())
@@ -150,7 +178,7 @@ def build_host_image(images_dir: Path) -> Image:
     tmp = images_dir / f".{name}.{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(mode=0o755)
-    _populate(tmp, daemon_source)
+    _populate(tmp, daemon_source, extra_files)
     _make_world_readable(tmp)
     try:
         os.rename(tmp, path)

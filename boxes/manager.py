@@ -179,7 +179,7 @@ class BoxManager:
             network=spec.network, limits=spec.limits, uid=await self.registry.next_uid(),
             created_at=now, last_active_at=now, owner=spec.owner, name=spec.name,
             env=dict(spec.env), labels=dict(spec.labels), pre_freeze_hook=spec.pre_freeze_hook,
-            host=self.host)
+            service=list(spec.service) if spec.service else None, host=self.host)
         self.config.box_dir(box.id).mkdir(parents=True)
         await self.registry.put(box)
         try:
@@ -521,6 +521,10 @@ class BoxManager:
 
     async def mkdir(self, box_id: str, path: str, wake: bool = True) -> None:
         await self._call(box_id, wake, lambda c: c.mkdir(path))
+
+    def service_path(self, box_id: str) -> str:
+        """The host-side socket of the box's service (BoxSpec.service); connect after waking."""
+        return self.backend.service_path(box_id)
 
     async def health(self, box_id: str) -> dict[str, object]:
         box = await self._get(box_id)

@@ -85,6 +85,9 @@ class BoxSpec:
     limits: Limits = field(default_factory=Limits)
     from_snapshot: str | None = None
     pre_freeze_hook: str | None = None
+    # A long-running program the daemon keeps running, listening on a socket the host
+    # created (fd 3, as with systemd socket activation); reached with BoxManager.service_path.
+    service: list[str] | None = None
 
     def validate(self) -> BoxSpec:
         if self.runtime not in RUNTIMES:
@@ -106,6 +109,9 @@ class BoxSpec:
                     "of at most 256 characters")
         if self.pre_freeze_hook is not None and not self.pre_freeze_hook.strip():
             raise InvalidRequestError("pre_freeze_hook must be a shell command or omitted")
+        if self.service is not None and (not self.service or not all(
+                isinstance(a, str) and a and "\0" not in a for a in self.service)):
+            raise InvalidRequestError("service must be a non-empty list of strings")
         self.limits.validate()
         return self
 
@@ -127,6 +133,7 @@ class BoxRecord:
     env: dict[str, str] = field(default_factory=dict)
     labels: dict[str, str] = field(default_factory=dict)
     pre_freeze_hook: str | None = None
+    service: list[str] | None = None
     reason: str | None = None
     snapshot_id: str | None = None   # the latest complete freeze snapshot
     layer_local: bool = True         # the unpacked layer (disk image) is on local disk

@@ -58,7 +58,9 @@ _RUNTIME_ENV: dict[str, dict[str, str]] = {
 }
 # Where bwrap finds its pipes and the daemon's socket when a launcher starts it (a direct
 # start keeps our own fd numbers).
-_LAUNCHED_FDS = {"info": 100, "block": 101, "ready": 102, "listen": 103}
+_LAUNCHED_FDS = {"info": 100, "block": 101, "ready": 102, "listen": 103, "service": 104,
+                 "args": 105}
+HOST_SOCKET = "/run/burrow/host.sock"  # where a box finds the host services socket
 _RUNTIME_TOOLS = {"python": "/usr/bin/python3", "node": "/usr/bin/node"}
 
 
@@ -75,6 +77,7 @@ class SandboxBackend(Protocol):
     async def prepare(self) -> None: ...
     def set_exit_handler(self, handler: ExitHandler) -> None: ...
     def socket_path(self, box_id: str) -> str: ...
+    def service_path(self, box_id: str) -> str: ...
     def has_layer(self, box: BoxRecord) -> bool: ...
     def layer_is_open(self, box: BoxRecord) -> bool: ...
     async def create_layer(self, box: BoxRecord) -> None: ...
@@ -138,7 +141,8 @@ class BubblewrapBackend:
         (run_dir / "boxes").mkdir(exist_ok=True)
         os.chmod(run_dir / "boxes", 0o711)
         self.bwrap = self._install_bwrap(self.config.shared_dir / "bin")
-        self.image = await asyncio.to_thread(build_host_image, self.config.shared_dir / "images")
+        self.image = await asyncio.to_thread(build_host_image, self.config.shared_dir / "images",
+                                             self.config.image_extras)
         self.cgroups = cgroups.detect(self.config.instance)
         if not self.cgroups.available:
             log.warning("no usable cgroups: boxes get rlimits only and cannot be paused")
@@ -250,11 +254,11 @@ class BubblewrapBackend:
     # --- processes -----------------------------------------------------------------------
 
     def _argv(self, box: BoxRecord) -> list[str]:
-        """bwrap's arguments for this box, up to (not including) the command."""
+        """bwrap's options for this box (not the command). They travel through `--args FD`,
+        so the box's environment never shows in the host's process list."""
         assert self.image is not None
         mountpoint = self._mountpoint(box)
         argv = [
-            self.bwrap,
             "--unshare-user", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
             "--unshare-net", "--unshare-cgroup-try", "--disable-userns",
             "--uid", str(BOX_UID), "--gid", str(BOX_UID), "--hostname", "box",
@@ -265,21 +269,30 @@ class BubblewrapBackend:
         ]
         for name in self.image.binds:
             argv += ["--ro-bind", f"/{name}", f"/{name}"]
-        argv += [
-            "--proc", "/proc", "--dev", "/dev",
-            "--chdir", "/workspace", "--clearenv",
-        ]
+        argv += ["--proc", "/proc", "--dev", "/dev", "--chdir", "/workspace", "--clearenv"]
         env = box_env(box)
+        if self.config.host_socket is not None:
+            argv += ["--ro-bind", str(self.config.host_socket), HOST_SOCKET]
+            env["BURROW_HOST_SOCKET"] = HOST_SOCKET
+        if self.config.start_env is not None:
+            env.update(self.config.start_env(box))
         env["BURROW_RLIMITS"] = self._rlimits(box)
         for key, value in env.items():
             argv += ["--setenv", key, value]
         return argv
 
+    @staticmethod
+    def _args_fd(args: list[str]) -> int:
+        fd = os.memfd_create("bwrap-args", os.MFD_CLOEXEC)
+        os.write(fd, b"".join(a.encode() + b"\0" for a in args))
+        os.lseek(fd, 0, os.SEEK_SET)
+        return fd
+
     def bare_argv(self, box: BoxRecord, command: list[str]) -> list[str]:
         """The sandbox of `box` running `command` instead of the daemon, started the same way
         but without cgroups or a readiness handshake: the floor benchmarks compare against.
         Run it as the box's uid, with its layer open."""
-        return [*self._argv(box), "--", *command]
+        return [self.bwrap, *self._argv(box), "--", *command]
 
     def _check_runtime(self, box: BoxRecord) -> None:
         tool = _RUNTIME_TOOLS.get(box.runtime)
@@ -288,25 +301,29 @@ class BubblewrapBackend:
                 f"runtime {box.runtime!r} needs {tool} on the host, which is missing; install "
                 f"it (Debian: apt-get install {'nodejs' if box.runtime == 'node' else 'python3'})")
 
-    def _listen(self, box: BoxRecord) -> socket.socket:
-        """The daemon's listening socket, bound by us in a directory the box cannot see."""
-        path = self.socket_path(box.id)
+    @staticmethod
+    def _listen(path: str) -> socket.socket:
+        """A listening socket for the box, bound by us where the box cannot see (nothing in
+        the box can replace it with a link to another box's socket)."""
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             listener.bind(path)
             os.chmod(path, 0o600)
-            listener.listen(256)
+            listener.listen(512)
         except OSError:
             listener.close()
             raise
         return listener
 
+    def service_path(self, box_id: str) -> str:
+        return str(self._run_dir(box_id) / "service.sock")
+
     async def _spawn(self, box: BoxRecord, fds: dict[str, int],
                      log_fd: int) -> tuple[asyncio.subprocess.Process, BoxCgroup, bool]:
         """Start bwrap for `box`, blocked before the box runs anything. `fds` holds our ends
-        of the info, block and ready pipes and the daemon's listening socket.
+        of the info, block and ready pipes and the listening sockets passed into the box.
 
         Returns the process, the box's cgroup, and whether the process already sits in it
         (a pre-started launcher) or still has to be moved there.
@@ -314,11 +331,13 @@ class BubblewrapBackend:
         launcher = self.pool.take() if self.pool is not None else None
         if launcher is not None and self.pool is not None:
             cgroup = self.pool.adopt_cgroup(launcher, box.id, box.limits)
+            numbers = {role: _LAUNCHED_FDS[role] for role in [*fds, "args"]}
+            args_fd = self._args_fd(self._daemon_args(box, numbers))
             err_fd = os.dup(log_fd)
             try:
-                launcher.launch(self._daemon_argv(box, _LAUNCHED_FDS), box.uid,
-                                {fds[role]: _LAUNCHED_FDS[role] for role in fds}
-                                | {log_fd: 1, err_fd: 2})
+                mapping = {fds[role]: numbers[role] for role in fds}
+                launcher.launch(self._daemon_argv(numbers), box.uid,
+                                mapping | {args_fd: numbers["args"], log_fd: 1, err_fd: 2})
                 return launcher.proc, cgroup, True
             except OSError as exc:  # it died while waiting; start directly instead
                 log.warning("box launcher unusable (%s); starting %s directly", exc, box.id)
@@ -327,29 +346,48 @@ class BubblewrapBackend:
                     cgroup.remove()
             finally:
                 os.close(err_fd)
+                os.close(args_fd)
         cgroup = self.cgroups.create(box.id, box.limits)
-        proc = await asyncio.create_subprocess_exec(
-            *self._daemon_argv(box, fds), pass_fds=tuple(fds.values()), user=box.uid,
-            group=box.uid, extra_groups=[], stdin=asyncio.subprocess.DEVNULL, stdout=log_fd,
-            stderr=log_fd, start_new_session=True)
+        args_fd = self._args_fd(self._daemon_args(box, fds))
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *self._daemon_argv({**fds, "args": args_fd}),
+                pass_fds=(*fds.values(), args_fd), user=box.uid, group=box.uid,
+                extra_groups=[], stdin=asyncio.subprocess.DEVNULL, stdout=log_fd,
+                stderr=log_fd, start_new_session=True)
+        finally:
+            os.close(args_fd)
         return proc, cgroup, False
 
-    def _daemon_argv(self, box: BoxRecord, fds: dict[str, int]) -> list[str]:
-        return [*self._argv(box), "--info-fd", str(fds["info"]), "--block-fd", str(fds["block"]),
+    def _daemon_argv(self, fds: dict[str, int]) -> list[str]:
+        """bwrap's command line: every option comes from the `args` fd."""
+        return [self.bwrap, "--args", str(fds["args"]), "--", DAEMON_PYTHON, "-I", "-S",
+                DAEMON_PATH]
+
+    def _daemon_args(self, box: BoxRecord, fds: dict[str, int]) -> list[str]:
+        args = [*self._argv(box), "--info-fd", str(fds["info"]), "--block-fd", str(fds["block"]),
                 "--setenv", "BURROW_READY_FD", str(fds["ready"]),
-                "--setenv", "BURROW_LISTEN_FD", str(fds["listen"]), "--",
-                DAEMON_PYTHON, "-I", "-S", DAEMON_PATH]
+                "--setenv", "BURROW_LISTEN_FD", str(fds["listen"])]
+        if "service" in fds and box.service:
+            args += ["--setenv", "BURROW_SERVICE_FD", str(fds["service"]),
+                     "--setenv", "BURROW_SERVICE_CMD", json.dumps(box.service)]
+        return args
 
     async def start(self, box: BoxRecord) -> int:
         self._check_runtime(box)
         run_dir = self._run_dir(box.id)
-        listener = self._listen(box)
+        listeners = [self._listen(self.socket_path(box.id))]
+        if box.service:
+            listeners.append(self._listen(self.service_path(box.id)))
         info_r, info_w = os.pipe()
         block_r, block_w = os.pipe()
         ready_r, ready_w = os.pipe()
         log_fd = os.open(run_dir / "sandbox.log", os.O_WRONLY | os.O_CREAT | os.O_TRUNC
                          | os.O_CLOEXEC, 0o600)
-        fds = {"info": info_w, "block": block_r, "ready": ready_w, "listen": listener.fileno()}
+        fds = {"info": info_w, "block": block_r, "ready": ready_w,
+               "listen": listeners[0].fileno()}
+        if box.service:
+            fds["service"] = listeners[1].fileno()
         try:
             proc, cgroup, placed = await self._spawn(box, fds, log_fd)
         except BaseException:
@@ -359,7 +397,21 @@ class BubblewrapBackend:
         finally:
             for fd in (info_w, block_r, ready_w, log_fd):
                 os.close(fd)
-            listener.close()  # the box holds it now
+            for listener in listeners:
+                listener.close()  # the box holds them now
+        try:
+            running = await self._handshake(box, proc, cgroup, placed, info_r, block_w, ready_r)
+        finally:
+            for fd in (info_r, block_w, ready_r):
+                os.close(fd)
+        running.watcher = asyncio.create_task(self._watch(box.id, running))
+        self._running[box.id] = running
+        return proc.pid
+
+    async def _handshake(self, box: BoxRecord, proc: asyncio.subprocess.Process,
+                         cgroup: BoxCgroup, placed: bool, info_r: int, block_w: int,
+                         ready_r: int) -> _Running:
+        """Put the blocked sandbox in its cgroups, let it run, and wait for its daemon."""
         running: _Running | None = None
         try:
             info = await read_until(info_r, b"}", self.config.start_timeout_s)
@@ -368,12 +420,17 @@ class BubblewrapBackend:
             except (ValueError, KeyError) as exc:
                 raise SandboxStartError(f"sandbox failed to start: {self._log_tail(box)}") \
                     from exc
-            if not placed:
-                for pid in (proc.pid, child_pid):
-                    cgroup.add(pid)
-            os.write(block_w, b"1")
-            egress_task = (asyncio.ensure_future(network.start_egress(child_pid, box.uid, run_dir))
-                           if box.network == "egress" else None)
+            try:
+                if not placed:
+                    for pid in (proc.pid, child_pid):
+                        cgroup.add(pid)
+                os.write(block_w, b"1")
+            except (ProcessLookupError, BrokenPipeError) as exc:  # bwrap gave up setting up
+                await proc.wait()
+                raise SandboxStartError(
+                    f"sandbox failed to start: {self._log_tail(box)}") from exc
+            egress_task = (asyncio.ensure_future(network.start_egress(
+                child_pid, box.uid, self._run_dir(box.id))) if box.network == "egress" else None)
             ready = await read_until(ready_r, b"\n", self.config.start_timeout_s)
             egress = await egress_task if egress_task is not None else None
             running = _Running(box, proc, child_pid, egress)
@@ -382,12 +439,7 @@ class BubblewrapBackend:
         except BaseException:
             await self._kill(box, proc, running)
             raise
-        finally:
-            for fd in (info_r, block_w, ready_r):
-                os.close(fd)
-        running.watcher = asyncio.create_task(self._watch(box.id, running))
-        self._running[box.id] = running
-        return proc.pid
+        return running
 
     def _rlimits(self, box: BoxRecord) -> str:
         """Limits the daemon sets on itself before anything else runs in the box (lowering
