@@ -65,8 +65,9 @@ async def test_host_socket_and_start_env_reach_the_box_without_being_stored(
         box = await manager.create(BoxSpec())
         r = await manager.exec(box.id, ExecRequest(
             command="echo $SECRET_TOKEN; python3 -c \"import socket, os; "
-                    "s = socket.socket(socket.AF_UNIX); s.connect(os.environ['BURROW_HOST_SOCKET']);"
-                    " print(s.recv(100).decode().strip())\""))
+                    "s = socket.socket(socket.AF_UNIX); "
+                    "s.connect(os.environ['BURROW_HOST_SOCKET']); "
+                    "print(s.recv(100).decode().strip())\""))
         assert r.stdout == f"tok-{box.id}\nfrom the host\n", r.stderr
         record = await redis.hgetall(f"burrow:box:{box.id}")
         assert b"tok-" not in b"".join(record.values())
