@@ -22,7 +22,7 @@ import secrets
 import shutil
 import socket
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
 
@@ -179,7 +179,8 @@ class BoxManager:
             network=spec.network, limits=spec.limits, uid=await self.registry.next_uid(),
             created_at=now, last_active_at=now, owner=spec.owner, name=spec.name,
             env=dict(spec.env), labels=dict(spec.labels), pre_freeze_hook=spec.pre_freeze_hook,
-            service=list(spec.service) if spec.service else None, host=self.host)
+            service=list(spec.service) if spec.service else None, meta=dict(spec.meta),
+            host=self.host)
         self.config.box_dir(box.id).mkdir(parents=True)
         await self.registry.put(box)
         try:
@@ -476,10 +477,16 @@ class BoxManager:
         except DaemonUnreachableError:
             if not wake:
                 raise
-            await self._recover(box_id)
+            await self.recover(box_id)
             return await operation(await self._client(box_id, wake))
 
-    async def _recover(self, box_id: str) -> None:
+    async def ensure_running(self, box_id: str) -> None:
+        """Wake or resume the box if it is not running (one round trip when it is)."""
+        await self._client(box_id, wake=True)
+
+    async def recover(self, box_id: str) -> None:
+        """Call when the box's sockets stop answering: if its sandbox is gone, record it as
+        failed (the next ensure_running or in-box call wakes it again)."""
         async with self.locks.hold(box_id):
             box = await self._get(box_id)
             if box.state in LIVE_STATES and not self.backend.is_alive(box):
@@ -491,7 +498,7 @@ class BoxManager:
         return await self._call(box_id, wake, lambda c: c.exec(req))
 
     async def exec_stream(self, box_id: str, req: ExecRequest,
-                          wake: bool = True) -> AsyncIterator[ExecEvent]:
+                          wake: bool = True) -> AsyncGenerator[ExecEvent, None]:
         async def first_event(client: DaemonClient) -> tuple[AsyncIterator[ExecEvent], ExecEvent]:
             stream = client.exec_stream(req)
             return stream, await anext(stream)

@@ -88,6 +88,8 @@ class BoxSpec:
     # A long-running program the daemon keeps running, listening on a socket the host
     # created (fd 3, as with systemd socket activation); reached with BoxManager.service_path.
     service: list[str] | None = None
+    # The caller's own data about the box, kept with it and never interpreted here.
+    meta: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> BoxSpec:
         if self.runtime not in RUNTIMES:
@@ -134,6 +136,7 @@ class BoxRecord:
     labels: dict[str, str] = field(default_factory=dict)
     pre_freeze_hook: str | None = None
     service: list[str] | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
     reason: str | None = None
     snapshot_id: str | None = None   # the latest complete freeze snapshot
     layer_local: bool = True         # the unpacked layer (disk image) is on local disk

@@ -529,7 +529,13 @@ class BubblewrapBackend:
         except OSError:
             memory, cpu = 0, 0
         mountpoint = self._mountpoint(box)
-        used = self.disks.used_bytes(mountpoint) if os.path.ismount(mountpoint) else 0
+        if os.path.ismount(mountpoint):
+            used = self.disks.used_bytes(mountpoint)
+        else:  # a frozen box: what its sparse disk image takes on the host
+            try:
+                used = self._image_file(box).stat().st_blocks * 512
+            except FileNotFoundError:
+                used = 0
         return BoxUsage(memory, cpu, used)
 
     def leftovers(self) -> dict[str, list[str]]:

@@ -7,8 +7,12 @@ import os
 import shutil
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
+
+if TYPE_CHECKING:
+    from gateway.settings import Settings
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -17,32 +21,58 @@ def main() -> None:
     """Burrow: a small persistent Linux computer per tenant, frozen when idle."""
 
 
-def _not_yet(what: str) -> None:
-    click.echo(f"burrow {what}: the HTTP gateway is not part of this build yet. The box runtime "
-               "is: use the `boxes` Python package (see README.md), and `burrow doctor` to "
-               "check this host.", err=True)
-    sys.exit(2)
+def _settings(**overrides: object) -> Settings:
+    """Server settings from the environment, with command-line options on top; a bad
+    setting is a one-line error, not a traceback."""
+    from pydantic import ValidationError
+
+    from gateway.settings import Settings
+
+    try:
+        settings = Settings()
+        return settings.model_copy(update={k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        message = "; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())
+        raise click.ClickException(message) from None
 
 
 @main.command()
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8420, show_default=True)
-@click.option("--data-dir", default="./.burrow", show_default=True, type=click.Path())
-def serve(host: str, port: int, data_dir: str) -> None:
-    """Run everything in one process: gateway, worker, embedded Redis and Qdrant."""
-    _not_yet("serve")
+@click.option("--host", default="127.0.0.1", show_default=True, help="address to listen on")
+@click.option("--port", default=8420, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="where boxes, snapshots and Redis data live  [default: $BURROW_DATA_DIR "
+                   "or ./.burrow]")
+def serve(host: str, port: int, data_dir: Path | None) -> None:
+    """Run everything in one process: gateway, worker, embedded Redis (unless REDIS_URL)."""
+    from gateway.server import serve as run
+
+    run(_settings(data_dir=data_dir), host, port)
 
 
 @main.command()
-def gateway() -> None:
-    """Run the HTTP gateway alone (scale-out)."""
-    _not_yet("gateway")
+@click.option("--host", default="127.0.0.1", show_default=True, help="address to listen on")
+@click.option("--port", default=8420, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="where boxes and snapshots live  [default: $BURROW_DATA_DIR or ./.burrow]")
+def gateway(host: str, port: int, data_dir: Path | None) -> None:
+    """Run the HTTP gateway alone (scale-out): needs REDIS_URL; run `burrow worker` beside it."""
+    from gateway.server import serve as run
+
+    settings = _settings(data_dir=data_dir)
+    if not settings.redis_url:
+        raise click.ClickException("burrow gateway needs REDIS_URL (a Redis every gateway and "
+                                   "worker shares); for one machine use `burrow serve`")
+    run(settings, host, port, with_worker=False)
 
 
 @main.command()
-def worker() -> None:
-    """Run the background worker alone (scale-out)."""
-    _not_yet("worker")
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="the gateways' data dir  [default: $BURROW_DATA_DIR or ./.burrow]")
+def worker(data_dir: Path | None) -> None:
+    """Run the background worker alone (scale-out): needs REDIS_URL."""
+    from gateway.server import run_worker
+
+    run_worker(_settings(data_dir=data_dir))
 
 
 @main.command()

@@ -1,1 +1,1 @@
-"""tenant_agent."""
+"""The tenant agent: the program each tenant's home box runs (inside the box, stdlib only)."""

@@ -1,0 +1,120 @@
+"""Request dependencies: who is calling (from the key), and the services a route needs."""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass
+from typing import Annotated, Literal
+
+from fastapi import Depends, FastAPI, Request
+
+from boxes import BoxManager, BoxNotFoundError, BoxRecord, BoxState
+from gateway.errors import ApiError
+from gateway.security import BOX_TOKEN_PREFIX, box_of_token
+from gateway.settings import Settings
+from gateway.tenants import Tenants
+
+
+@dataclass(frozen=True)
+class Principal:
+    kind: Literal["operator", "tenant", "box"]
+    tenant: str | None = None
+    box_id: str | None = None
+
+    @property
+    def is_operator(self) -> bool:
+        return self.kind == "operator"
+
+
+def get_manager(request: Request) -> BoxManager:
+    manager: BoxManager = request.app.state.manager
+    return manager
+
+
+def get_tenants(request: Request) -> Tenants:
+    tenants: Tenants = request.app.state.tenants
+    return tenants
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+ManagerDep = Annotated[BoxManager, Depends(get_manager)]
+TenantsDep = Annotated[Tenants, Depends(get_tenants)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+def bearer(request: Request) -> str:
+    header = request.headers.get("authorization")
+    if not header:
+        raise ApiError(401, "unauthenticated",
+                       "send your key as `Authorization: Bearer <key>`")
+    scheme, _, key = header.partition(" ")
+    if scheme.lower() != "bearer" or not key.strip():
+        raise ApiError(401, "unauthenticated",
+                       "the Authorization header must be `Bearer <key>`")
+    return key.strip()
+
+
+async def authenticate(app: FastAPI, key: str) -> Principal:
+    """Who holds `key`: the operator, a tenant, or a box (by its token)."""
+    if hmac.compare_digest(key.encode(), app.state.operator_key.encode()):
+        return Principal("operator")
+    if key.startswith(BOX_TOKEN_PREFIX):
+        box_id = box_of_token(app.state.secret, key)
+        if box_id is not None:
+            box = await app.state.manager.registry.get(box_id)
+            if box is not None and box.state not in (BoxState.DELETED, BoxState.DELETING):
+                return Principal("box", tenant=box.owner, box_id=box_id)
+    else:
+        tenant = await app.state.tenants.by_key(key)
+        if tenant is not None:
+            return Principal("tenant", tenant=tenant)
+    raise ApiError(401, "unauthenticated", "this key is not valid (revoked, mistyped, or "
+                                           "from another Burrow server)")
+
+
+async def principal(request: Request) -> Principal:
+    return await authenticate(request.app, bearer(request))
+
+
+async def operator(request: Request) -> Principal:
+    who = await principal(request)
+    if not who.is_operator:
+        raise ApiError(403, "forbidden", "this needs the operator key")
+    return who
+
+
+async def user(request: Request) -> Principal:
+    """A tenant or the operator: box tokens only reach knowledge search and the host socket."""
+    who = await principal(request)
+    if who.kind == "box":
+        raise ApiError(403, "forbidden", "a box token can only search knowledge; use a tenant "
+                                         "or operator key for this")
+    return who
+
+
+PrincipalDep = Annotated[Principal, Depends(principal)]
+OperatorDep = Annotated[Principal, Depends(operator)]
+UserDep = Annotated[Principal, Depends(user)]
+
+
+def visible(box: BoxRecord, who: Principal) -> bool:
+    return who.is_operator or (who.tenant is not None and box.owner == who.tenant)
+
+
+async def owned_box(box_id: str, who: UserDep, manager: ManagerDep) -> BoxRecord:
+    """The box, if the caller may use it. Someone else's box is "not found", like a missing one:
+    its existence is not theirs to learn."""
+    try:
+        box = await manager.get(box_id)
+    except BoxNotFoundError:
+        box = None
+    if box is None or not visible(box, who) or box.state == BoxState.DELETED:
+        raise ApiError(404, "not_found", f"no box {box_id!r}")
+    return box
+
+
+OwnedBoxDep = Annotated[BoxRecord, Depends(owned_box)]

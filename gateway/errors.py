@@ -1,0 +1,110 @@
+"""The API's error format, and the one place where errors become HTTP status codes.
+
+Every error is `{"error": {"code": "<snake_case>", "message": "<what to do>"}}`; no traceback
+or library exception ever reaches a client.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from boxes import (
+    BoxBusyError,
+    BoxError,
+    BoxFileError,
+    BoxNotFoundError,
+    BoxStateError,
+    BoxUnavailableError,
+    HostUnsupportedError,
+    InvalidRequestError,
+    SandboxStartError,
+    SnapshotError,
+    SnapshotNotFoundError,
+)
+
+log = logging.getLogger("burrow.gateway")
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str,
+                 headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = headers
+
+
+def error_response(status: int, code: str, message: str,
+                   headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status,
+                        headers=headers)
+
+
+_FILE_CODES = {"not_found": 404, "is_a_directory": 409, "not_a_directory": 409, "exists": 409,
+               "not_empty": 409, "permission_denied": 403, "read_only": 403, "disk_full": 409,
+               "too_large": 413, "invalid_path": 422}
+_RETRY = {"Retry-After": "2"}
+
+
+def box_error_response(exc: BoxError) -> JSONResponse:
+    if isinstance(exc, BoxFileError):
+        return error_response(_FILE_CODES.get(exc.code, 503), exc.code, exc.message)
+    if isinstance(exc, InvalidRequestError | SnapshotError):
+        return error_response(422, "invalid_request", exc.message)
+    if isinstance(exc, BoxNotFoundError | SnapshotNotFoundError):
+        return error_response(404, "not_found", exc.message)
+    if isinstance(exc, BoxStateError):
+        return error_response(409, "conflict", exc.message)
+    if isinstance(exc, BoxBusyError | BoxUnavailableError | SandboxStartError):
+        return error_response(503, "unavailable", exc.message, _RETRY)
+    if isinstance(exc, HostUnsupportedError):
+        return error_response(503, "host_unsupported", exc.message)
+    log.error("unmapped box error %s: %s", type(exc).__name__, exc.message)
+    return error_response(503, "unavailable", exc.message, _RETRY)
+
+
+def _validation_message(exc: RequestValidationError) -> tuple[str, str]:
+    errors = exc.errors()
+    if any(e.get("type") == "json_invalid" for e in errors):
+        return "invalid_json", "the request body is not valid JSON"
+    parts = []
+    for e in errors[:5]:
+        where = ".".join(str(p) for p in e.get("loc", ()) if p != "body")
+        parts.append(f"{where or 'body'}: {e.get('msg', 'invalid')}")
+    return "invalid_request", "; ".join(parts)
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def _api(request: Request, exc: ApiError) -> JSONResponse:
+        return error_response(exc.status, exc.code, exc.message, exc.headers)
+
+    @app.exception_handler(BoxError)
+    async def _box(request: Request, exc: BoxError) -> JSONResponse:
+        return box_error_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        code, message = _validation_message(exc)
+        return error_response(400 if code == "invalid_json" else 422, code, message)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 404:
+            return error_response(404, "not_found",
+                                  f"no route {request.method} {request.url.path}; see /docs")
+        if exc.status_code == 405:
+            return error_response(405, "method_not_allowed",
+                                  f"{request.method} is not allowed on {request.url.path}")
+        return error_response(exc.status_code, "http_error", str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return error_response(500, "internal", "an unexpected error occurred; it was logged")

@@ -1,0 +1,29 @@
+"""Liveness and readiness (open: no key needed)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz")
+async def healthz() -> dict[str, str]:
+    """The process is up."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz")
+async def readyz(request: Request) -> JSONResponse:
+    """Ready to serve: Redis answers and the box runtime started."""
+    checks: dict[str, str] = {}
+    try:
+        await request.app.state.redis.ping()
+        checks["redis"] = "ok"
+    except Exception as exc:  # any failure means "not ready"; say which
+        checks["redis"] = f"unreachable: {type(exc).__name__}"
+    checks["boxes"] = "ok" if getattr(request.app.state, "manager", None) else "starting"
+    ready = all(v == "ok" for v in checks.values())
+    return JSONResponse({"status": "ready" if ready else "not ready", "checks": checks},
+                        status_code=200 if ready else 503)

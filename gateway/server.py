@@ -1,0 +1,99 @@
+"""Running the server: `burrow serve` (all in one), `burrow gateway`, `burrow worker`."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import signal
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import uvicorn
+from fastapi import FastAPI
+from redis.asyncio import Redis
+
+from boxes import BoxManager, RuntimeConfig
+from gateway.app import create_app
+from gateway.settings import Settings
+from workers.embedded_redis import EmbeddedRedis
+from workers.settings import make_worker
+
+log = logging.getLogger("burrow")
+DEMO_TENANT = "demo"
+
+
+def _announce(url: str, settings: Settings) -> Callable[[FastAPI], None]:
+    def on_ready(app: FastAPI) -> None:
+        task = asyncio.get_running_loop().create_task(_print_welcome(app, url, settings))
+        app.state.welcome_task = task
+    return on_ready
+
+
+async def _print_welcome(app: FastAPI, url: str, settings: Settings) -> None:
+    lines = [f"Burrow is serving at {url}  (API docs: {url}/docs)"]
+    data_dir = settings.data_dir.resolve()
+    if app.state.operator_key_created:
+        lines.append(f"operator key (shown once; also in {data_dir / 'operator.key'}, 0600):")
+        lines.append(f"    {app.state.operator_key}")
+        tenants = app.state.tenants
+        if await tenants.get(DEMO_TENANT) is None:
+            record, key = await tenants.create(DEMO_TENANT, None)
+            lines.append(f"demo tenant {record.id!r} (home box {record.home_box_id}); its key:")
+            lines.append(f"    {key}")
+            lines.append(f"try: curl -H 'Authorization: Bearer {key}' "
+                         f"{url}/v1/tenants/{DEMO_TENANT}/agent/hello")
+    elif settings.operator_key is None:
+        lines.append(f"operator key: in {data_dir / 'operator.key'}")
+    print("\n".join(lines), flush=True)
+
+
+def _redis_url(settings: Settings) -> tuple[str, EmbeddedRedis | None]:
+    if settings.redis_url:
+        return settings.redis_url, None
+    embedded = EmbeddedRedis(settings.data_dir.resolve() / "redis")
+    return embedded.start(), embedded
+
+
+def serve(settings: Settings, host: str, port: int, *, with_worker: bool = True) -> None:
+    """The gateway (and, unless told otherwise, the worker) in this process."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s "
+                                                   "%(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per proxied request
+    redis_url, embedded = _redis_url(settings)
+    settings = settings.model_copy(update={"redis_url": redis_url, "run_worker": with_worker})
+    url = f"http://{host}:{port}"
+    app = create_app(settings, on_ready=_announce(url, settings))
+    try:
+        uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False,
+                    timeout_graceful_shutdown=90)
+    finally:
+        if embedded is not None:
+            embedded.stop()
+
+
+def run_worker(settings: Settings) -> None:
+    """A standalone arq worker against REDIS_URL (scale-out)."""
+    logging.basicConfig(level=logging.INFO)
+    if not settings.redis_url:
+        sys.exit("burrow worker needs REDIS_URL (the Redis the gateways use)")
+    asyncio.run(_worker(settings))
+
+
+async def _worker(settings: Settings) -> None:
+    assert settings.redis_url is not None
+    redis = Redis.from_url(settings.redis_url)
+    # The worker's tasks use the registry and the snapshot store; it runs no boxes itself.
+    manager = BoxManager(dataclasses.replace(RuntimeConfig(data_dir=Path(settings.data_dir)),
+                                             launcher_pool=0), redis)
+    worker = make_worker(settings.redis_url, manager)
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    task = asyncio.create_task(worker.async_run())
+    await stop.wait()
+    task.cancel()
+    await worker.close()
+    await redis.aclose()

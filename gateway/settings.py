@@ -1,0 +1,51 @@
+"""The server's settings: one object, read from the environment, built by the app factory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_PLACEHOLDERS = {"changeme", "change-me", "secret", "password", "operator", "admin", "test",
+                 "example", "xxx", "todo"}
+MIN_KEY_LENGTH = 24
+
+
+def _env(name: str) -> AliasChoices:
+    return AliasChoices(name)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+
+    data_dir: Path = Field(Path("./.burrow"), validation_alias=_env("BURROW_DATA_DIR"))
+    operator_key: SecretStr | None = Field(None, validation_alias=_env("BURROW_OPERATOR_KEY"))
+    redis_url: str | None = Field(None, validation_alias=_env("REDIS_URL"))
+    qdrant_url: str | None = Field(None, validation_alias=_env("QDRANT_URL"))
+    embed_model: str | None = Field(None, validation_alias=_env("BURROW_EMBED_MODEL"))
+    dev: bool = Field(False, validation_alias=_env("BURROW_DEV"))
+    # Largest request body (file uploads, agent requests, exec stdin), in bytes.
+    max_body_bytes: int = Field(100 * 1024 * 1024, gt=0,
+                                validation_alias=_env("BURROW_MAX_BODY_BYTES"))
+    # How long a request may wait for its box to wake before it gets 503 and a retry hint.
+    wake_wait_s: float = Field(30.0, gt=0, validation_alias=_env("BURROW_WAKE_WAIT_S"))
+    # The tenant agent each home box runs (argv, JSON list); default: Burrow's own.
+    agent_command: list[str] | None = Field(None, validation_alias=_env("BURROW_AGENT_COMMAND"))
+    run_worker: bool = Field(True, validation_alias=_env("BURROW_RUN_WORKER"))
+    launcher_pool: int = Field(2, ge=0, validation_alias=_env("BURROW_LAUNCHER_POOL"))
+    # First host uid given to boxes; instances sharing a host should use different ranges.
+    uid_base: int = Field(2_000_000, ge=100_000, le=4_000_000_000,
+                          validation_alias=_env("BURROW_UID_BASE"))
+
+    @model_validator(mode="after")
+    def _refuse_placeholder_secrets(self) -> Settings:
+        if self.operator_key is None or self.dev:
+            return self
+        key = self.operator_key.get_secret_value()
+        if key.lower() in _PLACEHOLDERS or len(key) < MIN_KEY_LENGTH:
+            raise ValueError(
+                f"BURROW_OPERATOR_KEY looks like a placeholder; use a random key of at least "
+                f"{MIN_KEY_LENGTH} characters (for example `openssl rand -hex 24`), leave it "
+                "unset to have one generated, or set BURROW_DEV=1 for local development")
+        return self
