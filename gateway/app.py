@@ -49,7 +49,9 @@ def create_app(settings: Settings | None = None,
             yield
 
     app = FastAPI(title="Burrow", version="0.1.0", lifespan=lifespan,
-                  description="Persistent per-tenant Linux boxes that freeze when idle.")
+                  description="Persistent per-tenant Linux boxes that freeze when idle. "
+                              "Operations tagged `planned` answer 501 in this build.",
+                  responses=errors.COMMON_RESPONSES)
     app.state.settings = settings
     errors.install(app)
     for module in (health, tenants, boxes, exec, files, agent, knowledge, operator):

@@ -7,6 +7,7 @@ or library exception ever reaches a client.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -26,8 +27,18 @@ from boxes import (
     SnapshotError,
     SnapshotNotFoundError,
 )
+from gateway.schemas import ErrorOut
 
 log = logging.getLogger("burrow.gateway")
+
+
+_DESCRIPTIONS = {400: "malformed request (for example invalid JSON)",
+                 401: "missing or invalid key", 403: "this key may not do that",
+                 404: "no such resource (or not yours)", 409: "conflicts with the current state",
+                 413: "body too large", 422: "invalid parameters",
+                 503: "temporarily unavailable; retry after Retry-After seconds"}
+COMMON_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorOut, "description": text} for status, text in _DESCRIPTIONS.items()}
 
 
 class ApiError(Exception):

@@ -72,12 +72,14 @@ class AgentProxy:
 
     async def forward(self, request: Request, socket_path: str, path: str, body: bytes,
                       extra_headers: dict[str, str]) -> StreamingResponse:
+        """`path` is the request target inside the box: percent-encoded, with its query."""
         headers = [(k, v) for k, v in request.headers.items() if k.lower() not in _HOP_BY_HOP]
         headers += list(extra_headers.items())
         client = self._client(socket_path)
-        outgoing = client.build_request(request.method, "/" + path.lstrip("/"),
-                                        params=request.url.query, headers=headers,
-                                        content=body)
+        try:
+            outgoing = client.build_request(request.method, path, headers=headers, content=body)
+        except httpx.InvalidURL as exc:
+            raise ApiError(400, "invalid_path", f"cannot forward this path: {exc}") from exc
         try:
             response = await client.send(outgoing, stream=True)
         except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError) as exc:

@@ -6,12 +6,17 @@ import asyncio
 import os
 import shutil
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
+from fastapi import FastAPI
 from redis.asyncio import Redis
 
 from boxes import BoxManager, RuntimeConfig
+from gateway.app import create_app
+from gateway.settings import Settings
 from workers.embedded_redis import EmbeddedRedis
 
 # Box uids for tests sit apart from a `burrow serve` a developer may run on the same machine.
@@ -87,3 +92,46 @@ async def manager(config: RuntimeConfig, redis: Redis) -> AsyncIterator[BoxManag
     leftovers = mgr.backend.leftovers()
     assert leftovers == {"processes": [], "mounts": [], "cgroups": []}, leftovers
     assert box_processes() == [], "box processes outlived the test"
+
+
+OPERATOR_KEY = "op-" + "k" * 40
+
+
+@dataclass
+class Gateway:
+    app: FastAPI
+    client: httpx.AsyncClient
+    operator: dict[str, str]
+
+    @property
+    def manager(self) -> BoxManager:
+        manager: BoxManager = self.app.state.manager
+        return manager
+
+    async def tenant(self, tenant_id: str) -> tuple[dict[str, str], str]:
+        """Create a tenant; return its auth headers and home box id."""
+        r = await self.client.post("/v1/tenants", json={"id": tenant_id}, headers=self.operator)
+        assert r.status_code == 201, r.text
+        body = r.json()
+        return {"Authorization": f"Bearer {body['api_key']}"}, body["home_box_id"]
+
+
+def gateway_settings(data_dir: Path, redis_url: str, **extra: object) -> Settings:
+    return Settings(data_dir=data_dir, redis_url=redis_url, operator_key=OPERATOR_KEY,
+                    dev=True, uid_base=TEST_UID_BASE, launcher_pool=1, **extra)
+
+
+@pytest.fixture
+async def gateway(tmp_path: Path, redis: Redis,
+                  redis_server: EmbeddedRedis) -> AsyncIterator[Gateway]:
+    settings = gateway_settings(tmp_path / "gw", redis_server.url, run_worker=False)
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://burrow",
+                                     timeout=60) as client:
+            yield Gateway(app, client, {"Authorization": f"Bearer {OPERATOR_KEY}"})
+    manager = app.state.manager
+    assert manager.backend.leftovers() == {"processes": [], "mounts": [], "cgroups": []}
+    assert box_processes() == [], "box processes outlived the test"
+    shutil.rmtree(manager.config.run_dir, ignore_errors=True)

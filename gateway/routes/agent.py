@@ -18,8 +18,6 @@ router = APIRouter(tags=["agent"], responses={401: {"model": ErrorOut}, 403: {"m
 _METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 
 
-@router.api_route("/v1/tenants/{tenant_id}/agent/{path:path}", methods=_METHODS,
-                  response_class=StreamingResponse)
 async def agent(tenant_id: str, path: str, request: Request, who: UserDep,
                 tenants: TenantsDep, manager: ManagerDep,
                 settings: SettingsDep) -> StreamingResponse:
@@ -28,6 +26,7 @@ async def agent(tenant_id: str, path: str, request: Request, who: UserDep,
     if not who.is_operator and who.tenant != tenant_id:
         raise ApiError(404, "not_found", f"no tenant {tenant_id!r}")
     box_id = await tenants.home_box(tenant_id)
+    target = _target(request, tenant_id)
     body = await read_body(request, settings.max_body_bytes)
     proxy: AgentProxy = request.app.state.proxy
     request_id = request.headers.get("x-request-id") or secrets.token_hex(8)
@@ -36,7 +35,7 @@ async def agent(tenant_id: str, path: str, request: Request, who: UserDep,
     for attempt in (1, 2):
         await manager.ensure_running(box_id)
         try:
-            response = await proxy.forward(request, socket_path, path, body, headers)
+            response = await proxy.forward(request, socket_path, target, body, headers)
             response.headers["x-request-id"] = request_id
             return response
         except AgentUnreachable:
@@ -48,11 +47,28 @@ async def agent(tenant_id: str, path: str, request: Request, who: UserDep,
                    {"Retry-After": "2"})
 
 
-@router.post("/v1/boxes/{box_id}/agent/runs", responses={501: {"model": ErrorOut}})
+def _target(request: Request, tenant_id: str) -> str:
+    """What follows /agent in the request as the client sent it (still percent-encoded)."""
+    raw = (request.scope.get("raw_path") or request.url.path.encode()).decode("latin-1")
+    prefix = f"/v1/tenants/{tenant_id}/agent"
+    rest = raw[len(prefix):] if raw.startswith(prefix) else "/"
+    query = request.url.query
+    return rest + ("?" + query if query else "")
+
+
+for _method in _METHODS:  # one operation per method, so each has its own OpenAPI id
+    router.add_api_route("/v1/tenants/{tenant_id}/agent/{path:path}", agent,
+                         methods=[_method], response_class=StreamingResponse,
+                         operation_id=f"agent_{_method.lower()}", name=f"agent_{_method.lower()}")
+
+
+@router.post("/v1/boxes/{box_id}/agent/runs", responses={501: {"model": ErrorOut}},
+             tags=["planned"])
 async def agent_run(box: OwnedBoxDep) -> None:
     raise ApiError(501, "not_implemented", "agent runs are not part of this server yet")
 
 
-@router.post("/v1/boxes/{box_id}/agent/runs/stream", responses={501: {"model": ErrorOut}})
+@router.post("/v1/boxes/{box_id}/agent/runs/stream", responses={501: {"model": ErrorOut}},
+             tags=["planned"])
 async def agent_run_stream(box: OwnedBoxDep) -> None:
     raise ApiError(501, "not_implemented", "agent runs are not part of this server yet")

@@ -8,7 +8,7 @@ from gateway.deps import OperatorDep, PrincipalDep
 from gateway.errors import ApiError
 from gateway.schemas import ErrorOut
 
-router = APIRouter(prefix="/v1/knowledge", tags=["knowledge"],
+router = APIRouter(prefix="/v1/knowledge", tags=["knowledge", "planned"],
                    responses={401: {"model": ErrorOut}, 403: {"model": ErrorOut},
                               501: {"model": ErrorOut}})
 

@@ -8,7 +8,7 @@ from gateway.deps import OperatorDep
 from gateway.errors import ApiError
 from gateway.schemas import ErrorOut
 
-router = APIRouter(tags=["operator"], responses={401: {"model": ErrorOut},
+router = APIRouter(tags=["operator", "planned"], responses={401: {"model": ErrorOut},
                                                  403: {"model": ErrorOut},
                                                  501: {"model": ErrorOut}})
 

@@ -47,7 +47,7 @@ async def delete_tenant(tenant_id: str, who: OperatorDep, tenants: TenantsDep) -
     return Response(status_code=204)
 
 
-@router.put("/{tenant_id}/policy", responses={501: {"model": ErrorOut}})
+@router.put("/{tenant_id}/policy", responses={501: {"model": ErrorOut}}, tags=["planned"])
 async def put_tenant_policy(tenant_id: str, body: Policy, who: OperatorDep,
                             tenants: TenantsDep) -> TenantPublic:
     await tenants.require(tenant_id)

@@ -1,0 +1,144 @@
+"""Every route × every kind of caller: who may, who may not, and what a refusal reveals."""
+
+from __future__ import annotations
+
+import itertools
+import re
+from typing import Any
+
+from gateway.security import box_token
+from tests.conftest import Gateway
+
+KINDS = ["none", "bad", "other_tenant", "box_token", "own_tenant", "operator"]
+OPEN = {"/healthz", "/readyz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
+OPERATOR_ONLY = re.compile(r"^/v1/(tenants(/\{tenant_id\}(/policy)?)?|policy|stats|"
+                           r"knowledge/insights.*)$|^/(metrics|dashboard)$")
+BOX_TOKEN_OK = {("POST", "/v1/knowledge/search")}
+_counter = itertools.count()
+
+
+class World:
+    """Tenant "own" with a box and a snapshot; tenant "other"; the credentials of each kind."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.gw = gateway
+
+    async def setup(self) -> None:
+        self.own, self.own_home = await self.gw.tenant("own")
+        self.other, _ = await self.gw.tenant("other")
+        self.box = await self.new_box()
+        self.snapshot = await self.new_snapshot()
+        secret = self.gw.app.state.secret
+        self.headers = {
+            "none": {}, "bad": {"Authorization": "Bearer brw_t_not-a-real-key"},
+            "other_tenant": self.other, "own_tenant": self.own,
+            "box_token": {"Authorization": f"Bearer {box_token(secret, self.own_home)}"},
+            "operator": self.gw.operator}
+        self.secrets = [v["Authorization"].split()[1] for k, v in self.headers.items()
+                        if k not in ("none", "bad")]
+
+    async def new_box(self) -> str:
+        r = await self.gw.client.post("/v1/boxes", json={}, headers=self.own)
+        return str(r.json()["id"])
+
+    async def new_snapshot(self) -> str:
+        r = await self.gw.client.post(f"/v1/boxes/{self.box}/snapshots", json={"name": "s"},
+                                      headers=self.own)
+        return str(r.json()["id"])
+
+    async def params(self, method: str, path: str, allowed: bool) -> dict[str, str]:
+        """Path parameters; destructive calls that will succeed get targets of their own."""
+        destructive = method == "DELETE"
+        box = self.box
+        if destructive and allowed and path == "/v1/boxes/{box_id}":
+            box = await self.new_box()
+        snapshot = await self.new_snapshot() if destructive and allowed else self.snapshot
+        tenant = "own"
+        if destructive and allowed and path == "/v1/tenants/{tenant_id}":
+            tenant = f"victim{next(_counter)}"
+            await self.gw.tenant(tenant)
+        return {"box_id": box, "snapshot_id": snapshot, "tenant_id": tenant,
+                "insight_id": "i1", "path": "probe"}
+
+
+def body_for(method: str, path: str) -> dict[str, Any] | None:
+    if method not in ("POST", "PUT", "PATCH"):
+        return None
+    if path == "/v1/tenants":
+        return {"id": f"made{next(_counter)}"}
+    if path.endswith("/exec") or path.endswith("/exec/stream"):
+        return {"command": "true"}
+    if path.endswith("/snapshots"):
+        return {"name": "n"}
+    if path.endswith("/policy"):
+        return {"freeze_after_s": 60}
+    if path.endswith("/agent/runs") or path.endswith("/agent/runs/stream"):
+        return {"prompt": "p"}
+    if path == "/v1/knowledge/search":
+        return {"query": "q"}
+    return {}
+
+
+def expected(method: str, path: str, kind: str) -> int | None:
+    """The status a refused call must get, or None where the call is allowed."""
+    if path in OPEN:
+        return None
+    if kind in ("none", "bad"):
+        return 401
+    if kind == "operator":
+        return None
+    if kind == "box_token":
+        return None if (method, path) in BOX_TOKEN_OK else 403
+    if OPERATOR_ONLY.match(path):
+        return 403
+    owned = ("{box_id}" in path or "{snapshot_id}" in path
+             or path.startswith("/v1/tenants/{tenant_id}/agent"))
+    return 404 if owned and kind == "other_tenant" else None
+
+
+async def test_every_route_for_every_kind_of_caller(gateway: Gateway) -> None:
+    world = World(gateway)
+    await world.setup()
+    spec = gateway.app.openapi()
+    routes = [(method.upper(), path) for path, operations in spec["paths"].items()
+              for method in operations]
+    assert len(routes) > 30
+    failures = []
+    for method, path in routes:
+        for kind in KINDS:
+            want = expected(method, path, kind)
+            params = await world.params(method, path, allowed=want is None)
+            url = path.format(**params)
+            if path.endswith("/files") or path.endswith("/files/list"):
+                url += "?path=probe.txt" if method != "GET" or path.endswith("/files") else ""
+            body = body_for(method, path)
+            kwargs: dict[str, Any] = {"headers": world.headers[kind]}
+            if path.endswith("/files") and method == "PUT":
+                kwargs["content"] = b"data"
+            elif body is not None:
+                kwargs["json"] = body
+            r = await gateway.client.request(method, url, **kwargs)
+            ok = r.status_code not in (401, 403, 404) if want is None else r.status_code == want
+            if path.endswith("/files") and method in ("GET", "DELETE") and want is None:
+                ok = r.status_code in (200, 204, 404) and "no box" not in r.text
+            if not ok:
+                failures.append((method, path, kind, want, r.status_code, r.text[:120]))
+            if r.status_code >= 400:
+                assert "Traceback" not in r.text
+                assert not any(s in r.text for s in world.secrets), (method, path, kind)
+    assert failures == []
+
+
+async def test_someone_elses_box_looks_exactly_like_a_missing_one(gateway: Gateway) -> None:
+    world = World(gateway)
+    await world.setup()
+    c = gateway.client
+    theirs = await c.get(f"/v1/boxes/{world.box}", headers=world.other)
+    missing = await c.get("/v1/boxes/b_0000000000000000", headers=world.other)
+    assert theirs.status_code == missing.status_code == 404
+    assert theirs.json()["error"]["code"] == missing.json()["error"]["code"]
+    listed = (await c.get("/v1/boxes", headers=world.other)).json()
+    assert world.box not in [b["id"] for b in listed]
+    assert (await c.get("/v1/snapshots", headers=world.other)).json() == []
+    r = await c.get("/v1/tenants/own/agent/x", headers=world.other)
+    assert r.status_code == 404 and "own" in r.json()["error"]["message"]

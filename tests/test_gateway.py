@@ -1,0 +1,196 @@
+"""The HTTP API through the app: tenants, boxes, exec, files, snapshots, the agent route."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+from boxes import BoxState
+from tests.conftest import Gateway
+
+
+async def test_tenant_gets_a_home_box_and_a_key_shown_once(gateway: Gateway) -> None:
+    c = gateway.client
+    r = await c.post("/v1/tenants", json={"id": "acme"}, headers=gateway.operator)
+    assert r.status_code == 201
+    created = r.json()
+    assert created["api_key"].startswith("brw_t_") and created["id"] == "acme"
+    r = await c.get("/v1/tenants/acme", headers=gateway.operator)
+    public = r.json()
+    assert "api_key" not in public and public["home_box_id"] == created["home_box_id"]
+    assert public["state"] == "running" and public["boxes"] == 1
+    assert public["storage_bytes"] > 0
+    r = await c.post("/v1/tenants", json={"id": "acme"}, headers=gateway.operator)
+    assert r.status_code == 409 and r.json()["error"]["code"] == "conflict"
+    assert [t["id"] for t in (await c.get("/v1/tenants", headers=gateway.operator)).json()] \
+        == ["acme"]
+
+
+async def test_agent_route_proxies_everything_but_credentials(gateway: Gateway) -> None:
+    headers, _ = await gateway.tenant("t1")
+    r = await gateway.client.put("/v1/tenants/t1/agent/some/path?a=1&b=two",
+                                 headers={**headers, "X-Custom": "yes",
+                                          "Cookie": "session=secret"},
+                                 content=b"payload bytes")
+    assert r.status_code == 200, r.text
+    echo = r.json()["echo"]
+    assert (echo["method"], echo["path"], echo["query"], echo["body"]) == \
+        ("PUT", "/some/path", "a=1&b=two", "payload bytes")
+    assert echo["headers"]["x-custom"] == "yes" and echo["headers"]["x-burrow-tenant"] == "t1"
+    assert "authorization" not in echo["headers"] and "cookie" not in echo["headers"]
+    assert r.headers["x-request-id"] == echo["headers"]["x-request-id"]
+
+
+async def test_frozen_tenant_wakes_on_request_with_its_state(gateway: Gateway) -> None:
+    headers, home = await gateway.tenant("t1")
+    c = gateway.client
+    first = (await c.get("/v1/tenants/t1/agent/x", headers=headers)).json()["requests"]
+    r = await c.post(f"/v1/boxes/{home}/freeze", headers=headers)
+    assert r.json()["state"] == "frozen"
+    r = await c.get("/v1/tenants/t1/agent/x", headers=headers)
+    assert r.status_code == 200 and r.json()["requests"] == first + 1
+    box = await gateway.manager.get(home)
+    assert box.state == BoxState.RUNNING and box.wakes == 1
+
+
+async def test_hundred_concurrent_requests_to_a_frozen_tenant_wake_it_once(
+        gateway: Gateway) -> None:
+    headers, home = await gateway.tenant("busy")
+    await gateway.client.post(f"/v1/boxes/{home}/freeze", headers=headers)
+    replies = await asyncio.gather(*(
+        gateway.client.post("/v1/tenants/busy/agent/ping", headers=headers, content=str(i))
+        for i in range(100)))
+    assert [r.status_code for r in replies] == [200] * 100
+    assert sorted(r.json()["echo"]["body"] for r in replies) == sorted(map(str, range(100)))
+    assert (await gateway.manager.get(home)).wakes == 1
+
+
+async def test_box_api_exec_stream_files_and_lifecycle(gateway: Gateway) -> None:
+    headers, _ = await gateway.tenant("dev")
+    c = gateway.client
+    r = await c.post("/v1/boxes", json={"runtime": "python", "labels": {"team": "x"},
+                                        "env": {"GREETING": "hi"}}, headers=headers)
+    assert r.status_code == 201, r.text
+    box = r.json()
+    assert (box["tenant"], box["state"], box["labels"]) == ("dev", "running", {"team": "x"})
+    bid = box["id"]
+    r = await c.post(f"/v1/boxes/{bid}/exec", json={"command": "echo $GREETING; exit 3"},
+                     headers=headers)
+    assert r.json() == {**r.json(), "exit_code": 3, "stdout": "hi\n", "timed_out": False}
+    r = await c.post(f"/v1/boxes/{bid}/exec", json={"command": ["cat"], "stdin": "fed"},
+                     headers=headers)
+    assert r.json()["stdout"] == "fed"
+    r = await c.post(f"/v1/boxes/{bid}/exec/stream",
+                     json={"command": "echo a; echo b >&2; exit 1"}, headers=headers)
+    lines = [json.loads(line) for line in r.text.splitlines()]
+    assert r.headers["content-type"].startswith("application/x-ndjson")
+    assert lines[-1]["type"] == "exit" and lines[-1]["exit_code"] == 1
+    assert {"type": "stdout", "data": "a\n"} in lines and {"type": "stderr", "data": "b\n"} in lines
+
+    data = bytes(range(256)) * 40
+    r = await c.put(f"/v1/boxes/{bid}/files", params={"path": "d/blob.bin"}, content=data,
+                    headers=headers)
+    assert r.status_code == 204
+    r = await c.get(f"/v1/boxes/{bid}/files", params={"path": "/workspace/d/blob.bin"},
+                    headers=headers)
+    assert r.content == data
+    r = await c.get(f"/v1/boxes/{bid}/files/list", params={"path": "d"}, headers=headers)
+    assert [(e["name"], e["type"], e["size"]) for e in r.json()] == [("blob.bin", "file", 10240)]
+    assert (await c.delete(f"/v1/boxes/{bid}/files", params={"path": "d", "recursive": "true"},
+                           headers=headers)).status_code == 204
+
+    for action, state in (("pause", "paused"), ("resume", "running"), ("freeze", "frozen"),
+                          ("wake", "running"), ("archive", "archived"), ("wake", "running")):
+        r = await c.post(f"/v1/boxes/{bid}/{action}", headers=headers)
+        assert r.status_code == 200 and r.json()["state"] == state, (action, r.text)
+    r = await c.get("/v1/boxes", params={"label": "team:x"}, headers=headers)
+    assert [b["id"] for b in r.json()] == [bid]
+    assert (await c.delete(f"/v1/boxes/{bid}", headers=headers)).status_code == 204
+    assert (await c.get(f"/v1/boxes/{bid}", headers=headers)).status_code == 404
+
+
+async def test_snapshots_seed_new_boxes_for_their_owner_only(gateway: Gateway) -> None:
+    alice, _ = await gateway.tenant("alice")
+    bob, _ = await gateway.tenant("bob")
+    c = gateway.client
+    bid = (await c.post("/v1/boxes", json={}, headers=alice)).json()["id"]
+    await c.post(f"/v1/boxes/{bid}/exec", json={"command": "echo v1 > version"}, headers=alice)
+    r = await c.post(f"/v1/boxes/{bid}/snapshots", json={"name": "base"}, headers=alice)
+    assert r.status_code == 201
+    snap = r.json()["id"]
+    assert [s["id"] for s in (await c.get("/v1/snapshots", headers=alice)).json()] == [snap]
+    assert (await c.get("/v1/snapshots", headers=bob)).json() == []
+    r = await c.post("/v1/boxes", json={"from_snapshot": snap}, headers=bob)
+    assert r.status_code == 404
+    r = await c.post("/v1/boxes", json={"from_snapshot": snap}, headers=alice)
+    twin = r.json()["id"]
+    r = await c.post(f"/v1/boxes/{twin}/exec", json={"command": "cat version"}, headers=alice)
+    assert r.json()["stdout"] == "v1\n"
+    assert (await c.delete(f"/v1/snapshots/{snap}", headers=bob)).status_code == 404
+    assert (await c.delete(f"/v1/snapshots/{snap}", headers=alice)).status_code == 204
+
+
+async def test_git_settings_are_written_into_the_box(gateway: Gateway) -> None:
+    headers, _ = await gateway.tenant("g")
+    r = await gateway.client.post("/v1/boxes", json={"git": {
+        "token": "ghp_example", "user_name": "Bot", "user_email": "bot@example.com"}},
+        headers=headers)
+    bid = r.json()["id"]
+    r = await gateway.client.post(f"/v1/boxes/{bid}/exec", json={
+        "command": "git config --global user.name; stat -c %a .git-credentials"},
+        headers=headers)
+    assert r.json()["stdout"] == "Bot\n600\n"
+    box = await gateway.manager.get(bid)
+    assert "ghp_example" not in json.dumps(box.to_dict())  # the token is not in the registry
+
+
+async def test_errors_use_the_contract_format(gateway: Gateway) -> None:
+    headers, home = await gateway.tenant("e")
+    c = gateway.client
+
+    async def check(response_code: int, code: str, request: object) -> None:
+        r = await request  # type: ignore[misc]
+        assert r.status_code == response_code, r.text
+        body = r.json()
+        assert set(body) == {"error"} and body["error"]["code"] == code
+        assert body["error"]["message"] and "Traceback" not in r.text
+
+    await check(400, "invalid_json", c.post("/v1/boxes", content=b"{bad",
+                                            headers={**headers,
+                                                     "content-type": "application/json"}))
+    await check(422, "invalid_request", c.post("/v1/boxes", json={"runtime": "cobol"},
+                                               headers=headers))
+    await check(422, "invalid_request", c.post("/v1/boxes", json={"limits": {"memory_mb": 1}},
+                                               headers=headers))
+    await check(404, "not_found", c.get("/v1/boxes/b_doesnotexist", headers=headers))
+    await check(404, "not_found", c.get("/v1/no/such/route", headers=headers))
+    await check(404, "not_found", c.get(f"/v1/boxes/{home}/files",
+                                        params={"path": "missing"}, headers=headers))
+    await check(409, "conflict", c.delete(f"/v1/boxes/{home}", headers=headers))
+    big = gateway.app.state.settings.max_body_bytes + 1
+    await check(413, "too_large", c.put(f"/v1/boxes/{home}/files", params={"path": "big"},
+                                        content=b"x" * big, headers=headers))
+    await check(401, "unauthenticated", c.get("/v1/boxes"))
+    await check(401, "unauthenticated", c.get("/v1/boxes", headers={"Authorization": "Bearer x"}))
+    await check(405, "method_not_allowed", c.patch("/v1/boxes", headers=headers))
+    await check(501, "not_implemented", c.post("/v1/knowledge/search", json={"query": "q"},
+                                               headers=headers))
+
+
+async def test_deleting_a_tenant_removes_its_boxes_and_revokes_its_key(gateway: Gateway) -> None:
+    headers, home = await gateway.tenant("gone")
+    c = gateway.client
+    extra = (await c.post("/v1/boxes", json={}, headers=headers)).json()["id"]
+    assert (await c.delete("/v1/tenants/gone", headers=gateway.operator)).status_code == 204
+    assert (await c.get("/v1/boxes", headers=headers)).status_code == 401
+    for bid in (home, extra):
+        assert (await gateway.manager.get(bid)).state == BoxState.DELETED
+    assert (await c.get("/v1/tenants/gone", headers=gateway.operator)).status_code == 404
+
+
+async def test_readiness_and_openapi(gateway: Gateway) -> None:
+    assert (await gateway.client.get("/healthz")).json() == {"status": "ok"}
+    r = await gateway.client.get("/readyz")
+    assert r.status_code == 200 and r.json()["status"] == "ready"
+    spec = (await gateway.client.get("/openapi.json")).json()
+    assert "/v1/boxes/{box_id}/exec/stream" in spec["paths"]

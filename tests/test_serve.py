@@ -1,0 +1,142 @@
+"""`burrow serve` as a user runs it: a real process over real HTTP, with its own Redis."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import OPERATOR_KEY, box_processes
+
+BIN = Path(sys.executable).parent
+UID_BASE = "3500000"  # inside the test range that the leak check watches
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Served:
+    def __init__(self, data_dir: Path, operator_key: str | None = OPERATOR_KEY) -> None:
+        self.data_dir = data_dir
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.operator_key = operator_key
+        self.proc: subprocess.Popen[str] | None = None
+        self.output = ""
+
+    def start(self) -> Served:
+        env = {**os.environ, "BURROW_UID_BASE": UID_BASE, "BURROW_LAUNCHER_POOL": "1"}
+        env.pop("BURROW_OPERATOR_KEY", None)
+        if self.operator_key:
+            env["BURROW_OPERATOR_KEY"] = self.operator_key
+        self.proc = subprocess.Popen(
+            [str(BIN / "burrow"), "serve", "--port", str(self.port), "--data-dir",
+             str(self.data_dir)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            text=True)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, self.proc.stdout.read() if self.proc.stdout else ""
+            try:
+                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise AssertionError("burrow serve did not become ready in 60 s")
+
+    @property
+    def operator(self) -> dict[str, str]:
+        key = self.operator_key or (self.data_dir / "operator.key").read_text().strip()
+        return {"Authorization": f"Bearer {key}"}
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+        out, _ = self.proc.communicate(timeout=120)
+        self.output += out
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[Served]:
+    server = Served(tmp_path / "data").start()
+    yield server
+    if server.proc is not None and server.proc.poll() is None:
+        server.stop()
+    deadline = time.monotonic() + 10
+    while box_processes() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert box_processes() == [], "box processes outlived burrow serve"
+
+
+def test_readme_tour_over_real_http(served: Served) -> None:
+    with httpx.Client(base_url=served.url, timeout=60) as c:
+        r = c.post("/v1/tenants", json={"id": "tour"}, headers=served.operator)
+        assert r.status_code == 201, r.text
+        tenant = {"Authorization": f"Bearer {r.json()['api_key']}"}
+        home = r.json()["home_box_id"]
+        first = c.post("/v1/tenants/tour/agent/remember", headers=tenant, json={"x": 1})
+        assert first.status_code == 200 and first.json()["requests"] == 1
+        assert c.post(f"/v1/boxes/{home}/freeze", headers=served.operator).json()["state"] \
+            == "frozen"
+        again = c.post("/v1/tenants/tour/agent/remember", headers=tenant, json={"x": 2})
+        assert again.status_code == 200 and again.json()["requests"] == 2  # the same state
+        assert c.get(f"/v1/boxes/{home}", headers=tenant).json()["state"] == "running"
+
+
+def test_first_start_prints_the_url_the_operator_key_and_a_demo_tenant(tmp_path: Path) -> None:
+    server = Served(tmp_path / "data", operator_key=None).start()
+    server.stop()
+    assert server.url in server.output
+    key = (tmp_path / "data" / "operator.key").read_text().strip()
+    assert key in server.output and "demo" in server.output
+    assert oct((tmp_path / "data" / "operator.key").stat().st_mode & 0o777) == "0o600"
+
+
+def test_sigkill_then_restart_keeps_every_box_and_file(served: Served) -> None:
+    with httpx.Client(base_url=served.url, timeout=60) as c:
+        r = c.post("/v1/tenants", json={"id": "k"}, headers=served.operator)
+        tenant = {"Authorization": f"Bearer {r.json()['api_key']}"}
+        home = r.json()["home_box_id"]
+        other = c.post("/v1/boxes", json={}, headers=tenant).json()["id"]
+        frozen = c.post("/v1/boxes", json={}, headers=tenant).json()["id"]
+        for box in (home, other, frozen):
+            r = c.put(f"/v1/boxes/{box}/files", params={"path": "kept.txt"},
+                      content=f"written to {box}".encode(), headers=tenant)
+            assert r.status_code == 204
+        c.post(f"/v1/boxes/{frozen}/freeze", headers=tenant)
+        c.post("/v1/tenants/k/agent/a", headers=tenant)
+    served.stop(signal.SIGKILL)
+    served.start()
+    with httpx.Client(base_url=served.url, timeout=60) as c:
+        for box in (home, other, frozen):
+            r = c.get(f"/v1/boxes/{box}/files", params={"path": "kept.txt"}, headers=tenant)
+            assert r.status_code == 200 and r.content == f"written to {box}".encode()
+        r = c.post("/v1/tenants/k/agent/b", headers=tenant)
+        assert r.status_code == 200 and r.json()["requests"] == 2
+
+
+def test_schemathesis_finds_no_server_errors_or_schema_violations(served: Served) -> None:
+    with httpx.Client(base_url=served.url, timeout=60) as c:
+        r = c.post("/v1/tenants", json={"id": "fuzz"}, headers=served.operator)
+        tenant_key = r.json()["api_key"]
+    for key in (served.operator["Authorization"].split()[1], tenant_key):
+        result = subprocess.run(
+            [str(BIN / "schemathesis"), "run", f"{served.url}/openapi.json",
+             "-H", f"Authorization: Bearer {key}", "--checks",
+             "not_a_server_error,response_schema_conformance,status_code_conformance,"
+             "content_type_conformance", "--max-examples", "4", "--request-timeout", "30",
+             "--workers", "1", "--phases", "examples,coverage,fuzzing", "--seed", "7",
+             "--generation-database", "none", "--exclude-tag", "planned", "--no-color"],
+            capture_output=True, text=True, timeout=600, cwd=served.data_dir)
+        assert result.returncode == 0, result.stdout[-6000:]
