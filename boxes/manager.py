@@ -24,10 +24,11 @@ import socket
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from redis.asyncio import Redis
 
+from boxes.activity import Activity
 from boxes.client import DaemonClient
 from boxes.config import RuntimeConfig
 from boxes.errors import (
@@ -90,6 +91,7 @@ class BoxManager:
         self.backend: SandboxBackend = backend or BubblewrapBackend(config)
         self.store: SnapshotStore = store or LocalSnapshotStore(config.store_dir)
         self.host = _host_name()
+        self.activity = Activity(self.registry)
 
     @classmethod
     async def open(cls, config: RuntimeConfig, redis: Redis) -> BoxManager:
@@ -107,9 +109,11 @@ class BoxManager:
             log.warning("registry was empty; rebuilt %d boxes from %s", count,
                         self.config.boxes_dir)
         await self.reconcile()
+        self.activity.start()
 
     async def close(self) -> None:
         """Stop the boxes this process runs. Their layers stay; a later wake resumes them."""
+        await self.activity.stop()
         for box in await self.registry.all():
             if box.host != self.host:
                 continue
@@ -118,7 +122,7 @@ class BoxManager:
                     box = await self._get(box.id)
                     if box.state in LIVE_STATES | TRANSIENT_STATES:
                         await self._stop_processes(box)
-                        await self.registry.update(
+                        await self._update(
                             box, state=BoxState.FAILED, pid=None,
                             reason="burrow stopped while the box was running; wake it to "
                                    "continue from its layer")
@@ -138,13 +142,22 @@ class BoxManager:
                     continue
                 if fresh.state in LIVE_STATES | TRANSIENT_STATES:
                     await self._stop_processes(fresh)
-                    fresh = await self.registry.update(
+                    fresh = await self._update(
                         fresh, state=BoxState.FAILED, pid=None,
                         reason=f"burrow restarted while the box was {fresh.state.value}; "
                                "wake it to continue from its layer")
                 if self.backend.layer_is_open(fresh):
                     await self.backend.close_layer(fresh)
-                await self.registry.update(fresh, host=None)
+                await self._update(fresh, host=None)
+
+    async def _update(self, box: BoxRecord, **changes: Any) -> BoxRecord:
+        """Record a change of the box, keeping this process's running-box cache in step."""
+        box = await self.registry.update(box, **changes)
+        if box.state == BoxState.RUNNING:
+            self.activity.confirm(box.id)
+        else:
+            self.activity.forget(box.id)
+        return box
 
     # --- queries -------------------------------------------------------------------------
 
@@ -192,7 +205,7 @@ class BoxManager:
                                                     upper, box.uid)
                     self._save_index(box, index)
                 pid = await self.backend.start(box)
-                return await self.registry.update(box, state=BoxState.RUNNING, pid=pid)
+                return await self._update(box, state=BoxState.RUNNING, pid=pid)
         except BaseException:
             with contextlib.suppress(Exception):
                 await self._finish_delete(box)
@@ -205,7 +218,7 @@ class BoxManager:
                 return box
             self._require(box, {BoxState.RUNNING}, "pause")
             await self.backend.pause(box)
-            return await self.registry.update(box, state=BoxState.PAUSED)
+            return await self._update(box, state=BoxState.PAUSED)
 
     async def resume(self, box_id: str) -> BoxRecord:
         async with self.locks.hold(box_id):
@@ -214,7 +227,7 @@ class BoxManager:
                 return box
             self._require(box, {BoxState.PAUSED}, "resume")
             await self.backend.resume(box)
-            return await self.registry.update(box, state=BoxState.RUNNING,
+            return await self._update(box, state=BoxState.RUNNING,
                                               last_active_at=time.time())
 
     async def freeze(self, box_id: str) -> BoxRecord:
@@ -236,7 +249,7 @@ class BoxManager:
                 box = await self._freeze_locked(box)
             await self.backend.drop_layer(box)
             self._index_path(box).unlink(missing_ok=True)
-            return await self.registry.update(box, state=BoxState.ARCHIVED, layer_local=False)
+            return await self._update(box, state=BoxState.ARCHIVED, layer_local=False)
 
     async def wake(self, box_id: str) -> BoxRecord:
         box = await self._get(box_id)
@@ -248,7 +261,7 @@ class BoxManager:
                 return box
             if box.state == BoxState.PAUSED:
                 await self.backend.resume(box)
-                return await self.registry.update(box, state=BoxState.RUNNING,
+                return await self._update(box, state=BoxState.RUNNING,
                                                   last_active_at=time.time())
             self._require(box, {BoxState.FROZEN, BoxState.ARCHIVED, BoxState.FAILED}, "wake")
             return await self._wake_locked(box)
@@ -258,7 +271,7 @@ class BoxManager:
             box = await self._get(box_id)
             if box.state == BoxState.DELETED:
                 return box
-            await self.registry.update(box, state=BoxState.DELETING)
+            await self._update(box, state=BoxState.DELETING)
             await self._finish_delete(box)
             return box
 
@@ -346,7 +359,7 @@ class BoxManager:
 
     async def _freeze_locked(self, box: BoxRecord) -> BoxRecord:
         previous = box.state
-        await self.registry.update(box, state=BoxState.FREEZING)
+        await self._update(box, state=BoxState.FREEZING)
         try:
             if previous in LIVE_STATES:
                 if previous == BoxState.PAUSED:
@@ -367,10 +380,10 @@ class BoxManager:
                 new_snapshot = old_snapshot
             await self.backend.close_layer(box)
         except BoxError as exc:
-            await self.registry.update(box, state=BoxState.FAILED, pid=None,
+            await self._update(box, state=BoxState.FAILED, pid=None,
                                        reason=f"freeze failed: {exc.message}")
             raise
-        await self.registry.update(box, state=BoxState.FROZEN, pid=None, host=None,
+        await self._update(box, state=BoxState.FROZEN, pid=None, host=None,
                                    snapshot_id=new_snapshot, layer_dirty=False, reason=None,
                                    freezes=box.freezes + 1)
         if old_snapshot and old_snapshot != new_snapshot:
@@ -391,7 +404,7 @@ class BoxManager:
 
     async def _wake_locked(self, box: BoxRecord) -> BoxRecord:
         previous = box.state
-        await self.registry.update(box, state=BoxState.WAKING, host=self.host)
+        await self._update(box, state=BoxState.WAKING, host=self.host)
         try:
             if previous == BoxState.FAILED:
                 await self.backend.stop(box)  # whatever is left of the crashed sandbox
@@ -408,10 +421,10 @@ class BoxManager:
                                     "to wake from")
             pid = await self.backend.start(box)
         except BoxError as exc:
-            await self.registry.update(box, state=BoxState.FAILED, pid=None,
+            await self._update(box, state=BoxState.FAILED, pid=None,
                                        reason=f"wake failed: {exc.message}")
             raise
-        return await self.registry.update(
+        return await self._update(
             box, state=BoxState.RUNNING, pid=pid, reason=None, layer_local=True,
             layer_dirty=True, last_active_at=time.time(), wakes=box.wakes + 1)
 
@@ -432,7 +445,7 @@ class BoxManager:
                 if box is None or box.state not in LIVE_STATES:
                     return
                 await self.backend.stop(box)
-                await self.registry.update(box, state=BoxState.FAILED, pid=None, reason=reason)
+                await self._update(box, state=BoxState.FAILED, pid=None, reason=reason)
         except BoxError as exc:
             log.error("could not record the exit of box %s: %s", box_id, exc)
 
@@ -456,15 +469,22 @@ class BoxManager:
 
     # --- in-box operations ---------------------------------------------------------------
 
-    async def _client(self, box_id: str, wake: bool) -> DaemonClient:
+    async def _ensure(self, box_id: str, wake: bool) -> None:
+        if self.activity.running(box_id):  # the hot path: no round trip at all
+            return
         running = await self.registry.touch_running(box_id) if isinstance(box_id, str) else None
         if running is None:
             raise BoxNotFoundError(f"no box {box_id!r}")
-        if not running:
-            box = await self._get(box_id)
-            if not wake:
-                self._require(box, {BoxState.RUNNING}, "reach")
-            await self.wake(box_id)
+        if running:
+            self.activity.confirm(box_id)
+            return
+        box = await self._get(box_id)
+        if not wake:
+            self._require(box, {BoxState.RUNNING}, "reach")
+        await self.wake(box_id)
+
+    async def _client(self, box_id: str, wake: bool) -> DaemonClient:
+        await self._ensure(box_id, wake)
         return DaemonClient(self.backend.socket_path(box_id))
 
     async def _call(self, box_id: str, wake: bool,
@@ -481,17 +501,19 @@ class BoxManager:
             return await operation(await self._client(box_id, wake))
 
     async def ensure_running(self, box_id: str) -> None:
-        """Wake or resume the box if it is not running (one round trip when it is)."""
-        await self._client(box_id, wake=True)
+        """Wake or resume the box if it is not running (no round trip when this process saw it
+        running a moment ago)."""
+        await self._ensure(box_id, wake=True)
 
     async def recover(self, box_id: str) -> None:
         """Call when the box's sockets stop answering: if its sandbox is gone, record it as
         failed (the next ensure_running or in-box call wakes it again)."""
+        self.activity.forget(box_id)
         async with self.locks.hold(box_id):
             box = await self._get(box_id)
             if box.state in LIVE_STATES and not self.backend.is_alive(box):
                 await self.backend.stop(box)
-                await self.registry.update(box, state=BoxState.FAILED, pid=None,
+                await self._update(box, state=BoxState.FAILED, pid=None,
                                            reason="the box's daemon stopped answering")
 
     async def exec(self, box_id: str, req: ExecRequest, wake: bool = True) -> ExecResult:

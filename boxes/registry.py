@@ -20,6 +20,13 @@ from boxes.config import RuntimeConfig
 from boxes.models import LIVE_STATES, TRANSIENT_STATES, BoxRecord, BoxState
 
 _FIELDS = [f.name for f in fields(BoxRecord)]
+# Set last_active_at of an existing box (never creating a hash for a deleted one); return its
+# state.
+_TOUCH = """
+local state = redis.call('hget', KEYS[1], 'state')
+if state then redis.call('hset', KEYS[1], 'last_active_at', ARGV[1]) end
+return state
+"""
 _TOMBSTONE_TTL_S = 3600  # a deleted box answers "deleted" for an hour, then "not found"
 
 
@@ -84,15 +91,18 @@ class Registry:
     async def touch_running(self, box_id: str) -> bool | None:
         """One round trip on the hot path: mark activity and tell whether the box is running
         (None: no such box)."""
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.hget(self._key(box_id), "state")
-            pipe.hset(self._key(box_id), "last_active_at", json.dumps(time.time()))
-            state, created = await pipe.execute()
+        state = await self.redis.eval(_TOUCH, 1, self._key(box_id),  # type: ignore[misc]
+                                      json.dumps(time.time()))
         if state is None:
-            if created:  # touched a box that does not exist: undo
-                await self.redis.delete(self._key(box_id))
             return None
         return bool(json.loads(state) == BoxState.RUNNING.value)
+
+    async def touch_many(self, times: dict[str, float]) -> None:
+        """Record the last activity of many boxes at once (boxes deleted meanwhile stay so)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for box_id, when in times.items():
+                pipe.eval(_TOUCH, 1, self._key(box_id), json.dumps(when))
+            await pipe.execute()
 
     async def all(self) -> list[BoxRecord]:
         ids = sorted(m.decode() for m in await self.redis.smembers(self._index))  # type: ignore[misc]

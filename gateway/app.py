@@ -14,6 +14,7 @@ from pathlib import Path
 import uvicorn
 from fastapi import FastAPI
 from redis.asyncio import Redis
+from starlette.types import Receive, Scope, Send
 
 import tenant_agent
 from boxes import BoxError, BoxManager, BoxState, RuntimeConfig
@@ -48,7 +49,7 @@ def create_app(settings: Settings | None = None,
                 on_ready(app)
             yield
 
-    app = FastAPI(title="Burrow", version="0.1.0", lifespan=lifespan,
+    app = BurrowApp(title="Burrow", version="0.1.0", lifespan=lifespan,
                   description="Persistent per-tenant Linux boxes that freeze when idle. "
                               "Operations tagged `planned` answer 501 in this build.",
                   responses=errors.COMMON_RESPONSES)
@@ -57,6 +58,14 @@ def create_app(settings: Settings | None = None,
     for module in (health, tenants, boxes, exec, files, agent, knowledge, operator):
         app.include_router(module.router)
     return app
+
+
+class BurrowApp(FastAPI):
+    """The gateway app; tenant agent requests take a fast path around FastAPI's machinery."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if not await agent.serve_fast(self, scope, receive, send):
+            await super().__call__(scope, receive, send)
 
 
 @contextlib.asynccontextmanager

@@ -26,17 +26,19 @@ class Principal:
         return self.kind == "operator"
 
 
-def get_manager(request: Request) -> BoxManager:
+# Dependencies are async: FastAPI runs sync ones in a thread pool, which costs a thread hop
+# on every request.
+async def get_manager(request: Request) -> BoxManager:
     manager: BoxManager = request.app.state.manager
     return manager
 
 
-def get_tenants(request: Request) -> Tenants:
+async def get_tenants(request: Request) -> Tenants:
     tenants: Tenants = request.app.state.tenants
     return tenants
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 

@@ -67,6 +67,7 @@ def serve(settings: Settings, host: str, port: int, *, with_worker: bool = True)
     app = create_app(settings, on_ready=_announce(url, settings))
     try:
         uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False,
+                    proxy_headers=False, server_header=False,
                     timeout_graceful_shutdown=90)
     finally:
         if embedded is not None:

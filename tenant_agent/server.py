@@ -69,11 +69,12 @@ def read_request(conn: socket.socket, buf: bytes) -> tuple[dict[str, object], by
             "body": body}, buf
 
 
-def respond(conn: socket.socket, status: int, payload: object) -> None:
+def respond(conn: socket.socket, status: int, payload: object, head_only: bool = False) -> None:
     body = json.dumps(payload).encode()
     reason = {200: "OK", 400: "Bad Request", 404: "Not Found"}.get(status, "OK")
     conn.sendall(f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\n"
-                 f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+                 f"Content-Length: {len(body)}\r\n\r\n".encode()
+                 + (b"" if head_only else body))
 
 
 def handle(request: dict[str, object], state: State) -> tuple[int, object]:
@@ -96,7 +97,7 @@ def serve_connection(conn: socket.socket, state: State) -> None:
                 return
             request, buf = parsed
             status, payload = handle(request, state)
-            respond(conn, status, payload)
+            respond(conn, status, payload, head_only=request["method"] == "HEAD")
             headers = request["headers"]
             assert isinstance(headers, dict)
             if headers.get("connection", "").lower() == "close":

@@ -1,0 +1,240 @@
+"""Gateway benchmark against a real `burrow serve` over HTTP, with baselines from the same run:
+
+- agent route vs calling the box's service socket directly (p50, p99, requests/s at
+  concurrency 32): the difference is what the gateway adds;
+- exec `true` through the gateway vs through the box daemon's socket;
+- wake through the gateway (frozen tenant -> first agent response, 1 MB of box state) vs a
+  runtime-level wake (BoxManager.wake of a box like it) in this process.
+
+    .venv/bin/python bench/gateway.py [--requests 3000] [--concurrency 32] [--runs 20]
+
+Needs root. Nothing is asserted: the output is the result. The load generator is a minimal
+keep-alive HTTP/1.1 client, so that it costs the 2 cores as little as possible.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import httpx
+from redis.asyncio import Redis
+
+from boxes import BoxManager, BoxSpec, ExecRequest, RuntimeConfig
+from boxes.client import DaemonClient
+from workers.embedded_redis import EmbeddedRedis
+
+OPERATOR_KEY = "bench-operator-key-" + "x" * 24
+UID_BASE = "4500000"
+
+
+class Conn:
+    """One keep-alive HTTP/1.1 connection (TCP or unix socket)."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+
+    @classmethod
+    async def open(cls, address: str | tuple[str, int]) -> Conn:
+        if isinstance(address, str):
+            return cls(*await asyncio.open_unix_connection(address))
+        return cls(*await asyncio.open_connection(*address))
+
+    async def request(self, method: str, target: str, headers: dict[str, str],
+                      body: bytes = b"") -> tuple[int, bytes]:
+        head = f"{method} {target} HTTP/1.1\r\nHost: bench\r\nContent-Length: {len(body)}\r\n"
+        head += "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        self.writer.write(head.encode() + b"\r\n" + body)
+        status_line = await self.reader.readline()
+        status = int(status_line.split()[1])
+        length, chunked = None, False
+        while (line := await self.reader.readline()) not in (b"\r\n", b""):
+            name, _, value = line.decode("latin-1").partition(":")
+            if name.lower() == "content-length":
+                length = int(value)
+            elif name.lower() == "transfer-encoding" and "chunked" in value.lower():
+                chunked = True
+        if not chunked:
+            return status, await self.reader.readexactly(length or 0)
+        data = b""
+        while (size := int((await self.reader.readline()).strip(), 16)) > 0:
+            data += await self.reader.readexactly(size + 2)
+        await self.reader.readline()
+        return status, data
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+async def load(address: str | tuple[str, int], target: str, headers: dict[str, str],
+               total: int, concurrency: int) -> tuple[list[float], float]:
+    """`total` POSTs over `concurrency` connections; latencies (ms) and requests/s."""
+    latencies: list[float] = []
+    remaining = [total]
+
+    async def worker() -> None:
+        conn = await Conn.open(address)
+        try:
+            while remaining[0] > 0:
+                remaining[0] -= 1
+                start = time.perf_counter()
+                status, _ = await conn.request("POST", target, headers, b'{"q": "hello"}')
+                latencies.append((time.perf_counter() - start) * 1000)
+                if status != 200:
+                    raise RuntimeError(f"status {status}")
+        finally:
+            conn.close()
+
+    start = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return latencies, total / (time.perf_counter() - start)
+
+
+def pct(samples: list[float], p: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * p))]
+
+
+def row(name: str, samples: list[float], base: list[float] | None = None,
+        rps: float | None = None) -> None:
+    med = statistics.median(samples)
+    extra = f"{'':>9}" if base is None else f"{med - statistics.median(base):>+9.2f}"
+    rate = f"{rps:>9.0f}" if rps else f"{'':>9}"
+    print(f"{name:<46}{len(samples):>6}{med:>9.2f}{pct(samples, 0.99):>9.2f}{extra}{rate}")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def timed(coro: object) -> float:
+    start = time.perf_counter()
+    await coro  # type: ignore[misc]
+    return (time.perf_counter() - start) * 1000
+
+
+async def runtime_wake(runs: int) -> list[float]:
+    """BoxManager.wake of a box with a service and 1 MB of state, in this process."""
+    work = Path(tempfile.mkdtemp(prefix="burrow-bench-rt-"))
+    server = EmbeddedRedis(work / "redis", appendonly=False)
+    server.start()
+    redis = Redis.from_url(server.url)
+    config = RuntimeConfig(data_dir=work / "data", uid_base=int(UID_BASE) + 100_000)
+    manager = await BoxManager.open(config, redis)
+    try:
+        service = ["/usr/bin/python3", "-c", "import os, socket, time\n"
+                   "s = socket.socket(fileno=3)\nwhile True: s.accept()[0].close()"]
+        box = await manager.create(BoxSpec(service=service))
+        await manager.exec(box.id, ExecRequest(command="head -c 1000000 /dev/urandom > state"))
+        samples = []
+        for _ in range(runs):
+            await manager.freeze(box.id)
+            samples.append(await timed(manager.wake(box.id)))
+        await manager.delete(box.id)
+        return samples
+    finally:
+        await manager.close()
+        await redis.aclose()
+        server.stop()
+        shutil.rmtree(config.run_dir, ignore_errors=True)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+async def bench(args: argparse.Namespace, url: str, port: int, data_dir: Path) -> None:
+    op = {"Authorization": f"Bearer {OPERATOR_KEY}"}
+    async with httpx.AsyncClient(base_url=url, timeout=120) as c:
+        r = await c.post("/v1/tenants", json={"id": "bench"}, headers=op)
+        key, home = r.json()["api_key"], r.json()["home_box_id"]
+        tenant = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+        await c.put(f"/v1/boxes/{home}/files", params={"path": "state.bin"},
+                    content=os.urandom(1_000_000), headers=tenant)
+        await c.post("/v1/tenants/bench/agent/warm", headers=tenant)
+
+    run_dir = RuntimeConfig(data_dir=data_dir).run_dir
+    service = str(run_dir / "boxes" / home / "service.sock")
+    daemon = str(run_dir / "boxes" / home / "daemon.sock")
+    print(f"\n{'measure':<46}{'n':>6}{'p50 ms':>9}{'p99 ms':>9}{'added':>9}{'req/s':>9}")
+    print("-" * 88)
+    # a short warm-up of both paths, then the measured runs
+    await load(service, "/bench", {}, 200, args.concurrency)
+    await load(("127.0.0.1", port), "/v1/tenants/bench/agent/bench", tenant, 200,
+               args.concurrency)
+    direct, direct_rps = await load(service, "/bench", {}, args.requests, args.concurrency)
+    routed, routed_rps = await load(("127.0.0.1", port), "/v1/tenants/bench/agent/bench",
+                                    tenant, args.requests, args.concurrency)
+    row(f"agent socket directly, concurrency {args.concurrency}", direct, rps=direct_rps)
+    row(f"agent route via gateway, concurrency {args.concurrency}", routed, direct, routed_rps)
+    one_direct, _ = await load(service, "/bench", {}, args.runs * 10, 1)
+    one_routed, _ = await load(("127.0.0.1", port), "/v1/tenants/bench/agent/bench", tenant,
+                               args.runs * 10, 1)
+    row("agent socket directly, one at a time", one_direct)
+    row("agent route via gateway, one at a time", one_routed, one_direct)
+
+    true = ExecRequest(command=["true"])
+    client = DaemonClient(daemon)
+    daemon_exec = [await timed(client.exec(true)) for _ in range(args.runs)]
+    conn = await Conn.open(("127.0.0.1", port))
+    body = b'{"command": ["true"]}'
+    gateway_exec = [await timed(conn.request("POST", f"/v1/boxes/{home}/exec", tenant, body))
+                    for _ in range(args.runs)]
+    conn.close()
+    row("exec `true` via the daemon socket", daemon_exec)
+    row("exec `true` via the gateway", gateway_exec, daemon_exec)
+
+    wakes = []
+    async with httpx.AsyncClient(base_url=url, timeout=120) as c:
+        for _ in range(args.runs):
+            await c.post(f"/v1/boxes/{home}/freeze", headers=op)
+            conn = await Conn.open(("127.0.0.1", port))
+            wakes.append(await timed(conn.request("POST", "/v1/tenants/bench/agent/w", tenant)))
+            conn.close()
+    runtime = await runtime_wake(args.runs)
+    row("wake: runtime (BoxManager.wake, 1 MB)", runtime)
+    row("wake: gateway (frozen -> 1st agent answer)", wakes, runtime)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=3000)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--runs", type=int, default=20)
+    args = parser.parse_args()
+    data_dir = Path(tempfile.mkdtemp(prefix="burrow-bench-gw-"))
+    port = free_port()
+    env = {**os.environ, "BURROW_OPERATOR_KEY": OPERATOR_KEY, "BURROW_UID_BASE": UID_BASE}
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "burrow"), "serve", "--port",
+                             str(port), "--data-dir", str(data_dir)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(600):
+            try:
+                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        asyncio.run(bench(args, url, port, data_dir))
+    finally:
+        proc.terminate()
+        proc.wait(120)
+        shutil.rmtree(RuntimeConfig(data_dir=data_dir).run_dir, ignore_errors=True)
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    if os.geteuid() != 0:
+        sys.exit("bench/gateway.py needs root (boxes get their own uids and disk images)")
+    main()
