@@ -111,6 +111,7 @@ class Conn:
     def __init__(self, sock: _socket.socket) -> None:
         self.sock = sock
         self.buf = b""
+        self.unread: int | None = None  # body bytes not read yet (None: body not started)
 
     def read_header(self) -> dict[str, object]:
         while b"\n" not in self.buf:
@@ -131,16 +132,24 @@ class Conn:
 
     def body_chunks(self, length: int) -> "Iterator[bytes]":
         """Yield exactly `length` body bytes as they arrive."""
+        self.unread = length
         if self.buf:
             head, self.buf = self.buf[:length], self.buf[length:]
-            length -= len(head)
+            self.unread -= len(head)
             yield head
-        while length > 0:
-            data = self.sock.recv(min(CHUNK, length))
+        while self.unread > 0:
+            data = self.sock.recv(min(CHUNK, self.unread))
             if not data:
                 raise Fail("invalid", "connection closed inside the request body")
-            length -= len(data)
+            self.unread -= len(data)
             yield data
+
+    def discard_body(self, req: dict[str, object]) -> None:
+        """Read what is left of the request body, so that closing after an early error
+        does not reset the connection before the client reads our answer."""
+        remaining = self.unread if self.unread is not None else _body_len(req)
+        for _ in self.body_chunks(remaining):
+            pass
 
     def send(self, obj: object) -> None:
         self.sock.sendall(dumps(obj))
@@ -416,7 +425,7 @@ def op_write(conn: Conn, req: dict[str, object]) -> None:
     tmp = f"{parent}/.{name}.burrow-{os.getpid()}-{_thread.get_ident()}"
     try:
         if req.get("parents", True):
-            os.makedirs(parent, exist_ok=True)
+            _makedirs(parent)
         if os.path.isdir(path):
             raise Fail("is_a_directory", f"{path} is a directory")
         if mode is None:
@@ -441,6 +450,20 @@ def op_write(conn: Conn, req: dict[str, object]) -> None:
         _unlink_quietly(tmp)
         raise
     conn.send({"ok": True, "path": path, "size": length})
+
+
+def _makedirs(path: str) -> None:
+    """os.makedirs without its recursion (deep paths would exhaust Python's stack)."""
+    current = ""
+    for part in path.split("/"):
+        if not part:
+            continue
+        current += "/" + part
+        try:
+            os.mkdir(current)
+        except FileExistsError:
+            if not os.path.isdir(current):
+                raise NotADirectoryError(20, "Not a directory", current) from None
 
 
 def _unlink_quietly(path: str) -> None:
@@ -515,7 +538,7 @@ def op_mkdir(conn: Conn, req: dict[str, object]) -> None:
     path = box_path(req.get("path"))
     try:
         if req.get("parents", True):
-            os.makedirs(path, exist_ok=True)
+            _makedirs(path)
         else:
             os.mkdir(path)
     except OSError as exc:
@@ -613,6 +636,7 @@ OPS: "dict[str, Callable[[Conn, dict[str, object]], None]]" = {
 
 def serve_conn(sock: _socket.socket) -> None:
     conn = Conn(sock)
+    req: dict[str, object] = {}
     try:
         try:
             req = conn.read_header()
@@ -620,15 +644,20 @@ def serve_conn(sock: _socket.socket) -> None:
             if handler is None:
                 raise Fail("invalid", f"unknown op {req['op']!r}")
             handler(conn, req)
+            return
         except Fail as exc:
-            conn.send({"ok": False, "error": {"code": exc.code, "message": exc.message}})
+            error = {"code": exc.code, "message": exc.message}
         except (TypeError, ValueError) as exc:
-            conn.send({"ok": False, "error": {"code": "invalid", "message": str(exc)}})
+            error = {"code": "invalid", "message": str(exc)}
         except OSError:
             raise
         except Exception as exc:  # a bug of ours: answer, and keep serving other requests
-            conn.send({"ok": False, "error": {"code": "internal",
-                                              "message": f"{type(exc).__name__}: {exc}"}})
+            error = {"code": "internal", "message": f"{type(exc).__name__}: {exc}"}
+        try:
+            conn.discard_body(req)
+        except (Fail, ValueError):
+            pass
+        conn.send({"ok": False, "error": error})
     except OSError:
         pass  # the client hung up; nothing to answer
     finally:

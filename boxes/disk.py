@@ -39,6 +39,8 @@ def check_host() -> None:
             "load the loop module (modprobe loop) or give the container access to it")
     if shutil.which("mkfs.ext4") is None:
         raise HostUnsupportedError("mkfs.ext4 is missing; install e2fsprogs")
+    if shutil.which("setpriv") is None:
+        raise HostUnsupportedError("setpriv is missing; install util-linux")
 
 
 def _sparse_copy(src: Path, dst: Path) -> None:

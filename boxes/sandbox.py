@@ -349,12 +349,14 @@ class BubblewrapBackend:
                 os.close(args_fd)
         cgroup = self.cgroups.create(box.id, box.limits)
         args_fd = self._args_fd(self._daemon_args(box, fds))
+        # setpriv drops to the box's uid: event loops such as uvloop take no user= argument.
+        drop = ["setpriv", f"--reuid={box.uid}", f"--regid={box.uid}", "--clear-groups",
+                "--inh-caps=-all", "--"]
         try:
             proc = await asyncio.create_subprocess_exec(
-                *self._daemon_argv({**fds, "args": args_fd}),
-                pass_fds=(*fds.values(), args_fd), user=box.uid, group=box.uid,
-                extra_groups=[], stdin=asyncio.subprocess.DEVNULL, stdout=log_fd,
-                stderr=log_fd, start_new_session=True)
+                *drop, *self._daemon_argv({**fds, "args": args_fd}),
+                pass_fds=(*fds.values(), args_fd), stdin=asyncio.subprocess.DEVNULL,
+                stdout=log_fd, stderr=log_fd, start_new_session=True)
         finally:
             os.close(args_fd)
         return proc, cgroup, False

@@ -8,7 +8,7 @@ import contextlib
 import dataclasses
 import logging
 import os
-from collections.abc import AsyncIterator, Callable, Generator
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator
 from pathlib import Path
 
 import uvicorn
@@ -36,7 +36,8 @@ SHUTDOWN_FREEZE_BUDGET_S = 60.0
 
 
 def create_app(settings: Settings | None = None,
-               on_ready: Callable[[FastAPI], None] | None = None) -> FastAPI:
+               on_ready: Callable[[FastAPI], Awaitable[None]] | None = None) -> FastAPI:
+    """The gateway. `on_ready` runs once everything is up, before the first request."""
     settings = settings or Settings()
     if settings.redis_url is None:
         raise ValueError("create_app needs settings.redis_url (burrow serve starts an embedded "
@@ -46,7 +47,7 @@ def create_app(settings: Settings | None = None,
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with _services(app, settings):
             if on_ready is not None:
-                on_ready(app)
+                await on_ready(app)
             yield
 
     app = BurrowApp(title="Burrow", version="0.1.0", lifespan=lifespan,

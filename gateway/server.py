@@ -7,7 +7,7 @@ import dataclasses
 import logging
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import uvicorn
@@ -24,14 +24,14 @@ log = logging.getLogger("burrow")
 DEMO_TENANT = "demo"
 
 
-def _announce(url: str, settings: Settings) -> Callable[[FastAPI], None]:
-    def on_ready(app: FastAPI) -> None:
-        task = asyncio.get_running_loop().create_task(_print_welcome(app, url, settings))
-        app.state.welcome_task = task
+def _announce(url: str, settings: Settings) -> Callable[[FastAPI], Awaitable[None]]:
+    async def on_ready(app: FastAPI) -> None:
+        await _print_welcome(app, url, settings)
     return on_ready
 
 
 async def _print_welcome(app: FastAPI, url: str, settings: Settings) -> None:
+    """The URL, and on first start the operator key and a demo tenant with its key."""
     lines = [f"Burrow is serving at {url}  (API docs: {url}/docs)"]
     data_dir = settings.data_dir.resolve()
     if app.state.operator_key_created:

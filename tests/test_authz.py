@@ -1,4 +1,4 @@
-"""Every route × every kind of caller: who may, who may not, and what a refusal reveals."""
+"""Every route x every kind of caller: who may, who may not, and what a refusal reveals."""
 
 from __future__ import annotations
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
+import shutil
 import signal
 import socket
 import time
@@ -12,7 +14,15 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
-from boxes import BoxManager, BoxSpec, BoxState, BoxStateError, ExecRequest, RuntimeConfig
+from boxes import (
+    BoxManager,
+    BoxSpec,
+    BoxState,
+    BoxStateError,
+    ExecRequest,
+    Limits,
+    RuntimeConfig,
+)
 from tests.conftest import make_config
 from tests.wheels import make_wheel
 
@@ -305,3 +315,20 @@ async def test_restart_after_a_crash_reconciles_running_boxes(
         assert await second.read_file(box.id, "f") == b"kept"
     finally:
         await second.close()
+
+
+async def test_boxes_start_without_prestarted_launchers_too(
+        tmp_path: Path, redis: Redis) -> None:
+    """The direct start (used when the launcher pool is empty) gives the same box."""
+    config = dataclasses.replace(make_config(tmp_path / "direct"), launcher_pool=0)
+    manager = await BoxManager.open(config, redis)
+    try:
+        box = await manager.create(BoxSpec(limits=Limits(pids=50)))
+        r = await manager.exec(box.id, ExecRequest(command="id -un; cat /proc/self/cgroup"))
+        assert r.stdout.startswith("box\n")
+        assert manager.backend.cgroups.open(box.id).pids()  # type: ignore[attr-defined]
+        await manager.freeze(box.id)
+        assert (await manager.wake(box.id)).state == BoxState.RUNNING
+    finally:
+        await manager.close()
+        shutil.rmtree(config.run_dir, ignore_errors=True)
