@@ -686,9 +686,19 @@ def _open_service_log() -> int:
     return os.open(SERVICE_LOG, flags, 0o644)
 
 
-def _supervise(listen_fd: int, argv: list[str]) -> None:
-    """Keep the service running: restart it when it exits, backing off while it keeps failing."""
+def _supervise(listen_fd: int, argv: list[str], first_pid: int | None) -> None:
+    """Keep the service running: restart it when it exits, backing off while it keeps failing.
+    `first_pid` is the instance started beside us when the box started."""
     backoff = 0.5
+    if first_pid is not None:
+        started = time.monotonic()
+        try:
+            os.waitpid(first_pid, 0)
+        except ChildProcessError:
+            pass
+        if time.monotonic() - started < 30:
+            time.sleep(backoff)
+            backoff *= 2
     while not _service_stopped():
         env = dict(os.environ)
         env.update(LISTEN_FDS="1", BURROW_SERVICE_FD="3")
@@ -712,19 +722,7 @@ def _supervise(listen_fd: int, argv: list[str]) -> None:
         backoff = min(backoff * 2, 30.0)
 
 
-def _apply_rlimits(spec: str) -> None:
-    import resource  # a small C module
-
-    names = {"nproc": resource.RLIMIT_NPROC, "nofile": resource.RLIMIT_NOFILE,
-             "core": resource.RLIMIT_CORE, "fsize": resource.RLIMIT_FSIZE,
-             "as": resource.RLIMIT_AS}
-    for item in filter(None, spec.split(",")):
-        name, _, value = item.partition("=")
-        resource.setrlimit(names[name], (int(value), int(value)))
-
-
 def main() -> int:
-    _apply_rlimits(os.environ.pop("BURROW_RLIMITS", ""))
     listen_fd = os.environ.pop("BURROW_LISTEN_FD", None)
     ready_fd = os.environ.pop("BURROW_READY_FD", None)
     os.umask(0o022)
@@ -744,11 +742,13 @@ def main() -> int:
         server.listen(256)
     service_fd = os.environ.pop("BURROW_SERVICE_FD", None)
     service_cmd = os.environ.pop("BURROW_SERVICE_CMD", None)
+    first_pid = os.environ.pop("BURROW_SERVICE_PID", None)
     if service_fd is not None and service_cmd is not None:
         os.set_inheritable(int(service_fd), False)
         command = loads(service_cmd)
         if isinstance(command, list) and command:
-            _thread.start_new_thread(_supervise, (int(service_fd), [str(a) for a in command]))
+            _thread.start_new_thread(_supervise, (int(service_fd), [str(a) for a in command],
+                                                  int(first_pid) if first_pid else None))
     if ready_fd is not None:
         os.write(int(ready_fd), b"ready\n")
         os.close(int(ready_fd))

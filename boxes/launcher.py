@@ -31,18 +31,24 @@ log = logging.getLogger("burrow.boxes")
 # arguments expect them, drops every privilege and becomes bwrap. If this process dies first,
 # the socket closes and the launcher just exits.
 _LAUNCHER = r"""
-import json, os, socket, sys
+import json, os, resource, socket, sys
 sock = socket.socket(fileno=int(sys.argv[1]))
 data, fds, _flags, _addr = socket.recv_fds(sock, 1 << 20, 16)
 if not data:
     sys.exit(0)
 request = json.loads(data)
-for fd, target in zip(fds, request["targets"]):
-    os.dup2(fd, target)
-for fd in fds:
-    if fd not in request["targets"]:
-        os.close(fd)
 sock.close()
+# Move what we received out of the way first: targets are small numbers it may occupy.
+high = [os.dup2(fd, 200 + i) for i, fd in enumerate(fds)]
+for fd in set(fds):
+    os.close(fd)
+for fd, target in zip(high, request["targets"]):
+    os.dup2(fd, target)
+for fd in high:
+    os.close(fd)
+for name, value in request["rlimits"].items():  # lowering our own limits needs no privilege
+    limit = getattr(resource, "RLIMIT_" + name.upper())
+    resource.setrlimit(limit, (value, value))
 uid = request["uid"]
 os.setgroups([])
 os.setresgid(uid, uid, uid)
@@ -61,9 +67,12 @@ class Launcher:
     def alive(self) -> bool:
         return self.proc.returncode is None
 
-    def launch(self, argv: list[str], uid: int, fds: dict[int, int]) -> None:
-        """Become bwrap: `fds` maps each of our fds to the number argv expects it at."""
-        message = json.dumps({"argv": argv, "uid": uid, "targets": list(fds.values())})
+    def launch(self, argv: list[str], uid: int, fds: dict[int, int],
+               rlimits: dict[str, int]) -> None:
+        """Become bwrap with these limits: `fds` maps each of our fds to the number argv
+        expects it at."""
+        message = json.dumps({"argv": argv, "uid": uid, "targets": list(fds.values()),
+                              "rlimits": rlimits})
         socket.send_fds(self.sock, [message.encode()], list(fds))
         self.sock.close()
 

@@ -58,9 +58,24 @@ _RUNTIME_ENV: dict[str, dict[str, str]] = {
 }
 # Where bwrap finds its pipes and the daemon's socket when a launcher starts it (a direct
 # start keeps our own fd numbers).
-_LAUNCHED_FDS = {"info": 100, "block": 101, "ready": 102, "listen": 103, "service": 104,
-                 "args": 105}
+_LAUNCHED_FDS = {"service": 3, "ready": 4, "listen": 5, "args": 6, "info": 7, "block": 8}
 HOST_SOCKET = "/run/burrow/host.sock"  # where a box finds the host services socket
+# A launched box starts its service beside the daemon rather than from it, so both Pythons
+# start at once (the first request after a wake waits for the service). The fd numbers are
+# the launcher's fixed ones (single digits: dash cannot name fds above 9). The service gets
+# its socket as fd 3 and none of the daemon's fds; the daemon (this shell, exec'd) is its
+# parent and supervises it from then on.
+_START_WITH_SERVICE = """
+(
+  [ -d "$HOME/.burrow" ] || mkdir "$HOME/.burrow"
+  exec >>"$HOME/.burrow/service.log" 2>&1 4>&- 5<&- 6<&- 7>&- 8<&-
+  unset BURROW_READY_FD BURROW_LISTEN_FD BURROW_SERVICE_CMD
+  export LISTEN_FDS=1 BURROW_SERVICE_FD=3
+  exec "$@"
+) &
+export BURROW_SERVICE_PID=$!
+exec 6<&- 7>&- 8<&- {daemon}
+"""
 _RUNTIME_TOOLS = {"python": "/usr/bin/python3", "node": "/usr/bin/node"}
 
 
@@ -276,7 +291,6 @@ class BubblewrapBackend:
             env["BURROW_HOST_SOCKET"] = HOST_SOCKET
         if self.config.start_env is not None:
             env.update(self.config.start_env(box))
-        env["BURROW_RLIMITS"] = self._rlimits(box)
         for key, value in env.items():
             argv += ["--setenv", key, value]
         return argv
@@ -336,8 +350,9 @@ class BubblewrapBackend:
             err_fd = os.dup(log_fd)
             try:
                 mapping = {fds[role]: numbers[role] for role in fds}
-                launcher.launch(self._daemon_argv(numbers), box.uid,
-                                mapping | {args_fd: numbers["args"], log_fd: 1, err_fd: 2})
+                launcher.launch(self._daemon_argv(box, numbers, launched=True), box.uid,
+                                mapping | {args_fd: numbers["args"], log_fd: 1, err_fd: 2},
+                                self._rlimits(box))
                 return launcher.proc, cgroup, True
             except OSError as exc:  # it died while waiting; start directly instead
                 log.warning("box launcher unusable (%s); starting %s directly", exc, box.id)
@@ -349,22 +364,29 @@ class BubblewrapBackend:
                 os.close(args_fd)
         cgroup = self.cgroups.create(box.id, box.limits)
         args_fd = self._args_fd(self._daemon_args(box, fds))
-        # setpriv drops to the box's uid: event loops such as uvloop take no user= argument.
-        drop = ["setpriv", f"--reuid={box.uid}", f"--regid={box.uid}", "--clear-groups",
-                "--inh-caps=-all", "--"]
+        # prlimit sets the box's limits, setpriv drops to its uid (event loops such as uvloop
+        # take no user= argument).
+        limits = [f"--{name}={value}:{value}" for name, value in self._rlimits(box).items()]
+        drop = ["prlimit", *limits, "--", "setpriv", f"--reuid={box.uid}",
+                f"--regid={box.uid}", "--clear-groups", "--inh-caps=-all", "--"]
         try:
             proc = await asyncio.create_subprocess_exec(
-                *drop, *self._daemon_argv({**fds, "args": args_fd}),
+                *drop, *self._daemon_argv(box, {**fds, "args": args_fd}, launched=False),
                 pass_fds=(*fds.values(), args_fd), stdin=asyncio.subprocess.DEVNULL,
                 stdout=log_fd, stderr=log_fd, start_new_session=True)
         finally:
             os.close(args_fd)
         return proc, cgroup, False
 
-    def _daemon_argv(self, fds: dict[str, int]) -> list[str]:
-        """bwrap's command line: every option comes from the `args` fd."""
-        return [self.bwrap, "--args", str(fds["args"]), "--", DAEMON_PYTHON, "-I", "-S",
-                DAEMON_PATH]
+    def _daemon_argv(self, box: BoxRecord, fds: dict[str, int], launched: bool) -> list[str]:
+        """bwrap's command line (every option comes from the `args` fd). A box with a
+        service starts it beside the daemon rather than from it, so that both Pythons start
+        at once: the first request after a wake waits for the service."""
+        daemon = [DAEMON_PYTHON, "-I", "-S", DAEMON_PATH]
+        command = daemon if not (box.service and launched) else [
+            "/bin/sh", "-c", _START_WITH_SERVICE.format(daemon=" ".join(daemon)), "sh",
+            *box.service]
+        return [self.bwrap, "--args", str(fds["args"]), "--", *command]
 
     def _daemon_args(self, box: BoxRecord, fds: dict[str, int]) -> list[str]:
         args = [*self._argv(box), "--info-fd", str(fds["info"]), "--block-fd", str(fds["block"]),
@@ -443,9 +465,8 @@ class BubblewrapBackend:
             raise
         return running
 
-    def _rlimits(self, box: BoxRecord) -> str:
-        """Limits the daemon sets on itself before anything else runs in the box (lowering
-        one's own limits needs no privilege; setting another process's would)."""
+    def _rlimits(self, box: BoxRecord) -> dict[str, int]:
+        """Limits set on bwrap before it starts (and so on everything in the box)."""
         limits = {
             # per uid, and every box has its own uid: a fork cap even without cgroups
             "nproc": box.limits.pids + 16,
@@ -455,7 +476,7 @@ class BubblewrapBackend:
         }
         if not self.cgroups.available:  # the only memory bound left
             limits["as"] = box.limits.memory_mb * 2 * 1024 * 1024
-        return ",".join(f"{k}={v}" for k, v in limits.items())
+        return limits
 
     def _log_tail(self, box: BoxRecord) -> str:
         path = self._run_dir(box.id) / "sandbox.log"

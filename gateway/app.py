@@ -31,7 +31,8 @@ from workers.settings import make_worker
 log = logging.getLogger("burrow.gateway")
 
 AGENT_DIR = "opt/burrow/tenant_agent"
-DEFAULT_AGENT_COMMAND = ["/usr/bin/python3", "-E", "-s", f"/{AGENT_DIR}/__main__.py"]
+# -I -S: no site, no environment, no user paths: the agent is stdlib-only and starts fast.
+DEFAULT_AGENT_COMMAND = ["/usr/bin/python3", "-I", "-S", f"/{AGENT_DIR}/__main__.py"]
 SHUTDOWN_FREEZE_BUDGET_S = 60.0
 
 

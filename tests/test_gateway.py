@@ -194,3 +194,30 @@ async def test_readiness_and_openapi(gateway: Gateway) -> None:
     assert r.status_code == 200 and r.json()["status"] == "ready"
     spec = (await gateway.client.get("/openapi.json")).json()
     assert "/v1/boxes/{box_id}/exec/stream" in spec["paths"]
+
+
+WHOAMI = """
+import json, os, socket, sys
+def ask(token):
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(os.environ["BURROW_HOST_SOCKET"])
+    auth = f"Authorization: Bearer {token}\\r\\n" if token else ""
+    s.sendall(f"GET /whoami HTTP/1.1\\r\\nHost: h\\r\\n{auth}Connection: close\\r\\n\\r\\n".encode())
+    data = b""
+    while chunk := s.recv(65536):
+        data += chunk
+    head, _, body = data.partition(b"\\r\\n\\r\\n")
+    return int(head.split()[1]), json.loads(body)
+print(json.dumps([ask(os.environ["BURROW_BOX_TOKEN"]), ask(sys.argv[1]), ask("")]))
+"""
+
+
+async def test_programs_in_a_box_reach_burrow_through_the_host_socket(gateway: Gateway) -> None:
+    headers, home = await gateway.tenant("h")
+    tenant_key = headers["Authorization"].split()[1]
+    r = await gateway.client.post(f"/v1/boxes/{home}/exec", json={
+        "command": ["python3", "-c", WHOAMI, tenant_key]}, headers=headers)
+    assert r.json()["exit_code"] == 0, r.json()["stderr"]
+    (ok, me), (forbidden, _), (missing, _) = json.loads(r.json()["stdout"])
+    assert ok == 200 and me == {"kind": "box", "tenant": "h", "box_id": home}
+    assert (forbidden, missing) == (403, 401)
