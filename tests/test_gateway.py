@@ -202,7 +202,8 @@ def ask(token):
     s = socket.socket(socket.AF_UNIX)
     s.connect(os.environ["BURROW_HOST_SOCKET"])
     auth = f"Authorization: Bearer {token}\\r\\n" if token else ""
-    s.sendall(f"GET /whoami HTTP/1.1\\r\\nHost: h\\r\\n{auth}Connection: close\\r\\n\\r\\n".encode())
+    head = f"GET /whoami HTTP/1.1\\r\\nHost: h\\r\\n{auth}Connection: close\\r\\n\\r\\n"
+    s.sendall(head.encode())
     data = b""
     while chunk := s.recv(65536):
         data += chunk
