@@ -14,12 +14,13 @@ from pathlib import Path
 import uvicorn
 from fastapi import FastAPI
 from redis.asyncio import Redis
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 import tenant_agent
 from boxes import BoxError, BoxManager, BoxState, RuntimeConfig
 from boxes.models import BoxRecord
 from gateway import errors
+from gateway.errors import ApiError
 from gateway.hostsvc import create_host_app
 from gateway.proxy import AgentProxy
 from gateway.routes import agent, boxes, exec, files, health, knowledge, operator, tenants
@@ -63,11 +64,39 @@ def create_app(settings: Settings | None = None,
 
 
 class BurrowApp(FastAPI):
-    """The gateway app; tenant agent requests take a fast path around FastAPI's machinery."""
+    """The gateway app; tenant agent requests take a fast path around FastAPI's machinery,
+    and no request body may exceed the configured size (with room for JSON framing)."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if not await agent.serve_fast(self, scope, receive, send):
-            await super().__call__(scope, receive, send)
+        if await agent.serve_fast(self, scope, receive, send):
+            return
+        if scope["type"] == "http":
+            limit = self.state.settings.max_body_bytes + _JSON_FRAMING
+            declared = dict(scope["headers"]).get(b"content-length", b"")
+            if declared.isdigit() and int(declared) > limit:
+                await errors.too_large(limit)(scope, receive, send)
+                return
+            receive = _bounded(receive, limit)
+        await super().__call__(scope, receive, send)
+
+
+_JSON_FRAMING = 1024 * 1024
+
+
+def _bounded(receive: Receive, limit: int) -> Receive:
+    """`receive`, failing with 413 once the body passes `limit` bytes."""
+    seen = 0
+
+    async def bounded() -> Message:
+        nonlocal seen
+        message = await receive()
+        if message["type"] == "http.request":
+            seen += len(message.get("body", b""))
+            if seen > limit:
+                raise ApiError(413, "too_large", f"the request body is over {limit} bytes")
+        return message
+
+    return bounded
 
 
 @contextlib.asynccontextmanager

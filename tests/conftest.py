@@ -117,8 +117,10 @@ class Gateway:
 
 
 def gateway_settings(data_dir: Path, redis_url: str, **extra: object) -> Settings:
-    return Settings(data_dir=data_dir, redis_url=redis_url, operator_key=OPERATOR_KEY,
-                    dev=True, uid_base=TEST_UID_BASE, launcher_pool=1, **extra)
+    values: dict[str, object] = {"data_dir": data_dir, "redis_url": redis_url,
+                                 "operator_key": OPERATOR_KEY, "dev": True,
+                                 "uid_base": TEST_UID_BASE, "launcher_pool": 1, **extra}
+    return Settings(**values)
 
 
 @pytest.fixture

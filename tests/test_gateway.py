@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
+
+import httpx
+from redis.asyncio import Redis
 
 from boxes import BoxState
-from tests.conftest import Gateway
+from gateway.app import create_app
+from tests.conftest import OPERATOR_KEY, Gateway, gateway_settings
+from workers.embedded_redis import EmbeddedRedis
 
 
 async def test_tenant_gets_a_home_box_and_a_key_shown_once(gateway: Gateway) -> None:
@@ -222,3 +228,21 @@ async def test_programs_in_a_box_reach_burrow_through_the_host_socket(gateway: G
     (ok, me), (forbidden, _), (missing, _) = json.loads(r.json()["stdout"])
     assert ok == 200 and me == {"kind": "box", "tenant": "h", "box_id": home}
     assert (forbidden, missing) == (403, 401)
+
+
+async def test_every_body_is_bounded(tmp_path: Path, redis: Redis,
+                                     redis_server: EmbeddedRedis) -> None:
+    settings = gateway_settings(tmp_path / "gw", redis_server.url, run_worker=False,
+                                max_body_bytes=1000, launcher_pool=0)
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                     base_url="http://burrow") as c:
+            op = {"Authorization": f"Bearer {OPERATOR_KEY}"}
+            huge = {"command": "cat", "stdin": "x" * (2 * 1024 * 1024)}
+            r = await c.post("/v1/boxes/b_any/exec", json=huge, headers=op)
+            assert r.status_code == 413 and r.json()["error"]["code"] == "too_large"
+            r = await c.post("/v1/tenants", json={"id": "small"}, headers=op)
+            key = {"Authorization": f"Bearer {r.json()['api_key']}"}
+            r = await c.post("/v1/tenants/small/agent/x", content=b"y" * 1001, headers=key)
+            assert r.status_code == 413 and r.json()["error"]["code"] == "too_large"
