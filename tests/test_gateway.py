@@ -235,14 +235,14 @@ async def test_every_body_is_bounded(tmp_path: Path, redis: Redis,
     settings = gateway_settings(tmp_path / "gw", redis_server.url, run_worker=False,
                                 max_body_bytes=1000, launcher_pool=0)
     app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                     base_url="http://burrow") as c:
-            op = {"Authorization": f"Bearer {OPERATOR_KEY}"}
-            huge = {"command": "cat", "stdin": "x" * (2 * 1024 * 1024)}
-            r = await c.post("/v1/boxes/b_any/exec", json=huge, headers=op)
-            assert r.status_code == 413 and r.json()["error"]["code"] == "too_large"
-            r = await c.post("/v1/tenants", json={"id": "small"}, headers=op)
-            key = {"Authorization": f"Bearer {r.json()['api_key']}"}
-            r = await c.post("/v1/tenants/small/agent/x", content=b"y" * 1001, headers=key)
-            assert r.status_code == 413 and r.json()["error"]["code"] == "too_large"
+    transport = httpx.ASGITransport(app=app)
+    async with app.router.lifespan_context(app), \
+            httpx.AsyncClient(transport=transport, base_url="http://burrow") as c:
+        op = {"Authorization": f"Bearer {OPERATOR_KEY}"}
+        huge = {"command": "cat", "stdin": "x" * (2 * 1024 * 1024)}
+        r = await c.post("/v1/boxes/b_any/exec", json=huge, headers=op)
+        assert r.status_code == 413 and r.json()["error"]["code"] == "too_large"
+        r = await c.post("/v1/tenants", json={"id": "small"}, headers=op)
+        key = {"Authorization": f"Bearer {r.json()['api_key']}"}
+        r = await c.post("/v1/tenants/small/agent/x", content=b"y" * 1001, headers=key)
+        assert r.status_code == 413 and r.json()["error"]["code"] == "too_large"
