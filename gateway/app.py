@@ -113,6 +113,7 @@ async def _services(app: FastAPI, settings: Settings) -> AsyncIterator[None]:
 
     config = RuntimeConfig(
         data_dir=data_dir, launcher_pool=settings.launcher_pool, uid_base=settings.uid_base,
+        lock_wait_s=settings.wake_wait_s,
         image_extras={AGENT_DIR: Path(tenant_agent.__file__).parent},
         start_env=lambda box: {"BURROW_BOX_TOKEN": box_token(secret, box.id)})
     host_socket = config.run_dir / f"host-{os.getpid()}.sock"

@@ -246,3 +246,25 @@ async def test_every_body_is_bounded(tmp_path: Path, redis: Redis,
         key = {"Authorization": f"Bearer {r.json()['api_key']}"}
         r = await c.post("/v1/tenants/small/agent/x", content=b"y" * 1001, headers=key)
         assert r.status_code == 413 and r.json()["error"]["code"] == "too_large"
+
+
+async def test_a_request_that_waits_too_long_for_a_wake_gets_503_and_a_retry_hint(
+        tmp_path: Path, redis: Redis, redis_server: EmbeddedRedis) -> None:
+    settings = gateway_settings(tmp_path / "gw", redis_server.url, run_worker=False,
+                                wake_wait_s=0.5)
+    app = create_app(settings)
+    transport = httpx.ASGITransport(app=app)
+    async with app.router.lifespan_context(app), \
+            httpx.AsyncClient(transport=transport, base_url="http://burrow") as c:
+        op = {"Authorization": f"Bearer {OPERATOR_KEY}"}
+        r = await c.post("/v1/tenants", json={"id": "slow"}, headers=op)
+        key = {"Authorization": f"Bearer {r.json()['api_key']}"}
+        home = r.json()["home_box_id"]
+        await c.post(f"/v1/boxes/{home}/freeze", headers=op)
+        manager = app.state.manager
+        async with manager.locks.hold(home):  # a long transition holds the box
+            r = await c.get("/v1/tenants/slow/agent/x", headers=key)
+        assert r.status_code == 503 and r.headers["retry-after"]
+        assert r.json()["error"]["code"] == "unavailable"
+        r = await c.get("/v1/tenants/slow/agent/x", headers=key)  # and then it works
+        assert r.status_code == 200
