@@ -161,7 +161,7 @@ async def bench(args: argparse.Namespace, url: str, port: int, data_dir: Path) -
         tenant = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
         await c.put(f"/v1/boxes/{home}/files", params={"path": "state.bin"},
                     content=os.urandom(1_000_000), headers=tenant)
-        await c.post("/v1/tenants/bench/agent/warm", headers=tenant)
+        await c.post("/v1/tenants/bench/agent/health", headers=tenant)
 
     run_dir = RuntimeConfig(data_dir=data_dir).run_dir
     service = str(run_dir / "boxes" / home / "service.sock")
@@ -169,16 +169,17 @@ async def bench(args: argparse.Namespace, url: str, port: int, data_dir: Path) -
     print(f"\n{'measure':<46}{'n':>6}{'p50 ms':>9}{'p99 ms':>9}{'added':>9}{'req/s':>9}")
     print("-" * 88)
     # a short warm-up of both paths, then the measured runs
-    await load(service, "/bench", {}, 200, args.concurrency)
-    await load(("127.0.0.1", port), "/v1/tenants/bench/agent/bench", tenant, 200,
+    # /health: the agent's cheapest answer, so the gateway's own cost shows
+    await load(service, "/health", {}, 200, args.concurrency)
+    await load(("127.0.0.1", port), "/v1/tenants/bench/agent/health", tenant, 200,
                args.concurrency)
-    direct, direct_rps = await load(service, "/bench", {}, args.requests, args.concurrency)
-    routed, routed_rps = await load(("127.0.0.1", port), "/v1/tenants/bench/agent/bench",
+    direct, direct_rps = await load(service, "/health", {}, args.requests, args.concurrency)
+    routed, routed_rps = await load(("127.0.0.1", port), "/v1/tenants/bench/agent/health",
                                     tenant, args.requests, args.concurrency)
     row(f"agent socket directly, concurrency {args.concurrency}", direct, rps=direct_rps)
     row(f"agent route via gateway, concurrency {args.concurrency}", routed, direct, routed_rps)
-    one_direct, _ = await load(service, "/bench", {}, args.runs * 10, 1)
-    one_routed, _ = await load(("127.0.0.1", port), "/v1/tenants/bench/agent/bench", tenant,
+    one_direct, _ = await load(service, "/health", {}, args.runs * 10, 1)
+    one_routed, _ = await load(("127.0.0.1", port), "/v1/tenants/bench/agent/health", tenant,
                                args.runs * 10, 1)
     row("agent socket directly, one at a time", one_direct)
     row("agent route via gateway, one at a time", one_routed, one_direct)
@@ -199,7 +200,8 @@ async def bench(args: argparse.Namespace, url: str, port: int, data_dir: Path) -
         for _ in range(args.runs):
             await c.post(f"/v1/boxes/{home}/freeze", headers=op)
             conn = await Conn.open(("127.0.0.1", port))
-            wakes.append(await timed(conn.request("POST", "/v1/tenants/bench/agent/w", tenant)))
+            wakes.append(await timed(conn.request("POST", "/v1/tenants/bench/agent/health",
+                                                  tenant)))
             conn.close()
     runtime = await runtime_wake(args.runs)
     row("wake: runtime (BoxManager.wake, 1 MB)", runtime)

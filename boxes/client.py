@@ -180,3 +180,32 @@ class DaemonClient:
                         grace_s: float) -> dict[str, Any]:
         return await self.call({"op": "prefreeze", "hook": hook,
                                 "hook_timeout_s": hook_timeout_s, "grace_s": grace_s})
+
+
+async def service_request(socket_path: str, method: str, path: str, body: bytes = b"",
+                          timeout_s: float = 60.0) -> tuple[int, bytes]:
+    """One HTTP/1.1 request to a box's service socket (Connection: close); (status, body).
+
+    Raises DaemonUnreachableError when nothing could be sent, BoxUnavailableError when the
+    answer broke off or was not HTTP.
+    """
+    try:
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_unix_connection(socket_path, limit=_LINE_LIMIT), _CONNECT_TIMEOUT_S)
+    except (OSError, TimeoutError) as exc:
+        raise DaemonUnreachableError(f"box service unreachable: {exc}") from exc
+    try:
+        writer.write(f"{method} {path} HTTP/1.1\r\nHost: box\r\nConnection: close\r\n"
+                     f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+                     .encode() + body)
+        await writer.drain()
+        data = await asyncio.wait_for(reader.read(), timeout_s)
+    except (OSError, TimeoutError) as exc:
+        raise BoxUnavailableError(f"box service did not answer: {exc}") from exc
+    finally:
+        writer.close()
+    head, sep, payload = data.partition(b"\r\n\r\n")
+    parts = head.split(b" ", 2)
+    if not sep or len(parts) < 2 or not parts[1].isdigit():
+        raise BoxUnavailableError("the box service's answer is not HTTP")
+    return int(parts[1]), payload

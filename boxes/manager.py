@@ -469,19 +469,21 @@ class BoxManager:
 
     # --- in-box operations ---------------------------------------------------------------
 
-    async def _ensure(self, box_id: str, wake: bool) -> None:
+    async def _ensure(self, box_id: str, wake: bool) -> bool:
+        """Make sure the box runs; True if it had to be woken (or resumed) for that."""
         if self.activity.running(box_id):  # the hot path: no round trip at all
-            return
+            return False
         running = await self.registry.touch_running(box_id) if isinstance(box_id, str) else None
         if running is None:
             raise BoxNotFoundError(f"no box {box_id!r}")
         if running:
             self.activity.confirm(box_id)
-            return
+            return False
         box = await self._get(box_id)
         if not wake:
             self._require(box, {BoxState.RUNNING}, "reach")
         await self.wake(box_id)
+        return True
 
     async def _client(self, box_id: str, wake: bool) -> DaemonClient:
         await self._ensure(box_id, wake)
@@ -500,10 +502,10 @@ class BoxManager:
             await self.recover(box_id)
             return await operation(await self._client(box_id, wake))
 
-    async def ensure_running(self, box_id: str) -> None:
+    async def ensure_running(self, box_id: str) -> bool:
         """Wake or resume the box if it is not running (no round trip when this process saw it
-        running a moment ago)."""
-        await self._ensure(box_id, wake=True)
+        running a moment ago); True if it was not running."""
+        return await self._ensure(box_id, wake=True)
 
     async def recover(self, box_id: str) -> None:
         """Call when the box's sockets stop answering: if its sandbox is gone, record it as

@@ -59,9 +59,10 @@ def gateway(host: str, port: int, data_dir: Path | None) -> None:
     from gateway.server import serve as run
 
     settings = _settings(data_dir=data_dir)
-    if not settings.redis_url:
-        raise click.ClickException("burrow gateway needs REDIS_URL (a Redis every gateway and "
-                                   "worker shares); for one machine use `burrow serve`")
+    if not settings.redis_url or not settings.qdrant_url:
+        raise click.ClickException("burrow gateway needs REDIS_URL and QDRANT_URL (the Redis "
+                                   "and Qdrant every gateway and worker shares); for one "
+                                   "machine use `burrow serve`")
     run(settings, host, port, with_worker=False)
 
 

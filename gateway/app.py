@@ -1,40 +1,18 @@
-"""The app factory: builds the FastAPI gateway and, in its lifespan, everything it serves with
-(Redis client, box runtime, tenants, agent proxy, host services socket, in-process worker)."""
+"""The app factory: the FastAPI gateway, its routes, and its lifespan (gateway/services.py)."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import dataclasses
-import logging
-import os
-from collections.abc import AsyncIterator, Awaitable, Callable, Generator
-from pathlib import Path
+from collections.abc import AsyncIterator, Awaitable, Callable
 
-import uvicorn
 from fastapi import FastAPI
-from redis.asyncio import Redis
 from starlette.types import Message, Receive, Scope, Send
 
-import tenant_agent
-from boxes import BoxError, BoxManager, BoxState, RuntimeConfig
-from boxes.models import BoxRecord
 from gateway import errors
 from gateway.errors import ApiError
-from gateway.hostsvc import create_host_app
-from gateway.proxy import AgentProxy
 from gateway.routes import agent, boxes, exec, files, health, knowledge, operator, tenants
-from gateway.security import box_token, operator_key, server_secret
+from gateway.services import services
 from gateway.settings import Settings
-from gateway.tenants import Tenants
-from workers.settings import make_worker
-
-log = logging.getLogger("burrow.gateway")
-
-AGENT_DIR = "opt/burrow/tenant_agent"
-# -I -S: no site, no environment, no user paths: the agent is stdlib-only and starts fast.
-DEFAULT_AGENT_COMMAND = ["/usr/bin/python3", "-I", "-S", f"/{AGENT_DIR}/__main__.py"]
-SHUTDOWN_FREEZE_BUDGET_S = 60.0
 
 
 def create_app(settings: Settings | None = None,
@@ -47,7 +25,7 @@ def create_app(settings: Settings | None = None,
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with _services(app, settings):
+        async with services(app, settings):
             if on_ready is not None:
                 await on_ready(app)
             yield
@@ -97,88 +75,3 @@ def _bounded(receive: Receive, limit: int) -> Receive:
         return message
 
     return bounded
-
-
-@contextlib.asynccontextmanager
-async def _services(app: FastAPI, settings: Settings) -> AsyncIterator[None]:
-    data_dir = settings.data_dir.resolve()
-    data_dir.mkdir(parents=True, exist_ok=True)
-    assert settings.redis_url is not None
-    redis = Redis.from_url(settings.redis_url)
-    key, created = operator_key(data_dir, settings.operator_key.get_secret_value()
-                                if settings.operator_key else None)
-    secret = server_secret(data_dir)
-    app.state.redis, app.state.operator_key, app.state.secret = redis, key, secret
-    app.state.operator_key_created = created
-
-    config = RuntimeConfig(
-        data_dir=data_dir, launcher_pool=settings.launcher_pool, uid_base=settings.uid_base,
-        lock_wait_s=settings.wake_wait_s,
-        image_extras={AGENT_DIR: Path(tenant_agent.__file__).parent},
-        start_env=lambda box: {"BURROW_BOX_TOKEN": box_token(secret, box.id)})
-    host_socket = config.run_dir / f"host-{os.getpid()}.sock"
-    config = dataclasses.replace(config, host_socket=host_socket)
-    host_server = await _serve_host_socket(app, host_socket)
-    manager = await BoxManager.open(config, redis)
-    app.state.manager = manager
-    app.state.tenants = Tenants(redis, manager, settings.agent_command or DEFAULT_AGENT_COMMAND)
-    app.state.proxy = AgentProxy()
-    worker = make_worker(settings.redis_url, manager) if settings.run_worker else None
-    worker_task = asyncio.create_task(worker.async_run()) if worker else None
-    try:
-        yield
-    finally:
-        if worker is not None and worker_task is not None:
-            worker_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await worker_task
-            await worker.close()
-        await _freeze_on_shutdown(manager)
-        await manager.close()
-        await app.state.proxy.close()
-        host_server.should_exit = True
-        await app.state.host_server_task
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(host_socket)
-        await redis.aclose()
-
-
-class _NestedServer(uvicorn.Server):
-    """A second server in the same process: the main one owns the signal handlers."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Generator[None, None, None]:
-        yield
-
-
-async def _serve_host_socket(app: FastAPI, path: Path) -> uvicorn.Server:
-    os.makedirs(path.parent, mode=0o711, exist_ok=True)
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)
-    server = _NestedServer(uvicorn.Config(create_host_app(app), uds=str(path), lifespan="off",
-                                          log_level="warning", access_log=False))
-    task = asyncio.create_task(server.serve())
-    app.state.host_server_task = task
-    while not server.started:
-        if task.done():
-            task.result()
-        await asyncio.sleep(0.01)
-    os.chmod(path, 0o666)  # box uids connect to it; box tokens are the gate
-    return server
-
-
-async def _freeze_on_shutdown(manager: BoxManager) -> None:
-    """Freeze the boxes this process runs, so a restart finds them consistent and wakes them
-    on demand. Whatever the budget does not cover is stopped and marked failed by close()."""
-    running = [b for b in await manager.list()
-               if b.host == manager.host and b.state in (BoxState.RUNNING, BoxState.PAUSED)]
-
-    async def freeze(box: BoxRecord) -> None:
-        with contextlib.suppress(BoxError):
-            await manager.freeze(box.id)
-
-    if running:
-        log.info("freezing %d running boxes before shutdown", len(running))
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.gather(*(freeze(b) for b in running)),
-                                   SHUTDOWN_FREEZE_BUDGET_S)

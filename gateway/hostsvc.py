@@ -11,7 +11,8 @@ from fastapi import FastAPI, Request
 from gateway import errors
 from gateway.deps import authenticate, bearer
 from gateway.errors import ApiError
-from gateway.schemas import WhoAmI
+from gateway.routes.knowledge import search_for
+from gateway.schemas import InsightOut, KnowledgeQuery, WhoAmI
 
 
 def create_host_app(parent: FastAPI) -> FastAPI:
@@ -31,5 +32,13 @@ def create_host_app(parent: FastAPI) -> FastAPI:
     async def whoami(request: Request) -> WhoAmI:
         """Which box and tenant this token belongs to."""
         return await box_principal(request)
+
+    @app.post("/v1/knowledge/search")
+    async def search(body: KnowledgeQuery, request: Request) -> list[InsightOut]:
+        """The shared knowledge base, as the box's tenant may see it."""
+        who = await authenticate(parent, bearer(request))
+        if who.kind != "box":
+            raise ApiError(403, "forbidden", "the host socket answers box tokens only")
+        return await search_for(parent.state.kb, who, body)
 
     return app

@@ -10,7 +10,7 @@ body stream back.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from fastapi import Request
 from starlette.background import BackgroundTask
@@ -30,6 +30,7 @@ _MAX_HEAD = 64 * 1024
 _IDLE_PER_SOCKET = 64
 _CHUNK = 64 * 1024
 _BUFFER_UP_TO = 1 << 20
+_KEEP = 4096  # how much of each answer the observation pipeline sees
 
 
 class AgentUnreachable(Exception):
@@ -137,8 +138,10 @@ class AgentProxy:
                                f"that is not HTTP ({exc})") from exc
 
     async def forward(self, request: Request, socket_path: str, target: str, body: bytes,
-                      extra_headers: dict[str, str]) -> Response:
-        """`target` is the request target inside the box: percent-encoded, with its query."""
+                      extra_headers: dict[str, str],
+                      on_done: Callable[[int, bytes], None] | None = None) -> Response:
+        """`target` is the request target inside the box: percent-encoded, with its query.
+        `on_done(status, start of the answer)` runs once the whole answer went through."""
         if not target.startswith("/") or any(c in target for c in " \r\n\t"):
             raise ApiError(400, "invalid_path", "the agent path has characters that cannot "
                            "be forwarded; percent-encode them")
@@ -155,13 +158,16 @@ class AgentProxy:
         # After HEAD, a server that wrongly sends a body anyway leaves it on the connection.
         state = {"reusable": "close" not in lowered.get("connection", "")
                  and request.method != "HEAD"}
-        relay = _relay(conn, lowered, no_body, state)
+        seen = bytearray()
+        relay = _relay(conn, lowered, no_body, state, seen)
 
         async def finish() -> None:
             if state.get("done") and state["reusable"]:
                 self._release(socket_path, conn)
             else:
                 conn.close()
+            if on_done is not None:
+                on_done(status, bytes(seen))
 
         length = lowered.get("content-length", "")
         if no_body or (length.isdigit() and int(length) <= _BUFFER_UP_TO):
@@ -180,13 +186,15 @@ class AgentProxy:
 
 
 async def _relay(conn: _Conn, headers: dict[str, str], no_body: bool,
-                 state: dict[str, bool]) -> AsyncIterator[bytes]:
-    """The answer's body as it arrives; `state` learns whether the connection is reusable."""
+                 state: dict[str, bool], seen: bytearray) -> AsyncIterator[bytes]:
+    """The answer's body as it arrives; `state` learns whether the connection is reusable,
+    `seen` keeps its start (what the observation pipeline records)."""
     try:
         if no_body:
             return
         if "chunked" in headers.get("transfer-encoding", ""):
             async for piece in _chunked(conn):
+                _keep(seen, piece)
                 yield piece
         elif "content-length" in headers:
             left = int(headers["content-length"])
@@ -195,10 +203,12 @@ async def _relay(conn: _Conn, headers: dict[str, str], no_body: bool,
                 if not piece:
                     raise ConnectionResetError("short body")
                 left -= len(piece)
+                _keep(seen, piece)
                 yield piece
         else:  # delimited by the box closing the connection
             state["reusable"] = False
             while piece := await conn.reader.read(_CHUNK):
+                _keep(seen, piece)
                 yield piece
     except (ConnectionError, ValueError):
         state["reusable"] = False  # the agent went away mid-answer: a short body
@@ -207,6 +217,11 @@ async def _relay(conn: _Conn, headers: dict[str, str], no_body: bool,
         raise
     finally:
         state["done"] = True
+
+
+def _keep(seen: bytearray, piece: bytes) -> None:
+    if len(seen) < _KEEP:
+        seen += piece[:_KEEP - len(seen)]
 
 
 async def _chunked(conn: _Conn) -> AsyncIterator[bytes]:

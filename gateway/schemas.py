@@ -158,6 +158,24 @@ class SnapshotPublic(BaseModel):
                    logical_bytes=snap.logical_bytes)
 
 
+class KnowledgeQuery(Strict):
+    query: str = Field(min_length=1, max_length=2000)
+    limit: int = Field(5, ge=1, le=100)
+
+
+class InsightOut(BaseModel):
+    id: str
+    text: str
+    kind: str
+    score: float
+    support: int = Field(description="how many distinct tenants support it")
+
+
+class InsightPage(BaseModel):
+    items: list[InsightOut]
+    next_offset: str | None
+
+
 class WhoAmI(BaseModel):
     kind: Literal["operator", "tenant", "box"]
     tenant: str | None

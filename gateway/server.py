@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import signal
 import sys
@@ -16,9 +15,15 @@ from redis.asyncio import Redis
 
 from boxes import BoxManager, RuntimeConfig
 from gateway.app import create_app
+from gateway.security import server_secret
+from gateway.services import EMBEDDING_DIM
 from gateway.settings import Settings
+from knowledge.base import KnowledgeBase
+from knowledge.embedder import SentenceTransformerEmbedder
+from knowledge.vectors import open_store
 from workers.embedded_redis import EmbeddedRedis
-from workers.settings import make_worker
+from workers.observations import Observations
+from workers.settings import close_worker, make_worker
 
 log = logging.getLogger("burrow")
 DEMO_TENANT = "demo"
@@ -77,18 +82,24 @@ def serve(settings: Settings, host: str, port: int, *, with_worker: bool = True)
 def run_worker(settings: Settings) -> None:
     """A standalone arq worker against REDIS_URL (scale-out)."""
     logging.basicConfig(level=logging.INFO)
-    if not settings.redis_url:
-        sys.exit("burrow worker needs REDIS_URL (the Redis the gateways use)")
-    asyncio.run(_worker(settings))
+    if not settings.redis_url or not settings.qdrant_url:
+        sys.exit("burrow worker needs REDIS_URL and QDRANT_URL (the Redis and Qdrant the "
+                 "gateways use)")
+    asyncio.run(_worker(settings, settings.data_dir.resolve()))
 
 
-async def _worker(settings: Settings) -> None:
+async def _worker(settings: Settings, data_dir: Path) -> None:
     assert settings.redis_url is not None
     redis = Redis.from_url(settings.redis_url)
-    # The worker's tasks use the registry and the snapshot store; it runs no boxes itself.
-    manager = BoxManager(dataclasses.replace(RuntimeConfig(data_dir=Path(settings.data_dir)),
-                                             launcher_pool=0), redis)
-    worker = make_worker(settings.redis_url, manager)
+    # The worker runs no boxes itself: it talks to the gateways' boxes through their sockets
+    # (same host, same data dir), the registry and the snapshot store.
+    manager = BoxManager(RuntimeConfig(data_dir=data_dir, launcher_pool=0), redis)
+    store = await asyncio.to_thread(open_store, settings.qdrant_url, data_dir / "knowledge",
+                                    EMBEDDING_DIM)
+    kb = KnowledgeBase(store, SentenceTransformerEmbedder(settings.embed_model), redis,
+                       server_secret(data_dir), k=settings.k_anonymity)
+    worker = make_worker(settings.redis_url, manager=manager,
+                         observations=Observations(redis, data_dir / "spool"), kb=kb)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -96,5 +107,6 @@ async def _worker(settings: Settings) -> None:
     task = asyncio.create_task(worker.async_run())
     await stop.wait()
     task.cancel()
-    await worker.close()
+    await close_worker(worker)
+    await asyncio.to_thread(store.close)
     await redis.aclose()

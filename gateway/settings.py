@@ -24,6 +24,8 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(None, validation_alias=_env("REDIS_URL"))
     qdrant_url: str | None = Field(None, validation_alias=_env("QDRANT_URL"))
     embed_model: str | None = Field(None, validation_alias=_env("BURROW_EMBED_MODEL"))
+    # An insight is shown to other tenants once this many distinct tenants support it.
+    k_anonymity: int = Field(2, ge=1, le=1000, validation_alias=_env("BURROW_K_ANONYMITY"))
     dev: bool = Field(False, validation_alias=_env("BURROW_DEV"))
     # Largest request body (file uploads, agent requests, exec stdin), in bytes.
     max_body_bytes: int = Field(100 * 1024 * 1024, gt=0,

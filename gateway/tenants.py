@@ -17,6 +17,8 @@ from redis.asyncio import Redis
 from boxes import BoxError, BoxManager, BoxNotFoundError, BoxSpec, BoxState
 from gateway.errors import ApiError
 from gateway.security import hash_key, new_key
+from knowledge.base import KnowledgeBase
+from workers.observations import Observations
 
 HOME_LABEL = "burrow.home"
 _KEY_CACHE_S = 10.0
@@ -32,10 +34,13 @@ class TenantRecord:
 
 
 class Tenants:
-    def __init__(self, redis: Redis, manager: BoxManager, agent_command: list[str],
+    def __init__(self, redis: Redis, manager: BoxManager, kb: KnowledgeBase,
+                 observations: Observations, agent_command: list[str],
                  prefix: str = "burrow") -> None:
         self.redis = redis
         self.manager = manager
+        self.kb = kb
+        self.observations = observations
         self.agent_command = agent_command
         self.prefix = prefix
         self._keys: dict[str, tuple[str, float]] = {}
@@ -116,7 +121,8 @@ class Tenants:
         return record.home_box_id
 
     async def delete(self, tenant_id: str) -> None:
-        """Delete the tenant's boxes and named snapshots, then the tenant and its key."""
+        """Delete the tenant's boxes and named snapshots, withdraw its support from the
+        knowledge base (removing what only it supported), then the tenant and its key."""
         record = await self.require(tenant_id)
         for box in await self.manager.list(owner=tenant_id):
             with contextlib.suppress(BoxNotFoundError):
@@ -124,11 +130,13 @@ class Tenants:
         for snap in await self.manager.list_snapshots(owner=tenant_id):
             with contextlib.suppress(BoxError):
                 await self.manager.delete_snapshot(snap.id)
+        await self.kb.withdraw(tenant_id)
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.delete(self._apikey(record.key_hash))
             pipe.delete(self._key(tenant_id))
             pipe.srem(self._index, tenant_id)
             await pipe.execute()
+        await self.observations.forget(tenant_id, record.home_box_id)
         self._keys = {k: v for k, v in self._keys.items() if v[0] != tenant_id}
         self._home.pop(tenant_id, None)
 

@@ -1,57 +1,74 @@
-"""The tenant agent's HTTP server: HTTP/1.1 with keep-alive on the socket the host handed in.
+"""The tenant agent: an HTTP/1.1 server (keep-alive, a thread per connection) on the socket
+the host handed in. It runs inside the tenant's home box under the box's /usr/bin/python3,
+stdlib only, and imports only what loads fast: the first request after a wake waits for it.
 
-This build's agent answers `GET /health` and echoes every other request (method, path,
-query, headers, body) with a request counter kept in the tenant's workspace, so it survives
-freezes. It runs inside the box under the box's /usr/bin/python3, stdlib only, and imports
-only modules that load fast: the first request after a wake waits for it to start.
+The protocol (what a replacement agent, set with BURROW_AGENT_COMMAND, must speak): HTTP/1.1
+on the listening socket in fd $BURROW_SERVICE_FD (3), JSON bodies.
+
+    GET  /health                 -> {"ok": true}
+    POST /ask {"question"}       -> {"answer", "used": {"profile": [...], "insights": [ids]},
+                                     "model": null}
+    GET  /profile                -> {"preferences", "facts", "topics", "observed", "last_seq"}
+    POST /_burrow/observe {"pairs": [{id, seq, request: {method, path, query, body},
+                           response: {status, body}, latency_ms, at}]}
+                                 -> {"applied": [ids], "skipped": [ids], "last_seq",
+                                     "insights": [{"kind", "text"}]}
+         (idempotent by pair id, applied in seq order; insights are candidates for the
+          shared knowledge base: general statements, scrubbed again by the worker)
+    GET  /_burrow/log?after=N    -> {"applied": [{"n", "id", "seq"}]}  (in application order)
+
+Errors are {"error": {"code", "message"}}, like the rest of Burrow's API. Everything under
+/_burrow/ is for Burrow itself: the gateway never forwards it from outside.
+On SIGTERM (the pre-freeze signal) the agent checkpoints its database and exits.
 """
 
 from __future__ import annotations
 
-import _json
+import _signal
 import _socket
 import _thread
 import os
 
+from tenant_agent import knowledge
+from tenant_agent.wire import dumps, loads
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing and sqlite3 cost ms at every wake; only the type checker needs them
+    from tenant_agent.memory import Memory
+
 STATE_DIR = "/workspace/.burrow-agent"
-COUNTER = STATE_DIR + "/requests"
 MAX_HEADER = 64 * 1024
-REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found"}
+MAX_BODY = 32 * 1024 * 1024
+REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
+           413: "Content Too Large", 500: "Internal Server Error"}
+
+_memory: list[Memory] = []  # opened on first use (sqlite3 takes ms to import)
+_memory_lock = _thread.allocate_lock()
 
 
-def _no_default(obj: object) -> None:
-    raise TypeError(f"cannot encode {type(obj).__name__}")
+def memory() -> Memory:
+    with _memory_lock:
+        if not _memory:
+            from tenant_agent.memory import Memory
+
+            os.makedirs(STATE_DIR, exist_ok=True)
+            _memory.append(Memory(STATE_DIR + "/memory.db"))
+        return _memory[0]
 
 
-# json.dumps without importing json (it pulls in re and enum: milliseconds at every wake)
-_encode = _json.make_encoder(None, _no_default, _json.encode_basestring_ascii, None,
-                             ":", ",", False, False, True)
+class HttpError(Exception):
+    CODES = {400: "invalid_request", 404: "not_found", 405: "method_not_allowed",
+             413: "too_large"}
 
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
 
-def dumps(obj: object) -> bytes:
-    return "".join(_encode(obj, 0)).encode()
-
-
-class Counter:
-    """How many requests this tenant's agent has answered, kept across freezes."""
-
-    def __init__(self) -> None:
-        self.lock = _thread.allocate_lock()
-        os.makedirs(STATE_DIR, exist_ok=True)
-        try:
-            with open(COUNTER) as f:
-                self.value = int(f.read().strip() or 0)
-        except (OSError, ValueError):
-            self.value = 0
-
-    def next(self) -> int:
-        with self.lock:
-            self.value += 1
-            tmp = COUNTER + ".tmp"
-            with open(tmp, "w") as f:
-                f.write(str(self.value))
-            os.replace(tmp, COUNTER)
-            return self.value
+    def payload(self) -> dict[str, object]:
+        """Burrow's error format, so the agent route answers one way whoever failed."""
+        return {"error": {"code": self.CODES.get(self.status, "error"),
+                          "message": self.message}}
 
 
 def read_request(conn: _socket.socket, buf: bytes) -> tuple[dict[str, object], bytes] | None:
@@ -61,15 +78,20 @@ def read_request(conn: _socket.socket, buf: bytes) -> tuple[dict[str, object], b
             return None
         buf += chunk
         if len(buf) > MAX_HEADER:
-            raise ValueError("headers too large")
+            raise HttpError(400, "headers too large")
     head, _, buf = buf.partition(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
-    method, target, _version = lines[0].split(" ", 2)
+    try:
+        method, target, _version = lines[0].split(" ", 2)
+    except ValueError:
+        raise HttpError(400, "malformed request line") from None
     headers = {}
     for line in lines[1:]:
         name, _, value = line.partition(":")
         headers[name.strip().lower()] = value.strip()
     length = int(headers.get("content-length", "0") or 0)
+    if length > MAX_BODY:
+        raise HttpError(413, "body too large")
     while len(buf) < length:
         chunk = conn.recv(min(65536, length - len(buf)))
         if not chunk:
@@ -88,43 +110,105 @@ def respond(conn: _socket.socket, status: int, payload: object, head_only: bool 
                  .encode() + (b"" if head_only else body))
 
 
-def handle(request: dict[str, object], counter: Counter) -> tuple[int, object]:
-    if request["path"] == "/health":
-        return 200, {"ok": True}
+def _json_body(request: dict[str, object]) -> dict[str, object]:
     body = request["body"]
     assert isinstance(body, bytes)
-    return 200, {"echo": {"method": request["method"], "path": request["path"],
-                          "query": request["query"], "headers": request["headers"],
-                          "body": body.decode("utf-8", "replace")},
-                 "requests": counter.next()}
+    try:
+        data = loads(body or b"{}")
+    except (ValueError, UnicodeDecodeError):
+        raise HttpError(400, "the body must be JSON") from None
+    if not isinstance(data, dict):
+        raise HttpError(400, "the body must be a JSON object")
+    return data
 
 
-def serve_connection(conn: _socket.socket, counter: Counter) -> None:
+def ask(question: str) -> dict[str, object]:
+    """Answer from the tenant's profile and the shared knowledge (no model configured)."""
+    profile = memory().profile()
+    words = {w.strip(".,!?").lower() for w in question.split()}
+    prefs = profile["preferences"]
+    relevant = [p for p in prefs if words & set(str(p["value"]).lower().split())] or prefs[:3]
+    insights = knowledge.search(question, limit=3) if question.strip() else []
+    parts = ["No model is configured for this agent, so this answer is assembled from what it "
+             "knows."]
+    if relevant:
+        parts.append("About you: " + "; ".join(
+            f"you {'prefer' if p['polarity'] == 'likes' else 'avoid'} {p['value']}"
+            for p in relevant) + ".")
+    if insights:
+        parts.append("From other users: " + " ".join(str(i.get("text", "")) for i in insights))
+    if not relevant and not insights:
+        parts.append("It has nothing on this yet; it learns from your requests.")
+    return {"answer": " ".join(parts),
+            "used": {"profile": relevant, "insights": [i.get("id") for i in insights]},
+            "model": None}
+
+
+def handle(request: dict[str, object]) -> tuple[int, object]:
+    method, path = request["method"], request["path"]
+    if path == "/health":
+        return 200, {"ok": True}
+    if path == "/ask":
+        if method != "POST":
+            raise HttpError(405, "POST a JSON body {\"question\": ...} to /ask")
+        question = _json_body(request).get("question")
+        if not isinstance(question, str):
+            raise HttpError(400, "the body needs a string field 'question'")
+        return 200, ask(question)
+    if path == "/profile":
+        return 200, memory().profile()
+    if path == "/_burrow/observe" and method == "POST":
+        pairs = _json_body(request).get("pairs")
+        if not isinstance(pairs, list) or not all(
+                isinstance(p, dict) and "id" in p and "seq" in p for p in pairs):
+            raise HttpError(400, "pairs must be a list of objects with id and seq")
+        return 200, memory().observe(pairs)
+    if path == "/_burrow/log":
+        query = str(request["query"])
+        after = int(query.partition("after=")[2].split("&")[0] or 0) if "after=" in query else 0
+        return 200, {"applied": memory().log(after)}
+    raise HttpError(404, f"the agent has no {path}; it answers /health, /ask and /profile")
+
+
+def serve_connection(conn: _socket.socket) -> None:
     buf = b""
     try:
         while True:
-            parsed = read_request(conn, buf)
-            if parsed is None:
+            try:
+                parsed = read_request(conn, buf)
+                if parsed is None:
+                    return
+                request, buf = parsed
+                status, payload = handle(request)
+            except HttpError as exc:
+                respond(conn, exc.status, exc.payload())
                 return
-            request, buf = parsed
-            status, payload = handle(request, counter)
+            except Exception as exc:  # a bug of ours: answer, and keep serving
+                respond(conn, 500, {"error": {"code": "internal",
+                                              "message": f"{type(exc).__name__}: {exc}"}})
+                return
             respond(conn, status, payload, head_only=request["method"] == "HEAD")
             headers = request["headers"]
             assert isinstance(headers, dict)
             if headers.get("connection", "").lower() == "close":
                 return
-    except (OSError, ValueError) as exc:
-        try:
-            respond(conn, 400, {"error": str(exc)})
-        except OSError:
-            pass
+    except OSError:
+        pass  # the client went away
     finally:
         conn.close()
 
 
+def _stop(signum: int, frame: object) -> None:
+    """SIGTERM before a freeze: leave the database whole, then go."""
+    with _memory_lock:
+        for mem in _memory:
+            mem.close()
+    os._exit(0)
+
+
 def main() -> None:
+    _signal.signal(_signal.SIGTERM, _stop)
     listener = _socket.socket(fileno=int(os.environ.get("BURROW_SERVICE_FD", "3")))
-    counter = Counter()
     while True:
         fd, _ = listener._accept()  # type: ignore[attr-defined]
-        _thread.start_new_thread(serve_connection, (_socket.socket(fileno=fd), counter))
+        _thread.start_new_thread(serve_connection, (_socket.socket(fileno=fd),))

@@ -123,10 +123,17 @@ def gateway_settings(data_dir: Path, redis_url: str, **extra: object) -> Setting
     return Settings(**values)
 
 
+ECHO_AGENT = ["/usr/bin/python3", "-I", "-S", "-c",
+              (Path(__file__).parent / "echo_agent.py").read_text()]
+
+
 @pytest.fixture
 async def gateway(tmp_path: Path, redis: Redis,
                   redis_server: EmbeddedRedis) -> AsyncIterator[Gateway]:
-    settings = gateway_settings(tmp_path / "gw", redis_server.url, run_worker=False)
+    """The gateway without its worker; tenants' home boxes run an echo agent, so tests can
+    see exactly what the agent route forwards."""
+    settings = gateway_settings(tmp_path / "gw", redis_server.url, run_worker=False,
+                                agent_command=ECHO_AGENT)
     app = create_app(settings)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import re
+import uuid
 from typing import Any
 
 from gateway.security import box_token
@@ -57,8 +58,17 @@ class World:
         if destructive and allowed and path == "/v1/tenants/{tenant_id}":
             tenant = f"victim{next(_counter)}"
             await self.gw.tenant(tenant)
+        insight = self.new_insight() if destructive and allowed else "i1"
         return {"box_id": box, "snapshot_id": snapshot, "tenant_id": tenant,
-                "insight_id": "i1", "path": "probe"}
+                "insight_id": insight, "path": "probe"}
+
+    def new_insight(self) -> str:
+        """An insight put straight into the store (contributions need a worker)."""
+        insight_id = str(uuid.uuid4())
+        vector = [1.0] + [0.0] * 383
+        self.gw.app.state.kb.store.upsert([(insight_id, vector, {
+            "text": "a test insight", "kind": "fact", "support": 1, "contributors": []})])
+        return insight_id
 
 
 def body_for(method: str, path: str) -> dict[str, Any] | None:

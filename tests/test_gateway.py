@@ -179,8 +179,8 @@ async def test_errors_use_the_contract_format(gateway: Gateway) -> None:
     await check(401, "unauthenticated", c.get("/v1/boxes"))
     await check(401, "unauthenticated", c.get("/v1/boxes", headers={"Authorization": "Bearer x"}))
     await check(405, "method_not_allowed", c.patch("/v1/boxes", headers=headers))
-    await check(501, "not_implemented", c.post("/v1/knowledge/search", json={"query": "q"},
-                                               headers=headers))
+    await check(501, "not_implemented", c.post(f"/v1/boxes/{home}/agent/runs",
+                                               json={"prompt": "p"}, headers=headers))
 
 
 async def test_deleting_a_tenant_removes_its_boxes_and_revokes_its_key(gateway: Gateway) -> None:
@@ -266,5 +266,5 @@ async def test_a_request_that_waits_too_long_for_a_wake_gets_503_and_a_retry_hin
             r = await c.get("/v1/tenants/slow/agent/x", headers=key)
         assert r.status_code == 503 and r.headers["retry-after"]
         assert r.json()["error"]["code"] == "unavailable"
-        r = await c.get("/v1/tenants/slow/agent/x", headers=key)  # and then it works
+        r = await c.get("/v1/tenants/slow/agent/health", headers=key)  # then it works
         assert r.status_code == 200

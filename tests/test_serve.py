@@ -85,13 +85,24 @@ def test_readme_tour_over_real_http(served: Served) -> None:
         assert r.status_code == 201, r.text
         tenant = {"Authorization": f"Bearer {r.json()['api_key']}"}
         home = r.json()["home_box_id"]
-        first = c.post("/v1/tenants/tour/agent/remember", headers=tenant, json={"x": 1})
-        assert first.status_code == 200 and first.json()["requests"] == 1
+        first = c.post("/v1/tenants/tour/agent/ask", headers=tenant,
+                       json={"question": "I prefer dark mode. What theme should I use?"})
+        assert first.status_code == 200 and "answer" in first.json()
+
+        def learned() -> bool:
+            r = c.get("/v1/tenants/tour/agent/profile", headers=tenant)
+            return any(p["value"] == "dark mode" for p in r.json()["preferences"])
+
+        deadline = time.monotonic() + 60
+        while not learned():  # the agent learns from the request after it answered
+            assert time.monotonic() < deadline, "the agent did not learn from the request"
+            time.sleep(0.2)
         assert c.post(f"/v1/boxes/{home}/freeze", headers=served.operator).json()["state"] \
             == "frozen"
-        again = c.post("/v1/tenants/tour/agent/remember", headers=tenant, json={"x": 2})
-        assert again.status_code == 200 and again.json()["requests"] == 2  # the same state
+        assert learned()  # the next call wakes the box, and the agent remembers
         assert c.get(f"/v1/boxes/{home}", headers=tenant).json()["state"] == "running"
+        hits = c.post("/v1/knowledge/search", headers=tenant, json={"query": "themes"})
+        assert hits.status_code == 200 and isinstance(hits.json(), list)
 
 
 def test_first_start_prints_the_url_the_operator_key_and_a_demo_tenant(tmp_path: Path) -> None:
@@ -115,15 +126,18 @@ def test_sigkill_then_restart_keeps_every_box_and_file(served: Served) -> None:
                       content=f"written to {box}".encode(), headers=tenant)
             assert r.status_code == 204
         c.post(f"/v1/boxes/{frozen}/freeze", headers=tenant)
-        c.post("/v1/tenants/k/agent/a", headers=tenant)
+        assert c.get("/v1/tenants/k/agent/health", headers=tenant).status_code == 200
     served.stop(signal.SIGKILL)
     served.start()
     with httpx.Client(base_url=served.url, timeout=60) as c:
         for box in (home, other, frozen):
             r = c.get(f"/v1/boxes/{box}/files", params={"path": "kept.txt"}, headers=tenant)
             assert r.status_code == 200 and r.content == f"written to {box}".encode()
-        r = c.post("/v1/tenants/k/agent/b", headers=tenant)
-        assert r.status_code == 200 and r.json()["requests"] == 2
+        deadline = time.monotonic() + 60
+        while c.get("/v1/tenants/k/agent/profile", headers=tenant).json()["observed"] < 1:
+            # the request made before the kill reaches the agent after all
+            assert time.monotonic() < deadline, "an observation was lost in the kill"
+            time.sleep(0.5)
 
 
 def test_schemathesis_finds_no_server_errors_or_schema_violations(served: Served) -> None:

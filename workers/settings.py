@@ -2,27 +2,51 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 from arq.connections import RedisSettings
 from arq.cron import cron
-from arq.worker import Worker
+from arq.worker import Worker, func
 
-from boxes import BoxManager
-from workers.tasks import gc_store
+from workers.tasks import (
+    contribute,
+    flush_backlogs,
+    gc_store,
+    observe,
+    optimize_knowledge,
+)
 
 # arq's default poll_delay of 0.5 s drains only ~200 jobs/s; 10 ms drains thousands.
 POLL_DELAY_S = 0.01
 
 
-def make_worker(redis_url: str, manager: BoxManager, **ctx: Any) -> Worker:
-    """A worker sharing `manager` (and anything else in ctx) with the process that runs it."""
+def make_worker(redis_url: str, **ctx: Any) -> Worker:
+    """A worker sharing the services in ctx (manager, observations, kb) with its process."""
     return Worker(
-        functions=[gc_store],
-        cron_jobs=[cron(gc_store, minute={7}, run_at_startup=False)],  # hourly
+        functions=[
+            # keep_result=0: an observe job id must be free again as soon as it finished
+            func(observe, keep_result=0, max_tries=20, timeout=300),
+            func(contribute, max_tries=5, timeout=600),
+        ],
+        cron_jobs=[
+            cron(flush_backlogs, second={0, 10, 20, 30, 40, 50}, run_at_startup=True,
+                 keep_result=0),
+            cron(optimize_knowledge, minute={0, 10, 20, 30, 40, 50}, keep_result=0),
+            cron(gc_store, minute={7}, keep_result=0, timeout=1800),
+        ],
         redis_settings=RedisSettings.from_dsn(redis_url),
-        ctx={"manager": manager, **ctx},
+        ctx=ctx,
         handle_signals=False,
         poll_delay=POLL_DELAY_S,
         keep_result=60,
+        max_jobs=20,
     )
+
+
+async def close_worker(worker: Worker) -> None:
+    """Worker.close(), minus the DeprecationWarning arq's use of redis-py's old close() emits."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Call to deprecated close",
+                                category=DeprecationWarning)
+        await worker.close()

@@ -1,14 +1,66 @@
-"""Background tasks run by the arq worker."""
+"""Background tasks run by the arq worker: observation delivery, contributions to the
+knowledge base, and housekeeping. The worker holds no state: everything is in ctx, built by
+whoever runs it (burrow serve in-process, or burrow worker)."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
-from boxes import BoxManager
+from arq import Retry
+
+from boxes import BoxError, BoxManager
+from knowledge.base import KnowledgeBase
+from workers.observations import Observations
 
 # A blob younger than this is kept even if nothing references it yet: a freeze may be
 # writing the manifest that will.
 GC_GRACE_S = 3600.0
+
+
+def observe_job_id(tenant: str) -> str:
+    """One queued delivery per tenant from the request path: a busy tenant's requests add
+    no jobs while one waits. (Deliveries themselves are serialised by a per-tenant lease.)"""
+    return f"observe:{tenant}"
+
+
+async def observe(ctx: dict[str, Any], tenant: str, box_id: str) -> int:
+    """Deliver the tenant's pending observations to its agent (never waking its box), then
+    queue what the agent proposes for the knowledge base."""
+    observations: Observations = ctx["observations"]
+    try:
+        delivery = await observations.deliver(ctx["manager"], tenant, box_id)
+    except (BoxError, OSError, ValueError) as exc:
+        # the box is between states or its agent is restarting: try again, backing off
+        raise Retry(defer=min(30, 2 ** ctx.get("job_try", 1))) from exc
+    if delivery.insights:
+        await ctx["redis"].enqueue_job("contribute", tenant, delivery.insights,
+                                       [tenant, *delivery.identifiers])
+    return delivery.pairs
+
+
+async def contribute(ctx: dict[str, Any], tenant: str, candidates: list[dict[str, Any]],
+                     identifiers: list[str]) -> int:
+    kb: KnowledgeBase = ctx["kb"]
+    return len(await kb.contribute(tenant, candidates, identifiers))
+
+
+async def flush_backlogs(ctx: dict[str, Any]) -> int:
+    """Queue delivery for every tenant with pending observations (catches pairs recorded
+    while a delivery was finishing, and pairs left behind by a worker that died)."""
+    observations: Observations = ctx["observations"]
+    await observations.replay_spool()
+    pending = await observations.pending()
+    for tenant, box_id in pending:
+        # no job id: a job stuck with a worker that died must not block this one
+        await ctx["redis"].enqueue_job("observe", tenant, box_id)
+    return len(pending)
+
+
+async def optimize_knowledge(ctx: dict[str, Any]) -> None:
+    """Rebuild the knowledge base's indexes off the request path."""
+    kb: KnowledgeBase = ctx["kb"]
+    await asyncio.to_thread(kb.store.optimize)
 
 
 async def gc_store(ctx: dict[str, Any]) -> int:

@@ -8,10 +8,14 @@ per request than the proxying itself. Both paths run the same agent_response().
 from __future__ import annotations
 
 import itertools
+import logging
 import os
 import re
+import time
+from urllib.parse import unquote
 
 from fastapi import APIRouter, FastAPI, Request, Response
+from redis.exceptions import RedisError
 from starlette.types import Receive, Scope, Send
 
 from boxes import BoxError, BoxManager
@@ -19,6 +23,11 @@ from gateway.deps import OwnedBoxDep, authenticate, bearer
 from gateway.errors import ApiError, box_error_response, error_response
 from gateway.proxy import AgentProxy, AgentUnreachable, read_body
 from gateway.schemas import ErrorOut
+from gateway.services import Observer
+from workers.observations import Observations
+
+log = logging.getLogger("burrow.gateway")
+CATCH_UP_LIMIT = 1000  # pairs delivered before the first answer after a wake; the rest later
 
 router = APIRouter(tags=["agent"], responses={503: {"model": ErrorOut}})
 
@@ -49,15 +58,27 @@ async def agent_response(request: Request, tenant_id: str) -> Response:
     manager: BoxManager = app.state.manager
     proxy: AgentProxy = app.state.proxy
     box_id = await app.state.tenants.home_box(tenant_id)
+    target = _target(request, tenant_id)
+    if unquote(target).lstrip("/").startswith("_burrow"):  # Burrow's own, never from outside
+        raise ApiError(404, "not_found", "no such path on the agent")
     body = await read_body(request, app.state.settings.max_body_bytes)
     request_id = request.headers.get("x-request-id") or f"{_ID_PREFIX}-{next(_request_ids)}"
     headers = {"x-burrow-tenant": tenant_id, "x-request-id": request_id}
-    target = _target(request, tenant_id)
     socket_path = manager.service_path(box_id)
+    started = time.perf_counter()
+    observer: Observer = app.state.observer
+
+    def observed(status: int, answer: bytes) -> None:
+        observer.record(tenant_id, box_id, Observations.pair(
+            request.method, request.url.path, request.url.query, body, status, answer,
+            (time.perf_counter() - started) * 1000))
+
     for attempt in (1, 2):
-        await manager.ensure_running(box_id)
+        if await manager.ensure_running(box_id):
+            await _catch_up(app, tenant_id, box_id)
         try:
-            response = await proxy.forward(request, socket_path, target, body, headers)
+            response = await proxy.forward(request, socket_path, target, body, headers,
+                                           on_done=observed)
             response.headers["x-request-id"] = request_id
             return response
         except AgentUnreachable:
@@ -67,6 +88,22 @@ async def agent_response(request: Request, tenant_id: str) -> Response:
             await manager.recover(box_id)
     raise ApiError(503, "unavailable", "the tenant's agent is not answering; retry shortly",
                    {"Retry-After": "2"})
+
+
+async def _catch_up(app: FastAPI, tenant_id: str, box_id: str) -> None:
+    """A box just woke: give its agent what it missed while frozen before it answers, so the
+    answer reflects it. Never fails the request: the worker delivers whatever is left."""
+    observations: Observations = app.state.observations
+    try:
+        delivery = await observations.deliver(app.state.manager, tenant_id, box_id,
+                                              limit=CATCH_UP_LIMIT)
+        if delivery.insights:
+            await app.state.queue.enqueue_job("contribute", tenant_id, delivery.insights,
+                                              [tenant_id, *delivery.identifiers])
+    except (BoxError, RedisError, OSError, ValueError) as exc:
+        log.warning("catching up %s after a wake: %s", tenant_id, exc)
+    if await app.state.redis.llen(observations.backlog_key(tenant_id)):
+        await app.state.observer.enqueue(tenant_id, box_id)
 
 
 async def serve_fast(app: FastAPI, scope: Scope, receive: Receive, send: Send) -> bool:

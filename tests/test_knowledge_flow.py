@@ -1,0 +1,249 @@
+"""Tenants' agents learn from their traffic and fill the shared knowledge base: end to end
+through real HTTP handling, Redis, arq, boxes and the embedded Qdrant."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from redis.asyncio import Redis
+
+from boxes.client import service_request
+from gateway.app import create_app
+from tests.conftest import OPERATOR_KEY, Gateway, gateway_settings
+from workers.embedded_redis import EmbeddedRedis
+from workers.observations import Observations
+
+SECRET_EMAIL = "jane.secret@example.com"
+SECRET_KEY = "sk-proj-Abc123Def456Ghi789Jkl012Mno345Pqr678"
+
+
+async def until(check: Callable[[], Awaitable[bool]], timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not await check():
+        assert time.monotonic() < deadline, "timed out waiting"
+        await asyncio.sleep(0.2)
+
+
+@pytest.fixture
+async def served(tmp_path: Path, redis: Redis,
+                 redis_server: EmbeddedRedis) -> AsyncIterator[Gateway]:
+    """The gateway with its in-process worker, as `burrow serve` runs it."""
+    app = create_app(gateway_settings(tmp_path / "gw", redis_server.url, run_worker=True))
+    async with app.router.lifespan_context(app), httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://burrow",
+            timeout=120) as client:
+        yield Gateway(app, client, {"Authorization": f"Bearer {OPERATOR_KEY}"})
+
+
+async def say(gw: Gateway, tenant: str, key: dict[str, str], text: str) -> dict[str, Any]:
+    r = await gw.client.post(f"/v1/tenants/{tenant}/agent/ask", json={"question": text},
+                             headers=key)
+    assert r.status_code == 200, r.text
+    result: dict[str, Any] = r.json()
+    return result
+
+
+async def search(gw: Gateway, key: dict[str, str], query: str) -> list[dict[str, Any]]:
+    r = await gw.client.post("/v1/knowledge/search", json={"query": query, "limit": 5},
+                             headers=key)
+    assert r.status_code == 200, r.text
+    hits: list[dict[str, Any]] = r.json()
+    return hits
+
+
+async def applied(gw: Gateway, home: str) -> list[dict[str, Any]]:
+    status, body = await service_request(gw.manager.service_path(home), "GET", "/_burrow/log")
+    assert status == 200
+    log: list[dict[str, Any]] = json.loads(body)["applied"]
+    return log
+
+
+FACT = "Postgres 16 vacuums faster than Postgres 12."
+
+
+async def test_agents_learn_privately_and_share_only_what_two_tenants_support(
+        served: Gateway) -> None:
+    gw = served
+    keys = {}
+    prefs = {"ana": "dark mode", "ben": "short answers", "cho": "metric units"}
+    for tenant in [*prefs, "dee"]:
+        keys[tenant], _ = await gw.tenant(tenant)
+    await say(gw, "ana", keys["ana"], f"I prefer {prefs['ana']}. {FACT}")
+    await say(gw, "ana", keys["ana"],
+              f"Mail me at {SECRET_EMAIL}, the deploy key is {SECRET_KEY} and it expires "
+              "every month.")
+    await say(gw, "ben", keys["ben"], f"I prefer {prefs['ben']}.")
+    await say(gw, "cho", keys["cho"], f"I prefer {prefs['cho']}.")
+
+    async def profiled(tenant: str) -> bool:
+        r = await gw.client.get(f"/v1/tenants/{tenant}/agent/profile", headers=keys[tenant])
+        return any(p["value"] == prefs[tenant] for p in r.json()["preferences"])
+
+    for tenant in prefs:
+        await until(lambda t=tenant: profiled(t))
+    for tenant in prefs:
+        r = await gw.client.get(f"/v1/tenants/{tenant}/agent/profile", headers=keys[tenant])
+        values = {p["value"] for p in r.json()["preferences"]}
+        assert values == {prefs[tenant]}, (tenant, values)
+
+    async def in_base(text: str) -> bool:
+        r = await gw.client.get("/v1/knowledge/insights", headers=gw.operator)
+        return any(text in i["text"] for i in r.json()["items"])
+
+    await until(lambda: in_base("Postgres 16 vacuums"))
+    assert not await search(gw, keys["dee"], "Which Postgres version vacuums faster?")
+    await say(gw, "ben", keys["ben"], FACT)  # a second tenant supports the fact
+
+    async def shared() -> bool:
+        hits = await search(gw, keys["dee"], "Which Postgres version vacuums faster?")
+        return any("Postgres 16" in h["text"] and h["support"] >= 2 for h in hits)
+
+    await until(shared)
+    everything = (await gw.client.get("/v1/knowledge/insights?limit=1000",
+                                      headers=gw.operator)).text
+    assert SECRET_EMAIL not in everything and SECRET_KEY not in everything
+    answer = await say(gw, "dee", keys["dee"], "What do other users say about deploy keys?")
+    assert SECRET_EMAIL not in json.dumps(answer) and SECRET_KEY not in json.dumps(answer)
+    assert "Postgres 16" in (await say(gw, "dee", keys["dee"],
+                                       "Which Postgres vacuums faster?"))["answer"]
+
+
+async def test_deleting_a_tenant_withdraws_its_support(served: Gateway) -> None:
+    gw = served
+    a, _ = await gw.tenant("a1")
+    b, _ = await gw.tenant("b1")
+    await say(gw, "a1", a, "Kubernetes pods restart when their liveness probe fails.")
+    await say(gw, "a1", a, "Zig builds cross compile without extra toolchains.")
+    await say(gw, "b1", b, "Kubernetes pods restart when their liveness probe fails.")
+
+    async def insights() -> dict[str, int]:
+        r = await gw.client.get("/v1/knowledge/insights", headers=gw.operator)
+        return {i["text"]: i["support"] for i in r.json()["items"]}
+
+    async def both_there() -> bool:
+        found = await insights()
+        return any("liveness" in t and s == 2 for t, s in found.items()) and \
+            any("Zig" in t for t in found)
+
+    await until(both_there)
+    assert (await gw.client.delete("/v1/tenants/a1", headers=gw.operator)).status_code == 204
+    left = await insights()
+    assert not any("Zig" in t for t in left)  # only a1 supported it
+    assert [s for t, s in left.items() if "liveness" in t] == [1]
+
+
+async def test_a_frozen_tenant_is_not_woken_by_its_pending_observations(
+        tmp_path: Path, redis: Redis, redis_server: EmbeddedRedis) -> None:
+    app = create_app(gateway_settings(tmp_path / "gw", redis_server.url, run_worker=False))
+    async with app.router.lifespan_context(app), httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://burrow",
+            timeout=120) as client:
+        gw = Gateway(app, client, {"Authorization": f"Bearer {OPERATOR_KEY}"})
+        key, home = await gw.tenant("sleepy")
+        for _ in range(3):
+            await say(gw, "sleepy", key, "I prefer green tea.")
+        await gw.client.post(f"/v1/boxes/{home}/freeze", headers=key)
+        await app.state.observer.drain()
+        observations: Observations = app.state.observations
+        assert await redis.llen(observations.backlog_key("sleepy")) == 3
+        delivery = await observations.deliver(gw.manager, "sleepy", home)  # as the worker would
+        assert delivery.pairs == 0
+        assert (await gw.manager.get(home)).state.value == "frozen"
+        r = await client.get("/v1/tenants/sleepy/agent/profile", headers=key)
+        green = [p for p in r.json()["preferences"] if p["value"] == "green tea"]
+        assert green and green[0]["evidence"] == 3  # applied before this answer
+        assert await redis.llen(observations.backlog_key("sleepy")) == 0
+
+
+async def test_observations_are_spooled_while_redis_is_unreachable(
+        tmp_path: Path, redis: Redis) -> None:
+    down = Observations(Redis(unix_socket_path=str(tmp_path / "nothing.sock")),
+                        tmp_path / "spool")
+    pair = Observations.pair("POST", "/ask", "", b"{}", 200, b"{}", 1.0)
+    assert await down.record("t", "b_x", pair) is None
+    assert down.spool.exists()
+    up = Observations(redis, tmp_path / "spool")
+    assert await up.replay_spool() == 1
+    assert not down.spool.exists()
+    assert await redis.llen(up.backlog_key("t")) == 1
+    await down.redis.aclose()
+
+
+WORKER = """
+import asyncio, sys
+from pathlib import Path
+from redis.asyncio import Redis
+from boxes import BoxManager, RuntimeConfig
+from knowledge.base import KnowledgeBase
+from knowledge.embedder import SentenceTransformerEmbedder
+from knowledge.vectors import open_store
+from workers.observations import Observations
+from workers.settings import make_worker
+
+async def main(url, data_dir):
+    redis = Redis.from_url(url)
+    manager = BoxManager(RuntimeConfig(data_dir=Path(data_dir), launcher_pool=0), redis)
+    kb = KnowledgeBase(open_store(":memory:", Path(data_dir), 384),
+                       SentenceTransformerEmbedder(), redis, b"secret")
+    worker = make_worker(url, manager=manager, observations=Observations(redis, Path(data_dir)),
+                         kb=kb)
+    await worker.async_run()
+
+asyncio.run(main(sys.argv[1], sys.argv[2]))
+"""
+
+
+async def test_a_worker_killed_mid_run_loses_and_repeats_nothing(
+        tmp_path: Path, redis: Redis, redis_server: EmbeddedRedis) -> None:
+    app = create_app(gateway_settings(tmp_path / "gw", redis_server.url, run_worker=False))
+    async with app.router.lifespan_context(app), httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://burrow",
+            timeout=120) as client:
+        gw = Gateway(app, client, {"Authorization": f"Bearer {OPERATOR_KEY}"})
+        key, home = await gw.tenant("many")
+        for i in range(1000):
+            r = await client.post("/v1/tenants/many/agent/health", json={"n": i},
+                                  headers=key)
+            assert r.status_code == 200
+        await app.state.observer.drain()
+        data_dir = str(app.state.manager.config.data_dir)
+        env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+
+        def start() -> subprocess.Popen[bytes]:
+            return subprocess.Popen([sys.executable, "-c", WORKER, redis_server.url, data_dir],
+                                    env=env, stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.DEVNULL)
+
+        worker = start()
+        deadline = time.monotonic() + 60
+        while not await _more_than(gw, home, 0):  # kill it as soon as it is at work
+            assert time.monotonic() < deadline, "the worker never delivered"
+            await asyncio.sleep(0.002)
+        worker.send_signal(signal.SIGKILL)
+        worker.wait()
+        count = len(await applied(gw, home))
+        assert count < 1000, "the worker finished before it could be killed"
+        worker = start()
+        try:
+            await until(lambda: _more_than(gw, home, 999), 120)
+        finally:
+            worker.terminate()
+            worker.wait(30)
+        log = await applied(gw, home)
+        assert [e["seq"] for e in log] == list(range(1, 1001))
+        assert len({e["id"] for e in log}) == 1000
+
+
+async def _more_than(gw: Gateway, home: str, n: int) -> bool:
+    return len(await applied(gw, home)) > n

@@ -1,0 +1,175 @@
+"""The observation pipeline: every (request, response) pair of a tenant's agent route, in
+order, exactly once in effect, to that tenant's agent.
+
+The gateway records a pair after the response has gone out: one Lua call gives it the
+tenant's next sequence number and appends it to the tenant's backlog (a Redis list), so
+backlog order is sequence order. If Redis is unreachable the pair is spooled to a file and
+recorded later. Delivery (the worker's observe task, or the gateway right after a wake) takes
+the tenant's lock, posts the head of the backlog to the agent, and trims it only after the
+agent answered; the agent skips ids it has seen, so a redelivery after a crash changes
+nothing. A frozen box's pairs wait: delivery never wakes a box.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from boxes import BoxError, BoxManager, BoxState
+from boxes.client import service_request
+
+log = logging.getLogger("burrow.observe")
+
+EXCERPT_BYTES = 4096
+BATCH = 200
+LEASE_S = 10.0
+_RECORD = """
+local seq = redis.call('incr', KEYS[1])
+local pair = cjson.decode(ARGV[1])
+pair['seq'] = seq
+redis.call('rpush', KEYS[2], cjson.encode(pair))
+redis.call('sadd', KEYS[3], ARGV[2])
+return seq
+"""
+
+
+_DONE = """
+if redis.call('llen', KEYS[1]) == 0 then redis.call('srem', KEYS[2], ARGV[1]) end
+return 0
+"""
+
+
+@dataclass
+class Delivery:
+    pairs: int = 0
+    insights: list[dict[str, Any]] = field(default_factory=list)
+    identifiers: list[str] = field(default_factory=list)  # what names the tenant: to scrub
+
+
+def excerpt(data: bytes) -> str:
+    return data[:EXCERPT_BYTES].decode("utf-8", "replace")
+
+
+class Observations:
+    def __init__(self, redis: Redis, spool_dir: Path, prefix: str = "burrow") -> None:
+        self.redis = redis
+        self.spool = spool_dir / "observations.ndjson"
+        self.prefix = prefix
+
+    def _seq_key(self, tenant: str) -> str:
+        return f"{self.prefix}:obs:seq:{tenant}"
+
+    def backlog_key(self, tenant: str) -> str:
+        return f"{self.prefix}:obs:backlog:{tenant}"
+
+    @property
+    def _pending(self) -> str:
+        """Set of "tenant box_id" entries whose backlog may hold pairs."""
+        return f"{self.prefix}:obs:pending"
+
+    @staticmethod
+    def pair(method: str, path: str, query: str, body: bytes, status: int, answer: bytes,
+             latency_ms: float) -> dict[str, Any]:
+        return {"id": uuid.uuid4().hex, "at": time.time(),
+                "request": {"method": method, "path": path, "query": query,
+                            "body": excerpt(body)},
+                "response": {"status": status, "body": excerpt(answer)},
+                "latency_ms": round(latency_ms, 3)}
+
+    async def record(self, tenant: str, box_id: str, pair: dict[str, Any]) -> int | None:
+        """Append the pair to the tenant's backlog (its sequence number assigned here);
+        spool it to disk when Redis cannot be reached. Returns the sequence number."""
+        try:
+            seq = await self.redis.eval(  # type: ignore[misc]
+                _RECORD, 3, self._seq_key(tenant), self.backlog_key(tenant), self._pending,
+                json.dumps(pair), f"{tenant} {box_id}")
+            return int(seq)
+        except (RedisError, OSError) as exc:
+            log.warning("observation spooled (Redis unreachable: %s)", exc)
+            await asyncio.to_thread(self._spool, tenant, box_id, pair)
+            return None
+
+    def _spool(self, tenant: str, box_id: str, pair: dict[str, Any]) -> None:
+        self.spool.parent.mkdir(parents=True, exist_ok=True)
+        line = json.dumps({"tenant": tenant, "box_id": box_id, "pair": pair}) + "\n"
+        with open(self.spool, "a") as f:
+            f.write(line)
+
+    async def replay_spool(self) -> int:
+        """Record what was spooled while Redis was away; return how many pairs."""
+        if not self.spool.exists():
+            return 0
+        claimed = self.spool.with_suffix(f".{os.getpid()}.replay")
+        os.replace(self.spool, claimed)
+        count = 0
+        for line in claimed.read_text().splitlines():
+            entry = json.loads(line)
+            if await self.record(entry["tenant"], entry["box_id"], entry["pair"]) is not None:
+                count += 1
+        claimed.unlink()
+        return count
+
+    async def forget(self, tenant: str, box_id: str) -> None:
+        """Drop a deleted tenant's pending observations and its sequence."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.delete(self.backlog_key(tenant), self._seq_key(tenant))
+            pipe.srem(self._pending, f"{tenant} {box_id}")
+            await pipe.execute()
+
+    async def pending(self) -> list[tuple[str, str]]:
+        """(tenant, box id) of every backlog that may hold pairs."""
+        members = await self.redis.smembers(self._pending)  # type: ignore[misc]
+        pairs = [m.decode().split(" ", 1) for m in members]
+        return [(tenant, box_id) for tenant, box_id in pairs]
+
+    async def deliver(self, manager: BoxManager, tenant: str, box_id: str,
+                      limit: int | None = None) -> Delivery:
+        """Deliver the tenant's backlog to its agent if its box runs; return what the agent
+        proposed for the shared knowledge base. Never wakes the box."""
+        box = await manager.get(box_id)
+        if box.state != BoxState.RUNNING:
+            return Delivery()
+        # A short lease, renewed batch by batch: a delivery that dies holds the tenant up for
+        # seconds only.
+        lock = self.redis.lock(f"{self.prefix}:lock:observe:{tenant}", timeout=LEASE_S)
+        if not await lock.acquire(blocking=False):
+            return Delivery()  # someone else is delivering this tenant's backlog right now
+        result = Delivery()
+        try:
+            delivered = 0
+            while limit is None or delivered < limit:
+                raw = await self.redis.lrange(self.backlog_key(tenant), 0, BATCH - 1)  # type: ignore[misc]
+                if not raw:
+                    # atomically: a pair recorded meanwhile keeps the tenant pending
+                    await self.redis.eval(_DONE, 2, self.backlog_key(tenant), self._pending,  # type: ignore[misc]
+                                          f"{tenant} {box_id}")
+                    break
+                pairs = [json.loads(r) for r in raw]
+                status, body = await service_request(
+                    manager.service_path(box_id), "POST", "/_burrow/observe",
+                    json.dumps({"pairs": pairs}).encode())
+                if status != 200:
+                    raise BoxError(f"the agent refused observations ({status}): {body[:200]!r}")
+                answer = json.loads(body)
+                result.insights.extend(i for i in answer.get("insights", [])
+                                       if isinstance(i, dict))
+                result.identifiers.extend(str(i) for i in answer.get("identifiers", []))
+                await self.redis.ltrim(self.backlog_key(tenant), len(raw), -1)  # type: ignore[misc]
+                delivered += len(raw)
+                result.pairs += len(raw)
+                await lock.extend(LEASE_S, replace_ttl=True)
+        finally:
+            with contextlib.suppress(RedisError):
+                await lock.release()
+        return result
