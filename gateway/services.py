@@ -48,13 +48,17 @@ SPOOL_REPLAY_S = 5.0
 class Observer:
     """Records a tenant's (request, response) pairs off the request path."""
 
-    def __init__(self, observations: Observations, queue: ArqRedis) -> None:
+    def __init__(self, observations: Observations, queue: ArqRedis,
+                 enabled: bool = True) -> None:
         self.observations = observations
         self.queue = queue
+        self.enabled = enabled
         self._tasks: set[asyncio.Task[None]] = set()
 
     def record(self, tenant: str, box_id: str, pair: dict[str, Any]) -> None:
         """Costs the request a dict and a task; the Redis work happens after it."""
+        if not self.enabled:
+            return
         task = asyncio.create_task(self._record(tenant, box_id, pair))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -106,7 +110,7 @@ async def services(app: FastAPI, settings: Settings) -> AsyncIterator[None]:
     state.tenants = Tenants(redis, manager, kb, observations,
                             settings.agent_command or DEFAULT_AGENT_COMMAND)
     state.proxy = AgentProxy()
-    state.observer = Observer(observations, queue)
+    state.observer = Observer(observations, queue, enabled=settings.observe)
     worker = (make_worker(settings.redis_url, manager=manager, observations=observations,
                           kb=kb) if settings.run_worker else None)
     background = [asyncio.create_task(_replay_spool(observations))]

@@ -24,6 +24,8 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(None, validation_alias=_env("REDIS_URL"))
     qdrant_url: str | None = Field(None, validation_alias=_env("QDRANT_URL"))
     embed_model: str | None = Field(None, validation_alias=_env("BURROW_EMBED_MODEL"))
+    # Whether agents learn from their tenants' traffic (off: no pair is recorded).
+    observe: bool = Field(True, validation_alias=_env("BURROW_OBSERVE"))
     # An insight is shown to other tenants once this many distinct tenants support it.
     k_anonymity: int = Field(2, ge=1, le=1000, validation_alias=_env("BURROW_K_ANONYMITY"))
     dev: bool = Field(False, validation_alias=_env("BURROW_DEV"))

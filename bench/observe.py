@@ -1,0 +1,154 @@
+"""Observation benchmark, each result against a baseline from the same run:
+
+- what observing costs a request: agent-route latency with observation on vs off, over HTTP;
+- how fast a backlog drains: 5,000 recorded pairs delivered to the tenant's agent and their
+  insights contributed (scrubbed, embedded, merged) by the worker, vs embedding alone of the
+  same texts.
+
+    .venv/bin/python bench/observe.py [--pairs 5000] [--requests 2000]
+
+Needs root. Nothing is asserted: the output is the result.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import httpx
+import uvicorn
+
+from bench.httpload import Conn, free_port, pct
+from gateway.app import create_app
+from gateway.settings import Settings
+from workers.embedded_redis import EmbeddedRedis
+from workers.observations import Observations
+from workers.settings import close_worker, make_worker
+
+OPERATOR_KEY = "bench-operator-key-" + "x" * 24
+UID_BASE = 4_700_000
+TOPICS = ["Postgres", "Redis", "Kafka", "Nginx", "Python", "Rust", "Go", "Kubernetes",
+          "Terraform", "Docker", "SQLite", "Node", "Java", "Linux", "ZFS", "Qdrant"]
+VERBS = ["restarts cleanly after", "slows down under", "needs more memory during",
+         "logs a warning on", "recovers quickly from", "keeps working through"]
+EVENTS = ["a config reload", "a network partition", "a disk full event", "a version upgrade",
+          "a certificate rotation", "a burst of writes", "a cold start", "a failover"]
+
+
+def statement(i: int) -> str:
+    t, v, e = TOPICS[i % len(TOPICS)], VERBS[(i // 16) % len(VERBS)], EVENTS[(i // 96) % 8]
+    return f"{t} {v} {e} in setup {i // 768}."
+
+
+async def request_cost(app: object, port: int, key: str, requests: int) -> None:
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+    body = b'{"question": "Kafka slows down under a burst of writes."}'
+    results = {}
+    for observing in (False, True, False, True):  # interleaved: drift hits both alike
+        app.state.observer.enabled = observing  # type: ignore[attr-defined]
+        conn = await Conn.open(("127.0.0.1", port))
+        samples = []
+        for _ in range(requests // 2):
+            start = time.perf_counter()
+            status, _ = await conn.request("POST", "/v1/tenants/bench/agent/health", headers,
+                                           body)
+            samples.append((time.perf_counter() - start) * 1000)
+            assert status == 200
+        conn.close()
+        results.setdefault(observing, []).extend(samples)
+        await app.state.observer.drain()  # type: ignore[attr-defined]
+    off, on = results[False], results[True]
+    print(f"\n{'agent route (POST, small body)':<34}{'n':>6}{'p50 ms':>9}{'p99 ms':>9}")
+    print(f"{'  observation off':<34}{len(off):>6}{statistics.median(off):>9.3f}"
+          f"{pct(off, 0.99):>9.3f}")
+    print(f"{'  observation on':<34}{len(on):>6}{statistics.median(on):>9.3f}"
+          f"{pct(on, 0.99):>9.3f}")
+    print(f"  observation adds {statistics.median(on) - statistics.median(off):+.3f} ms at p50")
+
+
+async def drain(app: object, redis_url: str, home: str, pairs: int) -> None:
+    state = app.state  # type: ignore[attr-defined]
+    observations: Observations = state.observations
+    texts = [statement(i) for i in range(pairs)]
+    for text in texts:
+        await observations.record("bench", home, Observations.pair(
+            "POST", "/v1/tenants/bench/agent/ask", "", f'{{"question": "{text}"}}'.encode(),
+            200, b"{}", 1.0))
+    backlog = observations.backlog_key("bench")
+    print(f"\nbacklog: {await state.redis.llen(backlog)} pairs, each a distinct statement")
+    embedder = state.kb.embedder
+    await asyncio.to_thread(embedder.embed, ["warm up"])
+    start = time.perf_counter()
+    await asyncio.to_thread(embedder.embed, texts)
+    embed_only = pairs / (time.perf_counter() - start)
+
+    before = await state.kb.size()
+    worker = make_worker(redis_url, manager=state.manager, observations=observations,
+                         kb=state.kb)
+    start = time.perf_counter()
+    task = asyncio.create_task(worker.async_run())
+    await state.observer.enqueue("bench", home)
+    while True:
+        await asyncio.sleep(0.2)
+        queued = await state.queue.zcard("arq:queue")
+        if not await state.redis.llen(backlog) and not queued and not worker.tasks:
+            break
+    elapsed = time.perf_counter() - start
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    await close_worker(worker)
+    added = await state.kb.size() - before
+    end_to_end = pairs / elapsed
+    print(f"{'embedding only (batch 64)':<44}{embed_only:>9.0f} texts/s")
+    print(f"{'backlog drained end to end':<44}{end_to_end:>9.0f} pairs/s  "
+          f"({added} insights stored, {elapsed:.1f} s)")
+    print(f"  end to end / embedding only: {end_to_end / embed_only:.2f}")
+
+
+async def main(args: argparse.Namespace) -> None:
+    work = Path(tempfile.mkdtemp(prefix="burrow-bench-obs-"))
+    redis_server = EmbeddedRedis(work / "redis", appendonly=False)
+    redis_server.start()
+    settings = Settings(data_dir=work / "data", redis_url=redis_server.url,
+                        operator_key=OPERATOR_KEY, uid_base=UID_BASE, run_worker=False)
+    app = create_app(settings)
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
+                                           log_level="warning", lifespan="on"))
+    serving = asyncio.create_task(server.serve())
+    try:
+        while not server.started:
+            if serving.done():
+                serving.result()  # it failed to start: say why
+            await asyncio.sleep(0.05)
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=120) as c:
+            r = await c.post("/v1/tenants", json={"id": "bench"},
+                             headers={"Authorization": f"Bearer {OPERATOR_KEY}"})
+            key, home = r.json()["api_key"], r.json()["home_box_id"]
+        await request_cost(app, port, key, args.requests)
+        await drain(app, redis_server.url, home, args.pairs)
+    finally:
+        server.should_exit = True
+        await serving
+        redis_server.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    if os.geteuid() != 0:
+        sys.exit("bench/observe.py needs root (boxes get their own uids and disk images)")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pairs", type=int, default=5000)
+    parser.add_argument("--requests", type=int, default=2000)
+    asyncio.run(main(parser.parse_args()))
