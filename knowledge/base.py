@@ -99,13 +99,16 @@ class KnowledgeBase:
             return []
         vectors = await asyncio.to_thread(self.embedder.embed, [text for _, text in items])
         me = self.contributor(tenant)
-        touched: list[str] = []
         async with self._lock():
-            for (kind, text), vector in zip(items, vectors, strict=True):
-                touched.append(await asyncio.to_thread(self._merge, kind, text, vector, me))
+            touched = await asyncio.to_thread(self._merge_all, items, vectors, me)
         if touched:
             await self.redis.sadd(self._index(tenant), *touched)  # type: ignore[misc]
         return touched
+
+    def _merge_all(self, items: list[tuple[str, str]], vectors: list[list[float]],
+                   me: str) -> list[str]:
+        return [self._merge(kind, text, vector, me)
+                for (kind, text), vector in zip(items, vectors, strict=True)]
 
     def _merge(self, kind: str, text: str, vector: list[float], me: str) -> str:
         now = time.time()
