@@ -33,7 +33,6 @@ from knowledge.embedder import SentenceTransformerEmbedder
 from knowledge.vectors import open_store
 from workers.observations import Observations
 from workers.settings import close_worker, make_worker
-from workers.tasks import observe_job_id
 
 log = logging.getLogger("burrow.gateway")
 
@@ -64,13 +63,17 @@ class Observer:
         task.add_done_callback(self._tasks.discard)
 
     async def _record(self, tenant: str, box_id: str, pair: dict[str, Any]) -> None:
-        if await self.observations.record(tenant, box_id, pair) is not None:
+        recorded = await self.observations.record(tenant, box_id, pair)
+        # A backlog that already held pairs has a delivery queued or running, and a running
+        # delivery goes on until the backlog is empty: one job per backlog, not per request.
+        if recorded is not None and recorded.started_backlog:
             await self.enqueue(tenant, box_id)
 
     async def enqueue(self, tenant: str, box_id: str) -> None:
+        """Queue a delivery of the tenant's backlog. Deliveries of one tenant are serialised
+        by a lease, so a second one queued meanwhile finds nothing to do and costs little."""
         with contextlib.suppress(RedisError, OSError):  # the worker's cron catches up
-            await self.queue.enqueue_job("observe", tenant, box_id,
-                                         _job_id=observe_job_id(tenant))
+            await self.queue.enqueue_job("observe", tenant, box_id)
 
     async def drain(self) -> None:
         while self._tasks:

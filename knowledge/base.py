@@ -17,6 +17,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 from redis.asyncio import Redis
 
 from knowledge.embedder import Embedder
@@ -107,26 +108,44 @@ class KnowledgeBase:
 
     def _merge_all(self, items: list[tuple[str, str]], vectors: list[list[float]],
                    me: str) -> list[str]:
-        return [self._merge(kind, text, vector, me)
-                for (kind, text), vector in zip(items, vectors, strict=True)]
-
-    def _merge(self, kind: str, text: str, vector: list[float], me: str) -> str:
+        """Merge a batch: each text joins the nearest insight at or above the threshold,
+        stored before or new in this batch, or becomes a new insight. One batched search,
+        one upsert, one payload write per existing insight touched."""
         now = time.time()
-        hits = self.store.search(vector, 1, threshold=self.merge_threshold)
-        if hits:
-            payload = dict(hits[0].payload)
-            contributors = list(payload.get("contributors", []))
-            if me not in contributors:
-                contributors.append(me)
-                payload.update(contributors=contributors, support=len(contributors),
-                               updated_at=now)
-                self.store.set_payload(hits[0].id, payload)
-            return str(hits[0].id)
-        insight_id = str(uuid.uuid4())
-        self.store.upsert([(insight_id, vector, {
-            "text": text, "kind": kind, "support": 1, "contributors": [me],
-            "created_at": now, "updated_at": now})])
-        return insight_id
+        stored = self.store.search_many(vectors, 1, threshold=self.merge_threshold)
+        unit = np.asarray(vectors, dtype=np.float32)
+        unit /= np.maximum(np.linalg.norm(unit, axis=1, keepdims=True), 1e-12)
+        similar = unit @ unit.T  # cosine between the batch's own texts
+        touched: list[str] = []
+        fresh: list[int] = []  # indexes of the texts that became new insights
+        new_points: list[tuple[str, list[float], dict[str, Any]]] = []
+        changed: dict[str, dict[str, Any]] = {}
+        for i, ((kind, text), hits) in enumerate(zip(items, stored, strict=True)):
+            best = max(fresh, key=lambda j: similar[i, j], default=None)
+            if best is not None and similar[i, best] >= self.merge_threshold and (
+                    not hits or similar[i, best] > hits[0].score):
+                touched.append(new_points[fresh.index(best)][0])
+            elif hits:
+                hit = hits[0]
+                payload = changed.get(hit.id) or dict(hit.payload)
+                contributors = list(payload.get("contributors", []))
+                if me not in contributors:
+                    contributors.append(me)
+                    payload.update(contributors=contributors, support=len(contributors),
+                                   updated_at=now)
+                    changed[hit.id] = payload
+                touched.append(hit.id)
+            else:
+                insight_id = str(uuid.uuid4())
+                fresh.append(i)
+                new_points.append((insight_id, vectors[i], {
+                    "text": text, "kind": kind, "support": 1, "contributors": [me],
+                    "created_at": now, "updated_at": now}))
+                touched.append(insight_id)
+        self.store.upsert(new_points)
+        for insight_id, payload in changed.items():
+            self.store.set_payload(insight_id, payload)
+        return touched
 
     async def search(self, query: str, limit: int = 5,
                      everyone: bool = False) -> list[Insight]:

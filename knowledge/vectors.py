@@ -50,6 +50,16 @@ class VectorStore(Protocol):
         at least `min_support`, and only scores of at least `threshold`, when given."""
         ...
 
+    def search_many(
+        self,
+        vectors: list[list[float]],
+        limit: int,
+        min_support: int | None = None,
+        threshold: float | None = None,
+    ) -> list[list[Hit]]:
+        """`search` for each vector, in one call to the engine; results in vector order."""
+        ...
+
     def get(self, ids: list[str]) -> list[Hit]:
         """Hits (score 0.0) in request order; ids that are not stored are skipped."""
         ...
@@ -163,12 +173,34 @@ class EdgeVectorStore(VectorStore):
         min_support: int | None = None,
         threshold: float | None = None,
     ) -> list[Hit]:
+        request = self._query(vector, limit, min_support, threshold)
+        with self._reading() as shard:
+            points = shard.query(request)
+        return [Hit(str(p.id), p.score, p.payload or {}) for p in points]
+
+    def search_many(
+        self,
+        vectors: list[list[float]],
+        limit: int,
+        min_support: int | None = None,
+        threshold: float | None = None,
+    ) -> list[list[Hit]]:
+        if not vectors:
+            return []
+        batch = qe.QueryBatchRequest(
+            queries=[self._query(v, limit, min_support, threshold) for v in vectors])
+        with self._reading() as shard:
+            results = shard.query_batch(batch)
+        return [[Hit(str(p.id), p.score, p.payload or {}) for p in points] for points in results]
+
+    def _query(self, vector: list[float], limit: int, min_support: int | None,
+               threshold: float | None) -> qe.QueryRequest:
         _check_dim(vector, self._dim)
         query_filter = None
         if min_support is not None:
             support = qe.RangeFloat(gte=float(min_support))
             query_filter = qe.Filter(must=[qe.FieldCondition(SUPPORT_FIELD, range=support)])
-        request = qe.QueryRequest(
+        return qe.QueryRequest(
             limit=limit,
             query=qe.Query.Nearest(vector),
             filter=query_filter,
@@ -176,9 +208,6 @@ class EdgeVectorStore(VectorStore):
             with_payload=True,
             with_vector=False,
         )
-        with self._reading() as shard:
-            points = shard.query(request)
-        return [Hit(str(p.id), p.score, p.payload or {}) for p in points]
 
     def get(self, ids: list[str]) -> list[Hit]:
         wanted = list(dict.fromkeys(_canonical_id(id) for id in ids))
@@ -381,24 +410,46 @@ class QdrantClientStore(VectorStore):
         threshold: float | None = None,
     ) -> list[Hit]:
         _check_dim(vector, self._dim)
-        models = self._models
-        query_filter = None
-        if min_support is not None:
-            support = models.Range(gte=min_support)
-            query_filter = models.Filter(
-                must=[models.FieldCondition(key=SUPPORT_FIELD, range=support)]
-            )
         with self._lock:
             response = self._client.query_points(
                 self._collection,
                 query=vector,
                 limit=limit,
-                query_filter=query_filter,
+                query_filter=self._support_filter(min_support),
                 score_threshold=threshold,
                 with_payload=True,
                 with_vectors=False,
             )
         return [Hit(str(p.id), p.score, p.payload or {}) for p in response.points]
+
+    def search_many(
+        self,
+        vectors: list[list[float]],
+        limit: int,
+        min_support: int | None = None,
+        threshold: float | None = None,
+    ) -> list[list[Hit]]:
+        if not vectors:
+            return []
+        for vector in vectors:
+            _check_dim(vector, self._dim)
+        requests = [
+            self._models.QueryRequest(query=vector, limit=limit,
+                                      filter=self._support_filter(min_support),
+                                      score_threshold=threshold, with_payload=True,
+                                      with_vector=False)
+            for vector in vectors
+        ]
+        with self._lock:
+            responses = self._client.query_batch_points(self._collection, requests=requests)
+        return [[Hit(str(p.id), p.score, p.payload or {}) for p in r.points] for r in responses]
+
+    def _support_filter(self, min_support: int | None) -> Any:
+        if min_support is None:
+            return None
+        support = self._models.Range(gte=min_support)
+        return self._models.Filter(
+            must=[self._models.FieldCondition(key=SUPPORT_FIELD, range=support)])
 
     def get(self, ids: list[str]) -> list[Hit]:
         wanted = list(dict.fromkeys(_canonical_id(id) for id in ids))

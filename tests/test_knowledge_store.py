@@ -147,6 +147,23 @@ def test_threshold_drops_hits_scoring_below_it(store: VectorStore, corpus: Corpu
     ]
 
 
+def test_search_many_answers_each_vector_as_search_does(store: VectorStore,
+                                                         corpus: Corpus) -> None:
+    store.upsert(corpus.points())
+    vectors = [q.tolist() for q in queries(12, seed=3)]
+    for min_support, threshold in ((None, None), (3, None), (None, 0.05), (2, 0.0)):
+        many = store.search_many(vectors, 7, min_support=min_support, threshold=threshold)
+        one_by_one = [store.search(v, 7, min_support=min_support, threshold=threshold)
+                      for v in vectors]
+        assert [[h.id for h in hits] for hits in many] == \
+            [[h.id for h in hits] for hits in one_by_one]
+        assert [[h.payload for h in hits] for hits in many] == \
+            [[h.payload for h in hits] for hits in one_by_one]
+    assert store.search_many([], 5) == []
+    with pytest.raises(ValueError):
+        store.search_many([vectors[0], [0.0] * (DIM + 1)], 5)
+
+
 def test_get_returns_payloads_in_request_order_and_skips_missing_ids(
     store: VectorStore, corpus: Corpus
 ) -> None:

@@ -21,7 +21,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -39,8 +39,7 @@ local seq = redis.call('incr', KEYS[1])
 local pair = cjson.decode(ARGV[1])
 pair['seq'] = seq
 redis.call('rpush', KEYS[2], cjson.encode(pair))
-redis.call('sadd', KEYS[3], ARGV[2])
-return seq
+return {seq, redis.call('sadd', KEYS[3], ARGV[2])}
 """
 
 
@@ -48,6 +47,11 @@ _DONE = """
 if redis.call('llen', KEYS[1]) == 0 then redis.call('srem', KEYS[2], ARGV[1]) end
 return 0
 """
+
+
+class Recorded(NamedTuple):
+    seq: int
+    started_backlog: bool  # the tenant had nothing pending before: a delivery must be queued
 
 
 @dataclass
@@ -66,6 +70,7 @@ class Observations:
         self.redis = redis
         self.spool = spool_dir / "observations.ndjson"
         self.prefix = prefix
+        self._record = redis.register_script(_RECORD)  # EVALSHA: the script is sent once
 
     def _seq_key(self, tenant: str) -> str:
         return f"{self.prefix}:obs:seq:{tenant}"
@@ -87,14 +92,14 @@ class Observations:
                 "response": {"status": status, "body": excerpt(answer)},
                 "latency_ms": round(latency_ms, 3)}
 
-    async def record(self, tenant: str, box_id: str, pair: dict[str, Any]) -> int | None:
+    async def record(self, tenant: str, box_id: str, pair: dict[str, Any]) -> Recorded | None:
         """Append the pair to the tenant's backlog (its sequence number assigned here);
-        spool it to disk when Redis cannot be reached. Returns the sequence number."""
+        spool it to disk when Redis cannot be reached (and return None)."""
         try:
-            seq = await self.redis.eval(  # type: ignore[misc]
-                _RECORD, 3, self._seq_key(tenant), self.backlog_key(tenant), self._pending,
-                json.dumps(pair), f"{tenant} {box_id}")
-            return int(seq)
+            seq, added = await self._record(
+                keys=[self._seq_key(tenant), self.backlog_key(tenant), self._pending],
+                args=[json.dumps(pair), f"{tenant} {box_id}"])
+            return Recorded(int(seq), bool(added))
         except (RedisError, OSError) as exc:
             log.warning("observation spooled (Redis unreachable: %s)", exc)
             await asyncio.to_thread(self._spool, tenant, box_id, pair)

@@ -25,7 +25,7 @@ def make_worker(redis_url: str, **ctx: Any) -> Worker:
     """A worker sharing the services in ctx (manager, observations, kb) with its process."""
     return Worker(
         functions=[
-            # keep_result=0: an observe job id must be free again as soon as it finished
+            # keep_result=0: one runs per backlog that fills up; nobody reads their results
             func(observe, keep_result=0, max_tries=20, timeout=300),
             func(contribute, max_tries=5, timeout=600),
         ],

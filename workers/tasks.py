@@ -11,32 +11,32 @@ from arq import Retry
 
 from boxes import BoxError, BoxManager
 from knowledge.base import KnowledgeBase
-from workers.observations import Observations
+from workers.observations import BATCH, Observations
 
 # A blob younger than this is kept even if nothing references it yet: a freeze may be
 # writing the manifest that will.
 GC_GRACE_S = 3600.0
 
 
-def observe_job_id(tenant: str) -> str:
-    """One queued delivery per tenant from the request path: a busy tenant's requests add
-    no jobs while one waits. (Deliveries themselves are serialised by a per-tenant lease.)"""
-    return f"observe:{tenant}"
-
-
 async def observe(ctx: dict[str, Any], tenant: str, box_id: str) -> int:
-    """Deliver the tenant's pending observations to its agent (never waking its box), then
-    queue what the agent proposes for the knowledge base."""
+    """Deliver the tenant's pending observations to its agent (never waking its box), a
+    batch at a time, queueing what the agent proposes for the knowledge base after each batch:
+    embedding a long backlog's insights overlaps with delivering the rest of it."""
     observations: Observations = ctx["observations"]
-    try:
-        delivery = await observations.deliver(ctx["manager"], tenant, box_id)
-    except (BoxError, OSError, ValueError) as exc:
-        # the box is between states or its agent is restarting: try again, backing off
-        raise Retry(defer=min(30, 2 ** ctx.get("job_try", 1))) from exc
-    if delivery.insights:
-        await ctx["redis"].enqueue_job("contribute", tenant, delivery.insights,
-                                       [tenant, *delivery.identifiers])
-    return delivery.pairs
+    pairs = 0
+    while True:
+        try:
+            delivery = await observations.deliver(ctx["manager"], tenant, box_id,
+                                                  limit=BATCH)
+        except (BoxError, OSError, ValueError) as exc:
+            # the box is between states or its agent is restarting: try again, backing off
+            raise Retry(defer=min(30, 2 ** ctx.get("job_try", 1))) from exc
+        if delivery.insights:
+            await ctx["redis"].enqueue_job("contribute", tenant, delivery.insights,
+                                           [tenant, *delivery.identifiers])
+        if not delivery.pairs:  # drained, or the box is not running, or another delivers
+            return pairs
+        pairs += delivery.pairs
 
 
 async def contribute(ctx: dict[str, Any], tenant: str, candidates: list[dict[str, Any]],

@@ -100,9 +100,11 @@ async def _catch_up(app: FastAPI, tenant_id: str, box_id: str) -> None:
         if delivery.insights:
             await app.state.queue.enqueue_job("contribute", tenant_id, delivery.insights,
                                               [tenant_id, *delivery.identifiers])
+        left = delivery.pairs >= CATCH_UP_LIMIT  # stopped by the limit, not by an empty backlog
     except (BoxError, RedisError, OSError, ValueError) as exc:
         log.warning("catching up %s after a wake: %s", tenant_id, exc)
-    if await app.state.redis.llen(observations.backlog_key(tenant_id)):
+        left = True
+    if left:  # the worker delivers the rest (new pairs only queue a delivery for an empty one)
         await app.state.observer.enqueue(tenant_id, box_id)
 
 
