@@ -115,6 +115,17 @@ print(changed)
 """
 
 
+def _read_through(directory: Path) -> None:
+    """Read every file under `directory` once so it sits in the page cache: a freshly built
+    HNSW index otherwise answers its first few dozen searches from disk (50 ms instead of 2 ms at
+    100k points), right after the swap, on the request path."""
+    for file in directory.rglob("*"):
+        if file.is_file():
+            with file.open("rb", buffering=0) as stream:
+                while stream.read(1 << 20):
+                    pass
+
+
 class EdgeVectorStore(VectorStore):
     """A Qdrant Edge shard in the directory `path`, opened by this process alone (its WAL is
     locked). Thread-safe: calls are serialised, which costs nothing because the bindings hold the
@@ -264,6 +275,8 @@ class EdgeVectorStore(VectorStore):
             # Reads do not touch the files, and writes are held back, so the copy is consistent.
             shutil.copytree(self._path, staging)
             changed = self._optimize_in_child(staging)
+            if changed:
+                _read_through(staging)
             with self._lock:
                 if not changed or self._shard is None:
                     shutil.rmtree(staging, ignore_errors=True)
@@ -274,6 +287,7 @@ class EdgeVectorStore(VectorStore):
                 staging.rename(self._path)
                 self._shard = qe.EdgeShard.load(str(self._path))
             shutil.rmtree(retired)
+
 
     def _optimize_in_child(self, staging: Path) -> bool:
         """Whether the child changed anything; False too when `close` stopped it."""
