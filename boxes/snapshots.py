@@ -37,6 +37,7 @@ _HASH_RE = re.compile(r"^[0-9a-f]{64}$")
 _ID_RE = re.compile(r"^s_[0-9a-z]{16}$")
 _CHUNK = 1 << 20
 _FORMAT = 1
+STATS_TTL_S = 60.0
 _libc = ctypes.CDLL(None, use_errno=True)
 
 # path -> [stat key, sha256]: what the last pack or restore saw, so the next pack can skip
@@ -127,6 +128,7 @@ class LocalSnapshotStore:
         self.blobs = root / "blobs"
         self.snapshots = root / "snapshots"
         self.tmp = root / "tmp"
+        self._stats: tuple[int, float, StoreStats] | None = None
         for path in (self.blobs, self.snapshots, self.tmp):
             path.mkdir(parents=True, exist_ok=True)
             os.chmod(path, 0o700)
@@ -332,6 +334,17 @@ class LocalSnapshotStore:
         return freed
 
     def stats(self) -> StoreStats:
+        """Counted by walking the store (a stat per blob), so the answer is kept until a
+        snapshot is added or removed, or STATS_TTL_S pass (gc frees blobs quietly)."""
+        key = self.snapshots.stat().st_mtime_ns
+        cached = self._stats
+        if cached is not None and cached[0] == key and time.monotonic() - cached[1] < STATS_TTL_S:
+            return cached[2]
+        stats = self._count()
+        self._stats = (key, time.monotonic(), stats)
+        return stats
+
+    def _count(self) -> StoreStats:
         blobs = stored = 0
         for shard in self.blobs.iterdir():
             for blob in shard.iterdir():

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from fastapi import FastAPI
 from starlette.types import Message, Receive, Scope, Send
 
-from gateway import errors
+from gateway import errors, logs
 from gateway.errors import ApiError
 from gateway.routes import (
     agent,
@@ -62,11 +62,16 @@ class BurrowApp(FastAPI):
             return
         started = time.perf_counter()
         status = 500
+        given = next((v for k, v in scope["headers"] if k == b"x-request-id"), b"")
+        rid = logs.new_request_id(given.decode("latin-1"))
+        logs.request_id.set(rid)
 
         async def send_status(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+                message["headers"] = [*message.get("headers", ()),
+                                      (b"x-request-id", rid.encode())]
             await send(message)
 
         try:

@@ -21,15 +21,25 @@ def hash_key(key: str) -> str:
 
 
 def _read_or_create(path: Path, make: bytes) -> tuple[bytes, bool]:
-    """The file's content, creating it (mode 0600) with `make` if it does not exist."""
+    """The file's content, creating it (mode 0600) with `make` if it does not exist. Processes
+    starting together (replicas sharing a data dir) all read the one that was linked first,
+    never a half-written one."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return path.read_bytes().strip(), False
-    with os.fdopen(fd, "wb") as f:
-        f.write(make)
-    return make, True
+    if not path.exists():
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(make)
+            f.flush()
+            os.fsync(f.fileno())
+        try:
+            os.link(tmp, path)  # atomic, and fails if another process got there first
+            return make, True
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
+    return path.read_bytes().strip(), False
 
 
 def operator_key(data_dir: Path, configured: str | None) -> tuple[str, bool]:

@@ -12,8 +12,10 @@ from pathlib import Path
 import uvicorn
 from fastapi import FastAPI
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from boxes import BoxManager, RuntimeConfig
+from gateway import logs
 from gateway.app import create_app
 from gateway.security import server_secret
 from gateway.services import EMBEDDING_DIM
@@ -64,9 +66,7 @@ def _redis_url(settings: Settings) -> tuple[str, EmbeddedRedis | None]:
 
 def serve(settings: Settings, host: str, port: int, *, with_worker: bool = True) -> None:
     """The gateway (and, unless told otherwise, the worker) in this process."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s "
-                                                   "%(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per proxied request
+    logs.configure(settings.log_format)
     redis_url, embedded = _redis_url(settings)
     settings = settings.model_copy(update={"redis_url": redis_url, "run_worker": with_worker})
     url = f"http://{host}:{port}"
@@ -80,9 +80,33 @@ def serve(settings: Settings, host: str, port: int, *, with_worker: bool = True)
             embedded.stop()
 
 
+def worker_alive(settings: Settings) -> tuple[bool, str]:
+    """Whether a worker recorded its health in Redis lately, and what it recorded."""
+    from arq.constants import default_queue_name, health_check_key_suffix
+
+    if not settings.redis_url:
+        return False, "REDIS_URL is not set"
+
+    async def read() -> bytes | None:
+        redis = Redis.from_url(settings.redis_url or "")
+        try:
+            value: bytes | None = await redis.get(default_queue_name + health_check_key_suffix)
+            return value
+        finally:
+            await redis.aclose()
+
+    try:
+        value = asyncio.run(read())
+    except (RedisError, OSError) as exc:
+        return False, f"cannot reach Redis: {exc}"
+    if value is None:
+        return False, "no worker has reported in the last 11 s"
+    return True, value.decode()
+
+
 def run_worker(settings: Settings) -> None:
     """A standalone arq worker against REDIS_URL (scale-out)."""
-    logging.basicConfig(level=logging.INFO)
+    logs.configure(settings.log_format)
     if not settings.redis_url or not settings.qdrant_url:
         sys.exit("burrow worker needs REDIS_URL and QDRANT_URL (the Redis and Qdrant the "
                  "gateways use)")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -39,6 +40,8 @@ class Settings(BaseSettings):
     # How often the idle sweeper applies the freeze policy.
     sweep_interval_s: float = Field(5.0, ge=1, le=3600,
                                     validation_alias=_env("BURROW_SWEEP_INTERVAL_S"))
+    # json: one object per line with the request id; text: for reading in a terminal.
+    log_format: Literal["json", "text"] = Field("json", validation_alias=_env("BURROW_LOG_FORMAT"))
     run_worker: bool = Field(True, validation_alias=_env("BURROW_RUN_WORKER"))
     launcher_pool: int = Field(2, ge=0, validation_alias=_env("BURROW_LAUNCHER_POOL"))
     # First host uid given to boxes; instances sharing a host should use different ranges.

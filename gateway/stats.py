@@ -14,10 +14,6 @@ from arq.constants import default_queue_name
 from fastapi import FastAPI
 
 from boxes import BoxManager, BoxState
-from boxes.snapshots import StoreStats
-
-# Walking the snapshot store costs a stat per blob: at most once per this many seconds.
-STORE_STATS_TTL_S = 10.0
 
 WARM = (BoxState.RUNNING, BoxState.PAUSED)
 
@@ -37,13 +33,6 @@ class Stats:
 class StatsCollector:
     def __init__(self, app: FastAPI) -> None:
         self.app = app
-        self._store: tuple[float, StoreStats] | None = None
-
-    async def _store_stats(self, manager: BoxManager) -> StoreStats:
-        now = time.monotonic()
-        if self._store is None or now - self._store[0] > STORE_STATS_TTL_S:
-            self._store = (now, await asyncio.to_thread(manager.store.stats))
-        return self._store[1]
 
     async def collect(self) -> Stats:
         state = self.app.state
@@ -59,7 +48,7 @@ class StatsCollector:
                 usage = manager.usage(box)
                 warm_memory += usage.memory_bytes if box.state in WARM else 0
                 local_layers += usage.disk_bytes
-        store = await self._store_stats(manager)
+        store = await asyncio.to_thread(manager.store.stats)
         backlog = 0
         for tenant, _ in await state.observations.pending():
             backlog += await state.redis.llen(state.observations.backlog_key(tenant))

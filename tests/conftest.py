@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 from collections.abc import AsyncIterator, Iterator
@@ -127,13 +128,9 @@ ECHO_AGENT = ["/usr/bin/python3", "-I", "-S", "-c",
               (Path(__file__).parent / "echo_agent.py").read_text()]
 
 
-@pytest.fixture
-async def gateway(tmp_path: Path, redis: Redis,
-                  redis_server: EmbeddedRedis) -> AsyncIterator[Gateway]:
-    """The gateway without its worker; tenants' home boxes run an echo agent, so tests can
-    see exactly what the agent route forwards."""
-    settings = gateway_settings(tmp_path / "gw", redis_server.url, run_worker=False,
-                                agent_command=ECHO_AGENT)
+@contextlib.asynccontextmanager
+async def running_gateway(settings: Settings) -> AsyncIterator[Gateway]:
+    """The app with its lifespan, a client for it, and the leak checks after."""
     app = create_app(settings)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
@@ -144,3 +141,14 @@ async def gateway(tmp_path: Path, redis: Redis,
     assert manager.backend.leftovers() == {"processes": [], "mounts": [], "cgroups": []}
     assert box_processes() == [], "box processes outlived the test"
     shutil.rmtree(manager.config.run_dir, ignore_errors=True)
+
+
+@pytest.fixture
+async def gateway(tmp_path: Path, redis: Redis,
+                  redis_server: EmbeddedRedis) -> AsyncIterator[Gateway]:
+    """The gateway without its worker; tenants' home boxes run an echo agent, so tests can
+    see exactly what the agent route forwards."""
+    settings = gateway_settings(tmp_path / "gw", redis_server.url, run_worker=False,
+                                agent_command=ECHO_AGENT)
+    async with running_gateway(settings) as gw:
+        yield gw

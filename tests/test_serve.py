@@ -27,8 +27,10 @@ def free_port() -> int:
 
 
 class Served:
-    def __init__(self, data_dir: Path, operator_key: str | None = OPERATOR_KEY) -> None:
+    def __init__(self, data_dir: Path, operator_key: str | None = OPERATOR_KEY,
+                 env: dict[str, str] | None = None) -> None:
         self.data_dir = data_dir
+        self.env = env or {}
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.operator_key = operator_key
@@ -36,7 +38,8 @@ class Served:
         self.output = ""
 
     def start(self) -> Served:
-        env = {**os.environ, "BURROW_UID_BASE": UID_BASE, "BURROW_LAUNCHER_POOL": "1"}
+        env = {**os.environ, "BURROW_UID_BASE": UID_BASE, "BURROW_LAUNCHER_POOL": "1",
+               **self.env}
         env.pop("BURROW_OPERATOR_KEY", None)
         if self.operator_key:
             env["BURROW_OPERATOR_KEY"] = self.operator_key
@@ -71,6 +74,10 @@ class Served:
 def served(tmp_path: Path) -> Iterator[Served]:
     server = Served(tmp_path / "data").start()
     yield server
+    stop_and_check(server)
+
+
+def stop_and_check(server: Served) -> None:
     if server.proc is not None and server.proc.poll() is None:
         server.stop()
     deadline = time.monotonic() + 10

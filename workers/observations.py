@@ -85,8 +85,8 @@ class Observations:
 
     @staticmethod
     def pair(method: str, path: str, query: str, body: bytes, status: int, answer: bytes,
-             latency_ms: float) -> dict[str, Any]:
-        return {"id": uuid.uuid4().hex, "at": time.time(),
+             latency_ms: float, request_id: str | None = None) -> dict[str, Any]:
+        return {"id": uuid.uuid4().hex, "at": time.time(), "request_id": request_id,
                 "request": {"method": method, "path": path, "query": query,
                             "body": excerpt(body)},
                 "response": {"status": status, "body": excerpt(answer)},

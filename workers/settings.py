@@ -20,6 +20,8 @@ from workers.tasks import (
 
 # arq's default poll_delay of 0.5 s drains only ~200 jobs/s; 10 ms drains thousands.
 POLL_DELAY_S = 0.01
+# How often a worker records that it is alive (`burrow worker --check` reads it).
+HEALTH_CHECK_S = 10
 
 
 def make_worker(redis_url: str, **ctx: Any) -> Worker:
@@ -45,6 +47,7 @@ def make_worker(redis_url: str, **ctx: Any) -> Worker:
         poll_delay=POLL_DELAY_S,
         keep_result=60,
         max_jobs=20,
+        health_check_interval=HEALTH_CHECK_S,
     )
 
 

@@ -7,9 +7,7 @@ per request than the proxying itself. Both paths run the same agent_response().
 
 from __future__ import annotations
 
-import itertools
 import logging
-import os
 import re
 import time
 from urllib.parse import unquote
@@ -19,6 +17,7 @@ from redis.exceptions import RedisError
 from starlette.types import Receive, Scope, Send
 
 from boxes import BoxError, BoxManager
+from gateway import logs
 from gateway.deps import OwnedBoxDep, authenticate, bearer
 from gateway.errors import ApiError, box_error_response, error_response
 from gateway.proxy import AgentProxy, AgentUnreachable, read_body
@@ -33,8 +32,6 @@ router = APIRouter(tags=["agent"], responses={503: {"model": ErrorOut}})
 
 _METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 _PATH = re.compile(r"^/v1/tenants/([a-z0-9][a-z0-9_-]{0,62})/agent(/.*)?$")
-_request_ids = itertools.count(1)
-_ID_PREFIX = f"{os.getpid():x}-{os.urandom(3).hex()}"
 
 
 def _target(request: Request, tenant_id: str) -> str:
@@ -62,7 +59,7 @@ async def agent_response(request: Request, tenant_id: str) -> Response:
     if unquote(target).lstrip("/").startswith("_burrow"):  # Burrow's own, never from outside
         raise ApiError(404, "not_found", "no such path on the agent")
     body = await read_body(request, app.state.settings.max_body_bytes)
-    request_id = request.headers.get("x-request-id") or f"{_ID_PREFIX}-{next(_request_ids)}"
+    request_id = logs.request_id.get() or logs.new_request_id(None)
     headers = {"x-burrow-tenant": tenant_id, "x-request-id": request_id}
     socket_path = manager.service_path(box_id)
     started = time.perf_counter()
@@ -71,7 +68,7 @@ async def agent_response(request: Request, tenant_id: str) -> Response:
     def observed(status: int, answer: bytes) -> None:
         observer.record(tenant_id, box_id, Observations.pair(
             request.method, request.url.path, request.url.query, body, status, answer,
-            (time.perf_counter() - started) * 1000))
+            (time.perf_counter() - started) * 1000, request_id))
 
     for attempt in (1, 2):
         if await manager.ensure_running(box_id):
@@ -80,7 +77,6 @@ async def agent_response(request: Request, tenant_id: str) -> Response:
             with manager.activity.in_flight(box_id):  # a slow answer is not idleness
                 response = await proxy.forward(request, socket_path, target, body, headers,
                                                on_done=observed)
-            response.headers["x-request-id"] = request_id
             return response
         except AgentUnreachable:
             await proxy.forget(socket_path)  # pooled connections died with the old box

@@ -9,6 +9,7 @@ from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 
 from boxes import ExecEvent, ExecRequest
+from gateway import logs
 from gateway.deps import ManagerDep, OwnedBoxDep
 from gateway.schemas import ErrorOut, ExecIn, ExecOut
 
@@ -18,7 +19,9 @@ router = APIRouter(prefix="/v1/boxes/{box_id}", tags=["exec"],
 
 
 def _request(body: ExecIn) -> ExecRequest:
-    return ExecRequest(command=body.command, cwd=body.cwd, env=body.env,
+    """The exec, carrying this request's id into the box as BURROW_REQUEST_ID."""
+    env = {"BURROW_REQUEST_ID": logs.request_id.get() or "", **(body.env or {})}
+    return ExecRequest(command=body.command, cwd=body.cwd, env=env,
                        timeout_s=body.timeout_s, stdin=body.stdin)
 
 

@@ -5,7 +5,14 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 
 from gateway.deps import OperatorDep, TenantsDep, actor
-from gateway.schemas import ErrorOut, TenantCreate, TenantCreated, TenantPolicy, TenantPublic
+from gateway.schemas import (
+    ErrorOut,
+    PolicyIn,
+    TenantCreate,
+    TenantCreated,
+    TenantPolicy,
+    TenantPublic,
+)
 from gateway.tenants import TenantRecord, Tenants
 
 router = APIRouter(prefix="/v1/tenants", tags=["tenants"],
@@ -51,10 +58,11 @@ async def delete_tenant(tenant_id: str, who: OperatorDep, tenants: TenantsDep) -
 
 @router.put("/{tenant_id}/policy", responses={404: {"model": ErrorOut},
                                               422: {"model": ErrorOut}})
-async def put_tenant_policy(tenant_id: str, body: TenantPolicy, who: OperatorDep,
+async def put_tenant_policy(tenant_id: str, body: PolicyIn, who: OperatorDep,
                             tenants: TenantsDep, request: Request) -> TenantPublic:
     """Override parts of the global freeze policy for this tenant: fields left out stay as they
-    are, null removes an override. Applies on the next sweep; recorded in the history."""
+    are, null removes an override. max_warm_boxes and local_layer_budget_bytes bound the whole
+    host and are refused here. Applies on the next sweep; recorded in the history."""
     record = await tenants.require(tenant_id)
     await tenants.policies.set_override(tenant_id, body.model_dump(exclude_unset=True),
                                         actor(request, who))
