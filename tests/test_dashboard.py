@@ -140,20 +140,23 @@ def test_operator_signs_in_changes_the_policy_and_freezes_a_box_in_chromium(
     shot = False
     try:
         driver.get(f"{served.url}/dashboard")
-        key = wait.until(ec.visibility_of_element_located((By.ID, "key")))
+        key = wait.until(ec.visibility_of_element_located((By.ID, "key")),
+                         "no login form at /dashboard")
         assert key.get_attribute("type") == "password"
         assert "acme" not in driver.page_source and home not in driver.page_source
         assert not driver.find_element(By.ID, "login-error").is_displayed()
 
         key.send_keys("op-wrong-key")
         driver.find_element(By.ID, "login-submit").click()
-        error = wait.until(ec.visibility_of_element_located((By.ID, "login-error")))
+        error = wait.until(ec.visibility_of_element_located((By.ID, "login-error")),
+                           "a wrong key did not show the login error")
         assert error.text == WRONG_KEY_MESSAGE and "error=bad_key" in driver.current_url
 
         driver.find_element(By.ID, "key").send_keys(OPERATOR_KEY)
         driver.find_element(By.ID, "login-submit").click()
         home_row = (By.CSS_SELECTOR, f'#boxes tr[data-box-id="{home}"]')
-        wait.until(ec.presence_of_element_located(home_row))
+        wait.until(ec.presence_of_element_located(home_row),
+                   "after signing in, the boxes table never listed the home box")
         wait.until(lambda d: d.find_element(By.ID, "policy-version").text
                    == str(before["version"]))
 
@@ -169,7 +172,8 @@ def test_operator_signs_in_changes_the_policy_and_freezes_a_box_in_chromium(
         field.send_keys("-5")
         driver.find_element(By.ID, "policy-save").click()
         status = (By.CSS_SELECTOR, '#policy-status[data-kind="error"]')
-        wait.until(lambda d: d.find_element(*status).text.strip() != "")
+        wait.until(lambda d: d.find_element(*status).text.strip() != "",
+                   "a rejected policy value showed no error")
         assert api.get("/v1/policy").json()["version"] == before["version"]
 
         new_value = _fresh_freeze_after(before["policy"])
@@ -177,7 +181,8 @@ def test_operator_signs_in_changes_the_policy_and_freezes_a_box_in_chromium(
         field.clear()
         field.send_keys(str(new_value))
         driver.find_element(By.ID, "policy-save").click()
-        wait.until(lambda d: "saved" in d.find_element(By.ID, "policy-status").text)
+        wait.until(lambda d: "saved" in d.find_element(By.ID, "policy-status").text,
+                   "the policy form never said saved")
         after = api.get("/v1/policy").json()
         assert after["policy"]["freeze_after_s"] == new_value
         assert after["version"] > before["version"]
@@ -192,7 +197,8 @@ def test_operator_signs_in_changes_the_policy_and_freezes_a_box_in_chromium(
             == str(new_value)
 
         freeze = (By.CSS_SELECTOR, f'#boxes tr[data-box-id="{home}"] [data-action="freeze"]')
-        wait.until(ec.element_to_be_clickable(freeze)).click()
+        wait.until(ec.element_to_be_clickable(freeze), "the home box has no enabled Freeze")\
+            .click()
 
         def home_shows_frozen(d: WebDriver) -> bool:
             row = d.find_element(*home_row)
@@ -200,7 +206,7 @@ def test_operator_signs_in_changes_the_policy_and_freezes_a_box_in_chromium(
             return row.get_attribute("data-state") == "frozen" and cell.text == "frozen"
 
         WebDriverWait(driver, 30, ignored_exceptions=[StaleElementReferenceException]).until(
-            home_shows_frozen)
+            home_shows_frozen, "the home box row never showed frozen")
         assert api.get(f"/v1/boxes/{home}").json()["state"] == "frozen"
         message = driver.find_element(By.ID, "message")
         assert message.get_attribute("data-kind") == "ok" and home in message.text
