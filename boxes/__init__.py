@@ -29,6 +29,7 @@ from boxes.models import (
     Limits,
     SnapshotRecord,
 )
+from boxes.sandbox import BoxUsage
 
 __all__ = [
     "BoxBusyError",
@@ -41,6 +42,7 @@ __all__ = [
     "BoxState",
     "BoxStateError",
     "BoxUnavailableError",
+    "BoxUsage",
     "ExecEvent",
     "ExecRequest",
     "ExecResult",

@@ -1,5 +1,7 @@
 """Hot-path bookkeeping for in-box calls: which boxes this process saw running a moment ago,
-and their latest activity, written to Redis in batches rather than once per request.
+and their latest activity, written to Redis in batches rather than once per request. A box with
+a call in flight (a long exec, a slow agent answer) counts as active at every flush, so the idle
+sweeper never takes it for idle.
 
 A box another process freezes within that moment is caught by the caller: its socket stops
 answering, the caller asks BoxManager.recover(), which forgets the box here and wakes it.
@@ -11,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Iterator
 
 from boxes.registry import Registry
 
@@ -24,6 +27,7 @@ class Activity:
         self.flush_s = flush_s
         self._confirmed: dict[str, float] = {}
         self._touched: dict[str, float] = {}
+        self._in_flight: dict[str, int] = {}
         self._task: asyncio.Task[None] | None = None
 
     def running(self, box_id: str) -> bool:
@@ -34,6 +38,20 @@ class Activity:
         self._touched[box_id] = time.time()
         return True
 
+    @contextlib.contextmanager
+    def in_flight(self, box_id: str) -> Iterator[None]:
+        """Around a call into the box: active while it lasts, and when it ends."""
+        self._in_flight[box_id] = self._in_flight.get(box_id, 0) + 1
+        try:
+            yield
+        finally:
+            left = self._in_flight[box_id] - 1
+            if left:
+                self._in_flight[box_id] = left
+            else:
+                del self._in_flight[box_id]
+            self._touched[box_id] = time.time()
+
     def confirm(self, box_id: str) -> None:
         self._confirmed[box_id] = time.monotonic()
 
@@ -42,6 +60,8 @@ class Activity:
 
     async def flush(self) -> None:
         touched, self._touched = self._touched, {}
+        now = time.time()
+        touched.update(dict.fromkeys(self._in_flight, now))
         if touched:
             await self.registry.touch_many(touched)
 

@@ -92,6 +92,8 @@ class BoxManager:
         self.store: SnapshotStore = store or LocalSnapshotStore(config.store_dir)
         self.host = _host_name()
         self.activity = Activity(self.registry)
+        # Told how long each wake and freeze took ("wake"/"freeze", seconds): metrics.
+        self.on_transition: Callable[[str, float], None] | None = None
 
     @classmethod
     async def open(cls, config: RuntimeConfig, redis: Redis) -> BoxManager:
@@ -247,9 +249,12 @@ class BoxManager:
                                 BoxState.FROZEN}, "archive")
             if box.state != BoxState.FROZEN:
                 box = await self._freeze_locked(box)
-            await self.backend.drop_layer(box)
-            self._index_path(box).unlink(missing_ok=True)
-            return await self._update(box, state=BoxState.ARCHIVED, layer_local=False)
+            return await self._archive_locked(box)
+
+    async def _archive_locked(self, box: BoxRecord) -> BoxRecord:
+        await self.backend.drop_layer(box)
+        self._index_path(box).unlink(missing_ok=True)
+        return await self._update(box, state=BoxState.ARCHIVED, layer_local=False)
 
     async def wake(self, box_id: str) -> BoxRecord:
         box = await self._get(box_id)
@@ -265,6 +270,46 @@ class BoxManager:
                                                   last_active_at=time.time())
             self._require(box, {BoxState.FROZEN, BoxState.ARCHIVED, BoxState.FAILED}, "wake")
             return await self._wake_locked(box)
+
+    async def cool(self, box_id: str, to: BoxState, idle_since: float) -> BoxRecord | None:
+        """Pause, freeze or archive a box for being idle, unless it was active after
+        `idle_since` or runs an exec: None when it is left as it is.
+
+        A request may touch the box between the caller's look and this lock. So the state is
+        claimed first (a request from then on sees a box that is not running and waits for the
+        lock to wake it), then the activity is read again: if a request got in before the
+        claim, the claim is undone."""
+        if to not in (BoxState.PAUSED, BoxState.FROZEN, BoxState.ARCHIVED):
+            raise ValueError(f"cannot cool a box to {to.value}")
+        async with self.locks.hold(box_id):
+            box = await self._get(box_id)
+            allowed = {BoxState.PAUSED: {BoxState.RUNNING},
+                       BoxState.FROZEN: {BoxState.RUNNING, BoxState.PAUSED},
+                       BoxState.ARCHIVED: {BoxState.FROZEN}}[to]
+            if box.state not in allowed or box.last_active_at > idle_since:
+                return None
+            if to == BoxState.ARCHIVED:  # no processes: nothing can be using it
+                return await self._archive_locked(box)
+            if box.state == BoxState.RUNNING and await self._runs_exec(box):
+                return None
+            previous, seen = box.state, box.last_active_at
+            await self._update(box, state=BoxState.FREEZING if to == BoxState.FROZEN else to)
+            fresh = await self._get(box_id)
+            if fresh.last_active_at != seen:
+                await self._update(box, state=previous)
+                return None
+            if to == BoxState.PAUSED:
+                await self.backend.pause(box)
+                return box
+            box.state = previous
+            return await self._freeze_locked(box)
+
+    async def _runs_exec(self, box: BoxRecord) -> bool:
+        try:
+            health = await DaemonClient(self.backend.socket_path(box.id)).health()
+        except (BoxError, OSError, ValueError):
+            return False  # not answering: nothing of it can be in use
+        return bool(health.get("execs"))
 
     async def delete(self, box_id: str) -> BoxRecord:
         async with self.locks.hold(box_id):
@@ -358,6 +403,7 @@ class BoxManager:
         await self.backend.stop(box)
 
     async def _freeze_locked(self, box: BoxRecord) -> BoxRecord:
+        started = time.perf_counter()
         previous = box.state
         await self._update(box, state=BoxState.FREEZING)
         try:
@@ -389,7 +435,12 @@ class BoxManager:
         if old_snapshot and old_snapshot != new_snapshot:
             with contextlib.suppress(SnapshotNotFoundError):
                 await asyncio.to_thread(self.store.delete, old_snapshot)
+        self._timed("freeze", started)
         return box
+
+    def _timed(self, transition: str, started: float) -> None:
+        if self.on_transition is not None:
+            self.on_transition(transition, time.perf_counter() - started)
 
     async def _prefreeze(self, box: BoxRecord) -> None:
         """Let the box flush: its hook, then SIGTERM to every process, with a grace period."""
@@ -403,6 +454,7 @@ class BoxManager:
             log.warning("pre-freeze of %s did not complete: %s", box.id, exc)
 
     async def _wake_locked(self, box: BoxRecord) -> BoxRecord:
+        started = time.perf_counter()
         previous = box.state
         await self._update(box, state=BoxState.WAKING, host=self.host)
         try:
@@ -424,9 +476,11 @@ class BoxManager:
             await self._update(box, state=BoxState.FAILED, pid=None,
                                        reason=f"wake failed: {exc.message}")
             raise
-        return await self._update(
+        box = await self._update(
             box, state=BoxState.RUNNING, pid=pid, reason=None, layer_local=True,
             layer_dirty=True, last_active_at=time.time(), wakes=box.wakes + 1)
+        self._timed("wake", started)
+        return box
 
     async def _finish_delete(self, box: BoxRecord) -> None:
         await self.backend.stop(box)
@@ -519,7 +573,8 @@ class BoxManager:
                                            reason="the box's daemon stopped answering")
 
     async def exec(self, box_id: str, req: ExecRequest, wake: bool = True) -> ExecResult:
-        return await self._call(box_id, wake, lambda c: c.exec(req))
+        with self.activity.in_flight(box_id):
+            return await self._call(box_id, wake, lambda c: c.exec(req))
 
     async def exec_stream(self, box_id: str, req: ExecRequest,
                           wake: bool = True) -> AsyncGenerator[ExecEvent, None]:
@@ -527,10 +582,11 @@ class BoxManager:
             stream = client.exec_stream(req)
             return stream, await anext(stream)
 
-        stream, event = await self._call(box_id, wake, first_event)
-        yield event
-        async for event in stream:
+        with self.activity.in_flight(box_id):
+            stream, event = await self._call(box_id, wake, first_event)
             yield event
+            async for event in stream:
+                yield event
 
     async def read_file(self, box_id: str, path: str, wake: bool = True) -> bytes:
         return await self._call(box_id, wake, lambda c: c.read_file(path))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from fastapi import FastAPI
@@ -10,7 +11,17 @@ from starlette.types import Message, Receive, Scope, Send
 
 from gateway import errors
 from gateway.errors import ApiError
-from gateway.routes import agent, boxes, exec, files, health, knowledge, operator, tenants
+from gateway.routes import (
+    agent,
+    boxes,
+    dashboard,
+    exec,
+    files,
+    health,
+    knowledge,
+    operator,
+    tenants,
+)
 from gateway.services import services
 from gateway.settings import Settings
 
@@ -36,7 +47,7 @@ def create_app(settings: Settings | None = None,
                   responses=errors.COMMON_RESPONSES)
     app.state.settings = settings
     errors.install(app)
-    for module in (health, tenants, boxes, exec, files, agent, knowledge, operator):
+    for module in (health, tenants, boxes, exec, files, agent, knowledge, operator, dashboard):
         app.include_router(module.router)
     return app
 
@@ -46,16 +57,35 @@ class BurrowApp(FastAPI):
     and no request body may exceed the configured size (with room for JSON framing)."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self._serve(scope, receive, send_status)
+        finally:
+            route = scope.get("route")
+            template = getattr(route, "path", None) or scope.get("burrow.route", "unmatched")
+            self.state.metrics.requests.labels(template, scope["method"], str(status)).observe(
+                time.perf_counter() - started)
+
+    async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
         if await agent.serve_fast(self, scope, receive, send):
             return
-        if scope["type"] == "http":
-            limit = self.state.settings.max_body_bytes + _JSON_FRAMING
-            declared = dict(scope["headers"]).get(b"content-length", b"")
-            if declared.isdigit() and int(declared) > limit:
-                await errors.too_large(limit)(scope, receive, send)
-                return
-            receive = _bounded(receive, limit)
-        await super().__call__(scope, receive, send)
+        limit = self.state.settings.max_body_bytes + _JSON_FRAMING
+        declared = dict(scope["headers"]).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > limit:
+            await errors.too_large(limit)(scope, receive, send)
+            return
+        await super().__call__(scope, _bounded(receive, limit), send)
 
 
 _JSON_FRAMING = 1024 * 1024

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import time
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
@@ -10,7 +11,7 @@ from fastapi import Depends, FastAPI, Request
 
 from boxes import BoxManager, BoxNotFoundError, BoxRecord, BoxState
 from gateway.errors import ApiError
-from gateway.security import BOX_TOKEN_PREFIX, box_of_token
+from gateway.security import BOX_TOKEN_PREFIX, SESSION_COOKIE, box_of_token, valid_session
 from gateway.settings import Settings
 from gateway.tenants import Tenants
 
@@ -20,6 +21,7 @@ class Principal:
     kind: Literal["operator", "tenant", "box"]
     tenant: str | None = None
     box_id: str | None = None
+    via: Literal["key", "dashboard"] = "key"
 
     @property
     def is_operator(self) -> bool:
@@ -46,6 +48,21 @@ async def get_settings(request: Request) -> Settings:
 ManagerDep = Annotated[BoxManager, Depends(get_manager)]
 TenantsDep = Annotated[Tenants, Depends(get_tenants)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+DASHBOARD_HEADER = "x-burrow-dashboard"
+
+
+def _dashboard_session(request: Request) -> Principal | None:
+    """The operator, signed in to the dashboard. The cookie alone is not enough: the request
+    must carry a header a cross-site form or link cannot add (and the cookie is SameSite)."""
+    token = request.cookies.get(SESSION_COOKIE)
+    if not token or request.headers.get(DASHBOARD_HEADER) != "1":
+        return None
+    state = request.app.state
+    if valid_session(state.secret, state.operator_key, token, time.time()):
+        return Principal("operator", via="dashboard")
+    return None
 
 
 def bearer(request: Request) -> str:
@@ -79,7 +96,21 @@ async def authenticate(app: FastAPI, key: str) -> Principal:
 
 
 async def principal(request: Request) -> Principal:
+    if "authorization" not in request.headers:
+        signed_in = _dashboard_session(request)
+        if signed_in is not None:
+            return signed_in
     return await authenticate(request.app, bearer(request))
+
+
+def actor(request: Request, who: Principal) -> str:
+    """Who made a change, for the policy history: the dashboard, or the operator key with the
+    name its client gives in X-Burrow-Actor (the CLI sends user@host)."""
+    if who.via == "dashboard":
+        return "dashboard"
+    name = "".join(c for c in request.headers.get("x-burrow-actor", "")[:64]
+                   if c.isprintable()).strip()
+    return f"{who.kind} ({name})" if name else who.kind
 
 
 async def operator(request: Request) -> Principal:

@@ -28,6 +28,7 @@ from boxes import (
     SnapshotNotFoundError,
 )
 from gateway.schemas import ErrorOut
+from workers.policy import PolicyError
 
 log = logging.getLogger("burrow.gateway")
 
@@ -103,6 +104,10 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(BoxError)
     async def _box(request: Request, exc: BoxError) -> JSONResponse:
         return box_error_response(exc)
+
+    @app.exception_handler(PolicyError)
+    async def _policy(request: Request, exc: PolicyError) -> JSONResponse:
+        return error_response(422, "invalid_policy", str(exc))
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from boxes import BoxRecord, FileEntry, SnapshotRecord
+from boxes import BoxRecord, BoxUsage, FileEntry, SnapshotRecord
 
 ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 
@@ -26,19 +27,77 @@ class ErrorOut(BaseModel):
 
 # --- tenants ---------------------------------------------------------------------------------
 
-class Policy(Strict):
-    """Freeze policy overrides for a tenant (applied by the idle sweeper)."""
+_IDLE = "seconds without traffic or a running exec; null: never"
 
-    pause_after_s: int | None = Field(None, ge=0, le=30 * 86400)
-    freeze_after_s: int | None = Field(None, ge=0, le=365 * 86400)
-    archive_after_s: int | None = Field(None, ge=0, le=10 * 365 * 86400)
-    keep_alive: bool | None = None
+
+class TenantPolicy(Strict):
+    """A tenant's overrides of the global freeze policy. In a PUT, a field left out stays as
+    it is and a null removes the override (the global value applies again)."""
+
+    pause_after_s: float | None = Field(
+        None, description=f"pause (RAM kept) after this many {_IDLE}")
+    freeze_after_s: float | None = Field(
+        None, description=f"freeze to disk after this many {_IDLE}")
+    archive_after_s: float | None = Field(
+        None, description=f"drop the local layer of a frozen box after this many {_IDLE}")
+    keep_alive: bool | None = Field(None, description="never pause, freeze or archive for idleness")
+
+
+class PolicyIn(TenantPolicy):
+    """Changes to the global freeze policy: a field left out stays as it is; null means never
+    (or no limit)."""
+
+    max_warm_boxes: int | None = Field(
+        None, description="above this many running or paused boxes, the least recently used "
+                          "are frozen")
+    local_layer_budget_bytes: int | None = Field(
+        None, description="above this many bytes of frozen layers on local disk, the least "
+                          "recently used frozen boxes are archived")
+
+
+class PolicyValues(BaseModel):
+    pause_after_s: float | None
+    freeze_after_s: float | None
+    archive_after_s: float | None
+    keep_alive: bool
+    max_warm_boxes: int | None
+    local_layer_budget_bytes: int | None
+
+
+class PolicyOut(BaseModel):
+    policy: PolicyValues
+    version: int = Field(description="increases with every change; 0: never changed")
+    updated_at: float | None
+    updated_by: str | None
+
+
+class PolicyChange(BaseModel):
+    version: int | None = Field(description="the global policy's version; null for a tenant's")
+    at: float
+    by: str
+    scope: str = Field(description='"global" or "tenant:<id>"')
+    changes: dict[str, dict[str, Any]] = Field(description='field -> {"from", "to"}')
+
+
+class StatsOut(BaseModel):
+    now: float = Field(description="server time (epoch s); idle time is now - last_active_at")
+    tenants: int
+    boxes: dict[str, int] = Field(description="boxes per state")
+    warm_memory_bytes: int = Field(description="memory of running and paused boxes")
+    storage: dict[str, int] = Field(
+        description="local_layer_bytes (box layers on local disk), logical_bytes (what the "
+                    "snapshots hold), stored_bytes (the deduplicated, compressed store)")
+    observations: dict[str, int] = Field(
+        description="queue_depth (jobs waiting in the worker's queue), backlog (pairs waiting "
+                    "for their agent)")
+    knowledge: dict[str, int]
+    sweep: dict[str, Any] = Field(description="the last idle sweep: when, how long, what it did")
 
 
 class TenantCreate(Strict):
     id: str | None = Field(None, pattern=ID_PATTERN,
                            description="lowercase letters, digits, _ and -; generated if absent")
-    policy: Policy | None = None
+    policy: TenantPolicy | None = None
 
 
 class TenantCreated(BaseModel):
@@ -56,7 +115,7 @@ class TenantPublic(BaseModel):
     last_active_at: float
     storage_bytes: int
     boxes: int
-    policy: Policy | None = None
+    policy: TenantPolicy | None = Field(None, description="overrides of the global policy")
 
 
 # --- boxes -----------------------------------------------------------------------------------
@@ -99,13 +158,18 @@ class BoxPublic(BaseModel):
     network: str
     created_at: float
     last_active_at: float
+    idle_s: float = Field(description="seconds since the last activity")
+    memory_bytes: int = Field(description="memory in use (0 unless running or paused)")
+    disk_bytes: int = Field(description="what the box's layer takes on local disk")
     reason: str | None = None
 
     @classmethod
-    def of(cls, box: BoxRecord) -> BoxPublic:
+    def of(cls, box: BoxRecord, usage: BoxUsage) -> BoxPublic:
         return cls(id=box.id, tenant=box.owner, name=box.name, state=box.state.value,
                    runtime=box.runtime, labels=box.labels, network=box.network,
                    created_at=box.created_at, last_active_at=box.last_active_at,
+                   idle_s=round(max(0.0, time.time() - box.last_active_at), 3),
+                   memory_bytes=usage.memory_bytes, disk_bytes=usage.disk_bytes,
                    reason=box.reason)
 
 

@@ -57,3 +57,27 @@ def box_of_token(secret: bytes, token: str) -> str | None:
         return None
     box_id = token[len(BOX_TOKEN_PREFIX):].rsplit(".", 1)[0]
     return box_id if hmac.compare_digest(box_token(secret, box_id), token) else None
+
+
+SESSION_COOKIE = "burrow_session"
+SESSION_TTL_S = 12 * 3600
+
+
+def _session_mac(secret: bytes, operator_key: str, expires: int, nonce: str) -> str:
+    # The operator key is part of the message: changing it ends every dashboard session.
+    message = f"dashboard:{expires}:{nonce}:{hash_key(operator_key)}".encode()
+    return hmac.new(secret, message, hashlib.sha256).hexdigest()
+
+
+def dashboard_session(secret: bytes, operator_key: str, now: float) -> str:
+    """A dashboard session token for the cookie: signed, expiring, not the key itself."""
+    expires, nonce = int(now + SESSION_TTL_S), secrets.token_hex(8)
+    return f"{expires}.{nonce}.{_session_mac(secret, operator_key, expires, nonce)}"
+
+
+def valid_session(secret: bytes, operator_key: str, token: str, now: float) -> bool:
+    expires, _, rest = token.partition(".")
+    nonce, _, mac = rest.partition(".")
+    if not expires.isdigit() or int(expires) < now or not nonce:
+        return False
+    return hmac.compare_digest(_session_mac(secret, operator_key, int(expires), nonce), mac)

@@ -23,6 +23,7 @@ from knowledge.embedder import SentenceTransformerEmbedder
 from knowledge.vectors import open_store
 from workers.embedded_redis import EmbeddedRedis
 from workers.observations import Observations
+from workers.policy import Policies
 from workers.settings import close_worker, make_worker
 
 log = logging.getLogger("burrow")
@@ -99,7 +100,8 @@ async def _worker(settings: Settings, data_dir: Path) -> None:
     kb = KnowledgeBase(store, SentenceTransformerEmbedder(settings.embed_model), redis,
                        server_secret(data_dir), k=settings.k_anonymity)
     worker = make_worker(settings.redis_url, manager=manager,
-                         observations=Observations(redis, data_dir / "spool"), kb=kb)
+                         observations=Observations(redis, data_dir / "spool"), kb=kb,
+                         policies=Policies(redis), sweep_interval_s=settings.sweep_interval_s)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -24,14 +24,17 @@ import tenant_agent
 from boxes import BoxError, BoxManager, BoxState, RuntimeConfig
 from boxes.models import BoxRecord
 from gateway.hostsvc import create_host_app
+from gateway.metrics import Metrics
 from gateway.proxy import AgentProxy
 from gateway.security import box_token, operator_key, server_secret
 from gateway.settings import Settings
+from gateway.stats import StatsCollector
 from gateway.tenants import Tenants
 from knowledge.base import KnowledgeBase
 from knowledge.embedder import SentenceTransformerEmbedder
 from knowledge.vectors import open_store
 from workers.observations import Observations
+from workers.policy import Policies
 from workers.settings import close_worker, make_worker
 
 log = logging.getLogger("burrow.gateway")
@@ -110,12 +113,18 @@ async def services(app: FastAPI, settings: Settings) -> AsyncIterator[None]:
     observations = Observations(redis, data_dir / "spool")
     queue = await create_pool(RedisSettings.from_dsn(settings.redis_url))
     state.manager, state.kb, state.observations, state.queue = manager, kb, observations, queue
-    state.tenants = Tenants(redis, manager, kb, observations,
+    state.policies = Policies(redis)
+    state.metrics = Metrics()
+    manager.on_transition = state.metrics.transition
+    state.stats = StatsCollector(app)
+    state.tenants = Tenants(redis, manager, kb, observations, state.policies,
                             settings.agent_command or DEFAULT_AGENT_COMMAND)
     state.proxy = AgentProxy()
     state.observer = Observer(observations, queue, enabled=settings.observe)
     worker = (make_worker(settings.redis_url, manager=manager, observations=observations,
-                          kb=kb) if settings.run_worker else None)
+                          kb=kb, policies=state.policies,
+                          sweep_interval_s=settings.sweep_interval_s)
+              if settings.run_worker else None)
     background = [asyncio.create_task(_replay_spool(observations))]
     if worker is not None:
         background.append(asyncio.create_task(worker.async_run()))

@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     wake_wait_s: float = Field(30.0, gt=0, validation_alias=_env("BURROW_WAKE_WAIT_S"))
     # The tenant agent each home box runs (argv, JSON list); default: Burrow's own.
     agent_command: list[str] | None = Field(None, validation_alias=_env("BURROW_AGENT_COMMAND"))
+    # How often the idle sweeper applies the freeze policy.
+    sweep_interval_s: float = Field(5.0, ge=1, le=3600,
+                                    validation_alias=_env("BURROW_SWEEP_INTERVAL_S"))
     run_worker: bool = Field(True, validation_alias=_env("BURROW_RUN_WORKER"))
     launcher_pool: int = Field(2, ge=0, validation_alias=_env("BURROW_LAUNCHER_POOL"))
     # First host uid given to boxes; instances sharing a host should use different ranges.

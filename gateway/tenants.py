@@ -9,7 +9,7 @@ import contextlib
 import json
 import secrets
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from redis.asyncio import Redis
@@ -19,6 +19,7 @@ from gateway.errors import ApiError
 from gateway.security import hash_key, new_key
 from knowledge.base import KnowledgeBase
 from workers.observations import Observations
+from workers.policy import Policies
 
 HOME_LABEL = "burrow.home"
 _KEY_CACHE_S = 10.0
@@ -30,17 +31,20 @@ class TenantRecord:
     created_at: float
     home_box_id: str
     key_hash: str
-    policy: dict[str, Any] | None = None
+
+
+_RECORD_FIELDS = [f.name for f in fields(TenantRecord)]
 
 
 class Tenants:
     def __init__(self, redis: Redis, manager: BoxManager, kb: KnowledgeBase,
-                 observations: Observations, agent_command: list[str],
+                 observations: Observations, policies: Policies, agent_command: list[str],
                  prefix: str = "burrow") -> None:
         self.redis = redis
         self.manager = manager
         self.kb = kb
         self.observations = observations
+        self.policies = policies
         self.agent_command = agent_command
         self.prefix = prefix
         self._keys: dict[str, tuple[str, float]] = {}
@@ -56,9 +60,13 @@ class Tenants:
     def _index(self) -> str:
         return f"{self.prefix}:tenants"
 
-    async def create(self, tenant_id: str | None,
-                     policy: dict[str, Any] | None) -> tuple[TenantRecord, str]:
+    async def create(self, tenant_id: str | None, policy: dict[str, Any] | None,
+                     by: str = "operator") -> tuple[TenantRecord, str]:
+        """A tenant with its home box and key, and its policy overrides if any (checked
+        before anything is created)."""
         tenant_id = tenant_id or "t-" + secrets.token_hex(6)
+        if policy:
+            await self.policies.check_override(policy)
         # Reserve the id first, so two creations of the same tenant cannot both succeed.
         if not await self.redis.set(self._key(tenant_id) + ":reserved", "1", nx=True, ex=300):
             raise ApiError(409, "conflict", f"tenant {tenant_id} is being created already")
@@ -72,19 +80,24 @@ class Tenants:
                 labels={HOME_LABEL: "true"}, service=list(self.agent_command),
                 meta={"home_of": tenant_id}))
             record = TenantRecord(id=tenant_id, created_at=time.time(), home_box_id=home.id,
-                                  key_hash=hash_key(api_key), policy=policy)
+                                  key_hash=hash_key(api_key))
             async with self.redis.pipeline(transaction=True) as pipe:
                 pipe.hset(self._key(tenant_id), mapping={"data": json.dumps(asdict(record))})
                 pipe.set(self._apikey(record.key_hash), tenant_id)
                 pipe.sadd(self._index, tenant_id)
                 await pipe.execute()
+            if policy:
+                await self.policies.set_override(tenant_id, policy, by)
             return record, api_key
         finally:
             await self.redis.delete(self._key(tenant_id) + ":reserved")
 
     async def get(self, tenant_id: str) -> TenantRecord | None:
         raw = await self.redis.hget(self._key(tenant_id), "data")  # type: ignore[misc]
-        return TenantRecord(**json.loads(raw)) if raw else None
+        if not raw:
+            return None
+        data = json.loads(raw)
+        return TenantRecord(**{name: data[name] for name in _RECORD_FIELDS})
 
     async def require(self, tenant_id: str) -> TenantRecord:
         record = await self.get(tenant_id)
@@ -137,6 +150,7 @@ class Tenants:
             pipe.srem(self._index, tenant_id)
             await pipe.execute()
         await self.observations.forget(tenant_id, record.home_box_id)
+        await self.policies.forget(tenant_id)
         self._keys = {k: v for k, v in self._keys.items() if v[0] != tenant_id}
         self._home.pop(tenant_id, None)
 

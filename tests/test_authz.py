@@ -12,7 +12,7 @@ from tests.conftest import Gateway
 
 KINDS = ["none", "bad", "other_tenant", "box_token", "own_tenant", "operator"]
 OPEN = {"/healthz", "/readyz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
-OPERATOR_ONLY = re.compile(r"^/v1/(tenants(/\{tenant_id\}(/policy)?)?|policy|stats|"
+OPERATOR_ONLY = re.compile(r"^/v1/(tenants(/\{tenant_id\}(/policy)?)?|policy(/history)?|stats|"
                            r"knowledge/insights.*)$|^/(metrics|dashboard)$")
 BOX_TOKEN_OK = {("POST", "/v1/knowledge/search")}
 _counter = itertools.count()

@@ -15,6 +15,7 @@ from workers.tasks import (
     gc_store,
     observe,
     optimize_knowledge,
+    sweep,
 )
 
 # arq's default poll_delay of 0.5 s drains only ~200 jobs/s; 10 ms drains thousands.
@@ -22,7 +23,8 @@ POLL_DELAY_S = 0.01
 
 
 def make_worker(redis_url: str, **ctx: Any) -> Worker:
-    """A worker sharing the services in ctx (manager, observations, kb) with its process."""
+    """A worker sharing the services in ctx (manager, observations, kb, policies,
+    sweep_interval_s) with its process."""
     return Worker(
         functions=[
             # keep_result=0: one runs per backlog that fills up; nobody reads their results
@@ -32,6 +34,8 @@ def make_worker(redis_url: str, **ctx: Any) -> Worker:
         cron_jobs=[
             cron(flush_backlogs, second={0, 10, 20, 30, 40, 50}, run_at_startup=True,
                  keep_result=0),
+            # every second on every worker; sweep() itself keeps to one per sweep interval
+            cron(sweep, second=None, keep_result=0, timeout=600),
             cron(optimize_knowledge, minute={0, 10, 20, 30, 40, 50}, keep_result=0),
             cron(gc_store, minute={7}, keep_result=0, timeout=1800),
         ],

@@ -12,6 +12,8 @@ from arq import Retry
 from boxes import BoxError, BoxManager
 from knowledge.base import KnowledgeBase
 from workers.observations import BATCH, Observations
+from workers.policy import Policies
+from workers.sweeper import sweep_once
 
 # A blob younger than this is kept even if nothing references it yet: a freeze may be
 # writing the manifest that will.
@@ -61,6 +63,13 @@ async def optimize_knowledge(ctx: dict[str, Any]) -> None:
     """Rebuild the knowledge base's indexes off the request path."""
     kb: KnowledgeBase = ctx["kb"]
     await asyncio.to_thread(kb.store.optimize)
+
+
+async def sweep(ctx: dict[str, Any]) -> dict[str, int] | None:
+    """Apply the idle freeze policy (at most once per sweep interval across all workers)."""
+    policies: Policies = ctx["policies"]
+    report = await sweep_once(ctx["manager"], policies, ctx["sweep_interval_s"])
+    return None if report is None else report.counts()
 
 
 async def gc_store(ctx: dict[str, Any]) -> int:

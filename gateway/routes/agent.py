@@ -77,8 +77,9 @@ async def agent_response(request: Request, tenant_id: str) -> Response:
         if await manager.ensure_running(box_id):
             await _catch_up(app, tenant_id, box_id)
         try:
-            response = await proxy.forward(request, socket_path, target, body, headers,
-                                           on_done=observed)
+            with manager.activity.in_flight(box_id):  # a slow answer is not idleness
+                response = await proxy.forward(request, socket_path, target, body, headers,
+                                               on_done=observed)
             response.headers["x-request-id"] = request_id
             return response
         except AgentUnreachable:
@@ -114,6 +115,7 @@ async def serve_fast(app: FastAPI, scope: Scope, receive: Receive, send: Send) -
     if match is None or scope["method"] not in _METHODS:
         return False
     scope["app"] = app
+    scope["burrow.route"] = "/v1/tenants/{tenant_id}/agent/{path}"  # for the metrics
     request = Request(scope, receive)
     try:
         response = await agent_response(request, match.group(1))

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 
-from boxes import BoxError, BoxSpec, Limits
+from boxes import BoxError, BoxManager, BoxRecord, BoxSpec, Limits
 from gateway.deps import ManagerDep, OwnedBoxDep, TenantsDep, UserDep
 from gateway.errors import ApiError
 from gateway.schemas import BoxCreate, BoxPublic, ErrorOut, SnapshotCreate, SnapshotPublic
@@ -31,6 +31,10 @@ def _git_files(git: dict[str, str]) -> dict[str, bytes]:
         files["/workspace/.git-credentials"] = (
             f"https://x-access-token:{git['token']}@github.com\n").encode()
     return files
+
+
+def _public(manager: BoxManager, box: BoxRecord) -> BoxPublic:
+    return BoxPublic.of(box, manager.usage(box))
 
 
 @router.post("/boxes", status_code=201, responses={409: {"model": ErrorOut},
@@ -67,7 +71,7 @@ async def create_box(body: BoxCreate, who: UserDep, manager: ManagerDep,
             with contextlib.suppress(BoxError):
                 await manager.delete(box.id)
             raise
-    return BoxPublic.of(await manager.get(box.id))
+    return _public(manager, await manager.get(box.id))
 
 
 @router.get("/boxes")
@@ -85,12 +89,12 @@ async def list_boxes(who: UserDep, manager: ManagerDep,
     boxes = await manager.list(owner=owner, labels=labels)
     if owner is None and not who.is_operator:
         boxes = []
-    return [BoxPublic.of(b) for b in boxes]
+    return [_public(manager, b) for b in boxes]
 
 
 @router.get("/boxes/{box_id}")
-async def get_box(box: OwnedBoxDep) -> BoxPublic:
-    return BoxPublic.of(box)
+async def get_box(box: OwnedBoxDep, manager: ManagerDep) -> BoxPublic:
+    return _public(manager, box)
 
 
 @router.delete("/boxes/{box_id}", status_code=204, responses={409: {"model": ErrorOut}})
@@ -105,29 +109,29 @@ async def delete_box(box: OwnedBoxDep, manager: ManagerDep) -> Response:
 @router.post("/boxes/{box_id}/pause")
 async def pause_box(box: OwnedBoxDep, manager: ManagerDep) -> BoxPublic:
     """Hold the box's processes in RAM with the cgroup freezer (no CPU); resume is instant."""
-    return BoxPublic.of(await manager.pause(box.id))
+    return _public(manager, await manager.pause(box.id))
 
 
 @router.post("/boxes/{box_id}/resume")
 async def resume_box(box: OwnedBoxDep, manager: ManagerDep) -> BoxPublic:
-    return BoxPublic.of(await manager.resume(box.id))
+    return _public(manager, await manager.resume(box.id))
 
 
 @router.post("/boxes/{box_id}/freeze")
 async def freeze_box(box: OwnedBoxDep, manager: ManagerDep) -> BoxPublic:
     """Stop the box's processes (after its pre-freeze hook) and pack its layer to storage."""
-    return BoxPublic.of(await manager.freeze(box.id))
+    return _public(manager, await manager.freeze(box.id))
 
 
 @router.post("/boxes/{box_id}/archive")
 async def archive_box(box: OwnedBoxDep, manager: ManagerDep) -> BoxPublic:
     """Freeze the box and drop its local layer; a wake restores it from storage."""
-    return BoxPublic.of(await manager.archive(box.id))
+    return _public(manager, await manager.archive(box.id))
 
 
 @router.post("/boxes/{box_id}/wake")
 async def wake_box(box: OwnedBoxDep, manager: ManagerDep) -> BoxPublic:
-    return BoxPublic.of(await manager.wake(box.id))
+    return _public(manager, await manager.wake(box.id))
 
 
 @router.post("/boxes/{box_id}/snapshots", status_code=201)

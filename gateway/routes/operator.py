@@ -1,40 +1,61 @@
-"""Operator surfaces: freeze policy, stats, metrics and the dashboard."""
+"""Operator surfaces: the freeze policy and its history, stats, Prometheus metrics."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import dataclasses
+from typing import Annotated
 
-from gateway.deps import OperatorDep
-from gateway.errors import ApiError
-from gateway.schemas import ErrorOut
+from fastapi import APIRouter, Query, Request, Response
 
-router = APIRouter(tags=["operator", "planned"], responses={401: {"model": ErrorOut},
-                                                 403: {"model": ErrorOut},
-                                                 501: {"model": ErrorOut}})
+from gateway.deps import OperatorDep, actor
+from gateway.schemas import ErrorOut, PolicyChange, PolicyIn, PolicyOut, PolicyValues, StatsOut
+from workers.policy import Policies, Versioned
 
-_LATER = "is not part of this server yet"
+router = APIRouter(tags=["operator"], responses={401: {"model": ErrorOut},
+                                                 403: {"model": ErrorOut}})
+
+
+def _out(current: Versioned) -> PolicyOut:
+    return PolicyOut(policy=PolicyValues(**dataclasses.asdict(current.policy)),
+                     version=current.version, updated_at=current.updated_at,
+                     updated_by=current.updated_by)
 
 
 @router.get("/v1/policy")
-async def get_policy(who: OperatorDep) -> None:
-    raise ApiError(501, "not_implemented", f"the freeze policy {_LATER}")
+async def get_policy(who: OperatorDep, request: Request) -> PolicyOut:
+    """The global freeze policy (tenants may override parts of it)."""
+    policies: Policies = request.app.state.policies
+    return _out(await policies.get())
 
 
-@router.put("/v1/policy")
-async def put_policy(who: OperatorDep) -> None:
-    raise ApiError(501, "not_implemented", f"the freeze policy {_LATER}")
+@router.put("/v1/policy", responses={422: {"model": ErrorOut}})
+async def put_policy(body: PolicyIn, who: OperatorDep, request: Request) -> PolicyOut:
+    """Change the global freeze policy: fields left out stay, null means never / no limit.
+    Applies on the next sweep; recorded in the history."""
+    policies: Policies = request.app.state.policies
+    return _out(await policies.update(body.model_dump(exclude_unset=True), actor(request, who)))
+
+
+@router.get("/v1/policy/history")
+async def policy_history(who: OperatorDep, request: Request,
+                         limit: Annotated[int, Query(ge=1, le=200)] = 50) -> list[PolicyChange]:
+    """Changes to the global policy and tenants' overrides, newest first: who, when, what."""
+    policies: Policies = request.app.state.policies
+    return [PolicyChange(**entry) for entry in await policies.history(limit)]
 
 
 @router.get("/v1/stats")
-async def stats(who: OperatorDep) -> None:
-    raise ApiError(501, "not_implemented", f"/v1/stats {_LATER}")
+async def stats(who: OperatorDep, request: Request) -> StatsOut:
+    """Boxes per state, warm memory, storage (logical and stored), observation queue and
+    backlog, knowledge base size, and the last idle sweep."""
+    collected = await request.app.state.stats.collect()
+    return StatsOut(**dataclasses.asdict(collected))
 
 
-@router.get("/metrics")
-async def metrics(who: OperatorDep) -> None:
-    raise ApiError(501, "not_implemented", f"/metrics {_LATER}")
-
-
-@router.get("/dashboard")
-async def dashboard(who: OperatorDep) -> None:
-    raise ApiError(501, "not_implemented", f"the dashboard {_LATER}")
+@router.get("/metrics", response_class=Response,
+            responses={200: {"content": {"text/plain": {}}}})
+async def metrics(who: OperatorDep, request: Request) -> Response:
+    """Prometheus text format; scrape with the operator key as a bearer token."""
+    state = request.app.state
+    body = state.metrics.render(await state.stats.collect())
+    return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")

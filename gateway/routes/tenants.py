@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 
-from gateway.deps import OperatorDep, TenantsDep
-from gateway.errors import ApiError
-from gateway.schemas import ErrorOut, Policy, TenantCreate, TenantCreated, TenantPublic
+from gateway.deps import OperatorDep, TenantsDep, actor
+from gateway.schemas import ErrorOut, TenantCreate, TenantCreated, TenantPolicy, TenantPublic
 from gateway.tenants import TenantRecord, Tenants
 
 router = APIRouter(prefix="/v1/tenants", tags=["tenants"],
@@ -15,17 +14,20 @@ router = APIRouter(prefix="/v1/tenants", tags=["tenants"],
 
 async def _public(tenants: Tenants, record: TenantRecord) -> TenantPublic:
     summary = await tenants.summary(record)
+    override = await tenants.policies.override(record.id)
     return TenantPublic(id=record.id, created_at=record.created_at,
                         home_box_id=record.home_box_id,
-                        policy=Policy(**record.policy) if record.policy else None, **summary)
+                        policy=TenantPolicy(**override) if override else None, **summary)
 
 
-@router.post("", status_code=201, responses={409: {"model": ErrorOut}})
-async def create_tenant(body: TenantCreate, who: OperatorDep,
-                        tenants: TenantsDep) -> TenantCreated:
-    """Create a tenant, its home box (running the tenant agent) and its API key."""
+@router.post("", status_code=201, responses={409: {"model": ErrorOut},
+                                             422: {"model": ErrorOut}})
+async def create_tenant(body: TenantCreate, who: OperatorDep, tenants: TenantsDep,
+                        request: Request) -> TenantCreated:
+    """Create a tenant, its home box (running the tenant agent) and its API key; `policy`
+    overrides parts of the global freeze policy for it."""
     policy = body.policy.model_dump(exclude_none=True) if body.policy else None
-    record, api_key = await tenants.create(body.id, policy)
+    record, api_key = await tenants.create(body.id, policy, actor(request, who))
     return TenantCreated(id=record.id, api_key=api_key, home_box_id=record.home_box_id,
                          created_at=record.created_at)
 
@@ -47,9 +49,23 @@ async def delete_tenant(tenant_id: str, who: OperatorDep, tenants: TenantsDep) -
     return Response(status_code=204)
 
 
-@router.put("/{tenant_id}/policy", responses={501: {"model": ErrorOut}}, tags=["planned"])
-async def put_tenant_policy(tenant_id: str, body: Policy, who: OperatorDep,
-                            tenants: TenantsDep) -> TenantPublic:
-    await tenants.require(tenant_id)
-    raise ApiError(501, "not_implemented", "freeze policies take effect once the idle sweeper "
-                   "is part of this server; it is not yet")
+@router.put("/{tenant_id}/policy", responses={404: {"model": ErrorOut},
+                                              422: {"model": ErrorOut}})
+async def put_tenant_policy(tenant_id: str, body: TenantPolicy, who: OperatorDep,
+                            tenants: TenantsDep, request: Request) -> TenantPublic:
+    """Override parts of the global freeze policy for this tenant: fields left out stay as they
+    are, null removes an override. Applies on the next sweep; recorded in the history."""
+    record = await tenants.require(tenant_id)
+    await tenants.policies.set_override(tenant_id, body.model_dump(exclude_unset=True),
+                                        actor(request, who))
+    return await _public(tenants, record)
+
+
+@router.delete("/{tenant_id}/policy", responses={404: {"model": ErrorOut}})
+async def delete_tenant_policy(tenant_id: str, who: OperatorDep, tenants: TenantsDep,
+                               request: Request) -> TenantPublic:
+    """Remove every override: the tenant follows the global policy again."""
+    record = await tenants.require(tenant_id)
+    current = await tenants.policies.override(tenant_id) or {}
+    await tenants.policies.set_override(tenant_id, dict.fromkeys(current), actor(request, who))
+    return await _public(tenants, record)
