@@ -58,6 +58,7 @@ async def test_dashboard_without_a_session_shows_only_the_login_form(gateway: Ga
     login = await c.post("/dashboard/login", data={"key": OPERATOR_KEY})
     assert login.status_code == 303 and login.headers["location"].endswith("/dashboard")
     cookie = {"Cookie": _session_cookie(login)}
+    c.cookies.clear()  # from here on the cookie goes only where a request names it
     page = await c.get("/dashboard", headers=cookie)
     assert page.status_code == 200 and 'id="policy-form"' in page.text
 
@@ -114,11 +115,11 @@ def browser() -> Iterator[WebDriver]:
     driver.quit()
 
 
-def _fresh_freeze_after(policy: dict[str, int | None]) -> int:
+def _fresh_freeze_after(policy: dict[str, float | None]) -> int:
     """A freeze_after_s the server should accept (between pause and archive) and that differs
     from the current one."""
-    low = policy["pause_after_s"] or 0
-    high = policy["archive_after_s"] or low + 100_000
+    low = int(policy["pause_after_s"] or 0)
+    high = int(policy["archive_after_s"] or low + 100_000)
     value = (low + high) // 2 + 7
     if value >= high or value == policy["freeze_after_s"]:
         value = low + 1 if low + 1 != policy["freeze_after_s"] else low + 2
