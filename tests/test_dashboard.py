@@ -109,6 +109,7 @@ def browser() -> Iterator[WebDriver]:
     for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                 "--disable-dev-shm-usage", "--window-size=1440,1100"):
         options.add_argument(arg)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # the page's console
     driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
     driver.set_page_load_timeout(30)
     yield driver
@@ -211,6 +212,10 @@ def test_operator_signs_in_changes_the_policy_and_freezes_a_box_in_chromium(
         assert api.get(f"/v1/boxes/{home}").json()["state"] == "frozen"
         message = driver.find_element(By.ID, "message")
         assert message.get_attribute("data-kind") == "ok" and home in message.text
+        # No script error along the way (the rejected PUT is a network entry, not one of these).
+        errors = [e for e in driver.get_log("browser")
+                  if e["level"] == "SEVERE" and e.get("source") != "network"]
+        assert errors == [], errors
 
         ARTIFACTS.mkdir(exist_ok=True)
         driver.save_screenshot(str(SCREENSHOT))
