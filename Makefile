@@ -7,12 +7,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install serve test lint typecheck pytest sysdeps clean
+.PHONY: install serve test lint typecheck pytest sysdeps testdeps clean
 
 serve: install
 	$(BIN)/burrow serve
 
-test: install lint typecheck pytest
+test: install testdeps lint typecheck pytest
 
 install: sysdeps $(STAMP)
 
@@ -33,6 +33,22 @@ sysdeps:
 	  fi; \
 	fi
 
+# Only the tests need a browser: the dashboard test drives Debian's headless chromium through
+# its chromedriver (never a downloaded one), so `make serve` does not install it.
+testdeps:
+	@missing=""; \
+	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
+	[ -x /usr/bin/chromedriver ] || missing="$$missing chromium-driver"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing test packages:$$missing"; \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing >/dev/null \
+	    || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing >/dev/null; }; \
+	  else \
+	    echo "missing test packages:$$missing (install them with your package manager)"; exit 1; \
+	  fi; \
+	fi
+
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
@@ -45,8 +61,8 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-pytest: install
+pytest: install testdeps
 	$(BIN)/pytest
 
 clean:
-	rm -rf $(VENV) .burrow .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .burrow .pytest_cache .mypy_cache .ruff_cache test-artifacts
