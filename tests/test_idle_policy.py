@@ -191,3 +191,17 @@ async def test_a_request_after_the_sweeper_looked_keeps_the_box_running(
     await gw.manager.activity.flush()
     assert await gw.manager.cool(home, BoxState.FROZEN, idle_since=seen.last_active_at) is None
     assert await state(gw, home) == "running"
+
+
+async def test_an_idle_box_is_paused_first_then_frozen_and_a_request_resumes_it(
+        swept: Gateway) -> None:
+    gw = swept
+    headers, home = await gw.tenant("tiers")
+    await set_policy(gw, pause_after_s=2, freeze_after_s=6)
+    await until(state_is(gw, home, "paused"), 6, "the idle box paused")
+    r = await gw.client.post("/v1/tenants/tiers/agent/hi", headers=headers)
+    assert r.status_code == 200 and await state(gw, home) == "running"
+    await until(state_is(gw, home, "paused"), 6, "paused again")
+    await until(state_is(gw, home, "frozen"), 8, "frozen after freeze_after_s")
+    r = await gw.client.post("/v1/tenants/tiers/agent/hi", headers=headers)
+    assert r.status_code == 200 and r.json()["requests"] == 2  # its counter survived

@@ -76,7 +76,8 @@ class Sweeper:
             idle = now - box.last_active_at
             if box.state in WARM and _past(idle, rules.freeze_after_s):
                 moves.append((box, BoxState.FROZEN))
-            elif box.state == BoxState.RUNNING and _past(idle, rules.pause_after_s):
+            elif (box.state == BoxState.RUNNING and _past(idle, rules.pause_after_s)
+                  and box.host == self.manager.host):  # the cgroup freezer is per process
                 moves.append((box, BoxState.PAUSED))
             elif box.state == BoxState.FROZEN and _past(idle, rules.archive_after_s):
                 moves.append((box, BoxState.ARCHIVED))
