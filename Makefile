@@ -16,38 +16,35 @@ test: install testdeps lint typecheck pytest
 
 install: sysdeps $(STAMP)
 
-# slirp4netns gives boxes with network="egress" user-mode networking; e2fsprogs formats each
-# box's disk image. Installed only when missing, and only where we may (root with apt-get).
-sysdeps:
-	@missing=""; \
-	command -v slirp4netns >/dev/null || missing="$$missing slirp4netns"; \
-	command -v mkfs.ext4 >/dev/null || missing="$$missing e2fsprogs"; \
-	command -v unshare >/dev/null || missing="$$missing util-linux"; \
+# Debian packages, installed only when missing and only where we may (root with apt-get):
+# $(call apt_missing,KIND,CHECKS) where CHECKS add package names to $$missing.
+define apt_missing
+	@missing=""; $(2) \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    echo "installing system packages:$$missing"; \
+	    echo "installing $(1) packages:$$missing"; \
 	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing >/dev/null \
 	    || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing >/dev/null; }; \
 	  else \
-	    echo "missing system packages:$$missing (install them with your package manager)"; exit 1; \
+	    echo "missing $(1) packages:$$missing (install them with your package manager)"; exit 1; \
 	  fi; \
 	fi
+endef
+
+# slirp4netns gives boxes with network="egress" user-mode networking; e2fsprogs formats each
+# box's disk image.
+sysdeps:
+	$(call apt_missing,system,\
+	  command -v slirp4netns >/dev/null || missing="$$missing slirp4netns"; \
+	  command -v mkfs.ext4 >/dev/null || missing="$$missing e2fsprogs"; \
+	  command -v unshare >/dev/null || missing="$$missing util-linux";)
 
 # Only the tests need a browser: the dashboard test drives Debian's headless chromium through
 # its chromedriver (never a downloaded one), so `make serve` does not install it.
 testdeps:
-	@missing=""; \
-	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
-	[ -x /usr/bin/chromedriver ] || missing="$$missing chromium-driver"; \
-	if [ -n "$$missing" ]; then \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    echo "installing test packages:$$missing"; \
-	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing >/dev/null \
-	    || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing >/dev/null; }; \
-	  else \
-	    echo "missing test packages:$$missing (install them with your package manager)"; exit 1; \
-	  fi; \
-	fi
+	$(call apt_missing,test,\
+	  [ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
+	  [ -x /usr/bin/chromedriver ] || missing="$$missing chromium-driver";)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)

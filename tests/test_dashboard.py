@@ -3,7 +3,6 @@ headless Chromium against a real `burrow serve`."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,8 +16,8 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
 
-from tests.conftest import OPERATOR_KEY, Gateway, box_processes
-from tests.test_serve import Served
+from tests.conftest import OPERATOR_KEY, Gateway
+from tests.test_serve import Served, stop_and_check
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
@@ -89,12 +88,7 @@ async def test_dashboard_without_a_session_shows_only_the_login_form(gateway: Ga
 def served(tmp_path: Path) -> Iterator[Served]:
     server = Served(tmp_path / "data").start()
     yield server
-    if server.proc is not None and server.proc.poll() is None:
-        server.stop()
-    deadline = time.monotonic() + 10
-    while box_processes() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert box_processes() == [], "box processes outlived burrow serve"
+    stop_and_check(server)
 
 
 @pytest.fixture
