@@ -124,7 +124,7 @@ class AgentProxy:
                 await conn.writer.drain()
                 status, headers = await asyncio.wait_for(_read_head(conn), _ANSWER_TIMEOUT_S)
                 return conn, status, headers
-            except (ConnectionError, BrokenPipeError) as exc:
+            except OSError as exc:  # reset, broken pipe, or the socket refused more (EINVAL)
                 conn.close()
                 if fresh:
                     raise AgentUnreachable(str(exc)) from exc
