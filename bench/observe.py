@@ -110,14 +110,16 @@ async def drain(app: object, redis_url: str, home: str, pairs: int) -> None:
     state.kb._merge_all = timed_merge
     before = await state.kb.size()
     worker = make_worker(redis_url, manager=state.manager, observations=observations,
-                         kb=state.kb)
+                         kb=state.kb, policies=state.policies, sweep_interval_s=5.0)
     start = time.perf_counter()
     task = asyncio.create_task(worker.async_run())
     await state.observer.enqueue("bench", home)
-    while True:
+    while True:  # until the backlog and every job it caused are done (cron jobs never are)
         await asyncio.sleep(0.01)
-        queued = await state.queue.zcard("arq:queue")
-        if not await state.redis.llen(backlog) and not queued and not worker.tasks:
+        queued = [j for j in await state.queue.zrange("arq:queue", 0, -1)
+                  if not j.startswith(b"cron:")]
+        running = [j for j in worker.tasks if not j.startswith("cron:")]
+        if not await state.redis.llen(backlog) and not queued and not running:
             break
     elapsed = time.perf_counter() - start
     task.cancel()

@@ -189,6 +189,7 @@ from knowledge.base import KnowledgeBase
 from knowledge.embedder import SentenceTransformerEmbedder
 from knowledge.vectors import open_store
 from workers.observations import Observations
+from workers.policy import Policies
 from workers.settings import make_worker
 
 async def main(url, data_dir):
@@ -197,7 +198,7 @@ async def main(url, data_dir):
     kb = KnowledgeBase(open_store(":memory:", Path(data_dir), 384),
                        SentenceTransformerEmbedder(), redis, b"secret")
     worker = make_worker(url, manager=manager, observations=Observations(redis, Path(data_dir)),
-                         kb=kb)
+                         kb=kb, policies=Policies(redis), sweep_interval_s=5.0)
     await worker.async_run()
 
 asyncio.run(main(sys.argv[1], sys.argv[2]))
