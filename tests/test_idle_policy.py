@@ -128,16 +128,14 @@ async def test_at_most_max_warm_boxes_stay_warm_least_recently_used_frozen_first
     await asyncio.sleep(1.2)  # activity reaches Redis in batches, once a second
     await set_policy(gw, max_warm_boxes=3)
 
-    async def three_warm() -> bool:
-        states = [await state(gw, home) for _, home in tenants]
-        return sum(s in ("running", "paused") for s in states) <= 3
+    expected = ["frozen", "frozen", "running", "running", "running"]
 
-    await until(three_warm, 8, "at most 3 warm boxes")
-    assert [await state(gw, home) for _, home in tenants] == [
-        "frozen", "frozen", "running", "running", "running"]
+    async def settled() -> bool:
+        return [await state(gw, home) for _, home in tenants] == expected
+
+    await until(settled, 8, "the two least recently used frozen, three left warm")
     await asyncio.sleep(2.5)  # later sweeps leave it so
-    assert [await state(gw, home) for _, home in tenants] == [
-        "frozen", "frozen", "running", "running", "running"]
+    assert [await state(gw, home) for _, home in tenants] == expected
 
 
 async def test_archive_after_archives_a_frozen_box_which_wakes_with_its_files(
@@ -169,8 +167,7 @@ async def test_keep_alive_and_tenant_overrides_beat_the_global_policy(swept: Gat
                              ("eager", {"freeze_after_s": 2})):
         r = await gw.client.put(f"/v1/tenants/{tenant}/policy", json=override, headers=op)
         assert r.status_code == 200, r.text
-    await asyncio.sleep(3)
-    assert await state(gw, eager) == "frozen", "its override freezes it; the global never would"
+    await until(state_is(gw, eager, "frozen"), 8, "the override freezes it; global never would")
     assert await state(gw, plain) == "running"
     await set_policy(gw, freeze_after_s=2)
     await until(state_is(gw, plain, "frozen"), 8, "the plain tenant frozen")

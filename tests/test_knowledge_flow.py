@@ -14,13 +14,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from redis.asyncio import Redis
 
 from boxes.client import service_request
-from gateway.app import create_app
-from tests.conftest import OPERATOR_KEY, Gateway, gateway_settings
+from tests.conftest import Gateway, gateway_settings, running_gateway
 from workers.embedded_redis import EmbeddedRedis
 from workers.observations import Observations
 
@@ -39,11 +37,9 @@ async def until(check: Callable[[], Awaitable[bool]], timeout_s: float = 60) -> 
 async def served(tmp_path: Path, redis: Redis,
                  redis_server: EmbeddedRedis) -> AsyncIterator[Gateway]:
     """The gateway with its in-process worker, as `burrow serve` runs it."""
-    app = create_app(gateway_settings(tmp_path / "gw", redis_server.url, run_worker=True))
-    async with app.router.lifespan_context(app), httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://burrow",
-            timeout=120) as client:
-        yield Gateway(app, client, {"Authorization": f"Bearer {OPERATOR_KEY}"})
+    async with running_gateway(gateway_settings(tmp_path / "gw", redis_server.url,
+                                                run_worker=True)) as gw:
+        yield gw
 
 
 async def say(gw: Gateway, tenant: str, key: dict[str, str], text: str) -> dict[str, Any]:
@@ -145,11 +141,9 @@ async def test_deleting_a_tenant_withdraws_its_support(served: Gateway) -> None:
 
 async def test_a_frozen_tenant_is_not_woken_by_its_pending_observations(
         tmp_path: Path, redis: Redis, redis_server: EmbeddedRedis) -> None:
-    app = create_app(gateway_settings(tmp_path / "gw", redis_server.url, run_worker=False))
-    async with app.router.lifespan_context(app), httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://burrow",
-            timeout=120) as client:
-        gw = Gateway(app, client, {"Authorization": f"Bearer {OPERATOR_KEY}"})
+    async with running_gateway(gateway_settings(tmp_path / "gw", redis_server.url,
+                                                run_worker=False)) as gw:
+        app, client = gw.app, gw.client
         key, home = await gw.tenant("sleepy")
         for _ in range(3):
             await say(gw, "sleepy", key, "I prefer green tea.")
@@ -207,11 +201,9 @@ asyncio.run(main(sys.argv[1], sys.argv[2]))
 
 async def test_a_worker_killed_mid_run_loses_and_repeats_nothing(
         tmp_path: Path, redis: Redis, redis_server: EmbeddedRedis) -> None:
-    app = create_app(gateway_settings(tmp_path / "gw", redis_server.url, run_worker=False))
-    async with app.router.lifespan_context(app), httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://burrow",
-            timeout=120) as client:
-        gw = Gateway(app, client, {"Authorization": f"Bearer {OPERATOR_KEY}"})
+    async with running_gateway(gateway_settings(tmp_path / "gw", redis_server.url,
+                                                run_worker=False)) as gw:
+        app, client = gw.app, gw.client
         key, home = await gw.tenant("many")
         for i in range(1000):
             r = await client.post("/v1/tenants/many/agent/health", json={"n": i},
