@@ -2,9 +2,11 @@
 
 - what observing costs a request: agent-route latency with observation on vs off, over HTTP;
 - how fast a backlog drains: 5,000 recorded pairs delivered to the tenant's agent and the
-  insights it proposes contributed (scrubbed, embedded, merged) by the worker, vs embedding
-  alone of exactly the texts the drain embedded, in the same batches. (The agent proposes at
-  most 50 insights per 200 pairs, so the drain embeds fewer texts than it delivers pairs.)
+  insights it proposes contributed (scrubbed, embedded, merged) by the worker, against two
+  baselines: embedding alone of exactly the texts the drain embedded, in the same batches (the
+  agent proposes at most 50 insights per 200 pairs, so the drain embeds fewer texts than it
+  delivers pairs: this shows what everything but embedding costs), and embedding every text of
+  the backlog, one per pair (what a pipeline that embedded each observation would do).
 
     .venv/bin/python bench/observe.py [--pairs 5000] [--requests 2000]
 
@@ -23,6 +25,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -99,6 +102,18 @@ async def drain(app: object, redis_url: str, home: str, pairs: int) -> None:
         batches.append(batch)
         return plain_embed(batch)
 
+    # time the model itself (embed() calls queue for it when several contributions run)
+    busy = [0.0]
+    model = embedder._loaded().model
+    plain_encode = model.encode
+
+    def timed_encode(*args: Any, **kwargs: Any) -> Any:
+        start = time.perf_counter()
+        try:
+            return plain_encode(*args, **kwargs)
+        finally:
+            busy[0] += time.perf_counter() - start
+
     def timed_merge(*args: object) -> list[str]:
         start = time.perf_counter()
         try:
@@ -107,6 +122,7 @@ async def drain(app: object, redis_url: str, home: str, pairs: int) -> None:
             merging[0] += time.perf_counter() - start
 
     embedder.embed = recording_embed  # type: ignore[method-assign]
+    model.encode = timed_encode
     state.kb._merge_all = timed_merge
     before = await state.kb.size()
     worker = make_worker(redis_url, manager=state.manager, observations=observations,
@@ -127,6 +143,7 @@ async def drain(app: object, redis_url: str, home: str, pairs: int) -> None:
         await task
     await close_worker(worker)
     embedder.embed = plain_embed  # type: ignore[method-assign]
+    model.encode = plain_encode
     del state.kb._merge_all
     added = await state.kb.size() - before
 
@@ -142,7 +159,17 @@ async def drain(app: object, redis_url: str, home: str, pairs: int) -> None:
           f"({elapsed:.2f} s; {pairs / elapsed:.0f} pairs/s)")
     print(f"  of which merging into the store (under the lock) {merging[0]:.2f} s; "
           f"{added} insights stored")
+    print(f"  the embedder was busy {busy[0]:.2f} s of it (alone, those batches took "
+          f"{embed_only:.2f} s)")
     print(f"  drain throughput / embedding-only throughput: {embed_only / elapsed:.2f}")
+
+    # the baseline: embedding every text of the backlog, one per pair
+    start = time.perf_counter()
+    await asyncio.to_thread(embedder.embed, texts)
+    every = time.perf_counter() - start
+    print(f"{'embedding only, every backlog text':<48}{pairs / every:>7.0f} texts/s  "
+          f"({pairs} texts, {every:.2f} s)")
+    print(f"  drain (pairs/s) / embedding every text (texts/s): {every / elapsed:.2f}")
 
 
 async def main(args: argparse.Namespace) -> None:
