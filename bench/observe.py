@@ -23,9 +23,9 @@ import shutil
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
-from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -98,21 +98,19 @@ async def drain(app: object, redis_url: str, home: str, pairs: int) -> None:
     merging = [0.0]
     plain_embed, plain_merge = embedder.embed, state.kb._merge_all
 
+    # embed() calls queue when several contributions run: time them one at a time (the
+    # embedder serves one at a time anyway), so `busy` is the time spent embedding
+    busy = [0.0]
+    one_at_a_time = threading.Lock()
+
     def recording_embed(batch: list[str]) -> list[list[float]]:
         batches.append(batch)
-        return plain_embed(batch)
-
-    # time the model itself (embed() calls queue for it when several contributions run)
-    busy = [0.0]
-    model = embedder._loaded().model
-    plain_encode = model.encode
-
-    def timed_encode(*args: Any, **kwargs: Any) -> Any:
-        start = time.perf_counter()
-        try:
-            return plain_encode(*args, **kwargs)
-        finally:
-            busy[0] += time.perf_counter() - start
+        with one_at_a_time:
+            start = time.perf_counter()
+            try:
+                return plain_embed(batch)
+            finally:
+                busy[0] += time.perf_counter() - start
 
     def timed_merge(*args: object) -> list[str]:
         start = time.perf_counter()
@@ -122,7 +120,6 @@ async def drain(app: object, redis_url: str, home: str, pairs: int) -> None:
             merging[0] += time.perf_counter() - start
 
     embedder.embed = recording_embed  # type: ignore[method-assign]
-    model.encode = timed_encode
     state.kb._merge_all = timed_merge
     before = await state.kb.size()
     worker = make_worker(redis_url, manager=state.manager, observations=observations,
@@ -143,7 +140,6 @@ async def drain(app: object, redis_url: str, home: str, pairs: int) -> None:
         await task
     await close_worker(worker)
     embedder.embed = plain_embed  # type: ignore[method-assign]
-    model.encode = plain_encode
     del state.kb._merge_all
     added = await state.kb.size() - before
 

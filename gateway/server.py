@@ -21,7 +21,7 @@ from gateway.security import server_secret
 from gateway.services import EMBEDDING_DIM
 from gateway.settings import Settings
 from knowledge.base import KnowledgeBase
-from knowledge.embedder import SentenceTransformerEmbedder
+from knowledge.embedder import ProcessEmbedder
 from knowledge.vectors import open_store
 from workers.embedded_redis import EmbeddedRedis
 from workers.observations import Observations
@@ -121,7 +121,7 @@ async def _worker(settings: Settings, data_dir: Path) -> None:
     manager = BoxManager(RuntimeConfig(data_dir=data_dir, launcher_pool=0), redis)
     store = await asyncio.to_thread(open_store, settings.qdrant_url, data_dir / "knowledge",
                                     EMBEDDING_DIM)
-    kb = KnowledgeBase(store, SentenceTransformerEmbedder(settings.embed_model), redis,
+    kb = KnowledgeBase(store, ProcessEmbedder(settings.embed_model), redis,
                        server_secret(data_dir), k=settings.k_anonymity)
     worker = make_worker(settings.redis_url, manager=manager,
                          observations=Observations(redis, data_dir / "spool"), kb=kb,

@@ -31,7 +31,7 @@ from gateway.settings import Settings
 from gateway.stats import StatsCollector
 from gateway.tenants import Tenants
 from knowledge.base import KnowledgeBase
-from knowledge.embedder import SentenceTransformerEmbedder
+from knowledge.embedder import ProcessEmbedder
 from knowledge.vectors import open_store
 from workers.observations import Observations
 from workers.policy import Policies
@@ -107,7 +107,7 @@ async def services(app: FastAPI, settings: Settings) -> AsyncIterator[None]:
     manager = await BoxManager.open(config, redis)
     store = await asyncio.to_thread(open_store, settings.qdrant_url, data_dir / "knowledge",
                                     EMBEDDING_DIM)
-    embedder = SentenceTransformerEmbedder(settings.embed_model)
+    embedder = ProcessEmbedder(settings.embed_model)
     warm = asyncio.create_task(asyncio.to_thread(embedder.embed, ["warm up"]))
     kb = KnowledgeBase(store, embedder, redis, secret, k=settings.k_anonymity)
     observations = Observations(redis, data_dir / "spool")

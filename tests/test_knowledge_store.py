@@ -402,3 +402,19 @@ def test_embedder_is_offline_and_semantic(monkeypatch: pytest.MonkeyPatch) -> No
     paraphrase, unrelated = vectors[0] @ vectors[1], vectors[0] @ vectors[2]
     assert paraphrase > unrelated + 0.3
     assert embedder.embed([]) == []
+
+
+def test_the_process_embedder_matches_the_in_process_one_and_outlives_its_child() -> None:
+    from knowledge.embedder import ProcessEmbedder
+
+    texts = ["Postgres restarts cleanly after a config reload.", "I prefer dark mode."]
+    embedder = ProcessEmbedder()
+    vectors = embedder.embed(texts)
+    assert np.allclose(vectors, SentenceTransformerEmbedder().embed(texts), atol=1e-5)
+    assert embedder.dim == 384
+    child = embedder._child.proc
+    assert child is not None and ProcessEmbedder()._child.proc is child  # one per process
+    child.kill()  # a crashed child: the next call starts another
+    child.wait()
+    assert np.allclose(embedder.embed(texts), vectors, atol=1e-5)
+    assert embedder._child.proc is not child
