@@ -139,18 +139,38 @@ async def bench(args: argparse.Namespace, url: str, port: int, data_dir: Path,
     row("wake: gateway (frozen -> 1st agent answer)", wakes, runtime)
 
 
-def settle(pid: int, quiet: float = 0.1, timeout_s: float = 60.0) -> None:
-    """Wait until the server has done its first-start work (it loads the embedding model in
-    the background: seconds of CPU that would otherwise be measured as gateway latency)."""
-    def cpu_s() -> float:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+def _tree_cpu_s(pid: int) -> float:
+    """CPU seconds used so far by `pid` and everything below it (its embedding process, the
+    boxes' agents)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            children.setdefault(int(stat[1]), []).append(int(entry))
+    total, todo = 0.0, [pid]
+    while todo:
+        current = todo.pop()
+        try:
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        todo.extend(children.get(current, []))
+    return total
 
+
+def settle(pid: int, quiet: float = 0.1, timeout_s: float = 90.0) -> None:
+    """Wait until the server and its children are idle: its first-start work (loading the
+    embedding model) and the learning from earlier requests would otherwise be measured as
+    gateway latency."""
     deadline = time.monotonic() + timeout_s
-    before = cpu_s()
+    before = _tree_cpu_s(pid)
     while time.monotonic() < deadline:
         time.sleep(1.0)
-        now = cpu_s()
+        now = _tree_cpu_s(pid)
         if now - before < quiet:
             return
         before = now
