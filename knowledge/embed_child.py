@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import signal
 import struct
 import sys
 
@@ -34,6 +35,9 @@ def write_message(stream: object, message: object) -> None:
 
 
 def main() -> None:
+    # Ctrl-C in `burrow serve`'s terminal reaches the whole process group: the server shuts
+    # down, and this process ends when its stdin closes, without a traceback of its own.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     # Answers go to a private copy of stdout; anything a library prints goes to stderr.
     answers = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)
