@@ -37,32 +37,29 @@ class StatsCollector:
     async def collect(self) -> Stats:
         state = self.app.state
         manager: BoxManager = state.manager
-        boxes = await manager.list()
+        boxes = [b for b in await manager.list() if b.state != BoxState.DELETED]
         by_state = dict.fromkeys((s.value for s in BoxState if s != BoxState.DELETED), 0)
-        warm_memory = local_layers = 0
         for box in boxes:
-            if box.state == BoxState.DELETED:
-                continue
             by_state[box.state.value] += 1
-            if box.state in WARM or (box.layer_local and box.state != BoxState.ARCHIVED):
-                usage = manager.usage(box)
-                warm_memory += usage.memory_bytes if box.state in WARM else 0
-                local_layers += usage.disk_bytes
+        # cgroup files and filesystem sizes: read in a thread, not on the event loop
+        measured = [b for b in boxes if b.state in WARM
+                    or (b.layer_local and b.state != BoxState.ARCHIVED)]
+        usages = await asyncio.to_thread(lambda: [manager.usage(b) for b in measured])
+        warm_memory = sum(u.memory_bytes for b, u in zip(measured, usages, strict=True)
+                          if b.state in WARM)
+        local_layers = sum(u.disk_bytes for u in usages)
         store = await asyncio.to_thread(manager.store.stats)
-        backlog = 0
-        for tenant, _ in await state.observations.pending():
-            backlog += await state.redis.llen(state.observations.backlog_key(tenant))
         last = await state.redis.get(f"{manager.config.key_prefix}:sweep:last")
         sweep = json.loads(last) if last else {}
         return Stats(
             now=time.time(),
-            tenants=await state.redis.scard(f"{state.tenants.prefix}:tenants"),
+            tenants=await state.tenants.count(),
             boxes=by_state,
             warm_memory_bytes=warm_memory,
             storage={"local_layer_bytes": local_layers, "logical_bytes": store.logical_bytes,
                      "stored_bytes": store.stored_bytes, "snapshots": store.snapshots},
             observations={"queue_depth": await state.redis.zcard(default_queue_name),
-                          "backlog": backlog},
+                          "backlog": await state.observations.backlog_size()},
             knowledge={"insights": await state.kb.size()},
             sweep={"last_at": sweep.get("at"), "duration_ms": sweep.get("duration_ms"),
                    "interval_s": state.settings.sweep_interval_s,

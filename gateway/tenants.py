@@ -110,6 +110,9 @@ class Tenants:
         records = await asyncio.gather(*(self.get(i) for i in ids))
         return [r for r in records if r is not None]
 
+    async def count(self) -> int:
+        return int(await self.redis.scard(self._index))  # type: ignore[misc]
+
     async def by_key(self, api_key: str) -> str | None:
         """The tenant an API key belongs to (cached briefly: this runs on every request)."""
         digest = hash_key(api_key)

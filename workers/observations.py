@@ -138,6 +138,16 @@ class Observations:
         pairs = [m.decode().split(" ", 1) for m in members]
         return [(tenant, box_id) for tenant, box_id in pairs]
 
+    async def backlog_size(self) -> int:
+        """Pairs waiting in every backlog, in one round trip."""
+        pending = await self.pending()
+        if not pending:
+            return 0
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for tenant, _ in pending:
+                pipe.llen(self.backlog_key(tenant))
+            return sum(await pipe.execute())
+
     async def deliver(self, manager: BoxManager, tenant: str, box_id: str,
                       limit: int | None = None) -> Delivery:
         """Deliver the tenant's backlog to its agent if its box runs; return what the agent

@@ -100,7 +100,8 @@ class Sweeper:
         used frozen boxes (their snapshot is in the store; a wake restores from it)."""
         frozen = [b for b in await self.manager.list()
                   if b.state == BoxState.FROZEN and b.layer_local]
-        sizes = {b.id: self.manager.usage(b).disk_bytes for b in frozen}
+        sizes = await asyncio.to_thread(
+            lambda: {b.id: self.manager.usage(b).disk_bytes for b in frozen})
         excess = sum(sizes.values()) - budget
         for box in sorted(frozen, key=lambda b: b.last_active_at):
             if excess <= 0:

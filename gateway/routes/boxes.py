@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from typing import Annotated
 
@@ -89,7 +90,9 @@ async def list_boxes(who: UserDep, manager: ManagerDep,
     boxes = await manager.list(owner=owner, labels=labels)
     if owner is None and not who.is_operator:
         boxes = []
-    return [_public(manager, b) for b in boxes]
+    # cgroup files and filesystem sizes: read in a thread, not on the event loop
+    usages = await asyncio.to_thread(lambda: [manager.usage(b) for b in boxes])
+    return [BoxPublic.of(b, u) for b, u in zip(boxes, usages, strict=True)]
 
 
 @router.get("/boxes/{box_id}")
