@@ -9,6 +9,10 @@ from arq.connections import RedisSettings
 from arq.cron import cron
 from arq.worker import Worker, func
 
+from boxes import BoxManager
+from knowledge.base import KnowledgeBase
+from workers.observations import Observations
+from workers.policy import Policies
 from workers.tasks import (
     contribute,
     flush_backlogs,
@@ -26,9 +30,12 @@ POLL_DELAY_S = 0.05
 HEALTH_CHECK_S = 10
 
 
-def make_worker(redis_url: str, **ctx: Any) -> Worker:
-    """A worker sharing the services in ctx (manager, observations, kb, policies,
-    sweep_interval_s) with its process."""
+def make_worker(redis_url: str, *, manager: BoxManager, observations: Observations,
+                kb: KnowledgeBase, policies: Policies, sweep_interval_s: float) -> Worker:
+    """A worker sharing these services with its process (its tasks find them in ctx); every
+    one is required, so a missing one fails here rather than in a task at run time."""
+    ctx: dict[str, Any] = {"manager": manager, "observations": observations, "kb": kb,
+                           "policies": policies, "sweep_interval_s": sweep_interval_s}
     return Worker(
         functions=[
             # keep_result=0: one runs per backlog that fills up; nobody reads their results
