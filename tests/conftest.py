@@ -9,6 +9,7 @@ import shutil
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import pytest
@@ -20,8 +21,13 @@ from gateway.app import create_app
 from gateway.settings import Settings
 from workers.embedded_redis import EmbeddedRedis
 
-# Box uids for tests sit apart from a `burrow serve` a developer may run on the same machine.
-TEST_UID_BASE = 3_000_000
+if TYPE_CHECKING:
+    from tests.served import Served
+
+# Box uids for tests sit apart from a `burrow serve` a developer may run on the same machine;
+# two test runs side by side need different bases (BURROW_TEST_UID_BASE), or each one's leak
+# check sees the other's boxes.
+TEST_UID_BASE = int(os.environ.get("BURROW_TEST_UID_BASE", "3000000"))
 
 
 @pytest.fixture(scope="session")
@@ -152,3 +158,13 @@ async def gateway(tmp_path: Path, redis: Redis,
                                 agent_command=ECHO_AGENT)
     async with running_gateway(settings) as gw:
         yield gw
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[Served]:
+    """A real `burrow serve` process on a free port, stopped and leak-checked after."""
+    from tests.served import Served, stop_and_check
+
+    server = Served(tmp_path / "data").start()
+    yield server
+    stop_and_check(server)

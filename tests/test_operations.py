@@ -18,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.logs import JsonFormatter, request_id
 from tests.conftest import Gateway
-from tests.test_serve import Served, stop_and_check
+from tests.served import Served, stop_and_check
 
 BIN = Path(sys.executable).parent
 

@@ -1,0 +1,78 @@
+"""`burrow serve` as a user runs it: a real process over real HTTP, with its own Redis and
+data dir; the leak check after it stops."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.conftest import OPERATOR_KEY, TEST_UID_BASE, box_processes
+
+BIN = Path(sys.executable).parent
+UID_BASE = str(TEST_UID_BASE + 500_000)  # inside the test range that the leak check watches
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Served:
+    def __init__(self, data_dir: Path, operator_key: str | None = OPERATOR_KEY,
+                 env: dict[str, str] | None = None) -> None:
+        self.data_dir = data_dir
+        self.env = env or {}
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.operator_key = operator_key
+        self.proc: subprocess.Popen[str] | None = None
+        self.output = ""
+
+    def start(self) -> Served:
+        env = {**os.environ, "BURROW_UID_BASE": UID_BASE, "BURROW_LAUNCHER_POOL": "1",
+               **self.env}
+        env.pop("BURROW_OPERATOR_KEY", None)
+        if self.operator_key:
+            env["BURROW_OPERATOR_KEY"] = self.operator_key
+        self.proc = subprocess.Popen(
+            [str(BIN / "burrow"), "serve", "--port", str(self.port), "--data-dir",
+             str(self.data_dir)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            text=True)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, self.proc.stdout.read() if self.proc.stdout else ""
+            try:
+                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise AssertionError("burrow serve did not become ready in 60 s")
+
+    @property
+    def operator(self) -> dict[str, str]:
+        key = self.operator_key or (self.data_dir / "operator.key").read_text().strip()
+        return {"Authorization": f"Bearer {key}"}
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+        out, _ = self.proc.communicate(timeout=120)
+        self.output += out
+
+
+def stop_and_check(server: Served) -> None:
+    if server.proc is not None and server.proc.poll() is None:
+        server.stop()
+    deadline = time.monotonic() + 10
+    while box_processes() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert box_processes() == [], "box processes outlived burrow serve"
