@@ -1,0 +1,198 @@
+"""The sync SDK (`Box`) against a real `burrow serve` over real HTTP."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from burrow import (
+    AuthenticationError,
+    Box,
+    ExecChunk,
+    GitError,
+    InvalidRequestError,
+    NotFoundError,
+)
+from tests.served import Served, stop_and_check
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    served = Served(tmp_path_factory.mktemp("sdk-sync")).start()
+    yield served
+    stop_and_check(served)
+
+
+@pytest.fixture(scope="module")
+def tenant_key(server: Served) -> str:
+    r = httpx.post(f"{server.url}/v1/tenants", json={"id": "sdk-sync"},
+                   headers=server.operator, timeout=60)
+    assert r.status_code == 201, r.text
+    return str(r.json()["api_key"])
+
+
+@pytest.fixture
+def env(server: Served, tenant_key: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The client settings as a user sets them: BURROW_URL and BURROW_API_KEY."""
+    monkeypatch.setenv("BURROW_URL", server.url)
+    monkeypatch.setenv("BURROW_API_KEY", tenant_key)
+
+
+@pytest.fixture
+def box(env: None) -> Iterator[Box]:
+    created = Box.create(runtime="python", git={"user_name": "Bot",
+                                                "user_email": "bot@example.com"})
+    with created:
+        yield created
+        created.delete()
+
+
+def test_create_passes_env_and_labels_into_the_box(env: None) -> None:
+    box = Box.create(runtime="python", name="envy", env={"GREETING": "hi there"},
+                     labels={"team": "x"})
+    with box:
+        assert box.status == "running"
+        assert box.info.labels == {"team": "x"} and box.info.name == "envy"
+        r = box.exec.command("printf %s \"$GREETING\"")
+        assert (r.exit_code, r.stdout, r.timed_out) == (0, "hi there", False)
+        box.delete()
+    assert box.status == "deleted"
+
+
+def test_exec_returns_exit_code_and_output_and_takes_argv_cwd_env_stdin(box: Box) -> None:
+    r = box.exec.command("python3 -c 'print(1+1)'; echo oops >&2; exit 3")
+    assert (r.exit_code, r.stdout, r.stderr) == (3, "2\n", "oops\n")
+    assert r.duration_ms > 0 and not r.ok
+    r = box.exec.command(["sh", "-c", 'echo "$X:$(pwd)"; cat'], cwd="/tmp", env={"X": "1"},
+                         stdin="in")
+    assert r.stdout == "1:/tmp\nin"
+    r = box.exec.command("sleep 5", timeout_s=0.5)
+    assert r.timed_out
+
+
+def test_exec_stream_yields_output_then_the_exit(box: Box) -> None:
+    chunks = list(box.exec.stream("echo a; echo b >&2; echo c; exit 4"))
+    assert all(isinstance(c, ExecChunk) for c in chunks)
+    assert chunks[-1].type == "exit" and chunks[-1].exit_code == 4
+    out = "".join(c.data for c in chunks if c.type == "stdout")
+    err = "".join(c.data for c in chunks if c.type == "stderr")
+    assert (out, err) == ("a\nc\n", "b\n")
+
+
+def test_files_write_read_list_upload_download_delete(box: Box, tmp_path: Path) -> None:
+    box.files.write("/workspace/a.txt", "hi")
+    box.files.write("data/b.bin", bytes(range(256)))  # relative: under /workspace
+    assert box.files.read("/workspace/a.txt") == "hi"
+    assert box.files.read_bytes("/workspace/data/b.bin") == bytes(range(256))
+    names = {e.name: e for e in box.files.list("/workspace")}
+    assert names["a.txt"].type == "file" and names["a.txt"].size == 2
+    assert names["data"].type == "dir"
+    local = tmp_path / "up.txt"
+    local.write_text("from the host\n")
+    box.files.upload(local, "/workspace/up/up.txt")
+    assert box.exec.command("cat /workspace/up/up.txt").stdout == "from the host\n"
+    box.files.download("/workspace/data/b.bin", tmp_path / "down" / "b.bin")
+    assert (tmp_path / "down" / "b.bin").read_bytes() == bytes(range(256))
+    box.files.delete("/workspace/a.txt")
+    with pytest.raises(NotFoundError) as caught:
+        box.files.read("/workspace/a.txt")
+    assert caught.value.status == 404
+
+
+def test_git_init_commit_status_diff_and_clone_inside_the_box(box: Box) -> None:
+    repo = box.git.init("/workspace/proj")
+    assert repo == "/workspace/proj"
+    box.files.write("/workspace/proj/hello.py", "print('hello')\n")
+    status = box.git.status()
+    assert status.branch == "main"
+    assert [(c.status, c.path) for c in status.changes] == [("??", "hello.py")]
+    sha = box.git.commit(message="first")
+    assert len(sha) == 40 and box.git.status().clean
+    box.files.write("/workspace/proj/hello.py", "print('bye')\n")
+    diff = box.git.diff()
+    assert "-print('hello')" in diff and "+print('bye')" in diff
+    box.git.commit(message="second")
+    log = box.exec.command("git log --format=%an:%s", cwd=repo).stdout.split()
+    assert log == ["Bot:second", "Bot:first"]
+
+    copy = box.git.clone(repo="/workspace/proj", path="/workspace/copy")
+    assert copy == "/workspace/copy" and box.git.path == copy
+    assert box.git.status().clean
+    assert box.files.read("/workspace/copy/hello.py") == "print('bye')\n"
+
+
+def test_git_failure_raises_git_error_with_what_git_said(box: Box) -> None:
+    with pytest.raises(GitError) as caught:
+        box.git.status("/tmp")
+    assert "not a git repository" in str(caught.value)
+    assert caught.value.exit_code != 0
+    box.git.init("/workspace/empty")
+    with pytest.raises(GitError, match="nothing to commit"):
+        box.git.commit(message="nothing")
+
+
+def test_snapshot_then_a_new_box_from_it(box: Box) -> None:
+    box.files.write("/workspace/state.txt", "kept")
+    snap = box.snapshot(name="base")
+    assert snap.box_id == box.id and snap.name == "base"
+    assert snap.id in {s.id for s in Box.snapshots()}
+    with Box.from_snapshot(snap.id, labels={"from": "snap"}) as twin:
+        assert twin.id != box.id
+        assert twin.files.read("/workspace/state.txt") == "kept"
+        twin.delete()
+    Box.delete_snapshot(snap.id)
+    assert snap.id not in {s.id for s in Box.snapshots()}
+
+
+def test_freeze_wake_pause_resume_update_status(box: Box) -> None:
+    box.exec.command("echo warm > /workspace/w.txt")
+    assert box.freeze().state == "frozen" and box.status == "frozen"
+    assert box.wake().state == "running" and box.status == "running"
+    assert box.pause().state == "paused" and box.status == "paused"
+    assert box.resume().state == "running"
+    box.freeze()
+    # any call wakes a frozen box; refresh() shows it
+    assert box.exec.command("cat /workspace/w.txt").stdout == "warm\n"
+    assert box.refresh().state == "running" and box.status == "running"
+
+
+def test_get_and_list_by_label(env: None) -> None:
+    tag = uuid.uuid4().hex[:8]
+    made = [Box.create(labels={"suite": tag, "n": str(i)}) for i in range(2)]
+    try:
+        found = Box.list(label=f"suite:{tag}")
+        assert sorted(b.id for b in found) == sorted(b.id for b in made)
+        assert [b.id for b in Box.list(label=[f"suite:{tag}", "n:1"])] == [made[1].id]
+        with Box.get(made[0].id) as again:
+            assert again.status == "running"
+            assert again.exec.command("echo $((6*7))").stdout == "42\n"
+        for b in found:
+            b.close()
+    finally:
+        for b in made:
+            b.delete()
+    assert Box.list(label=f"suite:{tag}") == []
+
+
+def test_errors_name_what_went_wrong(server: Served, env: None) -> None:
+    with pytest.raises(AuthenticationError) as auth:
+        Box.get("b_nope", api_key="not-a-key")
+    assert auth.value.status == 401 and auth.value.code
+    with pytest.raises(NotFoundError) as missing:
+        Box.get("b_nope")
+    assert missing.value.code == "not_found" and "b_nope" in str(missing.value)
+    with pytest.raises(InvalidRequestError) as invalid:
+        Box.create(runtime="cobol")
+    assert invalid.value.status == 422 and "runtime" in invalid.value.message
+
+
+def test_a_deleted_box_is_not_found(env: None) -> None:
+    box = Box.create()
+    box_id = box.id
+    box.delete()
+    with pytest.raises(NotFoundError):
+        Box.get(box_id)
