@@ -6,11 +6,15 @@ box without network. It answers box tokens only.
 
 from __future__ import annotations
 
+import contextlib
+
 from fastapi import FastAPI, Request
+from redis.exceptions import RedisError
 
 from gateway import errors
 from gateway.deps import authenticate, bearer
 from gateway.errors import ApiError
+from gateway.providers import ChatRequest, ChatResponse, Providers
 from gateway.routes.knowledge import search_for
 from gateway.schemas import InsightOut, KnowledgeQuery, WhoAmI
 
@@ -41,4 +45,40 @@ def create_host_app(parent: FastAPI) -> FastAPI:
             raise ApiError(403, "forbidden", "the host socket answers box tokens only")
         return await search_for(parent.state.kb, who, body)
 
+    @app.post("/v1/model/chat")
+    async def model_chat(body: ChatRequest, request: Request) -> ChatResponse:
+        """One chat completion from the model the request names (`provider/name`); the server
+        adds the provider's key. Usage is counted per tenant."""
+        who = await box_principal(request)
+        response = await providers_of(parent).chat(body)
+        assert who.tenant is not None
+        await _count_usage(parent, who.tenant, body.provider, response)
+        return response
+
     return app
+
+
+def providers_of(parent: FastAPI) -> Providers:
+    """The registry the app's services built; built here on first use when they did not."""
+    providers: Providers | None = getattr(parent.state, "providers", None)
+    if providers is None:
+        providers = parent.state.providers = Providers(parent.state.settings)
+    return providers
+
+
+def usage_key(tenant: str) -> str:
+    return f"burrow:model_usage:{tenant}"
+
+
+async def _count_usage(parent: FastAPI, tenant: str, provider: str,
+                       response: ChatResponse) -> None:
+    redis = getattr(parent.state, "redis", None)
+    if redis is None:
+        return
+    with contextlib.suppress(RedisError, OSError):  # counting must not fail the call
+        async with redis.pipeline(transaction=False) as pipe:
+            key = usage_key(tenant)
+            pipe.hincrby(key, f"{provider}:calls", 1)
+            pipe.hincrby(key, f"{provider}:input_tokens", response.usage.input_tokens)
+            pipe.hincrby(key, f"{provider}:output_tokens", response.usage.output_tokens)
+            await pipe.execute()

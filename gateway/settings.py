@@ -47,6 +47,24 @@ class Settings(BaseSettings):
     # First host uid given to boxes; instances sharing a host should use different ranges.
     uid_base: int = Field(2_000_000, ge=100_000, le=4_000_000_000,
                           validation_alias=_env("BURROW_UID_BASE"))
+    # Model providers for agents in boxes (POST /v1/model/chat on the host socket). The keys
+    # stay on the server: the gateway adds them to upstream calls; they never enter a box.
+    anthropic_api_key: SecretStr | None = Field(None, validation_alias=_env("ANTHROPIC_API_KEY"))
+    openai_api_key: SecretStr | None = Field(None, validation_alias=_env("OPENAI_API_KEY"))
+    openrouter_api_key: SecretStr | None = Field(None,
+                                                 validation_alias=_env("OPENROUTER_API_KEY"))
+    anthropic_url: str = Field("https://api.anthropic.com",
+                               validation_alias=_env("BURROW_ANTHROPIC_URL"))
+    openai_url: str = Field("https://api.openai.com/v1", validation_alias=_env("BURROW_OPENAI_URL"))
+    openrouter_url: str = Field("https://openrouter.ai/api/v1",
+                                validation_alias=_env("BURROW_OPENROUTER_URL"))
+    # Any OpenAI-compatible server (llama.cpp, vLLM, Ollama's /v1) for `local/...` models.
+    local_model_url: str | None = Field(None, validation_alias=_env("BURROW_LOCAL_MODEL_URL"))
+    # Start the bundled local model server (llama.cpp with SmolLM2 135M and Gemma 3 270M) as a
+    # child process and point local_model_url at it.
+    local_model: bool = Field(False, validation_alias=_env("BURROW_LOCAL_MODEL"))
+    # How long one upstream model call may take, in seconds.
+    model_timeout_s: float = Field(300.0, gt=0, validation_alias=_env("BURROW_MODEL_TIMEOUT_S"))
 
     @model_validator(mode="after")
     def _refuse_placeholder_secrets(self) -> Settings:
