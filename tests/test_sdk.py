@@ -1,7 +1,8 @@
-"""The sync SDK (`Box`) against a real `burrow serve` over real HTTP."""
+"""The SDK, `Box` and `AsyncBox`, against one real `burrow serve` over real HTTP."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,8 +11,10 @@ import httpx
 import pytest
 
 from burrow import (
+    AsyncBox,
     AuthenticationError,
     Box,
+    BoxInfo,
     ExecChunk,
     GitError,
     InvalidRequestError,
@@ -196,3 +199,75 @@ def test_a_deleted_box_is_not_found(env: None) -> None:
     box.delete()
     with pytest.raises(NotFoundError):
         Box.get(box_id)
+
+
+# --- AsyncBox -----------------------------------------------------------------------------
+
+
+async def test_async_fan_out_of_three_creates_as_the_seed_writes_it(env: None) -> None:
+    tag = uuid.uuid4().hex[:8]
+    boxes = await asyncio.gather(*(AsyncBox.create(runtime="python", labels={"fan": tag},
+                                                   env={"N": str(i)}) for i in range(3)))
+    try:
+        assert len({b.id for b in boxes}) == 3
+        results = await asyncio.gather(*(b.exec.command("echo $N") for b in boxes))
+        assert [r.stdout for r in results] == ["0\n", "1\n", "2\n"]
+        listed = await AsyncBox.list(label=f"fan:{tag}")
+        assert sorted(b.id for b in listed) == sorted(b.id for b in boxes)
+        assert all(isinstance(b.info, BoxInfo) for b in listed)
+    finally:
+        await asyncio.gather(*(b.delete() for b in boxes))
+
+
+async def test_async_exec_stream_files_and_git(server: Served, tenant_key: str,
+                                               tmp_path: Path) -> None:
+    async with await AsyncBox.create(api_key=tenant_key, base_url=server.url,
+                                     git={"user_name": "Async", "user_email": "a@b.c"}) as box:
+        r = await box.exec.command("echo $((2+3))")
+        assert (r.exit_code, r.stdout) == (0, "5\n")
+        chunks = [c async for c in box.exec.stream("echo one; echo two >&2; exit 7")]
+        assert [(c.type, c.data) for c in chunks[:-1]] in (
+            [("stdout", "one\n"), ("stderr", "two\n")],
+            [("stderr", "two\n"), ("stdout", "one\n")])
+        assert chunks[-1].exit_code == 7
+
+        await box.files.write("/workspace/x/y.txt", b"bytes")
+        assert await box.files.read("/workspace/x/y.txt") == "bytes"
+        assert [e.name for e in await box.files.list("/workspace/x")] == ["y.txt"]
+        (tmp_path / "in.txt").write_text("uploaded")
+        await box.files.upload(tmp_path / "in.txt", "/workspace/in.txt")
+        await box.files.download("/workspace/in.txt", tmp_path / "out.txt")
+        assert (tmp_path / "out.txt").read_text() == "uploaded"
+
+        await box.git.init("/workspace/x")
+        assert [c.path for c in (await box.git.status()).changes] == ["y.txt"]
+        sha = await box.git.commit(message="add y")
+        assert (await box.exec.command("git rev-parse HEAD", cwd="/workspace/x")).stdout.strip() \
+            == sha
+        await box.files.write("/workspace/x/y.txt", "changed")
+        assert "+changed" in await box.git.diff()
+        await box.delete()
+
+
+async def test_async_lifecycle_snapshot_and_errors(server: Served, tenant_key: str) -> None:
+    box = await AsyncBox.create(api_key=tenant_key, base_url=server.url, keep_alive=True)
+    async with box:
+        await box.files.write("/workspace/s.txt", "snap")
+        assert (await box.freeze()).state == "frozen"
+        assert (await box.wake()).state == "running"
+        assert (await box.pause()).state == "paused" and box.status == "paused"
+        assert (await box.resume()).state == "running"
+        snap = await box.snapshot(name="async-base")
+        async with await AsyncBox.from_snapshot(snap.id, api_key=tenant_key,
+                                                base_url=server.url) as twin:
+            assert await twin.files.read("/workspace/s.txt") == "snap"
+            await twin.delete()
+        await AsyncBox.delete_snapshot(snap.id, api_key=tenant_key, base_url=server.url)
+        again = await AsyncBox.get(box.id, api_key=tenant_key, base_url=server.url)
+        async with again:
+            assert (await again.refresh()).state == "running"
+        await box.delete()
+    with pytest.raises(NotFoundError):
+        await AsyncBox.get(box.id, api_key=tenant_key, base_url=server.url)
+    with pytest.raises(AuthenticationError):
+        await AsyncBox.list(api_key="wrong", base_url=server.url)
