@@ -3,36 +3,98 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import threading
 import uuid
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+from pydantic import BaseModel
 
 from burrow import (
+    Agent,
     AsyncBox,
     AuthenticationError,
     Box,
     BoxInfo,
+    ConflictError,
     ExecChunk,
     GitError,
     InvalidRequestError,
     NotFoundError,
+    Run,
 )
 from tests.served import Served, stop_and_check
 
 
+class FakeOpenAI:
+    """An OpenAI chat-completions endpoint that answers from a script, one reply per call
+    (the model behind agent runs; the harness and the server around it are real)."""
+
+    def __init__(self) -> None:
+        self.script: list[dict[str, Any]] = []
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # http.server calls it by this name
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                reply = fake.script.pop(0) if fake.script else _text("(script ended)")
+                data = json.dumps({"id": "c1", "object": "chat.completion",
+                                   "model": body.get("model"), "choices": [reply],
+                                   "usage": {"prompt_tokens": 5, "completion_tokens": 3}})
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data.encode())
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _text(content: str) -> dict[str, Any]:
+    return {"index": 0, "finish_reason": "stop",
+            "message": {"role": "assistant", "content": content}}
+
+
+def _tool(name: str, **arguments: Any) -> dict[str, Any]:
+    return {"index": 0, "finish_reason": "tool_calls", "message": {
+        "role": "assistant", "content": None, "tool_calls": [
+            {"id": f"call_{name}", "type": "function",
+             "function": {"name": name, "arguments": json.dumps(arguments)}}]}}
+
+
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    served = Served(tmp_path_factory.mktemp("sdk-sync")).start()
+def fake_model() -> Iterator[FakeOpenAI]:
+    fake = FakeOpenAI()
+    yield fake
+    fake.close()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, fake_model: FakeOpenAI) -> Iterator[Served]:
+    served = Served(tmp_path_factory.mktemp("sdk"), env={
+        "OPENAI_API_KEY": "sk-sdk-test-0123456789abcdef", "BURROW_OPENAI_URL": fake_model.url,
+    }).start()
     yield served
     stop_and_check(served)
 
 
 @pytest.fixture(scope="module")
 def tenant_key(server: Served) -> str:
-    r = httpx.post(f"{server.url}/v1/tenants", json={"id": "sdk-sync"},
+    r = httpx.post(f"{server.url}/v1/tenants", json={"id": "sdk"},
                    headers=server.operator, timeout=60)
     assert r.status_code == 201, r.text
     return str(r.json()["api_key"])
@@ -271,3 +333,50 @@ async def test_async_lifecycle_snapshot_and_errors(server: Served, tenant_key: s
         await AsyncBox.get(box.id, api_key=tenant_key, base_url=server.url)
     with pytest.raises(AuthenticationError):
         await AsyncBox.list(api_key="wrong", base_url=server.url)
+
+
+# --- agent runs (the model is FakeOpenAI; the harness in the box and the server are real) ---
+
+
+class Count(BaseModel):
+    count: int
+    names: list[str]
+
+
+AGENT = {"harness": Agent.BURROW, "model": "openai/gpt-test"}
+
+
+def test_agent_run_with_a_pydantic_schema_returns_an_instance(
+        env: None, fake_model: FakeOpenAI) -> None:
+    fake_model.script = [_tool("write_file", path="n.txt", content="a b c"),
+                         _text("done"), _text('{"count": 3, "names": ["a", "b", "c"]}')]
+    with Box.create(agent=AGENT) as box:
+        assert box.info.agent is not None and box.info.agent.harness == "burrow"
+        run = box.agent.run(prompt="count the names in n.txt", response_schema=Count)
+        assert run.status == "completed", run.error
+        assert run.result == Count(count=3, names=["a", "b", "c"])
+        assert run.usage.tool_calls == 1 and run.harness == "burrow"
+        assert box.files.read("/workspace/n.txt") == "a b c"
+        assert [r.id for r in box.agent.list()] == [run.id]
+        assert box.agent.get(run.id).result == {"count": 3, "names": ["a", "b", "c"]}
+        box.delete()
+
+
+async def test_agent_stream_yields_chunks_then_the_final_run(
+        server: Served, tenant_key: str, fake_model: FakeOpenAI) -> None:
+    fake_model.script = [_tool("shell", command="echo hi"), _text("it said hi")]
+    async with await AsyncBox.create(agent=AGENT, api_key=tenant_key,
+                                     base_url=server.url) as box:
+        stream = box.agent.stream(prompt="run echo hi")
+        types = [chunk.type async for chunk in stream]
+        assert types == ["start", "tool_call", "tool_result", "text", "finish"]
+        assert isinstance(stream.run, Run) and stream.run.result == "it said hi"
+        await box.delete()
+
+
+def test_agent_run_without_a_model_is_a_conflict(env: None) -> None:
+    with Box.create() as box:
+        with pytest.raises(ConflictError) as caught:
+            box.agent.run(prompt="hello")
+        assert caught.value.code == "agent_not_configured"
+        box.delete()
