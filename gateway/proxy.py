@@ -147,8 +147,9 @@ class AgentProxy:
                            "be forwarded; percent-encode them")
         lines = [f"{request.method} {target} HTTP/1.1", "Host: box",
                  f"Content-Length: {len(body)}"]
+        # x-burrow-* come from the gateway only (the tenant, the model the agent may use).
         lines += [f"{k}: {v}" for k, v in request.headers.items()
-                  if k.lower() not in _REQUEST_DROP]
+                  if k.lower() not in _REQUEST_DROP and not k.lower().startswith("x-burrow-")]
         lines += [f"{k}: {v}" for k, v in extra_headers.items()]
         head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1", "replace")
         conn, status, headers = await self._exchange(socket_path, head, body)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import re
 import time
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from boxes import BoxRecord, BoxUsage, FileEntry, SnapshotRecord
 
@@ -133,6 +134,48 @@ class GitIn(Strict):
     user_email: str | None = Field(None, max_length=256)
 
 
+HARNESSES = ("burrow", "claude-code", "codex", "opencode")
+PROVIDERS = ("anthropic", "openai", "openrouter", "local")
+_MODEL = re.compile(rf"^({'|'.join(PROVIDERS)})/[A-Za-z0-9._:@/-]{{1,200}}$")
+_MODEL_HELP = ("provider/name: anthropic/…, openai/…, openrouter/… or local/… (the server at "
+               "BURROW_LOCAL_MODEL_URL)")
+
+
+def _model_name(value: str) -> str:
+    if not _MODEL.match(value):
+        raise ValueError(f"{value!r} is not a model name; write it as {_MODEL_HELP}, for "
+                         "example local/smollm2-135m or anthropic/claude-sonnet-4-5")
+    return value
+
+
+ModelName = Annotated[str, AfterValidator(_model_name), Field(description=_MODEL_HELP)]
+
+
+class AgentConfig(Strict):
+    """The agent that runs in a box: a harness and a model. Provider keys are never part of
+    it: they stay in the server's environment, and model calls get them on the host."""
+
+    harness: Literal["burrow", "claude-code", "codex", "opencode"] = "burrow"
+    model: ModelName
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_keys(cls, data: Any) -> Any:
+        if isinstance(data, dict) and any("key" in str(k).lower() for k in data):
+            raise ValueError("provider keys never go into a box: set ANTHROPIC_API_KEY, "
+                             "OPENAI_API_KEY or OPENROUTER_API_KEY in the Burrow server's "
+                             "environment and leave api_key out")
+        return data
+
+    @classmethod
+    def stored(cls, value: Any) -> AgentConfig | None:
+        """The agent a box was created with (None if it has none or it no longer parses)."""
+        try:
+            return cls.model_validate(value) if value else None
+        except ValueError:
+            return None
+
+
 class BoxCreate(Strict):
     runtime: Literal["python", "node", "base"] = "python"
     name: str | None = Field(None, min_length=1, max_length=128)
@@ -141,7 +184,7 @@ class BoxCreate(Strict):
     keep_alive: bool = False
     network: Literal["none", "egress"] = "none"
     limits: LimitsIn | None = None
-    agent: dict[str, Any] | None = Field(None, description="agent harness and model for runs")
+    agent: AgentConfig | None = Field(None, description="the harness and model of agent runs")
     git: GitIn | None = None
     from_snapshot: str | None = None
     tenant: str | None = Field(None, pattern=ID_PATTERN,
@@ -162,6 +205,7 @@ class BoxPublic(BaseModel):
     memory_bytes: int = Field(description="memory in use (0 unless running or paused)")
     disk_bytes: int = Field(description="what the box's layer takes on local disk")
     reason: str | None = None
+    agent: AgentConfig | None = None
 
     @classmethod
     def of(cls, box: BoxRecord, usage: BoxUsage) -> BoxPublic:
@@ -170,7 +214,7 @@ class BoxPublic(BaseModel):
                    created_at=box.created_at, last_active_at=box.last_active_at,
                    idle_s=round(max(0.0, time.time() - box.last_active_at), 3),
                    memory_bytes=usage.memory_bytes, disk_bytes=usage.disk_bytes,
-                   reason=box.reason)
+                   reason=box.reason, agent=AgentConfig.stored(box.meta.get("agent")))
 
 
 class ExecIn(Strict):
@@ -244,3 +288,39 @@ class WhoAmI(BaseModel):
     kind: Literal["operator", "tenant", "box"]
     tenant: str | None
     box_id: str | None
+
+
+# --- agent runs ------------------------------------------------------------------------------
+
+class RunCreate(Strict):
+    prompt: str = Field(min_length=1, max_length=200_000)
+    response_schema: dict[str, Any] | None = Field(
+        None, description="a JSON schema the result must match (retried when it does not)")
+    timeout_s: float | None = Field(None, gt=0, le=3600, description="default 600")
+    max_turns: int | None = Field(None, ge=1, le=200, description="model calls before the "
+                                                                   "run gives up; default 10")
+    model: ModelName | None = Field(None, description="instead of the box's model")
+    harness: Literal["burrow", "claude-code", "codex", "opencode"] | None = None
+
+
+class RunUsage(BaseModel):
+    input_tokens: int = 0
+    output_tokens: int = 0
+    turns: int = 0
+    tool_calls: int = 0
+    duration_ms: float = 0.0
+
+
+class RunPublic(BaseModel):
+    id: str
+    box_id: str
+    status: Literal["running", "completed", "failed", "timed_out"]
+    result: Any = Field(None, description="the validated object when a response_schema was "
+                                          "given, else the final answer's text")
+    output: str = Field("", description="everything the agent said during the run")
+    error: str | None = None
+    usage: RunUsage = Field(default_factory=RunUsage)
+    model: str
+    harness: str
+    created_at: float
+    finished_at: float | None = None

@@ -26,6 +26,7 @@ from boxes.models import BoxRecord
 from gateway.hostsvc import create_host_app
 from gateway.metrics import Metrics
 from gateway.proxy import AgentProxy
+from gateway.runs import AgentRuns
 from gateway.security import box_token, operator_key, server_secret
 from gateway.settings import Settings
 from gateway.stats import StatsCollector
@@ -42,6 +43,7 @@ log = logging.getLogger("burrow.gateway")
 AGENT_DIR = "opt/burrow/tenant_agent"
 # -I -S: no site, no environment, no user paths: the agent is stdlib-only and starts fast.
 DEFAULT_AGENT_COMMAND = ["/usr/bin/python3", "-I", "-S", f"/{AGENT_DIR}/__main__.py"]
+HARNESS_COMMAND = ["/usr/bin/python3", "-I", "-S", f"/{AGENT_DIR}/harness.py"]
 SHUTDOWN_FREEZE_BUDGET_S = 60.0
 EMBEDDING_DIM = 384
 SPOOL_REPLAY_S = 5.0
@@ -120,6 +122,7 @@ async def services(app: FastAPI, settings: Settings) -> AsyncIterator[None]:
     state.tenants = Tenants(redis, manager, kb, observations, state.policies,
                             settings.agent_command or DEFAULT_AGENT_COMMAND)
     state.proxy = AgentProxy()
+    state.runs = AgentRuns(redis, manager, HARNESS_COMMAND)
     state.observer = Observer(observations, queue, enabled=settings.observe)
     worker = (make_worker(settings.redis_url, manager=manager, observations=observations,
                           kb=kb, policies=state.policies,

@@ -63,6 +63,9 @@ class Settings(BaseSettings):
     # Start the bundled local model server (llama.cpp with SmolLM2 135M and Gemma 3 270M) as a
     # child process and point local_model_url at it.
     local_model: bool = Field(False, validation_alias=_env("BURROW_LOCAL_MODEL"))
+    # The model tenant agents answer through (provider/name); unset: they answer from what
+    # they know, without a model.
+    agent_model: str | None = Field(None, validation_alias=_env("BURROW_AGENT_MODEL"))
     # How long one upstream model call may take, in seconds.
     model_timeout_s: float = Field(300.0, gt=0, validation_alias=_env("BURROW_MODEL_TIMEOUT_S"))
 

@@ -7,7 +7,9 @@ on the listening socket in fd $BURROW_SERVICE_FD (3), JSON bodies.
 
     GET  /health                 -> {"ok": true}
     POST /ask {"question"}       -> {"answer", "used": {"profile": [...], "insights": [ids]},
-                                     "model": null}
+                                     "model": the model that answered, or null}
+         (the gateway names the tenant agents' model, when one is set, in x-burrow-model;
+          the agent calls it through the host services socket: POST /v1/model/chat)
     GET  /profile                -> {"preferences", "facts", "topics", "observed", "last_seq"}
     POST /_burrow/observe {"pairs": [{id, seq, request: {method, path, query, body},
                            response: {status, body}, latency_ms, at}]}
@@ -29,7 +31,7 @@ import _socket
 import _thread
 import os
 
-from tenant_agent import knowledge
+from tenant_agent import host, knowledge
 from tenant_agent.wire import dumps, loads
 
 TYPE_CHECKING = False
@@ -122,26 +124,55 @@ def _json_body(request: dict[str, object]) -> dict[str, object]:
     return data
 
 
-def ask(question: str) -> dict[str, object]:
-    """Answer from the tenant's profile and the shared knowledge (no model configured)."""
+MODEL_TIMEOUT_S = 120.0
+
+
+def ask(question: str, model: str | None = None) -> dict[str, object]:
+    """Answer from the tenant's profile and the shared knowledge: through the model when the
+    gateway names one (x-burrow-model), else assembled from them."""
     profile = memory().profile()
     words = {w.strip(".,!?").lower() for w in question.split()}
     prefs = profile["preferences"]
     relevant = [p for p in prefs if words & set(str(p["value"]).lower().split())] or prefs[:3]
     insights = knowledge.search(question, limit=3) if question.strip() else []
-    parts = ["No model is configured for this agent, so this answer is assembled from what it "
-             "knows."]
-    if relevant:
-        parts.append("About you: " + "; ".join(
-            f"you {'prefer' if p['polarity'] == 'likes' else 'avoid'} {p['value']}"
-            for p in relevant) + ".")
-    if insights:
-        parts.append("From other users: " + " ".join(str(i.get("text", "")) for i in insights))
-    if not relevant and not insights:
+    about = "; ".join(f"the user {'prefers' if p['polarity'] == 'likes' else 'avoids'} "
+                      f"{p['value']}" for p in relevant)
+    shared = " ".join(str(i.get("text", "")) for i in insights)
+    used = {"profile": relevant, "insights": [i.get("id") for i in insights]}
+    note = ""
+    if model:
+        try:
+            return {"answer": _ask_model(model, question, about, shared), "used": used,
+                    "model": model}
+        except host.HostError as exc:
+            note = f"The model {model} could not answer ({exc}), "
+    parts = [note + ("so this answer" if note else "No model is configured for this agent, "
+                                                    "so this answer")
+             + " is assembled from what it knows."]
+    if about:
+        parts.append("About you: " + about.replace("the user ", "you ").replace(
+            "you prefers", "you prefer").replace("you avoids", "you avoid") + ".")
+    if shared:
+        parts.append("From other users: " + shared)
+    if not about and not shared:
         parts.append("It has nothing on this yet; it learns from your requests.")
-    return {"answer": " ".join(parts),
-            "used": {"profile": relevant, "insights": [i.get("id") for i in insights]},
-            "model": None}
+    return {"answer": " ".join(parts), "used": used, "model": None}
+
+
+def _ask_model(model: str, question: str, about: str, shared: str) -> str:
+    context = "You are this user's personal assistant. Answer briefly and helpfully."
+    if about:
+        context += f" What you know about the user: {about}."
+    if shared:
+        context += f" What helped other users: {shared}"
+    answer = host.call("/v1/model/chat", {"model": model, "max_tokens": 300, "messages": [
+        {"role": "system", "content": context}, {"role": "user", "content": question}]},
+        MODEL_TIMEOUT_S)
+    message = answer.get("message") if isinstance(answer, dict) else None
+    text = message.get("content") if isinstance(message, dict) else None
+    if not isinstance(text, str) or not text.strip():
+        raise host.HostError(0, "the model gave an empty answer")
+    return text.strip()
 
 
 def handle(request: dict[str, object]) -> tuple[int, object]:
@@ -154,7 +185,9 @@ def handle(request: dict[str, object]) -> tuple[int, object]:
         question = _json_body(request).get("question")
         if not isinstance(question, str):
             raise HttpError(400, "the body needs a string field 'question'")
-        return 200, ask(question)
+        headers = request["headers"]
+        model = headers.get("x-burrow-model") if isinstance(headers, dict) else None
+        return 200, ask(question, model or None)
     if path == "/profile":
         return 200, memory().profile()
     if path == "/_burrow/observe" and method == "POST":

@@ -27,9 +27,10 @@ def free_port() -> int:
 
 class Served:
     def __init__(self, data_dir: Path, operator_key: str | None = OPERATOR_KEY,
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, args: list[str] | None = None) -> None:
         self.data_dir = data_dir
         self.env = env or {}
+        self.args = args or []
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.operator_key = operator_key
@@ -44,7 +45,8 @@ class Served:
             env["BURROW_OPERATOR_KEY"] = self.operator_key
         self.proc = subprocess.Popen(
             [str(BIN / "burrow"), "serve", "--port", str(self.port), "--data-dir",
-             str(self.data_dir)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+             str(self.data_dir), *self.args],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             text=True)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:

@@ -179,8 +179,8 @@ async def test_errors_use_the_contract_format(gateway: Gateway) -> None:
     await check(401, "unauthenticated", c.get("/v1/boxes"))
     await check(401, "unauthenticated", c.get("/v1/boxes", headers={"Authorization": "Bearer x"}))
     await check(405, "method_not_allowed", c.patch("/v1/boxes", headers=headers))
-    await check(501, "not_implemented", c.post(f"/v1/boxes/{home}/agent/runs",
-                                               json={"prompt": "p"}, headers=headers))
+    await check(409, "agent_not_configured", c.post(f"/v1/boxes/{home}/agent/runs",
+                                                    json={"prompt": "p"}, headers=headers))
 
 
 async def test_deleting_a_tenant_removes_its_boxes_and_revokes_its_key(gateway: Gateway) -> None:

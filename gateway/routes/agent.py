@@ -7,12 +7,16 @@ per request than the proxying itself. Both paths run the same agent_response().
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import time
+from collections.abc import AsyncIterator
+from typing import Any
 from urllib.parse import unquote
 
 from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi.responses import StreamingResponse
 from redis.exceptions import RedisError
 from starlette.types import Receive, Scope, Send
 
@@ -21,7 +25,8 @@ from gateway import logs
 from gateway.deps import OwnedBoxDep, authenticate, bearer
 from gateway.errors import ApiError, box_error_response, error_response
 from gateway.proxy import AgentProxy, AgentUnreachable, read_body
-from gateway.schemas import ErrorOut
+from gateway.runs import AgentRuns
+from gateway.schemas import ErrorOut, RunCreate, RunPublic
 from gateway.services import Observer
 from workers.observations import Observations
 
@@ -61,6 +66,8 @@ async def agent_response(request: Request, tenant_id: str) -> Response:
     body = await read_body(request, app.state.settings.max_body_bytes)
     request_id = logs.request_id.get() or logs.new_request_id(None)
     headers = {"x-burrow-tenant": tenant_id, "x-request-id": request_id}
+    if app.state.settings.agent_model:  # tenant agents answer through this model
+        headers["x-burrow-model"] = app.state.settings.agent_model
     socket_path = manager.service_path(box_id)
     started = time.perf_counter()
     observer: Observer = app.state.observer
@@ -139,13 +146,54 @@ for _method in _METHODS:  # one operation per method, so each has its own OpenAP
                          operation_id=f"agent_{_method.lower()}", name=f"agent_{_method.lower()}")
 
 
-@router.post("/v1/boxes/{box_id}/agent/runs", responses={501: {"model": ErrorOut}},
-             tags=["planned"])
-async def agent_run(box: OwnedBoxDep) -> None:
-    raise ApiError(501, "not_implemented", "agent runs are not part of this server yet")
+_RUN_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorOut}, 403: {"model": ErrorOut}, 404: {"model": ErrorOut},
+    409: {"model": ErrorOut}, 422: {"model": ErrorOut}, 503: {"model": ErrorOut}}
 
 
-@router.post("/v1/boxes/{box_id}/agent/runs/stream", responses={501: {"model": ErrorOut}},
-             tags=["planned"])
-async def agent_run_stream(box: OwnedBoxDep) -> None:
-    raise ApiError(501, "not_implemented", "agent runs are not part of this server yet")
+def _runs(request: Request) -> AgentRuns:
+    runs: AgentRuns = request.app.state.runs
+    return runs
+
+
+@router.post("/v1/boxes/{box_id}/agent/runs", responses=_RUN_ERRORS)
+async def agent_run(body: RunCreate, box: OwnedBoxDep, request: Request) -> RunPublic:
+    """Run the box's agent on a prompt and return when it is done: its status, result (an
+    object matching `response_schema` when one is given), what it said, and its usage. The
+    agent works inside the box with shell and file tools; the model's key never enters it."""
+    last: dict[str, Any] = {}
+    async for chunk in await _runs(request).start(box, body):
+        last = chunk
+    return RunPublic.model_validate(last["run"])
+
+
+@router.post("/v1/boxes/{box_id}/agent/runs/stream", response_class=StreamingResponse,
+             responses={**_RUN_ERRORS, 200: {"content": {"application/x-ndjson": {}},
+                                             "description": "one chunk per line; the last is "
+                                                            "finish, with the Run"}})
+async def agent_run_stream(body: RunCreate, box: OwnedBoxDep,
+                           request: Request) -> StreamingResponse:
+    """Like a run, streamed as NDJSON chunks as they happen: start, text, tool_call,
+    tool_result, and finish with the Run. Closing the connection stops the run."""
+    chunks = await _runs(request).start(box, body)
+
+    async def lines() -> AsyncIterator[bytes]:
+        try:
+            async for chunk in chunks:
+                yield json.dumps(chunk).encode() + b"\n"
+        finally:
+            await chunks.aclose()
+
+    return StreamingResponse(lines(), media_type="application/x-ndjson")
+
+
+@router.get("/v1/boxes/{box_id}/agent/runs", responses=_RUN_ERRORS)
+async def list_runs(box: OwnedBoxDep, request: Request) -> list[RunPublic]:
+    """The box's runs, newest first (kept for a week, the last 100)."""
+    return await _runs(request).list(box.id)
+
+
+@router.get("/v1/boxes/{box_id}/agent/runs/{run_id}", responses=_RUN_ERRORS)
+async def get_run(run_id: str, box: OwnedBoxDep, request: Request) -> RunPublic:
+    """One run: while it is going (status running) and after."""
+    return await _runs(request).get(box.id, run_id)

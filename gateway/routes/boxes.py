@@ -62,7 +62,8 @@ async def create_box(body: BoxCreate, who: UserDep, manager: ManagerDep,
     box = await manager.create(BoxSpec(
         runtime=body.runtime, name=body.name, owner=owner, env=body.env, labels=body.labels,
         network=body.network, limits=limits, from_snapshot=body.from_snapshot,
-        meta={"keep_alive": body.keep_alive, "agent": body.agent,
+        meta={"keep_alive": body.keep_alive,
+              "agent": body.agent.model_dump() if body.agent else None,
               "git_user": {k: v for k, v in git.items() if k != "token"}}))
     if git:
         try:
