@@ -124,8 +124,12 @@ def from_response(response: httpx.Response) -> BurrowError:
     return cls(message, code=code, status=status, retry_after=retry_after)
 
 
-def from_transport(exc: httpx.HTTPError, url: str) -> BurrowError:
+def from_transport(exc: httpx.HTTPError | httpx.InvalidURL, url: str) -> BurrowError:
     """The exception for a request that got no (complete) answer."""
+    if isinstance(exc, httpx.InvalidURL | httpx.UnsupportedProtocol):
+        return InvalidRequestError(f"{url!r} is not a usable Burrow URL ({exc}); set BURROW_URL "
+                                   "or base_url= to something like http://127.0.0.1:8420",
+                                   code="invalid_url")
     if isinstance(exc, httpx.TimeoutException):
         return TimeoutError(f"Burrow at {url} did not answer in time ({type(exc).__name__}); "
                             "pass a larger timeout= or timeout_s=", code="timeout")

@@ -132,6 +132,11 @@ def test_unreachable_server_is_a_connection_error_that_says_what_to_do() -> None
     assert caught.value.__cause__ is None and caught.value.__suppress_context__
 
 
+def test_a_url_without_a_scheme_is_an_invalid_request_not_an_httpx_error() -> None:
+    with pytest.raises(burrow.InvalidRequestError, match="BURROW_URL"):
+        Box.get("b_1", api_key="k", base_url="127.0.0.1:8420")
+
+
 async def test_unreachable_server_async() -> None:
     with pytest.raises(burrow.ConnectionError):
         await AsyncBox.list(api_key="k", base_url=f"http://127.0.0.1:{free_port()}")

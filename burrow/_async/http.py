@@ -43,7 +43,7 @@ class AsyncHttp:
             response = await self._pool().request(
                 method, path, json=json, params=params, content=content,
                 timeout=_timeout(self.config, wait_s, unbounded))
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
             raise from_transport(exc, self.config.url) from None
         if response.status_code >= 400:
             raise from_response(response)
@@ -69,7 +69,7 @@ class AsyncHttp:
                 async for line in response.aiter_lines():
                     if line.strip():
                         yield _decode(line)
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
             raise from_transport(exc, self.config.url) from None
 
     async def aclose(self) -> None:

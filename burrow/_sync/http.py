@@ -44,7 +44,7 @@ class Http:
             response = self._pool().request(
                 method, path, json=json, params=params, content=content,
                 timeout=_timeout(self.config, wait_s, unbounded))
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
             raise from_transport(exc, self.config.url) from None
         if response.status_code >= 400:
             raise from_response(response)
@@ -70,7 +70,7 @@ class Http:
                 for line in response.iter_lines():
                     if line.strip():
                         yield _decode(line)
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
             raise from_transport(exc, self.config.url) from None
 
     def close(self) -> None:
