@@ -83,7 +83,8 @@ def box_cp(src: str, dst: str, as_json: bool) -> None:
         echo_json({"direction": direction, "box_id": box_id, "bytes": total,
                    "files": [asdict(c) for c in copied]})
     elif dst != "-":
-        what = copied[0].src if len(copied) == 1 else f"{len(copied)} files"
+        what = f"{len(copied)} files" if len(copied) != 1 else (
+            "stdin" if src == "-" else copied[0].src)
         where = copied[0].dst if len(copied) == 1 else dst
         click.echo(f"copied {what} ({human_bytes(total)}) to {where}")
 

@@ -1,0 +1,258 @@
+"""The `burrow` command as a user runs it: the installed binary, against one real
+`burrow serve` for the module, over real HTTP."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import select
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from burrow.cli import main
+from tests.served import Served, free_port, stop_and_check
+
+BURROW = str(Path(sys.executable).parent / "burrow")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    served = Served(tmp_path_factory.mktemp("cli") / "data").start()
+    yield served
+    stop_and_check(served)
+
+
+def env_for(server: Served, key: str | None = None) -> dict[str, str]:
+    return {**os.environ, "BURROW_URL": server.url,
+            "BURROW_API_KEY": key or server.operator["Authorization"].split()[1]}
+
+
+def run(server: Served, *args: str, key: str | None = None,
+        stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([BURROW, *args], env=env_for(server, key), capture_output=True,
+                          text=True, timeout=120, input=stdin)
+
+
+def ok(server: Served, *args: str, key: str | None = None, stdin: str | None = None) -> str:
+    done = run(server, *args, key=key, stdin=stdin)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == "", "nothing on stderr when it is not a terminal"
+    return done.stdout
+
+
+def as_json(server: Served, *args: str) -> object:
+    return json.loads(ok(server, *args, "--json"))
+
+
+def one_line_error(done: subprocess.CompletedProcess[str]) -> str:
+    assert done.returncode != 0, done.stdout
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), done.stderr
+    assert "Traceback" not in done.stderr
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def box_id(server: Served) -> str:
+    box = as_json(server, "box", "create", "--name", "cli", "--label", "team=cli",
+                  "--env", "GREETING=hello")
+    assert isinstance(box, dict) and box["state"] == "running" and box["name"] == "cli"
+    return str(box["id"])
+
+
+def commands() -> Iterator[tuple[list[str], click.Command]]:
+    def walk(path: list[str], command: click.Command) -> Iterator[tuple[list[str], click.Command]]:
+        yield path, command
+        if isinstance(command, click.Group):
+            for name, sub in command.commands.items():
+                yield from walk([*path, name], sub)
+    yield from walk([], main)
+
+
+def test_every_command_has_help_that_names_each_of_its_options() -> None:
+    found = list(commands())
+    assert {" ".join(p) for p, _ in found} >= {
+        "serve", "tenant create", "tenant ls", "tenant rm", "box create", "box ls", "box get",
+        "box exec", "box cp", "box pause", "box resume", "box freeze", "box wake",
+        "box snapshot", "box rm", "box run", "kb search", "policy show", "stats"}
+    runner = CliRunner()
+    for path, command in found:
+        shown = runner.invoke(main, [*path, "--help"], prog_name="burrow")
+        assert shown.exit_code == 0, (path, shown.output)
+        assert command.get_short_help_str(80).strip(), f"{path} has no summary"
+        for param in command.params:
+            if isinstance(param, click.Option):
+                assert param.help, f"{path} {param.opts} has no help text"
+                assert param.opts[-1] in shown.output, (path, param.opts)
+    assert "--local-model" in runner.invoke(main, ["serve", "--help"]).output
+    # and the installed binary says the same
+    for path in ([], ["box"], ["box", "exec"]):
+        done = subprocess.run([BURROW, *path, "--help"], capture_output=True, text=True,
+                              timeout=60)
+        assert done.returncode == 0 and done.stderr == "" and "Usage: burrow" in done.stdout
+
+
+def test_tenant_create_ls_and_rm(server: Served) -> None:
+    created = as_json(server, "tenant", "create", "cli-acme")
+    assert isinstance(created, dict) and created["id"] == "cli-acme"
+    assert created["api_key"] and created["home_box_id"].startswith("b_")
+    human = run(server, "tenant", "create", "cli-beta")
+    assert human.returncode == 0 and "cli-beta" in human.stdout
+    assert "api key" in human.stdout and "shown only now" in human.stderr
+    listed = as_json(server, "tenant", "ls")
+    assert isinstance(listed, list)
+    assert {t["id"] for t in listed} >= {"cli-acme", "cli-beta"}
+    assert "cli-acme" in ok(server, "tenant", "ls")
+
+    # the tenant's own key sees its own home box
+    boxes = json.loads(ok(server, "box", "ls", "--json", key=created["api_key"]))
+    assert [b["id"] for b in boxes] == [created["home_box_id"]]
+
+    assert as_json(server, "tenant", "rm", "cli-acme") == {"deleted": ["cli-acme"]}
+    assert "deleted tenant cli-beta" in ok(server, "tenant", "rm", "cli-beta")
+    assert "cli-acme" not in ok(server, "tenant", "ls")
+    gone = run(server, "box", "ls", key=created["api_key"])
+    assert "not valid" in one_line_error(gone)
+
+
+def test_box_create_ls_and_get(server: Served, box_id: str) -> None:
+    listed = as_json(server, "box", "ls", "--label", "team:cli")
+    assert isinstance(listed, list) and [b["id"] for b in listed] == [box_id]
+    assert as_json(server, "box", "ls", "--label", "team:nobody") == []
+    table = ok(server, "box", "ls", "--label", "team:cli")
+    assert table.splitlines()[0].split()[:4] == ["ID", "NAME", "TENANT", "STATE"]
+    assert box_id in table and "team:cli" in table
+    got = as_json(server, "box", "get", box_id)
+    assert isinstance(got, dict) and got["labels"] == {"team": "cli"}
+    assert "running" in ok(server, "box", "get", box_id)
+
+
+def test_exec_passes_the_exit_code_and_keeps_stdout_and_stderr_apart(
+        server: Served, box_id: str) -> None:
+    done = run(server, "box", "exec", box_id, "--", "echo $GREETING; echo oops >&2; exit 3")
+    assert (done.returncode, done.stdout, done.stderr) == (3, "hello\n", "oops\n")
+    argv = run(server, "box", "exec", box_id, "-e", "X=1 2", "--", "sh", "-c", 'echo "[$X]"')
+    assert (argv.returncode, argv.stdout) == (0, "[1 2]\n")
+    piped = run(server, "box", "exec", "--stdin", box_id, "--", "wc -c", stdin="12345")
+    assert piped.stdout.strip() == "5"
+    collected = run(server, "box", "exec", box_id, "--json", "--", "echo hi; exit 4")
+    assert collected.returncode == 4
+    result = json.loads(collected.stdout)
+    assert result["stdout"] == "hi\n" and result["exit_code"] == 4 and not result["timed_out"]
+    timed = run(server, "box", "exec", box_id, "--timeout", "1s", "--", "sleep 30")
+    assert timed.returncode == 124 and "timed out" in one_line_error(timed)
+
+
+def test_exec_streams_output_before_the_command_ends(server: Served, box_id: str) -> None:
+    with subprocess.Popen([BURROW, "box", "exec", box_id, "--", "echo first; sleep 3; "
+                           "echo second"], env=env_for(server), stdout=subprocess.PIPE,
+                          text=True) as proc:
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == "first\n"
+        assert proc.poll() is None, "the first line arrived only when the command ended"
+        assert proc.stdout.read() == "second\n" and proc.wait(timeout=30) == 0
+
+
+def test_cp_uploads_and_downloads_files_and_directories(
+        server: Served, box_id: str, tmp_path: Path) -> None:
+    (tmp_path / "a.txt").write_text("alpha\n")
+    tree = tmp_path / "tree"
+    (tree / "sub").mkdir(parents=True)
+    (tree / "top.sh").write_text("echo top\n")
+    (tree / "top.sh").chmod(0o755)
+    (tree / "sub" / "deep.txt").write_text("deep\n")
+
+    assert "a.txt" in ok(server, "box", "cp", str(tmp_path / "a.txt"), f"{box_id}:/workspace/")
+    up = as_json(server, "box", "cp", str(tree), f"{box_id}:/workspace/tree")
+    assert isinstance(up, dict) and up["direction"] == "upload" and len(up["files"]) == 2
+    ok(server, "box", "cp", "-", f"{box_id}:piped.txt", stdin="from stdin\n")
+    check = run(server, "box", "exec", box_id, "--", "cat a.txt piped.txt tree/sub/deep.txt && "
+                "./tree/top.sh")
+    assert check.stdout == "alpha\nfrom stdin\ndeep\ntop\n", check.stderr
+
+    down = tmp_path / "down"
+    down.mkdir()
+    ok(server, "box", "cp", f"{box_id}:/workspace/a.txt", str(down))
+    assert (down / "a.txt").read_text() == "alpha\n"
+    got = as_json(server, "box", "cp", f"{box_id}:/workspace/tree", str(down / "copy"))
+    assert isinstance(got, dict) and got["direction"] == "download" and got["bytes"] == 14
+    assert (down / "copy" / "sub" / "deep.txt").read_text() == "deep\n"
+    assert (down / "copy" / "top.sh").read_text() == "echo top\n"
+    assert ok(server, "box", "cp", f"{box_id}:piped.txt", "-") == "from stdin\n"
+
+
+def test_pause_resume_freeze_wake_snapshot_and_rm(server: Served, box_id: str) -> None:
+    other = ok(server, "box", "create", "-q", "--runtime", "base").strip()
+    ok(server, "box", "exec", other, "--", "echo kept > kept.txt")
+    for action, state in (("pause", "paused"), ("resume", "running"), ("freeze", "frozen"),
+                          ("wake", "running")):
+        box = as_json(server, "box", action, other)
+        assert isinstance(box, dict) and box["state"] == state, action
+    assert f"{other} frozen" in ok(server, "box", "freeze", other)
+    assert ok(server, "box", "exec", other, "--", "cat kept.txt") == "kept\n"  # woken by exec
+
+    snap = as_json(server, "box", "snapshot", other, "base")
+    assert isinstance(snap, dict) and snap["name"] == "base" and snap["box_id"] == other
+    listed = as_json(server, "box", "snapshots")
+    assert isinstance(listed, list) and snap["id"] in [s["id"] for s in listed]
+    twin = ok(server, "box", "create", "-q", "--from-snapshot", snap["id"]).strip()
+    assert ok(server, "box", "exec", twin, "--", "cat kept.txt") == "kept\n"
+
+    assert as_json(server, "box", "rm", twin) == {"deleted": [twin]}
+    assert ok(server, "box", "rm", other) == f"deleted {other}\n"
+    assert other not in ok(server, "box", "ls")
+
+
+def test_kb_search(server: Served) -> None:
+    found = as_json(server, "kb", "search", "how to retry a flaky call", "--limit", "3")
+    assert isinstance(found, list) and len(found) <= 3
+    assert ok(server, "kb", "search", "anything")
+
+
+def test_failures_are_one_line_and_non_zero(server: Served, box_id: str,
+                                            tmp_path: Path) -> None:
+    assert "no box" in one_line_error(run(server, "box", "exec", "b_nosuchbox", "--", "true"))
+    assert "no box" in one_line_error(run(server, "box", "freeze", "b_nosuchbox"))
+    assert "exactly one" in one_line_error(run(server, "box", "cp", "a.txt", "b.txt"))
+    assert "exactly one" in one_line_error(run(server, "box", "cp", f"{box_id}:a",
+                                               f"{box_id}:b"))
+    assert "no such file" in one_line_error(run(server, "box", "cp", f"{box_id}:/nope",
+                                                str(tmp_path))).lower()
+    assert "KEY=VALUE" in one_line_error(run(server, "box", "create", "--env", "novalue"))
+    assert "--help" in one_line_error(run(server, "box", "create", "--bogus"))
+    assert one_line_error(run(server, "box", "run", box_id, "hello"))  # the box has no agent
+    assert "not valid" in one_line_error(run(server, "box", "ls", key="brw_wrong"))
+    down = subprocess.run([BURROW, "box", "ls"], capture_output=True, text=True, timeout=60,
+                          env={**env_for(server), "BURROW_URL": f"http://127.0.0.1:{free_port()}"})
+    assert "cannot reach Burrow" in one_line_error(down)
+    nokey = {k: v for k, v in env_for(server).items() if k != "BURROW_API_KEY"}
+    keyless = subprocess.run([BURROW, "stats"], capture_output=True, text=True, timeout=60,
+                             env={**nokey, "BURROW_DATA_DIR": str(tmp_path)})
+    assert "BURROW_API_KEY" in one_line_error(keyless)
+
+
+def test_progress_shows_on_a_terminal_and_never_in_stdout(server: Served) -> None:
+    other = ok(server, "box", "create", "-q").strip()
+    main_fd, tty_fd = pty.openpty()
+    try:
+        proc = subprocess.Popen([BURROW, "box", "freeze", other, "--json"], env=env_for(server),
+                                stdout=subprocess.PIPE, stderr=tty_fd, text=True)
+        out, _ = proc.communicate(timeout=60)
+        seen = b""
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and select.select([main_fd], [], [], 0.2)[0]:
+            seen += os.read(main_fd, 4096)
+    finally:
+        os.close(tty_fd)
+        os.close(main_fd)
+    assert proc.returncode == 0 and json.loads(out)["state"] == "frozen"
+    assert f"freezing {other}".encode() in seen and seen.endswith(b"\x1b[2K")
+    ok(server, "box", "rm", other)
