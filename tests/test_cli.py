@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import click
 import pytest
@@ -19,15 +20,35 @@ from click.testing import CliRunner
 
 from burrow.cli import main
 from tests.served import Served, free_port, stop_and_check
+from tests.test_agent_runs import FakeOpenAI
 
 BURROW = str(Path(sys.executable).parent / "burrow")
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    served = Served(tmp_path_factory.mktemp("cli") / "data").start()
+def model() -> Iterator[FakeOpenAI]:
+    fake = FakeOpenAI()
+    yield fake
+    fake.close()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, model: FakeOpenAI) -> Iterator[Served]:
+    served = Served(tmp_path_factory.mktemp("cli") / "data", env={
+        "OPENAI_API_KEY": "sk-cli-test-0123456789abcdef", "BURROW_OPENAI_URL": model.url,
+    }).start()
     yield served
     stop_and_check(served)
+
+
+def reply(content: str | None = None, **tool: Any) -> dict[str, Any]:
+    """One scripted answer of the model: text, or a call of one tool."""
+    message: dict[str, Any] = {"role": "assistant", "content": content}
+    if tool:
+        name = tool.pop("name")
+        message["tool_calls"] = [{"id": f"call_{name}", "type": "function",
+                                  "function": {"name": name, "arguments": json.dumps(tool)}}]
+    return {"index": 0, "finish_reason": "tool_calls" if tool else "stop", "message": message}
 
 
 def env_for(server: Served, key: str | None = None) -> dict[str, str]:
@@ -209,6 +230,34 @@ def test_pause_resume_freeze_wake_snapshot_and_rm(server: Served, box_id: str) -
     assert as_json(server, "box", "rm", twin) == {"deleted": [twin]}
     assert ok(server, "box", "rm", other) == f"deleted {other}\n"
     assert other not in ok(server, "box", "ls")
+
+
+def test_box_run_streams_the_agent_and_prints_a_structured_result(
+        server: Served, model: FakeOpenAI, tmp_path: Path) -> None:
+    agent_box = ok(server, "box", "create", "-q", "--agent-model", "openai/gpt-test").strip()
+    assert "burrow openai/gpt-test" in ok(server, "box", "get", agent_box)
+    model.script = [reply(name="shell", command="echo hi > said.txt"), reply("it said hi")]
+    done = run(server, "box", "run", agent_box, "write hi to said.txt")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "it said hi\n" and "→ shell" in done.stderr
+    assert ok(server, "box", "exec", agent_box, "--", "cat said.txt") == "hi\n"
+
+    schema = tmp_path / "schema.json"
+    schema.write_text(json.dumps({"type": "object", "required": ["count"],
+                                  "properties": {"count": {"type": "integer"}}}))
+    model.script = [reply("There are three."), reply('{"count": 3}')]  # work, then the result
+    structured = run(server, "box", "run", agent_box, "count", "--schema", str(schema))
+    assert structured.returncode == 0, structured.stderr
+    assert json.loads(structured.stdout) == {"count": 3}  # only the result on stdout
+    assert "There are three." in structured.stderr
+
+    model.script = [reply("plain")]
+    whole = as_json(server, "box", "run", agent_box, "say plain")
+    assert isinstance(whole, dict) and whole["status"] == "completed"
+    assert whole["result"] == "plain" and whole["usage"]["turns"] == 1
+    assert "not a JSON file" in one_line_error(run(server, "box", "run", agent_box, "x",
+                                                   "--schema", __file__))
+    ok(server, "box", "rm", agent_box)
 
 
 def test_kb_search(server: Served) -> None:

@@ -280,8 +280,9 @@ def box_run(box_id: str, prompt: str, schema_file: Path | None, model: str | Non
 
     The agent's text goes to stdout as it comes, its tool calls to stderr.
 
-    With --schema, the result (printed last, as JSON) is validated against it. Exit code
-    0: completed, 1: failed, 124: timed out.
+    With --schema, the result is validated against it and is all that goes to stdout, as
+    JSON (the agent's text goes to stderr then). Exit code 0: completed, 1: failed, 124:
+    timed out.
     """
     body: dict[str, Any] = {"prompt": prompt, "model": model, "harness": harness,
                             "timeout_s": timeout, "max_turns": max_turns,
@@ -305,6 +306,9 @@ def _schema(path: Path) -> Any:
 
 
 def _stream_run(box_id: str, body: dict[str, Any], structured: bool) -> dict[str, Any]:
+    # With a schema, stdout carries only the result (for jq and friends); the agent's text
+    # goes to stderr with its tool calls.
+    narrate = sys.stderr if structured else sys.stdout
     waiting = Progress(f"agent working in {box_id}").start()
     open_line = False  # text printed without a final newline yet
     try:
@@ -313,18 +317,20 @@ def _stream_run(box_id: str, body: dict[str, Any], structured: bool) -> dict[str
             kind = chunk.get("type")
             if kind == "text":
                 text = str(chunk.get("text", ""))
-                sys.stdout.write(text)
-                sys.stdout.flush()
+                narrate.write(text)
+                narrate.flush()
                 open_line = not text.endswith("\n") if text else open_line
             elif kind == "tool_call":
                 args = json.dumps(chunk.get("input", {}))
-                click.secho(f"\n→ {chunk.get('name')} {args[:200]}", err=True, dim=True)
+                click.secho(f"{chr(10) if open_line else ''}→ {chunk.get('name')} {args[:200]}",
+                            err=True, dim=True)
+                open_line = False
             elif kind == "tool_result" and chunk.get("is_error"):
                 click.secho(f"✗ {chunk.get('name')}: {str(chunk.get('output'))[:200]}",
                             err=True, dim=True)
             elif kind == "finish":
                 if open_line:
-                    click.echo()
+                    narrate.write("\n")
                 return _finished(chunk.get("run") or {}, structured)
     finally:
         waiting.stop()
