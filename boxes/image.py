@@ -124,6 +124,9 @@ def _populate(root: Path, daemon_source: bytes, extras: list[tuple[str, Path]]) 
         elif host.is_dir():
             (root / link).mkdir()
     (root / "run/burrow/host.sock").touch()  # mount point for the host services socket
+    aliases = root / "opt/burrow/python-bin"  # on the PATH of python boxes (sandbox.box_env)
+    aliases.mkdir(parents=True)
+    os.symlink(DAEMON_PYTHON, aliases / "python")
     (root / "etc").mkdir()
     _copy_etc(root / "etc")
     skel = Path("/etc/skel")

@@ -39,6 +39,7 @@ log = logging.getLogger("burrow.boxes")
 ExitHandler = Callable[[str, str], Awaitable[None]]
 
 _BASE_PATH = "/workspace/.local/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+PYTHON_ALIAS_DIR = "/opt/burrow/python-bin"  # in the image: python -> /usr/bin/python3
 _RUNTIME_ENV: dict[str, dict[str, str]] = {
     "base": {},
     "python": {
@@ -124,6 +125,8 @@ def box_env(box: BoxRecord) -> dict[str, str]:
     path = _BASE_PATH
     if box.runtime == "node":
         path = "/workspace/.npm-global/bin:" + path
+    elif box.runtime == "python":  # `python` as well as python3, last so a venv's comes first
+        path += ":" + PYTHON_ALIAS_DIR
     env = {
         "PATH": path, "HOME": "/workspace", "USER": "box", "LOGNAME": "box",
         "SHELL": "/bin/bash", "LANG": "C.UTF-8", "TERM": "xterm-256color", "TMPDIR": "/tmp",

@@ -17,6 +17,7 @@ from redis.exceptions import RedisError
 from boxes import BoxManager, RuntimeConfig
 from gateway import logs
 from gateway.app import create_app
+from gateway.localmodel import LocalModelError, LocalModelServer
 from gateway.security import server_secret
 from gateway.services import EMBEDDING_DIM
 from gateway.settings import Settings
@@ -54,6 +55,9 @@ async def _print_welcome(app: FastAPI, url: str, settings: Settings) -> None:
                          f"{url}/v1/tenants/{DEMO_TENANT}/agent/hello")
     elif settings.operator_key is None:
         lines.append(f"operator key: in {data_dir / 'operator.key'}")
+    if settings.local_model:
+        lines.append(f"local models for agent runs: local/smollm2-135m, local/gemma-3-270m "
+                     f"(llama.cpp at {settings.local_model_url})")
     print("\n".join(lines), flush=True)
 
 
@@ -67,8 +71,11 @@ def _redis_url(settings: Settings) -> tuple[str, EmbeddedRedis | None]:
 def serve(settings: Settings, host: str, port: int, *, with_worker: bool = True) -> None:
     """The gateway (and, unless told otherwise, the worker) in this process."""
     logs.configure(settings.log_format)
+    local = _local_model(settings)
     redis_url, embedded = _redis_url(settings)
-    settings = settings.model_copy(update={"redis_url": redis_url, "run_worker": with_worker})
+    settings = settings.model_copy(update={"redis_url": redis_url, "run_worker": with_worker,
+                                           "local_model_url": local.url if local
+                                           else settings.local_model_url})
     url = f"http://{host}:{port}"
     app = create_app(settings, on_ready=_announce(url, settings))
     try:
@@ -78,6 +85,21 @@ def serve(settings: Settings, host: str, port: int, *, with_worker: bool = True)
     finally:
         if embedded is not None:
             embedded.stop()
+        if local is not None:
+            local.stop()
+
+
+def _local_model(settings: Settings) -> LocalModelServer | None:
+    """The bundled local model server, when asked for (a child process, started from this
+    main thread so that it dies with it)."""
+    if not settings.local_model:
+        return None
+    server = LocalModelServer(settings.data_dir.resolve() / "local-model")
+    try:
+        server.start()
+    except LocalModelError as exc:
+        sys.exit(f"error: {exc}")
+    return server
 
 
 def worker_alive(settings: Settings) -> tuple[bool, str]:
