@@ -8,10 +8,7 @@ harness protocol is exact; runs against a real local model are in test_local_run
 from __future__ import annotations
 
 import json
-import threading
-import time
 from collections.abc import AsyncIterator, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -19,60 +16,10 @@ import pytest
 from redis.asyncio import Redis
 
 from tests.conftest import ECHO_AGENT, Gateway, gateway_settings, running_gateway
+from tests.fakes import FakeOpenAI, text_reply, tool_reply
 from workers.embedded_redis import EmbeddedRedis
 
 KEY = "sk-test-4b1d0e5f9a8c7e6d5c4b3a29"
-
-
-class FakeOpenAI:
-    """An OpenAI chat-completions endpoint that answers from a script, one reply per call,
-    and keeps what it was sent."""
-
-    def __init__(self) -> None:
-        self.script: list[dict[str, Any]] = []
-        self.requests: list[dict[str, Any]] = []
-        self.headers: list[dict[str, str]] = []
-        self.delay_s = 0.0
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                fake.requests.append(body)
-                fake.headers.append({k.lower(): v for k, v in self.headers.items()})
-                time.sleep(fake.delay_s)
-                reply = fake.script.pop(0) if fake.script else _text("(script ended)")
-                data = json.dumps({"id": "chatcmpl-1", "object": "chat.completion",
-                                   "model": body.get("model"), "choices": [reply],
-                                   "usage": {"prompt_tokens": 11, "completion_tokens": 7}})
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data.encode())
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-def _text(content: str) -> dict[str, Any]:
-    return {"index": 0, "finish_reason": "stop",
-            "message": {"role": "assistant", "content": content}}
-
-
-def _tool(name: str, **arguments: Any) -> dict[str, Any]:
-    return {"index": 0, "finish_reason": "tool_calls", "message": {
-        "role": "assistant", "content": None, "tool_calls": [
-            {"id": f"call_{name}", "type": "function",
-             "function": {"name": name, "arguments": json.dumps(arguments)}}]}}
 
 
 @pytest.fixture
@@ -101,9 +48,9 @@ async def _box(gw: Gateway, **extra: Any) -> str:
 
 async def test_run_writes_a_file_through_its_tools_and_returns_the_final_answer(
         gw: Gateway, fake_openai: FakeOpenAI) -> None:
-    fake_openai.script = [_tool("write_file", path="notes/hello.txt", content="hi there"),
-                          _tool("shell", command="wc -c < notes/hello.txt"),
-                          _text("I wrote notes/hello.txt.")]
+    fake_openai.script = [tool_reply("write_file", path="notes/hello.txt", content="hi there"),
+                          tool_reply("shell", command="wc -c < notes/hello.txt"),
+                          text_reply("I wrote notes/hello.txt.")]
     box = await _box(gw)
     r = await gw.client.post(f"/v1/boxes/{box}/agent/runs", headers=gw.operator,
                              json={"prompt": "write hi there to notes/hello.txt"})
@@ -130,8 +77,8 @@ async def test_run_writes_a_file_through_its_tools_and_returns_the_final_answer(
 
 async def test_response_schema_is_retried_until_the_result_matches(
         gw: Gateway, fake_openai: FakeOpenAI) -> None:
-    fake_openai.script = [_text("There are three."), _text('{"count": "three"}'),
-                          _text('```json\n{"count": 3, "names": ["a", "b", "c"]}\n```')]
+    fake_openai.script = [text_reply("There are three."), text_reply('{"count": "three"}'),
+                          text_reply('```json\n{"count": 3, "names": ["a", "b", "c"]}\n```')]
     schema = {"type": "object", "properties": {
         "count": {"type": "integer"}, "names": {"type": "array", "items": {"type": "string"}}},
         "required": ["count"]}
@@ -148,7 +95,7 @@ async def test_response_schema_is_retried_until_the_result_matches(
 
 async def test_a_result_that_never_matches_fails_the_run_with_the_reason(
         gw: Gateway, fake_openai: FakeOpenAI) -> None:
-    fake_openai.script = [_text("done"), *[_text('{"wrong": true}')] * 3]
+    fake_openai.script = [text_reply("done"), *[text_reply('{"wrong": true}')] * 3]
     box = await _box(gw)
     r = await gw.client.post(f"/v1/boxes/{box}/agent/runs", headers=gw.operator, json={
         "prompt": "x", "response_schema": {"type": "object", "required": ["count"]}})
@@ -160,7 +107,7 @@ async def test_a_result_that_never_matches_fails_the_run_with_the_reason(
 
 async def test_stream_sends_each_step_as_it_happens_and_finishes_with_the_run(
         gw: Gateway, fake_openai: FakeOpenAI) -> None:
-    fake_openai.script = [_tool("read_file", path="missing.txt"), _text("No such file.")]
+    fake_openai.script = [tool_reply("read_file", path="missing.txt"), text_reply("No such file.")]
     box = await _box(gw)
     chunks = []
     async with gw.client.stream("POST", f"/v1/boxes/{box}/agent/runs/stream",
@@ -187,7 +134,7 @@ async def test_a_run_stops_at_its_timeout(gw: Gateway, fake_openai: FakeOpenAI) 
 
 async def test_the_turn_limit_ends_a_run_that_never_answers(
         gw: Gateway, fake_openai: FakeOpenAI) -> None:
-    fake_openai.script = [_tool("list_dir")] * 3
+    fake_openai.script = [tool_reply("list_dir")] * 3
     box = await _box(gw)
     run = (await gw.client.post(f"/v1/boxes/{box}/agent/runs", headers=gw.operator,
                                 json={"prompt": "loop", "max_turns": 2})).json()
@@ -196,9 +143,8 @@ async def test_the_turn_limit_ends_a_run_that_never_answers(
 
 
 async def test_the_box_never_sees_the_provider_key(gw: Gateway, fake_openai: FakeOpenAI) -> None:
-    fake_openai.script = [_tool("shell", command="env > /workspace/env.txt; cat /proc/*/environ"
-                                                 " > /workspace/environ.bin 2>/dev/null; true"),
-                          _text("saved")]
+    dump = "env > /workspace/env.txt; cat /proc/*/environ > /workspace/environ.bin; true"
+    fake_openai.script = [tool_reply("shell", command=dump), text_reply("saved")]
     box = await _box(gw, env={"VISIBLE": "yes"})
     run = (await gw.client.post(f"/v1/boxes/{box}/agent/runs", headers=gw.operator,
                                 json={"prompt": "dump env"})).json()

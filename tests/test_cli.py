@@ -12,15 +12,14 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import click
 import pytest
 from click.testing import CliRunner
 
 from burrow.cli import main
+from tests.fakes import FakeOpenAI, text_reply, tool_reply
 from tests.served import Served, free_port, stop_and_check
-from tests.test_agent_runs import FakeOpenAI
 
 BURROW = str(Path(sys.executable).parent / "burrow")
 
@@ -39,16 +38,6 @@ def server(tmp_path_factory: pytest.TempPathFactory, model: FakeOpenAI) -> Itera
     }).start()
     yield served
     stop_and_check(served)
-
-
-def reply(content: str | None = None, **tool: Any) -> dict[str, Any]:
-    """One scripted answer of the model: text, or a call of one tool."""
-    message: dict[str, Any] = {"role": "assistant", "content": content}
-    if tool:
-        name = tool.pop("name")
-        message["tool_calls"] = [{"id": f"call_{name}", "type": "function",
-                                  "function": {"name": name, "arguments": json.dumps(tool)}}]
-    return {"index": 0, "finish_reason": "tool_calls" if tool else "stop", "message": message}
 
 
 def env_for(server: Served, key: str | None = None) -> dict[str, str]:
@@ -236,7 +225,7 @@ def test_box_run_streams_the_agent_and_prints_a_structured_result(
         server: Served, model: FakeOpenAI, tmp_path: Path) -> None:
     agent_box = ok(server, "box", "create", "-q", "--agent-model", "openai/gpt-test").strip()
     assert "burrow openai/gpt-test" in ok(server, "box", "get", agent_box)
-    model.script = [reply(name="shell", command="echo hi > said.txt"), reply("it said hi")]
+    model.script = [tool_reply("shell", command="echo hi > said.txt"), text_reply("it said hi")]
     done = run(server, "box", "run", agent_box, "write hi to said.txt")
     assert done.returncode == 0, done.stderr
     assert done.stdout == "it said hi\n" and "→ shell" in done.stderr
@@ -245,13 +234,14 @@ def test_box_run_streams_the_agent_and_prints_a_structured_result(
     schema = tmp_path / "schema.json"
     schema.write_text(json.dumps({"type": "object", "required": ["count"],
                                   "properties": {"count": {"type": "integer"}}}))
-    model.script = [reply("There are three."), reply('{"count": 3}')]  # work, then the result
+    # the work, then the result
+    model.script = [text_reply("There are three."), text_reply('{"count": 3}')]
     structured = run(server, "box", "run", agent_box, "count", "--schema", str(schema))
     assert structured.returncode == 0, structured.stderr
     assert json.loads(structured.stdout) == {"count": 3}  # only the result on stdout
     assert "There are three." in structured.stderr
 
-    model.script = [reply("plain")]
+    model.script = [text_reply("plain")]
     whole = as_json(server, "box", "run", agent_box, "say plain")
     assert isinstance(whole, dict) and whole["status"] == "completed"
     assert whole["result"] == "plain" and whole["usage"]["turns"] == 1

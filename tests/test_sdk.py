@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import json
-import threading
 import uuid
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -28,52 +24,8 @@ from burrow import (
     NotFoundError,
     Run,
 )
+from tests.fakes import FakeOpenAI, text_reply, tool_reply
 from tests.served import Served, stop_and_check
-
-
-class FakeOpenAI:
-    """An OpenAI chat-completions endpoint that answers from a script, one reply per call
-    (the model behind agent runs; the harness and the server around it are real)."""
-
-    def __init__(self) -> None:
-        self.script: list[dict[str, Any]] = []
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # http.server calls it by this name
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                reply = fake.script.pop(0) if fake.script else _text("(script ended)")
-                data = json.dumps({"id": "c1", "object": "chat.completion",
-                                   "model": body.get("model"), "choices": [reply],
-                                   "usage": {"prompt_tokens": 5, "completion_tokens": 3}})
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data.encode())
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-def _text(content: str) -> dict[str, Any]:
-    return {"index": 0, "finish_reason": "stop",
-            "message": {"role": "assistant", "content": content}}
-
-
-def _tool(name: str, **arguments: Any) -> dict[str, Any]:
-    return {"index": 0, "finish_reason": "tool_calls", "message": {
-        "role": "assistant", "content": None, "tool_calls": [
-            {"id": f"call_{name}", "type": "function",
-             "function": {"name": name, "arguments": json.dumps(arguments)}}]}}
 
 
 @pytest.fixture(scope="module")
@@ -348,8 +300,8 @@ AGENT = {"harness": Agent.BURROW, "model": "openai/gpt-test"}
 
 def test_agent_run_with_a_pydantic_schema_returns_an_instance(
         env: None, fake_model: FakeOpenAI) -> None:
-    fake_model.script = [_tool("write_file", path="n.txt", content="a b c"),
-                         _text("done"), _text('{"count": 3, "names": ["a", "b", "c"]}')]
+    fake_model.script = [tool_reply("write_file", path="n.txt", content="a b c"),
+                         text_reply("done"), text_reply('{"count": 3, "names": ["a", "b", "c"]}')]
     with Box.create(agent=AGENT) as box:
         assert box.info.agent is not None and box.info.agent.harness == "burrow"
         run = box.agent.run(prompt="count the names in n.txt", response_schema=Count)
@@ -364,7 +316,7 @@ def test_agent_run_with_a_pydantic_schema_returns_an_instance(
 
 async def test_agent_stream_yields_chunks_then_the_final_run(
         server: Served, tenant_key: str, fake_model: FakeOpenAI) -> None:
-    fake_model.script = [_tool("shell", command="echo hi"), _text("it said hi")]
+    fake_model.script = [tool_reply("shell", command="echo hi"), text_reply("it said hi")]
     async with await AsyncBox.create(agent=AGENT, api_key=tenant_key,
                                      base_url=server.url) as box:
         stream = box.agent.stream(prompt="run echo hi")
