@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 .PHONY: install serve test lint typecheck pytest sysdeps testdeps clean
 
 serve: install
-	$(BIN)/burrow serve
+	$(BIN)/burrow serve --local-model
 
 test: install testdeps lint typecheck pytest
 
@@ -49,7 +49,7 @@ testdeps:
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
+	CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(BIN)/pip install -q -e '.[dev,local-model]'
 	touch $(STAMP)
 
 lint: install

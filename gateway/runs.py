@@ -33,7 +33,7 @@ EXTERNAL = {
 
 class AgentRuns:
     def __init__(self, redis: Redis, manager: BoxManager, harness_command: list[str],
-                 check_model: Callable[[str], None] | None = None) -> None:
+                 check_model: Callable[[str], object] | None = None) -> None:
         self.redis = redis
         self.manager = manager
         self.harness_command = harness_command

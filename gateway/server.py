@@ -90,9 +90,9 @@ def serve(settings: Settings, host: str, port: int, *, with_worker: bool = True)
 
 
 def _local_model(settings: Settings) -> LocalModelServer | None:
-    """The bundled local model server, when asked for (a child process, started from this
-    main thread so that it dies with it)."""
-    if not settings.local_model:
+    """The bundled local model server, when asked for and no other is set (a child process,
+    started from this main thread so that it dies with it)."""
+    if not settings.local_model or settings.local_model_url:
         return None
     server = LocalModelServer(settings.data_dir.resolve() / "local-model")
     try:

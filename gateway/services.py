@@ -25,6 +25,7 @@ from boxes import BoxError, BoxManager, BoxState, RuntimeConfig
 from boxes.models import BoxRecord
 from gateway.hostsvc import create_host_app
 from gateway.metrics import Metrics
+from gateway.providers import Providers
 from gateway.proxy import AgentProxy
 from gateway.runs import AgentRuns
 from gateway.security import box_token, operator_key, server_secret
@@ -122,7 +123,9 @@ async def services(app: FastAPI, settings: Settings) -> AsyncIterator[None]:
     state.tenants = Tenants(redis, manager, kb, observations, state.policies,
                             settings.agent_command or DEFAULT_AGENT_COMMAND)
     state.proxy = AgentProxy()
-    state.runs = AgentRuns(redis, manager, HARNESS_COMMAND)
+    state.providers = Providers(settings)
+    # A run whose model no provider could serve (unknown, no key) fails before it starts.
+    state.runs = AgentRuns(redis, manager, HARNESS_COMMAND, check_model=state.providers.get)
     state.observer = Observer(observations, queue, enabled=settings.observe)
     worker = (make_worker(settings.redis_url, manager=manager, observations=observations,
                           kb=kb, policies=state.policies,
@@ -144,6 +147,7 @@ async def services(app: FastAPI, settings: Settings) -> AsyncIterator[None]:
         await _freeze_on_shutdown(manager)
         await manager.close()
         await state.proxy.close()
+        await state.providers.aclose()
         with contextlib.suppress(Exception):
             await warm
         await asyncio.to_thread(store.close)
