@@ -63,10 +63,33 @@ def action_schema(tools: list[dict[str, Any]],
     return {"anyOf": variants}
 
 
+# Bounds the grammar adds where a schema sets none: a tiny model otherwise repeats list items
+# or a sentence until max_tokens, and the cut-off JSON is lost (measured: the PR review's
+# findings list ran to 2,800 characters and three retries, ~75 s, before failing).
+MAX_ITEMS = 12
+MAX_STRING = 1200
+
+
+def bounded(schema: Any) -> Any:
+    """`schema` with an upper bound on every unbounded array and free string."""
+    if isinstance(schema, list):
+        return [bounded(s) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {k: bounded(v) for k, v in schema.items()}
+    kind = out.get("type")
+    if kind == "array" and "maxItems" not in out:
+        out["maxItems"] = MAX_ITEMS
+    if (kind == "string" and "maxLength" not in out
+            and not {"enum", "const", "pattern", "format"} & set(out)):
+        out["maxLength"] = MAX_STRING
+    return out
+
+
 def json_format(schema: dict[str, Any]) -> dict[str, Any]:
     """llama.cpp's schema-constrained JSON (its server takes `json_object` with a `schema`; other
-    OpenAI-compatible servers read it as plain JSON mode)."""
-    return {"type": "json_object", "schema": schema}
+    OpenAI-compatible servers read it as plain JSON mode), bounded so that it ends."""
+    return {"type": "json_object", "schema": bounded(schema)}
 
 
 def _signature(tool: dict[str, Any]) -> str:
@@ -97,8 +120,21 @@ def _example_value(name: str, spec: Any, n: int) -> Any:
             "object": {}}.get(str(kind), f"{name}-{n}")
 
 
+# By tool name first: two tools of the same shape (read_file and list_dir both take a path)
+# with the same example leave a tiny model guessing between them.
+_NAMED_EXAMPLES: dict[str, tuple[str, dict[str, Any]]] = {
+    "write_file": _KNOWN_EXAMPLES[frozenset({"path", "content"})],
+    "read_file": ("Show me what is in plan.md", {"path": "plan.md"}),
+    "list_dir": ("Which files are in the folder src?", {"path": "src"}),
+    "shell": _KNOWN_EXAMPLES[frozenset({"command"})],
+}
+
+
 def _example_call(tool: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     props = (tool.get("parameters") or {}).get("properties") or {}
+    named = _NAMED_EXAMPLES.get(str(tool.get("name")))
+    if named is not None and set(named[1]) <= set(props):
+        return named
     known = _KNOWN_EXAMPLES.get(frozenset(props))
     if known is not None and all(
             (props[k] or {}).get("type", "string") == "string" for k in props):
@@ -124,7 +160,7 @@ def _examples(tools: list[dict[str, Any]], final: str) -> list[dict[str, Any]]:
     return turns
 
 
-def _plain(message: dict[str, Any]) -> dict[str, Any]:
+def plain_message(message: dict[str, Any]) -> dict[str, Any]:
     """A chat message as plain text turns (tiny models' templates know user and assistant)."""
     role = message.get("role")
     if role == "tool":
@@ -156,7 +192,7 @@ def emulation_messages(messages: list[dict[str, Any]], tools: list[dict[str, Any
         'To call a tool: {"tool": "<tool name>", "arguments": {...}}',
         f"When the task is done, or to answer without a tool: {done}",
     ]).strip()
-    rest = [_plain(m) for m in messages if m.get("role") != "system"]
+    rest = [plain_message(m) for m in messages if m.get("role") != "system"]
     return [{"role": "system", "content": system}, *_examples(tools, final), *rest]
 
 

@@ -281,8 +281,12 @@ class LocalProvider(OpenAIProvider):
             body["messages"] = localmodel.emulation_messages(body["messages"], tools, answer)
             body["response_format"] = localmodel.json_format(
                 localmodel.action_schema(tools, answer))
-        elif schema is not None:
-            body["response_format"] = localmodel.json_format(schema.schema_)
+        else:
+            # Earlier tool calls and results as plain turns: without tools they would reach
+            # the server as OpenAI tool messages, which a tool-less chat template can't take.
+            body["messages"] = [localmodel.plain_message(m) for m in body["messages"]]
+            if schema is not None:
+                body["response_format"] = localmodel.json_format(schema.schema_)
         return body
 
     async def chat(self, request: ChatRequest) -> ChatResponse:

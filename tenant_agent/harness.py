@@ -151,18 +151,33 @@ class Run:
 
     def work(self) -> str | None:
         """The tool loop; the final answer's text, or None if the turns ran out first."""
-        for _ in range(self.max_turns):
+        previous: list[tuple[str, str]] = []
+        for turn in range(self.max_turns):
             message = self.chat(tools=TOOLS)
             self.say(message.get("content"))
             calls = message.get("tool_calls") or []
             if not calls:
                 return str(message.get("content") or "")
+            steps = [_step(call) for call in calls]
+            if steps == previous and turn + 1 < self.max_turns:
+                # The same call again, with the same result to come: small models loop here.
+                # Ask for the answer instead of spending the remaining turns on it.
+                return self.conclude()
+            previous = steps
             self.messages.append({"role": "assistant", "content": message.get("content"),
                                   "tool_calls": calls})
             for call in calls:
                 self.messages.append({"role": "tool", "tool_call_id": call.get("id", ""),
                                       "content": self.call_tool(call)})
         return None
+
+    def conclude(self) -> str:
+        self.messages.append({"role": "user", "content": (
+            "You already did that step and saw its result. Do not call a tool again: give "
+            "your final answer now.")})
+        message = self.chat()
+        self.say(message.get("content"))
+        return str(message.get("content") or "")
 
     def call_tool(self, call: dict[str, Any]) -> str:
         function = call.get("function") or {}
@@ -205,6 +220,11 @@ class Run:
                                                           "Reply with the JSON only."}]
         raise RunFailed("failed", f"the model's output did not match response_schema after "
                                   f"{SCHEMA_ATTEMPTS} attempts: {problem}")
+
+
+def _step(call: dict[str, Any]) -> tuple[str, str]:
+    function = call.get("function") or {}
+    return str(function.get("name", "")), str(function.get("arguments", ""))
 
 
 def _strip_fence(text: str) -> str:

@@ -142,6 +142,19 @@ async def test_the_turn_limit_ends_a_run_that_never_answers(
     assert "no final answer after 2 turns" in run["error"]
 
 
+async def test_a_repeated_tool_call_asks_for_the_answer_instead_of_looping(
+        gw: Gateway, fake_openai: FakeOpenAI) -> None:
+    fake_openai.script = [tool_reply("list_dir", path="."), tool_reply("list_dir", path="."),
+                          text_reply("The folder holds only dotfiles.")]
+    box = await _box(gw)
+    run = (await gw.client.post(f"/v1/boxes/{box}/agent/runs", headers=gw.operator,
+                                json={"prompt": "what is here?", "max_turns": 5})).json()
+    assert run["status"] == "completed", run
+    assert run["result"] == "The folder holds only dotfiles."
+    assert run["usage"]["tool_calls"] == 1 and run["usage"]["turns"] == 3
+    assert "tools" not in fake_openai.requests[2]  # the answer is asked for without tools
+
+
 async def test_the_box_never_sees_the_provider_key(gw: Gateway, fake_openai: FakeOpenAI) -> None:
     dump = "env > /workspace/env.txt; cat /proc/*/environ > /workspace/environ.bin; true"
     fake_openai.script = [tool_reply("shell", command=dump), text_reply("saved")]
