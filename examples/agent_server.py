@@ -106,7 +106,8 @@ def main() -> None:
         demo.wait_for(f"{tenant}'s agent learning", lambda t=tenant: demo.learned(t))
         profile = demo.call("GET", f"/v1/tenants/{tenant}/agent/profile", demo.keys[tenant])
         prefs = ", ".join(f"{p['polarity']} {p['value']}" for p in profile["preferences"])
-        print(f"  {tenant}: {prefs}; topics: {', '.join(profile['topics'][:4])}")
+        topics = ", ".join(t["topic"] for t in profile["topics"][:4]) or "none yet"
+        print(f"  {tenant}: {prefs}; recurring topics: {topics}")
     demo.wait_for("two tenants agreeing in the knowledge base", lambda: bool(demo.shared()))
     print(f"\nshared knowledge for {NEWCOMER!r}, who has never said a word:")
     for hit in demo.shared():

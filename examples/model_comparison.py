@@ -36,11 +36,11 @@ ENDPOINT = re.compile(r"\b(GET|POST|PUT|PATCH|DELETE|HEAD|OPTIONS)\s+(/[A-Za-z0-
 
 class Endpoint(BaseModel):
     method: Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
-    path: str = Field(max_length=200)
+    path: str
 
 
 class Endpoints(BaseModel):
-    endpoints: list[Endpoint] = Field(max_length=50)
+    endpoints: list[Endpoint] = Field(max_length=30)
 
 
 @dataclass

@@ -38,13 +38,13 @@ MAX_DIFF = 6000  # characters of the diff put in each prompt (small local models
 
 
 class Finding(BaseModel):
-    file: str = Field(max_length=200)
-    problem: str = Field(max_length=300)
+    file: str
+    problem: str
 
 
 class Review(BaseModel):
     findings: list[Finding] = Field(max_length=5)  # the most important ones
-    summary: str = Field(max_length=400)
+    summary: str
 
 
 def demo_repository(where: Path) -> tuple[Path, str]:

@@ -210,7 +210,8 @@ class Run:
                 "name": "result", "schema": self.schema}})
             text = str(message.get("content") or "")
             try:
-                value = json.loads(_strip_fence(text))
+                # strict=False: a raw newline inside a string is what small models write most
+                value = json.loads(_strip_fence(text), strict=False)
                 validate(value, self.schema)
                 return value
             except ValueError as exc:  # SchemaError is a ValueError, as is bad JSON
