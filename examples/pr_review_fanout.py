@@ -47,6 +47,10 @@ class Review(BaseModel):
     summary: str
 
 
+class Comment(BaseModel):
+    markdown: str
+
+
 def demo_repository(where: Path) -> tuple[Path, str]:
     """A small repository whose last commit has something to say about in each role."""
     repo = where / "shop"
@@ -94,8 +98,9 @@ def jury_prompt(reviews: dict[str, Review]) -> str:
     parts = [f"{role} review: {r.summary} Findings: "
              + "; ".join(f"{f.file}: {f.problem}" for f in r.findings)
              for role, r in reviews.items()]
-    return ("You are the jury of a code review. Write one short pull-request comment in "
-            "Markdown that merges these reviews, most important first:\n\n" + "\n".join(parts))
+    return ("You are the jury of a code review. The reviews are below; you need no tool. "
+            "Answer with one short pull-request comment in Markdown that merges them, most "
+            "important first:\n\n" + "\n".join(parts))
 
 
 async def review(diff: str, model: str) -> tuple[dict[str, Review], str]:
@@ -116,10 +121,11 @@ async def review(diff: str, model: str) -> tuple[dict[str, Review], str]:
             reviews[role] = run.result
         jury = await AsyncBox.create(runtime="python", agent=agent,
                                      labels={"example": "pr-review", "role": "jury"})
-        verdict = await jury.agent.run(prompt=jury_prompt(reviews), max_turns=2)
+        verdict = await jury.agent.run(prompt=jury_prompt(reviews), response_schema=Comment,
+                                       max_turns=2)
         if verdict.status != "completed":
             sys.exit(f"error: the jury {verdict.status}: {verdict.error}")
-        comment = str(verdict.result)
+        comment = verdict.result.markdown
         await jury.files.write("/workspace/review-comment.md", comment)
         return reviews, await jury.files.read("/workspace/review-comment.md")
     finally:

@@ -22,6 +22,8 @@ from typing import Any
 
 import httpx
 
+from tenant_agent.harness import untitled
+
 log = logging.getLogger("burrow.localmodel")
 
 EXTRA_HINT = "install the local-model extra: pip install 'burrow[local-model]'"
@@ -179,7 +181,7 @@ def emulation_messages(messages: list[dict[str, Any]], tools: list[dict[str, Any
     system prompt, a worked example, then the conversation with calls and results as text."""
     final = final_name(tools)
     done = (f'{{"tool": "{final}", "answer": {{...}}}} with the answer matching '
-            f"{json.dumps(answer)}" if answer is not None
+            f"{json.dumps(untitled(answer))}" if answer is not None
             else f'{{"tool": "{final}", "text": "<your answer>"}}')
     system = "\n".join([
         *(m.get("content") or "" for m in messages if m.get("role") == "system"),

@@ -153,7 +153,8 @@ class Run:
         """The tool loop; the final answer's text, or None if the turns ran out first."""
         previous: list[tuple[str, str]] = []
         for turn in range(self.max_turns):
-            message = self.chat(tools=TOOLS)
+            # With a schema the final answer may already come in its shape: one call saved.
+            message = self.chat(tools=TOOLS, **self.result_format())
             self.say(message.get("content"))
             calls = message.get("tool_calls") or []
             if not calls:
@@ -198,22 +199,37 @@ class Run:
         emit(type="tool_result", name=name, output=output, is_error=is_error)
         return output
 
-    def structured(self) -> Any:
+    def result_format(self) -> dict[str, Any]:
+        if self.schema is None:
+            return {}
+        return {"response_format": {"type": "json_schema", "json_schema": {
+            "name": "result", "schema": self.schema}}}
+
+    def parsed(self, text: str) -> Any:
+        """`text` as the structured result; ValueError saying why it is not one."""
+        assert self.schema is not None
+        # strict=False: a raw newline inside a string is what small models write most
+        value = json.loads(_strip_fence(text), strict=False)
+        validate(value, self.schema)
+        return value
+
+    def structured(self, final: str | None) -> Any:
         """The result as JSON matching the schema, asked for until it does (a few times)."""
         assert self.schema is not None
+        if final:
+            try:
+                return self.parsed(final)
+            except ValueError:
+                pass  # a summary in words: ask for the result in the schema's shape
         self.messages.append({"role": "user", "content": (
             "Now give the final result as one JSON value matching this JSON schema, and "
-            f"nothing else:\n{json.dumps(self.schema)}")})
+            f"nothing else:\n{json.dumps(untitled(self.schema))}")})
         problem = ""
         for _ in range(SCHEMA_ATTEMPTS):
-            message = self.chat(response_format={"type": "json_schema", "json_schema": {
-                "name": "result", "schema": self.schema}})
+            message = self.chat(**self.result_format())
             text = str(message.get("content") or "")
             try:
-                # strict=False: a raw newline inside a string is what small models write most
-                value = json.loads(_strip_fence(text), strict=False)
-                validate(value, self.schema)
-                return value
+                return self.parsed(text)
             except ValueError as exc:  # SchemaError is a ValueError, as is bad JSON
                 problem = str(exc)
             self.messages += [{"role": "assistant", "content": text},
@@ -221,6 +237,17 @@ class Run:
                                                           "Reply with the JSON only."}]
         raise RunFailed("failed", f"the model's output did not match response_schema after "
                                   f"{SCHEMA_ATTEMPTS} attempts: {problem}")
+
+
+def untitled(schema: Any) -> Any:
+    """The schema as the model reads it: without pydantic's titles, which small models copy
+    into their answers."""
+    if isinstance(schema, dict):
+        return {k: untitled(v) for k, v in schema.items()
+                if not (k == "title" and isinstance(v, str))}
+    if isinstance(schema, list):
+        return [untitled(v) for v in schema]
+    return schema
 
 
 def _step(call: dict[str, Any]) -> tuple[str, str]:
@@ -243,7 +270,7 @@ def main() -> None:
     try:
         final = run.work()
         if run.schema is not None:  # what the tools found may be enough even without a summary
-            result = run.structured()
+            result = run.structured(final)
         elif final is None:
             raise RunFailed("failed", f"no final answer after {run.max_turns} turns; raise "
                                       "max_turns or make the task smaller")

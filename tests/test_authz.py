@@ -60,7 +60,7 @@ class World:
             await self.gw.tenant(tenant)
         insight = self.new_insight() if destructive and allowed else "i1"
         return {"box_id": box, "snapshot_id": snapshot, "tenant_id": tenant,
-                "insight_id": insight, "path": "probe"}
+                "insight_id": insight, "path": "probe", "run_id": "run_probe"}
 
     def new_insight(self) -> str:
         """An insight put straight into the store (contributions need a worker)."""
@@ -131,6 +131,8 @@ async def test_every_route_for_every_kind_of_caller(gateway: Gateway) -> None:
             ok = r.status_code not in (401, 403, 404) if want is None else r.status_code == want
             if path.endswith("/files") and method in ("GET", "DELETE") and want is None:
                 ok = r.status_code in (200, 204, 404) and "no box" not in r.text
+            if path.endswith("/{run_id}") and want is None:  # the box is theirs; no such run
+                ok = r.status_code == 404 and "no run 'run_probe'" in r.text
             if not ok:
                 failures.append((method, path, kind, want, r.status_code, r.text[:120]))
             if r.status_code >= 400:

@@ -36,7 +36,8 @@ async def test_agent_route_proxies_everything_but_credentials(gateway: Gateway) 
     headers, _ = await gateway.tenant("t1")
     r = await gateway.client.put("/v1/tenants/t1/agent/some/path?a=1&b=two",
                                  headers={**headers, "X-Custom": "yes",
-                                          "Cookie": "session=secret"},
+                                          "Cookie": "session=secret",
+                                          "X-Burrow-Model": "anthropic/claude-opus"},
                                  content=b"payload bytes")
     assert r.status_code == 200, r.text
     echo = r.json()["echo"]
@@ -44,6 +45,8 @@ async def test_agent_route_proxies_everything_but_credentials(gateway: Gateway) 
         ("PUT", "/some/path", "a=1&b=two", "payload bytes")
     assert echo["headers"]["x-custom"] == "yes" and echo["headers"]["x-burrow-tenant"] == "t1"
     assert "authorization" not in echo["headers"] and "cookie" not in echo["headers"]
+    # x-burrow-* come from the gateway only: a client cannot pick the agent's model
+    assert "x-burrow-model" not in echo["headers"]
     assert r.headers["x-request-id"] == echo["headers"]["x-request-id"]
 
 
