@@ -197,3 +197,9 @@ async def test_runs_refuse_what_cannot_start_with_a_reason(gw: Gateway) -> None:
     assert r.status_code == 422 and "never go into a box" in r.json()["error"]["message"]
     r = await gw.client.get(f"/v1/boxes/{plain}/agent/runs/run_nope", headers=gw.operator)
     assert r.status_code == 404
+    # no key for the provider on this server: refused before the harness starts, saying which
+    r = await gw.client.post(f"/v1/boxes/{plain}/agent/runs", headers=gw.operator,
+                             json={"prompt": "hi", "model": "anthropic/claude-sonnet-4-5"})
+    assert r.status_code == 503 and "ANTHROPIC_API_KEY" in r.json()["error"]["message"]
+    assert (await gw.client.get(f"/v1/boxes/{plain}/agent/runs", headers=gw.operator)).json() \
+        == []
