@@ -12,9 +12,10 @@ from fastapi import FastAPI, Request
 from redis.exceptions import RedisError
 
 from gateway import errors
+from gateway.chat import ChatRequest, ChatResponse
 from gateway.deps import authenticate, bearer
 from gateway.errors import ApiError
-from gateway.providers import ChatRequest, ChatResponse, Providers
+from gateway.providers import Providers
 from gateway.routes.knowledge import search_for
 from gateway.schemas import InsightOut, KnowledgeQuery, WhoAmI
 

@@ -18,8 +18,9 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
+from gateway.chat import ChatRequest
 from gateway.localmodel import LocalModelServer
-from gateway.providers import ChatRequest, Providers
+from gateway.providers import Providers
 from gateway.settings import Settings
 from tests.conftest import Gateway, gateway_settings, running_gateway
 from workers.embedded_redis import EmbeddedRedis

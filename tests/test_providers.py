@@ -16,8 +16,9 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
+from gateway.chat import ChatRequest
 from gateway.hostsvc import usage_key
-from gateway.providers import ChatRequest, ProviderError, Providers
+from gateway.providers import ProviderError, Providers
 from gateway.settings import Settings
 from tests.conftest import Gateway, gateway_settings, running_gateway
 from workers.embedded_redis import EmbeddedRedis
