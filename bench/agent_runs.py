@@ -6,8 +6,9 @@ same run:
   gateway -> provider -> llama.cpp): the difference is what Burrow's model path adds;
 - a whole agent run that needs no tool (start the harness in the box, one model call with the
   tools offered, the result back) vs that baseline;
-- generation speed of both local models (tokens/s), and the cost of switching model
-  (llama.cpp keeps one loaded) vs asking the same one again.
+- generation speed of both local models (tokens/s), and alternating between the two models
+  as `burrow serve` runs them (a llama.cpp server each) vs one server holding both (which
+  swaps the loaded model on every switch).
 
     sudo .venv/bin/python bench/agent_runs.py [--runs 10]
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -35,6 +37,7 @@ import httpx
 from bench.gateway import settle
 from bench.httpload import free_port
 from boxes import RuntimeConfig
+from gateway.localmodel import LocalModelServer, bundled_models
 
 OPERATOR_KEY = "bench-operator-key-" + "y" * 24
 UID_BASE = "4800000"
@@ -80,12 +83,13 @@ def direct(client: httpx.Client, url: str, model: str, runs: int) -> tuple[list[
     return times, tokens / seconds
 
 
-def bench(url: str, llama: str, runs: int) -> None:
+def bench(url: str, routes: dict[str, str], data_dir: Path, runs: int) -> None:
+    llama = routes[MODELS[0]]
     api = httpx.Client(base_url=url, timeout=300,
                        headers={"Authorization": f"Bearer {OPERATOR_KEY}"})
     llm = httpx.Client(timeout=300)
     print(f"{'':<58}{'n':>5}{'p50 ms':>10}{'max ms':>10}{'vs base':>10}")
-    direct(llm, llama, MODELS[0], 2)  # load and warm the first model
+    direct(llm, llama, MODELS[0], 5)  # load and warm the first model
     base, speed = direct(llm, llama, MODELS[0], runs)
     row(f"baseline: chat completion straight to llama.cpp ({MODELS[0]})", base)
 
@@ -108,13 +112,20 @@ def bench(url: str, llama: str, runs: int) -> None:
         runs_ms, base)
     api.delete(f"/v1/boxes/{box}")
 
-    direct(llm, llama, MODELS[1], 1)
-    gemma, gemma_speed = direct(llm, llama, MODELS[1], runs)
+    direct(llm, routes[MODELS[1]], MODELS[1], 1)
+    gemma, gemma_speed = direct(llm, routes[MODELS[1]], MODELS[1], runs)
     row(f"{MODELS[1]}, same model each time", gemma, base)
-    switching = []
+    alternating = []
     for i in range(runs):
-        switching += direct(llm, llama, MODELS[i % 2], 1)[0]
-    row("alternating the two models (each request swaps)", switching, base)
+        alternating += direct(llm, routes[MODELS[i % 2]], MODELS[i % 2], 1)[0]
+    row("alternating the two models, a server each (as served)", alternating, base)
+    with LocalModelServer(data_dir / "one-server",
+                          models=bundled_models(data_dir / "one-server" / "models")) as one:
+        direct(llm, one.url, MODELS[0], 1)
+        swapping = []
+        for i in range(runs):
+            swapping += direct(llm, one.url, MODELS[i % 2], 1)[0]
+    row("alternating the two models in one server (swaps)", swapping, base)
     print(f"\ngeneration: {MODELS[0]} {speed:.0f} tokens/s, {MODELS[1]} {gemma_speed:.0f} "
           "tokens/s (32-token answers, prompt included)")
 
@@ -131,18 +142,18 @@ def main() -> None:
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        llama = ""
+        routes: dict[str, str] = {}
         assert proc.stdout is not None
-        for line in proc.stdout:  # the welcome names the local model server's address
-            if "llama.cpp at " in line:
-                llama = line.rsplit("llama.cpp at ", 1)[1].strip().rstrip(")")
+        for line in proc.stdout:  # the welcome names each local model's server
+            if line.startswith("local models for agent runs: "):
+                routes = dict(re.findall(r"local/(\S+) \(llama\.cpp at (\S+)\)", line))
                 break
-        if not llama:
+        if set(routes) != set(MODELS):
             sys.exit("burrow serve --local-model did not start its local models")
         # Keep reading what the server prints, so that it never blocks on a full pipe.
         threading.Thread(target=proc.stdout.read, daemon=True).start()
         settle(proc.pid)
-        bench(url, llama, args.runs)
+        bench(url, routes, data_dir, args.runs)
     finally:
         proc.terminate()
         proc.wait(120)

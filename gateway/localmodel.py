@@ -300,11 +300,12 @@ class LocalModelServer:
     """
 
     def __init__(self, data_dir: Path, n_ctx: int = 4096, n_threads: int = 2,
-                 models: list[LocalModel] | None = None) -> None:
+                 models: list[LocalModel] | None = None, name: str = "local-model") -> None:
         self.data_dir = Path(data_dir).resolve()
         self.n_ctx = n_ctx
         self.n_threads = n_threads
         self.models = models
+        self.name = name  # of its config and log files in data_dir
         self.port = 0
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -315,7 +316,7 @@ class LocalModelServer:
 
     @property
     def log_path(self) -> Path:
-        return self.data_dir / "local-model.log"
+        return self.data_dir / f"{self.name}.log"
 
     def config(self) -> dict[str, Any]:
         models = (self.models if self.models is not None
@@ -330,7 +331,7 @@ class LocalModelServer:
         """Start the server, wait until it answers; returns its URL."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.port = _free_port()
-        config_path = self.data_dir / "local-model.json"
+        config_path = self.data_dir / f"{self.name}.json"
         config_path.write_text(json.dumps(self.config(), indent=2))
         with open(self.log_path, "ab") as logfile:
             # Its own session (a terminal's Ctrl-C is ours to handle), dying with us.
@@ -389,3 +390,35 @@ class LocalModelServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class LocalModels:
+    """The bundled models, each in a llama.cpp server of its own: one server swaps models
+    (a reload and a cold prompt cache on every switch), and comparing models side by side
+    switches on every request. Costs a second process (~300 MB) while both run."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = Path(data_dir).resolve()
+        self.servers: list[LocalModelServer] = []
+        self.routes: dict[str, str] = {}  # model alias -> the OpenAI base URL serving it
+
+    @property
+    def url(self) -> str:
+        """The first model's server: where a `local/` name no route knows goes."""
+        return next(iter(self.routes.values()))
+
+    def start(self) -> dict[str, str]:
+        try:
+            for model in bundled_models(self.data_dir / "models"):
+                server = LocalModelServer(self.data_dir, models=[model], name=model.alias)
+                self.servers.append(server)
+                self.routes[model.alias] = server.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self.routes
+
+    def stop(self) -> None:
+        for server in self.servers:
+            server.stop()
+        self.servers, self.routes = [], {}

@@ -359,13 +359,14 @@ class Providers:
                 provider,
                 # OpenAI's newer models take only max_completion_tokens; OpenRouter max_tokens.
                 "max_completion_tokens" if provider == "openai" else "max_tokens")
-        if not s.local_model_url:
+        if not s.local_model_url and name not in s.local_model_routes:
             raise ProviderError(503, "model_not_configured",
                                 "no local model server: set BURROW_LOCAL_MODEL_URL (any "
                                 "OpenAI-compatible server) or start `burrow serve "
                                 "--local-model` on the Burrow server")
-        return LocalProvider(Upstream(self.client, "the local model server",
-                                      s.local_model_url, json_headers), provider)
+        url = s.local_model_routes.get(name, s.local_model_url or "")
+        return LocalProvider(Upstream(self.client, "the local model server", url, json_headers),
+                             provider)
 
     async def chat(self, request: ChatRequest) -> ChatResponse:
         return await self.get(request.model).chat(request)

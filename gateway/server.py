@@ -17,7 +17,7 @@ from redis.exceptions import RedisError
 from boxes import BoxManager, RuntimeConfig
 from gateway import logs
 from gateway.app import create_app
-from gateway.localmodel import LocalModelError, LocalModelServer
+from gateway.localmodel import LocalModelError, LocalModels
 from gateway.security import server_secret
 from gateway.services import EMBEDDING_DIM
 from gateway.settings import Settings
@@ -56,8 +56,9 @@ async def _print_welcome(app: FastAPI, url: str, settings: Settings) -> None:
     elif settings.operator_key is None:
         lines.append(f"operator key: in {data_dir / 'operator.key'}")
     if settings.local_model:
-        lines.append(f"local models for agent runs: local/smollm2-135m, local/gemma-3-270m "
-                     f"(llama.cpp at {settings.local_model_url})")
+        lines.append("local models for agent runs: " + ", ".join(
+            f"local/{alias} (llama.cpp at {url})"
+            for alias, url in settings.local_model_routes.items()))
     print("\n".join(lines), flush=True)
 
 
@@ -73,9 +74,10 @@ def serve(settings: Settings, host: str, port: int, *, with_worker: bool = True)
     logs.configure(settings.log_format)
     local = _local_model(settings)
     redis_url, embedded = _redis_url(settings)
-    settings = settings.model_copy(update={"redis_url": redis_url, "run_worker": with_worker,
-                                           "local_model_url": local.url if local
-                                           else settings.local_model_url})
+    settings = settings.model_copy(update={"redis_url": redis_url, "run_worker": with_worker})
+    if local is not None:
+        settings = settings.model_copy(update={"local_model_url": local.url,
+                                               "local_model_routes": local.routes})
     url = f"http://{host}:{port}"
     app = create_app(settings, on_ready=_announce(url, settings))
     try:
@@ -89,17 +91,17 @@ def serve(settings: Settings, host: str, port: int, *, with_worker: bool = True)
             local.stop()
 
 
-def _local_model(settings: Settings) -> LocalModelServer | None:
+def _local_model(settings: Settings) -> LocalModels | None:
     """The bundled local model server, when asked for and no other is set (a child process,
     started from this main thread so that it dies with it)."""
     if not settings.local_model or settings.local_model_url:
         return None
-    server = LocalModelServer(settings.data_dir.resolve() / "local-model")
+    models = LocalModels(settings.data_dir.resolve() / "local-model")
     try:
-        server.start()
+        models.start()
     except LocalModelError as exc:
         sys.exit(f"error: {exc}")
-    return server
+    return models
 
 
 def worker_alive(settings: Settings) -> tuple[bool, str]:

@@ -60,6 +60,10 @@ class Settings(BaseSettings):
                                 validation_alias=_env("BURROW_OPENROUTER_URL"))
     # Any OpenAI-compatible server (llama.cpp, vLLM, Ollama's /v1) for `local/...` models.
     local_model_url: str | None = Field(None, validation_alias=_env("BURROW_LOCAL_MODEL_URL"))
+    # Per `local/` model name, the server that serves it (JSON); others go to local_model_url.
+    # --local-model sets it for the bundled models, one llama.cpp server each.
+    local_model_routes: dict[str, str] = Field(default_factory=dict,
+                                               validation_alias=_env("BURROW_LOCAL_MODEL_ROUTES"))
     # Start the bundled local model server (llama.cpp with SmolLM2 135M and Gemma 3 270M) as a
     # child process and point local_model_url at it.
     local_model: bool = Field(False, validation_alias=_env("BURROW_LOCAL_MODEL"))
