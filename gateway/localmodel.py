@@ -409,8 +409,13 @@ class LocalModels:
 
     def start(self) -> dict[str, str]:
         try:
-            for model in bundled_models(self.data_dir / "models"):
-                server = LocalModelServer(self.data_dir, models=[model], name=model.alias)
+            models = bundled_models(self.data_dir / "models")
+            # The cores shared out: llama.cpp's threads spin while they wait, and two servers
+            # of 2 threads each on 2 cores, both busy, were slower than one swapping server.
+            threads = max(1, (os.cpu_count() or 1) // len(models))
+            for model in models:
+                server = LocalModelServer(self.data_dir, n_threads=threads, models=[model],
+                                          name=model.alias)
                 self.servers.append(server)
                 self.routes[model.alias] = server.start()
         except BaseException:
