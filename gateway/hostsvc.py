@@ -51,20 +51,13 @@ def create_host_app(parent: FastAPI) -> FastAPI:
         """One chat completion from the model the request names (`provider/name`); the server
         adds the provider's key. Usage is counted per tenant."""
         who = await box_principal(request)
-        response = await providers_of(parent).chat(body)
+        providers: Providers = parent.state.providers
+        response = await providers.chat(body)
         # Boxes an operator made for no tenant count under "operator".
         await _count_usage(parent, who.tenant or "operator", body.provider, response)
         return response
 
     return app
-
-
-def providers_of(parent: FastAPI) -> Providers:
-    """The registry the app's services built; built here on first use when they did not."""
-    providers: Providers | None = getattr(parent.state, "providers", None)
-    if providers is None:
-        providers = parent.state.providers = Providers(parent.state.settings)
-    return providers
 
 
 def usage_key(tenant: str) -> str:

@@ -136,7 +136,9 @@ def ask(question: str, model: str | None = None) -> dict[str, object]:
     relevant = [p for p in prefs if words & set(str(p["value"]).lower().split())] or prefs[:3]
     insights = knowledge.search(question, limit=3) if question.strip() else []
     about = "; ".join(f"the user {'prefers' if p['polarity'] == 'likes' else 'avoids'} "
-                      f"{p['value']}" for p in relevant)
+                      f"{p['value']}" for p in relevant)  # as the model reads it
+    about_you = "; ".join(f"you {'prefer' if p['polarity'] == 'likes' else 'avoid'} "
+                          f"{p['value']}" for p in relevant)
     shared = " ".join(str(i.get("text", "")) for i in insights)
     used = {"profile": relevant, "insights": [i.get("id") for i in insights]}
     note = ""
@@ -149,9 +151,8 @@ def ask(question: str, model: str | None = None) -> dict[str, object]:
     parts = [note + ("so this answer" if note else "No model is configured for this agent, "
                                                     "so this answer")
              + " is assembled from what it knows."]
-    if about:
-        parts.append("About you: " + about.replace("the user ", "you ").replace(
-            "you prefers", "you prefer").replace("you avoids", "you avoid") + ".")
+    if about_you:
+        parts.append(f"About you: {about_you}.")
     if shared:
         parts.append("From other users: " + shared)
     if not about and not shared:
