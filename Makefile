@@ -46,10 +46,39 @@ testdeps:
 	  [ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
 	  [ -x /usr/bin/chromedriver ] || missing="$$missing chromium-driver";)
 
+# llama.cpp (the local-model extra) is compiled for a stated instruction-set floor, x86-64-v3
+# (AVX2, FMA, F16C), never for the build machine's own CPU: a native build on a VM that reports
+# AVX-512 or AMX it does not let processes use dies at the first completion. pip's wheel cache
+# does not key on CMAKE_ARGS, so the wheel is built outside it (--no-cache-dir) into a
+# directory named by the version and the flags, and installed before anything that needs it.
+LLAMA_VERSION := 0.3.36
+ifeq ($(shell uname -m),x86_64)
+LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON \
+  -DGGML_AVX512=OFF -DGGML_AVX512_VBMI=OFF -DGGML_AVX512_VNNI=OFF -DGGML_AVX512_BF16=OFF \
+  -DGGML_AVX_VNNI=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF
+LLAMA_CPU_FLOOR := avx2 fma f16c
+else
+LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF
+LLAMA_CPU_FLOOR :=
+endif
+LLAMA_WHEELS := $(HOME)/.cache/burrow/wheels/llama-cpp-python-$(LLAMA_VERSION)-$(shell \
+  echo '$(LLAMA_CMAKE_ARGS)' | sha256sum | cut -c1-12)
+
 $(STAMP): pyproject.toml
+	@for flag in $(LLAMA_CPU_FLOOR); do grep -qw "$$flag" /proc/cpuinfo || { \
+	  echo "this CPU lacks $$flag: the bundled llama.cpp needs x86-64-v3 (AVX2, FMA, F16C)"; \
+	  exit 1; }; done
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(BIN)/pip install -q -e '.[dev,local-model]'
+	@if ! ls $(LLAMA_WHEELS)/llama_cpp_python-*.whl >/dev/null 2>&1; then \
+	  echo "building llama.cpp for x86-64-v3 (once per machine: ~10 min on 2 cores)"; \
+	  rm -rf $(LLAMA_WHEELS).tmp && \
+	  CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) \
+	    $(BIN)/pip wheel -q --no-cache-dir --no-deps llama-cpp-python==$(LLAMA_VERSION) \
+	    -w $(LLAMA_WHEELS).tmp && mv $(LLAMA_WHEELS).tmp $(LLAMA_WHEELS); \
+	fi
+	$(BIN)/pip install -q --force-reinstall --no-deps $(LLAMA_WHEELS)/llama_cpp_python-*.whl
+	$(BIN)/pip install -q -e '.[dev,local-model]'
 	touch $(STAMP)
 
 lint: install

@@ -17,8 +17,10 @@ DEFAULT_RUNTIME_ROOT = Path("/run/burrow")
 @dataclass(frozen=True)
 class RuntimeConfig:
     data_dir: Path
-    # Mount points, sockets and the runtime image live here, not in the data dir: every box
-    # uid must be able to reach them, and the data dir may sit under a private directory.
+    # Mount points, sockets, the runtime image and the bwrap copy live under this root, not in
+    # the data dir: every box uid must be able to reach them, and the data dir may sit under a
+    # private directory. Each data dir gets its own runtime dir below it (runtime_dir).
+    runtime_root: Path = DEFAULT_RUNTIME_ROOT
     runtime_dir: Path | None = None
     uid_base: int = DEFAULT_UID_BASE
     default_limits: Limits = field(default_factory=Limits)
@@ -40,9 +42,10 @@ class RuntimeConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_dir", Path(self.data_dir).resolve())
+        object.__setattr__(self, "runtime_root", Path(self.runtime_root).absolute())
         if self.runtime_dir is None:
             digest = hashlib.sha256(str(self.data_dir).encode()).hexdigest()[:12]
-            object.__setattr__(self, "runtime_dir", DEFAULT_RUNTIME_ROOT / digest)
+            object.__setattr__(self, "runtime_dir", self.runtime_root / digest)
 
     @property
     def run_dir(self) -> Path:
@@ -62,6 +65,12 @@ class RuntimeConfig:
     @property
     def boxes_dir(self) -> Path:
         return self.data_dir / "boxes"
+
+    @property
+    def disk_templates_dir(self) -> Path:
+        """Formatted empty disk images, copied to make each box's disk: beside the boxes'
+        images, so the copy never crosses filesystems and never executes anything."""
+        return self.data_dir / "disk-templates"
 
     @property
     def store_dir(self) -> Path:

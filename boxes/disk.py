@@ -43,7 +43,32 @@ def check_host() -> None:
         raise HostUnsupportedError("setpriv is missing; install util-linux")
 
 
+# copy_file_range refuses some pairs of filesystems (EXDEV across mounts before Linux 5.3 and
+# again since 5.19 for different filesystem types; EOPNOTSUPP, ENOSYS, EINVAL on some, e.g.
+# overlayfs or FUSE): then the bytes go through user space, still region by region.
+_COPY_FALLBACK = frozenset({errno.EXDEV, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL})
+_CHUNK = 1 << 20
+
+
+def _copy_region(fin: int, fout: int, start: int, end: int) -> None:
+    try:
+        while start < end:
+            copied = os.copy_file_range(fin, fout, end - start, start, start)
+            if copied == 0:  # the source shrank under us
+                return
+            start += copied
+    except OSError as exc:
+        if exc.errno not in _COPY_FALLBACK:
+            raise
+        while start < end:
+            data = os.pread(fin, min(_CHUNK, end - start), start)
+            if not data:
+                return
+            start += os.pwrite(fout, data, start)
+
+
 def _sparse_copy(src: Path, dst: Path) -> None:
+    """Copy `src` to `dst` keeping its holes (a new disk image stays a few hundred KiB)."""
     with open(src, "rb") as fin, open(dst, "wb") as fout:
         size = os.fstat(fin.fileno()).st_size
         offset = 0
@@ -55,9 +80,7 @@ def _sparse_copy(src: Path, dst: Path) -> None:
                     break
                 raise
             end = os.lseek(fin.fileno(), start, os.SEEK_HOLE)
-            while start < end:
-                start += os.copy_file_range(fin.fileno(), fout.fileno(), end - start,
-                                            start, start)
+            _copy_region(fin.fileno(), fout.fileno(), start, end)
             offset = end
         fout.truncate(size)
 

@@ -2,8 +2,9 @@
 
 slirp4netns runs as the box's own unprivileged uid. It joins the box's network namespace
 through the user namespace that owns it (bwrap nests the sandbox in a second one), and it
-opens the TUN device through a private node bind-mounted over /dev/net/tun in a mount
-namespace of its own, so the host's /dev/net/tun permissions need not change.
+opens the TUN device through a private node, owned by the box uid, on a tmpfs mounted over
+/dev/net in a mount namespace of its own: the host's /dev/net/tun permissions need not change,
+and no device node is left on a host filesystem (the runtime root may be mounted nodev).
 `--disable-host-loopback` keeps the host's 127.0.0.1 out of reach.
 """
 
@@ -23,15 +24,20 @@ from boxes.fdio import read_until
 _NS_GET_USERNS = 0xB701
 _TUN_MAJOR, _TUN_MINOR = 10, 200
 _READY_TIMEOUT_S = 10.0
+_PACKAGES = {"slirp4netns": "slirp4netns", "unshare": "util-linux", "setpriv": "util-linux",
+             "mknod": "coreutils"}
 
 
 def check_host() -> None:
-    for tool in ("slirp4netns", "unshare", "setpriv"):
+    if not os.path.isdir("/dev/net"):
+        raise HostUnsupportedError(
+            "network='egress' needs the TUN device (/dev/net is missing); load the tun module "
+            "(modprobe tun) or give the container /dev/net/tun")
+    for tool in ("slirp4netns", "unshare", "setpriv", "mknod"):
         if shutil.which(tool) is None:
             raise HostUnsupportedError(
                 f"network='egress' needs {tool}, which this host lacks; install "
-                f"{'slirp4netns' if tool == 'slirp4netns' else 'util-linux'} (make install "
-                "does it on Debian)")
+                f"{_PACKAGES[tool]} (make install does it on Debian)")
 
 
 @dataclass
@@ -52,20 +58,18 @@ class Egress:
 async def start_egress(child_pid: int, uid: int, run_dir: Path) -> Egress:
     """Give the sandbox whose first process is `child_pid` a NATed route out; wait until ready."""
     check_host()
-    tun = run_dir / "tun"
-    if not tun.exists():
-        os.mknod(tun, 0o600 | 0o020000, os.makedev(_TUN_MAJOR, _TUN_MINOR))
-        os.chown(tun, uid, uid)
     net_fd = os.open(f"/proc/{child_pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
     userns_fd = fcntl.ioctl(net_fd, _NS_GET_USERNS)
     ready_r, ready_w = os.pipe()
     exit_r, exit_w = os.pipe()  # slirp4netns exits when this process (the write end) goes away
-    script = ('uid=$2 && mount --bind "$1" /dev/net/tun && shift 2 && exec setpriv '
+    script = ('uid=$1 && shift && mount -t tmpfs -o size=16k,mode=0755 burrow-tun /dev/net '
+              f'&& mknod -m 0600 /dev/net/tun c {_TUN_MAJOR} {_TUN_MINOR} '
+              '&& chown "$uid:$uid" /dev/net/tun && exec setpriv '
               '--reuid="$uid" --regid="$uid" --clear-groups --inh-caps=-all '
               '--bounding-set=-all -- slirp4netns "$@"')
     argv = [
         "unshare", "--mount", "--propagation", "private", "--", "/bin/sh", "-c", script, "sh",
-        str(tun), str(uid),
+        str(uid),
         "--configure", "--mtu=65520", "--disable-host-loopback", "--enable-seccomp",
         f"--ready-fd={ready_w}", f"--exit-fd={exit_r}",
         f"--userns-path=/proc/self/fd/{userns_fd}", "--netns-type=path",

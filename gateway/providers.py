@@ -4,7 +4,9 @@ here, in the server's settings; they never enter a box."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import uuid
 from typing import Any, Protocol
 
@@ -30,6 +32,8 @@ ANTHROPIC_MAX_TOKENS = 4096  # the Messages API needs a bound; the chat API leav
 LOCAL_MAX_TOKENS = 1024
 UPSTREAM_MESSAGE_CHARS = 500
 
+log = logging.getLogger("burrow.providers")
+
 
 class ModelProvider(Protocol):
     async def chat(self, request: ChatRequest) -> ChatResponse: ...
@@ -37,6 +41,13 @@ class ModelProvider(Protocol):
 
 class ProviderError(ApiError):
     """A model call that failed; its status and message are what the caller should see."""
+
+
+class LocalServers(Protocol):
+    """The supervised local model servers (gateway/modelservers.py), when this process runs
+    them: they know why one is down."""
+
+    def failure(self, alias: str, wait_s: float = 1.0) -> str | None: ...
 
 
 def new_call_id() -> str:
@@ -85,9 +96,11 @@ class Upstream:
             raise ProviderError(503, "model_unavailable",
                                 f"{self.label} did not answer in time; retry later") from exc
         except httpx.HTTPError as exc:
+            # The address stays in the server's log: boxes read these messages.
+            log.warning("cannot reach %s at %s: %r", self.label, self.base_url, exc)
             raise ProviderError(503, "model_unavailable",
-                                f"cannot reach {self.label} at {self.base_url} "
-                                f"({type(exc).__name__}); retry later") from exc
+                                f"cannot reach {self.label} ({type(exc).__name__}); "
+                                "retry later") from exc
         if response.status_code == 200:
             try:
                 data = response.json()
@@ -190,6 +203,12 @@ class LocalProvider(OpenAIProvider):
     """Any OpenAI-compatible server (llama.cpp's by default). Tiny local models cannot call
     functions natively, so tools are emulated with schema-constrained JSON (see localmodel)."""
 
+    def __init__(self, upstream: Upstream, alias: str,
+                 servers: LocalServers | None = None) -> None:
+        super().__init__(upstream, "local")
+        self.alias = alias
+        self.servers = servers
+
     def body(self, request: ChatRequest) -> dict[str, Any]:
         body = super().body(request)
         body.setdefault("temperature", 0.0)  # deterministic unless asked otherwise
@@ -212,7 +231,14 @@ class LocalProvider(OpenAIProvider):
         return body
 
     async def chat(self, request: ChatRequest) -> ChatResponse:
-        response = await super().chat(request)
+        try:
+            response = await super().chat(request)
+        except ProviderError as exc:
+            why = (await asyncio.to_thread(self.servers.failure, self.alias)
+                   if exc.status == 503 and self.servers is not None else None)
+            if why is None:
+                raise
+            raise ProviderError(503, "model_unavailable", why, {"Retry-After": "5"}) from exc
         if not request.tools:
             return response
         tools = [t.function.name for t in request.tools]
@@ -326,8 +352,10 @@ class Providers:
     """Every provider the server can reach, over one pooled HTTP client; `chat` routes a
     request by its model's `provider/` prefix."""
 
-    def __init__(self, settings: Settings, client: httpx.AsyncClient | None = None) -> None:
+    def __init__(self, settings: Settings, client: httpx.AsyncClient | None = None,
+                 local_servers: LocalServers | None = None) -> None:
         self.settings = settings
+        self.local_servers = local_servers
         self.client = client or httpx.AsyncClient(
             timeout=httpx.Timeout(settings.model_timeout_s, connect=10.0),
             limits=httpx.Limits(max_connections=100, max_keepalive_connections=20))
@@ -366,7 +394,7 @@ class Providers:
                                 "--local-model` on the Burrow server")
         url = s.local_model_routes.get(name, s.local_model_url or "")
         return LocalProvider(Upstream(self.client, "the local model server", url, json_headers),
-                             provider)
+                             name, self.local_servers)
 
     async def chat(self, request: ChatRequest) -> ChatResponse:
         return await self.get(request.model).chat(request)

@@ -14,10 +14,10 @@ from fastapi import FastAPI
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from boxes import BoxManager, RuntimeConfig
+from boxes import BoxManager, HostUnsupportedError, RuntimeConfig, disk, hostdirs
 from gateway import logs
 from gateway.app import create_app
-from gateway.localmodel import LocalModelError, LocalModels
+from gateway.modelservers import LocalModelError, LocalModels
 from gateway.security import server_secret
 from gateway.services import EMBEDDING_DIM
 from gateway.settings import Settings
@@ -72,6 +72,11 @@ def _redis_url(settings: Settings) -> tuple[str, EmbeddedRedis | None]:
 def serve(settings: Settings, host: str, port: int, *, with_worker: bool = True) -> None:
     """The gateway (and, unless told otherwise, the worker) in this process."""
     logs.configure(settings.log_format)
+    try:  # what would otherwise fail inside the app's start-up, as one line
+        disk.check_host()
+        hostdirs.check_traversable(settings.runtime_dir)
+    except HostUnsupportedError as exc:
+        sys.exit(f"error: {exc.message}")
     local = _local_model(settings)
     redis_url, embedded = _redis_url(settings)
     settings = settings.model_copy(update={"redis_url": redis_url, "run_worker": with_worker})
@@ -79,7 +84,7 @@ def serve(settings: Settings, host: str, port: int, *, with_worker: bool = True)
         settings = settings.model_copy(update={"local_model_url": local.url,
                                                "local_model_routes": local.routes})
     url = f"http://{host}:{port}"
-    app = create_app(settings, on_ready=_announce(url, settings))
+    app = create_app(settings, on_ready=_announce(url, settings), local_models=local)
     try:
         uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False,
                     proxy_headers=False, server_header=False,
@@ -142,7 +147,8 @@ async def _worker(settings: Settings, data_dir: Path) -> None:
     redis = Redis.from_url(settings.redis_url)
     # The worker runs no boxes itself: it talks to the gateways' boxes through their sockets
     # (same host, same data dir), the registry and the snapshot store.
-    manager = BoxManager(RuntimeConfig(data_dir=data_dir, launcher_pool=0), redis)
+    manager = BoxManager(RuntimeConfig(data_dir=data_dir, runtime_root=settings.runtime_dir,
+                                       launcher_pool=0), redis)
     store = await asyncio.to_thread(open_store, settings.qdrant_url, data_dir / "knowledge",
                                     EMBEDDING_DIM)
     kb = KnowledgeBase(store, ProcessEmbedder(settings.embed_model), redis,

@@ -25,6 +25,7 @@ from boxes import BoxError, BoxManager, BoxState, RuntimeConfig
 from boxes.models import BoxRecord
 from gateway.hostsvc import create_host_app
 from gateway.metrics import Metrics
+from gateway.modelservers import LocalModels
 from gateway.providers import Providers
 from gateway.proxy import AgentProxy
 from gateway.runs import AgentRuns
@@ -87,7 +88,8 @@ class Observer:
 
 
 @contextlib.asynccontextmanager
-async def services(app: FastAPI, settings: Settings) -> AsyncIterator[None]:
+async def services(app: FastAPI, settings: Settings,
+                   local_models: LocalModels | None = None) -> AsyncIterator[None]:
     data_dir = settings.data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     assert settings.redis_url is not None
@@ -100,7 +102,8 @@ async def services(app: FastAPI, settings: Settings) -> AsyncIterator[None]:
     state.operator_key_created = created
 
     config = RuntimeConfig(
-        data_dir=data_dir, launcher_pool=settings.launcher_pool, uid_base=settings.uid_base,
+        data_dir=data_dir, runtime_root=settings.runtime_dir,
+        launcher_pool=settings.launcher_pool, uid_base=settings.uid_base,
         lock_wait_s=settings.wake_wait_s,
         image_extras={AGENT_DIR: Path(tenant_agent.__file__).parent},
         start_env=lambda box: {"BURROW_BOX_TOKEN": box_token(secret, box.id)})
@@ -123,7 +126,8 @@ async def services(app: FastAPI, settings: Settings) -> AsyncIterator[None]:
     state.tenants = Tenants(redis, manager, kb, observations, state.policies,
                             settings.agent_command or DEFAULT_AGENT_COMMAND)
     state.proxy = AgentProxy()
-    state.providers = Providers(settings)
+    state.providers = Providers(settings, local_servers=local_models)
+    state.local_models = local_models
     # A run whose model no provider could serve (unknown, no key) fails before it starts.
     state.runs = AgentRuns(redis, manager, HARNESS_COMMAND, check_model=state.providers.get)
     state.observer = Observer(observations, queue, enabled=settings.observe)

@@ -21,6 +21,10 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
 
     data_dir: Path = Field(Path("./.burrow"), validation_alias=_env("BURROW_DATA_DIR"))
+    # Where box sockets, mount points and the runtime image live (every box uid must reach
+    # it; a tmpfs is right, also one mounted nosuid,nodev,noexec). One directory per data dir
+    # is made below it.
+    runtime_dir: Path = Field(Path("/run/burrow"), validation_alias=_env("BURROW_RUNTIME_DIR"))
     operator_key: SecretStr | None = Field(None, validation_alias=_env("BURROW_OPERATOR_KEY"))
     redis_url: str | None = Field(None, validation_alias=_env("REDIS_URL"))
     qdrant_url: str | None = Field(None, validation_alias=_env("QDRANT_URL"))

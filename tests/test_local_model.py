@@ -4,7 +4,7 @@ function calling, and a box calling them through the host socket."""
 
 from __future__ import annotations
 
-import importlib.util
+import asyncio
 import json
 import os
 import signal
@@ -18,17 +18,16 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
+from gateway import modelservers
 from gateway.chat import ChatRequest
-from gateway.localmodel import LocalModelServer
-from gateway.providers import Providers
+from gateway.modelservers import LocalModels, LocalModelServer
+from gateway.providers import ProviderError, Providers
 from gateway.settings import Settings
 from tests.conftest import Gateway, gateway_settings, running_gateway
 from workers.embedded_redis import EmbeddedRedis
 
-# find_spec, not importorskip: importing llama_cpp here would load the library for nothing.
-pytestmark = pytest.mark.skipif(importlib.util.find_spec("llama_cpp") is None,
-                                reason="the local-model extra is not installed")
-
+# The test command installs the local-model extra: without it these tests fail (they never
+# skip), so a broken install cannot pass unnoticed.
 MODELS = ["local/smollm2-135m", "local/gemma-3-270m"]
 
 
@@ -169,7 +168,7 @@ async def test_a_box_calls_the_local_model_through_the_host_socket(
 ORPHAN = """
 import sys, time
 from pathlib import Path
-from gateway.localmodel import LocalModelServer
+from gateway.modelservers import LocalModelServer
 server = LocalModelServer(Path(sys.argv[1]))
 server.start()
 print(server.proc.pid, flush=True)
@@ -198,3 +197,72 @@ def _status(pid: int) -> str:
         return Path(f"/proc/{pid}/status").read_text()
     except OSError:
         return "\nState:\tZ"
+
+
+# -- the build and the supervisor -----------------------------------------------------------------
+
+def test_the_installed_llama_cpp_uses_nothing_above_the_floor() -> None:
+    """Built for x86-64-v3, never natively: a build that uses AVX-512 or AMX faults on VMs
+    that report them but do not let processes use them."""
+    info = modelservers.system_info()
+    assert info.get("AVX2") and info.get("FMA") and info.get("F16C"), info
+    assert [name for name in modelservers.ABOVE_FLOOR if info.get(name)] == [], info
+
+
+def test_a_cpu_below_the_floor_is_refused_with_what_to_do(tmp_path: Path) -> None:
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse sse2 avx fma\n")
+    with pytest.raises(modelservers.LocalModelError, match=r"AVX2, F16C.*BURROW_LOCAL_MODEL_URL"):
+        modelservers.check_cpu(cpuinfo)
+    cpuinfo.write_text("flags\t\t: fpu avx avx2 fma f16c\n")
+    modelservers.check_cpu(cpuinfo)
+
+
+LONG = [{"role": "user", "content": "Write a very long story about a lighthouse keeper, "
+                                    "with many chapters."}]
+
+
+@pytest.fixture(scope="module")
+def supervised(local_server: LocalModelServer) -> Iterator[LocalModels]:
+    models = LocalModels(local_server.data_dir)  # reuses the assembled Gemma file
+    models.start()
+    yield models
+    models.stop()
+
+
+@pytest.mark.parametrize("model", MODELS)
+async def test_a_server_killed_by_sigsegv_mid_request_is_named_and_restarted(
+        supervised: LocalModels, model: str) -> None:
+    alias = model.removeprefix("local/")
+    registry = Providers(Settings(local_model_routes=supervised.routes),
+                         local_servers=supervised)
+    try:
+        pid = supervised.servers[alias].proc.pid  # type: ignore[union-attr]
+        call = asyncio.create_task(registry.chat(request(model, LONG, max_tokens=2000)))
+        await asyncio.sleep(1.0)  # the server is generating
+        assert not call.done()
+        os.kill(pid, signal.SIGSEGV)
+        with pytest.raises(ProviderError) as raised:
+            await call
+        error = raised.value
+        assert error.status == 503 and "SIGSEGV" in error.message
+        assert f"local/{alias}" in error.message and "/" not in error.message.replace(
+            f"local/{alias}", "")  # no host path reaches the box that reads it
+        assert supervised.status()[alias]["last_exit"] == "SIGSEGV"
+        deadline = time.monotonic() + 90
+        while True:  # back on the same route, with backoff
+            try:
+                answer = await registry.chat(request(model, [
+                    {"role": "user", "content": "Say hi."}], max_tokens=8))
+                break
+            except ProviderError as again:
+                assert again.status == 503, again.message
+                assert time.monotonic() < deadline, "the server was not restarted"
+                await asyncio.sleep(0.5)
+        assert answer.usage.output_tokens > 0
+        assert supervised.status()[alias] == {
+            "state": "running", "last_exit": "SIGSEGV", "restarts": 1,
+            "log": str(supervised.servers[alias].log_path)}
+        assert supervised.servers[alias].proc.pid != pid  # type: ignore[union-attr]
+    finally:
+        await registry.aclose()

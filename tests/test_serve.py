@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import pytest
 
-from tests.served import BIN, Served
+from tests.served import BIN, Served, stop_and_check
 
 
 def test_readme_tour_over_real_http(served: Served) -> None:
@@ -87,3 +91,66 @@ def test_schemathesis_finds_no_server_errors_or_schema_violations(served: Served
              "--generation-database", "none", "--exclude-tag", "planned", "--no-color"],
             capture_output=True, text=True, timeout=600, cwd=served.data_dir)
         assert result.returncode == 0, result.stdout[-6000:]
+
+
+@pytest.fixture
+def noexec_runtime_root() -> Iterator[Path]:
+    """A tmpfs mounted as a systemd host mounts /run: nosuid, nodev, noexec (somewhere box uids
+    can traverse to, unlike pytest's private tmp_path)."""
+    root = Path(tempfile.mkdtemp(prefix="burrow-run-"))
+    os.chmod(root, 0o755)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "nosuid,nodev,noexec,mode=0755", "testrun",
+                    str(root)], check=True)
+    yield root / "burrow"
+    subprocess.run(["umount", "-R", "-l", str(root)], check=True)
+    root.rmdir()
+
+
+def test_serve_with_its_runtime_root_on_a_noexec_nodev_tmpfs(
+        tmp_path: Path, noexec_runtime_root: Path) -> None:
+    """The data dir on disk, the runtime root on another filesystem that refuses execution and
+    devices: boxes (also with egress) start, freeze and wake."""
+    server = Served(tmp_path / "data", env={"BURROW_RUNTIME_DIR": str(noexec_runtime_root)})
+    server.start()
+    try:
+        with httpx.Client(base_url=server.url, timeout=60) as c:
+            r = c.post("/v1/tenants", json={"id": "tmpfs"}, headers=server.operator)
+            assert r.status_code == 201, r.text
+            tenant = {"Authorization": f"Bearer {r.json()['api_key']}"}
+            home = r.json()["home_box_id"]
+            egress = c.post("/v1/boxes", json={"network": "egress"}, headers=tenant)
+            assert egress.status_code == 201, egress.text
+            for box in (home, egress.json()["id"]):
+                r = c.post(f"/v1/boxes/{box}/exec", headers=tenant,
+                           json={"command": "echo kept > kept.txt && cat /proc/net/dev"})
+                assert r.json()["exit_code"] == 0, r.json()
+                assert c.post(f"/v1/boxes/{box}/freeze", headers=tenant).json()["state"] \
+                    == "frozen"
+                assert c.post(f"/v1/boxes/{box}/wake", headers=tenant).json()["state"] \
+                    == "running"
+                r = c.post(f"/v1/boxes/{box}/exec", headers=tenant,
+                           json={"command": "cat kept.txt; cat /proc/net/dev"})
+                assert r.json()["stdout"].startswith("kept\n"), r.json()
+            # the egress box has its own interface (slirp4netns's TUN device worked)
+            assert "tap0" in r.json()["stdout"]
+            assert c.get("/v1/tenants/tmpfs/agent/health", headers=tenant).status_code == 200
+        runtime_dirs = [p for p in noexec_runtime_root.iterdir() if p.name != "bin"]
+        assert runtime_dirs, "the runtime dir was not made under BURROW_RUNTIME_DIR"
+        # bwrap runs from a tmpfs of Burrow's own; nothing else was mounted over the root
+        assert os.path.ismount(noexec_runtime_root / "bin")
+        assert not os.path.ismount(noexec_runtime_root)
+    finally:
+        stop_and_check(server)
+
+
+def test_a_runtime_dir_box_uids_cannot_reach_is_refused_with_what_to_do(tmp_path: Path) -> None:
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    proc = subprocess.run(
+        [str(BIN / "burrow"), "serve", "--port", "1", "--data-dir", str(tmp_path / "data")],
+        env={**os.environ, "BURROW_RUNTIME_DIR": str(private / "run"),
+             "BURROW_OPERATOR_KEY": "k" * 40}, capture_output=True, text=True, timeout=60)
+    assert proc.returncode != 0
+    assert "other users cannot enter" in proc.stdout + proc.stderr
+    assert "BURROW_RUNTIME_DIR" in proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stdout + proc.stderr

@@ -7,6 +7,7 @@ import asyncio
 import os
 import shutil
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -97,7 +98,8 @@ def worker(data_dir: Path | None, check: bool) -> None:
 
 @main.command()
 def doctor() -> None:
-    """Check that this host can run boxes, and start one to prove it."""
+    """Check that this host can run boxes, and start one to prove it; with the local-model
+    extra, also run one completion on each bundled model."""
     from boxes import HostUnsupportedError, disk, network
 
     checks: list[tuple[str, str | None]] = []
@@ -118,16 +120,87 @@ def doctor() -> None:
           None if Path("/usr/bin/python3").exists() else "missing; install python3")
     check("node for runtime='node'",
           None if shutil.which("node") else "missing (only the node runtime needs it)")
+    runtime_root = _settings().runtime_dir
     if os.geteuid() == 0:
         try:
-            asyncio.run(_start_one_box())
+            asyncio.run(_start_one_box(runtime_root))
             check("start, exec, freeze, wake and delete a box", None)
         except Exception as exc:  # report anything, as one line
             check("start, exec, freeze, wake and delete a box", f"{type(exc).__name__}: {exc}")
+    _check_local_models(check)
     sys.exit(0 if all(problem is None for _, problem in checks) else 1)
 
 
-async def _start_one_box() -> None:
+def _check_local_models(check: Callable[[str, str | None], None]) -> None:
+    """The bundled models, when the local-model extra is installed: the CPU floor, the build's
+    instruction sets, and one short real completion on each."""
+    import importlib.util
+
+    if importlib.util.find_spec("llama_cpp") is None:
+        click.echo("--   local models: the local-model extra is not installed (optional)")
+        return
+    from gateway import modelservers
+
+    try:
+        modelservers.check_cpu()
+        check("CPU meets the llama.cpp floor (AVX2, FMA, F16C)", None)
+    except modelservers.LocalModelError as exc:
+        check("CPU meets the llama.cpp floor (AVX2, FMA, F16C)", str(exc))
+        return
+    try:
+        info = modelservers.system_info()
+        above = [name for name in modelservers.ABOVE_FLOOR if info.get(name)]
+        check("llama.cpp built for the floor, not natively",
+              None if not above else f"the installed build uses {', '.join(above)}, which "
+              "can crash on some CPUs; reinstall with `make install` (it builds with "
+              "GGML_NATIVE=OFF)")
+    except Exception as exc:  # report anything, as one line
+        check("llama.cpp loads", f"{type(exc).__name__}: {exc}")
+        return
+    for alias, result in _complete_once().items():
+        check(f"a completion with local/{alias}", result)
+
+
+def _complete_once() -> dict[str, str | None]:
+    """Start the bundled servers in a scratch dir and ask each for a few tokens; per model,
+    None with the time printed, or the failure with what to do."""
+    import tempfile
+    import time
+
+    import httpx
+
+    from gateway.modelservers import LocalModelError, LocalModels
+
+    scratch = Path(tempfile.mkdtemp(prefix="burrow-doctor-models-"))
+    models = LocalModels(scratch)
+    results: dict[str, str | None] = {}
+    try:
+        try:
+            routes = models.start()
+        except LocalModelError as exc:
+            return {"bundled models": f"{exc}"}
+        for alias, url in routes.items():
+            started = time.perf_counter()
+            try:
+                r = httpx.post(url + "/chat/completions", timeout=120, json={
+                    "model": alias, "max_tokens": 8, "temperature": 0,
+                    "messages": [{"role": "user", "content": "Say hello."}]})
+                r.raise_for_status()
+                text = r.json()["choices"][0]["message"]["content"] or ""
+                click.echo(f"     local/{alias}: {(time.perf_counter() - started) * 1000:.0f} "
+                           f"ms for {text.strip()[:40]!r}")
+                results[alias] = None
+            except (httpx.HTTPError, KeyError, ValueError) as exc:
+                why = models.failure(alias) or f"{type(exc).__name__}: {exc}"
+                results[alias] = (f"{why}; its log: {models.health[alias].log_path}; "
+                                  "`make install` rebuilds llama.cpp for this CPU's floor")
+    finally:
+        models.stop()
+        shutil.rmtree(scratch, ignore_errors=True)
+    return results
+
+
+async def _start_one_box(runtime_root: Path) -> None:
     import tempfile
 
     from redis.asyncio import Redis
@@ -139,7 +212,8 @@ async def _start_one_box() -> None:
     server = EmbeddedRedis(scratch / "redis", appendonly=False)
     server.start()
     redis = Redis.from_url(server.url)
-    config = RuntimeConfig(data_dir=scratch / "data", launcher_pool=0)
+    config = RuntimeConfig(data_dir=scratch / "data", runtime_root=runtime_root,
+                           launcher_pool=0)
     manager = await BoxManager.open(config, redis)
     try:
         box = await manager.create(BoxSpec())

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
@@ -25,5 +27,10 @@ async def readyz(request: Request) -> JSONResponse:
         checks["redis"] = f"unreachable: {type(exc).__name__}"
     checks["boxes"] = "ok" if getattr(request.app.state, "manager", None) else "starting"
     ready = all(v == "ok" for v in checks.values())
-    return JSONResponse({"status": "ready" if ready else "not ready", "checks": checks},
-                        status_code=200 if ready else 503)
+    body: dict[str, Any] = {"status": "ready" if ready else "not ready", "checks": checks}
+    local = getattr(request.app.state, "local_models", None)
+    if local is not None:
+        # Informative, not a readiness condition: the gateway serves without them, and a
+        # dead server is restarted (its log says why it died).
+        body["local_models"] = local.status()
+    return JSONResponse(body, status_code=200 if ready else 503)
