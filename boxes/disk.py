@@ -15,6 +15,7 @@ import os
 import shutil
 import struct
 import subprocess
+import threading
 from pathlib import Path
 
 from boxes.errors import HostUnsupportedError
@@ -94,7 +95,9 @@ class DiskImages:
         if path.exists():
             return path
         self.cache_dir.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        # Boxes are created from threads and processes at once: each formats its own temp
+        # file and the first rename wins (the same bytes either way).
+        tmp = path.with_suffix(f".{os.getpid()}-{threading.get_ident()}.tmp")
         with open(tmp, "wb") as f:
             f.truncate(size_mb * 1024 * 1024)
         # -m 0: no blocks reserved for root (the box is never root); lazy init keeps it small.
