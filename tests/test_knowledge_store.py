@@ -252,9 +252,9 @@ def test_bad_ids_and_dimensions_are_refused_with_a_clear_error(store: VectorStor
     assert store.count() == 0
 
 
-def test_reopen_keeps_points_payloads_and_filtering(engine: Engine, corpus: Corpus) -> None:
-    if not engine.persistent:
-        pytest.skip("an in-memory qdrant-client store is gone once closed; nothing to reopen")
+def test_reopen_keeps_points_payloads_and_filtering(tmp_path: Path, corpus: Corpus) -> None:
+    # Qdrant Edge only: an in-memory qdrant-client store is gone once closed.
+    engine = open_engine("edge", tmp_path)
     first = engine.open()
     first.upsert(corpus.points())
     first.set_payload(corpus.ids[0], {"support": 7})
