@@ -26,6 +26,7 @@ if TYPE_CHECKING:  # importing collections.abc at run time would cost ms of ever
     from collections.abc import Callable, Iterator
 
 HOME = "/workspace"
+BOX_ENV: dict[str, str] = {}  # the box owner's env, see _take_box_env
 SIGTERM, SIGKILL = 15, 9
 MAX_HEADER = 1 << 20
 CHUNK = 1 << 16
@@ -237,7 +238,7 @@ def _exec_argv(req: dict[str, object]) -> list[str]:
 
 
 def _exec_env(req: dict[str, object]) -> dict[str, str]:
-    env = dict(os.environ)
+    env = {**os.environ, **BOX_ENV}
     extra = req.get("env") or {}
     if not isinstance(extra, dict) or not all(
             isinstance(k, str) and isinstance(v, str) and k and "=" not in k
@@ -605,7 +606,8 @@ def _run_hook(command: str, timeout: float) -> dict[str, object]:
     null = os.open("/dev/null", os.O_RDONLY)
     started = time.monotonic()
     try:
-        pid = _spawn(["/bin/sh", "-c", command], HOME, dict(os.environ), null, out_w, out_w)
+        pid = _spawn(["/bin/sh", "-c", command], HOME, {**os.environ, **BOX_ENV}, null, out_w,
+                     out_w)
     except (Fail, _ExecFailed) as exc:
         os.close(out_r)
         return {"exit_code": 127, "output": exc.message, "timed_out": False}
@@ -700,8 +702,7 @@ def _supervise(listen_fd: int, argv: list[str], first_pid: int | None) -> None:
             time.sleep(backoff)
             backoff *= 2
     while not _service_stopped():
-        env = dict(os.environ)
-        env.update(LISTEN_FDS="1", BURROW_SERVICE_FD="3")
+        env = {**os.environ, **BOX_ENV, "LISTEN_FDS": "1", "BURROW_SERVICE_FD": "3"}
         started = time.monotonic()
         try:
             log_fd = _open_service_log()
@@ -722,7 +723,17 @@ def _supervise(listen_fd: int, argv: list[str], first_pid: int | None) -> None:
         backoff = min(backoff * 2, 30.0)
 
 
+def _take_box_env() -> None:
+    """The box owner's env (BURROW_BOX_ENV, JSON): for execs, hooks and the service, never
+    for this process, so what the owner sets cannot change how the daemon itself runs."""
+    raw = os.environ.pop("BURROW_BOX_ENV", None)
+    value = loads(raw) if raw else {}
+    if isinstance(value, dict):
+        BOX_ENV.update({str(k): str(v) for k, v in value.items()})
+
+
 def main() -> int:
+    _take_box_env()
     listen_fd = os.environ.pop("BURROW_LISTEN_FD", None)
     ready_fd = os.environ.pop("BURROW_READY_FD", None)
     os.umask(0o022)

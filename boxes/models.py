@@ -72,6 +72,27 @@ class Limits:
         return cls(**merged).validate()
 
 
+# Variables that change how programs load rather than what they do: the dynamic loader's
+# (LD_*), and what else glibc drops for set-uid programs or reads at start (tunables, malloc,
+# gconv, locale and resolver paths). A box's env applies to every exec and service in it,
+# including Burrow's own programs there (the agent, the harness); the daemon never sees it.
+# PYTHON* stays allowed: Burrow's in-box Pythons run isolated (-I) and ignore it.
+_REFUSED_PREFIXES = ("LD_", "MALLOC_", "GLIBC_", "BURROW_")
+_REFUSED_NAMES = frozenset({
+    "GCONV_PATH", "GETCONF_DIR", "HOSTALIASES", "LOCALDOMAIN", "LOCPATH", "NIS_PATH",
+    "NLSPATH", "RESOLV_HOST_CONF", "RES_OPTIONS", "TZDIR"})
+
+
+def refused_env(name: str) -> None:
+    """Refuse, with what to do, a box env variable that would change how programs load."""
+    if name.upper().startswith(_REFUSED_PREFIXES) or name.upper() in _REFUSED_NAMES:
+        what = ("is reserved for Burrow" if name.upper().startswith("BURROW_")
+                else "changes how programs load or start, so it cannot be set for a whole box")
+        raise InvalidRequestError(
+            f"env: {name} {what}; set it for one command instead (exec's env, or "
+            f"`{name}=… command` in the command)")
+
+
 @dataclass(frozen=True)
 class BoxSpec:
     """What a caller asks for when creating a box."""
@@ -104,6 +125,7 @@ class BoxSpec:
             if not _ENV_RE.match(key) or not isinstance(value, str) or "\0" in value:
                 raise InvalidRequestError(
                     f"env: {key!r} is not a valid variable name with a string value")
+            refused_env(key)
         for key, value in self.labels.items():
             if not _LABEL_RE.match(key) or not isinstance(value, str) or len(value) > 256:
                 raise InvalidRequestError(

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from boxes.errors import HostUnsupportedError, SandboxStartError
 from boxes.fdio import read_until
+from boxes.hostenv import clean_env
 
 _NS_GET_USERNS = 0xB701
 _TUN_MAJOR, _TUN_MINOR = 10, 200
@@ -80,7 +81,7 @@ async def start_egress(child_pid: int, uid: int, run_dir: Path) -> Egress:
     try:
         proc = await asyncio.create_subprocess_exec(
             *argv, pass_fds=(ready_w, exit_r, userns_fd, net_fd),
-            stdin=asyncio.subprocess.DEVNULL, stdout=log_fd, stderr=log_fd)
+            stdin=asyncio.subprocess.DEVNULL, stdout=log_fd, stderr=log_fd, env=clean_env())
     finally:
         for fd in (ready_w, exit_r, userns_fd, net_fd, log_fd):
             os.close(fd)

@@ -28,6 +28,7 @@ from boxes.cgroups import BoxCgroup
 from boxes.config import RuntimeConfig
 from boxes.errors import HostUnsupportedError, SandboxStartError
 from boxes.fdio import read_until
+from boxes.hostenv import clean_env
 from boxes.image import BOX_UID, DAEMON_PATH, DAEMON_PYTHON, Image, build_host_image
 from boxes.launcher import LauncherPool
 from boxes.models import BoxRecord
@@ -131,7 +132,8 @@ def box_env(box: BoxRecord) -> dict[str, str]:
         "BURROW_BOX_ID": box.id,
     }
     env.update(_RUNTIME_ENV.get(box.runtime, {}))
-    env.update(box.env)
+    if box.env:  # for the daemon to give its execs and service, never to apply to itself
+        env["BURROW_BOX_ENV"] = json.dumps(box.env)
     return env
 
 
@@ -335,7 +337,7 @@ class BubblewrapBackend:
             proc = await asyncio.create_subprocess_exec(
                 *drop, *self._daemon_argv(box, {**fds, "args": args_fd}, launched=False),
                 pass_fds=(*fds.values(), args_fd), stdin=asyncio.subprocess.DEVNULL,
-                stdout=log_fd, stderr=log_fd, start_new_session=True)
+                stdout=log_fd, stderr=log_fd, start_new_session=True, env=clean_env())
         finally:
             os.close(args_fd)
         return proc, cgroup, False
@@ -343,11 +345,13 @@ class BubblewrapBackend:
     def _daemon_argv(self, box: BoxRecord, fds: dict[str, int], launched: bool) -> list[str]:
         """bwrap's command line (every option comes from the `args` fd). A box with a
         service starts it beside the daemon rather than from it, so that both Pythons start
-        at once: the first request after a wake waits for the service."""
+        at once: the first request after a wake waits for the service (given the box's env
+        by env(1), so that the shell and the daemon never run with it)."""
         daemon = [DAEMON_PYTHON, "-I", "-S", DAEMON_PATH]
+        box_env = [f"{key}={value}" for key, value in box.env.items()]
         command = daemon if not (box.service and launched) else [
             "/bin/sh", "-c", _START_WITH_SERVICE.format(daemon=" ".join(daemon)), "sh",
-            *box.service]
+            "/usr/bin/env", *box_env, *box.service]
         return [self.bwrap, "--args", str(fds["args"]), "--", *command]
 
     def _daemon_args(self, box: BoxRecord, fds: dict[str, int]) -> list[str]:
