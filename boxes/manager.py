@@ -31,6 +31,7 @@ from redis.asyncio import Redis
 from boxes.activity import Activity
 from boxes.client import DaemonClient
 from boxes.config import RuntimeConfig
+from boxes.egress import EgressPolicy
 from boxes.errors import (
     BoxError,
     BoxNotFoundError,
@@ -51,6 +52,7 @@ from boxes.models import (
     ExecResult,
     FileEntry,
     SnapshotRecord,
+    StartPolicy,
 )
 from boxes.registry import Registry
 from boxes.sandbox import BoxUsage, BubblewrapBackend, SandboxBackend
@@ -195,7 +197,8 @@ class BoxManager:
             created_at=now, last_active_at=now, owner=spec.owner, name=spec.name,
             env=dict(spec.env), labels=dict(spec.labels), pre_freeze_hook=spec.pre_freeze_hook,
             service=list(spec.service) if spec.service else None, meta=dict(spec.meta),
-            host=self.host)
+            host=self.host, egress_allow=list(spec.egress_allow),
+            egress_deny=list(spec.egress_deny))
         self.config.box_dir(box.id).mkdir(parents=True)
         await self.registry.put(box)
         try:
@@ -206,7 +209,8 @@ class BoxManager:
                     index = await asyncio.to_thread(self.store.restore, spec.from_snapshot,
                                                     upper, box.uid)
                     self._save_index(box, index)
-                pid = await self.backend.start(box)
+                box, egress = await self._start_policy(box)
+                pid = await self.backend.start(box, egress)
                 return await self._update(box, state=BoxState.RUNNING, pid=pid)
         except BaseException:
             with contextlib.suppress(Exception):
@@ -438,6 +442,21 @@ class BoxManager:
         self._timed("freeze", started)
         return box
 
+    async def _start_policy(self, box: BoxRecord) -> tuple[BoxRecord, EgressPolicy | None]:
+        """Apply the operator's current say before a start: limits lowered since the box was
+        made are clamped (and recorded); egress boxes get their filter's rules."""
+        hook = self.config.start_policy
+        policy = await hook(box) if hook is not None else StartPolicy(box.limits)
+        if policy.limits != box.limits:
+            log.info("box %s: limits clamped to the ceilings in force: %s", box.id,
+                     policy.limits)
+            box = await self._update(box, limits=policy.limits)
+        if box.network != "egress":
+            return box, None
+        return box, EgressPolicy(allow=policy.egress_allow, deny=policy.egress_deny,
+                                 box_allow=tuple(box.egress_allow),
+                                 box_deny=tuple(box.egress_deny))
+
     def _timed(self, transition: str, started: float) -> None:
         if self.on_transition is not None:
             self.on_transition(transition, time.perf_counter() - started)
@@ -471,7 +490,8 @@ class BoxManager:
             else:
                 raise BoxStateError(f"box {box.id} has neither a local layer nor a snapshot "
                                     "to wake from")
-            pid = await self.backend.start(box)
+            box, egress = await self._start_policy(box)
+            pid = await self.backend.start(box, egress)
         except BoxError as exc:
             await self._update(box, state=BoxState.FAILED, pid=None,
                                        reason=f"wake failed: {exc.message}")

@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any, Literal
 
+from boxes.egress import parse_rules
 from boxes.errors import InvalidRequestError
 
 RUNTIMES = ("python", "node", "base")
@@ -111,6 +112,9 @@ class BoxSpec:
     service: list[str] | None = None
     # The caller's own data about the box, kept with it and never interpreted here.
     meta: dict[str, Any] = field(default_factory=dict)
+    # Egress rules of this box alone (see boxes.egress): they only narrow the operator's.
+    egress_allow: tuple[str, ...] = ()
+    egress_deny: tuple[str, ...] = ()
 
     def validate(self) -> BoxSpec:
         if self.runtime not in RUNTIMES:
@@ -137,7 +141,22 @@ class BoxSpec:
                 isinstance(a, str) and a and "\0" not in a for a in self.service)):
             raise InvalidRequestError("service must be a non-empty list of strings")
         self.limits.validate()
+        for name in ("egress_allow", "egress_deny"):
+            try:
+                parse_rules(getattr(self, name))
+            except ValueError as exc:
+                raise InvalidRequestError(f"{name}: {exc}") from None
         return self
+
+
+@dataclass(frozen=True)
+class StartPolicy:
+    """What the operator decides about a box each time it starts: its limits (clamped to the
+    ceilings in force) and the operator's egress rules."""
+
+    limits: Limits
+    egress_allow: tuple[str, ...] = ()
+    egress_deny: tuple[str, ...] = ()
 
 
 @dataclass
@@ -167,6 +186,8 @@ class BoxRecord:
     host: str | None = None          # which manager runs it ("hostname:pid")
     wakes: int = 0
     freezes: int = 0
+    egress_allow: list[str] = field(default_factory=list)
+    egress_deny: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

@@ -42,6 +42,15 @@ class TenantPolicy(Strict):
     archive_after_s: float | None = Field(
         None, description=f"drop the local layer of a frozen box after this many {_IDLE}")
     keep_alive: bool | None = Field(None, description="never pause, freeze or archive for idleness")
+    max_boxes_per_tenant: int | None = Field(None, description="most boxes a tenant may have")
+    max_tenant_disk_mb: int | None = Field(
+        None, description="most disk (MB) all of a tenant's boxes may ask for together")
+    tenant_keep_alive: bool | None = Field(
+        None, description="whether the tenant may create keep_alive boxes")
+    tenant_token_budget: int | None = Field(
+        None, description="model tokens (input + output) a tenant may use per budget period")
+    model_allowlist: list[str] | None = Field(
+        None, description="models boxes may call (provider/name, * wildcards); null: any")
 
 
 class PolicyIn(TenantPolicy):
@@ -54,6 +63,21 @@ class PolicyIn(TenantPolicy):
     local_layer_budget_bytes: int | None = Field(
         None, description="above this many bytes of frozen layers on local disk, the least "
                           "recently used frozen boxes are archived")
+    max_box_memory_mb: int | None = Field(None, description="largest memory a tenant box gets")
+    max_box_disk_mb: int | None = Field(None, description="largest disk a tenant box gets")
+    max_box_pids: int | None = Field(None, description="most processes in a tenant box")
+    max_box_cpus: float | None = Field(None, description="most CPUs a tenant box gets")
+    egress_allow: list[str] | None = Field(
+        None, description="what egress boxes may reach beyond public addresses: IPv4 "
+                          "CIDRs or addresses, optionally :port, or *:port")
+    egress_deny: list[str] | None = Field(None, description="what egress boxes may never reach")
+    model_max_tokens: int | None = Field(
+        None, description="largest max_tokens of a model call from a box (larger ones are "
+                          "clamped)")
+    token_budget_period_s: float | None = Field(
+        None, description="the period of tenant_token_budget, in seconds")
+    model_calls_per_minute: int | None = Field(
+        None, description="model calls a tenant's boxes may make per minute")
 
 
 class PolicyValues(BaseModel):
@@ -63,6 +87,20 @@ class PolicyValues(BaseModel):
     keep_alive: bool
     max_warm_boxes: int | None
     local_layer_budget_bytes: int | None
+    max_box_memory_mb: int | None
+    max_box_disk_mb: int | None
+    max_box_pids: int | None
+    max_box_cpus: float | None
+    max_boxes_per_tenant: int | None
+    max_tenant_disk_mb: int | None
+    tenant_keep_alive: bool
+    egress_allow: list[str]
+    egress_deny: list[str]
+    model_allowlist: list[str] | None
+    model_max_tokens: int | None
+    tenant_token_budget: int | None
+    token_budget_period_s: float
+    model_calls_per_minute: int | None
 
 
 class PolicyOut(BaseModel):
@@ -128,6 +166,14 @@ class LimitsIn(Strict):
     disk_mb: int | None = Field(None, ge=64, le=1 << 24)
 
 
+class EgressIn(Strict):
+    """Rules of this box alone; they only narrow what the operator allows. A rule is an IPv4
+    address or CIDR, optionally :port, or *:port."""
+    allow: list[str] = Field(default_factory=list, max_length=256,
+                             description="if any: only these (within the operator's rules)")
+    deny: list[str] = Field(default_factory=list, max_length=256)
+
+
 class GitIn(Strict):
     token: str | None = Field(None, max_length=4096)
     user_name: str | None = Field(None, max_length=256)
@@ -183,6 +229,7 @@ class BoxCreate(Strict):
     labels: dict[str, str] = Field(default_factory=dict)
     keep_alive: bool = False
     network: Literal["none", "egress"] = "none"
+    egress: EgressIn | None = Field(None, description="narrow an egress box's reach")
     limits: LimitsIn | None = None
     agent: AgentConfig | None = Field(None, description="the harness and model of agent runs")
     git: GitIn | None = None

@@ -23,6 +23,7 @@ from redis.exceptions import RedisError
 import tenant_agent
 from boxes import BoxError, BoxManager, BoxState, RuntimeConfig
 from boxes.models import BoxRecord
+from gateway import quotas
 from gateway.hostsvc import create_host_app
 from gateway.metrics import Metrics
 from gateway.modelservers import LocalModels
@@ -106,7 +107,9 @@ async def services(app: FastAPI, settings: Settings,
         launcher_pool=settings.launcher_pool, uid_base=settings.uid_base,
         lock_wait_s=settings.wake_wait_s,
         image_extras={AGENT_DIR: Path(tenant_agent.__file__).parent},
-        start_env=lambda box: {"BURROW_BOX_TOKEN": box_token(secret, box.id)})
+        egress_dns=settings.egress_dns,
+        start_env=lambda box: {"BURROW_BOX_TOKEN": box_token(secret, box.id)},
+        start_policy=quotas.start_policy(Policies(redis)))
     host_socket = config.run_dir / f"host-{os.getpid()}.sock"
     config = dataclasses.replace(config, host_socket=host_socket)
     host_server = await _serve_host_socket(app, host_socket)

@@ -74,6 +74,8 @@ class Settings(BaseSettings):
     # The model tenant agents answer through (provider/name); unset: they answer from what
     # they know, without a model.
     agent_model: str | None = Field(None, validation_alias=_env("BURROW_AGENT_MODEL"))
+    # The DNS resolver egress boxes' forwarder asks (an IPv4 address); unset: the host's.
+    egress_dns: str | None = Field(None, validation_alias=_env("BURROW_EGRESS_DNS"))
     # How long one upstream model call may take, in seconds.
     model_timeout_s: float = Field(300.0, gt=0, validation_alias=_env("BURROW_MODEL_TIMEOUT_S"))
 

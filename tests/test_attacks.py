@@ -3,6 +3,7 @@ running inside a box, are both hostile. Each test fails if the attack works."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -96,3 +97,60 @@ async def test_box_env_reaches_execs_and_never_the_daemon(gateway: Gateway) -> N
     assert "BURROW_BOX_ID=" in daemon_env  # found the daemon's environment
     lines = daemon_env.splitlines()  # (BURROW_BOX_ENV, the JSON it reads them from, is there)
     assert not [v for v in lines if v.startswith(("GREETING=", "PATH=/nowhere"))], lines
+
+
+async def test_a_tenant_cannot_ask_for_more_than_the_ceilings(gateway: Gateway) -> None:
+    headers, _ = await gateway.tenant("greedy")
+    for limits, ceiling in (({"disk_mb": 1048576}, "max_box_disk_mb"),
+                            ({"memory_mb": 1048576}, "max_box_memory_mb"),
+                            ({"pids": 65536}, "max_box_pids"),
+                            ({"cpus": 64}, "max_box_cpus")):
+        r = await gateway.client.post("/v1/boxes", headers=headers, json={"limits": limits})
+        assert r.status_code == 422, (limits, r.text)
+        assert ceiling in r.json()["error"]["message"]
+    r = await gateway.client.post("/v1/boxes", headers=headers, json={"keep_alive": True})
+    assert r.status_code == 422 and "tenant_keep_alive" in r.json()["error"]["message"]
+    # the operator is not bound by them
+    r = await gateway.client.post("/v1/boxes", headers=gateway.operator,
+                                  json={"limits": {"memory_mb": 8192}, "keep_alive": True})
+    assert r.status_code == 201, r.text
+    await gateway.client.delete(f"/v1/boxes/{r.json()['id']}", headers=gateway.operator)
+
+
+async def test_box_count_and_total_disk_per_tenant_are_bounded(gateway: Gateway) -> None:
+    r = await gateway.client.put("/v1/policy", headers=gateway.operator,
+                                 json={"max_boxes_per_tenant": 3, "max_tenant_disk_mb": 4096})
+    assert r.status_code == 200, r.text
+    headers, _ = await gateway.tenant("many")  # its home box is the first (2048 MB)
+    r = await gateway.client.post("/v1/boxes", headers=headers,
+                                  json={"limits": {"disk_mb": 4096}})
+    assert r.status_code == 422 and "max_tenant_disk_mb" in r.json()["error"]["message"]
+    results = await asyncio.gather(*(gateway.client.post(
+        "/v1/boxes", headers=headers, json={"limits": {"disk_mb": 64}}) for _ in range(4)))
+    assert sorted(r.status_code for r in results) == [201, 201, 422, 422], [
+        r.text for r in results]
+    listed = (await gateway.client.get("/v1/boxes", headers=headers)).json()
+    assert len(listed) == 3
+    refused = next(r for r in results if r.status_code == 422)
+    assert "max_boxes_per_tenant" in refused.json()["error"]["message"]
+
+
+async def test_a_lowered_ceiling_clamps_existing_boxes_at_their_next_wake(
+        gateway: Gateway) -> None:
+    headers, _ = await gateway.tenant("clamped")
+    r = await gateway.client.post("/v1/boxes", headers=headers,
+                                  json={"limits": {"memory_mb": 2048, "pids": 512}})
+    box = r.json()["id"]
+    r = await gateway.client.put("/v1/policy", headers=gateway.operator,
+                                 json={"max_box_memory_mb": 256, "max_box_pids": 64})
+    assert r.status_code == 200, r.text
+    assert (await gateway.manager.get(box)).limits.memory_mb == 2048  # running: left alone
+    await gateway.client.post(f"/v1/boxes/{box}/freeze", headers=headers)
+    await gateway.client.post(f"/v1/boxes/{box}/wake", headers=headers)
+    limits = (await gateway.manager.get(box)).limits
+    assert (limits.memory_mb, limits.pids) == (256, 64)
+    r = await gateway.client.post(f"/v1/boxes/{box}/exec", headers=headers, json={
+        "command": ["python3", "-c", "import resource; "
+                    "print(resource.getrlimit(resource.RLIMIT_NPROC)[0])"]})
+    assert r.status_code == 200, r.text
+    assert str(64 + 16) in r.json()["stdout"].split(), r.json()  # the pids rlimit follows

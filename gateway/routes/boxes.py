@@ -9,9 +9,17 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response
 
 from boxes import BoxError, BoxManager, BoxRecord, BoxSpec, Limits
-from gateway.deps import ManagerDep, OwnedBoxDep, TenantsDep, UserDep
+from gateway import quotas
+from gateway.deps import ManagerDep, OwnedBoxDep, PoliciesDep, TenantsDep, UserDep
 from gateway.errors import ApiError
-from gateway.schemas import BoxCreate, BoxPublic, ErrorOut, SnapshotCreate, SnapshotPublic
+from gateway.schemas import (
+    BoxCreate,
+    BoxPublic,
+    EgressIn,
+    ErrorOut,
+    SnapshotCreate,
+    SnapshotPublic,
+)
 from gateway.tenants import HOME_LABEL
 
 router = APIRouter(prefix="/v1", tags=["boxes"],
@@ -41,7 +49,7 @@ def _public(manager: BoxManager, box: BoxRecord) -> BoxPublic:
 @router.post("/boxes", status_code=201, responses={409: {"model": ErrorOut},
                                                    422: {"model": ErrorOut}})
 async def create_box(body: BoxCreate, who: UserDep, manager: ManagerDep,
-                     tenants: TenantsDep) -> BoxPublic:
+                     tenants: TenantsDep, policies: PoliciesDep) -> BoxPublic:
     """Create a box and start it (it is ready for exec when this returns)."""
     if who.is_operator:
         owner = body.tenant
@@ -57,14 +65,24 @@ async def create_box(body: BoxCreate, who: UserDep, manager: ManagerDep,
             raise ApiError(404, "not_found", f"no snapshot {body.from_snapshot!r}")
     if HOME_LABEL in body.labels:
         raise ApiError(422, "invalid_request", f"the label {HOME_LABEL} is reserved")
-    limits = Limits.from_dict(body.limits.model_dump(exclude_none=True) if body.limits else None)
+    asked = body.limits.model_dump(exclude_none=True) if body.limits else {}
+    policy = None if who.is_operator else await policies.for_tenant(owner)
+    if policy is not None and owner is not None:
+        limits = quotas.default_limits(asked, policy)
+        await quotas.check_tenant_room(manager, owner, policy, limits.disk_mb, body.keep_alive)
+    else:
+        limits = Limits.from_dict(asked)
     git = body.git.model_dump(exclude_none=True) if body.git else {}
+    egress = body.egress or EgressIn()
     box = await manager.create(BoxSpec(
         runtime=body.runtime, name=body.name, owner=owner, env=body.env, labels=body.labels,
         network=body.network, limits=limits, from_snapshot=body.from_snapshot,
+        egress_allow=tuple(egress.allow), egress_deny=tuple(egress.deny),
         meta={"keep_alive": body.keep_alive,
               "agent": body.agent.model_dump() if body.agent else None,
               "git_user": {k: v for k, v in git.items() if k != "token"}}))
+    if policy is not None and owner is not None:
+        await quotas.check_still_in_room(manager, owner, policy, box)
     if git:
         try:
             for path, content in _git_files(git).items():
