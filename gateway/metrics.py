@@ -40,6 +40,9 @@ class Metrics:
                              "tenant's agent", registry=r)
         self.insights = Gauge("burrow_knowledge_insights", "insights in the shared knowledge "
                               "base", registry=r)
+        self.model_usage = Gauge("burrow_model_usage", "model calls and tokens from boxes, by "
+                                 "provider (what: calls, input_tokens, output_tokens)",
+                                 ["provider", "what"], registry=r)
 
     def transition(self, kind: str, seconds: float) -> None:
         """BoxManager.on_transition."""
@@ -59,4 +62,7 @@ class Metrics:
         self.queue.set(stats.observations["queue_depth"])
         self.backlog.set(stats.observations["backlog"])
         self.insights.set(stats.knowledge["insights"])
+        for name, value in stats.models.items():
+            provider, _, what = name.partition(":")
+            self.model_usage.labels(provider, what).set(value)
         return generate_latest(self.registry)

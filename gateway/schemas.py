@@ -131,6 +131,9 @@ class StatsOut(BaseModel):
                     "for their agent)")
     knowledge: dict[str, int]
     sweep: dict[str, Any] = Field(description="the last idle sweep: when, how long, what it did")
+    models: dict[str, int] = Field(
+        default_factory=dict, description="model usage from boxes over all tenants: "
+                                          "<provider>:calls, :input_tokens, :output_tokens")
 
 
 class TenantCreate(Strict):

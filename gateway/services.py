@@ -24,6 +24,8 @@ import tenant_agent
 from boxes import BoxError, BoxManager, BoxState, RuntimeConfig
 from boxes.models import BoxRecord
 from gateway import quotas
+from gateway.budgets import ModelBudgets
+from gateway.hostguard import HostLimits, protocol_for
 from gateway.hostsvc import create_host_app
 from gateway.metrics import Metrics
 from gateway.modelservers import LocalModels
@@ -112,7 +114,7 @@ async def services(app: FastAPI, settings: Settings,
         start_policy=quotas.start_policy(Policies(redis)))
     host_socket = config.run_dir / f"host-{os.getpid()}.sock"
     config = dataclasses.replace(config, host_socket=host_socket)
-    host_server = await _serve_host_socket(app, host_socket)
+    host_server = await _serve_host_socket(app, host_socket, settings)
     manager = await BoxManager.open(config, redis)
     store = await asyncio.to_thread(open_store, settings.qdrant_url, data_dir / "knowledge",
                                     EMBEDDING_DIM)
@@ -123,11 +125,12 @@ async def services(app: FastAPI, settings: Settings,
     queue = await create_pool(RedisSettings.from_dsn(settings.redis_url))
     state.manager, state.kb, state.observations, state.queue = manager, kb, observations, queue
     state.policies = Policies(redis)
+    state.budgets = ModelBudgets(redis)
     state.metrics = Metrics()
     manager.on_transition = state.metrics.transition
     state.stats = StatsCollector(app)
     state.tenants = Tenants(redis, manager, kb, observations, state.policies,
-                            settings.agent_command or DEFAULT_AGENT_COMMAND)
+                            settings.agent_command or DEFAULT_AGENT_COMMAND, state.budgets)
     state.proxy = AgentProxy()
     state.providers = Providers(settings, local_servers=local_models)
     state.local_models = local_models
@@ -184,12 +187,18 @@ class _NestedServer(uvicorn.Server):
         yield
 
 
-async def _serve_host_socket(app: FastAPI, path: Path) -> uvicorn.Server:
+async def _serve_host_socket(app: FastAPI, path: Path, settings: Settings) -> uvicorn.Server:
     os.makedirs(path.parent, mode=0o711, exist_ok=True)
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
-    server = _NestedServer(uvicorn.Config(create_host_app(app), uds=str(path), lifespan="off",
-                                          log_level="warning", access_log=False))
+    limits = HostLimits(max_body_bytes=settings.host_max_body_bytes,
+                        header_timeout_s=settings.host_header_timeout_s,
+                        idle_timeout_s=settings.host_idle_timeout_s,
+                        max_concurrent=settings.host_max_concurrent)
+    server = _NestedServer(uvicorn.Config(
+        create_host_app(app, limits), uds=str(path), lifespan="off", log_level="warning",
+        access_log=False, http=protocol_for(limits), timeout_keep_alive=5,
+        h11_max_incomplete_event_size=limits.max_header_bytes))
     task = asyncio.create_task(server.serve())
     app.state.host_server_task = task
     while not server.started:

@@ -76,6 +76,15 @@ class Settings(BaseSettings):
     agent_model: str | None = Field(None, validation_alias=_env("BURROW_AGENT_MODEL"))
     # The DNS resolver egress boxes' forwarder asks (an IPv4 address); unset: the host's.
     egress_dns: str | None = Field(None, validation_alias=_env("BURROW_EGRESS_DNS"))
+    # The host services socket (what boxes call): largest body, how long a box may take to
+    # send its headers and between pieces of its body, requests open at once per box.
+    host_max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024,
+                                     validation_alias=_env("BURROW_HOST_MAX_BODY_BYTES"))
+    host_header_timeout_s: float = Field(10.0, gt=0,
+                                         validation_alias=_env("BURROW_HOST_HEADER_TIMEOUT_S"))
+    host_idle_timeout_s: float = Field(30.0, gt=0,
+                                       validation_alias=_env("BURROW_HOST_IDLE_TIMEOUT_S"))
+    host_max_concurrent: int = Field(8, ge=1, validation_alias=_env("BURROW_HOST_MAX_CONCURRENT"))
     # How long one upstream model call may take, in seconds.
     model_timeout_s: float = Field(300.0, gt=0, validation_alias=_env("BURROW_MODEL_TIMEOUT_S"))
 

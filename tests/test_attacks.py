@@ -4,14 +4,16 @@ running inside a box, are both hostile. Each test fails if the attack works."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.conftest import Gateway, box_processes
+from tests.conftest import ECHO_AGENT, Gateway, box_processes, gateway_settings, running_gateway
 from tests.served import Served, stop_and_check
+from workers.embedded_redis import EmbeddedRedis
 
 SECRETS = {
     "BURROW_OPERATOR_KEY": "op-secret-" + "o" * 40,
@@ -154,3 +156,124 @@ async def test_a_lowered_ceiling_clamps_existing_boxes_at_their_next_wake(
                     "print(resource.getrlimit(resource.RLIMIT_NPROC)[0])"]})
     assert r.status_code == 200, r.text
     assert str(64 + 16) in r.json()["stdout"].split(), r.json()  # the pids rlimit follows
+
+
+# -- the host services socket ---------------------------------------------------------------------
+
+RAW = r"""
+import json, os, socket, sys, time
+spec = json.loads(sys.argv[1])
+s = socket.socket(socket.AF_UNIX)
+s.connect(os.environ["BURROW_HOST_SOCKET"])
+s.settimeout(30)
+token = spec.get("token", os.environ["BURROW_BOX_TOKEN"])
+head = f"POST {spec['path']} HTTP/1.1\r\nHost: h\r\n"
+if token:
+    head += f"Authorization: Bearer {token}\r\n"
+head += spec.get("extra", "")
+head += f"Content-Type: application/json\r\nContent-Length: {spec['length']}\r\n\r\n"
+started = time.monotonic()
+reply = b""
+try:
+    s.sendall(head.encode())
+    sent, chunk = 0, b"x" * 65536
+    while sent < spec["send"]:
+        sent += s.send(chunk[:spec["send"] - sent])
+except OSError:
+    pass
+try:
+    while part := s.recv(65536):
+        reply += part
+except OSError:
+    pass
+status = int(reply.split()[1]) if reply.startswith(b"HTTP/1.1") else 0
+print(json.dumps([status, round(time.monotonic() - started, 2),
+                  reply[-300:].decode(errors="replace")]))
+"""
+
+
+async def raw(gw: Gateway, headers: dict[str, str], box: str, **spec: object) -> list[object]:
+    r = await gw.client.post(f"/v1/boxes/{box}/exec", headers=headers, json={
+        "command": ["python3", "-c", RAW, json.dumps(spec)], "timeout_s": 120})
+    assert r.json()["exit_code"] == 0, r.json()
+    result: list[object] = json.loads(r.json()["stdout"])
+    return result
+
+
+def _rss() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+async def test_the_host_socket_reads_nothing_before_the_token(gateway: Gateway) -> None:
+    """600 MB with no token: answered 401 at the headers, without the gateway holding it."""
+    headers, home = await gateway.tenant("flood")
+    before = _rss()
+    status, _, body = await raw(gateway, headers, home, path="/v1/model/chat", token="",
+                                length=600 << 20, send=600 << 20)
+    assert status == 401 and "box token" in str(body)
+    assert _rss() - before < 32 << 20
+    # a valid token with a body over the cap: refused by its length, nothing read
+    status, _, body = await raw(gateway, headers, home, path="/v1/model/chat",
+                                length=600 << 20, send=8 << 20)
+    assert status == 413, body
+    assert _rss() - before < 32 << 20
+
+
+async def test_a_token_works_only_from_its_own_box(gateway: Gateway) -> None:
+    headers, home = await gateway.tenant("thief")
+    other = (await gateway.client.post("/v1/boxes", headers=headers, json={})).json()["id"]
+    stolen = (await gateway.client.post(f"/v1/boxes/{other}/exec", headers=headers, json={
+        "command": "echo $BURROW_BOX_TOKEN"})).json()["stdout"].strip()
+    status, _, body = await raw(gateway, headers, home, path="/whoami", token=stolen,
+                                length=0, send=0)
+    assert status == 403 and "another box" in str(body)
+    status, _, body = await raw(gateway, headers, other, path="/whoami", length=0, send=0)
+    assert status == 405 or status == 200, body  # its own token is accepted (GET only route)
+
+
+async def test_slow_or_huge_headers_cannot_hold_the_socket(tmp_path: Path,
+                                                           redis_server: EmbeddedRedis) -> None:
+    settings = gateway_settings(tmp_path / "gw", redis_server.url, run_worker=False,
+                                agent_command=ECHO_AGENT, host_header_timeout_s=1.0)
+    async with running_gateway(settings) as gw:
+        headers, home = await gw.tenant("slow")
+        slow = (r"import os, socket, time; s = socket.socket(socket.AF_UNIX); "
+                r"s.connect(os.environ['BURROW_HOST_SOCKET']); s.sendall(b'POST /whoami HT'); "
+                r"t = time.monotonic(); r = s.recv(4096); "
+                r"print(round(time.monotonic() - t, 1), r.split()[1].decode())")
+        r = await gw.client.post(f"/v1/boxes/{home}/exec", headers=headers,
+                                 json={"command": ["python3", "-c", slow], "timeout_s": 30})
+        seconds, status = r.json()["stdout"].split()
+        assert status == "408" and float(seconds) < 5
+        status, _, _ = await raw(gw, headers, home, path="/whoami", length=0, send=0,
+                                 extra="X-Pad: " + "a" * 40000 + "\r\n")
+        assert status == 431
+
+
+async def test_a_box_cannot_open_unbounded_requests(gateway: Gateway) -> None:
+    headers, home = await gateway.tenant("hog")
+    many = r"""
+import json, os, socket
+socks = []
+for _ in range(12):
+    s = socket.socket(socket.AF_UNIX); s.connect(os.environ["BURROW_HOST_SOCKET"])
+    s.sendall(("POST /v1/model/chat HTTP/1.1\r\nHost: h\r\nAuthorization: Bearer "
+               + os.environ["BURROW_BOX_TOKEN"] + "\r\nContent-Length: 100\r\n\r\n").encode())
+    socks.append(s)
+statuses = []
+for s in socks:
+    s.settimeout(5)
+    try:
+        statuses.append(int(s.recv(4096).split()[1]))
+    except OSError:
+        statuses.append(0)  # still waiting for its body: holding one of the box's slots
+print(json.dumps(statuses))
+"""
+    r = await gateway.client.post(f"/v1/boxes/{home}/exec", headers=headers,
+                                  json={"command": ["python3", "-c", many], "timeout_s": 120})
+    statuses = json.loads(r.json()["stdout"])
+    # 8 held (still waiting for a body, or timed out for it since), 4 refused at once
+    assert statuses.count(429) == 4 and statuses.count(0) + statuses.count(408) == 8, statuses
