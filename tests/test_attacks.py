@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+from redis.asyncio import Redis
 
 from tests.conftest import ECHO_AGENT, Gateway, box_processes, gateway_settings, running_gateway
+from tests.fakes import FakeOpenAI
 from tests.served import Served, stop_and_check
 from workers.embedded_redis import EmbeddedRedis
 
@@ -277,3 +279,108 @@ print(json.dumps(statuses))
     statuses = json.loads(r.json()["stdout"])
     # 8 held (still waiting for a body, or timed out for it since), 4 refused at once
     assert statuses.count(429) == 4 and statuses.count(0) + statuses.count(408) == 8, statuses
+
+
+# -- model budgets ------------------------------------------------------------------------------
+
+CHAT = r"""
+import json, os, socket, sys
+out = []
+for arg in sys.argv[1:]:
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(os.environ["BURROW_HOST_SOCKET"])
+    data = arg.encode()
+    s.sendall((f"POST /v1/model/chat HTTP/1.1\r\nHost: h\r\nAuthorization: Bearer "
+               f"{os.environ['BURROW_BOX_TOKEN']}\r\nContent-Type: application/json\r\n"
+               f"Content-Length: {len(data)}\r\nConnection: close\r\n\r\n").encode() + data)
+    reply = b""
+    while chunk := s.recv(65536):
+        reply += chunk
+    head, _, body = reply.partition(b"\r\n\r\n")
+    retry = [l for l in head.decode().split("\r\n") if l.lower().startswith("retry-after")]
+    out.append([int(head.split()[1]), json.loads(body), retry])
+print(json.dumps(out))
+"""
+
+
+@pytest.fixture
+async def model_gateway(tmp_path: Path, redis_server: EmbeddedRedis,
+                        redis: Redis) -> AsyncIterator[tuple[Gateway, FakeOpenAI]]:
+    fake = FakeOpenAI()
+    settings = gateway_settings(tmp_path / "gw", redis_server.url, run_worker=False,
+                                agent_command=ECHO_AGENT, openai_api_key="sk-real-" + "k" * 30,
+                                openai_url=fake.url)
+    try:
+        async with running_gateway(settings) as gw:
+            yield gw, fake
+    finally:
+        fake.close()
+
+
+async def chat(gw: Gateway, headers: dict[str, str], box: str,
+               *bodies: dict[str, object]) -> list[list[object]]:
+    r = await gw.client.post(f"/v1/boxes/{box}/exec", headers=headers, json={
+        "command": ["python3", "-c", CHAT, *map(json.dumps, bodies)], "timeout_s": 60})
+    assert r.json()["exit_code"] == 0, r.json()
+    result: list[list[object]] = json.loads(r.json()["stdout"])
+    return result
+
+
+def _ask(model: str = "openai/gpt-x", max_tokens: int | None = None) -> dict[str, object]:
+    body: dict[str, object] = {"model": model,
+                               "messages": [{"role": "user", "content": "hi"}]}
+    if max_tokens is not None:
+        body["max_tokens"] = max_tokens
+    return body
+
+
+async def test_model_calls_stay_within_the_operators_allowlist_and_ceiling(
+        model_gateway: tuple[Gateway, FakeOpenAI]) -> None:
+    gw, fake = model_gateway
+    await gw.client.put("/v1/policy", headers=gw.operator, json={
+        "model_allowlist": ["openai/gpt-*"], "model_max_tokens": 256})
+    headers, home = await gw.tenant("spender")
+    (ok, _, _), (refused, error, _) = await chat(
+        gw, headers, home, _ask(max_tokens=100_000), _ask("openai/o9-expensive"))
+    assert ok == 200 and refused == 403
+    assert "allowlist" in error["error"]["message"]  # type: ignore[index]
+    assert fake.requests[-1]["max_completion_tokens"] == 256  # clamped, not refused
+    assert len(fake.requests) == 1
+
+
+async def test_a_tenant_cannot_spend_more_than_its_token_budget(
+        model_gateway: tuple[Gateway, FakeOpenAI]) -> None:
+    gw, _ = model_gateway
+    await gw.client.put("/v1/policy", headers=gw.operator, json={
+        "tenant_token_budget": 600, "model_max_tokens": 200, "token_budget_period_s": 3600})
+    headers, home = await gw.tenant("budget")
+    replies = await chat(gw, headers, home, *[_ask()] * 6)
+    statuses = [r[0] for r in replies]
+    # each call reserves ~200 tokens and uses 18 (the fake's usage): the budget is spent by
+    # reservations only while calls run; one at a time, all fit
+    assert statuses == [200] * 6, replies
+    spent = await gw.app.state.budgets.spent("budget", (await gw.app.state.policies.get()).policy)
+    assert spent == 6 * 18
+    await gw.client.put("/v1/policy", headers=gw.operator, json={"tenant_token_budget": 120})
+    (status, error, retry), = await chat(gw, headers, home, _ask())
+    assert status == 429 and "resets at" in error["error"]["message"]  # type: ignore[index]
+    assert retry and int(str(retry[0]).split(":")[1]) > 0
+    stats = (await gw.client.get("/v1/stats", headers=gw.operator)).json()
+    assert stats["models"]["openai:calls"] == 6
+    metrics = (await gw.client.get("/metrics", headers=gw.operator)).text
+    assert 'burrow_model_usage{provider="openai",what="calls"} 6.0' in metrics
+    # a deleted tenant's usage and budget go with it
+    redis = gw.app.state.redis
+    assert await redis.keys("burrow:model:budget:budget:*")  # there, before the delete
+    assert (await gw.client.delete("/v1/tenants/budget", headers=gw.operator)).status_code == 204
+    assert await redis.keys("burrow:model:*:budget:*") == []
+    assert not await gw.app.state.redis.exists(gw.app.state.budgets.usage_key("budget"))
+
+
+async def test_model_calls_are_rate_limited_per_tenant(
+        model_gateway: tuple[Gateway, FakeOpenAI]) -> None:
+    gw, _ = model_gateway
+    await gw.client.put("/v1/policy", headers=gw.operator, json={"model_calls_per_minute": 3})
+    headers, home = await gw.tenant("chatty")
+    statuses = [r[0] for r in await chat(gw, headers, home, *[_ask()] * 5)]
+    assert statuses.count(200) <= 3 and statuses.count(429) >= 2, statuses
