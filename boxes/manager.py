@@ -615,6 +615,16 @@ class BoxManager:
                          wake: bool = True) -> None:
         await self._call(box_id, wake, lambda c: c.write_file(path, data, mode))
 
+    async def read_file_stream(self, box_id: str, path: str,
+                               wake: bool = True) -> tuple[int, AsyncIterator[bytes]]:
+        """A file's size and its bytes as they come, never held whole."""
+        return await self._call(box_id, wake, lambda c: c.read_stream(path))
+
+    async def write_file_stream(self, box_id: str, path: str, size: int,
+                                pieces: AsyncIterator[bytes], mode: int | None = None,
+                                wake: bool = True) -> None:
+        await self._call(box_id, wake, lambda c: c.write_stream(path, size, pieces, mode))
+
     async def list_files(self, box_id: str, path: str,
                          wake: bool = True) -> builtins.list[FileEntry]:
         return await self._call(box_id, wake, lambda c: c.list_dir(path))

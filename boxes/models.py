@@ -202,6 +202,9 @@ class BoxRecord:
         return cls(**data)
 
 
+DEFAULT_MAX_OUTPUT = 1 << 20  # characters kept of each of stdout and stderr
+
+
 @dataclass(frozen=True)
 class ExecRequest:
     command: str | list[str]
@@ -209,6 +212,9 @@ class ExecRequest:
     env: dict[str, str] | None = None
     timeout_s: float | None = None
     stdin: str | bytes | None = None
+    # Characters of each stream a collected exec keeps (the rest is dropped, and the result
+    # says `truncated`); streamed execs pass everything through.
+    max_output: int = DEFAULT_MAX_OUTPUT
 
 
 @dataclass(frozen=True)

@@ -158,6 +158,10 @@ class TenantPublic(BaseModel):
     storage_bytes: int
     boxes: int
     policy: TenantPolicy | None = Field(None, description="overrides of the global policy")
+    observations: dict[str, int] = Field(
+        default_factory=dict, description="size: pairs waiting for the tenant's agent; max: "
+        "the most kept; dropped: pairs dropped because the backlog was full (its agent took "
+        "no deliveries)")
 
 
 # --- boxes -----------------------------------------------------------------------------------
@@ -273,6 +277,10 @@ class ExecIn(Strict):
     env: dict[str, str] | None = None
     timeout_s: float | None = Field(None, gt=0, le=86400)
     stdin: str | None = None
+    max_output_chars: int | None = Field(
+        None, ge=1, le=16 * 1024 * 1024,
+        description="characters kept of each of stdout and stderr (default 1048576); the "
+                    "stream endpoint passes everything")
 
 
 class ExecOut(BaseModel):
@@ -281,6 +289,7 @@ class ExecOut(BaseModel):
     stderr: str
     duration_ms: float
     timed_out: bool
+    truncated: bool = Field(False, description="output beyond max_output_chars was dropped")
 
 
 class FileEntryOut(BaseModel):

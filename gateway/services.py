@@ -121,7 +121,8 @@ async def services(app: FastAPI, settings: Settings,
     embedder = ProcessEmbedder(settings.embed_model)
     warm = asyncio.create_task(asyncio.to_thread(embedder.embed, ["warm up"]))
     kb = KnowledgeBase(store, embedder, redis, secret, k=settings.k_anonymity)
-    observations = Observations(redis, data_dir / "spool")
+    observations = Observations(redis, data_dir / "spool",
+                                backlog_max=settings.observe_backlog_max)
     queue = await create_pool(RedisSettings.from_dsn(settings.redis_url))
     state.manager, state.kb, state.observations, state.queue = manager, kb, observations, queue
     state.policies = Policies(redis)

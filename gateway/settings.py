@@ -31,6 +31,9 @@ class Settings(BaseSettings):
     embed_model: str | None = Field(None, validation_alias=_env("BURROW_EMBED_MODEL"))
     # Whether agents learn from their tenants' traffic (off: no pair is recorded).
     observe: bool = Field(True, validation_alias=_env("BURROW_OBSERVE"))
+    # Most pairs waiting for one tenant's agent; beyond it new pairs are dropped and counted.
+    observe_backlog_max: int = Field(10_000, ge=1,
+                                     validation_alias=_env("BURROW_OBSERVE_BACKLOG_MAX"))
     # An insight is shown to other tenants once this many distinct tenants support it.
     k_anonymity: int = Field(2, ge=1, le=1000, validation_alias=_env("BURROW_K_ANONYMITY"))
     dev: bool = Field(False, validation_alias=_env("BURROW_DEV"))

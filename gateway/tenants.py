@@ -181,4 +181,5 @@ class Tenants:
                 storage += self.manager.usage(box).disk_bytes
         last = max([record.created_at, *(b.last_active_at for b in boxes)])
         return {"state": home.state.value if home else "missing", "last_active_at": last,
-                "storage_bytes": storage, "boxes": len(boxes)}
+                "storage_bytes": storage, "boxes": len(boxes),
+                "observations": await self.observations.backlog_of(record.id)}

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -384,3 +386,83 @@ async def test_model_calls_are_rate_limited_per_tenant(
     headers, home = await gw.tenant("chatty")
     statuses = [r[0] for r in await chat(gw, headers, home, *[_ask()] * 5)]
     assert statuses.count(200) <= 3 and statuses.count(429) >= 2, statuses
+
+
+# -- gateway memory -----------------------------------------------------------------------------
+
+def _peak_rss(pid: int, stop: threading.Event, peak: list[int]) -> None:
+    while not stop.is_set():
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                peak[0] = max(peak[0], int(line.split()[1]) * 1024)
+        time.sleep(0.02)
+
+
+def test_a_gigabyte_moves_through_the_gateway_in_bounded_memory(served: Served) -> None:
+    with httpx.Client(base_url=served.url, timeout=300) as c:
+        tenant, _ = _tenant(c, served, "bulk")
+        box = c.post("/v1/boxes", headers=tenant, json={}).json()["id"]
+        r = c.post(f"/v1/boxes/{box}/exec", headers=tenant,
+                   json={"command": "truncate -s 1G big && echo made"})
+        assert r.json()["stdout"] == "made\n"
+        assert served.proc is not None
+        stop, peak = threading.Event(), [0]
+        base = _rss_of(served.proc.pid)
+        watcher = threading.Thread(target=_peak_rss, args=(served.proc.pid, stop, peak))
+        watcher.start()
+        try:
+            received = 0
+            with c.stream("GET", f"/v1/boxes/{box}/files", params={"path": "big"},
+                          headers=tenant) as response:
+                assert response.status_code == 200
+                assert response.headers["content-length"] == str(1 << 30)
+                for piece in response.iter_bytes(1 << 20):
+                    received += len(piece)
+            assert received == 1 << 30
+
+            def body() -> Iterator[bytes]:
+                piece = b"u" * (1 << 20)
+                for _ in range(90):
+                    yield piece
+            r = c.put(f"/v1/boxes/{box}/files", params={"path": "up"}, headers={
+                **tenant, "content-length": str(90 << 20)}, content=body())
+            assert r.status_code == 204, r.text
+        finally:
+            stop.set()
+            watcher.join()
+        assert peak[0] - base < 64 << 20, f"the gateway grew by {(peak[0] - base) >> 20} MB"
+        size = c.post(f"/v1/boxes/{box}/exec", headers=tenant, json={
+            "command": "stat -c %s up"}).json()["stdout"]
+        assert size.strip() == str(90 << 20)
+        r = c.post(f"/v1/boxes/{box}/exec", headers=tenant, json={
+            "command": "head -c 3000000 /dev/zero | tr '\\0' a", "max_output_chars": 1000})
+        assert r.json()["truncated"] is True and len(r.json()["stdout"]) == 1000
+
+
+def _rss_of(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+async def test_a_tenant_whose_agent_takes_nothing_cannot_fill_redis(
+        tmp_path: Path, redis_server: EmbeddedRedis) -> None:
+    """No worker delivers here, as with an agent that refuses every delivery."""
+    settings = gateway_settings(tmp_path / "gw", redis_server.url, run_worker=False,
+                                agent_command=ECHO_AGENT, observe_backlog_max=5)
+    async with running_gateway(settings) as gw:
+        headers, _ = await gw.tenant("mute")
+        for i in range(8):
+            r = await gw.client.post("/v1/tenants/mute/agent/ask", headers=headers,
+                                     json={"question": f"q{i}"})
+            assert r.status_code == 200
+        await gw.app.state.observer.drain()
+        backlog = gw.app.state.observations.backlog_key("mute")
+        assert await gw.app.state.redis.llen(backlog) == 5
+        tenant = (await gw.client.get("/v1/tenants/mute", headers=gw.operator)).json()
+        assert tenant["observations"] == {"size": 5, "max": 5, "dropped": 3}
+        stats = (await gw.client.get("/v1/stats", headers=gw.operator)).json()
+        assert stats["observations"]["dropped"] == 3
+        assert "burrow_observation_dropped 3.0" in (
+            await gw.client.get("/metrics", headers=gw.operator)).text
