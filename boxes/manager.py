@@ -39,6 +39,7 @@ from boxes.errors import (
     BoxUnavailableError,
     DaemonUnreachableError,
     SnapshotNotFoundError,
+    WakeFailedError,
 )
 from boxes.locks import BoxLocks
 from boxes.models import (
@@ -96,6 +97,9 @@ class BoxManager:
         self.activity = Activity(self.registry)
         # Told how long each wake and freeze took ("wake"/"freeze", seconds): metrics.
         self.on_transition: Callable[[str, float], None] | None = None
+        # Told (box id, phase) as a freeze or wake passes each of its steps: timings, and
+        # tests that stop the process between steps.
+        self.on_phase: Callable[[str, str], None] | None = None
 
     @classmethod
     async def open(cls, config: RuntimeConfig, redis: Redis) -> BoxManager:
@@ -112,6 +116,8 @@ class BoxManager:
             count = await self.registry.rebuild()
             log.warning("registry was empty; rebuilt %d boxes from %s", count,
                         self.config.boxes_dir)
+        else:
+            await self.registry.adopt_mirrors()
         await self.reconcile()
         self.activity.start()
 
@@ -353,16 +359,11 @@ class BoxManager:
             return result.record
 
     def _copy_snapshot(self, box: BoxRecord, name: str) -> SnapshotRecord:
-        """Name an archived box's state: restore-free, by re-packing from its freeze."""
-        tmp = self.config.data_dir / "tmp" / f"named-{box.id}-{secrets.token_hex(4)}"
-        tmp.mkdir(parents=True)
-        try:
-            assert box.snapshot_id is not None
-            self.store.restore(box.snapshot_id, tmp, box.uid)
-            return self.store.pack(tmp, box_id=box.id, kind="named", name=name,
-                                   owner=box.owner, index=None).record
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+        """Name an archived box's state: a copy of its freeze's manifest (blobs shared), so
+        nothing is restored anywhere (restoring wrote dense data to an unbounded dir)."""
+        assert box.snapshot_id is not None
+        return self.store.copy(box.snapshot_id, box_id=box.id, kind="named", name=name,
+                               owner=box.owner)
 
     async def list_snapshots(self, owner: str | None = None) -> builtins.list[SnapshotRecord]:
         records = await asyncio.to_thread(self.store.list)
@@ -410,12 +411,15 @@ class BoxManager:
         started = time.perf_counter()
         previous = box.state
         await self._update(box, state=BoxState.FREEZING)
+        self._phase(box, "freezing")
         try:
             if previous in LIVE_STATES:
                 if previous == BoxState.PAUSED:
                     await self.backend.resume(box)
                 await self._prefreeze(box)
+                self._phase(box, "prefreeze")
             await self.backend.stop(box)
+            self._phase(box, "stopped")
             if not self.backend.has_layer(box):
                 raise BoxStateError(f"box {box.id} has no layer to freeze")
             upper = await self.backend.open_layer(box)
@@ -428,14 +432,18 @@ class BoxManager:
                 new_snapshot: str | None = result.record.id
             else:
                 new_snapshot = old_snapshot
+            self._phase(box, "packed")
             await self.backend.close_layer(box)
         except BoxError as exc:
             await self._update(box, state=BoxState.FAILED, pid=None,
                                        reason=f"freeze failed: {exc.message}")
             raise
+        # The registry (and the fsynced mirror in the box's dir) point at the new snapshot
+        # before the old one is deleted: whatever stops the process, one of them is whole.
         await self._update(box, state=BoxState.FROZEN, pid=None, host=None,
                                    snapshot_id=new_snapshot, layer_dirty=False, reason=None,
                                    freezes=box.freezes + 1)
+        self._phase(box, "recorded")
         if old_snapshot and old_snapshot != new_snapshot:
             with contextlib.suppress(SnapshotNotFoundError):
                 await asyncio.to_thread(self.store.delete, old_snapshot)
@@ -482,11 +490,7 @@ class BoxManager:
             if self.backend.has_layer(box):
                 await self.backend.open_layer(box)
             elif box.snapshot_id is not None:
-                await self.backend.create_layer(box)
-                upper = await self.backend.open_layer(box)
-                index = await asyncio.to_thread(self.store.restore, box.snapshot_id, upper,
-                                                box.uid)
-                self._save_index(box, index)
+                await self._restore(box, box.snapshot_id)
             else:
                 raise BoxStateError(f"box {box.id} has neither a local layer nor a snapshot "
                                     "to wake from")
@@ -501,6 +505,27 @@ class BoxManager:
             layer_dirty=True, last_active_at=time.time(), wakes=box.wakes + 1)
         self._timed("wake", started)
         return box
+
+    async def _restore(self, box: BoxRecord, snapshot_id: str) -> None:
+        """Unpack the box's snapshot into a new layer. If that fails the partial layer goes
+        (a later wake or freeze must never take it for the box's files); the snapshot stays."""
+        await self.backend.create_layer(box)
+        try:
+            upper = await self.backend.open_layer(box)
+            self._phase(box, "restore")
+            index = await asyncio.to_thread(self.store.restore, snapshot_id, upper, box.uid)
+        except BoxError as exc:
+            await self.backend.drop_layer(box)
+            self._index_path(box).unlink(missing_ok=True)
+            await self._update(box, layer_local=False)
+            raise WakeFailedError(
+                f"box {box.id} could not be restored from its snapshot: {exc.message}; its "
+                "last snapshot is kept and nothing of the partial restore was") from exc
+        self._save_index(box, index)
+
+    def _phase(self, box: BoxRecord, phase: str) -> None:
+        if self.on_phase is not None:
+            self.on_phase(box.id, phase)
 
     async def _finish_delete(self, box: BoxRecord) -> None:
         await self.backend.stop(box)

@@ -5,6 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -14,7 +19,15 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
-from tests.conftest import ECHO_AGENT, Gateway, box_processes, gateway_settings, running_gateway
+from boxes import BoxManager, BoxSpec, BoxState, ExecRequest, Limits, WakeFailedError
+from tests.conftest import (
+    ECHO_AGENT,
+    Gateway,
+    box_processes,
+    gateway_settings,
+    make_config,
+    running_gateway,
+)
 from tests.fakes import FakeOpenAI
 from tests.served import Served, stop_and_check
 from workers.embedded_redis import EmbeddedRedis
@@ -466,3 +479,179 @@ async def test_a_tenant_whose_agent_takes_nothing_cannot_fill_redis(
         assert stats["observations"]["dropped"] == 3
         assert "burrow_observation_dropped 3.0" in (
             await gw.client.get("/metrics", headers=gw.operator)).text
+
+
+# -- snapshots: never lose a box's files, never outgrow its quota ----------------------------------
+
+SPARSE_AND_LINKS = ("echo precious > precious.txt && truncate -s 60M a && "
+                    "printf head | dd of=a conv=notrunc status=none && "
+                    "printf tail | dd of=a bs=1 seek=50000000 conv=notrunc status=none && "
+                    "ln a b && mkdir -p links && for i in $(seq 100); do ln a links/$i; done")
+CHECK = ("cat precious.txt; head -c 4 a; echo; stat -c '%h %i' a b | sort -u; "
+         "du -k a | cut -f1; dd if=a bs=1 skip=50000000 count=4 status=none; echo")
+
+
+async def test_sparse_files_and_hard_links_archive_and_wake_within_a_small_disk(
+        manager: BoxManager) -> None:
+    box = await manager.create(BoxSpec(limits=Limits(disk_mb=64)))
+    r = await manager.exec(box.id, ExecRequest(command=SPARSE_AND_LINKS))
+    assert r.exit_code == 0, r
+    before = (await manager.exec(box.id, ExecRequest(command=CHECK))).stdout.splitlines()
+    await manager.freeze(box.id)
+    await manager.archive(box.id)
+    await manager.wake(box.id)
+    after = (await manager.exec(box.id, ExecRequest(command=CHECK))).stdout
+    lines = after.splitlines()
+    assert lines[0:2] == ["precious", "head"], after
+    assert len(lines) == 5 and lines[2].split()[0] == "102", after  # one file, 102 names
+    assert int(lines[3]) < 1024, after  # holes stayed holes
+    assert lines[4] == "tail"
+    assert before[:2] + before[3:] == lines[:2] + lines[3:]
+
+
+async def test_a_failed_wake_keeps_the_last_snapshot_and_no_partial_layer(
+        manager: BoxManager) -> None:
+    box = await manager.create(BoxSpec())
+    await manager.exec(box.id, ExecRequest(command="echo kept > kept.txt && "
+                                                   "head -c 300000 /dev/urandom > noise"))
+    await manager.freeze(box.id)
+    await manager.archive(box.id)
+    record = await manager.get(box.id)
+    assert record.snapshot_id is not None
+    # a blob of the snapshot goes bad (a disk error; or the disk would be full)
+    blobs = sorted((manager.config.store_dir / "blobs").glob("*/*"),
+                   key=lambda b: b.stat().st_size)
+    damaged = blobs[-1]
+    saved = damaged.read_bytes()
+    damaged.write_bytes(saved[: len(saved) // 2])
+    for _ in range(2):  # and again: never a box running on half its files
+        with pytest.raises(WakeFailedError, match="last snapshot is kept"):
+            await manager.wake(box.id)
+        record = await manager.get(box.id)
+        assert record.state == BoxState.FAILED and not manager.backend.has_layer(record)
+        assert record.snapshot_id is not None
+    damaged.write_bytes(saved)  # the disk is fixed
+    await manager.wake(box.id)
+    r = await manager.exec(box.id, ExecRequest(command="cat kept.txt; stat -c %s noise"))
+    assert r.stdout == "kept\n300000\n"
+
+
+async def test_a_failed_wake_answers_as_the_servers_failure(gateway: Gateway) -> None:
+    headers, _ = await gateway.tenant("broken")
+    box = (await gateway.client.post("/v1/boxes", headers=headers, json={})).json()["id"]
+    await gateway.client.post(f"/v1/boxes/{box}/exec", headers=headers,
+                              json={"command": "head -c 200000 /dev/urandom > noise"})
+    await gateway.client.post(f"/v1/boxes/{box}/freeze", headers=headers)
+    await gateway.client.post(f"/v1/boxes/{box}/archive", headers=headers)
+    for blob in (gateway.manager.config.store_dir / "blobs").glob("*/*"):
+        blob.write_bytes(b"not zstd")
+    r = await gateway.client.post(f"/v1/boxes/{box}/wake", headers=headers)
+    assert r.status_code == 503 and r.json()["error"]["code"] == "wake_failed", r.text
+    assert "last snapshot is kept" in r.json()["error"]["message"]
+    assert str(gateway.manager.config.data_dir) not in r.text
+
+
+async def test_a_named_snapshot_of_an_archived_box_restores_nothing(
+        manager: BoxManager, tmp_path: Path) -> None:
+    box = await manager.create(BoxSpec(limits=Limits(disk_mb=64)))
+    await manager.exec(box.id, ExecRequest(command=SPARSE_AND_LINKS))
+    await manager.freeze(box.id)
+    await manager.archive(box.id)
+    used = shutil.disk_usage(manager.config.data_dir).used
+    snap = await manager.snapshot(box.id, "archived-state")
+    assert shutil.disk_usage(manager.config.data_dir).used - used < 8 << 20
+    twin = await manager.create(BoxSpec(from_snapshot=snap.id, limits=Limits(disk_mb=64)))
+    r = await manager.exec(twin.id, ExecRequest(command=CHECK))
+    assert r.stdout.splitlines()[0:2] == ["precious", "head"]
+
+
+FREEZER = r"""
+import asyncio, os, signal, sys
+from pathlib import Path
+from redis.asyncio import Redis
+from boxes import BoxManager, RuntimeConfig
+async def main():
+    config = RuntimeConfig(data_dir=Path(sys.argv[1]), uid_base=int(sys.argv[4]),
+                           launcher_pool=0)
+    manager = await BoxManager.open(config, Redis.from_url(sys.argv[2]))
+    def stop_at(box_id, phase):
+        if phase == sys.argv[3]:
+            os.kill(os.getpid(), signal.SIGKILL)
+    manager.on_phase = stop_at
+    box = (await manager.list())[0]
+    await manager.wake(box.id)
+    await manager.exec(box.id, __import__("boxes").ExecRequest(command="echo v2 > file"))
+    print("acknowledged", flush=True)
+    await manager.freeze(box.id)
+asyncio.run(main())
+"""
+
+
+@pytest.mark.parametrize("phase", ["freezing", "prefreeze", "stopped", "packed", "recorded"])
+async def test_sigkill_at_each_freeze_step_leaves_the_box_wakeable(
+        tmp_path: Path, redis_server: EmbeddedRedis, redis: Redis, phase: str) -> None:
+    config = make_config(tmp_path / "data")
+    manager = await BoxManager.open(config, redis)
+    box = await manager.create(BoxSpec())
+    await manager.exec(box.id, ExecRequest(command="echo v1 > file"))
+    await manager.freeze(box.id)
+    await manager.close()
+    done = await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-c", FREEZER, str(config.data_dir),
+                         redis_server.url, phase, str(config.uid_base)],
+        capture_output=True, text=True, timeout=120, cwd=Path(__file__).parent.parent)
+    assert done.returncode == -signal.SIGKILL and "acknowledged" in done.stdout, done.stderr
+    await asyncio.sleep(0.5)  # the killed process's box dies with it (--die-with-parent)
+    manager = await BoxManager.open(config, redis)
+    try:
+        await manager.wake(box.id)
+        r = await manager.exec(box.id, ExecRequest(command="cat file"))
+        assert r.stdout == "v2\n", (phase, r)
+    finally:
+        await manager.close()
+        shutil.rmtree(config.run_dir, ignore_errors=True)
+
+
+async def test_a_redis_that_lost_the_end_of_its_log_is_corrected_from_the_data_dir(
+        tmp_path: Path) -> None:
+    redis_dir = tmp_path / "redis"
+    server = EmbeddedRedis(redis_dir, appendonly=True)
+    server.start()
+    redis = Redis.from_url(server.url)
+    config = make_config(tmp_path / "data")
+    manager = await BoxManager.open(config, redis)
+    aof = redis_dir / "appendonly.aof"
+    cut: list[int] = []
+    try:
+        box = await manager.create(BoxSpec())
+        await manager.exec(box.id, ExecRequest(command="echo v1 > file"))
+        await manager.freeze(box.id)
+        await manager.wake(box.id)
+        await manager.exec(box.id, ExecRequest(command="echo v2 > file"))
+        manager.on_phase = lambda _box, phase: cut.append(aof.stat().st_size) \
+            if phase == "packed" else None
+        await manager.freeze(box.id)  # acknowledged: v2 is the box's state
+        await manager.archive(box.id)  # and only the store holds it now
+        await manager.close()
+    finally:
+        await redis.aclose()
+        server.stop()
+    # a power loss: the AOF's last second never reached the disk
+    await asyncio.to_thread(os.truncate, aof, cut[0])
+    server = EmbeddedRedis(redis_dir, appendonly=True)
+    server.start()
+    redis = Redis.from_url(server.url)
+    lost = await redis.hget(f"burrow:box:{box.id}", "state")
+    assert json.loads(lost) == "freezing"  # Redis forgot the freeze it acknowledged ...
+    manager = await BoxManager.open(config, redis)
+    try:
+        record = await manager.get(box.id)  # ... the box's dir remembers it
+        assert record.state == BoxState.ARCHIVED and record.freezes == 2
+        await manager.wake(box.id)
+        r = await manager.exec(box.id, ExecRequest(command="cat file"))
+        assert r.stdout == "v2\n"
+    finally:
+        await manager.close()
+        await redis.aclose()
+        server.stop()
+        shutil.rmtree(config.run_dir, ignore_errors=True)
