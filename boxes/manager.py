@@ -110,6 +110,8 @@ class BoxManager:
     async def start(self) -> None:
         self.config.boxes_dir.mkdir(parents=True, exist_ok=True)
         os.chmod(self.config.data_dir, 0o711)
+        # Disk images and box.json (which holds the box's env) are root's alone.
+        os.chmod(self.config.boxes_dir, 0o700)
         await self.backend.prepare()
         self.backend.set_exit_handler(self._on_box_exit)
         if not await self.registry.all() and any(self.config.boxes_dir.glob("*/box.json")):
@@ -205,7 +207,7 @@ class BoxManager:
             service=list(spec.service) if spec.service else None, meta=dict(spec.meta),
             host=self.host, egress_allow=list(spec.egress_allow),
             egress_deny=list(spec.egress_deny))
-        self.config.box_dir(box.id).mkdir(parents=True)
+        self.config.box_dir(box.id).mkdir(mode=0o700, parents=True)
         await self.registry.put(box)
         try:
             async with self.locks.hold(box.id):

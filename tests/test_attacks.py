@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -655,3 +656,86 @@ async def test_a_redis_that_lost_the_end_of_its_log_is_corrected_from_the_data_d
         await redis.aclose()
         server.stop()
         shutil.rmtree(config.run_dir, ignore_errors=True)
+
+
+# -- smaller doors ------------------------------------------------------------------------------
+
+async def test_no_spelling_of_a_path_reaches_the_agents_own_routes(gateway: Gateway) -> None:
+    headers, _ = await gateway.tenant("sneaky")
+    for path in ("_burrow/observe", "./_burrow/observe", "x/../_burrow/observe",
+                 "%5fburrow/observe", "%255fburrow/observe", "_BURROW/observe",
+                 "%2e/_burrow/log", "x%2f..%2f_burrow/log", "/_burrow/log"):
+        r = await gateway.client.post(f"/v1/tenants/sneaky/agent/{path}", headers=headers,
+                                      json={"pairs": []})
+        assert r.status_code == 404, (path, r.text)
+    assert (await gateway.client.get("/v1/tenants/sneaky/agent/health",
+                                     headers=headers)).status_code == 200
+
+
+async def test_host_files_of_boxes_are_roots_alone(gateway: Gateway) -> None:
+    _, home = await gateway.tenant("private")
+    config = gateway.manager.config
+    assert os.stat(config.boxes_dir).st_mode & 0o777 == 0o700
+    box_dir = config.box_dir(home)
+    assert os.stat(box_dir).st_mode & 0o777 == 0o700
+    for name in ("disk.img", "box.json"):
+        assert os.stat(box_dir / name).st_mode & 0o777 == 0o600, name
+    observations = gateway.app.state.observations
+    observations._spool("private", home, {"id": "x"})
+    assert os.stat(observations.spool).st_mode & 0o777 == 0o600
+    assert os.stat(observations.spool.parent).st_mode & 0o777 == 0o700
+
+
+async def test_deleting_a_tenant_revokes_its_key_before_anything_else(
+        gateway: Gateway) -> None:
+    headers, _ = await gateway.tenant("leaving")
+    for _ in range(3):
+        await gateway.client.post("/v1/boxes", headers=headers, json={})
+    deleting = asyncio.create_task(gateway.client.delete("/v1/tenants/leaving",
+                                                         headers=gateway.operator))
+    await asyncio.sleep(0.05)  # the deletion is under way (it stops four boxes)
+    during = await gateway.client.get("/v1/boxes", headers=headers)
+    create = await gateway.client.post("/v1/boxes", headers=gateway.operator,
+                                       json={"tenant": "leaving"})
+    assert not deleting.done()
+    assert during.status_code == 401
+    assert create.status_code in (404, 409), create.text
+    assert (await deleting).status_code == 204
+    assert await gateway.manager.list(owner="leaving") == []
+
+
+def test_box_cp_writes_only_below_its_destination(tmp_path: Path) -> None:
+    """A server (or whatever answers at BURROW_URL) that lists '../x' or '/x' entries."""
+    class Lying(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if "/list" in self.path:
+                body = json.dumps([{"name": "../escaped", "path": "/workspace/d/e",
+                                    "type": "file", "size": 1, "mtime": 0}]).encode()
+                status = 200
+            else:
+                body = json.dumps({"error": {"code": "is_a_directory",
+                                             "message": "a directory"}}).encode()
+                status = 409
+            self.send_response(status)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Lying)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        dest = tmp_path / "dest"
+        done = subprocess.run(
+            [str(Path(sys.executable).parent / "burrow"), "box", "cp", "b_x:/workspace/d",
+             str(dest)], capture_output=True, text=True, timeout=60,
+            env={**os.environ, "BURROW_URL": f"http://127.0.0.1:{server.server_address[1]}",
+                 "BURROW_API_KEY": "k"})
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert done.returncode != 0 and "cannot be a file name" in done.stderr, done
+    assert not (tmp_path / "escaped").exists()

@@ -124,9 +124,11 @@ class Observations:
             return None
 
     def _spool(self, tenant: str, box_id: str, pair: dict[str, Any]) -> None:
-        self.spool.parent.mkdir(parents=True, exist_ok=True)
+        self.spool.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         line = json.dumps({"tenant": tenant, "box_id": box_id, "pair": pair}) + "\n"
-        with open(self.spool, "a") as f:
+        # tenants' requests and answers: root's alone
+        fd = os.open(self.spool, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        with os.fdopen(fd, "a") as f:
             f.write(line)
 
     async def replay_spool(self) -> int:
