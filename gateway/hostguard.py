@@ -39,6 +39,7 @@ _CREDS = struct.Struct("3i")  # struct ucred: pid, uid, gid
 class HostLimits:
     max_header_bytes: int = 16 * 1024
     max_body_bytes: int = 4 * 1024 * 1024
+    max_relay_body_bytes: int = 1 << 30  # a git push under /v1/relay/ can be large
     header_timeout_s: float = 10.0
     idle_timeout_s: float = 30.0
     max_concurrent: int = 8
@@ -155,11 +156,12 @@ class HostGuard:
         except GuardError as exc:
             await _answer(send, exc.status, exc.code, exc.message)
             return
+        limit = (self.limits.max_relay_body_bytes if scope["path"].startswith("/v1/relay/")
+                 else self.limits.max_body_bytes)
         length = headers.get(b"content-length", b"0")
-        if not length.isdigit() or int(length) > self.limits.max_body_bytes:
+        if not length.isdigit() or int(length) > limit:
             await _answer(send, 413, "too_large",
-                          f"the host socket takes bodies of at most "
-                          f"{self.limits.max_body_bytes} bytes")
+                          f"the host socket takes bodies of at most {limit} bytes here")
             return
         if self.active[box_id] >= self.limits.max_concurrent:
             await _answer(send, 429, "rate_limited",
@@ -177,7 +179,13 @@ class HostGuard:
             await send(message)
 
         try:
-            await self.app(scope, self._bounded(receive), tracked_send)
+            bounded = self._bounded(receive, limit)
+            if not scope["path"].startswith("/v1/relay/"):
+                # Small bodies are read here, whole, so that a slow or oversized one is
+                # answered 408/413 by the guard, not as a parse error by the app. Relayed
+                # bodies (a git push) stream through, bounded the same way.
+                bounded = await self._prefetched(bounded)
+            await self.app(scope, bounded, tracked_send)
         except GuardError as exc:
             if started:
                 raise
@@ -187,7 +195,7 @@ class HostGuard:
             if not self.active[box_id]:
                 del self.active[box_id]
 
-    def _bounded(self, receive: Receive) -> Receive:
+    def _bounded(self, receive: Receive, limit: int) -> Receive:
         seen = 0
 
         async def bounded_receive() -> Message:
@@ -197,11 +205,32 @@ class HostGuard:
             except TimeoutError:
                 raise GuardError(408, "timeout", "the request body stopped arriving") from None
             seen += len(message.get("body", b""))
-            if seen > self.limits.max_body_bytes:
+            if seen > limit:
                 raise GuardError(413, "too_large", f"the host socket takes bodies of at most "
-                                                   f"{self.limits.max_body_bytes} bytes")
+                                                   f"{limit} bytes here")
             return message
         return bounded_receive
+
+
+    @staticmethod
+    async def _prefetched(receive: Receive) -> Receive:
+        body = bytearray()
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                break
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        delivered = False
+
+        async def replay() -> Message:
+            nonlocal delivered
+            if delivered:
+                return await receive()  # a disconnect, when it comes
+            delivered = True
+            return {"type": "http.request", "body": bytes(body), "more_body": False}
+        return replay
 
 
 class GuardError(Exception):

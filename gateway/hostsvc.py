@@ -12,10 +12,11 @@ from __future__ import annotations
 import contextlib
 
 from fastapi import FastAPI, Request
+from fastapi.responses import StreamingResponse
 from redis.exceptions import RedisError
 from starlette.types import ASGIApp
 
-from gateway import errors
+from gateway import errors, gitrelay
 from gateway.budgets import ModelBudgets
 from gateway.chat import ChatRequest, ChatResponse
 from gateway.deps import Principal
@@ -77,6 +78,17 @@ def create_host_app(parent: FastAPI, limits: HostLimits | None = None) -> ASGIAp
             with contextlib.suppress(RedisError, OSError):  # counting must not fail the call
                 await budgets.settle(reservation, body.provider,
                                      response.usage if response is not None else None)
+
+    @app.api_route("/v1/relay/git/{host}/{path:path}", methods=["GET", "POST"],
+                   response_model=None)
+    async def git(host: str, path: str, request: Request) -> StreamingResponse:
+        """Git's smart HTTP to the box's git host, with the box's credentials added here."""
+        who = caller(request)
+        manager = parent.state.manager
+        box = await manager.get(who.box_id)
+        return await gitrelay.relay(request, parent.state.relay_client, box.meta.get("git"),
+                                    manager.config.box_dir(box.id),
+                                    parent.state.settings.git_hosts, host, path)
 
     async def identify(token: str, peer_uid: int | None) -> tuple[str, str | None]:
         box_id = box_of_token(parent.state.secret, token)

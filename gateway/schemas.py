@@ -182,9 +182,14 @@ class EgressIn(Strict):
 
 
 class GitIn(Strict):
+    """Git for the box. The token never enters it: the box's git reaches `https://<host>/`
+    through a relay on the host that adds it, for `repos` only (all of host's if none)."""
     token: str | None = Field(None, max_length=4096)
     user_name: str | None = Field(None, max_length=256)
     user_email: str | None = Field(None, max_length=256)
+    host: str = Field("github.com", pattern=r"^[a-z0-9.-]{1,253}$")
+    repos: list[str] = Field(default_factory=list, max_length=100,
+                             description="owner/name or https URLs the token may reach")
 
 
 HARNESSES = ("burrow", "claude-code", "codex", "opencode")

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Generator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import uvicorn
 from arq import ArqRedis, create_pool
 from arq.connections import RedisSettings
@@ -23,7 +24,7 @@ from redis.exceptions import RedisError
 import tenant_agent
 from boxes import BoxError, BoxManager, BoxState, RuntimeConfig
 from boxes.models import BoxRecord
-from gateway import quotas
+from gateway import gitrelay, quotas
 from gateway.budgets import ModelBudgets
 from gateway.hostguard import HostLimits, protocol_for
 from gateway.hostsvc import create_host_app
@@ -52,6 +53,14 @@ HARNESS_COMMAND = ["/usr/bin/python3", "-I", "-S", f"/{AGENT_DIR}/harness.py"]
 SHUTDOWN_FREEZE_BUDGET_S = 60.0
 EMBEDDING_DIM = 384
 SPOOL_REPLAY_S = 5.0
+
+
+def _start_env(secret: bytes, box: BoxRecord) -> dict[str, str]:
+    """What each box start gets and no record keeps: its token; the git relay's port."""
+    env = {"BURROW_BOX_TOKEN": box_token(secret, box.id)}
+    if (box.meta.get("git") or {}).get("relay"):
+        env["BURROW_RELAY_PORT"] = str(gitrelay.RELAY_PORT)
+    return env
 
 
 class Observer:
@@ -110,7 +119,7 @@ async def services(app: FastAPI, settings: Settings,
         lock_wait_s=settings.wake_wait_s,
         image_extras={AGENT_DIR: Path(tenant_agent.__file__).parent},
         egress_dns=settings.egress_dns,
-        start_env=lambda box: {"BURROW_BOX_TOKEN": box_token(secret, box.id)},
+        start_env=lambda box: _start_env(secret, box),
         start_policy=quotas.start_policy(Policies(redis)))
     host_socket = config.run_dir / f"host-{os.getpid()}.sock"
     config = dataclasses.replace(config, host_socket=host_socket)
@@ -134,6 +143,7 @@ async def services(app: FastAPI, settings: Settings,
                             settings.agent_command or DEFAULT_AGENT_COMMAND, state.budgets)
     state.proxy = AgentProxy()
     state.providers = Providers(settings, local_servers=local_models)
+    state.relay_client = httpx.AsyncClient(timeout=httpx.Timeout(300.0, connect=10.0))
     state.local_models = local_models
     # A run whose model no provider could serve (unknown, no key) fails before it starts.
     state.runs = AgentRuns(redis, manager, HARNESS_COMMAND, check_model=state.providers.get)
@@ -159,6 +169,7 @@ async def services(app: FastAPI, settings: Settings,
         await manager.close()
         await state.proxy.close()
         await state.providers.aclose()
+        await state.relay_client.aclose()
         with contextlib.suppress(Exception):
             await warm
         await asyncio.to_thread(store.close)

@@ -77,6 +77,10 @@ class Settings(BaseSettings):
     # The model tenant agents answer through (provider/name); unset: they answer from what
     # they know, without a model.
     agent_model: str | None = Field(None, validation_alias=_env("BURROW_AGENT_MODEL"))
+    # Where the git relay sends each git host's traffic (JSON, host -> base URL); a host not
+    # named goes to https://<host>.
+    git_hosts: dict[str, str] = Field(default_factory=dict,
+                                      validation_alias=_env("BURROW_GIT_HOSTS"))
     # The DNS resolver egress boxes' forwarder asks (an IPv4 address); unset: the host's.
     egress_dns: str | None = Field(None, validation_alias=_env("BURROW_EGRESS_DNS"))
     # The host services socket (what boxes call): largest body, how long a box may take to

@@ -4,6 +4,7 @@ running inside a box, are both hostile. Each test fails if the attack works."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import shutil
@@ -15,6 +16,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -739,3 +741,128 @@ def test_box_cp_writes_only_below_its_destination(tmp_path: Path) -> None:
         server.server_close()
     assert done.returncode != 0 and "cannot be a file name" in done.stderr, done
     assert not (tmp_path / "escaped").exists()
+
+
+# -- git credentials stay on the host -------------------------------------------------------------
+
+GIT_TOKEN = "ghp_" + "s3cr3t" * 6
+
+
+class FakeGitHost:
+    """git's smart HTTP on loopback (`git http-backend` behind a tiny CGI bridge), accepting
+    only the right Basic credentials, like a forge would."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.auth: list[str] = []
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _cgi(self) -> None:
+                fake.auth.append(self.headers.get("authorization", ""))
+                expected = "Basic " + base64.b64encode(
+                    f"x-access-token:{GIT_TOKEN}".encode()).decode()
+                if self.headers.get("authorization") != expected:
+                    self.send_response(401)
+                    self.send_header("www-authenticate", 'Basic realm="git"')
+                    self.send_header("content-length", "0")
+                    self.end_headers()
+                    return
+                path, _, query = self.path.partition("?")
+                length = int(self.headers.get("content-length") or 0)
+                body = self.rfile.read(length) if length else b""
+                env = {"GIT_PROJECT_ROOT": str(fake.root), "GIT_HTTP_EXPORT_ALL": "1",
+                       "PATH_INFO": path, "QUERY_STRING": query, "REMOTE_USER": "bot",
+                       "REQUEST_METHOD": self.command, "PATH": os.environ["PATH"],
+                       "CONTENT_TYPE": self.headers.get("content-type", ""),
+                       "CONTENT_LENGTH": str(len(body))}
+                out = subprocess.run(["git", "http-backend"], input=body, env=env,
+                                     capture_output=True, check=True).stdout
+                head, _, payload = out.partition(b"\r\n\r\n")
+                status = 200
+                headers = []
+                for line in head.decode().split("\r\n"):
+                    name, _, value = line.partition(":")
+                    if name.lower() == "status":
+                        status = int(value.split()[0])
+                    elif name:
+                        headers.append((name, value.strip()))
+                self.send_response(status)
+                for name, value in headers:
+                    self.send_header(name, value)
+                self.send_header("content-length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            do_GET = do_POST = _cgi
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _bare_repo(root: Path, name: str) -> None:
+    work = root / f"{name}-work"
+    subprocess.run(["git", "init", "-q", "-b", "main", str(work)], check=True)
+    (work / "README").write_text(f"{name}\n")
+    run = {"cwd": work, "check": True, "capture_output": True}
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@e", "add", "."], **run)
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@e", "commit", "-qm", "1"],
+                   **run)
+    subprocess.run(["git", "clone", "-q", "--bare", str(work), str(root / "acme" /
+                    f"{name}.git")], check=True, capture_output=True)
+
+
+async def test_git_works_through_the_host_and_its_token_never_enters_the_box(
+        tmp_path: Path, redis_server: EmbeddedRedis) -> None:
+    forge = tmp_path / "forge"
+    for name in ("app", "other"):
+        await asyncio.to_thread(_bare_repo, forge, name)
+    fake = FakeGitHost(forge)
+    settings = gateway_settings(tmp_path / "gw", redis_server.url, run_worker=False,
+                                agent_command=ECHO_AGENT,
+                                git_hosts={"github.com": fake.url})
+    try:
+        async with running_gateway(settings) as gw:
+            headers, _ = await gw.tenant("coder")
+            r = await gw.client.post("/v1/boxes", headers=headers, json={"git": {
+                "token": GIT_TOKEN, "user_name": "Bot", "user_email": "bot@example.com",
+                "repos": ["https://github.com/acme/app"]}})
+            assert r.status_code == 201, r.text
+            box = r.json()["id"]
+
+            async def sh(command: str) -> dict[str, Any]:
+                out = await gw.client.post(f"/v1/boxes/{box}/exec", headers=headers, json={
+                    "command": command, "timeout_s": 60})
+                result: dict[str, Any] = out.json()
+                return result
+
+            r1 = await sh("git clone -q https://github.com/acme/app && cd app && "
+                          "echo change >> README && git commit -qam change && "
+                          "git push -q origin main && git log --oneline | wc -l")
+            assert r1["exit_code"] == 0 and r1["stdout"].strip() == "2", r1
+            r2 = await sh("git clone -q https://github.com/acme/other other 2>&1; echo rc=$?")
+            assert "error: 403" in r2["stdout"] and "rc=128" in r2["stdout"], r2
+            r3 = await sh("python3 -c \"import urllib.request as u; "
+                          "print(u.urlopen('http://127.0.0.1:7171/git/github.com/acme/app/"
+                          "HEAD').status)\" 2>&1")
+            assert "403" in r3["stdout"], r3
+            seen = await sh("grep -rs . /workspace /tmp 2>/dev/null; env; "
+                            "for f in /proc/[0-9]*/environ /proc/[0-9]*/cmdline; do "
+                            "tr '\\0' '\\n' < $f; done 2>/dev/null")
+            assert GIT_TOKEN not in seen["stdout"]
+            assert "s3cr3t" not in json.dumps((await gw.manager.get(box)).to_dict())
+            assert all(a.startswith("Basic ") for a in fake.auth)  # no box token upstream
+    finally:
+        fake.close()
+    log = (await asyncio.to_thread(
+        subprocess.run, ["git", "--git-dir", str(forge / "acme" / "app.git"), "log",
+                         "--oneline"], capture_output=True, text=True, check=True)).stdout
+    assert len(log.splitlines()) == 2  # the push reached the forge
