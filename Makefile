@@ -31,11 +31,12 @@ define apt_missing
 	fi
 endef
 
-# slirp4netns gives boxes with network="egress" user-mode networking; e2fsprogs formats each
-# box's disk image.
+# slirp4netns gives boxes with network="egress" user-mode networking and nftables filters
+# what they reach; e2fsprogs formats each box's disk image.
 sysdeps:
 	$(call apt_missing,system,\
 	  command -v slirp4netns >/dev/null || missing="$$missing slirp4netns"; \
+	  command -v nft >/dev/null || missing="$$missing nftables"; \
 	  command -v mkfs.ext4 >/dev/null || missing="$$missing e2fsprogs"; \
 	  command -v unshare >/dev/null || missing="$$missing util-linux";)
 

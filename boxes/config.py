@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from boxes.models import BoxRecord, Limits
+from boxes.models import BoxRecord, Limits, StartPolicy
 
 # Host uids given to boxes: one each, far above ordinary users and the usual subuid ranges.
 DEFAULT_UID_BASE = 2_000_000
@@ -39,6 +39,11 @@ class RuntimeConfig:
     host_socket: Path | None = None
     # Environment computed at each start and never stored (credentials such as box tokens).
     start_env: Callable[[BoxRecord], dict[str, str]] | None = None
+    # The resolver that egress boxes' DNS forwarder asks (an IPv4 address); None: the host's.
+    egress_dns: str | None = None
+    # The operator's say on a box at each start (create and wake): its limits clamped to the
+    # current ceilings, and the egress rules it gets. None: the box as it is, default egress.
+    start_policy: Callable[[BoxRecord], Awaitable[StartPolicy]] | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_dir", Path(self.data_dir).resolve())

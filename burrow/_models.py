@@ -55,6 +55,7 @@ class ExecResult(_Model):
     stderr: str
     duration_ms: float
     timed_out: bool
+    truncated: bool = False  # output beyond max_output_chars was dropped
 
     @property
     def ok(self) -> bool:

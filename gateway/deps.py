@@ -14,6 +14,7 @@ from gateway.errors import ApiError
 from gateway.security import BOX_TOKEN_PREFIX, SESSION_COOKIE, box_of_token, valid_session
 from gateway.settings import Settings
 from gateway.tenants import Tenants
+from workers.policy import Policies
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,13 @@ async def get_settings(request: Request) -> Settings:
     return settings
 
 
+async def get_policies(request: Request) -> Policies:
+    policies: Policies = request.app.state.policies
+    return policies
+
+
 ManagerDep = Annotated[BoxManager, Depends(get_manager)]
+PoliciesDep = Annotated[Policies, Depends(get_policies)]
 TenantsDep = Annotated[Tenants, Depends(get_tenants)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 

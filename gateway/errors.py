@@ -26,6 +26,7 @@ from boxes import (
     SandboxStartError,
     SnapshotError,
     SnapshotNotFoundError,
+    WakeFailedError,
 )
 from gateway.schemas import ErrorOut
 from workers.policy import PolicyError
@@ -71,6 +72,8 @@ _RETRY = {"Retry-After": "2"}
 def box_error_response(exc: BoxError) -> JSONResponse:
     if isinstance(exc, BoxFileError):
         return error_response(_FILE_CODES.get(exc.code, 503), exc.code, exc.message)
+    if isinstance(exc, WakeFailedError):  # the server's failure, not the caller's input
+        return error_response(503, "wake_failed", exc.message)
     if isinstance(exc, InvalidRequestError | SnapshotError):
         return error_response(422, "invalid_request", exc.message)
     if isinstance(exc, BoxNotFoundError | SnapshotNotFoundError):

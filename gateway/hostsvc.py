@@ -1,7 +1,10 @@
 """The host services socket: how programs in a box reach Burrow, with their box token.
 
 Every box sees it at /run/burrow/host.sock (bound read-only), and it is the only way out of a
-box without network. It answers box tokens only.
+box without network. It answers box tokens only, from the box they belong to, and reads
+nothing of a request before that is established (gateway/hostguard.py). Model calls go
+through the operator's allowlist, max_tokens ceiling, rate and token budget
+(gateway/budgets.py).
 """
 
 from __future__ import annotations
@@ -9,70 +12,97 @@ from __future__ import annotations
 import contextlib
 
 from fastapi import FastAPI, Request
+from fastapi.responses import StreamingResponse
 from redis.exceptions import RedisError
+from starlette.types import ASGIApp
 
-from gateway import errors
+from gateway import errors, gitrelay
+from gateway.budgets import ModelBudgets
 from gateway.chat import ChatRequest, ChatResponse
-from gateway.deps import authenticate, bearer
+from gateway.deps import Principal
 from gateway.errors import ApiError
+from gateway.hostguard import GuardError, HostGuard, HostLimits
 from gateway.providers import Providers
 from gateway.routes.knowledge import search_for
 from gateway.schemas import InsightOut, KnowledgeQuery, WhoAmI
+from gateway.security import box_of_token
+from workers.policy import Policies
+
+_LIVE = ("running", "paused", "waking", "creating")
 
 
-def create_host_app(parent: FastAPI) -> FastAPI:
+def create_host_app(parent: FastAPI, limits: HostLimits | None = None) -> ASGIApp:
     app = FastAPI(title="Burrow host services", docs_url=None, redoc_url=None,
                   openapi_url=None)
     errors.install(app)
     app.state.parent = parent
 
-    async def box_principal(request: Request) -> WhoAmI:
-        who = await authenticate(parent, bearer(request))
-        if who.kind != "box":
-            raise ApiError(403, "forbidden", "the host socket answers box tokens only "
-                                             "($BURROW_BOX_TOKEN inside a box)")
-        return WhoAmI(kind="box", tenant=who.tenant, box_id=who.box_id)
+    def caller(request: Request) -> WhoAmI:
+        box_id, tenant = request.scope["burrow.box"]
+        return WhoAmI(kind="box", tenant=tenant, box_id=box_id)
 
     @app.get("/whoami")
     async def whoami(request: Request) -> WhoAmI:
         """Which box and tenant this token belongs to."""
-        return await box_principal(request)
+        return caller(request)
 
     @app.post("/v1/knowledge/search")
     async def search(body: KnowledgeQuery, request: Request) -> list[InsightOut]:
         """The shared knowledge base, as the box's tenant may see it."""
-        who = await authenticate(parent, bearer(request))
-        if who.kind != "box":
-            raise ApiError(403, "forbidden", "the host socket answers box tokens only")
-        return await search_for(parent.state.kb, who, body)
+        who = caller(request)
+        return await search_for(parent.state.kb, Principal("box", who.tenant, who.box_id), body)
 
     @app.post("/v1/model/chat")
     async def model_chat(body: ChatRequest, request: Request) -> ChatResponse:
         """One chat completion from the model the request names (`provider/name`); the server
-        adds the provider's key. Usage is counted per tenant."""
-        who = await box_principal(request)
+        adds the provider's key. Within the operator's allowlist, ceilings and the tenant's
+        budget; usage is counted per tenant."""
+        who = caller(request)
         providers: Providers = parent.state.providers
-        response = await providers.chat(body)
+        budgets: ModelBudgets = parent.state.budgets
+        policies: Policies = parent.state.policies
         # Boxes an operator made for no tenant count under "operator".
-        await _count_usage(parent, who.tenant or "operator", body.provider, response)
-        return response
+        tenant = who.tenant or "operator"
+        try:
+            reservation = await budgets.admit(tenant, body, await policies.for_tenant(
+                who.tenant))
+        except RedisError as exc:
+            raise ApiError(503, "unavailable", "the model budget cannot be checked right now; "
+                                               "retry shortly", {"Retry-After": "2"}) from exc
+        response = None
+        try:
+            providers.get(body.model)  # an unknown provider or missing key: before anything
+            response = await providers.chat(body)
+            return response
+        finally:
+            with contextlib.suppress(RedisError, OSError):  # counting must not fail the call
+                await budgets.settle(reservation, body.provider,
+                                     response.usage if response is not None else None)
 
-    return app
+    @app.api_route("/v1/relay/git/{host}/{path:path}", methods=["GET", "POST"],
+                   response_model=None)
+    async def git(host: str, path: str, request: Request) -> StreamingResponse:
+        """Git's smart HTTP to the box's git host, with the box's credentials added here."""
+        who = caller(request)
+        manager = parent.state.manager
+        box = await manager.get(who.box_id)
+        return await gitrelay.relay(request, parent.state.relay_client, box.meta.get("git"),
+                                    manager.config.box_dir(box.id),
+                                    parent.state.settings.git_hosts, host, path)
 
+    async def identify(token: str, peer_uid: int | None) -> tuple[str, str | None]:
+        box_id = box_of_token(parent.state.secret, token)
+        if box_id is None:
+            raise GuardError(401, "unauthenticated",
+                             "the host socket answers box tokens only ($BURROW_BOX_TOKEN "
+                             "inside a box)")
+        manager = getattr(parent.state, "manager", None)
+        box = await manager.registry.get(box_id) if manager is not None else None
+        if box is None or box.state.value not in _LIVE:
+            raise GuardError(401, "unauthenticated", "this box token names no running box")
+        if peer_uid is not None and peer_uid != box.uid:
+            raise GuardError(403, "forbidden", "this token belongs to another box; use your "
+                                               "own ($BURROW_BOX_TOKEN)")
+        return box.id, box.owner
 
-def usage_key(tenant: str) -> str:
-    return f"burrow:model_usage:{tenant}"
-
-
-async def _count_usage(parent: FastAPI, tenant: str, provider: str,
-                       response: ChatResponse) -> None:
-    redis = getattr(parent.state, "redis", None)
-    if redis is None:
-        return
-    with contextlib.suppress(RedisError, OSError):  # counting must not fail the call
-        async with redis.pipeline(transaction=False) as pipe:
-            key = usage_key(tenant)
-            pipe.hincrby(key, f"{provider}:calls", 1)
-            pipe.hincrby(key, f"{provider}:input_tokens", response.usage.input_tokens)
-            pipe.hincrby(key, f"{provider}:output_tokens", response.usage.output_tokens)
-            await pipe.execute()
+    return HostGuard(app, identify, limits or HostLimits())

@@ -38,8 +38,13 @@ class Metrics:
                            registry=r)
         self.backlog = Gauge("burrow_observation_backlog", "observed pairs waiting for their "
                              "tenant's agent", registry=r)
+        self.dropped = Gauge("burrow_observation_dropped", "observed pairs dropped because "
+                             "their tenant's backlog was full", registry=r)
         self.insights = Gauge("burrow_knowledge_insights", "insights in the shared knowledge "
                               "base", registry=r)
+        self.model_usage = Gauge("burrow_model_usage", "model calls and tokens from boxes, by "
+                                 "provider (what: calls, input_tokens, output_tokens)",
+                                 ["provider", "what"], registry=r)
 
     def transition(self, kind: str, seconds: float) -> None:
         """BoxManager.on_transition."""
@@ -58,5 +63,9 @@ class Metrics:
         self.storage.labels("stored").set(stats.storage["stored_bytes"])
         self.queue.set(stats.observations["queue_depth"])
         self.backlog.set(stats.observations["backlog"])
+        self.dropped.set(stats.observations.get("dropped", 0))
         self.insights.set(stats.knowledge["insights"])
+        for name, value in stats.models.items():
+            provider, _, what = name.partition(":")
+            self.model_usage.labels(provider, what).set(value)
         return generate_latest(self.registry)

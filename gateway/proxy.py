@@ -233,6 +233,11 @@ async def _chunked(conn: _Conn) -> AsyncIterator[bytes]:
             while (await conn.reader.readline()) not in (b"\r\n", b"\n", b""):
                 pass  # trailers
             return
-        yield await conn.reader.readexactly(size)
+        while size > 0:  # a chunk's size is the box's to say: relay it in bounded pieces
+            piece = await conn.reader.read(min(size, _CHUNK))
+            if not piece:
+                raise ConnectionResetError("short chunk")
+            size -= len(piece)
+            yield piece
         await conn.reader.readexactly(2)
 

@@ -23,6 +23,8 @@ DEFAULT_TIMEOUT_S = 600.0
 KEEP_S = 7 * 86400
 KEEP_PER_BOX = 100
 STDERR_TAIL = 2000
+# The harness writes one JSON event per line; a longer line is refused, not held.
+MAX_EVENT_CHARS = 4 << 20
 # Harnesses that are programs of their own, run in a box that has them installed.
 EXTERNAL = {
     "claude-code": ("claude", "npm install -g @anthropic-ai/claude-code"),
@@ -133,6 +135,11 @@ class AgentRuns:
             if event.type == "stdout":
                 buffer += event.data or ""
                 *lines, buffer = buffer.split("\n")
+                if len(buffer) > MAX_EVENT_CHARS:  # a line that never ends: not the harness
+                    yield {"type": "result", "status": "failed",
+                           "error": f"the harness wrote a line over {MAX_EVENT_CHARS} "
+                                    "characters; the run was stopped"}
+                    return
                 for line in lines:
                     parsed = _parse(line)
                     if parsed is not None:

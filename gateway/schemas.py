@@ -42,6 +42,15 @@ class TenantPolicy(Strict):
     archive_after_s: float | None = Field(
         None, description=f"drop the local layer of a frozen box after this many {_IDLE}")
     keep_alive: bool | None = Field(None, description="never pause, freeze or archive for idleness")
+    max_boxes_per_tenant: int | None = Field(None, description="most boxes a tenant may have")
+    max_tenant_disk_mb: int | None = Field(
+        None, description="most disk (MB) all of a tenant's boxes may ask for together")
+    tenant_keep_alive: bool | None = Field(
+        None, description="whether the tenant may create keep_alive boxes")
+    tenant_token_budget: int | None = Field(
+        None, description="model tokens (input + output) a tenant may use per budget period")
+    model_allowlist: list[str] | None = Field(
+        None, description="models boxes may call (provider/name, * wildcards); null: any")
 
 
 class PolicyIn(TenantPolicy):
@@ -54,6 +63,21 @@ class PolicyIn(TenantPolicy):
     local_layer_budget_bytes: int | None = Field(
         None, description="above this many bytes of frozen layers on local disk, the least "
                           "recently used frozen boxes are archived")
+    max_box_memory_mb: int | None = Field(None, description="largest memory a tenant box gets")
+    max_box_disk_mb: int | None = Field(None, description="largest disk a tenant box gets")
+    max_box_pids: int | None = Field(None, description="most processes in a tenant box")
+    max_box_cpus: float | None = Field(None, description="most CPUs a tenant box gets")
+    egress_allow: list[str] | None = Field(
+        None, description="what egress boxes may reach beyond public addresses: IPv4 "
+                          "CIDRs or addresses, optionally :port, or *:port")
+    egress_deny: list[str] | None = Field(None, description="what egress boxes may never reach")
+    model_max_tokens: int | None = Field(
+        None, description="largest max_tokens of a model call from a box (larger ones are "
+                          "clamped)")
+    token_budget_period_s: float | None = Field(
+        None, description="the period of tenant_token_budget, in seconds")
+    model_calls_per_minute: int | None = Field(
+        None, description="model calls a tenant's boxes may make per minute")
 
 
 class PolicyValues(BaseModel):
@@ -63,6 +87,20 @@ class PolicyValues(BaseModel):
     keep_alive: bool
     max_warm_boxes: int | None
     local_layer_budget_bytes: int | None
+    max_box_memory_mb: int | None
+    max_box_disk_mb: int | None
+    max_box_pids: int | None
+    max_box_cpus: float | None
+    max_boxes_per_tenant: int | None
+    max_tenant_disk_mb: int | None
+    tenant_keep_alive: bool
+    egress_allow: list[str]
+    egress_deny: list[str]
+    model_allowlist: list[str] | None
+    model_max_tokens: int | None
+    tenant_token_budget: int | None
+    token_budget_period_s: float
+    model_calls_per_minute: int | None
 
 
 class PolicyOut(BaseModel):
@@ -93,6 +131,9 @@ class StatsOut(BaseModel):
                     "for their agent)")
     knowledge: dict[str, int]
     sweep: dict[str, Any] = Field(description="the last idle sweep: when, how long, what it did")
+    models: dict[str, int] = Field(
+        default_factory=dict, description="model usage from boxes over all tenants: "
+                                          "<provider>:calls, :input_tokens, :output_tokens")
 
 
 class TenantCreate(Strict):
@@ -117,6 +158,10 @@ class TenantPublic(BaseModel):
     storage_bytes: int
     boxes: int
     policy: TenantPolicy | None = Field(None, description="overrides of the global policy")
+    observations: dict[str, int] = Field(
+        default_factory=dict, description="size: pairs waiting for the tenant's agent; max: "
+        "the most kept; dropped: pairs dropped because the backlog was full (its agent took "
+        "no deliveries)")
 
 
 # --- boxes -----------------------------------------------------------------------------------
@@ -128,10 +173,23 @@ class LimitsIn(Strict):
     disk_mb: int | None = Field(None, ge=64, le=1 << 24)
 
 
+class EgressIn(Strict):
+    """Rules of this box alone; they only narrow what the operator allows. A rule is an IPv4
+    address or CIDR, optionally :port, or *:port."""
+    allow: list[str] = Field(default_factory=list, max_length=256,
+                             description="if any: only these (within the operator's rules)")
+    deny: list[str] = Field(default_factory=list, max_length=256)
+
+
 class GitIn(Strict):
+    """Git for the box. The token never enters it: the box's git reaches `https://<host>/`
+    through a relay on the host that adds it, for `repos` only (all of host's if none)."""
     token: str | None = Field(None, max_length=4096)
     user_name: str | None = Field(None, max_length=256)
     user_email: str | None = Field(None, max_length=256)
+    host: str = Field("github.com", pattern=r"^[a-z0-9.-]{1,253}$")
+    repos: list[str] = Field(default_factory=list, max_length=100,
+                             description="owner/name or https URLs the token may reach")
 
 
 HARNESSES = ("burrow", "claude-code", "codex", "opencode")
@@ -183,6 +241,7 @@ class BoxCreate(Strict):
     labels: dict[str, str] = Field(default_factory=dict)
     keep_alive: bool = False
     network: Literal["none", "egress"] = "none"
+    egress: EgressIn | None = Field(None, description="narrow an egress box's reach")
     limits: LimitsIn | None = None
     agent: AgentConfig | None = Field(None, description="the harness and model of agent runs")
     git: GitIn | None = None
@@ -223,6 +282,10 @@ class ExecIn(Strict):
     env: dict[str, str] | None = None
     timeout_s: float | None = Field(None, gt=0, le=86400)
     stdin: str | None = None
+    max_output_chars: int | None = Field(
+        None, ge=1, le=16 * 1024 * 1024,
+        description="characters kept of each of stdout and stderr (default 1048576); the "
+                    "stream endpoint passes everything")
 
 
 class ExecOut(BaseModel):
@@ -231,6 +294,7 @@ class ExecOut(BaseModel):
     stderr: str
     duration_ms: float
     timed_out: bool
+    truncated: bool = Field(False, description="output beyond max_output_chars was dropped")
 
 
 class FileEntryOut(BaseModel):

@@ -154,7 +154,9 @@ async def _worker(settings: Settings, data_dir: Path) -> None:
     kb = KnowledgeBase(store, ProcessEmbedder(settings.embed_model), redis,
                        server_secret(data_dir), k=settings.k_anonymity)
     worker = make_worker(settings.redis_url, manager=manager,
-                         observations=Observations(redis, data_dir / "spool"), kb=kb,
+                         observations=Observations(redis, data_dir / "spool",
+                                                   backlog_max=settings.observe_backlog_max),
+                         kb=kb,
                          policies=Policies(redis), sweep_interval_s=settings.sweep_interval_s)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()

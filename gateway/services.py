@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Generator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import uvicorn
 from arq import ArqRedis, create_pool
 from arq.connections import RedisSettings
@@ -23,6 +24,9 @@ from redis.exceptions import RedisError
 import tenant_agent
 from boxes import BoxError, BoxManager, BoxState, RuntimeConfig
 from boxes.models import BoxRecord
+from gateway import gitrelay, quotas
+from gateway.budgets import ModelBudgets
+from gateway.hostguard import HostLimits, protocol_for
 from gateway.hostsvc import create_host_app
 from gateway.metrics import Metrics
 from gateway.modelservers import LocalModels
@@ -49,6 +53,14 @@ HARNESS_COMMAND = ["/usr/bin/python3", "-I", "-S", f"/{AGENT_DIR}/harness.py"]
 SHUTDOWN_FREEZE_BUDGET_S = 60.0
 EMBEDDING_DIM = 384
 SPOOL_REPLAY_S = 5.0
+
+
+def _start_env(secret: bytes, box: BoxRecord) -> dict[str, str]:
+    """What each box start gets and no record keeps: its token; the git relay's port."""
+    env = {"BURROW_BOX_TOKEN": box_token(secret, box.id)}
+    if (box.meta.get("git") or {}).get("relay"):
+        env["BURROW_RELAY_PORT"] = str(gitrelay.RELAY_PORT)
+    return env
 
 
 class Observer:
@@ -106,27 +118,32 @@ async def services(app: FastAPI, settings: Settings,
         launcher_pool=settings.launcher_pool, uid_base=settings.uid_base,
         lock_wait_s=settings.wake_wait_s,
         image_extras={AGENT_DIR: Path(tenant_agent.__file__).parent},
-        start_env=lambda box: {"BURROW_BOX_TOKEN": box_token(secret, box.id)})
+        egress_dns=settings.egress_dns,
+        start_env=lambda box: _start_env(secret, box),
+        start_policy=quotas.start_policy(Policies(redis)))
     host_socket = config.run_dir / f"host-{os.getpid()}.sock"
     config = dataclasses.replace(config, host_socket=host_socket)
-    host_server = await _serve_host_socket(app, host_socket)
+    host_server = await _serve_host_socket(app, host_socket, settings)
     manager = await BoxManager.open(config, redis)
     store = await asyncio.to_thread(open_store, settings.qdrant_url, data_dir / "knowledge",
                                     EMBEDDING_DIM)
     embedder = ProcessEmbedder(settings.embed_model)
     warm = asyncio.create_task(asyncio.to_thread(embedder.embed, ["warm up"]))
     kb = KnowledgeBase(store, embedder, redis, secret, k=settings.k_anonymity)
-    observations = Observations(redis, data_dir / "spool")
+    observations = Observations(redis, data_dir / "spool",
+                                backlog_max=settings.observe_backlog_max)
     queue = await create_pool(RedisSettings.from_dsn(settings.redis_url))
     state.manager, state.kb, state.observations, state.queue = manager, kb, observations, queue
     state.policies = Policies(redis)
+    state.budgets = ModelBudgets(redis)
     state.metrics = Metrics()
     manager.on_transition = state.metrics.transition
     state.stats = StatsCollector(app)
     state.tenants = Tenants(redis, manager, kb, observations, state.policies,
-                            settings.agent_command or DEFAULT_AGENT_COMMAND)
+                            settings.agent_command or DEFAULT_AGENT_COMMAND, state.budgets)
     state.proxy = AgentProxy()
     state.providers = Providers(settings, local_servers=local_models)
+    state.relay_client = httpx.AsyncClient(timeout=httpx.Timeout(300.0, connect=10.0))
     state.local_models = local_models
     # A run whose model no provider could serve (unknown, no key) fails before it starts.
     state.runs = AgentRuns(redis, manager, HARNESS_COMMAND, check_model=state.providers.get)
@@ -152,6 +169,7 @@ async def services(app: FastAPI, settings: Settings,
         await manager.close()
         await state.proxy.close()
         await state.providers.aclose()
+        await state.relay_client.aclose()
         with contextlib.suppress(Exception):
             await warm
         await asyncio.to_thread(store.close)
@@ -181,12 +199,18 @@ class _NestedServer(uvicorn.Server):
         yield
 
 
-async def _serve_host_socket(app: FastAPI, path: Path) -> uvicorn.Server:
+async def _serve_host_socket(app: FastAPI, path: Path, settings: Settings) -> uvicorn.Server:
     os.makedirs(path.parent, mode=0o711, exist_ok=True)
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
-    server = _NestedServer(uvicorn.Config(create_host_app(app), uds=str(path), lifespan="off",
-                                          log_level="warning", access_log=False))
+    limits = HostLimits(max_body_bytes=settings.host_max_body_bytes,
+                        header_timeout_s=settings.host_header_timeout_s,
+                        idle_timeout_s=settings.host_idle_timeout_s,
+                        max_concurrent=settings.host_max_concurrent)
+    server = _NestedServer(uvicorn.Config(
+        create_host_app(app, limits), uds=str(path), lifespan="off", log_level="warning",
+        access_log=False, http=protocol_for(limits), timeout_keep_alive=5,
+        h11_max_incomplete_event_size=limits.max_header_bytes))
     task = asyncio.create_task(server.serve())
     app.state.host_server_task = task
     while not server.started:

@@ -31,6 +31,9 @@ class Settings(BaseSettings):
     embed_model: str | None = Field(None, validation_alias=_env("BURROW_EMBED_MODEL"))
     # Whether agents learn from their tenants' traffic (off: no pair is recorded).
     observe: bool = Field(True, validation_alias=_env("BURROW_OBSERVE"))
+    # Most pairs waiting for one tenant's agent; beyond it new pairs are dropped and counted.
+    observe_backlog_max: int = Field(10_000, ge=1,
+                                     validation_alias=_env("BURROW_OBSERVE_BACKLOG_MAX"))
     # An insight is shown to other tenants once this many distinct tenants support it.
     k_anonymity: int = Field(2, ge=1, le=1000, validation_alias=_env("BURROW_K_ANONYMITY"))
     dev: bool = Field(False, validation_alias=_env("BURROW_DEV"))
@@ -74,6 +77,21 @@ class Settings(BaseSettings):
     # The model tenant agents answer through (provider/name); unset: they answer from what
     # they know, without a model.
     agent_model: str | None = Field(None, validation_alias=_env("BURROW_AGENT_MODEL"))
+    # Where the git relay sends each git host's traffic (JSON, host -> base URL); a host not
+    # named goes to https://<host>.
+    git_hosts: dict[str, str] = Field(default_factory=dict,
+                                      validation_alias=_env("BURROW_GIT_HOSTS"))
+    # The DNS resolver egress boxes' forwarder asks (an IPv4 address); unset: the host's.
+    egress_dns: str | None = Field(None, validation_alias=_env("BURROW_EGRESS_DNS"))
+    # The host services socket (what boxes call): largest body, how long a box may take to
+    # send its headers and between pieces of its body, requests open at once per box.
+    host_max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024,
+                                     validation_alias=_env("BURROW_HOST_MAX_BODY_BYTES"))
+    host_header_timeout_s: float = Field(10.0, gt=0,
+                                         validation_alias=_env("BURROW_HOST_HEADER_TIMEOUT_S"))
+    host_idle_timeout_s: float = Field(30.0, gt=0,
+                                       validation_alias=_env("BURROW_HOST_IDLE_TIMEOUT_S"))
+    host_max_concurrent: int = Field(8, ge=1, validation_alias=_env("BURROW_HOST_MAX_CONCURRENT"))
     # How long one upstream model call may take, in seconds.
     model_timeout_s: float = Field(300.0, gt=0, validation_alias=_env("BURROW_MODEL_TIMEOUT_S"))
 

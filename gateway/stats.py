@@ -1,6 +1,6 @@
 """What an operator watches: boxes per state, memory, storage, the observation queue and
-backlog, the knowledge base, the last sweep. One collection serves /v1/stats, /metrics and the
-dashboard."""
+backlog, the knowledge base, the last sweep, model usage. One collection serves /v1/stats,
+/metrics and the dashboard."""
 
 from __future__ import annotations
 
@@ -28,6 +28,8 @@ class Stats:
     observations: dict[str, int]
     knowledge: dict[str, int]
     sweep: dict[str, Any] = field(default_factory=dict)
+    # provider:calls, provider:input_tokens, provider:output_tokens, over all tenants
+    models: dict[str, int] = field(default_factory=dict)
 
 
 class StatsCollector:
@@ -59,10 +61,12 @@ class StatsCollector:
             storage={"local_layer_bytes": local_layers, "logical_bytes": store.logical_bytes,
                      "stored_bytes": store.stored_bytes, "snapshots": store.snapshots},
             observations={"queue_depth": await state.redis.zcard(default_queue_name),
-                          "backlog": await state.observations.backlog_size()},
+                          "backlog": await state.observations.backlog_size(),
+                          "dropped": await state.observations.dropped_total()},
             knowledge={"insights": await state.kb.size()},
             sweep={"last_at": sweep.get("at"), "duration_ms": sweep.get("duration_ms"),
                    "interval_s": state.settings.sweep_interval_s,
                    "last_actions": {k: len(sweep.get(k) or ()) for k in
                                     ("paused", "frozen", "archived", "failed")}},
+            models=await state.budgets.totals(),
         )

@@ -264,6 +264,9 @@ async def test_async_exec_stream_files_and_git(server: Served, tenant_key: str,
 
 
 async def test_async_lifecycle_snapshot_and_errors(server: Served, tenant_key: str) -> None:
+    async with httpx.AsyncClient(base_url=server.url) as c:  # tenants' keep-alive is opt-in
+        r = await c.put("/v1/policy", json={"tenant_keep_alive": True}, headers=server.operator)
+        assert r.status_code == 200, r.text
     box = await AsyncBox.create(api_key=tenant_key, base_url=server.url, keep_alive=True)
     async with box:
         await box.files.write("/workspace/s.txt", "snap")

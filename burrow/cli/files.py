@@ -166,7 +166,7 @@ def _download_dir(client: Api, box_id: str, src: str, local: Path) -> list[Copie
                                                 params={"path": src})
     copied = []
     for entry in entries:
-        target = local / entry["name"]
+        target = local / _safe_name(str(entry["name"]), box_id)
         if entry["type"] == "dir":
             copied += _download_dir(client, box_id, entry["path"], target)
         elif entry["type"] == "file":
@@ -175,6 +175,16 @@ def _download_dir(client: Api, box_id: str, src: str, local: Path) -> list[Copie
             _write(target, data)
             copied.append(Copied(f"{box_id}:{entry['path']}", str(target), len(data)))
     return copied
+
+
+def _safe_name(name: str, box_id: str) -> str:
+    """A name from the server's listing, used as one local path component only: a server
+    (or a box) that answers '../x' or '/etc/x' must not make us write outside DST."""
+    if not name or name in (".", "..") or "/" in name or "\\" in name or "\0" in name:
+        raise click.ClickException(f"the listing of {box_id} has an entry named {name!r}, "
+                                   "which cannot be a file name here; nothing was written "
+                                   "for it")
+    return name
 
 
 def _write(path: Path, data: bytes) -> None:

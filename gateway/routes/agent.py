@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import posixpath
 import re
 import time
 from collections.abc import AsyncIterator
@@ -48,6 +49,19 @@ def _target(request: Request, tenant_id: str) -> str:
     return rest + ("?" + query if query else "")
 
 
+def _is_internal(target: str) -> bool:
+    """Whether a path reaches the agent's /_burrow/ routes however it is spelled: percent-
+    encoded (also twice), with dot segments, doubled slashes or backslashes, any case."""
+    path = target.partition("?")[0]
+    for _ in range(4):
+        decoded = unquote(path)
+        if decoded == path:
+            break
+        path = decoded
+    path = posixpath.normpath("/" + path.replace("\\", "/"))
+    return path.lstrip("/").lower().startswith("_burrow")
+
+
 async def agent_response(request: Request, tenant_id: str) -> Response:
     """Send a request to the tenant's own agent, in the tenant's home box. A frozen or paused
     box is woken first (one wake however many requests arrive together)."""
@@ -61,7 +75,7 @@ async def agent_response(request: Request, tenant_id: str) -> Response:
     proxy: AgentProxy = app.state.proxy
     box_id = await app.state.tenants.home_box(tenant_id)
     target = _target(request, tenant_id)
-    if unquote(target).lstrip("/").startswith("_burrow"):  # Burrow's own, never from outside
+    if _is_internal(target):  # Burrow's own, never from outside
         raise ApiError(404, "not_found", "no such path on the agent")
     body = await read_body(request, app.state.settings.max_body_bytes)
     request_id = logs.request_id.get() or logs.new_request_id(None)

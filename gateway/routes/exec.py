@@ -9,6 +9,7 @@ from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 
 from boxes import ExecEvent, ExecRequest
+from boxes.models import DEFAULT_MAX_OUTPUT
 from gateway import logs
 from gateway.deps import ManagerDep, OwnedBoxDep
 from gateway.schemas import ErrorOut, ExecIn, ExecOut
@@ -22,16 +23,18 @@ def _request(body: ExecIn) -> ExecRequest:
     """The exec, carrying this request's id into the box as BURROW_REQUEST_ID."""
     env = {"BURROW_REQUEST_ID": logs.request_id.get() or "", **(body.env or {})}
     return ExecRequest(command=body.command, cwd=body.cwd, env=env,
-                       timeout_s=body.timeout_s, stdin=body.stdin)
+                       timeout_s=body.timeout_s, stdin=body.stdin,
+                       max_output=body.max_output_chars or DEFAULT_MAX_OUTPUT)
 
 
 @router.post("/exec")
 async def exec_command(body: ExecIn, box: OwnedBoxDep, manager: ManagerDep) -> ExecOut:
     """Run a command (a string for `sh -c`, or an argv) and return its output and exit code.
-    A frozen or archived box is woken first."""
+    A frozen or archived box is woken first. Each stream keeps its first `max_output_chars`
+    (default 1 Mi); `truncated` says whether anything was dropped (stream the exec for all)."""
     r = await manager.exec(box.id, _request(body))
     return ExecOut(exit_code=r.exit_code, stdout=r.stdout, stderr=r.stderr,
-                   duration_ms=r.duration_ms, timed_out=r.timed_out)
+                   duration_ms=r.duration_ms, timed_out=r.timed_out, truncated=r.truncated)
 
 
 def _line(event: ExecEvent) -> bytes:
