@@ -179,7 +179,8 @@ class CliRun:
                        home=self.home, timeout_s=max(1.0, self.deadline - time.monotonic()),
                        trim=self.trim, workdir=self.workdir, session=session)
         invocation = self.cli.invocation(spec, entry(self.harness))
-        os.makedirs(os.path.join(self.home, "tmp"), exist_ok=True)
+        for directory in invocation.dirs:
+            os.makedirs(directory, exist_ok=True)
         for path, content in invocation.files.items():
             target = os.path.join(self.home, path)
             os.makedirs(os.path.dirname(target), exist_ok=True)

@@ -45,6 +45,15 @@ class Invocation:
     env: dict[str, str]
     files: dict[str, str] = field(default_factory=dict)  # path in the run's home -> content
 
+    @property
+    def dirs(self) -> list[str]:
+        """The directories its environment names inside the run's home: made before it starts
+        (Codex refuses a CODEX_HOME that does not exist)."""
+        home = self.env.get("HOME", "")
+        names = ("TMPDIR", "CODEX_HOME", "CLAUDE_CONFIG_DIR", "XDG_CONFIG_HOME", "XDG_DATA_HOME",
+                 "XDG_CACHE_HOME", "XDG_STATE_HOME")
+        return [self.env[n] for n in names if home and self.env.get(n, "").startswith(home)]
+
 
 @dataclass
 class RunSpec:
@@ -369,9 +378,11 @@ class OpenCode(Cli):
             "model": f"burrow/{spec.name}", "small_model": f"burrow/{spec.name}",
             "autoupdate": False, "share": "disabled", "snapshot": False, "lsp": False,
             "formatter": False, "plugin": [],
-            "permission": {"edit": "allow", "bash": "allow", "webfetch": "deny"}}
+            "permission": {"edit": "allow", "bash": "allow", "webfetch": "deny"},
+            # a run needs no session title: one model call less
+            "agent": {"title": {"disable": True}}}
         if spec.trim:
-            config["agent"] = {"title": {"disable": True}, "build": {"prompt": TRIM_SYSTEM}}
+            config["agent"]["build"] = {"prompt": TRIM_SYSTEM}
             config["tools"] = {t: False for t in ("task", "todowrite", "webfetch", "skill",
                                                   "glob", "grep")}
         return config
