@@ -127,8 +127,10 @@ class CliRun:
             return "failed", None, ("not inside a Burrow box: BURROW_HOST_SOCKET or "
                                     "BURROW_BOX_TOKEN is not set")
         self.home = tempfile.mkdtemp(prefix="burrow-run-")
+        headers = {"X-Burrow-Tools": ",".join(self.cli.small_tools)} if self.trim else {}
         self.relay = Relay(self.cli.family, socket_path, token,
-                           os.environ.get("BURROW_RUN_ID", ""), max_calls=self.max_turns)
+                           os.environ.get("BURROW_RUN_ID", ""), max_calls=self.max_turns,
+                           headers=headers)
         try:
             self.relay.start()
             return self._work()
@@ -195,10 +197,11 @@ class CliRun:
                 self._follow(proc, parser)
             finally:
                 end_session(proc)
-        self.usage["input_tokens"] += parser.usage["input_tokens"]
-        self.usage["output_tokens"] += parser.usage["output_tokens"]
-        self.usage["tool_calls"] += parser.tool_calls
-        self.texts += parser.texts
+                # also when the run is stopped: what it did so far is reported
+                self.usage["input_tokens"] += parser.usage["input_tokens"]
+                self.usage["output_tokens"] += parser.usage["output_tokens"]
+                self.usage["tool_calls"] += parser.tool_calls
+                self.texts += parser.texts
         if parser.final is None and parser.error is None:
             parser.error = (f"{self.cli.name} exited with code {proc.returncode} without an "
                             f"answer: {self._stderr_tail()}")

@@ -138,6 +138,9 @@ class StreamParser:
 class Cli:
     name = ""
     family = ""  # the API family it speaks through the relay: anthropic | openai
+    # With trim, the only tools the model is shown (the host drops the rest for local models):
+    # enough to read, run and write, nothing a tiny model only misuses.
+    small_tools: tuple[str, ...] = ()
 
     def invocation(self, spec: RunSpec, executable: str) -> Invocation:
         raise NotImplementedError
@@ -170,6 +173,7 @@ def base_env(spec: RunSpec) -> dict[str, str]:
 class ClaudeCode(Cli):
     name = "claude-code"
     family = "anthropic"
+    small_tools = ("Bash", "Edit", "Read")  # what --bare offers
 
     def invocation(self, spec: RunSpec, executable: str) -> Invocation:
         argv = [executable, "-p", spec.prompt, "--output-format", "stream-json", "--verbose",
@@ -248,12 +252,14 @@ class ClaudeStream(StreamParser):
 CODEX_TRIM = ("web_search=\"disabled\"", "features.apps=false", "features.plugins=false",
               "features.multi_agent=false", "features.goals=false",
               "features.image_generation=false", "features.shell_snapshot=false",
+              "features.view_image=false",
               "skills.include_instructions=false", "skills.bundled.enabled=false")
 
 
 class Codex(Cli):
     name = "codex"
     family = "openai"
+    small_tools = ("exec_command",)  # not write_stdin, request_user_input
 
     def invocation(self, spec: RunSpec, executable: str) -> Invocation:
         provider = ('{name="Burrow",base_url="' + spec.base_url + '/v1",wire_api="responses",'
@@ -363,6 +369,7 @@ class CodexStream(StreamParser):
 class OpenCode(Cli):
     name = "opencode"
     family = "openai"
+    small_tools = ("bash", "read", "write", "edit")
 
     def config(self, spec: RunSpec) -> dict[str, Any]:
         model: dict[str, Any] = {"name": spec.name}

@@ -4,10 +4,12 @@ socket, where the gateway adds the real key. The CLI sees only `base_url` and a 
 
 Protocol, per call: the CLI's `METHOD /path?query` with its body becomes
 `METHOD /v1/relay/{family}/path?query` on the host socket (`BURROW_HOST_SOCKET`), with
-`Authorization: Bearer $BURROW_BOX_TOKEN`, `X-Burrow-Run: <run id>`, `Connection: close`, and
-the CLI's other headers minus its credentials and hop-by-hop ones. The host's answer — status,
-headers, body — streams back as it arrives (an SSE stream byte for byte, its framing kept),
-then the connection closes. `family` is the API family the CLI speaks: `anthropic` or `openai`.
+`Authorization: Bearer $BURROW_BOX_TOKEN`, `X-Burrow-Run: <run id>`, `Connection: close`, the
+run's own headers (`X-Burrow-Tools: a,b` — the tools a small model should see) and the CLI's
+other headers minus its credentials and hop-by-hop ones (the CLI cannot set the run's). The
+host's answer — status, headers, body — streams back as it arrives (an SSE stream byte for
+byte, its framing kept), then the connection closes. `family` is the API family the CLI
+speaks: `anthropic` or `openai`.
 
 Invariants:
 - Inference calls (`POST` to a path ending in `/messages`, `/responses` or
@@ -39,7 +41,8 @@ INFERENCE_SUFFIXES = ("/messages", "/responses", "/chat/completions")
 # Never passed on: credentials (the CLI's dummy key), hop-by-hop headers, what is set here.
 _DROPPED = frozenset({"authorization", "x-api-key", "api-key", "proxy-authorization", "cookie",
                       "host", "connection", "keep-alive", "transfer-encoding", "te", "upgrade",
-                      "content-length", "accept-encoding", "x-burrow-run", "trailer"})
+                      "content-length", "accept-encoding", "x-burrow-run", "x-burrow-tools",
+                      "trailer"})
 # The host's headers the CLI sees; framing headers are added as the host framed its answer.
 _KEPT = frozenset({"content-type", "retry-after", "request-id", "x-request-id",
                    "anthropic-ratelimit-requests-remaining", "openai-processing-ms"})
@@ -50,7 +53,8 @@ class Relay:
 
     def __init__(self, family: str, socket_path: str, token: str, run_id: str = "",
                  max_calls: int | None = None, idle_timeout_s: float = 330.0,
-                 connect_timeout_s: float = 10.0) -> None:
+                 connect_timeout_s: float = 10.0,
+                 headers: dict[str, str] | None = None) -> None:
         self.family = family
         self.socket_path = socket_path
         self.token = token
@@ -58,6 +62,7 @@ class Relay:
         self.max_calls = max_calls
         self.idle_timeout_s = idle_timeout_s
         self.connect_timeout_s = connect_timeout_s
+        self.headers = dict(headers or {})  # added to every call (e.g. X-Burrow-Tools)
         self.calls = 0
         self.limit_reached = False
         self.failures_in_row = 0
@@ -194,6 +199,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                  f"Content-Length: {len(body)}"]
         if relay.run_id:
             lines.append(f"X-Burrow-Run: {relay.run_id}")
+        lines += [f"{k}: {v}" for k, v in relay.headers.items()]
         lines += [f"{k}: {v}" for k, v in self.headers.items()
                   if k.lower() not in _DROPPED and "\n" not in v and "\r" not in v]
         head = ("\r\n".join(lines) + "\r\n\r\n").encode()

@@ -33,16 +33,19 @@ class HostCall:
     status: int = 0
     mode: str = ""
     usage: dict[str, int] = field(default_factory=dict)
+    body: bytes = b""  # what the box sent
+    answer: bytes = b""  # what went back (kept with keep_answers)
 
 
 class RelayHost:
     def __init__(self, socket_path: Path, token: str, model: str, settings: Settings,
-                 keepalive_s: float | None = 10.0) -> None:
+                 keepalive_s: float | None = 10.0, keep_answers: bool = False) -> None:
         self.socket_path = socket_path
         self.token = token
         self.model = model
         self.settings = settings
         self.keepalive_s = keepalive_s
+        self.keep_answers = keep_answers
         self.calls: list[HostCall] = []
         self._relay: Relay | None = None
         app = Starlette(routes=[Route("/v1/relay/{family}/{path:path}", self._route,
@@ -71,15 +74,23 @@ class RelayHost:
             call.status = 401
             return JSONResponse({"error": {"code": "unauthorized", "message": "box token"}},
                                 status_code=401)
+        call.body = await request.body()
         answer: RelayAnswer = await self._relay.answer(
             call.family, request.method, "/" + request.path_params["path"], request.headers,
-            await request.body(), self.model)
+            call.body, self.model)
         call.status, call.mode = answer.status, answer.mode
+        body = answer.body
+        if self.keep_answers:
+            async def kept(source: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+                async for chunk in source:
+                    call.answer += chunk
+                    yield chunk
+            body = kept(answer.body)
 
         def settle() -> None:
             call.usage = answer.usage.model_dump()
 
-        return StreamingResponse(answer.body, status_code=answer.status,
+        return StreamingResponse(body, status_code=answer.status,
                                  media_type=answer.media_type, headers=answer.headers,
                                  background=BackgroundTask(settle))
 

@@ -99,7 +99,7 @@ async def test_a_local_model_answers_opencode_through_tool_emulation(
     # A local server answers tools as a JSON action (gateway/localmodel.py); the relay makes it
     # an OpenAI tool call in a chat-completions stream again.
     fake.script = [text_reply(json.dumps({"tool": "write", "arguments": {
-        "filePath": "hello.txt"}}))]
+        "filePath": "notes.txt"}}))]
     answer = await Relay(providers, keepalive_s=None).answer(
         "openai", "POST", "/v1/chat/completions", CLIENT, raw(OPENCODE_REQUEST),
         "local/smollm2-135m")
@@ -120,22 +120,65 @@ async def test_a_slow_translated_stream_sends_keepalives_before_the_answer(
         "openai", "POST", "/v1/responses", CLIENT, raw(CODEX_REQUEST), "anthropic/claude-x")
     assert answer.status == 200  # committed before the model answered
     chunks = [chunk async for chunk in answer.body]
-    assert chunks[:3] == [b": keep-alive\n\n"] * 3
+    assert chunks[:2] == [b": keep-alive\n\n"] * 2
     events = SseParser().feed(b"".join(chunks))
     assert events[-1].name == "response.completed"
     assert fake.paths == ["/v1/messages"]  # Codex on an Anthropic model: translated
     assert answer.usage.output_tokens == 7
 
 
+async def test_a_local_model_repeating_its_last_call_is_asked_for_its_answer(
+        providers: Providers, fake: FakeOpenAI) -> None:
+    # OPENCODE_REQUEST ends with write(hello.txt) and its result; the model calls it again.
+    fake.script = [text_reply(json.dumps({"tool": "write", "arguments": {
+        "filePath": "hello.txt"}})), text_reply("I wrote hello.txt.")]
+    answer = await Relay(providers, keepalive_s=None).answer(
+        "openai", "POST", "/v1/chat/completions", {"x-burrow-tools": "write,read"},
+        raw({**OPENCODE_REQUEST, "stream": False}), "local/smollm2-135m")
+    body = json.loads(await answer.read())
+    assert body["choices"][0]["message"]["content"] == "I wrote hello.txt."
+    assert body["choices"][0]["finish_reason"] == "stop"
+    assert "response_format" not in fake.requests[1]  # asked without tools
+    assert "give your final answer now" in fake.requests[1]["messages"][-1]["content"]
+    assert answer.usage.input_tokens == 22  # both calls count
+
+
+def test_small_models_get_the_named_tools_cut_to_their_first_sentence_and_required_fields(
+        ) -> None:
+    from gateway.relay import WIRES, small
+    tool = {"type": "function", "function": {
+        "name": "bash", "description": "Run a command. It has many rules.\n\nMore text " * 50,
+        "parameters": {"type": "object", "required": ["command"], "properties": {
+            "command": {"type": "string"}, "timeout": {"type": "number"}}}}}
+    other = {"type": "function", "function": {"name": "task", "description": "Sub-agents."}}
+    chat = WIRES["chat"].to_chat({**OPENCODE_REQUEST, "tools": [tool, other]}, "local/x")
+    slim = small.slim(chat, "bash,write")
+    assert [t.function.name for t in slim.tools or []] == ["bash"]
+    function = (slim.tools or [])[0].function
+    assert function.description == "Run a command."
+    assert list(function.parameters["properties"]) == ["command"]
+    assert [t.function.name for t in small.slim(chat).tools or []] == ["bash", "task"]
+
+
+async def test_a_quick_failure_keeps_its_status(providers: Providers, fake: FakeOpenAI) -> None:
+    fake.close()  # the provider is gone: the call fails at once
+    answer = await Relay(providers, keepalive_s=5).answer(
+        "anthropic", "POST", "/v1/messages", CLIENT, raw(CLAUDE_CODE_REQUEST), "openai/gpt-test")
+    body = json.loads(await answer.read())
+    assert answer.status == 503 and "cannot reach openai" in body["error"]["message"]
+
+
 async def test_a_failure_after_the_stream_started_is_an_error_event(
         providers: Providers, fake: FakeOpenAI) -> None:
-    fake.close()  # the provider is gone
+    fake.delay_s = 0.3
+    fake.errors = [(500, {"error": {"message": "the GPU caught fire"}})]
     answer = await Relay(providers, keepalive_s=0.1).answer(
         "anthropic", "POST", "/v1/messages", CLIENT, raw(CLAUDE_CODE_REQUEST), "openai/gpt-test")
+    assert answer.status == 200
     events = SseParser().feed(await answer.read())
     assert events[-1].name == "error"
     error = events[-1].json()
-    assert error is not None and "cannot reach openai" in error["error"]["message"]
+    assert error is not None and "the GPU caught fire" in error["error"]["message"]
 
 
 async def test_refusals_come_back_in_the_clients_error_shape(

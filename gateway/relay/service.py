@@ -14,9 +14,12 @@ body read and its model pinned, then answered one of two ways:
   back in the CLI's format, as the event sequence its client expects when it asked to stream.
 
 Errors come back in the CLI's own error shape (so it shows the message), with the status a
-provider error maps to. A translated stream commits to 200 at once and sends SSE comments
-while the model works, so a slow local model never trips a first-byte or idle timeout; a
-failure after that arrives as the API's error event. `RelayAnswer.usage` is final once its
+provider error maps to. A translated stream whose model has not answered within
+`keepalive_s` commits to 200 and sends SSE comments while the model works, so a slow local
+model never trips a first-byte or idle timeout; a failure after that arrives as the API's
+error event (a quick one, such as a prompt over the context, keeps its status, so the CLI
+does not retry it). Translated calls to `local/` models are fitted to small models first
+(`small`). `RelayAnswer.usage` is final once its
 body has been read to the end: settle the tenant's budget from it then.
 """
 
@@ -34,7 +37,7 @@ import httpx
 from gateway.chat import ChatRequest, ChatResponse, Usage
 from gateway.errors import ApiError
 from gateway.providers import LOCAL_MAX_TOKENS, ProviderError, Providers
-from gateway.relay import policy
+from gateway.relay import policy, small
 from gateway.relay.completions import CompletionsApi
 from gateway.relay.messages import MessagesApi
 from gateway.relay.responses import ResponsesApi
@@ -110,28 +113,53 @@ class Relay:
             self.providers.get(model)  # unknown provider, no key: refused before any stream
             ceiling = max_output_tokens or (LOCAL_MAX_TOKENS if provider == "local" else None)
             chat = wire.to_chat(body, model, ceiling)
+            if provider == "local":
+                chat = small.slim(chat, _header(headers, small.TOOLS_HEADER))
         except ApiError as exc:  # RelayError, ProviderError
             return _refused(wire or _family_wire(family), exc)
-        if body.get("stream") is True and self.keepalive_s is not None:
-            return self._translated_stream(wire, body, chat)
+        return await self._translated(wire, body, chat)
+
+    async def _translated(self, wire: WireApi, body: dict[str, Any],
+                          chat: ChatRequest) -> RelayAnswer:
+        streaming = body.get("stream") is True
+        call = asyncio.ensure_future(self._ask(chat))
+        # A quick answer, or a quick refusal (a prompt over the context), keeps its own status;
+        # only a model slower than keepalive_s gets a stream committed to 200 and kept alive.
         try:
-            response = await self.providers.chat(chat)
+            done, _ = await asyncio.wait(
+                {call}, timeout=self.keepalive_s if streaming else None)
+        except asyncio.CancelledError:
+            call.cancel()
+            raise
+        if not done:
+            return self._kept_alive(wire, body, call)
+        try:
+            response = call.result()
         except ApiError as exc:
             return _refused(wire, exc)
         answer = (RelayAnswer(200, wire.content_type, _iterate(wire.events(response, body)),
                               "translated")
-                  if body.get("stream") is True
+                  if streaming
                   else RelayAnswer(200, _JSON, _once(json.dumps(wire.answer(response, body))
                                                      .encode()), "translated"))
         answer.usage = response.usage.model_copy()
         return answer
 
-    def _translated_stream(self, wire: WireApi, body: dict[str, Any],
-                           chat: ChatRequest) -> RelayAnswer:
+    async def _ask(self, chat: ChatRequest) -> ChatResponse:
+        response = await self.providers.chat(chat)
+        if chat.provider != "local" or not small.repeats(chat, response):
+            return response
+        final = await self.providers.chat(small.conclusion(chat))
+        final.usage = Usage(input_tokens=response.usage.input_tokens + final.usage.input_tokens,
+                            output_tokens=response.usage.output_tokens
+                            + final.usage.output_tokens)
+        return final
+
+    def _kept_alive(self, wire: WireApi, body: dict[str, Any],
+                    call: asyncio.Future[ChatResponse]) -> RelayAnswer:
         answer = RelayAnswer(200, wire.content_type, _once(b""), "translated")
 
         async def stream() -> AsyncIterator[bytes]:
-            call = asyncio.ensure_future(self.providers.chat(chat))
             try:
                 yield KEEPALIVE
                 while True:
@@ -140,7 +168,7 @@ class Relay:
                         break
                     yield KEEPALIVE
                 try:
-                    response: ChatResponse = call.result()
+                    response = call.result()
                 except ApiError as exc:
                     yield wire.error_event(exc.code, exc.message)
                     return
