@@ -37,6 +37,9 @@ TRIM_SYSTEM = ("You are a coding agent in a Linux computer; the working director
 LOCAL_CONTEXT = 4096
 LOCAL_OUTPUT = 1024
 MAX_OUTPUT_CHARS = 8000
+# Variables of these families configure a CLI's provider; a tenant's own (STRIPE_API_KEY…) stay.
+PROVIDER_ENV_PREFIXES = ("ANTHROPIC_", "OPENAI_", "OPENROUTER_", "CODEX_", "OPENCODE_",
+                         "CLAUDE_", "AWS_BEARER_TOKEN_BEDROCK", "GOOGLE_APPLICATION_")
 
 
 @dataclass
@@ -153,10 +156,11 @@ def base_env(spec: RunSpec) -> dict[str, str]:
     """The environment every CLI runs in: the run's own (a tenant's box env included, as the
     built-in harness's tools see it) with its home and temp dirs moved into the run's private
     home, without the box token (the CLI has no use for it, and its model's commands could
-    otherwise call the relay past max_turns) and without any provider key a box env set."""
+    otherwise call the relay past max_turns) and without the provider settings a box env may
+    carry (keys, base URLs, Bedrock/Vertex switches: the CLI's model is the relay's only)."""
     env = {k: v for k, v in os.environ.items()
            if k not in ("BURROW_BOX_TOKEN", "BURROW_HOST_SOCKET")
-           and not k.endswith(("_API_KEY", "_AUTH_TOKEN", "_BASE_URL"))}
+           and not k.startswith(PROVIDER_ENV_PREFIXES)}
     home = spec.home
     env.update(HOME=home, TMPDIR=os.path.join(home, "tmp"), TERM="dumb", NO_COLOR="1",
                XDG_CONFIG_HOME=os.path.join(home, ".config"),

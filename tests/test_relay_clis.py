@@ -118,7 +118,9 @@ def run(box: Sandbox, harness_dir: Path, harness: str, model: str, *, host: bool
     env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "BURROW_HOST_SOCKET": str(box.socket),
            "BURROW_BOX_TOKEN": TOKEN, "BURROW_HARNESS_DIR": str(harness_dir),
            "BURROW_RUN_ID": "run_test", "TMPDIR": str(box.tmp), "HOME": str(box.workdir),
-           "VISIBLE": "yes"}
+           # a tenant's box env: its own secrets stay, provider settings give way to the relay
+           "VISIBLE": "yes", "STRIPE_API_KEY": "sk_live_tenant_own",
+           "ANTHROPIC_API_KEY": "tenant-set-provider-key", "OPENAI_BASE_URL": "http://x"}
     install = str(harnesses.default_root())
     # offline (loopback only), the installs read-only, as the run's own uid
     inner = (f"ip link set lo up && mount --bind -o ro {install} {install} && exec setpriv "
@@ -204,8 +206,8 @@ def test_each_cli_writes_a_file_through_its_own_tool_and_never_sees_the_key(
         assert call.headers["authorization"] == f"Bearer {TOKEN}"
         assert DUMMY_KEY not in json.dumps(call.headers)
     env = (workdir / "env.txt").read_text()
-    assert DUMMY_KEY in env and "VISIBLE=yes" in env
-    assert key not in env and TOKEN not in env
+    assert DUMMY_KEY in env and "VISIBLE=yes" in env and "sk_live_tenant_own" in env
+    assert key not in env and TOKEN not in env and "tenant-set-provider-key" not in env
     for path in [*workdir.rglob("*"), *sandbox.tmp.rglob("*")]:
         assert not path.is_file() or key.encode() not in path.read_bytes()
     assert list(sandbox.tmp.iterdir()) == []  # the run's home is gone

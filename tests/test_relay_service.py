@@ -129,12 +129,16 @@ async def test_a_slow_translated_stream_sends_keepalives_before_the_answer(
 
 async def test_a_local_model_repeating_its_last_call_is_asked_for_its_answer(
         providers: Providers, fake: FakeOpenAI) -> None:
-    # OPENCODE_REQUEST ends with write(hello.txt) and its result; the model calls it again.
+    # OPENCODE_REQUEST ends with write(hello.txt) and its result; the model calls it again
+    # (the CLI sent its call back with a default filled in: still the same call).
+    request = json.loads(json.dumps(OPENCODE_REQUEST))
+    request["messages"][3]["tool_calls"][0]["function"]["arguments"] = json.dumps(
+        {"filePath": "hello.txt", "overwrite": False})
     fake.script = [text_reply(json.dumps({"tool": "write", "arguments": {
         "filePath": "hello.txt"}})), text_reply("I wrote hello.txt.")]
     answer = await Relay(providers, keepalive_s=None).answer(
         "openai", "POST", "/v1/chat/completions", {"x-burrow-tools": "write,read"},
-        raw({**OPENCODE_REQUEST, "stream": False}), "local/smollm2-135m")
+        raw({**request, "stream": False}), "local/smollm2-135m")
     body = json.loads(await answer.read())
     assert body["choices"][0]["message"]["content"] == "I wrote hello.txt."
     assert body["choices"][0]["finish_reason"] == "stop"

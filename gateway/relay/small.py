@@ -7,8 +7,8 @@ whatever pattern they are shown):
   every turn);
 - **shorter tools**: a description cut to its first sentence, parameters cut to the required
   ones (OpenCode's `bash` alone is 5.3 KB, which with the rest overflowed the 4k context);
-- **an answer instead of a loop**: a model that repeats the exact tool call it just made (and
-  has seen the result of) is asked once more, without tools, for its final answer — as the
+- **an answer instead of a loop**: a model that repeats the tool call it just made (and has
+  seen the result of) is asked once more, without tools, for its final answer — as the
   built-in harness does. The CLI sees that answer as the model's.
 
 Only translated calls to `local/` models are touched; what the CLI sent and gets back keeps
@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway.chat import ChatMessage, ChatRequest, ChatResponse, ToolDef
+from gateway.chat import ChatMessage, ChatRequest, ChatResponse, ToolCall, ToolDef
 from gateway.relay.wire import tool_input
 
 TOOLS_HEADER = "x-burrow-tools"
@@ -56,17 +56,23 @@ def slim(chat: ChatRequest, wanted: str | None = None) -> ChatRequest:
     return chat.model_copy(update={"tools": slimmed or None})
 
 
-def _calls(calls: Any) -> list[tuple[str, Any]]:
-    return [(c.function.name, tool_input(c.function.arguments)) for c in calls or []]
+def _same(new: ToolCall, old: ToolCall) -> bool:
+    """The same call: same tool, and every argument given now given before with this value
+    (CLIs fill in their tools' defaults before they send a call back, so the earlier call can
+    hold more)."""
+    if new.function.name != old.function.name:
+        return False
+    before = tool_input(old.function.arguments)
+    return all(before.get(k) == v for k, v in tool_input(new.function.arguments).items())
 
 
 def repeats(chat: ChatRequest, response: ChatResponse) -> bool:
-    """Whether the answer calls exactly what the last assistant turn called."""
-    if not response.message.tool_calls:
-        return False
+    """Whether the answer calls again what the last assistant turn called."""
+    calls = response.message.tool_calls
     last = next((m for m in reversed(chat.messages) if m.role == "assistant"), None)
-    return last is not None and bool(last.tool_calls) and _calls(last.tool_calls) == _calls(
-        response.message.tool_calls)
+    if not calls or last is None or not last.tool_calls or len(calls) != len(last.tool_calls):
+        return False
+    return all(_same(new, old) for new, old in zip(calls, last.tool_calls, strict=True))
 
 
 def conclusion(chat: ChatRequest) -> ChatRequest:
