@@ -143,6 +143,7 @@ async def test_a_local_model_repeating_its_last_call_is_asked_for_its_answer(
     assert body["choices"][0]["message"]["content"] == "I wrote hello.txt."
     assert body["choices"][0]["finish_reason"] == "stop"
     assert "response_format" not in fake.requests[1]  # asked without tools
+    assert fake.requests[1]["max_tokens"] == 256
     assert "give your final answer now" in fake.requests[1]["messages"][-1]["content"]
     assert answer.usage.input_tokens == 22  # both calls count
 

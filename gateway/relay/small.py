@@ -8,8 +8,8 @@ whatever pattern they are shown):
 - **shorter tools**: a description cut to its first sentence, parameters cut to the required
   ones (OpenCode's `bash` alone is 5.3 KB, which with the rest overflowed the 4k context);
 - **an answer instead of a loop**: a model that repeats the tool call it just made (and has
-  seen the result of) is asked once more, without tools, for its final answer — as the
-  built-in harness does. The CLI sees that answer as the model's.
+  seen the result of) is asked once more, without tools and in at most 256 tokens, for its
+  final answer — as the built-in harness does. The CLI sees that answer as the model's.
 
 Only translated calls to `local/` models are touched; what the CLI sent and gets back keeps
 its format.
@@ -24,6 +24,8 @@ from gateway.relay.wire import tool_input
 
 TOOLS_HEADER = "x-burrow-tools"
 DESCRIPTION_CHARS = 200
+CONCLUSION_TOKENS = 256  # a tiny model without a grammar may run on to max_tokens (measured:
+# Gemma 3 270M repeated one word for its whole 1,024-token bound, ~5 min on a loaded 2 cores)
 CONCLUDE = ("You already did that step and saw its result. Do not call a tool again: give "
             "your final answer now.")
 
@@ -77,5 +79,7 @@ def repeats(chat: ChatRequest, response: ChatResponse) -> bool:
 
 def conclusion(chat: ChatRequest) -> ChatRequest:
     """The request that asks for the final answer, without tools."""
+    bound = min(chat.max_tokens or CONCLUSION_TOKENS, CONCLUSION_TOKENS)
     return chat.model_copy(update={
-        "tools": None, "messages": [*chat.messages, ChatMessage(role="user", content=CONCLUDE)]})
+        "tools": None, "max_tokens": bound,
+        "messages": [*chat.messages, ChatMessage(role="user", content=CONCLUDE)]})
