@@ -89,7 +89,21 @@ def sandbox() -> Iterator[Sandbox]:
     for pid in left:
         os.kill(pid, 9)
     shutil.rmtree(root)
+    strays = [p for p in Path("/tmp").iterdir() if _owner(p) == UID]  # TMPDIR not honoured?
+    for path in strays:
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
     assert left == [], f"processes of the run's uid were left running: {left}"
+    assert strays == [], f"the run left files in /tmp: {strays}"
+
+
+def _owner(path: Path) -> int:
+    try:
+        return path.lstat().st_uid
+    except OSError:
+        return -1
 
 
 def settings(fake: FakeOpenAI) -> Settings:

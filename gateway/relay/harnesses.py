@@ -206,10 +206,12 @@ def install(name: str, root: Path | None = None, npm: str = "npm",
         _prune(harness, work, entry)
         _check_version(harness, entry, work)
         relative = entry.relative_to(work).as_posix()
-        size = disk_bytes(work)
-        (work / MANIFEST).write_text(json.dumps({
-            "name": harness.name, "package": harness.package, "version": harness.version,
-            "entry": relative, "bytes": size, "installed_at": int(time.time())}, indent=1))
+        manifest = {"name": harness.name, "package": harness.package,
+                    "version": harness.version, "entry": relative, "bytes": 0,
+                    "installed_at": int(time.time())}
+        (work / MANIFEST).write_text(json.dumps(manifest, indent=1))
+        size = manifest["bytes"] = disk_bytes(work)  # the manifest's own block included
+        (work / MANIFEST).write_text(json.dumps(manifest, indent=1))
         _read_only(work)  # readable and traversable by box uids, writable by nobody
         work.rename(final)
     except BaseException:
