@@ -41,7 +41,8 @@ from typing import IO, Any
 if __name__ == "__main__":  # run as a file: /usr/bin/python3 -I -S /opt/burrow/agent/tenant_agent/…
     sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-from tenant_agent.clis import CLIS, RunSpec, StreamParser, entry
+from tenant_agent.clis import CLIS, RunSpec, entry
+from tenant_agent.clistreams import StreamParser
 from tenant_agent.harness import SCHEMA_ATTEMPTS, untitled
 from tenant_agent.jsonschema import validate
 from tenant_agent.relay import Relay

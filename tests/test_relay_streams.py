@@ -9,7 +9,7 @@ from typing import Any
 
 from gateway.chat import AssistantMessage, ChatRequest, ChatResponse, FunctionCall, ToolCall
 from gateway.relay import small
-from tenant_agent.clis import ClaudeStream, CodexStream, OpenCodeStream, StreamParser
+from tenant_agent.clistreams import ClaudeStream, CodexStream, OpenCodeStream, StreamParser
 
 
 def feed(parser: StreamParser, *events: dict[str, Any]) -> list[dict[str, Any]]:
