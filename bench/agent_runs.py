@@ -37,7 +37,7 @@ import httpx
 from bench.gateway import settle
 from bench.httpload import free_port
 from boxes import RuntimeConfig
-from gateway.modelservers import LocalModelServer, bundled_models
+from models.servers import LocalModelServer, bundled_models
 
 OPERATOR_KEY = "bench-operator-key-" + "y" * 24
 UID_BASE = "4800000"

@@ -29,7 +29,7 @@ from boxes import (
     WakeFailedError,
 )
 from gateway.schemas import ErrorOut
-from workers.policy import PolicyError
+from models.errors import ModelError
 
 log = logging.getLogger("burrow.gateway")
 
@@ -108,9 +108,9 @@ def install(app: FastAPI) -> None:
     async def _box(request: Request, exc: BoxError) -> JSONResponse:
         return box_error_response(exc)
 
-    @app.exception_handler(PolicyError)
-    async def _policy(request: Request, exc: PolicyError) -> JSONResponse:
-        return error_response(422, "invalid_policy", str(exc))
+    @app.exception_handler(ModelError)
+    async def _model(request: Request, exc: ModelError) -> JSONResponse:
+        return error_response(exc.status, exc.code, exc.message, exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -9,13 +9,23 @@ total disk counts every box it has.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import contextlib
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import replace
 
 from boxes import BoxManager, BoxRecord, Limits
 from boxes.models import StartPolicy
 from gateway.errors import ApiError
-from workers.policy import Policies, Policy
+from workers.policy import Policies, Policy, PolicyError
+
+
+@contextlib.contextmanager
+def policy_change() -> Iterator[None]:
+    """An invalid policy change as the API's 422, saying what to change."""
+    try:
+        yield
+    except PolicyError as exc:
+        raise ApiError(422, "invalid_policy", str(exc)) from None
 
 
 def _over(what: str, asked: float, ceiling: float, field: str) -> ApiError:

@@ -21,6 +21,9 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
 
     data_dir: Path = Field(Path("./.burrow"), validation_alias=_env("BURROW_DATA_DIR"))
+    # What every Redis key of this instance starts with (instances may share one Redis).
+    redis_prefix: str = Field("burrow", pattern=r"^[a-z][a-z0-9_-]{0,31}$",
+                              validation_alias=_env("BURROW_REDIS_PREFIX"))
     # Where box sockets, mount points and the runtime image live (every box uid must reach
     # it; a tmpfs is right, also one mounted nosuid,nodev,noexec). One directory per data dir
     # is made below it.

@@ -15,10 +15,10 @@ from typing import Any
 from redis.asyncio import Redis
 
 from boxes import BoxError, BoxManager, BoxNotFoundError, BoxSpec, BoxState
-from gateway.budgets import ModelBudgets
 from gateway.errors import ApiError
 from gateway.security import hash_key, new_key
 from knowledge.base import KnowledgeBase
+from models.budgets import ModelBudgets
 from workers.observations import Observations
 from workers.policy import Policies
 
@@ -40,7 +40,7 @@ _RECORD_FIELDS = [f.name for f in fields(TenantRecord)]
 class Tenants:
     def __init__(self, redis: Redis, manager: BoxManager, kb: KnowledgeBase,
                  observations: Observations, policies: Policies, agent_command: list[str],
-                 budgets: ModelBudgets, prefix: str = "burrow") -> None:
+                 budgets: ModelBudgets, *, prefix: str) -> None:
         self.redis = redis
         self.budgets = budgets
         self.manager = manager

@@ -43,8 +43,8 @@ if __name__ == "__main__":  # run as a file: /usr/bin/python3 -I -S /opt/burrow/
 
 from tenant_agent.clis import CLIS, RunSpec, entry
 from tenant_agent.clistreams import StreamParser
-from tenant_agent.harness import SCHEMA_ATTEMPTS, untitled
-from tenant_agent.jsonschema import validate
+from tenant_agent.harness import SCHEMA_ATTEMPTS
+from tenant_agent.jsonschema import untitled, validate
 from tenant_agent.relay import Relay
 
 ENDPOINT_FAILURES = 3

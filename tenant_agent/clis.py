@@ -5,7 +5,7 @@ Each `Cli` gives an `Invocation` — argv, environment, files to write first —
 model, the relay's base URL and the run's private home; and the `StreamParser` of its output
 (tenant_agent/clistreams.py).
 
-The CLIs are installed on the host (gateway/relay/harnesses.py) and mounted read-only at
+The CLIs are installed on the host (models/relay/harnesses.py) and mounted read-only at
 `$BURROW_HARNESS_DIR/<harness>` (default /opt/burrow/harnesses), each with a
 `burrow-harness.json` that names its executable. Everything they write goes to the run's home
 (HOME, TMPDIR, XDG dirs, CODEX_HOME), which the run deletes; the model key they see is a dummy.

@@ -18,6 +18,7 @@ from redis.asyncio import Redis
 
 from boxes import BoxManager, RuntimeConfig
 from gateway.app import create_app
+from gateway.services import Services
 from gateway.settings import Settings
 from workers.embedded_redis import EmbeddedRedis
 
@@ -111,9 +112,13 @@ class Gateway:
     operator: dict[str, str]
 
     @property
+    def services(self) -> Services:
+        services: Services = self.app.state.services
+        return services
+
+    @property
     def manager(self) -> BoxManager:
-        manager: BoxManager = self.app.state.manager
-        return manager
+        return self.services.manager
 
     async def tenant(self, tenant_id: str) -> tuple[dict[str, str], str]:
         """Create a tenant; return its auth headers and home box id."""
@@ -143,7 +148,7 @@ async def running_gateway(settings: Settings) -> AsyncIterator[Gateway]:
         async with httpx.AsyncClient(transport=transport, base_url="http://burrow",
                                      timeout=60) as client:
             yield Gateway(app, client, {"Authorization": f"Bearer {OPERATOR_KEY}"})
-    manager = app.state.manager
+    manager = app.state.services.manager
     assert manager.backend.leftovers() == {"processes": [], "mounts": [], "cgroups": []}
     assert box_processes() == [], "box processes outlived the test"
     shutil.rmtree(manager.config.run_dir, ignore_errors=True)

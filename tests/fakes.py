@@ -3,7 +3,7 @@ model server (the model behind agent runs, when a test needs each step exact; th
 the box and the server around it stay real).
 
 It speaks three wire APIs, chosen by the request's path, each as its provider documents it and
-written here independently of Burrow's own translation (gateway/relay), so that a test of the
+written here independently of Burrow's own translation (models/relay), so that a test of the
 relay checks it against the format rather than against itself:
 - OpenAI chat completions (any path but the two below), JSON or, with `stream: true`,
   `chat.completion.chunk` events ending in `[DONE]`;

@@ -1,5 +1,5 @@
 """A stand-in for the host services socket's relay route, for tests: uvicorn on a unix socket,
-checking the box token, answering `/v1/relay/{family}/{path}` with `gateway.relay.Relay` for one
+checking the box token, answering `/v1/relay/{family}/{path}` with `models.relay.Relay` for one
 configured model, and recording each call (what reached the host, the usage it cost). The
 gateway's own route adds what needs the gateway (token lookup, budgets, size and time limits)."""
 
@@ -20,9 +20,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from gateway.providers import Providers
-from gateway.relay import Relay, RelayAnswer
 from gateway.settings import Settings
+from models.providers import Providers
+from models.relay import Relay, RelayAnswer
 
 
 @dataclass

@@ -377,7 +377,7 @@ async def test_a_tenant_cannot_spend_more_than_its_token_budget(
     # each call reserves ~200 tokens and uses 18 (the fake's usage): the budget is spent by
     # reservations only while calls run; one at a time, all fit
     assert statuses == [200] * 6, replies
-    spent = await gw.app.state.budgets.spent("budget", (await gw.app.state.policies.get()).policy)
+    spent = await gw.services.budgets.spent("budget", (await gw.services.policies.get()).policy)
     assert spent == 6 * 18
     await gw.client.put("/v1/policy", headers=gw.operator, json={"tenant_token_budget": 120})
     (status, error, retry), = await chat(gw, headers, home, _ask())
@@ -388,11 +388,11 @@ async def test_a_tenant_cannot_spend_more_than_its_token_budget(
     metrics = (await gw.client.get("/metrics", headers=gw.operator)).text
     assert 'burrow_model_usage{provider="openai",what="calls"} 6.0' in metrics
     # a deleted tenant's usage and budget go with it
-    redis = gw.app.state.redis
+    redis = gw.services.redis
     assert await redis.keys("burrow:model:budget:budget:*")  # there, before the delete
     assert (await gw.client.delete("/v1/tenants/budget", headers=gw.operator)).status_code == 204
     assert await redis.keys("burrow:model:*:budget:*") == []
-    assert not await gw.app.state.redis.exists(gw.app.state.budgets.usage_key("budget"))
+    assert not await gw.services.redis.exists(gw.services.budgets.usage_key("budget"))
 
 
 async def test_model_calls_are_rate_limited_per_tenant(
@@ -473,9 +473,9 @@ async def test_a_tenant_whose_agent_takes_nothing_cannot_fill_redis(
             r = await gw.client.post("/v1/tenants/mute/agent/ask", headers=headers,
                                      json={"question": f"q{i}"})
             assert r.status_code == 200
-        await gw.app.state.observer.drain()
-        backlog = gw.app.state.observations.backlog_key("mute")
-        assert await gw.app.state.redis.llen(backlog) == 5
+        await gw.services.pipeline.drain()
+        backlog = gw.services.observations.backlog_key("mute")
+        assert await gw.services.redis.llen(backlog) == 5
         tenant = (await gw.client.get("/v1/tenants/mute", headers=gw.operator)).json()
         assert tenant["observations"] == {"size": 5, "max": 5, "dropped": 3}
         stats = (await gw.client.get("/v1/stats", headers=gw.operator)).json()
@@ -682,7 +682,7 @@ async def test_host_files_of_boxes_are_roots_alone(gateway: Gateway) -> None:
     assert os.stat(box_dir).st_mode & 0o777 == 0o700
     for name in ("disk.img", "box.json"):
         assert os.stat(box_dir / name).st_mode & 0o777 == 0o600, name
-    observations = gateway.app.state.observations
+    observations = gateway.services.observations
     observations._spool("private", home, {"id": "x"})
     assert os.stat(observations.spool).st_mode & 0o777 == 0o600
     assert os.stat(observations.spool.parent).st_mode & 0o777 == 0o700

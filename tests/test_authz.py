@@ -29,7 +29,7 @@ class World:
         self.other, _ = await self.gw.tenant("other")
         self.box = await self.new_box()
         self.snapshot = await self.new_snapshot()
-        secret = self.gw.app.state.secret
+        secret = self.gw.services.secret
         self.headers = {
             "none": {}, "bad": {"Authorization": "Bearer brw_t_not-a-real-key"},
             "other_tenant": self.other, "own_tenant": self.own,
@@ -66,7 +66,7 @@ class World:
         """An insight put straight into the store (contributions need a worker)."""
         insight_id = str(uuid.uuid4())
         vector = [1.0] + [0.0] * 383
-        self.gw.app.state.kb.store.upsert([(insight_id, vector, {
+        self.gw.services.kb.store.upsert([(insight_id, vector, {
             "text": "a test insight", "kind": "fact", "support": 1, "contributors": []})])
         return insight_id
 

@@ -179,7 +179,7 @@ async def test_errors_use_the_contract_format(gateway: Gateway) -> None:
     await check(404, "not_found", c.get(f"/v1/boxes/{home}/files",
                                         params={"path": "missing"}, headers=headers))
     await check(409, "conflict", c.delete(f"/v1/boxes/{home}", headers=headers))
-    big = gateway.app.state.settings.max_body_bytes + 1
+    big = gateway.services.settings.max_body_bytes + 1
     await check(413, "too_large", c.put(f"/v1/boxes/{home}/files", params={"path": "big"},
                                         content=b"x" * big, headers=headers))
     await check(401, "unauthenticated", c.get("/v1/boxes"))
@@ -267,7 +267,7 @@ async def test_a_request_that_waits_too_long_for_a_wake_gets_503_and_a_retry_hin
         key = {"Authorization": f"Bearer {r.json()['api_key']}"}
         home = r.json()["home_box_id"]
         await c.post(f"/v1/boxes/{home}/freeze", headers=op)
-        manager = app.state.manager
+        manager = app.state.services.manager
         async with manager.locks.hold(home):  # a long transition holds the box
             r = await c.get("/v1/tenants/slow/agent/x", headers=key)
         assert r.status_code == 503 and r.headers["retry-after"]

@@ -148,8 +148,8 @@ async def test_a_frozen_tenant_is_not_woken_by_its_pending_observations(
         for _ in range(3):
             await say(gw, "sleepy", key, "I prefer green tea.")
         await gw.client.post(f"/v1/boxes/{home}/freeze", headers=key)
-        await app.state.observer.drain()
-        observations: Observations = app.state.observations
+        await app.state.services.pipeline.drain()
+        observations: Observations = app.state.services.observations
         assert await redis.llen(observations.backlog_key("sleepy")) == 3
         delivery = await observations.deliver(gw.manager, "sleepy", home)  # as the worker would
         assert delivery.pairs == 0
@@ -163,11 +163,11 @@ async def test_a_frozen_tenant_is_not_woken_by_its_pending_observations(
 async def test_observations_are_spooled_while_redis_is_unreachable(
         tmp_path: Path, redis: Redis) -> None:
     down = Observations(Redis(unix_socket_path=str(tmp_path / "nothing.sock")),
-                        tmp_path / "spool")
+                        tmp_path / "spool", prefix="burrow")
     pair = Observations.pair("POST", "/ask", "", b"{}", 200, b"{}", 1.0)
     assert await down.record("t", "b_x", pair) is None
     assert down.spool.exists()
-    up = Observations(redis, tmp_path / "spool")
+    up = Observations(redis, tmp_path / "spool", prefix="burrow")
     assert await up.replay_spool() == 1
     assert not down.spool.exists()
     assert await redis.llen(up.backlog_key("t")) == 1
@@ -177,23 +177,14 @@ async def test_observations_are_spooled_while_redis_is_unreachable(
 WORKER = """
 import asyncio, sys
 from pathlib import Path
-from redis.asyncio import Redis
-from boxes import BoxManager, RuntimeConfig
-from knowledge.base import KnowledgeBase
-from knowledge.embedder import SentenceTransformerEmbedder
-from knowledge.vectors import open_store
-from workers.observations import Observations
-from workers.policy import Policies
-from workers.settings import make_worker
+from gateway.services import Services
+from gateway.settings import Settings
 
 async def main(url, data_dir):
-    redis = Redis.from_url(url)
-    manager = BoxManager(RuntimeConfig(data_dir=Path(data_dir), launcher_pool=0), redis)
-    kb = KnowledgeBase(open_store(":memory:", Path(data_dir), 384),
-                       SentenceTransformerEmbedder(), redis, b"secret")
-    worker = make_worker(url, manager=manager, observations=Observations(redis, Path(data_dir)),
-                         kb=kb, policies=Policies(redis), sweep_interval_s=5.0)
-    await worker.async_run()
+    settings = Settings(redis_url=url, data_dir=Path(data_dir), qdrant_url=":memory:",
+                        operator_key="k" * 40)
+    services = await Services.open(settings, "worker")
+    await services.run_worker()
 
 asyncio.run(main(sys.argv[1], sys.argv[2]))
 """
@@ -209,8 +200,8 @@ async def test_a_worker_killed_mid_run_loses_and_repeats_nothing(
             r = await client.post("/v1/tenants/many/agent/health", json={"n": i},
                                   headers=key)
             assert r.status_code == 200
-        await app.state.observer.drain()
-        data_dir = str(app.state.manager.config.data_dir)
+        await app.state.services.pipeline.drain()
+        data_dir = str(app.state.services.manager.config.data_dir)
         env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
 
         def start() -> subprocess.Popen[bytes]:

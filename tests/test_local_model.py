@@ -18,11 +18,11 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from gateway import modelservers
-from gateway.chat import ChatRequest
-from gateway.modelservers import LocalModels, LocalModelServer
-from gateway.providers import ProviderError, Providers
 from gateway.settings import Settings
+from models import servers as modelservers
+from models.chat import ChatRequest
+from models.providers import ProviderError, Providers
+from models.servers import LocalModels, LocalModelServer
 from tests.conftest import Gateway, gateway_settings, running_gateway
 from workers.embedded_redis import EmbeddedRedis
 
@@ -168,7 +168,7 @@ async def test_a_box_calls_the_local_model_through_the_host_socket(
 ORPHAN = """
 import sys, time
 from pathlib import Path
-from gateway.modelservers import LocalModelServer
+from models.servers import LocalModelServer
 server = LocalModelServer(Path(sys.argv[1]))
 server.start()
 print(server.proc.pid, flush=True)

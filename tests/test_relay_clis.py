@@ -1,4 +1,4 @@
-"""Claude Code, Codex and OpenCode — the pinned releases, installed by gateway/relay/harnesses.py
+"""Claude Code, Codex and OpenCode — the pinned releases, installed by models/relay/harnesses.py
 — run by tenant_agent/clirun.py as an unprivileged uid, offline (a network namespace with
 loopback only), with the install directory bind-mounted read-only, against the relay: the
 in-box relay, a host relay route (tests/relay_host.py) and the scripted model (tests/fakes.py)
@@ -25,8 +25,8 @@ from typing import Any
 
 import pytest
 
-from gateway.relay import harnesses
 from gateway.settings import Settings
+from models.relay import harnesses
 from tenant_agent.clis import DUMMY_KEY
 from tests.fakes import FakeOpenAI, text_reply, tool_reply
 from tests.relay_host import RelayHost
@@ -160,7 +160,7 @@ def run(box: Sandbox, harness_dir: Path, harness: str, model: str, *, host: bool
 def reply(model: str, name: str | None = None, text: str = "", **arguments: Any,
           ) -> dict[str, Any]:
     """A scripted answer: a tool call or a final text, as the model's provider gives it (a
-    local model answers in the JSON actions of gateway/localmodel.py)."""
+    local model answers in the JSON actions of models/emulation.py)."""
     if not model.startswith("local/"):
         return tool_reply(name, **arguments) if name else text_reply(text)
     action = ({"tool": name, "arguments": arguments} if name

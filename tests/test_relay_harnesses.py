@@ -1,4 +1,4 @@
-"""Provisioning of the agent CLIs (gateway/relay/harnesses.py): pinned installs from npm into
+"""Provisioning of the agent CLIs (models/relay/harnesses.py): pinned installs from npm into
 read-only, versioned directories that box uids can reach, each with a manifest naming its
 native executable; a second install is a no-op, a failed one leaves nothing."""
 
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.relay import harnesses
+from models.relay import harnesses
 
 pytestmark = pytest.mark.timeout(600)
 

@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from gateway.providers import Providers
-from gateway.relay import Relay
-from gateway.relay.sse import SseParser
 from gateway.settings import Settings
+from models.providers import Providers
+from models.relay import Relay
+from models.relay.sse import SseParser
 from tests.fakes import FakeOpenAI, anthropic_events, text_reply, tool_reply
 from tests.test_relay_wire import CLAUDE_CODE_REQUEST, CODEX_REQUEST, OPENCODE_REQUEST
 
@@ -96,7 +96,7 @@ async def test_claude_code_on_an_openai_model_is_translated_both_ways(
 
 async def test_a_local_model_answers_opencode_through_tool_emulation(
         providers: Providers, fake: FakeOpenAI) -> None:
-    # A local server answers tools as a JSON action (gateway/localmodel.py); the relay makes it
+    # A local server answers tools as a JSON action (models/emulation.py); the relay makes it
     # an OpenAI tool call in a chat-completions stream again.
     fake.script = [text_reply(json.dumps({"tool": "write", "arguments": {
         "filePath": "notes.txt"}}))]
@@ -150,7 +150,7 @@ async def test_a_local_model_repeating_its_last_call_is_asked_for_its_answer(
 
 def test_small_models_get_the_named_tools_cut_to_their_first_sentence_and_required_fields(
         ) -> None:
-    from gateway.relay import WIRES, small
+    from models.relay import WIRES, small
     tool = {"type": "function", "function": {
         "name": "bash", "description": "Run a command. It has many rules.\n\nMore text " * 50,
         "parameters": {"type": "object", "required": ["command"], "properties": {

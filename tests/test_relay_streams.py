@@ -7,8 +7,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from gateway.chat import AssistantMessage, ChatRequest, ChatResponse, FunctionCall, ToolCall
-from gateway.relay import small
+from models.chat import AssistantMessage, ChatRequest, ChatResponse, FunctionCall, ToolCall
+from models.relay import small
 from tenant_agent.clistreams import ClaudeStream, CodexStream, OpenCodeStream, StreamParser
 
 

@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 import zstandard
 
-from gateway.chat import AssistantMessage, ChatResponse, FunctionCall, ToolCall, Usage
-from gateway.relay import WIRES, RelayError, clamp_output, client_headers, pin_model, route
-from gateway.relay.policy import read_body, requested_output
-from gateway.relay.sse import SseParser
-from gateway.relay.wire import UsageTap
+from models.chat import AssistantMessage, ChatResponse, FunctionCall, ToolCall, Usage
+from models.relay import WIRES, RelayError, clamp_output, client_headers, pin_model, route
+from models.relay.policy import read_body, requested_output
+from models.relay.sse import SseParser
+from models.relay.wire import UsageTap
 from tests.fakes import anthropic_events, chat_events, responses_events, text_reply, tool_reply
 
 BASH = {"name": "Bash", "description": "execute shell commands", "input_schema": {

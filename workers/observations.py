@@ -73,7 +73,7 @@ def excerpt(data: bytes) -> str:
 
 
 class Observations:
-    def __init__(self, redis: Redis, spool_dir: Path, prefix: str = "burrow",
+    def __init__(self, redis: Redis, spool_dir: Path, *, prefix: str,
                  backlog_max: int = BACKLOG_MAX) -> None:
         self.redis = redis
         self.backlog_max = backlog_max

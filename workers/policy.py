@@ -172,7 +172,7 @@ class Policies:
     """The global policy and the tenants' overrides in Redis; every change is recorded in a
     history (who, when, which fields from what to what)."""
 
-    def __init__(self, redis: Redis, prefix: str = "burrow") -> None:
+    def __init__(self, redis: Redis, *, prefix: str) -> None:
         self.redis = redis
         self._global = f"{prefix}:policy"
         self._overrides = f"{prefix}:policy:tenants"

@@ -139,7 +139,7 @@ def _check_local_models(check: Callable[[str, str | None], None]) -> None:
     if importlib.util.find_spec("llama_cpp") is None:
         click.echo("--   local models: the local-model extra is not installed (optional)")
         return
-    from gateway import modelservers
+    from models import servers as modelservers
 
     try:
         modelservers.check_cpu()
@@ -169,7 +169,7 @@ def _complete_once() -> dict[str, str | None]:
 
     import httpx
 
-    from gateway.modelservers import LocalModelError, LocalModels
+    from models.servers import LocalModelError, LocalModels
 
     scratch = Path(tempfile.mkdtemp(prefix="burrow-doctor-models-"))
     models = LocalModels(scratch)

@@ -5,37 +5,33 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Query, Response
 
-from gateway.deps import OperatorDep, Principal, PrincipalDep
+from gateway import authz
+from gateway.deps import OperatorDep, PrincipalDep, ServicesDep
 from gateway.errors import ApiError
 from gateway.schemas import ErrorOut, InsightOut, InsightPage, KnowledgeQuery
-from knowledge.base import KnowledgeBase
 
 router = APIRouter(prefix="/v1/knowledge", tags=["knowledge"],
                    responses={401: {"model": ErrorOut}, 403: {"model": ErrorOut}})
 
 
-async def search_for(kb: KnowledgeBase, who: Principal,
-                     query: KnowledgeQuery) -> list[InsightOut]:
-    """Everyone but the operator sees only insights at least k distinct tenants support."""
-    found = await kb.search(query.query, query.limit, everyone=who.is_operator)
+@router.post("/search")
+async def search(body: KnowledgeQuery, who: PrincipalDep,
+                 services: ServicesDep) -> list[InsightOut]:
+    """Insights like the query, most similar first. A tenant or a box token sees only what
+    enough tenants share (k-anonymity); the operator sees everything."""
+    found = await services.kb.search(body.query, body.limit,
+                                     everyone=authz.sees_all_knowledge(who))
     return [InsightOut(**i.to_dict()) for i in found]
 
 
-@router.post("/search")
-async def search(body: KnowledgeQuery, who: PrincipalDep, request: Request) -> list[InsightOut]:
-    """Insights like the query, most similar first. A tenant or a box token sees only what
-    enough tenants share (k-anonymity); the operator sees everything."""
-    return await search_for(request.app.state.kb, who, body)
-
-
 @router.get("/insights")
-async def list_insights(who: OperatorDep, request: Request,
+async def list_insights(who: OperatorDep, services: ServicesDep,
                         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
                         offset: Annotated[str | None, Query(max_length=64)] = None,
                         ) -> InsightPage:
-    kb: KnowledgeBase = request.app.state.kb
+    kb = services.kb
     try:
         items, next_offset = await kb.browse(limit, offset)
     except ValueError:
@@ -46,8 +42,7 @@ async def list_insights(who: OperatorDep, request: Request,
 
 
 @router.delete("/insights/{insight_id}", status_code=204, responses={404: {"model": ErrorOut}})
-async def delete_insight(insight_id: str, who: OperatorDep, request: Request) -> Response:
-    kb: KnowledgeBase = request.app.state.kb
-    if not await kb.remove(insight_id):
+async def delete_insight(insight_id: str, who: OperatorDep, services: ServicesDep) -> Response:
+    if not await services.kb.remove(insight_id):
         raise ApiError(404, "not_found", f"no insight {insight_id!r}")
     return Response(status_code=204)

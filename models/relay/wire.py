@@ -19,12 +19,12 @@ from typing import Any, Protocol
 
 from pydantic import ValidationError
 
-from gateway.chat import ChatRequest, ChatResponse, Usage
-from gateway.errors import ApiError
-from gateway.relay.sse import SseParser
+from models.chat import ChatRequest, ChatResponse, Usage
+from models.errors import ModelError
+from models.relay.sse import SseParser
 
 
-class RelayError(ApiError):
+class RelayError(ModelError):
     """A relayed call refused or failed; rendered in the caller's wire format."""
 
 

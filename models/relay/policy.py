@@ -27,7 +27,7 @@ from typing import Any
 
 import zstandard
 
-from gateway.relay.wire import RelayError
+from models.relay.wire import RelayError
 
 FAMILIES: dict[str, dict[str, str]] = {
     "anthropic": {"/v1/messages": "messages"},

@@ -17,7 +17,7 @@ the manifest there). Invariants:
   can be rebuilt; box uids must traverse to it, which root's own ~/.cache — mode 0700 — does not
   allow), else ~/.cache/burrow/harnesses.
 
-Run it with `python -m gateway.relay.harnesses install [NAME…]` (all three by default) or
+Run it with `python -m models.relay.harnesses install [NAME…]` (all three by default) or
 `list`.
 """
 
@@ -253,7 +253,7 @@ def mounts(names: list[str], root: Path | None = None) -> list[tuple[Path, str]]
         found = installed(name, root)
         if found is None:
             raise HarnessError(f"{name} is not installed on this server: run `python -m "
-                               f"gateway.relay.harnesses install {name}`")
+                               f"models.relay.harnesses install {name}`")
         for parent in found.path.parents:
             if parent.exists() and not os.stat(parent).st_mode & 0o001:
                 raise HarnessError(f"box uids cannot reach {found.path}: {parent} is not "
@@ -266,7 +266,7 @@ def main(argv: list[str]) -> int:
     command, *names = argv or ["list"]
     names = names or list(HARNESSES)
     if command not in ("install", "list"):
-        print("usage: python -m gateway.relay.harnesses install|list [NAME…]")
+        print("usage: python -m models.relay.harnesses install|list [NAME…]")
         return 2
     for name in names:
         started = time.monotonic()

@@ -19,8 +19,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway.chat import ChatMessage, ChatRequest, ChatResponse, ToolCall, ToolDef
-from gateway.relay.wire import tool_input
+from models.chat import ChatMessage, ChatRequest, ChatResponse, ToolCall, ToolDef
+from models.relay.wire import tool_input
 
 TOOLS_HEADER = "x-burrow-tools"
 DESCRIPTION_CHARS = 200

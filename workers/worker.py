@@ -1,4 +1,5 @@
-"""The arq worker: which tasks it runs, on which Redis, how eagerly it polls."""
+"""The arq worker: which jobs it runs (the observation pipeline's and housekeeping), on which
+Redis, how eagerly it polls."""
 
 from __future__ import annotations
 
@@ -11,16 +12,9 @@ from arq.worker import Worker, func
 
 from boxes import BoxManager
 from knowledge.base import KnowledgeBase
-from workers.observations import Observations
+from workers.housekeeping import gc_store, optimize_knowledge, sweep
+from workers.pipeline import Pipeline, contribute, flush_backlogs, observe
 from workers.policy import Policies
-from workers.tasks import (
-    contribute,
-    flush_backlogs,
-    gc_store,
-    observe,
-    optimize_knowledge,
-    sweep,
-)
 
 # arq's default poll_delay of 0.5 s delays every job by up to half a second; 10 ms costs an
 # idle server 7% of a core in polling. Observation queues one job per backlog, not per
@@ -30,11 +24,11 @@ POLL_DELAY_S = 0.05
 HEALTH_CHECK_S = 10
 
 
-def make_worker(redis_url: str, *, manager: BoxManager, observations: Observations,
+def make_worker(redis_url: str, *, manager: BoxManager, pipeline: Pipeline,
                 kb: KnowledgeBase, policies: Policies, sweep_interval_s: float) -> Worker:
     """A worker sharing these services with its process (its tasks find them in ctx); every
     one is required, so a missing one fails here rather than in a task at run time."""
-    ctx: dict[str, Any] = {"manager": manager, "observations": observations, "kb": kb,
+    ctx: dict[str, Any] = {"manager": manager, "pipeline": pipeline, "kb": kb,
                            "policies": policies, "sweep_interval_s": sweep_interval_s}
     return Worker(
         functions=[

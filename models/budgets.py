@@ -18,8 +18,8 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
-from gateway.chat import ChatRequest, Usage
-from gateway.errors import ApiError
+from models.chat import ChatRequest, Usage
+from models.errors import ModelError
 from workers.policy import Policy
 
 CHARS_PER_TOKEN = 4  # the usual estimate; a reservation, settled on the real count
@@ -32,8 +32,12 @@ class Reservation:
     reserved: int
 
 
+class BudgetError(ModelError):
+    """The operator's allowlist, call rate or token budget refused a call."""
+
+
 class ModelBudgets:
-    def __init__(self, redis: Redis, prefix: str = "burrow") -> None:
+    def __init__(self, redis: Redis, *, prefix: str) -> None:
         self.redis = redis
         self.prefix = prefix
 
@@ -51,10 +55,10 @@ class ModelBudgets:
         return f"{self.prefix}:model:rate:{tenant}:{minute}"
 
     async def admit(self, tenant: str, request: ChatRequest, policy: Policy) -> Reservation:
-        """Allow the call or raise the ApiError that says why not; clamps request.max_tokens."""
+        """Allow the call or raise the BudgetError that says why not; clamps request.max_tokens."""
         allow = policy.model_allowlist
         if allow is not None and not any(fnmatch.fnmatchcase(request.model, p) for p in allow):
-            raise ApiError(403, "model_not_allowed",
+            raise BudgetError(403, "model_not_allowed",
                            f"model {request.model} is not on the operator's allowlist "
                            f"({', '.join(allow) or 'empty'}); use one of those")
         ceiling = policy.model_max_tokens
@@ -70,7 +74,7 @@ class ModelBudgets:
                 calls, _ = await pipe.execute()
             if calls > policy.model_calls_per_minute:
                 wait = max(1, math.ceil((minute + 1) * 60 - now))
-                raise ApiError(429, "rate_limited",
+                raise BudgetError(429, "rate_limited",
                                f"this tenant's boxes made {policy.model_calls_per_minute} model "
                                f"calls this minute, the most allowed; retry in {wait} s",
                                {"Retry-After": str(wait)})
@@ -88,7 +92,7 @@ class ModelBudgets:
         if spent > budget:
             await self.redis.decrby(key, reserved)
             reset = (window + 1) * period
-            raise ApiError(429, "budget_spent",
+            raise BudgetError(429, "budget_spent",
                            f"this tenant's model budget ({budget} tokens per {period:g} s) "
                            f"is spent (this call could use {reserved}); it resets at "
                            f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(reset))}",

@@ -34,14 +34,14 @@ from typing import Any
 
 import httpx
 
-from gateway.chat import ChatRequest, ChatResponse, Usage
-from gateway.errors import ApiError
-from gateway.providers import LOCAL_MAX_TOKENS, ProviderError, Providers
-from gateway.relay import policy, small
-from gateway.relay.completions import CompletionsApi
-from gateway.relay.messages import MessagesApi
-from gateway.relay.responses import ResponsesApi
-from gateway.relay.wire import RelayError, UsageTap, WireApi
+from models.chat import ChatRequest, ChatResponse, Usage
+from models.errors import ModelError
+from models.providers import LOCAL_MAX_TOKENS, ProviderError, Providers
+from models.relay import policy, small
+from models.relay.completions import CompletionsApi
+from models.relay.messages import MessagesApi
+from models.relay.responses import ResponsesApi
+from models.relay.wire import RelayError, UsageTap, WireApi
 
 WIRES: dict[str, WireApi] = {"messages": MessagesApi(), "responses": ResponsesApi(),
                              "chat": CompletionsApi()}
@@ -79,7 +79,7 @@ async def _once(data: bytes) -> AsyncIterator[bytes]:
     yield data
 
 
-def _refused(wire: WireApi | None, exc: ApiError) -> RelayAnswer:
+def _refused(wire: WireApi | None, exc: ModelError) -> RelayAnswer:
     body = (wire.error(exc.status, exc.code, exc.message) if wire is not None
             else {"error": {"code": exc.code, "message": exc.message}})
     return RelayAnswer(exc.status, _JSON, _once(json.dumps(body).encode()), "refused",
@@ -115,7 +115,7 @@ class Relay:
             chat = wire.to_chat(body, model, ceiling)
             if provider == "local":
                 chat = small.slim(chat, _header(headers, small.TOOLS_HEADER))
-        except ApiError as exc:  # RelayError, ProviderError
+        except ModelError as exc:  # RelayError, ProviderError
             return _refused(wire or _family_wire(family), exc)
         return await self._translated(wire, body, chat)
 
@@ -135,7 +135,7 @@ class Relay:
             return self._kept_alive(wire, body, call)
         try:
             response = call.result()
-        except ApiError as exc:
+        except ModelError as exc:
             return _refused(wire, exc)
         answer = (RelayAnswer(200, wire.content_type, _iterate(wire.events(response, body)),
                               "translated")
@@ -169,7 +169,7 @@ class Relay:
                     yield KEEPALIVE
                 try:
                     response = call.result()
-                except ApiError as exc:
+                except ModelError as exc:
                     yield wire.error_event(exc.code, exc.message)
                     return
                 answer.usage.input_tokens = response.usage.input_tokens

@@ -23,9 +23,9 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from gateway.chat import ChatRequest, ChatResponse, Usage
-from gateway.relay.sse import event
-from gateway.relay.wire import (
+from models.chat import ChatRequest, ChatResponse, Usage
+from models.relay.sse import event
+from models.relay.wire import (
     RelayError,
     arguments_text,
     bounded,
