@@ -28,6 +28,7 @@ from redis.exceptions import RedisError
 import tenant_agent
 from boxes import BoxError, BoxManager, BoxState, RuntimeConfig
 from boxes.models import BoxRecord
+from boxes.servicehttp import ServiceClient
 from gateway import gitrelay, quotas
 from gateway.metrics import Metrics
 from gateway.proxy import AgentProxy
@@ -127,8 +128,9 @@ class Services:
         embedder = ProcessEmbedder(settings.embed_model)
         kb = KnowledgeBase(store, embedder, redis, secret, k=settings.k_anonymity,
                            prefix=prefix)
+        client = ServiceClient()  # the one client of boxes' service sockets
         observations = Observations(redis, data_dir / "spool", prefix=prefix,
-                                    backlog_max=settings.observe_backlog_max)
+                                    backlog_max=settings.observe_backlog_max, client=client)
         queue = await create_pool(RedisSettings.from_dsn(settings.redis_url))
         budgets = ModelBudgets(redis, prefix=prefix)
         providers = Providers(settings, local_servers=local_models)
@@ -146,7 +148,7 @@ class Services:
             providers=providers,
             # A run whose model no provider could serve (unknown, no key) fails first.
             runs=AgentRuns(redis, manager, HARNESS_COMMAND, check_model=providers.get),
-            proxy=AgentProxy(), metrics=metrics,
+            proxy=AgentProxy(client), metrics=metrics,
             relay_client=httpx.AsyncClient(timeout=httpx.Timeout(300.0, connect=10.0)),
             local_models=local_models, host_socket=host_socket)
         services._warm = asyncio.create_task(asyncio.to_thread(embedder.embed, ["warm up"]))
@@ -180,7 +182,7 @@ class Services:
         if self.host_socket is not None:  # a gateway: its boxes freeze, so a restart
             await _freeze_on_shutdown(self.manager)  # finds them consistent
             await self.manager.close()
-        await self.proxy.close()
+        await self.proxy.client.close()
         await self.providers.aclose()
         await self.relay_client.aclose()
         if self._warm is not None:

@@ -17,7 +17,6 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from boxes.client import service_request
 from tests.conftest import Gateway, gateway_settings, running_gateway
 from workers.embedded_redis import EmbeddedRedis
 from workers.observations import Observations
@@ -59,7 +58,8 @@ async def search(gw: Gateway, key: dict[str, str], query: str) -> list[dict[str,
 
 
 async def applied(gw: Gateway, home: str) -> list[dict[str, Any]]:
-    status, body = await service_request(gw.manager.service_path(home), "GET", "/_burrow/log")
+    status, body = await gw.services.proxy.client.request(gw.manager.service_path(home), "GET",
+                                                          "/_burrow/log")
     assert status == 200
     log: list[dict[str, Any]] = json.loads(body)["applied"]
     return log

@@ -27,12 +27,13 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from boxes import BoxError, BoxManager, BoxState
-from boxes.client import service_request
+from boxes.servicehttp import ServiceClient
 
 log = logging.getLogger("burrow.observe")
 
 EXCERPT_BYTES = 4096
 BATCH = 200
+MAX_ANSWER = 8 << 20  # the agent's answer to a batch: a box does not make the host hold more
 LEASE_S = 10.0
 # A tenant whose agent takes no deliveries (stuck, or replaced by one that refuses them)
 # would grow its backlog without end: at BACKLOG_MAX pairs new ones are dropped and counted.
@@ -74,8 +75,9 @@ def excerpt(data: bytes) -> str:
 
 class Observations:
     def __init__(self, redis: Redis, spool_dir: Path, *, prefix: str,
-                 backlog_max: int = BACKLOG_MAX) -> None:
+                 backlog_max: int = BACKLOG_MAX, client: ServiceClient | None = None) -> None:
         self.redis = redis
+        self.client = client or ServiceClient()
         self.backlog_max = backlog_max
         self.spool = spool_dir / "observations.ndjson"
         self.prefix = prefix
@@ -206,9 +208,9 @@ class Observations:
                                           f"{tenant} {box_id}")
                     break
                 pairs = [json.loads(r) for r in raw]
-                status, body = await service_request(
+                status, body = await self.client.request(
                     manager.service_path(box_id), "POST", "/_burrow/observe",
-                    json.dumps({"pairs": pairs}).encode())
+                    json.dumps({"pairs": pairs}).encode(), max_answer=MAX_ANSWER)
                 if status != 200:
                     raise BoxError(f"the agent refused observations ({status}): {body[:200]!r}")
                 answer = json.loads(body)
