@@ -71,7 +71,7 @@ async def test_stats_count_boxes_memory_and_storage(gateway: Gateway) -> None:
     assert stats["boxes"]["running"] == 1 and stats["boxes"]["frozen"] == 1
     assert stats["warm_memory_bytes"] > 0
     assert stats["storage"]["stored_bytes"] > 0 and stats["storage"]["local_layer_bytes"] > 0
-    assert set(stats["observations"]) == {"queue_depth", "backlog"}
+    assert set(stats["observations"]) == {"queue_depth", "backlog", "dropped"}
     boxes = (await gw.client.get("/v1/boxes", headers=op)).json()
     running = next(b for b in boxes if b["state"] == "running")
     assert running["memory_bytes"] > 0 and running["disk_bytes"] > 0 and running["idle_s"] >= 0
