@@ -23,6 +23,7 @@ from gateway.errors import ApiError
 from workers.policy import Policy
 
 CHARS_PER_TOKEN = 4  # the usual estimate; a reservation, settled on the real count
+DEFAULT_MAX_TOKENS = 1024
 
 
 @dataclass(frozen=True)
@@ -57,9 +58,11 @@ class ModelBudgets:
             raise ApiError(403, "model_not_allowed",
                            f"model {request.model} is not on the operator's allowlist "
                            f"({', '.join(allow) or 'empty'}); use one of those")
+        # A call that names no max_tokens gets the usual 1024 (a tiny local model asked for
+        # the whole ceiling rambles on for minutes); one that names more gets the ceiling.
+        asked = request.max_tokens or DEFAULT_MAX_TOKENS
         ceiling = policy.model_max_tokens
-        if ceiling is not None:
-            request.max_tokens = min(request.max_tokens or ceiling, ceiling)
+        request.max_tokens = asked if ceiling is None else min(asked, ceiling)
         now = time.time()
         if policy.model_calls_per_minute is not None:
             minute = int(now // 60)
