@@ -146,3 +146,30 @@ class RunChunk(_Model):
     output: str | None = None
     is_error: bool = False
     run: Run[Any] | None = None
+
+
+class TenantInfo(_Model):
+    id: str
+    api_key: str | None = None  # only when just created
+    home_box_id: str | None = None
+    created_at: float | None = None
+    state: str | None = None
+    last_active_at: float | None = None
+    storage_bytes: int | None = None
+    boxes: int | None = None
+
+
+class AgentAnswer(_Model):
+    """A tenant agent's answer: its HTTP status, its body (JSON decoded when it is JSON), and
+    the request id the answer's observation is recorded under."""
+    status: int
+    body: Any = None
+    request_id: str | None = None
+
+
+class Insight(_Model):
+    id: str
+    text: str
+    kind: str
+    score: float
+    support: int
