@@ -79,7 +79,7 @@ $(STAMP): pyproject.toml
 	    -w $(LLAMA_WHEELS).tmp && mv $(LLAMA_WHEELS).tmp $(LLAMA_WHEELS); \
 	fi
 	$(BIN)/pip install -q --force-reinstall --no-deps $(LLAMA_WHEELS)/llama_cpp_python-*.whl
-	$(BIN)/pip install -q -e '.[dev,local-model]'
+	$(BIN)/pip install -q -e '.[server,dev,local-model]'
 	touch $(STAMP)
 
 lint: install

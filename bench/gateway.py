@@ -4,7 +4,9 @@
   concurrency 32): the difference is what the gateway adds;
 - exec `true` through the gateway vs through the box daemon's socket;
 - wake through the gateway (frozen tenant -> first agent response, 1 MB of box state) vs a
-  runtime-level wake (BoxManager.wake of a box like it) in this process.
+  runtime-level wake (BoxManager.wake of a box like it) in this process, and the served wake
+  phase by phase (registry, layer, daemon, catch-up, the agent's first answer), as the
+  server's own /metrics report them.
 
     .venv/bin/python bench/gateway.py [--requests 3000] [--concurrency 32] [--runs 20]
 
@@ -128,15 +130,34 @@ async def bench(args: argparse.Namespace, url: str, port: int, data_dir: Path,
     await asyncio.to_thread(settle, server_pid)
     wakes = []
     async with httpx.AsyncClient(base_url=url, timeout=120) as c:
+        before = phases((await c.get("/metrics", headers=op)).text)
         for _ in range(args.runs):
             await c.post(f"/v1/boxes/{home}/freeze", headers=op)
             conn = await Conn.open(("127.0.0.1", port))
             wakes.append(await timed(conn.request("POST", "/v1/tenants/bench/agent/health",
                                                   tenant)))
             conn.close()
+        after = phases((await c.get("/metrics", headers=op)).text)
     runtime = await runtime_wake(args.runs)
     row("wake: runtime (BoxManager.wake, 1 MB)", runtime)
     row("wake: gateway (frozen -> 1st agent answer)", wakes, runtime)
+    print("\nthe served wake, phase by phase (mean ms over the runs above, from /metrics):")
+    for phase in ("registry", "layer", "daemon", "catch_up", "agent_answer", "total"):
+        (s0, n0), (s1, n1) = before.get(phase, (0.0, 0)), after.get(phase, (0.0, 0))
+        if n1 > n0:
+            print(f"  {phase:<14}{(s1 - s0) / (n1 - n0) * 1000:>8.2f}")
+
+
+def phases(metrics: str) -> dict[str, tuple[float, int]]:
+    """(sum in seconds, count) of each phase of burrow_wake_phase_seconds."""
+    out: dict[str, list[float]] = {}
+    for line in metrics.splitlines():
+        for suffix, slot in (("_sum", 0), ("_count", 1)):
+            prefix = f"burrow_wake_phase_seconds{suffix}{{phase=\""
+            if line.startswith(prefix):
+                name = line[len(prefix):].split('"', 1)[0]
+                out.setdefault(name, [0.0, 0.0])[slot] = float(line.rsplit(" ", 1)[1])
+    return {k: (v[0], int(v[1])) for k, v in out.items()}
 
 
 def _tree_cpu_s(pid: int) -> float:

@@ -485,7 +485,9 @@ class BoxManager:
     async def _wake_locked(self, box: BoxRecord) -> BoxRecord:
         started = time.perf_counter()
         previous = box.state
+        self._phase(box, "waking")
         await self._update(box, state=BoxState.WAKING, host=self.host)
+        self._phase(box, "registry")
         try:
             if previous == BoxState.FAILED:
                 await self.backend.stop(box)  # whatever is left of the crashed sandbox
@@ -496,8 +498,10 @@ class BoxManager:
             else:
                 raise BoxStateError(f"box {box.id} has neither a local layer nor a snapshot "
                                     "to wake from")
+            self._phase(box, "layer")
             box, egress = await self._start_policy(box)
             pid = await self.backend.start(box, egress)
+            self._phase(box, "daemon")
         except BoxError as exc:
             await self._update(box, state=BoxState.FAILED, pid=None,
                                        reason=f"wake failed: {exc.message}")

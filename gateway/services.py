@@ -136,6 +136,7 @@ class Services:
         providers = Providers(settings, local_servers=local_models)
         metrics = Metrics()
         manager.on_transition = metrics.transition
+        manager.on_phase = metrics.phase
         services = cls(
             settings=settings, redis=redis, secret=secret, operator_key=key,
             operator_key_created=created, manager=manager, store=store, kb=kb,

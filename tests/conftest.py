@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import shutil
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -20,16 +19,11 @@ from boxes import BoxManager, RuntimeConfig
 from gateway.app import create_app
 from gateway.services import Services
 from gateway.settings import Settings
+from tests.hosts import OPERATOR_KEY, TEST_UID_BASE, box_processes
 from workers.embedded_redis import EmbeddedRedis
 
 if TYPE_CHECKING:
     from tests.served import Served
-
-# Box uids for tests sit apart from a `burrow serve` a developer may run on the same machine;
-# two test runs side by side need different bases (BURROW_TEST_UID_BASE), or each one's leak
-# check sees the other's boxes.
-TEST_UID_BASE = int(os.environ.get("BURROW_TEST_UID_BASE", "3000000"))
-
 
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedRedis]:
@@ -61,26 +55,6 @@ async def host_tcp_service() -> AsyncIterator[int]:
     await server.wait_closed()
 
 
-def box_processes() -> list[int]:
-    """Live (non-zombie) processes running as any box uid of the test range."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            status = Path(f"/proc/{entry}/status").read_text()
-        except OSError:
-            continue
-        if "\nState:\tZ" in status:
-            continue  # exited; only waiting for its parent (host init) to reap it
-        for line in status.splitlines():
-            if line.startswith("Uid:"):
-                uid = int(line.split()[1])
-                if TEST_UID_BASE < uid < TEST_UID_BASE + 1_000_000:
-                    found.append(int(entry))
-    return found
-
-
 def make_config(data_dir: Path) -> RuntimeConfig:
     return RuntimeConfig(data_dir=data_dir, uid_base=TEST_UID_BASE, prefreeze_grace_s=1.0)
 
@@ -102,7 +76,6 @@ async def manager(config: RuntimeConfig, redis: Redis) -> AsyncIterator[BoxManag
     assert box_processes() == [], "box processes outlived the test"
 
 
-OPERATOR_KEY = "op-" + "k" * 40
 
 
 @dataclass

@@ -13,9 +13,12 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import OPERATOR_KEY, TEST_UID_BASE, box_processes
+from tests.hosts import OPERATOR_KEY, TEST_UID_BASE, box_processes
 
 BIN = Path(sys.executable).parent
+# The `burrow` that serves: this venv's, or (for the client-only run, whose venv has no
+# server parts) the one BURROW_TEST_SERVER_BIN names.
+SERVER_BIN = Path(os.environ.get("BURROW_TEST_SERVER_BIN") or BIN / "burrow")
 UID_BASE = str(TEST_UID_BASE + 500_000)  # inside the test range that the leak check watches
 
 
@@ -44,7 +47,7 @@ class Served:
         if self.operator_key:
             env["BURROW_OPERATOR_KEY"] = self.operator_key
         self.proc = subprocess.Popen(
-            [str(BIN / "burrow"), "serve", "--port", str(self.port), "--data-dir",
+            [str(SERVER_BIN), "serve", "--port", str(self.port), "--data-dir",
              str(self.data_dir), *self.args],
             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             text=True)

@@ -19,9 +19,22 @@ if TYPE_CHECKING:
     from gateway.settings import Settings
 
 
+def require_server_parts() -> None:
+    """A one-line error when this install is the client alone (pip install burrow)."""
+    try:
+        import fastapi  # noqa: F401
+        import redis  # noqa: F401
+        import zstandard  # noqa: F401
+    except ModuleNotFoundError as exc:
+        raise click.ClickException(
+            f"this install has the client only ({exc.name} is missing); the server needs the "
+            "server extra: pip install 'burrow[server]'") from None
+
+
 def _settings(**overrides: object) -> Settings:
     """Server settings from the environment, with command-line options on top; a bad
     setting is a one-line error, not a traceback."""
+    require_server_parts()
     from pydantic import ValidationError
 
     from gateway.settings import Settings
@@ -49,6 +62,7 @@ def serve(host: str, port: int, data_dir: Path | None, local_model: bool) -> Non
 
     Redis and Qdrant are embedded unless REDIS_URL and QDRANT_URL are set.
     """
+    require_server_parts()
     from gateway.server import serve as run
 
     # Only a given flag overrides: without it, BURROW_LOCAL_MODEL decides.
@@ -66,6 +80,7 @@ def gateway(host: str, port: int, data_dir: Path | None) -> None:
 
     Needs REDIS_URL and QDRANT_URL; run `burrow worker` beside it.
     """
+    require_server_parts()
     from gateway.server import serve as run
 
     settings = _settings(data_dir=data_dir)
@@ -86,6 +101,7 @@ def worker(data_dir: Path | None, check: bool) -> None:
 
     Needs REDIS_URL and QDRANT_URL, the ones the gateways use.
     """
+    require_server_parts()
     from gateway.server import run_worker, worker_alive
 
     settings = _settings(data_dir=data_dir)
@@ -100,6 +116,7 @@ def worker(data_dir: Path | None, check: bool) -> None:
 def doctor() -> None:
     """Check that this host can run boxes, and start one to prove it; with the local-model
     extra, also run one completion on each bundled model."""
+    require_server_parts()
     from boxes import HostUnsupportedError, disk, network
 
     checks: list[tuple[str, str | None]] = []

@@ -80,12 +80,18 @@ async def agent_response(request: Request, tenant_id: str) -> Response:
             (time.perf_counter() - started) * 1000, request_id))
 
     for attempt in (1, 2):
-        if await manager.ensure_running(box_id):
+        woke = await manager.ensure_running(box_id)
+        answering = time.perf_counter()
+        if woke:
             await pipeline.catch_up(manager, tenant_id, box_id)
+        caught_up, answering = time.perf_counter() - answering, time.perf_counter()
         try:
             with manager.activity.in_flight(box_id):  # a slow answer is not idleness
                 response = await proxy.forward(request, socket_path, target, body, headers,
                                                on_done=observed)
+            if woke:  # the metrics show a served wake phase by phase
+                now = time.perf_counter()
+                services.metrics.served_wake(caught_up, now - answering, now - started)
             return response
         except AgentUnreachable:
             await proxy.forget(socket_path)  # pooled connections died with the old box

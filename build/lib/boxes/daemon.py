@@ -1,0 +1,853 @@
+"""The box daemon: the first process in every box; runs commands and file operations for the host.
+
+It runs *inside* the box under the box's own /usr/bin/python3, so it is stdlib-only, and it
+imports only modules that load fast (no socket, json, subprocess, threading, signal: each pulls
+in enum or re, and a box's wake time waits for this file to start). Because it runs in the box's
+mount namespace as the box user, every path it touches resolves in the box's own view.
+
+Protocol (one request per connection on a unix socket): the client sends one JSON line, then
+exactly ``body_len`` raw bytes if the request has a body. Replies are JSON lines; ``read``
+answers one JSON line and then ``size`` raw bytes; ``exec`` streams events:
+``{"type": "stdout"|"stderr", "data": str}`` … ``{"type": "exit", "exit_code": int, ...}``.
+Failures are ``{"ok": false, "error": {"code": str, "message": str}}``.
+"""
+
+import _json
+import _socket
+import _thread
+import codecs
+import os
+import select
+import sys
+import time
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # importing collections.abc at run time would cost ms of every box start
+    from collections.abc import Callable, Iterator
+
+HOME = "/workspace"
+BOX_ENV: dict[str, str] = {}  # the box owner's env, see _take_box_env
+SIGTERM, SIGKILL = 15, 9
+MAX_HEADER = 1 << 20
+CHUNK = 1 << 16
+# After the main process exits, output still arriving (from children it left behind holding
+# the pipes) is collected for this long before the exec is reported finished.
+DRAIN_AFTER_EXIT_S = 0.05
+
+_started = time.monotonic()
+_running = [0]
+_running_lock = _thread.allocate_lock()
+
+
+# --- JSON through the C accelerator alone (the json package imports re, which costs ms) ------
+
+def _no_default(obj: object) -> None:
+    raise TypeError(f"cannot encode {type(obj).__name__}")
+
+
+class _ScanContext:
+    strict = True
+    object_hook = None
+    object_pairs_hook = None
+    parse_float = float
+    parse_int = int
+    parse_constant = {"NaN": float("nan"), "Infinity": float("inf"),
+                      "-Infinity": float("-inf")}.__getitem__
+    memo: dict[str, object] = {}  # the C scanner reads these as attributes
+
+
+_encode = _json.make_encoder(None, _no_default, _json.encode_basestring_ascii, None,
+                             ":", ",", False, False, True)
+_scan = _json.make_scanner(_ScanContext())  # type: ignore[arg-type]
+
+
+def dumps(obj: object) -> bytes:
+    return ("".join(_encode(obj, 0)) + "\n").encode()
+
+
+def loads(text: str) -> object:
+    obj, end = _scan(text, 0)
+    if text[end:].strip():
+        raise ValueError("trailing data after JSON value")
+    return obj
+
+
+# --- errors ----------------------------------------------------------------------------------
+
+class Fail(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+_ERRNO_CODES = {
+    2: "not_found", 13: "permission_denied", 1: "permission_denied", 21: "is_a_directory",
+    20: "not_a_directory", 17: "exists", 39: "not_empty", 28: "disk_full", 122: "disk_full",
+    30: "read_only", 36: "invalid_path", 40: "invalid_path", 27: "too_large",
+}
+
+
+def os_fail(err: OSError, path: str) -> Fail:
+    code = _ERRNO_CODES.get(err.errno or 0, "io_error")
+    return Fail(code, f"{path}: {err.strerror}")
+
+
+def box_path(value: object, field: str = "path") -> str:
+    if not isinstance(value, str) or not value or "\0" in value:
+        raise Fail("invalid", f"{field} must be a non-empty string")
+    return value if value.startswith("/") else HOME + "/" + value
+
+
+def _body_len(req: dict[str, object]) -> int:
+    length = req.get("body_len") or 0
+    if isinstance(length, bool) or not isinstance(length, int) or length < 0:
+        raise Fail("invalid", "body_len must be a non-negative integer")
+    return length
+
+
+# --- connection I/O --------------------------------------------------------------------------
+
+class Conn:
+    def __init__(self, sock: _socket.socket) -> None:
+        self.sock = sock
+        self.buf = b""
+        self.unread: int | None = None  # body bytes not read yet (None: body not started)
+
+    def read_header(self) -> dict[str, object]:
+        while b"\n" not in self.buf:
+            data = self.sock.recv(CHUNK)
+            if not data:
+                raise Fail("invalid", "connection closed before the request line")
+            self.buf += data
+            if len(self.buf) > MAX_HEADER:
+                raise Fail("invalid", "request line too long")
+        line, self.buf = self.buf.split(b"\n", 1)
+        try:
+            req = loads(line.decode())
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise Fail("invalid", f"request is not JSON: {exc}") from None
+        if not isinstance(req, dict) or not isinstance(req.get("op"), str):
+            raise Fail("invalid", "request must be an object with an 'op'")
+        return req
+
+    def body_chunks(self, length: int) -> "Iterator[bytes]":
+        """Yield exactly `length` body bytes as they arrive."""
+        self.unread = length
+        if self.buf:
+            head, self.buf = self.buf[:length], self.buf[length:]
+            self.unread -= len(head)
+            yield head
+        while self.unread > 0:
+            data = self.sock.recv(min(CHUNK, self.unread))
+            if not data:
+                raise Fail("invalid", "connection closed inside the request body")
+            self.unread -= len(data)
+            yield data
+
+    def discard_body(self, req: dict[str, object]) -> None:
+        """Read what is left of the request body, so that closing after an early error
+        does not reset the connection before the client reads our answer."""
+        remaining = self.unread if self.unread is not None else _body_len(req)
+        for _ in self.body_chunks(remaining):
+            pass
+
+    def send(self, obj: object) -> None:
+        self.sock.sendall(dumps(obj))
+
+
+# --- exec ------------------------------------------------------------------------------------
+
+class _ExecFailed(Exception):
+    def __init__(self, errno: int, message: str) -> None:
+        super().__init__(message)
+        self.errno = errno
+        self.message = message
+
+
+_spawn_lock = _thread.allocate_lock()
+SIGPIPE, SIGXFSZ = 13, 25
+
+
+def _which(name: str, cwd: str, path: str) -> str | None:
+    if "/" in name:
+        return name if name.startswith("/") else cwd + "/" + name
+    for directory in path.split(":"):
+        candidate = (directory or ".") + "/" + name
+        if os.access(candidate, os.X_OK) and not os.path.isdir(candidate):
+            return candidate
+    return None
+
+
+def _spawn(argv: list[str], cwd: str, env: dict[str, str],
+           stdin_fd: int, out_w: int, err_w: int, extra_fd: int | None = None) -> int:
+    """Start `argv` in its own session; return its pid.
+
+    posix_spawn (vfork + exec) is much cheaper than forking this process. It cannot change
+    directory, so the daemon moves into `cwd` for the spawn, under a lock: every other path
+    the daemon uses is absolute, so its working directory is free to move.
+    Raises Fail for a bad cwd and _ExecFailed for a program that cannot be run.
+    """
+    program = _which(argv[0], cwd, env.get("PATH", "/usr/bin:/bin"))
+    if program is None:
+        raise _ExecFailed(2, "command not found")
+    actions = [(os.POSIX_SPAWN_DUP2, stdin_fd, 0), (os.POSIX_SPAWN_DUP2, out_w, 1),
+               (os.POSIX_SPAWN_DUP2, err_w, 2)]
+    if extra_fd is not None:  # handed over as fd 3, as systemd socket activation does
+        actions.append((os.POSIX_SPAWN_DUP2, extra_fd, 3))
+    with _spawn_lock:
+        try:
+            os.chdir(cwd)
+        except OSError as exc:
+            code = _ERRNO_CODES.get(exc.errno or 0, "io_error")
+            raise Fail(code, f"cwd {cwd}: {exc.strerror}") from None
+        try:
+            # Python ignores SIGPIPE and SIGXFSZ; commands expect the defaults back.
+            pid = os.posix_spawn(program, argv, env, file_actions=actions, setsid=True,
+                                 setsigdef=(SIGPIPE, SIGXFSZ))
+        except OSError as exc:
+            raise _ExecFailed(exc.errno or 2, exc.strerror or "cannot run") from None
+    try:  # let the kernel's OOM killer pick a command before the daemon
+        fd = os.open(f"/proc/{pid}/oom_score_adj", os.O_WRONLY)
+        os.write(fd, b"500")
+        os.close(fd)
+    except OSError:
+        pass
+    return pid
+
+
+def _feed_stdin(fd: int, data: bytes) -> None:
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    except OSError:
+        pass  # the command closed its stdin early; not an error of ours
+    finally:
+        os.close(fd)
+
+
+def _exec_argv(req: dict[str, object]) -> list[str]:
+    command = req.get("command")
+    if isinstance(command, str) and command:
+        return ["/bin/sh", "-c", command]
+    if (isinstance(command, list) and command
+            and all(isinstance(a, str) and "\0" not in a for a in command)):
+        return [str(a) for a in command]
+    raise Fail("invalid", "command must be a non-empty string or a list of strings")
+
+
+def _exec_env(req: dict[str, object]) -> dict[str, str]:
+    env = {**os.environ, **BOX_ENV}
+    extra = req.get("env") or {}
+    if not isinstance(extra, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) and k and "=" not in k
+            and "\0" not in k + v for k, v in extra.items()):
+        raise Fail("invalid", "env must map variable names to string values")
+    env.update(extra)
+    return env
+
+
+def _exec_timeout(req: dict[str, object]) -> float | None:
+    timeout = req.get("timeout_s")
+    if timeout is None:
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
+        raise Fail("invalid", "timeout_s must be a positive number of seconds")
+    return float(timeout)
+
+
+def _exit_code(status: int) -> int:
+    code = os.waitstatus_to_exitcode(status)
+    return code if code >= 0 else 128 - code  # killed by signal N: 128 + N, as shells report
+
+
+def op_exec(conn: Conn, req: dict[str, object]) -> None:
+    argv = _exec_argv(req)
+    env = _exec_env(req)
+    timeout = _exec_timeout(req)
+    cwd = box_path(req.get("cwd") or HOME, "cwd")
+    stdin = b"".join(conn.body_chunks(_body_len(req)))
+
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    in_r, in_w = os.pipe()
+    started = time.monotonic()
+    try:
+        pid = _spawn(argv, cwd, env, in_r, out_w, err_w)
+    except _ExecFailed as exc:
+        for fd in (out_r, err_r, in_w):
+            os.close(fd)
+        conn.send({"type": "stderr", "data": f"{argv[0]}: {exc.message}\n"})
+        conn.send({"type": "exit", "exit_code": 126 if exc.errno == 13 else 127,
+                   "timed_out": False, "duration_ms": _ms_since(started)})
+        return
+    except Fail:
+        for fd in (out_r, err_r, in_w):
+            os.close(fd)
+        raise
+    finally:
+        for fd in (in_r, out_w, err_w):
+            os.close(fd)
+    _thread.start_new_thread(_feed_stdin, (in_w, stdin))
+    with _running_lock:
+        _running[0] += 1
+    try:
+        status, timed_out = _pump(conn, pid, {out_r: "stdout", err_r: "stderr"}, started, timeout)
+    finally:
+        with _running_lock:
+            _running[0] -= 1
+    conn.send({"type": "exit", "exit_code": _exit_code(status), "timed_out": timed_out,
+               "duration_ms": _ms_since(started)})
+
+
+def _ms_since(started: float) -> float:
+    return round((time.monotonic() - started) * 1000, 3)
+
+
+class _Pump:
+    """Streams one command's output to the client until it ends (or times out)."""
+
+    def __init__(self, conn: "Conn | _Sink", pid: int, names: dict[int, str],
+                 started: float, timeout: float | None) -> None:
+        self.conn = conn
+        self.pid = pid
+        self.names = names
+        self.open_fds = dict(names)
+        self.decoders = {fd: codecs.getincrementaldecoder("utf-8")("replace") for fd in names}
+        self.deadline = None if timeout is None else started + timeout
+        self.status: int | None = None
+        self.exited_at = 0.0
+        self.timed_out = False
+        self.poller = select.poll()
+        for fd in names:
+            self.poller.register(fd, select.POLLIN)
+
+    def _wait_ms(self) -> int:
+        if self.deadline is None or self.timed_out:
+            return 100
+        return max(0, min(100, int((self.deadline - time.monotonic()) * 1000) + 1))
+
+    def _read(self, fd: int) -> None:
+        data = os.read(fd, CHUNK)
+        text = self.decoders[fd].decode(data, final=not data)
+        if text:
+            self.conn.send({"type": self.names[fd], "data": text})
+        if not data:
+            self.poller.unregister(fd)
+            del self.open_fds[fd]
+
+    def _check(self) -> bool:
+        """Handle the deadline and the exit; True when the pump should stop waiting."""
+        now = time.monotonic()
+        if self.deadline is not None and not self.timed_out and now >= self.deadline:
+            self.timed_out = True
+            _kill_group(self.pid)
+        if self.status is None:
+            done, status = os.waitpid(self.pid, os.WNOHANG)
+            if done:
+                self.status, self.exited_at = status, now
+            return False
+        # left-behind children may hold the pipes; they don't keep the exec open
+        return now - self.exited_at > DRAIN_AFTER_EXIT_S
+
+    def run(self) -> tuple[int, bool]:
+        try:
+            while self.open_fds:
+                for fd, _event in self.poller.poll(self._wait_ms()):
+                    self._read(fd)
+                if self._check():
+                    break
+        except OSError:
+            _kill_group(self.pid)  # the client went away: nobody will read this output
+            raise
+        finally:
+            for fd in self.names:
+                _close_quietly(fd)
+        if self.status is None:
+            _, self.status = os.waitpid(self.pid, 0)
+        return self.status, self.timed_out
+
+
+def _pump(conn: "Conn | _Sink", pid: int, names: dict[int, str], started: float,
+          timeout: float | None) -> tuple[int, bool]:
+    """Stream the command's output until it ends; return (wait status, timed out)."""
+    return _Pump(conn, pid, names, started, timeout).run()
+
+
+def _close_quietly(fd: int) -> None:
+    try:
+        os.close(fd)
+    except OSError:
+        pass
+
+
+def _kill_group(pid: int) -> None:
+    try:
+        os.killpg(pid, SIGKILL)
+    except OSError:
+        pass
+
+
+# --- files -----------------------------------------------------------------------------------
+
+def op_read(conn: Conn, req: dict[str, object]) -> None:
+    path = box_path(req.get("path"))
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError as exc:
+        raise os_fail(exc, path) from None
+    try:
+        st = os.fstat(fd)
+        if (st.st_mode & 0o170000) == 0o040000:
+            raise Fail("is_a_directory", f"{path} is a directory; list it instead")
+        size = st.st_size
+        conn.send({"ok": True, "size": size, "mode": st.st_mode & 0o7777,
+                   "mtime": st.st_mtime})
+        offset = 0
+        while offset < size:
+            sent = os.sendfile(conn.sock.fileno(), fd, offset, min(size - offset, 1 << 20))
+            if sent == 0:  # the file shrank while we sent it: pad so the frame stays whole
+                conn.sock.sendall(b"\0" * (size - offset))
+                break
+            offset += sent
+    finally:
+        os.close(fd)
+
+
+def op_write(conn: Conn, req: dict[str, object]) -> None:
+    path = box_path(req.get("path"))
+    length = _body_len(req)
+    mode = req.get("mode")
+    if mode is not None and (not isinstance(mode, int) or not 0 <= mode <= 0o7777):
+        raise Fail("invalid", "mode must be an integer between 0 and 0o7777")
+    parent, _, name = path.rpartition("/")
+    parent = parent or "/"
+    tmp = f"{parent}/.{name}.burrow-{os.getpid()}-{_thread.get_ident()}"
+    try:
+        if req.get("parents", True):
+            _makedirs(parent)
+        if os.path.isdir(path):
+            raise Fail("is_a_directory", f"{path} is a directory")
+        if mode is None:
+            try:
+                mode = os.stat(path).st_mode & 0o7777
+            except FileNotFoundError:
+                mode = 0o644
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+        try:
+            for chunk in conn.body_chunks(length):
+                view = memoryview(chunk)
+                while view:
+                    view = view[os.write(fd, view):]
+            os.fchmod(fd, mode)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except OSError as exc:
+        _unlink_quietly(tmp)
+        raise os_fail(exc, path) from None
+    except Fail:
+        _unlink_quietly(tmp)
+        raise
+    conn.send({"ok": True, "path": path, "size": length})
+
+
+def _makedirs(path: str) -> None:
+    """os.makedirs without its recursion (deep paths would exhaust Python's stack)."""
+    current = ""
+    for part in path.split("/"):
+        if not part:
+            continue
+        current += "/" + part
+        try:
+            os.mkdir(current)
+        except FileExistsError:
+            if not os.path.isdir(current):
+                raise NotADirectoryError(20, "Not a directory", current) from None
+
+
+def _unlink_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def _entry(path: str, name: str, st: os.stat_result) -> dict[str, object]:
+    kind = {0o040000: "dir", 0o100000: "file", 0o120000: "symlink"}.get(
+        st.st_mode & 0o170000, "other")
+    return {"name": name, "path": path, "type": kind, "size": st.st_size,
+            "mtime": st.st_mtime, "mode": st.st_mode & 0o7777}
+
+
+def op_list(conn: Conn, req: dict[str, object]) -> None:
+    path = box_path(req.get("path") or HOME)
+    try:
+        with os.scandir(path) as it:
+            entries = []
+            for e in it:
+                try:
+                    entries.append(_entry(e.path, e.name, e.stat(follow_symlinks=False)))
+                except FileNotFoundError:
+                    continue  # removed while we listed
+    except OSError as exc:
+        raise os_fail(exc, path) from None
+    entries.sort(key=lambda e: str(e["name"]))
+    conn.send({"ok": True, "entries": entries})
+
+
+def op_stat(conn: Conn, req: dict[str, object]) -> None:
+    path = box_path(req.get("path"))
+    try:
+        st = os.lstat(path)
+    except OSError as exc:
+        raise os_fail(exc, path) from None
+    conn.send({"ok": True, "entry": _entry(path, path.rpartition("/")[2], st)})
+
+
+def op_delete(conn: Conn, req: dict[str, object]) -> None:
+    path = box_path(req.get("path"))
+    if path.rstrip("/") in ("", HOME):
+        raise Fail("invalid", f"refusing to delete {path or '/'}")
+    try:
+        st = os.lstat(path)
+        if (st.st_mode & 0o170000) != 0o040000:
+            os.unlink(path)
+        elif req.get("recursive"):
+            for root, dirs, files in os.walk(path, topdown=False):
+                for name in files:
+                    os.unlink(root + "/" + name)
+                for name in dirs:
+                    full = root + "/" + name
+                    if os.path.islink(full):
+                        os.unlink(full)
+                    else:
+                        os.rmdir(full)
+            os.rmdir(path)
+        else:
+            os.rmdir(path)
+    except OSError as exc:
+        if exc.errno == 39:
+            raise Fail("not_empty", f"{path} is a non-empty directory; "
+                       "pass recursive=true to delete it with its contents") from None
+        raise os_fail(exc, path) from None
+    conn.send({"ok": True})
+
+
+def op_mkdir(conn: Conn, req: dict[str, object]) -> None:
+    path = box_path(req.get("path"))
+    try:
+        if req.get("parents", True):
+            _makedirs(path)
+        else:
+            os.mkdir(path)
+    except OSError as exc:
+        raise os_fail(exc, path) from None
+    conn.send({"ok": True})
+
+
+# --- lifecycle -------------------------------------------------------------------------------
+
+def op_health(conn: Conn, req: dict[str, object]) -> None:
+    conn.send({"ok": True, "pid": os.getpid(), "execs": _running[0],
+               "uptime_s": round(time.monotonic() - _started, 3)})
+
+
+def _other_processes() -> list[int]:
+    me = os.getpid()
+    alive = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or int(name) in (1, me):
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as f:
+                state = f.read().rsplit(b")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if state != b"Z":
+            alive.append(int(name))
+    return alive
+
+
+def _seconds(req: dict[str, object], key: str, default: float) -> float:
+    value = req.get(key)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise Fail("invalid", f"{key} must be a non-negative number of seconds")
+    return float(value)
+
+
+def op_prefreeze(conn: Conn, req: dict[str, object]) -> None:
+    """Let the box flush before it stops: run its hook, then SIGTERM everything and wait."""
+    _service_stopping[0] = True  # the service is stopped with the rest, not restarted
+    hook_result = None
+    hook = req.get("hook")
+    if hook:
+        if not isinstance(hook, str):
+            raise Fail("invalid", "hook must be a shell command")
+        hook_result = _run_hook(hook, _seconds(req, "hook_timeout_s", 10.0))
+    grace = _seconds(req, "grace_s", 2.0)
+    try:
+        os.kill(-1, SIGTERM)  # everything but ourselves and the namespace's init
+    except OSError:
+        pass
+    deadline = time.monotonic() + grace
+    remaining = _other_processes()
+    while remaining and time.monotonic() < deadline:
+        time.sleep(0.01)
+        remaining = _other_processes()
+    conn.send({"ok": True, "hook": hook_result, "remaining": len(remaining)})
+
+
+def _run_hook(command: str, timeout: float) -> dict[str, object]:
+    out_r, out_w = os.pipe()
+    null = os.open("/dev/null", os.O_RDONLY)
+    started = time.monotonic()
+    try:
+        pid = _spawn(["/bin/sh", "-c", command], HOME, {**os.environ, **BOX_ENV}, null, out_w,
+                     out_w)
+    except (Fail, _ExecFailed) as exc:
+        os.close(out_r)
+        return {"exit_code": 127, "output": exc.message, "timed_out": False}
+    finally:
+        os.close(out_w)
+        os.close(null)
+    sink = _Sink()
+    status, timed_out = _pump(sink, pid, {out_r: "output"}, started, timeout)
+    return {"exit_code": _exit_code(status), "output": "".join(sink.out)[-65536:],
+            "timed_out": timed_out}
+
+
+class _Sink:
+    """Collects the events _pump would send to a client."""
+
+    def __init__(self) -> None:
+        self.out: list[str] = []
+
+    def send(self, event: dict[str, object]) -> None:
+        self.out.append(str(event.get("data", "")))
+
+
+OPS: "dict[str, Callable[[Conn, dict[str, object]], None]]" = {
+    "health": op_health, "exec": op_exec, "read": op_read, "write": op_write, "list": op_list,
+    "stat": op_stat, "delete": op_delete, "mkdir": op_mkdir, "prefreeze": op_prefreeze,
+}
+
+
+def serve_conn(sock: _socket.socket) -> None:
+    conn = Conn(sock)
+    req: dict[str, object] = {}
+    try:
+        try:
+            req = conn.read_header()
+            handler = OPS.get(str(req["op"]))
+            if handler is None:
+                raise Fail("invalid", f"unknown op {req['op']!r}")
+            handler(conn, req)
+            return
+        except Fail as exc:
+            error = {"code": exc.code, "message": exc.message}
+        except (TypeError, ValueError) as exc:
+            error = {"code": "invalid", "message": str(exc)}
+        except OSError:
+            raise
+        except Exception as exc:  # a bug of ours: answer, and keep serving other requests
+            error = {"code": "internal", "message": f"{type(exc).__name__}: {exc}"}
+        try:
+            conn.discard_body(req)
+        except (Fail, ValueError):
+            pass
+        conn.send({"ok": False, "error": error})
+    except OSError:
+        pass  # the client hung up; nothing to answer
+    finally:
+        sock.close()
+
+
+# --- the box's service (a long-running program on a socket the host created) ------------------
+
+SERVICE_LOG = HOME + "/.burrow/service.log"
+SERVICE_LOG_MAX = 10 << 20
+_service_stopping = [False]
+
+
+def _service_stopped() -> bool:
+    return _service_stopping[0]
+
+
+def _open_service_log() -> int:
+    os.makedirs(HOME + "/.burrow", exist_ok=True)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
+    try:
+        if os.stat(SERVICE_LOG).st_size > SERVICE_LOG_MAX:
+            flags |= os.O_TRUNC
+    except FileNotFoundError:
+        pass
+    return os.open(SERVICE_LOG, flags, 0o644)
+
+
+def _supervise(listen_fd: int, argv: list[str], first_pid: int | None) -> None:
+    """Keep the service running: restart it when it exits, backing off while it keeps failing.
+    `first_pid` is the instance started beside us when the box started."""
+    backoff = 0.5
+    if first_pid is not None:
+        started = time.monotonic()
+        try:
+            os.waitpid(first_pid, 0)
+        except ChildProcessError:
+            pass
+        if time.monotonic() - started < 30:
+            time.sleep(backoff)
+            backoff *= 2
+    while not _service_stopped():
+        env = {**os.environ, **BOX_ENV, "LISTEN_FDS": "1", "BURROW_SERVICE_FD": "3"}
+        started = time.monotonic()
+        try:
+            log_fd = _open_service_log()
+            null = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                pid = _spawn(argv, HOME, env, null, log_fd, log_fd, extra_fd=listen_fd)
+            finally:
+                os.close(null)
+                os.close(log_fd)
+            os.waitpid(pid, 0)
+        except (OSError, Fail, _ExecFailed):
+            pass  # could not start it this time; try again after the back-off
+        if _service_stopped():
+            return
+        if time.monotonic() - started > 30:
+            backoff = 0.5
+        time.sleep(backoff)
+        backoff = min(backoff * 2, 30.0)
+
+
+# --- the loopback relay -----------------------------------------------------------------------
+# Programs in the box that speak HTTP to a service the host reaches for them (git, with
+# credentials the box never sees) talk to 127.0.0.1:$BURROW_RELAY_PORT. Each request is sent
+# on to the host socket under /v1/relay/, with this box's token and `Connection: close`; the
+# bytes then flow both ways untouched. The host decides what each path may reach.
+
+RELAY_DROP = (b"authorization", b"connection", b"proxy-authorization", b"proxy-connection",
+              b"keep-alive")
+
+
+def _relay_head(head: bytes, token: str) -> bytes | None:
+    lines = head.split(b"\r\n")
+    parts = lines[0].split(b" ")
+    if len(parts) != 3 or not parts[1].startswith(b"/") or b".." in parts[1]:
+        return None
+    kept = [line for line in lines[1:]
+            if line and line.split(b":", 1)[0].strip().lower() not in RELAY_DROP]
+    return b"\r\n".join([
+        parts[0] + b" /v1/relay" + parts[1] + b" HTTP/1.1", *kept,
+        b"Authorization: Bearer " + token.encode(), b"Connection: close", b"", b""])
+
+
+def _pipe(src: _socket.socket, dst: _socket.socket) -> None:
+    try:
+        while data := src.recv(CHUNK):
+            dst.sendall(data)
+        dst.shutdown(_socket.SHUT_WR)
+    except OSError:
+        pass
+
+
+def _relay_conn(client: _socket.socket, host_socket: str, token: str) -> None:
+    upstream = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    try:
+        buf = b""
+        while b"\r\n\r\n" not in buf and len(buf) < 65536:
+            data = client.recv(CHUNK)
+            if not data:
+                return
+            buf += data
+        head, sep, rest = buf.partition(b"\r\n\r\n")
+        forward = _relay_head(head, token) if sep else None
+        if forward is None:
+            client.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n"
+                           b"Connection: close\r\n\r\n")
+            return
+        upstream.connect(host_socket)
+        upstream.sendall(forward + rest)
+        _thread.start_new_thread(_pipe, (client, upstream))
+        _pipe(upstream, client)
+    except OSError:
+        pass
+    finally:
+        upstream.close()
+        client.close()
+
+
+def _relay(port: int, host_socket: str, token: str) -> None:
+    server = _socket.socket(_socket.AF_INET, _socket.SOCK_STREAM)
+    try:
+        server.setsockopt(_socket.SOL_SOCKET, _socket.SO_REUSEADDR, 1)
+        server.bind(("127.0.0.1", port))
+        server.listen(64)
+    except OSError:
+        server.close()
+        return
+    while True:
+        try:
+            fd, _ = server._accept()  # type: ignore[attr-defined]
+        except OSError:
+            continue
+        _thread.start_new_thread(_relay_conn, (_socket.socket(fileno=fd), host_socket, token))
+
+
+def _take_box_env() -> None:
+    """The box owner's env (BURROW_BOX_ENV, JSON): for execs, hooks and the service, never
+    for this process, so what the owner sets cannot change how the daemon itself runs."""
+    raw = os.environ.pop("BURROW_BOX_ENV", None)
+    value = loads(raw) if raw else {}
+    if isinstance(value, dict):
+        BOX_ENV.update({str(k): str(v) for k, v in value.items()})
+
+
+def main() -> int:
+    _take_box_env()
+    listen_fd = os.environ.pop("BURROW_LISTEN_FD", None)
+    ready_fd = os.environ.pop("BURROW_READY_FD", None)
+    os.umask(0o022)
+    if listen_fd is not None:
+        # The host created and bound the socket in a directory the box cannot see, so
+        # nothing in the box can swap it for a link to somewhere else.
+        os.set_inheritable(int(listen_fd), False)
+        server = _socket.socket(fileno=int(listen_fd))
+    else:  # run by hand, for debugging: bind a path ourselves
+        path = sys.argv[1] if len(sys.argv) > 1 else "/tmp/boxd.sock"
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+        server = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+        server.bind(path)
+        server.listen(256)
+    service_fd = os.environ.pop("BURROW_SERVICE_FD", None)
+    service_cmd = os.environ.pop("BURROW_SERVICE_CMD", None)
+    first_pid = os.environ.pop("BURROW_SERVICE_PID", None)
+    if service_fd is not None and service_cmd is not None:
+        os.set_inheritable(int(service_fd), False)
+        command = loads(service_cmd)
+        if isinstance(command, list) and command:
+            _thread.start_new_thread(_supervise, (int(service_fd), [str(a) for a in command],
+                                                  int(first_pid) if first_pid else None))
+    relay_port = os.environ.get("BURROW_RELAY_PORT")
+    if relay_port and relay_port.isdigit() and "BURROW_HOST_SOCKET" in os.environ:
+        _thread.start_new_thread(_relay, (int(relay_port), os.environ["BURROW_HOST_SOCKET"],
+                                          os.environ.get("BURROW_BOX_TOKEN", "")))
+    if ready_fd is not None:
+        os.write(int(ready_fd), b"ready\n")
+        os.close(int(ready_fd))
+    while True:
+        try:
+            fd, _ = server._accept()  # type: ignore[attr-defined]
+        except InterruptedError:
+            continue
+        _thread.start_new_thread(serve_conn, (_socket.socket(fileno=fd),))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

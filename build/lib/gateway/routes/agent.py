@@ -1,0 +1,130 @@
+"""The tenant agent route: wake on request, then proxy into the home box.
+
+The agent route carries every end-user request, so it also has a fast path: serve_fast()
+answers it ahead of FastAPI's middleware, routing and dependency machinery, which cost more
+per request than the proxying itself. Both paths run the same agent_response().
+"""
+
+from __future__ import annotations
+
+import logging
+import posixpath
+import re
+import time
+from urllib.parse import unquote
+
+from fastapi import APIRouter, FastAPI, Request, Response
+from starlette.types import Receive, Scope, Send
+
+from boxes import BoxError
+from gateway import authz, logs
+from gateway.errors import ApiError, box_error_response, error_response
+from gateway.proxy import AgentUnreachable, read_body
+from gateway.schemas import ErrorOut
+from gateway.services import Services
+from workers.observations import Observations
+
+log = logging.getLogger("burrow.gateway")
+
+router = APIRouter(tags=["agent"], responses={503: {"model": ErrorOut}})
+
+_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+_PATH = re.compile(r"^/v1/tenants/([a-z0-9][a-z0-9_-]{0,62})/agent(/.*)?$")
+
+
+def _target(request: Request, tenant_id: str) -> str:
+    """What follows /agent in the request as the client sent it (still percent-encoded)."""
+    raw = (request.scope.get("raw_path") or request.url.path.encode()).decode("latin-1")
+    prefix = f"/v1/tenants/{tenant_id}/agent"
+    rest = (raw[len(prefix):] if raw.startswith(prefix) else "") or "/"
+    query = request.url.query
+    return rest + ("?" + query if query else "")
+
+
+def _is_internal(target: str) -> bool:
+    """Whether a path reaches the agent's /_burrow/ routes however it is spelled: percent-
+    encoded (also twice), with dot segments, doubled slashes or backslashes, any case."""
+    path = target.partition("?")[0]
+    for _ in range(4):
+        decoded = unquote(path)
+        if decoded == path:
+            break
+        path = decoded
+    path = posixpath.normpath("/" + path.replace("\\", "/"))
+    return path.lstrip("/").lower().startswith("_burrow")
+
+
+async def agent_response(request: Request, tenant_id: str) -> Response:
+    """Send a request to the tenant's own agent, in the tenant's home box. A frozen or paused
+    box is woken first (one wake however many requests arrive together)."""
+    services: Services = request.app.state.services
+    who = await authz.authenticate(services,
+                                   authz.bearer_key(request.headers.get("authorization")))
+    authz.require_tenant_access(who, tenant_id)
+    manager, proxy, pipeline = services.manager, services.proxy, services.pipeline
+    box_id = await services.tenants.home_box(tenant_id)
+    target = _target(request, tenant_id)
+    if _is_internal(target):  # Burrow's own, never from outside
+        raise ApiError(404, "not_found", "no such path on the agent")
+    body = await read_body(request, services.settings.max_body_bytes)
+    request_id = logs.request_id.get() or logs.new_request_id(None)
+    headers = {"x-burrow-tenant": tenant_id, "x-request-id": request_id}
+    if services.settings.agent_model:  # tenant agents answer through this model
+        headers["x-burrow-model"] = services.settings.agent_model
+    socket_path = manager.service_path(box_id)
+    started = time.perf_counter()
+
+    def observed(status: int, answer: bytes) -> None:
+        pipeline.record(tenant_id, box_id, Observations.pair(
+            request.method, request.url.path, request.url.query, body, status, answer,
+            (time.perf_counter() - started) * 1000, request_id))
+
+    for attempt in (1, 2):
+        if await manager.ensure_running(box_id):
+            await pipeline.catch_up(manager, tenant_id, box_id)
+        try:
+            with manager.activity.in_flight(box_id):  # a slow answer is not idleness
+                response = await proxy.forward(request, socket_path, target, body, headers,
+                                               on_done=observed)
+            return response
+        except AgentUnreachable:
+            await proxy.forget(socket_path)  # pooled connections died with the old box
+            if attempt == 2:
+                break
+            await manager.recover(box_id)
+    raise ApiError(503, "unavailable", "the tenant's agent is not answering; retry shortly",
+                   {"Retry-After": "2"})
+
+
+async def serve_fast(app: FastAPI, scope: Scope, receive: Receive, send: Send) -> bool:
+    """Answer an agent-route request directly; False if `scope` is not one."""
+    match = _PATH.match(scope["path"]) if scope["type"] == "http" else None
+    if match is None or scope["method"] not in _METHODS:
+        return False
+    scope["app"] = app
+    scope["burrow.route"] = "/v1/tenants/{tenant_id}/agent/{path}"  # for the metrics
+    request = Request(scope, receive)
+    try:
+        response = await agent_response(request, match.group(1))
+    except ApiError as exc:
+        response = error_response(exc.status, exc.code, exc.message, exc.headers)
+    except BoxError as exc:
+        response = box_error_response(exc)
+    await response(scope, receive, send)
+    return True
+
+
+async def agent(tenant_id: str, path: str, request: Request) -> Response:
+    """Send a request to the tenant's own agent, in its home box (woken first if frozen):
+    method, path, query, headers (minus credentials) and body go in, the answer streams back.
+    Needs the tenant's key or the operator's."""
+    response: Response = await agent_response(request, tenant_id)
+    return response
+
+
+for _method in _METHODS:  # one operation per method, so each has its own OpenAPI id
+    router.add_api_route("/v1/tenants/{tenant_id}/agent/{path:path}", agent,
+                         methods=[_method], response_class=Response,
+                         responses={401: {"model": ErrorOut}, 403: {"model": ErrorOut},
+                                    404: {"model": ErrorOut}},
+                         operation_id=f"agent_{_method.lower()}", name=f"agent_{_method.lower()}")

@@ -1,0 +1,39 @@
+"""Liveness and readiness (open: no key needed)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz")
+async def healthz() -> dict[str, str]:
+    """The process is up."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz")
+async def readyz(request: Request) -> JSONResponse:
+    """Ready to serve: Redis answers and the box runtime started."""
+    checks: dict[str, str] = {}
+    services = getattr(request.app.state, "services", None)  # None while starting
+    try:
+        if services is None:
+            raise ConnectionError("starting")
+        await services.redis.ping()
+        checks["redis"] = "ok"
+    except Exception as exc:  # any failure means "not ready"; say which
+        checks["redis"] = f"unreachable: {type(exc).__name__}"
+    checks["boxes"] = "ok" if services is not None else "starting"
+    ready = all(v == "ok" for v in checks.values())
+    body: dict[str, Any] = {"status": "ready" if ready else "not ready", "checks": checks}
+    local = services.local_models if services is not None else None
+    if local is not None:
+        # Informative, not a readiness condition: the gateway serves without them, and a
+        # dead server is restarted (its log says why it died).
+        body["local_models"] = local.status()
+    return JSONResponse(body, status_code=200 if ready else 503)

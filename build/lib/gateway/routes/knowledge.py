@@ -1,0 +1,48 @@
+"""The shared knowledge base: search (agents with their box token, tenants, the operator);
+browse and remove (the operator)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response
+
+from gateway import authz
+from gateway.deps import OperatorDep, PrincipalDep, ServicesDep
+from gateway.errors import ApiError
+from gateway.schemas import ErrorOut, InsightOut, InsightPage, KnowledgeQuery
+
+router = APIRouter(prefix="/v1/knowledge", tags=["knowledge"],
+                   responses={401: {"model": ErrorOut}, 403: {"model": ErrorOut}})
+
+
+@router.post("/search")
+async def search(body: KnowledgeQuery, who: PrincipalDep,
+                 services: ServicesDep) -> list[InsightOut]:
+    """Insights like the query, most similar first. A tenant or a box token sees only what
+    enough tenants share (k-anonymity); the operator sees everything."""
+    found = await services.kb.search(body.query, body.limit,
+                                     everyone=authz.sees_all_knowledge(who))
+    return [InsightOut(**i.to_dict()) for i in found]
+
+
+@router.get("/insights")
+async def list_insights(who: OperatorDep, services: ServicesDep,
+                        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+                        offset: Annotated[str | None, Query(max_length=64)] = None,
+                        ) -> InsightPage:
+    kb = services.kb
+    try:
+        items, next_offset = await kb.browse(limit, offset)
+    except ValueError:
+        raise ApiError(422, "invalid_request", "offset must be a next_offset this endpoint "
+                       "returned") from None
+    return InsightPage(items=[InsightOut(**i.to_dict()) for i in items],
+                       next_offset=next_offset)
+
+
+@router.delete("/insights/{insight_id}", status_code=204, responses={404: {"model": ErrorOut}})
+async def delete_insight(insight_id: str, who: OperatorDep, services: ServicesDep) -> Response:
+    if not await services.kb.remove(insight_id):
+        raise ApiError(404, "not_found", f"no insight {insight_id!r}")
+    return Response(status_code=204)

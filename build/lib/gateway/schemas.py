@@ -1,0 +1,390 @@
+"""Request and response models of the HTTP API, in families (XCreate in, XPublic out)."""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+from boxes import BoxRecord, BoxUsage, FileEntry, SnapshotRecord
+
+ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+
+
+class ErrorOut(BaseModel):
+    error: ErrorDetail
+
+
+# --- tenants ---------------------------------------------------------------------------------
+
+_IDLE = "seconds without traffic or a running exec; null: never"
+
+
+class TenantPolicy(Strict):
+    """A tenant's overrides of the global freeze policy. In a PUT, a field left out stays as
+    it is and a null removes the override (the global value applies again)."""
+
+    pause_after_s: float | None = Field(
+        None, description=f"pause (RAM kept) after this many {_IDLE}")
+    freeze_after_s: float | None = Field(
+        None, description=f"freeze to disk after this many {_IDLE}")
+    archive_after_s: float | None = Field(
+        None, description=f"drop the local layer of a frozen box after this many {_IDLE}")
+    keep_alive: bool | None = Field(None, description="never pause, freeze or archive for idleness")
+    max_boxes_per_tenant: int | None = Field(None, description="most boxes a tenant may have")
+    max_tenant_disk_mb: int | None = Field(
+        None, description="most disk (MB) all of a tenant's boxes may ask for together")
+    tenant_keep_alive: bool | None = Field(
+        None, description="whether the tenant may create keep_alive boxes")
+    tenant_token_budget: int | None = Field(
+        None, description="model tokens (input + output) a tenant may use per budget period")
+    model_allowlist: list[str] | None = Field(
+        None, description="models boxes may call (provider/name, * wildcards); null: any")
+
+
+class PolicyIn(TenantPolicy):
+    """Changes to the global freeze policy: a field left out stays as it is; null means never
+    (or no limit)."""
+
+    max_warm_boxes: int | None = Field(
+        None, description="above this many running or paused boxes, the least recently used "
+                          "are frozen")
+    local_layer_budget_bytes: int | None = Field(
+        None, description="above this many bytes of frozen layers on local disk, the least "
+                          "recently used frozen boxes are archived")
+    max_box_memory_mb: int | None = Field(None, description="largest memory a tenant box gets")
+    max_box_disk_mb: int | None = Field(None, description="largest disk a tenant box gets")
+    max_box_pids: int | None = Field(None, description="most processes in a tenant box")
+    max_box_cpus: float | None = Field(None, description="most CPUs a tenant box gets")
+    egress_allow: list[str] | None = Field(
+        None, description="what egress boxes may reach beyond public addresses: IPv4 "
+                          "CIDRs or addresses, optionally :port, or *:port")
+    egress_deny: list[str] | None = Field(None, description="what egress boxes may never reach")
+    model_max_tokens: int | None = Field(
+        None, description="largest max_tokens of a model call from a box (larger ones are "
+                          "clamped)")
+    token_budget_period_s: float | None = Field(
+        None, description="the period of tenant_token_budget, in seconds")
+    model_calls_per_minute: int | None = Field(
+        None, description="model calls a tenant's boxes may make per minute")
+
+
+class PolicyValues(BaseModel):
+    pause_after_s: float | None
+    freeze_after_s: float | None
+    archive_after_s: float | None
+    keep_alive: bool
+    max_warm_boxes: int | None
+    local_layer_budget_bytes: int | None
+    max_box_memory_mb: int | None
+    max_box_disk_mb: int | None
+    max_box_pids: int | None
+    max_box_cpus: float | None
+    max_boxes_per_tenant: int | None
+    max_tenant_disk_mb: int | None
+    tenant_keep_alive: bool
+    egress_allow: list[str]
+    egress_deny: list[str]
+    model_allowlist: list[str] | None
+    model_max_tokens: int | None
+    tenant_token_budget: int | None
+    token_budget_period_s: float
+    model_calls_per_minute: int | None
+
+
+class PolicyOut(BaseModel):
+    policy: PolicyValues
+    version: int = Field(description="increases with every change; 0: never changed")
+    updated_at: float | None
+    updated_by: str | None
+
+
+class PolicyChange(BaseModel):
+    version: int | None = Field(description="the global policy's version; null for a tenant's")
+    at: float
+    by: str
+    scope: str = Field(description='"global" or "tenant:<id>"')
+    changes: dict[str, dict[str, Any]] = Field(description='field -> {"from", "to"}')
+
+
+class StatsOut(BaseModel):
+    now: float = Field(description="server time (epoch s); idle time is now - last_active_at")
+    tenants: int
+    boxes: dict[str, int] = Field(description="boxes per state")
+    warm_memory_bytes: int = Field(description="memory of running and paused boxes")
+    storage: dict[str, int] = Field(
+        description="local_layer_bytes (box layers on local disk), logical_bytes (what the "
+                    "snapshots hold), stored_bytes (the deduplicated, compressed store)")
+    observations: dict[str, int] = Field(
+        description="queue_depth (jobs waiting in the worker's queue), backlog (pairs waiting "
+                    "for their agent)")
+    knowledge: dict[str, int]
+    sweep: dict[str, Any] = Field(description="the last idle sweep: when, how long, what it did")
+    models: dict[str, int] = Field(
+        default_factory=dict, description="model usage from boxes over all tenants: "
+                                          "<provider>:calls, :input_tokens, :output_tokens")
+
+
+class TenantCreate(Strict):
+    id: str | None = Field(None, pattern=ID_PATTERN,
+                           description="lowercase letters, digits, _ and -; generated if absent")
+    policy: TenantPolicy | None = None
+
+
+class TenantCreated(BaseModel):
+    id: str
+    api_key: str = Field(description="shown once; store it now")
+    home_box_id: str
+    created_at: float
+
+
+class TenantPublic(BaseModel):
+    id: str
+    created_at: float
+    home_box_id: str
+    state: str = Field(description="the state of the tenant's home box")
+    last_active_at: float
+    storage_bytes: int
+    boxes: int
+    policy: TenantPolicy | None = Field(None, description="overrides of the global policy")
+    observations: dict[str, int] = Field(
+        default_factory=dict, description="size: pairs waiting for the tenant's agent; max: "
+        "the most kept; dropped: pairs dropped because the backlog was full (its agent took "
+        "no deliveries)")
+
+
+# --- boxes -----------------------------------------------------------------------------------
+
+class LimitsIn(Strict):
+    memory_mb: int | None = Field(None, ge=16, le=1 << 20)
+    pids: int | None = Field(None, ge=8, le=1 << 16)
+    cpus: float | None = Field(None, ge=0.05, le=1024)
+    disk_mb: int | None = Field(None, ge=64, le=1 << 24)
+
+
+class EgressIn(Strict):
+    """Rules of this box alone; they only narrow what the operator allows. A rule is an IPv4
+    address or CIDR, optionally :port, or *:port."""
+    allow: list[str] = Field(default_factory=list, max_length=256,
+                             description="if any: only these (within the operator's rules)")
+    deny: list[str] = Field(default_factory=list, max_length=256)
+
+
+class GitIn(Strict):
+    """Git for the box. The token never enters it: the box's git reaches `https://<host>/`
+    through a relay on the host that adds it, for `repos` only (all of host's if none)."""
+    token: str | None = Field(None, max_length=4096)
+    user_name: str | None = Field(None, max_length=256)
+    user_email: str | None = Field(None, max_length=256)
+    host: str = Field("github.com", pattern=r"^[a-z0-9.-]{1,253}$")
+    repos: list[str] = Field(default_factory=list, max_length=100,
+                             description="owner/name or https URLs the token may reach")
+
+
+HARNESSES = ("burrow", "claude-code", "codex", "opencode")
+PROVIDERS = ("anthropic", "openai", "openrouter", "local")
+_MODEL = re.compile(rf"^({'|'.join(PROVIDERS)})/[A-Za-z0-9._:@/-]{{1,200}}$")
+_MODEL_HELP = ("provider/name: anthropic/…, openai/…, openrouter/… or local/… (the server at "
+               "BURROW_LOCAL_MODEL_URL)")
+
+
+def _model_name(value: str) -> str:
+    if not _MODEL.match(value):
+        raise ValueError(f"{value!r} is not a model name; write it as {_MODEL_HELP}, for "
+                         "example local/smollm2-135m or anthropic/claude-sonnet-4-5")
+    return value
+
+
+ModelName = Annotated[str, AfterValidator(_model_name), Field(description=_MODEL_HELP)]
+
+
+class AgentConfig(Strict):
+    """The agent that runs in a box: a harness and a model. Provider keys are never part of
+    it: they stay in the server's environment, and model calls get them on the host."""
+
+    harness: Literal["burrow", "claude-code", "codex", "opencode"] = "burrow"
+    model: ModelName
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_keys(cls, data: Any) -> Any:
+        if isinstance(data, dict) and any("key" in str(k).lower() for k in data):
+            raise ValueError("provider keys never go into a box: set ANTHROPIC_API_KEY, "
+                             "OPENAI_API_KEY or OPENROUTER_API_KEY in the Burrow server's "
+                             "environment and leave api_key out")
+        return data
+
+    @classmethod
+    def stored(cls, value: Any) -> AgentConfig | None:
+        """The agent a box was created with (None if it has none or it no longer parses)."""
+        try:
+            return cls.model_validate(value) if value else None
+        except ValueError:
+            return None
+
+
+class BoxCreate(Strict):
+    runtime: Literal["python", "node", "base"] = "python"
+    name: str | None = Field(None, min_length=1, max_length=128)
+    env: dict[str, str] = Field(default_factory=dict)
+    labels: dict[str, str] = Field(default_factory=dict)
+    keep_alive: bool = False
+    network: Literal["none", "egress"] = "none"
+    egress: EgressIn | None = Field(None, description="narrow an egress box's reach")
+    limits: LimitsIn | None = None
+    agent: AgentConfig | None = Field(None, description="the harness and model of agent runs")
+    git: GitIn | None = None
+    from_snapshot: str | None = None
+    tenant: str | None = Field(None, pattern=ID_PATTERN,
+                               description="operator only: the tenant that owns the box")
+
+
+class BoxPublic(BaseModel):
+    id: str
+    tenant: str | None
+    name: str | None
+    state: str
+    runtime: str
+    labels: dict[str, str]
+    network: str
+    created_at: float
+    last_active_at: float
+    idle_s: float = Field(description="seconds since the last activity")
+    memory_bytes: int = Field(description="memory in use (0 unless running or paused)")
+    disk_bytes: int = Field(description="what the box's layer takes on local disk")
+    reason: str | None = None
+    agent: AgentConfig | None = None
+
+    @classmethod
+    def of(cls, box: BoxRecord, usage: BoxUsage) -> BoxPublic:
+        return cls(id=box.id, tenant=box.owner, name=box.name, state=box.state.value,
+                   runtime=box.runtime, labels=box.labels, network=box.network,
+                   created_at=box.created_at, last_active_at=box.last_active_at,
+                   idle_s=round(max(0.0, time.time() - box.last_active_at), 3),
+                   memory_bytes=usage.memory_bytes, disk_bytes=usage.disk_bytes,
+                   reason=box.reason, agent=AgentConfig.stored(box.meta.get("agent")))
+
+
+class ExecIn(Strict):
+    command: str | list[str] = Field(description="a shell command (run by sh -c) or an argv")
+    cwd: str | None = Field(None, max_length=4096)
+    env: dict[str, str] | None = None
+    timeout_s: float | None = Field(None, gt=0, le=86400)
+    stdin: str | None = None
+    max_output_chars: int | None = Field(
+        None, ge=1, le=16 * 1024 * 1024,
+        description="characters kept of each of stdout and stderr (default 1048576); the "
+                    "stream endpoint passes everything")
+
+
+class ExecOut(BaseModel):
+    exit_code: int
+    stdout: str
+    stderr: str
+    duration_ms: float
+    timed_out: bool
+    truncated: bool = Field(False, description="output beyond max_output_chars was dropped")
+
+
+class FileEntryOut(BaseModel):
+    name: str
+    path: str
+    type: str
+    size: int
+    mtime: float
+
+    @classmethod
+    def of(cls, entry: FileEntry) -> FileEntryOut:
+        return cls(name=entry.name, path=entry.path, type=entry.type, size=entry.size,
+                   mtime=entry.mtime)
+
+
+class SnapshotCreate(Strict):
+    name: str = Field(min_length=1, max_length=128)
+
+
+class SnapshotPublic(BaseModel):
+    id: str
+    name: str | None
+    box_id: str
+    tenant: str | None
+    created_at: float
+    files: int
+    logical_bytes: int
+
+    @classmethod
+    def of(cls, snap: SnapshotRecord) -> SnapshotPublic:
+        return cls(id=snap.id, name=snap.name, box_id=snap.box_id, tenant=snap.owner,
+                   created_at=snap.created_at, files=snap.files,
+                   logical_bytes=snap.logical_bytes)
+
+
+class KnowledgeQuery(Strict):
+    query: str = Field(min_length=1, max_length=2000)
+    limit: int = Field(5, ge=1, le=100)
+
+
+class InsightOut(BaseModel):
+    id: str
+    text: str
+    kind: str
+    score: float
+    support: int = Field(description="how many distinct tenants support it")
+
+
+class InsightPage(BaseModel):
+    items: list[InsightOut]
+    next_offset: str | None
+
+
+class WhoAmI(BaseModel):
+    kind: Literal["operator", "tenant", "box"]
+    tenant: str | None
+    box_id: str | None
+
+
+# --- agent runs ------------------------------------------------------------------------------
+
+class RunCreate(Strict):
+    prompt: str = Field(min_length=1, max_length=200_000)
+    response_schema: dict[str, Any] | None = Field(
+        None, description="a JSON schema the result must match (retried when it does not)")
+    timeout_s: float | None = Field(None, gt=0, le=3600, description="default 600")
+    max_turns: int | None = Field(None, ge=1, le=200, description="model calls before the "
+                                                                   "run gives up; default 10")
+    model: ModelName | None = Field(None, description="instead of the box's model")
+    harness: Literal["burrow", "claude-code", "codex", "opencode"] | None = None
+
+
+class RunUsage(BaseModel):
+    input_tokens: int = 0
+    output_tokens: int = 0
+    turns: int = 0
+    tool_calls: int = 0
+    duration_ms: float = 0.0
+
+
+class RunPublic(BaseModel):
+    id: str
+    box_id: str
+    status: Literal["running", "completed", "failed", "timed_out"]
+    result: Any = Field(None, description="the validated object when a response_schema was "
+                                          "given, else the final answer's text")
+    output: str = Field("", description="everything the agent said during the run")
+    error: str | None = None
+    usage: RunUsage = Field(default_factory=RunUsage)
+    model: str
+    harness: str
+    created_at: float
+    finished_at: float | None = None

@@ -1,0 +1,111 @@
+"""The server's settings: one object, read from the environment, built by the app factory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_PLACEHOLDERS = {"changeme", "change-me", "secret", "password", "operator", "admin", "test",
+                 "example", "xxx", "todo"}
+MIN_KEY_LENGTH = 24
+
+
+def _env(name: str) -> AliasChoices:
+    return AliasChoices(name)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+
+    data_dir: Path = Field(Path("./.burrow"), validation_alias=_env("BURROW_DATA_DIR"))
+    # What every Redis key of this instance starts with (instances may share one Redis).
+    redis_prefix: str = Field("burrow", pattern=r"^[a-z][a-z0-9_-]{0,31}$",
+                              validation_alias=_env("BURROW_REDIS_PREFIX"))
+    # Where box sockets, mount points and the runtime image live (every box uid must reach
+    # it; a tmpfs is right, also one mounted nosuid,nodev,noexec). One directory per data dir
+    # is made below it.
+    runtime_dir: Path = Field(Path("/run/burrow"), validation_alias=_env("BURROW_RUNTIME_DIR"))
+    operator_key: SecretStr | None = Field(None, validation_alias=_env("BURROW_OPERATOR_KEY"))
+    redis_url: str | None = Field(None, validation_alias=_env("REDIS_URL"))
+    qdrant_url: str | None = Field(None, validation_alias=_env("QDRANT_URL"))
+    embed_model: str | None = Field(None, validation_alias=_env("BURROW_EMBED_MODEL"))
+    # Whether agents learn from their tenants' traffic (off: no pair is recorded).
+    observe: bool = Field(True, validation_alias=_env("BURROW_OBSERVE"))
+    # Most pairs waiting for one tenant's agent; beyond it new pairs are dropped and counted.
+    observe_backlog_max: int = Field(10_000, ge=1,
+                                     validation_alias=_env("BURROW_OBSERVE_BACKLOG_MAX"))
+    # An insight is shown to other tenants once this many distinct tenants support it.
+    k_anonymity: int = Field(2, ge=1, le=1000, validation_alias=_env("BURROW_K_ANONYMITY"))
+    dev: bool = Field(False, validation_alias=_env("BURROW_DEV"))
+    # Largest request body (file uploads, agent requests, exec stdin), in bytes.
+    max_body_bytes: int = Field(100 * 1024 * 1024, gt=0,
+                                validation_alias=_env("BURROW_MAX_BODY_BYTES"))
+    # How long a request may wait for its box to wake before it gets 503 and a retry hint.
+    wake_wait_s: float = Field(30.0, gt=0, validation_alias=_env("BURROW_WAKE_WAIT_S"))
+    # The tenant agent each home box runs (argv, JSON list); default: Burrow's own.
+    agent_command: list[str] | None = Field(None, validation_alias=_env("BURROW_AGENT_COMMAND"))
+    # How often the idle sweeper applies the freeze policy.
+    sweep_interval_s: float = Field(5.0, ge=1, le=3600,
+                                    validation_alias=_env("BURROW_SWEEP_INTERVAL_S"))
+    # json: one object per line with the request id; text: for reading in a terminal.
+    log_format: Literal["json", "text"] = Field("json", validation_alias=_env("BURROW_LOG_FORMAT"))
+    run_worker: bool = Field(True, validation_alias=_env("BURROW_RUN_WORKER"))
+    launcher_pool: int = Field(2, ge=0, validation_alias=_env("BURROW_LAUNCHER_POOL"))
+    # First host uid given to boxes; instances sharing a host should use different ranges.
+    uid_base: int = Field(2_000_000, ge=100_000, le=4_000_000_000,
+                          validation_alias=_env("BURROW_UID_BASE"))
+    # Model providers for agents in boxes (POST /v1/model/chat on the host socket). The keys
+    # stay on the server: the gateway adds them to upstream calls; they never enter a box.
+    anthropic_api_key: SecretStr | None = Field(None, validation_alias=_env("ANTHROPIC_API_KEY"))
+    openai_api_key: SecretStr | None = Field(None, validation_alias=_env("OPENAI_API_KEY"))
+    openrouter_api_key: SecretStr | None = Field(None,
+                                                 validation_alias=_env("OPENROUTER_API_KEY"))
+    anthropic_url: str = Field("https://api.anthropic.com",
+                               validation_alias=_env("BURROW_ANTHROPIC_URL"))
+    openai_url: str = Field("https://api.openai.com/v1", validation_alias=_env("BURROW_OPENAI_URL"))
+    openrouter_url: str = Field("https://openrouter.ai/api/v1",
+                                validation_alias=_env("BURROW_OPENROUTER_URL"))
+    # Any OpenAI-compatible server (llama.cpp, vLLM, Ollama's /v1) for `local/...` models.
+    local_model_url: str | None = Field(None, validation_alias=_env("BURROW_LOCAL_MODEL_URL"))
+    # Per `local/` model name, the server that serves it (JSON); others go to local_model_url.
+    # --local-model sets it for the bundled models, one llama.cpp server each.
+    local_model_routes: dict[str, str] = Field(default_factory=dict,
+                                               validation_alias=_env("BURROW_LOCAL_MODEL_ROUTES"))
+    # Start the bundled local model server (llama.cpp with SmolLM2 135M and Gemma 3 270M) as a
+    # child process and point local_model_url at it.
+    local_model: bool = Field(False, validation_alias=_env("BURROW_LOCAL_MODEL"))
+    # The model tenant agents answer through (provider/name); unset: they answer from what
+    # they know, without a model.
+    agent_model: str | None = Field(None, validation_alias=_env("BURROW_AGENT_MODEL"))
+    # Where the git relay sends each git host's traffic (JSON, host -> base URL); a host not
+    # named goes to https://<host>.
+    git_hosts: dict[str, str] = Field(default_factory=dict,
+                                      validation_alias=_env("BURROW_GIT_HOSTS"))
+    # The DNS resolver egress boxes' forwarder asks (an IPv4 address); unset: the host's.
+    egress_dns: str | None = Field(None, validation_alias=_env("BURROW_EGRESS_DNS"))
+    # The host services socket (what boxes call): largest body, how long a box may take to
+    # send its headers and between pieces of its body, requests open at once per box.
+    host_max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024,
+                                     validation_alias=_env("BURROW_HOST_MAX_BODY_BYTES"))
+    host_header_timeout_s: float = Field(10.0, gt=0,
+                                         validation_alias=_env("BURROW_HOST_HEADER_TIMEOUT_S"))
+    host_idle_timeout_s: float = Field(30.0, gt=0,
+                                       validation_alias=_env("BURROW_HOST_IDLE_TIMEOUT_S"))
+    host_max_concurrent: int = Field(8, ge=1, validation_alias=_env("BURROW_HOST_MAX_CONCURRENT"))
+    # How long one upstream model call may take, in seconds.
+    model_timeout_s: float = Field(300.0, gt=0, validation_alias=_env("BURROW_MODEL_TIMEOUT_S"))
+
+    @model_validator(mode="after")
+    def _refuse_placeholder_secrets(self) -> Settings:
+        if self.operator_key is None or self.dev:
+            return self
+        key = self.operator_key.get_secret_value()
+        if key.lower() in _PLACEHOLDERS or len(key) < MIN_KEY_LENGTH:
+            raise ValueError(
+                f"BURROW_OPERATOR_KEY looks like a placeholder; use a random key of at least "
+                f"{MIN_KEY_LENGTH} characters (for example `openssl rand -hex 24`), leave it "
+                "unset to have one generated, or set BURROW_DEV=1 for local development")
+        return self

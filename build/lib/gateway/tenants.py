@@ -1,0 +1,185 @@
+"""Tenants: an end user of the product, with an API key (stored hashed) and a home box that
+runs the tenant's agent. Records live in Redis next to the box registry."""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import contextlib
+import json
+import secrets
+import time
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from redis.asyncio import Redis
+
+from boxes import BoxError, BoxManager, BoxNotFoundError, BoxSpec, BoxState
+from gateway.errors import ApiError
+from gateway.security import hash_key, new_key
+from knowledge.base import KnowledgeBase
+from models.budgets import ModelBudgets
+from workers.observations import Observations
+from workers.policy import Policies
+
+HOME_LABEL = "burrow.home"
+_KEY_CACHE_S = 10.0
+
+
+@dataclass
+class TenantRecord:
+    id: str
+    created_at: float
+    home_box_id: str
+    key_hash: str
+
+
+_RECORD_FIELDS = [f.name for f in fields(TenantRecord)]
+
+
+class Tenants:
+    def __init__(self, redis: Redis, manager: BoxManager, kb: KnowledgeBase,
+                 observations: Observations, policies: Policies, agent_command: list[str],
+                 budgets: ModelBudgets, *, prefix: str) -> None:
+        self.redis = redis
+        self.budgets = budgets
+        self.manager = manager
+        self.kb = kb
+        self.observations = observations
+        self.policies = policies
+        self.agent_command = agent_command
+        self.prefix = prefix
+        self._keys: dict[str, tuple[str, float]] = {}
+        self._home: dict[str, tuple[str, float]] = {}
+
+    def _key(self, tenant_id: str) -> str:
+        return f"{self.prefix}:tenant:{tenant_id}"
+
+    def _apikey(self, key_hash: str) -> str:
+        return f"{self.prefix}:apikey:{key_hash}"
+
+    @property
+    def _index(self) -> str:
+        return f"{self.prefix}:tenants"
+
+    async def create(self, tenant_id: str | None, policy: dict[str, Any] | None,
+                     by: str = "operator") -> tuple[TenantRecord, str]:
+        """A tenant with its home box and key, and its policy overrides if any (checked
+        before anything is created)."""
+        tenant_id = tenant_id or "t-" + secrets.token_hex(6)
+        if policy:
+            await self.policies.check_override(policy)
+        # Reserve the id first, so two creations of the same tenant cannot both succeed.
+        if not await self.redis.set(self._key(tenant_id) + ":reserved", "1", nx=True, ex=300):
+            raise ApiError(409, "conflict", f"tenant {tenant_id} is being created already")
+        try:
+            if await self.redis.exists(self._key(tenant_id)):
+                raise ApiError(409, "conflict",
+                               f"tenant {tenant_id} exists; choose another id or delete it first")
+            api_key = new_key("t")
+            home = await self.manager.create(BoxSpec(
+                runtime="python", owner=tenant_id, name=f"{tenant_id}-home",
+                labels={HOME_LABEL: "true"}, service=list(self.agent_command),
+                meta={"home_of": tenant_id}))
+            record = TenantRecord(id=tenant_id, created_at=time.time(), home_box_id=home.id,
+                                  key_hash=hash_key(api_key))
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.hset(self._key(tenant_id), mapping={"data": json.dumps(asdict(record))})
+                pipe.set(self._apikey(record.key_hash), tenant_id)
+                pipe.sadd(self._index, tenant_id)
+                await pipe.execute()
+            if policy:
+                await self.policies.set_override(tenant_id, policy, by)
+            return record, api_key
+        finally:
+            await self.redis.delete(self._key(tenant_id) + ":reserved")
+
+    async def get(self, tenant_id: str) -> TenantRecord | None:
+        raw = await self.redis.hget(self._key(tenant_id), "data")  # type: ignore[misc]
+        if not raw:
+            return None
+        data = json.loads(raw)
+        return TenantRecord(**{name: data[name] for name in _RECORD_FIELDS})
+
+    async def require(self, tenant_id: str) -> TenantRecord:
+        record = await self.get(tenant_id)
+        if record is None:
+            raise ApiError(404, "not_found", f"no tenant {tenant_id!r}")
+        if await self.redis.hexists(self._key(tenant_id), "deleting"):  # type: ignore[misc]
+            raise ApiError(409, "conflict", f"tenant {tenant_id} is being deleted")
+        return record
+
+    async def list(self) -> builtins.list[TenantRecord]:
+        ids = sorted(m.decode() for m in await self.redis.smembers(self._index))  # type: ignore[misc]
+        records = await asyncio.gather(*(self.get(i) for i in ids))
+        return [r for r in records if r is not None]
+
+    async def count(self) -> int:
+        return int(await self.redis.scard(self._index))  # type: ignore[misc]
+
+    async def by_key(self, api_key: str) -> str | None:
+        """The tenant an API key belongs to (cached briefly: this runs on every request)."""
+        digest = hash_key(api_key)
+        cached = self._keys.get(digest)
+        now = time.monotonic()
+        if cached is not None and cached[1] > now:
+            return cached[0]
+        raw = await self.redis.get(self._apikey(digest))
+        if raw is None:
+            return None
+        tenant = bytes(raw).decode()
+        self._keys[digest] = (tenant, now + _KEY_CACHE_S)
+        return tenant
+
+    async def home_box(self, tenant_id: str) -> str:
+        cached = self._home.get(tenant_id)
+        now = time.monotonic()
+        if cached is not None and cached[1] > now:
+            return cached[0]
+        record = await self.require(tenant_id)
+        self._home[tenant_id] = (record.home_box_id, now + _KEY_CACHE_S)
+        return record.home_box_id
+
+    async def delete(self, tenant_id: str) -> None:
+        """Delete the tenant's boxes and named snapshots, withdraw its support from the
+        knowledge base (removing what only it supported), then the tenant and its key."""
+        record = await self.get(tenant_id)
+        if record is None:
+            raise ApiError(404, "not_found", f"no tenant {tenant_id!r}")
+        # The key first: from here on it opens nothing, and nothing new is made for the
+        # tenant (require() refuses) while its boxes and data go.
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.delete(self._apikey(record.key_hash))
+            pipe.hset(self._key(tenant_id), "deleting", str(time.time()))
+            await pipe.execute()
+        self._keys = {k: v for k, v in self._keys.items() if v[0] != tenant_id}
+        for box in await self.manager.list(owner=tenant_id):
+            with contextlib.suppress(BoxNotFoundError):
+                await self.manager.delete(box.id)
+        for snap in await self.manager.list_snapshots(owner=tenant_id):
+            with contextlib.suppress(BoxError):
+                await self.manager.delete_snapshot(snap.id)
+        await self.kb.withdraw(tenant_id)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.delete(self._apikey(record.key_hash))
+            pipe.delete(self._key(tenant_id))
+            pipe.srem(self._index, tenant_id)
+            await pipe.execute()
+        await self.observations.forget(tenant_id, record.home_box_id)
+        await self.policies.forget(tenant_id)
+        await self.budgets.forget(tenant_id)
+        self._keys = {k: v for k, v in self._keys.items() if v[0] != tenant_id}
+        self._home.pop(tenant_id, None)
+
+    async def summary(self, record: TenantRecord) -> dict[str, Any]:
+        """State, last activity and storage of a tenant, from its boxes."""
+        boxes = await self.manager.list(owner=record.id)
+        home = next((b for b in boxes if b.id == record.home_box_id), None)
+        storage = 0
+        for box in boxes:
+            if box.layer_local and box.state != BoxState.ARCHIVED:
+                storage += self.manager.usage(box).disk_bytes
+        last = max([record.created_at, *(b.last_active_at for b in boxes)])
+        return {"state": home.state.value if home else "missing", "last_active_at": last,
+                "storage_bytes": storage, "boxes": len(boxes),
+                "observations": await self.observations.backlog_of(record.id)}

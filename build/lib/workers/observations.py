@@ -1,0 +1,227 @@
+"""The observation pipeline: every (request, response) pair of a tenant's agent route, in
+order, exactly once in effect, to that tenant's agent.
+
+The gateway records a pair after the response has gone out: one Lua call gives it the
+tenant's next sequence number and appends it to the tenant's backlog (a Redis list), so
+backlog order is sequence order. If Redis is unreachable the pair is spooled to a file and
+recorded later. Delivery (the worker's observe task, or the gateway right after a wake) takes
+the tenant's lock, posts the head of the backlog to the agent, and trims it only after the
+agent answered; the agent skips ids it has seen, so a redelivery after a crash changes
+nothing. A frozen box's pairs wait: delivery never wakes a box.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from boxes import BoxError, BoxManager, BoxState
+from boxes.servicehttp import ServiceClient
+
+log = logging.getLogger("burrow.observe")
+
+EXCERPT_BYTES = 4096
+BATCH = 200
+MAX_ANSWER = 8 << 20  # the agent's answer to a batch: a box does not make the host hold more
+LEASE_S = 10.0
+# A tenant whose agent takes no deliveries (stuck, or replaced by one that refuses them)
+# would grow its backlog without end: at BACKLOG_MAX pairs new ones are dropped and counted.
+BACKLOG_MAX = 10_000
+_RECORD = """
+if redis.call('llen', KEYS[2]) >= tonumber(ARGV[3]) then
+  redis.call('incr', KEYS[4])
+  return {-1, 0}
+end
+local seq = redis.call('incr', KEYS[1])
+local pair = cjson.decode(ARGV[1])
+pair['seq'] = seq
+redis.call('rpush', KEYS[2], cjson.encode(pair))
+return {seq, redis.call('sadd', KEYS[3], ARGV[2])}
+"""
+
+
+_DONE = """
+if redis.call('llen', KEYS[1]) == 0 then redis.call('srem', KEYS[2], ARGV[1]) end
+return 0
+"""
+
+
+class Recorded(NamedTuple):
+    seq: int
+    started_backlog: bool  # the tenant had nothing pending before: a delivery must be queued
+
+
+@dataclass
+class Delivery:
+    pairs: int = 0
+    insights: list[dict[str, Any]] = field(default_factory=list)
+    identifiers: list[str] = field(default_factory=list)  # what names the tenant: to scrub
+
+
+def excerpt(data: bytes) -> str:
+    return data[:EXCERPT_BYTES].decode("utf-8", "replace")
+
+
+class Observations:
+    def __init__(self, redis: Redis, spool_dir: Path, *, prefix: str,
+                 backlog_max: int = BACKLOG_MAX, client: ServiceClient | None = None) -> None:
+        self.redis = redis
+        self.client = client or ServiceClient()
+        self.backlog_max = backlog_max
+        self.spool = spool_dir / "observations.ndjson"
+        self.prefix = prefix
+        self._record = redis.register_script(_RECORD)  # EVALSHA: the script is sent once
+
+    def _seq_key(self, tenant: str) -> str:
+        return f"{self.prefix}:obs:seq:{tenant}"
+
+    def backlog_key(self, tenant: str) -> str:
+        return f"{self.prefix}:obs:backlog:{tenant}"
+
+    def _dropped_key(self, tenant: str) -> str:
+        return f"{self.prefix}:obs:dropped:{tenant}"
+
+    @property
+    def _pending(self) -> str:
+        """Set of "tenant box_id" entries whose backlog may hold pairs."""
+        return f"{self.prefix}:obs:pending"
+
+    @staticmethod
+    def pair(method: str, path: str, query: str, body: bytes, status: int, answer: bytes,
+             latency_ms: float, request_id: str | None = None) -> dict[str, Any]:
+        return {"id": uuid.uuid4().hex, "at": time.time(), "request_id": request_id,
+                "request": {"method": method, "path": path, "query": query,
+                            "body": excerpt(body)},
+                "response": {"status": status, "body": excerpt(answer)},
+                "latency_ms": round(latency_ms, 3)}
+
+    async def record(self, tenant: str, box_id: str, pair: dict[str, Any]) -> Recorded | None:
+        """Append the pair to the tenant's backlog (its sequence number assigned here);
+        spool it to disk when Redis cannot be reached (and return None)."""
+        try:
+            seq, added = await self._record(
+                keys=[self._seq_key(tenant), self.backlog_key(tenant), self._pending,
+                      self._dropped_key(tenant)],
+                args=[json.dumps(pair), f"{tenant} {box_id}", self.backlog_max])
+            if int(seq) < 0:
+                log.warning("tenant %s has %d undelivered observations, the most kept; this "
+                            "one was dropped (is its agent taking deliveries?)", tenant,
+                            self.backlog_max)
+                return None
+            return Recorded(int(seq), bool(added))
+        except (RedisError, OSError) as exc:
+            log.warning("observation spooled (Redis unreachable: %s)", exc)
+            await asyncio.to_thread(self._spool, tenant, box_id, pair)
+            return None
+
+    def _spool(self, tenant: str, box_id: str, pair: dict[str, Any]) -> None:
+        self.spool.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        line = json.dumps({"tenant": tenant, "box_id": box_id, "pair": pair}) + "\n"
+        # tenants' requests and answers: root's alone
+        fd = os.open(self.spool, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        with os.fdopen(fd, "a") as f:
+            f.write(line)
+
+    async def replay_spool(self) -> int:
+        """Record what was spooled while Redis was away; return how many pairs."""
+        if not self.spool.exists():
+            return 0
+        claimed = self.spool.with_suffix(f".{os.getpid()}.replay")
+        os.replace(self.spool, claimed)
+        count = 0
+        for line in claimed.read_text().splitlines():
+            entry = json.loads(line)
+            if await self.record(entry["tenant"], entry["box_id"], entry["pair"]) is not None:
+                count += 1
+        claimed.unlink()
+        return count
+
+    async def forget(self, tenant: str, box_id: str) -> None:
+        """Drop a deleted tenant's pending observations and its sequence."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.delete(self.backlog_key(tenant), self._seq_key(tenant),
+                        self._dropped_key(tenant))
+            pipe.srem(self._pending, f"{tenant} {box_id}")
+            await pipe.execute()
+
+    async def pending(self) -> list[tuple[str, str]]:
+        """(tenant, box id) of every backlog that may hold pairs."""
+        members = await self.redis.smembers(self._pending)  # type: ignore[misc]
+        pairs = [m.decode().split(" ", 1) for m in members]
+        return [(tenant, box_id) for tenant, box_id in pairs]
+
+    async def backlog_of(self, tenant: str) -> dict[str, int]:
+        """A tenant's undelivered pairs, the cap, and how many were dropped at the cap."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.llen(self.backlog_key(tenant))
+            pipe.get(self._dropped_key(tenant))
+            size, dropped = await pipe.execute()
+        return {"size": int(size), "max": self.backlog_max, "dropped": int(dropped or 0)}
+
+    async def dropped_total(self) -> int:
+        total = 0
+        async for key in self.redis.scan_iter(match=self._dropped_key("*")):
+            total += int(await self.redis.get(key) or 0)
+        return total
+
+    async def backlog_size(self) -> int:
+        """Pairs waiting in every backlog, in one round trip."""
+        pending = await self.pending()
+        if not pending:
+            return 0
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for tenant, _ in pending:
+                pipe.llen(self.backlog_key(tenant))
+            return sum(await pipe.execute())
+
+    async def deliver(self, manager: BoxManager, tenant: str, box_id: str,
+                      limit: int | None = None) -> Delivery:
+        """Deliver the tenant's backlog to its agent if its box runs; return what the agent
+        proposed for the shared knowledge base. Never wakes the box."""
+        box = await manager.get(box_id)
+        if box.state != BoxState.RUNNING:
+            return Delivery()
+        # A short lease, renewed batch by batch: a delivery that dies holds the tenant up for
+        # seconds only.
+        lock = self.redis.lock(f"{self.prefix}:lock:observe:{tenant}", timeout=LEASE_S)
+        if not await lock.acquire(blocking=False):
+            return Delivery()  # someone else is delivering this tenant's backlog right now
+        result = Delivery()
+        try:
+            delivered = 0
+            while limit is None or delivered < limit:
+                raw = await self.redis.lrange(self.backlog_key(tenant), 0, BATCH - 1)  # type: ignore[misc]
+                if not raw:
+                    # atomically: a pair recorded meanwhile keeps the tenant pending
+                    await self.redis.eval(_DONE, 2, self.backlog_key(tenant), self._pending,  # type: ignore[misc]
+                                          f"{tenant} {box_id}")
+                    break
+                pairs = [json.loads(r) for r in raw]
+                status, body = await self.client.request(
+                    manager.service_path(box_id), "POST", "/_burrow/observe",
+                    json.dumps({"pairs": pairs}).encode(), max_answer=MAX_ANSWER)
+                if status != 200:
+                    raise BoxError(f"the agent refused observations ({status}): {body[:200]!r}")
+                answer = json.loads(body)
+                result.insights.extend(i for i in answer.get("insights", [])
+                                       if isinstance(i, dict))
+                result.identifiers.extend(str(i) for i in answer.get("identifiers", []))
+                await self.redis.ltrim(self.backlog_key(tenant), len(raw), -1)  # type: ignore[misc]
+                delivered += len(raw)
+                result.pairs += len(raw)
+                await lock.extend(LEASE_S, replace_ttl=True)
+        finally:
+            with contextlib.suppress(RedisError):
+                await lock.release()
+        return result
