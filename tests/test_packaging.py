@@ -5,6 +5,7 @@ and the `burrow` command's client side, and nothing of the server. The SDK and C
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -29,11 +30,16 @@ def client_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     venv = tmp_path_factory.mktemp("client") / "venv"
     made = _run(sys.executable, "-m", "venv", str(venv))
     assert made.returncode == 0, made.stderr
+    # A copy of the source: setuptools builds in the tree it installs from (build/).
+    source = venv.parent / "src"
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "build", "*.egg-info", ".burrow", "__pycache__", "test-artifacts",
+        ".mypy_cache", ".ruff_cache", ".pytest_cache", "node_modules"))
     # --no-build-isolation: the build uses this venv's setuptools, so the install needs only
     # the package index for the client's own dependencies.
     _run(str(venv / "bin" / "pip"), "install", "-q", "setuptools>=68")
     installed = _run(str(venv / "bin" / "pip"), "install", "-q", "--no-build-isolation",
-                     str(ROOT), *TEST_TOOLS)
+                     str(source), *TEST_TOOLS)
     assert installed.returncode == 0, installed.stderr[-3000:]
     return venv
 
