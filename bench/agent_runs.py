@@ -21,7 +21,6 @@ import argparse
 import json
 import os
 import re
-import shutil
 import statistics
 import subprocess
 import sys
@@ -34,9 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import httpx
 
-from bench.gateway import settle
 from bench.httpload import free_port
-from boxes import RuntimeConfig
+from bench.serving import run_as_root, settle, stop_served
 from models.servers import LocalModelServer, bundled_models
 
 OPERATOR_KEY = "bench-operator-key-" + "y" * 24
@@ -155,13 +153,8 @@ def main() -> None:
         settle(proc.pid)
         bench(url, routes, data_dir, args.runs)
     finally:
-        proc.terminate()
-        proc.wait(120)
-        shutil.rmtree(RuntimeConfig(data_dir=data_dir).run_dir, ignore_errors=True)
-        shutil.rmtree(data_dir, ignore_errors=True)
+        stop_served(proc, data_dir)
 
 
 if __name__ == "__main__":
-    if os.geteuid() != 0:
-        sys.exit("bench/agent_runs.py needs root (boxes get their own uids and disk images)")
-    main()
+    run_as_root("bench/agent_runs.py", main)

@@ -33,6 +33,7 @@ import httpx
 from redis.asyncio import Redis
 
 from bench.httpload import Conn, free_port, load, pct
+from bench.serving import run_as_root, settle, stop_served
 from boxes import BoxManager, BoxSpec, ExecRequest, RuntimeConfig
 from boxes.client import DaemonClient
 from workers.embedded_redis import EmbeddedRedis
@@ -160,44 +161,6 @@ def phases(metrics: str) -> dict[str, tuple[float, int]]:
     return {k: (v[0], int(v[1])) for k, v in out.items()}
 
 
-def _tree_cpu_s(pid: int) -> float:
-    """CPU seconds used so far by `pid` and everything below it (its embedding process, the
-    boxes' agents)."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            children.setdefault(int(stat[1]), []).append(int(entry))
-    total, todo = 0.0, [pid]
-    while todo:
-        current = todo.pop()
-        try:
-            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-        todo.extend(children.get(current, []))
-    return total
-
-
-def settle(pid: int, quiet: float = 0.1, timeout_s: float = 90.0) -> None:
-    """Wait until the server and its children are idle: its first-start work (loading the
-    embedding model) and the learning from earlier requests would otherwise be measured as
-    gateway latency."""
-    deadline = time.monotonic() + timeout_s
-    before = _tree_cpu_s(pid)
-    while time.monotonic() < deadline:
-        time.sleep(1.0)
-        now = _tree_cpu_s(pid)
-        if now - before < quiet:
-            return
-        before = now
-    print(f"note: the server was still busy after {timeout_s:.0f} s; measuring anyway")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=3000)
@@ -221,13 +184,8 @@ def main() -> None:
         settle(proc.pid)
         asyncio.run(bench(args, url, port, data_dir, proc.pid))
     finally:
-        proc.terminate()
-        proc.wait(120)
-        shutil.rmtree(RuntimeConfig(data_dir=data_dir).run_dir, ignore_errors=True)
-        shutil.rmtree(data_dir, ignore_errors=True)
+        stop_served(proc, data_dir)
 
 
 if __name__ == "__main__":
-    if os.geteuid() != 0:
-        sys.exit("bench/gateway.py needs root (boxes get their own uids and disk images)")
-    main()
+    run_as_root("bench/gateway.py", main)

@@ -43,7 +43,7 @@ if __name__ == "__main__":  # run as a file: /usr/bin/python3 -I -S /opt/burrow/
 
 from tenant_agent.clis import CLIS, RunSpec, entry
 from tenant_agent.clistreams import StreamParser
-from tenant_agent.harness import SCHEMA_ATTEMPTS
+from tenant_agent.harness import SCHEMA_ATTEMPTS, RunFailed, emit
 from tenant_agent.jsonschema import untitled, validate
 from tenant_agent.relay import Relay
 
@@ -51,17 +51,6 @@ ENDPOINT_FAILURES = 3
 KILL_GRACE_S = 2.0
 TICK_S = 0.2
 STDERR_TAIL = 1500
-
-
-class Stopped(Exception):
-    def __init__(self, status: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-def emit(**event: Any) -> None:
-    sys.stdout.write(json.dumps(event) + "\n")
-    sys.stdout.flush()
 
 
 def session_processes(sid: int) -> list[int]:
@@ -135,7 +124,7 @@ class CliRun:
         try:
             self.relay.start()
             return self._work()
-        except Stopped as exc:
+        except RunFailed as exc:
             return exc.status, None, str(exc)
         finally:
             self.relay.close()
@@ -149,7 +138,7 @@ class CliRun:
                        f"JSON schema, and nothing else:\n{json.dumps(untitled(self.schema))}")
         parser = self.attempt(prompt, None)
         if parser.final is None:
-            raise Stopped("failed", parser.error or "the CLI ended without an answer")
+            raise RunFailed("failed", parser.error or "the CLI ended without an answer")
         if self.schema is None:
             return "completed", parser.final, None
         problem = ""
@@ -225,15 +214,15 @@ class CliRun:
             self._check()
 
     def _check(self) -> None:
-        """Raise Stopped when the run must end now."""
+        """Raise RunFailed when the run must end now."""
         assert self.relay is not None
         if time.monotonic() >= self.deadline:
-            raise Stopped("timed_out", f"the run reached its timeout ({self.timeout_s:.0f} s)")
+            raise RunFailed("timed_out", f"the run reached its timeout ({self.timeout_s:.0f} s)")
         if self.relay.limit_reached:
-            raise Stopped("failed", f"no final answer after {self.max_turns} model calls "
+            raise RunFailed("failed", f"no final answer after {self.max_turns} model calls "
                                     "(max_turns); raise max_turns or make the task smaller")
         if self.relay.failures_in_row >= ENDPOINT_FAILURES:
-            raise Stopped("failed", f"the model endpoint failed {self.relay.failures_in_row} "
+            raise RunFailed("failed", f"the model endpoint failed {self.relay.failures_in_row} "
                                     f"times in a row: {self.relay.last_failure}")
 
     def _stderr_tail(self) -> str:

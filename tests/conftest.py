@@ -19,6 +19,7 @@ from boxes import BoxManager, RuntimeConfig
 from gateway.app import create_app
 from gateway.services import Services
 from gateway.settings import Settings
+from tests.fakes import FakeOpenAI
 from tests.hosts import OPERATOR_KEY, TEST_UID_BASE, box_processes
 from workers.embedded_redis import EmbeddedRedis
 
@@ -136,6 +137,14 @@ async def gateway(tmp_path: Path, redis: Redis,
                                 agent_command=ECHO_AGENT)
     async with running_gateway(settings) as gw:
         yield gw
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeOpenAI]:
+    """A scripted model server on loopback (OpenAI, Anthropic and Responses APIs)."""
+    model = FakeOpenAI()
+    yield model
+    model.close()
 
 
 @pytest.fixture

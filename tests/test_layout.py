@@ -86,7 +86,7 @@ def test_there_is_no_import_cycle() -> None:
         seen[node] = 1
         for target in sorted(graph.get(node, ())):
             if seen.get(target) == 1:
-                cycle = path[path.index(target):] + [target]
+                cycle = [*path[path.index(target):], target]
                 pytest.fail("import cycle: " + " -> ".join(cycle))
             if target not in seen:
                 visit(target, [*path, target])

@@ -24,13 +24,6 @@ DUMMY = "sk-dummy-the-cli-holds"
 
 
 @pytest.fixture
-def fake() -> Iterator[FakeOpenAI]:
-    model = FakeOpenAI()
-    yield model
-    model.close()
-
-
-@pytest.fixture
 def host(tmp_path: Path, fake: FakeOpenAI) -> Iterator[RelayHost]:
     settings = Settings(anthropic_api_key=KEY, anthropic_url=fake.root_url)
     with RelayHost(tmp_path / "host.sock", TOKEN, "anthropic/claude-box-model", settings) as h:

@@ -5,7 +5,7 @@ CLI's format, and refusals come back in the CLI's error shape."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -21,13 +21,6 @@ ANTHROPIC_KEY = "sk-ant-test-7f3e2d1c0b9a8f7e6d5c"
 OPENAI_KEY = "sk-test-openai-5a4b3c2d1e0f9a8b"
 CLIENT = {"x-api-key": "dummy", "authorization": "Bearer dummy", "openai-organization": "org",
           "anthropic-version": "2023-06-01", "anthropic-beta": "claude-code-20250219"}
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeOpenAI]:
-    model = FakeOpenAI()
-    yield model
-    model.close()
 
 
 @pytest.fixture
