@@ -7,12 +7,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install serve test lint typecheck pytest sysdeps testdeps clean
+.PHONY: install serve test lint typecheck pytest sysdeps testdeps harnesses clean
 
-serve: install
+serve: install harnesses
 	$(BIN)/burrow serve --local-model
 
-test: install testdeps lint typecheck pytest
+test: install testdeps harnesses lint typecheck pytest
 
 install: sysdeps $(STAMP)
 
@@ -65,6 +65,15 @@ endif
 LLAMA_WHEELS := $(HOME)/.cache/burrow/wheels/llama-cpp-python-$(LLAMA_VERSION)-$(shell \
   echo '$(LLAMA_CMAKE_ARGS)' | sha256sum | cut -c1-12)
 
+# Claude Code, Codex and OpenCode for boxes: pinned npm releases in read-only directories every
+# box sees (~1 GB; npm is needed here only, never in a box). ripgrep on the host keeps OpenCode
+# from fetching its own.
+harnesses: install
+	$(call apt_missing,harness,\
+	  command -v npm >/dev/null || missing="$$missing npm"; \
+	  command -v rg >/dev/null || missing="$$missing ripgrep";)
+	$(BIN)/burrow harness install
+
 $(STAMP): pyproject.toml
 	@for flag in $(LLAMA_CPU_FLOOR); do grep -qw "$$flag" /proc/cpuinfo || { \
 	  echo "this CPU lacks $$flag: the bundled llama.cpp needs x86-64-v3 (AVX2, FMA, F16C)"; \
@@ -88,7 +97,7 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-pytest: install testdeps
+pytest: install testdeps harnesses
 	$(BIN)/pytest
 
 clean:

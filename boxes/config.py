@@ -34,6 +34,9 @@ class RuntimeConfig:
     launcher_pool: int = 2
     # Programs boxes may run besides the daemon: directory in the image -> host directory.
     image_extras: dict[str, Path] = field(default_factory=dict)
+    # Host directories every box sees read-only: (host dir, path in the box). For programs too
+    # big to copy into the image (the agent CLIs, ~1 GB); box uids must be able to reach them.
+    ro_binds: tuple[tuple[Path, str], ...] = ()
     # A host socket every box can reach at /run/burrow/host.sock (bound read-only). Box uids
     # must be able to reach its path and connect to it: keep it in the runtime dir, mode 0666.
     host_socket: Path | None = None

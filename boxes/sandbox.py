@@ -158,8 +158,9 @@ class BubblewrapBackend:
         disk.check_host()
         hostdirs.prepare_root(self.config.run_dir)
         self.bwrap = hostdirs.install_bwrap(self.config.shared_dir / "bin")
-        self.image = await asyncio.to_thread(build_host_image, self.config.shared_dir / "images",
-                                             self.config.image_extras)
+        self.image = await asyncio.to_thread(
+            build_host_image, self.config.shared_dir / "images", self.config.image_extras,
+            tuple(target for _, target in self.config.ro_binds))
         self.cgroups = cgroups.detect(self.config.instance)
         if not self.cgroups.available:
             log.warning("no usable cgroups: boxes get rlimits only and cannot be paused")
@@ -252,6 +253,8 @@ class BubblewrapBackend:
         ]
         for name in self.image.binds:
             argv += ["--ro-bind", f"/{name}", f"/{name}"]
+        for source, target in self.config.ro_binds:
+            argv += ["--ro-bind", str(source), target]
         argv += ["--proc", "/proc", "--dev", "/dev", "--chdir", "/workspace", "--clearenv"]
         env = box_env(box)
         if self.config.host_socket is not None:

@@ -39,7 +39,7 @@ _CREDS = struct.Struct("3i")  # struct ucred: pid, uid, gid
 class HostLimits:
     max_header_bytes: int = 16 * 1024
     max_body_bytes: int = 4 * 1024 * 1024
-    max_relay_body_bytes: int = 1 << 30  # a git push under /v1/relay/ can be large
+    max_relay_body_bytes: int = 1 << 30  # a git push under /v1/relay/git/ can be large
     header_timeout_s: float = 10.0
     idle_timeout_s: float = 30.0
     max_concurrent: int = 8
@@ -156,7 +156,7 @@ class HostGuard:
         except GuardError as exc:
             await _answer(send, exc.status, exc.code, exc.message)
             return
-        limit = (self.limits.max_relay_body_bytes if scope["path"].startswith("/v1/relay/")
+        limit = (self.limits.max_relay_body_bytes if scope["path"].startswith("/v1/relay/git/")
                  else self.limits.max_body_bytes)
         length = headers.get(b"content-length", b"0")
         if not length.isdigit() or int(length) > limit:
@@ -180,10 +180,10 @@ class HostGuard:
 
         try:
             bounded = self._bounded(receive, limit)
-            if not scope["path"].startswith("/v1/relay/"):
+            if not scope["path"].startswith("/v1/relay/git/"):
                 # Small bodies are read here, whole, so that a slow or oversized one is
-                # answered 408/413 by the guard, not as a parse error by the app. Relayed
-                # bodies (a git push) stream through, bounded the same way.
+                # answered 408/413 by the guard, not as a parse error by the app. Git pushes
+                # stream through, bounded the same way.
                 bounded = await self._prefetched(bounded)
             await self.app(scope, bounded, tracked_send)
         except GuardError as exc:

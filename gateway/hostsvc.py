@@ -15,13 +15,18 @@ from typing import TYPE_CHECKING
 from fastapi import FastAPI, Request
 from fastapi.responses import StreamingResponse
 from redis.exceptions import RedisError
+from starlette.background import BackgroundTask
 from starlette.types import ASGIApp
 
+from boxes import BoxRecord
 from gateway import authz, errors, gitrelay
 from gateway.errors import ApiError
 from gateway.hostguard import GuardError, HostGuard, HostLimits
-from gateway.schemas import InsightOut, KnowledgeQuery, WhoAmI
+from gateway.schemas import AgentConfig, InsightOut, KnowledgeQuery, WhoAmI
+from models.budgets import CHARS_PER_TOKEN
 from models.chat import ChatRequest, ChatResponse
+from models.errors import ModelError, StatusError
+from models.relay import Relay
 
 if TYPE_CHECKING:
     from gateway.services import Services
@@ -84,6 +89,45 @@ def create_host_app(services: Services, limits: HostLimits | None = None) -> ASG
                                     manager.config.box_dir(box.id),
                                     services.settings.git_hosts, host, path)
 
+    @app.api_route("/v1/relay/{family}/{path:path}",
+                   methods=["GET", "POST", "PUT", "PATCH", "DELETE"], response_model=None)
+    async def relay(family: str, path: str, request: Request) -> StreamingResponse:
+        """An agent CLI's model call (Claude Code, Codex, OpenCode), relayed to the box's
+        model: its provider's own API with the server's key, or translated. Inference paths
+        only; within the run's max_turns, the allowlist, the ceiling and the budget; usage
+        counted for the tenant and the run."""
+        who = caller(request)
+        box = await services.manager.get(who.box_id or "")
+        run_id = request.headers.get("x-burrow-run")
+        tenant = who.tenant or "operator"
+        policy = await services.policies.for_tenant(who.tenant)
+        budgets = services.budgets
+        ceiling = budgets.output_ceiling(policy)
+        try:
+            run = await services.runs.relayed_call(box.id, run_id)
+            model = run.model if run is not None else _box_model(box)
+            raw = await request.body()
+            reservation = await budgets.admit_call(
+                tenant, model, len(raw) // CHARS_PER_TOKEN + ceiling, policy)
+        except StatusError as exc:
+            refused = Relay.refusal(family, ModelError(exc.status, exc.code, exc.message,
+                                                       exc.headers))
+            return StreamingResponse(refused.body, status_code=refused.status,
+                                     media_type=refused.media_type, headers=refused.headers)
+        answer = await services.relay.answer(
+            family, request.method, "/" + path, request.headers, raw, model,
+            max_output_tokens=ceiling, response_schema=run.schema if run else None)
+
+        async def settle() -> None:
+            with contextlib.suppress(RedisError, OSError):
+                await budgets.settle(reservation, model.partition("/")[0],
+                                     answer.usage if answer.status < 400 else None)
+                await services.runs.relayed_usage(run_id, answer.usage)
+
+        return StreamingResponse(answer.body, status_code=answer.status,
+                                 media_type=answer.media_type, headers=answer.headers,
+                                 background=BackgroundTask(settle))
+
     async def identify(token: str, peer_uid: int | None) -> tuple[str, str | None]:
         try:
             box = await authz.box_caller(services, token, peer_uid)
@@ -92,3 +136,12 @@ def create_host_app(services: Services, limits: HostLimits | None = None) -> ASG
         return box.id, box.owner
 
     return HostGuard(app, identify, limits or HostLimits())
+
+
+def _box_model(box: BoxRecord) -> str:
+    configured = AgentConfig.stored(box.meta.get("agent"))
+    if configured is None:
+        raise ApiError(409, "agent_not_configured",
+                       f"box {box.id} has no agent model: create it with agent={{'harness': "
+                       "..., 'model': 'provider/name'}, or start the CLI through an agent run")
+    return configured.model

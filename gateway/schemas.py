@@ -365,6 +365,9 @@ class RunCreate(Strict):
                                                                    "run gives up; default 10")
     model: ModelName | None = Field(None, description="instead of the box's model")
     harness: Literal["burrow", "claude-code", "codex", "opencode"] | None = None
+    trim: bool | None = Field(
+        None, description="agent CLIs only: a trimmed tool set and prompt for small-context "
+                          "models (default: on for local/ models)")
 
 
 class RunUsage(BaseModel):

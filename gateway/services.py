@@ -41,6 +41,7 @@ from knowledge.embedder import ProcessEmbedder
 from knowledge.vectors import VectorStore, open_store
 from models.budgets import ModelBudgets
 from models.providers import Providers
+from models.relay import Relay, harnesses
 from models.servers import LocalModels
 from workers.observations import Observations
 from workers.pipeline import Pipeline
@@ -68,6 +69,17 @@ def _start_env(secret: bytes, box: BoxRecord) -> dict[str, str]:
     return env
 
 
+def _harness_binds() -> tuple[tuple[Path, str], ...]:
+    """The agent CLIs installed on this host, bound read-only into every box (a box that
+    never runs one pays three bind mounts)."""
+    found = [name for name in harnesses.HARNESSES if harnesses.installed(name) is not None]
+    try:
+        return tuple(harnesses.mounts(found))
+    except harnesses.HarnessError as exc:
+        log.warning("agent CLIs left out of boxes: %s", exc)
+        return ()
+
+
 @dataclass
 class Services:
     settings: Settings
@@ -85,6 +97,7 @@ class Services:
     budgets: ModelBudgets
     tenants: Tenants
     providers: Providers
+    relay: Relay
     runs: AgentRuns
     proxy: AgentProxy
     metrics: Metrics
@@ -117,7 +130,7 @@ class Services:
             uid_base=settings.uid_base, lock_wait_s=settings.wake_wait_s,
             image_extras={AGENT_DIR: Path(tenant_agent.__file__).parent},
             egress_dns=settings.egress_dns, start_env=lambda box: _start_env(secret, box),
-            start_policy=quotas.start_policy(policies))
+            start_policy=quotas.start_policy(policies), ro_binds=_harness_binds())
         host_socket = config.run_dir / f"host-{os.getpid()}.sock" if role == "gateway" else None
         if host_socket is not None:
             config = dataclasses.replace(config, host_socket=host_socket)
@@ -146,7 +159,7 @@ class Services:
             tenants=Tenants(redis, manager, kb, observations, policies,
                             settings.agent_command or DEFAULT_AGENT_COMMAND, budgets,
                             prefix=prefix),
-            providers=providers,
+            providers=providers, relay=Relay(providers),
             # A run whose model no provider could serve (unknown, no key) fails first.
             runs=AgentRuns(redis, manager, HARNESS_COMMAND, check_model=providers.get),
             proxy=AgentProxy(client), metrics=metrics,

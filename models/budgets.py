@@ -56,57 +56,67 @@ class ModelBudgets:
         return f"{self.prefix}:model:rate:{tenant}:{minute}"
 
     async def admit(self, tenant: str, request: ChatRequest, policy: Policy) -> Reservation:
-        """Allow the call or raise the BudgetError that says why not; clamps request.max_tokens."""
-        allow = policy.model_allowlist
-        if allow is not None and not any(fnmatch.fnmatchcase(request.model, p) for p in allow):
-            raise BudgetError(403, "model_not_allowed",
-                           f"model {request.model} is not on the operator's allowlist "
-                           f"({', '.join(allow) or 'empty'}); use one of those")
+        """Allow a chat call or raise the BudgetError that says why not; clamps
+        request.max_tokens to the ceiling."""
         # A call that names no max_tokens gets the usual 1024 (a tiny local model asked for
         # the whole ceiling rambles on for minutes); one that names more gets the ceiling.
         asked = request.max_tokens or DEFAULT_MAX_TOKENS
         ceiling = policy.model_max_tokens
         request.max_tokens = asked if ceiling is None else min(asked, ceiling)
+        chars = sum(len(m.content or "") for m in request.messages)
+        chars += sum(len(t.model_dump_json()) for t in request.tools or [])
+        return await self.admit_call(tenant, request.model,
+                                     chars // CHARS_PER_TOKEN + request.max_tokens, policy)
+
+    def output_ceiling(self, policy: Policy) -> int:
+        """The most output tokens one call may ask for (a relayed CLI's are clamped to it)."""
+        return policy.model_max_tokens or 4 * DEFAULT_MAX_TOKENS
+
+    async def admit_call(self, tenant: str, model: str, tokens: int,
+                         policy: Policy) -> Reservation:
+        """Allow a call of `model` that may cost `tokens` (prompt and output), or raise the
+        BudgetError that says why not: the allowlist, the call rate, the token budget."""
+        allow = policy.model_allowlist
+        if allow is not None and not any(fnmatch.fnmatchcase(model, p) for p in allow):
+            raise BudgetError(403, "model_not_allowed",
+                              f"model {model} is not on the operator's allowlist "
+                              f"({', '.join(allow) or 'empty'}); use one of those")
         now = time.time()
         if policy.model_calls_per_minute is not None:
-            minute = int(now // 60)
-            key = self._rate_key(tenant, minute)
-            async with self.redis.pipeline(transaction=True) as pipe:
-                pipe.incr(key)
-                pipe.expire(key, 120)
-                calls, _ = await pipe.execute()
-            if calls > policy.model_calls_per_minute:
-                wait = max(1, math.ceil((minute + 1) * 60 - now))
-                raise BudgetError(429, "rate_limited",
-                               f"this tenant's boxes made {policy.model_calls_per_minute} model "
-                               f"calls this minute, the most allowed; retry in {wait} s",
-                               {"Retry-After": str(wait)})
+            await self._rate(tenant, policy.model_calls_per_minute, now)
         budget = policy.tenant_token_budget
         if budget is None:
             return Reservation(tenant, None, 0)
         period = policy.token_budget_period_s
         window = int(now // period)
         key = self._budget_key(tenant, window)
-        reserved = self._estimate(request)
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.incrby(key, reserved)
+            pipe.incrby(key, tokens)
             pipe.expire(key, int(period) + 3600)
             spent, _ = await pipe.execute()
         if spent > budget:
-            await self.redis.decrby(key, reserved)
+            await self.redis.decrby(key, tokens)
             reset = (window + 1) * period
             raise BudgetError(429, "budget_spent",
-                           f"this tenant's model budget ({budget} tokens per {period:g} s) "
-                           f"is spent (this call could use {reserved}); it resets at "
-                           f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(reset))}",
-                           {"Retry-After": str(max(1, math.ceil(reset - now)))})
-        return Reservation(tenant, key, reserved)
+                              f"this tenant's model budget ({budget} tokens per {period:g} s) "
+                              f"is spent (this call could use {tokens}); it resets at "
+                              f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(reset))}",
+                              {"Retry-After": str(max(1, math.ceil(reset - now)))})
+        return Reservation(tenant, key, tokens)
 
-    @staticmethod
-    def _estimate(request: ChatRequest) -> int:
-        chars = sum(len(m.content or "") for m in request.messages)
-        chars += sum(len(t.model_dump_json()) for t in request.tools or [])
-        return chars // CHARS_PER_TOKEN + (request.max_tokens or 1024)
+    async def _rate(self, tenant: str, per_minute: int, now: float) -> None:
+        minute = int(now // 60)
+        key = self._rate_key(tenant, minute)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.incr(key)
+            pipe.expire(key, 120)
+            calls, _ = await pipe.execute()
+        if calls > per_minute:
+            wait = max(1, math.ceil((minute + 1) * 60 - now))
+            raise BudgetError(429, "rate_limited",
+                              f"this tenant's boxes made {per_minute} model calls this minute, "
+                              f"the most allowed; retry in {wait} s",
+                              {"Retry-After": str(wait)})
 
     async def settle(self, reservation: Reservation, provider: str,
                      usage: Usage | None) -> None:

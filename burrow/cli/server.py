@@ -248,3 +248,38 @@ async def _start_one_box(runtime_root: Path) -> None:
         server.stop()
         shutil.rmtree(config.run_dir, ignore_errors=True)
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+@main.group()
+def harness() -> None:
+    """The agent CLIs boxes can run (Claude Code, Codex, OpenCode), installed on this host."""
+
+
+@harness.command("install")
+@click.argument("names", nargs=-1, metavar="[NAME]...")
+def harness_install(names: tuple[str, ...]) -> None:
+    """Install pinned releases from npm (all three by default; ~1 GB, needs npm), read-only,
+    where every box sees them. Restart `burrow serve` to give them to boxes."""
+    require_server_parts()
+    from models.relay import harnesses
+
+    for name in names or tuple(harnesses.HARNESSES):
+        try:
+            found = harnesses.install(name)
+        except harnesses.HarnessError as exc:
+            raise click.ClickException(str(exc)) from None
+        click.echo(f"{name} {found.harness.version}: {found.bytes / 1e6:.0f} MB at "
+                   f"{found.path}")
+
+
+@harness.command("ls")
+def harness_ls() -> None:
+    """Which agent CLIs are installed, and where."""
+    require_server_parts()
+    from models.relay import harnesses
+
+    for name in harnesses.HARNESSES:
+        found = harnesses.installed(name)
+        click.echo(f"{name:12} " + ("not installed" if found is None else
+                                    f"{found.harness.version}, {found.bytes / 1e6:.0f} MB, "
+                                    f"{found.path}"))

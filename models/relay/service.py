@@ -34,7 +34,7 @@ from typing import Any
 
 import httpx
 
-from models.chat import ChatRequest, ChatResponse, Usage
+from models.chat import ChatRequest, ChatResponse, JsonSchemaFormat, ResponseFormat, Usage
 from models.errors import ModelError
 from models.providers import LOCAL_MAX_TOKENS, ProviderError, Providers
 from models.relay import policy, small
@@ -93,12 +93,20 @@ class Relay:
         self.providers = providers
         self.keepalive_s = keepalive_s
 
+    @staticmethod
+    def refusal(family: str, exc: ModelError) -> RelayAnswer:
+        """A call refused before it was relayed (the host's own reasons: a budget, a run past
+        its max_turns), in the error shape the CLI of `family` reads."""
+        return _refused(_family_wire(family), exc)
+
     async def answer(self, family: str, method: str, path: str, headers: Mapping[str, str],
-                     raw: bytes, model: str,
-                     max_output_tokens: int | None = None) -> RelayAnswer:
+                     raw: bytes, model: str, max_output_tokens: int | None = None,
+                     response_schema: dict[str, Any] | None = None) -> RelayAnswer:
         """Answer one call of a CLI of `family` for a box configured with `model`
         (`provider/name`), its output bounded by `max_output_tokens` (for `local/` models
-        the local bound when None)."""
+        the local bound when None). `response_schema`: the run's answer must match it; a
+        `local/` model's final answer is held to it by the grammar (tiny models cannot be
+        trusted to write JSON of a shape from a description)."""
         wire: WireApi | None = None
         try:
             found = policy.route(family, method, path)
@@ -115,6 +123,10 @@ class Relay:
             chat = wire.to_chat(body, model, ceiling)
             if provider == "local":
                 chat = small.slim(chat, _header(headers, small.TOOLS_HEADER))
+                if response_schema is not None and chat.response_format is None:
+                    chat.response_format = ResponseFormat(
+                        type="json_schema",
+                        json_schema=JsonSchemaFormat.model_validate({"schema": response_schema}))
         except ModelError as exc:  # RelayError, ProviderError
             return _refused(wire or _family_wire(family), exc)
         return await self._translated(wire, body, chat)
