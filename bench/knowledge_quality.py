@@ -291,14 +291,16 @@ class LlamaChat:
         import httpx
 
         self.url, self.model = url.rstrip("/"), model
-        self.client = httpx.AsyncClient(timeout=120)
+        self.max_tokens = 200
+        self.client = httpx.AsyncClient(timeout=300)
         self.calls = 0
         self.seconds = 0.0
 
     async def chat(self, messages: list[dict[str, str]], json_schema: dict[str, Any]) -> str:
         started = time.perf_counter()
         response = await self.client.post(f"{self.url}/chat/completions", json={
-            "model": self.model, "messages": messages, "temperature": 0.0, "max_tokens": 400,
+            "model": self.model, "messages": messages, "temperature": 0.0,
+            "max_tokens": self.max_tokens,
             "response_format": {"type": "json_object", "schema": json_schema}})
         response.raise_for_status()
         self.calls += 1

@@ -44,8 +44,8 @@ from knowledge.scrub import scrub
 from knowledge.vectors import Hit, VectorStore, Where
 from knowledge.votes import FADE_VOTES, Votes, weight
 
-MERGE_THRESHOLD = 0.72
-RELEVANCE_FLOOR = 0.40
+MERGE_THRESHOLD = 0.48
+RELEVANCE_FLOOR = 0.48
 MIN_TEXT = 12
 _NEIGHBOURS = 5  # stored clusters each new statement is compared with
 

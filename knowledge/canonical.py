@@ -5,12 +5,17 @@ The invariant, checked on every text before it is shown (`leaks`): no content wo
 canonical text (`knowledge.words`) was used by some but fewer than k of the cluster's tenants.
 A word is either the group's (k or more tenants used it) or nobody's (a model's rephrasing).
 
-Without a model, the text is a member's statement all of whose content words k tenants used;
-when none is, the same test runs on trimmed variants of each statement (trailing clauses after a
-comma or a dash, parentheses, and "-ly" adverbs taken out), so "Postgres restarts cleanly after
-a reload, which saved our deploy" can still show as "Postgres restarts after a reload.". With a
-model, the model writes what all the statements say, and the text is used only if it passes the
-invariant and stays close in meaning (the caller checks similarity); otherwise the rule decides.
+Without a model, the text is, in this order of preference:
+1. a member's statement all of whose content words k tenants used;
+2. a trimmed variant of one (trailing clauses after a comma or a dash, parentheses and "-ly"
+   adverbs taken out): "Postgres restarts cleanly after a reload, which saved our deploy" can
+   show as "Postgres restarts after a reload.";
+3. the longest stretch of a member's words that k tenants used, when it keeps at least three
+   content words, two thirds of the statement's, and every negation of it: a phrase, but only
+   what they all say.
+With a model, the model writes what all the statements say, and the text is used only if it
+passes the invariant and stays close in meaning (the caller checks similarity); otherwise the
+rule decides.
 """
 
 from __future__ import annotations
@@ -22,9 +27,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from knowledge.model import ChatModel, ask_json
-from knowledge.words import content_words
+from knowledge.words import STOP_WORDS, content_words, stem, words
 
 MAX_MODEL_MEMBERS = 12  # statements shown to the model: enough to see what they share
+GROUNDED = 0.6  # share of a model's content words that k contributors must have used
 
 
 @dataclass(frozen=True)
@@ -83,27 +89,67 @@ def variants(text: str) -> Iterator[str]:
                 yield candidate
 
 
+_NEGATIONS = frozenset({"not", "no", "never", "none", "nothing", "cannot", "without", "neither",
+                        "nor", "don't", "doesn't", "didn't", "isn't", "aren't", "won't",
+                        "can't", "shouldn't", "wasn't", "weren't"})
+_LEADING = STOP_WORDS - {"a", "an", "the", "no", "not", "all", "any", "each", "every", "most",
+                         "some", "many", "more", "few"}
+
+
+def stretch(text: str, support: dict[str, int], k: int) -> str | None:
+    """The longest run of the statement's words that k contributors used (stop words always
+    count as used), trimmed of dangling function words; None unless it keeps three content
+    words, half of the statement's, and all of its negations."""
+    tokens = text.split()
+    negations = {i for i, t in enumerate(tokens) if t.lower().strip(".,;:!") in _NEGATIONS}
+    ok = [all(w in STOP_WORDS or support.get(stem(w), 0) >= k for w in words(t))
+          for t in tokens]
+    best: list[str] = []
+    start = 0
+    for end in range(len(tokens) + 1):
+        if end < len(tokens) and ok[end]:
+            continue
+        run = list(range(start, end))
+        while run and words(tokens[run[0]]) and words(tokens[run[0]])[0] in _LEADING:
+            run.pop(0)
+        while run and all(w in STOP_WORDS for w in words(tokens[run[-1]])):
+            run.pop()
+        if run and negations <= set(run) and len(run) > len(best):
+            best = [tokens[i] for i in run]
+        start = end + 1
+    if not best:
+        return None
+    phrase = _finish(" ".join(best).strip(" ,;:"))
+    kept, whole = content_words(phrase), content_words(text)
+    return phrase if len(kept) >= 3 and 3 * len(kept) >= 2 * len(whole) else None
+
+
 def by_rule(members: list[Member], k: int) -> str | None:
-    """The best statement (or trimmed statement) whose content words k contributors used:
-    the one the most contributors stated, then the most informative; None when there is none."""
+    """The best text stated from k contributors' words (see the module's docstring): whole
+    statements before trimmed ones before stretches, then the one the most contributors
+    stated, then the most informative; None when there is none."""
     if len({m.contributor for m in members}) < k:
         return None
     support = word_support(members)
     stated: dict[str, set[str]] = {}
     for member in members:
         stated.setdefault(member.text, set()).add(member.contributor)
-    best: tuple[int, int, int, str] | None = None
+    best: tuple[int, int, int, int, str] | None = None
     for text, who in stated.items():
-        for candidate in itertools.islice(variants(text), 16):
-            words = content_words(candidate)
-            if not words or any(support.get(w, 0) < k for w in words):
+        candidates = [(2 if i == 0 else 1, v) for i, v in
+                      enumerate(itertools.islice(variants(text), 16))]
+        phrase = stretch(text, support, k)
+        candidates += [(0, phrase)] if phrase else []
+        for form, candidate in candidates:
+            found = content_words(candidate)
+            if not found or any(support.get(w, 0) < k for w in found):
                 continue
             # ties: stated by more tenants, carrying more words, shorter
-            rank = (len(who) if candidate == text else 0, len(words), -len(candidate), candidate)
+            rank = (form, len(who), len(found), -len(candidate), candidate)
             if best is None or rank > best:
                 best = rank
-            break  # the longest acceptable variant of this statement
-    return None if best is None else best[3]
+            break  # the best acceptable form of this statement
+    return None if best is None else best[4]
 
 
 _SCHEMA: dict[str, Any] = {
@@ -130,4 +176,10 @@ async def by_model(model: ChatModel, members: list[Member], k: int) -> str | Non
     if not isinstance(text, str) or len(content_words(text)) < 3:
         return None
     text = _finish(" ".join(text.split()))
-    return None if leaks(text, members, k) else text
+    support = word_support(members)
+    found = content_words(text)
+    shared = {w for w in found if support.get(w, 0) >= k}
+    # mostly the group's own words: a model that invents is not saying what they all say
+    if leaks(text, members, k) or len(shared) < max(2, GROUNDED * len(found)):
+        return None
+    return text

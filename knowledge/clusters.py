@@ -34,8 +34,8 @@ from knowledge.votes import FADE_VOTES, faded
 MAX_TEXTS_PER_CONTRIBUTOR = 3
 
 _NUMBER = re.compile(r"(?<![\w.])\d+(?:[.,]\d+)*")
-_NEGATION = re.compile(r"\b(?:not|no|never|none|nothing|cannot|without|neither|nor"
-                       r"|[a-z]+n't)\b", re.IGNORECASE)
+# a negated verb flips a statement; "without" or "no" in a noun phrase usually does not
+_NEGATION = re.compile(r"\b(?:not|never|cannot|no longer|nothing|[a-z]+n't)\b", re.IGNORECASE)
 
 
 def compatible(a: str, b: str) -> bool:

@@ -37,8 +37,9 @@ _LEAD = [re.compile(p, re.IGNORECASE) for p in (
     r"|pro[- ]?tip|tip|hint|lesson(?: learned| learnt)?|til|today i learned|psa|reminder"
     r"|update|edit|quick note|side note|fun fact|key takeaway|takeaway)\b"
     r"\s*[:,!.\-\u2013\u2014]*\s*",
-    r"^(?:(?:we|i|our team|the team|my team|our devs|our ops team|our engineers|we all|we've|i've)"
-    r"\s+)(?:have\s+|had\s+|'ve\s+)?(?:(?:just|finally|recently|eventually|quickly|only"
+    r"^(?:(?:we|i|our team|the team|my team|our devs|our ops team|our engineers|we all|we've|i've"
+    r"|\[[a-z_]+\](?:'s team)?)\s+)(?:have\s+|had\s+|'ve\s+)?"
+    r"(?:(?:just|finally|recently|eventually|quickly|only"
     r"|also|all|now|since|later|soon|slowly)\s+)*"
     r"(?:learned|learnt|found|discovered|noticed|realized|realised|figured|saw|observed|confirmed"
     r"|verified|know|knew|seen|measured|understood|learn|find|notice|see|got burned and learned"
@@ -92,7 +93,11 @@ _BOILERPLATE = re.compile(
     r"|unsubscribe|customer support|support team|our team|our product|our platform|our service"
     r"|we value|valued customer|this message|this email|this conversation|powered by"
     r"|best regards|kind regards|sincerely|do not reply|don't reply|rate (?:us|this)"
-    r"|upgrade to (?:pro|premium)|free trial)\b",
+    r"|upgrade (?:to|for)\b[\w ]{0,30}?\b(?:pro|premium|plus|plan|tier)|unlimited messages"
+    r"|free trial|can make mistakes|double-check|check important"
+    r"|for informational purposes|not (?:financial|legal|medical) advice"
+    r"|(?:assistant|chatbot|bot|copilot)\s+(?:can|will|may|is|does|helps?|answers?|lets?)"
+    r"|conversations are|messages are|data is (?:private|encrypted|safe))\b",
     re.IGNORECASE,
 )
 _MARKETING = re.compile(

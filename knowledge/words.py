@@ -1,10 +1,11 @@
 """Words as the knowledge base counts them: lower-case runs of letters and digits, with the
-placeholders of the scrubber taken out, and content words (everything but stop words).
+placeholders of the scrubber taken out, and content words (everything but stop words), each
+reduced to its stem so that inflections are one word ("restarts", "restarted", "restarting"
+and "restart" are all "restart"; "virtualenvs" is "virtualenv").
 
 One definition serves the canonical-text rule, its model check and the tests, so "a word that
-fewer than k tenants used" means the same thing everywhere. It is deliberately literal (no
-stemming, no synonyms): "restarts" and "restart" are different words, which can only make the
-rule stricter.
+fewer than k tenants used" means the same thing everywhere. Beyond inflection it is literal:
+no synonyms ("fridge" and "refrigerator" are two words).
 """
 
 from __future__ import annotations
@@ -32,6 +33,25 @@ def words(text: str) -> list[str]:
     return _WORD.findall(_PLACEHOLDER.sub(" ", text).lower())
 
 
+def stem(word: str) -> str:
+    """A word without its inflection: plural -s/-es/-ies, -ed, -ing, and a final -e."""
+    if len(word) <= 3 or not word.isalpha():
+        return word
+    if word.endswith("ies") and len(word) > 4:
+        word = word[:-3] + "y"
+    elif word.endswith(("sses", "xes", "zes", "ches", "shes")):
+        word = word[:-2]
+    elif word.endswith("s") and not word.endswith(("ss", "us", "is")):
+        word = word[:-1]
+    elif word.endswith("ing") and len(word) > 5:
+        word = word[:-3]
+    elif word.endswith("ed") and len(word) > 4:
+        word = word[:-2]
+    if len(word) > 3 and word[-1] == word[-2] and word[-1] not in "lsz":
+        word = word[:-1]  # "stopped" -> "stopp" -> "stop"
+    return word[:-1] if word.endswith("e") and len(word) > 3 else word
+
+
 def content_words(text: str) -> set[str]:
-    """The words of `text` that carry meaning: all but stop words."""
-    return {w for w in words(text) if w not in STOP_WORDS}
+    """The stems of the words of `text` that carry meaning: all but stop words."""
+    return {stem(w) for w in words(text) if w not in STOP_WORDS}
