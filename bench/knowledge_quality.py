@@ -291,7 +291,7 @@ class LlamaChat:
         import httpx
 
         self.url, self.model = url.rstrip("/"), model
-        self.max_tokens = 200
+        self.max_tokens = 160
         self.client = httpx.AsyncClient(timeout=300)
         self.calls = 0
         self.seconds = 0.0
@@ -346,7 +346,8 @@ async def main(args: argparse.Namespace) -> None:
         if model is not None:
             systems.append(("model " + args.model, lambda p: KnowledgeBase(
                 EdgeVectorStore(p, 384), embedder, redis, b"s" * 32, k=K, prefix="model",
-                model=model), raw_candidates, lambda pl: bool(pl.get("visible"))))
+                model=model, model_distils=args.model_for == "all"),
+                raw_candidates, lambda pl: bool(pl.get("visible"))))
         for name, build, candidates, visible in systems:
             if args.only and name.split()[0] not in args.only:
                 continue
@@ -355,8 +356,8 @@ async def main(args: argparse.Namespace) -> None:
             results.append(await run_system(name, kb, cohort, candidates, visible))
             kb.store.close()
         if model is not None:
-            print(f"  model: {model.calls} calls, {model.seconds / max(1, model.calls):.1f} s "
-                  "each")
+            print(f"  model ({args.model_for}): {model.calls} calls answered, "
+                  f"{model.seconds / max(1, model.calls):.1f} s each")
     finally:
         await redis.aclose()
         server.stop()
@@ -386,6 +387,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=1, help="1 is the dev seed, 2 held out")
     parser.add_argument("--model-url", help="an OpenAI-compatible base URL (llama.cpp server)")
     parser.add_argument("--model", default="gemma-3-270m")
+    parser.add_argument("--model-for", choices=["all", "canonical"], default="all",
+                        help="distillation and canonical text, or canonical text only")
     parser.add_argument("--only", nargs="*", help="systems to run: baseline rules model")
     parser.add_argument("--skip-calibration", action="store_true")
     return parser.parse_args()

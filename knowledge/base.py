@@ -44,10 +44,11 @@ from knowledge.scrub import scrub
 from knowledge.vectors import Hit, VectorStore, Where
 from knowledge.votes import FADE_VOTES, Votes, weight
 
-MERGE_THRESHOLD = 0.48
+MERGE_THRESHOLD = 0.50
 RELEVANCE_FLOOR = 0.48
 MIN_TEXT = 12
 _NEIGHBOURS = 5  # stored clusters each new statement is compared with
+_CENTROID_TEXTS = 24  # statements a cluster's vector is the centroid of (the latest)
 
 
 @dataclass(frozen=True)
@@ -90,9 +91,11 @@ class KnowledgeBase:
     def __init__(self, store: VectorStore, embedder: Embedder, redis: Redis, secret: bytes,
                  k: int = 2, merge_threshold: float = MERGE_THRESHOLD, prefix: str = "burrow",
                  *, relevance_floor: float = RELEVANCE_FLOOR, names: NameFinder | None = None,
-                 model: ChatModel | None = None, fade_votes: int = FADE_VOTES) -> None:
+                 model: ChatModel | None = None, model_distils: bool = True,
+                 fade_votes: int = FADE_VOTES) -> None:
         """`names` finds people's names (default: Presidio, loaded on first use); `model` is
-        the host-side model for distillation and canonical text (None: rules only)."""
+        the host-side model for canonical text and, unless `model_distils` is False (one call
+        per contribution is the expensive part), for distillation (None: rules only)."""
         self.store = store
         self.embedder = embedder
         self.redis = redis
@@ -103,6 +106,7 @@ class KnowledgeBase:
         self.prefix = prefix
         self.names: NameFinder = names if names is not None else PresidioNames()
         self.model = model
+        self.model_distils = model_distils
         self.fade_votes = fade_votes
         self.votes = Votes(redis, prefix)
 
@@ -149,7 +153,7 @@ class KnowledgeBase:
     async def distil(self, candidates: list[dict[str, Any]],
                      identifiers: list[str]) -> list[tuple[str, str]]:
         """`prepare`, through the model when there is one (it sees only scrubbed text)."""
-        if self.model is None:
+        if self.model is None or not self.model_distils:
             return await asyncio.to_thread(self.prepare, candidates, identifiers)
         scrubbed = await asyncio.to_thread(self._scrubbed, candidates, identifiers)
         statements = await distill_with_model(self.model, scrubbed)
@@ -207,17 +211,24 @@ class KnowledgeBase:
         return touched
 
     def _write(self, clusters: list[Cluster], vector_of: dict[str, list[float]]) -> None:
-        """Recompute each cluster's text and store it: a new point (or a new vector, when the
-        text changed: the vector is the shown text's) or only a new payload."""
-        changed = [c for c in clusters if c.recompute(self.k) or c.id in vector_of]
-        texts = [c.representative for c in changed if c.id not in vector_of]
-        embedded = iter(self.embedder.embed(texts) if texts else [])
-        points = [(c.id, vector_of.get(c.id) or next(embedded), c.payload(self.k, self.fade_votes))
-                  for c in changed]
-        self.store.upsert(points)
+        """Recompute each cluster's text and store it with its vector: the centroid of its
+        statements and its shown text, so a paraphrase of any member finds the cluster."""
         for cluster in clusters:
-            if cluster not in changed:
-                self.store.set_payload(cluster.id, cluster.payload(self.k, self.fade_votes))
+            cluster.recompute(self.k)
+        texts = [[*dict.fromkeys([*([c.text] if c.text else []),
+                                  *(m.text for m in c.statements)])][-_CENTROID_TEXTS:]
+                 for c in clusters if c.id not in vector_of]
+        flat = [t for group in texts for t in group]
+        embedded = iter(_unit(self.embedder.embed(flat)) if flat else [])
+        points = []
+        for cluster in clusters:
+            vector = vector_of.get(cluster.id)
+            if vector is None:
+                rows = [next(embedded) for _ in texts.pop(0)]
+                centre = np.mean(rows, axis=0)
+                vector = (centre / max(float(np.linalg.norm(centre)), 1e-12)).tolist()
+            points.append((cluster.id, vector, cluster.payload(self.k, self.fade_votes)))
+        self.store.upsert(points)
 
     async def _refine(self, ids: list[str]) -> None:
         """With a model: rewrite the canonical text of clusters that reached k tenants, or
