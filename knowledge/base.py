@@ -39,7 +39,7 @@ from knowledge.clusters import Cluster, compatible
 from knowledge.distill import KINDS, MAX_TEXT, Statement, distill, distill_with_model
 from knowledge.embedder import Embedder
 from knowledge.model import ChatModel
-from knowledge.ner import NameFinder, PresidioNames
+from knowledge.ner import NameFinder, ProcessNames
 from knowledge.scrub import scrub
 from knowledge.vectors import Hit, VectorStore, Where
 from knowledge.votes import FADE_VOTES, Votes, weight
@@ -93,7 +93,8 @@ class KnowledgeBase:
                  *, relevance_floor: float = RELEVANCE_FLOOR, names: NameFinder | None = None,
                  model: ChatModel | None = None, model_distils: bool = True,
                  fade_votes: int = FADE_VOTES) -> None:
-        """`names` finds people's names (default: Presidio, loaded on first use); `model` is
+        """`names` finds people's names (default: Presidio in a child process, started on first
+        use; `PresidioNames()` runs it in this process); `model` is
         the host-side model for canonical text and, unless `model_distils` is False (one call
         per contribution is the expensive part), for distillation (None: rules only)."""
         self.store = store
@@ -104,7 +105,7 @@ class KnowledgeBase:
         self.merge_threshold = merge_threshold
         self.relevance_floor = relevance_floor
         self.prefix = prefix
-        self.names: NameFinder = names if names is not None else PresidioNames()
+        self.names: NameFinder = names if names is not None else ProcessNames()
         self.model = model
         self.model_distils = model_distils
         self.fade_votes = fade_votes

@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import pytest
 
-from knowledge.ner import PresidioNames
+from knowledge.ner import PresidioNames, ProcessNames
 from knowledge.scrub import Scrubbed, is_clean, scrub
 
 # --- positive cases: (kind, text, the substring that must disappear) -----------------------
@@ -605,3 +605,20 @@ def test_product_names_places_and_dates_in_general_statements_stay(
 def test_a_name_is_found_only_in_a_persons_shape(names: PresidioNames) -> None:
     assert scrub("Dr. Chen recommended rest.", names=names).text == "Dr. [person] recommended rest."
     assert scrub("Kafka slows down.", names=names).findings == {}
+
+
+def test_the_name_detector_in_a_child_process_answers_as_in_process_and_survives_a_kill(
+        names: PresidioNames) -> None:
+    texts = ["Maria Gonzalez said hi.", "Kafka slows down.", "Dr. Chen recommended rest.",
+             "I spoke with César del Bellido today."]
+    child = ProcessNames()
+    try:
+        assert [child.find(t) for t in texts] == [names.find(t) for t in texts]
+        assert ProcessNames() is child  # one child per model for the whole process
+        proc = child._proc
+        assert proc is not None
+        proc.kill()
+        proc.wait()
+        assert scrub(texts[0], names=child).text == "[person] said hi."  # a new child
+    finally:
+        child.close()
