@@ -201,3 +201,35 @@ def test_insights_serialise_with_the_search_contract_fields() -> None:
     data = Insight("i", "t", "fact", 2, 0.5, True).to_dict()
     assert {"id", "text", "kind", "score", "support"} <= set(data)
     json.dumps(data)
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+async def test_no_visible_insight_carries_a_minority_word_whatever_tenants_say(
+        kb: KnowledgeBase, seed: int) -> None:
+    import random
+
+    rng = random.Random(seed)
+    cores = ["Postgres needs a restart after changing shared_buffers",
+             "Redis caches should evict keys with allkeys-lru",
+             "Rinse rice in cold water until the water runs clear"]
+    extras = ["quickly", "on staging", "in production", "every time", "reliably",
+              "according to the docs", "without exception", "for big tables"]
+    tenants = [f"t{i}" for i in range(6)]
+    for tenant in tenants:
+        texts = []
+        for core in rng.sample(cores, 2):
+            words = core.split()
+            words.insert(rng.randrange(1, len(words)), rng.choice(extras))
+            framing = rng.choice(["{}.", "TIL: {}.", "We learned that {}.", "{}, at least for us."])
+            texts.append(framing.format(" ".join(words) if rng.random() < 0.7 else core))
+        await kb.contribute(tenant, said(*texts), [tenant])
+    shown = [c for c in await clusters(kb) if c["visible"]]
+    assert shown, "some insight is shared"
+    for cluster in shown:
+        assert cluster["support"] >= kb.k
+        assert_no_minority_words(cluster, kb.k)
+    for tenant in tenants[:3]:
+        await kb.withdraw(tenant)
+    for cluster in await clusters(kb):
+        assert_no_minority_words(cluster, kb.k)
+        assert not cluster["visible"] or cluster["support"] >= kb.k
