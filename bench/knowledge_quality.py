@@ -287,11 +287,11 @@ def _sweep(score: np.ndarray, truth: np.ndarray, allowed: np.ndarray, what: str)
 class LlamaChat:
     """`knowledge.model.ChatModel` for llama.cpp's server (schema-held JSON)."""
 
-    def __init__(self, url: str, model: str) -> None:
+    def __init__(self, url: str, model: str, max_tokens: int) -> None:
         import httpx
 
         self.url, self.model = url.rstrip("/"), model
-        self.max_tokens = 160
+        self.max_tokens = max_tokens
         self.client = httpx.AsyncClient(timeout=300)
         self.calls = 0
         self.seconds = 0.0
@@ -306,6 +306,35 @@ class LlamaChat:
         self.calls += 1
         self.seconds += time.perf_counter() - started
         return str(response.json()["choices"][0]["message"]["content"])
+
+
+async def distill_sample(model: LlamaChat, cohort: Cohort, batches: int) -> None:
+    """What the model does with the first `batches` batches: statements it proposes, how many
+    the rules keep, and how often the rules' own result stands instead."""
+    from knowledge.distill import distill, from_model, model_request
+    from knowledge.model import parse_json
+
+    proposed = kept = fallbacks = 0
+    examples: list[str] = []
+    for _, messages in cohort.batches[:batches]:
+        notes = [("fact", m) for m in messages]
+        try:
+            answer = parse_json(await model.chat(*model_request(notes)))
+        except Exception as exc:  # a timeout counts as a failed call, as in the base
+            answer = None
+            examples.append(f"call failed: {type(exc).__name__}")
+        items = answer.get("statements") if isinstance(answer, dict) else None
+        texts = [str(i.get("text")) for i in items or [] if isinstance(i, dict)]
+        good = from_model(answer, notes)
+        proposed, kept = proposed + len(texts), kept + len(good)
+        fallbacks += not good and bool(distill(notes))
+        examples += [f"proposed {t[:100]!r}" for t in texts[:1]]
+        examples += [f"kept {g.text[:100]!r}" for g in good[:1]]
+    print(f"\nmodel distillation on {batches} batches ({model.model}): {proposed} statements "
+          f"proposed, {kept} kept by the rules, {fallbacks} batches fell back to the rules' "
+          "own statements")
+    for example in examples[:12]:
+        print(f"  {example}")
 
 
 # --- main ----------------------------------------------------------------------------------
@@ -323,6 +352,10 @@ async def main(args: argparse.Namespace) -> None:
     if not args.skip_calibration:
         calibrate(embedder)
     cohort = make_cohort(args.seed)
+    if args.distill_sample:
+        await distill_sample(LlamaChat(args.model_url, args.model, args.max_tokens), cohort,
+                             args.distill_sample)
+        return
     told = sorted(cohort.tellers.values())
     print(f"\ncohort seed {args.seed}: {TENANTS} tenants, {len(cohort.batches)} batches of up to "
           f"{BATCH} messages; shared facts told by {told[0]}-{told[-1]} tenants "
@@ -342,7 +375,8 @@ async def main(args: argparse.Namespace) -> None:
                                               b"s" * 32, k=K, prefix="rules"),
              raw_candidates, lambda pl: bool(pl.get("visible"))),
         ]
-        model = LlamaChat(args.model_url, args.model) if args.model_url else None
+        model = LlamaChat(args.model_url, args.model, args.max_tokens) if args.model_url \
+            else None
         if model is not None:
             systems.append(("model " + args.model, lambda p: KnowledgeBase(
                 EdgeVectorStore(p, 384), embedder, redis, b"s" * 32, k=K, prefix="model",
@@ -387,10 +421,14 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=1, help="1 is the dev seed, 2 held out")
     parser.add_argument("--model-url", help="an OpenAI-compatible base URL (llama.cpp server)")
     parser.add_argument("--model", default="gemma-3-270m")
+    parser.add_argument("--max-tokens", type=int, default=160,
+                        help="per model answer (a small model rambles until it is cut off)")
     parser.add_argument("--model-for", choices=["all", "canonical"], default="all",
                         help="distillation and canonical text, or canonical text only")
     parser.add_argument("--only", nargs="*", help="systems to run: baseline rules model")
     parser.add_argument("--skip-calibration", action="store_true")
+    parser.add_argument("--distill-sample", type=int, default=0,
+                        help="only show what the model distils from this many batches")
     return parser.parse_args()
 
 
