@@ -233,25 +233,30 @@ class KnowledgeBase:
 
     async def _refine(self, ids: list[str]) -> None:
         """With a model: rewrite the canonical text of clusters that reached k tenants, or
-        doubled their support since the model last wrote it (so a popular cluster does not cost
-        a call per contribution). Applied only if the cluster did not change meanwhile, the
-        text keeps the invariant, holds no personal data and means what the members mean."""
+        doubled their support since the model was last asked (so a popular cluster does not
+        cost a call per contribution, whether the model's answers are used or not). Applied
+        only if the cluster did not change meanwhile, the text keeps the invariant, holds no
+        personal data and means what the members mean."""
         if self.model is None:
             return
         for hit in await asyncio.to_thread(self.store.get, ids):
             cluster = Cluster.of(hit.id, hit.payload)
-            if cluster.support < self.k or (cluster.canonical_by == "model"
-                                            and cluster.support < 2 * cluster.model_support):
-                continue
+            if cluster.support < max(self.k, 2 * cluster.model_support):
+                continue  # not shown yet, or asked at half this support already
             text = await by_model(self.model, cluster.statements, self.k)
-            if text is None or not await asyncio.to_thread(self._meaning_kept, text, cluster):
-                continue
+            if text is not None and not await asyncio.to_thread(self._meaning_kept, text,
+                                                                 cluster):
+                text = None
             async with self._lock():
                 now = await asyncio.to_thread(self.store.get, [cluster.id])
                 if not now or Cluster.of(now[0].id, now[0].payload).digest() != cluster.digest():
                     continue
+                cluster.model_support = cluster.support  # asked, whatever it answered
+                if text is None:
+                    await asyncio.to_thread(self.store.set_payload, cluster.id,
+                                            cluster.payload(self.k, self.fade_votes))
+                    continue
                 cluster.text, cluster.canonical_by = text, "model"
-                cluster.model_support = cluster.support
                 [vector] = await asyncio.to_thread(self.embedder.embed, [text])
                 await asyncio.to_thread(self.store.upsert, [
                     (cluster.id, vector, cluster.payload(self.k, self.fade_votes))])
@@ -345,8 +350,8 @@ class KnowledgeBase:
             gone = [c.id for c in clusters if c.remove(me) and not c.members]
             kept = [c for c in clusters if c.members and me not in c.contributors]
             for cluster in kept:
-                cluster.canonical_by = "" if cluster.canonical_by == "model" else \
-                    cluster.canonical_by  # a model's text saw the tenant's words: rewrite it
+                if cluster.canonical_by == "model":  # it saw the tenant's words: ask again
+                    cluster.canonical_by, cluster.model_support = "", 0
             await asyncio.to_thread(self.store.delete, gone)
             await asyncio.to_thread(self._write, kept, {})
             removed, weakened = len(gone), len(kept)

@@ -10,7 +10,7 @@ One cluster is one point in the vector store; this module owns its payload:
     contributors   those ids
     members        [{"c": contributor, "t": statement, "at": time}], at most
                    MAX_TEXTS_PER_CONTRIBUTOR statements per contributor
-    canonical_by   "rule" or "model"; model_support: support when the model last wrote it
+    canonical_by   "rule" or "model"; model_support: support when the model was last asked
     helpful, unhelpful   vote counts (one vote per tenant: `knowledge.votes`)
     visible        1 when other tenants may see it: support >= k, a canonical text, not faded
     created_at, updated_at

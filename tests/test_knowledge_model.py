@@ -142,3 +142,17 @@ async def test_a_model_text_with_personal_data_or_another_meaning_is_not_shown(
             await kb.contribute(tenant, [{"kind": "fact", "text": same}], [tenant])
         [shown] = await kb.search("Should tomatoes go in the fridge?", floor=0.0)
         assert shown.text == same  # the rule's text: both tenants said exactly this
+
+
+async def test_a_failing_model_is_not_asked_again_until_the_support_doubles(
+        kb_with: Callable[[FakeChatModel], KnowledgeBase]) -> None:
+    model = FakeChatModel(*[fails] * 10)
+    kb = kb_with(model)
+    kb.model_distils = False  # only canonical text goes to the model here
+    for tenant in ("a", "b", "c"):
+        await kb.contribute(tenant, [{"kind": "fact", "text": MEMBERS[2].text}], [tenant])
+    assert len(model.calls) == 1  # at support 2; support 3 is less than twice that
+    [shown] = await kb.search("Should tomatoes go in the fridge?")
+    assert shown.text == MEMBERS[2].text  # the rule's text stands
+    await kb.contribute("d", [{"kind": "fact", "text": MEMBERS[2].text}], ["d"])
+    assert len(model.calls) == 2
