@@ -29,7 +29,9 @@ let failed = 0
 const stream = run({ files, concurrency: files.length })
 stream.on("test:pass", () => { passed += 1 })
 stream.on("test:fail", () => { failed += 1 })
-stream.compose(new spec()).pipe(process.stdout)
-stream.on("end", () => {
+const report = stream.compose(new spec())
+report.pipe(process.stdout, { end: false })
+report.on("end", () => {
+  console.log(`npm test: ${passed} passed, ${failed} failed`)
   if (failed || !passed) process.exitCode = 1
 })

@@ -21,9 +21,8 @@ function required(name: string): string {
 
 export const URL = required("BURROW_URL")
 export const OPERATOR_KEY = required("BURROW_API_KEY")
-/** Bundled local models: runs take seconds, not minutes. */
+/** A bundled local model: a run takes seconds, not minutes. */
 export const MODEL = process.env["BURROW_TEST_MODEL"] || "local/smollm2-135m"
-export const SECOND_MODEL = process.env["BURROW_TEST_SECOND_MODEL"] || "local/gemma-3-270m"
 
 export function unique(prefix: string): string {
   return `${prefix}-${randomBytes(4).toString("hex")}`
