@@ -11,7 +11,7 @@ import type {
   AgentConfig, BoxCreateBody, BoxInfo, Camel, CamelKeys, EgressBody, Expect, GitBody,
   LimitsBody, NoneMissing, Snapshot,
 } from "./wire.js"
-import { describe, toWire } from "./wire.js"
+import { checkOptions, describe, toWire } from "./wire.js"
 
 /** The agent of a box's runs: a harness (default Agent.Burrow) and a provider/name model. */
 export type AgentOptions = Partial<Pick<AgentConfig, "harness">> & Pick<AgentConfig, "model">
@@ -120,10 +120,10 @@ export class Box {
   /** The boxes this key may see; `label` "k:v" (or several) keeps those having every one. */
   static async list(options: { label?: string | readonly string[] } & ClientOptions = {}): Promise<Box[]> {
     const [rest, client] = splitClient(options, "Box.list()")
-    const { label } = toWire(rest, ["label"], "Box.list()") as { label?: string | string[] }
+    checkOptions(rest, ["label"], "Box.list()")
     const config = resolve(client)
     const found = await new Http(config).json<BoxInfo[]>("GET", "/v1/boxes", {
-      params: { label } })
+      params: { label: rest.label } })
     return found.map((info) => new Box(info, new Http(config)))
   }
 

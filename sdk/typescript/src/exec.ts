@@ -58,12 +58,12 @@ export class Exec {
   }
 
   /** Yield output as it arrives (`type` stdout or stderr, `data`), then one `exit` chunk
-   * with `exit_code`. Stopping early (break) kills the command. */
-  async *stream(cmd: Command, options: ExecOptions = {}): AsyncGenerator<ExecChunk, void, undefined> {
+   * with `exit_code`. Stopping early (break) kills the command at its next output. */
+  stream(cmd: Command, options: ExecOptions = {}): AsyncGenerator<ExecChunk, void, undefined> {
     const body = execBody(cmd, options, COMMAND_KEYS.filter((k) => k !== "maxOutputChars"),
                           "exec.stream()")
-    for await (const line of this.#http.lines(`${this.#path}/stream`, body, options.timeoutS)) {
-      yield line as ExecChunk
-    }
+    // The server's lines are ExecChunks (its OpenAPI document says so; the types are its).
+    return this.#http.lines(`${this.#path}/stream`, body, options.timeoutS) as
+      AsyncGenerator<ExecChunk, void, undefined>
   }
 }

@@ -5,15 +5,15 @@ import type { ClientOptions } from "./config.js"
 import { resolve, splitClient } from "./config.js"
 import { Http } from "./http.js"
 import type { Insight } from "./wire.js"
-import { toWire } from "./wire.js"
+import { checkOptions } from "./wire.js"
 
 export class Knowledge {
   /** Insights like `query`, most relevant first (`limit` default 5). */
   static async search(query: string, options: { limit?: number } & ClientOptions = {}): Promise<Insight[]> {
     const [rest, client] = splitClient(options, "Knowledge.search()")
-    const { limit } = toWire(rest, ["limit"], "Knowledge.search()")
+    checkOptions(rest, ["limit"], "Knowledge.search()")
     const http = new Http(resolve(client))
     return http.json<Insight[]>("POST", "/v1/knowledge/search", {
-      json: { query, limit: limit ?? 5 } })
+      json: { query, limit: rest.limit ?? 5 } })
   }
 }

@@ -11,7 +11,7 @@ import { Http, segment } from "./http.js"
 import type {
   AgentAskAnswer, AgentProfile, CamelKeys, Expect, NoneMissing, TenantInfo, TenantPolicyBody,
 } from "./wire.js"
-import { toWire } from "./wire.js"
+import { checkOptions, toWire } from "./wire.js"
 import type { Camel } from "./wire.js"
 
 /** A tenant agent's answer: its HTTP status, its body (JSON decoded when it is JSON), and
@@ -55,8 +55,8 @@ export class TenantAgent {
   /** Any request to the agent (`path` is the agent's own, e.g. "/ask"); its answer, or the
    * BurrowError of an error status. */
   async request(method: string, path: string, options: AgentRequestOptions = {}): Promise<AgentAnswer> {
-    const { json, headers, timeoutS } = toWire(options, ["json", "headers", "timeoutS"],
-                                               "agent.request()") as AgentRequestOptions
+    checkOptions(options, ["json", "headers", "timeoutS"], "agent.request()")
+    const { json, headers, timeoutS } = options
     const answer = await this.#http.request(method.toUpperCase(), `${this.#path}/${path.replace(/^\/+/, "")}`,
                                             { json, headers, waitS: timeoutS })
     const text = new TextDecoder().decode(answer.body)

@@ -67,24 +67,30 @@ function snake(key: string): string {
   return key.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`)
 }
 
-/**
- * The request body for `options`: each of the `known` camelCase keys under the API's
- * snake_case name, undefined ones left out. Only the top level is renamed (values such as
- * env, labels or a JSON schema travel as they are). A key the call does not take is a
- * TypeError naming it, so that `keep_alive: true` does not pass unnoticed.
- */
-export function toWire(options: object, known: readonly string[],
-                       what: string): Record<string, unknown> {
+/** Throw a TypeError if `options` is not an object, or has a key not among `known`,
+ * naming it (and the key it may have meant): `keep_alive: true` must not pass unnoticed. */
+export function checkOptions(options: unknown, known: readonly string[], what: string): void {
   if (typeof options !== "object" || options === null || Array.isArray(options)) {
     throw new TypeError(`${what} must be an object of options, not ${describe(options)}`)
   }
+  for (const key of Object.keys(options)) {
+    if (known.includes(key)) continue
+    const close = known.find((k) => snake(k) === key || k.toLowerCase() === key.toLowerCase())
+    throw new TypeError(`${what} has no option ${JSON.stringify(key)}` +
+                        (close ? `; did you mean ${close}?` : `; it takes ${known.join(", ")}`))
+  }
+}
+
+/**
+ * The request body for `options` (checked by checkOptions): each key under the API's
+ * snake_case name, undefined ones left out. Only the top level is renamed (values such as
+ * env, labels or a JSON schema travel as they are).
+ */
+export function toWire(options: object, known: readonly string[],
+                       what: string): Record<string, unknown> {
+  checkOptions(options, known, what)
   const body: Record<string, unknown> = {}
   for (const [key, value] of Object.entries(options)) {
-    if (!known.includes(key)) {
-      const close = known.find((k) => snake(k) === key || k.toLowerCase() === key.toLowerCase())
-      throw new TypeError(`${what} has no option ${JSON.stringify(key)}` +
-                          (close ? `; did you mean ${close}?` : `; it takes ${known.join(", ")}`))
-    }
     if (value !== undefined) body[snake(key)] = value
   }
   return body

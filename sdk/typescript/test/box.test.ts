@@ -183,6 +183,9 @@ test("bad input is refused before anything is sent, saying what to pass", async 
     name: "TypeError", message: /has no option "keep_alive"; did you mean keepAlive\?/ })
   await assert.rejects(Box.create({ git: { user_name: "x" } } as never), { message: /git has no option "user_name"; did you mean userName\?/ })
   await assert.rejects(box.exec.command("" as string), { name: "TypeError", message: /non-empty string/ })
+  assert.throws(() => box.exec.stream(["ls", 1] as never), { name: "TypeError", message: /array of strings/ })
+  await assert.rejects(Tenant.connect(tenant.id).agent.request("GET", "/health", { timeout: 5 } as never),
+                       { name: "TypeError", message: /has no option "timeout"; it takes json, headers, timeoutS/ })
   await assert.rejects(box.agent.run({ prompt: " " }), { name: "TypeError", message: /prompt/ })
   await assert.rejects(box.agent.run({ prompt: "p", responseSchema: "json" as never }), {
     name: "TypeError", message: /responseSchema must be a JSON schema object or a zod schema/ })
@@ -203,7 +206,7 @@ test("a tenant's agent answers through the agent route and learns from it", asyn
   assert.ok("used" in asked && "model" in asked)
   await eventually("the agent learns the preference", async () =>
     JSON.stringify((await own.agent.profile()).preferences).includes("dark mode"))
-  assert.deepEqual((await own.agent.request("GET", "/health")).body, { ok: true })
+  assert.deepEqual((await own.agent.request("GET", "/health", { timeoutS: 5 })).body, { ok: true })
   await assert.rejects(own.agent.request("GET", "/_burrow/log"), NotFoundError)
   const other = Tenant.connect("someone-else", { apiKey: key })
   await assert.rejects(other.agent.profile(), NotFoundError) // another tenant's agent is not its to reach
