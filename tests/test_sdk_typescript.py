@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -96,6 +97,7 @@ class Seed:
         self.out, self.err = where / f"{name}.stdout", where / f"{name}.stderr"
         env = {**os.environ, "BURROW_URL": server.url, "BURROW_API_KEY": self.key}
         env.pop("GIT_TOKEN", None)
+        self.started = time.monotonic()
         with self.out.open("w") as out, self.err.open("w") as err:
             self.proc = subprocess.Popen([_node(), "--import", "./supplied.mjs",
                                           f"out/{name}.js"], cwd=where, env=env, stdout=out,
@@ -103,6 +105,7 @@ class Seed:
 
     def finish(self, timeout_s: float) -> None:
         code = self.proc.wait(timeout=timeout_s)
+        print(f"{self.name}: ended after {time.monotonic() - self.started:.0f} s")
         said = self.out.read_text() + self.err.read_text()
         assert code == 0 and not self.err.read_text().strip(), f"{self.name} failed:\n{said}"
 

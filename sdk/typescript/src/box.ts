@@ -2,7 +2,7 @@
 
 import { AgentRuns } from "./agent.js"
 import type { ClientOptions } from "./config.js"
-import { resolve, splitClient } from "./config.js"
+import { clientConfig, resolve, splitClient } from "./config.js"
 import { Exec } from "./exec.js"
 import { Files } from "./files.js"
 import { Git } from "./git.js"
@@ -11,7 +11,7 @@ import type {
   AgentConfig, BoxCreateBody, BoxInfo, Camel, CamelKeys, EgressBody, Expect, GitBody,
   LimitsBody, NoneMissing, Snapshot,
 } from "./wire.js"
-import { checkOptions, describe, toWire } from "./wire.js"
+import { describe, toWire } from "./wire.js"
 
 /** The agent of a box's runs: a harness (default Agent.Burrow) and a provider/name model. */
 export type AgentOptions = Partial<Pick<AgentConfig, "harness">> & Pick<AgentConfig, "model">
@@ -99,7 +99,7 @@ export class Box {
    * userEmail }; network: "none" (default) or "egress"; tenant: operator keys only, the
    * tenant that owns the box. */
   static async create(options: CreateOptions = {}): Promise<Box> {
-    const [rest, client] = splitClient(options, "Box.create()")
+    const [rest, client] = splitClient(options, CREATE_KEYS, "Box.create()")
     const http = new Http(resolve(client))
     const body = createBody(rest, "Box.create()")
     return new Box(await http.json<BoxInfo>("POST", "/v1/boxes", { json: body }), http)
@@ -113,14 +113,13 @@ export class Box {
   }
 
   static async get(boxId: string, options: ClientOptions = {}): Promise<Box> {
-    const http = new Http(resolve(splitClient(options, "Box.get()")[1]))
+    const http = new Http(clientConfig(options, "Box.get()"))
     return new Box(await http.json<BoxInfo>("GET", boxPath(boxId)), http)
   }
 
   /** The boxes this key may see; `label` "k:v" (or several) keeps those having every one. */
   static async list(options: { label?: string | readonly string[] } & ClientOptions = {}): Promise<Box[]> {
-    const [rest, client] = splitClient(options, "Box.list()")
-    checkOptions(rest, ["label"], "Box.list()")
+    const [rest, client] = splitClient(options, ["label"], "Box.list()")
     const config = resolve(client)
     const found = await new Http(config).json<BoxInfo[]>("GET", "/v1/boxes", {
       params: { label: rest.label } })
@@ -129,12 +128,12 @@ export class Box {
 
   /** The named snapshots this key may see. */
   static async snapshots(options: ClientOptions = {}): Promise<Snapshot[]> {
-    const http = new Http(resolve(splitClient(options, "Box.snapshots()")[1]))
+    const http = new Http(clientConfig(options, "Box.snapshots()"))
     return http.json<Snapshot[]>("GET", "/v1/snapshots")
   }
 
   static async deleteSnapshot(snapshotId: string, options: ClientOptions = {}): Promise<void> {
-    const http = new Http(resolve(splitClient(options, "Box.deleteSnapshot()")[1]))
+    const http = new Http(clientConfig(options, "Box.deleteSnapshot()"))
     await http.request("DELETE", `/v1/snapshots/${segment(snapshotId, "the snapshot id")}`)
   }
 

@@ -1,7 +1,7 @@
 /** Where the server is and which key to send: BURROW_URL and BURROW_API_KEY, or per call. */
 
 import { AuthenticationError, InvalidRequestError } from "./errors.js"
-import { describe } from "./wire.js"
+import { checkOptions, describe } from "./wire.js"
 
 export const DEFAULT_URL = "http://127.0.0.1:8420"
 export const DEFAULT_TIMEOUT_S = 60
@@ -56,12 +56,19 @@ export function resolve(options: ClientOptions = {}): Config {
   return { url, apiKey, timeoutS }
 }
 
-/** `options` without the client's settings, and those settings. */
-export function splitClient<T extends ClientOptions>(options: T,
+const CLIENT_KEYS = ["apiKey", "baseUrl", "requestTimeoutS"] as const
+
+/** `options`, checked to hold only `known` keys and the client's, split into the call's own
+ * options and the client's settings. */
+export function splitClient<T extends ClientOptions>(options: T, known: readonly string[],
                                                      what: string): [Omit<T, keyof ClientOptions>, ClientOptions] {
-  if (typeof options !== "object" || options === null || Array.isArray(options)) {
-    throw new TypeError(`${what} takes an object of options, not ${describe(options)}`)
-  }
+  checkOptions(options, [...known, ...CLIENT_KEYS], what)
   const { apiKey, baseUrl, requestTimeoutS, ...rest } = options
   return [rest, { apiKey, baseUrl, requestTimeoutS }]
+}
+
+/** The Config of a call that takes the client's options alone. */
+export function clientConfig(options: ClientOptions, what: string): Config {
+  checkOptions(options, CLIENT_KEYS, what)
+  return resolve(options)
 }

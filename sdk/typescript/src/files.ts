@@ -3,7 +3,7 @@
 
 import type { Http } from "./http.js"
 import type { FileEntry } from "./wire.js"
-import { describe } from "./wire.js"
+import { checkOptions, describe } from "./wire.js"
 
 // upload() and download() need the local disk: Node's (or a runtime that offers node:fs),
 // loaded only when they are called.
@@ -42,6 +42,7 @@ export class Files {
 
   /** Write `data` (a string is UTF-8 encoded) to `path`, creating parents, replacing a file. */
   async write(path: string, data: string | Uint8Array, options: { mode?: number } = {}): Promise<void> {
+    checkOptions(options, ["mode"], "files.write()")
     if (typeof data !== "string" && !(data instanceof Uint8Array)) {
       throw new TypeError(`files.write(): data must be a string or a Uint8Array, not ${describe(data)}`)
     }
@@ -59,6 +60,7 @@ export class Files {
 
   /** The file as text (`encoding`: any the platform's TextDecoder knows). */
   async read(path: string, options: { encoding?: string } = {}): Promise<string> {
+    checkOptions(options, ["encoding"], "files.read()")
     const bytes = await this.readBytes(checkPath(path, "read"))
     return new TextDecoder(options.encoding ?? "utf-8").decode(bytes)
   }
@@ -69,6 +71,7 @@ export class Files {
   }
 
   async delete(path: string, options: { recursive?: boolean } = {}): Promise<void> {
+    checkOptions(options, ["recursive"], "files.delete()")
     await this.#http.request("DELETE", this.#path, {
       params: { path: checkPath(path, "delete"), recursive: options.recursive ?? false } })
   }

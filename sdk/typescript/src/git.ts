@@ -4,6 +4,7 @@
 import { GitError } from "./errors.js"
 import type { Exec } from "./exec.js"
 import type { ExecResult } from "./wire.js"
+import { checkOptions } from "./wire.js"
 
 export const WORKSPACE = "/workspace"
 const COMMIT_SCRIPT = 'git add -A && git commit -q -m "$1" && git rev-parse HEAD'
@@ -87,6 +88,7 @@ export class Git {
   /** Clone `repo` (a URL, or a path in the box) to `path` (default /workspace/<name>);
    * return the path, which later calls use by default. */
   async clone(repo: string, options: { path?: string; branch?: string; depth?: number } = {}): Promise<string> {
+    checkOptions(options, ["path", "branch", "depth"], "git.clone()")
     const target = cloneTarget(repo, options.path)
     const args = ["clone", "--quiet"]
     if (options.branch) args.push("--branch", options.branch)
@@ -98,6 +100,7 @@ export class Git {
 
   /** Make `path` (default /workspace) a new repository; return the path. */
   async init(options: { path?: string; branch?: string } = {}): Promise<string> {
+    checkOptions(options, ["path", "branch"], "git.init()")
     const target = options.path ? cloneTarget("", options.path) : WORKSPACE
     await this.#git("init", ["init", "--quiet", `--initial-branch=${options.branch ?? "main"}`,
                              target], WORKSPACE)
@@ -106,6 +109,7 @@ export class Git {
   }
 
   async status(options: { path?: string } = {}): Promise<GitStatus> {
+    checkOptions(options, ["path"], "git.status()")
     const where = options.path ?? this.path
     return parseStatus(await this.#git("status", ["status", "--porcelain=v1", "--branch", "-z"],
                                        where))
@@ -113,12 +117,17 @@ export class Git {
 
   /** The diff of the working tree (or, `staged`, of the index) against HEAD. */
   async diff(options: { path?: string; staged?: boolean } = {}): Promise<string> {
+    checkOptions(options, ["path", "staged"], "git.diff()")
     const args = ["diff", "--no-color", ...(options.staged ? ["--cached"] : [])]
     return this.#git("diff", args, options.path ?? this.path)
   }
 
   /** Stage every change (`git add -A`) and commit; return the new commit's sha. */
   async commit(message: string, options: { path?: string } = {}): Promise<string> {
+    checkOptions(options, ["path"], "git.commit()")
+    if (typeof message !== "string" || !message.trim()) {
+      throw new TypeError("git.commit(): the message must be a non-empty string")
+    }
     const where = options.path ?? this.path
     const result = await this.#exec.command(["sh", "-c", COMMIT_SCRIPT, "git-commit", message],
                                             { cwd: where })

@@ -5,13 +5,11 @@ import type { ClientOptions } from "./config.js"
 import { resolve, splitClient } from "./config.js"
 import { Http } from "./http.js"
 import type { Insight } from "./wire.js"
-import { checkOptions } from "./wire.js"
 
 export class Knowledge {
   /** Insights like `query`, most relevant first (`limit` default 5). */
   static async search(query: string, options: { limit?: number } & ClientOptions = {}): Promise<Insight[]> {
-    const [rest, client] = splitClient(options, "Knowledge.search()")
-    checkOptions(rest, ["limit"], "Knowledge.search()")
+    const [rest, client] = splitClient(options, ["limit"], "Knowledge.search()")
     const http = new Http(resolve(client))
     return http.json<Insight[]>("POST", "/v1/knowledge/search", {
       json: { query, limit: rest.limit ?? 5 } })

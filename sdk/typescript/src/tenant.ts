@@ -6,7 +6,7 @@
  */
 
 import type { ClientOptions } from "./config.js"
-import { resolve, splitClient } from "./config.js"
+import { clientConfig, resolve, splitClient } from "./config.js"
 import { Http, segment } from "./http.js"
 import type {
   AgentAskAnswer, AgentProfile, CamelKeys, Expect, NoneMissing, TenantInfo, TenantPolicyBody,
@@ -109,7 +109,7 @@ export class Tenant {
   /** A new tenant with its home box and key (operator key). `policy`: overrides of the
    * operator's policy for this tenant. */
   static async create(options: { id?: string; policy?: Camel<TenantPolicyBody> } & ClientOptions = {}): Promise<Tenant> {
-    const [rest, client] = splitClient(options, "Tenant.create()")
+    const [rest, client] = splitClient(options, ["id", "policy"], "Tenant.create()")
     const body = toWire(rest, ["id", "policy"], "Tenant.create()")
     if (body["policy"] !== undefined && body["policy"] !== null) {
       body["policy"] = toWire(body["policy"] as object, POLICY_KEYS, "Tenant.create()'s policy")
@@ -120,7 +120,7 @@ export class Tenant {
 
   /** A tenant by id (operator key): its state, last activity, storage. */
   static async get(tenantId: string, options: ClientOptions = {}): Promise<Tenant> {
-    const http = new Http(resolve(splitClient(options, "Tenant.get()")[1]))
+    const http = new Http(clientConfig(options, "Tenant.get()"))
     return new Tenant(await http.json<TenantInfo>("GET", tenantPath(tenantId)), http)
   }
 
@@ -128,12 +128,12 @@ export class Tenant {
    * tenant record): what a product's backend uses to reach a user's agent. */
   static connect(tenantId: string, options: ClientOptions = {}): Tenant {
     segment(tenantId, "the tenant id")
-    return new Tenant({ id: tenantId }, new Http(resolve(splitClient(options, "Tenant.connect()")[1])))
+    return new Tenant({ id: tenantId }, new Http(clientConfig(options, "Tenant.connect()")))
   }
 
   /** Every tenant (operator key). */
   static async list(options: ClientOptions = {}): Promise<TenantInfo[]> {
-    const http = new Http(resolve(splitClient(options, "Tenant.list()")[1]))
+    const http = new Http(clientConfig(options, "Tenant.list()"))
     return http.json<TenantInfo[]>("GET", "/v1/tenants")
   }
 

@@ -67,6 +67,11 @@ function snake(key: string): string {
   return key.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`)
 }
 
+/** A key as a typo or another language spells it: keep_alive, keepalive, labels. */
+function alike(key: string): string {
+  return key.toLowerCase().replace(/_/g, "").replace(/s$/, "")
+}
+
 /** Throw a TypeError if `options` is not an object, or has a key not among `known`,
  * naming it (and the key it may have meant): `keep_alive: true` must not pass unnoticed. */
 export function checkOptions(options: unknown, known: readonly string[], what: string): void {
@@ -75,7 +80,7 @@ export function checkOptions(options: unknown, known: readonly string[], what: s
   }
   for (const key of Object.keys(options)) {
     if (known.includes(key)) continue
-    const close = known.find((k) => snake(k) === key || k.toLowerCase() === key.toLowerCase())
+    const close = known.find((k) => alike(k) === alike(key))
     throw new TypeError(`${what} has no option ${JSON.stringify(key)}` +
                         (close ? `; did you mean ${close}?` : `; it takes ${known.join(", ")}`))
   }

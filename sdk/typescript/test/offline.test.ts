@@ -79,6 +79,16 @@ test("settings come from BURROW_URL and BURROW_API_KEY; options win", async () =
   }
 })
 
+test("an option a call does not take is a TypeError naming it", async () => {
+  await assert.rejects(Box.create({ apikey: "k" } as never), { name: "TypeError", message: /Box.create\(\) has no option "apikey"; did you mean apiKey\?/ })
+  await assert.rejects(Box.get("b_1", { label: "a:b" } as never), {
+    name: "TypeError", message: /Box.get\(\) has no option "label"; it takes apiKey, baseUrl, requestTimeoutS/ })
+  await assert.rejects(Box.list({ labels: "a:b" } as never), { message: /did you mean label\?/ })
+  await assert.rejects(sdk.Tenant.create({ policy: { freeze_after_s: 60 } } as never), {
+    message: /policy has no option "freeze_after_s"; did you mean freezeAfterS\?/ })
+  await assert.rejects(sdk.Knowledge.search("q", "five" as never), { message: /must be an object of options, not "five"/ })
+})
+
 test("a zod responseSchema is sent as its JSON schema and parses the result", async () => {
   const Answer = z.object({ city: z.string(), population: z.number().int() })
   const json = await jsonSchemaOf(Answer)
