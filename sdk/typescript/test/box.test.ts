@@ -224,8 +224,14 @@ test("the operator makes, finds and deletes tenants; a deleted tenant's key stop
   await assert.rejects(Tenant.get(made.id, { apiKey: OPERATOR_KEY }), NotFoundError)
 })
 
-test("knowledge search answers a list; a bad limit is an InvalidRequestError", async () => {
+test("knowledge search answers a list and filters; votes need a tenant and a shared insight", async () => {
   assert.ok(Array.isArray(await Knowledge.search("dark mode")))
   assert.ok(Array.isArray(await Knowledge.search("dark mode", { apiKey: OPERATOR_KEY, limit: 3 })))
+  assert.deepEqual(await Knowledge.search("dark mode", { kinds: ["tip"], since: 4102444800 }), [])
   await assert.rejects(Knowledge.search("x", { limit: 0 }), { name: "InvalidRequestError", status: 422 })
+  await assert.rejects(Knowledge.search("x", { since: 5, until: 1 }), { name: "InvalidRequestError", status: 422 })
+  const unknown = "00000000-0000-4000-8000-000000000000"
+  await assert.rejects(Knowledge.vote(unknown, true), { name: "NotFoundError", status: 404 })
+  await assert.rejects(Knowledge.vote(unknown, false, { apiKey: OPERATOR_KEY }),
+                       { name: "PermissionDeniedError", status: 403 })
 })
