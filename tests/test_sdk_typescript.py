@@ -223,8 +223,9 @@ RENAMED = {"__aiter__": "[Symbol.asyncIterator]", "aclose": "close"}
 # arguments and pydantic models.
 TYPESCRIPT_ONLY_TYPES = {
     "AgentAskAnswer", "AgentOptions", "AgentProfile", "AgentRequestOptions", "ClientOptions",
-    "Command", "CommandOptions", "CreateOptions", "ExecOptions", "JsonSchema", "Parsed",
-    "ResponseSchema", "RunOptions", "ZodLike", "components", "operations", "paths"}
+    "Command", "CommandOptions", "CreateOptions", "ExecOptions", "InsightKind", "JsonSchema",
+    "KnowledgeSearchOptions", "Parsed", "ResponseSchema", "RunOptions", "ZodLike",
+    "components", "operations", "paths"}
 
 
 def camel(name: str) -> str:
