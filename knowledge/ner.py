@@ -20,12 +20,12 @@ César del Bellido"), and runs of name-shaped words with a letter beyond ASCII.
 
 from __future__ import annotations
 
-import atexit
 import re
-import subprocess
 import sys
 import threading
 from typing import TYPE_CHECKING, Protocol
+
+from knowledge.child import Child
 
 if TYPE_CHECKING:
     from presidio_analyzer import AnalyzerEngine
@@ -174,90 +174,21 @@ class PresidioNames:
 
 
 class ProcessNames:
-    """`PresidioNames` in a child process (`python -m knowledge.ner_child`), started on first
-    use and shared by every ProcessNames of this process.
+    """`PresidioNames` in a child process (`python -m knowledge.ner_child`, see
+    `knowledge.child`), started on first use and shared by every ProcessNames of this process
+    with the same model; if it dies, the next call starts another."""
 
-    spaCy and its model take a few hundred MB; in the gateway's process (`burrow serve` runs the
-    worker there) they would make every fork of it slower, as torch did before the embedder
-    moved out (wakes took twice as long). If the child dies, the next call starts another; it
-    exits when this process does (its stdin closes)."""
-
-    _shared: dict[str, ProcessNames] = {}
-    _shared_lock = threading.Lock()
-
-    def __new__(cls, model: str = MODEL_PACKAGE) -> ProcessNames:
-        with cls._shared_lock:
-            found = cls._shared.get(model)
-            if found is None:
-                found = cls._shared[model] = super().__new__(cls)
-                found._setup(model)
-            return found
-
-    def _setup(self, model: str) -> None:
-        self._argv = [sys.executable, "-m", "knowledge.ner_child", model]
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._lock = threading.Lock()
+    def __init__(self, model: str = MODEL_PACKAGE) -> None:
+        self._child = Child.shared([sys.executable, "-m", "knowledge.ner_child", model],
+                                   "the name detector's process")
 
     def load(self) -> None:
         """Start the child and load its model now (e.g. at worker start)."""
         self.find("Warm Up")
 
     def find(self, text: str) -> list[tuple[int, int]]:
-        from knowledge.embed_child import read_message, write_message
-
-        with self._lock:
-            for attempt in (1, 2):
-                proc = self._running()
-                try:
-                    write_message(proc.stdin, text)
-                    answer = read_message(proc.stdout)
-                    break
-                except (OSError, EOFError, ValueError):
-                    self._stop()
-                    if attempt == 2:
-                        raise RuntimeError("the name detector's process exited twice in a row;"
-                                           " see its error above in the log") from None
-        if not isinstance(answer, list):
-            raise ValueError(f"name detection failed: {answer}")
-        return [(int(start), int(end)) for start, end in answer]
-
-    def _running(self) -> subprocess.Popen[bytes]:
-        if self._proc is not None and self._proc.poll() is not None:
-            self._stop()
-        if self._proc is None:
-            self._proc = subprocess.Popen(self._argv, stdin=subprocess.PIPE,
-                                          stdout=subprocess.PIPE)
-        return self._proc
-
-    def _stop(self) -> None:
-        if self._proc is not None:
-            self._proc.kill()
-            self._proc.wait()
-            for stream in (self._proc.stdin, self._proc.stdout):
-                if stream is not None:
-                    stream.close()
-            self._proc = None
+        return [(int(start), int(end)) for start, end in self._child.ask(text)]
 
     def close(self) -> None:
-        """Let the child exit (it sees its stdin close)."""
-        with self._lock:
-            if self._proc is None:
-                return
-            if self._proc.stdin is not None:
-                self._proc.stdin.close()
-            try:
-                self._proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait()
-            if self._proc.stdout is not None:
-                self._proc.stdout.close()
-            self._proc = None
-
-    @classmethod
-    def close_all(cls) -> None:
-        for finder in list(cls._shared.values()):
-            finder.close()
-
-
-atexit.register(ProcessNames.close_all)
+        """Let the child exit (it sees its stdin close); the next call starts another."""
+        self._child.close()

@@ -614,8 +614,8 @@ def test_the_name_detector_in_a_child_process_answers_as_in_process_and_survives
     child = ProcessNames()
     try:
         assert [child.find(t) for t in texts] == [names.find(t) for t in texts]
-        assert ProcessNames() is child  # one child per model for the whole process
-        proc = child._proc
+        assert ProcessNames()._child is child._child  # one child per model in the process
+        proc = child._child.proc
         assert proc is not None
         proc.kill()
         proc.wait()
