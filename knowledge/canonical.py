@@ -12,7 +12,12 @@ Without a model, the text is, in this order of preference:
    show as "Postgres restarts after a reload.";
 3. the longest stretch of a member's words that k tenants used, when it keeps at least three
    content words, two thirds of the statement's, and every negation of it: a phrase, but only
-   what they all say.
+   what they all say;
+4. the runs of a member's words that k tenants used, with an ellipsis where words were left out
+   (`pieces`): when the tellers share words but no sentence ("Financial planners suggest an
+   emergency fund of 3 to 6 months of expenses" / "An emergency fund should cover three to six
+   months of expenses" / "A good emergency fund holds between three and six months of
+   expenses" show as "An emergency fund … three to six months of expenses.").
 With a model, the model writes what all the statements say, and the text is used only if it
 passes the invariant and stays close in meaning (the caller checks similarity); otherwise the
 rule decides.
@@ -140,7 +145,7 @@ MIN_PIECE_WORDS = 2
 
 def pieces(text: str, support: dict[str, int], k: int) -> str | None:
     """The runs of the statement's words that k contributors used, in order, with an ellipsis
-    wherever words were left out ("An emergency fund should \u2026 three to six months of
+    wherever words were left out ("An emergency fund \u2026 three to six months of
     expenses."): when the tellers share words but no sentence, this is what they all say, and
     the ellipsis says that it is not all that any of them said. None unless it keeps two
     content words, at most three pieces, and each negation with a word after it."""
