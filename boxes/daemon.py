@@ -322,6 +322,12 @@ class _Pump:
         self.poller = select.poll()
         for fd in names:
             self.poller.register(fd, select.POLLIN)
+        # The client hanging up ends the command at once, not at its next output (a silent
+        # command would otherwise run on with nobody to read it).
+        sock = getattr(conn, "sock", None)
+        self.client_fd = sock.fileno() if sock is not None else -1
+        if self.client_fd >= 0:
+            self.poller.register(self.client_fd, select.POLLRDHUP)
 
     def _wait_ms(self) -> int:
         if self.deadline is None or self.timed_out:
@@ -355,6 +361,8 @@ class _Pump:
         try:
             while self.open_fds:
                 for fd, _event in self.poller.poll(self._wait_ms()):
+                    if fd == self.client_fd:
+                        raise ConnectionResetError("the client hung up")
                     self._read(fd)
                 if self._check():
                     break

@@ -168,8 +168,13 @@ class AgentAnswer(_Model):
 
 
 class Insight(_Model):
+    """A shared insight: general knowledge that `support` distinct tenants taught."""
     id: str
     text: str
     kind: str
     score: float
     support: int
+    helpful: int = 0
+    unhelpful: int = 0
+    updated_at: float | None = None
+    visible: bool = True

@@ -4,7 +4,8 @@ socket all ask here.
 
     operator    everything
     tenant      its own tenant, its boxes, its agent, knowledge search (shared insights only)
-    box token   knowledge search and the host socket, as its tenant; nothing else
+                and votes on what it sees
+    box token   knowledge search and votes and the host socket, as its tenant; nothing else
 """
 
 from __future__ import annotations
@@ -108,3 +109,13 @@ def require_tenant_access(who: Principal, tenant_id: str) -> None:
 def sees_all_knowledge(who: Principal) -> bool:
     """Everyone but the operator sees only insights enough tenants support (k-anonymity)."""
     return who.is_operator
+
+
+def voter(who: Principal) -> str:
+    """The tenant a vote on an insight counts for: votes are one per tenant per insight, so a
+    caller with no tenant (the operator, a box made for no tenant) has none to cast."""
+    if who.tenant is None:
+        raise ApiError(403, "forbidden", "votes on insights are a tenant's: vote with a tenant "
+                                         "key or from a tenant's box (the operator removes an "
+                                         "insight with DELETE /v1/knowledge/insights/{id})")
+    return who.tenant

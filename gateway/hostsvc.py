@@ -19,13 +19,14 @@ from starlette.background import BackgroundTask
 from starlette.types import ASGIApp
 
 from boxes import BoxRecord
-from gateway import authz, errors, gitrelay
+from gateway import authz, errors, gitrelay, insights
 from gateway.errors import ApiError
 from gateway.hostguard import GuardError, HostGuard, HostLimits
-from gateway.schemas import AgentConfig, InsightOut, KnowledgeQuery, WhoAmI
+from gateway.schemas import AgentConfig, InsightOut, InsightVote, KnowledgeQuery, WhoAmI
 from models.budgets import CHARS_PER_TOKEN
 from models.chat import ChatRequest, ChatResponse
 from models.errors import ModelError, StatusError
+from models.metered import OPERATOR, metered_chat
 from models.relay import Relay
 
 if TYPE_CHECKING:
@@ -46,13 +47,20 @@ def create_host_app(services: Services, limits: HostLimits | None = None) -> ASG
         """Which box and tenant this token belongs to."""
         return caller(request)
 
+    def principal(request: Request) -> authz.Principal:
+        who = caller(request)
+        return authz.Principal("box", who.tenant, who.box_id)
+
     @app.post("/v1/knowledge/search")
     async def search(body: KnowledgeQuery, request: Request) -> list[InsightOut]:
         """The shared knowledge base, as the box's tenant may see it."""
-        who = authz.Principal("box", caller(request).tenant)
-        found = await services.kb.search(body.query, body.limit,
-                                         everyone=authz.sees_all_knowledge(who))
-        return [InsightOut(**i.to_dict()) for i in found]
+        return await insights.search(services, principal(request), body)
+
+    @app.post("/v1/knowledge/insights/{insight_id}/vote")
+    async def vote(insight_id: str, body: InsightVote, request: Request) -> InsightOut:
+        """The box's tenant found an insight helpful or not: one vote per tenant, so one box
+        cannot fade an insight for everyone."""
+        return await insights.vote(services, principal(request), insight_id, body)
 
     @app.post("/v1/model/chat")
     async def model_chat(body: ChatRequest, request: Request) -> ChatResponse:
@@ -60,24 +68,14 @@ def create_host_app(services: Services, limits: HostLimits | None = None) -> ASG
         adds the provider's key. Within the operator's allowlist, ceilings and the tenant's
         budget; usage is counted per tenant."""
         who = caller(request)
-        budgets, providers = services.budgets, services.providers
         # Boxes an operator made for no tenant count under "operator".
-        tenant = who.tenant or "operator"
         try:
-            reservation = await budgets.admit(
-                tenant, body, await services.policies.for_tenant(who.tenant))
+            return await metered_chat(services.providers, services.budgets,
+                                      who.tenant or OPERATOR, body,
+                                      await services.policies.for_tenant(who.tenant))
         except RedisError as exc:
             raise ApiError(503, "unavailable", "the model budget cannot be checked right now; "
                                                "retry shortly", {"Retry-After": "2"}) from exc
-        response = None
-        try:
-            providers.get(body.model)  # an unknown provider or missing key: before anything
-            response = await providers.chat(body)
-            return response
-        finally:
-            with contextlib.suppress(RedisError, OSError):  # counting must not fail the call
-                await budgets.settle(reservation, body.provider,
-                                     response.usage if response is not None else None)
 
     @app.api_route("/v1/relay/git/{host}/{path:path}", methods=["GET", "POST"],
                    response_model=None)
@@ -96,37 +94,7 @@ def create_host_app(services: Services, limits: HostLimits | None = None) -> ASG
         model: its provider's own API with the server's key, or translated. Inference paths
         only; within the run's max_turns, the allowlist, the ceiling and the budget; usage
         counted for the tenant and the run."""
-        who = caller(request)
-        box = await services.manager.get(who.box_id or "")
-        run_id = request.headers.get("x-burrow-run")
-        tenant = who.tenant or "operator"
-        policy = await services.policies.for_tenant(who.tenant)
-        budgets = services.budgets
-        ceiling = budgets.output_ceiling(policy)
-        try:
-            run = await services.runs.relayed_call(box.id, run_id)
-            model = run.model if run is not None else _box_model(box)
-            raw = await request.body()
-            reservation = await budgets.admit_call(
-                tenant, model, len(raw) // CHARS_PER_TOKEN + ceiling, policy)
-        except StatusError as exc:
-            refused = Relay.refusal(family, ModelError(exc.status, exc.code, exc.message,
-                                                       exc.headers))
-            return StreamingResponse(refused.body, status_code=refused.status,
-                                     media_type=refused.media_type, headers=refused.headers)
-        answer = await services.relay.answer(
-            family, request.method, "/" + path, request.headers, raw, model,
-            max_output_tokens=ceiling, response_schema=run.schema if run else None)
-
-        async def settle() -> None:
-            with contextlib.suppress(RedisError, OSError):
-                await budgets.settle(reservation, model.partition("/")[0],
-                                     answer.usage if answer.status < 400 else None)
-                await services.runs.relayed_usage(run_id, answer.usage)
-
-        return StreamingResponse(answer.body, status_code=answer.status,
-                                 media_type=answer.media_type, headers=answer.headers,
-                                 background=BackgroundTask(settle))
+        return await _relay(services, caller(request), family, path, request)
 
     async def identify(token: str, peer_uid: int | None) -> tuple[str, str | None]:
         try:
@@ -136,6 +104,40 @@ def create_host_app(services: Services, limits: HostLimits | None = None) -> ASG
         return box.id, box.owner
 
     return HostGuard(app, identify, limits or HostLimits())
+
+
+async def _relay(services: Services, who: WhoAmI, family: str, path: str,
+                 request: Request) -> StreamingResponse:
+    box = await services.manager.get(who.box_id or "")
+    run_id = request.headers.get("x-burrow-run")
+    tenant = who.tenant or OPERATOR
+    policy = await services.policies.for_tenant(who.tenant)
+    budgets = services.budgets
+    ceiling = budgets.output_ceiling(policy)
+    try:
+        run = await services.runs.relayed_call(box.id, run_id)
+        model = run.model if run is not None else _box_model(box)
+        raw = await request.body()
+        reservation = await budgets.admit_call(
+            tenant, model, len(raw) // CHARS_PER_TOKEN + ceiling, policy)
+    except StatusError as exc:
+        refused = Relay.refusal(family, ModelError(exc.status, exc.code, exc.message,
+                                                   exc.headers))
+        return StreamingResponse(refused.body, status_code=refused.status,
+                                 media_type=refused.media_type, headers=refused.headers)
+    answer = await services.relay.answer(
+        family, request.method, "/" + path, request.headers, raw, model,
+        max_output_tokens=ceiling, response_schema=run.schema if run else None)
+
+    async def settle() -> None:
+        with contextlib.suppress(RedisError, OSError):
+            await budgets.settle(reservation, model.partition("/")[0],
+                                 answer.usage if answer.status < 400 else None)
+            await services.runs.relayed_usage(run_id, answer.usage)
+
+    return StreamingResponse(answer.body, status_code=answer.status,
+                             media_type=answer.media_type, headers=answer.headers,
+                             background=BackgroundTask(settle))
 
 
 def _box_model(box: BoxRecord) -> str:

@@ -6,7 +6,7 @@ import re
 import time
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, RootModel, model_validator
 
 from boxes import BoxRecord, BoxUsage, FileEntry, SnapshotRecord
 
@@ -297,6 +297,32 @@ class ExecOut(BaseModel):
     truncated: bool = Field(False, description="output beyond max_output_chars was dropped")
 
 
+class ExecOutputChunk(BaseModel):
+    type: Literal["stdout", "stderr"]
+    data: str
+
+
+class ExecExitChunk(BaseModel):
+    """The last line of a streamed exec."""
+    type: Literal["exit"]
+    exit_code: int
+    timed_out: bool
+    duration_ms: float
+
+
+class ExecChunk(RootModel[Annotated[ExecOutputChunk | ExecExitChunk,
+                                     Field(discriminator="type")]]):
+    """One line of a streamed exec: output as it arrives, then the exit."""
+
+
+def ndjson(line: type[BaseModel], description: str) -> dict[str, Any]:
+    """The OpenAPI answer of a route that streams `line`s as JSON lines. The route also names
+    `line` as its response_model, which puts its schema among the document's components
+    (FastAPI documents a StreamingResponse's own content as a plain string)."""
+    ref = {"$ref": f"#/components/schemas/{line.__name__}"}
+    return {"description": description, "content": {"application/x-ndjson": {"schema": ref}}}
+
+
 class FileEntryOut(BaseModel):
     name: str
     path: str
@@ -330,22 +356,77 @@ class SnapshotPublic(BaseModel):
                    logical_bytes=snap.logical_bytes)
 
 
+InsightKind = Literal["fact", "preference", "tip"]
+
+
 class KnowledgeQuery(Strict):
     query: str = Field(min_length=1, max_length=2000)
     limit: int = Field(5, ge=1, le=100)
+    kinds: list[InsightKind] = Field(
+        default_factory=list, max_length=3, description="only insights of these kinds")
+    since: float | None = Field(None, ge=0, description="only insights updated at or after "
+                                                        "this time (unix seconds)")
+    until: float | None = Field(None, ge=0, description="only insights updated at or before "
+                                                        "this time (unix seconds)")
+
+    @model_validator(mode="after")
+    def _window(self) -> KnowledgeQuery:
+        if self.since is not None and self.until is not None and self.since > self.until:
+            raise ValueError("since must not be after until")
+        return self
 
 
 class InsightOut(BaseModel):
     id: str
     text: str
     kind: str
-    score: float
+    score: float = Field(description="similarity to the query (0 outside a search)")
     support: int = Field(description="how many distinct tenants support it")
+    helpful: int = Field(0, description="tenants that found it helpful")
+    unhelpful: int = Field(0, description="tenants that found it unhelpful")
+    updated_at: float | None = Field(None, description="when its text or support last changed")
+    visible: bool = Field(True, description="whether tenants see it (only the operator sees "
+                                            "the others)")
+
+
+class InsightVote(Strict):
+    helpful: bool = Field(description="true: the insight helped; false: it did not (or was "
+                                      "wrong). One vote per tenant per insight; the latest "
+                                      "counts")
 
 
 class InsightPage(BaseModel):
     items: list[InsightOut]
     next_offset: str | None
+
+
+class AgentAsk(BaseModel):
+    """What the built-in tenant agent's /ask takes (fields it does not know are passed on)."""
+    model_config = ConfigDict(extra="allow")
+
+    question: str
+
+
+class AgentAskOut(BaseModel):
+    """The built-in tenant agent's answer to /ask."""
+    model_config = ConfigDict(extra="allow")
+
+    answer: str
+    model: str | None = Field(description="the model that answered; null: assembled from "
+                                          "what the agent knows, without a model")
+    used: dict[str, Any] = Field(description="what the answer drew on: the profile entries "
+                                             "and the ids of shared insights")
+
+
+class AgentProfile(BaseModel):
+    """What the built-in tenant agent has learned of its tenant (/profile)."""
+    model_config = ConfigDict(extra="allow")
+
+    preferences: list[dict[str, Any]]
+    facts: list[dict[str, Any]]
+    topics: list[dict[str, Any]]
+    observed: int = Field(description="observations (request, answer pairs) applied")
+    last_seq: int = Field(description="the sequence number of the last one")
 
 
 class WhoAmI(BaseModel):
@@ -391,3 +472,39 @@ class RunPublic(BaseModel):
     harness: str
     created_at: float
     finished_at: float | None = None
+
+
+# The chunks of a streamed run, one per NDJSON line: start first, finish (with the Run) last.
+
+class RunStartChunk(BaseModel):
+    type: Literal["start"]
+    run_id: str
+
+
+class RunTextChunk(BaseModel):
+    type: Literal["text"]
+    text: str
+
+
+class RunToolCallChunk(BaseModel):
+    type: Literal["tool_call"]
+    name: str
+    input: dict[str, Any]
+
+
+class RunToolResultChunk(BaseModel):
+    type: Literal["tool_result"]
+    name: str
+    output: str
+    is_error: bool = False
+
+
+class RunFinishChunk(BaseModel):
+    type: Literal["finish"]
+    run: RunPublic
+
+
+class RunChunk(RootModel[Annotated[RunStartChunk | RunTextChunk | RunToolCallChunk
+                                    | RunToolResultChunk | RunFinishChunk,
+                                    Field(discriminator="type")]]):
+    """One line of a streamed run."""

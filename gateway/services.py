@@ -40,6 +40,7 @@ from knowledge.base import KnowledgeBase
 from knowledge.embedder import ProcessEmbedder
 from knowledge.vectors import VectorStore, open_store
 from models.budgets import ModelBudgets
+from models.metered import OperatorModel
 from models.providers import Providers
 from models.relay import Relay, harnesses
 from models.servers import LocalModels
@@ -139,14 +140,17 @@ class Services:
         store = await asyncio.to_thread(open_store, settings.qdrant_url,
                                         data_dir / "knowledge", EMBEDDING_DIM)
         embedder = ProcessEmbedder(settings.embed_model)
-        kb = KnowledgeBase(store, embedder, redis, secret, k=settings.k_anonymity,
-                           prefix=prefix)
+        budgets = ModelBudgets(redis, prefix=prefix)
+        providers = Providers(settings, local_servers=local_models)
+        kb = KnowledgeBase(
+            store, embedder, redis, secret, k=settings.k_anonymity, prefix=prefix,
+            model=OperatorModel(settings.knowledge_model, providers, budgets, policies)
+            if settings.knowledge_model else None,
+            model_distils=settings.knowledge_model_distils)
         client = ServiceClient()  # the one client of boxes' service sockets
         observations = Observations(redis, data_dir / "spool", prefix=prefix,
                                     backlog_max=settings.observe_backlog_max, client=client)
         queue = await create_pool(RedisSettings.from_dsn(settings.redis_url))
-        budgets = ModelBudgets(redis, prefix=prefix)
-        providers = Providers(settings, local_servers=local_models)
         metrics = Metrics()
         manager.on_transition = metrics.transition
         manager.on_phase = metrics.phase
@@ -165,7 +169,8 @@ class Services:
             proxy=AgentProxy(client), metrics=metrics,
             relay_client=httpx.AsyncClient(timeout=httpx.Timeout(300.0, connect=10.0)),
             local_models=local_models, host_socket=host_socket)
-        services._warm = asyncio.create_task(asyncio.to_thread(embedder.embed, ["warm up"]))
+        services._warm = asyncio.create_task(services._warm_up(
+            names=role == "worker" or settings.run_worker))
         if host_socket is not None:
             await services._serve_host_socket(host_socket)
         services._background.append(asyncio.create_task(services._replay_spool()))
@@ -174,6 +179,13 @@ class Services:
             if role == "gateway":  # burrow serve: the worker runs in this process too
                 services._background.append(asyncio.create_task(services._worker.async_run()))
         return services
+
+    async def _warm_up(self, names: bool) -> None:
+        """Load the embedding model now, and where the worker runs the name detector (the
+        contribute job scrubs with it), so that the first request or job does not wait."""
+        await asyncio.to_thread(self.kb.embedder.embed, ["warm up"])
+        if names:
+            await asyncio.to_thread(self.kb.names.find, "Warm Up")
 
     async def run_worker(self) -> None:
         """Run this process's worker until cancelled (`burrow worker`)."""

@@ -5,8 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from models.providers import PROVIDERS
 
 _PLACEHOLDERS = {"changeme", "change-me", "secret", "password", "operator", "admin", "test",
                  "example", "xxx", "todo"}
@@ -80,6 +89,13 @@ class Settings(BaseSettings):
     # The model tenant agents answer through (provider/name); unset: they answer from what
     # they know, without a model.
     agent_model: str | None = Field(None, validation_alias=_env("BURROW_AGENT_MODEL"))
+    # The model the shared knowledge base asks (provider/name, on the operator's budget): to
+    # state several tenants' contributions as one general sentence, and (unless
+    # knowledge_model_distils is off) to rewrite each contribution as a general statement.
+    # Whatever it answers is checked by rules first; unset: rules alone.
+    knowledge_model: str | None = Field(None, validation_alias=_env("BURROW_KNOWLEDGE_MODEL"))
+    knowledge_model_distils: bool = Field(
+        True, validation_alias=_env("BURROW_KNOWLEDGE_MODEL_DISTILS"))
     # Where the git relay sends each git host's traffic (JSON, host -> base URL); a host not
     # named goes to https://<host>.
     git_hosts: dict[str, str] = Field(default_factory=dict,
@@ -97,6 +113,19 @@ class Settings(BaseSettings):
     host_max_concurrent: int = Field(8, ge=1, validation_alias=_env("BURROW_HOST_MAX_CONCURRENT"))
     # How long one upstream model call may take, in seconds.
     model_timeout_s: float = Field(300.0, gt=0, validation_alias=_env("BURROW_MODEL_TIMEOUT_S"))
+
+    @field_validator("agent_model", "knowledge_model")
+    @classmethod
+    def _model_name(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if not value:
+            return None
+        provider, _, name = value.partition("/")
+        if provider not in PROVIDERS or not name:
+            setting = f"BURROW_{(info.field_name or '').upper()}"
+            raise ValueError(f"{setting} must be provider/name with provider one of "
+                             f"{', '.join(PROVIDERS)} (for example local/gemma-3-270m or "
+                             f"anthropic/claude-haiku-4-5), not {value!r}")
+        return value
 
     @model_validator(mode="after")
     def _refuse_placeholder_secrets(self) -> Settings:

@@ -693,13 +693,24 @@ async def test_deleting_a_tenant_revokes_its_key_before_anything_else(
     headers, _ = await gateway.tenant("leaving")
     for _ in range(3):
         await gateway.client.post("/v1/boxes", headers=headers, json={})
+    # Hold the deletion at its first box, so what follows happens while it is under way.
+    manager, stopping, release = gateway.manager, asyncio.Event(), asyncio.Event()
+    delete_box = manager.delete
+
+    async def held(box_id: str) -> None:
+        stopping.set()
+        await release.wait()
+        await delete_box(box_id)
+
+    manager.delete = held  # type: ignore[method-assign]
     deleting = asyncio.create_task(gateway.client.delete("/v1/tenants/leaving",
                                                          headers=gateway.operator))
-    await asyncio.sleep(0.05)  # the deletion is under way (it stops four boxes)
+    await asyncio.wait_for(stopping.wait(), 10)
     during = await gateway.client.get("/v1/boxes", headers=headers)
     create = await gateway.client.post("/v1/boxes", headers=gateway.operator,
                                        json={"tenant": "leaving"})
     assert not deleting.done()
+    release.set()
     assert during.status_code == 401
     assert create.status_code in (404, 409), create.text
     assert (await deleting).status_code == 204

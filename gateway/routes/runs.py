@@ -10,7 +10,7 @@ from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 
 from gateway.deps import OwnedBoxDep, ServicesDep
-from gateway.schemas import ErrorOut, RunCreate, RunPublic
+from gateway.schemas import ErrorOut, RunChunk, RunCreate, RunPublic, ndjson
 
 router = APIRouter(tags=["agent"], responses={503: {"model": ErrorOut}})
 
@@ -31,9 +31,9 @@ async def agent_run(body: RunCreate, box: OwnedBoxDep, services: ServicesDep) ->
 
 
 @router.post("/v1/boxes/{box_id}/agent/runs/stream", response_class=StreamingResponse,
-             responses={**_RUN_ERRORS, 200: {"content": {"application/x-ndjson": {}},
-                                             "description": "one chunk per line; the last is "
-                                                            "finish, with the Run"}})
+             response_model=RunChunk,
+             responses={**_RUN_ERRORS, 200: ndjson(RunChunk, "one RunChunk per line; the last "
+                                                             "is finish, with the Run")})
 async def agent_run_stream(body: RunCreate, box: OwnedBoxDep,
                            services: ServicesDep) -> StreamingResponse:
     """Like a run, streamed as NDJSON chunks as they happen: start, text, tool_call,

@@ -92,7 +92,8 @@ def test_every_command_has_help_that_names_each_of_its_options() -> None:
     assert {" ".join(p) for p, _ in found} >= {
         "serve", "tenant create", "tenant ls", "tenant rm", "box create", "box ls", "box get",
         "box exec", "box cp", "box pause", "box resume", "box freeze", "box wake",
-        "box snapshot", "box rm", "box run", "kb search", "policy show", "stats"}
+        "box snapshot", "box rm", "box run", "kb search", "kb vote", "policy show",
+        "stats"}
     runner = CliRunner()
     for path, command in found:
         shown = runner.invoke(main, [*path, "--help"], prog_name="burrow")
@@ -254,6 +255,15 @@ def test_kb_search(server: Served) -> None:
     found = as_json(server, "kb", "search", "how to retry a flaky call", "--limit", "3")
     assert isinstance(found, list) and len(found) <= 3
     assert ok(server, "kb", "search", "anything")
+    assert as_json(server, "kb", "search", "anything", "--kind", "tip", "--kind", "fact",
+                   "--since", "4102444800") == []  # 2100: nothing is that new
+    voter = json.loads(ok(server, "tenant", "create", "cli-voter", "--json"))
+    assert "no insight" in one_line_error(run(
+        server, "kb", "vote", "00000000-0000-4000-8000-000000000000", "--helpful",
+        key=voter["api_key"]))
+    assert "tenant key" in one_line_error(run(
+        server, "kb", "vote", "00000000-0000-4000-8000-000000000000", "--unhelpful"))
+    assert run(server, "kb", "vote", "some-id").returncode == 2  # --helpful or --unhelpful
 
 
 def test_failures_are_one_line_and_non_zero(server: Served, box_id: str,

@@ -355,6 +355,14 @@ def test_tenants_their_agents_and_knowledge_through_the_sdk(server: Served) -> N
             assert "observed" in own.agent.profile()
             assert isinstance(Knowledge.search("anything", api_key=made.api_key,
                                                base_url=server.url), list)
+            assert Knowledge.search("anything", kinds=["tip"], since=0, until=1,
+                                    api_key=made.api_key, base_url=server.url) == []
+            with pytest.raises(NotFoundError, match="no insight"):
+                Knowledge.vote("00000000-0000-4000-8000-000000000000", True,
+                               api_key=made.api_key, base_url=server.url)
+            with pytest.raises(InvalidRequestError, match="since"):
+                Knowledge.search("x", since=5, until=1, api_key=made.api_key,
+                                 base_url=server.url)
             with Tenant.connect("someone-else", api_key=made.api_key,
                                 base_url=server.url) as other, pytest.raises(NotFoundError):
                 other.agent.profile()  # another tenant's agent is not its to reach
