@@ -196,8 +196,10 @@ class Result:
     single_visible: int = 0
     personal_visible: int = 0
     stored: int = 0
+    by_model: int = 0  # visible texts the model wrote (the rest are the rules')
     contribute_ms: float = 0.0
     examples: list[str] = field(default_factory=list)
+    model_texts: list[str] = field(default_factory=list)
 
     @property
     def junk_share(self) -> float:
@@ -219,6 +221,10 @@ async def run_system(name: str, kb: Any, cohort: Cohort,
         hits, offset = await asyncio.to_thread(kb.store.scroll, 256, offset)
         result.stored += len(hits)
         shown += [str(h.payload.get("text", "")) for h in hits if visible(h.payload)]
+        by_model = [str(h.payload.get("text", "")) for h in hits
+                    if visible(h.payload) and h.payload.get("canonical_by") == "model"]
+        result.by_model += len(by_model)
+        result.model_texts += by_model[:4 - len(result.model_texts)]
         if offset is None:
             break
     result.visible = len(shown)
@@ -479,6 +485,7 @@ def report(results: list[Result]) -> None:
         ("single-tenant facts visible (0)", lambda r: str(r.single_visible)),
         ("personal data visible (0)", lambda r: str(r.personal_visible)),
         ("visible insights", lambda r: str(r.visible)),
+        ("  of which the model's text", lambda r: str(r.by_model)),
         ("stored insights", lambda r: str(r.stored)),
         ("contribute ms per batch", lambda r: f"{r.contribute_ms:.0f}"),
     ]
@@ -487,6 +494,8 @@ def report(results: list[Result]) -> None:
     for r in results:
         for example in r.examples:
             print(f"  junk in {r.name}: {example[:110]!r}")
+        for example in r.model_texts:
+            print(f"  the model's text in {r.name}: {example[:110]!r}")
 
 
 def parse_args() -> argparse.Namespace:
