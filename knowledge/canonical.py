@@ -19,8 +19,8 @@ Without a model, the text is, in this order of preference:
    months of expenses" / "A good emergency fund holds between three and six months of
    expenses" show as "An emergency fund … three to six months of expenses.").
 With a model, the model writes what all the statements say, and the text is used only if it
-passes the invariant and stays close in meaning (the caller checks similarity); otherwise the
-rule decides.
+passes the invariant, is one statement no longer than the longest member's, and stays close in
+meaning (the caller checks similarity); otherwise the rule decides.
 """
 
 from __future__ import annotations
@@ -195,6 +195,20 @@ def by_rule(members: list[Member], k: int) -> str | None:
     return None if best is None else best[-1]
 
 
+# where one sentence ends and another starts ("… a write. - S3 listing …"); "Node.js" and
+# "max.poll.interval.ms" have no space after the dot
+_SENTENCE_BREAK = re.compile(r"[.!?]+\s+(?:[-–—]+\s+)?(?=\W*[A-Z0-9])")  # noqa: RUF001
+
+
+def one_statement(text: str, members: list[Member]) -> bool:
+    """Whether a model's text is one statement no longer than the longest member's: a small
+    model repeats its sentence or goes on ("S3 reads are consistent after a write. - S3 reads
+    are consistent after a write."), which no word check catches, since every word is the
+    group's."""
+    sentences = [s for s in _SENTENCE_BREAK.split(text) if content_words(s)]
+    return len(sentences) == 1 and len(text) <= max(len(m.text) for m in members)
+
+
 _SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {"statement": {"type": "string", "maxLength": 300}},
@@ -219,6 +233,8 @@ async def by_model(model: ChatModel, members: list[Member], k: int) -> str | Non
     if not isinstance(text, str) or len(content_words(text)) < 3:
         return None
     text = _finish(" ".join(text.split()))
+    if not one_statement(text, members):
+        return None
     support = word_support(members)
     found = content_words(text)
     shared = {w for w in found if support.get(w, 0) >= k}
