@@ -12,10 +12,15 @@ Without a model, the text is, in this order of preference:
    show as "Postgres restarts after a reload.";
 3. the longest stretch of a member's words that k tenants used, when it keeps at least three
    content words, two thirds of the statement's, and every negation of it: a phrase, but only
-   what they all say.
+   what they all say;
+4. the runs of a member's words that k tenants used, with an ellipsis where words were left out
+   (`pieces`): when the tellers share words but no sentence ("Financial planners suggest an
+   emergency fund of 3 to 6 months of expenses" / "An emergency fund should cover three to six
+   months of expenses" / "A good emergency fund holds between three and six months of
+   expenses" show as "An emergency fund … three to six months of expenses.").
 With a model, the model writes what all the statements say, and the text is used only if it
-passes the invariant and stays close in meaning (the caller checks similarity); otherwise the
-rule decides.
+passes the invariant, is one statement no longer than the longest member's, and stays close in
+meaning (the caller checks similarity); otherwise the rule decides.
 """
 
 from __future__ import annotations
@@ -96,15 +101,16 @@ _LEADING = STOP_WORDS - {"a", "an", "the", "no", "not", "all", "any", "each", "e
                          "some", "many", "more", "few"}
 
 
-def stretch(text: str, support: dict[str, int], k: int) -> str | None:
-    """The longest run of the statement's words that k contributors used (stop words always
-    count as used), trimmed of dangling function words; None unless it keeps three content
-    words, half of the statement's, and all of its negations."""
+def _runs(text: str, support: dict[str, int], k: int) -> tuple[list[str], list[list[int]],
+                                                                set[int]]:
+    """The statement's tokens, its maximal runs of tokens whose words k contributors used (stop
+    words always count as used) trimmed of dangling function words, and where its negations
+    are."""
     tokens = text.split()
     negations = {i for i, t in enumerate(tokens) if t.lower().strip(".,;:!") in _NEGATIONS}
     ok = [all(w in STOP_WORDS or support.get(stem(w), 0) >= k for w in words(t))
           for t in tokens]
-    best: list[str] = []
+    runs: list[list[int]] = []
     start = 0
     for end in range(len(tokens) + 1):
         if end < len(tokens) and ok[end]:
@@ -114,14 +120,48 @@ def stretch(text: str, support: dict[str, int], k: int) -> str | None:
             run.pop(0)
         while run and all(w in STOP_WORDS for w in words(tokens[run[-1]])):
             run.pop()
-        if run and negations <= set(run) and len(run) > len(best):
-            best = [tokens[i] for i in run]
+        if run:
+            runs.append(run)
         start = end + 1
-    if not best:
+    return tokens, runs, negations
+
+
+def stretch(text: str, support: dict[str, int], k: int) -> str | None:
+    """The longest run of the statement's words that k contributors used; None unless it keeps
+    three content words, two thirds of the statement's, and all of its negations."""
+    tokens, runs, negations = _runs(text, support, k)
+    best = max((run for run in runs if negations <= set(run)), key=len, default=None)
+    if best is None:
         return None
-    phrase = _finish(" ".join(best).strip(" ,;:"))
+    phrase = _finish(" ".join(tokens[i] for i in best).strip(" ,;:"))
     kept, whole = content_words(phrase), content_words(text)
     return phrase if len(kept) >= 3 and 3 * len(kept) >= 2 * len(whole) else None
+
+
+OMITTED = "\u2026"  # what marks the words a text by pieces leaves out
+MAX_PIECES = 3
+MIN_PIECE_WORDS = 2
+
+
+def pieces(text: str, support: dict[str, int], k: int) -> str | None:
+    """The runs of the statement's words that k contributors used, in order, with an ellipsis
+    wherever words were left out ("An emergency fund \u2026 three to six months of
+    expenses."): when the tellers share words but no sentence, this is what they all say, and
+    the ellipsis says that it is not all that any of them said. None unless it keeps two
+    content words, at most three pieces, and each negation with a word after it."""
+    tokens, runs, negations = _runs(text, support, k)
+    runs = [run for run in runs if content_words(" ".join(tokens[i] for i in run))][:MAX_PIECES]
+    run_of = {i: run for run in runs for i in run}
+    if not runs or any(n not in run_of or run_of[n][-1] == n for n in negations):
+        return None
+    parts = [" ".join(tokens[i] for i in run).strip(" ,;:") for run in runs]
+    body = f" {OMITTED} ".join(parts)
+    if len(content_words(body)) < MIN_PIECE_WORDS:
+        return None
+    lead = content_words(" ".join(tokens[:runs[0][0]]))
+    tail = content_words(" ".join(tokens[runs[-1][-1] + 1:]))
+    body = body[0].upper() + body[1:] if body[:1].islower() and not lead else body
+    return (f"{OMITTED} " if lead else "") + body.rstrip(".") + (f" {OMITTED}" if tail else ".")
 
 
 def by_rule(members: list[Member], k: int) -> str | None:
@@ -134,22 +174,39 @@ def by_rule(members: list[Member], k: int) -> str | None:
     stated: dict[str, set[str]] = {}
     for member in members:
         stated.setdefault(member.text, set()).add(member.contributor)
-    best: tuple[int, int, int, int, str] | None = None
+    best: tuple[int, int, int, int, int, str] | None = None
     for text, who in stated.items():
         candidates = [(2 if i == 0 else 1, v) for i, v in
                       enumerate(itertools.islice(variants(text), 16))]
         phrase = stretch(text, support, k)
         candidates += [(0, phrase)] if phrase else []
+        parts = pieces(text, support, k)
+        candidates += [(-1, parts)] if parts else []
         for form, candidate in candidates:
             found = content_words(candidate)
             if not found or any(support.get(w, 0) < k for w in found):
                 continue
-            # ties: stated by more tenants, carrying more words, shorter
-            rank = (form, len(who), len(found), -len(candidate), candidate)
+            # ties: stated by more tenants, carrying more words, fewer omissions, shorter
+            rank = (form, len(who), len(found), -candidate.count(OMITTED), -len(candidate),
+                    candidate)
             if best is None or rank > best:
                 best = rank
             break  # the best acceptable form of this statement
-    return None if best is None else best[4]
+    return None if best is None else best[-1]
+
+
+# where one sentence ends and another starts ("… a write. - S3 listing …"); "Node.js" and
+# "max.poll.interval.ms" have no space after the dot
+_SENTENCE_BREAK = re.compile(r"[.!?]+\s+(?:[-–—]+\s+)?(?=\W*[A-Z0-9])")  # noqa: RUF001
+
+
+def one_statement(text: str, members: list[Member]) -> bool:
+    """Whether a model's text is one statement no longer than the longest member's: a small
+    model repeats its sentence or goes on ("S3 reads are consistent after a write. - S3 reads
+    are consistent after a write."), which no word check catches, since every word is the
+    group's."""
+    sentences = [s for s in _SENTENCE_BREAK.split(text) if content_words(s)]
+    return len(sentences) == 1 and len(text) <= max(len(m.text) for m in members)
 
 
 _SCHEMA: dict[str, Any] = {
@@ -176,6 +233,8 @@ async def by_model(model: ChatModel, members: list[Member], k: int) -> str | Non
     if not isinstance(text, str) or len(content_words(text)) < 3:
         return None
     text = _finish(" ".join(text.split()))
+    if not one_statement(text, members):
+        return None
     support = word_support(members)
     found = content_words(text)
     shared = {w for w in found if support.get(w, 0) >= k}

@@ -66,6 +66,18 @@ _TAIL = re.compile(
     r"|it turns out|apparently|btw|fyi|lol|haha)\s*(?=[.!]*$)",
     re.IGNORECASE,
 )
+# A trailing phrase about the speaker's own setting or story, after a general statement: "X on
+# our staging cluster", "X for my use case", "X, which bit us last week", "X and our team now
+# checks it first" all become "X". Only a phrase that runs to the end, that opens with a
+# preposition before "our/my/us/me" or with "which/and/but/so" a few words before a speaker's
+# word; conditions ("when we ...", "unless we ...") are kept whole, so such a sentence is
+# dropped rather than stated without its condition.
+_SPEAKER_TAIL = re.compile(
+    r"(?:\s+(?:on|in|for|at|with|to|from|across|within|under|by)\s+(?:our|my|us|me)\b"
+    r"|,?\s+(?:which|and|but|so)\s+(?:[\w'-]+\s+){0,2}?(?:we|i|us|me|our|my)\b)"
+    r"[^.!?]*[.!]*$",
+    re.IGNORECASE,
+)
 _ABOUT_SPEAKER = re.compile(
     r"\b(?:i|i'm|i've|i'd|i'll|me|my|mine|myself|we|we're|we've|we'd|we'll|our|ours|ourselves"
     r"|us|you|you're|you've|you'd|you'll|your|yours|yourself|yourselves|u|ur)\b",
@@ -133,6 +145,9 @@ def _unframe(sentence: str) -> str:
             text = lead.sub("", text)
         text = _GENERIC_YOU.sub("", text)
         text = _TAIL.sub("", text).strip(" ,;:-")
+        tail = _SPEAKER_TAIL.search(text)
+        if tail is not None and not _ABOUT_SPEAKER.search(text, 0, tail.start()):
+            text = text[:tail.start()].strip(" ,;:-")
         if text == before:
             break
     return text

@@ -4,13 +4,13 @@ same in a child process (what the server uses)."""
 
 from __future__ import annotations
 
-import atexit
 import os
-import subprocess
 import sys
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
+
+from knowledge.child import Child
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -132,17 +132,16 @@ class SentenceTransformerEmbedder:
 
 
 class ProcessEmbedder:
-    """A `SentenceTransformerEmbedder` in a child process, started on first use and shared by
-    every ProcessEmbedder of this process with the same model.
-
-    torch and the model take hundreds of MB; in the gateway's process they would make every
-    fork slower (a box start forks it: wakes took twice as long) and compete with the event
-    loop for the GIL. The child reads texts on a pipe and answers vectors; if it dies, the next
-    call starts another. It exits when this process does (its stdin closes)."""
+    """A `SentenceTransformerEmbedder` in a child process (`python -m knowledge.embed_child`,
+    see `knowledge.child`), started on first use and shared by every ProcessEmbedder of this
+    process with the same model; if it dies, the next call starts another."""
 
     def __init__(self, model: str | Path | None = None, dim: int | None = None) -> None:
         self._dim = dim if dim is not None or model is not None else DEFAULT_DIM
-        self._child = _EmbedChild.shared(str(model) if model is not None else "", self._dim)
+        self._child = Child.shared(
+            [sys.executable, "-m", "knowledge.embed_child",
+             str(model) if model is not None else "", str(self._dim or "")],
+            "the embedding process")
 
     @property
     def dim(self) -> int:
@@ -151,88 +150,10 @@ class ProcessEmbedder:
         return self._dim
 
     def embed(self, texts: list[str]) -> list[list[float]]:
-        return self._child.embed(texts) if texts else []
-
-
-class _EmbedChild:
-    _shared: dict[tuple[str, int | None], _EmbedChild] = {}
-    _shared_lock = threading.Lock()
-
-    def __init__(self, model: str, dim: int | None) -> None:
-        self.argv = [sys.executable, "-m", "knowledge.embed_child", model,
-                     str(dim) if dim is not None else ""]
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.lock = threading.Lock()
-
-    @classmethod
-    def shared(cls, model: str, dim: int | None) -> _EmbedChild:
-        with cls._shared_lock:
-            child = cls._shared.get((model, dim))
-            if child is None:
-                child = cls._shared[(model, dim)] = cls(model, dim)
-            return child
-
-    def embed(self, texts: list[str]) -> list[list[float]]:
-        from knowledge.embed_child import read_message, write_message
-
-        answer: Any = None
-        with self.lock:
-            for attempt in (1, 2):
-                proc = self._running()
-                try:
-                    write_message(proc.stdin, list(texts))
-                    answer = read_message(proc.stdout)
-                    break
-                except (OSError, EOFError, ValueError):
-                    self._stop()
-                    if attempt == 2:
-                        raise RuntimeError("the embedding process exited twice in a row; see "
-                                           "its error above in the log") from None
-        if answer[0] == "error":
-            raise ValueError(f"embedding failed: {answer[1]}")
+        if not texts:
+            return []
         import numpy as np
 
-        _, shape, data = answer
+        shape, data = self._child.ask(list(texts))
         rows: list[list[float]] = np.frombuffer(data, dtype=np.float32).reshape(shape).tolist()
         return rows
-
-    def _running(self) -> subprocess.Popen[bytes]:
-        if self.proc is not None and self.proc.poll() is not None:
-            self._stop()  # it died: close our ends of its pipes
-        if self.proc is None:
-            self.proc = subprocess.Popen(self.argv, stdin=subprocess.PIPE,
-                                         stdout=subprocess.PIPE)
-        return self.proc
-
-    def _stop(self) -> None:
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait()
-            for stream in (self.proc.stdin, self.proc.stdout):
-                if stream is not None:
-                    stream.close()
-            self.proc = None
-
-    def close(self) -> None:
-        """Let the child finish and exit (it sees its stdin close)."""
-        with self.lock:
-            if self.proc is None:
-                return
-            if self.proc.stdin is not None:
-                self.proc.stdin.close()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-            if self.proc.stdout is not None:
-                self.proc.stdout.close()
-            self.proc = None
-
-    @classmethod
-    def close_all(cls) -> None:
-        for child in list(cls._shared.values()):
-            child.close()
-
-
-atexit.register(_EmbedChild.close_all)

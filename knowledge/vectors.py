@@ -65,8 +65,8 @@ class VectorStore(Protocol):
     ) -> list[Hit]:
         """Best `limit` hits, best first; only points whose integer payload field `support` is
         at least `min_support`, that meet `where`, and only scores of at least `threshold`,
-        when given."""
-        ...
+        when given. (Both engines answer it as a batch of one.)"""
+        return self.search_many([vector], limit, min_support, threshold, where)[0]
 
     def search_many(
         self,
@@ -197,19 +197,6 @@ class EdgeVectorStore(VectorStore):
             edge_points.append(qe.Point(_canonical_id(id), vector, payload))
         with self._writing() as shard:
             shard.update(qe.UpdateOperation.upsert_points(edge_points))
-
-    def search(
-        self,
-        vector: list[float],
-        limit: int,
-        min_support: int | None = None,
-        threshold: float | None = None,
-        where: Where | None = None,
-    ) -> list[Hit]:
-        request = self._query(vector, limit, min_support, threshold, where)
-        with self._reading() as shard:
-            points = shard.query(request)
-        return [Hit(str(p.id), p.score, p.payload or {}) for p in points]
 
     def search_many(
         self,
@@ -448,27 +435,6 @@ class QdrantClientStore(VectorStore):
             )
         with self._lock:
             self._client.upsert(self._collection, points=structs, wait=True)
-
-    def search(
-        self,
-        vector: list[float],
-        limit: int,
-        min_support: int | None = None,
-        threshold: float | None = None,
-        where: Where | None = None,
-    ) -> list[Hit]:
-        _check_dim(vector, self._dim)
-        with self._lock:
-            response = self._client.query_points(
-                self._collection,
-                query=vector,
-                limit=limit,
-                query_filter=self._filter(min_support, where),
-                score_threshold=threshold,
-                with_payload=True,
-                with_vectors=False,
-            )
-        return [Hit(str(p.id), p.score, p.payload or {}) for p in response.points]
 
     def search_many(
         self,

@@ -33,6 +33,30 @@ def test_a_phrase_keeps_every_negation_or_is_not_shown() -> None:
     assert text is None or ("not" in text.split() and not leaks(text, members, 2))
 
 
+def test_tellers_who_share_words_but_no_sentence_are_shown_in_pieces_with_the_gaps_marked(
+        ) -> None:
+    members = [Member("a", "Financial planners suggest an emergency fund of 3 to 6 months of "
+                           "expenses."),
+               Member("b", "A good emergency fund holds between three and six months of "
+                           "expenses."),
+               Member("c", "An emergency fund should cover three to six months of expenses.")]
+    text = by_rule(members, 2)
+    assert text == "An emergency fund \u2026 three to six months of expenses."
+    assert not leaks(text, members, 2)
+    assert by_rule(members, 4) is None
+
+
+def test_pieces_keep_each_negation_with_what_it_negates_or_show_nothing() -> None:
+    members = [Member("a", "Soap does not strip the seasoning of cast iron pans."),
+               Member("b", "Seasoned cast iron pans do not mind a little soap.")]
+    text = by_rule(members, 2)
+    assert text is None or ("not" in text.split() and not text.rstrip(". \u2026").endswith(
+        "not") and not leaks(text, members, 2))
+    one_word = [Member("a", "Refrigerating tomatoes makes them mealy and bland."),
+                Member("b", "Cold storage in the fridge ruins the flavour of tomatoes.")]
+    assert by_rule(one_word, 2) is None  # one shared word says nothing
+
+
 def test_words_are_counted_by_stem_and_minority_words_are_leaks() -> None:
     assert stem("restarts") == stem("restarted") == stem("restarting") == "restart"
     assert content_words("The caches are restarting") == {"cach", "restart"}

@@ -24,6 +24,14 @@ from knowledge.distill import Statement, distill, distill_text, sentences
     ("You should always pin torch to the CPU build.", "Pin torch to the CPU build."),
     ("Heads up: we found that cron jobs run with a minimal PATH.",
      "Cron jobs run with a minimal PATH."),
+    ("Postgres needs a restart after changing shared_buffers on our staging cluster.",
+     "Postgres needs a restart after changing shared_buffers."),
+    ("TIL: WAL mode lets SQLite readers go on during a write for my use case.",
+     "WAL mode lets SQLite readers go on during a write."),
+    ("Cloning with GIT_LFS_SKIP_SMUDGE=1 is much faster, which bit us last week.",
+     "Cloning with GIT_LFS_SKIP_SMUDGE=1 is much faster."),
+    ("A pod gets OOMKilled over its memory limit and our team now checks it first.",
+     "A pod gets OOMKilled over its memory limit."),
 ])
 def test_the_speakers_framing_comes_off(said: str, statement: str) -> None:
     assert distill_text(said) == [statement]
@@ -36,7 +44,8 @@ def test_the_speakers_framing_comes_off(said: str, statement: str) -> None:
     "Acme Cloud is the best platform for growing teams.",
     "Acme Assistant can make mistakes, so double-check important information.",
     "Upgrade to Acme Pro for unlimited messages.", "Postgres restarts.",
-    "Postgres needs a restart after changing shared_buffers on our staging cluster.",
+    "Postgres restarts when we change shared_buffers.",  # a condition is not cut off
+    "Our staging cluster restarts Postgres after each deploy, which bit us.",
 ])
 def test_what_is_about_the_speaker_or_no_knowledge_is_dropped(said: str) -> None:
     assert distill_text(said) == []

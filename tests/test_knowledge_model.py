@@ -86,6 +86,17 @@ async def test_a_model_canonical_text_must_say_only_what_k_tenants_said() -> Non
     assert await by_model(FakeChatModel(fails), MEMBERS, 2) is None
 
 
+@pytest.mark.parametrize("text", [
+    "Tomatoes have less flavour after the fridge. - Tomatoes have less flavour after the fridge.",
+    "Tomatoes have less flavour after the fridge. Tomatoes have less flavour.",
+    "Tomatoes have less flavour after the fridge, and less flavour after the fridge, and more."])
+async def test_a_model_text_that_repeats_itself_or_runs_on_is_not_used(text: str) -> None:
+    # every word is the group's, so only its shape gives it away
+    assert await by_model(FakeChatModel(answer({"statement": text})), MEMBERS, 2) is None
+    one = "Tomatoes have less flavour after the fridge."
+    assert await by_model(FakeChatModel(answer({"statement": one})), MEMBERS, 2) == one
+
+
 @pytest.fixture
 async def kb_with(tmp_path: Path, redis: Redis) -> AsyncIterator[Callable[[FakeChatModel],
                                                                           KnowledgeBase]]:

