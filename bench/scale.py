@@ -1,0 +1,288 @@
+"""Many tenants on one machine, against a real `burrow serve` over HTTP: the same figures at 10
+tenants and at `--tenants` (default 2,000), measured in one run so each large figure stands
+next to its small baseline.
+
+Tenants are created through the HTTP API in batches; each is sent one agent request (`/ask`
+with a statement the agent learns from); the idle policy (freeze after 2 s, at most `--warm`
+warm boxes) then freezes them. Once every box is frozen and the observation backlog is empty,
+at 10 tenants and again at N:
+
+- creation rate (tenants per second, `POST /v1/tenants` alone) and the first agent request's
+  latency (it starts the home box);
+- unique bytes per frozen tenant in the snapshot store and, apart, in local layers (the store's
+  and layers' growth since the server started, divided by the tenants);
+- Redis memory (`used_memory`), `burrow serve`'s RSS (the server, its worker and helpers; no
+  box processes);
+- one sweeper pass over everything (`/v1/stats`, a pass with nothing to do);
+- wake p50/p99: a frozen tenant picked at random, its first agent answer through the gateway;
+- memory per warm home box: PSS summed over the box's processes (`smaps_rollup`), over the
+  boxes just woken.
+
+    sudo .venv/bin/python bench/scale.py [--tenants 2000] [--wakes 40] [--warm 64]
+
+Needs root. Nothing is asserted: the output is the result.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import httpx
+from redis.asyncio import Redis
+
+from bench.httpload import free_port, pct
+from bench.serving import run_as_root, stop_served
+
+OPERATOR_KEY = "bench-operator-key-" + "s" * 24
+UID_BASE = 5_000_000
+OP = {"Authorization": f"Bearer {OPERATOR_KEY}"}
+BATCH = 50
+TURN = {"question": "I prefer short answers, in French please. What do you know about me?"}
+
+
+def _status(pid: int) -> dict[str, str]:
+    try:
+        text = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return {}
+    return dict(line.split(":\t", 1) for line in text.splitlines() if ":\t" in line)
+
+
+def _pids() -> list[int]:
+    return [int(e) for e in os.listdir("/proc") if e.isdigit()]
+
+
+def _box_uid(status: dict[str, str]) -> int | None:
+    uid = int(status.get("Uid", "0").split()[0])
+    return uid if UID_BASE <= uid < UID_BASE + 1_000_000 else None
+
+
+def server_rss_mb(server_pid: int) -> float:
+    """RSS of `burrow serve` and the processes below it that are not box processes."""
+    parents = {p: int(_status(p).get("PPid", "0")) for p in _pids()}
+    tree, todo = set(), [server_pid]
+    while todo:
+        pid = todo.pop()
+        tree.add(pid)
+        todo.extend(child for child, parent in parents.items() if parent == pid)
+    total = 0
+    for pid in tree:
+        status = _status(pid)
+        if status and _box_uid(status) is None and status.get("State", "").strip()[:1] != "Z":
+            total += int(status.get("VmRSS", "0 kB").split()[0])
+    return total / 1024
+
+
+def pss_by_box() -> dict[int, float]:
+    """PSS in MB summed over each box uid's processes."""
+    out: dict[int, float] = {}
+    for pid in _pids():
+        uid = _box_uid(_status(pid))
+        if uid is None:
+            continue
+        try:
+            rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
+        except OSError:
+            continue
+        for line in rollup.splitlines():
+            if line.startswith("Pss:"):
+                out[uid] = out.get(uid, 0.0) + int(line.split()[1]) / 1024
+    return out
+
+
+class Scale:
+    def __init__(self, client: httpx.AsyncClient, data_dir: Path, server_pid: int,
+                 warm: int) -> None:
+        self.client = client
+        self.data_dir = data_dir
+        self.server_pid = server_pid
+        self.warm = warm
+        self.keys: dict[str, str] = {}
+        self.failed: list[str] = []  # first agent requests that were not answered
+        self.redis = Redis(unix_socket_path=str(data_dir.resolve() / "redis" / "redis.sock"))
+        self.base: dict[str, int] = {}
+
+    async def stats(self) -> dict[str, Any]:
+        r = await self.client.get("/v1/stats", headers=OP)
+        r.raise_for_status()
+        stats: dict[str, Any] = r.json()
+        return stats
+
+    async def settled(self, timeout_s: float = 1800) -> None:
+        """Until no box is warm and the observation backlog is empty (the job queue always
+        holds the next scheduled housekeeping)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            s = await self.stats()
+            warm = s["boxes"].get("running", 0) + s["boxes"].get("paused", 0)
+            if warm == 0 and s["observations"]["backlog"] == 0:
+                return
+            await asyncio.sleep(1)
+        sys.exit("the boxes were not all frozen within the timeout")
+
+    async def room(self) -> None:
+        """Wait until the sweeper has brought the warm boxes down to the policy's bound."""
+        while True:
+            s = await self.stats()
+            if s["boxes"].get("running", 0) + s["boxes"].get("paused", 0) <= self.warm:
+                return
+            await asyncio.sleep(0.5)
+
+    async def grow(self, to: int) -> tuple[list[float], list[float]]:
+        """Tenants up to `to`, each sent one agent request: (creation ms, first request ms)."""
+        creations: list[float] = []
+        firsts: list[float] = []
+        slots = asyncio.Semaphore(4)
+
+        async def one(n: int) -> None:
+            tenant = f"scale-{n:05d}"
+            async with slots:
+                start = time.perf_counter()
+                r = await self.client.post("/v1/tenants", json={"id": tenant}, headers=OP)
+                r.raise_for_status()
+                creations.append((time.perf_counter() - start) * 1000)
+                key = r.json()["api_key"]
+                self.keys[tenant] = key
+                start = time.perf_counter()
+                r = await self.client.post(f"/v1/tenants/{tenant}/agent/ask", json=TURN,
+                                           headers={"Authorization": f"Bearer {key}"})
+                if r.status_code != 200:
+                    self.failed.append(f"{tenant}: {r.status_code} {r.text[:200]}")
+                    return
+                firsts.append((time.perf_counter() - start) * 1000)
+
+        while len(self.keys) < to:
+            await self.room()
+            batch = range(len(self.keys), min(to, len(self.keys) + BATCH))
+            await asyncio.gather(*(one(n) for n in batch))
+        return creations, firsts
+
+    async def wakes(self, count: int) -> tuple[list[float], list[float]]:
+        """Wake `count` random frozen tenants through their agent: (ms each, PSS MB per box
+        woken). The boxes stay warm while their memory is read, then are frozen again."""
+        chosen = random.sample(sorted(self.keys), min(count, len(self.keys)))
+        samples = []
+        for tenant in chosen:
+            start = time.perf_counter()
+            r = await self.client.post(f"/v1/tenants/{tenant}/agent/health",
+                                       headers={"Authorization": f"Bearer {self.keys[tenant]}"})
+            if r.status_code != 200:
+                self.failed.append(f"wake of {tenant}: {r.status_code} {r.text[:200]}")
+                continue
+            samples.append((time.perf_counter() - start) * 1000)
+        await asyncio.sleep(0.5)  # the agents settle after their first answer
+        pss = list(pss_by_box().values())
+        return samples, pss
+
+    async def measure(self, creations: list[float], firsts: list[float], wakes: int,
+                      elapsed_s: float) -> dict[str, float]:
+        await self.settled()
+        s = await self.stats()
+        n = len(self.keys)
+        stored = s["storage"]["stored_bytes"] - self.base["stored"]
+        local = s["storage"]["local_layer_bytes"] - self.base["local"]
+        redis_mb = int((await self.redis.info("memory"))["used_memory"]) / 2**20
+        rss = await asyncio.to_thread(server_rss_mb, self.server_pid)
+        sweep = await self.sweep_ms()
+        wake, pss = await self.wakes(wakes)
+        await self.settled()
+        return {
+            "tenants": n,
+            "creation rate, tenants/s": len(creations) / elapsed_s,
+            "POST /v1/tenants p50 ms": statistics.median(creations),
+            "first agent request p50 ms": statistics.median(firsts),
+            "agent requests not answered": len(self.failed),
+            "snapshot store KB per frozen tenant": stored / n / 1024,
+            "local layers KB per frozen tenant": local / n / 1024,
+            "Redis used_memory MB": redis_mb,
+            "burrow serve RSS MB": rss,
+            "sweeper pass ms (nothing to do)": sweep,
+            "wake p50 ms": statistics.median(wake),
+            "wake p99 ms": pct(wake, 0.99),
+            "PSS per warm home box MB (median)": statistics.median(pss) if pss else 0.0,
+        }
+
+    async def sweep_ms(self) -> float:
+        """The duration of the next sweep to finish, all boxes idle and frozen."""
+        before = (await self.stats())["sweep"]["last_at"]
+        for _ in range(120):
+            await asyncio.sleep(0.5)
+            sweep = (await self.stats())["sweep"]
+            if sweep["last_at"] != before and not any(sweep["last_actions"].values()):
+                return float(sweep["duration_ms"])
+            before = sweep["last_at"] if any(sweep["last_actions"].values()) else before
+        return float("nan")
+
+    async def run(self, args: argparse.Namespace) -> None:
+        r = await self.client.put("/v1/policy", headers=OP, json={
+            "freeze_after_s": 2, "max_warm_boxes": self.warm})
+        r.raise_for_status()
+        s = await self.stats()
+        self.base = {"stored": s["storage"]["stored_bytes"],
+                     "local": s["storage"]["local_layer_bytes"]}
+        figures = []
+        for size in (10, args.tenants):
+            started = time.perf_counter()
+            creations, firsts = await self.grow(size)
+            elapsed = time.perf_counter() - started
+            figures.append(await self.measure(creations, firsts, args.wakes, elapsed))
+            print(f"  {size} tenants measured", flush=True)
+        small, large = figures
+        for failure in self.failed[:10]:
+            print(f"  not answered: {failure}")
+        print(f"\n{'measure':<40}{small['tenants']:>12.0f}{large['tenants']:>12.0f}{'ratio':>9}")
+        print("-" * 73)
+        for name in small:
+            if name == "tenants":
+                continue
+            ratio = f"{large[name] / small[name]:>8.2f}x" if small[name] else f"{'-':>9}"
+            print(f"{name:<40}{small[name]:>12.2f}{large[name]:>12.2f}{ratio}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tenants", type=int, default=2000)
+    parser.add_argument("--wakes", type=int, default=40, help="frozen tenants woken per size")
+    parser.add_argument("--warm", type=int, default=64, help="the policy's max_warm_boxes")
+    args = parser.parse_args()
+    if args.tenants <= 10:
+        parser.error("--tenants must be more than the 10-tenant baseline")
+    data_dir = Path(tempfile.mkdtemp(prefix="burrow-bench-scale-"))
+    port = free_port()
+    env = {**os.environ, "BURROW_OPERATOR_KEY": OPERATOR_KEY, "BURROW_UID_BASE": str(UID_BASE),
+           "BURROW_SWEEP_INTERVAL_S": "1"}
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "burrow"), "serve", "--port",
+                             str(port), "--data-dir", str(data_dir)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(600):
+            try:
+                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+
+        async def go() -> None:
+            async with httpx.AsyncClient(base_url=url, timeout=300) as client:
+                await Scale(client, data_dir, proc.pid, args.warm).run(args)
+
+        asyncio.run(go())
+    finally:
+        stop_served(proc, data_dir)
+
+
+if __name__ == "__main__":
+    run_as_root("bench/scale.py", main)
