@@ -34,7 +34,10 @@ def dumps(obj: object) -> bytes:
 def loads(data: bytes | str) -> object:
     text = data.decode() if isinstance(data, bytes) else data
     text = text.strip()
-    obj, end = _scan(text, 0)
+    try:
+        obj, end = _scan(text, 0)
+    except StopIteration:  # the C scanner's way of saying "no JSON value here"
+        raise ValueError("not JSON") from None
     if end != len(text):
         raise ValueError("trailing data after the JSON value")
     return obj

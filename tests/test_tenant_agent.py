@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tenant_agent.learn import learn, text_of
+from tenant_agent.learn import learn
+from tenant_agent.turns import text_of
 from tenant_agent.memory import Memory
 from tenant_agent.wire import dumps, loads
 

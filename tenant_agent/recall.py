@@ -1,0 +1,189 @@
+"""Recall: the memories and episodes most relevant to a query, with their provenance.
+
+Hybrid retrieval inside the box. Full text: FTS5 BM25 (porter stemmer) over the tenant's turns
+(its words weigh more than the replies) and over the memories. Vectors, where the host supplied
+them: the cosine of the query's embedding with each episode's (tenant_agent/vectors.py; a
+memory borrows the best of the episodes it came from). Without embeddings it is full text only.
+
+Scores are relative to the best full-text match of the same query and fused linearly with the
+cosine (`FTS_WEIGHT * bm25 / best + cosine`: on LoCoMo this beat reciprocal-rank fusion and
+each signal alone; see bench/memory.py). Memories held now get a small lift over episodes, a
+superseded memory a penalty (it is still found: "where did I live before?"). An episode whose
+request a better result already cites is left out, so a slot is never spent twice on one turn.
+
+Invariant: every result cites the request ids (X-Request-Id) it came from; `since` and
+`until` bound when the tenant said it.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from tenant_agent import vectors
+from tenant_agent.memory import Memory
+from tenant_agent.turns import iso
+
+FTS_WEIGHT = 0.5       # full text against cosine, fused linearly
+USER_WEIGHT, REPLY_WEIGHT = 1.0, 0.6  # bm25 column weights: the tenant's words, the reply
+HELD_LIFT = 1.1        # a memory held now, against an episode of the same score
+SUPERSEDED = 0.8       # a memory no longer held
+CANDIDATES = 200
+_WORD = re.compile(r"\w+", re.UNICODE)
+STOPWORDS = frozenset("""
+a about above after again against all also am an and any are as at be because been before
+being below between both but by can could did do does doing done down during each few for from
+further had has have having he her here hers herself him himself his how i if in into is it its
+itself just me more most my myself no nor not now of off on once only or other our ours out
+over own same she should so some such than that the their theirs them then there these they
+this those through to too under until up very was we were what when where which while who whom
+why will with would you your yours yourself yourselves ever kind like likely tell know think
+""".split())  # noqa: SIM905 (a word list reads better as text)
+
+
+def terms(query: str) -> list[str]:
+    """The words of a query worth matching, in order, once each."""
+    seen: list[str] = []
+    for word in _WORD.findall(query.lower()):
+        word = word.strip("_")
+        if len(word) > 1 and word not in STOPWORDS and word not in seen:
+            seen.append(word)
+    return seen[:32]
+
+
+def fts_query(words: list[str]) -> str:
+    return " OR ".join('"' + w.replace('"', "") + '"' for w in words)
+
+
+def recall(memory: Memory, query: str, limit: int = 10, since: float | None = None,
+           until: float | None = None, vector: list[float] | None = None,
+           kinds: list[str] | None = None) -> list[dict[str, Any]]:
+    """The `limit` best memories and episodes for `query`, most relevant first."""
+    words = terms(query)
+    qvec = vectors.normalised(vector) if vector else None
+    lo, hi = since if since is not None else -1e18, until if until is not None else 1e18
+    with memory.lock:
+        episodes = _episodes(memory, words, qvec, lo, hi)
+        memories = _memories(memory, words, qvec, lo, hi, episodes)
+        best = max([e["bm25"] for e in episodes.values()] +
+                   [m["bm25"] for m in memories.values()] + [1e-9])
+        scored = []
+        for row in memories.values():
+            lift = HELD_LIFT if row["valid_to"] is None else SUPERSEDED
+            scored.append((lift * _fuse(row, best, qvec), "memory", row))
+        for row in episodes.values():
+            scored.append((_fuse(row, best, qvec), "episode", row))
+        scored.sort(key=lambda item: -item[0])
+        wanted = set(kinds) if kinds else None
+        results: list[dict[str, Any]] = []
+        cited: set[str] = set()
+        top = scored[0][0] if scored else 1.0
+        for score, source, row in scored:
+            if score <= 0 or len(results) >= limit:
+                break
+            kind = row["kind"] if source == "memory" else "episode"
+            if wanted is not None and kind not in wanted:
+                continue
+            if source == "episode" and row["request_id"] in cited:
+                continue
+            result = _result(memory, source, row, score / max(top, 1e-9))
+            cited.update(result["request_ids"])
+            results.append(result)
+    return results
+
+
+def _fuse(row: dict[str, Any], best: float, qvec: list[float] | None) -> float:
+    text = float(row["bm25"]) / best if best > 0 else 0.0
+    if qvec is None:
+        return text
+    return FTS_WEIGHT * text + max(float(row.get("cosine", 0.0)), 0.0)
+
+
+def _episodes(memory: Memory, words: list[str], qvec: list[float] | None, lo: float,
+              hi: float) -> dict[int, dict[str, Any]]:
+    db = memory.db
+    found: dict[int, dict[str, Any]] = {}
+    columns = "e.n, e.id, e.request_id, e.at, e.user, e.reply"
+    if words:
+        for row in db.execute(
+                f"SELECT {columns}, -bm25(episodes_fts, ?, ?) FROM episodes_fts "
+                "JOIN episodes e ON e.n = episodes_fts.rowid WHERE episodes_fts MATCH ? "
+                "AND e.at BETWEEN ? AND ? ORDER BY rank LIMIT ?",
+                (USER_WEIGHT, REPLY_WEIGHT, fts_query(words), lo, hi, CANDIDATES)):
+            found[row[0]] = _episode_row(row[:6], row[6])
+    if qvec is None:
+        return found
+    count = db.execute("SELECT count(*) FROM episodes WHERE vec IS NOT NULL").fetchone()[0]
+    if count <= vectors.EXACT_MAX:
+        rows = db.execute(f"SELECT {columns}, e.vec FROM episodes e WHERE e.vec IS NOT NULL "
+                          "AND e.at BETWEEN ? AND ?", (lo, hi)).fetchall()
+    else:
+        if memory.codes is None:
+            memory.codes = vectors.SignCodes(db.execute(
+                "SELECT n, vec FROM episodes WHERE vec IS NOT NULL"))
+        keys = set(memory.codes.nearest(qvec)) | set(found)
+        marks = ",".join("?" * len(keys))
+        rows = db.execute(f"SELECT {columns}, e.vec FROM episodes e WHERE e.n IN ({marks}) "
+                          "AND e.at BETWEEN ? AND ?", (*keys, lo, hi)).fetchall()
+    for row in rows:
+        entry = found.get(row[0]) or _episode_row(row[:6], 0.0)
+        entry["cosine"] = vectors.cosine(qvec, row[6])
+        found[row[0]] = entry
+    ranked = sorted(found.values(), key=lambda e: -(e["bm25"] + e.get("cosine", 0.0)))
+    return {e["n"]: e for e in ranked[:CANDIDATES * 2]}
+
+
+def _episode_row(row: tuple[Any, ...], bm25: float) -> dict[str, Any]:
+    n, episode, request_id, at, user, reply = row
+    return {"n": n, "id": episode, "request_id": request_id, "at": at, "user": user,
+            "reply": reply, "bm25": max(bm25, 0.0)}
+
+
+def _memories(memory: Memory, words: list[str], qvec: list[float] | None, lo: float, hi: float,
+              episodes: dict[int, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    db = memory.db
+    found: dict[str, dict[str, Any]] = {}
+    columns = ("m.id, m.kind, m.subject, m.value, m.polarity, m.text, m.at, m.valid_from, "
+               "m.valid_to, m.superseded_by, m.confidence, m.evidence, m.source")
+    if words:
+        for row in db.execute(
+                f"SELECT {columns}, -bm25(memories_fts) FROM memories_fts JOIN memories m "
+                "ON m.n = memories_fts.rowid WHERE memories_fts MATCH ? AND m.at BETWEEN ? "
+                "AND ? ORDER BY rank LIMIT ?", (fts_query(words), lo, hi, CANDIDATES)):
+            found[row[0]] = _memory_row(row[:13], row[13])
+    if qvec is None:
+        return found
+    # A memory borrows the cosine of the best episode it came from.
+    by_episode = {e["id"]: e.get("cosine", 0.0) for e in episodes.values() if "cosine" in e}
+    if not by_episode:
+        return found
+    best = sorted(by_episode.items(), key=lambda item: -item[1])[:CANDIDATES]
+    marks = ",".join("?" * len(best))
+    for row in db.execute(
+            f"SELECT {columns}, ev.episode FROM evidence ev JOIN memories m ON m.id = ev.memory "
+            f"WHERE ev.episode IN ({marks}) AND m.at BETWEEN ? AND ?",
+            (*[b[0] for b in best], lo, hi)):
+        entry = found.get(row[0]) or _memory_row(row[:13], 0.0)
+        entry["cosine"] = max(entry.get("cosine", 0.0), by_episode.get(row[13], 0.0))
+        found[row[0]] = entry
+    return found
+
+
+def _memory_row(row: tuple[Any, ...], bm25: float) -> dict[str, Any]:
+    keys = ("id", "kind", "subject", "value", "polarity", "text", "at", "valid_from",
+            "valid_to", "superseded_by", "confidence", "evidence", "source")
+    entry = dict(zip(keys, row, strict=True))
+    entry["bm25"] = max(bm25, 0.0)
+    return entry
+
+
+def _result(memory: Memory, source: str, row: dict[str, Any], score: float) -> dict[str, Any]:
+    if source == "episode":
+        return {"id": row["id"], "kind": "episode", "text": row["user"], "reply": row["reply"],
+                "at": iso(row["at"]), "score": round(score, 4),
+                "request_ids": [row["request_id"]]}
+    return {"id": row["id"], "kind": row["kind"], "text": row["text"], "at": iso(row["at"]),
+            "score": round(score, 4), "request_ids": memory.request_ids(row["id"]),
+            "subject": row["subject"], "valid_from": iso(row["valid_from"]),
+            "valid_to": iso(row["valid_to"]), "superseded_by": row["superseded_by"],
+            "confidence": row["confidence"], "source": row["source"]}
