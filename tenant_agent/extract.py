@@ -13,8 +13,9 @@ earlier one in the same batch.
 What the model says is checked before it is applied, because small models invent:
 - an operation may only name memories and turns it was shown;
 - an added or updated memory must be grounded: most of its words appear in the turns it
-  cites (dates and names of months aside); an update or delete must share a word with the
-  turn that caused it; a delete removes only when that turn asks to forget, else it ends;
+  cites (dates and names of months aside), and not all of those turns may be questions; an
+  update or delete must share a word with the turn that caused it; a delete removes only
+  when that turn asks to forget, else it ends what it names (its history stays);
 - an add that restates a held memory is evidence for it, not a duplicate.
 
 Failure never loses a turn and never blocks delivery: the rules already learned what they
@@ -36,7 +37,7 @@ from collections.abc import Callable
 from typing import Any
 
 from tenant_agent import host, turns
-from tenant_agent.learn import _FORGET, Statement, day_text, sentences
+from tenant_agent.learn import _FORGET, Statement, day_text, is_question, sentences
 from tenant_agent.memory import Memory
 from tenant_agent.recall import fts_query, terms
 
@@ -212,7 +213,7 @@ def apply(memory: Memory, batch: Batch, operations: list[dict[str, Any]],
                    if kind in ("add", "update", "delete") else kind == "none")
         key = kind if applied and isinstance(kind, str) and kind in done else "rejected"
         done[key] += 1
-    return done
+    return {key: n for key, n in done.items() if n}
 
 
 def _apply_one(memory: Memory, batch: Batch, op: dict[str, Any], source: str) -> bool:
@@ -222,6 +223,8 @@ def _apply_one(memory: Memory, batch: Batch, op: dict[str, Any], source: str) ->
     cited = _cited(op, batch, text or (held[2] if held else ""))
     if not cited:
         return False
+    if op["op"] != "delete" and all(is_question(batch.episodes[a][5]) for a in cited):
+        return False  # questions are not statements
     turns_said = [batch.episodes[a][5] + " " + batch.episodes[a][6] for a in cited]
     turn = _turn(batch, cited[-1])
     episode = batch.episodes[cited[-1]][1]
@@ -234,8 +237,12 @@ def _apply_one(memory: Memory, batch: Batch, op: dict[str, Any], source: str) ->
             *(_words(s) for s in turns_said)):
         return False
     if op["op"] == "delete":
-        if any(_FORGET.match(s.strip()) for t in turns_said for s in sentences(t)):
+        asking = [a for a in cited if any(_FORGET.match(s.strip())
+                                          for s in sentences(batch.episodes[a][5]))]
+        if asking:  # asked to forget: the memory goes, and so do the turns that said it
             memory.remove_memory(held[0])
+            for a in asking:
+                memory.remove_episode(batch.episodes[a][1])
         else:
             memory.db.execute("UPDATE memories SET valid_to=?, updated=? WHERE id=? AND "
                               "valid_to IS NULL", (turn.at, time.time(), held[0]))

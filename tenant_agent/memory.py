@@ -46,8 +46,12 @@ def confidence(evidence: int, source: str = "rules") -> float:
 
 
 class Memory:
-    def __init__(self, path: str) -> None:
+    """`rules=False` leaves learning to the model alone (BURROW_AGENT_RULES=off: to measure a
+    model against the rules, or where a strong model should not share the work)."""
+
+    def __init__(self, path: str, rules: bool = True) -> None:
         self.path = path
+        self.rules = rules
         self.lock = threading.RLock()
         self.db = store.open_db(path)
         self.model = os.environ.get("BURROW_AGENT_MODEL") or self.meta("model") or None
@@ -131,6 +135,8 @@ class Memory:
             self.db.execute("INSERT INTO turns VALUES (?)", (turn.fingerprint,))
         before = turn.reply_before or self._last_reply(turn.at)
         learned = learn(turn.user, turn.at, before)
+        if not self.rules:
+            learned.statements = []
         forgets = [s for s in learned.statements if s.op == "forget"]
         for statement in forgets:
             self.forget(statement)

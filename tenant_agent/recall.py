@@ -7,9 +7,13 @@ memory borrows the best of the episodes it came from). Without embeddings it is 
 
 Scores are relative to the best full-text match of the same query and fused linearly with the
 cosine (`FTS_WEIGHT * bm25 / best + cosine`: on LoCoMo this beat reciprocal-rank fusion and
-each signal alone; see bench/memory.py). Memories held now get a small lift over episodes, a
-superseded memory a penalty (it is still found: "where did I live before?"). An episode whose
-request a better result already cites is left out, so a slot is never spent twice on one turn.
+each signal alone). A turn is read in its conversation: an episode also gets NEIGHBOR_WEIGHT of
+the better of the turns just before and after it (when they are within NEIGHBOR_GAP_S), so
+"Yes, last Friday!" is found through the question it answered. On LoCoMo (bench/memory.py)
+evidence hit@10 went from 0.80 to 0.85 with it. Memories held now get a small lift over
+episodes, a superseded memory a penalty (it is still found: "where did I live before?"). An
+episode whose request a better result already cites is left out, so a slot is never spent
+twice on one turn.
 
 Invariant: every result cites the request ids (X-Request-Id) it came from; `since` and
 `until` bound when the tenant said it.
@@ -26,6 +30,9 @@ from tenant_agent.turns import iso
 
 FTS_WEIGHT = 0.5       # full text against cosine, fused linearly
 USER_WEIGHT, REPLY_WEIGHT = 1.0, 0.6  # bm25 column weights: the tenant's words, the reply
+NEIGHBOR_WEIGHT = 0.5  # of the better adjacent turn's score
+NEIGHBOR_GAP_S = 3600.0  # turns further apart are not one conversation
+NEIGHBORS_OF = 100     # the best candidates whose neighbours are looked at
 HELD_LIFT = 1.1        # a memory held now, against an episode of the same score
 SUPERSEDED = 0.8       # a memory no longer held
 CANDIDATES = 200
@@ -71,8 +78,8 @@ def recall(memory: Memory, query: str, limit: int = 10, since: float | None = No
         for row in memories.values():
             lift = HELD_LIFT if row["valid_to"] is None else SUPERSEDED
             scored.append((lift * _fuse(row, best, qvec), "memory", row))
-        for row in episodes.values():
-            scored.append((_fuse(row, best, qvec), "episode", row))
+        for row, score in _in_context(memory, episodes, best, qvec, lo, hi):
+            scored.append((score, "episode", row))
         scored.sort(key=lambda item: -item[0])
         wanted = set(kinds) if kinds else None
         results: list[dict[str, Any]] = []
@@ -97,6 +104,45 @@ def _fuse(row: dict[str, Any], best: float, qvec: list[float] | None) -> float:
     if qvec is None:
         return text
     return FTS_WEIGHT * text + max(float(row.get("cosine", 0.0)), 0.0)
+
+
+def _in_context(memory: Memory, episodes: dict[int, dict[str, Any]], best: float,
+                qvec: list[float] | None, lo: float,
+                hi: float) -> list[tuple[dict[str, Any], float]]:
+    """Each episode's score with NEIGHBOR_WEIGHT of its better neighbour's; the neighbours of
+    the best candidates join the candidates (a neighbour that matched nothing itself)."""
+    own = {n: _fuse(row, best, qvec) for n, row in episodes.items()}
+    top = sorted(own, key=lambda n: -own[n])[:NEIGHBORS_OF]
+    wanted = {m for n in top for m in (n - 1, n + 1)} - set(episodes)
+    if wanted:
+        marks = ",".join("?" * len(wanted))
+        for row in memory.db.execute(
+                "SELECT e.n, e.id, e.request_id, e.at, e.user, e.reply, e.vec FROM episodes e "
+                f"WHERE e.n IN ({marks}) AND e.at BETWEEN ? AND ?", (*wanted, lo, hi)):
+            entry = _episode_row(row[:6], 0.0)
+            if qvec is not None:
+                entry["cosine"] = vectors.cosine(qvec, row[6])
+            episodes[row[0]] = entry
+            own[row[0]] = _fuse(entry, best, qvec)
+    stale = _stale(memory, [episodes[n]["id"] for n in top])
+    out = []
+    for n, row in episodes.items():
+        near = [own[m] for m in (n - 1, n + 1) if m in own
+                and abs(episodes[m]["at"] - row["at"]) <= NEIGHBOR_GAP_S]
+        score = own[n] + NEIGHBOR_WEIGHT * max(near, default=0.0)
+        out.append((row, score * SUPERSEDED if row["id"] in stale else score))
+    return out
+
+
+def _stale(memory: Memory, episode_ids: list[str]) -> set[str]:
+    """Episodes that stated only what no longer holds ("I live in Berlin", before a move)."""
+    if not episode_ids:
+        return set()
+    marks = ",".join("?" * len(episode_ids))
+    return {e for (e,) in memory.db.execute(
+        "SELECT ev.episode FROM evidence ev JOIN memories m ON m.id = ev.memory "
+        f"WHERE ev.episode IN ({marks}) GROUP BY ev.episode "
+        "HAVING max(m.valid_to IS NULL) = 0", episode_ids)}
 
 
 def _episodes(memory: Memory, words: list[str], qvec: list[float] | None, lo: float,

@@ -57,6 +57,13 @@ calls it. Errors are {"error": {"code", "message"}}, like the rest of Burrow's A
 under /_burrow/ is for Burrow itself: the gateway never forwards it from outside.
 On SIGTERM (the pre-freeze signal) the agent checkpoints its database and exits; the model's
 queue is in the database, so a freeze loses none of it.
+
+Environment: BURROW_SERVICE_FD (the listening socket), BURROW_HOST_SOCKET and
+BURROW_BOX_TOKEN (the host services socket), BURROW_AGENT_MODEL (the model for memory
+extraction, when the host sets it for the tenant; else the last x-burrow-model it was sent),
+BURROW_AGENT_STATE_DIR (default /workspace/.burrow-agent; tests and benches run the agent
+outside a box), BURROW_AGENT_RULES=off (the model alone learns: to measure it against the
+rules).
 """
 
 from __future__ import annotations
@@ -91,7 +98,8 @@ def memory() -> Memory:
 
             state = os.environ.get("BURROW_AGENT_STATE_DIR", STATE_DIR)
             os.makedirs(state, exist_ok=True)
-            _memory.append(Memory(state + "/memory.db"))
+            _memory.append(Memory(state + "/memory.db",
+                                  rules=os.environ.get("BURROW_AGENT_RULES") != "off"))
         mem = _memory[0]
         if mem.model and not _extractor:
             from tenant_agent.extract import Extractor

@@ -36,7 +36,10 @@ def loads(data: bytes | str) -> object:
     text = text.strip()
     try:
         obj, end = _scan(text, 0)
-    except StopIteration:  # the C scanner's way of saying "no JSON value here"
+    except (StopIteration, SystemError):
+        # The C scanner's ways of saying "not JSON": StopIteration where no value starts, and
+        # for a value cut short a SystemError, since it raises JSONDecodeError only when
+        # json.decoder is already imported (which this module exists to avoid).
         raise ValueError("not JSON") from None
     if end != len(text):
         raise ValueError("trailing data after the JSON value")
