@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import calendar
 import collections
 import http.client
 import json
@@ -110,13 +111,14 @@ def load(path: Path, conversations: int) -> list[Tenant]:
         sessions = sorted((k for k in conv if re.fullmatch(r"session_\d+", k)),
                           key=lambda k: int(k.split("_")[1]))
         for key in sessions:
-            at = time.mktime(time.strptime(conv[key + "_date_time"], "%I:%M %p on %d %B, %Y"))
+            at = calendar.timegm(time.strptime(conv[key + "_date_time"],
+                                               "%I:%M %p on %d %B, %Y"))  # as UTC
             turns = conv[key]
             for i, turn in enumerate(turns):
                 reply = turns[i + 1] if i + 1 < len(turns) and \
                     turns[i + 1]["speaker"] != turn["speaker"] else None
                 by_speaker[turn["speaker"]].pairs.append(Pair(
-                    f"{sample['sample_id']}/{turn['dia_id']}", at - time.timezone,
+                    f"{sample['sample_id']}/{turn['dia_id']}", at,
                     _turn_text(turn), _turn_text(reply) if reply else "",
                     {turn["dia_id"]} | ({reply["dia_id"]} if reply else set())))
         for qa in sample["qa"]:
@@ -436,10 +438,8 @@ def wire_pairs(tenant: Tenant, vectors: dict[str, list[list[float]]]) -> list[di
 def run_tenant(agents: Agents, tenant: Tenant, args: argparse.Namespace, embedder: Embedder,
                totals: Totals) -> None:
     vectors: dict[str, list[list[float]]] = {}
-    if args.embeddings in ("user", "both"):
+    if args.embeddings == "user":
         vectors["user"] = embedder.embed([p.user for p in tenant.pairs], totals)
-    if args.embeddings == "both":
-        vectors["reply"] = embedder.embed([p.reply for p in tenant.pairs], totals)
     pairs = wire_pairs(tenant, vectors)
     agents.start(tenant.name)
     calls = 0
@@ -535,18 +535,69 @@ def report(totals: Totals, tenants: list[Tenant], args: argparse.Namespace,
         print(f"host model calls: {host.calls}, {host.seconds:.0f} s")
 
 
+def scale(args: argparse.Namespace, tenants: list[Tenant], agents: ProcessAgents) -> None:
+    """Recall latency as one tenant's memory grows: LoCoMo's turns over and over, each with
+    a random unit vector (the vector path's cost does not depend on what the vectors mean)."""
+    import random
+
+    rng = random.Random(7)
+    turns = [p for t in tenants for p in t.pairs]
+    queries = [q.text for t in tenants for q in t.questions][:50]
+    agents.start("scale")
+    try:
+        held = 0
+        for size in args.scale:
+            batch = []
+            while held < size:
+                p = turns[held % len(turns)]
+                vector = [rng.gauss(0, 1) for _ in range(384)]
+                batch.append({"id": f"s{held}", "seq": held + 1, "at": p.at + held,
+                              "request_id": f"s{held}", "request": {
+                                  "method": "POST", "path": "/chat",
+                                  "body": json.dumps({"message": p.user})},
+                              "response": {"status": 200, "body": json.dumps({"reply": p.reply})},
+                              "embedding": {"model": "random", "user": vector}})
+                held += 1
+                if len(batch) == OBSERVE_BATCH or held == size:
+                    agents.observe("scale", batch, None)
+                    batch = []
+            timings: dict[str, list[float]] = {"text": [], "text + vectors": []}
+            for q in queries:
+                vector = [rng.gauss(0, 1) for _ in range(384)]
+                for name, vec in (("text", None), ("text + vectors", vector)):
+                    started = time.perf_counter()
+                    agents.recall("scale", q, 10, vec)
+                    timings[name].append(1000 * (time.perf_counter() - started))
+            print("  " + f"{size:>6} episodes: " + ", ".join(
+                f"{name} p50 {sorted(ms)[len(ms) // 2]:.1f} ms, p95 "
+                f"{sorted(ms)[int(len(ms) * 0.95)]:.1f} ms" for name, ms in timings.items()))
+    finally:
+        agents.stop("scale")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("dataset", type=Path, help="path of LoCoMo's data/locomo10.json")
     parser.add_argument("--conversations", type=int, default=10)
-    parser.add_argument("--embeddings", choices=("none", "user", "both"), default="user",
-                        help="which texts of a pair the host embeds (default: the user's)")
+    parser.add_argument("--embeddings", choices=("none", "user"), default="user",
+                        help="whether the host embeds the user's words of each pair (the "
+                             "replies' embeddings did not help: measured, not kept)")
     parser.add_argument("--extract-model", help="a model for the extraction pass, e.g. "
                                                 "local/gemma-3-270m (default: rules only)")
     parser.add_argument("--answer-model", help="a model that answers /ask, for token-F1")
     parser.add_argument("--asks", type=int, default=20, help="/ask calls per tenant")
+    parser.add_argument("--scale", type=int, nargs="*", default=[],
+                        help="only measure recall latency at these episode counts")
     args = parser.parse_args()
     tenants = load(args.dataset, args.conversations)
+    if args.scale:
+        workdir = Path(tempfile.mkdtemp(prefix="burrow-memory-bench-"))
+        try:
+            print("recall latency over the agent's unix socket (query embedding: random):")
+            scale(args, tenants, ProcessAgents(workdir, None))
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+        return
     workdir = Path(tempfile.mkdtemp(prefix="burrow-memory-bench-"))
     server = host = None
     try:

@@ -270,7 +270,13 @@ def _alive(memory: Memory, episode: str) -> str | None:
 
 def run_batch(memory: Memory, model: str, call: Caller = host.call) -> dict[str, Any]:
     """Take one batch through the model and apply what it said. Raises host.HostError when
-    the model was refused or unreachable (the batch stays queued)."""
+    the model was refused or unreachable (the batch stays queued). One pass at a time: the
+    background thread and an asked-for drain never send the same batch twice."""
+    with memory.extracting:
+        return _run_batch(memory, model, call)
+
+
+def _run_batch(memory: Memory, model: str, call: Caller) -> dict[str, Any]:
     batch = pending_batch(memory)
     if batch is None:
         return {"turns": 0}

@@ -57,6 +57,7 @@ class Memory:
         self.model = os.environ.get("BURROW_AGENT_MODEL") or self.meta("model") or None
         self.codes: vectors.SignCodes | None = None  # built on the first large vector search
         self.changed = threading.Condition(self.lock)  # notified when work is queued
+        self.extracting = threading.Lock()  # one model pass at a time (background or asked)
 
     def close(self) -> None:
         with self.lock:
@@ -160,21 +161,19 @@ class Memory:
     def _episode(self, turn: turns.Turn) -> str:
         episode = store.new_id("e_")
         vec = turn.vectors.get("user")
-        rvec = turn.vectors.get("reply")
-        if turn.vector_model and (vec or rvec):
+        if turn.vector_model and vec:
             known = self.meta("vector_model")
             if known is None:
                 self.set_meta("vector_model", turn.vector_model)
             elif known != turn.vector_model:
-                vec = rvec = None  # never compare vectors of two models
+                vec = None  # never compare vectors of two models
         from tenant_agent.learn import is_question
 
         self.db.execute(
-            "INSERT INTO episodes (id, pair_id, request_id, at, user, reply, question, vec, "
-            "rvec) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO episodes (id, pair_id, request_id, at, user, reply, question, vec) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (episode, turn.pair_id, turn.request_id, turn.at, turn.user, turn.reply,
-             int(is_question(turn.user)), vectors.pack(vec) if vec else None,
-             vectors.pack(rvec) if rvec else None))
+             int(is_question(turn.user)), vectors.pack(vec) if vec else None))
         if vec and self.codes is not None:
             n = self.db.execute("SELECT n FROM episodes WHERE id=?", (episode,)).fetchone()[0]
             self.codes.add(n, vectors.pack(vec))

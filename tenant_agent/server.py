@@ -20,6 +20,8 @@ JSON lists of numbers or base64 of little-endian float32, of the host's embeddin
           the agent calls it through the host services socket: POST /v1/model/chat)
     POST /recall {"query", "limit"? (10, <= 100), "since"?, "until"?, "query_embedding"?,
                   "kinds"?: ["preference", "fact", "event", "plan", "episode"]}
+         (without query_embedding the agent asks the host socket, POST /v1/embed
+          {"texts": [query]} -> {"model", "vectors"}, and uses full text alone if it cannot)
                                  -> {"results": [{"id", "kind", "text", "at", "score",
                                                   "request_ids", ...}]}
          most relevant first; memories ("m_…", kind preference|fact|event|plan, with
@@ -189,9 +191,17 @@ def _model(request: dict[str, object]) -> str | None:
     return str(model) if model else None
 
 
-def _vector(data: dict[str, object], field: str = "query_embedding") -> list[float] | None:
+def _vector(data: dict[str, object], text: str,
+            field: str = "query_embedding") -> list[float] | None:
+    """The query's embedding: the caller's, else the host's when the tenant's turns have
+    vectors (tenant_agent/embed.py), else None (full text only)."""
     if data.get(field) is None:
-        return None
+        model = memory().meta("vector_model")
+        if not model:
+            return None
+        from tenant_agent.embed import query_vector
+
+        return query_vector(text, model)
     from tenant_agent.turns import vector_of
 
     vector = vector_of(data[field])
@@ -223,7 +233,7 @@ def ask(request: dict[str, object]) -> dict[str, object]:
     mem = memory()
     model = _model(request)
     mem.use_model(model)
-    return answer.ask(mem, question, model, _vector(data), bool(data.get("explain")))
+    return answer.ask(mem, question, model, _vector(data, question), bool(data.get("explain")))
 
 
 def recall(request: dict[str, object]) -> dict[str, object]:
@@ -241,7 +251,7 @@ def recall(request: dict[str, object]) -> dict[str, object]:
     from tenant_agent import recall as recalling
 
     results = recalling.recall(memory(), query, limit, _time(data, "since"),
-                               _time(data, "until"), _vector(data), kinds)
+                               _time(data, "until"), _vector(data, query), kinds)
     return {"results": results}
 
 

@@ -38,7 +38,7 @@ CREATE TABLE IF NOT EXISTS applied (
 CREATE TABLE IF NOT EXISTS episodes (
     n INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, pair_id TEXT NOT NULL,
     request_id TEXT NOT NULL, at REAL NOT NULL, user TEXT NOT NULL, reply TEXT NOT NULL,
-    question INTEGER NOT NULL DEFAULT 0, vec BLOB, rvec BLOB);
+    question INTEGER NOT NULL DEFAULT 0, vec BLOB);
 CREATE INDEX IF NOT EXISTS episodes_at ON episodes(at);
 CREATE INDEX IF NOT EXISTS episodes_pair ON episodes(pair_id);
 CREATE VIRTUAL TABLE IF NOT EXISTS episodes_fts USING fts5(

@@ -9,7 +9,7 @@ required, everything else is optional and read leniently):
      "request": {"method", "path", "query", "body": excerpt, "body_tail": the body's last bytes
                  when the excerpt cut it, "headers": {lower-case name: value}},
      "response": {"status", "body": excerpt, "body_tail"},
-     "embedding": {"model": name, "user": vector, "reply": vector}}
+     "embedding": {"model": name, "user": vector of the tenant's words}}
 
 The tenant's words are, in order of precedence:
 1. the JSON field the request names in `X-Burrow-User-Text` (a path such as `input.text` or
@@ -61,7 +61,7 @@ class Turn:
     reply_before: str = ""    # what the assistant said just before (a bare "yes" accepts it)
     fingerprint: str = ""     # a resent chat turn has the same one ("" for a lone message)
     learn: bool = True        # False: a call to the agent's own protocol
-    vectors: dict[str, list[float]] = field(default_factory=dict)  # "user", "reply"
+    vectors: dict[str, list[float]] = field(default_factory=dict)  # "user"
     vector_model: str = ""
 
 
@@ -316,7 +316,7 @@ def _vectors(embedding: Any, turn: Turn) -> None:
     if not isinstance(embedding, dict):
         return
     turn.vector_model = str(embedding.get("model") or "")
-    for key in ("user", "reply"):
+    for key in ("user",):
         vector = vector_of(embedding.get(key))
         if vector:
             turn.vectors[key] = vector

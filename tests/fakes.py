@@ -66,7 +66,8 @@ def tool_reply(name: str, **arguments: Any) -> dict[str, Any]:
 
 class FakeHost:
     """The host services socket as a box sees it (POST /v1/model/chat in Burrow's chat API,
-    POST /v1/knowledge/search), on a unix socket, answering model calls from a script and
+    POST /v1/knowledge/search, and POST /v1/embed once `embeddings` holds any), on a unix
+    socket, answering model calls from a script and
     keeping what it was sent. A script entry is the model's text, an HTTP status to refuse
     with (429: the tenant's model budget is spent; 503: no model server), or a function of
     the request that returns either."""
@@ -80,6 +81,8 @@ class FakeHost:
         self.script: list[Any] = []
         self.requests: list[dict[str, Any]] = []
         self.insights: list[dict[str, Any]] = []
+        self.embeddings: dict[str, list[float]] = {}  # text -> vector, for POST /v1/embed
+        self.embed_model = "fake-embedder"
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -92,6 +95,9 @@ class FakeHost:
                                                       "message": "bad box token"}})
                 if self.path == "/v1/knowledge/search":
                     return self._send(200, fake.insights[:int(body.get("limit", 5))])
+                if self.path == "/v1/embed" and fake.embeddings:
+                    return self._send(200, {"model": fake.embed_model, "vectors": [
+                        fake.embeddings.get(t, []) for t in body["texts"]]})
                 if self.path != "/v1/model/chat":
                     return self._send(404, {"error": {"code": "not_found", "message": "no"}})
                 fake.requests.append(body)

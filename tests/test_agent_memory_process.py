@@ -335,3 +335,22 @@ def test_the_model_pass_runs_by_itself_in_the_background(tmp_path: Path) -> None
     finally:
         agent.stop()
         host.close()
+
+
+def test_a_query_without_embedding_is_embedded_by_the_host(tmp_path: Path) -> None:
+    host = FakeHost(str(tmp_path / "host.sock"))
+    agent = Agent(tmp_path, host.env).start()
+    try:
+        agent.observe(*[said(n, text, embedding={"model": "fake-embedder", "user": unit(n)})
+                        for n, text in enumerate(["Our golden retriever learned to fetch",
+                                                  "The quarterly numbers look fine"], start=1)])
+        assert agent.recall("my dog") == []  # no route on the host yet: full text only
+        host.embeddings["my dog"] = unit(1)
+        agent.stop()
+        agent.start()  # (a host without the route is not asked again for a while)
+        assert agent.recall("my dog")[0]["request_ids"] == ["req-1"]
+        host.embed_model = "another-model"  # vectors of another model are never compared
+        assert agent.recall("my dog") == []
+    finally:
+        agent.stop()
+        host.close()
