@@ -98,9 +98,9 @@ def time_windows(query: str, now: float | None = None) -> list[tuple[float, floa
     if not out:
         from tenant_agent.learn import when_said
 
-        at = when_said(query, time.time() if now is None else now)
-        if at is not None:
-            out.append((at - 2 * _DAY, at + 2 * _DAY))
+        meant = when_said(query, time.time() if now is None else now)
+        if meant is not None:
+            out.append((meant - 2 * _DAY, meant + 2 * _DAY))
     return out
 
 
