@@ -174,9 +174,11 @@ def _legacy_profile(memory: Memory, ids: list[str]) -> list[dict[str, Any]]:
 
 
 def _ask_model(model: str, question: str, context: str) -> str:
-    system = SYSTEM + ("\n\n" + context if context else "\n\n(There are no notes yet.)")
+    notes = context or "(There are no notes yet.)"
+    # The notes go in the user's turn, not a system message: some chat templates (Gemma's in
+    # llama.cpp) drop system messages, and the answer would know nothing about the user.
     answer = host.call("/v1/model/chat", {"model": model, "max_tokens": 300, "messages": [
-        {"role": "system", "content": system}, {"role": "user", "content": question}]},
+        {"role": "user", "content": f"{SYSTEM}\n\nNotes:\n{notes}\n\nQuestion: {question}"}]},
         MODEL_TIMEOUT_S)
     message = answer.get("message") if isinstance(answer, dict) else None
     text = message.get("content") if isinstance(message, dict) else None

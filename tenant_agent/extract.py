@@ -48,7 +48,7 @@ MAX_HELD = 24
 QUIET_S = 20.0           # a batch smaller than BATCH_TURNS waits this long for company
 MAX_ATTEMPTS = 2         # unreadable answers before a batch is dropped
 BACKOFF_S = (30.0, 60.0, 120.0, 300.0, 900.0)
-TIMEOUT_S = 180.0
+TIMEOUT_S = 600.0          # a small local model on busy cores is slow; this is off the request path
 MAX_TOKENS = 700
 KINDS = ("preference", "fact", "event", "plan")
 Caller = Callable[[str, object, float], object]
@@ -74,18 +74,24 @@ user confirms them). Questions are not statements. Turn relative dates ("yesterd
 week") into absolute dates using the turn's date. Later turns win over earlier ones. Never \
 invent anything. Cite the turns each operation comes from. Reply with JSON only."""
 
-SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {"operations": {"type": "array", "maxItems": 24, "items": {
+
+
+def schema(batch: Batch) -> dict[str, Any]:
+    """The answer's JSON schema for one batch: ids and turns are enums of the aliases shown,
+    so a schema-held small model cannot invent one (nor loop on digits inside one)."""
+    return {
         "type": "object",
-        "properties": {
-            "op": {"type": "string", "enum": ["add", "update", "delete", "none"]},
-            "id": {"type": "string"},
-            "kind": {"type": "string", "enum": list(KINDS)},
-            "text": {"type": "string"},
-            "turns": {"type": "array", "maxItems": 8, "items": {"type": "string"}}},
-        "required": ["op", "id", "kind", "text", "turns"]}}},
-    "required": ["operations"]}
+        "properties": {"operations": {"type": "array", "maxItems": 2 * BATCH_TURNS, "items": {
+            "type": "object",
+            "properties": {
+                "op": {"type": "string", "enum": ["add", "update", "delete", "none"]},
+                "id": {"type": "string", "enum": ["", *batch.held]},
+                "kind": {"type": "string", "enum": list(KINDS)},
+                "text": {"type": "string", "maxLength": 200},
+                "turns": {"type": "array", "maxItems": BATCH_TURNS,
+                          "items": {"type": "string", "enum": list(batch.episodes)}}},
+            "required": ["op", "id", "kind", "text", "turns"]}}},
+        "required": ["operations"]}
 
 _CONTENT = re.compile(r"[a-z][a-z0-9'-]{2,}")
 _IGNORED = frozenset("""the and for with that this from user their they them has have had was
@@ -154,12 +160,13 @@ def pending_batch(memory: Memory) -> Batch | None:
 
 def ask_model(batch: Batch, model: str, call: Caller = host.call) -> list[dict[str, Any]]:
     """One model call for the batch; its operations, as the model wrote them."""
+    # One user message, no system one: some chat templates (Gemma's in llama.cpp) drop a
+    # system message, and every model reads instructions in the user's turn.
     answer = call("/v1/model/chat", {
         "model": model, "max_tokens": MAX_TOKENS, "temperature": 0,
-        "messages": [{"role": "system", "content": SYSTEM},
-                     {"role": "user", "content": batch.prompt()}],
-        "response_format": {"type": "json_schema",
-                            "json_schema": {"name": "memory_operations", "schema": SCHEMA}}},
+        "messages": [{"role": "user", "content": SYSTEM + "\n\n" + batch.prompt()}],
+        "response_format": {"type": "json_schema", "json_schema": {
+            "name": "memory_operations", "schema": schema(batch)}}},
         TIMEOUT_S)
     message = answer.get("message") if isinstance(answer, dict) else None
     content = message.get("content") if isinstance(message, dict) else None
