@@ -20,10 +20,10 @@ from __future__ import annotations
 from typing import Any
 
 from tenant_agent import host, knowledge
-from tenant_agent.learn import _RELATIVE, day_text, when_said
 from tenant_agent.memory import Memory
 from tenant_agent.recall import recall
 from tenant_agent.turns import parse_time
+from tenant_agent.utterance import RELATIVE, day_text, when_said
 
 CONTEXT_TOKENS = 800
 PROFILE_TOKENS = 250
@@ -91,7 +91,7 @@ def _dated(text: str, at: float | None) -> str:
     if at is None:
         return text
     line = f"{day_text(at)}: {text}"
-    match = _RELATIVE.search(text)
+    match = RELATIVE.search(text)
     meant = when_said(text, at) if match else None
     if match and meant is not None:
         line += f" ({match.group(0)} = {day_text(meant)})"

@@ -37,9 +37,10 @@ from collections.abc import Callable
 from typing import Any
 
 from tenant_agent import host, turns
-from tenant_agent.learn import _FORGET, Statement, day_text, is_question, sentences
+from tenant_agent.learn import Statement, asks_to_forget
 from tenant_agent.memory import Memory
 from tenant_agent.recall import fts_query, terms
+from tenant_agent.utterance import day_text, is_question
 
 BATCH_TURNS = 8
 BATCH_CHARS = 6000
@@ -244,8 +245,7 @@ def _apply_one(memory: Memory, batch: Batch, op: dict[str, Any], source: str) ->
             *(_words(s) for s in turns_said)):
         return False
     if op["op"] == "delete":
-        asking = [a for a in cited if any(_FORGET.match(s.strip())
-                                          for s in sentences(batch.episodes[a][5]))]
+        asking = [a for a in cited if asks_to_forget(batch.episodes[a][5])]
         if asking:  # asked to forget: the memory goes, and so do the turns that said it
             memory.remove_memory(held[0])
             for a in asking:

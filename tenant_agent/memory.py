@@ -167,7 +167,7 @@ class Memory:
                 self.set_meta("vector_model", turn.vector_model)
             elif known != turn.vector_model:
                 vec = None  # never compare vectors of two models
-        from tenant_agent.learn import is_question
+        from tenant_agent.utterance import is_question
 
         self.db.execute(
             "INSERT INTO episodes (id, pair_id, request_id, at, user, reply, question, vec) "

@@ -96,7 +96,7 @@ def time_windows(query: str, now: float | None = None) -> list[tuple[float, floa
             start = calendar.timegm((int(m.group(2)), number, 1, 0, 0, 0))
             out.append((start, start + 31 * _DAY))
     if not out:
-        from tenant_agent.learn import when_said
+        from tenant_agent.utterance import when_said
 
         meant = when_said(query, time.time() if now is None else now)
         if meant is not None:
