@@ -197,7 +197,7 @@ def _cited(op: dict[str, Any], batch: Batch, text: str) -> list[str]:
     return [best] if words & _words(batch.episodes[best][5]) else []
 
 
-def _grounded(text: str, sources: list[str]) -> bool:
+def grounded(text: str, sources: list[str]) -> bool:
     """Most of the memory's words appear in what the user (or the reply) said."""
     words = _words(text)
     if not words:
@@ -237,7 +237,7 @@ def _apply_one(memory: Memory, batch: Batch, op: dict[str, Any], source: str) ->
     turn = _turn(batch, cited[-1])
     episode = batch.episodes[cited[-1]][1]
     if op["op"] == "add":
-        if not text or not _grounded(text, turns_said):
+        if not text or not grounded(text, turns_said):
             return False
         statement = Statement("add", str(kind), _subject(text), text, text)
         return memory.hold(statement, turn, _alive(memory, episode), source) is not None
@@ -254,7 +254,7 @@ def _apply_one(memory: Memory, batch: Batch, op: dict[str, Any], source: str) ->
             memory.db.execute("UPDATE memories SET valid_to=?, updated=? WHERE id=? AND "
                               "valid_to IS NULL", (turn.at, time.time(), held[0]))
         return True
-    if not text or not _grounded(text, turns_said):
+    if not text or not grounded(text, turns_said):
         return False
     new = memory.hold(Statement("add", str(kind), _subject(text), text, text), turn,
                       _alive(memory, episode), source)

@@ -25,21 +25,23 @@ T0 = 1_700_000_000.0
 
 
 class _Unix(http.client.HTTPConnection):
-    def __init__(self, path: str) -> None:
-        super().__init__("agent", timeout=30)
+    def __init__(self, path: str, timeout: float) -> None:
+        super().__init__("agent", timeout=timeout)
         self.path = path
 
     def connect(self) -> None:
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(30)
+        self.sock.settimeout(self.timeout)
         self.sock.connect(self.path)
 
 
 class Agent:
     """One tenant agent process and a client for it."""
 
-    def __init__(self, home: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(self, home: Path, env: dict[str, str] | None = None,
+                 timeout: float = 30) -> None:
         self.home = home
+        self.timeout = timeout
         self.env = env or {}
         self.socket = str(home / "agent.sock")
         self.proc: subprocess.Popen[bytes] | None = None
@@ -65,7 +67,7 @@ class Agent:
 
     def call(self, method: str, path: str, body: object = None,
              headers: dict[str, str] | None = None) -> tuple[int, Any, dict[str, str]]:
-        conn = _Unix(self.socket)
+        conn = _Unix(self.socket, self.timeout)
         try:
             conn.request(method, path, json.dumps(body) if body is not None else None,
                          {"content-type": "application/json", **(headers or {})})
