@@ -43,6 +43,7 @@ import math
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -101,7 +102,7 @@ def _turn_text(turn: dict[str, Any]) -> str:
     return text
 
 
-def load(path: Path, conversations: int) -> list[Tenant]:
+def load(path: Path, conversations: int, pairs: int | None = None) -> list[Tenant]:
     data = json.loads(path.read_text())[:conversations]
     tenants = []
     for sample in data:
@@ -132,6 +133,11 @@ def load(path: Path, conversations: int) -> list[Tenant]:
             by_speaker[about].questions.append(Question(text, str(qa.get("answer", "")),
                                                         qa["category"], evidence))
         tenants.extend(by_speaker.values())
+    if pairs is not None:  # a slice of each conversation, and the questions it answers
+        for tenant in tenants:
+            tenant.pairs = tenant.pairs[:pairs]
+            seen = set().union(*(p.covers for p in tenant.pairs)) if tenant.pairs else set()
+            tenant.questions = [q for q in tenant.questions if q.evidence <= seen]
     return tenants
 
 
@@ -261,7 +267,8 @@ class BenchHost:
 
         self.path = path
         self.loop = asyncio.new_event_loop()
-        self.providers = Providers(Settings(dev=True, local_model_url=local_url))
+        self.providers = Providers(Settings(dev=True, local_model_url=local_url,
+                                            model_timeout_s=3600))
         self.calls = 0
         self.seconds = 0.0
         threading.Thread(target=self.loop.run_forever, daemon=True).start()
@@ -388,6 +395,8 @@ class Totals:
     embed_cpu_s: float = 0.0
     model_calls: int = 0
     model_batches: int = 0
+    model_operations: collections.Counter[str] = field(default_factory=collections.Counter)
+    model_errors: list[str] = field(default_factory=list)
     extract_s: float = 0.0
     asks: int = 0
     context_tokens: list[int] = field(default_factory=list)
@@ -453,6 +462,8 @@ def run_tenant(agents: Agents, tenant: Tenant, args: argparse.Namespace, embedde
                 report = agents.extract(tenant.name, args.extract_model)
                 totals.extract_s += time.perf_counter() - began
                 totals.model_batches += report["batches"]
+                totals.model_operations.update(report["operations"])
+                totals.model_errors.extend(report["errors"])
                 calls = report["model_calls"]  # the agent's own count of its model calls
         totals.model_calls += calls
         totals.pairs += len(pairs)
@@ -525,7 +536,11 @@ def report(totals: Totals, tenants: list[Tenant], args: argparse.Namespace,
         print(f"model extraction ({args.extract_model}): {totals.model_calls} calls for "
               f"{totals.pairs} pairs = {totals.model_calls / max(totals.pairs, 1):.3f} calls "
               f"per pair, {totals.model_calls / max(totals.model_batches, 1):.2f} per batch; "
-              f"{totals.extract_s:.0f} s")
+              f"{totals.extract_s:.0f} s, {totals.extract_s / max(totals.model_batches, 1):.0f} "
+              f"s per batch")
+        ops = ", ".join(f"{k} {n}" for k, n in sorted(totals.model_operations.items()))
+        print(f"  the model's operations: {ops or 'none'}; errors: {len(totals.model_errors)}"
+              + (f" (first: {totals.model_errors[0]})" if totals.model_errors else ""))
     if totals.f1:
         cats = ", ".join(f"{CATEGORIES[c]} {sum(v) / len(v):.3f}"
                          for c, v in sorted(totals.f1_by_category.items()))
@@ -586,10 +601,14 @@ def main() -> None:
                                                 "local/gemma-3-270m (default: rules only)")
     parser.add_argument("--answer-model", help="a model that answers /ask, for token-F1")
     parser.add_argument("--asks", type=int, default=20, help="/ask calls per tenant")
+    parser.add_argument("--pairs", type=int, help="only the first N pairs of each tenant "
+                                                  "(and the questions they answer)")
     parser.add_argument("--scale", type=int, nargs="*", default=[],
                         help="only measure recall latency at these episode counts")
     args = parser.parse_args()
-    tenants = load(args.dataset, args.conversations)
+    # SIGTERM unwinds like Ctrl-C, so the agents and the model server are stopped below
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    tenants = load(args.dataset, args.conversations, args.pairs)
     if args.scale:
         workdir = Path(tempfile.mkdtemp(prefix="burrow-memory-bench-"))
         try:

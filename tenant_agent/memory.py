@@ -73,12 +73,17 @@ class Memory:
                         "value=excluded.value", (key, value))
 
     def use_model(self, model: str | None) -> None:
-        """The model the host names for this tenant's agent (x-burrow-model); remembered, so
-        the extraction pass after a wake knows it before any request arrives."""
-        if model and model != self.model and not os.environ.get("BURROW_AGENT_MODEL"):
-            with self.lock:
+        """The model the host names for this tenant's agent (x-burrow-model; "" for none any
+        more, None when it did not say); remembered, so the extraction pass after a wake
+        knows it before any request arrives. BURROW_AGENT_MODEL, when set, wins."""
+        if model is None or model == (self.model or "") or os.environ.get("BURROW_AGENT_MODEL"):
+            return
+        with self.lock:
+            if model:
                 self.set_meta("model", model)
-                self.model = model
+            else:
+                self.db.execute("DELETE FROM meta WHERE key='model'")
+            self.model = model or None
 
     def last_seq(self) -> int:
         return int(self.meta("last_seq") or 0)

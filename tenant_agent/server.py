@@ -47,7 +47,8 @@ JSON lists of numbers or base64 of little-endian float32, of the host's embeddin
          (idempotent by pair id, applied in seq order; insights are candidates for the
           shared knowledge base: general statements, scrubbed again by the worker; the
           worker names the tenant agents' model in x-burrow-model here too, so the model's
-          extraction pass can run before any /ask arrives)
+          extraction pass can run before any /ask arrives; sent empty, it says the tenant's
+          agent has no model any more: the rules alone learn)
     POST /_burrow/extract {"max_batches"?}
                                  -> {"batches", "turns", "operations", "pending", "errors"}
          runs the model's extraction pass now instead of in the background (tests, benches,
@@ -186,9 +187,11 @@ def _param(query: str, name: str) -> str:
 
 
 def _model(request: dict[str, object]) -> str | None:
+    """x-burrow-model: a model's name, "" (the header sent empty: no model any more), or None
+    (no header: nothing said)."""
     headers = request["headers"]
     model = headers.get("x-burrow-model") if isinstance(headers, dict) else None
-    return str(model) if model else None
+    return None if model is None else str(model)
 
 
 def _vector(data: dict[str, object], text: str,
@@ -233,7 +236,8 @@ def ask(request: dict[str, object]) -> dict[str, object]:
     mem = memory()
     model = _model(request)
     mem.use_model(model)
-    return answer.ask(mem, question, model, _vector(data, question), bool(data.get("explain")))
+    return answer.ask(mem, question, model or None, _vector(data, question),
+                      bool(data.get("explain")))
 
 
 def recall(request: dict[str, object]) -> dict[str, object]:

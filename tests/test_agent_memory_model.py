@@ -214,3 +214,18 @@ def test_the_prompt_shows_held_memories_like_the_new_turns(memory: Memory,
     prompt = host.requests[-1]["messages"][-1]["content"]
     assert "Lives in Berlin" in prompt and "sushi" not in prompt
     assert json.loads(json.dumps(host.requests[-1]))["model"] == MODEL
+
+
+def test_the_model_named_is_remembered_and_an_empty_name_ends_it(tmp_path: Path) -> None:
+    path = str(tmp_path / "m.db")
+    memory = Memory(path)
+    memory.use_model("openai/gpt-4o-mini")
+    memory.observe([pair(1, "I'm allergic to peanuts")])
+    memory.close()
+    again = Memory(path)  # as after a wake: the model is known before any request
+    assert again.model == "openai/gpt-4o-mini" and again.profile()["pending"] == 1
+    again.use_model(None)  # a request that does not say keeps it
+    assert again.model == "openai/gpt-4o-mini"
+    again.use_model("")
+    again.observe([pair(2, "I'm allergic to cats")])
+    assert again.model is None and again.profile()["pending"] == 1  # no new queued turns

@@ -190,3 +190,39 @@ def test_saying_it_again_is_evidence_and_a_bare_yes_accepts_an_offer(memory: Mem
                          reply="Sure. Would you like answers in Italian from now on?"),
                     pair(4, "yes please")])
     assert "Wants answers in Italian" in current(memory)
+
+
+def test_recall_reads_dates_in_the_query(memory: Memory) -> None:
+    may, june = 1683554160.0, 1686232560.0  # 8 May 2023, 8 June 2023
+    memory.observe([pair(1, "We went to the lake with the kids", at=may),
+                    pair(2, "We went to the lake again", at=june)])
+    for query, wanted in (("What did we do at the lake on 8 June, 2023?", "req-2"),
+                          ("What did we do at the lake in May 2023?", "req-1")):
+        assert recall(memory, query)[0]["request_ids"] == [wanted], query
+
+
+def test_a_large_memory_searches_vectors_through_sign_codes(memory: Memory,
+                                                            monkeypatch: pytest.MonkeyPatch
+                                                            ) -> None:
+    import random
+
+    from tenant_agent import vectors
+
+    monkeypatch.setattr(vectors, "EXACT_MAX", 50)
+    monkeypatch.setattr(vectors, "SHORTLIST", 20)
+    rng = random.Random(1)
+    vecs = [[rng.gauss(0, 1) for _ in range(32)] for _ in range(300)]
+    memory.observe([{**pair(n + 1, f"note {n}"), "embedding": {"model": "m", "user": v}}
+                    for n, v in enumerate(vecs)])
+    target = 123
+    query = [x + rng.gauss(0, 0.1) for x in vecs[target]]
+    assert recall(memory, "zzz", vector=query)[0]["request_ids"] == [f"req-{target + 1}"]
+    assert memory.codes is not None and len(memory.codes.codes) == 300
+    memory.observe([{**pair(301, "late note"), "embedding": {"model": "m", "user": vecs[7]}}])
+    assert len(memory.codes.codes) == 301  # kept up to date as turns arrive
+
+
+def test_a_bare_no_declines_the_offer(memory: Memory) -> None:
+    memory.observe([pair(1, "Hi", reply="Would you like answers in Italian from now on?"),
+                    pair(2, "no thanks")])
+    assert current(memory) == {}
