@@ -1,7 +1,9 @@
-"""The tenant owns its memory: list (paged), get, delete one, delete all, export.
+"""The tenant owns its memory: list (paged), get, add, correct, delete one, delete all, export.
 
 Items are memories (ids `m_…`) and episodes (the tenant's turns, ids `e_…`), newest first.
-A cursor is the opaque `next_cursor` of the previous page. Deleting a memory deletes the
+A cursor is the opaque `next_cursor` of the previous page. A memory the tenant adds or
+corrects itself has source `api`; a correction supersedes the memory (its history stays), as
+a correction said in conversation does. Deleting a memory deletes the
 versions it superseded and the turns it came from (else recall would still find it in them);
 deleting an episode deletes that turn. After any delete the full-text indexes are optimised
 (so the words are not left in old index segments) and the WAL checkpointed; `secure_delete`
@@ -109,6 +111,55 @@ def _history(memory: Memory, item_id: str) -> list[dict[str, Any]]:
         out.append(memory_item(memory, row))
         current = row[0]
     return out
+
+
+def add_item(memory: Memory, data: dict[str, Any], request_id: str) -> dict[str, Any]:
+    """A memory the tenant states directly: {"text", "kind"?, "subject"?}."""
+    text, kind = data.get("text"), data.get("kind", "fact")
+    subject = data.get("subject") or (text.lower() if isinstance(text, str) else "")
+    if not isinstance(text, str) or not text.strip() or len(text) > 1000:
+        raise BadRequest("text must be a non-empty string of at most 1000 characters")
+    if kind not in KINDS or kind == "episode":
+        raise BadRequest(f"kind must be one of {', '.join(KINDS[:-1])}")
+    if not isinstance(subject, str):
+        raise BadRequest("subject must be a string")
+    from tenant_agent.learn import Statement
+    from tenant_agent.turns import Turn
+
+    turn = Turn(store.new_id("api_"), request_id, time.time(), text)
+    with memory.transaction():
+        held = memory.hold(Statement("add", kind, subject.strip().lower()[:120], text.strip(),
+                                     text.strip()), turn, None, "api")
+    assert held is not None
+    return get_item(memory, held)
+
+
+def correct_item(memory: Memory, item_id: str, data: dict[str, Any],
+                 request_id: str) -> dict[str, Any]:
+    """A corrected text for a memory held now: the new version supersedes it."""
+    text = data.get("text")
+    if not isinstance(text, str) or not text.strip() or len(text) > 1000:
+        raise BadRequest("text must be a non-empty string of at most 1000 characters")
+    with memory.lock:
+        row = memory.db.execute("SELECT kind, subject, valid_to FROM memories WHERE id=?",
+                                (item_id,)).fetchone()
+    if row is None:
+        raise NotFound(f"no memory {item_id!r}; list them with GET /memories")
+    if row[2] is not None:
+        raise BadRequest(f"memory {item_id} no longer holds; correct the one that superseded "
+                         "it")
+    from tenant_agent.learn import Statement
+    from tenant_agent.turns import Turn
+
+    turn = Turn(store.new_id("api_"), request_id, time.time(), text)
+    with memory.transaction() as db:
+        new = memory.hold(Statement("add", row[0], row[1], text.strip(), text.strip()), turn,
+                          None, "api")
+        if new and new != item_id:
+            db.execute("UPDATE memories SET valid_to=?, superseded_by=?, updated=? WHERE id=? "
+                       "AND valid_to IS NULL", (turn.at, new, turn.at, item_id))
+    assert new is not None
+    return get_item(memory, new)
 
 
 def delete_item(memory: Memory, item_id: str) -> dict[str, Any]:

@@ -35,6 +35,10 @@ JSON lists of numbers or base64 of little-endian float32, of the host's embeddin
                                  -> {"items": [...], "next_cursor": str|null, "total"}
     GET  /memories/export        -> {"format": "burrow.memory/1", "exported_at", "memories":
                                      [every version], "episodes": [...], "pending", "observed"}
+    POST /memories {"text", "kind"?: fact, "subject"?}
+                                 -> the memory, source "api" (the tenant says it directly;
+                                    the same subject and text again is evidence, not a copy)
+    PATCH /memories/{id} {"text"} -> the corrected memory, which supersedes it (history kept)
     GET  /memories/{id}          -> the memory (with "history": what it superseded) or episode
     DELETE /memories/{id}        -> {"deleted": [ids]} (a memory goes with its history and the
                                      turns it came from; 404 if there is no such id)
@@ -194,6 +198,12 @@ def _model(request: dict[str, object]) -> str | None:
     return None if model is None else str(model)
 
 
+def _request_id(request: dict[str, object]) -> str:
+    headers = request["headers"]
+    value = headers.get("x-request-id") if isinstance(headers, dict) else None
+    return str(value) if value else "api"
+
+
 def _vector(data: dict[str, object], text: str,
             field: str = "query_embedding") -> list[float] | None:
     """The query's embedding: the caller's, else the host's when the tenant's turns have
@@ -274,6 +284,11 @@ def memories(request: dict[str, object]) -> tuple[int, object, dict[str, str]]:
             return 200, owner.list_items(
                 memory(), _param(query, "kind"), _param(query, "status") or "current",
                 int(limit) if limit.isdigit() else 50, _param(query, "cursor")), {}
+        if method == "POST" and not item:
+            return 200, owner.add_item(memory(), _json_body(request), _request_id(request)), {}
+        if method in ("PATCH", "PUT") and item:
+            return 200, owner.correct_item(memory(), item, _json_body(request),
+                                           _request_id(request)), {}
         if method == "DELETE" and item:
             return 200, owner.delete_item(memory(), item), {}
         if method == "DELETE":
@@ -282,7 +297,8 @@ def memories(request: dict[str, object]) -> tuple[int, object, dict[str, str]]:
         raise HttpError(404, str(exc)) from None
     except owner.BadRequest as exc:
         raise HttpError(400, str(exc)) from None
-    raise HttpError(405, "GET or DELETE /memories, /memories/{id}; GET /memories/export")
+    raise HttpError(405, "GET, POST or DELETE /memories; GET, PATCH or DELETE /memories/{id}; "
+                         "GET /memories/export")
 
 
 def observe(request: dict[str, object]) -> dict[str, object]:

@@ -356,3 +356,19 @@ def test_a_query_without_embedding_is_embedded_by_the_host(tmp_path: Path) -> No
     finally:
         agent.stop()
         host.close()
+
+
+def test_the_tenant_adds_and_corrects_memories_directly(agent: Agent) -> None:
+    added = agent.ok("POST", "/memories", {"text": "Prefers metric units", "kind": "preference",
+                                           "subject": "units"}, x_request_id="client-7")
+    assert added["source"] == "api" and added["request_ids"] == ["client-7"]
+    fixed = agent.ok("PATCH", f"/memories/{added['id']}", {"text": "Prefers imperial units"})
+    assert fixed["text"] == "Prefers imperial units" and fixed["subject"] == "units"
+    assert [h["id"] for h in fixed["history"]] == [added["id"]]
+    assert [m["text"] for m in agent.ok("GET", "/memories")["items"]] == [
+        "Prefers imperial units"]
+    status, error, _ = agent.call("PATCH", f"/memories/{added['id']}", {"text": "x"})
+    assert status == 400 and "no longer holds" in error["error"]["message"]
+    status, error, _ = agent.call("POST", "/memories", {"text": "", "kind": "fact"})
+    assert status == 400
+    assert agent.ok("GET", "/profile")["episodes"] == 0  # the memory API is not a turn
