@@ -34,13 +34,16 @@ import re
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
 
 from tenant_agent import host, turns
 from tenant_agent.learn import Statement, asks_to_forget
 from tenant_agent.memory import Memory
 from tenant_agent.recall import fts_query, terms
 from tenant_agent.utterance import day_text, is_question
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs ms at every wake; only the type checker needs it
+    from typing import Any
 
 BATCH_TURNS = 8
 BATCH_CHARS = 6000

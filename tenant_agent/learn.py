@@ -23,7 +23,6 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from tenant_agent.utterance import (
     AHEAD,
@@ -40,27 +39,49 @@ from tenant_agent.utterance import (
 )
 
 
-@dataclass(frozen=True)
 class Statement:
-    """One thing the tenant said about itself."""
+    """One thing the tenant said about itself. (Plain classes here and in turns.py, not
+    dataclasses: dataclasses imports inspect, ast and dis, ~10 ms of the first request after
+    a wake.)"""
 
-    op: str                  # add | end (no longer holds) | forget (remove what matches)
-    kind: str                # preference | fact | event | plan
-    subject: str             # what it is about: "dark mode", "location", "allergy"
-    value: str               # "dark mode", "Paris", "peanuts"
-    text: str                # how it reads: "Prefers light mode", "Lives in Paris"
-    polarity: str = ""       # preferences: likes | dislikes
-    exclusive: bool = False  # one value at a time: a new value supersedes the old one
-    when: float | None = None  # when it happened or became true, if the tenant said so
-    ends: str = ""           # a value this statement ends ("moved from Berlin to Paris")
-    rival_head: bool = False  # "prefer X mode" supersedes other liked "… mode" choices
+    __slots__ = (
+        "ends",
+        "exclusive",
+        "kind",
+        "op",
+        "polarity",
+        "rival_head",
+        "subject",
+        "text",
+        "value",
+        "when",
+    )
+
+    def __init__(self, op: str, kind: str, subject: str, value: str, text: str,
+                 polarity: str = "", exclusive: bool = False, when: float | None = None,
+                 ends: str = "", rival_head: bool = False) -> None:
+        self.op = op                  # add | end (no longer holds) | forget (remove it)
+        self.kind = kind              # preference | fact | event | plan
+        self.subject = subject        # what it is about: "dark mode", "location", "allergy"
+        self.value = value            # "dark mode", "Paris", "peanuts"
+        self.text = text              # how it reads: "Prefers light mode", "Lives in Paris"
+        self.polarity = polarity      # preferences: likes | dislikes
+        self.exclusive = exclusive    # one value at a time: a new one supersedes the old
+        self.when = when              # when it happened or became true, if the tenant said
+        self.ends = ends              # a value it ends ("moved from Berlin to Paris")
+        self.rival_head = rival_head  # "prefer X mode" supersedes other liked "… mode"
+
+    def __repr__(self) -> str:
+        return "Statement(" + ", ".join(f"{k}={getattr(self, k)!r}" for k in self.__slots__) + ")"
 
 
-@dataclass
 class Learned:
-    statements: list[Statement] = field(default_factory=list)
-    topics: list[str] = field(default_factory=list)
-    insights: list[tuple[str, str]] = field(default_factory=list)  # (kind, text) to share
+    __slots__ = ("insights", "statements", "topics")
+
+    def __init__(self) -> None:
+        self.statements: list[Statement] = []
+        self.topics: list[str] = []
+        self.insights: list[tuple[str, str]] = []  # (kind, text) to share
 
     @property
     def preferences(self) -> list[tuple[str, str]]:

@@ -26,10 +26,13 @@ import os
 import sqlite3
 import threading
 import time
-from typing import Any
 
 from tenant_agent import store, turns, vectors
 from tenant_agent.learn import Statement, learn
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs ms at every wake; only the type checker needs it
+    from typing import Any
 
 _MAX_INSIGHTS_PER_BATCH = 50
 _REPLY_BEFORE_S = 1800.0  # a bare "yes" answers the previous reply if it came this recently

@@ -15,11 +15,14 @@ should replace the box's snapshot (`replace_snapshot`).
 from __future__ import annotations
 
 import time
-from typing import Any
 
 from tenant_agent import store
 from tenant_agent.memory import MEMORY_COLUMNS, Memory
 from tenant_agent.turns import iso
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs ms at every wake; only the type checker needs it
+    from typing import Any
 
 MAX_PAGE = 500
 KINDS = ("preference", "fact", "event", "plan", "episode")

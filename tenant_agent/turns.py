@@ -34,12 +34,14 @@ Not learned from: the agent's own protocol (`/recall`, `/profile`, `/health`, `/
 from __future__ import annotations
 
 import _json
-import hashlib
 import time
-from dataclasses import dataclass, field
-from typing import Any
+from _blake2 import blake2b  # not hashlib: it costs 10 ms of a wake
 
 from tenant_agent.wire import loads
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs ms at every wake; only the type checker needs it
+    from typing import Any
 
 MAX_USER = 8000
 MAX_REPLY = 4000
@@ -51,18 +53,34 @@ _STAMP = ("at", "timestamp", "created_at", "time", "date")
 _USER_ROLES = ("user", "human")
 
 
-@dataclass
 class Turn:
-    pair_id: str
-    request_id: str
-    at: float
-    user: str                 # the tenant's newest words ("" when there are none)
-    reply: str = ""           # what was answered
-    reply_before: str = ""    # what the assistant said just before (a bare "yes" accepts it)
-    fingerprint: str = ""     # a resent chat turn has the same one ("" for a lone message)
-    learn: bool = True        # False: a call to the agent's own protocol
-    vectors: dict[str, list[float]] = field(default_factory=dict)  # "user"
-    vector_model: str = ""
+    """One pair as the agent reads it (a plain class: see learn.Statement)."""
+
+    __slots__ = (
+        "at",
+        "fingerprint",
+        "learn",
+        "pair_id",
+        "reply",
+        "reply_before",
+        "request_id",
+        "user",
+        "vector_model",
+        "vectors",
+    )
+
+    def __init__(self, pair_id: str, request_id: str, at: float, user: str,
+                 reply: str = "") -> None:
+        self.pair_id = pair_id
+        self.request_id = request_id
+        self.at = at
+        self.user = user                # the tenant's newest words ("" when there are none)
+        self.reply = reply              # what was answered
+        self.reply_before = ""          # what the assistant said just before (for a "yes")
+        self.fingerprint = ""           # a resent chat turn has the same one ("": a lone one)
+        self.learn = True               # False: a call to the agent's own protocol
+        self.vectors: dict[str, list[float]] = {}  # "user": the host's embedding
+        self.vector_model = ""
 
 
 def agent_path(path: str) -> str:
@@ -138,7 +156,7 @@ def _chat(data: dict[str, Any], turn: Turn) -> tuple[str, float | None] | None:
     earlier = [m for m in messages[:last] if isinstance(m, dict)
                and m.get("role") not in ("system", "developer")]
     if earlier:  # a conversation with history: the same history and words are one turn
-        digest = hashlib.blake2b(digest_size=12)
+        digest = blake2b(digest_size=12)
         for m in messages[:last + 1]:
             if isinstance(m, dict):
                 digest.update(str(m.get("role")).encode() + b"\0" +
