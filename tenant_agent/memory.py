@@ -40,6 +40,18 @@ MEMORY_COLUMNS = ("id, kind, subject, value, polarity, text, at, valid_from, val
                   "superseded_by, confidence, evidence, source, exclusive, updated, n")
 
 
+def _readable(pair: dict[str, Any]) -> turns.Turn:
+    """The pair read; one the agent cannot read is applied (its id recorded) and learned from
+    as nothing, so it can never hold up the tenant's backlog."""
+    try:
+        return turns.read(pair)
+    except (ValueError, TypeError, AttributeError, IndexError, KeyError, RecursionError,
+            UnicodeError):
+        turn = turns.Turn(str(pair.get("id")), str(pair.get("id")), time.time(), "")
+        turn.learn = False
+        return turn
+
+
 def confidence(evidence: int, source: str = "rules") -> float:
     """Grows with evidence, never reaching certainty: 1 -> 0.5, 3 -> 0.75, 9 -> 0.9; a
     model's reading starts a step higher (1 -> 0.667)."""
@@ -110,7 +122,7 @@ class Memory:
                         continue
                     self.db.execute("INSERT INTO applied (id, seq, at) VALUES (?, ?, ?)",
                                     (pair_id, seq, time.time()))
-                    found, was_queued = self._apply(turns.read(pair))
+                    found, was_queued = self._apply(_readable(pair))
                     queued += was_queued
                     for kind, text in found:
                         insights.setdefault(text, kind)
@@ -143,7 +155,10 @@ class Memory:
                 return [], False  # this chat turn came before, with the same history
             self.db.execute("INSERT INTO turns VALUES (?)", (turn.fingerprint,))
         before = turn.reply_before or self._last_reply(turn.at)
-        learned = learn(turn.user, turn.at, before)
+        try:
+            learned = learn(turn.user, turn.at, before)
+        except (ValueError, TypeError, IndexError, KeyError, RecursionError):
+            learned = learn("", turn.at)  # kept as an episode; the rules found nothing
         if not self.rules:
             learned.statements = []
         forgets = [s for s in learned.statements if s.op == "forget"]

@@ -7,9 +7,16 @@ required, everything else is optional and read leniently):
     {"id", "seq", "at": unix seconds the gateway saw the request,
      "request_id": its X-Request-Id (the client's own, when it sent one),
      "request": {"method", "path", "query", "body": excerpt, "body_tail": the body's last bytes
-                 when the excerpt cut it, "headers": {lower-case name: value}},
+                 when the excerpt cut it, "headers": {lower-case name: value} (at least
+                 x-burrow-user-text and x-burrow-said-at when the client sent them)},
      "response": {"status", "body": excerpt, "body_tail"},
-     "embedding": {"model": name, "user": vector of the tenant's words}}
+     "turn": summary(pair with the whole bodies), when the host computed it,
+     "embedding": {"model": name, "user": vector of turn["user"]}}
+
+The most robust is `turn`: the host calls `summary()` on the pair with its whole bodies before
+cutting them (the resent-history fingerprint and the reply before need the whole chat), and
+embeds `turn["user"]` (nothing when `learn` is false or the words are empty). Without it the
+agent reads the same from the excerpts, as below.
 
 The tenant's words are, in order of precedence:
 1. the JSON field the request names in `X-Burrow-User-Text` (a path such as `input.text` or
@@ -114,7 +121,30 @@ def read(pair: dict[str, Any]) -> Turn:
     turn.reply = reply_text(str(response.get("body") or ""),
                             str(response.get("body_tail") or ""))[:MAX_REPLY]
     _vectors(pair.get("embedding"), turn)
+    if isinstance(pair.get("turn"), dict):
+        _read_already(pair["turn"], turn)
     return turn
+
+
+def summary(pair: dict[str, Any]) -> dict[str, Any]:
+    """What the agent reads in a pair, for the host to compute from the whole bodies before
+    it cuts them to excerpts, and to send as the pair's `turn` (and to know which words to
+    embed): {"learn", "user", "at", "reply", "reply_before", "fingerprint"}."""
+    turn = read(pair)
+    return {"learn": turn.learn, "user": turn.user, "at": turn.at, "reply": turn.reply,
+            "reply_before": turn.reply_before, "fingerprint": turn.fingerprint}
+
+
+def _read_already(given: dict[str, Any], turn: Turn) -> None:
+    """A pair's `turn`, read by the host from the whole bodies, wins over the excerpts."""
+    if given.get("learn") is False:
+        turn.learn = False
+    for key in ("user", "reply", "reply_before", "fingerprint"):
+        if isinstance(given.get(key), str):
+            setattr(turn, key, given[key][:MAX_USER if key == "user" else MAX_REPLY])
+    at = parse_time(given.get("at"))
+    if at is not None:
+        turn.at = at
 
 
 def _user_words(body: str, tail: str, named: str, turn: Turn) -> tuple[str, float | None]:
@@ -206,7 +236,7 @@ def _string_at(text: str, i: int) -> str | None:
         return None
     try:
         value, _ = _json.scanstring(text, i + 1, True)
-    except ValueError:
+    except (ValueError, SystemError):  # cut short (SystemError: see wire.loads)
         return None
     return str(value)
 

@@ -372,3 +372,33 @@ def test_the_tenant_adds_and_corrects_memories_directly(agent: Agent) -> None:
     status, error, _ = agent.call("POST", "/memories", {"text": "", "kind": "fact"})
     assert status == 400
     assert agent.ok("GET", "/profile")["episodes"] == 0  # the memory API is not a turn
+
+
+def test_a_turn_the_host_read_from_the_whole_body_wins_over_the_excerpt(agent: Agent) -> None:
+    from tenant_agent.turns import summary
+
+    whole = chat_pair(1, openai_chat("I said something long. " * 400, "ok",
+                                     "I'm allergic to kiwis."), at=T0)
+    turn = summary(whole)
+    assert turn["user"] == "I'm allergic to kiwis." and turn["fingerprint"]
+    cut = {**whole, "request": {**whole["request"],
+                                "body": whole["request"]["body"][:4096]}, "turn": turn}
+    agent.observe(cut, {**cut, "id": "p2", "seq": 2})  # the same turn resent: learned once
+    (kiwis,) = agent.ok("GET", "/memories")["items"]
+    assert kiwis["text"] == "Allergic to kiwis" and kiwis["evidence"] == 1
+    assert kiwis["at"] == "2023-11-14T22:13:20Z"
+
+
+def test_pairs_the_agent_cannot_read_never_hold_up_delivery(agent: Agent) -> None:
+    odd: list[dict[str, Any]] = [
+        {"id": "a", "seq": 1, "request": "not a dict", "response": 7},
+        {"id": "b", "seq": 2, "at": "yesterday", "request": {"body": {"nested": ["x"]}}},
+        {"id": "c", "seq": 3, "request": {"method": "POST", "body": "{\"messages\": 5}",
+                                          "headers": ["x"]}, "embedding": {"user": "!!"}},
+        {"id": "d", "seq": 4, "request": {"method": "POST", "body": "[" * 5000}},
+        {"id": "e", "seq": 5, "turn": {"user": 5, "at": []}, "request_id": None},
+        {**said(6, "I live in Oslo"), "response": {"status": "x", "body": None}},
+    ]
+    answer = agent.observe(*odd)
+    assert answer["applied"] == ["a", "b", "c", "d", "e", "p6"]
+    assert [m["text"] for m in agent.ok("GET", "/memories")["items"]] == ["Lives in Oslo"]
