@@ -272,6 +272,19 @@ def _no_longer(clause: str, at: float) -> list[Statement]:
     return [Statement("end", "fact", subject, value, "", exclusive=True)] if value else []
 
 
+def _not_anymore(clause: str, at: float) -> list[Statement]:
+    """"I'm no longer a vegetarian", "I'm not a student anymore": ends what it names."""
+    m = re.match(_IM + r" (?:no longer|not) (?:a |an )?(.+?)(?: anymore| any more| any longer)?$",
+                 clause, re.I)
+    if not m or not re.search(r"\bno longer\b|\bany ?more$|\bany longer$", clause, re.I):
+        return []
+    value = clean(m.group(1))
+    subject = "role" if _ROLE_HEADS.search(value.split()[-1]) and value.split()[-1].lower() \
+        not in _NOT_ROLES else "identity"
+    return [Statement("end", "fact", subject, value if subject == "role" else value.lower(),
+                      "")] if value else []
+
+
 def _place(clause: str, at: float) -> list[Statement]:
     m = re.match(_I + r" (?:now |currently |still |)(?:live|reside|stay|am based|'m based)"
                  r" in (.+)", clause, re.I) or re.match(
@@ -410,9 +423,9 @@ def _plan(clause: str, at: float) -> list[Statement]:
 
 
 # Order matters: the first rule that finds something in a clause wins.
-_RULES: tuple[Rule, ...] = (_language, _no_longer, _dislikes, _fan, _likes, _always, _name,
-                            _work, _place, _allergy, _age, _speaks, _has, _my, _plan, _event,
-                            _identity)
+_RULES: tuple[Rule, ...] = (_language, _no_longer, _dislikes, _fan, _not_anymore, _likes,
+                            _always, _name, _work, _place, _allergy, _age, _speaks, _has, _my,
+                            _plan, _event, _identity)
 
 
 def statements_of(clause: str, at: float) -> list[Statement]:

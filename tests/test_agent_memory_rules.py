@@ -226,3 +226,10 @@ def test_a_bare_no_declines_the_offer(memory: Memory) -> None:
     memory.observe([pair(1, "Hi", reply="Would you like answers in Italian from now on?"),
                     pair(2, "no thanks")])
     assert current(memory) == {}
+
+
+def test_no_longer_being_something_ends_it(memory: Memory) -> None:
+    say(memory, "I'm a vegetarian", "I'm a student")
+    say(memory, "I'm no longer a vegetarian", "I'm not a student anymore")
+    assert current(memory) == {}
+    assert len(held(memory)) == 2  # both kept as history
