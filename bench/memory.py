@@ -176,9 +176,11 @@ class ProcessAgents:
     """Each tenant's agent: /usr/bin/python3 -I -S tenant_agent/__main__.py, as in a box, on
     a unix socket, its state in a directory of its own."""
 
-    def __init__(self, workdir: Path, host_socket: str | None) -> None:
+    def __init__(self, workdir: Path, host_socket: str | None,
+                 env: dict[str, str] | None = None) -> None:
         self.workdir = workdir
         self.host_socket = host_socket
+        self.env = env or {}
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
 
     def _socket(self, tenant: str) -> str:
@@ -191,7 +193,7 @@ class ProcessAgents:
         listener.bind(self._socket(tenant))
         listener.listen(64)
         env = {"BURROW_SERVICE_FD": str(listener.fileno()),
-               "BURROW_AGENT_STATE_DIR": str(home / "state")}
+               "BURROW_AGENT_STATE_DIR": str(home / "state"), **self.env}
         if self.host_socket:
             env.update(BURROW_HOST_SOCKET=self.host_socket, BURROW_BOX_TOKEN="bench")
         self.procs[tenant] = subprocess.Popen(
@@ -550,6 +552,63 @@ def report(totals: Totals, tenants: list[Tenant], args: argparse.Namespace,
         print(f"host model calls: {host.calls}, {host.seconds:.0f} s")
 
 
+# The utterances of issue 14, each after what it follows, and what must hold afterwards (in
+# words any extractor may use: a model need not phrase memories as the rules do).
+_NEG = r"\b(not|n't|dislike|avoid|hate|no longer)\b"
+UTTERANCES: list[tuple[str, list[str], str, Any]] = [
+    ("like, then unlike dark mode", ["I like dark mode"], "I don't like dark mode",
+     lambda now, all_: any("dark mode" in t and re.search(_NEG, t) for t in now)
+     and not any("dark mode" in t and not re.search(_NEG, t) for t in now)),
+    ("now prefer light mode", ["I like dark mode"], "Actually I now prefer light mode",
+     lambda now, all_: any("light mode" in t for t in now)
+     and not any("dark mode" in t and not re.search(_NEG, t) for t in now)),
+    ("answers in French", [], "I'd like answers in French from now on",
+     lambda now, all_: any("french" in t for t in now)),
+    ("moved Berlin to Paris", ["I live in Berlin"], "I moved from Berlin to Paris",
+     lambda now, all_: any("paris" in t for t in now)
+     and not any("berlin" in t and "paris" not in t for t in now)),
+    ("allergic to peanuts", [], "I'm allergic to peanuts",
+     lambda now, all_: any("peanut" in t for t in now)),
+    ("forget Berlin", ["I live in Berlin"], "Forget that I live in Berlin",
+     lambda now, all_: not any("berlin" in t for t in all_)),
+    ("confused is not a role", [], "I'm a bit confused about the invoice",
+     lambda now, all_: not now),
+    ("Google data scientist", [], "I work at Google as a data scientist",
+     lambda now, all_: any("google" in t for t in now) and any("data scientist" in t
+                                                                for t in now)),
+    ("an email address", [], "My email is a@b.com",
+     lambda now, all_: any("a@b.com" in t for t in now)),
+    ("a question is no statement", ["I prefer dark mode"], "Do I prefer dark mode?",
+     lambda now, all_: len(now) == 1),
+]
+
+
+def utterances(agents: ProcessAgents, model: str | None) -> list[bool]:
+    """Each utterance in a fresh agent: the rules' or the model's result, checked."""
+    passed = []
+    for n, (name, before, text, check) in enumerate(UTTERANCES):
+        tenant = f"u{n}"
+        agents.start(tenant)
+        try:
+            for i, said in enumerate([*before, text]):
+                pair = {"id": f"{tenant}-{i}", "seq": i + 1, "at": 1.7e9 + 600 * i,
+                        "request_id": f"{tenant}-{i}", "request": {
+                            "method": "POST", "path": "/chat",
+                            "body": json.dumps({"message": said})},
+                        "response": {"status": 200, "body": json.dumps({"reply": "OK."})}}
+                agents.observe(tenant, [pair], model)
+                if model:
+                    agents.extract(tenant, model)
+            items = agents.call(tenant, "GET", "/memories?status=all&limit=100")["items"]
+            now = [m["text"].lower() for m in items if m["current"]]
+            ok = bool(check(now, [m["text"].lower() for m in items]))
+            passed.append(ok)
+            print(f"    {'pass' if ok else 'FAIL'}  {name:<28} now: {'; '.join(now) or '-'}")
+        finally:
+            agents.stop(tenant)
+    return passed
+
+
 def scale(args: argparse.Namespace, tenants: list[Tenant], agents: ProcessAgents) -> None:
     """Recall latency as one tenant's memory grows: LoCoMo's turns over and over, each with
     a random unit vector (the vector path's cost does not depend on what the vectors mean)."""
@@ -603,12 +662,18 @@ def main() -> None:
     parser.add_argument("--asks", type=int, default=20, help="/ask calls per tenant")
     parser.add_argument("--pairs", type=int, help="only the first N pairs of each tenant "
                                                   "(and the questions they answer)")
+    parser.add_argument("--utterances", action="store_true",
+                        help="only check issue 14's utterances: the rules, and the "
+                             "--extract-model alone (rules off)")
     parser.add_argument("--scale", type=int, nargs="*", default=[],
                         help="only measure recall latency at these episode counts")
     args = parser.parse_args()
     # SIGTERM unwinds like Ctrl-C, so the agents and the model server are stopped below
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     tenants = load(args.dataset, args.conversations, args.pairs)
+    if args.utterances:
+        _utterance_run(args)
+        return
     if args.scale:
         workdir = Path(tempfile.mkdtemp(prefix="burrow-memory-bench-"))
         try:
@@ -631,6 +696,29 @@ def main() -> None:
             print(f"  {n}/{len(tenants)} {tenant.name}: {len(tenant.pairs)} pairs, "
                   f"{len(tenant.questions)} questions", file=sys.stderr, flush=True)
         report(totals, tenants, args, host)
+    finally:
+        if host is not None:
+            host.close()
+        if server is not None:
+            server.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _utterance_run(args: argparse.Namespace) -> None:
+    workdir = Path(tempfile.mkdtemp(prefix="burrow-memory-bench-"))
+    server = host = None
+    try:
+        print("issue 14's utterances, the rules:")
+        rules = utterances(ProcessAgents(workdir / "rules", None), None)
+        print(f"  rules: {sum(rules)}/{len(rules)}")
+        if args.extract_model:
+            server, host = _start_models(workdir, {args.extract_model})
+            print(f"the model alone ({args.extract_model}, rules off):")
+            model = utterances(ProcessAgents(workdir / "model", host.path,
+                                             {"BURROW_AGENT_RULES": "off"}),
+                               args.extract_model)
+            print(f"  {args.extract_model}: {sum(model)}/{len(model)}; "
+                  f"{host.calls} model calls, {host.seconds:.0f} s")
     finally:
         if host is not None:
             host.close()
