@@ -16,7 +16,7 @@ JSON lists of numbers or base64 of little-endian float32, of the host's embeddin
                                               "tokens": context tokens (<= 800),
                                               "profile": [preferences used, first shape]},
                                      "context"?: the context text, when explain is true}
-         (the gateway names the tenant agents' model, when one is set, in x-burrow-model;
+         (the gateway names the model that answers, when one is set, in x-burrow-model;
           the agent calls it through the host services socket: POST /v1/model/chat)
     POST /recall {"query", "limit"? (10, <= 100), "since"?, "until"?, "query_embedding"?,
                   "kinds"?: ["preference", "fact", "event", "plan", "episode"]}
@@ -243,10 +243,10 @@ def ask(request: dict[str, object]) -> dict[str, object]:
         raise HttpError(400, "the body needs a string field 'question'")
     from tenant_agent import answer
 
-    mem = memory()
-    model = _model(request)
-    mem.use_model(model)
-    return answer.ask(mem, question, model or None, _vector(data, question),
+    # x-burrow-model here names the model that answers; the extraction model is the one the
+    # worker names on /_burrow/observe (the two may differ: a small one may answer, never
+    # extract)
+    return answer.ask(memory(), question, _model(request) or None, _vector(data, question),
                       bool(data.get("explain")))
 
 

@@ -277,6 +277,8 @@ def test_ask_answers_from_memory_within_its_budget_and_says_what_it_used(
         system = host.requests[-1]["messages"][0]["content"]
         assert "Name is Ada Lovelace" in system and "analytical engine" in system
         assert answer["used"]["episodes"] and answer["used"]["tokens"] <= 800
+        # the model that answers is not the extraction model (the worker names that one)
+        assert agent.ok("GET", "/profile")["model"] is None
     finally:
         agent.stop()
         host.close()
