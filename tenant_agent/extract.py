@@ -12,8 +12,8 @@ earlier one in the same batch.
 
 What the model says is checked before it is applied, because small models invent:
 - an operation may only name memories and turns it was shown;
-- an added or updated memory must be grounded: most of its words appear in the turns it
-  cites (dates and names of months aside), and not all of those turns may be questions; an
+- an added or updated memory must be grounded: two thirds of its words appear in the turns
+  it cites (dates and names of months aside), and not all of those turns may be questions; an
   update or delete must share a word with the turn that caused it; a delete removes only
   when that turn asks to forget, else it ends what it names (its history stays);
 - an add that restates a held memory is evidence for it, not a duplicate.
@@ -201,12 +201,13 @@ def _cited(op: dict[str, Any], batch: Batch, text: str) -> list[str]:
 
 
 def grounded(text: str, sources: list[str]) -> bool:
-    """Most of the memory's words appear in what the user (or the reply) said."""
+    """Two thirds of the memory's words appear in what the user (or the reply) said (so a
+    two-word memory needs both: "light mode" is not grounded in "I don't like dark mode")."""
     words = _words(text)
     if not words:
         return False
     said = set().union(*(_words(s) for s in sources)) if sources else set()
-    return len(words & said) * 2 >= len(words)
+    return len(words & said) * 3 >= len(words) * 2
 
 
 def _turn(batch: Batch, alias: str) -> turns.Turn:
