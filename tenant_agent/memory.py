@@ -35,6 +35,8 @@ if TYPE_CHECKING:  # typing costs ms at every wake; only the type checker needs 
     from typing import Any
 
 _MAX_INSIGHTS_PER_BATCH = 50
+MAX_PENDING = 5000  # turns waiting for the model; beyond, the oldest wait no more (the rules
+                    # learned from them already): a model refused for days cannot grow the file
 _REPLY_BEFORE_S = 1800.0  # a bare "yes" answers the previous reply if it came this recently
 MEMORY_COLUMNS = ("id, kind, subject, value, polarity, text, at, valid_from, valid_to, "
                   "superseded_by, confidence, evidence, source, exclusive, updated, n")
@@ -130,6 +132,10 @@ class Memory:
                     self.db.execute("INSERT INTO meta VALUES ('last_seq', ?) ON CONFLICT(key) "
                                     "DO UPDATE SET value=max(CAST(value AS INTEGER), "
                                     "excluded.value)", (seq,))
+                if queued:
+                    self.db.execute("DELETE FROM pending WHERE episode IN (SELECT episode FROM "
+                                    "pending ORDER BY episode DESC LIMIT -1 OFFSET ?)",
+                                    (MAX_PENDING,))
                 self.db.execute("COMMIT")
             except BaseException:
                 self.db.execute("ROLLBACK")

@@ -229,3 +229,14 @@ def test_the_model_named_is_remembered_and_an_empty_name_ends_it(tmp_path: Path)
     again.use_model("")
     again.observe([pair(2, "I'm allergic to cats")])
     assert again.model is None and again.profile()["pending"] == 1  # no new queued turns
+
+
+def test_the_model_queue_is_bounded(memory: Memory, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tenant_agent import memory as memory_module
+
+    monkeypatch.setattr(memory_module, "MAX_PENDING", 5)
+    memory.observe([pair(n, f"I visited museum number {n}") for n in range(1, 9)])
+    assert memory.profile()["pending"] == 5
+    oldest = memory.db.execute("SELECT min(e.user) FROM pending p JOIN episodes e "
+                               "ON e.n = p.episode").fetchone()[0]
+    assert oldest == "I visited museum number 4"  # the newest five wait
