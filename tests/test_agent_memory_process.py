@@ -404,3 +404,31 @@ def test_pairs_the_agent_cannot_read_never_hold_up_delivery(agent: Agent) -> Non
     answer = agent.observe(*odd)
     assert answer["applied"] == ["a", "b", "c", "d", "e", "p6"]
     assert [m["text"] for m in agent.ok("GET", "/memories")["items"]] == ["Lives in Oslo"]
+
+
+def test_a_freeze_during_a_model_call_loses_no_queued_turn(tmp_path: Path) -> None:
+    host = FakeHost(str(tmp_path / "host.sock"))
+    started = []
+
+    def slow(request: dict[str, Any]) -> str:
+        started.append(time.monotonic())
+        time.sleep(3)
+        return memory_operations()
+
+    host.script.append(slow)
+    agent = Agent(tmp_path, host.env).start()
+    try:
+        agent.observe(*[said(n, f"We visited the Louvre, room {n}") for n in range(1, 9)],
+                      x_burrow_model="fake/model")
+        deadline = time.monotonic() + 30
+        while not started:
+            assert time.monotonic() < deadline, "the background pass did not start"
+            time.sleep(0.05)
+        agent.stop()  # SIGTERM, as before a freeze, while the model is thinking
+        host.script.append(slow)  # (the pass after the wake takes its time too)
+        agent.start()
+        profile = agent.ok("GET", "/profile")
+        assert profile["pending"] == 8 and profile["model"] == "fake/model"
+    finally:
+        agent.stop()
+        host.close()
