@@ -554,7 +554,7 @@ def report(totals: Totals, tenants: list[Tenant], args: argparse.Namespace,
 
 # The utterances of issue 14, each after what it follows, and what must hold afterwards (in
 # words any extractor may use: a model need not phrase memories as the rules do).
-_NEG = r"\b(not|n't|dislike|avoid|hate|no longer)\b"
+_NEG = r"\bnot\b|n't\b|\bdislike|\bavoid|\bhate|\bno longer\b"
 UTTERANCES: list[tuple[str, list[str], str, Any]] = [
     ("like, then unlike dark mode", ["I like dark mode"], "I don't like dark mode",
      lambda now, all_: any("dark mode" in t and re.search(_NEG, t) for t in now)
