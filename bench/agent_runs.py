@@ -19,14 +19,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import re
-import shutil
 import statistics
-import subprocess
 import sys
-import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -34,10 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import httpx
 
-from bench.gateway import settle
-from bench.httpload import free_port
-from boxes import RuntimeConfig
-from gateway.modelservers import LocalModelServer, bundled_models
+from bench.serving import run_as_root, served_with_local_models
+from models.servers import LocalModelServer, bundled_models
 
 OPERATOR_KEY = "bench-operator-key-" + "y" * 24
 UID_BASE = "4800000"
@@ -134,34 +126,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=10)
     args = parser.parse_args()
-    data_dir = Path(tempfile.mkdtemp(prefix="burrow-bench-runs-"))
-    port = free_port()
-    env = {**os.environ, "BURROW_OPERATOR_KEY": OPERATOR_KEY, "BURROW_UID_BASE": UID_BASE}
-    proc = subprocess.Popen([str(Path(sys.executable).parent / "burrow"), "serve", "--port",
-                             str(port), "--data-dir", str(data_dir), "--local-model"],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        routes: dict[str, str] = {}
-        assert proc.stdout is not None
-        for line in proc.stdout:  # the welcome names each local model's server
-            if line.startswith("local models for agent runs: "):
-                routes = dict(re.findall(r"local/(\S+) \(llama\.cpp at (\S+)\)", line))
-                break
+    with served_with_local_models(OPERATOR_KEY, UID_BASE, "burrow-bench-runs-") as (
+            url, routes, data_dir):
         if set(routes) != set(MODELS):
-            sys.exit("burrow serve --local-model did not start its local models")
-        # Keep reading what the server prints, so that it never blocks on a full pipe.
-        threading.Thread(target=proc.stdout.read, daemon=True).start()
-        settle(proc.pid)
+            sys.exit("burrow serve --local-model did not start both bundled models")
         bench(url, routes, data_dir, args.runs)
-    finally:
-        proc.terminate()
-        proc.wait(120)
-        shutil.rmtree(RuntimeConfig(data_dir=data_dir).run_dir, ignore_errors=True)
-        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 if __name__ == "__main__":
-    if os.geteuid() != 0:
-        sys.exit("bench/agent_runs.py needs root (boxes get their own uids and disk images)")
-    main()
+    run_as_root("bench/agent_runs.py", main)

@@ -4,7 +4,9 @@
   concurrency 32): the difference is what the gateway adds;
 - exec `true` through the gateway vs through the box daemon's socket;
 - wake through the gateway (frozen tenant -> first agent response, 1 MB of box state) vs a
-  runtime-level wake (BoxManager.wake of a box like it) in this process.
+  runtime-level wake (BoxManager.wake of a box like it) in this process, and the served wake
+  phase by phase (registry, layer, daemon, catch-up, the agent's first answer), as the
+  server's own /metrics report them.
 
     .venv/bin/python bench/gateway.py [--requests 3000] [--concurrency 32] [--runs 20]
 
@@ -31,6 +33,7 @@ import httpx
 from redis.asyncio import Redis
 
 from bench.httpload import Conn, free_port, load, pct
+from bench.serving import run_as_root, settle, stop_served
 from boxes import BoxManager, BoxSpec, ExecRequest, RuntimeConfig
 from boxes.client import DaemonClient
 from workers.embedded_redis import EmbeddedRedis
@@ -128,53 +131,34 @@ async def bench(args: argparse.Namespace, url: str, port: int, data_dir: Path,
     await asyncio.to_thread(settle, server_pid)
     wakes = []
     async with httpx.AsyncClient(base_url=url, timeout=120) as c:
+        before = phases((await c.get("/metrics", headers=op)).text)
         for _ in range(args.runs):
             await c.post(f"/v1/boxes/{home}/freeze", headers=op)
             conn = await Conn.open(("127.0.0.1", port))
             wakes.append(await timed(conn.request("POST", "/v1/tenants/bench/agent/health",
                                                   tenant)))
             conn.close()
+        after = phases((await c.get("/metrics", headers=op)).text)
     runtime = await runtime_wake(args.runs)
     row("wake: runtime (BoxManager.wake, 1 MB)", runtime)
     row("wake: gateway (frozen -> 1st agent answer)", wakes, runtime)
+    print("\nthe served wake, phase by phase (mean ms over the runs above, from /metrics):")
+    for phase in ("registry", "layer", "daemon", "catch_up", "agent_answer", "total"):
+        (s0, n0), (s1, n1) = before.get(phase, (0.0, 0)), after.get(phase, (0.0, 0))
+        if n1 > n0:
+            print(f"  {phase:<14}{(s1 - s0) / (n1 - n0) * 1000:>8.2f}")
 
 
-def _tree_cpu_s(pid: int) -> float:
-    """CPU seconds used so far by `pid` and everything below it (its embedding process, the
-    boxes' agents)."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            children.setdefault(int(stat[1]), []).append(int(entry))
-    total, todo = 0.0, [pid]
-    while todo:
-        current = todo.pop()
-        try:
-            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-        todo.extend(children.get(current, []))
-    return total
-
-
-def settle(pid: int, quiet: float = 0.1, timeout_s: float = 90.0) -> None:
-    """Wait until the server and its children are idle: its first-start work (loading the
-    embedding model) and the learning from earlier requests would otherwise be measured as
-    gateway latency."""
-    deadline = time.monotonic() + timeout_s
-    before = _tree_cpu_s(pid)
-    while time.monotonic() < deadline:
-        time.sleep(1.0)
-        now = _tree_cpu_s(pid)
-        if now - before < quiet:
-            return
-        before = now
-    print(f"note: the server was still busy after {timeout_s:.0f} s; measuring anyway")
+def phases(metrics: str) -> dict[str, tuple[float, int]]:
+    """(sum in seconds, count) of each phase of burrow_wake_phase_seconds."""
+    out: dict[str, list[float]] = {}
+    for line in metrics.splitlines():
+        for suffix, slot in (("_sum", 0), ("_count", 1)):
+            prefix = f"burrow_wake_phase_seconds{suffix}{{phase=\""
+            if line.startswith(prefix):
+                name = line[len(prefix):].split('"', 1)[0]
+                out.setdefault(name, [0.0, 0.0])[slot] = float(line.rsplit(" ", 1)[1])
+    return {k: (v[0], int(v[1])) for k, v in out.items()}
 
 
 def main() -> None:
@@ -200,13 +184,8 @@ def main() -> None:
         settle(proc.pid)
         asyncio.run(bench(args, url, port, data_dir, proc.pid))
     finally:
-        proc.terminate()
-        proc.wait(120)
-        shutil.rmtree(RuntimeConfig(data_dir=data_dir).run_dir, ignore_errors=True)
-        shutil.rmtree(data_dir, ignore_errors=True)
+        stop_served(proc, data_dir)
 
 
 if __name__ == "__main__":
-    if os.geteuid() != 0:
-        sys.exit("bench/gateway.py needs root (boxes get their own uids and disk images)")
-    main()
+    run_as_root("bench/gateway.py", main)

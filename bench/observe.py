@@ -31,13 +31,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import httpx
 import uvicorn
+from workers.settings import close_worker, make_worker
 
 from bench.httpload import Conn, free_port, pct
 from gateway.app import create_app
 from gateway.settings import Settings
 from workers.embedded_redis import EmbeddedRedis
 from workers.observations import Observations
-from workers.settings import close_worker, make_worker
 
 OPERATOR_KEY = "bench-operator-key-" + "x" * 24
 UID_BASE = 4_700_000
@@ -59,7 +59,7 @@ async def request_cost(app: object, port: int, key: str, requests: int) -> None:
     body = b'{"question": "Kafka slows down under a burst of writes."}'
     results = {}
     for observing in (False, True, False, True):  # interleaved: drift hits both alike
-        app.state.observer.enabled = observing  # type: ignore[attr-defined]
+        app.state.services.pipeline.enabled = observing  # type: ignore[attr-defined]
         conn = await Conn.open(("127.0.0.1", port))
         samples = []
         for _ in range(requests // 2):
@@ -70,7 +70,7 @@ async def request_cost(app: object, port: int, key: str, requests: int) -> None:
             assert status == 200
         conn.close()
         results.setdefault(observing, []).extend(samples)
-        await app.state.observer.drain()  # type: ignore[attr-defined]
+        await app.state.services.pipeline.drain()  # type: ignore[attr-defined]
     off, on = results[False], results[True]
     print(f"\n{'agent route (POST, small body)':<34}{'n':>6}{'p50 ms':>9}{'p99 ms':>9}")
     print(f"{'  observation off':<34}{len(off):>6}{statistics.median(off):>9.3f}"

@@ -16,6 +16,7 @@ from boxes.errors import (
     SandboxStartError,
     SnapshotError,
     SnapshotNotFoundError,
+    WakeFailedError,
 )
 from boxes.manager import BoxManager
 from boxes.models import (
@@ -55,4 +56,5 @@ __all__ = [
     "SnapshotError",
     "SnapshotNotFoundError",
     "SnapshotRecord",
+    "WakeFailedError",
 ]

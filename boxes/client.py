@@ -17,7 +17,9 @@ from boxes.errors import (
 )
 from boxes.models import ExecEvent, ExecRequest, ExecResult, FileEntry
 
-_LINE_LIMIT = 64 * 1024 * 1024  # one exec output event is at most 64 KiB of text, JSON-escaped
+# One exec output event is at most 64 KiB of text (6x that JSON-escaped); a longer line is a
+# daemon misbehaving, and is refused rather than buffered.
+_LINE_LIMIT = 1 << 20
 _CONNECT_TIMEOUT_S = 5.0
 
 
@@ -118,7 +120,8 @@ class DaemonClient:
         finally:
             await reply.close()  # closing early kills the command (the daemon sees EOF)
 
-    async def exec(self, req: ExecRequest, max_output: int = 16 * 1024 * 1024) -> ExecResult:
+    async def exec(self, req: ExecRequest) -> ExecResult:
+        max_output = req.max_output
         out: list[str] = []
         err: list[str] = []
         sizes = {"stdout": 0, "stderr": 0}
@@ -152,6 +155,57 @@ class DaemonClient:
         finally:
             await reply.close()
 
+    async def read_stream(self, path: str) -> tuple[int, AsyncIterator[bytes]]:
+        """The file's size, and its bytes in pieces of at most 1 MiB as they arrive (an error
+        such as a missing file is raised here, before any byte)."""
+        reply = await self._open({"op": "read", "path": path})
+        try:
+            head = _raise_for(await reply.line())
+        except BaseException:
+            await reply.close()
+            raise
+        size = head.get("size")
+        if not isinstance(size, int) or size < 0:
+            await reply.close()
+            raise BoxUnavailableError("the box daemon sent a malformed reply")
+
+        async def pieces() -> AsyncIterator[bytes]:
+            left = size
+            try:
+                while left:
+                    chunk = await reply.reader.read(min(left, 1 << 20))
+                    if not chunk:
+                        raise BoxUnavailableError("the box daemon stopped mid-file")
+                    left -= len(chunk)
+                    yield chunk
+            finally:
+                await reply.close()
+        return size, pieces()
+
+    async def write_stream(self, path: str, size: int, pieces: AsyncIterator[bytes],
+                           mode: int | None = None) -> None:
+        """Write `size` bytes from `pieces` to `path` without holding them (the daemon writes
+        a temp file and renames it into place once all of it arrived)."""
+        request: dict[str, Any] = {"op": "write", "path": path, "body_len": size}
+        if mode is not None:
+            request["mode"] = mode
+        reply = await self._open(request)
+        try:
+            sent = 0
+            async for piece in pieces:
+                sent += len(piece)
+                if sent > size:
+                    raise InvalidRequestError("the body is longer than its Content-Length")
+                reply.writer.write(piece)
+                await reply.writer.drain()
+            if sent != size:
+                raise InvalidRequestError(f"the body ended after {sent} of {size} bytes")
+            _raise_for(await reply.line())
+        except OSError as exc:
+            raise BoxUnavailableError(f"the box daemon stopped mid-file: {exc}") from exc
+        finally:
+            await reply.close()
+
     async def write_file(self, path: str, data: bytes, mode: int | None = None) -> None:
         request: dict[str, Any] = {"op": "write", "path": path}
         if mode is not None:
@@ -180,32 +234,3 @@ class DaemonClient:
                         grace_s: float) -> dict[str, Any]:
         return await self.call({"op": "prefreeze", "hook": hook,
                                 "hook_timeout_s": hook_timeout_s, "grace_s": grace_s})
-
-
-async def service_request(socket_path: str, method: str, path: str, body: bytes = b"",
-                          timeout_s: float = 60.0) -> tuple[int, bytes]:
-    """One HTTP/1.1 request to a box's service socket (Connection: close); (status, body).
-
-    Raises DaemonUnreachableError when nothing could be sent, BoxUnavailableError when the
-    answer broke off or was not HTTP.
-    """
-    try:
-        reader, writer = await asyncio.wait_for(
-            asyncio.open_unix_connection(socket_path, limit=_LINE_LIMIT), _CONNECT_TIMEOUT_S)
-    except (OSError, TimeoutError) as exc:
-        raise DaemonUnreachableError(f"box service unreachable: {exc}") from exc
-    try:
-        writer.write(f"{method} {path} HTTP/1.1\r\nHost: box\r\nConnection: close\r\n"
-                     f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
-                     .encode() + body)
-        await writer.drain()
-        data = await asyncio.wait_for(reader.read(), timeout_s)
-    except (OSError, TimeoutError) as exc:
-        raise BoxUnavailableError(f"box service did not answer: {exc}") from exc
-    finally:
-        writer.close()
-    head, sep, payload = data.partition(b"\r\n\r\n")
-    parts = head.split(b" ", 2)
-    if not sep or len(parts) < 2 or not parts[1].isdigit():
-        raise BoxUnavailableError("the box service's answer is not HTTP")
-    return int(parts[1]), payload

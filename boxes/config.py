@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from boxes.models import BoxRecord, Limits
+from boxes.models import BoxRecord, Limits, StartPolicy
 
 # Host uids given to boxes: one each, far above ordinary users and the usual subuid ranges.
 DEFAULT_UID_BASE = 2_000_000
@@ -34,11 +34,19 @@ class RuntimeConfig:
     launcher_pool: int = 2
     # Programs boxes may run besides the daemon: directory in the image -> host directory.
     image_extras: dict[str, Path] = field(default_factory=dict)
+    # Host directories every box sees read-only: (host dir, path in the box). For programs too
+    # big to copy into the image (the agent CLIs, ~1 GB); box uids must be able to reach them.
+    ro_binds: tuple[tuple[Path, str], ...] = ()
     # A host socket every box can reach at /run/burrow/host.sock (bound read-only). Box uids
     # must be able to reach its path and connect to it: keep it in the runtime dir, mode 0666.
     host_socket: Path | None = None
     # Environment computed at each start and never stored (credentials such as box tokens).
     start_env: Callable[[BoxRecord], dict[str, str]] | None = None
+    # The resolver that egress boxes' DNS forwarder asks (an IPv4 address); None: the host's.
+    egress_dns: str | None = None
+    # The operator's say on a box at each start (create and wake): its limits clamped to the
+    # current ceilings, and the egress rules it gets. None: the box as it is, default egress.
+    start_policy: Callable[[BoxRecord], Awaitable[StartPolicy]] | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_dir", Path(self.data_dir).resolve())

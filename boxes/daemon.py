@@ -26,6 +26,7 @@ if TYPE_CHECKING:  # importing collections.abc at run time would cost ms of ever
     from collections.abc import Callable, Iterator
 
 HOME = "/workspace"
+BOX_ENV: dict[str, str] = {}  # the box owner's env, see _take_box_env
 SIGTERM, SIGKILL = 15, 9
 MAX_HEADER = 1 << 20
 CHUNK = 1 << 16
@@ -237,7 +238,7 @@ def _exec_argv(req: dict[str, object]) -> list[str]:
 
 
 def _exec_env(req: dict[str, object]) -> dict[str, str]:
-    env = dict(os.environ)
+    env = {**os.environ, **BOX_ENV}
     extra = req.get("env") or {}
     if not isinstance(extra, dict) or not all(
             isinstance(k, str) and isinstance(v, str) and k and "=" not in k
@@ -321,6 +322,12 @@ class _Pump:
         self.poller = select.poll()
         for fd in names:
             self.poller.register(fd, select.POLLIN)
+        # The client hanging up ends the command at once, not at its next output (a silent
+        # command would otherwise run on with nobody to read it).
+        sock = getattr(conn, "sock", None)
+        self.client_fd = sock.fileno() if sock is not None else -1
+        if self.client_fd >= 0:
+            self.poller.register(self.client_fd, select.POLLRDHUP)
 
     def _wait_ms(self) -> int:
         if self.deadline is None or self.timed_out:
@@ -354,6 +361,8 @@ class _Pump:
         try:
             while self.open_fds:
                 for fd, _event in self.poller.poll(self._wait_ms()):
+                    if fd == self.client_fd:
+                        raise ConnectionResetError("the client hung up")
                     self._read(fd)
                 if self._check():
                     break
@@ -605,7 +614,8 @@ def _run_hook(command: str, timeout: float) -> dict[str, object]:
     null = os.open("/dev/null", os.O_RDONLY)
     started = time.monotonic()
     try:
-        pid = _spawn(["/bin/sh", "-c", command], HOME, dict(os.environ), null, out_w, out_w)
+        pid = _spawn(["/bin/sh", "-c", command], HOME, {**os.environ, **BOX_ENV}, null, out_w,
+                     out_w)
     except (Fail, _ExecFailed) as exc:
         os.close(out_r)
         return {"exit_code": 127, "output": exc.message, "timed_out": False}
@@ -700,8 +710,7 @@ def _supervise(listen_fd: int, argv: list[str], first_pid: int | None) -> None:
             time.sleep(backoff)
             backoff *= 2
     while not _service_stopped():
-        env = dict(os.environ)
-        env.update(LISTEN_FDS="1", BURROW_SERVICE_FD="3")
+        env = {**os.environ, **BOX_ENV, "LISTEN_FDS": "1", "BURROW_SERVICE_FD": "3"}
         started = time.monotonic()
         try:
             log_fd = _open_service_log()
@@ -722,7 +731,91 @@ def _supervise(listen_fd: int, argv: list[str], first_pid: int | None) -> None:
         backoff = min(backoff * 2, 30.0)
 
 
+# --- the loopback relay -----------------------------------------------------------------------
+# Programs in the box that speak HTTP to a service the host reaches for them (git, with
+# credentials the box never sees) talk to 127.0.0.1:$BURROW_RELAY_PORT. Each request is sent
+# on to the host socket under /v1/relay/, with this box's token and `Connection: close`; the
+# bytes then flow both ways untouched. The host decides what each path may reach.
+
+RELAY_DROP = (b"authorization", b"connection", b"proxy-authorization", b"proxy-connection",
+              b"keep-alive")
+
+
+def _relay_head(head: bytes, token: str) -> bytes | None:
+    lines = head.split(b"\r\n")
+    parts = lines[0].split(b" ")
+    if len(parts) != 3 or not parts[1].startswith(b"/") or b".." in parts[1]:
+        return None
+    kept = [line for line in lines[1:]
+            if line and line.split(b":", 1)[0].strip().lower() not in RELAY_DROP]
+    return b"\r\n".join([
+        parts[0] + b" /v1/relay" + parts[1] + b" HTTP/1.1", *kept,
+        b"Authorization: Bearer " + token.encode(), b"Connection: close", b"", b""])
+
+
+def _pipe(src: _socket.socket, dst: _socket.socket) -> None:
+    try:
+        while data := src.recv(CHUNK):
+            dst.sendall(data)
+        dst.shutdown(_socket.SHUT_WR)
+    except OSError:
+        pass
+
+
+def _relay_conn(client: _socket.socket, host_socket: str, token: str) -> None:
+    upstream = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    try:
+        buf = b""
+        while b"\r\n\r\n" not in buf and len(buf) < 65536:
+            data = client.recv(CHUNK)
+            if not data:
+                return
+            buf += data
+        head, sep, rest = buf.partition(b"\r\n\r\n")
+        forward = _relay_head(head, token) if sep else None
+        if forward is None:
+            client.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n"
+                           b"Connection: close\r\n\r\n")
+            return
+        upstream.connect(host_socket)
+        upstream.sendall(forward + rest)
+        _thread.start_new_thread(_pipe, (client, upstream))
+        _pipe(upstream, client)
+    except OSError:
+        pass
+    finally:
+        upstream.close()
+        client.close()
+
+
+def _relay(port: int, host_socket: str, token: str) -> None:
+    server = _socket.socket(_socket.AF_INET, _socket.SOCK_STREAM)
+    try:
+        server.setsockopt(_socket.SOL_SOCKET, _socket.SO_REUSEADDR, 1)
+        server.bind(("127.0.0.1", port))
+        server.listen(64)
+    except OSError:
+        server.close()
+        return
+    while True:
+        try:
+            fd, _ = server._accept()  # type: ignore[attr-defined]
+        except OSError:
+            continue
+        _thread.start_new_thread(_relay_conn, (_socket.socket(fileno=fd), host_socket, token))
+
+
+def _take_box_env() -> None:
+    """The box owner's env (BURROW_BOX_ENV, JSON): for execs, hooks and the service, never
+    for this process, so what the owner sets cannot change how the daemon itself runs."""
+    raw = os.environ.pop("BURROW_BOX_ENV", None)
+    value = loads(raw) if raw else {}
+    if isinstance(value, dict):
+        BOX_ENV.update({str(k): str(v) for k, v in value.items()})
+
+
 def main() -> int:
+    _take_box_env()
     listen_fd = os.environ.pop("BURROW_LISTEN_FD", None)
     ready_fd = os.environ.pop("BURROW_READY_FD", None)
     os.umask(0o022)
@@ -749,6 +842,10 @@ def main() -> int:
         if isinstance(command, list) and command:
             _thread.start_new_thread(_supervise, (int(service_fd), [str(a) for a in command],
                                                   int(first_pid) if first_pid else None))
+    relay_port = os.environ.get("BURROW_RELAY_PORT")
+    if relay_port and relay_port.isdigit() and "BURROW_HOST_SOCKET" in os.environ:
+        _thread.start_new_thread(_relay, (int(relay_port), os.environ["BURROW_HOST_SOCKET"],
+                                          os.environ.get("BURROW_BOX_TOKEN", "")))
     if ready_fd is not None:
         os.write(int(ready_fd), b"ready\n")
         os.close(int(ready_fd))

@@ -15,6 +15,7 @@ import os
 import shutil
 import struct
 import subprocess
+import threading
 from pathlib import Path
 
 from boxes.errors import HostUnsupportedError
@@ -93,8 +94,10 @@ class DiskImages:
         path = self.cache_dir / f"ext4-{size_mb}m.img"
         if path.exists():
             return path
-        self.cache_dir.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        self.cache_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # Boxes are created from threads and processes at once: each formats its own temp
+        # file and the first rename wins (the same bytes either way).
+        tmp = path.with_suffix(f".{os.getpid()}-{threading.get_ident()}.tmp")
         with open(tmp, "wb") as f:
             f.truncate(size_mb * 1024 * 1024)
         # -m 0: no blocks reserved for root (the box is never root); lazy init keeps it small.
@@ -105,9 +108,10 @@ class DiskImages:
         return path
 
     def create(self, image: Path, size_mb: int) -> None:
-        image.parent.mkdir(parents=True, exist_ok=True)
+        image.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         tmp = image.with_suffix(".tmp")
         _sparse_copy(self._template(size_mb), tmp)
+        os.chmod(tmp, 0o600)  # a box's files, readable by root only
         os.replace(tmp, image)
 
     @staticmethod

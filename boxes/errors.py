@@ -11,6 +11,7 @@
     │   └── DaemonUnreachableError   …before anything was sent (the manager retries)
     ├── SandboxStartError        the sandbox could not be started (503)
     ├── SnapshotError            a snapshot is unusable or would escape its layer (422)
+    ├── WakeFailedError          a box could not be restored; its last snapshot is kept (503)
     └── HostUnsupportedError     this host cannot run boxes; the message says what is missing
 """
 
@@ -67,6 +68,12 @@ class SandboxStartError(BoxError):
 
 class SnapshotError(BoxError):
     code = "invalid_snapshot"
+
+
+class WakeFailedError(BoxError):
+    """Restoring a box's layer failed (its disk is too small for the snapshot, a blob is
+    damaged, …): nothing of the partial restore is kept, the snapshot is."""
+    code = "wake_failed"
 
 
 class HostUnsupportedError(BoxError):

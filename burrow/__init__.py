@@ -12,6 +12,8 @@ if TYPE_CHECKING:
     from burrow._async.exec import AsyncExec
     from burrow._async.files import AsyncFiles
     from burrow._async.git import AsyncGit
+    from burrow._async.knowledge import AsyncKnowledge
+    from burrow._async.tenant import AsyncTenant, AsyncTenantAgent
     from burrow._errors import (
         AuthenticationError,
         BoxStateError,
@@ -28,6 +30,7 @@ if TYPE_CHECKING:
     )
     from burrow._models import (
         Agent,
+        AgentAnswer,
         AgentConfig,
         BoxInfo,
         ExecChunk,
@@ -35,19 +38,32 @@ if TYPE_CHECKING:
         FileEntry,
         GitChange,
         GitStatus,
+        Insight,
         Run,
         RunChunk,
         RunUsage,
         Snapshot,
+        TenantInfo,
     )
     from burrow._sync.agent import AgentRuns, RunStream
     from burrow._sync.box import Box
     from burrow._sync.exec import Exec
     from burrow._sync.files import Files
     from burrow._sync.git import Git
+    from burrow._sync.knowledge import Knowledge
+    from burrow._sync.tenant import Tenant, TenantAgent
 
 _WHERE: dict[str, str] = {
     "Agent": "burrow._models",
+    "AgentAnswer": "burrow._models",
+    "AsyncKnowledge": "burrow._async.knowledge",
+    "AsyncTenant": "burrow._async.tenant",
+    "AsyncTenantAgent": "burrow._async.tenant",
+    "Insight": "burrow._models",
+    "Knowledge": "burrow._sync.knowledge",
+    "Tenant": "burrow._sync.tenant",
+    "TenantAgent": "burrow._sync.tenant",
+    "TenantInfo": "burrow._models",
     "AgentConfig": "burrow._models",
     "AgentRuns": "burrow._sync.agent",
     "AsyncAgentRuns": "burrow._async.agent",
@@ -103,6 +119,7 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "Agent",
+    "AgentAnswer",
     "AgentConfig",
     "AgentRuns",
     "AsyncAgentRuns",
@@ -110,7 +127,10 @@ __all__ = [
     "AsyncExec",
     "AsyncFiles",
     "AsyncGit",
+    "AsyncKnowledge",
     "AsyncRunStream",
+    "AsyncTenant",
+    "AsyncTenantAgent",
     "AuthenticationError",
     "Box",
     "BoxInfo",
@@ -127,7 +147,9 @@ __all__ = [
     "GitChange",
     "GitError",
     "GitStatus",
+    "Insight",
     "InvalidRequestError",
+    "Knowledge",
     "NotFoundError",
     "PermissionDeniedError",
     "RateLimitError",
@@ -137,5 +159,8 @@ __all__ = [
     "RunUsage",
     "ServiceUnavailableError",
     "Snapshot",
+    "Tenant",
+    "TenantAgent",
+    "TenantInfo",
     "TimeoutError",
 ]

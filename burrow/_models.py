@@ -55,6 +55,7 @@ class ExecResult(_Model):
     stderr: str
     duration_ms: float
     timed_out: bool
+    truncated: bool = False  # output beyond max_output_chars was dropped
 
     @property
     def ok(self) -> bool:
@@ -145,3 +146,35 @@ class RunChunk(_Model):
     output: str | None = None
     is_error: bool = False
     run: Run[Any] | None = None
+
+
+class TenantInfo(_Model):
+    id: str
+    api_key: str | None = None  # only when just created
+    home_box_id: str | None = None
+    created_at: float | None = None
+    state: str | None = None
+    last_active_at: float | None = None
+    storage_bytes: int | None = None
+    boxes: int | None = None
+
+
+class AgentAnswer(_Model):
+    """A tenant agent's answer: its HTTP status, its body (JSON decoded when it is JSON), and
+    the request id the answer's observation is recorded under."""
+    status: int
+    body: Any = None
+    request_id: str | None = None
+
+
+class Insight(_Model):
+    """A shared insight: general knowledge that `support` distinct tenants taught."""
+    id: str
+    text: str
+    kind: str
+    score: float
+    support: int
+    helpful: int = 0
+    unhelpful: int = 0
+    updated_at: float | None = None
+    visible: bool = True

@@ -11,7 +11,6 @@ from starlette.types import Message, Receive, Scope, Send
 
 from gateway import errors, logs
 from gateway.errors import ApiError
-from gateway.modelservers import LocalModels
 from gateway.routes import (
     agent,
     boxes,
@@ -21,10 +20,12 @@ from gateway.routes import (
     health,
     knowledge,
     operator,
+    runs,
     tenants,
 )
-from gateway.services import services
+from gateway.services import Services
 from gateway.settings import Settings
+from models.servers import LocalModels
 
 
 def create_app(settings: Settings | None = None,
@@ -39,18 +40,23 @@ def create_app(settings: Settings | None = None,
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with services(app, settings, local_models):
+        opened = await Services.open(settings, "gateway", local_models)
+        app.state.services = opened  # the only thing on the app's state
+        try:
             if on_ready is not None:
                 await on_ready(app)
             yield
+        finally:
+            await opened.aclose()
 
     app = BurrowApp(title="Burrow", version="0.1.0", lifespan=lifespan,
-                  description="Persistent per-tenant Linux boxes that freeze when idle. "
-                              "Operations tagged `planned` answer 501 in this build.",
-                  responses=errors.COMMON_RESPONSES)
-    app.state.settings = settings
+                    description="Persistent per-tenant Linux boxes that freeze when idle. "
+                                "Operations tagged `planned` answer 501 in this build.",
+                    responses=errors.COMMON_RESPONSES)
+    app.max_body_bytes = settings.max_body_bytes
     errors.install(app)
-    for module in (health, tenants, boxes, exec, files, agent, knowledge, operator, dashboard):
+    for module in (health, tenants, boxes, exec, files, agent, runs, knowledge, operator,
+                   dashboard):
         app.include_router(module.router)
     return app
 
@@ -58,6 +64,13 @@ def create_app(settings: Settings | None = None,
 class BurrowApp(FastAPI):
     """The gateway app; tenant agent requests take a fast path around FastAPI's machinery,
     and no request body may exceed the configured size (with room for JSON framing)."""
+
+    max_body_bytes = 100 * 1024 * 1024
+
+    @property
+    def services(self) -> Services:
+        services: Services = self.state.services
+        return services
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -82,13 +95,13 @@ class BurrowApp(FastAPI):
         finally:
             route = scope.get("route")
             template = getattr(route, "path", None) or scope.get("burrow.route", "unmatched")
-            self.state.metrics.requests.labels(template, scope["method"], str(status)).observe(
-                time.perf_counter() - started)
+            self.services.metrics.requests.labels(
+                template, scope["method"], str(status)).observe(time.perf_counter() - started)
 
     async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
         if await agent.serve_fast(self, scope, receive, send):
             return
-        limit = self.state.settings.max_body_bytes + _JSON_FRAMING
+        limit = self.max_body_bytes + _JSON_FRAMING
         declared = dict(scope["headers"]).get(b"content-length", b"")
         if declared.isdigit() and int(declared) > limit:
             await errors.too_large(limit)(scope, receive, send)

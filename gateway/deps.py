@@ -1,106 +1,76 @@
-"""Request dependencies: who is calling (from the key), and the services a route needs."""
+"""Request dependencies: the services object, who is calling (from the key or the dashboard
+session), and the box a route may act on. The rules themselves are in gateway/authz.py."""
 
 from __future__ import annotations
 
-import hmac
 import time
-from dataclasses import dataclass
-from typing import Annotated, Literal
+from typing import Annotated
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, Request
 
 from boxes import BoxManager, BoxNotFoundError, BoxRecord, BoxState
+from gateway import authz
+from gateway.authz import Principal
 from gateway.errors import ApiError
-from gateway.security import BOX_TOKEN_PREFIX, SESSION_COOKIE, box_of_token, valid_session
+from gateway.security import SESSION_COOKIE, valid_session
+from gateway.services import Services
 from gateway.settings import Settings
 from gateway.tenants import Tenants
-
-
-@dataclass(frozen=True)
-class Principal:
-    kind: Literal["operator", "tenant", "box"]
-    tenant: str | None = None
-    box_id: str | None = None
-    via: Literal["key", "dashboard"] = "key"
-
-    @property
-    def is_operator(self) -> bool:
-        return self.kind == "operator"
-
-
-# Dependencies are async: FastAPI runs sync ones in a thread pool, which costs a thread hop
-# on every request.
-async def get_manager(request: Request) -> BoxManager:
-    manager: BoxManager = request.app.state.manager
-    return manager
-
-
-async def get_tenants(request: Request) -> Tenants:
-    tenants: Tenants = request.app.state.tenants
-    return tenants
-
-
-async def get_settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
-
-
-ManagerDep = Annotated[BoxManager, Depends(get_manager)]
-TenantsDep = Annotated[Tenants, Depends(get_tenants)]
-SettingsDep = Annotated[Settings, Depends(get_settings)]
-
+from workers.policy import Policies
 
 DASHBOARD_HEADER = "x-burrow-dashboard"
 
 
-def _dashboard_session(request: Request) -> Principal | None:
+# Dependencies are async: FastAPI runs sync ones in a thread pool, which costs a thread hop
+# on every request.
+async def get_services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+async def get_manager(services: ServicesDep) -> BoxManager:
+    return services.manager
+
+
+async def get_tenants(services: ServicesDep) -> Tenants:
+    return services.tenants
+
+
+async def get_settings(services: ServicesDep) -> Settings:
+    return services.settings
+
+
+async def get_policies(services: ServicesDep) -> Policies:
+    return services.policies
+
+
+ManagerDep = Annotated[BoxManager, Depends(get_manager)]
+PoliciesDep = Annotated[Policies, Depends(get_policies)]
+TenantsDep = Annotated[Tenants, Depends(get_tenants)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+def _dashboard_session(request: Request, services: Services) -> Principal | None:
     """The operator, signed in to the dashboard. The cookie alone is not enough: the request
     must carry a header a cross-site form or link cannot add (and the cookie is SameSite)."""
     token = request.cookies.get(SESSION_COOKIE)
     if not token or request.headers.get(DASHBOARD_HEADER) != "1":
         return None
-    state = request.app.state
-    if valid_session(state.secret, state.operator_key, token, time.time()):
+    if valid_session(services.secret, services.operator_key, token, time.time()):
         return Principal("operator", via="dashboard")
     return None
 
 
-def bearer(request: Request) -> str:
-    header = request.headers.get("authorization")
-    if not header:
-        raise ApiError(401, "unauthenticated",
-                       "send your key as `Authorization: Bearer <key>`")
-    scheme, _, key = header.partition(" ")
-    if scheme.lower() != "bearer" or not key.strip():
-        raise ApiError(401, "unauthenticated",
-                       "the Authorization header must be `Bearer <key>`")
-    return key.strip()
-
-
-async def authenticate(app: FastAPI, key: str) -> Principal:
-    """Who holds `key`: the operator, a tenant, or a box (by its token)."""
-    if hmac.compare_digest(key.encode(), app.state.operator_key.encode()):
-        return Principal("operator")
-    if key.startswith(BOX_TOKEN_PREFIX):
-        box_id = box_of_token(app.state.secret, key)
-        if box_id is not None:
-            box = await app.state.manager.registry.get(box_id)
-            if box is not None and box.state not in (BoxState.DELETED, BoxState.DELETING):
-                return Principal("box", tenant=box.owner, box_id=box_id)
-    else:
-        tenant = await app.state.tenants.by_key(key)
-        if tenant is not None:
-            return Principal("tenant", tenant=tenant)
-    raise ApiError(401, "unauthenticated", "this key is not valid (revoked, mistyped, or "
-                                           "from another Burrow server)")
-
-
-async def principal(request: Request) -> Principal:
+async def principal(request: Request, services: ServicesDep) -> Principal:
     if "authorization" not in request.headers:
-        signed_in = _dashboard_session(request)
+        signed_in = _dashboard_session(request, services)
         if signed_in is not None:
             return signed_in
-    return await authenticate(request.app, bearer(request))
+    return await authz.authenticate(services,
+                                    authz.bearer_key(request.headers.get("authorization")))
 
 
 def actor(request: Request, who: Principal) -> str:
@@ -113,29 +83,21 @@ def actor(request: Request, who: Principal) -> str:
     return f"{who.kind} ({name})" if name else who.kind
 
 
-async def operator(request: Request) -> Principal:
-    who = await principal(request)
-    if not who.is_operator:
-        raise ApiError(403, "forbidden", "this needs the operator key")
-    return who
-
-
-async def user(request: Request) -> Principal:
-    """A tenant or the operator: box tokens only reach knowledge search and the host socket."""
-    who = await principal(request)
-    if who.kind == "box":
-        raise ApiError(403, "forbidden", "a box token can only search knowledge; use a tenant "
-                                         "or operator key for this")
-    return who
-
-
 PrincipalDep = Annotated[Principal, Depends(principal)]
+
+
+async def operator(who: PrincipalDep) -> Principal:
+    authz.require_operator(who)
+    return who
+
+
+async def user(who: PrincipalDep) -> Principal:
+    authz.require_user(who)
+    return who
+
+
 OperatorDep = Annotated[Principal, Depends(operator)]
 UserDep = Annotated[Principal, Depends(user)]
-
-
-def visible(box: BoxRecord, who: Principal) -> bool:
-    return who.is_operator or (who.tenant is not None and box.owner == who.tenant)
 
 
 async def owned_box(box_id: str, who: UserDep, manager: ManagerDep) -> BoxRecord:
@@ -145,7 +107,7 @@ async def owned_box(box_id: str, who: UserDep, manager: ManagerDep) -> BoxRecord
         box = await manager.get(box_id)
     except BoxNotFoundError:
         box = None
-    if box is None or not visible(box, who) or box.state == BoxState.DELETED:
+    if box is None or not authz.may_see_box(box, who) or box.state == BoxState.DELETED:
         raise ApiError(404, "not_found", f"no box {box_id!r}")
     return box
 

@@ -14,21 +14,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from boxes import (
-    BoxBusyError,
-    BoxError,
-    BoxFileError,
-    BoxNotFoundError,
-    BoxStateError,
-    BoxUnavailableError,
-    HostUnsupportedError,
-    InvalidRequestError,
-    SandboxStartError,
-    SnapshotError,
-    SnapshotNotFoundError,
-)
+from boxes import errors as box
 from gateway.schemas import ErrorOut
-from workers.policy import PolicyError
+from models.errors import StatusError
 
 log = logging.getLogger("burrow.gateway")
 
@@ -42,14 +30,8 @@ COMMON_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorOut, "description": text} for status, text in _DESCRIPTIONS.items()}
 
 
-class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str,
-                 headers: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.headers = headers
+class ApiError(StatusError):
+    """An error of the gateway's own, with the status, code and message the caller sees."""
 
 
 def error_response(status: int, code: str, message: str,
@@ -68,18 +50,20 @@ _FILE_CODES = {"not_found": 404, "is_a_directory": 409, "not_a_directory": 409, 
 _RETRY = {"Retry-After": "2"}
 
 
-def box_error_response(exc: BoxError) -> JSONResponse:
-    if isinstance(exc, BoxFileError):
+def box_error_response(exc: box.BoxError) -> JSONResponse:
+    if isinstance(exc, box.BoxFileError):
         return error_response(_FILE_CODES.get(exc.code, 503), exc.code, exc.message)
-    if isinstance(exc, InvalidRequestError | SnapshotError):
+    if isinstance(exc, box.WakeFailedError):  # the server's failure, not the caller's input
+        return error_response(503, "wake_failed", exc.message)
+    if isinstance(exc, box.InvalidRequestError | box.SnapshotError):
         return error_response(422, "invalid_request", exc.message)
-    if isinstance(exc, BoxNotFoundError | SnapshotNotFoundError):
+    if isinstance(exc, box.BoxNotFoundError | box.SnapshotNotFoundError):
         return error_response(404, "not_found", exc.message)
-    if isinstance(exc, BoxStateError):
+    if isinstance(exc, box.BoxStateError):
         return error_response(409, "conflict", exc.message)
-    if isinstance(exc, BoxBusyError | BoxUnavailableError | SandboxStartError):
+    if isinstance(exc, box.BoxBusyError | box.BoxUnavailableError | box.SandboxStartError):
         return error_response(503, "unavailable", exc.message, _RETRY)
-    if isinstance(exc, HostUnsupportedError):
+    if isinstance(exc, box.HostUnsupportedError):
         return error_response(503, "host_unsupported", exc.message)
     log.error("unmapped box error %s: %s", type(exc).__name__, exc.message)
     return error_response(503, "unavailable", exc.message, _RETRY)
@@ -97,17 +81,13 @@ def _validation_message(exc: RequestValidationError) -> tuple[str, str]:
 
 
 def install(app: FastAPI) -> None:
-    @app.exception_handler(ApiError)
-    async def _api(request: Request, exc: ApiError) -> JSONResponse:
+    @app.exception_handler(StatusError)  # the gateway's ApiError and the models' errors
+    async def _api(request: Request, exc: StatusError) -> JSONResponse:
         return error_response(exc.status, exc.code, exc.message, exc.headers)
 
-    @app.exception_handler(BoxError)
-    async def _box(request: Request, exc: BoxError) -> JSONResponse:
+    @app.exception_handler(box.BoxError)
+    async def _box(request: Request, exc: box.BoxError) -> JSONResponse:
         return box_error_response(exc)
-
-    @app.exception_handler(PolicyError)
-    async def _policy(request: Request, exc: PolicyError) -> JSONResponse:
-        return error_response(422, "invalid_policy", str(exc))
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -1,78 +1,149 @@
 """The host services socket: how programs in a box reach Burrow, with their box token.
 
 Every box sees it at /run/burrow/host.sock (bound read-only), and it is the only way out of a
-box without network. It answers box tokens only.
+box without network. It answers box tokens only, from the box they belong to, and reads
+nothing of a request before that is established (gateway/hostguard.py, gateway/authz.py).
+Model calls go through the operator's allowlist, max_tokens ceiling, rate and token budget
+(models/budgets.py); git goes through the git relay (gateway/gitrelay.py).
 """
 
 from __future__ import annotations
 
 import contextlib
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI, Request
+from fastapi.responses import StreamingResponse
 from redis.exceptions import RedisError
+from starlette.background import BackgroundTask
+from starlette.types import ASGIApp
 
-from gateway import errors
-from gateway.chat import ChatRequest, ChatResponse
-from gateway.deps import authenticate, bearer
+from boxes import BoxRecord
+from gateway import authz, errors, gitrelay, insights
 from gateway.errors import ApiError
-from gateway.providers import Providers
-from gateway.routes.knowledge import search_for
-from gateway.schemas import InsightOut, KnowledgeQuery, WhoAmI
+from gateway.hostguard import GuardError, HostGuard, HostLimits
+from gateway.schemas import AgentConfig, InsightOut, InsightVote, KnowledgeQuery, WhoAmI
+from models.budgets import CHARS_PER_TOKEN
+from models.chat import ChatRequest, ChatResponse
+from models.errors import ModelError, StatusError
+from models.metered import OPERATOR, metered_chat
+from models.relay import Relay
+
+if TYPE_CHECKING:
+    from gateway.services import Services
 
 
-def create_host_app(parent: FastAPI) -> FastAPI:
+def create_host_app(services: Services, limits: HostLimits | None = None) -> ASGIApp:
     app = FastAPI(title="Burrow host services", docs_url=None, redoc_url=None,
                   openapi_url=None)
     errors.install(app)
-    app.state.parent = parent
 
-    async def box_principal(request: Request) -> WhoAmI:
-        who = await authenticate(parent, bearer(request))
-        if who.kind != "box":
-            raise ApiError(403, "forbidden", "the host socket answers box tokens only "
-                                             "($BURROW_BOX_TOKEN inside a box)")
-        return WhoAmI(kind="box", tenant=who.tenant, box_id=who.box_id)
+    def caller(request: Request) -> WhoAmI:
+        box_id, tenant = request.scope["burrow.box"]
+        return WhoAmI(kind="box", tenant=tenant, box_id=box_id)
 
     @app.get("/whoami")
     async def whoami(request: Request) -> WhoAmI:
         """Which box and tenant this token belongs to."""
-        return await box_principal(request)
+        return caller(request)
+
+    def principal(request: Request) -> authz.Principal:
+        who = caller(request)
+        return authz.Principal("box", who.tenant, who.box_id)
 
     @app.post("/v1/knowledge/search")
     async def search(body: KnowledgeQuery, request: Request) -> list[InsightOut]:
         """The shared knowledge base, as the box's tenant may see it."""
-        who = await authenticate(parent, bearer(request))
-        if who.kind != "box":
-            raise ApiError(403, "forbidden", "the host socket answers box tokens only")
-        return await search_for(parent.state.kb, who, body)
+        return await insights.search(services, principal(request), body)
+
+    @app.post("/v1/knowledge/insights/{insight_id}/vote")
+    async def vote(insight_id: str, body: InsightVote, request: Request) -> InsightOut:
+        """The box's tenant found an insight helpful or not: one vote per tenant, so one box
+        cannot fade an insight for everyone."""
+        return await insights.vote(services, principal(request), insight_id, body)
 
     @app.post("/v1/model/chat")
     async def model_chat(body: ChatRequest, request: Request) -> ChatResponse:
         """One chat completion from the model the request names (`provider/name`); the server
-        adds the provider's key. Usage is counted per tenant."""
-        who = await box_principal(request)
-        providers: Providers = parent.state.providers
-        response = await providers.chat(body)
+        adds the provider's key. Within the operator's allowlist, ceilings and the tenant's
+        budget; usage is counted per tenant."""
+        who = caller(request)
         # Boxes an operator made for no tenant count under "operator".
-        await _count_usage(parent, who.tenant or "operator", body.provider, response)
-        return response
+        try:
+            return await metered_chat(services.providers, services.budgets,
+                                      who.tenant or OPERATOR, body,
+                                      await services.policies.for_tenant(who.tenant))
+        except RedisError as exc:
+            raise ApiError(503, "unavailable", "the model budget cannot be checked right now; "
+                                               "retry shortly", {"Retry-After": "2"}) from exc
 
-    return app
+    @app.api_route("/v1/relay/git/{host}/{path:path}", methods=["GET", "POST"],
+                   response_model=None)
+    async def git(host: str, path: str, request: Request) -> StreamingResponse:
+        """Git's smart HTTP to the box's git host, with the box's credentials added here."""
+        manager = services.manager
+        box = await manager.get(caller(request).box_id or "")
+        return await gitrelay.relay(request, services.relay_client, box.meta.get("git"),
+                                    manager.config.box_dir(box.id),
+                                    services.settings.git_hosts, host, path)
+
+    @app.api_route("/v1/relay/{family}/{path:path}",
+                   methods=["GET", "POST", "PUT", "PATCH", "DELETE"], response_model=None)
+    async def relay(family: str, path: str, request: Request) -> StreamingResponse:
+        """An agent CLI's model call (Claude Code, Codex, OpenCode), relayed to the box's
+        model: its provider's own API with the server's key, or translated. Inference paths
+        only; within the run's max_turns, the allowlist, the ceiling and the budget; usage
+        counted for the tenant and the run."""
+        return await _relay(services, caller(request), family, path, request)
+
+    async def identify(token: str, peer_uid: int | None) -> tuple[str, str | None]:
+        try:
+            box = await authz.box_caller(services, token, peer_uid)
+        except ApiError as exc:
+            raise GuardError(exc.status, exc.code, exc.message) from None
+        return box.id, box.owner
+
+    return HostGuard(app, identify, limits or HostLimits())
 
 
-def usage_key(tenant: str) -> str:
-    return f"burrow:model_usage:{tenant}"
+async def _relay(services: Services, who: WhoAmI, family: str, path: str,
+                 request: Request) -> StreamingResponse:
+    box = await services.manager.get(who.box_id or "")
+    run_id = request.headers.get("x-burrow-run")
+    tenant = who.tenant or OPERATOR
+    policy = await services.policies.for_tenant(who.tenant)
+    budgets = services.budgets
+    ceiling = budgets.output_ceiling(policy)
+    try:
+        run = await services.runs.relayed_call(box.id, run_id)
+        model = run.model if run is not None else _box_model(box)
+        raw = await request.body()
+        reservation = await budgets.admit_call(
+            tenant, model, len(raw) // CHARS_PER_TOKEN + ceiling, policy)
+    except StatusError as exc:
+        refused = Relay.refusal(family, ModelError(exc.status, exc.code, exc.message,
+                                                   exc.headers))
+        return StreamingResponse(refused.body, status_code=refused.status,
+                                 media_type=refused.media_type, headers=refused.headers)
+    answer = await services.relay.answer(
+        family, request.method, "/" + path, request.headers, raw, model,
+        max_output_tokens=ceiling, response_schema=run.schema if run else None)
+
+    async def settle() -> None:
+        with contextlib.suppress(RedisError, OSError):
+            await budgets.settle(reservation, model.partition("/")[0],
+                                 answer.usage if answer.status < 400 else None)
+            await services.runs.relayed_usage(run_id, answer.usage)
+
+    return StreamingResponse(answer.body, status_code=answer.status,
+                             media_type=answer.media_type, headers=answer.headers,
+                             background=BackgroundTask(settle))
 
 
-async def _count_usage(parent: FastAPI, tenant: str, provider: str,
-                       response: ChatResponse) -> None:
-    redis = getattr(parent.state, "redis", None)
-    if redis is None:
-        return
-    with contextlib.suppress(RedisError, OSError):  # counting must not fail the call
-        async with redis.pipeline(transaction=False) as pipe:
-            key = usage_key(tenant)
-            pipe.hincrby(key, f"{provider}:calls", 1)
-            pipe.hincrby(key, f"{provider}:input_tokens", response.usage.input_tokens)
-            pipe.hincrby(key, f"{provider}:output_tokens", response.usage.output_tokens)
-            await pipe.execute()
+def _box_model(box: BoxRecord) -> str:
+    configured = AgentConfig.stored(box.meta.get("agent"))
+    if configured is None:
+        raise ApiError(409, "agent_not_configured",
+                       f"box {box.id} has no agent model: create it with agent={{'harness': "
+                       "..., 'model': 'provider/name'}, or start the CLI through an agent run")
+    return configured.model

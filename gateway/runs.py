@@ -7,10 +7,12 @@ out through the host services socket, where the gateway adds the provider's key.
 
 from __future__ import annotations
 
+import builtins
 import json
 import secrets
 import time
 from collections.abc import AsyncGenerator, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis
@@ -18,17 +20,29 @@ from redis.asyncio import Redis
 from boxes import BoxManager, BoxRecord, ExecRequest
 from gateway.errors import ApiError
 from gateway.schemas import AgentConfig, RunCreate, RunPublic, RunUsage
+from models.chat import Usage
+from models.relay import harnesses
 
 DEFAULT_TIMEOUT_S = 600.0
 KEEP_S = 7 * 86400
 KEEP_PER_BOX = 100
 STDERR_TAIL = 2000
-# Harnesses that are programs of their own, run in a box that has them installed.
-EXTERNAL = {
-    "claude-code": ("claude", "npm install -g @anthropic-ai/claude-code"),
-    "codex": ("codex", "npm install -g @openai/codex"),
-    "opencode": ("opencode", "npm install -g opencode-ai"),
-}
+# The harness writes one JSON event per line; a longer line is refused, not held.
+MAX_EVENT_CHARS = 4 << 20
+# Harnesses that are agent CLIs of their own (Claude Code, Codex, OpenCode): installed on the
+# host (models/relay/harnesses.py), bound read-only into boxes, run by tenant_agent/clirun.py,
+# their model calls relayed through the host socket (models/relay).
+EXTERNAL = frozenset(harnesses.HARNESSES)
+CLI_RUN_COMMAND = ["/usr/bin/python3", "-I", "-S", "/opt/burrow/tenant_agent/clirun.py"]
+DEFAULT_MAX_TURNS = 10
+SCHEMA_ATTEMPTS = 3  # the answer's shape is asked for again up to this many times
+
+
+@dataclass(frozen=True)
+class RelayedRun:
+    """What the host pins on a relayed call of a run: its model, its answer's schema."""
+    model: str
+    schema: dict[str, Any] | None = None
 
 
 class AgentRuns:
@@ -57,6 +71,45 @@ class AgentRuns:
         raws = await self.redis.mget([f"{self.prefix}:run:{i.decode()}" for i in ids])
         return [RunPublic.model_validate_json(raw) for raw in raws if raw]
 
+    # --- the host's meter of a third-party harness's run (its calls come through the relay)
+
+    def _meter(self, run_id: str) -> str:
+        return f"{self.prefix}:run:{run_id}:meter"
+
+    async def relayed_call(self, box_id: str, run_id: str | None) -> RelayedRun | None:
+        """A model call a box relays for run `run_id`: counted, refused past the run's
+        max_turns (plus the answer's schema retries), and pinned to the run's model (returned
+        with the run's response schema; None when the call names no run of this box)."""
+        if not run_id:
+            return None
+        key = self._meter(run_id)
+        meter = {k.decode(): v.decode()
+                 for k, v in (await self.redis.hgetall(key)).items()}  # type: ignore[misc]
+        if meter.get("box") != box_id:
+            return None  # not this box's run: the box's own model applies
+        calls = int(await self.redis.hincrby(key, "calls", 1))  # type: ignore[misc]
+        if calls > int(meter["max_calls"]):
+            raise ApiError(429, "max_turns",
+                           f"run {run_id} made its {int(meter['max_calls'])} model calls, "
+                           "the most its max_turns allows")
+        schema = json.loads(meter["schema"]) if meter.get("schema") else None
+        return RelayedRun(str(meter["model"]), schema)
+
+    async def relayed_usage(self, run_id: str | None, usage: Usage) -> None:
+        if not run_id or not (usage.input_tokens or usage.output_tokens):
+            return
+        key = self._meter(run_id)
+        if await self.redis.exists(key):
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.hincrby(key, "input_tokens", usage.input_tokens)
+                pipe.hincrby(key, "output_tokens", usage.output_tokens)
+                await pipe.execute()
+
+    async def _metered(self, run_id: str) -> dict[str, int]:
+        raw = await self.redis.hgetall(self._meter(run_id))  # type: ignore[misc]
+        return {k.decode(): int(v) for k, v in raw.items()
+                if k.decode() in ("calls", "input_tokens", "output_tokens")}
+
     async def _save(self, run: RunPublic, new: bool = False) -> None:
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.set(f"{self.prefix}:run:{run.id}", run.model_dump_json(), ex=KEEP_S)
@@ -75,26 +128,15 @@ class AgentRuns:
             raise ApiError(409, "agent_not_configured",
                            f"box {box.id} has no agent: create it with agent={{'harness': "
                            "'burrow', 'model': 'local/smollm2-135m'}, or pass model in the run")
-        if harness in EXTERNAL:
-            await self._require_installed(box, harness)
-            raise ApiError(409, "harness_unsupported",
-                           f"{harness} is installed in box {box.id}, but this server cannot "
-                           "relay its model calls yet; use harness 'burrow'")
+        if harness in EXTERNAL and harnesses.installed(harness) is None:
+            raise ApiError(409, "harness_not_installed",
+                           f"{harness} is not installed on this server: the operator installs "
+                           f"it with `burrow harness install {harness}` (or `make harnesses`), "
+                           "then restarts it; or use harness 'burrow'")
         if self.check_model is not None:
             self.check_model(model)
         return RunPublic(id="run_" + secrets.token_hex(8), box_id=box.id, status="running",
                          model=model, harness=harness, created_at=time.time())
-
-    async def _require_installed(self, box: BoxRecord, harness: str) -> None:
-        program, install = EXTERNAL[harness]
-        found = await self.manager.exec(box.id, ExecRequest(
-            command=["/bin/sh", "-c", f"command -v {program}"], timeout_s=10))
-        if found.exit_code != 0:
-            raise ApiError(409, "harness_not_installed",
-                           f"{harness} needs the `{program}` program in the box, and box "
-                           f"{box.id} has none: install it with `burrow box exec {box.id} -- "
-                           f"{install}` in a box created with runtime='node' and "
-                           "network='egress', or use harness 'burrow'")
 
     async def start(self, box: BoxRecord, body: RunCreate) -> AsyncGenerator[dict[str, Any], None]:
         """Check the run can start (raising ApiError if not), then return its chunks: start,
@@ -108,24 +150,34 @@ class AgentRuns:
         timeout_s = body.timeout_s or DEFAULT_TIMEOUT_S
         job = {"prompt": body.prompt, "model": run.model, "response_schema": body.response_schema,
                "max_turns": body.max_turns, "timeout_s": timeout_s}
+        external = run.harness in EXTERNAL
+        if external:
+            job.update(harness=run.harness, trim=body.trim)
+            max_calls = (body.max_turns or DEFAULT_MAX_TURNS) + SCHEMA_ATTEMPTS
+            await self.redis.hset(self._meter(run.id), mapping={  # type: ignore[misc]
+                "box": run.box_id, "model": run.model, "max_calls": max_calls, "calls": 0,
+                "schema": json.dumps(body.response_schema) if body.response_schema else ""})
+            await self.redis.expire(self._meter(run.id), KEEP_S)
         started = time.monotonic()
         yield {"type": "start", "run_id": run.id}
         outcome: dict[str, Any] = {}
+        command = CLI_RUN_COMMAND if external else self.harness_command
         try:
-            async for event in self._harness(run, job, timeout_s):
+            async for event in self._harness(run, job, timeout_s, command):
                 if event.get("type") == "result":
                     outcome = outcome or event  # the harness's own report wins
                 else:
                     yield event
         finally:
             # Also when the client went away mid-stream: the record says how the run ended.
-            final = _finished(run, outcome, (time.monotonic() - started) * 1000)
+            metered = await self._metered(run.id) if external else {}
+            final = _finished(run, outcome, (time.monotonic() - started) * 1000, metered)
             await self._save(final)
         yield {"type": "finish", "run": final.model_dump(mode="json")}
 
-    async def _harness(self, run: RunPublic, job: dict[str, Any],
-                       timeout_s: float) -> AsyncGenerator[dict[str, Any], None]:
-        request = ExecRequest(command=self.harness_command, cwd="/workspace",
+    async def _harness(self, run: RunPublic, job: dict[str, Any], timeout_s: float,
+                       command: builtins.list[str]) -> AsyncGenerator[dict[str, Any], None]:
+        request = ExecRequest(command=command, cwd="/workspace",
                               env={"BURROW_RUN_ID": run.id}, timeout_s=timeout_s + 15,
                               stdin=json.dumps(job))
         buffer, stderr = "", ""
@@ -133,6 +185,11 @@ class AgentRuns:
             if event.type == "stdout":
                 buffer += event.data or ""
                 *lines, buffer = buffer.split("\n")
+                if len(buffer) > MAX_EVENT_CHARS:  # a line that never ends: not the harness
+                    yield {"type": "result", "status": "failed",
+                           "error": f"the harness wrote a line over {MAX_EVENT_CHARS} "
+                                    "characters; the run was stopped"}
+                    return
                 for line in lines:
                     parsed = _parse(line)
                     if parsed is not None:
@@ -154,8 +211,14 @@ def _parse(line: str) -> dict[str, Any] | None:
     return event if isinstance(event, dict) and isinstance(event.get("type"), str) else None
 
 
-def _finished(run: RunPublic, outcome: dict[str, Any], duration_ms: float) -> RunPublic:
-    usage = outcome.get("usage") if isinstance(outcome.get("usage"), dict) else {}
+def _finished(run: RunPublic, outcome: dict[str, Any], duration_ms: float,
+              metered: dict[str, int] | None = None) -> RunPublic:
+    given = outcome.get("usage")
+    usage: dict[str, Any] = given if isinstance(given, dict) else {}
+    if metered:  # what the relay counted on the host (a CLI killed mid-run reports nothing)
+        usage = {**usage, "input_tokens": metered.get("input_tokens", 0),
+                 "output_tokens": metered.get("output_tokens", 0),
+                 "turns": metered.get("calls", 0)}
     status = outcome.get("status")
     if status not in ("completed", "failed", "timed_out"):
         status, outcome = "failed", {"error": "the run ended before the harness reported a "

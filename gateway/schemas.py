@@ -6,7 +6,7 @@ import re
 import time
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, RootModel, model_validator
 
 from boxes import BoxRecord, BoxUsage, FileEntry, SnapshotRecord
 
@@ -42,6 +42,15 @@ class TenantPolicy(Strict):
     archive_after_s: float | None = Field(
         None, description=f"drop the local layer of a frozen box after this many {_IDLE}")
     keep_alive: bool | None = Field(None, description="never pause, freeze or archive for idleness")
+    max_boxes_per_tenant: int | None = Field(None, description="most boxes a tenant may have")
+    max_tenant_disk_mb: int | None = Field(
+        None, description="most disk (MB) all of a tenant's boxes may ask for together")
+    tenant_keep_alive: bool | None = Field(
+        None, description="whether the tenant may create keep_alive boxes")
+    tenant_token_budget: int | None = Field(
+        None, description="model tokens (input + output) a tenant may use per budget period")
+    model_allowlist: list[str] | None = Field(
+        None, description="models boxes may call (provider/name, * wildcards); null: any")
 
 
 class PolicyIn(TenantPolicy):
@@ -54,6 +63,21 @@ class PolicyIn(TenantPolicy):
     local_layer_budget_bytes: int | None = Field(
         None, description="above this many bytes of frozen layers on local disk, the least "
                           "recently used frozen boxes are archived")
+    max_box_memory_mb: int | None = Field(None, description="largest memory a tenant box gets")
+    max_box_disk_mb: int | None = Field(None, description="largest disk a tenant box gets")
+    max_box_pids: int | None = Field(None, description="most processes in a tenant box")
+    max_box_cpus: float | None = Field(None, description="most CPUs a tenant box gets")
+    egress_allow: list[str] | None = Field(
+        None, description="what egress boxes may reach beyond public addresses: IPv4 "
+                          "CIDRs or addresses, optionally :port, or *:port")
+    egress_deny: list[str] | None = Field(None, description="what egress boxes may never reach")
+    model_max_tokens: int | None = Field(
+        None, description="largest max_tokens of a model call from a box (larger ones are "
+                          "clamped)")
+    token_budget_period_s: float | None = Field(
+        None, description="the period of tenant_token_budget, in seconds")
+    model_calls_per_minute: int | None = Field(
+        None, description="model calls a tenant's boxes may make per minute")
 
 
 class PolicyValues(BaseModel):
@@ -63,6 +87,20 @@ class PolicyValues(BaseModel):
     keep_alive: bool
     max_warm_boxes: int | None
     local_layer_budget_bytes: int | None
+    max_box_memory_mb: int | None
+    max_box_disk_mb: int | None
+    max_box_pids: int | None
+    max_box_cpus: float | None
+    max_boxes_per_tenant: int | None
+    max_tenant_disk_mb: int | None
+    tenant_keep_alive: bool
+    egress_allow: list[str]
+    egress_deny: list[str]
+    model_allowlist: list[str] | None
+    model_max_tokens: int | None
+    tenant_token_budget: int | None
+    token_budget_period_s: float
+    model_calls_per_minute: int | None
 
 
 class PolicyOut(BaseModel):
@@ -93,6 +131,9 @@ class StatsOut(BaseModel):
                     "for their agent)")
     knowledge: dict[str, int]
     sweep: dict[str, Any] = Field(description="the last idle sweep: when, how long, what it did")
+    models: dict[str, int] = Field(
+        default_factory=dict, description="model usage from boxes over all tenants: "
+                                          "<provider>:calls, :input_tokens, :output_tokens")
 
 
 class TenantCreate(Strict):
@@ -117,6 +158,10 @@ class TenantPublic(BaseModel):
     storage_bytes: int
     boxes: int
     policy: TenantPolicy | None = Field(None, description="overrides of the global policy")
+    observations: dict[str, int] = Field(
+        default_factory=dict, description="size: pairs waiting for the tenant's agent; max: "
+        "the most kept; dropped: pairs dropped because the backlog was full (its agent took "
+        "no deliveries)")
 
 
 # --- boxes -----------------------------------------------------------------------------------
@@ -128,10 +173,23 @@ class LimitsIn(Strict):
     disk_mb: int | None = Field(None, ge=64, le=1 << 24)
 
 
+class EgressIn(Strict):
+    """Rules of this box alone; they only narrow what the operator allows. A rule is an IPv4
+    address or CIDR, optionally :port, or *:port."""
+    allow: list[str] = Field(default_factory=list, max_length=256,
+                             description="if any: only these (within the operator's rules)")
+    deny: list[str] = Field(default_factory=list, max_length=256)
+
+
 class GitIn(Strict):
+    """Git for the box. The token never enters it: the box's git reaches `https://<host>/`
+    through a relay on the host that adds it, for `repos` only (all of host's if none)."""
     token: str | None = Field(None, max_length=4096)
     user_name: str | None = Field(None, max_length=256)
     user_email: str | None = Field(None, max_length=256)
+    host: str = Field("github.com", pattern=r"^[a-z0-9.-]{1,253}$")
+    repos: list[str] = Field(default_factory=list, max_length=100,
+                             description="owner/name or https URLs the token may reach")
 
 
 HARNESSES = ("burrow", "claude-code", "codex", "opencode")
@@ -183,6 +241,7 @@ class BoxCreate(Strict):
     labels: dict[str, str] = Field(default_factory=dict)
     keep_alive: bool = False
     network: Literal["none", "egress"] = "none"
+    egress: EgressIn | None = Field(None, description="narrow an egress box's reach")
     limits: LimitsIn | None = None
     agent: AgentConfig | None = Field(None, description="the harness and model of agent runs")
     git: GitIn | None = None
@@ -223,6 +282,10 @@ class ExecIn(Strict):
     env: dict[str, str] | None = None
     timeout_s: float | None = Field(None, gt=0, le=86400)
     stdin: str | None = None
+    max_output_chars: int | None = Field(
+        None, ge=1, le=16 * 1024 * 1024,
+        description="characters kept of each of stdout and stderr (default 1048576); the "
+                    "stream endpoint passes everything")
 
 
 class ExecOut(BaseModel):
@@ -231,6 +294,33 @@ class ExecOut(BaseModel):
     stderr: str
     duration_ms: float
     timed_out: bool
+    truncated: bool = Field(False, description="output beyond max_output_chars was dropped")
+
+
+class ExecOutputChunk(BaseModel):
+    type: Literal["stdout", "stderr"]
+    data: str
+
+
+class ExecExitChunk(BaseModel):
+    """The last line of a streamed exec."""
+    type: Literal["exit"]
+    exit_code: int
+    timed_out: bool
+    duration_ms: float
+
+
+class ExecChunk(RootModel[Annotated[ExecOutputChunk | ExecExitChunk,
+                                     Field(discriminator="type")]]):
+    """One line of a streamed exec: output as it arrives, then the exit."""
+
+
+def ndjson(line: type[BaseModel], description: str) -> dict[str, Any]:
+    """The OpenAPI answer of a route that streams `line`s as JSON lines. The route also names
+    `line` as its response_model, which puts its schema among the document's components
+    (FastAPI documents a StreamingResponse's own content as a plain string)."""
+    ref = {"$ref": f"#/components/schemas/{line.__name__}"}
+    return {"description": description, "content": {"application/x-ndjson": {"schema": ref}}}
 
 
 class FileEntryOut(BaseModel):
@@ -266,22 +356,77 @@ class SnapshotPublic(BaseModel):
                    logical_bytes=snap.logical_bytes)
 
 
+InsightKind = Literal["fact", "preference", "tip"]
+
+
 class KnowledgeQuery(Strict):
     query: str = Field(min_length=1, max_length=2000)
     limit: int = Field(5, ge=1, le=100)
+    kinds: list[InsightKind] = Field(
+        default_factory=list, max_length=3, description="only insights of these kinds")
+    since: float | None = Field(None, ge=0, description="only insights updated at or after "
+                                                        "this time (unix seconds)")
+    until: float | None = Field(None, ge=0, description="only insights updated at or before "
+                                                        "this time (unix seconds)")
+
+    @model_validator(mode="after")
+    def _window(self) -> KnowledgeQuery:
+        if self.since is not None and self.until is not None and self.since > self.until:
+            raise ValueError("since must not be after until")
+        return self
 
 
 class InsightOut(BaseModel):
     id: str
     text: str
     kind: str
-    score: float
+    score: float = Field(description="similarity to the query (0 outside a search)")
     support: int = Field(description="how many distinct tenants support it")
+    helpful: int = Field(0, description="tenants that found it helpful")
+    unhelpful: int = Field(0, description="tenants that found it unhelpful")
+    updated_at: float | None = Field(None, description="when its text or support last changed")
+    visible: bool = Field(True, description="whether tenants see it (only the operator sees "
+                                            "the others)")
+
+
+class InsightVote(Strict):
+    helpful: bool = Field(description="true: the insight helped; false: it did not (or was "
+                                      "wrong). One vote per tenant per insight; the latest "
+                                      "counts")
 
 
 class InsightPage(BaseModel):
     items: list[InsightOut]
     next_offset: str | None
+
+
+class AgentAsk(BaseModel):
+    """What the built-in tenant agent's /ask takes (fields it does not know are passed on)."""
+    model_config = ConfigDict(extra="allow")
+
+    question: str
+
+
+class AgentAskOut(BaseModel):
+    """The built-in tenant agent's answer to /ask."""
+    model_config = ConfigDict(extra="allow")
+
+    answer: str
+    model: str | None = Field(description="the model that answered; null: assembled from "
+                                          "what the agent knows, without a model")
+    used: dict[str, Any] = Field(description="what the answer drew on: the profile entries "
+                                             "and the ids of shared insights")
+
+
+class AgentProfile(BaseModel):
+    """What the built-in tenant agent has learned of its tenant (/profile)."""
+    model_config = ConfigDict(extra="allow")
+
+    preferences: list[dict[str, Any]]
+    facts: list[dict[str, Any]]
+    topics: list[dict[str, Any]]
+    observed: int = Field(description="observations (request, answer pairs) applied")
+    last_seq: int = Field(description="the sequence number of the last one")
 
 
 class WhoAmI(BaseModel):
@@ -301,6 +446,9 @@ class RunCreate(Strict):
                                                                    "run gives up; default 10")
     model: ModelName | None = Field(None, description="instead of the box's model")
     harness: Literal["burrow", "claude-code", "codex", "opencode"] | None = None
+    trim: bool | None = Field(
+        None, description="agent CLIs only: a trimmed tool set and prompt for small-context "
+                          "models (default: on for local/ models)")
 
 
 class RunUsage(BaseModel):
@@ -324,3 +472,39 @@ class RunPublic(BaseModel):
     harness: str
     created_at: float
     finished_at: float | None = None
+
+
+# The chunks of a streamed run, one per NDJSON line: start first, finish (with the Run) last.
+
+class RunStartChunk(BaseModel):
+    type: Literal["start"]
+    run_id: str
+
+
+class RunTextChunk(BaseModel):
+    type: Literal["text"]
+    text: str
+
+
+class RunToolCallChunk(BaseModel):
+    type: Literal["tool_call"]
+    name: str
+    input: dict[str, Any]
+
+
+class RunToolResultChunk(BaseModel):
+    type: Literal["tool_result"]
+    name: str
+    output: str
+    is_error: bool = False
+
+
+class RunFinishChunk(BaseModel):
+    type: Literal["finish"]
+    run: RunPublic
+
+
+class RunChunk(RootModel[Annotated[RunStartChunk | RunTextChunk | RunToolCallChunk
+                                    | RunToolResultChunk | RunFinishChunk,
+                                    Field(discriminator="type")]]):
+    """One line of a streamed run."""

@@ -3,31 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import sys
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 
 import uvicorn
 from fastapi import FastAPI
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from boxes import BoxManager, HostUnsupportedError, RuntimeConfig, disk, hostdirs
+from boxes import HostUnsupportedError, disk, hostdirs
 from gateway import logs
 from gateway.app import create_app
-from gateway.modelservers import LocalModelError, LocalModels
-from gateway.security import server_secret
-from gateway.services import EMBEDDING_DIM
+from gateway.services import Services
 from gateway.settings import Settings
-from knowledge.base import KnowledgeBase
-from knowledge.embedder import ProcessEmbedder
-from knowledge.vectors import open_store
+from models.servers import LocalModelError, LocalModels
 from workers.embedded_redis import EmbeddedRedis
-from workers.observations import Observations
-from workers.policy import Policies
-from workers.settings import close_worker, make_worker
 
 log = logging.getLogger("burrow")
 DEMO_TENANT = "demo"
@@ -43,10 +36,11 @@ async def _print_welcome(app: FastAPI, url: str, settings: Settings) -> None:
     """The URL, and on first start the operator key and a demo tenant with its key."""
     lines = [f"Burrow is serving at {url}  (API docs: {url}/docs)"]
     data_dir = settings.data_dir.resolve()
-    if app.state.operator_key_created:
+    services: Services = app.state.services
+    if services.operator_key_created:
         lines.append(f"operator key (shown once; also in {data_dir / 'operator.key'}, 0600):")
-        lines.append(f"    {app.state.operator_key}")
-        tenants = app.state.tenants
+        lines.append(f"    {services.operator_key}")
+        tenants = services.tenants
         if await tenants.get(DEMO_TENANT) is None:
             record, key = await tenants.create(DEMO_TENANT, None)
             lines.append(f"demo tenant {record.id!r} (home box {record.home_box_id}); its key:")
@@ -139,30 +133,20 @@ def run_worker(settings: Settings) -> None:
     if not settings.redis_url or not settings.qdrant_url:
         sys.exit("burrow worker needs REDIS_URL and QDRANT_URL (the Redis and Qdrant the "
                  "gateways use)")
-    asyncio.run(_worker(settings, settings.data_dir.resolve()))
+    asyncio.run(_worker(settings))
 
 
-async def _worker(settings: Settings, data_dir: Path) -> None:
-    assert settings.redis_url is not None
-    redis = Redis.from_url(settings.redis_url)
+async def _worker(settings: Settings) -> None:
     # The worker runs no boxes itself: it talks to the gateways' boxes through their sockets
     # (same host, same data dir), the registry and the snapshot store.
-    manager = BoxManager(RuntimeConfig(data_dir=data_dir, runtime_root=settings.runtime_dir,
-                                       launcher_pool=0), redis)
-    store = await asyncio.to_thread(open_store, settings.qdrant_url, data_dir / "knowledge",
-                                    EMBEDDING_DIM)
-    kb = KnowledgeBase(store, ProcessEmbedder(settings.embed_model), redis,
-                       server_secret(data_dir), k=settings.k_anonymity)
-    worker = make_worker(settings.redis_url, manager=manager,
-                         observations=Observations(redis, data_dir / "spool"), kb=kb,
-                         policies=Policies(redis), sweep_interval_s=settings.sweep_interval_s)
+    services = await Services.open(settings, "worker")
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    task = asyncio.create_task(worker.async_run())
+    task = asyncio.create_task(services.run_worker())
     await stop.wait()
     task.cancel()
-    await close_worker(worker)
-    await asyncio.to_thread(store.close)
-    await redis.aclose()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    await services.aclose()

@@ -1,6 +1,9 @@
-"""Everything the gateway serves with, built in the app's lifespan and closed with it: Redis,
-keys, the box runtime, tenants, the agent proxy, the knowledge base, the observation pipeline,
-the job queue, the host services socket and (in `burrow serve`) the in-process worker."""
+"""Everything Burrow serves with, as one typed object built in one place: Redis, keys, the
+box runtime, tenants, the agent proxy, the knowledge base, the observation pipeline, the job
+queue, policy, models and budgets, and — in the gateway — the host services socket and (in
+`burrow serve`) the in-process worker. `burrow serve`, `burrow gateway` and `burrow worker`
+all open it with `Services.open(settings, role)` and close it with `aclose()`; routes receive
+it through `ServicesDep` (gateway/deps.py), and it is the only thing on the app's state."""
 
 from __future__ import annotations
 
@@ -9,36 +12,42 @@ import contextlib
 import dataclasses
 import logging
 import os
-from collections.abc import AsyncIterator, Generator
+from collections.abc import Generator
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Literal
 
+import httpx
 import uvicorn
 from arq import ArqRedis, create_pool
 from arq.connections import RedisSettings
-from fastapi import FastAPI
+from arq.worker import Worker
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 import tenant_agent
 from boxes import BoxError, BoxManager, BoxState, RuntimeConfig
 from boxes.models import BoxRecord
-from gateway.hostsvc import create_host_app
+from boxes.servicehttp import ServiceClient
+from gateway import gitrelay, quotas
 from gateway.metrics import Metrics
-from gateway.modelservers import LocalModels
-from gateway.providers import Providers
 from gateway.proxy import AgentProxy
 from gateway.runs import AgentRuns
 from gateway.security import box_token, operator_key, server_secret
 from gateway.settings import Settings
-from gateway.stats import StatsCollector
 from gateway.tenants import Tenants
 from knowledge.base import KnowledgeBase
 from knowledge.embedder import ProcessEmbedder
-from knowledge.vectors import open_store
+from knowledge.vectors import VectorStore, open_store
+from models.budgets import ModelBudgets
+from models.metered import OperatorModel
+from models.providers import Providers
+from models.relay import Relay, harnesses
+from models.servers import LocalModels
 from workers.observations import Observations
+from workers.pipeline import Pipeline
 from workers.policy import Policies
-from workers.settings import close_worker, make_worker
+from workers.worker import close_worker, make_worker
 
 log = logging.getLogger("burrow.gateway")
 
@@ -50,127 +59,203 @@ SHUTDOWN_FREEZE_BUDGET_S = 60.0
 EMBEDDING_DIM = 384
 SPOOL_REPLAY_S = 5.0
 
-
-class Observer:
-    """Records a tenant's (request, response) pairs off the request path."""
-
-    def __init__(self, observations: Observations, queue: ArqRedis,
-                 enabled: bool = True) -> None:
-        self.observations = observations
-        self.queue = queue
-        self.enabled = enabled
-        self._tasks: set[asyncio.Task[None]] = set()
-
-    def record(self, tenant: str, box_id: str, pair: dict[str, Any]) -> None:
-        """Costs the request a dict and a task; the Redis work happens after it."""
-        if not self.enabled:
-            return
-        task = asyncio.create_task(self._record(tenant, box_id, pair))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _record(self, tenant: str, box_id: str, pair: dict[str, Any]) -> None:
-        recorded = await self.observations.record(tenant, box_id, pair)
-        # A backlog that already held pairs has a delivery queued or running, and a running
-        # delivery goes on until the backlog is empty: one job per backlog, not per request.
-        if recorded is not None and recorded.started_backlog:
-            await self.enqueue(tenant, box_id)
-
-    async def enqueue(self, tenant: str, box_id: str) -> None:
-        """Queue a delivery of the tenant's backlog. Deliveries of one tenant are serialised
-        by a lease, so a second one queued meanwhile finds nothing to do and costs little."""
-        with contextlib.suppress(RedisError, OSError):  # the worker's cron catches up
-            await self.queue.enqueue_job("observe", tenant, box_id)
-
-    async def drain(self) -> None:
-        while self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+Role = Literal["gateway", "worker"]
 
 
-@contextlib.asynccontextmanager
-async def services(app: FastAPI, settings: Settings,
-                   local_models: LocalModels | None = None) -> AsyncIterator[None]:
-    data_dir = settings.data_dir.resolve()
-    data_dir.mkdir(parents=True, exist_ok=True)
-    assert settings.redis_url is not None
-    redis = Redis.from_url(settings.redis_url)
-    key, created = operator_key(data_dir, settings.operator_key.get_secret_value()
-                                if settings.operator_key else None)
-    secret = server_secret(data_dir)
-    state = app.state
-    state.redis, state.operator_key, state.secret = redis, key, secret
-    state.operator_key_created = created
+def _start_env(secret: bytes, box: BoxRecord) -> dict[str, str]:
+    """What each box start gets and no record keeps: its token; the git relay's port."""
+    env = {"BURROW_BOX_TOKEN": box_token(secret, box.id)}
+    if (box.meta.get("git") or {}).get("relay"):
+        env["BURROW_RELAY_PORT"] = str(gitrelay.RELAY_PORT)
+    return env
 
-    config = RuntimeConfig(
-        data_dir=data_dir, runtime_root=settings.runtime_dir,
-        launcher_pool=settings.launcher_pool, uid_base=settings.uid_base,
-        lock_wait_s=settings.wake_wait_s,
-        image_extras={AGENT_DIR: Path(tenant_agent.__file__).parent},
-        start_env=lambda box: {"BURROW_BOX_TOKEN": box_token(secret, box.id)})
-    host_socket = config.run_dir / f"host-{os.getpid()}.sock"
-    config = dataclasses.replace(config, host_socket=host_socket)
-    host_server = await _serve_host_socket(app, host_socket)
-    manager = await BoxManager.open(config, redis)
-    store = await asyncio.to_thread(open_store, settings.qdrant_url, data_dir / "knowledge",
-                                    EMBEDDING_DIM)
-    embedder = ProcessEmbedder(settings.embed_model)
-    warm = asyncio.create_task(asyncio.to_thread(embedder.embed, ["warm up"]))
-    kb = KnowledgeBase(store, embedder, redis, secret, k=settings.k_anonymity)
-    observations = Observations(redis, data_dir / "spool")
-    queue = await create_pool(RedisSettings.from_dsn(settings.redis_url))
-    state.manager, state.kb, state.observations, state.queue = manager, kb, observations, queue
-    state.policies = Policies(redis)
-    state.metrics = Metrics()
-    manager.on_transition = state.metrics.transition
-    state.stats = StatsCollector(app)
-    state.tenants = Tenants(redis, manager, kb, observations, state.policies,
-                            settings.agent_command or DEFAULT_AGENT_COMMAND)
-    state.proxy = AgentProxy()
-    state.providers = Providers(settings, local_servers=local_models)
-    state.local_models = local_models
-    # A run whose model no provider could serve (unknown, no key) fails before it starts.
-    state.runs = AgentRuns(redis, manager, HARNESS_COMMAND, check_model=state.providers.get)
-    state.observer = Observer(observations, queue, enabled=settings.observe)
-    worker = (make_worker(settings.redis_url, manager=manager, observations=observations,
-                          kb=kb, policies=state.policies,
-                          sweep_interval_s=settings.sweep_interval_s)
-              if settings.run_worker else None)
-    background = [asyncio.create_task(_replay_spool(observations))]
-    if worker is not None:
-        background.append(asyncio.create_task(worker.async_run()))
+
+def _harness_binds() -> tuple[tuple[Path, str], ...]:
+    """The agent CLIs installed on this host, bound read-only into every box (a box that
+    never runs one pays three bind mounts)."""
+    found = [name for name in harnesses.HARNESSES if harnesses.installed(name) is not None]
     try:
-        yield
-    finally:
-        for task in background:
+        return tuple(harnesses.mounts(found))
+    except harnesses.HarnessError as exc:
+        log.warning("agent CLIs left out of boxes: %s", exc)
+        return ()
+
+
+@dataclass
+class Services:
+    settings: Settings
+    redis: Redis
+    secret: bytes
+    operator_key: str
+    operator_key_created: bool
+    manager: BoxManager
+    store: VectorStore
+    kb: KnowledgeBase
+    observations: Observations
+    queue: ArqRedis
+    pipeline: Pipeline
+    policies: Policies
+    budgets: ModelBudgets
+    tenants: Tenants
+    providers: Providers
+    relay: Relay
+    runs: AgentRuns
+    proxy: AgentProxy
+    metrics: Metrics
+    relay_client: httpx.AsyncClient
+    local_models: LocalModels | None = None
+    host_socket: Path | None = None
+    _host_server: uvicorn.Server | None = None
+    _host_task: asyncio.Task[None] | None = None
+    _worker: Worker | None = None
+    _background: list[asyncio.Task[None]] = field(default_factory=list)
+    _warm: asyncio.Task[object] | None = None
+
+    @classmethod
+    async def open(cls, settings: Settings, role: Role = "gateway",
+                   local_models: LocalModels | None = None) -> Services:
+        """Everything, connected and started. A worker runs no boxes of its own (it reaches
+        the gateways' boxes through their sockets) and serves no host socket."""
+        data_dir = settings.data_dir.resolve()
+        data_dir.mkdir(parents=True, exist_ok=True)
+        assert settings.redis_url is not None
+        redis = Redis.from_url(settings.redis_url)
+        key, created = operator_key(data_dir, settings.operator_key.get_secret_value()
+                                    if settings.operator_key else None)
+        secret = server_secret(data_dir)
+        prefix = settings.redis_prefix
+        policies = Policies(redis, prefix=prefix)
+        config = RuntimeConfig(
+            data_dir=data_dir, runtime_root=settings.runtime_dir, key_prefix=prefix,
+            launcher_pool=settings.launcher_pool if role == "gateway" else 0,
+            uid_base=settings.uid_base, lock_wait_s=settings.wake_wait_s,
+            image_extras={AGENT_DIR: Path(tenant_agent.__file__).parent},
+            egress_dns=settings.egress_dns, start_env=lambda box: _start_env(secret, box),
+            start_policy=quotas.start_policy(policies), ro_binds=_harness_binds())
+        host_socket = config.run_dir / f"host-{os.getpid()}.sock" if role == "gateway" else None
+        if host_socket is not None:
+            config = dataclasses.replace(config, host_socket=host_socket)
+        manager = (await BoxManager.open(config, redis) if role == "gateway"
+                   else BoxManager(config, redis))
+        store = await asyncio.to_thread(open_store, settings.qdrant_url,
+                                        data_dir / "knowledge", EMBEDDING_DIM)
+        embedder = ProcessEmbedder(settings.embed_model)
+        budgets = ModelBudgets(redis, prefix=prefix)
+        providers = Providers(settings, local_servers=local_models)
+        kb = KnowledgeBase(
+            store, embedder, redis, secret, k=settings.k_anonymity, prefix=prefix,
+            model=OperatorModel(settings.knowledge_model, providers, budgets, policies)
+            if settings.knowledge_model else None,
+            model_distils=settings.knowledge_model_distils)
+        client = ServiceClient()  # the one client of boxes' service sockets
+        observations = Observations(redis, data_dir / "spool", prefix=prefix,
+                                    backlog_max=settings.observe_backlog_max, client=client)
+        queue = await create_pool(RedisSettings.from_dsn(settings.redis_url))
+        metrics = Metrics()
+        manager.on_transition = metrics.transition
+        manager.on_phase = metrics.phase
+        services = cls(
+            settings=settings, redis=redis, secret=secret, operator_key=key,
+            operator_key_created=created, manager=manager, store=store, kb=kb,
+            observations=observations, queue=queue,
+            pipeline=Pipeline(observations, queue, enabled=settings.observe),
+            policies=policies, budgets=budgets,
+            tenants=Tenants(redis, manager, kb, observations, policies,
+                            settings.agent_command or DEFAULT_AGENT_COMMAND, budgets,
+                            prefix=prefix),
+            providers=providers, relay=Relay(providers),
+            # A run whose model no provider could serve (unknown, no key) fails first.
+            runs=AgentRuns(redis, manager, HARNESS_COMMAND, check_model=providers.get),
+            proxy=AgentProxy(client), metrics=metrics,
+            relay_client=httpx.AsyncClient(timeout=httpx.Timeout(300.0, connect=10.0)),
+            local_models=local_models, host_socket=host_socket)
+        services._warm = asyncio.create_task(services._warm_up(
+            names=role == "worker" or settings.run_worker))
+        if host_socket is not None:
+            await services._serve_host_socket(host_socket)
+        services._background.append(asyncio.create_task(services._replay_spool()))
+        if role == "worker" or settings.run_worker:
+            services._worker = services.worker()
+            if role == "gateway":  # burrow serve: the worker runs in this process too
+                services._background.append(asyncio.create_task(services._worker.async_run()))
+        return services
+
+    async def _warm_up(self, names: bool) -> None:
+        """Load the embedding model now, and where the worker runs the name detector (the
+        contribute job scrubs with it), so that the first request or job does not wait."""
+        await asyncio.to_thread(self.kb.embedder.embed, ["warm up"])
+        if names:
+            await asyncio.to_thread(self.kb.names.find, "Warm Up")
+
+    async def run_worker(self) -> None:
+        """Run this process's worker until cancelled (`burrow worker`)."""
+        assert self._worker is not None, "open the services with role='worker'"
+        await self._worker.async_run()
+
+    def worker(self) -> Worker:
+        return make_worker(self.settings.redis_url or "", manager=self.manager,
+                           pipeline=self.pipeline, kb=self.kb, policies=self.policies,
+                           sweep_interval_s=self.settings.sweep_interval_s)
+
+    async def aclose(self) -> None:
+        for task in self._background:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        if worker is not None:
-            await close_worker(worker)
-        await state.observer.drain()
-        await _freeze_on_shutdown(manager)
-        await manager.close()
-        await state.proxy.close()
-        await state.providers.aclose()
-        with contextlib.suppress(Exception):
-            await warm
-        await asyncio.to_thread(store.close)
-        await queue.aclose()
-        host_server.should_exit = True
-        await state.host_server_task
+        if self._worker is not None:
+            await close_worker(self._worker)
+        await self.pipeline.drain()
+        if self.host_socket is not None:  # a gateway: its boxes freeze, so a restart
+            await _freeze_on_shutdown(self.manager)  # finds them consistent
+            await self.manager.close()
+        await self.proxy.client.close()
+        await self.providers.aclose()
+        await self.relay_client.aclose()
+        if self._warm is not None:
+            with contextlib.suppress(Exception):
+                await self._warm
+        await asyncio.to_thread(self.store.close)
+        await self.queue.aclose()
+        if self._host_server is not None and self._host_task is not None:
+            self._host_server.should_exit = True
+            await self._host_task
+        if self.host_socket is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.host_socket)
+        await self.redis.aclose()
+
+    async def _replay_spool(self) -> None:
+        """Observations spooled while Redis was unreachable go in as soon as it is back."""
+        while True:
+            await asyncio.sleep(SPOOL_REPLAY_S)
+            try:
+                await self.observations.replay_spool()
+            except (RedisError, OSError) as exc:
+                log.warning("spooled observations wait: %s", exc)
+
+    async def _serve_host_socket(self, path: Path) -> None:
+        from gateway.hostguard import HostLimits, protocol_for
+        from gateway.hostsvc import create_host_app
+
+        os.makedirs(path.parent, mode=0o711, exist_ok=True)
         with contextlib.suppress(FileNotFoundError):
-            os.unlink(host_socket)
-        await redis.aclose()
-
-
-async def _replay_spool(observations: Observations) -> None:
-    """Observations spooled while Redis was unreachable go in as soon as it is back."""
-    while True:
-        await asyncio.sleep(SPOOL_REPLAY_S)
-        try:
-            await observations.replay_spool()
-        except (RedisError, OSError) as exc:
-            log.warning("spooled observations wait: %s", exc)
+            os.unlink(path)
+        s = self.settings
+        limits = HostLimits(max_body_bytes=s.host_max_body_bytes,
+                            header_timeout_s=s.host_header_timeout_s,
+                            idle_timeout_s=s.host_idle_timeout_s,
+                            max_concurrent=s.host_max_concurrent)
+        server = _NestedServer(uvicorn.Config(
+            create_host_app(self, limits), uds=str(path), lifespan="off", log_level="warning",
+            access_log=False, http=protocol_for(limits), timeout_keep_alive=5,
+            h11_max_incomplete_event_size=limits.max_header_bytes))
+        task = asyncio.create_task(server.serve())
+        self._host_server, self._host_task = server, task
+        while not server.started:
+            if task.done():
+                task.result()
+            await asyncio.sleep(0.01)
+        os.chmod(path, 0o666)  # box uids connect to it; their uid and token are the gate
 
 
 class _NestedServer(uvicorn.Server):
@@ -179,22 +264,6 @@ class _NestedServer(uvicorn.Server):
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
         yield
-
-
-async def _serve_host_socket(app: FastAPI, path: Path) -> uvicorn.Server:
-    os.makedirs(path.parent, mode=0o711, exist_ok=True)
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)
-    server = _NestedServer(uvicorn.Config(create_host_app(app), uds=str(path), lifespan="off",
-                                          log_level="warning", access_log=False))
-    task = asyncio.create_task(server.serve())
-    app.state.host_server_task = task
-    while not server.started:
-        if task.done():
-            task.result()
-        await asyncio.sleep(0.01)
-    os.chmod(path, 0o666)  # box uids connect to it; box tokens are the gate
-    return server
 
 
 async def _freeze_on_shutdown(manager: BoxManager) -> None:

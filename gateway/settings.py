@@ -5,8 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from models.providers import PROVIDERS
 
 _PLACEHOLDERS = {"changeme", "change-me", "secret", "password", "operator", "admin", "test",
                  "example", "xxx", "todo"}
@@ -21,6 +30,9 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
 
     data_dir: Path = Field(Path("./.burrow"), validation_alias=_env("BURROW_DATA_DIR"))
+    # What every Redis key of this instance starts with (instances may share one Redis).
+    redis_prefix: str = Field("burrow", pattern=r"^[a-z][a-z0-9_-]{0,31}$",
+                              validation_alias=_env("BURROW_REDIS_PREFIX"))
     # Where box sockets, mount points and the runtime image live (every box uid must reach
     # it; a tmpfs is right, also one mounted nosuid,nodev,noexec). One directory per data dir
     # is made below it.
@@ -31,6 +43,9 @@ class Settings(BaseSettings):
     embed_model: str | None = Field(None, validation_alias=_env("BURROW_EMBED_MODEL"))
     # Whether agents learn from their tenants' traffic (off: no pair is recorded).
     observe: bool = Field(True, validation_alias=_env("BURROW_OBSERVE"))
+    # Most pairs waiting for one tenant's agent; beyond it new pairs are dropped and counted.
+    observe_backlog_max: int = Field(10_000, ge=1,
+                                     validation_alias=_env("BURROW_OBSERVE_BACKLOG_MAX"))
     # An insight is shown to other tenants once this many distinct tenants support it.
     k_anonymity: int = Field(2, ge=1, le=1000, validation_alias=_env("BURROW_K_ANONYMITY"))
     dev: bool = Field(False, validation_alias=_env("BURROW_DEV"))
@@ -74,8 +89,43 @@ class Settings(BaseSettings):
     # The model tenant agents answer through (provider/name); unset: they answer from what
     # they know, without a model.
     agent_model: str | None = Field(None, validation_alias=_env("BURROW_AGENT_MODEL"))
+    # The model the shared knowledge base asks (provider/name, on the operator's budget): to
+    # state several tenants' contributions as one general sentence, and (unless
+    # knowledge_model_distils is off) to rewrite each contribution as a general statement.
+    # Whatever it answers is checked by rules first; unset: rules alone.
+    knowledge_model: str | None = Field(None, validation_alias=_env("BURROW_KNOWLEDGE_MODEL"))
+    knowledge_model_distils: bool = Field(
+        True, validation_alias=_env("BURROW_KNOWLEDGE_MODEL_DISTILS"))
+    # Where the git relay sends each git host's traffic (JSON, host -> base URL); a host not
+    # named goes to https://<host>.
+    git_hosts: dict[str, str] = Field(default_factory=dict,
+                                      validation_alias=_env("BURROW_GIT_HOSTS"))
+    # The DNS resolver egress boxes' forwarder asks (an IPv4 address); unset: the host's.
+    egress_dns: str | None = Field(None, validation_alias=_env("BURROW_EGRESS_DNS"))
+    # The host services socket (what boxes call): largest body, how long a box may take to
+    # send its headers and between pieces of its body, requests open at once per box.
+    host_max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024,
+                                     validation_alias=_env("BURROW_HOST_MAX_BODY_BYTES"))
+    host_header_timeout_s: float = Field(10.0, gt=0,
+                                         validation_alias=_env("BURROW_HOST_HEADER_TIMEOUT_S"))
+    host_idle_timeout_s: float = Field(30.0, gt=0,
+                                       validation_alias=_env("BURROW_HOST_IDLE_TIMEOUT_S"))
+    host_max_concurrent: int = Field(8, ge=1, validation_alias=_env("BURROW_HOST_MAX_CONCURRENT"))
     # How long one upstream model call may take, in seconds.
     model_timeout_s: float = Field(300.0, gt=0, validation_alias=_env("BURROW_MODEL_TIMEOUT_S"))
+
+    @field_validator("agent_model", "knowledge_model")
+    @classmethod
+    def _model_name(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if not value:
+            return None
+        provider, _, name = value.partition("/")
+        if provider not in PROVIDERS or not name:
+            setting = f"BURROW_{(info.field_name or '').upper()}"
+            raise ValueError(f"{setting} must be provider/name with provider one of "
+                             f"{', '.join(PROVIDERS)} (for example local/gemma-3-270m or "
+                             f"anthropic/claude-haiku-4-5), not {value!r}")
+        return value
 
     @model_validator(mode="after")
     def _refuse_placeholder_secrets(self) -> Settings:

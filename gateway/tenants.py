@@ -18,6 +18,7 @@ from boxes import BoxError, BoxManager, BoxNotFoundError, BoxSpec, BoxState
 from gateway.errors import ApiError
 from gateway.security import hash_key, new_key
 from knowledge.base import KnowledgeBase
+from models.budgets import ModelBudgets
 from workers.observations import Observations
 from workers.policy import Policies
 
@@ -39,8 +40,9 @@ _RECORD_FIELDS = [f.name for f in fields(TenantRecord)]
 class Tenants:
     def __init__(self, redis: Redis, manager: BoxManager, kb: KnowledgeBase,
                  observations: Observations, policies: Policies, agent_command: list[str],
-                 prefix: str = "burrow") -> None:
+                 budgets: ModelBudgets, *, prefix: str) -> None:
         self.redis = redis
+        self.budgets = budgets
         self.manager = manager
         self.kb = kb
         self.observations = observations
@@ -103,6 +105,8 @@ class Tenants:
         record = await self.get(tenant_id)
         if record is None:
             raise ApiError(404, "not_found", f"no tenant {tenant_id!r}")
+        if await self.redis.hexists(self._key(tenant_id), "deleting"):  # type: ignore[misc]
+            raise ApiError(409, "conflict", f"tenant {tenant_id} is being deleted")
         return record
 
     async def list(self) -> builtins.list[TenantRecord]:
@@ -139,7 +143,16 @@ class Tenants:
     async def delete(self, tenant_id: str) -> None:
         """Delete the tenant's boxes and named snapshots, withdraw its support from the
         knowledge base (removing what only it supported), then the tenant and its key."""
-        record = await self.require(tenant_id)
+        record = await self.get(tenant_id)
+        if record is None:
+            raise ApiError(404, "not_found", f"no tenant {tenant_id!r}")
+        # The key first: from here on it opens nothing, and nothing new is made for the
+        # tenant (require() refuses) while its boxes and data go.
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.delete(self._apikey(record.key_hash))
+            pipe.hset(self._key(tenant_id), "deleting", str(time.time()))
+            await pipe.execute()
+        self._keys = {k: v for k, v in self._keys.items() if v[0] != tenant_id}
         for box in await self.manager.list(owner=tenant_id):
             with contextlib.suppress(BoxNotFoundError):
                 await self.manager.delete(box.id)
@@ -154,6 +167,7 @@ class Tenants:
             await pipe.execute()
         await self.observations.forget(tenant_id, record.home_box_id)
         await self.policies.forget(tenant_id)
+        await self.budgets.forget(tenant_id)
         self._keys = {k: v for k, v in self._keys.items() if v[0] != tenant_id}
         self._home.pop(tenant_id, None)
 
@@ -167,4 +181,5 @@ class Tenants:
                 storage += self.manager.usage(box).disk_bytes
         last = max([record.created_at, *(b.last_active_at for b in boxes)])
         return {"state": home.state.value if home else "missing", "last_active_at": last,
-                "storage_bytes": storage, "boxes": len(boxes)}
+                "storage_bytes": storage, "boxes": len(boxes),
+                "observations": await self.observations.backlog_of(record.id)}

@@ -1,10 +1,23 @@
-"""The shared knowledge base: insights that tenants' agents contribute, scrubbed, embedded,
-merged with their near-duplicates, and visible to other tenants only once enough distinct
-tenants support them (k-anonymity).
+"""The shared knowledge base: what tenants' agents propose, distilled into general statements,
+scrubbed of personal data, clustered by meaning across tenants, and shown to other tenants
+only as a canonical text that at least k distinct tenants stated (k-anonymity).
 
-Each insight keeps its support and the set of its contributors, as hashes of tenant ids (so
-the base never names a tenant). Every tenant's contributions are also indexed in Redis, so
-deleting a tenant withdraws its support without scanning the base.
+    contribute(tenant, candidates, identifiers)  scrub -> distil -> scrub -> embed -> cluster
+    search(query, limit, everyone, kinds, since, until)   visible insights above the floor
+    vote(tenant, insight_id, helpful)            one vote per tenant; unhelpful ones fade
+    withdraw(tenant)                             a deleted tenant's statements and votes go,
+                                                 and each cluster it was in is recomputed
+    browse / remove / size                       the operator's view
+
+Invariants: a tenant never sees a cluster that fewer than k tenants support, nor text that is
+one tenant's words (`knowledge.clusters`); no statement with personal data is stored (a
+statement in which the scrubber finds anything is dropped); the base names no tenant (an HMAC
+of its id), and every tenant's clusters and votes are indexed in Redis, so a withdrawal touches
+only them. Writes that merge are serialised by one Redis lock across workers; model calls run
+outside it, and their answer is applied only if the cluster did not change meanwhile.
+
+Thresholds (`bench/knowledge_quality.py` measures them with all-MiniLM-L6-v2): statements
+join a cluster at cosine >= MERGE_THRESHOLD; search drops hits under RELEVANCE_FLOOR.
 """
 
 from __future__ import annotations
@@ -14,19 +27,28 @@ import hashlib
 import hmac
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from redis.asyncio import Redis
 
+from knowledge.canonical import by_model
+from knowledge.clusters import Cluster, compatible
+from knowledge.distill import KINDS, MAX_TEXT, Statement, distill, distill_with_model
 from knowledge.embedder import Embedder
+from knowledge.model import ChatModel
+from knowledge.ner import NameFinder, ProcessNames
 from knowledge.scrub import scrub
-from knowledge.vectors import Hit, VectorStore
+from knowledge.vectors import Hit, VectorStore, Where
+from knowledge.votes import FADE_VOTES, Votes, weight
 
+MERGE_THRESHOLD = 0.50
+RELEVANCE_FLOOR = 0.48
 MIN_TEXT = 12
-MAX_TEXT = 500
-KINDS = ("fact", "preference", "tip")
+_NEIGHBOURS = 5  # stored clusters each new statement is compared with
+_CENTROID_TEXTS = 24  # statements a cluster's vector is the centroid of (the latest)
 
 
 @dataclass(frozen=True)
@@ -36,34 +58,58 @@ class Insight:
     kind: str
     support: int
     score: float = 0.0
+    visible: bool = False
+    helpful: int = 0
+    unhelpful: int = 0
+    updated_at: float = 0.0
 
     @classmethod
-    def of(cls, hit: Hit) -> Insight:
+    def of(cls, hit: Hit, operator: bool = False) -> Insight:
         p = hit.payload
-        return cls(id=hit.id, text=str(p.get("text", "")), kind=str(p.get("kind", "fact")),
-                   support=int(p.get("support", 0)), score=round(hit.score, 4))
+        text = str(p.get("text", ""))
+        if not text and operator and p.get("members"):
+            text = str(p["members"][0].get("t", ""))  # the operator may read what is not shown
+        return cls(id=hit.id, text=text, kind=str(p.get("kind", "fact")),
+                   support=int(p.get("support", 0)), score=round(hit.score, 4),
+                   visible=bool(p.get("visible", 0)), helpful=int(p.get("helpful", 0)),
+                   unhelpful=int(p.get("unhelpful", 0)),
+                   updated_at=float(p.get("updated_at", 0.0)))
 
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "text": self.text, "kind": self.kind, "score": self.score,
-                "support": self.support}
+                "support": self.support, "visible": self.visible, "helpful": self.helpful,
+                "unhelpful": self.unhelpful, "updated_at": self.updated_at}
 
 
-def _placeholders_only(text: str) -> bool:
-    """A scrubbed text with little but placeholders left says nothing general."""
-    words = [w for w in text.split() if not (w.startswith("[") and w.rstrip(".,;:").endswith("]"))]
-    return len(" ".join(words)) < MIN_TEXT
+def _unit(vectors: Sequence[Sequence[float]]) -> np.ndarray:
+    rows = np.asarray(vectors, dtype=np.float32)
+    unit: np.ndarray = rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
+    return unit
 
 
 class KnowledgeBase:
     def __init__(self, store: VectorStore, embedder: Embedder, redis: Redis, secret: bytes,
-                 k: int = 2, merge_threshold: float = 0.92, prefix: str = "burrow") -> None:
+                 k: int = 2, merge_threshold: float = MERGE_THRESHOLD, prefix: str = "burrow",
+                 *, relevance_floor: float = RELEVANCE_FLOOR, names: NameFinder | None = None,
+                 model: ChatModel | None = None, model_distils: bool = True,
+                 fade_votes: int = FADE_VOTES) -> None:
+        """`names` finds people's names (default: Presidio in a child process, started on first
+        use; `PresidioNames()` runs it in this process); `model` is
+        the host-side model for canonical text and, unless `model_distils` is False (one call
+        per contribution is the expensive part), for distillation (None: rules only)."""
         self.store = store
         self.embedder = embedder
         self.redis = redis
         self.secret = secret
         self.k = k
         self.merge_threshold = merge_threshold
+        self.relevance_floor = relevance_floor
         self.prefix = prefix
+        self.names: NameFinder = names if names is not None else ProcessNames()
+        self.model = model
+        self.model_distils = model_distils
+        self.fade_votes = fade_votes
+        self.votes = Votes(redis, prefix)
 
     def contributor(self, tenant: str) -> str:
         """A tenant's opaque contributor id: stable, not reversible without the server key."""
@@ -77,25 +123,48 @@ class KnowledgeBase:
         # merging is search-then-write: one writer at a time across all workers
         return self.redis.lock(f"{self.prefix}:lock:kb", timeout=60, blocking_timeout=120)
 
-    def prepare(self, candidates: list[dict[str, Any]],
-                identifiers: list[str]) -> list[tuple[str, str]]:
-        """Candidates made safe to share: scrubbed of PII, secrets and the tenant's own
-        identifiers; (kind, text), without duplicates or texts that are only placeholders."""
-        out: dict[str, str] = {}
+    # --- contributing ------------------------------------------------------------------------
+
+    def _scrubbed(self, candidates: list[dict[str, Any]],
+                  identifiers: list[str]) -> list[tuple[str, str]]:
+        out = []
         for candidate in candidates:
             text, kind = candidate.get("text"), candidate.get("kind", "fact")
-            if not isinstance(text, str) or kind not in KINDS:
-                continue
-            cleaned = " ".join(scrub(text[:MAX_TEXT], identifiers).text.split())
-            if len(cleaned) >= MIN_TEXT and not _placeholders_only(cleaned):
-                out.setdefault(cleaned, str(kind))
+            if isinstance(text, str) and kind in KINDS:
+                out.append((str(kind), scrub(text[:MAX_TEXT], identifiers, self.names).text))
+        return out
+
+    def _clean(self, statements: list[Statement],
+               identifiers: list[str]) -> list[tuple[str, str]]:
+        """Statements in which the scrubber finds nothing, once each."""
+        out: dict[str, str] = {}
+        for s in statements:
+            result = scrub(s.text, identifiers, self.names)
+            if not result.findings and "[" not in s.text and len(s.text) >= MIN_TEXT:
+                out.setdefault(s.text, s.kind)
         return [(kind, text) for text, kind in out.items()]
+
+    def prepare(self, candidates: list[dict[str, Any]],
+                identifiers: list[str]) -> list[tuple[str, str]]:
+        """Candidates distilled by the rules into general statements without personal data:
+        (kind, text) pairs."""
+        scrubbed = self._scrubbed(candidates, identifiers)
+        return self._clean(distill(scrubbed), identifiers)
+
+    async def distil(self, candidates: list[dict[str, Any]],
+                     identifiers: list[str]) -> list[tuple[str, str]]:
+        """`prepare`, through the model when there is one (it sees only scrubbed text)."""
+        if self.model is None or not self.model_distils:
+            return await asyncio.to_thread(self.prepare, candidates, identifiers)
+        scrubbed = await asyncio.to_thread(self._scrubbed, candidates, identifiers)
+        statements = await distill_with_model(self.model, scrubbed)
+        return await asyncio.to_thread(self._clean, statements, identifiers)
 
     async def contribute(self, tenant: str, candidates: list[dict[str, Any]],
                          identifiers: list[str]) -> list[str]:
-        """Add the tenant's support to each candidate (a near-duplicate of an existing insight
-        counts for that insight); return the ids of the insights it now supports."""
-        items = self.prepare(candidates, identifiers)
+        """Add the tenant's statements to the clusters they belong to (or new ones); return
+        the ids of the clusters it now supports."""
+        items = await self.distil(candidates, identifiers)
         if not items:
             return []
         vectors = await asyncio.to_thread(self.embedder.embed, [text for _, text in items])
@@ -104,63 +173,156 @@ class KnowledgeBase:
             touched = await asyncio.to_thread(self._merge_all, items, vectors, me)
         if touched:
             await self.redis.sadd(self._index(tenant), *touched)  # type: ignore[misc]
+            await self._refine(list(dict.fromkeys(touched)))
         return touched
 
     def _merge_all(self, items: list[tuple[str, str]], vectors: list[list[float]],
                    me: str) -> list[str]:
-        """Merge a batch: each text joins the nearest insight at or above the threshold,
-        stored before or new in this batch, or becomes a new insight. One batched search,
-        one upsert, one payload write per existing insight touched."""
+        """Each statement joins the nearest compatible cluster at or above the threshold,
+        stored or new in this batch, or starts one. One batched search, then one write per
+        cluster touched."""
         now = time.time()
-        stored = self.store.search_many(vectors, 1, threshold=self.merge_threshold)
-        unit = np.asarray(vectors, dtype=np.float32)
-        unit /= np.maximum(np.linalg.norm(unit, axis=1, keepdims=True), 1e-12)
-        similar = unit @ unit.T  # cosine between the batch's own texts
+        stored = self.store.search_many(vectors, _NEIGHBOURS, threshold=self.merge_threshold)
+        unit = _unit(vectors)
+        clusters: dict[str, Cluster] = {}
+        vector_of: dict[str, list[float]] = {}
+        fresh: list[tuple[int, str]] = []  # (statement index, cluster id) of new clusters
         touched: list[str] = []
-        fresh: list[int] = []  # indexes of the texts that became new insights
-        new_points: list[tuple[str, list[float], dict[str, Any]]] = []
-        changed: dict[str, dict[str, Any]] = {}
         for i, ((kind, text), hits) in enumerate(zip(items, stored, strict=True)):
-            best = max(fresh, key=lambda j: similar[i, j], default=None)
-            if best is not None and similar[i, best] >= self.merge_threshold and (
-                    not hits or similar[i, best] > hits[0].score):
-                touched.append(new_points[fresh.index(best)][0])
-            elif hits:
-                hit = hits[0]
-                payload = changed.get(hit.id) or dict(hit.payload)
-                contributors = list(payload.get("contributors", []))
-                if me not in contributors:
-                    contributors.append(me)
-                    payload.update(contributors=contributors, support=len(contributors),
-                                   updated_at=now)
-                    changed[hit.id] = payload
-                touched.append(hit.id)
+            options: list[tuple[float, str]] = []
+            for hit in hits:
+                cluster = clusters.setdefault(hit.id, Cluster.of(hit.id, hit.payload))
+                if compatible(text, cluster.representative):
+                    options.append((hit.score, hit.id))
+            for j, cluster_id in fresh:
+                score = float(unit[i] @ unit[j])
+                if score >= self.merge_threshold and compatible(
+                        text, clusters[cluster_id].representative):
+                    options.append((score, cluster_id))
+            if options:
+                _, cluster_id = max(options)
+                clusters[cluster_id].add(me, text, now)
             else:
-                insight_id = str(uuid.uuid4())
-                fresh.append(i)
-                new_points.append((insight_id, vectors[i], {
-                    "text": text, "kind": kind, "support": 1, "contributors": [me],
-                    "created_at": now, "updated_at": now}))
-                touched.append(insight_id)
-        self.store.upsert(new_points)
-        for insight_id, payload in changed.items():
-            self.store.set_payload(insight_id, payload)
+                cluster_id = str(uuid.uuid4())
+                clusters[cluster_id] = Cluster.new(cluster_id, kind, me, text, now)
+                vector_of[cluster_id] = vectors[i]
+                fresh.append((i, cluster_id))
+            touched.append(cluster_id)
+        self._write([clusters[c] for c in dict.fromkeys(touched)], vector_of)
         return touched
 
-    async def search(self, query: str, limit: int = 5,
-                     everyone: bool = False) -> list[Insight]:
-        """Insights like `query`; only those with support >= k unless `everyone` (operator)."""
+    def _write(self, clusters: list[Cluster], vector_of: dict[str, list[float]]) -> None:
+        """Recompute each cluster's text and store it with its vector: the centroid of its
+        statements and its shown text, so a paraphrase of any member finds the cluster."""
+        for cluster in clusters:
+            cluster.recompute(self.k)
+        texts = [[*dict.fromkeys([*([c.text] if c.text else []),
+                                  *(m.text for m in c.statements)])][-_CENTROID_TEXTS:]
+                 for c in clusters if c.id not in vector_of]
+        flat = [t for group in texts for t in group]
+        embedded = iter(_unit(self.embedder.embed(flat)) if flat else [])
+        points = []
+        for cluster in clusters:
+            vector = vector_of.get(cluster.id)
+            if vector is None:
+                rows = [next(embedded) for _ in texts.pop(0)]
+                centre = np.mean(rows, axis=0)
+                vector = (centre / max(float(np.linalg.norm(centre)), 1e-12)).tolist()
+            points.append((cluster.id, vector, cluster.payload(self.k, self.fade_votes)))
+        self.store.upsert(points)
+
+    async def _refine(self, ids: list[str]) -> None:
+        """With a model: rewrite the canonical text of clusters that reached k tenants, or
+        doubled their support since the model was last asked (so a popular cluster does not
+        cost a call per contribution, whether the model's answers are used or not). Applied
+        only if the cluster did not change meanwhile, the text keeps the invariant, holds no
+        personal data and means what the members mean."""
+        if self.model is None:
+            return
+        for hit in await asyncio.to_thread(self.store.get, ids):
+            cluster = Cluster.of(hit.id, hit.payload)
+            if cluster.support < max(self.k, 2 * cluster.model_support):
+                continue  # not shown yet, or asked at half this support already
+            text = await by_model(self.model, cluster.statements, self.k)
+            if text is not None and not await asyncio.to_thread(self._meaning_kept, text,
+                                                                 cluster):
+                text = None
+            async with self._lock():
+                now = await asyncio.to_thread(self.store.get, [cluster.id])
+                if not now or Cluster.of(now[0].id, now[0].payload).digest() != cluster.digest():
+                    continue
+                cluster.model_support = cluster.support  # asked, whatever it answered
+                if text is None:
+                    await asyncio.to_thread(self.store.set_payload, cluster.id,
+                                            cluster.payload(self.k, self.fade_votes))
+                    continue
+                cluster.text, cluster.canonical_by = text, "model"
+                [vector] = await asyncio.to_thread(self.embedder.embed, [text])
+                await asyncio.to_thread(self.store.upsert, [
+                    (cluster.id, vector, cluster.payload(self.k, self.fade_votes))])
+
+    def _meaning_kept(self, text: str, cluster: Cluster) -> bool:
+        if scrub(text, (), self.names).findings or "[" in text:
+            return False
+        vectors = self.embedder.embed([text, *(m.text for m in cluster.statements)])
+        unit = _unit(vectors)
+        centre = unit[1:].mean(axis=0)
+        centre /= max(float(np.linalg.norm(centre)), 1e-12)
+        return float(unit[0] @ centre) >= self.merge_threshold
+
+    # --- reading -----------------------------------------------------------------------------
+
+    async def search(self, query: str, limit: int = 5, everyone: bool = False, *,
+                     kinds: Sequence[str] = (), since: float | None = None,
+                     until: float | None = None, floor: float | None = None) -> list[Insight]:
+        """Insights like `query`, most relevant first: only those tenants may see unless
+        `everyone` (the operator); only scores at or above the relevance floor (`floor`, else
+        the base's); only of `kinds` and last updated within [since, until], when given."""
         [vector] = await asyncio.to_thread(self.embedder.embed, [query])
-        hits = await asyncio.to_thread(self.store.search, vector, limit,
-                                       None if everyone else self.k)
-        return [Insight.of(h) for h in hits]
+        where = Where(visible=None if everyone else True, kinds=tuple(kinds), since=since,
+                      until=until)
+        threshold = self.relevance_floor if floor is None else floor
+        hits = await asyncio.to_thread(self.store.search, vector, limit * 2,
+                                       None if everyone else self.k, threshold, where)
+        found = [Insight.of(h, operator=everyone) for h in hits]
+        found.sort(key=lambda i: -i.score * weight(i.helpful, i.unhelpful))
+        return found[:limit]
 
     async def browse(self, limit: int, offset: str | None) -> tuple[list[Insight], str | None]:
         """A page of all insights; ValueError for an offset this base did not give out."""
         if offset is not None:
             uuid.UUID(offset)
         hits, next_offset = await asyncio.to_thread(self.store.scroll, limit, offset)
-        return [Insight.of(h) for h in hits], next_offset
+        return [Insight.of(h, operator=True) for h in hits], next_offset
+
+    async def size(self) -> int:
+        return await asyncio.to_thread(self.store.count)
+
+    # --- votes, removal, withdrawal ----------------------------------------------------------
+
+    async def vote(self, tenant: str, insight_id: str, helpful: bool) -> Insight | None:
+        """The tenant finds a visible insight helpful or not; its latest vote counts. The
+        insight as it is now, or None when the tenant cannot see such an insight."""
+        try:
+            insight_id = str(uuid.UUID(insight_id))
+        except ValueError:
+            return None
+        found = await asyncio.to_thread(self.store.get, [insight_id])
+        if not found or not found[0].payload.get("visible"):
+            return None
+        up, down = await self.votes.cast(insight_id, tenant, self.contributor(tenant), helpful)
+        return await self._tallied(insight_id, up, down)
+
+    async def _tallied(self, insight_id: str, up: int, down: int) -> Insight | None:
+        async with self._lock():
+            found = await asyncio.to_thread(self.store.get, [insight_id])
+            if not found:
+                return None
+            cluster = Cluster.of(insight_id, found[0].payload)
+            cluster.helpful, cluster.unhelpful = up, down
+            payload = cluster.payload(self.k, self.fade_votes)
+            await asyncio.to_thread(self.store.set_payload, insight_id, payload)
+        return Insight.of(Hit(insight_id, 0.0, payload))
 
     async def remove(self, insight_id: str) -> bool:
         try:
@@ -171,27 +333,33 @@ class KnowledgeBase:
         if not found:
             return False
         await asyncio.to_thread(self.store.delete, [insight_id])
+        await self.votes.drop(found[0].id)
         return True
 
     async def withdraw(self, tenant: str) -> tuple[int, int]:
-        """Take back the tenant's support everywhere; delete what only it supported.
-        Returns (insights removed, insights weakened)."""
+        """Take the tenant's statements and votes out everywhere: clusters only it supported
+        go, every other cluster it was in is recomputed (text, support, visibility) from the
+        statements that remain. Returns (insights removed, insights weakened)."""
         ids = [m.decode() for m in await self.redis.smembers(self._index(tenant))]  # type: ignore[misc]
         me = self.contributor(tenant)
         removed = weakened = 0
+        survivors: list[str] = []
         async with self._lock():
-            for hit in await asyncio.to_thread(self.store.get, ids):
-                contributors = [c for c in hit.payload.get("contributors", []) if c != me]
-                if not contributors:
-                    await asyncio.to_thread(self.store.delete, [hit.id])
-                    removed += 1
-                elif len(contributors) != len(hit.payload.get("contributors", [])):
-                    payload = {**hit.payload, "contributors": contributors,
-                               "support": len(contributors), "updated_at": time.time()}
-                    await asyncio.to_thread(self.store.set_payload, hit.id, payload)
-                    weakened += 1
+            clusters = [Cluster.of(h.id, h.payload)
+                        for h in await asyncio.to_thread(self.store.get, ids)]
+            gone = [c.id for c in clusters if c.remove(me) and not c.members]
+            kept = [c for c in clusters if c.members and me not in c.contributors]
+            for cluster in kept:
+                if cluster.canonical_by == "model":  # it saw the tenant's words: ask again
+                    cluster.canonical_by, cluster.model_support = "", 0
+            await asyncio.to_thread(self.store.delete, gone)
+            await asyncio.to_thread(self._write, kept, {})
+            removed, weakened = len(gone), len(kept)
+            survivors = [c.id for c in kept]
+        for insight_id in gone:
+            await self.votes.drop(insight_id)
         await self.redis.delete(self._index(tenant))
+        for insight_id in await self.votes.withdraw(tenant, me):
+            await self._tallied(insight_id, *await self.votes.tally(insight_id))
+        await self._refine(survivors)
         return removed, weakened
-
-    async def size(self) -> int:
-        return await asyncio.to_thread(self.store.count)

@@ -12,12 +12,17 @@ from __future__ import annotations
 import ipaddress
 import math
 import re
+import unicodedata
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
+from knowledge import personal_ids
+from knowledge.ner import NameFinder
+
 FINDING_KINDS = ("email", "phone", "card", "iban", "ip", "api_key", "jwt", "url_credentials",
-                 "identifier", "secret")
+                 "identifier", "secret", "person", "address", "ssn", "passport", "birth_date",
+                 "access_code")
 
 _Span = tuple[int, int]
 _Judge = Callable[[re.Match[str]], _Span | None]
@@ -183,8 +188,9 @@ def _assignment(m: re.Match[str]) -> _Span | None:
 
 # --- personal data -------------------------------------------------------------------------
 
+# Internationalised domains too ("maria@почта.рф"): a top-level domain is letters of any script.
 _EMAIL = re.compile(
-    r"(?<![\w.%+-])[\w.%+-]++@(?:[\w-]+\.)+[A-Za-z]{2,24}(?![\w-])"
+    r"(?<![\w.%+-])[\w.%+-]++@(?:[\w-]+\.)+[^\W\d_]{2,24}(?![\w-])"
 )
 
 # Lengths by country (the SWIFT IBAN registry) make the end of a spaced IBAN unambiguous, as in
@@ -196,7 +202,7 @@ _IBAN_LENGTHS = {country: int(n) for country, n in re.findall(r"([A-Z]{2})(\d\d)
     MN20 MR27 MT31 MU30 NI28 NL18 NO15 OM23 PK24 PL28 PS29 PT25 QA29 RO24 RS22 RU33 SA24 SC31
     SD18 SE24 SI19 SK24 SM27 SO23 ST25 SV28 TL23 TN24 TR26 UA29 VA22 VG24 XK20 YE30
 """)}
-_IBAN = re.compile(r"(?<![A-Za-z0-9])[A-Za-z]{2}\d{2}(?: ?[A-Za-z0-9]){11,30}")
+_IBAN = re.compile(r"(?<![A-Za-z0-9])[A-Za-z]{2}\d{2}(?:[ -]?[A-Za-z0-9]){11,30}")
 
 
 def _iban_valid(iban: str) -> bool:
@@ -214,12 +220,13 @@ def _iban(m: re.Match[str]) -> _Span | None:
         return None
     chars = 0
     for i, c in enumerate(found):
-        chars += c != " "
+        chars += c not in " -"
         if chars == expected:
             cut = m.start() + i + 1
             if cut < len(m.string) and m.string[cut].isalnum():
                 return None  # it goes on: a longer code, not this IBAN
-            return (m.start(), cut) if _iban_valid(found[:i + 1].replace(" ", "")) else None
+            compact = found[:i + 1].replace(" ", "").replace("-", "")
+            return (m.start(), cut) if _iban_valid(compact) else None
     return None
 
 
@@ -228,7 +235,7 @@ def _iban(m: re.Match[str]) -> _Span | None:
 _DIGIT_RUN = (r"(?<![\w.,+/-])(?<!\d[ .-])"
               r"(?>{lead}{first}(?:{sep}(?:\(\d++\)|\d++)){{0,11}}+)"
               r"(?!{sep}\(?\d)(?![\w]|[.,:/]\d)")
-_CARD = re.compile(_DIGIT_RUN.format(lead="", first=r"\d++", sep=r"[ -]"))
+_CARD = re.compile(_DIGIT_RUN.format(lead="", first=r"\d++", sep=r"[ .-]"))
 
 
 _DIGITS = re.compile(r"\d+")
@@ -255,7 +262,10 @@ def _card(m: re.Match[str]) -> _Span | None:
             digits += last.group()
             if len(digits) > 19:
                 break
-            valid = len(digits) >= 13 and digits[0] in "23456" and _luhn_valid(digits)
+            valid = _luhn_valid(digits) and (
+                (len(digits) >= 13 and digits[0] in "23456")
+                or (len(digits) >= 12 and digits[0] in "56")  # Maestro: 12 to 19 digits
+                or (len(digits) == 15 and digits.startswith(("1800", "2131"))))  # JCB
             if valid and (best is None or len(digits) > best[0]):
                 best = len(digits), first.start(), last.end()
     return None if best is None else best[1:]
@@ -293,10 +303,14 @@ def _ipv6(m: re.Match[str]) -> _Span | None:
 
 
 _PHONE = re.compile(_DIGIT_RUN.format(
-    lead=r"(?:\+ ?)?", first=r"(?:\(\d++\)|\d++)", sep=r"(?: ?[.-] ?| |(?<=\)))"))
+    lead=r"(?:\+ ?)?", first=r"(?:\(\d++\)|\d++)", sep=r"(?: ?[.-] ?| |(?<=\))|(?=\())")
+    # an extension: "+1-307-851-1637x265", "555-0199 ext. 12"
+    + r"(?:\s?(?:x|ext\.?|extension)\s?\d{1,5}(?!\w))?")
 _PHONE_CONTEXT = re.compile(
-    r"\b(?:phone|tel|telephone|mobile|cell|fax|call|dial|sms|whatsapp|text)"
-    r"(?:\s+(?:me|us|them))?(?:\s+(?:at|on))?(?:\s*(?:number|no\.?|nr\.?|#))?\s*[:.]?\s*$",
+    r"\b(?:phone|tel|telephone|mobile|cell|fax|call|dial|sms|whatsapp|text|desk|extension|ext"
+    r"|landline|hotline|reach|contact|number)"
+    r"(?:\s+(?:me|us|them|him|her))?(?:\s+(?:at|on))?(?:\s*(?:number|no\.?|nr\.?|#))?"
+    r"(?:\s+(?:is|was))?\s*[:.]?\s*$",
     re.IGNORECASE,
 )
 
@@ -335,6 +349,8 @@ def _phone(m: re.Match[str]) -> _Span | None:
         return None
     if text.startswith("+"):
         return m.span()
+    if re.fullmatch(r"[2-9]\d\d[2-9]\d{6}", text):
+        return m.span()  # ten bare digits of a North American number: "4155550123"
     if _PHONE_CONTEXT.search(m.string, max(0, m.start() - 32), m.start()):
         return m.span()
     return m.span() if len(groups) >= 2 and _national_shape(groups) else None
@@ -403,6 +419,9 @@ _DETECTORS = (
     _Detector("secret", _AUTHORIZATION, _secret_group),
     _Detector("secret", _ASSIGNMENT, _assignment),
     _Detector("email", _EMAIL, _whole),
+    # personal identifiers written in prose ("SSN 078051120", "door code 4821"), before the
+    # digit runs below would take their numbers for phones or nothing
+    *(_Detector(kind, pattern, judge) for kind, pattern, judge in personal_ids.DETECTORS),
     _Detector("iban", _IBAN, _iban),
     _Detector("card", _CARD, _card),
     _Detector("ip", _IPV6, _ipv6),  # before IPv4, which would take the tail of ::ffff:1.2.3.4
@@ -455,16 +474,7 @@ def _apply(detector: _Detector, text: str) -> tuple[str, int]:
     return "".join(out), found
 
 
-def scrub(text: str, identifiers: Iterable[str] = ()) -> Scrubbed:
-    """The text with every finding replaced by its placeholder, and the count of each kind.
-
-    `identifiers` name the tenant (its id, user and company names, ...): they are replaced as
-    whole words in any case; those shorter than 3 characters are ignored.
-    """
-    # a lone string is one identifier, not an iterable of one-letter names
-    named = _identifiers([identifiers] if isinstance(identifiers, str) else identifiers)
-    detectors = (*_DETECTORS, named) if named else _DETECTORS
-    findings: Counter[str] = Counter()
+def _patterns(text: str, detectors: tuple[_Detector, ...], findings: Counter[str]) -> str:
     # Each replacement turns free text into a placeholder, so this ends; a later pass catches
     # what a replacement exposed (a second token segment in one path, say).
     while True:
@@ -474,9 +484,46 @@ def scrub(text: str, identifiers: Iterable[str] = ()) -> Scrubbed:
             if found:
                 findings[detector.kind] += found
         if sum(findings.values()) == before:
-            return Scrubbed(text, dict(findings))
+            return text
 
 
-def is_clean(text: str, identifiers: Iterable[str] = ()) -> bool:
+def _people(text: str, names: NameFinder, findings: Counter[str]) -> str:
+    """Names the detector finds outside placeholders become "[person]"."""
+    out: list[str] = []
+    last = 0
+    for start, end in names.find(text):
+        if _PLACEHOLDER.search(text, start, end) or start < last:
+            continue
+        out += [text[last:start], "[person]"]
+        last = end
+        findings["person"] += 1
+    out.append(text[last:])
+    return "".join(out)
+
+
+def scrub(text: str, identifiers: Iterable[str] = (),
+          names: NameFinder | None = None) -> Scrubbed:
+    """The text with every finding replaced by its placeholder, and the count of each kind.
+
+    `identifiers` name the tenant (its id, user and company names, ...): they are replaced as
+    whole words in any case; those shorter than 3 characters are ignored. `names` finds
+    people's names (`knowledge.ner.PresidioNames`); without it only patterns run.
+    The text is NFKC-normalised first, so look-alike characters (a full-width at sign or
+    digits) read as what they imitate.
+    """
+    # a lone string is one identifier, not an iterable of one-letter names
+    named = _identifiers([identifiers] if isinstance(identifiers, str) else identifiers)
+    detectors = (*_DETECTORS, named) if named else _DETECTORS
+    findings: Counter[str] = Counter()
+    text = _patterns(unicodedata.normalize("NFKC", text), detectors, findings)
+    if names is not None:
+        people = findings["person"]
+        text = _people(text, names, findings)
+        if findings["person"] > people:
+            text = _patterns(text, detectors, findings)  # a name may have hidden a context
+    return Scrubbed(text, {kind: n for kind, n in findings.items() if n})
+
+
+def is_clean(text: str, identifiers: Iterable[str] = (), names: NameFinder | None = None) -> bool:
     """Whether scrub() would find nothing in the text."""
-    return not scrub(text, identifiers).findings
+    return not scrub(text, identifiers, names).findings

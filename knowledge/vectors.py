@@ -21,9 +21,25 @@ if TYPE_CHECKING:
     from qdrant_client import QdrantClient, models
 
 SUPPORT_FIELD = "support"
+VISIBLE_FIELD = "visible"
+KIND_FIELD = "kind"
+TIME_FIELD = "updated_at"
 DEFAULT_COLLECTION = "insights"
 
 Point = tuple[str, list[float], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Where:
+    """Conditions on payload fields, all of which a hit must meet: the integer `visible` is 1
+    (0 for `visible=False`; Qdrant Edge 0.9 matches no boolean payload value), `kind` is one
+    of `kinds` (when any are given), and the number `updated_at` lies in [`since`, `until`]
+    (each bound when given)."""
+
+    visible: bool | None = None
+    kinds: tuple[str, ...] = ()
+    since: float | None = None
+    until: float | None = None
 
 
 @dataclass(frozen=True)
@@ -45,9 +61,11 @@ class VectorStore(Protocol):
         limit: int,
         min_support: int | None = None,
         threshold: float | None = None,
+        where: Where | None = None,
     ) -> list[Hit]:
         """Best `limit` hits, best first; only points whose integer payload field `support` is
-        at least `min_support`, and only scores of at least `threshold`, when given."""
+        at least `min_support`, that meet `where`, and only scores of at least `threshold`,
+        when given."""
         ...
 
     def search_many(
@@ -56,6 +74,7 @@ class VectorStore(Protocol):
         limit: int,
         min_support: int | None = None,
         threshold: float | None = None,
+        where: Where | None = None,
     ) -> list[list[Hit]]:
         """`search` for each vector, in one call to the engine; results in vector order."""
         ...
@@ -156,12 +175,14 @@ class EdgeVectorStore(VectorStore):
         # Only now that this process holds the shard's WAL lock are leftovers surely stale.
         shutil.rmtree(staging, ignore_errors=True)
         shutil.rmtree(retired, ignore_errors=True)
-        if SUPPORT_FIELD not in shard.info().payload_schema:
-            # Lets a `min_support` filter pick candidates from the index instead of reading
-            # every payload.
-            shard.update(
-                qe.UpdateOperation.create_field_index(SUPPORT_FIELD, qe.PayloadSchemaType.Integer)
-            )
+        indexed = shard.info().payload_schema
+        # Lets filters pick candidates from an index instead of reading every payload.
+        for field, schema in ((SUPPORT_FIELD, qe.PayloadSchemaType.Integer),
+                              (VISIBLE_FIELD, qe.PayloadSchemaType.Integer),
+                              (KIND_FIELD, qe.PayloadSchemaType.Keyword),
+                              (TIME_FIELD, qe.PayloadSchemaType.Float)):
+            if field not in indexed:
+                shard.update(qe.UpdateOperation.create_field_index(field, schema))
 
     @property
     def path(self) -> Path:
@@ -183,8 +204,9 @@ class EdgeVectorStore(VectorStore):
         limit: int,
         min_support: int | None = None,
         threshold: float | None = None,
+        where: Where | None = None,
     ) -> list[Hit]:
-        request = self._query(vector, limit, min_support, threshold)
+        request = self._query(vector, limit, min_support, threshold, where)
         with self._reading() as shard:
             points = shard.query(request)
         return [Hit(str(p.id), p.score, p.payload or {}) for p in points]
@@ -195,22 +217,31 @@ class EdgeVectorStore(VectorStore):
         limit: int,
         min_support: int | None = None,
         threshold: float | None = None,
+        where: Where | None = None,
     ) -> list[list[Hit]]:
         if not vectors:
             return []
         batch = qe.QueryBatchRequest(
-            queries=[self._query(v, limit, min_support, threshold) for v in vectors])
+            queries=[self._query(v, limit, min_support, threshold, where) for v in vectors])
         with self._reading() as shard:
             results = shard.query_batch(batch)
         return [[Hit(str(p.id), p.score, p.payload or {}) for p in points] for points in results]
 
     def _query(self, vector: list[float], limit: int, min_support: int | None,
-               threshold: float | None) -> qe.QueryRequest:
+               threshold: float | None, where: Where | None) -> qe.QueryRequest:
         _check_dim(vector, self._dim)
-        query_filter = None
+        must: list[qe.FieldCondition] = []
         if min_support is not None:
             support = qe.RangeFloat(gte=float(min_support))
-            query_filter = qe.Filter(must=[qe.FieldCondition(SUPPORT_FIELD, range=support)])
+            must.append(qe.FieldCondition(SUPPORT_FIELD, range=support))
+        if where is not None and where.visible is not None:
+            must.append(qe.FieldCondition(VISIBLE_FIELD, match=qe.MatchValue(int(where.visible))))
+        if where is not None and where.kinds:
+            must.append(qe.FieldCondition(KIND_FIELD, match=qe.MatchAny(list(where.kinds))))
+        if where is not None and (where.since is not None or where.until is not None):
+            span = qe.RangeFloat(gte=where.since, lte=where.until)
+            must.append(qe.FieldCondition(TIME_FIELD, range=span))
+        query_filter = qe.Filter(must=list(must)) if must else None
         return qe.QueryRequest(
             limit=limit,
             query=qe.Query.Nearest(vector),
@@ -400,9 +431,11 @@ class QdrantClientStore(VectorStore):
                     raise
         if self._remote:
             # Local modes have no payload indexes and warn when asked for one.
-            client.create_payload_index(
-                self._collection, SUPPORT_FIELD, models.PayloadSchemaType.INTEGER
-            )
+            for field, schema in ((SUPPORT_FIELD, models.PayloadSchemaType.INTEGER),
+                                  (VISIBLE_FIELD, models.PayloadSchemaType.INTEGER),
+                                  (KIND_FIELD, models.PayloadSchemaType.KEYWORD),
+                                  (TIME_FIELD, models.PayloadSchemaType.FLOAT)):
+                client.create_payload_index(self._collection, field, schema)
 
     def upsert(self, points: list[Point]) -> None:
         if not points:
@@ -422,6 +455,7 @@ class QdrantClientStore(VectorStore):
         limit: int,
         min_support: int | None = None,
         threshold: float | None = None,
+        where: Where | None = None,
     ) -> list[Hit]:
         _check_dim(vector, self._dim)
         with self._lock:
@@ -429,7 +463,7 @@ class QdrantClientStore(VectorStore):
                 self._collection,
                 query=vector,
                 limit=limit,
-                query_filter=self._support_filter(min_support),
+                query_filter=self._filter(min_support, where),
                 score_threshold=threshold,
                 with_payload=True,
                 with_vectors=False,
@@ -442,6 +476,7 @@ class QdrantClientStore(VectorStore):
         limit: int,
         min_support: int | None = None,
         threshold: float | None = None,
+        where: Where | None = None,
     ) -> list[list[Hit]]:
         if not vectors:
             return []
@@ -449,7 +484,7 @@ class QdrantClientStore(VectorStore):
             _check_dim(vector, self._dim)
         requests = [
             self._models.QueryRequest(query=vector, limit=limit,
-                                      filter=self._support_filter(min_support),
+                                      filter=self._filter(min_support, where),
                                       score_threshold=threshold, with_payload=True,
                                       with_vector=False)
             for vector in vectors
@@ -458,12 +493,22 @@ class QdrantClientStore(VectorStore):
             responses = self._client.query_batch_points(self._collection, requests=requests)
         return [[Hit(str(p.id), p.score, p.payload or {}) for p in r.points] for r in responses]
 
-    def _support_filter(self, min_support: int | None) -> Any:
-        if min_support is None:
-            return None
-        support = self._models.Range(gte=min_support)
-        return self._models.Filter(
-            must=[self._models.FieldCondition(key=SUPPORT_FIELD, range=support)])
+    def _filter(self, min_support: int | None, where: Where | None) -> Any:
+        models = self._models
+        must: list[Any] = []
+        if min_support is not None:
+            must.append(models.FieldCondition(key=SUPPORT_FIELD,
+                                              range=models.Range(gte=min_support)))
+        if where is not None and where.visible is not None:
+            must.append(models.FieldCondition(key=VISIBLE_FIELD,
+                                              match=models.MatchValue(value=int(where.visible))))
+        if where is not None and where.kinds:
+            must.append(models.FieldCondition(key=KIND_FIELD,
+                                              match=models.MatchAny(any=list(where.kinds))))
+        if where is not None and (where.since is not None or where.until is not None):
+            must.append(models.FieldCondition(
+                key=TIME_FIELD, range=models.Range(gte=where.since, lte=where.until)))
+        return models.Filter(must=must) if must else None
 
     def get(self, ids: list[str]) -> list[Hit]:
         wanted = list(dict.fromkeys(_canonical_id(id) for id in ids))

@@ -21,7 +21,7 @@ if __name__ == "__main__":  # run as a file: /usr/bin/python3 /opt/burrow/tenant
     sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 from tenant_agent import host
-from tenant_agent.jsonschema import SchemaError, validate
+from tenant_agent.jsonschema import SchemaError, untitled, validate
 
 WORKSPACE = "/workspace"
 MAX_TOOL_OUTPUT = 8000
@@ -237,17 +237,6 @@ class Run:
                                                           "Reply with the JSON only."}]
         raise RunFailed("failed", f"the model's output did not match response_schema after "
                                   f"{SCHEMA_ATTEMPTS} attempts: {problem}")
-
-
-def untitled(schema: Any) -> Any:
-    """The schema as the model reads it: without pydantic's titles, which small models copy
-    into their answers."""
-    if isinstance(schema, dict):
-        return {k: untitled(v) for k, v in schema.items()
-                if not (k == "title" and isinstance(v, str))}
-    if isinstance(schema, list):
-        return [untitled(v) for v in schema]
-    return schema
 
 
 def _step(call: dict[str, Any]) -> tuple[str, str]:

@@ -141,3 +141,14 @@ def _bounds(size: int, schema: dict[str, Any], low: str, high: str, path: str,
 def _short(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+def untitled(schema: Any) -> Any:
+    """The schema as the model reads it: without pydantic's titles, which small models copy
+    into their answers."""
+    if isinstance(schema, dict):
+        return {k: untitled(v) for k, v in schema.items()
+                if not (k == "title" and isinstance(v, str))}
+    if isinstance(schema, list):
+        return [untitled(v) for v in schema]
+    return schema

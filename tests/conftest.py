@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import shutil
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -18,17 +17,14 @@ from redis.asyncio import Redis
 
 from boxes import BoxManager, RuntimeConfig
 from gateway.app import create_app
+from gateway.services import Services
 from gateway.settings import Settings
+from tests.fakes import FakeOpenAI
+from tests.hosts import OPERATOR_KEY, TEST_UID_BASE, box_processes
 from workers.embedded_redis import EmbeddedRedis
 
 if TYPE_CHECKING:
     from tests.served import Served
-
-# Box uids for tests sit apart from a `burrow serve` a developer may run on the same machine;
-# two test runs side by side need different bases (BURROW_TEST_UID_BASE), or each one's leak
-# check sees the other's boxes.
-TEST_UID_BASE = int(os.environ.get("BURROW_TEST_UID_BASE", "3000000"))
-
 
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedRedis]:
@@ -60,26 +56,6 @@ async def host_tcp_service() -> AsyncIterator[int]:
     await server.wait_closed()
 
 
-def box_processes() -> list[int]:
-    """Live (non-zombie) processes running as any box uid of the test range."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            status = Path(f"/proc/{entry}/status").read_text()
-        except OSError:
-            continue
-        if "\nState:\tZ" in status:
-            continue  # exited; only waiting for its parent (host init) to reap it
-        for line in status.splitlines():
-            if line.startswith("Uid:"):
-                uid = int(line.split()[1])
-                if TEST_UID_BASE < uid < TEST_UID_BASE + 1_000_000:
-                    found.append(int(entry))
-    return found
-
-
 def make_config(data_dir: Path) -> RuntimeConfig:
     return RuntimeConfig(data_dir=data_dir, uid_base=TEST_UID_BASE, prefreeze_grace_s=1.0)
 
@@ -101,7 +77,6 @@ async def manager(config: RuntimeConfig, redis: Redis) -> AsyncIterator[BoxManag
     assert box_processes() == [], "box processes outlived the test"
 
 
-OPERATOR_KEY = "op-" + "k" * 40
 
 
 @dataclass
@@ -111,9 +86,13 @@ class Gateway:
     operator: dict[str, str]
 
     @property
+    def services(self) -> Services:
+        services: Services = self.app.state.services
+        return services
+
+    @property
     def manager(self) -> BoxManager:
-        manager: BoxManager = self.app.state.manager
-        return manager
+        return self.services.manager
 
     async def tenant(self, tenant_id: str) -> tuple[dict[str, str], str]:
         """Create a tenant; return its auth headers and home box id."""
@@ -143,7 +122,7 @@ async def running_gateway(settings: Settings) -> AsyncIterator[Gateway]:
         async with httpx.AsyncClient(transport=transport, base_url="http://burrow",
                                      timeout=60) as client:
             yield Gateway(app, client, {"Authorization": f"Bearer {OPERATOR_KEY}"})
-    manager = app.state.manager
+    manager = app.state.services.manager
     assert manager.backend.leftovers() == {"processes": [], "mounts": [], "cgroups": []}
     assert box_processes() == [], "box processes outlived the test"
     shutil.rmtree(manager.config.run_dir, ignore_errors=True)
@@ -158,6 +137,14 @@ async def gateway(tmp_path: Path, redis: Redis,
                                 agent_command=ECHO_AGENT)
     async with running_gateway(settings) as gw:
         yield gw
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeOpenAI]:
+    """A scripted model server on loopback (OpenAI, Anthropic and Responses APIs)."""
+    model = FakeOpenAI()
+    yield model
+    model.close()
 
 
 @pytest.fixture

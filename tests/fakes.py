@@ -1,27 +1,44 @@
 """Honest stand-ins for parts outside Burrow, for protocol tests: `FakeOpenAI` is a scripted
-OpenAI chat-completions server (the model behind agent runs, when a test needs each step
-exact; the harness in the box and the server around it stay real); `FakeHost` is the host
-services socket a box calls, with a scripted model behind it (the tenant agent's memory
-extraction, when a test needs each answer exact; the agent stays real)."""
+model server (the model behind agent runs, when a test needs each step exact; the harness in
+the box and the server around it stay real); `FakeHost` is the host services socket a box
+calls, with a scripted model behind it (the tenant agent's memory extraction, when a test needs
+each answer exact; the agent stays real).
+
+`FakeOpenAI` speaks three wire APIs, chosen by the request's path, each as its provider
+documents it and written here independently of Burrow's own translation (models/relay), so
+that a test of the relay checks it against the format rather than against itself:
+- OpenAI chat completions (any path but the two below), JSON or, with `stream: true`,
+  `chat.completion.chunk` events ending in `[DONE]`;
+- Anthropic's Messages API (`…/messages`), a `message` or its event stream;
+- OpenAI's Responses API (`…/responses`), a `response` or its event stream.
+Streams cut text and tool arguments into two deltas each, as real providers split them.
+A script entry is a chat-completions choice (`text_reply`, `tool_reply`) whatever the API.
+"""
 
 from __future__ import annotations
 
 import json
 import threading
 import time
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+USAGE = {"input": 11, "output": 7}
+
 
 class FakeOpenAI:
-    """An OpenAI chat-completions endpoint that answers from a script, one reply per call,
-    and keeps what it was sent."""
+    """A scripted model endpoint: answers from a script, one reply per call, and keeps what
+    it was sent (`requests`, `headers`, `paths`)."""
 
     def __init__(self) -> None:
         self.script: list[dict[str, Any]] = []
         self.requests: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
+        self.paths: list[str] = []
         self.delay_s = 0.0
+        # (status, JSON body) answers to give before the script, as a failing provider would
+        self.errors: list[tuple[int, dict[str, Any]]] = []
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -29,23 +46,41 @@ class FakeOpenAI:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 fake.requests.append(body)
                 fake.headers.append({k.lower(): v for k, v in self.headers.items()})
+                fake.paths.append(self.path)
                 time.sleep(fake.delay_s)
+                if fake.errors:
+                    status, error = fake.errors.pop(0)
+                    self._send(json.dumps(error).encode(), "application/json", status)
+                    return
                 reply = fake.script.pop(0) if fake.script else text_reply("(script ended)")
-                data = json.dumps({"id": "chatcmpl-1", "object": "chat.completion",
-                                   "model": body.get("model"), "choices": [reply],
-                                   "usage": {"prompt_tokens": 11, "completion_tokens": 7}})
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
+                path = self.path.split("?", 1)[0]
+                api = ("messages" if path.endswith("/messages") else
+                       "responses" if path.endswith("/responses") else "chat")
+                model = str(body.get("model"))
+                if body.get("stream") is True:
+                    events = {"messages": anthropic_events, "responses": responses_events,
+                              "chat": chat_events}[api](reply, model)
+                    self._send(b"".join(events), "text/event-stream")
+                else:
+                    answer = {"messages": anthropic_message, "responses": responses_object,
+                              "chat": chat_completion}[api](reply, model)
+                    self._send(json.dumps(answer).encode(), "application/json")
+
+            def _send(self, data: bytes, content_type: str, status: int = 200) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
-                self.wfile.write(data.encode())
+                self.wfile.write(data)
 
             def log_message(self, *args: object) -> None:
                 pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.root_url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},
+                         daemon=True).start()
 
     def close(self) -> None:
         self.server.shutdown()
@@ -62,6 +97,152 @@ def tool_reply(name: str, **arguments: Any) -> dict[str, Any]:
         "role": "assistant", "content": None, "tool_calls": [
             {"id": f"call_{name}", "type": "function",
              "function": {"name": name, "arguments": json.dumps(arguments)}}]}}
+
+
+def _calls(reply: dict[str, Any]) -> list[dict[str, Any]]:
+    return list(reply["message"].get("tool_calls") or [])
+
+
+def _halves(text: str) -> list[str]:
+    cut = len(text) // 2
+    return [text[:cut], text[cut:]] if cut else [text]
+
+
+def _sse(data: Any, name: str | None = None) -> bytes:
+    text = data if isinstance(data, str) else json.dumps(data)
+    return (f"event: {name}\n" if name else "").encode() + f"data: {text}\n\n".encode()
+
+
+# -- OpenAI chat completions ---------------------------------------------------------------------
+
+def chat_completion(reply: dict[str, Any], model: str) -> dict[str, Any]:
+    return {"id": "chatcmpl-1", "object": "chat.completion", "model": model, "choices": [reply],
+            "usage": {"prompt_tokens": USAGE["input"], "completion_tokens": USAGE["output"]}}
+
+
+def chat_events(reply: dict[str, Any], model: str) -> Iterator[bytes]:
+    head = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1, "model": model}
+
+    def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
+        return _sse({**head, "choices": [{"index": 0, "delta": delta,
+                                          "finish_reason": finish}]})
+
+    yield chunk({"role": "assistant", "content": ""})
+    for piece in _halves(reply["message"].get("content") or ""):
+        if piece:
+            yield chunk({"content": piece})
+    for i, call in enumerate(_calls(reply)):
+        yield chunk({"tool_calls": [{"index": i, "id": call["id"], "type": "function",
+                                     "function": {"name": call["function"]["name"],
+                                                  "arguments": ""}}]})
+        for piece in _halves(call["function"]["arguments"]):
+            yield chunk({"tool_calls": [{"index": i, "function": {"arguments": piece}}]})
+    yield chunk({}, reply["finish_reason"])
+    yield _sse({**head, "choices": [], "usage": {"prompt_tokens": USAGE["input"],
+                                                 "completion_tokens": USAGE["output"]}})
+    yield _sse("[DONE]")
+
+
+# -- Anthropic Messages --------------------------------------------------------------------------
+
+_ANTHROPIC_STOP = {"stop": "end_turn", "tool_calls": "tool_use", "length": "max_tokens"}
+
+
+def anthropic_message(reply: dict[str, Any], model: str) -> dict[str, Any]:
+    content: list[dict[str, Any]] = []
+    if reply["message"].get("content"):
+        content.append({"type": "text", "text": reply["message"]["content"]})
+    for call in _calls(reply):
+        content.append({"type": "tool_use", "id": "toolu_" + call["id"],
+                        "name": call["function"]["name"],
+                        "input": json.loads(call["function"]["arguments"])})
+    return {"id": "msg_fake", "type": "message", "role": "assistant", "model": model,
+            "content": content, "stop_reason": _ANTHROPIC_STOP[reply["finish_reason"]],
+            "stop_sequence": None,
+            "usage": {"input_tokens": USAGE["input"], "output_tokens": USAGE["output"]}}
+
+
+def anthropic_events(reply: dict[str, Any], model: str) -> Iterator[bytes]:
+    message = anthropic_message(reply, model)
+    blocks = message["content"]
+    yield _sse({"type": "message_start", "message": {
+        **message, "content": [], "stop_reason": None,
+        "usage": {"input_tokens": USAGE["input"], "output_tokens": 1}}}, "message_start")
+    yield _sse({"type": "ping"}, "ping")
+    for i, block in enumerate(blocks):
+        if block["type"] == "text":
+            opened: dict[str, Any] = {"type": "text", "text": ""}
+            deltas = [{"type": "text_delta", "text": p} for p in _halves(block["text"])]
+        else:
+            opened = {**block, "input": {}}
+            deltas = [{"type": "input_json_delta", "partial_json": p}
+                      for p in _halves(json.dumps(block["input"]))]
+        yield _sse({"type": "content_block_start", "index": i, "content_block": opened},
+                   "content_block_start")
+        for delta in deltas:
+            yield _sse({"type": "content_block_delta", "index": i, "delta": delta},
+                       "content_block_delta")
+        yield _sse({"type": "content_block_stop", "index": i}, "content_block_stop")
+    yield _sse({"type": "message_delta", "delta": {"stop_reason": message["stop_reason"],
+                                                   "stop_sequence": None},
+                "usage": {"output_tokens": USAGE["output"]}}, "message_delta")
+    yield _sse({"type": "message_stop"}, "message_stop")
+
+
+# -- OpenAI Responses ----------------------------------------------------------------------------
+
+def _response_items(reply: dict[str, Any]) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = []
+    if reply["message"].get("content"):
+        items.append({"type": "message", "id": "msg_fake", "status": "completed",
+                      "role": "assistant", "content": [
+                          {"type": "output_text", "text": reply["message"]["content"],
+                           "annotations": []}]})
+    for call in _calls(reply):
+        items.append({"type": "function_call", "id": "fc_" + call["id"], "status": "completed",
+                      "call_id": call["id"], "name": call["function"]["name"],
+                      "arguments": call["function"]["arguments"]})
+    return items
+
+
+def responses_object(reply: dict[str, Any], model: str) -> dict[str, Any]:
+    return {"id": "resp_fake", "object": "response", "created_at": 1, "status": "completed",
+            "model": model, "output": _response_items(reply),
+            "usage": {"input_tokens": USAGE["input"], "output_tokens": USAGE["output"],
+                      "total_tokens": USAGE["input"] + USAGE["output"]}}
+
+
+def responses_events(reply: dict[str, Any], model: str) -> Iterator[bytes]:
+    done = responses_object(reply, model)
+    numbers = iter(range(1000))
+
+    def emit(kind: str, **fields: Any) -> bytes:
+        return _sse({"type": kind, "sequence_number": next(numbers), **fields}, kind)
+
+    yield emit("response.created", response={**done, "status": "in_progress", "output": [],
+                                             "usage": None})
+    for i, item in enumerate(done["output"]):
+        where = {"item_id": item["id"], "output_index": i}
+        if item["type"] == "message":
+            text = item["content"][0]["text"]
+            yield emit("response.output_item.added", output_index=i,
+                       item={**item, "status": "in_progress", "content": []})
+            yield emit("response.content_part.added", **where, content_index=0,
+                       part={"type": "output_text", "text": "", "annotations": []})
+            for piece in _halves(text):
+                yield emit("response.output_text.delta", **where, content_index=0, delta=piece)
+            yield emit("response.output_text.done", **where, content_index=0, text=text)
+            yield emit("response.content_part.done", **where, content_index=0,
+                       part=item["content"][0])
+        else:
+            yield emit("response.output_item.added", output_index=i,
+                       item={**item, "status": "in_progress", "arguments": ""})
+            for piece in _halves(item["arguments"]):
+                yield emit("response.function_call_arguments.delta", **where, delta=piece)
+            yield emit("response.function_call_arguments.done", **where,
+                       arguments=item["arguments"])
+        yield emit("response.output_item.done", output_index=i, item=item)
+    yield emit("response.completed", response=done)
 
 
 class FakeHost:

@@ -13,9 +13,13 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import OPERATOR_KEY, TEST_UID_BASE, box_processes
+from tests.hosts import OPERATOR_KEY, TEST_UID_BASE, box_processes
 
 BIN = Path(sys.executable).parent
+ROOT = Path(__file__).resolve().parent.parent
+# The `burrow` that serves: this venv's, or (for the client-only run, whose venv has no
+# server parts) the one BURROW_TEST_SERVER_BIN names.
+SERVER_BIN = Path(os.environ.get("BURROW_TEST_SERVER_BIN") or BIN / "burrow")
 UID_BASE = str(TEST_UID_BASE + 500_000)  # inside the test range that the leak check watches
 
 
@@ -38,13 +42,15 @@ class Served:
         self.output = ""
 
     def start(self) -> Served:
+        # PYTHONPATH: the server runs this checkout's code whichever venv's `burrow` it is
+        # (the client-only run names another venv's, which may be installed from elsewhere).
         env = {**os.environ, "BURROW_UID_BASE": UID_BASE, "BURROW_LAUNCHER_POOL": "1",
-               **self.env}
+               "PYTHONPATH": str(ROOT), **self.env}
         env.pop("BURROW_OPERATOR_KEY", None)
         if self.operator_key:
             env["BURROW_OPERATOR_KEY"] = self.operator_key
         self.proc = subprocess.Popen(
-            [str(BIN / "burrow"), "serve", "--port", str(self.port), "--data-dir",
+            [str(SERVER_BIN), "serve", "--port", str(self.port), "--data-dir",
              str(self.data_dir), *self.args],
             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             text=True)

@@ -168,7 +168,7 @@ async def test_the_box_never_sees_the_provider_key(gw: Gateway, fake_openai: Fak
     found = await gw.client.post(f"/v1/boxes/{box}/exec", headers=gw.operator, json={
         "command": f"grep -rlF '{KEY}' /workspace /tmp /opt /proc/*/environ 2>/dev/null; true"})
     assert found.json()["stdout"] == ""
-    layer = gw.app.state.manager.config.data_dir
+    layer = gw.services.manager.config.data_dir
     leaks = [p for p in layer.rglob("*") if p.is_file() and KEY.encode() in _read(p)]
     assert leaks == [], f"the provider key was written under the data dir: {leaks}"
 
@@ -180,7 +180,9 @@ def _read(path: Path) -> bytes:
         return b""
 
 
-async def test_runs_refuse_what_cannot_start_with_a_reason(gw: Gateway) -> None:
+async def test_runs_refuse_what_cannot_start_with_a_reason(
+        gw: Gateway, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BURROW_HARNESS_DIR", str(tmp_path / "no-harnesses"))
     plain = (await gw.client.post("/v1/boxes", headers=gw.operator, json={})).json()["id"]
     r = await gw.client.post(f"/v1/boxes/{plain}/agent/runs", headers=gw.operator,
                              json={"prompt": "hi"})
@@ -191,7 +193,7 @@ async def test_runs_refuse_what_cannot_start_with_a_reason(gw: Gateway) -> None:
     r = await gw.client.post(f"/v1/boxes/{plain}/agent/runs", headers=gw.operator,
                              json={"prompt": "hi", "model": "openai/x", "harness": "claude-code"})
     assert r.status_code == 409 and r.json()["error"]["code"] == "harness_not_installed"
-    assert "npm install -g @anthropic-ai/claude-code" in r.json()["error"]["message"]
+    assert "burrow harness install claude-code" in r.json()["error"]["message"]
     r = await gw.client.post("/v1/boxes", headers=gw.operator, json={
         "agent": {"harness": "burrow", "model": "anthropic/claude", "api_key": "sk-ant-x"}})
     assert r.status_code == 422 and "never go into a box" in r.json()["error"]["message"]

@@ -13,8 +13,10 @@ from tests.conftest import Gateway
 KINDS = ["none", "bad", "other_tenant", "box_token", "own_tenant", "operator"]
 OPEN = {"/healthz", "/readyz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
 OPERATOR_ONLY = re.compile(r"^/v1/(tenants(/\{tenant_id\}(/policy)?)?|policy(/history)?|stats|"
-                           r"knowledge/insights.*)$|^/(metrics|dashboard)$")
-BOX_TOKEN_OK = {("POST", "/v1/knowledge/search")}
+                           r"knowledge/insights(?!/\{insight_id\}/vote$).*)$|"
+                           r"^/(metrics|dashboard)$")
+VOTE = ("POST", "/v1/knowledge/insights/{insight_id}/vote")  # a tenant's: not the operator's
+BOX_TOKEN_OK = {("POST", "/v1/knowledge/search"), VOTE}
 _counter = itertools.count()
 
 
@@ -29,7 +31,7 @@ class World:
         self.other, _ = await self.gw.tenant("other")
         self.box = await self.new_box()
         self.snapshot = await self.new_snapshot()
-        secret = self.gw.app.state.secret
+        secret = self.gw.services.secret
         self.headers = {
             "none": {}, "bad": {"Authorization": "Bearer brw_t_not-a-real-key"},
             "other_tenant": self.other, "own_tenant": self.own,
@@ -59,15 +61,22 @@ class World:
             tenant = f"victim{next(_counter)}"
             await self.gw.tenant(tenant)
         insight = self.new_insight() if destructive and allowed else "i1"
+        if (method, path) == VOTE and allowed:
+            insight = self.new_insight(shared=True)
         return {"box_id": box, "snapshot_id": snapshot, "tenant_id": tenant,
                 "insight_id": insight, "path": "probe", "run_id": "run_probe"}
 
-    def new_insight(self) -> str:
-        """An insight put straight into the store (contributions need a worker)."""
+    def new_insight(self, shared: bool = False) -> str:
+        """An insight put straight into the store (contributions need a worker); `shared`:
+        two tenants told it, so every tenant sees it."""
         insight_id = str(uuid.uuid4())
         vector = [1.0] + [0.0] * 383
-        self.gw.app.state.kb.store.upsert([(insight_id, vector, {
-            "text": "a test insight", "kind": "fact", "support": 1, "contributors": []})])
+        text = "a test insight"
+        tellers = ["c1", "c2"] if shared else ["c1"]
+        self.gw.services.kb.store.upsert([(insight_id, vector, {
+            "text": text, "kind": "fact", "support": len(tellers), "contributors": tellers,
+            "members": [{"c": c, "t": text, "at": 0.0} for c in tellers],
+            "canonical_by": "rule", "visible": int(shared)})])
         return insight_id
 
 
@@ -86,6 +95,8 @@ def body_for(method: str, path: str) -> dict[str, Any] | None:
         return {"prompt": "p"}
     if path == "/v1/knowledge/search":
         return {"query": "q"}
+    if (method, path) == VOTE:
+        return {"helpful": True}
     return {}
 
 
@@ -96,7 +107,7 @@ def expected(method: str, path: str, kind: str) -> int | None:
     if kind in ("none", "bad"):
         return 401
     if kind == "operator":
-        return None
+        return 403 if (method, path) == VOTE else None
     if kind == "box_token":
         return None if (method, path) in BOX_TOKEN_OK else 403
     if OPERATOR_ONLY.match(path):

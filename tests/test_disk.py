@@ -6,6 +6,7 @@ import os
 import subprocess
 import tempfile
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -44,3 +45,17 @@ def test_new_disk_images_come_from_templates_in_the_data_dir(tmp_path: Path) -> 
     images.create(image, 64)
     assert image.stat().st_size == 64 * 1024 * 1024
     assert image.stat().st_blocks * 512 < 8 * 1024 * 1024
+
+
+def test_boxes_created_at_once_share_a_template_made_once(tmp_path: Path) -> None:
+    """The first boxes of a data dir are often created together (a fan-out): each thread may
+    format the missing template, and every image comes out whole."""
+    images = disk.DiskImages(tmp_path / "disk-templates")
+    targets = [tmp_path / "boxes" / f"b_{i}" / "disk.img" for i in range(6)]
+    with ThreadPoolExecutor(6) as pool:
+        list(pool.map(lambda image: images.create(image, 64), targets))
+    assert [t.stat().st_size for t in targets] == [64 * 1024 * 1024] * 6
+    assert [p.name for p in (tmp_path / "disk-templates").iterdir()] == ["ext4-64m.img"]
+    for target in targets:
+        check = subprocess.run(["e2fsck", "-n", "-f", str(target)], capture_output=True)
+        assert check.returncode == 0, check.stdout

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
@@ -80,12 +81,26 @@ async def test_stream_yields_output_as_it_happens_then_the_exit(manager: BoxMana
     assert seen == [("stdout", "one\n"), ("stderr", "two\n"), ("exit", "4")]
 
 
+async def test_a_stream_left_early_ends_a_silent_command_at_once(manager: BoxManager) -> None:
+    box = await manager.create(BoxSpec())
+    stream = manager.exec_stream(box.id, ExecRequest(
+        command="echo started; exec sleep 300", timeout_s=600))
+    first = await anext(stream)
+    assert (first.type, first.data) == ("stdout", "started\n")
+    await stream.aclose()  # the client hangs up; the command prints nothing more
+    deadline = time.monotonic() + 10
+    processes = "cat /proc/[0-9]*/cmdline | tr '\\0' ' '"
+    while "sleep 300" in (await manager.exec(box.id, ExecRequest(command=processes))).stdout:
+        assert time.monotonic() < deadline, "the command outlived its client"
+        await asyncio.sleep(0.2)
+
+
 async def test_large_and_binary_output_survives(manager: BoxManager) -> None:
     box = await manager.create(BoxSpec())
     r = await manager.exec(box.id, ExecRequest(
         command="python3 -c \"import sys; sys.stdout.write('x' * 3_000_000)\"; "
-                "printf '\\377\\376ok'"))
-    assert len(r.stdout) == 3_000_000 + 4
+                "printf '\\377\\376ok'", max_output=4_000_000))
+    assert len(r.stdout) == 3_000_000 + 4 and not r.truncated
     assert r.stdout.endswith("\ufffd\ufffdok")
 
 

@@ -4,6 +4,7 @@ through real HTTP handling, Redis, arq, boxes and the embedded Qdrant."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -17,7 +18,6 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from boxes.client import service_request
 from tests.conftest import Gateway, gateway_settings, running_gateway
 from workers.embedded_redis import EmbeddedRedis
 from workers.observations import Observations
@@ -59,7 +59,8 @@ async def search(gw: Gateway, key: dict[str, str], query: str) -> list[dict[str,
 
 
 async def applied(gw: Gateway, home: str) -> list[dict[str, Any]]:
-    status, body = await service_request(gw.manager.service_path(home), "GET", "/_burrow/log")
+    status, body = await gw.services.proxy.client.request(gw.manager.service_path(home), "GET",
+                                                          "/_burrow/log")
     assert status == 200
     log: list[dict[str, Any]] = json.loads(body)["applied"]
     return log
@@ -148,8 +149,8 @@ async def test_a_frozen_tenant_is_not_woken_by_its_pending_observations(
         for _ in range(3):
             await say(gw, "sleepy", key, "I prefer green tea.")
         await gw.client.post(f"/v1/boxes/{home}/freeze", headers=key)
-        await app.state.observer.drain()
-        observations: Observations = app.state.observations
+        await app.state.services.pipeline.drain()
+        observations: Observations = app.state.services.observations
         assert await redis.llen(observations.backlog_key("sleepy")) == 3
         delivery = await observations.deliver(gw.manager, "sleepy", home)  # as the worker would
         assert delivery.pairs == 0
@@ -163,11 +164,11 @@ async def test_a_frozen_tenant_is_not_woken_by_its_pending_observations(
 async def test_observations_are_spooled_while_redis_is_unreachable(
         tmp_path: Path, redis: Redis) -> None:
     down = Observations(Redis(unix_socket_path=str(tmp_path / "nothing.sock")),
-                        tmp_path / "spool")
+                        tmp_path / "spool", prefix="burrow")
     pair = Observations.pair("POST", "/ask", "", b"{}", 200, b"{}", 1.0)
     assert await down.record("t", "b_x", pair) is None
     assert down.spool.exists()
-    up = Observations(redis, tmp_path / "spool")
+    up = Observations(redis, tmp_path / "spool", prefix="burrow")
     assert await up.replay_spool() == 1
     assert not down.spool.exists()
     assert await redis.llen(up.backlog_key("t")) == 1
@@ -177,23 +178,14 @@ async def test_observations_are_spooled_while_redis_is_unreachable(
 WORKER = """
 import asyncio, sys
 from pathlib import Path
-from redis.asyncio import Redis
-from boxes import BoxManager, RuntimeConfig
-from knowledge.base import KnowledgeBase
-from knowledge.embedder import SentenceTransformerEmbedder
-from knowledge.vectors import open_store
-from workers.observations import Observations
-from workers.policy import Policies
-from workers.settings import make_worker
+from gateway.services import Services
+from gateway.settings import Settings
 
 async def main(url, data_dir):
-    redis = Redis.from_url(url)
-    manager = BoxManager(RuntimeConfig(data_dir=Path(data_dir), launcher_pool=0), redis)
-    kb = KnowledgeBase(open_store(":memory:", Path(data_dir), 384),
-                       SentenceTransformerEmbedder(), redis, b"secret")
-    worker = make_worker(url, manager=manager, observations=Observations(redis, Path(data_dir)),
-                         kb=kb, policies=Policies(redis), sweep_interval_s=5.0)
-    await worker.async_run()
+    settings = Settings(redis_url=url, data_dir=Path(data_dir), qdrant_url=":memory:",
+                        operator_key="k" * 40)
+    services = await Services.open(settings, "worker")
+    await services.run_worker()
 
 asyncio.run(main(sys.argv[1], sys.argv[2]))
 """
@@ -209,8 +201,8 @@ async def test_a_worker_killed_mid_run_loses_and_repeats_nothing(
             r = await client.post("/v1/tenants/many/agent/health", json={"n": i},
                                   headers=key)
             assert r.status_code == 200
-        await app.state.observer.drain()
-        data_dir = str(app.state.manager.config.data_dir)
+        await app.state.services.pipeline.drain()
+        data_dir = str(app.state.services.manager.config.data_dir)
         env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
 
         def start() -> subprocess.Popen[bytes]:
@@ -240,3 +232,39 @@ async def test_a_worker_killed_mid_run_loses_and_repeats_nothing(
 
 async def _more_than(gw: Gateway, home: str, n: int) -> bool:
     return len(await applied(gw, home)) > n
+
+
+async def test_a_worker_closed_while_a_job_runs_closes_cleanly_and_keeps_the_job(
+        redis: Redis, redis_server: EmbeddedRedis) -> None:
+    """Shutting down mid-job (a gateway stopped while its worker delivers) is not an error,
+    and the job stays queued for the next worker."""
+    from arq import create_pool
+    from arq.connections import RedisSettings
+    from arq.worker import Worker, func
+
+    from workers.worker import close_worker
+
+    started = asyncio.Event()
+
+    async def slow(ctx: dict[str, Any]) -> None:
+        started.set()
+        await asyncio.sleep(60)
+
+    queue = "test-close-mid-job"
+    settings = RedisSettings.from_dsn(redis_server.url)
+    worker = Worker(functions=[func(slow, name="slow")], redis_settings=settings,
+                    handle_signals=False, poll_delay=0.01, queue_name=queue)
+    pool = await create_pool(settings, default_queue_name=queue)
+    running = asyncio.create_task(worker.async_run())
+    try:
+        job = await pool.enqueue_job("slow")
+        assert job is not None
+        await asyncio.wait_for(started.wait(), 30)
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
+        await close_worker(worker)  # Worker.close() alone raised CancelledError here
+        assert not worker.tasks
+        assert await redis.zscore(queue, job.job_id) is not None  # still queued
+    finally:
+        await pool.aclose()

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from knowledge.embedder import SentenceTransformerEmbedder
-from knowledge.vectors import EdgeVectorStore, Hit, QdrantClientStore, VectorStore
+from knowledge.vectors import EdgeVectorStore, Hit, QdrantClientStore, VectorStore, Where
 
 DIM = 16
 SCORE_TOLERANCE = 1e-5
@@ -147,6 +147,32 @@ def test_threshold_drops_hits_scoring_below_it(store: VectorStore, corpus: Corpu
     ]
 
 
+def test_where_keeps_visible_kinds_and_times_as_exact_filtering_does(store: VectorStore) -> None:
+    corpus = make_corpus(300, seed=9)
+    rng = np.random.default_rng(4)
+    for payload in corpus.payloads:
+        payload.update(visible=int(rng.integers(0, 2)),
+                       kind=str(rng.choice(["fact", "tip", "preference"])),
+                       updated_at=float(rng.integers(1_000, 2_000)))
+    store.upsert(corpus.points())
+    conditions = [Where(visible=True), Where(kinds=("tip",)), Where(kinds=("fact", "tip")),
+                  Where(since=1_500.0), Where(until=1_200.0), Where(since=1_100, until=1_900),
+                  Where(visible=False, kinds=("preference",), since=1_300.0)]
+    for where in conditions:
+        def keep(i: int, where: Where = where) -> bool:
+            p = corpus.payloads[i]
+            return ((where.visible is None or p["visible"] == where.visible)
+                    and (not where.kinds or p["kind"] in where.kinds)
+                    and (where.since is None or p["updated_at"] >= where.since)
+                    and (where.until is None or p["updated_at"] <= where.until)
+                    and p["support"] >= 2)
+        for query in queries(4, seed=8):
+            hits = store.search(query.tolist(), 12, min_support=2, where=where)
+            assert_matches(hits, corpus.exact(query, 12, keep=keep))
+            [many] = store.search_many([query.tolist()], 12, min_support=2, where=where)
+            assert [h.id for h in many] == [h.id for h in hits]
+
+
 def test_search_many_answers_each_vector_as_search_does(store: VectorStore,
                                                          corpus: Corpus) -> None:
     store.upsert(corpus.points())
@@ -252,9 +278,9 @@ def test_bad_ids_and_dimensions_are_refused_with_a_clear_error(store: VectorStor
     assert store.count() == 0
 
 
-def test_reopen_keeps_points_payloads_and_filtering(engine: Engine, corpus: Corpus) -> None:
-    if not engine.persistent:
-        pytest.skip("an in-memory qdrant-client store is gone once closed; nothing to reopen")
+def test_reopen_keeps_points_payloads_and_filtering(tmp_path: Path, corpus: Corpus) -> None:
+    # Qdrant Edge only: an in-memory qdrant-client store is gone once closed.
+    engine = open_engine("edge", tmp_path)
     first = engine.open()
     first.upsert(corpus.points())
     first.set_payload(corpus.ids[0], {"support": 7})

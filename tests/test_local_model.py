@@ -18,11 +18,11 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from gateway import modelservers
-from gateway.chat import ChatRequest
-from gateway.modelservers import LocalModels, LocalModelServer
-from gateway.providers import ProviderError, Providers
 from gateway.settings import Settings
+from models import servers as modelservers
+from models.chat import ChatRequest
+from models.providers import ProviderError, Providers
+from models.servers import LocalModels, LocalModelServer
 from tests.conftest import Gateway, gateway_settings, running_gateway
 from workers.embedded_redis import EmbeddedRedis
 
@@ -168,7 +168,7 @@ async def test_a_box_calls_the_local_model_through_the_host_socket(
 ORPHAN = """
 import sys, time
 from pathlib import Path
-from gateway.modelservers import LocalModelServer
+from models.servers import LocalModelServer
 server = LocalModelServer(Path(sys.argv[1]))
 server.start()
 print(server.proc.pid, flush=True)
@@ -260,6 +260,11 @@ async def test_a_server_killed_by_sigsegv_mid_request_is_named_and_restarted(
                 assert time.monotonic() < deadline, "the server was not restarted"
                 await asyncio.sleep(0.5)
         assert answer.usage.output_tokens > 0
+        # the supervisor marks it running once its readiness check passes, which can be a
+        # moment after the server first answers
+        while supervised.status()[alias]["state"] != "running":
+            assert time.monotonic() < deadline, supervised.status()[alias]
+            await asyncio.sleep(0.1)
         assert supervised.status()[alias] == {
             "state": "running", "last_exit": "SIGSEGV", "restarts": 1,
             "log": str(supervised.servers[alias].log_path)}

@@ -71,7 +71,7 @@ async def test_stats_count_boxes_memory_and_storage(gateway: Gateway) -> None:
     assert stats["boxes"]["running"] == 1 and stats["boxes"]["frozen"] == 1
     assert stats["warm_memory_bytes"] > 0
     assert stats["storage"]["stored_bytes"] > 0 and stats["storage"]["local_layer_bytes"] > 0
-    assert set(stats["observations"]) == {"queue_depth", "backlog"}
+    assert set(stats["observations"]) == {"queue_depth", "backlog", "dropped"}
     boxes = (await gw.client.get("/v1/boxes", headers=op)).json()
     running = next(b for b in boxes if b["state"] == "running")
     assert running["memory_bytes"] > 0 and running["disk_bytes"] > 0 and running["idle_s"] >= 0
@@ -89,8 +89,8 @@ async def test_a_request_id_follows_the_request_into_the_box(gateway: Gateway) -
     assert r.json()["echo"]["headers"]["x-request-id"] == "req-43"  # what the agent received
     r = await gw.client.get("/healthz", headers={"X-Request-Id": "bad id with spaces"})
     assert r.headers["x-request-id"] != "bad id with spaces" and r.headers["x-request-id"]
-    await gw.app.state.observer.drain()  # pairs are recorded after the response
-    pairs = await gw.app.state.redis.lrange(gw.app.state.observations.backlog_key("traced"),
+    await gw.services.pipeline.drain()  # pairs are recorded after the response
+    pairs = await gw.services.redis.lrange(gw.services.observations.backlog_key("traced"),
                                             0, -1)
     assert "req-43" in [json.loads(p)["request_id"] for p in pairs]
 

@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from gateway.chat import ChatRequest
-from gateway.hostsvc import usage_key
-from gateway.providers import ProviderError, Providers
 from gateway.settings import Settings
+from models.budgets import ModelBudgets
+from models.chat import ChatRequest
+from models.providers import ProviderError, Providers
 from tests.conftest import Gateway, gateway_settings, running_gateway
 from workers.embedded_redis import EmbeddedRedis
 
@@ -431,13 +431,13 @@ async def test_a_box_calls_models_through_the_host_socket_and_never_sees_a_key(
     assert ok == 200 and answer["message"]["content"] == "hi from the host"
     assert answer["usage"] == {"input_tokens": 21, "output_tokens": 9}
     assert unknown == 400 and error["error"]["code"] == "unknown_provider"
-    assert (invalid, forbidden) == (422, 403)
+    assert (invalid, forbidden) == (422, 401)  # a tenant key is no box token
     env = await gw.client.post(f"/v1/boxes/{home}/exec", json={"command": "env"},
                                headers=headers)
     assert all(k not in env.json()["stdout"] for k in (ANTHROPIC_KEY, OPENAI_KEY,
                                                         OPENROUTER_KEY))
     assert ANTHROPIC_KEY not in r.text
-    usage = await redis.hgetall(usage_key("m"))
+    usage = await redis.hgetall(ModelBudgets(redis, prefix="burrow").usage_key("m"))
     assert usage[b"anthropic:calls"] == b"1" and usage[b"anthropic:output_tokens"] == b"9"
 
 

@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 import pytest
 
+from knowledge.ner import PresidioNames, ProcessNames
 from knowledge.scrub import Scrubbed, is_clean, scrub
 
 # --- positive cases: (kind, text, the substring that must disappear) -----------------------
@@ -544,3 +545,80 @@ def test_no_generated_secret_survives_scrubbing(seed: int) -> None:
     assert {expected.get(k, k) for k in kinds} | {"identifier"} <= set(result.findings)
     assert is_clean(result.text, [company])
     assert scrub(result.text, [company]).text == result.text
+
+
+# --- personal data written in prose (issue 15's list), with the name detector --------------
+
+@pytest.fixture(scope="module")
+def names() -> PresidioNames:
+    finder = PresidioNames()
+    finder.load()
+    return finder
+
+
+PERSONAL = [
+    ("person", "Maria Gonzalez fixed the export on Friday.", "Maria Gonzalez"),
+    ("address", "Ship it to 221B Baker Street, London NW1 6XE please.",
+     "221B Baker Street, London NW1 6XE"),
+    ("email", "write to john.doe @ gmail.com", "john.doe @ gmail.com"),
+    ("email", "write to john.doe\uff20gmail.com", "john.doe"),
+    ("email", "write to maria@почта.рф", "maria@почта.рф"),
+    ("email", "write to john dot doe at gmail dot com", "john dot doe at gmail dot com"),
+    ("email", "write to jane [at] example [dot] org", "jane [at] example [dot] org"),
+    ("phone", "the desk number is 4155550123", "4155550123"),
+    ("ssn", "SSN 078051120 was on the form", "078051120"),
+    ("ssn", "her social security number is 078-05-1120", "078-05-1120"),
+    ("card", "paid with 4111.1111.1111.1111", "4111.1111.1111.1111"),
+    ("iban", "IBAN DE89-3704-0044-0532-0130-00", "DE89-3704-0044-0532-0130-00"),
+    ("secret", "the wifi password is sunshine", "sunshine"),
+    ("access_code", "door code 4821 for the side entrance", "4821"),
+    ("birth_date", "she was born 1984-03-12", "1984-03-12"),
+    ("birth_date", "date of birth: March 12, 1984", "March 12, 1984"),
+    ("passport", "passport X12345678 expires soon", "X12345678"),
+]
+
+
+@pytest.mark.parametrize(("kind", "text", "secret"), PERSONAL,
+                         ids=[f"{k}-{i}" for i, (k, _, _) in enumerate(PERSONAL)])
+def test_personal_data_in_prose_becomes_a_placeholder(kind: str, text: str, secret: str,
+                                                      names: PresidioNames) -> None:
+    result = scrub(text, names=names)
+    assert secret not in result.text, result
+    assert kind in result.findings, result
+    assert scrub(result.text, names=names) == Scrubbed(result.text, {})
+
+
+@pytest.mark.parametrize("text", [
+    "Kafka slows down under a burst of writes.",
+    "Grafana dashboards load faster with fewer panels.",
+    "The password is required on every login.",
+    "Release 2024-03-12 fixed the export bug.",
+    "Use port 5432 for Postgres and 6379 for Redis.",
+    "Invoices in Germany need a VAT ID.",
+    "The wifi password is stored in the router settings.",
+])
+def test_product_names_places_and_dates_in_general_statements_stay(
+        text: str, names: PresidioNames) -> None:
+    assert scrub(text, names=names) == Scrubbed(text, {})
+
+
+def test_a_name_is_found_only_in_a_persons_shape(names: PresidioNames) -> None:
+    assert scrub("Dr. Chen recommended rest.", names=names).text == "Dr. [person] recommended rest."
+    assert scrub("Kafka slows down.", names=names).findings == {}
+
+
+def test_the_name_detector_in_a_child_process_answers_as_in_process_and_survives_a_kill(
+        names: PresidioNames) -> None:
+    texts = ["Maria Gonzalez said hi.", "Kafka slows down.", "Dr. Chen recommended rest.",
+             "I spoke with César del Bellido today."]
+    child = ProcessNames()
+    try:
+        assert [child.find(t) for t in texts] == [names.find(t) for t in texts]
+        assert ProcessNames() is child  # one child per model for the whole process
+        proc = child._proc
+        assert proc is not None
+        proc.kill()
+        proc.wait()
+        assert scrub(texts[0], names=child).text == "[person] said hi."  # a new child
+    finally:
+        child.close()

@@ -80,3 +80,17 @@ async def test_host_socket_and_start_env_reach_the_box_without_being_stored(
         server.close()
         await server.wait_closed()
         host_sock.unlink(missing_ok=True)
+
+
+ENV_ECHO = ECHO.replace("b'pid %d says ' % os.getpid()",
+                        "b'pid %d %s says ' % (os.getpid(), os.environ['GREETING'].encode())")
+
+
+async def test_service_gets_the_box_env_at_start_and_after_a_restart(
+        manager: BoxManager) -> None:
+    box = await manager.create(BoxSpec(service=["python3", "-c", ENV_ECHO],
+                                       env={"GREETING": "hola"}))
+    first = await ask(manager.service_path(box.id), b"x")
+    assert b" hola says x" in first, first
+    await manager.exec(box.id, ExecRequest(command=f"kill -9 {first.split()[1].decode()}"))
+    assert b" hola says y" in await ask(manager.service_path(box.id), b"y")

@@ -27,14 +27,22 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from boxes import BoxError, BoxManager, BoxState
-from boxes.client import service_request
+from boxes.servicehttp import ServiceClient
 
 log = logging.getLogger("burrow.observe")
 
 EXCERPT_BYTES = 4096
 BATCH = 200
+MAX_ANSWER = 8 << 20  # the agent's answer to a batch: a box does not make the host hold more
 LEASE_S = 10.0
+# A tenant whose agent takes no deliveries (stuck, or replaced by one that refuses them)
+# would grow its backlog without end: at BACKLOG_MAX pairs new ones are dropped and counted.
+BACKLOG_MAX = 10_000
 _RECORD = """
+if redis.call('llen', KEYS[2]) >= tonumber(ARGV[3]) then
+  redis.call('incr', KEYS[4])
+  return {-1, 0}
+end
 local seq = redis.call('incr', KEYS[1])
 local pair = cjson.decode(ARGV[1])
 pair['seq'] = seq
@@ -66,8 +74,11 @@ def excerpt(data: bytes) -> str:
 
 
 class Observations:
-    def __init__(self, redis: Redis, spool_dir: Path, prefix: str = "burrow") -> None:
+    def __init__(self, redis: Redis, spool_dir: Path, *, prefix: str,
+                 backlog_max: int = BACKLOG_MAX, client: ServiceClient | None = None) -> None:
         self.redis = redis
+        self.client = client or ServiceClient()
+        self.backlog_max = backlog_max
         self.spool = spool_dir / "observations.ndjson"
         self.prefix = prefix
         self._record = redis.register_script(_RECORD)  # EVALSHA: the script is sent once
@@ -77,6 +88,9 @@ class Observations:
 
     def backlog_key(self, tenant: str) -> str:
         return f"{self.prefix}:obs:backlog:{tenant}"
+
+    def _dropped_key(self, tenant: str) -> str:
+        return f"{self.prefix}:obs:dropped:{tenant}"
 
     @property
     def _pending(self) -> str:
@@ -97,8 +111,14 @@ class Observations:
         spool it to disk when Redis cannot be reached (and return None)."""
         try:
             seq, added = await self._record(
-                keys=[self._seq_key(tenant), self.backlog_key(tenant), self._pending],
-                args=[json.dumps(pair), f"{tenant} {box_id}"])
+                keys=[self._seq_key(tenant), self.backlog_key(tenant), self._pending,
+                      self._dropped_key(tenant)],
+                args=[json.dumps(pair), f"{tenant} {box_id}", self.backlog_max])
+            if int(seq) < 0:
+                log.warning("tenant %s has %d undelivered observations, the most kept; this "
+                            "one was dropped (is its agent taking deliveries?)", tenant,
+                            self.backlog_max)
+                return None
             return Recorded(int(seq), bool(added))
         except (RedisError, OSError) as exc:
             log.warning("observation spooled (Redis unreachable: %s)", exc)
@@ -106,9 +126,11 @@ class Observations:
             return None
 
     def _spool(self, tenant: str, box_id: str, pair: dict[str, Any]) -> None:
-        self.spool.parent.mkdir(parents=True, exist_ok=True)
+        self.spool.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         line = json.dumps({"tenant": tenant, "box_id": box_id, "pair": pair}) + "\n"
-        with open(self.spool, "a") as f:
+        # tenants' requests and answers: root's alone
+        fd = os.open(self.spool, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        with os.fdopen(fd, "a") as f:
             f.write(line)
 
     async def replay_spool(self) -> int:
@@ -128,7 +150,8 @@ class Observations:
     async def forget(self, tenant: str, box_id: str) -> None:
         """Drop a deleted tenant's pending observations and its sequence."""
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.delete(self.backlog_key(tenant), self._seq_key(tenant))
+            pipe.delete(self.backlog_key(tenant), self._seq_key(tenant),
+                        self._dropped_key(tenant))
             pipe.srem(self._pending, f"{tenant} {box_id}")
             await pipe.execute()
 
@@ -137,6 +160,20 @@ class Observations:
         members = await self.redis.smembers(self._pending)  # type: ignore[misc]
         pairs = [m.decode().split(" ", 1) for m in members]
         return [(tenant, box_id) for tenant, box_id in pairs]
+
+    async def backlog_of(self, tenant: str) -> dict[str, int]:
+        """A tenant's undelivered pairs, the cap, and how many were dropped at the cap."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.llen(self.backlog_key(tenant))
+            pipe.get(self._dropped_key(tenant))
+            size, dropped = await pipe.execute()
+        return {"size": int(size), "max": self.backlog_max, "dropped": int(dropped or 0)}
+
+    async def dropped_total(self) -> int:
+        total = 0
+        async for key in self.redis.scan_iter(match=self._dropped_key("*")):
+            total += int(await self.redis.get(key) or 0)
+        return total
 
     async def backlog_size(self) -> int:
         """Pairs waiting in every backlog, in one round trip."""
@@ -171,9 +208,9 @@ class Observations:
                                           f"{tenant} {box_id}")
                     break
                 pairs = [json.loads(r) for r in raw]
-                status, body = await service_request(
+                status, body = await self.client.request(
                     manager.service_path(box_id), "POST", "/_burrow/observe",
-                    json.dumps({"pairs": pairs}).encode())
+                    json.dumps({"pairs": pairs}).encode(), max_answer=MAX_ANSWER)
                 if status != 200:
                     raise BoxError(f"the agent refused observations ({status}): {body[:200]!r}")
                 answer = json.loads(body)

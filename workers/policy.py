@@ -1,6 +1,8 @@
-"""The idle freeze policy: one global policy with per-tenant overrides, validated, versioned
-and stored in Redis, so every gateway and worker reads the same one and an edit applies on the
-next sweep."""
+"""The operator's policy: the idle freeze policy and the ceilings of what a tenant may take
+(box sizes, box count, disk, keep-alive, egress, models and tokens), all in one place. One
+global policy with per-tenant overrides, validated, versioned and stored in Redis, so every
+gateway and worker reads the same one and an edit applies on the next sweep, box creation,
+wake or model call."""
 
 from __future__ import annotations
 
@@ -16,8 +18,11 @@ from redis.exceptions import WatchError
 # could pause or freeze a box that is in use.
 MIN_IDLE_S = 2
 MAX_IDLE_S = 10 * 365 * 86400
-# Fields a tenant may override; the other two bound the whole host.
-TENANT_FIELDS = ("pause_after_s", "freeze_after_s", "archive_after_s", "keep_alive")
+# Fields the operator may override per tenant; the others bound the whole host.
+TENANT_FIELDS = ("pause_after_s", "freeze_after_s", "archive_after_s", "keep_alive",
+                 "max_boxes_per_tenant", "max_tenant_disk_mb", "tenant_keep_alive",
+                 "tenant_token_budget", "model_allowlist")
+LIST_FIELDS = ("egress_allow", "egress_deny", "model_allowlist")
 HISTORY_LIMIT = 200
 
 
@@ -35,10 +40,46 @@ class Policy:
     keep_alive: bool = False
     max_warm_boxes: int | None = None
     local_layer_budget_bytes: int | None = None
+    # Ceilings: the most a tenant key may ask for (operators are not bound by them). The
+    # defaults fit a 2-core, 24 GiB host with a few dozen active tenants. Lowering one clamps
+    # running boxes at their next wake (memory, pids, cpus; a disk keeps its size).
+    max_box_memory_mb: int | None = 4096
+    max_box_disk_mb: int | None = 10240
+    max_box_pids: int | None = 1024
+    max_box_cpus: float | None = 2.0
+    max_boxes_per_tenant: int | None = 20
+    max_tenant_disk_mb: int | None = 51200
+    tenant_keep_alive: bool = False  # whether tenants may create keep_alive boxes
+    # Egress of network="egress" boxes beyond the default (public addresses only): CIDRs or
+    # host:port / CIDR:port entries; deny wins over allow.
+    egress_allow: tuple[str, ...] = ()
+    egress_deny: tuple[str, ...] = ()
+    # Model calls from boxes: which models (provider/name, * wildcards; None: any a provider
+    # serves), the largest max_tokens (larger requests are clamped, not refused), each
+    # tenant's tokens per period and calls per minute.
+    model_allowlist: tuple[str, ...] | None = None
+    model_max_tokens: int | None = 4096
+    tenant_token_budget: int | None = 2_000_000
+    token_budget_period_s: float = 86400
+    model_calls_per_minute: int | None = 120
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Policy:
+        """From stored JSON (lists back to tuples; fields added later take their defaults)."""
+        values = {k: v for k, v in data.items() if k in _FIELDS}
+        for name in LIST_FIELDS:
+            if isinstance(values.get(name), list):
+                values[name] = tuple(values[name])
+        return cls(**values)
 
     def merged(self, override: dict[str, Any] | None) -> Policy:
         """This policy with a tenant's overrides on top."""
-        return replace(self, **override) if override else self
+        if not override:
+            return self
+        values: dict[str, Any] = {
+            k: tuple(v) if k in LIST_FIELDS and isinstance(v, list) else v
+            for k, v in override.items()}
+        return replace(self, **values)
 
     def validate(self) -> Policy:
         for name in ("pause_after_s", "freeze_after_s", "archive_after_s"):
@@ -47,6 +88,7 @@ class Policy:
             raise PolicyError("keep_alive must be true or false")
         _check_count("max_warm_boxes", self.max_warm_boxes, 0, 1_000_000)
         _check_count("local_layer_budget_bytes", self.local_layer_budget_bytes, 0, 1 << 60)
+        self._validate_ceilings()
         pause, freeze, archive = self.pause_after_s, self.freeze_after_s, self.archive_after_s
         if pause is not None and freeze is not None and freeze <= pause:
             raise PolicyError(
@@ -57,6 +99,43 @@ class Policy:
                 f"archive_after_s ({archive:g}) must be at least freeze_after_s ({freeze:g}): "
                 "only frozen boxes are archived")
         return self
+
+
+    def _validate_ceilings(self) -> None:
+        # The lower bounds are the smallest box that still starts (Limits.validate's).
+        for name, low, high in (("max_box_memory_mb", 16, 1 << 20),
+                                ("max_box_disk_mb", 64, 1 << 24), ("max_box_pids", 8, 1 << 16),
+                                ("max_boxes_per_tenant", 0, 1 << 20),
+                                ("max_tenant_disk_mb", 0, 1 << 30),
+                                ("model_max_tokens", 1, 1 << 24),
+                                ("tenant_token_budget", 0, 1 << 50),
+                                ("model_calls_per_minute", 0, 1 << 20)):
+            _check_count(name, getattr(self, name), low, high)
+        cpus = self.max_box_cpus
+        if cpus is not None and (isinstance(cpus, bool) or not isinstance(cpus, int | float)
+                                 or not 0.05 <= cpus <= 1024):
+            raise PolicyError("max_box_cpus must be between 0.05 and 1024, or null for no limit")
+        for name in ("tenant_keep_alive",):
+            if not isinstance(getattr(self, name), bool):
+                raise PolicyError(f"{name} must be true or false")
+        period = self.token_budget_period_s
+        if isinstance(period, bool) or not isinstance(period, int | float) or not (
+                60 <= period <= MAX_IDLE_S):
+            raise PolicyError("token_budget_period_s must be between 60 s and ten years")
+        for name in LIST_FIELDS:
+            value = getattr(self, name)
+            if value is None and name == "model_allowlist":
+                continue
+            if not isinstance(value, tuple) or len(value) > 256 or not all(
+                    isinstance(v, str) and 0 < len(v) <= 256 for v in value):
+                raise PolicyError(f"{name} must be a list of at most 256 strings")
+        from boxes.egress import parse_rules  # the one parser of egress rules
+
+        for name in ("egress_allow", "egress_deny"):
+            try:
+                parse_rules(getattr(self, name))
+            except ValueError as exc:
+                raise PolicyError(f"{name}: {exc}") from None
 
 
 def _check_seconds(name: str, value: object) -> None:
@@ -93,7 +172,7 @@ class Policies:
     """The global policy and the tenants' overrides in Redis; every change is recorded in a
     history (who, when, which fields from what to what)."""
 
-    def __init__(self, redis: Redis, prefix: str = "burrow") -> None:
+    def __init__(self, redis: Redis, *, prefix: str) -> None:
         self.redis = redis
         self._global = f"{prefix}:policy"
         self._overrides = f"{prefix}:policy:tenants"
@@ -104,18 +183,20 @@ class Policies:
         if raw is None:
             return Versioned(Policy(), 0, None, None)
         data = json.loads(raw)
-        return Versioned(Policy(**data["policy"]), data["version"], data["updated_at"],
+        return Versioned(Policy.from_dict(data["policy"]), data["version"], data["updated_at"],
                          data["updated_by"])
 
     async def update(self, changes: dict[str, Any], by: str) -> Versioned:
         """Apply `changes` (a subset of the fields) to the global policy."""
         _check_names(changes, _FIELDS)
+        changes = {k: () if k in ("egress_allow", "egress_deny") and v is None else v
+                   for k, v in changes.items()}
         async with self.redis.pipeline(transaction=True) as pipe:
             while True:
                 try:
                     await pipe.watch(self._global)
                     current = await self.get()
-                    policy = replace(current.policy, **changes).validate()
+                    policy = current.policy.merged(changes).validate()
                     await self._check_overrides_with(policy)
                     new = Versioned(policy, current.version + 1, time.time(), by)
                     pipe.multi()  # type: ignore[no-untyped-call]
@@ -171,6 +252,11 @@ class Policies:
 
     async def forget(self, tenant: str) -> None:
         await self.redis.hdel(self._overrides, tenant)  # type: ignore[misc]
+
+    async def for_tenant(self, tenant: str | None) -> Policy:
+        """The policy that applies to `tenant` (the global one with its overrides)."""
+        base = (await self.get()).policy
+        return base.merged(await self.override(tenant)) if tenant else base
 
     async def effective(self) -> tuple[Policy, dict[str, Policy]]:
         """The global policy and each overriding tenant's merged one (invalid stored overrides

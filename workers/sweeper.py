@@ -15,6 +15,9 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from redis.asyncio import Redis
 
 from boxes import BoxError, BoxManager, BoxRecord, BoxState
 from workers.policy import Policies, Policy
@@ -132,6 +135,13 @@ def _kept_alive(box: BoxRecord, rules: Policy) -> bool:
 
 def _past(idle: float, threshold: float | None) -> bool:
     return threshold is not None and idle >= threshold
+
+
+async def last_sweep(redis: Redis, prefix: str) -> dict[str, Any]:
+    """What the last sweep did (the sweeper owns `{prefix}:sweep:*`)."""
+    raw = await redis.get(f"{prefix}:sweep:last")
+    value: dict[str, Any] = json.loads(raw) if raw else {}
+    return value
 
 
 async def sweep_once(manager: BoxManager, policies: Policies, interval_s: float) -> \

@@ -33,15 +33,16 @@ class AsyncHttp:
             self._client = httpx.AsyncClient(
                 base_url=self.config.url, timeout=self.config.timeout,
                 headers={"Authorization": f"Bearer {self.config.api_key}",
-                         "User-Agent": "burrow-python"})
+                         "User-Agent": "burrow-python", **dict(self.config.headers)})
         return self._client
 
     async def request(self, method: str, path: str, *, json: Any = None,
                       params: Params | None = None, content: bytes | None = None,
-                      wait_s: float | None = None, unbounded: bool = False) -> httpx.Response:
+                      headers: dict[str, str] | None = None, wait_s: float | None = None,
+                      unbounded: bool = False) -> httpx.Response:
         try:
             response = await self._pool().request(
-                method, path, json=json, params=params, content=content,
+                method, path, json=json, params=params, content=content, headers=headers,
                 timeout=_timeout(self.config, wait_s, unbounded))
         except (httpx.HTTPError, httpx.InvalidURL) as exc:
             raise from_transport(exc, self.config.url) from None

@@ -32,11 +32,16 @@ class Exec:
 
     def command(self, cmd: Command, *, cwd: str | None = None,
                 env: dict[str, str] | None = None, timeout_s: float | None = None,
-                stdin: str | None = None) -> ExecResult:
-        """Run `cmd` to the end; a non-zero exit is a result (`exit_code`), not an error."""
-        data = self._http.json("POST", self._path,
-                               json=exec_body(cmd, cwd, env, timeout_s, stdin),
-                               wait_s=timeout_s, unbounded=True)
+                stdin: str | None = None,
+                max_output_chars: int | None = None) -> ExecResult:
+        """Run `cmd` to the end; a non-zero exit is a result (`exit_code`), not an error.
+        Each of stdout and stderr keeps its first `max_output_chars` (server default 1 Mi);
+        `result.truncated` says whether more was dropped (use `stream` for everything)."""
+        body = exec_body(cmd, cwd, env, timeout_s, stdin)
+        if max_output_chars is not None:
+            body["max_output_chars"] = max_output_chars
+        data = self._http.json("POST", self._path, json=body, wait_s=timeout_s,
+                               unbounded=True)
         return ExecResult.model_validate(data)
 
     def stream(self, cmd: Command, *, cwd: str | None = None,

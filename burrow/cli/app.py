@@ -4,16 +4,20 @@ and the HTTP call helpers every client command uses."""
 from __future__ import annotations
 
 import errno
+import getpass
 import os
+import socket
 import sys
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 from urllib.parse import quote
 
 import click
 
 if TYPE_CHECKING:
-    from burrow._api import Api
+    from burrow._errors import BurrowError
+    from burrow._sync.http import Http
 
 EXAMPLES = """
 \b
@@ -81,35 +85,59 @@ def main() -> None:
 
 
 # --- client side (over HTTP: BURROW_URL, BURROW_API_KEY) -----------------------------------
+# The CLI speaks through the SDK's own client (burrow/_sync/http.py) and error tree.
 
-def api() -> Api:
-    from burrow._api import Api, ApiCallError
+CLI_TIMEOUT_S = 300.0  # box starts, freezes and snapshots of big boxes take a while
 
+
+def _key() -> str:
+    key = os.environ.get("BURROW_API_KEY", "").strip()
+    if key:
+        return key
+    # `burrow serve` on this machine keeps its generated operator key in its data dir.
+    stored = Path(os.environ.get("BURROW_DATA_DIR", ".burrow")) / "operator.key"
     try:
-        return Api()
-    except ApiCallError as exc:
-        raise click.ClickException(str(exc)) from None
+        return stored.read_text().strip()
+    except OSError:
+        raise click.ClickException("no key: set BURROW_API_KEY (the operator key `burrow "
+                                   f"serve` printed, also in {stored})") from None
+
+
+def client() -> Http:
+    """The SDK's HTTP client, with the key, and the actor the policy history names."""
+    from burrow._config import resolve
+    from burrow._sync.http import Http
+
+    actor = f"cli:{getpass.getuser()}@{socket.gethostname()}"
+    return Http(resolve(_key(), None, CLI_TIMEOUT_S, headers={"X-Burrow-Actor": actor}))
+
+
+def failure(exc: BurrowError) -> click.ClickException:
+    """One line for a failed call: the server's message and, when it answered, its status."""
+    status = f" (HTTP {exc.status})" if exc.status else ""
+    return click.ClickException(f"{exc.message}{status}")
 
 
 def call(method: str, path: str, json: object = None,
          params: dict[str, Any] | None = None) -> Any:
     """A JSON call to the server; any failure is a ClickException with the server's message."""
-    from burrow._api import ApiCallError
+    from burrow._errors import BurrowError
 
     try:
-        return api().call(method, path, json, params)
-    except ApiCallError as exc:
-        raise click.ClickException(str(exc)) from None
+        return client().json(method, path, json=json, params=params)
+    except BurrowError as exc:
+        raise failure(exc) from None
 
 
 def stream(path: str, body: object) -> Iterator[dict[str, Any]]:
-    """The NDJSON chunks of a streamed call, as they arrive."""
-    from burrow._api import ApiCallError
+    """The NDJSON chunks of a streamed call, as they arrive (no read timeout: a command may
+    stay quiet as long as it likes)."""
+    from burrow._errors import BurrowError
 
     try:
-        yield from api().stream(path, body)
-    except ApiCallError as exc:
-        raise click.ClickException(str(exc)) from None
+        yield from client().lines(path, body)
+    except BurrowError as exc:
+        raise failure(exc) from None
 
 
 JSON_HELP = "print one JSON document (machine output) instead of text"

@@ -254,6 +254,9 @@ def _stream_exec(box_id: str, body: dict[str, Any]) -> dict[str, Any]:
 
 
 def _exit_code(result: dict[str, Any]) -> int:
+    if result.get("truncated"):
+        click.echo("note: the output was cut at the server's limit per stream; run without "
+                   "--json to stream all of it", err=True)
     if result.get("timed_out"):
         click.echo("error: the command timed out and was killed", err=True)
         return 124

@@ -12,12 +12,13 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from burrow.cli.app import api, seg
+from burrow.cli.app import client as http_client
+from burrow.cli.app import failure, seg
 from burrow.cli.boxes import box
 from burrow.cli.output import echo_json, human_bytes, progress
 
 if TYPE_CHECKING:
-    from burrow._api import Api
+    from burrow._sync.http import Http as Api
 
 # A box side is ID:path; a local path with a colon can be written ./name:with:colon.
 _REMOTE = re.compile(r"^([A-Za-z0-9][A-Za-z0-9_-]*):(.*)$", re.DOTALL)
@@ -63,8 +64,8 @@ def box_cp(src: str, dst: str, as_json: bool) -> None:
                                "./name:x")
     if as_json and dst == "-":
         raise click.UsageError("--json and DST - would both write to stdout; pick one")
-    client = api()
-    from burrow._api import ApiCallError
+    client = http_client()
+    from burrow._errors import BurrowError
 
     try:
         if dst_box is not None:
@@ -76,8 +77,8 @@ def box_cp(src: str, dst: str, as_json: bool) -> None:
             direction, box_id = "download", src_box[0]
             with progress(f"downloading from {box_id}"):
                 copied = _download(client, *src_box, dst)
-    except ApiCallError as exc:
-        raise click.ClickException(str(exc)) from None
+    except BurrowError as exc:
+        raise failure(exc) from None
     total = sum(c.bytes for c in copied)
     if as_json:
         echo_json({"direction": direction, "box_id": box_id, "bytes": total,
@@ -94,12 +95,12 @@ def _files(box_id: str) -> str:
 
 
 def _is_remote_dir(client: Api, box_id: str, path: str) -> bool:
-    from burrow._api import ApiCallError
+    from burrow._errors import BurrowError
 
     try:
         client.request("GET", _files(box_id) + "/list", params={"path": path})
         return True
-    except ApiCallError as exc:
+    except BurrowError as exc:
         if exc.code in {"not_found", "not_a_directory"}:
             return False
         raise
@@ -129,17 +130,17 @@ def _upload(client: Api, src: str, box_id: str, dst: str) -> list[Copied]:
         except OSError as exc:
             raise click.ClickException(f"cannot read {path}: {exc.strerror}") from None
         client.request("PUT", _files(box_id), content=data,
-                       params={"path": target, "mode": path.stat().st_mode & 0o7777})
+                       params={"path": target, "mode": str(path.stat().st_mode & 0o7777)})
         copied.append(Copied(str(path), f"{box_id}:{target}", len(data)))
     return copied
 
 
 def _download(client: Api, box_id: str, src: str, dst: str) -> list[Copied]:
-    from burrow._api import ApiCallError
+    from burrow._errors import BurrowError
 
     try:
         data = client.request("GET", _files(box_id), params={"path": src}).content
-    except ApiCallError as exc:
+    except BurrowError as exc:
         if exc.code != "is_a_directory":
             raise
         if dst == "-":
@@ -162,11 +163,11 @@ def _download(client: Api, box_id: str, src: str, dst: str) -> list[Copied]:
 
 def _download_dir(client: Api, box_id: str, src: str, local: Path) -> list[Copied]:
     local.mkdir(parents=True, exist_ok=True)
-    entries: list[dict[str, Any]] = client.call("GET", _files(box_id) + "/list",
+    entries: list[dict[str, Any]] = client.json("GET", _files(box_id) + "/list",
                                                 params={"path": src})
     copied = []
     for entry in entries:
-        target = local / entry["name"]
+        target = local / _safe_name(str(entry["name"]), box_id)
         if entry["type"] == "dir":
             copied += _download_dir(client, box_id, entry["path"], target)
         elif entry["type"] == "file":
@@ -175,6 +176,16 @@ def _download_dir(client: Api, box_id: str, src: str, local: Path) -> list[Copie
             _write(target, data)
             copied.append(Copied(f"{box_id}:{entry['path']}", str(target), len(data)))
     return copied
+
+
+def _safe_name(name: str, box_id: str) -> str:
+    """A name from the server's listing, used as one local path component only: a server
+    (or a box) that answers '../x' or '/etc/x' must not make us write outside DST."""
+    if not name or name in (".", "..") or "/" in name or "\\" in name or "\0" in name:
+        raise click.ClickException(f"the listing of {box_id} has an entry named {name!r}, "
+                                   "which cannot be a file name here; nothing was written "
+                                   "for it")
+    return name
 
 
 def _write(path: Path, data: bytes) -> None:

@@ -46,15 +46,25 @@ def policy_show(tenant: str | None, history: bool, as_json: bool) -> None:
     click.echo(f"  {'max_warm_boxes':26} {'no limit' if warm is None else warm}")
     click.echo(f"  {'local_layer_budget_bytes':26} "
                f"{human_bytes(values['local_layer_budget_bytes'])}")
+    click.echo("ceilings for tenants:")
+    for name in CEILINGS:
+        click.echo(f"  {name:26} {_shown(values.get(name))}")
     for change in data.get("history", []):
         fields = ", ".join(f"{k} {v['from']}->{v['to']}" for k, v in change["changes"].items())
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(change["at"]))
         click.echo(f"  {when}  {change['scope']:18} {change['by']}: {fields or 'no change'}")
 
 
+CEILINGS = ("max_box_memory_mb", "max_box_disk_mb", "max_box_pids", "max_box_cpus",
+            "max_boxes_per_tenant", "max_tenant_disk_mb", "tenant_keep_alive",
+            "egress_allow", "egress_deny", "model_allowlist", "model_max_tokens",
+            "tenant_token_budget", "token_budget_period_s", "model_calls_per_minute")
+
+
 @policy.command("set")
-@click.option("--tenant", help="override for this tenant only (not for --max-warm and "
-                               "--layer-budget, which are global)")
+@click.option("--tenant", help="override for this tenant only (for the idle times, "
+                               "keep-alive, --max-boxes, --max-tenant-disk, "
+                               "--tenant-keep-alive, --token-budget and --model-allow)")
 @click.option("--pause-after", type=Duration(), help="pause (RAM kept) after this idle time; "
                                                      "e.g. 5m, or never")
 @click.option("--freeze-after", type=Duration(), help="freeze to disk after this idle time")
@@ -63,14 +73,40 @@ def policy_show(tenant: str | None, history: bool, as_json: bool) -> None:
 @click.option("--keep-alive/--no-keep-alive", default=None, help="never idle-freeze")
 @click.option("--max-warm", type=Count(), help="most running or paused boxes; none: no limit")
 @click.option("--layer-budget", type=Size(), help="most local disk for frozen layers, e.g. 20G")
+@click.option("--max-box-memory", type=Count(), help="ceiling: a tenant box's memory, MB")
+@click.option("--max-box-disk", type=Count(), help="ceiling: a tenant box's disk, MB")
+@click.option("--max-box-pids", type=Count(), help="ceiling: processes in a tenant box")
+@click.option("--max-box-cpus", type=float, help="ceiling: CPUs of a tenant box")
+@click.option("--max-boxes", type=Count(), help="ceiling: boxes per tenant")
+@click.option("--max-tenant-disk", type=Count(), help="ceiling: a tenant's disk, all boxes, MB")
+@click.option("--tenant-keep-alive/--no-tenant-keep-alive", default=None,
+              help="whether tenants may create keep_alive boxes")
+@click.option("--egress-allow", multiple=True, metavar="RULE",
+              help="what egress boxes may reach beyond public addresses (CIDR, addr:port, "
+                   "*:port); repeatable; '' clears")
+@click.option("--egress-deny", multiple=True, metavar="RULE",
+              help="what egress boxes may never reach; repeatable; '' clears")
+@click.option("--model-allow", multiple=True, metavar="PATTERN",
+              help="models boxes may call (e.g. 'local/*'); repeatable; '*' for any")
+@click.option("--model-max-tokens", type=Count(), help="clamp each model call's max_tokens")
+@click.option("--token-budget", type=Count(), help="model tokens per tenant per period")
+@click.option("--calls-per-minute", type=Count(), help="model calls per tenant per minute")
 @json_option
 @click.pass_context
 def policy_set(ctx: click.Context, /, tenant: str | None, as_json: bool, **values: Any) -> None:
-    """Change only the given settings. The next sweep applies them."""
+    """Change only the given settings. The next sweep, box creation, wake or model call
+    applies them."""
     names = {"pause_after": "pause_after_s", "freeze_after": "freeze_after_s",
              "archive_after": "archive_after_s", "keep_alive": "keep_alive",
-             "max_warm": "max_warm_boxes", "layer_budget": "local_layer_budget_bytes"}
-    given = {names[k]: v for k, v in values.items()
+             "max_warm": "max_warm_boxes", "layer_budget": "local_layer_budget_bytes",
+             "max_box_memory": "max_box_memory_mb", "max_box_disk": "max_box_disk_mb",
+             "max_box_pids": "max_box_pids", "max_box_cpus": "max_box_cpus",
+             "max_boxes": "max_boxes_per_tenant", "max_tenant_disk": "max_tenant_disk_mb",
+             "tenant_keep_alive": "tenant_keep_alive", "egress_allow": "egress_allow",
+             "egress_deny": "egress_deny", "model_allow": "model_allowlist",
+             "model_max_tokens": "model_max_tokens", "token_budget": "tenant_token_budget",
+             "calls_per_minute": "model_calls_per_minute"}
+    given = {names[k]: _list_value(k, v) for k, v in values.items()
              if ctx.get_parameter_source(k) == click.core.ParameterSource.COMMANDLINE}
     if not given:
         raise click.UsageError("nothing to change; give at least one setting (see --help)")
@@ -84,6 +120,26 @@ def policy_set(ctx: click.Context, /, tenant: str | None, as_json: bool, **value
     else:
         click.echo(f"global policy is now version {result['version']}; the next sweep "
                    "applies it")
+
+
+def _shown(value: Any) -> str:
+    if value is None:
+        return "no limit"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, list):
+        return ", ".join(value) or "none"
+    return str(value)
+
+
+def _list_value(name: str, value: Any) -> Any:
+    """Repeatable options as lists: '' clears a list; --model-allow '*' allows any model."""
+    if not isinstance(value, tuple):
+        return value
+    items = [v for v in value if v]
+    if name == "model_allow" and items == ["*"]:
+        return None
+    return items
 
 
 @main.command()

@@ -19,9 +19,22 @@ if TYPE_CHECKING:
     from gateway.settings import Settings
 
 
+def require_server_parts() -> None:
+    """A one-line error when this install is the client alone (pip install burrow)."""
+    try:
+        import fastapi  # noqa: F401
+        import redis  # noqa: F401
+        import zstandard  # noqa: F401
+    except ModuleNotFoundError as exc:
+        raise click.ClickException(
+            f"this install has the client only ({exc.name} is missing); the server needs the "
+            "server extra: pip install 'burrow[server]'") from None
+
+
 def _settings(**overrides: object) -> Settings:
     """Server settings from the environment, with command-line options on top; a bad
     setting is a one-line error, not a traceback."""
+    require_server_parts()
     from pydantic import ValidationError
 
     from gateway.settings import Settings
@@ -49,6 +62,7 @@ def serve(host: str, port: int, data_dir: Path | None, local_model: bool) -> Non
 
     Redis and Qdrant are embedded unless REDIS_URL and QDRANT_URL are set.
     """
+    require_server_parts()
     from gateway.server import serve as run
 
     # Only a given flag overrides: without it, BURROW_LOCAL_MODEL decides.
@@ -66,6 +80,7 @@ def gateway(host: str, port: int, data_dir: Path | None) -> None:
 
     Needs REDIS_URL and QDRANT_URL; run `burrow worker` beside it.
     """
+    require_server_parts()
     from gateway.server import serve as run
 
     settings = _settings(data_dir=data_dir)
@@ -86,6 +101,7 @@ def worker(data_dir: Path | None, check: bool) -> None:
 
     Needs REDIS_URL and QDRANT_URL, the ones the gateways use.
     """
+    require_server_parts()
     from gateway.server import run_worker, worker_alive
 
     settings = _settings(data_dir=data_dir)
@@ -100,6 +116,7 @@ def worker(data_dir: Path | None, check: bool) -> None:
 def doctor() -> None:
     """Check that this host can run boxes, and start one to prove it; with the local-model
     extra, also run one completion on each bundled model."""
+    require_server_parts()
     from boxes import HostUnsupportedError, disk, network
 
     checks: list[tuple[str, str | None]] = []
@@ -139,7 +156,7 @@ def _check_local_models(check: Callable[[str, str | None], None]) -> None:
     if importlib.util.find_spec("llama_cpp") is None:
         click.echo("--   local models: the local-model extra is not installed (optional)")
         return
-    from gateway import modelservers
+    from models import servers as modelservers
 
     try:
         modelservers.check_cpu()
@@ -169,7 +186,7 @@ def _complete_once() -> dict[str, str | None]:
 
     import httpx
 
-    from gateway.modelservers import LocalModelError, LocalModels
+    from models.servers import LocalModelError, LocalModels
 
     scratch = Path(tempfile.mkdtemp(prefix="burrow-doctor-models-"))
     models = LocalModels(scratch)
@@ -231,3 +248,38 @@ async def _start_one_box(runtime_root: Path) -> None:
         server.stop()
         shutil.rmtree(config.run_dir, ignore_errors=True)
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+@main.group()
+def harness() -> None:
+    """The agent CLIs boxes can run (Claude Code, Codex, OpenCode), installed on this host."""
+
+
+@harness.command("install")
+@click.argument("names", nargs=-1, metavar="[NAME]...")
+def harness_install(names: tuple[str, ...]) -> None:
+    """Install pinned releases from npm (all three by default; ~1 GB, needs npm), read-only,
+    where every box sees them. Restart `burrow serve` to give them to boxes."""
+    require_server_parts()
+    from models.relay import harnesses
+
+    for name in names or tuple(harnesses.HARNESSES):
+        try:
+            found = harnesses.install(name)
+        except harnesses.HarnessError as exc:
+            raise click.ClickException(str(exc)) from None
+        click.echo(f"{name} {found.harness.version}: {found.bytes / 1e6:.0f} MB at "
+                   f"{found.path}")
+
+
+@harness.command("ls")
+def harness_ls() -> None:
+    """Which agent CLIs are installed, and where."""
+    require_server_parts()
+    from models.relay import harnesses
+
+    for name in harnesses.HARNESSES:
+        found = harnesses.installed(name)
+        click.echo(f"{name:12} " + ("not installed" if found is None else
+                                    f"{found.harness.version}, {found.bytes / 1e6:.0f} MB, "
+                                    f"{found.path}"))

@@ -1,4 +1,4 @@
-"""The tenant agent route (wake on request, then proxy into the home box), and agent runs.
+"""The tenant agent route: wake on request, then proxy into the home box.
 
 The agent route carries every end-user request, so it also has a fast path: serve_fast()
 answers it ahead of FastAPI's middleware, routing and dependency machinery, which cost more
@@ -7,31 +7,25 @@ per request than the proxying itself. Both paths run the same agent_response().
 
 from __future__ import annotations
 
-import json
 import logging
+import posixpath
 import re
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import unquote
 
 from fastapi import APIRouter, FastAPI, Request, Response
-from fastapi.responses import StreamingResponse
-from redis.exceptions import RedisError
 from starlette.types import Receive, Scope, Send
 
-from boxes import BoxError, BoxManager
-from gateway import logs
-from gateway.deps import OwnedBoxDep, authenticate, bearer
+from boxes import BoxError
+from gateway import authz, logs
 from gateway.errors import ApiError, box_error_response, error_response
-from gateway.proxy import AgentProxy, AgentUnreachable, read_body
-from gateway.runs import AgentRuns
-from gateway.schemas import ErrorOut, RunCreate, RunPublic
-from gateway.services import Observer
+from gateway.proxy import AgentUnreachable, read_body
+from gateway.schemas import AgentAsk, AgentAskOut, AgentProfile, ErrorOut
+from gateway.services import Services
 from workers.observations import Observations
 
 log = logging.getLogger("burrow.gateway")
-CATCH_UP_LIMIT = 1000  # pairs delivered before the first answer after a wake; the rest later
 
 router = APIRouter(tags=["agent"], responses={503: {"model": ErrorOut}})
 
@@ -48,42 +42,57 @@ def _target(request: Request, tenant_id: str) -> str:
     return rest + ("?" + query if query else "")
 
 
+def _is_internal(target: str) -> bool:
+    """Whether a path reaches the agent's /_burrow/ routes however it is spelled: percent-
+    encoded (also twice), with dot segments, doubled slashes or backslashes, any case."""
+    path = target.partition("?")[0]
+    for _ in range(4):
+        decoded = unquote(path)
+        if decoded == path:
+            break
+        path = decoded
+    path = posixpath.normpath("/" + path.replace("\\", "/"))
+    return path.lstrip("/").lower().startswith("_burrow")
+
+
 async def agent_response(request: Request, tenant_id: str) -> Response:
     """Send a request to the tenant's own agent, in the tenant's home box. A frozen or paused
     box is woken first (one wake however many requests arrive together)."""
-    app = request.app
-    who = await authenticate(app, bearer(request))
-    if who.kind == "box":
-        raise ApiError(403, "forbidden", "a box token can only search knowledge")
-    if not who.is_operator and who.tenant != tenant_id:
-        raise ApiError(404, "not_found", f"no tenant {tenant_id!r}")
-    manager: BoxManager = app.state.manager
-    proxy: AgentProxy = app.state.proxy
-    box_id = await app.state.tenants.home_box(tenant_id)
+    services: Services = request.app.state.services
+    who = await authz.authenticate(services,
+                                   authz.bearer_key(request.headers.get("authorization")))
+    authz.require_tenant_access(who, tenant_id)
+    manager, proxy, pipeline = services.manager, services.proxy, services.pipeline
+    box_id = await services.tenants.home_box(tenant_id)
     target = _target(request, tenant_id)
-    if unquote(target).lstrip("/").startswith("_burrow"):  # Burrow's own, never from outside
+    if _is_internal(target):  # Burrow's own, never from outside
         raise ApiError(404, "not_found", "no such path on the agent")
-    body = await read_body(request, app.state.settings.max_body_bytes)
+    body = await read_body(request, services.settings.max_body_bytes)
     request_id = logs.request_id.get() or logs.new_request_id(None)
     headers = {"x-burrow-tenant": tenant_id, "x-request-id": request_id}
-    if app.state.settings.agent_model:  # tenant agents answer through this model
-        headers["x-burrow-model"] = app.state.settings.agent_model
+    if services.settings.agent_model:  # tenant agents answer through this model
+        headers["x-burrow-model"] = services.settings.agent_model
     socket_path = manager.service_path(box_id)
     started = time.perf_counter()
-    observer: Observer = app.state.observer
 
     def observed(status: int, answer: bytes) -> None:
-        observer.record(tenant_id, box_id, Observations.pair(
+        pipeline.record(tenant_id, box_id, Observations.pair(
             request.method, request.url.path, request.url.query, body, status, answer,
             (time.perf_counter() - started) * 1000, request_id))
 
     for attempt in (1, 2):
-        if await manager.ensure_running(box_id):
-            await _catch_up(app, tenant_id, box_id)
+        woke = await manager.ensure_running(box_id)
+        answering = time.perf_counter()
+        if woke:
+            await pipeline.catch_up(manager, tenant_id, box_id)
+        caught_up, answering = time.perf_counter() - answering, time.perf_counter()
         try:
             with manager.activity.in_flight(box_id):  # a slow answer is not idleness
                 response = await proxy.forward(request, socket_path, target, body, headers,
                                                on_done=observed)
+            if woke:  # the metrics show a served wake phase by phase
+                now = time.perf_counter()
+                services.metrics.served_wake(caught_up, now - answering, now - started)
             return response
         except AgentUnreachable:
             await proxy.forget(socket_path)  # pooled connections died with the old box
@@ -92,24 +101,6 @@ async def agent_response(request: Request, tenant_id: str) -> Response:
             await manager.recover(box_id)
     raise ApiError(503, "unavailable", "the tenant's agent is not answering; retry shortly",
                    {"Retry-After": "2"})
-
-
-async def _catch_up(app: FastAPI, tenant_id: str, box_id: str) -> None:
-    """A box just woke: give its agent what it missed while frozen before it answers, so the
-    answer reflects it. Never fails the request: the worker delivers whatever is left."""
-    observations: Observations = app.state.observations
-    try:
-        delivery = await observations.deliver(app.state.manager, tenant_id, box_id,
-                                              limit=CATCH_UP_LIMIT)
-        if delivery.insights:
-            await app.state.queue.enqueue_job("contribute", tenant_id, delivery.insights,
-                                              [tenant_id, *delivery.identifiers])
-        left = delivery.pairs >= CATCH_UP_LIMIT  # stopped by the limit, not by an empty backlog
-    except (BoxError, RedisError, OSError, ValueError) as exc:
-        log.warning("catching up %s after a wake: %s", tenant_id, exc)
-        left = True
-    if left:  # the worker delivers the rest (new pairs only queue a delivery for an empty one)
-        await app.state.observer.enqueue(tenant_id, box_id)
 
 
 async def serve_fast(app: FastAPI, scope: Scope, receive: Receive, send: Send) -> bool:
@@ -138,62 +129,43 @@ async def agent(tenant_id: str, path: str, request: Request) -> Response:
     return response
 
 
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorOut}, 403: {"model": ErrorOut}, 404: {"model": ErrorOut}}
+_ANSWER_HEADERS = {
+    "X-Request-Id": {"description": "the request's id: the agent learns from the request "
+                                    "and its answer under it", "schema": {"type": "string"}},
+    "X-Burrow-Tenant": {"description": "the tenant whose agent answered",
+                        "schema": {"type": "string"}}}
+
+
+# The built-in agent's own routes, declared so that clients get their types; the fast path
+# serves them like any other agent path (a replacement agent may answer differently).
+@router.post("/v1/tenants/{tenant_id}/agent/ask", response_model=AgentAskOut,
+             responses={**_ERRORS, 200: {"headers": _ANSWER_HEADERS}}, operation_id="agent_ask")
+async def agent_ask(tenant_id: str, body: AgentAsk, request: Request) -> Response:
+    """Ask the tenant's agent: it answers from what it learned of the tenant and from the
+    shared knowledge (through BURROW_AGENT_MODEL when the server sets one), and says what it
+    used."""
+    return await agent(tenant_id, "ask", request)
+
+
+@router.get("/v1/tenants/{tenant_id}/agent/profile", response_model=AgentProfile,
+            responses={**_ERRORS, 200: {"headers": _ANSWER_HEADERS}},
+            operation_id="agent_profile")
+async def agent_profile(tenant_id: str, request: Request) -> Response:
+    """What the tenant's agent has learned of the tenant."""
+    return await agent(tenant_id, "profile", request)
+
+
 for _method in _METHODS:  # one operation per method, so each has its own OpenAPI id
+    _body = ({"requestBody": {"required": False, "content": {"application/json": {"schema": {}}},
+                              "description": "passed to the agent as it is"}}
+             if _method in ("POST", "PUT", "PATCH") else None)
     router.add_api_route("/v1/tenants/{tenant_id}/agent/{path:path}", agent,
                          methods=[_method], response_class=Response,
-                         responses={401: {"model": ErrorOut}, 403: {"model": ErrorOut},
-                                    404: {"model": ErrorOut}},
+                         responses={**_ERRORS, 200: {
+                             "description": "the agent's answer, as it gave it",
+                             "headers": _ANSWER_HEADERS,
+                             "content": {"application/json": {"schema": {}}}}},
+                         openapi_extra=_body,
                          operation_id=f"agent_{_method.lower()}", name=f"agent_{_method.lower()}")
-
-
-_RUN_ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {"model": ErrorOut}, 403: {"model": ErrorOut}, 404: {"model": ErrorOut},
-    409: {"model": ErrorOut}, 422: {"model": ErrorOut}, 503: {"model": ErrorOut}}
-
-
-def _runs(request: Request) -> AgentRuns:
-    runs: AgentRuns = request.app.state.runs
-    return runs
-
-
-@router.post("/v1/boxes/{box_id}/agent/runs", responses=_RUN_ERRORS)
-async def agent_run(body: RunCreate, box: OwnedBoxDep, request: Request) -> RunPublic:
-    """Run the box's agent on a prompt and return when it is done: its status, result (an
-    object matching `response_schema` when one is given), what it said, and its usage. The
-    agent works inside the box with shell and file tools; the model's key never enters it."""
-    last: dict[str, Any] = {}
-    async for chunk in await _runs(request).start(box, body):
-        last = chunk
-    return RunPublic.model_validate(last["run"])
-
-
-@router.post("/v1/boxes/{box_id}/agent/runs/stream", response_class=StreamingResponse,
-             responses={**_RUN_ERRORS, 200: {"content": {"application/x-ndjson": {}},
-                                             "description": "one chunk per line; the last is "
-                                                            "finish, with the Run"}})
-async def agent_run_stream(body: RunCreate, box: OwnedBoxDep,
-                           request: Request) -> StreamingResponse:
-    """Like a run, streamed as NDJSON chunks as they happen: start, text, tool_call,
-    tool_result, and finish with the Run. Closing the connection stops the run."""
-    chunks = await _runs(request).start(box, body)
-
-    async def lines() -> AsyncIterator[bytes]:
-        try:
-            async for chunk in chunks:
-                yield json.dumps(chunk).encode() + b"\n"
-        finally:
-            await chunks.aclose()
-
-    return StreamingResponse(lines(), media_type="application/x-ndjson")
-
-
-@router.get("/v1/boxes/{box_id}/agent/runs", responses=_RUN_ERRORS)
-async def list_runs(box: OwnedBoxDep, request: Request) -> list[RunPublic]:
-    """The box's runs, newest first (kept for a week, the last 100)."""
-    return await _runs(request).list(box.id)
-
-
-@router.get("/v1/boxes/{box_id}/agent/runs/{run_id}", responses=_RUN_ERRORS)
-async def get_run(run_id: str, box: OwnedBoxDep, request: Request) -> RunPublic:
-    """One run: while it is going (status running) and after."""
-    return await _runs(request).get(box.id, run_id)

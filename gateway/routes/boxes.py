@@ -4,34 +4,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
 
 from boxes import BoxError, BoxManager, BoxRecord, BoxSpec, Limits
-from gateway.deps import ManagerDep, OwnedBoxDep, TenantsDep, UserDep
+from gateway import gitrelay, quotas
+from gateway.deps import ManagerDep, OwnedBoxDep, PoliciesDep, TenantsDep, UserDep
 from gateway.errors import ApiError
-from gateway.schemas import BoxCreate, BoxPublic, ErrorOut, SnapshotCreate, SnapshotPublic
+from gateway.schemas import (
+    BoxCreate,
+    BoxPublic,
+    EgressIn,
+    ErrorOut,
+    SnapshotCreate,
+    SnapshotPublic,
+)
 from gateway.tenants import HOME_LABEL
 
 router = APIRouter(prefix="/v1", tags=["boxes"],
                    responses={401: {"model": ErrorOut}, 403: {"model": ErrorOut},
                               404: {"model": ErrorOut}})
-
-
-def _git_files(git: dict[str, str]) -> dict[str, bytes]:
-    config = ["[credential]", "\thelper = store"]
-    if git.get("user_name") or git.get("user_email"):
-        config.append("[user]")
-        if git.get("user_name"):
-            config.append(f"\tname = {git['user_name']}")
-        if git.get("user_email"):
-            config.append(f"\temail = {git['user_email']}")
-    files = {"/workspace/.gitconfig": ("\n".join(config) + "\n").encode()}
-    if git.get("token"):
-        files["/workspace/.git-credentials"] = (
-            f"https://x-access-token:{git['token']}@github.com\n").encode()
-    return files
 
 
 def _public(manager: BoxManager, box: BoxRecord) -> BoxPublic:
@@ -41,7 +34,7 @@ def _public(manager: BoxManager, box: BoxRecord) -> BoxPublic:
 @router.post("/boxes", status_code=201, responses={409: {"model": ErrorOut},
                                                    422: {"model": ErrorOut}})
 async def create_box(body: BoxCreate, who: UserDep, manager: ManagerDep,
-                     tenants: TenantsDep) -> BoxPublic:
+                     tenants: TenantsDep, policies: PoliciesDep) -> BoxPublic:
     """Create a box and start it (it is ready for exec when this returns)."""
     if who.is_operator:
         owner = body.tenant
@@ -57,23 +50,45 @@ async def create_box(body: BoxCreate, who: UserDep, manager: ManagerDep,
             raise ApiError(404, "not_found", f"no snapshot {body.from_snapshot!r}")
     if HOME_LABEL in body.labels:
         raise ApiError(422, "invalid_request", f"the label {HOME_LABEL} is reserved")
-    limits = Limits.from_dict(body.limits.model_dump(exclude_none=True) if body.limits else None)
+    asked = body.limits.model_dump(exclude_none=True) if body.limits else {}
+    policy = None if who.is_operator else await policies.for_tenant(owner)
+    if policy is not None and owner is not None:
+        limits = quotas.default_limits(asked, policy)
+        await quotas.check_tenant_room(manager, owner, policy, limits.disk_mb, body.keep_alive)
+    else:
+        limits = Limits.from_dict(asked)
     git = body.git.model_dump(exclude_none=True) if body.git else {}
+    try:
+        kept = gitrelay.prepare(git) if git else None
+    except ValueError as exc:
+        raise ApiError(422, "invalid_request", f"git.repos: {exc}") from None
+    egress = body.egress or EgressIn()
     box = await manager.create(BoxSpec(
         runtime=body.runtime, name=body.name, owner=owner, env=body.env, labels=body.labels,
         network=body.network, limits=limits, from_snapshot=body.from_snapshot,
+        egress_allow=tuple(egress.allow), egress_deny=tuple(egress.deny),
         meta={"keep_alive": body.keep_alive,
               "agent": body.agent.model_dump() if body.agent else None,
-              "git_user": {k: v for k, v in git.items() if k != "token"}}))
-    if git:
-        try:
-            for path, content in _git_files(git).items():
-                await manager.write_file(box.id, path, content, mode=0o600)
-        except BoxError:
-            with contextlib.suppress(BoxError):
-                await manager.delete(box.id)
-            raise
+              "git": kept}))
+    if policy is not None and owner is not None:
+        await quotas.check_still_in_room(manager, owner, policy, box)
+    if kept is not None:
+        await _set_up_git(manager, box, kept, git.get("token"))
     return _public(manager, await manager.get(box.id))
+
+
+async def _set_up_git(manager: BoxManager, box: BoxRecord, kept: dict[str, Any],
+                      token: str | None) -> None:
+    """The token stays on the host (the relay adds it); the box gets a .gitconfig."""
+    try:
+        if token:
+            gitrelay.save_token(manager.config.box_dir(box.id), token)
+        await manager.write_file(box.id, "/workspace/.gitconfig", gitrelay.git_config(kept),
+                                 mode=0o600)
+    except BoxError:
+        with contextlib.suppress(BoxError):
+            await manager.delete(box.id)
+        raise
 
 
 @router.get("/boxes")

@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import StreamingResponse
 
 from gateway.deps import ManagerDep, OwnedBoxDep, SettingsDep
+from gateway.errors import ApiError
 from gateway.proxy import read_body
 from gateway.schemas import ErrorOut, FileEntryOut
 
@@ -24,7 +26,17 @@ PathQuery = Annotated[str, Query(min_length=1, max_length=4096,
 async def upload(request: Request, path: PathQuery, box: OwnedBoxDep, manager: ManagerDep,
                  settings: SettingsDep,
                  mode: Annotated[int | None, Query(ge=0, le=0o7777)] = None) -> Response:
-    """Write the request body to `path` (parents are created; an existing file is replaced)."""
+    """Write the request body to `path` (parents are created; an existing file is replaced
+    once the whole body arrived). With a Content-Length the body streams through to the box;
+    a chunked body is held, up to the server's body limit."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit():
+        size = int(declared)
+        if size > settings.max_body_bytes:
+            raise ApiError(413, "too_large", f"the request body is over "
+                                             f"{settings.max_body_bytes} bytes")
+        await manager.write_file_stream(box.id, path, size, request.stream(), mode=mode)
+        return Response(status_code=204)
     data = await read_body(request, settings.max_body_bytes)
     await manager.write_file(box.id, path, data, mode=mode)
     return Response(status_code=204)
@@ -33,8 +45,10 @@ async def upload(request: Request, path: PathQuery, box: OwnedBoxDep, manager: M
 @router.get("", response_class=Response,
             responses={200: {"content": {"application/octet-stream": {}}}})
 async def download(path: PathQuery, box: OwnedBoxDep, manager: ManagerDep) -> Response:
-    return Response(await manager.read_file(box.id, path),
-                    media_type="application/octet-stream")
+    """The file's bytes, streamed from the box as they are read (any size)."""
+    size, pieces = await manager.read_file_stream(box.id, path)
+    return StreamingResponse(pieces, media_type="application/octet-stream",
+                             headers={"content-length": str(size)})
 
 
 @router.delete("", status_code=204)

@@ -1,41 +1,44 @@
-"""The shared knowledge base: search (agents with their box token, tenants, the operator);
-browse and remove (the operator)."""
+"""The shared knowledge base: search (agents with their box token, tenants, the operator); votes
+(tenants and their boxes); browse and remove (the operator)."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Query, Response
 
-from gateway.deps import OperatorDep, Principal, PrincipalDep
+from gateway import insights
+from gateway.deps import OperatorDep, PrincipalDep, ServicesDep
 from gateway.errors import ApiError
-from gateway.schemas import ErrorOut, InsightOut, InsightPage, KnowledgeQuery
-from knowledge.base import KnowledgeBase
+from gateway.schemas import ErrorOut, InsightOut, InsightPage, InsightVote, KnowledgeQuery
 
 router = APIRouter(prefix="/v1/knowledge", tags=["knowledge"],
                    responses={401: {"model": ErrorOut}, 403: {"model": ErrorOut}})
 
 
-async def search_for(kb: KnowledgeBase, who: Principal,
-                     query: KnowledgeQuery) -> list[InsightOut]:
-    """Everyone but the operator sees only insights at least k distinct tenants support."""
-    found = await kb.search(query.query, query.limit, everyone=who.is_operator)
-    return [InsightOut(**i.to_dict()) for i in found]
-
-
 @router.post("/search")
-async def search(body: KnowledgeQuery, who: PrincipalDep, request: Request) -> list[InsightOut]:
-    """Insights like the query, most similar first. A tenant or a box token sees only what
-    enough tenants share (k-anonymity); the operator sees everything."""
-    return await search_for(request.app.state.kb, who, body)
+async def search(body: KnowledgeQuery, who: PrincipalDep,
+                 services: ServicesDep) -> list[InsightOut]:
+    """Insights like the query, most relevant first, above the relevance floor; `kinds`,
+    `since` and `until` filter. A tenant or a box token sees only what enough tenants share
+    (k-anonymity); the operator sees everything."""
+    return await insights.search(services, who, body)
+
+
+@router.post("/insights/{insight_id}/vote", responses={404: {"model": ErrorOut}})
+async def vote(insight_id: str, body: InsightVote, who: PrincipalDep,
+               services: ServicesDep) -> InsightOut:
+    """The caller's tenant found a shared insight helpful or not (one vote per tenant; the
+    latest counts). Insights that enough tenants find unhelpful fade from search."""
+    return await insights.vote(services, who, insight_id, body)
 
 
 @router.get("/insights")
-async def list_insights(who: OperatorDep, request: Request,
+async def list_insights(who: OperatorDep, services: ServicesDep,
                         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
                         offset: Annotated[str | None, Query(max_length=64)] = None,
                         ) -> InsightPage:
-    kb: KnowledgeBase = request.app.state.kb
+    kb = services.kb
     try:
         items, next_offset = await kb.browse(limit, offset)
     except ValueError:
@@ -46,8 +49,7 @@ async def list_insights(who: OperatorDep, request: Request,
 
 
 @router.delete("/insights/{insight_id}", status_code=204, responses={404: {"model": ErrorOut}})
-async def delete_insight(insight_id: str, who: OperatorDep, request: Request) -> Response:
-    kb: KnowledgeBase = request.app.state.kb
-    if not await kb.remove(insight_id):
+async def delete_insight(insight_id: str, who: OperatorDep, services: ServicesDep) -> Response:
+    if not await services.kb.remove(insight_id):
         raise ApiError(404, "not_found", f"no insight {insight_id!r}")
     return Response(status_code=204)

@@ -7,9 +7,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
 
-from gateway.deps import OperatorDep, actor
+from gateway.deps import OperatorDep, PoliciesDep, ServicesDep, actor
+from gateway.quotas import policy_change
 from gateway.schemas import ErrorOut, PolicyChange, PolicyIn, PolicyOut, PolicyValues, StatsOut
-from workers.policy import Policies, Versioned
+from gateway.stats import collect
+from workers.policy import Versioned
 
 router = APIRouter(tags=["operator"], responses={401: {"model": ErrorOut},
                                                  403: {"model": ErrorOut}})
@@ -22,40 +24,40 @@ def _out(current: Versioned) -> PolicyOut:
 
 
 @router.get("/v1/policy")
-async def get_policy(who: OperatorDep, request: Request) -> PolicyOut:
-    """The global freeze policy (tenants may override parts of it)."""
-    policies: Policies = request.app.state.policies
+async def get_policy(who: OperatorDep, policies: PoliciesDep) -> PolicyOut:
+    """The global policy: idle times and the ceilings of what tenants may take (tenants may
+    be given overrides of parts of it)."""
     return _out(await policies.get())
 
 
 @router.put("/v1/policy", responses={422: {"model": ErrorOut}})
-async def put_policy(body: PolicyIn, who: OperatorDep, request: Request) -> PolicyOut:
+async def put_policy(body: PolicyIn, who: OperatorDep, request: Request,
+                     policies: PoliciesDep) -> PolicyOut:
     """Change the global freeze policy: fields left out stay, null means never / no limit.
     Applies on the next sweep; recorded in the history."""
-    policies: Policies = request.app.state.policies
-    return _out(await policies.update(body.model_dump(exclude_unset=True), actor(request, who)))
+    with policy_change():
+        return _out(await policies.update(body.model_dump(exclude_unset=True),
+                                          actor(request, who)))
 
 
 @router.get("/v1/policy/history")
-async def policy_history(who: OperatorDep, request: Request,
+async def policy_history(who: OperatorDep, policies: PoliciesDep,
                          limit: Annotated[int, Query(ge=1, le=200)] = 50) -> list[PolicyChange]:
     """Changes to the global policy and tenants' overrides, newest first: who, when, what."""
-    policies: Policies = request.app.state.policies
     return [PolicyChange(**entry) for entry in await policies.history(limit)]
 
 
 @router.get("/v1/stats")
-async def stats(who: OperatorDep, request: Request) -> StatsOut:
+async def stats(who: OperatorDep, services: ServicesDep) -> StatsOut:
     """Boxes per state, warm memory, storage (logical and stored), observation queue and
     backlog, knowledge base size, and the last idle sweep."""
-    collected = await request.app.state.stats.collect()
+    collected = await collect(services)
     return StatsOut(**dataclasses.asdict(collected))
 
 
 @router.get("/metrics", response_class=Response,
             responses={200: {"content": {"text/plain": {}}}})
-async def metrics(who: OperatorDep, request: Request) -> Response:
+async def metrics(who: OperatorDep, services: ServicesDep) -> Response:
     """Prometheus text format; scrape with the operator key as a bearer token."""
-    state = request.app.state
-    body = state.metrics.render(await state.stats.collect())
+    body = services.metrics.render(await collect(services))
     return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")

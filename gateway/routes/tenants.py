@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 
 from gateway.deps import OperatorDep, TenantsDep, actor
+from gateway.quotas import policy_change
 from gateway.schemas import (
     ErrorOut,
     PolicyIn,
@@ -34,7 +35,8 @@ async def create_tenant(body: TenantCreate, who: OperatorDep, tenants: TenantsDe
     """Create a tenant, its home box (running the tenant agent) and its API key; `policy`
     overrides parts of the global freeze policy for it."""
     policy = body.policy.model_dump(exclude_none=True) if body.policy else None
-    record, api_key = await tenants.create(body.id, policy, actor(request, who))
+    with policy_change():
+        record, api_key = await tenants.create(body.id, policy, actor(request, who))
     return TenantCreated(id=record.id, api_key=api_key, home_box_id=record.home_box_id,
                          created_at=record.created_at)
 
@@ -64,8 +66,9 @@ async def put_tenant_policy(tenant_id: str, body: PolicyIn, who: OperatorDep,
     are, null removes an override. max_warm_boxes and local_layer_budget_bytes bound the whole
     host and are refused here. Applies on the next sweep; recorded in the history."""
     record = await tenants.require(tenant_id)
-    await tenants.policies.set_override(tenant_id, body.model_dump(exclude_unset=True),
-                                        actor(request, who))
+    with policy_change():
+        await tenants.policies.set_override(tenant_id, body.model_dump(exclude_unset=True),
+                                            actor(request, who))
     return await _public(tenants, record)
 
 

@@ -1,6 +1,6 @@
 # The seed's multi-agent orchestration snippet, as written for Upstash Box: three reviewer
-# boxes in parallel, then a jury box. tests/test_seed_snippets.py runs it against Burrow with
-# only the import line and the harness/model values changed.
+# boxes in parallel, then a jury box. tests/test_examples.py runs it against Burrow with
+# only the import line and the model names changed.
 import asyncio
 
 from upstash_box import Agent, AsyncBox, ClaudeCode

@@ -1,6 +1,6 @@
 # The seed's model comparison snippet, as written for Upstash Box: the same file and prompt in
-# one box per model, side by side. tests/test_seed_snippets.py runs it against Burrow with
-# only the import line and the harness/model values changed.
+# one box per model, side by side. tests/test_examples.py runs it against Burrow with
+# only the import line and the model names changed.
 import asyncio
 
 from pydantic import BaseModel

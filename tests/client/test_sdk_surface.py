@@ -21,14 +21,20 @@ from burrow import (
     AsyncExec,
     AsyncFiles,
     AsyncGit,
+    AsyncKnowledge,
     AsyncRunStream,
+    AsyncTenant,
+    AsyncTenantAgent,
     AuthenticationError,
     Box,
     BurrowError,
     Exec,
     Files,
     Git,
+    Knowledge,
     RunStream,
+    Tenant,
+    TenantAgent,
 )
 from burrow._agent import parse_run, run_body
 from burrow._git import parse_status
@@ -36,18 +42,21 @@ from burrow._unasync import unasync_line
 from tests.served import free_port
 
 PAIRS = [(Box, AsyncBox), (Exec, AsyncExec), (Files, AsyncFiles), (Git, AsyncGit),
-         (AgentRuns, AsyncAgentRuns), (RunStream, AsyncRunStream)]
+         (AgentRuns, AsyncAgentRuns), (RunStream, AsyncRunStream), (Tenant, AsyncTenant),
+         (TenantAgent, AsyncTenantAgent), (Knowledge, AsyncKnowledge)]
 
 
 def test_all_is_pinned() -> None:
     assert sorted(burrow.__all__) == [
-        "Agent", "AgentConfig", "AgentRuns", "AsyncAgentRuns", "AsyncBox", "AsyncExec",
-        "AsyncFiles", "AsyncGit", "AsyncRunStream", "AuthenticationError", "Box", "BoxInfo",
+        "Agent", "AgentAnswer", "AgentConfig", "AgentRuns", "AsyncAgentRuns", "AsyncBox",
+        "AsyncExec", "AsyncFiles", "AsyncGit", "AsyncKnowledge", "AsyncRunStream",
+        "AsyncTenant", "AsyncTenantAgent", "AuthenticationError", "Box", "BoxInfo",
         "BoxStateError", "BurrowError", "ConflictError", "ConnectionError", "Exec",
         "ExecChunk", "ExecResult", "FileEntry", "Files", "Git", "GitChange", "GitError",
-        "GitStatus", "InvalidRequestError", "NotFoundError", "PermissionDeniedError",
-        "RateLimitError", "Run", "RunChunk", "RunStream", "RunUsage",
-        "ServiceUnavailableError", "Snapshot", "TimeoutError"]
+        "GitStatus", "Insight", "InvalidRequestError", "Knowledge", "NotFoundError",
+        "PermissionDeniedError", "RateLimitError", "Run", "RunChunk", "RunStream", "RunUsage",
+        "ServiceUnavailableError", "Snapshot", "Tenant", "TenantAgent", "TenantInfo",
+        "TimeoutError"]
     assert all(hasattr(burrow, name) for name in burrow.__all__)
 
 

@@ -92,7 +92,8 @@ def test_every_command_has_help_that_names_each_of_its_options() -> None:
     assert {" ".join(p) for p, _ in found} >= {
         "serve", "tenant create", "tenant ls", "tenant rm", "box create", "box ls", "box get",
         "box exec", "box cp", "box pause", "box resume", "box freeze", "box wake",
-        "box snapshot", "box rm", "box run", "kb search", "policy show", "stats"}
+        "box snapshot", "box rm", "box run", "kb search", "kb vote", "policy show",
+        "stats"}
     runner = CliRunner()
     for path, command in found:
         shown = runner.invoke(main, [*path, "--help"], prog_name="burrow")
@@ -254,6 +255,15 @@ def test_kb_search(server: Served) -> None:
     found = as_json(server, "kb", "search", "how to retry a flaky call", "--limit", "3")
     assert isinstance(found, list) and len(found) <= 3
     assert ok(server, "kb", "search", "anything")
+    assert as_json(server, "kb", "search", "anything", "--kind", "tip", "--kind", "fact",
+                   "--since", "4102444800") == []  # 2100: nothing is that new
+    voter = json.loads(ok(server, "tenant", "create", "cli-voter", "--json"))
+    assert "no insight" in one_line_error(run(
+        server, "kb", "vote", "00000000-0000-4000-8000-000000000000", "--helpful",
+        key=voter["api_key"]))
+    assert "tenant key" in one_line_error(run(
+        server, "kb", "vote", "00000000-0000-4000-8000-000000000000", "--unhelpful"))
+    assert run(server, "kb", "vote", "some-id").returncode == 2  # --helpful or --unhelpful
 
 
 def test_failures_are_one_line_and_non_zero(server: Served, box_id: str,
@@ -295,3 +305,21 @@ def test_progress_shows_on_a_terminal_and_never_in_stdout(server: Served) -> Non
     assert proc.returncode == 0 and json.loads(out)["state"] == "frozen"
     assert f"freezing {other}".encode() in seen and seen.endswith(b"\x1b[2K")
     ok(server, "box", "rm", other)
+
+
+def test_policy_set_and_show_the_ceilings(server: Served) -> None:
+    ok(server, "policy", "set", "--max-box-memory", "2048", "--max-boxes", "7",
+       "--tenant-keep-alive", "--egress-allow", "10.1.0.0/16:5432", "--model-allow",
+       "local/*", "--token-budget", "5000")
+    shown = ok(server, "policy", "show")
+    for line in ("max_box_memory_mb          2048", "max_boxes_per_tenant       7",
+                 "tenant_keep_alive          yes", "egress_allow               10.1.0.0/16:5432",
+                 "model_allowlist            local/*", "tenant_token_budget        5000"):
+        assert line in shown, shown
+    done = run(server, "policy", "set", "--egress-deny", "example.com")
+    assert done.returncode != 0 and "host names" in one_line_error(done)
+    ok(server, "policy", "set", "--egress-allow", "", "--model-allow", "*", "--max-boxes",
+       "none", "--no-tenant-keep-alive")
+    policy = as_json(server, "policy", "show")["global"]["policy"]  # type: ignore[index]
+    assert policy["egress_allow"] == [] and policy["model_allowlist"] is None
+    assert policy["max_boxes_per_tenant"] is None and policy["tenant_keep_alive"] is False

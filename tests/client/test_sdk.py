@@ -14,6 +14,8 @@ from pydantic import BaseModel
 from burrow import (
     Agent,
     AsyncBox,
+    AsyncKnowledge,
+    AsyncTenant,
     AuthenticationError,
     Box,
     BoxInfo,
@@ -21,8 +23,10 @@ from burrow import (
     ExecChunk,
     GitError,
     InvalidRequestError,
+    Knowledge,
     NotFoundError,
     Run,
+    Tenant,
 )
 from tests.fakes import FakeOpenAI, text_reply, tool_reply
 from tests.served import Served, stop_and_check
@@ -264,6 +268,9 @@ async def test_async_exec_stream_files_and_git(server: Served, tenant_key: str,
 
 
 async def test_async_lifecycle_snapshot_and_errors(server: Served, tenant_key: str) -> None:
+    async with httpx.AsyncClient(base_url=server.url) as c:  # tenants' keep-alive is opt-in
+        r = await c.put("/v1/policy", json={"tenant_keep_alive": True}, headers=server.operator)
+        assert r.status_code == 200, r.text
     box = await AsyncBox.create(api_key=tenant_key, base_url=server.url, keep_alive=True)
     async with box:
         await box.files.write("/workspace/s.txt", "snap")
@@ -332,3 +339,47 @@ def test_agent_run_without_a_model_is_a_conflict(env: None) -> None:
             box.agent.run(prompt="hello")
         assert caught.value.code == "agent_not_configured"
         box.delete()
+
+
+def test_tenants_their_agents_and_knowledge_through_the_sdk(server: Served) -> None:
+    operator = server.operator["Authorization"].split()[1]
+    with Tenant.create("sdk-tenant", api_key=operator, base_url=server.url) as made:
+        assert made.api_key and made.info.home_box_id
+        assert "sdk-tenant" in [t.id for t in Tenant.list(api_key=operator,
+                                                           base_url=server.url)]
+        with Tenant.connect("sdk-tenant", api_key=made.api_key, base_url=server.url) as own:
+            answer = own.agent.request("POST", "/ask", json={"question": "Hi there?"},
+                                       headers={"X-Request-Id": "sdk-req-1"})
+            assert answer.status == 200 and "answer" in answer.body
+            assert answer.request_id == "sdk-req-1"
+            assert "observed" in own.agent.profile()
+            assert isinstance(Knowledge.search("anything", api_key=made.api_key,
+                                               base_url=server.url), list)
+            assert Knowledge.search("anything", kinds=["tip"], since=0, until=1,
+                                    api_key=made.api_key, base_url=server.url) == []
+            with pytest.raises(NotFoundError, match="no insight"):
+                Knowledge.vote("00000000-0000-4000-8000-000000000000", True,
+                               api_key=made.api_key, base_url=server.url)
+            with pytest.raises(InvalidRequestError, match="since"):
+                Knowledge.search("x", since=5, until=1, api_key=made.api_key,
+                                 base_url=server.url)
+            with Tenant.connect("someone-else", api_key=made.api_key,
+                                base_url=server.url) as other, pytest.raises(NotFoundError):
+                other.agent.profile()  # another tenant's agent is not its to reach
+        made.delete()
+    with pytest.raises(NotFoundError):
+        Tenant.get("sdk-tenant", api_key=operator, base_url=server.url)
+
+
+async def test_async_tenants_mirror_the_sync_ones(server: Served) -> None:
+    operator = server.operator["Authorization"].split()[1]
+    async with await AsyncTenant.create(api_key=operator, base_url=server.url) as made:
+        async with AsyncTenant.connect(made.id, api_key=made.api_key,
+                                       base_url=server.url) as own:
+            assert "answer" in await own.agent.ask("What do you know?")
+        fetched = await AsyncTenant.get(made.id, api_key=operator, base_url=server.url)
+        assert fetched.info.home_box_id == made.info.home_box_id
+        await fetched.aclose()
+        await made.delete()
+    assert isinstance(await AsyncKnowledge.search("x", api_key=operator,
+                                                  base_url=server.url), list)

@@ -1,7 +1,9 @@
-"""The arq worker: which tasks it runs, on which Redis, how eagerly it polls."""
+"""The arq worker: which jobs it runs (the observation pipeline's and housekeeping), on which
+Redis, how eagerly it polls."""
 
 from __future__ import annotations
 
+import asyncio
 import warnings
 from typing import Any
 
@@ -11,16 +13,9 @@ from arq.worker import Worker, func
 
 from boxes import BoxManager
 from knowledge.base import KnowledgeBase
-from workers.observations import Observations
+from workers.housekeeping import gc_store, optimize_knowledge, sweep
+from workers.pipeline import Pipeline, contribute, flush_backlogs, observe
 from workers.policy import Policies
-from workers.tasks import (
-    contribute,
-    flush_backlogs,
-    gc_store,
-    observe,
-    optimize_knowledge,
-    sweep,
-)
 
 # arq's default poll_delay of 0.5 s delays every job by up to half a second; 10 ms costs an
 # idle server 7% of a core in polling. Observation queues one job per backlog, not per
@@ -30,11 +25,11 @@ POLL_DELAY_S = 0.05
 HEALTH_CHECK_S = 10
 
 
-def make_worker(redis_url: str, *, manager: BoxManager, observations: Observations,
+def make_worker(redis_url: str, *, manager: BoxManager, pipeline: Pipeline,
                 kb: KnowledgeBase, policies: Policies, sweep_interval_s: float) -> Worker:
     """A worker sharing these services with its process (its tasks find them in ctx); every
     one is required, so a missing one fails here rather than in a task at run time."""
-    ctx: dict[str, Any] = {"manager": manager, "observations": observations, "kb": kb,
+    ctx: dict[str, Any] = {"manager": manager, "pipeline": pipeline, "kb": kb,
                            "policies": policies, "sweep_interval_s": sweep_interval_s}
     return Worker(
         functions=[
@@ -61,7 +56,15 @@ def make_worker(redis_url: str, *, manager: BoxManager, observations: Observatio
 
 
 async def close_worker(worker: Worker) -> None:
-    """Worker.close(), minus the DeprecationWarning arq's use of redis-py's old close() emits."""
+    """Worker.close(), minus the DeprecationWarning arq's use of redis-py's old close() emits,
+    and without its CancelledError: jobs still running are cancelled (arq runs them again
+    later) and awaited here, where a job that ends cancelled is not an
+    error of the shutdown. Left to `Worker.close`, that job's CancelledError ended the close
+    half-way (health key kept, pool open) and failed whoever was shutting down."""
+    for task in worker.tasks.values():
+        task.cancel()
+    await asyncio.gather(*worker.tasks.values(), return_exceptions=True)
+    worker.tasks.clear()
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Call to deprecated close",
                                 category=DeprecationWarning)

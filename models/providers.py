@@ -1,4 +1,4 @@
-"""Model providers behind the chat API of gateway/chat.py: Anthropic, OpenAI, OpenRouter or a
+"""Model providers behind the chat API of models/chat.py: Anthropic, OpenAI, OpenRouter or a
 local OpenAI-compatible server, picked by the model's `provider/` prefix. The API keys live
 here, in the server's settings; they never enter a box."""
 
@@ -13,8 +13,8 @@ from typing import Any, Protocol
 import httpx
 from pydantic import SecretStr
 
-from gateway import localmodel
-from gateway.chat import (
+from models import emulation as localmodel
+from models.chat import (
     AssistantMessage,
     ChatMessage,
     ChatRequest,
@@ -23,8 +23,7 @@ from gateway.chat import (
     ToolCall,
     Usage,
 )
-from gateway.errors import ApiError
-from gateway.settings import Settings
+from models.errors import ModelError
 
 PROVIDERS = ("anthropic", "openai", "openrouter", "local")
 ANTHROPIC_VERSION = "2023-06-01"
@@ -39,12 +38,26 @@ class ModelProvider(Protocol):
     async def chat(self, request: ChatRequest) -> ChatResponse: ...
 
 
-class ProviderError(ApiError):
+class ProviderSettings(Protocol):
+    """What the providers read of the server's settings (gateway.settings.Settings has it)."""
+
+    anthropic_api_key: SecretStr | None
+    openai_api_key: SecretStr | None
+    openrouter_api_key: SecretStr | None
+    anthropic_url: str
+    openai_url: str
+    openrouter_url: str
+    local_model_url: str | None
+    local_model_routes: dict[str, str]
+    model_timeout_s: float
+
+
+class ProviderError(ModelError):
     """A model call that failed; its status and message are what the caller should see."""
 
 
 class LocalServers(Protocol):
-    """The supervised local model servers (gateway/modelservers.py), when this process runs
+    """The supervised local model servers (models/servers.py), when this process runs
     them: they know why one is down."""
 
     def failure(self, alias: str, wait_s: float = 1.0) -> str | None: ...
@@ -352,7 +365,7 @@ class Providers:
     """Every provider the server can reach, over one pooled HTTP client; `chat` routes a
     request by its model's `provider/` prefix."""
 
-    def __init__(self, settings: Settings, client: httpx.AsyncClient | None = None,
+    def __init__(self, settings: ProviderSettings, client: httpx.AsyncClient | None = None,
                  local_servers: LocalServers | None = None) -> None:
         self.settings = settings
         self.local_servers = local_servers

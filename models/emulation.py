@@ -1,13 +1,13 @@
 """How tiny local models are made to call tools: one JSON action per turn, held to a JSON schema
 by llama.cpp's grammar, with worked examples in the prompt. The servers that run them are in
-gateway/modelservers.py."""
+models/servers.py."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
-from tenant_agent.harness import untitled
+from tenant_agent.jsonschema import untitled
 
 # -- tool calling by constrained JSON ------------------------------------------------------------
 

@@ -1,0 +1,101 @@
+"""What the benches that run a real `burrow serve` share: waiting until the server is quiet,
+stopping it and removing what it left, and refusing to run without root."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from boxes import RuntimeConfig
+
+
+def _tree_cpu_s(pid: int) -> float:
+    """CPU seconds used so far by `pid` and everything below it (its embedding process, the
+    boxes' agents)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            children.setdefault(int(stat[1]), []).append(int(entry))
+    total, todo = 0.0, [pid]
+    while todo:
+        current = todo.pop()
+        try:
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        todo.extend(children.get(current, []))
+    return total
+
+
+def settle(pid: int, quiet: float = 0.1, timeout_s: float = 90.0) -> None:
+    """Wait until the server and its children are idle: its first-start work (loading the
+    embedding model) and the learning from earlier requests would otherwise be measured as
+    gateway latency."""
+    deadline = time.monotonic() + timeout_s
+    before = _tree_cpu_s(pid)
+    while time.monotonic() < deadline:
+        time.sleep(1.0)
+        now = _tree_cpu_s(pid)
+        if now - before < quiet:
+            return
+        before = now
+    print(f"note: the server was still busy after {timeout_s:.0f} s; measuring anyway")
+
+
+def stop_served(proc: subprocess.Popen[Any], data_dir: Path) -> None:
+    proc.terminate()
+    proc.wait(120)
+    shutil.rmtree(RuntimeConfig(data_dir=data_dir).run_dir, ignore_errors=True)
+    shutil.rmtree(data_dir, ignore_errors=True)
+
+
+@contextmanager
+def served_with_local_models(operator_key: str, uid_base: str, prefix: str,
+                             extra_env: dict[str, str] | None = None,
+                             ) -> Iterator[tuple[str, dict[str, str], Path]]:
+    """`burrow serve --local-model` on a free port with a fresh data dir, once it is quiet:
+    (its URL, each bundled model's llama.cpp URL by name, the data dir)."""
+    from bench.httpload import free_port
+    data_dir = Path(tempfile.mkdtemp(prefix=prefix))
+    port = free_port()
+    env = {**os.environ, "BURROW_OPERATOR_KEY": operator_key, "BURROW_UID_BASE": uid_base,
+           **(extra_env or {})}
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "burrow"), "serve", "--port",
+                             str(port), "--data-dir", str(data_dir), "--local-model"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        routes: dict[str, str] = {}
+        assert proc.stdout is not None
+        for line in proc.stdout:  # the welcome names each local model's server
+            if line.startswith("local models for agent runs: "):
+                routes = dict(re.findall(r"local/(\S+) \(llama\.cpp at (\S+)\)", line))
+                break
+        if not routes:
+            sys.exit("burrow serve --local-model did not start its local models")
+        # Keep reading what the server prints, so that it never blocks on a full pipe.
+        threading.Thread(target=proc.stdout.read, daemon=True).start()
+        settle(proc.pid)
+        yield f"http://127.0.0.1:{port}", routes, data_dir
+    finally:
+        stop_served(proc, data_dir)
+
+
+def run_as_root(name: str, main: Callable[[], None]) -> None:
+    if os.geteuid() != 0:
+        sys.exit(f"{name} needs root (boxes get their own uids and disk images)")
+    main()

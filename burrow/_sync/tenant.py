@@ -1,0 +1,140 @@
+# Generated from burrow/_async/tenant.py by `python -m burrow._unasync`; do not edit.
+# ruff: noqa: I001
+"""Tenant: a tenant of a Burrow server (an end user of the product), its key, its home
+box, and its own agent — the route a product's backend sends its users' requests through.
+Creating, listing and deleting tenants needs the operator key; a tenant's own key reaches its
+agent."""
+
+
+from __future__ import annotations
+
+import builtins
+from types import TracebackType
+from typing import Any
+from urllib.parse import quote
+
+from burrow._sync.http import Http
+from burrow._config import resolve
+from burrow._models import AgentAnswer, TenantInfo
+
+
+class TenantAgent:
+    """The tenant's agent, in its home box (woken on the first request if frozen). Every
+    request and answer is observed: the agent learns the tenant from them."""
+
+    def __init__(self, http: Http, tenant_id: str) -> None:
+        self._http = http
+        self._path = f"/v1/tenants/{quote(tenant_id, safe='')}/agent"
+
+    def request(self, method: str, path: str, *, json: Any = None,
+                headers: dict[str, str] | None = None,
+                timeout: float | None = None) -> AgentAnswer:
+        """Any request to the agent (`path` is the agent's own, e.g. "/ask"); its answer, or
+        the BurrowError of an error status. X-Request-Id in `headers` names the request in
+        what the agent learns from it (its provenance)."""
+        response = self._http.request(method, f"{self._path}/{path.lstrip('/')}",
+                                      json=json, headers=headers, wait_s=timeout)
+        try:
+            body = response.json() if response.content else None
+        except ValueError:
+            body = response.text
+        return AgentAnswer(status=response.status_code, body=body,
+                           request_id=response.headers.get("x-request-id"))
+
+    def _json(self, method: str, path: str, json: Any = None) -> dict[str, Any]:
+        body = (self.request(method, path, json=json)).body
+        return body if isinstance(body, dict) else {"body": body}
+
+    def ask(self, question: str, **extra: Any) -> dict[str, Any]:
+        """POST /ask {"question"}: the agent's answer, and what it used to give it."""
+        return self._json("POST", "/ask", {"question": question, **extra})
+
+    def profile(self) -> dict[str, Any]:
+        """GET /profile: what the agent has learned of the tenant."""
+        return self._json("GET", "/profile")
+
+
+class Tenant:
+    """A tenant. `Tenant.create()` (operator key) returns it with `api_key`, its own key,
+    shown once; `tenant.agent` talks to its agent."""
+
+    def __init__(self, info: TenantInfo, http: Http) -> None:
+        self.info = info
+        self._http = http
+        self.agent = TenantAgent(http, info.id)
+
+    @property
+    def id(self) -> str:
+        return self.info.id
+
+    @property
+    def api_key(self) -> str | None:
+        """The tenant's key: only on the object create() returned (it is stored hashed)."""
+        return self.info.api_key
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.id}>"
+
+    @classmethod
+    def create(cls, id: str | None = None, *, policy: dict[str, Any] | None = None,
+               api_key: str | None = None, base_url: str | None = None,
+               timeout: float | None = None) -> Tenant:
+        """A new tenant with its home box and key (operator key). `policy`: overrides of the
+        operator's policy for this tenant."""
+        http = Http(resolve(api_key, base_url, timeout))
+        body: dict[str, Any] = {}
+        if id is not None:
+            body["id"] = id
+        if policy is not None:
+            body["policy"] = policy
+        try:
+            info = TenantInfo.model_validate(http.json("POST", "/v1/tenants", json=body))
+        except BaseException:
+            http.close()
+            raise
+        return cls(info, http)
+
+    @classmethod
+    def get(cls, tenant_id: str, *, api_key: str | None = None,
+            base_url: str | None = None, timeout: float | None = None) -> Tenant:
+        """A tenant by id (operator key): its state, last activity, storage."""
+        http = Http(resolve(api_key, base_url, timeout))
+        try:
+            info = TenantInfo.model_validate(
+                http.json("GET", f"/v1/tenants/{quote(tenant_id, safe='')}"))
+        except BaseException:
+            http.close()
+            raise
+        return cls(info, http)
+
+    @classmethod
+    def connect(cls, tenant_id: str, *, api_key: str | None = None,
+                base_url: str | None = None, timeout: float | None = None) -> Tenant:
+        """A handle on a tenant without asking the server (for a tenant key, which cannot
+        read the tenant record): what a product's backend uses to reach a user's agent."""
+        return cls(TenantInfo(id=tenant_id), Http(resolve(api_key, base_url, timeout)))
+
+    @classmethod
+    def list(cls, *, api_key: str | None = None, base_url: str | None = None,
+             timeout: float | None = None) -> builtins.list[TenantInfo]:
+        """Every tenant (operator key)."""
+        http = Http(resolve(api_key, base_url, timeout))
+        try:
+            return [TenantInfo.model_validate(t) for t in http.json("GET", "/v1/tenants")]
+        finally:
+            http.close()
+
+    def delete(self) -> None:
+        """Delete the tenant: its key stops working at once; its boxes, snapshots and support
+        of shared insights go (operator key)."""
+        self._http.request("DELETE", f"/v1/tenants/{quote(self.id, safe='')}")
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Tenant:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None,
+                 exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()

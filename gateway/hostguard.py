@@ -1,0 +1,250 @@
+"""The host services socket's door: every box can connect to it, so nothing is read, parsed or
+buffered for a caller before it is known to be a box, and no box can hold more of the
+gateway than a small, fixed share.
+
+In order, for every request on the socket:
+
+1. The connection's peer is asked of the kernel (SO_PEERCRED): the host uid of the process
+   that connected. Each box runs as its own uid, so this names the box whatever it sends.
+2. Headers: at most `max_header_bytes`, complete within `header_timeout_s` of the request's
+   first byte (a slow sender cannot hold a connection open for free).
+3. The token (`Authorization: Bearer $BURROW_BOX_TOKEN`) must name a live box, and that box's
+   uid must be the peer's: a token copied out of one box does not work from another. Checked
+   before the body is read (uvicorn reads no more than 64 KiB ahead of the app).
+4. At most `max_concurrent` requests per box at once (429 beyond); a body of at most
+   `max_body_bytes` (413, by Content-Length or as it arrives), each chunk of which must arrive
+   within `idle_timeout_s` of the last (408). Answers are not limited in time: a long
+   streamed model answer keeps flowing as long as it flows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import struct
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+PEER_UID = "burrow.peer_uid"  # the scope key the protocol fills in
+_CREDS = struct.Struct("3i")  # struct ucred: pid, uid, gid
+
+
+@dataclass(frozen=True)
+class HostLimits:
+    max_header_bytes: int = 16 * 1024
+    max_body_bytes: int = 4 * 1024 * 1024
+    max_relay_body_bytes: int = 1 << 30  # a git push under /v1/relay/git/ can be large
+    header_timeout_s: float = 10.0
+    idle_timeout_s: float = 30.0
+    max_concurrent: int = 8
+
+
+class BoxSocketProtocol(HttpToolsProtocol):
+    """uvicorn's HTTP protocol with the peer's uid in each request's scope, a cap on header
+    bytes and a deadline for the headers to arrive."""
+
+    limits = HostLimits()  # set per server by `protocol_for`
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self.peer_uid: int | None = None
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family == socket.AF_UNIX:
+            _pid, uid, _gid = _CREDS.unpack(sock.getsockopt(
+                socket.SOL_SOCKET, socket.SO_PEERCRED, _CREDS.size))
+            self.peer_uid = uid
+        self.header_bytes = 0
+        self.header_timer: asyncio.TimerHandle | None = None
+        self._arm()
+
+    def _arm(self) -> None:
+        if self.header_timer is not None:
+            self.header_timer.cancel()
+        self.header_timer = self.loop.call_later(self.limits.header_timeout_s, self._too_slow)
+
+    def _too_slow(self) -> None:
+        self.header_timer = None
+        if self.transport is not None and not self.transport.is_closing():
+            self._refuse(408, b"the request's headers did not arrive in time")
+
+    def _refuse(self, status: int, message: bytes) -> None:
+        reason = {408: b"Request Timeout", 431: b"Request Header Fields Too Large"}[status]
+        body = b'{"error":{"code":"%s","message":"%s"}}' % (
+            b"timeout" if status == 408 else b"too_large", message)
+        self.transport.write(b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\n"
+                             b"content-length: %d\r\nconnection: close\r\n\r\n%s"
+                             % (status, reason, len(body), body))
+        self.transport.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.header_timer is not None:
+            self.header_timer.cancel()
+            self.header_timer = None
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self.transport.is_closing():
+            return
+        super().data_received(data)
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self.header_bytes = 0
+        if self.header_timer is None:  # a later request on a kept-alive connection
+            self._arm()
+        self.scope[PEER_UID] = self.peer_uid  # type: ignore[literal-required]
+
+    def _count(self, size: int) -> None:
+        self.header_bytes += size
+        if self.header_bytes > self.limits.max_header_bytes and not self.transport.is_closing():
+            self._refuse(431, b"the request's headers are too large")
+
+    def on_url(self, url: bytes) -> None:
+        self._count(len(url))
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._count(len(name) + len(value) + 4)
+        super().on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        if self.header_timer is not None:
+            self.header_timer.cancel()
+            self.header_timer = None
+        if self.transport.is_closing():
+            return
+        super().on_headers_complete()
+
+
+def protocol_for(limits: HostLimits) -> type[BoxSocketProtocol]:
+    return type("BoxSocketProtocol", (BoxSocketProtocol,), {"limits": limits})
+
+
+# A box whose token checks out and whose uid matches: (box id, tenant) — or an error answer.
+Identify = Callable[[str, int | None], Awaitable[tuple[str, str | None]]]
+
+
+class HostGuard:
+    """ASGI middleware in front of the host app: identify the box before anything is read,
+    bound its concurrency and its body. The app finds the box in scope["burrow.box"]."""
+
+    def __init__(self, app: ASGIApp, identify: Identify, limits: HostLimits) -> None:
+        self.app = app
+        self.identify = identify
+        self.limits = limits
+        self.active: Counter[str] = Counter()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        token = headers.get(b"authorization", b"").decode("latin-1")
+        scheme, _, key = token.partition(" ")
+        if scheme.lower() != "bearer" or not key.strip():
+            await _answer(send, 401, "unauthenticated",
+                          "send the box token as `Authorization: Bearer $BURROW_BOX_TOKEN`")
+            return
+        try:
+            box_id, tenant = await self.identify(key.strip(), scope.get(PEER_UID))
+        except GuardError as exc:
+            await _answer(send, exc.status, exc.code, exc.message)
+            return
+        limit = (self.limits.max_relay_body_bytes if scope["path"].startswith("/v1/relay/git/")
+                 else self.limits.max_body_bytes)
+        length = headers.get(b"content-length", b"0")
+        if not length.isdigit() or int(length) > limit:
+            await _answer(send, 413, "too_large",
+                          f"the host socket takes bodies of at most {limit} bytes here")
+            return
+        if self.active[box_id] >= self.limits.max_concurrent:
+            await _answer(send, 429, "rate_limited",
+                          f"this box has {self.active[box_id]} requests open on the host "
+                          "socket, the most it may; wait for one to finish",
+                          {"retry-after": "1"})
+            return
+        self.active[box_id] += 1
+        scope["burrow.box"] = (box_id, tenant)
+        started = False
+
+        async def tracked_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            bounded = self._bounded(receive, limit)
+            if not scope["path"].startswith("/v1/relay/git/"):
+                # Small bodies are read here, whole, so that a slow or oversized one is
+                # answered 408/413 by the guard, not as a parse error by the app. Git pushes
+                # stream through, bounded the same way.
+                bounded = await self._prefetched(bounded)
+            await self.app(scope, bounded, tracked_send)
+        except GuardError as exc:
+            if started:
+                raise
+            await _answer(send, exc.status, exc.code, exc.message)
+        finally:
+            self.active[box_id] -= 1
+            if not self.active[box_id]:
+                del self.active[box_id]
+
+    def _bounded(self, receive: Receive, limit: int) -> Receive:
+        seen = 0
+
+        async def bounded_receive() -> Message:
+            nonlocal seen
+            try:
+                message = await asyncio.wait_for(receive(), self.limits.idle_timeout_s)
+            except TimeoutError:
+                raise GuardError(408, "timeout", "the request body stopped arriving") from None
+            seen += len(message.get("body", b""))
+            if seen > limit:
+                raise GuardError(413, "too_large", f"the host socket takes bodies of at most "
+                                                   f"{limit} bytes here")
+            return message
+        return bounded_receive
+
+
+    @staticmethod
+    async def _prefetched(receive: Receive) -> Receive:
+        body = bytearray()
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                break
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        delivered = False
+
+        async def replay() -> Message:
+            nonlocal delivered
+            if delivered:
+                return await receive()  # a disconnect, when it comes
+            delivered = True
+            return {"type": "http.request", "body": bytes(body), "more_body": False}
+        return replay
+
+
+class GuardError(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+async def _answer(send: Send, status: int, code: str, message: str,
+                  headers: dict[str, str] | None = None) -> None:
+    body = json.dumps({"error": {"code": code, "message": message}}).encode()
+    extra: list[Any] = [(k.encode(), v.encode()) for k, v in (headers or {}).items()]
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"),
+                            (b"content-length", str(len(body)).encode()),
+                            (b"connection", b"close"), *extra]})
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,36 @@
+"""What tests on this host share, importable without the server's packages (the client-only
+test run in tests/client imports it): the box uid range of tests, the operator key test
+servers use, and the leak check for box processes."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+# Box uids for tests sit apart from a `burrow serve` a developer may run on the same machine;
+# two test runs side by side need different bases (BURROW_TEST_UID_BASE), or each one's leak
+# check sees the other's boxes.
+TEST_UID_BASE = int(os.environ.get("BURROW_TEST_UID_BASE", "3000000"))
+
+
+OPERATOR_KEY = "op-" + "k" * 40
+
+
+def box_processes() -> list[int]:
+    """Live (non-zombie) processes running as any box uid of the test range."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            status = Path(f"/proc/{entry}/status").read_text()
+        except OSError:
+            continue
+        if "\nState:\tZ" in status:
+            continue  # exited; only waiting for its parent (host init) to reap it
+        for line in status.splitlines():
+            if line.startswith("Uid:"):
+                uid = int(line.split()[1])
+                if TEST_UID_BASE < uid < TEST_UID_BASE + 1_000_000:
+                    found.append(int(entry))
+    return found

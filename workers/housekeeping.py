@@ -1,0 +1,37 @@
+"""The worker's housekeeping: the idle sweep, the knowledge base's index optimisation and the
+snapshot store's garbage collection (the observation pipeline's jobs are in
+workers/pipeline.py). The worker holds no state: everything is in ctx, built by whoever runs
+it (burrow serve in-process, or burrow worker)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from boxes import BoxManager
+from knowledge.base import KnowledgeBase
+from workers.policy import Policies
+from workers.sweeper import sweep_once
+
+# A blob younger than this is kept even if nothing references it yet: a freeze may be
+# writing the manifest that will.
+GC_GRACE_S = 3600.0
+
+
+async def optimize_knowledge(ctx: dict[str, Any]) -> None:
+    """Rebuild the knowledge base's indexes off the request path."""
+    kb: KnowledgeBase = ctx["kb"]
+    await asyncio.to_thread(kb.store.optimize)
+
+
+async def sweep(ctx: dict[str, Any]) -> dict[str, int] | None:
+    """Apply the idle freeze policy (at most once per sweep interval across all workers)."""
+    policies: Policies = ctx["policies"]
+    report = await sweep_once(ctx["manager"], policies, ctx["sweep_interval_s"])
+    return None if report is None else report.counts()
+
+
+async def gc_store(ctx: dict[str, Any]) -> int:
+    """Drop snapshots no box points at and blobs no snapshot references; return bytes freed."""
+    manager: BoxManager = ctx["manager"]
+    return await manager.gc(grace_s=GC_GRACE_S)

@@ -1,0 +1,126 @@
+"""The observation pipeline, end to end, in one place: record a tenant's (request, response)
+pair after the answer went out, deliver the backlog to the tenant's agent (from the worker, or
+right after a wake before the first answer), and send what the agent proposes to the shared
+knowledge base. The storage and exactly-once delivery are `Observations`
+(workers/observations.py); this module owns when each step runs, and the job names.
+
+    gateway route ──record()──► backlog ──OBSERVE job──► deliver() ──► agent
+                                   ▲           ▲               │
+               catch_up() on wake ─┘  flush_backlogs() cron    └─CONTRIBUTE job──► knowledge
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from arq import ArqRedis, Retry
+from redis.exceptions import RedisError
+
+from boxes import BoxError, BoxManager
+from knowledge.base import KnowledgeBase
+from workers.observations import BATCH, Delivery, Observations
+
+log = logging.getLogger("burrow.observe")
+
+OBSERVE = "observe"          # deliver one tenant's backlog to its agent
+CONTRIBUTE = "contribute"    # add what an agent proposed to the knowledge base
+CATCH_UP_LIMIT = 1000        # pairs delivered before the first answer after a wake
+
+
+class Pipeline:
+    def __init__(self, observations: Observations, queue: ArqRedis, enabled: bool = True
+                 ) -> None:
+        self.observations = observations
+        self.queue = queue
+        self.enabled = enabled
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # --- recording, off the request path ----------------------------------------------------
+
+    def record(self, tenant: str, box_id: str, pair: dict[str, Any]) -> None:
+        """Costs the request a dict and a task; the Redis work happens after it."""
+        if not self.enabled:
+            return
+        task = asyncio.create_task(self._record(tenant, box_id, pair))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _record(self, tenant: str, box_id: str, pair: dict[str, Any]) -> None:
+        recorded = await self.observations.record(tenant, box_id, pair)
+        # A backlog that already held pairs has a delivery queued or running, and a running
+        # delivery goes on until the backlog is empty: one job per backlog, not per request.
+        if recorded is not None and recorded.started_backlog:
+            await self.enqueue_delivery(tenant, box_id)
+
+    async def drain(self) -> None:
+        """Wait for the recordings under way (shutdown, tests)."""
+        while self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    # --- delivery ---------------------------------------------------------------------------
+
+    async def enqueue_delivery(self, tenant: str, box_id: str) -> None:
+        """Queue a delivery of the tenant's backlog. Deliveries of one tenant are serialised
+        by a lease, so a second one queued meanwhile finds nothing to do and costs little."""
+        with contextlib.suppress(RedisError, OSError):  # the worker's cron catches up
+            await self.queue.enqueue_job(OBSERVE, tenant, box_id)
+
+    async def deliver(self, manager: BoxManager, tenant: str, box_id: str,
+                      limit: int = BATCH) -> Delivery:
+        """One batch to the agent (never waking its box); what it proposed goes on to the
+        knowledge base as a job of its own."""
+        delivery = await self.observations.deliver(manager, tenant, box_id, limit=limit)
+        if delivery.insights:
+            await self.queue.enqueue_job(CONTRIBUTE, tenant, delivery.insights,
+                                         [tenant, *delivery.identifiers])
+        return delivery
+
+    async def catch_up(self, manager: BoxManager, tenant: str, box_id: str) -> None:
+        """A box just woke: give its agent what it missed while frozen before it answers, so
+        the answer reflects it. Never fails the request: the worker delivers what is left."""
+        try:
+            delivery = await self.deliver(manager, tenant, box_id, limit=CATCH_UP_LIMIT)
+            left = delivery.pairs >= CATCH_UP_LIMIT  # stopped by the limit, not an empty one
+        except (BoxError, RedisError, OSError, ValueError) as exc:
+            log.warning("catching up %s after a wake: %s", tenant, exc)
+            left = True
+        if left:  # new pairs only queue a delivery for an empty backlog
+            await self.enqueue_delivery(tenant, box_id)
+
+
+# --- the pipeline's jobs (the worker's ctx holds "pipeline", "manager" and "kb") -------------
+
+async def observe(ctx: dict[str, Any], tenant: str, box_id: str) -> int:
+    """Deliver the tenant's pending observations to its agent, a batch at a time (embedding a
+    long backlog's insights overlaps with delivering the rest of it)."""
+    pipeline: Pipeline = ctx["pipeline"]
+    pairs = 0
+    while True:
+        try:
+            delivery = await pipeline.deliver(ctx["manager"], tenant, box_id)
+        except (BoxError, OSError, ValueError) as exc:
+            # the box is between states or its agent is restarting: try again, backing off
+            raise Retry(defer=min(30, 2 ** ctx.get("job_try", 1))) from exc
+        if not delivery.pairs:  # drained, or the box is not running, or another delivers
+            return pairs
+        pairs += delivery.pairs
+
+
+async def contribute(ctx: dict[str, Any], tenant: str, candidates: list[dict[str, Any]],
+                     identifiers: list[str]) -> int:
+    kb: KnowledgeBase = ctx["kb"]
+    return len(await kb.contribute(tenant, candidates, identifiers))
+
+
+async def flush_backlogs(ctx: dict[str, Any]) -> int:
+    """Queue delivery for every tenant with pending observations (catches pairs recorded
+    while a delivery was finishing, pairs left by a worker that died, and spooled pairs)."""
+    pipeline: Pipeline = ctx["pipeline"]
+    await pipeline.observations.replay_spool()
+    pending = await pipeline.observations.pending()
+    for tenant, box_id in pending:
+        await pipeline.enqueue_delivery(tenant, box_id)
+    return len(pending)
