@@ -155,6 +155,16 @@ class Observations:
             pipe.srem(self._pending, f"{tenant} {box_id}")
             await pipe.execute()
 
+    async def drop_backlog(self, tenant: str, box_id: str) -> int:
+        """Drop the tenant's undelivered pairs unread (the tenant deleted its memory); the
+        sequence goes on, so pairs recorded later are new to the agent. Returns how many."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.llen(self.backlog_key(tenant))
+            pipe.delete(self.backlog_key(tenant))
+            pipe.srem(self._pending, f"{tenant} {box_id}")
+            size, _, _ = await pipe.execute()
+        return int(size)
+
     async def pending(self) -> list[tuple[str, str]]:
         """(tenant, box id) of every backlog that may hold pairs."""
         members = await self.redis.smembers(self._pending)  # type: ignore[misc]
