@@ -504,6 +504,16 @@ class MemoryExport(BaseModel):
     observed: int
 
 
+class EmbedIn(Strict):
+    """Texts to embed (host services socket)."""
+    texts: list[Annotated[str, Field(max_length=10_000)]] = Field(min_length=1, max_length=64)
+
+
+class EmbedOut(BaseModel):
+    model: str
+    vectors: list[list[float]]
+
+
 class WhoAmI(BaseModel):
     kind: Literal["operator", "tenant", "box"]
     tenant: str | None

@@ -43,6 +43,8 @@ class Settings(BaseSettings):
     embed_model: str | None = Field(None, validation_alias=_env("BURROW_EMBED_MODEL"))
     # Whether agents learn from their tenants' traffic (off: no pair is recorded).
     observe: bool = Field(True, validation_alias=_env("BURROW_OBSERVE"))
+    # the worker embeds the tenant's words in each pair it delivers, for the agent's recall
+    observe_embeddings: bool = Field(True, validation_alias=_env("BURROW_OBSERVE_EMBEDDINGS"))
     # Most pairs waiting for one tenant's agent; beyond it new pairs are dropped and counted.
     observe_backlog_max: int = Field(10_000, ge=1,
                                      validation_alias=_env("BURROW_OBSERVE_BACKLOG_MAX"))

@@ -197,3 +197,20 @@ async def test_bad_memory_requests_are_4xx(served: Gateway) -> None:
         assert "Traceback" not in r.text
     missing = await gw.client.get("/v1/tenants/ana/memories/m_0000000000000000", headers=ana)
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
+
+
+async def test_recall_finds_by_meaning_with_the_hosts_vectors(served: Gateway) -> None:
+    """The worker embeds the tenant's words in each pair it delivers and the host socket
+    embeds the query: a recall with no word in common still finds the turn."""
+    gw = served
+    ana, _ = await gw.tenant("ana")
+    await say(gw, "ana", ana, "We adopted two kittens last spring.", "req-kittens")
+    await say(gw, "ana", ana, "The quarterly invoice was sent on Monday.", "req-invoice")
+
+    async def delivered() -> bool:
+        page = await memories(gw, "ana", ana, "?kind=episode")
+        return page["total"] >= 2
+
+    await until(delivered)
+    hits = await recall(gw, "ana", ana, "Which pets does my family own?")
+    assert hits and hits[0]["request_ids"] == ["req-kittens"], hits

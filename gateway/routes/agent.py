@@ -78,7 +78,7 @@ async def agent_response(request: Request, tenant_id: str) -> Response:
     def observed(status: int, answer: bytes) -> None:
         pipeline.record(tenant_id, box_id, Observations.pair(
             request.method, request.url.path, request.url.query, body, status, answer,
-            (time.perf_counter() - started) * 1000, request_id))
+            (time.perf_counter() - started) * 1000, request_id, request.headers))
 
     for attempt in (1, 2):
         woke = await manager.ensure_running(box_id)
