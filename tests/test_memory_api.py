@@ -214,3 +214,32 @@ async def test_recall_finds_by_meaning_with_the_hosts_vectors(served: Gateway) -
     await until(delivered)
     hits = await recall(gw, "ana", ana, "Which pets does my family own?")
     assert hits and hits[0]["request_ids"] == ["req-kittens"], hits
+
+
+async def test_chat_bodies_through_the_gateway_learn_the_newest_turn_at_its_time(
+        served: Gateway) -> None:
+    """A chat longer than the pair's excerpt: its newest user message is learned (the tail is
+    kept); X-Burrow-Said-At dates it; X-Burrow-User-Text names the field in another shape."""
+    gw = served
+    ana, _ = await gw.tenant("ana")
+    history = [{"role": "user" if i % 2 else "assistant", "content": f"Filler turn {i}. " * 40}
+               for i in range(12)]
+    body = {"messages": [*history, {"role": "user", "content": "I'm allergic to peanuts."}]}
+    assert len(str(body)) > 4096
+    r = await gw.client.post("/v1/tenants/ana/agent/v1/chat/completions", json=body,
+                             headers={**ana, "X-Request-Id": "req-chat",
+                                      "X-Burrow-Said-At": "2023-05-08T13:56:00Z"})
+    assert r.status_code == 404  # the built-in agent serves no chat; it learns all the same
+    r = await gw.client.post("/v1/tenants/ana/agent/v1/notes", json={
+        "meta": {"kind": "note"}, "input": {"text": "My favourite city is Lisbon."}},
+        headers={**ana, "X-Request-Id": "req-note", "X-Burrow-User-Text": "input.text"})
+
+    async def learned() -> bool:
+        return (await memories(gw, "ana", ana, "?kind=episode"))["total"] >= 2
+
+    await until(learned)
+    episodes = {e["request_ids"][0]: e for e in
+                (await memories(gw, "ana", ana, "?kind=episode"))["items"]}
+    assert episodes["req-chat"]["text"] == "I'm allergic to peanuts."
+    assert episodes["req-chat"]["at"] == "2023-05-08T13:56:00Z"
+    assert episodes["req-note"]["text"] == "My favourite city is Lisbon."

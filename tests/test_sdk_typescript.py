@@ -224,10 +224,11 @@ RENAMED = {"__aiter__": "[Symbol.asyncIterator]", "aclose": "close"}
 # arguments and pydantic models.
 TYPESCRIPT_ONLY_TYPES = {
     "AgentAskAnswer", "AgentOptions", "AgentProfile", "AgentRequestOptions", "ClientOptions",
-    "Command", "CommandOptions", "CreateOptions", "ExecOptions", "JsonSchema",
-    "MemoriesListOptions", "MemoryAddOptions", "MemoryExport", "MemoryItem", "MemoryKind",
-    "MemoryPage", "MemoryWiped", "Parsed", "RecallOptions", "RecallResult", "ResponseSchema",
-    "RunOptions", "ZodLike", "components", "operations", "paths"}
+    "Command", "CommandOptions", "CreateOptions", "ExecOptions", "InsightKind", "JsonSchema",
+    "KnowledgeSearchOptions", "MemoriesListOptions", "MemoryAddOptions", "MemoryExport",
+    "MemoryItem", "MemoryKind", "MemoryPage", "MemoryWiped", "Parsed", "RecallOptions",
+    "RecallResult", "ResponseSchema", "RunOptions", "ZodLike", "components", "operations",
+    "paths"}
 
 
 def camel(name: str) -> str:
