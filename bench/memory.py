@@ -264,8 +264,8 @@ class BenchHost:
     llama.cpp server behind it."""
 
     def __init__(self, path: str, local_url: str) -> None:
-        from gateway.providers import Providers
         from gateway.settings import Settings
+        from models.providers import Providers
 
         self.path = path
         self.loop = asyncio.new_event_loop()
@@ -280,8 +280,8 @@ class BenchHost:
         self.server = await asyncio.start_unix_server(self._answer, self.path)
 
     async def _answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        from gateway.chat import ChatRequest
-        from gateway.providers import ProviderError
+        from models.chat import ChatRequest
+        from models.providers import ProviderError
 
         head = await reader.readuntil(b"\r\n\r\n")
         lines = head.decode("latin-1").split("\r\n")
@@ -728,7 +728,7 @@ def _utterance_run(args: argparse.Namespace) -> None:
 
 
 def _start_models(workdir: Path, models: set[str]) -> tuple[Any, BenchHost]:
-    from gateway.modelservers import LocalModelServer, bundled_models
+    from models.servers import LocalModelServer, bundled_models
 
     aliases = {m.partition("/")[2] for m in models}
     cache = Path(tempfile.gettempdir()) / "burrow-bench-models"

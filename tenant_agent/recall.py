@@ -145,6 +145,8 @@ def recall(memory: Memory, query: str, limit: int = 10, since: float | None = No
             if source == "episode" and row["request_id"] in cited:
                 continue
             result = _result(memory, source, row, score / max(top, 1e-9))
+            if source == "memory" and cited.issuperset(result["request_ids"]):
+                continue  # what it says is in the turns already listed
             cited.update(result["request_ids"])
             results.append(result)
     return results

@@ -18,10 +18,10 @@ from typing import Any
 
 import pytest
 
-from gateway.chat import ChatRequest
-from gateway.modelservers import LocalModelServer, bundled_models
-from gateway.providers import Providers
 from gateway.settings import Settings
+from models.chat import ChatRequest
+from models.providers import Providers
+from models.servers import LocalModelServer, bundled_models
 from tenant_agent.extract import grounded
 from tests.fakes import FakeHost
 from tests.test_agent_memory_process import Agent, said
