@@ -14,8 +14,8 @@ evidence hit@10 went from 0.80 to 0.85 with it. A date in the query ("on 13 Octo
 "in August 2023", "last week") lifts what was said then by TIME_BOOST (0.85 to 0.87; the
 dated questions alone 0.73 to 0.89). Memories held now get a small lift over
 episodes, a superseded memory a penalty (it is still found: "where did I live before?"). An
-episode whose request a better result already cites is left out, so a slot is never spent
-twice on one turn.
+episode whose request a better result already cites is left out, and so is a memory whose
+every cited request is already listed, so a slot is never spent twice on one turn.
 
 Invariant: every result cites the request ids (X-Request-Id) it came from; `since` and
 `until` bound when the tenant said it.
@@ -145,7 +145,8 @@ def recall(memory: Memory, query: str, limit: int = 10, since: float | None = No
             if source == "episode" and row["request_id"] in cited:
                 continue
             result = _result(memory, source, row, score / max(top, 1e-9))
-            if source == "memory" and cited.issuperset(result["request_ids"]):
+            if source == "memory" and result["request_ids"] and cited.issuperset(
+                    result["request_ids"]):
                 continue  # what it says is in the turns already listed
             cited.update(result["request_ids"])
             results.append(result)
