@@ -168,6 +168,10 @@ async def test_after_delete_all_recall_finds_nothing_also_after_freeze_and_wake(
 async def test_an_agent_without_the_memory_api_is_a_clear_501(gateway: Gateway) -> None:
     """The `gateway` fixture's tenants run an echo agent (BURROW_AGENT_COMMAND)."""
     key, _ = await gateway.tenant("ana")
+    r = await gateway.client.post("/v1/tenants/ana/agent/ask", json={"question": "hi"},
+                                  headers=key)
+    assert r.status_code == 200
+    await gateway.services.pipeline.drain()  # recorded; no worker here delivers it
     for method, path in [("GET", "/v1/tenants/ana/memories"),
                          ("GET", "/v1/tenants/ana/memories/export"),
                          ("GET", "/v1/tenants/ana/memories/m_1"),
@@ -178,6 +182,8 @@ async def test_an_agent_without_the_memory_api_is_a_clear_501(gateway: Gateway) 
         error = r.json()["error"]
         assert error["code"] == "agent_lacks_memory_api"
         assert "BURROW_AGENT_COMMAND" in error["message"]
+    # a refused "delete all" drops nothing the agent has yet to receive
+    assert (await gateway.services.observations.backlog_of("ana"))["size"] == 1
 
 
 async def test_bad_memory_requests_are_4xx(served: Gateway) -> None:

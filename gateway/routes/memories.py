@@ -175,7 +175,9 @@ async def delete_all_memories(tenant_id: str, request: Request,
                                    authz.bearer_key(request.headers.get("authorization")))
     authz.require_tenant_access(who, tenant_id)
     box_id = await services.tenants.home_box(tenant_id)
-    # the backlog first: a wake on the way to the agent would deliver it
+    # An agent without the API keeps its backlog (this is a 501 then); else the backlog goes
+    # before the wipe, so that nothing recorded before this call is learned after it.
+    await _call(services, request, tenant_id, "GET", "/memories?limit=1", MemoryPage)
     dropped = await services.observations.drop_backlog(tenant_id, box_id)
     wiped = await _call(services, request, tenant_id, "DELETE", "/memories", _Wiped)
     return MemoryWiped(deleted=wiped.deleted, backlog_dropped=dropped,
