@@ -163,7 +163,7 @@ class Services:
             observations=observations, queue=queue,
             pipeline=Pipeline(observations, queue, enabled=settings.observe,
                               prepare=vectors.attach if settings.observe_embeddings else None,
-                              agent_model=settings.agent_model),
+                              agent_model=settings.extraction_model),
             vectors=vectors,
             policies=policies, budgets=budgets,
             tenants=Tenants(redis, manager, kb, observations, policies,

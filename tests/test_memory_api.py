@@ -249,3 +249,19 @@ async def test_chat_bodies_through_the_gateway_learn_the_newest_turn_at_its_time
     assert episodes["req-chat"]["text"] == "I'm allergic to peanuts."
     assert episodes["req-chat"]["at"] == "2023-05-08T13:56:00Z"
     assert episodes["req-note"]["text"] == "My favourite city is Lisbon."
+
+
+def test_the_extraction_model_is_the_agents_unless_set_apart(tmp_path: Path) -> None:
+    from pydantic import ValidationError
+
+    from gateway.settings import Settings
+
+    def chosen(**models: str) -> str | None:
+        return Settings(dev=True, data_dir=tmp_path, **models).extraction_model  # type: ignore[arg-type]
+
+    assert chosen() is None
+    assert chosen(agent_model="local/gemma-3-270m") == "local/gemma-3-270m"
+    assert chosen(agent_model="local/gemma-3-270m", agent_extract_model="none") is None
+    assert chosen(agent_extract_model="openai/gpt-x") == "openai/gpt-x"
+    with pytest.raises(ValidationError, match="BURROW_AGENT_EXTRACT_MODEL"):
+        chosen(agent_extract_model="gpt-x")
