@@ -92,8 +92,9 @@ class Settings(BaseSettings):
     # with; unset: they answer from what they know, and the rules learn.
     agent_model: str | None = Field(None, validation_alias=_env("BURROW_AGENT_MODEL"))
     # The model tenant agents distil memories with, one call per batch of new turns, off the
-    # request path: unset, agent_model; "none": the rules alone (so a small local model may
-    # answer without extracting, which the bundled ones do worse than the rules).
+    # request path. Unset: agent_model, unless that is a local/ one (the bundled small models
+    # extract worse than the rules, bench/memory.py --utterances; and llama.cpp answers one
+    # request at a time, so extraction would queue /ask behind it); "none": the rules alone.
     agent_extract_model: str | None = Field(
         None, validation_alias=_env("BURROW_AGENT_EXTRACT_MODEL"))
     # The model the shared knowledge base asks (provider/name, on the operator's budget): to
@@ -151,5 +152,7 @@ class Settings(BaseSettings):
     @property
     def extraction_model(self) -> str | None:
         """The model the worker names to the tenant agents for their extraction pass."""
-        chosen = self.agent_extract_model or self.agent_model
-        return None if chosen == "none" else chosen
+        if self.agent_extract_model is not None:
+            return None if self.agent_extract_model == "none" else self.agent_extract_model
+        model = self.agent_model
+        return None if model is None or model.startswith("local/") else model

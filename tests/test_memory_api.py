@@ -260,8 +260,12 @@ def test_the_extraction_model_is_the_agents_unless_set_apart(tmp_path: Path) -> 
         return Settings(dev=True, data_dir=tmp_path, **models).extraction_model  # type: ignore[arg-type]
 
     assert chosen() is None
-    assert chosen(agent_model="local/gemma-3-270m") == "local/gemma-3-270m"
-    assert chosen(agent_model="local/gemma-3-270m", agent_extract_model="none") is None
+    assert chosen(agent_model="openai/gpt-x") == "openai/gpt-x"
+    assert chosen(agent_model="openai/gpt-x", agent_extract_model="none") is None
+    # a local model answers but does not extract unless it is named for that
+    assert chosen(agent_model="local/gemma-3-270m") is None
+    assert chosen(agent_model="local/gemma-3-270m",
+                  agent_extract_model="local/gemma-3-270m") == "local/gemma-3-270m"
     assert chosen(agent_extract_model="openai/gpt-x") == "openai/gpt-x"
     with pytest.raises(ValidationError, match="BURROW_AGENT_EXTRACT_MODEL"):
         chosen(agent_extract_model="gpt-x")
