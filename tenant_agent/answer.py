@@ -33,7 +33,7 @@ INSIGHT_TOKENS = 120
 INSIGHT_FLOOR = 0.5
 EPISODE_FLOOR = 0.4    # of the best result's score
 EPISODE_CHARS = 400
-MODEL_TIMEOUT_S = 120.0
+MODEL_TIMEOUT_S = 120.0  # BURROW_AGENT_ANSWER_TIMEOUT_S, for a host whose model is slow
 SYSTEM = ("You are this user's personal assistant. Answer the user's question briefly, from "
           "the notes below about them. Give dates when the question asks when. If the notes "
           "do not hold the answer, say that you do not know.")
@@ -175,13 +175,22 @@ def _legacy_profile(memory: Memory, ids: list[str]) -> list[dict[str, Any]]:
     return [{"polarity": p, "value": v, "evidence": e, "confidence": c} for p, v, e, c in rows]
 
 
+def _timeout() -> float:
+    import os
+
+    try:
+        return float(os.environ.get("BURROW_AGENT_ANSWER_TIMEOUT_S", "")) or MODEL_TIMEOUT_S
+    except ValueError:
+        return MODEL_TIMEOUT_S
+
+
 def _ask_model(model: str, question: str, context: str) -> str:
     notes = context or "(There are no notes yet.)"
     # The notes go in the user's turn, not a system message: some chat templates (Gemma's in
     # llama.cpp) drop system messages, and the answer would know nothing about the user.
     answer = host.call("/v1/model/chat", {"model": model, "max_tokens": 300, "messages": [
         {"role": "user", "content": f"{SYSTEM}\n\nNotes:\n{notes}\n\nQuestion: {question}"}]},
-        MODEL_TIMEOUT_S)
+        _timeout())
     message = answer.get("message") if isinstance(answer, dict) else None
     text = message.get("content") if isinstance(message, dict) else None
     if not isinstance(text, str) or not text.strip():

@@ -70,7 +70,7 @@ BURROW_BOX_TOKEN (the host services socket), BURROW_AGENT_MODEL (the model for m
 extraction, when the host sets it for the tenant; else the last x-burrow-model it was sent),
 BURROW_AGENT_STATE_DIR (default /workspace/.burrow-agent; tests and benches run the agent
 outside a box), BURROW_AGENT_RULES=off (the model alone learns: to measure it against the
-rules).
+rules), BURROW_AGENT_ANSWER_TIMEOUT_S (how long /ask waits for its model; 120).
 """
 
 from __future__ import annotations

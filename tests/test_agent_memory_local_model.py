@@ -57,7 +57,9 @@ def through(url: str) -> Any:
 def test_with_gemma_a_memory_is_added_superseded_and_forgotten(gemma: str,
                                                                tmp_path: Path) -> None:
     host = FakeHost(str(tmp_path / "host.sock"))
-    agent = Agent(tmp_path, host.env, timeout=900).start()  # a model pass takes minutes
+    # a model pass takes minutes on a busy 2-core host, and so may the answer
+    agent = Agent(tmp_path, {**host.env, "BURROW_AGENT_ANSWER_TIMEOUT_S": "900"},
+                  timeout=900).start()
     try:
         for n, text in enumerate(["I live in Berlin and I love techno.",
                                   "I moved from Berlin to Paris last month.",
