@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from burrow._async.files import AsyncFiles
     from burrow._async.git import AsyncGit
     from burrow._async.knowledge import AsyncKnowledge
+    from burrow._async.memory import AsyncMemories
     from burrow._async.tenant import AsyncTenant, AsyncTenantAgent
     from burrow._errors import (
         AuthenticationError,
@@ -51,12 +52,15 @@ if TYPE_CHECKING:
     from burrow._sync.files import Files
     from burrow._sync.git import Git
     from burrow._sync.knowledge import Knowledge
+    from burrow._sync.memory import Memories
     from burrow._sync.tenant import Tenant, TenantAgent
 
 _WHERE: dict[str, str] = {
     "Agent": "burrow._models",
     "AgentAnswer": "burrow._models",
     "AsyncKnowledge": "burrow._async.knowledge",
+    "AsyncMemories": "burrow._async.memory",
+    "Memories": "burrow._sync.memory",
     "AsyncTenant": "burrow._async.tenant",
     "AsyncTenantAgent": "burrow._async.tenant",
     "Insight": "burrow._models",
@@ -128,6 +132,7 @@ __all__ = [
     "AsyncFiles",
     "AsyncGit",
     "AsyncKnowledge",
+    "AsyncMemories",
     "AsyncRunStream",
     "AsyncTenant",
     "AsyncTenantAgent",
@@ -150,6 +155,7 @@ __all__ = [
     "Insight",
     "InvalidRequestError",
     "Knowledge",
+    "Memories",
     "NotFoundError",
     "PermissionDeniedError",
     "RateLimitError",

@@ -10,6 +10,7 @@ Model calls go through the operator's allowlist, max_tokens ceiling, rate and to
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from fastapi import FastAPI, Request
@@ -22,7 +23,15 @@ from boxes import BoxRecord
 from gateway import authz, errors, gitrelay, insights
 from gateway.errors import ApiError
 from gateway.hostguard import GuardError, HostGuard, HostLimits
-from gateway.schemas import AgentConfig, InsightOut, InsightVote, KnowledgeQuery, WhoAmI
+from gateway.schemas import (
+    AgentConfig,
+    EmbedIn,
+    EmbedOut,
+    InsightOut,
+    InsightVote,
+    KnowledgeQuery,
+    WhoAmI,
+)
 from models.budgets import CHARS_PER_TOKEN
 from models.chat import ChatRequest, ChatResponse
 from models.errors import ModelError, StatusError
@@ -61,6 +70,8 @@ def create_host_app(services: Services, limits: HostLimits | None = None) -> ASG
         """The box's tenant found an insight helpful or not: one vote per tenant, so one box
         cannot fade an insight for everyone."""
         return await insights.vote(services, principal(request), insight_id, body)
+
+    app.add_api_route("/v1/embed", _embedding(services), methods=["POST"])
 
     @app.post("/v1/model/chat")
     async def model_chat(body: ChatRequest, request: Request) -> ChatResponse:
@@ -104,6 +115,15 @@ def create_host_app(services: Services, limits: HostLimits | None = None) -> ASG
         return box.id, box.owner
 
     return HostGuard(app, identify, limits or HostLimits())
+
+
+def _embedding(services: Services) -> Callable[[EmbedIn], Awaitable[EmbedOut]]:
+    async def embed(body: EmbedIn) -> EmbedOut:
+        """Vectors of the texts, by the model the worker embeds delivered pairs with (the
+        tenant agent's recall embeds its query here)."""
+        vectors = await services.vectors.embed(body.texts)
+        return EmbedOut(model=services.vectors.model, vectors=vectors)
+    return embed
 
 
 async def _relay(services: Services, who: WhoAmI, family: str, path: str,

@@ -429,6 +429,91 @@ class AgentProfile(BaseModel):
     last_seq: int = Field(description="the sequence number of the last one")
 
 
+class RecallIn(BaseModel):
+    """What the built-in tenant agent's /recall takes (fields it does not know are passed on,
+    e.g. `query_embedding`)."""
+    model_config = ConfigDict(extra="allow")
+
+    query: str = Field(max_length=10_000)
+    limit: int = Field(10, ge=1, le=100)
+    since: str | float | None = Field(None, description="ISO 8601 or unix seconds: only what "
+                                                        "was said from then on")
+    until: str | float | None = Field(None, description="ISO 8601 or unix seconds: only what "
+                                                        "was said until then")
+    kinds: list[Literal["preference", "fact", "event", "plan", "episode"]] | None = None
+
+
+class MemoryItem(BaseModel):
+    """A memory (`m_…`: kind preference, fact, event or plan, with its validity and evidence)
+    or an episode (`e_…`: one of the tenant's turns, kind episode, with the reply)."""
+    model_config = ConfigDict(extra="allow")
+
+    id: str
+    kind: str
+    text: str
+    at: str | None = Field(description="when the tenant said it (ISO 8601 UTC)")
+    request_ids: list[str] = Field(description="the X-Request-Ids of the requests it came from")
+
+
+class RecallResult(MemoryItem):
+    score: float = Field(description="relative to the best result (1.0)")
+
+
+class RecallOut(BaseModel):
+    results: list[RecallResult] = Field(description="most relevant first")
+
+
+class MemoryPage(BaseModel):
+    items: list[MemoryItem] = Field(description="newest first")
+    next_cursor: str | None = Field(description="pass as `cursor` for the next page; null: "
+                                                "this was the last")
+    total: int
+
+
+class MemoryIn(Strict):
+    text: str = Field(min_length=1, max_length=1000)
+    kind: Literal["preference", "fact", "event", "plan"] = "fact"
+    subject: str | None = Field(None, max_length=120)
+
+
+class MemoryCorrection(Strict):
+    text: str = Field(min_length=1, max_length=1000)
+
+
+class MemoryDeleted(BaseModel):
+    deleted: list[str] = Field(description="the ids removed: the memory, the versions it "
+                                           "superseded and the turns it came from")
+
+
+class MemoryWiped(BaseModel):
+    deleted: dict[str, int] = Field(description="rows removed, by table")
+    backlog_dropped: int = Field(description="observed requests not yet delivered to the "
+                                             "agent, dropped unread")
+    replace_snapshot: bool = Field(description="the home box's snapshot is replaced at its "
+                                               "next freeze")
+
+
+class MemoryExport(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    format: Literal["burrow.memory/1"]
+    exported_at: str
+    memories: list[MemoryItem] = Field(description="every version, superseded ones included")
+    episodes: list[MemoryItem]
+    pending: int = Field(description="turns waiting for the model's extraction pass")
+    observed: int
+
+
+class EmbedIn(Strict):
+    """Texts to embed (host services socket)."""
+    texts: list[Annotated[str, Field(max_length=10_000)]] = Field(min_length=1, max_length=64)
+
+
+class EmbedOut(BaseModel):
+    model: str
+    vectors: list[list[float]]
+
+
 class WhoAmI(BaseModel):
     kind: Literal["operator", "tenant", "box"]
     tenant: str | None

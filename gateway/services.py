@@ -36,6 +36,7 @@ from gateway.runs import AgentRuns
 from gateway.security import box_token, operator_key, server_secret
 from gateway.settings import Settings
 from gateway.tenants import Tenants
+from gateway.vectors import PairVectors
 from knowledge.base import KnowledgeBase
 from knowledge.embedder import ProcessEmbedder
 from knowledge.vectors import VectorStore, open_store
@@ -103,6 +104,7 @@ class Services:
     proxy: AgentProxy
     metrics: Metrics
     relay_client: httpx.AsyncClient
+    vectors: PairVectors
     local_models: LocalModels | None = None
     host_socket: Path | None = None
     _host_server: uvicorn.Server | None = None
@@ -147,6 +149,7 @@ class Services:
             model=OperatorModel(settings.knowledge_model, providers, budgets, policies)
             if settings.knowledge_model else None,
             model_distils=settings.knowledge_model_distils)
+        vectors = PairVectors(embedder, settings.embed_model)
         client = ServiceClient()  # the one client of boxes' service sockets
         observations = Observations(redis, data_dir / "spool", prefix=prefix,
                                     backlog_max=settings.observe_backlog_max, client=client)
@@ -158,7 +161,10 @@ class Services:
             settings=settings, redis=redis, secret=secret, operator_key=key,
             operator_key_created=created, manager=manager, store=store, kb=kb,
             observations=observations, queue=queue,
-            pipeline=Pipeline(observations, queue, enabled=settings.observe),
+            pipeline=Pipeline(observations, queue, enabled=settings.observe,
+                              prepare=vectors.attach if settings.observe_embeddings else None,
+                              agent_model=settings.extraction_model),
+            vectors=vectors,
             policies=policies, budgets=budgets,
             tenants=Tenants(redis, manager, kb, observations, policies,
                             settings.agent_command or DEFAULT_AGENT_COMMAND, budgets,

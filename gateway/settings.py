@@ -43,6 +43,8 @@ class Settings(BaseSettings):
     embed_model: str | None = Field(None, validation_alias=_env("BURROW_EMBED_MODEL"))
     # Whether agents learn from their tenants' traffic (off: no pair is recorded).
     observe: bool = Field(True, validation_alias=_env("BURROW_OBSERVE"))
+    # the worker embeds the tenant's words in each pair it delivers, for the agent's recall
+    observe_embeddings: bool = Field(True, validation_alias=_env("BURROW_OBSERVE_EMBEDDINGS"))
     # Most pairs waiting for one tenant's agent; beyond it new pairs are dropped and counted.
     observe_backlog_max: int = Field(10_000, ge=1,
                                      validation_alias=_env("BURROW_OBSERVE_BACKLOG_MAX"))
@@ -86,9 +88,15 @@ class Settings(BaseSettings):
     # Start the bundled local model server (llama.cpp with SmolLM2 135M and Gemma 3 270M) as a
     # child process and point local_model_url at it.
     local_model: bool = Field(False, validation_alias=_env("BURROW_LOCAL_MODEL"))
-    # The model tenant agents answer through (provider/name); unset: they answer from what
-    # they know, without a model.
+    # The model tenant agents answer through (provider/name), and by default distil memories
+    # with; unset: they answer from what they know, and the rules learn.
     agent_model: str | None = Field(None, validation_alias=_env("BURROW_AGENT_MODEL"))
+    # The model tenant agents distil memories with, one call per batch of new turns, off the
+    # request path. Unset: agent_model, unless that is a local/ one (the bundled small models
+    # extract worse than the rules, bench/memory.py --utterances; and llama.cpp answers one
+    # request at a time, so extraction would queue /ask behind it); "none": the rules alone.
+    agent_extract_model: str | None = Field(
+        None, validation_alias=_env("BURROW_AGENT_EXTRACT_MODEL"))
     # The model the shared knowledge base asks (provider/name, on the operator's budget): to
     # state several tenants' contributions as one general sentence, and (unless
     # knowledge_model_distils is off) to rewrite each contribution as a general statement.
@@ -114,11 +122,13 @@ class Settings(BaseSettings):
     # How long one upstream model call may take, in seconds.
     model_timeout_s: float = Field(300.0, gt=0, validation_alias=_env("BURROW_MODEL_TIMEOUT_S"))
 
-    @field_validator("agent_model", "knowledge_model")
+    @field_validator("agent_model", "knowledge_model", "agent_extract_model")
     @classmethod
     def _model_name(cls, value: str | None, info: ValidationInfo) -> str | None:
         if not value:
             return None
+        if value == "none" and info.field_name == "agent_extract_model":
+            return value
         provider, _, name = value.partition("/")
         if provider not in PROVIDERS or not name:
             setting = f"BURROW_{(info.field_name or '').upper()}"
@@ -138,3 +148,11 @@ class Settings(BaseSettings):
                 f"{MIN_KEY_LENGTH} characters (for example `openssl rand -hex 24`), leave it "
                 "unset to have one generated, or set BURROW_DEV=1 for local development")
         return self
+
+    @property
+    def extraction_model(self) -> str | None:
+        """The model the worker names to the tenant agents for their extraction pass."""
+        if self.agent_extract_model is not None:
+            return None if self.agent_extract_model == "none" else self.agent_extract_model
+        model = self.agent_model
+        return None if model is None or model.startswith("local/") else model

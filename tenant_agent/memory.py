@@ -1,58 +1,118 @@
-"""The tenant's private memory, in SQLite under /workspace/.burrow-agent/ (so it is part of the
-box's layer and survives freezes): which observations were applied, and the profile learned
-from them (preferences with evidence, facts the tenant stated, recurring topics)."""
+"""The tenant's private memory: the write path (delivered pairs become episodes and, through
+the rules, memories), and what a statement does to what is already held.
+
+Delivery (`observe`) stays fast and never waits for a model: per pair it records the id
+(exactly once), stores the tenant's turn as an episode (with the host's embeddings), applies
+the rules, and queues the episode for the model's extraction pass (tenant_agent/extract.py)
+when the agent has a model. Measured: well under 1 ms of CPU per pair (bench/memory.py).
+
+What a statement does (`hold`), the same whether the rules or a model found it:
+- the same thing said again (same subject, value and polarity) is evidence for the memory
+  held: its evidence count and confidence grow, its request ids gain the new one;
+- a contradiction supersedes: "I don't like dark mode" after "I like dark mode", a second
+  location or employer, a "prefer X mode" after another liked "… mode", a new answer
+  language. The old memory keeps its history: `valid_to` is when the new one was said and
+  `superseded_by` names it;
+- "end" (I no longer live in Berlin) closes what it names without a successor;
+- "forget" removes what it names with its history and the episodes it came from, and the
+  turn that asked is not kept either.
+Times are the tenant's: a memory's `at` is when the pair says it was said, not when it was
+delivered (a backlog delivered after a freeze keeps its own time).
+"""
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 import time
-from typing import Any
 
-from tenant_agent.learn import learn, text_of
+from tenant_agent import store, turns, vectors
+from tenant_agent.learn import Statement, learn
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS applied (
-    n INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, seq INTEGER NOT NULL,
-    at REAL NOT NULL);
-CREATE TABLE IF NOT EXISTS preferences (
-    polarity TEXT NOT NULL, value TEXT NOT NULL, evidence INTEGER NOT NULL, updated REAL NOT NULL,
-    PRIMARY KEY (polarity, value));
-CREATE TABLE IF NOT EXISTS facts (
-    key TEXT PRIMARY KEY, value TEXT NOT NULL, evidence INTEGER NOT NULL, updated REAL NOT NULL);
-CREATE TABLE IF NOT EXISTS topics (topic TEXT PRIMARY KEY, count INTEGER NOT NULL);
-"""
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs ms at every wake; only the type checker needs it
+    from typing import Any
+
 _MAX_INSIGHTS_PER_BATCH = 50
+MAX_PENDING = 5000  # turns waiting for the model; beyond, the oldest wait no more (the rules
+                    # learned from them already): a model refused for days cannot grow the file
+_REPLY_BEFORE_S = 1800.0  # a bare "yes" answers the previous reply if it came this recently
+MEMORY_COLUMNS = ("id, kind, subject, value, polarity, text, at, valid_from, valid_to, "
+                  "superseded_by, confidence, evidence, source, exclusive, updated, n")
 
 
-def confidence(evidence: int) -> float:
-    """Grows with evidence, never reaching certainty: 1 -> 0.5, 3 -> 0.75, 9 -> 0.9."""
+def _readable(pair: dict[str, Any]) -> turns.Turn:
+    """The pair read; one the agent cannot read is applied (its id recorded) and learned from
+    as nothing, so it can never hold up the tenant's backlog."""
+    try:
+        return turns.read(pair)
+    except (ValueError, TypeError, AttributeError, IndexError, KeyError, RecursionError,
+            UnicodeError):
+        turn = turns.Turn(str(pair.get("id")), str(pair.get("id")), time.time(), "")
+        turn.learn = False
+        return turn
+
+
+def confidence(evidence: int, source: str = "rules") -> float:
+    """Grows with evidence, never reaching certainty: 1 -> 0.5, 3 -> 0.75, 9 -> 0.9; a
+    model's reading starts a step higher (1 -> 0.667)."""
+    if source != "rules":
+        evidence += 1
     return round(evidence / (evidence + 1), 3)
 
 
 class Memory:
-    def __init__(self, path: str) -> None:
-        self.lock = threading.Lock()
-        self.db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.executescript(_SCHEMA)
+    """`rules=False` leaves learning to the model alone (BURROW_AGENT_RULES=off: to measure a
+    model against the rules, or where a strong model should not share the work)."""
+
+    def __init__(self, path: str, rules: bool = True) -> None:
+        self.path = path
+        self.rules = rules
+        self.lock = threading.RLock()
+        self.db = store.open_db(path)
+        self.model = os.environ.get("BURROW_AGENT_MODEL") or self.meta("model") or None
+        self.codes: vectors.SignCodes | None = None  # built on the first large vector search
+        self.changed = threading.Condition(self.lock)  # notified when work is queued
+        self.extracting = threading.Lock()  # one model pass at a time (background or asked)
 
     def close(self) -> None:
         with self.lock:
             self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             self.db.close()
 
+    def meta(self, key: str) -> str | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return str(row[0]) if row else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        self.db.execute("INSERT INTO meta VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET "
+                        "value=excluded.value", (key, value))
+
+    def use_model(self, model: str | None) -> None:
+        """The model the host names for this tenant's agent (x-burrow-model; "" for none any
+        more, None when it did not say); remembered, so the extraction pass after a wake
+        knows it before any request arrives. BURROW_AGENT_MODEL, when set, wins."""
+        if model is None or model == (self.model or "") or os.environ.get("BURROW_AGENT_MODEL"):
+            return
+        with self.lock:
+            if model:
+                self.set_meta("model", model)
+            else:
+                self.db.execute("DELETE FROM meta WHERE key='model'")
+            self.model = model or None
+
     def last_seq(self) -> int:
-        row = self.db.execute("SELECT value FROM meta WHERE key='last_seq'").fetchone()
-        return int(row[0]) if row else 0
+        return int(self.meta("last_seq") or 0)
+
+    # -- the write path ---------------------------------------------------------------------
 
     def observe(self, pairs: list[dict[str, Any]]) -> dict[str, Any]:
         """Apply request/response pairs in sequence order, each at most once (by id); return
         what was applied and the candidate insights the new text suggests."""
         applied, skipped = [], []
         insights: dict[str, str] = {}
+        queued = 0
         with self.lock:
             self.db.execute("BEGIN IMMEDIATE")
             try:
@@ -64,60 +124,255 @@ class Memory:
                         continue
                     self.db.execute("INSERT INTO applied (id, seq, at) VALUES (?, ?, ?)",
                                     (pair_id, seq, time.time()))
-                    for kind, text in self._apply(pair):
+                    found, was_queued = self._apply(_readable(pair))
+                    queued += was_queued
+                    for kind, text in found:
                         insights.setdefault(text, kind)
                     applied.append(pair_id)
                     self.db.execute("INSERT INTO meta VALUES ('last_seq', ?) ON CONFLICT(key) "
                                     "DO UPDATE SET value=max(CAST(value AS INTEGER), "
                                     "excluded.value)", (seq,))
+                if queued:
+                    self.db.execute("DELETE FROM pending WHERE episode IN (SELECT episode FROM "
+                                    "pending ORDER BY episode DESC LIMIT -1 OFFSET ?)",
+                                    (MAX_PENDING,))
                 self.db.execute("COMMIT")
             except BaseException:
                 self.db.execute("ROLLBACK")
                 raise
             last = self.last_seq()
-            identifiers = [v for (v,) in self.db.execute("SELECT value FROM facts")]
+            identifiers = [v for (v,) in self.db.execute(
+                "SELECT value FROM memories WHERE kind='fact' AND subject IN ('name', 'email', "
+                "'employer', 'location', 'phone', 'phone number', 'address', 'hometown')")]
+            if queued:
+                self.changed.notify_all()
         candidates = [{"kind": k, "text": t} for t, k in insights.items()]
         # what identifies this tenant, for the worker to scrub from anything it shares
         return {"applied": applied, "skipped": skipped, "last_seq": last,
-                "insights": candidates[:_MAX_INSIGHTS_PER_BATCH], "identifiers": identifiers}
+                "insights": candidates[:_MAX_INSIGHTS_PER_BATCH], "identifiers": identifiers,
+                "queued": queued}
 
-    def _apply(self, pair: dict[str, Any]) -> list[tuple[str, str]]:
-        request = pair.get("request") or {}
-        if not isinstance(request, dict):
-            return []
-        learned = learn(text_of(str(request.get("body") or "")))
-        now = time.time()
-        for polarity, value in learned.preferences:
-            self.db.execute(
-                "INSERT INTO preferences VALUES (?, ?, 1, ?) ON CONFLICT(polarity, value) "
-                "DO UPDATE SET evidence=evidence+1, updated=excluded.updated",
-                (polarity, value, now))
-        for key, value in learned.facts:
-            self.db.execute(
-                "INSERT INTO facts VALUES (?, ?, 1, ?) ON CONFLICT(key) DO UPDATE SET "
-                "evidence=CASE WHEN value=excluded.value THEN evidence+1 ELSE 1 END, "
-                "value=excluded.value, updated=excluded.updated", (key, value, now))
+    def _apply(self, turn: turns.Turn) -> tuple[list[tuple[str, str]], bool]:
+        if not turn.learn or not turn.user.strip():
+            return [], False
+        if turn.fingerprint:
+            if self.db.execute("SELECT 1 FROM turns WHERE fingerprint=?",
+                               (turn.fingerprint,)).fetchone():
+                return [], False  # this chat turn came before, with the same history
+            self.db.execute("INSERT INTO turns VALUES (?)", (turn.fingerprint,))
+        before = turn.reply_before or self._last_reply(turn.at)
+        try:
+            learned = learn(turn.user, turn.at, before)
+        except (ValueError, TypeError, IndexError, KeyError, RecursionError):
+            learned = learn("", turn.at)  # kept as an episode; the rules found nothing
+        if not self.rules:
+            learned.statements = []
+        forgets = [s for s in learned.statements if s.op == "forget"]
+        for statement in forgets:
+            self.forget(statement)
+        episode = None if forgets else self._episode(turn)
+        for statement in learned.statements:
+            if statement.op != "forget":
+                self.hold(statement, turn, episode, "rules")
         for topic in set(learned.topics):
             self.db.execute("INSERT INTO topics VALUES (?, 1) ON CONFLICT(topic) DO UPDATE SET "
                             "count=count+1", (topic,))
-        return learned.insights
+        queued = bool(self.model and episode)
+        if queued:
+            self.db.execute("INSERT OR IGNORE INTO pending (episode, queued) SELECT n, ? "
+                            "FROM episodes WHERE id=?", (time.time(), episode))
+        return learned.insights, queued
+
+    def _last_reply(self, at: float) -> str:
+        row = self.db.execute("SELECT reply, at FROM episodes ORDER BY n DESC LIMIT 1").fetchone()
+        return str(row[0]) if row and 0 <= at - row[1] <= _REPLY_BEFORE_S else ""
+
+    def _episode(self, turn: turns.Turn) -> str:
+        episode = store.new_id("e_")
+        vec = turn.vectors.get("user")
+        if turn.vector_model and vec:
+            known = self.meta("vector_model")
+            if known is None:
+                self.set_meta("vector_model", turn.vector_model)
+            elif known != turn.vector_model:
+                vec = None  # never compare vectors of two models
+        from tenant_agent.utterance import is_question
+
+        self.db.execute(
+            "INSERT INTO episodes (id, pair_id, request_id, at, user, reply, question, vec) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (episode, turn.pair_id, turn.request_id, turn.at, turn.user, turn.reply,
+             int(is_question(turn.user)), vectors.pack(vec) if vec else None))
+        if vec and self.codes is not None:
+            n = self.db.execute("SELECT n FROM episodes WHERE id=?", (episode,)).fetchone()[0]
+            self.codes.add(n, vectors.pack(vec))
+        return episode
+
+    # -- what a statement does ---------------------------------------------------------------
+
+    def hold(self, s: Statement, turn: turns.Turn, episode: str | None,
+             source: str) -> str | None:
+        """Apply one add or end statement; the id of the memory that now holds it."""
+        if s.op == "end":
+            for row in self._active(s.subject, s.kind):
+                if row[3].lower() == s.value.lower():
+                    self._close(row[0], turn.at, None)
+            return None
+        held = self._active(s.subject, s.kind)
+        same = [r for r in held if r[3].lower() == s.value.lower() and r[4] == s.polarity]
+        if same:
+            self._evidence(same[0][0], turn, episode, source)
+            return str(same[0][0])
+        memory = store.new_id("m_")
+        valid_from = s.when if s.when is not None and s.kind in ("fact", "event") else turn.at
+        self.db.execute(
+            "INSERT INTO memories (id, kind, subject, value, polarity, text, at, valid_from, "
+            "confidence, evidence, source, exclusive, updated) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?)",
+            (memory, s.kind, s.subject, s.value, s.polarity, s.text, turn.at, valid_from,
+             confidence(1, source), source, int(s.exclusive), time.time()))
+        self._evidence(memory, turn, episode, source)
+        for old in self._rivals(s, held):
+            self._close(old, turn.at, memory)
+        if s.ends and not any(r[3].lower() == s.ends.lower() for r in held):
+            self._history(s, turn, memory)  # "moved from Berlin": Berlin held until now
+        return memory
+
+    def _active(self, subject: str, kind: str) -> list[tuple[Any, ...]]:
+        return self.db.execute(
+            "SELECT id, kind, subject, value, polarity, exclusive FROM memories WHERE "
+            "subject=? AND (kind=? OR ?='') AND valid_to IS NULL", (subject, kind, kind)
+        ).fetchall()
+
+    def _rivals(self, s: Statement, held: list[tuple[Any, ...]]) -> list[str]:
+        """What the new statement supersedes among the memories on its subject, and among
+        liked alternatives ("prefer light mode" vs "dark mode")."""
+        out = [r[0] for r in held if s.exclusive or r[4] != s.polarity
+               or r[3].lower() == s.ends.lower()]
+        if s.kind == "preference" and s.polarity == "likes" and (s.rival_head or s.ends):
+            head = s.value.split()[-1]
+            for memory, value in self.db.execute(
+                    "SELECT id, value FROM memories WHERE kind='preference' AND "
+                    "polarity='likes' AND valid_to IS NULL AND subject<>?", (s.subject,)):
+                rival = (s.rival_head and len(value.split()) > 1 and value.split()[-1] == head
+                         and len(s.value.split()) > 1)
+                if rival or value.lower() == s.ends.lower():
+                    out.append(memory)
+        return out
+
+    def _close(self, memory: str, at: float, successor: str | None) -> None:
+        self.db.execute("UPDATE memories SET valid_to=?, superseded_by=?, updated=? "
+                        "WHERE id=? AND valid_to IS NULL",
+                        (at, successor, time.time(), memory))
+
+    def _history(self, s: Statement, turn: turns.Turn, successor: str) -> None:
+        old = store.new_id("m_")
+        text = s.text.replace(s.value, s.ends) if s.value in s.text else s.text
+        self.db.execute(
+            "INSERT INTO memories (id, kind, subject, value, polarity, text, at, valid_from, "
+            "valid_to, superseded_by, confidence, evidence, source, exclusive, updated) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, 'rules', ?, ?)",
+            (old, s.kind, s.subject, s.ends, s.polarity, text, turn.at, turn.at, turn.at,
+             successor, confidence(1), int(s.exclusive), time.time()))
+        self._evidence(old, turn, None, "rules")
+
+    def _evidence(self, memory: str, turn: turns.Turn, episode: str | None,
+                  source: str) -> None:
+        added = self.db.execute(
+            "INSERT OR IGNORE INTO evidence VALUES (?, ?, ?, ?, ?)",
+            (memory, turn.pair_id, turn.request_id, episode, turn.at)).rowcount
+        if added:
+            self.db.execute("UPDATE memories SET evidence=evidence+1, updated=?, "
+                            "confidence=round((evidence + 1.0 + (source<>'rules')) / "
+                            "(evidence + 2.0 + (source<>'rules')), 3) WHERE id=?",
+                            (time.time(), memory))
+
+    def forget(self, s: Statement) -> list[str]:
+        """Remove what the statement names (with its history), and the episodes it came from
+        and that say it; the ids of the memories removed."""
+        if s.kind:
+            rows = self.db.execute(
+                "SELECT id FROM memories WHERE kind=? AND subject=? AND lower(value)=lower(?)",
+                (s.kind, s.subject, s.value)).fetchall()
+        else:
+            phrase = s.value.lower()
+            rows = self.db.execute(
+                "SELECT id FROM memories WHERE lower(subject)=? OR instr(lower(value), ?) > 0 "
+                "OR instr(lower(text), ?) > 0", (phrase, phrase, phrase)).fetchall()
+        removed = []
+        for (memory,) in rows:
+            removed.extend(self.remove_memory(memory))
+        words = [w for w in (s.value.lower().split() if not s.kind else [s.value.lower()])
+                 if len(w) > 2]
+        if words:
+            query = " AND ".join('"' + w.replace('"', "") + '"' for w in words)
+            for (episode,) in self.db.execute(
+                    "SELECT e.id FROM episodes_fts f JOIN episodes e ON e.n=f.rowid "
+                    "WHERE episodes_fts MATCH ?", ("user : (" + query + ")",)).fetchall():
+                self.remove_episode(episode)
+        return removed
+
+    def remove_memory(self, memory: str) -> list[str]:
+        """Delete a memory, the versions it superseded, and the episodes it came from."""
+        chain, todo = [], [memory]
+        while todo:
+            current = todo.pop()
+            if current in chain:
+                continue
+            chain.append(current)
+            todo.extend(m for (m,) in self.db.execute(
+                "SELECT id FROM memories WHERE superseded_by=?", (current,)))
+        for current in chain:
+            for (episode,) in self.db.execute(
+                    "SELECT episode FROM evidence WHERE memory=? AND episode IS NOT NULL",
+                    (current,)).fetchall():
+                self.remove_episode(episode)
+            self.db.execute("DELETE FROM evidence WHERE memory=?", (current,))
+            self.db.execute("DELETE FROM memories WHERE id=?", (current,))
+        return chain
+
+    def remove_episode(self, episode: str) -> bool:
+        row = self.db.execute("SELECT n FROM episodes WHERE id=?", (episode,)).fetchone()
+        if not row:
+            return False
+        self.db.execute("DELETE FROM pending WHERE episode=?", (row[0],))
+        self.db.execute("UPDATE evidence SET episode=NULL WHERE episode=?", (episode,))
+        self.db.execute("DELETE FROM episodes WHERE n=?", (row[0],))
+        if self.codes is not None:
+            self.codes.discard(row[0])
+        return True
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def request_ids(self, memory: str) -> list[str]:
+        return [r for (r,) in self.db.execute(
+            "SELECT request_id FROM evidence WHERE memory=? ORDER BY at", (memory,))]
 
     def profile(self) -> dict[str, Any]:
+        """What the agent holds now, by kind (the first agent's shape, kept for its callers)."""
         with self.lock:
-            prefs = self.db.execute("SELECT polarity, value, evidence, updated FROM preferences "
-                                    "ORDER BY evidence DESC, updated DESC LIMIT 50").fetchall()
-            facts = self.db.execute("SELECT key, value, evidence FROM facts "
-                                    "ORDER BY updated DESC LIMIT 50").fetchall()
+            prefs = self.db.execute(
+                "SELECT value, polarity, evidence, confidence, id FROM memories WHERE "
+                "kind='preference' AND valid_to IS NULL ORDER BY evidence DESC, updated DESC "
+                "LIMIT 50").fetchall()
+            facts = self.db.execute(
+                "SELECT subject, value, evidence, confidence, id, text FROM memories WHERE "
+                "kind='fact' AND valid_to IS NULL ORDER BY updated DESC LIMIT 50").fetchall()
             topics = self.db.execute("SELECT topic, count FROM topics WHERE count > 1 "
                                      "ORDER BY count DESC LIMIT 20").fetchall()
             observed = self.db.execute("SELECT count(*) FROM applied").fetchone()[0]
+            counts = self.db.execute(
+                "SELECT (SELECT count(*) FROM memories WHERE valid_to IS NULL), "
+                "(SELECT count(*) FROM episodes), (SELECT count(*) FROM pending)").fetchone()
+            last = self.last_seq()
         return {
-            "preferences": [{"polarity": p, "value": v, "evidence": e,
-                             "confidence": confidence(e)} for p, v, e, _ in prefs],
-            "facts": [{"key": k, "value": v, "evidence": e} for k, v, e in facts],
+            "preferences": [{"polarity": p, "value": v, "evidence": e, "confidence": c,
+                             "id": i} for v, p, e, c, i in prefs],
+            "facts": [{"key": k, "value": v, "evidence": e, "confidence": c, "id": i,
+                       "text": t} for k, v, e, c, i, t in facts],
             "topics": [{"topic": t, "count": c} for t, c in topics],
-            "observed": observed,
-            "last_seq": self.last_seq(),
+            "observed": observed, "last_seq": last, "memories": counts[0],
+            "episodes": counts[1], "pending": counts[2], "model": self.model,
         }
 
     def log(self, after: int = 0, limit: int = 100_000) -> list[dict[str, Any]]:
@@ -126,3 +381,24 @@ class Memory:
             rows = self.db.execute("SELECT n, id, seq FROM applied WHERE n > ? ORDER BY n "
                                    "LIMIT ?", (after, limit)).fetchall()
         return [{"n": n, "id": i, "seq": s} for n, i, s in rows]
+
+    def transaction(self) -> _Transaction:
+        return _Transaction(self)
+
+
+class _Transaction:
+    """`with memory.transaction():` — one write transaction under the memory's lock."""
+
+    def __init__(self, memory: Memory) -> None:
+        self.memory = memory
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.memory.lock.acquire()
+        self.memory.db.execute("BEGIN IMMEDIATE")
+        return self.memory.db
+
+    def __exit__(self, kind: object, *rest: object) -> None:
+        try:
+            self.memory.db.execute("ROLLBACK" if kind else "COMMIT")
+        finally:
+            self.memory.lock.release()

@@ -1,27 +1,76 @@
 """The tenant agent: an HTTP/1.1 server (keep-alive, a thread per connection) on the socket
 the host handed in. It runs inside the tenant's home box under the box's /usr/bin/python3,
-stdlib only, and imports only what loads fast: the first request after a wake waits for it.
+stdlib only, and imports only what loads fast: the first request after a wake waits for it
+(sqlite3, re and the memory modules load on the first request that needs them).
 
 The protocol (what a replacement agent, set with BURROW_AGENT_COMMAND, must speak): HTTP/1.1
-on the listening socket in fd $BURROW_SERVICE_FD (3), JSON bodies.
+on the listening socket in fd $BURROW_SERVICE_FD (3), JSON bodies. Times in answers are ISO
+8601 UTC strings; times in requests may be ISO 8601 or unix seconds. Vectors (embeddings) are
+JSON lists of numbers or base64 of little-endian float32, of the host's embedding model.
 
     GET  /health                 -> {"ok": true}
-    POST /ask {"question"}       -> {"answer", "used": {"profile": [...], "insights": [ids]},
-                                     "model": the model that answered, or null}
-         (the gateway names the tenant agents' model, when one is set, in x-burrow-model;
+    POST /ask {"question", "query_embedding"?, "explain"?}
+                                 -> {"answer", "model": the model that answered or null,
+                                     "used": {"memories": [ids], "episodes": [ids],
+                                              "insights": [ids], "request_ids": [...],
+                                              "tokens": context tokens (<= 800),
+                                              "profile": [preferences used, first shape]},
+                                     "context"?: the context text, when explain is true}
+         (the gateway names the model that answers, when one is set, in x-burrow-model;
           the agent calls it through the host services socket: POST /v1/model/chat)
-    GET  /profile                -> {"preferences", "facts", "topics", "observed", "last_seq"}
-    POST /_burrow/observe {"pairs": [{id, seq, request: {method, path, query, body},
-                           response: {status, body}, latency_ms, at}]}
+    POST /recall {"query", "limit"? (10, <= 100), "since"?, "until"?, "query_embedding"?,
+                  "kinds"?: ["preference", "fact", "event", "plan", "episode"]}
+         (without query_embedding the agent asks the host socket, POST /v1/embed
+          {"texts": [query]} -> {"model", "vectors"}, and uses full text alone if it cannot)
+                                 -> {"results": [{"id", "kind", "text", "at", "score",
+                                                  "request_ids", ...}]}
+         most relevant first; memories ("m_…", kind preference|fact|event|plan, with
+         subject, valid_from, valid_to, superseded_by, confidence, source) and episodes
+         ("e_…", kind episode: the tenant's words, with "reply"); `at` is when the tenant
+         said it; `request_ids` are the X-Request-Ids of the requests it came from; `score`
+         is relative to the best result (1.0)
+    GET  /profile                -> {"preferences", "facts", "topics", "observed", "last_seq",
+                                     "memories", "episodes", "pending", "model"}
+    GET  /memories?kind=&status=current|all&limit=50&cursor=
+                                 -> {"items": [...], "next_cursor": str|null, "total"}
+    GET  /memories/export        -> {"format": "burrow.memory/1", "exported_at", "memories":
+                                     [every version], "episodes": [...], "pending", "observed"}
+    POST /memories {"text", "kind"?: fact, "subject"?}
+                                 -> the memory, source "api" (the tenant says it directly;
+                                    the same subject and text again is evidence, not a copy)
+    PATCH /memories/{id} {"text"} -> the corrected memory, which supersedes it (history kept)
+    GET  /memories/{id}          -> the memory (with "history": what it superseded) or episode
+    DELETE /memories/{id}        -> {"deleted": [ids]} (a memory goes with its history and the
+                                     turns it came from; 404 if there is no such id)
+    DELETE /memories             -> {"deleted": {table: rows}, "replace_snapshot": true}
+         and the header X-Burrow-Replace-Snapshot: 1: nothing readable is left in the
+         agent's files; the host should replace the box's snapshot at the next freeze
+    POST /_burrow/observe {"pairs": [pair, ...]}   (tenant_agent/turns.py: the pair's fields)
                                  -> {"applied": [ids], "skipped": [ids], "last_seq",
-                                     "insights": [{"kind", "text"}]}
+                                     "insights": [{"kind", "text"}], "identifiers", "queued"}
          (idempotent by pair id, applied in seq order; insights are candidates for the
-          shared knowledge base: general statements, scrubbed again by the worker)
+          shared knowledge base: general statements, scrubbed again by the worker; the
+          worker names the tenant agents' model in x-burrow-model here too, so the model's
+          extraction pass can run before any /ask arrives; sent empty, it says the tenant's
+          agent has no model any more: the rules alone learn)
+    POST /_burrow/extract {"max_batches"?}
+                                 -> {"batches", "turns", "operations", "pending", "errors"}
+         runs the model's extraction pass now instead of in the background (tests, benches,
+         a host that wants the queue empty before a freeze)
     GET  /_burrow/log?after=N    -> {"applied": [{"n", "id", "seq"}]}  (in application order)
 
-Errors are {"error": {"code", "message"}}, like the rest of Burrow's API. Everything under
-/_burrow/ is for Burrow itself: the gateway never forwards it from outside.
-On SIGTERM (the pre-freeze signal) the agent checkpoints its database and exits.
+Not learned from: the agent's own protocol (/recall, /profile, /health, /memories…), whoever
+calls it. Errors are {"error": {"code", "message"}}, like the rest of Burrow's API. Everything
+under /_burrow/ is for Burrow itself: the gateway never forwards it from outside.
+On SIGTERM (the pre-freeze signal) the agent checkpoints its database and exits; the model's
+queue is in the database, so a freeze loses none of it.
+
+Environment: BURROW_SERVICE_FD (the listening socket), BURROW_HOST_SOCKET and
+BURROW_BOX_TOKEN (the host services socket), BURROW_AGENT_MODEL (the model for memory
+extraction, when the host sets it for the tenant; else the last x-burrow-model it was sent),
+BURROW_AGENT_STATE_DIR (default /workspace/.burrow-agent; tests and benches run the agent
+outside a box), BURROW_AGENT_RULES=off (the model alone learns: to measure it against the
+rules), BURROW_AGENT_ANSWER_TIMEOUT_S (how long /ask waits for its model; 120).
 """
 
 from __future__ import annotations
@@ -31,20 +80,18 @@ import _socket
 import _thread
 import os
 
-from tenant_agent import host, knowledge
-from tenant_agent.wire import dumps, loads
+from tenant_agent.http1 import HttpError, read_request, respond
+from tenant_agent.wire import loads
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing and sqlite3 cost ms at every wake; only the type checker needs them
+    from tenant_agent.extract import Extractor
     from tenant_agent.memory import Memory
 
 STATE_DIR = "/workspace/.burrow-agent"
-MAX_HEADER = 64 * 1024
-MAX_BODY = 32 * 1024 * 1024
-REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
-           413: "Content Too Large", 500: "Internal Server Error"}
 
 _memory: list[Memory] = []  # opened on first use (sqlite3 takes ms to import)
+_extractor: list[Extractor] = []
 _memory_lock = _thread.allocate_lock()
 
 
@@ -53,63 +100,16 @@ def memory() -> Memory:
         if not _memory:
             from tenant_agent.memory import Memory
 
-            os.makedirs(STATE_DIR, exist_ok=True)
-            _memory.append(Memory(STATE_DIR + "/memory.db"))
-        return _memory[0]
+            state = os.environ.get("BURROW_AGENT_STATE_DIR", STATE_DIR)
+            os.makedirs(state, exist_ok=True)
+            _memory.append(Memory(state + "/memory.db",
+                                  rules=os.environ.get("BURROW_AGENT_RULES") != "off"))
+        mem = _memory[0]
+        if mem.model and not _extractor:
+            from tenant_agent.extract import Extractor
 
-
-class HttpError(Exception):
-    CODES = {400: "invalid_request", 404: "not_found", 405: "method_not_allowed",
-             413: "too_large"}
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-    def payload(self) -> dict[str, object]:
-        """Burrow's error format, so the agent route answers one way whoever failed."""
-        return {"error": {"code": self.CODES.get(self.status, "error"),
-                          "message": self.message}}
-
-
-def read_request(conn: _socket.socket, buf: bytes) -> tuple[dict[str, object], bytes] | None:
-    while b"\r\n\r\n" not in buf:
-        chunk = conn.recv(65536)
-        if not chunk:
-            return None
-        buf += chunk
-        if len(buf) > MAX_HEADER:
-            raise HttpError(400, "headers too large")
-    head, _, buf = buf.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    try:
-        method, target, _version = lines[0].split(" ", 2)
-    except ValueError:
-        raise HttpError(400, "malformed request line") from None
-    headers = {}
-    for line in lines[1:]:
-        name, _, value = line.partition(":")
-        headers[name.strip().lower()] = value.strip()
-    length = int(headers.get("content-length", "0") or 0)
-    if length > MAX_BODY:
-        raise HttpError(413, "body too large")
-    while len(buf) < length:
-        chunk = conn.recv(min(65536, length - len(buf)))
-        if not chunk:
-            return None
-        buf += chunk
-    body, buf = buf[:length], buf[length:]
-    path, _, query = target.partition("?")
-    return {"method": method, "path": path, "query": query, "headers": headers,
-            "body": body}, buf
-
-
-def respond(conn: _socket.socket, status: int, payload: object, head_only: bool = False) -> None:
-    body = dumps(payload)
-    conn.sendall(f"HTTP/1.1 {status} {REASONS.get(status, 'OK')}\r\n"
-                 f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
-                 .encode() + (b"" if head_only else body))
+            _extractor.append(Extractor(mem))
+        return mem
 
 
 def _json_body(request: dict[str, object]) -> dict[str, object]:
@@ -124,84 +124,172 @@ def _json_body(request: dict[str, object]) -> dict[str, object]:
     return data
 
 
-MODEL_TIMEOUT_S = 120.0
+def _param(query: str, name: str) -> str:
+    from urllib.parse import parse_qs
+
+    values = parse_qs(query).get(name)
+    return values[0] if values else ""
 
 
-def ask(question: str, model: str | None = None) -> dict[str, object]:
-    """Answer from the tenant's profile and the shared knowledge: through the model when the
-    gateway names one (x-burrow-model), else assembled from them."""
-    profile = memory().profile()
-    words = {w.strip(".,!?").lower() for w in question.split()}
-    prefs = profile["preferences"]
-    relevant = [p for p in prefs if words & set(str(p["value"]).lower().split())] or prefs[:3]
-    insights = knowledge.search(question, limit=3) if question.strip() else []
-    about = "; ".join(f"the user {'prefers' if p['polarity'] == 'likes' else 'avoids'} "
-                      f"{p['value']}" for p in relevant)  # as the model reads it
-    about_you = "; ".join(f"you {'prefer' if p['polarity'] == 'likes' else 'avoid'} "
-                          f"{p['value']}" for p in relevant)
-    shared = " ".join(str(i.get("text", "")) for i in insights)
-    used = {"profile": relevant, "insights": [i.get("id") for i in insights]}
-    note = ""
-    if model:
-        try:
-            return {"answer": _ask_model(model, question, about, shared), "used": used,
-                    "model": model}
-        except host.HostError as exc:
-            note = f"The model {model} could not answer ({exc}), "
-    parts = [note + ("so this answer" if note else "No model is configured for this agent, "
-                                                    "so this answer")
-             + " is assembled from what it knows."]
-    if about_you:
-        parts.append(f"About you: {about_you}.")
-    if shared:
-        parts.append("From other users: " + shared)
-    if not about and not shared:
-        parts.append("It has nothing on this yet; it learns from your requests.")
-    return {"answer": " ".join(parts), "used": used, "model": None}
+def _model(request: dict[str, object]) -> str | None:
+    """x-burrow-model: a model's name, "" (the header sent empty: no model any more), or None
+    (no header: nothing said)."""
+    headers = request["headers"]
+    model = headers.get("x-burrow-model") if isinstance(headers, dict) else None
+    return None if model is None else str(model)
 
 
-def _ask_model(model: str, question: str, about: str, shared: str) -> str:
-    context = "You are this user's personal assistant. Answer briefly and helpfully."
-    if about:
-        context += f" What you know about the user: {about}."
-    if shared:
-        context += f" What helped other users: {shared}"
-    answer = host.call("/v1/model/chat", {"model": model, "max_tokens": 300, "messages": [
-        {"role": "system", "content": context}, {"role": "user", "content": question}]},
-        MODEL_TIMEOUT_S)
-    message = answer.get("message") if isinstance(answer, dict) else None
-    text = message.get("content") if isinstance(message, dict) else None
-    if not isinstance(text, str) or not text.strip():
-        raise host.HostError(0, "the model gave an empty answer")
-    return text.strip()
+def _request_id(request: dict[str, object]) -> str:
+    headers = request["headers"]
+    value = headers.get("x-request-id") if isinstance(headers, dict) else None
+    return str(value) if value else "api"
 
 
-def handle(request: dict[str, object]) -> tuple[int, object]:
-    method, path = request["method"], request["path"]
+def _vector(data: dict[str, object], text: str,
+            field: str = "query_embedding") -> list[float] | None:
+    """The query's embedding: the caller's, else the host's when the tenant's turns have
+    vectors (tenant_agent/embed.py), else None (full text only)."""
+    if data.get(field) is None:
+        model = memory().meta("vector_model")
+        if not model:
+            return None
+        from tenant_agent.embed import query_vector
+
+        return query_vector(text, model)
+    from tenant_agent.turns import vector_of
+
+    vector = vector_of(data[field])
+    if vector is None:
+        raise HttpError(400, f"{field} must be a list of numbers or base64 float32")
+    return vector
+
+
+def _time(data: dict[str, object], field: str) -> float | None:
+    if data.get(field) is None:
+        return None
+    from tenant_agent.turns import parse_time
+
+    at = parse_time(data[field])
+    if at is None:
+        raise HttpError(400, f"{field} must be an ISO 8601 time or unix seconds")
+    return at
+
+
+def ask(request: dict[str, object]) -> dict[str, object]:
+    if request["method"] != "POST":
+        raise HttpError(405, "POST a JSON body {\"question\": ...} to /ask")
+    data = _json_body(request)
+    question = data.get("question")
+    if not isinstance(question, str):
+        raise HttpError(400, "the body needs a string field 'question'")
+    from tenant_agent import answer
+
+    # x-burrow-model here names the model that answers; the extraction model is the one the
+    # worker names on /_burrow/observe (the two may differ: a small one may answer, never
+    # extract)
+    return answer.ask(memory(), question, _model(request) or None, _vector(data, question),
+                      bool(data.get("explain")))
+
+
+def recall(request: dict[str, object]) -> dict[str, object]:
+    if request["method"] != "POST":
+        raise HttpError(405, "POST a JSON body {\"query\": ...} to /recall")
+    data = _json_body(request)
+    query, limit, kinds = data.get("query"), data.get("limit", 10), data.get("kinds")
+    if not isinstance(query, str):
+        raise HttpError(400, "the body needs a string field 'query'")
+    if not isinstance(limit, int) or not 1 <= limit <= 100:
+        raise HttpError(400, "limit must be an integer from 1 to 100")
+    if kinds is not None and not (isinstance(kinds, list) and all(
+            isinstance(k, str) for k in kinds)):
+        raise HttpError(400, "kinds must be a list of kinds")
+    from tenant_agent import recall as recalling
+
+    results = recalling.recall(memory(), query, limit, _time(data, "since"),
+                               _time(data, "until"), _vector(data, query), kinds)
+    return {"results": results}
+
+
+def memories(request: dict[str, object]) -> tuple[int, object, dict[str, str]]:
+    from tenant_agent import owner
+
+    method, path, query = request["method"], str(request["path"]), str(request["query"])
+    item = path[len("/memories"):].strip("/")
+    try:
+        if method == "GET" and item == "export":
+            return 200, owner.export(memory()), {}
+        if method == "GET" and item:
+            return 200, owner.get_item(memory(), item), {}
+        if method == "GET":
+            limit = _param(query, "limit")
+            return 200, owner.list_items(
+                memory(), _param(query, "kind"), _param(query, "status") or "current",
+                int(limit) if limit.isdigit() else 50, _param(query, "cursor")), {}
+        if method == "POST" and not item:
+            return 200, owner.add_item(memory(), _json_body(request), _request_id(request)), {}
+        if method in ("PATCH", "PUT") and item:
+            return 200, owner.correct_item(memory(), item, _json_body(request),
+                                           _request_id(request)), {}
+        if method == "DELETE" and item:
+            return 200, owner.delete_item(memory(), item), {}
+        if method == "DELETE":
+            return 200, owner.delete_all(memory()), {"X-Burrow-Replace-Snapshot": "1"}
+    except owner.NotFound as exc:
+        raise HttpError(404, str(exc)) from None
+    except owner.BadRequest as exc:
+        raise HttpError(400, str(exc)) from None
+    raise HttpError(405, "GET, POST or DELETE /memories; GET, PATCH or DELETE /memories/{id}; "
+                         "GET /memories/export")
+
+
+def observe(request: dict[str, object]) -> dict[str, object]:
+    pairs = _json_body(request).get("pairs")
+    if not isinstance(pairs, list) or not all(
+            isinstance(p, dict) and "id" in p and "seq" in p for p in pairs):
+        raise HttpError(400, "pairs must be a list of objects with id and seq")
+    mem = memory()
+    mem.use_model(_model(request))
+    result = mem.observe(pairs)
+    memory()  # a model named just now starts the extraction thread
+    return result
+
+
+def extract(request: dict[str, object]) -> dict[str, object]:
+    from tenant_agent import extract as extracting
+
+    data = _json_body(request)
+    mem = memory()
+    mem.use_model(_model(request))
+    limit = data.get("max_batches", 1000)
+    if not isinstance(limit, int) or limit < 1:
+        raise HttpError(400, "max_batches must be a positive integer")
+    report = extracting.drain(mem, mem.model, limit)
+    report["model_calls"] = extracting.stats(mem)["model_calls"]
+    return report
+
+
+def handle(request: dict[str, object]) -> tuple[int, object, dict[str, str]]:
+    method, path = request["method"], str(request["path"])
     if path == "/health":
-        return 200, {"ok": True}
+        return 200, {"ok": True}, {}
     if path == "/ask":
-        if method != "POST":
-            raise HttpError(405, "POST a JSON body {\"question\": ...} to /ask")
-        question = _json_body(request).get("question")
-        if not isinstance(question, str):
-            raise HttpError(400, "the body needs a string field 'question'")
-        headers = request["headers"]
-        model = headers.get("x-burrow-model") if isinstance(headers, dict) else None
-        return 200, ask(question, model or None)
+        return 200, ask(request), {}
+    if path == "/recall":
+        return 200, recall(request), {}
     if path == "/profile":
-        return 200, memory().profile()
+        return 200, memory().profile(), {}
+    if path == "/memories" or path.startswith("/memories/"):
+        return memories(request)
     if path == "/_burrow/observe" and method == "POST":
-        pairs = _json_body(request).get("pairs")
-        if not isinstance(pairs, list) or not all(
-                isinstance(p, dict) and "id" in p and "seq" in p for p in pairs):
-            raise HttpError(400, "pairs must be a list of objects with id and seq")
-        return 200, memory().observe(pairs)
+        return 200, observe(request), {}
+    if path == "/_burrow/extract" and method == "POST":
+        return 200, extract(request), {}
     if path == "/_burrow/log":
         query = str(request["query"])
         after = int(query.partition("after=")[2].split("&")[0] or 0) if "after=" in query else 0
-        return 200, {"applied": memory().log(after)}
-    raise HttpError(404, f"the agent has no {path}; it answers /health, /ask and /profile")
+        return 200, {"applied": memory().log(after)}, {}
+    raise HttpError(404, f"the agent has no {path}; it answers /health, /ask, /recall, "
+                         "/profile and /memories")
 
 
 def serve_connection(conn: _socket.socket) -> None:
@@ -213,7 +301,7 @@ def serve_connection(conn: _socket.socket) -> None:
                 if parsed is None:
                     return
                 request, buf = parsed
-                status, payload = handle(request)
+                status, payload, headers = handle(request)
             except HttpError as exc:
                 respond(conn, exc.status, exc.payload())
                 return
@@ -221,10 +309,11 @@ def serve_connection(conn: _socket.socket) -> None:
                 respond(conn, 500, {"error": {"code": "internal",
                                               "message": f"{type(exc).__name__}: {exc}"}})
                 return
-            respond(conn, status, payload, head_only=request["method"] == "HEAD")
-            headers = request["headers"]
-            assert isinstance(headers, dict)
-            if headers.get("connection", "").lower() == "close":
+            respond(conn, status, payload, head_only=request["method"] == "HEAD",
+                    headers=headers)
+            request_headers = request["headers"]
+            assert isinstance(request_headers, dict)
+            if request_headers.get("connection", "").lower() == "close":
                 return
     except OSError:
         pass  # the client went away

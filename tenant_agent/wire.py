@@ -34,7 +34,13 @@ def dumps(obj: object) -> bytes:
 def loads(data: bytes | str) -> object:
     text = data.decode() if isinstance(data, bytes) else data
     text = text.strip()
-    obj, end = _scan(text, 0)
+    try:
+        obj, end = _scan(text, 0)
+    except (StopIteration, SystemError):
+        # The C scanner's ways of saying "not JSON": StopIteration where no value starts, and
+        # for a value cut short a SystemError, since it raises JSONDecodeError only when
+        # json.decoder is already imported (which this module exists to avoid).
+        raise ValueError("not JSON") from None
     if end != len(text):
         raise ValueError("trailing data after the JSON value")
     return obj

@@ -64,7 +64,8 @@ class World:
         if (method, path) == VOTE and allowed:
             insight = self.new_insight(shared=True)
         return {"box_id": box, "snapshot_id": snapshot, "tenant_id": tenant,
-                "insight_id": insight, "path": "probe", "run_id": "run_probe"}
+                "insight_id": insight, "path": "probe", "run_id": "run_probe",
+                "memory_id": "m_0000000000000000"}
 
     def new_insight(self, shared: bool = False) -> str:
         """An insight put straight into the store (contributions need a worker); `shared`:
@@ -97,6 +98,8 @@ def body_for(method: str, path: str) -> dict[str, Any] | None:
         return {"query": "q"}
     if (method, path) == VOTE:
         return {"helpful": True}
+    if "/memories" in path:
+        return {"text": "I prefer tea"}
     return {}
 
 
@@ -113,7 +116,8 @@ def expected(method: str, path: str, kind: str) -> int | None:
     if OPERATOR_ONLY.match(path):
         return 403
     owned = ("{box_id}" in path or "{snapshot_id}" in path
-             or path.startswith("/v1/tenants/{tenant_id}/agent"))
+             or path.startswith("/v1/tenants/{tenant_id}/agent")
+             or path.startswith("/v1/tenants/{tenant_id}/memories"))
     return 404 if owned and kind == "other_tenant" else None
 
 

@@ -213,7 +213,8 @@ def test_the_generated_types_match_the_live_openapi_document(server: Served, sdk
 # Python's classes and the TypeScript classes they are (TypeScript has no sync twin).
 TWINS = {"AsyncBox": "Box", "AsyncExec": "Exec", "AsyncFiles": "Files", "AsyncGit": "Git",
          "AsyncAgentRuns": "AgentRuns", "AsyncRunStream": "RunStream", "AsyncTenant": "Tenant",
-         "AsyncTenantAgent": "TenantAgent", "AsyncKnowledge": "Knowledge"}
+         "AsyncTenantAgent": "TenantAgent", "AsyncKnowledge": "Knowledge",
+         "AsyncMemories": "Memories"}
 # What one language spells with its own protocol: Python's async context managers and
 # iterator step; TypeScript iterates with [Symbol.asyncIterator], where Python has
 # __aiter__, and closes with close(), where Python has aclose().
@@ -224,8 +225,10 @@ RENAMED = {"__aiter__": "[Symbol.asyncIterator]", "aclose": "close"}
 TYPESCRIPT_ONLY_TYPES = {
     "AgentAskAnswer", "AgentOptions", "AgentProfile", "AgentRequestOptions", "ClientOptions",
     "Command", "CommandOptions", "CreateOptions", "ExecOptions", "InsightKind", "JsonSchema",
-    "KnowledgeSearchOptions", "Parsed", "ResponseSchema", "RunOptions", "ZodLike",
-    "components", "operations", "paths"}
+    "KnowledgeSearchOptions", "MemoriesListOptions", "MemoryAddOptions", "MemoryExport",
+    "MemoryItem", "MemoryKind", "MemoryPage", "MemoryWiped", "Parsed", "RecallOptions",
+    "RecallResult", "ResponseSchema", "RunOptions", "ZodLike", "components", "operations",
+    "paths"}
 
 
 def camel(name: str) -> str:
@@ -249,7 +252,8 @@ def _instances() -> dict[str, object]:
             "AsyncRunStream": burrow.AsyncRunStream(_lines(), None),
             "AsyncTenant": burrow.AsyncTenant(burrow.TenantInfo(id="t"), http),
             "AsyncTenantAgent": burrow.AsyncTenantAgent(http, "t"),
-            "AsyncKnowledge": burrow.AsyncKnowledge()}
+            "AsyncKnowledge": burrow.AsyncKnowledge(),
+            "AsyncMemories": burrow.AsyncMemories(http, "t")}
 
 
 def python_surface(cls: type, instance: object) -> dict[str, set[str]]:

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tenant_agent.learn import learn, text_of
+import pytest
+
+from tenant_agent.learn import learn
 from tenant_agent.memory import Memory
+from tenant_agent.turns import text_of
 from tenant_agent.wire import dumps, loads
 
 
@@ -51,3 +54,9 @@ def test_observations_apply_once_in_order_and_survive_reopening(tmp_path: Path) 
 def test_wire_json_roundtrips_without_the_json_package() -> None:
     value = {"a": [1, 2.5, None, True, "é\n"], "b": {}}
     assert loads(dumps(value)) == value
+
+
+def test_wire_json_refuses_what_is_not_json_with_a_value_error() -> None:
+    for text in ("plain words", '{"cut": "short', "[1, 2", "{} trailing"):
+        with pytest.raises(ValueError):
+            loads(text)

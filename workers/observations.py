@@ -19,6 +19,7 @@ import logging
 import os
 import time
 import uuid
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -69,8 +70,22 @@ class Delivery:
     identifiers: list[str] = field(default_factory=list)  # what names the tenant: to scrub
 
 
+# What a client may tell the agent about its request (tenant_agent/turns.py reads them): which
+# JSON field holds the user's words, and when they were said (imported history).
+KEPT_HEADERS = ("x-burrow-user-text", "x-burrow-said-at")
+
+
 def excerpt(data: bytes) -> str:
     return data[:EXCERPT_BYTES].decode("utf-8", "replace")
+
+
+def _part(data: bytes) -> dict[str, str]:
+    """A body's excerpt, and its tail when the excerpt cut it: the newest turn of a long chat
+    is at its end, so it is never the part that is cut."""
+    part = {"body": excerpt(data)}
+    if len(data) > EXCERPT_BYTES:
+        part["body_tail"] = data[-EXCERPT_BYTES:].decode("utf-8", "replace")
+    return part
 
 
 class Observations:
@@ -99,11 +114,15 @@ class Observations:
 
     @staticmethod
     def pair(method: str, path: str, query: str, body: bytes, status: int, answer: bytes,
-             latency_ms: float, request_id: str | None = None) -> dict[str, Any]:
+             latency_ms: float, request_id: str | None = None,
+             headers: Mapping[str, str] | None = None) -> dict[str, Any]:
+        kept = {k: headers[k][:200] for k in KEPT_HEADERS if headers and k in headers}
+        request: dict[str, Any] = {"method": method, "path": path, "query": query,
+                                   **_part(body)}
+        if kept:
+            request["headers"] = kept
         return {"id": uuid.uuid4().hex, "at": time.time(), "request_id": request_id,
-                "request": {"method": method, "path": path, "query": query,
-                            "body": excerpt(body)},
-                "response": {"status": status, "body": excerpt(answer)},
+                "request": request, "response": {"status": status, **_part(answer)},
                 "latency_ms": round(latency_ms, 3)}
 
     async def record(self, tenant: str, box_id: str, pair: dict[str, Any]) -> Recorded | None:
@@ -155,6 +174,16 @@ class Observations:
             pipe.srem(self._pending, f"{tenant} {box_id}")
             await pipe.execute()
 
+    async def drop_backlog(self, tenant: str, box_id: str) -> int:
+        """Drop the tenant's undelivered pairs unread (the tenant deleted its memory); the
+        sequence goes on, so pairs recorded later are new to the agent. Returns how many."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.llen(self.backlog_key(tenant))
+            pipe.delete(self.backlog_key(tenant))
+            pipe.srem(self._pending, f"{tenant} {box_id}")
+            size, _, _ = await pipe.execute()
+        return int(size)
+
     async def pending(self) -> list[tuple[str, str]]:
         """(tenant, box id) of every backlog that may hold pairs."""
         members = await self.redis.smembers(self._pending)  # type: ignore[misc]
@@ -186,9 +215,12 @@ class Observations:
             return sum(await pipe.execute())
 
     async def deliver(self, manager: BoxManager, tenant: str, box_id: str,
-                      limit: int | None = None) -> Delivery:
+                      limit: int | None = None,
+                      prepare: Callable[[list[dict[str, Any]]], Awaitable[None]] | None = None,
+                      headers: dict[str, str] | None = None) -> Delivery:
         """Deliver the tenant's backlog to its agent if its box runs; return what the agent
-        proposed for the shared knowledge base. Never wakes the box."""
+        proposed for the shared knowledge base. Never wakes the box. `prepare` may add to a
+        batch's pairs before they go (embeddings); `headers` go with each batch."""
         box = await manager.get(box_id)
         if box.state != BoxState.RUNNING:
             return Delivery()
@@ -208,9 +240,11 @@ class Observations:
                                           f"{tenant} {box_id}")
                     break
                 pairs = [json.loads(r) for r in raw]
+                if prepare is not None:
+                    await prepare(pairs)
                 status, body = await self.client.request(
                     manager.service_path(box_id), "POST", "/_burrow/observe",
-                    json.dumps({"pairs": pairs}).encode(), max_answer=MAX_ANSWER)
+                    json.dumps({"pairs": pairs}).encode(), headers, max_answer=MAX_ANSWER)
                 if status != 200:
                     raise BoxError(f"the agent refused observations ({status}): {body[:200]!r}")
                 answer = json.loads(body)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from arq import ArqRedis, Retry
@@ -30,12 +31,20 @@ CONTRIBUTE = "contribute"    # add what an agent proposed to the knowledge base
 CATCH_UP_LIMIT = 1000        # pairs delivered before the first answer after a wake
 
 
+Prepare = Callable[[list[dict[str, Any]]], Awaitable[None]]
+
+
 class Pipeline:
-    def __init__(self, observations: Observations, queue: ArqRedis, enabled: bool = True
-                 ) -> None:
+    def __init__(self, observations: Observations, queue: ArqRedis, enabled: bool = True,
+                 prepare: Prepare | None = None, agent_model: str | None = None) -> None:
+        """`prepare` adds to the pairs the worker delivers (the host's embeddings);
+        `agent_model` is the tenant agents' model, named to them with each delivery so that
+        their extraction pass can start before any /ask names it."""
         self.observations = observations
         self.queue = queue
         self.enabled = enabled
+        self.prepare = prepare
+        self.headers = {"x-burrow-model": agent_model} if agent_model else None
         self._tasks: set[asyncio.Task[None]] = set()
 
     # --- recording, off the request path ----------------------------------------------------
@@ -69,10 +78,13 @@ class Pipeline:
             await self.queue.enqueue_job(OBSERVE, tenant, box_id)
 
     async def deliver(self, manager: BoxManager, tenant: str, box_id: str,
-                      limit: int = BATCH) -> Delivery:
+                      limit: int = BATCH, prepare: bool = True) -> Delivery:
         """One batch to the agent (never waking its box); what it proposed goes on to the
-        knowledge base as a job of its own."""
-        delivery = await self.observations.deliver(manager, tenant, box_id, limit=limit)
+        knowledge base as a job of its own. `prepare`: False right after a wake, when the
+        first answer waits for the delivery."""
+        delivery = await self.observations.deliver(
+            manager, tenant, box_id, limit=limit,
+            prepare=self.prepare if prepare else None, headers=self.headers)
         if delivery.insights:
             await self.queue.enqueue_job(CONTRIBUTE, tenant, delivery.insights,
                                          [tenant, *delivery.identifiers])
@@ -82,7 +94,8 @@ class Pipeline:
         """A box just woke: give its agent what it missed while frozen before it answers, so
         the answer reflects it. Never fails the request: the worker delivers what is left."""
         try:
-            delivery = await self.deliver(manager, tenant, box_id, limit=CATCH_UP_LIMIT)
+            delivery = await self.deliver(manager, tenant, box_id, limit=CATCH_UP_LIMIT,
+                                          prepare=False)
             left = delivery.pairs >= CATCH_UP_LIMIT  # stopped by the limit, not an empty one
         except (BoxError, RedisError, OSError, ValueError) as exc:
             log.warning("catching up %s after a wake: %s", tenant, exc)

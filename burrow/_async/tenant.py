@@ -8,12 +8,15 @@ agent."""
 from __future__ import annotations
 
 import builtins
+from collections.abc import Sequence
 from types import TracebackType
 from typing import Any
 from urllib.parse import quote
 
 from burrow._async.http import AsyncHttp
+from burrow._async.memory import AsyncMemories
 from burrow._config import resolve
+from burrow._errors import InvalidRequestError
 from burrow._models import AgentAnswer, TenantInfo
 
 
@@ -52,6 +55,25 @@ class AsyncTenantAgent:
         """GET /profile: what the agent has learned of the tenant."""
         return await self._json("GET", "/profile")
 
+    async def recall(self, query: str, *, limit: int = 10, since: float | str | None = None,
+                     until: float | str | None = None,
+                     kinds: Sequence[str] | None = None) -> builtins.list[dict[str, Any]]:
+        """POST /recall: memories and the tenant's own turns for `query`, most relevant
+        first, each with `request_ids` (the X-Request-Ids it came from); `since`/`until`
+        (unix seconds or ISO 8601) bound when it was said; not learned from."""
+        body: dict[str, Any] = {"query": query, "limit": limit}
+        for name, value in (("since", since), ("until", until)):
+            if value is not None:
+                body[name] = value
+        if kinds is not None:
+            body["kinds"] = list(kinds)
+        answer = await self.request("POST", "/recall", json=body)
+        if answer.status != 200 or not isinstance(answer.body, dict):
+            raise InvalidRequestError(f"the agent's /recall answered {answer.status}: "
+                                      f"{str(answer.body)[:200]}")
+        results: builtins.list[dict[str, Any]] = answer.body.get("results", [])
+        return results
+
 
 class AsyncTenant:
     """A tenant. `AsyncTenant.create()` (operator key) returns it with `api_key`, its own key,
@@ -61,6 +83,7 @@ class AsyncTenant:
         self.info = info
         self._http = http
         self.agent = AsyncTenantAgent(http, info.id)
+        self.memories = AsyncMemories(http, info.id)
 
     @property
     def id(self) -> str:

@@ -9,12 +9,15 @@ agent."""
 from __future__ import annotations
 
 import builtins
+from collections.abc import Sequence
 from types import TracebackType
 from typing import Any
 from urllib.parse import quote
 
 from burrow._sync.http import Http
+from burrow._sync.memory import Memories
 from burrow._config import resolve
+from burrow._errors import InvalidRequestError
 from burrow._models import AgentAnswer, TenantInfo
 
 
@@ -53,6 +56,25 @@ class TenantAgent:
         """GET /profile: what the agent has learned of the tenant."""
         return self._json("GET", "/profile")
 
+    def recall(self, query: str, *, limit: int = 10, since: float | str | None = None,
+               until: float | str | None = None,
+               kinds: Sequence[str] | None = None) -> builtins.list[dict[str, Any]]:
+        """POST /recall: memories and the tenant's own turns for `query`, most relevant
+        first, each with `request_ids` (the X-Request-Ids it came from); `since`/`until`
+        (unix seconds or ISO 8601) bound when it was said; not learned from."""
+        body: dict[str, Any] = {"query": query, "limit": limit}
+        for name, value in (("since", since), ("until", until)):
+            if value is not None:
+                body[name] = value
+        if kinds is not None:
+            body["kinds"] = list(kinds)
+        answer = self.request("POST", "/recall", json=body)
+        if answer.status != 200 or not isinstance(answer.body, dict):
+            raise InvalidRequestError(f"the agent's /recall answered {answer.status}: "
+                                      f"{str(answer.body)[:200]}")
+        results: builtins.list[dict[str, Any]] = answer.body.get("results", [])
+        return results
+
 
 class Tenant:
     """A tenant. `Tenant.create()` (operator key) returns it with `api_key`, its own key,
@@ -62,6 +84,7 @@ class Tenant:
         self.info = info
         self._http = http
         self.agent = TenantAgent(http, info.id)
+        self.memories = Memories(http, info.id)
 
     @property
     def id(self) -> str:

@@ -1,7 +1,7 @@
 """The `burrow` command: the server processes (serve, gateway, worker, doctor) and the client
-commands (tenant, box, kb, policy, stats) that talk to a server over HTTP."""
+commands (tenant, box, kb, memory, policy, stats) that talk to a server over HTTP."""
 
-from burrow.cli import boxes, files, knowledge, operator, server
+from burrow.cli import boxes, files, knowledge, memory, operator, server
 from burrow.cli.app import main
 
-__all__ = ["boxes", "files", "knowledge", "main", "operator", "server"]
+__all__ = ["boxes", "files", "knowledge", "main", "memory", "operator", "server"]

@@ -21,7 +21,7 @@ from boxes import BoxError
 from gateway import authz, logs
 from gateway.errors import ApiError, box_error_response, error_response
 from gateway.proxy import AgentUnreachable, read_body
-from gateway.schemas import AgentAsk, AgentAskOut, AgentProfile, ErrorOut
+from gateway.schemas import AgentAsk, AgentAskOut, AgentProfile, ErrorOut, RecallIn, RecallOut
 from gateway.services import Services
 from workers.observations import Observations
 
@@ -78,7 +78,7 @@ async def agent_response(request: Request, tenant_id: str) -> Response:
     def observed(status: int, answer: bytes) -> None:
         pipeline.record(tenant_id, box_id, Observations.pair(
             request.method, request.url.path, request.url.query, body, status, answer,
-            (time.perf_counter() - started) * 1000, request_id))
+            (time.perf_counter() - started) * 1000, request_id, request.headers))
 
     for attempt in (1, 2):
         woke = await manager.ensure_running(box_id)
@@ -147,6 +147,16 @@ async def agent_ask(tenant_id: str, body: AgentAsk, request: Request) -> Respons
     shared knowledge (through BURROW_AGENT_MODEL when the server sets one), and says what it
     used."""
     return await agent(tenant_id, "ask", request)
+
+
+@router.post("/v1/tenants/{tenant_id}/agent/recall", response_model=RecallOut,
+             responses={**_ERRORS, 200: {"headers": _ANSWER_HEADERS}},
+             operation_id="agent_recall")
+async def agent_recall(tenant_id: str, body: RecallIn, request: Request) -> Response:
+    """What the tenant's agent recalls for a query: memories and the tenant's own turns, most
+    relevant first, each with the X-Request-Ids of the requests it came from. Not learned
+    from."""
+    return await agent(tenant_id, "recall", request)
 
 
 @router.get("/v1/tenants/{tenant_id}/agent/profile", response_model=AgentProfile,

@@ -93,7 +93,8 @@ def test_every_command_has_help_that_names_each_of_its_options() -> None:
         "serve", "tenant create", "tenant ls", "tenant rm", "box create", "box ls", "box get",
         "box exec", "box cp", "box pause", "box resume", "box freeze", "box wake",
         "box snapshot", "box rm", "box run", "kb search", "kb vote", "policy show",
-        "stats"}
+        "stats", "memory ls", "memory get", "memory recall", "memory add", "memory rm",
+        "memory clear", "memory export"}
     runner = CliRunner()
     for path, command in found:
         shown = runner.invoke(main, [*path, "--help"], prog_name="burrow")
@@ -323,3 +324,24 @@ def test_policy_set_and_show_the_ceilings(server: Served) -> None:
     policy = as_json(server, "policy", "show")["global"]["policy"]  # type: ignore[index]
     assert policy["egress_allow"] == [] and policy["model_allowlist"] is None
     assert policy["max_boxes_per_tenant"] is None and policy["tenant_keep_alive"] is False
+
+
+def test_memory_ls_get_recall_rm_export_and_clear(server: Served, tmp_path: Path) -> None:
+    key = as_json(server, "tenant", "create", "cli-mem")["api_key"]  # type: ignore[index]
+    added = json.loads(ok(server, "memory", "add", "cli-mem", "I'm allergic to peanuts",
+                          "--json", key=key))
+    assert "peanuts" in ok(server, "memory", "ls", "cli-mem", key=key)
+    assert added["id"] in ok(server, "memory", "get", "cli-mem", added["id"], key=key)
+    found = json.loads(ok(server, "memory", "recall", "cli-mem", "allergic", "--json", key=key))
+    assert found[0]["id"] == added["id"]
+    out = tmp_path / "memory.json"
+    ok(server, "memory", "export", "cli-mem", "-o", str(out), key=key)
+    assert json.loads(out.read_text())["memories"][0]["id"] == added["id"]
+    assert added["id"] in ok(server, "memory", "rm", "cli-mem", added["id"], key=key)
+    missing = run(server, "memory", "get", "cli-mem", added["id"], key=key)
+    assert missing.returncode != 0 and "HTTP 404" in one_line_error(missing)
+    ok(server, "memory", "add", "cli-mem", "I live in Lisbon", key=key)
+    assert "deleted" in ok(server, "memory", "clear", "cli-mem", "--yes", key=key)
+    assert "no memories" in ok(server, "memory", "ls", "cli-mem", key=key)
+    other = run(server, "memory", "ls", "cli-mem", key="brw_t_not-a-real-key")
+    assert other.returncode != 0

@@ -383,3 +383,34 @@ async def test_async_tenants_mirror_the_sync_ones(server: Served) -> None:
         await made.delete()
     assert isinstance(await AsyncKnowledge.search("x", api_key=operator,
                                                   base_url=server.url), list)
+
+
+def test_a_tenant_owns_its_memory_through_the_sdk(server: Served) -> None:
+    operator = server.operator["Authorization"].split()[1]
+    with Tenant.create("sdk-memory", api_key=operator, base_url=server.url) as made, \
+            Tenant.connect("sdk-memory", api_key=made.api_key, base_url=server.url) as own:
+        added = own.memories.add("I'm allergic to peanuts", subject="allergy")
+        assert added["source"] == "api" and added["text"] == "I'm allergic to peanuts"
+        page = own.memories.list()
+        assert [i["id"] for i in page["items"]] == [added["id"]] and page["total"] == 1
+        hits = own.agent.recall("What am I allergic to?", limit=5)
+        assert hits and hits[0]["id"] == added["id"]
+        fixed = own.memories.correct(added["id"], "I'm allergic to peanuts and cashews")
+        assert fixed["history"][0]["id"] == added["id"]
+        assert own.memories.get(fixed["id"])["current"] is True
+        assert len(own.memories.list(status="all")["items"]) == 2
+        exported = own.memories.export()
+        assert exported["format"] == "burrow.memory/1" and len(exported["memories"]) == 2
+        with pytest.raises(InvalidRequestError, match="memory id"):
+            own.memories.delete("")
+        with Tenant.connect("someone-else", api_key=made.api_key,
+                            base_url=server.url) as other, pytest.raises(NotFoundError):
+            other.memories.list()
+        assert fixed["id"] in own.memories.delete(fixed["id"])
+        with pytest.raises(NotFoundError):
+            own.memories.get(fixed["id"])
+        own.memories.add("I live in Lisbon")
+        wiped = own.memories.delete_all()
+        assert wiped["replace_snapshot"] is True and own.memories.list()["total"] == 0
+        assert own.agent.recall("Lisbon") == []
+        made.delete()

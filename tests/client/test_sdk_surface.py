@@ -22,6 +22,7 @@ from burrow import (
     AsyncFiles,
     AsyncGit,
     AsyncKnowledge,
+    AsyncMemories,
     AsyncRunStream,
     AsyncTenant,
     AsyncTenantAgent,
@@ -32,6 +33,7 @@ from burrow import (
     Files,
     Git,
     Knowledge,
+    Memories,
     RunStream,
     Tenant,
     TenantAgent,
@@ -43,17 +45,18 @@ from tests.served import free_port
 
 PAIRS = [(Box, AsyncBox), (Exec, AsyncExec), (Files, AsyncFiles), (Git, AsyncGit),
          (AgentRuns, AsyncAgentRuns), (RunStream, AsyncRunStream), (Tenant, AsyncTenant),
-         (TenantAgent, AsyncTenantAgent), (Knowledge, AsyncKnowledge)]
+         (TenantAgent, AsyncTenantAgent), (Knowledge, AsyncKnowledge),
+         (Memories, AsyncMemories)]
 
 
 def test_all_is_pinned() -> None:
     assert sorted(burrow.__all__) == [
         "Agent", "AgentAnswer", "AgentConfig", "AgentRuns", "AsyncAgentRuns", "AsyncBox",
-        "AsyncExec", "AsyncFiles", "AsyncGit", "AsyncKnowledge", "AsyncRunStream",
-        "AsyncTenant", "AsyncTenantAgent", "AuthenticationError", "Box", "BoxInfo",
-        "BoxStateError", "BurrowError", "ConflictError", "ConnectionError", "Exec",
+        "AsyncExec", "AsyncFiles", "AsyncGit", "AsyncKnowledge", "AsyncMemories",
+        "AsyncRunStream", "AsyncTenant", "AsyncTenantAgent", "AuthenticationError", "Box",
+        "BoxInfo", "BoxStateError", "BurrowError", "ConflictError", "ConnectionError", "Exec",
         "ExecChunk", "ExecResult", "FileEntry", "Files", "Git", "GitChange", "GitError",
-        "GitStatus", "Insight", "InvalidRequestError", "Knowledge", "NotFoundError",
+        "GitStatus", "Insight", "InvalidRequestError", "Knowledge", "Memories", "NotFoundError",
         "PermissionDeniedError", "RateLimitError", "Run", "RunChunk", "RunStream", "RunUsage",
         "ServiceUnavailableError", "Snapshot", "Tenant", "TenantAgent", "TenantInfo",
         "TimeoutError"]

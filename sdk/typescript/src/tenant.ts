@@ -7,9 +7,13 @@
 
 import type { ClientOptions } from "./config.js"
 import { clientConfig, resolve, splitClient } from "./config.js"
+import { InvalidRequestError } from "./errors.js"
 import { Http, segment } from "./http.js"
+import type { MemoryKind } from "./memory.js"
+import { Memories } from "./memory.js"
 import type {
-  AgentAskAnswer, AgentProfile, CamelKeys, Expect, NoneMissing, TenantInfo, TenantPolicyBody,
+  AgentAskAnswer, AgentProfile, CamelKeys, Expect, NoneMissing, RecallResult, TenantInfo,
+  TenantPolicyBody,
 } from "./wire.js"
 import { checkOptions, toWire } from "./wire.js"
 import type { Camel } from "./wire.js"
@@ -20,6 +24,17 @@ export interface AgentAnswer {
   status: number
   body: unknown
   requestId: string | null
+}
+
+export interface RecallOptions {
+  /** Most results, 1 to 100 (default 10). */
+  limit?: number
+  /** Only what was said from then on (unix seconds or ISO 8601). */
+  since?: number | string
+  /** Only what was said until then (unix seconds or ISO 8601). */
+  until?: number | string
+  /** Only these kinds: preference, fact, event, plan, episode. */
+  kinds?: MemoryKind[]
 }
 
 export interface AgentRequestOptions {
@@ -81,6 +96,27 @@ export class TenantAgent {
   async profile(): Promise<AgentProfile> {
     return (await this.request("GET", "/profile")).body as AgentProfile
   }
+
+  /** POST /recall: memories and the tenant's own turns for `query`, most relevant first,
+   * each with `request_ids` (the X-Request-Ids it came from); `since`/`until` (unix seconds
+   * or ISO 8601) bound when it was said; not learned from. */
+  async recall(query: string, options: RecallOptions = {}): Promise<RecallResult[]> {
+    checkOptions(options, ["limit", "since", "until", "kinds"], "agent.recall()")
+    if (typeof query !== "string") {
+      throw new TypeError(`agent.recall(): the query must be a string, not ${typeof query}`)
+    }
+    const body: Record<string, unknown> = { query, limit: options.limit ?? 10 }
+    for (const name of ["since", "until", "kinds"] as const) {
+      if (options[name] !== undefined) body[name] = options[name]
+    }
+    const answer = await this.request("POST", "/recall", { json: body })
+    const results = (answer.body as { results?: unknown } | null)?.results
+    if (answer.status !== 200 || !Array.isArray(results)) {
+      throw new InvalidRequestError(`the agent's /recall answered ${answer.status} without results`,
+                                    { status: answer.status })
+    }
+    return results as RecallResult[]
+  }
 }
 
 /** A tenant. `Tenant.create()` (operator key) returns it with `apiKey`, its own key, shown
@@ -88,6 +124,7 @@ export class TenantAgent {
 export class Tenant {
   info: TenantInfo
   readonly agent: TenantAgent
+  readonly memories: Memories
   readonly #http: Http
 
   /** @internal */
@@ -95,6 +132,7 @@ export class Tenant {
     this.info = info
     this.#http = http
     this.agent = new TenantAgent(http, info.id)
+    this.memories = new Memories(http, tenantPath(info.id))
   }
 
   get id(): string {

@@ -23,6 +23,13 @@ export type Insight = Schemas["InsightOut"]
 export type AgentAskAnswer = Schemas["AgentAskOut"]
 /** What the built-in tenant agent has learned of its tenant (`profile()`). */
 export type AgentProfile = Schemas["AgentProfile"]
+/** A memory (`m_…`) or an episode (`e_…`) of the tenant, with the request ids it came from. */
+export type MemoryItem = Schemas["MemoryItem"]
+export type MemoryPage = Schemas["MemoryPage"]
+export type MemoryExport = Schemas["MemoryExport"]
+export type MemoryWiped = Schemas["MemoryWiped"]
+/** One result of `agent.recall()`: a memory or an episode, with its score (best: 1.0). */
+export type RecallResult = Schemas["RecallResult"]
 
 /** An agent run. `result` is the validated object when a responseSchema was given (parsed
  * by it, if it is a zod schema), else the final text; null unless the run completed. */

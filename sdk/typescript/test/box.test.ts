@@ -212,6 +212,24 @@ test("a tenant's agent answers through the agent route and learns from it", asyn
   await assert.rejects(other.agent.profile(), NotFoundError) // another tenant's agent is not its to reach
 })
 
+test("a tenant owns its memory: add, list, recall, correct, export, delete, delete all", async () => {
+  const own = Tenant.connect(tenant.id, { apiKey: key })
+  const added = await own.memories.add("I'm allergic to peanuts", { subject: "allergy" })
+  assert.equal(added.text, "I'm allergic to peanuts")
+  assert.ok((await own.memories.list({ kind: "fact" })).items.some((i) => i.id === added.id))
+  const hits = await own.agent.recall("What am I allergic to?", { limit: 5 })
+  assert.equal(hits[0]?.id, added.id)
+  const fixed = await own.memories.correct(added.id, "I'm allergic to peanuts and cashews")
+  assert.equal((fixed["history"] as { id: string }[])[0]?.id, added.id)
+  assert.equal((await own.memories.export()).format, "burrow.memory/1")
+  assert.ok((await own.memories.delete(fixed.id)).includes(fixed.id))
+  await assert.rejects(own.memories.get(fixed.id), NotFoundError)
+  await assert.rejects(Tenant.connect("someone-else", { apiKey: key }).memories.list(), NotFoundError)
+  await own.memories.add("I live in Lisbon")
+  assert.equal((await own.memories.deleteAll()).replace_snapshot, true)
+  assert.deepEqual(await own.agent.recall("Lisbon"), [])
+})
+
 test("the operator makes, finds and deletes tenants; a deleted tenant's key stops working", async () => {
   const made = await Tenant.create({ apiKey: OPERATOR_KEY, baseUrl: URL, policy: { keepAlive: false } })
   assert.ok(made.apiKey && made.info.home_box_id)

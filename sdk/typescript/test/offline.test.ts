@@ -17,7 +17,7 @@ import { jsonSchemaOf, parseRun } from "../dist/esm/schema.js"
 const VALUES = [
   "Agent", "AgentRuns", "AuthenticationError", "Box", "BoxStateError", "BurrowError",
   "ConflictError", "ConnectionError", "Exec", "Files", "Git", "GitError", "InvalidRequestError",
-  "Knowledge", "NotFoundError", "PermissionDeniedError", "RateLimitError", "RunStream",
+  "Knowledge", "Memories", "NotFoundError", "PermissionDeniedError", "RateLimitError", "RunStream",
   "ServiceUnavailableError", "Tenant", "TenantAgent", "TimeoutError",
 ]
 

@@ -1,0 +1,58 @@
+"""The host's side of the tenant agents' vectors: the worker attaches an embedding of the
+tenant's words to each pair it delivers, and the host services socket embeds a query
+(POST /v1/embed), both with the one embedding model of the knowledge base, so the agent
+compares like with like (it uses a query vector only when its model names the stored ones').
+
+The words embedded are those the agent will read in the pair (tenant_agent/turns.py's
+summary(), on the same excerpts); pairs it will not learn from get none. A wake's catch-up
+delivers without embeddings: the first answer after a wake never waits for them (those turns
+are found by full text).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import struct
+from typing import Any
+
+from knowledge.embedder import Embedder
+from tenant_agent.turns import summary
+
+DEFAULT_MODEL = "all-MiniLM-L6-v2"
+MAX_TEXTS = 64  # per /v1/embed call
+MAX_CHARS = 2000  # per text: the model reads 256 word pieces at most
+
+
+def packed(vector: list[float]) -> str:
+    """Base64 of little-endian float32: a quarter of the JSON list's size."""
+    return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
+
+
+class PairVectors:
+    def __init__(self, embedder: Embedder, model: str | None) -> None:
+        self.embedder = embedder
+        self.model = model or DEFAULT_MODEL
+
+    async def embed(self, texts: list[str]) -> list[list[float]]:
+        return await asyncio.to_thread(self.embedder.embed, [t[:MAX_CHARS] for t in texts])
+
+    async def attach(self, pairs: list[dict[str, Any]]) -> None:
+        """Add {"embedding": {"model", "user"}} to each pair with words to learn from."""
+        texts, targets = [], []
+        for pair in pairs:
+            if "embedding" in pair:
+                continue
+            given = pair.get("turn")
+            try:
+                turn: dict[str, Any] = given if isinstance(given, dict) else summary(pair)
+            except (ValueError, TypeError, KeyError, RecursionError):
+                continue  # the agent learns nothing from a pair it cannot read either
+            user = turn.get("user")
+            if turn.get("learn") and isinstance(user, str) and user.strip():
+                texts.append(user)
+                targets.append(pair)
+        if not texts:
+            return
+        for pair, vector in zip(targets, await self.embed(texts), strict=True):
+            pair["embedding"] = {"model": self.model, "user": packed(vector)}
