@@ -21,7 +21,6 @@ import asyncio
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -32,8 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import httpx
 from redis.asyncio import Redis
 
-from bench.httpload import Conn, free_port, load, pct
-from bench.serving import run_as_root, settle, stop_served
+from bench.httpload import Conn, load, pct
+from bench.serving import run_as_root, served, settle
 from boxes import BoxManager, BoxSpec, ExecRequest, RuntimeConfig
 from boxes.client import DaemonClient
 from workers.embedded_redis import EmbeddedRedis
@@ -167,25 +166,9 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--runs", type=int, default=20)
     args = parser.parse_args()
-    data_dir = Path(tempfile.mkdtemp(prefix="burrow-bench-gw-"))
-    port = free_port()
-    env = {**os.environ, "BURROW_OPERATOR_KEY": OPERATOR_KEY, "BURROW_UID_BASE": UID_BASE}
-    proc = subprocess.Popen([str(Path(sys.executable).parent / "burrow"), "serve", "--port",
-                             str(port), "--data-dir", str(data_dir)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(600):
-            try:
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        settle(proc.pid)
-        asyncio.run(bench(args, url, port, data_dir, proc.pid))
-    finally:
-        stop_served(proc, data_dir)
-
+    with served(OPERATOR_KEY, UID_BASE, "burrow-bench-gw-") as server:
+        settle(server.pid)
+        asyncio.run(bench(args, server.url, server.port, server.data_dir, server.pid))
 
 if __name__ == "__main__":
     run_as_root("bench/gateway.py", main)

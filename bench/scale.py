@@ -30,9 +30,7 @@ import asyncio
 import os
 import random
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -42,8 +40,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import httpx
 from redis.asyncio import Redis
 
-from bench.httpload import free_port, pct
-from bench.serving import run_as_root, stop_served
+from bench.httpload import pct
+from bench.serving import run_as_root, served
 
 OPERATOR_KEY = "bench-operator-key-" + "s" * 24
 UID_BASE = 5_000_000
@@ -259,30 +257,14 @@ def main() -> None:
     args = parser.parse_args()
     if args.tenants <= 10:
         parser.error("--tenants must be more than the 10-tenant baseline")
-    data_dir = Path(tempfile.mkdtemp(prefix="burrow-bench-scale-"))
-    port = free_port()
-    env = {**os.environ, "BURROW_OPERATOR_KEY": OPERATOR_KEY, "BURROW_UID_BASE": str(UID_BASE),
-           "BURROW_SWEEP_INTERVAL_S": "1"}
-    proc = subprocess.Popen([str(Path(sys.executable).parent / "burrow"), "serve", "--port",
-                             str(port), "--data-dir", str(data_dir)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(600):
-            try:
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
+    with served(OPERATOR_KEY, str(UID_BASE), "burrow-bench-scale-",
+                {"BURROW_SWEEP_INTERVAL_S": "1"}) as server:
 
         async def go() -> None:
-            async with httpx.AsyncClient(base_url=url, timeout=300) as client:
-                await Scale(client, data_dir, proc.pid, args.warm).run(args)
+            async with httpx.AsyncClient(base_url=server.url, timeout=300) as client:
+                await Scale(client, server.data_dir, server.pid, args.warm).run(args)
 
         asyncio.run(go())
-    finally:
-        stop_served(proc, data_dir)
-
 
 if __name__ == "__main__":
     run_as_root("bench/scale.py", main)

@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +63,42 @@ def stop_served(proc: subprocess.Popen[Any], data_dir: Path) -> None:
     proc.wait(120)
     shutil.rmtree(RuntimeConfig(data_dir=data_dir).run_dir, ignore_errors=True)
     shutil.rmtree(data_dir, ignore_errors=True)
+
+
+@dataclass
+class Served:
+    url: str
+    port: int
+    data_dir: Path
+    pid: int
+
+
+@contextmanager
+def served(operator_key: str, uid_base: str, prefix: str,
+           extra_env: dict[str, str] | None = None) -> Iterator[Served]:
+    """`burrow serve` on a free port with a fresh data dir, once it answers /readyz; stopped
+    and removed afterwards."""
+    import httpx
+
+    from bench.httpload import free_port
+    data_dir = Path(tempfile.mkdtemp(prefix=prefix))
+    port = free_port()
+    env = {**os.environ, "BURROW_OPERATOR_KEY": operator_key, "BURROW_UID_BASE": uid_base,
+           **(extra_env or {})}
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "burrow"), "serve", "--port",
+                             str(port), "--data-dir", str(data_dir)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(600):
+            try:
+                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        yield Served(url, port, data_dir, proc.pid)
+    finally:
+        stop_served(proc, data_dir)
 
 
 @contextmanager

@@ -38,6 +38,7 @@ from gateway.settings import Settings
 from gateway.tenants import Tenants
 from gateway.vectors import PairVectors
 from knowledge.base import KnowledgeBase
+from knowledge.child import Child
 from knowledge.embedder import ProcessEmbedder
 from knowledge.vectors import VectorStore, open_store
 from models.budgets import ModelBudgets
@@ -204,6 +205,10 @@ class Services:
                            sweep_interval_s=self.settings.sweep_interval_s)
 
     async def aclose(self) -> None:
+        if self._warm is not None and not self._warm.done():
+            # Stopping while the models still load: end their processes rather than wait
+            # (under load, a minute); the next use starts them again.
+            Child.interrupt_all()
         for task in self._background:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

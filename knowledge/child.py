@@ -19,6 +19,7 @@ closes, that is when its parent exits or closes it.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import pickle
 import signal
@@ -65,6 +66,7 @@ class Child:
         self.what = what  # for messages: "the embedding process"
         self.proc: subprocess.Popen[bytes] | None = None
         self._lock = threading.Lock()
+        self._interrupted = False
 
     @classmethod
     def shared(cls, argv: list[str], what: str) -> Child:
@@ -77,6 +79,7 @@ class Child:
     def ask(self, message: Any) -> Any:
         """The child's answer to `message`. A child that died is replaced once per request."""
         with self._lock:
+            self._interrupted = False
             for attempt in (1, 2):
                 proc = self._running()
                 try:
@@ -85,6 +88,8 @@ class Child:
                     break
                 except (OSError, EOFError, ValueError):
                     self._stop()
+                    if self._interrupted:
+                        raise RuntimeError(f"{self.what} was stopped") from None
                     if attempt == 2:
                         raise RuntimeError(f"{self.what} exited twice in a row; see its error "
                                            "above in the log") from None
@@ -127,6 +132,21 @@ class Child:
                 self.proc.kill()
                 self.proc.wait()
             self._close_pipes()
+
+    def interrupt(self) -> None:
+        """Kill the child now, even in the middle of a request (a shutdown must not wait for a
+        model to load): the request in flight fails instead of starting another child; the
+        next request starts one."""
+        proc = self.proc
+        if proc is not None and proc.poll() is None:
+            self._interrupted = True
+            with contextlib.suppress(OSError):
+                proc.kill()
+
+    @classmethod
+    def interrupt_all(cls) -> None:
+        for child in list(cls._shared.values()):
+            child.interrupt()
 
     @classmethod
     def close_all(cls) -> None:

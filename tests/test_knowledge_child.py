@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+import threading
+import time
 
 import pytest
 
@@ -38,5 +40,37 @@ def test_a_child_that_cannot_start_its_work_is_reported_after_a_second_try() -> 
     try:
         with pytest.raises(RuntimeError, match="the broken helper exited twice in a row"):
             child.ask(1)
+    finally:
+        child.close()
+
+
+def test_an_interrupted_request_fails_at_once_and_the_next_starts_a_child() -> None:
+    """A shutdown while a model loads (burrow serve stopped seconds after it started) must not
+    wait for the load: the request in flight fails, no second child starts for it."""
+    slow = ("import sys, time\nfrom knowledge.child import serve\n"
+            "time.sleep(float(sys.argv[1]))\nserve(lambda m: m * 2)")
+    child = Child([sys.executable, "-c", slow, "60"], "the slow loader")
+    failed: list[BaseException] = []
+
+    def ask() -> None:
+        try:
+            child.ask(1)
+        except BaseException as exc:
+            failed.append(exc)
+
+    try:
+        asking = threading.Thread(target=ask)
+        asking.start()
+        deadline = time.monotonic() + 10
+        while child.proc is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        started = time.monotonic()
+        child.interrupt()
+        asking.join(10)
+        assert not asking.is_alive() and time.monotonic() - started < 5
+        assert len(failed) == 1 and "the slow loader was stopped" in str(failed[0])
+        assert child.proc is None  # no replacement started for the interrupted request
+        child.argv[-1] = "0"
+        assert child.ask(21) == 42  # the next request starts a child
     finally:
         child.close()
