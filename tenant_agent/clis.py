@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -86,18 +87,20 @@ def entry(harness: str, root: str | None = None) -> str:
     return os.path.join(base, str(manifest["entry"]))
 
 
-class Cli:
+class Cli(ABC):
     name = ""
     family = ""  # the API family it speaks through the relay: anthropic | openai
     # With trim, the only tools the model is shown (the host drops the rest for local models):
     # enough to read, run and write, nothing a tiny model only misuses.
     small_tools: tuple[str, ...] = ()
 
+    @abstractmethod
     def invocation(self, spec: RunSpec, executable: str) -> Invocation:
-        raise NotImplementedError
+        """The CLI's non-interactive command line and environment for this run."""
 
+    @abstractmethod
     def parser(self) -> StreamParser:
-        raise NotImplementedError
+        """A fresh reader of the CLI's event stream."""
 
 
 def base_env(spec: RunSpec) -> dict[str, str]:

@@ -18,6 +18,7 @@ Stdlib only: runs inside boxes under `/usr/bin/python3 -I -S`.
 from __future__ import annotations
 
 import json
+from abc import ABC, abstractmethod
 from typing import Any
 
 MAX_OUTPUT_CHARS = 8000
@@ -34,7 +35,7 @@ def _clip(text: str) -> str:
     return text[:MAX_OUTPUT_CHARS] + f"\n[... {len(text) - MAX_OUTPUT_CHARS} more characters]"
 
 
-class StreamParser:
+class StreamParser(ABC):
     """Lines of a CLI's JSON output in, run chunks out; what the run needs to report kept."""
 
     def __init__(self) -> None:
@@ -52,8 +53,9 @@ class StreamParser:
             return []  # a CLI's log line on stdout: not an event
         return self.event(event) if isinstance(event, dict) else []
 
+    @abstractmethod
     def event(self, event: dict[str, Any]) -> list[dict[str, Any]]:
-        raise NotImplementedError
+        """The run chunks one decoded event of the CLI's stream makes."""
 
     def text(self, text: Any) -> list[dict[str, Any]]:
         if not isinstance(text, str) or not text.strip():
