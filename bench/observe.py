@@ -31,13 +31,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import httpx
 import uvicorn
-from workers.settings import close_worker, make_worker
 
 from bench.httpload import Conn, free_port, pct
 from gateway.app import create_app
 from gateway.settings import Settings
 from workers.embedded_redis import EmbeddedRedis
 from workers.observations import Observations
+from workers.worker import close_worker, make_worker
 
 OPERATOR_KEY = "bench-operator-key-" + "x" * 24
 UID_BASE = 4_700_000

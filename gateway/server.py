@@ -146,7 +146,7 @@ async def _worker(settings: Settings) -> None:
         loop.add_signal_handler(sig, stop.set)
     task = asyncio.create_task(services.run_worker())
     await stop.wait()
+    await services.aclose()  # stops the worker's loop between two polls; the task then ends
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
-    await services.aclose()

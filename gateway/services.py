@@ -209,12 +209,12 @@ class Services:
             # Stopping while the models still load: end their processes rather than wait
             # (under load, a minute); the next use starts them again.
             Child.interrupt_all()
+        if self._worker is not None:  # first: its loop ends between two polls, not inside one
+            await close_worker(self._worker)
         for task in self._background:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        if self._worker is not None:
-            await close_worker(self._worker)
         await self.pipeline.drain()
         if self.host_socket is not None:  # a gateway: its boxes freeze, so a restart
             await _freeze_on_shutdown(self.manager)  # finds them consistent

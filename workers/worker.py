@@ -24,6 +24,9 @@ POLL_DELAY_S = 0.05
 # How often a worker records that it is alive (`burrow worker --check` reads it).
 HEALTH_CHECK_S = 10
 
+# How long a stopping worker's polling loop has to finish its iteration before it is cancelled.
+STOP_WAIT_S = 5.0
+
 
 def make_worker(redis_url: str, *, manager: BoxManager, pipeline: Pipeline,
                 kb: KnowledgeBase, policies: Policies, sweep_interval_s: float) -> Worker:
@@ -56,14 +59,27 @@ def make_worker(redis_url: str, *, manager: BoxManager, pipeline: Pipeline,
 
 
 async def close_worker(worker: Worker) -> None:
-    """Worker.close(), minus the DeprecationWarning arq's use of redis-py's old close() emits,
-    and without its CancelledError: jobs still running are cancelled (arq runs them again
-    later) and awaited here, where a job that ends cancelled is not an
+    """Worker.close(), stopping the polling loop between two iterations rather than inside one,
+    minus the DeprecationWarning arq's use of redis-py's old close() emits, and without its
+    CancelledError.
+
+    Cancelled inside an iteration, arq's job start can be left in a WATCHed pipeline that keeps
+    its connection (redis-py then warns "Unclosed client session" when it is collected): so the
+    loop is told to start no more jobs and return (burst mode with no jobs left), and is
+    cancelled only if it has not returned within STOP_WAIT_S. Jobs still running are cancelled
+    (arq runs them again later) and awaited here, where a job that ends cancelled is not an
     error of the shutdown. Left to `Worker.close`, that job's CancelledError ended the close
     half-way (health key kept, pool open) and failed whoever was shutting down."""
+    worker.burst, worker.max_burst_jobs = True, 0
     for task in worker.tasks.values():
         task.cancel()
     await asyncio.gather(*worker.tasks.values(), return_exceptions=True)
+    main = worker.main_task
+    if main is not None and not main.done():
+        done, _ = await asyncio.wait({main}, timeout=STOP_WAIT_S)
+        if not done:
+            main.cancel()
+        await asyncio.gather(main, return_exceptions=True)
     worker.tasks.clear()
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Call to deprecated close",
