@@ -10,7 +10,9 @@ the session's), the other speaker's next turn the response; its request id is
 to the tenant of the speaker it names first.
 
 Printed, for the agent and for BM25 over exactly the same tenant's raw pairs (request and
-response) and over its raw turns:
+response), over windows of three pairs (a pair with those just before and after it in the same
+conversation: the agent returns an episode with that context, citing three request ids) and
+over its raw turns:
 - evidence hit@5/@10 (an evidence turn among the covered turns of the top k; a result counts
   for at most 3 of the request ids it cites) and evidence recall@10 (the share of evidence
   turns covered), by category and overall; with and without the query's embedding;
@@ -478,6 +480,8 @@ def _questions(agents: Agents, tenant: Tenant, args: argparse.Namespace, embedde
                totals: Totals) -> None:
     covers = {p.request_id: p.covers for p in tenant.pairs}
     pair_bm25 = BM25([p.user + " " + p.reply for p in tenant.pairs])
+    windows = [_window(tenant.pairs, i) for i in range(len(tenant.pairs))]
+    window_bm25 = BM25([" ".join(p.user + " " + p.reply for p in w) for w in windows])
     turns = [(text, dia) for p in tenant.pairs for text, dia in _split_turns(p)]
     turn_bm25 = BM25([t for t, _ in turns])
     queries = [q.text for q in tenant.questions]
@@ -491,6 +495,9 @@ def _questions(agents: Agents, tenant: Tenant, args: argparse.Namespace, embedde
         totals.scores["agent (text only)"].add(covered_by(results, covers), q)
         totals.scores["BM25, raw pairs"].add(
             [tenant.pairs[j].covers for j in pair_bm25.top(q.text, 10)], q)
+        totals.scores["BM25, 3-pair windows"].add(
+            [set().union(*(p.covers for p in windows[j])) for j in window_bm25.top(q.text, 10)],
+            q)
         totals.scores["BM25, raw turns"].add([{turns[j][1]} for j in turn_bm25.top(q.text, 10)],
                                              q)
         if ask_every and i % ask_every == 0:
@@ -502,6 +509,13 @@ def _questions(agents: Agents, tenant: Tenant, args: argparse.Namespace, embedde
                 f1 = token_f1(str(answer["answer"]), q.answer)
                 totals.f1.append(f1)
                 totals.f1_by_category[q.category].append(f1)
+
+
+def _window(pairs: list[Pair], i: int) -> list[Pair]:
+    """A pair with the pairs just before and after it in the same conversation (an hour
+    apart at most), as the agent returns an episode with its context."""
+    return [pairs[j] for j in (i - 1, i, i + 1)
+            if 0 <= j < len(pairs) and abs(pairs[j].at - pairs[i].at) <= 3600]
 
 
 def _split_turns(p: Pair) -> list[tuple[str, str]]:

@@ -455,8 +455,20 @@ class MemoryItem(BaseModel):
     request_ids: list[str] = Field(description="the X-Request-Ids of the requests it came from")
 
 
+class RecallTurn(BaseModel):
+    request_id: str
+    text: str = Field(description="what the tenant said")
+    reply: str = Field(description="what it was answered")
+    at: str | None = Field(description="when the tenant said it (ISO 8601 UTC)")
+    before: bool = Field(description="said just before the episode (else just after)")
+
+
 class RecallResult(MemoryItem):
     score: float = Field(description="relative to the best result (1.0)")
+    context: list[RecallTurn] | None = Field(
+        None, description="for an episode: the turns just before and after it in the same "
+                          "conversation (within an hour); their request ids follow the "
+                          "episode's own in request_ids")
 
 
 class RecallOut(BaseModel):

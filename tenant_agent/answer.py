@@ -134,8 +134,8 @@ def _recalled(context: Context, found: list[dict[str, Any]]) -> None:
         said = result["text"].strip()[:EPISODE_CHARS]
         reply = (result.get("reply") or "").strip()[:EPISODE_CHARS // 2]
         line = _dated(said, parse_time(result["at"])) + (f" (reply: {reply})" if reply else "")
-        if context.add("What the user said before:", line):
-            context.cite("episodes", result["id"], result["request_ids"])
+        if context.add("What the user said before:", line):  # its own turn, not its context
+            context.cite("episodes", result["id"], result["request_ids"][:1])
 
 
 def ask(memory: Memory, question: str, model: str | None = None,

@@ -198,7 +198,28 @@ def test_recall_reads_dates_in_the_query(memory: Memory) -> None:
                     pair(2, "We went to the lake again", at=june)])
     for query, wanted in (("What did we do at the lake on 8 June, 2023?", "req-2"),
                           ("What did we do at the lake in May 2023?", "req-1")):
-        assert recall(memory, query)[0]["request_ids"] == [wanted], query
+        assert recall(memory, query)[0]["request_ids"][0] == wanted, query
+
+
+def test_a_recalled_turn_comes_with_its_conversation(memory: Memory) -> None:
+    """The turns just before and after it (within an hour) are its context, cited after it and
+    not listed again; a turn a day later, or outside since/until, is not its context."""
+    memory.observe([pair(1, "Guess where we went?", reply="The lake?"),
+                    pair(2, "Yes, last Friday, with the kayak!", reply="Fun!"),
+                    pair(3, "The kids loved it", reply="I bet."),
+                    pair(4, "Another kayak trip is planned", at=T0 + 86400 * 3)])
+    results = recall(memory, "kayak trip last Friday")
+    first = next(r for r in results if r["request_ids"][0] == "req-2")
+    assert first["request_ids"] == ["req-2", "req-1", "req-3"]
+    assert [(c["text"], c["before"]) for c in first["context"]] == [
+        ("Guess where we went?", True), ("The kids loved it", False)]
+    listed = [r["request_ids"][0] for r in results]
+    assert "req-1" not in listed and "req-3" not in listed and "req-4" in listed
+    lone = next(r for r in results if r["request_ids"][0] == "req-4")
+    assert lone["request_ids"] == ["req-4"] and "context" not in lone
+    bounded = recall(memory, "kayak trip last Friday", since=T0 + 600 * 2)
+    assert next(r for r in bounded if r["request_ids"][0] == "req-2")["request_ids"] == [
+        "req-2", "req-3"]
 
 
 def test_a_large_memory_searches_vectors_through_sign_codes(memory: Memory,
@@ -216,7 +237,7 @@ def test_a_large_memory_searches_vectors_through_sign_codes(memory: Memory,
                     for n, v in enumerate(vecs)])
     target = 123
     query = [x + rng.gauss(0, 0.1) for x in vecs[target]]
-    assert recall(memory, "zzz", vector=query)[0]["request_ids"] == [f"req-{target + 1}"]
+    assert recall(memory, "zzz", vector=query)[0]["request_ids"][0] == f"req-{target + 1}"
     assert memory.codes is not None and len(memory.codes.codes) == 300
     memory.observe([{**pair(301, "late note"), "embedding": {"model": "m", "user": vecs[7]}}])
     assert len(memory.codes.codes) == 301  # kept up to date as turns arrive

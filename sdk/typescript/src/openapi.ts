@@ -1576,8 +1576,38 @@ export interface components {
              * @description relative to the best result (1.0)
              */
             score: number;
+            /**
+             * Context
+             * @description for an episode: the turns just before and after it in the same conversation (within an hour); their request ids follow the episode's own in request_ids
+             */
+            context?: components["schemas"]["RecallTurn"][] | null;
         } & {
             [key: string]: unknown;
+        };
+        /** RecallTurn */
+        RecallTurn: {
+            /** Request Id */
+            request_id: string;
+            /**
+             * Text
+             * @description what the tenant said
+             */
+            text: string;
+            /**
+             * Reply
+             * @description what it was answered
+             */
+            reply: string;
+            /**
+             * At
+             * @description when the tenant said it (ISO 8601 UTC)
+             */
+            at: string | null;
+            /**
+             * Before
+             * @description said just before the episode (else just after)
+             */
+            before: boolean;
         };
         /**
          * RunChunk
