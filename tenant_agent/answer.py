@@ -8,8 +8,9 @@ CONTEXT_TOKENS (estimated high: ≈ 3.6 characters a token):
    holds, with the date it ended);
 3. the tenant's own turns recall finds, dated (the time they were said, and what "yesterday"
    meant then), the most relevant first;
-4. shared insights from other tenants that the knowledge search scores at least INSIGHT_FLOOR
-   (a fixed, conservative floor until the knowledge base calibrates its own).
+4. shared insights from other tenants that the knowledge search returns: only those at or
+   above the knowledge base's relevance floor, calibrated on held-out queries
+   (knowledge/base.py RELEVANCE_FLOOR, applied by the host before they reach the box).
 With a model (x-burrow-model, through the host socket) the model answers from that context;
 without one, or when it fails, the answer is the context itself, said plainly. Either way the
 answer says what it used: memory ids, episode ids, insight ids, request ids and tokens.
@@ -30,7 +31,6 @@ if TYPE_CHECKING:  # typing costs ms at every wake; only the type checker needs 
 CONTEXT_TOKENS = 800
 PROFILE_TOKENS = 250
 INSIGHT_TOKENS = 120
-INSIGHT_FLOOR = 0.5
 EPISODE_FLOOR = 0.4    # of the best result's score
 EPISODE_CHARS = 400
 MODEL_TIMEOUT_S = 120.0  # BURROW_AGENT_ANSWER_TIMEOUT_S, for a host whose model is slow
@@ -109,10 +109,9 @@ def build(memory: Memory, question: str, vector: list[float] | None = None,
     found = recall(memory, question, limit=16, vector=vector) if question.strip() else []
     _recalled(context, found)
     if question.strip():
-        for insight in knowledge.search(question, limit=3):
-            score = insight.get("score")
-            if isinstance(score, (int, float)) and score >= INSIGHT_FLOOR and context.add(
-                    "What helped other users:", str(insight.get("text", "")), INSIGHT_TOKENS):
+        for insight in knowledge.search(question, limit=3):  # above the base's floor
+            if context.add("What helped other users:", str(insight.get("text", "")),
+                           INSIGHT_TOKENS):
                 context.cite("insights", insight.get("id"))
     return context
 
