@@ -26,9 +26,11 @@ JSON lists of numbers or base64 of little-endian float32, of the host's embeddin
                                                   "request_ids", ...}]}
          most relevant first; memories ("m_…", kind preference|fact|event|plan, with
          subject, valid_from, valid_to, superseded_by, confidence, source) and episodes
-         ("e_…", kind episode: the tenant's words, with "reply"); `at` is when the tenant
-         said it; `request_ids` are the X-Request-Ids of the requests it came from; `score`
-         is relative to the best result (1.0)
+         ("e_…", kind episode: the tenant's words, with "reply", and "context": the turns
+         just before and after it in the conversation, [{"request_id", "text", "reply",
+         "at", "before"}], their ids in its request_ids after its own); `at` is when the
+         tenant said it; `request_ids` are the X-Request-Ids of the requests it came from;
+         `score` is relative to the best result (1.0)
     GET  /profile                -> {"preferences", "facts", "topics", "observed", "last_seq",
                                      "memories", "episodes", "pending", "model"}
     GET  /memories?kind=&status=current|all&limit=50&cursor=
