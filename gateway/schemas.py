@@ -6,9 +6,17 @@ import re
 import time
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, RootModel, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    RootModel,
+    model_validator,
+)
 
 from boxes import BoxRecord, BoxUsage, FileEntry, SnapshotRecord
+from models.providers import PROVIDERS
 
 ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 
@@ -24,6 +32,21 @@ class ErrorDetail(BaseModel):
 
 class ErrorOut(BaseModel):
     error: ErrorDetail
+
+
+_MODEL = re.compile(rf"^({'|'.join(PROVIDERS)})/[A-Za-z0-9._:@/-]{{1,200}}$")
+_MODEL_HELP = ("provider/name: anthropic/…, openai/…, openrouter/… or local/… (the server at "
+               "BURROW_LOCAL_MODEL_URL)")
+
+
+def _model_name(value: str) -> str:
+    if not _MODEL.match(value):
+        raise ValueError(f"{value!r} is not a model name; write it as {_MODEL_HELP}, for "
+                         "example local/smollm2-135m or anthropic/claude-sonnet-4-5")
+    return value
+
+
+ModelName = Annotated[str, AfterValidator(_model_name), Field(description=_MODEL_HELP)]
 
 
 # --- tenants ---------------------------------------------------------------------------------
@@ -51,6 +74,10 @@ class TenantPolicy(Strict):
         None, description="model tokens (input + output) a tenant may use per budget period")
     model_allowlist: list[str] | None = Field(
         None, description="models boxes may call (provider/name, * wildcards); null: any")
+    agent_model: ModelName | None = Field(
+        None, description="the model the tenant agents answer /ask through and, unless it is "
+                          "a local/ one, distil memories with (on model_allowlist); null: the "
+                          "server's BURROW_AGENT_MODEL")
 
 
 class PolicyIn(TenantPolicy):
@@ -101,6 +128,7 @@ class PolicyValues(BaseModel):
     tenant_token_budget: int | None
     token_budget_period_s: float
     model_calls_per_minute: int | None
+    agent_model: str | None
 
 
 class PolicyOut(BaseModel):
@@ -193,20 +221,6 @@ class GitIn(Strict):
 
 
 HARNESSES = ("burrow", "claude-code", "codex", "opencode")
-PROVIDERS = ("anthropic", "openai", "openrouter", "local")
-_MODEL = re.compile(rf"^({'|'.join(PROVIDERS)})/[A-Za-z0-9._:@/-]{{1,200}}$")
-_MODEL_HELP = ("provider/name: anthropic/…, openai/…, openrouter/… or local/… (the server at "
-               "BURROW_LOCAL_MODEL_URL)")
-
-
-def _model_name(value: str) -> str:
-    if not _MODEL.match(value):
-        raise ValueError(f"{value!r} is not a model name; write it as {_MODEL_HELP}, for "
-                         "example local/smollm2-135m or anthropic/claude-sonnet-4-5")
-    return value
-
-
-ModelName = Annotated[str, AfterValidator(_model_name), Field(description=_MODEL_HELP)]
 
 
 class AgentConfig(Strict):

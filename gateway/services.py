@@ -14,6 +14,7 @@ import logging
 import os
 from collections.abc import Generator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Literal
 
@@ -164,7 +165,7 @@ class Services:
             observations=observations, queue=queue,
             pipeline=Pipeline(observations, queue, enabled=settings.observe,
                               prepare=vectors.attach if settings.observe_embeddings else None,
-                              agent_model=settings.extraction_model),
+                              model_for=partial(_extraction_model, settings, policies)),
             vectors=vectors,
             policies=policies, budgets=budgets,
             tenants=Tenants(redis, manager, kb, observations, policies,
@@ -193,6 +194,10 @@ class Services:
         await asyncio.to_thread(self.kb.embedder.embed, ["warm up"])
         if names:
             await asyncio.to_thread(self.kb.names.find, "Warm Up")
+
+    async def agent_model(self, tenant: str) -> str | None:
+        """The model `tenant`'s agent answers through: its policy's, else BURROW_AGENT_MODEL."""
+        return await self.policies.agent_model(tenant) or self.settings.agent_model
 
     async def run_worker(self) -> None:
         """Run this process's worker until cancelled (`burrow worker`)."""
@@ -275,6 +280,12 @@ class _NestedServer(uvicorn.Server):
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
         yield
+
+
+async def _extraction_model(settings: Settings, policies: Policies, tenant: str) -> str | None:
+    """The model `tenant`'s agent distils memories with (named with each delivery)."""
+    return settings.extraction_model_for(await policies.agent_model(tenant)
+                                         or settings.agent_model)
 
 
 async def _freeze_on_shutdown(manager: BoxManager) -> None:

@@ -152,7 +152,11 @@ class Settings(BaseSettings):
     @property
     def extraction_model(self) -> str | None:
         """The model the worker names to the tenant agents for their extraction pass."""
+        return self.extraction_model_for(self.agent_model)
+
+    def extraction_model_for(self, agent_model: str | None) -> str | None:
+        """The extraction pass's model for agents whose model is `agent_model` (a tenant's
+        policy may name its own): BURROW_AGENT_EXTRACT_MODEL, else that model unless local."""
         if self.agent_extract_model is not None:
             return None if self.agent_extract_model == "none" else self.agent_extract_model
-        model = self.agent_model
-        return None if model is None or model.startswith("local/") else model
+        return None if agent_model is None or agent_model.startswith("local/") else agent_model

@@ -191,6 +191,11 @@ def test_operator_signs_in_changes_the_policy_and_freezes_a_box_in_chromium(
                    == str(after["version"]))
         assert driver.find_element(By.ID, "policy-freeze_after_s").get_attribute("value") \
             == str(new_value)
+        # The tenant agents' model is text: empty means the server's BURROW_AGENT_MODEL.
+        driver.find_element(By.ID, "policy-agent_model").send_keys("openai/gpt-x")
+        driver.find_element(By.ID, "policy-save").click()
+        wait.until(lambda d: api.get("/v1/policy").json()["policy"]["agent_model"]
+                   == "openai/gpt-x", "the agent model typed in was not saved")
 
         freeze = (By.CSS_SELECTOR, f'#boxes tr[data-box-id="{home}"] [data-action="freeze"]')
         wait.until(ec.element_to_be_clickable(freeze), "the home box has no enabled Freeze")\

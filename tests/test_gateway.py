@@ -50,6 +50,43 @@ async def test_agent_route_proxies_everything_but_credentials(gateway: Gateway) 
     assert r.headers["x-request-id"] == echo["headers"]["x-request-id"]
 
 
+async def test_each_tenant_agent_answers_through_the_model_its_policy_names(
+        gateway: Gateway) -> None:
+    """x-burrow-model is the tenant's agent_model override, else the global policy's, else
+    the server's (none here); only the operator sets it, only as provider/name, only a model
+    the allowlist allows."""
+    c, op = gateway.client, gateway.operator
+    keys = {t: (await gateway.tenant(t))[0] for t in ("a", "b")}
+
+    async def model(tenant: str) -> str | None:
+        r = await c.get(f"/v1/tenants/{tenant}/agent/x", headers=keys[tenant])
+        return r.json()["echo"]["headers"].get("x-burrow-model")  # type: ignore[no-any-return]
+
+    assert await model("a") is None
+    assert (await c.put("/v1/policy", json={"agent_model": "openai/gpt-x"},
+                        headers=op)).status_code == 200
+    r = await c.put("/v1/tenants/b/policy", json={"agent_model": "anthropic/claude-haiku-4-5"},
+                    headers=op)
+    assert r.status_code == 200, r.text
+    assert (await model("a"), await model("b")) == ("openai/gpt-x", "anthropic/claude-haiku-4-5")
+    r = await c.put("/v1/tenants/b/policy", json={"agent_model": "openai/gpt-x"},
+                    headers=keys["b"])
+    assert r.status_code in (401, 403)  # a tenant does not choose its model
+    r = await c.put("/v1/tenants/b/policy", json={"agent_model": "gpt-x"}, headers=op)
+    assert r.status_code == 422 and "provider/name" in r.text
+    r = await c.put("/v1/policy", json={"model_allowlist": ["openai/*"]}, headers=op)
+    assert r.status_code == 422 and "tenant b" in r.text and "model_allowlist" in r.text
+    assert (await c.put("/v1/tenants/b/policy", json={"agent_model": None},
+                        headers=op)).status_code == 200
+    assert await model("b") == "openai/gpt-x"  # the override removed: the global one
+    assert (await c.put("/v1/policy", json={"model_allowlist": ["openai/*"]},
+                        headers=op)).status_code == 200
+    r = await c.put("/v1/tenants/b/policy", json={"agent_model": "anthropic/claude-haiku-4-5"},
+                    headers=op)
+    assert r.status_code == 422 and "not on model_allowlist" in r.text
+    assert await model("b") == "openai/gpt-x"
+
+
 async def test_frozen_tenant_wakes_on_request_with_its_state(gateway: Gateway) -> None:
     headers, home = await gateway.tenant("t1")
     c = gateway.client

@@ -269,3 +269,29 @@ def test_the_extraction_model_is_the_agents_unless_set_apart(tmp_path: Path) -> 
     assert chosen(agent_extract_model="openai/gpt-x") == "openai/gpt-x"
     with pytest.raises(ValidationError, match="BURROW_AGENT_EXTRACT_MODEL"):
         chosen(agent_extract_model="gpt-x")
+
+
+async def test_a_tenants_policy_names_its_own_extraction_model(tmp_path: Path,
+                                                               redis: Redis) -> None:
+    """The extraction model each delivery names: the tenant's agent_model override, else the
+    global policy's, else BURROW_AGENT_MODEL; a local/ one extracts only when named apart."""
+    from gateway.services import _extraction_model
+    from gateway.settings import Settings
+    from workers.policy import Policies, PolicyError
+
+    policies = Policies(redis, prefix="t14")
+    settings = Settings(dev=True, data_dir=tmp_path, agent_model="openai/gpt-x")
+    assert await _extraction_model(settings, policies, "ana") == "openai/gpt-x"
+    await policies.set_override("ana", {"agent_model": "anthropic/claude-haiku-4-5"}, "op")
+    await policies.set_override("bob", {"agent_model": "local/gemma-3-270m"}, "op")
+    assert await _extraction_model(settings, policies, "ana") == "anthropic/claude-haiku-4-5"
+    assert await _extraction_model(settings, policies, "bob") is None  # answers, no extraction
+    await policies.update({"agent_model": "openrouter/m"}, "op")
+    assert await _extraction_model(settings, policies, "cy") == "openrouter/m"
+    apart = Settings(dev=True, data_dir=tmp_path, agent_extract_model="none")
+    assert await _extraction_model(apart, policies, "ana") is None
+    with pytest.raises(PolicyError, match="not on model_allowlist"):
+        await policies.update({"model_allowlist": ["openrouter/*"]}, "op")  # ana's is not
+    with pytest.raises(PolicyError, match="provider/name"):
+        await policies.set_override("cy", {"agent_model": "no-provider"}, "op")
+    assert await policies.agent_model("cy") == "openrouter/m"  # the refused changes changed nothing

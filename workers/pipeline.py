@@ -32,19 +32,20 @@ CATCH_UP_LIMIT = 1000        # pairs delivered before the first answer after a w
 
 
 Prepare = Callable[[list[dict[str, Any]]], Awaitable[None]]
+ModelFor = Callable[[str], Awaitable[str | None]]  # a tenant's extraction model, or None
 
 
 class Pipeline:
     def __init__(self, observations: Observations, queue: ArqRedis, enabled: bool = True,
-                 prepare: Prepare | None = None, agent_model: str | None = None) -> None:
+                 prepare: Prepare | None = None, model_for: ModelFor | None = None) -> None:
         """`prepare` adds to the pairs the worker delivers (the host's embeddings);
-        `agent_model` is the tenant agents' model, named to them with each delivery so that
-        their extraction pass can start before any /ask names it."""
+        `model_for(tenant)` is the tenant agent's extraction model, named to it with each
+        delivery so that its extraction pass can start before any /ask names a model."""
         self.observations = observations
         self.queue = queue
         self.enabled = enabled
         self.prepare = prepare
-        self.headers = {"x-burrow-model": agent_model} if agent_model else None
+        self.model_for = model_for
         self._tasks: set[asyncio.Task[None]] = set()
 
     # --- recording, off the request path ----------------------------------------------------
@@ -82,9 +83,10 @@ class Pipeline:
         """One batch to the agent (never waking its box); what it proposed goes on to the
         knowledge base as a job of its own. `prepare`: False right after a wake, when the
         first answer waits for the delivery."""
+        model = await self.model_for(tenant) if self.model_for is not None else None
         delivery = await self.observations.deliver(
-            manager, tenant, box_id, limit=limit,
-            prepare=self.prepare if prepare else None, headers=self.headers)
+            manager, tenant, box_id, limit=limit, prepare=self.prepare if prepare else None,
+            headers={"x-burrow-model": model} if model else None)
         if delivery.insights:
             await self.queue.enqueue_job(CONTRIBUTE, tenant, delivery.insights,
                                          [tenant, *delivery.identifiers])

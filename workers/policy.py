@@ -6,6 +6,7 @@ wake or model call."""
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import time
 from dataclasses import asdict, dataclass, fields, replace
@@ -21,7 +22,7 @@ MAX_IDLE_S = 10 * 365 * 86400
 # Fields the operator may override per tenant; the others bound the whole host.
 TENANT_FIELDS = ("pause_after_s", "freeze_after_s", "archive_after_s", "keep_alive",
                  "max_boxes_per_tenant", "max_tenant_disk_mb", "tenant_keep_alive",
-                 "tenant_token_budget", "model_allowlist")
+                 "tenant_token_budget", "model_allowlist", "agent_model")
 LIST_FIELDS = ("egress_allow", "egress_deny", "model_allowlist")
 HISTORY_LIMIT = 200
 
@@ -62,6 +63,10 @@ class Policy:
     tenant_token_budget: int | None = 2_000_000
     token_budget_period_s: float = 86400
     model_calls_per_minute: int | None = 120
+    # The tenant agents' model (provider/name): /ask answers through it and, unless it is a
+    # local/ one, the extraction pass distils memories with it. None: the server's
+    # BURROW_AGENT_MODEL. On model_allowlist, when there is one.
+    agent_model: str | None = None
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Policy:
@@ -89,6 +94,7 @@ class Policy:
         _check_count("max_warm_boxes", self.max_warm_boxes, 0, 1_000_000)
         _check_count("local_layer_budget_bytes", self.local_layer_budget_bytes, 0, 1 << 60)
         self._validate_ceilings()
+        self._validate_agent_model()
         pause, freeze, archive = self.pause_after_s, self.freeze_after_s, self.archive_after_s
         if pause is not None and freeze is not None and freeze <= pause:
             raise PolicyError(
@@ -100,6 +106,21 @@ class Policy:
                 "only frozen boxes are archived")
         return self
 
+
+    def _validate_agent_model(self) -> None:
+        model = self.agent_model
+        if model is None:
+            return
+        provider, _, name = model.partition("/") if isinstance(model, str) else ("", "", "")
+        if not provider or not name or len(model) > 256 or any(c.isspace() for c in model):
+            raise PolicyError("agent_model must be provider/name (for example "
+                              "anthropic/claude-haiku-4-5), or null for the server's "
+                              "BURROW_AGENT_MODEL")
+        allow = self.model_allowlist
+        if allow is not None and not any(fnmatch.fnmatchcase(model, p) for p in allow):
+            raise PolicyError(f"agent_model {model} is not on model_allowlist "
+                              f"({', '.join(allow) or 'empty'}): add it there, or choose a "
+                              "model it allows")
 
     def _validate_ceilings(self) -> None:
         # The lower bounds are the smallest box that still starts (Limits.validate's).
@@ -185,6 +206,21 @@ class Policies:
         data = json.loads(raw)
         return Versioned(Policy.from_dict(data["policy"]), data["version"], data["updated_at"],
                          data["updated_by"])
+
+    async def agent_model(self, tenant: str) -> str | None:
+        """The tenant agents' model the policy names for `tenant` (its override, else the
+        global one; None if neither does), in one round trip: it is read on every agent
+        request and delivery."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.get(self._global)
+            pipe.hget(self._overrides, tenant)
+            raw, override = await pipe.execute()
+        if override:
+            mine = json.loads(override)
+            if "agent_model" in mine:
+                return str(mine["agent_model"])
+        model = json.loads(raw)["policy"].get("agent_model") if raw else None
+        return str(model) if model else None
 
     async def update(self, changes: dict[str, Any], by: str) -> Versioned:
         """Apply `changes` (a subset of the fields) to the global policy."""

@@ -58,13 +58,15 @@ def policy_show(tenant: str | None, history: bool, as_json: bool) -> None:
 CEILINGS = ("max_box_memory_mb", "max_box_disk_mb", "max_box_pids", "max_box_cpus",
             "max_boxes_per_tenant", "max_tenant_disk_mb", "tenant_keep_alive",
             "egress_allow", "egress_deny", "model_allowlist", "model_max_tokens",
-            "tenant_token_budget", "token_budget_period_s", "model_calls_per_minute")
+            "tenant_token_budget", "token_budget_period_s", "model_calls_per_minute",
+            "agent_model")
 
 
 @policy.command("set")
 @click.option("--tenant", help="override for this tenant only (for the idle times, "
                                "keep-alive, --max-boxes, --max-tenant-disk, "
-                               "--tenant-keep-alive, --token-budget and --model-allow)")
+                               "--tenant-keep-alive, --token-budget, --model-allow and "
+                               "--agent-model)")
 @click.option("--pause-after", type=Duration(), help="pause (RAM kept) after this idle time; "
                                                      "e.g. 5m, or never")
 @click.option("--freeze-after", type=Duration(), help="freeze to disk after this idle time")
@@ -91,6 +93,9 @@ CEILINGS = ("max_box_memory_mb", "max_box_disk_mb", "max_box_pids", "max_box_cpu
 @click.option("--model-max-tokens", type=Count(), help="clamp each model call's max_tokens")
 @click.option("--token-budget", type=Count(), help="model tokens per tenant per period")
 @click.option("--calls-per-minute", type=Count(), help="model calls per tenant per minute")
+@click.option("--agent-model", metavar="PROVIDER/NAME",
+              help="the model tenant agents answer /ask through and (unless local/) distil "
+                   "memories with; '' for the server's BURROW_AGENT_MODEL")
 @json_option
 @click.pass_context
 def policy_set(ctx: click.Context, /, tenant: str | None, as_json: bool, **values: Any) -> None:
@@ -105,7 +110,7 @@ def policy_set(ctx: click.Context, /, tenant: str | None, as_json: bool, **value
              "tenant_keep_alive": "tenant_keep_alive", "egress_allow": "egress_allow",
              "egress_deny": "egress_deny", "model_allow": "model_allowlist",
              "model_max_tokens": "model_max_tokens", "token_budget": "tenant_token_budget",
-             "calls_per_minute": "model_calls_per_minute"}
+             "calls_per_minute": "model_calls_per_minute", "agent_model": "agent_model"}
     given = {names[k]: _list_value(k, v) for k, v in values.items()
              if ctx.get_parameter_source(k) == click.core.ParameterSource.COMMANDLINE}
     if not given:
@@ -133,7 +138,10 @@ def _shown(value: Any) -> str:
 
 
 def _list_value(name: str, value: Any) -> Any:
-    """Repeatable options as lists: '' clears a list; --model-allow '*' allows any model."""
+    """Repeatable options as lists: '' clears a list; --model-allow '*' allows any model;
+    --agent-model '' falls back to the server's model."""
+    if name == "agent_model" and value == "":
+        return None
     if not isinstance(value, tuple):
         return value
     items = [v for v in value if v]

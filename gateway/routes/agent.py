@@ -70,8 +70,9 @@ async def agent_response(request: Request, tenant_id: str) -> Response:
     body = await read_body(request, services.settings.max_body_bytes)
     request_id = logs.request_id.get() or logs.new_request_id(None)
     headers = {"x-burrow-tenant": tenant_id, "x-request-id": request_id}
-    if services.settings.agent_model:  # tenant agents answer through this model
-        headers["x-burrow-model"] = services.settings.agent_model
+    model = await services.agent_model(tenant_id)
+    if model:  # the tenant's agent answers through this model
+        headers["x-burrow-model"] = model
     socket_path = manager.service_path(box_id)
     started = time.perf_counter()
 

@@ -311,18 +311,22 @@ def test_progress_shows_on_a_terminal_and_never_in_stdout(server: Served) -> Non
 def test_policy_set_and_show_the_ceilings(server: Served) -> None:
     ok(server, "policy", "set", "--max-box-memory", "2048", "--max-boxes", "7",
        "--tenant-keep-alive", "--egress-allow", "10.1.0.0/16:5432", "--model-allow",
-       "local/*", "--token-budget", "5000")
+       "local/*", "--token-budget", "5000", "--agent-model", "local/gemma-3-270m")
     shown = ok(server, "policy", "show")
     for line in ("max_box_memory_mb          2048", "max_boxes_per_tenant       7",
                  "tenant_keep_alive          yes", "egress_allow               10.1.0.0/16:5432",
-                 "model_allowlist            local/*", "tenant_token_budget        5000"):
+                 "model_allowlist            local/*", "tenant_token_budget        5000",
+                 "agent_model                local/gemma-3-270m"):
         assert line in shown, shown
     done = run(server, "policy", "set", "--egress-deny", "example.com")
     assert done.returncode != 0 and "host names" in one_line_error(done)
+    done = run(server, "policy", "set", "--agent-model", "openai/gpt-x")
+    assert done.returncode != 0 and "not on model_allowlist" in one_line_error(done)
     ok(server, "policy", "set", "--egress-allow", "", "--model-allow", "*", "--max-boxes",
-       "none", "--no-tenant-keep-alive")
+       "none", "--no-tenant-keep-alive", "--agent-model", "")
     policy = as_json(server, "policy", "show")["global"]["policy"]  # type: ignore[index]
     assert policy["egress_allow"] == [] and policy["model_allowlist"] is None
+    assert policy["agent_model"] is None
     assert policy["max_boxes_per_tenant"] is None and policy["tenant_keep_alive"] is False
 
 
