@@ -1406,6 +1406,11 @@ export interface components {
              */
             model_allowlist?: string[] | null;
             /**
+             * Agent Model
+             * @description the model the tenant agents answer /ask through and, unless it is a local/ one, distil memories with (on model_allowlist); null: the server's BURROW_AGENT_MODEL
+             */
+            agent_model?: string | null;
+            /**
              * Max Warm Boxes
              * @description above this many running or paused boxes, the least recently used are frozen
              */
@@ -1516,6 +1521,8 @@ export interface components {
             token_budget_period_s: number;
             /** Model Calls Per Minute */
             model_calls_per_minute: number | null;
+            /** Agent Model */
+            agent_model: string | null;
         };
         /**
          * RecallIn
@@ -1920,6 +1927,11 @@ export interface components {
              * @description models boxes may call (provider/name, * wildcards); null: any
              */
             model_allowlist?: string[] | null;
+            /**
+             * Agent Model
+             * @description the model the tenant agents answer /ask through and, unless it is a local/ one, distil memories with (on model_allowlist); null: the server's BURROW_AGENT_MODEL
+             */
+            agent_model?: string | null;
         };
         /** TenantPublic */
         TenantPublic: {
