@@ -48,7 +48,7 @@ export interface AgentRequestOptions {
 
 const POLICY_KEYS = ["pauseAfterS", "freezeAfterS", "archiveAfterS", "keepAlive",
                      "maxBoxesPerTenant", "maxTenantDiskMb", "tenantKeepAlive",
-                     "tenantTokenBudget", "modelAllowlist"] as const
+                     "tenantTokenBudget", "modelAllowlist", "agentModel"] as const
 type _PolicyFields = Expect<NoneMissing<Exclude<CamelKeys<TenantPolicyBody>, (typeof POLICY_KEYS)[number]>>>
 
 function tenantPath(id: string): string {
