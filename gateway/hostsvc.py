@@ -42,14 +42,16 @@ if TYPE_CHECKING:
     from gateway.services import Services
 
 
+def caller(request: Request) -> WhoAmI:
+    """The box (and its tenant) the host guard identified for this request."""
+    box_id, tenant = request.scope["burrow.box"]
+    return WhoAmI(kind="box", tenant=tenant, box_id=box_id)
+
+
 def create_host_app(services: Services, limits: HostLimits | None = None) -> ASGIApp:
     app = FastAPI(title="Burrow host services", docs_url=None, redoc_url=None,
                   openapi_url=None)
     errors.install(app)
-
-    def caller(request: Request) -> WhoAmI:
-        box_id, tenant = request.scope["burrow.box"]
-        return WhoAmI(kind="box", tenant=tenant, box_id=box_id)
 
     @app.get("/whoami")
     async def whoami(request: Request) -> WhoAmI:
@@ -117,10 +119,18 @@ def create_host_app(services: Services, limits: HostLimits | None = None) -> ASG
     return HostGuard(app, identify, limits or HostLimits())
 
 
-def _embedding(services: Services) -> Callable[[EmbedIn], Awaitable[EmbedOut]]:
-    async def embed(body: EmbedIn) -> EmbedOut:
+def _embedding(services: Services) -> Callable[[EmbedIn, Request], Awaitable[EmbedOut]]:
+    async def embed(body: EmbedIn, request: Request) -> EmbedOut:
         """Vectors of the texts, by the model the worker embeds delivered pairs with (the
-        tenant agent's recall embeds its query here)."""
+        tenant agent's recall embeds its query here); counted per tenant, within the
+        policy's embed_texts_per_minute."""
+        who = caller(request)
+        try:
+            await services.budgets.admit_embed(who.tenant or OPERATOR, len(body.texts),
+                                               await services.policies.for_tenant(who.tenant))
+        except RedisError as exc:
+            raise ApiError(503, "unavailable", "the embedding rate cannot be checked right "
+                                               "now; retry shortly", {"Retry-After": "2"}) from exc
         vectors = await services.vectors.embed(body.texts)
         return EmbedOut(model=services.vectors.model, vectors=vectors)
     return embed

@@ -105,6 +105,9 @@ class PolicyIn(TenantPolicy):
         None, description="the period of tenant_token_budget, in seconds")
     model_calls_per_minute: int | None = Field(
         None, description="model calls a tenant's boxes may make per minute")
+    embed_texts_per_minute: int | None = Field(
+        None, description="texts a tenant's boxes may have the host embed per minute (the "
+                          "tenant agent's recall embeds one query a call)")
 
 
 class PolicyValues(BaseModel):
@@ -128,6 +131,7 @@ class PolicyValues(BaseModel):
     tenant_token_budget: int | None
     token_budget_period_s: float
     model_calls_per_minute: int | None
+    embed_texts_per_minute: int | None
     agent_model: str | None
 
 

@@ -55,6 +55,32 @@ class ModelBudgets:
     def _rate_key(self, tenant: str, minute: int) -> str:
         return f"{self.prefix}:model:rate:{tenant}:{minute}"
 
+    def _embed_key(self, tenant: str, minute: int) -> str:
+        return f"{self.prefix}:model:embed:{tenant}:{minute}"
+
+    async def admit_embed(self, tenant: str, texts: int, policy: Policy) -> None:
+        """Count `texts` the host embeds for `tenant`'s boxes (in its usage as embed:texts),
+        or raise the 429 BudgetError of embed_texts_per_minute."""
+        now = time.time()
+        minute = int(now // 60)
+        key = self._embed_key(tenant, minute)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.incrby(key, texts)
+            pipe.expire(key, 120)
+            count, _ = await pipe.execute()
+        limit = policy.embed_texts_per_minute
+        if limit is not None and count > limit:
+            await self.redis.decrby(key, texts)
+            wait = max(1, math.ceil((minute + 1) * 60 - now))
+            raise BudgetError(429, "rate_limited",
+                              f"this tenant's boxes asked the host to embed {limit} texts this "
+                              f"minute, the most allowed (embed_texts_per_minute); retry in "
+                              f"{wait} s", {"Retry-After": str(wait)})
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for usage in (self.usage_key(tenant), self.totals_key):
+                pipe.hincrby(usage, "embed:texts", texts)
+            await pipe.execute()
+
     async def admit(self, tenant: str, request: ChatRequest, policy: Policy) -> Reservation:
         """Allow a chat call or raise the BudgetError that says why not; clamps
         request.max_tokens to the ceiling."""

@@ -304,11 +304,11 @@ print(json.dumps(statuses))
 CHAT = r"""
 import json, os, socket, sys
 out = []
-for arg in sys.argv[1:]:
+for arg in sys.argv[2:]:
     s = socket.socket(socket.AF_UNIX)
     s.connect(os.environ["BURROW_HOST_SOCKET"])
     data = arg.encode()
-    s.sendall((f"POST /v1/model/chat HTTP/1.1\r\nHost: h\r\nAuthorization: Bearer "
+    s.sendall((f"POST {sys.argv[1]} HTTP/1.1\r\nHost: h\r\nAuthorization: Bearer "
                f"{os.environ['BURROW_BOX_TOKEN']}\r\nContent-Type: application/json\r\n"
                f"Content-Length: {len(data)}\r\nConnection: close\r\n\r\n").encode() + data)
     reply = b""
@@ -337,8 +337,15 @@ async def model_gateway(tmp_path: Path, redis_server: EmbeddedRedis,
 
 async def chat(gw: Gateway, headers: dict[str, str], box: str,
                *bodies: dict[str, object]) -> list[list[object]]:
+    return await host_calls(gw, headers, box, "/v1/model/chat", *bodies)
+
+
+async def host_calls(gw: Gateway, headers: dict[str, str], box: str, path: str,
+                     *bodies: dict[str, object]) -> list[list[object]]:
+    """POST each body to `path` on the host socket from inside the box: [status, body,
+    Retry-After lines] each."""
     r = await gw.client.post(f"/v1/boxes/{box}/exec", headers=headers, json={
-        "command": ["python3", "-c", CHAT, *map(json.dumps, bodies)], "timeout_s": 60})
+        "command": ["python3", "-c", CHAT, path, *map(json.dumps, bodies)], "timeout_s": 60})
     assert r.json()["exit_code"] == 0, r.json()
     result: list[list[object]] = json.loads(r.json()["stdout"])
     return result
@@ -402,6 +409,28 @@ async def test_model_calls_are_rate_limited_per_tenant(
     headers, home = await gw.tenant("chatty")
     statuses = [r[0] for r in await chat(gw, headers, home, *[_ask()] * 5)]
     assert statuses.count(200) <= 3 and statuses.count(429) >= 2, statuses
+
+
+async def test_host_embeddings_are_counted_and_rate_limited_per_tenant(
+        gateway: Gateway) -> None:
+    """The host's embedder is shared: a tenant's boxes may have it embed
+    embed_texts_per_minute texts a minute, counted in the tenant's usage; a refused call
+    counts nothing, and another tenant still embeds."""
+    gw = gateway
+    await gw.client.put("/v1/policy", headers=gw.operator, json={"embed_texts_per_minute": 5})
+    headers, home = await gw.tenant("embedder")
+    if (second := time.time() % 60) > 45:  # all three calls within one minute
+        await asyncio.sleep(61 - second)
+    replies = await host_calls(gw, headers, home, "/v1/embed", {"texts": ["a", "b", "c"]},
+                               {"texts": ["d", "e", "f"]}, {"texts": ["g"]})
+    assert [r[0] for r in replies] == [200, 429, 200], replies
+    assert "embed_texts_per_minute" in replies[1][1]["error"]["message"]  # type: ignore[index]
+    assert replies[1][2], "no Retry-After"
+    usage = await gw.services.redis.hgetall(gw.services.budgets.usage_key("embedder"))
+    assert int(usage[b"embed:texts"]) == 4
+    other, box = await gw.tenant("other")
+    assert [r[0] for r in await host_calls(gw, other, box, "/v1/embed",
+                                           {"texts": ["x"]})] == [200]
 
 
 # -- gateway memory -----------------------------------------------------------------------------

@@ -63,6 +63,10 @@ class Policy:
     tenant_token_budget: int | None = 2_000_000
     token_budget_period_s: float = 86400
     model_calls_per_minute: int | None = 120
+    # Texts a tenant's boxes may have the host embed per minute (POST /v1/embed on the host
+    # socket: the agent's recall embeds its query there, one text a call); the embedder is
+    # shared, so one box must not take it from the others.
+    embed_texts_per_minute: int | None = 600
     # The tenant agents' model (provider/name): /ask answers through it and, unless it is a
     # local/ one, the extraction pass distils memories with it. None: the server's
     # BURROW_AGENT_MODEL. On model_allowlist, when there is one.
@@ -130,7 +134,8 @@ class Policy:
                                 ("max_tenant_disk_mb", 0, 1 << 30),
                                 ("model_max_tokens", 1, 1 << 24),
                                 ("tenant_token_budget", 0, 1 << 50),
-                                ("model_calls_per_minute", 0, 1 << 20)):
+                                ("model_calls_per_minute", 0, 1 << 20),
+                                ("embed_texts_per_minute", 0, 1 << 24)):
             _check_count(name, getattr(self, name), low, high)
         cpus = self.max_box_cpus
         if cpus is not None and (isinstance(cpus, bool) or not isinstance(cpus, int | float)

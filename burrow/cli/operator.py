@@ -59,7 +59,7 @@ CEILINGS = ("max_box_memory_mb", "max_box_disk_mb", "max_box_pids", "max_box_cpu
             "max_boxes_per_tenant", "max_tenant_disk_mb", "tenant_keep_alive",
             "egress_allow", "egress_deny", "model_allowlist", "model_max_tokens",
             "tenant_token_budget", "token_budget_period_s", "model_calls_per_minute",
-            "agent_model")
+            "embed_texts_per_minute", "agent_model")
 
 
 @policy.command("set")
@@ -93,6 +93,8 @@ CEILINGS = ("max_box_memory_mb", "max_box_disk_mb", "max_box_pids", "max_box_cpu
 @click.option("--model-max-tokens", type=Count(), help="clamp each model call's max_tokens")
 @click.option("--token-budget", type=Count(), help="model tokens per tenant per period")
 @click.option("--calls-per-minute", type=Count(), help="model calls per tenant per minute")
+@click.option("--embeds-per-minute", type=Count(),
+              help="texts the host embeds per tenant per minute (recall queries)")
 @click.option("--agent-model", metavar="PROVIDER/NAME",
               help="the model tenant agents answer /ask through and (unless local/) distil "
                    "memories with; '' for the server's BURROW_AGENT_MODEL")
@@ -110,7 +112,8 @@ def policy_set(ctx: click.Context, /, tenant: str | None, as_json: bool, **value
              "tenant_keep_alive": "tenant_keep_alive", "egress_allow": "egress_allow",
              "egress_deny": "egress_deny", "model_allow": "model_allowlist",
              "model_max_tokens": "model_max_tokens", "token_budget": "tenant_token_budget",
-             "calls_per_minute": "model_calls_per_minute", "agent_model": "agent_model"}
+             "calls_per_minute": "model_calls_per_minute",
+             "embeds_per_minute": "embed_texts_per_minute", "agent_model": "agent_model"}
     given = {names[k]: _list_value(k, v) for k, v in values.items()
              if ctx.get_parameter_source(k) == click.core.ParameterSource.COMMANDLINE}
     if not given:
