@@ -190,6 +190,10 @@ class Observations:
         pairs = [m.decode().split(" ", 1) for m in members]
         return [(tenant, box_id) for tenant, box_id in pairs]
 
+    async def has_backlog(self, tenant: str) -> bool:
+        """Whether pairs of the tenant wait for delivery (one round trip)."""
+        return bool(await self.redis.exists(self.backlog_key(tenant)))
+
     async def backlog_of(self, tenant: str) -> dict[str, int]:
         """A tenant's undelivered pairs, the cap, and how many were dropped at the cap."""
         async with self.redis.pipeline(transaction=False) as pipe:

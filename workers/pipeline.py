@@ -96,6 +96,8 @@ class Pipeline:
         """A box just woke: give its agent what it missed while frozen before it answers, so
         the answer reflects it. Never fails the request: the worker delivers what is left."""
         try:
+            if not await self.observations.has_backlog(tenant):
+                return  # nothing was missed: one round trip, no lease, no call to the agent
             delivery = await self.deliver(manager, tenant, box_id, limit=CATCH_UP_LIMIT,
                                           prepare=False)
             left = delivery.pairs >= CATCH_UP_LIMIT  # stopped by the limit, not an empty one
