@@ -92,7 +92,7 @@ if TYPE_CHECKING:  # typing and sqlite3 cost ms at every wake; only the type che
 
 STATE_DIR = "/workspace/.burrow-agent"
 
-_memory: list[Memory] = []  # opened on first use (sqlite3 takes ms to import)
+_memory: list[Memory] = []  # opened at start by a thread of its own (_warm), or first use
 _extractor: list[Extractor] = []
 _memory_lock = _thread.allocate_lock()
 
@@ -331,9 +331,24 @@ def _stop(signum: int, frame: object) -> None:
     os._exit(0)
 
 
+def _warm() -> None:
+    """Open the memory and ready the rules and recall (imports, SQLite, the rules' patterns:
+    ~30 ms) while the box's daemon still starts, so that the first request after a wake, the
+    catch-up delivery, finds them ready. A failure here is the first request's to report."""
+    try:
+        memory()
+        import tenant_agent.answer  # noqa: F401 (recall's imports, now)
+        from tenant_agent import learn
+
+        learn.warm()
+    except Exception:  # memory() raises it again where it can be answered
+        pass
+
+
 def main() -> None:
     _signal.signal(_signal.SIGTERM, _stop)
     listener = _socket.socket(fileno=int(os.environ.get("BURROW_SERVICE_FD", "3")))
+    _thread.start_new_thread(_warm, ())
     while True:
         fd, _ = listener._accept()  # type: ignore[attr-defined]
         _thread.start_new_thread(serve_connection, (_socket.socket(fileno=fd),))
