@@ -20,15 +20,29 @@ response) and over its raw turns:
 - model calls per pair and per batch, when a model extracts (`--extract-model`);
 - answer token-F1 of /ask with a model (`--answer-model`), against the gold answers.
 
-    .venv/bin/python bench/memory.py /tmp/locomo10.json                 # rules, embeddings
-    .venv/bin/python bench/memory.py /tmp/locomo10.json --embeddings none
-    .venv/bin/python bench/memory.py /tmp/locomo10.json --conversations 1 \\
+    sudo .venv/bin/python bench/memory.py /tmp/locomo10.json            # served, rules
+    sudo .venv/bin/python bench/memory.py /tmp/locomo10.json --embeddings none
+    .venv/bin/python bench/memory.py /tmp/locomo10.json --in-process    # plain processes
+    .venv/bin/python bench/memory.py /tmp/locomo10.json --in-process --conversations 1 \\
         --extract-model local/gemma-3-270m --answer-model local/gemma-3-270m --asks 40
 
-The agents run as the in-box program, one real process per tenant on a unix socket
-(`ProcessAgents`), with a host socket that serves the model (the bundled llama.cpp models,
-through the gateway's own provider code) and no knowledge base. `Agents` is the interface a
-"through burrow serve" mode implements. Nothing is asserted: the output is the result.
+Two places the agents run (`Agents` is their interface):
+- served (the default; needs root): `ServedAgents`, a real `burrow serve` (bench/serving.py)
+  with each tenant made through the HTTP API, its pairs sent as a product would through
+  POST /v1/tenants/{id}/observations (request id `<sample>/<dia_id>`, the session's time) and
+  learned through the worker, which embeds each pair's words on the host; recall and /ask go
+  through the agent route, where the agent asks the host socket to embed the query, so the
+  bench embeds nothing and the agent row is "text + host vectors" (`--embeddings none` turns
+  the server's embeddings off: text only). Write-path CPU is every process of the tenant's
+  box (found by the box's uid) while the agent takes the pairs. Extraction is the rules only
+  and /ask answers without a model: a model's extraction and answers need --in-process.
+- `--in-process`: `ProcessAgents`, the in-box program as one real process per tenant on a
+  unix socket, with a host socket that serves the model (the bundled llama.cpp models,
+  through the gateway's own provider code) and no knowledge base; the bench embeds pairs and
+  queries itself, and measures text-only and text + vectors recall side by side, and the
+  agent process's own CPU over the observe calls. --utterances and --scale always run so.
+
+Nothing is asserted: the output is the result.
 """
 
 from __future__ import annotations
@@ -145,8 +159,8 @@ def load(path: Path, conversations: int, pairs: int | None = None) -> list[Tenan
 
 class Agents(Protocol):
     """Where the bench's tenant agents run. ProcessAgents: the in-box program as a real
-    process per tenant. A "through burrow serve" mode implements the same: observe through
-    the gateway's recorded pairs and the worker, the rest through the agent route."""
+    process per tenant; ServedAgents: the home boxes of a real `burrow serve`, observing
+    through POST /observations and the worker, the rest through the agent route."""
 
     def start(self, tenant: str) -> None: ...
     def observe(self, tenant: str, pairs: list[dict[str, Any]],
