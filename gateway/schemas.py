@@ -569,17 +569,22 @@ def _kept_headers(headers: dict[str, str]) -> dict[str, str]:
     return kept
 
 
-def _product_path(value: str) -> str:
-    """The path as the agent would see it, however it is spelled (percent-encoded, also
-    twice; dot segments; doubled slashes or backslashes), and never one of its own."""
-    path, mark, query = value.partition("?")
+def plain_path(path: str) -> str:
+    """A path however it is spelled (percent-encoded, also twice; dot segments; doubled
+    slashes or backslashes) as one plain absolute path: what to check a path against."""
     for _ in range(4):
         decoded = unquote(path)
         if decoded == path:
             break
         path = decoded
     path = posixpath.normpath("/" + path.replace("\\", "/"))
-    path = "/" + path.lstrip("/")  # normpath keeps a leading "//"
+    return "/" + path.lstrip("/")  # normpath keeps a leading "//"
+
+
+def _product_path(value: str) -> str:
+    """The path as the agent would see it, and never one of its own."""
+    path, mark, query = value.partition("?")
+    path = plain_path(path)
     lowered = path.lower()
     if lowered.startswith(PROTOCOL) or lowered == "/ask" or lowered.startswith("/ask/"):
         raise ValueError(f"{path} is the agent's own protocol, which it never learns from; "
