@@ -891,7 +891,8 @@ def _served_run(args: argparse.Namespace, tenants: list[Tenant]) -> None:
                          for k, v in totals.scores.items()}
         print("\nmode: through `burrow serve` (POST /observations, the worker, the agent "
               "route); " + ("the worker embeds each pair's words and the agent asks the host "
-                            "socket to embed each query (all-MiniLM-L6-v2, on the host)"
+                            "socket to embed each query (all-MiniLM-L6-v2, on the host; "
+                            "`embeddings: none` below is the bench's own)"
                             if host_vectors else "no vectors (BURROW_OBSERVE_EMBEDDINGS=0)"))
         print(f"pairs sent until the agents held them all: {agents.learn_s:.1f} s, "
               f"{1000 * agents.learn_s / max(totals.pairs, 1):.2f} ms per pair (wall)")
