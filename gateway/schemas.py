@@ -23,6 +23,7 @@ from pydantic import (
 
 from boxes import BoxRecord, BoxUsage, FileEntry, SnapshotRecord
 from tenant_agent.turns import PROTOCOL
+from workers.observations import KEPT_HEADERS
 
 ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 
@@ -523,7 +524,6 @@ class MemoryExport(BaseModel):
 MAX_OBSERVED_PAIRS = 1000
 FUTURE_SKEW_S = 300.0  # clocks differ: a pair may be this far ahead of the gateway's
 OBSERVED_REQUEST_ID = r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$"
-_KEPT = ("x-burrow-user-text", "x-burrow-said-at")  # workers/observations.py KEPT_HEADERS
 
 
 def observed_time(value: float | str) -> float:
@@ -559,8 +559,8 @@ def _json_text(value: JsonValue) -> JsonValue:
 def _kept_headers(headers: dict[str, str]) -> dict[str, str]:
     kept = {name.lower(): value for name, value in headers.items()}
     for name, value in kept.items():
-        if name not in _KEPT:
-            raise ValueError(f"{name!r} is not kept: only {', '.join(_KEPT)} reach the "
+        if name not in KEPT_HEADERS:
+            raise ValueError(f"{name!r} is not kept: only {', '.join(KEPT_HEADERS)} reach the "
                              "agent; leave the others out")
         if len(value) > 200:
             raise ValueError(f"{name} is over 200 characters")
