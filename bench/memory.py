@@ -22,15 +22,31 @@ over its raw turns:
 - model calls per pair and per batch, when a model extracts (`--extract-model`);
 - answer token-F1 of /ask with a model (`--answer-model`), against the gold answers.
 
-    .venv/bin/python bench/memory.py /tmp/locomo10.json                 # rules, embeddings
-    .venv/bin/python bench/memory.py /tmp/locomo10.json --embeddings none
-    .venv/bin/python bench/memory.py /tmp/locomo10.json --conversations 1 \\
+    sudo .venv/bin/python bench/memory.py /tmp/locomo10.json            # served, rules
+    sudo .venv/bin/python bench/memory.py /tmp/locomo10.json --embeddings none
+    .venv/bin/python bench/memory.py /tmp/locomo10.json --in-process    # plain processes
+    .venv/bin/python bench/memory.py /tmp/locomo10.json --in-process --conversations 1 \\
         --extract-model local/gemma-3-270m --answer-model local/gemma-3-270m --asks 40
 
-The agents run as the in-box program, one real process per tenant on a unix socket
-(`ProcessAgents`), with a host socket that serves the model (the bundled llama.cpp models,
-through the gateway's own provider code) and no knowledge base. `Agents` is the interface a
-"through burrow serve" mode implements. Nothing is asserted: the output is the result.
+Two places the agents run (`Agents` is their interface):
+- served (the default; needs root): `ServedAgents`, a real `burrow serve` (bench/serving.py)
+  with each tenant made through the HTTP API, its pairs sent as a product would through
+  POST /v1/tenants/{id}/observations (request id `<sample>/<dia_id>`, the session's time) and
+  learned through the worker, which embeds each pair's words on the host; recall and /ask go
+  through the agent route, where the agent asks the host socket to embed the query, so the
+  bench embeds nothing and the agent row is "text + host vectors" (`--embeddings none` turns
+  the server's embeddings off: text only). The agent learns from /ask like any request, so
+  each /ask probe's episode is deleted once learned (else later questions recall it).
+  Write-path CPU is every process of the tenant's box (found by the box's uid) while the
+  agent takes the pairs. Extraction is the rules only and /ask answers without a model: a
+  model's extraction and answers need --in-process.
+- `--in-process`: `ProcessAgents`, the in-box program as one real process per tenant on a
+  unix socket, with a host socket that serves the model (the bundled llama.cpp models,
+  through the gateway's own provider code) and no knowledge base; the bench embeds pairs and
+  queries itself, and measures text-only and text + vectors recall side by side, and the
+  agent process's own CPU over the observe calls. --utterances and --scale always run so.
+
+Nothing is asserted: the output is the result.
 """
 
 from __future__ import annotations
@@ -147,8 +163,8 @@ def load(path: Path, conversations: int, pairs: int | None = None) -> list[Tenan
 
 class Agents(Protocol):
     """Where the bench's tenant agents run. ProcessAgents: the in-box program as a real
-    process per tenant. A "through burrow serve" mode implements the same: observe through
-    the gateway's recorded pairs and the worker, the rest through the agent route."""
+    process per tenant; ServedAgents: the home boxes of a real `burrow serve`, observing
+    through POST /observations and the worker, the rest through the agent route."""
 
     def start(self, tenant: str) -> None: ...
     def observe(self, tenant: str, pairs: list[dict[str, Any]],
@@ -255,6 +271,139 @@ class ProcessAgents:
         proc = self.procs.pop(tenant)
         proc.terminate()
         proc.wait(10)
+
+
+class ServedAgents:
+    """Each tenant's agent in its home box of a real `burrow serve` (bench/serving.py), all
+    through HTTP: the tenant made with the operator key, its pairs sent through
+    POST /v1/tenants/{id}/observations and learned through the worker (which embeds each
+    pair's words on the host), recall and ask through the agent route (where the agent asks
+    the host socket to embed the query: the bench's own query embedding is not sent)."""
+
+    OPERATOR_KEY = "bench-memory-operator-" + "k" * 24
+    UID_BASE = 52_000_000  # apart from the test suites' box uids
+
+    def __init__(self, url: str, held_timeout_s: float = 1800) -> None:
+        import httpx
+
+        self.http = httpx.Client(base_url=url, timeout=600,
+                                 headers={"Authorization": f"Bearer {self.OPERATOR_KEY}"})
+        self.held_timeout_s = held_timeout_s
+        self.uids: dict[str, int] = {}
+        self.asks = 0
+        self.learn_s = 0.0  # from the first pair sent until the agent held the last one
+
+    def _json(self, method: str, path: str, body: object = None) -> Any:
+        response = self.http.request(method, path, json=body)
+        if response.status_code >= 300:
+            raise RuntimeError(f"{method} {path}: {response.status_code} {response.text[:300]}")
+        return response.json() if response.content else None
+
+    @staticmethod
+    def _box_pids() -> dict[int, int]:
+        """pid -> uid of every process that runs as a box's uid."""
+        pids = {}
+        for entry in os.listdir("/proc"):
+            try:
+                status = Path(f"/proc/{entry}/status").read_text() if entry.isdigit() else ""
+            except OSError:
+                continue
+            line = next((x for x in status.splitlines() if x.startswith("Uid:")), "")
+            uid = int(line.split()[1]) if line else 0
+            if ServedAgents.UID_BASE <= uid < ServedAgents.UID_BASE + 1_000_000:
+                pids[int(entry)] = uid
+        return pids
+
+    def start(self, tenant: str) -> None:
+        before = set(self._box_pids().values())
+        self._json("POST", "/v1/tenants", {"id": tenant, "policy": {"keep_alive": True}})
+        self._json("GET", f"/v1/tenants/{tenant}/agent/profile")  # starts its box
+        for _ in range(50):  # its box's processes, by their uid (a uid new since `before`)
+            new = set(self._box_pids().values()) - before
+            if len(new) == 1:
+                self.uids[tenant] = new.pop()
+                return
+            time.sleep(0.1)
+
+    def observe(self, tenant: str, pairs: list[dict[str, Any]],
+                model: str | None) -> dict[str, Any]:
+        """The pairs as the product would send them, then wait until the agent holds them
+        all (its backlog is empty: the worker trims a batch only once the agent applied it)."""
+        began = time.perf_counter()
+        sent = [{"request": {"method": "POST", "path": "/chat",
+                             "body": json.loads(p["request"]["body"]),
+                             "headers": {"x-burrow-user-text": "message"}},
+                 "response": {"status": 200, "body": json.loads(p["response"]["body"])},
+                 "at": p["at"], "request_id": p["request_id"]} for p in pairs]
+        answer: dict[str, Any] = self._json("POST", f"/v1/tenants/{tenant}/observations",
+                                            {"pairs": sent})
+        if answer["dropped"]:
+            raise RuntimeError(f"{tenant}: {answer['dropped']} pairs dropped (backlog full)")
+        deadline = time.monotonic() + self.held_timeout_s
+        while self._json("GET", f"/v1/tenants/{tenant}")["observations"].get("size", 0):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{tenant}: its agent did not take the pairs in "
+                                   f"{self.held_timeout_s:.0f} s")
+            time.sleep(0.05)
+        self.learn_s += time.perf_counter() - began
+        return answer
+
+    def extract(self, tenant: str, model: str) -> dict[str, Any]:
+        raise NotImplementedError("served mode extracts by rules; pass --in-process with "
+                                  "--extract-model")
+
+    def recall(self, tenant: str, query: str, limit: int,
+               embedding: list[float] | None) -> list[dict[str, Any]]:
+        results: list[dict[str, Any]] = self._json(
+            "POST", f"/v1/tenants/{tenant}/agent/recall",
+            {"query": query, "limit": limit})["results"]
+        return results
+
+    def ask(self, tenant: str, question: str, embedding: list[float] | None,
+            model: str | None) -> dict[str, Any]:
+        """/ask through the agent route, which the agent learns from like any request: the
+        question's episode is deleted once learned, or the bench's own probes would be
+        recalled for the questions after them (measured: hit@10 0.615 instead of 0.853)."""
+        self.asks += 1
+        probe = f"bench-ask-{self.asks}"
+        response = self.http.post(f"/v1/tenants/{tenant}/agent/ask",
+                                  json={"question": question, "explain": True},
+                                  headers={"X-Request-Id": probe})
+        if response.status_code != 200:
+            raise RuntimeError(f"/ask: {response.status_code} {response.text[:300]}")
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            page = self._json("GET", f"/v1/tenants/{tenant}/memories?kind=episode&limit=5")
+            learned = [e["id"] for e in page["items"] if probe in e["request_ids"]]
+            if learned:
+                for episode in learned:
+                    self._json("DELETE", f"/v1/tenants/{tenant}/memories/{episode}")
+                break
+            time.sleep(0.05)
+        else:
+            raise RuntimeError(f"{tenant}: the agent never learned /ask {probe}")
+        answer: dict[str, Any] = response.json()
+        return answer
+
+    def cpu_seconds(self, tenant: str) -> float:
+        """CPU time of every process in the tenant's box (its agent and the box daemon)."""
+        uid = self.uids.get(tenant)
+        total = 0.0
+        for pid, owner in self._box_pids().items():
+            if owner != uid:
+                continue
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return total
+
+    def stop(self, tenant: str) -> None:
+        self._json("DELETE", f"/v1/tenants/{tenant}")
+
+    def close(self) -> None:
+        self.http.close()
 
 
 # -- the host socket the agents call (models only) -------------------------------------------
@@ -681,6 +830,10 @@ def main() -> None:
                              "--extract-model alone (rules off)")
     parser.add_argument("--scale", type=int, nargs="*", default=[],
                         help="only measure recall latency at these episode counts")
+    parser.add_argument("--in-process", action="store_true",
+                        help="run each agent as a plain process on a unix socket (needed for "
+                             "--extract-model, --answer-model, --utterances and --scale) "
+                             "instead of through `burrow serve`")
     args = parser.parse_args()
     # SIGTERM unwinds like Ctrl-C, so the agents and the model server are stopped below
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -695,6 +848,12 @@ def main() -> None:
             scale(args, tenants, ProcessAgents(workdir, None))
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
+        return
+    if not args.in_process:
+        if args.extract_model or args.answer_model:
+            sys.exit("served mode extracts by rules and answers without a model; pass "
+                     "--in-process with --extract-model or --answer-model")
+        _served_run(args, tenants)
         return
     workdir = Path(tempfile.mkdtemp(prefix="burrow-memory-bench-"))
     server = host = None
@@ -716,6 +875,49 @@ def main() -> None:
         if server is not None:
             server.stop()
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _served_run(args: argparse.Namespace, tenants: list[Tenant]) -> None:
+    """The LoCoMo replay through a real `burrow serve`: its worker embeds each pair's words
+    and its agents ask the host to embed each query, so the bench embeds nothing itself."""
+    from bench.serving import run_as_root, served
+
+    host_vectors = args.embeddings != "none"
+    env = {"BURROW_OBSERVE_EMBEDDINGS": "1" if host_vectors else "0"}
+    args.embeddings = "none"  # the bench's own embeddings are not needed here
+
+    def replay() -> None:
+        with served(ServedAgents.OPERATOR_KEY, str(ServedAgents.UID_BASE),
+                    "burrow-bench-memory-", env) as server:
+            agents = ServedAgents(server.url)
+            try:
+                embedder = Embedder()
+                totals = Totals()
+                for n, tenant in enumerate(tenants, 1):
+                    run_tenant(agents, tenant, args, embedder, totals)
+                    print(f"  {n}/{len(tenants)} {tenant.name}: {len(tenant.pairs)} pairs, "
+                          f"{len(tenant.questions)} questions", file=sys.stderr, flush=True)
+            finally:
+                agents.close()
+        label = ("agent, served (text + host vectors)" if host_vectors
+                 else "agent, served (text only)")
+        totals.scores = {(label if k == "agent (text only)" else k): v
+                         for k, v in totals.scores.items()}
+        print("\nmode: through `burrow serve` (POST /observations, the worker, the agent "
+              "route); " + ("the worker embeds each pair's words and the agent asks the host "
+                            "socket to embed each query (all-MiniLM-L6-v2, on the host; "
+                            "`embeddings: none` below is the bench's own)"
+                            if host_vectors else "no vectors (BURROW_OBSERVE_EMBEDDINGS=0)"))
+        print(f"pairs sent until the agents held them all: {agents.learn_s:.1f} s, "
+              f"{1000 * agents.learn_s / max(totals.pairs, 1):.2f} ms per pair (wall)")
+        if len(agents.uids) < len(tenants):
+            print("note: some boxes' processes were not found; their agent CPU counts 0 (the "
+                  "in-process mode, --in-process, measures the write path alone)")
+        report(totals, tenants, args, None)
+        print("(write-path CPU: every process in the tenant's box, by its uid, over the time "
+              "from sending the pairs until the agent held them)")
+
+    run_as_root("bench/memory.py (served)", replay)
 
 
 def _utterance_run(args: argparse.Namespace) -> None:

@@ -20,6 +20,7 @@ from gateway.routes import (
     health,
     knowledge,
     memories,
+    observations,
     operator,
     runs,
     tenants,
@@ -56,8 +57,8 @@ def create_app(settings: Settings | None = None,
                     responses=errors.COMMON_RESPONSES)
     app.max_body_bytes = settings.max_body_bytes
     errors.install(app)
-    for module in (health, tenants, boxes, exec, files, agent, memories, runs, knowledge,
-                   operator, dashboard):
+    for module in (health, tenants, boxes, exec, files, agent, memories, observations, runs,
+                   knowledge, operator, dashboard):
         app.include_router(module.router)
     return app
 

@@ -2,21 +2,29 @@
 
 from __future__ import annotations
 
+import json
+import math
+import posixpath
 import re
 import time
 from typing import Annotated, Any, Literal
+from urllib.parse import unquote
 
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
+    JsonValue,
     RootModel,
     model_validator,
 )
 
 from boxes import BoxRecord, BoxUsage, FileEntry, SnapshotRecord
 from models.providers import PROVIDERS
+from tenant_agent.turns import PROTOCOL
+from workers.observations import KEPT_HEADERS
 
 ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 
@@ -532,6 +540,135 @@ class MemoryExport(BaseModel):
     episodes: list[MemoryItem]
     pending: int = Field(description="turns waiting for the model's extraction pass")
     observed: int
+
+
+# --- observations a product sends itself ------------------------------------------------------
+
+MAX_OBSERVED_PAIRS = 1000
+FUTURE_SKEW_S = 300.0  # clocks differ: a pair may be this far ahead of the gateway's
+OBSERVED_REQUEST_ID = r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$"
+
+
+def observed_time(value: float | str) -> float:
+    """Unix seconds from unix seconds or ISO 8601 (UTC unless it says otherwise); finite,
+    after 1970 and not in the future beyond a small clock skew."""
+    if isinstance(value, str):
+        from datetime import UTC, datetime
+        try:
+            parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueError("give an ISO 8601 date-time (2023-05-08T13:56:00Z) or unix "
+                             "seconds") from None
+        at = (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
+    else:
+        at = float(value)
+    if not math.isfinite(at) or at <= 0:
+        raise ValueError("give a finite time after 1970 (ISO 8601 or unix seconds)")
+    if at > time.time() + FUTURE_SKEW_S:
+        raise ValueError("this time is in the future; give when the request happened")
+    return at
+
+
+def _json_text(value: JsonValue) -> JsonValue:
+    if not isinstance(value, str):
+        try:
+            json.dumps(value, allow_nan=False)
+        except ValueError:
+            raise ValueError("NaN and Infinity are not JSON; send them as strings or null") \
+                from None
+    return value
+
+
+def _kept_headers(headers: dict[str, str]) -> dict[str, str]:
+    kept = {name.lower(): value for name, value in headers.items()}
+    for name, value in kept.items():
+        if name not in KEPT_HEADERS:
+            raise ValueError(f"{name!r} is not kept: only {', '.join(KEPT_HEADERS)} reach the "
+                             "agent; leave the others out")
+        if len(value) > 200:
+            raise ValueError(f"{name} is over 200 characters")
+    if "x-burrow-said-at" in kept:
+        observed_time(kept["x-burrow-said-at"])
+    return kept
+
+
+def plain_path(path: str) -> str:
+    """A path however it is spelled (percent-encoded, also twice; dot segments; doubled
+    slashes or backslashes) as one plain absolute path: what to check a path against."""
+    for _ in range(4):
+        decoded = unquote(path)
+        if decoded == path:
+            break
+        path = decoded
+    path = posixpath.normpath("/" + path.replace("\\", "/"))
+    return "/" + path.lstrip("/")  # normpath keeps a leading "//"
+
+
+def _product_path(value: str) -> str:
+    """The path as the agent would see it, and never one of its own."""
+    path, mark, query = value.partition("?")
+    path = plain_path(path)
+    lowered = path.lower()
+    if lowered.startswith(PROTOCOL) or lowered == "/ask" or lowered.startswith("/ask/"):
+        raise ValueError(f"{path} is the agent's own protocol, which it never learns from; "
+                         "send the product's own requests")
+    if any(ord(c) < 32 or ord(c) == 127 for c in path + query):
+        raise ValueError("control characters in the path; percent-encode them")
+    return path + mark + query
+
+
+ObservedBody = Annotated[JsonValue, AfterValidator(_json_text)]
+
+
+class ObservedRequest(Strict):
+    method: Literal["POST", "PUT", "PATCH"] = Field(
+        "POST", description="the agent learns from requests with a body only")
+    path: Annotated[str, AfterValidator(_product_path)] = Field(
+        "/", min_length=1, max_length=2048,
+        description="the product's path (and ?query), as if it had come through "
+                    "/v1/tenants/{id}/agent/{path}; never the agent's own protocol (/ask, "
+                    "/recall, /profile, /health, /memories, /_burrow)")
+    body: ObservedBody = Field("", description="the request body: a string, or any JSON value")
+    headers: Annotated[dict[str, str], AfterValidator(_kept_headers)] = Field(
+        default_factory=dict,
+        description="x-burrow-user-text (the JSON field with the user's words) and "
+                    "x-burrow-said-at (when they were said); nothing else")
+
+
+class ObservedResponse(Strict):
+    status: int = Field(200, ge=100, le=599)
+    body: ObservedBody = ""
+
+
+class ObservedPair(Strict):
+    """One request a product served and its answer."""
+    request: ObservedRequest
+    response: ObservedResponse = Field(default_factory=ObservedResponse)
+    at: Annotated[float | str, AfterValidator(observed_time)] | None = Field(
+        None, description="when it happened: ISO 8601 or unix seconds; default now")
+    request_id: str | None = Field(
+        None, pattern=OBSERVED_REQUEST_ID,
+        description="its request id, which memories cite; default: this call's "
+                    "X-Request-Id with the pair's index (`<id>/3`)")
+
+
+def _few_enough(pairs: Any) -> Any:
+    if isinstance(pairs, list) and len(pairs) > MAX_OBSERVED_PAIRS:
+        raise ValueError(f"{len(pairs)} pairs in one call; send at most "
+                         f"{MAX_OBSERVED_PAIRS} per call")
+    return pairs
+
+
+class ObservationsIn(Strict):
+    pairs: Annotated[list[ObservedPair], BeforeValidator(_few_enough)] = Field(
+        min_length=1, max_length=MAX_OBSERVED_PAIRS,
+        description=f"in the order they happened; at most {MAX_OBSERVED_PAIRS}")
+
+
+class ObservationsAccepted(BaseModel):
+    accepted: int = Field(description="pairs queued for the agent, which learns them in order")
+    dropped: int = Field(description="pairs dropped because the tenant's backlog is full "
+                                     "(its agent is not taking deliveries)")
 
 
 class EmbedIn(Strict):

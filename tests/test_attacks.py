@@ -703,6 +703,23 @@ async def test_no_spelling_of_a_path_reaches_the_agents_own_routes(gateway: Gate
                                      headers=headers)).status_code == 200
 
 
+async def test_no_spelling_of_the_agents_own_routes_is_taken_as_an_observed_pair(
+        gateway: Gateway) -> None:
+    """A tenant key holder cannot make its agent "learn" its own protocol (or a pair for
+    Burrow's /_burrow/ routes) through POST /observations, however the path is spelled."""
+    headers, _ = await gateway.tenant("sneaky")
+    for path in ("/_burrow/observe", "/./_burrow/observe", "/x/../_burrow/observe",
+                 "/%5fburrow/observe", "/%255fburrow/observe", "/_BURROW/observe",
+                 "/%2e/_burrow/log", "/x%2f..%2f_burrow/log", "//_burrow/log", "/recall",
+                 "/ASK", "/ask/context", "\\memories", "/profile?x=1", "/health",
+                 "/%72ecall", "/a/b/../../memories/m_1"):
+        pair = {"request": {"path": path, "body": {"pairs": []}}}
+        r = await gateway.client.post("/v1/tenants/sneaky/observations", headers=headers,
+                                      json={"pairs": [pair]})
+        assert r.status_code == 422 and "pairs.0.request.path" in r.text, (path, r.text)
+    assert (await gateway.services.observations.backlog_of("sneaky"))["size"] == 0
+
+
 async def test_host_files_of_boxes_are_roots_alone(gateway: Gateway) -> None:
     _, home = await gateway.tenant("private")
     config = gateway.manager.config

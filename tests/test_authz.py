@@ -98,6 +98,8 @@ def body_for(method: str, path: str) -> dict[str, Any] | None:
         return {"query": "q"}
     if (method, path) == VOTE:
         return {"helpful": True}
+    if path.endswith("/observations"):
+        return {"pairs": [{"request": {"body": {"message": "I prefer tea"}}}]}
     if "/memories" in path:
         return {"text": "I prefer tea"}
     return {}
@@ -117,7 +119,8 @@ def expected(method: str, path: str, kind: str) -> int | None:
         return 403
     owned = ("{box_id}" in path or "{snapshot_id}" in path
              or path.startswith("/v1/tenants/{tenant_id}/agent")
-             or path.startswith("/v1/tenants/{tenant_id}/memories"))
+             or path.startswith("/v1/tenants/{tenant_id}/memories")
+             or path == "/v1/tenants/{tenant_id}/observations")
     return 404 if owned and kind == "other_tenant" else None
 
 

@@ -226,7 +226,8 @@ TYPESCRIPT_ONLY_TYPES = {
     "AgentAskAnswer", "AgentOptions", "AgentProfile", "AgentRequestOptions", "ClientOptions",
     "Command", "CommandOptions", "CreateOptions", "ExecOptions", "InsightKind", "JsonSchema",
     "KnowledgeSearchOptions", "MemoriesListOptions", "MemoryAddOptions", "MemoryExport",
-    "MemoryItem", "MemoryKind", "MemoryPage", "MemoryWiped", "Parsed", "RecallOptions",
+    "MemoryItem", "MemoryKind", "MemoryPage", "MemoryWiped", "ObservationsAccepted",
+    "ObservedPair", "Parsed", "RecallOptions",
     "RecallResult", "ResponseSchema", "RunOptions", "ZodLike", "components", "operations",
     "paths"}
 

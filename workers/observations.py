@@ -63,6 +63,12 @@ class Recorded(NamedTuple):
     started_backlog: bool  # the tenant had nothing pending before: a delivery must be queued
 
 
+class Batch(NamedTuple):
+    accepted: int
+    dropped: int  # the tenant's backlog was full
+    started_backlog: bool
+
+
 @dataclass
 class Delivery:
     pairs: int = 0
@@ -143,6 +149,35 @@ class Observations:
             log.warning("observation spooled (Redis unreachable: %s)", exc)
             await asyncio.to_thread(self._spool, tenant, box_id, pair)
             return None
+
+    async def record_many(self, tenant: str, box_id: str,
+                          pairs: list[dict[str, Any]]) -> Batch:
+        """Append pairs to the tenant's backlog in one round trip, in their order; what Redis
+        cannot take now is spooled (and counts as accepted: it is recorded later). A pair
+        recorded twice (a round trip cut midway, then spooled) has the same id, which the
+        agent skips the second time."""
+        keys = [self._seq_key(tenant), self.backlog_key(tenant), self._pending,
+                self._dropped_key(tenant)]
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for pair in pairs:
+                    await self._record(keys=keys, client=pipe, args=[
+                        json.dumps(pair), f"{tenant} {box_id}", self.backlog_max])
+                answers = await pipe.execute()
+        except (RedisError, OSError) as exc:
+            log.warning("%d observations spooled (Redis unreachable: %s)", len(pairs), exc)
+            await asyncio.to_thread(self._spool_all, tenant, box_id, pairs)
+            return Batch(len(pairs), 0, False)
+        dropped = sum(1 for seq, _ in answers if int(seq) < 0)
+        if dropped:
+            log.warning("tenant %s has %d undelivered observations, the most kept; %d were "
+                        "dropped (is its agent taking deliveries?)", tenant, self.backlog_max,
+                        dropped)
+        return Batch(len(pairs) - dropped, dropped, any(int(a) for _, a in answers))
+
+    def _spool_all(self, tenant: str, box_id: str, pairs: list[dict[str, Any]]) -> None:
+        for pair in pairs:
+            self._spool(tenant, box_id, pair)
 
     def _spool(self, tenant: str, box_id: str, pair: dict[str, Any]) -> None:
         self.spool.parent.mkdir(mode=0o700, parents=True, exist_ok=True)

@@ -22,7 +22,7 @@ from redis.exceptions import RedisError
 
 from boxes import BoxError, BoxManager
 from knowledge.base import KnowledgeBase
-from workers.observations import BATCH, Delivery, Observations
+from workers.observations import BATCH, Batch, Delivery, Observations
 
 log = logging.getLogger("burrow.observe")
 
@@ -64,6 +64,16 @@ class Pipeline:
         # delivery goes on until the backlog is empty: one job per backlog, not per request.
         if recorded is not None and recorded.started_backlog:
             await self.enqueue_delivery(tenant, box_id)
+
+    async def record_batch(self, tenant: str, box_id: str,
+                           pairs: list[dict[str, Any]]) -> Batch:
+        """Record pairs a product sends itself (imported history, traffic served elsewhere),
+        waiting for Redis so the caller learns how many the backlog took. Like record(), it
+        never wakes the box: a frozen one gets them at its next wake."""
+        batch = await self.observations.record_many(tenant, box_id, pairs)
+        if batch.started_backlog:
+            await self.enqueue_delivery(tenant, box_id)
+        return batch
 
     async def drain(self) -> None:
         """Wait for the recordings under way (shutdown, tests)."""

@@ -2,8 +2,10 @@
 # ruff: noqa: I001
 """Memories: what a tenant's agent holds of the tenant, as the tenant owns it (its own
 key, or the operator's): list a page at a time, get, add, correct, delete one, delete all,
-export. Items are dicts as the API gives them: memories (`m_…`) and episodes (`e_…`, the
-tenant's own turns), each with `request_ids`, the X-Request-Ids it came from."""
+export; and observe(): pairs the product served itself (or a user's history it imports), which
+the agent learns as if they had come through it. Items are dicts as the API gives them:
+memories (`m_…`) and episodes (`e_…`, the tenant's own turns), each with `request_ids`, the
+X-Request-Ids it came from."""
 
 from __future__ import annotations
 
@@ -13,6 +15,8 @@ from urllib.parse import quote
 
 from burrow._sync.http import Http
 from burrow._errors import InvalidRequestError
+
+OBSERVE_CHUNK = 1000  # the most pairs the server takes in one call
 
 
 class Memories:
@@ -77,3 +81,19 @@ class Memories:
         "episodes", ...}."""
         answer: dict[str, Any] = self._http.json("GET", f"{self._path}/export")
         return answer
+
+    def observe(self, pairs: builtins.list[dict[str, Any]]) -> dict[str, int]:
+        """Pairs the product served itself, for the agent to learn in order, as if they had
+        come through it: each `{"request": {"method"?, "path"?, "body", "headers"?},
+        "response"?: {"status", "body"}, "at"?, "request_id"?}` (bodies are strings or
+        JSON values; headers only x-burrow-user-text and x-burrow-said-at). Sent 1,000 per
+        call; each call is stored whole or not at all, so on an error the pairs of earlier
+        calls are kept. {"accepted", "dropped" (the tenant's backlog was full)}."""
+        tenant_path = self._path.removesuffix("/memories")
+        totals = {"accepted": 0, "dropped": 0}
+        for start in range(0, len(pairs), OBSERVE_CHUNK):
+            answer = self._http.json("POST", f"{tenant_path}/observations", json={
+                "pairs": pairs[start:start + OBSERVE_CHUNK]})
+            for key in totals:
+                totals[key] += int(answer[key])
+        return totals

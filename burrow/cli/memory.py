@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -177,3 +178,59 @@ def memory_export(tenant_id: str, output: Path | None) -> None:
     output.write_text(json.dumps(exported, indent=2) + "\n")
     click.echo(f"wrote {len(exported['memories'])} memories and {len(exported['episodes'])} "
                f"episodes to {output}")
+
+
+IMPORT_CHUNK = 1000  # the most pairs the server takes in one call
+
+
+def _pairs(source: Iterable[str], name: str) -> list[dict[str, Any]]:
+    import json
+
+    pairs = []
+    for number, line in enumerate(source, 1):
+        if not line.strip():
+            continue
+        try:
+            pair = json.loads(line)
+        except ValueError:
+            raise click.ClickException(f"{name}:{number} is not a JSON object (one pair per "
+                                       "line)") from None
+        if not isinstance(pair, dict):
+            raise click.ClickException(f"{name}:{number} is not a JSON object (one pair per "
+                                       "line)")
+        pairs.append(pair)
+    return pairs
+
+
+@memory.command("import")
+@click.argument("tenant_id", metavar="TENANT")
+@click.argument("source", metavar="FILE.jsonl", type=click.File("r", encoding="utf-8"))
+@json_option
+def memory_import(tenant_id: str, source: Any, as_json: bool) -> None:
+    """Teach TENANT's agent pairs the product served itself (or a user's history).
+
+    FILE.jsonl (- for standard input) holds one pair a line, oldest first:
+    {"request": {"path": "/chat", "body": {"message": "..."},
+    "headers": {"x-burrow-user-text": "message"}}, "response": {"status": 200,
+    "body": "..."}, "at": "2023-05-08T13:56:00Z", "request_id": "chat-1/3"}.
+    Sent 1,000 pairs a call; a refused call names its pair, counted from the call's first
+    line, and the calls before it stay stored.
+    """
+    pairs = _pairs(source, source.name)
+    totals = {"accepted": 0, "dropped": 0}
+    path = f"/v1/tenants/{seg(tenant_id)}/observations"
+    for start in range(0, len(pairs), IMPORT_CHUNK):
+        try:
+            answer = call("POST", path, {"pairs": pairs[start:start + IMPORT_CHUNK]})
+        except click.ClickException as exc:
+            raise click.ClickException(f"pairs from line {start + 1} on: {exc.message}; "
+                                       f"{totals['accepted']} pairs before them were "
+                                       "stored") from None
+        for key in totals:
+            totals[key] += int(answer[key])
+    if as_json:
+        echo_json(totals)
+        return
+    dropped = (f"; {totals['dropped']} dropped: the tenant's backlog is full"
+               if totals["dropped"] else "")
+    click.echo(f"sent {totals['accepted']} pairs to {tenant_id}'s agent{dropped}")

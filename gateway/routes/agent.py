@@ -8,11 +8,9 @@ per request than the proxying itself. Both paths run the same agent_response().
 from __future__ import annotations
 
 import logging
-import posixpath
 import re
 import time
 from typing import Any
-from urllib.parse import unquote
 
 from fastapi import APIRouter, FastAPI, Request, Response
 from starlette.types import Receive, Scope, Send
@@ -21,7 +19,15 @@ from boxes import BoxError
 from gateway import authz, logs
 from gateway.errors import ApiError, box_error_response, error_response
 from gateway.proxy import AgentUnreachable, read_body
-from gateway.schemas import AgentAsk, AgentAskOut, AgentProfile, ErrorOut, RecallIn, RecallOut
+from gateway.schemas import (
+    AgentAsk,
+    AgentAskOut,
+    AgentProfile,
+    ErrorOut,
+    RecallIn,
+    RecallOut,
+    plain_path,
+)
 from gateway.services import Services
 from workers.observations import Observations
 
@@ -45,14 +51,7 @@ def _target(request: Request, tenant_id: str) -> str:
 def _is_internal(target: str) -> bool:
     """Whether a path reaches the agent's /_burrow/ routes however it is spelled: percent-
     encoded (also twice), with dot segments, doubled slashes or backslashes, any case."""
-    path = target.partition("?")[0]
-    for _ in range(4):
-        decoded = unquote(path)
-        if decoded == path:
-            break
-        path = decoded
-    path = posixpath.normpath("/" + path.replace("\\", "/"))
-    return path.lstrip("/").lower().startswith("_burrow")
+    return plain_path(target.partition("?")[0]).lstrip("/").lower().startswith("_burrow")
 
 
 async def agent_response(request: Request, tenant_id: str) -> Response:

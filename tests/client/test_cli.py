@@ -94,7 +94,7 @@ def test_every_command_has_help_that_names_each_of_its_options() -> None:
         "box exec", "box cp", "box pause", "box resume", "box freeze", "box wake",
         "box snapshot", "box rm", "box run", "kb search", "kb vote", "policy show",
         "stats", "memory ls", "memory get", "memory recall", "memory add", "memory rm",
-        "memory clear", "memory export"}
+        "memory clear", "memory export", "memory import"}
     runner = CliRunner()
     for path, command in found:
         shown = runner.invoke(main, [*path, "--help"], prog_name="burrow")
@@ -345,6 +345,19 @@ def test_memory_ls_get_recall_rm_export_and_clear(server: Served, tmp_path: Path
     missing = run(server, "memory", "get", "cli-mem", added["id"], key=key)
     assert missing.returncode != 0 and "HTTP 404" in one_line_error(missing)
     ok(server, "memory", "add", "cli-mem", "I live in Lisbon", key=key)
+    history = tmp_path / "history.jsonl"
+    history.write_text("".join(json.dumps({
+        "request": {"path": "/chat", "body": {"message": text},
+                    "headers": {"x-burrow-user-text": "message"}},
+        "at": 1683561600 + i, "request_id": f"chat/{i}"}) + "\n"
+        for i, text in enumerate(["I keep bees.", "I play the cello."])))
+    assert "sent 2 pairs" in ok(server, "memory", "import", "cli-mem", str(history), key=key)
+    history.write_text('{"request": {"body": "x"}, "at": "2999-01-01T00:00:00Z"}\n')
+    refused = run(server, "memory", "import", "cli-mem", str(history), key=key)
+    assert refused.returncode != 0 and "in the future" in one_line_error(refused)
+    history.write_text("not json\n")
+    refused = run(server, "memory", "import", "cli-mem", str(history), key=key)
+    assert refused.returncode != 0 and "history.jsonl:1" in one_line_error(refused)
     assert "deleted" in ok(server, "memory", "clear", "cli-mem", "--yes", key=key)
     assert "no memories" in ok(server, "memory", "ls", "cli-mem", key=key)
     other = run(server, "memory", "ls", "cli-mem", key="brw_t_not-a-real-key")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -410,6 +411,20 @@ def test_a_tenant_owns_its_memory_through_the_sdk(server: Served) -> None:
         with pytest.raises(NotFoundError):
             own.memories.get(fixed["id"])
         own.memories.add("I live in Lisbon")
+        imported = own.memories.observe([{
+            "request": {"path": "/chat", "body": {"message": "I keep bees on the roof."},
+                        "headers": {"x-burrow-user-text": "message"}},
+            "response": {"body": {"reply": "Nice."}}, "at": "2023-05-08T13:56:00Z",
+            "request_id": "chat-1/1"}])
+        assert imported == {"accepted": 1, "dropped": 0}
+        deadline = time.monotonic() + 60
+        while not own.memories.list(kind="episode")["total"]:
+            assert time.monotonic() < deadline, "the imported pair was never learned"
+            time.sleep(0.2)
+        episode = own.memories.list(kind="episode")["items"][0]
+        assert episode["request_ids"] == ["chat-1/1"] and episode["at"].startswith("2023-05-08")
+        with pytest.raises(InvalidRequestError, match=r"pairs\.0\.at"):
+            own.memories.observe([{"request": {"body": "x"}, "at": "2999-01-01T00:00:00Z"}])
         wiped = own.memories.delete_all()
         assert wiped["replace_snapshot"] is True and own.memories.list()["total"] == 0
         assert own.agent.recall("Lisbon") == []

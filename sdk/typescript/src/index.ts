@@ -30,7 +30,7 @@ export { Tenant, TenantAgent } from "./tenant.js"
 export type { AgentAnswer, AgentRequestOptions, RecallOptions } from "./tenant.js"
 export type {
   AgentAskAnswer, AgentConfig, AgentProfile, BoxInfo, ExecChunk, ExecResult, FileEntry,
-  Insight, MemoryExport, MemoryItem, MemoryPage, MemoryWiped, RecallResult, Run, RunChunk,
-  RunUsage, Snapshot, TenantInfo,
+  Insight, MemoryExport, MemoryItem, MemoryPage, MemoryWiped, ObservationsAccepted,
+  ObservedPair, RecallResult, Run, RunChunk, RunUsage, Snapshot, TenantInfo,
 } from "./wire.js"
 export type { components, operations, paths } from "./openapi.js"

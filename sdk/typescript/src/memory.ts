@@ -1,13 +1,20 @@
 /**
  * Memories: what a tenant's agent holds of the tenant, as the tenant owns it (its own key,
  * or the operator's): list a page at a time, get, add, correct, delete one, delete all,
- * export. Items are memories (`m_…`) and episodes (`e_…`, the tenant's own turns), each with
- * `request_ids`, the X-Request-Ids it came from.
+ * export; and observe(): pairs the product served itself (or a user's history it imports),
+ * which the agent learns as if they had come through it. Items are memories (`m_…`) and
+ * episodes (`e_…`, the tenant's own turns), each with `request_ids`, the X-Request-Ids it
+ * came from.
  */
 
 import { Http, segment } from "./http.js"
-import type { MemoryExport, MemoryItem, MemoryPage, MemoryWiped } from "./wire.js"
+import type {
+  MemoryExport, MemoryItem, MemoryPage, MemoryWiped, ObservationsAccepted, ObservedPair,
+} from "./wire.js"
 import { checkOptions } from "./wire.js"
+
+/** The most pairs the server takes in one call. */
+const OBSERVE_CHUNK = 1000
 
 export type MemoryKind = "preference" | "fact" | "event" | "plan" | "episode"
 
@@ -37,6 +44,10 @@ export class Memories {
   constructor(http: Http, tenantPath: string) {
     this.#http = http
     this.#path = `${tenantPath}/memories`
+  }
+
+  #tenantPath(): string {
+    return this.#path.slice(0, -"/memories".length)
   }
 
   #one(memoryId: string): string {
@@ -85,5 +96,22 @@ export class Memories {
   /** Everything, as JSON: { format: "burrow.memory/1", memories (every version), episodes, … }. */
   async export(): Promise<MemoryExport> {
     return this.#http.json<MemoryExport>("GET", `${this.#path}/export`)
+  }
+
+  /** Pairs the product served itself, for the agent to learn in order, as if they had come
+   * through it: each { request: { method?, path?, body, headers? }, response?: { status,
+   * body }, at?, request_id? } (bodies are strings or JSON values; headers only
+   * x-burrow-user-text and x-burrow-said-at). Sent 1,000 per call; each call is stored whole
+   * or not at all, so on an error the pairs of earlier calls are kept. */
+  async observe(pairs: ObservedPair[]): Promise<ObservationsAccepted> {
+    const totals = { accepted: 0, dropped: 0 }
+    for (let start = 0; start < pairs.length; start += OBSERVE_CHUNK) {
+      const answer = await this.#http.json<ObservationsAccepted>(
+        "POST", `${this.#tenantPath()}/observations`,
+        { json: { pairs: pairs.slice(start, start + OBSERVE_CHUNK) } })
+      totals.accepted += answer.accepted
+      totals.dropped += answer.dropped
+    }
+    return totals
   }
 }

@@ -589,6 +589,28 @@ export interface paths {
         patch: operations["memories_correct"];
         trace?: never;
     };
+    "/v1/tenants/{tenant_id}/observations": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Add Observations
+         * @description Pairs the product served itself, for the tenant's agent to learn from as if they had
+         *     come through `/agent/{path}`: in order, with their own times and request ids. Does not
+         *     wake the box; a frozen box learns them at its next wake.
+         */
+        post: operations["observations_add"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/boxes/{box_id}/agent/runs": {
         parameters: {
             query?: never;
@@ -1180,6 +1202,7 @@ export interface components {
              */
             helpful: boolean;
         };
+        JsonValue: unknown;
         /** KnowledgeQuery */
         KnowledgeQuery: {
             /** Query */
@@ -1327,6 +1350,83 @@ export interface components {
              * @description the home box's snapshot is replaced at its next freeze
              */
             replace_snapshot: boolean;
+        };
+        /** ObservationsAccepted */
+        ObservationsAccepted: {
+            /**
+             * Accepted
+             * @description pairs queued for the agent, which learns them in order
+             */
+            accepted: number;
+            /**
+             * Dropped
+             * @description pairs dropped because the tenant's backlog is full (its agent is not taking deliveries)
+             */
+            dropped: number;
+        };
+        /** ObservationsIn */
+        ObservationsIn: {
+            /**
+             * Pairs
+             * @description in the order they happened; at most 1000
+             */
+            pairs: components["schemas"]["ObservedPair"][];
+        };
+        /**
+         * ObservedPair
+         * @description One request a product served and its answer.
+         */
+        ObservedPair: {
+            request: components["schemas"]["ObservedRequest"];
+            response?: components["schemas"]["ObservedResponse"];
+            /**
+             * At
+             * @description when it happened: ISO 8601 or unix seconds; default now
+             */
+            at?: number | string | null;
+            /**
+             * Request Id
+             * @description its request id, which memories cite; default: this call's X-Request-Id with the pair's index (`<id>/3`)
+             */
+            request_id?: string | null;
+        };
+        /** ObservedRequest */
+        ObservedRequest: {
+            /**
+             * Method
+             * @description the agent learns from requests with a body only
+             * @default POST
+             * @enum {string}
+             */
+            method: "POST" | "PUT" | "PATCH";
+            /**
+             * Path
+             * @description the product's path (and ?query), as if it had come through /v1/tenants/{id}/agent/{path}; never the agent's own protocol (/ask, /recall, /profile, /health, /memories, /_burrow)
+             * @default /
+             */
+            path: string;
+            /**
+             * @description the request body: a string, or any JSON value
+             * @default
+             */
+            body: components["schemas"]["JsonValue"];
+            /**
+             * Headers
+             * @description x-burrow-user-text (the JSON field with the user's words) and x-burrow-said-at (when they were said); nothing else
+             */
+            headers?: {
+                [key: string]: string;
+            };
+        };
+        /** ObservedResponse */
+        ObservedResponse: {
+            /**
+             * Status
+             * @default 200
+             */
+            status: number;
+            /** @default  */
+            body: components["schemas"]["JsonValue"];
         };
         /** PolicyChange */
         PolicyChange: {
@@ -6178,6 +6278,104 @@ export interface operations {
                 };
             };
             /** @description Service Unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+        };
+    };
+    observations_add: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                tenant_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ObservationsIn"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ObservationsAccepted"];
+                };
+            };
+            /** @description malformed request (for example invalid JSON) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Conflict */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Request Entity Too Large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description invalid parameters */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description temporarily unavailable; retry after Retry-After seconds */
             503: {
                 headers: {
                     [name: string]: unknown;

@@ -28,6 +28,8 @@ export type MemoryItem = Schemas["MemoryItem"]
 export type MemoryPage = Schemas["MemoryPage"]
 export type MemoryExport = Schemas["MemoryExport"]
 export type MemoryWiped = Schemas["MemoryWiped"]
+export type ObservedPair = Schemas["ObservedPair"]
+export type ObservationsAccepted = Schemas["ObservationsAccepted"]
 /** One result of `agent.recall()`: a memory or an episode, with its score (best: 1.0). */
 export type RecallResult = Schemas["RecallResult"]
 
