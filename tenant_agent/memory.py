@@ -29,6 +29,7 @@ import time
 
 from tenant_agent import store, turns, vectors
 from tenant_agent.learn import Statement, learn
+from tenant_agent.utterance import is_question
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs ms at every wake; only the type checker needs it
@@ -170,7 +171,10 @@ class Memory:
         forgets = [s for s in learned.statements if s.op == "forget"]
         for statement in forgets:
             self.forget(statement)
-        episode = None if forgets else self._episode(turn)
+        # A question asked of the agent itself ("What is my name?" to /ask) is no turn of the
+        # tenant's history: recall would hand it back for the next question like it.
+        asked = turn.asked and not learned.statements and is_question(turn.user)
+        episode = None if forgets or asked else self._episode(turn)
         for statement in learned.statements:
             if statement.op != "forget":
                 self.hold(statement, turn, episode, "rules")
@@ -196,8 +200,6 @@ class Memory:
                 self.set_meta("vector_model", turn.vector_model)
             elif known != turn.vector_model:
                 vec = None  # never compare vectors of two models
-        from tenant_agent.utterance import is_question
-
         self.db.execute(
             "INSERT INTO episodes (id, pair_id, request_id, at, user, reply, question, vec) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",

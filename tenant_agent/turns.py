@@ -64,6 +64,7 @@ class Turn:
     """One pair as the agent reads it (a plain class: see learn.Statement)."""
 
     __slots__ = (
+        "asked",
         "at",
         "fingerprint",
         "learn",
@@ -86,6 +87,7 @@ class Turn:
         self.reply_before = ""          # what the assistant said just before (for a "yes")
         self.fingerprint = ""           # a resent chat turn has the same one ("": a lone one)
         self.learn = True               # False: a call to the agent's own protocol
+        self.asked = False              # said to the agent's /ask (a question is no episode)
         self.vectors: dict[str, list[float]] = {}  # "user": the host's embedding
         self.vector_model = ""
 
@@ -112,6 +114,7 @@ def read(pair: dict[str, Any]) -> Turn:
             "GET", "HEAD", "OPTIONS", "DELETE"):
         turn.learn = False
         return turn
+    turn.asked = path == "/ask" or path.startswith("/ask?")
     body = str(request.get("body") or "")
     tail = str(request.get("body_tail") or "")
     user, stamp = _user_words(body, tail, headers.get("x-burrow-user-text", ""), turn)

@@ -254,3 +254,20 @@ def test_no_longer_being_something_ends_it(memory: Memory) -> None:
     say(memory, "I'm no longer a vegetarian", "I'm not a student anymore")
     assert current(memory) == {}
     assert len(held(memory)) == 2  # both kept as history
+
+
+def test_a_question_asked_of_the_agent_is_no_turn_of_the_history(memory: Memory) -> None:
+    """/ask traffic is observed like any request: what it states is learned, but a bare
+    question to the agent is not kept as an episode (recall would hand it back)."""
+    ask = "/v1/tenants/t/agent/ask"
+    memory.observe([pair(1, "We went to the lake on Sunday"),
+                    pair(2, "When did we go to the lake?", path=ask,
+                         body={"question": "When did we go to the lake?"}),
+                    pair(3, "I'm a vegetarian. What should I cook?", path=ask,
+                         body={"question": "I'm a vegetarian. What should I cook?"})])
+    said = [e["text"] for e in list_items(memory, "episode")["items"]]
+    assert "When did we go to the lake?" not in said
+    assert "I'm a vegetarian. What should I cook?" in said
+    found = recall(memory, "When did we go to the lake?")
+    assert found and "req-2" not in {i for r in found for i in r["request_ids"]}
+    assert any("vegetarian" in m.lower() for m in current(memory))
