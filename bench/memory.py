@@ -841,13 +841,9 @@ def main() -> None:
                      "--in-process with --extract-model or --answer-model")
         _served_run(args, tenants)
         return
-    workdir = Path(tempfile.mkdtemp(prefix="burrow-memory-bench-"))
-    server = host = None
-    try:
-        if args.extract_model or args.answer_model:
-            server, host = _start_models(workdir, {m for m in (args.extract_model,
-                                                               args.answer_model) if m})
-        agents = ProcessAgents(workdir, host.path if host else None)
+    with BenchModels() as run:
+        host = run.start({m for m in (args.extract_model, args.answer_model) if m})
+        agents = ProcessAgents(run.workdir, host.path if host else None)
         embedder = Embedder()
         totals = Totals()
         for n, tenant in enumerate(tenants, 1):
@@ -855,12 +851,6 @@ def main() -> None:
             print(f"  {n}/{len(tenants)} {tenant.name}: {len(tenant.pairs)} pairs, "
                   f"{len(tenant.questions)} questions", file=sys.stderr, flush=True)
         report(totals, tenants, args, host)
-    finally:
-        if host is not None:
-            host.close()
-        if server is not None:
-            server.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def _served_run(args: argparse.Namespace, tenants: list[Tenant]) -> None:
@@ -907,37 +897,52 @@ def _served_run(args: argparse.Namespace, tenants: list[Tenant]) -> None:
 
 
 def _utterance_run(args: argparse.Namespace) -> None:
-    workdir = Path(tempfile.mkdtemp(prefix="burrow-memory-bench-"))
-    server = host = None
-    try:
+    with BenchModels() as run:
         print("issue 14's utterances, the rules:")
-        rules = utterances(ProcessAgents(workdir / "rules", None), None)
+        rules = utterances(ProcessAgents(run.workdir / "rules", None), None)
         print(f"  rules: {sum(rules)}/{len(rules)}")
-        if args.extract_model:
-            server, host = _start_models(workdir, {args.extract_model})
+        host = run.start({args.extract_model} if args.extract_model else set())
+        if host is not None:
             print(f"the model alone ({args.extract_model}, rules off):")
-            model = utterances(ProcessAgents(workdir / "model", host.path,
+            model = utterances(ProcessAgents(run.workdir / "model", host.path,
                                              {"BURROW_AGENT_RULES": "off"}),
                                args.extract_model)
             print(f"  {args.extract_model}: {sum(model)}/{len(model)}; "
                   f"{host.calls} model calls, {host.seconds:.0f} s")
-    finally:
-        if host is not None:
-            host.close()
-        if server is not None:
-            server.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _start_models(workdir: Path, models: set[str]) -> tuple[Any, BenchHost]:
-    from models.servers import LocalModelServer, bundled_models
+class BenchModels:
+    """A work directory and the bundled models the in-process agents ask (started when
+    named), all stopped and removed at the end of the `with`."""
 
-    aliases = {m.partition("/")[2] for m in models}
-    cache = Path(tempfile.gettempdir()) / "burrow-bench-models"
-    chosen = [m for m in bundled_models(cache) if m.alias in aliases]
-    server = LocalModelServer(workdir / "llama", n_threads=2, models=chosen)
-    url = server.start()
-    return server, BenchHost(str(workdir / "host.sock"), url)
+    def __init__(self) -> None:
+        self.workdir = Path(tempfile.mkdtemp(prefix="burrow-memory-bench-"))
+        self.server: Any = None
+        self.host: BenchHost | None = None
+
+    def start(self, models: set[str]) -> BenchHost | None:
+        """The host socket serving `models` (provider/name) to the agents; None for none."""
+        if not models:
+            return None
+        from models.servers import LocalModelServer, bundled_models
+
+        aliases = {m.partition("/")[2] for m in models}
+        cache = Path(tempfile.gettempdir()) / "burrow-bench-models"
+        chosen = [m for m in bundled_models(cache) if m.alias in aliases]
+        self.server = LocalModelServer(self.workdir / "llama", n_threads=2, models=chosen)
+        url = self.server.start()
+        self.host = BenchHost(str(self.workdir / "host.sock"), url)
+        return self.host
+
+    def __enter__(self) -> BenchModels:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.host is not None:
+            self.host.close()
+        if self.server is not None:
+            self.server.stop()
+        shutil.rmtree(self.workdir, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import shutil
-from collections.abc import AsyncIterator, Iterator
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -137,6 +138,25 @@ async def gateway(tmp_path: Path, redis: Redis,
                                 agent_command=ECHO_AGENT)
     async with running_gateway(settings) as gw:
         yield gw
+
+
+@pytest.fixture
+async def learning(tmp_path: Path, redis: Redis,
+                   redis_server: EmbeddedRedis) -> AsyncIterator[Gateway]:
+    """The gateway with its in-process worker and the built-in tenant agent, as `burrow
+    serve` runs them: what is observed is delivered and learned."""
+    async with running_gateway(gateway_settings(tmp_path / "gw", redis_server.url,
+                                                run_worker=True)) as gw:
+        yield gw
+
+
+async def until(check: Callable[[], Awaitable[bool]], timeout_s: float = 60,
+                what: str = "the condition") -> None:
+    """Wait until `check()` holds, looking every 0.2 s; fail after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while not await check():
+        assert time.monotonic() < deadline, f"not within {timeout_s} s: {what}"
+        await asyncio.sleep(0.2)
 
 
 @pytest.fixture

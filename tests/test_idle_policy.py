@@ -12,7 +12,7 @@ import pytest
 from redis.asyncio import Redis
 
 from boxes import BoxState
-from tests.conftest import ECHO_AGENT, Gateway, gateway_settings, running_gateway
+from tests.conftest import ECHO_AGENT, Gateway, gateway_settings, running_gateway, until
 from workers.embedded_redis import EmbeddedRedis
 
 
@@ -29,13 +29,6 @@ async def swept(tmp_path: Path, redis: Redis,
                                 headers=gw.operator)
         assert r.status_code == 200, r.text
         yield gw
-
-
-async def until(check: Callable[[], Awaitable[bool]], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not await check():
-        assert time.monotonic() < deadline, f"not within {timeout_s} s: {what}"
-        await asyncio.sleep(0.2)
 
 
 async def state(gw: Gateway, box_id: str) -> str:

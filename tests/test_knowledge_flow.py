@@ -11,35 +11,17 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
 from redis.asyncio import Redis
 
-from tests.conftest import Gateway, gateway_settings, running_gateway
+from tests.conftest import Gateway, gateway_settings, running_gateway, until
 from workers.embedded_redis import EmbeddedRedis
 from workers.observations import Observations
 
 SECRET_EMAIL = "jane.secret@example.com"
 SECRET_KEY = "sk-proj-Abc123Def456Ghi789Jkl012Mno345Pqr678"
-
-
-async def until(check: Callable[[], Awaitable[bool]], timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not await check():
-        assert time.monotonic() < deadline, "timed out waiting"
-        await asyncio.sleep(0.2)
-
-
-@pytest.fixture
-async def served(tmp_path: Path, redis: Redis,
-                 redis_server: EmbeddedRedis) -> AsyncIterator[Gateway]:
-    """The gateway with its in-process worker, as `burrow serve` runs it."""
-    async with running_gateway(gateway_settings(tmp_path / "gw", redis_server.url,
-                                                run_worker=True)) as gw:
-        yield gw
 
 
 async def say(gw: Gateway, tenant: str, key: dict[str, str], text: str) -> dict[str, Any]:
@@ -70,8 +52,8 @@ FACT = "Postgres 16 vacuums faster than Postgres 12."
 
 
 async def test_agents_learn_privately_and_share_only_what_two_tenants_support(
-        served: Gateway) -> None:
-    gw = served
+        learning: Gateway) -> None:
+    gw = learning
     keys = {}
     prefs = {"ana": "dark mode", "ben": "short answers", "cho": "metric units"}
     for tenant in [*prefs, "dee"]:
@@ -116,8 +98,8 @@ async def test_agents_learn_privately_and_share_only_what_two_tenants_support(
                                        "Which Postgres vacuums faster?"))["answer"]
 
 
-async def test_deleting_a_tenant_withdraws_its_support(served: Gateway) -> None:
-    gw = served
+async def test_deleting_a_tenant_withdraws_its_support(learning: Gateway) -> None:
+    gw = learning
     a, _ = await gw.tenant("a1")
     b, _ = await gw.tenant("b1")
     await say(gw, "a1", a, "Kubernetes pods restart when their liveness probe fails.")

@@ -5,33 +5,13 @@ in-process worker, boxes and the built-in tenant agent."""
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from redis.asyncio import Redis
 
-from tests.conftest import Gateway, gateway_settings, running_gateway
-from workers.embedded_redis import EmbeddedRedis
-
-
-async def until(check: Callable[[], Awaitable[bool]], timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not await check():
-        assert time.monotonic() < deadline, "timed out waiting"
-        await asyncio.sleep(0.2)
-
-
-@pytest.fixture
-async def served(tmp_path: Path, redis: Redis,
-                 redis_server: EmbeddedRedis) -> AsyncIterator[Gateway]:
-    """The gateway with its in-process worker and the built-in tenant agent."""
-    async with running_gateway(gateway_settings(tmp_path / "gw", redis_server.url,
-                                                run_worker=True)) as gw:
-        yield gw
+from tests.conftest import Gateway, until
 
 
 async def say(gw: Gateway, tenant: str, key: dict[str, str], text: str,
@@ -58,8 +38,8 @@ async def recall(gw: Gateway, tenant: str, key: dict[str, str], query: str
     return results
 
 
-async def test_a_tenant_lists_gets_exports_and_deletes_its_memories(served: Gateway) -> None:
-    gw = served
+async def test_a_tenant_lists_gets_exports_and_deletes_its_memories(learning: Gateway) -> None:
+    gw = learning
     ana, _ = await gw.tenant("ana")
     ben, _ = await gw.tenant("ben")
     await say(gw, "ana", ana, "I'm allergic to peanuts.", "req-peanuts")
@@ -119,8 +99,8 @@ async def test_a_tenant_lists_gets_exports_and_deletes_its_memories(served: Gate
 
 
 async def test_after_delete_all_recall_finds_nothing_also_after_freeze_and_wake(
-        served: Gateway) -> None:
-    gw = served
+        learning: Gateway) -> None:
+    gw = learning
     ana, home = await gw.tenant("ana")
     await say(gw, "ana", ana, "I'm allergic to peanuts.", "req-1")
     await say(gw, "ana", ana, "My favourite city is Lisbon.", "req-2")
@@ -186,8 +166,8 @@ async def test_an_agent_without_the_memory_api_is_a_clear_501(gateway: Gateway) 
     assert (await gateway.services.observations.backlog_of("ana"))["size"] == 1
 
 
-async def test_bad_memory_requests_are_4xx(served: Gateway) -> None:
-    gw = served
+async def test_bad_memory_requests_are_4xx(learning: Gateway) -> None:
+    gw = learning
     ana, _ = await gw.tenant("ana")
     for method, path, body in [
             ("GET", "/v1/tenants/ana/memories?limit=0", None),
@@ -205,10 +185,10 @@ async def test_bad_memory_requests_are_4xx(served: Gateway) -> None:
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
 
 
-async def test_recall_finds_by_meaning_with_the_hosts_vectors(served: Gateway) -> None:
+async def test_recall_finds_by_meaning_with_the_hosts_vectors(learning: Gateway) -> None:
     """The worker embeds the tenant's words in each pair it delivers and the host socket
     embeds the query: a recall with no word in common still finds the turn."""
-    gw = served
+    gw = learning
     ana, _ = await gw.tenant("ana")
     await say(gw, "ana", ana, "We adopted two kittens last spring.", "req-kittens")
     await say(gw, "ana", ana, "The quarterly invoice was sent on Monday.", "req-invoice")
@@ -223,10 +203,10 @@ async def test_recall_finds_by_meaning_with_the_hosts_vectors(served: Gateway) -
 
 
 async def test_chat_bodies_through_the_gateway_learn_the_newest_turn_at_its_time(
-        served: Gateway) -> None:
+        learning: Gateway) -> None:
     """A chat longer than the pair's excerpt: its newest user message is learned (the tail is
     kept); X-Burrow-Said-At dates it; X-Burrow-User-Text names the field in another shape."""
-    gw = served
+    gw = learning
     ana, _ = await gw.tenant("ana")
     history = [{"role": "user" if i % 2 else "assistant", "content": f"Filler turn {i}. " * 40}
                for i in range(12)]

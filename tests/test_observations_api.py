@@ -14,18 +14,9 @@ import pytest
 from redis.asyncio import Redis
 
 from gateway.schemas import MAX_OBSERVED_PAIRS
-from tests.conftest import ECHO_AGENT, Gateway, gateway_settings, running_gateway
-from tests.test_memory_api import memories, recall, until
+from tests.conftest import ECHO_AGENT, Gateway, gateway_settings, running_gateway, until
+from tests.test_memory_api import memories, recall
 from workers.embedded_redis import EmbeddedRedis
-
-
-@pytest.fixture
-async def learning(tmp_path: Path, redis: Redis,
-                   redis_server: EmbeddedRedis) -> AsyncIterator[Gateway]:
-    """The gateway with its in-process worker and the built-in tenant agent."""
-    async with running_gateway(gateway_settings(tmp_path / "gw", redis_server.url,
-                                                run_worker=True)) as gw:
-        yield gw
 
 
 @pytest.fixture
