@@ -1565,6 +1565,11 @@ export interface components {
              * @description model calls a tenant's boxes may make per minute
              */
             model_calls_per_minute?: number | null;
+            /**
+             * Embed Texts Per Minute
+             * @description texts a tenant's boxes may have the host embed per minute (the tenant agent's recall embeds one query a call)
+             */
+            embed_texts_per_minute?: number | null;
         };
         /** PolicyOut */
         PolicyOut: {
@@ -1621,6 +1626,8 @@ export interface components {
             token_budget_period_s: number;
             /** Model Calls Per Minute */
             model_calls_per_minute: number | null;
+            /** Embed Texts Per Minute */
+            embed_texts_per_minute: number | null;
             /** Agent Model */
             agent_model: string | null;
         };
