@@ -275,3 +275,25 @@ async def test_a_tenants_policy_names_its_own_extraction_model(tmp_path: Path,
     with pytest.raises(PolicyError, match="provider/name"):
         await policies.set_override("cy", {"agent_model": "no-provider"}, "op")
     assert await policies.agent_model("cy") == "openrouter/m"  # the refused changes changed nothing
+
+
+async def test_the_agents_own_protocol_leaves_no_backlog(learning: Gateway) -> None:
+    """/health, /recall, /profile and the memory API are not learned from, so they are not
+    recorded: a wake after them has nothing to deliver before its first answer."""
+    gw = learning
+    key, _ = await gw.tenant("quiet")
+    for method, path in (("GET", "health"), ("POST", "recall"), ("GET", "profile"),
+                         ("GET", "Recall/../profile"), ("GET", "%2Fhealth")):
+        await gw.client.request(method, f"/v1/tenants/quiet/agent/{path}", headers=key,
+                                json={"query": "x"} if method == "POST" else None)
+    await gw.services.pipeline.drain()
+    assert not await gw.services.observations.has_backlog("quiet")
+    r = await gw.client.post("/v1/tenants/quiet/agent/notes", json={"text": "I like tea"},
+                             headers=key)
+    assert r.status_code == 404  # a product path: recorded (then delivered by the worker)
+    await gw.services.pipeline.drain()
+    await until(lambda: _episodes(gw, key))
+
+
+async def _episodes(gw: Gateway, key: dict[str, str]) -> bool:
+    return (await memories(gw, "quiet", key, "?kind=episode"))["total"] == 1

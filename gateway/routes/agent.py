@@ -29,6 +29,7 @@ from gateway.schemas import (
     plain_path,
 )
 from gateway.services import Services
+from tenant_agent.turns import PROTOCOL
 from workers.observations import Observations
 
 log = logging.getLogger("burrow.gateway")
@@ -46,6 +47,13 @@ def _target(request: Request, tenant_id: str) -> str:
     rest = (raw[len(prefix):] if raw.startswith(prefix) else "") or "/"
     query = request.url.query
     return rest + ("?" + query if query else "")
+
+
+def _observed(target: str) -> bool:
+    """Whether the agent learns from a request to `target`: not from its own protocol
+    (/recall, /profile, /health, the memory API), which is then not recorded at all, so a
+    probe or a recall leaves no backlog for the next wake to deliver first."""
+    return not plain_path(target.partition("?")[0]).lower().startswith(PROTOCOL)
 
 
 def _is_internal(target: str) -> bool:
@@ -89,7 +97,7 @@ async def agent_response(request: Request, tenant_id: str) -> Response:
         try:
             with manager.activity.in_flight(box_id):  # a slow answer is not idleness
                 response = await proxy.forward(request, socket_path, target, body, headers,
-                                               on_done=observed)
+                                               on_done=observed if _observed(target) else None)
             if woke:  # the metrics show a served wake phase by phase
                 now = time.perf_counter()
                 services.metrics.served_wake(caught_up, now - answering, now - started)
