@@ -64,9 +64,13 @@ def test_sigkill_then_restart_keeps_every_box_and_file(served: Served) -> None:
             assert r.status_code == 204
         c.post(f"/v1/boxes/{frozen}/freeze", headers=tenant)
         # a product request (the built-in agent serves no /notes, and learns from it all the
-        # same); the agent's own /health would not be recorded
+        # same; the agent's own /health would not be recorded), recorded just after its answer
         assert c.post("/v1/tenants/k/agent/notes", json={"text": "kept"},
                       headers=tenant).status_code == 404
+        deadline = time.monotonic() + 30
+        while not _recorded(c, served, tenant):
+            assert time.monotonic() < deadline, "the request was never recorded"
+            time.sleep(0.05)
     served.stop(signal.SIGKILL)
     served.start()
     with httpx.Client(base_url=served.url, timeout=60) as c:
@@ -78,6 +82,15 @@ def test_sigkill_then_restart_keeps_every_box_and_file(served: Served) -> None:
             # the request made before the kill reaches the agent after all
             assert time.monotonic() < deadline, "an observation was lost in the kill"
             time.sleep(0.5)
+
+
+def _recorded(c: httpx.Client, served: Served, tenant: dict[str, str]) -> bool:
+    """Whether the pair is in the backlog, or already with the agent."""
+    metrics = c.get("/metrics", headers=served.operator).text
+    if any(line.startswith("burrow_observation_backlog ") and float(line.split()[1]) >= 1
+           for line in metrics.splitlines()):
+        return True
+    return bool(c.get("/v1/tenants/k/agent/profile", headers=tenant).json()["observed"])
 
 
 def test_schemathesis_finds_no_server_errors_or_schema_violations(served: Served) -> None:
