@@ -6,11 +6,11 @@
 - wake through the gateway (frozen tenant -> first agent response) of a realistic home box:
   its agent holds HOME_PAIRS observed pairs (sent as a product would, through
   POST /v1/tenants/{id}/observations) and 1 MB of files; then from archived with 1 MB and with
-  50 MB (incompressible, not duplicated). Each next to the floor, python3 -I -S -c pass in a
-  bare sandbox started like a box, and a runtime-level wake (BoxManager.wake of a box with
-  1 MB) in this process, all in the same run; and the served wake phase by phase (registry,
-  layer, daemon, catch-up, the agent's first answer), as the server's own /metrics report
-  them.
+  50 MB (incompressible, not duplicated: 49 more files of 1 MB, as bench/boxes.py's). Each
+  next to the floor, python3 -I -S -c pass in a bare sandbox started like a box, and a
+  runtime-level wake (BoxManager.wake of a box with 1 MB) in this process, all in the same
+  run; and the served wake phase by phase (registry, layer, daemon, catch-up, the agent's
+  first answer), as the server's own /metrics report them.
 
     .venv/bin/python bench/gateway.py [--requests 3000] [--concurrency 32] [--runs 20]
 
@@ -194,10 +194,11 @@ async def bench(args: argparse.Namespace, url: str, port: int, data_dir: Path,
     async with httpx.AsyncClient(base_url=url, timeout=120) as c:
         after = phases((await c.get("/metrics", headers=op)).text)
     archived = await served_wakes(url, port, home, tenant, op, args.runs, "archived")
-    async with httpx.AsyncClient(base_url=url, timeout=600) as c:  # 49 MB more
-        r = await c.put(f"/v1/boxes/{home}/files", params={"path": "large.bin"},
-                        content=os.urandom(49_000_000), headers=tenant)
-        assert r.status_code == 204, r.text
+    async with httpx.AsyncClient(base_url=url, timeout=600) as c:  # 49 files of 1 MB more
+        r = await c.post(f"/v1/boxes/{home}/exec", headers=tenant, json={
+            "command": "mkdir -p state && for i in $(seq 49); do "
+                       "head -c 1M /dev/urandom > state/f$i; done", "timeout_s": 300})
+        assert r.json()["exit_code"] == 0, r.text
     archived_large = await served_wakes(url, port, home, tenant, op, args.runs, "archived")
     floor, runtime = await runtime_baselines(args.runs)
     row("floor: python3 -I -S -c pass, bare sandbox", floor)
