@@ -3,10 +3,14 @@
 - agent route vs calling the box's service socket directly (p50, p99, requests/s at
   concurrency 32): the difference is what the gateway adds;
 - exec `true` through the gateway vs through the box daemon's socket;
-- wake through the gateway (frozen tenant -> first agent response, 1 MB of box state) vs a
-  runtime-level wake (BoxManager.wake of a box like it) in this process, and the served wake
-  phase by phase (registry, layer, daemon, catch-up, the agent's first answer), as the
-  server's own /metrics report them.
+- wake through the gateway (frozen tenant -> first agent response) of a realistic home box:
+  its agent holds HOME_PAIRS observed pairs (sent as a product would, through
+  POST /v1/tenants/{id}/observations) and 1 MB of files; then from archived with 1 MB and with
+  50 MB (incompressible, not duplicated: 49 more files of 1 MB, as bench/boxes.py's). Each
+  next to the floor, python3 -I -S -c pass in a bare sandbox started like a box, and a
+  runtime-level wake (BoxManager.wake of a box with 1 MB) in this process, all in the same
+  run; and the served wake phase by phase (registry, layer, daemon, catch-up, the agent's
+  first answer), as the server's own /metrics report them.
 
     .venv/bin/python bench/gateway.py [--requests 3000] [--concurrency 32] [--runs 20]
 
@@ -55,8 +59,11 @@ async def timed(coro: object) -> float:
     return (time.perf_counter() - start) * 1000
 
 
-async def runtime_wake(runs: int) -> list[float]:
-    """BoxManager.wake of a box with a service and 1 MB of state, in this process."""
+async def runtime_baselines(runs: int) -> tuple[list[float], list[float]]:
+    """(the in-sandbox python floor, BoxManager.wake of a box with a service and 1 MB of
+    state), in this process."""
+    from bench.boxes import floors
+
     work = Path(tempfile.mkdtemp(prefix="burrow-bench-rt-"))
     server = EmbeddedRedis(work / "redis", appendonly=False)
     server.start()
@@ -64,6 +71,7 @@ async def runtime_wake(runs: int) -> list[float]:
     config = RuntimeConfig(data_dir=work / "data", uid_base=int(UID_BASE) + 100_000)
     manager = await BoxManager.open(config, redis)
     try:
+        _, python_floor = await floors(manager, runs)
         service = ["/usr/bin/python3", "-c", "import os, socket, time\n"
                    "s = socket.socket(fileno=3)\nwhile True: s.accept()[0].close()"]
         box = await manager.create(BoxSpec(service=service))
@@ -73,13 +81,64 @@ async def runtime_wake(runs: int) -> list[float]:
             await manager.freeze(box.id)
             samples.append(await timed(manager.wake(box.id)))
         await manager.delete(box.id)
-        return samples
+        return python_floor, samples
     finally:
         await manager.close()
         await redis.aclose()
         server.stop()
         shutil.rmtree(config.run_dir, ignore_errors=True)
         shutil.rmtree(work, ignore_errors=True)
+
+
+HOME_PAIRS = 300  # what the agent of a realistic home box holds
+_WORDS = ("garden", "invoice", "trip", "recipe", "meeting", "concert", "bike", "report",
+          "dentist", "flight", "puppy", "novel", "budget", "marathon", "paint", "guitar")
+
+
+def home_pairs(n: int) -> list[dict[str, object]]:
+    """n chat turns of a made-up tenant (preferences, events, plans, questions), a minute
+    apart, ending an hour ago."""
+    start = time.time() - 3600 - 60 * n
+    out: list[dict[str, object]] = []
+    for i in range(n):
+        a, b = _WORDS[i % len(_WORDS)], _WORDS[(i * 7 + 3) % len(_WORDS)]
+        said = (f"I like the {a} more than the {b}.", f"Yesterday I went to the {a} with Sam.",
+                f"Next week I plan to finish the {b}.", f"Where did I put the {a} notes?",
+                f"The {a} took {i % 9 + 1} hours, and the {b} was fine.")[i % 5]
+        out.append({"request": {"path": "/chat", "body": {"message": said}},
+                    "response": {"status": 200, "body": {"reply": f"Noted about the {a}."}},
+                    "at": start + 60 * i, "request_id": f"home-{i}"})
+    return out
+
+
+async def fill_home(c: httpx.AsyncClient, tenant: dict[str, str]) -> None:
+    """The agent learns HOME_PAIRS pairs, through the import route and the worker."""
+    r = await c.post("/v1/tenants/bench/observations", json={"pairs": home_pairs(HOME_PAIRS)},
+                     headers=tenant)
+    assert r.status_code == 202, r.text
+    deadline = time.monotonic() + 300
+    while (await c.get("/v1/tenants/bench/agent/profile", headers=tenant)).json().get(
+            "observed", 0) < HOME_PAIRS:
+        if time.monotonic() > deadline:
+            raise RuntimeError("the agent did not learn the home box's pairs in 300 s")
+        await asyncio.sleep(0.5)
+
+
+async def served_wakes(url: str, port: int, home: str, tenant: dict[str, str],
+                       op: dict[str, str], runs: int, tier: str) -> list[float]:
+    """Frozen (or archived) -> the first agent answer through the gateway, `runs` times."""
+    wakes = []
+    async with httpx.AsyncClient(base_url=url, timeout=120) as c:
+        for _ in range(runs):
+            await c.post(f"/v1/boxes/{home}/freeze", headers=op)
+            if tier == "archived":
+                r = await c.post(f"/v1/boxes/{home}/archive", headers=op)
+                assert r.json()["state"] == "archived", r.text
+            conn = await Conn.open(("127.0.0.1", port))
+            wakes.append(await timed(conn.request("POST", "/v1/tenants/bench/agent/health",
+                                                  tenant)))
+            conn.close()
+    return wakes
 
 
 async def bench(args: argparse.Namespace, url: str, port: int, data_dir: Path,
@@ -125,23 +184,35 @@ async def bench(args: argparse.Namespace, url: str, port: int, data_dir: Path,
     row("exec `true` via the daemon socket", daemon_exec)
     row("exec `true` via the gateway", gateway_exec, daemon_exec)
 
-    # the agent learns from the requests above (and the worker embeds what it proposes):
-    # let that finish, so the wakes below are measured on a quiet server
+    async with httpx.AsyncClient(base_url=url, timeout=120) as c:
+        await fill_home(c, tenant)
+    # let the learning finish, so the wakes below are measured on a quiet server
     await asyncio.to_thread(settle, server_pid)
-    wakes = []
     async with httpx.AsyncClient(base_url=url, timeout=120) as c:
         before = phases((await c.get("/metrics", headers=op)).text)
-        for _ in range(args.runs):
-            await c.post(f"/v1/boxes/{home}/freeze", headers=op)
-            conn = await Conn.open(("127.0.0.1", port))
-            wakes.append(await timed(conn.request("POST", "/v1/tenants/bench/agent/health",
-                                                  tenant)))
-            conn.close()
+    frozen = await served_wakes(url, port, home, tenant, op, args.runs, "frozen")
+    async with httpx.AsyncClient(base_url=url, timeout=120) as c:
         after = phases((await c.get("/metrics", headers=op)).text)
-    runtime = await runtime_wake(args.runs)
-    row("wake: runtime (BoxManager.wake, 1 MB)", runtime)
-    row("wake: gateway (frozen -> 1st agent answer)", wakes, runtime)
-    print("\nthe served wake, phase by phase (mean ms over the runs above, from /metrics):")
+    archived = await served_wakes(url, port, home, tenant, op, args.runs, "archived")
+    async with httpx.AsyncClient(base_url=url, timeout=600) as c:  # 49 files of 1 MB more
+        r = await c.post(f"/v1/boxes/{home}/exec", headers=tenant, json={
+            "command": "mkdir -p state && for i in $(seq 49); do "
+                       "head -c 1M /dev/urandom > state/f$i; done", "timeout_s": 300})
+        assert r.json()["exit_code"] == 0, r.text
+    archived_large = await served_wakes(url, port, home, tenant, op, args.runs, "archived")
+    floor, runtime = await runtime_baselines(args.runs)
+    row("floor: python3 -I -S -c pass, bare sandbox", floor)
+    row("wake: runtime (BoxManager.wake, 1 MB)", runtime, floor)
+    for name, samples in (("wake: frozen -> 1st agent answer, 1 MB", frozen),
+                          ("wake: archived -> 1st agent answer, 1 MB", archived),
+                          ("wake: archived -> 1st agent answer, 50 MB", archived_large)):
+        row(name, samples, floor)
+    base = statistics.median(floor)
+    print(f"\nserved wakes, p50 as a multiple of the python floor ({base:.2f} ms; the agent "
+          f"holds {HOME_PAIRS} pairs): from frozen {statistics.median(frozen) / base:.2f}x, "
+          f"archived 1 MB {statistics.median(archived) / base:.2f}x, archived 50 MB "
+          f"{statistics.median(archived_large) / base:.2f}x")
+    print("\nthe served wake from frozen, phase by phase (mean ms, from /metrics):")
     for phase in ("registry", "layer", "daemon", "catch_up", "agent_answer", "total"):
         (s0, n0), (s1, n1) = before.get(phase, (0.0, 0)), after.get(phase, (0.0, 0))
         if n1 > n0:

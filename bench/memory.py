@@ -843,14 +843,19 @@ def main() -> None:
         return
     with BenchModels() as run:
         host = run.start({m for m in (args.extract_model, args.answer_model) if m})
-        agents = ProcessAgents(run.workdir, host.path if host else None)
-        embedder = Embedder()
-        totals = Totals()
-        for n, tenant in enumerate(tenants, 1):
-            run_tenant(agents, tenant, args, embedder, totals)
-            print(f"  {n}/{len(tenants)} {tenant.name}: {len(tenant.pairs)} pairs, "
-                  f"{len(tenant.questions)} questions", file=sys.stderr, flush=True)
+        totals = replay(ProcessAgents(run.workdir, host.path if host else None), tenants, args)
         report(totals, tenants, args, host)
+
+
+def replay(agents: Agents, tenants: list[Tenant], args: argparse.Namespace) -> Totals:
+    """Each tenant's pairs to its agent, then its questions; the totals of it all."""
+    embedder = Embedder()
+    totals = Totals()
+    for n, tenant in enumerate(tenants, 1):
+        run_tenant(agents, tenant, args, embedder, totals)
+        print(f"  {n}/{len(tenants)} {tenant.name}: {len(tenant.pairs)} pairs, "
+              f"{len(tenant.questions)} questions", file=sys.stderr, flush=True)
+    return totals
 
 
 def _served_run(args: argparse.Namespace, tenants: list[Tenant]) -> None:
@@ -867,12 +872,7 @@ def _served_run(args: argparse.Namespace, tenants: list[Tenant]) -> None:
                     "burrow-bench-memory-", env) as server:
             agents = ServedAgents(server.url)
             try:
-                embedder = Embedder()
-                totals = Totals()
-                for n, tenant in enumerate(tenants, 1):
-                    run_tenant(agents, tenant, args, embedder, totals)
-                    print(f"  {n}/{len(tenants)} {tenant.name}: {len(tenant.pairs)} pairs, "
-                          f"{len(tenant.questions)} questions", file=sys.stderr, flush=True)
+                totals = replay(agents, tenants, args)
             finally:
                 agents.close()
         label = ("agent, served (text + host vectors)" if host_vectors

@@ -28,6 +28,7 @@ import secrets
 import stat
 import time
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -40,6 +41,9 @@ from boxes.models import SnapshotRecord
 _HASH_RE = re.compile(r"^[0-9a-f]{64}$")
 _ID_RE = re.compile(r"^s_[0-9a-z]{16}$")
 _CHUNK = 1 << 20
+# Restoring: files this large or larger are written by a pool of threads, beside the others.
+PARALLEL_MIN = 256 << 10
+RESTORE_THREADS = min(4, os.cpu_count() or 1)
 _FORMAT = 1
 STATS_TTL_S = 60.0
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -496,7 +500,12 @@ def _check_extents(path: str, entry: dict[str, Any]) -> None:
 
 
 class _Restorer:
-    """Writes manifest entries into a layer through directory fds, never following a link."""
+    """Writes manifest entries into a layer through directory fds, never following a link.
+
+    Entries are applied in manifest order (parents first, a hard link after its target);
+    the content of files of PARALLEL_MIN bytes or more is written by RESTORE_THREADS threads
+    (decompression, hashing and writing release the GIL), each file created first in order,
+    so links and directory times see every name. `finish` waits for them all."""
 
     def __init__(self, store: LocalSnapshotStore, layer: Path, uid: int) -> None:
         self.store = store
@@ -505,7 +514,8 @@ class _Restorer:
         self.dir_fds: dict[str, int] = {"": self.root_fd}
         self.dir_times: list[tuple[str, int]] = []
         self.index: LayerIndex = {}
-        self.decompressor = zstandard.ZstdDecompressor()
+        self.pool: ThreadPoolExecutor | None = None
+        self.filling: list[tuple[Future[None], int]] = []  # (the fill, its file's fd)
 
     def _parent_fd(self, path: str) -> tuple[int, str]:
         parent, _, name = path.rpartition("/")
@@ -564,46 +574,69 @@ class _Restorer:
 
     def _apply_file(self, dir_fd: int, name: str, path: str, mode: int, mtime: int,
                     entry: dict[str, Any]) -> None:
-        digest = entry["h"]
-        blob = self.store._blob_path(digest)
         fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600,
                      dir_fd=dir_fd)
+        if RESTORE_THREADS > 1 and int(entry.get("s", 0)) >= PARALLEL_MIN:
+            if self.pool is None:
+                self.pool = ThreadPoolExecutor(RESTORE_THREADS, thread_name_prefix="restore")
+            self.filling.append((self.pool.submit(self._fill, fd, path, mode, mtime, entry), fd))
+        else:
+            self._fill(fd, path, mode, mtime, entry)
+
+    def _fill(self, fd: int, path: str, mode: int, mtime: int, entry: dict[str, Any]) -> None:
+        """Write a created file's content and metadata from its blob; closes `fd`."""
         try:
-            h = hashlib.sha256()
-            extents = entry.get("e")
-            regions = iter(extents) if extents is not None else iter([[0, entry.get("s", 0)]])
-            offset, left = 0, 0
-            try:
-                with open(blob, "rb") as fin:
-                    reader = self.decompressor.stream_reader(fin)
-                    while chunk := reader.read(_CHUNK):
-                        h.update(chunk)
-                        view = memoryview(chunk)
-                        while view:  # each piece lands at its extent's offset: holes stay
-                            if left == 0:
-                                offset, left = next(regions, (offset, len(view)))
-                            n = os.pwrite(fd, view[:left], offset)
-                            view, offset, left = view[n:], offset + n, left - n
-            except (FileNotFoundError, zstandard.ZstdError) as exc:
-                raise SnapshotError(f"snapshot blob {digest} for {path!r} is missing or "
-                                    "corrupt") from exc
-            if h.hexdigest() != digest:
-                raise SnapshotError(f"snapshot blob {digest} for {path!r} is corrupt")
-            os.ftruncate(fd, int(entry.get("s", 0)))
-            os.fchown(fd, self.uid, self.uid)
-            os.fchmod(fd, mode)
-            for key, value in entry.get("x", {}).items():
-                os.setxattr(fd, key, base64.b64decode(value))
-            os.utime(fd, ns=(mtime, mtime))
-            self.index[path] = ([_stat_key(os.fstat(fd)), digest] if extents is None
-                                else [_stat_key(os.fstat(fd)), digest, extents])
+            self._write(fd, path, mode, mtime, entry)
+        except SnapshotError:
+            raise
+        except OSError as exc:
+            raise SnapshotError(f"cannot restore {path!r}: {exc.strerror}") from exc
         finally:
             os.close(fd)
 
+    def _write(self, fd: int, path: str, mode: int, mtime: int, entry: dict[str, Any]) -> None:
+        digest = entry["h"]
+        blob = self.store._blob_path(digest)
+        h = hashlib.sha256()
+        extents = entry.get("e")
+        regions = iter(extents) if extents is not None else iter([[0, entry.get("s", 0)]])
+        offset, left = 0, 0
+        try:
+            with open(blob, "rb") as fin:
+                reader = zstandard.ZstdDecompressor().stream_reader(fin)
+                while chunk := reader.read(_CHUNK):
+                    h.update(chunk)
+                    view = memoryview(chunk)
+                    while view:  # each piece lands at its extent's offset: holes stay
+                        if left == 0:
+                            offset, left = next(regions, (offset, len(view)))
+                        n = os.pwrite(fd, view[:left], offset)
+                        view, offset, left = view[n:], offset + n, left - n
+        except (FileNotFoundError, zstandard.ZstdError) as exc:
+            raise SnapshotError(f"snapshot blob {digest} for {path!r} is missing or "
+                                "corrupt") from exc
+        if h.hexdigest() != digest:
+            raise SnapshotError(f"snapshot blob {digest} for {path!r} is corrupt")
+        os.ftruncate(fd, int(entry.get("s", 0)))
+        os.fchown(fd, self.uid, self.uid)
+        os.fchmod(fd, mode)
+        for key, value in entry.get("x", {}).items():
+            os.setxattr(fd, key, base64.b64decode(value))
+        os.utime(fd, ns=(mtime, mtime))
+        self.index[path] = ([_stat_key(os.fstat(fd)), digest] if extents is None
+                            else [_stat_key(os.fstat(fd)), digest, extents])
+
     def finish(self) -> None:
+        for fill, _ in self.filling:
+            fill.result()  # the first file that failed fails the restore
         for path, mtime in reversed(self.dir_times):  # children first: they touch parents
             os.utime(self.dir_fds[path], ns=(mtime, mtime))
 
     def close(self) -> None:
+        if self.pool is not None:  # a failed restore: fills not started never close their fd
+            self.pool.shutdown(wait=True, cancel_futures=True)
+            for fill, fd in self.filling:
+                if fill.cancelled():
+                    os.close(fd)
         for fd in self.dir_fds.values():
             os.close(fd)

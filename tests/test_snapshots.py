@@ -164,3 +164,44 @@ def test_a_tampered_blob_is_detected(tmp_path: Path) -> None:
     out.mkdir()
     with pytest.raises(SnapshotError, match="corrupt"):
         store.restore(sid, out, UID)
+
+
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_large_files_are_restored_by_a_pool_with_links_holes_and_times_kept(
+        tmp_path: Path) -> None:
+    """Files of PARALLEL_MIN bytes or more are written by threads: the restored layer is the
+    same (a hard link to a large file, a sparse large file, directory times), and a corrupt
+    large blob fails the restore without leaking a descriptor."""
+    from boxes.snapshots import PARALLEL_MIN
+
+    layer = make_layer(tmp_path / "layer")
+    big = layer / "workspace/big"
+    big.mkdir()
+    for i in range(6):
+        (big / f"f{i}").write_bytes(os.urandom(PARALLEL_MIN + i))
+    os.link(big / "f0", big / "f0-link")
+    with open(big / "sparse", "wb") as f:  # a hole, then data
+        f.seek(4 * PARALLEL_MIN)
+        f.write(os.urandom(PARALLEL_MIN))
+    os.utime(big, ns=(1_500_000_000_000_000_000,) * 2)
+    store = LocalSnapshotStore(tmp_path / "store")
+    sid = store.pack(layer, box_id="b", kind="freeze", name=None, owner=None,
+                     index=None).record.id
+    out = tmp_path / "out"
+    out.mkdir()
+    store.restore(sid, out, UID)
+    assert describe(out) == describe(layer)
+    assert (out / "workspace/big/f0").stat().st_ino == (out / "workspace/big/f0-link").stat().st_ino
+    assert os.stat(out / "workspace/big/sparse").st_blocks * 512 < 2 * PARALLEL_MIN
+    victim = next(b for b in store.blobs.rglob("*") if b.is_file()
+                  and b.stat().st_size > PARALLEL_MIN // 2)
+    victim.write_bytes(zstandard.ZstdCompressor().compress(b"evil"))
+    again = tmp_path / "again"
+    again.mkdir()
+    before = _open_fds()
+    with pytest.raises(SnapshotError, match="corrupt"):
+        store.restore(sid, again, UID)
+    assert _open_fds() == before
