@@ -273,23 +273,34 @@ def op_exec(conn: Conn, req: dict[str, object]) -> None:
     err_r, err_w = os.pipe()
     in_r, in_w = os.pipe()
     started = time.monotonic()
+    # Stdin goes in from a thread started before the command, which may take every pid the
+    # box has (a fork bomb) the moment it runs; no stdin needs no thread.
+    try:
+        if stdin:
+            _thread.start_new_thread(_feed_stdin, (in_w, stdin))
+        else:
+            os.close(in_w)
+    except RuntimeError:  # no thread to be had: the box is out of pids
+        for fd in (out_r, out_w, err_r, err_w, in_r, in_w):
+            os.close(fd)
+        raise Fail("busy", "the box has no process slot left for this command (its pids "
+                   "limit is reached); retry when its processes have ended") from None
     try:
         pid = _spawn(argv, cwd, env, in_r, out_w, err_w)
     except _ExecFailed as exc:
-        for fd in (out_r, err_r, in_w):
+        for fd in (out_r, err_r):
             os.close(fd)
         conn.send({"type": "stderr", "data": f"{argv[0]}: {exc.message}\n"})
         conn.send({"type": "exit", "exit_code": 126 if exc.errno == 13 else 127,
                    "timed_out": False, "duration_ms": _ms_since(started)})
         return
     except Fail:
-        for fd in (out_r, err_r, in_w):
+        for fd in (out_r, err_r):
             os.close(fd)
         raise
-    finally:
+    finally:  # the stdin feeder, if any, ends on EPIPE once no process holds in_r
         for fd in (in_r, out_w, err_w):
             os.close(fd)
-    _thread.start_new_thread(_feed_stdin, (in_w, stdin))
     with _running_lock:
         _running[0] += 1
     try:
