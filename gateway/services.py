@@ -197,7 +197,7 @@ class Services:
 
     async def agent_model(self, tenant: str) -> str | None:
         """The model `tenant`'s agent answers through: its policy's, else BURROW_AGENT_MODEL."""
-        return await self.policies.agent_model(tenant) or self.settings.agent_model
+        return await _agent_model(self.settings, self.policies, tenant)
 
     async def run_worker(self) -> None:
         """Run this process's worker until cancelled (`burrow worker`)."""
@@ -282,10 +282,14 @@ class _NestedServer(uvicorn.Server):
         yield
 
 
+async def _agent_model(settings: Settings, policies: Policies, tenant: str) -> str | None:
+    """`tenant`'s agent model: its policy's, else BURROW_AGENT_MODEL."""
+    return await policies.agent_model(tenant) or settings.agent_model
+
+
 async def _extraction_model(settings: Settings, policies: Policies, tenant: str) -> str | None:
     """The model `tenant`'s agent distils memories with (named with each delivery)."""
-    return settings.extraction_model_for(await policies.agent_model(tenant)
-                                         or settings.agent_model)
+    return settings.extraction_model_for(await _agent_model(settings, policies, tenant))
 
 
 async def _freeze_on_shutdown(manager: BoxManager) -> None:

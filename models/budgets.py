@@ -11,7 +11,6 @@ deleted tenant's are deleted with it.
 
 from __future__ import annotations
 
-import fnmatch
 import math
 import time
 from dataclasses import dataclass
@@ -102,11 +101,11 @@ class ModelBudgets:
                          policy: Policy) -> Reservation:
         """Allow a call of `model` that may cost `tokens` (prompt and output), or raise the
         BudgetError that says why not: the allowlist, the call rate, the token budget."""
-        allow = policy.model_allowlist
-        if allow is not None and not any(fnmatch.fnmatchcase(model, p) for p in allow):
+        if not policy.allows(model):
             raise BudgetError(403, "model_not_allowed",
                               f"model {model} is not on the operator's allowlist "
-                              f"({', '.join(allow) or 'empty'}); use one of those")
+                              f"({', '.join(policy.model_allowlist or ()) or 'empty'}); use "
+                              "one of those")
         now = time.time()
         if policy.model_calls_per_minute is not None:
             await self._rate(tenant, policy.model_calls_per_minute, now)

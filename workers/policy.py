@@ -111,6 +111,12 @@ class Policy:
         return self
 
 
+    def allows(self, model: str) -> bool:
+        """Whether model_allowlist (provider/name patterns, * wildcards) lets boxes call
+        `model`; no allowlist allows any."""
+        allow = self.model_allowlist
+        return allow is None or any(fnmatch.fnmatchcase(model, p) for p in allow)
+
     def _validate_agent_model(self) -> None:
         model = self.agent_model
         if model is None:
@@ -120,11 +126,10 @@ class Policy:
             raise PolicyError("agent_model must be provider/name (for example "
                               "anthropic/claude-haiku-4-5), or null for the server's "
                               "BURROW_AGENT_MODEL")
-        allow = self.model_allowlist
-        if allow is not None and not any(fnmatch.fnmatchcase(model, p) for p in allow):
+        if not self.allows(model):
             raise PolicyError(f"agent_model {model} is not on model_allowlist "
-                              f"({', '.join(allow) or 'empty'}): add it there, or choose a "
-                              "model it allows")
+                              f"({', '.join(self.model_allowlist or ()) or 'empty'}): add "
+                              "it there, or choose a model it allows")
 
     def _validate_ceilings(self) -> None:
         # The lower bounds are the smallest box that still starts (Limits.validate's).
