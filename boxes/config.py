@@ -47,6 +47,12 @@ class RuntimeConfig:
     # The operator's say on a box at each start (create and wake): its limits clamped to the
     # current ceilings, and the egress rules it gets. None: the box as it is, default egress.
     start_policy: Callable[[BoxRecord], Awaitable[StartPolicy]] | None = None
+    # Waking a box from its snapshot writes its large files after the box starts (its execs
+    # and file operations wait for them) when the box runs no service, or one of these
+    # commands, which read nothing of the box but the directories below (layer paths, written
+    # before the box starts).
+    lazy_restore_services: tuple[tuple[str, ...], ...] = ()
+    eager_restore_dirs: tuple[str, ...] = ("workspace/.burrow",)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_dir", Path(self.data_dir).resolve())

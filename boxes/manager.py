@@ -33,6 +33,7 @@ from boxes.client import DaemonClient
 from boxes.config import RuntimeConfig
 from boxes.egress import EgressPolicy
 from boxes.errors import (
+    BoxBusyError,
     BoxError,
     BoxNotFoundError,
     BoxStateError,
@@ -57,7 +58,7 @@ from boxes.models import (
 )
 from boxes.registry import Registry
 from boxes.sandbox import BoxUsage, BubblewrapBackend, SandboxBackend
-from boxes.snapshots import LayerIndex, LocalSnapshotStore, SnapshotStore
+from boxes.snapshots import LAZY_MIN, LayerIndex, LocalSnapshotStore, PendingRestore, SnapshotStore
 
 log = logging.getLogger("burrow.boxes")
 T = TypeVar("T")
@@ -100,6 +101,9 @@ class BoxManager:
         # Told (box id, phase) as a freeze or wake passes each of its steps: timings, and
         # tests that stop the process between steps.
         self.on_phase: Callable[[str, str], None] | None = None
+        # Boxes woken from their snapshot whose large files are still being written: (the
+        # writing, which ends with the index; what records its outcome once it is done).
+        self._filling: dict[str, tuple[asyncio.Future[LayerIndex], asyncio.Task[None]]] = {}
 
     @classmethod
     async def open(cls, config: RuntimeConfig, redis: Redis) -> BoxManager:
@@ -126,6 +130,9 @@ class BoxManager:
     async def close(self) -> None:
         """Stop the boxes this process runs. Their layers stay; a later wake resumes them."""
         await self.activity.stop()
+        # layers still being restored are finished first, so that they are kept
+        await asyncio.gather(*(task for _, task in self._filling.values()),
+                             return_exceptions=True)
         for box in await self.registry.all():
             if box.host != self.host:
                 continue
@@ -300,6 +307,9 @@ class BoxManager:
                        BoxState.ARCHIVED: {BoxState.FROZEN}}[to]
             if box.state not in allowed or box.last_active_at > idle_since:
                 return None
+            if box.id in self._filling or (box.state in LIVE_STATES and not box.layer_local):
+                return None  # still being restored: not idle for long
+
             if to == BoxState.ARCHIVED:  # no processes: nothing can be using it
                 return await self._archive_locked(box)
             if box.state == BoxState.RUNNING and await self._runs_exec(box):
@@ -328,6 +338,8 @@ class BoxManager:
             box = await self._get(box_id)
             if box.state == BoxState.DELETED:
                 return box
+            with contextlib.suppress(BoxError):  # its layer goes either way
+                box = await self._restored(box)
             await self._update(box, state=BoxState.DELETING)
             await self._finish_delete(box)
             return box
@@ -340,9 +352,13 @@ class BoxManager:
             box = await self._get(box_id)
             self._require(box, {BoxState.RUNNING, BoxState.PAUSED, BoxState.FROZEN,
                                 BoxState.ARCHIVED}, "snapshot")
-            if box.state == BoxState.ARCHIVED:  # its latest freeze is exactly its state
+            if box.state == BoxState.ARCHIVED or (box.state not in LIVE_STATES
+                                                  and not box.layer_local):
+                # its latest freeze is exactly its state (a layer that is not its own is
+                # what an interrupted restore left)
                 assert box.snapshot_id is not None
                 return await asyncio.to_thread(self._copy_snapshot, box, name)
+            box = await self._restored(box)
             was_running = box.state == BoxState.RUNNING
             if was_running:  # hold the box still while its layer is read
                 await self.backend.pause(box)
@@ -410,6 +426,7 @@ class BoxManager:
         await self.backend.stop(box)
 
     async def _freeze_locked(self, box: BoxRecord) -> BoxRecord:
+        box = await self._restored(box)
         started = time.perf_counter()
         previous = box.state
         await self._update(box, state=BoxState.FREEZING)
@@ -422,6 +439,12 @@ class BoxManager:
                 self._phase(box, "prefreeze")
             await self.backend.stop(box)
             self._phase(box, "stopped")
+            if not box.layer_local and box.snapshot_id is not None:
+                # what is on disk is an interrupted restore's: the box is its snapshot
+                await self.backend.drop_layer(box)
+                self._index_path(box).unlink(missing_ok=True)
+                return await self._update(box, state=BoxState.ARCHIVED, pid=None, host=None,
+                                          reason=None)
             if not self.backend.has_layer(box):
                 raise BoxStateError(f"box {box.id} has no layer to freeze")
             upper = await self.backend.open_layer(box)
@@ -488,13 +511,14 @@ class BoxManager:
         self._phase(box, "waking")
         await self._update(box, state=BoxState.WAKING, host=self.host)
         self._phase(box, "registry")
+        pending: PendingRestore | None = None
         try:
             if previous == BoxState.FAILED:
                 await self.backend.stop(box)  # whatever is left of the crashed sandbox
-            if self.backend.has_layer(box):
+            if self.backend.has_layer(box) and box.layer_local:
                 await self.backend.open_layer(box)
             elif box.snapshot_id is not None:
-                await self._restore(box, box.snapshot_id)
+                pending = await self._restore(box, box.snapshot_id)
             else:
                 raise BoxStateError(f"box {box.id} has neither a local layer nor a snapshot "
                                     "to wake from")
@@ -503,31 +527,105 @@ class BoxManager:
             pid = await self.backend.start(box, egress)
             self._phase(box, "daemon")
         except BoxError as exc:
+            if pending is not None:
+                pending.abandon()
             await self._update(box, state=BoxState.FAILED, pid=None,
                                        reason=f"wake failed: {exc.message}")
             raise
         box = await self._update(
-            box, state=BoxState.RUNNING, pid=pid, reason=None, layer_local=True,
-            layer_dirty=True, last_active_at=time.time(), wakes=box.wakes + 1)
+            box, state=BoxState.RUNNING, pid=pid, reason=None, layer_dirty=True,
+            last_active_at=time.time(), wakes=box.wakes + 1)
+        if pending is not None:
+            self._finish_later(box.id, pending)
         self._timed("wake", started)
         return box
 
-    async def _restore(self, box: BoxRecord, snapshot_id: str) -> None:
-        """Unpack the box's snapshot into a new layer. If that fails the partial layer goes
-        (a later wake or freeze must never take it for the box's files); the snapshot stays."""
+    def _lazy(self, box: BoxRecord) -> Callable[[str, int], bool]:
+        """Which files of the box a wake may write after the box starts: large ones, unless
+        the box runs a service not known to read only its own directories, or they are in
+        one of those directories."""
+        if box.service and tuple(box.service) not in self.config.lazy_restore_services:
+            return lambda path, size: False
+        eager = self.config.eager_restore_dirs
+        return lambda path, size: size >= LAZY_MIN and not any(
+            path.startswith(prefix + "/") for prefix in eager)
+
+    async def _restore(self, box: BoxRecord, snapshot_id: str) -> PendingRestore:
+        """Unpack the box's snapshot into a new layer, but for the large files `_lazy`
+        picks, which the returned PendingRestore writes. The layer is the box's own (its
+        `layer_local`) only once they are written and synced: a layer found without that is
+        what an interrupted restore left, and is replaced. If the restore fails the partial
+        layer goes (a later wake or freeze must never take it for the box's files); the
+        snapshot stays."""
+        if self.backend.has_layer(box):
+            await self.backend.drop_layer(box)
         await self.backend.create_layer(box)
         try:
             upper = await self.backend.open_layer(box)
             self._phase(box, "restore")
-            index = await asyncio.to_thread(self.store.restore, snapshot_id, upper, box.uid)
+            return await asyncio.to_thread(self.store.begin_restore, snapshot_id, upper,
+                                           box.uid, self._lazy(box))
         except BoxError as exc:
-            await self.backend.drop_layer(box)
-            self._index_path(box).unlink(missing_ok=True)
-            await self._update(box, layer_local=False)
+            await self._restore_failed(box)
             raise WakeFailedError(
                 f"box {box.id} could not be restored from its snapshot: {exc.message}; its "
                 "last snapshot is kept and nothing of the partial restore was") from exc
+
+    async def _restore_failed(self, box: BoxRecord) -> BoxRecord:
+        await self.backend.drop_layer(box)
+        self._index_path(box).unlink(missing_ok=True)
+        return await self._update(box, layer_local=False)
+
+    def _finish_later(self, box_id: str, pending: PendingRestore) -> None:
+        """Write the deferred files of a woken box beside it; then record its layer as whole
+        (under its lock, unless a transition that needed the layer did so first)."""
+        writing = asyncio.ensure_future(asyncio.to_thread(pending.finish))
+
+        async def record() -> None:
+            await asyncio.wait([writing])
+            try:
+                async with self.locks.hold(box_id):
+                    await self._restored(await self._get(box_id))
+            except BoxError as exc:
+                log.error("box %s: its restore could not be recorded: %s", box_id, exc)
+
+        self._filling[box_id] = (writing, asyncio.create_task(record()))
+
+    async def _restored(self, box: BoxRecord) -> BoxRecord:
+        """The box with its layer whole (caller holds the lock): a restore still writing its
+        files is waited for and recorded. If it failed, the box is stopped, the partial
+        layer dropped and the box recorded as failed (its snapshot stays); WakeFailedError.
+        Another process's restore: BoxBusyError (the box's layer is not whole yet)."""
+        entry = self._filling.get(box.id)
+        if entry is None:
+            if box.state in LIVE_STATES and not box.layer_local:
+                raise BoxBusyError(f"box {box.id} is still being restored from its "
+                                   "snapshot; retry in a moment")
+            return box
+        try:
+            index = await asyncio.shield(entry[0])
+        except BoxError as exc:
+            del self._filling[box.id]
+            await self.backend.stop(box)
+            box = await self._restore_failed(box)
+            reason = f"its layer could not be restored from its snapshot: {exc.message}"
+            box = await self._update(box, state=BoxState.FAILED, pid=None, reason=reason)
+            raise WakeFailedError(f"box {box.id}: {reason}; its last snapshot is kept") \
+                from exc
+        del self._filling[box.id]
         self._save_index(box, index)
+        return await self._update(box, layer_local=True)
+
+    async def _whole(self, box_id: str) -> None:
+        """Wait until the box's layer is whole (its restore written and recorded)."""
+        entry = self._filling.get(box_id)
+        if entry is None:
+            return
+        await asyncio.shield(entry[1])
+        failure = entry[0].exception()
+        if failure is not None:
+            raise WakeFailedError(f"box {box_id} could not be restored from its snapshot: "
+                                  f"{failure}; its last snapshot is kept") from failure
 
     def _phase(self, box: BoxRecord, phase: str) -> None:
         if self.on_phase is not None:
@@ -591,7 +689,10 @@ class BoxManager:
         return True
 
     async def _client(self, box_id: str, wake: bool) -> DaemonClient:
+        """The box's daemon, once the box runs with all its files (its service may answer
+        before: ensure_running)."""
         await self._ensure(box_id, wake)
+        await self._whole(box_id)
         return DaemonClient(self.backend.socket_path(box_id))
 
     async def _call(self, box_id: str, wake: bool,

@@ -102,7 +102,10 @@ class Registry:
         if box.state not in TRANSIENT_STATES or "layer_local" in changes:
             # Transient states are not mirrored: rebuild() treats a box caught in one as failed
             # with a dirty layer either way, so the mirror only needs the settled states.
-            self._mirror(data, durable="snapshot_id" in changes or "layer_local" in changes)
+            if "snapshot_id" in changes or "layer_local" in changes:
+                await asyncio.to_thread(self._mirror, data, True)  # fsyncs: not on the loop
+            else:
+                self._mirror(data)
         return box
 
     async def touch_running(self, box_id: str) -> bool | None:

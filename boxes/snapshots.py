@@ -12,6 +12,12 @@ Durability: blobs are written to temp files and renamed; one syncfs covers them 
 manifest and its metadata are written, fsynced and renamed. A snapshot exists only once its
 metadata file does. Restoring never follows a link and refuses manifests that would write
 outside the layer.
+
+A restore can leave its large files for later (`begin_restore`): every name is in the layer,
+the large files at their size, and `PendingRestore.finish` writes their content from threads
+of low priority and syncs the layer, so a box can start (and its agent answer) while a 50 MB
+layer is still being written. The caller keeps everything that could read those files waiting
+until `finish` returns, and never packs the layer before.
 """
 
 from __future__ import annotations
@@ -26,8 +32,9 @@ import os
 import re
 import secrets
 import stat
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +51,10 @@ _CHUNK = 1 << 20
 # Restoring: files this large or larger are written by a pool of threads, beside the others.
 PARALLEL_MIN = 256 << 10
 RESTORE_THREADS = min(4, os.cpu_count() or 1)
+# begin_restore: files this large or larger are written after it returns (PendingRestore).
+LAZY_MIN = 1 << 20
+# The nice value of the threads that write them: a box starting beside them comes first.
+LAZY_NICE = 10
 _FORMAT = 1
 STATS_TTL_S = 60.0
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -72,6 +83,8 @@ class SnapshotStore(Protocol):
     def pack(self, layer: Path, *, box_id: str, kind: str, name: str | None,
              owner: str | None, index: LayerIndex | None) -> PackResult: ...
     def restore(self, snapshot_id: str, layer: Path, uid: int) -> LayerIndex: ...
+    def begin_restore(self, snapshot_id: str, layer: Path, uid: int,
+                      defer: Callable[[str, int], bool]) -> PendingRestore: ...
     def copy(self, snapshot_id: str, *, box_id: str, kind: str, name: str | None,
              owner: str | None) -> SnapshotRecord: ...
     def get(self, snapshot_id: str) -> SnapshotRecord: ...
@@ -341,17 +354,25 @@ class LocalSnapshotStore:
                                     "which is no earlier file of the snapshot")
 
     def restore(self, snapshot_id: str, layer: Path, uid: int) -> LayerIndex:
+        """The snapshot written whole into `layer` (an empty one) and synced to disk."""
+        return self.begin_restore(snapshot_id, layer, uid, lambda path, size: False).finish()
+
+    def begin_restore(self, snapshot_id: str, layer: Path, uid: int,
+                      defer: Callable[[str, int], bool]) -> PendingRestore:
+        """Every entry of the snapshot in `layer`, except the content of the files for which
+        `defer(path, size)` is true (and of their hard links): those are created at their size,
+        owned by `uid`, and written by the returned PendingRestore's `finish`."""
         entries = self._manifest(snapshot_id)
         self.validate(entries)
-        restorer = _Restorer(self, layer, uid)
+        restorer = _Restorer(self, layer, uid, defer)
         try:
             for entry in entries:
                 restorer.apply(entry)
             restorer.finish()
-        finally:
+        except BaseException:
             restorer.close()
-        _syncfs(layer)
-        return restorer.index
+            raise
+        return PendingRestore(restorer, layer)
 
     def copy(self, snapshot_id: str, *, box_id: str, kind: str, name: str | None,
              owner: str | None) -> SnapshotRecord:
@@ -499,17 +520,60 @@ def _check_extents(path: str, entry: dict[str, Any]) -> None:
         end = extent[0] + extent[1]
 
 
+class PendingRestore:
+    """A restore with every name in place and the deferred files still to be written."""
+
+    def __init__(self, restorer: _Restorer, layer: Path) -> None:
+        self._restorer = restorer
+        self._layer = layer
+        self.deferred = [path for _, path, _, _, _ in restorer.deferred]
+
+    def finish(self) -> LayerIndex:
+        """Write the deferred files (RESTORE_THREADS threads at nice LAZY_NICE), sync the
+        layer, and return its index; SnapshotError if a blob is missing or corrupt. Blocks:
+        call it from a thread. The restore is over either way."""
+        restorer = self._restorer
+        try:
+            if restorer.deferred:
+                with ThreadPoolExecutor(RESTORE_THREADS, thread_name_prefix="restore-lazy",
+                                        initializer=_lower_priority) as pool:
+                    fills = [pool.submit(restorer.fill_deferred, item)
+                             for item in restorer.deferred]
+                    restorer.deferred = []
+                    for fill in fills:
+                        fill.result()
+        finally:
+            restorer.close()
+        _syncfs(self._layer)
+        return restorer.index
+
+    def abandon(self) -> None:
+        """Give up on the deferred files (their descriptors are closed, their content is not
+        written): for a restore whose layer is dropped."""
+        self._restorer.close()
+
+
+def _lower_priority() -> None:
+    with contextlib.suppress(OSError):  # this thread only (Linux nice values are per thread)
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), LAZY_NICE)
+
+
 class _Restorer:
     """Writes manifest entries into a layer through directory fds, never following a link.
 
     Entries are applied in manifest order (parents first, a hard link after its target);
     the content of files of PARALLEL_MIN bytes or more is written by RESTORE_THREADS threads
     (decompression, hashing and writing release the GIL), each file created first in order,
-    so links and directory times see every name. `finish` waits for them all."""
+    so links and directory times see every name. `finish` waits for them all. Files `defer`
+    picks are only created (at their size); `fill_deferred` writes them later."""
 
-    def __init__(self, store: LocalSnapshotStore, layer: Path, uid: int) -> None:
+    def __init__(self, store: LocalSnapshotStore, layer: Path, uid: int,
+                 defer: Callable[[str, int], bool]) -> None:
         self.store = store
         self.uid = uid
+        self.defer = defer
+        # (fd, path, mode, mtime, entry) of each created file whose content waits
+        self.deferred: list[tuple[int, str, int, int, dict[str, Any]]] = []
         self.root_fd = os.open(layer, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
         self.dir_fds: dict[str, int] = {"": self.root_fd}
         self.dir_times: list[tuple[str, int]] = []
@@ -576,7 +640,16 @@ class _Restorer:
                     entry: dict[str, Any]) -> None:
         fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600,
                      dir_fd=dir_fd)
-        if RESTORE_THREADS > 1 and int(entry.get("s", 0)) >= PARALLEL_MIN:
+        size = int(entry.get("s", 0))
+        if self.defer(path, size):
+            try:  # its name, size and owner now; content, mode and times when it is written
+                os.ftruncate(fd, size)
+                os.fchown(fd, self.uid, self.uid)
+            except OSError:
+                os.close(fd)
+                raise
+            self.deferred.append((fd, path, mode, mtime, entry))
+        elif RESTORE_THREADS > 1 and size >= PARALLEL_MIN:
             if self.pool is None:
                 self.pool = ThreadPoolExecutor(RESTORE_THREADS, thread_name_prefix="restore")
             self.filling.append((self.pool.submit(self._fill, fd, path, mode, mtime, entry), fd))
@@ -593,6 +666,9 @@ class _Restorer:
             raise SnapshotError(f"cannot restore {path!r}: {exc.strerror}") from exc
         finally:
             os.close(fd)
+
+    def fill_deferred(self, item: tuple[int, str, int, int, dict[str, Any]]) -> None:
+        self._fill(*item)
 
     def _write(self, fd: int, path: str, mode: int, mtime: int, entry: dict[str, Any]) -> None:
         digest = entry["h"]
@@ -629,14 +705,23 @@ class _Restorer:
     def finish(self) -> None:
         for fill, _ in self.filling:
             fill.result()  # the first file that failed fails the restore
+        if self.pool is not None:
+            self.pool.shutdown()
+            self.pool, self.filling = None, []
         for path, mtime in reversed(self.dir_times):  # children first: they touch parents
             os.utime(self.dir_fds[path], ns=(mtime, mtime))
 
     def close(self) -> None:
+        """Close every descriptor left (idempotent): a failed or abandoned restore's too."""
         if self.pool is not None:  # a failed restore: fills not started never close their fd
             self.pool.shutdown(wait=True, cancel_futures=True)
             for fill, fd in self.filling:
                 if fill.cancelled():
                     os.close(fd)
+            self.pool, self.filling = None, []
+        for fd, *_ in self.deferred:
+            os.close(fd)
+        self.deferred = []
         for fd in self.dir_fds.values():
             os.close(fd)
+        self.dir_fds = {}

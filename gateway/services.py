@@ -47,6 +47,7 @@ from models.metered import OperatorModel
 from models.providers import Providers
 from models.relay import Relay, harnesses
 from models.servers import LocalModels
+from tenant_agent.server import STATE_DIR as AGENT_STATE_DIR
 from workers.observations import Observations
 from workers.pipeline import Pipeline
 from workers.policy import Policies
@@ -135,7 +136,12 @@ class Services:
             uid_base=settings.uid_base, lock_wait_s=settings.wake_wait_s,
             image_extras={AGENT_DIR: Path(tenant_agent.__file__).parent},
             egress_dns=settings.egress_dns, start_env=lambda box: _start_env(secret, box),
-            start_policy=quotas.start_policy(policies), ro_binds=_harness_binds())
+            start_policy=quotas.start_policy(policies), ro_binds=_harness_binds(),
+            # Burrow's own agent reads only its state and its log before the box's large files
+            # are written (a replacement agent may read anything: its box is restored whole).
+            lazy_restore_services=(() if settings.agent_command else
+                                   (tuple(DEFAULT_AGENT_COMMAND),)),
+            eager_restore_dirs=("workspace/.burrow", AGENT_STATE_DIR.strip("/")))
         host_socket = config.run_dir / f"host-{os.getpid()}.sock" if role == "gateway" else None
         if host_socket is not None:
             config = dataclasses.replace(config, host_socket=host_socket)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from pathlib import Path
 
 import httpx
@@ -311,3 +312,25 @@ async def test_a_request_that_waits_too_long_for_a_wake_gets_503_and_a_retry_hin
         assert r.json()["error"]["code"] == "unavailable"
         r = await c.get("/v1/tenants/slow/agent/health", headers=key)  # then it works
         assert r.status_code == 200
+
+
+async def test_a_home_box_is_woken_before_its_large_files_are_written_but_not_its_agents_state(
+        learning: Gateway) -> None:
+    """The gateway tells the runtime that its own agent reads only its state and its log, so
+    an archived home box's agent answers, from its memory, while the box's other large files
+    are still being written (a replacement agent is not named: its box is restored whole)."""
+    from gateway.services import AGENT_STATE_DIR, DEFAULT_AGENT_COMMAND
+
+    config = learning.manager.config
+    assert config.lazy_restore_services == (tuple(DEFAULT_AGENT_COMMAND),)
+    assert set(config.eager_restore_dirs) == {"workspace/.burrow", AGENT_STATE_DIR.strip("/")}
+    headers, box_id = await learning.tenant("lazy")
+    big = os.urandom(24 << 20)
+    await learning.manager.write_file(box_id, "big", big)
+    profile = (await learning.client.get("/v1/tenants/lazy/agent/profile",
+                                         headers=headers)).json()
+    await learning.manager.archive(box_id)
+    r = await learning.client.get("/v1/tenants/lazy/agent/profile", headers=headers)
+    assert r.status_code == 200 and r.json() == profile
+    assert not (await learning.manager.get(box_id)).layer_local  # `big` is still being written
+    assert await learning.manager.read_file(box_id, "big") == big

@@ -16,12 +16,14 @@ from redis.asyncio import Redis
 
 from boxes import (
     BoxManager,
+    BoxRecord,
     BoxSpec,
     BoxState,
     BoxStateError,
     ExecRequest,
     Limits,
     RuntimeConfig,
+    WakeFailedError,
 )
 from tests.conftest import make_config
 from tests.wheels import make_wheel
@@ -72,6 +74,91 @@ async def test_archived_box_keeps_no_local_layer_and_restores_it_on_wake(
     assert not box.layer_local
     box = await manager.wake(box.id)
     assert await manager.read_file(box.id, "a.txt") == b"A" * 1000
+
+
+BIG = "head -c 24000000 /dev/urandom > big && head -c 5000 /dev/urandom > small"
+SUMS = "sha256sum big small && stat -c '%s %a %Y' big"
+
+
+async def _archived_with_big_file(manager: BoxManager, box_id: str) -> str:
+    await run(manager, box_id, BIG + " && chmod 640 big && touch -d @1500000000 big")
+    sums = await run(manager, box_id, SUMS)
+    await manager.archive(box_id)
+    return sums
+
+
+async def test_an_archived_box_runs_before_its_large_files_are_written_and_execs_wait(
+        manager: BoxManager) -> None:
+    """A wake from the snapshot starts the box with its large files still being written (the
+    registry says its layer is not whole yet); an exec waits for them; a freeze right after a
+    wake packs them whole."""
+    box = await manager.create(BoxSpec())
+    sums = await _archived_with_big_file(manager, box.id)
+    box = await manager.wake(box.id)
+    assert box.state == BoxState.RUNNING
+    assert not (await manager.get(box.id)).layer_local  # still writing `big`
+    assert await run(manager, box.id, SUMS) == sums
+    assert (await manager.get(box.id)).layer_local
+    await manager.archive(box.id)
+    await manager.wake(box.id)
+    box = await manager.freeze(box.id)  # waits for the restore, then packs it
+    assert box.state == BoxState.FROZEN and box.layer_local
+    await manager.wake(box.id)
+    assert await run(manager, box.id, SUMS) == sums
+
+
+async def test_a_layer_an_interrupted_restore_left_is_never_taken_for_the_box(
+        manager: BoxManager) -> None:
+    """Burrow stopped while a woken box's large files were being written: the partial layer
+    is replaced from the snapshot at the next wake, and a freeze meanwhile never packs it."""
+    box = await manager.create(BoxSpec())
+    sums = await _archived_with_big_file(manager, box.id)
+    box = await manager.get(box.id)
+    assert box.snapshot_id is not None
+    pending = await manager._restore(box, box.snapshot_id)  # as a wake does, then stop
+    pending.abandon()
+    await manager.backend.close_layer(box)
+    box = await manager._update(box, state=BoxState.FAILED, reason="burrow stopped")
+    assert manager.backend.has_layer(box) and not box.layer_local
+    snapshot = box.snapshot_id
+    box = await manager.freeze(box.id)  # nothing to pack: the box is its snapshot
+    assert box.state == BoxState.ARCHIVED and box.snapshot_id == snapshot
+    assert not manager.backend.has_layer(box)
+    await manager._restore(box, snapshot)  # interrupted again, then woken
+    await manager.backend.close_layer(box)
+    await manager.wake(box.id)
+    assert await run(manager, box.id, SUMS) == sums
+
+
+async def test_a_corrupt_large_file_fails_the_box_after_it_started_and_keeps_its_snapshot(
+        manager: BoxManager, config: RuntimeConfig) -> None:
+    box = await manager.create(BoxSpec())
+    await _archived_with_big_file(manager, box.id)
+    for blob in (config.store_dir / "blobs").rglob("*"):
+        if blob.is_file() and blob.stat().st_size > 1_000_000:
+            blob.write_bytes(blob.read_bytes()[:-100] + b"x" * 100)
+    snapshot = (await manager.get(box.id)).snapshot_id
+    await manager.wake(box.id)
+    with pytest.raises(WakeFailedError, match="could not be restored from its snapshot"):
+        await manager.exec(box.id, ExecRequest(command="cat big > /dev/null"))
+    box = await manager.get(box.id)
+    assert box.state == BoxState.FAILED and "snapshot" in (box.reason or "")
+    assert box.snapshot_id == snapshot and not box.layer_local
+    assert not manager.backend.has_layer(box)
+
+
+async def test_a_box_whose_service_may_read_its_files_is_restored_whole_before_it_starts(
+        manager: BoxManager) -> None:
+    """Its service reads `big` as it starts, and finds it whole."""
+    box = await manager.create(BoxSpec(service=[
+        "/bin/sh", "-c", "sha256sum big > /tmp/seen.tmp; mv /tmp/seen.tmp /tmp/seen; "
+                         "exec sleep 1000"]))
+    await run(manager, box.id, "while [ ! -e /tmp/seen ]; do sleep 0.01; done; rm /tmp/seen")
+    sums = await _archived_with_big_file(manager, box.id)
+    await manager.wake(box.id)
+    seen = await run(manager, box.id, "while [ ! -e /tmp/seen ]; do sleep 0.01; done; "
+                                      "cat /tmp/seen")
+    assert seen == sums.splitlines()[0] + "\n"
 
 
 async def test_paused_box_uses_no_cpu_and_resumes_where_it_was(manager: BoxManager) -> None:
@@ -332,3 +419,26 @@ async def test_boxes_start_without_prestarted_launchers_too(
     finally:
         await manager.close()
         shutil.rmtree(config.run_dir, ignore_errors=True)
+
+
+async def test_which_files_a_wake_leaves_for_later(config: RuntimeConfig, redis: Redis) -> None:
+    """Large files, outside the directories a known service reads; nothing at all for a box
+    whose service is not known to read only those."""
+    from boxes.snapshots import LAZY_MIN
+
+    agent = ("/usr/bin/python3", "-I", "-S", "/opt/burrow/tenant_agent/__main__.py")
+    manager = BoxManager(dataclasses.replace(
+        config, lazy_restore_services=(agent,),
+        eager_restore_dirs=("workspace/.burrow", "workspace/.burrow-agent")), redis)
+    plain = BoxSpec().validate()
+    for service, path, size, lazy in (
+            (None, "workspace/big", LAZY_MIN, True),
+            (None, "workspace/big", LAZY_MIN - 1, False),
+            (agent, "workspace/data/big", 50 * LAZY_MIN, True),
+            (agent, "workspace/.burrow-agent/memory.db", 50 * LAZY_MIN, False),
+            (agent, "workspace/.burrow/service.log", 50 * LAZY_MIN, False),
+            (("/usr/bin/python3", "app.py"), "workspace/big", 50 * LAZY_MIN, False)):
+        box = BoxRecord(id="b_x", state=BoxState.ARCHIVED, runtime=plain.runtime,
+                        network=plain.network, limits=plain.limits, uid=1, created_at=0,
+                        last_active_at=0, service=list(service) if service else None)
+        assert manager._lazy(box)(path, size) is lazy, (service, path, size)

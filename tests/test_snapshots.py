@@ -205,3 +205,59 @@ def test_large_files_are_restored_by_a_pool_with_links_holes_and_times_kept(
     with pytest.raises(SnapshotError, match="corrupt"):
         store.restore(sid, again, UID)
     assert _open_fds() == before
+
+
+def test_a_restore_can_leave_large_files_for_later_and_finish_them_exactly(
+        tmp_path: Path) -> None:
+    """begin_restore puts every name in place, the deferred files at their size (no content
+    yet, so no disk used); finish writes them with their mode, times, holes and links, syncs
+    and returns the index. A corrupt deferred blob fails finish, not the beginning; abandoning
+    a restore closes what it held."""
+    from boxes.snapshots import LAZY_MIN
+
+    layer = make_layer(tmp_path / "layer")
+    (layer / "workspace/big").write_bytes(os.urandom(2 * LAZY_MIN))
+    os.chmod(layer / "workspace/big", 0o640)
+    os.utime(layer / "workspace/big", ns=(1_400_000_000_000_000_000,) * 2)
+    os.link(layer / "workspace/big", layer / "workspace/big-link")
+    with open(layer / "workspace/sparse", "wb") as f:
+        f.seek(3 * LAZY_MIN)
+        f.write(os.urandom(LAZY_MIN))
+    store = LocalSnapshotStore(tmp_path / "store")
+    sid = store.pack(layer, box_id="b", kind="freeze", name=None, owner=None,
+                     index=None).record.id
+    deferred: list[tuple[str, int]] = []
+
+    def defer(path: str, size: int) -> bool:
+        deferred.append((path, size))
+        return size >= LAZY_MIN
+
+    out = tmp_path / "out"
+    out.mkdir()
+    before = _open_fds()
+    pending = store.begin_restore(sid, out, UID, defer)
+    assert sorted(pending.deferred) == ["workspace/big", "workspace/sparse"]
+    assert ("workspace/proj/a.txt", 5) in deferred  # asked about every file, with its size
+    big = out / "workspace/big"
+    assert big.stat().st_size == 2 * LAZY_MIN and big.stat().st_blocks == 0  # not written yet
+    assert (out / "workspace/proj/a.txt").read_text() == "alpha"  # the small ones are
+    index = pending.finish()
+    assert describe(out) == describe(layer)
+    assert big.stat().st_ino == (out / "workspace/big-link").stat().st_ino
+    assert os.stat(out / "workspace/sparse").st_blocks * 512 < 2 * LAZY_MIN
+    assert set(index) >= {"workspace/big", "workspace/sparse", "workspace/proj/a.txt"}
+    assert _open_fds() == before
+
+    victim = next(b for b in store.blobs.rglob("*") if b.is_file()
+                  and b.stat().st_size > LAZY_MIN)
+    victim.write_bytes(zstandard.ZstdCompressor().compress(b"evil"))
+    for finish in (True, False):
+        again = tmp_path / f"again-{finish}"
+        again.mkdir()
+        pending = store.begin_restore(sid, again, UID, defer)  # the corrupt one is deferred
+        if finish:
+            with pytest.raises(SnapshotError, match="corrupt"):
+                pending.finish()
+        else:
+            pending.abandon()
+        assert _open_fds() == before
