@@ -585,7 +585,8 @@ class BoxManager:
             await asyncio.wait([writing])
             try:
                 async with self.locks.hold(box_id):
-                    await self._restored(await self._get(box_id))
+                    if box_id in self._filling:  # else a transition recorded it already
+                        await self._restored(await self._get(box_id))
             except BoxError as exc:
                 log.error("box %s: its restore could not be recorded: %s", box_id, exc)
 
@@ -604,11 +605,12 @@ class BoxManager:
             return box
         try:
             index = await asyncio.shield(entry[0])
-        except BoxError as exc:
+        except Exception as exc:
             del self._filling[box.id]
             await self.backend.stop(box)
             box = await self._restore_failed(box)
-            reason = f"its layer could not be restored from its snapshot: {exc.message}"
+            why = exc.message if isinstance(exc, BoxError) else str(exc)
+            reason = f"its layer could not be restored from its snapshot: {why}"
             box = await self._update(box, state=BoxState.FAILED, pid=None, reason=reason)
             raise WakeFailedError(f"box {box.id}: {reason}; its last snapshot is kept") \
                 from exc

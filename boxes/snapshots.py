@@ -437,15 +437,16 @@ class LocalSnapshotStore:
             for blob in shard.iterdir():
                 if blob.name in referenced:
                     continue
-                st = blob.stat()
-                if st.st_mtime < cutoff:
+                st = _stat(blob)
+                if st is not None and st.st_mtime < cutoff:
                     blob.unlink(missing_ok=True)
                     freed += st.st_size
-        for leftover in self.tmp.iterdir():
-            if leftover.stat().st_mtime < cutoff:
+        for leftover in self.tmp.iterdir():  # a pack's: renamed into place meanwhile, or dead
+            if (st := _stat(leftover)) is not None and st.st_mtime < cutoff:
                 leftover.unlink(missing_ok=True)
         for orphan in self.snapshots.glob("s_*.manifest"):  # a pack that died before its .json
-            if not orphan.with_suffix(".json").exists() and orphan.stat().st_mtime < cutoff:
+            if (not orphan.with_suffix(".json").exists()
+                    and (st := _stat(orphan)) is not None and st.st_mtime < cutoff):
                 orphan.unlink(missing_ok=True)
         return freed
 
@@ -461,14 +462,30 @@ class LocalSnapshotStore:
         return stats
 
     def _count(self) -> StoreStats:
+        """Walks the store while freezes, deletes and gc change it: a file listed and gone
+        before its stat counts as nothing."""
         blobs = stored = 0
         for shard in self.blobs.iterdir():
             for blob in shard.iterdir():
                 blobs += 1
-                stored += blob.stat().st_size
+                stored += _size(blob)
         records = self.list()
-        stored += sum(p.stat().st_size for p in self.snapshots.iterdir())
+        stored += sum(_size(p) for p in self.snapshots.iterdir())
         return StoreStats(len(records), blobs, stored, sum(r.logical_bytes for r in records))
+
+
+def _stat(path: Path) -> os.stat_result | None:
+    """None for a file listed a moment ago and gone since (freezes, deletes and gc change
+    the store while it is walked)."""
+    try:
+        return path.stat()
+    except FileNotFoundError:
+        return None
+
+
+def _size(path: Path) -> int:
+    st = _stat(path)
+    return 0 if st is None else st.st_size
 
 
 def _check_path(path: object, links: set[str]) -> str:
