@@ -28,6 +28,8 @@ from boxes.models import Limits
 
 log = logging.getLogger("burrow.boxes")
 
+REFILL_DELAY_S = 0.25  # after a launcher is taken, while others are ready
+
 # Runs as root, stdlib only. It waits for one message (JSON + fds), puts the fds where bwrap's
 # arguments expect them, drops every privilege and becomes bwrap. If this process dies first,
 # the socket closes and the launcher just exits.
@@ -126,10 +128,16 @@ class LauncherPool:
             self._filling = asyncio.create_task(self._fill())
 
     def take(self) -> Launcher | None:
+        """A ready launcher (None if there is none). The pool refills REFILL_DELAY_S later,
+        so that a new launcher's Python does not start on the CPU the box is starting on;
+        at once when it is empty."""
         while self._ready:
             launcher = self._ready.pop()
             if launcher.alive:
-                self.refill()
+                if self._ready:
+                    asyncio.get_running_loop().call_later(REFILL_DELAY_S, self.refill)
+                else:
+                    self.refill()
                 return launcher
         self.refill()
         return None

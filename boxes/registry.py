@@ -23,6 +23,7 @@ from boxes.models import LIVE_STATES, TRANSIENT_STATES, BoxRecord, BoxState
 log = logging.getLogger("burrow.boxes")
 
 _FIELDS = [f.name for f in fields(BoxRecord)]
+_FIELD_KEYS = frozenset(name.encode() for name in _FIELDS)  # identifiers: no escaping needed
 # Set last_active_at of an existing box (never creating a hash for a deleted one); return its
 # state.
 _TOUCH = """
@@ -85,8 +86,12 @@ class Registry:
 
     @staticmethod
     def _decode(raw: dict[bytes, bytes]) -> BoxRecord:
-        data = {k.decode(): json.loads(v) for k, v in raw.items() if k.decode() in _FIELDS}
-        return BoxRecord.from_dict(data)
+        """A box's hash (each field's value JSON) as one JSON object, parsed at once: one
+        parse per box instead of one per field (a sweep over 2,000 boxes spent 200 ms of the
+        event loop in 50,000 json.loads)."""
+        document = b"{" + b",".join(b'"' + k + b'":' + v for k, v in raw.items()
+                                    if k in _FIELD_KEYS) + b"}"
+        return BoxRecord.from_dict(json.loads(document))
 
     async def get(self, box_id: str) -> BoxRecord | None:
         raw = await self.redis.hgetall(self._key(box_id))  # type: ignore[misc]

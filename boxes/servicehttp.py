@@ -161,6 +161,9 @@ class ServiceClient:
         while True:
             idle = self._idle.get(socket_path)
             conn = idle.pop() if idle else None
+            if conn is not None and conn.writer.is_closing():  # the box closed it since
+                conn.close()
+                continue
             fresh = conn is None
             if conn is None:
                 conn = await self._connect(socket_path)
@@ -168,7 +171,9 @@ class ServiceClient:
                 conn.writer.write(head + body)
                 await conn.writer.drain()
                 status, headers = await asyncio.wait_for(_read_head(conn), ANSWER_TIMEOUT_S)
-            except OSError as exc:  # reset, broken pipe, or the socket refused more (EINVAL)
+            except (OSError, RuntimeError) as exc:
+                # reset, broken pipe, the socket refused more (EINVAL), or (uvloop) a transport
+                # closed just now: "unable to perform operation on <UnixTransport closed=True>"
                 conn.close()
                 if fresh:
                     raise ServiceUnreachable(f"box service unreachable: {exc}") from exc

@@ -128,3 +128,34 @@ async def test_a_socket_nobody_listens_on_is_unreachable_before_anything_is_sent
         tmp_path: Path, client: ServiceClient) -> None:
     with pytest.raises(ServiceUnreachable):
         await client.request(str(tmp_path / "nothing.sock"), "GET", "/")
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_a_pooled_connection_the_box_closed_is_replaced_on_either_event_loop(
+        tmp_path: Path, loop: str) -> None:
+    """A box frozen after an answer closes its end of a pooled connection; the next request
+    goes out on a fresh one. (uvloop, which `burrow serve` runs on, refused the write on the
+    closed transport with a RuntimeError that failed the worker's delivery.)"""
+    import uvloop
+
+    ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+
+    async def scenario() -> None:
+        box = await Scripted(tmp_path / f"{loop}.sock").start()
+        client = ServiceClient()
+        try:
+            box.script = [(ok, False)]  # answered, then the script ends: the box closes
+            assert await client.request(str(box.path), "GET", "/x") == (200, b"ok")
+            await asyncio.sleep(0.05)  # the close reaches the pooled connection
+            box.script = [(ok, False)]
+            assert await client.request(str(box.path), "GET", "/x") == (200, b"ok")
+            assert box.connections == 2
+        finally:
+            await client.close()
+            await box.stop()
+
+    runner = asyncio.new_event_loop() if loop == "asyncio" else uvloop.new_event_loop()
+    try:
+        runner.run_until_complete(scenario())
+    finally:
+        runner.close()
