@@ -91,6 +91,9 @@ async def runtime_baselines(runs: int) -> tuple[list[float], list[float]]:
 
 
 HOME_PAIRS = 300  # what the agent of a realistic home box holds
+# Between a freeze (or an archive) and the wake measured: a box frozen for being idle is woken
+# seconds or hours later, not while the host still writes back the disk image it unmounted.
+SETTLE_S = 0.5
 _WORDS = ("garden", "invoice", "trip", "recipe", "meeting", "concert", "bike", "report",
           "dentist", "flight", "puppy", "novel", "budget", "marathon", "paint", "guitar")
 
@@ -134,6 +137,7 @@ async def served_wakes(url: str, port: int, home: str, tenant: dict[str, str],
             if tier == "archived":
                 r = await c.post(f"/v1/boxes/{home}/archive", headers=op)
                 assert r.json()["state"] == "archived", r.text
+            await asyncio.sleep(SETTLE_S)
             conn = await Conn.open(("127.0.0.1", port))
             wakes.append(await timed(conn.request("POST", "/v1/tenants/bench/agent/health",
                                                   tenant)))
