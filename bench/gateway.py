@@ -36,7 +36,7 @@ import httpx
 from redis.asyncio import Redis
 
 from bench.httpload import Conn, load, pct
-from bench.serving import run_as_root, served, settle
+from bench.serving import phases, run_as_root, served, settle
 from boxes import BoxManager, BoxSpec, ExecRequest, RuntimeConfig
 from boxes.client import DaemonClient
 from workers.embedded_redis import EmbeddedRedis
@@ -221,18 +221,6 @@ async def bench(args: argparse.Namespace, url: str, port: int, data_dir: Path,
         (s0, n0), (s1, n1) = before.get(phase, (0.0, 0)), after.get(phase, (0.0, 0))
         if n1 > n0:
             print(f"  {phase:<14}{(s1 - s0) / (n1 - n0) * 1000:>8.2f}")
-
-
-def phases(metrics: str) -> dict[str, tuple[float, int]]:
-    """(sum in seconds, count) of each phase of burrow_wake_phase_seconds."""
-    out: dict[str, list[float]] = {}
-    for line in metrics.splitlines():
-        for suffix, slot in (("_sum", 0), ("_count", 1)):
-            prefix = f"burrow_wake_phase_seconds{suffix}{{phase=\""
-            if line.startswith(prefix):
-                name = line[len(prefix):].split('"', 1)[0]
-                out.setdefault(name, [0.0, 0.0])[slot] = float(line.rsplit(" ", 1)[1])
-    return {k: (v[0], int(v[1])) for k, v in out.items()}
 
 
 def main() -> None:

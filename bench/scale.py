@@ -41,7 +41,7 @@ import httpx
 from redis.asyncio import Redis
 
 from bench.httpload import pct
-from bench.serving import run_as_root, served
+from bench.serving import phases, run_as_root, served, tree_cpu_s
 
 OPERATOR_KEY = "bench-operator-key-" + "s" * 24
 UID_BASE = 5_000_000
@@ -134,6 +134,16 @@ class Scale:
             await asyncio.sleep(1)
         sys.exit("the boxes were not all frozen within the timeout")
 
+    async def learned(self, timeout_s: float = 600) -> None:
+        """Until the worker's queue is empty: the wakes are measured once the learning from
+        the tenants' requests is done, not beside it."""
+        deadline = time.monotonic() + timeout_s
+        while (await self.stats())["observations"]["queue_depth"]:
+            if time.monotonic() > deadline:
+                print("  (the worker's queue did not empty; measuring anyway)", file=sys.stderr)
+                return
+            await asyncio.sleep(1)
+
     async def room(self) -> None:
         """Wait until the sweeper has brought the warm boxes down to the policy's bound."""
         while True:
@@ -198,7 +208,12 @@ class Scale:
         redis_mb = int((await self.redis.info("memory"))["used_memory"]) / 2**20
         rss = await asyncio.to_thread(server_rss_mb, self.server_pid)
         sweep = await self.sweep_ms()
+        await self.learned()
+        metrics = phases((await self.client.get("/metrics", headers=OP)).text)
+        cpu, started = tree_cpu_s(self.server_pid), time.perf_counter()
         wake, pss = await self.wakes(wakes)
+        busy = (tree_cpu_s(self.server_pid) - cpu) / (time.perf_counter() - started)
+        after = phases((await self.client.get("/metrics", headers=OP)).text)
         await self.settled()
         return {
             "tenants": n,
@@ -213,6 +228,11 @@ class Scale:
             "sweeper pass ms (nothing to do)": sweep,
             "wake p50 ms": statistics.median(wake),
             "wake p99 ms": pct(wake, 0.99),
+            **{f"  {phase} phase, mean ms": (after[phase][0] - metrics.get(phase, (0, 0))[0])
+               / max(1, after[phase][1] - metrics.get(phase, (0, 0))[1]) * 1000
+               for phase in ("registry", "layer", "daemon", "catch_up", "agent_answer")
+               if phase in after},
+            "  server CPU while waking, % of a core": busy * 100,
             "PSS per warm home box MB (median)": statistics.median(pss) if pss else 0.0,
         }
 

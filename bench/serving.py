@@ -20,7 +20,7 @@ from typing import Any
 from boxes import RuntimeConfig
 
 
-def _tree_cpu_s(pid: int) -> float:
+def tree_cpu_s(pid: int) -> float:
     """CPU seconds used so far by `pid` and everything below it (its embedding process, the
     boxes' agents)."""
     children: dict[int, list[int]] = {}
@@ -48,14 +48,26 @@ def settle(pid: int, quiet: float = 0.1, timeout_s: float = 90.0) -> None:
     embedding model) and the learning from earlier requests would otherwise be measured as
     gateway latency."""
     deadline = time.monotonic() + timeout_s
-    before = _tree_cpu_s(pid)
+    before = tree_cpu_s(pid)
     while time.monotonic() < deadline:
         time.sleep(1.0)
-        now = _tree_cpu_s(pid)
+        now = tree_cpu_s(pid)
         if now - before < quiet:
             return
         before = now
     print(f"note: the server was still busy after {timeout_s:.0f} s; measuring anyway")
+
+
+def phases(metrics: str) -> dict[str, tuple[float, int]]:
+    """(sum in seconds, count) of each phase of burrow_wake_phase_seconds."""
+    out: dict[str, list[float]] = {}
+    for line in metrics.splitlines():
+        for suffix, slot in (("_sum", 0), ("_count", 1)):
+            prefix = f"burrow_wake_phase_seconds{suffix}{{phase=\""
+            if line.startswith(prefix):
+                name = line[len(prefix):].split('"', 1)[0]
+                out.setdefault(name, [0.0, 0.0])[slot] = float(line.rsplit(" ", 1)[1])
+    return {k: (v[0], int(v[1])) for k, v in out.items()}
 
 
 def stop_served(proc: subprocess.Popen[Any], data_dir: Path) -> None:

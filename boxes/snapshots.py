@@ -52,7 +52,7 @@ _CHUNK = 1 << 20
 PARALLEL_MIN = 256 << 10
 RESTORE_THREADS = min(4, os.cpu_count() or 1)
 # begin_restore: files this large or larger are written after it returns (PendingRestore).
-LAZY_MIN = 1 << 20
+LAZY_MIN = PARALLEL_MIN
 # The nice value of the threads that write them: a box starting beside them comes first.
 LAZY_NICE = 10
 _FORMAT = 1
@@ -543,7 +543,7 @@ class PendingRestore:
     def __init__(self, restorer: _Restorer, layer: Path) -> None:
         self._restorer = restorer
         self._layer = layer
-        self.deferred = [path for _, path, _, _, _ in restorer.deferred]
+        self.deferred = [item.path for item in restorer.deferred]
 
     def finish(self) -> LayerIndex:
         """Write the deferred files (RESTORE_THREADS threads at nice LAZY_NICE), sync the
@@ -565,14 +565,25 @@ class PendingRestore:
         return restorer.index
 
     def abandon(self) -> None:
-        """Give up on the deferred files (their descriptors are closed, their content is not
-        written): for a restore whose layer is dropped."""
+        """Give up on the deferred files (their content is not written; the directories'
+        descriptors are closed): for a restore whose layer is dropped."""
         self._restorer.close()
 
 
 def _lower_priority() -> None:
     with contextlib.suppress(OSError):  # this thread only (Linux nice values are per thread)
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), LAZY_NICE)
+
+
+@dataclass(frozen=True)
+class _Deferred:
+    dir_fd: int  # its directory's, open until the restore is over
+    name: str
+    inode: int
+    path: str
+    mode: int
+    mtime: int
+    entry: dict[str, Any]
 
 
 class _Restorer:
@@ -589,8 +600,7 @@ class _Restorer:
         self.store = store
         self.uid = uid
         self.defer = defer
-        # (fd, path, mode, mtime, entry) of each created file whose content waits
-        self.deferred: list[tuple[int, str, int, int, dict[str, Any]]] = []
+        self.deferred: list[_Deferred] = []  # created files whose content waits
         self.root_fd = os.open(layer, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
         self.dir_fds: dict[str, int] = {"": self.root_fd}
         self.dir_times: list[tuple[str, int]] = []
@@ -662,10 +672,10 @@ class _Restorer:
             try:  # its name, size and owner now; content, mode and times when it is written
                 os.ftruncate(fd, size)
                 os.fchown(fd, self.uid, self.uid)
-            except OSError:
+                inode = os.fstat(fd).st_ino
+            finally:  # reopened then: a descriptor per waiting file could run out of them
                 os.close(fd)
-                raise
-            self.deferred.append((fd, path, mode, mtime, entry))
+            self.deferred.append(_Deferred(dir_fd, name, inode, path, mode, mtime, entry))
         elif RESTORE_THREADS > 1 and size >= PARALLEL_MIN:
             if self.pool is None:
                 self.pool = ThreadPoolExecutor(RESTORE_THREADS, thread_name_prefix="restore")
@@ -684,8 +694,17 @@ class _Restorer:
         finally:
             os.close(fd)
 
-    def fill_deferred(self, item: tuple[int, str, int, int, dict[str, Any]]) -> None:
-        self._fill(*item)
+    def fill_deferred(self, item: _Deferred) -> None:
+        """Write a deferred file, found again by name in its directory (never through a
+        link) and only if it is still the file created for it."""
+        try:
+            fd = os.open(item.name, os.O_WRONLY | os.O_NOFOLLOW, dir_fd=item.dir_fd)
+        except OSError as exc:
+            raise SnapshotError(f"cannot restore {item.path!r}: {exc.strerror}") from exc
+        if os.fstat(fd).st_ino != item.inode:
+            os.close(fd)
+            raise SnapshotError(f"cannot restore {item.path!r}: it was replaced meanwhile")
+        self._fill(fd, item.path, item.mode, item.mtime, item.entry)
 
     def _write(self, fd: int, path: str, mode: int, mtime: int, entry: dict[str, Any]) -> None:
         digest = entry["h"]
@@ -736,8 +755,6 @@ class _Restorer:
                 if fill.cancelled():
                     os.close(fd)
             self.pool, self.filling = None, []
-        for fd, *_ in self.deferred:
-            os.close(fd)
         self.deferred = []
         for fd in self.dir_fds.values():
             os.close(fd)

@@ -248,6 +248,15 @@ def test_a_restore_can_leave_large_files_for_later_and_finish_them_exactly(
     assert set(index) >= {"workspace/big", "workspace/sparse", "workspace/proj/a.txt"}
     assert _open_fds() == before
 
+    replaced = tmp_path / "replaced"  # what the box did to a waiting file is never followed
+    replaced.mkdir()
+    pending = store.begin_restore(sid, replaced, UID, defer)
+    (replaced / "workspace/big").unlink()
+    os.symlink("/etc/passwd", replaced / "workspace/big")
+    with pytest.raises(SnapshotError, match="workspace/big"):
+        pending.finish()
+    assert _open_fds() == before
+
     victim = next(b for b in store.blobs.rglob("*") if b.is_file()
                   and b.stat().st_size > LAZY_MIN)
     victim.write_bytes(zstandard.ZstdCompressor().compress(b"evil"))
