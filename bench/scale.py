@@ -134,7 +134,7 @@ class Scale:
             await asyncio.sleep(1)
         sys.exit("the boxes were not all frozen within the timeout")
 
-    async def learned(self, timeout_s: float = 600) -> None:
+    async def learned(self, timeout_s: float = 180) -> None:
         """Until the worker's queue is empty: the wakes are measured once the learning from
         the tenants' requests is done, not beside it."""
         deadline = time.monotonic() + timeout_s

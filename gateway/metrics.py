@@ -44,7 +44,7 @@ class Metrics:
         self.storage = Gauge("burrow_storage_bytes", "local_layers: box layers on local disk; "
                              "logical: what the snapshots hold; stored: the deduplicated, "
                              "compressed snapshot store", ["kind"], registry=r)
-        self.queue = Gauge("burrow_observation_queue_depth", "jobs waiting in the worker queue",
+        self.queue = Gauge("burrow_observation_queue_depth", "jobs due in the worker queue",
                            registry=r)
         self.backlog = Gauge("burrow_observation_backlog", "observed pairs waiting for their "
                              "tenant's agent", registry=r)

@@ -59,7 +59,9 @@ async def collect(services: Services) -> Stats:
         warm_memory_bytes=warm_memory,
         storage={"local_layer_bytes": local_layers, "logical_bytes": store.logical_bytes,
                  "stored_bytes": store.stored_bytes, "snapshots": store.snapshots},
-        observations={"queue_depth": await services.redis.zcard(default_queue_name),
+        # due now: a retry the worker scheduled for later is not waiting yet
+        observations={"queue_depth": await services.redis.zcount(
+                          default_queue_name, "-inf", int(time.time() * 1000)),
                       "backlog": await observations.backlog_size(),
                       "dropped": await observations.dropped_total()},
         knowledge={"insights": await services.kb.size()},
