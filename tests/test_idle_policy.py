@@ -14,6 +14,7 @@ from redis.asyncio import Redis
 from boxes import BoxState
 from tests.conftest import ECHO_AGENT, Gateway, gateway_settings, running_gateway, until
 from workers.embedded_redis import EmbeddedRedis
+from workers.observations import Observations
 
 
 @pytest.fixture
@@ -195,3 +196,21 @@ async def test_an_idle_box_is_paused_first_then_frozen_and_a_request_resumes_it(
     await until(state_is(gw, home, "frozen"), 8, "frozen after freeze_after_s")
     r = await gw.client.post("/v1/tenants/tiers/agent/hi", headers=headers)
     assert r.status_code == 200 and r.json()["requests"] == 2  # its counter survived
+
+
+async def test_an_idle_home_box_is_told_what_it_missed_before_it_is_frozen(
+        swept: Gateway) -> None:
+    """A pair recorded after the worker's last delivery (no job of its own left) is delivered
+    by the sweep that freezes the box: the snapshot holds it, the next wake has nothing to
+    catch up."""
+    gw = swept
+    _, box_id = await gw.tenant("missed")
+    observations = gw.services.observations
+    pair = Observations.pair("POST", "/chat", "", b'{"text": "I live in Lyon"}', 200, b"{}",
+                             1.0)
+    assert await observations.record("missed", box_id, pair) is not None  # and no job
+    assert await observations.has_backlog("missed")
+    await set_policy(gw, freeze_after_s=2)
+    await until(state_is(gw, box_id, "frozen"), 10, "the idle home box frozen")
+    assert not await observations.has_backlog("missed")
+    assert not await observations.awaits("missed", box_id)

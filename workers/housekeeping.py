@@ -6,10 +6,12 @@ it (burrow serve in-process, or burrow worker)."""
 from __future__ import annotations
 
 import asyncio
+from functools import partial
 from typing import Any
 
 from boxes import BoxManager
 from knowledge.base import KnowledgeBase
+from workers.pipeline import Pipeline
 from workers.policy import Policies
 from workers.sweeper import sweep_once
 
@@ -27,7 +29,10 @@ async def optimize_knowledge(ctx: dict[str, Any]) -> None:
 async def sweep(ctx: dict[str, Any]) -> dict[str, int] | None:
     """Apply the idle freeze policy (at most once per sweep interval across all workers)."""
     policies: Policies = ctx["policies"]
-    report = await sweep_once(ctx["manager"], policies, ctx["sweep_interval_s"])
+    manager: BoxManager = ctx["manager"]
+    pipeline: Pipeline | None = ctx.get("pipeline")
+    report = await sweep_once(manager, policies, ctx["sweep_interval_s"],
+                              partial(pipeline.before_freeze, manager) if pipeline else None)
     return None if report is None else report.counts()
 
 

@@ -225,6 +225,10 @@ class Observations:
         pairs = [m.decode().split(" ", 1) for m in members]
         return [(tenant, box_id) for tenant, box_id in pairs]
 
+    async def awaits(self, tenant: str, box_id: str) -> bool:
+        """Whether the tenant's backlog may hold pairs for this box (one round trip)."""
+        return bool(await self.redis.sismember(self._pending, f"{tenant} {box_id}"))  # type: ignore[misc]
+
     async def has_backlog(self, tenant: str) -> bool:
         """Whether pairs of the tenant wait for delivery (one round trip)."""
         return bool(await self.redis.exists(self.backlog_key(tenant)))

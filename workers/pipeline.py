@@ -20,7 +20,7 @@ from typing import Any
 from arq import ArqRedis, Retry
 from redis.exceptions import RedisError
 
-from boxes import BoxError, BoxManager
+from boxes import BoxError, BoxManager, BoxRecord
 from knowledge.base import KnowledgeBase
 from workers.observations import BATCH, Batch, Delivery, Observations
 
@@ -116,6 +116,21 @@ class Pipeline:
             left = True
         if left:  # new pairs only queue a delivery for an empty backlog
             await self.enqueue_delivery(tenant, box_id)
+
+
+    async def before_freeze(self, manager: BoxManager, box: BoxRecord) -> None:
+        """An idle box about to be frozen is first given the pairs its agent has not been
+        told: its snapshot then holds them, and its next wake answers without catching up
+        first (at 2,000 tenants a fifth of the frozen boxes had missed a pair, recorded after
+        the worker's last delivery). Never fails the freeze: what is left waits for the next
+        wake."""
+        if not box.owner:
+            return
+        try:
+            if await self.observations.awaits(box.owner, box.id):
+                await self.deliver(manager, box.owner, box.id)
+        except (BoxError, RedisError, OSError, ValueError) as exc:
+            log.warning("delivering to %s before its freeze: %s", box.id, exc)
 
 
 # --- the pipeline's jobs (the worker's ctx holds "pipeline", "manager" and "kb") -------------

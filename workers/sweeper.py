@@ -13,7 +13,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -27,6 +27,7 @@ log = logging.getLogger("burrow.sweeper")
 PARALLEL = 4
 WARM = (BoxState.RUNNING, BoxState.PAUSED)
 _PolicyOf = Callable[[BoxRecord], Policy]
+BeforeFreeze = Callable[[BoxRecord], Awaitable[None]]
 
 
 @dataclass
@@ -44,9 +45,11 @@ class SweepReport:
 
 
 class Sweeper:
-    def __init__(self, manager: BoxManager, policies: Policies) -> None:
+    def __init__(self, manager: BoxManager, policies: Policies,
+                 before_freeze: BeforeFreeze | None = None) -> None:
         self.manager = manager
         self.policies = policies
+        self.before_freeze = before_freeze  # given each running box it is about to freeze
         self._slots = asyncio.Semaphore(PARALLEL)
 
     async def sweep(self) -> SweepReport:
@@ -120,6 +123,8 @@ class Sweeper:
 
     async def _cool(self, box: BoxRecord, to: BoxState, report: SweepReport) -> bool:
         async with self._slots:
+            if to == BoxState.FROZEN and box.state == BoxState.RUNNING and self.before_freeze:
+                await self.before_freeze(box)
             try:
                 done = await self.manager.cool(box.id, to, idle_since=box.last_active_at)
             except BoxError as exc:
@@ -149,8 +154,8 @@ async def last_sweep(redis: Redis, prefix: str) -> dict[str, Any]:
     return value
 
 
-async def sweep_once(manager: BoxManager, policies: Policies, interval_s: float) -> \
-        SweepReport | None:
+async def sweep_once(manager: BoxManager, policies: Policies, interval_s: float,
+                     before_freeze: BeforeFreeze | None = None) -> SweepReport | None:
     """One sweep, unless another ran less than `interval_s` ago or one is running now (the
     cron fires every second on every worker; this keeps it to one sweep per interval)."""
     redis, prefix = manager.redis, manager.config.key_prefix
@@ -161,7 +166,7 @@ async def sweep_once(manager: BoxManager, policies: Policies, interval_s: float)
     if not await running.acquire(blocking=False):
         return None
     try:
-        report = await Sweeper(manager, policies).sweep()
+        report = await Sweeper(manager, policies, before_freeze).sweep()
         await redis.set(f"{prefix}:sweep:last", json.dumps(
             {**asdict(report), "interval_s": interval_s}))
         return report
