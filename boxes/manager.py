@@ -309,7 +309,6 @@ class BoxManager:
                 return None
             if box.id in self._filling or (box.state in LIVE_STATES and not box.layer_local):
                 return None  # still being restored: not idle for long
-
             if to == BoxState.ARCHIVED:  # no processes: nothing can be using it
                 return await self._archive_locked(box)
             if box.state == BoxState.RUNNING and await self._runs_exec(box):
@@ -506,6 +505,7 @@ class BoxManager:
             log.warning("pre-freeze of %s did not complete: %s", box.id, exc)
 
     async def _wake_locked(self, box: BoxRecord) -> BoxRecord:
+        box = await self._restored(box)  # its daemon died while its files were written
         started = time.perf_counter()
         previous = box.state
         self._phase(box, "waking")
