@@ -70,6 +70,13 @@ def new_box_id() -> str:
     return "b_" + "".join(secrets.choice(_ID_ALPHABET) for _ in range(16))
 
 
+def _restore_error(box_id: str, exc: BaseException) -> WakeFailedError:
+    """What a wake or an exec says when the files written after a box's start could not be."""
+    why = exc.message if isinstance(exc, BoxError) else str(exc)
+    return WakeFailedError(f"box {box_id} could not be restored from its snapshot: {why}; its "
+                           "last snapshot is kept")
+
+
 def _host_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
@@ -571,10 +578,11 @@ class BoxManager:
                 f"box {box.id} could not be restored from its snapshot: {exc.message}; its "
                 "last snapshot is kept and nothing of the partial restore was") from exc
 
-    async def _restore_failed(self, box: BoxRecord) -> BoxRecord:
+    async def _restore_failed(self, box: BoxRecord, **changes: Any) -> BoxRecord:
+        """Drop what a failed restore left; record that (and `changes`) in one update."""
         await self.backend.drop_layer(box)
         self._index_path(box).unlink(missing_ok=True)
-        return await self._update(box, layer_local=False)
+        return await self._update(box, layer_local=False, **changes)
 
     def _finish_later(self, box_id: str, pending: PendingRestore) -> None:
         """Write the deferred files of a woken box beside it; then record its layer as whole
@@ -587,6 +595,8 @@ class BoxManager:
                 async with self.locks.hold(box_id):
                     if box_id in self._filling:  # else a transition recorded it already
                         await self._restored(await self._get(box_id))
+            except WakeFailedError as exc:  # recorded: the box failed, its snapshot stays
+                log.warning("%s", exc.message)
             except BoxError as exc:
                 log.error("box %s: its restore could not be recorded: %s", box_id, exc)
 
@@ -608,12 +618,10 @@ class BoxManager:
         except Exception as exc:
             del self._filling[box.id]
             await self.backend.stop(box)
-            box = await self._restore_failed(box)
-            why = exc.message if isinstance(exc, BoxError) else str(exc)
-            reason = f"its layer could not be restored from its snapshot: {why}"
-            box = await self._update(box, state=BoxState.FAILED, pid=None, reason=reason)
-            raise WakeFailedError(f"box {box.id}: {reason}; its last snapshot is kept") \
-                from exc
+            error = _restore_error(box.id, exc)
+            await self._restore_failed(box, state=BoxState.FAILED, pid=None,
+                                       reason=error.message)
+            raise error from exc
         del self._filling[box.id]
         self._save_index(box, index)
         return await self._update(box, layer_local=True)
@@ -626,8 +634,7 @@ class BoxManager:
         await asyncio.shield(entry[1])
         failure = entry[0].exception()
         if failure is not None:
-            raise WakeFailedError(f"box {box_id} could not be restored from its snapshot: "
-                                  f"{failure}; its last snapshot is kept") from failure
+            raise _restore_error(box_id, failure) from failure
 
     def _phase(self, box: BoxRecord, phase: str) -> None:
         if self.on_phase is not None:

@@ -25,8 +25,6 @@ log = logging.getLogger("burrow.boxes")
 _FIELDS = [f.name for f in fields(BoxRecord)]
 _FIELD_NAMES = frozenset(_FIELDS)
 _FIELD_KEYS = frozenset(name.encode() for name in _FIELDS)  # identifiers: no escaping needed
-# Set last_active_at of an existing box (never creating a hash for a deleted one); return its
-# state.
 # Many boxes' hashes as one JSON array (each field's value is JSON already): parsed at once
 # instead of a reply and a document per box (a sweep lists every box each pass).
 _DUMP = """
@@ -44,6 +42,8 @@ end
 return '[' .. table.concat(boxes, ',') .. ']'
 """
 _DUMP_CHUNK = 500  # boxes per script call: Redis answers nothing else meanwhile
+# Set last_active_at of an existing box (never creating a hash for a deleted one); return its
+# state.
 _TOUCH = """
 local state = redis.call('hget', KEYS[1], 'state')
 if state then redis.call('hset', KEYS[1], 'last_active_at', ARGV[1]) end

@@ -117,7 +117,6 @@ class Pipeline:
         if left:  # new pairs only queue a delivery for an empty backlog
             await self.enqueue_delivery(tenant, box_id)
 
-
     async def before_freeze(self, manager: BoxManager, box: BoxRecord) -> None:
         """An idle box about to be frozen is first given the pairs its agent has not been
         told: its snapshot then holds them, and its next wake answers without catching up

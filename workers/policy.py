@@ -110,7 +110,6 @@ class Policy:
                 "only frozen boxes are archived")
         return self
 
-
     def allows(self, model: str) -> bool:
         """Whether model_allowlist (provider/name patterns, * wildcards) lets boxes call
         `model`; no allowlist allows any."""
