@@ -67,13 +67,17 @@ HOST_SOCKET = "/run/burrow/host.sock"  # where a box finds the host services soc
 # start at once (the first request after a wake waits for the service). The fd numbers are
 # the launcher's fixed ones (single digits: dash cannot name fds above 9). The service gets
 # its socket as fd 3 and none of the daemon's fds; the daemon (this shell, exec'd) is its
-# parent and supervises it from then on.
+# parent and supervises it from then on. The arguments are the box's env (NAME=value, names
+# checked by BoxSpec), "--", then the service's command: the subshell exports them itself, so
+# the shell and the daemon never run with them and no env(1) exec stands before the service.
 _START_WITH_SERVICE = """
 (
   [ -d "$HOME/.burrow" ] || mkdir "$HOME/.burrow"
   exec >>"$HOME/.burrow/service.log" 2>&1 4>&- 5<&- 6<&- 7>&- 8<&-
   unset BURROW_READY_FD BURROW_LISTEN_FD BURROW_SERVICE_CMD
   export LISTEN_FDS=1 BURROW_SERVICE_FD=3
+  while [ "$1" != -- ]; do export "$1"; shift; done
+  shift
   exec "$@"
 ) &
 export BURROW_SERVICE_PID=$!
@@ -353,12 +357,13 @@ class BubblewrapBackend:
         """bwrap's command line (every option comes from the `args` fd). A box with a
         service starts it beside the daemon rather than from it, so that both Pythons start
         at once: the first request after a wake waits for the service (given the box's env
-        by env(1), so that the shell and the daemon never run with it)."""
+        exported by the subshell that becomes the service, so that the shell and the daemon
+        never run with it)."""
         daemon = [DAEMON_PYTHON, "-I", "-S", DAEMON_PATH]
         box_env = [f"{key}={value}" for key, value in box.env.items()]
         command = daemon if not (box.service and launched) else [
             "/bin/sh", "-c", _START_WITH_SERVICE.format(daemon=" ".join(daemon)), "sh",
-            "/usr/bin/env", *box_env, *box.service]
+            *box_env, "--", *box.service]
         return [self.bwrap, "--args", str(fds["args"]), "--", *command]
 
     def _daemon_args(self, box: BoxRecord, fds: dict[str, int]) -> list[str]:
