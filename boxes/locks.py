@@ -3,12 +3,17 @@
 Every state transition of a box runs under its lock, so a wake and a freeze never interleave
 and N concurrent wakes collapse into one (the others find the box running when they get in).
 The Redis lock has a TTL, renewed while held, so a crashed holder cannot wedge a box.
+
+Leaving the lock does not wait for Redis: the holder goes on (a woken box's first request
+need not wait a round trip) while a task deletes the key and only then lets this process's
+next holder in, so that one never finds the key still held. `drain` waits for those tasks.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import secrets
 import time
 import weakref
@@ -17,6 +22,8 @@ from collections.abc import AsyncIterator
 from redis.asyncio import Redis
 
 from boxes.errors import BoxBusyError
+
+log = logging.getLogger("burrow.boxes")
 
 _RELEASE = """
 if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
@@ -36,6 +43,7 @@ class BoxLocks:
         self.wait_s = wait_s
         self._local: weakref.WeakValueDictionary[str, asyncio.Lock] = \
             weakref.WeakValueDictionary()
+        self._releasing: set[asyncio.Task[None]] = set()
 
     def _local_lock(self, box_id: str) -> asyncio.Lock:
         lock = self._local.get(box_id)
@@ -54,13 +62,19 @@ class BoxLocks:
             raise BoxBusyError(f"box {box_id} is busy with another operation; "
                                "retry in a few seconds") from None
         try:
-            async with self._redis_lock(box_id, wait):
-                yield
-        finally:
+            key, token = await self._acquire(box_id, wait)
+        except BaseException:
             local.release()
+            raise
+        renewer = asyncio.create_task(self._renew(key, token))
+        try:
+            yield
+        finally:
+            task = asyncio.create_task(self._release(local, key, token, renewer))
+            self._releasing.add(task)
+            task.add_done_callback(self._releasing.discard)
 
-    @contextlib.asynccontextmanager
-    async def _redis_lock(self, box_id: str, wait_s: float) -> AsyncIterator[None]:
+    async def _acquire(self, box_id: str, wait_s: float) -> tuple[str, str]:
         key = f"{self.prefix}:lock:box:{box_id}"
         token = secrets.token_hex(8)
         deadline = time.monotonic() + wait_s
@@ -71,14 +85,25 @@ class BoxLocks:
                                    "retry in a few seconds")
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.05)
-        renewer = asyncio.create_task(self._renew(key, token))
+        return key, token
+
+    async def _release(self, local: asyncio.Lock, key: str, token: str,
+                       renewer: asyncio.Task[None]) -> None:
+        renewer.cancel()
         try:
-            yield
-        finally:
-            renewer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await renewer
             await self.redis.eval(_RELEASE, 1, key, token)  # type: ignore[misc]
+        except Exception as exc:  # Redis gone: the key expires with its TTL
+            log.warning("could not release the lock %s (%s); it expires in %d ms",
+                        key, exc, self.ttl_ms)
+        finally:
+            local.release()
+
+    async def drain(self) -> None:
+        """Wait until every lock left is released in Redis too."""
+        while self._releasing:
+            await asyncio.gather(*self._releasing, return_exceptions=True)
 
     async def _renew(self, key: str, token: str) -> None:
         while True:

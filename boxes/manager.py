@@ -154,6 +154,7 @@ class BoxManager:
                                    "continue from its layer")
                     if self.backend.layer_is_open(box):
                         await self.backend.close_layer(box)
+        await self.locks.drain()
         await self.backend.close()
 
     async def reconcile(self) -> None:
@@ -286,6 +287,10 @@ class BoxManager:
         box = await self._get(box_id)
         if box.state == BoxState.RUNNING:  # the common case needs no lock
             return box
+        return await self._wake(box_id)
+
+    async def _wake(self, box_id: str) -> BoxRecord:
+        """wake, for a box just seen not running."""
         async with self.locks.hold(box_id):
             box = await self._get(box_id)
             if box.state == BoxState.RUNNING:
@@ -691,10 +696,9 @@ class BoxManager:
         if running:
             self.activity.confirm(box_id)
             return False
-        box = await self._get(box_id)
         if not wake:
-            self._require(box, {BoxState.RUNNING}, "reach")
-        await self.wake(box_id)
+            self._require(await self._get(box_id), {BoxState.RUNNING}, "reach")
+        await self._wake(box_id)
         return True
 
     async def _client(self, box_id: str, wake: bool) -> DaemonClient:

@@ -7,6 +7,7 @@ per request than the proxying itself. Both paths run the same agent_response().
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
@@ -77,11 +78,18 @@ async def agent_response(request: Request, tenant_id: str) -> Response:
     body = await read_body(request, services.settings.max_body_bytes)
     request_id = logs.request_id.get() or logs.new_request_id(None)
     headers = {"x-burrow-tenant": tenant_id, "x-request-id": request_id}
-    model = await services.agent_model(tenant_id)
-    if model:  # the tenant's agent answers through this model
-        headers["x-burrow-model"] = model
     socket_path = manager.service_path(box_id)
     started = time.perf_counter()
+    # the model the tenant's agent answers through, looked up while a wake runs
+    model_lookup = asyncio.ensure_future(services.agent_model(tenant_id))
+    try:
+        woke = await manager.ensure_running(box_id)
+    except BaseException:
+        model_lookup.cancel()
+        raise
+    model = await model_lookup
+    if model:
+        headers["x-burrow-model"] = model
 
     def observed(status: int, answer: bytes) -> None:
         pipeline.record(tenant_id, box_id, Observations.pair(
@@ -89,7 +97,8 @@ async def agent_response(request: Request, tenant_id: str) -> Response:
             (time.perf_counter() - started) * 1000, request_id, request.headers))
 
     for attempt in (1, 2):
-        woke = await manager.ensure_running(box_id)
+        if attempt == 2:
+            woke = await manager.ensure_running(box_id)
         answering = time.perf_counter()
         if woke:
             await pipeline.catch_up(manager, tenant_id, box_id)
