@@ -37,6 +37,8 @@ class Cgroups(Protocol):
     def adopt(self, old: str, new: str, limits: Limits) -> BoxCgroup: ...
     def open(self, name: str) -> BoxCgroup: ...
     def box_ids(self) -> list[str]: ...
+    def close(self) -> None: ...
+    def instance_dirs(self) -> list[str]: ...
 
 
 def _write(path: Path, value: str) -> None:
@@ -59,6 +61,13 @@ def _rmdir_when_empty(path: Path) -> None:
         except OSError:
             time.sleep(0.01)
     path.rmdir()
+
+
+def _remove_if_empty(path: Path) -> None:
+    """This data dir's `burrow-<instance>` cgroup, when no box (of any process using the
+    data dir) is left in it: otherwise every data dir ever served leaves one per controller."""
+    with contextlib.suppress(OSError):  # boxes left in it, or gone already
+        path.rmdir()
 
 
 def _own_cgroups() -> dict[str, str]:
@@ -171,6 +180,14 @@ class V1Cgroups:
         base = self.bases["pids"]
         return sorted(p.name for p in base.iterdir() if p.is_dir()) if base.is_dir() else []
 
+    def close(self) -> None:
+        for base in self.bases.values():
+            _remove_if_empty(base)
+
+    def instance_dirs(self) -> list[str]:
+        """This data dir's cgroups still on the host (one per controller)."""
+        return sorted({str(base) for base in self.bases.values() if base.is_dir()})
+
 
 class V2BoxCgroup:
     def __init__(self, path: Path) -> None:
@@ -280,6 +297,12 @@ class V2Cgroups:
         return sorted(p.name for p in self.base.iterdir() if p.is_dir()) \
             if self.base.is_dir() else []
 
+    def close(self) -> None:
+        _remove_if_empty(self.base)
+
+    def instance_dirs(self) -> list[str]:
+        return [str(self.base)] if self.base.is_dir() else []
+
 
 class NoBoxCgroup:
     def set_limits(self, limits: Limits) -> None:
@@ -321,6 +344,12 @@ class NoCgroups:
         return NoBoxCgroup()
 
     def box_ids(self) -> list[str]:
+        return []
+
+    def close(self) -> None:
+        pass
+
+    def instance_dirs(self) -> list[str]:
         return []
 
 

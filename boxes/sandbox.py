@@ -563,7 +563,8 @@ class BubblewrapBackend:
                   .splitlines() if line.split()[4].startswith(base)]
         procs = [str(r.proc.pid) for r in self._running.values()]
         procs += [str(pid) for pid in (self.pool.pids() if self.pool is not None else [])]
-        return {"processes": procs, "mounts": mounts, "cgroups": self.cgroups.box_ids()}
+        return {"processes": procs, "mounts": mounts,
+                "cgroups": self.cgroups.box_ids() + self.cgroups.instance_dirs()}
 
     async def close(self) -> None:
         """Stop every box this process runs (their layers stay as they are)."""
@@ -571,6 +572,7 @@ class BubblewrapBackend:
             await self.stop(running.box)
         if self.pool is not None:
             await self.pool.close()
+        self.cgroups.close()
 
 
 def _alive_as(pid: int, uid: int) -> bool:
