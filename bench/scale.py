@@ -14,9 +14,12 @@ at 10 tenants and again at N:
 - Redis memory (`used_memory`), `burrow serve`'s RSS (the server, its worker and helpers; no
   box processes);
 - one sweeper pass over everything (`/v1/stats`, a pass with nothing to do);
-- wake p50/p99: a frozen tenant picked at random, its first agent answer through the gateway;
-- memory per warm home box: PSS summed over the box's processes (`smaps_rollup`), over the
-  boxes just woken.
+- wake p50/p99 over `--wakes` wakes: a frozen tenant picked at random (at 10 tenants, each in
+  turn), its first agent answer through the gateway; the bench freezes it again and waits
+  0.5 s before the next, so no box it woke before is warm or being frozen beside a wake, at
+  either size;
+- memory per warm home box: PSS summed over the box's processes (`smaps_rollup`), over up to
+  `--warm` boxes woken together.
 
     sudo .venv/bin/python bench/scale.py [--tenants 2000] [--wakes 40] [--warm 64]
 
@@ -47,6 +50,7 @@ OPERATOR_KEY = "bench-operator-key-" + "s" * 24
 UID_BASE = 5_000_000
 OP = {"Authorization": f"Bearer {OPERATOR_KEY}"}
 BATCH = 50
+SETTLE_S = 0.5  # between a freeze and the next wake, as bench/gateway.py
 TURN = {"question": "I prefer short answers, in French please. What do you know about me?"}
 
 
@@ -108,6 +112,7 @@ class Scale:
         self.server_pid = server_pid
         self.warm = warm
         self.keys: dict[str, str] = {}
+        self.homes: dict[str, str] = {}
         self.failed: list[str] = []  # first agent requests that were not answered
         self.redis = Redis(unix_socket_path=str(data_dir.resolve() / "redis" / "redis.sock"))
         self.base: dict[str, int] = {}
@@ -167,6 +172,7 @@ class Scale:
                 creations.append((time.perf_counter() - start) * 1000)
                 key = r.json()["api_key"]
                 self.keys[tenant] = key
+                self.homes[tenant] = r.json()["home_box_id"]
                 start = time.perf_counter()
                 r = await self.client.post(f"/v1/tenants/{tenant}/agent/ask", json=TURN,
                                            headers={"Authorization": f"Bearer {key}"})
@@ -181,19 +187,37 @@ class Scale:
             await asyncio.gather(*(one(n) for n in batch))
         return creations, firsts
 
+    async def wake(self, tenant: str) -> float | None:
+        """One frozen tenant's first agent answer, ms (None if it failed)."""
+        start = time.perf_counter()
+        r = await self.client.post(f"/v1/tenants/{tenant}/agent/health",
+                                   headers={"Authorization": f"Bearer {self.keys[tenant]}"})
+        if r.status_code != 200:
+            self.failed.append(f"wake of {tenant}: {r.status_code} {r.text[:200]}")
+            return None
+        return (time.perf_counter() - start) * 1000
+
     async def wakes(self, count: int) -> tuple[list[float], list[float]]:
-        """Wake `count` random frozen tenants through their agent: (ms each, PSS MB per box
-        woken). The boxes stay warm while their memory is read, then are frozen again."""
-        chosen = random.sample(sorted(self.keys), min(count, len(self.keys)))
+        """`count` wakes of random frozen tenants through their agent (at 10 tenants each is
+        woken count/10 times), each frozen again before the next wake: every wake is measured
+        under the same conditions at both sizes, with no box the bench woke before still warm
+        or being frozen beside it. Then PSS MB per warm box, over up to `warm` of them woken
+        together. Returns (ms each, PSS each)."""
+        names = sorted(self.keys)
+        chosen = names * -(-count // len(names))
+        random.shuffle(chosen)
+        chosen = chosen[:count]
         samples = []
         for tenant in chosen:
-            start = time.perf_counter()
-            r = await self.client.post(f"/v1/tenants/{tenant}/agent/health",
-                                       headers={"Authorization": f"Bearer {self.keys[tenant]}"})
-            if r.status_code != 200:
-                self.failed.append(f"wake of {tenant}: {r.status_code} {r.text[:200]}")
-                continue
-            samples.append((time.perf_counter() - start) * 1000)
+            sample = await self.wake(tenant)
+            if sample is not None:
+                samples.append(sample)
+            r = await self.client.post(f"/v1/boxes/{self.homes[tenant]}/freeze", headers=OP)
+            r.raise_for_status()
+            await asyncio.sleep(SETTLE_S)
+        together = random.sample(names, min(self.warm, len(names), count))
+        for tenant in together:
+            await self.wake(tenant)
         await asyncio.sleep(0.5)  # the agents settle after their first answer
         pss = list(pss_by_box().values())
         return samples, pss
