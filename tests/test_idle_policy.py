@@ -7,6 +7,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from redis.asyncio import Redis
@@ -214,3 +215,39 @@ async def test_an_idle_home_box_is_told_what_it_missed_before_it_is_frozen(
     await until(state_is(gw, box_id, "frozen"), 10, "the idle home box frozen")
     assert not await observations.has_backlog("missed")
     assert not await observations.awaits("missed", box_id)
+
+
+async def test_the_delivery_before_a_freeze_waits_for_one_already_under_way(
+        swept: Gateway, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sweep's delivery before the freeze finds the tenant's lease held by another
+    delivery (as the worker's would be): it waits for that one to end and delivers what is
+    left, rather than freezing the box under it with the pair still waiting."""
+    gw = swept
+    _, box_id = await gw.tenant("busy")
+    observations = gw.services.observations
+    pair = Observations.pair("POST", "/chat", "", b'{"text": "I live in Oslo"}', 200, b"{}",
+                             1.0)
+    assert await observations.record("busy", box_id, pair) is not None
+    lease = observations.redis.lock(f"{observations.prefix}:lock:observe:busy", timeout=30)
+    assert await lease.acquire(blocking=False)
+    tries: list[int] = []
+    deliver = observations.deliver
+
+    async def counted(*args: Any, **kwargs: Any) -> Any:
+        delivery = await deliver(*args, **kwargs)
+        tries.append(delivery.pairs)
+        return delivery
+
+    async def tried() -> bool:
+        return bool(tries)
+
+    monkeypatch.setattr(observations, "deliver", counted)
+    await set_policy(gw, freeze_after_s=2)
+    await until(tried, 10, "the sweep's delivery before the freeze")
+    assert tries[0] == 0  # the lease was held: nothing delivered yet
+    assert await state(gw, box_id) == "running"  # and the freeze waits
+    await lease.release()
+    await until(state_is(gw, box_id, "frozen"), 10, "the idle home box frozen")
+    assert tries[-1] == 1
+    assert not await observations.has_backlog("busy")
+    assert not await observations.awaits("busy", box_id)
