@@ -248,6 +248,6 @@ async def test_the_delivery_before_a_freeze_waits_for_one_already_under_way(
     assert await state(gw, box_id) == "running"  # and the freeze waits
     await lease.release()
     await until(state_is(gw, box_id, "frozen"), 10, "the idle home box frozen")
-    assert tries[-1] == 1
+    assert 1 in tries  # by the sweep, or by the worker's catch-up if it came first
     assert not await observations.has_backlog("busy")
     assert not await observations.awaits("busy", box_id)
