@@ -97,8 +97,6 @@ async def agent_response(request: Request, tenant_id: str) -> Response:
             (time.perf_counter() - started) * 1000, request_id, request.headers))
 
     for attempt in (1, 2):
-        if attempt == 2:
-            woke = await manager.ensure_running(box_id)
         answering = time.perf_counter()
         if woke:
             await pipeline.catch_up(manager, tenant_id, box_id)
@@ -116,6 +114,7 @@ async def agent_response(request: Request, tenant_id: str) -> Response:
             if attempt == 2:
                 break
             await manager.recover(box_id)
+            woke = await manager.ensure_running(box_id)
     raise ApiError(503, "unavailable", "the tenant's agent is not answering; retry shortly",
                    {"Retry-After": "2"})
 
