@@ -1,0 +1,148 @@
+"""The public port's door, through the app: each route takes the body it needs and no more,
+bodies keep a pace, callers without a key and each tenant hold a bounded share. (The attack it
+answers, against a real `burrow serve`, is in tests/test_attacks.py.)"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+from redis.asyncio import Redis
+
+from tests.conftest import ECHO_AGENT, gateway_settings, running_gateway
+from workers.embedded_redis import EmbeddedRedis
+
+
+def _error(r: httpx.Response, status: int, code: str) -> str:
+    assert r.status_code == status, r.text
+    assert r.json()["error"]["code"] == code, r.text
+    message: str = r.json()["error"]["message"]
+    return message
+
+
+async def test_each_route_takes_the_body_it_needs_and_no_more(
+        tmp_path: Path, redis: Redis, redis_server: EmbeddedRedis) -> None:
+    settings = gateway_settings(tmp_path / "gw", redis_server.url, run_worker=False,
+                                agent_command=ECHO_AGENT, max_json_body_bytes=64 << 10,
+                                max_body_bytes=4 << 20)
+    async with running_gateway(settings) as gw:
+        headers, home = await gw.tenant("big")
+        c = gw.client
+        over = {"name": "x", "labels": {"pad": "p" * (80 << 10)}}
+        message = _error(await c.post("/v1/boxes", json=over, headers=headers), 413,
+                         "too_large")
+        assert f"over {64 << 10} bytes" in message and "send less" in message
+
+        async def chunked() -> AsyncIterator[bytes]:  # no Content-Length: counted as it comes
+            yield b'{"name": "x", "labels": {"pad": "'
+            for _ in range(10):
+                yield b"p" * (10 << 10)
+            yield b'"}}'
+        _error(await c.post("/v1/boxes", content=chunked(), headers={
+            **headers, "content-type": "application/json"}), 413, "too_large")
+        # without a valid key, not one byte of a body is read
+        read = []
+
+        async def watched() -> AsyncIterator[bytes]:
+            read.append(True)
+            yield b"{}"
+        for key in ({}, {"Authorization": "Bearer brw_t_junk"}):
+            r = await c.post("/v1/boxes", content=watched(), headers={
+                **key, "content-type": "application/json", "content-length": "2"})
+            _error(r, 401, "unauthenticated")
+        assert read == []
+        # an upload, exec's stdin and the agent's body take far more than a JSON route
+        data = bytes(range(256)) * (8 << 10)  # 2 MiB
+        r = await c.put(f"/v1/boxes/{home}/files", params={"path": "up.bin"}, content=data,
+                        headers=headers)
+        assert r.status_code == 204, r.text
+        assert (await c.get(f"/v1/boxes/{home}/files", params={"path": "up.bin"},
+                            headers=headers)).content == data
+        r = await c.post(f"/v1/boxes/{home}/exec", headers=headers,
+                         json={"command": "wc -c", "stdin": "s" * (1 << 20)})
+        assert r.json()["stdout"].strip() == str(1 << 20), r.text
+        r = await c.post("/v1/tenants/big/agent/echo", content=b"a" * (1 << 20),
+                         headers=headers)
+        assert r.status_code == 200 and len(r.json()["echo"]["body"]) == 1 << 20
+        _error(await c.put(f"/v1/boxes/{home}/files", params={"path": "huge"},
+                           content=b"x" * ((4 << 20) + 1), headers=headers), 413, "too_large")
+
+
+async def test_a_slow_body_gets_408(
+        tmp_path: Path, redis: Redis, redis_server: EmbeddedRedis) -> None:
+    settings = gateway_settings(tmp_path / "gw", redis_server.url, run_worker=False,
+                                agent_command=ECHO_AGENT, body_idle_timeout_s=0.5,
+                                body_timeout_s=1.5)
+    async with running_gateway(settings) as gw:
+        headers, home = await gw.tenant("slow")
+        json_headers = {**headers, "content-type": "application/json"}
+
+        async def stalls() -> AsyncIterator[bytes]:
+            yield b'{"name": '
+            await asyncio.sleep(2)
+            yield b'"x"}'
+
+        async def trickles() -> AsyncIterator[bytes]:  # never idle, never done
+            yield b'{"name": "'
+            for _ in range(20):
+                await asyncio.sleep(0.2)
+                yield b"x"
+            yield b'"}'
+
+        started = time.monotonic()
+        message = _error(await gw.client.post("/v1/boxes", content=stalls(),
+                                              headers=json_headers), 408, "timeout")
+        assert "stopped arriving" in message and time.monotonic() - started < 1.5
+        message = _error(await gw.client.post("/v1/boxes", content=trickles(),
+                                              headers=json_headers), 408, "timeout")
+        assert "within 1.5 s" in message
+        for sized in ({}, {"content-length": "13"}):  # an upload streams, paced the same way
+            r = await gw.client.put(f"/v1/boxes/{home}/files", params={"path": "up.bin"},
+                                    content=stalls(), headers={**headers, **sized})
+            _error(r, 408, "timeout")
+            assert r.headers["connection"] == "close"
+
+
+async def test_callers_without_a_key_and_each_tenant_hold_a_bounded_share(
+        tmp_path: Path, redis: Redis, redis_server: EmbeddedRedis) -> None:
+    settings = gateway_settings(tmp_path / "gw", redis_server.url, run_worker=False,
+                                agent_command=ECHO_AGENT, tenant_max_concurrent=2,
+                                max_unauthenticated=1, launcher_pool=0)
+    async with running_gateway(settings) as gw:
+        c = gw.client
+        ana, _ = await gw.tenant("ana")
+        bob, _ = await gw.tenant("bob")
+        release = asyncio.Event()
+
+        async def held() -> AsyncIterator[bytes]:
+            yield b'{"runtime": "held'
+            await release.wait()
+            yield b'"}'
+
+        async def hold(headers: dict[str, str], path: str = "/v1/boxes") -> httpx.Response:
+            return await c.post(path, content=held(), headers={
+                **headers, "content-type": "application/json"})
+
+        holding = []
+        for _ in range(2):  # one after the other: a key being checked holds the one place
+            holding.append(asyncio.create_task(hold(ana)))
+            await asyncio.sleep(0.2)
+        r = await c.get("/v1/boxes", headers=ana)
+        assert "2 requests open" in _error(r, 429, "rate_limited")
+        assert r.headers["retry-after"]
+        assert (await c.get("/v1/boxes", headers=bob)).status_code == 200
+        assert (await c.get("/v1/boxes", headers=gw.operator)).status_code == 200
+        # a request without a key (the dashboard's sign-in, sent slowly) holds the one place
+        signing_in = asyncio.create_task(c.post("/dashboard/login", content=held(), headers={
+            "content-type": "application/x-www-form-urlencoded"}))
+        await asyncio.sleep(0.2)
+        r = await c.get("/v1/boxes", headers={"Authorization": "Bearer brw_t_junk"})
+        _error(r, 503, "unavailable")
+        assert (await c.get("/healthz")).status_code == 200  # probes are never refused
+        release.set()
+        assert [r.status_code for r in await asyncio.gather(*holding)] == [422, 422]
+        assert (await signing_in).status_code == 303
+        assert (await c.get("/v1/boxes", headers=ana)).status_code == 200
