@@ -18,9 +18,9 @@ For every connection and request on the public port, in order:
    and the agent route, `max_json_body_bytes` for every other route, a few KiB without a key
    (413, by Content-Length before anything is read, or as it arrives). Each piece must arrive
    within `body_idle_timeout_s` of the last, and a body of those smaller limits whole within
-   `body_timeout_s` (408; the connection is closed). Bodies are read here, whole, so that a slow or oversized one is
-   answered by the door, not as a parse error by the app; a file upload streams through to
-   the box, bounded the same way. Answers are not limited in time.
+   `body_timeout_s` (408; the connection is closed). Bodies are read here, whole, so that a
+   slow or oversized one is answered by the door, not as a parse error by the app; a file
+   upload streams through to the box, bounded the same way. Answers are not limited in time.
 
 The caller found in step 2 goes on in the scope (`authz.PRINCIPAL`): routes do not look the key
 up again.
