@@ -5,14 +5,19 @@ answers, against a real `burrow serve`, is in tests/test_attacks.py.)"""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
+import uvicorn
 from redis.asyncio import Redis
+from starlette.types import Receive, Scope, Send
 
+from gateway.frontdoor import FrontLimits, protocol_for
 from tests.conftest import ECHO_AGENT, gateway_settings, running_gateway
+from tests.served import free_port
 from workers.embedded_redis import EmbeddedRedis
 
 
@@ -146,3 +151,50 @@ async def test_callers_without_a_key_and_each_tenant_hold_a_bounded_share(
         assert [r.status_code for r in await asyncio.gather(*holding)] == [422, 422]
         assert (await signing_in).status_code == 303
         assert (await c.get("/v1/boxes", headers=ana)).status_code == 200
+
+
+class _Server(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:  # pytest keeps its own
+        yield
+
+
+async def test_the_public_port_holds_connections_and_headers_to_their_limits() -> None:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    limits = FrontLimits(max_connections=2, max_header_bytes=4096, header_timeout_s=0.5)
+    port = free_port()
+    server = _Server(uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="off",
+                                    log_level="warning", http=protocol_for(limits)))
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.01)
+
+    async def status(request: bytes, wait_s: float = 5) -> tuple[int, float]:
+        started = time.monotonic()
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(request)
+        reply = await asyncio.wait_for(reader.read(4096), wait_s)
+        writer.close()
+        return int(reply.split()[1]), time.monotonic() - started
+
+    try:
+        assert (await status(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"))[0] == 200
+        held = [await asyncio.open_connection("127.0.0.1", port) for _ in range(2)]
+        code, _ = await status(b"")  # a third connection is refused as it comes
+        assert code == 503
+        reader, writer = held[0]  # a held one is closed once its headers are late
+        writer.write(b"GET / HT")
+        assert int((await asyncio.wait_for(reader.read(4096), 5)).split()[1]) == 408
+        for _, writer in held:
+            writer.close()
+        await asyncio.sleep(0.1)
+        code, seconds = await status(b"GET / HTTP/1.1\r\nX-Pad: " + b"a" * 5000 + b"\r\n\r\n")
+        assert code == 431 and seconds < 0.5
+    finally:
+        server.should_exit = True
+        await task
