@@ -14,8 +14,9 @@ For every connection and request on the public port, in order:
    checked, or served without a key, at once (503 beyond; health probes are never refused).
 3. A tenant (its key, or its boxes' tokens) has at most `tenant_max_concurrent` requests open
    at once (429 and Retry-After beyond); the operator is not bound.
-4. A body is at most its route's limit: `max_body_bytes` for file uploads, exec (its stdin)
-   and the agent route, `max_json_body_bytes` for every other route, a few KiB without a key
+4. A body is at most its route's limit: `max_body_bytes` for file uploads, exec (its stdin),
+   the agent route and the observations a product sends itself (1,000 pairs of its own
+   requests and answers), `max_json_body_bytes` for every other route, a few KiB without a key
    (413, by Content-Length before anything is read, or as it arrives). Each piece must arrive
    within `body_idle_timeout_s` of the last, and a body of those smaller limits whole within
    `body_timeout_s` (408; the connection is closed). Bodies are read here, whole, so that a
@@ -53,10 +54,11 @@ OPEN = PROBES | {"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc", "/
 # The largest body a route without a key takes: the dashboard's sign-in form (a key of at most
 # 4096 characters) is the only one that has one.
 OPEN_BODY_BYTES = 16 * 1024
-# Room for the JSON around an exec's stdin of max_body_bytes.
+# Room for the JSON around an exec's stdin, or observed bodies, of max_body_bytes.
 JSON_FRAMING = 1024 * 1024
 _UPLOAD = re.compile(r"^/v1/boxes/[^/]+/files$")
 _EXEC = re.compile(r"^/v1/boxes/[^/]+/exec(/stream)?$")
+_OBSERVATIONS = re.compile(r"^/v1/tenants/[^/]+/observations$")
 _CLOSE = {"Connection": "close"}
 
 
@@ -133,7 +135,7 @@ class FrontDoor:
                            "/v1/boxes/{id}/files)", paced)
         over = f"the request body is over {large} bytes, the most this server takes"
         self._upload = Route(True, large, over, streamed=True)
-        self._exec = Route(True, large + JSON_FRAMING, over)
+        self._bulk = Route(True, large + JSON_FRAMING, over)  # exec, observations
         self._agent = Route(True, large, over)
 
     def route(self, method: str, path: str) -> Route:
@@ -141,8 +143,8 @@ class FrontDoor:
             return self._probe if path in PROBES else self._open
         if method == "PUT" and _UPLOAD.match(path):
             return self._upload
-        if method == "POST" and _EXEC.match(path):
-            return self._exec
+        if method == "POST" and (_EXEC.match(path) or _OBSERVATIONS.match(path)):
+            return self._bulk
         if AGENT_PATH.match(path):
             return self._agent
         return self._json

@@ -56,9 +56,10 @@ class Settings(BaseSettings):
                                 validation_alias=_env("BURROW_MAX_BODY_BYTES"))
     # The public port's door (gateway/frontdoor.py): connections open at once; the headers'
     # size and how long they may take to arrive; the largest body of a route that takes JSON
-    # (all but file uploads, exec and the agent route, which take max_body_bytes); how long a
-    # body may pause, and such a JSON body take whole; requests being checked for a key (or
-    # served without one) at once; requests open at once per tenant (the operator is not bound).
+    # (all but file uploads, exec, the agent route and observations, which take
+    # max_body_bytes); how long a body may pause, and such a JSON body take whole; requests
+    # being checked for a key (or served without one) at once; requests open at once per
+    # tenant (the operator is not bound).
     max_connections: int = Field(4096, ge=16, validation_alias=_env("BURROW_MAX_CONNECTIONS"))
     max_header_bytes: int = Field(64 * 1024, ge=4096,
                                   validation_alias=_env("BURROW_MAX_HEADER_BYTES"))

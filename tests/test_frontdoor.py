@@ -59,7 +59,7 @@ async def test_each_route_takes_the_body_it_needs_and_no_more(
                 **key, "content-type": "application/json", "content-length": "2"})
             _error(r, 401, "unauthenticated")
         assert read == []
-        # an upload, exec's stdin and the agent's body take far more than a JSON route
+        # an upload, exec's stdin, the agent's body and observations take far more
         data = bytes(range(256)) * (8 << 10)  # 2 MiB
         r = await c.put(f"/v1/boxes/{home}/files", params={"path": "up.bin"}, content=data,
                         headers=headers)
@@ -72,6 +72,10 @@ async def test_each_route_takes_the_body_it_needs_and_no_more(
         r = await c.post("/v1/tenants/big/agent/echo", content=b"a" * (1 << 20),
                          headers=headers)
         assert r.status_code == 200 and len(r.json()["echo"]["body"]) == 1 << 20
+        pairs = [{"request": {"body": "q" * (40 << 10)}, "response": {"body": "a"}}] * 4
+        r = await c.post("/v1/tenants/big/observations", json={"pairs": pairs},
+                         headers=headers)
+        assert r.status_code == 202 and r.json()["accepted"] == 4, r.text
         _error(await c.put(f"/v1/boxes/{home}/files", params={"path": "huge"},
                            content=b"x" * ((4 << 20) + 1), headers=headers), 413, "too_large")
 
