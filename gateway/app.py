@@ -6,11 +6,12 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from starlette.types import Message, Receive, Scope, Send
 
-from gateway import errors, logs
-from gateway.errors import ApiError
+from gateway import deps, errors, logs
+from gateway.authz import Principal
+from gateway.frontdoor import FrontDoor, FrontLimits
 from gateway.routes import (
     agent,
     boxes,
@@ -55,7 +56,11 @@ def create_app(settings: Settings | None = None,
                     description="Persistent per-tenant Linux boxes that freeze when idle. "
                                 "Operations tagged `planned` answer 501 in this build.",
                     responses=errors.COMMON_RESPONSES)
-    app.max_body_bytes = settings.max_body_bytes
+
+    async def identify(scope: Scope) -> Principal:
+        return await deps.principal(Request(scope), app.services)
+
+    app.door = FrontDoor(app.route, identify, FrontLimits.of(settings))
     errors.install(app)
     for module in (health, tenants, boxes, exec, files, agent, memories, observations, runs,
                    knowledge, operator, dashboard):
@@ -64,10 +69,10 @@ def create_app(settings: Settings | None = None,
 
 
 class BurrowApp(FastAPI):
-    """The gateway app; tenant agent requests take a fast path around FastAPI's machinery,
-    and no request body may exceed the configured size (with room for JSON framing)."""
+    """The gateway app: every HTTP request passes the front door (gateway/frontdoor.py) first,
+    and tenant agent requests then take a fast path around FastAPI's machinery."""
 
-    max_body_bytes = 100 * 1024 * 1024
+    door: FrontDoor
 
     @property
     def services(self) -> Services:
@@ -93,38 +98,15 @@ class BurrowApp(FastAPI):
             await send(message)
 
         try:
-            await self._serve(scope, receive, send_status)
+            await self.door(scope, receive, send_status)
         finally:
             route = scope.get("route")
             template = getattr(route, "path", None) or scope.get("burrow.route", "unmatched")
             self.services.metrics.requests.labels(
                 template, scope["method"], str(status)).observe(time.perf_counter() - started)
 
-    async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def route(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """A request the door let in: the agent route's fast path, or FastAPI."""
         if await agent.serve_fast(self, scope, receive, send):
             return
-        limit = self.max_body_bytes + _JSON_FRAMING
-        declared = dict(scope["headers"]).get(b"content-length", b"")
-        if declared.isdigit() and int(declared) > limit:
-            await errors.too_large(limit)(scope, receive, send)
-            return
-        await super().__call__(scope, _bounded(receive, limit), send)
-
-
-_JSON_FRAMING = 1024 * 1024
-
-
-def _bounded(receive: Receive, limit: int) -> Receive:
-    """`receive`, failing with 413 once the body passes `limit` bytes."""
-    seen = 0
-
-    async def bounded() -> Message:
-        nonlocal seen
-        message = await receive()
-        if message["type"] == "http.request":
-            seen += len(message.get("body", b""))
-            if seen > limit:
-                raise ApiError(413, "too_large", f"the request body is over {limit} bytes")
-        return message
-
-    return bounded
+        await super().__call__(scope, receive, send)

@@ -22,6 +22,9 @@ if TYPE_CHECKING:
     from gateway.services import Services
 
 _DEAD = (BoxState.DELETED, BoxState.DELETING)
+# Where the public port's door (gateway/frontdoor.py) leaves the caller it identified, before
+# any of the request's body was read; routes take it from there.
+PRINCIPAL = "burrow.principal"
 
 
 @dataclass(frozen=True)

@@ -65,6 +65,9 @@ def _dashboard_session(request: Request, services: Services) -> Principal | None
 
 
 async def principal(request: Request, services: ServicesDep) -> Principal:
+    known: Principal | None = request.scope.get(authz.PRINCIPAL)
+    if known is not None:  # identified at the door, before the body was read
+        return known
     if "authorization" not in request.headers:
         signed_in = _dashboard_session(request, services)
         if signed_in is not None:

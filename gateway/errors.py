@@ -40,10 +40,6 @@ def error_response(status: int, code: str, message: str,
                         headers=headers)
 
 
-def too_large(limit: int) -> JSONResponse:
-    return error_response(413, "too_large", f"the request body is over {limit} bytes")
-
-
 _FILE_CODES = {"not_found": 404, "is_a_directory": 409, "not_a_directory": 409, "exists": 409,
                "not_empty": 409, "permission_denied": 403, "read_only": 403, "disk_full": 409,
                "too_large": 413, "invalid_path": 422}

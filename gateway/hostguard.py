@@ -15,6 +15,9 @@ In order, for every request on the socket:
    `max_body_bytes` (413, by Content-Length or as it arrives), each chunk of which must arrive
    within `idle_timeout_s` of the last (408). Answers are not limited in time: a long
    streamed model answer keeps flowing as long as it flows.
+
+The header guard (GuardedProtocol) and the body bound (`bounded`, `prefetched`) hold the
+public port's callers too (gateway/frontdoor.py).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import struct
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -45,20 +48,26 @@ class HostLimits:
     max_concurrent: int = 8
 
 
-class BoxSocketProtocol(HttpToolsProtocol):
-    """uvicorn's HTTP protocol with the peer's uid in each request's scope, a cap on header
-    bytes and a deadline for the headers to arrive."""
+class HeaderLimits(Protocol):
+    @property
+    def max_header_bytes(self) -> int: ...
+    @property
+    def header_timeout_s(self) -> float: ...
 
-    limits = HostLimits()  # set per server by `protocol_for`
+
+_REFUSALS = {408: (b"Request Timeout", b"timeout"),
+             431: (b"Request Header Fields Too Large", b"too_large"),
+             503: (b"Service Unavailable", b"unavailable")}
+
+
+class GuardedProtocol(HttpToolsProtocol):
+    """uvicorn's HTTP protocol with a cap on header bytes and a deadline for the headers to
+    arrive."""
+
+    limits: HeaderLimits = HostLimits()  # set per server by a subclass
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        self.peer_uid: int | None = None
-        sock = transport.get_extra_info("socket")
-        if sock is not None and sock.family == socket.AF_UNIX:
-            _pid, uid, _gid = _CREDS.unpack(sock.getsockopt(
-                socket.SOL_SOCKET, socket.SO_PEERCRED, _CREDS.size))
-            self.peer_uid = uid
         self.header_bytes = 0
         self.header_timer: asyncio.TimerHandle | None = None
         self._arm()
@@ -74,9 +83,8 @@ class BoxSocketProtocol(HttpToolsProtocol):
             self._refuse(408, b"the request's headers did not arrive in time")
 
     def _refuse(self, status: int, message: bytes) -> None:
-        reason = {408: b"Request Timeout", 431: b"Request Header Fields Too Large"}[status]
-        body = b'{"error":{"code":"%s","message":"%s"}}' % (
-            b"timeout" if status == 408 else b"too_large", message)
+        reason, code = _REFUSALS[status]
+        body = b'{"error":{"code":"%s","message":"%s"}}' % (code, message)
         self.transport.write(b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\n"
                              b"content-length: %d\r\nconnection: close\r\n\r\n%s"
                              % (status, reason, len(body), body))
@@ -98,7 +106,6 @@ class BoxSocketProtocol(HttpToolsProtocol):
         self.header_bytes = 0
         if self.header_timer is None:  # a later request on a kept-alive connection
             self._arm()
-        self.scope[PEER_UID] = self.peer_uid  # type: ignore[literal-required]
 
     def _count(self, size: int) -> None:
         self.header_bytes += size
@@ -120,6 +127,25 @@ class BoxSocketProtocol(HttpToolsProtocol):
         if self.transport.is_closing():
             return
         super().on_headers_complete()
+
+
+class BoxSocketProtocol(GuardedProtocol):
+    """The guarded protocol with the peer's uid in each request's scope."""
+
+    limits = HostLimits()  # set per server by `protocol_for`
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        self.peer_uid: int | None = None
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family == socket.AF_UNIX:
+            _pid, uid, _gid = _CREDS.unpack(sock.getsockopt(
+                socket.SOL_SOCKET, socket.SO_PEERCRED, _CREDS.size))
+            self.peer_uid = uid
+        super().connection_made(transport)
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self.scope[PEER_UID] = self.peer_uid  # type: ignore[literal-required]
 
 
 def protocol_for(limits: HostLimits) -> type[BoxSocketProtocol]:
@@ -148,26 +174,26 @@ class HostGuard:
         token = headers.get(b"authorization", b"").decode("latin-1")
         scheme, _, key = token.partition(" ")
         if scheme.lower() != "bearer" or not key.strip():
-            await _answer(send, 401, "unauthenticated",
-                          "send the box token as `Authorization: Bearer $BURROW_BOX_TOKEN`")
+            await answer(send, 401, "unauthenticated",
+                         "send the box token as `Authorization: Bearer $BURROW_BOX_TOKEN`")
             return
         try:
             box_id, tenant = await self.identify(key.strip(), scope.get(PEER_UID))
         except GuardError as exc:
-            await _answer(send, exc.status, exc.code, exc.message)
+            await answer(send, exc.status, exc.code, exc.message)
             return
         limit = (self.limits.max_relay_body_bytes if scope["path"].startswith("/v1/relay/git/")
                  else self.limits.max_body_bytes)
         length = headers.get(b"content-length", b"0")
         if not length.isdigit() or int(length) > limit:
-            await _answer(send, 413, "too_large",
-                          f"the host socket takes bodies of at most {limit} bytes here")
+            await answer(send, 413, "too_large",
+                         f"the host socket takes bodies of at most {limit} bytes here")
             return
         if self.active[box_id] >= self.limits.max_concurrent:
-            await _answer(send, 429, "rate_limited",
-                          f"this box has {self.active[box_id]} requests open on the host "
-                          "socket, the most it may; wait for one to finish",
-                          {"retry-after": "1"})
+            await answer(send, 429, "rate_limited",
+                         f"this box has {self.active[box_id]} requests open on the host "
+                         "socket, the most it may; wait for one to finish",
+                         {"retry-after": "1"})
             return
         self.active[box_id] += 1
         scope["burrow.box"] = (box_id, tenant)
@@ -179,58 +205,71 @@ class HostGuard:
             await send(message)
 
         try:
-            bounded = self._bounded(receive, limit)
+            body = bounded(receive, limit, self.limits.idle_timeout_s,
+                           f"the host socket takes bodies of at most {limit} bytes here")
             if not scope["path"].startswith("/v1/relay/git/"):
                 # Small bodies are read here, whole, so that a slow or oversized one is
                 # answered 408/413 by the guard, not as a parse error by the app. Git pushes
                 # stream through, bounded the same way.
-                bounded = await self._prefetched(bounded)
-            await self.app(scope, bounded, tracked_send)
+                body = await prefetched(body)
+            await self.app(scope, body, tracked_send)
         except GuardError as exc:
             if started:
                 raise
-            await _answer(send, exc.status, exc.code, exc.message)
+            await answer(send, exc.status, exc.code, exc.message)
         finally:
             self.active[box_id] -= 1
             if not self.active[box_id]:
                 del self.active[box_id]
 
-    def _bounded(self, receive: Receive, limit: int) -> Receive:
-        seen = 0
 
-        async def bounded_receive() -> Message:
-            nonlocal seen
-            try:
-                message = await asyncio.wait_for(receive(), self.limits.idle_timeout_s)
-            except TimeoutError:
-                raise GuardError(408, "timeout", "the request body stopped arriving") from None
-            seen += len(message.get("body", b""))
-            if seen > limit:
-                raise GuardError(413, "too_large", f"the host socket takes bodies of at most "
-                                                   f"{limit} bytes here")
-            return message
-        return bounded_receive
+def bounded(receive: Receive, limit: int, idle_timeout_s: float, too_large: str) -> Receive:
+    """`receive`, failing with GuardError once the body passes `limit` bytes (413, saying
+    `too_large`) or a piece of it takes longer than `idle_timeout_s` (408). What comes once
+    the body is in (a disconnect, whenever it comes) is not timed: answers take their time."""
+    seen, done = 0, False
+
+    async def bounded_receive() -> Message:
+        nonlocal seen, done
+        if done:
+            return await receive()
+        try:
+            async with asyncio.timeout(idle_timeout_s):
+                message = await receive()
+        except TimeoutError:
+            raise GuardError(408, "timeout", "the request body stopped arriving") from None
+        seen += len(message.get("body", b""))
+        if seen > limit:
+            raise GuardError(413, "too_large", too_large)
+        done = message["type"] != "http.request" or not message.get("more_body")
+        return message
+    return bounded_receive
 
 
-    @staticmethod
-    async def _prefetched(receive: Receive) -> Receive:
-        body = bytearray()
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                break
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
-        delivered = False
+async def prefetched(receive: Receive, timeout_s: float | None = None) -> Receive:
+    """The whole body, read now (within `timeout_s`, else GuardError 408), then replayed; a
+    caller that left midway is replayed as having left."""
+    body = bytearray()
+    try:
+        async with asyncio.timeout(timeout_s):
+            while True:
+                message = await receive()
+                body += message.get("body", b"")
+                if message["type"] != "http.request" or not message.get("more_body"):
+                    break
+    except TimeoutError:
+        raise GuardError(408, "timeout", f"the request body did not arrive within "
+                                         f"{timeout_s:g} s") from None
+    first: Message | None = ({"type": "http.request", "body": bytes(body), "more_body": False}
+                             if message["type"] == "http.request" else message)
 
-        async def replay() -> Message:
-            nonlocal delivered
-            if delivered:
-                return await receive()  # a disconnect, when it comes
-            delivered = True
-            return {"type": "http.request", "body": bytes(body), "more_body": False}
-        return replay
+    async def replay() -> Message:
+        nonlocal first
+        if first is None:
+            return await receive()  # a disconnect, when it comes
+        message, first = first, None
+        return message
+    return replay
 
 
 class GuardError(Exception):
@@ -239,8 +278,8 @@ class GuardError(Exception):
         self.status, self.code, self.message = status, code, message
 
 
-async def _answer(send: Send, status: int, code: str, message: str,
-                  headers: dict[str, str] | None = None) -> None:
+async def answer(send: Send, status: int, code: str, message: str,
+                 headers: dict[str, str] | None = None) -> None:
     body = json.dumps({"error": {"code": code, "message": message}}).encode()
     extra: list[Any] = [(k.encode(), v.encode()) for k, v in (headers or {}).items()]
     await send({"type": "http.response.start", "status": status,

@@ -15,7 +15,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from boxes import HostUnsupportedError, disk, hostdirs
-from gateway import logs
+from gateway import frontdoor, logs
 from gateway.app import create_app
 from gateway.services import Services
 from gateway.settings import Settings
@@ -80,9 +80,11 @@ def serve(settings: Settings, host: str, port: int, *, with_worker: bool = True)
     url = f"http://{host}:{port}"
     app = create_app(settings, on_ready=_announce(url, settings), local_models=local)
     try:
+        # The front door's protocol: connections, header size and deadline (the rest of the
+        # door is in the app, gateway/frontdoor.py).
         uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False,
-                    proxy_headers=False, server_header=False,
-                    timeout_graceful_shutdown=90)
+                    proxy_headers=False, server_header=False, timeout_graceful_shutdown=90,
+                    http=frontdoor.protocol_for(frontdoor.FrontLimits.of(settings)))
     finally:
         if embedded is not None:
             embedded.stop()

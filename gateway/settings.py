@@ -54,6 +54,25 @@ class Settings(BaseSettings):
     # Largest request body (file uploads, agent requests, exec stdin), in bytes.
     max_body_bytes: int = Field(100 * 1024 * 1024, gt=0,
                                 validation_alias=_env("BURROW_MAX_BODY_BYTES"))
+    # The public port's door (gateway/frontdoor.py): connections open at once; the headers'
+    # size and how long they may take to arrive; the largest body of a route that takes JSON
+    # (all but file uploads, exec, the agent route and observations, which take
+    # max_body_bytes); how long a body may pause, and such a JSON body take whole; requests
+    # being checked for a key (or served without one) at once; requests open at once per
+    # tenant (the operator is not bound).
+    max_connections: int = Field(4096, ge=16, validation_alias=_env("BURROW_MAX_CONNECTIONS"))
+    max_header_bytes: int = Field(64 * 1024, ge=4096,
+                                  validation_alias=_env("BURROW_MAX_HEADER_BYTES"))
+    header_timeout_s: float = Field(10.0, gt=0, validation_alias=_env("BURROW_HEADER_TIMEOUT_S"))
+    max_json_body_bytes: int = Field(1024 * 1024, ge=4096,
+                                     validation_alias=_env("BURROW_MAX_JSON_BODY_BYTES"))
+    body_idle_timeout_s: float = Field(30.0, gt=0,
+                                       validation_alias=_env("BURROW_BODY_IDLE_TIMEOUT_S"))
+    body_timeout_s: float = Field(60.0, gt=0, validation_alias=_env("BURROW_BODY_TIMEOUT_S"))
+    max_unauthenticated: int = Field(256, ge=1,
+                                     validation_alias=_env("BURROW_MAX_UNAUTHENTICATED"))
+    tenant_max_concurrent: int = Field(128, ge=1,
+                                       validation_alias=_env("BURROW_TENANT_MAX_CONCURRENT"))
     # How long a request may wait for its box to wake before it gets 503 and a retry hint.
     wake_wait_s: float = Field(30.0, gt=0, validation_alias=_env("BURROW_WAKE_WAIT_S"))
     # The tenant agent each home box runs (argv, JSON list); default: Burrow's own.

@@ -7,8 +7,10 @@ import asyncio
 import base64
 import json
 import os
+import select
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -925,3 +927,116 @@ async def test_git_works_through_the_host_and_its_token_never_enters_the_box(
         subprocess.run, ["git", "--git-dir", str(forge / "acme" / "app.git"), "log",
                          "--oneline"], capture_output=True, text=True, check=True)).stdout
     assert len(log.splitlines()) == 2  # the push reached the forge
+
+
+# --- sec-front: item 1 ---
+
+def _send(port: int, pieces: list[bytes], pause_s: float = 0.0,
+          wait_s: float = 30.0) -> tuple[int, float]:
+    """One request as an attacker sends it: `pieces` one after the other (`pause_s` between
+    them), stopping as soon as the server answers. The answer's status (0: none within
+    `wait_s`) and the seconds until it came."""
+    started = time.monotonic()
+    reply = b""
+    with socket.create_connection(("127.0.0.1", port)) as s:
+        s.setblocking(False)
+        queue = [memoryview(p) for p in pieces]
+        next_at = started
+        while time.monotonic() - started < wait_s and b"\r\n" not in reply:
+            sending = bool(queue) and time.monotonic() >= next_at
+            readable, writable, _ = select.select([s], [s] if sending else [], [], 0.05)
+            if readable:
+                try:
+                    data = s.recv(65536)
+                except OSError:
+                    break
+                if not data:
+                    break
+                reply += data
+            if writable and queue:
+                try:
+                    sent = s.send(queue[0][:1 << 16])
+                except OSError:
+                    queue.clear()  # the server closed its side: read what it said
+                    continue
+                queue[0] = queue[0][sent:]
+                if not queue[0]:
+                    queue.pop(0)
+                    next_at = time.monotonic() + pause_s
+    status = int(reply.split()[1]) if reply.startswith(b"HTTP/1.1 ") else 0
+    return status, time.monotonic() - started
+
+
+def _head(path: str, key: str, length: int) -> bytes:
+    return (f"POST {path} HTTP/1.1\r\nHost: burrow\r\nAuthorization: Bearer {key}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {length}\r\n\r\n").encode()
+
+
+def test_no_one_without_a_key_can_exhaust_the_gateway(tmp_path: Path) -> None:
+    """Junk keys with large bodies of nested JSON, and slow senders, all at once: each is
+    answered without its body being read or held, while the gateway's memory stays flat and
+    /healthz keeps answering."""
+    server = Served(tmp_path / "data", env={"BURROW_HEADER_TIMEOUT_S": "2",
+                                            "BURROW_BODY_IDLE_TIMEOUT_S": "2"}).start()
+    try:
+        assert server.proc is not None
+        with httpx.Client(base_url=server.url, timeout=30) as c:
+            tenant, home = _tenant(c, server, "victim")
+            key = tenant["Authorization"].split()[1]
+        bomb = b"[" + b"[]," * ((16 << 20) // 3) + b"[]]"  # 16 MiB of empty lists
+        attacks: dict[str, list[tuple[int, float]]] = {}
+
+        def attack(name: str, pieces: list[bytes], pause_s: float = 0.0) -> None:
+            attacks.setdefault(name, []).append(_send(server.port, pieces, pause_s, 10.0))
+
+        junk = [_head("/v1/boxes", "brw_tenant_" + "x" * 43, len(bomb)), bomb]
+        slow_head = [b"POST /v1/boxes HTTP/1.1\r\nHost: burrow\r\n",
+                     *[b"X-Slow: 1\r\n"] * 100]
+        slow_body = [_head("/v1/boxes", key, 1000), b'{"name": ']
+        threads = [threading.Thread(target=attack, args=("junk key", junk)) for _ in range(3)]
+        threads += [threading.Thread(target=attack, args=("slow headers", slow_head, 0.5)),
+                    threading.Thread(target=attack, args=("slow body", slow_body))]
+        stop, peak = threading.Event(), [0]
+        base = _rss_of(server.proc.pid)
+        latencies: list[float] = []
+
+        def probe() -> None:
+            with httpx.Client(base_url=server.url, timeout=10) as c:
+                while not stop.is_set():
+                    started = time.monotonic()
+                    try:
+                        ok = c.get("/healthz").status_code == 200
+                    except httpx.HTTPError:
+                        ok = False
+                    latencies.append(time.monotonic() - started if ok else 10.0)
+                    time.sleep(0.05)
+
+        watchers = [threading.Thread(target=_peak_rss, args=(server.proc.pid, stop, peak)),
+                    threading.Thread(target=probe)]
+        for t in watchers + threads:
+            t.start()
+        for t in threads:
+            t.join()
+        stop.set()
+        for t in watchers:
+            t.join()
+        grown = (peak[0] - base) >> 20
+        latencies.sort()
+        p99 = latencies[int(0.99 * (len(latencies) - 1))]
+        assert grown < 64, f"the gateway grew by {grown} MB"
+        assert p99 < 1.0, f"/healthz p99 {p99:.2f} s during the attack"
+        assert [s for s, _ in attacks["junk key"]] == [401] * 3, attacks
+        [(status, seconds)] = attacks["slow headers"]
+        assert status == 408 and seconds < 6, attacks
+        [(status, seconds)] = attacks["slow body"]
+        assert status == 408 and seconds < 6, attacks
+        # what a tenant does is untouched: a large upload; an answer that outlasts the pace
+        with httpx.Client(base_url=server.url, timeout=30) as c:
+            r = c.put(f"/v1/boxes/{home}/files", params={"path": "up"}, headers=tenant,
+                      content=b"u" * (8 << 20))
+            assert r.status_code == 204, r.text
+            r = c.post(f"/v1/boxes/{home}/exec/stream", headers=tenant,
+                       json={"command": "sleep 3; wc -c < up"})
+            assert r.status_code == 200 and str(8 << 20) in r.text, r.text
+    finally:
+        stop_and_check(server)

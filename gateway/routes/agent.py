@@ -38,7 +38,7 @@ log = logging.getLogger("burrow.gateway")
 router = APIRouter(tags=["agent"], responses={503: {"model": ErrorOut}})
 
 _METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
-_PATH = re.compile(r"^/v1/tenants/([a-z0-9][a-z0-9_-]{0,62})/agent(/.*)?$")
+AGENT_PATH = re.compile(r"^/v1/tenants/([a-z0-9][a-z0-9_-]{0,62})/agent(/.*)?$")
 
 
 def _target(request: Request, tenant_id: str) -> str:
@@ -67,8 +67,8 @@ async def agent_response(request: Request, tenant_id: str) -> Response:
     """Send a request to the tenant's own agent, in the tenant's home box. A frozen or paused
     box is woken first (one wake however many requests arrive together)."""
     services: Services = request.app.state.services
-    who = await authz.authenticate(services,
-                                   authz.bearer_key(request.headers.get("authorization")))
+    who = request.scope.get(authz.PRINCIPAL) or await authz.authenticate(
+        services, authz.bearer_key(request.headers.get("authorization")))
     authz.require_tenant_access(who, tenant_id)
     manager, proxy, pipeline = services.manager, services.proxy, services.pipeline
     box_id = await services.tenants.home_box(tenant_id)
@@ -121,7 +121,7 @@ async def agent_response(request: Request, tenant_id: str) -> Response:
 
 async def serve_fast(app: FastAPI, scope: Scope, receive: Receive, send: Send) -> bool:
     """Answer an agent-route request directly; False if `scope` is not one."""
-    match = _PATH.match(scope["path"]) if scope["type"] == "http" else None
+    match = AGENT_PATH.match(scope["path"]) if scope["type"] == "http" else None
     if match is None or scope["method"] not in _METHODS:
         return False
     scope["app"] = app
