@@ -2,10 +2,14 @@
 buffered for a caller before it is known to be a box, and no box can hold more of the
 gateway than a small, fixed share.
 
-In order, for every request on the socket:
+In order, for every connection and request on the socket:
 
 1. The connection's peer is asked of the kernel (SO_PEERCRED): the host uid of the process
    that connected. Each box runs as its own uid, so this names the box whatever it sends.
+   A uid holds at most `max_connections_per_uid` connections and all together hold at most
+   `max_connections`, a share of the process's file descriptors (`fd_share`): beyond either,
+   the connection is answered 429/503 and closed at once, so no box can take the files the
+   public port, Redis and the boxes' own sockets need.
 2. Headers: at most `max_header_bytes`, complete within `header_timeout_s` of the request's
    first byte (a slow sender cannot hold a connection open for free).
 3. The token (`Authorization: Bearer $BURROW_BOX_TOKEN`) must name a live box, and that box's
@@ -13,14 +17,18 @@ In order, for every request on the socket:
    before the body is read (uvicorn reads no more than 64 KiB ahead of the app).
 4. At most `max_concurrent` requests per box at once (429 beyond); a body of at most
    `max_body_bytes` (413, by Content-Length or as it arrives), each chunk of which must arrive
-   within `idle_timeout_s` of the last (408). Answers are not limited in time: a long
-   streamed model answer keeps flowing as long as it flows.
+   within `idle_timeout_s` of the last (408). Bodies are read whole before the app sees them
+   (git pushes stream through): a box's requests hold at most `max_box_buffered_bytes` of them
+   at once (429), all boxes' at most `max_buffered_bytes` (503). Answers are not limited in
+   time: a long streamed model answer keeps flowing as long as it flows.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import resource
 import socket
 import struct
 from collections import Counter
@@ -31,8 +39,11 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+log = logging.getLogger("burrow.gateway")
+
 PEER_UID = "burrow.peer_uid"  # the scope key the protocol fills in
 _CREDS = struct.Struct("3i")  # struct ucred: pid, uid, gid
+FD_SHARE = 4  # the host socket's connections may use at most 1/FD_SHARE of the fd limit
 
 
 @dataclass(frozen=True)
@@ -43,6 +54,62 @@ class HostLimits:
     header_timeout_s: float = 10.0
     idle_timeout_s: float = 30.0
     max_concurrent: int = 8
+    max_connections_per_uid: int = 32
+    max_connections: int = 4096
+    max_box_buffered_bytes: int = 16 * 1024 * 1024  # bodies read ahead, per box at once
+    max_buffered_bytes: int = 256 * 1024 * 1024  # and all boxes together
+
+
+def fd_limit() -> int:
+    """This process's file descriptor limit, raised first to the most it may have (the soft
+    limit is often 1024, far below what a gateway of many boxes needs; the hard one is the
+    operator's to set)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError) as exc:
+            log.warning("cannot raise the file descriptor limit from %d to %d: %s",
+                        soft, hard, exc)
+    return soft
+
+
+def connection_ceiling(wanted: int) -> int:
+    """`wanted` host-socket connections, or fewer: never more than 1/FD_SHARE of the fd limit,
+    so the rest stays for the public port, Redis, the boxes' sockets and files."""
+    ceiling = max(1, fd_limit() // FD_SHARE)
+    if wanted > ceiling:
+        log.warning("the host socket takes at most %d connections (BURROW_HOST_MAX_CONNECTIONS "
+                    "is %d): a quarter of the file descriptor limit; raise `ulimit -Hn` for "
+                    "more", ceiling, wanted)
+    return min(wanted, ceiling)
+
+
+class Connections:
+    """Open connections per peer uid and in all: one count per host-socket server."""
+
+    def __init__(self) -> None:
+        self.per_uid: Counter[int | None] = Counter()
+        self.total = 0
+
+    def admit(self, uid: int | None, limits: HostLimits) -> tuple[int, bytes] | None:
+        """Count a new connection, or the (status, message) it is refused with."""
+        if self.per_uid[uid] >= limits.max_connections_per_uid:
+            return 429, (b"this box has %d connections open to the host socket, the most it "
+                         b"may; close some (or reuse them) first"
+                         % limits.max_connections_per_uid)
+        if self.total >= limits.max_connections:
+            return 503, b"the host socket has all the connections it takes; retry shortly"
+        self.per_uid[uid] += 1
+        self.total += 1
+        return None
+
+    def release(self, uid: int | None) -> None:
+        self.total -= 1
+        self.per_uid[uid] -= 1
+        if not self.per_uid[uid]:
+            del self.per_uid[uid]
 
 
 class BoxSocketProtocol(HttpToolsProtocol):
@@ -50,6 +117,7 @@ class BoxSocketProtocol(HttpToolsProtocol):
     bytes and a deadline for the headers to arrive."""
 
     limits = HostLimits()  # set per server by `protocol_for`
+    open_connections = Connections()
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -61,6 +129,11 @@ class BoxSocketProtocol(HttpToolsProtocol):
             self.peer_uid = uid
         self.header_bytes = 0
         self.header_timer: asyncio.TimerHandle | None = None
+        refused = self.open_connections.admit(self.peer_uid, self.limits)
+        self.counted = refused is None
+        if refused is not None:
+            self._refuse(*refused)
+            return
         self._arm()
 
     def _arm(self) -> None:
@@ -74,9 +147,11 @@ class BoxSocketProtocol(HttpToolsProtocol):
             self._refuse(408, b"the request's headers did not arrive in time")
 
     def _refuse(self, status: int, message: bytes) -> None:
-        reason = {408: b"Request Timeout", 431: b"Request Header Fields Too Large"}[status]
-        body = b'{"error":{"code":"%s","message":"%s"}}' % (
-            b"timeout" if status == 408 else b"too_large", message)
+        reason, code = {408: (b"Request Timeout", b"timeout"),
+                        429: (b"Too Many Requests", b"rate_limited"),
+                        431: (b"Request Header Fields Too Large", b"too_large"),
+                        503: (b"Service Unavailable", b"unavailable")}[status]
+        body = b'{"error":{"code":"%s","message":"%s"}}' % (code, message)
         self.transport.write(b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\n"
                              b"content-length: %d\r\nconnection: close\r\n\r\n%s"
                              % (status, reason, len(body), body))
@@ -86,6 +161,9 @@ class BoxSocketProtocol(HttpToolsProtocol):
         if self.header_timer is not None:
             self.header_timer.cancel()
             self.header_timer = None
+        if self.counted:
+            self.counted = False
+            self.open_connections.release(self.peer_uid)
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
@@ -123,7 +201,9 @@ class BoxSocketProtocol(HttpToolsProtocol):
 
 
 def protocol_for(limits: HostLimits) -> type[BoxSocketProtocol]:
-    return type("BoxSocketProtocol", (BoxSocketProtocol,), {"limits": limits})
+    """The protocol of one host-socket server: its limits, and its own connection counts."""
+    return type("BoxSocketProtocol", (BoxSocketProtocol,),
+                {"limits": limits, "open_connections": Connections()})
 
 
 # A box whose token checks out and whose uid matches: (box id, tenant) — or an error answer.
@@ -139,39 +219,26 @@ class HostGuard:
         self.identify = identify
         self.limits = limits
         self.active: Counter[str] = Counter()
+        self.buffered: Counter[str] = Counter()  # bytes of bodies read ahead, per box
+        self.buffered_total = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         headers = dict(scope["headers"])
-        token = headers.get(b"authorization", b"").decode("latin-1")
-        scheme, _, key = token.partition(" ")
-        if scheme.lower() != "bearer" or not key.strip():
-            await _answer(send, 401, "unauthenticated",
-                          "send the box token as `Authorization: Bearer $BURROW_BOX_TOKEN`")
-            return
+        streamed = scope["path"].startswith("/v1/relay/git/")
+        limit = self.limits.max_relay_body_bytes if streamed else self.limits.max_body_bytes
         try:
-            box_id, tenant = await self.identify(key.strip(), scope.get(PEER_UID))
+            box_id, tenant = await self._identify(headers, scope.get(PEER_UID))
+            self._admit(box_id, headers, limit)
         except GuardError as exc:
-            await _answer(send, exc.status, exc.code, exc.message)
-            return
-        limit = (self.limits.max_relay_body_bytes if scope["path"].startswith("/v1/relay/git/")
-                 else self.limits.max_body_bytes)
-        length = headers.get(b"content-length", b"0")
-        if not length.isdigit() or int(length) > limit:
-            await _answer(send, 413, "too_large",
-                          f"the host socket takes bodies of at most {limit} bytes here")
-            return
-        if self.active[box_id] >= self.limits.max_concurrent:
-            await _answer(send, 429, "rate_limited",
-                          f"this box has {self.active[box_id]} requests open on the host "
-                          "socket, the most it may; wait for one to finish",
-                          {"retry-after": "1"})
+            await _answer(send, exc.status, exc.code, exc.message, exc.headers)
             return
         self.active[box_id] += 1
         scope["burrow.box"] = (box_id, tenant)
         started = False
+        held = [0]  # what this request's body holds of the box's read-ahead bytes
 
         async def tracked_send(message: Message) -> None:
             nonlocal started
@@ -180,20 +247,62 @@ class HostGuard:
 
         try:
             bounded = self._bounded(receive, limit)
-            if not scope["path"].startswith("/v1/relay/git/"):
+            if not streamed:
                 # Small bodies are read here, whole, so that a slow or oversized one is
                 # answered 408/413 by the guard, not as a parse error by the app. Git pushes
                 # stream through, bounded the same way.
-                bounded = await self._prefetched(bounded)
+                bounded = await self._prefetched(bounded, box_id, held)
             await self.app(scope, bounded, tracked_send)
         except GuardError as exc:
             if started:
                 raise
-            await _answer(send, exc.status, exc.code, exc.message)
+            await _answer(send, exc.status, exc.code, exc.message, exc.headers)
         finally:
+            self._hold(box_id, -held[0])
             self.active[box_id] -= 1
             if not self.active[box_id]:
                 del self.active[box_id]
+
+    async def _identify(self, headers: dict[bytes, bytes],
+                        peer_uid: int | None) -> tuple[str, str | None]:
+        token = headers.get(b"authorization", b"").decode("latin-1")
+        scheme, _, key = token.partition(" ")
+        if scheme.lower() != "bearer" or not key.strip():
+            raise GuardError(401, "unauthenticated",
+                             "send the box token as `Authorization: Bearer $BURROW_BOX_TOKEN`")
+        return await self.identify(key.strip(), peer_uid)
+
+    def _admit(self, box_id: str, headers: dict[bytes, bytes], limit: int) -> None:
+        """Refuse, by its headers alone, a request whose body is too large, or one more than
+        the box may have open."""
+        length = headers.get(b"content-length", b"0")
+        if not length.isdigit() or int(length) > limit:
+            raise GuardError(413, "too_large",
+                             f"the host socket takes bodies of at most {limit} bytes here")
+        if self.active[box_id] >= self.limits.max_concurrent:
+            raise GuardError(429, "rate_limited",
+                             f"this box has {self.active[box_id]} requests open on the host "
+                             "socket, the most it may; wait for one to finish",
+                             {"retry-after": "1"})
+
+    def _hold(self, box_id: str, size: int) -> None:
+        """Count `size` more bytes of bodies read ahead for `box_id` (fewer when negative), or
+        raise the GuardError of the per-box or the total ceiling. A box may always hold one
+        body of the largest size."""
+        if size > 0:
+            per_box = max(self.limits.max_box_buffered_bytes, self.limits.max_body_bytes)
+            if self.buffered[box_id] + size > per_box:
+                raise GuardError(429, "rate_limited",
+                                 f"this box's requests on the host socket hold {per_box} "
+                                 "bytes of bodies, the most it may; wait for one to finish",
+                                 {"retry-after": "1"})
+            if self.buffered_total + size > self.limits.max_buffered_bytes:
+                raise GuardError(503, "unavailable", "the host socket holds all the request "
+                                 "bodies it takes; retry shortly", {"retry-after": "1"})
+        self.buffered[box_id] += size
+        self.buffered_total += size
+        if self.buffered[box_id] <= 0:
+            del self.buffered[box_id]
 
     def _bounded(self, receive: Receive, limit: int) -> Receive:
         seen = 0
@@ -211,15 +320,16 @@ class HostGuard:
             return message
         return bounded_receive
 
-
-    @staticmethod
-    async def _prefetched(receive: Receive) -> Receive:
+    async def _prefetched(self, receive: Receive, box_id: str, held: list[int]) -> Receive:
         body = bytearray()
         while True:
             message = await receive()
             if message["type"] != "http.request":
                 break
-            body += message.get("body", b"")
+            piece = message.get("body", b"")
+            self._hold(box_id, len(piece))
+            held[0] += len(piece)
+            body += piece
             if not message.get("more_body"):
                 break
         delivered = False
@@ -234,9 +344,11 @@ class HostGuard:
 
 
 class GuardError(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(self, status: int, code: str, message: str,
+                 headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status, self.code, self.message = status, code, message
+        self.headers = headers
 
 
 async def _answer(send: Send, status: int, code: str, message: str,

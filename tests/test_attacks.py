@@ -925,3 +925,105 @@ async def test_git_works_through_the_host_and_its_token_never_enters_the_box(
         subprocess.run, ["git", "--git-dir", str(forge / "acme" / "app.git"), "log",
                          "--oneline"], capture_output=True, text=True, check=True)).stdout
     assert len(log.splitlines()) == 2  # the push reached the forge
+
+
+# --- sec-hostsock: 2, 5, 7, 11 ---
+
+HOLD = r"""
+import json, os, socket, sys, time
+procs, per, hold = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
+
+def attack():
+    held = []
+    for _ in range(per):
+        s = socket.socket(socket.AF_UNIX)
+        try:
+            s.connect(os.environ["BURROW_HOST_SOCKET"])
+        except OSError:
+            s.close()
+            continue
+        held.append(s)
+    time.sleep(hold)
+    alive = 0
+    for s in held:  # open, and nothing said by the gateway (no refusal, no close)
+        s.setblocking(False)
+        try:
+            s.recv(1, socket.MSG_PEEK)
+        except BlockingIOError:
+            alive += 1
+        except OSError:
+            pass
+    return [len(held), alive]
+
+pipes = []
+for _ in range(procs):
+    r, w = os.pipe()
+    if os.fork() == 0:
+        os.write(w, json.dumps(attack()).encode())
+        os._exit(0)
+    os.close(w)
+    pipes.append(r)
+results = [json.loads(os.read(r, 4096)) for r in pipes]
+print(json.dumps(results))
+"""
+
+
+def _fds(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def test_a_box_cannot_take_the_gateways_file_descriptors(tmp_path: Path) -> None:
+    """Two boxes of one tenant open 6,000 connections to the host socket from four processes
+    and hold them: each box keeps at most its share, all boxes together at most the host
+    socket's, the gateway's open files stay bounded, and it keeps answering /healthz and
+    another tenant's exec meanwhile."""
+    server = Served(tmp_path / "data", env={"BURROW_HOST_MAX_CONNECTIONS": "40",
+                                            "BURROW_HOST_MAX_CONNECTIONS_PER_BOX": "32"}).start()
+    try:
+        with httpx.Client(base_url=server.url, timeout=120) as c:
+            attacker, _ = _tenant(c, server, "hoarder")
+            victim, victim_home = _tenant(c, server, "neighbour")
+            boxes = [c.post("/v1/boxes", headers=attacker, json={}).json()["id"]
+                     for _ in range(2)]
+            for box in [*boxes, victim_home]:
+                assert c.post(f"/v1/boxes/{box}/exec", headers=victim if box == victim_home
+                              else attacker, json={"command": "true"}).status_code == 200
+            assert server.proc is not None
+            pid = server.proc.pid
+            before = _fds(pid)
+            results: dict[str, Any] = {}
+
+            def attack(box: str, procs: int) -> None:
+                r = c.post(f"/v1/boxes/{box}/exec", headers=attacker, json={
+                    "command": ["python3", "-c", HOLD, str(procs), "1500", "6"],
+                    "timeout_s": 90})
+                results[box] = r.json()
+
+            threads = [threading.Thread(target=attack, args=(box, procs))
+                       for box, procs in zip(boxes, (3, 1), strict=True)]
+            for t in threads:
+                t.start()
+            latencies, most = [], before
+            exec_ok = None
+            while any(t.is_alive() for t in threads):
+                started = time.monotonic()
+                assert c.get("/healthz", timeout=10).status_code == 200
+                latencies.append(time.monotonic() - started)
+                most = max(most, _fds(pid))
+                if exec_ok is None and len(latencies) == 20:
+                    exec_ok = c.post(f"/v1/boxes/{victim_home}/exec", headers=victim,
+                                     json={"command": "echo alive"}).json()["stdout"]
+                time.sleep(0.05)
+            for t in threads:
+                t.join()
+    finally:
+        stop_and_check(server)
+    held = {box: json.loads(r["stdout"]) for box, r in results.items()}
+    assert sum(opened for opened, _ in held[boxes[0]]) > 1000, held  # the attack did connect
+    alive = {box: sum(a for _, a in counts) for box, counts in held.items()}
+    assert alive[boxes[0]] <= 32 and sum(alive.values()) <= 40, alive
+    assert most - before < 300, f"the gateway's open files grew by {most - before}"
+    assert exec_ok == "alive\n"
+    latencies.sort()
+    assert latencies[int(len(latencies) * 0.99)] < 1.0, latencies[-5:]
+
