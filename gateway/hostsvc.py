@@ -98,7 +98,7 @@ def create_host_app(services: Services, limits: HostLimits | None = None) -> ASG
         box = await manager.get(caller(request).box_id or "")
         return await gitrelay.relay(request, services.relay_client, box.meta.get("git"),
                                     manager.config.box_dir(box.id),
-                                    services.settings.git_hosts, host, path)
+                                    gitrelay.GitHosts.of(services.settings), host, path)
 
     @app.api_route("/v1/relay/{family}/{path:path}",
                    methods=["GET", "POST", "PUT", "PATCH", "DELETE"], response_model=None)

@@ -133,6 +133,12 @@ class Settings(BaseSettings):
         16 * 1024 * 1024, ge=1024, validation_alias=_env("BURROW_HOST_MAX_BOX_BUFFERED_BYTES"))
     host_max_buffered_bytes: int = Field(
         256 * 1024 * 1024, ge=1024, validation_alias=_env("BURROW_HOST_MAX_BUFFERED_BYTES"))
+    # The git hosts a box's git relay may reach (JSON list) at https://<host>, on public
+    # addresses only; hosts named in BURROW_GIT_HOSTS are reached as mapped there. Default: the
+    # public forges.
+    git_allowed_hosts: list[str] = Field(
+        ["github.com", "gitlab.com", "bitbucket.org", "codeberg.org"],
+        validation_alias=_env("BURROW_GIT_ALLOWED_HOSTS"))
     # How long one upstream model call may take, in seconds.
     model_timeout_s: float = Field(300.0, gt=0, validation_alias=_env("BURROW_MODEL_TIMEOUT_S"))
 

@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -1026,4 +1027,74 @@ def test_a_box_cannot_take_the_gateways_file_descriptors(tmp_path: Path) -> None
     assert exec_ok == "alive\n"
     latencies.sort()
     assert latencies[int(len(latencies) * 0.99)] < 1.0, latencies[-5:]
+
+
+GIT_PROBE = r"""
+import sys, urllib.error, urllib.request
+url = f"http://127.0.0.1:7171/git/{sys.argv[1]}/acme/app/info/refs?service=git-upload-pack"
+try:
+    print(urllib.request.urlopen(url, timeout=60).status)
+except urllib.error.HTTPError as exc:
+    print(exc.code, exc.read().decode(errors="replace")[:400])
+"""
+
+
+class Listener:
+    """Counts the connections made to an address (the gateway must make none)."""
+
+    def __init__(self, address: tuple[str, int]) -> None:
+        self.sock = socket.create_server(address, reuse_port=False)
+        self.sock.settimeout(0.2)
+        self.accepted = 0
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _accept(self) -> None:
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                continue
+            self.accepted += 1
+            conn.close()
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join()
+        self.sock.close()
+
+
+async def test_the_git_relay_reaches_no_address_of_the_host_or_its_network(
+        tmp_path: Path, redis_server: EmbeddedRedis) -> None:
+    """A box names its git host; whatever it names, the gateway connects to no loopback,
+    link-local or private address (here: nothing reaches 127.0.0.1:443), and to no host the
+    operator did not allow."""
+    listener = Listener(("127.0.0.1", 443))
+    # The machine's own name resolves to loopback or to the LAN: an allowed name whose DNS
+    # points inwards, as a rebinding attacker would arrange.
+    inward = socket.gethostname().lower()
+    settings = gateway_settings(tmp_path / "gw", redis_server.url, run_worker=False,
+                                agent_command=ECHO_AGENT,
+                                git_allowed_hosts=["github.com", inward])
+    try:
+        async with running_gateway(settings) as gw:
+            headers, _ = await gw.tenant("ssrf")
+            for host in ("127.0.0.1", "localhost", "169.254.169.254", "2130706433", "127.1",
+                         "0x7f.0.0.1", "metadata.localhost", "10.0.0.1."):
+                r = await gw.client.post("/v1/boxes", headers=headers, json={
+                    "git": {"token": GIT_TOKEN, "host": host}})
+                assert r.status_code == 422, (host, r.text)
+                assert "git.host" in r.json()["error"]["message"], r.text
+            for host, why in ((inward, "public"), ("git.example.org", "allows")):
+                r = await gw.client.post("/v1/boxes", headers=headers, json={
+                    "git": {"token": GIT_TOKEN, "host": host}})
+                assert r.status_code == 201, r.text
+                out = (await gw.client.post(f"/v1/boxes/{r.json()['id']}/exec",
+                                            headers=headers, json={
+                    "command": ["python3", "-c", GIT_PROBE, host], "timeout_s": 90})).json()
+                assert out["stdout"].startswith("403") and why in out["stdout"], (host, out)
+    finally:
+        listener.close()
+    assert listener.accepted == 0, "the gateway connected to the host's own port 443"
 
