@@ -1098,3 +1098,60 @@ async def test_the_git_relay_reaches_no_address_of_the_host_or_its_network(
         listener.close()
     assert listener.accepted == 0, "the gateway connected to the host's own port 443"
 
+
+async def test_knowledge_search_spends_the_tenants_embedding_budget(gateway: Gateway) -> None:
+    """Each search embeds its query on the shared embedder: it counts against the tenant's
+    embed_texts_per_minute with /v1/embed, from a box and with the tenant's key alike."""
+    gw = gateway
+    await gw.client.put("/v1/policy", headers=gw.operator, json={"embed_texts_per_minute": 10})
+    headers, home = await gw.tenant("seeker")
+    if (second := time.time() % 60) > 40:  # every call within one minute
+        await asyncio.sleep(61 - second)
+    query = {"query": "which database vacuums fastest " * 64}
+    query["query"] = query["query"][:2000]
+    from_box = await host_calls(gw, headers, home, "/v1/knowledge/search", *[query] * 8)
+    assert [r[0] for r in from_box] == [200] * 8, from_box
+    statuses = []
+    for _ in range(3):
+        r = await gw.client.post("/v1/knowledge/search", headers=headers, json=query)
+        statuses.append(r.status_code)
+    assert statuses == [200, 200, 429], statuses
+    assert int(r.headers["retry-after"]) > 0
+    assert "embed_texts_per_minute" in r.json()["error"]["message"]
+    (status, error, retry), = await host_calls(gw, headers, home, "/v1/knowledge/search",
+                                               query)
+    assert status == 429 and retry, error
+    (status, _, _), = await host_calls(gw, headers, home, "/v1/embed", {"texts": ["x"]})
+    assert status == 429  # one budget for every way to the embedder
+    r = await gw.client.post("/v1/knowledge/search", headers=headers,
+                             json={"query": "x" * 2001})
+    assert r.status_code == 422
+    other, _ = await gw.tenant("bystander")
+    r = await gw.client.post("/v1/knowledge/search", headers=other, json=query)
+    assert r.status_code == 200, r.text
+
+
+async def test_a_tenant_cannot_tell_how_many_tenants_said_something_or_when(
+        gateway: Gateway) -> None:
+    """Support is shown to tenants rounded down to a coarse step, and time to the day: a
+    guess contributed under k=2 does not reveal exactly how many others said it, or when."""
+    gw = gateway
+    statement = "Postgres 16 vacuums large tables faster than Postgres 12 does."
+    spy, _ = await gw.tenant("spy")
+    for tenant in ("ana", "ben", "cy"):
+        await gw.services.kb.contribute(tenant, [{"text": statement, "kind": "fact"}], [])
+    question = {"query": "Which Postgres version vacuums faster?"}
+    [exact] = (await gw.client.post("/v1/knowledge/search", headers=gw.operator,
+                                    json=question)).json()
+    assert exact["support"] == 3 and exact["updated_at"] > time.time() - 600
+    [seen] = (await gw.client.post("/v1/knowledge/search", headers=spy, json=question)).json()
+    assert seen["support"] == 2, seen
+    assert seen["updated_at"] is None or seen["updated_at"] % 86400 == 0, seen
+    for probe in ({"since": exact["updated_at"] + 0.001},
+                  {"until": exact["updated_at"] - 0.001}):
+        found = (await gw.client.post("/v1/knowledge/search", headers=spy,
+                                      json={**question, **probe})).json()
+        assert len(found) == 1, (probe, found)  # a time window finer than a day says nothing
+    voted = (await gw.client.post(f"/v1/knowledge/insights/{seen['id']}/vote", headers=spy,
+                                  json={"helpful": True})).json()
+    assert voted["support"] == 2, voted
