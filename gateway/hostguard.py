@@ -7,7 +7,7 @@ In order, for every connection and request on the socket:
 1. The connection's peer is asked of the kernel (SO_PEERCRED): the host uid of the process
    that connected. Each box runs as its own uid, so this names the box whatever it sends.
    A uid holds at most `max_connections_per_uid` connections and all together hold at most
-   `max_connections`, a share of the process's file descriptors (`fd_share`): beyond either,
+   `max_connections`, at most 1/FD_SHARE of the process's file descriptors: beyond either,
    the connection is answered 429/503 and closed at once, so no box can take the files the
    public port, Redis and the boxes' own sockets need.
 2. Headers: at most `max_header_bytes`, complete within `header_timeout_s` of the request's
@@ -81,8 +81,8 @@ def connection_ceiling(wanted: int) -> int:
     ceiling = max(1, fd_limit() // FD_SHARE)
     if wanted > ceiling:
         log.warning("the host socket takes at most %d connections (BURROW_HOST_MAX_CONNECTIONS "
-                    "is %d): a quarter of the file descriptor limit; raise `ulimit -Hn` for "
-                    "more", ceiling, wanted)
+                    "is %d): 1/%d of the file descriptor limit; raise `ulimit -Hn` for more",
+                    ceiling, wanted, FD_SHARE)
     return min(wanted, ceiling)
 
 
@@ -152,9 +152,10 @@ class BoxSocketProtocol(HttpToolsProtocol):
                         431: (b"Request Header Fields Too Large", b"too_large"),
                         503: (b"Service Unavailable", b"unavailable")}[status]
         body = b'{"error":{"code":"%s","message":"%s"}}' % (code, message)
-        self.transport.write(b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\n"
+        retry = b"retry-after: 1\r\n" if status in (429, 503) else b""
+        self.transport.write(b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\n%s"
                              b"content-length: %d\r\nconnection: close\r\n\r\n%s"
-                             % (status, reason, len(body), body))
+                             % (status, reason, retry, len(body), body))
         self.transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:

@@ -124,7 +124,7 @@ def _embedding(services: Services) -> Callable[[EmbedIn, Request], Awaitable[Emb
     async def embed(body: EmbedIn, request: Request) -> EmbedOut:
         """Vectors of the texts, by the model the worker embeds delivered pairs with (the
         tenant agent's recall embeds its query here); counted per tenant, within the
-        policy's embed_texts_per_minute."""
+        policy's embed_texts_per_minute (knowledge searches spend it too)."""
         await insights.admit_embeds(services, caller(request).tenant, len(body.texts))
         vectors = await services.vectors.embed(body.texts)
         return EmbedOut(model=services.vectors.model, vectors=vectors)
