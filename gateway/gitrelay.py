@@ -7,14 +7,27 @@ request is checked — git's smart-HTTP paths only, the box's own git host, one 
 repositories it was created for (all of that host's when it named none) — and sent on with
 the box's credentials added. The token is never written into the box: a box can use it only
 for what it was created for, and only while it exists.
+
+Where the relay connects is the operator's to say, never the box's. A host the operator
+mapped to a base URL (BURROW_GIT_HOSTS, e.g. a mirror on the LAN) is reached there as given.
+Any other host must be one the operator allows (BURROW_GIT_ALLOWED_HOSTS: the public forges
+by default) and is reached at https://<host> on a public address only: the name is resolved
+here, every address it has must be public (no loopback, private, link-local, CGNAT,
+multicast or reserved range, in any IPv6 spelling of one), and the connection goes to the
+address that was checked, with the host's name for TLS and `Host`, so a DNS answer that
+changes between the check and the connection (rebinding) reaches nothing else.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import ipaddress
 import os
 import re
+import socket
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -25,9 +38,11 @@ from fastapi.responses import StreamingResponse
 from starlette.background import BackgroundTask
 
 from gateway.errors import ApiError
+from gateway.settings import Settings
 
 RELAY_PORT = 7171  # inside each box, on its loopback
 DEFAULT_HOST = "github.com"
+HTTPS_PORT = 443
 _REPO = r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+?"
 _SMART_HTTP = re.compile(rf"^(?P<repo>{_REPO})(?:\.git)?/"
                          r"(?P<what>info/refs|git-upload-pack|git-receive-pack)$")
@@ -116,27 +131,89 @@ def _check(box_git: dict[str, Any] | None, host: str, path: str, request: Reques
     return repo
 
 
+@dataclass(frozen=True)
+class GitHosts:
+    """Where the relay may go: hosts the operator mapped to a base URL, reached as given, and
+    hosts the operator allows, reached at https://<host> on a public address only."""
+
+    mapped: dict[str, str]
+    allowed: frozenset[str]
+
+    @classmethod
+    def of(cls, settings: Settings) -> GitHosts:
+        return cls(settings.git_hosts, frozenset(settings.git_allowed_hosts))
+
+
+@dataclass(frozen=True)
+class Upstream:
+    base: str  # scheme://address[:port], what the connection goes to
+    name: str | None  # the host's name for TLS and Host when `base` is an address
+
+
+def public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """Whether `address` is on the public internet (not this host, its networks or a
+    special range; an IPv6 address that carries an IPv4 one is judged by that one)."""
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.teredo is not None:
+            return False
+        carried = address.ipv4_mapped or address.sixtofour
+        if carried is not None:
+            return public(carried)
+    return address.is_global and not address.is_multicast and not address.is_reserved
+
+
+async def upstream(hosts: GitHosts, host: str) -> Upstream:
+    """Where a request for `host` goes, or the ApiError that says why nowhere."""
+    if host in hosts.mapped:
+        return Upstream(hosts.mapped[host].rstrip("/"), None)
+    if host not in hosts.allowed:
+        named = ", ".join(sorted(hosts.allowed | set(hosts.mapped))) or "none"
+        raise ApiError(403, "forbidden", f"this server's operator allows git relay to {named} "
+                                         f"only, not {host} (BURROW_GIT_ALLOWED_HOSTS)")
+    try:
+        found = await asyncio.get_running_loop().getaddrinfo(
+            host, HTTPS_PORT, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise ApiError(503, "unavailable", f"{host} cannot be resolved ({exc}); retry "
+                                           "later") from None
+    addresses = [ipaddress.ip_address(str(info[4][0]).partition("%")[0]) for info in found]
+    for address in addresses:  # one inward address is enough to refuse the name
+        if not public(address):
+            raise ApiError(403, "forbidden", f"{host} resolves to {address}, not a public "
+                                             "address: the git relay reaches public addresses "
+                                             "only (the operator can map a host to a local "
+                                             "server with BURROW_GIT_HOSTS)")
+    if not addresses:
+        raise ApiError(503, "unavailable", f"{host} has no address; retry later")
+    address = addresses[0]
+    shown = f"[{address}]" if address.version == 6 else str(address)
+    return Upstream(f"https://{shown}", host)
+
+
 async def relay(request: Request, client: httpx.AsyncClient, box_git: dict[str, Any] | None,
-                box_dir: Path, hosts: dict[str, str], host: str,
-                path: str) -> StreamingResponse:
+                box_dir: Path, hosts: GitHosts, host: str, path: str) -> StreamingResponse:
     _check(box_git, host, path, request)
     token = load_token(box_dir)
     if token is None:
         raise ApiError(403, "forbidden", "this box's git credentials are gone")
-    base = hosts.get(host, f"https://{host}").rstrip("/")
+    target = await upstream(hosts, host)
     credentials = base64.b64encode(f"x-access-token:{token}".encode()).decode()
     headers = {k: v for k, v in request.headers.items() if k.lower() in _FORWARD}
     headers["authorization"] = f"Basic {credentials}"
+    extensions = {}
+    if target.name is not None:  # connect to the address checked, speak to the host named
+        headers["host"] = target.name
+        extensions["sni_hostname"] = target.name
 
     async def body() -> AsyncIterator[bytes]:
         async for piece in request.stream():
             yield piece
 
-    upstream = client.build_request(request.method, f"{base}/{path}",
-                                    params=request.query_params, headers=headers,
-                                    content=body() if request.method == "POST" else None)
+    upstream_request = client.build_request(
+        request.method, f"{target.base}/{path}", params=request.query_params, headers=headers,
+        content=body() if request.method == "POST" else None, extensions=extensions)
     try:
-        response = await client.send(upstream, stream=True)
+        response = await client.send(upstream_request, stream=True)
     except httpx.HTTPError as exc:
         raise ApiError(503, "unavailable", f"{host} did not answer ({type(exc).__name__}); "
                                            "retry later") from exc

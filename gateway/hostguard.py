@@ -2,10 +2,14 @@
 buffered for a caller before it is known to be a box, and no box can hold more of the
 gateway than a small, fixed share.
 
-In order, for every request on the socket:
+In order, for every connection and request on the socket:
 
 1. The connection's peer is asked of the kernel (SO_PEERCRED): the host uid of the process
    that connected. Each box runs as its own uid, so this names the box whatever it sends.
+   A uid holds at most `max_connections_per_uid` connections and all together hold at most
+   `max_connections`, at most 1/FD_SHARE of the process's file descriptors: beyond either,
+   the connection is answered 429/503 and closed at once, so no box can take the files the
+   public port, Redis and the boxes' own sockets need.
 2. Headers: at most `max_header_bytes`, complete within `header_timeout_s` of the request's
    first byte (a slow sender cannot hold a connection open for free).
 3. The token (`Authorization: Bearer $BURROW_BOX_TOKEN`) must name a live box, and that box's
@@ -13,8 +17,10 @@ In order, for every request on the socket:
    before the body is read (uvicorn reads no more than 64 KiB ahead of the app).
 4. At most `max_concurrent` requests per box at once (429 beyond); a body of at most
    `max_body_bytes` (413, by Content-Length or as it arrives), each chunk of which must arrive
-   within `idle_timeout_s` of the last (408). Answers are not limited in time: a long
-   streamed model answer keeps flowing as long as it flows.
+   within `idle_timeout_s` of the last (408). Bodies are read whole before the app sees them
+   (git pushes stream through): a box's requests hold at most `max_box_buffered_bytes` of them
+   at once (429), all boxes' at most `max_buffered_bytes` (503). Answers are not limited in
+   time: a long streamed model answer keeps flowing as long as it flows.
 
 The header guard (GuardedProtocol) and the body bound (`bounded`, `prefetched`) hold the
 public port's callers too (gateway/frontdoor.py).
@@ -24,6 +30,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import resource
 import socket
 import struct
 from collections import Counter
@@ -34,8 +42,11 @@ from typing import Any, Protocol
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+log = logging.getLogger("burrow.gateway")
+
 PEER_UID = "burrow.peer_uid"  # the scope key the protocol fills in
 _CREDS = struct.Struct("3i")  # struct ucred: pid, uid, gid
+FD_SHARE = 4  # the host socket's connections may use at most 1/FD_SHARE of the fd limit
 
 
 @dataclass(frozen=True)
@@ -46,6 +57,62 @@ class HostLimits:
     header_timeout_s: float = 10.0
     idle_timeout_s: float = 30.0
     max_concurrent: int = 8
+    max_connections_per_uid: int = 32
+    max_connections: int = 4096
+    max_box_buffered_bytes: int = 16 * 1024 * 1024  # bodies read ahead, per box at once
+    max_buffered_bytes: int = 256 * 1024 * 1024  # and all boxes together
+
+
+def fd_limit() -> int:
+    """This process's file descriptor limit, raised first to the most it may have (the soft
+    limit is often 1024, far below what a gateway of many boxes needs; the hard one is the
+    operator's to set)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError) as exc:
+            log.warning("cannot raise the file descriptor limit from %d to %d: %s",
+                        soft, hard, exc)
+    return soft
+
+
+def connection_ceiling(wanted: int) -> int:
+    """`wanted` host-socket connections, or fewer: never more than 1/FD_SHARE of the fd limit,
+    so the rest stays for the public port, Redis, the boxes' sockets and files."""
+    ceiling = max(1, fd_limit() // FD_SHARE)
+    if wanted > ceiling:
+        log.warning("the host socket takes at most %d connections (BURROW_HOST_MAX_CONNECTIONS "
+                    "is %d): 1/%d of the file descriptor limit; raise `ulimit -Hn` for more",
+                    ceiling, wanted, FD_SHARE)
+    return min(wanted, ceiling)
+
+
+class Connections:
+    """Open connections per peer uid and in all: one count per host-socket server."""
+
+    def __init__(self) -> None:
+        self.per_uid: Counter[int | None] = Counter()
+        self.total = 0
+
+    def admit(self, uid: int | None, limits: HostLimits) -> tuple[int, bytes] | None:
+        """Count a new connection, or the (status, message) it is refused with."""
+        if self.per_uid[uid] >= limits.max_connections_per_uid:
+            return 429, (b"this box has %d connections open to the host socket, the most it "
+                         b"may; close some (or reuse them) first"
+                         % limits.max_connections_per_uid)
+        if self.total >= limits.max_connections:
+            return 503, b"the host socket has all the connections it takes; retry shortly"
+        self.per_uid[uid] += 1
+        self.total += 1
+        return None
+
+    def release(self, uid: int | None) -> None:
+        self.total -= 1
+        self.per_uid[uid] -= 1
+        if not self.per_uid[uid]:
+            del self.per_uid[uid]
 
 
 class HeaderLimits(Protocol):
@@ -56,6 +123,7 @@ class HeaderLimits(Protocol):
 
 
 _REFUSALS = {408: (b"Request Timeout", b"timeout"),
+             429: (b"Too Many Requests", b"rate_limited"),
              431: (b"Request Header Fields Too Large", b"too_large"),
              503: (b"Service Unavailable", b"unavailable")}
 
@@ -85,9 +153,10 @@ class GuardedProtocol(HttpToolsProtocol):
     def _refuse(self, status: int, message: bytes) -> None:
         reason, code = _REFUSALS[status]
         body = b'{"error":{"code":"%s","message":"%s"}}' % (code, message)
-        self.transport.write(b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\n"
+        retry = b"retry-after: 1\r\n" if status in (429, 503) else b""
+        self.transport.write(b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\n%s"
                              b"content-length: %d\r\nconnection: close\r\n\r\n%s"
-                             % (status, reason, len(body), body))
+                             % (status, reason, retry, len(body), body))
         self.transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -130,9 +199,11 @@ class GuardedProtocol(HttpToolsProtocol):
 
 
 class BoxSocketProtocol(GuardedProtocol):
-    """The guarded protocol with the peer's uid in each request's scope."""
+    """The guarded protocol with the peer's uid in each request's scope, and the connections
+    of each uid and of all counted and capped."""
 
     limits = HostLimits()  # set per server by `protocol_for`
+    open_connections = Connections()
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self.peer_uid: int | None = None
@@ -142,6 +213,16 @@ class BoxSocketProtocol(GuardedProtocol):
                 socket.SOL_SOCKET, socket.SO_PEERCRED, _CREDS.size))
             self.peer_uid = uid
         super().connection_made(transport)
+        refused = self.open_connections.admit(self.peer_uid, self.limits)
+        self.counted = refused is None
+        if refused is not None:
+            self._refuse(*refused)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.counted:
+            self.counted = False
+            self.open_connections.release(self.peer_uid)
+        super().connection_lost(exc)
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
@@ -149,7 +230,9 @@ class BoxSocketProtocol(GuardedProtocol):
 
 
 def protocol_for(limits: HostLimits) -> type[BoxSocketProtocol]:
-    return type("BoxSocketProtocol", (BoxSocketProtocol,), {"limits": limits})
+    """The protocol of one host-socket server: its limits, and its own connection counts."""
+    return type("BoxSocketProtocol", (BoxSocketProtocol,),
+                {"limits": limits, "open_connections": Connections()})
 
 
 # A box whose token checks out and whose uid matches: (box id, tenant) — or an error answer.
@@ -165,39 +248,26 @@ class HostGuard:
         self.identify = identify
         self.limits = limits
         self.active: Counter[str] = Counter()
+        self.buffered: Counter[str] = Counter()  # bytes of bodies read ahead, per box
+        self.buffered_total = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         headers = dict(scope["headers"])
-        token = headers.get(b"authorization", b"").decode("latin-1")
-        scheme, _, key = token.partition(" ")
-        if scheme.lower() != "bearer" or not key.strip():
-            await answer(send, 401, "unauthenticated",
-                         "send the box token as `Authorization: Bearer $BURROW_BOX_TOKEN`")
-            return
+        streamed = scope["path"].startswith("/v1/relay/git/")
+        limit = self.limits.max_relay_body_bytes if streamed else self.limits.max_body_bytes
         try:
-            box_id, tenant = await self.identify(key.strip(), scope.get(PEER_UID))
+            box_id, tenant = await self._identify(headers, scope.get(PEER_UID))
+            self._admit(box_id, headers, limit)
         except GuardError as exc:
-            await answer(send, exc.status, exc.code, exc.message)
-            return
-        limit = (self.limits.max_relay_body_bytes if scope["path"].startswith("/v1/relay/git/")
-                 else self.limits.max_body_bytes)
-        length = headers.get(b"content-length", b"0")
-        if not length.isdigit() or int(length) > limit:
-            await answer(send, 413, "too_large",
-                         f"the host socket takes bodies of at most {limit} bytes here")
-            return
-        if self.active[box_id] >= self.limits.max_concurrent:
-            await answer(send, 429, "rate_limited",
-                         f"this box has {self.active[box_id]} requests open on the host "
-                         "socket, the most it may; wait for one to finish",
-                         {"retry-after": "1"})
+            await answer(send, exc.status, exc.code, exc.message, exc.headers)
             return
         self.active[box_id] += 1
         scope["burrow.box"] = (box_id, tenant)
         started = False
+        held = [0]  # what this request's body holds of the box's read-ahead bytes
 
         async def tracked_send(message: Message) -> None:
             nonlocal started
@@ -205,22 +275,67 @@ class HostGuard:
             await send(message)
 
         try:
-            body = bounded(receive, limit, self.limits.idle_timeout_s,
-                           f"the host socket takes bodies of at most {limit} bytes here")
-            if not scope["path"].startswith("/v1/relay/git/"):
+            too_large = f"the host socket takes bodies of at most {limit} bytes here"
+            body = bounded(receive, limit, self.limits.idle_timeout_s, too_large)
+            if not streamed:
                 # Small bodies are read here, whole, so that a slow or oversized one is
                 # answered 408/413 by the guard, not as a parse error by the app. Git pushes
                 # stream through, bounded the same way.
-                body = await prefetched(body)
+                def hold(size: int) -> None:
+                    self._hold(box_id, size)
+                    held[0] += size
+                body = await prefetched(body, on_piece=hold)
             await self.app(scope, body, tracked_send)
         except GuardError as exc:
             if started:
                 raise
-            await answer(send, exc.status, exc.code, exc.message)
+            await answer(send, exc.status, exc.code, exc.message, exc.headers)
         finally:
+            self._hold(box_id, -held[0])
             self.active[box_id] -= 1
             if not self.active[box_id]:
                 del self.active[box_id]
+
+    async def _identify(self, headers: dict[bytes, bytes],
+                        peer_uid: int | None) -> tuple[str, str | None]:
+        token = headers.get(b"authorization", b"").decode("latin-1")
+        scheme, _, key = token.partition(" ")
+        if scheme.lower() != "bearer" or not key.strip():
+            raise GuardError(401, "unauthenticated",
+                             "send the box token as `Authorization: Bearer $BURROW_BOX_TOKEN`")
+        return await self.identify(key.strip(), peer_uid)
+
+    def _admit(self, box_id: str, headers: dict[bytes, bytes], limit: int) -> None:
+        """Refuse, by its headers alone, a request whose body is too large, or one more than
+        the box may have open."""
+        length = headers.get(b"content-length", b"0")
+        if not length.isdigit() or int(length) > limit:
+            raise GuardError(413, "too_large",
+                             f"the host socket takes bodies of at most {limit} bytes here")
+        if self.active[box_id] >= self.limits.max_concurrent:
+            raise GuardError(429, "rate_limited",
+                             f"this box has {self.active[box_id]} requests open on the host "
+                             "socket, the most it may; wait for one to finish",
+                             {"retry-after": "1"})
+
+    def _hold(self, box_id: str, size: int) -> None:
+        """Count `size` more bytes of bodies read ahead for `box_id` (fewer when negative), or
+        raise the GuardError of the per-box or the total ceiling. A box may always hold one
+        body of the largest size."""
+        if size > 0:
+            per_box = max(self.limits.max_box_buffered_bytes, self.limits.max_body_bytes)
+            if self.buffered[box_id] + size > per_box:
+                raise GuardError(429, "rate_limited",
+                                 f"this box's requests on the host socket hold {per_box} "
+                                 "bytes of bodies, the most it may; wait for one to finish",
+                                 {"retry-after": "1"})
+            if self.buffered_total + size > self.limits.max_buffered_bytes:
+                raise GuardError(503, "unavailable", "the host socket holds all the request "
+                                 "bodies it takes; retry shortly", {"retry-after": "1"})
+        self.buffered[box_id] += size
+        self.buffered_total += size
+        if self.buffered[box_id] <= 0:
+            del self.buffered[box_id]
 
 
 def bounded(receive: Receive, limit: int, idle_timeout_s: float, too_large: str) -> Receive:
@@ -246,15 +361,21 @@ def bounded(receive: Receive, limit: int, idle_timeout_s: float, too_large: str)
     return bounded_receive
 
 
-async def prefetched(receive: Receive, timeout_s: float | None = None) -> Receive:
+
+async def prefetched(receive: Receive, timeout_s: float | None = None,
+                     on_piece: Callable[[int], None] | None = None) -> Receive:
     """The whole body, read now (within `timeout_s`, else GuardError 408), then replayed; a
-    caller that left midway is replayed as having left."""
+    caller that left midway is replayed as having left. `on_piece` is told each piece's size
+    before it is kept (it may refuse it by raising GuardError)."""
     body = bytearray()
     try:
         async with asyncio.timeout(timeout_s):
             while True:
                 message = await receive()
-                body += message.get("body", b"")
+                piece = message.get("body", b"")
+                if on_piece is not None and piece:
+                    on_piece(len(piece))
+                body += piece
                 if message["type"] != "http.request" or not message.get("more_body"):
                     break
     except TimeoutError:
@@ -273,9 +394,11 @@ async def prefetched(receive: Receive, timeout_s: float | None = None) -> Receiv
 
 
 class GuardError(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(self, status: int, code: str, message: str,
+                 headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status, self.code, self.message = status, code, message
+        self.headers = headers
 
 
 async def answer(send: Send, status: int, code: str, message: str,

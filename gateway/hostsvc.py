@@ -64,7 +64,8 @@ def create_host_app(services: Services, limits: HostLimits | None = None) -> ASG
 
     @app.post("/v1/knowledge/search")
     async def search(body: KnowledgeQuery, request: Request) -> list[InsightOut]:
-        """The shared knowledge base, as the box's tenant may see it."""
+        """The shared knowledge base, as the box's tenant may see it (each search spends one
+        text of the tenant's embedding budget)."""
         return await insights.search(services, principal(request), body)
 
     @app.post("/v1/knowledge/insights/{insight_id}/vote")
@@ -98,7 +99,7 @@ def create_host_app(services: Services, limits: HostLimits | None = None) -> ASG
         box = await manager.get(caller(request).box_id or "")
         return await gitrelay.relay(request, services.relay_client, box.meta.get("git"),
                                     manager.config.box_dir(box.id),
-                                    services.settings.git_hosts, host, path)
+                                    gitrelay.GitHosts.of(services.settings), host, path)
 
     @app.api_route("/v1/relay/{family}/{path:path}",
                    methods=["GET", "POST", "PUT", "PATCH", "DELETE"], response_model=None)
@@ -123,14 +124,8 @@ def _embedding(services: Services) -> Callable[[EmbedIn, Request], Awaitable[Emb
     async def embed(body: EmbedIn, request: Request) -> EmbedOut:
         """Vectors of the texts, by the model the worker embeds delivered pairs with (the
         tenant agent's recall embeds its query here); counted per tenant, within the
-        policy's embed_texts_per_minute."""
-        who = caller(request)
-        try:
-            await services.budgets.admit_embed(who.tenant or OPERATOR, len(body.texts),
-                                               await services.policies.for_tenant(who.tenant))
-        except RedisError as exc:
-            raise ApiError(503, "unavailable", "the embedding rate cannot be checked right "
-                                               "now; retry shortly", {"Retry-After": "2"}) from exc
+        policy's embed_texts_per_minute (knowledge searches spend it too)."""
+        await insights.admit_embeds(services, caller(request).tenant, len(body.texts))
         vectors = await services.vectors.embed(body.texts)
         return EmbedOut(model=services.vectors.model, vectors=vectors)
     return embed

@@ -221,13 +221,28 @@ class EgressIn(Strict):
     deny: list[str] = Field(default_factory=list, max_length=256)
 
 
+_NUMBER = re.compile(r"[0-9]+|0x[0-9a-f]*")  # how an IPv4 address's parts may be spelt
+
+
+def _git_host(host: str) -> str:
+    """A forge's name: an address in any spelling the resolver reads (127.1, 2130706433,
+    0x7f.0.0.1) or localhost would have the git relay connect to this machine."""
+    name = host.rstrip(".")
+    if not name or name == "localhost" or name.endswith(".localhost") or _NUMBER.fullmatch(
+            name.rpartition(".")[2]):
+        raise ValueError(f"{host!r} is not a git host's name; name the forge (github.com, "
+                         "gitlab.com, ...), not an address or localhost")
+    return name
+
+
 class GitIn(Strict):
     """Git for the box. The token never enters it: the box's git reaches `https://<host>/`
     through a relay on the host that adds it, for `repos` only (all of host's if none)."""
     token: str | None = Field(None, max_length=4096)
     user_name: str | None = Field(None, max_length=256)
     user_email: str | None = Field(None, max_length=256)
-    host: str = Field("github.com", pattern=r"^[a-z0-9.-]{1,253}$")
+    host: Annotated[str, AfterValidator(_git_host)] = Field("github.com",
+                                                            pattern=r"^[a-z0-9.-]{1,253}$")
     repos: list[str] = Field(default_factory=list, max_length=100,
                              description="owner/name or https URLs the token may reach")
 

@@ -256,7 +256,7 @@ class Services:
                 log.warning("spooled observations wait: %s", exc)
 
     async def _serve_host_socket(self, path: Path) -> None:
-        from gateway.hostguard import HostLimits, protocol_for
+        from gateway.hostguard import HostLimits, connection_ceiling, protocol_for
         from gateway.hostsvc import create_host_app
 
         os.makedirs(path.parent, mode=0o711, exist_ok=True)
@@ -266,7 +266,11 @@ class Services:
         limits = HostLimits(max_body_bytes=s.host_max_body_bytes,
                             header_timeout_s=s.host_header_timeout_s,
                             idle_timeout_s=s.host_idle_timeout_s,
-                            max_concurrent=s.host_max_concurrent)
+                            max_concurrent=s.host_max_concurrent,
+                            max_connections_per_uid=s.host_max_connections_per_box,
+                            max_connections=connection_ceiling(s.host_max_connections),
+                            max_box_buffered_bytes=s.host_max_box_buffered_bytes,
+                            max_buffered_bytes=s.host_max_buffered_bytes)
         server = _NestedServer(uvicorn.Config(
             create_host_app(self, limits), uds=str(path), lifespan="off", log_level="warning",
             access_log=False, http=protocol_for(limits), timeout_keep_alive=5,

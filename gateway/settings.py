@@ -138,6 +138,26 @@ class Settings(BaseSettings):
     host_idle_timeout_s: float = Field(30.0, gt=0,
                                        validation_alias=_env("BURROW_HOST_IDLE_TIMEOUT_S"))
     host_max_concurrent: int = Field(8, ge=1, validation_alias=_env("BURROW_HOST_MAX_CONCURRENT"))
+    # Connections open at once to the host socket, per box (by the peer's uid) and in all; the
+    # total is also held to a quarter of the process's file descriptor limit (its soft limit
+    # is raised to the hard one at start), so that a flood of boxes leaves the rest of the
+    # gateway its files.
+    host_max_connections_per_box: int = Field(
+        32, ge=1, validation_alias=_env("BURROW_HOST_MAX_CONNECTIONS_PER_BOX"))
+    host_max_connections: int = Field(4096, ge=1,
+                                      validation_alias=_env("BURROW_HOST_MAX_CONNECTIONS"))
+    # Bytes of request bodies the host socket holds read ahead (git pushes stream, uncounted):
+    # per box at once (at least one body of host_max_body_bytes), and for all boxes together.
+    host_max_box_buffered_bytes: int = Field(
+        16 * 1024 * 1024, ge=1024, validation_alias=_env("BURROW_HOST_MAX_BOX_BUFFERED_BYTES"))
+    host_max_buffered_bytes: int = Field(
+        256 * 1024 * 1024, ge=1024, validation_alias=_env("BURROW_HOST_MAX_BUFFERED_BYTES"))
+    # The git hosts a box's git relay may reach (JSON list) at https://<host>, on public
+    # addresses only; hosts named in BURROW_GIT_HOSTS are reached as mapped there. Default: the
+    # public forges.
+    git_allowed_hosts: list[str] = Field(
+        ["github.com", "gitlab.com", "bitbucket.org", "codeberg.org"],
+        validation_alias=_env("BURROW_GIT_ALLOWED_HOSTS"))
     # How long one upstream model call may take, in seconds.
     model_timeout_s: float = Field(300.0, gt=0, validation_alias=_env("BURROW_MODEL_TIMEOUT_S"))
 

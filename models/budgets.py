@@ -72,9 +72,10 @@ class ModelBudgets:
             await self.redis.decrby(key, texts)
             wait = max(1, math.ceil((minute + 1) * 60 - now))
             raise BudgetError(429, "rate_limited",
-                              f"this tenant's boxes asked the host to embed {limit} texts this "
-                              f"minute, the most allowed (embed_texts_per_minute); retry in "
-                              f"{wait} s", {"Retry-After": str(wait)})
+                              f"this tenant had the host embed {limit} texts this minute (a "
+                              f"knowledge search embeds one), the most allowed "
+                              f"(embed_texts_per_minute); retry in {wait} s",
+                              {"Retry-After": str(wait)})
         async with self.redis.pipeline(transaction=False) as pipe:
             for usage in (self.usage_key(tenant), self.totals_key):
                 pipe.hincrby(usage, "embed:texts", texts)

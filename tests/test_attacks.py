@@ -1040,3 +1040,232 @@ def test_no_one_without_a_key_can_exhaust_the_gateway(tmp_path: Path) -> None:
             assert r.status_code == 200 and str(8 << 20) in r.text, r.text
     finally:
         stop_and_check(server)
+
+
+# --- sec-hostsock: 2, 5, 7, 11 ---
+
+HOLD = r"""
+import json, os, socket, sys, time
+procs, per, hold = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
+
+def attack():
+    held = []
+    for _ in range(per):
+        s = socket.socket(socket.AF_UNIX)
+        try:
+            s.connect(os.environ["BURROW_HOST_SOCKET"])
+        except OSError:
+            s.close()
+            continue
+        held.append(s)
+    time.sleep(hold)
+    alive = 0
+    for s in held:  # open, and nothing said by the gateway (no refusal, no close)
+        s.setblocking(False)
+        try:
+            s.recv(1, socket.MSG_PEEK)
+        except BlockingIOError:
+            alive += 1
+        except OSError:
+            pass
+    return [len(held), alive]
+
+pipes = []
+for _ in range(procs):
+    r, w = os.pipe()
+    if os.fork() == 0:
+        os.write(w, json.dumps(attack()).encode())
+        os._exit(0)
+    os.close(w)
+    pipes.append(r)
+results = [json.loads(os.read(r, 4096)) for r in pipes]
+print(json.dumps(results))
+"""
+
+
+def _fds(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def test_a_box_cannot_take_the_gateways_file_descriptors(tmp_path: Path) -> None:
+    """Two boxes of one tenant open 6,000 connections to the host socket from four processes
+    and hold them: each box keeps at most its share, all boxes together at most the host
+    socket's, the gateway's open files stay bounded, and it keeps answering /healthz and
+    another tenant's exec meanwhile."""
+    server = Served(tmp_path / "data", env={"BURROW_HOST_MAX_CONNECTIONS": "40",
+                                            "BURROW_HOST_MAX_CONNECTIONS_PER_BOX": "32"}).start()
+    try:
+        with httpx.Client(base_url=server.url, timeout=120) as c:
+            attacker, _ = _tenant(c, server, "hoarder")
+            victim, victim_home = _tenant(c, server, "neighbour")
+            boxes = [c.post("/v1/boxes", headers=attacker, json={}).json()["id"]
+                     for _ in range(2)]
+            for box in [*boxes, victim_home]:
+                assert c.post(f"/v1/boxes/{box}/exec", headers=victim if box == victim_home
+                              else attacker, json={"command": "true"}).status_code == 200
+            assert server.proc is not None
+            pid = server.proc.pid
+            before = _fds(pid)
+            results: dict[str, Any] = {}
+
+            def attack(box: str, procs: int) -> None:
+                r = c.post(f"/v1/boxes/{box}/exec", headers=attacker, json={
+                    "command": ["python3", "-c", HOLD, str(procs), "1500", "6"],
+                    "timeout_s": 90})
+                results[box] = r.json()
+
+            threads = [threading.Thread(target=attack, args=(box, procs))
+                       for box, procs in zip(boxes, (3, 1), strict=True)]
+            for t in threads:
+                t.start()
+            latencies, most = [], before
+            exec_ok = None
+            while any(t.is_alive() for t in threads):
+                started = time.monotonic()
+                assert c.get("/healthz", timeout=10).status_code == 200
+                latencies.append(time.monotonic() - started)
+                most = max(most, _fds(pid))
+                if exec_ok is None and len(latencies) == 20:
+                    exec_ok = c.post(f"/v1/boxes/{victim_home}/exec", headers=victim,
+                                     json={"command": "echo alive"}).json()["stdout"]
+                time.sleep(0.05)
+            for t in threads:
+                t.join()
+    finally:
+        stop_and_check(server)
+    held = {box: json.loads(r["stdout"]) for box, r in results.items()}
+    assert sum(opened for opened, _ in held[boxes[0]]) > 1000, held  # the attack did connect
+    alive = {box: sum(a for _, a in counts) for box, counts in held.items()}
+    assert alive[boxes[0]] <= 32 and sum(alive.values()) <= 40, alive
+    assert most - before < 300, f"the gateway's open files grew by {most - before}"
+    assert exec_ok == "alive\n"
+    latencies.sort()
+    assert latencies[int(len(latencies) * 0.99)] < 1.0, latencies[-5:]
+
+
+GIT_PROBE = r"""
+import sys, urllib.error, urllib.request
+url = f"http://127.0.0.1:7171/git/{sys.argv[1]}/acme/app/info/refs?service=git-upload-pack"
+try:
+    print(urllib.request.urlopen(url, timeout=60).status)
+except urllib.error.HTTPError as exc:
+    print(exc.code, exc.read().decode(errors="replace")[:400])
+"""
+
+
+class Listener:
+    """Counts the connections made to an address (the gateway must make none)."""
+
+    def __init__(self, address: tuple[str, int]) -> None:
+        self.sock = socket.create_server(address, reuse_port=False)
+        self.sock.settimeout(0.2)
+        self.accepted = 0
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _accept(self) -> None:
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                continue
+            self.accepted += 1
+            conn.close()
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join()
+        self.sock.close()
+
+
+async def test_the_git_relay_reaches_no_address_of_the_host_or_its_network(
+        tmp_path: Path, redis_server: EmbeddedRedis) -> None:
+    """A box names its git host; whatever it names, the gateway connects to no loopback,
+    link-local or private address (here: nothing reaches 127.0.0.1:443), and to no host the
+    operator did not allow."""
+    listener = Listener(("127.0.0.1", 443))
+    # The machine's own name resolves to loopback or to the LAN: an allowed name whose DNS
+    # points inwards, as a rebinding attacker would arrange.
+    inward = socket.gethostname().lower()
+    settings = gateway_settings(tmp_path / "gw", redis_server.url, run_worker=False,
+                                agent_command=ECHO_AGENT,
+                                git_allowed_hosts=["github.com", inward])
+    try:
+        async with running_gateway(settings) as gw:
+            headers, _ = await gw.tenant("ssrf")
+            for host in ("127.0.0.1", "localhost", "169.254.169.254", "2130706433", "127.1",
+                         "0x7f.0.0.1", "metadata.localhost", "10.0.0.1."):
+                r = await gw.client.post("/v1/boxes", headers=headers, json={
+                    "git": {"token": GIT_TOKEN, "host": host}})
+                assert r.status_code == 422, (host, r.text)
+                assert "git.host" in r.json()["error"]["message"], r.text
+            for host, why in ((inward, "public"), ("git.example.org", "allows")):
+                r = await gw.client.post("/v1/boxes", headers=headers, json={
+                    "git": {"token": GIT_TOKEN, "host": host}})
+                assert r.status_code == 201, r.text
+                out = (await gw.client.post(f"/v1/boxes/{r.json()['id']}/exec",
+                                            headers=headers, json={
+                    "command": ["python3", "-c", GIT_PROBE, host], "timeout_s": 90})).json()
+                assert out["stdout"].startswith("403") and why in out["stdout"], (host, out)
+    finally:
+        listener.close()
+    assert listener.accepted == 0, "the gateway connected to the host's own port 443"
+
+
+async def test_knowledge_search_spends_the_tenants_embedding_budget(gateway: Gateway) -> None:
+    """Each search embeds its query on the shared embedder: it counts against the tenant's
+    embed_texts_per_minute with /v1/embed, from a box and with the tenant's key alike."""
+    gw = gateway
+    await gw.client.put("/v1/policy", headers=gw.operator, json={"embed_texts_per_minute": 10})
+    headers, home = await gw.tenant("seeker")
+    if (second := time.time() % 60) > 48:  # every call within one minute
+        await asyncio.sleep(61 - second)
+    query = {"query": "which database vacuums fastest " * 64}
+    query["query"] = query["query"][:2000]
+    from_box = await host_calls(gw, headers, home, "/v1/knowledge/search", *[query] * 8)
+    assert [r[0] for r in from_box] == [200] * 8, from_box
+    statuses = []
+    for _ in range(3):
+        r = await gw.client.post("/v1/knowledge/search", headers=headers, json=query)
+        statuses.append(r.status_code)
+    assert statuses == [200, 200, 429], statuses
+    assert int(r.headers["retry-after"]) > 0
+    assert "embed_texts_per_minute" in r.json()["error"]["message"]
+    (status, error, retry), = await host_calls(gw, headers, home, "/v1/knowledge/search",
+                                               query)
+    assert status == 429 and retry, error
+    (status, _, _), = await host_calls(gw, headers, home, "/v1/embed", {"texts": ["x"]})
+    assert status == 429  # one budget for every way to the embedder
+    r = await gw.client.post("/v1/knowledge/search", headers=headers,
+                             json={"query": "x" * 2001})
+    assert r.status_code == 422
+    other, _ = await gw.tenant("bystander")
+    r = await gw.client.post("/v1/knowledge/search", headers=other, json=query)
+    assert r.status_code == 200, r.text
+
+
+async def test_a_tenant_cannot_tell_how_many_tenants_said_something_or_when(
+        gateway: Gateway) -> None:
+    """Support is shown to tenants rounded down to a coarse step, and time to the day: a
+    guess contributed under k=2 does not reveal exactly how many others said it, or when."""
+    gw = gateway
+    statement = "Postgres 16 vacuums large tables faster than Postgres 12 does."
+    spy, _ = await gw.tenant("spy")
+    for tenant in ("ana", "ben", "cy"):
+        await gw.services.kb.contribute(tenant, [{"text": statement, "kind": "fact"}], [])
+    question = {"query": "Which Postgres version vacuums faster?"}
+    [exact] = (await gw.client.post("/v1/knowledge/search", headers=gw.operator,
+                                    json=question)).json()
+    assert exact["support"] == 3 and exact["updated_at"] > time.time() - 600
+    [seen] = (await gw.client.post("/v1/knowledge/search", headers=spy, json=question)).json()
+    assert seen["support"] == 2, seen
+    assert seen["updated_at"] is None or seen["updated_at"] % 86400 == 0, seen
+    for probe in ({"since": exact["updated_at"] + 0.001},
+                  {"until": exact["updated_at"] - 0.001}):
+        found = (await gw.client.post("/v1/knowledge/search", headers=spy,
+                                      json={**question, **probe})).json()
+        assert len(found) == 1, (probe, found)  # a time window finer than a day says nothing
+    voted = (await gw.client.post(f"/v1/knowledge/insights/{seen['id']}/vote", headers=spy,
+                                  json={"helpful": True})).json()
+    assert voted["support"] == 2, voted

@@ -21,7 +21,9 @@ async def search(body: KnowledgeQuery, who: PrincipalDep,
                  services: ServicesDep) -> list[InsightOut]:
     """Insights like the query, most relevant first, above the relevance floor; `kinds`,
     `since` and `until` filter. A tenant or a box token sees only what enough tenants share
-    (k-anonymity); the operator sees everything."""
+    (k-anonymity), with `support` rounded down to a coarse step and time to the day, and each
+    search spends one text of its tenant's embed_texts_per_minute (429 beyond); the operator
+    sees everything, exactly."""
     return await insights.search(services, who, body)
 
 
