@@ -13,7 +13,15 @@ import pytest
 import zstandard
 
 from models.chat import AssistantMessage, ChatResponse, FunctionCall, ToolCall, Usage
-from models.relay import WIRES, RelayError, clamp_output, client_headers, pin_model, route
+from models.relay import (
+    WIRES,
+    RelayAllowance,
+    RelayError,
+    clamp_output,
+    client_headers,
+    pin_model,
+    route,
+)
 from models.relay.policy import read_body, requested_output
 from models.relay.sse import SseParser
 from models.relay.wire import UsageTap
@@ -327,10 +335,14 @@ def test_client_credentials_organisation_and_project_headers_never_pass() -> Non
             "OpenAI-Project": "p", "anthropic-organization-id": "o", "chatgpt-account-id": "a",
             "Cookie": "c", "x-stainless-os": "Linux", "anthropic-version": "2023-06-01",
             "anthropic-beta": "claude-code-20250219", "OpenAI-Beta": "responses=v1"}
-    assert client_headers("messages", sent) == {"anthropic-version": "2023-06-01",
-                                                "anthropic-beta": "claude-code-20250219"}
-    assert client_headers("responses", sent) == {"openai-beta": "responses=v1"}
+    assert client_headers("messages", sent) == {"anthropic-version": "2023-06-01"}
+    assert client_headers("responses", sent) == {}  # beta flags only when the policy names them
     assert client_headers("chat", sent) == {}
+    allow = RelayAllowance(betas=("claude-code-*", "responses=v1"))
+    sent["anthropic-beta"] = "mcp-client-2025-04-04, claude-code-20250219"
+    assert client_headers("messages", sent, allow) == {"anthropic-version": "2023-06-01",
+                                                       "anthropic-beta": "claude-code-20250219"}
+    assert client_headers("responses", sent, allow) == {"openai-beta": "responses=v1"}
 
 
 def test_the_model_is_pinned_and_output_clamped_not_refused() -> None:
