@@ -79,7 +79,8 @@ def create_host_app(services: Services, limits: HostLimits | None = None) -> ASG
     async def model_chat(body: ChatRequest, request: Request) -> ChatResponse:
         """One chat completion from the model the request names (`provider/name`); the server
         adds the provider's key. Within the operator's allowlist, ceilings and the tenant's
-        budget; usage is counted per tenant."""
+        budget (admitted only if its worst case fits: every byte its provider is sent, and
+        its max_tokens); usage is counted per tenant."""
         who = caller(request)
         # Boxes an operator made for no tenant count under "operator".
         try:
@@ -148,10 +149,12 @@ async def _relay(services: Services, who: WhoAmI, family: str, path: str,
     try:
         run = await services.runs.relayed_call(box.id, request.headers.get("x-burrow-run"))
         model = run.model if run is not None else _box_model(box)
-        call = services.relay.prepare(
-            family, request.method, "/" + path, request.headers, await request.body(), model,
-            max_output_tokens=budgets.output_ceiling(policy),
-            response_schema=run.schema if run else None, allow=RelayAllowance.of(policy))
+        # parsing and bounding up to a few MB of JSON: off the event loop
+        call = await asyncio.to_thread(
+            services.relay.prepare, family, request.method, "/" + path,
+            dict(request.headers), await request.body(), model,
+            budgets.output_ceiling(policy), run.schema if run else None,
+            RelayAllowance.of(policy))
         reservation = await budgets.admit_call(tenant, model, call.worst_case, policy)
     except StatusError as exc:
         refused = Relay.refusal(family, ModelError(exc.status, exc.code, exc.message,
@@ -178,11 +181,12 @@ async def _settled_after(services: Services, reservation: Reservation, model: st
         async for chunk in body:
             yield chunk
     finally:
+        # first: what the answer knows is final here, and the close may be cancelled
+        _settle_later(services, reservation, model, answer, run_id)
         closing = getattr(body, "aclose", None)
         if closing is not None:
             with contextlib.suppress(Exception):
                 await closing()
-        _settle_later(services, reservation, model, answer, run_id)
 
 
 _SETTLING: set[asyncio.Task[None]] = set()

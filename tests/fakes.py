@@ -48,7 +48,9 @@ _IMAGE_PARTS = frozenset({"image", "image_url", "input_image"})
 
 class FakeOpenAI:
     """A scripted model endpoint: answers from a script, one reply per call, and keeps what
-    it was sent (`requests`, `headers`, `paths`)."""
+    it was sent (`requests`, `headers`, `paths`). `metered`: bill as a provider would (see
+    the module's docstring), `billed` keeping each call's cost; `held`: that many next calls
+    wait until `let_go()` (a call in flight for as long as a test needs)."""
 
     def __init__(self) -> None:
         self.script: list[dict[str, Any]] = []
@@ -158,7 +160,8 @@ def prompt_tokens(api: str, body: dict[str, Any]) -> int:
 
     prompt = strip({k: body[k] for k in PROMPT_FIELDS[api] if k in body})
     tools = TOOLS_PROMPT_TOKENS if api == "messages" and body.get("tools") else 0
-    return count_tokens(json.dumps(prompt, separators=(",", ":"))) + images * IMAGE_TOKENS + tools
+    text = json.dumps(prompt, ensure_ascii=False, separators=(",", ":"))
+    return count_tokens(text) + images * IMAGE_TOKENS + tools
 
 
 def output_bound(api: str, body: dict[str, Any]) -> int:

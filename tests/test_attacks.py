@@ -1116,6 +1116,19 @@ async def test_the_relay_never_makes_the_provider_fetch_or_keep_anything_for_a_b
         assert status == 400 and field in body, (path, field, status, body)
     assert [r[0] for r in replies[len(refused):len(refused) + 1]] == [200]
     assert replies[-1][0] == 200
+    # what the operator's policy names passes (relay_allow_tools, _fields, _betas)
+    r = await gw.client.put("/v1/policy", headers=gw.operator, json={
+        "relay_allow_tools": ["web_search*"], "relay_allow_fields": ["store"],
+        "relay_allow_betas": ["web-fetch-*"]})
+    assert r.status_code == 200 and r.json()["policy"]["relay_allow_tools"] == ["web_search*"]
+    (status, _), = await box_calls(gw, headers, claude, (RELAY_MESSAGES, beta, answered[0][1]))
+    (status2, _), = await box_calls(gw, headers, codex, (RELAY_RESPONSES, {},
+                                                         {**respond, "store": True}))
+    assert (status, status2) == (200, 200)
+    assert [t.get("type") for t in fake.requests[-2]["tools"]] == [
+        "web_search_20250305", None]
+    assert fake.headers[-2]["anthropic-beta"] == "web-fetch-2025-09-10"
+    assert fake.requests[-1]["store"] is True
 
 
 async def test_a_box_cannot_escape_its_runs_max_turns_by_leaving_out_the_run_header(

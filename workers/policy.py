@@ -69,7 +69,9 @@ class Policy:
     # provider fetch, run code or keep state for a box: request fields to forward as sent
     # (e.g. "mcp_servers", "store", "previous_response_id", "background"), tool types
     # (* patterns: "web_search*" lets Anthropic's and OpenAI's web search through), and
-    # beta flags of the anthropic-beta / openai-beta headers (* patterns).
+    # beta flags of the anthropic-beta / openai-beta headers (* patterns). What they let
+    # through can add input the relay does not see (search results, a stored conversation),
+    # so calls using them are bounded by the budget only once their usage is counted.
     relay_allow_fields: tuple[str, ...] = ()
     relay_allow_tools: tuple[str, ...] = ()
     relay_allow_betas: tuple[str, ...] = ()
