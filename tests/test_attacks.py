@@ -1139,8 +1139,7 @@ async def test_a_box_cannot_escape_its_runs_max_turns_by_leaving_out_the_run_hea
     from gateway.runs import SCHEMA_ATTEMPTS
     from models.relay import harnesses
 
-    if harnesses.installed("codex") is None:
-        pytest.skip("codex is not installed on this host: make harnesses")
+    assert harnesses.installed("codex") is not None, "run `burrow harness install codex`"
     gw, fake = relay_gateway
     headers, _ = await gw.tenant("escaper")
     box = await agent_box(gw, headers, "codex", "openai/gpt-x")

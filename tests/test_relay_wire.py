@@ -399,7 +399,11 @@ def test_the_clis_requests_keep_what_a_model_needs_and_lose_what_reaches_out() -
     for kept in ("thinking", "output_config", "metadata", "system", "messages", "stream"):
         assert claude[kept] == CLAUDE_CODE_REQUEST[kept]
     codex = screen("responses", CODEX_REQUEST)
-    assert [t["type"] for t in codex["tools"]] == ["function", "custom"]
+    assert [t["type"] for t in codex["tools"]] == ["function", "custom"]  # an empty group goes
+    grouped = screen("responses", {**CODEX_REQUEST, "tools": [{"type": "namespace", "tools": [
+        {"type": "function", "name": "spawn"}, {"type": "web_search"}]}]})
+    assert grouped["tools"] == [{"type": "namespace", "tools": [
+        {"type": "function", "name": "spawn"}]}]
     assert codex["store"] is False and "client_metadata" not in codex
     assert codex["include"] == CODEX_REQUEST["include"] and codex["input"] == CODEX_REQUEST[
         "input"]
@@ -414,8 +418,7 @@ def test_what_the_policy_names_passes_and_nothing_else() -> None:
     body = {"model": "m", "input": "hi", "store": True, "background": True,
             "tools": [{"type": "web_search"}, {"type": "namespace", "name": "n", "tools": [
                 {"type": "function", "name": "f"}, {"type": "mcp", "server_url": "x"}]}]}
-    allow = RelayAllowance(fields=frozenset({"store", "background"}),
-                           tools=("web_*", "namespace"))
+    allow = RelayAllowance(fields=frozenset({"store", "background"}), tools=("web_*",))
     out = screen("responses", body, allow)
     assert out["store"] is True and out["background"] is True
     assert out["tools"] == [{"type": "web_search"}, {"type": "namespace", "name": "n",

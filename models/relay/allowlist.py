@@ -13,11 +13,11 @@ it, and cannot spend more than the call's reservation says.
   means (a conversation without its history, a tool that is not there). The policy's
   `relay_allow_fields` names fields to forward as sent.
 - **Tools**: only the client's own (Messages: no `type` or `custom`; Responses and chat
-  completions: `function` and `custom`). Every other type — server-side tools such as web
-  search and fetch, code execution, computer use, MCP, file search, image generation — is left
-  out (Claude Code and Codex offer web search on every call; refusing would stop them), unless
-  `relay_allow_tools` names its type (`*` patterns). A `tool_choice` naming a tool left out
-  goes too.
+  completions: `function` and `custom`, and a Responses `namespace` of those). Every other
+  type — server-side tools such as web search and fetch, code execution, computer use, MCP,
+  file search, image generation — is left out (Claude Code and Codex offer web search on
+  every call; refusing would stop them), unless `relay_allow_tools` names its type (`*`
+  patterns). A `tool_choice` naming a tool left out goes too.
 - **Content**: a URL or a provider-side file id as an input (an image or document `source` of
   type `url` or `file`, `image_url` that is not a `data:` URL, `file_url`, `file_id`,
   `item_reference`) is refused, 400 naming where: the provider would fetch it. A PDF or file
@@ -37,9 +37,12 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from models.relay.wire import RelayError
+
+if TYPE_CHECKING:
+    from workers.policy import Policy
 
 FIELDS: dict[str, frozenset[str]] = {
     "messages": frozenset({
@@ -69,10 +72,11 @@ PROVIDER_SIDE: dict[str, dict[str, str]] = {
              "web_search_options": "has the provider search the web",
              "plugins": "has the provider run plugins (OpenRouter's web search)"},
 }
-# The client's own tools, by `type` (None: Messages' custom tools name none).
+# The client's own tools, by `type` (None: Messages' custom tools name none; a Responses
+# `namespace` groups functions, such as Codex's multi-agent tools, and keeps only those).
 CLIENT_TOOLS: dict[str, frozenset[str | None]] = {
     "messages": frozenset({None, "custom"}),
-    "responses": frozenset({"function", "custom"}),
+    "responses": frozenset({"function", "custom", "namespace"}),
     "chat": frozenset({"function", "custom"}),
 }
 BETA_HEADERS = {"messages": "anthropic-beta", "responses": "openai-beta", "chat": "openai-beta"}
@@ -91,10 +95,9 @@ class RelayAllowance:
     betas: tuple[str, ...] = ()  # beta flags, * patterns
 
     @classmethod
-    def of(cls, policy: Any) -> RelayAllowance:
-        return cls(frozenset(getattr(policy, "relay_allow_fields", ()) or ()),
-                   tuple(getattr(policy, "relay_allow_tools", ()) or ()),
-                   tuple(getattr(policy, "relay_allow_betas", ()) or ()))
+    def of(cls, policy: Policy) -> RelayAllowance:
+        return cls(frozenset(policy.relay_allow_fields), tuple(policy.relay_allow_tools),
+                   tuple(policy.relay_allow_betas))
 
     def tool(self, kind: str) -> bool:
         return any(fnmatch.fnmatchcase(kind, p) for p in self.tools)
@@ -199,8 +202,12 @@ def _client_tools(wire: str, tools: list[Any], allow: RelayAllowance) -> list[An
         if not isinstance(tool, dict) or not (kind is None or isinstance(kind, str)) or not (
                 kind in CLIENT_TOOLS[wire] or allow.tool(str(kind))):
             continue
-        if isinstance(tool.get("tools"), list):
-            tool = {**tool, "tools": _client_tools(wire, tool["tools"], allow)}
+        if "tools" in tool:  # a group: what it holds is screened alike; empty, it goes
+            inner = _client_tools(wire, tool["tools"] if isinstance(tool["tools"], list)
+                                  else [], allow)
+            if not inner:
+                continue
+            tool = {**tool, "tools": inner}
         kept.append(tool)
     return kept
 
