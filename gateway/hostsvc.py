@@ -9,14 +9,14 @@ Model calls go through the operator's allowlist, max_tokens ceiling, rate and to
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from fastapi import FastAPI, Request
 from fastapi.responses import StreamingResponse
 from redis.exceptions import RedisError
-from starlette.background import BackgroundTask
 from starlette.types import ASGIApp
 
 from boxes import BoxRecord
@@ -32,11 +32,11 @@ from gateway.schemas import (
     KnowledgeQuery,
     WhoAmI,
 )
-from models.budgets import CHARS_PER_TOKEN
+from models.budgets import Reservation
 from models.chat import ChatRequest, ChatResponse
 from models.errors import ModelError, StatusError
 from models.metered import OPERATOR, metered_chat
-from models.relay import Relay
+from models.relay import Relay, RelayAllowance, RelayAnswer
 
 if TYPE_CHECKING:
     from gateway.services import Services
@@ -80,7 +80,8 @@ def create_host_app(services: Services, limits: HostLimits | None = None) -> ASG
     async def model_chat(body: ChatRequest, request: Request) -> ChatResponse:
         """One chat completion from the model the request names (`provider/name`); the server
         adds the provider's key. Within the operator's allowlist, ceilings and the tenant's
-        budget; usage is counted per tenant."""
+        budget (admitted only if its worst case fits: every byte its provider is sent, and
+        its max_tokens); usage is counted per tenant."""
         who = caller(request)
         # Boxes an operator made for no tenant count under "operator".
         try:
@@ -133,36 +134,79 @@ def _embedding(services: Services) -> Callable[[EmbedIn, Request], Awaitable[Emb
 
 async def _relay(services: Services, who: WhoAmI, family: str, path: str,
                  request: Request) -> StreamingResponse:
+    """Prepare the call (checked, screened by the operator's relay policy, its worst case
+    known), reserve that worst case on the tenant's budget, send it, and settle once its
+    answer has gone — or the box stopped reading it."""
     box = await services.manager.get(who.box_id or "")
-    run_id = request.headers.get("x-burrow-run")
     tenant = who.tenant or OPERATOR
     policy = await services.policies.for_tenant(who.tenant)
     budgets = services.budgets
-    ceiling = budgets.output_ceiling(policy)
     try:
-        run = await services.runs.relayed_call(box.id, run_id)
+        run = await services.runs.relayed_call(box.id, request.headers.get("x-burrow-run"))
         model = run.model if run is not None else _box_model(box)
-        raw = await request.body()
-        reservation = await budgets.admit_call(
-            tenant, model, len(raw) // CHARS_PER_TOKEN + ceiling, policy)
+        # parsing and bounding up to a few MB of JSON: off the event loop
+        call = await asyncio.to_thread(
+            services.relay.prepare, family, request.method, "/" + path,
+            dict(request.headers), await request.body(), model,
+            budgets.output_ceiling(policy), run.schema if run else None,
+            RelayAllowance.of(policy))
+        reservation = await budgets.admit_call(tenant, model, call.worst_case, policy)
     except StatusError as exc:
         refused = Relay.refusal(family, ModelError(exc.status, exc.code, exc.message,
-                                                   exc.headers))
+                                                   exc.headers), "/" + path)
         return StreamingResponse(refused.body, status_code=refused.status,
                                  media_type=refused.media_type, headers=refused.headers)
-    answer = await services.relay.answer(
-        family, request.method, "/" + path, request.headers, raw, model,
-        max_output_tokens=ceiling, response_schema=run.schema if run else None)
+    try:
+        answer = await services.relay.send(call)
+    except BaseException:
+        _settle_later(services, reservation, model, None, None)
+        raise
+    return StreamingResponse(_settled_after(services, reservation, model, answer,
+                                            run.id if run else None),
+                             status_code=answer.status, media_type=answer.media_type,
+                             headers=answer.headers)
 
+
+async def _settled_after(services: Services, reservation: Reservation, model: str,
+                         answer: RelayAnswer, run_id: str | None) -> AsyncIterator[bytes]:
+    """The answer's body; once it has gone, or the box stopped reading it, the budget is
+    settled (a Starlette background task does not run when the client leaves)."""
+    body = answer.body
+    try:
+        async for chunk in body:
+            yield chunk
+    finally:
+        # first: what the answer knows is final here, and the close may be cancelled
+        _settle_later(services, reservation, model, answer, run_id)
+        closing = getattr(body, "aclose", None)
+        if closing is not None:
+            with contextlib.suppress(Exception):
+                await closing()
+
+
+_SETTLING: set[asyncio.Task[None]] = set()
+
+
+def _settle_later(services: Services, reservation: Reservation, model: str,
+                  answer: RelayAnswer | None, run_id: str | None) -> None:
+    """Settle in a task of its own: the request's may be being cancelled. Usage the answer
+    does not know in full (`metered` false, or no answer) leaves the worst case spent."""
     async def settle() -> None:
+        budgets = services.budgets
+        provider = model.partition("/")[0]
         with contextlib.suppress(RedisError, OSError):
-            await budgets.settle(reservation, model.partition("/")[0],
-                                 answer.usage if answer.status < 400 else None)
-            await services.runs.relayed_usage(run_id, answer.usage)
+            if answer is None or not answer.metered:
+                await budgets.settle(reservation, provider, None)
+            elif answer.status >= 400:
+                await budgets.release(reservation)
+            else:
+                await budgets.settle(reservation, provider, answer.usage)
+            if answer is not None:
+                await services.runs.relayed_usage(run_id, answer.usage)
 
-    return StreamingResponse(answer.body, status_code=answer.status,
-                             media_type=answer.media_type, headers=answer.headers,
-                             background=BackgroundTask(settle))
+    task = asyncio.get_running_loop().create_task(settle())
+    _SETTLING.add(task)
+    task.add_done_callback(_SETTLING.discard)
 
 
 def _box_model(box: BoxRecord) -> str:

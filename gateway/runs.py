@@ -38,9 +38,15 @@ DEFAULT_MAX_TURNS = 10
 SCHEMA_ATTEMPTS = 3  # the answer's shape is asked for again up to this many times
 
 
+# The longest a run's CLI may hold a box's relay: its timeout (at most RunCreate's 3600 s) and
+# the exec's grace. A run in progress is recorded at most this long, should its end be lost.
+IN_PROGRESS_S = 3600 + 120
+
+
 @dataclass(frozen=True)
 class RelayedRun:
-    """What the host pins on a relayed call of a run: its model, its answer's schema."""
+    """What the host pins on a relayed call of a run: its id, model, answer's schema."""
+    id: str
     model: str
     schema: dict[str, Any] | None = None
 
@@ -76,10 +82,31 @@ class AgentRuns:
     def _meter(self, run_id: str) -> str:
         return f"{self.prefix}:run:{run_id}:meter"
 
+    def _in_progress_key(self, box_id: str) -> str:
+        return f"{self.prefix}:runs-in-progress:{box_id}"
+
+    async def _in_progress(self, box_id: str) -> builtins.list[str]:
+        """The box's third-party harness runs in progress, the oldest first."""
+        key = self._in_progress_key(box_id)
+        raw = await self.redis.hgetall(key)  # type: ignore[misc]
+        now = time.time()
+        runs = sorted((float(v), k.decode()) for k, v in raw.items())
+        lost = [run for deadline, run in runs if deadline < now]  # their end was never recorded
+        if lost:
+            await self.redis.hdel(key, *lost)  # type: ignore[misc]
+        return [run for deadline, run in runs if deadline >= now]
+
     async def relayed_call(self, box_id: str, run_id: str | None) -> RelayedRun | None:
-        """A model call a box relays for run `run_id`: counted, refused past the run's
+        """A model call a box relays: counted against a run, refused past the run's
         max_turns (plus the answer's schema retries), and pinned to the run's model (returned
-        with the run's response schema; None when the call names no run of this box)."""
+        with the run's response schema). While a run is in progress in the box, the call is
+        that run's whatever its `X-Burrow-Run` header says (one that names another run in
+        progress there goes to that one): code in the box cannot leave a run's limits by
+        dropping or changing the header. Otherwise the run the header names, if it is this
+        box's; None when there is none (the box's own model applies)."""
+        in_progress = await self._in_progress(box_id)
+        if in_progress and run_id not in in_progress:
+            run_id = in_progress[0]
         if not run_id:
             return None
         key = self._meter(run_id)
@@ -93,7 +120,7 @@ class AgentRuns:
                            f"run {run_id} made its {int(meter['max_calls'])} model calls, "
                            "the most its max_turns allows")
         schema = json.loads(meter["schema"]) if meter.get("schema") else None
-        return RelayedRun(str(meter["model"]), schema)
+        return RelayedRun(run_id, str(meter["model"]), schema)
 
     async def relayed_usage(self, run_id: str | None, usage: Usage) -> None:
         if not run_id or not (usage.input_tokens or usage.output_tokens):
@@ -158,6 +185,11 @@ class AgentRuns:
                 "box": run.box_id, "model": run.model, "max_calls": max_calls, "calls": 0,
                 "schema": json.dumps(body.response_schema) if body.response_schema else ""})
             await self.redis.expire(self._meter(run.id), KEEP_S)
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.hset(self._in_progress_key(run.box_id), run.id,
+                          str(time.time() + timeout_s + 30))
+                pipe.expire(self._in_progress_key(run.box_id), IN_PROGRESS_S)
+                await pipe.execute()
         started = time.monotonic()
         yield {"type": "start", "run_id": run.id}
         outcome: dict[str, Any] = {}
@@ -170,6 +202,9 @@ class AgentRuns:
                     yield event
         finally:
             # Also when the client went away mid-stream: the record says how the run ended.
+            if external:
+                await self.redis.hdel(self._in_progress_key(run.box_id),  # type: ignore[misc]
+                                      run.id)
             metered = await self._metered(run.id) if external else {}
             final = _finished(run, outcome, (time.monotonic() - started) * 1000, metered)
             await self._save(final)

@@ -86,6 +86,16 @@ class TenantPolicy(Strict):
         None, description="the model the tenant agents answer /ask through and, unless it is "
                           "a local/ one, distil memories with (on model_allowlist); null: the "
                           "server's BURROW_AGENT_MODEL")
+    relay_allow_fields: list[str] | None = Field(
+        None, description="request fields the model relay forwards to providers as sent, "
+                          "beyond its allow-lists (e.g. mcp_servers, store, "
+                          "previous_response_id, background); default none")
+    relay_allow_tools: list[str] | None = Field(
+        None, description="server-side tool types the model relay forwards (* wildcards, "
+                          "e.g. web_search*); default none: only the client's own tools")
+    relay_allow_betas: list[str] | None = Field(
+        None, description="beta flags the model relay forwards in anthropic-beta / "
+                          "openai-beta headers (* wildcards); default none")
 
 
 class PolicyIn(TenantPolicy):
@@ -141,6 +151,9 @@ class PolicyValues(BaseModel):
     model_calls_per_minute: int | None
     embed_texts_per_minute: int | None
     agent_model: str | None
+    relay_allow_fields: list[str] = Field(default_factory=list)
+    relay_allow_tools: list[str] = Field(default_factory=list)
+    relay_allow_betas: list[str] = Field(default_factory=list)
 
 
 class PolicyOut(BaseModel):

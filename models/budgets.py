@@ -2,11 +2,14 @@
 (agent CLIs ask for large values), a per-tenant token budget per period and a per-tenant
 call rate. Usage is counted per tenant and provider, and in totals for stats and metrics.
 
-A call reserves its worst case before it starts (the prompt's estimated tokens plus its
-max_tokens), so that many calls at once cannot overdraw the budget, and settles on the real
-usage when it ends (or releases the reservation when it fails). When the budget is spent the
-call answers 429 with the time the period ends. Keys: `{prefix}:model:*`, owned here; a
-deleted tenant's are deleted with it.
+A call reserves its worst case before it starts (models/worstcase.py: every byte sent as a
+token, plus its max_tokens) and is admitted only if that fits in what is left, so that no call,
+and no number of calls at once, can take the tenant past its budget. It settles on the usage
+the provider reported when it ends; it releases the reservation when it failed before the
+provider did any work; and when its usage is unknown (a stream cut short, a timeout after the
+request went out) the reservation stays spent — the worst case, never zero. When the budget is
+spent the call answers 429 with the time the period ends. Keys: `{prefix}:model:*`, owned
+here; a deleted tenant's are deleted with it.
 """
 
 from __future__ import annotations
@@ -21,7 +24,6 @@ from models.chat import ChatRequest, Usage
 from models.errors import ModelError
 from workers.policy import Policy
 
-CHARS_PER_TOKEN = 4  # the usual estimate; a reservation, settled on the real count
 DEFAULT_MAX_TOKENS = 1024
 
 
@@ -81,18 +83,24 @@ class ModelBudgets:
                 pipe.hincrby(usage, "embed:texts", texts)
             await pipe.execute()
 
-    async def admit(self, tenant: str, request: ChatRequest, policy: Policy) -> Reservation:
-        """Allow a chat call or raise the BudgetError that says why not; clamps
-        request.max_tokens to the ceiling."""
+    @staticmethod
+    def clamp(request: ChatRequest, policy: Policy) -> int:
+        """Bound request.max_tokens by the ceiling (and return it)."""
         # A call that names no max_tokens gets the usual 1024 (a tiny local model asked for
         # the whole ceiling rambles on for minutes); one that names more gets the ceiling.
         asked = request.max_tokens or DEFAULT_MAX_TOKENS
         ceiling = policy.model_max_tokens
         request.max_tokens = asked if ceiling is None else min(asked, ceiling)
-        chars = sum(len(m.content or "") for m in request.messages)
-        chars += sum(len(t.model_dump_json()) for t in request.tools or [])
-        return await self.admit_call(tenant, request.model,
-                                     chars // CHARS_PER_TOKEN + request.max_tokens, policy)
+        return request.max_tokens
+
+    @staticmethod
+    def check_model(model: str, policy: Policy) -> None:
+        """Raise the BudgetError of the operator's allowlist if `model` is not on it."""
+        if not policy.allows(model):
+            raise BudgetError(403, "model_not_allowed",
+                              f"model {model} is not on the operator's allowlist "
+                              f"({', '.join(policy.model_allowlist or ()) or 'empty'}); use "
+                              "one of those")
 
     def output_ceiling(self, policy: Policy) -> int:
         """The most output tokens one call may ask for (a relayed CLI's are clamped to it)."""
@@ -100,19 +108,16 @@ class ModelBudgets:
 
     async def admit_call(self, tenant: str, model: str, tokens: int,
                          policy: Policy) -> Reservation:
-        """Allow a call of `model` that may cost `tokens` (prompt and output), or raise the
-        BudgetError that says why not: the allowlist, the call rate, the token budget."""
-        if not policy.allows(model):
-            raise BudgetError(403, "model_not_allowed",
-                              f"model {model} is not on the operator's allowlist "
-                              f"({', '.join(policy.model_allowlist or ()) or 'empty'}); use "
-                              "one of those")
+        """Allow a call of `model` that may cost at most `tokens` (prompt and output: its
+        worst case), or raise the BudgetError that says why not: the allowlist, the call
+        rate, the token budget (the call is admitted only if `tokens` fits in what is left)."""
+        self.check_model(model, policy)
         now = time.time()
         if policy.model_calls_per_minute is not None:
             await self._rate(tenant, policy.model_calls_per_minute, now)
         budget = policy.tenant_token_budget
         if budget is None:
-            return Reservation(tenant, None, 0)
+            return Reservation(tenant, None, tokens)
         period = policy.token_budget_period_s
         window = int(now // period)
         key = self._budget_key(tenant, window)
@@ -146,17 +151,30 @@ class ModelBudgets:
 
     async def settle(self, reservation: Reservation, provider: str,
                      usage: Usage | None) -> None:
-        """Replace the reservation by what the call used (nothing, if it failed)."""
-        used = (usage.input_tokens + usage.output_tokens) if usage is not None else 0
+        """Replace the reservation by what the call used. `usage` None: the call may have
+        cost something but its usage is unknown (a stream cut short, a timeout after the
+        request went out): the reservation stays spent, and is counted as
+        `{provider}:unmetered_tokens`."""
+        used = (usage.input_tokens + usage.output_tokens) if usage is not None else None
         async with self.redis.pipeline(transaction=False) as pipe:
-            if reservation.key is not None:
+            if reservation.key is not None and used is not None:
+                # more than reserved cannot happen when the reservation is a bound; if a
+                # provider ever counts more, the budget shows it
                 pipe.decrby(reservation.key, reservation.reserved - used)
-            if usage is not None:
-                for key in (self.usage_key(reservation.tenant), self.totals_key):
-                    pipe.hincrby(key, f"{provider}:calls", 1)
+            for key in (self.usage_key(reservation.tenant), self.totals_key):
+                pipe.hincrby(key, f"{provider}:calls", 1)
+                if usage is None:
+                    pipe.hincrby(key, f"{provider}:unmetered_tokens", reservation.reserved)
+                else:
                     pipe.hincrby(key, f"{provider}:input_tokens", usage.input_tokens)
                     pipe.hincrby(key, f"{provider}:output_tokens", usage.output_tokens)
             await pipe.execute()
+
+    async def release(self, reservation: Reservation) -> None:
+        """Give the reservation back: the call was refused or failed before the provider did
+        any work."""
+        if reservation.key is not None and reservation.reserved:
+            await self.redis.decrby(reservation.key, reservation.reserved)
 
     async def spent(self, tenant: str, policy: Policy) -> int:
         window = int(time.time() // policy.token_budget_period_s)

@@ -1,6 +1,8 @@
 """One chat call on somebody's budget: admitted by the operator's allowlist, ceilings and the
-tenant's budget (models/budgets.py), made by the provider the model names, and settled on what
-it used — released when it fails. Boxes' calls through the host socket and the server's own
+tenant's budget (models/budgets.py) for its worst case — the body its provider would be sent,
+every field of it, and its max_tokens (models/worstcase.py) — made by the provider the model
+names, and settled on what it used: released when it failed before the provider worked, kept
+whole when its usage is unknown. Boxes' calls through the host socket and the server's own
 calls (the knowledge base's model) go through here, so both are bounded and counted alike.
 
 `OperatorModel` is the server's own model: `BURROW_KNOWLEDGE_MODEL`, counted under the tenant
@@ -11,14 +13,18 @@ are counted there too). It answers the knowledge base's `ChatModel` protocol
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+from collections.abc import Awaitable
 from typing import Any
 
 from redis.exceptions import RedisError
 
 from models.budgets import ModelBudgets
 from models.chat import ChatMessage, ChatRequest, ChatResponse, JsonSchemaFormat, ResponseFormat
-from models.providers import Providers
+from models.errors import ModelError
+from models.providers import ProviderError, Providers
+from models.worstcase import call_tokens
 from workers.policy import Policies, Policy
 
 OPERATOR = "operator"
@@ -29,16 +35,28 @@ async def metered_chat(providers: Providers, budgets: ModelBudgets, tenant: str,
     """The provider's answer, or the ModelError that says why not (refused by the budget:
     BudgetError; unknown provider, no key, upstream down: ProviderError). RedisError when the
     budget cannot be checked."""
-    reservation = await budgets.admit(tenant, request, policy)
-    response = None
+    max_output = budgets.clamp(request, policy)
+    budgets.check_model(request.model, policy)
+    provider = providers.get(request.model)  # an unknown provider or missing key: before anything
+    reservation = await budgets.admit_call(
+        tenant, request.model, call_tokens(provider.body(request), max_output), policy)
     try:
-        providers.get(request.model)  # an unknown provider or missing key: before anything
-        response = await providers.chat(request)
-        return response
-    finally:
-        with contextlib.suppress(RedisError, OSError):  # counting must not fail the call
-            await budgets.settle(reservation, request.provider,
-                                 response.usage if response is not None else None)
+        response = await provider.chat(request)
+    except ModelError as exc:
+        spent = exc.maybe_billed if isinstance(exc, ProviderError) else False
+        await _settled(budgets.settle(reservation, request.provider, None) if spent
+                       else budgets.release(reservation))
+        raise
+    except (Exception, asyncio.CancelledError):  # the caller left, or worse: usage unknown
+        await _settled(budgets.settle(reservation, request.provider, None))
+        raise
+    await _settled(budgets.settle(reservation, request.provider, response.usage))
+    return response
+
+
+async def _settled(counting: Awaitable[None]) -> None:
+    with contextlib.suppress(RedisError, OSError):  # counting must not fail the call
+        await counting
 
 
 class OperatorModel:

@@ -35,6 +35,10 @@ log = logging.getLogger("burrow.providers")
 
 
 class ModelProvider(Protocol):
+    def body(self, request: ChatRequest) -> dict[str, Any]:
+        """What the provider is sent for `request` (its budget reserves for all of it)."""
+        ...
+
     async def chat(self, request: ChatRequest) -> ChatResponse: ...
 
 
@@ -53,7 +57,16 @@ class ProviderSettings(Protocol):
 
 
 class ProviderError(ModelError):
-    """A model call that failed; its status and message are what the caller should see."""
+    """A model call that failed; its status and message are what the caller should see.
+    `maybe_billed`: the request reached the provider and the call may have cost tokens
+    (it timed out or broke off while the provider worked), so its budget keeps the worst
+    case; otherwise (refused, unreachable) it cost nothing."""
+
+    maybe_billed = False
+
+    def billed(self) -> ProviderError:
+        self.maybe_billed = True
+        return self
 
 
 class LocalServers(Protocol):
@@ -105,15 +118,8 @@ class Upstream:
         try:
             response = await self.client.post(self.base_url + path, json=body,
                                                headers=self.headers)
-        except httpx.TimeoutException as exc:
-            raise ProviderError(503, "model_unavailable",
-                                f"{self.label} did not answer in time; retry later") from exc
         except httpx.HTTPError as exc:
-            # The address stays in the server's log: boxes read these messages.
-            log.warning("cannot reach %s at %s: %r", self.label, self.base_url, exc)
-            raise ProviderError(503, "model_unavailable",
-                                f"cannot reach {self.label} ({type(exc).__name__}); "
-                                "retry later") from exc
+            raise self.failed(exc) from exc
         if response.status_code == 200:
             try:
                 data = response.json()
@@ -121,9 +127,23 @@ class Upstream:
                 data = None
             if not isinstance(data, dict):
                 raise ProviderError(503, "model_unavailable",
-                                    f"{self.label} answered something that is not JSON")
+                                    f"{self.label} answered something that is not JSON").billed()
             return data
         raise self._error(response)
+
+    def failed(self, exc: httpx.HTTPError) -> ProviderError:
+        """The error a caller sees when the provider could not be reached or broke off."""
+        sent = not isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout)
+        if isinstance(exc, httpx.TimeoutException):
+            error = ProviderError(503, "model_unavailable",
+                                  f"{self.label} did not answer in time; retry later")
+        else:
+            # The address stays in the server's log: boxes read these messages.
+            log.warning("cannot reach %s at %s: %r", self.label, self.base_url, exc)
+            error = ProviderError(503, "model_unavailable",
+                                  f"cannot reach {self.label} ({type(exc).__name__}); "
+                                  "retry later")
+        return error.billed() if sent else error
 
     def _error(self, response: httpx.Response) -> ProviderError:
         status = response.status_code
@@ -251,7 +271,8 @@ class LocalProvider(OpenAIProvider):
                    if exc.status == 503 and self.servers is not None else None)
             if why is None:
                 raise
-            raise ProviderError(503, "model_unavailable", why, {"Retry-After": "5"}) from exc
+            down = ProviderError(503, "model_unavailable", why, {"Retry-After": "5"})
+            raise (down.billed() if exc.maybe_billed else down) from exc
         if not request.tools:
             return response
         tools = [t.function.name for t in request.tools]

@@ -13,11 +13,19 @@ that a test of the relay checks it against the format rather than against itself
 - OpenAI's Responses API (`…/responses`), a `response` or its event stream.
 Streams cut text and tool arguments into two deltas each, as real providers split them.
 A script entry is a chat-completions choice (`text_reply`, `tool_reply`) whatever the API.
+
+Usage is reported as each API does: always in a JSON answer and in Anthropic's and the
+Responses API's streams, in a chat-completions stream only when the request asks for it
+(`stream_options.include_usage`). `metered = True` makes the fake bill as a provider would
+bill the worst case: every choice (`n`) runs to the request's output bound (the model's own
+maximum when it names none), and the prompt is counted from every field the model reads
+(`prompt_tokens`); `billed` keeps what each call cost, whether the answer reported it or not.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -25,11 +33,24 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 USAGE = {"input": 11, "output": 7}
+MODEL_MAX_OUTPUT = 16384  # what a model writes at most when the request names no bound
+IMAGE_TOKENS = 1600  # a full-size image, as Anthropic counts one (width * height / 750)
+TOOLS_PROMPT_TOKENS = 346  # the system prompt Anthropic adds when a request has tools
+# The prompt fields each API's model reads (the rest are settings).
+PROMPT_FIELDS = {"chat": ("messages", "tools", "response_format"),
+                 "messages": ("system", "messages", "tools", "tool_choice", "output_config"),
+                 "responses": ("instructions", "input", "tools", "text")}
+OUTPUT_FIELDS = {"chat": ("max_completion_tokens", "max_tokens"), "messages": ("max_tokens",),
+                 "responses": ("max_output_tokens",)}
+_PIECES = re.compile(r"[A-Za-z]{1,4}|[0-9]{1,3}|\s+|[\x00-\x7f]|[^\x00-\x7f]")
+_IMAGE_PARTS = frozenset({"image", "image_url", "input_image"})
 
 
 class FakeOpenAI:
     """A scripted model endpoint: answers from a script, one reply per call, and keeps what
-    it was sent (`requests`, `headers`, `paths`)."""
+    it was sent (`requests`, `headers`, `paths`). `metered`: bill as a provider would (see
+    the module's docstring), `billed` keeping each call's cost; `held`: that many next calls
+    wait until `let_go()` (a call in flight for as long as a test needs)."""
 
     def __init__(self) -> None:
         self.script: list[dict[str, Any]] = []
@@ -39,6 +60,11 @@ class FakeOpenAI:
         self.delay_s = 0.0
         # (status, JSON body) answers to give before the script, as a failing provider would
         self.errors: list[tuple[int, dict[str, Any]]] = []
+        self.metered = False
+        self.billed: list[int] = []  # tokens each answered call cost (input + output)
+        self.held = 0  # the next `held` calls wait for let_go() before they are answered
+        self._release = threading.Event()
+        self._lock = threading.Lock()
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -47,6 +73,10 @@ class FakeOpenAI:
                 fake.requests.append(body)
                 fake.headers.append({k.lower(): v for k, v in self.headers.items()})
                 fake.paths.append(self.path)
+                with fake._lock:
+                    hold, fake.held = fake.held > 0, max(0, fake.held - 1)
+                if hold:
+                    fake._release.wait(60)
                 time.sleep(fake.delay_s)
                 if fake.errors:
                     status, error = fake.errors.pop(0)
@@ -57,13 +87,27 @@ class FakeOpenAI:
                 api = ("messages" if path.endswith("/messages") else
                        "responses" if path.endswith("/responses") else "chat")
                 model = str(body.get("model"))
+                choices = _choices(body) if api == "chat" else 1
+                bill = {"input": USAGE["input"], "output": USAGE["output"]}
+                if fake.metered:
+                    bound = output_bound(api, body)
+                    if not _calls(reply):  # the model runs on to its bound
+                        reply = text_reply("word" * bound)
+                    bill = {"input": prompt_tokens(api, body), "output": bound * choices}
+                fake.billed.append(bill["input"] + bill["output"])
                 if body.get("stream") is True:
-                    events = {"messages": anthropic_events, "responses": responses_events,
-                              "chat": chat_events}[api](reply, model)
+                    if api == "chat":
+                        options = body.get("stream_options") or {}
+                        events = chat_events(reply, model, bill, choices,
+                                             usage=options.get("include_usage") is True)
+                    else:
+                        events = {"messages": anthropic_events,
+                                  "responses": responses_events}[api](reply, model, bill)
                     self._send(b"".join(events), "text/event-stream")
                 else:
-                    answer = {"messages": anthropic_message, "responses": responses_object,
-                              "chat": chat_completion}[api](reply, model)
+                    answer = (chat_completion(reply, model, bill, choices) if api == "chat" else
+                              {"messages": anthropic_message, "responses": responses_object
+                               }[api](reply, model, bill))
                     self._send(json.dumps(answer).encode(), "application/json")
 
             def _send(self, data: bytes, content_type: str, status: int = 200) -> None:
@@ -82,9 +126,56 @@ class FakeOpenAI:
         threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},
                          daemon=True).start()
 
+    def let_go(self) -> None:
+        """Answer the held calls (and every later one at once)."""
+        self._release.set()
+
     def close(self) -> None:
+        self._release.set()
         self.server.shutdown()
         self.server.server_close()
+
+
+def count_tokens(text: str) -> int:
+    """Tokens of `text` as a byte-level tokenizer makes them: a run of up to four letters or
+    three digits, or a run of spaces, is one; any other character one per UTF-8 byte."""
+    return sum(len(p.encode()) if not p.isascii() else 1 for p in _PIECES.findall(text))
+
+
+def prompt_tokens(api: str, body: dict[str, Any]) -> int:
+    """What a provider bills for the prompt of `body`: every field its model reads, an image
+    at its size in tokens, and the tool-use system prompt Anthropic adds."""
+    images = 0
+
+    def strip(value: Any) -> Any:
+        nonlocal images
+        if isinstance(value, dict):
+            if value.get("type") in _IMAGE_PARTS:
+                images += 1
+                return ""
+            return {k: strip(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [strip(v) for v in value]
+        return value
+
+    prompt = strip({k: body[k] for k in PROMPT_FIELDS[api] if k in body})
+    tools = TOOLS_PROMPT_TOKENS if api == "messages" and body.get("tools") else 0
+    text = json.dumps(prompt, ensure_ascii=False, separators=(",", ":"))
+    return count_tokens(text) + images * IMAGE_TOKENS + tools
+
+
+def output_bound(api: str, body: dict[str, Any]) -> int:
+    """The most tokens one choice may write: the request's bound, else the model's."""
+    for field in OUTPUT_FIELDS[api]:
+        value = body.get(field)
+        if isinstance(value, int) and value > 0:
+            return value
+    return MODEL_MAX_OUTPUT
+
+
+def _choices(body: dict[str, Any]) -> int:
+    n = body.get("n")
+    return n if isinstance(n, int) and n > 0 else 1
 
 
 def text_reply(content: str) -> dict[str, Any]:
@@ -115,31 +206,40 @@ def _sse(data: Any, name: str | None = None) -> bytes:
 
 # -- OpenAI chat completions ---------------------------------------------------------------------
 
-def chat_completion(reply: dict[str, Any], model: str) -> dict[str, Any]:
-    return {"id": "chatcmpl-1", "object": "chat.completion", "model": model, "choices": [reply],
-            "usage": {"prompt_tokens": USAGE["input"], "completion_tokens": USAGE["output"]}}
+def chat_completion(reply: dict[str, Any], model: str, bill: dict[str, int] | None = None,
+                    choices: int = 1) -> dict[str, Any]:
+    bill = bill or USAGE
+    return {"id": "chatcmpl-1", "object": "chat.completion", "model": model,
+            "choices": [{**reply, "index": i} for i in range(choices)],
+            "usage": {"prompt_tokens": bill["input"], "completion_tokens": bill["output"]}}
 
 
-def chat_events(reply: dict[str, Any], model: str) -> Iterator[bytes]:
+def chat_events(reply: dict[str, Any], model: str, bill: dict[str, int] | None = None,
+                choices: int = 1, usage: bool = True) -> Iterator[bytes]:
+    """The stream of `choices` choices alike; the usage chunk last when `usage` (the request
+    asked for it with stream_options.include_usage)."""
+    bill = bill or USAGE
     head = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1, "model": model}
 
-    def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
-        return _sse({**head, "choices": [{"index": 0, "delta": delta,
+    def chunk(index: int, delta: dict[str, Any], finish: str | None = None) -> bytes:
+        return _sse({**head, "choices": [{"index": index, "delta": delta,
                                           "finish_reason": finish}]})
 
-    yield chunk({"role": "assistant", "content": ""})
-    for piece in _halves(reply["message"].get("content") or ""):
-        if piece:
-            yield chunk({"content": piece})
-    for i, call in enumerate(_calls(reply)):
-        yield chunk({"tool_calls": [{"index": i, "id": call["id"], "type": "function",
-                                     "function": {"name": call["function"]["name"],
-                                                  "arguments": ""}}]})
-        for piece in _halves(call["function"]["arguments"]):
-            yield chunk({"tool_calls": [{"index": i, "function": {"arguments": piece}}]})
-    yield chunk({}, reply["finish_reason"])
-    yield _sse({**head, "choices": [], "usage": {"prompt_tokens": USAGE["input"],
-                                                 "completion_tokens": USAGE["output"]}})
+    for n in range(choices):
+        yield chunk(n, {"role": "assistant", "content": ""})
+        for piece in _halves(reply["message"].get("content") or ""):
+            if piece:
+                yield chunk(n, {"content": piece})
+        for i, call in enumerate(_calls(reply)):
+            yield chunk(n, {"tool_calls": [{"index": i, "id": call["id"], "type": "function",
+                                            "function": {"name": call["function"]["name"],
+                                                         "arguments": ""}}]})
+            for piece in _halves(call["function"]["arguments"]):
+                yield chunk(n, {"tool_calls": [{"index": i, "function": {"arguments": piece}}]})
+        yield chunk(n, {}, reply["finish_reason"])
+    if usage:
+        yield _sse({**head, "choices": [], "usage": {"prompt_tokens": bill["input"],
+                                                     "completion_tokens": bill["output"]}})
     yield _sse("[DONE]")
 
 
@@ -148,7 +248,9 @@ def chat_events(reply: dict[str, Any], model: str) -> Iterator[bytes]:
 _ANTHROPIC_STOP = {"stop": "end_turn", "tool_calls": "tool_use", "length": "max_tokens"}
 
 
-def anthropic_message(reply: dict[str, Any], model: str) -> dict[str, Any]:
+def anthropic_message(reply: dict[str, Any], model: str,
+                      bill: dict[str, int] | None = None) -> dict[str, Any]:
+    bill = bill or USAGE
     content: list[dict[str, Any]] = []
     if reply["message"].get("content"):
         content.append({"type": "text", "text": reply["message"]["content"]})
@@ -159,15 +261,17 @@ def anthropic_message(reply: dict[str, Any], model: str) -> dict[str, Any]:
     return {"id": "msg_fake", "type": "message", "role": "assistant", "model": model,
             "content": content, "stop_reason": _ANTHROPIC_STOP[reply["finish_reason"]],
             "stop_sequence": None,
-            "usage": {"input_tokens": USAGE["input"], "output_tokens": USAGE["output"]}}
+            "usage": {"input_tokens": bill["input"], "output_tokens": bill["output"]}}
 
 
-def anthropic_events(reply: dict[str, Any], model: str) -> Iterator[bytes]:
-    message = anthropic_message(reply, model)
+def anthropic_events(reply: dict[str, Any], model: str,
+                     bill: dict[str, int] | None = None) -> Iterator[bytes]:
+    bill = bill or USAGE
+    message = anthropic_message(reply, model, bill)
     blocks = message["content"]
     yield _sse({"type": "message_start", "message": {
         **message, "content": [], "stop_reason": None,
-        "usage": {"input_tokens": USAGE["input"], "output_tokens": 1}}}, "message_start")
+        "usage": {"input_tokens": bill["input"], "output_tokens": 1}}}, "message_start")
     yield _sse({"type": "ping"}, "ping")
     for i, block in enumerate(blocks):
         if block["type"] == "text":
@@ -185,7 +289,7 @@ def anthropic_events(reply: dict[str, Any], model: str) -> Iterator[bytes]:
         yield _sse({"type": "content_block_stop", "index": i}, "content_block_stop")
     yield _sse({"type": "message_delta", "delta": {"stop_reason": message["stop_reason"],
                                                    "stop_sequence": None},
-                "usage": {"output_tokens": USAGE["output"]}}, "message_delta")
+                "usage": {"output_tokens": bill["output"]}}, "message_delta")
     yield _sse({"type": "message_stop"}, "message_stop")
 
 
@@ -205,15 +309,18 @@ def _response_items(reply: dict[str, Any]) -> list[dict[str, Any]]:
     return items
 
 
-def responses_object(reply: dict[str, Any], model: str) -> dict[str, Any]:
+def responses_object(reply: dict[str, Any], model: str,
+                     bill: dict[str, int] | None = None) -> dict[str, Any]:
+    bill = bill or USAGE
     return {"id": "resp_fake", "object": "response", "created_at": 1, "status": "completed",
             "model": model, "output": _response_items(reply),
-            "usage": {"input_tokens": USAGE["input"], "output_tokens": USAGE["output"],
-                      "total_tokens": USAGE["input"] + USAGE["output"]}}
+            "usage": {"input_tokens": bill["input"], "output_tokens": bill["output"],
+                      "total_tokens": bill["input"] + bill["output"]}}
 
 
-def responses_events(reply: dict[str, Any], model: str) -> Iterator[bytes]:
-    done = responses_object(reply, model)
+def responses_events(reply: dict[str, Any], model: str,
+                     bill: dict[str, int] | None = None) -> Iterator[bytes]:
+    done = responses_object(reply, model, bill)
     numbers = iter(range(1000))
 
     def emit(kind: str, **fields: Any) -> bytes:

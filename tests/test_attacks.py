@@ -33,7 +33,7 @@ from tests.conftest import (
     make_config,
     running_gateway,
 )
-from tests.fakes import FakeOpenAI
+from tests.fakes import FakeOpenAI, text_reply
 from tests.served import Served, stop_and_check
 from workers.embedded_redis import EmbeddedRedis
 
@@ -1269,3 +1269,245 @@ async def test_a_tenant_cannot_tell_how_many_tenants_said_something_or_when(
     voted = (await gw.client.post(f"/v1/knowledge/insights/{seen['id']}/vote", headers=spy,
                                   json={"helpful": True})).json()
     assert voted["support"] == 2, voted
+
+
+# --- sec-models: 3, 4, 11-run ---
+
+RELAY_CALLS = r"""
+import json, os, socket, sys
+PAD = "!#" * 750_000  # 1.5 MB of punctuation: a token per byte at any provider
+
+
+def call(path, headers, body):
+    data = body.replace("@PAD@", PAD).encode()
+    s = socket.socket(socket.AF_UNIX)
+    s.settimeout(120)
+    s.connect(os.environ["BURROW_HOST_SOCKET"])
+    extra = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    s.sendall((f"POST {path} HTTP/1.1\r\nHost: h\r\nAuthorization: Bearer "
+               f"{os.environ['BURROW_BOX_TOKEN']}\r\nContent-Type: application/json\r\n"
+               f"{extra}Content-Length: {len(data)}\r\nConnection: close\r\n\r\n").encode()
+              + data)
+    reply = b""
+    while chunk := s.recv(65536):
+        reply += chunk
+    head, _, rest = reply.partition(b"\r\n\r\n")
+    if b"transfer-encoding: chunked" in head.lower():
+        body = b""
+        while rest:
+            size, _, rest = rest.partition(b"\r\n")
+            if int(size, 16) == 0:
+                break
+            body, rest = body + rest[:int(size, 16)], rest[int(size, 16) + 2:]
+        rest = body
+    return [int(head.split()[1]), rest.decode(errors="replace")]
+
+
+print(json.dumps([call(*spec) for spec in json.load(sys.stdin)]))
+"""
+RELAY_CHAT = "/v1/relay/openai/v1/chat/completions"
+RELAY_RESPONSES = "/v1/relay/openai/v1/responses"
+RELAY_MESSAGES = "/v1/relay/anthropic/v1/messages"
+
+
+async def box_calls(gw: Gateway, headers: dict[str, str], box: str,
+                    *calls: tuple[str, dict[str, str], dict[str, Any]]) -> list[list[Any]]:
+    """POST each (path, headers, body) to the host socket from inside `box`, one after the
+    other: [status, body text] each. "@PAD@" in a body stands for 1.5 MB of punctuation."""
+    r = await gw.client.post(f"/v1/boxes/{box}/exec", headers=headers, json={
+        "command": ["python3", "-c", RELAY_CALLS], "timeout_s": 120,
+        "stdin": json.dumps([[p, h, json.dumps(b)] for p, h, b in calls])}, timeout=180)
+    assert r.json()["exit_code"] == 0, r.json()
+    result: list[list[Any]] = json.loads(r.json()["stdout"])
+    return result
+
+
+async def agent_box(gw: Gateway, headers: dict[str, str], harness: str, model: str) -> str:
+    r = await gw.client.post("/v1/boxes", headers=headers,
+                             json={"agent": {"harness": harness, "model": model}})
+    assert r.status_code == 201, r.text
+    return str(r.json()["id"])
+
+
+@pytest.fixture
+async def relay_gateway(tmp_path: Path, redis_server: EmbeddedRedis,
+                        redis: Redis) -> AsyncIterator[tuple[Gateway, FakeOpenAI]]:
+    """A gateway whose Anthropic and OpenAI are the scripted provider (tests/fakes.py)."""
+    fake = FakeOpenAI()
+    settings = gateway_settings(tmp_path / "gw", redis_server.url, run_worker=False,
+                                agent_command=ECHO_AGENT,
+                                anthropic_api_key="sk-ant-real-" + "k" * 30,
+                                anthropic_url=fake.root_url,
+                                openai_api_key="sk-real-" + "k" * 30, openai_url=fake.url)
+    try:
+        async with running_gateway(settings) as gw:
+            yield gw, fake
+    finally:
+        fake.close()
+
+
+async def test_a_box_cannot_overdraw_its_model_budget(
+        relay_gateway: tuple[Gateway, FakeOpenAI]) -> None:
+    """Budget 3,000 tokens, model_max_tokens 1,000, and a provider that bills every call as
+    a real one would at worst (each choice to its bound, the prompt from every field it
+    reads, usage in a chat stream only when asked for). The box streams without asking for
+    usage, asks for n=8, and sends 1.5 MB of tool-call arguments through /v1/model/chat: the
+    provider's bill stays within the budget (overdraw 0 tokens)."""
+    gw, fake = relay_gateway
+    fake.metered = True
+    budget = 3000
+    await gw.client.put("/v1/policy", headers=gw.operator, json={
+        "tenant_token_budget": budget, "model_max_tokens": 1000,
+        "token_budget_period_s": 3600})
+    headers, _ = await gw.tenant("overdraw")
+    box = await agent_box(gw, headers, "opencode", "openai/gpt-x")
+    hi = [{"role": "user", "content": "hi"}]
+    stream = {"model": "gpt-x", "stream": True, "messages": hi}
+    many = {"model": "gpt-x", "n": 8, "max_tokens": 1000, "messages": hi}
+    arguments = {"model": "openai/gpt-x", "messages": [
+        {"role": "user", "content": "go"},
+        {"role": "assistant", "tool_calls": [
+            {"id": "c1", "function": {"name": "f", "arguments": "@PAD@"}}]},
+        {"role": "tool", "tool_call_id": "c1", "content": "ok"}]}
+    replies = await box_calls(gw, headers, box, ("/v1/model/chat", {}, arguments),
+                              *[(RELAY_CHAT, {}, stream)] * 6, (RELAY_CHAT, {}, many))
+    statuses = [r[0] for r in replies]
+    billed = sum(fake.billed)
+    assert billed - budget <= 0, (f"overdraw: the provider billed {billed} tokens "
+                                  f"{fake.billed} on a budget of {budget}", statuses)
+    assert statuses[1] == 200 and "word" in replies[1][1]  # within the budget: answered
+    spent = await gw.services.budgets.spent("overdraw", (await gw.services.policies.get()).policy)
+    assert spent >= billed, (spent, fake.billed)  # the budget counted what the provider billed
+    assert statuses[0] == 429 and "budget" in replies[0][1], replies[0]
+    assert statuses[7] == 400 and "n=8" in replies[7][1], replies[7]
+
+
+async def test_the_relay_never_makes_the_provider_fetch_or_keep_anything_for_a_box(
+        relay_gateway: tuple[Gateway, FakeOpenAI]) -> None:
+    """A `network: none` box asks, through the relay and the operator's key, for what would
+    make the provider reach out or keep state: MCP servers, server-side tools (web fetch and
+    search, code execution, computer use, MCP, file search, image generation), beta headers,
+    URLs and file ids as inputs, stored and background responses. Nothing of it reaches the
+    provider: refused with a 400 naming the field, or (tools and headers the CLIs send on
+    every call) left out."""
+    gw, fake = relay_gateway
+    headers, _ = await gw.tenant("fetcher")
+    claude = await agent_box(gw, headers, "claude-code", "anthropic/claude-x")
+    codex = await agent_box(gw, headers, "codex", "openai/gpt-x")
+    evil = "https://evil.example/x"
+    hi = [{"role": "user", "content": "hi"}]
+    bash = {"name": "Bash", "input_schema": {"type": "object", "properties": {}}}
+    beta = {"anthropic-beta": "mcp-client-2025-04-04,web-fetch-2025-09-10",
+            "openai-beta": "responses=v1"}
+    server_tools = [{"type": "web_fetch_20250910", "name": "web_fetch"},
+                    {"type": "web_search_20250305", "name": "web_search"},
+                    {"type": "code_execution_20250825", "name": "code_execution"},
+                    {"type": "computer_20250124", "name": "computer", "display_width_px": 8,
+                     "display_height_px": 8}, bash]
+    message = {"model": "m", "max_tokens": 50, "messages": hi}
+    refused = [
+        (RELAY_MESSAGES, {**message, "mcp_servers": [
+            {"type": "url", "url": evil, "name": "evil"}]}, "mcp_servers"),
+        (RELAY_MESSAGES, {**message, "container": "cntr_1"}, "container"),
+        (RELAY_MESSAGES, {**message, "messages": [{"role": "user", "content": [
+            {"type": "image", "source": {"type": "url", "url": evil}}]}]}, "url"),
+        (RELAY_MESSAGES, {**message, "messages": [{"role": "user", "content": [
+            {"type": "document", "source": {"type": "file", "file_id": "file_1"}}]}]},
+         "file"),
+    ]
+    answered = [(RELAY_MESSAGES, {**message, "tools": server_tools}, None)]
+    respond = {"model": "m", "input": "hi"}
+    refused_openai = [
+        (RELAY_RESPONSES, {**respond, "previous_response_id": "resp_other"},
+         "previous_response_id"),
+        (RELAY_RESPONSES, {**respond, "conversation": "conv_1"}, "conversation"),
+        (RELAY_RESPONSES, {**respond, "background": True}, "background"),
+        (RELAY_RESPONSES, {**respond, "store": True}, "store"),
+        (RELAY_RESPONSES, {**respond, "prompt": {"id": "pmpt_1"}}, "prompt"),
+        (RELAY_RESPONSES, {**respond, "input": [{"role": "user", "content": [
+            {"type": "input_file", "file_url": evil}]}]}, "file_url"),
+        (RELAY_RESPONSES, {**respond, "input": [{"role": "user", "content": [
+            {"type": "input_image", "image_url": evil}]}]}, "image_url"),
+        (RELAY_RESPONSES, {**respond, "input": [{"type": "item_reference", "id": "msg_1"}]},
+         "item_reference"),
+        (RELAY_CHAT, {"model": "m", "messages": hi, "web_search_options": {}},
+         "web_search_options"),
+        (RELAY_CHAT, {"model": "m", "messages": [{"role": "user", "content": [
+            {"type": "image_url", "image_url": {"url": evil}}]}]}, "url"),
+    ]
+    answered_openai = [(RELAY_RESPONSES, {**respond, "tools": [
+        {"type": "web_search"}, {"type": "mcp", "server_label": "e", "server_url": evil},
+        {"type": "code_interpreter", "container": {"type": "auto"}},
+        {"type": "file_search", "vector_store_ids": ["vs_1"]}, {"type": "image_generation"},
+        {"type": "computer_use_preview", "display_width": 8, "display_height": 8,
+         "environment": "linux"},
+        {"type": "function", "name": "f", "parameters": {"type": "object"}}]}, None)]
+    replies = await box_calls(gw, headers, claude,
+                              *[(p, beta, b) for p, b, _ in refused + answered])
+    replies += await box_calls(gw, headers, codex,
+                               *[(p, beta, b) for p, b, _ in refused_openai + answered_openai])
+    sent = json.dumps(fake.requests)
+    assert "evil.example" not in sent and "file_1" not in sent and "resp_other" not in sent
+    assert not [h for h in fake.headers if "anthropic-beta" in h or "openai-beta" in h]
+    tools = [t for r in fake.requests for t in r.get("tools") or []]
+    assert {t.get("type") for t in tools} <= {None, "function"}, tools
+    assert all(r.get("store") is False for r in fake.requests if "input" in r)
+    assert len(fake.requests) == 2  # the two calls whose server tools were left out
+    expected = refused + answered + refused_openai + answered_openai
+    for (path, _, field), (status, body) in zip(expected, replies, strict=True):
+        if field is None:
+            continue
+        assert status == 400 and field in body, (path, field, status, body)
+    assert [r[0] for r in replies[len(refused):len(refused) + 1]] == [200]
+    assert replies[-1][0] == 200
+    # what the operator's policy names passes (relay_allow_tools, _fields, _betas)
+    r = await gw.client.put("/v1/policy", headers=gw.operator, json={
+        "relay_allow_tools": ["web_search*"], "relay_allow_fields": ["store"],
+        "relay_allow_betas": ["web-fetch-*"]})
+    assert r.status_code == 200 and r.json()["policy"]["relay_allow_tools"] == ["web_search*"]
+    (status, _), = await box_calls(gw, headers, claude, (RELAY_MESSAGES, beta, answered[0][1]))
+    (status2, _), = await box_calls(gw, headers, codex, (RELAY_RESPONSES, {},
+                                                         {**respond, "store": True}))
+    assert (status, status2) == (200, 200)
+    assert [t.get("type") for t in fake.requests[-2]["tools"]] == [
+        "web_search_20250305", None]
+    assert fake.headers[-2]["anthropic-beta"] == "web-fetch-2025-09-10"
+    assert fake.requests[-1]["store"] is True
+
+
+async def test_a_box_cannot_escape_its_runs_max_turns_by_leaving_out_the_run_header(
+        relay_gateway: tuple[Gateway, FakeOpenAI]) -> None:
+    """While an agent run (Codex, max_turns 1: 1 + 3 schema retries = 4 model calls) is in
+    progress, code in the box calls the relay itself, without `X-Burrow-Run` or naming
+    another run: the calls are the run's, and no model call past its limit is made."""
+    from gateway.runs import SCHEMA_ATTEMPTS
+    from models.relay import harnesses
+
+    assert harnesses.installed("codex") is not None, "run `burrow harness install codex`"
+    gw, fake = relay_gateway
+    headers, _ = await gw.tenant("escaper")
+    box = await agent_box(gw, headers, "codex", "openai/gpt-x")
+    fake.held = 1  # the CLI's first call waits: the run stays in progress
+    fake.script = [text_reply("Done.")] * 12
+    run = asyncio.create_task(gw.client.post(
+        f"/v1/boxes/{box}/agent/runs", headers=headers,
+        json={"prompt": "say done", "max_turns": 1, "timeout_s": 120}, timeout=180))
+    try:
+        deadline = time.monotonic() + 60
+        while not fake.requests:
+            assert time.monotonic() < deadline and not run.done(), "the run made no call"
+            await asyncio.sleep(0.1)
+        chat = {"model": "gpt-x", "messages": [{"role": "user", "content": "hi"}]}
+        replies = await box_calls(gw, headers, box, *[(RELAY_CHAT, {}, chat)] * 5,
+                                  (RELAY_CHAT, {"X-Burrow-Run": "run_someone_else"}, chat),
+                                  (RELAY_CHAT, {"X-Burrow-Run": ""}, chat))
+    finally:
+        fake.let_go()
+        result = (await run).json()
+    limit = 1 + SCHEMA_ATTEMPTS
+    statuses = [r[0] for r in replies]
+    assert len(fake.requests) <= limit, (f"{len(fake.requests) - limit} model calls past the "
+                                         f"run's max_turns", statuses)
+    assert statuses.count(429) == len(replies) - (limit - 1), statuses
+    assert all("max_turns" in r[1] for r in replies if r[0] == 429)
+    assert result["status"] == "completed" and result["usage"]["turns"] >= limit, result

@@ -77,7 +77,8 @@ def test_a_stream_comes_back_byte_for_byte_and_the_key_stays_on_the_host(
     assert seen["authorization"] == f"Bearer {TOKEN}" and seen["x-burrow-run"] == "run_1"
     assert DUMMY not in json.dumps(seen) and "x-api-key" not in seen
     assert fake.headers[0]["x-api-key"] == KEY and DUMMY not in json.dumps(fake.headers[0])
-    assert fake.headers[0]["anthropic-beta"] == "claude-code-20250219"
+    assert seen["anthropic-beta"] == "claude-code-20250219"  # the CLI's header reached the host
+    assert "anthropic-beta" not in fake.headers[0]  # beta flags: only those the policy names
     assert fake.requests[0]["model"] == "claude-box-model"  # pinned, not the side call's
     assert relay.calls == 1 and relay.failures_in_row == 0
     assert host.calls[0].usage == {"input_tokens": 11, "output_tokens": 7}

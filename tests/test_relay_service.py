@@ -51,7 +51,7 @@ async def test_passthrough_adds_the_server_key_and_streams_the_provider_answer_u
     assert fake.paths == ["/v1/messages"] and sent["model"] == "claude-haiku-4"
     assert headers["x-api-key"] == ANTHROPIC_KEY and "authorization" not in headers
     assert "openai-organization" not in headers
-    assert headers["anthropic-beta"] == "claude-code-20250219"
+    assert "anthropic-beta" not in headers  # beta flags: only those the policy names
     assert sent["thinking"] == CLAUDE_CODE_REQUEST["thinking"]  # the provider's own fields stay
 
 

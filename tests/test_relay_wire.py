@@ -13,11 +13,29 @@ import pytest
 import zstandard
 
 from models.chat import AssistantMessage, ChatResponse, FunctionCall, ToolCall, Usage
-from models.relay import WIRES, RelayError, clamp_output, client_headers, pin_model, route
+from models.relay import (
+    WIRES,
+    RelayAllowance,
+    RelayError,
+    clamp_output,
+    client_headers,
+    pin_model,
+    route,
+)
+from models.relay.allowlist import screen
 from models.relay.policy import read_body, requested_output
 from models.relay.sse import SseParser
 from models.relay.wire import UsageTap
-from tests.fakes import anthropic_events, chat_events, responses_events, text_reply, tool_reply
+from models.worstcase import call_tokens
+from tests.fakes import (
+    anthropic_events,
+    chat_events,
+    output_bound,
+    prompt_tokens,
+    responses_events,
+    text_reply,
+    tool_reply,
+)
 
 BASH = {"name": "Bash", "description": "execute shell commands", "input_schema": {
     "$schema": "https://json-schema.org/draft/2020-12/schema", "type": "object",
@@ -327,10 +345,14 @@ def test_client_credentials_organisation_and_project_headers_never_pass() -> Non
             "OpenAI-Project": "p", "anthropic-organization-id": "o", "chatgpt-account-id": "a",
             "Cookie": "c", "x-stainless-os": "Linux", "anthropic-version": "2023-06-01",
             "anthropic-beta": "claude-code-20250219", "OpenAI-Beta": "responses=v1"}
-    assert client_headers("messages", sent) == {"anthropic-version": "2023-06-01",
-                                                "anthropic-beta": "claude-code-20250219"}
-    assert client_headers("responses", sent) == {"openai-beta": "responses=v1"}
+    assert client_headers("messages", sent) == {"anthropic-version": "2023-06-01"}
+    assert client_headers("responses", sent) == {}  # beta flags only when the policy names them
     assert client_headers("chat", sent) == {}
+    allow = RelayAllowance(betas=("claude-code-*", "responses=v1"))
+    sent["anthropic-beta"] = "mcp-client-2025-04-04, claude-code-20250219"
+    assert client_headers("messages", sent, allow) == {"anthropic-version": "2023-06-01",
+                                                       "anthropic-beta": "claude-code-20250219"}
+    assert client_headers("responses", sent, allow) == {"openai-beta": "responses=v1"}
 
 
 def test_the_model_is_pinned_and_output_clamped_not_refused() -> None:
@@ -363,3 +385,106 @@ def test_bodies_are_read_in_their_encoding_and_bounded() -> None:
         with pytest.raises(RelayError) as caught:
             read_body(raw_body, coding)
         assert caught.value.status in (400, 415)
+
+
+# -- what reaches a provider (models/relay/allowlist.py) -----------------------------------------
+
+def test_the_clis_requests_keep_what_a_model_needs_and_lose_what_reaches_out() -> None:
+    claude = screen("messages", {**CLAUDE_CODE_REQUEST, "tool_choice": {
+        "type": "tool", "name": "web_search"}, "service_tier": "auto"})
+    assert [t.get("name") for t in claude["tools"]] == ["Bash", "DeferredToolPlaceholder"]
+    assert "tool_choice" not in claude  # it named a tool left out
+    for gone in ("context_management", "some_future_field", "service_tier"):
+        assert gone not in claude
+    for kept in ("thinking", "output_config", "metadata", "system", "messages", "stream"):
+        assert claude[kept] == CLAUDE_CODE_REQUEST[kept]
+    codex = screen("responses", CODEX_REQUEST)
+    assert [t["type"] for t in codex["tools"]] == ["function", "custom"]  # an empty group goes
+    grouped = screen("responses", {**CODEX_REQUEST, "tools": [{"type": "namespace", "tools": [
+        {"type": "function", "name": "spawn"}, {"type": "web_search"}]}]})
+    assert grouped["tools"] == [{"type": "namespace", "tools": [
+        {"type": "function", "name": "spawn"}]}]
+    assert codex["store"] is False and "client_metadata" not in codex
+    assert codex["include"] == CODEX_REQUEST["include"] and codex["input"] == CODEX_REQUEST[
+        "input"]
+    opencode = screen("chat", OPENCODE_REQUEST)
+    assert opencode["stream_options"] == {"include_usage": True}
+    assert opencode["top_p"] == 0.9 and opencode["tools"] == OPENCODE_REQUEST["tools"]
+    asked = screen("chat", {**OPENCODE_REQUEST, "stream_options": None, "n": 1})
+    assert asked["stream_options"] == {"include_usage": True} and "n" not in asked
+
+
+def test_what_the_policy_names_passes_and_nothing_else() -> None:
+    body = {"model": "m", "input": "hi", "store": True, "background": True,
+            "tools": [{"type": "web_search"}, {"type": "namespace", "name": "n", "tools": [
+                {"type": "function", "name": "f"}, {"type": "mcp", "server_url": "x"}]}]}
+    allow = RelayAllowance(fields=frozenset({"store", "background"}), tools=("web_*",))
+    out = screen("responses", body, allow)
+    assert out["store"] is True and out["background"] is True
+    assert out["tools"] == [{"type": "web_search"}, {"type": "namespace", "name": "n",
+                                                     "tools": [{"type": "function",
+                                                                "name": "f"}]}]
+    with pytest.raises(RelayError) as caught:
+        screen("responses", body)
+    assert caught.value.status == 400 and caught.value.code == "field_not_allowed"
+    assert "relay_allow_fields" in caught.value.message
+
+
+def test_an_inline_pdf_becomes_a_note_and_inputs_by_url_or_id_are_refused() -> None:
+    pdf = {"type": "document", "source": {"type": "base64", "media_type": "application/pdf",
+                                          "data": "JVBERi0x"}}
+    text = {"type": "document", "source": {"type": "text", "media_type": "text/plain",
+                                           "data": "plain"}}
+    out = screen("messages", {"messages": [{"role": "user", "content": [
+        {"type": "tool_result", "tool_use_id": "t", "content": [pdf, text]}]}]})
+    inner = out["messages"][0]["content"][0]["content"]
+    assert inner[0]["type"] == "text" and "left out" in inner[0]["text"] and inner[1] == text
+    # a tool call's own input is the box's data, never read as content
+    call = {"type": "tool_use", "id": "t", "name": "get", "input": {"file_url": "https://x"}}
+    assert screen("messages", {"messages": [{"role": "assistant", "content": [call]}]})
+    for wire, part, where in (
+            ("chat", {"type": "file", "file": {"file_id": "file-1"}}, "file.file_id"),
+            ("chat", {"type": "image_url", "image_url": "https://x/a.png"}, "image_url"),
+            ("responses", {"type": "input_image", "file_id": "file-1"}, "file_id")):
+        key = "input" if wire == "responses" else "messages"
+        with pytest.raises(RelayError) as caught:
+            screen(wire, {key: [{"role": "user", "content": [part]}]})
+        assert where in caught.value.message, caught.value.message
+    data = {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}
+    assert screen("chat", {"messages": [{"role": "user", "content": [data]}]})
+
+
+def test_usage_is_complete_only_once_the_final_count_has_gone_by() -> None:
+    for wire, encode in (("messages", anthropic_events), ("responses", responses_events),
+                         ("chat", chat_events)):
+        data = b"".join(encode(text_reply("hello"), "m"))
+        cut = UsageTap(WIRES[wire], streaming=True)
+        cut.feed(data[:len(data) // 2])
+        assert not cut.complete, wire  # cut short: what it cost is not known
+        whole = UsageTap(WIRES[wire], streaming=True)
+        whole.feed(data)
+        assert whole.complete, wire
+    silent = UsageTap(WIRES["chat"], streaming=True)
+    silent.feed(b"".join(chat_events(text_reply("hello"), "m", usage=False)))
+    assert not silent.complete
+
+
+@pytest.mark.parametrize("text", ["!#" * 5000, "你好世界" * 2500, "🦀" * 3000,
+                                  "plain words of english text " * 400])
+@pytest.mark.parametrize("api", ["chat", "messages", "responses"])
+def test_a_calls_worst_case_is_never_below_what_the_provider_bills(text: str, api: str) -> None:
+    image = {"type": "image", "source": {"type": "base64", "media_type": "image/png",
+                                         "data": "iVBORw0KGgo="}}
+    tool = {"name": "f", "description": text[:100], "input_schema": {"type": "object"}}
+    body: dict[str, Any] = {
+        "chat": {"messages": [{"role": "user", "content": text},
+                              {"role": "assistant", "tool_calls": [{"id": "c", "function": {
+                                  "name": "f", "arguments": text}}]}],
+                 "tools": [{"type": "function", "function": tool}], "max_tokens": 10},
+        "messages": {"system": text, "messages": [{"role": "user", "content": [
+            {"type": "text", "text": text}, image]}], "tools": [tool], "max_tokens": 10},
+        "responses": {"instructions": text, "input": [{"role": "user", "content": [
+            {"type": "input_text", "text": text},
+            {"type": "input_image", "image_url": "data:image/png;base64,iVBORw0KGgo="}]}],
+            "max_output_tokens": 10}}[api]
+    assert call_tokens(body, 10) >= prompt_tokens(api, body) + output_bound(api, body)

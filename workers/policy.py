@@ -20,10 +20,11 @@ from redis.exceptions import WatchError
 MIN_IDLE_S = 2
 MAX_IDLE_S = 10 * 365 * 86400
 # Fields the operator may override per tenant; the others bound the whole host.
+RELAY_FIELDS = ("relay_allow_fields", "relay_allow_tools", "relay_allow_betas")
 TENANT_FIELDS = ("pause_after_s", "freeze_after_s", "archive_after_s", "keep_alive",
                  "max_boxes_per_tenant", "max_tenant_disk_mb", "tenant_keep_alive",
-                 "tenant_token_budget", "model_allowlist", "agent_model")
-LIST_FIELDS = ("egress_allow", "egress_deny", "model_allowlist")
+                 "tenant_token_budget", "model_allowlist", "agent_model", *RELAY_FIELDS)
+LIST_FIELDS = ("egress_allow", "egress_deny", "model_allowlist", *RELAY_FIELDS)
 HISTORY_LIMIT = 200
 
 
@@ -63,6 +64,17 @@ class Policy:
     tenant_token_budget: int | None = 2_000_000
     token_budget_period_s: float = 86400
     model_calls_per_minute: int | None = 120
+    # What the model relay (agent CLIs' calls, models/relay/allowlist.py) passes to a provider
+    # beyond its allow-lists, with the operator's key — by default nothing that makes the
+    # provider fetch, run code or keep state for a box: request fields to forward as sent
+    # (e.g. "mcp_servers", "store", "previous_response_id", "background"), tool types
+    # (* patterns: "web_search*" lets Anthropic's and OpenAI's web search through), and
+    # beta flags of the anthropic-beta / openai-beta headers (* patterns). What they let
+    # through can add input the relay does not see (search results, a stored conversation),
+    # so calls using them are bounded by the budget only once their usage is counted.
+    relay_allow_fields: tuple[str, ...] = ()
+    relay_allow_tools: tuple[str, ...] = ()
+    relay_allow_betas: tuple[str, ...] = ()
     # Texts a tenant's boxes may have the host embed per minute (POST /v1/embed on the host
     # socket: the agent's recall embeds its query there, one text a call); the embedder is
     # shared, so one box must not take it from the others.
@@ -234,8 +246,8 @@ class Policies:
     async def update(self, changes: dict[str, Any], by: str) -> Versioned:
         """Apply `changes` (a subset of the fields) to the global policy."""
         _check_names(changes, _FIELDS)
-        changes = {k: () if k in ("egress_allow", "egress_deny") and v is None else v
-                   for k, v in changes.items()}
+        changes = {k: () if k in ("egress_allow", "egress_deny", *RELAY_FIELDS) and v is None
+                   else v for k, v in changes.items()}
         async with self.redis.pipeline(transaction=True) as pipe:
             while True:
                 try:

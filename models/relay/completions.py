@@ -5,8 +5,9 @@ Reading normalises what the subset leaves out: content given as parts is joined 
 (images marked as left out); `developer` messages are system messages, and all system text
 becomes one leading system message (small models' chat templates take no other);
 `max_completion_tokens` is `max_tokens`; `tool_choice: none` means no tools. Dropped:
-`stream_options`, `top_p`, `stop`, `n`, `seed`, penalties, `logprobs`, `user`, other
-`tool_choice`s, `parallel_tool_calls`, non-function tools, a tool's `strict`.
+`stream_options`, `top_p`, `stop`, `seed`, penalties, `logprobs`, `user`, other
+`tool_choice`s, `parallel_tool_calls`, non-function tools, a tool's `strict` (`n` above 1 is
+refused before: models/relay/allowlist.py).
 
 Writing: one `chat.completion`, or `chat.completion.chunk`s — the role, the text, each tool
 call whole in one delta, the finish reason with the usage — then `data: [DONE]`.
@@ -149,8 +150,10 @@ class CompletionsApi:
     def error_event(self, code: str, message: str) -> bytes:
         return event(self.error(500, code, message))
 
-    def observe_usage(self, usage: Usage, doc: dict[str, Any]) -> None:
+    def observe_usage(self, usage: Usage, doc: dict[str, Any]) -> bool:
         found = doc.get("usage")
-        if isinstance(found, dict):
-            usage.input_tokens = int(found.get("prompt_tokens") or 0)
-            usage.output_tokens = int(found.get("completion_tokens") or 0)
+        if not isinstance(found, dict):
+            return False
+        usage.input_tokens = int(found.get("prompt_tokens") or 0)
+        usage.output_tokens = int(found.get("completion_tokens") or 0)
+        return True  # a chunk carries usage only once, last (or the whole completion does)

@@ -207,13 +207,13 @@ class MessagesApi:
     def error_event(self, code: str, message: str) -> bytes:
         return event(self.error(500, code, message), "error")
 
-    def observe_usage(self, usage: Usage, doc: dict[str, Any]) -> None:
+    def observe_usage(self, usage: Usage, doc: dict[str, Any]) -> bool:
         kind = doc.get("type")
         found = doc.get("usage")
         if kind == "message_start" and isinstance(doc.get("message"), dict):
             found = doc["message"].get("usage")
         if not isinstance(found, dict):
-            return
+            return False
         inputs = sum(int(found.get(k) or 0) for k in (
             "input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens"))
         if inputs:
@@ -221,3 +221,5 @@ class MessagesApi:
         if "output_tokens" in found:
             # message_delta carries the running total, message_start a first count
             usage.output_tokens = int(found.get("output_tokens") or 0)
+        # the final count: a stream's message_delta, or a whole message
+        return kind in ("message_delta", "message") and "output_tokens" in found

@@ -7,9 +7,11 @@
   (a query string is ignored). Everything else — model lists, token counting, files,
   batches, stored responses, embeddings, any `..` or encoded trick — is refused, 404.
 - **Headers**: an allowlist. Only what changes the meaning of the body at the provider passes
-  (`anthropic-version`, `anthropic-beta`; `openai-beta`); the client's credentials
+  (`anthropic-version`; the beta flags of `anthropic-beta` and `openai-beta` that the
+  operator's policy names, `allowlist.beta_headers`); the client's credentials
   (`authorization`, `x-api-key`), organisation and project (`openai-organization`,
   `openai-project`, `anthropic-organization`…), account, session and telemetry headers never do.
+- **Fields, tools, content**: what of the body may reach the provider is `allowlist.screen`'s.
 - **Model**: pinned — whatever model a request names (the CLIs' side calls name their own
   small models), it goes to the box's configured one.
 - **Output**: bounded by a ceiling that clamps rather than refuses (the CLIs ask for 32k).
@@ -27,6 +29,7 @@ from typing import Any
 
 import zstandard
 
+from models.relay.allowlist import STRICT, RelayAllowance, beta_headers
 from models.relay.wire import RelayError
 
 FAMILIES: dict[str, dict[str, str]] = {
@@ -34,8 +37,8 @@ FAMILIES: dict[str, dict[str, str]] = {
     "openai": {"/v1/responses": "responses", "/v1/chat/completions": "chat"},
 }
 FORWARDED_HEADERS: dict[str, tuple[str, ...]] = {
-    "messages": ("anthropic-version", "anthropic-beta"),
-    "responses": ("openai-beta",),
+    "messages": ("anthropic-version",),
+    "responses": (),
     "chat": (),
 }
 MAX_BODY_BYTES = 8 << 20
@@ -71,10 +74,12 @@ def route(family: str, method: str, path: str) -> Route:
     return Route(family, wire, clean)
 
 
-def client_headers(wire: str, headers: Mapping[str, str]) -> dict[str, str]:
+def client_headers(wire: str, headers: Mapping[str, str],
+                   allow: RelayAllowance = STRICT) -> dict[str, str]:
     """The client's headers that may reach the provider (lower-cased names)."""
     allowed = FORWARDED_HEADERS.get(wire, ())
-    return {k.lower(): v for k, v in headers.items() if k.lower() in allowed}
+    return {**{k.lower(): v for k, v in headers.items() if k.lower() in allowed},
+            **beta_headers(wire, headers, allow)}
 
 
 def read_body(raw: bytes, encoding: str | None = None,

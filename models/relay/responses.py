@@ -219,13 +219,17 @@ class ResponsesApi:
             "id": new_id("resp_"), "object": "response", "status": "failed", "output": [],
             "error": {"code": code, "message": message}}}, "response.failed")
 
-    def observe_usage(self, usage: Usage, doc: dict[str, Any]) -> None:
+    def observe_usage(self, usage: Usage, doc: dict[str, Any]) -> bool:
         found = doc.get("usage") if doc.get("object") == "response" else None
         if isinstance(doc.get("response"), dict):
             found = doc["response"].get("usage")
-        if isinstance(found, dict):
-            usage.input_tokens = int(found.get("input_tokens") or 0)
-            usage.output_tokens = int(found.get("output_tokens") or 0)
+        if not isinstance(found, dict):
+            return False
+        usage.input_tokens = int(found.get("input_tokens") or 0)
+        usage.output_tokens = int(found.get("output_tokens") or 0)
+        # a whole response, or a stream's last event (completed, incomplete, failed)
+        return doc.get("object") == "response" or doc.get("type") in (
+            "response.completed", "response.incomplete", "response.failed")
 
 
 def _opened(item: dict[str, Any]) -> dict[str, Any]:

@@ -1,8 +1,11 @@
 """Answering one relayed model call from a box: `Relay.answer`.
 
 A call arrives as the CLI sent it (family, method, path, headers, body) together with the
-model the box is configured for. It is checked (`policy.route`: inference paths only), its
-body read and its model pinned, then answered one of two ways:
+model the box is configured for. `Relay.prepare` checks it (`policy.route`: inference paths
+only), reads its body, pins its model, screens it (`allowlist`: the fields, tools, content
+and beta headers that may reach a provider) and bounds its output, and says what it can
+cost at most (`RelayCall.worst_case`, for the budget to reserve); `Relay.send` answers it one
+of two ways (`Relay.answer` does both):
 
 - **passthrough**, when the box's provider speaks the CLI's wire API itself (Anthropic the
   Messages API; OpenAI the Responses API and chat completions; OpenRouter chat completions):
@@ -20,7 +23,9 @@ model never trips a first-byte or idle timeout; a failure after that arrives as 
 error event (a quick one, such as a prompt over the context, keeps its status, so the CLI
 does not retry it). Translated calls to `local/` models are fitted to small models first
 (`small`). `RelayAnswer.usage` is final once its
-body has been read to the end: settle the tenant's budget from it then.
+body has been read to the end: settle the tenant's budget from it then — if `metered` says
+it is the whole call's usage; otherwise (a stream cut short, a provider that timed out after
+it got the call) the call's cost is unknown and its reservation stands.
 """
 
 from __future__ import annotations
@@ -37,11 +42,13 @@ import httpx
 from models.chat import ChatRequest, ChatResponse, JsonSchemaFormat, ResponseFormat, Usage
 from models.errors import ModelError
 from models.providers import LOCAL_MAX_TOKENS, ProviderError, Providers
-from models.relay import policy, small
+from models.relay import allowlist, policy, small
+from models.relay.allowlist import STRICT, RelayAllowance
 from models.relay.completions import CompletionsApi
 from models.relay.messages import MessagesApi
 from models.relay.responses import ResponsesApi
 from models.relay.wire import RelayError, UsageTap, WireApi
+from models.worstcase import call_tokens
 
 WIRES: dict[str, WireApi] = {"messages": MessagesApi(), "responses": ResponsesApi(),
                              "chat": CompletionsApi()}
@@ -55,13 +62,18 @@ UPSTREAM_PATHS = {"messages": "/v1/messages", "responses": "/responses",
                   "chat": "/chat/completions"}
 KEEPALIVE_S = 10.0
 KEEPALIVE = b": keep-alive\n\n"
+# What a call's output is bounded by when nothing bounds it (a caller that gives no ceiling,
+# a request that names none): the largest output models write.
+UNBOUNDED_OUTPUT = 128 << 10
+_OUTPUT_FIELDS = ("max_tokens", "max_completion_tokens", "max_output_tokens")
 _JSON = "application/json"
 
 
 @dataclass
 class RelayAnswer:
     """What to send back: status, content type, body (bytes as they come), and the usage
-    the call cost — final once the body has been read to its end."""
+    the call cost — final once the body has been read to its end; `metered` then says
+    whether it is the whole call's (False: the cost is unknown, the reservation stands)."""
 
     status: int
     media_type: str
@@ -69,10 +81,25 @@ class RelayAnswer:
     mode: str  # passthrough | translated | refused
     usage: Usage = field(default_factory=Usage)
     headers: dict[str, str] = field(default_factory=dict)
+    metered: bool = False
 
     async def read(self) -> bytes:
         """The whole body (tests, non-streaming callers)."""
         return b"".join([chunk async for chunk in self.body])
+
+
+@dataclass
+class RelayCall:
+    """A call checked and ready to send: the body as screened (and, passed through, as the
+    provider gets it), the client headers that go with it, its translation when the
+    provider does not speak its API, and the most it can cost in tokens."""
+
+    wire: WireApi
+    model: str
+    body: dict[str, Any]
+    headers: dict[str, str]
+    chat: ChatRequest | None  # None: passed through
+    worst_case: int
 
 
 async def _once(data: bytes) -> AsyncIterator[bytes]:
@@ -83,7 +110,17 @@ def _refused(wire: WireApi | None, exc: ModelError) -> RelayAnswer:
     body = (wire.error(exc.status, exc.code, exc.message) if wire is not None
             else {"error": {"code": exc.code, "message": exc.message}})
     return RelayAnswer(exc.status, _JSON, _once(json.dumps(body).encode()), "refused",
-                       headers=dict(exc.headers or {}))
+                       headers=dict(exc.headers or {}), metered=not _maybe_billed(exc))
+
+
+def _maybe_billed(exc: ModelError) -> bool:
+    return isinstance(exc, ProviderError) and exc.maybe_billed
+
+
+def _output_bound(body: dict[str, Any]) -> int:
+    """The output bound of a body a provider gets (the largest, if it names several)."""
+    bounds = [v for k in _OUTPUT_FIELDS if isinstance(v := body.get(k), int) and v > 0]
+    return max(bounds, default=UNBOUNDED_OUTPUT)
 
 
 class Relay:
@@ -94,42 +131,69 @@ class Relay:
         self.keepalive_s = keepalive_s
 
     @staticmethod
-    def refusal(family: str, exc: ModelError) -> RelayAnswer:
+    def refusal(family: str, exc: ModelError, path: str | None = None) -> RelayAnswer:
         """A call refused before it was relayed (the host's own reasons: a budget, a run past
-        its max_turns), in the error shape the CLI of `family` reads."""
-        return _refused(_family_wire(family), exc)
+        its max_turns; or `prepare`'s), in the error shape the CLI of `family` reads (of the
+        API of `path`, when it is one)."""
+        return _refused(_family_wire(family, path), exc)
+
+    def prepare(self, family: str, method: str, path: str, headers: Mapping[str, str],
+                raw: bytes, model: str, max_output_tokens: int | None = None,
+                response_schema: dict[str, Any] | None = None,
+                allow: RelayAllowance = STRICT) -> RelayCall:
+        """Check one call of a CLI of `family` for a box configured with `model`
+        (`provider/name`) and make it ready to send, or raise the ModelError that refuses it.
+        Its output is bounded by `max_output_tokens` (for `local/` models the local bound
+        when None); `allow` is what the operator's policy lets through beyond the relay's
+        allow-lists. `response_schema`: the run's answer must match it; a `local/` model's
+        final answer is held to it by the grammar (tiny models cannot be trusted to write
+        JSON of a shape from a description)."""
+        found = policy.route(family, method, path)
+        wire = WIRES[found.wire]
+        body = policy.read_body(raw, _header(headers, "content-encoding"))
+        provider, _, name = model.partition("/")
+        body = allowlist.screen(found.wire, policy.pin_model(body, name), allow)
+        target = self.providers.get(model)  # unknown provider, no key: refused before anything
+        if found.wire in NATIVE.get(provider, frozenset()):
+            if max_output_tokens is not None:
+                body = policy.clamp_output(found.wire, body, max_output_tokens)
+            return RelayCall(wire, model, body, policy.client_headers(found.wire, headers, allow),
+                             None, call_tokens(body, _output_bound(body)))
+        ceiling = max_output_tokens or (LOCAL_MAX_TOKENS if provider == "local" else None)
+        chat = wire.to_chat(body, model, ceiling)
+        if provider == "local":
+            chat = small.slim(chat, _header(headers, small.TOOLS_HEADER))
+            if response_schema is not None and chat.response_format is None:
+                chat.response_format = ResponseFormat(
+                    type="json_schema",
+                    json_schema=JsonSchemaFormat.model_validate({"schema": response_schema}))
+        sent = target.body(chat)
+        worst = call_tokens(sent, _output_bound(sent))
+        if provider == "local":  # a model that repeats itself is asked once more (_ask)
+            again = target.body(small.conclusion(chat))
+            worst += call_tokens(again, _output_bound(again))
+        return RelayCall(wire, model, body, {}, chat, worst)
+
+    async def send(self, call: RelayCall) -> RelayAnswer:
+        """Answer a prepared call: passed through, or translated."""
+        if call.chat is not None:
+            return await self._translated(call.wire, call.body, call.chat)
+        try:
+            return await self._passthrough(call.wire, call.model, call.body, call.headers)
+        except ModelError as exc:
+            return _refused(call.wire, exc)
 
     async def answer(self, family: str, method: str, path: str, headers: Mapping[str, str],
                      raw: bytes, model: str, max_output_tokens: int | None = None,
-                     response_schema: dict[str, Any] | None = None) -> RelayAnswer:
-        """Answer one call of a CLI of `family` for a box configured with `model`
-        (`provider/name`), its output bounded by `max_output_tokens` (for `local/` models
-        the local bound when None). `response_schema`: the run's answer must match it; a
-        `local/` model's final answer is held to it by the grammar (tiny models cannot be
-        trusted to write JSON of a shape from a description)."""
-        wire: WireApi | None = None
+                     response_schema: dict[str, Any] | None = None,
+                     allow: RelayAllowance = STRICT) -> RelayAnswer:
+        """`prepare` and `send` one call (a refusal in the CLI's error shape)."""
         try:
-            found = policy.route(family, method, path)
-            wire = WIRES[found.wire]
-            body = policy.read_body(raw, _header(headers, "content-encoding"))
-            provider, _, name = model.partition("/")
-            body = policy.pin_model(body, name)
-            if found.wire in NATIVE.get(provider, frozenset()):
-                if max_output_tokens is not None:
-                    body = policy.clamp_output(found.wire, body, max_output_tokens)
-                return await self._passthrough(wire, model, body, headers)
-            self.providers.get(model)  # unknown provider, no key: refused before any stream
-            ceiling = max_output_tokens or (LOCAL_MAX_TOKENS if provider == "local" else None)
-            chat = wire.to_chat(body, model, ceiling)
-            if provider == "local":
-                chat = small.slim(chat, _header(headers, small.TOOLS_HEADER))
-                if response_schema is not None and chat.response_format is None:
-                    chat.response_format = ResponseFormat(
-                        type="json_schema",
-                        json_schema=JsonSchemaFormat.model_validate({"schema": response_schema}))
+            call = self.prepare(family, method, path, headers, raw, model, max_output_tokens,
+                                response_schema, allow)
         except ModelError as exc:  # RelayError, ProviderError
-            return _refused(wire or _family_wire(family), exc)
-        return await self._translated(wire, body, chat)
+            return self.refusal(family, exc, path)
+        return await self.send(call)
 
     async def _translated(self, wire: WireApi, body: dict[str, Any],
                           chat: ChatRequest) -> RelayAnswer:
@@ -155,6 +219,7 @@ class Relay:
                   else RelayAnswer(200, _JSON, _once(json.dumps(wire.answer(response, body))
                                                      .encode()), "translated"))
         answer.usage = response.usage.model_copy()
+        answer.metered = True
         return answer
 
     async def _ask(self, chat: ChatRequest) -> ChatResponse:
@@ -182,10 +247,12 @@ class Relay:
                 try:
                     response = call.result()
                 except ModelError as exc:
+                    answer.metered = not _maybe_billed(exc)
                     yield wire.error_event(exc.code, exc.message)
                     return
                 answer.usage.input_tokens = response.usage.input_tokens
                 answer.usage.output_tokens = response.usage.output_tokens
+                answer.metered = True
                 for chunk in wire.events(response, body):
                     yield chunk
             finally:
@@ -198,23 +265,17 @@ class Relay:
         return answer
 
     async def _passthrough(self, wire: WireApi, model: str, body: dict[str, Any],
-                           headers: Mapping[str, str]) -> RelayAnswer:
+                           headers: dict[str, str]) -> RelayAnswer:
         upstream = getattr(self.providers.get(model), "upstream", None)
         if upstream is None:
             raise RelayError(503, "model_unavailable", f"{model} cannot be relayed")
         request = upstream.client.build_request(
             "POST", upstream.base_url + UPSTREAM_PATHS[wire.name],
-            headers={**upstream.headers, **policy.client_headers(wire.name, headers)},
-            content=json.dumps(body).encode())
+            headers={**upstream.headers, **headers}, content=json.dumps(body).encode())
         try:
             response = await upstream.client.send(request, stream=True)
-        except httpx.TimeoutException as exc:
-            raise ProviderError(503, "model_unavailable",
-                                f"{upstream.label} did not answer in time; retry later") from exc
         except httpx.HTTPError as exc:
-            raise ProviderError(503, "model_unavailable",
-                                f"cannot reach {upstream.label} ({type(exc).__name__}); "
-                                "retry later") from exc
+            raise upstream.failed(exc) from exc
         if response.status_code != 200:
             try:
                 await response.aread()
@@ -225,25 +286,33 @@ class Relay:
         tap = UsageTap(wire, streaming)
         media = response.headers.get("content-type", wire.content_type if streaming else _JSON)
 
+        answer = RelayAnswer(200, media, _once(b""), "passthrough", tap.usage)
+
         async def relay() -> AsyncIterator[bytes]:
             try:
                 async for chunk in response.aiter_bytes():
                     tap.feed(chunk)
                     yield chunk
                 tap.finish()
+                answer.metered = tap.complete
             except httpx.HTTPError:
                 yield wire.error_event("model_unavailable",
                                        f"{upstream.label} broke off the answer; retry")
             finally:
                 await response.aclose()
 
-        return RelayAnswer(200, media, relay(), "passthrough", tap.usage)
+        answer.body = relay()
+        return answer
 
 
-def _family_wire(family: str) -> WireApi | None:
-    """The error shape a CLI of `family` reads, for calls refused before their API is known."""
+def _family_wire(family: str, path: str | None = None) -> WireApi | None:
+    """The error shape a CLI of `family` reads: of the API of `path` when it is one of the
+    family's, else the family's first (a call refused before its API is known)."""
     paths = policy.FAMILIES.get(family)
-    return WIRES[next(iter(paths.values()))] if paths else None
+    if not paths:
+        return None
+    clean = "/" + (path or "").split("?", 1)[0].strip("/")
+    return WIRES[paths.get(clean) or next(iter(paths.values()))]
 
 
 async def _iterate(chunks: Iterable[bytes]) -> AsyncIterator[bytes]:

@@ -54,18 +54,22 @@ class WireApi(Protocol):
         """An error inside a stream that has already started."""
         ...
 
-    def observe_usage(self, usage: Usage, doc: dict[str, Any]) -> None:
-        """Update `usage` from one event's data, or from a whole JSON answer, of this API."""
+    def observe_usage(self, usage: Usage, doc: dict[str, Any]) -> bool:
+        """Update `usage` from one event's data, or from a whole JSON answer, of this API;
+        True when it carried the call's final usage (the whole call is counted)."""
         ...
 
 
 class UsageTap:
     """Reads the usage a provider reports out of an answer passed through unchanged: events
-    of a stream as they go by, or the whole JSON answer (kept up to `limit` bytes)."""
+    of a stream as they go by, or the whole JSON answer (kept up to `limit` bytes).
+    `complete` once the provider's final usage has gone by: until then what the call cost is
+    not known (a stream cut short is billed for what was written)."""
 
     def __init__(self, wire: WireApi, streaming: bool, limit: int = 16 << 20) -> None:
         self.wire = wire
         self.usage = Usage()
+        self.complete = False
         self.streaming = streaming
         self.limit = limit
         self._parser = SseParser()
@@ -75,8 +79,8 @@ class UsageTap:
         if self.streaming:
             for item in self._parser.feed(chunk):
                 doc = item.json()
-                if doc is not None:
-                    self.wire.observe_usage(self.usage, doc)
+                if doc is not None and self.wire.observe_usage(self.usage, doc):
+                    self.complete = True
         elif len(self._body) < self.limit:
             self._body += chunk
 
@@ -86,8 +90,8 @@ class UsageTap:
                 doc = json.loads(self._body)
             except ValueError:
                 doc = None
-            if isinstance(doc, dict):
-                self.wire.observe_usage(self.usage, doc)
+            if isinstance(doc, dict) and self.wire.observe_usage(self.usage, doc):
+                self.complete = True
             self._body = b""
         return self.usage
 
