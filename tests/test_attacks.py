@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -925,3 +926,78 @@ async def test_git_works_through_the_host_and_its_token_never_enters_the_box(
         subprocess.run, ["git", "--git-dir", str(forge / "acme" / "app.git"), "log",
                          "--oneline"], capture_output=True, text=True, check=True)).stdout
     assert len(log.splitlines()) == 2  # the push reached the forge
+
+
+# --- sec-tenant: items 8 and 9 (issue 24) ---
+
+def test_collected_exec_output_in_flight_is_bounded_per_tenant(served: Served) -> None:
+    """Four concurrent execs collecting 16 Mi characters of stdout and stderr each grew the
+    gateway by 1.2 GB; the tenant's collected output in flight is bounded (429: stream it)."""
+    chars = 16 << 20
+    command = (f"head -c {chars} /dev/zero | tr '\\0' a; "
+               f"head -c {chars} /dev/zero | tr '\\0' b >&2")
+    with httpx.Client(base_url=served.url, timeout=300) as c:
+        tenant, _ = _tenant(c, served, "flood")
+        box = c.post("/v1/boxes", headers=tenant, json={}).json()["id"]
+        assert c.post(f"/v1/boxes/{box}/exec", headers=tenant,
+                      json={"command": "true"}).status_code == 200
+        assert served.proc is not None
+        stop, peak = threading.Event(), [0]
+        base = _rss_of(served.proc.pid)
+        watcher = threading.Thread(target=_peak_rss, args=(served.proc.pid, stop, peak))
+        watcher.start()
+
+        def collect(_: int) -> httpx.Response:
+            return c.post(f"/v1/boxes/{box}/exec", headers=tenant, json={
+                "command": command, "max_output_chars": chars})
+        try:
+            with ThreadPoolExecutor(4) as pool:
+                answers = list(pool.map(collect, range(4)))
+        finally:
+            stop.set()
+            watcher.join()
+        assert peak[0] - base < 64 << 20, f"the gateway grew by {(peak[0] - base) >> 20} MB"
+        assert [r.status_code for r in answers] == [429] * 4, [r.text[:200] for r in answers]
+        message = answers[0].json()["error"]["message"]
+        assert "max_tenant_exec_output_mb" in message and "exec/stream" in message
+        # what was held is given back: a modest exec is collected whole
+        r = c.post(f"/v1/boxes/{box}/exec", headers=tenant, json={
+            "command": "head -c 3000000 /dev/zero | tr '\\0' a; echo done >&2",
+            "max_output_chars": 3_000_000})
+        assert r.status_code == 200, r.text[:300]
+        assert len(r.json()["stdout"]) == 3_000_000 and r.json()["stderr"] == "done\n"
+
+
+async def test_named_snapshots_count_against_the_tenants_disk(gateway: Gateway) -> None:
+    """Ten named snapshots of a 64 MB box grew the shared store by 381 MB with the tenant at
+    its disk ceiling: named snapshots count against max_tenant_disk_mb, and their number is
+    bounded too."""
+    headers, _ = await gateway.tenant("collector")  # its home box: 2048 MB
+    r = await gateway.client.put("/v1/tenants/collector/policy", headers=gateway.operator,
+                                 json={"max_tenant_disk_mb": 2048 + 64 + 12})
+    assert r.status_code == 200, r.text
+    box = (await gateway.client.post("/v1/boxes", headers=headers,
+                                     json={"limits": {"disk_mb": 64}})).json()["id"]
+    fill = {"command": "head -c 8M /dev/urandom > blob"}
+
+    async def snapshot(name: str) -> httpx.Response:
+        r = await gateway.client.post(f"/v1/boxes/{box}/exec", headers=headers, json=fill)
+        assert r.json()["exit_code"] == 0, r.text
+        return await gateway.client.post(f"/v1/boxes/{box}/snapshots", headers=headers,
+                                         json={"name": name})
+
+    assert (await snapshot("first")).status_code == 201
+    r = await snapshot("second")
+    assert r.status_code == 422 and "max_tenant_disk_mb" in r.json()["error"]["message"], r.text
+    names = [s["name"] for s in (await gateway.client.get("/v1/snapshots", headers=headers)).json()]
+    assert names == ["first"]
+    r = await gateway.client.post("/v1/boxes", headers=headers, json={"limits": {"disk_mb": 64}})
+    assert r.status_code == 422 and "max_tenant_disk_mb" in r.json()["error"]["message"], r.text
+    r = await gateway.client.put("/v1/tenants/collector/policy", headers=gateway.operator,
+                                 json={"max_tenant_disk_mb": None, "max_snapshots_per_tenant": 2})
+    assert r.status_code == 200, r.text
+    assert (await snapshot("second")).status_code == 201
+    r = await snapshot("third")
+    assert r.status_code == 422, r.text
+    assert "max_snapshots_per_tenant" in r.json()["error"]["message"]
+    assert len((await gateway.client.get("/v1/snapshots", headers=headers)).json()) == 2
