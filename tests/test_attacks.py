@@ -930,6 +930,34 @@ async def test_git_works_through_the_host_and_its_token_never_enters_the_box(
 
 # --- sec-tenant: items 8 and 9 (issue 24) ---
 
+async def test_a_box_record_stays_small_whatever_a_tenant_sends(gateway: Gateway) -> None:
+    """150,000 labels made a 40 MB box record that every listing parsed; env and labels are
+    bounded in count and size, and a deleted box leaves only a small tombstone behind."""
+    headers, _ = await gateway.tenant("hoarder")
+    for body, ceiling in (({"labels": {f"k{i}": "v" * 256 for i in range(10_000)}},
+                           "max_box_labels"),
+                          ({"env": {"BIG": "x" * 1_000_000}}, "max_box_env_bytes"),
+                          ({"env": {f"E{i}": "x" for i in range(20_000)}}, "max_box_env_bytes")):
+        r = await gateway.client.post("/v1/boxes", headers=headers, json=body)
+        assert r.status_code == 422, r.text[:300]
+        assert ceiling in r.json()["error"]["message"]
+    # the most a tenant may send is accepted; once deleted, little of it stays in Redis
+    r = await gateway.client.post("/v1/boxes", headers=headers, json={
+        "labels": {f"k{i}": "v" * 256 for i in range(64)},
+        "env": {f"E{i}": "x" * 1000 for i in range(60)}})
+    assert r.status_code == 201, r.text[:300]
+    box = r.json()["id"]
+    r = await gateway.client.post(f"/v1/boxes/{box}/agent/runs", headers=headers, json={
+        "prompt": "p", "response_schema": {"description": "d" * 1_000_000}})
+    assert r.status_code == 422 and "response_schema" in r.json()["error"]["message"], r.text
+    key = f"{gateway.manager.config.key_prefix}:box:{box}"
+    assert await gateway.services.redis.memory_usage(key, samples=0) > 60_000
+    assert (await gateway.client.delete(f"/v1/boxes/{box}", headers=headers)).status_code == 204
+    assert (await gateway.client.get(f"/v1/boxes/{box}", headers=headers)).status_code == 404
+    left = await gateway.services.redis.memory_usage(key, samples=0) or 0
+    assert left < 2048, f"a deleted box keeps {left} bytes in Redis"
+
+
 def test_collected_exec_output_in_flight_is_bounded_per_tenant(served: Served) -> None:
     """Four concurrent execs collecting 16 Mi characters of stdout and stderr each grew the
     gateway by 1.2 GB; the tenant's collected output in flight is bounded (429: stream it)."""
@@ -1001,3 +1029,34 @@ async def test_named_snapshots_count_against_the_tenants_disk(gateway: Gateway) 
     assert r.status_code == 422, r.text
     assert "max_snapshots_per_tenant" in r.json()["error"]["message"]
     assert len((await gateway.client.get("/v1/snapshots", headers=headers)).json()) == 2
+
+
+async def test_no_box_outlives_its_tenant_and_a_reused_id_inherits_nothing(
+        gateway: Gateway) -> None:
+    """A box created 30 ms before its tenant's deletion survived the 204 and kept running,
+    and a new tenant with the same id inherited it."""
+    for delay in (0.0, 0.05):
+        headers, _ = await gateway.tenant("doomed")
+        creating = [asyncio.create_task(gateway.client.post(
+            "/v1/boxes", headers=headers, json={"limits": {"disk_mb": 64}}))
+            for _ in range(6)]
+        creating += [asyncio.create_task(gateway.client.post(
+            "/v1/boxes", headers=gateway.operator, json={"tenant": "doomed"}))
+            for _ in range(2)]
+        await asyncio.sleep(delay)
+        r = await gateway.client.delete("/v1/tenants/doomed", headers=gateway.operator)
+        assert r.status_code == 204, r.text
+        answers = await asyncio.gather(*creating)
+        assert all(a.status_code in (201, 401, 404, 409, 503) for a in answers), [
+            a.text for a in answers]
+        listed = (await gateway.client.get("/v1/boxes", headers=gateway.operator)).json()
+        assert [b["id"] for b in listed if b["tenant"] == "doomed"] == [], (delay, listed)
+        headers, home = await gateway.tenant("doomed")
+        mine = (await gateway.client.get("/v1/boxes", headers=headers)).json()
+        assert [b["id"] for b in mine] == [home], (delay, mine)
+        assert (await gateway.client.get("/v1/snapshots", headers=headers)).json() == []
+        tenant = (await gateway.client.get("/v1/tenants/doomed", headers=gateway.operator)).json()
+        assert tenant["boxes"] == 1 and tenant["policy"] is None
+        assert tenant["observations"]["size"] == 0
+        r = await gateway.client.delete("/v1/tenants/doomed", headers=gateway.operator)
+        assert r.status_code == 204
