@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
+import itertools
 import json
 import secrets
 import time
@@ -183,24 +184,27 @@ class Tenants:
 
     async def _delete_boxes(self, tenant_id: str) -> None:
         """Delete the tenant's boxes until none is left (a box that was being made when the
-        deletion began is deleted once it is made)."""
+        deletion began is deleted once it is made; a busy one is tried again)."""
         deadline = time.monotonic() + _DELETE_WAIT_S
-        while boxes := await self.manager.list(owner=tenant_id):
-            failed: BoxError | None = None
+        why = "they were busy"
+        for attempt in itertools.count():
+            boxes = await self.manager.list(owner=tenant_id)
+            if not boxes:
+                return
+            if attempt:
+                if time.monotonic() > deadline:
+                    raise ApiError(503, "unavailable",
+                                   f"tenant {tenant_id}'s boxes could not all be deleted "
+                                   f"({why}); it takes nothing new and its key is revoked; "
+                                   "send DELETE again to finish", {"Retry-After": "5"})
+                await asyncio.sleep(0.2)
             for box in boxes:
                 try:
                     await self.manager.delete(box.id)
                 except BoxNotFoundError:
                     continue
                 except BoxError as exc:  # busy, or its layer would not go: again, shortly
-                    failed = exc
-            if failed is not None:
-                if time.monotonic() > deadline:
-                    raise ApiError(503, "unavailable",
-                                   f"tenant {tenant_id}'s boxes could not all be deleted "
-                                   f"({failed.message}); it takes nothing new and its key is "
-                                   "revoked; send DELETE again to finish", {"Retry-After": "5"})
-                await asyncio.sleep(0.2)
+                    why = exc.message
 
     async def _forget(self, tenant_id: str) -> None:
         """What is kept under the tenant's id outside its boxes and the knowledge base:
