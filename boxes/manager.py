@@ -131,6 +131,7 @@ class BoxManager:
                         self.config.boxes_dir)
         else:
             await self.registry.adopt_mirrors()
+        await self.registry.index_owners()
         await self.reconcile()
         self.activity.start()
 
@@ -199,7 +200,7 @@ class BoxManager:
 
     async def list(self, owner: str | None = None,
                    labels: dict[str, str] | None = None) -> builtins.list[BoxRecord]:
-        boxes = await self.registry.all()
+        boxes = await self.registry.all(owner=owner)
         return [b for b in boxes
                 if (owner is None or b.owner == owner)
                 and all(b.labels.get(k) == v for k, v in (labels or {}).items())]
@@ -223,9 +224,14 @@ class BoxManager:
             host=self.host, egress_allow=list(spec.egress_allow),
             egress_deny=list(spec.egress_deny))
         self.config.box_dir(box.id).mkdir(mode=0o700, parents=True)
-        await self.registry.put(box)
+        if not await self.registry.add(box):
+            shutil.rmtree(self.config.box_dir(box.id), ignore_errors=True)
+            raise BoxStateError(f"{spec.owner} takes no new boxes: it is being deleted")
         try:
             async with self.locks.hold(box.id):
+                if await self.registry.state(box.id) != BoxState.CREATING:
+                    # deleted before this creation got its lock (its owner's deletion)
+                    raise BoxNotFoundError(f"box {box.id} was deleted as it was being made")
                 await self.backend.create_layer(box)
                 upper = await self.backend.open_layer(box)
                 if spec.from_snapshot is not None:
@@ -239,6 +245,15 @@ class BoxManager:
             with contextlib.suppress(Exception):
                 await self._finish_delete(box)
             raise
+
+    async def close_owner(self, owner: str) -> None:
+        """Make no new box for `owner` from now on (its boxes are being removed): from when
+        this returns, a creation for it either fails or its box is in list(owner=...)."""
+        await self.registry.close_owner(owner)
+
+    async def reopen_owner(self, owner: str) -> bool:
+        """Make boxes for `owner` again; True if it was closed."""
+        return await self.registry.reopen_owner(owner)
 
     async def pause(self, box_id: str) -> BoxRecord:
         async with self.locks.hold(box_id):

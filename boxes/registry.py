@@ -52,7 +52,22 @@ if state then redis.call('hset', KEYS[1], 'last_active_at', ARGV[1]) end
 return state
 """
 _TOMBSTONE_TTL_S = 3600  # a deleted box answers "deleted" for an hour, then "not found"
-
+# What a deleted box's record keeps for that hour: what it was, none of what it carried (env,
+# labels, meta, rules): four deleted boxes with large records once held 97 MB of Redis.
+_TOMBSTONE_FIELDS = ("id", "state", "runtime", "network", "limits", "uid", "created_at",
+                     "last_active_at", "owner", "name", "reason")
+# Register a new box, unless its owner is closed to new boxes (its deletion is under way):
+# one script, so a box of that owner is either refused or listed before the close returns.
+# KEYS: the box, the index, the owner's index, the closed owners; ARGV: owner ('' for none),
+# box id, then the hash's fields and values.
+_ADD = """
+if ARGV[1] ~= '' and redis.call('sismember', KEYS[4], ARGV[1]) == 1 then return 0 end
+redis.call('hset', KEYS[1], unpack(ARGV, 3))
+redis.call('persist', KEYS[1])
+redis.call('sadd', KEYS[2], ARGV[2])
+if ARGV[1] ~= '' then redis.call('sadd', KEYS[3], ARGV[2]) end
+return 1
+"""
 
 
 class Registry:
@@ -68,6 +83,14 @@ class Registry:
     def _index(self) -> str:
         return f"{self.prefix}:boxes"
 
+    def _owner_index(self, owner: str) -> str:
+        """The ids of an owner's boxes: listing a tenant's boxes reads its own records only."""
+        return f"{self.prefix}:boxes:owner:{owner}"
+
+    @property
+    def _closed(self) -> str:
+        return f"{self.prefix}:owners:closed"
+
     async def next_uid(self) -> int:
         n = int(await self.redis.incr(f"{self.prefix}:uid_counter"))
         return self.config.uid_base + n
@@ -79,8 +102,37 @@ class Registry:
             pipe.hset(self._key(box.id), mapping=mapping)
             pipe.persist(self._key(box.id))
             pipe.sadd(self._index, box.id)
+            if box.owner is not None:
+                pipe.sadd(self._owner_index(box.owner), box.id)
             await pipe.execute()
         self._mirror(data)
+
+    async def add(self, box: BoxRecord) -> bool:
+        """Register a new box; False (nothing written) if its owner is closed."""
+        data = box.to_dict()
+        fields_and_values = [x for k, v in data.items() for x in (k, json.dumps(v))]
+        added = await self.redis.eval(  # type: ignore[misc]
+            _ADD, 4, self._key(box.id), self._index, self._owner_index(box.owner or ""),
+            self._closed, box.owner or "", box.id, *fields_and_values)
+        if added:
+            self._mirror(data)
+        return bool(added)
+
+    async def close_owner(self, owner: str) -> None:
+        """Refuse new boxes of `owner` from now on (`add` returns False)."""
+        await self.redis.sadd(self._closed, owner)  # type: ignore[misc]
+
+    async def reopen_owner(self, owner: str) -> bool:
+        """Take new boxes of `owner` again; True if it was closed."""
+        return bool(await self.redis.srem(self._closed, owner))  # type: ignore[misc]
+
+    async def index_owners(self) -> None:
+        """Put every box in its owner's index (boxes registered before owners had one)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for box in await self.all():
+                if box.owner is not None:
+                    pipe.sadd(self._owner_index(box.owner), box.id)
+            await pipe.execute()
 
     def _mirror(self, data: dict[str, Any], durable: bool = False) -> None:
         """box.json in the box's dir (0600: it holds the box's env). Durable (fsynced) when
@@ -117,6 +169,10 @@ class Registry:
         raw = await self.redis.hgetall(self._key(box_id))  # type: ignore[misc]
         return self._decode(raw) if raw else None
 
+    async def state(self, box_id: str) -> BoxState | None:
+        raw = await self.redis.hget(self._key(box_id), "state")  # type: ignore[misc]
+        return BoxState(json.loads(raw)) if raw else None
+
     async def update(self, box: BoxRecord, **changes: Any) -> BoxRecord:
         """Change some fields of a box the caller holds the lock of (one round trip)."""
         for name, value in changes.items():
@@ -149,8 +205,10 @@ class Registry:
                 pipe.eval(_TOUCH, 1, self._key(box_id), json.dumps(when))
             await pipe.execute()
 
-    async def all(self) -> list[BoxRecord]:
-        ids = sorted(m.decode() for m in await self.redis.smembers(self._index))  # type: ignore[misc]
+    async def all(self, owner: str | None = None) -> list[BoxRecord]:
+        """Every box, or every box of `owner`."""
+        index = self._index if owner is None else self._owner_index(owner)
+        ids = sorted(m.decode() for m in await self.redis.smembers(index))  # type: ignore[misc]
         boxes = []
         for start in range(0, len(ids), _DUMP_CHUNK):
             keys = [self._key(box_id) for box_id in ids[start:start + _DUMP_CHUNK]]
@@ -162,11 +220,15 @@ class Registry:
     async def mark_deleted(self, box: BoxRecord) -> None:
         box.state = BoxState.DELETED
         box.pid = None
+        data = box.to_dict()
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(self._key(box.id), mapping={k: json.dumps(v)
-                                                  for k, v in box.to_dict().items()})
+            pipe.delete(self._key(box.id))
+            pipe.hset(self._key(box.id), mapping={k: json.dumps(data[k])
+                                                  for k in _TOMBSTONE_FIELDS})
             pipe.expire(self._key(box.id), _TOMBSTONE_TTL_S)
             pipe.srem(self._index, box.id)
+            if box.owner is not None:
+                pipe.srem(self._owner_index(box.owner), box.id)
             await pipe.execute()
 
     def _read_mirrors(self) -> list[BoxRecord]:

@@ -75,7 +75,13 @@ class TenantPolicy(Strict):
     keep_alive: bool | None = Field(None, description="never pause, freeze or archive for idleness")
     max_boxes_per_tenant: int | None = Field(None, description="most boxes a tenant may have")
     max_tenant_disk_mb: int | None = Field(
-        None, description="most disk (MB) all of a tenant's boxes may ask for together")
+        None, description="most disk (MB) all of a tenant's boxes may ask for together, "
+                          "with what its named snapshots hold")
+    max_snapshots_per_tenant: int | None = Field(
+        None, description="most named snapshots a tenant may keep")
+    max_tenant_exec_output_mb: int | None = Field(
+        None, description="most output (MB) a tenant's collected execs may hold in the "
+                          "gateway at once; beyond it an exec answers 429 (stream it instead)")
     tenant_keep_alive: bool | None = Field(
         None, description="whether the tenant may create keep_alive boxes")
     tenant_token_budget: int | None = Field(
@@ -112,6 +118,9 @@ class PolicyIn(TenantPolicy):
     max_box_disk_mb: int | None = Field(None, description="largest disk a tenant box gets")
     max_box_pids: int | None = Field(None, description="most processes in a tenant box")
     max_box_cpus: float | None = Field(None, description="most CPUs a tenant box gets")
+    max_box_labels: int | None = Field(None, description="most labels on a tenant box")
+    max_box_env_bytes: int | None = Field(
+        None, description="most bytes of env (names and values) a tenant box may carry")
     egress_allow: list[str] | None = Field(
         None, description="what egress boxes may reach beyond public addresses: IPv4 "
                           "CIDRs or addresses, optionally :port, or *:port")
@@ -141,6 +150,10 @@ class PolicyValues(BaseModel):
     max_box_cpus: float | None
     max_boxes_per_tenant: int | None
     max_tenant_disk_mb: int | None
+    max_snapshots_per_tenant: int | None
+    max_box_labels: int | None
+    max_box_env_bytes: int | None
+    max_tenant_exec_output_mb: int | None
     tenant_keep_alive: bool
     egress_allow: list[str]
     egress_deny: list[str]
@@ -256,8 +269,9 @@ class GitIn(Strict):
     user_email: str | None = Field(None, max_length=256)
     host: Annotated[str, AfterValidator(_git_host)] = Field("github.com",
                                                             pattern=r"^[a-z0-9.-]{1,253}$")
-    repos: list[str] = Field(default_factory=list, max_length=100,
-                             description="owner/name or https URLs the token may reach")
+    repos: list[Annotated[str, Field(max_length=2048)]] = Field(
+        default_factory=list, max_length=100,
+        description="owner/name or https URLs the token may reach")
 
 
 HARNESSES = ("burrow", "claude-code", "codex", "opencode")
@@ -717,10 +731,21 @@ class WhoAmI(BaseModel):
 
 # --- agent runs ------------------------------------------------------------------------------
 
+MAX_SCHEMA_BYTES = 65536  # a run's response_schema is kept with the run (in Redis) for a week
+
+
+def _small_schema(schema: dict[str, Any] | None) -> dict[str, Any] | None:
+    size = len(json.dumps(schema).encode()) if schema is not None else 0
+    if size > MAX_SCHEMA_BYTES:
+        raise ValueError(f"the schema is {size} bytes as JSON; at most {MAX_SCHEMA_BYTES}")
+    return schema
+
+
 class RunCreate(Strict):
     prompt: str = Field(min_length=1, max_length=200_000)
-    response_schema: dict[str, Any] | None = Field(
-        None, description="a JSON schema the result must match (retried when it does not)")
+    response_schema: Annotated[dict[str, Any] | None, AfterValidator(_small_schema)] = Field(
+        None, description="a JSON schema the result must match (retried when it does not); "
+                          f"at most {MAX_SCHEMA_BYTES} bytes as JSON")
     timeout_s: float | None = Field(None, gt=0, le=3600, description="default 600")
     max_turns: int | None = Field(None, ge=1, le=200, description="model calls before the "
                                                                    "run gives up; default 10")

@@ -110,6 +110,8 @@ class Services:
     vectors: PairVectors
     local_models: LocalModels | None = None
     host_socket: Path | None = None
+    # what tenants' collected execs hold in this process (max_tenant_exec_output_mb)
+    exec_output: quotas.OutputMeter = field(default_factory=quotas.OutputMeter)
     _host_server: uvicorn.Server | None = None
     _host_task: asyncio.Task[None] | None = None
     _worker: Worker | None = None

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
+import itertools
 import json
 import secrets
 import time
@@ -24,6 +25,9 @@ from workers.policy import Policies
 
 HOME_LABEL = "burrow.home"
 _KEY_CACHE_S = 10.0
+# How long a tenant's deletion retries boxes that are busy (a wake or a freeze under way)
+# before it answers 503 (a DELETE again finishes it).
+_DELETE_WAIT_S = 120.0
 
 
 @dataclass
@@ -76,6 +80,11 @@ class Tenants:
             if await self.redis.exists(self._key(tenant_id)):
                 raise ApiError(409, "conflict",
                                f"tenant {tenant_id} exists; choose another id or delete it first")
+            if await self.manager.reopen_owner(tenant_id):
+                # the id was a deleted tenant's: whatever of it arrived after its deletion
+                # (a late observation, model usage, a contribution) is not the new one's
+                await self._forget(tenant_id)
+                await self.kb.withdraw(tenant_id)
             api_key = new_key("t")
             home = await self.manager.create(BoxSpec(
                 runtime="python", owner=tenant_id, name=f"{tenant_id}-home",
@@ -142,7 +151,11 @@ class Tenants:
 
     async def delete(self, tenant_id: str) -> None:
         """Delete the tenant's boxes and named snapshots, withdraw its support from the
-        knowledge base (removing what only it supported), then the tenant and its key."""
+        knowledge base (removing what only it supported), then the tenant and its key.
+
+        No box outlives it: its id is closed to new boxes before its boxes are listed (a box
+        being made for it is refused, or listed), and they are deleted until none is left. The
+        id stays closed until a new tenant takes it, which starts with nothing of this one."""
         record = await self.get(tenant_id)
         if record is None:
             raise ApiError(404, "not_found", f"no tenant {tenant_id!r}")
@@ -152,10 +165,10 @@ class Tenants:
             pipe.delete(self._apikey(record.key_hash))
             pipe.hset(self._key(tenant_id), "deleting", str(time.time()))
             await pipe.execute()
+        await self.manager.close_owner(tenant_id)
         self._keys = {k: v for k, v in self._keys.items() if v[0] != tenant_id}
-        for box in await self.manager.list(owner=tenant_id):
-            with contextlib.suppress(BoxNotFoundError):
-                await self.manager.delete(box.id)
+        await self._delete_boxes(tenant_id)
+        # (a named snapshot being made held its box's lock, so it is in the store by now)
         for snap in await self.manager.list_snapshots(owner=tenant_id):
             with contextlib.suppress(BoxError):
                 await self.manager.delete_snapshot(snap.id)
@@ -165,11 +178,43 @@ class Tenants:
             pipe.delete(self._key(tenant_id))
             pipe.srem(self._index, tenant_id)
             await pipe.execute()
-        await self.observations.forget(tenant_id, record.home_box_id)
-        await self.policies.forget(tenant_id)
-        await self.budgets.forget(tenant_id)
+        await self._forget(tenant_id)
         self._keys = {k: v for k, v in self._keys.items() if v[0] != tenant_id}
         self._home.pop(tenant_id, None)
+
+    async def _delete_boxes(self, tenant_id: str) -> None:
+        """Delete the tenant's boxes until none is left (a box that was being made when the
+        deletion began is deleted once it is made; a busy one is tried again)."""
+        deadline = time.monotonic() + _DELETE_WAIT_S
+        why = "they were busy"
+        for attempt in itertools.count():
+            boxes = await self.manager.list(owner=tenant_id)
+            if not boxes:
+                return
+            if attempt:
+                if time.monotonic() > deadline:
+                    raise ApiError(503, "unavailable",
+                                   f"tenant {tenant_id}'s boxes could not all be deleted "
+                                   f"({why}); it takes nothing new and its key is revoked; "
+                                   "send DELETE again to finish", {"Retry-After": "5"})
+                await asyncio.sleep(0.2)
+            for box in boxes:
+                try:
+                    await self.manager.delete(box.id)
+                except BoxNotFoundError:
+                    continue
+                except BoxError as exc:  # busy, or its layer would not go: again, shortly
+                    why = exc.message
+
+    async def _forget(self, tenant_id: str) -> None:
+        """What is kept under the tenant's id outside its boxes and the knowledge base:
+        observations (every backlog of it), policy overrides, model usage."""
+        for tenant, box_id in await self.observations.pending():
+            if tenant == tenant_id:
+                await self.observations.forget(tenant_id, box_id)
+        await self.observations.forget(tenant_id, "")
+        await self.policies.forget(tenant_id)
+        await self.budgets.forget(tenant_id)
 
     async def summary(self, record: TenantRecord) -> dict[str, Any]:
         """State, last activity and storage of a tenant, from its boxes."""

@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -1511,3 +1512,137 @@ async def test_a_box_cannot_escape_its_runs_max_turns_by_leaving_out_the_run_hea
     assert statuses.count(429) == len(replies) - (limit - 1), statuses
     assert all("max_turns" in r[1] for r in replies if r[0] == 429)
     assert result["status"] == "completed" and result["usage"]["turns"] >= limit, result
+
+
+# --- sec-tenant: items 8 and 9 (issue 24) ---
+
+async def test_a_box_record_stays_small_whatever_a_tenant_sends(gateway: Gateway) -> None:
+    """150,000 labels made a 40 MB box record that every listing parsed; env and labels are
+    bounded in count and size, and a deleted box leaves only a small tombstone behind."""
+    headers, _ = await gateway.tenant("hoarder")
+    for body, ceiling in (({"labels": {f"k{i}": "v" * 256 for i in range(10_000)}},
+                           "max_box_labels"),
+                          ({"env": {"BIG": "x" * 1_000_000}}, "max_box_env_bytes"),
+                          ({"env": {f"E{i}": "x" for i in range(20_000)}}, "max_box_env_bytes")):
+        r = await gateway.client.post("/v1/boxes", headers=headers, json=body)
+        assert r.status_code == 422, r.text[:300]
+        assert ceiling in r.json()["error"]["message"]
+    # the most a tenant may send is accepted; once deleted, little of it stays in Redis
+    r = await gateway.client.post("/v1/boxes", headers=headers, json={
+        "labels": {f"k{i}": "v" * 256 for i in range(64)},
+        "env": {f"E{i}": "x" * 1000 for i in range(60)}})
+    assert r.status_code == 201, r.text[:300]
+    box = r.json()["id"]
+    r = await gateway.client.post(f"/v1/boxes/{box}/agent/runs", headers=headers, json={
+        "prompt": "p", "response_schema": {"description": "d" * 1_000_000}})
+    assert r.status_code == 422 and "response_schema" in r.json()["error"]["message"], r.text
+    key = f"{gateway.manager.config.key_prefix}:box:{box}"
+    assert await gateway.services.redis.memory_usage(key, samples=0) > 60_000
+    assert (await gateway.client.delete(f"/v1/boxes/{box}", headers=headers)).status_code == 204
+    assert (await gateway.client.get(f"/v1/boxes/{box}", headers=headers)).status_code == 404
+    left = await gateway.services.redis.memory_usage(key, samples=0) or 0
+    assert left < 2048, f"a deleted box keeps {left} bytes in Redis"
+
+
+def test_collected_exec_output_in_flight_is_bounded_per_tenant(served: Served) -> None:
+    """Four concurrent execs collecting 16 Mi characters of stdout and stderr each grew the
+    gateway by 1.2 GB; the tenant's collected output in flight is bounded (429: stream it)."""
+    chars = 16 << 20
+    command = (f"head -c {chars} /dev/zero | tr '\\0' a; "
+               f"head -c {chars} /dev/zero | tr '\\0' b >&2")
+    with httpx.Client(base_url=served.url, timeout=300) as c:
+        tenant, _ = _tenant(c, served, "flood")
+        box = c.post("/v1/boxes", headers=tenant, json={}).json()["id"]
+        assert c.post(f"/v1/boxes/{box}/exec", headers=tenant,
+                      json={"command": "true"}).status_code == 200
+        assert served.proc is not None
+        stop, peak = threading.Event(), [0]
+        base = _rss_of(served.proc.pid)
+        watcher = threading.Thread(target=_peak_rss, args=(served.proc.pid, stop, peak))
+        watcher.start()
+
+        def collect(_: int) -> httpx.Response:
+            return c.post(f"/v1/boxes/{box}/exec", headers=tenant, json={
+                "command": command, "max_output_chars": chars})
+        try:
+            with ThreadPoolExecutor(4) as pool:
+                answers = list(pool.map(collect, range(4)))
+        finally:
+            stop.set()
+            watcher.join()
+        assert peak[0] - base < 64 << 20, f"the gateway grew by {(peak[0] - base) >> 20} MB"
+        assert [r.status_code for r in answers] == [429] * 4, [r.text[:200] for r in answers]
+        message = answers[0].json()["error"]["message"]
+        assert "max_tenant_exec_output_mb" in message and "exec/stream" in message
+        # what was held is given back: a modest exec is collected whole
+        r = c.post(f"/v1/boxes/{box}/exec", headers=tenant, json={
+            "command": "head -c 3000000 /dev/zero | tr '\\0' a; echo done >&2",
+            "max_output_chars": 3_000_000})
+        assert r.status_code == 200, r.text[:300]
+        assert len(r.json()["stdout"]) == 3_000_000 and r.json()["stderr"] == "done\n"
+
+
+async def test_named_snapshots_count_against_the_tenants_disk(gateway: Gateway) -> None:
+    """Ten named snapshots of a 64 MB box grew the shared store by 381 MB with the tenant at
+    its disk ceiling: named snapshots count against max_tenant_disk_mb, and their number is
+    bounded too."""
+    headers, _ = await gateway.tenant("collector")  # its home box: 2048 MB
+    r = await gateway.client.put("/v1/tenants/collector/policy", headers=gateway.operator,
+                                 json={"max_tenant_disk_mb": 2048 + 64 + 12})
+    assert r.status_code == 200, r.text
+    box = (await gateway.client.post("/v1/boxes", headers=headers,
+                                     json={"limits": {"disk_mb": 64}})).json()["id"]
+    fill = {"command": "head -c 8M /dev/urandom > blob"}
+
+    async def snapshot(name: str) -> httpx.Response:
+        r = await gateway.client.post(f"/v1/boxes/{box}/exec", headers=headers, json=fill)
+        assert r.json()["exit_code"] == 0, r.text
+        return await gateway.client.post(f"/v1/boxes/{box}/snapshots", headers=headers,
+                                         json={"name": name})
+
+    assert (await snapshot("first")).status_code == 201
+    r = await snapshot("second")
+    assert r.status_code == 422 and "max_tenant_disk_mb" in r.json()["error"]["message"], r.text
+    names = [s["name"] for s in (await gateway.client.get("/v1/snapshots", headers=headers)).json()]
+    assert names == ["first"]
+    r = await gateway.client.post("/v1/boxes", headers=headers, json={"limits": {"disk_mb": 64}})
+    assert r.status_code == 422 and "max_tenant_disk_mb" in r.json()["error"]["message"], r.text
+    r = await gateway.client.put("/v1/tenants/collector/policy", headers=gateway.operator,
+                                 json={"max_tenant_disk_mb": None, "max_snapshots_per_tenant": 2})
+    assert r.status_code == 200, r.text
+    assert (await snapshot("second")).status_code == 201
+    r = await snapshot("third")
+    assert r.status_code == 422, r.text
+    assert "max_snapshots_per_tenant" in r.json()["error"]["message"]
+    assert len((await gateway.client.get("/v1/snapshots", headers=headers)).json()) == 2
+
+
+async def test_no_box_outlives_its_tenant_and_a_reused_id_inherits_nothing(
+        gateway: Gateway) -> None:
+    """A box created 30 ms before its tenant's deletion survived the 204 and kept running,
+    and a new tenant with the same id inherited it."""
+    for delay in (0.0, 0.05, 0.1):
+        headers, _ = await gateway.tenant("doomed")
+        creating = [asyncio.create_task(gateway.client.post(
+            "/v1/boxes", headers=headers, json={"limits": {"disk_mb": 64}}))
+            for _ in range(6)]
+        creating += [asyncio.create_task(gateway.client.post(
+            "/v1/boxes", headers=gateway.operator, json={"tenant": "doomed"}))
+            for _ in range(2)]
+        await asyncio.sleep(delay)
+        r = await gateway.client.delete("/v1/tenants/doomed", headers=gateway.operator)
+        assert r.status_code == 204, r.text
+        answers = await asyncio.gather(*creating)
+        assert all(a.status_code in (201, 401, 404, 409, 503) for a in answers), [
+            a.text for a in answers]
+        listed = (await gateway.client.get("/v1/boxes", headers=gateway.operator)).json()
+        assert [b["id"] for b in listed if b["tenant"] == "doomed"] == [], (delay, listed)
+        headers, home = await gateway.tenant("doomed")
+        mine = (await gateway.client.get("/v1/boxes", headers=headers)).json()
+        assert [b["id"] for b in mine] == [home], (delay, mine)
+        assert (await gateway.client.get("/v1/snapshots", headers=headers)).json() == []
+        tenant = (await gateway.client.get("/v1/tenants/doomed", headers=gateway.operator)).json()
+        assert tenant["boxes"] == 1 and tenant["policy"] is None
+        assert tenant["observations"]["size"] == 0
+        r = await gateway.client.delete("/v1/tenants/doomed", headers=gateway.operator)
+        assert r.status_code == 204

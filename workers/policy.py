@@ -23,7 +23,8 @@ MAX_IDLE_S = 10 * 365 * 86400
 RELAY_FIELDS = ("relay_allow_fields", "relay_allow_tools", "relay_allow_betas")
 TENANT_FIELDS = ("pause_after_s", "freeze_after_s", "archive_after_s", "keep_alive",
                  "max_boxes_per_tenant", "max_tenant_disk_mb", "tenant_keep_alive",
-                 "tenant_token_budget", "model_allowlist", "agent_model", *RELAY_FIELDS)
+                 "tenant_token_budget", "model_allowlist", "agent_model",
+                 "max_snapshots_per_tenant", "max_tenant_exec_output_mb", *RELAY_FIELDS)
 LIST_FIELDS = ("egress_allow", "egress_deny", "model_allowlist", *RELAY_FIELDS)
 HISTORY_LIMIT = 200
 
@@ -50,8 +51,18 @@ class Policy:
     max_box_pids: int | None = 1024
     max_box_cpus: float | None = 2.0
     max_boxes_per_tenant: int | None = 20
+    # All of a tenant's boxes' disks and its named snapshots (their files' size) together.
     max_tenant_disk_mb: int | None = 51200
+    max_snapshots_per_tenant: int | None = 50  # named snapshots
     tenant_keep_alive: bool = False  # whether tenants may create keep_alive boxes
+    # What a box record may carry: it lives in Redis and every listing of the tenant's boxes
+    # reads it (labels' keys and values are bounded by the box runtime: 63 and 256 chars).
+    max_box_labels: int | None = 64
+    max_box_env_bytes: int | None = 65536  # names and values, UTF-8
+    # Output a tenant's collected execs (POST /exec, not /exec/stream) may hold in one
+    # gateway process at once, in MB: the gateway holds a collected exec's output until it
+    # has sent it, so four of them with 16 Mi characters each once took 1.2 GB.
+    max_tenant_exec_output_mb: int | None = 16
     # Egress of network="egress" boxes beyond the default (public addresses only): CIDRs or
     # host:port / CIDR:port entries; deny wins over allow.
     egress_allow: tuple[str, ...] = ()
@@ -148,6 +159,10 @@ class Policy:
                                 ("max_box_disk_mb", 64, 1 << 24), ("max_box_pids", 8, 1 << 16),
                                 ("max_boxes_per_tenant", 0, 1 << 20),
                                 ("max_tenant_disk_mb", 0, 1 << 30),
+                                ("max_snapshots_per_tenant", 0, 1 << 20),
+                                ("max_box_labels", 0, 1 << 16),
+                                ("max_box_env_bytes", 0, 1 << 30),
+                                ("max_tenant_exec_output_mb", 0, 1 << 20),
                                 ("model_max_tokens", 1, 1 << 24),
                                 ("tenant_token_budget", 0, 1 << 50),
                                 ("model_calls_per_minute", 0, 1 << 20),
@@ -311,9 +326,16 @@ class Policies:
         await self.redis.hdel(self._overrides, tenant)  # type: ignore[misc]
 
     async def for_tenant(self, tenant: str | None) -> Policy:
-        """The policy that applies to `tenant` (the global one with its overrides)."""
-        base = (await self.get()).policy
-        return base.merged(await self.override(tenant)) if tenant else base
+        """The policy that applies to `tenant` (the global one with its overrides), in one
+        round trip: every collected exec of a tenant reads it."""
+        if not tenant:
+            return (await self.get()).policy
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.get(self._global)
+            pipe.hget(self._overrides, tenant)
+            raw, override = await pipe.execute()
+        base = Policy.from_dict(json.loads(raw)["policy"]) if raw else Policy()
+        return base.merged(json.loads(override) if override else None)
 
     async def effective(self) -> tuple[Policy, dict[str, Policy]]:
         """The global policy and each overriding tenant's merged one (invalid stored overrides

@@ -8,8 +8,9 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
 
-from boxes import BoxError, BoxManager, BoxRecord, BoxSpec, Limits
+from boxes import BoxError, BoxManager, BoxRecord, BoxSpec, BoxState, Limits
 from gateway import gitrelay, quotas
+from gateway.authz import Principal
 from gateway.deps import ManagerDep, OwnedBoxDep, PoliciesDep, TenantsDep, UserDep
 from gateway.errors import ApiError
 from gateway.schemas import (
@@ -20,7 +21,7 @@ from gateway.schemas import (
     SnapshotCreate,
     SnapshotPublic,
 )
-from gateway.tenants import HOME_LABEL
+from gateway.tenants import HOME_LABEL, Tenants
 
 router = APIRouter(prefix="/v1", tags=["boxes"],
                    responses={401: {"model": ErrorOut}, 403: {"model": ErrorOut},
@@ -36,14 +37,7 @@ def _public(manager: BoxManager, box: BoxRecord) -> BoxPublic:
 async def create_box(body: BoxCreate, who: UserDep, manager: ManagerDep,
                      tenants: TenantsDep, policies: PoliciesDep) -> BoxPublic:
     """Create a box and start it (it is ready for exec when this returns)."""
-    if who.is_operator:
-        owner = body.tenant
-        if owner is not None:
-            await tenants.require(owner)
-    else:
-        if body.tenant is not None and body.tenant != who.tenant:
-            raise ApiError(403, "forbidden", "a tenant key creates boxes for its own tenant only")
-        owner = who.tenant
+    owner = await _owner(body, who, tenants)
     if body.from_snapshot is not None:
         snap = await manager.get_snapshot(body.from_snapshot)
         if not who.is_operator and snap.owner != owner:
@@ -53,6 +47,7 @@ async def create_box(body: BoxCreate, who: UserDep, manager: ManagerDep,
     asked = body.limits.model_dump(exclude_none=True) if body.limits else {}
     policy = None if who.is_operator else await policies.for_tenant(owner)
     if policy is not None and owner is not None:
+        quotas.check_record(body.labels, body.env, policy)
         limits = quotas.default_limits(asked, policy)
         await quotas.check_tenant_room(manager, owner, policy, limits.disk_mb, body.keep_alive)
     else:
@@ -74,7 +69,22 @@ async def create_box(body: BoxCreate, who: UserDep, manager: ManagerDep,
         await quotas.check_still_in_room(manager, owner, policy, box)
     if kept is not None:
         await _set_up_git(manager, box, kept, git.get("token"))
-    return _public(manager, await manager.get(box.id))
+    box = await manager.get(box.id)
+    if box.state == BoxState.DELETED:  # its tenant's deletion took it as it was made
+        raise ApiError(409, "conflict", f"box {box.id} was deleted as it was made: tenant "
+                                        f"{owner} is being deleted")
+    return _public(manager, box)
+
+
+async def _owner(body: BoxCreate, who: Principal, tenants: Tenants) -> str | None:
+    """The tenant a new box is for (none: an operator's own box); a tenant being deleted
+    is refused here (409), before any work."""
+    if not who.is_operator and body.tenant is not None and body.tenant != who.tenant:
+        raise ApiError(403, "forbidden", "a tenant key creates boxes for its own tenant only")
+    owner = body.tenant if who.is_operator else who.tenant
+    if owner is not None:
+        await tenants.require(owner)
+    return owner
 
 
 async def _set_up_git(manager: BoxManager, box: BoxRecord, kept: dict[str, Any],
@@ -153,11 +163,21 @@ async def wake_box(box: OwnedBoxDep, manager: ManagerDep) -> BoxPublic:
     return _public(manager, await manager.wake(box.id))
 
 
-@router.post("/boxes/{box_id}/snapshots", status_code=201)
-async def create_snapshot(body: SnapshotCreate, box: OwnedBoxDep,
-                          manager: ManagerDep) -> SnapshotPublic:
-    """A named snapshot of the box as it is now; start new boxes from it with from_snapshot."""
-    return SnapshotPublic.of(await manager.snapshot(box.id, body.name))
+@router.post("/boxes/{box_id}/snapshots", status_code=201,
+             responses={409: {"model": ErrorOut}, 422: {"model": ErrorOut}})
+async def create_snapshot(body: SnapshotCreate, box: OwnedBoxDep, who: UserDep,
+                          manager: ManagerDep, policies: PoliciesDep) -> SnapshotPublic:
+    """A named snapshot of the box as it is now; start new boxes from it with from_snapshot.
+    A tenant's named snapshots count against max_tenant_disk_mb (what their files hold) and
+    max_snapshots_per_tenant."""
+    tenant = None if who.is_operator else box.owner
+    policy = await policies.for_tenant(tenant) if tenant is not None else None
+    if tenant is not None and policy is not None:
+        await quotas.check_snapshot_room(manager, tenant, policy)
+    snap = await manager.snapshot(box.id, body.name)
+    if tenant is not None and policy is not None:
+        await quotas.check_snapshot_kept(manager, tenant, policy, snap)
+    return SnapshotPublic.of(snap)
 
 
 @router.get("/snapshots")

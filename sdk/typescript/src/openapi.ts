@@ -256,6 +256,8 @@ export interface paths {
         /**
          * Create Snapshot
          * @description A named snapshot of the box as it is now; start new boxes from it with from_snapshot.
+         *     A tenant's named snapshots count against max_tenant_disk_mb (what their files hold) and
+         *     max_snapshots_per_tenant.
          */
         post: operations["create_snapshot_v1_boxes__box_id__snapshots_post"];
         delete?: never;
@@ -312,6 +314,8 @@ export interface paths {
          * @description Run a command (a string for `sh -c`, or an argv) and return its output and exit code.
          *     A frozen or archived box is woken first. Each stream keeps its first `max_output_chars`
          *     (default 1 Mi); `truncated` says whether anything was dropped (stream the exec for all).
+         *     A tenant's collected execs hold at most `max_tenant_exec_output_mb` of output in the
+         *     gateway at once: an exec that would go beyond is stopped and answers 429 (stream it).
          */
         post: operations["exec_command_v1_boxes__box_id__exec_post"];
         delete?: never;
@@ -1487,9 +1491,19 @@ export interface components {
             max_boxes_per_tenant?: number | null;
             /**
              * Max Tenant Disk Mb
-             * @description most disk (MB) all of a tenant's boxes may ask for together
+             * @description most disk (MB) all of a tenant's boxes may ask for together, with what its named snapshots hold
              */
             max_tenant_disk_mb?: number | null;
+            /**
+             * Max Snapshots Per Tenant
+             * @description most named snapshots a tenant may keep
+             */
+            max_snapshots_per_tenant?: number | null;
+            /**
+             * Max Tenant Exec Output Mb
+             * @description most output (MB) a tenant's collected execs may hold in the gateway at once; beyond it an exec answers 429 (stream it instead)
+             */
+            max_tenant_exec_output_mb?: number | null;
             /**
              * Tenant Keep Alive
              * @description whether the tenant may create keep_alive boxes
@@ -1540,6 +1554,16 @@ export interface components {
              * @description most CPUs a tenant box gets
              */
             max_box_cpus?: number | null;
+            /**
+             * Max Box Labels
+             * @description most labels on a tenant box
+             */
+            max_box_labels?: number | null;
+            /**
+             * Max Box Env Bytes
+             * @description most bytes of env (names and values) a tenant box may carry
+             */
+            max_box_env_bytes?: number | null;
             /**
              * Egress Allow
              * @description what egress boxes may reach beyond public addresses: IPv4 CIDRs or addresses, optionally :port, or *:port
@@ -1610,6 +1634,14 @@ export interface components {
             max_boxes_per_tenant: number | null;
             /** Max Tenant Disk Mb */
             max_tenant_disk_mb: number | null;
+            /** Max Snapshots Per Tenant */
+            max_snapshots_per_tenant: number | null;
+            /** Max Box Labels */
+            max_box_labels: number | null;
+            /** Max Box Env Bytes */
+            max_box_env_bytes: number | null;
+            /** Max Tenant Exec Output Mb */
+            max_tenant_exec_output_mb: number | null;
             /** Tenant Keep Alive */
             tenant_keep_alive: boolean;
             /** Egress Allow */
@@ -1734,7 +1766,7 @@ export interface components {
             prompt: string;
             /**
              * Response Schema
-             * @description a JSON schema the result must match (retried when it does not)
+             * @description a JSON schema the result must match (retried when it does not); at most 65536 bytes as JSON
              */
             response_schema?: {
                 [key: string]: unknown;
@@ -2016,9 +2048,19 @@ export interface components {
             max_boxes_per_tenant?: number | null;
             /**
              * Max Tenant Disk Mb
-             * @description most disk (MB) all of a tenant's boxes may ask for together
+             * @description most disk (MB) all of a tenant's boxes may ask for together, with what its named snapshots hold
              */
             max_tenant_disk_mb?: number | null;
+            /**
+             * Max Snapshots Per Tenant
+             * @description most named snapshots a tenant may keep
+             */
+            max_snapshots_per_tenant?: number | null;
+            /**
+             * Max Tenant Exec Output Mb
+             * @description most output (MB) a tenant's collected execs may hold in the gateway at once; beyond it an exec answers 429 (stream it instead)
+             */
+            max_tenant_exec_output_mb?: number | null;
             /**
              * Tenant Keep Alive
              * @description whether the tenant may create keep_alive boxes
@@ -3737,7 +3779,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorOut"];
                 };
             };
-            /** @description conflicts with the current state */
+            /** @description Conflict */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -3755,7 +3797,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorOut"];
                 };
             };
-            /** @description invalid parameters */
+            /** @description Unprocessable Entity */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -4039,6 +4081,15 @@ export interface operations {
             };
             /** @description invalid parameters */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Too Many Requests */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
