@@ -695,7 +695,9 @@ export interface paths {
          * Search
          * @description Insights like the query, most relevant first, above the relevance floor; `kinds`,
          *     `since` and `until` filter. A tenant or a box token sees only what enough tenants share
-         *     (k-anonymity); the operator sees everything.
+         *     (k-anonymity), with `support` rounded down to a coarse step and time to the day, and each
+         *     search spends one text of its tenant's embed_texts_per_minute (429 beyond); the operator
+         *     sees everything, exactly.
          */
         post: operations["search_v1_knowledge_search_post"];
         delete?: never;
@@ -1525,6 +1527,21 @@ export interface components {
              */
             agent_model?: string | null;
             /**
+             * Relay Allow Fields
+             * @description request fields the model relay forwards to providers as sent, beyond its allow-lists (e.g. mcp_servers, store, previous_response_id, background); default none
+             */
+            relay_allow_fields?: string[] | null;
+            /**
+             * Relay Allow Tools
+             * @description server-side tool types the model relay forwards (* wildcards, e.g. web_search*); default none: only the client's own tools
+             */
+            relay_allow_tools?: string[] | null;
+            /**
+             * Relay Allow Betas
+             * @description beta flags the model relay forwards in anthropic-beta / openai-beta headers (* wildcards); default none
+             */
+            relay_allow_betas?: string[] | null;
+            /**
              * Max Warm Boxes
              * @description above this many running or paused boxes, the least recently used are frozen
              */
@@ -1662,6 +1679,12 @@ export interface components {
             embed_texts_per_minute: number | null;
             /** Agent Model */
             agent_model: string | null;
+            /** Relay Allow Fields */
+            relay_allow_fields?: string[];
+            /** Relay Allow Tools */
+            relay_allow_tools?: string[];
+            /** Relay Allow Betas */
+            relay_allow_betas?: string[];
         };
         /**
          * RecallIn
@@ -2081,6 +2104,21 @@ export interface components {
              * @description the model the tenant agents answer /ask through and, unless it is a local/ one, distil memories with (on model_allowlist); null: the server's BURROW_AGENT_MODEL
              */
             agent_model?: string | null;
+            /**
+             * Relay Allow Fields
+             * @description request fields the model relay forwards to providers as sent, beyond its allow-lists (e.g. mcp_servers, store, previous_response_id, background); default none
+             */
+            relay_allow_fields?: string[] | null;
+            /**
+             * Relay Allow Tools
+             * @description server-side tool types the model relay forwards (* wildcards, e.g. web_search*); default none: only the client's own tools
+             */
+            relay_allow_tools?: string[] | null;
+            /**
+             * Relay Allow Betas
+             * @description beta flags the model relay forwards in anthropic-beta / openai-beta headers (* wildcards); default none
+             */
+            relay_allow_betas?: string[] | null;
         };
         /** TenantPublic */
         TenantPublic: {
