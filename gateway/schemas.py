@@ -86,6 +86,12 @@ class TenantPolicy(Strict):
         None, description="the model the tenant agents answer /ask through and, unless it is "
                           "a local/ one, distil memories with (on model_allowlist); null: the "
                           "server's BURROW_AGENT_MODEL")
+    contribute_min_age_s: float | None = Field(
+        None, description="seconds since a tenant was created before what its agent proposes "
+                          "counts in the shared knowledge base (default a day; 0: at once)")
+    contribute_min_turns: int | None = Field(
+        None, description="turns the gateway recorded for a tenant before what its agent "
+                          "proposes counts in the shared knowledge base (default 20; 0: none)")
 
 
 class PolicyIn(TenantPolicy):
@@ -141,6 +147,8 @@ class PolicyValues(BaseModel):
     model_calls_per_minute: int | None
     embed_texts_per_minute: int | None
     agent_model: str | None
+    contribute_min_age_s: float | None
+    contribute_min_turns: int | None
 
 
 class PolicyOut(BaseModel):
@@ -169,7 +177,9 @@ class StatsOut(BaseModel):
     observations: dict[str, int] = Field(
         description="queue_depth (jobs waiting in the worker's queue), backlog (pairs waiting "
                     "for their agent)")
-    knowledge: dict[str, int]
+    knowledge: dict[str, Any] = Field(
+        description="insights (in the shared knowledge base), refused (proposals refused, by "
+                    "reason: instruction, everyone, shell, url, young_tenant, few_turns)")
     sweep: dict[str, Any] = Field(description="the last idle sweep: when, how long, what it did")
     models: dict[str, int] = Field(
         default_factory=dict, description="model usage from boxes over all tenants: "

@@ -24,6 +24,7 @@ import re
 import time
 from collections.abc import Callable
 
+from tenant_agent.refusals import refusal
 from tenant_agent.utterance import (
     AHEAD,
     RELATIVE,
@@ -478,11 +479,13 @@ okay ok
 
 
 def _general(sentence: str) -> bool:
-    """A statement about the world, not about the speaker or the listener."""
+    """A statement about the world, not about the speaker or the listener, and nothing the
+    shared knowledge base refuses (an instruction to an assistant, text to every user, a link,
+    a command line: tenant_agent/refusals.py)."""
     words = sentence.split()
     return (4 <= len(words) <= 40 and not sentence.endswith("?")
             and not _FIRST_PERSON.search(sentence) and not _SECOND_PERSON.search(sentence)
-            and any(c.isalpha() for c in sentence))
+            and any(c.isalpha() for c in sentence) and refusal(sentence) is None)
 
 
 def warm() -> None:
@@ -516,7 +519,8 @@ def learn(text: str, at: float | None = None, reply_before: str = "") -> Learned
     for s in learned.statements:
         if s.kind == "preference" and s.op == "add" and s.subject != "answer language":
             verb = "prefer" if s.polarity == "likes" else "avoid"
-            learned.insights.append(("preference", f"Some users {verb} {s.value}."))
+            if refusal(shared := f"Some users {verb} {s.value}.") is None:
+                learned.insights.append(("preference", shared))
     words = [w.strip(".-") for w in _WORD.findall(text.lower())]
     learned.topics = [w for w in words if w and w not in _STOPWORDS][:20]
     return learned
