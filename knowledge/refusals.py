@@ -99,6 +99,14 @@ _INSTRUCTION = "|".join((
     r"|\b(?:do anything now|dan mode|unrestricted mode|god mode|sudo mode|without any"
     r" (?:rules|restrictions|filters|guidelines)|no (?:rules|restrictions|filters|limits)"
     r" (?:apply|at all))\b",
+    # the same in the languages an injection is most often written in
+    r"\bignor\w* (?:\w+ ){0,2}(?:instructions|anweisungen|instrucciones|istruzioni|instru\w+es)\b"
+    r"|\b(?:instructions? (?:pr[eé]c[eé]dentes|ant[eé]rieures)|vorherigen? (?:anweisungen"
+    r"|instruktionen)|instrucciones (?:anteriores|previas)|istruzioni precedenti"
+    r"|instru[cç][oõ]es anteriores)\b",
+    # hidden or encoded orders, and the canary of prompt-injection contests
+    r"\b(?:decode|decrypt|deobfuscate|unscramble)\b(?: \S+){0,4}? (?:and|then) (?:follow|obey"
+    r"|execute|act on|carry out|comply)\b|\b(?:i have|i've) been pwned\b",
     r"\b(?:previous|prior|earlier|above|preceding|original|initial|former|old) (?:instructions"
     r"|prompts?|directives|system (?:prompt|message)s?)\b|\b(?:hidden|secret) (?:prompts?"
     r"|instructions|system prompt|rules)\b|\bi (?:hereby )?(?:authori[sz]e|permit|allow|order"
@@ -140,6 +148,22 @@ _INSTRUCTION = "|".join((
     r"|is asking|are asking|complains?)\b.{0,80}?\b(?:always |only |just |then )?"
     r"(?:tell|say|reply|respond|answer|recommend|suggest|direct|send|point|redirect|refer"
     r"|instruct|advise|urge|give|share|offer|insist|claim|ask (?:them|him|her|for))\b",
+    r"\b(?:when|if|whenever|once) (?:asked|questioned|prompted|queried)\b.{0,80}?\b(?:say|reply"
+    r"|respond|answer|tell|recommend|claim|insist|state|mention|suggest)\b",
+    # what to do with the people it talks to: "tell users …", "recommend X to customers"
+    r"\b(?:tell|remind|instruct|direct|redirect|urge|convince|persuade|pressure|trick)"
+    r" (?:the |any |your )?(?:users?|customers?|clients?|visitors?|callers?|humans?|buyers?"
+    r"|patients?)\b",  # (every user, all users: "everyone")
+    r"\b(?:recommend|suggest|promote|push|sell|pitch|advertise)\b(?: \S+){1,5}? to (?:the |any "
+    r"|your )?(?:users?|customers?|clients?|visitors?|callers?|humans?|buyers?|patients?)\b",
+    r"\b(?:users?|customers?|clients?|visitors?|callers?|people) (?:\w+ ){0,4}?(?:should|must"
+    r"|need to|have to|are to) be (?:told|directed|sent|redirected|pointed)\b",
+    r"\b(?:send|forward|upload|post|email|e-mail|leak|exfiltrate|transmit|share)\b(?: \S+){0,3}?"
+    r" (?:the |this |all |their |the user's |user |every )?(?:conversations?|chat (?:logs?"
+    r"|history)|transcripts?|memories|user data|personal data)\b(?: \S+){0,4}? (?:to|at|into"
+    r"|with)\b",
+    r"\b(?:reply|respond|answer|say) (?:only |exactly |just |always )*(?:with )?(?:the (?:word"
+    r"|phrase|text|string|sentence) )?[\"'`]",
     # behaviour of every answer: "include a link in every answer", "always reply that …"
     r"\b(?:in|at the (?:end|start|beginning|top|bottom) of|to|into|with) (?:every|each|all|any"
     r"|your) (?:answers?|responses?|repl(?:y|ies)|messages?|outputs?|completions?"
@@ -233,9 +257,12 @@ _SHELL = "|".join((
     r"\bmkfs(?:\.\w+)?\s+(?:-\S+\s+)*/dev/",
     r">\s*/dev/(?:sd|hd|nvme|disk|mmcblk)",
     r":\(\)\s*\{\s*:\s*\|\s*:\s*&\s*\}\s*;\s*:",                 # the fork bomb
-    r"\b(?:python[\d.]*|perl|ruby|node|php)\s+-[ce]\s+['\"]",
+    r"\b(?:python[\d.]*|perl|ruby|node|php)\s+-[cer]\s+['\"]",
     r"\b(?:certutil|bitsadmin|mshta|regsvr32|rundll32|wscript|cscript)(?:\.exe)?\s+\S",
-    r"\$\(\s*(?:curl|wget|base64)\b|`\s*(?:curl|wget|base64)\b",
+    r"\$\(\s*(?:curl|wget|base64)\b|`\s*(?:curl|wget|base64)\b|<\(\s*(?:curl|wget)\b",
+    r">>?\s*~?/?(?:\S*/)?\.(?:bashrc|zshrc|profile|bash_profile|ssh/authorized_keys)\b",
+    r"\bformat\s+[a-z]:|\bdel\s+(?:/[a-z]\s+)+|\brd\s+/s\b|\bvssadmin\s+delete\b"
+    r"|\bdoas\s+\S|\brunas\s+/",
     r"\beval\s*[\"'`$(]",
     r"\bcrontab\s+-r\b|\bshutdown\s+-[hr]\b|\bkillall\s+-9\b|\bkill\s+-9\s+-1\b",
     r"\bhistory\s+-c\b|\bunset\s+histfile\b",
