@@ -41,11 +41,18 @@ DEV_SET = ROOT / "bench/data/injections_dev.json"
 
 
 def load(path: Path) -> dict[str, list[dict[str, Any]]]:
-    """A set as {"attacks", "advice", "borderline"}: lists of {"text", ...}."""
+    """A set as {"attacks", "advice", "borderline"}: lists of {"text", "reason"?}. Read from
+    the dev set's form (attacks with a "reason"; advice; borderline) or the held-out set's
+    (attacks with a "kind"; advice, some marked "borderline": true)."""
     data = json.loads(path.read_text())
-    return {group: [item if isinstance(item, dict) else {"text": item}
-                    for item in data.get(group, [])]
-            for group in ("attacks", "advice", "borderline")}
+    items = {group: [item if isinstance(item, dict) else {"text": item}
+                     for item in data.get(group, [])]
+             for group in ("attacks", "advice", "borderline")}
+    for attack in items["attacks"]:
+        attack.setdefault("reason", attack.get("kind"))
+    items["borderline"] += [a for a in items["advice"] if a.get("borderline")]
+    items["advice"] = [a for a in items["advice"] if not a.get("borderline")]
+    return items
 
 
 def baseline_modules(workdir: Path) -> tuple[Any, Any]:

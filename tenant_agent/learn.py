@@ -24,7 +24,7 @@ import re
 import time
 from collections.abc import Callable
 
-from tenant_agent.refusals import refusal
+from tenant_agent import refusals
 from tenant_agent.utterance import (
     AHEAD,
     RELATIVE,
@@ -478,22 +478,32 @@ okay ok
 """.split())  # noqa: SIM905 (a word list reads better as text)
 
 
+def _refused(text: str) -> bool:
+    """Whether the shared knowledge base refuses `text` (an instruction to an assistant, text
+    to every user, a link, a command line: tenant_agent/refusals.py), once its patterns are
+    compiled (warm() does it in the background after a wake). Until then a candidate goes as
+    it is: the host refuses the same, so this only spares sending it, and a delivery does not
+    wait ~25 ms for it."""
+    return refusals.ready() and refusals.refusal(text) is not None
+
+
 def _general(sentence: str) -> bool:
-    """A statement about the world, not about the speaker or the listener, and nothing the
-    shared knowledge base refuses (an instruction to an assistant, text to every user, a link,
-    a command line: tenant_agent/refusals.py)."""
+    """A statement about the world, not about the speaker or the listener, that the shared
+    knowledge base would not refuse."""
     words = sentence.split()
     return (4 <= len(words) <= 40 and not sentence.endswith("?")
             and not _FIRST_PERSON.search(sentence) and not _SECOND_PERSON.search(sentence)
-            and any(c.isalpha() for c in sentence) and refusal(sentence) is None)
+            and any(c.isalpha() for c in sentence) and not _refused(sentence))
 
 
 def warm() -> None:
     """Compile the rules' patterns now: re compiles them at first use (~12 ms), which the
-    first pair after a wake would wait for. A clause no rule matches goes through them all."""
+    first pair after a wake would wait for. A clause no rule matches goes through them all.
+    Then the refusals' (~25 ms), which no delivery waits for."""
     learn("The weather was grey, and it rained. Did it? Remember that it rained. Forget it.",
           0.0, reply_before="Shall I note that?")
     learn("It rained all day.", 0.0)
+    refusals.refusal("")
 
 
 def learn(text: str, at: float | None = None, reply_before: str = "") -> Learned:
@@ -519,7 +529,7 @@ def learn(text: str, at: float | None = None, reply_before: str = "") -> Learned
     for s in learned.statements:
         if s.kind == "preference" and s.op == "add" and s.subject != "answer language":
             verb = "prefer" if s.polarity == "likes" else "avoid"
-            if refusal(shared := f"Some users {verb} {s.value}.") is None:
+            if not _refused(shared := f"Some users {verb} {s.value}."):
                 learned.insights.append(("preference", shared))
     words = [w.strip(".-") for w in _WORD.findall(text.lower())]
     learned.topics = [w for w in words if w and w not in _STOPWORDS][:20]
