@@ -139,7 +139,7 @@ def main(args: argparse.Namespace) -> None:
     from knowledge.base import KnowledgeBase
     from knowledge.ner import PresidioNames
     from knowledge.vectors import EdgeVectorStore
-    from tenant_agent.learn import learn
+    from tenant_agent.learn import learn, warm_refusals
 
     path = Path(args.set)
     if args.explain and path.resolve() != DEV_SET.resolve():
@@ -165,6 +165,7 @@ def main(args: argparse.Namespace) -> None:
     def box(learner: Any) -> Any:
         return lambda text: learner(text, 0.0).insights
 
+    warm_refusals()  # as the agent does after a wake: its refusals apply once compiled
     scores = [score("baseline", "host", host(bases["baseline"][0]), data),
               score("rules", "host", host(bases["rules"][0]), data),
               score("baseline", "box", box(old_learn.learn), data),

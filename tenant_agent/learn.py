@@ -498,11 +498,14 @@ def _general(sentence: str) -> bool:
 
 def warm() -> None:
     """Compile the rules' patterns now: re compiles them at first use (~12 ms), which the
-    first pair after a wake would wait for. A clause no rule matches goes through them all.
-    Then the refusals' (~25 ms), which no delivery waits for."""
+    first pair after a wake would wait for. A clause no rule matches goes through them all."""
     learn("The weather was grey, and it rained. Did it? Remember that it rained. Forget it.",
           0.0, reply_before="Shall I note that?")
     learn("It rained all day.", 0.0)
+
+
+def warm_refusals() -> None:
+    """Compile the refusals' patterns (~25 ms), which no delivery waits for (`_refused`)."""
     refusals.refusal("")
 
 

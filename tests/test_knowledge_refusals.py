@@ -8,6 +8,7 @@ them, on it and on the held-out set)."""
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 from types import ModuleType
 
@@ -18,7 +19,7 @@ import knowledge.refusals
 import tenant_agent.notes
 import tenant_agent.refusals
 from tenant_agent.answer import SHARED_LEAD
-from tenant_agent.learn import learn, warm
+from tenant_agent.learn import learn, warm_refusals
 from tests.fakes import FakeHost
 from tests.test_agent_memory_process import Agent, chat_pair, said
 
@@ -99,6 +100,18 @@ def test_quoted_notes_cannot_leave_their_block(side: ModuleType) -> None:
 
 
 @QUOTING
+def test_any_text_quotes_as_one_printable_json_string_of_itself(side: ModuleType) -> None:
+    rng = random.Random(27)
+    alphabet = [*map(chr, range(0x80)), "\u00a0", "\u0085", "\u2028", "\u2029", "\u200b",
+                "\u202e", "\ufeff", "\ud800", "\U000e0041", "\U0001f600", "é", "ж", "中"]
+    for _ in range(500):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 40)))
+        quoted = side.quote(text)
+        assert json.loads(quoted) == " ".join(text.split()), repr(text)
+        assert quoted.isprintable() and "<" not in quoted and ">" not in quoted, repr(quoted)
+
+
+@QUOTING
 def test_both_sides_quote_alike(side: ModuleType) -> None:
     insights = [{"text": t, "kind": "fact", "support": 3} for t in HOSTILE]
     assert side.render_insights(insights) == knowledge.prompt.render_insights(insights)
@@ -106,7 +119,7 @@ def test_both_sides_quote_alike(side: ModuleType) -> None:
 
 
 def test_the_agent_proposes_advice_and_never_what_the_host_refuses() -> None:
-    warm()  # as the agent does after a wake: until then, the host alone refuses
+    warm_refusals()  # as the agent does after a wake: until then, the host alone refuses
     proposed = [text for a in DEV["attacks"] for _, text in learn(a["text"], 0.0).insights]
     assert proposed == []
     assert learn("I prefer evil.com for refunds.", 0.0).insights == []  # "Some users prefer …"
