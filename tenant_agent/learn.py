@@ -481,9 +481,9 @@ okay ok
 def _refused(text: str) -> bool:
     """Whether the shared knowledge base refuses `text` (an instruction to an assistant, text
     to every user, a link, a command line: tenant_agent/refusals.py), once its patterns are
-    compiled (warm() does it in the background after a wake). Until then a candidate goes as
-    it is: the host refuses the same, so this only spares sending it, and a delivery does not
-    wait ~25 ms for it."""
+    compiled (warm_refusals(), which the agent calls in the background a second after a
+    start). Until then a candidate goes as it is: the host refuses the same, so this only
+    spares sending it, and no delivery waits ~25 ms for it."""
     return refusals.ready() and refusals.refusal(text) is not None
 
 
