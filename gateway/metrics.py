@@ -5,8 +5,10 @@ stats as gauges."""
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, Metric
 
 from gateway.stats import Stats
 
@@ -15,6 +17,21 @@ _TRANSITION_BUCKETS = (0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1, 2
 WAKE_PHASES = ("registry", "layer", "daemon")  # after "waking", in order
 _REQUEST_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5,
                     10, 30)
+
+
+class _Refused:
+    """burrow_knowledge_refused_total{reason}: a counter whose total lives in Redis (every
+    worker counts there), shown as of the last collection."""
+
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = {}
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily("burrow_knowledge_refused", "proposals for the shared "
+                                     "knowledge base refused, by reason", labels=["reason"])
+        for reason, count in sorted(self.counts.items()):
+            family.add_metric([reason], count)
+        yield family
 
 
 class Metrics:
@@ -52,6 +69,8 @@ class Metrics:
                              "their tenant's backlog was full", registry=r)
         self.insights = Gauge("burrow_knowledge_insights", "insights in the shared knowledge "
                               "base", registry=r)
+        self.refused = _Refused()
+        r.register(self.refused)
         self.model_usage = Gauge("burrow_model_usage", "model calls and tokens from boxes, by "
                                  "provider (what: calls, input_tokens, output_tokens)",
                                  ["provider", "what"], registry=r)
@@ -96,6 +115,7 @@ class Metrics:
         self.backlog.set(stats.observations["backlog"])
         self.dropped.set(stats.observations.get("dropped", 0))
         self.insights.set(stats.knowledge["insights"])
+        self.refused.counts = dict(stats.knowledge.get("refused", {}))
         for name, value in stats.models.items():
             provider, _, what = name.partition(":")
             self.model_usage.labels(provider, what).set(value)

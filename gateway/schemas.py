@@ -102,6 +102,12 @@ class TenantPolicy(Strict):
     relay_allow_betas: list[str] | None = Field(
         None, description="beta flags the model relay forwards in anthropic-beta / "
                           "openai-beta headers (* wildcards); default none")
+    contribute_min_age_s: float | None = Field(
+        None, description="seconds since a tenant was created before what its agent proposes "
+                          "counts in the shared knowledge base (default a day; 0: at once)")
+    contribute_min_turns: int | None = Field(
+        None, description="turns the gateway recorded for a tenant before what its agent "
+                          "proposes counts in the shared knowledge base (default 20; 0: none)")
 
 
 class PolicyIn(TenantPolicy):
@@ -167,6 +173,8 @@ class PolicyValues(BaseModel):
     relay_allow_fields: list[str] = Field(default_factory=list)
     relay_allow_tools: list[str] = Field(default_factory=list)
     relay_allow_betas: list[str] = Field(default_factory=list)
+    contribute_min_age_s: float | None
+    contribute_min_turns: int | None
 
 
 class PolicyOut(BaseModel):
@@ -195,7 +203,9 @@ class StatsOut(BaseModel):
     observations: dict[str, int] = Field(
         description="queue_depth (jobs waiting in the worker's queue), backlog (pairs waiting "
                     "for their agent)")
-    knowledge: dict[str, int]
+    knowledge: dict[str, Any] = Field(
+        description="insights (in the shared knowledge base), refused (proposals refused, by "
+                    "reason: instruction, everyone, shell, url, young_tenant, few_turns)")
     sweep: dict[str, Any] = Field(description="the last idle sweep: when, how long, what it did")
     models: dict[str, int] = Field(
         default_factory=dict, description="model usage from boxes over all tenants: "

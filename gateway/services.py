@@ -215,6 +215,7 @@ class Services:
     def worker(self) -> Worker:
         return make_worker(self.settings.redis_url or "", manager=self.manager,
                            pipeline=self.pipeline, kb=self.kb, policies=self.policies,
+                           standing=self.tenants.standing,
                            sweep_interval_s=self.settings.sweep_interval_s)
 
     async def aclose(self) -> None:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from arq.constants import default_queue_name
 
 from boxes import BoxState
+from workers.pipeline import STANDING_REASONS
 from workers.sweeper import last_sweep
 
 if TYPE_CHECKING:
@@ -28,7 +29,7 @@ class Stats:
     warm_memory_bytes: int
     storage: dict[str, int]
     observations: dict[str, int]
-    knowledge: dict[str, int]
+    knowledge: dict[str, Any]  # insights: count; refused: {reason: count}
     sweep: dict[str, Any] = field(default_factory=dict)
     # provider:calls, provider:input_tokens, provider:output_tokens, over all tenants
     models: dict[str, int] = field(default_factory=dict)
@@ -64,7 +65,9 @@ async def collect(services: Services) -> Stats:
                           default_queue_name, "-inf", int(time.time() * 1000)),
                       "backlog": await observations.backlog_size(),
                       "dropped": await observations.dropped_total()},
-        knowledge={"insights": await services.kb.size()},
+        knowledge={"insights": await services.kb.size(),
+                   "refused": {**dict.fromkeys(STANDING_REASONS, 0),
+                               **await services.kb.refused()}},
         sweep={"last_at": sweep.get("at"), "duration_ms": sweep.get("duration_ms"),
                "interval_s": services.settings.sweep_interval_s,
                "last_actions": {k: len(sweep.get(k) or ()) for k in

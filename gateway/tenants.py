@@ -110,6 +110,15 @@ class Tenants:
         data = json.loads(raw)
         return TenantRecord(**{name: data[name] for name in _RECORD_FIELDS})
 
+    async def standing(self, tenant_id: str) -> tuple[float, int] | None:
+        """When the tenant was created and how many turns the gateway recorded for it (what the
+        policy's contribute_min_age_s and contribute_min_turns are checked against); None for
+        a tenant that does not exist."""
+        record = await self.get(tenant_id)
+        if record is None:
+            return None
+        return record.created_at, await self.observations.recorded(tenant_id)
+
     async def require(self, tenant_id: str) -> TenantRecord:
         record = await self.get(tenant_id)
         if record is None:

@@ -2,7 +2,8 @@
 scrubbed of personal data, clustered by meaning across tenants, and shown to other tenants
 only as a canonical text that at least k distinct tenants stated (k-anonymity).
 
-    contribute(tenant, candidates, identifiers)  scrub -> distil -> scrub -> embed -> cluster
+    contribute(tenant, candidates, identifiers)  refuse -> scrub -> distil -> scrub -> embed
+                                                 -> cluster
     search(query, limit, everyone, kinds, since, until)   visible insights above the floor
     vote(tenant, insight_id, helpful)            one vote per tenant; unhelpful ones fade
     withdraw(tenant)                             a deleted tenant's statements and votes go,
@@ -11,7 +12,9 @@ only as a canonical text that at least k distinct tenants stated (k-anonymity).
 
 Invariants: a tenant never sees a cluster that fewer than k tenants support, nor text that is
 one tenant's words (`knowledge.clusters`); no statement with personal data is stored (a
-statement in which the scrubber finds anything is dropped); the base names no tenant (an HMAC
+statement in which the scrubber finds anything is dropped); nothing `knowledge.refusals`
+refuses is stored (an instruction to an assistant, text to every user, a link, a command
+line), and each refusal is counted by reason (`refused`); the base names no tenant (an HMAC
 of its id), and every tenant's clusters and votes are indexed in Redis, so a withdrawal touches
 only them. Writes that merge are serialised by one Redis lock across workers; model calls run
 outside it, and their answer is applied only if the cluster did not change meanwhile.
@@ -27,7 +30,8 @@ import hashlib
 import hmac
 import time
 import uuid
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,6 +44,7 @@ from knowledge.distill import KINDS, MAX_TEXT, Statement, distill, distill_with_
 from knowledge.embedder import Embedder
 from knowledge.model import ChatModel
 from knowledge.ner import NameFinder, ProcessNames
+from knowledge.refusals import REASONS, refusal
 from knowledge.scrub import scrub
 from knowledge.vectors import Hit, VectorStore, Where
 from knowledge.votes import FADE_VOTES, Votes, weight
@@ -81,6 +86,21 @@ class Insight:
                 "unhelpful": self.unhelpful, "updated_at": self.updated_at}
 
 
+def screen(candidates: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], Counter[str]]:
+    """The candidates `knowledge.refusals` finds nothing in, and how many it refused by reason.
+    A candidate is judged whole and as it was proposed, before anything is taken off it."""
+    kept: list[dict[str, Any]] = []
+    refused: Counter[str] = Counter()
+    for candidate in candidates:
+        text = candidate.get("text")
+        reason = refusal(text[:2 * MAX_TEXT]) if isinstance(text, str) else None
+        if reason is None:
+            kept.append(candidate)
+        else:
+            refused[reason] += 1
+    return kept, refused
+
+
 def _unit(vectors: Sequence[Sequence[float]]) -> np.ndarray:
     rows = np.asarray(vectors, dtype=np.float32)
     unit: np.ndarray = rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
@@ -119,6 +139,10 @@ class KnowledgeBase:
     def _index(self, tenant: str) -> str:
         return f"{self.prefix}:kb:tenant:{tenant}"
 
+    @property
+    def _refused_key(self) -> str:
+        return f"{self.prefix}:kb:refused"
+
     def _lock(self) -> Any:
         # merging is search-then-write: one writer at a time across all workers
         return self.redis.lock(f"{self.prefix}:lock:kb", timeout=60, blocking_timeout=120)
@@ -146,9 +170,9 @@ class KnowledgeBase:
 
     def prepare(self, candidates: list[dict[str, Any]],
                 identifiers: list[str]) -> list[tuple[str, str]]:
-        """Candidates distilled by the rules into general statements without personal data:
-        (kind, text) pairs."""
-        scrubbed = self._scrubbed(candidates, identifiers)
+        """Candidates distilled by the rules into general statements without personal data
+        and without anything refused: (kind, text) pairs."""
+        scrubbed = self._scrubbed(screen(candidates)[0], identifiers)
         return self._clean(distill(scrubbed), identifiers)
 
     async def distil(self, candidates: list[dict[str, Any]],
@@ -156,6 +180,7 @@ class KnowledgeBase:
         """`prepare`, through the model when there is one (it sees only scrubbed text)."""
         if self.model is None or not self.model_distils:
             return await asyncio.to_thread(self.prepare, candidates, identifiers)
+        candidates = screen(candidates)[0]
         scrubbed = await asyncio.to_thread(self._scrubbed, candidates, identifiers)
         statements = await distill_with_model(self.model, scrubbed)
         return await asyncio.to_thread(self._clean, statements, identifiers)
@@ -163,7 +188,10 @@ class KnowledgeBase:
     async def contribute(self, tenant: str, candidates: list[dict[str, Any]],
                          identifiers: list[str]) -> list[str]:
         """Add the tenant's statements to the clusters they belong to (or new ones); return
-        the ids of the clusters it now supports."""
+        the ids of the clusters it now supports. What the refusals find is counted, not
+        stored."""
+        candidates, refused = screen(candidates)
+        await self.count_refused(refused)
         items = await self.distil(candidates, identifiers)
         if not items:
             return []
@@ -297,6 +325,24 @@ class KnowledgeBase:
 
     async def size(self) -> int:
         return await asyncio.to_thread(self.store.count)
+
+    async def count_refused(self, refused: Mapping[str, int]) -> None:
+        """Count contributions refused, by reason: the rules' (`knowledge.refusals.REASONS`)
+        and the caller's (the worker's policy: "young_tenant", "few_turns")."""
+        counts = {reason: n for reason, n in refused.items() if n > 0}
+        if not counts:
+            return
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for reason, n in counts.items():
+                pipe.hincrby(self._refused_key, reason, n)
+            await pipe.execute()
+
+    async def refused(self) -> dict[str, int]:
+        """Contributions refused so far, by reason (every rule's reason, 0 when none)."""
+        raw = await self.redis.hgetall(self._refused_key)  # type: ignore[misc]
+        counts = dict.fromkeys(REASONS, 0)
+        counts.update({k.decode(): int(v) for k, v in raw.items()})
+        return counts
 
     # --- votes, removal, withdrawal ----------------------------------------------------------
 

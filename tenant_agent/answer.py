@@ -14,11 +14,16 @@ CONTEXT_TOKENS (estimated high: ≈ 3.6 characters a token):
 With a model (x-burrow-model, through the host socket) the model answers from that context;
 without one, or when it fails, the answer is the context itself, said plainly. Either way the
 answer says what it used: memory ids, episode ids, insight ids, request ids and tokens.
+
+Shared insights are other tenants' text: they reach the model only as quoted data in the
+`<shared_notes>` block (tenant_agent/notes.py), after everything about the user, and an answer
+only as quoted strings after SHARED_LEAD. A reply recalled from an earlier /ask is cut at that
+lead, so what it quoted never comes back into a prompt outside the block.
 """
 
 from __future__ import annotations
 
-from tenant_agent import host, knowledge
+from tenant_agent import host, knowledge, notes
 from tenant_agent.memory import Memory
 from tenant_agent.recall import recall
 from tenant_agent.turns import parse_time
@@ -37,6 +42,10 @@ MODEL_TIMEOUT_S = 120.0  # BURROW_AGENT_ANSWER_TIMEOUT_S, for a host whose model
 SYSTEM = ("You are this user's personal assistant. Answer the user's question briefly, from "
           "the notes below about them. Give dates when the question asks when. If the notes "
           "do not hold the answer, say that you do not know.")
+# Where an answer without a model quotes shared insights; what came before it in agents'
+# answers (a recalled reply is cut at either).
+SHARED_LEAD = "Other users' notes (quoted as they shared them, unchecked):"
+_SHARED_LEADS = (SHARED_LEAD, "What helped other users:")
 
 
 def tokens(text: str) -> int:
@@ -52,6 +61,8 @@ class Context:
         self.used: dict[str, list[Any]] = {"memories": [], "episodes": [], "insights": [],
                                            "request_ids": []}
         self.spent = 0
+        self.insights: list[dict[str, Any]] = []  # quoted after the sections, in their block
+        self._insight_tokens = 0
 
     def add(self, heading: str, line: str, limit: int | None = None) -> bool:
         cost = tokens(line) + 1
@@ -68,9 +79,27 @@ class Context:
         self.spent += cost
         return True
 
+    def add_insight(self, insight: dict[str, Any]) -> bool:
+        """A shared insight for the quoted block: its line counts within INSIGHT_TOKENS, the
+        block's header and tags once, within the whole budget."""
+        text = str(insight.get("text", ""))
+        if not text.strip():
+            return False
+        cost = tokens(f"[9] (fact, 99 users) {notes.quote(text)}") + 1
+        opening = 0 if self.insights else tokens(notes.HEADER) + 12
+        if self.spent + opening + cost > self.budget \
+                or self._insight_tokens + cost > INSIGHT_TOKENS:
+            return False
+        self.insights.append(insight)
+        self.spent += opening + cost
+        self._insight_tokens += cost
+        return True
+
     def text(self) -> str:
-        return "\n".join(f"{heading}\n" + "\n".join(f"- {line}" for line in lines)
-                         for heading, lines in self.sections)
+        parts = [f"{heading}\n" + "\n".join(f"- {line}" for line in lines)
+                 for heading, lines in self.sections]
+        block = notes.render_insights(self.insights)
+        return "\n".join([*parts, block] if block else parts)
 
     def cite(self, kind: str, item_id: Any, request_ids: list[str] | None = None) -> None:
         self.used[kind].append(item_id)
@@ -110,8 +139,7 @@ def build(memory: Memory, question: str, vector: list[float] | None = None,
     _recalled(context, found)
     if question.strip():
         for insight in knowledge.search(question, limit=3):  # above the base's floor
-            if context.add("What helped other users:", str(insight.get("text", "")),
-                           INSIGHT_TOKENS):
+            if context.add_insight(insight):
                 context.cite("insights", insight.get("id"))
     return context
 
@@ -131,10 +159,17 @@ def _recalled(context: Context, found: list[dict[str, Any]]) -> None:
         if result["kind"] != "episode" or result["score"] < EPISODE_FLOOR * top:
             continue
         said = result["text"].strip()[:EPISODE_CHARS]
-        reply = (result.get("reply") or "").strip()[:EPISODE_CHARS // 2]
+        reply = _own_words(result.get("reply") or "")[:EPISODE_CHARS // 2]
         line = _dated(said, parse_time(result["at"])) + (f" (reply: {reply})" if reply else "")
         if context.add("What the user said before:", line):  # its own turn, not its context
             context.cite("episodes", result["id"], result["request_ids"][:1])
+
+
+def _own_words(reply: str) -> str:
+    """A recalled reply without the shared notes an answer of this agent quoted."""
+    for lead in _SHARED_LEADS:
+        reply = reply.split(lead, 1)[0]
+    return reply.strip()
 
 
 def ask(memory: Memory, question: str, model: str | None = None,
@@ -157,7 +192,10 @@ def ask(memory: Memory, question: str, model: str | None = None,
              + " is assembled from what it knows."]
     for heading, lines in context.sections:
         parts.append(heading.replace("the user", "you") + " " + "; ".join(lines) + ".")
-    if not context.sections:
+    if context.insights:
+        parts.append(SHARED_LEAD + " " + "; ".join(notes.quote(str(i.get("text", "")))
+                                                    for i in context.insights) + ".")
+    if not context.sections and not context.insights:
         parts.append("It has nothing on this yet; it learns from your requests.")
     return {"answer": " ".join(parts), "used": used, "model": None, **extra}
 

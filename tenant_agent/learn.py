@@ -24,6 +24,7 @@ import re
 import time
 from collections.abc import Callable
 
+from tenant_agent import refusals
 from tenant_agent.utterance import (
     AHEAD,
     RELATIVE,
@@ -477,12 +478,22 @@ okay ok
 """.split())  # noqa: SIM905 (a word list reads better as text)
 
 
+def _refused(text: str) -> bool:
+    """Whether the shared knowledge base refuses `text` (an instruction to an assistant, text
+    to every user, a link, a command line: tenant_agent/refusals.py), once its patterns are
+    compiled (warm_refusals(), which the agent calls in the background a second after a
+    start). Until then a candidate goes as it is: the host refuses the same, so this only
+    spares sending it, and no delivery waits ~25 ms for it."""
+    return refusals.ready() and refusals.refusal(text) is not None
+
+
 def _general(sentence: str) -> bool:
-    """A statement about the world, not about the speaker or the listener."""
+    """A statement about the world, not about the speaker or the listener, that the shared
+    knowledge base would not refuse."""
     words = sentence.split()
     return (4 <= len(words) <= 40 and not sentence.endswith("?")
             and not _FIRST_PERSON.search(sentence) and not _SECOND_PERSON.search(sentence)
-            and any(c.isalpha() for c in sentence))
+            and any(c.isalpha() for c in sentence) and not _refused(sentence))
 
 
 def warm() -> None:
@@ -491,6 +502,11 @@ def warm() -> None:
     learn("The weather was grey, and it rained. Did it? Remember that it rained. Forget it.",
           0.0, reply_before="Shall I note that?")
     learn("It rained all day.", 0.0)
+
+
+def warm_refusals() -> None:
+    """Compile the refusals' patterns (~25 ms), which no delivery waits for (`_refused`)."""
+    refusals.refusal("")
 
 
 def learn(text: str, at: float | None = None, reply_before: str = "") -> Learned:
@@ -516,7 +532,8 @@ def learn(text: str, at: float | None = None, reply_before: str = "") -> Learned
     for s in learned.statements:
         if s.kind == "preference" and s.op == "add" and s.subject != "answer language":
             verb = "prefer" if s.polarity == "likes" else "avoid"
-            learned.insights.append(("preference", f"Some users {verb} {s.value}."))
+            if not _refused(shared := f"Some users {verb} {s.value}."):
+                learned.insights.append(("preference", shared))
     words = [w.strip(".-") for w in _WORD.findall(text.lower())]
     learned.topics = [w for w in words if w and w not in _STOPWORDS][:20]
     return learned

@@ -82,6 +82,7 @@ import _socket
 import _thread
 import os
 import sys
+import time
 
 from tenant_agent.http1 import HttpError, read_request, respond
 from tenant_agent.wire import loads
@@ -92,6 +93,7 @@ if TYPE_CHECKING:  # typing and sqlite3 cost ms at every wake; only the type che
     from tenant_agent.memory import Memory
 
 STATE_DIR = "/workspace/.burrow-agent"
+REFUSALS_AFTER_S = 1.0  # after a start, when the refusals of shared candidates are compiled
 
 _memory: list[Memory] = []  # opened at start by a thread of its own (_warm), or first use
 _extractor: list[Extractor] = []
@@ -342,6 +344,10 @@ def _warm() -> None:
         from tenant_agent import learn
 
         learn.warm()
+        # The refusals only spare sending what the host refuses anyway: compiled once the
+        # wake's first requests are served, not beside them (a first answer took ~8 ms more).
+        time.sleep(REFUSALS_AFTER_S)
+        learn.warm_refusals()
     except Exception:  # memory() raises it again where it can be answered
         pass
 

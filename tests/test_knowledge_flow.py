@@ -51,9 +51,18 @@ async def applied(gw: Gateway, home: str) -> list[dict[str, Any]]:
 FACT = "Postgres 16 vacuums faster than Postgres 12."
 
 
+async def trusting(gw: Gateway) -> None:
+    """Count every tenant's contributions from its first turn (the default policy waits a day
+    and 20 turns)."""
+    r = await gw.client.put("/v1/policy", headers=gw.operator,
+                            json={"contribute_min_age_s": 0, "contribute_min_turns": 0})
+    assert r.status_code == 200, r.text
+
+
 async def test_agents_learn_privately_and_share_only_what_two_tenants_support(
         learning: Gateway) -> None:
     gw = learning
+    await trusting(gw)
     keys = {}
     prefs = {"ana": "dark mode", "ben": "short answers", "cho": "metric units"}
     for tenant in [*prefs, "dee"]:
@@ -100,6 +109,7 @@ async def test_agents_learn_privately_and_share_only_what_two_tenants_support(
 
 async def test_deleting_a_tenant_withdraws_its_support(learning: Gateway) -> None:
     gw = learning
+    await trusting(gw)
     a, _ = await gw.tenant("a1")
     b, _ = await gw.tenant("b1")
     await say(gw, "a1", a, "Kubernetes pods restart when their liveness probe fails.")

@@ -219,6 +219,11 @@ class Observations:
             size, _, _ = await pipe.execute()
         return int(size)
 
+    async def recorded(self, tenant: str) -> int:
+        """How many pairs were recorded for the tenant (its sequence): the gateway's count of
+        its turns, which its box cannot change."""
+        return int(await self.redis.get(self._seq_key(tenant)) or 0)
+
     async def pending(self) -> list[tuple[str, str]]:
         """(tenant, box id) of every backlog that may hold pairs."""
         members = await self.redis.smembers(self._pending)  # type: ignore[misc]

@@ -38,6 +38,13 @@ LEASE_POLL_S = 0.05
 
 Prepare = Callable[[list[dict[str, Any]]], Awaitable[None]]
 ModelFor = Callable[[str], Awaitable[str | None]]  # a tenant's extraction model, or None
+# A tenant's standing, from what the gateway keeps (never from its box): when the tenant was
+# created and how many turns were recorded for it; None for a tenant that does not exist.
+Standing = Callable[[str], Awaitable[tuple[float, int] | None]]
+# Why the contribute job drops a tenant's proposals unread (counted beside the rules' reasons).
+YOUNG_TENANT = "young_tenant"
+FEW_TURNS = "few_turns"
+STANDING_REASONS = (YOUNG_TENANT, FEW_TURNS)
 
 
 class Pipeline:
@@ -144,7 +151,8 @@ class Pipeline:
             log.warning("delivering to %s before its freeze: %s", box.id, exc)
 
 
-# --- the pipeline's jobs (the worker's ctx holds "pipeline", "manager" and "kb") -------------
+# --- the pipeline's jobs (the worker's ctx holds "pipeline", "manager", "kb", "policies" and
+# "standing") ----------------------------------------------------------------------------------
 
 async def observe(ctx: dict[str, Any], tenant: str, box_id: str) -> int:
     """Deliver the tenant's pending observations to its agent, a batch at a time (embedding a
@@ -164,8 +172,32 @@ async def observe(ctx: dict[str, Any], tenant: str, box_id: str) -> int:
 
 async def contribute(ctx: dict[str, Any], tenant: str, candidates: list[dict[str, Any]],
                      identifiers: list[str]) -> int:
+    """What the tenant's agent proposed, into the knowledge base; dropped (and counted) while
+    the tenant is younger or has said less than the policy's contribute_min_age_s and
+    contribute_min_turns require."""
     kb: KnowledgeBase = ctx["kb"]
+    reason = await _without_standing(ctx, tenant)
+    if reason is not None:
+        await kb.count_refused({reason: len(candidates)})
+        return 0
     return len(await kb.contribute(tenant, candidates, identifiers))
+
+
+async def _without_standing(ctx: dict[str, Any], tenant: str) -> str | None:
+    """Why the tenant's proposals do not count yet, or None when they do."""
+    policy = await ctx["policies"].for_tenant(tenant)
+    min_age, min_turns = policy.contribute_min_age_s, policy.contribute_min_turns
+    if not min_age and not min_turns:
+        return None
+    standing = await ctx["standing"](tenant)
+    if standing is None:  # deleted meanwhile: what it said goes with it
+        return YOUNG_TENANT
+    created_at, turns = standing
+    if min_age and time.time() - created_at < min_age:
+        return YOUNG_TENANT
+    if min_turns and turns < min_turns:
+        return FEW_TURNS
+    return None
 
 
 async def flush_backlogs(ctx: dict[str, Any]) -> int:

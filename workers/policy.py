@@ -24,7 +24,8 @@ RELAY_FIELDS = ("relay_allow_fields", "relay_allow_tools", "relay_allow_betas")
 TENANT_FIELDS = ("pause_after_s", "freeze_after_s", "archive_after_s", "keep_alive",
                  "max_boxes_per_tenant", "max_tenant_disk_mb", "tenant_keep_alive",
                  "tenant_token_budget", "model_allowlist", "agent_model",
-                 "max_snapshots_per_tenant", "max_tenant_exec_output_mb", *RELAY_FIELDS)
+                 "max_snapshots_per_tenant", "max_tenant_exec_output_mb",
+                 "contribute_min_age_s", "contribute_min_turns", *RELAY_FIELDS)
 LIST_FIELDS = ("egress_allow", "egress_deny", "model_allowlist", *RELAY_FIELDS)
 HISTORY_LIMIT = 200
 
@@ -94,6 +95,14 @@ class Policy:
     # local/ one, the extraction pass distils memories with it. None: the server's
     # BURROW_AGENT_MODEL. On model_allowlist, when there is one.
     agent_model: str | None = None
+    # Before a tenant's agent's proposals count in the shared knowledge base (k tenants make an
+    # insight visible, and one actor may hold k tenants): the tenant's age since it was created
+    # and the turns the gateway recorded for it (neither is the box's word). Younger tenants'
+    # proposals are dropped and counted (/v1/stats knowledge.refused). A day and 20 turns: one
+    # actor needs k returning, talking tenants, not k sign-ups in a minute; an ordinary user's
+    # own agent learns from the first turn either way. None or 0: no requirement.
+    contribute_min_age_s: float | None = 86400
+    contribute_min_turns: int | None = 20
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Policy:
@@ -122,6 +131,12 @@ class Policy:
         _check_count("local_layer_budget_bytes", self.local_layer_budget_bytes, 0, 1 << 60)
         self._validate_ceilings()
         self._validate_agent_model()
+        age = self.contribute_min_age_s
+        if age is not None and (isinstance(age, bool) or not isinstance(age, int | float)
+                                or not 0 <= age <= MAX_IDLE_S):
+            raise PolicyError("contribute_min_age_s must be a number of seconds between 0 and "
+                              "ten years, or null for no requirement")
+        _check_count("contribute_min_turns", self.contribute_min_turns, 0, 1 << 31)
         pause, freeze, archive = self.pause_after_s, self.freeze_after_s, self.archive_after_s
         if pause is not None and freeze is not None and freeze <= pause:
             raise PolicyError(

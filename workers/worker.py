@@ -14,7 +14,7 @@ from arq.worker import Worker, func
 from boxes import BoxManager
 from knowledge.base import KnowledgeBase
 from workers.housekeeping import gc_store, optimize_knowledge, sweep
-from workers.pipeline import Pipeline, contribute, flush_backlogs, observe
+from workers.pipeline import Pipeline, Standing, contribute, flush_backlogs, observe
 from workers.policy import Policies
 
 # arq's default poll_delay of 0.5 s delays every job by up to half a second; 10 ms costs an
@@ -29,11 +29,15 @@ STOP_WAIT_S = 5.0
 
 
 def make_worker(redis_url: str, *, manager: BoxManager, pipeline: Pipeline,
-                kb: KnowledgeBase, policies: Policies, sweep_interval_s: float) -> Worker:
+                kb: KnowledgeBase, policies: Policies, standing: Standing,
+                sweep_interval_s: float) -> Worker:
     """A worker sharing these services with its process (its tasks find them in ctx); every
-    one is required, so a missing one fails here rather than in a task at run time."""
+    one is required, so a missing one fails here rather than in a task at run time.
+    `standing(tenant)` is the tenant's creation time and recorded turns (the contribute job
+    checks them against the policy)."""
     ctx: dict[str, Any] = {"manager": manager, "pipeline": pipeline, "kb": kb,
-                           "policies": policies, "sweep_interval_s": sweep_interval_s}
+                           "policies": policies, "standing": standing,
+                           "sweep_interval_s": sweep_interval_s}
     return Worker(
         functions=[
             # keep_result=0: one runs per backlog that fills up; nobody reads their results
