@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -30,6 +32,7 @@ from tests.conftest import (
     gateway_settings,
     make_config,
     running_gateway,
+    until,
 )
 from tests.fakes import FakeOpenAI
 from tests.served import Served, stop_and_check
@@ -506,7 +509,8 @@ async def test_a_tenant_whose_agent_takes_nothing_cannot_fill_redis(
         backlog = gw.services.observations.backlog_key("mute")
         assert await gw.services.redis.llen(backlog) == 5
         tenant = (await gw.client.get("/v1/tenants/mute", headers=gw.operator)).json()
-        assert tenant["observations"] == {"size": 5, "max": 5, "dropped": 3}
+        assert tenant["observations"] == {"size": 5, "max": 5, "dropped": 3,
+                                           "unanswered": 0}
         stats = (await gw.client.get("/v1/stats", headers=gw.operator)).json()
         assert stats["observations"]["dropped"] == 3
         assert "burrow_observation_dropped 3.0" in (
@@ -925,3 +929,238 @@ async def test_git_works_through_the_host_and_its_token_never_enters_the_box(
         subprocess.run, ["git", "--git-dir", str(forge / "acme" / "app.git"), "log",
                          "--oneline"], capture_output=True, text=True, check=True)).stdout
     assert len(log.splitlines()) == 2  # the push reached the forge
+
+
+# --- sec-boxes: 6, 10, 11 ---
+
+def _processes_of(uid: int) -> dict[int, tuple[int, str, str]]:
+    """The host's processes running as `uid`: pid -> (parent pid, state letter, command)."""
+    found = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            status = Path(f"/proc/{entry}/status").read_text()
+            command = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ")
+        except OSError:
+            continue
+        fields = dict(line.split(":\t", 1) for line in status.splitlines() if ":\t" in line)
+        if int(fields["Uid"].split()[0]) == uid:
+            found[int(entry)] = (int(fields["PPid"]), fields["State"][0],
+                                 command.decode(errors="replace"))
+    return found
+
+
+def _daemon_and_agent(uid: int) -> tuple[int, int]:
+    """A box's daemon and its service (the tenant agent), as the host sees them."""
+    processes = _processes_of(uid)
+    daemon = next(pid for pid, (_, _, command) in processes.items()
+                  if command.startswith("/usr/bin/python3 -I -S /opt/burrow/boxd.pyc"))
+    agent = next(pid for pid, (parent, _, command) in processes.items()
+                 if parent == daemon and command.startswith("/usr/bin/python3"))
+    return daemon, agent
+
+
+# Run detached in the box, so that the exec that starts it answers first: everything a
+# process of the box can reach is traced, its memory opened, stopped. Then it says so.
+TRACE_AND_STOP = r"""
+import ctypes, os, signal, time
+time.sleep(0.3)
+libc = ctypes.CDLL(None, use_errno=True)
+me, seen = os.getpid(), []
+for name in os.listdir("/proc"):
+    if not name.isdigit() or int(name) == me:
+        continue
+    pid = int(name)
+    try:
+        command = open(f"/proc/{pid}/cmdline", "rb").read().replace(b"\0", b" ").decode()
+    except OSError:
+        continue
+    seen.append(f"visible {pid} {command[:80]}")
+    if libc.ptrace(16, pid, None, None) == 0:  # PTRACE_ATTACH
+        seen.append(f"traced {pid}")
+    try:
+        open(f"/proc/{pid}/mem", "rb").close()
+        seen.append(f"mem {pid}")
+    except OSError:
+        pass
+os.kill(-1, signal.SIGSTOP)  # every process this one may signal
+open("/tmp/attack.done", "w").write("\n".join(seen) + "\n")
+time.sleep(1)  # keep what it traces traced while the host looks
+"""
+
+
+async def test_box_code_cannot_stop_kill_or_trace_its_daemon_or_agent(
+        gateway: Gateway) -> None:
+    headers, home = await gateway.tenant("puppeteer")
+    assert (await gateway.client.get("/v1/tenants/puppeteer/agent/health",
+                                     headers=headers)).status_code == 200
+    box = await gateway.manager.get(home)
+    daemon, agent = _daemon_and_agent(box.uid)
+    done = gateway.manager.config.box_run_dir(home) / "disk" / "upper" / "tmp" / "attack.done"
+    try:
+        r = await gateway.client.post(f"/v1/boxes/{home}/exec", headers=headers, json={
+            "command": ["/bin/sh", "-c", 'nohup python3 -c "$0" >/dev/null 2>&1 &',
+                        TRACE_AND_STOP]})
+        assert r.json()["exit_code"] == 0, r.json()
+        deadline = time.monotonic() + 20
+        while not done.exists():
+            assert time.monotonic() < deadline, "the attack did not run"
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(0.2)
+        processes = _processes_of(box.uid)
+        for name, pid in (("daemon", daemon), ("agent", agent)):
+            assert pid in processes, f"box code killed its {name}"
+            assert processes[pid][1] not in "Tt", f"box code stopped or traced its {name}"
+        seen = done.read_text()
+        assert "boxd.pyc" not in seen and f"visible {daemon} " not in seen, seen
+        r = await gateway.client.post(f"/v1/boxes/{home}/exec", headers=headers,
+                                      json={"command": "kill -9 -1; true"})
+    finally:  # so that the box can be stopped after an attack that worked
+        for pid in (daemon, agent):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+    assert daemon in _processes_of(box.uid) and agent in _processes_of(box.uid)
+    r = await gateway.client.post(f"/v1/boxes/{home}/exec", headers=headers,
+                                  json={"command": "echo still serving"})
+    assert r.json()["stdout"] == "still serving\n", r.json()
+    assert (await gateway.client.get("/v1/tenants/puppeteer/agent/health",
+                                     headers=headers)).status_code == 200
+    assert _daemon_and_agent(box.uid) == (daemon, agent)  # neither was restarted
+
+
+def _as_nobody(paths: list[Path]) -> list[str]:
+    """What uid 65534 (any local user) can read, list or connect to among `paths`."""
+    probe = ("import json, os, socket, sys\n"
+             "for path in json.load(sys.stdin):\n"
+             "    try:\n"
+             "        if os.path.isdir(path):\n"
+             "            os.listdir(path)\n"
+             "        elif path.endswith('.sock'):\n"
+             "            socket.socket(socket.AF_UNIX).connect(path)\n"
+             "        else:\n"
+             "            open(path, 'rb').read(1)\n"
+             "        print(path)\n"
+             "    except OSError:\n"
+             "        pass\n")
+    out = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--",
+                          "/usr/bin/python3", "-I", "-S", "-c", probe],
+                         input=json.dumps([str(p) for p in paths]), capture_output=True,
+                         text=True, check=True)
+    return out.stdout.splitlines()
+
+
+def _everything_under(*roots: Path) -> list[Path]:
+    found = []
+    for root in roots:
+        for parent, dirs, files in os.walk(root):
+            found += [Path(parent) / name for name in dirs + files]
+    return found
+
+
+async def test_no_other_local_user_reads_a_box_or_lists_box_ids(
+        redis_server: EmbeddedRedis) -> None:
+    # An operator's data dir, under directories every user may enter (/var/lib/burrow…).
+    root = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="burrow-peek-", dir="/tmp"))
+    os.chmod(root, 0o755)
+    settings = gateway_settings(root / "data", redis_server.url, run_worker=False,
+                                agent_command=ECHO_AGENT)
+    try:
+        async with running_gateway(settings) as gw:
+            headers, home = await gw.tenant("private")
+            r = await gw.client.post(f"/v1/boxes/{home}/exec", headers=headers, json={
+                "command": "echo top-secret > /workspace/secret.txt"})
+            assert r.json()["exit_code"] == 0, r.json()
+            assert (await gw.client.post(f"/v1/boxes/{home}/freeze",
+                                         headers=headers)).status_code == 200
+            assert (await gw.client.post(f"/v1/boxes/{home}/wake",
+                                         headers=headers)).status_code == 200
+            config = gw.manager.config
+            secret = config.box_run_dir(home) / "disk" / "upper" / "workspace" / "secret.txt"
+            assert secret.read_text() == "top-secret\n"  # where the box's files are
+            listings = [config.data_dir, config.boxes_dir, config.run_dir,
+                        config.run_dir / "boxes", config.run_dir.parent,
+                        *map(Path, gw.manager.backend.cgroups.instance_dirs())]
+            exposed = await asyncio.to_thread(_as_nobody, [
+                secret, *listings,
+                *_everything_under(config.data_dir, config.box_run_dir(home))])
+            assert not exposed, f"uid 65534 reads or lists {len(exposed)}: {exposed[:4]}"
+            # the box works as before: exec, files both ways, freeze and wake
+            put = await gw.client.put(f"/v1/boxes/{home}/files", headers=headers,
+                                      params={"path": "/workspace/up.txt"}, content=b"up")
+            assert put.status_code == 204, put.text
+            got = await gw.client.get(f"/v1/boxes/{home}/files", headers=headers,
+                                      params={"path": "/workspace/secret.txt"})
+            assert got.content == b"top-secret\n", got.text
+            assert (await gw.client.post(f"/v1/boxes/{home}/freeze",
+                                         headers=headers)).status_code == 200
+            r = await gw.client.post(f"/v1/boxes/{home}/exec", headers=headers,
+                                     json={"command": "cat up.txt secret.txt"})
+            assert r.json()["stdout"] == "uptop-secret\n", r.json()
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _chat(text: str) -> dict[str, Any]:
+    return {"request": {"method": "POST", "path": "/chat", "body": {"message": text},
+                        "headers": {"X-Burrow-User-Text": "message"}},
+            "response": {"status": 200, "body": {"reply": "ok"}}}
+
+
+async def test_a_tenant_whose_agent_hangs_cannot_stall_other_tenants_deliveries(
+        tmp_path: Path, redis_server: EmbeddedRedis) -> None:
+    """The agent stops answering (stopped from the host: box code cannot stop it); the
+    worker gives up on it at its deadline and skips it while it backs off."""
+    settings = gateway_settings(tmp_path / "gw", redis_server.url, run_worker=True,
+                                observe_deadline_s=3.0, observe_backoff_max_s=3.0,
+                                observe_embeddings=False)
+    async with running_gateway(settings) as gw:
+        keys = {name: (await gw.tenant(name))[0] for name in ("hung", "fine")}
+
+        async def observed(name: str) -> int:
+            r = await gw.client.get(f"/v1/tenants/{name}/agent/profile", headers=keys[name])
+            return int(r.json()["observed"])
+
+        async def unanswered() -> int:
+            r = await gw.client.get("/v1/tenants/hung", headers=gw.operator)
+            return int(r.json()["observations"].get("unanswered", 0))
+
+        for name in keys:
+            r = await gw.client.post(f"/v1/tenants/{name}/observations", headers=keys[name],
+                                     json={"pairs": [_chat("I live in Porto.")]})
+            assert r.status_code == 202, r.text
+            await until(lambda n=name: _is(observed(n), 1), 30, f"{name}'s first pair")
+        home = await gw.services.tenants.home_box("hung")
+        _, agent = _daemon_and_agent((await gw.manager.get(home)).uid)
+        os.kill(agent, signal.SIGSTOP)
+        try:
+            r = await gw.client.post("/v1/tenants/hung/observations", headers=keys["hung"],
+                                     json={"pairs": [_chat(f"note {i}") for i in range(3)]})
+            assert r.status_code == 202, r.text
+            await until(lambda: _at_least(unanswered(), 1), 15, "the hung agent marked")
+            started = time.monotonic()
+            r = await gw.client.post("/v1/tenants/fine/observations", headers=keys["fine"],
+                                     json={"pairs": [_chat("I like tea.")]})
+            assert r.status_code == 202, r.text
+            await until(lambda: _is(observed("fine"), 2), 15, "another tenant's delivery")
+            assert time.monotonic() - started < 15
+            # once its wait is over the agent is tried again, the sweep's try included
+            await until(lambda: _is(gw.services.observations.stalled_for("hung"), 0), 10)
+            box = await gw.manager.get(home)
+            started = time.monotonic()
+            await asyncio.wait_for(gw.services.pipeline.before_freeze(gw.manager, box), 15)
+            assert time.monotonic() - started < 3 + 2 + 2 + 1, "the pre-freeze delivery's bound"
+        finally:
+            os.kill(agent, signal.SIGCONT)
+        await until(lambda: _is(observed("hung"), 4), 30, "the hung tenant's pairs")
+        await until(lambda: _is(unanswered(), 0), 10, "the mark lifted")
+        await gw.services.pipeline.drain()
+        assert await observed("hung") == 4  # each pair once, however often it was sent
+
+
+async def _is(value: Any, expected: int) -> bool:
+    return bool(await value == expected)
+
+
+async def _at_least(value: Any, expected: int) -> bool:
+    return bool(await value >= expected)
