@@ -1,5 +1,5 @@
-"""The runtime root on the host: the directories every box uid must reach, and the bwrap copy
-they execute.
+"""The runtime root on the host: the directories every box uid must reach (and those only one
+box's uid may), and the bwrap copy they execute.
 
 The root is usually on `/run`, and a real `/run` is a tmpfs mounted `nosuid,nodev` and
 sometimes `noexec`. Nothing under it needs devices or set-uid bits (egress makes its TUN node
@@ -48,6 +48,13 @@ def prepare_root(run_dir: Path) -> None:
         os.chmod(path, 0o711)
     (run_dir / "boxes").mkdir(exist_ok=True)
     os.chmod(run_dir / "boxes", 0o711)
+
+
+def own_dir(path: Path, box_uid: int) -> None:
+    """A directory of one box: root's, which only the box's group (its gid is its uid) may
+    enter, and nobody but root may list."""
+    os.chown(path, 0, box_uid)
+    os.chmod(path, 0o710)
 
 
 def _exec_capable(bin_dir: Path) -> None:

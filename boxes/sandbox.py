@@ -213,10 +213,12 @@ class BubblewrapBackend:
     async def open_layer(self, box: BoxRecord) -> Path:
         run_dir = self._run_dir(box.id)
         run_dir.mkdir(parents=True, exist_ok=True)
-        os.chmod(run_dir, 0o711)
+        # Root's, entered by the box's own group only (its bwrap reaches the layer through
+        # it): no other user reads the box's files, its sockets or its logs.
+        hostdirs.own_dir(run_dir, box.uid)
         mountpoint = self._mountpoint(box)
         self.disks.mount(self._image_file(box), mountpoint)
-        os.chmod(mountpoint, 0o711)
+        hostdirs.own_dir(mountpoint, box.uid)
         upper, work = mountpoint / "upper", mountpoint / "work"
         fresh = not upper.exists()
         for path in (upper, work):

@@ -1059,7 +1059,7 @@ def _everything_under(*roots: Path) -> list[Path]:
 
 
 async def test_no_other_local_user_reads_a_box_or_lists_box_ids(
-        redis_server: EmbeddedRedis) -> None:
+        redis: Redis, redis_server: EmbeddedRedis) -> None:
     # An operator's data dir, under directories every user may enter (/var/lib/burrow…).
     root = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="burrow-peek-", dir="/tmp"))
     os.chmod(root, 0o755)
@@ -1067,7 +1067,7 @@ async def test_no_other_local_user_reads_a_box_or_lists_box_ids(
                                 agent_command=ECHO_AGENT)
     try:
         async with running_gateway(settings) as gw:
-            headers, home = await gw.tenant("private")
+            headers, home = await gw.tenant("peeked")
             r = await gw.client.post(f"/v1/boxes/{home}/exec", headers=headers, json={
                 "command": "echo top-secret > /workspace/secret.txt"})
             assert r.json()["exit_code"] == 0, r.json()
@@ -1108,7 +1108,7 @@ def _chat(text: str) -> dict[str, Any]:
 
 
 async def test_a_tenant_whose_agent_hangs_cannot_stall_other_tenants_deliveries(
-        tmp_path: Path, redis_server: EmbeddedRedis) -> None:
+        tmp_path: Path, redis: Redis, redis_server: EmbeddedRedis) -> None:
     """The agent stops answering (stopped from the host: box code cannot stop it); the
     worker gives up on it at its deadline and skips it while it backs off."""
     settings = gateway_settings(tmp_path / "gw", redis_server.url, run_worker=True,
