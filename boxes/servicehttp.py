@@ -30,6 +30,11 @@ class BadAnswer(BoxUnavailableError):
     """The box answered something that is not HTTP, or too much of it."""
 
 
+class ServiceTimeout(BoxUnavailableError):
+    """The box's service did not answer within the caller's deadline (it may still be
+    working on the request: whatever it does with it must be safe to do again)."""
+
+
 class Conn:
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader = reader
@@ -181,6 +186,9 @@ class ServiceClient:
             except (TimeoutError, BadAnswer):
                 conn.close()
                 raise
+            except BaseException:  # cancelled (a caller's deadline) with the request sent
+                conn.close()
+                raise
             no_body = method == "HEAD" or status in (204, 304) or 100 <= status < 200
             answer = Answer(conn, status, headers, no_body)
             # After HEAD, a server that wrongly sends a body leaves it on the connection.
@@ -188,18 +196,24 @@ class ServiceClient:
             return answer
 
     async def request(self, socket_path: str, method: str, target: str, body: bytes = b"",
-                      headers: dict[str, str] | None = None,
-                      max_answer: int = 8 << 20) -> tuple[int, bytes]:
+                      headers: dict[str, str] | None = None, max_answer: int = 8 << 20,
+                      timeout_s: float | None = None) -> tuple[int, bytes]:
         """One whole request and answer (status, body); an answer over `max_answer` bytes is
-        refused (what runs in the box decides how much it sends)."""
+        refused (what runs in the box decides how much it sends). `timeout_s` bounds the
+        whole exchange, answer included: past it, ServiceTimeout."""
         lines = [f"{method} {target} HTTP/1.1", "Host: box", f"Content-Length: {len(body)}",
                  "Content-Type: application/json",
                  *(f"{k}: {v}" for k, v in (headers or {}).items())]
         head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1", "replace")
         try:
-            answer = await self.exchange(socket_path, method, head, body)
+            async with asyncio.timeout(timeout_s):
+                return await self._whole(socket_path, method, head, body, max_answer)
         except TimeoutError as exc:
-            raise BoxUnavailableError("the box service did not answer in time") from exc
+            raise ServiceTimeout("the box service did not answer in time") from exc
+
+    async def _whole(self, socket_path: str, method: str, head: bytes, body: bytes,
+                     max_answer: int) -> tuple[int, bytes]:
+        answer = await self.exchange(socket_path, method, head, body)
         data = bytearray()
         try:
             async for piece in answer.body():

@@ -237,7 +237,8 @@ class TenantPublic(BaseModel):
     observations: dict[str, int] = Field(
         default_factory=dict, description="size: pairs waiting for the tenant's agent; max: "
         "the most kept; dropped: pairs dropped because the backlog was full (its agent took "
-        "no deliveries)")
+        "no deliveries); unanswered: deliveries in a row its agent did not answer in time "
+        "(while above 0, deliveries to it wait, longer each time)")
 
 
 # --- boxes -----------------------------------------------------------------------------------

@@ -162,7 +162,9 @@ class Services:
         vectors = PairVectors(embedder, settings.embed_model)
         client = ServiceClient()  # the one client of boxes' service sockets
         observations = Observations(redis, data_dir / "spool", prefix=prefix,
-                                    backlog_max=settings.observe_backlog_max, client=client)
+                                    backlog_max=settings.observe_backlog_max, client=client,
+                                    deadline_s=settings.observe_deadline_s,
+                                    backoff_max_s=settings.observe_backoff_max_s)
         queue = await create_pool(RedisSettings.from_dsn(settings.redis_url))
         metrics = Metrics()
         manager.on_transition = metrics.transition

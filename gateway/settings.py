@@ -48,6 +48,15 @@ class Settings(BaseSettings):
     # Most pairs waiting for one tenant's agent; beyond it new pairs are dropped and counted.
     observe_backlog_max: int = Field(10_000, ge=1,
                                      validation_alias=_env("BURROW_OBSERVE_BACKLOG_MAX"))
+    # How long a tenant's agent may take to answer one delivery (a batch of up to 200
+    # pairs); past it the delivery is given up, its pairs stay in the backlog, and the
+    # agent is skipped for this long, twice as long each time it fails again, up to
+    # observe_backoff_max_s. A tenant's deliveries run one at a time, so an agent that does
+    # not answer holds one of the worker's slots for this long at most.
+    observe_deadline_s: float = Field(10.0, gt=0, le=600,
+                                      validation_alias=_env("BURROW_OBSERVE_DEADLINE_S"))
+    observe_backoff_max_s: float = Field(300.0, gt=0, le=86400,
+                                         validation_alias=_env("BURROW_OBSERVE_BACKOFF_MAX_S"))
     # An insight is shown to other tenants once this many distinct tenants support it.
     k_anonymity: int = Field(2, ge=1, le=1000, validation_alias=_env("BURROW_K_ANONYMITY"))
     dev: bool = Field(False, validation_alias=_env("BURROW_DEV"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import os
 import select
@@ -13,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -33,6 +35,7 @@ from tests.conftest import (
     gateway_settings,
     make_config,
     running_gateway,
+    until,
 )
 from tests.fakes import FakeOpenAI, text_reply
 from tests.served import Served, stop_and_check
@@ -90,10 +93,6 @@ def test_no_process_of_a_box_holds_a_server_secret(secret_server: Served) -> Non
                     assert value not in data, f"{name} in /proc/{pid}/{part} (a box uid)"
 
 
-DAEMON_ENV = ("for p in /proc/[0-9]*; do if /usr/bin/tr '\\0' ' ' < $p/cmdline | "
-              "/usr/bin/grep -q 'boxd[.]pyc'; then /usr/bin/tr '\\0' '\\n' < $p/environ; fi; done")
-
-
 async def test_box_env_cannot_change_how_programs_load(gateway: Gateway) -> None:
     headers, _ = await gateway.tenant("loader")
     for name in ("LD_PRELOAD", "LD_LIBRARY_PATH", "GCONV_PATH", "GLIBC_TUNABLES",
@@ -116,11 +115,11 @@ async def test_box_env_reaches_execs_and_never_the_daemon(gateway: Gateway) -> N
     r = await gateway.client.post(f"/v1/boxes/{box}/exec", headers=headers,
                                   json={"command": ["/bin/sh", "-c", "echo $GREETING $PATH"]})
     assert r.json()["stdout"] == "hello /nowhere\n", r.json()
-    r = await gateway.client.post(f"/v1/boxes/{box}/exec", headers=headers,
-                                  json={"command": ["/bin/sh", "-c", DAEMON_ENV]})
-    daemon_env = r.json()["stdout"]
+    # (read on the host: the code a box runs does not see its daemon)
+    daemon = _daemon_of((await gateway.manager.get(box)).uid)
+    daemon_env = Path(f"/proc/{daemon}/environ").read_bytes().decode()
     assert "BURROW_BOX_ID=" in daemon_env  # found the daemon's environment
-    lines = daemon_env.splitlines()  # (BURROW_BOX_ENV, the JSON it reads them from, is there)
+    lines = daemon_env.split("\0")  # (BURROW_BOX_ENV, the JSON it reads them from, is there)
     assert not [v for v in lines if v.startswith(("GREETING=", "PATH=/nowhere"))], lines
 
 
@@ -509,7 +508,8 @@ async def test_a_tenant_whose_agent_takes_nothing_cannot_fill_redis(
         backlog = gw.services.observations.backlog_key("mute")
         assert await gw.services.redis.llen(backlog) == 5
         tenant = (await gw.client.get("/v1/tenants/mute", headers=gw.operator)).json()
-        assert tenant["observations"] == {"size": 5, "max": 5, "dropped": 3}
+        assert tenant["observations"] == {"size": 5, "max": 5, "dropped": 3,
+                                           "unanswered": 0}
         stats = (await gw.client.get("/v1/stats", headers=gw.operator)).json()
         assert stats["observations"]["dropped"] == 3
         assert "burrow_observation_dropped 3.0" in (
@@ -1778,3 +1778,243 @@ async def test_shared_insights_reach_the_model_only_quoted_in_one_block(
     assert len(lines) == 2 and all(line.endswith('"') for line in lines), block
     quoted = [json.loads(line[line.index('"'):]) for line in lines]
     assert sorted(quoted) == sorted([FACT_REDIS, LEGACY]), quoted
+
+
+# --- sec-boxes: 6, 10, 11 ---
+
+def _processes_of(uid: int) -> dict[int, tuple[int, str, str]]:
+    """The host's processes running as `uid`: pid -> (parent pid, state letter, command)."""
+    found = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            status = Path(f"/proc/{entry}/status").read_text()
+            command = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ")
+        except OSError:
+            continue
+        fields = dict(line.split(":\t", 1) for line in status.splitlines() if ":\t" in line)
+        if int(fields["Uid"].split()[0]) == uid:
+            found[int(entry)] = (int(fields["PPid"]), fields["State"][0],
+                                 command.decode(errors="replace"))
+    return found
+
+
+def _daemon_of(uid: int) -> int:
+    """A box's daemon, as the host sees it."""
+    return next(pid for pid, (_, _, command) in _processes_of(uid).items()
+                if command.startswith("/usr/bin/python3 -I -S /opt/burrow/boxd.pyc"))
+
+
+def _daemon_and_agent(uid: int) -> tuple[int, int]:
+    """A box's daemon and its service (the tenant agent), as the host sees them."""
+    daemon = _daemon_of(uid)
+    agent = next(pid for pid, (parent, _, command) in _processes_of(uid).items()
+                 if parent == daemon and command.startswith("/usr/bin/python3"))
+    return daemon, agent
+
+
+# Run detached in the box, so that the exec that starts it answers first: everything a
+# process of the box can reach is traced, its memory opened, stopped. Then it says so.
+TRACE_AND_STOP = r"""
+import ctypes, os, signal, time
+time.sleep(0.3)
+libc = ctypes.CDLL(None, use_errno=True)
+me, seen = os.getpid(), []
+for name in os.listdir("/proc"):
+    if not name.isdigit() or int(name) == me:
+        continue
+    pid = int(name)
+    try:
+        command = open(f"/proc/{pid}/cmdline", "rb").read().replace(b"\0", b" ").decode()
+    except OSError:
+        continue
+    seen.append(f"visible {pid} {command[:80]}")
+    if libc.ptrace(16, pid, None, None) == 0:  # PTRACE_ATTACH
+        seen.append(f"traced {pid}")
+    try:
+        open(f"/proc/{pid}/mem", "rb").close()
+        seen.append(f"mem {pid}")
+    except OSError:
+        pass
+os.kill(-1, signal.SIGSTOP)  # every process this one may signal
+open("/tmp/attack.done", "w").write("\n".join(seen) + "\n")
+time.sleep(1)  # keep what it traces traced while the host looks
+"""
+
+
+async def test_box_code_cannot_stop_kill_or_trace_its_daemon_or_agent(
+        gateway: Gateway) -> None:
+    headers, home = await gateway.tenant("puppeteer")
+    assert (await gateway.client.get("/v1/tenants/puppeteer/agent/health",
+                                     headers=headers)).status_code == 200
+    box = await gateway.manager.get(home)
+    daemon, agent = _daemon_and_agent(box.uid)
+    done = gateway.manager.config.box_run_dir(home) / "disk" / "upper" / "tmp" / "attack.done"
+    try:
+        r = await gateway.client.post(f"/v1/boxes/{home}/exec", headers=headers, json={
+            "command": ["/bin/sh", "-c", 'nohup python3 -c "$0" >/dev/null 2>&1 &',
+                        TRACE_AND_STOP]})
+        assert r.json()["exit_code"] == 0, r.json()
+        deadline = time.monotonic() + 20
+        while not done.exists():
+            assert time.monotonic() < deadline, "the attack did not run"
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(0.2)
+        processes = _processes_of(box.uid)
+        for name, pid in (("daemon", daemon), ("agent", agent)):
+            assert pid in processes, f"box code killed its {name}"
+            assert processes[pid][1] not in "Tt", f"box code stopped or traced its {name}"
+        seen = done.read_text()  # what box code found: neither of them
+        assert "boxd.pyc" not in seen and "echo agent" not in seen, seen
+        r = await gateway.client.post(f"/v1/boxes/{home}/exec", headers=headers,
+                                      json={"command": "kill -9 -1; true"})
+        assert r.json()["exit_code"] == 0, r.json()
+    finally:  # so that the box can be stopped after an attack that worked
+        for pid in (daemon, agent):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+    assert daemon in _processes_of(box.uid) and agent in _processes_of(box.uid)
+    r = await gateway.client.post(f"/v1/boxes/{home}/exec", headers=headers,
+                                  json={"command": "echo still serving"})
+    assert r.json()["stdout"] == "still serving\n", r.json()
+    assert (await gateway.client.get("/v1/tenants/puppeteer/agent/health",
+                                     headers=headers)).status_code == 200
+    assert _daemon_and_agent(box.uid) == (daemon, agent)  # neither was restarted
+
+
+def _as_nobody(paths: list[Path]) -> list[str]:
+    """What uid 65534 (any local user) can read, list or connect to among `paths`."""
+    probe = ("import json, os, socket, sys\n"
+             "for path in json.load(sys.stdin):\n"
+             "    try:\n"
+             "        if os.path.isdir(path):\n"
+             "            os.listdir(path)\n"
+             "        elif path.endswith('.sock'):\n"
+             "            socket.socket(socket.AF_UNIX).connect(path)\n"
+             "        else:\n"
+             "            open(path, 'rb').read(1)\n"
+             "        print(path)\n"
+             "    except OSError:\n"
+             "        pass\n")
+    out = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--",
+                          "/usr/bin/python3", "-I", "-S", "-c", probe],
+                         input=json.dumps([str(p) for p in paths]), capture_output=True,
+                         text=True, check=True)
+    return out.stdout.splitlines()
+
+
+def _everything_under(*roots: Path) -> list[Path]:
+    found = []
+    for root in roots:
+        for parent, dirs, files in os.walk(root):
+            found += [Path(parent) / name for name in dirs + files]
+    return found
+
+
+async def test_no_other_local_user_reads_a_box_or_lists_box_ids(
+        redis: Redis, redis_server: EmbeddedRedis) -> None:
+    # An operator's data dir, under directories every user may enter (/var/lib/burrow…).
+    root = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="burrow-peek-", dir="/tmp"))
+    os.chmod(root, 0o755)
+    settings = gateway_settings(root / "data", redis_server.url, run_worker=False,
+                                agent_command=ECHO_AGENT)
+    try:
+        async with running_gateway(settings) as gw:
+            headers, home = await gw.tenant("peeked")
+            r = await gw.client.post(f"/v1/boxes/{home}/exec", headers=headers, json={
+                "command": "echo top-secret > /workspace/secret.txt"})
+            assert r.json()["exit_code"] == 0, r.json()
+            assert (await gw.client.post(f"/v1/boxes/{home}/freeze",
+                                         headers=headers)).status_code == 200
+            assert (await gw.client.post(f"/v1/boxes/{home}/wake",
+                                         headers=headers)).status_code == 200
+            config = gw.manager.config
+            secret = config.box_run_dir(home) / "disk" / "upper" / "workspace" / "secret.txt"
+            assert secret.read_text() == "top-secret\n"  # where the box's files are
+            listings = [config.data_dir, config.boxes_dir, config.run_dir,
+                        config.run_dir / "boxes", config.run_dir.parent,
+                        *map(Path, gw.manager.backend.cgroups.instance_dirs())]
+            exposed = await asyncio.to_thread(_as_nobody, [
+                secret, *listings,
+                *_everything_under(config.data_dir, config.box_run_dir(home))])
+            assert not exposed, f"uid 65534 reads or lists {len(exposed)}: {exposed[:4]}"
+            # the box works as before: exec, files both ways, freeze and wake
+            put = await gw.client.put(f"/v1/boxes/{home}/files", headers=headers,
+                                      params={"path": "/workspace/up.txt"}, content=b"up")
+            assert put.status_code == 204, put.text
+            got = await gw.client.get(f"/v1/boxes/{home}/files", headers=headers,
+                                      params={"path": "/workspace/secret.txt"})
+            assert got.content == b"top-secret\n", got.text
+            assert (await gw.client.post(f"/v1/boxes/{home}/freeze",
+                                         headers=headers)).status_code == 200
+            r = await gw.client.post(f"/v1/boxes/{home}/exec", headers=headers,
+                                     json={"command": "cat up.txt secret.txt"})
+            assert r.json()["stdout"] == "uptop-secret\n", r.json()
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _chat(text: str) -> dict[str, Any]:
+    return {"request": {"method": "POST", "path": "/chat", "body": {"message": text},
+                        "headers": {"X-Burrow-User-Text": "message"}},
+            "response": {"status": 200, "body": {"reply": "ok"}}}
+
+
+async def test_a_tenant_whose_agent_hangs_cannot_stall_other_tenants_deliveries(
+        tmp_path: Path, redis: Redis, redis_server: EmbeddedRedis) -> None:
+    """The agent stops answering (stopped from the host: box code cannot stop it); the
+    worker gives up on it at its deadline and skips it while it backs off."""
+    settings = gateway_settings(tmp_path / "gw", redis_server.url, run_worker=True,
+                                observe_deadline_s=3.0, observe_backoff_max_s=3.0,
+                                observe_embeddings=False)
+    async with running_gateway(settings) as gw:
+        keys = {name: (await gw.tenant(name))[0] for name in ("hung", "fine")}
+
+        async def observed(name: str) -> int:
+            r = await gw.client.get(f"/v1/tenants/{name}/agent/profile", headers=keys[name])
+            return int(r.json()["observed"])
+
+        async def unanswered() -> int:
+            r = await gw.client.get("/v1/tenants/hung", headers=gw.operator)
+            return int(r.json()["observations"].get("unanswered", 0))
+
+        for name in keys:
+            r = await gw.client.post(f"/v1/tenants/{name}/observations", headers=keys[name],
+                                     json={"pairs": [_chat("I live in Porto.")]})
+            assert r.status_code == 202, r.text
+            await until(lambda n=name: _is(observed(n), 1), 30, f"{name}'s first pair")
+        home = await gw.services.tenants.home_box("hung")
+        _, agent = _daemon_and_agent((await gw.manager.get(home)).uid)
+        os.kill(agent, signal.SIGSTOP)
+        try:
+            r = await gw.client.post("/v1/tenants/hung/observations", headers=keys["hung"],
+                                     json={"pairs": [_chat(f"note {i}") for i in range(3)]})
+            assert r.status_code == 202, r.text
+            await until(lambda: _at_least(unanswered(), 1), 15, "the hung agent marked")
+            started = time.monotonic()
+            r = await gw.client.post("/v1/tenants/fine/observations", headers=keys["fine"],
+                                     json={"pairs": [_chat("I like tea.")]})
+            assert r.status_code == 202, r.text
+            await until(lambda: _is(observed("fine"), 2), 15, "another tenant's delivery")
+            assert time.monotonic() - started < 15
+            # once its wait is over the agent is tried again, the sweep's try included
+            await until(lambda: _is(gw.services.observations.stalled_for("hung"), 0), 10)
+            box = await gw.manager.get(home)
+            started = time.monotonic()
+            await asyncio.wait_for(gw.services.pipeline.before_freeze(gw.manager, box), 15)
+            assert time.monotonic() - started < 3 + 2 + 2 + 1, "the pre-freeze delivery's bound"
+        finally:
+            os.kill(agent, signal.SIGCONT)
+        await until(lambda: _is(observed("hung"), 4), 30, "the hung tenant's pairs")
+        await until(lambda: _is(unanswered(), 0), 10, "the mark lifted")
+        await gw.services.pipeline.drain()
+        assert await observed("hung") == 4  # each pair once, however often it was sent
+
+
+async def _is(value: Any, expected: int) -> bool:
+    return bool(await value == expected)
+
+
+async def _at_least(value: Any, expected: int) -> bool:
+    return bool(await value >= expected)

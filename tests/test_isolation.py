@@ -37,8 +37,12 @@ async def test_a_box_is_never_host_root(manager: BoxManager) -> None:
     pids = manager.backend.cgroups.open(box.id).pids()  # type: ignore[attr-defined]
     assert len(pids) >= 3  # bwrap, the daemon, sleep
     assert {_uid_of(str(pid)) for pid in pids} == {box.uid}  # as the host sees them
-    r = await sh(manager, box.id, "grep -E '^Cap(Eff|Prm|Bnd)' /proc/self/status")
+    r = await sh(manager, box.id, "grep -E '^Cap(Eff|Prm|Inh|Amb)' /proc/self/status")
     assert all(line.endswith("0000000000000000") for line in r.stdout.splitlines()), r.stdout
+    # and none to be had: no_new_privs makes exec grant nothing (setuid bits and file
+    # capabilities alike), whatever the bounding set of the namespace the code runs in
+    r = await sh(manager, box.id, "grep '^NoNewPrivs' /proc/self/status")
+    assert r.stdout.split() == ["NoNewPrivs:", "1"], r.stdout
     r = await sh(manager, box.id, "unshare -r true 2>&1; echo $?")
     assert r.stdout.strip().endswith("1")  # no nested user namespaces either
 

@@ -174,4 +174,4 @@ async def test_a_full_backlog_drops_and_says_so(recording: Gateway) -> None:
     pairs = [chat(f"fact {i}", "", 1683561600 + i, f"r-{i}") for i in range(6)]
     assert await observe(gw, "ana", ana, pairs) == {"accepted": 4, "dropped": 2}
     backlog = await gw.services.observations.backlog_of("ana")
-    assert backlog == {"size": 4, "max": 4, "dropped": 2}
+    assert backlog == {"size": 4, "max": 4, "dropped": 2, "unanswered": 0}

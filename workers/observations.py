@@ -8,6 +8,14 @@ recorded later. Delivery (the worker's observe task, or the gateway right after 
 the tenant's lock, posts the head of the backlog to the agent, and trims it only after the
 agent answered; the agent skips ids it has seen, so a redelivery after a crash changes
 nothing. A frozen box's pairs wait: delivery never wakes a box.
+
+What runs in the box is not trusted to answer. Each batch must be answered within the
+delivery deadline, and the tenant's lease lasts the deadline and a margin (renewed before
+each batch), so a lease never lapses under a delivery still waiting for its agent; the trim
+happens only while the lease is still held, so two deliveries never both trim. An agent that
+lets a batch time out is marked: its deliveries are skipped for the deadline, then twice as
+long each time it fails again (up to the backoff ceiling), and its pairs stay in the backlog,
+redelivered (and skipped by id where it did apply them) once it answers.
 """
 
 from __future__ import annotations
@@ -27,15 +35,20 @@ from typing import Any, NamedTuple
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from boxes import BoxError, BoxManager, BoxState
-from boxes.servicehttp import ServiceClient
+from boxes import BoxError, BoxManager, BoxState, BoxUnavailableError
+from boxes.servicehttp import ServiceClient, ServiceTimeout
 
 log = logging.getLogger("burrow.observe")
 
 EXCERPT_BYTES = 4096
 BATCH = 200
 MAX_ANSWER = 8 << 20  # the agent's answer to a batch: a box does not make the host hold more
-LEASE_S = 10.0
+# A batch the agent has not answered within DEADLINE_S is given up; the tenant's lease lasts
+# that long plus LEASE_MARGIN_S (the Redis round trips of a batch around the agent's answer).
+DEADLINE_S = 10.0
+LEASE_MARGIN_S = 2.0
+BACKOFF_MAX_S = 300.0  # the longest an agent that does not answer is skipped at a time
+STALL_KEEP_S = 86400  # a mark nobody renews goes after a day
 # A tenant whose agent takes no deliveries (stuck, or replaced by one that refuses them)
 # would grow its backlog without end: at BACKLOG_MAX pairs new ones are dropped and counted.
 BACKLOG_MAX = 10_000
@@ -57,6 +70,40 @@ if redis.call('llen', KEYS[1]) == 0 then redis.call('srem', KEYS[2], ARGV[1]) en
 return 0
 """
 
+# The tenant's delivery lease (a token with a TTL): renewed, trimmed under and let go only by
+# whoever holds it.
+_RENEW = """
+if redis.call('get', KEYS[1]) ~= ARGV[1] then return 0 end
+return redis.call('pexpire', KEYS[1], ARGV[2])
+"""
+_TRIM = """
+if redis.call('get', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('ltrim', KEYS[2], tonumber(ARGV[2]), -1)
+return redis.call('pexpire', KEYS[1], ARGV[3])
+"""
+_RELEASE = """
+if redis.call('get', KEYS[1]) == ARGV[1] then redis.call('del', KEYS[1]) end
+return 0
+"""
+# An agent that let a delivery time out: skipped until `until`, for longer each time.
+_STALL = """
+local n = redis.call('hincrby', KEYS[1], 'n', 1)
+local wait = math.min(tonumber(ARGV[1]) * 2 ^ (n - 1), tonumber(ARGV[2]))
+redis.call('hset', KEYS[1], 'until', tostring(tonumber(ARGV[3]) + wait))
+redis.call('expire', KEYS[1], ARGV[4])
+return tostring(wait)
+"""
+
+
+class AgentStalled(BoxUnavailableError):
+    """A tenant's agent did not answer a delivery within the deadline; its deliveries are
+    skipped for `backoff_s`."""
+
+    def __init__(self, tenant: str, backoff_s: float) -> None:
+        super().__init__(f"the agent of tenant {tenant} did not answer a delivery in time; "
+                         f"its deliveries wait {backoff_s:.0f} s")
+        self.backoff_s = backoff_s
+
 
 class Recorded(NamedTuple):
     seq: int
@@ -74,6 +121,7 @@ class Delivery:
     pairs: int = 0
     insights: list[dict[str, Any]] = field(default_factory=list)
     identifiers: list[str] = field(default_factory=list)  # what names the tenant: to scrub
+    waiting_s: float = 0.0  # skipped: the tenant's agent is marked for this much longer
 
 
 # What a client may tell the agent about its request (tenant_agent/turns.py reads them): which
@@ -96,13 +144,27 @@ def _part(data: bytes) -> dict[str, str]:
 
 class Observations:
     def __init__(self, redis: Redis, spool_dir: Path, *, prefix: str,
-                 backlog_max: int = BACKLOG_MAX, client: ServiceClient | None = None) -> None:
+                 backlog_max: int = BACKLOG_MAX, client: ServiceClient | None = None,
+                 deadline_s: float = DEADLINE_S, backoff_max_s: float = BACKOFF_MAX_S,
+                 clock: Callable[[], float] = time.time) -> None:
         self.redis = redis
         self.client = client or ServiceClient()
         self.backlog_max = backlog_max
         self.spool = spool_dir / "observations.ndjson"
         self.prefix = prefix
+        self.deadline_s = deadline_s
+        self.backoff_max_s = backoff_max_s
+        self.clock = clock  # wall time: marks are read by every process sharing the Redis
         self._record = redis.register_script(_RECORD)  # EVALSHA: the script is sent once
+        self._renew = redis.register_script(_RENEW)
+        self._trim = redis.register_script(_TRIM)
+        self._release = redis.register_script(_RELEASE)
+        self._stall = redis.register_script(_STALL)
+
+    @property
+    def lease_s(self) -> float:
+        """How long a tenant's delivery lease lasts past its last renewal."""
+        return self.deadline_s + LEASE_MARGIN_S
 
     def _seq_key(self, tenant: str) -> str:
         return f"{self.prefix}:obs:seq:{tenant}"
@@ -112,6 +174,12 @@ class Observations:
 
     def _dropped_key(self, tenant: str) -> str:
         return f"{self.prefix}:obs:dropped:{tenant}"
+
+    def _stall_key(self, tenant: str) -> str:
+        return f"{self.prefix}:obs:stalled:{tenant}"
+
+    def _lease_key(self, tenant: str) -> str:
+        return f"{self.prefix}:lock:observe:{tenant}"
 
     @property
     def _pending(self) -> str:
@@ -205,7 +273,7 @@ class Observations:
         """Drop a deleted tenant's pending observations and its sequence."""
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.delete(self.backlog_key(tenant), self._seq_key(tenant),
-                        self._dropped_key(tenant))
+                        self._dropped_key(tenant), self._stall_key(tenant))
             pipe.srem(self._pending, f"{tenant} {box_id}")
             await pipe.execute()
 
@@ -239,12 +307,28 @@ class Observations:
         return bool(await self.redis.exists(self.backlog_key(tenant)))
 
     async def backlog_of(self, tenant: str) -> dict[str, int]:
-        """A tenant's undelivered pairs, the cap, and how many were dropped at the cap."""
+        """A tenant's undelivered pairs, the cap, how many were dropped at the cap, and how
+        many deliveries in a row its agent left unanswered (0: it answers)."""
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.llen(self.backlog_key(tenant))
             pipe.get(self._dropped_key(tenant))
-            size, dropped = await pipe.execute()
-        return {"size": int(size), "max": self.backlog_max, "dropped": int(dropped or 0)}
+            pipe.hget(self._stall_key(tenant), "n")
+            size, dropped, unanswered = await pipe.execute()
+        return {"size": int(size), "max": self.backlog_max, "dropped": int(dropped or 0),
+                "unanswered": int(unanswered or 0)}
+
+    async def stalled_for(self, tenant: str) -> float:
+        """How much longer the tenant's agent is skipped (0: not marked, or its wait is
+        over and the next delivery tries it again)."""
+        until = await self.redis.hget(self._stall_key(tenant), "until")  # type: ignore[misc]
+        return max(0.0, float(until) - self.clock()) if until else 0.0
+
+    async def _mark_stalled(self, tenant: str) -> float:
+        wait = await self._stall(keys=[self._stall_key(tenant)], args=[
+            self.deadline_s, self.backoff_max_s, self.clock(), STALL_KEEP_S])
+        log.warning("the agent of tenant %s did not answer a delivery within %.0f s; its "
+                    "deliveries wait %s s", tenant, self.deadline_s, wait.decode())
+        return float(wait)
 
     async def dropped_total(self) -> int:
         total = 0
@@ -265,22 +349,27 @@ class Observations:
     async def deliver(self, manager: BoxManager, tenant: str, box_id: str,
                       limit: int | None = None,
                       prepare: Callable[[list[dict[str, Any]]], Awaitable[None]] | None = None,
-                      headers: dict[str, str] | None = None) -> Delivery:
+                      headers: dict[str, str] | None = None,
+                      retry_stalled: bool = False) -> Delivery:
         """Deliver the tenant's backlog to its agent if its box runs; return what the agent
         proposed for the shared knowledge base. Never wakes the box. `prepare` may add to a
-        batch's pairs before they go (embeddings); `headers` go with each batch."""
+        batch's pairs before they go (embeddings); `headers` go with each batch. An agent
+        marked as not answering is skipped (`waiting_s` says for how long) unless
+        `retry_stalled` (it was just restarted). Raises AgentStalled when a batch times out."""
         box = await manager.get(box_id)
         if box.state != BoxState.RUNNING:
             return Delivery()
-        # A short lease, renewed batch by batch: a delivery that dies holds the tenant up for
-        # seconds only.
-        lock = self.redis.lock(f"{self.prefix}:lock:observe:{tenant}", timeout=LEASE_S)
-        if not await lock.acquire(blocking=False):
+        mark = await self.redis.hget(self._stall_key(tenant), "until")  # type: ignore[misc]
+        waiting = max(0.0, float(mark) - self.clock()) if mark else 0.0
+        if waiting and not retry_stalled:
+            return Delivery(waiting_s=waiting)
+        lease, token = self._lease_key(tenant), uuid.uuid4().hex
+        lease_ms = int(self.lease_s * 1000)
+        if not await self.redis.set(lease, token, nx=True, px=lease_ms):
             return Delivery()  # someone else is delivering this tenant's backlog right now
         result = Delivery()
         try:
-            delivered = 0
-            while limit is None or delivered < limit:
+            while limit is None or result.pairs < limit:
                 raw = await self.redis.lrange(self.backlog_key(tenant), 0, BATCH - 1)  # type: ignore[misc]
                 if not raw:
                     # atomically: a pair recorded meanwhile keeps the tenant pending
@@ -290,20 +379,38 @@ class Observations:
                 pairs = [json.loads(r) for r in raw]
                 if prepare is not None:
                     await prepare(pairs)
-                status, body = await self.client.request(
-                    manager.service_path(box_id), "POST", "/_burrow/observe",
-                    json.dumps({"pairs": pairs}).encode(), headers, max_answer=MAX_ANSWER)
-                if status != 200:
-                    raise BoxError(f"the agent refused observations ({status}): {body[:200]!r}")
-                answer = json.loads(body)
+                # the agent's whole deadline, within the lease (preparing may have taken long)
+                if not await self._renew(keys=[lease], args=[token, lease_ms]):
+                    break
+                answer = await self._post(manager, tenant, box_id, pairs, headers)
                 result.insights.extend(i for i in answer.get("insights", [])
                                        if isinstance(i, dict))
                 result.identifiers.extend(str(i) for i in answer.get("identifiers", []))
-                await self.redis.ltrim(self.backlog_key(tenant), len(raw), -1)  # type: ignore[misc]
-                delivered += len(raw)
+                if mark:  # it answers again
+                    await self.redis.delete(self._stall_key(tenant))
+                    mark = None
                 result.pairs += len(raw)
-                await lock.extend(LEASE_S, replace_ttl=True)
+                if not await self._trim(keys=[lease, self.backlog_key(tenant)],
+                                        args=[token, len(raw), lease_ms]):
+                    break  # the lease lapsed: whoever holds it now resends (the agent skips)
         finally:
             with contextlib.suppress(RedisError):
-                await lock.release()
+                await self._release(keys=[lease], args=[token])
         return result
+
+    async def _post(self, manager: BoxManager, tenant: str, box_id: str,
+                    pairs: list[dict[str, Any]],
+                    headers: dict[str, str] | None) -> dict[str, Any]:
+        try:
+            status, body = await self.client.request(
+                manager.service_path(box_id), "POST", "/_burrow/observe",
+                json.dumps({"pairs": pairs}).encode(), headers, max_answer=MAX_ANSWER,
+                timeout_s=self.deadline_s)
+        except ServiceTimeout as exc:
+            raise AgentStalled(tenant, await self._mark_stalled(tenant)) from exc
+        if status != 200:
+            raise BoxError(f"the agent refused observations ({status}): {body[:200]!r}")
+        answer = json.loads(body)
+        if not isinstance(answer, dict):
+            raise BoxError("the agent answered observations with something not an object")
+        return answer

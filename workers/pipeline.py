@@ -23,7 +23,7 @@ from redis.exceptions import RedisError
 
 from boxes import BoxError, BoxManager, BoxRecord
 from knowledge.base import KnowledgeBase
-from workers.observations import BATCH, Batch, Delivery, Observations
+from workers.observations import BATCH, AgentStalled, Batch, Delivery, Observations
 
 log = logging.getLogger("burrow.observe")
 
@@ -31,9 +31,14 @@ OBSERVE = "observe"          # deliver one tenant's backlog to its agent
 CONTRIBUTE = "contribute"    # add what an agent proposed to the knowledge base
 CATCH_UP_LIMIT = 1000        # pairs delivered before the first answer after a wake
 # How long the delivery before an idle freeze waits for another delivery of the tenant (the
-# worker's) to end, looking every LEASE_POLL_S, before it lets the freeze go on.
+# worker's) to end, looking every LEASE_POLL_S, before it lets the freeze go on. With its
+# own batch (at most the delivery deadline) it keeps the sweep at most LEASE_WAIT_S + the
+# tenant's lease.
 LEASE_WAIT_S = 2.0
 LEASE_POLL_S = 0.05
+# A pair recorded while its tenant's delivery job was finishing finds the job's id still
+# taken: a second job, this much later, delivers it (also one at a time per tenant).
+FOLLOW_UP_S = 1.0
 
 
 Prepare = Callable[[list[dict[str, Any]]], Awaitable[None]]
@@ -95,20 +100,26 @@ class Pipeline:
     # --- delivery ---------------------------------------------------------------------------
 
     async def enqueue_delivery(self, tenant: str, box_id: str) -> None:
-        """Queue a delivery of the tenant's backlog. Deliveries of one tenant are serialised
-        by a lease, so a second one queued meanwhile finds nothing to do and costs little."""
+        """Queue a delivery of the tenant's backlog: one job per tenant at a time (its id is
+        the tenant's), so a tenant whose agent does not answer holds one of the worker's
+        slots at most, never a pile of them. While a job is queued or running, asking again
+        queues at most one follow-up (the running one may be past its last look)."""
+        job = f"{OBSERVE}:{tenant}:{box_id}"
         with contextlib.suppress(RedisError, OSError):  # the worker's cron catches up
-            await self.queue.enqueue_job(OBSERVE, tenant, box_id)
+            if await self.queue.enqueue_job(OBSERVE, tenant, box_id, _job_id=job) is None:
+                await self.queue.enqueue_job(OBSERVE, tenant, box_id, _job_id=f"{job}:next",
+                                             _defer_by=FOLLOW_UP_S)
 
     async def deliver(self, manager: BoxManager, tenant: str, box_id: str,
                       limit: int = BATCH, prepare: bool = True) -> Delivery:
         """One batch to the agent (never waking its box); what it proposed goes on to the
         knowledge base as a job of its own. `prepare`: False right after a wake, when the
-        first answer waits for the delivery."""
+        first answer waits for the delivery (and the agent, just started, is tried even if
+        its predecessor was marked as not answering)."""
         model = await self.model_for(tenant) if self.model_for is not None else None
         delivery = await self.observations.deliver(
             manager, tenant, box_id, limit=limit, prepare=self.prepare if prepare else None,
-            headers={"x-burrow-model": model} if model else None)
+            headers={"x-burrow-model": model} if model else None, retry_stalled=not prepare)
         if delivery.insights:
             await self.queue.enqueue_job(CONTRIBUTE, tenant, delivery.insights,
                                          [tenant, *delivery.identifiers])
@@ -135,20 +146,26 @@ class Pipeline:
         first (at 2,000 tenants a fifth of the frozen boxes had missed a pair, recorded after
         the worker's last delivery). A delivery of the tenant already under way (the
         worker's, holding its lease) is waited for, up to LEASE_WAIT_S, and what it left is
-        delivered: otherwise the freeze would stop the agent under it. Never fails the freeze:
-        what is left waits for the next wake."""
+        delivered: otherwise the freeze would stop the agent under it. It takes LEASE_WAIT_S
+        plus the tenant's lease (the delivery deadline and a margin) at most, and does not try
+        an agent marked as not answering. Never fails the freeze: what is left waits for the
+        next wake."""
         if not box.owner:
             return
         deadline = time.monotonic() + LEASE_WAIT_S
         try:
-            while await self.observations.awaits(box.owner, box.id):
-                delivered = (await self.deliver(manager, box.owner, box.id)).pairs
-                if time.monotonic() >= deadline:
-                    break
-                if not delivered:  # another delivery holds the tenant's lease
-                    await asyncio.sleep(LEASE_POLL_S)
-        except (BoxError, RedisError, OSError, ValueError) as exc:
-            log.warning("delivering to %s before its freeze: %s", box.id, exc)
+            # Its own batch is within the tenant's lease, embedding included: a box whose
+            # agent does not answer, or an embedder that does not, cannot hold the sweep.
+            async with asyncio.timeout(LEASE_WAIT_S + self.observations.lease_s):
+                while await self.observations.awaits(box.owner, box.id):
+                    delivery = await self.deliver(manager, box.owner, box.id)
+                    if delivery.waiting_s or time.monotonic() >= deadline:
+                        break  # an agent marked as not answering is not tried here
+                    if not delivery.pairs:  # another delivery holds the tenant's lease
+                        await asyncio.sleep(LEASE_POLL_S)
+        except (TimeoutError, BoxError, RedisError, OSError, ValueError) as exc:
+            log.warning("delivering to %s before its freeze: %s", box.id,
+                        exc or "not within its bound")
 
 
 # --- the pipeline's jobs (the worker's ctx holds "pipeline", "manager", "kb", "policies" and
@@ -162,9 +179,13 @@ async def observe(ctx: dict[str, Any], tenant: str, box_id: str) -> int:
     while True:
         try:
             delivery = await pipeline.deliver(ctx["manager"], tenant, box_id)
+        except AgentStalled as exc:  # the same job, once the agent's wait is over
+            raise Retry(defer=exc.backoff_s) from exc
         except (BoxError, OSError, ValueError) as exc:
             # the box is between states or its agent is restarting: try again, backing off
             raise Retry(defer=min(30, 2 ** ctx.get("job_try", 1))) from exc
+        if delivery.waiting_s:
+            raise Retry(defer=delivery.waiting_s)
         if not delivery.pairs:  # drained, or the box is not running, or another delivers
             return pairs
         pairs += delivery.pairs
