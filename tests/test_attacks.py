@@ -930,7 +930,7 @@ async def test_git_works_through_the_host_and_its_token_never_enters_the_box(
     assert len(log.splitlines()) == 2  # the push reached the forge
 
 
-# --- sec-front: item 1 ---
+# --- The public port: no one without a key can exhaust the gateway ---
 
 def _send(port: int, pieces: list[bytes], pause_s: float = 0.0,
           wait_s: float = 30.0) -> tuple[int, float]:
@@ -1043,7 +1043,7 @@ def test_no_one_without_a_key_can_exhaust_the_gateway(tmp_path: Path) -> None:
         stop_and_check(server)
 
 
-# --- sec-hostsock: 2, 5, 7, 11 ---
+# --- The host socket, the git relay, and what search tells a tenant ---
 
 HOLD = r"""
 import json, os, socket, sys, time
@@ -1272,7 +1272,7 @@ async def test_a_tenant_cannot_tell_how_many_tenants_said_something_or_when(
     assert voted["support"] == 2, voted
 
 
-# --- sec-models: 3, 4, 11-run ---
+# --- Models: budgets, the relay's allow-list, runs ---
 
 RELAY_CALLS = r"""
 import json, os, socket, sys
@@ -1514,7 +1514,7 @@ async def test_a_box_cannot_escape_its_runs_max_turns_by_leaving_out_the_run_hea
     assert result["status"] == "completed" and result["usage"]["turns"] >= limit, result
 
 
-# --- sec-tenant: items 8 and 9 (issue 24) ---
+# --- What a tenant's requests, boxes and snapshots may hold; tenant deletion ---
 
 async def test_a_box_record_stays_small_whatever_a_tenant_sends(gateway: Gateway) -> None:
     """150,000 labels made a 40 MB box record that every listing parsed; env and labels are
@@ -1649,7 +1649,7 @@ async def test_no_box_outlives_its_tenant_and_a_reused_id_inherits_nothing(
         assert r.status_code == 204
 
 
-# --- kb-inject: issue 27 item 1 ---
+# --- Shared knowledge is data, never instructions ---
 # Shared text is data, never instructions. A tenant's agent runs in its box, so what it proposes
 # for the shared knowledge base is the box's to choose: these tests propose as a hostile agent
 # would, through the worker's contribute job, and look at what other tenants get.
@@ -1780,7 +1780,7 @@ async def test_shared_insights_reach_the_model_only_quoted_in_one_block(
     assert sorted(quoted) == sorted([FACT_REDIS, LEGACY]), quoted
 
 
-# --- sec-boxes: 6, 10, 11 ---
+# --- The worker under a hung agent; a box's files and processes on the host ---
 
 def _processes_of(uid: int) -> dict[int, tuple[int, str, str]]:
     """The host's processes running as `uid`: pid -> (parent pid, state letter, command)."""
