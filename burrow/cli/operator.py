@@ -56,17 +56,21 @@ def policy_show(tenant: str | None, history: bool, as_json: bool) -> None:
 
 
 CEILINGS = ("max_box_memory_mb", "max_box_disk_mb", "max_box_pids", "max_box_cpus",
-            "max_boxes_per_tenant", "max_tenant_disk_mb", "tenant_keep_alive",
-            "egress_allow", "egress_deny", "model_allowlist", "model_max_tokens",
-            "tenant_token_budget", "token_budget_period_s", "model_calls_per_minute",
-            "embed_texts_per_minute", "agent_model")
+            "max_boxes_per_tenant", "max_tenant_disk_mb", "max_snapshots_per_tenant",
+            "max_box_labels", "max_box_env_bytes", "max_tenant_exec_output_mb",
+            "tenant_keep_alive", "egress_allow", "egress_deny", "model_allowlist",
+            "model_max_tokens", "tenant_token_budget", "token_budget_period_s",
+            "model_calls_per_minute", "embed_texts_per_minute", "agent_model",
+            "relay_allow_fields", "relay_allow_tools", "relay_allow_betas",
+            "contribute_min_age_s", "contribute_min_turns")
 
 
 @policy.command("set")
 @click.option("--tenant", help="override for this tenant only (for the idle times, "
-                               "keep-alive, --max-boxes, --max-tenant-disk, "
-                               "--tenant-keep-alive, --token-budget, --model-allow and "
-                               "--agent-model)")
+                               "keep-alive, --max-boxes, --max-tenant-disk, --max-snapshots, "
+                               "--max-exec-output, --tenant-keep-alive, --token-budget, "
+                               "--model-allow, --agent-model, the --relay-allow-* lists and "
+                               "--contribute-after/--contribute-turns)")
 @click.option("--pause-after", type=Duration(), help="pause (RAM kept) after this idle time; "
                                                      "e.g. 5m, or never")
 @click.option("--freeze-after", type=Duration(), help="freeze to disk after this idle time")
@@ -80,7 +84,13 @@ CEILINGS = ("max_box_memory_mb", "max_box_disk_mb", "max_box_pids", "max_box_cpu
 @click.option("--max-box-pids", type=Count(), help="ceiling: processes in a tenant box")
 @click.option("--max-box-cpus", type=float, help="ceiling: CPUs of a tenant box")
 @click.option("--max-boxes", type=Count(), help="ceiling: boxes per tenant")
-@click.option("--max-tenant-disk", type=Count(), help="ceiling: a tenant's disk, all boxes, MB")
+@click.option("--max-tenant-disk", type=Count(),
+              help="ceiling: a tenant's disk, all boxes and named snapshots, MB")
+@click.option("--max-snapshots", type=Count(), help="ceiling: named snapshots per tenant")
+@click.option("--max-labels", type=Count(), help="ceiling: labels on a tenant box")
+@click.option("--max-env-bytes", type=Count(), help="ceiling: a tenant box's env, bytes")
+@click.option("--max-exec-output", type=Count(),
+              help="ceiling: output a tenant's collected execs hold at once, MB")
 @click.option("--tenant-keep-alive/--no-tenant-keep-alive", default=None,
               help="whether tenants may create keep_alive boxes")
 @click.option("--egress-allow", multiple=True, metavar="RULE",
@@ -98,6 +108,19 @@ CEILINGS = ("max_box_memory_mb", "max_box_disk_mb", "max_box_pids", "max_box_cpu
 @click.option("--agent-model", metavar="PROVIDER/NAME",
               help="the model tenant agents answer /ask through and (unless local/) distil "
                    "memories with; '' for the server's BURROW_AGENT_MODEL")
+@click.option("--relay-allow-field", multiple=True, metavar="FIELD",
+              help="a request field the model relay forwards as sent (e.g. mcp_servers); "
+                   "repeatable; '' clears")
+@click.option("--relay-allow-tool", multiple=True, metavar="PATTERN",
+              help="a server-side tool type the model relay forwards (e.g. 'web_search*'); "
+                   "repeatable; '' clears")
+@click.option("--relay-allow-beta", multiple=True, metavar="PATTERN",
+              help="a beta flag the model relay forwards; repeatable; '' clears")
+@click.option("--contribute-after", type=Duration(),
+              help="a tenant's age before its agent's proposals count in the shared "
+                   "knowledge base, e.g. 1d; 0 for at once")
+@click.option("--contribute-turns", type=Count(),
+              help="turns a tenant must have had before its proposals count")
 @json_option
 @click.pass_context
 def policy_set(ctx: click.Context, /, tenant: str | None, as_json: bool, **values: Any) -> None:
@@ -109,6 +132,13 @@ def policy_set(ctx: click.Context, /, tenant: str | None, as_json: bool, **value
              "max_box_memory": "max_box_memory_mb", "max_box_disk": "max_box_disk_mb",
              "max_box_pids": "max_box_pids", "max_box_cpus": "max_box_cpus",
              "max_boxes": "max_boxes_per_tenant", "max_tenant_disk": "max_tenant_disk_mb",
+             "max_snapshots": "max_snapshots_per_tenant", "max_labels": "max_box_labels",
+             "max_env_bytes": "max_box_env_bytes",
+             "max_exec_output": "max_tenant_exec_output_mb",
+             "relay_allow_field": "relay_allow_fields", "relay_allow_tool": "relay_allow_tools",
+             "relay_allow_beta": "relay_allow_betas",
+             "contribute_after": "contribute_min_age_s",
+             "contribute_turns": "contribute_min_turns",
              "tenant_keep_alive": "tenant_keep_alive", "egress_allow": "egress_allow",
              "egress_deny": "egress_deny", "model_allow": "model_allowlist",
              "model_max_tokens": "model_max_tokens", "token_budget": "tenant_token_budget",

@@ -1542,6 +1542,16 @@ export interface components {
              */
             relay_allow_betas?: string[] | null;
             /**
+             * Contribute Min Age S
+             * @description seconds since a tenant was created before what its agent proposes counts in the shared knowledge base (default a day; 0: at once)
+             */
+            contribute_min_age_s?: number | null;
+            /**
+             * Contribute Min Turns
+             * @description turns the gateway recorded for a tenant before what its agent proposes counts in the shared knowledge base (default 20; 0: none)
+             */
+            contribute_min_turns?: number | null;
+            /**
              * Max Warm Boxes
              * @description above this many running or paused boxes, the least recently used are frozen
              */
@@ -1685,6 +1695,10 @@ export interface components {
             relay_allow_tools?: string[];
             /** Relay Allow Betas */
             relay_allow_betas?: string[];
+            /** Contribute Min Age S */
+            contribute_min_age_s: number | null;
+            /** Contribute Min Turns */
+            contribute_min_turns: number | null;
         };
         /**
          * RecallIn
@@ -1996,9 +2010,12 @@ export interface components {
             observations: {
                 [key: string]: number;
             };
-            /** Knowledge */
+            /**
+             * Knowledge
+             * @description insights (in the shared knowledge base), refused (proposals refused, by reason: instruction, everyone, shell, url, young_tenant, few_turns)
+             */
             knowledge: {
-                [key: string]: number;
+                [key: string]: unknown;
             };
             /**
              * Sweep
@@ -2119,6 +2136,16 @@ export interface components {
              * @description beta flags the model relay forwards in anthropic-beta / openai-beta headers (* wildcards); default none
              */
             relay_allow_betas?: string[] | null;
+            /**
+             * Contribute Min Age S
+             * @description seconds since a tenant was created before what its agent proposes counts in the shared knowledge base (default a day; 0: at once)
+             */
+            contribute_min_age_s?: number | null;
+            /**
+             * Contribute Min Turns
+             * @description turns the gateway recorded for a tenant before what its agent proposes counts in the shared knowledge base (default 20; 0: none)
+             */
+            contribute_min_turns?: number | null;
         };
         /** TenantPublic */
         TenantPublic: {
@@ -2143,7 +2170,7 @@ export interface components {
             policy?: components["schemas"]["TenantPolicy"] | null;
             /**
              * Observations
-             * @description size: pairs waiting for the tenant's agent; max: the most kept; dropped: pairs dropped because the backlog was full (its agent took no deliveries)
+             * @description size: pairs waiting for the tenant's agent; max: the most kept; dropped: pairs dropped because the backlog was full (its agent took no deliveries); unanswered: deliveries in a row its agent did not answer in time (while above 0, deliveries to it wait, longer each time)
              */
             observations?: {
                 [key: string]: number;

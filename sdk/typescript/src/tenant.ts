@@ -48,7 +48,10 @@ export interface AgentRequestOptions {
 
 const POLICY_KEYS = ["pauseAfterS", "freezeAfterS", "archiveAfterS", "keepAlive",
                      "maxBoxesPerTenant", "maxTenantDiskMb", "tenantKeepAlive",
-                     "tenantTokenBudget", "modelAllowlist", "agentModel"] as const
+                     "tenantTokenBudget", "modelAllowlist", "agentModel",
+                     "maxSnapshotsPerTenant", "maxTenantExecOutputMb", "contributeMinAgeS",
+                     "contributeMinTurns", "relayAllowFields", "relayAllowTools",
+                     "relayAllowBetas"] as const
 type _PolicyFields = Expect<NoneMissing<Exclude<CamelKeys<TenantPolicyBody>, (typeof POLICY_KEYS)[number]>>>
 
 function tenantPath(id: string): string {
