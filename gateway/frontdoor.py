@@ -42,7 +42,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from gateway.authz import PRINCIPAL, Principal
 from gateway.errors import ApiError
 from gateway.hostguard import GuardedProtocol, GuardError, answer, bounded, prefetched
-from gateway.routes.agent import AGENT_PATH
+from gateway.proxy import AGENT_PATH
 from gateway.settings import Settings
 from models.errors import StatusError
 

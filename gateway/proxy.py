@@ -8,6 +8,7 @@ client cost about 1 ms per request on this hot path); status, headers and body c
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator, Callable
 
 from fastapi import Request
@@ -25,6 +26,10 @@ _HOP_BY_HOP = frozenset({
 _REQUEST_DROP = _HOP_BY_HOP | {"host", "authorization", "cookie", "content-length"}
 _BUFFER_UP_TO = 1 << 20
 _KEEP = 4096  # how much of each answer the observation pipeline sees
+
+# The agent route, /v1/tenants/{tenant}/agent[/...]: its fast path (gateway/routes/agent.py)
+# and the front door (gateway/frontdoor.py) tell it apart by this.
+AGENT_PATH = re.compile(r"^/v1/tenants/([a-z0-9][a-z0-9_-]{0,62})/agent(/.*)?$")
 
 AgentUnreachable = ServiceUnreachable  # the box's socket took nothing: safe to retry
 

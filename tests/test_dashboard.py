@@ -198,8 +198,11 @@ def test_operator_signs_in_changes_the_policy_and_freezes_a_box_in_chromium(
                    == "openai/gpt-x", "the agent model typed in was not saved")
 
         freeze = (By.CSS_SELECTOR, f'#boxes tr[data-box-id="{home}"] [data-action="freeze"]')
-        wait.until(ec.element_to_be_clickable(freeze), "the home box has no enabled Freeze")\
-            .click()
+        button = wait.until(ec.element_to_be_clickable(freeze),
+                            "the home box has no enabled Freeze")
+        # as a reader scrolls to it: chromedriver's own scroll leaves it under the sticky header
+        driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", button)
+        button.click()
 
         def home_shows_frozen(d: WebDriver) -> bool:
             row = d.find_element(*home_row)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
 from typing import Any
 
@@ -19,7 +18,7 @@ from starlette.types import Receive, Scope, Send
 from boxes import BoxError
 from gateway import authz, logs
 from gateway.errors import ApiError, box_error_response, error_response
-from gateway.proxy import AgentUnreachable, read_body
+from gateway.proxy import AGENT_PATH, AgentUnreachable, read_body
 from gateway.schemas import (
     AgentAsk,
     AgentAskOut,
@@ -38,7 +37,6 @@ log = logging.getLogger("burrow.gateway")
 router = APIRouter(tags=["agent"], responses={503: {"model": ErrorOut}})
 
 _METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
-AGENT_PATH = re.compile(r"^/v1/tenants/([a-z0-9][a-z0-9_-]{0,62})/agent(/.*)?$")
 
 
 def _target(request: Request, tenant_id: str) -> str:
