@@ -8,6 +8,10 @@
 Every transition runs under the box's lock (boxes.locks) and is idempotent: freezing a frozen
 box, or waking a running one, returns it as it is. In-box operations (exec, files) wake a
 frozen box first unless told not to.
+
+Beside it: the in-box operations themselves (boxes/access.py, the half of this API that reaches
+into a box), the restores a wake leaves writing after the box starts (boxes/restore.py), and
+the index that lets a freeze skip unchanged files (boxes/layerindex.py).
 """
 
 from __future__ import annotations
@@ -15,33 +19,30 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
-import json
 import logging
 import os
 import secrets
 import shutil
 import socket
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from redis.asyncio import Redis
 
+from boxes.access import BoxAccess
 from boxes.activity import Activity
 from boxes.client import DaemonClient
 from boxes.config import RuntimeConfig
 from boxes.egress import EgressPolicy
 from boxes.errors import (
-    BoxBusyError,
     BoxError,
     BoxNotFoundError,
     BoxStateError,
-    BoxUnavailableError,
-    DaemonUnreachableError,
     SnapshotNotFoundError,
-    WakeFailedError,
 )
+from boxes.layerindex import LayerIndexes
 from boxes.locks import BoxLocks
 from boxes.models import (
     LIVE_STATES,
@@ -49,32 +50,21 @@ from boxes.models import (
     BoxRecord,
     BoxSpec,
     BoxState,
-    ExecEvent,
-    ExecRequest,
-    ExecResult,
-    FileEntry,
     SnapshotRecord,
     StartPolicy,
 )
 from boxes.registry import Registry
+from boxes.restore import Restores
 from boxes.sandbox import BoxUsage, BubblewrapBackend, SandboxBackend
-from boxes.snapshots import LAZY_MIN, LayerIndex, LocalSnapshotStore, PendingRestore, SnapshotStore
+from boxes.snapshots import LocalSnapshotStore, PendingRestore, SnapshotStore
 
 log = logging.getLogger("burrow.boxes")
-T = TypeVar("T")
 
 _ID_ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
 
 
 def new_box_id() -> str:
     return "b_" + "".join(secrets.choice(_ID_ALPHABET) for _ in range(16))
-
-
-def _restore_error(box_id: str, exc: BaseException) -> WakeFailedError:
-    """What a wake or an exec says when the files written after a box's start could not be."""
-    why = exc.message if isinstance(exc, BoxError) else str(exc)
-    return WakeFailedError(f"box {box_id} could not be restored from its snapshot: {why}; its "
-                           "last snapshot is kept")
 
 
 def _host_name() -> str:
@@ -91,7 +81,7 @@ def _process_alive(host: str | None) -> bool:
     return Path(f"/proc/{pid}").exists()
 
 
-class BoxManager:
+class BoxManager(BoxAccess):
     def __init__(self, config: RuntimeConfig, redis: Redis,
                  backend: SandboxBackend | None = None,
                  store: SnapshotStore | None = None) -> None:
@@ -108,9 +98,9 @@ class BoxManager:
         # Told (box id, phase) as a freeze or wake passes each of its steps: timings, and
         # tests that stop the process between steps.
         self.on_phase: Callable[[str, str], None] | None = None
-        # Boxes woken from their snapshot whose large files are still being written: (the
-        # writing, which ends with the index; what records its outcome once it is done).
-        self._filling: dict[str, tuple[asyncio.Future[LayerIndex], asyncio.Task[None]]] = {}
+        self.indexes = LayerIndexes(config)
+        self.restores = Restores(config, self.backend, self.store, self.locks, self.registry,
+                                 self.indexes, update=self._update, phase=self._phase)
 
     @classmethod
     async def open(cls, config: RuntimeConfig, redis: Redis) -> BoxManager:
@@ -140,9 +130,7 @@ class BoxManager:
     async def close(self) -> None:
         """Stop the boxes this process runs. Their layers stay; a later wake resumes them."""
         await self.activity.stop()
-        # layers still being restored are finished first, so that they are kept
-        await asyncio.gather(*(task for _, task in self._filling.values()),
-                             return_exceptions=True)
+        await self.restores.drain()  # finished first, so that their layers are kept
         for box in await self.registry.all():
             if box.host != self.host:
                 continue
@@ -239,7 +227,7 @@ class BoxManager:
                 if spec.from_snapshot is not None:
                     index = await asyncio.to_thread(self.store.restore, spec.from_snapshot,
                                                     upper, box.uid)
-                    self._save_index(box, index)
+                    self.indexes.save(box.id, index)
                 box, egress = await self._start_policy(box)
                 pid = await self.backend.start(box, egress)
                 return await self._update(box, state=BoxState.RUNNING, pid=pid)
@@ -297,7 +285,7 @@ class BoxManager:
 
     async def _archive_locked(self, box: BoxRecord) -> BoxRecord:
         await self.backend.drop_layer(box)
-        self._index_path(box).unlink(missing_ok=True)
+        self.indexes.drop(box.id)
         return await self._update(box, state=BoxState.ARCHIVED, layer_local=False)
 
     async def wake(self, box_id: str) -> BoxRecord:
@@ -336,7 +324,7 @@ class BoxManager:
                        BoxState.ARCHIVED: {BoxState.FROZEN}}[to]
             if box.state not in allowed or box.last_active_at > idle_since:
                 return None
-            if box.id in self._filling or (box.state in LIVE_STATES and not box.layer_local):
+            if self.restores.busy(box):
                 return None  # still being restored: not idle for long
             if to == BoxState.ARCHIVED:  # no processes: nothing can be using it
                 return await self._archive_locked(box)
@@ -367,7 +355,7 @@ class BoxManager:
             if box.state == BoxState.DELETED:
                 return box
             with contextlib.suppress(BoxError):  # its layer goes either way
-                box = await self._restored(box)
+                box = await self.restores.settle(box)
             await self._update(box, state=BoxState.DELETING)
             await self._finish_delete(box)
             return box
@@ -386,7 +374,7 @@ class BoxManager:
                 # what an interrupted restore left)
                 assert box.snapshot_id is not None
                 return await asyncio.to_thread(self._copy_snapshot, box, name)
-            box = await self._restored(box)
+            box = await self.restores.settle(box)
             was_running = box.state == BoxState.RUNNING
             if was_running:  # hold the box still while its layer is read
                 await self.backend.pause(box)
@@ -395,8 +383,8 @@ class BoxManager:
                 upper = await self.backend.open_layer(box)
                 result = await asyncio.to_thread(
                     self.store.pack, upper, box_id=box.id, kind="named", name=name,
-                    owner=box.owner, index=self._load_index(box))
-                self._save_index(box, result.index)
+                    owner=box.owner, index=self.indexes.load(box.id))
+                self.indexes.save(box.id, result.index)
             finally:
                 if opened_here:
                     await self.backend.close_layer(box)
@@ -454,7 +442,7 @@ class BoxManager:
         await self.backend.stop(box)
 
     async def _freeze_locked(self, box: BoxRecord) -> BoxRecord:
-        box = await self._restored(box)
+        box = await self.restores.settle(box)
         started = time.perf_counter()
         previous = box.state
         await self._update(box, state=BoxState.FREEZING)
@@ -470,7 +458,7 @@ class BoxManager:
             if not box.layer_local and box.snapshot_id is not None:
                 # what is on disk is an interrupted restore's: the box is its snapshot
                 await self.backend.drop_layer(box)
-                self._index_path(box).unlink(missing_ok=True)
+                self.indexes.drop(box.id)
                 return await self._update(box, state=BoxState.ARCHIVED, pid=None, host=None,
                                           reason=None)
             if not self.backend.has_layer(box):
@@ -480,8 +468,8 @@ class BoxManager:
             if box.layer_dirty or old_snapshot is None:
                 result = await asyncio.to_thread(
                     self.store.pack, upper, box_id=box.id, kind="freeze", name=None,
-                    owner=box.owner, index=self._load_index(box))
-                self._save_index(box, result.index)
+                    owner=box.owner, index=self.indexes.load(box.id))
+                self.indexes.save(box.id, result.index)
                 new_snapshot: str | None = result.record.id
             else:
                 new_snapshot = old_snapshot
@@ -534,7 +522,7 @@ class BoxManager:
             log.warning("pre-freeze of %s did not complete: %s", box.id, exc)
 
     async def _wake_locked(self, box: BoxRecord) -> BoxRecord:
-        box = await self._restored(box)  # its daemon died while its files were written
+        box = await self.restores.settle(box)  # its daemon died while its files were written
         started = time.perf_counter()
         previous = box.state
         self._phase(box, "waking")
@@ -547,7 +535,7 @@ class BoxManager:
             if self.backend.has_layer(box) and box.layer_local:
                 await self.backend.open_layer(box)
             elif box.snapshot_id is not None:
-                pending = await self._restore(box, box.snapshot_id)
+                pending = await self.restores.begin(box, box.snapshot_id)
             else:
                 raise BoxStateError(f"box {box.id} has neither a local layer nor a snapshot "
                                     "to wake from")
@@ -565,98 +553,9 @@ class BoxManager:
             box, state=BoxState.RUNNING, pid=pid, reason=None, layer_dirty=True,
             last_active_at=time.time(), wakes=box.wakes + 1)
         if pending is not None:
-            self._finish_later(box.id, pending)
+            self.restores.finish_later(box.id, pending)
         self._timed("wake", started)
         return box
-
-    def _lazy(self, box: BoxRecord) -> Callable[[str, int], bool]:
-        """Which files of the box a wake may write after the box starts: large ones, unless
-        the box runs a service not known to read only its own directories, or they are in
-        one of those directories."""
-        if box.service and tuple(box.service) not in self.config.lazy_restore_services:
-            return lambda path, size: False
-        eager = self.config.eager_restore_dirs
-        return lambda path, size: size >= LAZY_MIN and not any(
-            path.startswith(prefix + "/") for prefix in eager)
-
-    async def _restore(self, box: BoxRecord, snapshot_id: str) -> PendingRestore:
-        """Unpack the box's snapshot into a new layer, but for the large files `_lazy`
-        picks, which the returned PendingRestore writes. The layer is the box's own (its
-        `layer_local`) only once they are written and synced: a layer found without that is
-        what an interrupted restore left, and is replaced. If the restore fails the partial
-        layer goes (a later wake or freeze must never take it for the box's files); the
-        snapshot stays."""
-        if self.backend.has_layer(box):
-            await self.backend.drop_layer(box)
-        await self.backend.create_layer(box)
-        try:
-            upper = await self.backend.open_layer(box)
-            self._phase(box, "restore")
-            return await asyncio.to_thread(self.store.begin_restore, snapshot_id, upper,
-                                           box.uid, self._lazy(box))
-        except BoxError as exc:
-            await self._restore_failed(box)
-            raise WakeFailedError(
-                f"box {box.id} could not be restored from its snapshot: {exc.message}; its "
-                "last snapshot is kept and nothing of the partial restore was") from exc
-
-    async def _restore_failed(self, box: BoxRecord, **changes: Any) -> BoxRecord:
-        """Drop what a failed restore left; record that (and `changes`) in one update."""
-        await self.backend.drop_layer(box)
-        self._index_path(box).unlink(missing_ok=True)
-        return await self._update(box, layer_local=False, **changes)
-
-    def _finish_later(self, box_id: str, pending: PendingRestore) -> None:
-        """Write the deferred files of a woken box beside it; then record its layer as whole
-        (under its lock, unless a transition that needed the layer did so first)."""
-        writing = asyncio.ensure_future(asyncio.to_thread(pending.finish))
-
-        async def record() -> None:
-            await asyncio.wait([writing])
-            try:
-                async with self.locks.hold(box_id):
-                    if box_id in self._filling:  # else a transition recorded it already
-                        await self._restored(await self._get(box_id))
-            except WakeFailedError as exc:  # recorded: the box failed, its snapshot stays
-                log.warning("%s", exc.message)
-            except BoxError as exc:
-                log.error("box %s: its restore could not be recorded: %s", box_id, exc)
-
-        self._filling[box_id] = (writing, asyncio.create_task(record()))
-
-    async def _restored(self, box: BoxRecord) -> BoxRecord:
-        """The box with its layer whole (caller holds the lock): a restore still writing its
-        files is waited for and recorded. If it failed, the box is stopped, the partial
-        layer dropped and the box recorded as failed (its snapshot stays); WakeFailedError.
-        Another process's restore: BoxBusyError (the box's layer is not whole yet)."""
-        entry = self._filling.get(box.id)
-        if entry is None:
-            if box.state in LIVE_STATES and not box.layer_local:
-                raise BoxBusyError(f"box {box.id} is still being restored from its "
-                                   "snapshot; retry in a moment")
-            return box
-        try:
-            index = await asyncio.shield(entry[0])
-        except Exception as exc:
-            del self._filling[box.id]
-            await self.backend.stop(box)
-            error = _restore_error(box.id, exc)
-            await self._restore_failed(box, state=BoxState.FAILED, pid=None,
-                                       reason=error.message)
-            raise error from exc
-        del self._filling[box.id]
-        self._save_index(box, index)
-        return await self._update(box, layer_local=True)
-
-    async def _whole(self, box_id: str) -> None:
-        """Wait until the box's layer is whole (its restore written and recorded)."""
-        entry = self._filling.get(box_id)
-        if entry is None:
-            return
-        await asyncio.shield(entry[1])
-        failure = entry[0].exception()
-        if failure is not None:
-            raise _restore_error(box_id, failure) from failure
 
     def _phase(self, box: BoxRecord, phase: str) -> None:
         if self.on_phase is not None:
@@ -683,24 +582,6 @@ class BoxManager:
         except BoxError as exc:
             log.error("could not record the exit of box %s: %s", box_id, exc)
 
-    # --- layer index (lets a freeze skip unchanged files) --------------------------------
-
-    def _index_path(self, box: BoxRecord) -> Path:
-        return self.config.box_dir(box.id) / "layer.index"
-
-    def _load_index(self, box: BoxRecord) -> LayerIndex | None:
-        try:
-            data: LayerIndex = json.loads(self._index_path(box).read_bytes())
-            return data
-        except (OSError, ValueError):
-            return None
-
-    def _save_index(self, box: BoxRecord, index: LayerIndex) -> None:
-        path = self._index_path(box)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(index, separators=(",", ":")))
-        os.replace(tmp, path)
-
     # --- in-box operations ---------------------------------------------------------------
 
     async def _ensure(self, box_id: str, wake: bool) -> bool:
@@ -718,25 +599,12 @@ class BoxManager:
         await self._wake(box_id)
         return True
 
-    async def _client(self, box_id: str, wake: bool) -> DaemonClient:
+    async def _daemon(self, box_id: str, wake: bool) -> DaemonClient:
         """The box's daemon, once the box runs with all its files (its service may answer
         before: ensure_running)."""
         await self._ensure(box_id, wake)
-        await self._whole(box_id)
+        await self.restores.wait(box_id)
         return DaemonClient(self.backend.socket_path(box_id))
-
-    async def _call(self, box_id: str, wake: bool,
-                    operation: Callable[[DaemonClient], Awaitable[T]]) -> T:
-        """Run `operation` against the box's daemon; if the daemon is gone before anything
-        was sent (it crashed a moment ago), record that and, when allowed, wake and retry."""
-        client = await self._client(box_id, wake)
-        try:
-            return await operation(client)
-        except DaemonUnreachableError:
-            if not wake:
-                raise
-            await self.recover(box_id)
-            return await operation(await self._client(box_id, wake))
 
     async def ensure_running(self, box_id: str) -> bool:
         """Wake or resume the box if it is not running (no round trip when this process saw it
@@ -753,60 +621,3 @@ class BoxManager:
                 await self.backend.stop(box)
                 await self._update(box, state=BoxState.FAILED, pid=None,
                                            reason="the box's daemon stopped answering")
-
-    async def exec(self, box_id: str, req: ExecRequest, wake: bool = True) -> ExecResult:
-        with self.activity.in_flight(box_id):
-            return await self._call(box_id, wake, lambda c: c.exec(req))
-
-    async def exec_stream(self, box_id: str, req: ExecRequest,
-                          wake: bool = True) -> AsyncGenerator[ExecEvent, None]:
-        async def first_event(client: DaemonClient) -> tuple[AsyncIterator[ExecEvent], ExecEvent]:
-            stream = client.exec_stream(req)
-            return stream, await anext(stream)
-
-        with self.activity.in_flight(box_id):
-            stream, event = await self._call(box_id, wake, first_event)
-            yield event
-            async for event in stream:
-                yield event
-
-    async def read_file(self, box_id: str, path: str, wake: bool = True) -> bytes:
-        return await self._call(box_id, wake, lambda c: c.read_file(path))
-
-    async def write_file(self, box_id: str, path: str, data: bytes, mode: int | None = None,
-                         wake: bool = True) -> None:
-        await self._call(box_id, wake, lambda c: c.write_file(path, data, mode))
-
-    async def read_file_stream(self, box_id: str, path: str,
-                               wake: bool = True) -> tuple[int, AsyncIterator[bytes]]:
-        """A file's size and its bytes as they come, never held whole."""
-        return await self._call(box_id, wake, lambda c: c.read_stream(path))
-
-    async def write_file_stream(self, box_id: str, path: str, size: int,
-                                pieces: AsyncIterator[bytes], mode: int | None = None,
-                                wake: bool = True) -> None:
-        await self._call(box_id, wake, lambda c: c.write_stream(path, size, pieces, mode))
-
-    async def list_files(self, box_id: str, path: str,
-                         wake: bool = True) -> builtins.list[FileEntry]:
-        return await self._call(box_id, wake, lambda c: c.list_dir(path))
-
-    async def stat_file(self, box_id: str, path: str, wake: bool = True) -> FileEntry:
-        return await self._call(box_id, wake, lambda c: c.stat(path))
-
-    async def delete_file(self, box_id: str, path: str, recursive: bool = False,
-                          wake: bool = True) -> None:
-        await self._call(box_id, wake, lambda c: c.delete(path, recursive))
-
-    async def mkdir(self, box_id: str, path: str, wake: bool = True) -> None:
-        await self._call(box_id, wake, lambda c: c.mkdir(path))
-
-    def service_path(self, box_id: str) -> str:
-        """The host-side socket of the box's service (BoxSpec.service); connect after waking."""
-        return self.backend.service_path(box_id)
-
-    async def health(self, box_id: str) -> dict[str, object]:
-        box = await self._get(box_id)
-        if box.state != BoxState.RUNNING:
-            raise BoxUnavailableError(f"box {box_id} is {box.state.value}")
-        return await DaemonClient(self.backend.socket_path(box.id)).health()

@@ -115,7 +115,7 @@ async def test_a_layer_an_interrupted_restore_left_is_never_taken_for_the_box(
     sums = await _archived_with_big_file(manager, box.id)
     box = await manager.get(box.id)
     assert box.snapshot_id is not None
-    pending = await manager._restore(box, box.snapshot_id)  # as a wake does, then stop
+    pending = await manager.restores.begin(box, box.snapshot_id)  # as a wake does, then stop
     pending.abandon()
     await manager.backend.close_layer(box)
     box = await manager._update(box, state=BoxState.FAILED, reason="burrow stopped")
@@ -124,7 +124,7 @@ async def test_a_layer_an_interrupted_restore_left_is_never_taken_for_the_box(
     box = await manager.freeze(box.id)  # nothing to pack: the box is its snapshot
     assert box.state == BoxState.ARCHIVED and box.snapshot_id == snapshot
     assert not manager.backend.has_layer(box)
-    await manager._restore(box, snapshot)  # interrupted again, then woken
+    await manager.restores.begin(box, snapshot)  # interrupted again, then woken
     await manager.backend.close_layer(box)
     await manager.wake(box.id)
     assert await run(manager, box.id, SUMS) == sums
@@ -441,4 +441,4 @@ async def test_which_files_a_wake_leaves_for_later(config: RuntimeConfig, redis:
         box = BoxRecord(id="b_x", state=BoxState.ARCHIVED, runtime=plain.runtime,
                         network=plain.network, limits=plain.limits, uid=1, created_at=0,
                         last_active_at=0, service=list(service) if service else None)
-        assert manager._lazy(box)(path, size) is lazy, (service, path, size)
+        assert manager.restores.lazy(box)(path, size) is lazy, (service, path, size)

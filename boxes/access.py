@@ -1,0 +1,115 @@
+"""Exec and files in a box: each operation is one call to the box's daemon (boxes/client.py),
+which resolves paths inside the box's own mount namespace, so a path can only reach the box's
+own view.
+
+`BoxAccess` is the half of BoxManager's surface that reaches into a box; BoxManager (the
+state machine, boxes/manager.py) is one. Its contract with the state machine is two methods:
+`_daemon(box_id, wake)` makes the box ready — woken or resumed first unless `wake` is False
+(then BoxStateError when it is not running), and its layer whole — and returns its daemon's
+client; `recover(box_id)` records a box whose daemon is gone. Invariants:
+- A call whose daemon vanished before anything was sent (it crashed a moment ago) is retried
+  once, after `recover`, when waking is allowed; otherwise the error reaches the caller.
+- An exec counts as activity for as long as it runs, so the idle sweep never freezes a box
+  under it.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from typing import TypeVar
+
+from boxes.activity import Activity
+from boxes.client import DaemonClient
+from boxes.errors import BoxUnavailableError, DaemonUnreachableError
+from boxes.models import BoxRecord, BoxState, ExecEvent, ExecRequest, ExecResult, FileEntry
+from boxes.sandbox import SandboxBackend
+
+T = TypeVar("T")
+
+
+class BoxAccess(ABC):
+    activity: Activity
+    backend: SandboxBackend
+
+    @abstractmethod
+    async def _daemon(self, box_id: str, wake: bool) -> DaemonClient:
+        """The box's daemon, once the box runs with all its files."""
+
+    @abstractmethod
+    async def recover(self, box_id: str) -> None:
+        """Record the box as failed if its sandbox is gone."""
+
+    @abstractmethod
+    async def get(self, box_id: str) -> BoxRecord:
+        """The box's record; BoxNotFoundError if there is none."""
+
+    async def _call(self, box_id: str, wake: bool,
+                    operation: Callable[[DaemonClient], Awaitable[T]]) -> T:
+        """Run `operation` against the box's daemon; if the daemon is gone before anything
+        was sent, record that and, when allowed, wake and retry."""
+        client = await self._daemon(box_id, wake)
+        try:
+            return await operation(client)
+        except DaemonUnreachableError:
+            if not wake:
+                raise
+            await self.recover(box_id)
+            return await operation(await self._daemon(box_id, wake))
+
+    async def exec(self, box_id: str, req: ExecRequest, wake: bool = True) -> ExecResult:
+        with self.activity.in_flight(box_id):
+            return await self._call(box_id, wake, lambda c: c.exec(req))
+
+    async def exec_stream(self, box_id: str, req: ExecRequest,
+                          wake: bool = True) -> AsyncGenerator[ExecEvent, None]:
+        async def first_event(client: DaemonClient) -> tuple[AsyncIterator[ExecEvent], ExecEvent]:
+            stream = client.exec_stream(req)
+            return stream, await anext(stream)
+
+        with self.activity.in_flight(box_id):
+            stream, event = await self._call(box_id, wake, first_event)
+            yield event
+            async for event in stream:
+                yield event
+
+    async def read_file(self, box_id: str, path: str, wake: bool = True) -> bytes:
+        return await self._call(box_id, wake, lambda c: c.read_file(path))
+
+    async def write_file(self, box_id: str, path: str, data: bytes, mode: int | None = None,
+                         wake: bool = True) -> None:
+        await self._call(box_id, wake, lambda c: c.write_file(path, data, mode))
+
+    async def read_file_stream(self, box_id: str, path: str,
+                               wake: bool = True) -> tuple[int, AsyncIterator[bytes]]:
+        """A file's size and its bytes as they come, never held whole."""
+        return await self._call(box_id, wake, lambda c: c.read_stream(path))
+
+    async def write_file_stream(self, box_id: str, path: str, size: int,
+                                pieces: AsyncIterator[bytes], mode: int | None = None,
+                                wake: bool = True) -> None:
+        await self._call(box_id, wake, lambda c: c.write_stream(path, size, pieces, mode))
+
+    async def list_files(self, box_id: str, path: str, wake: bool = True) -> list[FileEntry]:
+        return await self._call(box_id, wake, lambda c: c.list_dir(path))
+
+    async def stat_file(self, box_id: str, path: str, wake: bool = True) -> FileEntry:
+        return await self._call(box_id, wake, lambda c: c.stat(path))
+
+    async def delete_file(self, box_id: str, path: str, recursive: bool = False,
+                          wake: bool = True) -> None:
+        await self._call(box_id, wake, lambda c: c.delete(path, recursive))
+
+    async def mkdir(self, box_id: str, path: str, wake: bool = True) -> None:
+        await self._call(box_id, wake, lambda c: c.mkdir(path))
+
+    def service_path(self, box_id: str) -> str:
+        """The host-side socket of the box's service (BoxSpec.service); connect after waking."""
+        return self.backend.service_path(box_id)
+
+    async def health(self, box_id: str) -> dict[str, object]:
+        """The daemon's health of a running box (never wakes it: BoxUnavailableError)."""
+        box = await self.get(box_id)
+        if box.state != BoxState.RUNNING:
+            raise BoxUnavailableError(f"box {box_id} is {box.state.value}")
+        return await DaemonClient(self.backend.socket_path(box.id)).health()
