@@ -39,7 +39,7 @@ MODELS = ("smollm2-135m", "gemma-3-270m")
 IN_BOX = r"""
 import json, sys, time
 sys.path.insert(0, "/opt/burrow")
-from tenant_agent import host
+from tenant_agent.common import host
 body = json.loads(sys.argv[1])
 times = []
 for _ in range(int(sys.argv[2])):

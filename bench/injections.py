@@ -5,8 +5,8 @@ were before they refused anything, measured in the same run on the same texts.
 Each text is proposed as one tenant's agent would propose it, and counted as shared when the
 host's rules path (`KnowledgeBase.prepare`: refusals, scrubbing, distillation, scrubbing again)
 leaves at least one statement of it, that is when two tenants saying it would make it visible.
-The box side is measured too: whether the tenant agent's rules (`tenant_agent.learn`) propose
-the text at all.
+The box side is measured too: whether the tenant agent's rules (`tenant_agent.memory.learn`)
+propose the text at all.
 
     attacks refused   share of attack texts of which nothing would be shared
     advice kept       share of genuine advice of which a statement would be shared
@@ -72,7 +72,8 @@ def baseline_modules(workdir: Path) -> tuple[Any, Any]:
 
     copy("baseline_kb", {"base": "knowledge/base.py", "distill": "knowledge/distill.py"},
          {"from knowledge.distill import": "from baseline_kb.distill import"})
-    copy("baseline_agent", {"learn": "tenant_agent/learn.py"}, {})
+    copy("baseline_agent", {"learn": "tenant_agent/learn.py"},  # its path then
+         {"from tenant_agent.utterance import": "from tenant_agent.memory.utterance import"})
     sys.path.insert(0, str(workdir))
     return importlib.import_module("baseline_kb.base"), importlib.import_module(
         "baseline_agent.learn")
@@ -139,7 +140,7 @@ def main(args: argparse.Namespace) -> None:
     from knowledge.base import KnowledgeBase
     from knowledge.ner import PresidioNames
     from knowledge.vectors import EdgeVectorStore
-    from tenant_agent.learn import learn, warm_refusals
+    from tenant_agent.memory.learn import learn, warm_refusals
 
     path = Path(args.set)
     if args.explain and path.resolve() != DEV_SET.resolve():

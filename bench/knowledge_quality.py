@@ -178,7 +178,7 @@ def baseline_modules(workdir: Path) -> Any:
 
 def baseline_candidates(text: str) -> list[dict[str, str]]:
     """What the tenant agent proposed at the baseline: its rule-based `learn`."""
-    from tenant_agent.learn import learn
+    from tenant_agent.memory.learn import learn
 
     return [{"kind": kind, "text": t} for kind, t in learn(text).insights]
 

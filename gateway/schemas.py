@@ -23,7 +23,7 @@ from pydantic import (
 
 from boxes import BoxRecord, BoxUsage, FileEntry, SnapshotRecord
 from models.providers import PROVIDERS
-from tenant_agent.turns import PROTOCOL
+from tenant_agent.memory.turns import PROTOCOL
 from workers.observations import KEPT_HEADERS
 
 ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"

@@ -47,7 +47,7 @@ from models.metered import OperatorModel
 from models.providers import Providers
 from models.relay import Relay, harnesses
 from models.servers import LocalModels
-from tenant_agent.server import STATE_DIR as AGENT_STATE_DIR
+from tenant_agent.memory.server import STATE_DIR as AGENT_STATE_DIR
 from workers.observations import Observations
 from workers.pipeline import Pipeline
 from workers.policy import Policies

@@ -17,7 +17,7 @@ import struct
 from typing import Any
 
 from knowledge.embedder import Embedder
-from tenant_agent.turns import summary
+from tenant_agent.memory.turns import summary
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 MAX_TEXTS = 64  # per /v1/embed call

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from tenant_agent.jsonschema import untitled
+from tenant_agent.runs.jsonschema import untitled
 
 # -- tool calling by constrained JSON ------------------------------------------------------------
 

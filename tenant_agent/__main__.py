@@ -1,10 +1,12 @@
-"""Entry point inside a box: python3 /opt/burrow/tenant_agent/__main__.py"""
+"""The tenant agent's entry point inside a box: python3 -I -S /opt/burrow/tenant_agent/__main__.py
+(this path is in every home box's service argv; the code is tenant_agent/memory/)."""
 
 import os
 import sys
 
+# `tenant_agent` is found in the package's parent (-I leaves the script's own directory out).
 sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-from tenant_agent.server import main  # noqa: E402
+from tenant_agent.memory.server import main  # noqa: E402
 
 main()

@@ -1,7 +1,7 @@
 """An echo agent for tests of the agent route: it answers every request with what it got
 (method, path, query, headers, body) and a request counter kept in the workspace, so it
 survives freezes. Run in a box as `python3 -I -S -c <this file>` (BURROW_AGENT_COMMAND); it
-speaks HTTP through the tenant agent's own module (tenant_agent/http1.py)."""
+speaks HTTP through the tenant agent's own module (tenant_agent/common/http1.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import os
 import sys
 
 sys.path.insert(0, "/opt/burrow")  # where every box sees the tenant agent's package
-from tenant_agent.http1 import HttpError, read_request, respond
+from tenant_agent.common.http1 import HttpError, read_request, respond
 
 STATE_DIR = "/workspace/.burrow-agent"
 COUNTER = STATE_DIR + "/requests"

@@ -429,6 +429,6 @@ class FakeHost:
 
 
 def memory_operations(*operations: dict[str, Any]) -> str:
-    """A model's answer to the agent's extraction prompt (tenant_agent/extract.py)."""
+    """A model's answer to the agent's extraction prompt (tenant_agent/memory/extract.py)."""
     return json.dumps({"operations": [{"id": "", "kind": "fact", "text": "", "turns": [], **op}
                                       for op in operations]})

@@ -22,7 +22,7 @@ from gateway.settings import Settings
 from models.chat import ChatRequest
 from models.providers import Providers
 from models.servers import LocalModelServer, bundled_models
-from tenant_agent.extract import grounded
+from tenant_agent.memory.extract import grounded
 from tests.fakes import FakeHost
 from tests.test_agent_memory_process import Agent, said
 

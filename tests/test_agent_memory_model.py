@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from tenant_agent import extract
-from tenant_agent.memory import Memory
-from tenant_agent.owner import delete_all, list_items
-from tenant_agent.recall import recall
+from tenant_agent.memory import extract
+from tenant_agent.memory.memory import Memory
+from tenant_agent.memory.owner import delete_all, list_items
+from tenant_agent.memory.recall import recall
 from tests.fakes import FakeHost, memory_operations
 from tests.test_agent_memory_rules import pair
 
@@ -232,7 +232,7 @@ def test_the_model_named_is_remembered_and_an_empty_name_ends_it(tmp_path: Path)
 
 
 def test_the_model_queue_is_bounded(memory: Memory, monkeypatch: pytest.MonkeyPatch) -> None:
-    from tenant_agent import memory as memory_module
+    from tenant_agent.memory import memory as memory_module
 
     monkeypatch.setattr(memory_module, "MAX_PENDING", 5)
     memory.observe([pair(n, f"I visited museum number {n}") for n in range(1, 9)])

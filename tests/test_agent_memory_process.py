@@ -376,7 +376,7 @@ def test_the_tenant_adds_and_corrects_memories_directly(agent: Agent) -> None:
 
 
 def test_a_turn_the_host_read_from_the_whole_body_wins_over_the_excerpt(agent: Agent) -> None:
-    from tenant_agent.turns import summary
+    from tenant_agent.memory.turns import summary
 
     whole = chat_pair(1, openai_chat("I said something long. " * 400, "ok",
                                      "I'm allergic to kiwis."), at=T0)

@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
-from tenant_agent.answer import build
-from tenant_agent.learn import learn
-from tenant_agent.memory import Memory
-from tenant_agent.owner import get_item, list_items
-from tenant_agent.recall import recall
+from tenant_agent.memory.answer import build
+from tenant_agent.memory.learn import learn
+from tenant_agent.memory.memory import Memory
+from tenant_agent.memory.owner import get_item, list_items
+from tenant_agent.memory.recall import recall
 
 T0 = 1_700_000_000.0
 
@@ -227,7 +227,7 @@ def test_a_large_memory_searches_vectors_through_sign_codes(memory: Memory,
                                                             ) -> None:
     import random
 
-    from tenant_agent import vectors
+    from tenant_agent.memory import vectors
 
     monkeypatch.setattr(vectors, "EXACT_MAX", 50)
     monkeypatch.setattr(vectors, "SHORTLIST", 20)

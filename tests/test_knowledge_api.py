@@ -26,7 +26,7 @@ QUESTION = "Which Postgres version vacuums faster?"
 HOST_CALL = r"""
 import json, sys
 sys.path.insert(0, "/opt/burrow")
-from tenant_agent import host
+from tenant_agent.common import host
 try:
     print(json.dumps([200, host.call(sys.argv[1], json.loads(sys.argv[2]), 30)]))
 except host.HostError as exc:

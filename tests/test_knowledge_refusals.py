@@ -1,9 +1,9 @@
 """Shared text is data, never instructions, on both sides of the box wall: the host's refusals
 and quoting (knowledge/refusals.py, knowledge/prompt.py) and the box's copies
-(tenant_agent/refusals.py, tenant_agent/notes.py) run the same cases, and are the same code;
-the agent proposes nothing the host would refuse; /ask quotes what it shares. The dev set is
-bench/data/injections_dev.json (what the rules were tuned on; bench/injections.py measures
-them, on it and on the held-out set)."""
+(tenant_agent/memory/refusals.py, tenant_agent/memory/notes.py) run the same cases, and are the
+same code; the agent proposes nothing the host would refuse; /ask quotes what it shares. The dev
+set is bench/data/injections_dev.json (what the rules were tuned on; bench/injections.py
+measures them, on it and on the held-out set)."""
 
 from __future__ import annotations
 
@@ -16,18 +16,18 @@ import pytest
 
 import knowledge.prompt
 import knowledge.refusals
-import tenant_agent.notes
-import tenant_agent.refusals
-from tenant_agent.answer import SHARED_LEAD
-from tenant_agent.learn import learn, warm_refusals
+import tenant_agent.memory.notes
+import tenant_agent.memory.refusals
+from tenant_agent.memory.answer import SHARED_LEAD
+from tenant_agent.memory.learn import learn, warm_refusals
 from tests.fakes import FakeHost
 from tests.test_agent_memory_process import Agent, chat_pair, said
 
 ROOT = Path(__file__).resolve().parent.parent
 DEV = json.loads((ROOT / "bench/data/injections_dev.json").read_text())
-REFUSALS = pytest.mark.parametrize("side", [knowledge.refusals, tenant_agent.refusals],
+REFUSALS = pytest.mark.parametrize("side", [knowledge.refusals, tenant_agent.memory.refusals],
                                    ids=["host", "box"])
-QUOTING = pytest.mark.parametrize("side", [knowledge.prompt, tenant_agent.notes],
+QUOTING = pytest.mark.parametrize("side", [knowledge.prompt, tenant_agent.memory.notes],
                                   ids=["host", "box"])
 
 
@@ -37,8 +37,9 @@ def _code(path: Path) -> str:
     return source[source.index('"""', 3) + 3:]
 
 
-@pytest.mark.parametrize(("host", "box"), [("knowledge/refusals.py", "tenant_agent/refusals.py"),
-                                           ("knowledge/prompt.py", "tenant_agent/notes.py")])
+@pytest.mark.parametrize(("host", "box"),
+                         [("knowledge/refusals.py", "tenant_agent/memory/refusals.py"),
+                          ("knowledge/prompt.py", "tenant_agent/memory/notes.py")])
 def test_the_box_runs_the_hosts_code(host: str, box: str) -> None:
     assert _code(ROOT / box) == _code(ROOT / host), f"copy {host} below its docstring to {box}"
 

@@ -74,7 +74,7 @@ def test_no_module_imports_a_route_module_or_the_in_box_harness() -> None:
              for target in targets
              if (target.startswith("gateway.routes") and module != "gateway.app"
                  and not module.startswith("gateway.routes"))
-             or (target == "tenant_agent.harness" and not module.startswith("tenant_agent"))]
+             or (target == "tenant_agent.runs.harness" and not module.startswith("tenant_agent"))]
     assert wrong == []
 
 

@@ -1,7 +1,7 @@
-"""The in-box relay (tenant_agent/relay.py) in front of a host relay route (tests/relay_host.py)
-and a scripted provider: what a CLI sends reaches the provider with the server's key and the
-box's model, the provider's stream comes back byte for byte, and the relay counts model calls
-and host failures."""
+"""The in-box relay (tenant_agent/runs/relay.py) in front of a host relay route
+(tests/relay_host.py) and a scripted provider: what a CLI sends reaches the provider with the
+server's key and the box's model, the provider's stream comes back byte for byte, and the relay
+counts model calls and host failures."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from gateway.settings import Settings
-from tenant_agent.relay import Relay
+from tenant_agent.runs.relay import Relay
 from tests.fakes import FakeOpenAI, anthropic_events, text_reply, tool_reply
 from tests.relay_host import RelayHost
 

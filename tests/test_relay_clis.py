@@ -1,5 +1,5 @@
 """Claude Code, Codex and OpenCode — the pinned releases, installed by models/relay/harnesses.py
-— run by tenant_agent/clirun.py as an unprivileged uid, offline (a network namespace with
+— run by tenant_agent/runs/clirun.py as an unprivileged uid, offline (a network namespace with
 loopback only), with the install directory bind-mounted read-only, against the relay: the
 in-box relay, a host relay route (tests/relay_host.py) and the scripted model (tests/fakes.py)
 as the provider behind it.
@@ -27,7 +27,7 @@ import pytest
 
 from gateway.settings import Settings
 from models.relay import harnesses
-from tenant_agent.clis import DUMMY_KEY
+from tenant_agent.runs.clis import DUMMY_KEY
 from tests.fakes import FakeOpenAI, text_reply, tool_reply
 from tests.relay_host import RelayHost
 

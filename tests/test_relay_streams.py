@@ -9,7 +9,7 @@ from typing import Any
 
 from models.chat import AssistantMessage, ChatRequest, ChatResponse, FunctionCall, ToolCall
 from models.relay import small
-from tenant_agent.clistreams import ClaudeStream, CodexStream, OpenCodeStream, StreamParser
+from tenant_agent.runs.clistreams import ClaudeStream, CodexStream, OpenCodeStream, StreamParser
 
 
 def feed(parser: StreamParser, *events: dict[str, Any]) -> list[dict[str, Any]]:

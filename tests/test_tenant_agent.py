@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from tenant_agent.learn import learn
-from tenant_agent.memory import Memory
-from tenant_agent.turns import text_of
-from tenant_agent.wire import dumps, loads
+from tenant_agent.common.wire import dumps, loads
+from tenant_agent.memory.learn import learn
+from tenant_agent.memory.memory import Memory
+from tenant_agent.memory.turns import text_of
 
 
 def pair(n: int, text: str) -> dict[str, object]:

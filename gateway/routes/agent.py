@@ -29,7 +29,7 @@ from gateway.schemas import (
     plain_path,
 )
 from gateway.services import Services
-from tenant_agent.turns import PROTOCOL
+from tenant_agent.memory.turns import PROTOCOL
 from workers.observations import Observations
 
 log = logging.getLogger("burrow.gateway")

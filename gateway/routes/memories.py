@@ -1,6 +1,6 @@
 """The tenant's memory, as the tenant (or the operator) owns it: list (paged), get, add,
 correct, delete one, delete all, export. Each call goes to the memory API of the tenant's
-agent (tenant_agent/owner.py), in its home box, woken first if frozen; none is observed (the
+agent (tenant_agent/memory/owner.py), in its home box, woken first if frozen; none is observed (the
 agent never learns from its own protocol).
 
 "Delete all" also drops the tenant's observed requests not yet delivered (else the agent would
@@ -99,7 +99,7 @@ async def _call(services: Services, request: Request, tenant_id: str, method: st
                    f"the tenant's agent answered {method} {target.partition('?')[0]} with "
                    f"{status} and not the memory API's answer: a replacement agent "
                    "(BURROW_AGENT_COMMAND) must serve the /memories routes of the agent "
-                   "protocol (tenant_agent/server.py) for this to work")
+                   "protocol (tenant_agent/memory/server.py) for this to work")
 
 
 @router.get("", operation_id="memories_list")

@@ -1,7 +1,7 @@
 """The model relay: how Claude Code, Codex and OpenCode in a box reach models while the
 provider keys stay on the host.
 
-In the box, a loopback server (`tenant_agent/relay.py`) stands in for the provider: the CLI
+In the box, a loopback server (`tenant_agent/runs/relay.py`) stands in for the provider: the CLI
 gets its base URL and a dummy key, and each call goes to the host services socket as
 `/v1/relay/{family}/{path}` with the box token. On the host, `Relay.prepare` checks the call
 (`policy`: inference paths only, headers allowlisted, the model pinned to the box's, output

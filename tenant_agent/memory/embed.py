@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 
-from tenant_agent import host
+from tenant_agent.common import host
 
 TIMEOUT_S = 3.0
 UNAVAILABLE_S = 600.0

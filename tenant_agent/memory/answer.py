@@ -16,18 +16,19 @@ without one, or when it fails, the answer is the context itself, said plainly. E
 answer says what it used: memory ids, episode ids, insight ids, request ids and tokens.
 
 Shared insights are other tenants' text: they reach the model only as quoted data in the
-`<shared_notes>` block (tenant_agent/notes.py), after everything about the user, and an answer
-only as quoted strings after SHARED_LEAD. A reply recalled from an earlier /ask is cut at that
-lead, so what it quoted never comes back into a prompt outside the block.
+`<shared_notes>` block (tenant_agent/memory/notes.py), after everything about the user, and an
+answer only as quoted strings after SHARED_LEAD. A reply recalled from an earlier /ask is cut
+at that lead, so what it quoted never comes back into a prompt outside the block.
 """
 
 from __future__ import annotations
 
-from tenant_agent import host, knowledge, notes
-from tenant_agent.memory import Memory
-from tenant_agent.recall import recall
-from tenant_agent.turns import parse_time
-from tenant_agent.utterance import RELATIVE, day_text, when_said
+from tenant_agent.common import host
+from tenant_agent.memory import knowledge, notes
+from tenant_agent.memory.memory import Memory
+from tenant_agent.memory.recall import recall
+from tenant_agent.memory.turns import parse_time
+from tenant_agent.memory.utterance import RELATIVE, day_text, when_said
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs ms at every wake; only the type checker needs it

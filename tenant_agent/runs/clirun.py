@@ -1,5 +1,5 @@
 """One agent run with a third-party CLI (Agent.CLAUDE_CODE, CODEX, OPEN_CODE), inside the box:
-the counterpart of the built-in harness (tenant_agent/harness.py), with the same protocol.
+the counterpart of the built-in harness (tenant_agent/runs/harness.py), with the same protocol.
 
 The gateway starts it through the box daemon with the run on stdin — `{prompt, model,
 harness, response_schema?, max_turns?, timeout_s?, trim?}` — and reads one JSON event per line
@@ -7,7 +7,7 @@ on stdout: `text`, `tool_call`, `tool_result` as the CLI works, then `result` wi
 status, result, output, error and usage (turns = model calls).
 
 Invariants:
-- The CLI talks to a loopback relay in this process (tenant_agent/relay.py), never to a
+- The CLI talks to a loopback relay in this process (tenant_agent/runs/relay.py), never to a
   provider: it gets the relay's URL and a dummy key; the box token stays out of its
   environment.
 - `max_turns` counts model calls (every inference call the relay passes on); the call past it
@@ -38,14 +38,11 @@ import threading
 import time
 from typing import IO, Any
 
-if __name__ == "__main__":  # run as a file: /usr/bin/python3 -I -S /opt/burrow/agent/tenant_agent/…
-    sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-from tenant_agent.clis import CLIS, RunSpec, entry
-from tenant_agent.clistreams import StreamParser
-from tenant_agent.harness import SCHEMA_ATTEMPTS, RunFailed, emit
-from tenant_agent.jsonschema import untitled, validate
-from tenant_agent.relay import Relay
+from tenant_agent.runs.clis import CLIS, RunSpec, entry
+from tenant_agent.runs.clistreams import StreamParser
+from tenant_agent.runs.harness import SCHEMA_ATTEMPTS, RunFailed, emit
+from tenant_agent.runs.jsonschema import untitled, validate
+from tenant_agent.runs.relay import Relay
 
 ENDPOINT_FAILURES = 3
 KILL_GRACE_S = 2.0
@@ -250,6 +247,3 @@ def main() -> None:
     emit(type="result", status=status, result=result, output="\n".join(run.texts),
          error=error, usage=run.usage)
 
-
-if __name__ == "__main__":
-    main()

@@ -44,7 +44,7 @@ import _json
 import time
 from _blake2 import blake2b  # not hashlib: it costs 10 ms of a wake
 
-from tenant_agent.wire import loads
+from tenant_agent.common.wire import loads
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs ms at every wake; only the type checker needs it

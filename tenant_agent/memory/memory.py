@@ -3,7 +3,7 @@ the rules, memories), and what a statement does to what is already held.
 
 Delivery (`observe`) stays fast and never waits for a model: per pair it records the id
 (exactly once), stores the tenant's turn as an episode (with the host's embeddings), applies
-the rules, and queues the episode for the model's extraction pass (tenant_agent/extract.py)
+the rules, and queues the episode for the model's extraction pass (tenant_agent/memory/extract.py)
 when the agent has a model. Measured: well under 1 ms of CPU per pair (bench/memory.py).
 
 What a statement does (`hold`), the same whether the rules or a model found it:
@@ -27,9 +27,9 @@ import sqlite3
 import threading
 import time
 
-from tenant_agent import store, turns, vectors
-from tenant_agent.learn import Statement, learn
-from tenant_agent.utterance import is_question
+from tenant_agent.memory import store, turns, vectors
+from tenant_agent.memory.learn import Statement, learn
+from tenant_agent.memory.utterance import is_question
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs ms at every wake; only the type checker needs it

@@ -3,7 +3,7 @@ without network has no other way out)."""
 
 from __future__ import annotations
 
-from tenant_agent import host
+from tenant_agent.common import host
 
 TIMEOUT_S = 5.0
 

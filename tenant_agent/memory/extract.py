@@ -35,11 +35,12 @@ import threading
 import time
 from collections.abc import Callable
 
-from tenant_agent import host, turns
-from tenant_agent.learn import Statement, asks_to_forget
-from tenant_agent.memory import Memory
-from tenant_agent.recall import fts_query, terms
-from tenant_agent.utterance import day_text, is_question
+from tenant_agent.common import host
+from tenant_agent.memory import turns
+from tenant_agent.memory.learn import Statement, asks_to_forget
+from tenant_agent.memory.memory import Memory
+from tenant_agent.memory.recall import fts_query, terms
+from tenant_agent.memory.utterance import day_text, is_question
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs ms at every wake; only the type checker needs it
@@ -176,7 +177,7 @@ def ask_model(batch: Batch, model: str, call: Caller = host.call) -> list[dict[s
     content = message.get("content") if isinstance(message, dict) else None
     if not isinstance(content, str):
         raise ValueError("the model gave no content")
-    from tenant_agent.wire import loads
+    from tenant_agent.common.wire import loads
 
     text = content.strip()
     if text.startswith("```"):  # a fence some models add despite the schema

@@ -2,7 +2,7 @@
 
 Hybrid retrieval inside the box. Full text: FTS5 BM25 (porter stemmer) over the tenant's turns
 (its words weigh more than the replies) and over the memories. Vectors, where the host supplied
-them: the cosine of the query's embedding with each episode's (tenant_agent/vectors.py; a
+them: the cosine of the query's embedding with each episode's (tenant_agent/memory/vectors.py; a
 memory borrows the best of the episodes it came from). Without embeddings it is full text only.
 
 Scores are relative to the best full-text match of the same query and fused linearly with the
@@ -32,9 +32,9 @@ from __future__ import annotations
 import re
 import time
 
-from tenant_agent import vectors
-from tenant_agent.memory import Memory
-from tenant_agent.turns import iso
+from tenant_agent.memory import vectors
+from tenant_agent.memory.memory import Memory
+from tenant_agent.memory.turns import iso
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs ms at every wake; only the type checker needs it
@@ -105,7 +105,7 @@ def time_windows(query: str, now: float | None = None) -> list[tuple[float, floa
             start = calendar.timegm((int(m.group(2)), number, 1, 0, 0, 0))
             out.append((start, start + 31 * _DAY))
     if not out:
-        from tenant_agent.utterance import when_said
+        from tenant_agent.memory.utterance import when_said
 
         meant = when_said(query, time.time() if now is None else now)
         if meant is not None:

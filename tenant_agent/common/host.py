@@ -6,7 +6,7 @@ from __future__ import annotations
 import _socket
 import os
 
-from tenant_agent.wire import dumps, loads
+from tenant_agent.common.wire import dumps, loads
 
 
 class HostError(Exception):

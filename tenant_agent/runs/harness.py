@@ -10,18 +10,14 @@ tool_result, and last a result with the run's status, result and usage.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-if __name__ == "__main__":  # run as a file: /usr/bin/python3 /opt/burrow/tenant_agent/harness.py
-    sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-from tenant_agent import host
-from tenant_agent.jsonschema import SchemaError, untitled, validate
+from tenant_agent.common import host
+from tenant_agent.runs.jsonschema import SchemaError, untitled, validate
 
 WORKSPACE = "/workspace"
 MAX_TOOL_OUTPUT = 8000
@@ -272,6 +268,3 @@ def main() -> None:
     emit(type="result", status=status, result=result, output="\n".join(run.texts),
          error=error, usage=run.usage)
 
-
-if __name__ == "__main__":
-    main()

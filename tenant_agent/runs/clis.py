@@ -3,7 +3,7 @@ non-interactively, offline, against the in-box relay.
 
 Each `Cli` gives an `Invocation` — argv, environment, files to write first — for a prompt, a
 model, the relay's base URL and the run's private home; and the `StreamParser` of its output
-(tenant_agent/clistreams.py).
+(tenant_agent/runs/clistreams.py).
 
 The CLIs are installed on the host (models/relay/harnesses.py) and mounted read-only at
 `$BURROW_HARNESS_DIR/<harness>` (default /opt/burrow/harnesses), each with a
@@ -27,7 +27,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any
 
-from tenant_agent.clistreams import ClaudeStream, CodexStream, OpenCodeStream, StreamParser
+from tenant_agent.runs.clistreams import ClaudeStream, CodexStream, OpenCodeStream, StreamParser
 
 HARNESS_DIR = "/opt/burrow/harnesses"
 MANIFEST = "burrow-harness.json"

@@ -47,7 +47,7 @@ JSON lists of numbers or base64 of little-endian float32, of the host's embeddin
     DELETE /memories             -> {"deleted": {table: rows}, "replace_snapshot": true}
          and the header X-Burrow-Replace-Snapshot: 1: nothing readable is left in the
          agent's files; the host should replace the box's snapshot at the next freeze
-    POST /_burrow/observe {"pairs": [pair, ...]}   (tenant_agent/turns.py: the pair's fields)
+    POST /_burrow/observe {"pairs": [pair, ...]}   (tenant_agent/memory/turns.py: the pair's fields)
                                  -> {"applied": [ids], "skipped": [ids], "last_seq",
                                      "insights": [{"kind", "text"}], "identifiers", "queued"}
          (idempotent by pair id, applied in seq order; insights are candidates for the
@@ -84,13 +84,13 @@ import os
 import sys
 import time
 
-from tenant_agent.http1 import HttpError, read_request, respond
-from tenant_agent.wire import loads
+from tenant_agent.common.http1 import HttpError, read_request, respond
+from tenant_agent.common.wire import loads
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing and sqlite3 cost ms at every wake; only the type checker needs them
-    from tenant_agent.extract import Extractor
-    from tenant_agent.memory import Memory
+    from tenant_agent.memory.extract import Extractor
+    from tenant_agent.memory.memory import Memory
 
 STATE_DIR = "/workspace/.burrow-agent"
 REFUSALS_AFTER_S = 1.0  # after a start, when the refusals of shared candidates are compiled
@@ -103,7 +103,7 @@ _memory_lock = _thread.allocate_lock()
 def memory() -> Memory:
     with _memory_lock:
         if not _memory:
-            from tenant_agent.memory import Memory
+            from tenant_agent.memory.memory import Memory
 
             state = os.environ.get("BURROW_AGENT_STATE_DIR", STATE_DIR)
             os.makedirs(state, exist_ok=True)
@@ -111,7 +111,7 @@ def memory() -> Memory:
                                   rules=os.environ.get("BURROW_AGENT_RULES") != "off"))
         mem = _memory[0]
         if mem.model and not _extractor:
-            from tenant_agent.extract import Extractor
+            from tenant_agent.memory.extract import Extractor
 
             _extractor.append(Extractor(mem))
         return mem
@@ -153,15 +153,15 @@ def _request_id(request: dict[str, object]) -> str:
 def _vector(data: dict[str, object], text: str,
             field: str = "query_embedding") -> list[float] | None:
     """The query's embedding: the caller's, else the host's when the tenant's turns have
-    vectors (tenant_agent/embed.py), else None (full text only)."""
+    vectors (tenant_agent/memory/embed.py), else None (full text only)."""
     if data.get(field) is None:
         model = memory().meta("vector_model")
         if not model:
             return None
-        from tenant_agent.embed import query_vector
+        from tenant_agent.memory.embed import query_vector
 
         return query_vector(text, model)
-    from tenant_agent.turns import vector_of
+    from tenant_agent.memory.turns import vector_of
 
     vector = vector_of(data[field])
     if vector is None:
@@ -172,7 +172,7 @@ def _vector(data: dict[str, object], text: str,
 def _time(data: dict[str, object], field: str) -> float | None:
     if data.get(field) is None:
         return None
-    from tenant_agent.turns import parse_time
+    from tenant_agent.memory.turns import parse_time
 
     at = parse_time(data[field])
     if at is None:
@@ -187,7 +187,7 @@ def ask(request: dict[str, object]) -> dict[str, object]:
     question = data.get("question")
     if not isinstance(question, str):
         raise HttpError(400, "the body needs a string field 'question'")
-    from tenant_agent import answer
+    from tenant_agent.memory import answer
 
     # x-burrow-model here names the model that answers; the extraction model is the one the
     # worker names on /_burrow/observe (the two may differ: a small one may answer, never
@@ -208,7 +208,7 @@ def recall(request: dict[str, object]) -> dict[str, object]:
     if kinds is not None and not (isinstance(kinds, list) and all(
             isinstance(k, str) for k in kinds)):
         raise HttpError(400, "kinds must be a list of kinds")
-    from tenant_agent import recall as recalling
+    from tenant_agent.memory import recall as recalling
 
     results = recalling.recall(memory(), query, limit, _time(data, "since"),
                                _time(data, "until"), _vector(data, query), kinds)
@@ -216,7 +216,7 @@ def recall(request: dict[str, object]) -> dict[str, object]:
 
 
 def memories(request: dict[str, object]) -> tuple[int, object, dict[str, str]]:
-    from tenant_agent import owner
+    from tenant_agent.memory import owner
 
     method, path, query = request["method"], str(request["path"]), str(request["query"])
     item = path[len("/memories"):].strip("/")
@@ -260,7 +260,7 @@ def observe(request: dict[str, object]) -> dict[str, object]:
 
 
 def extract(request: dict[str, object]) -> dict[str, object]:
-    from tenant_agent import extract as extracting
+    from tenant_agent.memory import extract as extracting
 
     data = _json_body(request)
     mem = memory()
@@ -340,8 +340,8 @@ def _warm() -> None:
     catch-up delivery, finds them ready. A failure here is the first request's to report."""
     try:
         memory()
-        import tenant_agent.answer  # noqa: F401 (recall's imports, now)
-        from tenant_agent import learn
+        import tenant_agent.memory.answer  # noqa: F401 (recall's imports, now)
+        from tenant_agent.memory import learn
 
         learn.warm()
         # The refusals only spare sending what the host refuses anyway: compiled once the

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import _socket
 
-from tenant_agent.wire import dumps
+from tenant_agent.common.wire import dumps
 
 MAX_HEADER = 64 * 1024
 MAX_BODY = 32 * 1024 * 1024

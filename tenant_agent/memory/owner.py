@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import time
 
-from tenant_agent import store
-from tenant_agent.memory import MEMORY_COLUMNS, Memory
-from tenant_agent.turns import iso
+from tenant_agent.memory import store
+from tenant_agent.memory.memory import MEMORY_COLUMNS, Memory
+from tenant_agent.memory.turns import iso
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs ms at every wake; only the type checker needs it
@@ -126,8 +126,8 @@ def add_item(memory: Memory, data: dict[str, Any], request_id: str) -> dict[str,
         raise BadRequest(f"kind must be one of {', '.join(KINDS[:-1])}")
     if not isinstance(subject, str):
         raise BadRequest("subject must be a string")
-    from tenant_agent.learn import Statement
-    from tenant_agent.turns import Turn
+    from tenant_agent.memory.learn import Statement
+    from tenant_agent.memory.turns import Turn
 
     turn = Turn(store.new_id("api_"), request_id, time.time(), text)
     with memory.transaction():
@@ -151,8 +151,8 @@ def correct_item(memory: Memory, item_id: str, data: dict[str, Any],
     if row[2] is not None:
         raise BadRequest(f"memory {item_id} no longer holds; correct the one that superseded "
                          "it")
-    from tenant_agent.learn import Statement
-    from tenant_agent.turns import Turn
+    from tenant_agent.memory.learn import Statement
+    from tenant_agent.memory.turns import Turn
 
     turn = Turn(store.new_id("api_"), request_id, time.time(), text)
     with memory.transaction() as db:

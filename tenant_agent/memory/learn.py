@@ -2,7 +2,7 @@
 
 They run on every delivered turn, inside the box, stdlib only, so they must be cheap (a few
 hundred microseconds a turn) and predictable. A model, when the tenant's agent has one, later
-refines what they found (tenant_agent/extract.py); without one, or while its budget is spent,
+refines what they found (tenant_agent/memory/extract.py); without one, or while its budget is spent,
 these are all the agent learns.
 
 Invariants:
@@ -14,8 +14,8 @@ Invariants:
   so "I don't know if I like it" is not a preference and "my friend lives in Rome" is not a
   location.
 - Each statement says whether it adds, ends ("I no longer live in Berlin") or forgets
-  ("Forget that I live in Berlin") something; tenant_agent/memory.py decides what that does to
-  what is already held (supersede, confirm, remove).
+  ("Forget that I live in Berlin") something; tenant_agent/memory/memory.py decides what that
+  does to what is already held (supersede, confirm, remove).
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ import re
 import time
 from collections.abc import Callable
 
-from tenant_agent import refusals
-from tenant_agent.utterance import (
+from tenant_agent.memory import refusals
+from tenant_agent.memory.utterance import (
     AHEAD,
     RELATIVE,
     REQUEST,
@@ -480,7 +480,7 @@ okay ok
 
 def _refused(text: str) -> bool:
     """Whether the shared knowledge base refuses `text` (an instruction to an assistant, text
-    to every user, a link, a command line: tenant_agent/refusals.py), once its patterns are
+    to every user, a link, a command line: tenant_agent/memory/refusals.py), once its patterns are
     compiled (warm_refusals(), which the agent calls in the background a second after a
     start). Until then a candidate goes as it is: the host refuses the same, so this only
     spares sending it, and no delivery waits ~25 ms for it."""
