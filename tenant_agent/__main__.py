@@ -1,5 +1,5 @@
-"""The tenant agent's entry point inside a box: python3 -I -S /opt/burrow/tenant_agent/__main__.py
-(this path is in every home box's service argv; the code is tenant_agent/memory/)."""
+"""The tenant agent's entry point inside a box, in every home box's service argv:
+python3 -I -S /opt/burrow/tenant_agent/__main__.py (the code is tenant_agent/memory/)."""
 
 import os
 import sys

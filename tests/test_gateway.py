@@ -334,3 +334,24 @@ async def test_a_home_box_is_woken_before_its_large_files_are_written_but_not_it
     assert r.status_code == 200 and r.json() == profile
     assert not (await learning.manager.get(box_id)).layer_local  # `big` is still being written
     assert await learning.manager.read_file(box_id, "big") == big
+
+
+# The service argv home boxes were made with before the agent's code moved into
+# tenant_agent/memory/; their records keep it, so the path must go on starting the agent.
+FIRST_AGENT_ARGV = ["/usr/bin/python3", "-I", "-S", "/opt/burrow/tenant_agent/__main__.py"]
+
+
+async def test_a_home_box_made_with_the_agents_first_argv_wakes_and_answers_from_its_memory(
+        learning: Gateway) -> None:
+    headers, box_id = await learning.tenant("early")
+    c = learning.client
+    r = await c.post("/v1/tenants/early/memories", json={"text": "I live in Lisbon"},
+                     headers=headers)
+    assert r.status_code == 200, r.text
+    box = await learning.manager.freeze(box_id)
+    await learning.manager.registry.update(box, service=FIRST_AGENT_ARGV)
+    r = await c.get("/v1/tenants/early/memories", headers=headers)
+    assert r.status_code == 200, r.text
+    assert [m["text"] for m in r.json()["items"]] == ["I live in Lisbon"]
+    box = await learning.manager.get(box_id)
+    assert box.service == FIRST_AGENT_ARGV and box.state == BoxState.RUNNING and box.wakes == 1
