@@ -4,7 +4,7 @@ neither npm nor network to run one.
 
 Layout: `<root>/<name>-<version>/` holds the package's `node_modules` and a manifest,
 `burrow-harness.json` (`name`, `package`, `version`, `entry` — the executable, relative —
-`bytes` on disk). A box sees it at `/opt/burrow/harnesses/<name>` (tenant_agent/clis.py reads
+`bytes` on disk). A box sees it at `/opt/burrow/harnesses/<name>` (tenant_agent/runs/clis.py reads
 the manifest there). Invariants:
 - An install is complete or absent: npm works in a hidden `.partial` directory, the CLI is
   run once (`--version`) to prove it starts, then the directory is made read-only and renamed
