@@ -494,7 +494,7 @@ def _refused(text: str) -> bool:
     to every user, a link, a command line: tenant_agent/refusals.py), once its patterns are
     compiled (warm_refusals(), which the agent calls in the background a second after a
     start). Until then a candidate goes as it is: the host refuses the same, so this only
-    spares sending it, and no delivery waits ~25 ms for it."""
+    spares sending it, and no delivery waits ~40 ms for it."""
     return refusals.ready() and refusals.refusal(text) is not None
 
 
@@ -521,7 +521,7 @@ def warm() -> None:
 
 
 def warm_refusals() -> None:
-    """Compile the refusals' patterns (~25 ms), which no delivery waits for (`_refused`)."""
+    """Compile the refusals' patterns (~40 ms), which no delivery waits for (`_refused`)."""
     refusals.refusal("")
 
 
