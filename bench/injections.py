@@ -12,13 +12,19 @@ propose the text at all.
     advice kept       share of genuine advice of which a statement would be shared
     borderline kept   the same for texts that could be read either way (reported apart)
 
-The baseline is BASELINE_COMMIT (main before the refusals): its knowledge/base.py,
-knowledge/distill.py and tenant_agent/learn.py, loaded from git into packages of their own and
-run in this process beside this tree's, with the same scrubber and name finder.
+The baselines are earlier rules, loaded from git at their commits into packages of their own
+and run in this process beside this tree's, with the same scrubber and name finder: "before"
+(main before the knowledge base refused anything: its knowledge/base.py, knowledge/distill.py
+and tenant_agent/learn.py) and "round 1" (the first refusals, as evaluated on the first
+held-out set: the same files and both copies of refusals.py).
 
     .venv/bin/python bench/injections.py                 # the dev set the rules were tuned on
     .venv/bin/python bench/injections.py --explain       # ... and every text each gets wrong
-    .venv/bin/python bench/injections.py --set bench/data/heldout/injections.json   # held out
+    .venv/bin/python bench/injections.py --set bench/data/heldout/injections.json --explain
+    .venv/bin/python bench/injections.py --set bench/data/heldout/injections_b.json  # held out
+
+bench/data/heldout/injections.json was evaluated once, for round 1, and is dev data since
+(it is spent); injections_b.json is held out: reported, never explained.
 """
 
 from __future__ import annotations
@@ -36,8 +42,13 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-BASELINE_COMMIT = "b7b15b1"  # main before the knowledge base refused anything
+# name -> (commit, the files of its knowledge base, the files of its agent's rules)
+BASELINES = {
+    "before": ("b7b15b1", ("base", "distill"), ("learn", "utterance")),
+    "round 1": ("8606941", ("base", "distill", "refusals"), ("learn", "utterance", "refusals")),
+}
 DEV_SET = ROOT / "bench/data/injections_dev.json"
+HELD_OUT = (ROOT / "bench/data/heldout/injections_b.json",)  # read once, never explained
 
 
 def load(path: Path) -> dict[str, list[dict[str, Any]]]:
@@ -55,28 +66,34 @@ def load(path: Path) -> dict[str, list[dict[str, Any]]]:
     return items
 
 
-def baseline_modules(workdir: Path) -> tuple[Any, Any]:
-    """The knowledge base and the agent's rules at BASELINE_COMMIT, as packages `baseline_kb`
-    and `baseline_agent` (today's scrubber, words, clusters and stores, whose interfaces they
-    use)."""
-    def copy(package: str, files: dict[str, str], renames: dict[str, str]) -> None:
+def baseline_modules(workdir: Path, name: str) -> tuple[Any, Any]:
+    """The knowledge base and the agent's rules of baseline `name`, as packages of their own
+    (today's scrubber, words, clusters, stores and quoting, whose interfaces they use)."""
+    commit, kb_files, agent_files = BASELINES[name]
+    slug = name.replace(" ", "")
+
+    def copy(package: str, side: str, files: tuple[str, ...]) -> None:
         folder = workdir / package
         folder.mkdir()
         (folder / "__init__.py").write_text("")
-        for name, path in files.items():
-            source = subprocess.run(["git", "-C", str(ROOT), "show", f"{BASELINE_COMMIT}:{path}"],
+        for file in files:
+            source = subprocess.run(["git", "-C", str(ROOT), "show", f"{commit}:{side}/{file}.py"],
                                     check=True, capture_output=True, text=True).stdout
-            for old, new in renames.items():
-                source = source.replace(old, new)
-            (folder / f"{name}.py").write_text(source)
+            for other in files:
+                source = source.replace(f"from {side}.{other} import", f"from {package}.{other} "
+                                        "import")
+                source = source.replace(f"from {side} import {other}\n",
+                                        f"from {package} import {other}\n")
+            (folder / f"{file}.py").write_text(source)
 
-    copy("baseline_kb", {"base": "knowledge/base.py", "distill": "knowledge/distill.py"},
-         {"from knowledge.distill import": "from baseline_kb.distill import"})
-    copy("baseline_agent", {"learn": "tenant_agent/learn.py"},  # its path then
-         {"from tenant_agent.utterance import": "from tenant_agent.memory.utterance import"})
-    sys.path.insert(0, str(workdir))
-    return importlib.import_module("baseline_kb.base"), importlib.import_module(
-        "baseline_agent.learn")
+    copy(f"{slug}_kb", "knowledge", kb_files)
+    copy(f"{slug}_agent", "tenant_agent", agent_files)
+    if str(workdir) not in sys.path:
+        sys.path.insert(0, str(workdir))
+    learn = importlib.import_module(f"{slug}_agent.learn")
+    if hasattr(learn, "warm_refusals"):
+        learn.warm_refusals()
+    return importlib.import_module(f"{slug}_kb.base"), learn
 
 
 class _NoEmbedder:
@@ -122,7 +139,7 @@ def report(scores: list[Score]) -> None:
     labels = {"attacks": "attacks refused", "advice": "advice kept",
               "borderline": "borderline kept"}
     rows = [k for k in scores[0].counts]
-    width = 22
+    width = 19
     print("\n" + "measure".ljust(28) + "".join(f"{s.name} ({s.side})".rjust(width)
                                               for s in scores))
     for row in rows:
@@ -134,6 +151,36 @@ def report(scores: list[Score]) -> None:
         print(label.ljust(28) + "".join(cells))
 
 
+def stage(kb: Any, text: str) -> str:
+    """Which stage of this tree's host path drops `text`: a refusal (by reason), the scrubber,
+    or distillation (with the rule of knowledge/distill.py that refused its last sentence)."""
+    from knowledge import distill
+    from knowledge.refusals import refusal
+
+    reason = refusal(text)
+    if reason is not None:
+        return f"refused ({reason})"
+    if not kb.prepare([{"kind": "fact", "text": distill.unicodedata.normalize("NFKC", text)}],
+                      []):
+        why = "distill"
+        for sentence in distill.sentences(text):
+            core = distill._finish(distill._unframe(sentence) or "-")
+            checks = (("question", sentence.rstrip().endswith("?")),
+                      ("few content words",
+                       len(distill.content_words(core)) < distill.MIN_CONTENT_WORDS),
+                      ("speaker", bool(distill._ABOUT_SPEAKER.search(core))),
+                      ("to the listener", bool(distill._TO_THE_LISTENER.search(core))),
+                      ("small talk", bool(distill._SMALL_TALK.search(core))),
+                      ("boilerplate", bool(distill._BOILERPLATE.search(core))),
+                      ("marketing", bool(distill._MARKETING.search(core))),
+                      ("a '[' (read as a placeholder)", "[" in core),
+                      (f"refused after unframing ({refusal(core)})", refusal(core) is not None))
+            found = [name for name, hit in checks if hit]
+            why = f"distill: {', '.join(found) or 'scrubber'}: {core}"
+        return why
+    return "kept"
+
+
 def main(args: argparse.Namespace) -> None:
     from redis.asyncio import Redis
 
@@ -143,22 +190,28 @@ def main(args: argparse.Namespace) -> None:
     from tenant_agent.memory.learn import learn, warm_refusals
 
     path = Path(args.set)
-    if args.explain and path.resolve() != DEV_SET.resolve():
-        raise SystemExit("--explain is for the dev set: a held-out set is reported, not read")
+    if args.explain and any(path.resolve() == held.resolve() for held in HELD_OUT):
+        raise SystemExit("--explain is for dev sets: a held-out set is reported, not read")
     data = load(path)
     print(f"{path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}: "
           f"{len(data['attacks'])} attacks, {len(data['advice'])} advice, "
           f"{len(data['borderline'])} borderline")
     workdir = Path(tempfile.mkdtemp(prefix="burrow-inj-"))
-    old_base, old_learn = baseline_modules(workdir)
     names = PresidioNames()
     redis = Redis.from_url("redis://127.0.0.1:1")  # never connected: prepare uses no Redis
-    bases = {}
-    for label, module in (("baseline", old_base), ("rules", sys.modules["knowledge.base"])):
-        store = EdgeVectorStore(workdir / label, 384)
-        kb = module.KnowledgeBase(store, _NoEmbedder(), redis, b"s" * 32, names=names)
-        bases[label] = (kb, store)
-    assert isinstance(bases["rules"][0], KnowledgeBase)
+    learners: dict[str, Any] = {}
+    bases: dict[str, Any] = {}
+    stores = []
+    for label in [*BASELINES, "round 2"]:
+        if label in BASELINES:
+            base, agent = baseline_modules(workdir, label)
+        else:
+            base, agent = sys.modules["knowledge.base"], sys.modules["tenant_agent.memory.learn"]
+        store = EdgeVectorStore(workdir / label.replace(" ", ""), 384)
+        stores.append(store)
+        bases[label] = base.KnowledgeBase(store, _NoEmbedder(), redis, b"s" * 32, names=names)
+        learners[label] = agent.learn
+    assert isinstance(bases["round 2"], KnowledgeBase) and learners["round 2"] is learn
 
     def host(kb: Any) -> Any:
         return lambda text: kb.prepare([{"kind": "fact", "text": text}], [])
@@ -167,25 +220,28 @@ def main(args: argparse.Namespace) -> None:
         return lambda text: learner(text, 0.0).insights
 
     warm_refusals()  # as the agent does after a wake: its refusals apply once compiled
-    scores = [score("baseline", "host", host(bases["baseline"][0]), data),
-              score("rules", "host", host(bases["rules"][0]), data),
-              score("baseline", "box", box(old_learn.learn), data),
-              score("rules", "box", box(learn), data)]
-    for _, store in bases.values():
+    scores = [score(label, "host", host(kb), data) for label, kb in bases.items()]
+    scores += [score(label, "box", box(learner), data) for label, learner in learners.items()]
+    for store in stores:
         store.close()
     report(scores)
     if args.explain:
-        for s in scores[1::2]:
+        for s in scores:
+            if s.name != "round 2":
+                continue
             print(f"\nwrong for {s.name} ({s.side}):")
             for line in s.wrong:
-                print(f"  {line}")
+                text = line.split(": ", 2)[2]
+                why = stage(bases["round 2"], text) if s.side == "host" else ""
+                print(f"  {line}" + (f"\n      <- {why}" if why and "dropped" in line else ""))
 
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--set", default=str(DEV_SET), help="a set of attacks and advice")
     parser.add_argument("--explain", action="store_true",
-                        help="every text the rules get wrong (the dev set only)")
+                        help="every text the rules get wrong, and the stage that drops advice "
+                             "(not for a held-out set)")
     return parser.parse_args()
 
 

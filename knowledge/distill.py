@@ -3,11 +3,12 @@ would help another user, or nothing.
 
 Rules, without a model: sentences are split, the speaker's framing is taken off ("we learned
 the hard way that X", "TIL X", "pro tip: X", "X, at least for us" all become "X"), and what
-is left is kept only if it is a statement about the world: no first or second person (that is
-about the tenant, or the product talking to its user), no question, no greeting, thanks or
-other small talk, no product boilerplate or marketing, at least three content words, and
-nothing `knowledge.refusals` refuses (instructions to an assistant, text to every user, links,
-command lines).
+is left is kept only if it is a statement about the world: no first person (that is about the
+tenant), no second person that speaks to someone in particular (the product talking to its
+user: "Your account is locked"; advice to anyone stays: "back up your keys first"), no
+question, no greeting, thanks or other small talk, no product boilerplate or marketing, at
+least three content words, and nothing `knowledge.refusals` refuses (instructions to an
+assistant, text to every user, links, command lines).
 With a model (`knowledge.model.ChatModel`), the model rewrites the batch in one call and the
 same rules, plus a grounding check (its statements must use the tenant's own words, so it
 cannot invent facts or follow instructions hidden in the text), decide what is kept; when the
@@ -82,9 +83,25 @@ _SPEAKER_TAIL = re.compile(
     r"[^.!?]*[.!]*$",
     re.IGNORECASE,
 )
+# The speaker ("-i" and "-u" are a command's flags, not "I" and "you").
 _ABOUT_SPEAKER = re.compile(
-    r"\b(?:i|i'm|i've|i'd|i'll|me|my|mine|myself|we|we're|we've|we'd|we'll|our|ours|ourselves"
-    r"|us|you|you're|you've|you'd|you'll|your|yours|yourself|yourselves|u|ur)\b",
+    r"(?<![-\w])(?:i|i'm|i've|i'd|i'll|me|my|mine|myself|we|we're|we've|we'd|we'll|our|ours"
+    r"|ourselves|us)\b",
+    re.IGNORECASE,
+)
+# The one spoken to, in particular: a statement that opens with them ("Your account is locked",
+# "You have won"), or what is said to someone in a conversation ("thank you", "you guys", "do
+# you …", "hope you had a good weekend"). Any other "you" is anyone: advice ("back up your
+# keys before reinstalling", "upgrade if you are on 3.11.0", "git stash saves changes so you
+# can switch branches") is kept, and so is "You can …", which says what anyone can do.
+_TO_THE_LISTENER = re.compile(
+    r"^(?:you(?!\s+(?:can|could|may|might|only need|need|don't need|do not need|no longer"
+    r" need)\b)|your|yours|yourself|yourselves|you're|you've|you'd|you'll|u|ur)\b"
+    r"|(?<![-\w])(?:thank you|see you|you guys|you all|y'all|you folks|you're welcome|you know"
+    r"|you see|mind you|are you|do you|did you|have you|can you|could you|would you|will you"
+    r"|were you|u|ur|how(?:'s| is| was| are| were| have)(?: \w+)? (?:you|your))\b"
+    r"|^(?:hope|hoping|enjoy|wishing|wish|good luck|congrats|congratulations|happy|merry)\b"
+    r".{0,60}\b(?:you|your|yours|yourself)\b",
     re.IGNORECASE,
 )
 # "you should X" is advice to anyone: it becomes the imperative "X".
@@ -113,7 +130,8 @@ _BOILERPLATE = re.compile(
     r"|free trial|can make mistakes|double-check|check important"
     r"|for informational purposes|not (?:financial|legal|medical) advice"
     r"|(?:assistant|chatbot|bot|copilot)\s+(?:can|will|may|is|does|helps?|answers?|lets?)"
-    r"|conversations are|messages are|data is (?:private|encrypted|safe))\b",
+    r"|(?:conversations|messages|chats|data) (?:are|is) (?:private|encrypted|end-to-end|safe"
+    r"|secure|confidential|never (?:shared|stored|used)))\b",
     re.IGNORECASE,
 )
 _MARKETING = re.compile(
@@ -171,7 +189,7 @@ def acceptable(text: str) -> bool:
         return False
     if len(text.split()) > MAX_WORDS or len(content_words(text)) < MIN_CONTENT_WORDS:
         return False
-    if _ABOUT_SPEAKER.search(text) or _SMALL_TALK.search(text):
+    if _ABOUT_SPEAKER.search(text) or _TO_THE_LISTENER.search(text) or _SMALL_TALK.search(text):
         return False
     if _BOILERPLATE.search(text) or _MARKETING.search(text) or refusal(text) is not None:
         return False

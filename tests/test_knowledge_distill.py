@@ -1,5 +1,6 @@
 """Distillation by rules: the speaker's framing comes off, and only general statements about
-the world stay (no first or second person, questions, small talk, boilerplate, marketing)."""
+the world stay (no first person, no "you" said to someone in particular, questions, small talk,
+boilerplate, marketing); advice to anyone stays, "your" and "you" in it included."""
 
 from __future__ import annotations
 
@@ -48,6 +49,29 @@ def test_the_speakers_framing_comes_off(said: str, statement: str) -> None:
     "Our staging cluster restarts Postgres after each deploy, which bit us.",
 ])
 def test_what_is_about_the_speaker_or_no_knowledge_is_dropped(said: str) -> None:
+    assert distill_text(said) == []
+
+
+@pytest.mark.parametrize("said", [
+    "Back up ~/.ssh/id_ed25519 before reinstalling your laptop.",
+    "Set fs.inotify.max_user_watches to 524288 if your file watcher runs out of handles.",
+    "Call your bank straight away if a text asks you to confirm a payment you did not make.",
+    "You can now use git switch instead of git checkout to change branches.",
+    "Use git rebase -i to squash commits before opening a pull request.",
+    "Use journalctl -u nginx to read a service's logs.",
+    "Kafka's log.retention.hours controls how long messages are kept.",
+])
+def test_advice_to_anyone_stays_though_it_says_you(said: str) -> None:
+    assert distill_text(said) == [said]
+
+
+@pytest.mark.parametrize("said", [
+    "Your order has shipped and arrives Friday.", "You have three new messages waiting.",
+    "You will be charged at the end of the trial.", "Thank you so much for the quick help today.",
+    "Hope you had a great weekend with the family.", "Enjoy your weekend and the sunshine.",
+    "The bus was late again, you know how it is.", "You guys are the best support team ever.",
+])
+def test_what_is_said_to_someone_in_particular_is_dropped(said: str) -> None:
     assert distill_text(said) == []
 
 
