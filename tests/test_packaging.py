@@ -113,9 +113,9 @@ def test_the_servers_commands_say_what_to_install_on_the_client_alone(
                  ["harness", "ls"], ["serve", "--help"]):
         done = _outside(client_venv, tmp_path, burrow, *args)
         assert done.returncode == 1, (args, done.stdout)
-        assert done.stderr == (f"error: `burrow {args[0]}` is part of the Burrow server, which "
-                               f"this install lacks (it has the client only): {INSTALL_SERVER}\n"
-                               ), done.stderr
+        assert done.stderr == (f"error: `burrow {args[0]}` comes with the Burrow server (the "
+                               "burrow-server distribution), which this install lacks: "
+                               f"{INSTALL_SERVER}\n"), done.stderr
     listed = _outside(client_venv, tmp_path, burrow, "--help")
     assert listed.returncode == 0, listed.stderr
     for name in SERVER_COMMANDS:

@@ -57,13 +57,13 @@ def _failing(name: str, short_help: str, message: str) -> click.Command:
 
 def _missing(name: str) -> click.Command:
     return _failing(name, f"(needs the server: {INSTALL_SERVER})",
-                    f"`burrow {name}` is part of the Burrow server, which this install lacks "
-                    f"(it has the client only): {INSTALL_SERVER}")
+                    f"`burrow {name}` comes with the Burrow server (the burrow-server "
+                    f"distribution), which this install lacks: {INSTALL_SERVER}")
 
 
 def _broken(name: str, point: EntryPoint, why: str) -> click.Command:
     source = point.dist.name if point.dist else "its distribution"
-    again = INSTALL_SERVER if name in SERVER_COMMANDS else f"reinstall {source}"
+    again = INSTALL_SERVER if name in SERVER_COMMANDS else f"pip install {source}"
     return _failing(name, f"(does not load: see `burrow {name}`)",
                     f"`burrow {name}` from {source} ({point.value}) does not load ({why}); "
-                    f"{again}")
+                    f"reinstall it: {again}")

@@ -87,8 +87,10 @@ def commands() -> Iterator[tuple[list[str], click.Command]]:
         if isinstance(command, click.Group):
             ctx = click.Context(command)
             for name in command.list_commands(ctx):
+                if not path and name in SERVER_COMMANDS:
+                    continue
                 sub = command.get_command(ctx, name)
-                if sub is not None and (path or name not in SERVER_COMMANDS):
+                if sub is not None:
                     yield from walk([*path, name], sub)
     yield from walk([], main)
 
