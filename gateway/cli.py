@@ -1,5 +1,7 @@
-"""The server side of the CLI: serve, gateway, worker and doctor. Only these commands import
-server code, and only when they run, so the client commands stay quick to start."""
+"""The server's commands of `burrow`: serve, gateway, worker, doctor and harness. The client
+distribution owns the `burrow` command; this distribution adds these to it through the
+`burrow.commands` entry-point group (pyproject.toml), so a client-only install has no server
+code. They import server code only when they run, so `burrow --help` stays quick."""
 
 from __future__ import annotations
 
@@ -13,22 +15,21 @@ from typing import TYPE_CHECKING
 
 import click
 
-from burrow.cli.app import main
-
 if TYPE_CHECKING:
     from gateway.settings import Settings
 
 
 def require_server_parts() -> None:
-    """A one-line error when this install is the client alone (pip install burrow)."""
+    """A one-line error when the server's code is installed without its dependencies (say,
+    with pip's --no-deps)."""
     try:
         import fastapi  # noqa: F401
         import redis  # noqa: F401
         import zstandard  # noqa: F401
     except ModuleNotFoundError as exc:
         raise click.ClickException(
-            f"this install has the client only ({exc.name} is missing); the server needs the "
-            "server extra: pip install 'burrow[server]'") from None
+            f"the server's dependencies are not installed ({exc.name} is missing): "
+            "pip install 'burrow[server]'") from None
 
 
 def _settings(**overrides: object) -> Settings:
@@ -47,7 +48,7 @@ def _settings(**overrides: object) -> Settings:
         raise click.ClickException(message) from None
 
 
-@main.command()
+@click.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="address to listen on")
 @click.option("--port", default=8420, show_default=True, type=click.IntRange(1, 65535),
               help="TCP port to listen on")
@@ -69,7 +70,7 @@ def serve(host: str, port: int, data_dir: Path | None, local_model: bool) -> Non
     run(_settings(data_dir=data_dir, local_model=True if local_model else None), host, port)
 
 
-@main.command()
+@click.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="address to listen on")
 @click.option("--port", default=8420, show_default=True, type=click.IntRange(1, 65535),
               help="TCP port to listen on")
@@ -91,7 +92,7 @@ def gateway(host: str, port: int, data_dir: Path | None) -> None:
     run(settings, host, port, with_worker=False)
 
 
-@main.command()
+@click.command()
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
               help="the gateways' data dir  [default: $BURROW_DATA_DIR or ./.burrow]")
 @click.option("--check", is_flag=True, help="exit 0 if a worker on REDIS_URL reported itself "
@@ -112,7 +113,7 @@ def worker(data_dir: Path | None, check: bool) -> None:
     run_worker(settings)
 
 
-@main.command()
+@click.command()
 def doctor() -> None:
     """Check that this host can run boxes, and start one to prove it; with the local-model
     extra, also run one completion on each bundled model."""
@@ -250,7 +251,7 @@ async def _start_one_box(runtime_root: Path) -> None:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-@main.group()
+@click.group()
 def harness() -> None:
     """The agent CLIs boxes can run (Claude Code, Codex, OpenCode), installed on this host."""
 
