@@ -136,6 +136,7 @@ def report(scores: list[Score]) -> None:
 def main(args: argparse.Namespace) -> None:
     from redis.asyncio import Redis
 
+    from core.keys import Keys
     from knowledge.base import KnowledgeBase
     from knowledge.ner import PresidioNames
     from knowledge.vectors import EdgeVectorStore
@@ -155,7 +156,9 @@ def main(args: argparse.Namespace) -> None:
     bases = {}
     for label, module in (("baseline", old_base), ("rules", sys.modules["knowledge.base"])):
         store = EdgeVectorStore(workdir / label, 384)
-        kb = module.KnowledgeBase(store, _NoEmbedder(), redis, b"s" * 32, names=names)
+        # the baseline's base spelled its keys itself; today's takes the instance's Keys
+        keyed = {} if module is old_base else {"keys": Keys()}
+        kb = module.KnowledgeBase(store, _NoEmbedder(), redis, b"s" * 32, names=names, **keyed)
         bases[label] = (kb, store)
     assert isinstance(bases["rules"][0], KnowledgeBase)
 

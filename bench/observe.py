@@ -129,7 +129,7 @@ async def drain(app: object, redis_url: str, home: str, pairs: int) -> None:
     await state.observer.enqueue("bench", home)
     while True:  # until the backlog and every job it caused are done (cron jobs never are)
         await asyncio.sleep(0.01)
-        queued = [j for j in await state.queue.zrange("arq:queue", 0, -1)
+        queued = [j for j in await state.queue.zrange(state.keys.queue(), 0, -1)
                   if not j.startswith(b"cron:")]
         running = [j for j in worker.tasks if not j.startswith("cron:")]
         if not await state.redis.llen(backlog) and not queued and not running:

@@ -15,6 +15,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from boxes import HostUnsupportedError, disk, hostdirs
+from core.keys import Keys
 from gateway import frontdoor, logs
 from gateway.app import create_app
 from gateway.services import Services
@@ -107,15 +108,13 @@ def _local_model(settings: Settings) -> LocalModels | None:
 
 def worker_alive(settings: Settings) -> tuple[bool, str]:
     """Whether a worker recorded its health in Redis lately, and what it recorded."""
-    from arq.constants import default_queue_name, health_check_key_suffix
-
     if not settings.redis_url:
         return False, "REDIS_URL is not set"
 
     async def read() -> bytes | None:
         redis = Redis.from_url(settings.redis_url or "")
         try:
-            value: bytes | None = await redis.get(default_queue_name + health_check_key_suffix)
+            value: bytes | None = await redis.get(Keys(settings.redis_prefix).worker_health())
             return value
         finally:
             await redis.aclose()

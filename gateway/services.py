@@ -30,6 +30,7 @@ import tenant_agent
 from boxes import BoxError, BoxManager, BoxState, RuntimeConfig
 from boxes.models import BoxRecord
 from boxes.servicehttp import ServiceClient
+from core.keys import Keys
 from gateway import gitrelay, quotas
 from gateway.metrics import Metrics
 from gateway.proxy import AgentProxy
@@ -88,6 +89,7 @@ def _harness_binds() -> tuple[tuple[Path, str], ...]:
 @dataclass
 class Services:
     settings: Settings
+    keys: Keys
     redis: Redis
     secret: bytes
     operator_key: str
@@ -130,10 +132,10 @@ class Services:
         key, created = operator_key(data_dir, settings.operator_key.get_secret_value()
                                     if settings.operator_key else None)
         secret = server_secret(data_dir)
-        prefix = settings.redis_prefix
-        policies = Policies(redis, prefix=prefix)
+        keys = Keys(settings.redis_prefix)
+        policies = Policies(redis, keys)
         config = RuntimeConfig(
-            data_dir=data_dir, runtime_root=settings.runtime_dir, key_prefix=prefix,
+            data_dir=data_dir, runtime_root=settings.runtime_dir,
             launcher_pool=settings.launcher_pool if role == "gateway" else 0,
             uid_base=settings.uid_base, lock_wait_s=settings.wake_wait_s,
             image_extras={AGENT_DIR: Path(tenant_agent.__file__).parent},
@@ -147,43 +149,43 @@ class Services:
         host_socket = config.run_dir / f"host-{os.getpid()}.sock" if role == "gateway" else None
         if host_socket is not None:
             config = dataclasses.replace(config, host_socket=host_socket)
-        manager = (await BoxManager.open(config, redis) if role == "gateway"
-                   else BoxManager(config, redis))
+        manager = (await BoxManager.open(config, redis, keys) if role == "gateway"
+                   else BoxManager(config, redis, keys))
         store = await asyncio.to_thread(open_store, settings.qdrant_url,
                                         data_dir / "knowledge", EMBEDDING_DIM)
         embedder = ProcessEmbedder(settings.embed_model)
-        budgets = ModelBudgets(redis, prefix=prefix)
+        budgets = ModelBudgets(redis, keys)
         providers = Providers(settings, local_servers=local_models)
         kb = KnowledgeBase(
-            store, embedder, redis, secret, k=settings.k_anonymity, prefix=prefix,
+            store, embedder, redis, secret, k=settings.k_anonymity, keys=keys,
             model=OperatorModel(settings.knowledge_model, providers, budgets, policies)
             if settings.knowledge_model else None,
             model_distils=settings.knowledge_model_distils)
         vectors = PairVectors(embedder, settings.embed_model)
         client = ServiceClient()  # the one client of boxes' service sockets
-        observations = Observations(redis, data_dir / "spool", prefix=prefix,
+        observations = Observations(redis, data_dir / "spool", keys=keys,
                                     backlog_max=settings.observe_backlog_max, client=client,
                                     deadline_s=settings.observe_deadline_s,
                                     backoff_max_s=settings.observe_backoff_max_s)
-        queue = await create_pool(RedisSettings.from_dsn(settings.redis_url))
+        queue = await create_pool(RedisSettings.from_dsn(settings.redis_url),
+                                  default_queue_name=keys.queue())
         metrics = Metrics()
         manager.on_transition = metrics.transition
         manager.on_phase = metrics.phase
         services = cls(
-            settings=settings, redis=redis, secret=secret, operator_key=key,
+            settings=settings, keys=keys, redis=redis, secret=secret, operator_key=key,
             operator_key_created=created, manager=manager, store=store, kb=kb,
             observations=observations, queue=queue,
-            pipeline=Pipeline(observations, queue, enabled=settings.observe,
+            pipeline=Pipeline(observations, queue, keys, enabled=settings.observe,
                               prepare=vectors.attach if settings.observe_embeddings else None,
                               model_for=partial(_extraction_model, settings, policies)),
             vectors=vectors,
             policies=policies, budgets=budgets,
             tenants=Tenants(redis, manager, kb, observations, policies,
-                            settings.agent_command or DEFAULT_AGENT_COMMAND, budgets,
-                            prefix=prefix),
+                            settings.agent_command or DEFAULT_AGENT_COMMAND, budgets, keys),
             providers=providers, relay=Relay(providers),
             # A run whose model no provider could serve (unknown, no key) fails first.
-            runs=AgentRuns(redis, manager, HARNESS_COMMAND, check_model=providers.get),
+            runs=AgentRuns(redis, keys, manager, HARNESS_COMMAND, check_model=providers.get),
             proxy=AgentProxy(client), metrics=metrics,
             relay_client=httpx.AsyncClient(timeout=httpx.Timeout(300.0, connect=10.0)),
             local_models=local_models, host_socket=host_socket)
@@ -215,7 +217,7 @@ class Services:
         await self._worker.async_run()
 
     def worker(self) -> Worker:
-        return make_worker(self.settings.redis_url or "", manager=self.manager,
+        return make_worker(self.settings.redis_url or "", keys=self.keys, manager=self.manager,
                            pipeline=self.pipeline, kb=self.kb, policies=self.policies,
                            standing=self.tenants.standing,
                            sweep_interval_s=self.settings.sweep_interval_s)

@@ -9,8 +9,6 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from arq.constants import default_queue_name
-
 from boxes import BoxState
 from workers.pipeline import STANDING_REASONS
 from workers.sweeper import last_sweep
@@ -51,7 +49,7 @@ async def collect(services: Services) -> Stats:
                       if b.state in WARM)
     local_layers = sum(u.disk_bytes for u in usages)
     store = await asyncio.to_thread(manager.store.stats)
-    sweep = await last_sweep(services.redis, services.settings.redis_prefix)
+    sweep = await last_sweep(services.redis, services.keys)
     observations = services.observations
     return Stats(
         now=time.time(),
@@ -62,7 +60,7 @@ async def collect(services: Services) -> Stats:
                  "stored_bytes": store.stored_bytes, "snapshots": store.snapshots},
         # due now: a retry the worker scheduled for later is not waiting yet
         observations={"queue_depth": await services.redis.zcount(
-                          default_queue_name, "-inf", int(time.time() * 1000)),
+                          services.keys.queue(), "-inf", int(time.time() * 1000)),
                       "backlog": await observations.backlog_size(),
                       "dropped": await observations.dropped_total()},
         knowledge={"insights": await services.kb.size(),

@@ -8,8 +8,8 @@ and no number of calls at once, can take the tenant past its budget. It settles 
 the provider reported when it ends; it releases the reservation when it failed before the
 provider did any work; and when its usage is unknown (a stream cut short, a timeout after the
 request went out) the reservation stays spent — the worst case, never zero. When the budget is
-spent the call answers 429 with the time the period ends. Keys: `{prefix}:model:*`, owned
-here; a deleted tenant's are deleted with it.
+spent the call answers 429 with the time the period ends. Its Redis keys (models/keys.py) are
+owned here; a deleted tenant's are deleted with it.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from redis.asyncio import Redis
 
 from models.chat import ChatRequest, Usage
 from models.errors import ModelError
+from models.keys import BudgetKeys
 from workers.policy import Policy
 
 DEFAULT_MAX_TOKENS = 1024
@@ -39,25 +40,14 @@ class BudgetError(ModelError):
 
 
 class ModelBudgets:
-    def __init__(self, redis: Redis, *, prefix: str) -> None:
+    def __init__(self, redis: Redis, keys: BudgetKeys) -> None:
         self.redis = redis
-        self.prefix = prefix
-
-    def usage_key(self, tenant: str) -> str:
-        return f"{self.prefix}:model:usage:{tenant}"
-
-    @property
-    def totals_key(self) -> str:
-        return f"{self.prefix}:model:usage-total"
-
-    def _budget_key(self, tenant: str, window: int) -> str:
-        return f"{self.prefix}:model:budget:{tenant}:{window}"
-
-    def _rate_key(self, tenant: str, minute: int) -> str:
-        return f"{self.prefix}:model:rate:{tenant}:{minute}"
-
-    def _embed_key(self, tenant: str, minute: int) -> str:
-        return f"{self.prefix}:model:embed:{tenant}:{minute}"
+        self.keys = keys
+        self.usage_key = keys.model_usage
+        self.totals_key = keys.model_usage_total()
+        self._budget_key = keys.model_budget
+        self._rate_key = keys.model_rate
+        self._embed_key = keys.model_embeds
 
     async def admit_embed(self, tenant: str, texts: int, policy: Policy) -> None:
         """Count `texts` the host embeds for `tenant`'s boxes (in its usage as embed:texts),
@@ -187,6 +177,6 @@ class ModelBudgets:
     async def forget(self, tenant: str) -> None:
         """A deleted tenant's usage, budget and rate counters."""
         keys = [self.usage_key(tenant)]
-        async for key in self.redis.scan_iter(match=f"{self.prefix}:model:*:{tenant}:*"):
+        async for key in self.redis.scan_iter(match=self.keys.model_windows(tenant)):
             keys.append(key)
         await self.redis.delete(*keys)

@@ -17,6 +17,7 @@ from fastapi import FastAPI
 from redis.asyncio import Redis
 
 from boxes import BoxManager, RuntimeConfig
+from core.keys import Keys
 from gateway.app import create_app
 from gateway.services import Services
 from gateway.settings import Settings
@@ -70,7 +71,7 @@ def config(tmp_path: Path) -> Iterator[RuntimeConfig]:
 
 @pytest.fixture
 async def manager(config: RuntimeConfig, redis: Redis) -> AsyncIterator[BoxManager]:
-    mgr = await BoxManager.open(config, redis)
+    mgr = await BoxManager.open(config, redis, Keys())
     yield mgr
     await mgr.close()
     leftovers = mgr.backend.leftovers()
@@ -115,8 +116,10 @@ ECHO_AGENT = ["/usr/bin/python3", "-I", "-S", "-c",
 
 
 @contextlib.asynccontextmanager
-async def running_gateway(settings: Settings) -> AsyncIterator[Gateway]:
-    """The app with its lifespan, a client for it, and the leak checks after."""
+async def running_gateway(settings: Settings, *,
+                          others_running: bool = False) -> AsyncIterator[Gateway]:
+    """The app with its lifespan, a client for it, and the leak checks after (of its own
+    boxes only while `others_running`: another gateway's boxes are in the same uid range)."""
     app = create_app(settings)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
@@ -125,7 +128,7 @@ async def running_gateway(settings: Settings) -> AsyncIterator[Gateway]:
             yield Gateway(app, client, {"Authorization": f"Bearer {OPERATOR_KEY}"})
     manager = app.state.services.manager
     assert manager.backend.leftovers() == {"processes": [], "mounts": [], "cgroups": []}
-    assert box_processes() == [], "box processes outlived the test"
+    assert others_running or box_processes() == [], "box processes outlived the test"
     shutil.rmtree(manager.config.run_dir, ignore_errors=True)
 
 

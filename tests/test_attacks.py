@@ -28,6 +28,7 @@ import pytest
 from redis.asyncio import Redis
 
 from boxes import BoxManager, BoxSpec, BoxState, ExecRequest, Limits, WakeFailedError
+from core.keys import Keys
 from tests.conftest import (
     ECHO_AGENT,
     Gateway,
@@ -398,9 +399,9 @@ async def test_a_tenant_cannot_spend_more_than_its_token_budget(
     assert 'burrow_model_usage{provider="openai",what="calls"} 6.0' in metrics
     # a deleted tenant's usage and budget go with it
     redis = gw.services.redis
-    assert await redis.keys("burrow:model:budget:budget:*")  # there, before the delete
+    assert await redis.keys(Keys().model_budget("budget", "*"))  # there, before the delete
     assert (await gw.client.delete("/v1/tenants/budget", headers=gw.operator)).status_code == 204
-    assert await redis.keys("burrow:model:*:budget:*") == []
+    assert await redis.keys(Keys().model_windows("budget")) == []
     assert not await gw.services.redis.exists(gw.services.budgets.usage_key("budget"))
 
 
@@ -607,10 +608,11 @@ import asyncio, os, signal, sys
 from pathlib import Path
 from redis.asyncio import Redis
 from boxes import BoxManager, RuntimeConfig
+from core.keys import Keys
 async def main():
     config = RuntimeConfig(data_dir=Path(sys.argv[1]), uid_base=int(sys.argv[4]),
                            launcher_pool=0)
-    manager = await BoxManager.open(config, Redis.from_url(sys.argv[2]))
+    manager = await BoxManager.open(config, Redis.from_url(sys.argv[2]), Keys())
     def stop_at(box_id, phase):
         if phase == sys.argv[3]:
             os.kill(os.getpid(), signal.SIGKILL)
@@ -628,7 +630,7 @@ asyncio.run(main())
 async def test_sigkill_at_each_freeze_step_leaves_the_box_wakeable(
         tmp_path: Path, redis_server: EmbeddedRedis, redis: Redis, phase: str) -> None:
     config = make_config(tmp_path / "data")
-    manager = await BoxManager.open(config, redis)
+    manager = await BoxManager.open(config, redis, Keys())
     box = await manager.create(BoxSpec())
     await manager.exec(box.id, ExecRequest(command="echo v1 > file"))
     await manager.freeze(box.id)
@@ -639,7 +641,7 @@ async def test_sigkill_at_each_freeze_step_leaves_the_box_wakeable(
         capture_output=True, text=True, timeout=120, cwd=Path(__file__).parent.parent)
     assert done.returncode == -signal.SIGKILL and "acknowledged" in done.stdout, done.stderr
     await asyncio.sleep(0.5)  # the killed process's box dies with it (--die-with-parent)
-    manager = await BoxManager.open(config, redis)
+    manager = await BoxManager.open(config, redis, Keys())
     try:
         await manager.wake(box.id)
         r = await manager.exec(box.id, ExecRequest(command="cat file"))
@@ -656,7 +658,7 @@ async def test_a_redis_that_lost_the_end_of_its_log_is_corrected_from_the_data_d
     server.start()
     redis = Redis.from_url(server.url)
     config = make_config(tmp_path / "data")
-    manager = await BoxManager.open(config, redis)
+    manager = await BoxManager.open(config, redis, Keys())
     aof = redis_dir / "appendonly.aof"
     cut: list[int] = []
     try:
@@ -678,9 +680,9 @@ async def test_a_redis_that_lost_the_end_of_its_log_is_corrected_from_the_data_d
     server = EmbeddedRedis(redis_dir, appendonly=True)
     server.start()
     redis = Redis.from_url(server.url)
-    lost = await redis.hget(f"burrow:box:{box.id}", "state")
+    lost = await redis.hget(Keys().box(box.id), "state")
     assert json.loads(lost) == "freezing"  # Redis forgot the freeze it acknowledged ...
-    manager = await BoxManager.open(config, redis)
+    manager = await BoxManager.open(config, redis, Keys())
     try:
         record = await manager.get(box.id)  # ... the box's dir remembers it
         assert record.state == BoxState.ARCHIVED and record.freezes == 2
@@ -1537,7 +1539,7 @@ async def test_a_box_record_stays_small_whatever_a_tenant_sends(gateway: Gateway
     r = await gateway.client.post(f"/v1/boxes/{box}/agent/runs", headers=headers, json={
         "prompt": "p", "response_schema": {"description": "d" * 200_000}})
     assert r.status_code == 422 and "response_schema" in r.json()["error"]["message"], r.text
-    key = f"{gateway.manager.config.key_prefix}:box:{box}"
+    key = gateway.services.keys.box(box)
     assert await gateway.services.redis.memory_usage(key, samples=0) > 60_000
     assert (await gateway.client.delete(f"/v1/boxes/{box}", headers=headers)).status_code == 204
     assert (await gateway.client.get(f"/v1/boxes/{box}", headers=headers)).status_code == 404

@@ -228,7 +228,7 @@ async def test_the_delivery_before_a_freeze_waits_for_one_already_under_way(
     pair = Observations.pair("POST", "/chat", "", b'{"text": "I live in Oslo"}', 200, b"{}",
                              1.0)
     assert await observations.record("busy", box_id, pair) is not None
-    lease = observations.redis.lock(f"{observations.prefix}:lock:observe:busy", timeout=30)
+    lease = observations.redis.lock(observations.keys.delivery_lease("busy"), timeout=30)
     assert await lease.acquire(blocking=False)
     tries: list[int] = []
     deliver = observations.deliver

@@ -16,6 +16,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from core.keys import Keys
 from tests.conftest import Gateway, gateway_settings, running_gateway, until
 from workers.embedded_redis import EmbeddedRedis
 from workers.observations import Observations
@@ -156,11 +157,11 @@ async def test_a_frozen_tenant_is_not_woken_by_its_pending_observations(
 async def test_observations_are_spooled_while_redis_is_unreachable(
         tmp_path: Path, redis: Redis) -> None:
     down = Observations(Redis(unix_socket_path=str(tmp_path / "nothing.sock")),
-                        tmp_path / "spool", prefix="burrow")
+                        tmp_path / "spool", keys=Keys())
     pair = Observations.pair("POST", "/ask", "", b"{}", 200, b"{}", 1.0)
     assert await down.record("t", "b_x", pair) is None
     assert down.spool.exists()
-    up = Observations(redis, tmp_path / "spool", prefix="burrow")
+    up = Observations(redis, tmp_path / "spool", keys=Keys())
     assert await up.replay_spool() == 1
     assert not down.spool.exists()
     assert await redis.llen(up.backlog_key("t")) == 1

@@ -1,10 +1,12 @@
 """The architecture as the imports show it: each package imports only the layers below it,
 no module imports a route module or the in-box harness, and there is no import cycle.
-(TYPE_CHECKING-only imports and imports inside functions, which run late, are not edges.)"""
+(TYPE_CHECKING-only imports and imports inside functions, which run late, are not edges.)
+Redis keys are spelled in core/keys.py alone."""
 
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -12,15 +14,17 @@ import pytest
 from tests.conftest import Gateway
 
 ROOT = Path(__file__).parent.parent
-PACKAGES = ("boxes", "gateway", "tenant_agent", "knowledge", "workers", "burrow", "models")
+PACKAGES = ("boxes", "gateway", "tenant_agent", "knowledge", "workers", "burrow", "models",
+            "core")
 # What each package may import of ours (besides itself).
 ALLOWED = {
     "boxes": set(),
     "knowledge": set(),
     "tenant_agent": set(),          # runs inside boxes: stdlib only
     "models": {"workers", "tenant_agent"},  # the policy it enforces; the JSON schema helper
-    "workers": {"boxes", "knowledge"},
-    "gateway": {"boxes", "knowledge", "workers", "models", "tenant_agent"},
+    "core": set(),
+    "workers": {"boxes", "knowledge", "core"},
+    "gateway": {"boxes", "knowledge", "workers", "models", "tenant_agent", "core"},
     "burrow": set(),                # the SDK and CLI: the server only through `burrow serve`
 }
 
@@ -99,3 +103,98 @@ def test_there_is_no_import_cycle() -> None:
 
 def test_the_apps_state_holds_the_services_object_alone(gateway: Gateway) -> None:
     assert set(gateway.app.state._state) == {"services"}
+
+
+# --- Redis keys ------------------------------------------------------------------------------
+
+KEYS_MODULE = Path("core/keys.py")
+SERVER = ("boxes", "core", "gateway", "knowledge", "models", "tenant_agent", "workers")
+# f"{prefix}:family…": an interpolated prefix, then a key family
+_FAMILY = re.compile(r"^\{\}:[A-Za-z_][\w-]*")
+# a prefix written out: Burrow's default one, or arq's own
+_WRITTEN_PREFIX = re.compile(r"^(burrow|arq):")
+# key + ":family"
+_APPENDED = re.compile(r"^:[A-Za-z_][\w-]*$")
+# arq's calls that name a queue or a job id, and what each must be given (the instance's)
+_ARQ_NAMES = {"create_pool": "default_queue_name", "Worker": "queue_name", "cron": "name",
+              "enqueue_job": "_job_id"}
+
+
+def _shape(node: ast.JoinedStr) -> str:
+    """The f-string with each interpolation as {}."""
+    return "".join(v.value if isinstance(v, ast.Constant) else "{}" for v in node.values)
+
+
+def _hash_fields(tree: ast.AST) -> set[int]:
+    """The strings given as a hash's fields (`hincrby(key, f"{provider}:calls", 1)`): the key
+    is a hash command's first argument, the rest are not keys."""
+    fields: set[int] = set()
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                and node.func.attr.startswith("h")):
+            fields.update(id(arg) for arg in node.args[1:])
+    return fields
+
+
+def _spelled(node: ast.AST) -> str | None:
+    """What `node` spells by hand, if it is a key, a key family or an arq name."""
+    if isinstance(node, ast.JoinedStr):
+        shape = _shape(node)
+        return ast.unparse(node) if _FAMILY.match(shape) or _WRITTEN_PREFIX.match(shape) else None
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return repr(node.value) if _WRITTEN_PREFIX.match(node.value) else None
+    appended = (isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add)
+                and isinstance(node.right, ast.Constant) and isinstance(node.right.value, str)
+                and _APPENDED.match(node.right.value))
+    if appended or (isinstance(node, ast.ImportFrom) and node.module == "arq.constants"):
+        return ast.unparse(node)
+    if isinstance(node, ast.Call):
+        func = node.func  # arq's functions by their names; enqueue_job, a pool's method
+        name = (func.id if isinstance(func, ast.Name) else
+                func.attr if isinstance(func, ast.Attribute) and func.attr == "enqueue_job"
+                else "")
+        needed = _ARQ_NAMES.get(name)
+        if needed is not None and needed not in {k.arg for k in node.keywords}:
+            return f"{ast.unparse(node)} (no {needed}=)"
+    return None
+
+
+def spelled_keys(source: str) -> list[str]:
+    """What in `source` spells a Redis key, a key family or arq's queue and job ids by hand
+    (each as `line: source text`), instead of asking core/keys.py."""
+    tree = ast.parse(source)
+    fields = _hash_fields(tree)
+    found = [(node.lineno, text) for node in ast.walk(tree)
+             if id(node) not in fields and (text := _spelled(node)) is not None]
+    return [f"{line}: {text}" for line, text in sorted(found)]
+
+
+def test_the_key_check_finds_keys_spelled_by_hand() -> None:
+    sample = """
+async def f(redis, prefix, pool, keys, provider, x, tenant):
+    await redis.set(f"{prefix}:foo:{x}", 1)
+    key = f"{self.prefix}:bar"
+    await redis.get("burrow:box:" + x)
+    await redis.delete(keys.tenant(tenant) + ":reserved")
+    await pool.enqueue_job("observe", tenant)
+    from arq.constants import default_queue_name
+"""
+    assert [line.split(":")[0] for line in spelled_keys(sample)] == [
+        "3", "4", "5", "6", "7", "8"]
+    fine = """
+async def f(redis, keys, pool, host, port, provider, tenant):
+    await redis.set(keys.tenant(tenant), 1)
+    await redis.hincrby(keys.model_usage(tenant), f"{provider}:calls", 1)
+    url = f"http://{host}:{port}/v1"
+    scope = f"tenant:{tenant}"
+    await pool.enqueue_job("observe", tenant, _job_id=keys.job("observe", tenant))
+"""
+    assert spelled_keys(fine) == []
+
+
+def test_no_redis_key_is_spelled_outside_the_keys_module() -> None:
+    spelled = {str(path.relative_to(ROOT)): found
+               for pkg in SERVER for path in sorted((ROOT / pkg).rglob("*.py"))
+               if path.relative_to(ROOT) != KEYS_MODULE
+               and (found := spelled_keys(path.read_text()))}
+    assert spelled == {}

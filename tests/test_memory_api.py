@@ -255,11 +255,12 @@ async def test_a_tenants_policy_names_its_own_extraction_model(tmp_path: Path,
                                                                redis: Redis) -> None:
     """The extraction model each delivery names: the tenant's agent_model override, else the
     global policy's, else BURROW_AGENT_MODEL; a local/ one extracts only when named apart."""
+    from core.keys import Keys
     from gateway.services import _extraction_model
     from gateway.settings import Settings
     from workers.policy import Policies, PolicyError
 
-    policies = Policies(redis, prefix="t14")
+    policies = Policies(redis, Keys("t14"))
     settings = Settings(dev=True, data_dir=tmp_path, agent_model="openai/gpt-x")
     assert await _extraction_model(settings, policies, "ana") == "openai/gpt-x"
     await policies.set_override("ana", {"agent_model": "anthropic/claude-haiku-4-5"}, "op")

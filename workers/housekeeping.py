@@ -31,7 +31,7 @@ async def sweep(ctx: dict[str, Any]) -> dict[str, int] | None:
     policies: Policies = ctx["policies"]
     manager: BoxManager = ctx["manager"]
     pipeline: Pipeline | None = ctx.get("pipeline")
-    report = await sweep_once(manager, policies, ctx["sweep_interval_s"],
+    report = await sweep_once(manager, policies, ctx["keys"], ctx["sweep_interval_s"],
                               partial(pipeline.before_freeze, manager) if pipeline else None)
     return None if report is None else report.counts()
 

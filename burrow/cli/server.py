@@ -223,6 +223,7 @@ async def _start_one_box(runtime_root: Path) -> None:
     from redis.asyncio import Redis
 
     from boxes import BoxManager, BoxSpec, ExecRequest, RuntimeConfig
+    from core.keys import Keys
     from workers.embedded_redis import EmbeddedRedis
 
     scratch = Path(tempfile.mkdtemp(prefix="burrow-doctor-"))
@@ -231,7 +232,7 @@ async def _start_one_box(runtime_root: Path) -> None:
     redis = Redis.from_url(server.url)
     config = RuntimeConfig(data_dir=scratch / "data", runtime_root=runtime_root,
                            launcher_pool=0)
-    manager = await BoxManager.open(config, redis)
+    manager = await BoxManager.open(config, redis, Keys())
     try:
         box = await manager.create(BoxSpec())
         result = await manager.exec(box.id, ExecRequest(command="echo ok > f && cat f"))

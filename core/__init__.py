@@ -1,0 +1,1 @@
+"""Burrow's domain, between HTTP (gateway/) and jobs (workers/)."""
