@@ -30,8 +30,8 @@ from boxes import BoxManager, BoxSpec, ExecRequest, RuntimeConfig
 from boxes.client import DaemonClient
 from boxes.models import BoxRecord, BoxState
 from boxes.sandbox import BubblewrapBackend
+from core.embedded_redis import EmbeddedRedis
 from core.keys import Keys
-from workers.embedded_redis import EmbeddedRedis
 
 UID_BASE = 4_000_000  # apart from servers and tests on the same machine
 

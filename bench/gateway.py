@@ -39,8 +39,8 @@ from bench.httpload import Conn, load, pct
 from bench.serving import phases, run_as_root, served, settle
 from boxes import BoxManager, BoxSpec, ExecRequest, RuntimeConfig
 from boxes.client import DaemonClient
+from core.embedded_redis import EmbeddedRedis
 from core.keys import Keys
-from workers.embedded_redis import EmbeddedRedis
 
 OPERATOR_KEY = "bench-operator-key-" + "x" * 24
 UID_BASE = "4500000"

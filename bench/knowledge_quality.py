@@ -417,11 +417,11 @@ async def distill_sample(model: LlamaChat, cohort: Cohort, batches: int) -> None
 async def main(args: argparse.Namespace) -> None:
     from redis.asyncio import Redis
 
+    from core.embedded_redis import EmbeddedRedis
     from core.keys import Keys
     from knowledge.base import KnowledgeBase
     from knowledge.embedder import SentenceTransformerEmbedder
     from knowledge.vectors import EdgeVectorStore
-    from workers.embedded_redis import EmbeddedRedis
 
     embedder = SentenceTransformerEmbedder()
     embedder.load()

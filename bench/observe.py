@@ -33,10 +33,10 @@ import httpx
 import uvicorn
 
 from bench.httpload import Conn, free_port, pct
+from core.embedded_redis import EmbeddedRedis
+from core.observations import Observations
+from core.settings import Settings
 from gateway.app import create_app
-from gateway.settings import Settings
-from workers.embedded_redis import EmbeddedRedis
-from workers.observations import Observations
 from workers.worker import close_worker, make_worker
 
 OPERATOR_KEY = "bench-operator-key-" + "x" * 24

@@ -9,8 +9,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from fastapi import FastAPI, Request
 from starlette.types import Message, Receive, Scope, Send
 
-from gateway import deps, errors, logs
-from gateway.authz import Principal
+from core import logs
+from core.authz import Principal
+from core.settings import Settings
+from gateway import deps, errors
 from gateway.frontdoor import FrontDoor, FrontLimits
 from gateway.routes import (
     agent,
@@ -27,7 +29,6 @@ from gateway.routes import (
     tenants,
 )
 from gateway.services import Services
-from gateway.settings import Settings
 from models.servers import LocalModels
 
 

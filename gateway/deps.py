@@ -1,5 +1,5 @@
 """Request dependencies: the services object, who is calling (from the key or the dashboard
-session), and the box a route may act on. The rules themselves are in gateway/authz.py."""
+session), and the box a route may act on. The rules themselves are in core/authz.py."""
 
 from __future__ import annotations
 
@@ -9,14 +9,14 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from boxes import BoxManager, BoxNotFoundError, BoxRecord, BoxState
-from gateway import authz
-from gateway.authz import Principal
-from gateway.errors import ApiError
-from gateway.security import SESSION_COOKIE, valid_session
+from core import authz
+from core.authz import Principal
+from core.errors import ApiError
+from core.policy import Policies
+from core.security import SESSION_COOKIE, valid_session
+from core.settings import Settings
+from core.tenants import Tenants
 from gateway.services import Services
-from gateway.settings import Settings
-from gateway.tenants import Tenants
-from workers.policy import Policies
 
 DASHBOARD_HEADER = "x-burrow-dashboard"
 

@@ -39,11 +39,11 @@ from dataclasses import dataclass
 from redis.exceptions import RedisError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway.authz import PRINCIPAL, Principal
-from gateway.errors import ApiError
+from core.authz import PRINCIPAL, Principal
+from core.errors import ApiError
+from core.settings import Settings
 from gateway.hostguard import GuardedProtocol, GuardError, answer, bounded, prefetched
 from gateway.proxy import AGENT_PATH
-from gateway.settings import Settings
 from models.errors import StatusError
 
 log = logging.getLogger("burrow.gateway")

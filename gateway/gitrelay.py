@@ -37,8 +37,8 @@ from fastapi import Request
 from fastapi.responses import StreamingResponse
 from starlette.background import BackgroundTask
 
-from gateway.errors import ApiError
-from gateway.settings import Settings
+from core.errors import ApiError
+from core.settings import Settings
 
 RELAY_PORT = 7171  # inside each box, on its loopback
 DEFAULT_HOST = "github.com"

@@ -2,7 +2,7 @@
 
 Every box sees it at /run/burrow/host.sock (bound read-only), and it is the only way out of a
 box without network. It answers box tokens only, from the box they belong to, and reads
-nothing of a request before that is established (gateway/hostguard.py, gateway/authz.py).
+nothing of a request before that is established (gateway/hostguard.py, core/authz.py).
 Model calls go through the operator's allowlist, max_tokens ceiling, rate and token budget
 (models/budgets.py); git goes through the git relay (gateway/gitrelay.py).
 """
@@ -20,8 +20,9 @@ from redis.exceptions import RedisError
 from starlette.types import ASGIApp
 
 from boxes import BoxRecord
-from gateway import authz, errors, gitrelay, insights
-from gateway.errors import ApiError
+from core import authz, insights
+from core.errors import ApiError
+from gateway import errors, gitrelay
 from gateway.hostguard import GuardError, HostGuard, HostLimits
 from gateway.schemas import (
     AgentConfig,

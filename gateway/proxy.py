@@ -16,7 +16,7 @@ from starlette.background import BackgroundTask
 from starlette.responses import Response, StreamingResponse
 
 from boxes.servicehttp import Answer, BadAnswer, ServiceClient, ServiceUnreachable
-from gateway.errors import ApiError
+from core.errors import ApiError
 
 _HOP_BY_HOP = frozenset({
     "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailers",

@@ -15,13 +15,14 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from boxes import HostUnsupportedError, disk, hostdirs
+from core import logs
+from core.embedded_redis import EmbeddedRedis
 from core.keys import Keys
-from gateway import frontdoor, logs
+from core.settings import Settings
+from gateway import frontdoor
 from gateway.app import create_app
 from gateway.services import Services
-from gateway.settings import Settings
 from models.servers import LocalModelError, LocalModels
-from workers.embedded_redis import EmbeddedRedis
 
 log = logging.getLogger("burrow")
 DEMO_TENANT = "demo"

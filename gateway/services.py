@@ -30,15 +30,19 @@ import tenant_agent
 from boxes import BoxError, BoxManager, BoxState, RuntimeConfig
 from boxes.models import BoxRecord
 from boxes.servicehttp import ServiceClient
+from core import quotas
 from core.keys import Keys
-from gateway import gitrelay, quotas
+from core.observations import Observations
+from core.pipeline import Pipeline
+from core.policy import Policies
+from core.runs import AgentRuns
+from core.security import box_token, operator_key, server_secret
+from core.settings import Settings
+from core.tenants import Tenants
+from core.vectors import PairVectors
+from gateway import gitrelay
 from gateway.metrics import Metrics
 from gateway.proxy import AgentProxy
-from gateway.runs import AgentRuns
-from gateway.security import box_token, operator_key, server_secret
-from gateway.settings import Settings
-from gateway.tenants import Tenants
-from gateway.vectors import PairVectors
 from knowledge.base import KnowledgeBase
 from knowledge.child import Child
 from knowledge.embedder import ProcessEmbedder
@@ -49,9 +53,6 @@ from models.providers import Providers
 from models.relay import Relay, harnesses
 from models.servers import LocalModels
 from tenant_agent.server import STATE_DIR as AGENT_STATE_DIR
-from workers.observations import Observations
-from workers.pipeline import Pipeline
-from workers.policy import Policies
 from workers.worker import close_worker, make_worker
 
 log = logging.getLogger("burrow.gateway")

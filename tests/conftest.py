@@ -17,13 +17,13 @@ from fastapi import FastAPI
 from redis.asyncio import Redis
 
 from boxes import BoxManager, RuntimeConfig
+from core.embedded_redis import EmbeddedRedis
 from core.keys import Keys
+from core.settings import Settings
 from gateway.app import create_app
 from gateway.services import Services
-from gateway.settings import Settings
 from tests.fakes import FakeOpenAI
 from tests.hosts import OPERATOR_KEY, TEST_UID_BASE, box_processes
-from workers.embedded_redis import EmbeddedRedis
 
 if TYPE_CHECKING:
     from tests.served import Served

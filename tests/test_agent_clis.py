@@ -17,11 +17,11 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
+from core.embedded_redis import EmbeddedRedis
 from models.relay import harnesses
 from tests.conftest import ECHO_AGENT, Gateway, gateway_settings, running_gateway
 from tests.fakes import FakeOpenAI
 from tests.test_relay_clis import SHELL, WRITE, reply
-from workers.embedded_redis import EmbeddedRedis
 
 KEY_ANTHROPIC = "sk-ant-gateway-relay-0a1b2c3d4e5f6071"
 KEY_OPENAI = "sk-openai-gateway-relay-9f8e7d6c5b4a"

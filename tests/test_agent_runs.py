@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
+from core.embedded_redis import EmbeddedRedis
 from tests.conftest import ECHO_AGENT, Gateway, gateway_settings, running_gateway
 from tests.fakes import FakeOpenAI, text_reply, tool_reply
-from workers.embedded_redis import EmbeddedRedis
 
 KEY = "sk-test-4b1d0e5f9a8c7e6d5c4b3a29"
 

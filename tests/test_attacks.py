@@ -28,6 +28,7 @@ import pytest
 from redis.asyncio import Redis
 
 from boxes import BoxManager, BoxSpec, BoxState, ExecRequest, Limits, WakeFailedError
+from core.embedded_redis import EmbeddedRedis
 from core.keys import Keys
 from tests.conftest import (
     ECHO_AGENT,
@@ -40,7 +41,6 @@ from tests.conftest import (
 )
 from tests.fakes import FakeOpenAI, text_reply
 from tests.served import Served, stop_and_check
-from workers.embedded_redis import EmbeddedRedis
 
 SECRETS = {
     "BURROW_OPERATOR_KEY": "op-secret-" + "o" * 40,
@@ -1483,7 +1483,7 @@ async def test_a_box_cannot_escape_its_runs_max_turns_by_leaving_out_the_run_hea
     """While an agent run (Codex, max_turns 1: 1 + 3 schema retries = 4 model calls) is in
     progress, code in the box calls the relay itself, without `X-Burrow-Run` or naming
     another run: the calls are the run's, and no model call past its limit is made."""
-    from gateway.runs import SCHEMA_ATTEMPTS
+    from core.runs import SCHEMA_ATTEMPTS
     from models.relay import harnesses
 
     assert harnesses.installed("codex") is not None, "run `burrow harness install codex`"

@@ -7,7 +7,7 @@ import re
 import uuid
 from typing import Any
 
-from gateway.security import box_token
+from core.security import box_token
 from tests.conftest import Gateway
 
 KINDS = ["none", "bad", "other_tenant", "box_token", "own_tenant", "operator"]

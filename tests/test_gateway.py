@@ -11,9 +11,9 @@ import httpx
 from redis.asyncio import Redis
 
 from boxes import BoxState
+from core.embedded_redis import EmbeddedRedis
 from gateway.app import create_app
 from tests.conftest import OPERATOR_KEY, Gateway, gateway_settings
-from workers.embedded_redis import EmbeddedRedis
 
 
 async def test_tenant_gets_a_home_box_and_a_key_shown_once(gateway: Gateway) -> None:

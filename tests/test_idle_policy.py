@@ -13,9 +13,9 @@ import pytest
 from redis.asyncio import Redis
 
 from boxes import BoxState
+from core.embedded_redis import EmbeddedRedis
+from core.observations import Observations
 from tests.conftest import ECHO_AGENT, Gateway, gateway_settings, running_gateway, until
-from workers.embedded_redis import EmbeddedRedis
-from workers.observations import Observations
 
 
 @pytest.fixture

@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
+from core.embedded_redis import EmbeddedRedis
 from core.keys import Keys
 from tests.conftest import Gateway, gateway_settings, running_gateway, until
 from tests.fakes import FakeOpenAI, text_reply
 from tests.hosts import TEST_UID_BASE, box_processes
-from workers.embedded_redis import EmbeddedRedis
 
 # What each instance's tenant says: a fact its agent proposes to the knowledge base.
 FACTS = {"alpha": "Postgres 16 vacuums faster than Postgres 12.",

@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
+from core.embedded_redis import EmbeddedRedis
 from tests.conftest import Gateway, gateway_settings, running_gateway
 from tests.fakes import FakeOpenAI
-from workers.embedded_redis import EmbeddedRedis
 
 SHARED = "Postgres 16 vacuums large tables faster than Postgres 12 does."
 SOLO = "Zig cross compiles to every target without extra toolchains."

@@ -16,10 +16,10 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from core.embedded_redis import EmbeddedRedis
 from core.keys import Keys
+from core.observations import Observations
 from tests.conftest import Gateway, gateway_settings, running_gateway, until
-from workers.embedded_redis import EmbeddedRedis
-from workers.observations import Observations
 
 SECRET_EMAIL = "jane.secret@example.com"
 SECRET_KEY = "sk-proj-Abc123Def456Ghi789Jkl012Mno345Pqr678"
@@ -172,7 +172,7 @@ WORKER = """
 import asyncio, sys
 from pathlib import Path
 from gateway.services import Services
-from gateway.settings import Settings
+from core.settings import Settings
 
 async def main(url, data_dir):
     settings = Settings(redis_url=url, data_dir=Path(data_dir), qdrant_url=":memory:",

@@ -21,8 +21,9 @@ ALLOWED = {
     "boxes": set(),
     "knowledge": set(),
     "tenant_agent": set(),          # runs inside boxes: stdlib only
-    "models": {"workers", "tenant_agent"},  # the policy it enforces; the JSON schema helper
-    "core": set(),
+    "models": {"tenant_agent"},     # the JSON schema helper
+    # until the services object is the core's: insights and stats still read gateway's
+    "core": {"boxes", "knowledge", "models", "tenant_agent", "gateway", "workers"},
     "workers": {"boxes", "knowledge", "core"},
     "gateway": {"boxes", "knowledge", "workers", "models", "tenant_agent", "core"},
     "burrow": set(),                # the SDK and CLI: the server only through `burrow serve`

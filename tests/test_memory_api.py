@@ -234,7 +234,7 @@ async def test_chat_bodies_through_the_gateway_learn_the_newest_turn_at_its_time
 def test_the_extraction_model_is_the_agents_unless_set_apart(tmp_path: Path) -> None:
     from pydantic import ValidationError
 
-    from gateway.settings import Settings
+    from core.settings import Settings
 
     def chosen(**models: str) -> str | None:
         return Settings(dev=True, data_dir=tmp_path, **models).extraction_model  # type: ignore[arg-type]
@@ -256,9 +256,9 @@ async def test_a_tenants_policy_names_its_own_extraction_model(tmp_path: Path,
     """The extraction model each delivery names: the tenant's agent_model override, else the
     global policy's, else BURROW_AGENT_MODEL; a local/ one extracts only when named apart."""
     from core.keys import Keys
+    from core.policy import Policies, PolicyError
+    from core.settings import Settings
     from gateway.services import _extraction_model
-    from gateway.settings import Settings
-    from workers.policy import Policies, PolicyError
 
     policies = Policies(redis, Keys("t14"))
     settings = Settings(dev=True, data_dir=tmp_path, agent_model="openai/gpt-x")

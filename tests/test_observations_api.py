@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
+from core.embedded_redis import EmbeddedRedis
 from gateway.schemas import MAX_OBSERVED_PAIRS
 from tests.conftest import ECHO_AGENT, Gateway, gateway_settings, running_gateway, until
 from tests.test_memory_api import memories, recall
-from workers.embedded_redis import EmbeddedRedis
 
 
 @pytest.fixture
@@ -114,7 +114,7 @@ async def test_callers_without_the_tenant_are_refused(recording: Gateway) -> Non
     theirs = await refused(gw, ana, 404, good, tenant="ben")
     assert theirs == (await refused(gw, ana, 404, good, tenant="nobody")).replace(
         "nobody", "ben")
-    from gateway.security import box_token
+    from core.security import box_token
     token = {"Authorization": f"Bearer {box_token(gw.services.secret, ben_home)}"}
     await refused(gw, token, 403, good, tenant="ben")  # code in the box cannot feed itself
     assert (await gw.services.observations.backlog_of("ben"))["size"] == 0

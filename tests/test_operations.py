@@ -16,7 +16,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway.logs import JsonFormatter, request_id
+from core.logs import JsonFormatter, request_id
 from tests.conftest import Gateway
 from tests.served import Served, stop_and_check
 

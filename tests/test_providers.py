@@ -16,13 +16,13 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
+from core.embedded_redis import EmbeddedRedis
 from core.keys import Keys
-from gateway.settings import Settings
+from core.settings import Settings
 from models.budgets import ModelBudgets
 from models.chat import ChatRequest
 from models.providers import ProviderError, Providers
 from tests.conftest import Gateway, gateway_settings, running_gateway
-from workers.embedded_redis import EmbeddedRedis
 
 OPENAI_KEY = "sk-openai-" + "a1" * 20
 OPENROUTER_KEY = "sk-or-v1-" + "b2" * 20

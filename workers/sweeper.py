@@ -21,7 +21,7 @@ from redis.asyncio import Redis
 
 from boxes import BoxError, BoxManager, BoxRecord, BoxState
 from core.keys import Keys
-from workers.policy import Policies, Policy
+from core.policy import Policies, Policy
 
 log = logging.getLogger("burrow.sweeper")
 # Freezes at once: each packs a layer in a thread and restarts nothing; more would only queue.

@@ -13,10 +13,10 @@ from arq.worker import Worker, func
 
 from boxes import BoxManager
 from core.keys import Keys
+from core.pipeline import Pipeline, Standing, contribute, flush_backlogs, observe
+from core.policy import Policies
 from knowledge.base import KnowledgeBase
 from workers.housekeeping import gc_store, optimize_knowledge, sweep
-from workers.pipeline import Pipeline, Standing, contribute, flush_backlogs, observe
-from workers.policy import Policies
 
 # arq's default poll_delay of 0.5 s delays every job by up to half a second; 10 ms costs an
 # idle server 7% of a core in polling. Observation queues one job per backlog, not per

@@ -16,7 +16,7 @@ import click
 from burrow.cli.app import main
 
 if TYPE_CHECKING:
-    from gateway.settings import Settings
+    from core.settings import Settings
 
 
 def require_server_parts() -> None:
@@ -37,7 +37,7 @@ def _settings(**overrides: object) -> Settings:
     require_server_parts()
     from pydantic import ValidationError
 
-    from gateway.settings import Settings
+    from core.settings import Settings
 
     try:
         settings = Settings()
@@ -223,8 +223,8 @@ async def _start_one_box(runtime_root: Path) -> None:
     from redis.asyncio import Redis
 
     from boxes import BoxManager, BoxSpec, ExecRequest, RuntimeConfig
+    from core.embedded_redis import EmbeddedRedis
     from core.keys import Keys
-    from workers.embedded_redis import EmbeddedRedis
 
     scratch = Path(tempfile.mkdtemp(prefix="burrow-doctor-"))
     server = EmbeddedRedis(scratch / "redis", appendonly=False)

@@ -16,8 +16,10 @@ from fastapi import APIRouter, FastAPI, Request, Response
 from starlette.types import Receive, Scope, Send
 
 from boxes import BoxError
-from gateway import authz, logs
-from gateway.errors import ApiError, box_error_response, error_response
+from core import authz, logs
+from core.errors import ApiError
+from core.observations import Observations
+from gateway.errors import box_error_response, error_response
 from gateway.proxy import AGENT_PATH, AgentUnreachable, read_body
 from gateway.schemas import (
     AgentAsk,
@@ -30,7 +32,6 @@ from gateway.schemas import (
 )
 from gateway.services import Services
 from tenant_agent.turns import PROTOCOL
-from workers.observations import Observations
 
 log = logging.getLogger("burrow.gateway")
 

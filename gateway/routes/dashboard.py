@@ -11,13 +11,13 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 
-from gateway.deps import ServicesDep
-from gateway.security import (
+from core.security import (
     SESSION_COOKIE,
     SESSION_TTL_S,
     dashboard_session,
     valid_session,
 )
+from gateway.deps import ServicesDep
 from gateway.services import Services
 
 router = APIRouter(tags=["dashboard"], include_in_schema=False)

@@ -18,9 +18,9 @@ from starlette.types import Receive, Scope, Send
 
 from boxes import BoxUnavailableError, ExecEvent, ExecRequest
 from boxes.models import DEFAULT_MAX_OUTPUT
-from gateway import logs
+from core import logs
+from core.quotas import OutputHold
 from gateway.deps import OwnedBoxDep, ServicesDep, UserDep
-from gateway.quotas import OutputHold
 from gateway.schemas import ErrorOut, ExecChunk, ExecIn, ExecOut, ndjson
 
 router = APIRouter(prefix="/v1/boxes/{box_id}", tags=["exec"],

@@ -7,9 +7,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 
-from gateway import insights
+from core import insights
+from core.errors import ApiError
 from gateway.deps import OperatorDep, PrincipalDep, ServicesDep
-from gateway.errors import ApiError
 from gateway.schemas import ErrorOut, InsightOut, InsightPage, InsightVote, KnowledgeQuery
 
 router = APIRouter(prefix="/v1/knowledge", tags=["knowledge"],

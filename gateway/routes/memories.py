@@ -24,9 +24,9 @@ from pydantic import BaseModel, ValidationError
 
 from boxes import BoxError
 from boxes.servicehttp import BadAnswer, ServiceUnreachable
-from gateway import authz, logs
+from core import authz, logs
+from core.errors import ApiError
 from gateway.deps import ServicesDep
-from gateway.errors import ApiError
 from gateway.schemas import (
     ErrorOut,
     MemoryCorrection,

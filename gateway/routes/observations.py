@@ -2,7 +2,7 @@
 (its own traffic, or a user's history it imports), learned by the tenant's agent exactly as
 if they had come through the agent route.
 
-Each pair becomes the pair the agent route records (workers/observations.py
+Each pair becomes the pair the agent route records (core/observations.py
 `Observations.pair`: the same excerpts, the same kept headers), with the time and request id
 the product gives, and goes into the same backlog, in the order sent. Invariants:
 - all or nothing: every pair is validated before any is recorded, so a bad call stores
@@ -19,11 +19,11 @@ import json
 
 from fastapi import APIRouter, Request
 
-from gateway import authz, logs
+from core import authz, logs
+from core.errors import ApiError
+from core.observations import Observations
 from gateway.deps import ServicesDep
-from gateway.errors import ApiError
 from gateway.schemas import ErrorOut, ObservationsAccepted, ObservationsIn, ObservedPair
-from workers.observations import Observations
 
 router = APIRouter(tags=["memory"],
                    responses={401: {"model": ErrorOut}, 403: {"model": ErrorOut},

@@ -7,11 +7,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
 
+from core.policy import Versioned
+from core.quotas import policy_change
+from core.stats import collect
 from gateway.deps import OperatorDep, PoliciesDep, ServicesDep, actor
-from gateway.quotas import policy_change
 from gateway.schemas import ErrorOut, PolicyChange, PolicyIn, PolicyOut, PolicyValues, StatsOut
-from gateway.stats import collect
-from workers.policy import Versioned
 
 router = APIRouter(tags=["operator"], responses={401: {"model": ErrorOut},
                                                  403: {"model": ErrorOut}})

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from boxes import BoxRecord, BoxState
-from gateway.errors import ApiError
-from gateway.security import BOX_TOKEN_PREFIX, box_of_token
+from core.errors import ApiError
+from core.security import BOX_TOKEN_PREFIX, box_of_token
 
 if TYPE_CHECKING:
     from gateway.services import Services

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from boxes import BoxState
-from workers.pipeline import STANDING_REASONS
+from core.pipeline import STANDING_REASONS
 from workers.sweeper import last_sweep
 
 if TYPE_CHECKING:

@@ -2,7 +2,7 @@
 pair after the answer went out, deliver the backlog to the tenant's agent (from the worker, or
 right after a wake before the first answer), and send what the agent proposes to the shared
 knowledge base. The storage and exactly-once delivery are `Observations`
-(workers/observations.py); this module owns when each step runs, and the job names.
+(core/observations.py); this module owns when each step runs, and the job names.
 
     gateway route ──record()──► backlog ──OBSERVE job──► deliver() ──► agent
                                    ▲           ▲               │
@@ -24,8 +24,8 @@ from redis.exceptions import RedisError
 
 from boxes import BoxError, BoxManager, BoxRecord
 from core.keys import Keys
+from core.observations import BATCH, AgentStalled, Batch, Delivery, Observations
 from knowledge.base import KnowledgeBase
-from workers.observations import BATCH, AgentStalled, Batch, Delivery, Observations
 
 log = logging.getLogger("burrow.observe")
 

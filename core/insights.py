@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING
 
 from redis.exceptions import RedisError
 
-from gateway import authz
-from gateway.errors import ApiError
+from core import authz
+from core.errors import ApiError
 from gateway.schemas import InsightOut, InsightVote, KnowledgeQuery
 from knowledge.base import Insight
 from models.metered import OPERATOR

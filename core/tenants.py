@@ -16,13 +16,13 @@ from typing import Any
 from redis.asyncio import Redis
 
 from boxes import BoxError, BoxManager, BoxNotFoundError, BoxSpec, BoxState
+from core.errors import ApiError
 from core.keys import Keys
-from gateway.errors import ApiError
-from gateway.security import hash_key, new_key
+from core.observations import Observations
+from core.policy import Policies
+from core.security import hash_key, new_key
 from knowledge.base import KnowledgeBase
 from models.budgets import ModelBudgets
-from workers.observations import Observations
-from workers.policy import Policies
 
 HOME_LABEL = "burrow.home"
 _KEY_CACHE_S = 10.0

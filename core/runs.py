@@ -18,9 +18,9 @@ from typing import Any
 from redis.asyncio import Redis
 
 from boxes import BoxManager, BoxRecord, ExecRequest
+from core.agents import AgentConfig, RunCreate, RunPublic, RunUsage
+from core.errors import ApiError
 from core.keys import Keys
-from gateway.errors import ApiError
-from gateway.schemas import AgentConfig, RunCreate, RunPublic, RunUsage
 from models.chat import Usage
 from models.relay import harnesses
 
