@@ -59,7 +59,7 @@ async def request_cost(app: object, port: int, key: str, requests: int) -> None:
     body = b'{"question": "Kafka slows down under a burst of writes."}'
     results = {}
     for observing in (False, True, False, True):  # interleaved: drift hits both alike
-        app.state.services.pipeline.enabled = observing  # type: ignore[attr-defined]
+        app.state.core.pipeline.enabled = observing  # type: ignore[attr-defined]
         conn = await Conn.open(("127.0.0.1", port))
         samples = []
         for _ in range(requests // 2):
@@ -70,7 +70,7 @@ async def request_cost(app: object, port: int, key: str, requests: int) -> None:
             assert status == 200
         conn.close()
         results.setdefault(observing, []).extend(samples)
-        await app.state.services.pipeline.drain()  # type: ignore[attr-defined]
+        await app.state.core.pipeline.drain()  # type: ignore[attr-defined]
     off, on = results[False], results[True]
     print(f"\n{'agent route (POST, small body)':<34}{'n':>6}{'p50 ms':>9}{'p99 ms':>9}")
     print(f"{'  observation off':<34}{len(off):>6}{statistics.median(off):>9.3f}"

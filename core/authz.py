@@ -12,19 +12,15 @@ from __future__ import annotations
 
 import hmac
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from boxes import BoxRecord, BoxState
+from boxes.registry import Registry
 from core.errors import ApiError
 from core.security import BOX_TOKEN_PREFIX, box_of_token
-
-if TYPE_CHECKING:
-    from gateway.services import Services
+from core.tenants import Tenants
 
 _DEAD = (BoxState.DELETED, BoxState.DELETING)
-# Where the public port's door (gateway/frontdoor.py) leaves the caller it identified, before
-# any of the request's body was read; routes take it from there.
-PRINCIPAL = "burrow.principal"
 
 
 @dataclass(frozen=True)
@@ -39,50 +35,49 @@ class Principal:
         return self.kind == "operator"
 
 
-def bearer_key(header: str | None) -> str:
-    """The key of an `Authorization: Bearer <key>` header, or a 401 saying how to send it."""
-    if not header:
-        raise ApiError(401, "unauthenticated",
-                       "send your key as `Authorization: Bearer <key>`")
-    scheme, _, key = header.partition(" ")
-    if scheme.lower() != "bearer" or not key.strip():
-        raise ApiError(401, "unauthenticated",
-                       "the Authorization header must be `Bearer <key>`")
-    return key.strip()
+class Authenticator:
+    """Who holds a key: the operator (by the operator key), a tenant (by its key), or a box
+    (by the token derived from the server's secret)."""
 
+    def __init__(self, tenants: Tenants, boxes: Registry, secret: bytes,
+                 operator_key: str) -> None:
+        self.tenants = tenants
+        self.boxes = boxes
+        self.secret = secret
+        self.operator_key = operator_key
 
-async def authenticate(services: Services, key: str) -> Principal:
-    """Who holds `key`: the operator, a tenant, or a box (by its token)."""
-    if hmac.compare_digest(key.encode(), services.operator_key.encode()):
-        return Principal("operator")
-    if key.startswith(BOX_TOKEN_PREFIX):
-        box_id = box_of_token(services.secret, key)
-        if box_id is not None:
-            box = await services.manager.registry.get(box_id)
-            if box is not None and box.state not in _DEAD:
-                return Principal("box", tenant=box.owner, box_id=box_id)
-    else:
-        tenant = await services.tenants.by_key(key)
-        if tenant is not None:
-            return Principal("tenant", tenant=tenant)
-    raise ApiError(401, "unauthenticated", "this key is not valid (revoked, mistyped, or "
-                                           "from another Burrow server)")
+    async def authenticate(self, key: str) -> Principal:
+        """Who holds `key`: the operator, a tenant, or a box (by its token)."""
+        if hmac.compare_digest(key.encode(), self.operator_key.encode()):
+            return Principal("operator")
+        if key.startswith(BOX_TOKEN_PREFIX):
+            box_id = box_of_token(self.secret, key)
+            if box_id is not None:
+                box = await self.boxes.get(box_id)
+                if box is not None and box.state not in _DEAD:
+                    return Principal("box", tenant=box.owner, box_id=box_id)
+        else:
+            tenant = await self.tenants.by_key(key)
+            if tenant is not None:
+                return Principal("tenant", tenant=tenant)
+        raise ApiError(401, "unauthenticated", "this key is not valid (revoked, mistyped, or "
+                                               "from another Burrow server)")
 
-
-async def box_caller(services: Services, key: str, peer_uid: int | None) -> BoxRecord:
-    """The box a host-socket caller is: its token names a live box, and (when the kernel told
-    us) the connecting process runs as that box's uid. Raises ApiError otherwise."""
-    box_id = box_of_token(services.secret, key)
-    if box_id is None:
-        raise ApiError(401, "unauthenticated", "the host socket answers box tokens only "
-                                               "($BURROW_BOX_TOKEN inside a box)")
-    box = await services.manager.registry.get(box_id)
-    if box is None or box.state in _DEAD or box.state in (BoxState.FROZEN, BoxState.ARCHIVED):
-        raise ApiError(401, "unauthenticated", "this box token names no running box")
-    if peer_uid is not None and peer_uid != box.uid:
-        raise ApiError(403, "forbidden", "this token belongs to another box; use your own "
-                                         "($BURROW_BOX_TOKEN)")
-    return box
+    async def box_caller(self, key: str, peer_uid: int | None) -> BoxRecord:
+        """The box a host-socket caller is: its token names a live box, and (when the kernel
+        told us) the connecting process runs as that box's uid. Raises ApiError otherwise."""
+        box_id = box_of_token(self.secret, key)
+        if box_id is None:
+            raise ApiError(401, "unauthenticated", "the host socket answers box tokens only "
+                                                   "($BURROW_BOX_TOKEN inside a box)")
+        box = await self.boxes.get(box_id)
+        if (box is None or box.state in _DEAD
+                or box.state in (BoxState.FROZEN, BoxState.ARCHIVED)):
+            raise ApiError(401, "unauthenticated", "this box token names no running box")
+        if peer_uid is not None and peer_uid != box.uid:
+            raise ApiError(403, "forbidden", "this token belongs to another box; use your own "
+                                             "($BURROW_BOX_TOKEN)")
+        return box
 
 
 def require_operator(who: Principal) -> None:

@@ -1,6 +1,7 @@
 """The shared knowledge base as a caller may use it — search what it may see, vote as its
 tenant — written once for the public API (gateway/routes/knowledge.py) and the host services
-socket (gateway/hostsvc.py).
+socket (gateway/hostsvc.py). It is the domain's rule of what a principal learns from the
+base, so it takes the principal and answers insights as they may be shown.
 
 Two things hold for every caller but the operator:
 - Each search embeds its query on the host's shared embedder, so it spends one text of the
@@ -15,54 +16,65 @@ Two things hold for every caller but the operator:
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
 
 from redis.exceptions import RedisError
 
 from core import authz
 from core.errors import ApiError
-from gateway.schemas import InsightOut, InsightVote, KnowledgeQuery
-from knowledge.base import Insight
+from core.policy import Policies
+from knowledge.base import Insight, KnowledgeBase
+from models.budgets import ModelBudgets
 from models.metered import OPERATOR
-
-if TYPE_CHECKING:
-    from gateway.services import Services
 
 DAY_S = 86_400  # the resolution of time tenants see
 
 
-async def search(services: Services, who: authz.Principal,
-                 body: KnowledgeQuery) -> list[InsightOut]:
-    everyone = authz.sees_all_knowledge(who)
-    since, until = body.since, body.until
-    if not everyone:
-        await admit_embeds(services, who.tenant, 1)
-        since = None if since is None else _day(since)
-        until = None if until is None else _day(until) + DAY_S
-    found = await services.kb.search(body.query, body.limit, everyone=everyone,
-                                     kinds=body.kinds, since=since, until=until)
-    return [_shown(services, i, everyone) for i in found]
+class Insights:
+    def __init__(self, kb: KnowledgeBase, budgets: ModelBudgets, policies: Policies) -> None:
+        self.kb = kb
+        self.budgets = budgets
+        self.policies = policies
 
+    async def search(self, who: authz.Principal, query: str, limit: int,
+                     kinds: Sequence[str] = (), since: float | None = None,
+                     until: float | None = None) -> list[Insight]:
+        everyone = authz.sees_all_knowledge(who)
+        if not everyone:
+            await self.admit_embeds(who.tenant, 1)
+            since = None if since is None else _day(since)
+            until = None if until is None else _day(until) + DAY_S
+        found = await self.kb.search(query, limit, everyone=everyone, kinds=kinds,
+                                     since=since, until=until)
+        return [self._shown(i, everyone) for i in found]
 
-async def vote(services: Services, who: authz.Principal, insight_id: str,
-               body: InsightVote) -> InsightOut:
-    tenant = authz.voter(who)
-    voted = await services.kb.vote(tenant, insight_id, body.helpful)
-    if voted is None:  # unknown and not shared look the same: nothing leaks what exists
-        raise ApiError(404, "not_found", f"no insight {insight_id!r} that this tenant can see")
-    return _shown(services, voted, authz.sees_all_knowledge(who))
+    async def vote(self, who: authz.Principal, insight_id: str, helpful: bool) -> Insight:
+        tenant = authz.voter(who)
+        voted = await self.kb.vote(tenant, insight_id, helpful)
+        if voted is None:  # unknown and not shared look the same: nothing leaks what exists
+            raise ApiError(404, "not_found",
+                           f"no insight {insight_id!r} that this tenant can see")
+        return self._shown(voted, authz.sees_all_knowledge(who))
 
+    async def admit_embeds(self, tenant: str | None, texts: int) -> None:
+        """Spend `texts` of the tenant's embedding budget (a box made for no tenant spends the
+        operator's), or raise the 429 that says when to retry."""
+        try:
+            await self.budgets.admit_embed(tenant or OPERATOR, texts,
+                                           await self.policies.for_tenant(tenant))
+        except RedisError as exc:
+            raise ApiError(503, "unavailable", "the embedding rate cannot be checked right "
+                                               "now; retry shortly",
+                           {"Retry-After": "2"}) from exc
 
-async def admit_embeds(services: Services, tenant: str | None, texts: int) -> None:
-    """Spend `texts` of the tenant's embedding budget (a box made for no tenant spends the
-    operator's), or raise the 429 that says when to retry."""
-    try:
-        await services.budgets.admit_embed(tenant or OPERATOR, texts,
-                                           await services.policies.for_tenant(tenant))
-    except RedisError as exc:
-        raise ApiError(503, "unavailable", "the embedding rate cannot be checked right now; "
-                                           "retry shortly", {"Retry-After": "2"}) from exc
+    def _shown(self, insight: Insight, exact: bool) -> Insight:
+        if exact:
+            return insight
+        return dataclasses.replace(
+            insight, support=coarse_support(insight.support, self.kb.k),
+            updated_at=_day(insight.updated_at) if insight.updated_at else 0.0)
 
 
 def coarse_support(support: int, k: int) -> int:
@@ -80,11 +92,3 @@ def coarse_support(support: int, k: int) -> int:
 
 def _day(t: float) -> float:
     return float(math.floor(t / DAY_S) * DAY_S)
-
-
-def _shown(services: Services, insight: Insight, exact: bool) -> InsightOut:
-    out = InsightOut(**insight.to_dict())
-    if not exact:
-        out.support = coarse_support(insight.support, services.kb.k)
-        out.updated_at = _day(insight.updated_at) if insight.updated_at else None
-    return out

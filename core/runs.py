@@ -20,6 +20,7 @@ from redis.asyncio import Redis
 from boxes import BoxManager, BoxRecord, ExecRequest
 from core.agents import AgentConfig, RunCreate, RunPublic, RunUsage
 from core.errors import ApiError
+from core.inbox import CLI_RUN_COMMAND
 from core.keys import Keys
 from models.chat import Usage
 from models.relay import harnesses
@@ -34,7 +35,6 @@ MAX_EVENT_CHARS = 4 << 20
 # host (models/relay/harnesses.py), bound read-only into boxes, run by tenant_agent/clirun.py,
 # their model calls relayed through the host socket (models/relay).
 EXTERNAL = frozenset(harnesses.HARNESSES)
-CLI_RUN_COMMAND = ["/usr/bin/python3", "-I", "-S", "/opt/burrow/tenant_agent/clirun.py"]
 DEFAULT_MAX_TURNS = 10
 SCHEMA_ATTEMPTS = 3  # the answer's shape is asked for again up to this many times
 

@@ -19,9 +19,9 @@ from redis.asyncio import Redis
 from boxes import BoxManager, RuntimeConfig
 from core.embedded_redis import EmbeddedRedis
 from core.keys import Keys
+from core.services import Core
 from core.settings import Settings
 from gateway.app import create_app
-from gateway.services import Services
 from tests.fakes import FakeOpenAI
 from tests.hosts import OPERATOR_KEY, TEST_UID_BASE, box_processes
 
@@ -88,13 +88,13 @@ class Gateway:
     operator: dict[str, str]
 
     @property
-    def services(self) -> Services:
-        services: Services = self.app.state.services
-        return services
+    def core(self) -> Core:
+        opened: Core = self.app.state.core
+        return opened
 
     @property
     def manager(self) -> BoxManager:
-        return self.services.manager
+        return self.core.manager
 
     async def tenant(self, tenant_id: str) -> tuple[dict[str, str], str]:
         """Create a tenant; return its auth headers and home box id."""
@@ -126,7 +126,7 @@ async def running_gateway(settings: Settings, *,
         async with httpx.AsyncClient(transport=transport, base_url="http://burrow",
                                      timeout=60) as client:
             yield Gateway(app, client, {"Authorization": f"Bearer {OPERATOR_KEY}"})
-    manager = app.state.services.manager
+    manager = app.state.core.manager
     assert manager.backend.leftovers() == {"processes": [], "mounts": [], "cgroups": []}
     assert others_running or box_processes() == [], "box processes outlived the test"
     shutil.rmtree(manager.config.run_dir, ignore_errors=True)

@@ -86,7 +86,7 @@ async def test_each_cli_creates_a_file_in_its_box_through_its_own_tool(
     assert all(r["model"] == model.partition("/")[2] for r in fake.requests)
     env = await sh(gw, headers, box, "cat env.txt")
     assert "BURROW_BOX_TOKEN" not in env and key not in env  # what the CLI's tools saw
-    usage = await gw.services.redis.hgetall(gw.services.budgets.usage_key("cli"))
+    usage = await gw.core.redis.hgetall(gw.core.budgets.usage_key("cli"))
     assert int(usage[f"{model.partition('/')[0]}:calls".encode()]) == 3
 
 

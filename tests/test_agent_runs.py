@@ -168,7 +168,7 @@ async def test_the_box_never_sees_the_provider_key(gw: Gateway, fake_openai: Fak
     found = await gw.client.post(f"/v1/boxes/{box}/exec", headers=gw.operator, json={
         "command": f"grep -rlF '{KEY}' /workspace /tmp /opt /proc/*/environ 2>/dev/null; true"})
     assert found.json()["stdout"] == ""
-    layer = gw.services.manager.config.data_dir
+    layer = gw.core.manager.config.data_dir
     leaks = [p for p in layer.rglob("*") if p.is_file() and KEY.encode() in _read(p)]
     assert leaks == [], f"the provider key was written under the data dir: {leaks}"
 

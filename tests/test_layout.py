@@ -22,8 +22,7 @@ ALLOWED = {
     "knowledge": set(),
     "tenant_agent": set(),          # runs inside boxes: stdlib only
     "models": {"tenant_agent"},     # the JSON schema helper
-    # until the services object is the core's: insights and stats still read gateway's
-    "core": {"boxes", "knowledge", "models", "tenant_agent", "gateway", "workers"},
+    "core": {"boxes", "knowledge", "models", "tenant_agent"},
     "workers": {"boxes", "knowledge", "core"},
     "gateway": {"boxes", "knowledge", "workers", "models", "tenant_agent", "core"},
     "burrow": set(),                # the SDK and CLI: the server only through `burrow serve`
@@ -102,8 +101,8 @@ def test_there_is_no_import_cycle() -> None:
             visit(module, [module])
 
 
-def test_the_apps_state_holds_the_services_object_alone(gateway: Gateway) -> None:
-    assert set(gateway.app.state._state) == {"services"}
+def test_the_apps_state_holds_the_core_alone(gateway: Gateway) -> None:
+    assert set(gateway.app.state._state) == {"core"}
 
 
 # --- Redis keys ------------------------------------------------------------------------------

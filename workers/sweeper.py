@@ -15,9 +15,6 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import asdict, dataclass, field
-from typing import Any
-
-from redis.asyncio import Redis
 
 from boxes import BoxError, BoxManager, BoxRecord, BoxState
 from core.keys import Keys
@@ -148,13 +145,6 @@ def _past(idle: float, threshold: float | None) -> bool:
     return threshold is not None and idle >= threshold
 
 
-async def last_sweep(redis: Redis, keys: Keys) -> dict[str, Any]:
-    """What the last sweep did (the sweeper owns the sweep_* keys)."""
-    raw = await redis.get(keys.sweep_last())
-    value: dict[str, Any] = json.loads(raw) if raw else {}
-    return value
-
-
 async def sweep_once(manager: BoxManager, policies: Policies, keys: Keys, interval_s: float,
                      before_freeze: BeforeFreeze | None = None) -> SweepReport | None:
     """One sweep, unless another ran less than `interval_s` ago or one is running now (the
@@ -168,7 +158,7 @@ async def sweep_once(manager: BoxManager, policies: Policies, keys: Keys, interv
         return None
     try:
         report = await Sweeper(manager, policies, before_freeze).sweep()
-        await redis.set(keys.sweep_last(), json.dumps(
+        await redis.set(keys.sweep_last(), json.dumps(  # what /v1/stats shows (core/stats.py)
             {**asdict(report), "interval_s": interval_s}))
         return report
     finally:

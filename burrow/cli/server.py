@@ -102,14 +102,14 @@ def worker(data_dir: Path | None, check: bool) -> None:
     Needs REDIS_URL and QDRANT_URL, the ones the gateways use.
     """
     require_server_parts()
-    from gateway.server import run_worker, worker_alive
+    from workers import runner
 
     settings = _settings(data_dir=data_dir)
     if check:
-        alive, detail = worker_alive(settings)
+        alive, detail = runner.alive(settings)
         click.echo(detail)
         sys.exit(0 if alive else 1)
-    run_worker(settings)
+    runner.run(settings)
 
 
 @main.command()
