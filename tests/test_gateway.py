@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 from redis.asyncio import Redis
 
-from boxes import BoxState
+from boxes import BoxSpec, BoxState
 from core.embedded_redis import EmbeddedRedis
 from gateway.app import create_app
 from tests.conftest import OPERATOR_KEY, Gateway, gateway_settings
@@ -335,3 +335,22 @@ async def test_a_home_box_is_woken_before_its_large_files_are_written_but_not_it
     assert r.status_code == 200 and r.json() == profile
     assert not (await learning.manager.get(box_id)).layer_local  # `big` is still being written
     assert await learning.manager.read_file(box_id, "big") == big
+
+
+async def test_a_home_box_keeps_the_agent_argv_it_was_made_with_and_wakes_with_it(
+        gateway: Gateway) -> None:
+    """A home box's record holds its agent's argv, as boxes have stored it since the first
+    release: that in-box path still starts Burrow's agent after a freeze and a wake, whatever
+    the layout of the code on the host."""
+    from core.inbox import DEFAULT_AGENT_COMMAND
+
+    stored = ["/usr/bin/python3", "-I", "-S", "/opt/burrow/tenant_agent/__main__.py"]
+    assert stored == DEFAULT_AGENT_COMMAND
+    manager = gateway.manager
+    box = await manager.create(BoxSpec(runtime="python", service=stored))
+    await manager.freeze(box.id)
+    await manager.wake(box.id)
+    status, _ = await gateway.core.service_client.request(manager.service_path(box.id), "GET",
+                                                          "/health")
+    assert status == 200
+    await manager.delete(box.id)

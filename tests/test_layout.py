@@ -1,7 +1,11 @@
-"""The architecture as the imports show it: each package imports only the layers below it,
-no module imports a route module or the in-box harness, and there is no import cycle.
-(TYPE_CHECKING-only imports and imports inside functions, which run late, are not edges.)
-Redis keys are spelled in core/keys.py alone."""
+"""The architecture as the imports show it. Every import is an edge — under TYPE_CHECKING or
+inside a function too (they are the same dependency, taken later) — and:
+
+- each package imports only the floors below it (the ladder), so no arrow runs back up;
+- no module imports a route module or the in-box harness;
+- there is no import cycle between modules;
+- Redis keys are spelled in core/keys.py alone.
+"""
 
 from __future__ import annotations
 
@@ -14,19 +18,38 @@ import pytest
 from tests.conftest import Gateway
 
 ROOT = Path(__file__).parent.parent
-PACKAGES = ("boxes", "gateway", "tenant_agent", "knowledge", "workers", "burrow", "models",
-            "core")
-# What each package may import of ours (besides itself).
-ALLOWED = {
-    "boxes": set(),
-    "knowledge": set(),
-    "tenant_agent": set(),          # runs inside boxes: stdlib only
-    "models": {"tenant_agent"},     # the JSON schema helper
-    "core": {"boxes", "knowledge", "models", "tenant_agent"},
-    "workers": {"boxes", "knowledge", "core"},
-    "gateway": {"boxes", "knowledge", "workers", "models", "tenant_agent", "core"},
-    "burrow": set(),                # the SDK and CLI: the server only through `burrow serve`
-}
+# The ladder, bottom first: a package imports its own floor's packages only if listed, and
+# anything on a floor below. The in-box agent, the box runtime and the knowledge base import
+# nothing of ours; models/ uses the agent's JSON-schema helper; core/ is the domain over them;
+# workers/ (jobs) and gateway/ (HTTP, the host socket) are runners over core/, and the gateway
+# runs the worker in `burrow serve`.
+LADDER: tuple[tuple[str, ...], ...] = (
+    ("boxes", "knowledge", "tenant_agent"),
+    ("models",),
+    ("core",),
+    ("workers",),
+    ("gateway",),
+)
+# The client (SDK and CLI) is apart: it imports nothing of the server, but for the server's
+# own commands (serve, gateway, worker, doctor), which import the server inside their
+# functions and run only where it is installed.
+CLIENT = "burrow"
+SERVER_COMMANDS = "burrow.cli.server"
+SERVER = tuple(pkg for floor in LADDER for pkg in floor)
+PACKAGES = (*SERVER, CLIENT)
+
+
+def _floor(package: str) -> int:
+    return next(n for n, floor in enumerate(LADDER) if package in floor)
+
+
+def _allowed(module: str, target: str) -> bool:
+    mine, theirs = module.split(".")[0], target.split(".")[0]
+    if mine == theirs:
+        return True
+    if mine == CLIENT:
+        return module == SERVER_COMMANDS and theirs in SERVER
+    return theirs in SERVER and _floor(theirs) < _floor(mine)
 
 
 def _module(path: Path) -> str:
@@ -34,42 +57,49 @@ def _module(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def _imports(path: Path, modules: set[str]) -> list[str]:
-    """Modules imported at module level (not under TYPE_CHECKING, not inside functions);
-    `from package import submodule` is an edge to the submodule alone."""
-    tree = ast.parse(path.read_text())
+def imports(source: str, modules: set[str]) -> list[str]:
+    """Every module `source` imports, wherever the import is (module level, under
+    TYPE_CHECKING, inside a function or a try); `from package import submodule` is an edge to
+    the submodule alone."""
     found: list[str] = []
-
-    def visit(nodes: list[ast.stmt]) -> None:
-        for node in nodes:
-            if isinstance(node, ast.Import):
-                found.extend(a.name for a in node.names)
-            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-                subs = [f"{node.module}.{a.name}" for a in node.names
-                        if f"{node.module}.{a.name}" in modules]
-                found.extend(subs)
-                if len(subs) < len(node.names):
-                    found.append(node.module)
-            elif isinstance(node, ast.If) and "TYPE_CHECKING" not in ast.unparse(node.test):
-                visit(node.body)
-                visit(node.orelse)
-            elif isinstance(node, ast.Try):
-                visit(node.body)
-    visit(tree.body)
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            found.extend(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            subs = [f"{node.module}.{a.name}" for a in node.names
+                    if f"{node.module}.{a.name}" in modules]
+            found.extend(subs)
+            if len(subs) < len(node.names):
+                found.append(node.module)
     return found
 
 
 def _graph() -> dict[str, set[str]]:
     modules = {_module(p): p for pkg in PACKAGES for p in (ROOT / pkg).rglob("*.py")}
-    return {name: {m for m in _imports(path, set(modules)) if m in modules and m != name}
+    return {name: {m for m in imports(path.read_text(), set(modules))
+                   if m in modules and m != name}
             for name, path in modules.items()}
 
 
-def test_each_package_imports_only_the_layers_below_it() -> None:
+def test_imports_under_type_checking_and_inside_functions_are_edges() -> None:
+    sample = """
+from typing import TYPE_CHECKING
+from core import keys
+if TYPE_CHECKING:
+    from gateway.app import BurrowApp
+
+def later():
+    import workers.runner
+    from core.services import Core
+"""
+    known = {"core", "core.keys", "core.services", "gateway.app", "workers.runner"}
+    assert sorted(m for m in imports(sample, known) if m in known) == [
+        "core.keys", "core.services", "gateway.app", "workers.runner"]
+
+
+def test_each_package_imports_only_the_floors_below_it() -> None:
     wrong = [f"{module} imports {target}" for module, targets in _graph().items()
-             for target in targets
-             if (ours := target.split(".")[0]) != module.split(".")[0]
-             and ours not in ALLOWED[module.split(".")[0]]]
+             for target in sorted(targets) if not _allowed(module, target)]
     assert wrong == []
 
 
