@@ -112,7 +112,7 @@ $(STAMP): pyproject.toml sdk/python/pyproject.toml requirements/names-model.txt
 	touch $(STAMP)
 
 lint: install
-	$(BIN)/ruff check gateway boxes tenant_agent knowledge workers models burrow tests bench examples
+	$(BIN)/ruff check gateway boxes tenant_agent knowledge workers models core burrow tests bench examples
 
 typecheck: install
 	$(BIN)/mypy

@@ -30,7 +30,8 @@ from boxes import BoxManager, BoxSpec, ExecRequest, RuntimeConfig
 from boxes.client import DaemonClient
 from boxes.models import BoxRecord, BoxState
 from boxes.sandbox import BubblewrapBackend
-from workers.embedded_redis import EmbeddedRedis
+from core.embedded_redis import EmbeddedRedis
+from core.keys import Keys
 
 UID_BASE = 4_000_000  # apart from servers and tests on the same machine
 
@@ -207,7 +208,7 @@ async def main() -> None:
     redis_server.start()
     redis = Redis.from_url(redis_server.url)
     config = RuntimeConfig(data_dir=work / "data", uid_base=UID_BASE)
-    manager = await BoxManager.open(config, redis)
+    manager = await BoxManager.open(config, redis, Keys())
     try:
         if args.only_storage:
             await storage(manager, args.boxes, args.cache)

@@ -39,7 +39,8 @@ from bench.httpload import Conn, load, pct
 from bench.serving import phases, run_as_root, served, settle
 from boxes import BoxManager, BoxSpec, ExecRequest, RuntimeConfig
 from boxes.client import DaemonClient
-from workers.embedded_redis import EmbeddedRedis
+from core.embedded_redis import EmbeddedRedis
+from core.keys import Keys
 
 OPERATOR_KEY = "bench-operator-key-" + "x" * 24
 UID_BASE = "4500000"
@@ -69,7 +70,7 @@ async def runtime_baselines(runs: int) -> tuple[list[float], list[float]]:
     server.start()
     redis = Redis.from_url(server.url)
     config = RuntimeConfig(data_dir=work / "data", uid_base=int(UID_BASE) + 100_000)
-    manager = await BoxManager.open(config, redis)
+    manager = await BoxManager.open(config, redis, Keys())
     try:
         _, python_floor = await floors(manager, runs)
         service = ["/usr/bin/python3", "-c", "import os, socket, time\n"

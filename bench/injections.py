@@ -15,7 +15,7 @@ propose the text at all.
 The baselines are earlier rules, loaded from git at their commits into packages of their own
 and run in this process beside this tree's, with the same scrubber and name finder: "before"
 (main before the knowledge base refused anything: its knowledge/base.py, knowledge/distill.py
-and tenant_agent/learn.py) and "round 1" (the first refusals, as evaluated on the first
+and tenant_agent/memory/learn.py) and "round 1" (the first refusals, as evaluated on the first
 held-out set: the same files and both copies of refusals.py).
 
     .venv/bin/python bench/injections.py                 # the dev set the rules were tuned on
@@ -184,6 +184,7 @@ def stage(kb: Any, text: str) -> str:
 def main(args: argparse.Namespace) -> None:
     from redis.asyncio import Redis
 
+    from core.keys import Keys
     from knowledge.base import KnowledgeBase
     from knowledge.ner import PresidioNames
     from knowledge.vectors import EdgeVectorStore
@@ -209,7 +210,10 @@ def main(args: argparse.Namespace) -> None:
             base, agent = sys.modules["knowledge.base"], sys.modules["tenant_agent.memory.learn"]
         store = EdgeVectorStore(workdir / label.replace(" ", ""), 384)
         stores.append(store)
-        bases[label] = base.KnowledgeBase(store, _NoEmbedder(), redis, b"s" * 32, names=names)
+        # the baselines' bases spelled their keys themselves; today's takes the instance's Keys
+        keyed = {} if label in BASELINES else {"keys": Keys()}
+        bases[label] = base.KnowledgeBase(store, _NoEmbedder(), redis, b"s" * 32, names=names,
+                                          **keyed)
         learners[label] = agent.learn
     assert isinstance(bases["round 2"], KnowledgeBase) and learners["round 2"] is learn
 

@@ -417,10 +417,11 @@ async def distill_sample(model: LlamaChat, cohort: Cohort, batches: int) -> None
 async def main(args: argparse.Namespace) -> None:
     from redis.asyncio import Redis
 
+    from core.embedded_redis import EmbeddedRedis
+    from core.keys import Keys
     from knowledge.base import KnowledgeBase
     from knowledge.embedder import SentenceTransformerEmbedder
     from knowledge.vectors import EdgeVectorStore
-    from workers.embedded_redis import EmbeddedRedis
 
     embedder = SentenceTransformerEmbedder()
     embedder.load()
@@ -449,14 +450,14 @@ async def main(args: argparse.Namespace) -> None:
                 EdgeVectorStore(p, 384), embedder, redis, b"s" * 32, k=K, prefix="base"),
              baseline_candidates, lambda pl: int(pl.get("support", 0)) >= K),
             ("rules", lambda p: KnowledgeBase(EdgeVectorStore(p, 384), embedder, redis,
-                                              b"s" * 32, k=K, prefix="rules"),
+                                              b"s" * 32, k=K, keys=Keys("rules")),
              raw_candidates, lambda pl: bool(pl.get("visible"))),
         ]
         model = LlamaChat(args.model_url, args.model, args.max_tokens) if args.model_url \
             else None
         if model is not None:
             systems.append(("model " + args.model, lambda p: KnowledgeBase(
-                EdgeVectorStore(p, 384), embedder, redis, b"s" * 32, k=K, prefix="model",
+                EdgeVectorStore(p, 384), embedder, redis, b"s" * 32, k=K, keys=Keys("model"),
                 model=model, model_distils=args.model_for == "all"),
                 raw_candidates, lambda pl: bool(pl.get("visible"))))
         for name, build, candidates, visible in systems:

@@ -401,7 +401,7 @@ class BenchHost:
     llama.cpp server behind it."""
 
     def __init__(self, path: str, local_url: str) -> None:
-        from gateway.settings import Settings
+        from core.settings import Settings
         from models.providers import Providers
 
         self.path = path

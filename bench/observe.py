@@ -33,10 +33,10 @@ import httpx
 import uvicorn
 
 from bench.httpload import Conn, free_port, pct
+from core.embedded_redis import EmbeddedRedis
+from core.observations import Observations
+from core.settings import Settings
 from gateway.app import create_app
-from gateway.settings import Settings
-from workers.embedded_redis import EmbeddedRedis
-from workers.observations import Observations
 from workers.worker import close_worker, make_worker
 
 OPERATOR_KEY = "bench-operator-key-" + "x" * 24
@@ -59,7 +59,7 @@ async def request_cost(app: object, port: int, key: str, requests: int) -> None:
     body = b'{"question": "Kafka slows down under a burst of writes."}'
     results = {}
     for observing in (False, True, False, True):  # interleaved: drift hits both alike
-        app.state.services.pipeline.enabled = observing  # type: ignore[attr-defined]
+        app.state.core.pipeline.enabled = observing  # type: ignore[attr-defined]
         conn = await Conn.open(("127.0.0.1", port))
         samples = []
         for _ in range(requests // 2):
@@ -70,7 +70,7 @@ async def request_cost(app: object, port: int, key: str, requests: int) -> None:
             assert status == 200
         conn.close()
         results.setdefault(observing, []).extend(samples)
-        await app.state.services.pipeline.drain()  # type: ignore[attr-defined]
+        await app.state.core.pipeline.drain()  # type: ignore[attr-defined]
     off, on = results[False], results[True]
     print(f"\n{'agent route (POST, small body)':<34}{'n':>6}{'p50 ms':>9}{'p99 ms':>9}")
     print(f"{'  observation off':<34}{len(off):>6}{statistics.median(off):>9.3f}"
@@ -129,7 +129,7 @@ async def drain(app: object, redis_url: str, home: str, pairs: int) -> None:
     await state.observer.enqueue("bench", home)
     while True:  # until the backlog and every job it caused are done (cron jobs never are)
         await asyncio.sleep(0.01)
-        queued = [j for j in await state.queue.zrange("arq:queue", 0, -1)
+        queued = [j for j in await state.queue.zrange(state.keys.queue(), 0, -1)
                   if not j.startswith(b"cron:")]
         running = [j for j in worker.tasks if not j.startswith("cron:")]
         if not await state.redis.llen(backlog) and not queued and not running:

@@ -29,7 +29,6 @@ class RuntimeConfig:
     hook_timeout_s: float = 10.0
     lock_ttl_s: float = 30.0
     lock_wait_s: float = 60.0
-    key_prefix: str = "burrow"
     # Pre-started launchers kept ready in fresh cgroups (see boxes/launcher.py); 0 disables.
     launcher_pool: int = 2
     # Programs boxes may run besides the daemon: directory in the image -> host directory.

@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator
 from redis.asyncio import Redis
 
 from boxes.errors import BoxBusyError
+from boxes.keys import BoxKeys
 
 log = logging.getLogger("burrow.boxes")
 
@@ -36,9 +37,9 @@ return 0
 
 
 class BoxLocks:
-    def __init__(self, redis: Redis, prefix: str, ttl_s: float, wait_s: float) -> None:
+    def __init__(self, redis: Redis, keys: BoxKeys, ttl_s: float, wait_s: float) -> None:
         self.redis = redis
-        self.prefix = prefix
+        self.keys = keys
         self.ttl_ms = int(ttl_s * 1000)
         self.wait_s = wait_s
         self._local: weakref.WeakValueDictionary[str, asyncio.Lock] = \
@@ -75,7 +76,7 @@ class BoxLocks:
             task.add_done_callback(self._releasing.discard)
 
     async def _acquire(self, box_id: str, wait_s: float) -> tuple[str, str]:
-        key = f"{self.prefix}:lock:box:{box_id}"
+        key = self.keys.box_lock(box_id)
         token = secrets.token_hex(8)
         deadline = time.monotonic() + wait_s
         delay = 0.002

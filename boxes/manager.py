@@ -42,6 +42,7 @@ from boxes.errors import (
     BoxStateError,
     SnapshotNotFoundError,
 )
+from boxes.keys import BoxKeys
 from boxes.layerindex import LayerIndexes
 from boxes.locks import BoxLocks
 from boxes.models import (
@@ -82,13 +83,13 @@ def _process_alive(host: str | None) -> bool:
 
 
 class BoxManager(BoxAccess):
-    def __init__(self, config: RuntimeConfig, redis: Redis,
+    def __init__(self, config: RuntimeConfig, redis: Redis, keys: BoxKeys,
                  backend: SandboxBackend | None = None,
                  store: SnapshotStore | None = None) -> None:
         self.config = config
         self.redis = redis
-        self.registry = Registry(redis, config)
-        self.locks = BoxLocks(redis, config.key_prefix, config.lock_ttl_s, config.lock_wait_s)
+        self.registry = Registry(redis, config, keys)
+        self.locks = BoxLocks(redis, keys, config.lock_ttl_s, config.lock_wait_s)
         self.backend: SandboxBackend = backend or BubblewrapBackend(config)
         self.store: SnapshotStore = store or LocalSnapshotStore(config.store_dir)
         self.host = _host_name()
@@ -103,8 +104,8 @@ class BoxManager(BoxAccess):
                                  self.indexes, update=self._update, phase=self._phase)
 
     @classmethod
-    async def open(cls, config: RuntimeConfig, redis: Redis) -> BoxManager:
-        manager = cls(config, redis)
+    async def open(cls, config: RuntimeConfig, redis: Redis, keys: BoxKeys) -> BoxManager:
+        manager = cls(config, redis, keys)
         await manager.start()
         return manager
 

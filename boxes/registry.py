@@ -18,6 +18,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from boxes.config import RuntimeConfig
+from boxes.keys import BoxKeys
 from boxes.models import LIVE_STATES, TRANSIENT_STATES, BoxRecord, BoxState
 
 log = logging.getLogger("burrow.boxes")
@@ -71,28 +72,17 @@ return 1
 
 
 class Registry:
-    def __init__(self, redis: Redis, config: RuntimeConfig) -> None:
+    def __init__(self, redis: Redis, config: RuntimeConfig, keys: BoxKeys) -> None:
         self.redis = redis
         self.config = config
-        self.prefix = config.key_prefix
-
-    def _key(self, box_id: str) -> str:
-        return f"{self.prefix}:box:{box_id}"
-
-    @property
-    def _index(self) -> str:
-        return f"{self.prefix}:boxes"
-
-    def _owner_index(self, owner: str) -> str:
-        """The ids of an owner's boxes: listing a tenant's boxes reads its own records only."""
-        return f"{self.prefix}:boxes:owner:{owner}"
-
-    @property
-    def _closed(self) -> str:
-        return f"{self.prefix}:owners:closed"
+        self.keys = keys
+        self._key = keys.box
+        self._owner_index = keys.owner_boxes  # listing a tenant's boxes reads its own only
+        self._index = keys.boxes()
+        self._closed = keys.closed_owners()
 
     async def next_uid(self) -> int:
-        n = int(await self.redis.incr(f"{self.prefix}:uid_counter"))
+        n = int(await self.redis.incr(self.keys.uid_counter()))
         return self.config.uid_base + n
 
     async def put(self, box: BoxRecord) -> None:
@@ -286,7 +276,7 @@ class Registry:
             await self.put(box)
             max_uid = max(max_uid, box.uid)
             count += 1
-        current = int(await self.redis.get(f"{self.prefix}:uid_counter") or 0)
-        await self.redis.set(f"{self.prefix}:uid_counter",
+        current = int(await self.redis.get(self.keys.uid_counter()) or 0)
+        await self.redis.set(self.keys.uid_counter(),
                              max(current, max_uid - self.config.uid_base))
         return count

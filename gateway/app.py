@@ -1,17 +1,26 @@
-"""The app factory: the FastAPI gateway, its routes, and its lifespan (gateway/services.py)."""
+"""The app factory: the FastAPI gateway, its routes, and its lifespan, which opens the Core
+(core/services.py) and runs around it what a gateway process serves: the host services
+socket for its boxes and, in `burrow serve`, the worker."""
 
 from __future__ import annotations
 
 import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 from fastapi import FastAPI, Request
 from starlette.types import Message, Receive, Scope, Send
 
-from gateway import deps, errors, logs
-from gateway.authz import Principal
+import core
+from core import logs
+from core.authz import Principal
+from core.services import Core
+from core.settings import Settings
+from gateway import deps, errors
 from gateway.frontdoor import FrontDoor, FrontLimits
+from gateway.hostserver import HostSocket
+from gateway.metrics import Metrics
 from gateway.routes import (
     agent,
     boxes,
@@ -26,9 +35,8 @@ from gateway.routes import (
     runs,
     tenants,
 )
-from gateway.services import Services
-from gateway.settings import Settings
 from models.servers import LocalModels
+from workers.runner import Running
 
 
 def create_app(settings: Settings | None = None,
@@ -42,15 +50,22 @@ def create_app(settings: Settings | None = None,
                          "Redis and sets it)")
 
     @contextlib.asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        opened = await Services.open(settings, "gateway", local_models)
-        app.state.services = opened  # the only thing on the app's state
+    async def lifespan(app: BurrowApp) -> AsyncIterator[None]:
+        opened = await core.open(settings, local_models=local_models)
+        opened.manager.on_transition = app.metrics.transition
+        opened.manager.on_phase = app.metrics.phase
+        host = await HostSocket.serve(opened)
+        worker = Running.start(opened) if settings.run_worker else None
+        app.state.core = opened  # the only thing on the app's state
         try:
             if on_ready is not None:
                 await on_ready(app)
             yield
         finally:
-            await opened.aclose()
+            if worker is not None:  # first: its loop ends between two polls, not inside one
+                await worker.stop()
+            await opened.aclose()  # its boxes freeze while their host socket still answers
+            await host.aclose()
 
     app = BurrowApp(title="Burrow", version="0.1.0", lifespan=lifespan,
                     description="Persistent per-tenant Linux boxes that freeze when idle. "
@@ -58,7 +73,7 @@ def create_app(settings: Settings | None = None,
                     responses=errors.COMMON_RESPONSES)
 
     async def identify(scope: Scope) -> Principal:
-        return await deps.principal(Request(scope), app.services)
+        return await deps.principal(Request(scope), app.core)
 
     app.door = FrontDoor(app.route, identify, FrontLimits.of(settings))
     errors.install(app)
@@ -73,11 +88,17 @@ class BurrowApp(FastAPI):
     and tenant agent requests then take a fast path around FastAPI's machinery."""
 
     door: FrontDoor
+    # this process's metrics: requests here, and the transitions of the boxes it runs
+    metrics: Metrics
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.metrics = Metrics()
 
     @property
-    def services(self) -> Services:
-        services: Services = self.state.services
-        return services
+    def core(self) -> Core:
+        opened: Core = self.state.core
+        return opened
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -102,7 +123,7 @@ class BurrowApp(FastAPI):
         finally:
             route = scope.get("route")
             template = getattr(route, "path", None) or scope.get("burrow.route", "unmatched")
-            self.services.metrics.requests.labels(
+            self.metrics.requests.labels(
                 template, scope["method"], str(status)).observe(time.perf_counter() - started)
 
     async def route(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import click
 
 if TYPE_CHECKING:
-    from gateway.settings import Settings
+    from core.settings import Settings
 
 
 def require_server_parts() -> None:
@@ -38,7 +38,7 @@ def _settings(**overrides: object) -> Settings:
     require_server_parts()
     from pydantic import ValidationError
 
-    from gateway.settings import Settings
+    from core.settings import Settings
 
     try:
         settings = Settings()
@@ -103,14 +103,14 @@ def worker(data_dir: Path | None, check: bool) -> None:
     Needs REDIS_URL and QDRANT_URL, the ones the gateways use.
     """
     require_server_parts()
-    from gateway.server import run_worker, worker_alive
+    from workers import runner
 
     settings = _settings(data_dir=data_dir)
     if check:
-        alive, detail = worker_alive(settings)
+        alive, detail = runner.alive(settings)
         click.echo(detail)
         sys.exit(0 if alive else 1)
-    run_worker(settings)
+    runner.run(settings)
 
 
 @click.command()
@@ -224,7 +224,8 @@ async def _start_one_box(runtime_root: Path) -> None:
     from redis.asyncio import Redis
 
     from boxes import BoxManager, BoxSpec, ExecRequest, RuntimeConfig
-    from workers.embedded_redis import EmbeddedRedis
+    from core.embedded_redis import EmbeddedRedis
+    from core.keys import Keys
 
     scratch = Path(tempfile.mkdtemp(prefix="burrow-doctor-"))
     server = EmbeddedRedis(scratch / "redis", appendonly=False)
@@ -232,7 +233,7 @@ async def _start_one_box(runtime_root: Path) -> None:
     redis = Redis.from_url(server.url)
     config = RuntimeConfig(data_dir=scratch / "data", runtime_root=runtime_root,
                            launcher_pool=0)
-    manager = await BoxManager.open(config, redis)
+    manager = await BoxManager.open(config, redis, Keys())
     try:
         box = await manager.create(BoxSpec())
         result = await manager.exec(box.id, ExecRequest(command="echo ok > f && cat f"))

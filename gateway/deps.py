@@ -1,5 +1,7 @@
-"""Request dependencies: the services object, who is calling (from the key or the dashboard
-session), and the box a route may act on. The rules themselves are in gateway/authz.py."""
+"""Request dependencies: the Core and what routes use of it, who is calling (from the key or
+the dashboard session), and the box a route may act on. The rules themselves are in
+core/authz.py; reading the key off the request, and the caller the front door already
+identified, are here."""
 
 from __future__ import annotations
 
@@ -9,71 +11,91 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from boxes import BoxManager, BoxNotFoundError, BoxRecord, BoxState
-from gateway import authz
-from gateway.authz import Principal
-from gateway.errors import ApiError
-from gateway.security import SESSION_COOKIE, valid_session
-from gateway.services import Services
-from gateway.settings import Settings
-from gateway.tenants import Tenants
-from workers.policy import Policies
+from core import authz
+from core.authz import Principal
+from core.errors import ApiError
+from core.policy import Policies
+from core.security import SESSION_COOKIE, valid_session
+from core.services import Core
+from core.settings import Settings
+from core.tenants import Tenants
+from gateway.frontdoor import PRINCIPAL
+from gateway.metrics import Metrics
 
 DASHBOARD_HEADER = "x-burrow-dashboard"
 
 
 # Dependencies are async: FastAPI runs sync ones in a thread pool, which costs a thread hop
 # on every request.
-async def get_services(request: Request) -> Services:
-    services: Services = request.app.state.services
-    return services
+async def get_core(request: Request) -> Core:
+    opened: Core = request.app.state.core
+    return opened
 
 
-ServicesDep = Annotated[Services, Depends(get_services)]
+CoreDep = Annotated[Core, Depends(get_core)]
 
 
-async def get_manager(services: ServicesDep) -> BoxManager:
-    return services.manager
+async def get_manager(core: CoreDep) -> BoxManager:
+    return core.manager
 
 
-async def get_tenants(services: ServicesDep) -> Tenants:
-    return services.tenants
+async def get_tenants(core: CoreDep) -> Tenants:
+    return core.tenants
 
 
-async def get_settings(services: ServicesDep) -> Settings:
-    return services.settings
+async def get_settings(core: CoreDep) -> Settings:
+    return core.settings
 
 
-async def get_policies(services: ServicesDep) -> Policies:
-    return services.policies
+async def get_policies(core: CoreDep) -> Policies:
+    return core.policies
+
+
+async def get_metrics(request: Request) -> Metrics:
+    metrics: Metrics = request.app.metrics
+    return metrics
 
 
 ManagerDep = Annotated[BoxManager, Depends(get_manager)]
 PoliciesDep = Annotated[Policies, Depends(get_policies)]
 TenantsDep = Annotated[Tenants, Depends(get_tenants)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 
 
-def _dashboard_session(request: Request, services: Services) -> Principal | None:
+def bearer_key(header: str | None) -> str:
+    """The key of an `Authorization: Bearer <key>` header, or a 401 saying how to send it."""
+    if not header:
+        raise ApiError(401, "unauthenticated",
+                       "send your key as `Authorization: Bearer <key>`")
+    scheme, _, key = header.partition(" ")
+    if scheme.lower() != "bearer" or not key.strip():
+        raise ApiError(401, "unauthenticated",
+                       "the Authorization header must be `Bearer <key>`")
+    return key.strip()
+
+
+def _dashboard_session(request: Request, core: Core) -> Principal | None:
     """The operator, signed in to the dashboard. The cookie alone is not enough: the request
     must carry a header a cross-site form or link cannot add (and the cookie is SameSite)."""
     token = request.cookies.get(SESSION_COOKIE)
     if not token or request.headers.get(DASHBOARD_HEADER) != "1":
         return None
-    if valid_session(services.secret, services.operator_key, token, time.time()):
+    if valid_session(core.secret, core.operator_key, token, time.time()):
         return Principal("operator", via="dashboard")
     return None
 
 
-async def principal(request: Request, services: ServicesDep) -> Principal:
-    known: Principal | None = request.scope.get(authz.PRINCIPAL)
+async def principal(request: Request, core: CoreDep) -> Principal:
+    known: Principal | None = request.scope.get(PRINCIPAL)
     if known is not None:  # identified at the door, before the body was read
         return known
     if "authorization" not in request.headers:
-        signed_in = _dashboard_session(request, services)
+        signed_in = _dashboard_session(request, core)
         if signed_in is not None:
             return signed_in
-    return await authz.authenticate(services,
-                                    authz.bearer_key(request.headers.get("authorization")))
+    return await core.authenticator.authenticate(
+        bearer_key(request.headers.get("authorization")))
 
 
 def actor(request: Request, who: Principal) -> str:

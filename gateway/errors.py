@@ -30,10 +30,6 @@ COMMON_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorOut, "description": text} for status, text in _DESCRIPTIONS.items()}
 
 
-class ApiError(StatusError):
-    """An error of the gateway's own, with the status, code and message the caller sees."""
-
-
 def error_response(status: int, code: str, message: str,
                    headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse({"error": {"code": code, "message": message}}, status_code=status,

@@ -23,7 +23,7 @@ For every connection and request on the public port, in order:
    slow or oversized one is answered by the door, not as a parse error by the app; a file
    upload streams through to the box, bounded the same way. Answers are not limited in time.
 
-The caller found in step 2 goes on in the scope (`authz.PRINCIPAL`): routes do not look the key
+The caller found in step 2 goes on in the scope (`PRINCIPAL`): routes do not look the key
 up again.
 """
 
@@ -39,11 +39,11 @@ from dataclasses import dataclass
 from redis.exceptions import RedisError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway.authz import PRINCIPAL, Principal
-from gateway.errors import ApiError
+from core.authz import Principal
+from core.errors import ApiError
+from core.settings import Settings
 from gateway.hostguard import GuardedProtocol, GuardError, answer, bounded, prefetched
 from gateway.proxy import AGENT_PATH
-from gateway.settings import Settings
 from models.errors import StatusError
 
 log = logging.getLogger("burrow.gateway")
@@ -112,6 +112,9 @@ class Route:
     probe: bool = False  # a health probe: never refused for the number of callers
 
 
+# Where the door leaves the caller it identified, before any of the request's body was read;
+# routes take it from there (gateway/deps.py).
+PRINCIPAL = "burrow.principal"
 # Who calls, from the request's headers (ApiError 401 if no one we know).
 Identify = Callable[[Scope], Awaitable[Principal]]
 

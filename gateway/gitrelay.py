@@ -37,10 +37,10 @@ from fastapi import Request
 from fastapi.responses import StreamingResponse
 from starlette.background import BackgroundTask
 
-from gateway.errors import ApiError
-from gateway.settings import Settings
+from core.errors import ApiError
+from core.inbox import GIT_RELAY_PORT
+from core.settings import Settings
 
-RELAY_PORT = 7171  # inside each box, on its loopback
 DEFAULT_HOST = "github.com"
 HTTPS_PORT = 443
 _REPO = r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+?"
@@ -96,7 +96,7 @@ def repo_name(url_or_name: str, host: str) -> str:
 def git_config(box_git: dict[str, Any]) -> bytes:
     """The box's .gitconfig: https://<host>/ goes through the relay; name and email."""
     host = box_git.get("host", DEFAULT_HOST)
-    lines = [f'[url "http://127.0.0.1:{RELAY_PORT}/git/{host}/"]',
+    lines = [f'[url "http://127.0.0.1:{GIT_RELAY_PORT}/git/{host}/"]',
              f"\tinsteadOf = https://{host}/"]
     if box_git.get("user_name") or box_git.get("user_email"):
         lines.append("[user]")

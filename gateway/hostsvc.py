@@ -2,7 +2,7 @@
 
 Every box sees it at /run/burrow/host.sock (bound read-only), and it is the only way out of a
 box without network. It answers box tokens only, from the box they belong to, and reads
-nothing of a request before that is established (gateway/hostguard.py, gateway/authz.py).
+nothing of a request before that is established (gateway/hostguard.py, core/authz.py).
 Model calls go through the operator's allowlist, max_tokens ceiling, rate and token budget
 (models/budgets.py); git goes through the git relay (gateway/gitrelay.py).
 """
@@ -12,16 +12,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TYPE_CHECKING
 
+import httpx
 from fastapi import FastAPI, Request
 from fastapi.responses import StreamingResponse
 from redis.exceptions import RedisError
 from starlette.types import ASGIApp
 
 from boxes import BoxRecord
-from gateway import authz, errors, gitrelay, insights
-from gateway.errors import ApiError
+from core import authz
+from core.errors import ApiError
+from core.services import Core
+from gateway import errors, gitrelay
 from gateway.hostguard import GuardError, HostGuard, HostLimits
 from gateway.schemas import (
     AgentConfig,
@@ -38,9 +40,6 @@ from models.errors import ModelError, StatusError
 from models.metered import OPERATOR, metered_chat
 from models.relay import Relay, RelayAllowance, RelayAnswer
 
-if TYPE_CHECKING:
-    from gateway.services import Services
-
 
 def caller(request: Request) -> WhoAmI:
     """The box (and its tenant) the host guard identified for this request."""
@@ -48,7 +47,9 @@ def caller(request: Request) -> WhoAmI:
     return WhoAmI(kind="box", tenant=tenant, box_id=box_id)
 
 
-def create_host_app(services: Services, limits: HostLimits | None = None) -> ASGIApp:
+def create_host_app(core: Core, relay_client: httpx.AsyncClient,
+                    limits: HostLimits | None = None) -> ASGIApp:
+    """The host services app on `core`; `relay_client` carries the git relay's traffic."""
     app = FastAPI(title="Burrow host services", docs_url=None, redoc_url=None,
                   openapi_url=None)
     errors.install(app)
@@ -66,15 +67,18 @@ def create_host_app(services: Services, limits: HostLimits | None = None) -> ASG
     async def search(body: KnowledgeQuery, request: Request) -> list[InsightOut]:
         """The shared knowledge base, as the box's tenant may see it (each search spends one
         text of the tenant's embedding budget)."""
-        return await insights.search(services, principal(request), body)
+        found = await core.insights.search(principal(request), body.query, body.limit,
+                                           body.kinds, body.since, body.until)
+        return [InsightOut(**i.to_dict()) for i in found]
 
     @app.post("/v1/knowledge/insights/{insight_id}/vote")
     async def vote(insight_id: str, body: InsightVote, request: Request) -> InsightOut:
         """The box's tenant found an insight helpful or not: one vote per tenant, so one box
         cannot fade an insight for everyone."""
-        return await insights.vote(services, principal(request), insight_id, body)
+        voted = await core.insights.vote(principal(request), insight_id, body.helpful)
+        return InsightOut(**voted.to_dict())
 
-    app.add_api_route("/v1/embed", _embedding(services), methods=["POST"])
+    app.add_api_route("/v1/embed", _embedding(core), methods=["POST"])
 
     @app.post("/v1/model/chat")
     async def model_chat(body: ChatRequest, request: Request) -> ChatResponse:
@@ -85,9 +89,8 @@ def create_host_app(services: Services, limits: HostLimits | None = None) -> ASG
         who = caller(request)
         # Boxes an operator made for no tenant count under "operator".
         try:
-            return await metered_chat(services.providers, services.budgets,
-                                      who.tenant or OPERATOR, body,
-                                      await services.policies.for_tenant(who.tenant))
+            return await metered_chat(core.providers, core.budgets, who.tenant or OPERATOR,
+                                      body, await core.policies.for_tenant(who.tenant))
         except RedisError as exc:
             raise ApiError(503, "unavailable", "the model budget cannot be checked right now; "
                                                "retry shortly", {"Retry-After": "2"}) from exc
@@ -96,11 +99,11 @@ def create_host_app(services: Services, limits: HostLimits | None = None) -> ASG
                    response_model=None)
     async def git(host: str, path: str, request: Request) -> StreamingResponse:
         """Git's smart HTTP to the box's git host, with the box's credentials added here."""
-        manager = services.manager
+        manager = core.manager
         box = await manager.get(caller(request).box_id or "")
-        return await gitrelay.relay(request, services.relay_client, box.meta.get("git"),
+        return await gitrelay.relay(request, relay_client, box.meta.get("git"),
                                     manager.config.box_dir(box.id),
-                                    gitrelay.GitHosts.of(services.settings), host, path)
+                                    gitrelay.GitHosts.of(core.settings), host, path)
 
     @app.api_route("/v1/relay/{family}/{path:path}",
                    methods=["GET", "POST", "PUT", "PATCH", "DELETE"], response_model=None)
@@ -109,11 +112,11 @@ def create_host_app(services: Services, limits: HostLimits | None = None) -> ASG
         model: its provider's own API with the server's key, or translated. Inference paths
         only; within the run's max_turns, the allowlist, the ceiling and the budget; usage
         counted for the tenant and the run."""
-        return await _relay(services, caller(request), family, path, request)
+        return await _relay(core, caller(request), family, path, request)
 
     async def identify(token: str, peer_uid: int | None) -> tuple[str, str | None]:
         try:
-            box = await authz.box_caller(services, token, peer_uid)
+            box = await core.authenticator.box_caller(token, peer_uid)
         except ApiError as exc:
             raise GuardError(exc.status, exc.code, exc.message) from None
         return box.id, box.owner
@@ -121,32 +124,32 @@ def create_host_app(services: Services, limits: HostLimits | None = None) -> ASG
     return HostGuard(app, identify, limits or HostLimits())
 
 
-def _embedding(services: Services) -> Callable[[EmbedIn, Request], Awaitable[EmbedOut]]:
+def _embedding(core: Core) -> Callable[[EmbedIn, Request], Awaitable[EmbedOut]]:
     async def embed(body: EmbedIn, request: Request) -> EmbedOut:
         """Vectors of the texts, by the model the worker embeds delivered pairs with (the
         tenant agent's recall embeds its query here); counted per tenant, within the
         policy's embed_texts_per_minute (knowledge searches spend it too)."""
-        await insights.admit_embeds(services, caller(request).tenant, len(body.texts))
-        vectors = await services.vectors.embed(body.texts)
-        return EmbedOut(model=services.vectors.model, vectors=vectors)
+        await core.insights.admit_embeds(caller(request).tenant, len(body.texts))
+        vectors = await core.vectors.embed(body.texts)
+        return EmbedOut(model=core.vectors.model, vectors=vectors)
     return embed
 
 
-async def _relay(services: Services, who: WhoAmI, family: str, path: str,
+async def _relay(core: Core, who: WhoAmI, family: str, path: str,
                  request: Request) -> StreamingResponse:
     """Prepare the call (checked, screened by the operator's relay policy, its worst case
     known), reserve that worst case on the tenant's budget, send it, and settle once its
     answer has gone — or the box stopped reading it."""
-    box = await services.manager.get(who.box_id or "")
+    box = await core.manager.get(who.box_id or "")
     tenant = who.tenant or OPERATOR
-    policy = await services.policies.for_tenant(who.tenant)
-    budgets = services.budgets
+    policy = await core.policies.for_tenant(who.tenant)
+    budgets = core.budgets
     try:
-        run = await services.runs.relayed_call(box.id, request.headers.get("x-burrow-run"))
+        run = await core.runs.relayed_call(box.id, request.headers.get("x-burrow-run"))
         model = run.model if run is not None else _box_model(box)
         # parsing and bounding up to a few MB of JSON: off the event loop
         call = await asyncio.to_thread(
-            services.relay.prepare, family, request.method, "/" + path,
+            core.relay.prepare, family, request.method, "/" + path,
             dict(request.headers), await request.body(), model,
             budgets.output_ceiling(policy), run.schema if run else None,
             RelayAllowance.of(policy))
@@ -157,17 +160,17 @@ async def _relay(services: Services, who: WhoAmI, family: str, path: str,
         return StreamingResponse(refused.body, status_code=refused.status,
                                  media_type=refused.media_type, headers=refused.headers)
     try:
-        answer = await services.relay.send(call)
+        answer = await core.relay.send(call)
     except BaseException:
-        _settle_later(services, reservation, model, None, None)
+        _settle_later(core, reservation, model, None, None)
         raise
-    return StreamingResponse(_settled_after(services, reservation, model, answer,
+    return StreamingResponse(_settled_after(core, reservation, model, answer,
                                             run.id if run else None),
                              status_code=answer.status, media_type=answer.media_type,
                              headers=answer.headers)
 
 
-async def _settled_after(services: Services, reservation: Reservation, model: str,
+async def _settled_after(core: Core, reservation: Reservation, model: str,
                          answer: RelayAnswer, run_id: str | None) -> AsyncIterator[bytes]:
     """The answer's body; once it has gone, or the box stopped reading it, the budget is
     settled (a Starlette background task does not run when the client leaves)."""
@@ -177,7 +180,7 @@ async def _settled_after(services: Services, reservation: Reservation, model: st
             yield chunk
     finally:
         # first: what the answer knows is final here, and the close may be cancelled
-        _settle_later(services, reservation, model, answer, run_id)
+        _settle_later(core, reservation, model, answer, run_id)
         closing = getattr(body, "aclose", None)
         if closing is not None:
             with contextlib.suppress(Exception):
@@ -187,12 +190,12 @@ async def _settled_after(services: Services, reservation: Reservation, model: st
 _SETTLING: set[asyncio.Task[None]] = set()
 
 
-def _settle_later(services: Services, reservation: Reservation, model: str,
+def _settle_later(core: Core, reservation: Reservation, model: str,
                   answer: RelayAnswer | None, run_id: str | None) -> None:
     """Settle in a task of its own: the request's may be being cancelled. Usage the answer
     does not know in full (`metered` false, or no answer) leaves the worst case spent."""
     async def settle() -> None:
-        budgets = services.budgets
+        budgets = core.budgets
         provider = model.partition("/")[0]
         with contextlib.suppress(RedisError, OSError):
             if answer is None or not answer.metered:
@@ -202,7 +205,7 @@ def _settle_later(services: Services, reservation: Reservation, model: str,
             else:
                 await budgets.settle(reservation, provider, answer.usage)
             if answer is not None:
-                await services.runs.relayed_usage(run_id, answer.usage)
+                await core.runs.relayed_usage(run_id, answer.usage)
 
     task = asyncio.get_running_loop().create_task(settle())
     _SETTLING.add(task)

@@ -16,7 +16,7 @@ from starlette.background import BackgroundTask
 from starlette.responses import Response, StreamingResponse
 
 from boxes.servicehttp import Answer, BadAnswer, ServiceClient, ServiceUnreachable
-from gateway.errors import ApiError
+from core.errors import ApiError
 
 _HOP_BY_HOP = frozenset({
     "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailers",
@@ -47,57 +47,51 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-class AgentProxy:
-    def __init__(self, client: ServiceClient) -> None:
-        self.client = client
+async def forward(client: ServiceClient, request: Request, socket_path: str, target: str,
+                  body: bytes, extra_headers: dict[str, str],
+                  on_done: Callable[[int, bytes], None] | None = None) -> Response:
+    """Forward `request` over `client` to the agent at `socket_path`. `target` is the
+    request target inside the box: percent-encoded, with its query. `on_done(status, start of
+    the answer)` runs once the whole answer went through."""
+    if not target.startswith("/") or any(c in target for c in " \r\n\t"):
+        raise ApiError(400, "invalid_path", "the agent path has characters that cannot "
+                       "be forwarded; percent-encode them")
+    lines = [f"{request.method} {target} HTTP/1.1", "Host: box",
+             f"Content-Length: {len(body)}"]
+    lines += [f"{k}: {v}" for k, v in request.headers.items()
+              if k.lower() not in _REQUEST_DROP and not k.lower().startswith("x-burrow-")]
+    lines += [f"{k}: {v}" for k, v in extra_headers.items()]
+    head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1", "replace")
+    try:
+        answer = await client.exchange(socket_path, request.method, head, body)
+    except TimeoutError as exc:
+        raise ApiError(503, "unavailable", "the tenant's agent did not answer in time; "
+                       "retry shortly", {"Retry-After": "5"}) from exc
+    except BadAnswer as exc:
+        raise ApiError(503, "unavailable", f"the tenant's agent answered something "
+                       f"that is not HTTP ({exc.message})") from exc
+    out_headers = {k: v for k, v in answer.headers if k.lower() not in _HOP_BY_HOP}
+    seen = bytearray()
 
-    async def forget(self, socket_path: str) -> None:
-        await self.client.forget(socket_path)
+    async def relay() -> AsyncIterator[bytes]:
+        async for piece in answer.body():
+            if len(seen) < _KEEP:
+                seen.extend(piece[:_KEEP - len(seen)])
+            yield piece
 
-    async def forward(self, request: Request, socket_path: str, target: str, body: bytes,
-                      extra_headers: dict[str, str],
-                      on_done: Callable[[int, bytes], None] | None = None) -> Response:
-        """`target` is the request target inside the box: percent-encoded, with its query.
-        `on_done(status, start of the answer)` runs once the whole answer went through."""
-        if not target.startswith("/") or any(c in target for c in " \r\n\t"):
-            raise ApiError(400, "invalid_path", "the agent path has characters that cannot "
-                           "be forwarded; percent-encode them")
-        lines = [f"{request.method} {target} HTTP/1.1", "Host: box",
-                 f"Content-Length: {len(body)}"]
-        lines += [f"{k}: {v}" for k, v in request.headers.items()
-                  if k.lower() not in _REQUEST_DROP and not k.lower().startswith("x-burrow-")]
-        lines += [f"{k}: {v}" for k, v in extra_headers.items()]
-        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1", "replace")
-        try:
-            answer = await self.client.exchange(socket_path, request.method, head, body)
-        except TimeoutError as exc:
-            raise ApiError(503, "unavailable", "the tenant's agent did not answer in time; "
-                           "retry shortly", {"Retry-After": "5"}) from exc
-        except BadAnswer as exc:
-            raise ApiError(503, "unavailable", f"the tenant's agent answered something "
-                           f"that is not HTTP ({exc.message})") from exc
-        out_headers = {k: v for k, v in answer.headers if k.lower() not in _HOP_BY_HOP}
-        seen = bytearray()
+    async def finish() -> None:
+        client.release(socket_path, answer)
+        if on_done is not None:
+            on_done(answer.status, bytes(seen))
 
-        async def relay() -> AsyncIterator[bytes]:
-            async for piece in answer.body():
-                if len(seen) < _KEEP:
-                    seen.extend(piece[:_KEEP - len(seen)])
-                yield piece
-
-        async def finish() -> None:
-            self.client.release(socket_path, answer)
-            if on_done is not None:
-                on_done(answer.status, bytes(seen))
-
-        length = answer.lowered.get("content-length", "")
-        if answer.no_body or (length.isdigit() and int(length) <= _BUFFER_UP_TO):
-            # the usual answer: small and sized, so sent whole (streaming costs a task each)
-            content = b"".join([piece async for piece in relay()])
-            await finish()
-            return Response(content, status_code=answer.status, headers=out_headers)
-        return StreamingResponse(relay(), status_code=answer.status, headers=out_headers,
-                                 background=BackgroundTask(finish))
+    length = answer.lowered.get("content-length", "")
+    if answer.no_body or (length.isdigit() and int(length) <= _BUFFER_UP_TO):
+        # the usual answer: small and sized, so sent whole (streaming costs a task each)
+        content = b"".join([piece async for piece in relay()])
+        await finish()
+        return Response(content, status_code=answer.status, headers=out_headers)
+    return StreamingResponse(relay(), status_code=answer.status, headers=out_headers,
+                             background=BackgroundTask(finish))
 
 
-__all__ = ["AgentProxy", "AgentUnreachable", "Answer", "read_body"]
+__all__ = ["AgentUnreachable", "Answer", "forward", "read_body"]

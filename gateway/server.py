@@ -1,26 +1,23 @@
-"""Running the server: `burrow serve` (all in one), `burrow gateway`, `burrow worker`."""
+"""Running the gateway: `burrow serve` (all in one: the gateway, its worker, an embedded Redis)
+and `burrow gateway` (scale-out; `burrow worker` is workers/runner.py)."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-import signal
 import sys
 from collections.abc import Awaitable, Callable
 
 import uvicorn
 from fastapi import FastAPI
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from boxes import HostUnsupportedError, disk, hostdirs
-from gateway import frontdoor, logs
+from core import logs
+from core.embedded_redis import EmbeddedRedis
+from core.services import Core
+from core.settings import Settings
+from gateway import frontdoor
 from gateway.app import create_app
-from gateway.services import Services
-from gateway.settings import Settings
 from models.servers import LocalModelError, LocalModels
-from workers.embedded_redis import EmbeddedRedis
 
 log = logging.getLogger("burrow")
 DEMO_TENANT = "demo"
@@ -36,11 +33,11 @@ async def _print_welcome(app: FastAPI, url: str, settings: Settings) -> None:
     """The URL, and on first start the operator key and a demo tenant with its key."""
     lines = [f"Burrow is serving at {url}  (API docs: {url}/docs)"]
     data_dir = settings.data_dir.resolve()
-    services: Services = app.state.services
-    if services.operator_key_created:
+    core: Core = app.state.core
+    if core.operator_key_created:
         lines.append(f"operator key (shown once; also in {data_dir / 'operator.key'}, 0600):")
-        lines.append(f"    {services.operator_key}")
-        tenants = services.tenants
+        lines.append(f"    {core.operator_key}")
+        tenants = core.tenants
         if await tenants.get(DEMO_TENANT) is None:
             record, key = await tenants.create(DEMO_TENANT, None)
             lines.append(f"demo tenant {record.id!r} (home box {record.home_box_id}); its key:")
@@ -103,52 +100,3 @@ def _local_model(settings: Settings) -> LocalModels | None:
     except LocalModelError as exc:
         sys.exit(f"error: {exc}")
     return models
-
-
-def worker_alive(settings: Settings) -> tuple[bool, str]:
-    """Whether a worker recorded its health in Redis lately, and what it recorded."""
-    from arq.constants import default_queue_name, health_check_key_suffix
-
-    if not settings.redis_url:
-        return False, "REDIS_URL is not set"
-
-    async def read() -> bytes | None:
-        redis = Redis.from_url(settings.redis_url or "")
-        try:
-            value: bytes | None = await redis.get(default_queue_name + health_check_key_suffix)
-            return value
-        finally:
-            await redis.aclose()
-
-    try:
-        value = asyncio.run(read())
-    except (RedisError, OSError) as exc:
-        return False, f"cannot reach Redis: {exc}"
-    if value is None:
-        return False, "no worker has reported in the last 11 s"
-    return True, value.decode()
-
-
-def run_worker(settings: Settings) -> None:
-    """A standalone arq worker against REDIS_URL (scale-out)."""
-    logs.configure(settings.log_format)
-    if not settings.redis_url or not settings.qdrant_url:
-        sys.exit("burrow worker needs REDIS_URL and QDRANT_URL (the Redis and Qdrant the "
-                 "gateways use)")
-    asyncio.run(_worker(settings))
-
-
-async def _worker(settings: Settings) -> None:
-    # The worker runs no boxes itself: it talks to the gateways' boxes through their sockets
-    # (same host, same data dir), the registry and the snapshot store.
-    services = await Services.open(settings, "worker")
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    task = asyncio.create_task(services.run_worker())
-    await stop.wait()
-    await services.aclose()  # stops the worker's loop between two polls; the task then ends
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task

@@ -42,6 +42,7 @@ from knowledge.canonical import by_model
 from knowledge.clusters import Cluster, compatible
 from knowledge.distill import KINDS, MAX_TEXT, Statement, distill, distill_with_model
 from knowledge.embedder import Embedder
+from knowledge.keys import KnowledgeKeys
 from knowledge.model import ChatModel
 from knowledge.ner import NameFinder, ProcessNames
 from knowledge.refusals import REASONS, refusal
@@ -109,8 +110,9 @@ def _unit(vectors: Sequence[Sequence[float]]) -> np.ndarray:
 
 class KnowledgeBase:
     def __init__(self, store: VectorStore, embedder: Embedder, redis: Redis, secret: bytes,
-                 k: int = 2, merge_threshold: float = MERGE_THRESHOLD, prefix: str = "burrow",
-                 *, relevance_floor: float = RELEVANCE_FLOOR, names: NameFinder | None = None,
+                 k: int = 2, merge_threshold: float = MERGE_THRESHOLD, *,
+                 keys: KnowledgeKeys, relevance_floor: float = RELEVANCE_FLOOR,
+                 names: NameFinder | None = None,
                  model: ChatModel | None = None, model_distils: bool = True,
                  fade_votes: int = FADE_VOTES) -> None:
         """`names` finds people's names (default: Presidio in a child process, started on first
@@ -124,12 +126,12 @@ class KnowledgeBase:
         self.k = k
         self.merge_threshold = merge_threshold
         self.relevance_floor = relevance_floor
-        self.prefix = prefix
+        self.keys = keys
         self.names: NameFinder = names if names is not None else ProcessNames()
         self.model = model
         self.model_distils = model_distils
         self.fade_votes = fade_votes
-        self.votes = Votes(redis, prefix)
+        self.votes = Votes(redis, keys)
 
     def contributor(self, tenant: str) -> str:
         """A tenant's opaque contributor id: stable, not reversible without the server key."""
@@ -137,15 +139,11 @@ class KnowledgeBase:
                         hashlib.sha256).hexdigest()[:24]
 
     def _index(self, tenant: str) -> str:
-        return f"{self.prefix}:kb:tenant:{tenant}"
-
-    @property
-    def _refused_key(self) -> str:
-        return f"{self.prefix}:kb:refused"
+        return self.keys.kb_tenant(tenant)
 
     def _lock(self) -> Any:
         # merging is search-then-write: one writer at a time across all workers
-        return self.redis.lock(f"{self.prefix}:lock:kb", timeout=60, blocking_timeout=120)
+        return self.redis.lock(self.keys.kb_lock(), timeout=60, blocking_timeout=120)
 
     # --- contributing ------------------------------------------------------------------------
 
@@ -334,12 +332,12 @@ class KnowledgeBase:
             return
         async with self.redis.pipeline(transaction=False) as pipe:
             for reason, n in counts.items():
-                pipe.hincrby(self._refused_key, reason, n)
+                pipe.hincrby(self.keys.kb_refused(), reason, n)
             await pipe.execute()
 
     async def refused(self) -> dict[str, int]:
         """Contributions refused so far, by reason (every rule's reason, 0 when none)."""
-        raw = await self.redis.hgetall(self._refused_key)  # type: ignore[misc]
+        raw = await self.redis.hgetall(self.keys.kb_refused())  # type: ignore[misc]
         counts = dict.fromkeys(REASONS, 0)
         counts.update({k.decode(): int(v) for k, v in raw.items()})
         return counts

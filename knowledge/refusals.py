@@ -28,7 +28,7 @@ config, file and code names ("vm.overcommit_memory", "max.poll.interval.ms", "us
 "Node.js", "df.info()", "README.md", "config.yaml.example", ".env.example",
 "settings.local.json", "React.lazy/Suspense") are not domains. The rules are tuned on
 bench/data/injections_dev.json and the spent held-out set, and measured by bench/injections.py.
-The box's copy (tenant_agent/refusals.py) is the same code below this docstring, so an agent
+The box's copy (tenant_agent/memory/refusals.py) is the same code below this docstring, so an agent
 does not even propose what the host would refuse; only this one, on the host, is a defence.
 """
 
@@ -526,7 +526,7 @@ _IPV6 = r"(?<![\w:])(?:[0-9a-f]{0,4}:){2,7}[0-9a-f]{0,4}(?![\w:])"
 
 class _Rules:
     """The patterns, compiled (~40 ms: at first use, not at import, since the box's copy is
-    imported at every wake; tenant_agent/learn.py's warm() compiles them off the request
+    imported at every wake; tenant_agent/memory/learn.py's warm() compiles them off the request
     path, and a request that needs them meanwhile waits for that rather than compiling them
     a second time)."""
 

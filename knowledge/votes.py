@@ -1,15 +1,17 @@
 """Helpful / unhelpful votes on shared insights: one vote per tenant per insight (a later vote
 replaces the earlier one), kept in Redis, and the rule by which unhelpful insights fade.
 
-Keys (this module alone spells them): `{prefix}:kb:votes:{insight}` is a hash of contributor id
-to 1 or -1; `{prefix}:kb:voted:{tenant}` is the set of insights the tenant voted on, so deleting
-a tenant takes its votes back without a scan. Because votes are per tenant, one box (or one
+Keys: an insight's votes are a hash of contributor id to 1 or -1 (`kb_votes`); the insights a
+tenant voted on are a set (`kb_voted`), so deleting a tenant takes its votes back without a
+scan. Because votes are per tenant, one box (or one
 tenant's many boxes) can move an insight by one vote at most.
 """
 
 from __future__ import annotations
 
 from redis.asyncio import Redis
+
+from knowledge.keys import KnowledgeKeys
 
 FADE_VOTES = 3  # unhelpful votes (net of helpful ones) that hide an insight from tenants
 
@@ -27,15 +29,10 @@ def weight(helpful: int, unhelpful: int) -> float:
 
 
 class Votes:
-    def __init__(self, redis: Redis, prefix: str) -> None:
+    def __init__(self, redis: Redis, keys: KnowledgeKeys) -> None:
         self.redis = redis
-        self.prefix = prefix
-
-    def _votes(self, insight_id: str) -> str:
-        return f"{self.prefix}:kb:votes:{insight_id}"
-
-    def _voted(self, tenant: str) -> str:
-        return f"{self.prefix}:kb:voted:{tenant}"
+        self._votes = keys.kb_votes
+        self._voted = keys.kb_voted
 
     async def cast(self, insight_id: str, tenant: str, contributor: str,
                    helpful: bool) -> tuple[int, int]:

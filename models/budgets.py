@@ -8,8 +8,8 @@ and no number of calls at once, can take the tenant past its budget. It settles 
 the provider reported when it ends; it releases the reservation when it failed before the
 provider did any work; and when its usage is unknown (a stream cut short, a timeout after the
 request went out) the reservation stays spent — the worst case, never zero. When the budget is
-spent the call answers 429 with the time the period ends. Keys: `{prefix}:model:*`, owned
-here; a deleted tenant's are deleted with it.
+spent the call answers 429 with the time the period ends. Its Redis keys (models/keys.py) are
+owned here; a deleted tenant's are deleted with it.
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ from redis.asyncio import Redis
 
 from models.chat import ChatRequest, Usage
 from models.errors import ModelError
-from workers.policy import Policy
+from models.keys import BudgetKeys
+from models.limits import ModelLimits
 
 DEFAULT_MAX_TOKENS = 1024
 
@@ -39,27 +40,16 @@ class BudgetError(ModelError):
 
 
 class ModelBudgets:
-    def __init__(self, redis: Redis, *, prefix: str) -> None:
+    def __init__(self, redis: Redis, keys: BudgetKeys) -> None:
         self.redis = redis
-        self.prefix = prefix
+        self.keys = keys
+        self.usage_key = keys.model_usage
+        self.totals_key = keys.model_usage_total()
+        self._budget_key = keys.model_budget
+        self._rate_key = keys.model_rate
+        self._embed_key = keys.model_embeds
 
-    def usage_key(self, tenant: str) -> str:
-        return f"{self.prefix}:model:usage:{tenant}"
-
-    @property
-    def totals_key(self) -> str:
-        return f"{self.prefix}:model:usage-total"
-
-    def _budget_key(self, tenant: str, window: int) -> str:
-        return f"{self.prefix}:model:budget:{tenant}:{window}"
-
-    def _rate_key(self, tenant: str, minute: int) -> str:
-        return f"{self.prefix}:model:rate:{tenant}:{minute}"
-
-    def _embed_key(self, tenant: str, minute: int) -> str:
-        return f"{self.prefix}:model:embed:{tenant}:{minute}"
-
-    async def admit_embed(self, tenant: str, texts: int, policy: Policy) -> None:
+    async def admit_embed(self, tenant: str, texts: int, policy: ModelLimits) -> None:
         """Count `texts` the host embeds for `tenant`'s boxes (in its usage as embed:texts),
         or raise the 429 BudgetError of embed_texts_per_minute."""
         now = time.time()
@@ -84,7 +74,7 @@ class ModelBudgets:
             await pipe.execute()
 
     @staticmethod
-    def clamp(request: ChatRequest, policy: Policy) -> int:
+    def clamp(request: ChatRequest, policy: ModelLimits) -> int:
         """Bound request.max_tokens by the ceiling (and return it)."""
         # A call that names no max_tokens gets the usual 1024 (a tiny local model asked for
         # the whole ceiling rambles on for minutes); one that names more gets the ceiling.
@@ -94,7 +84,7 @@ class ModelBudgets:
         return request.max_tokens
 
     @staticmethod
-    def check_model(model: str, policy: Policy) -> None:
+    def check_model(model: str, policy: ModelLimits) -> None:
         """Raise the BudgetError of the operator's allowlist if `model` is not on it."""
         if not policy.allows(model):
             raise BudgetError(403, "model_not_allowed",
@@ -102,12 +92,12 @@ class ModelBudgets:
                               f"({', '.join(policy.model_allowlist or ()) or 'empty'}); use "
                               "one of those")
 
-    def output_ceiling(self, policy: Policy) -> int:
+    def output_ceiling(self, policy: ModelLimits) -> int:
         """The most output tokens one call may ask for (a relayed CLI's are clamped to it)."""
         return policy.model_max_tokens or 4 * DEFAULT_MAX_TOKENS
 
     async def admit_call(self, tenant: str, model: str, tokens: int,
-                         policy: Policy) -> Reservation:
+                         policy: ModelLimits) -> Reservation:
         """Allow a call of `model` that may cost at most `tokens` (prompt and output: its
         worst case), or raise the BudgetError that says why not: the allowlist, the call
         rate, the token budget (the call is admitted only if `tokens` fits in what is left)."""
@@ -176,7 +166,7 @@ class ModelBudgets:
         if reservation.key is not None and reservation.reserved:
             await self.redis.decrby(reservation.key, reservation.reserved)
 
-    async def spent(self, tenant: str, policy: Policy) -> int:
+    async def spent(self, tenant: str, policy: ModelLimits) -> int:
         window = int(time.time() // policy.token_budget_period_s)
         return int(await self.redis.get(self._budget_key(tenant, window)) or 0)
 
@@ -187,6 +177,6 @@ class ModelBudgets:
     async def forget(self, tenant: str) -> None:
         """A deleted tenant's usage, budget and rate counters."""
         keys = [self.usage_key(tenant)]
-        async for key in self.redis.scan_iter(match=f"{self.prefix}:model:*:{tenant}:*"):
+        async for key in self.redis.scan_iter(match=self.keys.model_windows(tenant)):
             keys.append(key)
         await self.redis.delete(*keys)

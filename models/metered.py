@@ -23,15 +23,15 @@ from redis.exceptions import RedisError
 from models.budgets import ModelBudgets
 from models.chat import ChatMessage, ChatRequest, ChatResponse, JsonSchemaFormat, ResponseFormat
 from models.errors import ModelError
+from models.limits import LimitsSource, ModelLimits
 from models.providers import ProviderError, Providers
 from models.worstcase import call_tokens
-from workers.policy import Policies, Policy
 
 OPERATOR = "operator"
 
 
 async def metered_chat(providers: Providers, budgets: ModelBudgets, tenant: str,
-                       request: ChatRequest, policy: Policy) -> ChatResponse:
+                       request: ChatRequest, policy: ModelLimits) -> ChatResponse:
     """The provider's answer, or the ModelError that says why not (refused by the budget:
     BudgetError; unknown provider, no key, upstream down: ProviderError). RedisError when the
     budget cannot be checked."""
@@ -63,7 +63,7 @@ class OperatorModel:
     """The server's own model, held to a JSON schema, on the operator's budget."""
 
     def __init__(self, model: str, providers: Providers, budgets: ModelBudgets,
-                 policies: Policies, max_tokens: int = 400) -> None:
+                 policies: LimitsSource, max_tokens: int = 400) -> None:
         self.model = model
         self.providers = providers
         self.budgets = budgets

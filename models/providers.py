@@ -43,7 +43,7 @@ class ModelProvider(Protocol):
 
 
 class ProviderSettings(Protocol):
-    """What the providers read of the server's settings (gateway.settings.Settings has it)."""
+    """What the providers read of the server's settings (core.settings.Settings has it)."""
 
     anthropic_api_key: SecretStr | None
     openai_api_key: SecretStr | None

@@ -17,12 +17,13 @@ from fastapi import FastAPI
 from redis.asyncio import Redis
 
 from boxes import BoxManager, RuntimeConfig
+from core.embedded_redis import EmbeddedRedis
+from core.keys import Keys
+from core.services import Core
+from core.settings import Settings
 from gateway.app import create_app
-from gateway.services import Services
-from gateway.settings import Settings
 from tests.fakes import FakeOpenAI
 from tests.hosts import OPERATOR_KEY, TEST_UID_BASE, box_processes
-from workers.embedded_redis import EmbeddedRedis
 
 if TYPE_CHECKING:
     from tests.served import Served
@@ -70,7 +71,7 @@ def config(tmp_path: Path) -> Iterator[RuntimeConfig]:
 
 @pytest.fixture
 async def manager(config: RuntimeConfig, redis: Redis) -> AsyncIterator[BoxManager]:
-    mgr = await BoxManager.open(config, redis)
+    mgr = await BoxManager.open(config, redis, Keys())
     yield mgr
     await mgr.close()
     leftovers = mgr.backend.leftovers()
@@ -87,13 +88,13 @@ class Gateway:
     operator: dict[str, str]
 
     @property
-    def services(self) -> Services:
-        services: Services = self.app.state.services
-        return services
+    def core(self) -> Core:
+        opened: Core = self.app.state.core
+        return opened
 
     @property
     def manager(self) -> BoxManager:
-        return self.services.manager
+        return self.core.manager
 
     async def tenant(self, tenant_id: str) -> tuple[dict[str, str], str]:
         """Create a tenant; return its auth headers and home box id."""
@@ -115,17 +116,19 @@ ECHO_AGENT = ["/usr/bin/python3", "-I", "-S", "-c",
 
 
 @contextlib.asynccontextmanager
-async def running_gateway(settings: Settings) -> AsyncIterator[Gateway]:
-    """The app with its lifespan, a client for it, and the leak checks after."""
+async def running_gateway(settings: Settings, *,
+                          others_running: bool = False) -> AsyncIterator[Gateway]:
+    """The app with its lifespan, a client for it, and the leak checks after (of its own
+    boxes only while `others_running`: another gateway's boxes are in the same uid range)."""
     app = create_app(settings)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://burrow",
                                      timeout=60) as client:
             yield Gateway(app, client, {"Authorization": f"Bearer {OPERATOR_KEY}"})
-    manager = app.state.services.manager
+    manager = app.state.core.manager
     assert manager.backend.leftovers() == {"processes": [], "mounts": [], "cgroups": []}
-    assert box_processes() == [], "box processes outlived the test"
+    assert others_running or box_processes() == [], "box processes outlived the test"
     shutil.rmtree(manager.config.run_dir, ignore_errors=True)
 
 

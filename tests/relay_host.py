@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from gateway.settings import Settings
+from core.settings import Settings
 from models.providers import Providers
 from models.relay import Relay, RelayAnswer
 

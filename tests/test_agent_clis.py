@@ -17,11 +17,11 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
+from core.embedded_redis import EmbeddedRedis
 from models.relay import harnesses
 from tests.conftest import ECHO_AGENT, Gateway, gateway_settings, running_gateway
 from tests.fakes import FakeOpenAI
 from tests.test_relay_clis import SHELL, WRITE, reply
-from workers.embedded_redis import EmbeddedRedis
 
 KEY_ANTHROPIC = "sk-ant-gateway-relay-0a1b2c3d4e5f6071"
 KEY_OPENAI = "sk-openai-gateway-relay-9f8e7d6c5b4a"
@@ -86,7 +86,7 @@ async def test_each_cli_creates_a_file_in_its_box_through_its_own_tool(
     assert all(r["model"] == model.partition("/")[2] for r in fake.requests)
     env = await sh(gw, headers, box, "cat env.txt")
     assert "BURROW_BOX_TOKEN" not in env and key not in env  # what the CLI's tools saw
-    usage = await gw.services.redis.hgetall(gw.services.budgets.usage_key("cli"))
+    usage = await gw.core.redis.hgetall(gw.core.budgets.usage_key("cli"))
     assert int(usage[f"{model.partition('/')[0]}:calls".encode()]) == 3
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from gateway.settings import Settings
+from core.settings import Settings
 from models.chat import ChatRequest
 from models.providers import Providers
 from models.servers import LocalModelServer, bundled_models

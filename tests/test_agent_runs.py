@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
+from core.embedded_redis import EmbeddedRedis
 from tests.conftest import ECHO_AGENT, Gateway, gateway_settings, running_gateway
 from tests.fakes import FakeOpenAI, text_reply, tool_reply
-from workers.embedded_redis import EmbeddedRedis
 
 KEY = "sk-test-4b1d0e5f9a8c7e6d5c4b3a29"
 
@@ -168,7 +168,7 @@ async def test_the_box_never_sees_the_provider_key(gw: Gateway, fake_openai: Fak
     found = await gw.client.post(f"/v1/boxes/{box}/exec", headers=gw.operator, json={
         "command": f"grep -rlF '{KEY}' /workspace /tmp /opt /proc/*/environ 2>/dev/null; true"})
     assert found.json()["stdout"] == ""
-    layer = gw.services.manager.config.data_dir
+    layer = gw.core.manager.config.data_dir
     leaks = [p for p in layer.rglob("*") if p.is_file() and KEY.encode() in _read(p)]
     assert leaks == [], f"the provider key was written under the data dir: {leaks}"
 

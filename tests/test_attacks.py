@@ -28,6 +28,8 @@ import pytest
 from redis.asyncio import Redis
 
 from boxes import BoxManager, BoxSpec, BoxState, ExecRequest, Limits, WakeFailedError
+from core.embedded_redis import EmbeddedRedis
+from core.keys import Keys
 from tests.conftest import (
     ECHO_AGENT,
     Gateway,
@@ -39,7 +41,6 @@ from tests.conftest import (
 )
 from tests.fakes import FakeOpenAI, text_reply
 from tests.served import Served, stop_and_check
-from workers.embedded_redis import EmbeddedRedis
 
 SECRETS = {
     "BURROW_OPERATOR_KEY": "op-secret-" + "o" * 40,
@@ -386,7 +387,7 @@ async def test_a_tenant_cannot_spend_more_than_its_token_budget(
     # each call reserves ~200 tokens and uses 18 (the fake's usage): the budget is spent by
     # reservations only while calls run; one at a time, all fit
     assert statuses == [200] * 6, replies
-    spent = await gw.services.budgets.spent("budget", (await gw.services.policies.get()).policy)
+    spent = await gw.core.budgets.spent("budget", (await gw.core.policies.get()).policy)
     assert spent == 6 * 18
     await gw.client.put("/v1/policy", headers=gw.operator, json={"tenant_token_budget": 120})
     (status, error, retry), = await chat(gw, headers, home, _ask())
@@ -397,11 +398,11 @@ async def test_a_tenant_cannot_spend_more_than_its_token_budget(
     metrics = (await gw.client.get("/metrics", headers=gw.operator)).text
     assert 'burrow_model_usage{provider="openai",what="calls"} 6.0' in metrics
     # a deleted tenant's usage and budget go with it
-    redis = gw.services.redis
-    assert await redis.keys("burrow:model:budget:budget:*")  # there, before the delete
+    redis = gw.core.redis
+    assert await redis.keys(Keys().model_budget("budget", "*"))  # there, before the delete
     assert (await gw.client.delete("/v1/tenants/budget", headers=gw.operator)).status_code == 204
-    assert await redis.keys("burrow:model:*:budget:*") == []
-    assert not await gw.services.redis.exists(gw.services.budgets.usage_key("budget"))
+    assert await redis.keys(Keys().model_windows("budget")) == []
+    assert not await gw.core.redis.exists(gw.core.budgets.usage_key("budget"))
 
 
 async def test_model_calls_are_rate_limited_per_tenant(
@@ -428,7 +429,7 @@ async def test_host_embeddings_are_counted_and_rate_limited_per_tenant(
     assert [r[0] for r in replies] == [200, 429, 200], replies
     assert "embed_texts_per_minute" in replies[1][1]["error"]["message"]  # type: ignore[index]
     assert replies[1][2], "no Retry-After"
-    usage = await gw.services.redis.hgetall(gw.services.budgets.usage_key("embedder"))
+    usage = await gw.core.redis.hgetall(gw.core.budgets.usage_key("embedder"))
     assert int(usage[b"embed:texts"]) == 4
     other, box = await gw.tenant("other")
     assert [r[0] for r in await host_calls(gw, other, box, "/v1/embed",
@@ -504,9 +505,9 @@ async def test_a_tenant_whose_agent_takes_nothing_cannot_fill_redis(
             r = await gw.client.post("/v1/tenants/mute/agent/ask", headers=headers,
                                      json={"question": f"q{i}"})
             assert r.status_code == 200
-        await gw.services.pipeline.drain()
-        backlog = gw.services.observations.backlog_key("mute")
-        assert await gw.services.redis.llen(backlog) == 5
+        await gw.core.pipeline.drain()
+        backlog = gw.core.observations.backlog_key("mute")
+        assert await gw.core.redis.llen(backlog) == 5
         tenant = (await gw.client.get("/v1/tenants/mute", headers=gw.operator)).json()
         assert tenant["observations"] == {"size": 5, "max": 5, "dropped": 3,
                                            "unanswered": 0}
@@ -607,10 +608,11 @@ import asyncio, os, signal, sys
 from pathlib import Path
 from redis.asyncio import Redis
 from boxes import BoxManager, RuntimeConfig
+from core.keys import Keys
 async def main():
     config = RuntimeConfig(data_dir=Path(sys.argv[1]), uid_base=int(sys.argv[4]),
                            launcher_pool=0)
-    manager = await BoxManager.open(config, Redis.from_url(sys.argv[2]))
+    manager = await BoxManager.open(config, Redis.from_url(sys.argv[2]), Keys())
     def stop_at(box_id, phase):
         if phase == sys.argv[3]:
             os.kill(os.getpid(), signal.SIGKILL)
@@ -628,7 +630,7 @@ asyncio.run(main())
 async def test_sigkill_at_each_freeze_step_leaves_the_box_wakeable(
         tmp_path: Path, redis_server: EmbeddedRedis, redis: Redis, phase: str) -> None:
     config = make_config(tmp_path / "data")
-    manager = await BoxManager.open(config, redis)
+    manager = await BoxManager.open(config, redis, Keys())
     box = await manager.create(BoxSpec())
     await manager.exec(box.id, ExecRequest(command="echo v1 > file"))
     await manager.freeze(box.id)
@@ -639,7 +641,7 @@ async def test_sigkill_at_each_freeze_step_leaves_the_box_wakeable(
         capture_output=True, text=True, timeout=120, cwd=Path(__file__).parent.parent)
     assert done.returncode == -signal.SIGKILL and "acknowledged" in done.stdout, done.stderr
     await asyncio.sleep(0.5)  # the killed process's box dies with it (--die-with-parent)
-    manager = await BoxManager.open(config, redis)
+    manager = await BoxManager.open(config, redis, Keys())
     try:
         await manager.wake(box.id)
         r = await manager.exec(box.id, ExecRequest(command="cat file"))
@@ -656,7 +658,7 @@ async def test_a_redis_that_lost_the_end_of_its_log_is_corrected_from_the_data_d
     server.start()
     redis = Redis.from_url(server.url)
     config = make_config(tmp_path / "data")
-    manager = await BoxManager.open(config, redis)
+    manager = await BoxManager.open(config, redis, Keys())
     aof = redis_dir / "appendonly.aof"
     cut: list[int] = []
     try:
@@ -678,9 +680,9 @@ async def test_a_redis_that_lost_the_end_of_its_log_is_corrected_from_the_data_d
     server = EmbeddedRedis(redis_dir, appendonly=True)
     server.start()
     redis = Redis.from_url(server.url)
-    lost = await redis.hget(f"burrow:box:{box.id}", "state")
+    lost = await redis.hget(Keys().box(box.id), "state")
     assert json.loads(lost) == "freezing"  # Redis forgot the freeze it acknowledged ...
-    manager = await BoxManager.open(config, redis)
+    manager = await BoxManager.open(config, redis, Keys())
     try:
         record = await manager.get(box.id)  # ... the box's dir remembers it
         assert record.state == BoxState.ARCHIVED and record.freezes == 2
@@ -722,7 +724,7 @@ async def test_no_spelling_of_the_agents_own_routes_is_taken_as_an_observed_pair
         r = await gateway.client.post("/v1/tenants/sneaky/observations", headers=headers,
                                       json={"pairs": [pair]})
         assert r.status_code == 422 and "pairs.0.request.path" in r.text, (path, r.text)
-    assert (await gateway.services.observations.backlog_of("sneaky"))["size"] == 0
+    assert (await gateway.core.observations.backlog_of("sneaky"))["size"] == 0
 
 
 async def test_host_files_of_boxes_are_roots_alone(gateway: Gateway) -> None:
@@ -733,7 +735,7 @@ async def test_host_files_of_boxes_are_roots_alone(gateway: Gateway) -> None:
     assert os.stat(box_dir).st_mode & 0o777 == 0o700
     for name in ("disk.img", "box.json"):
         assert os.stat(box_dir / name).st_mode & 0o777 == 0o600, name
-    observations = gateway.services.observations
+    observations = gateway.core.observations
     observations._spool("private", home, {"id": "x"})
     assert os.stat(observations.spool).st_mode & 0o777 == 0o600
     assert os.stat(observations.spool.parent).st_mode & 0o777 == 0o700
@@ -1254,7 +1256,7 @@ async def test_a_tenant_cannot_tell_how_many_tenants_said_something_or_when(
     statement = "Postgres 16 vacuums large tables faster than Postgres 12 does."
     spy, _ = await gw.tenant("spy")
     for tenant in ("ana", "ben", "cy"):
-        await gw.services.kb.contribute(tenant, [{"text": statement, "kind": "fact"}], [])
+        await gw.core.kb.contribute(tenant, [{"text": statement, "kind": "fact"}], [])
     question = {"query": "Which Postgres version vacuums faster?"}
     [exact] = (await gw.client.post("/v1/knowledge/search", headers=gw.operator,
                                     json=question)).json()
@@ -1377,7 +1379,7 @@ async def test_a_box_cannot_overdraw_its_model_budget(
     assert billed - budget <= 0, (f"overdraw: the provider billed {billed} tokens "
                                   f"{fake.billed} on a budget of {budget}", statuses)
     assert statuses[1] == 200 and "word" in replies[1][1]  # within the budget: answered
-    spent = await gw.services.budgets.spent("overdraw", (await gw.services.policies.get()).policy)
+    spent = await gw.core.budgets.spent("overdraw", (await gw.core.policies.get()).policy)
     assert spent >= billed, (spent, fake.billed)  # the budget counted what the provider billed
     assert statuses[0] == 429 and "budget" in replies[0][1], replies[0]
     assert statuses[7] == 400 and "n=8" in replies[7][1], replies[7]
@@ -1481,7 +1483,7 @@ async def test_a_box_cannot_escape_its_runs_max_turns_by_leaving_out_the_run_hea
     """While an agent run (Codex, max_turns 1: 1 + 3 schema retries = 4 model calls) is in
     progress, code in the box calls the relay itself, without `X-Burrow-Run` or naming
     another run: the calls are the run's, and no model call past its limit is made."""
-    from gateway.runs import SCHEMA_ATTEMPTS
+    from core.runs import SCHEMA_ATTEMPTS
     from models.relay import harnesses
 
     assert harnesses.installed("codex") is not None, "run `burrow harness install codex`"
@@ -1537,11 +1539,11 @@ async def test_a_box_record_stays_small_whatever_a_tenant_sends(gateway: Gateway
     r = await gateway.client.post(f"/v1/boxes/{box}/agent/runs", headers=headers, json={
         "prompt": "p", "response_schema": {"description": "d" * 200_000}})
     assert r.status_code == 422 and "response_schema" in r.json()["error"]["message"], r.text
-    key = f"{gateway.manager.config.key_prefix}:box:{box}"
-    assert await gateway.services.redis.memory_usage(key, samples=0) > 60_000
+    key = gateway.core.keys.box(box)
+    assert await gateway.core.redis.memory_usage(key, samples=0) > 60_000
     assert (await gateway.client.delete(f"/v1/boxes/{box}", headers=headers)).status_code == 204
     assert (await gateway.client.get(f"/v1/boxes/{box}", headers=headers)).status_code == 404
-    left = await gateway.services.redis.memory_usage(key, samples=0) or 0
+    left = await gateway.core.redis.memory_usage(key, samples=0) or 0
     assert left < 2048, f"a deleted box keeps {left} bytes in Redis"
 
 
@@ -1667,7 +1669,7 @@ TRUSTED = {"contribute_min_age_s": 0, "contribute_min_turns": 0}
 
 async def proposed(gw: Gateway, tenant: str, texts: list[str]) -> None:
     """What a tenant's agent proposes after a delivery: the worker's contribute job, run."""
-    job = await gw.services.pipeline.queue.enqueue_job(
+    job = await gw.core.pipeline.queue.enqueue_job(
         "contribute", tenant, [{"kind": "fact", "text": t} for t in texts], [tenant])
     assert job is not None
     await job.result(timeout=60)
@@ -1765,7 +1767,7 @@ async def test_shared_insights_reach_the_model_only_quoted_in_one_block(
                 await gw.tenant(tenant)
                 await proposed(gw, tenant, [FACT_REDIS])
             # an insight a base took in before it refused anything: the quoting must hold it
-            kb = gw.services.kb
+            kb = gw.core.kb
             [vector] = kb.embedder.embed([LEGACY])
             kb.store.upsert([("7d1c0f6e-5d1a-4a57-9d1e-8f1f3b0a6c11", vector, {
                 "text": LEGACY, "kind": "fact", "support": 2, "contributors": ["c1", "c2"],
@@ -1997,7 +1999,7 @@ async def test_a_tenant_whose_agent_hangs_cannot_stall_other_tenants_deliveries(
                                      json={"pairs": [_chat("I live in Porto.")]})
             assert r.status_code == 202, r.text
             await until(lambda n=name: _is(observed(n), 1), 30, f"{name}'s first pair")
-        home = await gw.services.tenants.home_box("hung")
+        home = await gw.core.tenants.home_box("hung")
         _, agent = _daemon_and_agent((await gw.manager.get(home)).uid)
         os.kill(agent, signal.SIGSTOP)
         try:
@@ -2012,16 +2014,16 @@ async def test_a_tenant_whose_agent_hangs_cannot_stall_other_tenants_deliveries(
             await until(lambda: _is(observed("fine"), 2), 15, "another tenant's delivery")
             assert time.monotonic() - started < 15
             # once its wait is over the agent is tried again, the sweep's try included
-            await until(lambda: _is(gw.services.observations.stalled_for("hung"), 0), 10)
+            await until(lambda: _is(gw.core.observations.stalled_for("hung"), 0), 10)
             box = await gw.manager.get(home)
             started = time.monotonic()
-            await asyncio.wait_for(gw.services.pipeline.before_freeze(gw.manager, box), 15)
+            await asyncio.wait_for(gw.core.pipeline.before_freeze(gw.manager, box), 15)
             assert time.monotonic() - started < 3 + 2 + 2 + 1, "the pre-freeze delivery's bound"
         finally:
             os.kill(agent, signal.SIGCONT)
         await until(lambda: _is(observed("hung"), 4), 30, "the hung tenant's pairs")
         await until(lambda: _is(unanswered(), 0), 10, "the mark lifted")
-        await gw.services.pipeline.drain()
+        await gw.core.pipeline.drain()
         assert await observed("hung") == 4  # each pair once, however often it was sent
 
 

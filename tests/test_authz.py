@@ -7,7 +7,7 @@ import re
 import uuid
 from typing import Any
 
-from gateway.security import box_token
+from core.security import box_token
 from tests.conftest import Gateway
 
 KINDS = ["none", "bad", "other_tenant", "box_token", "own_tenant", "operator"]
@@ -31,7 +31,7 @@ class World:
         self.other, _ = await self.gw.tenant("other")
         self.box = await self.new_box()
         self.snapshot = await self.new_snapshot()
-        secret = self.gw.services.secret
+        secret = self.gw.core.secret
         self.headers = {
             "none": {}, "bad": {"Authorization": "Bearer brw_t_not-a-real-key"},
             "other_tenant": self.other, "own_tenant": self.own,
@@ -74,7 +74,7 @@ class World:
         vector = [1.0] + [0.0] * 383
         text = "a test insight"
         tellers = ["c1", "c2"] if shared else ["c1"]
-        self.gw.services.kb.store.upsert([(insight_id, vector, {
+        self.gw.core.kb.store.upsert([(insight_id, vector, {
             "text": text, "kind": "fact", "support": len(tellers), "contributors": tellers,
             "members": [{"c": c, "t": text, "at": 0.0} for c in tellers],
             "canonical_by": "rule", "visible": int(shared)})])

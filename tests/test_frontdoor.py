@@ -15,10 +15,10 @@ import uvicorn
 from redis.asyncio import Redis
 from starlette.types import Receive, Scope, Send
 
+from core.embedded_redis import EmbeddedRedis
 from gateway.frontdoor import FrontLimits, protocol_for
 from tests.conftest import ECHO_AGENT, gateway_settings, running_gateway
 from tests.served import free_port
-from workers.embedded_redis import EmbeddedRedis
 
 
 def _error(r: httpx.Response, status: int, code: str) -> str:

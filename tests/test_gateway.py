@@ -11,9 +11,9 @@ import httpx
 from redis.asyncio import Redis
 
 from boxes import BoxState
+from core.embedded_redis import EmbeddedRedis
 from gateway.app import create_app
 from tests.conftest import OPERATOR_KEY, Gateway, gateway_settings
-from workers.embedded_redis import EmbeddedRedis
 
 
 async def test_tenant_gets_a_home_box_and_a_key_shown_once(gateway: Gateway) -> None:
@@ -217,7 +217,7 @@ async def test_errors_use_the_contract_format(gateway: Gateway) -> None:
     await check(404, "not_found", c.get(f"/v1/boxes/{home}/files",
                                         params={"path": "missing"}, headers=headers))
     await check(409, "conflict", c.delete(f"/v1/boxes/{home}", headers=headers))
-    big = gateway.services.settings.max_body_bytes + 1
+    big = gateway.core.settings.max_body_bytes + 1
     await check(413, "too_large", c.put(f"/v1/boxes/{home}/files", params={"path": "big"},
                                         content=b"x" * big, headers=headers))
     await check(401, "unauthenticated", c.get("/v1/boxes"))
@@ -305,7 +305,7 @@ async def test_a_request_that_waits_too_long_for_a_wake_gets_503_and_a_retry_hin
         key = {"Authorization": f"Bearer {r.json()['api_key']}"}
         home = r.json()["home_box_id"]
         await c.post(f"/v1/boxes/{home}/freeze", headers=op)
-        manager = app.state.services.manager
+        manager = app.state.core.manager
         async with manager.locks.hold(home):  # a long transition holds the box
             r = await c.get("/v1/tenants/slow/agent/x", headers=key)
         assert r.status_code == 503 and r.headers["retry-after"]
@@ -319,7 +319,8 @@ async def test_a_home_box_is_woken_before_its_large_files_are_written_but_not_it
     """The gateway tells the runtime that its own agent reads only its state and its log, so
     an archived home box's agent answers, from its memory, while the box's other large files
     are still being written (a replacement agent is not named: its box is restored whole)."""
-    from gateway.services import AGENT_STATE_DIR, DEFAULT_AGENT_COMMAND
+    from core.inbox import DEFAULT_AGENT_COMMAND
+    from core.services import AGENT_STATE_DIR
 
     config = learning.manager.config
     assert config.lazy_restore_services == (tuple(DEFAULT_AGENT_COMMAND),)

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
+from core.embedded_redis import EmbeddedRedis
 from tests.conftest import ECHO_AGENT, Gateway, gateway_settings, running_gateway
-from workers.embedded_redis import EmbeddedRedis
 
 # Inside a box: after `delay` s, open `count` requests with bodies of 60 KiB, send 50 KiB of
 # each and stall for `hold` s; then the status each got (0: none yet, its body is held).

@@ -13,9 +13,9 @@ import pytest
 from redis.asyncio import Redis
 
 from boxes import BoxState
+from core.embedded_redis import EmbeddedRedis
+from core.observations import Observations
 from tests.conftest import ECHO_AGENT, Gateway, gateway_settings, running_gateway, until
-from workers.embedded_redis import EmbeddedRedis
-from workers.observations import Observations
 
 
 @pytest.fixture
@@ -206,7 +206,7 @@ async def test_an_idle_home_box_is_told_what_it_missed_before_it_is_frozen(
     catch up."""
     gw = swept
     _, box_id = await gw.tenant("missed")
-    observations = gw.services.observations
+    observations = gw.core.observations
     pair = Observations.pair("POST", "/chat", "", b'{"text": "I live in Lyon"}', 200, b"{}",
                              1.0)
     assert await observations.record("missed", box_id, pair) is not None  # and no job
@@ -224,11 +224,11 @@ async def test_the_delivery_before_a_freeze_waits_for_one_already_under_way(
     left, rather than freezing the box under it with the pair still waiting."""
     gw = swept
     _, box_id = await gw.tenant("busy")
-    observations = gw.services.observations
+    observations = gw.core.observations
     pair = Observations.pair("POST", "/chat", "", b'{"text": "I live in Oslo"}', 200, b"{}",
                              1.0)
     assert await observations.record("busy", box_id, pair) is not None
-    lease = observations.redis.lock(f"{observations.prefix}:lock:observe:busy", timeout=30)
+    lease = observations.redis.lock(observations.keys.delivery_lease("busy"), timeout=30)
     assert await lease.acquire(blocking=False)
     tries: list[int] = []
     deliver = observations.deliver

@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
+from core.embedded_redis import EmbeddedRedis
 from tests.conftest import Gateway, gateway_settings, running_gateway
 from tests.fakes import FakeOpenAI
-from workers.embedded_redis import EmbeddedRedis
 
 SHARED = "Postgres 16 vacuums large tables faster than Postgres 12 does."
 SOLO = "Zig cross compiles to every target without extra toolchains."
@@ -43,7 +43,7 @@ async def gw(tmp_path: Path, redis: Redis, redis_server: EmbeddedRedis) -> Async
 
 async def told(gw: Gateway, tenants: list[str], text: str, kind: str = "fact") -> None:
     for tenant in tenants:
-        await gw.services.kb.contribute(tenant, [{"text": text, "kind": kind}], [])
+        await gw.core.kb.contribute(tenant, [{"text": text, "kind": kind}], [])
 
 
 async def search(gw: Gateway, headers: dict[str, str], **body: Any) -> list[dict[str, Any]]:
@@ -176,10 +176,10 @@ async def test_the_knowledge_model_is_asked_on_the_operators_budget(
             assert request["model"] == "kb-model"
             assert request["response_format"]["type"] == "json_schema"
             assert request["temperature"] == 0
-        usage = await gw.services.redis.hgetall(gw.services.budgets.usage_key("operator"))
+        usage = await gw.core.redis.hgetall(gw.core.budgets.usage_key("operator"))
         assert int(usage[b"openai:calls"]) == len(fake.requests)
         for tenant in ("m1", "m2"):  # the tenants pay nothing for it
-            assert not await gw.services.redis.exists(gw.services.budgets.usage_key(tenant))
+            assert not await gw.core.redis.exists(gw.core.budgets.usage_key(tenant))
 
 
 def test_a_knowledge_model_that_names_no_provider_is_refused_at_start(tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
+from core.keys import Keys
 from knowledge.base import KnowledgeBase
 from knowledge.embedder import SentenceTransformerEmbedder
 from knowledge.ner import PresidioNames
@@ -42,7 +43,7 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[VectorStor
 async def kb(store: VectorStore, redis: Redis,
              names: PresidioNames) -> AsyncIterator[KnowledgeBase]:
     yield KnowledgeBase(store, SentenceTransformerEmbedder(), redis, b"s" * 32, k=2,
-                        names=names)
+                        keys=Keys(), names=names)
 
 
 def said(*texts: str) -> list[dict[str, str]]:

@@ -16,9 +16,10 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from core.embedded_redis import EmbeddedRedis
+from core.keys import Keys
+from core.observations import Observations
 from tests.conftest import Gateway, gateway_settings, running_gateway, until
-from workers.embedded_redis import EmbeddedRedis
-from workers.observations import Observations
 
 SECRET_EMAIL = "jane.secret@example.com"
 SECRET_KEY = "sk-proj-Abc123Def456Ghi789Jkl012Mno345Pqr678"
@@ -41,7 +42,7 @@ async def search(gw: Gateway, key: dict[str, str], query: str) -> list[dict[str,
 
 
 async def applied(gw: Gateway, home: str) -> list[dict[str, Any]]:
-    status, body = await gw.services.proxy.client.request(gw.manager.service_path(home), "GET",
+    status, body = await gw.core.service_client.request(gw.manager.service_path(home), "GET",
                                                           "/_burrow/log")
     assert status == 200
     log: list[dict[str, Any]] = json.loads(body)["applied"]
@@ -141,8 +142,8 @@ async def test_a_frozen_tenant_is_not_woken_by_its_pending_observations(
         for _ in range(3):
             await say(gw, "sleepy", key, "I prefer green tea.")
         await gw.client.post(f"/v1/boxes/{home}/freeze", headers=key)
-        await app.state.services.pipeline.drain()
-        observations: Observations = app.state.services.observations
+        await app.state.core.pipeline.drain()
+        observations: Observations = app.state.core.observations
         assert await redis.llen(observations.backlog_key("sleepy")) == 3
         delivery = await observations.deliver(gw.manager, "sleepy", home)  # as the worker would
         assert delivery.pairs == 0
@@ -156,11 +157,11 @@ async def test_a_frozen_tenant_is_not_woken_by_its_pending_observations(
 async def test_observations_are_spooled_while_redis_is_unreachable(
         tmp_path: Path, redis: Redis) -> None:
     down = Observations(Redis(unix_socket_path=str(tmp_path / "nothing.sock")),
-                        tmp_path / "spool", prefix="burrow")
+                        tmp_path / "spool", keys=Keys())
     pair = Observations.pair("POST", "/ask", "", b"{}", 200, b"{}", 1.0)
     assert await down.record("t", "b_x", pair) is None
     assert down.spool.exists()
-    up = Observations(redis, tmp_path / "spool", prefix="burrow")
+    up = Observations(redis, tmp_path / "spool", keys=Keys())
     assert await up.replay_spool() == 1
     assert not down.spool.exists()
     assert await redis.llen(up.backlog_key("t")) == 1
@@ -170,14 +171,15 @@ async def test_observations_are_spooled_while_redis_is_unreachable(
 WORKER = """
 import asyncio, sys
 from pathlib import Path
-from gateway.services import Services
-from gateway.settings import Settings
+import core
+from core.settings import Settings
+from workers.worker import make_worker
 
 async def main(url, data_dir):
     settings = Settings(redis_url=url, data_dir=Path(data_dir), qdrant_url=":memory:",
                         operator_key="k" * 40)
-    services = await Services.open(settings, "worker")
-    await services.run_worker()
+    opened = await core.open(settings, runs_boxes=False)
+    await make_worker(opened).async_run()
 
 asyncio.run(main(sys.argv[1], sys.argv[2]))
 """
@@ -193,8 +195,8 @@ async def test_a_worker_killed_mid_run_loses_and_repeats_nothing(
             r = await client.post("/v1/tenants/many/agent/notes", json={"n": i},
                                   headers=key)
             assert r.status_code == 404  # the built-in agent serves no /notes; it is observed
-        await app.state.services.pipeline.drain()
-        data_dir = str(app.state.services.manager.config.data_dir)
+        await app.state.core.pipeline.drain()
+        data_dir = str(app.state.core.manager.config.data_dir)
         env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
 
         def start() -> subprocess.Popen[bytes]:

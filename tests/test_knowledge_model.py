@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
+from core.keys import Keys
 from knowledge.base import KnowledgeBase
 from knowledge.canonical import Member, by_model
 from knowledge.distill import Statement, distill_with_model
@@ -106,7 +107,7 @@ async def kb_with(tmp_path: Path, redis: Redis) -> AsyncIterator[Callable[[FakeC
     def build(model: FakeChatModel) -> KnowledgeBase:
         stores.append(EdgeVectorStore(tmp_path / f"kb{len(stores)}", 384))
         return KnowledgeBase(stores[-1], SentenceTransformerEmbedder(), redis, b"s" * 32, k=2,
-                             names=names, model=model)
+                             keys=Keys(), names=names, model=model)
     yield build
     for store in stores:
         store.close()

@@ -25,6 +25,7 @@ from boxes import (
     RuntimeConfig,
     WakeFailedError,
 )
+from core.keys import Keys
 from tests.conftest import make_config
 from tests.wheels import make_wheel
 
@@ -202,7 +203,7 @@ async def test_fifty_concurrent_wakes_cause_exactly_one(manager: BoxManager) -> 
 
 async def test_concurrent_wakes_from_two_managers_collapse_into_one(
         manager: BoxManager, config: RuntimeConfig, redis: Redis) -> None:
-    other = BoxManager(config, redis)  # a second gateway process on the same host
+    other = BoxManager(config, redis, Keys())  # a second gateway process on the same host
     await other.start()
     try:
         box = await manager.create(BoxSpec())
@@ -368,7 +369,7 @@ async def test_registry_is_rebuilt_from_the_data_dir_when_redis_is_lost(
     await manager.backend.close_layer(running)
     await redis.flushall()
 
-    fresh = BoxManager(config, redis)
+    fresh = BoxManager(config, redis, Keys())
     await fresh.start()  # finds an empty registry and boxes on disk
     try:
         boxes = {b.id: b for b in await fresh.list()}
@@ -385,7 +386,7 @@ async def test_registry_is_rebuilt_from_the_data_dir_when_redis_is_lost(
 
 async def test_restart_after_a_crash_reconciles_running_boxes(
         redis: Redis, config: RuntimeConfig) -> None:
-    first = BoxManager(config, redis)
+    first = BoxManager(config, redis, Keys())
     await first.start()
     box = await first.create(BoxSpec())
     await first.write_file(box.id, "f", b"kept")
@@ -395,7 +396,7 @@ async def test_restart_after_a_crash_reconciles_running_boxes(
     dead = await asyncio.create_subprocess_exec("true")
     await dead.wait()
     await first.registry.update(await first.get(box.id), host=f"{socket.gethostname()}:{dead.pid}")
-    second = await BoxManager.open(make_config(config.data_dir), redis)
+    second = await BoxManager.open(make_config(config.data_dir), redis, Keys())
     try:
         record = await second.get(box.id)
         assert record.state == BoxState.FAILED
@@ -408,7 +409,7 @@ async def test_boxes_start_without_prestarted_launchers_too(
         tmp_path: Path, redis: Redis) -> None:
     """The direct start (used when the launcher pool is empty) gives the same box."""
     config = dataclasses.replace(make_config(tmp_path / "direct"), launcher_pool=0)
-    manager = await BoxManager.open(config, redis)
+    manager = await BoxManager.open(config, redis, Keys())
     try:
         box = await manager.create(BoxSpec(limits=Limits(pids=50)))
         r = await manager.exec(box.id, ExecRequest(command="id -un; cat /proc/self/cgroup"))
@@ -429,7 +430,7 @@ async def test_which_files_a_wake_leaves_for_later(config: RuntimeConfig, redis:
     agent = ("/usr/bin/python3", "-I", "-S", "/opt/burrow/tenant_agent/__main__.py")
     manager = BoxManager(dataclasses.replace(
         config, lazy_restore_services=(agent,),
-        eager_restore_dirs=("workspace/.burrow", "workspace/.burrow-agent")), redis)
+        eager_restore_dirs=("workspace/.burrow", "workspace/.burrow-agent")), redis, Keys())
     plain = BoxSpec().validate()
     for service, path, size, lazy in (
             (None, "workspace/big", LAZY_MIN, True),

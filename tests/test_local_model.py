@@ -18,13 +18,13 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from gateway.settings import Settings
+from core.embedded_redis import EmbeddedRedis
+from core.settings import Settings
 from models import servers as modelservers
 from models.chat import ChatRequest
 from models.providers import ProviderError, Providers
 from models.servers import LocalModels, LocalModelServer
 from tests.conftest import Gateway, gateway_settings, running_gateway
-from workers.embedded_redis import EmbeddedRedis
 
 # The test command installs the local-model extra: without it these tests fail (they never
 # skip), so a broken install cannot pass unnoticed.

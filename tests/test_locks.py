@@ -9,10 +9,11 @@ import pytest
 from redis.asyncio import Redis
 
 from boxes.locks import BoxLocks
+from core.keys import Keys
 
 
 async def test_holders_here_and_in_another_process_never_overlap(redis: Redis) -> None:
-    here, there = BoxLocks(redis, "t", 5, 10), BoxLocks(redis, "t", 5, 10)
+    here, there = BoxLocks(redis, Keys("t"), 5, 10), BoxLocks(redis, Keys("t"), 5, 10)
     inside: list[int] = []
     overlaps = []
 
@@ -27,12 +28,12 @@ async def test_holders_here_and_in_another_process_never_overlap(redis: Redis) -
     assert overlaps == [1] * 30
     await here.drain()
     await there.drain()
-    assert await redis.keys("t:lock:*") == []  # every key deleted once drained
+    assert await redis.keys(Keys("t").box_lock("*")) == []  # every key deleted once drained
 
 
 async def test_a_release_redis_refuses_frees_this_process_and_the_key_expires(
         redis: Redis, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
-    locks = BoxLocks(redis, "t", 0.3, 5)
+    locks = BoxLocks(redis, Keys("t"), 0.3, 5)
     async with locks.hold("b"):
         async def refuse(*args: object) -> None:
             raise ConnectionError("redis went away")

@@ -151,7 +151,7 @@ async def test_an_agent_without_the_memory_api_is_a_clear_501(gateway: Gateway) 
     r = await gateway.client.post("/v1/tenants/ana/agent/ask", json={"question": "hi"},
                                   headers=key)
     assert r.status_code == 200
-    await gateway.services.pipeline.drain()  # recorded; no worker here delivers it
+    await gateway.core.pipeline.drain()  # recorded; no worker here delivers it
     for method, path in [("GET", "/v1/tenants/ana/memories"),
                          ("GET", "/v1/tenants/ana/memories/export"),
                          ("GET", "/v1/tenants/ana/memories/m_1"),
@@ -163,7 +163,7 @@ async def test_an_agent_without_the_memory_api_is_a_clear_501(gateway: Gateway) 
         assert error["code"] == "agent_lacks_memory_api"
         assert "BURROW_AGENT_COMMAND" in error["message"]
     # a refused "delete all" drops nothing the agent has yet to receive
-    assert (await gateway.services.observations.backlog_of("ana"))["size"] == 1
+    assert (await gateway.core.observations.backlog_of("ana"))["size"] == 1
 
 
 async def test_bad_memory_requests_are_4xx(learning: Gateway) -> None:
@@ -234,7 +234,7 @@ async def test_chat_bodies_through_the_gateway_learn_the_newest_turn_at_its_time
 def test_the_extraction_model_is_the_agents_unless_set_apart(tmp_path: Path) -> None:
     from pydantic import ValidationError
 
-    from gateway.settings import Settings
+    from core.settings import Settings
 
     def chosen(**models: str) -> str | None:
         return Settings(dev=True, data_dir=tmp_path, **models).extraction_model  # type: ignore[arg-type]
@@ -251,25 +251,26 @@ def test_the_extraction_model_is_the_agents_unless_set_apart(tmp_path: Path) -> 
         chosen(agent_extract_model="gpt-x")
 
 
-async def test_a_tenants_policy_names_its_own_extraction_model(tmp_path: Path,
+async def test_a_tenants_policy_names_its_ownextraction_model(tmp_path: Path,
                                                                redis: Redis) -> None:
     """The extraction model each delivery names: the tenant's agent_model override, else the
     global policy's, else BURROW_AGENT_MODEL; a local/ one extracts only when named apart."""
-    from gateway.services import _extraction_model
-    from gateway.settings import Settings
-    from workers.policy import Policies, PolicyError
+    from core.keys import Keys
+    from core.policy import Policies, PolicyError
+    from core.services import extraction_model
+    from core.settings import Settings
 
-    policies = Policies(redis, prefix="t14")
+    policies = Policies(redis, Keys("t14"))
     settings = Settings(dev=True, data_dir=tmp_path, agent_model="openai/gpt-x")
-    assert await _extraction_model(settings, policies, "ana") == "openai/gpt-x"
+    assert await extraction_model(settings, policies, "ana") == "openai/gpt-x"
     await policies.set_override("ana", {"agent_model": "anthropic/claude-haiku-4-5"}, "op")
     await policies.set_override("bob", {"agent_model": "local/gemma-3-270m"}, "op")
-    assert await _extraction_model(settings, policies, "ana") == "anthropic/claude-haiku-4-5"
-    assert await _extraction_model(settings, policies, "bob") is None  # answers, no extraction
+    assert await extraction_model(settings, policies, "ana") == "anthropic/claude-haiku-4-5"
+    assert await extraction_model(settings, policies, "bob") is None  # answers, no extraction
     await policies.update({"agent_model": "openrouter/m"}, "op")
-    assert await _extraction_model(settings, policies, "cy") == "openrouter/m"
+    assert await extraction_model(settings, policies, "cy") == "openrouter/m"
     apart = Settings(dev=True, data_dir=tmp_path, agent_extract_model="none")
-    assert await _extraction_model(apart, policies, "ana") is None
+    assert await extraction_model(apart, policies, "ana") is None
     with pytest.raises(PolicyError, match="not on model_allowlist"):
         await policies.update({"model_allowlist": ["openrouter/*"]}, "op")  # ana's is not
     with pytest.raises(PolicyError, match="provider/name"):
@@ -286,12 +287,12 @@ async def test_the_agents_own_protocol_leaves_no_backlog(learning: Gateway) -> N
                          ("GET", "Recall/../profile"), ("GET", "%2Fhealth")):
         await gw.client.request(method, f"/v1/tenants/quiet/agent/{path}", headers=key,
                                 json={"query": "x"} if method == "POST" else None)
-    await gw.services.pipeline.drain()
-    assert not await gw.services.observations.has_backlog("quiet")
+    await gw.core.pipeline.drain()
+    assert not await gw.core.observations.has_backlog("quiet")
     r = await gw.client.post("/v1/tenants/quiet/agent/notes", json={"text": "I like tea"},
                              headers=key)
     assert r.status_code == 404  # a product path: recorded (then delivered by the worker)
-    await gw.services.pipeline.drain()
+    await gw.core.pipeline.drain()
     await until(lambda: _episodes(gw, key))
 
 

@@ -25,6 +25,7 @@ from redis.asyncio import Redis
 from boxes import BoxManager, BoxSpec, ExecRequest, RuntimeConfig
 from boxes.egress import host_addresses
 from boxes.models import BoxRecord, StartPolicy
+from core.keys import Keys
 
 PROBE = ("python3 -c \"import socket,sys\n"
          "try:\n"
@@ -135,7 +136,7 @@ def _policy(allow: tuple[str, ...] = (), deny: tuple[str, ...] = ()
 @contextlib.asynccontextmanager
 async def manager_with(config: RuntimeConfig, redis: Redis, **changes: object
                        ) -> AsyncIterator[BoxManager]:
-    manager = await BoxManager.open(dataclasses.replace(config, **changes), redis)
+    manager = await BoxManager.open(dataclasses.replace(config, **changes), redis, Keys())
     try:
         yield manager
     finally:

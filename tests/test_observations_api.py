@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
+from core.embedded_redis import EmbeddedRedis
 from gateway.schemas import MAX_OBSERVED_PAIRS
 from tests.conftest import ECHO_AGENT, Gateway, gateway_settings, running_gateway, until
 from tests.test_memory_api import memories, recall
-from workers.embedded_redis import EmbeddedRedis
 
 
 @pytest.fixture
@@ -114,10 +114,10 @@ async def test_callers_without_the_tenant_are_refused(recording: Gateway) -> Non
     theirs = await refused(gw, ana, 404, good, tenant="ben")
     assert theirs == (await refused(gw, ana, 404, good, tenant="nobody")).replace(
         "nobody", "ben")
-    from gateway.security import box_token
-    token = {"Authorization": f"Bearer {box_token(gw.services.secret, ben_home)}"}
+    from core.security import box_token
+    token = {"Authorization": f"Bearer {box_token(gw.core.secret, ben_home)}"}
     await refused(gw, token, 403, good, tenant="ben")  # code in the box cannot feed itself
-    assert (await gw.services.observations.backlog_of("ben"))["size"] == 0
+    assert (await gw.core.observations.backlog_of("ben"))["size"] == 0
 
 
 async def test_bad_pairs_are_a_clear_422_and_store_nothing(recording: Gateway) -> None:
@@ -163,8 +163,8 @@ async def test_bad_pairs_are_a_clear_422_and_store_nothing(recording: Gateway) -
     huge = {"pairs": [chat("x" * (2 << 20), "", 1)]}
     assert "over" in await refused(gw, ana, 413, huge)
     # nothing of the refused calls was stored, nothing stored before was lost
-    backlog = await gw.services.redis.lrange(
-        gw.services.observations.backlog_key("ana"), 0, -1)  # type: ignore[misc]
+    backlog = await gw.core.redis.lrange(
+        gw.core.observations.backlog_key("ana"), 0, -1)  # type: ignore[misc]
     assert len(backlog) == 1 and b"keep-1" in backlog[0]
 
 
@@ -173,5 +173,5 @@ async def test_a_full_backlog_drops_and_says_so(recording: Gateway) -> None:
     ana, _ = await gw.tenant("ana")
     pairs = [chat(f"fact {i}", "", 1683561600 + i, f"r-{i}") for i in range(6)]
     assert await observe(gw, "ana", ana, pairs) == {"accepted": 4, "dropped": 2}
-    backlog = await gw.services.observations.backlog_of("ana")
+    backlog = await gw.core.observations.backlog_of("ana")
     assert backlog == {"size": 4, "max": 4, "dropped": 2, "unanswered": 0}

@@ -16,7 +16,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway.logs import JsonFormatter, request_id
+from core.logs import JsonFormatter, request_id
 from tests.conftest import Gateway
 from tests.served import Served, stop_and_check
 
@@ -89,8 +89,8 @@ async def test_a_request_id_follows_the_request_into_the_box(gateway: Gateway) -
     assert r.json()["echo"]["headers"]["x-request-id"] == "req-43"  # what the agent received
     r = await gw.client.get("/healthz", headers={"X-Request-Id": "bad id with spaces"})
     assert r.headers["x-request-id"] != "bad id with spaces" and r.headers["x-request-id"]
-    await gw.services.pipeline.drain()  # pairs are recorded after the response
-    pairs = await gw.services.redis.lrange(gw.services.observations.backlog_key("traced"),
+    await gw.core.pipeline.drain()  # pairs are recorded after the response
+    pairs = await gw.core.redis.lrange(gw.core.observations.backlog_key("traced"),
                                             0, -1)
     assert "req-43" in [json.loads(p)["request_id"] for p in pairs]
 

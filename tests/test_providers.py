@@ -16,12 +16,13 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from gateway.settings import Settings
+from core.embedded_redis import EmbeddedRedis
+from core.keys import Keys
+from core.settings import Settings
 from models.budgets import ModelBudgets
 from models.chat import ChatRequest
 from models.providers import ProviderError, Providers
 from tests.conftest import Gateway, gateway_settings, running_gateway
-from workers.embedded_redis import EmbeddedRedis
 
 OPENAI_KEY = "sk-openai-" + "a1" * 20
 OPENROUTER_KEY = "sk-or-v1-" + "b2" * 20
@@ -437,7 +438,7 @@ async def test_a_box_calls_models_through_the_host_socket_and_never_sees_a_key(
     assert all(k not in env.json()["stdout"] for k in (ANTHROPIC_KEY, OPENAI_KEY,
                                                         OPENROUTER_KEY))
     assert ANTHROPIC_KEY not in r.text
-    usage = await redis.hgetall(ModelBudgets(redis, prefix="burrow").usage_key("m"))
+    usage = await redis.hgetall(ModelBudgets(redis, Keys()).usage_key("m"))
     assert usage[b"anthropic:calls"] == b"1" and usage[b"anthropic:output_tokens"] == b"9"
 
 

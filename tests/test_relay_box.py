@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from gateway.settings import Settings
+from core.settings import Settings
 from tenant_agent.runs.relay import Relay
 from tests.fakes import FakeOpenAI, anthropic_events, text_reply, tool_reply
 from tests.relay_host import RelayHost

@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from gateway.settings import Settings
+from core.settings import Settings
 from models.relay import harnesses
 from tenant_agent.runs.clis import DUMMY_KEY
 from tests.fakes import FakeOpenAI, text_reply, tool_reply

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from gateway.settings import Settings
+from core.settings import Settings
 from models.providers import Providers
 from models.relay import Relay
 from models.relay.sse import SseParser

@@ -44,8 +44,8 @@ from burrow._models import (
     Snapshot,
     TenantInfo,
 )
+from core.settings import Settings
 from gateway.app import create_app
-from gateway.settings import Settings
 
 # Each SDK model, and the schemas of the document it reads.
 SCHEMAS: dict[type[BaseModel], tuple[str, ...]] = {

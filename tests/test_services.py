@@ -11,6 +11,7 @@ from pathlib import Path
 from redis.asyncio import Redis
 
 from boxes import BoxManager, BoxSpec, ExecRequest, RuntimeConfig
+from core.keys import Keys
 from tests.conftest import make_config
 
 ECHO = ("import os, socket\n"
@@ -78,7 +79,7 @@ async def test_host_socket_and_start_env_reach_the_box_without_being_stored(
     base = make_config(tmp_path / "data")
     config = RuntimeConfig(**{**base.__dict__, "host_socket": host_sock,
                               "start_env": lambda box: {"SECRET_TOKEN": f"tok-{box.id}"}})
-    manager = await BoxManager.open(config, redis)
+    manager = await BoxManager.open(config, redis, Keys())
     try:
         box = await manager.create(BoxSpec())
         r = await manager.exec(box.id, ExecRequest(
@@ -87,7 +88,7 @@ async def test_host_socket_and_start_env_reach_the_box_without_being_stored(
                     "s.connect(os.environ['BURROW_HOST_SOCKET']); "
                     "print(s.recv(100).decode().strip())\""))
         assert r.stdout == f"tok-{box.id}\nfrom the host\n", r.stderr
-        record = await redis.hgetall(f"burrow:box:{box.id}")
+        record = await redis.hgetall(Keys().box(box.id))
         assert b"tok-" not in b"".join(record.values())
         assert b"tok-" not in (config.box_dir(box.id) / "box.json").read_bytes()
         cmdlines = b"".join(p.read_bytes() for p in Path("/proc").glob("[0-9]*/cmdline")

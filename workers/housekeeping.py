@@ -1,6 +1,6 @@
 """The worker's housekeeping: the idle sweep, the knowledge base's index optimisation and the
 snapshot store's garbage collection (the observation pipeline's jobs are in
-workers/pipeline.py). The worker holds no state: everything is in ctx, built by whoever runs
+core/pipeline.py). The worker holds no state: everything is in ctx, built by whoever runs
 it (burrow serve in-process, or burrow worker)."""
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ from functools import partial
 from typing import Any
 
 from boxes import BoxManager
+from core.pipeline import Pipeline
+from core.policy import Policies
 from knowledge.base import KnowledgeBase
-from workers.pipeline import Pipeline
-from workers.policy import Policies
 from workers.sweeper import sweep_once
 
 # A blob younger than this is kept even if nothing references it yet: a freeze may be
@@ -31,7 +31,7 @@ async def sweep(ctx: dict[str, Any]) -> dict[str, int] | None:
     policies: Policies = ctx["policies"]
     manager: BoxManager = ctx["manager"]
     pipeline: Pipeline | None = ctx.get("pipeline")
-    report = await sweep_once(manager, policies, ctx["sweep_interval_s"],
+    report = await sweep_once(manager, policies, ctx["keys"], ctx["sweep_interval_s"],
                               partial(pipeline.before_freeze, manager) if pipeline else None)
     return None if report is None else report.counts()
 

@@ -15,12 +15,10 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import asdict, dataclass, field
-from typing import Any
-
-from redis.asyncio import Redis
 
 from boxes import BoxError, BoxManager, BoxRecord, BoxState
-from workers.policy import Policies, Policy
+from core.keys import Keys
+from core.policy import Policies, Policy
 
 log = logging.getLogger("burrow.sweeper")
 # Freezes at once: each packs a layer in a thread and restarts nothing; more would only queue.
@@ -147,27 +145,20 @@ def _past(idle: float, threshold: float | None) -> bool:
     return threshold is not None and idle >= threshold
 
 
-async def last_sweep(redis: Redis, prefix: str) -> dict[str, Any]:
-    """What the last sweep did (the sweeper owns `{prefix}:sweep:*`)."""
-    raw = await redis.get(f"{prefix}:sweep:last")
-    value: dict[str, Any] = json.loads(raw) if raw else {}
-    return value
-
-
-async def sweep_once(manager: BoxManager, policies: Policies, interval_s: float,
+async def sweep_once(manager: BoxManager, policies: Policies, keys: Keys, interval_s: float,
                      before_freeze: BeforeFreeze | None = None) -> SweepReport | None:
     """One sweep, unless another ran less than `interval_s` ago or one is running now (the
     cron fires every second on every worker; this keeps it to one sweep per interval)."""
-    redis, prefix = manager.redis, manager.config.key_prefix
-    if not await redis.set(f"{prefix}:sweep:due", b"1", nx=True,
+    redis = manager.redis
+    if not await redis.set(keys.sweep_due(), b"1", nx=True,
                            px=max(1, int(interval_s * 1000) - 50)):
         return None
-    running = redis.lock(f"{prefix}:lock:sweep", timeout=600)
+    running = redis.lock(keys.sweep_lock(), timeout=600)
     if not await running.acquire(blocking=False):
         return None
     try:
         report = await Sweeper(manager, policies, before_freeze).sweep()
-        await redis.set(f"{prefix}:sweep:last", json.dumps(
+        await redis.set(keys.sweep_last(), json.dumps(  # what /v1/stats shows (core/stats.py)
             {**asdict(report), "interval_s": interval_s}))
         return report
     finally:

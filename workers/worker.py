@@ -1,5 +1,5 @@
 """The arq worker: which jobs it runs (the observation pipeline's and housekeeping), on which
-Redis, how eagerly it polls."""
+Redis and queue (the instance's: core/keys.py), how eagerly it polls."""
 
 from __future__ import annotations
 
@@ -11,11 +11,9 @@ from arq.connections import RedisSettings
 from arq.cron import cron
 from arq.worker import Worker, func
 
-from boxes import BoxManager
-from knowledge.base import KnowledgeBase
+from core.pipeline import contribute, flush_backlogs, observe
+from core.services import Core
 from workers.housekeeping import gc_store, optimize_knowledge, sweep
-from workers.pipeline import Pipeline, Standing, contribute, flush_backlogs, observe
-from workers.policy import Policies
 
 # arq's default poll_delay of 0.5 s delays every job by up to half a second; 10 ms costs an
 # idle server 7% of a core in polling. Observation queues one job per backlog, not per
@@ -28,31 +26,36 @@ HEALTH_CHECK_S = 10
 STOP_WAIT_S = 5.0
 
 
-def make_worker(redis_url: str, *, manager: BoxManager, pipeline: Pipeline,
-                kb: KnowledgeBase, policies: Policies, standing: Standing,
-                sweep_interval_s: float) -> Worker:
-    """A worker sharing these services with its process (its tasks find them in ctx); every
-    one is required, so a missing one fails here rather than in a task at run time.
-    `standing(tenant)` is the tenant's creation time and recorded turns (the contribute job
-    checks them against the policy)."""
-    ctx: dict[str, Any] = {"manager": manager, "pipeline": pipeline, "kb": kb,
-                           "policies": policies, "standing": standing,
-                           "sweep_interval_s": sweep_interval_s}
+def make_worker(core: Core) -> Worker:
+    """A worker sharing this process's Core: its tasks find what they use in ctx (the box
+    runtime, the pipeline, the knowledge base, policy, tenants' standing — when a tenant was
+    created and how many turns were recorded for it, which the contribute job checks against
+    the policy), all there before any task runs."""
+    ctx: dict[str, Any] = {"keys": core.keys, "manager": core.manager,
+                           "pipeline": core.pipeline, "kb": core.kb, "policies": core.policies,
+                           "standing": core.tenants.standing,
+                           "sweep_interval_s": core.settings.sweep_interval_s}
+    keys = core.keys
     return Worker(
         functions=[
             # keep_result=0: one runs per backlog that fills up; nobody reads their results
             func(observe, keep_result=0, max_tries=20, timeout=300),
             func(contribute, max_tries=5, timeout=600),
         ],
+        # Each cron's name, and so each of its runs' job ids, is the instance's: another
+        # instance's cron of the same name and time does not take this one's place.
         cron_jobs=[
-            cron(flush_backlogs, second={0, 10, 20, 30, 40, 50}, run_at_startup=True,
-                 keep_result=0),
+            cron(flush_backlogs, name=keys.cron("flush_backlogs"),
+                 second={0, 10, 20, 30, 40, 50}, run_at_startup=True, keep_result=0),
             # every second on every worker; sweep() itself keeps to one per sweep interval
-            cron(sweep, second=None, keep_result=0, timeout=600),
-            cron(optimize_knowledge, minute={0, 10, 20, 30, 40, 50}, keep_result=0),
-            cron(gc_store, minute={7}, keep_result=0, timeout=1800),
+            cron(sweep, name=keys.cron("sweep"), second=None, keep_result=0, timeout=600),
+            cron(optimize_knowledge, name=keys.cron("optimize_knowledge"),
+                 minute={0, 10, 20, 30, 40, 50}, keep_result=0),
+            cron(gc_store, name=keys.cron("gc_store"), minute={7}, keep_result=0,
+                 timeout=1800),
         ],
-        redis_settings=RedisSettings.from_dsn(redis_url),
+        redis_settings=RedisSettings.from_dsn(core.settings.redis_url or ""),
+        queue_name=keys.queue(),
         ctx=ctx,
         handle_signals=False,
         poll_delay=POLL_DELAY_S,

@@ -16,9 +16,14 @@ from fastapi import APIRouter, FastAPI, Request, Response
 from starlette.types import Receive, Scope, Send
 
 from boxes import BoxError
-from gateway import authz, logs
-from gateway.errors import ApiError, box_error_response, error_response
-from gateway.proxy import AGENT_PATH, AgentUnreachable, read_body
+from core import authz, logs
+from core.errors import ApiError
+from core.observations import Observations
+from core.services import Core
+from gateway.deps import bearer_key
+from gateway.errors import box_error_response, error_response
+from gateway.frontdoor import PRINCIPAL
+from gateway.proxy import AGENT_PATH, AgentUnreachable, forward, read_body
 from gateway.schemas import (
     AgentAsk,
     AgentAskOut,
@@ -28,9 +33,7 @@ from gateway.schemas import (
     RecallOut,
     plain_path,
 )
-from gateway.services import Services
 from tenant_agent.memory.turns import PROTOCOL
-from workers.observations import Observations
 
 log = logging.getLogger("burrow.gateway")
 
@@ -64,22 +67,22 @@ def _is_internal(target: str) -> bool:
 async def agent_response(request: Request, tenant_id: str) -> Response:
     """Send a request to the tenant's own agent, in the tenant's home box. A frozen or paused
     box is woken first (one wake however many requests arrive together)."""
-    services: Services = request.app.state.services
-    who = request.scope.get(authz.PRINCIPAL) or await authz.authenticate(
-        services, authz.bearer_key(request.headers.get("authorization")))
+    core: Core = request.app.state.core
+    who = request.scope.get(PRINCIPAL) or await core.authenticator.authenticate(
+        bearer_key(request.headers.get("authorization")))
     authz.require_tenant_access(who, tenant_id)
-    manager, proxy, pipeline = services.manager, services.proxy, services.pipeline
-    box_id = await services.tenants.home_box(tenant_id)
+    manager, client, pipeline = core.manager, core.service_client, core.pipeline
+    box_id = await core.tenants.home_box(tenant_id)
     target = _target(request, tenant_id)
     if _is_internal(target):  # Burrow's own, never from outside
         raise ApiError(404, "not_found", "no such path on the agent")
-    body = await read_body(request, services.settings.max_body_bytes)
+    body = await read_body(request, core.settings.max_body_bytes)
     request_id = logs.request_id.get() or logs.new_request_id(None)
     headers = {"x-burrow-tenant": tenant_id, "x-request-id": request_id}
     socket_path = manager.service_path(box_id)
     started = time.perf_counter()
     # the model the tenant's agent answers through, looked up while a wake runs
-    model_lookup = asyncio.ensure_future(services.agent_model(tenant_id))
+    model_lookup = asyncio.ensure_future(core.agent_model(tenant_id))
     try:
         woke = await manager.ensure_running(box_id)
     except BaseException:
@@ -101,14 +104,14 @@ async def agent_response(request: Request, tenant_id: str) -> Response:
         caught_up, answering = time.perf_counter() - answering, time.perf_counter()
         try:
             with manager.activity.in_flight(box_id):  # a slow answer is not idleness
-                response = await proxy.forward(request, socket_path, target, body, headers,
-                                               on_done=observed if _observed(target) else None)
+                response = await forward(client, request, socket_path, target, body, headers,
+                                         on_done=observed if _observed(target) else None)
             if woke:  # the metrics show a served wake phase by phase
                 now = time.perf_counter()
-                services.metrics.served_wake(caught_up, now - answering, now - started)
+                request.app.metrics.served_wake(caught_up, now - answering, now - started)
             return response
         except AgentUnreachable:
-            await proxy.forget(socket_path)  # pooled connections died with the old box
+            await client.forget(socket_path)  # pooled connections died with the old box
             if attempt == 2:
                 break
             await manager.recover(box_id)

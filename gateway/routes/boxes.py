@@ -9,10 +9,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Response
 
 from boxes import BoxError, BoxManager, BoxRecord, BoxSpec, BoxState, Limits
-from gateway import gitrelay, quotas
-from gateway.authz import Principal
+from core import quotas
+from core.authz import Principal
+from core.errors import ApiError
+from core.tenants import HOME_LABEL, Tenants
+from gateway import gitrelay
 from gateway.deps import ManagerDep, OwnedBoxDep, PoliciesDep, TenantsDep, UserDep
-from gateway.errors import ApiError
 from gateway.schemas import (
     BoxCreate,
     BoxPublic,
@@ -21,7 +23,6 @@ from gateway.schemas import (
     SnapshotCreate,
     SnapshotPublic,
 )
-from gateway.tenants import HOME_LABEL, Tenants
 
 router = APIRouter(prefix="/v1", tags=["boxes"],
                    responses={401: {"model": ErrorOut}, 403: {"model": ErrorOut},

@@ -11,14 +11,14 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 
-from gateway.deps import ServicesDep
-from gateway.security import (
+from core.security import (
     SESSION_COOKIE,
     SESSION_TTL_S,
     dashboard_session,
     valid_session,
 )
-from gateway.services import Services
+from core.services import Core
+from gateway.deps import CoreDep
 
 router = APIRouter(tags=["dashboard"], include_in_schema=False)
 PAGES = Path(__file__).resolve().parent.parent / "dashboard"
@@ -30,27 +30,27 @@ _HEADERS = {"Content-Security-Policy": "default-src 'self'; script-src 'self' 'u
             "Referrer-Policy": "no-referrer"}
 
 
-def _signed_in(request: Request, services: Services) -> bool:
+def _signed_in(request: Request, core: Core) -> bool:
     token = request.cookies.get(SESSION_COOKIE)
-    return token is not None and valid_session(services.secret, services.operator_key, token,
+    return token is not None and valid_session(core.secret, core.operator_key, token,
                                                time.time())
 
 
 @router.get("/dashboard")
-async def dashboard(request: Request, services: ServicesDep) -> HTMLResponse:
+async def dashboard(request: Request, core: CoreDep) -> HTMLResponse:
     """The dashboard once signed in, the sign-in form before (which shows no data)."""
-    page = "index.html" if _signed_in(request, services) else "login.html"
+    page = "index.html" if _signed_in(request, core) else "login.html"
     return HTMLResponse((PAGES / page).read_text(), headers=_HEADERS)
 
 
 @router.post("/dashboard/login")
-async def login(request: Request, services: ServicesDep,
+async def login(request: Request, core: CoreDep,
                 key: Annotated[str, Form(max_length=4096)] = "") -> Response:
-    if not hmac.compare_digest(key.strip().encode(), services.operator_key.encode()):
+    if not hmac.compare_digest(key.strip().encode(), core.operator_key.encode()):
         return RedirectResponse("/dashboard?error=bad_key", status_code=303)
     response = RedirectResponse("/dashboard", status_code=303)
-    response.set_cookie(SESSION_COOKIE, dashboard_session(services.secret,
-                                                          services.operator_key, time.time()),
+    response.set_cookie(SESSION_COOKIE, dashboard_session(core.secret,
+                                                          core.operator_key, time.time()),
                         max_age=SESSION_TTL_S, httponly=True, samesite="strict",
                         secure=request.url.scheme == "https", path="/")
     return response

@@ -18,9 +18,9 @@ from starlette.types import Receive, Scope, Send
 
 from boxes import BoxUnavailableError, ExecEvent, ExecRequest
 from boxes.models import DEFAULT_MAX_OUTPUT
-from gateway import logs
-from gateway.deps import OwnedBoxDep, ServicesDep, UserDep
-from gateway.quotas import OutputHold
+from core import logs
+from core.quotas import OutputHold
+from gateway.deps import CoreDep, OwnedBoxDep, UserDep
 from gateway.schemas import ErrorOut, ExecChunk, ExecIn, ExecOut, ndjson
 
 router = APIRouter(prefix="/v1/boxes/{box_id}", tags=["exec"],
@@ -100,18 +100,18 @@ async def _collect(events: AsyncIterator[ExecEvent], max_output: int,
 
 @router.post("/exec", response_model=ExecOut, responses={429: {"model": ErrorOut}})
 async def exec_command(body: ExecIn, box: OwnedBoxDep, who: UserDep,
-                       services: ServicesDep) -> Response:
+                       core: CoreDep) -> Response:
     """Run a command (a string for `sh -c`, or an argv) and return its output and exit code.
     A frozen or archived box is woken first. Each stream keeps its first `max_output_chars`
     (default 1 Mi); `truncated` says whether anything was dropped (stream the exec for all).
     A tenant's collected execs hold at most `max_tenant_exec_output_mb` of output in the
     gateway at once: an exec that would go beyond is stopped and answers 429 (stream it)."""
     tenant = None if who.is_operator else who.tenant
-    limit = (await services.policies.for_tenant(tenant)).max_tenant_exec_output_mb \
+    limit = (await core.policies.for_tenant(tenant)).max_tenant_exec_output_mb \
         if tenant is not None else None
-    hold = services.exec_output.hold(tenant, limit, box.id)
+    hold = core.exec_output.hold(tenant, limit, box.id)
     request = _request(body)
-    events = services.manager.exec_stream(box.id, request)
+    events = core.manager.exec_stream(box.id, request)
     try:
         parts = await _collect(events, request.max_output, hold)
     except BaseException:
@@ -133,10 +133,10 @@ def _line(event: ExecEvent) -> bytes:
 
 @router.post("/exec/stream", response_class=StreamingResponse, response_model=ExecChunk,
              responses={200: ndjson(ExecChunk, "one ExecChunk per line; the last is the exit")})
-async def exec_stream(body: ExecIn, box: OwnedBoxDep, services: ServicesDep) -> StreamingResponse:
+async def exec_stream(body: ExecIn, box: OwnedBoxDep, core: CoreDep) -> StreamingResponse:
     """Run a command and stream `{"type": "stdout"|"stderr", "data": …}` lines as output
     arrives, then `{"type": "exit", "exit_code": …}`. Closing the connection kills it."""
-    events = services.manager.exec_stream(box.id, _request(body))
+    events = core.manager.exec_stream(box.id, _request(body))
     first = await anext(events)  # errors (bad cwd, …) still get a proper status code
 
     async def lines() -> AsyncIterator[bytes]:

@@ -7,8 +7,8 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
+from core.errors import ApiError
 from gateway.deps import ManagerDep, OwnedBoxDep, SettingsDep
-from gateway.errors import ApiError
 from gateway.proxy import read_body
 from gateway.schemas import ErrorOut, FileEntryOut
 

@@ -20,18 +20,18 @@ async def healthz() -> dict[str, str]:
 async def readyz(request: Request) -> JSONResponse:
     """Ready to serve: Redis answers and the box runtime started."""
     checks: dict[str, str] = {}
-    services = getattr(request.app.state, "services", None)  # None while starting
+    core = getattr(request.app.state, "core", None)  # None while starting
     try:
-        if services is None:
+        if core is None:
             raise ConnectionError("starting")
-        await services.redis.ping()
+        await core.redis.ping()
         checks["redis"] = "ok"
     except Exception as exc:  # any failure means "not ready"; say which
         checks["redis"] = f"unreachable: {type(exc).__name__}"
-    checks["boxes"] = "ok" if services is not None else "starting"
+    checks["boxes"] = "ok" if core is not None else "starting"
     ready = all(v == "ok" for v in checks.values())
     body: dict[str, Any] = {"status": "ready" if ready else "not ready", "checks": checks}
-    local = services.local_models if services is not None else None
+    local = core.local_models if core is not None else None
     if local is not None:
         # Informative, not a readiness condition: the gateway serves without them, and a
         # dead server is restarted (its log says why it died).

@@ -24,9 +24,10 @@ from pydantic import BaseModel, ValidationError
 
 from boxes import BoxError
 from boxes.servicehttp import BadAnswer, ServiceUnreachable
-from gateway import authz, logs
-from gateway.deps import ServicesDep
-from gateway.errors import ApiError
+from core import authz, logs
+from core.errors import ApiError
+from core.services import Core
+from gateway.deps import CoreDep, bearer_key
 from gateway.schemas import (
     ErrorOut,
     MemoryCorrection,
@@ -37,7 +38,6 @@ from gateway.schemas import (
     MemoryPage,
     MemoryWiped,
 )
-from gateway.services import Services
 
 router = APIRouter(prefix="/v1/tenants/{tenant_id}/memories", tags=["memory"],
                    responses={401: {"model": ErrorOut}, 403: {"model": ErrorOut},
@@ -49,32 +49,32 @@ MemoryId = Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$",
 Out = TypeVar("Out", bound=BaseModel)
 
 
-async def _call(services: Services, request: Request, tenant_id: str, method: str,
+async def _call(core: Core, request: Request, tenant_id: str, method: str,
                 target: str, out: type[Out], body: Any = None) -> Out:
     """One call to the memory API of the tenant's agent; its answer as `out`, its own errors
     as they are, anything else a 501 naming what the agent did."""
-    who = await authz.authenticate(services,
-                                   authz.bearer_key(request.headers.get("authorization")))
+    who = await core.authenticator.authenticate(
+        bearer_key(request.headers.get("authorization")))
     authz.require_tenant_access(who, tenant_id)
-    box_id = await services.tenants.home_box(tenant_id)
-    socket_path = services.manager.service_path(box_id)
+    box_id = await core.tenants.home_box(tenant_id)
+    socket_path = core.manager.service_path(box_id)
     headers = {"x-burrow-tenant": tenant_id,
                "x-request-id": logs.request_id.get() or logs.new_request_id(None)}
     data = b"" if body is None else json.dumps(body).encode()
     for attempt in (1, 2):
-        if await services.manager.ensure_running(box_id):
-            await services.pipeline.catch_up(services.manager, tenant_id, box_id)
+        if await core.manager.ensure_running(box_id):
+            await core.pipeline.catch_up(core.manager, tenant_id, box_id)
         try:
-            with services.manager.activity.in_flight(box_id):
-                status, answer = await services.proxy.client.request(
+            with core.manager.activity.in_flight(box_id):
+                status, answer = await core.service_client.request(
                     socket_path, method, target, data, headers, max_answer=64 << 20)
             break
         except ServiceUnreachable:
-            await services.proxy.forget(socket_path)
+            await core.service_client.forget(socket_path)
             if attempt == 2:
                 raise ApiError(503, "unavailable", "the tenant's agent is not answering; "
                                "retry shortly", {"Retry-After": "2"}) from None
-            await services.manager.recover(box_id)
+            await core.manager.recover(box_id)
         except (BadAnswer, BoxError) as exc:
             raise ApiError(503, "unavailable", f"the tenant's agent did not answer its memory "
                            f"API ({exc}); retry shortly", {"Retry-After": "5"}) from None
@@ -104,7 +104,7 @@ async def _call(services: Services, request: Request, tenant_id: str, method: st
 
 @router.get("", operation_id="memories_list")
 async def list_memories(
-        tenant_id: str, request: Request, services: ServicesDep,
+        tenant_id: str, request: Request, core: CoreDep,
         kind: Literal["preference", "fact", "event", "plan", "episode"] | None = None,
         status: Literal["current", "all"] = "current",
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
@@ -113,50 +113,50 @@ async def list_memories(
     versions later ones superseded; `kind=episode` lists the tenant's turns instead)."""
     query = {"status": status, "limit": str(limit), **({"kind": kind} if kind else {}),
              **({"cursor": cursor} if cursor else {})}
-    return await _call(services, request, tenant_id, "GET", "/memories?" + urlencode(query),
+    return await _call(core, request, tenant_id, "GET", "/memories?" + urlencode(query),
                        MemoryPage)
 
 
 @router.get("/export", operation_id="memories_export")
 async def export_memories(tenant_id: str, request: Request,
-                          services: ServicesDep) -> MemoryExport:
+                          core: CoreDep) -> MemoryExport:
     """Everything the agent holds of the tenant, as JSON: every memory with its history,
     every episode."""
-    return await _call(services, request, tenant_id, "GET", "/memories/export", MemoryExport)
+    return await _call(core, request, tenant_id, "GET", "/memories/export", MemoryExport)
 
 
 @router.post("", operation_id="memories_add")
 async def add_memory(tenant_id: str, body: MemoryIn, request: Request,
-                     services: ServicesDep) -> MemoryItem:
+                     core: CoreDep) -> MemoryItem:
     """Tell the agent something directly (source `api`); it cites this request's
     X-Request-Id."""
-    return await _call(services, request, tenant_id, "POST", "/memories", MemoryItem,
+    return await _call(core, request, tenant_id, "POST", "/memories", MemoryItem,
                        body.model_dump(exclude_none=True))
 
 
 @router.get("/{memory_id}", operation_id="memories_get")
 async def get_memory(tenant_id: str, memory_id: MemoryId, request: Request,
-                     services: ServicesDep) -> MemoryItem:
+                     core: CoreDep) -> MemoryItem:
     """One memory with its history (what it superseded), or one episode."""
-    return await _call(services, request, tenant_id, "GET",
+    return await _call(core, request, tenant_id, "GET",
                        f"/memories/{quote(memory_id, safe='')}", MemoryItem)
 
 
 @router.patch("/{memory_id}", operation_id="memories_correct")
 async def correct_memory(tenant_id: str, memory_id: MemoryId, body: MemoryCorrection,
-                         request: Request, services: ServicesDep) -> MemoryItem:
+                         request: Request, core: CoreDep) -> MemoryItem:
     """Correct a memory: the new version supersedes it (its history is kept)."""
-    return await _call(services, request, tenant_id, "PATCH",
+    return await _call(core, request, tenant_id, "PATCH",
                        f"/memories/{quote(memory_id, safe='')}", MemoryItem,
                        body.model_dump())
 
 
 @router.delete("/{memory_id}", operation_id="memories_delete")
 async def delete_memory(tenant_id: str, memory_id: MemoryId, request: Request,
-                        services: ServicesDep) -> MemoryDeleted:
+                        core: CoreDep) -> MemoryDeleted:
     """Delete a memory with the versions it superseded and the turns it came from (or one
     episode)."""
-    return await _call(services, request, tenant_id, "DELETE",
+    return await _call(core, request, tenant_id, "DELETE",
                        f"/memories/{quote(memory_id, safe='')}", MemoryDeleted)
 
 
@@ -167,18 +167,18 @@ class _Wiped(BaseModel):
 
 @router.delete("", operation_id="memories_delete_all")
 async def delete_all_memories(tenant_id: str, request: Request,
-                              services: ServicesDep) -> MemoryWiped:
+                              core: CoreDep) -> MemoryWiped:
     """Delete everything the agent learned of the tenant and every turn it kept, with the
     requests not yet delivered to it; nothing readable is left in the agent's files, and the
     home box's snapshot is replaced at its next freeze."""
-    who = await authz.authenticate(services,
-                                   authz.bearer_key(request.headers.get("authorization")))
+    who = await core.authenticator.authenticate(
+        bearer_key(request.headers.get("authorization")))
     authz.require_tenant_access(who, tenant_id)
-    box_id = await services.tenants.home_box(tenant_id)
+    box_id = await core.tenants.home_box(tenant_id)
     # An agent without the API keeps its backlog (this is a 501 then); else the backlog goes
     # before the wipe, so that nothing recorded before this call is learned after it.
-    await _call(services, request, tenant_id, "GET", "/memories?limit=1", MemoryPage)
-    dropped = await services.observations.drop_backlog(tenant_id, box_id)
-    wiped = await _call(services, request, tenant_id, "DELETE", "/memories", _Wiped)
+    await _call(core, request, tenant_id, "GET", "/memories?limit=1", MemoryPage)
+    dropped = await core.observations.drop_backlog(tenant_id, box_id)
+    wiped = await _call(core, request, tenant_id, "DELETE", "/memories", _Wiped)
     return MemoryWiped(deleted=wiped.deleted, backlog_dropped=dropped,
                        replace_snapshot=wiped.replace_snapshot)

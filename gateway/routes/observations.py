@@ -2,7 +2,7 @@
 (its own traffic, or a user's history it imports), learned by the tenant's agent exactly as
 if they had come through the agent route.
 
-Each pair becomes the pair the agent route records (workers/observations.py
+Each pair becomes the pair the agent route records (core/observations.py
 `Observations.pair`: the same excerpts, the same kept headers), with the time and request id
 the product gives, and goes into the same backlog, in the order sent. Invariants:
 - all or nothing: every pair is validated before any is recorded, so a bad call stores
@@ -19,11 +19,11 @@ import json
 
 from fastapi import APIRouter, Request
 
-from gateway import authz, logs
-from gateway.deps import ServicesDep
-from gateway.errors import ApiError
+from core import authz, logs
+from core.errors import ApiError
+from core.observations import Observations
+from gateway.deps import CoreDep, bearer_key
 from gateway.schemas import ErrorOut, ObservationsAccepted, ObservationsIn, ObservedPair
-from workers.observations import Observations
 
 router = APIRouter(tags=["memory"],
                    responses={401: {"model": ErrorOut}, 403: {"model": ErrorOut},
@@ -50,19 +50,19 @@ def recorded_pair(tenant_id: str, pair: ObservedPair, request_id: str) -> dict[s
 @router.post("/v1/tenants/{tenant_id}/observations", status_code=202,
              operation_id="observations_add")
 async def add_observations(tenant_id: str, body: ObservationsIn, request: Request,
-                           services: ServicesDep) -> ObservationsAccepted:
+                           core: CoreDep) -> ObservationsAccepted:
     """Pairs the product served itself, for the tenant's agent to learn from as if they had
     come through `/agent/{path}`: in order, with their own times and request ids. Does not
     wake the box; a frozen box learns them at its next wake."""
-    who = await authz.authenticate(services,
-                                   authz.bearer_key(request.headers.get("authorization")))
+    who = await core.authenticator.authenticate(
+        bearer_key(request.headers.get("authorization")))
     authz.require_tenant_access(who, tenant_id)
-    box_id = await services.tenants.home_box(tenant_id)
-    if not services.pipeline.enabled:
+    box_id = await core.tenants.home_box(tenant_id)
+    if not core.pipeline.enabled:
         raise ApiError(409, "observation_off", "this server does not record observations "
                        "(BURROW_OBSERVE=0); the operator can turn them on")
     call_id = logs.request_id.get() or logs.new_request_id(None)
     pairs = [recorded_pair(tenant_id, pair, f"{call_id}/{i}")
              for i, pair in enumerate(body.pairs)]
-    batch = await services.pipeline.record_batch(tenant_id, box_id, pairs)
+    batch = await core.pipeline.record_batch(tenant_id, box_id, pairs)
     return ObservationsAccepted(accepted=batch.accepted, dropped=batch.dropped)

@@ -7,11 +7,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
 
-from gateway.deps import OperatorDep, PoliciesDep, ServicesDep, actor
-from gateway.quotas import policy_change
+from core.policy import Versioned
+from core.quotas import policy_change
+from gateway.deps import CoreDep, MetricsDep, OperatorDep, PoliciesDep, actor
 from gateway.schemas import ErrorOut, PolicyChange, PolicyIn, PolicyOut, PolicyValues, StatsOut
-from gateway.stats import collect
-from workers.policy import Versioned
 
 router = APIRouter(tags=["operator"], responses={401: {"model": ErrorOut},
                                                  403: {"model": ErrorOut}})
@@ -48,16 +47,16 @@ async def policy_history(who: OperatorDep, policies: PoliciesDep,
 
 
 @router.get("/v1/stats")
-async def stats(who: OperatorDep, services: ServicesDep) -> StatsOut:
+async def stats(who: OperatorDep, core: CoreDep) -> StatsOut:
     """Boxes per state, warm memory, storage (logical and stored), observation queue and
     backlog, knowledge base size, and the last idle sweep."""
-    collected = await collect(services)
+    collected = await core.stats.collect()
     return StatsOut(**dataclasses.asdict(collected))
 
 
 @router.get("/metrics", response_class=Response,
             responses={200: {"content": {"text/plain": {}}}})
-async def metrics(who: OperatorDep, services: ServicesDep) -> Response:
+async def metrics(who: OperatorDep, core: CoreDep, metrics: MetricsDep) -> Response:
     """Prometheus text format; scrape with the operator key as a bearer token."""
-    body = services.metrics.render(await collect(services))
+    body = metrics.render(await core.stats.collect())
     return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")

@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 
-from gateway.deps import OwnedBoxDep, ServicesDep
+from gateway.deps import CoreDep, OwnedBoxDep
 from gateway.schemas import ErrorOut, RunChunk, RunCreate, RunPublic, ndjson
 
 router = APIRouter(tags=["agent"], responses={503: {"model": ErrorOut}})
@@ -20,12 +20,12 @@ _RUN_ERRORS: dict[int | str, dict[str, Any]] = {
 
 
 @router.post("/v1/boxes/{box_id}/agent/runs", responses=_RUN_ERRORS)
-async def agent_run(body: RunCreate, box: OwnedBoxDep, services: ServicesDep) -> RunPublic:
+async def agent_run(body: RunCreate, box: OwnedBoxDep, core: CoreDep) -> RunPublic:
     """Run the box's agent on a prompt and return when it is done: its status, result (an
     object matching `response_schema` when one is given), what it said, and its usage. The
     agent works inside the box with shell and file tools; the model's key never enters it."""
     last: dict[str, Any] = {}
-    async for chunk in await services.runs.start(box, body):
+    async for chunk in await core.runs.start(box, body):
         last = chunk
     return RunPublic.model_validate(last["run"])
 
@@ -35,10 +35,10 @@ async def agent_run(body: RunCreate, box: OwnedBoxDep, services: ServicesDep) ->
              responses={**_RUN_ERRORS, 200: ndjson(RunChunk, "one RunChunk per line; the last "
                                                              "is finish, with the Run")})
 async def agent_run_stream(body: RunCreate, box: OwnedBoxDep,
-                           services: ServicesDep) -> StreamingResponse:
+                           core: CoreDep) -> StreamingResponse:
     """Like a run, streamed as NDJSON chunks as they happen: start, text, tool_call,
     tool_result, and finish with the Run. Closing the connection stops the run."""
-    chunks = await services.runs.start(box, body)
+    chunks = await core.runs.start(box, body)
 
     async def lines() -> AsyncIterator[bytes]:
         try:
@@ -51,12 +51,12 @@ async def agent_run_stream(body: RunCreate, box: OwnedBoxDep,
 
 
 @router.get("/v1/boxes/{box_id}/agent/runs", responses=_RUN_ERRORS)
-async def list_runs(box: OwnedBoxDep, services: ServicesDep) -> list[RunPublic]:
+async def list_runs(box: OwnedBoxDep, core: CoreDep) -> list[RunPublic]:
     """The box's runs, newest first (kept for a week, the last 100)."""
-    return await services.runs.list(box.id)
+    return await core.runs.list(box.id)
 
 
 @router.get("/v1/boxes/{box_id}/agent/runs/{run_id}", responses=_RUN_ERRORS)
-async def get_run(run_id: str, box: OwnedBoxDep, services: ServicesDep) -> RunPublic:
+async def get_run(run_id: str, box: OwnedBoxDep, core: CoreDep) -> RunPublic:
     """One run: while it is going (status running) and after."""
-    return await services.runs.get(box.id, run_id)
+    return await core.runs.get(box.id, run_id)

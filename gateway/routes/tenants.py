@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 
+from core.quotas import policy_change
+from core.tenants import TenantRecord, Tenants
 from gateway.deps import OperatorDep, TenantsDep, actor
-from gateway.quotas import policy_change
 from gateway.schemas import (
     ErrorOut,
     PolicyIn,
@@ -14,7 +15,6 @@ from gateway.schemas import (
     TenantPolicy,
     TenantPublic,
 )
-from gateway.tenants import TenantRecord, Tenants
 
 router = APIRouter(prefix="/v1/tenants", tags=["tenants"],
                    responses={401: {"model": ErrorOut}, 403: {"model": ErrorOut}})

@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 from models.relay.wire import RelayError
 
 if TYPE_CHECKING:
-    from workers.policy import Policy
+    from models.limits import ModelLimits
 
 FIELDS: dict[str, frozenset[str]] = {
     "messages": frozenset({
@@ -87,7 +87,7 @@ _TOOL_CALL_BLOCKS = frozenset({"tool_use", "server_tool_use", "mcp_tool_use"})
 
 @dataclass(frozen=True)
 class RelayAllowance:
-    """What the operator's policy lets through beyond the allow-lists (workers/policy.py:
+    """What the operator's policy lets through beyond the allow-lists (core/policy.py:
     `relay_allow_fields`, `relay_allow_tools`, `relay_allow_betas`)."""
 
     fields: frozenset[str] = frozenset()
@@ -95,7 +95,7 @@ class RelayAllowance:
     betas: tuple[str, ...] = ()  # beta flags, * patterns
 
     @classmethod
-    def of(cls, policy: Policy) -> RelayAllowance:
+    def of(cls, policy: ModelLimits) -> RelayAllowance:
         return cls(frozenset(policy.relay_allow_fields), tuple(policy.relay_allow_tools),
                    tuple(policy.relay_allow_betas))
 

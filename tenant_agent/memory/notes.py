@@ -6,7 +6,7 @@ tests/test_knowledge_refusals.py).
 Whatever an insight says ("ignore previous instructions", a fake closing tag, a fake header on
 a line of its own), the model must read it as something other users reported: each text is one
 JSON string on one line ("<", ">", line breaks and invisible characters escaped) inside one
-delimited block that says what it is. /ask (tenant_agent/answer.py) puts insights in front of
+delimited block that says what it is. /ask (tenant_agent/memory/answer.py) puts insights in front of
 the model only through `render_insights`, and in an answer only through `quote`.
 """
 

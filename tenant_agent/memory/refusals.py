@@ -501,7 +501,7 @@ _IPV6 = r"(?<![\w:])(?:[0-9a-f]{0,4}:){2,7}[0-9a-f]{0,4}(?![\w:])"
 
 class _Rules:
     """The patterns, compiled (~40 ms: at first use, not at import, since the box's copy is
-    imported at every wake; tenant_agent/learn.py's warm() compiles them off the request
+    imported at every wake; tenant_agent/memory/learn.py's warm() compiles them off the request
     path, and a request that needs them meanwhile waits for that rather than compiling them
     a second time)."""
 

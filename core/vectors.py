@@ -3,7 +3,7 @@ tenant's words to each pair it delivers, and the host services socket embeds a q
 (POST /v1/embed), both with the one embedding model of the knowledge base, so the agent
 compares like with like (it uses a query vector only when its model names the stored ones').
 
-The words embedded are those the agent will read in the pair (tenant_agent/turns.py's
+The words embedded are those the agent will read in the pair (tenant_agent/memory/turns.py's
 summary(), on the same excerpts); pairs it will not learn from get none. A wake's catch-up
 delivers without embeddings: the first answer after a wake never waits for them (those turns
 are found by full text).

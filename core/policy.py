@@ -15,6 +15,8 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import WatchError
 
+from core.keys import Keys
+
 # The activity of a box reaches Redis up to ~1 s late (it is batched); a shorter idle threshold
 # could pause or freeze a box that is in use.
 MIN_IDLE_S = 2
@@ -244,11 +246,11 @@ class Policies:
     """The global policy and the tenants' overrides in Redis; every change is recorded in a
     history (who, when, which fields from what to what)."""
 
-    def __init__(self, redis: Redis, *, prefix: str) -> None:
+    def __init__(self, redis: Redis, keys: Keys) -> None:
         self.redis = redis
-        self._global = f"{prefix}:policy"
-        self._overrides = f"{prefix}:policy:tenants"
-        self._history = f"{prefix}:policy:history"
+        self._global = keys.policy()
+        self._overrides = keys.policy_overrides()
+        self._history = keys.policy_history()
 
     async def get(self) -> Versioned:
         raw = await self.redis.get(self._global)

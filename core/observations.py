@@ -37,6 +37,7 @@ from redis.exceptions import RedisError
 
 from boxes import BoxError, BoxManager, BoxState, BoxUnavailableError
 from boxes.servicehttp import ServiceClient, ServiceTimeout
+from core.keys import Keys
 
 log = logging.getLogger("burrow.observe")
 
@@ -124,8 +125,8 @@ class Delivery:
     waiting_s: float = 0.0  # skipped: the tenant's agent is marked for this much longer
 
 
-# What a client may tell the agent about its request (tenant_agent/turns.py reads them): which
-# JSON field holds the user's words, and when they were said (imported history).
+# What a client may tell the agent about its request (tenant_agent/memory/turns.py reads
+# them): which JSON field holds the user's words, and when they were said (imported history).
 KEPT_HEADERS = ("x-burrow-user-text", "x-burrow-said-at")
 
 
@@ -143,7 +144,7 @@ def _part(data: bytes) -> dict[str, str]:
 
 
 class Observations:
-    def __init__(self, redis: Redis, spool_dir: Path, *, prefix: str,
+    def __init__(self, redis: Redis, spool_dir: Path, *, keys: Keys,
                  backlog_max: int = BACKLOG_MAX, client: ServiceClient | None = None,
                  deadline_s: float = DEADLINE_S, backoff_max_s: float = BACKOFF_MAX_S,
                  clock: Callable[[], float] = time.time) -> None:
@@ -151,7 +152,13 @@ class Observations:
         self.client = client or ServiceClient()
         self.backlog_max = backlog_max
         self.spool = spool_dir / "observations.ndjson"
-        self.prefix = prefix
+        self.keys = keys
+        self._seq_key = keys.observed_seq
+        self.backlog_key = keys.observed_backlog
+        self._dropped_key = keys.observed_dropped
+        self._stall_key = keys.observed_unanswered
+        self._lease_key = keys.delivery_lease
+        self._pending = keys.observed_pending()  # "tenant box_id" of backlogs that may hold pairs
         self.deadline_s = deadline_s
         self.backoff_max_s = backoff_max_s
         self.clock = clock  # wall time: marks are read by every process sharing the Redis
@@ -165,26 +172,6 @@ class Observations:
     def lease_s(self) -> float:
         """How long a tenant's delivery lease lasts past its last renewal."""
         return self.deadline_s + LEASE_MARGIN_S
-
-    def _seq_key(self, tenant: str) -> str:
-        return f"{self.prefix}:obs:seq:{tenant}"
-
-    def backlog_key(self, tenant: str) -> str:
-        return f"{self.prefix}:obs:backlog:{tenant}"
-
-    def _dropped_key(self, tenant: str) -> str:
-        return f"{self.prefix}:obs:dropped:{tenant}"
-
-    def _stall_key(self, tenant: str) -> str:
-        return f"{self.prefix}:obs:stalled:{tenant}"
-
-    def _lease_key(self, tenant: str) -> str:
-        return f"{self.prefix}:lock:observe:{tenant}"
-
-    @property
-    def _pending(self) -> str:
-        """Set of "tenant box_id" entries whose backlog may hold pairs."""
-        return f"{self.prefix}:obs:pending"
 
     @staticmethod
     def pair(method: str, path: str, query: str, body: bytes, status: int, answer: bytes,

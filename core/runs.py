@@ -18,8 +18,10 @@ from typing import Any
 from redis.asyncio import Redis
 
 from boxes import BoxManager, BoxRecord, ExecRequest
-from gateway.errors import ApiError
-from gateway.schemas import AgentConfig, RunCreate, RunPublic, RunUsage
+from core.agents import AgentConfig, RunCreate, RunPublic, RunUsage
+from core.errors import ApiError
+from core.inbox import CLI_RUN_COMMAND
+from core.keys import Keys
 from models.chat import Usage
 from models.relay import harnesses
 
@@ -33,7 +35,6 @@ MAX_EVENT_CHARS = 4 << 20
 # host (models/relay/harnesses.py), bound read-only into boxes, run by tenant_agent/clirun.py,
 # their model calls relayed through the host socket (models/relay).
 EXTERNAL = frozenset(harnesses.HARNESSES)
-CLI_RUN_COMMAND = ["/usr/bin/python3", "-I", "-S", "/opt/burrow/tenant_agent/clirun.py"]
 DEFAULT_MAX_TURNS = 10
 SCHEMA_ATTEMPTS = 3  # the answer's shape is asked for again up to this many times
 
@@ -52,38 +53,39 @@ class RelayedRun:
 
 
 class AgentRuns:
-    def __init__(self, redis: Redis, manager: BoxManager, harness_command: list[str],
+    def __init__(self, redis: Redis, keys: Keys, manager: BoxManager,
+                 harness_command: list[str],
                  check_model: Callable[[str], object] | None = None) -> None:
         self.redis = redis
+        self.keys = keys
         self.manager = manager
         self.harness_command = harness_command
         # Raises ApiError when no provider could serve the model (unknown, no key set), so a
         # run fails before it starts rather than at its first model call.
         self.check_model = check_model
-        self.prefix = manager.config.key_prefix
 
     async def get(self, box_id: str, run_id: str) -> RunPublic:
-        raw = await self.redis.get(f"{self.prefix}:run:{run_id}")
+        raw = await self.redis.get(self.keys.run(run_id))
         run = RunPublic.model_validate_json(raw) if raw else None
         if run is None or run.box_id != box_id:
             raise ApiError(404, "not_found", f"no run {run_id!r} in box {box_id}")
         return run
 
     async def list(self, box_id: str) -> list[RunPublic]:
-        key = f"{self.prefix}:runs:{box_id}"
-        ids = await self.redis.lrange(key, 0, KEEP_PER_BOX - 1)  # type: ignore[misc]
+        ids = await self.redis.lrange(self.keys.box_runs(box_id),  # type: ignore[misc]
+                                      0, KEEP_PER_BOX - 1)
         if not ids:
             return []
-        raws = await self.redis.mget([f"{self.prefix}:run:{i.decode()}" for i in ids])
+        raws = await self.redis.mget([self.keys.run(i.decode()) for i in ids])
         return [RunPublic.model_validate_json(raw) for raw in raws if raw]
 
     # --- the host's meter of a third-party harness's run (its calls come through the relay)
 
     def _meter(self, run_id: str) -> str:
-        return f"{self.prefix}:run:{run_id}:meter"
+        return self.keys.run_meter(run_id)
 
     def _in_progress_key(self, box_id: str) -> str:
-        return f"{self.prefix}:runs-in-progress:{box_id}"
+        return self.keys.runs_in_progress(box_id)
 
     async def _in_progress(self, box_id: str) -> builtins.list[str]:
         """The box's third-party harness runs in progress, the oldest first."""
@@ -139,9 +141,9 @@ class AgentRuns:
 
     async def _save(self, run: RunPublic, new: bool = False) -> None:
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.set(f"{self.prefix}:run:{run.id}", run.model_dump_json(), ex=KEEP_S)
+            pipe.set(self.keys.run(run.id), run.model_dump_json(), ex=KEEP_S)
             if new:
-                key = f"{self.prefix}:runs:{run.box_id}"
+                key = self.keys.box_runs(run.box_id)
                 pipe.lpush(key, run.id)
                 pipe.ltrim(key, 0, KEEP_PER_BOX - 1)
                 pipe.expire(key, KEEP_S)

@@ -17,8 +17,8 @@ from dataclasses import replace
 
 from boxes import BoxManager, BoxRecord, Limits, SnapshotNotFoundError, SnapshotRecord
 from boxes.models import StartPolicy
-from gateway.errors import ApiError
-from workers.policy import Policies, Policy, PolicyError
+from core.errors import ApiError
+from core.policy import Policies, Policy, PolicyError
 
 
 @contextlib.contextmanager

@@ -2,7 +2,7 @@
 pair after the answer went out, deliver the backlog to the tenant's agent (from the worker, or
 right after a wake before the first answer), and send what the agent proposes to the shared
 knowledge base. The storage and exactly-once delivery are `Observations`
-(workers/observations.py); this module owns when each step runs, and the job names.
+(core/observations.py); this module owns when each step runs, and the job names.
 
     gateway route ──record()──► backlog ──OBSERVE job──► deliver() ──► agent
                                    ▲           ▲               │
@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -22,8 +23,9 @@ from arq import ArqRedis, Retry
 from redis.exceptions import RedisError
 
 from boxes import BoxError, BoxManager, BoxRecord
+from core.keys import Keys
+from core.observations import BATCH, AgentStalled, Batch, Delivery, Observations
 from knowledge.base import KnowledgeBase
-from workers.observations import BATCH, AgentStalled, Batch, Delivery, Observations
 
 log = logging.getLogger("burrow.observe")
 
@@ -53,13 +55,15 @@ STANDING_REASONS = (YOUNG_TENANT, FEW_TURNS)
 
 
 class Pipeline:
-    def __init__(self, observations: Observations, queue: ArqRedis, enabled: bool = True,
-                 prepare: Prepare | None = None, model_for: ModelFor | None = None) -> None:
+    def __init__(self, observations: Observations, queue: ArqRedis, keys: Keys,
+                 enabled: bool = True, prepare: Prepare | None = None,
+                 model_for: ModelFor | None = None) -> None:
         """`prepare` adds to the pairs the worker delivers (the host's embeddings);
         `model_for(tenant)` is the tenant agent's extraction model, named to it with each
         delivery so that its extraction pass can start before any /ask names a model."""
         self.observations = observations
         self.queue = queue
+        self.keys = keys
         self.enabled = enabled
         self.prepare = prepare
         self.model_for = model_for
@@ -104,11 +108,12 @@ class Pipeline:
         the tenant's), so a tenant whose agent does not answer holds one of the worker's
         slots at most, never a pile of them. While a job is queued or running, asking again
         queues at most one follow-up (the running one may be past its last look)."""
-        job = f"{OBSERVE}:{tenant}:{box_id}"
+        job = self.keys.job(OBSERVE, tenant, box_id)
         with contextlib.suppress(RedisError, OSError):  # the worker's cron catches up
             if await self.queue.enqueue_job(OBSERVE, tenant, box_id, _job_id=job) is None:
-                await self.queue.enqueue_job(OBSERVE, tenant, box_id, _job_id=f"{job}:next",
-                                             _defer_by=FOLLOW_UP_S)
+                await self.queue.enqueue_job(OBSERVE, tenant, box_id, _defer_by=FOLLOW_UP_S,
+                                             _job_id=self.keys.job(OBSERVE, tenant, box_id,
+                                                                   "next"))
 
     async def deliver(self, manager: BoxManager, tenant: str, box_id: str,
                       limit: int = BATCH, prepare: bool = True) -> Delivery:
@@ -122,7 +127,8 @@ class Pipeline:
             headers={"x-burrow-model": model} if model else None, retry_stalled=not prepare)
         if delivery.insights:
             await self.queue.enqueue_job(CONTRIBUTE, tenant, delivery.insights,
-                                         [tenant, *delivery.identifiers])
+                                         [tenant, *delivery.identifiers],
+                                         _job_id=self.keys.job(CONTRIBUTE, uuid.uuid4().hex))
         return delivery
 
     async def catch_up(self, manager: BoxManager, tenant: str, box_id: str) -> None:

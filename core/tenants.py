@@ -16,12 +16,13 @@ from typing import Any
 from redis.asyncio import Redis
 
 from boxes import BoxError, BoxManager, BoxNotFoundError, BoxSpec, BoxState
-from gateway.errors import ApiError
-from gateway.security import hash_key, new_key
+from core.errors import ApiError
+from core.keys import Keys
+from core.observations import Observations
+from core.policy import Policies
+from core.security import hash_key, new_key
 from knowledge.base import KnowledgeBase
 from models.budgets import ModelBudgets
-from workers.observations import Observations
-from workers.policy import Policies
 
 HOME_LABEL = "burrow.home"
 _KEY_CACHE_S = 10.0
@@ -44,7 +45,7 @@ _RECORD_FIELDS = [f.name for f in fields(TenantRecord)]
 class Tenants:
     def __init__(self, redis: Redis, manager: BoxManager, kb: KnowledgeBase,
                  observations: Observations, policies: Policies, agent_command: list[str],
-                 budgets: ModelBudgets, *, prefix: str) -> None:
+                 budgets: ModelBudgets, keys: Keys) -> None:
         self.redis = redis
         self.budgets = budgets
         self.manager = manager
@@ -52,19 +53,12 @@ class Tenants:
         self.observations = observations
         self.policies = policies
         self.agent_command = agent_command
-        self.prefix = prefix
-        self._keys: dict[str, tuple[str, float]] = {}
+        self.keys = keys
+        self._key = keys.tenant
+        self._apikey = keys.api_key
+        self._index = keys.tenants()
+        self._key_cache: dict[str, tuple[str, float]] = {}
         self._home: dict[str, tuple[str, float]] = {}
-
-    def _key(self, tenant_id: str) -> str:
-        return f"{self.prefix}:tenant:{tenant_id}"
-
-    def _apikey(self, key_hash: str) -> str:
-        return f"{self.prefix}:apikey:{key_hash}"
-
-    @property
-    def _index(self) -> str:
-        return f"{self.prefix}:tenants"
 
     async def create(self, tenant_id: str | None, policy: dict[str, Any] | None,
                      by: str = "operator") -> tuple[TenantRecord, str]:
@@ -74,7 +68,8 @@ class Tenants:
         if policy:
             await self.policies.check_override(policy)
         # Reserve the id first, so two creations of the same tenant cannot both succeed.
-        if not await self.redis.set(self._key(tenant_id) + ":reserved", "1", nx=True, ex=300):
+        if not await self.redis.set(self.keys.tenant_reserved(tenant_id), "1", nx=True,
+                                    ex=300):
             raise ApiError(409, "conflict", f"tenant {tenant_id} is being created already")
         try:
             if await self.redis.exists(self._key(tenant_id)):
@@ -101,7 +96,7 @@ class Tenants:
                 await self.policies.set_override(tenant_id, policy, by)
             return record, api_key
         finally:
-            await self.redis.delete(self._key(tenant_id) + ":reserved")
+            await self.redis.delete(self.keys.tenant_reserved(tenant_id))
 
     async def get(self, tenant_id: str) -> TenantRecord | None:
         raw = await self.redis.hget(self._key(tenant_id), "data")  # type: ignore[misc]
@@ -138,7 +133,7 @@ class Tenants:
     async def by_key(self, api_key: str) -> str | None:
         """The tenant an API key belongs to (cached briefly: this runs on every request)."""
         digest = hash_key(api_key)
-        cached = self._keys.get(digest)
+        cached = self._key_cache.get(digest)
         now = time.monotonic()
         if cached is not None and cached[1] > now:
             return cached[0]
@@ -146,7 +141,7 @@ class Tenants:
         if raw is None:
             return None
         tenant = bytes(raw).decode()
-        self._keys[digest] = (tenant, now + _KEY_CACHE_S)
+        self._key_cache[digest] = (tenant, now + _KEY_CACHE_S)
         return tenant
 
     async def home_box(self, tenant_id: str) -> str:
@@ -175,7 +170,7 @@ class Tenants:
             pipe.hset(self._key(tenant_id), "deleting", str(time.time()))
             await pipe.execute()
         await self.manager.close_owner(tenant_id)
-        self._keys = {k: v for k, v in self._keys.items() if v[0] != tenant_id}
+        self._key_cache = {k: v for k, v in self._key_cache.items() if v[0] != tenant_id}
         await self._delete_boxes(tenant_id)
         # (a named snapshot being made held its box's lock, so it is in the store by now)
         for snap in await self.manager.list_snapshots(owner=tenant_id):
@@ -188,7 +183,7 @@ class Tenants:
             pipe.srem(self._index, tenant_id)
             await pipe.execute()
         await self._forget(tenant_id)
-        self._keys = {k: v for k, v in self._keys.items() if v[0] != tenant_id}
+        self._key_cache = {k: v for k, v in self._key_cache.items() if v[0] != tenant_id}
         self._home.pop(tenant_id, None)
 
     async def _delete_boxes(self, tenant_id: str) -> None:

@@ -1,0 +1,101 @@
+"""What an operator watches: boxes per state, memory, storage, the observation queue and
+backlog, the knowledge base, the last sweep, model usage. One collection serves /v1/stats,
+/metrics and the dashboard."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from redis.asyncio import Redis
+
+from boxes import BoxManager, BoxState
+from core.keys import Keys
+from core.observations import Observations
+from core.pipeline import STANDING_REASONS
+from core.tenants import Tenants
+from knowledge.base import KnowledgeBase
+from models.budgets import ModelBudgets
+
+WARM = (BoxState.RUNNING, BoxState.PAUSED)
+
+
+@dataclass
+class Stats:
+    now: float
+    tenants: int
+    boxes: dict[str, int]
+    warm_memory_bytes: int
+    storage: dict[str, int]
+    observations: dict[str, int]
+    knowledge: dict[str, Any]  # insights: count; refused: {reason: count}
+    sweep: dict[str, Any] = field(default_factory=dict)
+    # provider:calls, provider:input_tokens, provider:output_tokens, over all tenants
+    models: dict[str, int] = field(default_factory=dict)
+
+
+async def last_sweep(redis: Redis, keys: Keys) -> dict[str, Any]:
+    """What the last sweep did, as the sweeper recorded it (workers/sweeper.py)."""
+    raw = await redis.get(keys.sweep_last())
+    value: dict[str, Any] = json.loads(raw) if raw else {}
+    return value
+
+
+class Collector:
+    """Collects Stats from the box runtime, tenants, the observation pipeline, the knowledge
+    base and model budgets."""
+
+    def __init__(self, redis: Redis, keys: Keys, manager: BoxManager, tenants: Tenants,
+                 observations: Observations, kb: KnowledgeBase, budgets: ModelBudgets,
+                 sweep_interval_s: float) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.manager = manager
+        self.tenants = tenants
+        self.observations = observations
+        self.kb = kb
+        self.budgets = budgets
+        self.sweep_interval_s = sweep_interval_s
+
+    async def collect(self) -> Stats:
+        """One collection: boxes (their usage read in a thread), storage, queues, knowledge,
+        the last sweep, model usage."""
+        manager = self.manager
+        boxes = [b for b in await manager.list() if b.state != BoxState.DELETED]
+        by_state = dict.fromkeys((s.value for s in BoxState if s != BoxState.DELETED), 0)
+        for box in boxes:
+            by_state[box.state.value] += 1
+        # cgroup files and filesystem sizes: read in a thread, not on the event loop
+        measured = [b for b in boxes if b.state in WARM
+                    or (b.layer_local and b.state != BoxState.ARCHIVED)]
+        usages = await asyncio.to_thread(lambda: [manager.usage(b) for b in measured])
+        warm_memory = sum(u.memory_bytes for b, u in zip(measured, usages, strict=True)
+                          if b.state in WARM)
+        local_layers = sum(u.disk_bytes for u in usages)
+        store = await asyncio.to_thread(manager.store.stats)
+        sweep = await last_sweep(self.redis, self.keys)
+        observations = self.observations
+        return Stats(
+            now=time.time(),
+            tenants=await self.tenants.count(),
+            boxes=by_state,
+            warm_memory_bytes=warm_memory,
+            storage={"local_layer_bytes": local_layers, "logical_bytes": store.logical_bytes,
+                     "stored_bytes": store.stored_bytes, "snapshots": store.snapshots},
+            # due now: a retry the worker scheduled for later is not waiting yet
+            observations={"queue_depth": await self.redis.zcount(
+                              self.keys.queue(), "-inf", int(time.time() * 1000)),
+                          "backlog": await observations.backlog_size(),
+                          "dropped": await observations.dropped_total()},
+            knowledge={"insights": await self.kb.size(),
+                       "refused": {**dict.fromkeys(STANDING_REASONS, 0),
+                                   **await self.kb.refused()}},
+            sweep={"last_at": sweep.get("at"), "duration_ms": sweep.get("duration_ms"),
+                   "interval_s": self.sweep_interval_s,
+                   "last_actions": {k: len(sweep.get(k) or ()) for k in
+                                    ("paused", "frozen", "archived", "failed")}},
+            models=await self.budgets.totals(),
+        )

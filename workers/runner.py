@@ -1,0 +1,85 @@
+"""Running the worker around a Core: alone (`burrow worker`, for scale-out: it runs no boxes
+and reaches the gateways' boxes through their sockets, the registry and the snapshot store),
+or beside the gateway in one process (`burrow serve`: gateway/app.py starts it)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+
+from arq.worker import Worker
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+import core
+from core import logs
+from core.keys import Keys
+from core.services import Core
+from core.settings import Settings
+from workers.worker import close_worker, make_worker
+
+
+class Running:
+    """A worker running in this process's event loop, on this process's Core."""
+
+    def __init__(self, worker: Worker, task: asyncio.Task[None]) -> None:
+        self.worker = worker
+        self.task = task
+
+    @classmethod
+    def start(cls, core: Core) -> Running:
+        core.warm_names()  # the contribute job scrubs names: load the detector now
+        worker = make_worker(core)
+        return cls(worker, asyncio.create_task(worker.async_run()))
+
+    async def stop(self) -> None:
+        """Stop the worker (its loop ends between two polls, not inside one), then its task."""
+        await close_worker(self.worker)
+        self.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.task
+
+
+def run(settings: Settings) -> None:
+    """A standalone arq worker against REDIS_URL (scale-out), until SIGINT or SIGTERM."""
+    logs.configure(settings.log_format)
+    if not settings.redis_url or not settings.qdrant_url:
+        sys.exit("burrow worker needs REDIS_URL and QDRANT_URL (the Redis and Qdrant the "
+                 "gateways use)")
+    asyncio.run(_run(settings))
+
+
+async def _run(settings: Settings) -> None:
+    opened = await core.open(settings, runs_boxes=False)
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    running = Running.start(opened)
+    await stop.wait()
+    await running.stop()
+    await opened.aclose()
+
+
+def alive(settings: Settings) -> tuple[bool, str]:
+    """Whether a worker of this instance recorded its health in Redis lately, and what."""
+    if not settings.redis_url:
+        return False, "REDIS_URL is not set"
+
+    async def read() -> bytes | None:
+        redis = Redis.from_url(settings.redis_url or "")
+        try:
+            value: bytes | None = await redis.get(Keys(settings.redis_prefix).worker_health())
+            return value
+        finally:
+            await redis.aclose()
+
+    try:
+        value = asyncio.run(read())
+    except (RedisError, OSError) as exc:
+        return False, f"cannot reach Redis: {exc}"
+    if value is None:
+        return False, "no worker has reported in the last 11 s"
+    return True, value.decode()
