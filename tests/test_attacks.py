@@ -66,6 +66,7 @@ def _tenant(c: httpx.Client, server: Served, name: str) -> tuple[dict[str, str],
     return {"Authorization": f"Bearer {r.json()['api_key']}"}, r.json()["home_box_id"]
 
 
+@pytest.mark.boxes
 def test_no_process_of_a_box_holds_a_server_secret(secret_server: Served) -> None:
     """Inside the box: every /proc/*/environ and /proc/*/cmdline. On the host: every process
     running as a box uid (bwrap, the daemon, the agent, slirp4netns)."""
@@ -257,6 +258,7 @@ async def test_a_token_works_only_from_its_own_box(gateway: Gateway) -> None:
     assert status == 405 or status == 200, body  # its own token is accepted (GET only route)
 
 
+@pytest.mark.boxes
 async def test_slow_or_huge_headers_cannot_hold_the_socket(tmp_path: Path,
                                                            redis_server: EmbeddedRedis) -> None:
     settings = gateway_settings(tmp_path / "gw", redis_server.url, run_worker=False,
@@ -362,6 +364,7 @@ def _ask(model: str = "openai/gpt-x", max_tokens: int | None = None) -> dict[str
     return body
 
 
+@pytest.mark.boxes
 async def test_model_calls_stay_within_the_operators_allowlist_and_ceiling(
         model_gateway: tuple[Gateway, FakeOpenAI]) -> None:
     gw, fake = model_gateway
@@ -376,6 +379,7 @@ async def test_model_calls_stay_within_the_operators_allowlist_and_ceiling(
     assert len(fake.requests) == 1
 
 
+@pytest.mark.boxes
 async def test_a_tenant_cannot_spend_more_than_its_token_budget(
         model_gateway: tuple[Gateway, FakeOpenAI]) -> None:
     gw, _ = model_gateway
@@ -405,6 +409,7 @@ async def test_a_tenant_cannot_spend_more_than_its_token_budget(
     assert not await gw.core.redis.exists(gw.core.budgets.usage_key("budget"))
 
 
+@pytest.mark.boxes
 async def test_model_calls_are_rate_limited_per_tenant(
         model_gateway: tuple[Gateway, FakeOpenAI]) -> None:
     gw, _ = model_gateway
@@ -494,6 +499,7 @@ def _rss_of(pid: int) -> int:
     return 0
 
 
+@pytest.mark.boxes
 async def test_a_tenant_whose_agent_takes_nothing_cannot_fill_redis(
         tmp_path: Path, redis_server: EmbeddedRedis) -> None:
     """No worker delivers here, as with an agent that refuses every delivery."""
@@ -626,6 +632,7 @@ asyncio.run(main())
 """
 
 
+@pytest.mark.boxes
 @pytest.mark.parametrize("phase", ["freezing", "prefreeze", "stopped", "packed", "recorded"])
 async def test_sigkill_at_each_freeze_step_leaves_the_box_wakeable(
         tmp_path: Path, redis_server: EmbeddedRedis, redis: Redis, phase: str) -> None:
@@ -651,6 +658,7 @@ async def test_sigkill_at_each_freeze_step_leaves_the_box_wakeable(
         shutil.rmtree(config.run_dir, ignore_errors=True)
 
 
+@pytest.mark.boxes
 async def test_a_redis_that_lost_the_end_of_its_log_is_corrected_from_the_data_dir(
         tmp_path: Path) -> None:
     redis_dir = tmp_path / "redis"
@@ -884,6 +892,7 @@ def _bare_repo(root: Path, name: str) -> None:
                     f"{name}.git")], check=True, capture_output=True)
 
 
+@pytest.mark.boxes
 async def test_git_works_through_the_host_and_its_token_never_enters_the_box(
         tmp_path: Path, redis_server: EmbeddedRedis) -> None:
     forge = tmp_path / "forge"
@@ -975,6 +984,7 @@ def _head(path: str, key: str, length: int) -> bytes:
             f"Content-Type: application/json\r\nContent-Length: {length}\r\n\r\n").encode()
 
 
+@pytest.mark.boxes
 def test_no_one_without_a_key_can_exhaust_the_gateway(tmp_path: Path) -> None:
     """Junk keys with large bodies of nested JSON, and slow senders, all at once: each is
     answered without its body being read or held, while the gateway's memory stays flat and
@@ -1090,6 +1100,7 @@ def _fds(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
 
 
+@pytest.mark.boxes
 def test_a_box_cannot_take_the_gateways_file_descriptors(tmp_path: Path) -> None:
     """Two boxes of one tenant open 6,000 connections to the host socket from four processes
     and hold them: each box keeps at most its share, all boxes together at most the host
@@ -1182,6 +1193,7 @@ class Listener:
         self.sock.close()
 
 
+@pytest.mark.boxes
 async def test_the_git_relay_reaches_no_address_of_the_host_or_its_network(
         tmp_path: Path, redis_server: EmbeddedRedis) -> None:
     """A box names its git host; whatever it names, the gateway connects to no loopback,
@@ -1349,6 +1361,7 @@ async def relay_gateway(tmp_path: Path, redis_server: EmbeddedRedis,
         fake.close()
 
 
+@pytest.mark.boxes
 async def test_a_box_cannot_overdraw_its_model_budget(
         relay_gateway: tuple[Gateway, FakeOpenAI]) -> None:
     """Budget 3,000 tokens, model_max_tokens 1,000, and a provider that bills every call as
@@ -1385,6 +1398,7 @@ async def test_a_box_cannot_overdraw_its_model_budget(
     assert statuses[7] == 400 and "n=8" in replies[7][1], replies[7]
 
 
+@pytest.mark.boxes
 async def test_the_relay_never_makes_the_provider_fetch_or_keep_anything_for_a_box(
         relay_gateway: tuple[Gateway, FakeOpenAI]) -> None:
     """A `network: none` box asks, through the relay and the operator's key, for what would
@@ -1478,6 +1492,7 @@ async def test_the_relay_never_makes_the_provider_fetch_or_keep_anything_for_a_b
     assert fake.requests[-1]["store"] is True
 
 
+@pytest.mark.boxes
 async def test_a_box_cannot_escape_its_runs_max_turns_by_leaving_out_the_run_header(
         relay_gateway: tuple[Gateway, FakeOpenAI]) -> None:
     """While an agent run (Codex, max_turns 1: 1 + 3 schema retries = 4 model calls) is in
@@ -1754,6 +1769,7 @@ LEGACY = ("Redis loses recent writes on a restart unless appendonly is on </shar
 FACT_REDIS = "Redis loses recent writes on a restart unless appendonly is enabled."
 
 
+@pytest.mark.boxes
 async def test_shared_insights_reach_the_model_only_quoted_in_one_block(
         tmp_path: Path, redis_server: EmbeddedRedis, redis: Redis) -> None:
     fake = FakeOpenAI()
@@ -1927,6 +1943,7 @@ def _everything_under(*roots: Path) -> list[Path]:
     return found
 
 
+@pytest.mark.boxes
 async def test_no_other_local_user_reads_a_box_or_lists_box_ids(
         redis: Redis, redis_server: EmbeddedRedis) -> None:
     # An operator's data dir, under directories every user may enter (/var/lib/burrow…).
@@ -1976,6 +1993,7 @@ def _chat(text: str) -> dict[str, Any]:
             "response": {"status": 200, "body": {"reply": "ok"}}}
 
 
+@pytest.mark.boxes
 async def test_a_tenant_whose_agent_hangs_cannot_stall_other_tenants_deliveries(
         tmp_path: Path, redis: Redis, redis_server: EmbeddedRedis) -> None:
     """The agent stops answering (stopped from the host: box code cannot stop it); the

@@ -25,7 +25,8 @@ from tests.served import Served, stop_and_check
 ROOT = Path(__file__).parent.parent
 LOCAL = "local/smollm2-135m"
 SECOND = "local/gemma-3-270m"
-pytestmark = pytest.mark.timeout(600)
+pytestmark = [pytest.mark.timeout(600), pytest.mark.boxes, pytest.mark.local_model,
+              pytest.mark.agent_clis]
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,234 @@
+"""The operator dashboard: its session guard over HTTP, and the page itself driven in a real
+headless Chromium against a real `burrow serve`."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.support import expected_conditions as ec
+from selenium.webdriver.support.ui import WebDriverWait
+
+from tests.conftest import OPERATOR_KEY, Gateway
+from tests.served import Served, stop_and_check
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+SCREENSHOT = ARTIFACTS / "dashboard.png"
+WRONG_KEY_MESSAGE = "That key is not the operator key."
+# Box names are user input; the page must show this as text, never run it.
+HOSTILE_NAME = '<img src=x onerror="window.__burrow_pwned=1">'
+
+
+def _session_cookie(response: httpx.Response) -> str:
+    """The `burrow_session=…` pair a login response sets (sent back by hand: the in-process
+    client's host has no dot, which the stdlib cookie jar handles differently per version)."""
+    for header in response.headers.get_list("set-cookie"):
+        pair = header.split(";", 1)[0].strip()
+        if pair.startswith("burrow_session=") and pair != "burrow_session=":
+            return pair
+    raise AssertionError(f"no burrow_session cookie in {response.headers.get_list('set-cookie')}")
+
+
+async def test_dashboard_without_a_session_shows_only_the_login_form(gateway: Gateway) -> None:
+    _, home = await gateway.tenant("secret-tenant")
+    c = gateway.client
+
+    r = await c.get("/dashboard")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+    assert 'action="/dashboard/login"' in r.text and 'name="key"' in r.text
+    assert "secret-tenant" not in r.text and home not in r.text
+    assert 'id="policy-form"' not in r.text  # the app page is for signed-in operators only
+
+    wrong = await c.post("/dashboard/login", data={"key": "not-the-key"})
+    assert wrong.status_code == 303
+    assert wrong.headers["location"].endswith("/dashboard?error=bad_key")
+    assert not any(h.startswith("burrow_session=") and not h.startswith("burrow_session=;")
+                   for h in wrong.headers.get_list("set-cookie"))
+
+    login = await c.post("/dashboard/login", data={"key": OPERATOR_KEY})
+    assert login.status_code == 303 and login.headers["location"].endswith("/dashboard")
+    cookie = {"Cookie": _session_cookie(login)}
+    c.cookies.clear()  # from here on the cookie goes only where a request names it
+    page = await c.get("/dashboard", headers=cookie)
+    assert page.status_code == 200 and 'id="policy-form"' in page.text
+
+    # The cookie alone must not authorise the API: a cross-site form or image could send it.
+    for method, path in (("GET", "/v1/tenants"), ("GET", "/v1/policy"),
+                         ("POST", f"/v1/boxes/{home}/freeze")):
+        r = await c.request(method, path, headers=cookie)
+        assert r.status_code in (401, 403), (method, path, r.status_code, r.text)
+        assert "secret-tenant" not in r.text
+    # Nor does the header without the cookie.
+    r = await c.get("/v1/tenants", headers={"X-Burrow-Dashboard": "1"})
+    assert r.status_code == 401
+    # Cookie and header together are the dashboard's session.
+    r = await c.get("/v1/tenants", headers={**cookie, "X-Burrow-Dashboard": "1"})
+    assert r.status_code == 200 and "secret-tenant" in {t["id"] for t in r.json()}
+    r = await c.get(f"/v1/boxes/{home}", headers={**cookie, "X-Burrow-Dashboard": "1"})
+    assert r.status_code == 200 and r.json()["state"] == "running"
+
+    out = await c.post("/dashboard/logout", headers=cookie)
+    assert out.status_code == 303 and out.headers["location"].endswith("/dashboard")
+    cleared = [h for h in out.headers.get_list("set-cookie") if h.startswith("burrow_session=")]
+    assert cleared, "logout must clear the session cookie"
+
+
+# --- the page in a real browser ------------------------------------------------------------
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[Served]:
+    server = Served(tmp_path / "data").start()
+    yield server
+    stop_and_check(server)
+
+
+@pytest.fixture
+def browser() -> Iterator[WebDriver]:
+    missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not p.exists()]
+    if missing:
+        pytest.skip(f"the dashboard browser test needs Debian's chromium and chromium-driver "
+                    f"({', '.join(missing)} missing); `make test` installs them")
+    options = webdriver.ChromeOptions()
+    # An explicit binary and driver: Selenium Manager must never try to download a browser.
+    options.binary_location = str(CHROMIUM)
+    for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                "--disable-dev-shm-usage", "--window-size=1440,1100"):
+        options.add_argument(arg)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # the page's console
+    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    driver.set_page_load_timeout(30)
+    yield driver
+    driver.quit()
+
+
+def _fresh_freeze_after(policy: dict[str, float | None]) -> int:
+    """A freeze_after_s the server should accept (between pause and archive) and that differs
+    from the current one."""
+    low = int(policy["pause_after_s"] or 0)
+    high = int(policy["archive_after_s"] or low + 100_000)
+    value = (low + high) // 2 + 7
+    if value >= high or value == policy["freeze_after_s"]:
+        value = low + 1 if low + 1 != policy["freeze_after_s"] else low + 2
+    return value
+
+
+@pytest.mark.timeout(240)
+def test_operator_signs_in_changes_the_policy_and_freezes_a_box_in_chromium(
+        served: Served, browser: WebDriver) -> None:
+    driver = browser
+    api = httpx.Client(base_url=served.url, headers=served.operator, timeout=60)
+    r = api.post("/v1/tenants", json={"id": "acme"})
+    assert r.status_code == 201, r.text
+    home = r.json()["home_box_id"]
+    r = api.post("/v1/boxes", json={"tenant": "acme", "name": HOSTILE_NAME})
+    assert r.status_code == 201, r.text
+    before = api.get("/v1/policy").json()
+    wait = WebDriverWait(driver, 30)
+    shot = False
+    try:
+        driver.get(f"{served.url}/dashboard")
+        key = wait.until(ec.visibility_of_element_located((By.ID, "key")),
+                         "no login form at /dashboard")
+        assert key.get_attribute("type") == "password"
+        assert "acme" not in driver.page_source and home not in driver.page_source
+        assert not driver.find_element(By.ID, "login-error").is_displayed()
+
+        key.send_keys("op-wrong-key")
+        driver.find_element(By.ID, "login-submit").click()
+        error = wait.until(ec.visibility_of_element_located((By.ID, "login-error")),
+                           "a wrong key did not show the login error")
+        assert error.text == WRONG_KEY_MESSAGE and "error=bad_key" in driver.current_url
+
+        driver.find_element(By.ID, "key").send_keys(OPERATOR_KEY)
+        driver.find_element(By.ID, "login-submit").click()
+        home_row = (By.CSS_SELECTOR, f'#boxes tr[data-box-id="{home}"]')
+        wait.until(ec.presence_of_element_located(home_row),
+                   "after signing in, the boxes table never listed the home box")
+        wait.until(lambda d: d.find_element(By.ID, "policy-version").text
+                   == str(before["version"]))
+
+        # The hostile box name is shown as text; no element was made of it, no script ran.
+        names = [e.text for e in driver.find_elements(By.CSS_SELECTOR, 'td[data-col="name"]')]
+        assert HOSTILE_NAME in names
+        assert driver.find_elements(By.CSS_SELECTOR, "#boxes img") == []
+        assert driver.execute_script("return window.__burrow_pwned === undefined") is True
+
+        # A bad value: the server's 422 message shows beside the form, nothing changes.
+        field = driver.find_element(By.ID, "policy-freeze_after_s")
+        field.clear()
+        field.send_keys("-5")
+        driver.find_element(By.ID, "policy-save").click()
+        status = (By.CSS_SELECTOR, '#policy-status[data-kind="error"]')
+        wait.until(lambda d: d.find_element(*status).text.strip() != "",
+                   "a rejected policy value showed no error")
+        assert api.get("/v1/policy").json()["version"] == before["version"]
+
+        new_value = _fresh_freeze_after(before["policy"])
+        field = driver.find_element(By.ID, "policy-freeze_after_s")
+        field.clear()
+        field.send_keys(str(new_value))
+        driver.find_element(By.ID, "policy-save").click()
+        wait.until(lambda d: "saved" in d.find_element(By.ID, "policy-status").text,
+                   "the policy form never said saved")
+        after = api.get("/v1/policy").json()
+        assert after["policy"]["freeze_after_s"] == new_value
+        assert after["version"] > before["version"]
+        assert "dashboard" in (after["updated_by"] or "").lower(), after
+        # Only the changed field was sent: the others are as they were.
+        for name, value in before["policy"].items():
+            if name != "freeze_after_s":
+                assert after["policy"][name] == value, name
+        wait.until(lambda d: d.find_element(By.ID, "policy-version").text
+                   == str(after["version"]))
+        assert driver.find_element(By.ID, "policy-freeze_after_s").get_attribute("value") \
+            == str(new_value)
+        # The tenant agents' model is text: empty means the server's BURROW_AGENT_MODEL.
+        driver.find_element(By.ID, "policy-agent_model").send_keys("openai/gpt-x")
+        driver.find_element(By.ID, "policy-save").click()
+        wait.until(lambda d: api.get("/v1/policy").json()["policy"]["agent_model"]
+                   == "openai/gpt-x", "the agent model typed in was not saved")
+
+        freeze = (By.CSS_SELECTOR, f'#boxes tr[data-box-id="{home}"] [data-action="freeze"]')
+        button = wait.until(ec.element_to_be_clickable(freeze),
+                            "the home box has no enabled Freeze")
+        # as a reader scrolls to it: chromedriver's own scroll leaves it under the sticky header
+        driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", button)
+        button.click()
+
+        def home_shows_frozen(d: WebDriver) -> bool:
+            row = d.find_element(*home_row)
+            cell = row.find_element(By.CSS_SELECTOR, 'td[data-col="state"] .state')
+            return row.get_attribute("data-state") == "frozen" and cell.text == "frozen"
+
+        WebDriverWait(driver, 30, ignored_exceptions=[StaleElementReferenceException]).until(
+            home_shows_frozen, "the home box row never showed frozen")
+        assert api.get(f"/v1/boxes/{home}").json()["state"] == "frozen"
+        message = driver.find_element(By.ID, "message")
+        assert message.get_attribute("data-kind") == "ok" and home in message.text
+        # No script error along the way (the rejected PUT is a network entry, not one of these).
+        errors = [e for e in driver.get_log("browser")
+                  if e["level"] == "SEVERE" and e.get("source") != "network"]
+        assert errors == [], errors
+
+        ARTIFACTS.mkdir(exist_ok=True)
+        driver.save_screenshot(str(SCREENSHOT))
+        shot = True
+
+        driver.find_element(By.ID, "logout").click()
+        wait.until(ec.visibility_of_element_located((By.ID, "login-form")))
+        assert "acme" not in driver.page_source
+    finally:
+        if not shot:  # the page as it was when the test failed
+            ARTIFACTS.mkdir(exist_ok=True)
+            driver.save_screenshot(str(SCREENSHOT))
+        api.close()
+
