@@ -1,6 +1,6 @@
 """Text from the shared knowledge base in a prompt as quoted data, never as instructions: the
 host's side of the quoting (the box's is tenant_agent/memory/notes.py, the same code below this
-docstring, tested alike in tests/test_knowledge_refusals.py).
+docstring, tested alike in tests/knowledge/test_knowledge_refusals.py).
 
 An insight's text came from other tenants; whatever it says ("ignore previous instructions",
 a fake closing tag, a fake header on a line of its own), the model must read it as something

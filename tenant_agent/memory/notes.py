@@ -1,7 +1,7 @@
 """Text from the shared knowledge base in a prompt or an answer as quoted data, never as
 instructions: the box's side of the quoting (the host's is knowledge/prompt.py; the two may not
 import each other, so this is the same code below this docstring, tested alike in
-tests/test_knowledge_refusals.py).
+tests/knowledge/test_knowledge_refusals.py).
 
 Whatever an insight says ("ignore previous instructions", a fake closing tag, a fake header on
 a line of its own), the model must read it as something other users reported: each text is one

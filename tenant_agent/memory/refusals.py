@@ -3,8 +3,9 @@ addressed to every user, links, and shell command lines (`refusal(text)` names t
 
 The host refuses the same on its side (knowledge/refusals.py, the defence: a box's code is the
 tenant's to change); this copy, the same code below this docstring, only spares sending what
-would be refused. The two may not import each other, so tests/test_knowledge_refusals.py runs
-the same cases through both and checks that the code is the same.
+would be refused. The two may not import each other, so
+tests/knowledge/test_knowledge_refusals.py runs the same cases through both and checks that the
+code is the same.
 """
 
 from __future__ import annotations
