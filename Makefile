@@ -123,10 +123,12 @@ $(STAMP): $(BASE)
 	$(BIN)/pip install -q -e ./sdk/python -e '.[dev,local-model]'
 	touch $(STAMP)
 
+# mypy runs beside the tests (one core each); the recipe fails if either does.
 check: $(BASE)
 	$(BIN)/ruff check gateway boxes tenant_agent knowledge workers models core burrow tests bench examples
-	$(BIN)/mypy
-	$(BIN)/pytest -m '$(NOT_QUICK)' -p no:cacheprovider
+	@$(BIN)/mypy & typing=$$!; \
+	$(BIN)/pytest -m '$(NOT_QUICK)' -p no:cacheprovider; tests=$$?; \
+	wait $$typing && exit $$tests
 
 lint: install
 	$(BIN)/ruff check gateway boxes tenant_agent knowledge workers models core burrow tests bench examples

@@ -232,8 +232,11 @@ def _iban(m: re.Match[str]) -> _Span | None:
 
 # A maximal run of digit groups; the judges decide which part (if any) is a card or a phone.
 # Neither has more than twelve groups, and a longer run is no match at all, found in one step.
+# The groups' repeat is atomic, (?>…{0,11}), not possessive, …{0,11}+: the same thing, but
+# CPython 3.11.2 (Debian 12's) let a possessive repeat of an alternation keep a separator with
+# no group after it, and the judges then saw no card at all (3.11.7 does not).
 _DIGIT_RUN = (r"(?<![\w.,+/-])(?<!\d[ .-])"
-              r"(?>{lead}{first}(?:{sep}(?:\(\d++\)|\d++)){{0,11}}+)"
+              r"(?>{lead}{first}(?>(?:{sep}(?:\(\d++\)|\d++)){{0,11}}))"
               r"(?!{sep}\(?\d)(?![\w]|[.,:/]\d)")
 _CARD = re.compile(_DIGIT_RUN.format(lead="", first=r"\d++", sep=r"[ .-]"))
 
