@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -37,8 +38,24 @@ def kill_service(uid: int, pid: bytes) -> None:
                 and fields.get("NSpid", "").split()[-1:] == [pid.decode()]
                 and len(fields["NSpid"].split()) == 2):
             os.kill(int(entry), signal.SIGKILL)
+            _wait_dead(Path(f"/proc/{entry}/status"))
             return
     raise AssertionError(f"no process {pid!r} in the box")
+
+
+def _wait_dead(status: Path) -> None:
+    """kill() returns once the signal is sent: a connection made before the process is gone
+    could still be accepted by it and reset as it dies (what the test asks is that the next
+    service answers)."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            if "State:\tZ" in status.read_text():
+                return
+        except OSError:
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"{status.parent.name} outlived SIGKILL by 10 s")
 
 
 async def ask(path: str, message: bytes) -> bytes:
