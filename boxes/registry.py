@@ -2,6 +2,16 @@
 
 Redis is the source of truth while it lives (the embedded server runs with AOF). The mirror
 on disk lets `rebuild()` recover every box from the data dir if Redis is ever lost.
+
+Fencing. A registry given a host's lease (a box host of a cluster, boxes/hosts.py) writes a
+box's record only where that host holds the box: the record names it as the box's host at the
+generation the writer read (each placement raises it: boxes/placement.py), and its lease is
+live — both checked in the script that writes, so nothing can come between. Otherwise
+nothing is written and FencedError says why: a host stopped past its lease, or one the box
+was placed away from meanwhile (a "zombie"), cannot overwrite newer state. A snapshot's
+commit is such a write: a compare-and-set of (box, generation) -> snapshot id. Without a
+lease (`burrow serve`, and processes sharing one machine's data dir), writes are not fenced:
+there the box lock alone orders them, as it always has.
 """
 
 from __future__ import annotations
@@ -11,13 +21,15 @@ import json
 import logging
 import os
 import time
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
 from redis.asyncio import Redis
 
 from boxes.config import RuntimeConfig
+from boxes.errors import FencedError
+from boxes.hosts import HostLease
 from boxes.keys import BoxKeys
 from boxes.models import LIVE_STATES, TRANSIENT_STATES, BoxRecord, BoxState
 
@@ -59,23 +71,65 @@ _TOMBSTONE_FIELDS = ("id", "state", "runtime", "network", "limits", "uid", "crea
                      "last_active_at", "owner", "name", "reason")
 # Register a new box, unless its owner is closed to new boxes (its deletion is under way):
 # one script, so a box of that owner is either refused or listed before the close returns.
-# KEYS: the box, the index, the owner's index, the closed owners; ARGV: owner ('' for none),
-# box id, then the hash's fields and values.
+# A host of a cluster registers it only while its lease is live (-1 otherwise).
+# KEYS: the box, the index, the owner's index, the closed owners, the writer's lease; ARGV:
+# owner ('' for none), box id, '1' if the lease must be live, then the hash's fields and values.
 _ADD = """
+if ARGV[3] == '1' and redis.call('exists', KEYS[5]) == 0 then return -1 end
 if ARGV[1] ~= '' and redis.call('sismember', KEYS[4], ARGV[1]) == 1 then return 0 end
-redis.call('hset', KEYS[1], unpack(ARGV, 3))
+redis.call('hset', KEYS[1], unpack(ARGV, 4))
 redis.call('persist', KEYS[1])
 redis.call('sadd', KEYS[2], ARGV[2])
 if ARGV[1] ~= '' then redis.call('sadd', KEYS[3], ARGV[2]) end
 return 1
 """
+# The fence of a host's write (then the write itself follows in the same script): the box
+# names the writer as its host at the writer's generation, and the writer's lease is live.
+# {0, host, generation}: the box is elsewhere (or gone); {-1}: the lease lapsed.
+# KEYS: the box, the writer's lease; ARGV: the writer (as JSON), its generation, ...
+_FENCE = """
+local host = redis.call('hget', KEYS[1], 'host')
+local generation = redis.call('hget', KEYS[1], 'generation') or '0'
+if host ~= ARGV[1] or tonumber(generation) ~= tonumber(ARGV[2]) then
+  return {0, host or 'null', generation}
+end
+if redis.call('exists', KEYS[2]) == 0 then return {-1} end
+"""
+# ARGV: ..., then fields and values. {1, the snapshot id it replaced (JSON)}.
+_FENCED_SET = _FENCE + """
+local previous = redis.call('hget', KEYS[1], 'snapshot_id') or 'null'
+redis.call('hset', KEYS[1], unpack(ARGV, 3))
+return {1, previous}
+"""
+# KEYS: ..., the index, the owner's index; ARGV: ..., box id, tombstone TTL, then the
+# tombstone's fields and values.
+_FENCED_DELETE = _FENCE + """
+redis.call('del', KEYS[1])
+redis.call('hset', KEYS[1], unpack(ARGV, 5))
+redis.call('expire', KEYS[1], ARGV[4])
+redis.call('srem', KEYS[3], ARGV[3])
+redis.call('srem', KEYS[4], ARGV[3])
+return {1}
+"""
+
+
+def decode(raw: dict[bytes, bytes]) -> BoxRecord:
+    """A box's hash (each field's value JSON) as one JSON object, parsed at once: one parse
+    per box instead of one per field (a sweep over 2,000 boxes spent 200 ms of the event loop
+    in 50,000 json.loads)."""
+    document = b"{" + b",".join(b'"' + k + b'":' + v for k, v in raw.items()
+                                if k in _FIELD_KEYS) + b"}"
+    return BoxRecord.from_dict(json.loads(document))
 
 
 class Registry:
-    def __init__(self, redis: Redis, config: RuntimeConfig, keys: BoxKeys) -> None:
+    def __init__(self, redis: Redis, config: RuntimeConfig, keys: BoxKeys,
+                 lease: HostLease | None = None) -> None:
         self.redis = redis
         self.config = config
         self.keys = keys
+        # This process as a host of a cluster: its writes for boxes are fenced (see above).
+        self.lease = lease
         self._key = keys.box
         self._owner_index = keys.owner_boxes  # listing a tenant's boxes reads its own only
         self._index = keys.boxes()
@@ -98,12 +152,21 @@ class Registry:
         self._mirror(data)
 
     async def add(self, box: BoxRecord) -> bool:
-        """Register a new box; False (nothing written) if its owner is closed."""
+        """Register a new box; False (nothing written) if its owner is closed. A host of a
+        cluster registers it as placed on itself at generation 1, while its lease is live."""
+        if self.lease is not None:
+            box.host, box.generation = self.lease.host_id, 1
         data = box.to_dict()
         fields_and_values = [x for k, v in data.items() for x in (k, json.dumps(v))]
+        lease_key = self.keys.host_lease(box.host) if self.lease is not None and box.host \
+            else self._key(box.id)
         added = await self.redis.eval(  # type: ignore[misc]
-            _ADD, 4, self._key(box.id), self._index, self._owner_index(box.owner or ""),
-            self._closed, box.owner or "", box.id, *fields_and_values)
+            _ADD, 5, self._key(box.id), self._index, self._owner_index(box.owner or ""),
+            self._closed, lease_key, box.owner or "", box.id,
+            "1" if self.lease is not None else "0", *fields_and_values)
+        if added == -1:
+            raise FencedError(f"box host {box.host} cannot make box {box.id}: its lease "
+                              "lapsed; nothing was written. Register the host again")
         if added:
             self._mirror(data)
         return bool(added)
@@ -146,30 +209,80 @@ class Registry:
             finally:
                 os.close(dir_fd)
 
-    @staticmethod
-    def _decode(raw: dict[bytes, bytes]) -> BoxRecord:
-        """A box's hash (each field's value JSON) as one JSON object, parsed at once: one
-        parse per box instead of one per field (a sweep over 2,000 boxes spent 200 ms of the
-        event loop in 50,000 json.loads)."""
-        document = b"{" + b",".join(b'"' + k + b'":' + v for k, v in raw.items()
-                                    if k in _FIELD_KEYS) + b"}"
-        return BoxRecord.from_dict(json.loads(document))
-
     async def get(self, box_id: str) -> BoxRecord | None:
         raw = await self.redis.hgetall(self._key(box_id))  # type: ignore[misc]
-        return self._decode(raw) if raw else None
+        return decode(raw) if raw else None
 
     async def state(self, box_id: str) -> BoxState | None:
         raw = await self.redis.hget(self._key(box_id), "state")  # type: ignore[misc]
         return BoxState(json.loads(raw)) if raw else None
 
     async def update(self, box: BoxRecord, **changes: Any) -> BoxRecord:
-        """Change some fields of a box the caller holds the lock of (one round trip)."""
+        """Change some fields of a box the caller holds the lock of (one round trip). A host
+        of a cluster writes only while it holds the box at `box.generation` (FencedError)."""
+        if self.lease is not None:
+            await self._fenced_set(box, changes)
+            return box
         for name, value in changes.items():
             setattr(box, name, value)
         data = box.to_dict()
         await self.redis.hset(self._key(box.id), mapping={  # type: ignore[misc]
             name: json.dumps(data[name]) for name in changes})
+        await self._mirror_change(box, data, changes)
+        return box
+
+    async def commit_snapshot(self, box: BoxRecord, snapshot_id: str,
+                              **changes: Any) -> str | None:
+        """Make `snapshot_id` the box's newest durable state (with `changes`, such as the
+        state a freeze ends in): for a host of a cluster, a compare-and-set of (box,
+        generation) -> snapshot id, refused with FencedError where another host holds the
+        box now (then the snapshot is the committer's to delete). Returns the snapshot id it
+        replaced, which the caller may delete now (nothing else points at it)."""
+        previous = box.snapshot_id
+        if self.lease is not None:
+            return await self._fenced_set(box, {"snapshot_id": snapshot_id, **changes})
+        await self.update(box, snapshot_id=snapshot_id, **changes)
+        return previous
+
+    def _fence_args(self, box: BoxRecord) -> tuple[str, str, str, str]:
+        assert self.lease is not None
+        writer = self.lease.host_id
+        return self._key(box.id), self.keys.host_lease(writer), json.dumps(writer), \
+            str(box.generation)
+
+    def _fenced(self, box: BoxRecord, answer: list[Any]) -> FencedError:
+        writer = self.lease.host_id if self.lease is not None else "?"
+        if int(answer[0]) == -1:
+            return FencedError(
+                f"box {box.id}: the lease of box host {writer} lapsed, so nothing was written; "
+                "stop the box here (it may run elsewhere by now) and register the host again")
+        host, generation = json.loads(answer[1]), int(answer[2])
+        where = f"on box host {host}" if host else "on no host (deleted or taken back)"
+        return FencedError(
+            f"box {box.id} is at generation {generation} {where}, not generation "
+            f"{box.generation} on {writer}; nothing was written: stop the box here, and send "
+            "its requests where it is now")
+
+    async def _fenced_set(self, box: BoxRecord, changes: dict[str, Any]) -> str | None:
+        """Write `changes` where this host holds the box; the snapshot id it replaced."""
+        if "generation" in changes or changes.get("host") is not None:
+            raise ValueError("a host cannot place a box: only placement changes its host "
+                             "and generation (a host may only let go of it: host=None)")
+        updated = replace(box, **changes)
+        data = updated.to_dict()
+        answer = await self.redis.eval(  # type: ignore[misc]
+            _FENCED_SET, 2, *self._fence_args(box),
+            *[x for name in changes for x in (name, json.dumps(data[name]))])
+        if int(answer[0]) != 1:
+            raise self._fenced(box, answer)
+        for name, value in changes.items():
+            setattr(box, name, value)
+        await self._mirror_change(box, data, changes)
+        previous: str | None = json.loads(answer[1])
+        return previous
+
+    async def _mirror_change(self, box: BoxRecord, data: dict[str, Any],
+                             changes: dict[str, Any]) -> None:
         if box.state not in TRANSIENT_STATES or "layer_local" in changes:
             # Transient states are not mirrored: rebuild() treats a box caught in one as failed
             # with a dirty layer either way, so the mirror only needs the settled states.
@@ -177,7 +290,6 @@ class Registry:
                 await asyncio.to_thread(self._mirror, data, True)  # fsyncs: not on the loop
             else:
                 self._mirror(data)
-        return box
 
     async def touch_running(self, box_id: str) -> bool | None:
         """One round trip on the hot path: mark activity and tell whether the box is running
@@ -208,6 +320,9 @@ class Registry:
         return boxes
 
     async def mark_deleted(self, box: BoxRecord) -> None:
+        if self.lease is not None:
+            await self._fenced_delete(box)
+            return
         box.state = BoxState.DELETED
         box.pid = None
         data = box.to_dict()
@@ -220,6 +335,17 @@ class Registry:
             if box.owner is not None:
                 pipe.srem(self._owner_index(box.owner), box.id)
             await pipe.execute()
+
+    async def _fenced_delete(self, box: BoxRecord) -> None:
+        data = replace(box, state=BoxState.DELETED, pid=None).to_dict()
+        tombstone = [x for k in _TOMBSTONE_FIELDS for x in (k, json.dumps(data[k]))]
+        owner_index = self._owner_index(box.owner) if box.owner is not None else self._index
+        answer = await self.redis.eval(  # type: ignore[misc]
+            _FENCED_DELETE, 4, *self._fence_args(box), self._index, owner_index, box.id,
+            str(_TOMBSTONE_TTL_S), *tombstone)
+        if int(answer[0]) != 1:
+            raise self._fenced(box, answer)
+        box.state, box.pid = BoxState.DELETED, None
 
     def _read_mirrors(self) -> list[BoxRecord]:
         boxes = []
