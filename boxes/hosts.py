@@ -171,6 +171,7 @@ class HostLease:
         self.draining = False    # as of the last renewal
         self.lapsed = False
         self._task: asyncio.Task[None] | None = None
+        self._lapse_task: asyncio.Task[None] | None = None
 
     @property
     def host_id(self) -> str:
@@ -207,8 +208,11 @@ class HostLease:
             return False
         load: list[str] = []
         if self.load is not None:
-            now = await self.load()
-            load = ["boxes", str(now.boxes), "memory_used_mb", str(now.memory_used_mb)]
+            try:
+                now = await self.load()
+                load = ["boxes", str(now.boxes), "memory_used_mb", str(now.memory_used_mb)]
+            except Exception:  # the lease matters more than the load: renew without it
+                log.exception("box host %s could not measure its load", self.host_id)
         sent = time.monotonic()
         answer = int(await self.redis.eval(  # type: ignore[misc]
             _RENEW, 3, self.keys.host_lease(self.host_id), self.keys.host(self.host_id),
@@ -220,12 +224,21 @@ class HostLease:
             log.error("the lease of box host %s lapsed: its writes for its boxes are refused "
                       "from now on; stop them and register again", self.host_id)
             if self.on_lapse is not None:
-                await self.on_lapse(self.host_id)
+                # Its own task: the handler may register again and start() a new renewer,
+                # which it could not from inside the one that is ending.
+                self._lapse_task = asyncio.create_task(self._lapsed(self.host_id))
             return False
         # Counted from before the request: Redis set its TTL after that moment.
         self._valid_until = sent + self.lease_ms / 1000
         self.draining = answer == 1
         return True
+
+    async def _lapsed(self, host_id: str) -> None:
+        assert self.on_lapse is not None
+        try:
+            await self.on_lapse(host_id)
+        except Exception:
+            log.exception("box host %s: handling the lapse of its lease failed", host_id)
 
     def valid(self) -> bool:
         """Whether the lease surely still holds, by this process's own clock: a host stops

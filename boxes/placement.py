@@ -81,10 +81,13 @@ local raised = redis.call('hincrby', KEYS[1], 'generation', 1)
 redis.call('hset', KEYS[1], 'host', '"' .. ARGV[best] .. '"')
 return {'ok', ARGV[best], raised, best_cached and 1 or 0, redis.call('hgetall', KEYS[1])}
 """
-# Take a box from its host: raise its generation, name no host. KEYS: the box.
+# Take a box from its host: raise its generation, name no host. KEYS: the box; ARGV: the
+# generation it must be at ('' for any).
 _REVOKE = """
 local state = redis.call('hget', KEYS[1], 'state')
 if not state or state == '"deleted"' then return false end
+local generation = tonumber(redis.call('hget', KEYS[1], 'generation') or '0')
+if ARGV[1] ~= '' and generation ~= tonumber(ARGV[1]) then return 'moved' end
 redis.call('hincrby', KEYS[1], 'generation', 1)
 redis.call('hset', KEYS[1], 'host', 'null')
 return redis.call('hgetall', KEYS[1])
@@ -133,15 +136,18 @@ class Placer:
                 "every live one is full or draining); retry in a few seconds")
         return reply
 
-    async def place(self, box_id: str, *, memory_mb: int = 0, exclude: Collection[str] = (),
-                    expected_generation: int | None = None) -> Placement | None:
+    async def place(self, box_id: str, expected_generation: int | None, *,
+                    memory_mb: int = 0, exclude: Collection[str] = ()) -> Placement | None:
         """Place the box (the caller holds its lock): choose a host, raise the generation.
 
+        `expected_generation`: the generation the caller saw when it decided the box needs a
+        host. If the box is at another one by now, nothing is placed and None is returned: a
+        placer stopped after its look (its lock expired meanwhile) must not take the box from
+        the host it was placed on since. (None: place whatever the generation.)
         `memory_mb`: what the box is expected to take there (reserved until the host's next
-        report). `exclude`: hosts not to choose (the one being drained). With
-        `expected_generation`, nothing is placed, and None returned, unless the box is still
-        at that generation (someone else placed it meanwhile). NoCapacityError when no live
-        host has room; BoxNotFoundError for a box that does not exist or is being deleted."""
+        report). `exclude`: hosts not to choose (the one being drained). NoCapacityError when
+        no live host has room; BoxNotFoundError for a box that does not exist or is being
+        deleted."""
         reply = await self._choose("place", box_id, memory_mb, exclude, expected_generation)
         if reply[0] == b"moved":
             return None
@@ -156,11 +162,16 @@ class Placer:
         host: str = reply[1].decode()
         return host
 
-    async def revoke(self, box_id: str) -> BoxRecord:
+    async def revoke(self, box_id: str, expected_generation: int | None) -> BoxRecord | None:
         """Take the box from whatever host holds it (the caller holds its lock): its
         generation is raised and it names no host, so no host's write for it counts any
-        more (before deleting a box whose host is lost, for one)."""
-        reply = await self.redis.eval(_REVOKE, 1, self.keys.box(box_id))  # type: ignore[misc]
+        more (before deleting a box whose host is lost, for one). None, and nothing done,
+        if the box is no longer at `expected_generation` (as for place)."""
+        reply = await self.redis.eval(  # type: ignore[misc]
+            _REVOKE, 1, self.keys.box(box_id),
+            "" if expected_generation is None else str(expected_generation))
+        if reply == b"moved":
+            return None
         if not reply:
             raise BoxNotFoundError(f"no box {box_id!r}")
         return decode(_flat(reply))

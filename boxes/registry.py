@@ -3,13 +3,8 @@
 Redis is the source of truth while it lives (the embedded server runs with AOF). The mirror
 on disk lets `rebuild()` recover every box from the data dir if Redis is ever lost.
 
-Fencing. A registry given a host's lease (a box host of a cluster, boxes/hosts.py) writes a
-box's record only where that host holds the box: the record names it as the box's host at the
-generation the writer read (each placement raises it: boxes/placement.py), and its lease is
-live — both checked in the script that writes, so nothing can come between. Otherwise
-nothing is written and FencedError says why: a host stopped past its lease, or one the box
-was placed away from meanwhile (a "zombie"), cannot overwrite newer state. A snapshot's
-commit is such a write: a compare-and-set of (box, generation) -> snapshot id. Without a
+A registry given a host's lease (a box host of a cluster) writes a box's record only where
+that host holds the box, at the generation it was placed with (boxes/fencing.py). Without a
 lease (`burrow serve`, and processes sharing one machine's data dir), writes are not fenced:
 there the box lock alone orders them, as it always has.
 """
@@ -29,6 +24,7 @@ from redis.asyncio import Redis
 
 from boxes.config import RuntimeConfig
 from boxes.errors import FencedError
+from boxes.fencing import Fence
 from boxes.hosts import HostLease
 from boxes.keys import BoxKeys
 from boxes.models import LIVE_STATES, TRANSIENT_STATES, BoxRecord, BoxState
@@ -83,35 +79,6 @@ redis.call('sadd', KEYS[2], ARGV[2])
 if ARGV[1] ~= '' then redis.call('sadd', KEYS[3], ARGV[2]) end
 return 1
 """
-# The fence of a host's write (then the write itself follows in the same script): the box
-# names the writer as its host at the writer's generation, and the writer's lease is live.
-# {0, host, generation}: the box is elsewhere (or gone); {-1}: the lease lapsed.
-# KEYS: the box, the writer's lease; ARGV: the writer (as JSON), its generation, ...
-_FENCE = """
-local host = redis.call('hget', KEYS[1], 'host')
-local generation = redis.call('hget', KEYS[1], 'generation') or '0'
-if host ~= ARGV[1] or tonumber(generation) ~= tonumber(ARGV[2]) then
-  return {0, host or 'null', generation}
-end
-if redis.call('exists', KEYS[2]) == 0 then return {-1} end
-"""
-# ARGV: ..., then fields and values. {1, the snapshot id it replaced (JSON)}.
-_FENCED_SET = _FENCE + """
-local previous = redis.call('hget', KEYS[1], 'snapshot_id') or 'null'
-redis.call('hset', KEYS[1], unpack(ARGV, 3))
-return {1, previous}
-"""
-# KEYS: ..., the index, the owner's index; ARGV: ..., box id, tombstone TTL, then the
-# tombstone's fields and values.
-_FENCED_DELETE = _FENCE + """
-redis.call('del', KEYS[1])
-redis.call('hset', KEYS[1], unpack(ARGV, 5))
-redis.call('expire', KEYS[1], ARGV[4])
-redis.call('srem', KEYS[3], ARGV[3])
-redis.call('srem', KEYS[4], ARGV[3])
-return {1}
-"""
-
 
 def decode(raw: dict[bytes, bytes]) -> BoxRecord:
     """A box's hash (each field's value JSON) as one JSON object, parsed at once: one parse
@@ -244,41 +211,15 @@ class Registry:
         await self.update(box, snapshot_id=snapshot_id, **changes)
         return previous
 
-    def _fence_args(self, box: BoxRecord) -> tuple[str, str, str, str]:
-        assert self.lease is not None
-        writer = self.lease.host_id
-        return self._key(box.id), self.keys.host_lease(writer), json.dumps(writer), \
-            str(box.generation)
-
-    def _fenced(self, box: BoxRecord, answer: list[Any]) -> FencedError:
-        writer = self.lease.host_id if self.lease is not None else "?"
-        if int(answer[0]) == -1:
-            return FencedError(
-                f"box {box.id}: the lease of box host {writer} lapsed, so nothing was written; "
-                "stop the box here (it may run elsewhere by now) and register the host again")
-        host, generation = json.loads(answer[1]), int(answer[2])
-        where = f"on box host {host}" if host else "on no host (deleted or taken back)"
-        return FencedError(
-            f"box {box.id} is at generation {generation} {where}, not generation "
-            f"{box.generation} on {writer}; nothing was written: stop the box here, and send "
-            "its requests where it is now")
-
     async def _fenced_set(self, box: BoxRecord, changes: dict[str, Any]) -> str | None:
         """Write `changes` where this host holds the box; the snapshot id it replaced."""
-        if "generation" in changes or changes.get("host") is not None:
-            raise ValueError("a host cannot place a box: only placement changes its host "
-                             "and generation (a host may only let go of it: host=None)")
-        updated = replace(box, **changes)
-        data = updated.to_dict()
-        answer = await self.redis.eval(  # type: ignore[misc]
-            _FENCED_SET, 2, *self._fence_args(box),
-            *[x for name in changes for x in (name, json.dumps(data[name]))])
-        if int(answer[0]) != 1:
-            raise self._fenced(box, answer)
+        assert self.lease is not None
+        data = replace(box, **changes).to_dict()
+        previous = await Fence(self.redis, self.keys, self.lease).set(
+            box, {name: json.dumps(data[name]) for name in changes})
         for name, value in changes.items():
             setattr(box, name, value)
         await self._mirror_change(box, data, changes)
-        previous: str | None = json.loads(answer[1])
         return previous
 
     async def _mirror_change(self, box: BoxRecord, data: dict[str, Any],
@@ -337,14 +278,12 @@ class Registry:
             await pipe.execute()
 
     async def _fenced_delete(self, box: BoxRecord) -> None:
+        assert self.lease is not None
         data = replace(box, state=BoxState.DELETED, pid=None).to_dict()
-        tombstone = [x for k in _TOMBSTONE_FIELDS for x in (k, json.dumps(data[k]))]
-        owner_index = self._owner_index(box.owner) if box.owner is not None else self._index
-        answer = await self.redis.eval(  # type: ignore[misc]
-            _FENCED_DELETE, 4, *self._fence_args(box), self._index, owner_index, box.id,
-            str(_TOMBSTONE_TTL_S), *tombstone)
-        if int(answer[0]) != 1:
-            raise self._fenced(box, answer)
+        await Fence(self.redis, self.keys, self.lease).delete(
+            box, self._index,
+            self._owner_index(box.owner) if box.owner is not None else self._index,
+            _TOMBSTONE_TTL_S, {k: json.dumps(data[k]) for k in _TOMBSTONE_FIELDS})
         box.state, box.pid = BoxState.DELETED, None
 
     def _read_mirrors(self) -> list[BoxRecord]:
@@ -359,7 +298,9 @@ class Registry:
     async def adopt_mirrors(self) -> int:
         """After a restart: where a box's durable mirror knows of a later freeze than Redis
         does (Redis lost the end of its log), or Redis lost the box, the mirror wins. Returns
-        how many boxes were corrected."""
+        how many boxes were corrected. Not on a host of a cluster (none)."""
+        if self._mirrors_are_not_the_authority():
+            return 0
         corrected = 0
         for mirror in await asyncio.to_thread(self._read_mirrors):
             current = await self.get(mirror.id)
@@ -380,13 +321,27 @@ class Registry:
             corrected += 1
         return corrected
 
+    def _mirrors_are_not_the_authority(self) -> bool:
+        """On a host of a cluster, one host's data dir holds what that host last wrote of the
+        boxes it held: a box may have been placed elsewhere since, and a restarted host
+        writing its mirrors back unfenced would undo newer state. Redis (with AOF) and the
+        store's manifests are the authority there."""
+        if self.lease is None:
+            return False
+        log.warning("box host %s: the box mirrors in %s are not read back in a cluster",
+                    self.lease.host_id, self.config.boxes_dir)
+        return True
+
     async def rebuild(self) -> int:
         """Re-create the registry from the data dir (after Redis was lost); return box count.
+        Not on a host of a cluster (none).
 
         Boxes that were live when Redis went away are recorded as failed: their processes
         belonged to a manager that is gone, but their layers are intact, so a wake resumes
         them from where they stopped.
         """
+        if self._mirrors_are_not_the_authority():
+            return 0
         count = 0
         max_uid = self.config.uid_base
         for box in await asyncio.to_thread(self._read_mirrors):

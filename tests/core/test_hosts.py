@@ -97,7 +97,12 @@ async def test_a_renewed_lease_holds_and_one_not_renewed_lapses_for_good(redis: 
     assert not lease.valid()
     # A renewal after the lapse never revives the lease: the host is done as this id.
     assert await lease.renew() is False
-    assert lease.lapsed and lapses == [host_id]
+    assert lease.lapsed
+
+    async def told() -> bool:
+        return lapses == [host_id]
+
+    await until(told, 5, "the host to be told of its lapse, once")
     assert await redis.exists(KEYS.host_lease(host_id)) == 0
     assert await hosts.live() == []
     listed = await hosts.all()  # still listed a while, as lapsed, for `burrow host ls`
@@ -107,6 +112,37 @@ async def test_a_renewed_lease_holds_and_one_not_renewed_lapses_for_good(redis: 
     assert again != host_id and (await hosts.get(again)).live
     await lease.release()
     assert [h.id for h in await hosts.all()] == [host_id]
+
+
+async def test_a_host_that_lapses_registers_again_as_a_new_host_and_renews_that_one(
+        redis: Redis) -> None:
+    """What `burrow host` does when its lease lapsed (Redis lost it, or the process was
+    stopped past it): a new id, renewed from then on; the old one stays lapsed."""
+    hosts = Hosts(redis, KEYS)
+    loads = 0
+
+    async def load() -> HostLoad:
+        nonlocal loads
+        loads += 1
+        if loads == 2:
+            raise OSError("cgroup gone")  # a failed measurement does not stop the renewals
+        return HostLoad(boxes=1, memory_used_mb=10)
+
+    async def again(old: str) -> None:
+        await lease.register()
+        lease.start()
+
+    lease = HostLease(redis, KEYS, spec("h1"), 1.0, load=load, on_lapse=again)
+    first = await lease.register()
+    lease.start()
+    await redis.delete(KEYS.host_lease(first))  # as if it had expired
+
+    async def renewed_anew() -> bool:
+        return lease.host_id != first and loads >= 4 and lease.valid()
+
+    await until(renewed_anew, 10, "a new registration, renewed")
+    assert (await hosts.get(lease.host_id)).live and not (await hosts.get(first)).live
+    await lease.release()
 
 
 async def test_a_lapsed_host_is_listed_a_few_leases_then_forgotten(redis: Redis) -> None:
@@ -164,25 +200,25 @@ async def test_placement_takes_the_last_host_that_cached_the_layer_while_it_has_
     await a_box(redis, tmp_path)
     placer = Placer(redis, KEYS)
 
-    first = await placer.place("b_1")  # nobody has its layer: the least loaded
+    first = await placer.place("b_1", 0)  # nobody has its layer: the least loaded
     assert (first.host, first.generation, first.layer_cached) == (b.host_id, 1, False)
     await b.report_layer("b_1", 1)  # b froze it at generation 1 and keeps the layer
     await redis.hset(KEYS.host(b.host_id), "boxes", 8)  # and is busier than a now
 
-    second = await placer.place("b_1")  # b, for its layer, though busier
+    second = await placer.place("b_1", 1)  # b, for its layer, though busier
     assert (second.host, second.generation, second.layer_cached) == (b.host_id, 2, True)
     assert second.box.host == b.host_id and second.box.generation == 2
 
     # a reports the layer of generation 1, but the box was placed (on b) at 2 since: a's
     # layer is stale, and b's report is of 1 too. The least loaded then: a (5 of 10, b 9).
     await a.report_layer("b_1", 1)
-    third = await placer.place("b_1")
+    third = await placer.place("b_1", 2)
     assert (third.host, third.generation, third.layer_cached) == (a.host_id, 3, False)
 
     # The host that cached it but is full: the least loaded with room instead.
     await a.report_layer("b_1", 3)
     await redis.hset(KEYS.host(a.host_id), "boxes", 10)
-    fourth = await placer.place("b_1")
+    fourth = await placer.place("b_1", 3)
     assert (fourth.host, fourth.generation, fourth.layer_cached) == (b.host_id, 4, False)
     assert await Hosts(redis, KEYS).layers(a.host_id) == {"b_1": 3}
     await a.forget_layer("b_1")
@@ -206,18 +242,18 @@ async def test_placement_takes_the_least_loaded_live_host_and_skips_draining_and
 
     # busy: 60 % of its memory; light: 30 % of its boxes. Neither draining nor gone (both
     # empty) is taken.
-    placed = await placer.place("b_0")
+    placed = await placer.place("b_0", 0)
     assert placed.host == light.host_id
     info = await hosts.get(light.host_id)
     assert info.boxes == 4  # counted in until its next report
     # Memory the box is expected to take is reserved too, and counts for room.
-    placed = await placer.place("b_1", memory_mb=250)
+    placed = await placer.place("b_1", 0, memory_mb=250)
     assert placed.host == light.host_id
     assert (await hosts.get(light.host_id)).memory_used_mb == 350
     with pytest.raises(NoCapacityError):
-        await placer.place("b_2", memory_mb=1000)
+        await placer.place("b_2", 0, memory_mb=1000)
     # A host excluded (the one being drained of this box) is not taken either.
-    assert (await placer.place("b_2", exclude=[light.host_id])).host == busy.host_id
+    assert (await placer.place("b_2", 0, exclude=[light.host_id])).host == busy.host_id
 
 
 async def test_no_host_with_room_is_a_clear_error_and_changes_nothing(
@@ -227,14 +263,14 @@ async def test_no_host_with_room_is_a_clear_error_and_changes_nothing(
     await a_box(redis, tmp_path)
     placer = Placer(redis, KEYS)
     with pytest.raises(NoCapacityError, match="retry in a few seconds") as caught:
-        await placer.place("b_1")
+        await placer.place("b_1", 0)
     assert caught.value.code == "no_capacity"
     box = await registry(redis, tmp_path).get("b_1")
     assert box is not None and (box.generation, box.host) == (0, None)
     assert (await Hosts(redis, KEYS).get(full.host_id)).boxes == 2
     await redis.delete(KEYS.hosts())
     with pytest.raises(NoCapacityError, match="0 registered"):
-        await placer.place("b_1")
+        await placer.place("b_1", 0)
 
 
 async def test_concurrent_placements_never_overfill_a_host(redis: Redis,
@@ -244,7 +280,7 @@ async def test_concurrent_placements_never_overfill_a_host(redis: Redis,
     for n in range(10):
         await a_box(redis, tmp_path, f"b_{n}")
     placer = Placer(redis, KEYS)
-    results = await asyncio.gather(*(placer.place(f"b_{n}") for n in range(10)),
+    results = await asyncio.gather(*(placer.place(f"b_{n}", 0) for n in range(10)),
                                    return_exceptions=True)
     placed = [r.host for r in results if not isinstance(r, BaseException) and r is not None]
     assert sorted(placed) == sorted([a.host_id] * 3 + [b.host_id] * 3)
@@ -259,19 +295,60 @@ async def test_placement_raises_the_generation_and_revoke_takes_the_box_from_its
     await a_box(redis, tmp_path)
     await a_box(redis, tmp_path, "b_gone", state=BoxState.DELETED)
     placer = Placer(redis, KEYS)
-    generations = [(await placer.place("b_1")).generation for _ in range(3)]
+    generations = [(await placer.place("b_1", None)).generation for _ in range(3)]
     assert generations == [1, 2, 3]
     # Placed only if still at the generation the caller saw: someone placed it meanwhile.
-    assert await placer.place("b_1", expected_generation=2) is None
-    assert (await placer.place("b_1", expected_generation=3)) is not None
-    revoked = await placer.revoke("b_1")
-    assert (revoked.generation, revoked.host) == (5, None)
+    assert await placer.place("b_1", 2) is None
+    assert (await placer.place("b_1", 3)) is not None
+    revoked = await placer.revoke("b_1", 4)
+    assert revoked is not None and (revoked.generation, revoked.host) == (5, None)
+    assert await placer.revoke("b_1", 4) is None
     with pytest.raises(BoxNotFoundError, match="no box 'b_gone'"):
-        await placer.place("b_gone")
+        await placer.place("b_gone", None)
     with pytest.raises(BoxNotFoundError, match="no box 'b_none'"):
-        await placer.revoke("b_none")
+        await placer.revoke("b_none", None)
     picked = await placer.pick()
     assert picked.startswith("a~")
+
+
+async def test_a_placer_stopped_after_its_look_takes_the_box_from_no_one(
+        redis: Redis, tmp_path: Path) -> None:
+    """A gateway saw the box without a live host and decided to place it, then stopped past
+    its lock; meanwhile another placed it on a, which runs it. Continued, the first one
+    places and revokes nothing: a keeps the box, and its writes still land."""
+    a, b = await host(redis, "a"), await host(redis, "b")
+    await a_box(redis, tmp_path)
+    placer = Placer(redis, KEYS)
+    seen = 0  # the generation the stopped placer saw
+    placed = await placer.place("b_1", seen, exclude=[b.host_id])
+    assert placed is not None and placed.host == a.host_id
+    box = placed.box
+    reg_a = registry(redis, tmp_path, a)
+    await reg_a.update(box, state=BoxState.RUNNING)
+    assert await placer.place("b_1", seen, exclude=[a.host_id]) is None
+    assert await placer.revoke("b_1", seen) is None
+    await reg_a.commit_snapshot(box, "s-a")
+    stored = await reg_a.get("b_1")
+    assert stored is not None
+    assert (stored.host, stored.generation, stored.state, stored.snapshot_id) == (
+        a.host_id, 1, BoxState.RUNNING, "s-a")
+    assert (await Hosts(redis, KEYS).get(b.host_id)).boxes == 0
+
+
+async def test_a_host_reads_back_no_box_mirror_of_its_disk(redis: Redis,
+                                                          tmp_path: Path) -> None:
+    """A restarted host's mirrors are what it last wrote of the boxes it held: written back
+    unfenced, they would undo what other hosts did since."""
+    a = await host(redis, "a")
+    box = await a_box(redis, tmp_path)
+    reg = registry(redis, tmp_path, a)
+    mirror = reg.config.box_dir("b_1") / "box.json"
+    stale = {**box.to_dict(), "freezes": 9, "snapshot_id": "s-stale"}
+    mirror.write_text(json.dumps(stale))
+    assert await reg.adopt_mirrors() == 0 and await reg.rebuild() == 0
+    stored = await reg.get("b_1")
+    assert stored is not None and stored.snapshot_id == "s-0"
+    assert await registry(redis, tmp_path).adopt_mirrors() == 1  # one machine: it does
 
 
 # --- fencing ---------------------------------------------------------------------------------
@@ -280,7 +357,7 @@ async def test_a_host_writes_the_box_it_holds_and_a_snapshot_commit_returns_the_
         redis: Redis, tmp_path: Path) -> None:
     a = await host(redis, "a")
     await a_box(redis, tmp_path)
-    box = (await Placer(redis, KEYS).place("b_1")).box
+    box = (await Placer(redis, KEYS).place("b_1", 0)).box
     reg = registry(redis, tmp_path, a)
     await reg.update(box, state=BoxState.RUNNING, pid=4242)
     assert await reg.commit_snapshot(box, "s-1", state=BoxState.FROZEN, pid=None) == "s-0"
@@ -307,7 +384,7 @@ async def test_a_zombie_host_commits_nothing_once_its_box_is_placed_elsewhere(
     a = await host(redis, "a", lease_s=1.0)
     a.start()
     await a_box(redis, tmp_path)
-    box_a = (await placer.place("b_1")).box  # gen 1 on a
+    box_a = (await placer.place("b_1", 0)).box  # gen 1 on a
     reg_a = registry(redis, tmp_path, a)
     await reg_a.update(box_a, state=BoxState.RUNNING)
     await reg_a.commit_snapshot(box_a, "s-a1")  # a checkpoint of the running box
@@ -318,7 +395,7 @@ async def test_a_zombie_host_commits_nothing_once_its_box_is_placed_elsewhere(
     with pytest.raises(FencedError, match=r"lease of box host a~.* lapsed"):
         await reg_a.update(box_a, state=BoxState.PAUSED)
     b = await host(redis, "b")
-    placed = await placer.place("b_1")  # the next request wakes the box on b
+    placed = await placer.place("b_1", 1)  # the next request wakes the box on b
     assert (placed.host, placed.generation) == (b.host_id, 2)
     assert placed.box.snapshot_id == "s-a1"  # from a's newest durable state
     reg_b = registry(redis, tmp_path, b)
@@ -366,8 +443,8 @@ async def test_a_host_holding_an_older_generation_is_fenced_though_its_lease_is_
     await a_box(redis, tmp_path)
     placer = Placer(redis, KEYS)
     reg = registry(redis, tmp_path, a)
-    old = (await placer.place("b_1")).box     # generation 1 on a: a task keeps this record
-    new = (await placer.place("b_1")).box     # a is placed again (woken again): generation 2
+    old = (await placer.place("b_1", 0)).box     # generation 1 on a: a task keeps this record
+    new = (await placer.place("b_1", 1)).box     # a is placed again (woken again): generation 2
     assert (old.host, new.host, new.generation) == (a.host_id, a.host_id, 2)
     with pytest.raises(FencedError, match=r"at generation 2 on box host a~.*not generation 1"):
         await reg.commit_snapshot(old, "s-old", state=BoxState.FROZEN)
@@ -388,7 +465,7 @@ async def test_a_write_racing_a_placement_never_lands_after_it(redis: Redis,
     for n in range(30):
         box_id = f"b_race{n}"
         await a_box(redis, tmp_path, box_id, state=BoxState.RUNNING)
-        box_a = (await placer.place(box_id, exclude=[b.host_id])).box
+        box_a = (await placer.place(box_id, 0, exclude=[b.host_id])).box
         committed: list[str] = []
 
         async def checkpoints(box: BoxRecord = box_a, log: list[str] = committed) -> None:
@@ -401,7 +478,7 @@ async def test_a_write_racing_a_placement_never_lands_after_it(redis: Redis,
 
         async def wake_on_b(box_id: str = box_id) -> BoxRecord:
             await asyncio.sleep(rng.uniform(0, 0.004))
-            placed = await placer.place(box_id, exclude=[a.host_id])
+            placed = await placer.place(box_id, 1, exclude=[a.host_id])
             assert placed is not None
             return placed.box
 
@@ -430,7 +507,7 @@ async def main(url, prefix, data_dir):
     lease = HostLease(redis, keys, HostSpec("zombie", "zombie:8421", 10, 1000), 1.0)
     await lease.register()
     lease.start()
-    box = (await Placer(redis, keys).place("b_1")).box
+    box = (await Placer(redis, keys).place("b_1", 0)).box
     registry = Registry(redis, RuntimeConfig(data_dir=data_dir), keys, lease)
     await registry.update(box, state=BoxState.RUNNING)
     print(json.dumps({"host": lease.host_id, "generation": box.generation}), flush=True)
@@ -475,7 +552,7 @@ async def test_a_host_process_stopped_past_its_lease_and_continued_writes_nothin
         child.send_signal(signal.SIGSTOP)
         await until(lambda: lapsed(hosts, zombie["host"]), 10, "the stopped host's lapse")
         b = await host(redis, "b", keys=keys)
-        placed = await Placer(redis, keys).place("b_1")
+        placed = await Placer(redis, keys).place("b_1", 1)
         reg_b = registry(redis, tmp_path, b, keys=keys)
         box_b = placed.box
         await reg_b.update(box_b, state=BoxState.RUNNING, pid=11)
@@ -542,7 +619,7 @@ async def test_instances_on_one_redis_see_and_place_on_their_own_hosts_only(
     assert [h.id for h in await Hosts(redis, beta).all()] == [on_beta.host_id]
     # beta's host is emptier, but alpha's boxes are placed on alpha's hosts alone.
     await redis.hset(alpha.host(on_alpha.host_id), "boxes", 9)
-    assert (await Placer(redis, alpha).place("b_1")).host == on_alpha.host_id
+    assert (await Placer(redis, alpha).place("b_1", 0)).host == on_alpha.host_id
     await Hosts(redis, beta).drain(on_beta.host_id)
     assert not (await Hosts(redis, alpha).get(on_alpha.host_id)).draining
     names = [k.decode() for k in await redis.keys("*")]
@@ -555,7 +632,7 @@ async def test_the_host_table_shows_leases_load_and_the_boxes_placed_on_each(
     placer = Placer(redis, KEYS)
     for n in range(3):
         await a_box(redis, tmp_path, f"b_{n}")
-        await placer.place(f"b_{n}", exclude=[b.host_id] if n < 2 else [a.host_id])
+        await placer.place(f"b_{n}", 0, exclude=[b.host_id] if n < 2 else [a.host_id])
     await a.report_layer("b_0", 1)
     rows = {r.host.id: r for r in await host_table(Hosts(redis, KEYS),
                                                   registry(redis, tmp_path))}
