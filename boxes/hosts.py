@@ -129,10 +129,6 @@ class HostInfo:
             return 1.0
         return max(self.boxes / self.max_boxes, self.memory_used_mb / self.memory_mb)
 
-    def has_room(self, memory_mb: int = 0) -> bool:
-        return (self.boxes < self.max_boxes and self.memory_used_mb < self.memory_mb
-                and self.memory_used_mb + memory_mb <= self.memory_mb)
-
     @classmethod
     def parse(cls, host_id: str, raw: dict[bytes, bytes], lease_ms: int) -> HostInfo:
         field = {k.decode(): v.decode() for k, v in raw.items()}

@@ -653,3 +653,13 @@ def test_the_settings_make_this_machine_a_host(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setenv("BURROW_HOST_NAME", "not a name")
     with pytest.raises(ValueError, match="BURROW_HOST_NAME"):
         Settings()
+
+
+def test_the_gateway_answers_no_room_and_a_fenced_write_with_503_and_a_retry_hint() -> None:
+    from gateway.errors import box_error_response
+    for error in (NoCapacityError("no box host has room; retry in a few seconds"),
+                  FencedError("box b_1 is at generation 2 on box host b~00000000")):
+        response = box_error_response(error)
+        assert response.status_code == 503 and response.headers["Retry-After"] == "2"
+        assert json.loads(response.body)["error"]["message"] == error.message
+    assert box_error_response(HostNotFoundError("no box host 'x'")).status_code == 404
