@@ -8,11 +8,14 @@
     ├── BoxFileError             a file operation failed inside the box (404/409/413/…)
     ├── BoxBusyError             another transition holds the box for too long (503, retry)
     ├── BoxUnavailableError      the box's daemon does not answer (503)
-    │   └── DaemonUnreachableError   …before anything was sent (the manager retries)
+    │   ├── DaemonUnreachableError   …before anything was sent (the manager retries)
+    │   ├── FencedError          a host wrote for a box it no longer holds: nothing written
+    │   └── NoCapacityError      no live host has room for the box now (503, retry)
     ├── SandboxStartError        the sandbox could not be started (503)
     ├── SnapshotError            a snapshot is unusable or would escape its layer (422)
     ├── WakeFailedError          a box could not be restored; its last snapshot is kept (503)
-    └── HostUnsupportedError     this host cannot run boxes; the message says what is missing
+    ├── HostUnsupportedError     this host cannot run boxes; the message says what is missing
+    └── HostNotFoundError        no such box host, or its registration has gone (404)
 """
 
 from __future__ import annotations
@@ -62,6 +65,18 @@ class DaemonUnreachableError(BoxUnavailableError):
     """The daemon could not be reached at all, so nothing was sent: safe to retry."""
 
 
+class FencedError(BoxUnavailableError):
+    """A host wrote for a box whose generation it no longer holds (another host was placed
+    since, or this host's lease lapsed): nothing was written. The writer must stop the box
+    here; the request that led to the write is retried where the box is now."""
+    code = "fenced"
+
+
+class NoCapacityError(BoxUnavailableError):
+    """No live, non-draining host has room for the box now: retry in a few seconds."""
+    code = "no_capacity"
+
+
 class SandboxStartError(BoxError):
     code = "unavailable"
 
@@ -78,3 +93,7 @@ class WakeFailedError(BoxError):
 
 class HostUnsupportedError(BoxError):
     code = "host_unsupported"
+
+
+class HostNotFoundError(BoxNotFoundError):
+    code = "not_found"

@@ -183,7 +183,11 @@ class BoxRecord:
     layer_local: bool = True         # the unpacked layer (disk image) is on local disk
     layer_dirty: bool = True         # the local layer may differ from snapshot_id
     pid: int | None = None           # the sandbox's outer process on this host
-    host: str | None = None          # which manager runs it ("hostname:pid")
+    host: str | None = None          # which manager runs it ("hostname:pid"); in a
+                                     # cluster, the host placed at `generation`
+    # Raised by each placement on a host (boxes/placement.py); a host's writes for the box
+    # count only while the box is at the generation it was placed with (fencing).
+    generation: int = 0
     wakes: int = 0
     freezes: int = 0
     egress_allow: list[str] = field(default_factory=list)

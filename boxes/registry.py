@@ -2,6 +2,11 @@
 
 Redis is the source of truth while it lives (the embedded server runs with AOF). The mirror
 on disk lets `rebuild()` recover every box from the data dir if Redis is ever lost.
+
+A registry given a host's lease (a box host of a cluster) writes a box's record only where
+that host holds the box, at the generation it was placed with (boxes/fencing.py). Without a
+lease (`burrow serve`, and processes sharing one machine's data dir), writes are not fenced:
+there the box lock alone orders them, as it always has.
 """
 
 from __future__ import annotations
@@ -11,13 +16,16 @@ import json
 import logging
 import os
 import time
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
 from redis.asyncio import Redis
 
 from boxes.config import RuntimeConfig
+from boxes.errors import FencedError
+from boxes.fencing import Fence
+from boxes.hosts import HostLease
 from boxes.keys import BoxKeys
 from boxes.models import LIVE_STATES, TRANSIENT_STATES, BoxRecord, BoxState
 
@@ -59,23 +67,36 @@ _TOMBSTONE_FIELDS = ("id", "state", "runtime", "network", "limits", "uid", "crea
                      "last_active_at", "owner", "name", "reason")
 # Register a new box, unless its owner is closed to new boxes (its deletion is under way):
 # one script, so a box of that owner is either refused or listed before the close returns.
-# KEYS: the box, the index, the owner's index, the closed owners; ARGV: owner ('' for none),
-# box id, then the hash's fields and values.
+# A host of a cluster registers it only while its lease is live (-1 otherwise).
+# KEYS: the box, the index, the owner's index, the closed owners, the writer's lease; ARGV:
+# owner ('' for none), box id, '1' if the lease must be live, then the hash's fields and values.
 _ADD = """
+if ARGV[3] == '1' and redis.call('exists', KEYS[5]) == 0 then return -1 end
 if ARGV[1] ~= '' and redis.call('sismember', KEYS[4], ARGV[1]) == 1 then return 0 end
-redis.call('hset', KEYS[1], unpack(ARGV, 3))
+redis.call('hset', KEYS[1], unpack(ARGV, 4))
 redis.call('persist', KEYS[1])
 redis.call('sadd', KEYS[2], ARGV[2])
 if ARGV[1] ~= '' then redis.call('sadd', KEYS[3], ARGV[2]) end
 return 1
 """
 
+def decode(raw: dict[bytes, bytes]) -> BoxRecord:
+    """A box's hash (each field's value JSON) as one JSON object, parsed at once: one parse
+    per box instead of one per field (a sweep over 2,000 boxes spent 200 ms of the event loop
+    in 50,000 json.loads)."""
+    document = b"{" + b",".join(b'"' + k + b'":' + v for k, v in raw.items()
+                                if k in _FIELD_KEYS) + b"}"
+    return BoxRecord.from_dict(json.loads(document))
+
 
 class Registry:
-    def __init__(self, redis: Redis, config: RuntimeConfig, keys: BoxKeys) -> None:
+    def __init__(self, redis: Redis, config: RuntimeConfig, keys: BoxKeys,
+                 lease: HostLease | None = None) -> None:
         self.redis = redis
         self.config = config
         self.keys = keys
+        # This process as a host of a cluster: its writes for boxes are fenced (see above).
+        self.lease = lease
         self._key = keys.box
         self._owner_index = keys.owner_boxes  # listing a tenant's boxes reads its own only
         self._index = keys.boxes()
@@ -98,12 +119,21 @@ class Registry:
         self._mirror(data)
 
     async def add(self, box: BoxRecord) -> bool:
-        """Register a new box; False (nothing written) if its owner is closed."""
+        """Register a new box; False (nothing written) if its owner is closed. A host of a
+        cluster registers it as placed on itself at generation 1, while its lease is live."""
+        if self.lease is not None:
+            box.host, box.generation = self.lease.host_id, 1
         data = box.to_dict()
         fields_and_values = [x for k, v in data.items() for x in (k, json.dumps(v))]
+        lease_key = self.keys.host_lease(box.host) if self.lease is not None and box.host \
+            else self._key(box.id)
         added = await self.redis.eval(  # type: ignore[misc]
-            _ADD, 4, self._key(box.id), self._index, self._owner_index(box.owner or ""),
-            self._closed, box.owner or "", box.id, *fields_and_values)
+            _ADD, 5, self._key(box.id), self._index, self._owner_index(box.owner or ""),
+            self._closed, lease_key, box.owner or "", box.id,
+            "1" if self.lease is not None else "0", *fields_and_values)
+        if added == -1:
+            raise FencedError(f"box host {box.host} cannot make box {box.id}: its lease "
+                              "lapsed; nothing was written. Register the host again")
         if added:
             self._mirror(data)
         return bool(added)
@@ -146,30 +176,54 @@ class Registry:
             finally:
                 os.close(dir_fd)
 
-    @staticmethod
-    def _decode(raw: dict[bytes, bytes]) -> BoxRecord:
-        """A box's hash (each field's value JSON) as one JSON object, parsed at once: one
-        parse per box instead of one per field (a sweep over 2,000 boxes spent 200 ms of the
-        event loop in 50,000 json.loads)."""
-        document = b"{" + b",".join(b'"' + k + b'":' + v for k, v in raw.items()
-                                    if k in _FIELD_KEYS) + b"}"
-        return BoxRecord.from_dict(json.loads(document))
-
     async def get(self, box_id: str) -> BoxRecord | None:
         raw = await self.redis.hgetall(self._key(box_id))  # type: ignore[misc]
-        return self._decode(raw) if raw else None
+        return decode(raw) if raw else None
 
     async def state(self, box_id: str) -> BoxState | None:
         raw = await self.redis.hget(self._key(box_id), "state")  # type: ignore[misc]
         return BoxState(json.loads(raw)) if raw else None
 
     async def update(self, box: BoxRecord, **changes: Any) -> BoxRecord:
-        """Change some fields of a box the caller holds the lock of (one round trip)."""
+        """Change some fields of a box the caller holds the lock of (one round trip). A host
+        of a cluster writes only while it holds the box at `box.generation` (FencedError)."""
+        if self.lease is not None:
+            await self._fenced_set(box, changes)
+            return box
         for name, value in changes.items():
             setattr(box, name, value)
         data = box.to_dict()
         await self.redis.hset(self._key(box.id), mapping={  # type: ignore[misc]
             name: json.dumps(data[name]) for name in changes})
+        await self._mirror_change(box, data, changes)
+        return box
+
+    async def commit_snapshot(self, box: BoxRecord, snapshot_id: str,
+                              **changes: Any) -> str | None:
+        """Make `snapshot_id` the box's newest durable state (with `changes`, such as the
+        state a freeze ends in): for a host of a cluster, a compare-and-set of (box,
+        generation) -> snapshot id, refused with FencedError where another host holds the
+        box now (then the snapshot is the committer's to delete). Returns the snapshot id it
+        replaced, which the caller may delete now (nothing else points at it)."""
+        previous = box.snapshot_id
+        if self.lease is not None:
+            return await self._fenced_set(box, {"snapshot_id": snapshot_id, **changes})
+        await self.update(box, snapshot_id=snapshot_id, **changes)
+        return previous
+
+    async def _fenced_set(self, box: BoxRecord, changes: dict[str, Any]) -> str | None:
+        """Write `changes` where this host holds the box; the snapshot id it replaced."""
+        assert self.lease is not None
+        data = replace(box, **changes).to_dict()
+        previous = await Fence(self.redis, self.keys, self.lease).set(
+            box, {name: json.dumps(data[name]) for name in changes})
+        for name, value in changes.items():
+            setattr(box, name, value)
+        await self._mirror_change(box, data, changes)
+        return previous
+
+    async def _mirror_change(self, box: BoxRecord, data: dict[str, Any],
+                             changes: dict[str, Any]) -> None:
         if box.state not in TRANSIENT_STATES or "layer_local" in changes:
             # Transient states are not mirrored: rebuild() treats a box caught in one as failed
             # with a dirty layer either way, so the mirror only needs the settled states.
@@ -177,7 +231,6 @@ class Registry:
                 await asyncio.to_thread(self._mirror, data, True)  # fsyncs: not on the loop
             else:
                 self._mirror(data)
-        return box
 
     async def touch_running(self, box_id: str) -> bool | None:
         """One round trip on the hot path: mark activity and tell whether the box is running
@@ -208,6 +261,9 @@ class Registry:
         return boxes
 
     async def mark_deleted(self, box: BoxRecord) -> None:
+        if self.lease is not None:
+            await self._fenced_delete(box)
+            return
         box.state = BoxState.DELETED
         box.pid = None
         data = box.to_dict()
@@ -221,6 +277,15 @@ class Registry:
                 pipe.srem(self._owner_index(box.owner), box.id)
             await pipe.execute()
 
+    async def _fenced_delete(self, box: BoxRecord) -> None:
+        assert self.lease is not None
+        data = replace(box, state=BoxState.DELETED, pid=None).to_dict()
+        await Fence(self.redis, self.keys, self.lease).delete(
+            box, self._index,
+            self._owner_index(box.owner) if box.owner is not None else self._index,
+            _TOMBSTONE_TTL_S, {k: json.dumps(data[k]) for k in _TOMBSTONE_FIELDS})
+        box.state, box.pid = BoxState.DELETED, None
+
     def _read_mirrors(self) -> list[BoxRecord]:
         boxes = []
         for path in sorted(Path(self.config.boxes_dir).glob("*/box.json")):
@@ -233,7 +298,9 @@ class Registry:
     async def adopt_mirrors(self) -> int:
         """After a restart: where a box's durable mirror knows of a later freeze than Redis
         does (Redis lost the end of its log), or Redis lost the box, the mirror wins. Returns
-        how many boxes were corrected."""
+        how many boxes were corrected. Not on a host of a cluster (none)."""
+        if self._mirrors_are_not_the_authority():
+            return 0
         corrected = 0
         for mirror in await asyncio.to_thread(self._read_mirrors):
             current = await self.get(mirror.id)
@@ -254,13 +321,27 @@ class Registry:
             corrected += 1
         return corrected
 
+    def _mirrors_are_not_the_authority(self) -> bool:
+        """On a host of a cluster, one host's data dir holds what that host last wrote of the
+        boxes it held: a box may have been placed elsewhere since, and a restarted host
+        writing its mirrors back unfenced would undo newer state. Redis (with AOF) and the
+        store's manifests are the authority there."""
+        if self.lease is None:
+            return False
+        log.warning("box host %s: the box mirrors in %s are not read back in a cluster",
+                    self.lease.host_id, self.config.boxes_dir)
+        return True
+
     async def rebuild(self) -> int:
         """Re-create the registry from the data dir (after Redis was lost); return box count.
+        Not on a host of a cluster (none).
 
         Boxes that were live when Redis went away are recorded as failed: their processes
         belonged to a manager that is gone, but their layers are intact, so a wake resumes
         them from where they stopped.
         """
+        if self._mirrors_are_not_the_authority():
+            return 0
         count = 0
         max_uid = self.config.uid_base
         for box in await asyncio.to_thread(self._read_mirrors):

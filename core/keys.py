@@ -77,6 +77,25 @@ class Keys:
         """The lock every transition of a box is taken under (token with a TTL)."""
         return f"{self.prefix}:lock:box:{box_id}"
 
+    # --- box hosts (boxes/hosts.py, boxes/placement.py, boxes/registry.py) -------------------
+
+    def hosts(self) -> str:
+        """The ids of every registered host, live or lapsed a short while (set)."""
+        return f"{self.prefix}:hosts"
+
+    def host(self, host_id: str) -> str:
+        """A host's registration: address, capacity, load, draining (hash; outlives the lease
+        a while, so a lapsed host is still listed)."""
+        return f"{self.prefix}:host:{host_id}"
+
+    def host_lease(self, host_id: str) -> str:
+        """A host's lease: it exists while the host renews it (flag with a TTL)."""
+        return f"{self.prefix}:host-lease:{host_id}"
+
+    def host_layers(self, host_id: str) -> str:
+        """The box layers a host reports cached: box id -> generation (hash)."""
+        return f"{self.prefix}:host-layers:{host_id}"
+
     # --- tenants (core/tenants.py) -----------------------------------------------------------
 
     def tenant(self, tenant: str) -> str:

@@ -170,6 +170,24 @@ class Settings(BaseSettings):
     # How long one upstream model call may take, in seconds.
     model_timeout_s: float = Field(300.0, gt=0, validation_alias=_env("BURROW_MODEL_TIMEOUT_S"))
 
+    # --- box hosts of a cluster: leases and placement (core/hosts.py, boxes/hosts.py) -----
+    # How long a box host's lease lasts unless renewed (it renews every third of it): a host
+    # not heard from for this long is lost, its boxes are woken on other hosts, and whatever
+    # it still writes for them is refused.
+    host_lease_s: float = Field(10.0, ge=0.5, le=300, validation_alias=_env("BURROW_HOST_LEASE_S"))
+    # This machine's name among the box hosts (its id adds a tag per start); unset: its
+    # hostname.
+    host_name: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,95}$",
+                                  validation_alias=_env("BURROW_HOST_NAME"))
+    # Where the gateways and the worker reach this box host (host:port or a URL); unset: its
+    # name.
+    host_address: str | None = Field(None, min_length=1, max_length=256,
+                                     validation_alias=_env("BURROW_HOST_ADDRESS"))
+    # The boxes this host runs at most at once, and the memory (MB) they may take together;
+    # unset: the memory this process may use (its cgroup's limit, else the machine's).
+    host_max_boxes: int = Field(1000, ge=1, validation_alias=_env("BURROW_HOST_MAX_BOXES"))
+    host_memory_mb: int | None = Field(None, ge=1, validation_alias=_env("BURROW_HOST_MEMORY_MB"))
+
     @field_validator("agent_model", "knowledge_model", "agent_extract_model")
     @classmethod
     def _model_name(cls, value: str | None, info: ValidationInfo) -> str | None:
