@@ -16,6 +16,7 @@ from boxes.errors import (
     SandboxStartError,
     SnapshotError,
     SnapshotNotFoundError,
+    StoreUnavailableError,
     WakeFailedError,
 )
 from boxes.manager import BoxManager
@@ -56,5 +57,6 @@ __all__ = [
     "SnapshotError",
     "SnapshotNotFoundError",
     "SnapshotRecord",
+    "StoreUnavailableError",
     "WakeFailedError",
 ]

@@ -8,7 +8,8 @@
     ├── BoxFileError             a file operation failed inside the box (404/409/413/…)
     ├── BoxBusyError             another transition holds the box for too long (503, retry)
     ├── BoxUnavailableError      the box's daemon does not answer (503)
-    │   └── DaemonUnreachableError   …before anything was sent (the manager retries)
+    │   ├── DaemonUnreachableError   …before anything was sent (the manager retries)
+    │   └── StoreUnavailableError    the snapshot store cannot be reached, or refuses this host
     ├── SandboxStartError        the sandbox could not be started (503)
     ├── SnapshotError            a snapshot is unusable or would escape its layer (422)
     ├── WakeFailedError          a box could not be restored; its last snapshot is kept (503)
@@ -60,6 +61,12 @@ class BoxUnavailableError(BoxError):
 
 class DaemonUnreachableError(BoxUnavailableError):
     """The daemon could not be reached at all, so nothing was sent: safe to retry."""
+
+
+class StoreUnavailableError(BoxUnavailableError):
+    """The snapshot store did not answer, or refused (its bucket missing, the credentials
+    wrong): nothing was committed, and every snapshot it held before is as it was."""
+    code = "store_unavailable"
 
 
 class SandboxStartError(BoxError):
