@@ -193,12 +193,15 @@ class ObjectSnapshotStore:
 
     def open(self, digest: str) -> BinaryIO:
         """The blob from the cache, fetched first if needed (unpacking's source)."""
+        name = BlobCache.blob_name(digest)
+        with contextlib.suppress(FileNotFoundError):
+            return self.cache.open(name)  # a warm host's every blob
         self._fetch(digest).result()
         try:
-            return self.cache.open(BlobCache.blob_name(digest))
+            return self.cache.open(name)
         except FileNotFoundError:  # evicted since: fetch it again
             self._download(digest)
-            return self.cache.open(BlobCache.blob_name(digest))
+            return self.cache.open(name)
 
     # --- pack ----------------------------------------------------------------------------
 

@@ -4,10 +4,12 @@ and damaged blobs, an outage, wrong credentials, and garbage collection racing p
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
 import secrets
+import shutil
 import stat
 import threading
 import time
@@ -18,8 +20,9 @@ from typing import cast
 import httpx
 import pytest
 import zstandard
+from redis.asyncio import Redis
 
-from boxes import manifests
+from boxes import BoxManager, BoxSpec, manifests
 from boxes.blobcache import BlobCache
 from boxes.config import RuntimeConfig
 from boxes.errors import SnapshotError, SnapshotNotFoundError, StoreUnavailableError
@@ -29,8 +32,11 @@ from boxes.objectstore import ObjectSnapshotStore
 from boxes.snapshots import LAZY_MIN, LocalSnapshotStore
 from boxes.stores import open_store, parse_store_url
 from boxes.sweeps import SweepTimes, blob_key
+from core.keys import Keys
 from core.settings import Settings
+from tests.boxes.test_lifecycle import FINGERPRINT, TREE, run
 from tests.boxes.test_snapshots import describe, make_layer
+from tests.conftest import make_config
 from tests.seaweed import S3Place, SeaweedFS
 
 UID = os.getuid()
@@ -429,3 +435,36 @@ def test_a_named_copy_survives_the_deletion_of_its_source_and_a_sweep(
     make_store(s3, tmp_path / "cold").restore(named.id, out, UID)
     assert describe(out) == describe(layer)
     assert [r.name for r in store.list()] == ["base"]
+
+
+# --- through the box runtime -----------------------------------------------------------------
+
+@pytest.mark.boxes
+async def test_a_box_frozen_to_s3_wakes_on_a_host_with_an_empty_cache_with_its_files_identical(
+        s3: S3Place, redis: Redis, tmp_path: Path) -> None:
+    """BURROW_STORE_URL=s3://… as `burrow serve` builds it: the runtime freezes to the bucket;
+    with the local layer archived and the cache deleted, the wake fetches it all back."""
+    config = dataclasses.replace(make_config(tmp_path / "data"), store_url=s3.url,
+                                 s3_endpoint=s3.seaweed.endpoint)
+    first = await BoxManager.open(config, redis, Keys())
+    try:
+        assert isinstance(first.store, ObjectSnapshotStore)
+        box = await first.create(BoxSpec())
+        await run(first, box.id, TREE + " && head -c 3000000 /dev/urandom > proj/large.bin")
+        before = await run(first, box.id, FINGERPRINT)
+        await first.archive(box.id)  # frozen to the bucket, the local layer dropped
+        assert first.store.objects.requests["put"] > 0
+    finally:
+        await first.close()
+    shutil.rmtree(config.store_cache_dir)
+    second = await BoxManager.open(config, redis, Keys())  # this host, its cache empty
+    try:
+        assert await run(second, box.id, FINGERPRINT) == before
+        assert isinstance(second.store, ObjectSnapshotStore)
+        assert second.store.objects.requests["get"] > 2  # record, manifest and the blobs
+        assert (await second.get(box.id)).wakes == 1
+        await second.delete(box.id)
+    finally:
+        await second.close()
+        shutil.rmtree(config.run_dir, ignore_errors=True)
+    assert second.backend.leftovers() == {"processes": [], "mounts": [], "cgroups": []}
