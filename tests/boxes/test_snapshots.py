@@ -11,7 +11,7 @@ import pytest
 import zstandard
 
 from boxes.errors import SnapshotError
-from boxes.snapshots import LocalSnapshotStore
+from boxes.snapshots import LocalSnapshotStore, SnapshotStore
 
 UID = os.getuid()
 
@@ -143,7 +143,11 @@ def _forge(store: LocalSnapshotStore, tmp_path: Path, entries: list[dict[str, ob
 def test_crafted_manifests_are_refused_before_anything_is_written(
         tmp_path: Path, entries: list[dict[str, object]]) -> None:
     store = LocalSnapshotStore(tmp_path / "store")
-    sid = _forge(store, tmp_path, entries)
+    assert_refused(store, _forge(store, tmp_path, entries), tmp_path)
+
+
+def assert_refused(store: SnapshotStore, sid: str, tmp_path: Path) -> None:
+    """Restoring `sid` fails and writes nothing, in the layer or beside it."""
     target = tmp_path / "jail" / "layer"
     target.mkdir(parents=True)
     with pytest.raises(SnapshotError):

@@ -35,7 +35,7 @@ from boxes.sweeps import SweepTimes, blob_key
 from core.keys import Keys
 from core.settings import Settings
 from tests.boxes.test_lifecycle import FINGERPRINT, TREE, run
-from tests.boxes.test_snapshots import describe, make_layer
+from tests.boxes.test_snapshots import assert_refused, describe, make_layer
 from tests.conftest import make_config
 from tests.seaweed import S3Place, SeaweedFS
 
@@ -156,14 +156,7 @@ def test_a_crafted_manifest_is_refused_before_anything_is_fetched_or_written(
         s3: S3Place, tmp_path: Path,
         entries: list[dict[str, object]]) -> None:
     store = make_store(s3, tmp_path / "cache")
-    sid = _forge(store, entries)
-    target = tmp_path / "jail" / "layer"
-    target.mkdir(parents=True)
-    with pytest.raises(SnapshotError):
-        store.restore(sid, target, UID)
-    assert list(target.iterdir()) == []
-    assert list((tmp_path / "jail").iterdir()) == [target]
-    assert not Path("/tmp/abs").exists() and not Path("/tmp/owned").exists()
+    assert_refused(store, _forge(store, entries), tmp_path)
     assert store.objects.requests["get"] == 2  # its record and manifest; no blob
 
 
