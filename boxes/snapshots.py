@@ -129,7 +129,12 @@ class _Blobs:
         self.written += self.store._put_blob(path, digest, extents)
 
     def keep(self, digest: str, path: str, extents: Extents | None) -> None:
-        pass  # the box's last snapshot names it, and stays until this one is recorded
+        """Touch the blob (gc spares it), or store it again if gc took it: the snapshot the
+        index came from may be gone (a named one, deleted)."""
+        try:
+            os.utime(self.store._blob_path(digest))
+        except FileNotFoundError:
+            self.put(digest, path, extents)
 
     def open(self, digest: str) -> BinaryIO:
         return open(self.store._blob_path(digest), "rb")

@@ -118,6 +118,22 @@ def test_gc_deletes_only_unreferenced_blobs(tmp_path: Path) -> None:
     assert (out / "workspace/proj/a.txt").read_text() == "alpha"
 
 
+def test_an_unchanged_file_whose_blob_was_collected_is_stored_again(tmp_path: Path) -> None:
+    """The index of a named snapshot, deleted and collected since: the next freeze finds its
+    files unchanged, and must not name blobs that are gone."""
+    store = LocalSnapshotStore(tmp_path / "store")
+    layer = make_layer(tmp_path / "layer")
+    named = store.pack(layer, box_id="b", kind="named", name="n", owner=None, index=None)
+    store.delete(named.record.id)
+    assert store.gc(grace_s=0) > 0
+    again = store.pack(layer, box_id="b", kind="freeze", name=None, owner=None,
+                       index=named.index)
+    out = tmp_path / "out"
+    out.mkdir()
+    store.restore(again.record.id, out, UID)
+    assert describe(out) == describe(layer)
+
+
 def _forge(store: LocalSnapshotStore, tmp_path: Path, entries: list[dict[str, object]]) -> str:
     layer = tmp_path / "base"
     if not layer.exists():

@@ -412,6 +412,24 @@ def test_a_sweep_spares_a_blob_whose_pack_wrote_its_manifest_before_the_second_l
     assert committed_blobs_missing(packer) == set()
 
 
+def test_an_unchanged_file_whose_blob_a_sweep_took_is_uploaded_again(
+        s3: S3Place, tmp_path: Path) -> None:
+    """As the local store's: a freeze trusting the index of a named snapshot that was deleted
+    and collected (by another host's sweep) since."""
+    store = make_store(s3, tmp_path / "a")
+    layer = make_layer(tmp_path / "layer")
+    named = store.pack(layer, box_id="b", kind="named", name="n", owner=None, index=None)
+    store.delete(named.record.id)
+    assert make_store(s3, tmp_path / "b").gc(grace_s=0) > 0
+    again = store.pack(layer, box_id="b", kind="freeze", name=None, owner=None,
+                       index=named.index)
+    assert committed_blobs_missing(store) == set()
+    out = tmp_path / "out"
+    out.mkdir()
+    make_store(s3, tmp_path / "cold").restore(again.record.id, out, UID)
+    assert describe(out) == describe(layer)
+
+
 def test_a_named_copy_survives_the_deletion_of_its_source_and_a_sweep(
         s3: S3Place, tmp_path: Path) -> None:
     store = make_store(s3, tmp_path / "cache")
