@@ -14,6 +14,7 @@ import contextlib
 import os
 import secrets
 import threading
+import time
 from collections import OrderedDict
 from pathlib import Path
 from typing import BinaryIO
@@ -21,6 +22,8 @@ from typing import BinaryIO
 # Evicting stops once the cache is this far below its bound, so a full cache does not evict
 # on every insertion.
 _LOW_WATER = 0.9
+# A temp file this old was left by a process that stopped (processes of one data dir share it).
+_TMP_STALE_S = 3600.0
 
 
 class BlobCache:
@@ -34,8 +37,10 @@ class BlobCache:
         for sub in ("blobs", "manifests", "tmp"):
             (root / sub).mkdir(parents=True, exist_ok=True)
         os.chmod(root, 0o700)
-        for leftover in self.tmp.iterdir():  # a download or a pack this process never finished
-            leftover.unlink(missing_ok=True)
+        for leftover in self.tmp.iterdir():  # a download or an upload that never finished
+            with contextlib.suppress(FileNotFoundError):  # (not another live process's)
+                if leftover.stat().st_mtime < time.time() - _TMP_STALE_S:
+                    leftover.unlink()
         found = []
         for sub in ("blobs", "manifests"):
             for path in (root / sub).rglob("*"):

@@ -55,6 +55,9 @@ from boxes.snapshots import (
 from boxes.sweeps import BLOBS, SNAPSHOTS, Sweeper, Sweeps, SweepTimes, blob_key
 from boxes.unpacking import begin
 
+# Blobs a host remembers having seen in the bucket (~100 bytes each).
+_SEEN_MAX = 1_000_000
+
 
 def _manifest_key(snapshot_id: str) -> str:
     return f"{SNAPSHOTS}{snapshot_id}.manifest"
@@ -97,6 +100,11 @@ class _Seen:
             for digest in digests:
                 if self._at.get(digest, 0.0) < at:
                     self._at[digest] = at
+            if len(self._at) > _SEEN_MAX:  # forgetting costs a HEAD at the next freeze only
+                cutoff = time.time() - self.trust_s / 4
+                self._at = {d: t for d, t in self._at.items() if t > cutoff}
+                if len(self._at) > _SEEN_MAX:
+                    self._at = {}
 
 
 class ObjectSnapshotStore:
@@ -159,12 +167,14 @@ class ObjectSnapshotStore:
                     f.write(chunk)
                     plain.write(chunk)
 
-                self.objects.get(blob_key(digest), write)
+                try:
+                    self.objects.get(blob_key(digest), write)
+                except FileNotFoundError:
+                    raise SnapshotError(f"snapshot blob {digest} is missing from the "
+                                        "store") from None
             if hasher.sha.hexdigest() != digest:
                 raise SnapshotError(f"snapshot blob {digest} is corrupt in the store")
             self.cache.add(BlobCache.blob_name(digest), temp)
-        except FileNotFoundError:
-            raise SnapshotError(f"snapshot blob {digest} is missing from the store") from None
         except zstandard.ZstdError as exc:
             raise SnapshotError(f"snapshot blob {digest} is corrupt in the store") from exc
         finally:
