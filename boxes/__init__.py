@@ -19,6 +19,7 @@ from boxes.errors import (
     SandboxStartError,
     SnapshotError,
     SnapshotNotFoundError,
+    StoreUnavailableError,
     WakeFailedError,
 )
 from boxes.manager import BoxManager
@@ -62,5 +63,6 @@ __all__ = [
     "SnapshotError",
     "SnapshotNotFoundError",
     "SnapshotRecord",
+    "StoreUnavailableError",
     "WakeFailedError",
 ]

@@ -52,6 +52,14 @@ class RuntimeConfig:
     # before the box starts).
     lazy_restore_services: tuple[tuple[str, ...], ...] = ()
     eager_restore_dirs: tuple[str, ...] = ("workspace/.burrow",)
+    # The snapshot store (boxes/stores.py): "" (the data dir's store/), file:///path or
+    # s3://bucket/prefix; the S3 API's endpoint (None: AWS S3) and region (None: the AWS
+    # chain's); this host's cache of an s3 store (bytes), and blobs fetched at once.
+    store_url: str = ""
+    s3_endpoint: str | None = None
+    s3_region: str | None = None
+    store_cache_bytes: int = 4 << 30
+    store_fetch_parallel: int = 8
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_dir", Path(self.data_dir).resolve())
@@ -88,6 +96,11 @@ class RuntimeConfig:
     @property
     def store_dir(self) -> Path:
         return self.data_dir / "store"
+
+    @property
+    def store_cache_dir(self) -> Path:
+        """This host's cache of an object store's blobs and manifests."""
+        return self.data_dir / "store-cache"
 
     def box_dir(self, box_id: str) -> Path:
         return self.boxes_dir / box_id

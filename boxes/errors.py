@@ -10,7 +10,8 @@
     ├── BoxUnavailableError      the box's daemon does not answer (503)
     │   ├── DaemonUnreachableError   …before anything was sent (the manager retries)
     │   ├── FencedError          a host wrote for a box it no longer holds: nothing written
-    │   └── NoCapacityError      no live host has room for the box now (503, retry)
+    │   ├── NoCapacityError      no live host has room for the box now (503, retry)
+    │   └── StoreUnavailableError    the snapshot store cannot be reached, or refuses this host
     ├── SandboxStartError        the sandbox could not be started (503)
     ├── SnapshotError            a snapshot is unusable or would escape its layer (422)
     ├── WakeFailedError          a box could not be restored; its last snapshot is kept (503)
@@ -75,6 +76,12 @@ class FencedError(BoxUnavailableError):
 class NoCapacityError(BoxUnavailableError):
     """No live, non-draining host has room for the box now: retry in a few seconds."""
     code = "no_capacity"
+
+
+class StoreUnavailableError(BoxUnavailableError):
+    """The snapshot store did not answer, or refused (its bucket missing, the credentials
+    wrong): nothing was committed, and every snapshot it held before is as it was."""
+    code = "store_unavailable"
 
 
 class SandboxStartError(BoxError):

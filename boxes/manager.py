@@ -57,7 +57,8 @@ from boxes.models import (
 from boxes.registry import Registry
 from boxes.restore import Restores
 from boxes.sandbox import BoxUsage, BubblewrapBackend, SandboxBackend
-from boxes.snapshots import LocalSnapshotStore, PendingRestore, SnapshotStore
+from boxes.snapshots import PendingRestore, SnapshotStore
+from boxes.stores import open_store
 
 log = logging.getLogger("burrow.boxes")
 
@@ -91,7 +92,7 @@ class BoxManager(BoxAccess):
         self.registry = Registry(redis, config, keys)
         self.locks = BoxLocks(redis, keys, config.lock_ttl_s, config.lock_wait_s)
         self.backend: SandboxBackend = backend or BubblewrapBackend(config)
-        self.store: SnapshotStore = store or LocalSnapshotStore(config.store_dir)
+        self.store: SnapshotStore = store or open_store(config)
         self.host = _host_name()
         self.activity = Activity(self.registry)
         # Told how long each wake and freeze took ("wake"/"freeze", seconds): metrics.
@@ -116,6 +117,7 @@ class BoxManager(BoxAccess):
         # is in the runtime dir), and no other user may read or list any of it.
         os.chmod(self.config.data_dir, 0o700)
         os.chmod(self.config.boxes_dir, 0o700)
+        await asyncio.to_thread(self.store.check)  # a store that cannot work stops the start
         await self.backend.prepare()
         self.backend.set_exit_handler(self._on_box_exit)
         if not await self.registry.all() and any(self.config.boxes_dir.glob("*/box.json")):
@@ -148,6 +150,7 @@ class BoxManager(BoxAccess):
                         await self.backend.close_layer(box)
         await self.locks.drain()
         await self.backend.close()
+        await asyncio.to_thread(self.store.close)
 
     async def reconcile(self) -> None:
         """Bring boxes whose manager died back to a consistent, wakeable state."""

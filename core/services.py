@@ -94,7 +94,10 @@ def _runtime(settings: Settings, data_dir: Path, secret: bytes, policies: Polici
         # are written (a replacement agent may read anything: its box is restored whole).
         lazy_restore_services=(() if settings.agent_command else
                                (tuple(DEFAULT_AGENT_COMMAND),)),
-        eager_restore_dirs=("workspace/.burrow", AGENT_STATE_DIR.strip("/")))
+        eager_restore_dirs=("workspace/.burrow", AGENT_STATE_DIR.strip("/")),
+        store_url=settings.store_url, s3_endpoint=settings.s3_endpoint,
+        s3_region=settings.s3_region, store_cache_bytes=settings.store_cache_bytes,
+        store_fetch_parallel=settings.store_fetch_parallel)
     if not runs_boxes:
         return config
     # the host services socket every box of this process reaches (its runner serves it)
@@ -149,8 +152,11 @@ class Core:
         keys = Keys(settings.redis_prefix)
         policies = Policies(redis, keys)
         config = _runtime(settings, data_dir, secret, policies, runs_boxes)
-        manager = (await BoxManager.open(config, redis, keys) if runs_boxes
-                   else BoxManager(config, redis, keys))
+        if runs_boxes:
+            manager = await BoxManager.open(config, redis, keys)
+        else:  # it collects the store's garbage: a store that cannot work stops it too
+            manager = BoxManager(config, redis, keys)
+            await asyncio.to_thread(manager.store.check)
         store = await asyncio.to_thread(open_store, settings.qdrant_url,
                                         data_dir / "knowledge", EMBEDDING_DIM)
         embedder = ProcessEmbedder(settings.embed_model)

@@ -15,6 +15,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from boxes.stores import check_endpoint, parse_store_url
 from models.providers import PROVIDERS
 
 _PLACEHOLDERS = {"changeme", "change-me", "secret", "password", "operator", "admin", "test",
@@ -187,6 +188,36 @@ class Settings(BaseSettings):
     # unset: the memory this process may use (its cgroup's limit, else the machine's).
     host_max_boxes: int = Field(1000, ge=1, validation_alias=_env("BURROW_HOST_MAX_BOXES"))
     host_memory_mb: int | None = Field(None, ge=1, validation_alias=_env("BURROW_HOST_MEMORY_MB"))
+
+    # --- the snapshot store (boxes/stores.py; docs/boxes.md, "The snapshot store") ---
+    # Where frozen boxes' snapshots live: unset, the data dir's store/ on this machine's disk;
+    # file:///path, a directory of this machine; s3://bucket/prefix, any S3-compatible store
+    # (credentials from the AWS chain: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, a web identity
+    # token, container or instance credentials). Checked at start.
+    store_url: str = Field("", validation_alias=_env("BURROW_STORE_URL"))
+    # The S3 API of a store that is not AWS S3 (SeaweedFS, Ceph RGW, Garage, R2), as
+    # http(s)://host[:port]; and the bucket's region where the store needs one (unset:
+    # AWS_REGION, else us-east-1).
+    s3_endpoint: str | None = Field(None, validation_alias=_env("BURROW_S3_ENDPOINT"))
+    s3_region: str | None = Field(None, validation_alias=_env("BURROW_S3_REGION"))
+    # This host's cache of an s3 store's blobs and manifests (in the data dir), in bytes: the
+    # least recently used go beyond it. A wake whose blobs are cached asks the store nothing.
+    store_cache_bytes: int = Field(4 << 30, ge=1 << 20,
+                                   validation_alias=_env("BURROW_STORE_CACHE_BYTES"))
+    # Blobs a wake (or a freeze) fetches (or uploads) at once.
+    store_fetch_parallel: int = Field(8, ge=1, le=64,
+                                      validation_alias=_env("BURROW_STORE_FETCH_PARALLEL"))
+
+    @field_validator("store_url")
+    @classmethod
+    def _store_url(cls, value: str) -> str:
+        parse_store_url(value)
+        return value
+
+    @field_validator("s3_endpoint")
+    @classmethod
+    def _s3_endpoint(cls, value: str | None) -> str | None:
+        return check_endpoint(value)
 
     @field_validator("agent_model", "knowledge_model", "agent_extract_model")
     @classmethod

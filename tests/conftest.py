@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 import shutil
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -25,6 +26,7 @@ from core.settings import Settings
 from gateway.app import create_app
 from tests.fakes import FakeOpenAI
 from tests.hosts import OPERATOR_KEY, TEST_UID_BASE, box_processes
+from tests.seaweed import S3Place, SeaweedFS
 
 if TYPE_CHECKING:
     from tests.served import Served
@@ -42,6 +44,7 @@ TIERS = {
     "venv": "builds fresh virtual environments with pip",
 }
 # Taking one of these fixtures puts a test in a tier.
+S3_BUCKET = "burrow-tests"
 FIXTURE_TIERS = {"manager": "boxes", "gateway": "boxes", "learning": "boxes", "served": "boxes",
                  "client_venv": "venv"}
 
@@ -64,6 +67,25 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedR
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedFS]:
+    """A real S3-compatible store (SeaweedFS) for the session; unsigned requests are refused.
+    Each test makes its own bucket (`s3_bucket`)."""
+    server = SeaweedFS(tmp_path_factory.mktemp("seaweed")).start()
+    server.make_bucket(S3_BUCKET, warm=True)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def s3(seaweed: SeaweedFS, monkeypatch: pytest.MonkeyPatch) -> S3Place:
+    """A prefix of the test's own in the session's bucket, and the AWS chain's variables set
+    to the store's credentials."""
+    for name, value in seaweed.env().items():
+        monkeypatch.setenv(name, value)
+    return S3Place(seaweed, S3_BUCKET, "t-" + secrets.token_hex(6))
 
 
 @pytest.fixture

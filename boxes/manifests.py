@@ -1,0 +1,117 @@
+"""A snapshot's manifest: its bytes (zstd-compressed JSON, the same in every store engine) and
+the check that refuses, before anything is written, one that could reach outside its layer.
+
+An entry is `{"p": path, "t": kind, "m": mode, "mt": mtime_ns, ...}` with kind `d` (directory),
+`f` (file: size `s`, sha256 `h`, data extents `e` of a sparse file), `h` (hard link to the
+earlier file `l`), `l` (symlink to `l`), `w` (overlay whiteout) or `p` (fifo); `x` holds user.*
+xattrs (base64). Entries come parents first.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import zstandard
+
+from boxes.errors import SnapshotError
+
+FORMAT = 1
+_HASH_RE = re.compile(r"^[0-9a-f]{64}$")
+ID_RE = re.compile(r"^s_[0-9a-z]{16}$")
+
+Entries = list[dict[str, Any]]
+
+
+def encode(entries: Entries) -> bytes:
+    data = json.dumps({"format": FORMAT, "entries": entries}, separators=(",", ":")).encode()
+    return zstandard.ZstdCompressor(level=3).compress(data)
+
+
+def decode(raw: bytes, snapshot_id: str) -> Entries:
+    """The entries of a stored manifest; SnapshotError if it cannot be read (not validated)."""
+    try:
+        data = json.loads(zstandard.ZstdDecompressor().decompress(raw))
+        entries: Entries = data["entries"]
+        if data.get("format") != FORMAT or not isinstance(entries, list):
+            raise ValueError("unknown manifest format")
+    except (ValueError, KeyError, TypeError, zstandard.ZstdError) as exc:
+        raise SnapshotError(f"snapshot {snapshot_id} is unreadable: {exc}") from exc
+    return entries
+
+
+def digests(entries: Entries) -> set[str]:
+    """The blobs a manifest names."""
+    return {entry["h"] for entry in entries if entry.get("t") == "f"}
+
+
+def validate(entries: Entries) -> None:
+    """Refuse, before anything is written, a manifest that could reach outside its layer."""
+    links: set[str] = set()
+    seen: set[str] = set()
+    files: set[str] = set()
+    for entry in entries:
+        if not isinstance(entry, dict):
+            raise SnapshotError("manifest entries must be objects")
+        path = _check_path(entry.get("p"), links)
+        if path in seen:
+            raise SnapshotError(f"manifest entry {path!r} appears twice")
+        seen.add(path)
+        _check_entry(path, entry)
+        if entry["t"] == "l":
+            links.add(path)
+        elif entry["t"] == "f":
+            files.add(path)
+        elif entry["t"] == "h" and entry.get("l") not in files:
+            raise SnapshotError(f"manifest entry {path!r} links to {entry.get('l')!r}, "
+                                "which is no earlier file of the snapshot")
+
+
+def _check_path(path: object, links: set[str]) -> str:
+    if not isinstance(path, str) or not path or "\0" in path or path.startswith("/"):
+        raise SnapshotError(f"manifest entry {path!r}: paths must be relative")
+    parts = path.split("/")
+    if any(part in ("", ".", "..") for part in parts):
+        raise SnapshotError(f"manifest entry {path!r}: '..', '.' and empty parts are not allowed")
+    for depth in range(1, len(parts)):
+        if "/".join(parts[:depth]) in links:
+            raise SnapshotError(f"manifest entry {path!r} would be written through a symlink")
+    return path
+
+
+def _check_entry(path: str, entry: dict[str, Any]) -> None:
+    kind = entry.get("t")
+    if kind == "l":
+        if not isinstance(entry.get("l"), str) or "\0" in entry["l"]:
+            raise SnapshotError(f"manifest entry {path!r}: bad link target")
+    elif kind == "f":
+        if not isinstance(entry.get("h"), str) or not _HASH_RE.match(entry["h"]):
+            raise SnapshotError(f"manifest entry {path!r}: bad content hash")
+        _check_extents(path, entry)
+    elif kind == "h":
+        if not isinstance(entry.get("l"), str):
+            raise SnapshotError(f"manifest entry {path!r}: bad link target")
+        return
+    elif kind not in ("d", "w", "p"):
+        raise SnapshotError(f"manifest entry {path!r}: unknown type {kind!r}")
+    mode = entry.get("m", 0)
+    if isinstance(mode, bool) or not isinstance(mode, int) or not 0 <= mode <= 0o7777:
+        raise SnapshotError(f"manifest entry {path!r}: bad mode")
+
+
+def _check_extents(path: str, entry: dict[str, Any]) -> None:
+    size, extents = entry.get("s", 0), entry.get("e")
+    if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+        raise SnapshotError(f"manifest entry {path!r}: bad size")
+    if extents is None:
+        return
+    end = 0
+    if not isinstance(extents, list):
+        raise SnapshotError(f"manifest entry {path!r}: bad extents")
+    for extent in extents:
+        if (not isinstance(extent, list) or len(extent) != 2
+                or not all(isinstance(v, int) and not isinstance(v, bool) for v in extent)
+                or extent[0] < end or extent[1] <= 0 or extent[0] + extent[1] > size):
+            raise SnapshotError(f"manifest entry {path!r}: bad extents")
+        end = extent[0] + extent[1]
