@@ -96,6 +96,11 @@ class Keys:
         """The box layers a host reports cached: box id -> generation (hash)."""
         return f"{self.prefix}:host-layers:{host_id}"
 
+    def transport_nonce(self, nonce: str) -> str:
+        """A nonce of a signed request between roles, kept while its time is valid
+        (core/transport.py)."""
+        return f"{self.prefix}:nonce:{nonce}"
+
     # --- tenants (core/tenants.py) -----------------------------------------------------------
 
     def tenant(self, tenant: str) -> str:

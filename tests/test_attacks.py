@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import dataclasses
 import json
 import os
 import select
@@ -288,14 +289,15 @@ for _ in range(12):
     s.sendall(("POST /v1/model/chat HTTP/1.1\r\nHost: h\r\nAuthorization: Bearer "
                + os.environ["BURROW_BOX_TOKEN"] + "\r\nContent-Length: 100\r\n\r\n").encode())
     socks.append(s)
-statuses = []
-for s in socks:
-    s.settimeout(5)
-    try:
-        statuses.append(int(s.recv(4096).split()[1]))
-    except OSError:
-        statuses.append(0)  # still waiting for its body: holding one of the box's slots
-print(json.dumps(statuses))
+import select, time
+answers, deadline = {}, time.monotonic() + 5
+while len(answers) < len(socks) and time.monotonic() < deadline:
+    ready, _, _ = select.select([s for s in socks if s not in answers], [], [],
+                                max(0, deadline - time.monotonic()))
+    for s in ready:
+        answers[s] = int(s.recv(4096).split()[1])
+# 0: still waiting for its body after 5 s, holding one of the box's slots
+print(json.dumps([answers.get(s, 0) for s in socks]))
 """
     r = await gateway.client.post(f"/v1/boxes/{home}/exec", headers=headers,
                                   json={"command": ["python3", "-c", many], "timeout_s": 120})
@@ -616,8 +618,9 @@ from redis.asyncio import Redis
 from boxes import BoxManager, RuntimeConfig
 from core.keys import Keys
 async def main():
+    # a short lock lease: the test waits it out after the kill (30 s by default)
     config = RuntimeConfig(data_dir=Path(sys.argv[1]), uid_base=int(sys.argv[4]),
-                           launcher_pool=0)
+                           launcher_pool=0, lock_ttl_s=3.0)
     manager = await BoxManager.open(config, Redis.from_url(sys.argv[2]), Keys())
     def stop_at(box_id, phase):
         if phase == sys.argv[3]:
@@ -665,7 +668,8 @@ async def test_a_redis_that_lost_the_end_of_its_log_is_corrected_from_the_data_d
     server = EmbeddedRedis(redis_dir, appendonly=True)
     server.start()
     redis = Redis.from_url(server.url)
-    config = make_config(tmp_path / "data")
+    # a short lock lease: the freeze's lock comes back with the log and is waited out
+    config = dataclasses.replace(make_config(tmp_path / "data"), lock_ttl_s=3.0)
     manager = await BoxManager.open(config, redis, Keys())
     aof = redis_dir / "appendonly.aof"
     cut: list[int] = []
