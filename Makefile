@@ -123,11 +123,12 @@ $(STAMP): $(BASE)
 	$(BIN)/pip install -q -e ./sdk/python -e '.[dev,local-model]'
 	touch $(STAMP)
 
-# mypy runs beside the tests (one core each); the recipe fails if either does.
+# mypy runs beside the tests, and the tests on up to four processes; the recipe fails if
+# either does.
 check: $(BASE)
 	$(BIN)/ruff check gateway boxes tenant_agent knowledge workers models core burrow tests bench examples
 	@$(BIN)/mypy & typing=$$!; \
-	$(BIN)/pytest -m '$(NOT_QUICK)' -p no:cacheprovider; tests=$$?; \
+	$(BIN)/pytest -m '$(NOT_QUICK)' -p no:cacheprovider -n auto --maxprocesses 4; tests=$$?; \
 	wait $$typing && exit $$tests
 
 lint: install
