@@ -9,35 +9,25 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-import core
-from core.embedded_redis import EmbeddedRedis
 from core.security import box_of_token, box_token, server_secret
 from core.settings import MIN_KEY_LENGTH, Settings
 
 SECRET = "5e7c0a9d1b3f4e6a8c2d0f1e3a5b7c9d"
 
 
-def _role(data_dir: Path, redis_url: str) -> Settings:
-    """A role's settings as a pod gets them: its own data dir, the shared secret from the
-    environment."""
-    return Settings(redis_url=redis_url, data_dir=data_dir, runtime_dir=data_dir / "run",
-                    qdrant_url=":memory:", operator_key="k" * 40)
-
-
-async def test_a_set_secret_is_the_one_every_role_uses_and_no_file_is_made(
-        tmp_path: Path, redis_server: EmbeddedRedis, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("BURROW_SERVER_SECRET", SECRET)
-    opened = await core.open(_role(tmp_path / "worker", redis_server.url), runs_boxes=False)
-    try:
-        assert opened.secret == SECRET.encode()
-        # What derives from it holds on another role, whose data dir is another disk.
-        token = box_token(opened.secret, "b_shared")
-        elsewhere = tmp_path / "gateway"
-        assert box_of_token(server_secret(elsewhere, SECRET), token) == "b_shared"
-    finally:
-        await opened.aclose()
-    assert not (tmp_path / "worker" / "server.secret").exists()
-    assert not (elsewhere / "server.secret").exists()
+def test_a_set_secret_is_the_one_every_role_uses_and_no_file_is_made(tmp_path: Path) -> None:
+    """What core/services.py does with the setting. (tests/test_attacks.py's
+    test_no_process_of_a_box_holds_a_server_secret runs it through `burrow serve`: the boxes'
+    tokens derive from the set secret, and no box process holds it.)"""
+    worker, gateway = tmp_path / "worker", tmp_path / "gateway"
+    assert server_secret(worker, SECRET) == SECRET.encode()
+    # What derives from it on one role holds on another, whose data dir is another disk.
+    token = box_token(server_secret(worker, SECRET), "b_shared")
+    assert box_of_token(server_secret(gateway, SECRET), token) == "b_shared"
+    assert not (worker / "server.secret").exists() and not gateway.exists()
+    # A data dir that already has a file (a machine moving to the setting) is overruled.
+    made = server_secret(tmp_path / "old")
+    assert server_secret(tmp_path / "old", SECRET) == SECRET.encode() != made
 
 
 def test_unset_each_data_dir_makes_its_own_which_is_why_a_cluster_sets_it(
