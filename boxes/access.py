@@ -20,7 +20,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import TypeVar
 
 from boxes.activity import Activity
-from boxes.client import DaemonClient
+from boxes.client import DaemonClient, Socket
 from boxes.errors import BoxUnavailableError, DaemonUnreachableError
 from boxes.models import BoxRecord, BoxState, ExecEvent, ExecRequest, ExecResult, FileEntry
 from boxes.sandbox import SandboxBackend
@@ -103,7 +103,7 @@ class BoxAccess(ABC):
     async def mkdir(self, box_id: str, path: str, wake: bool = True) -> None:
         await self._call(box_id, wake, lambda c: c.mkdir(path))
 
-    def service_path(self, box_id: str) -> str:
+    def service_path(self, box_id: str) -> Socket:
         """The host-side socket of the box's service (BoxSpec.service); connect after waking."""
         return self.backend.service_path(box_id)
 

@@ -7,7 +7,7 @@ import contextlib
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from boxes.errors import (
     BoxFileError,
@@ -21,6 +21,26 @@ from boxes.models import ExecEvent, ExecRequest, ExecResult, FileEntry
 # daemon misbehaving, and is refused rather than buffered.
 _LINE_LIMIT = 1 << 20
 _CONNECT_TIMEOUT_S = 5.0
+
+
+class Dialer(Protocol):
+    """A way to a box's socket other than its path on this machine: a box host's channel
+    (core/channel.py), which a gateway or the worker of a cluster reaches the box through.
+    Hashable: connection pools are kept per dialer."""
+
+    async def dial(self, limit: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]: ...
+
+
+Socket = str | Dialer  # a box's socket: its path on this machine, or a dialer
+
+
+async def connect(socket: Socket, limit: int, timeout_s: float
+                  ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A connection to a box's socket (OSError or TimeoutError when it does not answer)."""
+    if isinstance(socket, str):
+        return await asyncio.wait_for(asyncio.open_unix_connection(socket, limit=limit),
+                                      timeout_s)
+    return await asyncio.wait_for(socket.dial(limit), timeout_s)
 
 
 @dataclass
@@ -65,16 +85,14 @@ def _raise_for(reply: dict[str, Any]) -> dict[str, Any]:
 class DaemonClient:
     """Talks to one box's daemon. Cheap to create; each call opens its own connection."""
 
-    def __init__(self, socket_path: str) -> None:
+    def __init__(self, socket_path: Socket) -> None:
         self.socket_path = socket_path
 
     async def _open(self, request: dict[str, Any], body: bytes = b"") -> _Reply:
         if body:
             request = {**request, "body_len": len(body)}
         try:
-            reader, writer = await asyncio.wait_for(
-                asyncio.open_unix_connection(self.socket_path, limit=_LINE_LIMIT),
-                _CONNECT_TIMEOUT_S)
+            reader, writer = await connect(self.socket_path, _LINE_LIMIT, _CONNECT_TIMEOUT_S)
         except (OSError, TimeoutError) as exc:
             raise DaemonUnreachableError(f"box daemon unreachable: {exc}") from exc
         writer.write(json.dumps(request, separators=(",", ":")).encode() + b"\n")

@@ -80,7 +80,8 @@ class Fence:
     async def set(self, box: BoxRecord, fields: dict[str, str]) -> str | None:
         """Write `fields` (JSON values) of the box's record if this host holds it at
         `box.generation`; the snapshot id the write replaced."""
-        if "generation" in fields or fields.get("host", "null") != "null":
+        if "generation" in fields or fields.get("host", "null") not in ("null",
+                                                                       json.dumps(box.host)):
             raise ValueError("a host cannot place a box: only placement changes its host "
                              "and generation (a host may only let go of it: host=None)")
         answer = await self.redis.eval(  # type: ignore[misc]

@@ -35,6 +35,7 @@ from redis.asyncio import Redis
 
 from boxes.access import BoxAccess
 from boxes.activity import Activity
+from boxes.catalog import BoxCatalog
 from boxes.client import DaemonClient
 from boxes.config import RuntimeConfig
 from boxes.egress import EgressPolicy
@@ -42,9 +43,11 @@ from boxes.errors import (
     BoxError,
     BoxNotFoundError,
     BoxStateError,
+    FencedError,
     SnapshotNotFoundError,
     StoreUnavailableError,
 )
+from boxes.hosts import HostLease
 from boxes.keys import BoxKeys
 from boxes.layerindex import LayerIndexes
 from boxes.locks import BoxLocks
@@ -57,7 +60,7 @@ from boxes.models import (
     SnapshotRecord,
     StartPolicy,
 )
-from boxes.registry import Registry
+from boxes.registry import Registry, read_mirror
 from boxes.restore import Restores
 from boxes.sandbox import BoxUsage, BubblewrapBackend, SandboxBackend
 from boxes.snapshots import PendingRestore, SnapshotStore
@@ -95,17 +98,23 @@ class StoreFailure:
     since: float
 
 
-class BoxManager(BoxAccess):
+class BoxManager(BoxCatalog, BoxAccess):
+    """The boxes this process runs. Given a host's `lease` (`burrow host` of a cluster), it
+    is that host: its id names the boxes it runs, its writes for them are fenced, it wakes
+    only boxes placed on it (the gateway or worker places them: core/remote.py), and it
+    trusts its cached layer of a box only if no other host has woken the box since."""
+
     def __init__(self, config: RuntimeConfig, redis: Redis, keys: BoxKeys,
                  backend: SandboxBackend | None = None,
-                 store: SnapshotStore | None = None) -> None:
+                 store: SnapshotStore | None = None, lease: HostLease | None = None) -> None:
         self.config = config
         self.redis = redis
-        self.registry = Registry(redis, config, keys)
+        self.lease = lease
+        self.registry = Registry(redis, config, keys, lease=lease)
         self.locks = BoxLocks(redis, keys, config.lock_ttl_s, config.lock_wait_s)
         self.backend: SandboxBackend = backend or BubblewrapBackend(config)
         self.store: SnapshotStore = store or open_store(config)
-        self.host = _host_name()
+        self.host = lease.host_id if lease is not None else _host_name()
         self.activity = Activity(self.registry)
         # Told how long each wake and freeze took ("wake"/"freeze", seconds): metrics.
         self.on_transition: Callable[[str, float], None] | None = None
@@ -119,8 +128,9 @@ class BoxManager(BoxAccess):
                                  self.indexes, update=self._update, phase=self._phase)
 
     @classmethod
-    async def open(cls, config: RuntimeConfig, redis: Redis, keys: BoxKeys) -> BoxManager:
-        manager = cls(config, redis, keys)
+    async def open(cls, config: RuntimeConfig, redis: Redis, keys: BoxKeys,
+                   lease: HostLease | None = None) -> BoxManager:
+        manager = cls(config, redis, keys, lease=lease)
         await manager.start()
         return manager
 
@@ -197,24 +207,24 @@ class BoxManager(BoxAccess):
 
     # --- queries -------------------------------------------------------------------------
 
-    async def _get(self, box_id: str) -> BoxRecord:
-        box = await self.registry.get(box_id) if isinstance(box_id, str) else None
-        if box is None:
-            raise BoxNotFoundError(f"no box {box_id!r}")
-        return box
-
-    async def get(self, box_id: str) -> BoxRecord:
-        return await self._get(box_id)
-
-    async def list(self, owner: str | None = None,
-                   labels: dict[str, str] | None = None) -> builtins.list[BoxRecord]:
-        boxes = await self.registry.all(owner=owner)
-        return [b for b in boxes
-                if (owner is None or b.owner == owner)
-                and all(b.labels.get(k) == v for k, v in (labels or {}).items())]
-
     def usage(self, box: BoxRecord) -> BoxUsage:
         return self.backend.usage(box)
+
+    async def usages(self, boxes: builtins.list[BoxRecord]) -> builtins.list[BoxUsage]:
+        """What each box takes now (memory, CPU, its local layer's disk), read in a thread:
+        cgroup files and filesystem sizes."""
+        return await asyncio.to_thread(lambda: [self.backend.usage(b) for b in boxes])
+
+    async def keep(self, box_id: str, name: str, data: bytes) -> None:
+        """Keep a secret for the box's host-side services (its git relay's token) beside its
+        layer on this host, root's alone (0600): never in Redis, never visible in the box."""
+        box = await self._get(box_id)
+        if "/" in name or name.startswith("."):
+            raise ValueError(f"not a name for a kept file: {name!r}")
+        fd = os.open(self.config.box_dir(box.id) / name,
+                     os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -253,15 +263,6 @@ class BoxManager(BoxAccess):
             with contextlib.suppress(Exception):
                 await self._finish_delete(box)
             raise
-
-    async def close_owner(self, owner: str) -> None:
-        """Make no new box for `owner` from now on (its boxes are being removed): from when
-        this returns, a creation for it either fails or its box is in list(owner=...)."""
-        await self.registry.close_owner(owner)
-
-    async def reopen_owner(self, owner: str) -> bool:
-        """Make boxes for `owner` again; True if it was closed."""
-        return await self.registry.reopen_owner(owner)
 
     async def pause(self, box_id: str) -> BoxRecord:
         async with self.locks.hold(box_id):
@@ -315,7 +316,7 @@ class BoxManager(BoxAccess):
     async def _wake(self, box_id: str) -> BoxRecord:
         """wake, for a box just seen not running."""
         async with self.locks.hold(box_id):
-            box = await self._get(box_id)
+            box = await self._adopt(await self._get(box_id))
             if box.state == BoxState.RUNNING:
                 return box
             if box.state == BoxState.PAUSED:
@@ -324,6 +325,45 @@ class BoxManager(BoxAccess):
                                                   last_active_at=time.time())
             self._require(box, {BoxState.FROZEN, BoxState.ARCHIVED, BoxState.FAILED}, "wake")
             return await self._wake_locked(box)
+
+    async def release(self, box_id: str) -> BoxRecord:
+        """Give up a frozen box this host of a cluster holds (a drain): its next request
+        places it on any host, which wakes it from the store."""
+        async with self.locks.hold(box_id):
+            box = await self._get(box_id)
+            self._require(box, {BoxState.FROZEN, BoxState.ARCHIVED}, "release")
+            box = await self._update(box, host=None)
+        if self.lease is not None:
+            await self.lease.forget_layer(box_id)
+        return box
+
+    async def _adopt(self, box: BoxRecord) -> BoxRecord:
+        """A box placed on this host of a cluster whose record still says what its last host
+        was doing with it (that host was lost, or let it go): this host does not run it, so
+        it is failed here, to be woken from its newest durable state. FencedError for a box
+        that is not placed on this host."""
+        if self.lease is None:
+            return box
+        if box.host != self.host:
+            raise FencedError(f"box {box.id} is not placed on box host {self.host} (it is on "
+                              f"{box.host or 'no host'}); place it first")
+        if box.state in LIVE_STATES | TRANSIENT_STATES and not self.backend.is_alive(box):
+            return await self._update(box, state=BoxState.FAILED, pid=None,
+                                      reason="its box host was lost; woken from its newest "
+                                             "checkpoint or freeze")
+        return box
+
+    def _layer_trusted(self, box: BoxRecord) -> bool:
+        """Whether this machine's layer of the box is its newest state. In a cluster, only if
+        this machine last wrote the box's record at the generation before this placement or
+        at this one, with the snapshot the record names: no other host has woken it since."""
+        if not (self.backend.has_layer(box) and box.layer_local):
+            return False
+        if self.lease is None:
+            return True
+        mine = read_mirror(self.config.box_dir(box.id))
+        return (mine is not None and mine.snapshot_id == box.snapshot_id
+                and box.generation - 1 <= mine.generation <= box.generation)
 
     async def cool(self, box_id: str, to: BoxState, idle_since: float) -> BoxRecord | None:
         """Pause, freeze or archive a box for being idle, unless it was active after
@@ -417,29 +457,6 @@ class BoxManager(BoxAccess):
         return self.store.copy(box.snapshot_id, box_id=box.id, kind="named", name=name,
                                owner=box.owner)
 
-    async def list_snapshots(self, owner: str | None = None) -> builtins.list[SnapshotRecord]:
-        records = await asyncio.to_thread(self.store.list)
-        return [r for r in records if r.kind == "named" and (owner is None or r.owner == owner)]
-
-    async def get_snapshot(self, snapshot_id: str) -> SnapshotRecord:
-        record = await asyncio.to_thread(self.store.get, snapshot_id)
-        if record.kind != "named":
-            raise SnapshotNotFoundError(f"no snapshot {snapshot_id!r}")
-        return record
-
-    async def delete_snapshot(self, snapshot_id: str) -> None:
-        await self.get_snapshot(snapshot_id)
-        await asyncio.to_thread(self.store.delete, snapshot_id)
-
-    async def gc(self, grace_s: float = 600.0) -> int:
-        """Drop freeze snapshots no box points at, then blobs nothing references."""
-        current = {b.snapshot_id for b in await self.registry.all()}
-        for record in await asyncio.to_thread(self.store.list):
-            if (record.kind == "freeze" and record.id not in current
-                    and time.time() - record.created_at > grace_s):
-                await asyncio.to_thread(self.store.delete, record.id)
-        return await asyncio.to_thread(self.store.gc, grace_s)
-
     # --- transitions (caller holds the lock) ---------------------------------------------
 
     @staticmethod
@@ -504,9 +521,12 @@ class BoxManager(BoxAccess):
             raise
         # The registry (and the fsynced mirror in the box's dir) point at the new snapshot
         # before the old one is deleted: whatever stops the process, one of them is whole.
-        await self._update(box, state=BoxState.FROZEN, pid=None, host=None,
-                                   snapshot_id=new_snapshot, layer_dirty=False, reason=None,
-                                   freezes=box.freezes + 1)
+        # A host of a cluster keeps the box it froze (and its layer): the box wakes here
+        # again while this host lives and has room (core/remote.py).
+        await self._update(box, state=BoxState.FROZEN, pid=None,
+                           host=None if self.lease is None else self.host,
+                           snapshot_id=new_snapshot, layer_dirty=False, reason=None,
+                           freezes=box.freezes + 1)
         self._phase(box, "recorded")
         if old_snapshot and old_snapshot != new_snapshot:
             with contextlib.suppress(SnapshotNotFoundError):
@@ -587,9 +607,12 @@ class BoxManager(BoxAccess):
         try:
             if previous == BoxState.FAILED:
                 await self.backend.stop(box)  # whatever is left of the crashed sandbox
-            if self.backend.has_layer(box) and box.layer_local:
+            if self._layer_trusted(box):
                 await self.backend.open_layer(box)
             elif box.snapshot_id is not None:
+                if self.backend.has_layer(box):  # another host's newer state is in the store
+                    await self.backend.drop_layer(box)
+                    self.indexes.drop(box.id)
                 pending = await self.restores.begin(box, box.snapshot_id)
             else:
                 raise BoxStateError(f"box {box.id} has neither a local layer nor a snapshot "
@@ -660,6 +683,11 @@ class BoxManager(BoxAccess):
         await self._ensure(box_id, wake)
         await self.restores.wait(box_id)
         return DaemonClient(self.backend.socket_path(box_id))
+
+    async def daemon_path(self, box_id: str, wake: bool = True) -> str:
+        """The box's daemon socket on this machine, once the box runs with all its files."""
+        await self._daemon(box_id, wake)
+        return self.backend.socket_path(box_id)
 
     async def ensure_running(self, box_id: str) -> bool:
         """Wake or resume the box if it is not running (no round trip when this process saw it

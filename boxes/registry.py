@@ -89,6 +89,15 @@ def decode(raw: dict[bytes, bytes]) -> BoxRecord:
     return BoxRecord.from_dict(json.loads(document))
 
 
+def read_mirror(box_dir: Path) -> BoxRecord | None:
+    """The box's record as this machine last wrote it (None if there is none, or it is
+    unreadable: such a box cannot be recovered from here)."""
+    try:
+        return BoxRecord.from_dict(json.loads((box_dir / "box.json").read_text()))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 class Registry:
     def __init__(self, redis: Redis, config: RuntimeConfig, keys: BoxKeys,
                  lease: HostLease | None = None) -> None:
@@ -287,13 +296,9 @@ class Registry:
         box.state, box.pid = BoxState.DELETED, None
 
     def _read_mirrors(self) -> list[BoxRecord]:
-        boxes = []
-        for path in sorted(Path(self.config.boxes_dir).glob("*/box.json")):
-            try:
-                boxes.append(BoxRecord.from_dict(json.loads(path.read_text())))
-            except (OSError, ValueError, KeyError, TypeError):
-                continue  # a box whose mirror is unreadable cannot be recovered here
-        return boxes
+        found = (read_mirror(path.parent)
+                 for path in sorted(Path(self.config.boxes_dir).glob("*/box.json")))
+        return [box for box in found if box is not None]
 
     async def adopt_mirrors(self) -> int:
         """After a restart: where a box's durable mirror knows of a later freeze than Redis

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
+from boxes.client import Socket, connect
 from boxes.errors import BoxUnavailableError, DaemonUnreachableError
 
 CONNECT_TIMEOUT_S = 10.0
@@ -134,17 +135,16 @@ class Answer:
 
 class ServiceClient:
     def __init__(self) -> None:
-        self._idle: dict[str, list[Conn]] = {}
+        self._idle: dict[Socket, list[Conn]] = {}
 
-    async def _connect(self, socket_path: str) -> Conn:
+    async def _connect(self, socket_path: Socket) -> Conn:
         try:
-            reader, writer = await asyncio.wait_for(
-                asyncio.open_unix_connection(socket_path, limit=MAX_HEAD), CONNECT_TIMEOUT_S)
+            reader, writer = await connect(socket_path, MAX_HEAD, CONNECT_TIMEOUT_S)
         except (OSError, TimeoutError) as exc:
             raise ServiceUnreachable(f"box service unreachable: {exc}") from exc
         return Conn(reader, writer)
 
-    def release(self, socket_path: str, answer: Answer) -> None:
+    def release(self, socket_path: Socket, answer: Answer) -> None:
         """Return the answer's connection to the pool if it can serve again, else close it."""
         idle = self._idle.setdefault(socket_path, [])
         if (answer.done and answer.reusable and len(idle) < IDLE_PER_SOCKET
@@ -153,12 +153,12 @@ class ServiceClient:
         else:
             answer.conn.close()
 
-    async def forget(self, socket_path: str) -> None:
+    async def forget(self, socket_path: Socket) -> None:
         """Drop pooled connections to a socket (its box restarted: they are dead)."""
         for conn in self._idle.pop(socket_path, []):
             conn.close()
 
-    async def exchange(self, socket_path: str, method: str, head: bytes,
+    async def exchange(self, socket_path: Socket, method: str, head: bytes,
                        body: bytes) -> Answer:
         """Send a request (its head already written) on a pooled connection or a new one and
         read the answer's head. A pooled connection the box has closed meanwhile is retried
@@ -195,7 +195,7 @@ class ServiceClient:
             answer.reusable = answer.reusable and method != "HEAD"
             return answer
 
-    async def request(self, socket_path: str, method: str, target: str, body: bytes = b"",
+    async def request(self, socket_path: Socket, method: str, target: str, body: bytes = b"",
                       headers: dict[str, str] | None = None, max_answer: int = 8 << 20,
                       timeout_s: float | None = None) -> tuple[int, bytes]:
         """One whole request and answer (status, body); an answer over `max_answer` bytes is
@@ -211,7 +211,7 @@ class ServiceClient:
         except TimeoutError as exc:
             raise ServiceTimeout("the box service did not answer in time") from exc
 
-    async def _whole(self, socket_path: str, method: str, head: bytes, body: bytes,
+    async def _whole(self, socket_path: Socket, method: str, head: bytes, body: bytes,
                      max_answer: int) -> tuple[int, bytes]:
         answer = await self.exchange(socket_path, method, head, body)
         data = bytearray()

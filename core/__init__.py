@@ -15,9 +15,10 @@ if TYPE_CHECKING:
     from models.servers import LocalModels
 
 
-async def open(settings: Settings, *, runs_boxes: bool = True,
+async def open(settings: Settings, *, runs_boxes: bool = True, remote: bool = False,
                local_models: LocalModels | None = None) -> Core:
     """Every collaborator, connected (see `Core.open`)."""
     from core.services import Core
 
-    return await Core.open(settings, runs_boxes=runs_boxes, local_models=local_models)
+    return await Core.open(settings, runs_boxes=runs_boxes, remote=remote,
+                           local_models=local_models)

@@ -16,9 +16,12 @@ from pathlib import Path
 
 from redis.asyncio import Redis
 
+from boxes.config import RuntimeConfig
+from boxes.errors import HostNotFoundError
 from boxes.hosts import HostInfo, HostLease, HostLoad, Hosts, HostSpec
 from boxes.registry import Registry
 from core.keys import Keys
+from core.roles import parse_listen
 from core.settings import Settings
 
 # Where this process's memory limit is read: its cgroup's (v2, then v1), else the machine's.
@@ -48,7 +51,8 @@ def host_spec(settings: Settings) -> HostSpec:
     """What this machine registers as, from BURROW_HOST_NAME, _ADDRESS, _MAX_BOXES and
     _MEMORY_MB."""
     name = settings.host_name or socket.gethostname()
-    return HostSpec(name=name, address=settings.host_address or name,
+    _, port = parse_listen(settings.host_listen)
+    return HostSpec(name=name, address=settings.host_address or f"{socket.gethostname()}:{port}",
                     max_boxes=settings.host_max_boxes,
                     memory_mb=settings.host_memory_mb or memory_mb()).validate()
 
@@ -82,3 +86,36 @@ async def host_table(hosts: Hosts, registry: Registry) -> list[HostRow]:
         rows.append(HostRow(host=info, boxes=sorted(placed.get(info.id, [])),
                             cached_layers=len(layers)))
     return rows
+
+
+def _describe(row: HostRow) -> str:
+    info = row.host
+    lease = f"lease {info.lease_ms / 1000:.1f} s" if info.live else "LAPSED"
+    return (f"{info.id}  {info.address}  {lease}{'  DRAINING' if info.draining else ''}  "
+            f"boxes {info.boxes}/{info.max_boxes}  memory {info.memory_used_mb}/"
+            f"{info.memory_mb} MB  placed {len(row.boxes)}  cached layers {row.cached_layers}")
+
+
+async def host_rows(settings: Settings) -> list[str]:
+    """`burrow host ls`: a line per registered host."""
+    redis = Redis.from_url(settings.redis_url or "")
+    try:
+        keys = Keys(settings.redis_prefix)
+        registry = Registry(redis, RuntimeConfig(data_dir=settings.data_dir.resolve()), keys)
+        return [_describe(row) for row in await host_table(Hosts(redis, keys), registry)]
+    finally:
+        await redis.aclose()
+
+
+async def drain(settings: Settings, host_id: str, draining: bool) -> str:
+    """`burrow host drain`: mark the host (LookupError if it is not registered)."""
+    redis = Redis.from_url(settings.redis_url or "")
+    try:
+        try:
+            info = await Hosts(redis, Keys(settings.redis_prefix)).drain(host_id, draining)
+        except HostNotFoundError as exc:
+            raise LookupError(exc.message) from None
+        return (f"{info.id} drains: it freezes its boxes and gives them up" if draining
+                else f"{info.id} takes boxes again")
+    finally:
+        await redis.aclose()

@@ -35,9 +35,10 @@ from typing import Any, NamedTuple
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from boxes import BoxError, BoxManager, BoxState, BoxUnavailableError
+from boxes import BoxError, BoxState, BoxUnavailableError
 from boxes.servicehttp import ServiceClient, ServiceTimeout
 from core.keys import Keys
+from core.remote import Boxes
 
 log = logging.getLogger("burrow.observe")
 
@@ -333,7 +334,7 @@ class Observations:
                 pipe.llen(self.backlog_key(tenant))
             return sum(await pipe.execute())
 
-    async def deliver(self, manager: BoxManager, tenant: str, box_id: str,
+    async def deliver(self, manager: Boxes, tenant: str, box_id: str,
                       limit: int | None = None,
                       prepare: Callable[[list[dict[str, Any]]], Awaitable[None]] | None = None,
                       headers: dict[str, str] | None = None,
@@ -385,7 +386,7 @@ class Observations:
                 await self._release(keys=[lease], args=[token])
         return result
 
-    async def _post(self, manager: BoxManager, tenant: str, box_id: str,
+    async def _post(self, manager: Boxes, tenant: str, box_id: str,
                     pairs: list[dict[str, Any]],
                     headers: dict[str, str] | None) -> dict[str, Any]:
         try:

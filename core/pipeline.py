@@ -22,9 +22,10 @@ from typing import Any
 from arq import ArqRedis, Retry
 from redis.exceptions import RedisError
 
-from boxes import BoxError, BoxManager, BoxRecord
+from boxes import BoxError, BoxRecord
 from core.keys import Keys
 from core.observations import BATCH, AgentStalled, Batch, Delivery, Observations
+from core.remote import Boxes
 from knowledge.base import KnowledgeBase
 
 log = logging.getLogger("burrow.observe")
@@ -115,7 +116,7 @@ class Pipeline:
                                              _job_id=self.keys.job(OBSERVE, tenant, box_id,
                                                                    "next"))
 
-    async def deliver(self, manager: BoxManager, tenant: str, box_id: str,
+    async def deliver(self, manager: Boxes, tenant: str, box_id: str,
                       limit: int = BATCH, prepare: bool = True) -> Delivery:
         """One batch to the agent (never waking its box); what it proposed goes on to the
         knowledge base as a job of its own. `prepare`: False right after a wake, when the
@@ -131,7 +132,7 @@ class Pipeline:
                                          _job_id=self.keys.job(CONTRIBUTE, uuid.uuid4().hex))
         return delivery
 
-    async def catch_up(self, manager: BoxManager, tenant: str, box_id: str) -> None:
+    async def catch_up(self, manager: Boxes, tenant: str, box_id: str) -> None:
         """A box just woke: give its agent what it missed while frozen before it answers, so
         the answer reflects it. Never fails the request: the worker delivers what is left."""
         try:
@@ -146,7 +147,7 @@ class Pipeline:
         if left:  # new pairs only queue a delivery for an empty backlog
             await self.enqueue_delivery(tenant, box_id)
 
-    async def before_freeze(self, manager: BoxManager, box: BoxRecord) -> None:
+    async def before_freeze(self, manager: Boxes, box: BoxRecord) -> None:
         """An idle box about to be frozen is first given the pairs its agent has not been
         told: its snapshot then holds them, and its next wake answers without catching up
         first (at 2,000 tenants a fifth of the frozen boxes had missed a pair, recorded after

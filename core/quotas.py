@@ -15,10 +15,11 @@ import contextlib
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import replace
 
-from boxes import BoxManager, BoxRecord, Limits, SnapshotNotFoundError, SnapshotRecord
+from boxes import BoxRecord, Limits, SnapshotNotFoundError, SnapshotRecord
 from boxes.models import StartPolicy
 from core.errors import ApiError
 from core.policy import Policies, Policy, PolicyError
+from core.remote import Boxes
 
 
 @contextlib.contextmanager
@@ -87,7 +88,7 @@ def _mb(nbytes: int) -> int:
     return -(-nbytes // (1 << 20))
 
 
-async def _holdings(manager: BoxManager, tenant: str) -> tuple[
+async def _holdings(manager: Boxes, tenant: str) -> tuple[
         list[BoxRecord], list[SnapshotRecord], int]:
     """The tenant's boxes, its named snapshots (oldest first), and the disk they take in MB:
     each box its disk's size, each snapshot what its files hold."""
@@ -98,7 +99,7 @@ async def _holdings(manager: BoxManager, tenant: str) -> tuple[
     return boxes, snaps, used
 
 
-async def check_tenant_room(manager: BoxManager, tenant: str, policy: Policy,
+async def check_tenant_room(manager: Boxes, tenant: str, policy: Policy,
                             disk_mb: int, keep_alive: bool) -> None:
     """Refuse a new box the tenant has no room for: box count, total disk, keep-alive."""
     if keep_alive and not policy.tenant_keep_alive:
@@ -119,7 +120,7 @@ async def check_tenant_room(manager: BoxManager, tenant: str, policy: Policy,
                        "a smaller disk")
 
 
-async def check_snapshot_room(manager: BoxManager, tenant: str, policy: Policy) -> None:
+async def check_snapshot_room(manager: Boxes, tenant: str, policy: Policy) -> None:
     """Refuse a named snapshot before anything is packed when the tenant has no room left:
     snapshot count, or its disk already full."""
     _, snaps, used = await _holdings(manager, tenant)
@@ -137,7 +138,7 @@ async def check_snapshot_room(manager: BoxManager, tenant: str, policy: Policy) 
                        "a snapshot; delete a snapshot or a box first")
 
 
-async def check_snapshot_kept(manager: BoxManager, tenant: str, policy: Policy,
+async def check_snapshot_kept(manager: Boxes, tenant: str, policy: Policy,
                               snap: SnapshotRecord) -> None:
     """After a named snapshot is packed: if it takes the tenant over its count or its disk
     (snapshots made at the same moment: the earliest keep their place), it is deleted."""
@@ -165,7 +166,7 @@ async def check_snapshot_kept(manager: BoxManager, tenant: str, policy: Policy,
     raise ApiError(422, "over_ceiling", why)
 
 
-async def check_still_in_room(manager: BoxManager, tenant: str, policy: Policy,
+async def check_still_in_room(manager: Boxes, tenant: str, policy: Policy,
                               box: BoxRecord) -> None:
     """After a create: boxes made at the same moment all passed the count; the latest ones
     beyond the ceiling are taken back (the earliest keep their place)."""

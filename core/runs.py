@@ -17,11 +17,12 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from boxes import BoxManager, BoxRecord, ExecRequest
+from boxes import BoxRecord, ExecRequest
 from core.agents import AgentConfig, RunCreate, RunPublic, RunUsage
 from core.errors import ApiError
 from core.inbox import CLI_RUN_COMMAND
 from core.keys import Keys
+from core.remote import Boxes
 from models.chat import Usage
 from models.relay import harnesses
 
@@ -53,7 +54,7 @@ class RelayedRun:
 
 
 class AgentRuns:
-    def __init__(self, redis: Redis, keys: Keys, manager: BoxManager,
+    def __init__(self, redis: Redis, keys: Keys, manager: Boxes,
                  harness_command: list[str],
                  check_model: Callable[[str], object] | None = None) -> None:
         self.redis = redis

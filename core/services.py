@@ -28,21 +28,25 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from boxes import BoxError, BoxManager, BoxState, RuntimeConfig
+from boxes.hosts import HostLease, HostLoad
 from boxes.models import BoxRecord
 from boxes.servicehttp import ServiceClient
 from core import quotas
 from core.authz import Authenticator
+from core.hosts import host_lease
 from core.inbox import DEFAULT_AGENT_COMMAND, GIT_RELAY_PORT, HARNESS_COMMAND, image_extras
 from core.insights import Insights
 from core.keys import Keys
 from core.observations import Observations
 from core.pipeline import Pipeline
 from core.policy import Policies
+from core.remote import Boxes, RemoteBoxes
 from core.runs import AgentRuns
 from core.security import box_token, operator_key, server_secret
 from core.settings import Settings
 from core.stats import Collector
 from core.tenants import Tenants
+from core.transport import transport_key
 from core.vectors import PairVectors
 from knowledge.base import KnowledgeBase
 from knowledge.child import Child
@@ -112,7 +116,7 @@ class Core:
     secret: bytes
     operator_key: str
     operator_key_created: bool
-    manager: BoxManager
+    manager: Boxes
     store: VectorStore
     kb: KnowledgeBase
     observations: Observations
@@ -130,18 +134,22 @@ class Core:
     stats: Collector
     service_client: ServiceClient  # the one client of boxes' service sockets
     local_models: LocalModels | None = None
+    lease: HostLease | None = None  # this process as a box host of a cluster (burrow host)
     # what tenants' collected execs hold in this process (max_tenant_exec_output_mb)
     exec_output: quotas.OutputMeter = field(default_factory=quotas.OutputMeter)
     _warming: list[asyncio.Task[object]] = field(default_factory=list)  # models loading
     _background: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
-    async def open(cls, settings: Settings, *, runs_boxes: bool = True,
-                   local_models: LocalModels | None = None) -> Core:
+    async def open(cls, settings: Settings, *, runs_boxes: bool = True, host: bool = False,
+                   remote: bool = False, local_models: LocalModels | None = None) -> Core:
         """Everything, connected. `runs_boxes`: this process runs boxes (recovering those
         it ran before, keeping launchers ready, freezing them when it closes) and its runner
         serves their host socket at `host_socket`; otherwise it reaches the boxes other
-        processes run through their sockets (a worker)."""
+        processes of this machine run through their sockets. `host`: it runs them as a box
+        host of a cluster (`burrow host`: registered with a lease, its writes fenced).
+        `remote`: it runs none and reaches a cluster's boxes through their hosts (`burrow
+        gateway`, `burrow worker`: core/remote.py)."""
         data_dir = settings.data_dir.resolve()
         data_dir.mkdir(parents=True, exist_ok=True)
         assert settings.redis_url is not None
@@ -152,8 +160,20 @@ class Core:
                                if settings.server_secret else None)
         keys = Keys(settings.redis_prefix)
         policies = Policies(redis, keys)
+        runs_boxes = runs_boxes and not remote
         config = _runtime(settings, data_dir, secret, policies, runs_boxes)
-        if runs_boxes:
+        lease: HostLease | None = None
+        manager: Boxes
+        if remote:
+            manager = RemoteBoxes(config, redis, keys, transport_key(secret))
+            await manager.start()
+        elif host:
+            lease = host_lease(settings, redis, keys)
+            await lease.register()
+            lease.start()  # renewed from now on: what follows may take longer than it
+            manager = await BoxManager.open(config, redis, keys, lease=lease)
+            lease.load = partial(_load, manager)
+        elif runs_boxes:
             manager = await BoxManager.open(config, redis, keys)
         else:  # it collects the store's garbage: a store that cannot work stops it too
             manager = BoxManager(config, redis, keys)
@@ -194,7 +214,7 @@ class Core:
             vectors=vectors,
             stats=Collector(redis, keys, manager, tenants, observations, kb, budgets,
                             settings.sweep_interval_s),
-            service_client=client, local_models=local_models)
+            service_client=client, local_models=local_models, lease=lease)
         core._warm(asyncio.to_thread(embedder.embed, ["warm up"]))
         core._background.append(asyncio.create_task(core._replay_spool()))
         return core
@@ -229,9 +249,13 @@ class Core:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self.pipeline.drain()
-        if self.host_socket is not None:  # it runs boxes: they freeze
-            await _freeze_on_shutdown(self.manager)
+        if isinstance(self.manager, BoxManager) and self.host_socket is not None:
+            await _freeze_on_shutdown(self.manager)  # it runs boxes: they freeze
+        if self.host_socket is not None or isinstance(self.manager, RemoteBoxes):
             await self.manager.close()
+        if self.lease is not None:  # its boxes are frozen: it leaves the cluster at once
+            with contextlib.suppress(RedisError, OSError):
+                await self.lease.release()
         await self.service_client.close()
         await self.providers.aclose()
         for loading in self._warming:
@@ -249,6 +273,14 @@ class Core:
                 await self.observations.replay_spool()
             except (RedisError, OSError) as exc:
                 log.warning("spooled observations wait: %s", exc)
+
+
+async def _load(manager: BoxManager) -> HostLoad:
+    """What this box host runs now, for its lease's renewals (placement balances on it)."""
+    boxes = [b for b in await manager.list()
+             if b.host == manager.host and b.state in (BoxState.RUNNING, BoxState.PAUSED,
+                                                       BoxState.WAKING, BoxState.CREATING)]
+    return HostLoad(boxes=len(boxes), memory_used_mb=sum(b.limits.memory_mb for b in boxes))
 
 
 async def agent_model(settings: Settings, policies: Policies, tenant: str) -> str | None:

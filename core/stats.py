@@ -12,10 +12,11 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from boxes import BoxManager, BoxState
+from boxes import BoxState
 from core.keys import Keys
 from core.observations import Observations
 from core.pipeline import STANDING_REASONS
+from core.remote import Boxes
 from core.tenants import Tenants
 from knowledge.base import KnowledgeBase
 from models.budgets import ModelBudgets
@@ -48,7 +49,7 @@ class Collector:
     """Collects Stats from the box runtime, tenants, the observation pipeline, the knowledge
     base and model budgets."""
 
-    def __init__(self, redis: Redis, keys: Keys, manager: BoxManager, tenants: Tenants,
+    def __init__(self, redis: Redis, keys: Keys, manager: Boxes, tenants: Tenants,
                  observations: Observations, kb: KnowledgeBase, budgets: ModelBudgets,
                  sweep_interval_s: float) -> None:
         self.redis = redis
@@ -68,10 +69,9 @@ class Collector:
         by_state = dict.fromkeys((s.value for s in BoxState if s != BoxState.DELETED), 0)
         for box in boxes:
             by_state[box.state.value] += 1
-        # cgroup files and filesystem sizes: read in a thread, not on the event loop
         measured = [b for b in boxes if b.state in WARM
                     or (b.layer_local and b.state != BoxState.ARCHIVED)]
-        usages = await asyncio.to_thread(lambda: [manager.usage(b) for b in measured])
+        usages = await manager.usages(measured)
         warm_memory = sum(u.memory_bytes for b, u in zip(measured, usages, strict=True)
                           if b.state in WARM)
         local_layers = sum(u.disk_bytes for u in usages)

@@ -15,11 +15,12 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from boxes import BoxError, BoxManager, BoxNotFoundError, BoxSpec, BoxState
+from boxes import BoxError, BoxNotFoundError, BoxSpec, BoxState
 from core.errors import ApiError
 from core.keys import Keys
 from core.observations import Observations
 from core.policy import Policies
+from core.remote import Boxes
 from core.security import hash_key, new_key
 from knowledge.base import KnowledgeBase
 from models.budgets import ModelBudgets
@@ -43,7 +44,7 @@ _RECORD_FIELDS = [f.name for f in fields(TenantRecord)]
 
 
 class Tenants:
-    def __init__(self, redis: Redis, manager: BoxManager, kb: KnowledgeBase,
+    def __init__(self, redis: Redis, manager: Boxes, kb: KnowledgeBase,
                  observations: Observations, policies: Policies, agent_command: list[str],
                  budgets: ModelBudgets, keys: Keys) -> None:
         self.redis = redis
@@ -224,10 +225,8 @@ class Tenants:
         """State, last activity and storage of a tenant, from its boxes."""
         boxes = await self.manager.list(owner=record.id)
         home = next((b for b in boxes if b.id == record.home_box_id), None)
-        storage = 0
-        for box in boxes:
-            if box.layer_local and box.state != BoxState.ARCHIVED:
-                storage += self.manager.usage(box).disk_bytes
+        local = [b for b in boxes if b.layer_local and b.state != BoxState.ARCHIVED]
+        storage = sum(u.disk_bytes for u in await self.manager.usages(local))
         last = max([record.created_at, *(b.last_active_at for b in boxes)])
         return {"state": home.state.value if home else "missing", "last_active_at": last,
                 "storage_bytes": storage, "boxes": len(boxes),

@@ -41,9 +41,10 @@ from workers.runner import Running
 
 def create_app(settings: Settings | None = None,
                on_ready: Callable[[FastAPI], Awaitable[None]] | None = None,
-               local_models: LocalModels | None = None) -> FastAPI:
+               local_models: LocalModels | None = None, remote: bool = False) -> FastAPI:
     """The gateway. `on_ready` runs once everything is up, before the first request;
-    `local_models` are the bundled model servers this process supervises, if any."""
+    `local_models` are the bundled model servers this process supervises, if any. `remote`:
+    it runs no box, and reaches a cluster's boxes through their hosts (`burrow gateway`)."""
     settings = settings or Settings()
     if settings.redis_url is None:
         raise ValueError("create_app needs settings.redis_url (burrow serve starts an embedded "
@@ -51,10 +52,10 @@ def create_app(settings: Settings | None = None,
 
     @contextlib.asynccontextmanager
     async def lifespan(app: BurrowApp) -> AsyncIterator[None]:
-        opened = await core.open(settings, local_models=local_models)
+        opened = await core.open(settings, local_models=local_models, remote=remote)
         opened.manager.on_transition = app.metrics.transition
         opened.manager.on_phase = app.metrics.phase
-        host = await HostSocket.serve(opened)
+        host = None if remote else await HostSocket.serve(opened)
         worker = Running.start(opened) if settings.run_worker else None
         app.state.core = opened  # the only thing on the app's state
         try:
@@ -65,7 +66,8 @@ def create_app(settings: Settings | None = None,
             if worker is not None:  # first: its loop ends between two polls, not inside one
                 await worker.stop()
             await opened.aclose()  # its boxes freeze while their host socket still answers
-            await host.aclose()
+            if host is not None:
+                await host.aclose()
 
     app = BurrowApp(title="Burrow", version="0.1.0", lifespan=lifespan,
                     description="Persistent per-tenant Linux boxes that freeze when idle. "

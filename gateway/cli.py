@@ -32,6 +32,13 @@ def require_server_parts() -> None:
             "pip install 'burrow[server]'") from None
 
 
+def _require_cluster_secret(settings: Settings, role: str) -> None:
+    if settings.server_secret is None:
+        raise click.ClickException(
+            f"burrow {role} needs BURROW_SERVER_SECRET, the one every role of the cluster "
+            "shares (its box hosts refuse requests signed with another)")
+
+
 def _settings(**overrides: object) -> Settings:
     """Server settings from the environment, with command-line options on top; a bad
     setting is a one-line error, not a traceback."""
@@ -89,7 +96,64 @@ def gateway(host: str, port: int, data_dir: Path | None) -> None:
         raise click.ClickException("burrow gateway needs REDIS_URL and QDRANT_URL (the Redis "
                                    "and Qdrant every gateway and worker shares); for one "
                                    "machine use `burrow serve`")
-    run(settings, host, port, with_worker=False)
+    _require_cluster_secret(settings, "gateway")
+    run(settings, host, port, with_worker=False, remote=True)
+
+
+@click.group(invoke_without_command=True)
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="where this host's boxes and store cache live  [default: $BURROW_DATA_DIR "
+                   "or ./.burrow]")
+@click.pass_context
+def host(ctx: click.Context, data_dir: Path | None) -> None:
+    """Run this machine's boxes as a box host of a cluster; or list and drain the hosts.
+
+    `burrow host` runs as root (boxes need namespaces, cgroups and loop devices). It needs
+    REDIS_URL, BURROW_SERVER_SECRET and BURROW_STORE_URL, the ones every role of the cluster
+    shares, and serves the gateways and the worker on BURROW_HOST_LISTEN.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    require_server_parts()
+    from gateway import hostrunner
+
+    settings = _settings(data_dir=data_dir)
+    problem = hostrunner.requirements(settings)
+    if problem is not None:
+        raise click.ClickException(problem)
+    hostrunner.run(settings)
+
+
+@host.command("ls")
+def host_ls() -> None:
+    """The box hosts: lease, load, draining, and the boxes placed on each."""
+    from core.hosts import host_rows
+
+    settings = _settings()
+    if not settings.redis_url:
+        raise click.ClickException("burrow host ls reads REDIS_URL (the cluster's Redis)")
+    rows = asyncio.run(host_rows(settings))
+    if not rows:
+        click.echo("no box host is registered")
+    for line in rows:
+        click.echo(line)
+
+
+@host.command("drain")
+@click.argument("host_id")
+@click.option("--undo", is_flag=True, help="place boxes on the host again")
+def host_drain(host_id: str, undo: bool) -> None:
+    """Place no new box on HOST_ID; it freezes its boxes and gives them up, so that each
+    wakes on another host at its next request. A rolling upgrade drains one host at a time."""
+    from core.hosts import drain
+
+    settings = _settings()
+    if not settings.redis_url:
+        raise click.ClickException("burrow host drain writes REDIS_URL (the cluster's Redis)")
+    try:
+        click.echo(asyncio.run(drain(settings, host_id, not undo)))
+    except LookupError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 @click.command()
@@ -110,6 +174,7 @@ def worker(data_dir: Path | None, check: bool) -> None:
         alive, detail = runner.alive(settings)
         click.echo(detail)
         sys.exit(0 if alive else 1)
+    _require_cluster_secret(settings, "worker")
     runner.run(settings)
 
 

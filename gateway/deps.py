@@ -10,11 +10,12 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from boxes import BoxManager, BoxNotFoundError, BoxRecord, BoxState
+from boxes import BoxNotFoundError, BoxRecord, BoxState
 from core import authz
 from core.authz import Principal
 from core.errors import ApiError
 from core.policy import Policies
+from core.remote import Boxes
 from core.security import SESSION_COOKIE, valid_session
 from core.services import Core
 from core.settings import Settings
@@ -35,7 +36,7 @@ async def get_core(request: Request) -> Core:
 CoreDep = Annotated[Core, Depends(get_core)]
 
 
-async def get_manager(core: CoreDep) -> BoxManager:
+async def get_manager(core: CoreDep) -> Boxes:
     return core.manager
 
 
@@ -56,7 +57,7 @@ async def get_metrics(request: Request) -> Metrics:
     return metrics
 
 
-ManagerDep = Annotated[BoxManager, Depends(get_manager)]
+ManagerDep = Annotated[Boxes, Depends(get_manager)]
 PoliciesDep = Annotated[Policies, Depends(get_policies)]
 TenantsDep = Annotated[Tenants, Depends(get_tenants)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]

@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import ipaddress
-import os
 import re
 import socket
 from collections.abc import AsyncIterator
@@ -51,15 +50,9 @@ _FORWARD = ("content-type", "accept", "content-encoding", "accept-encoding", "gi
             "user-agent", "content-length", "transfer-encoding")
 
 
-TOKEN_FILE = "git-token"  # in the box's own dir on the host, root's alone
-
-
-def save_token(box_dir: Path, token: str) -> None:
-    """Kept beside the box's disk image (0600), not in Redis or box.json: only the relay
-    reads it, and it goes with the box."""
-    fd = os.open(box_dir / TOKEN_FILE, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(token)
+# Kept beside the box's disk image on its host (BoxManager.keep, 0600), not in Redis or
+# box.json: only the relay reads it. It stays on the host that ran the box when it was set.
+TOKEN_FILE = "git-token"
 
 
 def load_token(box_dir: Path) -> str | None:

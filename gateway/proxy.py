@@ -15,6 +15,7 @@ from fastapi import Request
 from starlette.background import BackgroundTask
 from starlette.responses import Response, StreamingResponse
 
+from boxes.client import Socket
 from boxes.servicehttp import Answer, BadAnswer, ServiceClient, ServiceUnreachable
 from core.errors import ApiError
 
@@ -47,7 +48,7 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-async def forward(client: ServiceClient, request: Request, socket_path: str, target: str,
+async def forward(client: ServiceClient, request: Request, socket_path: Socket, target: str,
                   body: bytes, extra_headers: dict[str, str],
                   on_done: Callable[[int, bytes], None] | None = None) -> Response:
     """Forward `request` over `client` to the agent at `socket_path`. `target` is the

@@ -60,12 +60,15 @@ def _redis_url(settings: Settings) -> tuple[str, EmbeddedRedis | None]:
     return embedded.start(), embedded
 
 
-def serve(settings: Settings, host: str, port: int, *, with_worker: bool = True) -> None:
-    """The gateway (and, unless told otherwise, the worker) in this process."""
+def serve(settings: Settings, host: str, port: int, *, with_worker: bool = True,
+          remote: bool = False) -> None:
+    """The gateway (and, unless told otherwise, the worker) in this process; `remote`: it
+    runs no box, but reaches a cluster's through their hosts (`burrow gateway`)."""
     logs.configure(settings.log_format)
     try:  # what would otherwise fail inside the app's start-up, as one line
-        disk.check_host()
-        hostdirs.check_traversable(settings.runtime_dir)
+        if not remote:
+            disk.check_host()
+            hostdirs.check_traversable(settings.runtime_dir)
     except HostUnsupportedError as exc:
         sys.exit(f"error: {exc.message}")
     local = _local_model(settings)
@@ -75,7 +78,8 @@ def serve(settings: Settings, host: str, port: int, *, with_worker: bool = True)
         settings = settings.model_copy(update={"local_model_url": local.url,
                                                "local_model_routes": local.routes})
     url = f"http://{host}:{port}"
-    app = create_app(settings, on_ready=_announce(url, settings), local_models=local)
+    app = create_app(settings, on_ready=_announce(url, settings), local_models=local,
+                     remote=remote)
     try:
         # The front door's protocol: connections, header size and deadline (the rest of the
         # door is in the app, gateway/frontdoor.py).

@@ -9,9 +9,9 @@ import asyncio
 from functools import partial
 from typing import Any
 
-from boxes import BoxManager
 from core.pipeline import Pipeline
 from core.policy import Policies
+from core.remote import Boxes, RemoteBoxes
 from knowledge.base import KnowledgeBase
 from workers.sweeper import sweep_once
 
@@ -29,7 +29,9 @@ async def optimize_knowledge(ctx: dict[str, Any]) -> None:
 async def sweep(ctx: dict[str, Any]) -> dict[str, int] | None:
     """Apply the idle freeze policy (at most once per sweep interval across all workers)."""
     policies: Policies = ctx["policies"]
-    manager: BoxManager = ctx["manager"]
+    manager: Boxes = ctx["manager"]
+    if isinstance(manager, RemoteBoxes):
+        return None  # a cluster's box hosts each sweep their own boxes (gateway/hostrunner.py)
     pipeline: Pipeline | None = ctx.get("pipeline")
     report = await sweep_once(manager, policies, ctx["keys"], ctx["sweep_interval_s"],
                               partial(pipeline.before_freeze, manager) if pipeline else None)
@@ -38,5 +40,5 @@ async def sweep(ctx: dict[str, Any]) -> dict[str, int] | None:
 
 async def gc_store(ctx: dict[str, Any]) -> int:
     """Drop snapshots no box points at and blobs no snapshot references; return bytes freed."""
-    manager: BoxManager = ctx["manager"]
+    manager: Boxes = ctx["manager"]
     return await manager.gc(grace_s=GC_GRACE_S)

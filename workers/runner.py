@@ -52,7 +52,7 @@ def run(settings: Settings) -> None:
 
 
 async def _run(settings: Settings) -> None:
-    opened = await core.open(settings, runs_boxes=False)
+    opened = await core.open(settings, remote=True)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):

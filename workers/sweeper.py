@@ -16,9 +16,10 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import asdict, dataclass, field
 
-from boxes import BoxError, BoxManager, BoxRecord, BoxState
+from boxes import BoxError, BoxRecord, BoxState
 from core.keys import Keys
 from core.policy import Policies, Policy
+from core.remote import Boxes
 
 log = logging.getLogger("burrow.sweeper")
 # Freezes at once: each packs a layer in a thread and restarts nothing; more would only queue.
@@ -43,11 +44,13 @@ class SweepReport:
 
 
 class Sweeper:
-    def __init__(self, manager: BoxManager, policies: Policies,
-                 before_freeze: BeforeFreeze | None = None) -> None:
+    def __init__(self, manager: Boxes, policies: Policies,
+                 before_freeze: BeforeFreeze | None = None, mine_only: bool = False) -> None:
         self.manager = manager
         self.policies = policies
         self.before_freeze = before_freeze  # given each running box it is about to freeze
+        # A box host of a cluster sweeps the boxes it runs, and those it cached frozen.
+        self.mine_only = mine_only
         self._slots = asyncio.Semaphore(PARALLEL)
 
     async def sweep(self) -> SweepReport:
@@ -59,6 +62,8 @@ class Sweeper:
             return per_tenant.get(box.owner, base) if box.owner else base
 
         boxes = await self.manager.list()  # once a pass: 2,000 boxes take ~100 ms to list
+        if self.mine_only:
+            boxes = [b for b in boxes if b.host == self.manager.host]
         await self._apply_idle(boxes, policy, report)
         if base.max_warm_boxes is not None:
             await self._bound_warm(boxes, base.max_warm_boxes, policy, report)
@@ -109,8 +114,8 @@ class Sweeper:
         moved, archived = set(report.frozen), set(report.archived)
         frozen = [b for b in boxes if b.id in moved or (
             b.state == BoxState.FROZEN and b.layer_local and b.id not in archived)]
-        sizes = await asyncio.to_thread(
-            lambda: {b.id: self.manager.usage(b).disk_bytes for b in frozen})
+        sizes = {b.id: u.disk_bytes
+                 for b, u in zip(frozen, await self.manager.usages(frozen), strict=True)}
         excess = sum(sizes.values()) - budget
         for box in sorted(frozen, key=lambda b: b.last_active_at):
             if excess <= 0:
@@ -145,7 +150,7 @@ def _past(idle: float, threshold: float | None) -> bool:
     return threshold is not None and idle >= threshold
 
 
-async def sweep_once(manager: BoxManager, policies: Policies, keys: Keys, interval_s: float,
+async def sweep_once(manager: Boxes, policies: Policies, keys: Keys, interval_s: float,
                      before_freeze: BeforeFreeze | None = None) -> SweepReport | None:
     """One sweep, unless another ran less than `interval_s` ago or one is running now (the
     cron fires every second on every worker; this keeps it to one sweep per interval)."""

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
 
-from boxes import BoxError, BoxManager, BoxRecord, BoxSpec, BoxState, Limits
+from boxes import BoxError, BoxRecord, BoxSpec, BoxState, Limits
 from core import quotas
 from core.authz import Principal
 from core.errors import ApiError
+from core.remote import Boxes
 from core.tenants import HOME_LABEL, Tenants
 from gateway import gitrelay
 from gateway.deps import ManagerDep, OwnedBoxDep, PoliciesDep, TenantsDep, UserDep
@@ -29,8 +29,9 @@ router = APIRouter(prefix="/v1", tags=["boxes"],
                               404: {"model": ErrorOut}})
 
 
-def _public(manager: BoxManager, box: BoxRecord) -> BoxPublic:
-    return BoxPublic.of(box, manager.usage(box))
+async def _public(manager: Boxes, box: BoxRecord) -> BoxPublic:
+    [usage] = await manager.usages([box])
+    return BoxPublic.of(box, usage)
 
 
 @router.post("/boxes", status_code=201, responses={409: {"model": ErrorOut},
@@ -74,7 +75,7 @@ async def create_box(body: BoxCreate, who: UserDep, manager: ManagerDep,
     if box.state == BoxState.DELETED:  # its tenant's deletion took it as it was made
         raise ApiError(409, "conflict", f"box {box.id} was deleted as it was made: tenant "
                                         f"{owner} is being deleted")
-    return _public(manager, box)
+    return await _public(manager, box)
 
 
 async def _owner(body: BoxCreate, who: Principal, tenants: Tenants) -> str | None:
@@ -88,12 +89,12 @@ async def _owner(body: BoxCreate, who: Principal, tenants: Tenants) -> str | Non
     return owner
 
 
-async def _set_up_git(manager: BoxManager, box: BoxRecord, kept: dict[str, Any],
+async def _set_up_git(manager: Boxes, box: BoxRecord, kept: dict[str, Any],
                       token: str | None) -> None:
     """The token stays on the host (the relay adds it); the box gets a .gitconfig."""
     try:
         if token:
-            gitrelay.save_token(manager.config.box_dir(box.id), token)
+            await manager.keep(box.id, gitrelay.TOKEN_FILE, token.encode())
         await manager.write_file(box.id, "/workspace/.gitconfig", gitrelay.git_config(kept),
                                  mode=0o600)
     except BoxError:
@@ -117,14 +118,13 @@ async def list_boxes(who: UserDep, manager: ManagerDep,
     boxes = await manager.list(owner=owner, labels=labels)
     if owner is None and not who.is_operator:
         boxes = []
-    # cgroup files and filesystem sizes: read in a thread, not on the event loop
-    usages = await asyncio.to_thread(lambda: [manager.usage(b) for b in boxes])
+    usages = await manager.usages(boxes)
     return [BoxPublic.of(b, u) for b, u in zip(boxes, usages, strict=True)]
 
 
 @router.get("/boxes/{box_id}")
 async def get_box(box: OwnedBoxDep, manager: ManagerDep) -> BoxPublic:
-    return _public(manager, box)
+    return await _public(manager, box)
 
 
 @router.delete("/boxes/{box_id}", status_code=204, responses={409: {"model": ErrorOut}})
@@ -139,29 +139,29 @@ async def delete_box(box: OwnedBoxDep, manager: ManagerDep) -> Response:
 @router.post("/boxes/{box_id}/pause")
 async def pause_box(box: OwnedBoxDep, manager: ManagerDep) -> BoxPublic:
     """Hold the box's processes in RAM with the cgroup freezer (no CPU); resume is instant."""
-    return _public(manager, await manager.pause(box.id))
+    return await _public(manager, await manager.pause(box.id))
 
 
 @router.post("/boxes/{box_id}/resume")
 async def resume_box(box: OwnedBoxDep, manager: ManagerDep) -> BoxPublic:
-    return _public(manager, await manager.resume(box.id))
+    return await _public(manager, await manager.resume(box.id))
 
 
 @router.post("/boxes/{box_id}/freeze")
 async def freeze_box(box: OwnedBoxDep, manager: ManagerDep) -> BoxPublic:
     """Stop the box's processes (after its pre-freeze hook) and pack its layer to storage."""
-    return _public(manager, await manager.freeze(box.id))
+    return await _public(manager, await manager.freeze(box.id))
 
 
 @router.post("/boxes/{box_id}/archive")
 async def archive_box(box: OwnedBoxDep, manager: ManagerDep) -> BoxPublic:
     """Freeze the box and drop its local layer; a wake restores it from storage."""
-    return _public(manager, await manager.archive(box.id))
+    return await _public(manager, await manager.archive(box.id))
 
 
 @router.post("/boxes/{box_id}/wake")
 async def wake_box(box: OwnedBoxDep, manager: ManagerDep) -> BoxPublic:
-    return _public(manager, await manager.wake(box.id))
+    return await _public(manager, await manager.wake(box.id))
 
 
 @router.post("/boxes/{box_id}/snapshots", status_code=201,
