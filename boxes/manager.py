@@ -309,7 +309,8 @@ class BoxManager(BoxCatalog, BoxAccess):
 
     async def wake(self, box_id: str) -> BoxRecord:
         box = await self._get(box_id)
-        if box.state == BoxState.RUNNING:  # the common case needs no lock
+        if box.state == BoxState.RUNNING and (  # the common case needs no lock
+                self.lease is None or (box.host == self.host and self.backend.is_alive(box))):
             return box
         return await self._wake(box_id)
 
@@ -669,6 +670,8 @@ class BoxManager(BoxCatalog, BoxAccess):
         running = await self.registry.touch_running(box_id) if isinstance(box_id, str) else None
         if running is None:
             raise BoxNotFoundError(f"no box {box_id!r}")
+        if running and self.lease is not None and not await self._runs_here(box_id):
+            running = False  # its record says running: on a host that was lost
         if running:
             self.activity.confirm(box_id)
             return False
@@ -676,6 +679,10 @@ class BoxManager(BoxCatalog, BoxAccess):
             self._require(await self._get(box_id), {BoxState.RUNNING}, "reach")
         await self._wake(box_id)
         return True
+
+    async def _runs_here(self, box_id: str) -> bool:
+        box = await self._get(box_id)
+        return box.host == self.host and self.backend.is_alive(box)
 
     async def _daemon(self, box_id: str, wake: bool) -> DaemonClient:
         """The box's daemon, once the box runs with all its files (its service may answer

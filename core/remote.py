@@ -51,6 +51,7 @@ from core.channel import HostClient, encode_bytes
 
 HOSTS_FRESH_S = 1.0  # the live hosts, as last read, are trusted this long
 PLACE_ATTEMPTS = 5   # placements that lost a race, in a row, before giving up
+LAPSE_POLL_S = 0.1   # how often a request waiting for a lost host's lease to lapse looks
 
 
 @dataclass(frozen=True)
@@ -160,10 +161,29 @@ class RemoteBoxes(BoxCatalog, BoxAccess):
             try:
                 return await self._ask(host, op, box_id, args)
             except DaemonUnreachableError:
-                self._live_at = 0.0
-                if attempt:
+                if attempt or not await self.await_lapse(host.id):
                     raise
         raise AssertionError("unreachable")
+
+    async def await_lapse(self, host_id: str) -> bool:
+        """A host that does not answer is lost, or briefly cut off: wait (bounded by what is
+        left of its lease, twice over) for its lease to lapse, so that the request that found
+        it gone is served by another host rather than refused. True if it lapsed."""
+        self._live_at = 0.0
+        try:
+            info = await self.hosts.get(host_id)
+        except BoxNotFoundError:
+            return True
+        deadline = time.monotonic() + 2 * info.lease_ms / 1000 + 0.5
+        while time.monotonic() < deadline:
+            try:
+                if not (await self.hosts.get(host_id)).live:
+                    self._live_at = 0.0
+                    return True
+            except BoxNotFoundError:
+                return True
+            await asyncio.sleep(LAPSE_POLL_S)
+        return False
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -275,6 +295,9 @@ class RemoteBoxes(BoxCatalog, BoxAccess):
         await self._on_host(box_id, "keep", {"name": name, "data": encode_bytes(data)})
 
     async def recover(self, box_id: str) -> None:
+        """The box's sockets stopped answering: its host records it failed if its sandbox is
+        gone; if the host itself is gone, wait for its lease to lapse (the next
+        ensure_running places the box elsewhere)."""
         self.activity.forget(box_id)
         self._live_at = 0.0
         with contextlib.suppress(BoxStateError, DaemonUnreachableError):
