@@ -266,7 +266,7 @@ class BoxManager(BoxCatalog, BoxAccess):
 
     async def pause(self, box_id: str) -> BoxRecord:
         async with self.locks.hold(box_id):
-            box = await self._get(box_id)
+            box = await self._adopt(await self._get(box_id))
             if box.state == BoxState.PAUSED:
                 return box
             self._require(box, {BoxState.RUNNING}, "pause")
@@ -275,7 +275,7 @@ class BoxManager(BoxCatalog, BoxAccess):
 
     async def resume(self, box_id: str) -> BoxRecord:
         async with self.locks.hold(box_id):
-            box = await self._get(box_id)
+            box = await self._adopt(await self._get(box_id))
             if box.state == BoxState.RUNNING:
                 return box
             self._require(box, {BoxState.PAUSED}, "resume")
@@ -285,7 +285,7 @@ class BoxManager(BoxCatalog, BoxAccess):
 
     async def freeze(self, box_id: str) -> BoxRecord:
         async with self.locks.hold(box_id):
-            box = await self._get(box_id)
+            box = await self._adopt(await self._get(box_id))
             if box.state in (BoxState.FROZEN, BoxState.ARCHIVED):
                 return box
             self._require(box, {BoxState.RUNNING, BoxState.PAUSED, BoxState.FAILED}, "freeze")
@@ -293,7 +293,7 @@ class BoxManager(BoxCatalog, BoxAccess):
 
     async def archive(self, box_id: str) -> BoxRecord:
         async with self.locks.hold(box_id):
-            box = await self._get(box_id)
+            box = await self._adopt(await self._get(box_id))
             if box.state == BoxState.ARCHIVED:
                 return box
             self._require(box, {BoxState.RUNNING, BoxState.PAUSED, BoxState.FAILED,
@@ -310,7 +310,7 @@ class BoxManager(BoxCatalog, BoxAccess):
     async def wake(self, box_id: str) -> BoxRecord:
         box = await self._get(box_id)
         if box.state == BoxState.RUNNING and (  # the common case needs no lock
-                self.lease is None or (box.host == self.host and self.backend.is_alive(box))):
+                self.lease is None or (box.host == self.host and self.backend.runs(box))):
             return box
         return await self._wake(box_id)
 
@@ -348,7 +348,7 @@ class BoxManager(BoxCatalog, BoxAccess):
         if box.host != self.host:
             raise FencedError(f"box {box.id} is not placed on box host {self.host} (it is on "
                               f"{box.host or 'no host'}); place it first")
-        if box.state in LIVE_STATES | TRANSIENT_STATES and not self.backend.is_alive(box):
+        if box.state in LIVE_STATES | TRANSIENT_STATES and not self.backend.runs(box):
             return await self._update(box, state=BoxState.FAILED, pid=None,
                                       reason="its box host was lost; woken from its newest "
                                              "checkpoint or freeze")
@@ -377,7 +377,7 @@ class BoxManager(BoxCatalog, BoxAccess):
         if to not in (BoxState.PAUSED, BoxState.FROZEN, BoxState.ARCHIVED):
             raise ValueError(f"cannot cool a box to {to.value}")
         async with self.locks.hold(box_id):
-            box = await self._get(box_id)
+            box = await self._adopt(await self._get(box_id))
             allowed = {BoxState.PAUSED: {BoxState.RUNNING},
                        BoxState.FROZEN: {BoxState.RUNNING, BoxState.PAUSED},
                        BoxState.ARCHIVED: {BoxState.FROZEN}}[to]
@@ -424,7 +424,7 @@ class BoxManager(BoxCatalog, BoxAccess):
         if not isinstance(name, str) or not 0 < len(name) <= 128:
             raise BoxStateError("a snapshot needs a name of 1 to 128 characters")
         async with self.locks.hold(box_id):
-            box = await self._get(box_id)
+            box = await self._adopt(await self._get(box_id))
             self._require(box, {BoxState.RUNNING, BoxState.PAUSED, BoxState.FROZEN,
                                 BoxState.ARCHIVED}, "snapshot")
             if box.state == BoxState.ARCHIVED or (box.state not in LIVE_STATES
@@ -615,6 +615,16 @@ class BoxManager(BoxCatalog, BoxAccess):
                     await self.backend.drop_layer(box)
                     self.indexes.drop(box.id)
                 pending = await self.restores.begin(box, box.snapshot_id)
+            elif self.lease is not None:
+                # Lost with its host before its first checkpoint: all that was durable of it
+                # is that it exists. It starts again empty rather than not at all.
+                log.warning("box %s: its host was lost before its first checkpoint; it starts "
+                            "again from an empty layer", box.id)
+                if self.backend.has_layer(box):
+                    await self.backend.drop_layer(box)
+                    self.indexes.drop(box.id)
+                await self.backend.create_layer(box)
+                await self.backend.open_layer(box)
             else:
                 raise BoxStateError(f"box {box.id} has neither a local layer nor a snapshot "
                                     "to wake from")
@@ -682,7 +692,7 @@ class BoxManager(BoxCatalog, BoxAccess):
 
     async def _runs_here(self, box_id: str) -> bool:
         box = await self._get(box_id)
-        return box.host == self.host and self.backend.is_alive(box)
+        return box.host == self.host and self.backend.runs(box)
 
     async def _daemon(self, box_id: str, wake: bool) -> DaemonClient:
         """The box's daemon, once the box runs with all its files (its service may answer

@@ -170,7 +170,7 @@ class HostAPI:
             if box.host != self.manager.host:
                 raise BoxError(f"box {box_id} is not on box host {self.manager.host}")
             if opening.op == "daemon":
-                path = await self.manager.daemon_path(box_id, wake=False)
+                path = await self.manager.daemon_path(box_id)
             else:
                 await self.manager.ensure_running(box_id)
                 path = str(self.manager.service_path(box_id))

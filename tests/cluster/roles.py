@@ -1,120 +1,112 @@
-"""The roles of a cluster as separate processes for tests: box hosts (`burrow host`), gateways
-(`burrow gateway`) and the worker, sharing one Redis and one S3 store (SeaweedFS), each with
-a data dir, a uid range and ports of its own."""
+"""Burrow's roles on the test cluster's nodes (tests/cluster/nodes.py): box hosts (`burrow
+host`) in the namespaces h1..h3, each a machine of its own with its data dir and uid range;
+gateways (`burrow gateway`) and the worker in namespaces of their own; all sharing the
+cluster's Redis and S3 store (SeaweedFS) and one server secret."""
 
 from __future__ import annotations
 
-import contextlib
-import os
+import asyncio
+import json
 import secrets
-import signal
-import socket
-import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+from redis.asyncio import Redis
 
-REPO = Path(__file__).resolve().parents[2]
+from core.keys import Keys
+from tests.cluster.nodes import Cluster, Node
+
 BURROW = str(Path(sys.executable).parent / "burrow")
-START_TIMEOUT_S = 180.0  # a host loads the embedding model in a child process first
-UID_STEP = 20_000        # box uids per host: ranges never overlap
+HOST_PORT = 8430
+GATEWAY_PORT = 8420
+START_TIMEOUT_S = 240.0  # a role loads the embedding model in a child process first
+UID_STEP = 20_000        # box uids per host machine: ranges never overlap
+KEYS = Keys()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+class Roles:
+    def __init__(self, cluster: Cluster, uid_base: int, lease_s: float = 3.0) -> None:
+        self.cluster = cluster
+        self.uid_base = uid_base
+        self.lease_s = lease_s
+        self.secret = secrets.token_hex(32)
+        self.operator_key = "op-" + secrets.token_hex(24)
+
+    def _env(self, node: Node, **extra: str) -> dict[str, str]:
+        return self.cluster.env(
+            HOME=str(node.dir), BURROW_DATA_DIR=str(node.dir / "data"),
+            BURROW_SERVER_SECRET=self.secret, BURROW_OPERATOR_KEY=self.operator_key,
+            QDRANT_URL=":memory:", BURROW_HOST_LEASE_S=str(self.lease_s),
+            BURROW_SWEEP_INTERVAL_S="2", BURROW_LOG_FORMAT="text", **extra)
+
+    def host(self, name: str) -> Node:
+        """Start (or start again) the box host of machine `name` (h1, h2, h3)."""
+        node = self.cluster[name]
+        index = sorted(self.cluster.nodes).index(name)
+        listen = f"{node.address}:{HOST_PORT}"
+        return node.start([BURROW, "host"], self._env(
+            node, BURROW_HOST_NAME=name, BURROW_HOST_LISTEN=listen,
+            BURROW_HOST_ADDRESS=listen, BURROW_UID_BASE=str(self.uid_base + index * UID_STEP)))
+
+    def gateway(self, name: str = "g1") -> Node:
+        node = self.cluster.nodes.get(name) or self.cluster.add_node(name)
+        return node.start([BURROW, "gateway", "--host", node.address, "--port",
+                           str(GATEWAY_PORT)], self._env(node))
+
+    def ready(self, *nodes: Node) -> None:
+        """Wait until each node's role answers its readiness probe."""
+        for node in nodes:
+            port = GATEWAY_PORT if node.name.startswith("g") else HOST_PORT
+            node.wait_http(f"http://{node.address}:{port}/readyz", timeout=START_TIMEOUT_S)
+
+    def client(self, gateway: Node, key: str) -> httpx.Client:
+        return httpx.Client(base_url=f"http://{gateway.address}:{GATEWAY_PORT}", timeout=120,
+                            headers={"Authorization": f"Bearer {key}"}, trust_env=False)
+
+    def tenant(self, gateway: Node) -> tuple[str, str]:
+        """A new tenant's key and home box."""
+        with self.client(gateway, self.operator_key) as op:
+            r = op.post("/v1/tenants", json={"id": "t" + secrets.token_hex(4)})
+            assert r.status_code == 201, r.text
+            return r.json()["api_key"], r.json()["home_box_id"]
+
+    def record(self, box_id: str) -> dict[str, object]:
+        """The box's record as Redis holds it."""
+        async def read() -> dict[str, object]:
+            redis = Redis.from_url(self.cluster.redis.tcp_url)
+            try:
+                raw = await redis.hgetall(KEYS.box(box_id))
+                return {k.decode(): json.loads(v) for k, v in raw.items()}
+            finally:
+                await redis.aclose()
+        return asyncio.run(read())
+
+    def host_id(self, name: str) -> str:
+        """The id machine `name`'s live host registered as."""
+        async def read() -> str:
+            redis = Redis.from_url(self.cluster.redis.tcp_url)
+            try:
+                for raw in await redis.smembers(KEYS.hosts()):
+                    host_id = raw.decode()
+                    if host_id.startswith(name + "~") and await redis.exists(
+                            KEYS.host_lease(host_id)):
+                        return str(host_id)
+                raise AssertionError(f"no live host on {name}")
+            finally:
+                await redis.aclose()
+        return asyncio.run(read())
+
+    def holder(self, box_id: str) -> Node:
+        """The machine whose host the box's record names."""
+        placed = str(self.record(box_id).get("host") or "")
+        return self.cluster[placed.partition("~")[0]]
 
 
-@dataclass
-class Role:
-    name: str
-    argv: list[str]
-    env: dict[str, str]
-    log: Path
-    proc: subprocess.Popen[bytes] | None = None
-    port: int = 0
-
-    def start(self) -> Role:
-        with open(self.log, "ab") as out:
-            self.proc = subprocess.Popen(self.argv, env=self.env, stdout=out, stderr=out,
-                                         stdin=subprocess.DEVNULL, start_new_session=True)
-        return self
-
-    def signal(self, sig: signal.Signals) -> None:
-        assert self.proc is not None
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, sig)
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.signal(signal.SIGKILL)
-            self.proc.wait()
-
-    def tail(self) -> str:
-        with contextlib.suppress(OSError):
-            return self.log.read_text(errors="replace")[-4000:]
-        return ""
-
-    def wait_for_line(self, text: str, timeout_s: float = START_TIMEOUT_S) -> None:
-        deadline = time.monotonic() + timeout_s
-        while text not in self.tail():
-            assert self.proc is not None and self.proc.poll() is None, \
-                f"{self.name} exited:\n{self.tail()}"
-            assert time.monotonic() < deadline, f"{self.name} did not start:\n{self.tail()}"
-            time.sleep(0.2)
-
-
-@dataclass
-class Cluster:
-    root: Path
-    redis_url: str
-    store_url: str
-    store_env: dict[str, str]
-    uid_base: int
-    secret: str = field(default_factory=lambda: secrets.token_hex(32))
-    operator_key: str = field(default_factory=lambda: "op-" + secrets.token_hex(24))
-    lease_s: float = 3.0
-    roles: list[Role] = field(default_factory=list)
-    _hosts: int = 0
-
-    def _env(self, data_dir: Path) -> dict[str, str]:
-        return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(self.root),
-                "REDIS_URL": self.redis_url, "BURROW_SERVER_SECRET": self.secret,
-                "BURROW_OPERATOR_KEY": self.operator_key, "BURROW_STORE_URL": self.store_url,
-                "QDRANT_URL": ":memory:", "BURROW_HOST_LEASE_S": str(self.lease_s),
-                "BURROW_SWEEP_INTERVAL_S": "2", "BURROW_DATA_DIR": str(data_dir),
-                "BURROW_LOG_FORMAT": "text", "PYTHONPATH": str(REPO), **self.store_env}
-
-    def host(self, name: str | None = None) -> Role:
-        """A box host (a new one each call: a restarted host registers anew)."""
-        self._hosts += 1
-        name = name or f"h{self._hosts}"
-        port = free_port()
-        env = {**self._env(self.root / name), "BURROW_HOST_NAME": name,
-               "BURROW_UID_BASE": str(self.uid_base + self._hosts * UID_STEP),
-               "BURROW_HOST_LISTEN": f"127.0.0.1:{port}",
-               "BURROW_HOST_ADDRESS": f"127.0.0.1:{port}"}
-        role = Role(name, [BURROW, "host"], env,
-                    self.root / f"{name}-{self._hosts}.log", port=port)
-        self.roles.append(role.start())
-        return role
-
-    def gateway(self, name: str = "gw") -> Role:
-        port = free_port()
-        role = Role(name, [BURROW, "gateway", "--port", str(port)],
-                    self._env(self.root / name), self.root / f"{name}.log", port=port)
-        self.roles.append(role.start())
-        return role
-
-    def stop(self) -> None:
-        for role in self.roles:
-            role.kill()
-
-
-def client(gateway: Role, key: str) -> httpx.Client:
-    return httpx.Client(base_url=f"http://127.0.0.1:{gateway.port}", timeout=120,
-                        headers={"Authorization": f"Bearer {key}"})
+def until(check: Callable[[], bool], what: str, timeout_s: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.2)
