@@ -29,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from redis.asyncio import Redis
 
@@ -92,6 +92,20 @@ def _process_alive(host: str | None) -> bool:
 T = TypeVar("T")
 
 
+class Durability(Protocol):
+    """Told when what a box holds becomes durable, or is lost: a cluster keeps what the
+    box's agent was told until a snapshot in the store holds it (core/observations.py)."""
+
+    async def taking(self, box: BoxRecord) -> int:
+        """The box is still and its snapshot is about to be taken: a mark of what it holds."""
+
+    async def committed(self, box: BoxRecord, mark: int) -> None:
+        """The snapshot taken at `mark` is the box's durable state now."""
+
+    async def restored(self, box: BoxRecord) -> None:
+        """The box woke from the store, not from a layer that had all it last held."""
+
+
 @dataclass(frozen=True)
 class StoreFailure:
     message: str
@@ -123,6 +137,7 @@ class BoxManager(BoxCatalog, BoxAccess):
         self.on_phase: Callable[[str, str], None] | None = None
         # The snapshot store's last failure, until it answers again (/readyz names it).
         self.store_failure: StoreFailure | None = None
+        self.durability: Durability | None = None
         self.indexes = LayerIndexes(config)
         self.restores = Restores(config, self.backend, self.store, self.locks, self.registry,
                                  self.indexes, update=self._update, phase=self._phase)
@@ -493,6 +508,7 @@ class BoxManager(BoxCatalog, BoxAccess):
                 self._phase(box, "prefreeze")
             await self.backend.stop(box)
             self._phase(box, "stopped")
+            mark = await self._taking(box)
             if not box.layer_local and box.snapshot_id is not None:
                 # what is on disk is an interrupted restore's: the box is its snapshot
                 await self.backend.drop_layer(box)
@@ -529,6 +545,7 @@ class BoxManager(BoxCatalog, BoxAccess):
                            snapshot_id=new_snapshot, layer_dirty=False, reason=None,
                            freezes=box.freezes + 1)
         self._phase(box, "recorded")
+        await self._committed(box, mark)
         if old_snapshot and old_snapshot != new_snapshot:
             with contextlib.suppress(SnapshotNotFoundError):
                 await asyncio.to_thread(self.store.delete, old_snapshot)
@@ -608,7 +625,8 @@ class BoxManager(BoxCatalog, BoxAccess):
         try:
             if previous == BoxState.FAILED:
                 await self.backend.stop(box)  # whatever is left of the crashed sandbox
-            if self._layer_trusted(box):
+            trusted = self._layer_trusted(box)
+            if trusted:
                 await self.backend.open_layer(box)
             elif box.snapshot_id is not None:
                 if self.backend.has_layer(box):  # another host's newer state is in the store
@@ -629,6 +647,8 @@ class BoxManager(BoxCatalog, BoxAccess):
                 raise BoxStateError(f"box {box.id} has neither a local layer nor a snapshot "
                                     "to wake from")
             self._phase(box, "layer")
+            if not trusted:
+                await self._restored(box)
             box, egress = await self._start_policy(box)
             pid = await self.backend.start(box, egress)
             self._phase(box, "daemon")
@@ -645,6 +665,26 @@ class BoxManager(BoxCatalog, BoxAccess):
             self.restores.finish_later(box.id, pending)
         self._timed("wake", started)
         return box
+
+    async def _taking(self, box: BoxRecord) -> int:
+        if self.durability is None:
+            return 0
+        try:
+            return await self.durability.taking(box)
+        except Exception:  # what it keeps stays kept: given again after an older wake
+            log.exception("box %s: could not mark what its snapshot holds", box.id)
+            return 0
+
+    async def _committed(self, box: BoxRecord, mark: int) -> None:
+        if self.durability is not None:
+            try:
+                await self.durability.committed(box, mark)
+            except Exception:
+                log.exception("box %s: could not record what its snapshot holds", box.id)
+
+    async def _restored(self, box: BoxRecord) -> None:
+        if self.durability is not None:
+            await self.durability.restored(box)  # fails the wake: what it lacks is not lost
 
     def _phase(self, box: BoxRecord, phase: str) -> None:
         if self.on_phase is not None:

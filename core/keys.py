@@ -147,6 +147,12 @@ class Keys:
         """A tenant's pairs waiting for its agent, in sequence order (list)."""
         return f"{self.prefix}:obs:backlog:{tenant}"
 
+    def observed_delivered(self, tenant: str) -> str:
+        """A cluster tenant's pairs its agent was given that no durable snapshot of its box
+        holds yet (list, in sequence order): given again if the box wakes from an older
+        state (core/observations.py)."""
+        return f"{self.prefix}:obs:delivered:{tenant}"
+
     def observed_dropped(self, tenant: str) -> str:
         """Pairs dropped because the tenant's backlog was full (counter)."""
         return f"{self.prefix}:obs:dropped:{tenant}"

@@ -35,7 +35,7 @@ from typing import Any, NamedTuple
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from boxes import BoxError, BoxState, BoxUnavailableError
+from boxes import BoxError, BoxRecord, BoxState, BoxUnavailableError
 from boxes.servicehttp import ServiceClient, ServiceTimeout
 from core.keys import Keys
 from core.remote import Boxes
@@ -78,10 +78,26 @@ _RENEW = """
 if redis.call('get', KEYS[1]) ~= ARGV[1] then return 0 end
 return redis.call('pexpire', KEYS[1], ARGV[2])
 """
+# Trim what the agent was given from the backlog; in a cluster (ARGV[4] = '1') keep it in the
+# delivered list (KEYS[3]) until a durable snapshot holds what the agent made of it.
 _TRIM = """
 if redis.call('get', KEYS[1]) ~= ARGV[1] then return 0 end
-redis.call('ltrim', KEYS[2], tonumber(ARGV[2]), -1)
+local n = tonumber(ARGV[2])
+if ARGV[4] == '1' then
+  local given = redis.call('lrange', KEYS[2], 0, n - 1)
+  if #given > 0 then redis.call('rpush', KEYS[3], unpack(given)) end
+end
+redis.call('ltrim', KEYS[2], n, -1)
 return redis.call('pexpire', KEYS[1], ARGV[3])
+"""
+# The box woke from a state older than what its agent was given: give it again, first.
+# KEYS: delivered, backlog, pending; ARGV: the pending member.
+_REDELIVER = """
+local given = redis.call('lrange', KEYS[1], 0, -1)
+for i = #given, 1, -1 do redis.call('lpush', KEYS[2], given[i]) end
+redis.call('del', KEYS[1])
+if #given > 0 then redis.call('sadd', KEYS[3], ARGV[1]) end
+return #given
 """
 _RELEASE = """
 if redis.call('get', KEYS[1]) == ARGV[1] then redis.call('del', KEYS[1]) end
@@ -148,8 +164,12 @@ class Observations:
     def __init__(self, redis: Redis, spool_dir: Path, *, keys: Keys,
                  backlog_max: int = BACKLOG_MAX, client: ServiceClient | None = None,
                  deadline_s: float = DEADLINE_S, backoff_max_s: float = BACKOFF_MAX_S,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, durable: bool = False) -> None:
         self.redis = redis
+        # A cluster's: what an agent was given is kept until a durable snapshot of its box
+        # holds it (its host may be lost before, and the box wake elsewhere from older state).
+        self.durable = durable
+        self._delivered_key = keys.observed_delivered
         self.client = client or ServiceClient()
         self.backlog_max = backlog_max
         self.spool = spool_dir / "observations.ndjson"
@@ -261,7 +281,8 @@ class Observations:
         """Drop a deleted tenant's pending observations and its sequence."""
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.delete(self.backlog_key(tenant), self._seq_key(tenant),
-                        self._dropped_key(tenant), self._stall_key(tenant))
+                        self._dropped_key(tenant), self._stall_key(tenant),
+                        self._delivered_key(tenant))
             pipe.srem(self._pending, f"{tenant} {box_id}")
             await pipe.execute()
 
@@ -270,10 +291,33 @@ class Observations:
         sequence goes on, so pairs recorded later are new to the agent. Returns how many."""
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.llen(self.backlog_key(tenant))
-            pipe.delete(self.backlog_key(tenant))
+            pipe.delete(self.backlog_key(tenant), self._delivered_key(tenant))
             pipe.srem(self._pending, f"{tenant} {box_id}")
             size, _, _ = await pipe.execute()
         return int(size)
+
+    # --- a cluster's: what a durable snapshot holds (boxes/manager.py's Durability) -------
+
+    async def given(self, tenant: str) -> int:
+        """How many pairs the agent was given that no durable snapshot holds yet: read while
+        its box is still, before a snapshot of it is taken."""
+        return int(await self.redis.llen(self._delivered_key(tenant)))  # type: ignore[misc]
+
+    async def held(self, tenant: str, count: int) -> None:
+        """A durable snapshot holds what the agent made of the first `count` of them."""
+        if count > 0:
+            await self.redis.ltrim(self._delivered_key(tenant), count, -1)  # type: ignore[misc]
+
+    async def give_again(self, tenant: str, box_id: str) -> int:
+        """The box woke from a state older than what its agent was given: those pairs go
+        back to the head of the backlog (the agent skips those it has, by id)."""
+        count: int = await self.redis.eval(  # type: ignore[misc]
+            _REDELIVER, 3, self._delivered_key(tenant), self.backlog_key(tenant),
+            self._pending, f"{tenant} {box_id}")
+        if count:
+            log.warning("tenant %s: its box woke from an older state; %d pairs its agent was "
+                        "given go to it again", tenant, count)
+        return count
 
     async def recorded(self, tenant: str) -> int:
         """How many pairs were recorded for the tenant (its sequence): the gateway's count of
@@ -378,8 +422,10 @@ class Observations:
                     await self.redis.delete(self._stall_key(tenant))
                     mark = None
                 result.pairs += len(raw)
-                if not await self._trim(keys=[lease, self.backlog_key(tenant)],
-                                        args=[token, len(raw), lease_ms]):
+                if not await self._trim(keys=[lease, self.backlog_key(tenant),
+                                              self._delivered_key(tenant)],
+                                        args=[token, len(raw), lease_ms,
+                                              "1" if self.durable else "0"]):
                     break  # the lease lapsed: whoever holds it now resends (the agent skips)
         finally:
             with contextlib.suppress(RedisError):
@@ -402,3 +448,29 @@ class Observations:
         if not isinstance(answer, dict):
             raise BoxError("the agent answered observations with something not an object")
         return answer
+
+
+class HeldInSnapshots:
+    """The box runtime's Durability (boxes/manager.py) for a cluster: what a tenant's agent
+    was given counts as kept only once a durable snapshot of its home box holds it."""
+
+    def __init__(self, observations: Observations, home_label: str) -> None:
+        self.observations = observations
+        self.home_label = home_label
+
+    def _tenant(self, box: BoxRecord) -> str | None:
+        return box.owner if box.owner and box.labels.get(self.home_label) == "true" else None
+
+    async def taking(self, box: BoxRecord) -> int:
+        tenant = self._tenant(box)
+        return 0 if tenant is None else await self.observations.given(tenant)
+
+    async def committed(self, box: BoxRecord, mark: int) -> None:
+        tenant = self._tenant(box)
+        if tenant is not None:
+            await self.observations.held(tenant, mark)
+
+    async def restored(self, box: BoxRecord) -> None:
+        tenant = self._tenant(box)
+        if tenant is not None:
+            await self.observations.give_again(tenant, box.id)

@@ -37,7 +37,7 @@ from core.hosts import host_lease
 from core.inbox import DEFAULT_AGENT_COMMAND, GIT_RELAY_PORT, HARNESS_COMMAND, image_extras
 from core.insights import Insights
 from core.keys import Keys
-from core.observations import Observations
+from core.observations import HeldInSnapshots, Observations
 from core.pipeline import Pipeline
 from core.policy import Policies
 from core.remote import Boxes, RemoteBoxes
@@ -45,7 +45,7 @@ from core.runs import AgentRuns
 from core.security import box_token, operator_key, server_secret
 from core.settings import Settings
 from core.stats import Collector
-from core.tenants import Tenants
+from core.tenants import HOME_LABEL, Tenants
 from core.transport import transport_key
 from core.vectors import PairVectors
 from knowledge.base import KnowledgeBase
@@ -193,7 +193,10 @@ class Core:
         observations = Observations(redis, data_dir / "spool", keys=keys,
                                     backlog_max=settings.observe_backlog_max, client=client,
                                     deadline_s=settings.observe_deadline_s,
-                                    backoff_max_s=settings.observe_backoff_max_s)
+                                    backoff_max_s=settings.observe_backoff_max_s,
+                                    durable=host or remote)
+        if isinstance(manager, BoxManager) and host:
+            manager.durability = HeldInSnapshots(observations, HOME_LABEL)
         queue = await create_pool(RedisSettings.from_dsn(settings.redis_url),
                                   default_queue_name=keys.queue())
         tenants = Tenants(redis, manager, kb, observations, policies,
