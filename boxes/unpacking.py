@@ -268,8 +268,11 @@ class _Restorer:
         for key, value in entry.get("x", {}).items():
             os.setxattr(fd, key, base64.b64decode(value))
         os.utime(fd, ns=(mtime, mtime))
-        self.index[path] = ([stat_key(os.fstat(fd)), digest] if extents is None
-                            else [stat_key(os.fstat(fd)), digest, extents])
+        key = stat_key(os.fstat(fd))
+        if "k" in entry:  # in a pack object: the next pack may name it again
+            self.index[path] = [key, digest, extents, entry["k"]]
+        else:
+            self.index[path] = [key, digest] if extents is None else [key, digest, extents]
 
     def finish(self) -> None:
         for fill, _ in self.filling:

@@ -1,6 +1,8 @@
 """The snapshot store in S3-compatible object storage, against a real SeaweedFS: round trips,
 another host with an empty cache, cache hits that ask nothing, refusals of crafted manifests
-and damaged blobs, an outage, wrong credentials, and garbage collection racing packs."""
+and damaged blobs, an outage, wrong credentials, garbage collection racing packs; pack objects
+(a cold restore's few requests, damage, snapshots of the format before them, what a freeze
+names again, no box keeping another's), and a restarted host asking nothing it knew."""
 
 from __future__ import annotations
 
@@ -11,8 +13,10 @@ import os
 import secrets
 import shutil
 import stat
+import struct
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import cast
@@ -22,16 +26,18 @@ import pytest
 import zstandard
 from redis.asyncio import Redis
 
-from boxes import BoxManager, BoxSpec, manifests
+from boxes import BoxManager, BoxSpec, manifests, objectpack, seen
 from boxes.blobcache import BlobCache
 from boxes.config import RuntimeConfig
 from boxes.errors import SnapshotError, SnapshotNotFoundError, StoreUnavailableError
 from boxes.manifests import Entries
 from boxes.objectclient import ObjectClient
 from boxes.objectstore import ObjectSnapshotStore
-from boxes.snapshots import LAZY_MIN, LocalSnapshotStore
+from boxes.packfiles import SMALL_MAX, pack_key
+from boxes.packing import LayerIndex
+from boxes.snapshots import LAZY_MIN, LocalSnapshotStore, PackResult
 from boxes.stores import open_store, parse_store_url
-from boxes.sweeps import SweepTimes, blob_key
+from boxes.sweeps import SweepTimes, blob_key, object_key
 from core.keys import Keys
 from core.settings import Settings
 from tests.boxes.test_lifecycle import FINGERPRINT, TREE, run
@@ -44,12 +50,13 @@ FAST = SweepTimes(skew_s=1.0, max_s=30.0, poll_s=0.05)
 
 
 def make_store(s3: S3Place, cache: Path, *, max_bytes: int = 1 << 30,
-               retry_timeout_s: float = 15.0) -> ObjectSnapshotStore:
-    """One host's store on the test's bucket and prefix, its cache in `cache`."""
+               retry_timeout_s: float = 15.0, small_max: int = SMALL_MAX) -> ObjectSnapshotStore:
+    """One host's store on the test's bucket and prefix, its cache in `cache` (`small_max`
+    0: it writes snapshots as they were before pack objects)."""
     client = ObjectClient(s3.bucket, s3.prefix, endpoint=s3.seaweed.endpoint,
                           retry_timeout_s=retry_timeout_s, connect_timeout_s=1.0)
     return ObjectSnapshotStore(client, BlobCache(cache, max_bytes), fetch_parallel=4,
-                               times=FAST)
+                               times=FAST, small_max=small_max)
 
 
 def rich_layer(root: Path) -> Path:
@@ -69,6 +76,25 @@ def rich_layer(root: Path) -> Path:
     os.mkfifo(root / "workspace/pipe")
     (root / "workspace/tagged").write_text("x")
     os.setxattr(root / "workspace/tagged", "user.burrow.test", b"kept")
+    with open(root / "workspace/small-sparse", "wb") as f:  # packed, holes and all
+        f.write(b"head")
+        f.seek(200 << 10)
+        f.write(b"tail")
+    os.link(root / "workspace/tagged", root / "workspace/tagged-link")
+    return root
+
+
+def small_files(root: Path, total: int = 1 << 20) -> Path:
+    """A layer of about `total` bytes in files of 4 to 32 KB, half random and half text
+    (bench/store.py's 1 MB layer: 69 files)."""
+    (root / "workspace").mkdir(parents=True)
+    left, n = total, 0
+    while left > 0:
+        size = min(left, 4096 << (n % 4))
+        body = os.urandom(size // 2) + (b"line of text %d\n" % n) * (size // 32)
+        (root / "workspace" / f"f{n:04}.txt").write_bytes(body[:size])
+        left -= size
+        n += 1
     return root
 
 
@@ -77,14 +103,33 @@ def pack(store: ObjectSnapshotStore, layer: Path, box: str = "b_x") -> str:
                       index=None).record.id
 
 
-def committed_blobs_missing(store: ObjectSnapshotStore) -> set[str]:
-    """Blobs some committed manifest names that the bucket lacks (must be none)."""
+def freeze(store: ObjectSnapshotStore, layer: Path, index: LayerIndex | None) -> PackResult:
+    return store.pack(layer, box_id="b_x", kind="freeze", name=None, owner=None, index=index)
+
+
+def names(store: ObjectSnapshotStore, snapshot_id: str) -> set[str]:
+    """The objects a snapshot's manifest names (from `store`'s cache if it is there)."""
+    return manifests.references(store._entries(snapshot_id))
+
+
+def committed_objects_missing(store: ObjectSnapshotStore) -> set[str]:
+    """Blobs and pack objects some committed manifest names that the bucket lacks (must be
+    none)."""
     present = {i.key.removeprefix("blobs/") for i in store.objects.list("blobs/")}
+    present |= {i.key for i in store.objects.list("packs/")}
     named: set[str] = set()
     for record in store.list():
-        named |= manifests.digests(manifests.decode(
-            store.objects.read(f"snapshots/{record.id}.manifest"), record.id))
+        named |= names(store, record.id)
     return named - present
+
+
+def restored(s3: S3Place, snapshot_id: str, tmp_path: Path) -> tuple[Path, ObjectSnapshotStore]:
+    """The snapshot restored by another host with an empty cache (and that host)."""
+    host = make_store(s3, tmp_path / f"cold-{secrets.token_hex(4)}")
+    out = tmp_path / f"out-{secrets.token_hex(4)}"
+    out.mkdir()
+    host.restore(snapshot_id, out, UID)
+    return out, host
 
 
 def test_a_layer_round_trips_byte_identical_to_another_host_with_an_empty_cache(
@@ -104,13 +149,22 @@ def test_a_layer_round_trips_byte_identical_to_another_host_with_an_empty_cache(
     assert (out / sparse).read_bytes() == (layer / sparse).read_bytes()
     assert stat.S_ISFIFO((out / "workspace/pipe").lstat().st_mode)
     assert os.getxattr(out / "workspace/tagged", "user.burrow.test") == b"kept"
-    assert there.objects.requests["get"] > 0
+    assert (out / "workspace/tagged").stat().st_ino == (out / "workspace/tagged-link").stat().st_ino
+    assert os.stat(out / "workspace/small-sparse").st_blocks * 512 < 200 << 10
+    assert (out / "workspace/small-sparse").read_bytes() == (
+        layer / "workspace/small-sparse").read_bytes()
+    # the small files came in one pack object; the 50 MB file and the sparse one are blobs
+    named = names(there, sid)
+    assert len([n for n in named if n.startswith("packs/")]) == 1
+    assert len(named) == 3
+    assert there.objects.requests == Counter(get=2 + 3)
 
 
 def test_a_warm_cache_restores_without_asking_the_store(
         s3: S3Place, tmp_path: Path) -> None:
     layer = make_layer(tmp_path / "layer")
-    (layer / "workspace/large").write_bytes(os.urandom(2 * LAZY_MIN))
+    large = os.urandom(2 * LAZY_MIN)
+    (layer / "workspace/large").write_bytes(large)
     host = make_store(s3, tmp_path / "cache")
     sid = pack(host, layer)
     before = sum(host.objects.requests.values())
@@ -125,12 +179,12 @@ def test_a_warm_cache_restores_without_asking_the_store(
     cold = make_store(s3, tmp_path / "cold")  # another host
     (tmp_path / "c1").mkdir()
     cold.restore(sid, tmp_path / "c1", UID)
-    blobs = sorted(manifests.digests(cold._entries(sid)))
-    assert cold.objects.requests["get"] == 2 + len(blobs)  # record, manifest, each blob once
-    cold.cache.forget(BlobCache.blob_name(blobs[0]))
+    assert len(names(cold, sid)) == 2  # the small files' pack object, the large file's blob
+    assert cold.objects.requests["get"] == 2 + 2  # record, manifest, each object once
+    cold.cache.forget(BlobCache.blob_name(hashlib.sha256(large).hexdigest()))
     (tmp_path / "c2").mkdir()
     cold.restore(sid, tmp_path / "c2", UID)
-    assert cold.objects.requests["get"] == 2 + len(blobs) + 1  # only the blob it lacked
+    assert cold.objects.requests["get"] == 2 + 2 + 1  # only the blob it lacked
 
 
 def _forge(store: ObjectSnapshotStore, entries: list[dict[str, object]]) -> str:
@@ -273,29 +327,301 @@ def test_the_cache_is_bounded_and_evicts_the_least_recently_used(
     layer = tmp_path / "layer"
     layer.mkdir()
     for n in range(8):
-        (layer / f"f{n}").write_bytes(os.urandom(100_000))
-    host = make_store(s3, tmp_path / "cache", max_bytes=500_000)
+        (layer / f"f{n}").write_bytes(os.urandom(SMALL_MAX + n))  # blobs of their own
+    host = make_store(s3, tmp_path / "cache", max_bytes=1_000_000)
     sid = pack(host, layer)
-    assert host.cache.size <= 500_000
+    assert host.cache.size <= 1_000_000
     out = tmp_path / "out"
     out.mkdir()
     host.restore(sid, out, UID)  # what was evicted is fetched again
     assert describe(out) == describe(layer)
-    assert host.cache.size <= 500_000
-    reopened = BlobCache(tmp_path / "cache", 500_000)  # a restart counts what is there
+    assert host.cache.size <= 1_000_000
+    reopened = BlobCache(tmp_path / "cache", 1_000_000)  # a restart counts what is there
     assert reopened.size == host.cache.size
+
+
+# --- pack objects ----------------------------------------------------------------------------
+
+def test_a_cold_restore_of_a_layer_of_small_files_asks_three_requests(
+        s3: S3Place, tmp_path: Path) -> None:
+    """The 1 MB layer of 69 files: one pack object; a host with an empty cache asks for the
+    record, the manifest and that object. The format before pack objects asked 69 more."""
+    layer = small_files(tmp_path / "layer")
+    packer = make_store(s3, tmp_path / "packer")
+    sid = pack(packer, layer)
+    # the pack object, the manifest, the sweeps' flags, the record
+    assert packer.objects.requests == Counter(put=3, list=1)
+    assert list(packer.objects.list("blobs/")) == []
+    assert len(list(packer.objects.list("packs/"))) == 1
+    out, cold = restored(s3, sid, tmp_path)
+    assert describe(out) == describe(layer)
+    assert cold.objects.requests == Counter(get=3)
+
+    old = make_store(s3, tmp_path / "old", small_max=0)
+    old_sid = pack(old, layer)
+    out, cold = restored(s3, old_sid, tmp_path)
+    assert describe(out) == describe(layer)
+    assert cold.objects.requests == Counter(get=2 + 69)
+
+
+def _pack_of(store: ObjectSnapshotStore, snapshot_id: str) -> str:
+    (name,) = {n for n in names(store, snapshot_id) if n.startswith("packs/")}
+    return name
+
+
+@pytest.mark.parametrize("damage", ["corrupt", "truncated", "missing", "no-footer"])
+def test_a_damaged_pack_object_fails_the_restore_and_never_enters_the_cache(
+        s3: S3Place, tmp_path: Path, damage: str) -> None:
+    layer = small_files(tmp_path / "layer", 100_000)
+    sid = pack(make_store(s3, tmp_path / "packer"), layer)
+    store = make_store(s3, tmp_path / "cache")
+    key = _pack_of(store, sid)
+    good = store.objects.read(key)
+    middle = len(good) // 2
+    if damage == "corrupt":  # one bit
+        store.objects.put(key, good[:middle] + bytes([good[middle] ^ 1]) + good[middle + 1:])
+    elif damage == "truncated":
+        store.objects.put(key, good[:middle])
+    elif damage == "no-footer":
+        store.objects.put(key, good[:-16])
+    else:
+        store.objects.delete([key])
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(SnapshotError, match=key.removeprefix("packs/")):
+        store.restore(sid, out, UID)
+    assert not store.cache.has(BlobCache.pack_name(key.removeprefix("packs/")))
+    assert not any(p.name == key.removeprefix("packs/") for p in store.cache.root.rglob("*"))
+    assert not any(p.is_file() for p in (store.cache.root / "tmp").iterdir())
+    store.objects.put(key, good)  # repaired: the same store restores it now
+    again = tmp_path / "again"
+    again.mkdir()
+    store.restore(sid, again, UID)
+    assert describe(again) == describe(layer)
+
+
+def _crafted_pack(segments: list[tuple[bytes, bytes]], shift: int = 0) -> tuple[str, bytes]:
+    """A pack object whose index names each (claimed content, stored content) pair's claimed
+    content's hash for the stored content's blob; `shift` moves every offset."""
+    body, index = b"", b""
+    for claimed, stored in segments:
+        blob = zstandard.ZstdCompressor().compress(stored)
+        index += struct.pack("<32sQI", hashlib.sha256(claimed).digest(), len(body) + shift,
+                             len(blob))
+        body += blob
+    data = body + index + struct.pack("<Q8s", len(segments), b"BURROWP1")
+    return hashlib.sha256(data).hexdigest(), data
+
+
+@pytest.mark.parametrize("lie", ["other-content", "outside", "not-in-it"])
+def test_a_crafted_pack_object_writes_nothing_it_does_not_hold(
+        s3: S3Place, tmp_path: Path, lie: str) -> None:
+    """What a hostile writer with the bucket's credentials could leave: a pack object whose
+    index lies (its name is its hash, so only the segments' own hashes catch it)."""
+    store = make_store(s3, tmp_path / "cache")
+    claimed = b"what the manifest says"
+    if lie == "other-content":
+        sha, data = _crafted_pack([(claimed, b"something else")])
+    elif lie == "outside":
+        sha, data = _crafted_pack([(claimed, claimed)], shift=1 << 20)
+    else:
+        sha, data = _crafted_pack([(b"another file", b"another file")])
+    store.objects.put(pack_key(sha), data)
+    sid = _forge(store, [{"p": "f", "t": "f", "m": 0o644, "s": len(claimed),
+                          "h": hashlib.sha256(claimed).hexdigest(), "k": [sha, len(claimed)]}])
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(SnapshotError, match=sha):
+        store.restore(sid, out, UID)
+    assert not (out / "f").exists() or (out / "f").read_bytes() == b""
+    # a pack object whose every segment is what its index says may be cached: not the others
+    assert store.cache.has(BlobCache.pack_name(sha)) == (lie == "not-in-it")
+
+
+def test_a_snapshot_of_the_format_before_pack_objects_restores_and_its_next_freeze_packs(
+        s3: S3Place, tmp_path: Path) -> None:
+    layer = make_layer(tmp_path / "layer")
+    (layer / "workspace/large").write_bytes(os.urandom(SMALL_MAX))
+    old = make_store(s3, tmp_path / "old", small_max=0)  # as Burrow wrote them before
+    sid = pack(old, layer)
+    raw = json.loads(zstandard.ZstdDecompressor().decompress(
+        old.objects.read(f"snapshots/{sid}.manifest")))
+    assert raw["format"] == 1 and not any("k" in e for e in raw["entries"])
+    assert list(old.objects.list("packs/")) == []
+    blobs = names(old, sid)
+    assert len(blobs) == 3  # a.txt, same1 and same2 (one), large: every file a blob
+    host = make_store(s3, tmp_path / "host")
+    out = tmp_path / "out"
+    out.mkdir()
+    index = host.restore(sid, out, UID)
+    assert describe(out) == describe(layer)
+    assert host.objects.requests == Counter(get=2 + 3)
+    again = host.pack(out, box_id="b_x", kind="freeze", name=None, owner=None, index=index)
+    named = names(host, again.record.id)
+    assert len(named) == 2 and any(n.startswith("packs/") for n in named)
+    assert host.objects.requests["head"] == 0  # the large blob: seen when the record was read
+    out, cold = restored(s3, again.record.id, tmp_path)
+    assert describe(out) == describe(layer)
+    assert cold.objects.requests == Counter(get=2 + 2)
+
+
+def test_a_freeze_that_changed_one_small_file_uploads_only_that_file(
+        s3: S3Place, tmp_path: Path) -> None:
+    layer = small_files(tmp_path / "layer")
+    store = make_store(s3, tmp_path / "cache")
+    first = freeze(store, layer, None)
+    (layer / "workspace/f0005.txt").write_bytes(b"changed")
+    store.objects.requests.clear()
+    second = freeze(store, layer, first.index)
+    assert store.objects.requests == Counter(put=3, list=1)  # a pack object of it and so on
+    assert names(store, second.record.id) >= names(store, first.record.id)
+    (new,) = names(store, second.record.id) - names(store, first.record.id)
+    assert next(i.size for i in store.objects.list("packs/") if i.key == new) < 100
+    unchanged = freeze(store, layer, second.index)
+    assert names(store, unchanged.record.id) == names(store, second.record.id)
+    out, cold = restored(s3, unchanged.record.id, tmp_path)
+    assert describe(out) == describe(layer)
+    assert cold.objects.requests == Counter(get=2 + 2)
+
+
+def test_a_box_frozen_over_and_over_names_few_pack_objects(
+        s3: S3Place, tmp_path: Path) -> None:
+    """Each freeze changes another small file: the snapshot keeps naming the first pack object
+    (most of it is still the box's), and at most MAX_OLD_PACKS of the small later ones."""
+    layer = small_files(tmp_path / "layer")
+    store = make_store(s3, tmp_path / "cache")
+    result = freeze(store, layer, None)
+    first = _pack_of(store, result.record.id)
+    most = 0
+    for n in range(12):
+        (layer / f"workspace/f{n:04}.txt").write_bytes(b"changed %d" % n)
+        result = freeze(store, layer, result.index)
+        named = names(store, result.record.id)
+        assert first in named
+        most = max(most, len(named))
+    assert most == objectpack.MAX_OLD_PACKS + 1  # those, and the new one
+    out, cold = restored(s3, result.record.id, tmp_path)
+    assert describe(out) == describe(layer)
+    assert cold.objects.requests["get"] <= 2 + objectpack.MAX_OLD_PACKS + 1
+
+
+def test_a_pack_object_mostly_dead_is_not_named_again_and_goes(
+        s3: S3Place, tmp_path: Path) -> None:
+    """Once most of a pack object's bytes are no longer the box's, the next freeze packs the
+    rest anew, so that dead content is not kept alive by the box's newest snapshot."""
+    layer = small_files(tmp_path / "layer", 200_000)
+    store = make_store(s3, tmp_path / "cache")
+    first = freeze(store, layer, None)
+    old = _pack_of(store, first.record.id)
+    files = sorted((layer / "workspace").iterdir())
+    for path in files[: len(files) * 2 // 3]:
+        path.write_bytes(b"new " + path.name.encode())
+    second = freeze(store, layer, first.index)
+    assert old not in names(store, second.record.id)
+    store.delete(first.record.id)
+    store.gc(grace_s=0)
+    assert not store.objects.exists(old)
+    out, _ = restored(s3, second.record.id, tmp_path)
+    assert describe(out) == describe(layer)
+
+
+def test_no_box_names_another_boxs_pack_object(s3: S3Place, tmp_path: Path) -> None:
+    """Small files are shared only along a box's own snapshots: box B, with a file the same as
+    one of box A's, names no pack object of A's, so A's deletion leaves none of A's files."""
+    a = tmp_path / "a"
+    (a / "workspace").mkdir(parents=True)
+    (a / "workspace/common").write_bytes(b"the same in both boxes" * 100)
+    (a / "workspace/secret").write_bytes(b"only box A has this")
+    b = tmp_path / "b"
+    (b / "workspace").mkdir(parents=True)
+    (b / "workspace/common").write_bytes(b"the same in both boxes" * 100)
+    host = make_store(s3, tmp_path / "cache")  # both boxes on one host
+    a_snap = host.pack(a, box_id="b_a", kind="freeze", name=None, owner=None, index=None)
+    b_first = host.pack(b, box_id="b_b", kind="freeze", name=None, owner=None, index=None)
+    (b / "workspace/more").write_bytes(b"B's own")
+    b_snap = host.pack(b, box_id="b_b", kind="freeze", name=None, owner=None,
+                       index=b_first.index)
+    assert names(host, b_snap.record.id).isdisjoint(names(host, a_snap.record.id))
+    host.delete(a_snap.record.id)
+    host.gc(grace_s=0)
+    secret = hashlib.sha256(b"only box A has this").digest()
+    for info in host.objects.list("packs/"):
+        assert secret not in host.objects.read(info.key)
+    out, _ = restored(s3, b_snap.record.id, tmp_path)
+    assert describe(out) == describe(b)
+
+
+# --- what a host has seen in the bucket --------------------------------------------------------
+
+def test_a_restarted_host_asks_nothing_about_the_objects_it_saw_before(
+        s3: S3Place, tmp_path: Path) -> None:
+    layer = make_layer(tmp_path / "layer")
+    for n in range(5):
+        (layer / f"workspace/large{n}").write_bytes(os.urandom(SMALL_MAX + n))
+    first = make_store(s3, tmp_path / "cache")
+    result = freeze(first, layer, None)
+    first.close()
+    (layer / "workspace/proj/a.txt").write_text("changed")  # a freeze that has to happen
+    restarted = make_store(s3, tmp_path / "cache")
+    again = freeze(restarted, layer, result.index)
+    assert restarted.objects.requests["head"] == 0
+    assert names(restarted, again.record.id) - names(restarted, result.record.id) != set()
+    restarted.close()
+    (tmp_path / "cache/seen.log").unlink()  # the control: a host that remembers nothing
+    forgetful = make_store(s3, tmp_path / "cache")
+    freeze(forgetful, layer, result.index)
+    assert forgetful.objects.requests["head"] == 5 + 1  # each large blob, the pack object
+    out, _ = restored(s3, again.record.id, tmp_path)
+    assert describe(out) == describe(layer)
+
+
+def test_the_log_of_what_a_host_saw_is_bounded_and_survives_damage(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(seen, "MAX_NAMES", 100)
+    monkeypatch.setattr(seen, "REWRITE_SLACK", 10)
+    log = tmp_path / "seen.log"
+    memory = seen.Seen(3600.0, log)
+    now = time.time()
+    digests = [hashlib.sha256(b"%d" % n).hexdigest() for n in range(1000)]
+    for n, digest in enumerate(digests):
+        memory.saw([digest], now - 1000 + n)
+        assert len(memory) <= 100
+        assert len(log.read_text().splitlines()) <= 2 * 100 + 10 + 1
+    with open(log, "a") as f:
+        f.write("garbage\n12 ../../etc/passwd\n" + str(int(now)) + " packs/" + "0" * 64 + "\n")
+        f.write(f"{int(now - 7200)} {'1' * 64}\n")  # too old to trust
+        f.write(f"{int(now)} {'2' * 30}")  # cut short by a crash
+    again = seen.Seen(3600.0, log)
+    assert again.when(digests[-1]) is not None
+    assert again.when(digests[0]) is None  # forgotten: the oldest go first
+    assert again.when("packs/" + "0" * 64) is not None
+    assert again.when("1" * 64) is None and again.when("../../etc/passwd") is None
+    assert (again.when(digests[-1]) or 0) <= now - 1000 + 999  # never later than seen
 
 
 # --- garbage collection while other hosts pack ---------------------------------------------
 
-def _orphan(store: ObjectSnapshotStore, tmp_path: Path) -> tuple[Path, str]:
-    """A layer whose one file's blob is in the bucket, named by no snapshot any more."""
+KINDS = ["blob", "pack", "pack-uncached"]
+
+
+def _orphan(store: ObjectSnapshotStore, tmp_path: Path,
+            kind: str = "blob") -> tuple[Path, str, LayerIndex]:
+    """A layer of one file whose object is in the bucket, named by no snapshot any more (the
+    box's named snapshot, deleted): a blob of its own, or a pack object (which this host's
+    cache holds, unless `pack-uncached`); its name; and the box's index from that snapshot."""
     layer = tmp_path / "reuse"
-    layer.mkdir()
-    content = os.urandom(50_000)
+    layer.mkdir(parents=True)
+    content = os.urandom(SMALL_MAX + 1 if kind == "blob" else 50_000)
     (layer / "shared").write_bytes(content)
-    store.delete(pack(store, layer))
-    return layer, hashlib.sha256(content).hexdigest()
+    result = store.pack(layer, box_id="b_x", kind="named", name="n", owner=None, index=None)
+    store.delete(result.record.id)
+    digest = hashlib.sha256(content).hexdigest()
+    if kind == "blob":
+        return layer, digest, result.index
+    name = pack_key(result.index["shared"][3][0])
+    if kind == "pack-uncached":
+        store.cache.forget(BlobCache.pack_name(name.removeprefix("packs/")))
+    return layer, name, result.index
 
 
 def _in_thread(fn: Callable[[], object]) -> tuple[threading.Thread, list[BaseException]]:
@@ -312,29 +638,52 @@ def _in_thread(fn: Callable[[], object]) -> tuple[threading.Thread, list[BaseExc
     return thread, errors
 
 
-def test_gc_deletes_only_unnamed_blobs_past_their_grace(
+def test_gc_deletes_only_unnamed_blobs_and_pack_objects_past_their_grace(
         s3: S3Place, tmp_path: Path) -> None:
     store = make_store(s3, tmp_path / "cache")
     keep = pack(store, make_layer(tmp_path / "layer"))
-    _, orphan = _orphan(store, tmp_path)
-    assert store.stats().blobs == 3
+    _, blob, _ = _orphan(store, tmp_path / "b", "blob")
+    _, packed, _ = _orphan(store, tmp_path / "p", "pack")
+    assert store.stats().blobs == 3  # keep's pack object, the two orphans
     assert store.gc(grace_s=3600) == 0  # young: spared
     assert store.gc(grace_s=0) > 0
-    assert not store.objects.exists(blob_key(orphan))
-    assert committed_blobs_missing(store) == set()
-    out = tmp_path / "out"
-    out.mkdir()
-    make_store(s3, tmp_path / "cold").restore(keep, out, UID)
+    assert not store.objects.exists(object_key(blob))
+    assert not store.objects.exists(packed)
+    assert committed_objects_missing(store) == set()
+    assert store.stats().blobs == 1
+    restored(s3, keep, tmp_path)
 
 
-def test_a_sweep_that_ran_after_a_pack_found_a_blob_does_not_lose_it(
+def test_a_pack_object_a_later_snapshot_names_outlives_the_snapshot_that_wrote_it(
         s3: S3Place, tmp_path: Path) -> None:
+    store = make_store(s3, tmp_path / "cache")
+    layer = small_files(tmp_path / "layer", 200_000)
+    first = freeze(store, layer, None)
+    (layer / "workspace/f0000.txt").write_bytes(b"changed")
+    second = freeze(store, layer, first.index)
+    (old_pack,) = names(store, first.record.id)
+    assert old_pack in names(store, second.record.id)  # its other files are unchanged
+    store.delete(first.record.id)
+    store.gc(grace_s=0)
+    assert store.objects.exists(old_pack)
+    out, _ = restored(s3, second.record.id, tmp_path)
+    assert describe(out) == describe(layer)
+    store.delete(second.record.id)
+    assert store.gc(grace_s=0) > 0
+    assert list(store.objects.list("packs/")) == []
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_sweep_that_ran_after_a_pack_found_an_object_does_not_lose_it(
+        s3: S3Place, tmp_path: Path, kind: str) -> None:
     """Host A finds the orphan present; host B's whole sweep deletes it before A writes its
-    manifest. A sees B's flag, checks, uploads the blob again, then commits."""
+    manifest. A sees B's flag, checks, uploads the object again (a pack object from its
+    cache), or packs its files anew and writes its manifest again, then commits."""
     packer = make_store(s3, tmp_path / "a")
     sweeper = make_store(s3, tmp_path / "b")
-    layer, orphan = _orphan(packer, tmp_path)
-    packer.seen = type(packer.seen)(packer.seen.trust_s)  # a host that must ask (a restart)
+    layer, orphan, index = _orphan(packer, tmp_path, kind)
+    packer.seen = type(packer.seen)(packer.seen.trust_s)  # a host that must ask (its log lost)
+    before = packer.objects.requests["put"]
     freed: list[int] = []
 
     def sweep_now(step: str) -> None:
@@ -342,23 +691,26 @@ def test_a_sweep_that_ran_after_a_pack_found_a_blob_does_not_lose_it(
             freed.append(sweeper.gc(grace_s=0))
 
     packer.on_step = sweep_now
-    sid = pack(packer, layer)
+    sid = freeze(packer, layer, index).record.id
     assert freed[0] > 0  # the sweep did delete it meanwhile
-    assert committed_blobs_missing(packer) == set()
-    assert orphan in manifests.digests(packer._entries(sid))
-    out = tmp_path / "out"
-    out.mkdir()
-    make_store(s3, tmp_path / "cold").restore(sid, out, UID)
+    assert committed_objects_missing(packer) == set()
+    assert names(packer, sid) == {orphan}
+    # the object again, the manifest, the record; or the manifest, the file packed anew (the
+    # same object: named by its hash), the manifest again, the record
+    assert packer.objects.requests["put"] - before == (4 if kind == "pack-uncached" else 3)
+    out, _ = restored(s3, sid, tmp_path)
     assert (out / "shared").read_bytes() == (layer / "shared").read_bytes()
 
 
-def test_a_pack_waits_for_a_sweep_under_way_that_may_delete_its_blob(
-        s3: S3Place, tmp_path: Path) -> None:
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_pack_waits_for_a_sweep_under_way_that_may_delete_its_object(
+        s3: S3Place, tmp_path: Path, kind: str) -> None:
     """B's sweep has written its flag and listed the manifests (A's is not there yet); A
-    packs, reusing the orphan, and must not commit until B ends and the blob is back."""
+    packs, reusing the orphan, and must not commit until B ends and the object is back (or
+    its file is in a new pack object)."""
     packer = make_store(s3, tmp_path / "a")
     sweeper = make_store(s3, tmp_path / "b")
-    layer, orphan = _orphan(packer, tmp_path)
+    layer, orphan, index = _orphan(packer, tmp_path, kind)
     listed, go, settling = threading.Event(), threading.Event(), threading.Event()
     freed: list[int] = []
 
@@ -372,7 +724,8 @@ def test_a_pack_waits_for_a_sweep_under_way_that_may_delete_its_blob(
     assert listed.wait(30)
     packer.on_step = lambda step: settling.set() if step == "manifest" else None
     result: list[str] = []
-    packing, pack_errors = _in_thread(lambda: result.append(pack(packer, layer)))
+    packing, pack_errors = _in_thread(
+        lambda: result.append(freeze(packer, layer, index).record.id))
     assert settling.wait(30)
     time.sleep(0.5)
     assert not result  # it waits for the sweep
@@ -381,15 +734,18 @@ def test_a_pack_waits_for_a_sweep_under_way_that_may_delete_its_blob(
     packing.join(30)
     assert not sweep_errors and not pack_errors, (sweep_errors, pack_errors)
     assert freed[0] > 0 and result
-    assert committed_blobs_missing(packer) == set()
-    assert packer.objects.exists(blob_key(orphan))
+    assert committed_objects_missing(packer) == set()
+    assert packer.objects.exists(object_key(orphan))
+    out, _ = restored(s3, result[0], tmp_path)
+    assert (out / "shared").read_bytes() == (layer / "shared").read_bytes()
 
 
-def test_a_sweep_spares_a_blob_whose_pack_wrote_its_manifest_before_the_second_listing(
-        s3: S3Place, tmp_path: Path) -> None:
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_sweep_spares_an_object_whose_pack_wrote_its_manifest_before_the_second_listing(
+        s3: S3Place, tmp_path: Path, kind: str) -> None:
     packer = make_store(s3, tmp_path / "a")
     sweeper = make_store(s3, tmp_path / "b")
-    layer, orphan = _orphan(packer, tmp_path)
+    layer, orphan, index = _orphan(packer, tmp_path, kind)
     manifest_written = threading.Event()
     result: list[str] = []
     errors: list[BaseException] = []
@@ -397,7 +753,8 @@ def test_a_sweep_spares_a_blob_whose_pack_wrote_its_manifest_before_the_second_l
     def pack_between(step: str) -> None:
         if step == "flag":  # B's flag is written; A writes its manifest before B lists again
             packer.on_step = lambda s: manifest_written.set() if s == "manifest" else None
-            thread, found = _in_thread(lambda: result.append(pack(packer, layer)))
+            thread, found = _in_thread(
+                lambda: result.append(freeze(packer, layer, index).record.id))
             errors.extend(found)
             threads.append(thread)
             assert manifest_written.wait(30)
@@ -408,25 +765,33 @@ def test_a_sweep_spares_a_blob_whose_pack_wrote_its_manifest_before_the_second_l
     threads[0].join(30)
     assert not errors and result
     assert freed == 0  # the orphan was named again: spared
-    assert packer.objects.exists(blob_key(orphan))
-    assert committed_blobs_missing(packer) == set()
+    assert packer.objects.exists(object_key(orphan))
+    assert committed_objects_missing(packer) == set()
 
 
-def test_an_unchanged_file_whose_blob_a_sweep_took_is_uploaded_again(
-        s3: S3Place, tmp_path: Path) -> None:
+@pytest.mark.parametrize("cached", [True, False], ids=["cached", "uncached"])
+def test_an_unchanged_file_whose_object_a_sweep_took_is_uploaded_again(
+        s3: S3Place, tmp_path: Path, cached: bool) -> None:
     """As the local store's: a freeze trusting the index of a named snapshot that was deleted
-    and collected (by another host's sweep) since."""
+    and collected (by another host's sweep) since: its large file's blob is uploaded again;
+    its small files' pack object is put back from this host's cache, or they are packed
+    anew."""
     store = make_store(s3, tmp_path / "a")
     layer = make_layer(tmp_path / "layer")
+    (layer / "workspace/large").write_bytes(os.urandom(SMALL_MAX))
     named = store.pack(layer, box_id="b", kind="named", name="n", owner=None, index=None)
     store.delete(named.record.id)
+    if not cached:
+        shutil.rmtree(tmp_path / "a/packs")
+        store = make_store(s3, tmp_path / "a")  # (a restart that counts what is cached)
     assert make_store(s3, tmp_path / "b").gc(grace_s=0) > 0
+    puts = store.objects.requests["put"]
     again = store.pack(layer, box_id="b", kind="freeze", name=None, owner=None,
                        index=named.index)
-    assert committed_blobs_missing(store) == set()
-    out = tmp_path / "out"
-    out.mkdir()
-    make_store(s3, tmp_path / "cold").restore(again.record.id, out, UID)
+    assert committed_objects_missing(store) == set()
+    assert store.objects.requests["put"] - puts == (4 if cached else 5)
+    assert pack_key(named.index["workspace/proj/a.txt"][3][0]) in names(store, again.record.id)
+    out, _ = restored(s3, again.record.id, tmp_path)
     assert describe(out) == describe(layer)
 
 
@@ -440,10 +805,8 @@ def test_a_named_copy_survives_the_deletion_of_its_source_and_a_sweep(
     with pytest.raises(SnapshotNotFoundError):
         store.get(source)
     store.gc(grace_s=0)
-    assert committed_blobs_missing(store) == set()
-    out = tmp_path / "out"
-    out.mkdir()
-    make_store(s3, tmp_path / "cold").restore(named.id, out, UID)
+    assert committed_objects_missing(store) == set()
+    out, _ = restored(s3, named.id, tmp_path)
     assert describe(out) == describe(layer)
     assert [r.name for r in store.list()] == ["base"]
 

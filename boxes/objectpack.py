@@ -1,0 +1,265 @@
+"""One pack of a box's layer into an object store (boxes/objectstore.py): packing's sink, which
+decides where each file's content goes.
+
+- A file of SMALL_MAX bytes or more is a blob of its own, `blobs/<sha256>`, shared by every
+  box and snapshot that has it: looked up once (HEAD, unless this host saw it lately) and
+  uploaded if the bucket lacks it.
+- A smaller file is a segment of a pack object (boxes/packfiles.py). If the box's last pack
+  or restore found its content in a pack object (the layer index says which), the new
+  snapshot names that object again instead of uploading it, when the object is worth keeping:
+  at least half of its files' bytes are still the box's (so at most half of what a snapshot
+  keeps alive is dead), and it is among the MAX_OLD_PACKS that hold the most of them (or holds
+  OLD_PACK_BIG bytes of them), so a cold restore fetches a few objects however many freezes
+  the box went through. Everything else small goes into the new pack objects.
+
+Small files are deduplicated within a box's lineage (its snapshots, and the snapshot it was
+made from), never across boxes: a snapshot names only pack objects its box's own index led
+it to, so no box keeps another box's pack object (with that box's other files) alive.
+Identical pack objects are one object, being named by their hash.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from typing import Any
+
+from boxes.blobcache import BlobCache
+from boxes.errors import SnapshotError
+from boxes.manifests import Entries
+from boxes.objectclient import Objects
+from boxes.packfiles import PACKS, PackWriter, Sealed, check_object, pack_key
+from boxes.packing import Extents, LayerIndex, Packed
+from boxes.seen import Seen
+from boxes.sweeps import blob_key
+
+# How many earlier pack objects a snapshot names at most, besides those it keeps at least
+# OLD_PACK_BIG bytes of (a large layer of small files spans several objects).
+MAX_OLD_PACKS = 3
+OLD_PACK_BIG = 1 << 20
+
+Ref = list[Any]  # [pack object's sha256, its files' logical bytes]: a manifest entry's "k"
+
+
+@dataclass
+class _Source:
+    path: str
+    extents: Extents | None
+    size: int
+
+
+class PackSink:
+    """Packing's sink for one pack. `small_max` 0 writes every file as a blob (the format
+    before pack objects). Blobs are looked up and uploaded, and sealed pack objects uploaded,
+    by `pool` while the pack reads on."""
+
+    def __init__(self, objects: Objects, cache: BlobCache, seen: Seen, pool: ThreadPoolExecutor,
+                 index: LayerIndex, small_max: int,
+                 upload: Callable[[str, str, Extents | None], int]) -> None:
+        self.objects = objects
+        self.cache = cache
+        self.memory = seen
+        self.pool = pool
+        self.small_max = small_max
+        self._upload_blob = upload
+        self.sources: dict[str, _Source] = {}
+        self.seen: dict[str, float] = {}  # name -> when this pack saw it in the bucket
+        self.written = 0
+        self.located: dict[str, Ref] = {}  # digest -> the pack object holding it
+        self._old = _old_refs(index)
+        self._reused: dict[str, Ref] = {}  # small digests found in earlier pack objects
+        self._futures: list[Future[None]] = []
+        self._lock = threading.Lock()
+        self._sealed: dict[str, Sealed] = {}  # uploaded
+        self._parts: list[Sealed] = []  # every one sealed
+        self.writer = PackWriter(cache.temp, self._upload_pack)
+
+    # --- packing's sink ------------------------------------------------------------------
+
+    def put(self, digest: str, path: str, extents: Extents | None, size: int) -> None:
+        if digest in self.sources:
+            return
+        self.sources[digest] = _Source(path, extents, size)
+        if size >= self.small_max:
+            self._blob(digest)
+        elif digest in self._old:
+            self._reused[digest] = self._old[digest]  # decided once every file is known
+        else:
+            self.writer.add(digest, path, extents, size)
+
+    keep = put  # an unchanged file: where its content was is in the index either way
+
+    def _blob(self, digest: str) -> None:
+        seen = self.memory.when(digest)
+        if seen is not None:
+            self.seen[digest] = seen
+        else:
+            self._futures.append(self.pool.submit(self._check_blob, digest))
+
+    def _check_blob(self, digest: str) -> None:
+        at = time.time()
+        if not self.objects.exists(blob_key(digest)):
+            source = self.sources[digest]
+            written = self._upload_blob(digest, source.path, source.extents)
+            with self._lock:
+                self.written += written
+        with self._lock:
+            self.seen[digest] = at
+
+    def _upload_pack(self, sealed: Sealed) -> None:
+        self._parts.append(sealed)
+        self._futures.append(self.pool.submit(self._put_pack, sealed))
+
+    def _put_pack(self, sealed: Sealed) -> None:
+        at = time.time()
+        try:
+            self.objects.put(pack_key(sealed.sha), sealed.path)
+            size = sealed.path.stat().st_size
+            self.cache.add(BlobCache.pack_name(sealed.sha), sealed.path)
+        finally:
+            sealed.path.unlink(missing_ok=True)
+        with self._lock:
+            self.written += size
+            self.seen[pack_key(sealed.sha)] = at
+            self._sealed[sealed.sha] = sealed
+
+    # --- after the walk --------------------------------------------------------------------
+
+    def finish(self, packed: Packed) -> Entries:
+        """Decide which earlier pack objects to name again, pack the rest, wait for every
+        upload, and write where each file's content is into `packed`'s entries and index."""
+        keep = self._still_there(self._worth_keeping())
+        for digest, ref in self._reused.items():
+            if ref[0] in keep:
+                self.located[digest] = ref
+            else:
+                source = self.sources[digest]
+                self.writer.add(digest, source.path, source.extents, source.size)
+        self.writer.close()
+        self.wait()
+        self._locate_new()
+        return self.apply(packed)
+
+    def _worth_keeping(self) -> list[str]:
+        """The earlier pack objects worth naming again, by the bytes of them kept."""
+        kept: dict[str, int] = {}
+        total: dict[str, int] = {}
+        for digest, (sha, logical) in self._reused.items():
+            kept[sha] = kept.get(sha, 0) + self.sources[digest].size
+            total[sha] = logical
+        worth = sorted((sha for sha in kept if 2 * kept[sha] >= total[sha]),
+                       key=lambda sha: kept[sha], reverse=True)
+        return [sha for n, sha in enumerate(worth)
+                if n < MAX_OLD_PACKS or kept[sha] >= OLD_PACK_BIG]
+
+    def _still_there(self, shas: list[str]) -> set[str]:
+        """Those of the pack objects the bucket has (asked only of those not seen lately)."""
+        there: set[str] = set()
+        asks: dict[str, Future[bool]] = {}
+        for sha in shas:
+            seen = self.memory.when(pack_key(sha))
+            if seen is not None:
+                self.seen[pack_key(sha)] = seen
+                there.add(sha)
+            else:
+                asks[sha] = self.pool.submit(self.objects.exists, pack_key(sha))
+        at = time.time()
+        for sha, ask in asks.items():
+            if ask.result():
+                self.seen[pack_key(sha)] = at
+                there.add(sha)
+        return there
+
+    def _locate_new(self) -> None:
+        for digest, sha in self.writer.located.items():
+            self.located[digest] = [sha, self._sealed[sha].logical_bytes]
+
+    def apply(self, packed: Packed) -> Entries:
+        """`packed`'s entries and index, each small file's with its pack object."""
+        for entry in packed.entries:
+            if entry.get("t") == "f":
+                ref = self.located.get(entry["h"])
+                if ref is not None:
+                    entry["k"] = ref
+                else:
+                    entry.pop("k", None)
+        for path, item in packed.index.items():
+            ref = self.located.get(item[1])
+            if ref is not None:
+                packed.index[path] = [item[0], item[1], item[2] if len(item) > 2 else None, ref]
+        return packed.entries
+
+    def wait(self) -> int:
+        """Bytes uploaded, once every blob and pack object is in the bucket (the first
+        failure raised)."""
+        while self._futures:
+            futures, self._futures = self._futures, []
+            for future in futures:
+                future.result()
+        return self.written
+
+    def cancel(self) -> None:
+        """Stop what has not started; wait for what has (it reads the layer)."""
+        self.writer.abort()
+        for future in self._futures:
+            future.cancel()
+        wait(self._futures)
+        for sealed in self._parts:
+            sealed.path.unlink(missing_ok=True)
+
+    # --- settling with the sweeps ----------------------------------------------------------
+
+    def verify(self, doubtful: set[str]) -> set[str]:
+        """Upload again each of these objects a sweep took: a blob from its file, a pack
+        object from this host's cache. Returns the pack objects it could not (not cached)."""
+        def again(name: str) -> str | None:
+            if name.startswith(PACKS):
+                if self.objects.exists(name) or self._reupload_pack(name.removeprefix(PACKS)):
+                    return None
+                return name
+            if not self.objects.exists(blob_key(name)):
+                source = self.sources[name]
+                self._upload_blob(name, source.path, source.extents)
+            return None
+
+        gone = [self.pool.submit(again, name) for name in doubtful]
+        return {name for future in gone if (name := future.result()) is not None}
+
+    def _reupload_pack(self, sha: str) -> bool:
+        """Put this host's cached copy of pack object `sha` back, checked first (the same
+        bytes: its name is their hash); False if there is none."""
+        path = self.cache.root / BlobCache.pack_name(sha)
+        try:
+            check_object(path, sha)
+        except (FileNotFoundError, SnapshotError):
+            return False
+        self.objects.put(pack_key(sha), path)
+        return True
+
+    def repack(self, gone: set[str], packed: Packed) -> Entries:
+        """Pack anew the files whose pack objects are `gone`; the entries to write again."""
+        shas = {name.removeprefix("packs/") for name in gone}
+        moved = [digest for digest, ref in self.located.items() if ref[0] in shas]
+        self.writer.forget(moved)
+        for digest in moved:
+            del self.located[digest]
+            source = self.sources[digest]
+            self.writer.add(digest, source.path, source.extents, source.size)
+        for name in gone:
+            self.seen.pop(name, None)
+        self.writer.close()
+        self.wait()
+        self._locate_new()
+        return self.apply(packed)
+
+
+def _old_refs(index: LayerIndex) -> dict[str, Ref]:
+    """digest -> pack object, for the layer index's small files found in one."""
+    refs: dict[str, Ref] = {}
+    for item in index.values():
+        if len(item) > 3 and isinstance(item[3], list) and len(item[3]) == 2:
+            refs[item[1]] = item[3]
+    return refs
