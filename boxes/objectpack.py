@@ -45,7 +45,7 @@ Ref = list[Any]  # [pack object's sha256, its files' logical bytes]: a manifest 
 
 
 @dataclass
-class _Source:
+class _File:
     path: str
     extents: Extents | None
     size: int
@@ -65,7 +65,7 @@ class PackSink:
         self.pool = pool
         self.small_max = small_max
         self._upload_blob = upload
-        self.sources: dict[str, _Source] = {}
+        self.sources: dict[str, _File] = {}
         self.seen: dict[str, float] = {}  # name -> when this pack saw it in the bucket
         self.written = 0
         self.located: dict[str, Ref] = {}  # digest -> the pack object holding it
@@ -82,7 +82,7 @@ class PackSink:
     def put(self, digest: str, path: str, extents: Extents | None, size: int) -> None:
         if digest in self.sources:
             return
-        self.sources[digest] = _Source(path, extents, size)
+        self.sources[digest] = _File(path, extents, size)
         if size >= self.small_max:
             self._blob(digest)
         elif digest in self._old:
@@ -241,15 +241,15 @@ class PackSink:
 
     def repack(self, gone: set[str], packed: Packed) -> Entries:
         """Pack anew the files whose pack objects are `gone`; the entries to write again."""
-        shas = {name.removeprefix("packs/") for name in gone}
+        for name in gone:
+            self.seen.pop(name, None)
+        shas = {name.removeprefix(PACKS) for name in gone}
         moved = [digest for digest, ref in self.located.items() if ref[0] in shas]
         self.writer.forget(moved)
         for digest in moved:
             del self.located[digest]
             source = self.sources[digest]
             self.writer.add(digest, source.path, source.extents, source.size)
-        for name in gone:
-            self.seen.pop(name, None)
         self.writer.close()
         self.wait()
         self._locate_new()

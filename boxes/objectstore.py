@@ -32,15 +32,11 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import io
 import json
-import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import IO, BinaryIO, cast
 
 import zstandard
 
@@ -50,8 +46,9 @@ from boxes.errors import BoxError, SnapshotError, SnapshotNotFoundError, StoreUn
 from boxes.manifests import Entries
 from boxes.models import SnapshotRecord
 from boxes.objectclient import Objects
+from boxes.objectfetch import Fetcher, RestoreSource
 from boxes.objectpack import PackSink
-from boxes.packfiles import PACKS, SMALL_MAX, check_segments, pack_key, read_index
+from boxes.packfiles import PACKS, SMALL_MAX
 from boxes.packing import Extents, LayerIndex, pack_layer, read_extents
 from boxes.seen import Seen
 from boxes.snapshots import (
@@ -66,8 +63,6 @@ from boxes.snapshots import (
 from boxes.sweeps import BLOBS, SNAPSHOTS, Sweeper, Sweeps, SweepTimes, blob_key, object_key
 from boxes.unpacking import begin
 
-# Pack objects a restore holds in memory at once while it writes their files out.
-_PACKS_HELD = 4
 # How often a pack writes its manifest again because a pack object it named was taken.
 _REPACKS = 3
 
@@ -78,28 +73,6 @@ def _manifest_key(snapshot_id: str) -> str:
 
 def _record_key(snapshot_id: str) -> str:
     return f"{SNAPSHOTS}{snapshot_id}.json"
-
-
-def _cache_name(name: str) -> str:
-    """Where a blob (named by its digest) or a pack object (by its key) is in the cache."""
-    if name.startswith(PACKS):
-        return BlobCache.pack_name(name.removeprefix(PACKS))
-    return BlobCache.blob_name(name)
-
-
-class _Hasher:
-    """Where a download's decompressed bytes go (zstandard's stream_writer writes them in
-    pieces, so a blob that inflates hugely takes no memory): only into its hash."""
-
-    def __init__(self) -> None:
-        self.sha = hashlib.sha256()
-
-    def write(self, data: bytes) -> int:
-        self.sha.update(data)
-        return len(data)
-
-    def flush(self) -> None:
-        pass
 
 
 class ObjectSnapshotStore:
@@ -117,8 +90,7 @@ class ObjectSnapshotStore:
         self.sweeps = Sweeps(objects, self.times)
         self.sweeper = Sweeper(objects, self.sweeps,
                                lambda snapshot_id: manifests.references(self._entries(snapshot_id)))
-        self._fetching: dict[str, Future[None]] = {}
-        self._lock = threading.Lock()
+        self.fetcher = Fetcher(objects, cache, self.seen, self.pool)
         self._stats: tuple[float, StoreStats] | None = None
         # Told (step) as a pack passes "uploaded", "manifest", "settled": tests stop it there.
         self.on_step: Callable[[str], None] | None = None
@@ -133,7 +105,7 @@ class ObjectSnapshotStore:
         if self.on_step is not None:
             self.on_step(name)
 
-    # --- blobs and pack objects ----------------------------------------------------------
+    # --- pack ----------------------------------------------------------------------------
 
     def _upload(self, digest: str, path: str, extents: Extents | None) -> int:
         """Compress the file into the cache and upload it as blob `digest`; bytes sent."""
@@ -153,95 +125,6 @@ class ObjectSnapshotStore:
             return size
         finally:
             temp.unlink(missing_ok=True)
-
-    def _download(self, name: str) -> None:
-        """Fetch a blob or a pack object into the cache, checked against its hash."""
-        temp = self.cache.temp()
-        seen = time.time()
-        try:
-            if name.startswith(PACKS):
-                self._download_pack(name.removeprefix(PACKS), temp)
-            else:
-                self._download_blob(name, temp)
-            self.cache.add(_cache_name(name), temp)
-        finally:
-            temp.unlink(missing_ok=True)
-        self.seen.saw([name], seen)
-
-    def _download_blob(self, digest: str, temp: Path) -> None:
-        """Blob `digest` into `temp`, its content hashed as it arrives."""
-        try:
-            hasher = _Hasher()
-            with open(temp, "wb") as f, zstandard.ZstdDecompressor().stream_writer(
-                    cast(IO[bytes], hasher), closefd=False) as plain:
-                def write(chunk: bytes) -> None:
-                    f.write(chunk)
-                    plain.write(chunk)
-
-                try:
-                    self.objects.get(blob_key(digest), write)
-                except FileNotFoundError:
-                    raise SnapshotError(f"snapshot blob {digest} is missing from the "
-                                        "store") from None
-        except zstandard.ZstdError as exc:
-            raise SnapshotError(f"snapshot blob {digest} is corrupt in the store") from exc
-        if hasher.sha.hexdigest() != digest:
-            raise SnapshotError(f"snapshot blob {digest} is corrupt in the store")
-
-    def _download_pack(self, sha: str, temp: Path) -> None:
-        """Pack object `sha` into `temp`, hashed as it arrives, then its every segment."""
-        hasher = hashlib.sha256()
-        with open(temp, "w+b") as f:
-            def write(chunk: bytes) -> None:
-                f.write(chunk)
-                hasher.update(chunk)
-
-            try:
-                self.objects.get(pack_key(sha), write)
-            except FileNotFoundError:
-                raise SnapshotError(f"snapshot pack {sha} is missing from the store") from None
-            if hasher.hexdigest() != sha:
-                raise SnapshotError(f"snapshot pack {sha} is corrupt in the store")
-            f.flush()
-            check_segments(f, read_index(f, f.tell(), sha), sha)
-
-    def _fetch(self, name: str) -> Future[None]:
-        """The object's fetch into the cache (done at once if it is cached): one per object."""
-        with self._lock:
-            fetching = self._fetching.get(name)
-            if fetching is not None:
-                return fetching
-            if self.cache.has(_cache_name(name)):
-                done: Future[None] = Future()
-                done.set_result(None)
-                return done
-            fetching = self.pool.submit(self._download, name)
-            self._fetching[name] = fetching
-
-        def finished(_: Future[None]) -> None:
-            with self._lock:
-                self._fetching.pop(name, None)
-
-        fetching.add_done_callback(finished)
-        return fetching
-
-    def _open(self, name: str) -> BinaryIO:
-        """A cached object, fetched first if needed."""
-        cached = _cache_name(name)
-        with contextlib.suppress(FileNotFoundError):
-            return self.cache.open(cached)  # a warm host's every object
-        self._fetch(name).result()
-        try:
-            return self.cache.open(cached)
-        except FileNotFoundError:  # evicted since: fetch it again
-            self._download(name)
-            return self.cache.open(cached)
-
-    def open(self, digest: str) -> BinaryIO:
-        """Blob `digest` from the cache, fetched first if needed (unpacking's source)."""
-        return self._open(digest)
-
-    # --- pack ----------------------------------------------------------------------------
 
     def pack(self, layer: Path, *, box_id: str, kind: str, name: str | None,
              owner: str | None, index: LayerIndex | None) -> PackResult:
@@ -334,8 +217,15 @@ class ObjectSnapshotStore:
         return manifests.decode(raw, snapshot_id)
 
     def _manifest(self, snapshot_id: str) -> Entries:
-        """A committed snapshot's entries: a cold host asks for its record (committed?) and its
-        manifest at once."""
+        """A committed snapshot's entries (SnapshotNotFoundError if there is none)."""
+        entries, committed = self._manifest_soon(snapshot_id)
+        committed()
+        return entries
+
+    def _manifest_soon(self, snapshot_id: str) -> tuple[Entries, Callable[[], None]]:
+        """A snapshot's entries, and what raises SnapshotNotFoundError unless it is committed:
+        a cold host asks for the record and the manifest at once, and a restore fetches the
+        objects the manifest names before it waits for the record."""
         check_id(snapshot_id)
         committed: Future[SnapshotRecord] | None = None
         asked = time.time()
@@ -347,12 +237,15 @@ class ObjectSnapshotStore:
             if committed is not None:
                 committed.result()  # SnapshotNotFoundError if it is not committed either
             raise SnapshotNotFoundError(f"no snapshot {snapshot_id!r}") from None
-        if committed is not None:
-            committed.result()
-            # committed and there: so is everything it names (boxes/sweeps.py), as it was
-            # when its record was read
-            self.seen.saw(manifests.references(entries), asked)
-        return entries
+
+        def check() -> None:
+            if committed is not None:
+                committed.result()
+                # committed and there: so is everything it names (boxes/sweeps.py), as it was
+                # when its record was read
+                self.seen.saw(manifests.references(entries), asked)
+
+        return entries, check
 
     def restore(self, snapshot_id: str, layer: Path, uid: int) -> LayerIndex:
         """The snapshot written whole into `layer` (an empty one) and synced to disk."""
@@ -363,9 +256,9 @@ class ObjectSnapshotStore:
         """As LocalSnapshotStore's: the pack objects and blobs of the files written now are
         fetched first (those missing from the cache, in parallel); the deferred files' start
         fetching meanwhile."""
-        entries = self._manifest(snapshot_id)
+        entries, committed = self._manifest_soon(snapshot_id)
         manifests.validate(entries)
-        source = _Source(self, entries)
+        source = RestoreSource(self.fetcher, entries)
         later: dict[str, bool] = {}
         now: set[str] = set()
         for entry in entries:
@@ -373,11 +266,13 @@ class ObjectSnapshotStore:
                 later[entry["p"]] = late = defer(entry["p"], int(entry.get("s", 0)))
                 if not late:
                     now.add(source.name(entry))
-        for fetch in [self._fetch(name) for name in now]:
+        source.fetched = {name: self.fetcher.fetch(name) for name in now}
+        committed()  # before anything is written
+        for fetch in source.fetched.values():
             fetch.result()  # the first that failed fails the restore
         for entry in entries:
             if entry["t"] == "f" and later[entry["p"]]:
-                self._fetch(source.name(entry))  # its failure is finish()'s
+                self.fetcher.fetch(source.name(entry))  # its failure is finish()'s
         return begin(entries, layer, uid, lambda path, size: later[path], source)
 
     # --- copy ----------------------------------------------------------------------------
@@ -472,49 +367,3 @@ class ObjectSnapshotStore:
                            sum(r.logical_bytes for r in records))
         self._stats = (time.monotonic(), stats)
         return stats
-
-
-class _Source:
-    """One restore's unpacking source: a file's blob of its own from the store, or its
-    segment of a pack object, read from the cached object (the last few read held in
-    memory: a pack object's files come in the order the manifest lists them)."""
-
-    def __init__(self, store: ObjectSnapshotStore, entries: Entries) -> None:
-        self.store = store
-        self.packs: dict[str, str] = {}  # digest -> the pack object holding it
-        for entry in entries:
-            if entry.get("t") == "f" and "k" in entry:
-                self.packs.setdefault(entry["h"], entry["k"][0])
-        self._held: OrderedDict[str, tuple[bytes, dict[str, tuple[int, int]]]] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def name(self, entry: dict[str, object]) -> str:
-        """The object holding a manifest entry's content (by the name sweeps use)."""
-        ref = entry.get("k")
-        return pack_key(cast(list[str], ref)[0]) if ref is not None else cast(str, entry["h"])
-
-    def open(self, digest: str) -> BinaryIO:
-        sha = self.packs.get(digest)
-        if sha is None:
-            return self.store.open(digest)
-        data, index = self._pack(sha)
-        where = index.get(digest)
-        if where is None:
-            raise SnapshotError(f"snapshot pack {sha} lacks the file content {digest}")
-        offset, length = where
-        return io.BytesIO(data[offset:offset + length])
-
-    def _pack(self, sha: str) -> tuple[bytes, dict[str, tuple[int, int]]]:
-        with self._lock:
-            held = self._held.get(sha)
-            if held is not None:
-                self._held.move_to_end(sha)
-                return held
-        with self.store._open(pack_key(sha)) as f:
-            data = f.read()
-            index = read_index(cast(io.BufferedReader, f), len(data), sha)
-        with self._lock:
-            self._held[sha] = (data, index)
-            while len(self._held) > _PACKS_HELD:
-                self._held.popitem(last=False)
-        return data, index

@@ -10,10 +10,11 @@ in one request per pack object instead of one per file.
 
 Named by its own hash, a pack object is immutable, and every upload of a name is the same
 bytes (re-uploading one a sweep took cannot change what another manifest reads there). A host
-checks the whole object against its name, and every segment against the hash its index gives,
-before the object enters its cache; a file's content is hashed again as it is written out
-(boxes/unpacking.py). A damaged pack object fails the restore, never enters the cache, and
-writes nothing into a layer. Which files go in a pack, and which earlier pack objects a
+checks a pack object it fetches against its name (hashed as it arrives) and reads its index
+before the object enters its cache, and checks each file's content against the file's hash
+before it is written into a layer. A damaged pack object fails the restore, never enters the
+cache, and writes nothing into a layer; a crafted one (named by its true hash, its index
+lying) writes nothing it does not hold. Which files go in a pack, and which earlier pack objects a
 snapshot keeps naming, is boxes/objectpack.py's.
 """
 
@@ -21,12 +22,10 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, cast
 
 import zstandard
 
@@ -42,10 +41,14 @@ _FOOTER = struct.Struct("<Q8s")
 # the box starts, and a blob of this size costs a request no more than its own transfer does
 # (bench/store.py measures a GET by size).
 SMALL_MAX = 256 << 10
-# A pack object is sealed (and uploaded, beside the rest of the pack) once it holds this much:
-# a large layer of small files becomes several objects, fetched in parallel.
+# A pack object is sealed (and uploaded, beside the rest of the pack) once it holds this much
+# (segments and index): a large layer of small files becomes several objects, fetched in
+# parallel.
 PART_MAX = 4 << 20
-# The most segments one pack object may name (a crafted index is refused before it is used).
+# Bounds a crafted pack object is refused by, before it is used or cached: its size, its
+# segments' number and length (a file's blob is at most a little larger than the file).
+MAX_SEGMENT = SMALL_MAX + (64 << 10)
+MAX_OBJECT = PART_MAX + MAX_SEGMENT + (1 << 20)
 MAX_SEGMENTS = PART_MAX // 16
 
 
@@ -102,7 +105,7 @@ class PackWriter:
         self._pending.append(digest)
         self._offset += len(blob)
         self._logical += size
-        if self._offset >= PART_MAX:
+        if self._offset + len(self._index) * _ENTRY.size >= PART_MAX:
             self._seal()
 
     def forget(self, digests: list[str]) -> None:
@@ -142,74 +145,55 @@ class PackWriter:
 Index = dict[str, tuple[int, int]]  # digest -> (offset, length) of its segment
 
 
-def read_index(f: io.BufferedReader | io.BufferedRandom, size: int, sha: str) -> Index:
-    """A pack object's index, from its open file of `size` bytes; SnapshotError if it is not
-    a well-formed pack object."""
+def read_index(data: bytes, sha: str) -> Index:
+    """The index of pack object `sha`, whole in `data`; SnapshotError if it is not a
+    well-formed pack object."""
     def bad(why: str) -> SnapshotError:
         return SnapshotError(f"snapshot pack {sha} is corrupt in the store: {why}")
 
-    if size < _FOOTER.size:
-        raise bad("too short")
-    count, magic = _FOOTER.unpack(os.pread(f.fileno(), _FOOTER.size, size - _FOOTER.size))
+    size = len(data)
+    if size < _FOOTER.size or size > MAX_OBJECT:
+        raise bad("bad size")
+    count, magic = _FOOTER.unpack_from(data, size - _FOOTER.size)
     if magic != MAGIC:
         raise bad("no pack footer")
     start = size - _FOOTER.size - count * _ENTRY.size
     if count > MAX_SEGMENTS or start < 0:
         raise bad("bad segment count")
-    raw = os.pread(f.fileno(), count * _ENTRY.size, start)
     index: Index = {}
     for n in range(count):
-        digest, offset, length = _ENTRY.unpack_from(raw, n * _ENTRY.size)
-        if offset + length > start or length > SMALL_MAX + (64 << 10):
+        digest, offset, length = _ENTRY.unpack_from(data, start + n * _ENTRY.size)
+        if offset + length > start or length > MAX_SEGMENT:
             raise bad("a segment lies outside the object")
         index.setdefault(digest.hex(), (offset, length))
     return index
 
 
-def check_segments(f: io.BufferedReader | io.BufferedRandom, index: Index, sha: str) -> None:
-    """SnapshotError unless every segment of the pack object is the content its index says
-    (each decompressed into its hash alone, never past SMALL_MAX bytes)."""
-    for digest, (offset, length) in index.items():
-        hasher = _Hasher(SMALL_MAX)
-        try:
-            with zstandard.ZstdDecompressor().stream_writer(
-                    cast(IO[bytes], hasher), closefd=False) as plain:
-                plain.write(os.pread(f.fileno(), length, offset))
-        except (zstandard.ZstdError, _TooLarge) as exc:
-            raise SnapshotError(f"snapshot pack {sha} is corrupt in the store") from exc
-        if hasher.sha.hexdigest() != digest:
-            raise SnapshotError(f"snapshot pack {sha} is corrupt in the store")
+def content(data: bytes, index: Index, digest: str, sha: str) -> bytes:
+    """The file content `digest` from pack object `sha` (whole in `data`), checked against
+    its hash; SnapshotError if the object lacks it or holds something else."""
+    where = index.get(digest)
+    if where is None:
+        raise SnapshotError(f"snapshot pack {sha} lacks the file content {digest}")
+    offset, length = where
+    plain = b""
+    try:
+        reader = zstandard.ZstdDecompressor().stream_reader(data[offset:offset + length])
+        plain = reader.read(SMALL_MAX + 1)
+    except zstandard.ZstdError:
+        pass
+    if len(plain) > SMALL_MAX or hashlib.sha256(plain).hexdigest() != digest:
+        raise SnapshotError(f"snapshot pack {sha} is corrupt in the store: it does not hold "
+                            f"the file content {digest}")
+    return plain
 
 
 def check_object(path: Path, sha: str) -> None:
     """SnapshotError unless the file is the pack object `sha` names, whole and well-formed,
     its every segment what its index says."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-        if h.hexdigest() != sha:
-            raise SnapshotError(f"snapshot pack {sha} is corrupt in the store")
-        check_segments(f, read_index(f, os.fstat(f.fileno()).st_size, sha), sha)
-
-
-class _TooLarge(Exception):
-    pass
-
-
-class _Hasher:
-    """Where a segment's decompressed bytes go: only into its hash, at most `limit` of them."""
-
-    def __init__(self, limit: int) -> None:
-        self.sha = hashlib.sha256()
-        self.left = limit
-
-    def write(self, data: bytes) -> int:
-        self.left -= len(data)
-        if self.left < 0:
-            raise _TooLarge
-        self.sha.update(data)
-        return len(data)
-
-    def flush(self) -> None:
-        pass
+    data = path.read_bytes()
+    if hashlib.sha256(data).hexdigest() != sha:
+        raise SnapshotError(f"snapshot pack {sha} is corrupt in the store")
+    index = read_index(data, sha)
+    for digest in index:
+        content(data, index, digest, sha)

@@ -69,6 +69,10 @@ class Seen:
         return len(self._at)
 
     def _load(self, log: Path) -> None:
+        for left in log.parent.glob(f".{log.name}.*.tmp"):  # a rewrite that did not finish
+            with contextlib.suppress(OSError):
+                if left.stat().st_mtime < time.time() - 3600:
+                    left.unlink()
         try:
             text = log.read_text(errors="replace")
         except FileNotFoundError:
@@ -107,7 +111,8 @@ class Seen:
             os.replace(tmp, self.log)
             self._lines = len(self._at)
         except OSError:
-            tmp.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
 
     def _append(self, text: str) -> None:
         if self.log is None:

@@ -20,8 +20,9 @@ A pack (`Sweeps.settle`, after writing its manifest and before committing its re
 the flags. For each blob it names that a flag lists as a candidate: if that sweep still runs,
 the pack waits until it ends; if the sweep ended after the pack last saw the blob in the store
 (with `skew_s` to spare for clocks), the pack checks the blob is there and uploads it again
-if not (a copy, which cannot, fails; a pack object it cannot upload again has its files
-packed anew and its manifest written again, then settles again). Then it commits.
+if not (a copy, which cannot, fails; a pack object that this host no longer caches has its
+files packed anew, into a manifest under a new id, and the pack settles again). Then it
+commits.
 
 Why no blob a committed manifest names is ever deleted: take a sweep S and a pack P naming
 blob d. If P listed the flags after S wrote its flag, P saw it: P waited for S to end, then

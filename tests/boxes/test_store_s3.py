@@ -33,7 +33,7 @@ from boxes.errors import SnapshotError, SnapshotNotFoundError, StoreUnavailableE
 from boxes.manifests import Entries
 from boxes.objectclient import ObjectClient
 from boxes.objectstore import ObjectSnapshotStore
-from boxes.packfiles import SMALL_MAX, pack_key
+from boxes.packfiles import MAX_OBJECT, SMALL_MAX, pack_key
 from boxes.packing import LayerIndex
 from boxes.snapshots import LAZY_MIN, LocalSnapshotStore, PackResult
 from boxes.stores import open_store, parse_store_url
@@ -413,7 +413,7 @@ def _crafted_pack(segments: list[tuple[bytes, bytes]], shift: int = 0) -> tuple[
     return hashlib.sha256(data).hexdigest(), data
 
 
-@pytest.mark.parametrize("lie", ["other-content", "outside", "not-in-it"])
+@pytest.mark.parametrize("lie", ["other-content", "outside", "not-in-it", "too-large"])
 def test_a_crafted_pack_object_writes_nothing_it_does_not_hold(
         s3: S3Place, tmp_path: Path, lie: str) -> None:
     """What a hostile writer with the bucket's credentials could leave: a pack object whose
@@ -424,8 +424,12 @@ def test_a_crafted_pack_object_writes_nothing_it_does_not_hold(
         sha, data = _crafted_pack([(claimed, b"something else")])
     elif lie == "outside":
         sha, data = _crafted_pack([(claimed, claimed)], shift=1 << 20)
-    else:
+    elif lie == "not-in-it":
         sha, data = _crafted_pack([(b"another file", b"another file")])
+    else:  # a segment after MAX_OBJECT bytes of nothing: refused before it is all fetched
+        sha, data = _crafted_pack([(claimed, claimed)], shift=MAX_OBJECT)
+        data = bytes(MAX_OBJECT) + data
+        sha = hashlib.sha256(data).hexdigest()
     store.objects.put(pack_key(sha), data)
     sid = _forge(store, [{"p": "f", "t": "f", "m": 0o644, "s": len(claimed),
                           "h": hashlib.sha256(claimed).hexdigest(), "k": [sha, len(claimed)]}])
@@ -434,8 +438,9 @@ def test_a_crafted_pack_object_writes_nothing_it_does_not_hold(
     with pytest.raises(SnapshotError, match=sha):
         store.restore(sid, out, UID)
     assert not (out / "f").exists() or (out / "f").read_bytes() == b""
-    # a pack object whose every segment is what its index says may be cached: not the others
-    assert store.cache.has(BlobCache.pack_name(sha)) == (lie == "not-in-it")
+    # one that is what its name says may be cached (its lies fail each restore before it
+    # writes): not one that is no pack object
+    assert store.cache.has(BlobCache.pack_name(sha)) == (lie in ("other-content", "not-in-it"))
 
 
 def test_a_snapshot_of_the_format_before_pack_objects_restores_and_its_next_freeze_packs(
