@@ -61,26 +61,22 @@ class Fetcher:
         self.cache = cache
         self.seen = seen
         self.pool = pool
-        self._fetching: dict[str, Future[bytes | None]] = {}
+        self._fetching: dict[str, Future[None]] = {}
         self._lock = threading.Lock()
 
-    def download(self, name: str) -> bytes | None:
-        """Fetch a blob or a pack object into the cache, checked against its hash; a pack
-        object's bytes are returned too (a restore reads them at once)."""
+    def download(self, name: str) -> None:
+        """Fetch a blob or a pack object into the cache, checked against its hash."""
         temp = self.cache.temp()
         seen = time.time()
-        data = None
         try:
             if name.startswith(PACKS):
-                data = self._download_pack(name.removeprefix(PACKS))
-                temp.write_bytes(data)
+                temp.write_bytes(self._download_pack(name.removeprefix(PACKS)))
             else:
                 self._download_blob(name, temp)
             self.cache.add(_cache_name(name), temp)
         finally:
             temp.unlink(missing_ok=True)
         self.seen.saw([name], seen)
-        return data
 
     def _download_blob(self, digest: str, temp: Path) -> None:
         """Blob `digest` into `temp`, its content hashed as it arrives."""
@@ -127,22 +123,20 @@ class Fetcher:
         read_index(data, sha)
         return data
 
-    def fetch(self, name: str) -> Future[bytes | None]:
-        """The object's fetch into the cache (done at once if it is cached): one per object.
-        Its result is a pack object's bytes when it was fetched (else read it from the
-        cache)."""
+    def fetch(self, name: str) -> Future[None]:
+        """The object's fetch into the cache (done at once if it is cached): one per object."""
         with self._lock:
             fetching = self._fetching.get(name)
             if fetching is not None:
                 return fetching
             if self.cache.has(_cache_name(name)):
-                done: Future[bytes | None] = Future()
+                done: Future[None] = Future()
                 done.set_result(None)
                 return done
             fetching = self.pool.submit(self.download, name)
             self._fetching[name] = fetching
 
-        def finished(_: Future[bytes | None]) -> None:
+        def finished(_: Future[None]) -> None:
             with self._lock:
                 self._fetching.pop(name, None)
 
@@ -150,10 +144,7 @@ class Fetcher:
         return fetching
 
     def read(self, name: str) -> bytes:
-        """A pack object's bytes: fetched now, or from the cache."""
-        data = self.fetch(name).result()
-        if data is not None:
-            return data
+        """A pack object's bytes, from the cache (fetched first if needed)."""
         with self.open(name) as f:
             return f.read()
 
@@ -184,7 +175,6 @@ class RestoreSource:
                 self.packs.setdefault(entry["h"], entry["k"][0])
         self._held: OrderedDict[str, tuple[bytes, Index]] = OrderedDict()
         self._lock = threading.Lock()
-        self.fetched: dict[str, Future[bytes | None]] = {}  # what the restore fetched first
 
     @staticmethod
     def name(entry: dict[str, Any]) -> str:
@@ -208,10 +198,7 @@ class RestoreSource:
             if held is not None:
                 self._held.move_to_end(sha)
                 return held
-        fetched = self.fetched.pop(pack_key(sha), None)  # its bytes, if it was not cached
-        data = fetched.result() if fetched is not None else None
-        if data is None:
-            data = self.fetcher.read(pack_key(sha))
+        data = self.fetcher.read(pack_key(sha))
         held = (data, read_index(data, sha))
         with self._lock:
             self._held[sha] = held

@@ -266,9 +266,9 @@ class ObjectSnapshotStore:
                 later[entry["p"]] = late = defer(entry["p"], int(entry.get("s", 0)))
                 if not late:
                     now.add(source.name(entry))
-        source.fetched = {name: self.fetcher.fetch(name) for name in now}
+        fetches = [self.fetcher.fetch(name) for name in now]
         committed()  # before anything is written
-        for fetch in source.fetched.values():
+        for fetch in fetches:
             fetch.result()  # the first that failed fails the restore
         for entry in entries:
             if entry["t"] == "f" and later[entry["p"]]:
