@@ -15,8 +15,8 @@ Each restore is the whole of it (the record and manifest, every object fetched, 
 written into an empty layer, the layer synced). "wake" is what a waking box waits for
 (begin_restore: files of 256 KB and more are written after it, their blobs fetched
 meanwhile); "whole" adds finish(). The ratio is against the local store's whole restore (or
-freeze) of the same layer. "blobs" before the restart of a host is the format before pack
-objects with that code's memory of what the bucket holds, which a restart lost. `--boto3` adds
+freeze) of the same layer. The "blobs" freezes after a restart are as that format's code made
+them: its memory of what the bucket holds was lost with the process. `--boto3` adds
 a cold restore through boto3 (sync, in the store's threads) behind the same `Objects`
 protocol: the client comparison docs/boxes.md quotes. aioboto3 is not measured: it pins
 botocore to one release (installing it would hold boto3 back to that release) and brings
