@@ -5,9 +5,9 @@ evicted.
 Everything cached is immutable (a blob and a pack object are named by their content's hash, a
 manifest and a record by a snapshot id that is never reused), so an entry is never stale, only
 gone: blobs and pack objects are hashed before they enter (the object store's downloads are
-checked as they arrive), and a reader that
-finds an entry evicted meanwhile (by this process or another sharing the directory) fetches it
-again. A hit touches the file's mtime, which orders the eviction across restarts.
+checked as they arrive), and a reader that finds an entry evicted meanwhile (by this process
+or another sharing the directory) fetches it again. A hit touches the file's mtime, which
+orders the eviction across restarts. (Beside the entries, boxes/seen.py keeps its log.)
 """
 
 from __future__ import annotations

@@ -14,8 +14,8 @@ checks a pack object it fetches against its name (hashed as it arrives) and read
 before the object enters its cache, and checks each file's content against the file's hash
 before it is written into a layer. A damaged pack object fails the restore, never enters the
 cache, and writes nothing into a layer; a crafted one (named by its true hash, its index
-lying) writes nothing it does not hold. Which files go in a pack, and which earlier pack objects a
-snapshot keeps naming, is boxes/objectpack.py's.
+lying) writes nothing it does not hold. Which files go in a pack, and which earlier pack
+objects a snapshot keeps naming, is boxes/objectpack.py's.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import hashlib
 import io
 import struct
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import zstandard
@@ -64,7 +64,6 @@ class Sealed:
     sha: str
     path: Path
     logical_bytes: int  # of the files whose content it holds
-    digests: list[str] = field(default_factory=list)
 
 
 class PackWriter:
@@ -82,8 +81,7 @@ class PackWriter:
         self._offset = 0
         self._logical = 0
         self.located: dict[str, str] = {}  # digest -> the pack object holding it (once sealed)
-        self._pending: list[str] = []  # digests in the part being written
-        self.written = 0  # bytes of every sealed pack object
+        self._pending: list[str] = []  # digests in the object being written
 
     def __contains__(self, digest: str) -> bool:
         return digest in self.located or digest in self._pending
@@ -132,8 +130,7 @@ class PackWriter:
         self._file.write(tail)
         self._sha.update(tail)
         self._file.close()
-        sealed = Sealed(self._sha.hexdigest(), self._path, self._logical, self._pending)
-        self.written += self._offset + len(tail)
+        sealed = Sealed(self._sha.hexdigest(), self._path, self._logical)
         for digest in self._pending:
             self.located[digest] = sealed.sha
         self._file, self._path = None, None

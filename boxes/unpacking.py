@@ -3,10 +3,10 @@ layer, the files' content read from a `BlobSource` (where a store engine keeps i
 
 Entries are written through directory descriptors and never follow a link. Every blob is
 hashed as it is written out, so a damaged one fails the restore (a source that hands over a
-small file's content in memory has checked it before). A restore can leave its
-large files for later: every name is in the layer, those files at their size, and
-`PendingRestore.finish` writes their content from threads of low priority and syncs the
-layer, so a box can start (and its agent answer) while a 50 MB layer is still being written.
+small file's content in memory has checked it before). A restore can leave its large files
+for later: every name is in the layer, those files at their size, and `PendingRestore.finish`
+writes their content from threads of low priority and syncs the layer, so a box can start
+(and its agent answer) while a 50 MB layer is still being written.
 The caller keeps everything that could read those files waiting until `finish` returns, and
 never packs the layer before.
 """
