@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 BASE := $(VENV)/.packages
 # The tiers `make check` leaves out (tests/conftest.py says what each needs).
-NOT_QUICK := not (boxes or browser or agent_clis or local_model or node or venv)
+NOT_QUICK := not (boxes or browser or agent_clis or local_model or node or venv or model_children)
 
 .PHONY: install serve test check lint typecheck pytest sysdeps testdeps harnesses sdk-typescript clean
 

@@ -26,8 +26,10 @@ import shutil
 import socket
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from redis.asyncio import Redis
 
@@ -41,6 +43,7 @@ from boxes.errors import (
     BoxNotFoundError,
     BoxStateError,
     SnapshotNotFoundError,
+    StoreUnavailableError,
 )
 from boxes.keys import BoxKeys
 from boxes.layerindex import LayerIndexes
@@ -83,6 +86,15 @@ def _process_alive(host: str | None) -> bool:
     return Path(f"/proc/{pid}").exists()
 
 
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class StoreFailure:
+    message: str
+    since: float
+
+
 class BoxManager(BoxAccess):
     def __init__(self, config: RuntimeConfig, redis: Redis, keys: BoxKeys,
                  backend: SandboxBackend | None = None,
@@ -100,6 +112,8 @@ class BoxManager(BoxAccess):
         # Told (box id, phase) as a freeze or wake passes each of its steps: timings, and
         # tests that stop the process between steps.
         self.on_phase: Callable[[str, str], None] | None = None
+        # The snapshot store's last failure, until it answers again (/readyz names it).
+        self.store_failure: StoreFailure | None = None
         self.indexes = LayerIndexes(config)
         self.restores = Restores(config, self.backend, self.store, self.locks, self.registry,
                                  self.indexes, update=self._update, phase=self._phase)
@@ -449,6 +463,8 @@ class BoxManager(BoxAccess):
         box = await self.restores.settle(box)
         started = time.perf_counter()
         previous = box.state
+        if previous in LIVE_STATES:
+            await self._ask_store(self.store.ping)  # an outage leaves the box as it is
         await self._update(box, state=BoxState.FREEZING)
         self._phase(box, "freezing")
         try:
@@ -470,15 +486,18 @@ class BoxManager(BoxAccess):
             upper = await self.backend.open_layer(box)
             old_snapshot = box.snapshot_id
             if box.layer_dirty or old_snapshot is None:
-                result = await asyncio.to_thread(
+                result = await self._ask_store(partial(
                     self.store.pack, upper, box_id=box.id, kind="freeze", name=None,
-                    owner=box.owner, index=self.indexes.load(box.id))
+                    owner=box.owner, index=self.indexes.load(box.id)))
                 self.indexes.save(box.id, result.index)
                 new_snapshot: str | None = result.record.id
             else:
                 new_snapshot = old_snapshot
             self._phase(box, "packed")
             await self.backend.close_layer(box)
+        except StoreUnavailableError as exc:
+            await self._start_again(box, previous, exc)
+            raise
         except BoxError as exc:
             await self._update(box, state=BoxState.FAILED, pid=None,
                                        reason=f"freeze failed: {exc.message}")
@@ -494,6 +513,38 @@ class BoxManager(BoxAccess):
                 await asyncio.to_thread(self.store.delete, old_snapshot)
         self._timed("freeze", started)
         return box
+
+    async def _ask_store(self, call: Callable[[], T]) -> T:
+        """A call of the snapshot store, in a thread, remembered as the store's health (what
+        /readyz says of it)."""
+        try:
+            answer = await asyncio.to_thread(call)
+        except StoreUnavailableError as exc:
+            if self.store_failure is None:
+                log.error("the snapshot store fails: %s", exc.message)
+            self.store_failure = StoreFailure(exc.message, time.time())
+            raise
+        if self.store_failure is not None:
+            log.info("the snapshot store answers again")
+            self.store_failure = None
+        return answer
+
+    async def _start_again(self, box: BoxRecord, previous: BoxState,
+                           exc: StoreUnavailableError) -> None:
+        """The store failed after the box was stopped for its freeze: its layer is whole on
+        this disk, so a box that was running starts again from it, as a wake would (its
+        processes restarted), rather than wait failed for its next request."""
+        with contextlib.suppress(BoxError, OSError):
+            await self.backend.close_layer(box)
+        await self._update(box, state=BoxState.FAILED, pid=None,
+                           reason=f"freeze failed: {exc.message}")
+        if previous not in LIVE_STATES:
+            return
+        try:
+            await self._wake_locked(box)
+        except BoxError as again:
+            log.error("box %s stays failed after the store failed its freeze: %s", box.id,
+                      again.message)
 
     async def _start_policy(self, box: BoxRecord) -> tuple[BoxRecord, EgressPolicy | None]:
         """Apply the operator's current say before a start: limits lowered since the box was

@@ -67,6 +67,9 @@ from boxes.unpacking import begin
 _REPACKS = 3
 
 
+_PING_KEY = "ping"
+
+
 def _manifest_key(snapshot_id: str) -> str:
     return f"{SNAPSHOTS}{snapshot_id}.manifest"
 
@@ -97,6 +100,9 @@ class ObjectSnapshotStore:
 
     def check(self) -> None:
         self.objects.check()
+
+    def ping(self) -> None:
+        self.objects.exists(_PING_KEY)  # a HEAD: found or not, the store answered
 
     def close(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)

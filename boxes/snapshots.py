@@ -66,6 +66,9 @@ class StoreStats:
 class SnapshotStore(Protocol):
     def check(self) -> None:
         """Refuse to start, with what to fix, if the store cannot work (called once)."""
+    def ping(self) -> None:
+        """StoreUnavailableError unless the store answers now (one cheap request): a freeze
+        asks before it stops a box, so an outage leaves the box running."""
     def pack(self, layer: Path, *, box_id: str, kind: str, name: str | None,
              owner: str | None, index: LayerIndex | None) -> PackResult: ...
     def restore(self, snapshot_id: str, layer: Path, uid: int) -> LayerIndex: ...
@@ -156,6 +159,9 @@ class LocalSnapshotStore:
 
     def check(self) -> None:
         pass  # the directories exist (made above)
+
+    def ping(self) -> None:
+        pass  # this machine's disk: a failure there is the pack's own error
 
     def close(self) -> None:
         pass

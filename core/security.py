@@ -50,8 +50,12 @@ def operator_key(data_dir: Path, configured: str | None) -> tuple[str, bool]:
     return key.decode(), created
 
 
-def server_secret(data_dir: Path) -> bytes:
-    """The secret box tokens are derived from: generated once, kept 0600 in the data dir."""
+def server_secret(data_dir: Path, configured: str | None = None) -> bytes:
+    """The secret box tokens are derived from: BURROW_SERVER_SECRET when it is set (every role
+    of a cluster shares it, each with a data dir of its own), else generated once and kept 0600
+    in the data dir (nothing is written there when it is set)."""
+    if configured:
+        return configured.encode()
     return _read_or_create(data_dir / "server.secret", secrets.token_hex(32).encode())[0]
 
 

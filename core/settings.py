@@ -16,6 +16,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from boxes.stores import check_endpoint, parse_store_url
+from core.roles import DEFAULT_HOST_LISTEN, parse_listen
 from models.providers import PROVIDERS
 
 _PLACEHOLDERS = {"changeme", "change-me", "secret", "password", "operator", "admin", "test",
@@ -28,7 +29,11 @@ def _env(name: str) -> AliasChoices:
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+    # hide_input_in_errors: a refused setting's error would otherwise carry every setting read,
+    # the operator key, the server secret and the provider keys among them, to wherever it is
+    # printed or logged.
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True,
+                                      hide_input_in_errors=True)
 
     data_dir: Path = Field(Path("./.burrow"), validation_alias=_env("BURROW_DATA_DIR"))
     # What every Redis key of this instance starts with (instances may share one Redis).
@@ -208,6 +213,24 @@ class Settings(BaseSettings):
     store_fetch_parallel: int = Field(8, ge=1, le=64,
                                       validation_alias=_env("BURROW_STORE_FETCH_PARALLEL"))
 
+    # --- the cluster's deployment (deploy/k8s/): what its manifests set that the roles read --
+    # Where `burrow host` serves its API to the gateways and the worker (address:port); every
+    # request but its health paths (core/roles.py) must be signed with the server secret.
+    # Read by `burrow host`.
+    host_listen: str = Field(DEFAULT_HOST_LISTEN, validation_alias=_env("BURROW_HOST_LISTEN"))
+    # The secret box tokens, dashboard sessions and the signatures between roles derive from.
+    # Unset: the data dir's server.secret, made on first start (one machine). A cluster's
+    # roles each have a data dir of their own, so they must all be given this one (at least
+    # 24 random characters: `openssl rand -hex 32`). Changing it signs out the dashboard and
+    # gives running boxes tokens that no longer pass until they restart.
+    server_secret: SecretStr | None = Field(None,
+                                            validation_alias=_env("BURROW_SERVER_SECRET"))
+    # How often a box host checkpoints each running box whose files changed (the changed part
+    # of its layer, to the store): a lost host costs a box at most this much of its files.
+    # Read by `burrow host`.
+    checkpoint_s: float = Field(60.0, ge=1, le=86400,
+                                validation_alias=_env("BURROW_CHECKPOINT_S"))
+
     @field_validator("store_url")
     @classmethod
     def _store_url(cls, value: str) -> str:
@@ -234,16 +257,28 @@ class Settings(BaseSettings):
                              f"anthropic/claude-haiku-4-5), not {value!r}")
         return value
 
+    @field_validator("host_listen")
+    @classmethod
+    def _host_listen(cls, value: str) -> str:
+        parse_listen(value)
+        return value
+
     @model_validator(mode="after")
     def _refuse_placeholder_secrets(self) -> Settings:
-        if self.operator_key is None or self.dev:
+        if self.dev:
             return self
-        key = self.operator_key.get_secret_value()
-        if key.lower() in _PLACEHOLDERS or len(key) < MIN_KEY_LENGTH:
-            raise ValueError(
-                f"BURROW_OPERATOR_KEY looks like a placeholder; use a random key of at least "
-                f"{MIN_KEY_LENGTH} characters (for example `openssl rand -hex 24`), leave it "
-                "unset to have one generated, or set BURROW_DEV=1 for local development")
+        for name, secret, example, unset in (
+                ("BURROW_OPERATOR_KEY", self.operator_key, "openssl rand -hex 24",
+                 "leave it unset to have one generated"),
+                ("BURROW_SERVER_SECRET", self.server_secret, "openssl rand -hex 32",
+                 "leave it unset on one machine to keep the data dir's server.secret")):
+            value = secret.get_secret_value() if secret is not None else None
+            if value is not None and (value.lower() in _PLACEHOLDERS
+                                      or len(value) < MIN_KEY_LENGTH):
+                raise ValueError(
+                    f"{name} looks like a placeholder; use a random key of at least "
+                    f"{MIN_KEY_LENGTH} characters (for example `{example}`), {unset}, or set "
+                    "BURROW_DEV=1 for local development")
         return self
 
     @property

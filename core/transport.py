@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import secrets
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -224,8 +225,7 @@ def _hashing(receive: Receive, digest: str) -> Receive:
 
 
 async def _refuse(send: Send, why: str) -> None:
-    body = ('{"error":{"code":"unauthenticated","message":"' + why.replace('"', "'")
-            + '"}}').encode()
+    body = json.dumps({"error": {"code": "unauthenticated", "message": why}}).encode()
     await send({"type": "http.response.start", "status": 401,
                 "headers": [(b"content-type", b"application/json"),
                             (b"content-length", str(len(body)).encode())]})

@@ -42,6 +42,8 @@ TIERS = {
     "local_model": "runs llama.cpp and the bundled small models",
     "node": "runs the TypeScript SDK on Node.js with its npm dependencies",
     "venv": "builds fresh virtual environments with pip",
+    "model_children": "loads the embedding or the name-detection model again in child processes "
+                      "it kills (about 20 s each)",
 }
 # Taking one of these fixtures puts a test in a tier.
 S3_BUCKET = "burrow-tests"

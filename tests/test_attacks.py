@@ -31,6 +31,7 @@ from redis.asyncio import Redis
 from boxes import BoxManager, BoxSpec, BoxState, ExecRequest, Limits, WakeFailedError
 from core.embedded_redis import EmbeddedRedis
 from core.keys import Keys
+from core.security import box_token
 from tests.conftest import (
     ECHO_AGENT,
     Gateway,
@@ -45,6 +46,7 @@ from tests.served import Served, stop_and_check
 
 SECRETS = {
     "BURROW_OPERATOR_KEY": "op-secret-" + "o" * 40,
+    "BURROW_SERVER_SECRET": "srv-secret-" + "s" * 40,  # box tokens derive from it
     "ANTHROPIC_API_KEY": "sk-ant-secret-" + "a" * 30,
     "OPENAI_API_KEY": "sk-openai-secret-" + "b" * 30,
     "OPENROUTER_API_KEY": "sk-or-secret-" + "c" * 30,
@@ -82,6 +84,9 @@ def test_no_process_of_a_box_holds_a_server_secret(secret_server: Served) -> Non
             assert r.json()["exit_code"] == 0, r.json()
             seen = r.json()["stdout"]
             assert "BURROW_BOX_TOKEN=" in seen  # the listing did read the box's processes
+            # ...and the token derives from the secret set in the server's environment
+            expected = box_token(SECRETS["BURROW_SERVER_SECRET"].encode(), box)
+            assert f"BURROW_BOX_TOKEN={expected}" in seen
             for name, value in SECRETS.items():
                 assert value not in seen, f"{name} is readable inside box {box}"
         pids = box_processes()

@@ -31,6 +31,13 @@ async def readyz(request: Request) -> JSONResponse:
     checks["boxes"] = "ok" if core is not None else "starting"
     ready = all(v == "ok" for v in checks.values())
     body: dict[str, Any] = {"status": "ready" if ready else "not ready", "checks": checks}
+    if core is not None:
+        # Informative too: with the snapshot store down this process still serves every
+        # running box; freezes fail and their boxes keep running until it answers again.
+        # What failed (an endpoint, a bucket) is the operator's to read, in the log.
+        failure = core.manager.store_failure
+        body["store"] = {"status": "ok"} if failure is None else {
+            "status": "unavailable", "code": "store_unavailable", "since": failure.since}
     local = core.local_models if core is not None else None
     if local is not None:
         # Informative, not a readiness condition: the gateway serves without them, and a

@@ -26,7 +26,7 @@ import pytest
 import zstandard
 from redis.asyncio import Redis
 
-from boxes import BoxManager, BoxSpec, manifests, objectpack, seen
+from boxes import BoxManager, BoxSpec, BoxState, ExecRequest, manifests, objectpack, seen
 from boxes.blobcache import BlobCache
 from boxes.config import RuntimeConfig
 from boxes.errors import SnapshotError, SnapshotNotFoundError, StoreUnavailableError
@@ -847,3 +847,55 @@ async def test_a_box_frozen_to_s3_wakes_on_a_host_with_an_empty_cache_with_its_f
         await second.close()
         shutil.rmtree(config.run_dir, ignore_errors=True)
     assert second.backend.leftovers() == {"processes": [], "mounts": [], "cgroups": []}
+
+
+@pytest.mark.boxes
+async def test_a_store_outage_fails_a_freeze_safe_and_the_box_keeps_running(
+        tmp_path: Path, redis: Redis, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Down before the freeze: the box is not even stopped. Down once the box is stopped for
+    it: the box starts again from its layer on this disk. Either way nothing is lost, the
+    freeze fails by name (503 store_unavailable), the manager remembers the failure for
+    /readyz, and once the store is back the freeze goes through and the box wakes from it."""
+    own = SeaweedFS(tmp_path / "seaweed").start()
+    manager: BoxManager | None = None
+    try:
+        for name, value in own.env().items():
+            monkeypatch.setenv(name, value)
+        place = S3Place(own, own.make_bucket("down"), "burrow")
+        manager = BoxManager(make_config(tmp_path / "data"), redis, Keys(),
+                             store=make_store(place, tmp_path / "cache", retry_timeout_s=1.0))
+        await manager.start()
+        box = await manager.create(BoxSpec())
+        assert (await manager.exec(box.id, ExecRequest(command="echo v1 > f"))).exit_code == 0
+        own.stop()
+        with pytest.raises(StoreUnavailableError):
+            await manager.freeze(box.id)
+        record = await manager.get(box.id)
+        assert (record.state, record.wakes, record.pid) == (BoxState.RUNNING, 0, box.pid)
+        assert manager.store_failure is not None
+
+        own.start()
+
+        def down_after_the_stop(_box: str, phase: str) -> None:
+            if phase == "stopped":
+                own.stop()
+
+        manager.on_phase = down_after_the_stop
+        with pytest.raises(StoreUnavailableError):
+            await manager.freeze(box.id)
+        manager.on_phase = None
+        record = await manager.get(box.id)
+        assert (record.state, record.wakes) == (BoxState.RUNNING, 1)  # started again
+        assert (await manager.exec(box.id, ExecRequest(command="cat f"))).stdout == "v1\n"
+
+        own.start()
+        frozen = await manager.freeze(box.id)
+        assert frozen.state == BoxState.FROZEN and manager.store_failure is None
+        await manager.archive(box.id)  # the bucket holds it alone now
+        assert (await manager.exec(box.id, ExecRequest(command="cat f"))).stdout == "v1\n"
+        await manager.delete(box.id)
+    finally:
+        if manager is not None:
+            await manager.close()
+            shutil.rmtree(manager.config.run_dir, ignore_errors=True)
+        own.stop()

@@ -94,6 +94,7 @@ def _recorded(c: httpx.Client, served: Served, tenant: dict[str, str]) -> bool:
     return bool(c.get("/v1/tenants/k/agent/profile", headers=tenant).json()["observed"])
 
 
+@pytest.mark.timeout(600)  # two runs of a fuzzer: ~50 s alone, over 120 s on a loaded machine
 def test_schemathesis_finds_no_server_errors_or_schema_violations(served: Served) -> None:
     with httpx.Client(base_url=served.url, timeout=60) as c:
         r = c.post("/v1/tenants", json={"id": "fuzz"}, headers=served.operator)

@@ -432,6 +432,7 @@ def test_embedder_is_offline_and_semantic(monkeypatch: pytest.MonkeyPatch) -> No
     assert embedder.embed([]) == []
 
 
+@pytest.mark.model_children
 def test_the_process_embedder_matches_the_in_process_one_and_outlives_its_child() -> None:
     from knowledge.embedder import ProcessEmbedder
 

@@ -609,6 +609,7 @@ def test_a_name_is_found_only_in_a_persons_shape(names: PresidioNames) -> None:
     assert scrub("Kafka slows down.", names=names).findings == {}
 
 
+@pytest.mark.model_children
 def test_the_name_detector_in_a_child_process_answers_as_in_process_and_survives_a_kill(
         names: PresidioNames) -> None:
     texts = ["Maria Gonzalez said hi.", "Kafka slows down.", "Dr. Chen recommended rest.",
