@@ -6,7 +6,8 @@
    with a cold cache and on one with a warm cache, with pack objects (the store's format) and
    with every file a blob of its own (the format before them), next to the local store;
 3. freezing: the 1 MB layer from scratch, again unchanged, again after a restart of the host,
-   and with one small file changed, in both formats and in the local store.
+   with one small file changed, with the same file changed again, and with another small
+   file deleted, in both formats and in the local store.
 
     .venv/bin/python bench/store.py                # 15 runs of 1 MB, 5 of 50 MB, 10 freezes
     .venv/bin/python bench/store.py --runs 30 --big-runs 10 --boto3
@@ -16,7 +17,11 @@ written into an empty layer, the layer synced). "wake" is what a waking box wait
 (begin_restore: files of 256 KB and more are written after it, their blobs fetched
 meanwhile); "whole" adds finish(). The ratio is against the local store's whole restore (or
 freeze) of the same layer. The "blobs" freezes after a restart are as that format's code made
-them: its memory of what the bucket holds was lost with the process. `--boto3` adds
+them: its memory of what the bucket holds was lost with the process. A freeze that changed
+or deleted a small file writes, with pack objects, the rest of the pack object that held its
+old content too (no snapshot names an object holding content the box no longer has:
+boxes/objectpack.py), apart from the new content; the same file changed again then rewrites
+only its own small object. `--boto3` adds
 a cold restore through boto3 (sync, in the store's threads) behind the same `Objects`
 protocol: the client comparison docs/boxes.md quotes. aioboto3 is not measured: it pins
 botocore to one release (installing it would hold boto3 back to that release) and brings
@@ -233,9 +238,11 @@ def measure_restores(label: str, work: Path, layer: Path, runs: int,
 
 
 def measure_freezes(work: Path, runs: int, client: Client, parallel: int) -> None:
-    """Freeze the 1 MB layer from scratch, unchanged, unchanged after a restart, and with one
-    small file changed, with each engine; new content each run (nothing is in the bucket)."""
-    cases = ["from scratch", "unchanged", "unchanged, restarted", "one small file changed"]
+    """Freeze the 1 MB layer from scratch, unchanged, unchanged after a restart, with one
+    small file changed, with that file changed again and with another one deleted, with each
+    engine; new content each run (nothing is in the bucket)."""
+    cases = ["from scratch", "unchanged", "unchanged, restarted", "one small file changed",
+             "the same file again", "another one deleted"]
     engines = ["local store", "s3, packs", "s3, blobs"]
     samples: dict[tuple[str, str], list[float]] = {(c, e): [] for c in cases for e in engines}
     asked: dict[tuple[str, str], Counter[str]] = {
@@ -279,7 +286,9 @@ def _freeze_cases(engine: str, place: Path, source: Path, client: Client,
         before = requests_of(on)
         start = time.perf_counter()
         result = on.pack(layer, box_id="b", kind="freeze", name=None, owner=None, index=index)
-        out[case] = ((time.perf_counter() - start) * 1000, requests_of(on) - before)
+        asked = requests_of(on) - before
+        asked["kB_written"] = result.record.new_bytes // 1000  # objects and manifest, zstd
+        out[case] = ((time.perf_counter() - start) * 1000, asked)
         return result.index
 
     first = store()
@@ -290,7 +299,11 @@ def _freeze_cases(engine: str, place: Path, source: Path, client: Client,
     again = store()  # the host restarted: its cache and log are there
     index = timed("unchanged, restarted", again, index)
     (layer / "workspace/f0003.txt").write_bytes(os.urandom(16384))
-    timed("one small file changed", again, index)
+    index = timed("one small file changed", again, index)
+    (layer / "workspace/f0003.txt").write_bytes(os.urandom(16384))
+    index = timed("the same file again", again, index)
+    (layer / "workspace/f0010.txt").unlink()
+    timed("another one deleted", again, index)
     if isinstance(again, ObjectSnapshotStore):
         again.close()
     shutil.rmtree(place)

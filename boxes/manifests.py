@@ -7,8 +7,13 @@ earlier file `l`), `l` (symlink to `l`), `w` (overlay whiteout) or `p` (fifo); `
 xattrs (base64). Entries come parents first.
 
 Format 2 (the object store's, boxes/packfiles.py) adds `k` to a file whose content is a segment
-of a pack object rather than a blob of its own: `[pack sha256, the pack's logical bytes]`.
-A manifest without any `k` is written as format 1, which every engine reads.
+of a pack object rather than a blob of its own: `[pack sha256, the logical bytes of the files
+whose content it holds, how many file contents it holds]`. A manifest without any `k` is
+written as format 1, which every engine and every earlier Burrow reads.
+
+A manifest of a format this code does not know (written by a newer Burrow) is refused by
+name (ManifestFormatError), never read as if it were one it knows: a restore from it writes
+nothing, and a garbage collection that meets it deletes nothing.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from typing import Any
 
 import zstandard
 
-from boxes.errors import SnapshotError
+from boxes.errors import ManifestFormatError, SnapshotError
 
 FORMAT = 1
 PACKED_FORMAT = 2
@@ -38,14 +43,22 @@ def encode(entries: Entries) -> bytes:
 
 
 def decode(raw: bytes, snapshot_id: str) -> Entries:
-    """The entries of a stored manifest; SnapshotError if it cannot be read (not validated)."""
+    """The entries of a stored manifest (not validated); ManifestFormatError if it is of a
+    format this code does not read, SnapshotError if it cannot be read at all."""
     try:
         data = json.loads(zstandard.ZstdDecompressor().decompress(raw))
+        fmt = data.get("format")
         entries: Entries = data["entries"]
-        if data.get("format") not in FORMATS or not isinstance(entries, list):
-            raise ValueError("unknown manifest format (written by a newer Burrow?)")
-    except (ValueError, KeyError, TypeError, zstandard.ZstdError) as exc:
+    except (ValueError, KeyError, TypeError, AttributeError, zstandard.ZstdError) as exc:
         raise SnapshotError(f"snapshot {snapshot_id} is unreadable: {exc}") from exc
+    if type(fmt) is not int or fmt not in FORMATS:
+        raise ManifestFormatError(
+            f"snapshot {snapshot_id} is in manifest format {fmt!r}, which this host's Burrow "
+            f"does not read (it reads formats {', '.join(map(str, FORMATS))}): a newer Burrow "
+            "wrote it. Upgrade Burrow on this host (docs/boxes.md, \"Upgrading hosts\"); the "
+            "snapshot is kept as it is, and a host that reads it wakes the box")
+    if not isinstance(entries, list):
+        raise SnapshotError(f"snapshot {snapshot_id} is unreadable: its entries are no list")
     return entries
 
 
@@ -141,7 +154,8 @@ def _check_pack(path: str, entry: dict[str, Any]) -> None:
     ref = entry.get("k")
     if ref is None:
         return
-    if (not isinstance(ref, list) or len(ref) != 2 or not isinstance(ref[0], str)
-            or not _HASH_RE.match(ref[0]) or isinstance(ref[1], bool)
-            or not isinstance(ref[1], int) or ref[1] < 0):
+    if (not isinstance(ref, list) or len(ref) != 3 or not isinstance(ref[0], str)
+            or not _HASH_RE.match(ref[0])
+            or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0
+                       for n in ref[1:])):
         raise SnapshotError(f"manifest entry {path!r}: bad pack reference")

@@ -6,11 +6,28 @@ decides where each file's content goes.
   uploaded if the bucket lacks it.
 - A smaller file is a segment of a pack object (boxes/packfiles.py). If the box's last pack
   or restore found its content in a pack object (the layer index says which), the new
-  snapshot names that object again instead of uploading it, when the object is worth keeping:
-  at least half of its files' bytes are still the box's (so at most half of what a snapshot
-  keeps alive is dead), and it is among the MAX_OLD_PACKS that hold the most of them (or holds
-  OLD_PACK_BIG bytes of them), so a cold restore fetches a few objects however many freezes
-  the box went through. Everything else small goes into the new pack objects.
+  snapshot names that object again instead of uploading it, when the object is CLEAN and
+  worth keeping. Everything else small is packed anew.
+
+Clean: every file content the object holds is one of the new snapshot's files (a manifest's
+reference counts them: `[sha256, logical bytes, contents]`). So no pack object holds content
+that the snapshots naming it do not hold: the old content of a small file deleted or
+rewritten (a memory database a tenant emptied) is in no object the next snapshot names, and
+leaves the bucket with the older snapshots (the garbage collection deletes what only they
+named). A dirty object left some of its contents dead and is named again by no new snapshot;
+the rule is that simple so that it can be checked (tests/boxes/test_store_s3.py searches
+every object of the bucket for a deleted secret).
+
+What it costs: a freeze that changed or deleted a small file writes, besides the new
+content, the rest of the object that held the old one (at most PART_MAX; bench/store.py
+measures it). That rest (files that sat beside the changed one) goes into pack objects of its
+own ("carry"), apart from the new content, so a file that keeps changing ends up in a small
+object of its own and its next change rewrites only that; the contents of clean objects not
+worth keeping (small ones beyond MAX_OLD_PACKS) go in with the new content.
+
+Worth keeping: among the MAX_OLD_PACKS clean objects that hold the most of the box's bytes,
+or holding OLD_PACK_BIG bytes of them (a large layer of small files spans several objects),
+so a cold restore fetches a few objects however many freezes the box went through.
 
 Small files are deduplicated within a box's lineage (its snapshots, and the snapshot it was
 made from), never across boxes: a snapshot names only pack objects its box's own index led
@@ -41,7 +58,8 @@ from boxes.sweeps import blob_key
 MAX_OLD_PACKS = 3
 OLD_PACK_BIG = 1 << 20
 
-Ref = list[Any]  # [pack object's sha256, its files' logical bytes]: a manifest entry's "k"
+# A manifest entry's "k": [pack object's sha256, its files' logical bytes, its file contents]
+Ref = list[Any]
 
 
 @dataclass
@@ -75,7 +93,8 @@ class PackSink:
         self._lock = threading.Lock()
         self._sealed: dict[str, Sealed] = {}  # uploaded
         self._parts: list[Sealed] = []  # every one sealed
-        self.writer = PackWriter(cache.temp, self._upload_pack)
+        self.writer = PackWriter(cache.temp, self._upload_pack)  # new content
+        self.carry = PackWriter(cache.temp, self._upload_pack)  # dirty objects' live rest
 
     # --- packing's sink ------------------------------------------------------------------
 
@@ -131,29 +150,47 @@ class PackSink:
     def finish(self, packed: Packed) -> Entries:
         """Decide which earlier pack objects to name again, pack the rest, wait for every
         upload, and write where each file's content is into `packed`'s entries and index."""
-        keep = self._still_there(self._worth_keeping())
+        clean = self._clean()
+        keep = self._still_there(self._worth_keeping(clean))
         for digest, ref in self._reused.items():
             if ref[0] in keep:
                 self.located[digest] = ref
             else:
                 source = self.sources[digest]
-                self.writer.add(digest, source.path, source.extents, source.size)
-        self.writer.close()
-        self.wait()
-        self._locate_new()
+                writer = self.writer if ref[0] in clean else self.carry
+                writer.add(digest, source.path, source.extents, source.size)
+        self._close()
         return self.apply(packed)
 
-    def _worth_keeping(self) -> list[str]:
-        """The earlier pack objects worth naming again, by the bytes of them kept."""
+    def _close(self) -> None:
+        """Seal both writers' last objects, wait for every upload, and locate what they hold."""
+        self.writer.close()
+        self.carry.close()
+        self.wait()
+        for writer in (self.writer, self.carry):
+            for digest, sha in writer.located.items():
+                sealed = self._sealed[sha]
+                self.located[digest] = [sha, sealed.logical_bytes, sealed.members]
+
+    def _clean(self) -> dict[str, int]:
+        """The earlier pack objects whose every file content is one of this snapshot's, with
+        the bytes of them kept. `_reused` has only contents the index placed in an object,
+        so as many of them as the object holds are all of them."""
         kept: dict[str, int] = {}
-        total: dict[str, int] = {}
-        for digest, (sha, logical) in self._reused.items():
+        live: dict[str, int] = {}
+        members: dict[str, int] = {}
+        for digest, (sha, _, count) in self._reused.items():
             kept[sha] = kept.get(sha, 0) + self.sources[digest].size
-            total[sha] = logical
-        worth = sorted((sha for sha in kept if 2 * kept[sha] >= total[sha]),
-                       key=lambda sha: kept[sha], reverse=True)
-        return [sha for n, sha in enumerate(worth)
-                if n < MAX_OLD_PACKS or kept[sha] >= OLD_PACK_BIG]
+            live[sha] = live.get(sha, 0) + 1
+            members[sha] = count
+        return {sha: kept[sha] for sha in kept if live[sha] == members[sha]}
+
+    @staticmethod
+    def _worth_keeping(clean: dict[str, int]) -> list[str]:
+        """The clean objects worth naming again, by the bytes of them kept."""
+        ranked = sorted(clean, key=lambda sha: clean[sha], reverse=True)
+        return [sha for n, sha in enumerate(ranked)
+                if n < MAX_OLD_PACKS or clean[sha] >= OLD_PACK_BIG]
 
     def _still_there(self, shas: list[str]) -> set[str]:
         """Those of the pack objects the bucket has (asked only of those not seen lately)."""
@@ -172,10 +209,6 @@ class PackSink:
                 self.seen[pack_key(sha)] = at
                 there.add(sha)
         return there
-
-    def _locate_new(self) -> None:
-        for digest, sha in self.writer.located.items():
-            self.located[digest] = [sha, self._sealed[sha].logical_bytes]
 
     def apply(self, packed: Packed) -> Entries:
         """`packed`'s entries and index, each small file's with its pack object."""
@@ -204,6 +237,7 @@ class PackSink:
     def cancel(self) -> None:
         """Stop what has not started; wait for what has (it reads the layer)."""
         self.writer.abort()
+        self.carry.abort()
         for future in self._futures:
             future.cancel()
         wait(self._futures)
@@ -245,14 +279,13 @@ class PackSink:
             self.seen.pop(name, None)
         shas = {name.removeprefix(PACKS) for name in gone}
         moved = [digest for digest, ref in self.located.items() if ref[0] in shas]
-        self.writer.forget(moved)
+        for writer in (self.writer, self.carry):
+            writer.forget(moved)
         for digest in moved:
             del self.located[digest]
             source = self.sources[digest]
-            self.writer.add(digest, source.path, source.extents, source.size)
-        self.writer.close()
-        self.wait()
-        self._locate_new()
+            self.carry.add(digest, source.path, source.extents, source.size)
+        self._close()
         return self.apply(packed)
 
 
@@ -260,6 +293,8 @@ def _old_refs(index: LayerIndex) -> dict[str, Ref]:
     """digest -> pack object, for the layer index's small files found in one."""
     refs: dict[str, Ref] = {}
     for item in index.values():
-        if len(item) > 3 and isinstance(item[3], list) and len(item[3]) == 2:
-            refs[item[1]] = item[3]
+        ref = item[3] if len(item) > 3 else None
+        if (isinstance(ref, list) and len(ref) == 3 and isinstance(ref[0], str)
+                and all(isinstance(n, int) and not isinstance(n, bool) for n in ref[1:])):
+            refs[item[1]] = ref
     return refs

@@ -21,7 +21,9 @@ A cold wake of a layer of small files is then three requests, not one per file. 
 restoring are the local store's own code (packing.py, unpacking.py), so a restore keeps all
 its safety: no link followed, no write outside the layer, every file hashed as it is written,
 holes, hard links, xattrs, whiteouts. Snapshots written before pack objects (format 1, every
-file a blob) restore as they always did.
+file a blob) restore as they always did, and BURROW_STORE_FORMAT=1 still writes them, for a
+rolling upgrade (docs/boxes.md, "Upgrading hosts"); a manifest of a format this code does not
+read fails its restore, copy or garbage collection by name (boxes/manifests.py).
 
 A host remembers for half a day which blobs and pack objects it saw in the bucket (uploaded,
 found, fetched, or named by a manifest it committed), in a log beside its cache (boxes/seen.py),
@@ -80,7 +82,8 @@ def _record_key(snapshot_id: str) -> str:
 
 class ObjectSnapshotStore:
     """`small_max`: files below it go into pack objects; 0 writes every file as a blob of its
-    own, as snapshots were written before pack objects (bench/store.py compares the two)."""
+    own, in format 1, as snapshots were written before pack objects (BURROW_STORE_FORMAT=1;
+    bench/store.py compares the two)."""
 
     def __init__(self, objects: Objects, cache: BlobCache, *, fetch_parallel: int = 8,
                  times: SweepTimes | None = None, small_max: int = SMALL_MAX) -> None:

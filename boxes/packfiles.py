@@ -64,6 +64,7 @@ class Sealed:
     sha: str
     path: Path
     logical_bytes: int  # of the files whose content it holds
+    members: int  # file contents (segments) it holds
 
 
 class PackWriter:
@@ -130,7 +131,7 @@ class PackWriter:
         self._file.write(tail)
         self._sha.update(tail)
         self._file.close()
-        sealed = Sealed(self._sha.hexdigest(), self._path, self._logical)
+        sealed = Sealed(self._sha.hexdigest(), self._path, self._logical, len(self._index))
         for digest in self._pending:
             self.located[digest] = sealed.sha
         self._file, self._path = None, None

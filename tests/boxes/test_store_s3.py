@@ -2,7 +2,9 @@
 another host with an empty cache, cache hits that ask nothing, refusals of crafted manifests
 and damaged blobs, an outage, wrong credentials, garbage collection racing packs; pack objects
 (a cold restore's few requests, damage, snapshots of the format before them, what a freeze
-names again, no box keeping another's), and a restarted host asking nothing it knew."""
+names again, no box keeping another's, no deleted or rewritten file's content left in the
+bucket), a restarted host asking nothing it knew, and a rolling upgrade (a manifest of a
+newer format refused by name, format 1 written on demand)."""
 
 from __future__ import annotations
 
@@ -29,7 +31,13 @@ from redis.asyncio import Redis
 from boxes import BoxManager, BoxSpec, BoxState, ExecRequest, manifests, objectpack, seen
 from boxes.blobcache import BlobCache
 from boxes.config import RuntimeConfig
-from boxes.errors import SnapshotError, SnapshotNotFoundError, StoreUnavailableError
+from boxes.errors import (
+    ManifestFormatError,
+    SnapshotError,
+    SnapshotNotFoundError,
+    StoreUnavailableError,
+    WakeFailedError,
+)
 from boxes.manifests import Entries
 from boxes.objectclient import ObjectClient
 from boxes.objectstore import ObjectSnapshotStore
@@ -41,7 +49,7 @@ from boxes.sweeps import SweepTimes, blob_key, object_key
 from core.keys import Keys
 from core.settings import Settings
 from tests.boxes.test_lifecycle import FINGERPRINT, TREE, run
-from tests.boxes.test_snapshots import assert_refused, describe, make_layer
+from tests.boxes.test_snapshots import assert_refused, describe, holding, make_layer
 from tests.conftest import make_config
 from tests.seaweed import S3Place, SeaweedFS
 
@@ -432,7 +440,7 @@ def test_a_crafted_pack_object_writes_nothing_it_does_not_hold(
         sha = hashlib.sha256(data).hexdigest()
     store.objects.put(pack_key(sha), data)
     sid = _forge(store, [{"p": "f", "t": "f", "m": 0o644, "s": len(claimed),
-                          "h": hashlib.sha256(claimed).hexdigest(), "k": [sha, len(claimed)]}])
+                          "h": hashlib.sha256(claimed).hexdigest(), "k": [sha, len(claimed), 1]}])
     out = tmp_path / "out"
     out.mkdir()
     with pytest.raises(SnapshotError, match=sha):
@@ -470,18 +478,35 @@ def test_a_snapshot_of_the_format_before_pack_objects_restores_and_its_next_free
     assert cold.objects.requests == Counter(get=2 + 2)
 
 
-def test_a_freeze_that_changed_one_small_file_uploads_only_that_file(
+def _size(store: ObjectSnapshotStore, key: str) -> int:
+    return next(i.size for i in store.objects.list("packs/") if i.key == key)
+
+
+def test_a_small_file_that_keeps_changing_ends_up_alone_and_its_next_freezes_upload_only_it(
         s3: S3Place, tmp_path: Path) -> None:
+    """The first change of a small file rewrites the rest of its pack object (which held the
+    old content: no snapshot may name it again), the rest apart from the new content; every
+    later change of that file uploads only the file."""
     layer = small_files(tmp_path / "layer")
     store = make_store(s3, tmp_path / "cache")
     first = freeze(store, layer, None)
+    (old,) = names(store, first.record.id)
     (layer / "workspace/f0005.txt").write_bytes(b"changed")
     store.objects.requests.clear()
     second = freeze(store, layer, first.index)
-    assert store.objects.requests == Counter(put=3, list=1)  # a pack object of it and so on
-    assert names(store, second.record.id) >= names(store, first.record.id)
-    (new,) = names(store, second.record.id) - names(store, first.record.id)
-    assert next(i.size for i in store.objects.list("packs/") if i.key == new) < 100
+    # the new content's pack object, the rest's, the manifest, the record; the flags
+    assert store.objects.requests == Counter(put=4, list=1)
+    named = names(store, second.record.id)
+    assert old not in named and len(named) == 2
+    assert sorted(_size(store, key) for key in named)[0] < 100  # "changed" alone
+    for n in range(3):
+        (layer / "workspace/f0005.txt").write_bytes(b"changed again %d" % n)
+        store.objects.requests.clear()
+        again = freeze(store, layer, second.index)
+        assert store.objects.requests == Counter(put=3, list=1)
+        (new,) = names(store, again.record.id) - names(store, second.record.id)
+        assert _size(store, new) < 100
+        second = again
     unchanged = freeze(store, layer, second.index)
     assert names(store, unchanged.record.id) == names(store, second.record.id)
     out, cold = restored(s3, unchanged.record.id, tmp_path)
@@ -491,43 +516,100 @@ def test_a_freeze_that_changed_one_small_file_uploads_only_that_file(
 
 def test_a_box_frozen_over_and_over_names_few_pack_objects(
         s3: S3Place, tmp_path: Path) -> None:
-    """Each freeze changes another small file: the snapshot keeps naming the first pack object
-    (most of it is still the box's), and at most MAX_OLD_PACKS of the small later ones."""
+    """Each freeze changes another small file: a snapshot names the pack object of the rest,
+    the new one, and at most MAX_OLD_PACKS of the earlier small ones."""
     layer = small_files(tmp_path / "layer")
     store = make_store(s3, tmp_path / "cache")
     result = freeze(store, layer, None)
-    first = _pack_of(store, result.record.id)
     most = 0
     for n in range(12):
         (layer / f"workspace/f{n:04}.txt").write_bytes(b"changed %d" % n)
         result = freeze(store, layer, result.index)
-        named = names(store, result.record.id)
-        assert first in named
-        most = max(most, len(named))
-    assert most == objectpack.MAX_OLD_PACKS + 1  # those, and the new one
+        most = max(most, len(names(store, result.record.id)))
+    assert most == objectpack.MAX_OLD_PACKS + 2
     out, cold = restored(s3, result.record.id, tmp_path)
     assert describe(out) == describe(layer)
-    assert cold.objects.requests["get"] <= 2 + objectpack.MAX_OLD_PACKS + 1
+    assert cold.objects.requests["get"] <= 2 + objectpack.MAX_OLD_PACKS + 2
 
 
-def test_a_pack_object_mostly_dead_is_not_named_again_and_goes(
-        s3: S3Place, tmp_path: Path) -> None:
-    """Once most of a pack object's bytes are no longer the box's, the next freeze packs the
-    rest anew, so that dead content is not kept alive by the box's newest snapshot."""
-    layer = small_files(tmp_path / "layer", 200_000)
-    store = make_store(s3, tmp_path / "cache")
-    first = freeze(store, layer, None)
-    old = _pack_of(store, first.record.id)
-    files = sorted((layer / "workspace").iterdir())
-    for path in files[: len(files) * 2 // 3]:
-        path.write_bytes(b"new " + path.name.encode())
-    second = freeze(store, layer, first.index)
-    assert old not in names(store, second.record.id)
-    store.delete(first.record.id)
+# --- what a deleted or rewritten small file leaves in the bucket -----------------------------
+
+def _bucket(store: ObjectSnapshotStore) -> dict[str, bytes]:
+    """Every object under the store's prefix, as stored."""
+    return {info.key: store.objects.read(info.key) for info in store.objects.list("")}
+
+
+def _drop_all_but(store: ObjectSnapshotStore, keep: str) -> None:
+    """Delete every snapshot but `keep` (as the hourly collection does to a box's older
+    freezes) and collect."""
+    for record in store.list():
+        if record.id != keep:
+            store.delete(record.id)
     store.gc(grace_s=0)
-    assert not store.objects.exists(old)
+
+
+@pytest.mark.parametrize("change", ["deleted", "rewritten"])
+@pytest.mark.parametrize("where", ["first", "later"])
+def test_a_deleted_or_rewritten_small_files_content_leaves_the_bucket_with_the_older_snapshots(
+        s3: S3Place, tmp_path: Path, change: str, where: str) -> None:
+    """The attack: a tenant's secret in a small file (its memory database) beside other small
+    files in a pack object, "delete all memories" (the file deleted, or rewritten with the
+    secret zeroed, as SQLite's secure_delete does), the next freeze, the older snapshots
+    deleted and collected: no object in the bucket holds the secret, read back raw and
+    decompressed as the store reads it. The secret is in the box's first pack object, or in
+    a later one that further freezes kept naming."""
+    store = make_store(s3, tmp_path / "cache")
+    layer = small_files(tmp_path / "layer", 200_000)
+    memory = layer / "workspace/.burrow/memory.db"
+    memory.parent.mkdir()
+    head, tail = os.urandom(6000), os.urandom(6000)
+    secret = b"a tenant's secret " + secrets.token_hex(12).encode()
+    if where == "first":
+        memory.write_bytes(head + secret + tail)
+        result = freeze(store, layer, None)
+    else:
+        result = freeze(store, layer, None)
+        memory.write_bytes(head + secret + tail)
+        for n in range(3):  # new beside it: its pack object is mostly other files
+            (layer / f"workspace/notes{n}").write_bytes(os.urandom(20_000))
+        result = freeze(store, layer, result.index)
+        (layer / "workspace/later").write_bytes(b"a file of the next freeze")
+        result = freeze(store, layer, result.index)  # names the secret's object again
+    (held,) = holding(_bucket(store), secret)  # the control: the search finds it
+    assert held in names(store, result.record.id)
+    if change == "deleted":
+        memory.unlink()
+    else:
+        memory.write_bytes(head + bytes(len(secret)) + tail)
+    last = freeze(store, layer, result.index)
+    assert held not in names(store, last.record.id)
+    _drop_all_but(store, last.record.id)
+    assert holding(_bucket(store), secret) == []
+    out, _ = restored(s3, last.record.id, tmp_path)
+    assert describe(out) == describe(layer)
+
+
+def test_a_pack_object_a_box_keeps_whole_is_named_again_and_outlives_its_snapshot(
+        s3: S3Place, tmp_path: Path) -> None:
+    """The other side of the rule: a freeze that only added a file names the earlier pack
+    object again (every file in it is still the box's), so deleting the snapshot that wrote
+    it does not collect it."""
+    store = make_store(s3, tmp_path / "cache")
+    layer = small_files(tmp_path / "layer", 200_000)
+    first = freeze(store, layer, None)
+    (layer / "workspace/new").write_bytes(b"added")
+    store.objects.requests.clear()
+    second = freeze(store, layer, first.index)
+    assert store.objects.requests == Counter(put=3, list=1)  # "added"'s object, and so on
+    (old_pack,) = names(store, first.record.id)
+    assert old_pack in names(store, second.record.id)
+    _drop_all_but(store, second.record.id)
+    assert store.objects.exists(old_pack)
     out, _ = restored(s3, second.record.id, tmp_path)
     assert describe(out) == describe(layer)
+    store.delete(second.record.id)
+    assert store.gc(grace_s=0) > 0
+    assert list(store.objects.list("packs/")) == []
 
 
 def test_no_box_names_another_boxs_pack_object(s3: S3Place, tmp_path: Path) -> None:
@@ -547,11 +629,11 @@ def test_no_box_names_another_boxs_pack_object(s3: S3Place, tmp_path: Path) -> N
     b_snap = host.pack(b, box_id="b_b", kind="freeze", name=None, owner=None,
                        index=b_first.index)
     assert names(host, b_snap.record.id).isdisjoint(names(host, a_snap.record.id))
+    assert holding(_bucket(host), b"only box A has this") != []  # the control
     host.delete(a_snap.record.id)
     host.gc(grace_s=0)
-    secret = hashlib.sha256(b"only box A has this").digest()
-    for info in host.objects.list("packs/"):
-        assert secret not in host.objects.read(info.key)
+    assert holding(_bucket(host), b"only box A has this") == []
+    assert holding(_bucket(host), hashlib.sha256(b"only box A has this").digest()) == []
     out, _ = restored(s3, b_snap.record.id, tmp_path)
     assert describe(out) == describe(b)
 
@@ -566,7 +648,7 @@ def test_a_restarted_host_asks_nothing_about_the_objects_it_saw_before(
     first = make_store(s3, tmp_path / "cache")
     result = freeze(first, layer, None)
     first.close()
-    (layer / "workspace/proj/a.txt").write_text("changed")  # a freeze that has to happen
+    (layer / "workspace/proj/new").write_text("added")  # a freeze that has to happen
     restarted = make_store(s3, tmp_path / "cache")
     again = freeze(restarted, layer, result.index)
     assert restarted.objects.requests["head"] == 0
@@ -657,25 +739,6 @@ def test_gc_deletes_only_unnamed_blobs_and_pack_objects_past_their_grace(
     assert committed_objects_missing(store) == set()
     assert store.stats().blobs == 1
     restored(s3, keep, tmp_path)
-
-
-def test_a_pack_object_a_later_snapshot_names_outlives_the_snapshot_that_wrote_it(
-        s3: S3Place, tmp_path: Path) -> None:
-    store = make_store(s3, tmp_path / "cache")
-    layer = small_files(tmp_path / "layer", 200_000)
-    first = freeze(store, layer, None)
-    (layer / "workspace/f0000.txt").write_bytes(b"changed")
-    second = freeze(store, layer, first.index)
-    (old_pack,) = names(store, first.record.id)
-    assert old_pack in names(store, second.record.id)  # its other files are unchanged
-    store.delete(first.record.id)
-    store.gc(grace_s=0)
-    assert store.objects.exists(old_pack)
-    out, _ = restored(s3, second.record.id, tmp_path)
-    assert describe(out) == describe(layer)
-    store.delete(second.record.id)
-    assert store.gc(grace_s=0) > 0
-    assert list(store.objects.list("packs/")) == []
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -816,6 +879,82 @@ def test_a_named_copy_survives_the_deletion_of_its_source_and_a_sweep(
     assert [r.name for r in store.list()] == ["base"]
 
 
+# --- a rolling upgrade: manifests of a format a host does not read --------------------------
+
+def reformatted(raw: bytes, fmt: object) -> bytes:
+    """A stored manifest as a Burrow writing format `fmt` might have written it."""
+    data = json.loads(zstandard.ZstdDecompressor().decompress(raw))
+    data["format"] = fmt
+    return zstandard.ZstdCompressor().compress(json.dumps(data).encode())
+
+
+def test_a_manifest_of_a_newer_format_fails_by_name_and_its_objects_are_kept(
+        s3: S3Place, tmp_path: Path) -> None:
+    """What a host meets when a newer Burrow froze the box: the restore and a copy fail by the
+    format's name, saying to upgrade, before anything is fetched or written; a garbage
+    collection deletes nothing (the manifest may name any object); an upgraded host (here:
+    the manifest as this code writes it) restores it whole."""
+    from gateway.errors import box_error_response
+
+    layer = make_layer(tmp_path / "layer")
+    (layer / "workspace/large").write_bytes(os.urandom(SMALL_MAX))
+    packer = make_store(s3, tmp_path / "packer")
+    sid = pack(packer, layer)
+    key = f"snapshots/{sid}.manifest"
+    good = packer.objects.read(key)
+    packer.objects.put(key, reformatted(good, 3))
+    _, orphan, _ = _orphan(packer, tmp_path / "o", "pack")
+    host = make_store(s3, tmp_path / "host")
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(ManifestFormatError, match="manifest format 3") as refused:
+        host.restore(sid, out, UID)
+    assert "Upgrade Burrow on this host" in refused.value.message
+    assert list(out.iterdir()) == []
+    assert host.objects.requests["get"] == 2  # the record and the manifest; no object
+    with pytest.raises(ManifestFormatError, match="manifest format 3"):
+        host.copy(sid, box_id="b_y", kind="named", name="n", owner=None)
+    with pytest.raises(ManifestFormatError):
+        host.gc(grace_s=0)
+    assert host.objects.exists(object_key(orphan))
+    assert committed_objects_missing(packer) == set()
+    response = box_error_response(refused.value)
+    assert response.status_code == 503
+    assert json.loads(response.body)["error"]["code"] == "host_unsupported"
+    packer.objects.put(key, good)
+    out, _ = restored(s3, sid, tmp_path)
+    assert describe(out) == describe(layer)
+
+
+def test_store_format_1_writes_what_burrow_before_pack_objects_reads_and_reads_format_2(
+        s3: S3Place, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """BURROW_STORE_FORMAT=1, for a rolling upgrade: a freeze writes every file a blob of its
+    own, in a manifest of format 1 (all a Burrow before pack objects reads), and a snapshot
+    of format 2 still restores."""
+    monkeypatch.setenv("BURROW_STORE_FORMAT", "1")
+    settings = Settings(redis_url="redis://x", dev=True)
+    assert settings.store_format == 1
+    config = RuntimeConfig(data_dir=tmp_path / "d", store_url=s3.url,
+                           s3_endpoint=s3.seaweed.endpoint, store_format=settings.store_format)
+    store = open_store(config)
+    assert isinstance(store, ObjectSnapshotStore)
+    layer = small_files(tmp_path / "layer", 100_000)
+    sid = pack(store, layer)
+    raw = json.loads(zstandard.ZstdDecompressor().decompress(
+        store.objects.read(f"snapshots/{sid}.manifest")))
+    assert raw["format"] == 1 and not any("k" in e for e in raw["entries"])
+    assert list(store.objects.list("packs/")) == []
+    packed = pack(make_store(s3, tmp_path / "other"), layer)  # a host writing format 2
+    out = tmp_path / "out"
+    out.mkdir()
+    store.restore(packed, out, UID)
+    assert describe(out) == describe(layer)
+    store.close()
+    monkeypatch.setenv("BURROW_STORE_FORMAT", "3")
+    with pytest.raises(ValueError, match="BURROW_STORE_FORMAT"):
+        Settings(redis_url="redis://x", dev=True)
+
+
 # --- through the box runtime -----------------------------------------------------------------
 
 @pytest.mark.boxes
@@ -899,3 +1038,48 @@ async def test_a_store_outage_fails_a_freeze_safe_and_the_box_keeps_running(
             await manager.close()
             shutil.rmtree(manager.config.run_dir, ignore_errors=True)
         own.stop()
+
+
+@pytest.mark.boxes
+async def test_a_wake_from_a_manifest_of_a_newer_format_fails_by_name_and_keeps_the_box(
+        s3: S3Place, redis: Redis, tmp_path: Path) -> None:
+    """A host older than the Burrow that froze the box (a rolling upgrade done in the wrong
+    order): the wake fails with 503 wake_failed naming the format and saying to upgrade; the
+    box keeps its snapshot, nothing of a partial restore; a host that reads the format wakes
+    it with its files identical."""
+    config = dataclasses.replace(make_config(tmp_path / "data"), store_url=s3.url,
+                                 s3_endpoint=s3.seaweed.endpoint)
+    first = await BoxManager.open(config, redis, Keys())
+    try:
+        box = await first.create(BoxSpec())
+        await run(first, box.id, TREE)
+        before = await run(first, box.id, FINGERPRINT)
+        archived = await first.archive(box.id)
+        assert isinstance(first.store, ObjectSnapshotStore)
+        key = f"snapshots/{archived.snapshot_id}.manifest"
+        good = first.store.objects.read(key)
+        first.store.objects.put(key, reformatted(good, 3))
+    finally:
+        await first.close()
+    shutil.rmtree(config.store_cache_dir)
+    older = await BoxManager.open(config, redis, Keys())
+    try:
+        with pytest.raises(WakeFailedError, match="manifest format 3") as failed:
+            await older.wake(box.id)
+        assert "Upgrade Burrow on this host" in failed.value.message
+        record = await older.get(box.id)
+        assert record.snapshot_id == archived.snapshot_id and not record.layer_local
+        assert record.reason is not None and "manifest format 3" in record.reason
+        assert not older.backend.has_layer(record)
+    finally:
+        await older.close()
+    make_store(s3, tmp_path / "fix").objects.put(key, good)  # what an upgraded host reads
+    shutil.rmtree(config.store_cache_dir)
+    upgraded = await BoxManager.open(config, redis, Keys())
+    try:
+        assert await run(upgraded, box.id, FINGERPRINT) == before
+        await upgraded.delete(box.id)
+    finally:
+        await upgraded.close()
+        shutil.rmtree(config.run_dir, ignore_errors=True)
+    assert upgraded.backend.leftovers() == {"processes": [], "mounts": [], "cgroups": []}
