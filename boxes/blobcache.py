@@ -1,11 +1,13 @@
-"""This host's cache of an object store's snapshots (boxes/objectstore.py): blobs, manifests
-and snapshot records kept on local disk, bounded in bytes, the least recently used evicted.
+"""This host's cache of an object store's snapshots (boxes/objectstore.py): blobs, pack objects,
+manifests and snapshot records kept on local disk, bounded in bytes, the least recently used
+evicted.
 
-Everything cached is immutable (a blob is named by its content's hash, a manifest and a record
-by a snapshot id that is never reused), so an entry is never stale, only gone: a blob is hashed
-before it enters (the object store's downloads are checked as they arrive), and a reader that
-finds an entry evicted meanwhile (by this process or another sharing the directory) fetches it
-again. A hit touches the file's mtime, which orders the eviction across restarts.
+Everything cached is immutable (a blob and a pack object are named by their content's hash, a
+manifest and a record by a snapshot id that is never reused), so an entry is never stale, only
+gone: blobs and pack objects are hashed before they enter (the object store's downloads are
+checked as they arrive), and a reader that finds an entry evicted meanwhile (by this process
+or another sharing the directory) fetches it again. A hit touches the file's mtime, which
+orders the eviction across restarts. (Beside the entries, boxes/seen.py keeps its log.)
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ class BlobCache:
         self._lock = threading.Lock()
         self._entries: OrderedDict[str, int] = OrderedDict()  # relative path -> bytes, LRU first
         self._bytes = 0
-        for sub in ("blobs", "manifests", "tmp"):
+        for sub in ("blobs", "packs", "manifests", "tmp"):
             (root / sub).mkdir(parents=True, exist_ok=True)
         os.chmod(root, 0o700)
         for leftover in self.tmp.iterdir():  # a download or an upload that never finished
@@ -42,7 +44,7 @@ class BlobCache:
                 if leftover.stat().st_mtime < time.time() - _TMP_STALE_S:
                     leftover.unlink()
         found = []
-        for sub in ("blobs", "manifests"):
+        for sub in ("blobs", "packs", "manifests"):
             for path in (root / sub).rglob("*"):
                 with contextlib.suppress(FileNotFoundError):
                     st = path.stat()
@@ -60,6 +62,10 @@ class BlobCache:
     @staticmethod
     def blob_name(digest: str) -> str:
         return f"blobs/{digest[:2]}/{digest}"
+
+    @staticmethod
+    def pack_name(sha: str) -> str:
+        return f"packs/{sha[:2]}/{sha}"
 
     def temp(self) -> Path:
         """A fresh file name to write an entry to before `add` moves it in."""

@@ -60,6 +60,9 @@ class RuntimeConfig:
     s3_region: str | None = None
     store_cache_bytes: int = 4 << 30
     store_fetch_parallel: int = 8
+    # The manifest format an s3 store's freezes write: 2 (small files in pack objects) or 1
+    # (every file a blob of its own, which Burrow before pack objects reads too).
+    store_format: int = 2
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_dir", Path(self.data_dir).resolve())

@@ -14,6 +14,7 @@
     │   └── StoreUnavailableError    the snapshot store cannot be reached, or refuses this host
     ├── SandboxStartError        the sandbox could not be started (503)
     ├── SnapshotError            a snapshot is unusable or would escape its layer (422)
+    │   └── ManifestFormatError  …written in a format this host's Burrow does not read (503)
     ├── WakeFailedError          a box could not be restored; its last snapshot is kept (503)
     ├── HostUnsupportedError     this host cannot run boxes; the message says what is missing
     └── HostNotFoundError        no such box host, or its registration has gone (404)
@@ -90,6 +91,13 @@ class SandboxStartError(BoxError):
 
 class SnapshotError(BoxError):
     code = "invalid_snapshot"
+
+
+class ManifestFormatError(SnapshotError):
+    """A snapshot's manifest is of a format this host's Burrow does not read (a newer one
+    wrote it): nothing was read from it or written; upgrade this host. Not the caller's
+    fault, so not 422: the gateway answers 503 `host_unsupported`."""
+    code = "host_unsupported"
 
 
 class WakeFailedError(BoxError):

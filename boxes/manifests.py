@@ -5,6 +5,15 @@ An entry is `{"p": path, "t": kind, "m": mode, "mt": mtime_ns, ...}` with kind `
 `f` (file: size `s`, sha256 `h`, data extents `e` of a sparse file), `h` (hard link to the
 earlier file `l`), `l` (symlink to `l`), `w` (overlay whiteout) or `p` (fifo); `x` holds user.*
 xattrs (base64). Entries come parents first.
+
+Format 2 (the object store's, boxes/packfiles.py) adds `k` to a file whose content is a segment
+of a pack object rather than a blob of its own: `[pack sha256, the logical bytes of the files
+whose content it holds, how many file contents it holds]`. A manifest without any `k` is
+written as format 1, which every engine and every earlier Burrow reads.
+
+A manifest of a format this code does not know (written by a newer Burrow) is refused by
+name (ManifestFormatError), never read as if it were one it knows: a restore from it writes
+nothing, and a garbage collection that meets it deletes nothing.
 """
 
 from __future__ import annotations
@@ -15,9 +24,11 @@ from typing import Any
 
 import zstandard
 
-from boxes.errors import SnapshotError
+from boxes.errors import ManifestFormatError, SnapshotError
 
 FORMAT = 1
+PACKED_FORMAT = 2
+FORMATS = (FORMAT, PACKED_FORMAT)
 _HASH_RE = re.compile(r"^[0-9a-f]{64}$")
 ID_RE = re.compile(r"^s_[0-9a-z]{16}$")
 
@@ -25,25 +36,46 @@ Entries = list[dict[str, Any]]
 
 
 def encode(entries: Entries) -> bytes:
-    data = json.dumps({"format": FORMAT, "entries": entries}, separators=(",", ":")).encode()
+    packed = any("k" in entry for entry in entries)
+    data = json.dumps({"format": PACKED_FORMAT if packed else FORMAT, "entries": entries},
+                      separators=(",", ":")).encode()
     return zstandard.ZstdCompressor(level=3).compress(data)
 
 
 def decode(raw: bytes, snapshot_id: str) -> Entries:
-    """The entries of a stored manifest; SnapshotError if it cannot be read (not validated)."""
+    """The entries of a stored manifest (not validated); ManifestFormatError if it is of a
+    format this code does not read, SnapshotError if it cannot be read at all."""
     try:
         data = json.loads(zstandard.ZstdDecompressor().decompress(raw))
+        fmt = data.get("format")
         entries: Entries = data["entries"]
-        if data.get("format") != FORMAT or not isinstance(entries, list):
-            raise ValueError("unknown manifest format")
-    except (ValueError, KeyError, TypeError, zstandard.ZstdError) as exc:
+    except (ValueError, KeyError, TypeError, AttributeError, zstandard.ZstdError) as exc:
         raise SnapshotError(f"snapshot {snapshot_id} is unreadable: {exc}") from exc
+    if type(fmt) is not int or fmt not in FORMATS:
+        raise ManifestFormatError(
+            f"snapshot {snapshot_id} is in manifest format {fmt!r}, which this host's Burrow "
+            f"does not read (it reads formats {', '.join(map(str, FORMATS))}): a newer Burrow "
+            "wrote it. Upgrade Burrow on this host (docs/boxes.md, \"Upgrading hosts\"); the "
+            "snapshot is kept as it is, and a host that reads it wakes the box")
+    if not isinstance(entries, list):
+        raise SnapshotError(f"snapshot {snapshot_id} is unreadable: its entries are no list")
     return entries
 
 
 def digests(entries: Entries) -> set[str]:
-    """The blobs a manifest names."""
+    """The content (sha256) of every file a manifest names."""
     return {entry["h"] for entry in entries if entry.get("t") == "f"}
+
+
+def references(entries: Entries) -> set[str]:
+    """The objects a manifest needs, by name: a blob's is its digest, a pack object's
+    `packs/<sha256>` (boxes/packfiles.py)."""
+    names: set[str] = set()
+    for entry in entries:
+        if entry.get("t") == "f":
+            ref = entry.get("k")
+            names.add(f"packs/{ref[0]}" if ref is not None else entry["h"])
+    return names
 
 
 def validate(entries: Entries) -> None:
@@ -89,6 +121,7 @@ def _check_entry(path: str, entry: dict[str, Any]) -> None:
         if not isinstance(entry.get("h"), str) or not _HASH_RE.match(entry["h"]):
             raise SnapshotError(f"manifest entry {path!r}: bad content hash")
         _check_extents(path, entry)
+        _check_pack(path, entry)
     elif kind == "h":
         if not isinstance(entry.get("l"), str):
             raise SnapshotError(f"manifest entry {path!r}: bad link target")
@@ -115,3 +148,14 @@ def _check_extents(path: str, entry: dict[str, Any]) -> None:
                 or extent[0] < end or extent[1] <= 0 or extent[0] + extent[1] > size):
             raise SnapshotError(f"manifest entry {path!r}: bad extents")
         end = extent[0] + extent[1]
+
+
+def _check_pack(path: str, entry: dict[str, Any]) -> None:
+    ref = entry.get("k")
+    if ref is None:
+        return
+    if (not isinstance(ref, list) or len(ref) != 3 or not isinstance(ref[0], str)
+            or not _HASH_RE.match(ref[0])
+            or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0
+                       for n in ref[1:])):
+        raise SnapshotError(f"manifest entry {path!r}: bad pack reference")

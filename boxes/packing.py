@@ -23,8 +23,9 @@ from boxes.manifests import Entries
 
 CHUNK = 1 << 20
 
-# path -> [stat key, sha256, extents (sparse files only)]: what the last pack or restore saw,
-# so the next pack can skip files that did not change.
+# path -> [stat key, sha256, extents (sparse files only, else absent or None), where the store
+# keeps the content (the object store's pack object; absent for a blob of its own)]: what the
+# last pack or restore saw, so the next pack can skip files that did not change.
 LayerIndex = dict[str, list[Any]]
 Extents = list[list[int]]  # [[offset, length], ...] of a sparse file's data
 
@@ -33,10 +34,11 @@ class BlobSink(Protocol):
     """Where a pack's blobs go. A blob is the zstd-compressed content of a file (of its data
     extents, for a sparse one), named by the sha256 of that content."""
 
-    def put(self, digest: str, path: str, extents: Extents | None) -> None:
-        """`path` (just hashed to `digest`) as a blob, unless the store has that blob."""
+    def put(self, digest: str, path: str, extents: Extents | None, size: int) -> None:
+        """`path` (just hashed to `digest`; `size` bytes long) as a blob, unless the store has
+        that blob."""
 
-    def keep(self, digest: str, path: str, extents: Extents | None) -> None:
+    def keep(self, digest: str, path: str, extents: Extents | None, size: int) -> None:
         """`path` did not change since the index named `digest` for it: the store had it."""
 
 
@@ -139,7 +141,7 @@ def _file(rel: str, path: str, st: os.stat_result, index: LayerIndex, packed: Pa
     if previous is not None and previous[0] == key:
         digest = previous[1]
         extents = previous[2] if len(previous) > 2 else None
-        sink.keep(digest, path, extents)
+        sink.keep(digest, path, extents, st.st_size)
     else:
         extents = None
         if st.st_blocks * 512 < st.st_size:  # holes: keep them
@@ -149,7 +151,7 @@ def _file(rel: str, path: str, st: os.stat_result, index: LayerIndex, packed: Pa
             finally:
                 os.close(fd)
         digest = hash_file(path, extents)
-        sink.put(digest, path, extents)
+        sink.put(digest, path, extents, st.st_size)
     packed.index[rel] = [key, digest] if extents is None else [key, digest, extents]
     packed.logical_bytes += st.st_size
     entry: dict[str, Any] = {"t": "f", "s": st.st_size, "h": digest}

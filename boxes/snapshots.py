@@ -128,19 +128,22 @@ class _Blobs:
         self.store = store
         self.written = 0
 
-    def put(self, digest: str, path: str, extents: Extents | None) -> None:
+    def put(self, digest: str, path: str, extents: Extents | None, size: int) -> None:
         self.written += self.store._put_blob(path, digest, extents)
 
-    def keep(self, digest: str, path: str, extents: Extents | None) -> None:
+    def keep(self, digest: str, path: str, extents: Extents | None, size: int) -> None:
         """Touch the blob (gc spares it), or store it again if gc took it: the snapshot the
         index came from may be gone (a named one, deleted)."""
         try:
             os.utime(self.store._blob_path(digest))
         except FileNotFoundError:
-            self.put(digest, path, extents)
+            self.put(digest, path, extents, size)
 
     def open(self, digest: str) -> BinaryIO:
         return open(self.store._blob_path(digest), "rb")
+
+    def plain(self, digest: str) -> bytes | None:
+        return None  # every blob is a file: unpacking hashes it as it writes it out
 
 
 class LocalSnapshotStore:

@@ -13,6 +13,7 @@ from boxes.blobcache import BlobCache
 from boxes.config import RuntimeConfig
 from boxes.objectclient import ObjectClient
 from boxes.objectstore import ObjectSnapshotStore
+from boxes.packfiles import SMALL_MAX
 from boxes.snapshots import LocalSnapshotStore, SnapshotStore
 
 # S3's bucket naming rules (R2, Ceph, Garage and SeaweedFS accept the same names).
@@ -73,5 +74,7 @@ def open_store(config: RuntimeConfig) -> SnapshotStore:
     assert url.bucket is not None
     client = ObjectClient(url.bucket, url.prefix, endpoint=check_endpoint(config.s3_endpoint),
                           region=config.s3_region)
+    # format 1: no file is small enough for a pack object
     return ObjectSnapshotStore(client, BlobCache(config.store_cache_dir, config.store_cache_bytes),
-                               fetch_parallel=config.store_fetch_parallel)
+                               fetch_parallel=config.store_fetch_parallel,
+                               small_max=SMALL_MAX if config.store_format >= 2 else 0)

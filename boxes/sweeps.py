@@ -5,6 +5,9 @@ S3 cannot touch: an object's LastModified changes only by writing it again, and 
 lists, then deletes, races a pack that found a blob present in between. So the two sides shake
 hands through objects, ordered by S3's strong read-after-write consistency:
 
+The objects collected are blobs and pack objects (boxes/packfiles.py), each by its name: a
+blob's is its digest, a pack object's its key, `packs/<sha256>`. "Blob" below means either.
+
 A sweep (`Sweeper.run`, at most one runs at a time: it skips while another one's flag runs)
   1. lists the blobs and every manifest, committed or not (a manifest without its record is a
      pack in flight); the candidates are blobs no manifest names, last written more than
@@ -17,7 +20,9 @@ A pack (`Sweeps.settle`, after writing its manifest and before committing its re
 the flags. For each blob it names that a flag lists as a candidate: if that sweep still runs,
 the pack waits until it ends; if the sweep ended after the pack last saw the blob in the store
 (with `skew_s` to spare for clocks), the pack checks the blob is there and uploads it again
-if not (a copy, which cannot, fails). Then it commits.
+if not (a copy, which cannot, fails; a pack object that this host no longer caches has its
+files packed anew, into a manifest under a new id, and the pack settles again). Then it
+commits.
 
 Why no blob a committed manifest names is ever deleted: take a sweep S and a pack P naming
 blob d. If P listed the flags after S wrote its flag, P saw it: P waited for S to end, then
@@ -45,6 +50,7 @@ import zstandard
 
 from boxes.errors import StoreUnavailableError
 from boxes.objectclient import ObjectInfo, Objects
+from boxes.packfiles import PACKS
 
 FLAGS = "gc/sweeps/"
 BLOBS = "blobs/"
@@ -79,6 +85,11 @@ class Flag:
 
 def blob_key(digest: str) -> str:
     return BLOBS + digest
+
+
+def object_key(name: str) -> str:
+    """The key of a blob (named by its digest) or a pack object (named by its key)."""
+    return name if name.startswith(PACKS) else blob_key(name)
 
 
 class Sweeps:
@@ -145,8 +156,8 @@ class Sweeps:
 
 class Sweeper:
     """One garbage collection of the bucket (see the module's docstring for the protocol).
-    `names(snapshot_id)` is the set of blobs that snapshot's manifest names (FileNotFoundError
-    if it is gone)."""
+    `names(snapshot_id)` is the set of objects that snapshot's manifest names
+    (FileNotFoundError if it is gone)."""
 
     def __init__(self, objects: Objects, sweeps: Sweeps,
                  names: Callable[[str], set[str]]) -> None:
@@ -168,6 +179,7 @@ class Sweeper:
         if any(f.ended(self.times, now) is None for f in self._tidy_flags(now)):
             return 0  # another sweep runs
         blobs = {info.key.removeprefix(BLOBS): info for info in self.objects.list(BLOBS)}
+        blobs.update((info.key, info) for info in self.objects.list(PACKS))
         listing = list(self.objects.list(SNAPSHOTS))
         read: set[str] = set()
         referenced = self._referenced(listing, read)
@@ -191,7 +203,7 @@ class Sweeper:
                 if time.monotonic() - started > self.times.max_s / 3:
                     break  # the rest waits for the next sweep
                 batch = doomed[start:start + 1000]
-                self.objects.delete([blob_key(d) for d in batch])
+                self.objects.delete([object_key(d) for d in batch])
                 freed += sum(blobs[d].size for d in batch)
             self._step("deleted")
         finally:

@@ -2,10 +2,11 @@
 layer, the files' content read from a `BlobSource` (where a store engine keeps its blobs).
 
 Entries are written through directory descriptors and never follow a link. Every blob is
-hashed as it is written out, so a damaged one fails the restore. A restore can leave its
-large files for later: every name is in the layer, those files at their size, and
-`PendingRestore.finish` writes their content from threads of low priority and syncs the
-layer, so a box can start (and its agent answer) while a 50 MB layer is still being written.
+hashed as it is written out, so a damaged one fails the restore (a source that hands over a
+small file's content in memory has checked it before). A restore can leave its large files
+for later: every name is in the layer, those files at their size, and `PendingRestore.finish`
+writes their content from threads of low priority and syncs the layer, so a box can start
+(and its agent answer) while a 50 MB layer is still being written.
 The caller keeps everything that could read those files waiting until `finish` returns, and
 never packs the layer before.
 """
@@ -44,6 +45,10 @@ _libc = ctypes.CDLL(None, use_errno=True)
 class BlobSource(Protocol):
     def open(self, digest: str) -> BinaryIO:
         """The blob's bytes as stored (zstd); FileNotFoundError if the store lacks it."""
+
+    def plain(self, digest: str) -> bytes | None:
+        """The content itself, already checked against `digest`, where the source holds it
+        in memory (a small file of an object store's pack); else None: `open` it."""
 
 
 def syncfs(path: Path) -> None:
@@ -242,34 +247,46 @@ class _Restorer:
 
     def _write(self, fd: int, path: str, mode: int, mtime: int, entry: dict[str, Any]) -> None:
         digest = entry["h"]
-        h = hashlib.sha256()
         extents = entry.get("e")
         regions = iter(extents) if extents is not None else iter([[0, entry.get("s", 0)]])
         offset, left = 0, 0
-        try:
-            with self.source.open(digest) as fin:
-                reader = zstandard.ZstdDecompressor().stream_reader(fin)
-                while chunk := reader.read(CHUNK):
-                    h.update(chunk)
-                    view = memoryview(chunk)
-                    while view:  # each piece lands at its extent's offset: holes stay
-                        if left == 0:
-                            offset, left = next(regions, (offset, len(view)))
-                        n = os.pwrite(fd, view[:left], offset)
-                        view, offset, left = view[n:], offset + n, left - n
-        except (FileNotFoundError, zstandard.ZstdError) as exc:
-            raise SnapshotError(f"snapshot blob {digest} for {path!r} is missing or "
-                                "corrupt") from exc
-        if h.hexdigest() != digest:
-            raise SnapshotError(f"snapshot blob {digest} for {path!r} is corrupt")
+
+        def put(chunk: bytes) -> None:
+            nonlocal offset, left
+            view = memoryview(chunk)
+            while view:  # each piece lands at its extent's offset: holes stay
+                if left == 0:
+                    offset, left = next(regions, (offset, len(view)))
+                n = os.pwrite(fd, view[:left], offset)
+                view, offset, left = view[n:], offset + n, left - n
+
+        checked = self.source.plain(digest)
+        if checked is not None:
+            put(checked)
+        else:
+            h = hashlib.sha256()
+            try:
+                with self.source.open(digest) as fin:
+                    reader = zstandard.ZstdDecompressor().stream_reader(fin)
+                    while chunk := reader.read(CHUNK):
+                        h.update(chunk)
+                        put(chunk)
+            except (FileNotFoundError, zstandard.ZstdError) as exc:
+                raise SnapshotError(f"snapshot blob {digest} for {path!r} is missing or "
+                                    "corrupt") from exc
+            if h.hexdigest() != digest:
+                raise SnapshotError(f"snapshot blob {digest} for {path!r} is corrupt")
         os.ftruncate(fd, int(entry.get("s", 0)))
         os.fchown(fd, self.uid, self.uid)
         os.fchmod(fd, mode)
         for key, value in entry.get("x", {}).items():
             os.setxattr(fd, key, base64.b64decode(value))
         os.utime(fd, ns=(mtime, mtime))
-        self.index[path] = ([stat_key(os.fstat(fd)), digest] if extents is None
-                            else [stat_key(os.fstat(fd)), digest, extents])
+        key = stat_key(os.fstat(fd))
+        if "k" in entry:  # in a pack object: the next pack may name it again
+            self.index[path] = [key, digest, extents, entry["k"]]
+        else:
+            self.index[path] = [key, digest] if extents is None else [key, digest, extents]
 
     def finish(self) -> None:
         for fill, _ in self.filling:

@@ -101,7 +101,7 @@ def _runtime(settings: Settings, data_dir: Path, secret: bytes, policies: Polici
         eager_restore_dirs=("workspace/.burrow", AGENT_STATE_DIR.strip("/")),
         store_url=settings.store_url, s3_endpoint=settings.s3_endpoint,
         s3_region=settings.s3_region, store_cache_bytes=settings.store_cache_bytes,
-        store_fetch_parallel=settings.store_fetch_parallel)
+        store_fetch_parallel=settings.store_fetch_parallel, store_format=settings.store_format)
     if not runs_boxes:
         return config
     # the host services socket every box of this process reaches (its runner serves it)

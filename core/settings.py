@@ -213,6 +213,15 @@ class Settings(BaseSettings):
     store_fetch_parallel: int = Field(8, ge=1, le=64,
                                       validation_alias=_env("BURROW_STORE_FETCH_PARALLEL"))
 
+    # --- the snapshot store's format during a rolling upgrade (docs/boxes.md, "Upgrading
+    # hosts") ---
+    # The manifest format a freeze to an s3:// store writes: 2, small files in pack objects
+    # (a cold wake fetches a few objects, not one per file); or 1, every file a blob of its
+    # own, as Burrow wrote before pack objects, which hosts still on such a release read.
+    # Keep 1 until every host runs this release, then set 2. Both are always read; a file://
+    # store writes 1 either way.
+    store_format: int = Field(2, ge=1, le=2, validation_alias=_env("BURROW_STORE_FORMAT"))
+
     # --- the cluster's deployment (deploy/k8s/): what its manifests set that the roles read --
     # Where `burrow host` serves its API to the gateways and the worker (address:port); every
     # request but its health paths (core/roles.py) must be signed with the server secret.

@@ -47,6 +47,8 @@ def box_error_response(exc: box.BoxError) -> JSONResponse:
         return error_response(_FILE_CODES.get(exc.code, 503), exc.code, exc.message)
     if isinstance(exc, box.WakeFailedError):  # the server's failure, not the caller's input
         return error_response(503, "wake_failed", exc.message)
+    if isinstance(exc, box.ManifestFormatError):  # this host is older than the snapshot
+        return error_response(503, "host_unsupported", exc.message)
     if isinstance(exc, box.InvalidRequestError | box.SnapshotError):
         return error_response(422, "invalid_request", exc.message)
     if isinstance(exc, box.BoxNotFoundError | box.SnapshotNotFoundError):

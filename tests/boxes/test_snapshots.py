@@ -1,7 +1,9 @@
-"""The snapshot store on its own: dedupe, incremental packing, gc, and refusing bad manifests."""
+"""The snapshot store on its own: dedupe, incremental packing, gc, refusing bad manifests, and
+the content of a deleted or rewritten file leaving the store with the older snapshots."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import stat
@@ -10,10 +12,30 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from boxes.errors import SnapshotError
+from boxes.errors import ManifestFormatError, SnapshotError
 from boxes.snapshots import LocalSnapshotStore, SnapshotStore
 
 UID = os.getuid()
+ZSTD_FRAME = b"\x28\xb5\x2f\xfd"  # the magic number every zstd frame begins with
+
+
+def readable(raw: bytes) -> list[bytes]:
+    """Everything a store could read out of a stored object or file: its bytes, and every zstd
+    frame in it decompressed, wherever one begins (a blob is one frame; a manifest or a
+    sweep's flag one; a pack object one per file content, then its index)."""
+    out = [raw]
+    start = raw.find(ZSTD_FRAME)
+    while start != -1:
+        with contextlib.suppress(zstandard.ZstdError):
+            out.append(zstandard.ZstdDecompressor().decompressobj().decompress(raw[start:]))
+        start = raw.find(ZSTD_FRAME, start + 1)
+    return out
+
+
+def holding(stored: dict[str, bytes], secret: bytes) -> list[str]:
+    """The names of the stored objects (name -> bytes) from which `secret` can be read."""
+    return sorted(name for name, raw in stored.items()
+                  if any(secret in text for text in readable(raw)))
 
 
 def make_layer(root: Path) -> Path:
@@ -132,6 +154,67 @@ def test_an_unchanged_file_whose_blob_was_collected_is_stored_again(tmp_path: Pa
     out.mkdir()
     store.restore(again.record.id, out, UID)
     assert describe(out) == describe(layer)
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+@pytest.mark.parametrize("change", ["deleted", "rewritten"])
+def test_a_deleted_or_rewritten_files_content_leaves_the_store_with_the_older_snapshots(
+        tmp_path: Path, change: str) -> None:
+    """A tenant's secret in a small file (a memory database), frozen; the file deleted, or
+    rewritten without it (SQLite's secure_delete zeroes it in place), and frozen again; the
+    older snapshot deleted and collected: no file of the store holds it any more."""
+    store = LocalSnapshotStore(tmp_path / "store")
+    layer = make_layer(tmp_path / "layer")
+    memory = layer / "workspace/memory.db"
+    head, tail = os.urandom(4000), os.urandom(4000)
+    secret = b"a tenant's secret " + os.urandom(8).hex().encode()
+    memory.write_bytes(head + secret + tail)
+    first = store.pack(layer, box_id="b", kind="freeze", name=None, owner=None, index=None)
+    assert holding(_files(store.root), secret) != []  # the control: the search finds it
+    if change == "deleted":
+        memory.unlink()
+    else:
+        memory.write_bytes(head + bytes(len(secret)) + tail)
+    second = store.pack(layer, box_id="b", kind="freeze", name=None, owner=None,
+                        index=first.index)
+    store.delete(first.record.id)
+    assert store.gc(grace_s=0) > 0
+    assert holding(_files(store.root), secret) == []
+    out = tmp_path / "out"
+    out.mkdir()
+    store.restore(second.record.id, out, UID)
+    assert describe(out) == describe(layer)
+
+
+@pytest.mark.parametrize("fmt", [3, "2", None])
+def test_a_manifest_of_a_format_this_code_does_not_read_is_refused_by_name(
+        tmp_path: Path, fmt: object) -> None:
+    """Written by a newer Burrow (or no format at all): the restore fails naming it and saying
+    to upgrade, writes nothing, and a garbage collection deletes nothing."""
+    store = LocalSnapshotStore(tmp_path / "store")
+    layer = make_layer(tmp_path / "layer")
+    sid = store.pack(layer, box_id="b", kind="freeze", name=None, owner=None,
+                     index=None).record.id
+    path = store.snapshots / f"{sid}.manifest"
+    data = json.loads(zstandard.ZstdDecompressor().decompress(path.read_bytes()))
+    data["format"] = fmt
+    path.write_bytes(zstandard.ZstdCompressor().compress(json.dumps(data).encode()))
+    (layer / "workspace/orphan").write_bytes(b"named by a snapshot deleted since")
+    orphan = store.pack(layer, box_id="b", kind="freeze", name=None, owner=None, index=None)
+    store.delete(orphan.record.id)
+    blobs = _files(store.blobs)
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(ManifestFormatError, match=f"manifest format {fmt!r}") as refused:
+        store.restore(sid, out, UID)
+    assert "Upgrade Burrow on this host" in refused.value.message
+    assert list(out.iterdir()) == []
+    with pytest.raises(ManifestFormatError):
+        store.gc(grace_s=0)
+    assert _files(store.blobs) == blobs
 
 
 def _forge(store: LocalSnapshotStore, tmp_path: Path, entries: list[dict[str, object]]) -> str:
