@@ -58,6 +58,7 @@ async def _run(settings: Settings) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     running = Running.start(opened)
+    print("burrow worker is running", flush=True)
     await stop.wait()
     await running.stop()
     await opened.aclose()

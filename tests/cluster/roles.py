@@ -8,9 +8,11 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
+import subprocess
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import httpx
@@ -24,6 +26,7 @@ HOST_PORT = 8430
 GATEWAY_PORT = 8420
 START_TIMEOUT_S = 240.0  # a role loads the embedding model in a child process first
 UID_STEP = 20_000        # box uids per host machine: ranges never overlap
+CHECKPOINT_S = 2.0       # how often hosts checkpoint running boxes here
 KEYS = Keys()
 
 
@@ -40,7 +43,8 @@ class Roles:
             HOME=str(node.dir), BURROW_DATA_DIR=str(node.dir / "data"),
             BURROW_SERVER_SECRET=self.secret, BURROW_OPERATOR_KEY=self.operator_key,
             QDRANT_URL=":memory:", BURROW_HOST_LEASE_S=str(self.lease_s),
-            BURROW_SWEEP_INTERVAL_S="2", BURROW_LOG_FORMAT="text", **extra)
+            BURROW_SWEEP_INTERVAL_S="2", BURROW_CHECKPOINT_S=str(CHECKPOINT_S),
+            BURROW_LOG_FORMAT="text", **extra)
 
     def host(self, name: str) -> Node:
         """Start (or start again) the box host of machine `name` (h1, h2, h3)."""
@@ -56,9 +60,17 @@ class Roles:
         return node.start([BURROW, "gateway", "--host", node.address, "--port",
                            str(GATEWAY_PORT)], self._env(node))
 
+    def worker(self, name: str = "w1") -> Node:
+        node = self.cluster.nodes.get(name) or self.cluster.add_node(name)
+        return node.start([BURROW, "worker"], self._env(node))
+
     def ready(self, *nodes: Node) -> None:
         """Wait until each node's role answers its readiness probe."""
         for node in nodes:
+            if node.name.startswith("w"):
+                until(partial(_worker_up, node),
+                      f"{node.name} did not start:\n{node.tail_log()}", START_TIMEOUT_S)
+                continue
             port = GATEWAY_PORT if node.name.startswith("g") else HOST_PORT
             node.wait_http(f"http://{node.address}:{port}/readyz", timeout=START_TIMEOUT_S)
 
@@ -99,6 +111,16 @@ class Roles:
                 await redis.aclose()
         return asyncio.run(read())
 
+    def recorded(self, tenant: str) -> int:
+        """How many of the tenant's agent-route pairs the gateways recorded (its sequence)."""
+        async def read() -> int:
+            redis = Redis.from_url(self.cluster.redis.tcp_url)
+            try:
+                return int(await redis.get(KEYS.observed_seq(tenant)) or 0)
+            finally:
+                await redis.aclose()
+        return asyncio.run(read())
+
     def holder(self, box_id: str) -> Node:
         """The machine whose host the box's record names."""
         placed = str(self.record(box_id).get("host") or "")
@@ -110,3 +132,22 @@ def until(check: Callable[[], bool], what: str, timeout_s: float = 120.0) -> Non
     while not check():
         assert time.monotonic() < deadline, what
         time.sleep(0.2)
+
+
+def unmount_under(root: Path) -> list[str]:
+    """Unmount the box disks whose images are under `root`: a host killed here leaves them
+    mounted, since every "machine" of the test shares this one's mounts."""
+    gone = []
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        fields = line.split()
+        source = fields[fields.index("-") + 2] if "-" in fields else ""
+        backing = Path(f"/sys/block/{Path(source).name}/loop/backing_file")
+        if source.startswith("/dev/loop") and backing.exists() and \
+                backing.read_text().strip().startswith(str(root)):
+            subprocess.run(["umount", "-l", fields[4]], check=False, capture_output=True)
+            gone.append(fields[4])
+    return gone
+
+
+def _worker_up(node: Node) -> bool:
+    return node.running and "burrow worker is running" in node.tail_log()
