@@ -18,12 +18,10 @@ import tomllib
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
-from importlib import import_module
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import click
 import httpx
 import kubernetes_validate
 import pytest
@@ -33,6 +31,7 @@ from core.hosts import host_spec
 from core.roles import DEFAULT_HOST_API_PORT, HOST_API_HEALTH_PATHS, parse_listen
 from core.settings import Settings
 from gateway.app import create_app
+from tests.deploy.checks import aws_chain_names, parses, server_commands, setting_names
 from tests.seaweed import SeaweedFS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -229,22 +228,6 @@ def _pod(workload: str) -> Pod:
 
 # --- settings -------------------------------------------------------------------------------
 
-def _aliases() -> set[str]:
-    names = set()
-    for field in Settings.model_fields.values():
-        alias = field.validation_alias
-        choices = getattr(alias, "choices", [alias])
-        names |= {c for c in choices if isinstance(c, str)}
-    return names
-
-
-def _aws_chain() -> set[str]:
-    """The AWS credential chain's variables that the snapshot store's client says it reads."""
-    code = (ROOT / "boxes" / "objectclient.py").read_text() + (
-        ROOT / "core" / "settings.py").read_text()
-    return set(re.findall(r"\bAWS_[A-Z_]+[A-Z]\b", code))
-
-
 def _env(pod: Pod, fake_secret: str = "0f" * 20, *, with_component: bool = False
          ) -> dict[str, str]:
     """The environment a role's container starts with: the ConfigMaps it takes, then its own
@@ -269,7 +252,7 @@ def _env(pod: Pod, fake_secret: str = "0f" * 20, *, with_component: bool = False
 @pytest.mark.parametrize("role", ROLES)
 def test_every_variable_of_a_role_is_a_setting_the_code_reads(role: str) -> None:
     [container] = _role(role).containers()
-    settings, aws = _aliases(), _aws_chain()
+    settings, aws = setting_names(), aws_chain_names()
     assert {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "REDIS_URL"} <= settings | aws
     own = [v["name"] for v in container.get("env", [])]
     assert len(own) == len(set(own)), f"{role} sets a variable twice"
@@ -343,38 +326,8 @@ def test_every_secret_and_config_a_pod_reads_is_made() -> None:
 
 # --- commands and probes --------------------------------------------------------------------
 
-def _server_commands() -> dict[str, click.Command]:
-    with open(ROOT / "pyproject.toml", "rb") as f:
-        points = tomllib.load(f)["project"]["entry-points"]["burrow.commands"]
-    found = {}
-    for name, target in points.items():
-        module, _, attr = target.partition(":")
-        found[name] = getattr(import_module(module), attr)
-    return found
-
-
-def _inert(command: click.Command) -> click.Command:
-    """The command, parsing its arguments as ever but running nothing."""
-    clone = copy.copy(command)
-    clone.callback = lambda *args, **kwargs: None
-    if isinstance(command, click.Group):
-        clone.commands = {n: _inert(c) for n, c in command.commands.items()}
-    return clone
-
-
 def _parses(argv: list[str]) -> None:
-    """argv runs as `burrow` would take it, or AssertionError saying why not."""
-    assert argv[0] == "burrow", f"{shlex.join(argv)}: a role runs `burrow`"
-    commands = _server_commands()
-    name = argv[1]
-    if name in EXPECTED_SOON and name not in commands:
-        return
-    assert name in commands, f"{shlex.join(argv)}: `burrow {name}` is no server command"
-    group = click.Group("burrow", commands={n: _inert(c) for n, c in commands.items()})
-    try:
-        group.main(argv[1:], prog_name="burrow", standalone_mode=False)
-    except click.ClickException as exc:
-        pytest.fail(f"{shlex.join(argv)}: {exc.format_message()}")
+    parses(argv, EXPECTED_SOON)
 
 
 def _commands_run() -> Iterator[tuple[str, list[str]]]:
@@ -404,7 +357,7 @@ def test_the_command_check_refuses_what_burrow_would() -> None:
 
 
 def test_no_new_server_command_goes_unnoticed() -> None:
-    new = set(_server_commands()) - set(SERVER_COMMANDS) - set(EXPECTED_SOON)
+    new = set(server_commands()) - set(SERVER_COMMANDS) - set(EXPECTED_SOON)
     assert new == set(), (
         f"new server commands {sorted(new)}: if one runs the box host, host.yaml's "
         f"`burrow {EXPECTED_SOON[0]}` is to become it (and EXPECTED_SOON to follow)")
