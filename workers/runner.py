@@ -1,6 +1,6 @@
-"""Running the worker around a Core: alone (`burrow worker`, for scale-out: it runs no boxes
-and reaches the gateways' boxes through their sockets, the registry and the snapshot store),
-or beside the gateway in one process (`burrow serve`: gateway/app.py starts it)."""
+"""Running the worker around a Core: alone (`burrow worker`, a cluster's: it runs no boxes
+and reaches them through their box hosts, core/remote.py), or beside the gateway in one
+process (`burrow serve`: gateway/app.py starts it)."""
 
 from __future__ import annotations
 
