@@ -335,6 +335,11 @@ class BoxManager(BoxCatalog, BoxAccess):
             box = await self._adopt(await self._get(box_id))
             if box.state == BoxState.RUNNING:
                 return box
+            if self.lease is not None and self.lease.draining and box.state in (
+                    BoxState.FROZEN, BoxState.ARCHIVED, BoxState.FAILED):
+                await self._update(box, host=None)  # woken elsewhere: this host is leaving
+                raise FencedError(f"box host {self.host} is draining: box {box_id} is to "
+                                  "wake on another host")
             if box.state == BoxState.PAUSED:
                 await self.backend.resume(box)
                 return await self._update(box, state=BoxState.RUNNING,

@@ -37,6 +37,7 @@ from boxes.errors import (
     BoxStateError,
     BoxUnavailableError,
     DaemonUnreachableError,
+    FencedError,
     SnapshotNotFoundError,
 )
 from boxes.hosts import HostInfo, Hosts
@@ -162,6 +163,9 @@ class RemoteBoxes(BoxCatalog, BoxAccess):
                 return await self._ask(host, op, box_id, args)
             except DaemonUnreachableError:
                 if attempt or not await self.await_lapse(host.id):
+                    raise
+            except FencedError:
+                if attempt:  # it let go of the box meanwhile (a drain): look again
                     raise
         raise AssertionError("unreachable")
 

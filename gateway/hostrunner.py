@@ -20,7 +20,10 @@ import signal
 import sys
 from functools import partial
 
-from boxes import BoxError, BoxManager, BoxState, HostUnsupportedError, disk, hostdirs
+from redis.exceptions import RedisError
+
+from boxes import BoxError, BoxManager, BoxRecord, BoxState, HostUnsupportedError, disk, hostdirs
+from boxes.hosts import HostLease, Hosts
 from core import logs
 from core.services import Core
 from core.settings import Settings
@@ -30,6 +33,8 @@ from gateway.hostserver import HostSocket
 from workers.sweeper import Sweeper
 
 log = logging.getLogger("burrow.host")
+DRAIN_PARALLEL = 4       # freezes at once: each packs a layer in a thread
+SHUTDOWN_DRAIN_S = 240.0  # within Kubernetes' grace (deploy/k8s/host.yaml: 300 s)
 
 
 def requirements(settings: Settings) -> str | None:
@@ -83,6 +88,8 @@ async def _run(settings: Settings) -> int:
     sweeping.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await sweeping
+    if not lapsed:  # a stop (an upgrade, a drain): its boxes move while it still answers
+        await _leave(lease, manager)
     await api.aclose()
     if lapsed:
         log.error("box host %s lost its lease: stopping its boxes; start it again to rejoin",
@@ -121,13 +128,27 @@ async def _sweep_forever(core: Core) -> None:
             log.warning("the sweep of this host's boxes failed: %s", exc)
 
 
+async def _leave(lease: HostLease, manager: BoxManager) -> None:
+    """Leave the cluster without failing a request: take no new box, freeze and give up every
+    box (a request for one meanwhile waits for its lock, then finds it on no host and has it
+    placed elsewhere), all while this host still answers; within SHUTDOWN_DRAIN_S."""
+    lease.draining = True  # this process knows now; the others from Redis
+    with contextlib.suppress(BoxError, OSError, RedisError):
+        await Hosts(manager.redis, manager.registry.keys).drain(lease.host_id)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(_drain(manager), SHUTDOWN_DRAIN_S)
+
+
 async def _drain(manager: BoxManager) -> None:
     """Freeze every box this host holds, then give each up (its next request places it on
-    another host, which wakes it from the store)."""
-    for box in await manager.list():
-        if box.host != manager.host:
-            continue
-        with contextlib.suppress(BoxError):
-            if box.state in (BoxState.RUNNING, BoxState.PAUSED, BoxState.FAILED):
-                box = await manager.freeze(box.id)
-            await manager.release(box.id)
+    another host, which wakes it from the store); a few at a time."""
+    slots = asyncio.Semaphore(DRAIN_PARALLEL)
+
+    async def move(box: BoxRecord) -> None:
+        async with slots:
+            with contextlib.suppress(BoxError):
+                if box.state in (BoxState.RUNNING, BoxState.PAUSED, BoxState.FAILED):
+                    box = await manager.freeze(box.id)
+                await manager.release(box.id)
+
+    await asyncio.gather(*(move(b) for b in await manager.list() if b.host == manager.host))

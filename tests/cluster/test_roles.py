@@ -235,3 +235,44 @@ def test_a_host_killed_under_traffic_loses_no_tenant_file_or_pair(
     worker.stop()
     made.host(victim.name)
     made.ready(victim)
+
+
+def test_a_rolling_restart_of_every_host_under_traffic_fails_no_request(
+        roles: tuple[Roles, Node]) -> None:
+    made, gateway = roles
+    tenants = []
+    for _ in range(12):
+        key, box_id = made.tenant(gateway)
+        tenants.append((str(made.record(box_id)["owner"]), key))
+    stop = threading.Event()
+    failures: list[str] = []
+    served = [0]
+
+    def traffic(tenant: str, key: str) -> None:
+        with made.client(gateway, key) as c:
+            while not stop.is_set():
+                try:
+                    r = c.post(f"/v1/tenants/{tenant}/agent/ask", json={"question": "hi"})
+                    if r.status_code == 200:
+                        served[0] += 1
+                    else:
+                        failures.append(f"{tenant}: {r.status_code} {r.text[:200]}")
+                except httpx.HTTPError as exc:
+                    failures.append(f"{tenant}: {exc!r}")
+                time.sleep(0.05)
+
+    threads = [threading.Thread(target=traffic, args=t) for t in tenants]
+    for thread in threads:
+        thread.start()
+    try:
+        for name in HOSTS:
+            node = made.cluster[name]
+            assert node.stop(timeout=120) == 0, node.tail_log()  # SIGTERM: it drains, then exits
+            made.host(name)
+            made.ready(node)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    assert failures == [], failures[:10]
+    assert served[0] > 100
