@@ -31,7 +31,7 @@ KEYS = Keys()
 
 
 class Roles:
-    def __init__(self, cluster: Cluster, uid_base: int, lease_s: float = 3.0) -> None:
+    def __init__(self, cluster: Cluster, uid_base: int, lease_s: float = 4.0) -> None:
         self.cluster = cluster
         self.uid_base = uid_base
         self.lease_s = lease_s

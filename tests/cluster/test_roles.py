@@ -40,7 +40,8 @@ def roles(cluster: Cluster) -> Iterator[tuple[Roles, Node]]:
     made = Roles(cluster, CLUSTER_UID_BASE)
     hosts = [made.host(name) for name in HOSTS]
     gateway = made.gateway()
-    made.ready(*hosts, gateway)
+    worker = made.worker()
+    made.ready(*hosts, gateway, worker)
     yield made, gateway
     cluster.stop_nodes()
     unmount_under(cluster.root)  # what a killed host had mounted, as a lost machine's disks
@@ -164,8 +165,6 @@ def _holds(made: Roles, gateway: Node, key: str, tenant: str, pairs: int) -> boo
 def test_a_host_killed_under_traffic_loses_no_tenant_file_or_pair(
         roles: tuple[Roles, Node]) -> None:
     made, gateway = roles
-    worker = made.worker()
-    made.ready(worker)
     tenants: dict[str, tuple[str, str]] = {}
     for _ in range(50):
         key, box_id = made.tenant(gateway)
@@ -232,7 +231,6 @@ def test_a_host_killed_under_traffic_loses_no_tenant_file_or_pair(
     assert kept["memories"] == [] or all("my project" not in json.dumps(m)
                                          for m in kept["memories"]), kept
     print(f"every tenant answered again {recovered_s:.1f} s after the kill")
-    worker.stop()
     made.host(victim.name)
     made.ready(victim)
 
@@ -276,3 +274,56 @@ def test_a_rolling_restart_of_every_host_under_traffic_fails_no_request(
             thread.join()
     assert failures == [], failures[:10]
     assert served[0] > 100
+
+
+def _restart_redis(cluster: Cluster, kill: bool) -> None:
+    redis = cluster.redis
+    assert redis.proc is not None
+    if kill:  # what appendfsync everysec had not written yet is lost
+        redis.proc.kill()
+        redis.proc.wait()
+        redis.proc = None
+    else:
+        redis.stop()
+    redis.start()
+
+
+@pytest.mark.parametrize("kill", [False, True], ids=["sigterm", "sigkill"])
+def test_redis_restarted_under_traffic_keeps_what_it_acknowledged_and_no_role_restarts(
+        roles: tuple[Roles, Node], kill: bool) -> None:
+    made, gateway = roles
+    tenants: dict[str, tuple[str, str]] = {}
+    for _ in range(4):
+        key, box_id = made.tenant(gateway)
+        tenant = str(made.record(box_id)["owner"])
+        tenants[tenant] = (key, box_id)
+        for n in range(2):
+            assert _ask(made, gateway, key, tenant, f"before {n}").status_code == 200
+    before = {t: made.recorded(t) for t in tenants}
+    # appendfsync everysec: what was acknowledged over a second ago is on disk
+    time.sleep(2.5)
+    stop = threading.Event()
+
+    def traffic(tenant: str, key: str) -> None:
+        while not stop.is_set():
+            with contextlib.suppress(httpx.HTTPError):
+                _ask(made, gateway, key, tenant, "during")
+            time.sleep(0.1)
+
+    threads = [threading.Thread(target=traffic, args=(t, k)) for t, (k, _) in tenants.items()]
+    for thread in threads:
+        thread.start()
+    time.sleep(1)
+    _restart_redis(made.cluster, kill)
+    time.sleep(2)
+    stop.set()
+    for thread in threads:
+        thread.join()
+    for tenant, (key, box_id) in tenants.items():
+        until(partial(_answers, made, gateway, key, tenant), f"{tenant} answers again")
+        assert made.record(box_id)["owner"] == tenant
+        assert made.recorded(tenant) >= before[tenant]
+        until(partial(_holds, made, gateway, key, tenant, before[tenant]),
+              f"{tenant}'s agent holds the pairs acknowledged before the restart")
+    for node in (*(made.cluster[h] for h in HOSTS), gateway):
+        assert node.running, f"{node.name} had to restart:\n{node.tail_log()}"
