@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import signal
 import sys
 
-from arq.worker import Worker
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
@@ -20,19 +20,37 @@ from core.services import Core
 from core.settings import Settings
 from workers.worker import close_worker, make_worker
 
+log = logging.getLogger("burrow.worker")
+RESTART_WAIT_S = 1.0
+
 
 class Running:
-    """A worker running in this process's event loop, on this process's Core."""
+    """A worker running in this process's event loop, on this process's Core. Redis going
+    away (a restart, a failover) ends arq's polling loop: a new worker takes over once Redis
+    answers again (the jobs in flight run again; arq retries them)."""
 
-    def __init__(self, worker: Worker, task: asyncio.Task[None]) -> None:
-        self.worker = worker
-        self.task = task
+    def __init__(self, core: Core) -> None:
+        self.core = core
+        self.worker = make_worker(core)
+        self.task = asyncio.create_task(self._run())
 
     @classmethod
     def start(cls, core: Core) -> Running:
         core.warm_names()  # the contribute job scrubs names: load the detector now
-        worker = make_worker(core)
-        return cls(worker, asyncio.create_task(worker.async_run()))
+        return cls(core)
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.worker.async_run()
+                return
+            except (RedisError, OSError) as exc:
+                log.warning("the worker lost Redis (%s); it starts again when Redis answers",
+                            exc)
+            with contextlib.suppress(RedisError, OSError):
+                await close_worker(self.worker)
+            await asyncio.sleep(RESTART_WAIT_S)
+            self.worker = make_worker(self.core)
 
     async def stop(self) -> None:
         """Stop the worker (its loop ends between two polls, not inside one), then its task."""

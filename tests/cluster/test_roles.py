@@ -27,6 +27,8 @@ from tests.cluster.roles import CHECKPOINT_S, HOST_PORT, Roles, unmount_under, u
 from tests.hosts import CLUSTER_UID_BASE, box_processes
 
 HOSTS = ("h1", "h2", "h3")
+# The first test starts three hosts, a gateway and a worker; some wait out leases and wakes.
+pytestmark = pytest.mark.timeout(900)
 
 
 @pytest.fixture(autouse=True)
@@ -305,10 +307,11 @@ def test_redis_restarted_under_traffic_keeps_what_it_acknowledged_and_no_role_re
     stop = threading.Event()
 
     def traffic(tenant: str, key: str) -> None:
-        while not stop.is_set():
-            with contextlib.suppress(httpx.HTTPError):
-                _ask(made, gateway, key, tenant, "during")
-            time.sleep(0.1)
+        with made.client(gateway, key) as c:
+            while not stop.is_set():
+                with contextlib.suppress(httpx.HTTPError):
+                    c.post(f"/v1/tenants/{tenant}/agent/ask", json={"question": "during"})
+                time.sleep(0.1)
 
     threads = [threading.Thread(target=traffic, args=(t, k)) for t, (k, _) in tenants.items()]
     for thread in threads:
@@ -327,3 +330,36 @@ def test_redis_restarted_under_traffic_keeps_what_it_acknowledged_and_no_role_re
               f"{tenant}'s agent holds the pairs acknowledged before the restart")
     for node in (*(made.cluster[h] for h in HOSTS), gateway):
         assert node.running, f"{node.name} had to restart:\n{node.tail_log()}"
+
+
+def test_a_store_outage_fails_freezes_safe_names_itself_and_loses_nothing(
+        roles: tuple[Roles, Node]) -> None:
+    made, gateway = roles
+    key, box_id = made.tenant(gateway)
+    data = os.urandom(200_000)
+    with made.client(gateway, key) as c:
+        r = c.put(f"/v1/boxes/{box_id}/files", params={"path": "/workspace/kept.bin"},
+                  content=data)
+        assert r.status_code in (200, 204), r.text
+        holder = made.holder(box_id)
+        made.cluster.seaweed.stop()
+        try:
+            r = c.post(f"/v1/boxes/{box_id}/freeze")
+            assert r.status_code == 503 and "store" in r.text, r.text
+            assert made.record(box_id)["state"] == "running"  # it keeps running
+            r = c.post(f"/v1/boxes/{box_id}/exec", json={"command": "wc -c < kept.bin"})
+            assert r.json()["stdout"].strip() == str(len(data)), r.text
+            ready = httpx.get(f"http://{holder.address}:{HOST_PORT}/readyz", timeout=10,
+                              trust_env=False)
+            assert ready.status_code == 503 and "store" in ready.json()["reason"], ready.text
+            assert "snapshot store fails" in holder.tail_log()
+        finally:
+            made.cluster.seaweed.start()
+        until(lambda: c.post(f"/v1/boxes/{box_id}/freeze").status_code == 200,
+              "the freeze succeeds once the store is back")
+        assert made.record(box_id)["state"] == "frozen"
+        holder.kill()  # and what it froze is in the store: another host wakes it
+        r = c.get(f"/v1/boxes/{box_id}/files", params={"path": "/workspace/kept.bin"})
+        assert r.status_code == 200 and r.content == data
+    made.host(holder.name)
+    made.ready(holder)
