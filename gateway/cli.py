@@ -32,11 +32,16 @@ def require_server_parts() -> None:
             "pip install 'burrow[server]'") from None
 
 
-def _require_cluster_secret(settings: Settings, role: str) -> None:
+def _require_cluster(settings: Settings, role: str) -> None:
+    """What a gateway or worker of a cluster shares with every other role."""
     if settings.server_secret is None:
         raise click.ClickException(
             f"burrow {role} needs BURROW_SERVER_SECRET, the one every role of the cluster "
             "shares (its box hosts refuse requests signed with another)")
+    if not settings.store_url:
+        raise click.ClickException(
+            f"burrow {role} needs BURROW_STORE_URL, the snapshot store the box hosts share "
+            "(s3://bucket/prefix); for one machine use `burrow serve`")
 
 
 def _settings(**overrides: object) -> Settings:
@@ -96,7 +101,7 @@ def gateway(host: str, port: int, data_dir: Path | None) -> None:
         raise click.ClickException("burrow gateway needs REDIS_URL and QDRANT_URL (the Redis "
                                    "and Qdrant every gateway and worker shares); for one "
                                    "machine use `burrow serve`")
-    _require_cluster_secret(settings, "gateway")
+    _require_cluster(settings, "gateway")
     run(settings, host, port, with_worker=False, remote=True)
 
 
@@ -174,7 +179,7 @@ def worker(data_dir: Path | None, check: bool) -> None:
         alive, detail = runner.alive(settings)
         click.echo(detail)
         sys.exit(0 if alive else 1)
-    _require_cluster_secret(settings, "worker")
+    _require_cluster(settings, "worker")
     runner.run(settings)
 
 
