@@ -5,11 +5,13 @@ socket for its boxes and, in `burrow serve`, the worker."""
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
+from redis.exceptions import RedisError
 from starlette.types import Message, Receive, Scope, Send
 
 import core
@@ -19,6 +21,7 @@ from core.services import Core
 from core.settings import Settings
 from gateway import deps, errors
 from gateway.frontdoor import FrontDoor, FrontLimits
+from gateway.hostguard import answer
 from gateway.hostserver import HostSocket
 from gateway.metrics import Metrics
 from gateway.routes import (
@@ -37,6 +40,8 @@ from gateway.routes import (
 )
 from models.servers import LocalModels
 from workers.runner import Running
+
+log = logging.getLogger("burrow")
 
 
 def create_app(settings: Settings | None = None,
@@ -130,6 +135,20 @@ class BurrowApp(FastAPI):
 
     async def route(self, scope: Scope, receive: Receive, send: Send) -> None:
         """A request the door let in: the agent route's fast path, or FastAPI."""
-        if await agent.serve_fast(self, scope, receive, send):
+        started = False
+
+        async def tracked(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            if await agent.serve_fast(self, scope, receive, tracked):
+                return
+        except RedisError as exc:  # FastAPI's routes have their handler (gateway/errors.py)
+            if started:
+                raise
+            log.warning("Redis does not answer on the agent route: %s", exc)
+            await answer(send, 503, "unavailable", errors.REDIS_DOWN, {"retry-after": "2"})
             return
         await super().__call__(scope, receive, send)

@@ -12,6 +12,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from boxes import errors as box
@@ -74,6 +75,10 @@ def _validation_message(exc: RequestValidationError) -> tuple[str, str]:
     return "invalid_request", "; ".join(parts)
 
 
+# What a caller is told while Redis (the registry, keys, the queue) does not answer.
+REDIS_DOWN = "the registry does not answer right now (Redis is restarting?); retry shortly"
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(StatusError)  # the gateway's ApiError and the models' errors
     async def _api(request: Request, exc: StatusError) -> JSONResponse:
@@ -97,6 +102,12 @@ def install(app: FastAPI) -> None:
             return error_response(405, "method_not_allowed",
                                   f"{request.method} is not allowed on {request.url.path}")
         return error_response(exc.status_code, "http_error", str(exc.detail))
+
+    @app.exception_handler(RedisError)
+    async def _redis(request: Request, exc: RedisError) -> JSONResponse:
+        log.warning("Redis does not answer on %s %s: %s", request.method, request.url.path,
+                    exc)
+        return error_response(503, "unavailable", REDIS_DOWN, {"Retry-After": "2"})
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -26,6 +26,7 @@ from core.transport import Nonces, TransportError
 log = logging.getLogger("burrow.host")
 
 MAX_CONNECTIONS = 4096
+CLOSE_WAIT_S = 5.0
 SPLICE_CHUNK = 64 * 1024
 Op = Callable[[str, dict[str, Any]], Awaitable[Any]]
 
@@ -60,6 +61,7 @@ class HostAPI:
         self._server: asyncio.Server | None = None
         self._open = 0
         self._tasks: set[asyncio.Task[None]] = set()
+        self._writers: set[asyncio.StreamWriter] = set()
         m = manager
         self.ops: dict[str, Op] = {
             "create": lambda _, a: self._create(a),
@@ -90,11 +92,14 @@ class HostAPI:
         return int(self._server.sockets[0].getsockname()[1])
 
     async def aclose(self) -> None:
+        """Stop listening and end every connection (aborted, so each handler ends on its own:
+        a cancelled one would be logged by asyncio as an error)."""
         if self._server is not None:
             self._server.close()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for writer in list(self._writers):
+            writer.transport.abort()
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=CLOSE_WAIT_S)
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if self._open >= MAX_CONNECTIONS:
@@ -104,6 +109,7 @@ class HostAPI:
         task = asyncio.current_task()
         assert task is not None
         self._tasks.add(task)
+        self._writers.add(writer)
         try:
             await self._serve_one(reader, writer)
         except (OSError, asyncio.IncompleteReadError, TimeoutError, ValueError):
@@ -111,6 +117,7 @@ class HostAPI:
         finally:
             self._open -= 1
             self._tasks.discard(task)
+            self._writers.discard(writer)
             writer.close()
 
     async def _serve_one(self, reader: asyncio.StreamReader,

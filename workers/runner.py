@@ -10,6 +10,7 @@ import logging
 import signal
 import sys
 
+from arq.constants import in_progress_key_prefix
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
@@ -47,10 +48,26 @@ class Running:
             except (RedisError, OSError) as exc:
                 log.warning("the worker lost Redis (%s); it starts again when Redis answers",
                             exc)
+            running = list(self.worker.tasks)
             with contextlib.suppress(RedisError, OSError):
                 await close_worker(self.worker)
-            await asyncio.sleep(RESTART_WAIT_S)
+            await self._release(running)
             self.worker = make_worker(self.core)
+
+    async def _release(self, job_ids: list[str]) -> None:
+        """Once Redis answers again, let go of the jobs the lost worker had taken: their marks
+        would keep every worker from running them again until their timeout (minutes).
+        Every job here is safe to run again (deliveries skip what an agent has)."""
+        while True:
+            await asyncio.sleep(RESTART_WAIT_S)
+            try:
+                if job_ids:
+                    await self.core.redis.delete(*(in_progress_key_prefix + j for j in job_ids))
+                else:
+                    await self.core.redis.ping()
+                return
+            except (RedisError, OSError):
+                continue
 
     async def stop(self) -> None:
         """Stop the worker (its loop ends between two polls, not inside one), then its task."""

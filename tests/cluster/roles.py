@@ -121,6 +121,22 @@ class Roles:
                 await redis.aclose()
         return asyncio.run(read())
 
+    def backlog(self, tenant: str) -> dict[str, object]:
+        """Where the tenant's pairs wait: its backlog, what its agent was given that no
+        snapshot holds yet, whether it is pending, the queue's length (for failures)."""
+        async def read() -> dict[str, object]:
+            redis = Redis.from_url(self.cluster.redis.tcp_url)
+            try:
+                pending = [m.decode() for m in await redis.smembers(KEYS.observed_pending())]
+                return {"backlog": await redis.llen(KEYS.observed_backlog(tenant)),
+                        "given": await redis.llen(KEYS.observed_delivered(tenant)),
+                        "pending": any(m.startswith(tenant + " ") for m in pending),
+                        "stalled": await redis.hgetall(KEYS.observed_unanswered(tenant)),
+                        "queue": await redis.zcard(KEYS.queue())}
+            finally:
+                await redis.aclose()
+        return asyncio.run(read())
+
     def holder(self, box_id: str) -> Node:
         """The machine whose host the box's record names."""
         placed = str(self.record(box_id).get("host") or "")

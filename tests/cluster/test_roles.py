@@ -327,7 +327,8 @@ def test_redis_restarted_under_traffic_keeps_what_it_acknowledged_and_no_role_re
         assert made.record(box_id)["owner"] == tenant
         assert made.recorded(tenant) >= before[tenant]
         until(partial(_holds, made, gateway, key, tenant, before[tenant]),
-              f"{tenant}'s agent holds the pairs acknowledged before the restart")
+              f"{tenant}'s agent holds the pairs acknowledged before the restart "
+              f"({before[tenant]}): {made.backlog(tenant)}")
     for node in (*(made.cluster[h] for h in HOSTS), gateway):
         assert node.running, f"{node.name} had to restart:\n{node.tail_log()}"
 
