@@ -12,6 +12,7 @@ credentials, then the EC2 instance role; never profile files.
 from __future__ import annotations
 
 import os
+import re
 import socket
 import threading
 from collections import Counter
@@ -38,6 +39,7 @@ REQUEST_TIMEOUT_S = 300.0
 RETRY_TIMEOUT_S = 15.0
 # Pieces a download is handed over in.
 GET_CHUNK = 1 << 20
+_FORBIDDEN = re.compile(r"\b403\b")
 
 
 @dataclass(frozen=True)
@@ -101,7 +103,9 @@ class ObjectClient:
             self.requests[op] += 1
 
     def _failed(self, op: str, key: str, exc: ObstoreError) -> StoreUnavailableError:
-        if isinstance(exc, PermissionDeniedError | UnauthenticatedError) or "403" in str(exc):
+        # (a status, not any digits: "in 334.774403ms" is a timing in the same message)
+        if isinstance(exc, PermissionDeniedError | UnauthenticatedError) or \
+                _FORBIDDEN.search(str(exc)):
             return StoreUnavailableError(
                 f"the snapshot store {self.where} refused this host's credentials ({op} "
                 f"{key!r}): {_short(exc)}; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or "
