@@ -42,7 +42,7 @@ from boxes.errors import BoxError, SnapshotError, SnapshotNotFoundError, StoreUn
 from boxes.manifests import Entries
 from boxes.models import SnapshotRecord
 from boxes.objectclient import Objects
-from boxes.packing import Extents, LayerIndex, pack_layer, read_extents
+from boxes.packing import Extents, LayerIndex, Scan, pack_layer, read_extents
 from boxes.snapshots import (
     STATS_TTL_S,
     PackResult,
@@ -221,7 +221,7 @@ class ObjectSnapshotStore:
 
     # --- pack ----------------------------------------------------------------------------
 
-    def pack(self, layer: Path, *, box_id: str, kind: str, name: str | None,
+    def pack(self, layer: Path | Scan, *, box_id: str, kind: str, name: str | None,
              owner: str | None, index: LayerIndex | None) -> PackResult:
         uploads = _Uploads(self)
         try:
