@@ -69,22 +69,26 @@ def _copy_region(fin: int, fout: int, start: int, end: int) -> None:
             start += os.pwrite(fout, data, start)
 
 
+def copy_sparse(fin: int, fout: int, size: int) -> None:
+    """Copy the first `size` bytes of one open file to another, keeping its holes."""
+    offset = 0
+    while offset < size:
+        try:
+            start = os.lseek(fin, offset, os.SEEK_DATA)
+        except OSError as exc:
+            if exc.errno == errno.ENXIO:  # only a hole is left
+                break
+            raise
+        end = min(os.lseek(fin, start, os.SEEK_HOLE), size)
+        _copy_region(fin, fout, start, end)
+        offset = end
+    os.ftruncate(fout, size)
+
+
 def _sparse_copy(src: Path, dst: Path) -> None:
     """Copy `src` to `dst` keeping its holes (a new disk image stays a few hundred KiB)."""
     with open(src, "rb") as fin, open(dst, "wb") as fout:
-        size = os.fstat(fin.fileno()).st_size
-        offset = 0
-        while offset < size:
-            try:
-                start = os.lseek(fin.fileno(), offset, os.SEEK_DATA)
-            except OSError as exc:
-                if exc.errno == errno.ENXIO:  # only a hole is left
-                    break
-                raise
-            end = os.lseek(fin.fileno(), start, os.SEEK_HOLE)
-            _copy_region(fin.fileno(), fout.fileno(), start, end)
-            offset = end
-        fout.truncate(size)
+        copy_sparse(fin.fileno(), fout.fileno(), os.fstat(fin.fileno()).st_size)
 
 
 class DiskImages:

@@ -27,7 +27,7 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
+from functools import cached_property, partial
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -36,6 +36,7 @@ from redis.asyncio import Redis
 from boxes.access import BoxAccess
 from boxes.activity import Activity
 from boxes.catalog import BoxCatalog
+from boxes.checkpoints import Checkpoints
 from boxes.client import DaemonClient
 from boxes.config import RuntimeConfig
 from boxes.egress import EgressPolicy
@@ -477,6 +478,20 @@ class BoxManager(BoxCatalog, BoxAccess):
         assert box.snapshot_id is not None
         return self.store.copy(box.snapshot_id, box_id=box.id, kind="named", name=name,
                                owner=box.owner)
+
+    # --- checkpoints: a running box's newest durable state (boxes/checkpoints.py) -------
+
+    @cached_property
+    def checkpoints(self) -> Checkpoints:
+        return Checkpoints(self.config, self.backend, self.store, self.locks, self.registry,
+                           self.indexes, self.restores, ask_store=self._ask_store,
+                           phase=self._phase)
+
+    async def checkpoint(self, box_id: str) -> SnapshotRecord | None:
+        """Pack what changed in a running (or paused) box's layer as its newest durable state,
+        the box frozen only while the changed files are copied; None if nothing changed since
+        its last snapshot, or it does not run on this process."""
+        return await self.checkpoints.take(box_id, self.host)
 
     # --- transitions (caller holds the lock) ---------------------------------------------
 

@@ -51,7 +51,7 @@ from boxes.objectclient import Objects
 from boxes.objectfetch import Fetcher, RestoreSource
 from boxes.objectpack import PackSink
 from boxes.packfiles import PACKS, SMALL_MAX
-from boxes.packing import Extents, LayerIndex, pack_layer, read_extents
+from boxes.packing import Extents, LayerIndex, Scan, pack_layer, read_extents
 from boxes.seen import Seen
 from boxes.snapshots import (
     STATS_TTL_S,
@@ -135,7 +135,7 @@ class ObjectSnapshotStore:
         finally:
             temp.unlink(missing_ok=True)
 
-    def pack(self, layer: Path, *, box_id: str, kind: str, name: str | None,
+    def pack(self, layer: Path | Scan, *, box_id: str, kind: str, name: str | None,
              owner: str | None, index: LayerIndex | None) -> PackResult:
         sink = PackSink(self.objects, self.cache, self.seen, self.pool, index or {},
                         self.small_max, self._upload)

@@ -33,7 +33,7 @@ from boxes import manifests
 from boxes.errors import SnapshotError, SnapshotNotFoundError
 from boxes.manifests import Entries
 from boxes.models import SnapshotRecord
-from boxes.packing import Extents, LayerIndex, pack_layer, read_extents
+from boxes.packing import Extents, LayerIndex, Scan, pack_layer, read_extents
 from boxes.unpacking import (
     LAZY_MIN,
     PARALLEL_MIN,
@@ -69,8 +69,10 @@ class SnapshotStore(Protocol):
     def ping(self) -> None:
         """StoreUnavailableError unless the store answers now (one cheap request): a freeze
         asks before it stops a box, so an outage leaves the box running."""
-    def pack(self, layer: Path, *, box_id: str, kind: str, name: str | None,
-             owner: str | None, index: LayerIndex | None) -> PackResult: ...
+    def pack(self, layer: Path | Scan, *, box_id: str, kind: str, name: str | None,
+             owner: str | None, index: LayerIndex | None) -> PackResult:
+        """A new snapshot of `layer` (a box's upper layer, or a Scan of one taken earlier);
+        files whose stat key `index` names are not read again."""
     def restore(self, snapshot_id: str, layer: Path, uid: int) -> LayerIndex: ...
     def begin_restore(self, snapshot_id: str, layer: Path, uid: int,
                       defer: Callable[[str, int], bool]) -> PendingRestore: ...
@@ -190,7 +192,7 @@ class LocalSnapshotStore:
 
     # --- pack ----------------------------------------------------------------------------
 
-    def pack(self, layer: Path, *, box_id: str, kind: str, name: str | None,
+    def pack(self, layer: Path | Scan, *, box_id: str, kind: str, name: str | None,
              owner: str | None, index: LayerIndex | None) -> PackResult:
         sink = _Blobs(self)
         packed = pack_layer(layer, index or {}, sink)

@@ -236,8 +236,8 @@ class Settings(BaseSettings):
                                             validation_alias=_env("BURROW_SERVER_SECRET"))
     # How often a box host checkpoints each running box whose files changed (the changed part
     # of its layer, to the store): a lost host costs a box at most this much of its files.
-    # Read by `burrow host`.
-    checkpoint_s: float = Field(60.0, ge=1, le=86400,
+    # 0: never. Read by `burrow host`.
+    checkpoint_s: float = Field(60.0, ge=0, le=86400,
                                 validation_alias=_env("BURROW_CHECKPOINT_S"))
 
     @field_validator("store_url")
