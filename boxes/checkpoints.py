@@ -333,7 +333,9 @@ class Checkpoints:
                  locks: BoxLocks, registry: Registry, indexes: LayerIndexes,
                  restores: Restores,
                  ask_store: Callable[[Callable[[], PackResult]], Awaitable[PackResult]],
-                 phase: Callable[[BoxRecord, str], None]) -> None:
+                 phase: Callable[[BoxRecord, str], None],
+                 taking: Callable[[BoxRecord], Awaitable[int]] | None = None,
+                 committed: Callable[[BoxRecord, int], Awaitable[None]] | None = None) -> None:
         self.config = config
         self.backend = backend
         self.store = store
@@ -343,6 +345,10 @@ class Checkpoints:
         self.restores = restores
         self.ask_store = ask_store  # the manager's: a failing store shows in /readyz
         self.phase = phase
+        # The manager's Durability hooks (what the box's agent was told is held once
+        # committed): a mark taken before the copy is of what the copy holds at least.
+        self.taking = taking
+        self.committed = committed
         self._taking: set[str] = set()
 
     async def take(self, box_id: str, host: str) -> SnapshotRecord | None:
@@ -357,7 +363,7 @@ class Checkpoints:
             copied = await self._copy(box_id, host, staging)
             if copied is None:
                 return None
-            box, layer = copied
+            box, layer, mark = copied
             try:
                 result = await self.ask_store(partial(self._pack, box, layer))
             except FileNotFoundError as exc:
@@ -365,31 +371,32 @@ class Checkpoints:
                 raise SnapshotError(f"box {box_id}: the store lacks the blob of a file its "
                                     "index says it holds; the next checkpoint copies every "
                                     "file") from exc
-            return await self._commit(box, host, result)
+            return await self._commit(box, host, result, mark)
         finally:
             self._taking.discard(box_id)
             await asyncio.to_thread(shutil.rmtree, staging, True)
 
     async def _copy(self, box_id: str, host: str,
-                    staging: Path) -> tuple[BoxRecord, LayerCopy] | None:
+                    staging: Path) -> tuple[BoxRecord, LayerCopy, int] | None:
         async with self.locks.hold(box_id):
             box = await self.registry.get(box_id)
             if (box is None or box.state not in LIVE_STATES or box.host != host
                     or self.restores.busy(box)):
                 return None
+            mark = await self.taking(box) if self.taking is not None else 0
             await asyncio.to_thread(_empty_dir, staging)
             layer = await copy_layer(self.backend, box, self.backend.upper_dir(box),
                                      self.indexes.load(box_id) or {}, staging,
                                      lambda step: self.phase(box, f"checkpoint-{step}"))
-            return None if layer is None else (box, layer)
+            return None if layer is None else (box, layer, mark)
 
     def _pack(self, box: BoxRecord, layer: LayerCopy) -> PackResult:
         with _niced():
             return self.store.pack(layer.scan, box_id=box.id, kind="freeze", name=None,
                                    owner=box.owner, index=layer.index)
 
-    async def _commit(self, seen: BoxRecord, host: str,
-                      result: PackResult) -> SnapshotRecord | None:
+    async def _commit(self, seen: BoxRecord, host: str, result: PackResult,
+                      mark: int) -> SnapshotRecord | None:
         """Make the snapshot the box's, unless what the box holds now is newer than the copy
         (it was frozen, snapshotted, woken elsewhere or deleted meanwhile)."""
         snapshot = result.record
@@ -410,6 +417,8 @@ class Checkpoints:
             # in a thread: a rename on the disk the box writes may wait for its journal
             await asyncio.to_thread(self.indexes.save, box.id, result.index)
             self.phase(box, "checkpointed")
+        if self.committed is not None:
+            await self.committed(box, mark)
         if previous is not None and previous != snapshot.id:
             await self._delete(previous)
         return snapshot

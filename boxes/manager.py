@@ -485,7 +485,8 @@ class BoxManager(BoxCatalog, BoxAccess):
     def checkpoints(self) -> Checkpoints:
         return Checkpoints(self.config, self.backend, self.store, self.locks, self.registry,
                            self.indexes, self.restores, ask_store=self._ask_store,
-                           phase=self._phase)
+                           phase=self._phase, taking=self._taking,
+                           committed=self._committed)
 
     async def checkpoint(self, box_id: str) -> SnapshotRecord | None:
         """Pack what changed in a running (or paused) box's layer as its newest durable state,

@@ -295,6 +295,14 @@ class RemoteBoxes(BoxCatalog, BoxAccess):
     async def snapshot(self, box_id: str, name: str) -> SnapshotRecord:
         return SnapshotRecord(**await self._on_host(box_id, "snapshot", {"name": name}))
 
+    async def checkpoint(self, box_id: str) -> SnapshotRecord | None:
+        """A checkpoint of the box on its host (None: nothing changed, or it runs nowhere)."""
+        try:
+            answer = await self._on_host(box_id, "checkpoint", place=False)
+        except BoxStateError:
+            return None  # on no live host: its newest durable state is what it has
+        return None if answer is None else SnapshotRecord(**answer)
+
     async def keep(self, box_id: str, name: str, data: bytes) -> None:
         await self._on_host(box_id, "keep", {"name": name, "data": encode_bytes(data)})
 

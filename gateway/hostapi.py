@@ -75,6 +75,7 @@ class HostAPI:
             "recover": lambda box, _: m.recover(box),
             "cool": lambda box, a: m.cool(box, BoxState(a["to"]), float(a["idle_since"])),
             "snapshot": lambda box, a: self._snapshot(box, a),
+            "checkpoint": lambda box, _: self._checkpoint(box),
             "usages": lambda _, a: self._usages(a),
             "keep": lambda box, a: m.keep(box, str(a["name"]),
                                           channel.decode_bytes(a["data"])),
@@ -160,6 +161,10 @@ class HostAPI:
 
     async def _snapshot(self, box_id: str, args: dict[str, Any]) -> Any:
         return asdict(await self.manager.snapshot(box_id, str(args["name"])))
+
+    async def _checkpoint(self, box_id: str) -> Any:
+        taken = await self.manager.checkpoint(box_id)
+        return None if taken is None else asdict(taken)
 
     async def _usages(self, args: dict[str, Any]) -> dict[str, Any]:
         ids = [i for i in args.get("boxes", []) if isinstance(i, str)]

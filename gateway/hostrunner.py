@@ -23,6 +23,7 @@ from functools import partial
 from redis.exceptions import RedisError
 
 from boxes import BoxError, BoxManager, BoxRecord, BoxState, HostUnsupportedError, disk, hostdirs
+from boxes.checkpoints import Checkpointer
 from boxes.hosts import HostLease, Hosts
 from core import logs
 from core.services import Core
@@ -82,12 +83,15 @@ async def _run(settings: Settings) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     sweeping = asyncio.create_task(_sweep_forever(opened))
+    checkpoints = Checkpointer(manager, settings.checkpoint_s)
+    checkpoints.start()
     log.info("box host %s serving on %s", lease.host_id, settings.host_listen)
     print(f"box host {lease.host_id} serving on {settings.host_listen}", flush=True)
     await stop.wait()
     sweeping.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await sweeping
+    await checkpoints.stop()
     if not lapsed:  # a stop (an upgrade, a drain): its boxes move while it still answers
         await _leave(lease, manager)
     await api.aclose()

@@ -4,9 +4,10 @@ agent (tenant_agent/memory/owner.py), in its home box, woken first if frozen; no
 agent never learns from its own protocol).
 
 "Delete all" also drops the tenant's observed requests not yet delivered (else the agent would
-learn them again right after), and the home box's snapshot is replaced at its next freeze: a
-running box's layer is always re-packed at a freeze and the old snapshot deleted, so nothing
-of the deleted memory stays in the store once its blobs are collected.
+learn them again right after), and the home box is checkpointed before the answer: its
+snapshot is replaced by one of the wiped state and the old one deleted, so a host lost right
+after cannot bring the memories back, and nothing of them stays in the store once its blobs
+are collected.
 
 A replacement agent (BURROW_AGENT_COMMAND) need not serve this API: an answer that is not the
 API's (any status but the API's own errors, or a body of another shape) is a 501 that says
@@ -170,7 +171,7 @@ async def delete_all_memories(tenant_id: str, request: Request,
                               core: CoreDep) -> MemoryWiped:
     """Delete everything the agent learned of the tenant and every turn it kept, with the
     requests not yet delivered to it; nothing readable is left in the agent's files, and the
-    home box's snapshot is replaced at its next freeze."""
+    home box's snapshot is replaced (a checkpoint) before the answer."""
     who = await core.authenticator.authenticate(
         bearer_key(request.headers.get("authorization")))
     authz.require_tenant_access(who, tenant_id)
@@ -180,5 +181,11 @@ async def delete_all_memories(tenant_id: str, request: Request,
     await _call(core, request, tenant_id, "GET", "/memories?limit=1", MemoryPage)
     dropped = await core.observations.drop_backlog(tenant_id, box_id)
     wiped = await _call(core, request, tenant_id, "DELETE", "/memories", _Wiped)
+    try:  # durable before it is acknowledged: a host lost now must not bring them back
+        await core.manager.checkpoint(box_id)
+    except BoxError as exc:
+        raise ApiError(503, "unavailable", f"the memories were deleted in the tenant's box, "
+                       f"but its snapshot could not be replaced yet ({exc.message}); send the "
+                       "same request again", {"Retry-After": "5"}) from exc
     return MemoryWiped(deleted=wiped.deleted, backlog_dropped=dropped,
                        replace_snapshot=wiped.replace_snapshot)
