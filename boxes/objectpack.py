@@ -49,7 +49,7 @@ from boxes.errors import SnapshotError
 from boxes.manifests import Entries
 from boxes.objectclient import Objects
 from boxes.packfiles import PACKS, PackWriter, Sealed, check_object, pack_key
-from boxes.packing import Extents, LayerIndex, Packed
+from boxes.packing import SIGNATURE, Extents, LayerIndex, Packed
 from boxes.seen import Seen
 from boxes.sweeps import blob_key
 
@@ -220,6 +220,8 @@ class PackSink:
                 else:
                     entry.pop("k", None)
         for path, item in packed.index.items():
+            if path == SIGNATURE:  # the layer's signature, not a file
+                continue
             ref = self.located.get(item[1])
             if ref is not None:
                 packed.index[path] = [item[0], item[1], item[2] if len(item) > 2 else None, ref]
@@ -292,7 +294,9 @@ class PackSink:
 def _old_refs(index: LayerIndex) -> dict[str, Ref]:
     """digest -> pack object, for the layer index's small files found in one."""
     refs: dict[str, Ref] = {}
-    for item in index.values():
+    for path, item in index.items():
+        if path == SIGNATURE:
+            continue
         ref = item[3] if len(item) > 3 else None
         if (isinstance(ref, list) and len(ref) == 3 and isinstance(ref[0], str)
                 and all(isinstance(n, int) and not isinstance(n, bool) for n in ref[1:])):
