@@ -137,8 +137,15 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
+# The cluster tests (tests/cluster/: roles as processes, mostly waiting out leases and wakes)
+# run beside the others: their boxes have a uid range of their own, apart from the others'
+# leak checks. Their output follows; the recipe fails if either run does.
 pytest: install testdeps harnesses sdk-typescript
-	$(BIN)/pytest
+	@mkdir -p test-artifacts
+	@$(BIN)/pytest tests/cluster -p no:cacheprovider > test-artifacts/cluster.log 2>&1 & \
+	cluster=$$!; $(BIN)/pytest --ignore=tests/cluster -p no:cacheprovider; rest=$$?; \
+	wait $$cluster; clustered=$$?; echo "--- tests/cluster:"; cat test-artifacts/cluster.log; \
+	test $$rest -eq 0 && test $$clustered -eq 0
 
 clean:
 	rm -rf $(VENV) .burrow .pytest_cache .mypy_cache .ruff_cache test-artifacts \
