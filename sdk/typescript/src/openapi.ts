@@ -535,7 +535,7 @@ export interface paths {
          * Delete All Memories
          * @description Delete everything the agent learned of the tenant and every turn it kept, with the
          *     requests not yet delivered to it; nothing readable is left in the agent's files, and the
-         *     home box's snapshot is replaced at its next freeze.
+         *     home box's snapshot is replaced (a checkpoint) before the answer.
          */
         delete: operations["memories_delete_all"];
         options?: never;
