@@ -260,6 +260,10 @@ class Keys:
         prefix; `parts` make it unique where a job must be one of its kind at a time."""
         return ":".join((f"{self.prefix}:job:{kind}", *parts))
 
+    def job_taken(self, job_id: str) -> str:
+        """arq's mark that a worker has taken the job `job_id` (deleted, it may run again)."""
+        return in_progress_key_prefix + job_id
+
     def cron(self, name: str) -> str:
         """A cron job's name; arq makes each run's job id `<name>:<time>` from it."""
         return f"{self.prefix}:cron:{name}"

@@ -10,7 +10,6 @@ import logging
 import signal
 import sys
 
-from arq.constants import in_progress_key_prefix
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
@@ -62,7 +61,7 @@ class Running:
             await asyncio.sleep(RESTART_WAIT_S)
             try:
                 if job_ids:
-                    await self.core.redis.delete(*(in_progress_key_prefix + j for j in job_ids))
+                    await self.core.redis.delete(*map(self.core.keys.job_taken, job_ids))
                 else:
                     await self.core.redis.ping()
                 return

@@ -13,7 +13,7 @@ import click
 GROUP = "burrow.commands"
 INSTALL_SERVER = "pip install 'burrow[server]'"
 # The CONTRACT's server commands: named here only to say what to install when they are missing.
-SERVER_COMMANDS = ("doctor", "gateway", "harness", "serve", "worker")
+SERVER_COMMANDS = ("doctor", "gateway", "harness", "host", "serve", "worker")
 
 
 @functools.cache
