@@ -11,7 +11,7 @@ seconds (1 by default; a host runs BURROW_CHECKPOINT_S, 60), so that the machine
 falls on both alike. It prints p50/p99 of both, the p99 the checkpoints add (the target: at
 most 5 ms), and how long each checkpoint froze the box.
 
-    sudo .venv/bin/python bench/checkpoint.py [--seconds 24] [--rounds 4] [--rate 200]
+    sudo .venv/bin/python bench/checkpoint.py [--seconds 30] [--rounds 6] [--rate 200]
 
 Needs root. Nothing is asserted: the output is the result.
 """
@@ -170,8 +170,8 @@ async def main(args: argparse.Namespace) -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seconds", type=float, default=24.0, help="of each kind of window")
-    parser.add_argument("--rounds", type=int, default=4, help="windows of each kind")
+    parser.add_argument("--seconds", type=float, default=30.0, help="of each kind of window")
+    parser.add_argument("--rounds", type=int, default=6, help="windows of each kind")
     parser.add_argument("--rate", type=float, default=200.0, help="requests a second")
     parser.add_argument("--interval", type=float, default=1.0, help="seconds between passes")
     asyncio.run(main(parser.parse_args()))
