@@ -7,8 +7,10 @@ while the layer is listed and the files changed since the walk before are copied
 the box made is wholly before that instant or after it, as in a crash of the whole box, which
 SQLite and its WAL survive. Before the freeze, the files that changed and have been still for a
 moment are copied while the box runs, so that the freeze copies only what the box wrote in the
-last moments. The copies are real copies (a reflink where the filesystems allow one), never
-hard links: the box writes the same inodes once it thaws.
+last moments; a freeze that finds more than a few MB left thaws the box at once and lets the
+copying ahead catch up (three freezes at most: the last copies whatever is left). The copies
+are real copies (a reflink where the filesystems allow one), never hard links: the box writes
+the same inodes once it thaws.
 
 While the box runs it may rename, replace and link anything in its layer: the layer is read
 beneath directory descriptors, never through a link, and a copy counts only if the file's stat
@@ -50,6 +52,10 @@ _NICE = 10  # the copying ahead and the pack, below the process: its boxes' requ
 # the freeze copies only what the box wrote in the last moments.
 _AHEAD_PASSES = 3
 _AHEAD_AGAIN = 256 << 10
+# A freeze that finds more than this left to copy thaws the box at once and copies ahead again
+# (what it did copy counts), up to _FREEZES times; the last copies whatever is left.
+_FROZEN_BYTES = 4 << 20
+_FREEZES = 3
 
 
 @dataclass(frozen=True)
@@ -89,34 +95,50 @@ async def _copy_layer(backend: SandboxBackend, box: BoxRecord, upper: Path, inde
                       staging: Path, phase: Callable[[str], None] | None) -> LayerCopy | None:
     copier = _Copier(upper, index, staging)
     before = index.get(SIGNATURE, [None])[0]
-    paused = box.state == BoxState.PAUSED
+    paused = box.state == BoxState.PAUSED  # then it is copied as it is, in one go
+    copied = 0
     if not paused:  # copy what changed while it runs: under the freeze, what changes again
         now, copied = await asyncio.to_thread(copier.ahead)
         if now is not None and now == before:
             return None
+    frozen_s = 0.0
+    scan: Scan | None = None
+    for attempt in range(1, _FREEZES + 1):
         for _ in range(_AHEAD_PASSES - 1):
-            if copied < _AHEAD_AGAIN:
+            if paused or copied < _AHEAD_AGAIN:
                 break
             _, copied = await asyncio.to_thread(copier.ahead)
+        budget = None if paused or attempt == _FREEZES else _FROZEN_BYTES
+        started = time.perf_counter()
+        scan = await _frozen_copy(backend, box, copier, paused, budget, phase)
+        frozen_s += time.perf_counter() - started
+        if scan is not None:
+            break
+        copied = _AHEAD_AGAIN  # too much was left: copy ahead again first
+    assert scan is not None  # the last attempt has no budget
+    after = signature(((f.rel, f.st) for f in scan.found), scan.at_ns)
+    if after is not None and after == before:
+        return None
+    return LayerCopy(scan, index, frozen_s, copier.copied_bytes)
+
+
+async def _frozen_copy(backend: SandboxBackend, box: BoxRecord, copier: _Copier, paused: bool,
+                       budget: int | None, phase: Callable[[str], None] | None) -> Scan | None:
+    """The layer copied with the box frozen (a paused one as it is); None if more than
+    `budget` bytes were left to copy."""
     if phase is not None:
         phase("freezing")
-    started = time.perf_counter()
     try:
         if not paused:
             await backend.pause(box)
         if phase is not None:
             phase("frozen")
-        scan = await asyncio.to_thread(copier.copy)
+        return await asyncio.to_thread(copier.copy, budget)
     finally:
         if not paused:
             await backend.resume(box)
-    frozen_s = time.perf_counter() - started
-    if phase is not None:
-        phase("thawed")
-    after = signature(((f.rel, f.st) for f in scan.found), scan.at_ns)
-    if after is not None and after == before:
-        return None
-    return LayerCopy(scan, index, frozen_s, copier.copied_bytes)
+        if phase is not None:
+            phase("thawed")
 
 
 class _Copier:
@@ -166,14 +188,19 @@ class _Copier:
                 or racy(st, time.time_ns())):  # a write now might keep its stat key
             return
         copied = self._copy(dir_fd, name, st)
-        if copied is None:
-            return
-        if ahead is not None:
-            os.unlink(ahead[1])  # an older copy
+        if copied is not None:
+            self._keep(rel, st, copied)
+
+    def _keep(self, rel: str, st: os.stat_result, copied: str) -> None:
+        """`copied` is the content of `rel` while its stat is `st`."""
+        older = self._ahead.get(rel)
+        if older is not None:
+            os.unlink(older[1])
         self._ahead[rel] = (stat_key(st), copied)
 
-    def copy(self) -> Scan:
-        """Every entry of the layer, the changed files' content staged (the box is frozen)."""
+    def copy(self, budget: int | None) -> Scan | None:
+        """Every entry of the layer, the changed files' content staged (the box is frozen);
+        None if more than `budget` bytes were left to copy (what was copied counts later)."""
         at_ns = time.time_ns()
         found = []
         linked: set[tuple[int, int]] = set()
@@ -184,11 +211,14 @@ class _Copier:
             path = self.absent
             if stat.S_ISREG(st.st_mode) and _first_name(st, linked) and self._changed(rel, st):
                 ahead = self._ahead.get(rel)
-                copied = ahead[1] if ahead and ahead[0] == stat_key(st) else self._copy(
-                    dir_fd, name, st)
-                if copied is None:
-                    raise SnapshotError(f"{rel!r} changed while its box was frozen")
-                path = copied
+                if ahead is None or ahead[0] != stat_key(st):
+                    if budget is not None and (budget := budget - st.st_size) < 0:
+                        return None
+                    copied = self._copy(dir_fd, name, st)
+                    if copied is None:
+                        raise SnapshotError(f"{rel!r} changed while its box was frozen")
+                    self._keep(rel, st, copied)
+                path = self._ahead[rel][1]
             found.append(Found(rel, path, st, link, xattrs))
         return Scan(found, at_ns)
 
