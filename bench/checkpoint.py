@@ -38,7 +38,7 @@ from core.embedded_redis import EmbeddedRedis
 from core.inbox import DEFAULT_AGENT_COMMAND, image_extras
 from core.keys import Keys
 
-UID_BASE = 4_700_000  # apart from servers, tests and the other benches
+UID_BASE = 54_000_000  # apart from servers, the test suites and the other benches
 WRITES_MB = (1, 50)
 CONNECTIONS = 16
 TIMEOUT_S = 60.0  # a request not answered by then fails the bench
@@ -64,7 +64,7 @@ async def requests(socket: str, rate: float, seconds: float) -> list[float]:
     """Latencies (ms, from when each request was due) of `rate` requests a second."""
     pool: asyncio.Queue[Conn] = asyncio.Queue()
     for _ in range(CONNECTIONS):
-        pool.put_nowait(await Conn.open(socket))
+        pool.put_nowait(await asyncio.wait_for(Conn.open(socket), TIMEOUT_S))
     latencies: list[float] = []
 
     async def one(due: float) -> None:

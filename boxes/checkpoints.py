@@ -30,7 +30,7 @@ from typing import Protocol
 
 from boxes.config import RuntimeConfig
 from boxes.errors import BoxError, FencedError, SnapshotError
-from boxes.layercopy import LayerCopy, copy_layer, niced
+from boxes.layercopy import BELOW, LayerCopy, copy_layer, reniced
 from boxes.layerindex import LayerIndexes
 from boxes.locks import BoxLocks
 from boxes.models import LIVE_STATES, BoxRecord, SnapshotRecord
@@ -104,7 +104,7 @@ class Checkpoints:
             return None if layer is None else (box, layer)
 
     def _pack(self, box: BoxRecord, layer: LayerCopy) -> PackResult:
-        with niced():
+        with reniced(BELOW):
             return self.store.pack(layer.scan, box_id=box.id, kind="freeze", name=None,
                                    owner=box.owner, index=layer.index)
 

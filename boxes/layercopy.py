@@ -47,7 +47,10 @@ from boxes.sandbox import SandboxBackend
 
 _FICLONE = 0x40049409  # ioctl: share the source's blocks (btrfs, XFS; not ext4)
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-_NICE = 10  # the copying ahead and the pack, below the process: its boxes' requests first
+# Nice values relative to the process's: the copying ahead and the pack below it (its boxes'
+# requests first), the copying under the freeze above it (the frozen box waits for nothing else).
+BELOW = 10
+_ABOVE = -5
 # Walks that copy ahead of the freeze: another one while the last copied this much, so that
 # the freeze copies only what the box wrote in the last moments.
 _AHEAD_PASSES = 3
@@ -171,7 +174,7 @@ class _Copier:
         at_ns = time.time_ns()
         before = self.copied_bytes
         seen = []
-        with niced():
+        with reniced(BELOW):
             for rel, dir_fd, name, st in _walk_beneath(self.upper, running=True):
                 seen.append((rel, st))
                 with contextlib.suppress(OSError):  # changed under the walk: taken frozen
@@ -201,6 +204,10 @@ class _Copier:
     def copy(self, budget: int | None) -> Scan | None:
         """Every entry of the layer, the changed files' content staged (the box is frozen);
         None if more than `budget` bytes were left to copy (what was copied counts later)."""
+        with reniced(_ABOVE):
+            return self._copy_frozen(budget)
+
+    def _copy_frozen(self, budget: int | None) -> Scan | None:
         at_ns = time.time_ns()
         found = []
         linked: set[tuple[int, int]] = set()
@@ -327,13 +334,13 @@ def _enter(stack: list[tuple[str, int, list[os.DirEntry[str]]]], rel: str, dir_f
 
 
 @contextlib.contextmanager
-def niced() -> Iterator[None]:
-    """This thread _NICE lower while it copies ahead or packs (Linux nice values are per
-    thread), its own again after (it is a pool's)."""
+def reniced(by: int) -> Iterator[None]:
+    """This thread's nice value `by` higher (lower priority) meanwhile (Linux nice values are
+    per thread), its own again after (it is a pool's). Raising a priority needs root."""
     tid = threading.get_native_id()
     before = os.getpriority(os.PRIO_PROCESS, tid)
     with contextlib.suppress(OSError):
-        os.setpriority(os.PRIO_PROCESS, tid, min(before + _NICE, 19))
+        os.setpriority(os.PRIO_PROCESS, tid, min(max(before + by, -20), 19))
     try:
         yield
     finally:

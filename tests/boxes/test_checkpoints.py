@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
+import shutil
 import signal
 import time
 from pathlib import Path
 
 import pytest
 import zstandard
+from redis.asyncio import Redis
 
 from boxes import BoxManager, BoxSpec, BoxState, ExecRequest
 from boxes.checkpoints import Checkpointer
@@ -23,7 +26,8 @@ from boxes.hosts import HostLease, Hosts, HostSpec
 from boxes.models import BoxRecord
 from boxes.placement import Placer
 from core.keys import Keys
-from tests.conftest import until
+from tests.conftest import make_config, until
+from tests.seaweed import S3Place
 
 QUIET_S = 0.1  # past packing.RACY_NS: what was written before is trusted unchanged after
 
@@ -390,3 +394,41 @@ async def test_a_running_box_cannot_steer_the_copy_of_its_layer_to_host_files(
                 for p in blobs if p.is_file()]
     assert any(c.startswith(b"box's own") for c in contents)
     assert not any(b"HOST-SECRET" in c for c in contents)
+
+
+@pytest.mark.boxes
+async def test_checkpoints_to_s3_wake_on_a_host_with_an_empty_cache(
+        s3: S3Place, redis: Redis, tmp_path: Path) -> None:
+    """In a cluster the store is a bucket: a box checkpointed twice (its first file unchanged
+    the second time) wakes from its last checkpoint where nothing of it is cached."""
+    config = dataclasses.replace(make_config(tmp_path / "data"), store_url=s3.url,
+                                 s3_endpoint=s3.seaweed.endpoint)
+    first = await BoxManager.open(config, redis, Keys())
+    try:
+        box = await first.create(BoxSpec())
+        kept, later = os.urandom(400_000), os.urandom(300_000)
+        await first.write_file(box.id, "kept.bin", kept)
+        assert await first.checkpoint(box.id) is not None
+        await first.write_file(box.id, "later.bin", later)
+        await asyncio.sleep(QUIET_S)
+        snapshot = await first.checkpoint(box.id)
+        assert snapshot is not None
+        await first.write_file(box.id, "lost", b"after the last checkpoint")
+    finally:
+        await first.close()  # the host goes: its processes with it
+    shutil.rmtree(config.store_cache_dir)
+    second = await BoxManager.open(config, redis, Keys())
+    try:
+        box = await second.get(box.id)
+        assert box.snapshot_id == snapshot.id
+        await second.backend.drop_layer(box)  # and its disk
+        second.indexes.drop(box.id)
+        await second.wake(box.id)
+        assert await second.read_file(box.id, "kept.bin") == kept
+        assert await second.read_file(box.id, "later.bin") == later
+        assert (await second.exec(box.id, ExecRequest(command="test -e lost"))).exit_code == 1
+        await second.delete(box.id)
+    finally:
+        await second.close()
+        shutil.rmtree(config.run_dir, ignore_errors=True)
+    assert second.backend.leftovers() == {"processes": [], "mounts": [], "cgroups": []}
