@@ -165,6 +165,7 @@ class Checkpointer:
         self.manager = manager
         self.interval_s = interval_s
         self._task: asyncio.Task[None] | None = None
+        self._stopped = asyncio.Event()
 
     async def run_once(self) -> list[SnapshotRecord]:
         """Checkpoint every box that changed, now; the snapshots taken."""
@@ -191,20 +192,32 @@ class Checkpointer:
 
     def start(self) -> None:
         if self.interval_s > 0 and self._task is None:
+            self._stopped.clear()
             self._task = asyncio.create_task(self._loop())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        """Stop the loop: at once, or at the end of the checkpoint under way if the
+        cancellation is lost on the way (Python 3.11's asyncio.wait_for, which the box lock
+        uses, can swallow one)."""
+        task, self._task = self._task, None
+        if task is None:
+            return
+        self._stopped.set()
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise  # the caller's own cancellation, not the loop's
 
     async def _loop(self) -> None:
-        while True:
+        while not self._stopped.is_set():
             started = time.monotonic()
             try:
                 await self.run_once()
             except Exception:  # Redis away a moment: the next pass tries again
                 log.exception("checkpoint pass failed")
-            await asyncio.sleep(max(0.0, self.interval_s - (time.monotonic() - started)))
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.interval_s - (time.monotonic() - started)):
+                    await self._stopped.wait()
