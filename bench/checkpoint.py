@@ -11,7 +11,7 @@ seconds (1 by default; a host runs BURROW_CHECKPOINT_S, 60), so that the machine
 falls on both alike. It prints p50/p99 of both, the p99 the checkpoints add (the target: at
 most 5 ms), and how long each checkpoint froze the box.
 
-    sudo .venv/bin/python bench/checkpoint.py [--seconds 24] [--rounds 4] [--rate 200]
+    sudo .venv/bin/python bench/checkpoint.py [--seconds 30] [--rounds 6] [--rate 200]
 
 Needs root. Nothing is asserted: the output is the result.
 """
@@ -38,7 +38,7 @@ from core.embedded_redis import EmbeddedRedis
 from core.inbox import DEFAULT_AGENT_COMMAND, image_extras
 from core.keys import Keys
 
-UID_BASE = 4_700_000  # apart from servers, tests and the other benches
+UID_BASE = 54_000_000  # apart from servers, the test suites and the other benches
 WRITES_MB = (1, 50)
 CONNECTIONS = 16
 TIMEOUT_S = 60.0  # a request not answered by then fails the bench
@@ -64,7 +64,7 @@ async def requests(socket: str, rate: float, seconds: float) -> list[float]:
     """Latencies (ms, from when each request was due) of `rate` requests a second."""
     pool: asyncio.Queue[Conn] = asyncio.Queue()
     for _ in range(CONNECTIONS):
-        pool.put_nowait(await Conn.open(socket))
+        pool.put_nowait(await asyncio.wait_for(Conn.open(socket), TIMEOUT_S))
     latencies: list[float] = []
 
     async def one(due: float) -> None:
@@ -170,8 +170,8 @@ async def main(args: argparse.Namespace) -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seconds", type=float, default=24.0, help="of each kind of window")
-    parser.add_argument("--rounds", type=int, default=4, help="windows of each kind")
+    parser.add_argument("--seconds", type=float, default=30.0, help="of each kind of window")
+    parser.add_argument("--rounds", type=int, default=6, help="windows of each kind")
     parser.add_argument("--rate", type=float, default=200.0, help="requests a second")
     parser.add_argument("--interval", type=float, default=1.0, help="seconds between passes")
     asyncio.run(main(parser.parse_args()))

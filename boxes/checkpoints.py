@@ -2,59 +2,38 @@
 durable state (a wake on another host restores from it), so that losing the host loses at most
 the changes since.
 
-`copy_layer` takes a consistent copy of a running box's layer: every entry as it was at one
-instant, with the content of the files changed since the layer's index copied aside. The box's
-cgroup is frozen (the freezer, as a pause) only while the layer is listed and the files changed
-since the walk before are copied: every write the box made is either wholly before that instant
-or after it, as in a crash of the whole box, which SQLite and its WAL survive. The copies are
-real copies (a reflink where the filesystems allow one), never hard links: the box writes the
-same inodes once it thaws.
-
-`Checkpoints.take` runs one: the copy under the box's lock; then, with the box running and the
-lock left (a paused box's requests wait for the lock to resume it, not for a pack), the copy
-packed as a "freeze" snapshot; then, under the lock again, committed with the registry's
-commit_snapshot (fenced on a host of a cluster) unless the box was frozen, snapshotted, moved
-or deleted meanwhile; the previous snapshot deleted; the index saved. A box whose layer gives
-the signature its index holds (one walk of stats: boxes/packing.py) has nothing to checkpoint:
-nothing is frozen and nothing written. Each checkpoint's manifest names every entry of the
-layer, so a file deleted since the last one (or a base file: an overlay whiteout) is absent
-from it too. `Checkpointer` takes them every BURROW_CHECKPOINT_S.
+`Checkpoints.take` runs one: under the box's lock, a consistent copy of the layer
+(boxes/layercopy.py: the box frozen only while the files it changed last are copied); then,
+with the box running and the lock left (a paused box's requests wait for the lock to resume
+it, not for a pack), the copy packed as a "freeze" snapshot; then, under the lock again,
+committed with the registry's commit_snapshot (fenced on a host of a cluster) unless the box
+was frozen, snapshotted, moved or deleted meanwhile; the previous snapshot deleted; the index
+saved. A box whose layer gives the signature its index holds (one walk of stats:
+boxes/packing.py) has nothing to checkpoint: nothing is frozen and nothing written. Each
+checkpoint's manifest names every entry of the layer, so a file deleted since the last one (or
+a base file: an overlay whiteout) is absent from it too. `Checkpointer` takes them every
+BURROW_CHECKPOINT_S.
 """
 
 from __future__ import annotations
 
 import asyncio
-import builtins
 import contextlib
-import fcntl
 import logging
 import os
 import shutil
-import stat
-import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
 from functools import partial
 from pathlib import Path
 from typing import Protocol
 
 from boxes.config import RuntimeConfig
-from boxes.disk import copy_sparse
 from boxes.errors import BoxError, FencedError, SnapshotError
+from boxes.layercopy import BELOW, LayerCopy, copy_layer, reniced
 from boxes.layerindex import LayerIndexes
 from boxes.locks import BoxLocks
-from boxes.models import LIVE_STATES, BoxRecord, BoxState, SnapshotRecord
-from boxes.packing import (
-    SIGNATURE,
-    Found,
-    LayerIndex,
-    Scan,
-    racy,
-    signature,
-    stat_key,
-    user_xattrs,
-)
+from boxes.models import LIVE_STATES, BoxRecord, SnapshotRecord
 from boxes.registry import Registry
 from boxes.restore import Restores
 from boxes.sandbox import SandboxBackend
@@ -63,267 +42,6 @@ from boxes.snapshots import PackResult, SnapshotStore
 log = logging.getLogger("burrow.boxes")
 
 STAGING = "checkpoint"  # in the box's directory (root's alone), removed after each checkpoint
-_FICLONE = 0x40049409  # ioctl: share the source's blocks (btrfs, XFS; not ext4)
-_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-_NICE = 10  # the copying ahead and the pack, below the process: its boxes' requests first
-# Walks that copy ahead of the freeze: another one while the last copied this much, so that
-# the freeze copies only what the box wrote in the last moments.
-_AHEAD_PASSES = 3
-_AHEAD_AGAIN = 256 << 10
-
-
-@dataclass(frozen=True)
-class LayerCopy:
-    """A running box's layer as it was at one instant (`scan`: the changed files' content in
-    the staging directory), the index it was compared with, and what taking it cost."""
-
-    scan: Scan
-    index: LayerIndex
-    frozen_s: float
-    copied_bytes: int
-
-
-async def copy_layer(backend: SandboxBackend, box: BoxRecord, upper: Path, index: LayerIndex,
-                     staging: Path, phase: Callable[[str], None] | None = None,
-                     ) -> LayerCopy | None:
-    """A consistent copy of a running or paused box's layer (`upper`), the files changed since
-    `index` copied into `staging` (an empty directory of root's); None if nothing changed
-    since the pack that made `index`. A paused box stays paused. The caller holds the box's
-    lock: nothing may stop, pause or unmount it meanwhile. `phase` is told "freezing",
-    "frozen" and "thawed".
-
-    It runs to its end even if its caller is cancelled meanwhile (then the cancellation waits
-    for it): a box is never left frozen by a freeze that lands after its thaw, and its layer
-    is not read once the caller has let its lock go."""
-    task = asyncio.ensure_future(_copy_layer(backend, box, upper, index, staging, phase))
-    try:
-        return await asyncio.shield(task)
-    except asyncio.CancelledError:
-        await asyncio.wait([task])
-        if not task.cancelled():
-            task.exception()  # seen: what goes on is the caller's cancellation
-        raise
-
-
-async def _copy_layer(backend: SandboxBackend, box: BoxRecord, upper: Path, index: LayerIndex,
-                      staging: Path, phase: Callable[[str], None] | None) -> LayerCopy | None:
-    copier = _Copier(upper, index, staging)
-    before = index.get(SIGNATURE, [None])[0]
-    paused = box.state == BoxState.PAUSED
-    if not paused:  # copy what changed while it runs: under the freeze, what changes again
-        now, copied = await asyncio.to_thread(copier.ahead)
-        if now is not None and now == before:
-            return None
-        for _ in range(_AHEAD_PASSES - 1):
-            if copied < _AHEAD_AGAIN:
-                break
-            _, copied = await asyncio.to_thread(copier.ahead)
-    if phase is not None:
-        phase("freezing")
-    started = time.perf_counter()
-    try:
-        if not paused:
-            await backend.pause(box)
-        if phase is not None:
-            phase("frozen")
-        scan = await asyncio.to_thread(copier.copy)
-    finally:
-        if not paused:
-            await backend.resume(box)
-    frozen_s = time.perf_counter() - started
-    if phase is not None:
-        phase("thawed")
-    after = signature(((f.rel, f.st) for f in scan.found), scan.at_ns)
-    if after is not None and after == before:
-        return None
-    return LayerCopy(scan, index, frozen_s, copier.copied_bytes)
-
-
-class _Copier:
-    """Copies the files of a layer that changed since its index into a staging directory:
-    while the box runs (`ahead`), those that have been still for a moment; then under the
-    freeze (`copy`), those that changed since, listing every entry."""
-
-    def __init__(self, upper: Path, index: LayerIndex, staging: Path) -> None:
-        self.upper = upper
-        self.index = index
-        self.staging = staging
-        # What the pack of an unchanged file is given as its path: nothing is there, so a
-        # store that lacks its blob fails the pack rather than read the running layer.
-        self.absent = str(staging / "absent")
-        self.copied_bytes = 0
-        self._ahead: dict[str, tuple[str, str]] = {}  # rel -> (stat key, its copy)
-        # rel -> (mode and stat key, link target, xattrs) as the walk ahead saw them
-        self._seen: dict[str, tuple[str, str | None, dict[str, str]]] = {}
-        self._copies = 0
-        self._clone = True
-
-    def _changed(self, rel: str, st: os.stat_result) -> bool:
-        previous = self.index.get(rel)
-        return previous is None or previous[0] != stat_key(st)
-
-    def ahead(self) -> tuple[str | None, int]:
-        """One walk while the box runs: the layer's signature now (None: too recent to tell),
-        and the bytes copied of the changed files that have been still for a moment; every
-        entry's link and xattrs noted."""
-        at_ns = time.time_ns()
-        before = self.copied_bytes
-        seen = []
-        with _niced():
-            for rel, dir_fd, name, st in _walk_beneath(self.upper):
-                seen.append((rel, st))
-                with contextlib.suppress(OSError):  # changed under the walk: taken frozen
-                    self._note(rel, dir_fd, name, st)
-        return signature(seen, at_ns), self.copied_bytes - before
-
-    def _note(self, rel: str, dir_fd: int, name: str, st: os.stat_result) -> None:
-        seen = self._seen.get(rel)
-        if seen is None or seen[0] != _key(st):
-            self._seen[rel] = (_key(st), *_details(dir_fd, name, st))
-        ahead = self._ahead.get(rel)
-        if (not stat.S_ISREG(st.st_mode) or not self._changed(rel, st)
-                or (ahead is not None and ahead[0] == stat_key(st))
-                or racy(st, time.time_ns())):  # a write now might keep its stat key
-            return
-        copied = self._copy(dir_fd, name, st)
-        if copied is None:
-            return
-        if ahead is not None:
-            os.unlink(ahead[1])  # an older copy
-        self._ahead[rel] = (stat_key(st), copied)
-
-    def copy(self) -> Scan:
-        """Every entry of the layer, the changed files' content staged (the box is frozen)."""
-        at_ns = time.time_ns()
-        found = []
-        linked: set[tuple[int, int]] = set()
-        for rel, dir_fd, name, st in _walk_beneath(self.upper):
-            seen = self._seen.get(rel)
-            link, xattrs = seen[1:] if seen and seen[0] == _key(st) else _details(
-                dir_fd, name, st)
-            path = self.absent
-            if stat.S_ISREG(st.st_mode) and _first_name(st, linked) and self._changed(rel, st):
-                ahead = self._ahead.get(rel)
-                copied = ahead[1] if ahead and ahead[0] == stat_key(st) else self._copy(
-                    dir_fd, name, st)
-                if copied is None:
-                    raise SnapshotError(f"{rel!r} changed while its box was frozen")
-                path = copied
-            found.append(Found(rel, path, st, link, xattrs))
-        return Scan(found, at_ns)
-
-    def _copy(self, dir_fd: int, name: str, st: os.stat_result) -> str | None:
-        """A copy of the file in staging, or None if it is not the file `st` describes (it
-        changed before or while it was copied: only a running box's can)."""
-        # No link followed, and a FIFO put in its place opens without waiting for a writer.
-        src = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
-                      dir_fd=dir_fd)
-        try:
-            if stat_key(os.fstat(src)) != stat_key(st):
-                return None
-            self._copies += 1
-            target = self.staging / str(self._copies)
-            dst = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-            try:
-                self._clone_or_copy(src, dst, st.st_size)
-            finally:
-                os.close(dst)
-            if stat_key(os.fstat(src)) != stat_key(st):
-                os.unlink(target)
-                return None
-        finally:
-            os.close(src)
-        self.copied_bytes += st.st_size
-        return str(target)
-
-    def _clone_or_copy(self, src: int, dst: int, size: int) -> None:
-        if self._clone:
-            try:
-                fcntl.ioctl(dst, _FICLONE, src)
-                return
-            except OSError:
-                self._clone = False  # these filesystems cannot share blocks: copy from now on
-        copy_sparse(src, dst, size)
-
-
-def _key(st: os.stat_result) -> str:
-    return f"{st.st_mode}:{stat_key(st)}"
-
-
-def _details(dir_fd: int, name: str, st: os.stat_result) -> tuple[str | None, dict[str, str]]:
-    """The entry's link target (a symlink's) and user xattrs, read beneath its directory's
-    descriptor without following it."""
-    link = os.readlink(name, dir_fd=dir_fd) if stat.S_ISLNK(st.st_mode) else None
-    return link, user_xattrs(f"/proc/self/fd/{dir_fd}/{name}")
-
-
-def _first_name(st: os.stat_result, linked: set[tuple[int, int]]) -> bool:
-    """False for a hard link's later names: the pack reads the content of the first only."""
-    if st.st_nlink < 2:
-        return True
-    inode = (st.st_dev, st.st_ino)
-    if inode in linked:
-        return False
-    linked.add(inode)
-    return True
-
-
-def _walk_beneath(root: Path) -> Iterator[tuple[str, int, str, os.stat_result]]:
-    """(relative path, its directory's descriptor, its name, its lstat) for everything under
-    `root`, parents first. Each directory is opened by name beneath its parent's descriptor
-    and never through a link, so a running box that swaps a directory for a link sends the
-    walk nowhere else; an entry gone meanwhile is left out."""
-    stack: list[tuple[str, int, list[os.DirEntry[str]]]] = []
-    try:
-        _enter(stack, "", os.open(root, _DIR))
-        while stack:
-            rel_dir, dir_fd, listing = stack[-1]
-            if not listing:
-                os.close(dir_fd)
-                stack.pop()
-                continue
-            entry = listing.pop()
-            rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
-            try:
-                st = entry.stat(follow_symlinks=False)
-            except FileNotFoundError:
-                continue
-            yield rel, dir_fd, entry.name, st
-            if stat.S_ISDIR(st.st_mode):
-                try:
-                    child = os.open(entry.name, _DIR, dir_fd=dir_fd)
-                except OSError:  # replaced by something else meanwhile
-                    continue
-                _enter(stack, rel, child)
-    finally:
-        for _, dir_fd, _ in stack:
-            os.close(dir_fd)
-
-
-def _enter(stack: list[tuple[str, int, list[os.DirEntry[str]]]], rel: str, dir_fd: int) -> None:
-    """Push the directory open at `dir_fd` with its entries, the first by name last."""
-    try:
-        with os.scandir(dir_fd) as it:
-            listing = sorted(it, key=lambda e: e.name, reverse=True)
-    except BaseException:
-        os.close(dir_fd)
-        raise
-    stack.append((rel, dir_fd, listing))
-
-
-@contextlib.contextmanager
-def _niced() -> Iterator[None]:
-    """This thread _NICE lower while it copies ahead or packs (Linux nice values are per
-    thread), its own again after (it is a pool's)."""
-    tid = threading.get_native_id()
-    before = os.getpriority(os.PRIO_PROCESS, tid)
-    with contextlib.suppress(OSError):
-        os.setpriority(os.PRIO_PROCESS, tid, min(before + _NICE, 19))
-    try:
-        yield
-    finally:
-        with contextlib.suppress(OSError):  # lowering it again needs CAP_SYS_NICE (root)
-            os.setpriority(os.PRIO_PROCESS, tid, before)
 
 
 class Checkpoints:
@@ -375,6 +93,8 @@ class Checkpoints:
             try:
                 result = await self.ask_store(partial(self._pack, box, layer))
             except FileNotFoundError as exc:
+                if not staging.is_dir():  # the box was deleted meanwhile, its directory too
+                    return None
                 self.indexes.drop(box_id)
                 raise SnapshotError(f"box {box_id}: the store lacks the blob of a file its "
                                     "index says it holds; the next checkpoint copies every "
@@ -399,7 +119,7 @@ class Checkpoints:
             return None if layer is None else (box, layer, mark)
 
     def _pack(self, box: BoxRecord, layer: LayerCopy) -> PackResult:
-        with _niced():
+        with reniced(BELOW):
             return self.store.pack(layer.scan, box_id=box.id, kind="freeze", name=None,
                                    owner=box.owner, index=layer.index)
 
@@ -455,10 +175,10 @@ def _empty_dir(path: Path) -> None:
 class Checkpointing(Protocol):
     """What the Checkpointer needs of a BoxManager."""
 
+    config: RuntimeConfig
     host: str
 
-    async def list(self, owner: str | None = None,
-                   labels: dict[str, str] | None = None) -> builtins.list[BoxRecord]: ...
+    async def get(self, box_id: str) -> BoxRecord: ...
 
     async def checkpoint(self, box_id: str) -> SnapshotRecord | None: ...
 
@@ -471,38 +191,59 @@ class Checkpointer:
         self.manager = manager
         self.interval_s = interval_s
         self._task: asyncio.Task[None] | None = None
+        self._stopped = asyncio.Event()
 
-    async def run_once(self) -> builtins.list[SnapshotRecord]:
+    async def run_once(self) -> list[SnapshotRecord]:
         """Checkpoint every box that changed, now; the snapshots taken."""
         taken = []
-        for box in await self.manager.list():
-            if box.host != self.manager.host or box.state not in LIVE_STATES:
-                continue
+        for box_id in await asyncio.to_thread(self._here):
             try:
-                snapshot = await self.manager.checkpoint(box.id)
+                box = await self.manager.get(box_id)
+                if box.host != self.manager.host or box.state not in LIVE_STATES:
+                    continue
+                snapshot = await self.manager.checkpoint(box_id)
             except (BoxError, OSError) as exc:
-                log.warning("checkpoint of box %s failed: %s", box.id, exc)
+                log.warning("checkpoint of box %s failed: %s", box_id, exc)
                 continue
             if snapshot is not None:
                 taken.append(snapshot)
         return taken
 
+    def _here(self) -> list[str]:
+        """The boxes with a layer on this machine (not every box of the cluster's registry)."""
+        try:
+            return sorted(os.listdir(self.manager.config.run_dir / "boxes"))
+        except FileNotFoundError:
+            return []
+
     def start(self) -> None:
         if self.interval_s > 0 and self._task is None:
+            self._stopped.clear()
             self._task = asyncio.create_task(self._loop())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        """Stop the loop: at once, or at the end of the checkpoint under way if the
+        cancellation is lost on the way (Python 3.11's asyncio.wait_for, which the box lock
+        uses, can swallow one)."""
+        task, self._task = self._task, None
+        if task is None:
+            return
+        self._stopped.set()
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise  # the caller's own cancellation, not the loop's
 
     async def _loop(self) -> None:
-        while True:
+        while not self._stopped.is_set():
             started = time.monotonic()
             try:
                 await self.run_once()
             except Exception:  # Redis away a moment: the next pass tries again
                 log.exception("checkpoint pass failed")
-            await asyncio.sleep(max(0.0, self.interval_s - (time.monotonic() - started)))
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.interval_s - (time.monotonic() - started)):
+                    await self._stopped.wait()

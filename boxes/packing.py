@@ -6,8 +6,8 @@ their digest comes from the index and the sink is told to `keep` the blob it alr
 Hard links stay links (one blob), and sparse files keep their holes: their blob holds the data
 extents only, so a restore takes no more disk than the box had.
 
-A pack reads the layer as it walks it, or packs a `Scan` taken earlier (a checkpoint's, taken
-while the box was frozen, with the changed files' content copied aside: boxes/checkpoints.py).
+A pack reads the layer as it walks it, or packs a `Scan` taken earlier (of a running box,
+while it was frozen, with the changed files' content copied aside: boxes/layercopy.py).
 The index it makes also holds the layer's `signature`, under the key SIGNATURE, so that a
 checkpoint can tell from one walk of stats that nothing changed since.
 """

@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
+import shutil
 import signal
 import time
 from pathlib import Path
 
 import pytest
 import zstandard
+from redis.asyncio import Redis
 
 from boxes import BoxManager, BoxSpec, BoxState, ExecRequest
 from boxes.checkpoints import Checkpointer
@@ -23,7 +26,8 @@ from boxes.hosts import HostLease, Hosts, HostSpec
 from boxes.models import BoxRecord
 from boxes.placement import Placer
 from core.keys import Keys
-from tests.conftest import until
+from tests.conftest import make_config, until
+from tests.seaweed import S3Place
 
 QUIET_S = 0.1  # past packing.RACY_NS: what was written before is trusted unchanged after
 
@@ -192,6 +196,42 @@ async def test_a_checkpoint_of_an_unchanged_box_freezes_nothing_and_writes_nothi
     manager.on_phase = None
 
 
+REWRITER = """
+import os
+f = os.open("/workspace/big", os.O_RDWR | os.O_CREAT)
+block = os.urandom(1 << 20)
+while True:  # 10 MB rewritten in place, without a pause: never still long enough to copy ahead
+    for k in range(10):
+        os.pwrite(f, block, k << 20)
+"""
+
+
+async def test_a_box_that_never_stops_writing_much_is_checkpointed_in_a_few_freezes(
+        manager: BoxManager, tmp_path: Path) -> None:
+    """A freeze that finds more than a few MB left to copy thaws the box at once and lets the
+    copying ahead catch up; the last of three copies whatever is left."""
+    box = await manager.create(BoxSpec())
+    await manager.write_file(box.id, "rewriter.py", REWRITER.encode())
+    await run(manager, box.id, "nohup python3 rewriter.py > /dev/null 2>&1 &")
+    big = manager.backend.upper_dir(box) / "workspace/big"
+
+    async def written() -> bool:
+        return big.exists() and big.stat().st_size == 10 << 20
+
+    await until(written, 30, "the rewriter to write 10 MB")
+    steps: list[str] = []
+    manager.on_phase = lambda box_id, step: steps.append(step)
+    snapshot = await manager.checkpoint(box.id)
+    manager.on_phase = None
+    assert snapshot is not None
+    assert 1 <= steps.count("checkpoint-freezing") <= 3
+    assert steps.count("checkpoint-freezing") == steps.count("checkpoint-thawed")
+    restored = tmp_path / "restored"
+    restored.mkdir()
+    await asyncio.to_thread(manager.store.restore, snapshot.id, restored, box.uid)
+    assert (restored / "workspace/big").stat().st_size == 10 << 20
+
+
 COUNTER = ("nohup sh -c 'i=0; while :; do i=$((i+1)); echo $i > /workspace/count; "
            "sleep 0.01; done' > /dev/null 2>&1 &")
 
@@ -200,9 +240,13 @@ async def test_a_paused_box_is_checkpointed_without_being_thawed(
         manager: BoxManager, tmp_path: Path) -> None:
     box = await manager.create(BoxSpec())
     await run(manager, box.id, COUNTER)
-    await asyncio.sleep(0.3)
-    await manager.pause(box.id)
     upper = manager.backend.upper_dir(box)
+
+    async def counting() -> bool:
+        return (upper / "workspace/count").exists()
+
+    await until(counting, 30, "the counter to start")
+    await manager.pause(box.id)
     paused_at = (upper / "workspace/count").read_text()
     await asyncio.sleep(0.2)
     snapshot = await manager.checkpoint(box.id)
@@ -228,8 +272,13 @@ async def test_a_checkpoint_cancelled_while_its_box_is_frozen_leaves_the_box_run
         if step == cancel_at:
             taking[0].cancel()
 
-    manager.on_phase = phase
     counter = manager.backend.upper_dir(box) / "workspace/count"
+
+    async def counting() -> bool:
+        return counter.exists()
+
+    await until(counting, 30, "the counter to start")
+    manager.on_phase = phase
     for cancel_at in ("checkpoint-freezing", "checkpoint-frozen"):  # noqa: RUF100, B007
         taking[:] = [asyncio.create_task(manager.checkpoint(box.id))]
         with pytest.raises(asyncio.CancelledError):
@@ -345,3 +394,41 @@ async def test_a_running_box_cannot_steer_the_copy_of_its_layer_to_host_files(
                 for p in blobs if p.is_file()]
     assert any(c.startswith(b"box's own") for c in contents)
     assert not any(b"HOST-SECRET" in c for c in contents)
+
+
+@pytest.mark.boxes
+async def test_checkpoints_to_s3_wake_on_a_host_with_an_empty_cache(
+        s3: S3Place, redis: Redis, tmp_path: Path) -> None:
+    """In a cluster the store is a bucket: a box checkpointed twice (its first file unchanged
+    the second time) wakes from its last checkpoint where nothing of it is cached."""
+    config = dataclasses.replace(make_config(tmp_path / "data"), store_url=s3.url,
+                                 s3_endpoint=s3.seaweed.endpoint)
+    first = await BoxManager.open(config, redis, Keys())
+    try:
+        box = await first.create(BoxSpec())
+        kept, later = os.urandom(400_000), os.urandom(300_000)
+        await first.write_file(box.id, "kept.bin", kept)
+        assert await first.checkpoint(box.id) is not None
+        await first.write_file(box.id, "later.bin", later)
+        await asyncio.sleep(QUIET_S)
+        snapshot = await first.checkpoint(box.id)
+        assert snapshot is not None
+        await first.write_file(box.id, "lost", b"after the last checkpoint")
+    finally:
+        await first.close()  # the host goes: its processes with it
+    shutil.rmtree(config.store_cache_dir)
+    second = await BoxManager.open(config, redis, Keys())
+    try:
+        box = await second.get(box.id)
+        assert box.snapshot_id == snapshot.id
+        await second.backend.drop_layer(box)  # and its disk
+        second.indexes.drop(box.id)
+        await second.wake(box.id)
+        assert await second.read_file(box.id, "kept.bin") == kept
+        assert await second.read_file(box.id, "later.bin") == later
+        assert (await second.exec(box.id, ExecRequest(command="test -e lost"))).exit_code == 1
+        await second.delete(box.id)
+    finally:
+        await second.close()
+        shutil.rmtree(config.run_dir, ignore_errors=True)
+    assert second.backend.leftovers() == {"processes": [], "mounts": [], "cgroups": []}
