@@ -68,20 +68,12 @@ class Checkpoints:
         self.taking = taking
         self.committed = committed
         self._taking: set[str] = set()
-        self._warned = False
 
     async def take(self, box_id: str, host: str) -> SnapshotRecord | None:
         """A checkpoint of the box; None if nothing changed since its last snapshot, or it
         is not running (or paused) on `host` (this process), or a checkpoint of it is under
         way."""
         if box_id in self._taking:
-            return None
-        if _reads_live_files(self.store):
-            if not self._warned:
-                self._warned = True
-                log.warning("checkpoints are off: the snapshot store writes pack objects "
-                            "(BURROW_STORE_FORMAT=2), which re-read unchanged files from a "
-                            "running box; set BURROW_STORE_FORMAT=1 to have them")
             return None
         self._taking.add(box_id)
         staging = self.config.box_dir(box_id) / STAGING
@@ -156,15 +148,6 @@ class Checkpoints:
             await asyncio.to_thread(self.store.delete, snapshot_id)
         except BoxError as exc:  # gone, or the store fails: gc drops what no box points at
             log.warning("could not delete snapshot %s: %s", snapshot_id, exc.message)
-
-
-def _reads_live_files(store: SnapshotStore) -> bool:
-    """Whether packing a copy would still read files from the running box: an object store
-    that writes pack objects packs an unchanged small file anew from its path when the pack
-    object that held it had dead content (boxes/objectpack.py), and a running box's layer is
-    not the copy. Until it reads such files from the store, checkpoints need format 1."""
-    small_max: int = getattr(store, "small_max", 0)
-    return small_max > 0
 
 
 def _empty_dir(path: Path) -> None:

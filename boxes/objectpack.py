@@ -29,6 +29,13 @@ Worth keeping: among the MAX_OLD_PACKS clean objects that hold the most of the b
 or holding OLD_PACK_BIG bytes of them (a large layer of small files spans several objects),
 so a cold restore fetches a few objects however many freezes the box went through.
 
+Where the content of a small file packed anew comes from: the file, if it changed since the
+last pack; if it did not, and the pack reads a copy of a running box's layer (a checkpoint:
+boxes/layercopy.py), the file is not in the copy (only what changed is) and the running box
+may have changed it since the copy's instant, so its content comes from the object that held
+it (this host's cache, else the bucket), checked against its hash. A freeze reads the file (the
+box is stopped).
+
 Small files are deduplicated within a box's lineage (its snapshots, and the snapshot it was
 made from), never across boxes: a snapshot names only pack objects its box's own index led
 it to, so no box keeps another box's pack object (with that box's other files) alive.
@@ -37,6 +44,7 @@ Identical pack objects are one object, being named by their hash.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -48,7 +56,17 @@ from boxes.blobcache import BlobCache
 from boxes.errors import SnapshotError
 from boxes.manifests import Entries
 from boxes.objectclient import Objects
-from boxes.packfiles import PACKS, PackWriter, Sealed, check_object, pack_key
+from boxes.objectfetch import Fetcher
+from boxes.packfiles import (
+    PACKS,
+    Index,
+    PackWriter,
+    Sealed,
+    check_object,
+    content,
+    pack_key,
+    read_index,
+)
 from boxes.packing import SIGNATURE, Extents, LayerIndex, Packed
 from boxes.seen import Seen
 from boxes.sweeps import blob_key
@@ -75,10 +93,11 @@ class PackSink:
     by `pool` while the pack reads on."""
 
     def __init__(self, objects: Objects, cache: BlobCache, seen: Seen, pool: ThreadPoolExecutor,
-                 index: LayerIndex, small_max: int,
+                 fetcher: Fetcher, index: LayerIndex, small_max: int,
                  upload: Callable[[str, str, Extents | None], int]) -> None:
         self.objects = objects
         self.cache = cache
+        self.fetcher = fetcher
         self.memory = seen
         self.pool = pool
         self.small_max = small_max
@@ -89,6 +108,7 @@ class PackSink:
         self.located: dict[str, Ref] = {}  # digest -> the pack object holding it
         self._old = _old_refs(index)
         self._reused: dict[str, Ref] = {}  # small digests found in earlier pack objects
+        self._held: tuple[str, bytes, Index] | None = None  # the earlier object read last
         self._futures: list[Future[None]] = []
         self._lock = threading.Lock()
         self._sealed: dict[str, Sealed] = {}  # uploaded
@@ -152,15 +172,30 @@ class PackSink:
         upload, and write where each file's content is into `packed`'s entries and index."""
         clean = self._clean()
         keep = self._still_there(self._worth_keeping(clean))
-        for digest, ref in self._reused.items():
+        # by object: each earlier one an unchanged file's content is read from, read once
+        for digest, ref in sorted(self._reused.items(), key=lambda item: item[1][0]):
             if ref[0] in keep:
                 self.located[digest] = ref
             else:
-                source = self.sources[digest]
-                writer = self.writer if ref[0] in clean else self.carry
-                writer.add(digest, source.path, source.extents, source.size)
+                self._add(self.writer if ref[0] in clean else self.carry, digest)
+        self._held = None
         self._close()
         return self.apply(packed)
+
+    def _add(self, writer: PackWriter, digest: str) -> None:
+        """Pack file content `digest` anew: from its file, or, when the file is not there to
+        read (a checkpoint's unchanged file), from the earlier object that held it."""
+        source = self.sources[digest]
+        ref = self._old.get(digest)
+        if ref is None or os.path.lexists(source.path):
+            writer.add(digest, source.path, source.extents, source.size)
+            return
+        sha = ref[0]
+        if self._held is None or self._held[0] != sha:
+            data = self.fetcher.read(pack_key(sha))
+            self._held = (sha, data, read_index(data, sha))
+        _, data, index = self._held
+        writer.add_content(digest, content(data, index, digest, sha), source.size)
 
     def _close(self) -> None:
         """Seal both writers' last objects, wait for every upload, and locate what they hold."""
@@ -283,10 +318,10 @@ class PackSink:
         moved = [digest for digest, ref in self.located.items() if ref[0] in shas]
         for writer in (self.writer, self.carry):
             writer.forget(moved)
-        for digest in moved:
+        for digest in sorted(moved, key=lambda d: self._old.get(d, [""])[0]):
             del self.located[digest]
-            source = self.sources[digest]
-            self.carry.add(digest, source.path, source.extents, source.size)
+            self._add(self.carry, digest)
+        self._held = None
         self._close()
         return self.apply(packed)
 

@@ -137,8 +137,8 @@ class ObjectSnapshotStore:
 
     def pack(self, layer: Path | Scan, *, box_id: str, kind: str, name: str | None,
              owner: str | None, index: LayerIndex | None) -> PackResult:
-        sink = PackSink(self.objects, self.cache, self.seen, self.pool, index or {},
-                        self.small_max, self._upload)
+        sink = PackSink(self.objects, self.cache, self.seen, self.pool, self.fetcher,
+                        index or {}, self.small_max, self._upload)
         try:
             packed = pack_layer(layer, index or {}, sink)
             entries = sink.finish(packed)

@@ -94,6 +94,12 @@ class PackWriter:
         data = b"".join(read_extents(path, extents))
         if hashlib.sha256(data).hexdigest() != digest:
             raise SnapshotError(f"{path!r} changed while it was packed")
+        self.add_content(digest, data, size)
+
+    def add_content(self, digest: str, data: bytes, size: int) -> None:
+        """A file content already checked against `digest` (read from an earlier object)."""
+        if digest in self:
+            return
         blob = self._compressor.compress(data)
         if self._file is None:
             self._path = self._temp()

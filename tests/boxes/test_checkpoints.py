@@ -13,6 +13,7 @@ import os
 import shutil
 import signal
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,7 @@ from redis.asyncio import Redis
 
 from boxes import BoxManager, BoxSpec, BoxState, ExecRequest
 from boxes.checkpoints import Checkpointer
+from boxes.config import RuntimeConfig
 from boxes.errors import FencedError
 from boxes.hosts import HostLease, Hosts, HostSpec
 from boxes.models import BoxRecord
@@ -396,13 +398,39 @@ async def test_a_running_box_cannot_steer_the_copy_of_its_layer_to_host_files(
     assert not any(b"HOST-SECRET" in c for c in contents)
 
 
+@contextlib.asynccontextmanager
+async def host_after(config: RuntimeConfig, redis: Redis,
+                     box_id: str) -> AsyncIterator[BoxManager]:
+    """Another host with an empty cache, after the first went with its disk: the box woken
+    there from the store."""
+    shutil.rmtree(config.store_cache_dir)
+    second = await BoxManager.open(config, redis, Keys())
+    try:
+        box = await second.get(box_id)
+        await second.backend.drop_layer(box)
+        second.indexes.drop(box_id)
+        await second.wake(box_id)
+        yield second
+        await second.delete(box_id)
+    finally:
+        await second.close()
+        shutil.rmtree(config.run_dir, ignore_errors=True)
+    assert second.backend.leftovers() == {"processes": [], "mounts": [], "cgroups": []}
+
+
+def s3_config(s3: S3Place, tmp_path: Path) -> RuntimeConfig:
+    config = dataclasses.replace(make_config(tmp_path / "data"), store_url=s3.url,
+                                 s3_endpoint=s3.seaweed.endpoint)
+    assert config.store_format == 2  # small files in pack objects, as a cluster writes them
+    return config
+
+
 @pytest.mark.boxes
 async def test_checkpoints_to_s3_wake_on_a_host_with_an_empty_cache(
         s3: S3Place, redis: Redis, tmp_path: Path) -> None:
     """In a cluster the store is a bucket: a box checkpointed twice (its first file unchanged
     the second time) wakes from its last checkpoint where nothing of it is cached."""
-    config = dataclasses.replace(make_config(tmp_path / "data"), store_url=s3.url,
-                                 s3_endpoint=s3.seaweed.endpoint)
+    config = s3_config(s3, tmp_path)
     first = await BoxManager.open(config, redis, Keys())
     try:
         box = await first.create(BoxSpec())
@@ -416,19 +444,38 @@ async def test_checkpoints_to_s3_wake_on_a_host_with_an_empty_cache(
         await first.write_file(box.id, "lost", b"after the last checkpoint")
     finally:
         await first.close()  # the host goes: its processes with it
-    shutil.rmtree(config.store_cache_dir)
-    second = await BoxManager.open(config, redis, Keys())
-    try:
-        box = await second.get(box.id)
-        assert box.snapshot_id == snapshot.id
-        await second.backend.drop_layer(box)  # and its disk
-        second.indexes.drop(box.id)
-        await second.wake(box.id)
+    record = await first.registry.get(box.id)
+    assert record is not None and record.snapshot_id == snapshot.id
+    async with host_after(config, redis, box.id) as second:
         assert await second.read_file(box.id, "kept.bin") == kept
         assert await second.read_file(box.id, "later.bin") == later
         assert (await second.exec(box.id, ExecRequest(command="test -e lost"))).exit_code == 1
-        await second.delete(box.id)
+
+
+@pytest.mark.boxes
+async def test_a_checkpoint_packs_unchanged_small_files_anew_from_the_object_that_held_them(
+        s3: S3Place, redis: Redis, tmp_path: Path) -> None:
+    """A checkpoint copies only what changed: when one small file of a pack object changes,
+    its unchanged neighbours go into a new object (the old one holds dead content now), and
+    their content comes from the old object, not from the running box, which may have
+    written them since the copy's instant. Woken elsewhere, every file is as at the copy."""
+    config = s3_config(s3, tmp_path)
+    small = {f"notes/{n}.txt": os.urandom(2_000) for n in range(20)}
+    first = await BoxManager.open(config, redis, Keys())
+    try:
+        box = await first.create(BoxSpec())
+        for path, data in small.items():
+            await first.write_file(box.id, path, data)
+        await asyncio.sleep(QUIET_S)
+        assert await first.checkpoint(box.id) is not None
+        shutil.rmtree(config.store_cache_dir / "packs")  # read back from the bucket
+        small["notes/0.txt"] = b"changed"
+        await first.write_file(box.id, "notes/0.txt", small["notes/0.txt"])
+        await asyncio.sleep(QUIET_S)
+        snapshot = await first.checkpoint(box.id)
+        assert snapshot is not None
     finally:
-        await second.close()
-        shutil.rmtree(config.run_dir, ignore_errors=True)
-    assert second.backend.leftovers() == {"processes": [], "mounts": [], "cgroups": []}
+        await first.close()
+    async with host_after(config, redis, box.id) as second:
+        for path, data in small.items():
+            assert await second.read_file(box.id, path) == data, path
