@@ -11,6 +11,14 @@ the record and counts the box into the host's load until the host's next report.
 script, a write racing it (a host that has just lost the box committing a snapshot) lands
 either wholly before it, and is what the placement returns, or not at all (fenced).
 
+Memory is counted as boxes take it, not by their limits: a host reports what its boxes'
+cgroups hold with each renewal, and a box placed since counts `expected_mb` (PLACED_MB, or
+its limit if lower) until the next report says what it takes. A box's limit is its ceiling
+(the kernel stops it there); most boxes rest far below it (a box's sandbox and daemon take
+~4 MB, a tenant agent some tens more), so counting limits would leave a 24 GiB host full at
+24 boxes of 1 GiB. Boxes are overcommitted as a Kubernetes node's pods are beyond their
+requests: a BURROW_HOST_MEMORY_MB below the machine's memory keeps a margin.
+
 `revoke` takes a box from whatever host holds it without placing it anywhere (deleting the box
 of a lost host); `pick` chooses a host for a new box.
 """
@@ -92,6 +100,16 @@ redis.call('hincrby', KEYS[1], 'generation', 1)
 redis.call('hset', KEYS[1], 'host', 'null')
 return redis.call('hgetall', KEYS[1])
 """
+
+
+# What a box placed on a host is expected to take there until the host's next report
+# (a box at rest: its sandbox, its daemon and a tenant agent).
+PLACED_MB = 64
+
+
+def expected_mb(limit_mb: int) -> int:
+    """The memory a box with limit `limit_mb` is counted as taking until its host reports."""
+    return min(limit_mb, PLACED_MB)
 
 
 @dataclass(frozen=True)

@@ -44,7 +44,7 @@ from boxes.hosts import HostInfo, Hosts
 from boxes.keys import BoxKeys
 from boxes.locks import BoxLocks
 from boxes.models import BoxRecord, BoxSpec, BoxState, SnapshotRecord
-from boxes.placement import Placer
+from boxes.placement import Placer, expected_mb
 from boxes.registry import Registry
 from boxes.sandbox import BoxUsage
 from boxes.stores import open_store
@@ -133,7 +133,7 @@ class RemoteBoxes(BoxCatalog, BoxAccess):
             if box.state in (BoxState.DELETING, BoxState.DELETED):
                 raise BoxNotFoundError(f"no box {box_id!r}")
             placement = await self.placer.place(box_id, box.generation,
-                                                memory_mb=box.limits.memory_mb)
+                                                memory_mb=expected_mb(box.limits.memory_mb))
             if placement is None:
                 continue  # placed by another process meanwhile: follow it
             self._live_at = 0.0
@@ -213,7 +213,7 @@ class RemoteBoxes(BoxCatalog, BoxAccess):
         spec = spec.validate()
         if spec.from_snapshot is not None:
             await asyncio.to_thread(self.store.get, spec.from_snapshot)
-        host_id = await self.placer.pick(memory_mb=spec.limits.memory_mb)
+        host_id = await self.placer.pick(memory_mb=expected_mb(spec.limits.memory_mb))
         self._live_at = 0.0
         host = (await self.live_hosts()).get(host_id)
         if host is None:

@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import math
 import os
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ from redis.exceptions import RedisError
 from boxes import BoxError, BoxManager, BoxState, RuntimeConfig
 from boxes.hosts import HostLease, HostLoad
 from boxes.models import BoxRecord
+from boxes.placement import expected_mb
 from boxes.servicehttp import ServiceClient
 from core import quotas
 from core.authz import Authenticator
@@ -172,7 +174,7 @@ class Core:
             await lease.register()
             lease.start()  # renewed from now on: what follows may take longer than it
             manager = await BoxManager.open(config, redis, keys, lease=lease)
-            lease.load = partial(_load, manager)
+            lease.load = partial(host_load, manager)
         elif runs_boxes:
             manager = await BoxManager.open(config, redis, keys)
         else:  # it collects the store's garbage: a store that cannot work stops it too
@@ -278,12 +280,19 @@ class Core:
                 log.warning("spooled observations wait: %s", exc)
 
 
-async def _load(manager: BoxManager) -> HostLoad:
-    """What this box host runs now, for its lease's renewals (placement balances on it)."""
+async def host_load(manager: BoxManager) -> HostLoad:
+    """What this box host runs now, for its lease's renewals (placement balances on it): its
+    boxes, and the memory they take (their cgroups'; a box still being started counts what
+    placement expects of it: boxes/placement.py)."""
     boxes = [b for b in await manager.list()
              if b.host == manager.host and b.state in (BoxState.RUNNING, BoxState.PAUSED,
                                                        BoxState.WAKING, BoxState.CREATING)]
-    return HostLoad(boxes=len(boxes), memory_used_mb=sum(b.limits.memory_mb for b in boxes))
+    taken = 0
+    for box, usage in zip(boxes, await manager.usages(boxes), strict=True):
+        starting = box.state in (BoxState.WAKING, BoxState.CREATING)
+        taken += (expected_mb(box.limits.memory_mb) if starting
+                  else math.ceil(usage.memory_bytes / (1 << 20)))
+    return HostLoad(boxes=len(boxes), memory_used_mb=taken)
 
 
 async def agent_model(settings: Settings, policies: Policies, tenant: str) -> str | None:

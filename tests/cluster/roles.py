@@ -44,8 +44,6 @@ class Roles:
             BURROW_SERVER_SECRET=self.secret, BURROW_OPERATOR_KEY=self.operator_key,
             QDRANT_URL=":memory:", BURROW_HOST_LEASE_S=str(self.lease_s),
             BURROW_SWEEP_INTERVAL_S="2", BURROW_CHECKPOINT_S=str(CHECKPOINT_S),
-            # every test's boxes stay placed: the hosts count a box's memory limit as taken
-            BURROW_HOST_MEMORY_MB="1048576",
             BURROW_LOG_FORMAT="text", **extra)
 
     def host(self, name: str) -> Node:

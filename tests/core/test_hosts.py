@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
+from boxes import BoxManager, BoxSpec, ExecRequest
 from boxes.config import RuntimeConfig
 from boxes.errors import (
     BoxNotFoundError,
@@ -27,11 +28,12 @@ from boxes.errors import (
 )
 from boxes.hosts import HostLease, HostLoad, Hosts, HostSpec
 from boxes.models import BoxRecord, BoxState, Limits
-from boxes.placement import Placer
+from boxes.placement import PLACED_MB, Placer
 from boxes.registry import Registry
 from core.embedded_redis import EmbeddedRedis
 from core.hosts import host_spec, host_table
 from core.keys import Keys
+from core.services import host_load
 from core.settings import Settings
 from tests.conftest import until
 
@@ -663,3 +665,22 @@ def test_the_gateway_answers_no_room_and_a_fenced_write_with_503_and_a_retry_hin
         assert response.status_code == 503 and response.headers["Retry-After"] == "2"
         assert json.loads(response.body)["error"]["message"] == error.message
     assert box_error_response(HostNotFoundError("no box host 'x'")).status_code == 404
+
+
+@pytest.mark.boxes
+async def test_a_host_reports_the_memory_its_boxes_take_not_their_limits(
+        manager: BoxManager) -> None:
+    """Placement balances on what boxes take: a box at rest with a 1 GiB limit counts a few
+    MB, and what it fills counts as it fills it (a 24 GiB host that counted limits would be
+    full at 24 boxes)."""
+    box = await manager.create(BoxSpec(limits=Limits(memory_mb=1024)))
+    resting = await host_load(manager)
+    assert resting.boxes == 1
+    assert 0 < resting.memory_used_mb < PLACED_MB
+    fill = await manager.exec(box.id, ExecRequest(
+        command="head -c 150M /dev/zero > /tmp/fill", timeout_s=60))
+    assert fill.exit_code == 0, fill.stderr
+    filled = await host_load(manager)
+    assert 150 <= filled.memory_used_mb < 1024
+    await manager.delete(box.id)
+    assert await host_load(manager) == HostLoad(boxes=0, memory_used_mb=0)
