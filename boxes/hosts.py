@@ -40,6 +40,7 @@ NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,95}$")
 HOST_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,95}~[0-9a-f]{8}$")
 RENEWALS_PER_LEASE = 3
 RETAINED_LEASES = 6  # a lapsed host stays listed this many leases
+LOAD_SHARE = 0.2  # of a lease: the longest a renewal waits for the host to measure its load
 
 # Register a new host: its lease, then its hash (a fresh one), then the index.
 # KEYS: lease, registration, index; ARGV: lease ms, retention ms, id, then fields and values.
@@ -204,9 +205,13 @@ class HostLease:
             return False
         load: list[str] = []
         if self.load is not None:
-            try:
-                now = await self.load()
+            try:  # a busy host's threads may be slow to measure: the load waits, not the lease
+                now = await asyncio.wait_for(self.load(), self.lease_ms / 1000 * LOAD_SHARE)
                 load = ["boxes", str(now.boxes), "memory_used_mb", str(now.memory_used_mb)]
+            except TimeoutError:
+                log.warning("box host %s renews its lease without its load: measuring it "
+                            "took longer than %.1f s", self.host_id,
+                            self.lease_ms / 1000 * LOAD_SHARE)
             except Exception:  # the lease matters more than the load: renew without it
                 log.exception("box host %s could not measure its load", self.host_id)
         sent = time.monotonic()

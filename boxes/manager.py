@@ -26,6 +26,7 @@ import shutil
 import socket
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cached_property, partial
 from pathlib import Path
@@ -140,6 +141,7 @@ class BoxManager(BoxCatalog, BoxAccess):
         self.store_failure: StoreFailure | None = None
         self.durability: Durability | None = None
         self.indexes = LayerIndexes(config)
+        self._usage_thread = ThreadPoolExecutor(1, thread_name_prefix="usage")
         self.restores = Restores(config, self.backend, self.store, self.locks, self.registry,
                                  self.indexes, update=self._update, phase=self._phase)
 
@@ -190,6 +192,7 @@ class BoxManager(BoxCatalog, BoxAccess):
                         await self.backend.close_layer(box)
         await self.locks.drain()
         await self.backend.close()
+        self._usage_thread.shutdown(wait=False)
         await asyncio.to_thread(self.store.close)
 
     async def reconcile(self) -> None:
@@ -227,9 +230,13 @@ class BoxManager(BoxCatalog, BoxAccess):
         return self.backend.usage(box)
 
     async def usages(self, boxes: builtins.list[BoxRecord]) -> builtins.list[BoxUsage]:
-        """What each box takes now (memory, CPU, its local layer's disk), read in a thread:
-        cgroup files and filesystem sizes."""
-        return await asyncio.to_thread(lambda: [self.backend.usage(b) for b in boxes])
+        """What each box takes now (memory, CPU, its local layer's disk): cgroup files and
+        filesystem sizes, read in a thread of their own, so that they never wait behind the
+        packs and copies that fill the default pool of a busy host (its lease's renewals
+        report them)."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._usage_thread,
+                                          lambda: [self.backend.usage(b) for b in boxes])
 
     async def keep(self, box_id: str, name: str, data: bytes) -> None:
         """Keep a secret for the box's host-side services (its git relay's token) beside its

@@ -146,7 +146,11 @@ class HostClient:
         where, port = parse_listen(address)
         reader, writer = await asyncio.wait_for(
             asyncio.open_connection(where, port, limit=limit), OPEN_TIMEOUT_S)
-        writer.write(opening(self.key, host_id, op, box, args))
+        try:
+            writer.write(opening(self.key, host_id, op, box, args))
+        except RuntimeError as exc:  # uvloop's word for a transport the host closed already
+            writer.close()
+            raise ConnectionResetError(f"box host {host_id} closed the connection") from exc
         return reader, writer
 
     async def call(self, host_id: str, address: str, op: str, box: str = "",

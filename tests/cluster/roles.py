@@ -143,10 +143,12 @@ class Roles:
         return self.cluster[placed.partition("~")[0]]
 
 
-def until(check: Callable[[], bool], what: str, timeout_s: float = 120.0) -> None:
+def until(check: Callable[[], bool], what: str | Callable[[], str],
+          timeout_s: float = 120.0) -> None:
+    """Wait for `check`; past the time, fail saying `what` (or what it returns then)."""
     deadline = time.monotonic() + timeout_s
     while not check():
-        assert time.monotonic() < deadline, what
+        assert time.monotonic() < deadline, what if isinstance(what, str) else what()
         time.sleep(0.2)
 
 

@@ -23,7 +23,7 @@ import pytest
 from core import channel
 from core.transport import transport_key
 from tests.cluster.nodes import Cluster, Node
-from tests.cluster.roles import HOST_PORT, Roles, unmount_under, until
+from tests.cluster.roles import CHECKPOINT_S, HOST_PORT, Roles, unmount_under, until
 from tests.hosts import CLUSTER_UID_BASE, box_processes
 
 HOSTS = ("h1", "h2", "h3")
@@ -156,12 +156,110 @@ def _export(made: Roles, gateway: Node, key: str, tenant: str) -> dict[str, Any]
         return found
 
 
-def _answers(made: Roles, gateway: Node, key: str, tenant: str) -> bool:
-    return _ask(made, gateway, key, tenant, "again?").status_code == 200
+def _answers(made: Roles, gateway: Node, key: str, tenant: str,
+             last: dict[str, str] | None = None) -> bool:
+    r = _ask(made, gateway, key, tenant, "again?")
+    if last is not None:
+        last[tenant] = f"{r.status_code} {r.text[:300]}"
+    return r.status_code == 200
+
+
+def _answers_again(made: Roles, gateway: Node, key: str, tenant: str) -> None:
+    """Wait for the tenant's agent to answer; past the time, fail with its last answer and
+    the hosts' logs."""
+    last: dict[str, str] = {}
+    until(partial(_answers, made, gateway, key, tenant, last),
+          lambda: f"{tenant} answers again (last: {last.get(tenant)}); the hosts' logs:\n"
+                  + "\n".join(made.cluster[h].tail_log(1500) for h in HOSTS))
 
 
 def _holds(made: Roles, gateway: Node, key: str, tenant: str, pairs: int) -> bool:
     return int(_export(made, gateway, key, tenant)["observed"]) >= pairs
+
+
+def _tenants_with_a_file_and_pairs(made: Roles, gateway: Node, count: int,
+                                   pairs: int) -> dict[str, tuple[str, str]]:
+    """`count` tenants (tenant -> its key and home box), each having sent `pairs` pairs and
+    written its name to /workspace/mine.txt."""
+    tenants: dict[str, tuple[str, str]] = {}
+    for _ in range(count):
+        key, box_id = made.tenant(gateway)
+        tenant = str(made.record(box_id)["owner"])
+        tenants[tenant] = (key, box_id)
+        for n in range(pairs):
+            r = _ask(made, gateway, key, tenant, f"my project {n} is {tenant}")
+            assert r.status_code == 200, r.text
+        with made.client(gateway, key) as c:
+            r = c.put(f"/v1/boxes/{box_id}/files", params={"path": "/workspace/mine.txt"},
+                      content=tenant.encode())
+            assert r.status_code in (200, 204), r.text
+    return tenants
+
+
+@contextlib.contextmanager
+def _traffic(made: Roles, gateway: Node,
+             tenants: dict[str, tuple[str, str]]) -> Iterator[list[tuple[str, int, str]]]:
+    """Each tenant asking its agent every 0.2 s while the block runs; every answer."""
+    stop = threading.Event()
+    answers: list[tuple[str, int, str]] = []
+
+    def ask(tenant: str, key: str) -> None:
+        n = 0
+        while not stop.is_set():
+            n += 1
+            with contextlib.suppress(httpx.HTTPError):
+                r = _ask(made, gateway, key, tenant, f"later {n} of {tenant}")
+                answers.append((tenant, r.status_code, r.text))
+            time.sleep(0.2)
+
+    threads = [threading.Thread(target=ask, args=(t, k)) for t, (k, _) in tenants.items()]
+    for thread in threads:
+        thread.start()
+    try:
+        yield answers
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+
+
+def test_a_host_killed_under_traffic_loses_no_tenant_file_or_pair(
+        roles: tuple[Roles, Node]) -> None:
+    made, gateway = roles
+    tenants = _tenants_with_a_file_and_pairs(made, gateway, 50, 3)
+    until(lambda: all(_export(made, gateway, key, t)["observed"] == 3
+                      for t, (key, _) in tenants.items()), "the worker delivered every pair")
+    time.sleep(3 * CHECKPOINT_S)  # a checkpoint of every box since
+    by_host: dict[str, list[str]] = {}
+    for tenant, (_, box_id) in tenants.items():
+        by_host.setdefault(made.holder(box_id).name, []).append(tenant)
+    victim = made.cluster[max(by_host, key=lambda h: len(by_host[h]))]
+    wiped = by_host[victim.name][0]
+    with made.client(gateway, tenants[wiped][0]) as c:
+        assert c.delete(f"/v1/tenants/{wiped}/memories").status_code == 200
+
+    with _traffic(made, gateway, {t: v for t, v in tenants.items() if t != wiped}) as answers:
+        time.sleep(2)
+        victim.kill()  # SIGKILL: the machine is lost, with its disk's cached layers
+        started = time.monotonic()
+        time.sleep(made.lease_s * 3)
+    for tenant, (key, box_id) in tenants.items():
+        _answers_again(made, gateway, key, tenant)
+        with made.client(gateway, key) as c:
+            assert c.get(f"/v1/boxes/{box_id}/files",
+                         params={"path": "/workspace/mine.txt"}).content == tenant.encode()
+    print(f"every tenant answered again {time.monotonic() - started:.1f} s after the kill")
+    for tenant, (key, _) in tenants.items():
+        sent = made.recorded(tenant)
+        until(partial(_holds, made, gateway, key, tenant, 0 if tenant == wiped else sent),
+              f"{tenant}'s agent holds every pair it was sent ({sent})")
+    for tenant, status, text in answers:  # no answer carries another tenant's data
+        assert not any(o in text for o in set(tenants) - {tenant}), (tenant, status, text[:300])
+    kept = _export(made, gateway, tenants[wiped][0], wiped)
+    assert not any("my project" in e.get("user", "") for e in kept["episodes"]), kept
+    assert all("my project" not in json.dumps(m) for m in kept["memories"]), kept
+    made.host(victim.name)
+    made.ready(victim)
 
 
 def test_a_rolling_restart_of_every_host_under_traffic_fails_no_request(
@@ -250,7 +348,7 @@ def test_redis_restarted_under_traffic_keeps_what_it_acknowledged_and_no_role_re
     for thread in threads:
         thread.join()
     for tenant, (key, box_id) in tenants.items():
-        until(partial(_answers, made, gateway, key, tenant), f"{tenant} answers again")
+        _answers_again(made, gateway, key, tenant)
         assert made.record(box_id)["owner"] == tenant
         assert made.recorded(tenant) >= before[tenant]
         until(partial(_holds, made, gateway, key, tenant, before[tenant]),

@@ -161,6 +161,29 @@ async def _forgotten(hosts: Hosts) -> bool:
     return await hosts.all() == []
 
 
+async def test_a_host_slow_to_measure_its_load_keeps_its_lease(redis: Redis) -> None:
+    """Measuring the load waits for the host's threads (cgroup files read in a pool a busy
+    host fills with packs and copies): a renewal waits for it a fifth of a lease at most,
+    then renews without it, so a busy host never loses its boxes to its own measurement."""
+    slow = asyncio.Event()
+
+    async def load() -> HostLoad:
+        if slow.is_set():
+            await asyncio.sleep(60)
+        return HostLoad(boxes=2, memory_used_mb=20)
+
+    lease = HostLease(redis, KEYS, spec("h1"), 1.0, load=load)
+    hosts = Hosts(redis, KEYS)
+    host_id = await lease.register()
+    lease.start()
+    slow.set()
+    await asyncio.sleep(3.0)  # three leases of measurements that never end
+    info = await hosts.get(host_id)
+    assert info.live and lease.valid() and not lease.lapsed
+    assert (info.boxes, info.memory_used_mb) == (2, 20)  # the last load it measured
+    await lease.release()
+
+
 async def test_renewals_report_the_load_and_tell_the_host_it_is_draining(redis: Redis) -> None:
     load = HostLoad(boxes=3, memory_used_mb=300)
 
