@@ -24,9 +24,11 @@ it, unless its name says otherwise:
    fleet of `--fleet` clients sends every one of those tenants a request, again until it is
    answered. The time until all have answered, from the kill and from the moment its lease
    lapsed (BURROW_HOST_LEASE_S, `--lease`), against the time `burrow serve` takes to wake as
-   many frozen tenants with the same fleet, in the same run. The two other hosts take them
-   (cold caches: they never saw those tenants), their idle sweep bounding the warm boxes at
-   `--max-warm` each (`burrow serve`: twice that, the same in all);
+   many frozen tenants with the same fleet, in the same run, just before and just after (the
+   baseline is the mean of the two: a machine's load drifts over the minutes this takes).
+   The two other hosts take them (cold caches: they never saw those tenants), their idle
+   sweep bounding the warm boxes at `--max-warm` each (`burrow serve`: twice that, the same
+   in all);
 4. a checkpoint's cost to a running box's requests, once BoxManager.checkpoint exists (the
    row says when it does not).
 
@@ -543,9 +545,9 @@ async def measure_forwarding(serve: Front, cluster: Front, machines: Machines, t
         table.text(f"    added p50 {added:+.2f} ms ({floors:+.2f} ms of it between the two "
                    f"boxes' own sockets), p99 {pct(croute, .99) - pct(route, .99):+.2f} ms; "
                    f"requests/s {per_s[0]:.0f} -> {per_s[1]:.0f}")
-        spent = [", ".join(f"{k} {v:.2f}" for k, v in cpu[(name, level)].items())
-                 for name in ("serve route", "cluster route")]
-        table.text(f"    CPU ms per request: {spent[0]}; against {spent[1]}")
+        shares = [", ".join(f"{k} {v:.2f}" for k, v in cpu[(name, level)].items())
+                  for name in ("serve route", "cluster route")]
+        table.text(f"    CPU ms per request: {shares[0]}; against {shares[1]}")
     await channel_rows(machines, host, table, one_by_one)
 
 
@@ -651,7 +653,8 @@ def reason(body: bytes) -> str:
         message = str(json.loads(body)["error"]["message"])
     except (ValueError, KeyError, TypeError):
         message = body[:120].decode(errors="replace")
-    return re.sub(r"\b(b_[0-9a-z]+|h\d~[0-9a-f]+|[0-9.]+:\d+)\b", "…", message)[:160]
+    return re.sub(r"\b(b_[0-9a-z]+|h\d~[0-9a-f]+|[0-9.]+:\d+|\d+(?= registered))\b", "…",
+                  message)[:160]
 
 
 async def make_tenants(front: Front, prefix: str, count: int, parallel: int) -> list[Tenant]:
@@ -684,7 +687,13 @@ class Lost:
     lapse_s: float           # from the kill to the lease's lapse
     no_room: int             # creations of its tenants refused for want of room, retried
     cluster: Fleet           # times from the kill
-    one_machine: Fleet       # times from the fleet's start
+    # times from the fleet's start: before the host is lost and after it answered again (the
+    # machine's load drifts over the minutes that takes; the baseline is their mean)
+    one_machine: tuple[Fleet, Fleet]
+
+    @property
+    def base_s(self) -> float:
+        return statistics.mean(run.total for run in self.one_machine)
 
 
 async def watch_lapse(machines: Machines, host_id: str, started: float) -> float:
@@ -699,8 +708,21 @@ async def watch_lapse(machines: Machines, host_id: str, started: float) -> float
 async def measure_lost(serve: Front, cluster: Front, machines: Machines, count: int,
                        warm: int, fleet_size: int, parallel: int,
                        serve_pool: list[Tenant]) -> Lost:
-    """`count` frozen and `warm` running tenants on h3, h3 killed, all asked again; then as
-    many frozen tenants of `burrow serve` woken by the same fleet."""
+    """`count` frozen and `warm` running tenants on h3, h3 killed, all asked again; before and
+    after, as many frozen tenants of `burrow serve` woken by the same fleet."""
+    n = count + warm
+    while len(serve_pool) < n:
+        serve_pool += await make_tenants(serve, f"lost-{len(serve_pool)}", n - len(serve_pool),
+                                         parallel)
+    chosen = serve_pool[:n]
+
+    async def one_machine() -> Fleet:
+        await freeze_all(serve, serve_pool, parallel)
+        await serve.quiet()
+        return await fleet(serve, chosen, fleet_size, time.perf_counter())
+
+    before = await one_machine()
+    await freeze_all(serve, chosen, parallel)
     victim = await asyncio.to_thread(machines.start_host, "h3")
     h3 = await machines.host_id("h3")
     survivors = [await machines.host_id("h1"), await machines.host_id("h2")]
@@ -708,7 +730,7 @@ async def measure_lost(serve: Front, cluster: Front, machines: Machines, count: 
         await machines.drain(host_id)
     refused = cluster.no_room
     try:
-        made = await make_tenants(cluster, f"lost{count}", count + warm, parallel)
+        made = await make_tenants(cluster, f"lost{count}", n, parallel)
     finally:
         for host_id in survivors:
             await machines.drain(host_id, draining=False)
@@ -728,41 +750,38 @@ async def measure_lost(serve: Front, cluster: Front, machines: Machines, count: 
     lapse = asyncio.create_task(watch_lapse(machines, h3, started))
     cluster_fleet = await fleet(cluster, made, fleet_size, started)
     lapse_s = await lapse
-    # the one machine: as many frozen tenants, the same fleet
-    while len(serve_pool) < len(made):
-        serve_pool += await make_tenants(serve, f"lost-{len(serve_pool)}",
-                                         len(made) - len(serve_pool), parallel)
-    await freeze_all(serve, serve_pool, parallel)
-    await serve.quiet()
-    chosen = serve_pool[:len(made)]
-    alone = await fleet(serve, chosen, fleet_size, time.perf_counter())
+    after = await one_machine()
     await freeze_all(serve, chosen, parallel)
-    return Lost(count, warm, lapse_s, cluster.no_room - refused, cluster_fleet, alone)
+    return Lost(count, warm, lapse_s, cluster.no_room - refused, cluster_fleet,
+                (before, after))
 
 
 def print_lost(table: Table, lost: Lost, fleet_size: int) -> None:
     n = lost.tenants + lost.warm
     table.section(f"3. a host lost (SIGKILL) with {lost.tenants} frozen and {lost.warm} running "
                   f"tenants; {fleet_size} clients ask each until it answers (s)")
-    base = lost.one_machine
-    table.row(f"one machine: {n} frozen tenants woken, from the fleet's start   [baseline]",
-              list(base.answered.values()), total=base.total, unit="s")
+    for when, run in zip(("before", "after"), lost.one_machine, strict=True):
+        table.row(f"one machine: {n} frozen tenants woken, from the fleet's start, {when}",
+                  list(run.answered.values()), total=run.total, unit="s")
+    table.text(f"    the baseline: their mean, {lost.base_s:.2f} s")
     times = list(lost.cluster.answered.values())
     table.row("cluster: every tenant of the lost host answers again, from the kill", times,
-              base.total, total=lost.cluster.total, unit="s")
+              lost.base_s, total=lost.cluster.total, unit="s")
     after = [t - lost.lapse_s for t in times]
     table.row(f"cluster: the same, from the lease's lapse ({lost.lapse_s:.2f} s after the kill)",
-              after, base.total, total=lost.cluster.total - lost.lapse_s, unit="s",
+              after, lost.base_s, total=lost.cluster.total - lost.lapse_s, unit="s",
               target="target <= 1.5x" if lost.tenants >= 1000 else "")
-    unanswered = n - len(lost.cluster.answered)
-    table.text(f"    answered {len(lost.cluster.answered)} of {n}"
-               + (f" ({unanswered} NOT within the deadline)" if unanswered else "")
-               + f"; asked again after a refusal {lost.cluster.refused} times "
-               f"{dict(sorted(lost.cluster.statuses.items()))}, after a broken connection "
-               f"{lost.cluster.broken}; the one machine: {base.refused} refusals, "
-               f"{base.broken} broken")
-    for message, times in lost.cluster.reasons.most_common(4):
-        table.text(f"      {times} x {message}")
+    named = (("cluster", lost.cluster), ("one machine, before", lost.one_machine[0]),
+             ("one machine, after", lost.one_machine[1]))
+    for name, run in named:
+        unanswered = n - len(run.answered)
+        table.text(f"    {name}: answered {len(run.answered)} of {n}"
+                   + (f" ({unanswered} NOT within the deadline)" if unanswered else "")
+                   + f"; asked again after a refusal {run.refused} times "
+                   f"{dict(sorted(run.statuses.items()))}, after a broken connection "
+                   f"{run.broken}")
+        for message, seen in run.reasons.most_common(3):
+            table.text(f"      {seen} x {message}")
     if lost.no_room:
         table.text(f"    (making them on the one host: {lost.no_room} creations refused for "
                    "want of room, asked again)")
