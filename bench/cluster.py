@@ -29,15 +29,18 @@ it, unless its name says otherwise:
    The two other hosts take them (cold caches: they never saw those tenants), their idle
    sweep bounding the warm boxes at `--max-warm` each (`burrow serve`: twice that, the same
    in all);
-4. a checkpoint's cost to a running box's requests, once BoxManager.checkpoint exists (the
-   row says when it does not).
+4. a checkpoint's cost to a running box's requests: bench/checkpoint.py's measure (a box
+   running the tenant agent and a writer of 1 MB/s; its requests at a fixed rate with and
+   without a checkpoint every second) on a box host in this process whose store is the
+   cluster's bucket.
 
     sudo .venv/bin/python bench/cluster.py           # 20 + 10 wakes; 100 and 1,000 lost
     sudo .venv/bin/python bench/cluster.py --quick   # a small run: 6 + 3 wakes; 50 lost
 
 Needs root (namespaces, a bridge, boxes). No worker runs (nothing measured needs one: /health
 is not an observed route). Box uids: the cluster's hosts from 11,100,000, `burrow serve` from
-11,500,000. Nothing is asserted: the output is the result.
+11,500,000, the checkpoint measure's box 11,700,000. Nothing is asserted: the output is the
+result.
 """
 
 from __future__ import annotations
@@ -67,6 +70,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import httpx
 from redis.asyncio import Redis
 
+from bench import checkpoint
 from bench.httpload import Conn, load, pct
 from bench.serving import run_as_root, served, tree_cpu_s
 from boxes import BoxManager, RuntimeConfig
@@ -75,14 +79,16 @@ from boxes.hosts import Hosts
 from boxes.locks import BoxLocks
 from boxes.placement import Placer
 from core.channel import HostClient
+from core.inbox import image_extras
 from core.keys import Keys
 from core.transport import transport_key
-from tests.cluster.nodes import REPO, Cluster, Node
+from tests.cluster.nodes import BUCKET, REPO, Cluster, Node
 from tests.cluster.roles import GATEWAY_PORT, HOST_PORT, Roles
 
 SERVE_KEY = "bench-operator-key-" + "c" * 24
 CLUSTER_UID_BASE = 11_100_000  # + 20,000 per host machine (tests/cluster/roles.py)
 SERVE_UID_BASE = 11_500_000
+CHECKPOINT_UID_BASE = 11_700_000  # the box of the checkpoint measure
 HOSTS = ("h1", "h2", "h3")  # h1 and h2 serve throughout; h3 is the host that is lost
 SETTLE_S = 0.5  # between a freeze and the wake measured, as bench/gateway.py
 KEYS = Keys()
@@ -805,6 +811,8 @@ class Args:
     host_memory_mb: int | None
     keep: bool
     parts: set[int]
+    checkpoint_s: float
+    work: Path = Path()
 
 
 def parse() -> Args:
@@ -824,9 +832,11 @@ def parse() -> Args:
                         help="max_warm_boxes of each surviving host's sweep")
     parser.add_argument("--lease", type=float, default=10.0, help="BURROW_HOST_LEASE_S")
     parser.add_argument("--parallel", type=int, default=6, help="tenants made at once")
-    parser.add_argument("--parts", default="1,2,3",
+    parser.add_argument("--parts", default="1,2,3,4",
                         help="which measures to run, of 1 (wakes), 2 (forwarding), 3 (a lost "
-                             "host)")
+                             "host), 4 (checkpoints)")
+    parser.add_argument("--checkpoint-s", type=float,
+                        help="seconds of requests with and without checkpoints (default 60)")
     parser.add_argument("--keep", action="store_true",
                         help="keep the work dir (the roles' logs) and say where")
     parser.add_argument("--host-memory-mb", type=int,
@@ -841,15 +851,35 @@ def parse() -> Args:
                 warm=a.warm if a.warm is not None else (8 if quick else 32), fleet=a.fleet,
                 max_warm=a.max_warm, lease=a.lease, parallel=a.parallel,
                 host_memory_mb=a.host_memory_mb, keep=bool(a.keep),
-                parts={int(x) for x in a.parts.split(",") if x})
+                parts={int(x) for x in a.parts.split(",") if x},
+                checkpoint_s=a.checkpoint_s or (20.0 if quick else 60.0))
 
 
-def checkpoint_row(table: Table) -> None:
-    table.section("4. a checkpoint's cost to a running box's requests")
-    if not hasattr(BoxManager, "checkpoint"):
-        table.text("    not measured: BoxManager.checkpoint does not exist in this tree yet")
-        return
-    table.text("    not measured here yet: BoxManager.checkpoint exists; add its row")
+async def measure_checkpoints(machines: Machines, work: Path, seconds: float,
+                              table: Table) -> None:
+    """bench/checkpoint.py's measure on a box host whose store is the cluster's bucket (format
+    2, as the hosts write it): a box running the tenant agent and a writer of 1 MB/s, its
+    requests without checkpoints against with a checkpoint every second (a host takes one
+    every BURROW_CHECKPOINT_S, 60 by default)."""
+    seaweed = machines.cluster.seaweed
+    os.environ.update(seaweed.env())  # the AWS chain's identity, as the hosts have it
+    config = RuntimeConfig(data_dir=work, uid_base=CHECKPOINT_UID_BASE,
+                           image_extras=image_extras(),
+                           store_url=f"s3://{BUCKET}/checkpoint-bench",
+                           s3_endpoint=seaweed.endpoint)
+    manager = await BoxManager.open(config, machines.r, Keys("benchcp"))
+    try:
+        measured = await checkpoint.measure(manager, 1, seconds, max(2, int(seconds / 5)),
+                                            rate=200, interval=1.0)
+    finally:
+        await manager.close()
+        shutil.rmtree(config.run_dir, ignore_errors=True)
+    table.section("4. a checkpoint's cost to a running box's requests: the agent's /health "
+                  "on its socket, 200/s open loop, a writer of 1 MB/s in the box")
+    table.row("no checkpoints   [baseline]", measured.base)
+    table.row("a checkpoint to the bucket every second", measured.with_checkpoints,
+              measured.base, target=f"p99 added {measured.added_p99:+.2f} ms (target <= 5)")
+    table.row(f"the box frozen by each of the {measured.taken} checkpoints", measured.frozen_ms)
 
 
 async def run(args: Args, serve: Front, cluster: Front, machines: Machines,
@@ -883,12 +913,15 @@ async def run(args: Args, serve: Front, cluster: Front, machines: Machines,
                                   args.parallel, serve_pool)
         print_lost(table, lost, args.fleet)
         done(f"a lost host, {count} tenants")
-    checkpoint_row(table)
+    if 4 in args.parts:
+        await measure_checkpoints(machines, args.work / "checkpoint", args.checkpoint_s, table)
+        done("checkpoints")
 
 
 def main() -> None:
     args = parse()
     root = Path(tempfile.mkdtemp(prefix="burrow-bench-cluster-"))
+    args.work = root
     table = Table()
     with ExitStack() as stack:
         stack.callback(table.print)  # what was measured, also when a later part failed
