@@ -25,6 +25,7 @@ import statistics
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -113,36 +114,61 @@ def row(name: str, samples: list[float], base: list[float] | None = None) -> Non
           f"{pct(samples, 0.99):>9.2f}{added}")
 
 
-async def measure(manager: BoxManager, megabytes: int, args: argparse.Namespace) -> None:
+@dataclass
+class Measured:
+    """One writer's windows: request latencies (ms) without and with checkpoints, and how
+    long each checkpoint froze the box."""
+
+    base: list[float]
+    with_checkpoints: list[float]
+    frozen_ms: list[float]
+    taken: int
+    spent_s: float
+
+    @property
+    def added_p99(self) -> float:
+        return pct(self.with_checkpoints, 0.99) - pct(self.base, 0.99)
+
+
+async def measure(manager: BoxManager, megabytes: int, seconds: float, rounds: int,
+                  rate: float, interval: float) -> Measured:
+    """A box running the tenant agent and a writer of `megabytes` MB/s; `rounds` windows of
+    requests without checkpoints alternating with as many with a Checkpointer every
+    `interval` s, `seconds` of each kind in all."""
     box = await manager.create(BoxSpec(service=list(DEFAULT_AGENT_COMMAND)))
     socket = manager.service_path(box.id)
     await manager.write_file(box.id, "writer.py", WRITER.encode())
     await manager.exec(box.id, ExecRequest(
         command=f"nohup python3 writer.py {megabytes} > /dev/null 2>&1 &"))
-    await requests(socket, args.rate, 2)  # the agent warm, the writer going
-    window = args.seconds / args.rounds
-    base: list[float] = []
-    with_checkpoints: list[float] = []
+    await requests(socket, rate, 2)  # the agent warm, the writer going
+    window = seconds / rounds
+    measured = Measured([], [], [], 0, 0.0)
     pauses = Pauses()
     manager.on_phase = pauses.phase
-    spent = 0.0
-    for _ in range(args.rounds):
-        base += await requests(socket, args.rate, window)
-        checkpointer = Checkpointer(manager, args.interval)
-        checkpointer.start()
-        started = time.perf_counter()
-        with_checkpoints += await requests(socket, args.rate, window)
-        await checkpointer.stop()
-        spent += time.perf_counter() - started
-    manager.on_phase = None
+    try:
+        for _ in range(rounds):
+            measured.base += await requests(socket, rate, window)
+            checkpointer = Checkpointer(manager, interval)
+            checkpointer.start()
+            started = time.perf_counter()
+            measured.with_checkpoints += await requests(socket, rate, window)
+            await checkpointer.stop()
+            measured.spent_s += time.perf_counter() - started
+    finally:
+        manager.on_phase = None
+    measured.frozen_ms, measured.taken = sorted(pauses.frozen_ms), pauses.taken
+    await manager.delete(box.id)
+    return measured
+
+
+def report(megabytes: int, interval: float, measured: Measured) -> None:
     title = f"writer {megabytes} MB/s"
-    row(f"{title}, no checkpoints", base)
-    row(f"{title}, checkpoint every {args.interval:g} s", with_checkpoints, base)
-    frozen = sorted(pauses.frozen_ms)
-    print(f"{'':<4}{pauses.taken} checkpoints in {spent:.1f} s; the box frozen "
+    row(f"{title}, no checkpoints", measured.base)
+    row(f"{title}, checkpoint every {interval:g} s", measured.with_checkpoints, measured.base)
+    frozen = measured.frozen_ms
+    print(f"{'':<4}{measured.taken} checkpoints in {measured.spent_s:.1f} s; the box frozen "
           f"p50 {statistics.median(frozen):.2f} ms, p99 {pct(frozen, 0.99):.2f} ms, "
           f"max {frozen[-1]:.2f} ms each")
-    await manager.delete(box.id)
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -159,7 +185,8 @@ async def main(args: argparse.Namespace) -> None:
         print(f"{'measure':<34}{'n':>7}{'p50 ms':>9}{'p99 ms':>9}{'added p99':>12}")
         print("-" * 71)
         for megabytes in WRITES_MB:
-            await measure(manager, megabytes, args)
+            report(megabytes, args.interval, await measure(
+                manager, megabytes, args.seconds, args.rounds, args.rate, args.interval))
     finally:
         await manager.close()
         await redis.aclose()
