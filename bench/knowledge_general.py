@@ -351,6 +351,7 @@ async def measure(system: System, data: dict[str, Any], workdir: Path, seed: int
         f"{scored.hit_rate:.2f}"
     result.cells[f"quality junk share, seed {quality_seed}"] = f"{100 * scored.junk_share:.0f} %"
     result.cells[f"quality insights stating two facts, seed {quality_seed}"] = str(len(mixed))
+    result.cells["contribute ms per batch (quality cohort)"] = f"{scored.contribute_ms:.0f}"
     return result
 
 
@@ -359,6 +360,10 @@ def report(results: list[Result]) -> None:
     print(f"\n{'measure':<52}" + "".join(f"{r.name:>14}" for r in results))
     for row in rows:
         print(f"{row:<52}" + "".join(f"{r.cells.get(row, '-'):>14}" for r in results))
+    timing = "contribute ms per batch (quality cohort)"
+    if len(results) == 2 and all(timing in r.cells for r in results):
+        ratio = float(results[1].cells[timing]) / max(1.0, float(results[0].cells[timing]))
+        print(f"{'  this tree / main':<52}{'':>14}{ratio:>14.2f}")
     for r in results:
         for note in r.notes:
             print(f"  {r.name}: {note}")

@@ -8,17 +8,20 @@ proposing, it is no defence.
 The sentences are those the agent reads in the pair (tenant_agent/memory/turns.py's summary(),
 cut as tenant_agent/memory/utterance.py cuts them); pairs it will not learn from get none, and
 a pair with no episodic sentence gets no field. Like the vectors, a wake's catch-up delivers
-without them.
+without them; so does a delivery while the parser's process fails (it never holds one up).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 from knowledge.reading import Reader
 from tenant_agent.memory.turns import summary
 from tenant_agent.memory.utterance import sentences
+
+log = logging.getLogger("burrow.observe")
 
 MAX_SENTENCES = 64  # judged per pair: a pasted document teaches the agent nothing to share
 MAX_CHARS = 1000  # per sentence: longer is no statement to share
@@ -47,7 +50,11 @@ class PairEpisodes:
                 owners += [pair] * len(said)
         if not texts:
             return
-        readings = await asyncio.to_thread(self.reader.read, texts)
+        try:
+            readings = await asyncio.to_thread(self.reader.read, texts)
+        except (ValueError, RuntimeError, OSError) as exc:  # the parser's process failed
+            log.warning("judging episodes of %d sentences: %s", len(texts), exc)
+            return  # delivered without: the agent proposes them, the host refuses them
         for pair, text, reading in zip(owners, texts, readings, strict=True):
             if reading.episode is not None:
                 pair.setdefault("episodic", []).append(text)

@@ -94,7 +94,10 @@ def _adverbs_out(text: str) -> str:
 
 def _finish(text: str) -> str:
     text = text.strip().rstrip(" ,;:-").rstrip(".") + "."
-    return text[0].upper() + text[1:] if text[:1].islower() else text
+    first = text.split(" ", 1)[0].rstrip(".")
+    if not text[:1].islower() or any(c in "._/-" or c.isdigit() for c in first[1:]):
+        return text  # "max.poll.interval.ms" is a name, spelled as it is
+    return text[0].upper() + text[1:]
 
 
 def variants(text: str) -> Iterator[str]:
