@@ -19,7 +19,11 @@ into packages of their own, with this tree's embedder and name detector) and "th
   parts newcomer hit      facts told in parts ("parts": symptom, cause, fix, each in several
                           wordings), each part by one tenant of its own, and by 1-3 tenants; a
                           newcomer's question about the symptom finds, in its top 3, a visible
-                          insight that states the fact (every key group has a word in it)
+                          insight that states the fact (every key group has a word in it).
+                          Beside it, the share of facts whose keys k-anonymity lets any text
+                          state at all (each needs a word K tellers used), and, for diagnosis
+                          only, the hit with k = 1 (no word rule: are the parts joined and
+                          found?)
 
     .venv/bin/python bench/knowledge_general.py                # the dev data (tuned on)
     .venv/bin/python bench/knowledge_general.py --explain      # ... and what each gets wrong
@@ -96,7 +100,7 @@ def main_modules(workdir: Path) -> tuple[Any, Any]:
 @dataclass
 class System:
     name: str
-    build: Callable[[Path, str], Any]  # (store path, key prefix) -> a knowledge base
+    build: Callable[[Path, str, int], Any]  # (store path, key prefix, k) -> a knowledge base
     agent: Callable[[str], list[dict[str, str]]]  # what the agent proposes for one message
 
 
@@ -125,11 +129,11 @@ def systems(workdir: Path, embedder: Any, redis: Any, names: Any) -> list[System
         return proposable(proposed, [pair])
 
     return [
-        System("main", lambda p, prefix: old_base.KnowledgeBase(
-            EdgeVectorStore(p, 384), embedder, redis, b"s" * 32, k=K, keys=Keys(prefix),
+        System("main", lambda p, prefix, k: old_base.KnowledgeBase(
+            EdgeVectorStore(p, 384), embedder, redis, b"s" * 32, k=k, keys=Keys(prefix),
             names=names), main_agent),
-        System("this tree", lambda p, prefix: KnowledgeBase(
-            EdgeVectorStore(p, 384), embedder, redis, b"s" * 32, k=K, keys=Keys(prefix),
+        System("this tree", lambda p, prefix, k: KnowledgeBase(
+            EdgeVectorStore(p, 384), embedder, redis, b"s" * 32, k=k, keys=Keys(prefix),
             names=names, reader=reader), this_agent),
     ]
 
@@ -138,22 +142,32 @@ def systems(workdir: Path, embedder: Any, redis: Any, names: Any) -> list[System
 
 def load(chitchat: Path | None, parts: Path | None) -> dict[str, Any]:
     """The dev data, with the held-out sets in place of its chit-chat and parts when given.
-    The held-out sets' form is read by `_held_out_*` (written when they were first read)."""
+    Their form: chit-chat {"tenants": [{"id", "turns": [message, ...]}]}, each tenant saying
+    all its turns (and no advice among them); parts {"facts": [{"id", "symptom", "cause",
+    "fix", "newcomer_question", "answer_keywords"}]}, each part told by one tenant of its
+    own, a hit when one of the top 3 insights contains every answer keyword, case-insensitive
+    (as the set asks to be scored)."""
     data: dict[str, Any] = json.loads(DEV.read_text())
+    data["chat_tenants"] = None
     if chitchat is not None:
-        data["chitchat"] = _held_out_chitchat(json.loads(chitchat.read_text()))
+        tenants = json.loads(chitchat.read_text())["tenants"]
+        data["chat_tenants"] = {f"chat-{t['id']}": list(t["turns"]) for t in tenants}
+        data["chitchat"] = [[turn] for t in tenants for turn in t["turns"]]
         data["general"] = []
     if parts is not None:
-        data["parts"] = _held_out_parts(json.loads(parts.read_text()))
+        data["parts"] = [{"id": f["id"], "question": f["newcomer_question"],
+                          "keys": [[k.lower()] for k in f["answer_keywords"]],
+                          "substring": True, "symptom": [f["symptom"]], "cause": [f["cause"]],
+                          "fix": [f["fix"]]} for f in json.loads(parts.read_text())["facts"]]
     return data
 
 
-def _held_out_chitchat(raw: Any) -> list[list[str]]:
-    raise SystemExit("the held-out chit-chat's form is read once the rules are final")
-
-
-def _held_out_parts(raw: Any) -> list[dict[str, Any]]:
-    raise SystemExit("the held-out parts' form is read once the rules are final")
+def states(text: str, fact: dict[str, Any]) -> bool:
+    """Whether `text` states the fact: every key group has a word in it (bench/
+    knowledge_quality.py's rule), or, for a held-out fact, every keyword is in it."""
+    if fact.get("substring"):
+        return all(any(k in text.lower() for k in group) for group in fact["keys"])
+    return quality.states(text, fact["keys"])
 
 
 Cohort = list[tuple[str, list[str]]]  # (tenant, messages) batches in arrival order
@@ -191,6 +205,9 @@ def _framed(rng: random.Random, text: str) -> str:
 
 def chat_cohort(data: dict[str, Any], seed: int) -> Cohort:
     rng = random.Random(seed)
+    if data["chat_tenants"] is not None:  # a held-out set says who said what
+        inbox = {t: list(turns) for t, turns in data["chat_tenants"].items()}
+        return _interleave(rng, inbox)
     tenants = [f"chat-{i:02d}" for i in range(CHAT_TENANTS)]
     inbox = {t: _chat(rng, data["chitchat"], CHAT_LINES) for t in tenants}
     for fact in data["general"]:
@@ -210,7 +227,8 @@ def parts_cohort(data: dict[str, Any], seed: int, tellers: tuple[int, int]) -> C
         chosen = rng.sample(tenants, sum(counts.values()))
         for role, n in counts.items():
             for tenant in chosen[:n]:
-                inbox[tenant].append(_framed(rng, rng.choice(fact[role])))
+                told = rng.choice(fact[role])  # a held-out part goes as it was written
+                inbox[tenant].append(told if fact.get("substring") else _framed(rng, told))
             chosen = chosen[n:]
     return _interleave(rng, inbox)
 
@@ -240,7 +258,7 @@ async def found(kb: Any, facts: list[dict[str, Any]]) -> tuple[int, list[str]]:
     missed = []
     for fact in facts:
         hits = await kb.search(fact["question"], 3)
-        if not any(quality.states(h.text, fact["keys"]) for h in hits):
+        if not any(states(h.text, fact) for h in hits):
             missed.append(fact["id"])
     return len(facts) - len(missed), missed
 
@@ -260,15 +278,16 @@ def _tellers(fact: dict[str, Any], cohort: Cohort) -> dict[str, set[str]]:
 def ceiling(facts: list[dict[str, Any]], cohort: Cohort) -> float:
     """The share of facts whose keys k-anonymity lets any text state: every key group has a
     word (as `states` matches it) that K of the fact's tellers used."""
-    def said_by(word: str, told: dict[str, set[str]]) -> int:
-        pattern = rf"(?<![\w-]){re.escape(word)}(?![\w-])"
+    def said_by(word: str, told: dict[str, set[str]], substring: bool) -> int:
+        pattern = re.escape(word) if substring else rf"(?<![\w-]){re.escape(word)}(?![\w-])"
         return len({t for s, tenants in told.items() if re.search(pattern, s.lower())
                     for t in tenants})
 
     possible = 0
     for fact in facts:
         told = _tellers(fact, cohort)
-        possible += all(any(said_by(w, told) >= K for w in group) for group in fact["keys"])
+        possible += all(any(said_by(w, told, bool(fact.get("substring"))) >= K
+                                for w in group) for group in fact["keys"])
     return possible / len(facts)
 
 
@@ -305,8 +324,8 @@ async def measure(system: System, data: dict[str, Any], workdir: Path, seed: int
     result = Result(system.name)
     slug = system.name.replace(" ", "-")
 
-    def kb_for(what: str) -> Any:
-        return system.build(workdir / f"{slug}-{what}", f"{slug}-{what}")
+    def kb_for(what: str, k: int = K) -> Any:
+        return system.build(workdir / f"{slug}-{what}", f"{slug}-{what}", k)
 
     general = data["general"]
     chat = chat_cohort(data, seed)
@@ -315,7 +334,7 @@ async def measure(system: System, data: dict[str, Any], workdir: Path, seed: int
         kb = kb_for(f"chat-{path}")
         await fill(kb, chat, propose)
         shown = await visible_texts(kb)
-        gossip = [t for t in shown if not any(quality.states(t, f["keys"]) for f in general)]
+        gossip = [t for t in shown if not any(states(t, f) for f in general)]
         result.cells[f"chit-chat visible ({path}) (0)"] = str(len(gossip))
         result.notes += [f"chit-chat shown ({path}): {t!r}" for t in gossip[:8 if explain else 3]]
         if general:
@@ -323,21 +342,28 @@ async def measure(system: System, data: dict[str, Any], workdir: Path, seed: int
             result.cells[f"general advice found ({path})"] = f"{hits}/{len(general)}"
             result.notes += [f"general advice missed ({path}): {m}" for m in missed]
         kb.store.close()
-    for label, tellers in (("one teller per part", (1, 1)), ("1-3 tellers per part", (1, 3))):
-        kb = kb_for(f"parts-{tellers[1]}")
+    regimes = [("one teller per part", (1, 1), K)]
+    if not any(f.get("substring") for f in data["parts"]):  # a held-out set: as it was told
+        regimes.append(("1-3 tellers per part", (1, 3), K))
+    # Diagnosis only, never a setting: with k = 1 no word needs a second teller, so this shows
+    # whether the parts are joined and found where k-anonymity allows no text to state them.
+    regimes.append(("one teller per part, k=1 (diagnosis)", (1, 1), 1))
+    for label, tellers, k in regimes:
+        kb = kb_for(f"parts-{tellers[1]}-k{k}", k)
         await fill(kb, parts_cohort(data, seed, tellers), lambda m: [{"kind": "fact", "text": m}])
         cohort = parts_cohort(data, seed, tellers)
         hits, missed = await found(kb, data["parts"])
-        result.cells[f"parts newcomer hit, {label} (>= 0.8)"] = \
-            f"{hits / len(data['parts']):.2f}"
-        result.cells[f"  at most, k-anonymity allowing ({label})"] = \
-            f"{ceiling(data['parts'], cohort):.2f}"
+        target = " (>= 0.8)" if k == K else ""
+        result.cells[f"parts newcomer hit, {label}{target}"] = f"{hits / len(data['parts']):.2f}"
+        if k == K:
+            result.cells[f"  at most, k-anonymity allowing ({label})"] = \
+                f"{ceiling(data['parts'], cohort):.2f}"
         if explain:
             result.notes += await explain_parts(kb, data["parts"], cohort, missed, label)
         kb.store.close()
     kb = kb_for("quality")
-    cohort = quality.make_cohort(quality_seed)
-    scored = await quality.run_system(system.name, kb, cohort, quality.raw_candidates,
+    taught = quality.make_cohort(quality_seed)
+    scored = await quality.run_system(system.name, kb, taught, quality.raw_candidates,
                                       lambda pl: bool(pl.get("visible", True)) and int(
                                           pl.get("support", 0)) >= K)
     shown = await visible_texts(kb)
@@ -357,13 +383,13 @@ async def measure(system: System, data: dict[str, Any], workdir: Path, seed: int
 
 def report(results: list[Result]) -> None:
     rows = list(results[0].cells)
-    print(f"\n{'measure':<52}" + "".join(f"{r.name:>14}" for r in results))
+    print(f"\n{'measure':<60}" + "".join(f"{r.name:>14}" for r in results))
     for row in rows:
-        print(f"{row:<52}" + "".join(f"{r.cells.get(row, '-'):>14}" for r in results))
+        print(f"{row:<60}" + "".join(f"{r.cells.get(row, '-'):>14}" for r in results))
     timing = "contribute ms per batch (quality cohort)"
     if len(results) == 2 and all(timing in r.cells for r in results):
         ratio = float(results[1].cells[timing]) / max(1.0, float(results[0].cells[timing]))
-        print(f"{'  this tree / main':<52}{'':>14}{ratio:>14.2f}")
+        print(f"{'  this tree / main':<60}{'':>14}{ratio:>14.2f}")
     for r in results:
         for note in r.notes:
             print(f"  {r.name}: {note}")
