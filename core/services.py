@@ -35,12 +35,13 @@ from boxes.placement import expected_mb
 from boxes.servicehttp import ServiceClient
 from core import quotas
 from core.authz import Authenticator
+from core.episodes import PairEpisodes
 from core.hosts import host_lease
 from core.inbox import DEFAULT_AGENT_COMMAND, GIT_RELAY_PORT, HARNESS_COMMAND, image_extras
 from core.insights import Insights
 from core.keys import Keys
 from core.observations import HeldInSnapshots, Observations
-from core.pipeline import Pipeline
+from core.pipeline import Pipeline, Prepare
 from core.policy import Policies
 from core.remote import Boxes, RemoteBoxes
 from core.runs import AgentRuns
@@ -62,6 +63,19 @@ from models.servers import LocalModels
 from tenant_agent.memory.server import STATE_DIR as AGENT_STATE_DIR
 
 log = logging.getLogger("burrow.core")
+
+
+def _preparer(*steps: Prepare | None) -> Prepare | None:
+    """What the worker adds to the pairs it delivers (the host's vectors, its judgement of
+    episodes), each step beside the others (each asks a child process of its own)."""
+    chosen = [step for step in steps if step is not None]
+    if not chosen:
+        return None
+
+    async def prepare(pairs: list[dict[str, Any]]) -> None:
+        await asyncio.gather(*(step(pairs) for step in chosen))
+
+    return prepare
 
 SHUTDOWN_FREEZE_BUDGET_S = 60.0
 EMBEDDING_DIM = 384
@@ -191,6 +205,9 @@ class Core:
             if settings.knowledge_model else None,
             model_distils=settings.knowledge_model_distils)
         vectors = PairVectors(embedder, settings.embed_model)
+        prepare = _preparer(vectors.attach if settings.observe_embeddings else None,
+                            PairEpisodes(kb.reader).attach if settings.observe_episodes
+                            else None)
         client = ServiceClient()
         observations = Observations(redis, data_dir / "spool", keys=keys,
                                     backlog_max=settings.observe_backlog_max, client=client,
@@ -208,7 +225,7 @@ class Core:
             operator_key_created=created, manager=manager, store=store, kb=kb,
             observations=observations, queue=queue,
             pipeline=Pipeline(observations, queue, keys, enabled=settings.observe,
-                              prepare=vectors.attach if settings.observe_embeddings else None,
+                              prepare=prepare,
                               model_for=partial(extraction_model, settings, policies)),
             policies=policies, budgets=budgets, tenants=tenants,
             authenticator=Authenticator(tenants, manager.registry, secret, key),

@@ -251,6 +251,13 @@ class Settings(BaseSettings):
     def _s3_endpoint(cls, value: str | None) -> str | None:
         return check_endpoint(value)
 
+    # --- durable, general knowledge (knowledge/episodic.py, core/episodes.py) ---------------
+    # Whether the worker attaches to each pair it delivers the sentences of the tenant's words
+    # the host judges episodic (what happened around the time they were said, a mood), so the
+    # tenant's agent proposes none of them as shared knowledge; the knowledge base refuses
+    # them either way. Off: the parse is saved, the agent proposes them, the host refuses.
+    observe_episodes: bool = Field(True, validation_alias=_env("BURROW_OBSERVE_EPISODES"))
+
     @field_validator("agent_model", "knowledge_model", "agent_extract_model")
     @classmethod
     def _model_name(cls, value: str | None, info: ValidationInfo) -> str | None:

@@ -194,7 +194,8 @@ class StatsOut(BaseModel):
                     "for their agent)")
     knowledge: dict[str, Any] = Field(
         description="insights (in the shared knowledge base), refused (proposals refused, by "
-                    "reason: instruction, everyone, shell, url, young_tenant, few_turns)")
+                    "reason: instruction, everyone, shell, url, young_tenant, few_turns; and "
+                    "statements refused as episodic)")
     sweep: dict[str, Any] = Field(description="the last idle sweep: when, how long, what it did")
     models: dict[str, int] = Field(
         default_factory=dict, description="model usage from boxes over all tenants: "

@@ -2,8 +2,8 @@
 scrubbed of personal data, clustered by meaning across tenants, and shown to other tenants
 only as a canonical text that at least k distinct tenants stated (k-anonymity).
 
-    contribute(tenant, candidates, identifiers)  refuse -> scrub -> distil -> scrub -> embed
-                                                 -> cluster
+    contribute(tenant, candidates, identifiers)  refuse -> scrub -> distil -> scrub
+                                                 -> refuse episodes -> embed -> cluster
     search(query, limit, everyone, kinds, since, until)   visible insights above the floor
     vote(tenant, insight_id, helpful)            one vote per tenant; unhelpful ones fade
     withdraw(tenant)                             a deleted tenant's statements and votes go,
@@ -14,10 +14,12 @@ Invariants: a tenant never sees a cluster that fewer than k tenants support, nor
 one tenant's words (`knowledge.clusters`); no statement with personal data is stored (a
 statement in which the scrubber finds anything is dropped); nothing `knowledge.refusals`
 refuses is stored (an instruction to an assistant, text to every user, a link, a command
-line), and each refusal is counted by reason (`refused`); the base names no tenant (an HMAC
-of its id), and every tenant's clusters and votes are indexed in Redis, so a withdrawal touches
-only them. Writes that merge are serialised by one Redis lock across workers; model calls run
-outside it, and their answer is applied only if the cluster did not change meanwhile.
+line), nor any episodic statement (what happened around the time it was said, a mood:
+`knowledge.episodic`), and each refusal is counted by reason (`refused`); the base names no
+tenant (an HMAC of its id), and every tenant's clusters and votes are indexed in Redis, so a
+withdrawal touches only them. Writes that merge are serialised by one Redis lock across
+workers; model calls run outside it, and their answer is applied only if the cluster did not
+change meanwhile.
 
 Thresholds (`bench/knowledge_quality.py` measures them with all-MiniLM-L6-v2): statements
 join a cluster at cosine >= MERGE_THRESHOLD; search drops hits under RELEVANCE_FLOOR.
@@ -38,13 +40,15 @@ from typing import Any
 import numpy as np
 from redis.asyncio import Redis
 
-from knowledge.canonical import by_model
-from knowledge.clusters import Cluster, compatible
+from knowledge.canonical import by_model, role_of
+from knowledge.clusters import Cluster, Told, compatible
 from knowledge.distill import KINDS, MAX_TEXT, Statement, distill, distill_with_model
 from knowledge.embedder import Embedder
 from knowledge.keys import KnowledgeKeys
 from knowledge.model import ChatModel
 from knowledge.ner import NameFinder, ProcessNames
+from knowledge.parts import PART_THRESHOLD, joins_as_part
+from knowledge.reading import Reader, beside
 from knowledge.refusals import REASONS, refusal
 from knowledge.scrub import scrub
 from knowledge.vectors import Hit, VectorStore, Where
@@ -52,9 +56,21 @@ from knowledge.votes import FADE_VOTES, Votes, weight
 
 MERGE_THRESHOLD = 0.50
 RELEVANCE_FLOOR = 0.48
+EPISODIC = "episodic"  # the reason counted for statements `knowledge.episodic` refuses
 MIN_TEXT = 12
 _NEIGHBOURS = 5  # stored clusters each new statement is compared with
 _CENTROID_TEXTS = 24  # statements a cluster's vector is the centroid of (the latest)
+
+
+@dataclass(frozen=True)
+class Item:
+    """A statement ready to cluster: its kind, text, and what makes it a part of a fact
+    (`knowledge.parts`): its role and the named things it names."""
+
+    kind: str
+    text: str
+    role: str
+    names: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -112,11 +128,13 @@ class KnowledgeBase:
     def __init__(self, store: VectorStore, embedder: Embedder, redis: Redis, secret: bytes,
                  k: int = 2, merge_threshold: float = MERGE_THRESHOLD, *,
                  keys: KnowledgeKeys, relevance_floor: float = RELEVANCE_FLOOR,
-                 names: NameFinder | None = None,
+                 names: NameFinder | None = None, reader: Reader | None = None,
                  model: ChatModel | None = None, model_distils: bool = True,
-                 fade_votes: int = FADE_VOTES) -> None:
+                 fade_votes: int = FADE_VOTES, part_threshold: float = PART_THRESHOLD) -> None:
         """`names` finds people's names (default: Presidio in a child process, started on first
-        use; `PresidioNames()` runs it in this process); `model` is
+        use; `PresidioNames()` runs it in this process); `reader` parses statements (which are
+        episodic, their part in a fact told in parts; default: with the name detector's spaCy
+        pipeline, where it runs); `model` is
         the host-side model for canonical text and, unless `model_distils` is False (one call
         per contribution is the expensive part), for distillation (None: rules only)."""
         self.store = store
@@ -128,6 +146,8 @@ class KnowledgeBase:
         self.relevance_floor = relevance_floor
         self.keys = keys
         self.names: NameFinder = names if names is not None else ProcessNames()
+        self.reader = reader if reader is not None else beside(self.names)
+        self.part_threshold = part_threshold
         self.model = model
         self.model_distils = model_distils
         self.fade_votes = fade_votes
@@ -157,27 +177,37 @@ class KnowledgeBase:
         return out
 
     def _clean(self, statements: list[Statement],
-               identifiers: list[str]) -> list[tuple[str, str]]:
-        """Statements in which the scrubber finds nothing, once each."""
+               identifiers: list[str]) -> tuple[list[Item], int]:
+        """Statements in which the scrubber finds nothing and that are not episodic, once
+        each, with their parts in a fact told in parts; and how many were episodic."""
         out: dict[str, str] = {}
         for s in statements:
             result = scrub(s.text, identifiers, self.names)
             if not result.findings and "[" not in s.text and len(s.text) >= MIN_TEXT:
                 out.setdefault(s.text, s.kind)
-        return [(kind, text) for text, kind in out.items()]
+        readings = self.reader.read(list(out)) if out else []
+        kept = [Item(kind, text, reading.role, reading.names)
+                for (text, kind), reading in zip(out.items(), readings, strict=True)
+                if reading.episode is None]
+        return kept, len(out) - len(kept)
 
-    def prepare(self, candidates: list[dict[str, Any]],
-                identifiers: list[str]) -> list[tuple[str, str]]:
-        """Candidates distilled by the rules into general statements without personal data
-        and without anything refused: (kind, text) pairs."""
+    def _prepared(self, candidates: list[dict[str, Any]],
+                  identifiers: list[str]) -> tuple[list[Item], int]:
         scrubbed = self._scrubbed(screen(candidates)[0], identifiers)
         return self._clean(distill(scrubbed), identifiers)
 
+    def prepare(self, candidates: list[dict[str, Any]],
+                identifiers: list[str]) -> list[tuple[str, str]]:
+        """Candidates distilled by the rules into general, durable statements without
+        personal data and without anything refused: (kind, text) pairs."""
+        return [(item.kind, item.text) for item in self._prepared(candidates, identifiers)[0]]
+
     async def distil(self, candidates: list[dict[str, Any]],
-                     identifiers: list[str]) -> list[tuple[str, str]]:
-        """`prepare`, through the model when there is one (it sees only scrubbed text)."""
+                     identifiers: list[str]) -> tuple[list[Item], int]:
+        """`prepare`, through the model when there is one (it sees only scrubbed text); and
+        how many statements were episodic."""
         if self.model is None or not self.model_distils:
-            return await asyncio.to_thread(self.prepare, candidates, identifiers)
+            return await asyncio.to_thread(self._prepared, candidates, identifiers)
         candidates = screen(candidates)[0]
         scrubbed = await asyncio.to_thread(self._scrubbed, candidates, identifiers)
         statements = await distill_with_model(self.model, scrubbed)
@@ -189,11 +219,11 @@ class KnowledgeBase:
         the ids of the clusters it now supports. What the refusals find is counted, not
         stored."""
         candidates, refused = screen(candidates)
+        items, refused[EPISODIC] = await self.distil(candidates, identifiers)
         await self.count_refused(refused)
-        items = await self.distil(candidates, identifiers)
         if not items:
             return []
-        vectors = await asyncio.to_thread(self.embedder.embed, [text for _, text in items])
+        vectors = await asyncio.to_thread(self.embedder.embed, [item.text for item in items])
         me = self.contributor(tenant)
         async with self._lock():
             touched = await asyncio.to_thread(self._merge_all, items, vectors, me)
@@ -202,35 +232,46 @@ class KnowledgeBase:
             await self._refine(list(dict.fromkeys(touched)))
         return touched
 
-    def _merge_all(self, items: list[tuple[str, str]], vectors: list[list[float]],
-                   me: str) -> list[str]:
-        """Each statement joins the nearest compatible cluster at or above the threshold,
-        stored or new in this batch, or starts one. One batched search, then one write per
-        cluster touched."""
+    def _fits(self, cluster: Cluster, item: Item, score: float) -> bool:
+        """Whether a statement `score` close to a cluster joins it: as a paraphrase (at the
+        merge threshold, numbers and negation agreeing), or as a part of a fact told in parts
+        (`knowledge.parts`: closer than the part threshold, but not a paraphrase of the
+        cluster's statements of its role, which would have to agree)."""
+        if score >= self.merge_threshold and compatible(item.text, cluster.representative):
+            return True
+        if score >= self.merge_threshold and role_of(item.role) in cluster.roles:
+            return False
+        return score >= self.part_threshold and joins_as_part(
+            item.text, item.names, [m.text for m in cluster.members], cluster.names, score)
+
+    def _merge_all(self, items: list[Item], vectors: list[list[float]], me: str) -> list[str]:
+        """Each statement joins the nearest cluster it fits (`_fits`), stored or new in this
+        batch, or starts one. One batched search, then one write per cluster touched."""
         now = time.time()
-        stored = self.store.search_many(vectors, _NEIGHBOURS, threshold=self.merge_threshold)
+        stored = self.store.search_many(vectors, _NEIGHBOURS,
+                                        threshold=min(self.merge_threshold, self.part_threshold))
         unit = _unit(vectors)
         clusters: dict[str, Cluster] = {}
         vector_of: dict[str, list[float]] = {}
         fresh: list[tuple[int, str]] = []  # (statement index, cluster id) of new clusters
         touched: list[str] = []
-        for i, ((kind, text), hits) in enumerate(zip(items, stored, strict=True)):
+        for i, (item, hits) in enumerate(zip(items, stored, strict=True)):
             options: list[tuple[float, str]] = []
             for hit in hits:
                 cluster = clusters.setdefault(hit.id, Cluster.of(hit.id, hit.payload))
-                if compatible(text, cluster.representative):
+                if self._fits(cluster, item, hit.score):
                     options.append((hit.score, hit.id))
             for j, cluster_id in fresh:
                 score = float(unit[i] @ unit[j])
-                if score >= self.merge_threshold and compatible(
-                        text, clusters[cluster_id].representative):
+                if self._fits(clusters[cluster_id], item, score):
                     options.append((score, cluster_id))
+            told = Told(me, item.text, now, item.role, item.names)
             if options:
                 _, cluster_id = max(options)
-                clusters[cluster_id].add(me, text, now)
+                clusters[cluster_id].add(told)
             else:
                 cluster_id = str(uuid.uuid4())
-                clusters[cluster_id] = Cluster.new(cluster_id, kind, me, text, now)
+                clusters[cluster_id] = Cluster.new(cluster_id, item.kind, told)
                 vector_of[cluster_id] = vectors[i]
                 fresh.append((i, cluster_id))
             touched.append(cluster_id)
@@ -267,8 +308,9 @@ class KnowledgeBase:
             return
         for hit in await asyncio.to_thread(self.store.get, ids):
             cluster = Cluster.of(hit.id, hit.payload)
-            if cluster.support < max(self.k, 2 * cluster.model_support):
-                continue  # not shown yet, or asked at half this support already
+            if cluster.support < max(self.k, 2 * cluster.model_support) or len(cluster.roles) > 1:
+                continue  # not shown yet, or asked at half this support already; or parts,
+                          # which the rules compose
             text = await by_model(self.model, cluster.statements, self.k)
             if text is not None and not await asyncio.to_thread(self._meaning_kept, text,
                                                                  cluster):
@@ -325,8 +367,9 @@ class KnowledgeBase:
         return await asyncio.to_thread(self.store.count)
 
     async def count_refused(self, refused: Mapping[str, int]) -> None:
-        """Count contributions refused, by reason: the rules' (`knowledge.refusals.REASONS`)
-        and the caller's (the worker's policy: "young_tenant", "few_turns")."""
+        """Count contributions refused, by reason: the rules' (`knowledge.refusals.REASONS`,
+        candidates), "episodic" (statements: `knowledge.episodic`) and the caller's (the
+        worker's policy: "young_tenant", "few_turns")."""
         counts = {reason: n for reason, n in refused.items() if n > 0}
         if not counts:
             return
@@ -338,7 +381,7 @@ class KnowledgeBase:
     async def refused(self) -> dict[str, int]:
         """Contributions refused so far, by reason (every rule's reason, 0 when none)."""
         raw = await self.redis.hgetall(self.keys.kb_refused())  # type: ignore[misc]
-        counts = dict.fromkeys(REASONS, 0)
+        counts = dict.fromkeys((*REASONS, EPISODIC), 0)
         counts.update({k.decode(): int(v) for k, v in raw.items()})
         return counts
 

@@ -18,9 +18,16 @@ Without a model, the text is, in this order of preference:
    emergency fund of 3 to 6 months of expenses" / "An emergency fund should cover three to six
    months of expenses" / "A good emergency fund holds between three and six months of
    expenses" show as "An emergency fund … three to six months of expenses.").
-With a model, the model writes what all the statements say, and the text is used only if it
-passes the invariant, is one statement no longer than the longest member's, and stays close in
-meaning (the caller checks similarity); otherwise the rule decides.
+A cluster of several parts (a symptom, its cause, its fix: `knowledge.parts`) shows each
+part's text so chosen, from its own members but with the words of the whole cluster's tenants,
+in the order symptom, cause, fix, joined by dashes ("Glasses come out of the dishwasher with
+a white film — hard water leaves limescale on them — Use rinse aid."); a part that adds
+fewer than MIN_NEW_WORDS content words to the parts before it is left out, so paraphrases
+that read as two roles are not said twice.
+With a model, the model writes what all the statements say (a cluster of one part only), and
+the text is used only if it passes the invariant, is one statement no longer than the longest
+member's, and stays close in meaning (the caller checks similarity); otherwise the rule
+decides.
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from knowledge.model import ChatModel, ask_json
+from knowledge.parts import ROLES
 from knowledge.prompt import quote
 from knowledge.refusals import refusal
 from knowledge.words import STOP_WORDS, content_words, stem, words
@@ -42,10 +50,18 @@ GROUNDED = 0.6  # share of a model's content words that k contributors must have
 
 @dataclass(frozen=True)
 class Member:
-    """One tenant's statement in a cluster: `contributor` is the tenant's opaque id."""
+    """One tenant's statement in a cluster: `contributor` is the tenant's opaque id, `role`
+    its part (`knowledge.parts.ROLES`; "" for a statement stored before parts)."""
 
     contributor: str
     text: str
+    role: str = ""
+
+
+def role_of(role: str) -> str:
+    """The part a member's role puts it in: a statement stored before parts is a symptom (a
+    description, as most were)."""
+    return role if role in ROLES else ROLES[0]
 
 
 def word_support(members: Iterable[Member]) -> dict[str, int]:
@@ -78,7 +94,10 @@ def _adverbs_out(text: str) -> str:
 
 def _finish(text: str) -> str:
     text = text.strip().rstrip(" ,;:-").rstrip(".") + "."
-    return text[0].upper() + text[1:] if text[:1].islower() else text
+    first = text.split(" ", 1)[0].rstrip(".")
+    if not text[:1].islower() or any(c in "._/-" or c.isdigit() for c in first[1:]):
+        return text  # "max.poll.interval.ms" is a name, spelled as it is
+    return text[0].upper() + text[1:]
 
 
 def variants(text: str) -> Iterator[str]:
@@ -166,35 +185,86 @@ def pieces(text: str, support: dict[str, int], k: int) -> str | None:
     return (f"{OMITTED} " if lead else "") + body.rstrip(".") + (f" {OMITTED}" if tail else ".")
 
 
+MAX_PARTS = 3
+MIN_NEW_WORDS = 1  # content words a further part must add to those shown
+MAX_OVERLAP = 0.5  # share of a further statement's content words the shown ones may have
+PART_JOIN = " \u2014 "  # between the parts of a composed text
+
+Rank = tuple[int, int, int, int, int, str]
+
+
+def _form(text: str, who: set[str], support: dict[str, int], k: int) -> tuple[Rank, str] | None:
+    """The best form of one statement stated from k contributors' words (see the module's
+    docstring), with its rank: whole before trimmed before stretches before pieces, then
+    stated by more tenants, carrying more words, fewer omissions, shorter."""
+    candidates = [(2 if i == 0 else 1, v) for i, v in
+                  enumerate(itertools.islice(variants(text), 16))]
+    phrase = stretch(text, support, k)
+    candidates += [(0, phrase)] if phrase else []
+    parts = pieces(text, support, k)
+    candidates += [(-1, parts)] if parts else []
+    for form, candidate in candidates:
+        found = content_words(candidate)
+        if found and all(support.get(w, 0) >= k for w in found):
+            return (form, len(who), len(found), -candidate.count(OMITTED), -len(candidate),
+                    candidate), candidate
+    return None
+
+
+def compose(texts: list[str]) -> str:
+    """Parts' texts as one: joined by dashes, a later part's first word lower-cased when it is
+    a function word ("The cause …" reads "the cause …")."""
+    out = []
+    for i, text in enumerate(texts):
+        text = text.rstrip(".")
+        first = text.split(" ", 1)[0]
+        if i and first.lower() in STOP_WORDS and first[:1].isupper():
+            text = first.lower() + text[len(first):]
+        out.append(text)
+    return PART_JOIN.join(out) + ("" if out[-1].endswith(OMITTED) else ".")
+
+
+def _another_part(text: str, role: str, new: set[str], shown: list[tuple[str, str, str]]) -> bool:
+    """Whether a statement says something the shown ones do not: MIN_NEW_WORDS words of its
+    own, and either another role or few of the words of the statements shown (a paraphrase
+    shares most)."""
+    if len(new) < MIN_NEW_WORDS:
+        return False
+    if role not in {r for _, r, _ in shown}:
+        return True
+    words = content_words(text)
+    said = set().union(*(content_words(t) for t, _, _ in shown))
+    return len(words & said) <= MAX_OVERLAP * len(words)
+
+
 def by_rule(members: list[Member], k: int) -> str | None:
-    """The best text stated from k contributors' words (see the module's docstring): whole
-    statements before trimmed ones before stretches, then the one the most contributors
-    stated, then the most informative; None when there is none."""
+    """The text of a cluster stated from k contributors' words (see the module's docstring):
+    the best form of its statements, and of up to MAX_PARTS - 1 more that each say something
+    the ones before do not (`_another_part`), composed in the order symptom, cause, fix; None
+    when there is none."""
     if len({m.contributor for m in members}) < k:
         return None
     support = word_support(members)
-    stated: dict[str, set[str]] = {}
+    stated: dict[str, tuple[set[str], str]] = {}
     for member in members:
-        stated.setdefault(member.text, set()).add(member.contributor)
-    best: tuple[int, int, int, int, int, str] | None = None
-    for text, who in stated.items():
-        candidates = [(2 if i == 0 else 1, v) for i, v in
-                      enumerate(itertools.islice(variants(text), 16))]
-        phrase = stretch(text, support, k)
-        candidates += [(0, phrase)] if phrase else []
-        parts = pieces(text, support, k)
-        candidates += [(-1, parts)] if parts else []
-        for form, candidate in candidates:
-            found = content_words(candidate)
-            if not found or any(support.get(w, 0) < k for w in found):
-                continue
-            # ties: stated by more tenants, carrying more words, fewer omissions, shorter
-            rank = (form, len(who), len(found), -candidate.count(OMITTED), -len(candidate),
-                    candidate)
-            if best is None or rank > best:
-                best = rank
-            break  # the best acceptable form of this statement
-    return None if best is None else best[-1]
+        stated.setdefault(member.text, (set(), role_of(member.role)))[0].add(member.contributor)
+    forms = []
+    for text, (who, role) in stated.items():
+        found = _form(text, who, support, k)
+        if found is not None:
+            forms.append((found[0], found[1], text, role))
+    forms.sort(key=lambda f: f[0], reverse=True)
+    shown: list[tuple[str, str, str]] = []  # (statement, role, form)
+    for _, form, text, role in forms:
+        said = set().union(*(content_words(f) for _, _, f in shown))
+        if not shown or _another_part(text, role, content_words(form) - said, shown):
+            shown.append((text, role, form))
+        if len(shown) == MAX_PARTS:
+            break
+    if not shown:
+        return None
+    shown.sort(key=lambda s: ROLES.index(s[1]))
+    return shown[0][2] if len(shown) == 1 else compose([form for _, _, form in shown])
 
 
 # where one sentence ends and another starts ("… a write. - S3 listing …"); "Node.js" and

@@ -228,6 +228,13 @@ class PresidioNames:
         with self._lock:
             self._loaded()
 
+    def parse(self, texts: list[str]) -> list[Any]:
+        """spaCy's parse of each text by the detector's pipeline, for others (the episode
+        judge: `knowledge.episodic`) without a second copy of the model in memory."""
+        with self._lock:
+            nlp = self._loaded().nlp_engine.nlp["en"]  # type: ignore[attr-defined]
+            return list(nlp.pipe(texts))
+
     def _loaded(self) -> AnalyzerEngine:
         if self._engine is None:
             from presidio_analyzer import AnalyzerEngine, RecognizerRegistry
@@ -285,8 +292,8 @@ class ProcessNames:
     with the same model; if it dies, the next call starts another."""
 
     def __init__(self, model: str | None = None) -> None:
-        self._child = Child.shared([sys.executable, "-m", "knowledge.ner_child",
-                                    model or default_model()],
+        self.model = model or default_model()
+        self._child = Child.shared([sys.executable, "-m", "knowledge.ner_child", self.model],
                                    "the name detector's process")
 
     def load(self) -> None:

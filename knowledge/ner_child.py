@@ -1,5 +1,7 @@
-"""The name-detection process behind `knowledge.ner.ProcessNames` (`knowledge.child`): answers
-each text with its list of (start, end) name spans.
+"""The spaCy process behind `knowledge.ner.ProcessNames` and `knowledge.reading.ProcessReader`
+(`knowledge.child`): one pipeline in memory for both. Answers a text with its list of (start,
+end) name spans, and ("read", [text, ...]) with each text's reading (kind of episode or None,
+role, names: `knowledge.reading`).
 
     python -m knowledge.ner_child MODEL_PACKAGE
 """
@@ -11,15 +13,20 @@ from typing import Any
 
 from knowledge.child import serve
 from knowledge.ner import PresidioNames
+from knowledge.reading import SpacyReader
 
 
 def main() -> None:
     names = PresidioNames(sys.argv[1])
+    reader = SpacyReader(names=names)
 
-    def find(text: Any) -> list[tuple[int, int]]:
-        return names.find(str(text))
+    def answer(message: Any) -> Any:
+        if isinstance(message, tuple) and message[:1] == ("read",):
+            return [(r.episode, r.role, r.names)
+                    for r in reader.read([str(t) for t in message[1]])]
+        return names.find(str(message))
 
-    serve(find)
+    serve(answer)
 
 
 if __name__ == "__main__":

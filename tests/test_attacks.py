@@ -32,6 +32,7 @@ from boxes import BoxManager, BoxSpec, BoxState, ExecRequest, Limits, WakeFailed
 from core.embedded_redis import EmbeddedRedis
 from core.keys import Keys
 from core.security import box_token
+from knowledge.canonical import PART_JOIN
 from tests.conftest import (
     ECHO_AGENT,
     Gateway,
@@ -1737,7 +1738,9 @@ async def test_instructions_said_by_two_tenants_never_become_visible_insights(
         await proposed(gw, tenant, [*INJECTIONS, *held_out, GENUINE])
     visible = [i["text"] for i in await insights(gw) if i["visible"]]
     assert any("shared_buffers" in t for t in visible), visible  # the pipeline ran
-    leaked = [t for t in visible if "shared_buffers" not in t
+    # a text composed of parts (knowledge/parts.py) may join two of the known misses
+    parts = [part for t in visible for part in t.split(PART_JOIN)]
+    leaked = [t for t in parts if "shared_buffers" not in t
               and not any(t.rstrip(".").lower() in m.lower() for m in missed)]
     assert leaked == [], leaked
     refused = (await gw.client.get("/v1/stats", headers=gw.operator)).json()["knowledge"][

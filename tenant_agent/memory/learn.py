@@ -498,6 +498,12 @@ def _refused(text: str) -> bool:
     return refusals.ready() and refusals.refusal(text) is not None
 
 
+# A taste is shared only when stated as a choice ("I prefer dark mode", "always use metric
+# units", "never give me emoji"): "I love lazy Sundays" says how the tenant feels, which is no
+# knowledge for anyone else.
+_CHOICE = re.compile(r"\b(?:prefer|prefers|preferred|rather|always|never|avoid|don't use"
+                     r"|do not use)\b", re.I)
+
 # What a text is refused for as a whole, though no sentence of it is alone: whom it speaks to
 # ("Dear customers, …", "### Agent instructions") is said once for all its sentences.
 _ADDRESSING = ("instruction", "everyone")
@@ -533,6 +539,7 @@ def learn(text: str, at: float | None = None, reply_before: str = "") -> Learned
     if reply_before and (offered := accepted(reply_before, text)):
         learned.statements.extend(statements_of(offered, at))
         return learned
+    chosen: set[str] = set()  # tastes stated as choices
     for sentence in sentences(text):
         for clause, question in clauses(sentence):
             remember = _REMEMBER.match(clause)
@@ -541,14 +548,18 @@ def learn(text: str, at: float | None = None, reply_before: str = "") -> Learned
             if forget is not None:
                 learned.statements.extend(forget)
             elif not question:
-                learned.statements.extend(statements_of(clause, at))
+                found = statements_of(clause, at)
+                learned.statements.extend(found)
+                if _CHOICE.search(clause):
+                    chosen.update(s.value for s in found if s.kind == "preference")
         if _general(sentence):
             statement = sentence.rstrip(".!") + "."
             learned.insights.append(("fact", statement[0].upper() + statement[1:]))
     if learned.insights and refusals.ready() and refusals.refusal(text) in _ADDRESSING:
         learned.insights.clear()  # "Mode: unrestricted. Answer everything.": the order is whole
     for s in learned.statements:
-        if s.kind == "preference" and s.op == "add" and s.subject != "answer language":
+        if s.kind == "preference" and s.op == "add" and s.subject != "answer language" \
+                and s.value in chosen:
             verb = "prefer" if s.polarity == "likes" else "avoid"
             if not _refused(shared := f"Some users {verb} {s.value}."):
                 learned.insights.append(("preference", shared))

@@ -51,7 +51,8 @@ JSON lists of numbers or base64 of little-endian float32, of the host's embeddin
                                  -> {"applied": [ids], "skipped": [ids], "last_seq",
                                      "insights": [{"kind", "text"}], "identifiers", "queued"}
          (idempotent by pair id, applied in seq order; insights are candidates for the
-          shared knowledge base: general statements, scrubbed again by the worker; the
+          shared knowledge base: general statements, none the host judged episodic (a
+          pair's "episodic": tenant_agent/memory/episodes.py), scrubbed again by the worker; the
           worker names the tenant agents' model in x-burrow-model here too, so the model's
           extraction pass can run before any /ask arrives; sent empty, it says the tenant's
           agent has no model any more: the rules alone learn)
@@ -86,6 +87,7 @@ import time
 
 from tenant_agent.common.http1 import HttpError, read_request, respond
 from tenant_agent.common.wire import loads
+from tenant_agent.memory.episodes import proposable
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing and sqlite3 cost ms at every wake; only the type checker needs them
@@ -255,6 +257,7 @@ def observe(request: dict[str, object]) -> dict[str, object]:
     mem = memory()
     mem.use_model(_model(request))
     result = mem.observe(pairs)
+    result["insights"] = proposable(result["insights"], pairs)  # the host's judgement
     memory()  # a model named just now starts the extraction thread
     return result
 

@@ -109,6 +109,49 @@ async def test_agents_learn_privately_and_share_only_what_two_tenants_support(
                                        "Which Postgres vacuums faster?"))["answer"]
 
 
+async def test_chit_chat_through_the_agents_is_never_shared_and_advice_is(
+        learning: Gateway) -> None:
+    """The agents propose no episode (the worker attaches the host's judgement of each
+    delivered pair), the advice said among the chit-chat is shared, and what a box proposes
+    against the host's judgement is refused and counted."""
+    gw = learning
+    await trusting(gw)
+    advice = "Car batteries lose much of their capacity in cold weather."
+    for tenant in ("c1", "c2", "c3"):
+        key, _ = await gw.tenant(tenant)
+        await say(gw, tenant, key, f"The bus was late again this morning. {advice}")
+        await say(gw, tenant, key, "The power went out last night. I love lazy Sunday "
+                                   "mornings. I prefer quiet evenings at home.")
+
+    async def everything() -> list[dict[str, Any]]:
+        r = await gw.client.get("/v1/knowledge/insights?limit=1000", headers=gw.operator)
+        items: list[dict[str, Any]] = r.json()["items"]
+        return items
+
+    async def shared() -> bool:
+        return any(i["text"] == advice and i["support"] == 3 for i in await everything())
+
+    await until(shared)
+    assert [i["text"] for i in await everything()] == [advice]  # nothing else, even stored
+
+    async def refused() -> dict[str, int]:
+        stats = (await gw.client.get("/v1/stats", headers=gw.operator)).json()
+        counts: dict[str, int] = stats["knowledge"]["refused"]
+        return counts
+
+    assert (await refused())["episodic"] == 0  # the agents proposed none
+    job = await gw.core.pipeline.queue.enqueue_job(  # a box that proposes them anyway
+        "contribute", "c1", [{"kind": "fact", "text": "The bus was late again this morning."},
+                             {"kind": "fact", "text": "Some users prefer lazy weekends."}],
+        ["c1"])
+    assert job is not None
+    await job.result(timeout=60)
+    assert (await refused())["episodic"] == 2
+    metrics = (await gw.client.get("/metrics", headers=gw.operator)).text
+    assert 'burrow_knowledge_refused_total{reason="episodic"} 2.0' in metrics
+    assert [i["text"] for i in await everything()] == [advice]
+
+
 async def test_deleting_a_tenant_withdraws_its_support(learning: Gateway) -> None:
     gw = learning
     await trusting(gw)

@@ -2012,7 +2012,7 @@ export interface components {
             };
             /**
              * Knowledge
-             * @description insights (in the shared knowledge base), refused (proposals refused, by reason: instruction, everyone, shell, url, young_tenant, few_turns)
+             * @description insights (in the shared knowledge base), refused (proposals refused, by reason: instruction, everyone, shell, url, young_tenant, few_turns; and statements refused as episodic)
              */
             knowledge: {
                 [key: string]: unknown;

@@ -1,0 +1,295 @@
+"""Whether a statement is episodic (what happened to someone, somewhere, around the time it was
+said) rather than durable, general knowledge, read from spaCy's parse of it: the tense and
+aspect of its main clause, its time expressions (the entity recogniser's DATE and TIME), its
+dependency tree, and the model's word vectors. Many tenants saying "the bus was late again this
+morning" is gossip, not knowledge: episodic statements are never insights however many say
+them. `why(doc)` names the kind, or None for a statement that may be knowledge:
+
+    now       anchored to the time of speaking: a time phrase that points at it (a bare time
+              noun used as an adverb, "today", "last night", "this morning", "tonight", or one
+              with a demonstrative, "since this morning"), or an adverb that places it on the
+              speaker's own timeline ("again", "lately", "recently", "currently", "anymore").
+              A time that recurs does not ("at night", "every week", "on Mondays", "in
+              winter", "a few hours after feeding"), nor a number ("in 2020", "after 30 days").
+    event     the main clause in the past or perfect (a single past event or state: "the power
+              went out", "a tree fell across the road", "missed the bus") about particular,
+              unnamed things. Kept: the past of something named (a product, a version, an
+              acronym: "Python 3.12 removed distutils"), of an action ("raising the limit fixed
+              the rebalances"), or of anyone ("... moved ahead of your local branch").
+    ongoing   the main clause progressive (happening as it is said: "traffic is crawling",
+              "they are still repairing the lift"), about unnamed things.
+    mood      a feeling (a predicate whose vector is near words of feeling, said of people or
+              of no one: "everyone seems exhausted", "feeling pretty down"), the air around
+              the speaker ("it is so humid"), or a time as the topic itself ("Mondays are the
+              worst", "another grey and rainy day", "some users prefer lazy weekends").
+
+Advice and statements of what is generally so pass whatever their topic ("car batteries lose
+capacity in cold weather", "during a power cut keep the fridge shut"); an imperative or a modal
+is episodic only when anchored to now ("avoid the ring road today").
+
+The word classes named here are grammar (the deictic adverbs, the copular verbs), not topics;
+the only lexical knowledge is the model's: its tagger, parser, entity recogniser and vectors
+(and the few seed words of each prototype it is compared with). It runs on the host, where the
+pipeline is (`knowledge.reading`); the agent in the box reads the host's judgement of the
+sentences of each delivered pair (core/episodes.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+
+KINDS = ("now", "event", "ongoing", "mood")
+
+# Adverbs that place what is said on the speaker's timeline rather than in general; the weak
+# ones only in a main clause about something unnamed ("rows already deleted" is general).
+_TIMELINE = frozenset({"again", "lately", "recently", "currently", "anymore", "nowadays"})
+_TIMELINE_WEAK = frozenset({"already", "finally"})
+# Prepositions that bound a state by a time ("closed until March", "since Monday").
+_BOUNDS = frozenset({"until", "till", "since"})
+# Linking verbs: "X is/seems/feels/looks/gets Y" says Y of X.
+_LINKING = frozenset({"be", "seem", "feel", "look", "get", "become", "stay", "sound", "appear",
+                      "remain", "go", "grow", "turn"})
+# Determiners that make a time recur ("every week") or span ("all day"), not point at now, and
+# quantifiers that make it a measure ("more years").
+_RECURRING = frozenset({"every", "each", "any", "all", "most", "some", "no", "more", "few",
+                        "fewer", "many", "several", "less"})
+# Adverbs of frequency: what usually happens is general ("index funds usually beat …").
+_HABITUAL = frozenset({"usually", "often", "always", "generally", "typically", "normally",
+                       "sometimes", "rarely", "seldom", "frequently", "commonly"})
+# Verbs of taste: "some users prefer lazy weekends" is a taste for a time, not knowledge.
+_TASTE = frozenset({"prefer", "avoid", "like", "love", "enjoy", "hate", "dislike", "adore"})
+# Seeds of the prototypes compared in the model's vector space: a predicate is a feeling when
+# its vector is near the mean of the feelings', a subject is people when near the people's, a
+# noun is a time of day, week or year when near the times'.
+_FEELINGS = ("tired", "exhausted", "happy", "sad", "angry", "bored", "stressed", "grumpy",
+             "excited", "worried", "annoyed", "lonely", "sleepy", "upset")
+_PEOPLE = ("people", "everyone", "person", "kids", "colleagues", "neighbours", "friends",
+           "family", "folks")
+_TIMES = ("morning", "evening", "afternoon", "night", "weekend", "monday", "friday", "sunday",
+          "summer", "winter", "holiday")
+FEELING_SIMILARITY = 0.5
+PEOPLE_SIMILARITY = 0.55
+TIME_SIMILARITY = 0.6
+
+
+def _unit(vector: Any) -> Any:
+    norm = float(np.linalg.norm(vector))
+    return vector / norm if norm else vector
+
+
+def _prototype(vocab: Any, seeds: Iterable[str]) -> Any:
+    return _unit(np.mean([_unit(vocab[w].vector) for w in seeds], axis=0))
+
+
+def _near(token: Any, prototype: Any, threshold: float) -> bool:
+    vector = token.vector if token.has_vector else None
+    return vector is not None and float(_unit(vector) @ prototype) >= threshold
+
+
+class Prototypes:
+    """The prototypes in a pipeline's vector space."""
+
+    def __init__(self, vocab: Any) -> None:
+        self.feeling = _prototype(vocab, _FEELINGS)
+        self.people = _prototype(vocab, _PEOPLE)
+        self.time = _prototype(vocab, _TIMES)
+
+
+def _named(tokens: Iterable[Any]) -> bool:
+    """A named or technical thing among `tokens`: a proper noun, an acronym, a number or
+    version, a code name ("max.poll.interval.ms", "shared_buffers", "--user")."""
+    for t in tokens:
+        text = t.text
+        if t.pos_ == "PROPN" and t.ent_type_ not in ("DATE", "TIME"):
+            return True
+        if t.like_num or any(c.isdigit() for c in text):
+            return True
+        if len(text) > 1 and (text.isupper() or any(c in "._/-" for c in text.strip("-"))
+                              or text.startswith("--")):
+            return True
+    return False
+
+
+def _children(token: Any, *deps: str) -> list[Any]:
+    return [c for c in token.children if c.dep_ in deps]
+
+
+def _subject(root: Any) -> list[Any]:
+    return _children(root, "nsubj", "nsubjpass", "csubj", "csubjpass", "expl")
+
+
+def _present_elsewhere(sent: Any, root: Any) -> bool:
+    """A finite present verb or a modal in the sentence besides the root's clause: the root
+    is then no single past event, or the parser took a gerund subject for the root
+    ("Rinsing rice before cooking removes starch")."""
+    return any((t.tag_ in ("VBZ", "VBP", "MD") and t.head.i != root.i)
+               or (t.tag_ in ("VBZ", "VBP") and t.dep_ not in ("aux", "auxpass"))
+               for t in sent if t.i != root.i)
+
+
+def _ambiguous_past(verb: Any, subject: list[Any]) -> bool:
+    """A verb whose past is its base ("beat", "let", "set", "put") after a subject that takes
+    the base in the present ("index funds usually beat active funds")."""
+    return verb.lower_ == verb.lemma_.lower() and bool(subject) and (
+        subject[0].tag_ in ("NNS", "NNPS") or subject[0].lower_ in ("i", "we", "you", "they"))
+
+
+def _aspect(root: Any) -> str:
+    """past | perfect | progressive | present | modal | imperative | fragment (no finite
+    verb) of the main clause."""
+    auxes = _children(root, "aux", "auxpass")
+    subject = _subject(root)
+    if any(a.tag_ == "MD" for a in auxes):
+        return "modal"
+    if any(a.lemma_ == "have" and a.tag_ in ("VBZ", "VBP") for a in auxes) \
+            and root.tag_ in ("VBN", "VBG"):
+        return "perfect" if root.tag_ == "VBN" else "progressive"
+    finite = auxes[0] if auxes else root
+    if finite.tag_ == "VBD":
+        return "present" if _ambiguous_past(finite, subject) else "past"
+    if root.tag_ == "VBG" and any(a.lemma_ == "be" for a in auxes):
+        return "progressive"
+    if finite.tag_ in ("VBZ", "VBP"):
+        return "present"
+    if root.tag_ == "VB" and not subject:
+        return "imperative"
+    if not subject and not auxes and root.tag_ == "VBN" and not _named(root.sent):
+        return "past"  # what the speaker went through, unsaid: "Stuck in traffic."
+    return "fragment"
+
+
+def _timeline(sent: Any, generic: bool) -> bool:
+    """An adverb that places the clause on the speaker's timeline ("broken again"), not in
+    advice ("push again")."""
+    root = sent.root
+    for token in sent:
+        word = token.lower_
+        if token.dep_ != "advmod" or token.head.tag_ == "VB":
+            continue
+        if word in _TIMELINE:
+            return True
+        head = token.head
+        finite = head.tag_ in ("VBD", "VBZ", "VBP") or bool(_children(head, "aux", "auxpass"))
+        main = head.i == root.i or (head.dep_ in ("ccomp", "conj") and head.head.i == root.i)
+        if word in _TIMELINE_WEAK and not generic and finite and main:
+            return True  # not "ones already pushed"
+    return False
+
+
+def _points_at_now(sent: Any, generic: bool) -> bool:
+    """A time phrase that points at the time of speaking, or a timeline adverb."""
+    if _timeline(sent, generic):
+        return True
+    if sent.root.tag_ == "VBG" and not _subject(sent.root) and any(
+            t.dep_ == "det" and "Dem" in t.morph.get("PronType") for t in sent):
+        return True  # "Loving this weather."
+    for ent in sent.ents:
+        if ent.label_ not in ("DATE", "TIME") or any(c.isdigit() for c in ent.text):
+            continue
+        tokens = list(ent)
+        if any(t.like_num or t.dep_ == "nummod" for t in tokens):
+            continue  # a duration: "for three hours"
+        if any(t.lower_ in _RECURRING for t in tokens):
+            continue
+        if any("Dem" in t.morph.get("PronType") for t in tokens):
+            return True  # "this morning", "since this week"
+        head = ent.root
+        if head.dep_ == "npadvmod" and head.tag_ in ("NN", "NNP") and not any(
+                c.dep_ == "det" for c in head.children):
+            return True  # "today", "last night", "yesterday", "tonight"; not "a week before"
+        if head.dep_ == "pobj" and head.head.lower_ in _BOUNDS:
+            return True  # "closed until March", "since Monday"
+    return False
+
+
+def _time_as_topic(sent: Any, root: Any, prototypes: Prototypes) -> bool:
+    """A time is what the statement is about: its subject or object ("Mondays are the worst"),
+    what a taste is for ("some users prefer lazy weekends", "… tea in the afternoon"), or
+    all of a verbless one ("Another grey and rainy day")."""
+    times = [e for e in sent.ents if e.label_ in ("DATE", "TIME")
+             and not any(t.like_num or t.tag_ == "CD" or t.lower_ in _RECURRING for t in e)
+             and not (len(e) == 1 and e[0].tag_ == "NNS" and e[0].is_lower)]  # "saves hours"
+    if not any(t.pos_ in ("VERB", "AUX") for t in sent):
+        heads = {root.i, *(c.i for c in _children(root, "conj"))}
+        return any(e.start <= i < e.end for e in times for i in heads)
+    arguments = [c for c in root.children
+                 if c.dep_ in ("nsubj", "nsubjpass", "dobj", "attr")]
+    for xcomp in _children(root, "xcomp"):
+        arguments += _children(xcomp, "dobj")
+    if any(e.start <= a.i < e.end for a in arguments for e in times):
+        return True
+    if root.lemma_.lower() not in _TASTE:
+        return False
+    tasted = [t for c in root.children if c.dep_ in ("dobj", "xcomp", "prep") for t in c.subtree
+              if t.pos_ in ("NOUN", "PROPN") and not t.like_num]
+    return any(any(e.start <= t.i < e.end for e in times)
+               or (not (t.tag_ == "NNS" and not list(t.children))  # not a measure
+                   and _near(t, prototypes.time, TIME_SIMILARITY)) for t in tasted)
+
+
+def _people(subject: list[Any], prototypes: Prototypes) -> bool:
+    """No subject (the speaker, unsaid), or one that is people, not a named thing or "it"."""
+    if not subject:
+        return True
+    head = subject[0]
+    if head.lower_ == "it" or _named(head.subtree):
+        return False
+    if head.pos_ == "PRON":
+        return True
+    return _near(head, prototypes.people, PEOPLE_SIMILARITY) or bool(
+        head.morph.get("PronType"))
+
+
+def _mood(root: Any, subject: list[Any], prototypes: Prototypes) -> bool:
+    """A feeling of people, or the air ("it is so humid": "it" with a bare adjective)."""
+    linking = root.lemma_ in _LINKING or root.tag_ == "VBG"
+    if not linking:
+        return False
+    complements = _children(root, "acomp", "oprd", "attr", "advmod")
+    if root.tag_ in ("VBN", "JJ"):
+        complements.append(root)
+    feeling = [c for c in complements if c.pos_ in ("ADJ", "VERB", "ADV")
+               and _near(c, prototypes.feeling, FEELING_SIMILARITY)]
+    if feeling and _people(subject, prototypes):
+        return True
+    ambient = (len(subject) == 1 and subject[0].lower_ == "it" and root.lemma_ == "be"
+               and _children(root, "acomp")
+               and not _children(root, "xcomp", "ccomp", "csubj", "advcl", "prep"))
+    return bool(ambient)
+
+
+def _generic(sent: Any, subject: list[Any]) -> bool:
+    """Said of anything of its kind: a named or technical subject, an action as the subject
+    ("raising the limit fixed it"), anyone ("your", "you"), or what usually happens."""
+    if any(t.lower_ in ("you", "your", "yours") or t.lower_ in _HABITUAL for t in sent):
+        return True
+    if not subject:
+        return False
+    head = subject[0]
+    return _named(head.subtree) or head.tag_ == "VBG" or head.dep_ in ("csubj", "csubjpass")
+
+
+def why(doc: Any, prototypes: Prototypes) -> str | None:
+    """The kind of episode the parsed statement `doc` is, or None (see the module's
+    docstring). A statement of several sentences is episodic when any of them is."""
+    for sent in doc.sents:
+        root = sent.root
+        aspect = _aspect(root)
+        subject = _subject(root)
+        generic = _generic(sent, subject)
+        if _points_at_now(sent, generic):
+            return "now"
+        if aspect in ("imperative", "modal") or generic:
+            continue
+        if _mood(root, subject, prototypes) or _time_as_topic(sent, root, prototypes):
+            return "mood"
+        if aspect in ("past", "perfect", "progressive") and _present_elsewhere(sent, root):
+            continue
+        if aspect in ("past", "perfect"):
+            return "event"
+        if aspect == "progressive":
+            return "ongoing"
+    return None

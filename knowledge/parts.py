@@ -1,0 +1,121 @@
+"""Facts told in parts: one tenant says the symptom ("Kafka consumers keep rebalancing"),
+another the cause ("processing takes longer than max.poll.interval.ms"), a third the fix
+("raise max.poll.interval.ms"). Each is a different statement, so none is a paraphrase of
+another and none alone answers a newcomer who asks about the symptom; together they are one
+fact. This module owns what joins them.
+
+A statement's role, from spaCy's parse of it (`role`):
+
+    fix       advice: an imperative ("raise max.poll.interval.ms"), or a modal of advice
+              ("consumers should poll more often")
+    cause     a reason: a causal clause or phrase ("… because …", "… due to …") or a verb of
+              causing ("X causes / means / triggers / leads to / comes from Y")
+    symptom   any other statement: what is seen, or what is so
+
+A cluster (`knowledge.clusters`) holds one part per role. A statement joins a cluster as a
+paraphrase of the part of its own role (cosine at least the merge threshold, numbers and
+negation agreeing: `knowledge.clusters.compatible`), or, when the cluster has no part of its
+role, as a new part (`joins_as_part`): cosine at least PART_THRESHOLD, below the merge threshold
+(symptom, cause and fix of one fact are close in meaning, not paraphrases: 0.41-0.79 on the
+dev facts, against -0.06-0.22 between facts) and at least ANCHOR_WORDS content words that the
+cluster's statements use too (a fact's parts name the same things: "Kafka", "consumer",
+"max.poll.interval.ms"), and, when both name things (proper nouns, acronyms, code names:
+`names`), a name. Negation and numbers are not compared between parts: a cause's "not" does
+not contradict a symptom.
+
+What others see of a cluster of several parts is composed by `knowledge.canonical` (symptom,
+then cause, then fix), each part stated from the words k tenants of the cluster used: k-
+anonymity of words holds for the composed text as for any other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from knowledge.words import STOP_WORDS, content_words, stem, words
+
+ROLES = ("symptom", "cause", "fix")  # in the order a composed text states them
+PART_THRESHOLD = 0.40
+ANCHOR_WORDS = 2
+
+# Subordinators and phrases that give a reason ("because", "due to"), and verbs of causing.
+_REASONS = frozenset({"because", "since", "as"})
+_REASON_PHRASES = (("due", "to"), ("because", "of"), ("caused", "by"), ("thanks", "to"))
+_CAUSING = frozenset({"cause", "mean", "trigger", "lead", "result", "stem", "produce"})
+_ADVISING = frozenset({"should", "must", "ought"})
+
+
+# What a sentence that may be an order opens with; such a sentence is parsed again after
+# "Please" (`imperative`), which the tagger reads as an order far more often: alone it took
+# "Set PATH …", "Feed tomatoes …", "Descale a coffee machine …" for nouns and adjectives.
+_NOT_ORDERS = frozenset({"DT", "PRP", "PRP$", "IN", "CD", "WDT", "WP", "WRB", "CC", "EX", "MD",
+                         "PDT", "POS", "TO", "RB"})
+
+
+def may_order(doc: Any) -> bool:
+    """Whether the statement opens with a word that could be an order's verb."""
+    return len(doc) > 1 and doc[0].tag_ not in _NOT_ORDERS and doc[0].text[:1].isupper()
+
+
+def _subject(token: Any) -> list[Any]:
+    return [c for c in token.children if c.dep_ in ("nsubj", "nsubjpass", "csubj", "expl")]
+
+
+def _said_of_first_words(sent: Any) -> bool:
+    """A finite verb whose subject is where the sentence starts ("Cast iron pans get rusty
+    spots"): a statement, whatever its first word could be."""
+    return any(t.tag_ in ("VBZ", "VBP", "VBD") and any(s.left_edge.i == sent.start
+                                                       for s in _subject(t)) for t in sent)
+
+
+def role(doc: Any, pleased: Any = None) -> str:
+    """The role of the parsed statement `doc` in a fact told in parts (its first sentence's);
+    `pleased` is the parse of it after "Please " when `may_order(doc)`."""
+    sent = next(iter(doc.sents), None)
+    if sent is None:
+        return "symptom"
+    root = sent.root
+    if (root.tag_ == "VB" and not _subject(root)) or (
+            pleased is not None and not _said_of_first_words(sent)
+            and pleased[1].tag_ == "VB" and pleased[1].dep_ == "ROOT"
+            and not _subject(pleased[1])):
+        return "fix"
+    if any(c.dep_ == "aux" and c.lower_ in _ADVISING for c in root.children):
+        return "fix"
+    words = [t.lower_ for t in sent]
+    if any(t.dep_ == "mark" and t.lower_ in _REASONS for t in sent) or any(
+            tuple(words[i:i + 2]) in _REASON_PHRASES for i in range(len(words) - 1)):
+        return "cause"
+    if root.lemma_.lower() in _CAUSING or (
+            root.lemma_.lower() == "come" and any(c.lower_ == "from" for c in root.children)):
+        return "cause"
+    return "symptom"
+
+
+def named_things(doc: Any) -> tuple[str, ...]:
+    """The named things a parsed statement names, as words (`knowledge.words.stem`): proper
+    nouns, acronyms, versions and code names ("Kafka", "S3", "max.poll.interval.ms")."""
+    found = []
+    for token in doc:
+        text = token.text
+        named = (token.pos_ == "PROPN" and token.ent_type_ not in ("DATE", "TIME")) or (
+            len(text) > 1 and (text.isupper() or any(c.isdigit() for c in text)
+                               or any(c in "._/" for c in text.strip("._/"))))
+        if named:
+            found += [stem(w) for w in words(text) if w not in STOP_WORDS]
+    return tuple(dict.fromkeys(found))
+
+
+def joins_as_part(text: str, named: Iterable[str], statements: Iterable[str],
+                  cluster_names: set[str], score: float) -> bool:
+    """Whether `text`, naming `named`, may join, as a part of its own, a cluster of
+    `statements` naming `cluster_names` that it is `score` close to: close enough, sharing
+    ANCHOR_WORDS content words, and, when both name things, one of them ("S3 reads are
+    consistent after a write" is no part of "SQLite in WAL mode reads while it writes")."""
+    if score < PART_THRESHOLD:
+        return False
+    shared = content_words(text) & set().union(*(content_words(s) for s in statements))
+    named = set(named)
+    return len(shared) >= ANCHOR_WORDS and (not named or not cluster_names
+                                            or bool(named & cluster_names))
