@@ -6,13 +6,21 @@ Delivery (`observe`) stays fast and never waits for a model: per pair it records
 the rules, and queues the episode for the model's extraction pass (tenant_agent/memory/extract.py)
 when the agent has a model. Measured: well under 1 ms of CPU per pair (bench/memory.py).
 
-What a statement does (`hold`), the same whether the rules or a model found it:
+What a statement does (`hold`), the same whether the rules, the parse or a model found it:
 - the same thing said again (same subject, value and polarity) is evidence for the memory
   held: its evidence count and confidence grow, its request ids gain the new one;
 - a contradiction supersedes: "I don't like dark mode" after "I like dark mode", a second
-  location or employer, a "prefer X mode" after another liked "… mode", a new answer
-  language. The old memory keeps its history: `valid_to` is when the new one was said and
-  `superseded_by` names it;
+  location or employer, a changed count ("three cats" after "two cats"), a "prefer X mode"
+  after another liked "… mode", a new answer language. The old memory keeps its history:
+  `valid_to` is when the new one was said and `superseded_by` names it;
+- the same thing by meaning supersedes too, where the subjects differ (the host's vectors of
+  memory texts, compared in the box): a new attribute of the tenant (what it is, does, where
+  it lives, its diet, status, name: ATTRIBUTES) supersedes a held one whose text is within
+  SAME_THING of it ("Is a meat eater" and "Is a vegetarian" 0.66; "Is a meat eater" and
+  "Works as a student" 0.10); a statement said as a change ("these days …", "… now",
+  "instead") supersedes the held attribute or preference most like it, above CHANGED_THING.
+  Possessions, family members, likes and languages are never superseded by meaning ("Has a
+  sister" and "Has two brothers" are 0.66 alike and both hold);
 - "end" (I no longer live in Berlin) closes what it names without a successor;
 - "forget" removes what it names with its history and the episodes it came from, and the
   turn that asked is not kept either.
@@ -23,13 +31,15 @@ delivered (a backlog delivered after a freeze keeps its own time).
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 import threading
 import time
 
 from tenant_agent.memory import store, turns, vectors
 from tenant_agent.memory.learn import Statement, learn
-from tenant_agent.memory.utterance import is_question
+from tenant_agent.memory.structure import CHANGE, said
+from tenant_agent.memory.utterance import is_question, sentences
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs ms at every wake; only the type checker needs it
@@ -41,6 +51,26 @@ MAX_PENDING = 5000  # turns waiting for the model; beyond, the oldest wait no mo
 _REPLY_BEFORE_S = 1800.0  # a bare "yes" answers the previous reply if it came this recently
 MEMORY_COLUMNS = ("id, kind, subject, value, polarity, text, at, valid_from, valid_to, "
                   "superseded_by, confidence, evidence, source, exclusive, updated, n")
+SAME_THING = 0.6     # cosine of two memory texts about one attribute of the tenant
+FORGET_FLOOR = 0.45  # the memory most like what a request to forget names, at least this like
+FORGET_SURE = 0.7    # ... and any other this like ("peanut allergy" / "Allergic to peanuts" .85)
+_WORDS = re.compile(r"[a-z0-9]+")
+_FORGET_STOP = frozenset(["the", "my", "our", "about", "that", "what", "and", "from", "with",
+                          "your", "you", "said", "told", "mentioned", "know", "remember"])
+CHANGED_THING = 0.4  # the least cosine of a statement said as a change and what it changes
+# What the tenant is, does, where it lives, its diet, status and name: one value at a time,
+# so a new one supersedes a held one that is the same thing by meaning.
+ATTRIBUTES = frozenset({"role", "employer", "location", "hometown", "birthplace", "identity",
+                        "diet", "marital status", "employment status", "name", "age",
+                        "answer language"})
+# What a request to forget names, and the subjects that hold it ("forget my job").
+FORGET_SUBJECTS = {"job": ("role", "employer"), "work": ("role", "employer"),
+                   "career": ("role", "employer"), "occupation": ("role",),
+                   "profession": ("role",), "employer": ("employer",), "company": ("employer",),
+                   "address": ("location", "address"), "home": ("location", "address"),
+                   "city": ("location",), "where i live": ("location",), "diet": ("diet",),
+                   "origin": ("hometown", "birthplace"), "hometown": ("hometown",),
+                   "marriage": ("marital status",), "relationship": ("marital status",)}
 
 
 def _readable(pair: dict[str, Any]) -> turns.Turn:
@@ -53,6 +83,13 @@ def _readable(pair: dict[str, Any]) -> turns.Turn:
         turn = turns.Turn(str(pair.get("id")), str(pair.get("id")), time.time(), "")
         turn.learn = False
         return turn
+
+
+def changed(text: str, s: Statement) -> bool:
+    """Whether the sentence that says `s` says it as a change ("these days …", "… now")."""
+    value = s.value.lower()
+    return any(CHANGE.search(sentence) for sentence in sentences(text)
+               if value and value in sentence.lower())
 
 
 def confidence(evidence: int, source: str = "rules") -> float:
@@ -144,7 +181,8 @@ class Memory:
             last = self.last_seq()
             identifiers = [v for (v,) in self.db.execute(
                 "SELECT value FROM memories WHERE kind='fact' AND subject IN ('name', 'email', "
-                "'employer', 'location', 'phone', 'phone number', 'address', 'hometown')")]
+                "'employer', 'location', 'phone', 'phone number', 'address', 'hometown', "
+                "'birthplace')")]
             if queued:
                 self.changed.notify_all()
         candidates = [{"kind": k, "text": t} for t, k in insights.items()]
@@ -162,22 +200,23 @@ class Memory:
                 return [], False  # this chat turn came before, with the same history
             self.db.execute("INSERT INTO turns VALUES (?)", (turn.fingerprint,))
         before = turn.reply_before or self._last_reply(turn.at)
-        try:
-            learned = learn(turn.user, turn.at, before)
+        try:  # the rules, and the statements the host's parse shows in place of theirs
+            learned = said(turn.user, turn.at, before, turn.parse)
         except (ValueError, TypeError, IndexError, KeyError, RecursionError):
             learned = learn("", turn.at)  # kept as an episode; the rules found nothing
         if not self.rules:
             learned.statements = []
         forgets = [s for s in learned.statements if s.op == "forget"]
         for statement in forgets:
-            self.forget(statement)
+            self.forget(statement, turn.memory_vectors.get(statement.value))
         # A question asked of the agent itself ("What is my name?" to /ask) is no turn of the
         # tenant's history: recall would hand it back for the next question like it.
         asked = turn.asked and not learned.statements and is_question(turn.user)
         episode = None if forgets or asked else self._episode(turn)
         for statement in learned.statements:
             if statement.op != "forget":
-                self.hold(statement, turn, episode, "rules")
+                self.hold(statement, turn, episode, "rules",
+                          turn.memory_vectors.get(statement.text), changed(turn.user, statement))
         for topic in set(learned.topics):
             self.db.execute("INSERT INTO topics VALUES (?, 1) ON CONFLICT(topic) DO UPDATE SET "
                             "count=count+1", (topic,))
@@ -212,9 +251,10 @@ class Memory:
 
     # -- what a statement does ---------------------------------------------------------------
 
-    def hold(self, s: Statement, turn: turns.Turn, episode: str | None,
-             source: str) -> str | None:
-        """Apply one add or end statement; the id of the memory that now holds it."""
+    def hold(self, s: Statement, turn: turns.Turn, episode: str | None, source: str,
+             vector: list[float] | None = None, change: bool = False) -> str | None:
+        """Apply one add or end statement; the id of the memory that now holds it. `vector`:
+        the host's embedding of its text; `change`: it was said as a change."""
         if s.op == "end":
             for row in self._active(s.subject, s.kind):
                 if row[3].lower() == s.value.lower():
@@ -234,11 +274,51 @@ class Memory:
             (memory, s.kind, s.subject, s.value, s.polarity, s.text, turn.at, valid_from,
              confidence(1, source), source, int(s.exclusive), time.time()))
         self._evidence(memory, turn, episode, source)
-        for old in self._rivals(s, held):
+        rivals = self._rivals(s, held)
+        for old in rivals:
             self._close(old, turn.at, memory)
+        packed = self._packed(vector, turn)
+        if packed is not None:
+            self.db.execute("UPDATE memories SET vec=? WHERE id=?", (packed, memory))
+            if not rivals:
+                for old in self._same_by_meaning(s, memory, packed, change, turn, source):
+                    self._close(old, turn.at, memory)
         if s.ends and not any(r[3].lower() == s.ends.lower() for r in held):
             self._history(s, turn, memory)  # "moved from Berlin": Berlin held until now
         return memory
+
+    def _packed(self, vector: list[float] | None, turn: turns.Turn) -> bytes | None:
+        """A memory's vector, stored only beside those of the same model."""
+        if not vector:
+            return None
+        known = self.meta("vector_model")
+        if turn.vector_model and known is None:
+            self.set_meta("vector_model", turn.vector_model)
+        elif not turn.vector_model or known != turn.vector_model:
+            return None
+        return vectors.pack(vector)
+
+    def _same_by_meaning(self, s: Statement, memory: str, packed: bytes, change: bool,
+                         turn: turns.Turn, source: str) -> list[str]:
+        """Held memories the new one is the same thing as, by the meaning of their texts."""
+        attribute = s.subject in ATTRIBUTES or source.startswith("model")
+        if s.op != "add" or s.kind not in ("fact", "preference") or not (
+                change or (s.exclusive and attribute)):
+            return []
+        query = list(vectors.unpack(packed))
+        found = []
+        for held, kind, subject, blob, held_source in self.db.execute(
+                "SELECT id, kind, subject, vec, source FROM memories WHERE valid_to IS NULL "
+                "AND vec IS NOT NULL AND id<>? AND kind IN ('fact', 'preference') AND id NOT "
+                "IN (SELECT memory FROM evidence WHERE pair_id=?)", (memory, turn.pair_id)):
+            comparable = subject in ATTRIBUTES or held_source.startswith("model") or (
+                change and kind == "preference" and s.kind == "preference")
+            if comparable:
+                found.append((vectors.cosine(query, blob), str(held), kind))
+        if change:  # the one thing it changes
+            best = max(found, default=None)
+            return [best[1]] if best is not None and best[0] >= CHANGED_THING else []
+        return [held for cosine, held, kind in found if cosine >= SAME_THING and kind == s.kind]
 
     def _active(self, subject: str, kind: str) -> list[tuple[Any, ...]]:
         return self.db.execute(
@@ -289,30 +369,52 @@ class Memory:
                             "(evidence + 2.0 + (source<>'rules')), 3) WHERE id=?",
                             (time.time(), memory))
 
-    def forget(self, s: Statement) -> list[str]:
+    def forget(self, s: Statement, vector: list[float] | None = None) -> list[str]:
         """Remove what the statement names (with its history), and the episodes it came from
-        and that say it; the ids of the memories removed."""
+        and that say it; the ids of the memories removed. A named thing ("my job", "my
+        peanut allergy") is found by the subjects it names, by its words (their stems) in a
+        memory, and by meaning (`vector`, the host's embedding of what it names)."""
         if s.kind:
             rows = self.db.execute(
                 "SELECT id FROM memories WHERE kind=? AND subject=? AND lower(value)=lower(?)",
                 (s.kind, s.subject, s.value)).fetchall()
         else:
-            phrase = s.value.lower()
-            rows = self.db.execute(
-                "SELECT id FROM memories WHERE lower(subject)=? OR instr(lower(value), ?) > 0 "
-                "OR instr(lower(text), ?) > 0", (phrase, phrase, phrase)).fetchall()
+            rows = self._named(s.value.lower(), vector)
         removed = []
         for (memory,) in rows:
             removed.extend(self.remove_memory(memory))
-        words = [w for w in (s.value.lower().split() if not s.kind else [s.value.lower()])
-                 if len(w) > 2]
+        words = [w for w in (_WORDS.findall(s.value.lower()) if not s.kind
+                             else [s.value.lower()]) if len(w) > 2 and w not in _FORGET_STOP]
         if words:
-            query = " AND ".join('"' + w.replace('"', "") + '"' for w in words)
+            query = " AND ".join(f'"{w[:5]}"*' if len(w) > 4 else f'"{w}"' for w in words)
             for (episode,) in self.db.execute(
                     "SELECT e.id FROM episodes_fts f JOIN episodes e ON e.n=f.rowid "
                     "WHERE episodes_fts MATCH ?", ("user : (" + query + ")",)).fetchall():
                 self.remove_episode(episode)
         return removed
+
+    def _named(self, phrase: str, vector: list[float] | None) -> list[tuple[str]]:
+        """The memories a request to forget names by a phrase."""
+        named = FORGET_SUBJECTS.get(re.sub(r"^(?:my|the|our)\s+", "", phrase), ())
+        marks = ",".join("?" * len(named)) or "NULL"
+        rows = self.db.execute(
+            "SELECT id FROM memories WHERE lower(subject)=? OR instr(lower(value), ?) > 0 "
+            f"OR instr(lower(text), ?) > 0 OR subject IN ({marks})",
+            (phrase, phrase, phrase, *named)).fetchall()
+        stems = [w[:5] for w in _WORDS.findall(phrase) if len(w) > 3 and w not in _FORGET_STOP]
+        found = {r[0] for r in rows}
+        scored = []
+        query = vectors.normalised(vector) if vector else None
+        for memory, text, blob in self.db.execute("SELECT id, text, vec FROM memories"):
+            lowered = text.lower()
+            if stems and all(stem in lowered for stem in stems):
+                found.add(memory)
+            elif query is not None and blob is not None:
+                scored.append((vectors.cosine(query, blob), memory))
+        scored.sort(reverse=True)
+        found.update(m for n, (cosine, m) in enumerate(scored)
+                     if cosine >= FORGET_SURE or (n == 0 and cosine >= FORGET_FLOOR))
+        return [(m,) for m in found]
 
     def remove_memory(self, memory: str) -> list[str]:
         """Delete a memory, the versions it superseded, and the episodes it came from."""
