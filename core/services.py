@@ -36,6 +36,7 @@ from core.inbox import DEFAULT_AGENT_COMMAND, GIT_RELAY_PORT, HARNESS_COMMAND, i
 from core.insights import Insights
 from core.keys import Keys
 from core.observations import Observations
+from core.parsing import PairParses, ProcessParser, chained
 from core.pipeline import Pipeline
 from core.policy import Policies
 from core.runs import AgentRuns
@@ -162,6 +163,8 @@ class Core:
             if settings.knowledge_model else None,
             model_distils=settings.knowledge_model_distils)
         vectors = PairVectors(embedder, settings.embed_model)
+        parses = PairParses(ProcessParser(), embedder if settings.observe_embeddings else None,
+                            settings.embed_model) if settings.observe_parses else None
         client = ServiceClient()
         observations = Observations(redis, data_dir / "spool", keys=keys,
                                     backlog_max=settings.observe_backlog_max, client=client,
@@ -176,7 +179,9 @@ class Core:
             operator_key_created=created, manager=manager, store=store, kb=kb,
             observations=observations, queue=queue,
             pipeline=Pipeline(observations, queue, keys, enabled=settings.observe,
-                              prepare=vectors.attach if settings.observe_embeddings else None,
+                              prepare=chained(parses.attach if parses else None,
+                                              vectors.attach if settings.observe_embeddings
+                                              else None),
                               model_for=partial(extraction_model, settings, policies)),
             policies=policies, budgets=budgets, tenants=tenants,
             authenticator=Authenticator(tenants, manager.registry, secret, key),
@@ -189,6 +194,8 @@ class Core:
                             settings.sweep_interval_s),
             service_client=client, local_models=local_models)
         core._warm(asyncio.to_thread(embedder.embed, ["warm up"]))
+        if parses is not None and runs_boxes:  # a process that delivers: its first batch
+            core._warm(asyncio.to_thread(parses.parser.parse, ["I warm up."]))
         core._background.append(asyncio.create_task(core._replay_spool()))
         return core
 
