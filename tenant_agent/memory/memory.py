@@ -14,16 +14,17 @@ What a statement does (`hold`), the same whether the rules, the parse or a model
   after another liked "… mode", a new answer language. The old memory keeps its history:
   `valid_to` is when the new one was said and `superseded_by` names it;
 - the same thing by meaning supersedes too, where no subject says it (the host's vectors of
-  memory texts, compared in the box): what the tenant is or eats, or a model's memory the
-  rules name nothing in, supersedes a held one of those or a named attribute whose text is
-  within SAME_THING of it ("Is a meat eater" and "Is a vegetarian"); a statement said as a
-  change ("these days …", "… now", "instead") supersedes the one held memory most like it,
-  a taste another within CHANGED_TASTE ("Prefers coffee" / "Prefers tea"), what one is or
-  eats a taste within CHANGED_THING ("these days I don't eat meat" ends "Loves steak").
-  Two named attributes are compared by name only ("Works at St Mary's" and "Works as a
-  nurse" are 0.63 alike and both hold); possessions, kin, allergies and events never by
-  meaning ("Has a sister" and "Has two brothers", 0.66, both hold), nor tastes unless said
-  as a change ("Likes jazz", "Likes rock music");
+  memory texts, compared in the box: tenant_agent/memory/meaning.py): what the tenant is or
+  eats, or a model's memory the rules name nothing in, supersedes a held one of those or a
+  named attribute whose text is within SAME_THING of it ("Is a meat eater" and "Is a
+  vegetarian"); a statement said as a change ("these days …", "… now", "instead")
+  supersedes the one held memory most like it, a taste another within CHANGED_TASTE
+  ("Prefers coffee" / "Prefers tea"), what one is or eats a taste within CHANGED_THING
+  ("these days I don't eat meat" ends "Loves steak"). Two named attributes are compared by
+  name only ("Works at St Mary's" and "Works as a nurse" are 0.63 alike and both hold);
+  possessions, kin, allergies and events never by meaning ("Has a sister" and "Has two
+  brothers", 0.66, both hold), nor tastes unless said as a change ("Likes jazz", "Likes rock
+  music");
 - "end" (I no longer live in Berlin) closes what it names without a successor;
 - "forget" removes what it names with its history and the episodes it came from, and the
   turn that asked is not kept either.
@@ -39,10 +40,10 @@ import sqlite3
 import threading
 import time
 
-from tenant_agent.memory import store, turns, vectors
+from tenant_agent.memory import meaning, store, turns, vectors
 from tenant_agent.memory.learn import Statement, learn
-from tenant_agent.memory.structure import CHANGE, said
-from tenant_agent.memory.utterance import is_question, sentences
+from tenant_agent.memory.structure import said
+from tenant_agent.memory.utterance import is_question
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs ms at every wake; only the type checker needs it
@@ -54,33 +55,9 @@ MAX_PENDING = 5000  # turns waiting for the model; beyond, the oldest wait no mo
 _REPLY_BEFORE_S = 1800.0  # a bare "yes" answers the previous reply if it came this recently
 MEMORY_COLUMNS = ("id, kind, subject, value, polarity, text, at, valid_from, valid_to, "
                   "superseded_by, confidence, evidence, source, exclusive, updated, n")
-# Cosines of the host's vectors of two memory texts (all-MiniLM-L6-v2; measured on
-# bench/data/updates_dev.json's kind of statements):
-SAME_THING = 0.55    # one thing ("Is a meat eater" / "Is a vegetarian" 0.66; / "Works as a
-                     # student" 0.10)
-CHANGED_THING = 0.2  # said as a change, the most like it ("Loves burgers" / "Is vegetarian"
-                     # 0.25, "Does not eat meat" / "Loves steak" 0.43; "Loves steak" / "Is a
-                     # night owl" 0.06, "Is vegetarian" / "Prefers dark mode" 0.03)
-CHANGED_TASTE = 0.5  # ... a taste for another ("Prefers coffee" / "Prefers tea" 0.70; "Loves
-                     # hiking" / "Likes jazz" 0.28)
-FORGET_FLOOR = 0.45  # the memory most like what a request to forget names, at least this like
-FORGET_SURE = 0.7    # ... and any other this like ("peanut allergy" / "Allergic to peanuts" .85)
 _WORDS = re.compile(r"[a-z0-9]+")
 _FORGET_STOP = frozenset(["the", "my", "our", "about", "that", "what", "and", "from", "with",
                           "your", "you", "said", "told", "mentioned", "know", "remember"])
-# What the tenant is, does, where it lives, its diet, status and name: one value at a time,
-# so a new one supersedes a held one that is the same thing by meaning.
-ATTRIBUTES = frozenset({"role", "employer", "location", "hometown", "birthplace", "identity",
-                        "diet", "marital status", "employment status", "name", "age",
-                        "answer language"})
-# What a request to forget names, and the subjects that hold it ("forget my job").
-FORGET_SUBJECTS = {"job": ("role", "employer"), "work": ("role", "employer"),
-                   "career": ("role", "employer"), "occupation": ("role",),
-                   "profession": ("role",), "employer": ("employer",), "company": ("employer",),
-                   "address": ("location", "address"), "home": ("location", "address"),
-                   "city": ("location",), "where i live": ("location",), "diet": ("diet",),
-                   "origin": ("hometown", "birthplace"), "hometown": ("hometown",),
-                   "marriage": ("marital status",), "relationship": ("marital status",)}
 
 
 def _readable(pair: dict[str, Any]) -> turns.Turn:
@@ -93,40 +70,6 @@ def _readable(pair: dict[str, Any]) -> turns.Turn:
         turn = turns.Turn(str(pair.get("id")), str(pair.get("id")), time.time(), "")
         turn.learn = False
         return turn
-
-
-def _sort(kind: str, subject: str, text: str, source: str) -> str:
-    """What a memory is, for comparing by meaning: "named" (an attribute the rules or the
-    parse name: role, location, …), "identity" (what the tenant is or eats), "free" (a
-    model's memory the rules name nothing in), "preference", or "thing" (a possession, kin,
-    an allergy, an event: never the same as another by meaning)."""
-    if kind == "preference":
-        return "preference"
-    if kind != "fact":
-        return "thing"
-    if subject in ("identity", "diet"):  # what one is, what one eats: unnamed kinds of it
-        return "identity"
-    if subject in ATTRIBUTES:
-        return "named"
-    if source.startswith("model") and subject == " ".join(text.lower().split())[:120]:
-        return "free"
-    return "thing"
-
-
-def _comparable(new: str, old: str, change: bool) -> bool:
-    """Whether two memories of these sorts may be the same thing by meaning."""
-    if "thing" in (new, old):
-        return False
-    if "preference" in (new, old):  # only said as a change: tastes accumulate otherwise
-        return change and (new == old or {new, old} & {"identity", "free"} != set())
-    return not (new == "named" and old == "named")  # named ones are compared by name
-
-
-def changed(text: str, s: Statement) -> bool:
-    """Whether the sentence that says `s` says it as a change ("these days …", "… now")."""
-    words = [w for w in _WORDS.findall(s.value.lower()) if len(w) > 2] or [s.value.lower()]
-    return any(CHANGE.search(sentence) for sentence in sentences(text)
-               if all(w in sentence.lower() for w in words if w))
 
 
 def confidence(evidence: int, source: str = "rules") -> float:
@@ -253,7 +196,8 @@ class Memory:
         for statement in learned.statements:
             if statement.op != "forget":
                 self.hold(statement, turn, episode, "rules",
-                          turn.memory_vectors.get(statement.text), changed(turn.user, statement))
+                          turn.memory_vectors.get(statement.text),
+                          meaning.changed(turn.user, statement))
         for topic in set(learned.topics):
             self.db.execute("INSERT INTO topics VALUES (?, 1) ON CONFLICT(topic) DO UPDATE SET "
                             "count=count+1", (topic,))
@@ -342,7 +286,7 @@ class Memory:
         are 0.63 alike and both hold); meaning decides where a name is missing: an identity
         ("Is a vegetarian"), a model's memory the rules name nothing in, and, said as a
         change, a preference against a preference, a diet or an identity."""
-        new = _sort(s.kind, s.subject, s.text, source)
+        new = meaning.sort(s.kind, s.subject, s.text, source)
         if s.op != "add" or new in ("thing", "") or not (change or new != "preference"):
             return []
         query = list(vectors.unpack(packed))
@@ -351,11 +295,11 @@ class Memory:
                 "SELECT id, kind, subject, text, vec, source FROM memories WHERE valid_to IS "
                 "NULL AND vec IS NOT NULL AND id<>? AND kind IN ('fact', 'preference') AND id "
                 "NOT IN (SELECT memory FROM evidence WHERE pair_id=?)", (memory, turn.pair_id)):
-            old = _sort(kind, subject, text, held_source)
-            if not _comparable(new, old, change):
+            old = meaning.sort(kind, subject, text, held_source)
+            if not meaning.comparable(new, old, change):
                 continue
-            floor = (SAME_THING if not change else CHANGED_TASTE if new == old == "preference"
-                     else CHANGED_THING)
+            floor = (meaning.SAME_THING if not change else meaning.CHANGED_TASTE
+                     if new == old == "preference" else meaning.CHANGED_THING)
             cosine = vectors.cosine(query, blob)
             if cosine >= floor:
                 found.append((cosine, str(held)))
@@ -438,7 +382,7 @@ class Memory:
 
     def _named(self, phrase: str, vector: list[float] | None) -> list[tuple[str]]:
         """The memories a request to forget names by a phrase."""
-        named = FORGET_SUBJECTS.get(re.sub(r"^(?:my|the|our)\s+", "", phrase), ())
+        named = meaning.FORGET_SUBJECTS.get(re.sub(r"^(?:my|the|our)\s+", "", phrase), ())
         marks = ",".join("?" * len(named)) or "NULL"
         rows = self.db.execute(
             "SELECT id FROM memories WHERE lower(subject)=? OR instr(lower(value), ?) > 0 "
@@ -455,8 +399,8 @@ class Memory:
             elif query is not None and blob is not None:
                 scored.append((vectors.cosine(query, blob), memory))
         scored.sort(reverse=True)
-        found.update(m for n, (cosine, m) in enumerate(scored)
-                     if cosine >= FORGET_SURE or (n == 0 and cosine >= FORGET_FLOOR))
+        found.update(m for n, (cosine, m) in enumerate(scored) if cosine >= meaning.FORGET_SURE
+                     or (n == 0 and cosine >= meaning.FORGET_FLOOR))
         return [(m,) for m in found]
 
     def remove_memory(self, memory: str) -> list[str]:

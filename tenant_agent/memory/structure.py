@@ -17,10 +17,12 @@ now", "Born and raised in Leeds, me").
 
 Words name classes (what an occupation, a marital status or a diet is: lists of nouns and
 adjectives below), never phrasings: the parse says who did what, the classes what it is about.
-A predicate counts only as a statement of the speaker: its subject is "I" or "we" (or the
-subject of the clause it is joined to), it is no question, not negated unless the class reads
-negation ("I don't eat meat"), not under "would", "want", "hope" (a wish is no fact), and not
-inside a request to forget.
+A predicate counts only as a statement of the speaker (tenant_agent/memory/parse.py): its
+subject is "I" or "we" (or the subject of the clause it is joined to), it is no question, not
+negated unless the class reads negation ("I don't eat meat"), not under "would", "want",
+"hope" (a wish is no fact), not a condition, and not inside a request to forget. Each such
+clause the classes here do not read goes to the rules from its subject on ("These days, I
+prefer coffee" is read as "I prefer coffee").
 
 Without a parse (an old host, a direct call) the agent falls back to the rules alone
 (tenant_agent/memory/learn.py); with one, `said` takes the statements found here and the
@@ -35,18 +37,31 @@ import re
 
 from tenant_agent.memory.learn import Learned, Statement, asks_to_forget, learn, statements_of
 from tenant_agent.memory.lexicon import OCCUPATIONS
+from tenant_agent.memory.parse import (
+    NUMBERS,
+    Clause,
+    Parse,
+    Token,
+    count_of,
+    from_subject,
+    has_time,
+    head_phrase,
+    is_place,
+    joined,
+    phrase_of,
+    predicates,
+    prep_object,
+    read,
+    speaker_clause,
+)
 from tenant_agent.memory.utterance import is_question, when_said
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs ms at every wake; only the type checker needs it
     from typing import Any
 
-MAX_TOKENS = 2000
 
-_NUMBERS = {"a": 1, "an": 1, "one": 1, "single": 1, "two": 2, "three": 3, "four": 4, "five": 5,
-            "six": 6, "seven": 7, "eight": 8, "nine": 9, "ten": 10, "eleven": 11, "twelve": 12,
-            "couple": 2, "pair": 2, "both": 2, "twin": 2, "twins": 2}
-_NUMBER_WORDS = {v: k for k, v in _NUMBERS.items() if k not in ("a", "an", "single", "couple",
+_NUMBER_WORDS = {v: k for k, v in NUMBERS.items() if k not in ("a", "an", "single", "couple",
                                                                  "pair", "both", "twin",
                                                                  "twins")}
 
@@ -67,222 +82,12 @@ ukrainian chinese mandarin cantonese japanese korean arabic hindi bengali urdu t
 norwegian danish finnish icelandic greek hebrew czech slovak romanian hungarian bulgarian
 serbian croatian slovenian vietnamese thai indonesian malay tagalog filipino persian farsi
 swahili catalan basque galician welsh irish latin estonian latvian lithuanian""".split())  # noqa: SIM905
-_PLACE_ENTS = ("GPE", "LOC", "FAC", "NORP")
-_TIME_ENTS = ("DATE", "TIME")
 # The day, not a lasting fact: "I have two meetings today" is no possession.
 _DAYS = re.compile(r"\b(?:today|tonight|tomorrow|yesterday|this (?:morning|afternoon|evening|"
                    r"week)|right now|at the moment)\b", re.I)
 # Said as a change: the new statement supersedes what it is about, by meaning if not by subject.
 CHANGE = re.compile(r"\b(?:now|nowadays|these days|anymore|any more|no longer|instead|"
                     r"actually|switched|changed|since then|not any longer|from now on)\b", re.I)
-
-
-class Token:
-    __slots__ = ("children", "dep", "ent", "head", "i", "lemma", "lower", "pos", "tag", "text")
-
-    def __init__(self, i: int, text: str, lemma: str, pos: str, tag: str, dep: str,
-                 head: int, ent: str) -> None:
-        self.i, self.text, self.lower = i, text, text.lower()
-        self.lemma, self.pos, self.tag, self.dep, self.head, self.ent = (
-            lemma.lower(), pos, tag, dep, head, ent)
-        self.children: list[Token] = []
-
-    def kids(self, *deps: str) -> list[Token]:
-        return [c for c in self.children if c.dep in deps]
-
-    def kid(self, *deps: str) -> Token | None:
-        return next((c for c in self.children if c.dep in deps), None)
-
-
-class Parse:
-    """The host's reading of the tenant's words: tokens (with their children) and sentences."""
-
-    def __init__(self, text: str, tokens: list[Token], sents: list[tuple[int, int]]) -> None:
-        self.text = text
-        self.tokens = tokens
-        self.sents = sents
-        self.starts: list[int] = []
-
-    def span(self, tokens: list[Token]) -> str:
-        return " ".join(t.text for t in sorted(tokens, key=lambda t: t.i))
-
-    def subtree(self, token: Token) -> list[Token]:
-        out, todo = [], [token]
-        while todo:
-            current = todo.pop()
-            out.append(current)
-            todo.extend(current.children)
-        return sorted(out, key=lambda t: t.i)
-
-
-def read(payload: Any, words: str) -> Parse | None:
-    """The parse the host attached to a pair, if it is a parse of `words`; None otherwise."""
-    if not isinstance(payload, dict):
-        return None
-    text, raw, sents = payload.get("text"), payload.get("tokens"), payload.get("sents")
-    if not (isinstance(text, str) and text.strip() and words.startswith(text)
-            and isinstance(raw, list) and isinstance(sents, list)) or len(raw) > MAX_TOKENS:
-        return None
-    try:
-        tokens = []
-        for i, (start, end, lemma, pos, tag, dep, head, ent) in enumerate(raw):
-            if not (0 <= int(start) <= int(end) <= len(text) and 0 <= int(head) < len(raw)):
-                return None
-            tokens.append(Token(i, text[int(start):int(end)], str(lemma), str(pos), str(tag),
-                                str(dep), int(head), str(ent)))
-        for token in tokens:
-            if token.head != token.i:
-                tokens[token.head].children.append(token)
-        spans = [(int(a), int(b)) for a, b in sents if 0 <= int(a) < int(b) <= len(tokens)]
-        parse = Parse(text, tokens, spans)
-        parse.starts = [int(start) for start, *_ in raw]
-        return parse
-    except (TypeError, ValueError):
-        return None
-
-
-# -- one sentence ----------------------------------------------------------------------------
-
-class Clause:
-    """A predicate of the speaker: the verb (or copula), whether it is past, negated, said as a
-    change, and the sentence's text."""
-
-    def __init__(self, verb: Token, past: bool, negated: bool, sentence: str) -> None:
-        self.verb = verb
-        self.past = past
-        self.negated = negated
-        self.sentence = sentence
-
-
-def _speaker(subject: Token | None) -> bool:
-    return subject is not None and subject.lower in ("i", "we")
-
-
-_CLAUSE_DEPS = ("ROOT", "conj", "ccomp", "parataxis", "dep", "advcl")
-_IF = frozenset(["if", "unless", "whether", "lest"])
-# Verbs under which a clause is a wish, not a fact ("I'd love to live in Japan", "I hope I
-# have kids").
-_WISH = frozenset(["want", "wish", "hope", "dream", "plan", "intend", "imagine", "pretend",
-                   "suppose", "consider"])
-
-
-def _predicates(parse: Parse, a: int, b: int) -> list[Token]:
-    """Verbs that head a clause of the sentence that states something (not a condition, not
-    under a wish)."""
-    out = []
-    for token in parse.tokens[a:b]:
-        if token.pos not in ("VERB", "AUX") or token.dep not in _CLAUSE_DEPS:
-            continue
-        if any(m.lower in _IF for m in token.kids("mark")):
-            continue
-        if not _wished(parse, token):
-            out.append(token)
-    return out
-
-
-def _wished(parse: Parse, token: Token) -> bool:
-    for _ in range(8):
-        if token.head == token.i:
-            return False
-        token = parse.tokens[token.head]
-        if token.lemma in _WISH or any(a.lemma == "would" for a in token.kids("aux")):
-            return True
-    return False
-
-
-def _subject(parse: Parse, verb: Token) -> Token | None:
-    subject = verb.kid("nsubj", "nsubjpass", "expl")
-    seen = 0
-    while subject is None and verb.dep == "conj" and seen < 10:  # "… and came over for uni"
-        verb = parse.tokens[verb.head]
-        subject = verb.kid("nsubj", "nsubjpass")
-        seen += 1
-    return subject
-
-
-def _clause(parse: Parse, verb: Token, sentence: str) -> Clause | None:
-    subject = _subject(parse, verb)
-    if not _speaker(subject):
-        return None
-    auxes = verb.kids("aux", "auxpass")
-    if any((a.tag == "MD" and a.lemma not in ("can",)) or a.lemma == "to" for a in auxes):
-        return None  # "I would be a teacher", "I'll live in Rome": no fact (the rules' plans)
-    if verb.tag == "VBG" and any(a.lemma == "be" for a in auxes) and _has_time(parse, verb):
-        return None  # "I'm moving to Rome next month": a plan
-    past = verb.tag == "VBD" and not any(a.lemma == "have" for a in auxes)
-    if verb.lemma == "use" and (x := verb.kid("xcomp")) is not None:  # "I used to be a …"
-        verb, past = x, True
-    negated = any(c.dep == "neg" for c in verb.children) or any(
-        c.lower == "never" for c in verb.children)
-    return Clause(verb, past, negated, sentence)
-
-
-def _has_time(parse: Parse, verb: Token) -> bool:
-    return any(t.ent.endswith(_TIME_ENTS) for t in parse.subtree(verb))
-
-
-def _value(parse: Parse, token: Token, cut: tuple[str, ...] = ("relcl", "punct")) -> str:
-    """The phrase a token heads, without a leading article and what `cut` deps add."""
-    keep: list[Token] = []
-    todo = [token]
-    while todo:
-        current = todo.pop()
-        keep.append(current)
-        todo.extend(c for c in current.children if c.dep not in cut and c.dep != "cc"
-                    and not (c.dep == "conj" and current is token))
-    words = sorted(keep, key=lambda t: t.i)
-    while words and ((words[0].dep == "det" and words[0].lower in ("a", "an", "the"))
-                     or words[0].pos == "PUNCT"):
-        words = words[1:]
-    while words and words[-1].pos == "PUNCT":
-        words = words[:-1]
-    return _joined(parse, words)
-
-
-def _joined(parse: Parse, words: list[Token]) -> str:
-    """The words as written (their spacing from the text, not one space each)."""
-    if not words:
-        return ""
-    first, last = words[0], words[-1]
-    start = parse.starts[first.i]
-    end = parse.starts[last.i] + len(last.text)
-    text = parse.text[start:end]
-    if len(words) != last.i - first.i + 1:  # a gap: join the kept words alone
-        text = " ".join(w.text for w in words)
-    return " ".join(text.split()).strip(" ,.;:!?\"'")
-
-
-def _head_phrase(parse: Parse, noun: Token) -> str:
-    """A noun with its compounds and adjectives before it: "night nurse", "data scientist"."""
-    before = [c for c in noun.children if c.i < noun.i and c.dep in ("compound", "amod")
-              and c.lower not in ("former", "ex", "retired", "new", "old", "current")]
-    words = [*sorted(before, key=lambda t: t.i), noun]
-    return _joined(parse, [w for w in words if w.i >= words[0].i])
-
-
-def _place(parse: Parse, token: Token) -> bool:
-    """A place: named as one, or a phrase that names one ("a small village in Wales")."""
-    return token.pos == "PROPN" or any(t.ent.endswith(_PLACE_ENTS)
-                                       for t in parse.subtree(token))
-
-
-def _prep_object(verb: Token, *preps: str) -> Token | None:
-    for prep in verb.kids("prep"):
-        if prep.lower in preps:
-            obj = prep.kid("pobj")
-            if obj is not None:
-                return obj
-    return None
-
-
-def _count(noun: Token) -> int | None:
-    for c in noun.children:
-        if c.dep == "nummod" or (c.dep in ("det", "quantmod", "amod") and c.lower in _NUMBERS):
-            if c.lower.isdigit():
-                return int(c.lower)
-            if c.lower in _NUMBERS:
-                return _NUMBERS[c.lower]
-    return None
 
 
 # -- the classes ----------------------------------------------------------------------------
@@ -309,13 +114,13 @@ def _copula(parse: Parse, clause: Clause) -> list[Statement]:
             return [_fact("diet", word, f"Is {word}")]
         if word in STATUS and not clause.past:
             return [_fact(STATUS[word], word, f"Is {word}", exclusive=False)]
-        if word in ("based", "located") and (place := _prep_object(acomp, "in", "at")):
-            where = _value(parse, place)
+        if word in ("based", "located") and (place := prep_object(acomp, "in", "at")):
+            where = phrase_of(parse, place)
             return [_fact("location", where, f"Lives in {where}")] if where else []
-    origin = _prep_object(verb, "from")
+    origin = prep_object(verb, "from")
     if origin is not None and attr is None and not clause.negated and not clause.past:
-        where = _value(parse, origin)
-        if where and _place(parse, origin):
+        where = phrase_of(parse, origin)
+        if where and is_place(parse, origin):
             return [_fact("hometown", where, f"Is from {where}")]
     if attr is None or attr.pos not in ("NOUN", "PROPN") or clause.negated:
         return []
@@ -324,7 +129,7 @@ def _copula(parse: Parse, clause: Clause) -> list[Statement]:
 
 def _noun_attr(parse: Parse, clause: Clause, attr: Token) -> list[Statement]:
     head = attr.lemma
-    phrase = _head_phrase(parse, attr)
+    phrase = head_phrase(parse, attr)
     before = {c.lower for c in attr.children if c.dep in ("amod", "compound")}
     if head in MARITAL_NOUNS and not clause.past:
         word = MARITAL_NOUNS[head]
@@ -334,8 +139,8 @@ def _noun_attr(parse: Parse, clause: Clause, attr: Token) -> list[Statement]:
             return []
         diet = phrase.lower()
         return [_fact("diet", diet, f"Is a {diet}" if head == "eater" else f"Is {diet}")]
-    at = _prep_object(attr, "at", "for", "with")
-    org = _value(parse, at) if at is not None and (at.ent.endswith("ORG") or at.pos == "PROPN") \
+    at = prep_object(attr, "at", "for", "with")
+    org = phrase_of(parse, at) if at is not None and (at.ent.endswith("ORG") or at.pos == "PROPN") \
         else ""
     former = bool(before & {"former", "ex", "retired"})
     if head in OCCUPATIONS or (at is not None and org):
@@ -357,14 +162,14 @@ def _work(parse: Parse, clause: Clause) -> list[Statement]:
     verb = clause.verb
     if verb.lemma != "work" or clause.negated:
         return []
-    role = _prep_object(verb, "as")
-    org = _prep_object(verb, "at", "for")
+    role = prep_object(verb, "as")
+    org = prep_object(verb, "at", "for")
     out = []
-    if role is not None and (phrase := _head_phrase(parse, role)):
+    if role is not None and (phrase := head_phrase(parse, role)):
         out.append(_fact("past role", phrase.lower(), f"Used to work as a {phrase}", False)
                    if clause.past else _fact("role", phrase.lower(), f"Works as a {phrase}"))
     if org is not None and (org.ent.endswith("ORG") or org.pos == "PROPN"):
-        name = _value(parse, org, ("relcl", "punct", "prep"))
+        name = phrase_of(parse, org, ("relcl", "punct", "prep"))
         if name:
             out.append(_fact("past employer", name, f"Used to work at {name}", False)
                        if clause.past else _fact("employer", name, f"Works at {name}"))
@@ -379,22 +184,22 @@ def _job_change(parse: Parse, clause: Clause) -> list[Statement]:
     out = []
     if verb.lemma in ("get", "start", "land", "take", "accept") and (job := verb.kid("dobj")) \
             is not None and job.lemma in ("job", "position", "role", "post"):
-        role = _prep_object(verb, "as") or _prep_object(job, "as")
-        org = _prep_object(verb, "at", "with") or _prep_object(job, "at", "with")
-        if role is not None and (phrase := _head_phrase(parse, role)):
+        role = prep_object(verb, "as") or prep_object(job, "as")
+        org = prep_object(verb, "at", "with") or prep_object(job, "at", "with")
+        if role is not None and (phrase := head_phrase(parse, role)):
             out.append(_fact("role", phrase.lower(), f"Works as a {phrase}"))
-        if org is not None and (name := _value(parse, org, ("relcl", "punct", "prep"))):
+        if org is not None and (name := phrase_of(parse, org, ("relcl", "punct", "prep"))):
             out.append(_fact("employer", name, f"Works at {name}"))
     elif verb.lemma == "join" and (org := verb.kid("dobj")) is not None \
             and org.ent.endswith("ORG"):
-        name = _value(parse, org, ("relcl", "punct", "prep"))
+        name = phrase_of(parse, org, ("relcl", "punct", "prep"))
         out.append(_fact("employer", name, f"Works at {name}"))
     elif verb.lemma == "retire":
         out.append(_fact("employment status", "retired", "Is retired"))
-        role = _prep_object(verb, "as") or next(
-            (_prep_object(p.kid("pobj") or p, "as") for p in verb.kids("prep")
+        role = prep_object(verb, "as") or next(
+            (prep_object(p.kid("pobj") or p, "as") for p in verb.kids("prep")
              if p.kid("pobj") is not None), None)
-        if role is not None and (phrase := _head_phrase(parse, role)):
+        if role is not None and (phrase := head_phrase(parse, role)):
             out.append(_fact("past role", phrase.lower(), f"Used to work as a {phrase}", False))
     return out
 
@@ -405,8 +210,8 @@ def _home(parse: Parse, clause: Clause) -> list[Statement]:
     if clause.negated:
         return []
     if verb.lemma in ("live", "reside", "settle", "stay", "base", "locate") and (
-            place := _prep_object(verb, "in", "on", "at")) is not None:
-        where = _value(parse, place, ("relcl", "punct", "prep") if place.ent else
+            place := prep_object(verb, "in", "on", "at")) is not None:
+        where = phrase_of(parse, place, ("relcl", "punct", "prep") if place.ent else
                        ("relcl", "punct"))
         if not where or where.lower() in ("it", "there", "here"):
             return []
@@ -414,26 +219,26 @@ def _home(parse: Parse, clause: Clause) -> list[Statement]:
             return [_fact("past location", where, f"Used to live in {where}", False)]
         return [_fact("location", where, f"Lives in {where}")]
     if verb.lemma in ("move", "relocate", "emigrate") and (
-            place := _prep_object(verb, "to", "into")) is not None:
-        where = _value(parse, place, ("relcl", "punct", "prep"))
+            place := prep_object(verb, "to", "into")) is not None:
+        where = phrase_of(parse, place, ("relcl", "punct", "prep"))
         if where.lower() in _LANGUAGES:  # "we've moved to Portuguese"
             lang = where.capitalize()
             return [Statement("add", "preference", "answer language", lang,
                               f"Wants answers in {lang}", "likes", exclusive=True)]
-        old = _prep_object(verb, "from")
-        ends = _value(parse, old, ("relcl", "punct", "prep")) if old is not None else ""
+        old = prep_object(verb, "from")
+        ends = phrase_of(parse, old, ("relcl", "punct", "prep")) if old is not None else ""
         if where and where.lower() not in ("it", "there", "here"):
             return [_fact("location", where, f"Lives in {where}", ends=ends)]
-    if verb.lemma == "bear" and (place := _prep_object(verb, "in")) is not None:
-        where = _value(parse, place, ("relcl", "punct"))
+    if verb.lemma == "bear" and (place := prep_object(verb, "in")) is not None:
+        where = phrase_of(parse, place, ("relcl", "punct"))
         return [_fact("birthplace", where, f"Was born in {where}")] if where else []
-    if verb.lemma in ("grow", "raise", "bring") and (place := _prep_object(verb, "in", "on")) \
+    if verb.lemma in ("grow", "raise", "bring") and (place := prep_object(verb, "in", "on")) \
             is not None:
-        where = _value(parse, place, ("relcl", "punct"))
+        where = phrase_of(parse, place, ("relcl", "punct"))
         return [_fact("hometown", where, f"Grew up in {where}")] if where else []
-    if verb.lemma == "come" and not clause.past and (place := _prep_object(verb, "from")) \
-            is not None and _place(parse, place):
-        where = _value(parse, place, ("relcl", "punct"))
+    if verb.lemma == "come" and not clause.past and (place := prep_object(verb, "from")) \
+            is not None and is_place(parse, place):
+        where = phrase_of(parse, place, ("relcl", "punct"))
         return [_fact("hometown", where, f"Is from {where}")] if where else []
     return []
 
@@ -445,11 +250,11 @@ def _possession(parse: Parse, clause: Clause) -> list[Statement]:
         return []
     if verb.lemma == "get" and not any(a.lemma == "have" for a in verb.kids("aux")):
         return []  # "I got a dog" is an event; "I've got a dog" a possession
-    if _DAYS.search(clause.sentence) or _has_time(parse, verb):
+    if _DAYS.search(clause.sentence) or has_time(parse, verb):
         return []
     out = []
     for thing in [o for o in verb.kids("dobj") for o in [o, *o.kids("conj")]]:
-        count = _count(thing)
+        count = count_of(thing)
         if count is None or thing.pos != "NOUN":
             continue
         if count == 1 and thing.lemma not in _KEPT:
@@ -470,7 +275,7 @@ cabin garden allotment""".split())  # noqa: SIM905
 
 def _owned(parse: Parse, thing: Token, count: int) -> Statement:
     noun = thing.text.lower() if count != 1 else thing.lemma
-    phrase = _head_phrase(parse, thing)
+    phrase = head_phrase(parse, thing)
     words = phrase.split()
     described = " ".join([*words[:-1], noun]) if words else noun
     said = next((c.lower for c in thing.children if c.dep == "nummod"), "")
@@ -486,7 +291,7 @@ def _counted(parse: Parse, a: int, b: int) -> list[Statement]:
         if token.pos != "NOUN" or not any(c.dep == "poss" and c.lower in ("my", "our")
                                           for c in token.children):
             continue
-        count = _count(token)
+        count = count_of(token)
         if count is not None and count > 1:
             out.append(_owned(parse, token, count))
     return out
@@ -513,9 +318,9 @@ def _marriage(parse: Parse, clause: Clause) -> list[Statement]:
 def _name(parse: Parse, clause: Clause) -> list[Statement]:
     """"I go by Sam", "people call me Sam" (the rules read "my name is", "call me")."""
     verb = clause.verb
-    if verb.lemma == "go" and (name := _prep_object(verb, "by")) is not None \
+    if verb.lemma == "go" and (name := prep_object(verb, "by")) is not None \
             and name.pos == "PROPN" and not clause.negated:
-        value = _value(parse, name, ("relcl", "punct", "prep"))
+        value = phrase_of(parse, name, ("relcl", "punct", "prep"))
         return [_fact("name", value, f"Name is {value}")] if value else []
     return []
 
@@ -532,7 +337,7 @@ def _diet(parse: Parse, clause: Clause) -> list[Statement]:
     food = verb.kid("dobj")
     if food is None or food.pos != "NOUN":
         return []
-    what = _value(parse, food, ("relcl", "punct", "prep"))
+    what = phrase_of(parse, food, ("relcl", "punct", "prep"))
     if negated:
         return [_fact("diet", f"no {what}", f"Does not eat {what}")]
     if not CHANGE.search(clause.sentence):
@@ -543,33 +348,17 @@ def _diet(parse: Parse, clause: Clause) -> list[Statement]:
 _CLASSES = (_copula, _work, _job_change, _home, _possession, _marriage, _name, _diet)
 
 
-def _core(parse: Parse, clause: Clause) -> str:
-    """The clause from its subject on, without what came before it ("These days, I prefer
-    coffee" -> "I prefer coffee") and without the clauses joined to it: for the rules."""
-    verb = clause.verb
-    subject = _subject(parse, verb)
-    if subject is None:
-        return ""
-    keep = [t for t in parse.subtree(verb) if t.i >= subject.i]
-    cut = {t.i for c in verb.children if c.dep in ("conj", "cc", "parataxis", "advcl")
-           and c.i > verb.i for t in parse.subtree(c)}
-    words = [t for t in keep if t.i not in cut and not (t.i > verb.i and t.dep == "punct")]
-    if subject.i > verb.i or subject not in words:  # inverted or borrowed: keep the order
-        words = [subject, *[t for t in words if t is not subject]]
-    return _joined(parse, words)
-
-
 def statements(parse: Parse, at: float = 0.0) -> list[Statement]:
     """What the parse says about the speaker, sentence by sentence: its classes, and the
     rules' reading of each clause of the speaker said from its subject on."""
     out: list[Statement] = []
     for a, b in parse.sents:
-        sentence = _joined(parse, parse.tokens[a:b])
+        sentence = joined(parse, parse.tokens[a:b])
         if not sentence or is_question(sentence) or asks_to_forget(sentence):
             continue
         found: list[Statement] = []
-        for verb in _predicates(parse, a, b):
-            clause = _clause(parse, verb, sentence)
+        for verb in predicates(parse, a, b):
+            clause = speaker_clause(parse, verb, sentence)
             if clause is None:
                 continue
             for reading in _CLASSES:
@@ -578,7 +367,7 @@ def statements(parse: Parse, at: float = 0.0) -> list[Statement]:
                     found.extend(got)
                     break
             else:
-                core = _core(parse, clause)
+                core = from_subject(parse, clause)
                 if core and not is_question(core):
                     found.extend(statements_of(core.rstrip(".!"), at))
         seen = {s.subject for s in found}
