@@ -23,6 +23,9 @@ tree. Each run:
                own: an episode's own turn (not the turns around it it returns as context), or a
                turn a memory came from
     hit@1      the same for the first result alone
+    host ms    CPU of the server's process tree (gateway, worker, embedder, parser; not the
+               boxes) per persona turn, from the first turn until the agents hold them all
+    RSS MB     resident memory of the server's process tree at the end
 
 Printed per run, and split by how the question is phrased (first person, or "the user …").
 
@@ -142,6 +145,8 @@ class Result:
     visible: int = 0
     misses: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    host_ms: float = 0.0
+    rss_mb: float = 0.0
 
     def row(self) -> str:
         every = self.hits5["first"] + self.hits5["user"]
@@ -150,7 +155,8 @@ class Result:
             return sum(xs) / len(xs) if xs else 0.0
         return (f"{self.label:<22} {mean(every):.3f}     {mean(self.hits1):.3f}  "
                 f"{mean(self.hits5['first']):.3f}         {mean(self.hits5['user']):.3f}      "
-                f"{self.visible:>4}   {self.seconds:5.0f}")
+                f"{self.visible:>4}   {self.seconds:5.0f}  {self.host_ms:6.1f}  "
+                f"{self.rss_mb:6.0f}")
 
 
 class Client:
@@ -245,6 +251,32 @@ def ask(client: Client, persona: Persona, facts: dict[str, str], result: Result)
             result.misses.append(f"{persona.id}/{key}: {question!r} -> {top or '(nothing)'}")
 
 
+def tree_rss_mb(pid: int) -> float:
+    """Resident memory of `pid` and everything below it that runs as root (the boxes' own
+    processes run as their uids and are not counted)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            children.setdefault(int(stat[1]), []).append(int(entry.name))
+    total, todo = 0.0, [pid]
+    while todo:
+        current = todo.pop()
+        try:
+            status = Path(f"/proc/{current}/status").read_text()
+        except OSError:
+            continue
+        uid = next((int(x.split()[1]) for x in status.splitlines() if x.startswith("Uid:")), 0)
+        rss = next((int(x.split()[1]) for x in status.splitlines() if x.startswith("VmRSS:")), 0)
+        if uid == 0:
+            total += rss / 1024
+        todo.extend(children.get(current, []))
+    return total
+
+
 def keep_files(data_dir: Path, into: Path) -> None:
     """Each agent's memory database (with its WAL), for recall experiments: in its box's
     upper layer, mounted under the runtime directory while the box runs."""
@@ -276,7 +308,7 @@ def tree_of(commit: str | None) -> Iterator[Path]:
 
 def run(label: str, tree: Path, personas: list[Persona], others: Others,
         keep: Path | None) -> Result:
-    from bench.serving import served
+    from bench.serving import served, tree_cpu_s
 
     result = Result(label)
     began = time.monotonic()
@@ -286,9 +318,13 @@ def run(label: str, tree: Path, personas: list[Persona], others: Others,
         client.json("PUT", "/v1/policy", {"contribute_min_age_s": 0, "contribute_min_turns": 0})
         result.visible = fill_knowledge(client, others)
         print(f"  {label}: {result.visible} visible insights", file=sys.stderr, flush=True)
+        began_cpu = tree_cpu_s(server.pid)
         facts = {p.id: say(client, p) for p in personas}
         for p in personas:
             client.held(p.id)
+        turns = sum(len(p.turns) for p in personas)
+        result.host_ms = 1000 * (tree_cpu_s(server.pid) - began_cpu) / max(turns, 1)
+        result.rss_mb = tree_rss_mb(server.pid)
         for p in personas:
             ask(client, p, facts[p.id], result)
         if keep is not None:
@@ -327,9 +363,14 @@ def main() -> None:
         queries = sum(len(p.queries) for p in personas)
         print(f"\npersona recall, served ({len(personas)} personas, {queries} questions, "
               f"{TURNS} turns each through /ask; {others.tenants} other tenants)")
-        print(f"{'':<22} recall@5  hit@1  recall@5 first  \"the user\"  visible  seconds")
+        print(f"{'':<22} recall@5  hit@1  recall@5 first  \"the user\"  visible  seconds"
+              "  host ms  RSS MB")
         for r in results:
             print(r.row())
+        if len(results) == 2 and results[0].host_ms:
+            base, this = results
+            print(f"this tree / main: host CPU per turn x{this.host_ms / base.host_ms:.2f}, "
+                  f"server memory x{this.rss_mb / max(base.rss_mb, 1):.2f}")
         if args.explain:
             for r in results:
                 print(f"\nmisses, {r.label}:")
