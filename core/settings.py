@@ -189,7 +189,7 @@ class Settings(BaseSettings):
     host_memory_mb: int | None = Field(None, ge=1, validation_alias=_env("BURROW_HOST_MEMORY_MB"))
     # --- the tenant agents' reading of what their tenants say (core/parsing.py) -------------
     # The worker parses the tenant's words in each pair it delivers (spaCy's English pipeline,
-    # in a child process of its own: ~10 ms of CPU a pair, ~200 MB) and embeds the memories
+    # in a child process of its own: ~15 ms of CPU a pair, ~700 MB) and embeds the memories
     # the agent will make of them, so that the agent finds what the tenant says about itself
     # by structure and tells updates by meaning; off: the agent's rules alone read the words.
     observe_parses: bool = Field(True, validation_alias=_env("BURROW_OBSERVE_PARSES"))
