@@ -93,8 +93,14 @@ def content(text: str) -> set[str]:
 
 
 def load(path: Path) -> tuple[list[Persona], Others]:
+    """The dev set's form (facts, chit-chat to mix them with, other tenants), or the held-out
+    set's (each persona's turns in order, probes naming the turn that states their fact; the
+    other tenants are then the dev set's)."""
     data = json.loads(path.read_text())
     rng = random.Random(SEED)
+    if "chitchat" not in data:
+        others = _others(json.loads(DEV_SET.read_text())["others"], rng)
+        return [_said_in_order(p) for p in data["personas"]], others
     chitchat = list(data["chitchat"])
     personas = []
     for p in data["personas"]:
@@ -106,6 +112,13 @@ def load(path: Path) -> tuple[list[Persona], Others]:
             turns.insert((i + 1) * step + i, (text, key))
         personas.append(Persona(p["id"], turns, [(q, f) for q, f in p["queries"]]))
     return personas, _others(data["others"], rng)
+
+
+def _said_in_order(p: dict[str, Any]) -> Persona:
+    facts = {int(probe["fact_turn"]) for probe in p["probes"]}
+    turns = [(text, f"turn {n}" if n in facts else None) for n, text in enumerate(p["turns"])]
+    return Persona(p["id"], turns, [(probe["question"], f"turn {int(probe['fact_turn'])}")
+                                    for probe in p["probes"]])
 
 
 def _others(spec: dict[str, Any], rng: random.Random) -> Others:

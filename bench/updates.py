@@ -58,10 +58,22 @@ class Case:
 
 
 def load(path: Path) -> list[Case]:
+    """The dev set's form, or the held-out set's ({id, kind: update|forget|negative, turns,
+    expect_current, expect_not_current}: what a forget names must be gone, turns included)."""
     data = json.loads(path.read_text())
-    return [Case(c["id"], list(c["said"]), c.get("current", []), c.get("not_current", []),
-                 c.get("kept", []), c.get("gone", []), c["id"].startswith("negative"))
-            for c in data["cases"]]
+    cases = []
+    for c in data["cases"]:
+        if "said" in c:
+            cases.append(Case(c["id"], list(c["said"]), c.get("current", []),
+                              c.get("not_current", []), c.get("kept", []), c.get("gone", []),
+                              c["id"].startswith("negative")))
+            continue
+        forget = c.get("kind") == "forget"
+        cases.append(Case(c["id"], list(c["turns"]), list(c["expect_current"]),
+                          list(c["expect_not_current"]), [],
+                          list(c["expect_not_current"]) if forget else [],
+                          c.get("kind") == "negative"))
+    return cases
 
 
 class _Unix(http.client.HTTPConnection):
