@@ -374,8 +374,9 @@ def main() -> None:
         if args.only != "baseline":
             results.append(run("this tree", ROOT, personas, others, args.keep))
         queries = sum(len(p.queries) for p in personas)
+        turns = sum(len(p.turns) for p in personas)
         print(f"\npersona recall, served ({len(personas)} personas, {queries} questions, "
-              f"{TURNS} turns each through /ask; {others.tenants} other tenants)")
+              f"{turns} turns through /ask; {others.tenants} other tenants)")
         print(f"{'':<22} recall@5  hit@1  recall@5 first  \"the user\"  visible  seconds"
               "  host ms  RSS MB")
         for r in results:
