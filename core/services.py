@@ -41,6 +41,7 @@ from core.inbox import DEFAULT_AGENT_COMMAND, GIT_RELAY_PORT, HARNESS_COMMAND, i
 from core.insights import Insights
 from core.keys import Keys
 from core.observations import HeldInSnapshots, Observations
+from core.parsing import PairParses, ProcessParser, chained
 from core.pipeline import Pipeline, Prepare
 from core.policy import Policies
 from core.remote import Boxes, RemoteBoxes
@@ -205,7 +206,12 @@ class Core:
             if settings.knowledge_model else None,
             model_distils=settings.knowledge_model_distils)
         vectors = PairVectors(embedder, settings.embed_model)
-        prepare = _preparer(vectors.attach if settings.observe_embeddings else None,
+        parses = PairParses(ProcessParser(), embedder if settings.observe_embeddings else None,
+                            settings.embed_model) if settings.observe_parses else None
+        # the parse before the vectors (they embed what the parse reads); the host's
+        # judgement of episodes beside both
+        prepare = _preparer(chained(parses.attach if parses else None,
+                                    vectors.attach if settings.observe_embeddings else None),
                             PairEpisodes(kb.reader).attach if settings.observe_episodes
                             else None)
         client = ServiceClient()
@@ -238,6 +244,8 @@ class Core:
                             settings.sweep_interval_s),
             service_client=client, local_models=local_models, lease=lease)
         core._warm(asyncio.to_thread(embedder.embed, ["warm up"]))
+        if parses is not None and runs_boxes:  # a process that delivers: its first batch
+            core._warm(asyncio.to_thread(parses.parser.parse, ["I warm up."]))
         core._background.append(asyncio.create_task(core._replay_spool()))
         return core
 

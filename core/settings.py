@@ -193,6 +193,12 @@ class Settings(BaseSettings):
     # unset: the memory this process may use (its cgroup's limit, else the machine's).
     host_max_boxes: int = Field(1000, ge=1, validation_alias=_env("BURROW_HOST_MAX_BOXES"))
     host_memory_mb: int | None = Field(None, ge=1, validation_alias=_env("BURROW_HOST_MEMORY_MB"))
+    # --- the tenant agents' reading of what their tenants say (core/parsing.py) -------------
+    # The worker parses the tenant's words in each pair it delivers (spaCy's English pipeline,
+    # in a child process of its own: ~15 ms of CPU a pair, ~700 MB) and embeds the memories
+    # the agent will make of them, so that the agent finds what the tenant says about itself
+    # by structure and tells updates by meaning; off: the agent's rules alone read the words.
+    observe_parses: bool = Field(True, validation_alias=_env("BURROW_OBSERVE_PARSES"))
 
     # --- the snapshot store (boxes/stores.py; docs/boxes.md, "The snapshot store") ---
     # Where frozen boxes' snapshots live: unset, the data dir's store/ on this machine's disk;

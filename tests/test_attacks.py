@@ -2012,7 +2012,7 @@ async def test_a_tenant_whose_agent_hangs_cannot_stall_other_tenants_deliveries(
     worker gives up on it at its deadline and skips it while it backs off."""
     settings = gateway_settings(tmp_path / "gw", redis_server.url, run_worker=True,
                                 observe_deadline_s=3.0, observe_backoff_max_s=3.0,
-                                observe_embeddings=False)
+                                observe_embeddings=False, observe_parses=False)
     async with running_gateway(settings) as gw:
         keys = {name: (await gw.tenant(name))[0] for name in ("hung", "fine")}
 

@@ -18,6 +18,12 @@ What the model says is checked before it is applied, because small models invent
   when that turn asks to forget, else it ends what it names (its history stays);
 - an add that restates a held memory is evidence for it, not a duplicate.
 
+The model's memories get subjects as the rules' do (its text read back as the tenant's words:
+"Lives in Paris" is a location), so a new location supersedes the old one whatever the model
+said; and vectors (one POST /v1/embed on the host socket per batch, for the texts it adds), so
+a new memory supersedes a held one that is the same thing by meaning (memory.py `hold`). A host
+that does not embed leaves the subjects alone to do it.
+
 Failure never loses a turn and never blocks delivery: the rules already learned what they
 could at delivery. A model that is refused (429: the tenant's model budget is spent; 503: no
 model server) or unreachable is retried later with backoff; a batch whose answer cannot be
@@ -37,10 +43,12 @@ from collections.abc import Callable
 
 from tenant_agent.common import host
 from tenant_agent.memory import turns
+from tenant_agent.memory.answer import SHARED_LEAD
 from tenant_agent.memory.learn import Statement, asks_to_forget
 from tenant_agent.memory.memory import Memory
 from tenant_agent.memory.recall import fts_query, terms
-from tenant_agent.memory.utterance import day_text, is_question
+from tenant_agent.memory.structure import CHANGE, subject_of
+from tenant_agent.memory.utterance import accepted, day_text, is_question
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs ms at every wake; only the type checker needs it
@@ -216,20 +224,45 @@ def _turn(batch: Batch, alias: str) -> turns.Turn:
     return turns.Turn(pair_id, request_id, at, user, reply)
 
 
+def embed_texts(operations: list[dict[str, Any]], call: Caller = host.call
+                ) -> tuple[str, dict[str, list[float]]]:
+    """The host's vectors of what the operations add or update (its model, text -> vector);
+    nothing when the host does not embed."""
+    texts = list(dict.fromkeys(str(op.get("text") or "").strip()[:300] for op in operations
+                               if op.get("op") in ("add", "update") and op.get("text")))
+    if not texts:
+        return "", {}
+    try:
+        answer = call("/v1/embed", {"texts": texts}, 10.0)
+    except host.HostError:
+        return "", {}
+    if not isinstance(answer, dict):
+        return "", {}
+    vectors = answer.get("vectors")
+    if not isinstance(vectors, list) or len(vectors) != len(texts):
+        return "", {}
+    found = {t: [float(x) for x in v] for t, v in zip(texts, vectors, strict=True)
+             if isinstance(v, list) and v and all(isinstance(x, (int, float)) for x in v)}
+    return str(answer.get("model") or ""), found
+
+
 def apply(memory: Memory, batch: Batch, operations: list[dict[str, Any]],
-          source: str) -> dict[str, int]:
-    """Check each operation and apply it (call inside memory.transaction())."""
+          source: str, vectors: tuple[str, dict[str, list[float]]] = ("", {})
+          ) -> dict[str, int]:
+    """Check each operation and apply it (call inside memory.transaction()); `vectors`: the
+    host's of the texts added (embed_texts)."""
     done = {"add": 0, "update": 0, "delete": 0, "none": 0, "rejected": 0}
     for op in operations:
         kind = op.get("op")
-        applied = (_apply_one(memory, batch, op, source)
+        applied = (_apply_one(memory, batch, op, source, vectors)
                    if kind in ("add", "update", "delete") else kind == "none")
         key = kind if applied and isinstance(kind, str) and kind in done else "rejected"
         done[key] += 1
     return {key: n for key, n in done.items() if n}
 
 
-def _apply_one(memory: Memory, batch: Batch, op: dict[str, Any], source: str) -> bool:
+def _apply_one(memory: Memory, batch: Batch, op: dict[str, Any], source: str,
+               vectors: tuple[str, dict[str, list[float]]]) -> bool:
     text = str(op.get("text") or "").strip()[:300]
     kind = op.get("kind") if op.get("kind") in KINDS else "fact"
     held = batch.held.get(str(op.get("id") or ""))
@@ -238,14 +271,19 @@ def _apply_one(memory: Memory, batch: Batch, op: dict[str, Any], source: str) ->
         return False
     if op["op"] != "delete" and all(is_question(batch.episodes[a][5]) for a in cited):
         return False  # questions are not statements
-    turns_said = [batch.episodes[a][5] + " " + batch.episodes[a][6] for a in cited]
+    # Grounded in the tenant's words: the reply only where the tenant answered it with a bare
+    # "yes", and never what the reply quoted from other tenants (tenant_agent/memory/answer.py).
+    turns_said = [batch.episodes[a][5] + " " + _offered(batch.episodes[a]) for a in cited]
     turn = _turn(batch, cited[-1])
+    turn.vector_model = vectors[0]
     episode = batch.episodes[cited[-1]][1]
+    change = any(CHANGE.search(batch.episodes[a][5]) for a in cited)
     if op["op"] == "add":
         if not text or not grounded(text, turns_said):
             return False
-        statement = Statement("add", str(kind), _subject(text), text, text)
-        return memory.hold(statement, turn, _alive(memory, episode), source) is not None
+        statement = _statement(str(kind), text)
+        return memory.hold(statement, turn, _alive(memory, episode), source,
+                           vectors[1].get(text), bool(change)) is not None
     if held is None or not (_words(held[2]) | _words(text)) & set().union(
             *(_words(s) for s in turns_said)):
         return False
@@ -261,16 +299,27 @@ def _apply_one(memory: Memory, batch: Batch, op: dict[str, Any], source: str) ->
         return True
     if not text or not grounded(text, turns_said):
         return False
-    new = memory.hold(Statement("add", str(kind), _subject(text), text, text), turn,
-                      _alive(memory, episode), source)
+    new = memory.hold(_statement(str(kind), text), turn, _alive(memory, episode), source,
+                      vectors[1].get(text), bool(change))
     if new and new != held[0]:
         memory.db.execute("UPDATE memories SET valid_to=?, superseded_by=?, updated=? WHERE "
                           "id=? AND valid_to IS NULL", (turn.at, new, time.time(), held[0]))
     return True
 
 
-def _subject(text: str) -> str:
-    return " ".join(text.lower().split())[:120]
+def _statement(kind: str, text: str) -> Statement:
+    """The model's memory with the subject the rules give what it says ("Lives in Paris": a
+    location, one at a time), else its own words."""
+    subject, exclusive = subject_of(text)
+    return Statement("add", kind, subject or " ".join(text.lower().split())[:120], text, text,
+                     exclusive=exclusive)
+
+
+def _offered(episode: tuple[Any, ...]) -> str:
+    """The part of a turn's reply its words may ground a memory in: the reply when the
+    tenant's words are a bare yes to it (what it accepted), else nothing."""
+    user, reply = episode[5], episode[6]
+    return reply.split(SHARED_LEAD, 1)[0] if accepted(reply, user) else ""
 
 
 def _alive(memory: Memory, episode: str) -> str | None:
@@ -301,10 +350,11 @@ def _run_batch(memory: Memory, model: str, call: Caller) -> dict[str, Any]:
         _count(memory, "model_failures", 1)
         _give_up_or_retry(memory, batch)
         return {"turns": 0, "error": f"unreadable answer: {exc}"}
+    vectors = embed_texts(operations, call)  # outside the transaction: a host call
     with memory.transaction() as db:
         if memory.meta("epoch") != epoch:
             return {"turns": 0, "error": "the memory was deleted during the call"}
-        done = apply(memory, batch, operations, "model:" + model)
+        done = apply(memory, batch, operations, "model:" + model, vectors)
         marks = ",".join("?" * len(batch.episodes))
         db.execute(f"DELETE FROM pending WHERE episode IN ({marks})",
                    [e[0] for e in batch.episodes.values()])

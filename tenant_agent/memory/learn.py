@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable
 
 from tenant_agent.memory import refusals
+from tenant_agent.memory.lexicon import OCCUPATIONS
 from tenant_agent.memory.utterance import (
     AHEAD,
     RELATIVE,
@@ -108,22 +109,6 @@ swahili catalan basque galician welsh irish latin esperanto estonian latvian lit
 _LANGUAGE = re.compile(
     r"\b(?:answers?|repl(?:y|ies)|responses?|respond|answer|write|speak|talk|messages?|"
     r"everything|explanations?)\b(?: to me| back)?\s+in\s+([a-z]+)\b", re.I)
-_ROLE_HEADS = re.compile(
-    r"(?:er|or|ist|eer|ant|ent|ect|nurse|chef|student|intern|lead|ceo|cto|cfo|coo|founder|"
-    r"owner|analyst|consultant|architect|scientist|doctor|assistant|clerk|cook|pilot|"
-    r"physician|surgeon|dentist|vet|coach|tutor|editor|officer|agent|associate|specialist|"
-    r"technician|administrator|admin|freelancer|contractor|mechanic|electrician|plumber|"
-    r"librarian|physician|technician|musician|pediatrician|politician|historian|"
-    r"mathematician|statistician|dietitian|optician|magician|comedian|"
-    r"barista|cashier|accountant|economist|investor|entrepreneur|artist|musician|"
-    r"photographer|journalist|researcher|professor|lecturer|librarian|pharmacist|"
-    r"therapist|counselor|counsellor|psychologist|paramedic|firefighter|soldier|sailor|"
-    r"farmer|carpenter|attorney|paralegal|judge|banker|broker|trader|recruiter|"
-    r"marketer|salesperson|dev|sre|swe|pm|qa|ux|ui)$", re.I)
-_NOT_ROLES = frozenset("""mother father brother sister daughter member fan user customer
-beginner lover newcomer other number letter order corner winner loser partner neighbor
-neighbour foreigner outsider leader follower supporter believer dreamer worrier thinker
-talker listener reader viewer player gamer owner""".split())  # noqa: SIM905
 _DEGREE = re.compile(r"^(?:bit|little|lot|tad|tiny bit|huge|big|real|total|complete|"
                      r"kind of|sort of|bit of|little bit)\b", re.I)
 _FAMILY = re.compile(r"^(?:a|an|one|two|three|four|five|\d+)\s+(dogs?|cats?|pets?|sons?|"
@@ -141,11 +126,22 @@ _EVENT = re.compile(_I + r" (?:just |recently |finally |also |actually |have |'v
                     r"(" + _EVENT_VERBS + r") (.+)", re.I)
 _PLAN = re.compile(_I + r"(?:'m| am|'re| are) (going|planning|about|hoping) to (.+)|"
                    + _I + r" (will|'ll|plan to|intend to|hope to) (.+)", re.I)
+# Forgetting is asked of the agent's memory: "forget …", or deleting what it knows ("delete
+# what you know about …", "remove my address from your memory"); an ordinary request that
+# starts with "remove" or "delete" ("remove the duplicates from this list") is not.
+_MEMORY = r"(?:your |the )?(?:memory|memories|notes?|records?)"
 _FORGET = re.compile(
-    r"^(?:(?:please|can you|could you|would you|will you)\s+)?(?:forget|delete|remove|"
-    r"erase|drop|unlearn|don't remember|do not remember|stop remembering)\b"
-    r"(?:\s+(?:that|about|the fact that|what i (?:said|told you) about|everything about|"
-    r"all about|my|i said|i told you))*\s*(.*)$", re.I)
+    r"^(?:(?:please|can you|could you|would you|will you|i want you to|i'd like you to)\s+)?"
+    r"(?:(?:forget|unlearn|don't remember|do not remember|stop remembering)\b"
+    r"(?:\s+(?:that|about|the fact that|what i (?:said|told you|mentioned) about|everything "
+    r"about|all about|my|i said|i told you|i mentioned))*"
+    r"|(?:delete|remove|erase|drop|wipe|clear|purge|scrub)\s+"
+    r"(?:(?:what|everything|anything|all) (?:you (?:know|remember|have|stored|saved|learned|"
+    r"learnt|noted|kept|keep)|i (?:said|told you|mentioned))(?: about| on| regarding| of)?"
+    r"(?: me)?"
+    rf"|(?:any |all )?{_MEMORY}\s+(?:about|on|of|regarding)"
+    rf"|(?=.+\bfrom {_MEMORY}$)))"
+    rf"\s*(.*?)(?:\s+from {_MEMORY})?$", re.I)
 _REMEMBER = re.compile(r"^(?:please\s+)?(?:remember|note|keep in mind|don't forget|"
                        r"do not forget)(?: that)?\s+(.+)$", re.I)
 
@@ -280,8 +276,7 @@ def _not_anymore(clause: str, at: float) -> list[Statement]:
     if not m or not re.search(r"\bno longer\b|\bany ?more$|\bany longer$", clause, re.I):
         return []
     value = clean(m.group(1))
-    subject = "role" if _ROLE_HEADS.search(value.split()[-1]) and value.split()[-1].lower() \
-        not in _NOT_ROLES else "identity"
+    subject = "role" if value.split()[-1].lower() in OCCUPATIONS else "identity"
     return [Statement("end", "fact", subject, value if subject == "role" else value.lower(),
                       "")] if value else []
 
@@ -333,7 +328,7 @@ def _identity(clause: str, at: float) -> list[Statement]:
     head = words[-1].lower()
     out: list[Statement] = []
     org = re.search(r"\s(?:at|for)\s+([A-Z][\w&.'-]*(?:\s+[A-Z][\w&.'-]*)*)", phrase)
-    if _ROLE_HEADS.search(head) and head not in _NOT_ROLES:
+    if head in OCCUPATIONS:
         role = head_part.strip()
         out.append(Statement("add", "fact", "role", role, f"Works as a {role}", exclusive=True))
         if org:
@@ -353,7 +348,8 @@ def _has(clause: str, at: float) -> list[Statement]:
         return []
     thing = clean(family.group(0))
     subject = family.group(1).lower().rstrip("s") or family.group(1).lower()
-    return [Statement("add", "fact", subject, thing, f"Has {thing}")]
+    # one count at a time: "three cats" after "two cats" is the new count
+    return [Statement("add", "fact", subject, thing, f"Has {thing}", exclusive=True)]
 
 
 def _my(clause: str, at: float) -> list[Statement]:

@@ -6,13 +6,25 @@ Delivery (`observe`) stays fast and never waits for a model: per pair it records
 the rules, and queues the episode for the model's extraction pass (tenant_agent/memory/extract.py)
 when the agent has a model. Measured: well under 1 ms of CPU per pair (bench/memory.py).
 
-What a statement does (`hold`), the same whether the rules or a model found it:
+What a statement does (`hold`), the same whether the rules, the parse or a model found it:
 - the same thing said again (same subject, value and polarity) is evidence for the memory
   held: its evidence count and confidence grow, its request ids gain the new one;
 - a contradiction supersedes: "I don't like dark mode" after "I like dark mode", a second
-  location or employer, a "prefer X mode" after another liked "… mode", a new answer
-  language. The old memory keeps its history: `valid_to` is when the new one was said and
-  `superseded_by` names it;
+  location or employer, a changed count ("three cats" after "two cats"), a "prefer X mode"
+  after another liked "… mode", a new answer language. The old memory keeps its history:
+  `valid_to` is when the new one was said and `superseded_by` names it;
+- the same thing by meaning supersedes too, where no subject says it (the host's vectors of
+  memory texts, compared in the box: tenant_agent/memory/meaning.py): what the tenant is or
+  eats, or a model's memory the rules name nothing in, supersedes a held one of those or a
+  named attribute whose text is within SAME_THING of it ("Is a meat eater" and "Is a
+  vegetarian"); a statement said as a change ("these days …", "… now", "instead")
+  supersedes the one held memory most like it, a taste another within CHANGED_TASTE
+  ("Prefers coffee" / "Prefers tea"), what one is or eats a taste within CHANGED_THING
+  ("these days I don't eat meat" ends "Loves steak"). Two named attributes are compared by
+  name only ("Works at St Mary's" and "Works as a nurse" are 0.63 alike and both hold);
+  possessions, kin, allergies and events never by meaning ("Has a sister" and "Has two
+  brothers", 0.66, both hold), nor tastes unless said as a change ("Likes jazz", "Likes rock
+  music");
 - "end" (I no longer live in Berlin) closes what it names without a successor;
 - "forget" removes what it names with its history and the episodes it came from, and the
   turn that asked is not kept either.
@@ -23,12 +35,14 @@ delivered (a backlog delivered after a freeze keeps its own time).
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 import threading
 import time
 
-from tenant_agent.memory import store, turns, vectors
+from tenant_agent.memory import meaning, store, turns, vectors
 from tenant_agent.memory.learn import Statement, learn
+from tenant_agent.memory.structure import said
 from tenant_agent.memory.utterance import is_question
 
 TYPE_CHECKING = False
@@ -41,6 +55,9 @@ MAX_PENDING = 5000  # turns waiting for the model; beyond, the oldest wait no mo
 _REPLY_BEFORE_S = 1800.0  # a bare "yes" answers the previous reply if it came this recently
 MEMORY_COLUMNS = ("id, kind, subject, value, polarity, text, at, valid_from, valid_to, "
                   "superseded_by, confidence, evidence, source, exclusive, updated, n")
+_WORDS = re.compile(r"[a-z0-9]+")
+_FORGET_STOP = frozenset(["the", "my", "our", "about", "that", "what", "and", "from", "with",
+                          "your", "you", "said", "told", "mentioned", "know", "remember"])
 
 
 def _readable(pair: dict[str, Any]) -> turns.Turn:
@@ -144,7 +161,8 @@ class Memory:
             last = self.last_seq()
             identifiers = [v for (v,) in self.db.execute(
                 "SELECT value FROM memories WHERE kind='fact' AND subject IN ('name', 'email', "
-                "'employer', 'location', 'phone', 'phone number', 'address', 'hometown')")]
+                "'employer', 'location', 'phone', 'phone number', 'address', 'hometown', "
+                "'birthplace')")]
             if queued:
                 self.changed.notify_all()
         candidates = [{"kind": k, "text": t} for t, k in insights.items()]
@@ -162,22 +180,24 @@ class Memory:
                 return [], False  # this chat turn came before, with the same history
             self.db.execute("INSERT INTO turns VALUES (?)", (turn.fingerprint,))
         before = turn.reply_before or self._last_reply(turn.at)
-        try:
-            learned = learn(turn.user, turn.at, before)
+        try:  # the rules, and the statements the host's parse shows in place of theirs
+            learned = said(turn.user, turn.at, before, turn.parse)
         except (ValueError, TypeError, IndexError, KeyError, RecursionError):
             learned = learn("", turn.at)  # kept as an episode; the rules found nothing
         if not self.rules:
             learned.statements = []
         forgets = [s for s in learned.statements if s.op == "forget"]
         for statement in forgets:
-            self.forget(statement)
+            self.forget(statement, turn.memory_vectors.get(statement.value))
         # A question asked of the agent itself ("What is my name?" to /ask) is no turn of the
         # tenant's history: recall would hand it back for the next question like it.
         asked = turn.asked and not learned.statements and is_question(turn.user)
         episode = None if forgets or asked else self._episode(turn)
         for statement in learned.statements:
             if statement.op != "forget":
-                self.hold(statement, turn, episode, "rules")
+                self.hold(statement, turn, episode, "rules",
+                          turn.memory_vectors.get(statement.text),
+                          meaning.changed(turn.user, statement))
         for topic in set(learned.topics):
             self.db.execute("INSERT INTO topics VALUES (?, 1) ON CONFLICT(topic) DO UPDATE SET "
                             "count=count+1", (topic,))
@@ -212,9 +232,10 @@ class Memory:
 
     # -- what a statement does ---------------------------------------------------------------
 
-    def hold(self, s: Statement, turn: turns.Turn, episode: str | None,
-             source: str) -> str | None:
-        """Apply one add or end statement; the id of the memory that now holds it."""
+    def hold(self, s: Statement, turn: turns.Turn, episode: str | None, source: str,
+             vector: list[float] | None = None, change: bool = False) -> str | None:
+        """Apply one add or end statement; the id of the memory that now holds it. `vector`:
+        the host's embedding of its text; `change`: it was said as a change."""
         if s.op == "end":
             for row in self._active(s.subject, s.kind):
                 if row[3].lower() == s.value.lower():
@@ -234,11 +255,57 @@ class Memory:
             (memory, s.kind, s.subject, s.value, s.polarity, s.text, turn.at, valid_from,
              confidence(1, source), source, int(s.exclusive), time.time()))
         self._evidence(memory, turn, episode, source)
-        for old in self._rivals(s, held):
+        rivals = self._rivals(s, held)
+        for old in rivals:
             self._close(old, turn.at, memory)
+        packed = self._packed(vector, turn)
+        if packed is not None:
+            self.db.execute("UPDATE memories SET vec=? WHERE id=?", (packed, memory))
+            if not rivals:
+                for old in self._same_by_meaning(s, memory, packed, change, turn, source):
+                    self._close(old, turn.at, memory)
         if s.ends and not any(r[3].lower() == s.ends.lower() for r in held):
             self._history(s, turn, memory)  # "moved from Berlin": Berlin held until now
         return memory
+
+    def _packed(self, vector: list[float] | None, turn: turns.Turn) -> bytes | None:
+        """A memory's vector, stored only beside those of the same model."""
+        if not vector:
+            return None
+        known = self.meta("vector_model")
+        if turn.vector_model and known is None:
+            self.set_meta("vector_model", turn.vector_model)
+        elif not turn.vector_model or known != turn.vector_model:
+            return None
+        return vectors.pack(vector)
+
+    def _same_by_meaning(self, s: Statement, memory: str, packed: bytes, change: bool,
+                         turn: turns.Turn, source: str) -> list[str]:
+        """Held memories the new one is the same thing as, by the meaning of their texts.
+        Named attributes are compared by name ("Works at St Mary's" and "Works as a nurse"
+        are 0.63 alike and both hold); meaning decides where a name is missing: an identity
+        ("Is a vegetarian"), a model's memory the rules name nothing in, and, said as a
+        change, a preference against a preference, a diet or an identity."""
+        new = meaning.sort(s.kind, s.subject, s.text, source)
+        if s.op != "add" or new in ("thing", "") or not (change or new != "preference"):
+            return []
+        query = list(vectors.unpack(packed))
+        found = []
+        for held, kind, subject, text, blob, held_source in self.db.execute(
+                "SELECT id, kind, subject, text, vec, source FROM memories WHERE valid_to IS "
+                "NULL AND vec IS NOT NULL AND id<>? AND kind IN ('fact', 'preference') AND id "
+                "NOT IN (SELECT memory FROM evidence WHERE pair_id=?)", (memory, turn.pair_id)):
+            old = meaning.sort(kind, subject, text, held_source)
+            if not meaning.comparable(new, old, change):
+                continue
+            floor = (meaning.SAME_THING if not change else meaning.CHANGED_TASTE
+                     if new == old == "preference" else meaning.CHANGED_THING)
+            cosine = vectors.cosine(query, blob)
+            if cosine >= floor:
+                found.append((cosine, str(held)))
+        if change:  # the one thing it changes
+            return [max(found)[1]] if found else []
+        return [held for _, held in found]
 
     def _active(self, subject: str, kind: str) -> list[tuple[Any, ...]]:
         return self.db.execute(
@@ -289,30 +356,52 @@ class Memory:
                             "(evidence + 2.0 + (source<>'rules')), 3) WHERE id=?",
                             (time.time(), memory))
 
-    def forget(self, s: Statement) -> list[str]:
+    def forget(self, s: Statement, vector: list[float] | None = None) -> list[str]:
         """Remove what the statement names (with its history), and the episodes it came from
-        and that say it; the ids of the memories removed."""
+        and that say it; the ids of the memories removed. A named thing ("my job", "my
+        peanut allergy") is found by the subjects it names, by its words (their stems) in a
+        memory, and by meaning (`vector`, the host's embedding of what it names)."""
         if s.kind:
             rows = self.db.execute(
                 "SELECT id FROM memories WHERE kind=? AND subject=? AND lower(value)=lower(?)",
                 (s.kind, s.subject, s.value)).fetchall()
         else:
-            phrase = s.value.lower()
-            rows = self.db.execute(
-                "SELECT id FROM memories WHERE lower(subject)=? OR instr(lower(value), ?) > 0 "
-                "OR instr(lower(text), ?) > 0", (phrase, phrase, phrase)).fetchall()
+            rows = self._named(s.value.lower(), vector)
         removed = []
         for (memory,) in rows:
             removed.extend(self.remove_memory(memory))
-        words = [w for w in (s.value.lower().split() if not s.kind else [s.value.lower()])
-                 if len(w) > 2]
+        words = [w for w in (_WORDS.findall(s.value.lower()) if not s.kind
+                             else [s.value.lower()]) if len(w) > 2 and w not in _FORGET_STOP]
         if words:
-            query = " AND ".join('"' + w.replace('"', "") + '"' for w in words)
+            query = " AND ".join(f'"{w[:5]}"*' if len(w) > 4 else f'"{w}"' for w in words)
             for (episode,) in self.db.execute(
                     "SELECT e.id FROM episodes_fts f JOIN episodes e ON e.n=f.rowid "
                     "WHERE episodes_fts MATCH ?", ("user : (" + query + ")",)).fetchall():
                 self.remove_episode(episode)
         return removed
+
+    def _named(self, phrase: str, vector: list[float] | None) -> list[tuple[str]]:
+        """The memories a request to forget names by a phrase."""
+        named = meaning.FORGET_SUBJECTS.get(re.sub(r"^(?:my|the|our)\s+", "", phrase), ())
+        marks = ",".join("?" * len(named)) or "NULL"
+        rows = self.db.execute(
+            "SELECT id FROM memories WHERE lower(subject)=? OR instr(lower(value), ?) > 0 "
+            f"OR instr(lower(text), ?) > 0 OR subject IN ({marks})",
+            (phrase, phrase, phrase, *named)).fetchall()
+        stems = [w[:5] for w in _WORDS.findall(phrase) if len(w) > 3 and w not in _FORGET_STOP]
+        found = {r[0] for r in rows}
+        scored = []
+        query = vectors.normalised(vector) if vector else None
+        for memory, text, blob in self.db.execute("SELECT id, text, vec FROM memories"):
+            lowered = text.lower()
+            if stems and all(stem in lowered for stem in stems):
+                found.add(memory)
+            elif query is not None and blob is not None:
+                scored.append((vectors.cosine(query, blob), memory))
+        scored.sort(reverse=True)
+        found.update(m for n, (cosine, m) in enumerate(scored) if cosine >= meaning.FORGET_SURE
+                     or (n == 0 and cosine >= meaning.FORGET_FLOOR))
+        return [(m,) for m in found]
 
     def remove_memory(self, memory: str) -> list[str]:
         """Delete a memory, the versions it superseded, and the episodes it came from."""

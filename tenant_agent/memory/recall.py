@@ -1,27 +1,39 @@
 """Recall: the memories and episodes most relevant to a query, with their provenance.
 
-Hybrid retrieval inside the box. Full text: FTS5 BM25 (porter stemmer) over the tenant's turns
-(its words weigh more than the replies) and over the memories. Vectors, where the host supplied
-them: the cosine of the query's embedding with each episode's (tenant_agent/memory/vectors.py; a
-memory borrows the best of the episodes it came from). Without embeddings it is full text only.
+Hybrid retrieval inside the box. Full text: FTS5 BM25 (porter stemmer) over the tenant's own
+words and over the memories. A turn's reply is kept with it (and returned) but never ranked as
+what the tenant said: through /ask the reply is the context the agent assembled, other
+tenants' insights included, and a word of it ("users") matched every such turn. Vectors, where
+the host supplied them: the cosine of the query's embedding with each episode's (the host
+embeds the tenant's words only; tenant_agent/memory/vectors.py; a memory borrows the best of
+the episodes it came from). Without embeddings it is full text only.
 
-Scores are relative to the best full-text match of the same query and fused linearly with the
-cosine (`FTS_WEIGHT * bm25 / best + cosine`: on LoCoMo this beat reciprocal-rank fusion and
-each signal alone). A turn is read in its conversation: an episode also gets NEIGHBOR_WEIGHT of
-the better of the turns just before and after it (when they are within NEIGHBOR_GAP_S), so
-"Yes, last Friday!" is found through the question it answered. On LoCoMo (bench/memory.py)
-evidence hit@10 went from 0.80 to 0.85 with it. A date in the query ("on 13 October 2023",
-"in August 2023", "last week") lifts what was said then by TIME_BOOST (0.85 to 0.87; the
-dated questions alone 0.73 to 0.89). Memories held now get a small lift over
-episodes, a superseded memory a penalty (it is still found: "where did I live before?"). An
-episode whose request a better result already cites is left out, and so is a memory whose
-every cited request is already listed, so a slot is never spent twice on one turn.
+A query about "the user" is read as the tenant asking about itself ("What pets does the user
+have?" -> "What pets do I have?", `first_person`): the turns it is matched with, and embedded
+against, are the tenant's words in the first person.
+
+Full text is scored against what the query could match, not against the best match found: a
+turn's BM25 over the sum of the inverse document frequencies of the query's words that occur
+at all (a turn holding each of them once, at the average length, scores 1), at most 1. So a
+turn that matches one common word scores little however weak the rest is. Fused linearly with
+the cosine (`FTS_WEIGHT * text + cosine`); and with a vector, a turn that matches a single word
+of the query gets at most SINGLE_WORD of the text score: one stemmed word ("user" -> "users",
+"living room" for "live") never outranks meaning. A turn is read in its conversation: an
+episode also gets NEIGHBOR_WEIGHT of the better of the turns just before and after it (when
+they are within NEIGHBOR_GAP_S), so "Yes, last Friday!" is found through the question it
+answered. A date in the query ("on 13 October 2023", "in August 2023", "last week") lifts what
+was said then by TIME_BOOST. Memories held now get a small lift over episodes, a superseded
+memory a penalty (it is still found: "where did I live before?"). An episode whose request a
+better result already cites is left out, and so is a memory whose every cited request is
+already listed, so a slot is never spent twice on one turn.
 
 An episode comes with its context: the turns just before and after it in the same
 conversation (within NEIGHBOR_GAP_S and the since/until bounds), as `context`, their request
 ids cited after its own. A turn is read in its conversation, so it is returned in it too, and
-those turns are not listed again. On LoCoMo evidence recall@10 went from 0.803 to 0.871 with it
-(BM25 over the same three-pair windows: 0.763, over single pairs 0.632).
+those turns are not listed again.
+
+Measured: bench/persona.py (facts among chit-chat, asked in other words, served with the
+knowledge base full of other tenants' insights) and bench/memory.py (LoCoMo).
 
 Invariant: every result cites the request ids (X-Request-Id) it came from; `since` and
 `until` bound when the tenant said it.
@@ -29,6 +41,7 @@ Invariant: every result cites the request ids (X-Request-Id) it came from; `sinc
 
 from __future__ import annotations
 
+import math
 import re
 import time
 
@@ -41,7 +54,7 @@ if TYPE_CHECKING:  # typing costs ms at every wake; only the type checker needs 
     from typing import Any
 
 FTS_WEIGHT = 0.5       # full text against cosine, fused linearly
-USER_WEIGHT, REPLY_WEIGHT = 1.0, 0.6  # bm25 column weights: the tenant's words, the reply
+SINGLE_WORD = 0.2      # most of the text score a turn matching one word of the query gets
 NEIGHBOR_WEIGHT = 0.5  # of the better adjacent turn's score
 NEIGHBOR_GAP_S = 3600.0  # turns further apart are not one conversation
 NEIGHBORS_OF = 100     # the best candidates whose neighbours are looked at
@@ -59,6 +72,43 @@ over own same she should so some such than that the their theirs them then there
 this those through to too under until up very was we were what when where which while who whom
 why will with would you your yours yourself yourselves ever kind like likely tell know think
 """.split())  # noqa: SIM905 (a word list reads better as text)
+
+
+# "the user" in a question, read as the tenant asking about itself: (pattern, replacement),
+# in order (the auxiliary before the subject first, so that "does the user" is "do I").
+_THE_USER = r"(?:the |this |our |my )?user"
+_FIRST_PERSON = tuple((re.compile(p, re.I), r) for p, r in (
+    (rf"\b{_THE_USER}(?:'s|\u2019s|s')", "my"),
+    (rf"\b(?:does|do) {_THE_USER}\b", "do I"),
+    (rf"\b(?:is|are) {_THE_USER}\b", "am I"),
+    (rf"\b(?:has|have) {_THE_USER}\b", "have I"),
+    (rf"\b(was|did|can|could|will|would|should|shall|may|might|must) {_THE_USER}\b",
+     r"\1 I"),
+    (rf"\b{_THE_USER} (?:is|are)\b", "I am"),
+    (rf"\b{_THE_USER} (?:has|have)\b", "I have"),
+    (rf"\b{_THE_USER} (was|did|can|could|will|would|should|may|might|must)\b", r"I \1"),
+    (rf"\b{_THE_USER} (?:does)\b", "I do"),
+    (rf"\b{_THE_USER} ([a-z]+?)(ies|sses|shes|ches|xes|oes|s)\b", None),
+    (rf"\b(to|for|about|with|from|of|by|tell|give|show|help|remind) {_THE_USER}\b",
+     r"\1 me"),
+    (rf"\b{_THE_USER}\b", "I"),
+))
+_ENDINGS = {"ies": "y", "sses": "ss", "shes": "sh", "ches": "ch", "xes": "x", "oes": "o", "s": ""}
+
+
+def _verb(match: re.Match[str]) -> str:
+    """"the user lives" -> "I live", "the user studies" -> "I study"."""
+    return f"I {match.group(1)}{_ENDINGS[match.group(2).lower()]}"
+
+
+def first_person(query: str) -> str:
+    """A question about "the user" as the tenant would ask it of itself: "What pets does the
+    user have?" -> "What pets do I have?" (what it is matched with are the tenant's words)."""
+    if "user" not in query.lower():
+        return query
+    for pattern, replacement in _FIRST_PERSON:
+        query = pattern.sub(replacement if replacement is not None else _verb, query)
+    return query[:1].upper() + query[1:]
 
 
 def terms(query: str) -> list[str]:
@@ -121,6 +171,7 @@ def recall(memory: Memory, query: str, limit: int = 10, since: float | None = No
            until: float | None = None, vector: list[float] | None = None,
            kinds: list[str] | None = None) -> list[dict[str, Any]]:
     """The `limit` best memories and episodes for `query`, most relevant first."""
+    query = first_person(query)
     words = terms(query)
     qvec = vectors.normalised(vector) if vector else None
     lo, hi = since if since is not None else -1e18, until if until is not None else 1e18
@@ -128,14 +179,12 @@ def recall(memory: Memory, query: str, limit: int = 10, since: float | None = No
     with memory.lock:
         episodes = _episodes(memory, words, qvec, lo, hi)
         memories = _memories(memory, words, qvec, lo, hi, episodes)
-        best = max([e["bm25"] for e in episodes.values()] +
-                   [m["bm25"] for m in memories.values()] + [1e-9])
         scored = []
         for row in memories.values():
             lift = HELD_LIFT if row["valid_to"] is None else SUPERSEDED
-            score = _fuse(row, best, qvec) + _when(row, windows)
+            score = _fuse(row, qvec) + _when(row, windows)
             scored.append((lift * score, "memory", row))
-        for row, score in _in_context(memory, episodes, best, qvec, lo, hi, windows):
+        for row, score in _in_context(memory, episodes, qvec, lo, hi, windows):
             scored.append((score, "episode", row))
         scored.sort(key=lambda item: -item[0])
         wanted = set(kinds) if kinds else None
@@ -181,19 +230,50 @@ def _when(row: dict[str, Any], windows: list[tuple[float, float]]) -> float:
     return TIME_BOOST if any(lo <= at <= hi for lo, hi in windows) else 0.0
 
 
-def _fuse(row: dict[str, Any], best: float, qvec: list[float] | None) -> float:
-    text = float(row["bm25"]) / best if best > 0 else 0.0
+def _fuse(row: dict[str, Any], qvec: list[float] | None) -> float:
+    text = float(row["match"])
     if qvec is None:
         return text
     return FTS_WEIGHT * text + max(float(row.get("cosine", 0.0)), 0.0)
 
 
-def _in_context(memory: Memory, episodes: dict[int, dict[str, Any]], best: float,
+class _Words:
+    """The query's words in one full-text index: how rare each is there (FTS5's own inverse
+    document frequency) and which rows hold it, to score a row's BM25 against what the query
+    could match at all."""
+
+    def __init__(self, db: Any, index: str, content: str, words: list[str],
+                 single: bool) -> None:
+        self.single = single  # cap a row that matches one word (there is a vector to weigh)
+        self.rows: list[set[int]] = []
+        self.ideal = 0.0
+        if not words:
+            return
+        total = db.execute(f"SELECT count(*) FROM {content}").fetchone()[0]
+        for word in words:
+            rows = {r for (r,) in db.execute(f"SELECT rowid FROM {index} WHERE {index} MATCH ?",
+                                             (fts_query([word]),))}
+            if rows:
+                self.rows.append(rows)
+                self.ideal += max(math.log((total - len(rows) + 0.5) / (len(rows) + 0.5)), 1e-6)
+
+    def text(self, rowid: int, bm25: float) -> float:
+        """BM25 over the sum of the found words' IDFs (a row holding each once, at the average
+        length, scores 1), at most 1; at most SINGLE_WORD for one word when capped."""
+        if self.ideal <= 0 or bm25 <= 0:
+            return 0.0
+        score = min(bm25 / self.ideal, 1.0)
+        if self.single and sum(rowid in rows for rows in self.rows) <= 1:
+            score = min(score, SINGLE_WORD)
+        return score
+
+
+def _in_context(memory: Memory, episodes: dict[int, dict[str, Any]],
                 qvec: list[float] | None, lo: float, hi: float,
                 windows: list[tuple[float, float]]) -> list[tuple[dict[str, Any], float]]:
     """Each episode's score with NEIGHBOR_WEIGHT of its better neighbour's; the neighbours of
     the best candidates join the candidates (a neighbour that matched nothing itself)."""
-    own = {n: _fuse(row, best, qvec) + _when(row, windows) for n, row in episodes.items()}
+    own = {n: _fuse(row, qvec) + _when(row, windows) for n, row in episodes.items()}
     top = sorted(own, key=lambda n: -own[n])[:NEIGHBORS_OF]
     wanted = {m for n in top for m in (n - 1, n + 1)} - set(episodes)
     if wanted:
@@ -205,7 +285,7 @@ def _in_context(memory: Memory, episodes: dict[int, dict[str, Any]], best: float
             if qvec is not None:
                 entry["cosine"] = vectors.cosine(qvec, row[6])
             episodes[row[0]] = entry
-            own[row[0]] = _fuse(entry, best, qvec) + _when(entry, windows)
+            own[row[0]] = _fuse(entry, qvec) + _when(entry, windows)
     stale = _stale(memory, [episodes[n]["id"] for n in top])
     out = []
     for n, row in episodes.items():
@@ -233,12 +313,13 @@ def _episodes(memory: Memory, words: list[str], qvec: list[float] | None, lo: fl
     found: dict[int, dict[str, Any]] = {}
     columns = "e.n, e.id, e.request_id, e.at, e.user, e.reply"
     if words:
+        said = _Words(db, "episodes_fts", "episodes", words, qvec is not None)
         for row in db.execute(
-                f"SELECT {columns}, -bm25(episodes_fts, ?, ?) FROM episodes_fts "
+                f"SELECT {columns}, -bm25(episodes_fts) FROM episodes_fts "
                 "JOIN episodes e ON e.n = episodes_fts.rowid WHERE episodes_fts MATCH ? "
                 "AND e.at BETWEEN ? AND ? ORDER BY rank LIMIT ?",
-                (USER_WEIGHT, REPLY_WEIGHT, fts_query(words), lo, hi, CANDIDATES)):
-            found[row[0]] = _episode_row(row[:6], row[6])
+                (fts_query(words), lo, hi, CANDIDATES)):
+            found[row[0]] = _episode_row(row[:6], said.text(row[0], row[6]))
     if qvec is None:
         return found
     count = db.execute("SELECT count(*) FROM episodes WHERE vec IS NOT NULL").fetchone()[0]
@@ -257,14 +338,14 @@ def _episodes(memory: Memory, words: list[str], qvec: list[float] | None, lo: fl
         entry = found.get(row[0]) or _episode_row(row[:6], 0.0)
         entry["cosine"] = vectors.cosine(qvec, row[6])
         found[row[0]] = entry
-    ranked = sorted(found.values(), key=lambda e: -(e["bm25"] + e.get("cosine", 0.0)))
+    ranked = sorted(found.values(), key=lambda e: -(e["match"] + e.get("cosine", 0.0)))
     return {e["n"]: e for e in ranked[:CANDIDATES * 2]}
 
 
-def _episode_row(row: tuple[Any, ...], bm25: float) -> dict[str, Any]:
+def _episode_row(row: tuple[Any, ...], text: float) -> dict[str, Any]:
     n, episode, request_id, at, user, reply = row
     return {"n": n, "id": episode, "request_id": request_id, "at": at, "user": user,
-            "reply": reply, "bm25": max(bm25, 0.0)}
+            "reply": reply, "match": text}
 
 
 def _memories(memory: Memory, words: list[str], qvec: list[float] | None, lo: float, hi: float,
@@ -274,11 +355,12 @@ def _memories(memory: Memory, words: list[str], qvec: list[float] | None, lo: fl
     columns = ("m.id, m.kind, m.subject, m.value, m.polarity, m.text, m.at, m.valid_from, "
                "m.valid_to, m.superseded_by, m.confidence, m.evidence, m.source")
     if words:
+        held = _Words(db, "memories_fts", "memories", words, qvec is not None)
         for row in db.execute(
-                f"SELECT {columns}, -bm25(memories_fts) FROM memories_fts JOIN memories m "
+                f"SELECT {columns}, -bm25(memories_fts), m.n FROM memories_fts JOIN memories m "
                 "ON m.n = memories_fts.rowid WHERE memories_fts MATCH ? AND m.at BETWEEN ? "
                 "AND ? ORDER BY rank LIMIT ?", (fts_query(words), lo, hi, CANDIDATES)):
-            found[row[0]] = _memory_row(row[:13], row[13])
+            found[row[0]] = _memory_row(row[:13], held.text(row[14], row[13]))
     if qvec is None:
         return found
     # A memory borrows the cosine of the best episode it came from.
@@ -297,11 +379,11 @@ def _memories(memory: Memory, words: list[str], qvec: list[float] | None, lo: fl
     return found
 
 
-def _memory_row(row: tuple[Any, ...], bm25: float) -> dict[str, Any]:
+def _memory_row(row: tuple[Any, ...], text: float) -> dict[str, Any]:
     keys = ("id", "kind", "subject", "value", "polarity", "text", "at", "valid_from",
             "valid_to", "superseded_by", "confidence", "evidence", "source")
     entry = dict(zip(keys, row, strict=True))
-    entry["bm25"] = max(bm25, 0.0)
+    entry["match"] = text
     return entry
 
 

@@ -190,12 +190,13 @@ def ask(request: dict[str, object]) -> dict[str, object]:
     if not isinstance(question, str):
         raise HttpError(400, "the body needs a string field 'question'")
     from tenant_agent.memory import answer
+    from tenant_agent.memory.recall import first_person
 
     # x-burrow-model here names the model that answers; the extraction model is the one the
     # worker names on /_burrow/observe (the two may differ: a small one may answer, never
     # extract)
-    return answer.ask(memory(), question, _model(request) or None, _vector(data, question),
-                      bool(data.get("explain")))
+    return answer.ask(memory(), question, _model(request) or None,
+                      _vector(data, first_person(question)), bool(data.get("explain")))
 
 
 def recall(request: dict[str, object]) -> dict[str, object]:
@@ -212,8 +213,10 @@ def recall(request: dict[str, object]) -> dict[str, object]:
         raise HttpError(400, "kinds must be a list of kinds")
     from tenant_agent.memory import recall as recalling
 
+    # the host embeds the question as the tenant would ask it of itself ("the user" -> "I")
     results = recalling.recall(memory(), query, limit, _time(data, "since"),
-                               _time(data, "until"), _vector(data, query), kinds)
+                               _time(data, "until"),
+                               _vector(data, recalling.first_person(query)), kinds)
     return {"results": results}
 
 

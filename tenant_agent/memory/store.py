@@ -2,13 +2,16 @@
 box's layer, so it survives freezes and archives), its schema, the migration from the first
 agent's schema, and how it is wiped.
 
-Tables (schema 2):
+Tables (schema 3):
 - `applied`: every pair id delivered, in order (exactly-once delivery; ids only, no text);
-- `episodes` (+ `episodes_fts`, FTS5 with the porter stemmer): the tenant's own turns, each
-  with the reply, when it was said, its request id, and the host's embeddings (float16);
+- `episodes` (+ `episodes_fts`, FTS5 with the porter stemmer, over the tenant's words only:
+  the reply is kept with the turn but never ranked as what the tenant said): the tenant's own
+  turns, each with the reply, when it was said, its request id, and the host's embedding of
+  its words (float16);
 - `memories` (+ `memories_fts`): what the agent learned, with kind, subject, value, text, when
   it was said, validity (`valid_from`, `valid_to`, `superseded_by`: a superseded memory keeps
-  its history, as Zep does), confidence, evidence count and source (rules or model);
+  its history, as Zep does), confidence, evidence count, source (rules or model) and the
+  host's embedding of its text when it has one (what a new memory is compared with);
 - `evidence`: which pairs (and request ids) each memory came from;
 - `pending`: episodes waiting for the model's extraction pass (persisted: a freeze loses none);
 - `turns`: fingerprints of chat turns already seen (a resent history is learned once);
@@ -16,6 +19,8 @@ Tables (schema 2):
 
 Schema 1 (the first agent: `preferences`, `facts`, `topics`) is migrated in place on open:
 each preference and fact becomes a memory with its evidence count; there were no episodes.
+Schema 2 indexed the replies beside the tenant's words: its full-text index is rebuilt over
+the words alone, and memories gain their vector column.
 
 Invariants: `secure_delete` is on, so deleted rows are overwritten, not left in free pages;
 `wipe()` leaves no readable remains of the tenant's words in the file or its WAL.
@@ -27,7 +32,7 @@ import os
 import sqlite3
 import time
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 _TOKENIZE = "porter unicode61 remove_diacritics 2"
 
 _TABLES = f"""
@@ -42,20 +47,20 @@ CREATE TABLE IF NOT EXISTS episodes (
 CREATE INDEX IF NOT EXISTS episodes_at ON episodes(at);
 CREATE INDEX IF NOT EXISTS episodes_pair ON episodes(pair_id);
 CREATE VIRTUAL TABLE IF NOT EXISTS episodes_fts USING fts5(
-    user, reply, content='episodes', content_rowid='n', tokenize='{_TOKENIZE}');
+    user, content='episodes', content_rowid='n', tokenize='{_TOKENIZE}');
 CREATE TRIGGER IF NOT EXISTS episodes_ai AFTER INSERT ON episodes BEGIN
-    INSERT INTO episodes_fts(rowid, user, reply) VALUES (new.n, new.user, new.reply);
+    INSERT INTO episodes_fts(rowid, user) VALUES (new.n, new.user);
 END;
 CREATE TRIGGER IF NOT EXISTS episodes_ad AFTER DELETE ON episodes BEGIN
-    INSERT INTO episodes_fts(episodes_fts, rowid, user, reply)
-    VALUES ('delete', old.n, old.user, old.reply);
+    INSERT INTO episodes_fts(episodes_fts, rowid, user) VALUES ('delete', old.n, old.user);
 END;
 CREATE TABLE IF NOT EXISTS memories (
     n INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, kind TEXT NOT NULL,
     subject TEXT NOT NULL, value TEXT NOT NULL, polarity TEXT NOT NULL DEFAULT '',
     text TEXT NOT NULL, at REAL NOT NULL, valid_from REAL NOT NULL, valid_to REAL,
     superseded_by TEXT, confidence REAL NOT NULL, evidence INTEGER NOT NULL,
-    source TEXT NOT NULL, exclusive INTEGER NOT NULL DEFAULT 0, updated REAL NOT NULL);
+    source TEXT NOT NULL, exclusive INTEGER NOT NULL DEFAULT 0, updated REAL NOT NULL,
+    vec BLOB);
 CREATE INDEX IF NOT EXISTS memories_subject ON memories(subject);
 CREATE VIRTUAL TABLE IF NOT EXISTS memories_fts USING fts5(
     text, subject, content='memories', content_rowid='n', tokenize='{_TOKENIZE}');
@@ -114,11 +119,18 @@ def _migrate(db: sqlite3.Connection) -> None:
     if found == SCHEMA_VERSION:
         return
     # Idempotent (IF NOT EXISTS): a migration cut short by a kill is simply done again.
+    if found == 2:  # its index of the replies goes; _TABLES makes the one of the words alone
+        db.executescript("DROP TRIGGER IF EXISTS episodes_ai; DROP TRIGGER IF EXISTS "
+                         "episodes_ad; DROP TABLE IF EXISTS episodes_fts;")
     db.executescript(_TABLES)
     db.execute("BEGIN IMMEDIATE")
     try:
         if found == 1:
             _from_v1(db)
+        if found == 2:
+            if "vec" not in {row[1] for row in db.execute("PRAGMA table_info(memories)")}:
+                db.execute("ALTER TABLE memories ADD COLUMN vec BLOB")
+            db.execute("INSERT INTO episodes_fts(episodes_fts) VALUES ('rebuild')")
         db.execute("INSERT INTO meta VALUES ('schema', ?) ON CONFLICT(key) DO UPDATE SET "
                    "value=excluded.value", (str(SCHEMA_VERSION),))
         db.execute("COMMIT")

@@ -11,7 +11,9 @@ required, everything else is optional and read leniently):
                  x-burrow-user-text and x-burrow-said-at when the client sent them)},
      "response": {"status", "body": excerpt, "body_tail"},
      "turn": summary(pair with the whole bodies), when the host computed it,
-     "embedding": {"model": name, "user": vector of turn["user"]}}
+     "embedding": {"model": name, "user": vector of turn["user"]},
+     "parse": the host's parse of turn["user"] (core/parsing.py; read by structure.py),
+     "memory_vectors": {"model": name, "texts": {memory text: vector}}}
 
 The most robust is `turn`: the host calls `summary()` on the pair with its whole bodies before
 cutting them (the resent-history fingerprint and the reply before need the whole chat), and
@@ -68,7 +70,9 @@ class Turn:
         "at",
         "fingerprint",
         "learn",
+        "memory_vectors",
         "pair_id",
+        "parse",
         "reply",
         "reply_before",
         "request_id",
@@ -90,6 +94,8 @@ class Turn:
         self.asked = False              # said to the agent's /ask (a question is no episode)
         self.vectors: dict[str, list[float]] = {}  # "user": the host's embedding
         self.vector_model = ""
+        self.parse: object = None       # the host's parse of `user`, when it sent one
+        self.memory_vectors: dict[str, list[float]] = {}  # memory text -> the host's vector
 
 
 def agent_path(path: str) -> str:
@@ -126,6 +132,8 @@ def read(pair: dict[str, Any]) -> Turn:
     _vectors(pair.get("embedding"), turn)
     if isinstance(pair.get("turn"), dict):
         _read_already(pair["turn"], turn)
+    turn.parse = pair.get("parse")
+    _memory_vectors(pair.get("memory_vectors"), turn)
     return turn
 
 
@@ -371,6 +379,20 @@ def _vectors(embedding: Any, turn: Turn) -> None:
         vector = vector_of(embedding.get(key))
         if vector:
             turn.vectors[key] = vector
+
+
+def _memory_vectors(given: Any, turn: Turn) -> None:
+    """The host's vectors of the memories this turn yields, of the turn's vector model."""
+    if not isinstance(given, dict) or not isinstance(given.get("texts"), dict):
+        return
+    model = str(given.get("model") or "")
+    if turn.vector_model and model != turn.vector_model:
+        return
+    turn.vector_model = turn.vector_model or model
+    for text, value in list(given["texts"].items())[:64]:
+        vector = vector_of(value)
+        if isinstance(text, str) and vector:
+            turn.memory_vectors[text] = vector
 
 
 def vector_of(value: Any) -> list[float] | None:

@@ -298,3 +298,61 @@ async def test_the_agents_own_protocol_leaves_no_backlog(learning: Gateway) -> N
 
 async def _episodes(gw: Gateway, key: dict[str, str]) -> bool:
     return (await memories(gw, "quiet", key, "?kind=episode"))["total"] == 1
+
+
+async def test_the_worker_attaches_a_parse_so_what_the_tenant_says_is_read_by_structure(
+        learning: Gateway) -> None:
+    """"I grew up in Porto" fits no phrasing of the rules: the host's parse, attached by the
+    worker, finds it; a count said again, changed, supersedes the old one."""
+    gw = learning
+    ana, _ = await gw.tenant("ana")
+    await say(gw, "ana", ana, "Honestly, I grew up in Porto.", "req-porto")
+    await say(gw, "ana", ana, "I have two dogs.", "req-two")
+    await say(gw, "ana", ana, "We've got three dogs now.", "req-three")
+
+    async def learned() -> bool:
+        return any("three dogs" in i["text"] for i in (await memories(gw, "ana", ana))["items"])
+
+    await until(learned, 120)
+    texts = [i["text"] for i in (await memories(gw, "ana", ana))["items"]]
+    assert "Grew up in Porto" in texts and "Has three dogs" in texts, texts
+    assert "Has two dogs" not in texts
+    hits = await recall(gw, "ana", ana, "Where was the user raised?")
+    assert hits and "req-porto" in hits[0]["request_ids"], hits
+
+
+@pytest.mark.timeout(240)
+async def test_replies_quoting_other_tenants_are_not_ranked_as_the_tenants_words(
+        learning: Gateway) -> None:
+    """The issue's failure, served: once the knowledge base holds insights, an /ask reply
+    quotes those relevant to what was said ("Other users' notes: …"), and "the user" in a
+    question matched "users" in every such reply; the tenant's own fact, said in other words,
+    came after them."""
+    gw = learning
+    await gw.client.put("/v1/policy", headers=gw.operator,
+                        json={"contribute_min_age_s": 0, "contribute_min_turns": 0})
+    for other in ("bo", "cy"):
+        key, _ = await gw.tenant(other)
+        await say(gw, other, key, "Dark mode saves battery on phones with OLED screens.",
+                  f"{other}-1")
+
+    async def visible() -> bool:
+        r = await gw.client.post("/v1/knowledge/search", headers=gw.operator,
+                                 json={"query": "Does dark mode save battery?"})
+        return any(i["support"] >= 2 for i in r.json())
+
+    await until(visible, 120, "the insight is visible")
+    ana, _ = await gw.tenant("ana")
+    for n, text in enumerate(("My phone battery drains so fast with the bright theme.",
+                              "The night shift was quiet.")):
+        await say(gw, "ana", ana, text, f"chat-{n}")
+    await say(gw, "ana", ana, "I write firmware for pacemakers at a device company.", "req-job")
+
+    async def delivered() -> bool:
+        return (await memories(gw, "ana", ana, "?kind=episode"))["total"] >= 3
+
+    await until(delivered, 120)
+    episodes = (await memories(gw, "ana", ana, "?kind=episode"))["items"]
+    assert any("users" in e["reply"] for e in episodes), "no reply quoted an insight"
+    hits = await recall(gw, "ana", ana, "What does the user do for work?")
+    assert hits and hits[0]["request_ids"][0] == "req-job", hits

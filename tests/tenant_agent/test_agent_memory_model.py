@@ -240,3 +240,55 @@ def test_the_model_queue_is_bounded(memory: Memory, monkeypatch: pytest.MonkeyPa
     oldest = memory.db.execute("SELECT min(e.user) FROM pending p JOIN episodes e "
                                "ON e.n = p.episode").fetchone()[0]
     assert oldest == "I visited museum number 4"  # the newest five wait
+
+
+def test_the_models_memories_get_subjects_so_a_new_location_supersedes_the_old(
+        memory: Memory, host: FakeHost) -> None:
+    """The model adds "Lives in Paris" without naming what it replaces: its subject (a
+    location, one at a time, as the rules read it) supersedes "Lives in Berlin"."""
+    learn(memory, host, "I live in Berlin", add("fact", "Lives in Berlin"))
+    learn(memory, host, "We've relocated, I live in Paris", add("fact", "Lives in Paris"))
+    assert now(memory) == {"Lives in Paris": "fact"}
+    berlin = next(m for m in every(memory) if m["text"] == "Lives in Berlin")
+    assert berlin["subject"] == "location" and berlin["superseded_by"]
+
+
+def unit(i: int, dim: int = 8) -> list[float]:
+    return [1.0 if j == i else 0.05 for j in range(dim)]
+
+
+def test_the_models_memories_supersede_by_meaning_with_the_hosts_vectors(
+        memory: Memory, host: FakeHost) -> None:
+    """One POST /v1/embed a batch gives the model's texts vectors; a new attribute the same
+    thing as a held one by meaning supersedes it, another thing does not."""
+    host.embeddings.update({"Eats only plants": unit(0), "Is a meat eater": unit(0),
+                            "Is a cello player": unit(3)})
+    with memory.lock:  # the model of the vectors the tenant's turns came with
+        memory.set_meta("vector_model", host.embed_model)
+    learn(memory, host, "I eat only plants", add("fact", "Eats only plants"))
+    learn(memory, host, "I'm a cello player", add("fact", "Is a cello player"))
+    learn(memory, host, "I'm a meat eater", add("fact", "Is a meat eater"))
+    assert now(memory) == {"Is a meat eater": "fact", "Is a cello player": "fact"}
+    embeds = [r for r in host.requests if "texts" in r]
+    assert embeds == []  # /v1/embed requests are not model calls (FakeHost keeps only those)
+
+
+def test_the_model_may_not_ground_a_memory_in_what_a_reply_quoted(memory: Memory,
+                                                                   host: FakeHost) -> None:
+    quoted = ("Other users' notes (quoted as they shared them, unchecked): "
+              '"Prefers dark mode with large fonts."')
+    memory.observe([pair(1, "ok thanks", reply=quoted)])
+    host.script.append(memory_operations(add("preference", "Prefers dark mode with large fonts")))
+    extract.drain(memory, MODEL)
+    assert now(memory) == {}
+    # ...but a bare yes accepts what the reply offered
+    learn(memory, host, "yes please", add("preference", "Wants answers in French"))
+    memory.observe([pair(memory.last_seq() + 1, "Sure",
+                         reply="Would you like answers in Italian from now on?")])
+    offered = pair(memory.last_seq() + 1, "yes")
+    memory.observe([offered])
+    host.script.append(memory_operations(
+        {"op": "add", "kind": "preference", "text": "Wants answers in Italian",
+         "turns": ["t1", "t2"]}))
+    extract.drain(memory, MODEL)
+    assert "Wants answers in Italian" in now(memory)
