@@ -72,7 +72,7 @@ from redis.asyncio import Redis
 
 from bench import checkpoint
 from bench.httpload import Conn, load, pct
-from bench.serving import run_as_root, served, tree_cpu_s
+from bench.serving import run_as_root, served, tree_cpu, tree_cpu_s
 from boxes import BoxManager, RuntimeConfig
 from boxes.errors import InvalidRequestError
 from boxes.hosts import Hosts
@@ -458,29 +458,16 @@ def print_wakes(table: Table, label: str, wakes: Wakes) -> None:
 def cpu_split(pid: int) -> tuple[float, float]:
     """CPU seconds so far of `pid` and everything below it: (what runs as root, what runs as
     a box uid: its boxes)."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            children.setdefault(int(stat[1]), []).append(int(entry))
     role = boxes = 0.0
-    todo = [pid]
-    while todo:
-        current = todo.pop()
+    for current, used in tree_cpu(pid):
         try:
-            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
             uid = os.stat(f"/proc/{current}").st_uid
         except OSError:
             continue
-        used = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
         if uid >= CLUSTER_UID_BASE:
             boxes += used
         else:
             role += used
-        todo.extend(children.get(current, []))
     return role, boxes
 
 

@@ -20,9 +20,8 @@ from typing import Any
 from boxes import RuntimeConfig
 
 
-def tree_cpu_s(pid: int) -> float:
-    """CPU seconds used so far by `pid` and everything below it (its embedding process, the
-    boxes' agents)."""
+def tree_cpu(pid: int) -> Iterator[tuple[int, float]]:
+    """(pid, CPU seconds it used so far) for `pid` and every process below it."""
     children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
@@ -31,16 +30,21 @@ def tree_cpu_s(pid: int) -> float:
             except OSError:
                 continue
             children.setdefault(int(stat[1]), []).append(int(entry))
-    total, todo = 0.0, [pid]
+    todo = [pid]
     while todo:
         current = todo.pop()
         try:
             fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        yield current, (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
         todo.extend(children.get(current, []))
-    return total
+
+
+def tree_cpu_s(pid: int) -> float:
+    """CPU seconds used so far by `pid` and everything below it (its embedding process, the
+    boxes' agents)."""
+    return sum(used for _, used in tree_cpu(pid))
 
 
 def settle(pid: int, quiet: float = 0.1, timeout_s: float = 90.0) -> None:

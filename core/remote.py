@@ -33,6 +33,7 @@ from boxes.catalog import BoxCatalog
 from boxes.client import DaemonClient
 from boxes.config import RuntimeConfig
 from boxes.errors import (
+    BoxBusyError,
     BoxNotFoundError,
     BoxStateError,
     BoxUnavailableError,
@@ -49,10 +50,12 @@ from boxes.registry import Registry
 from boxes.sandbox import BoxUsage
 from boxes.stores import open_store
 from core.channel import HostClient, encode_bytes
+from core.roles import DRAIN_S
 
 HOSTS_FRESH_S = 1.0  # the live hosts, as last read, are trusted this long
 PLACE_ATTEMPTS = 5   # placements that lost a race, in a row, before giving up
 LAPSE_POLL_S = 0.1   # how often a request waiting for a lost host's lease to lapse looks
+DRAIN_POLL_S = 0.2   # how often a request for a box a draining host is freezing asks again
 
 
 @dataclass(frozen=True)
@@ -65,11 +68,18 @@ class Channel:
     op: str  # "daemon" or "service"
 
     async def dial(self, limit: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        host = await self.boxes.host_of(self.box_id)
-        if host is None:
-            raise ConnectionRefusedError(f"box {self.box_id} runs on no live host")
-        return await self.boxes.client.connect(host.id, host.address, self.op, self.box_id,
-                                               {}, limit)
+        deadline = time.monotonic() + DRAIN_S
+        while True:
+            host = await self.boxes.host_of(self.box_id)
+            if host is None:
+                raise ConnectionRefusedError(f"box {self.box_id} runs on no live host")
+            try:
+                return await self.boxes.client.connect(host.id, host.address, self.op,
+                                                       self.box_id, {}, limit)
+            except ConnectionRefusedError as exc:
+                if not (isinstance(exc.__cause__, BoxBusyError)
+                        and await self.boxes.drained(host, deadline)):
+                    raise
 
 
 def spec_to_dict(spec: BoxSpec) -> dict[str, Any]:
@@ -150,7 +160,9 @@ class RemoteBoxes(BoxCatalog, BoxAccess):
                        place: bool = True) -> Any:
         """`op` on the box's host (placed on one first when `place`); a host lost on the
         way is looked past once."""
-        for attempt in range(2):
+        deadline = time.monotonic() + DRAIN_S
+        attempt = 0
+        while True:
             if place:
                 host, _ = await self._placed(box_id)
             else:
@@ -167,7 +179,27 @@ class RemoteBoxes(BoxCatalog, BoxAccess):
             except FencedError:
                 if attempt:  # it let go of the box meanwhile (a drain): look again
                     raise
-        raise AssertionError("unreachable")
+            except BoxBusyError:
+                if not await self.drained(host, deadline):
+                    raise
+                continue
+            attempt += 1
+
+    async def drained(self, host: HostInfo, deadline: float) -> bool:
+        """A host said a box is busy: if the host is draining (it holds the box's lock while
+        it freezes it, a few boxes at a time), wait a moment and say to ask again, until
+        `deadline`; a drain ends with the box on no host, woken elsewhere by the next ask."""
+        if time.monotonic() >= deadline:
+            return False
+        try:
+            draining = (await self.hosts.get(host.id)).draining
+        except BoxNotFoundError:  # forgotten meanwhile: its boxes are on no host
+            draining = True
+        if not draining:
+            return False
+        self._live_at = 0.0
+        await asyncio.sleep(DRAIN_POLL_S)
+        return True
 
     async def await_lapse(self, host_id: str) -> bool:
         """A host that does not answer is lost, or briefly cut off: wait (bounded by what is

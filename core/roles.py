@@ -19,6 +19,9 @@ HOST_API_HEALTH_PATHS = ("/healthz", "/readyz")
 # publishes 8420-8421): the host API keeps clear of that range.
 DEFAULT_HOST_API_PORT = 8430
 DEFAULT_HOST_LISTEN = f"0.0.0.0:{DEFAULT_HOST_API_PORT}"
+# How long a stopped box host takes at most to freeze and give up its boxes (within
+# Kubernetes' grace: deploy/k8s/host.yaml's 300 s); a request for one of them waits as long.
+DRAIN_S = 240.0
 
 _LISTEN = re.compile(r"^(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[A-Za-z0-9.-]+)):(?P<port>\d{1,5})$")
 

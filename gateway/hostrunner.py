@@ -26,6 +26,7 @@ from boxes import BoxError, BoxManager, BoxRecord, BoxState, HostUnsupportedErro
 from boxes.checkpoints import Checkpointer
 from boxes.hosts import HostLease, Hosts
 from core import logs
+from core.roles import DRAIN_S
 from core.services import Core
 from core.settings import Settings
 from core.transport import DEFAULT_WINDOW_S, RedisNonces, transport_key
@@ -35,7 +36,6 @@ from workers.sweeper import Sweeper
 
 log = logging.getLogger("burrow.host")
 DRAIN_PARALLEL = 4       # freezes at once: each packs a layer in a thread
-SHUTDOWN_DRAIN_S = 240.0  # within Kubernetes' grace (deploy/k8s/host.yaml: 300 s)
 
 
 def requirements(settings: Settings) -> str | None:
@@ -135,12 +135,12 @@ async def _sweep_forever(core: Core) -> None:
 async def _leave(lease: HostLease, manager: BoxManager) -> None:
     """Leave the cluster without failing a request: take no new box, freeze and give up every
     box (a request for one meanwhile waits for its lock, then finds it on no host and has it
-    placed elsewhere), all while this host still answers; within SHUTDOWN_DRAIN_S."""
+    placed elsewhere), all while this host still answers; within DRAIN_S."""
     lease.draining = True  # this process knows now; the others from Redis
     with contextlib.suppress(BoxError, OSError, RedisError):
         await Hosts(manager.redis, manager.registry.keys).drain(lease.host_id)
     with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(_drain(manager), SHUTDOWN_DRAIN_S)
+        await asyncio.wait_for(_drain(manager), DRAIN_S)
 
 
 async def _drain(manager: BoxManager) -> None:

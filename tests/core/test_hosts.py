@@ -33,6 +33,7 @@ from boxes.registry import Registry
 from core.embedded_redis import EmbeddedRedis
 from core.hosts import host_spec, host_table
 from core.keys import Keys
+from core.remote import DRAIN_POLL_S, RemoteBoxes
 from core.services import host_load
 from core.settings import Settings
 from tests.conftest import until
@@ -707,3 +708,23 @@ async def test_a_host_reports_the_memory_its_boxes_take_not_their_limits(
     assert 150 <= filled.memory_used_mb < 1024
     await manager.delete(box.id)
     assert await host_load(manager) == HostLoad(boxes=0, memory_used_mb=0)
+
+
+async def test_a_request_for_a_box_a_draining_host_holds_waits_for_the_drain(
+        redis: Redis, tmp_path: Path) -> None:
+    """A box's lock is held by its host's freeze while the host drains (a few boxes at a
+    time, on a busy machine possibly for longer than a request waits for a lock): a gateway
+    told 'busy' by a draining host asks again, until the drain's bound; by a host that is not
+    draining, it says so at once."""
+    lease = HostLease(redis, KEYS, spec("h1"), LONG)
+    host_id = await lease.register()
+    boxes = RemoteBoxes(RuntimeConfig(data_dir=tmp_path), redis, KEYS, b"k" * 32)
+    info = await Hosts(redis, KEYS).get(host_id)
+    assert await boxes.drained(info, time.monotonic() + 5) is False
+    await Hosts(redis, KEYS).drain(host_id)
+    started = time.monotonic()
+    assert await boxes.drained(info, time.monotonic() + 5) is True
+    assert time.monotonic() - started >= DRAIN_POLL_S
+    assert await boxes.drained(info, time.monotonic() - 1) is False  # past the bound
+    await lease.release()
+    assert await boxes.drained(info, time.monotonic() + 5) is True  # gone: ask again
