@@ -180,6 +180,8 @@ class Checkpointer:
         """Checkpoint every box that changed, now; the snapshots taken."""
         taken = []
         for box_id in await asyncio.to_thread(self._here):
+            if self._stopped.is_set():  # a stop whose cancellation was lost: no next box
+                break
             try:
                 box = await self.manager.get(box_id)
                 if box.host != self.manager.host or box.state not in LIVE_STATES:

@@ -479,3 +479,44 @@ async def test_a_checkpoint_packs_unchanged_small_files_anew_from_the_object_tha
     async with host_after(config, redis, box.id) as second:
         for path, data in small.items():
             assert await second.read_file(box.id, path) == data, path
+
+
+class _SwallowingManager:
+    """What the Checkpointer reads of a BoxManager, for boxes whose checkpoint swallows a
+    cancellation (as Python 3.11's asyncio.wait_for in the box lock can) and ends only when
+    let go."""
+
+    def __init__(self, run_dir: Path, box_ids: list[str]) -> None:
+        self.host = "h1"
+        self.config = dataclasses.make_dataclass("Config", ["run_dir"])(run_dir)
+        for box_id in box_ids:
+            (run_dir / "boxes" / box_id).mkdir(parents=True)
+        self.started: list[str] = []
+        self.let_go = asyncio.Event()
+
+    async def get(self, box_id: str) -> object:
+        return dataclasses.make_dataclass("Box", ["host", "state"])(self.host, BoxState.RUNNING)
+
+    async def checkpoint(self, box_id: str) -> None:
+        self.started.append(box_id)
+        while not self.let_go.is_set():
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.let_go.wait()
+
+
+async def test_a_stop_whose_cancellation_is_lost_ends_with_the_checkpoint_under_way(
+        tmp_path: Path) -> None:
+    manager = _SwallowingManager(tmp_path, ["b_1", "b_2", "b_3"])
+    checkpointer = Checkpointer(manager, 60)  # type: ignore[arg-type]
+    checkpointer.start()
+
+    async def checkpointing() -> bool:
+        return manager.started == ["b_1"]
+
+    await until(checkpointing, 10, "the first box's checkpoint")
+    stopping = asyncio.create_task(checkpointer.stop())
+    await asyncio.sleep(0.1)
+    assert not stopping.done()  # b_1's checkpoint swallowed the cancellation
+    manager.let_go.set()
+    await asyncio.wait_for(stopping, 5)
+    assert manager.started == ["b_1"]  # no next box after the stop
