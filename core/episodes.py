@@ -13,10 +13,10 @@ without them; so does a delivery while the parser's process fails (it never hold
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any
 
+from knowledge.child import off_loop
 from knowledge.reading import Reader
 from tenant_agent.memory.turns import summary
 from tenant_agent.memory.utterance import sentences
@@ -51,7 +51,7 @@ class PairEpisodes:
         if not texts:
             return
         try:
-            readings = await asyncio.to_thread(self.reader.read, texts)
+            readings = await off_loop(self.reader.read, texts)
         except (ValueError, RuntimeError, OSError) as exc:  # the parser's process failed
             log.warning("judging episodes of %d sentences: %s", len(texts), exc)
             return  # delivered without: the agent proposes them, the host refuses them

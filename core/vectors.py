@@ -11,11 +11,11 @@ are found by full text).
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import struct
 from typing import Any
 
+from knowledge.child import off_loop
 from knowledge.embedder import Embedder
 from tenant_agent.memory.turns import summary
 
@@ -35,7 +35,7 @@ class PairVectors:
         self.model = model or DEFAULT_MODEL
 
     async def embed(self, texts: list[str]) -> list[list[float]]:
-        return await asyncio.to_thread(self.embedder.embed, [t[:MAX_CHARS] for t in texts])
+        return await off_loop(self.embedder.embed, [t[:MAX_CHARS] for t in texts])
 
     async def attach(self, pairs: list[dict[str, Any]]) -> None:
         """Add {"embedding": {"model", "user"}} to each pair with words to learn from."""

@@ -61,6 +61,10 @@ def create_host_app(core: Core, relay_client: httpx.AsyncClient,
 
     def principal(request: Request) -> authz.Principal:
         who = caller(request)
+        if core.closed:  # a box still running at the very end of a shutdown
+            raise ApiError(503, "unavailable", "this host is shutting down: retry in a moment "
+                                               "(the box wakes on another host)",
+                           {"Retry-After": "2"})
         return authz.Principal("box", who.tenant, who.box_id)
 
     @app.post("/v1/knowledge/search")

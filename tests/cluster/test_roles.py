@@ -243,7 +243,8 @@ def test_a_host_killed_under_traffic_loses_no_tenant_file_or_pair(
     made, gateway = roles
     tenants = _tenants_with_a_file_and_pairs(made, gateway, 50, 3)
     until(lambda: all(_export(made, gateway, key, t)["observed"] == 3
-                      for t, (key, _) in tenants.items()), "the worker delivered every pair")
+                      for t, (key, _) in tenants.items()), "the worker delivered every pair",
+          300)  # 150 pairs, each parsed, embedded and judged on the host: a busy machine's pace
     time.sleep(3 * CHECKPOINT_S)  # a checkpoint of every box since
     by_host: dict[str, list[str]] = {}
     for tenant, (_, box_id) in tenants.items():

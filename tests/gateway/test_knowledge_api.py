@@ -164,6 +164,14 @@ async def test_boxes_search_and_vote_through_the_host_socket_as_their_tenant(
                                      f"/v1/knowledge/insights/{hidden[0]['id']}/vote",
                                      {"helpful": True})
     assert status == 404, message
+    # at the very end of a shutdown (its knowledge base closed) a box is told to retry
+    gw.core.closed = True
+    try:
+        status, message = await from_box(gw, keys["voter"], homes["voter"],
+                                         "/v1/knowledge/search", {"query": QUESTION})
+    finally:
+        gw.core.closed = False
+    assert status == 503 and "shutting down" in message, message
 
 
 @pytest.mark.boxes
