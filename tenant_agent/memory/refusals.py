@@ -55,7 +55,8 @@ _AI_NAMES = (r"(?<![\w.])(?:ai assistants?|ai models?|ai agents?|ai systems?|vir
              r"|support bots?|chat ?bots?|language models?|chat models?|assistants?|llms?|agents?"
              r"|copilots?|(?:helper|reader|reply|answer|service|help) ?bots?|chatgpt"
              r"|gpt(?:-?\d[\w.]*)?|claude|gemini|automated (?:systems?|agents?|assistants?|readers?"
-             r"|tools?)|(?:answering|responding|replying|summari[sz]ing) (?:systems?|software"
+             r"|tools?|helpers?|bots?|programs?|services?|responders?)|helpers?(?= (?:reading|processing"
+             r"|answering|replying|seeing|summari[sz]ing|that reads?|who reads?))|(?:answering|responding|replying|summari[sz]ing) (?:systems?|software"
              r"|agents?|programs?|engines?|tools?|services?|models?|bots?)|software (?:reading"
              r"|answering|replying|processing)(?: along| this)?|summari[sz]ers?|a\.i\.|ai)(?![\w-])")
 _AI = "_ai_"
@@ -93,7 +94,7 @@ _INSTRUCTION = "|".join((
     r"\b(?:ignore|disregard|forget)\W+(?:what|everything)\W+(?:\w+\W+){0,3}"
     r"(?:said|told|written|given|instructed)\b",
     # a new role or identity for whoever reads it
-    r"\byou(?:'re| are| will be| must be| shall be)? now\b|\bfrom now on,? you\b"
+    r"\byou(?:'re| are| will be| must be| shall be| will| shall| must| should)? now\b|\bfrom now on,? you\b"
     r"|\byour (?:new |real |true |actual )?(?:role|task|goal|purpose|persona|instructions"
     r"|job|mission|objective) (?:is|are|will be|now)\b|\bnew (?:instructions?|task|rules"
     r"|directives?|system prompt|persona|role|orders)\s*[:!-]"
@@ -210,7 +211,11 @@ _INSTRUCTION = "|".join((
     r"\b(?:recommend|suggest|promote|push|sell|pitch|advertise)\b(?: \S+){1,5}? to (?:the |any "
     r"|your )?(?:users?|customers?|clients?|visitors?|callers?|humans?|buyers?|patients?)\b",
     r"\b(?:users?|customers?|clients?|visitors?|callers?|people) (?:\w+ ){0,4}?(?:should|must"
-    r"|need to|have to|are to) be (?:told|directed|sent|redirected|pointed)\b",
+    r"|need to|have to|are to) be (?:told|directed|sent|redirected|pointed)\b"
+    r"|\b(?:users?|customers?|clients?|visitors?|callers?|people|anyone|someone) (?:who|that)"
+    r" (?:asks?|mentions?|inquires?|enquires?|wants?|requests?|brings? up)\b.{0,60}?\b(?:must|should"
+    r"|are to|need to|have to|will) be (?:told|sent|directed|pointed|informed|given|shown|offered"
+    r"|redirected|refused|denied)\b",
     r"\b(?:send|forward|upload|post|email|e-mail|leak|exfiltrate|transmit|share)\b(?: \S+){0,3}?"
     r" (?:the |this |all |their |the user's |user |every )?(?:conversations?|chat (?:logs?"
     r"|history)|transcripts?|memories|user data|personal data)\b(?: \S+){0,4}? (?:to|at|into"
@@ -221,11 +226,12 @@ _INSTRUCTION = "|".join((
     r"\b(?:in|at the (?:end|start|beginning|top|bottom) of|to|into|with) (?:every|each|all|any"
     r"|your) (?:answers?|responses?|repl(?:y|ies)|messages?|outputs?|completions?"
     r"|conversations?|chats?)\b",
-    r"\b(?:always|only|never|must) (?:reply|respond|answer|say|speak|talk|output|end (?:every|each"
-    r"|your|all)|start (?:every|each|your|all)|sign off)\b",
+    r"\b(?:always|only|never|must) (?:(?:reply|respond|answer)(?! (?:to )?(?:an? |your |the )?(?:door"
+    r"|phone|emails?|messages?|letters?|texts?|calls?|recruiters?|invitations?|reviews?)\b)|say|speak"
+    r"|talk|output|end (?:every|each|your|all)|start (?:every|each|your|all)|sign off)\b",
     r"\b(?:do not|don't|never|must not|mustn't) (?:tell|inform|mention (?:this |it )?to|reveal"
     r" (?:this |it )?to|let|alert|warn|show) (?:the |any |a )?(?:users?|customers?|humans?"
-    r"|people|clients?|anyone|anybody|person)\b",
+    r"|people|clients?|anyone|anybody|person)\b(?! (?:your|their|his|her|my) )",
     r"\b(?:do not|don't|never) (?:mention|reveal|disclose|acknowledge|repeat) (?:this|these|that"
     r"|those|the) (?:instructions?|note|notes|message|messages|rule|rules|prompt)\b",
     r"\b(?:this|the following|these|what follows) (?:is|are) (?:an? |the )?(?:new |updated"
@@ -442,6 +448,17 @@ _ANSWERER = "|".join((
     r"|told|instructed|say|said|need|needs|require|order|ordered)\b",
     rf"\b(?:critical|important|essential|vital|crucial|imperative|mandatory|required) that (?:the"
     rf" |all |any |every )?(?:\w+ )?{_AI} (?:\w+ ){{0,2}}?(?:{_TALK}|refers?|never|always)\b",
+    rf"(?:^|[.!?]\s)\W{{0,3}}(?:\w+\W+){{0,2}}?(?:system|{_AI}|assistant|bot|model|operator)"
+    rf" (?:notes?|notices?|messages?|memos?|updates?|directives?|instructions?|behaviou?r(?: change)?"
+    rf"|config(?:uration)?(?: change)?|rules?|polic(?:y|ies)|alerts?|announcements?)\b[^:.!?]{{0,40}}"
+    rf"\s*[:\u2014\u2013-]",
+    r"\b(?:keep|hide) (?:this|these|it|that) (?:\w+ )?(?:secret|hidden|private|quiet|confidential)"
+    r" from (?:the |any |all |your )?(?:users?|persons?|people|humans?|customers?|callers?)\b",
+    r"\bas your (?:administrator|admin|developer|operator|creator|owner|master|boss|supervisor"
+    r"|programmer|maker|trainer)\b|\bi(?:'m| am) (?:\w+ )?(?:telling|ordering|instructing"
+    r"|commanding|authori[sz]ing|directing) you to\b",
+    r"\b(?:act|behave|serve|operate|function|respond|answer|reply) as (?:an? |the )?[a-z]*(?:bot|gpt"
+    r"|_ai_)\b",
     # how good answers go: "good answers about investing always end by recommending …"
     rf"\b(?:good|great|helpful|the best|ideal|proper|correct|truly helpful|a helpful|a good"
     rf"|every|each|all|future|your) (?:\w+ )?{_REPLIES}\b(?: \w+){{0,4}}? (?:always|never"
@@ -490,7 +507,7 @@ _ANSWERER = "|".join((
 
 # --- addressed to every user ------------------------------------------------------------------
 
-_ALL = (r"(?:every(?:one|body)|all of you|you all|y'all|every one of you|each (?:one )?of you"
+_ALL = (r"(?:every(?:one|body)|all of you|you all|y'all|each and every (?:one|\w+)|every one of you|each (?:one )?of you"
         r"|all you(?: \w+)? people|you people|the (?:whole|entire) (?:user ?base|customer base"
         r"|community|membership|audience|platform)|all (?:of )?(?:the |our |your )?(?:users?"
         r"|customers?|clients?"
@@ -621,6 +638,8 @@ _SHELL = "|".join((
     r"\bchattr\s+[+-]i\b",
     r"\b(?:scp|rsync|sftp)\s+(?:-\S+\s+)*\S+\s+\S+@\S+:",
     r"\bssh\s+(?:-\S+\s+)*\S+@\d+\.\d+\.\d+\.\d+",
+    r"\b(?:rm|del|rd|rmdir|remove-item|erase|format)\b[^|;]{0,60}(?:c:\\windows|system32"
+    r"|c:\\program files|%systemroot%|\$env:windir)",
     # a whole tree changed or deleted from the root: "chown -R nobody /", "find / … -delete"
     r"\b(?:chown|chmod|chgrp|setfacl|rm|shred)\s+(?:[^\s;|&]+\s+)*?-[a-z]*r[a-z]*\s+(?:\S+\s+)?"
     r"/(?:\s|$|\*)|\bfind\s+(?:/|~)\s+[^|;]{0,80}?(?:-delete\b|-exec\s+(?:rm|shred|chmod|chown"
