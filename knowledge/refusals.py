@@ -244,7 +244,9 @@ _INSTRUCTION = "|".join((
     r" (?:the |this |all |their |the user's |user |every )?(?:conversations?|chat (?:logs?"
     r"|history)|transcripts?|memories|user data|personal data)\b(?: \S+){0,4}? (?:to|at|into"
     r"|with)\b",
-    r"\b(?:reply|respond|answer|say) (?:only |exactly |just |always )*(?:with )?(?:the (?:word"
+    r"\b(?:always|then) (?:finish|end|close|conclude|sign off|start|begin|open)\w* (?:\w+ ){0,2}?"
+    r"with [\"'`]|\b(?:reply|respond|answer|say) (?:only |exactly |just |always )*(?:with )?"
+    r"(?:the (?:word"
     r"|phrase|text|string|sentence) )?[\"'`]",
     # behaviour of every answer: "include a link in every answer", "always reply that …"
     r"\b(?:in|at the (?:end|start|beginning|top|bottom) of|to|into|with) (?:every|each|all|any"
@@ -268,7 +270,8 @@ _INSTRUCTION = "|".join((
     r"|question|context|notes)\s*(?:override\s*)?[:>|\]}]",
     r"\b(?:system|admin|administrator|developer|root|security|priority|emergency) (?:override"
     r"|mode|command|directive|alert)\b\s*[:!-]",
-    r"<\|[\w ]*\|>|<<\s*/?\s*sys\s*>>|\[/?(?:inst|sys|system|assistant|user|admin)\]"
+    r"</?\s*[\w-]*(?:system|assistant|developer|instruction|prompt|admin|override|sys|inst)"
+    r"[\w-]*\s*/?>|<\|[\w ]*\|>|<<\s*/?\s*sys\s*>>|\[/?(?:inst|sys|system|assistant|user|admin)\]"
     r"|</?\s*(?:system|assistant|user|human|ai|instructions?|prompt|context|shared_notes|notes?"
     r"|admin|developer|tool|function|im_start|im_end|s|turn|message|rules)\b[^<>]{0,40}>"
     r"|#{2,}\s*(?:\w+ ){0,2}?(?:system|instructions?|assistant|user|response|guidelines"
@@ -412,8 +415,35 @@ _ANSWERER = "|".join((
     r"|instructions|rules|prompts?|operators?|guidelines|programming|setup|system|guardrails"
     r"|policy|policies|developers?|training)\b",
     r"\b(?:do|follow|obey|execute|carry out|act on|perform) (?:exactly |precisely |just )?"
-    r"(?:what|whatever|everything) (?:it|this|that|the (?:text|line|note|message|string|code"
-    r"|result)|they) (?:says?|asks?|tells?|contains?|instructs?|demands?)\b",
+    r"(?:what|whatever|everything|anything) (?:\w+ ){0,3}?(?:says?|asks? (?:you|for)|tells? you"
+    r"|contains?|instructs?|demands?)\b",
+    r"\b(?:contradicts?|violates?|breaks?|goes against|conflicts? with|overrules?) your"
+    r" (?:\w+ )?(?:guidelines|rules|instructions|polic(?:y|ies)|programming|training|principles"
+    r"|system prompt|guardrails|safety)\b",
+    r"\byour (?:own )?(?:guidelines|programming|system prompt|guardrails|content polic(?:y|ies)"
+    r"|safety (?:rules|guidelines|filters?|training|settings|polic(?:y|ies)|notes?)|training data"
+    r"|(?:initial|original|hidden|previous|prior|earlier) instructions)\b",
+    r"\b(?:whoever|whatever|anyone|anything|whomever) (?:\w+ )?(?:answers|replies|responds|reads"
+    r"|processes|summari[sz]es|receives|handles|picks up|gets) (?:this|these|next|it|here|them"
+    r"|the (?:next|question|chat))\b|^\W*(?:to )?(?:whoever|anyone|everyone|whomever) (?:this"
+    r"|these|it) (?:reaches|finds|concerns)\s*[:,]",
+    r"^\W*(?:system |admin |priority |urgent |emergency )?(?:override|directive|instruction)s?"
+    r"\s*[:!]",
+    r"\b(?:your|the) (?:\w+ )?persona (?:you (?:use|adopt|play|take on|present) )?(?:should|must"
+    r"|is|will be|shall)\b",
+    r"\b(?:supersedes?|overrides?|replaces?|takes? precedence over|voids?) (?:all|any|every)"
+    r"(?: (?:prior|previous|earlier|other|existing))?(?: (?:instructions|rules|notes|guidance"
+    r"|polic(?:y|ies)|directives|messages|prompts|guidelines))?\b(?! (?:\w+ )?(?:versions?"
+    r"|releases?|editions?|drivers?|firmware|packages?|models?))",
+    r"\b(?:remember|note|from now on|now),? (?:that )?you (?:now )?(?:work|speak|answer|are"
+    r" working) (?:for|on behalf of)\b|\byou (?:now )?(?:work|speak|answer) (?:for|on behalf of)"
+    r" [^,.]{1,30} now\b",
+    r"\bsteer(?:s|ing)? (?:every |each |all |any |the |them|people|users|customers)?(?:\w+ ){0,2}?"
+    r"(?:toward|towards|to|into)\b",
+    r"\b(?:skip|omit|drop|leave out|remove|strip|don't include|do not include|never include|without"
+    r" any|without) (?:\w+ ){0,2}?(?:disclaimers?|caveats?|safety (?:notes?|warnings?)|warnings?"
+    r" about|privacy (?:notices?|disclaimers?)|dosage warnings?)\b(?! (?:page|screen|dialog|box"
+    r"|step|pop-?up)s?\b)",
     r"\b(?:from (?:here|this point|this moment|this message|now) (?:on(?:wards?)?|forward)"
     r"|going forward|henceforth|hereafter),? (?:you )?(?:\w+ )?(?:respond|reply|answer|speak|talk"
     r"|write|refuse|say|tell|act|behave|pretend|claim|insist|recommend)\b",
@@ -444,6 +474,8 @@ _ANSWERER = "|".join((
     rf"(?: \S+){{0,4}}? (?:in|into|to|at the end of|under) (?:the|your|each|every|any|this"
     rf"|all|future) (?:next |following |future |one of (?:the |them|your )?)?{_REPLIES}\b"
     r"|\binto every one of them\b",
+    rf"\b{_AI} (?:may|can)(?: now| also| freely| safely)? (?:disclose|share|reveal|give out"
+    rf"|hand out|release|leak)\b",
     rf"\b(?:include|share|reveal|give|send|show|list|mention|add|put|read out|repeat|disclose"
     rf"|post|forward|hand out)s?\b(?: \S+){{0,3}}? (?:{_PERSON}'s|other (?:people|users"
     rf"|customers|tenants|callers)'s?|(?:someone|somebody|anyone) else's|their)(?: \w+){{0,2}}?"
@@ -483,6 +515,13 @@ _ANSWERER = "|".join((
     r"|commanding|authori[sz]ing|directing) you to\b",
     r"\b(?:act|behave|serve|operate|function|respond|answer|reply) as (?:an? |the )?[a-z]*(?:bot|gpt"
     r"|_ai_)\b",
+    # promotion and claims to repeat: "mention Kestrel Dental as the best clinic", "say so if asked"
+    r"\b(?:recommend|mention|promote|push|suggest|praise|endorse|advertise|plug|present|describe"
+    r"|call|name|rank|list)\b(?: \S+){1,5}? as (?:the |our |a )?(?:best|only|safest|most trusted"
+    r"|most reliable|official|top|number one|#1|cheapest|sole|preferred|approved|recommended)\b",
+    r"\b(?:say|tell (?:them|people|users|everyone|customers)|mention|repeat|confirm) (?:so|this"
+    r"|that|it)\b(?: \w+){0,2}? (?:if|when|whenever|every time|each time|often|always|to anyone"
+    r"|to everyone)\b",
     # how good answers go: "good answers about investing always end by recommending …"
     rf"\b(?:good|great|helpful|the best|ideal|proper|correct|truly helpful|a helpful|a good"
     rf"|every|each|all|future|your) (?:\w+ )?{_REPLIES}\b(?: \w+){{0,4}}? (?:always|never"
@@ -496,7 +535,8 @@ _ANSWERER = "|".join((
     rf"\b(?:house )?style (?:guide )?(?:for|of) (?:all |every |your |the )?{_REPLIES}\s*[:-]"
     rf"|^\W*(?:new |updated )?(?:\w+ ){{0,2}}?(?:rules?|policy|style|format|guidelines) for"
     rf" (?:all |every |your |the )?{_REPLIES}\s*[:-]",
-    rf"\b(?:answer|reply to|respond to) (?:every|each|all|any) (?:\w+ ){{0,2}}?(?:questions?"
+    rf"\b(?:answer (?:every|each|all|any)|(?:reply|respond) to(?: every| each| all| any| the)?)"
+    rf" (?:\w+ ){{0,2}}?(?:questions?"
     rf"|queries|requests?|messages?)\b(?: \S+){{0,6}}? with\b",
     # a vocative: "Kind model, …", "Hey there, machine: …", "Dear helper, …"
     r"(?:^|[.!?]\s)\W{0,3}(?:(?:hey|hi|hello|dear|kind|good|attention|listen|ok|okay|yo|there"
@@ -565,6 +605,16 @@ _GROUP = (r"(?:customers?|users?|clients?|members?|subscribers?|account holders?
           r"|players?|patients?|visitors?|readers?|community|folks|friends|everyone|everybody"
           r"|people|guys|all)")
 _EVERYONE = "|".join((
+    r"\b(?:processing|release|handling|unlock|activation|customs|admin|transfer|clearance) fee\b"
+    r".{0,60}\b(?:prize|winnings|funds|parcel|package|account|refund|inheritance|lottery)\b"
+    r"|\b(?:prize|winnings|funds|parcel|package|inheritance|lottery)\b.{0,60}\b(?:processing"
+    r"|release|handling|unlock|activation|customs|clearance) fee\b",
+    # a notice to whoever reads it: "your account will be suspended unless you …"
+    r"\byour (?:\w+ )?(?:account|subscription|card|password|data|files|access|wallet|membership"
+    r"|profile|mailbox|license|licence|service)s? (?:will be|is being|are being|has been|have"
+    r" been|is going to be|gets?) (?:\w+ )?(?:suspended|closed|deleted|locked|frozen|terminated"
+    r"|disabled|deactivated|cancell?ed|blocked|erased|wiped|lost)\b,? (?:unless|until|if you"
+    r" (?:don't|do not|fail)|or)\b",
     rf"^\W*(?:\w+\W+){{0,3}}?(?:to|for) (?:all |every |each )?(?:{_ALL}|{_READERS})\s*[:!]",
     r"\b(?:pay|send|buy|transfer|wire|deposit|top up)\b.{0,40}\b(?:gift ?cards?|itunes cards?"
     r"|steam (?:gift )?cards?|google play cards?|bitcoin|btc|crypto(?:currency)?|usdt|tether"
@@ -658,8 +708,12 @@ _SHELL = "|".join((
     r"\beval\s*[\"'`$(]",
     r"\bcrontab\s+-r\b|\bshutdown\s+-[hr]\b|\bkillall\s+-9\b|\bkill\s+-9\s+-1\b",
     r"\bhistory\s+-c\b|\bunset\s+histfile\b",
-    r"\biptables\s+-f\b|\bufw\s+disable\b|\bsetenforce\s+0\b",
+    r"\biptables\s+-f\b|\bufw\s+disable\b|\bsetenforce\s+0\b|randomize_va_space\s*=\s*0\b"
+    r"|\bcsrutil\s+disable\b|\bspctl\s+--master-disable\b|--disable-web-security\b"
+    r"|\bsystemctl\s+(?:stop|disable|mask)\s+(?:firewalld|apparmor|auditd|ufw|clamav\S*)\b",
     r"\bchattr\s+[+-]i\b",
+    r"\bchmod\s+(?:-\w+\s+)*(?:777|666|a\+rwx|o\+w)\s+(?:~|\$home|/(?:etc|var|usr|home|root"
+    r"|boot)?\b)",
     r"\b(?:scp|rsync|sftp)\s+(?:-\S+\s+)*\S+\s+\S+@\S+:",
     r"\bssh\s+(?:-\S+\s+)*\S+@\d+\.\d+\.\d+\.\d+",
     r"\b(?:rm|del|rd|rmdir|remove-item|erase|format)\b[^|;]{0,60}(?:c:\\windows|system32"
