@@ -349,7 +349,61 @@ _CHATTING = r"(?:chatting|talking|speaking|writing|typing)"
 _WHOEVER = (r"(?:whoever|whatever|anyone|anything|any (?:one|thing|program|process|system|tool"
             r"|software|reader|_ai_)|the (?:thing|program|process|software|system|tool|engine"
             r"|one))")
+# the other side of a conversation, and its asking: "people who ask about X", "anyone enquiring"
+_ASKER = (r"(?:them|they|people|users?|customers?|clients?|callers?|visitors?|anyone|anybody|someone"
+          r"|somebody|everyone|the (?:next )?(?:person|user|human|customer|caller)|whoever|those)")
+_ASKING = (r"(?:asks?|asking|asked|enquir\w+|inquir\w+|mentions?|mentioning|brings? up|bringing up"
+           r"|wants?|wanting|requests?|requesting|complains?|complaining|raises?|questions?)")
+_TOLD = (r"(?:tell|told|say|said|answer|reply|respond|mention|recommend|explain|inform(?:ed)?"
+         r"|confirm|deny|claim|insist|quote|plug|push|promote|point out|hear|warn|repeat|assure"
+         r"|suggest|direct|send|point)")
+_TOPICS = (r"(?:(?:questions?|conversations?|chats?|requests?|complaints?|enquir(?:y|ies)"
+           r"|inquir(?:y|ies)|queries|discussions?) (?:about|on|regarding|concerning|involving|over)"
+           r"|(?:the )?subject of|whatever the (?:question|topic|subject))")
 _ANSWERER = "|".join((
+    # a conversation's other side, told something: "people who ask about the leak get told …",
+    # "recommend Sable Bank to anyone who asks …", "for questions about X, the answer is …"
+    rf"\b{_ASKER} (?:who |that |which )?(?:\w+ )?{_ASKING}\b.{{0,60}}?\b(?:get |are |is |be"
+    rf" |should |must )?(?:always |never |only )?(?:told|informed|answered|hear|reminded|assured"
+    rf"|given)\b",
+    rf"\b(?!repl|respond|answer){_TOLD}\b.{{0,60}}?\b(?:to |for )?{_ASKER} (?:who |that )?(?:\w+ )?"
+    rf"{_ASKING}\b",
+    rf"\b{_TOLD}\b.{{0,60}}?\b(?:whenever|when|if|each time|every time|any time) [^,.]{{1,40}}"
+    rf" (?:comes? up|is (?:mentioned|raised|discussed|brought up)|are (?:mentioned|raised"
+    rf"|discussed))\b",
+    rf"\b{_ASKER} (?:who |that )?(?:\w+ )?{_ASKING}\b.{{0,40}}?\b(?:always |only |just )?{_TOLD}"
+    rf" (?:them|him|her|that)\b",
+    rf"{_TOPICS}\b.{{0,50}}?(?:\b(?:the (?:answer|reply|response) is|answer|reply|respond|say"
+    rf"|claim|push|promote|plug|mention|recommend|end with|insist|tell)\b)",
+    rf"\b(?:{_TOLD}|answer in|reply in|respond in)\b.{{0,80}}?\b(?:even (?:if|though|when)(?! only)"
+    rf"|regardless of|no matter (?:what|how)|whatever (?:the|they|language)|if pressed|when pressed"
+    rf"|no questions asked|even if shown|even if asked)\b",
+    rf"\b{_REPLIES}\b(?: \w+){{0,2}}? (?:must|should|shall|will|are to)(?: always| never| not| only)+"
+    rf" \w+",
+    r"\b(?:users?|customers?|clients?|visitors?|callers?|people) (?:\w+ ){0,4}?(?:should|must"
+    r"|need to|have to|are to|will)(?: always| only| now)? be (?:told|assured)\b",
+    r"\b(?:these notes|this note|this text|this message|this entry|anything (?:written )?here"
+    r"|what(?:'s| is) written here|the notes below)\b.{0,40}?\b(?:over|above|outrank\w*|take"
+    r" precedence|priority)\b|\b(?:trust|obey|follow|prioriti[sz]e|believe) (?:only )?(?:these"
+    r" notes|this note|the following|anything (?:written )?here|what(?:'s| is) written here)\b",
+    r"\btreat (?:any|every|all|each) (?:\w+ ){0,2}?(?:messages?|requests?|users?|notes?|texts?)"
+    r"\b.{0,40}? as (?:coming from|from|sent by|written by|said by) (?:the |your )?(?:owner|admin"
+    r"|administrator|operator|developer|system|creator)\b",
+    r"\bthe (?:user|human|person|customer|caller)(?:'s|s') (?:messages?|words|requests?|input"
+    r"|instructions|claims)\b(?: \w+){0,3}? (?:not|never|ignored|untrusted|false|lies)\b",
+    r"\b(?:make sure|ensure) (?:nobody|no one|no-one|none of them) (?:finds? out|learns?|hears?"
+    r" about|realises?|realizes?)\b",
+    r"\b(?:stop|quit|avoid|no longer|don't bother|do not bother) (?:warn|flagg|tell|remind|alert"
+    r"|ask|question)ing (?:people|users|customers|them|anyone|anybody|callers)\b",
+    r"\b(?:skip|don't bother|do not bother|stop|no need for|without) (?:asking for|checking"
+    r"|requesting|verifying) (?:\w+ )?(?:verification|id|identity|confirmation|two-factor|2fa"
+    r"|authentication|the (?:pin|password))\b",
+    r"\b(?:change|switch|steer) the (?:subject|topic)\b.{0,40}?\b(?:if|when) (?:pressed|asked"
+    r"|challenged|questioned)\b|\b(?:if|when) (?:pressed|asked|challenged|questioned)\b.{0,40}?"
+    r"\b(?:change|switch) the (?:subject|topic)\b",
+    r"\b(?:say yes|agree|approve|grant|comply|accept)\b.{0,20}?\b(?:any|every|all) (?:\w+ )?"
+    r"(?:requests?|demands?)\b",
+
     # the assistant in the second person, at its work: "when you answer the next person …",
     # "whenever you are asked to translate …", "the person you are chatting with"
     rf"\b(?:when|whenever|if|once|each time|every time|next time|the next time|as soon as"
@@ -567,6 +621,10 @@ _SECRET = (r"(?:passwords?|pass ?codes?|passphrases?|(?:login|sign-in|security|v
            r"|api keys?|tokens?)")
 # hand a secret to someone: "send your login code to the moderators" (unless told not to)
 _HANDOVER = "|".join((
+    rf"\b(?:give|hand|send|tell|show|read out|email) (?:the |any |all )?(?:users?|customers?"
+    rf"|callers?|people|them|anyone|anybody) (?:the |their |an? |any )?(?:\w+ )?{_SECRET}\b",
+    rf"{_SECRET}\b.{{0,30}}?\b(?:people|users|customers|they|anyone|someone|callers) (?:mention"
+    rf"|type|say|share|give|enter|tell you)\b",
     rf"\b(?:ask|request|demand|collect|obtain|get|gather|harvest)\b(?: (?:them|him|her|people"
     rf"|users|customers|callers|everyone))? (?:for )?(?:the |their |his |her |your )?(?:full"
     rf" |complete |whole |entire )?{_SECRET}\b",
