@@ -55,10 +55,13 @@ _AI_NAMES = (r"(?<![\w.])(?:ai assistants?|ai models?|ai agents?|ai systems?|vir
              r"|support bots?|chat ?bots?|language models?|chat models?|assistants?|llms?|agents?"
              r"|copilots?|(?:helper|reader|reply|answer|service|help) ?bots?|chatgpt"
              r"|gpt(?:-?\d[\w.]*)?|claude|gemini|automated (?:systems?|agents?|assistants?|readers?"
-             r"|tools?|helpers?|bots?|programs?|services?|responders?)|helpers?(?= (?:reading|processing"
-             r"|answering|replying|seeing|summari[sz]ing|that reads?|who reads?))|(?:answering|responding|replying|summari[sz]ing) (?:systems?|software"
+             r"|tools?|helpers?|bots?|programs?|services?|responders?)|helpers?(?= (?:reading"
+             r"|processing"
+             r"|answering|replying|seeing|summari[sz]ing|that reads?|who reads?))|(?:answering"
+             r"|responding|replying|summari[sz]ing) (?:systems?|software"
              r"|agents?|programs?|engines?|tools?|services?|models?|bots?)|software (?:reading"
-             r"|answering|replying|processing)(?: along| this)?|summari[sz]ers?|a\.i\.|ai)(?![\w-])")
+             r"|answering|replying|processing)(?: along| this)?|summari[sz]ers?|a\.i\."
+             r"|ai)(?![\w-])")
 _AI = "_ai_"
 _SAY = (r"(?:tell|say|reply|respond|answer|recommend|suggest|mention|promote|advertise|endorse"
         r"|praise|push|direct|send|point|redirect|refer|link|inform|instruct|advise|urge"
@@ -94,7 +97,8 @@ _INSTRUCTION = "|".join((
     r"\b(?:ignore|disregard|forget)\W+(?:what|everything)\W+(?:\w+\W+){0,3}"
     r"(?:said|told|written|given|instructed)\b",
     # a new role or identity for whoever reads it
-    r"\byou(?:'re| are| will be| must be| shall be| will| shall| must| should)? now\b|\bfrom now on,? you\b"
+    r"\byou(?:'re| are| will be| must be| shall be| will| shall| must| should)? now\b"
+    r"|\bfrom now on,? you\b"
     r"|\byour (?:new |real |true |actual )?(?:role|task|goal|purpose|persona|instructions"
     r"|job|mission|objective) (?:is|are|will be|now)\b|\bnew (?:instructions?|task|rules"
     r"|directives?|system prompt|persona|role|orders)\s*[:!-]"
@@ -182,7 +186,8 @@ _INSTRUCTION = "|".join((
     r" |never |only |just )?(?:tell|say|reply|respond|answer|recommend|suggest|mention|present"
     r"|describe|claim|state|insist|promote|push|call|refer to|omit|leave out|hide)\b",
     r"\b(?:tell|reply to|answer|respond to) (?:people|anyone|anybody|those|whoever|someone|users"
-    r"|customers) (?:(?:who|that) )?(?:asks?|mentions?|inquires?|enquires?|wants?|writes?)\b.{0,60}?"
+    r"|customers) (?:(?:who|that) )?(?:asks?|mentions?|inquires?|enquires?|wants?"
+    r"|writes?)\b.{0,60}?"
     r"\bthat\b",
     r"\b(?:every|each|all|any|your) (?:answers?|responses?|repl(?:y|ies)|messages?|outputs?"
     r"|completions?) (?:should|must|needs? to|has to|have to|will)(?: always)? (?:end|start"
@@ -213,7 +218,8 @@ _INSTRUCTION = "|".join((
     r"\b(?:users?|customers?|clients?|visitors?|callers?|people) (?:\w+ ){0,4}?(?:should|must"
     r"|need to|have to|are to) be (?:told|directed|sent|redirected|pointed)\b"
     r"|\b(?:users?|customers?|clients?|visitors?|callers?|people|anyone|someone) (?:who|that)"
-    r" (?:asks?|mentions?|inquires?|enquires?|wants?|requests?|brings? up)\b.{0,60}?\b(?:must|should"
+    r" (?:asks?|mentions?|inquires?|enquires?|wants?|requests?|brings? up)\b.{0,60}?\b(?:must"
+    r"|should"
     r"|are to|need to|have to|will) be (?:told|sent|directed|pointed|informed|given|shown|offered"
     r"|redirected|refused|denied)\b",
     r"\b(?:send|forward|upload|post|email|e-mail|leak|exfiltrate|transmit|share)\b(?: \S+){0,3}?"
@@ -228,8 +234,10 @@ _INSTRUCTION = "|".join((
     r"\b(?:in|at the (?:end|start|beginning|top|bottom) of|to|into|with) (?:every|each|all|any"
     r"|your) (?:answers?|responses?|repl(?:y|ies)|messages?|outputs?|completions?"
     r"|conversations?|chats?)\b",
-    r"\b(?:always|only|never|must) (?:(?:reply|respond|answer)(?! (?:to )?(?:an? |your |the )?(?:door"
-    r"|phone|emails?|messages?|letters?|texts?|calls?|recruiters?|invitations?|reviews?)\b)|say|speak"
+    r"\b(?:always|only|never|must) (?:(?:reply|respond|answer)(?! (?:to )?(?:an? |your "
+    r"|the )?(?:door"
+    r"|phone|emails?|messages?|letters?|texts?|calls?|recruiters?|invitations?|reviews?)\b)|say"
+    r"|speak"
     r"|talk|output|end (?:every|each|your|all)|start (?:every|each|your|all)|sign off)\b",
     r"\b(?:do not|don't|never|must not|mustn't) (?:tell|inform|mention (?:this |it )?to|reveal"
     r" (?:this |it )?to|let|alert|warn|show) (?:the |any |a )?(?:users?|customers?|humans?"
@@ -256,7 +264,7 @@ _INSTRUCTION = "|".join((
     # a system's voice however marked: "[[SYSTEM NOTICE]]", "Sys-msg >>", "role: system",
     # "OVERRIDE-CODE 7731:", "(admin): …"
     r"[\[(<{]{1,3}\s*(?:system|sys|admin|administrator|root|developer|operator|override"
-    r"|priority|instructions?|assistant|moderator|staff|official)\b[^\])>}]{0,30}[\])>}]{1,3}"
+    r"|instructions?|assistant|moderator)\b[^\])>}]{0,30}[\])>}]{1,3}"
     r"|\bsys[-_ ]?(?:msg|message|prompt|note)\b|\brole\s*[:=]\s*[\"']?(?:system|developer"
     r"|assistant)\b|\b(?:override|admin|root|master|unlock|access|auth)[-_ ](?:code|key"
     r"|token|password)\b\W*\w*\s*[:!-]|\belevated (?:session|access|privileges?|mode)"
@@ -311,7 +319,8 @@ _ADDRESSED = "|".join((  # read with every name of an assistant as _AI (see abov
     rf"|people|clients|them|everyone|everybody|anyone|anybody)\b",
     rf"\b(?:if|when) (?:you are|you're) (?:an? |the )?{_AI}\b",
     rf"\b{_AI}(?:'s|s') (?:\w+ )?(?:priority|task"
-    rf"|goal|job|role|purpose|mission|objective|instructions?|orders?|duty|rules?|policy) (?:(?:is|are|will be)"
+    rf"|goal|job|role|purpose|mission|objective|instructions?|orders?|duty|rules?|policy) (?:(?:is"
+    rf"|are|will be)"
     rf"(?: now)? (?:to|that|now)\b|(?:is|are|will be)? ?now\b|(?:is|are)\s*:)",
     # the same said indirectly: a wish, an expectation, a note, a header, a vocative
     rf"\b(?:would|'d|could|might)\b(?: \w+){{0,4}}? if {_LISTENER}{_AI}(?: \w+){{0,2}}? {_TALK}"
@@ -350,7 +359,8 @@ _WHOEVER = (r"(?:whoever|whatever|anyone|anything|any (?:one|thing|program|proce
             r"|software|reader|_ai_)|the (?:thing|program|process|software|system|tool|engine"
             r"|one))")
 # the other side of a conversation, and its asking: "people who ask about X", "anyone enquiring"
-_ASKER = (r"(?:them|they|people|users?|customers?|clients?|callers?|visitors?|anyone|anybody|someone"
+_ASKER = (r"(?:them|they|people|users?|customers?|clients?|callers?|visitors?|anyone|anybody"
+          r"|someone"
           r"|somebody|everyone|the (?:next )?(?:person|user|human|customer|caller)|whoever|those)")
 _ASKING = (r"(?:asks?|asking|asked|enquir\w+|inquir\w+|mentions?|mentioning|brings? up|bringing up"
            r"|wants?|wanting|requests?|requesting|complains?|complaining|raises?|questions?)")
@@ -358,7 +368,8 @@ _TOLD = (r"(?:tell|told|say|said|answer|reply|respond|mention|recommend|explain|
          r"|confirm|deny|claim|insist|quote|plug|push|promote|point out|hear|warn|repeat|assure"
          r"|suggest|direct|send|point)")
 _TOPICS = (r"(?:(?:questions?|conversations?|chats?|requests?|complaints?|enquir(?:y|ies)"
-           r"|inquir(?:y|ies)|queries|discussions?) (?:about|on|regarding|concerning|involving|over)"
+           r"|inquir(?:y|ies)|queries|discussions?) (?:about|on|regarding|concerning|involving"
+           r"|over)"
            r"|(?:the )?subject of|whatever the (?:question|topic|subject))")
 _ANSWERER = "|".join((
     # a conversation's other side, told something: "people who ask about the leak get told …",
@@ -378,7 +389,8 @@ _ANSWERER = "|".join((
     rf"\b(?:{_TOLD}|answer in|reply in|respond in)\b.{{0,80}}?\b(?:even (?:if|though|when)(?! only)"
     rf"|regardless of|no matter (?:what|how)|whatever (?:the|they|language)|if pressed|when pressed"
     rf"|no questions asked|even if shown|even if asked)\b",
-    rf"\b{_REPLIES}\b(?: \w+){{0,2}}? (?:must|should|shall|will|are to)(?: always| never| not| only)+"
+    rf"\b{_REPLIES}\b(?: \w+){{0,2}}? (?:must|should|shall|will|are to)(?: always| never| not"
+    rf"| only)+"
     rf" \w+",
     r"\b(?:users?|customers?|clients?|visitors?|callers?|people) (?:\w+ ){0,4}?(?:should|must"
     r"|need to|have to|are to|will)(?: always| only| now)? be (?:told|assured)\b",
@@ -455,8 +467,7 @@ _ANSWERER = "|".join((
     r"|(?:initial|original|hidden|previous|prior|earlier) instructions)\b",
     r"\b(?:whoever|whatever|anyone|anything|whomever) (?:\w+ )?(?:answers|replies|responds|reads"
     r"|processes|summari[sz]es|receives|handles|picks up|gets) (?:this|these|next|it|here|them"
-    r"|the (?:next|question|chat))\b|^\W*(?:to )?(?:whoever|anyone|everyone|whomever) (?:this"
-    r"|these|it) (?:reaches|finds|concerns)\s*[:,]",
+    r"|the (?:next|question|chat))\b",
     r"^\W*(?:system |admin |priority |urgent |emergency )?(?:override|directive|instruction)s?"
     r"\s*[:!]",
     r"\b(?:your|the) (?:\w+ )?persona (?:you (?:use|adopt|play|take on|present) )?(?:should|must"
@@ -535,15 +546,18 @@ _ANSWERER = "|".join((
     rf"\b(?:critical|important|essential|vital|crucial|imperative|mandatory|required) that (?:the"
     rf" |all |any |every )?(?:\w+ )?{_AI} (?:\w+ ){{0,2}}?(?:{_TALK}|refers?|never|always)\b",
     rf"(?:^|[.!?]\s)\W{{0,3}}(?:\w+\W+){{0,2}}?(?:system|{_AI}|assistant|bot|model|operator)"
-    rf" (?:notes?|notices?|messages?|memos?|updates?|directives?|instructions?|behaviou?r(?: change)?"
-    rf"|config(?:uration)?(?: change)?|rules?|polic(?:y|ies)|alerts?|announcements?)\b[^:.!?]{{0,40}}"
+    rf" (?:notes?|notices?|messages?|memos?|updates?|directives?|instructions?"
+    rf"|behaviou?r(?: change)?"
+    rf"|config(?:uration)?(?: change)?|rules?|polic(?:y|ies)|alerts?"
+    rf"|announcements?)\b[^:.!?]{{0,40}}"
     rf"\s*[:\u2014\u2013-]",
     r"\b(?:keep|hide) (?:this|these|it|that) (?:\w+ )?(?:secret|hidden|private|quiet|confidential)"
     r" from (?:the |any |all |your )?(?:users?|persons?|people|humans?|customers?|callers?)\b",
     r"\bas your (?:administrator|admin|developer|operator|creator|owner|master|boss|supervisor"
     r"|programmer|maker|trainer)\b|\bi(?:'m| am) (?:\w+ )?(?:telling|ordering|instructing"
     r"|commanding|authori[sz]ing|directing) you to\b",
-    r"\b(?:act|behave|serve|operate|function|respond|answer|reply) as (?:an? |the )?[a-z]*(?:bot|gpt"
+    r"\b(?:act|behave|serve|operate|function|respond|answer|reply) as (?:an? |the )?[a-z]*(?:bot"
+    r"|gpt"
     r"|_ai_)\b",
     # promotion and claims to repeat: "mention Kestrel Dental as the best clinic", "say so if asked"
     r"\b(?:recommend|mention|promote|push|suggest|praise|endorse|advertise|plug|present|describe"
@@ -601,7 +615,8 @@ _ANSWERER = "|".join((
 
 # --- addressed to every user ------------------------------------------------------------------
 
-_ALL = (r"(?:every(?:one|body)|all of you|you all|y'all|each and every (?:one|\w+)|every one of you|each (?:one )?of you"
+_ALL = (r"(?:every(?:one|body)|all of you|you all|y'all|each and every (?:one|\w+)"
+        r"|every one of you|each (?:one )?of you"
         r"|all you(?: \w+)? people|you people|the (?:whole|entire) (?:user ?base|customer base"
         r"|community|membership|audience|platform)|all (?:of )?(?:the |our |your )?(?:users?"
         r"|customers?|clients?"
@@ -621,10 +636,6 @@ _SECRET = (r"(?:passwords?|pass ?codes?|passphrases?|(?:login|sign-in|security|v
            r"|api keys?|tokens?)")
 # hand a secret to someone: "send your login code to the moderators" (unless told not to)
 _HANDOVER = "|".join((
-    rf"\b(?:give|hand|send|tell|show|read out|email) (?:the |any |all )?(?:users?|customers?"
-    rf"|callers?|people|them|anyone|anybody) (?:the |their |an? |any )?(?:\w+ )?{_SECRET}\b",
-    rf"{_SECRET}\b.{{0,30}}?\b(?:people|users|customers|they|anyone|someone|callers) (?:mention"
-    rf"|type|say|share|give|enter|tell you)\b",
     rf"\b(?:ask|request|demand|collect|obtain|get|gather|harvest)\b(?: (?:them|him|her|people"
     rf"|users|customers|callers|everyone))? (?:for )?(?:the |their |his |her |your )?(?:full"
     rf" |complete |whole |entire )?{_SECRET}\b",
@@ -634,11 +645,20 @@ _HANDOVER = "|".join((
     rf"|via)\b",
     rf"{_SECRET}\b[^.]{{0,40}}\b(?:reply|respond|answer) with (?:them|it|those)\b",
 ))
+# an assistant told to give secrets away, or to keep the ones people type
+_GIVEAWAY = "|".join((
+    rf"\b(?:give|hand|send|tell|show|read out|email) (?:the |any |all )?(?:users?|customers?"
+    rf"|callers?|people|them|anyone|anybody) (?:the |their |an? |any )?(?:\w+ )?{_SECRET}\b",
+    rf"{_SECRET}\b.{{0,30}}?\b(?:people|users|customers|they|anyone|someone|callers) (?:mention"
+    rf"|type|say|share|give|enter|tell you)\b",
+))
 _NEGATED = r"\b(?:never|don't|do not|doesn't|does not|nobody|no one|not|avoid|stop|refuse)\b"
 _GROUP = (r"(?:customers?|users?|clients?|members?|subscribers?|account holders?|shoppers?"
           r"|players?|patients?|visitors?|readers?|community|folks|friends|everyone|everybody"
           r"|people|guys|all)")
 _EVERYONE = "|".join((
+    r"^\W*(?:to )?(?:whoever|anyone|everyone|whomever) (?:this|these|it) (?:reaches|finds"
+    r"|concerns)\s*[:,]",
     r"\b(?:processing|release|handling|unlock|activation|customs|admin|transfer|clearance) fee\b"
     r".{0,60}\b(?:prize|winnings|funds|parcel|package|account|refund|inheritance|lottery)\b"
     r"|\b(?:prize|winnings|funds|parcel|package|inheritance|lottery)\b.{0,60}\b(?:processing"
@@ -658,7 +678,8 @@ _EVERYONE = "|".join((
     rf"|share|spread|post|say)\b(?: (?:it|this|that|these|those|the \w+|a \w+|an \w+|\w+)){{0,3}}"
     rf"? (?:to |with |among )?{_ALL}\b",
     rf"(?<!not )\b{_ALL}(?! (?:on|in|at) (?:a|the|your|my|our|each) (?:team|household|family|house"
-    rf"|office|project|crew|squad|class|trip|thread|call|meeting))(?: (?:who|that|using|on|in|of|with|at|from|here|now|today|else|still"
+    rf"|office|project|crew|squad|class|trip|thread|call|meeting))(?: (?:who|that|using|on|in|of"
+    rf"|with|at|from|here|now|today|else|still"
     rf"|currently|\w+ing)\b(?: \w+){{0,3}}?)? (?:should|must|shall|needs? to|has to"
     rf"|have to|is required|are required|is advised|are advised|is encouraged|are encouraged"
     rf"|is asked|are asked|ought to|will need|please|can now|is urged|are urged|had better)\b",
@@ -697,7 +718,8 @@ _NOT_COMMAND = (r"(?:access|privileges?|rights|group|groups|password|permissions
                 r"|when|if|and|or|to|for|by|in|on|with|without|not|then|too|as|isn't|it|that"
                 r"|this|policy|policies|rules?|config|configuration|file|session|prompt"
                 r"|lecture|entry|entries|setup|su\b\W|unless|because|only|at|from|first"
-                r"|afterwards|again|everywhere|here|there|either|all|systemctl|service|apt|apt-get|dnf|yum"
+                r"|afterwards|again|everywhere|here|there|either|all|systemctl|service|apt|apt-get"
+                r"|dnf|yum"
                 r"|zypper|pacman|snap|journalctl|lsof|ss|netstat|tail|less|dmesg|reboot|usermod"
                 r"|visudo|modprobe|sysctl|mount|umount|nginx|docker|mkdir|nano|vim?)")
 _SHELL = "|".join((
@@ -865,10 +887,10 @@ _IPV6 = r"(?<![\w:])(?:[0-9a-f]{0,4}:){2,7}[0-9a-f]{0,4}(?![\w:])"
 
 
 class _Rules:
-    """The patterns, compiled (~40 ms: at first use, not at import, since the box's copy is
-    imported at every wake; tenant_agent/memory/learn.py's warm() compiles them off the request
-    path, and a request that needs them meanwhile waits for that rather than compiling them
-    a second time)."""
+    """The patterns, compiled (~0.2 s of CPU: at first use, not at import, since the box's copy
+    is imported at every wake; tenant_agent/memory/learn.py's warm() compiles them off the
+    request path, and a request that needs them meanwhile waits for that rather than compiling
+    them a second time)."""
 
     def __init__(self) -> None:
         self.instruction = re.compile(_INSTRUCTION)
@@ -886,6 +908,7 @@ class _Rules:
         self.ipv6 = re.compile(_IPV6)
         self.email = re.compile(_EMAIL)
         self.handover = re.compile(_HANDOVER)
+        self.giveaway = re.compile(_GIVEAWAY)
         self.negated = re.compile(_NEGATED)
         self.phone = re.compile(_PHONE)
         self.calling = re.compile(_CALLING)
@@ -971,11 +994,11 @@ def _domain(rules: _Rules, text: str) -> bool:
     return False
 
 
-def _handover(rules: _Rules, text: str) -> bool:
-    """A secret to hand to someone ("send your login code to the moderators"), unless the text
-    says not to ("never share your API keys with anyone")."""
+def _unless_negated(rules: _Rules, pattern: re.Pattern[str], text: str) -> bool:
+    """Whether `pattern` finds something the text does not say not to do ("never share your
+    API keys with anyone" hands nothing over)."""
     return any(not rules.negated.search(text, max(0, m.start() - 40), m.end())
-               for m in rules.handover.finditer(text))
+               for m in pattern.finditer(text))
 
 
 def _address(rules: _Rules, text: str) -> bool:
@@ -1032,9 +1055,10 @@ def refusal(text: str, _depth: int = 0) -> str | None:
     plain = _plain(text)
     named = rules.ai.sub(_AI, plain)
     if (rules.instruction.search(plain) or rules.addressed.search(named)
-            or rules.answerer.search(named) or rules.smuggled.search(text)):
+            or rules.answerer.search(named) or rules.smuggled.search(text)
+            or _unless_negated(rules, rules.giveaway, plain)):
         return "instruction"
-    if rules.everyone.search(plain) or _handover(rules, plain):
+    if rules.everyone.search(plain) or _unless_negated(rules, rules.handover, plain):
         return "everyone"
     if rules.shell.search(plain):
         return "shell"
