@@ -716,7 +716,7 @@ _EVERYONE = "|".join((
     rf"|give|forward|broadcast|email|e-mail|message|text|dm|announce|recommend|suggest|push"
     rf"|share|spread|post|say)\b(?: (?:it|this|that|these|those|the \w+|a \w+|an \w+|\w+)){{0,3}}"
     rf"? (?:to |with |among )?{_ALL}\b",
-    rf"(?<!not )\b{_ALL}(?! (?:on|in|at) (?:a|the|your|my|our|each) (?:team|household|family|house"
+    rf"(?<!not )\b{_ALL}(?! (?:on|in|at|of) (?:a|the|your|my|our|each) (?:team|household|family|house"
     rf"|office|project|crew|squad|class|trip|thread|call|meeting))(?: (?:who|that|using|on|in|of"
     rf"|with|at|from|here|now|today|else|still"
     rf"|currently|\w+ing)\b(?: \w+){{0,3}}?)? (?:should|must|shall|needs? to|has to"
@@ -807,6 +807,12 @@ _SHELL = "|".join((
     r"|\bcsrutil\s+disable\b|\bspctl\s+--master-disable\b|--disable-web-security\b"
     r"|\bsystemctl\s+(?:stop|disable|mask)\s+(?:firewalld|apparmor|auditd|ufw|clamav\S*)\b",
     r"\bchattr\s+[+-]i\b",
+    # certificate checks switched off; a pipe into sudo; production wiped with the rest
+    r"\bsslverify\s*(?:=\s*)?false\b|\bstrict-ssl\s*(?:=\s*)?false\b"
+    r"|\bnode_tls_reject_unauthorized\s*=\s*0\b|\btrusted-host\s*(?:=\s*)?['\"]?\*",
+    r"\|\s*sudo\b",
+    r"\b(?:prune|drop|delete|wipe|rm|truncate|format|purge)\b.{0,60}\b(?:including|even|also)"
+    r" (?:on |in )?(?:production|prod|live)\b",
     r"\bchmod\s+(?:-\w+\s+)*(?:777|666|a\+rwx|o\+w)\s+(?:~|\$home|/(?:etc|var|usr|home|root"
     r"|boot)?\b)",
     r"\b(?:scp|rsync|sftp)\s+(?:-\S+\s+)*\S+\s+\S+@\S+:",
@@ -874,6 +880,9 @@ ember.js chart.js three.js d3.js express.js react.js angular.js""".split())  # n
 _OBFUSCATED_DOT = (r"(?:\s\.\s|\s*[\[({<]\s*(?:\.|d[o0]t)\s*[\])}>]\s*|\s+d[o0]t\s+)")
 _DOT = rf"(?:\.|{_OBFUSCATED_DOT})"
 _URL = "|".join((
+    # schemes without slashes, and Windows' network paths: "magnet:?xt=…", "\\\\server\\share"
+    r"\b(?:magnet|mailto|tel|sms|smb|ms-[a-z]+|search-ms|itms-services|intent|tg|whatsapp|skype"
+    r"|steam):(?=[/?\w+])|\\\\[a-z0-9._-]+\\[^\s\\]+",
     # a link or an image in markdown or HTML, wherever it points: "[help](…)", "<a href=…>"
     r"!?\[[^\]\n]{1,120}\]\(\s*[^()\s]{1,300}(?:\s+[\"'][^\"'()]{0,80}[\"'])?\s*\)",
     r"<\s*(?:a|img|iframe|script|form|link|meta|object|embed|video|audio|source|base)\b[^>]{0,200}"
