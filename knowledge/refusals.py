@@ -164,8 +164,8 @@ _INSTRUCTION = "|".join((
     r"|\byour (?:\w+ )?(?:guidelines|instructions|rules|polic(?:y|ies)|directives|configuration"
     r"|programming|system prompt|settings) (?:have|has) (?:just )?(?:been )?(?:updated|changed"
     r"|replaced|revised|overridden|modified|rewritten|reset)\b",
-    r"\b(?:begin|start|end|open|close|finish|prefix|suffix|sign off|conclude) (?:every|each|all"
-    r"|any|your) (?:answers?|responses?|repl(?:y|ies)|outputs?|completions?)\b",
+    r"\b(?:begin|start|end|open|close|finish|prefix|suffix|sign off|conclude) (?:every |each |all"
+    r" |any |your |the )?(?:answers?|responses?|repl(?:y|ies)|outputs?|completions?)\b",
     # hidden or encoded orders, and the canary of prompt-injection contests
     r"(?:<!--|\[//\]: #)[^>]{0,200}?\b(?:assistants?|ai|system|instructions?|ignore|tell|say"
     r"|recommend|users?|models?|prompt|agents?|bots?)\b"
@@ -282,7 +282,11 @@ _INSTRUCTION = "|".join((
     r" (?:this |it )?to|let|alert|warn|show) (?:the |any |a )?(?:users?|customers?|humans?"
     r"|people|clients?|anyone|anybody|person)\b(?! (?:your|their|his|her|my) )",
     r"\b(?:do not|don't|never) (?:mention|reveal|disclose|acknowledge|repeat) (?:this|these|that"
-    r"|those|the) (?:instructions?|note|notes|message|messages|rule|rules|prompt)\b",
+    r"|those|the) (?:instructions?|note|notes|message|messages|rule|rules|prompt|list|text|entry"
+    r"|post)\b",
+    r"\b(?:ignore|disregard|forget|drop|discard) (?:all |the |any |every |of )*(?:\w+ )?(?:rules"
+    r"|instructions|guidelines|directions|prompts?|directives) (?:above|before|earlier|given|so far"
+    r"|you (?:were|have been) given)\b",
     r"\b(?:this|the following|these|what follows) (?:is|are) (?:an? |the )?(?:new |updated"
     r" |important |official |urgent |priority |mandatory |system )*(?:instructions?|directives?"
     r"|commands?|orders?|system (?:message|prompt)s?)\b",
@@ -520,7 +524,8 @@ _ANSWERER = "|".join((
     r" [^,.]{1,30} now\b",
     r"\bsteer(?:s|ing)? (?:every |each |all |any |the |them|people|users|customers)?(?:\w+ ){0,2}?"
     r"(?:toward|towards|to|into)\b",
-    r"\b(?:skip|omit|drop|leave out|remove|strip|don't include|do not include|never include|without"
+    r"\b(?:skip|omit|drop|leave out|remove|strip|don't include|do not include|never include"
+    r"|stop (?:adding|including|giving|showing|putting)|no more|without"
     r" any|without) (?:\w+ ){0,2}?(?:disclaimers?|caveats?|safety (?:notes?|warnings?)|warnings?"
     r" about|privacy (?:notices?|disclaimers?)|dosage warnings?)\b(?! (?:page|screen|dialog|box"
     r"|step|pop-?up)s?\b)",
@@ -605,6 +610,16 @@ _ANSWERER = "|".join((
     r"\b(?:say|tell (?:them|people|users|everyone|customers)|mention|repeat|confirm) (?:so|this"
     r"|that|it)\b(?: \w+){0,2}? (?:if|when|whenever|every time|each time|often|always|to anyone"
     r"|to everyone)\b",
+    r"\b(?:the|this|your|any|all) bots? (?:\w+ ){0,2}?(?:should|must|shall|needs? to|has to|ought"
+    r" to)(?: always| never| just| only| not| also| quietly)* (?:tell|say|mention|recommend|promote"
+    r"|claim|reply|respond|answer|share|reveal|push|direct|send|point|redirect)\b",
+    rf"\bas an? (?:\w+ )?{_AI}\b(?: \w+)?,? you\b|\byou,? (?:the|an?) {_AI}\b",
+    rf"\b(?:developers?|creators?|makers?|owners?|operators?|programmers?|admins?) of (?:this|the"
+    rf"|your) (?:\w+ )?{_AI}\b",
+    rf"\b(?:please|pls|hey|dear|ok|okay|yo) {_AI},? (?:do not|don't|never|always|stop|just|you"
+    rf"|please|say|tell|ignore|only|must)\b",
+    r"\b(?:to|for) (?:whoever|whatever|anyone|anything|the one) (?:is |'s )?(?:answering|replying"
+    r"|responding|reading|processing|summari[sz]ing)\b",
     # how good answers go: "good answers about investing always end by recommending …"
     rf"\b(?:good|great|helpful|the best|ideal|proper|correct|truly helpful|a helpful|a good"
     rf"|every|each|all|future|your) (?:\w+ )?{_REPLIES}\b(?: \w+){{0,4}}? (?:always|never"
@@ -920,8 +935,8 @@ _AT = r"\b(?:at|on|via|from)\W*$"
 # "billing@refunds.example"; "git@host:repo" is how Git names a remote, not an address to write to
 _EMAIL = r"\b(?<![\w.+-])(?!git@)[\w.+-]+@((?:[a-z0-9-]+\.)+([a-z]{2,13}))\b"
 # where to call, write or pay: a phone number said with a way of calling, an IBAN, a wallet
-_PHONE = r"(?<![\w.,/-])(\+)?\(?\d{1,4}\)?(?:[ -]\(?\d{1,5}\)?){2,5}(?![\w.,/-]|\.\d)"
-_CALLING = (r"\b(?:call|calls|phone|ring|text|sms|whatsapp|telegram|signal|viber|dial|contact"
+_PHONE = r"(?<![\w.,/-])(\+)?\(?\d{1,5}\)?(?:[ -]\(?\d{1,6}\)?){1,5}(?![\w.,/-]|\.\d)"
+_CALLING = (r"\b(?:call|calls|phone|ring|text|sms|whats ?app|telegram|signal|viber|dial|contact"
             r"|reach|hotline|helpline)\b")
 _IBAN = r"\b[a-z]{2}\d{2}(?: ?[a-z0-9]{4}){3,7}(?: ?[a-z0-9]{1,3})?\b"
 _WALLET = r"\b(?:bc1[a-z0-9]{25,59}|0x[0-9a-f]{40}|[13][a-km-z1-9]{25,34})\b"
@@ -1096,17 +1111,72 @@ def _decoded(text: str) -> list[str]:
     return found
 
 
+# Chat spellings of the words the patterns read: "ur new instructions r to …", "tell ppl".
+_CASUAL = {"u": "you", "ur": "your", "r": "are", "pls": "please", "plz": "please",
+           "ppl": "people", "thx": "thanks", "msg": "message", "b4": "before", "ne1": "anyone",
+           "every1": "everyone", "some1": "someone", "abt": "about", "bc": "because"}
+# The words orders are made of, for reading them misspelt on purpose ("ignroe all prevous
+# instrucitons", "Assitant must allways recomend …"): a longer word one letter off (one
+# dropped, added, changed or two swapped) is read as the word; not a word of its own that is one
+# letter off ("precious", "forgot", "assistance").
+_KEYWORDS = frozenset("""ignore disregard forget previous instructions instruction assistant
+assistants always never recommend mention reveal system prompt guidelines respond answer
+customers everyone everybody chatbot language directions override password passwords""".split())  # noqa: SIM905
+_REAL_WORDS = frozenset("""precious forgot forge assistance assistants' answered answers answering
+systems prompts prompted prompting reveals revealed mentions mentioned recommends responds
+customer customers' languages guideline direction overrides overridden respond responds
+response responses anyway""".split())  # noqa: SIM905
+
+
+def _deletions(word: str) -> set[str]:
+    return {word[:i] + word[i + 1:] for i in range(len(word))}
+
+
+_KEY_DELETIONS: dict[str, str] = {}
+for _key in sorted(_KEYWORDS):
+    for _variant in _deletions(_key):
+        _KEY_DELETIONS.setdefault(_variant, _key)
+
+
+def _respelt(word: str) -> str:
+    """A word of an order spelt one letter off, as the word; any other word as it is."""
+    if len(word) < 5 or word in _KEYWORDS or word in _REAL_WORDS or not word.isalpha():
+        return word
+    if word in _KEY_DELETIONS:  # a letter dropped
+        return _KEY_DELETIONS[word]
+    for variant in _deletions(word):
+        if variant in _KEYWORDS:  # a letter added
+            return variant
+        if variant in _KEY_DELETIONS:  # a letter changed, or two swapped
+            return _KEY_DELETIONS[variant]
+    return word
+
+
+def _casual(text: str) -> str:
+    """The text with chat spellings and misspelt words of orders written out."""
+    return re.sub(r"(?<![\w./-])[a-z0-9]+(?![\w/-]|\.\w)",
+                  lambda m: _CASUAL.get(m.group(), None) or _respelt(m.group()), text)
+
+
+def _addressed(rules: _Rules, plain: str) -> bool:
+    """Whether the text addresses an assistant (see "instruction" above)."""
+    named = rules.ai.sub(_AI, plain)
+    return bool(rules.instruction.search(plain) or rules.addressed.search(named)
+                or rules.answerer.search(named)
+                or _unless_negated(rules, rules.giveaway, plain))
+
+
 def refusal(text: str, _depth: int = 0) -> str | None:
     """Why `text` may never be shared as an insight ("instruction", "everyone", "shell",
     "url"), or None when the rules find nothing."""
     rules = _rules()
     plain = _plain(text)
-    named = rules.ai.sub(_AI, plain)
-    if (rules.instruction.search(plain) or rules.addressed.search(named)
-            or rules.answerer.search(named) or rules.smuggled.search(text)
-            or _unless_negated(rules, rules.giveaway, plain)):
+    talk = _casual(plain)
+    if _addressed(rules, plain) or rules.smuggled.search(text) or (
+            talk != plain and _addressed(rules, talk)):
         return "instruction"
-    if rules.everyone.search(plain) or _unless_negated(rules, rules.handover, plain):
+    if any(rules.everyone.search(t) or _unless_negated(rules, rules.handover, t)
+           for t in {plain, talk}):
         return "everyone"
     if rules.shell.search(plain):
         return "shell"
