@@ -358,7 +358,7 @@ _ADDRESSED = "|".join((  # read with every name of an assistant as _AI (see abov
 _PERSON = (r"(?:the |this )(?:person|human|user|caller|customer|requester|asker|visitor"
            r"|other (?:side|party|person))")
 _REPLIES = r"(?:repl(?:y|ies)|answers?|responses?|outputs?|messages?|completions?)"
-_CHATTING = r"(?:chatting|talking|speaking|writing|typing)"
+_CHATTING = r"(?:chatting|talking|speaking|writing|typing|helping|serving|assisting)"
 _WHOEVER = (r"(?:whoever|whatever|anyone|anything|any (?:one|thing|program|process|system|tool"
             r"|software|reader|_ai_)|the (?:thing|program|process|software|system|tool|engine"
             r"|one))")
@@ -581,6 +581,7 @@ _ANSWERER = "|".join((
     rf"|please|say|tell|ignore|only|must)\b",
     r"\b(?:to|for) (?:whoever|whatever|anyone|anything|the one) (?:is |'s )?(?:answering|replying"
     r"|responding|reading|processing|summari[sz]ing)\b",
+    rf"(?:^|[.!?;]\s|\bp\.?\s?s\.?\W)\W{{0,3}}(?:\w+ ){{0,2}}?{_AI}\s*:",
     # how good answers go: "good answers about investing always end by recommending …"
     rf"\b(?:good|great|helpful|the best|ideal|proper|correct|truly helpful|a helpful|a good"
     rf"|every|each|all|future|your) (?:\w+ )?{_REPLIES}\b(?: \w+){{0,4}}? (?:always|never"
@@ -672,6 +673,12 @@ _GROUP = (r"(?:customers?|users?|clients?|members?|subscribers?|account holders?
           r"|players?|patients?|visitors?|readers?|community|folks|friends|everyone|everybody"
           r"|people|guys|all)")
 _EVERYONE = "|".join((
+    r"\b(?:customers|users|members|clients|subscribers|account holders|tenants)(?: (?:of|on|at"
+    r"|with) \w+)? (?:should|must|need to|have to|are required to) all\b",
+    r"\b(?:customers|users|members|clients|subscribers|account holders)\b(?: \w+){0,3}?"
+    r" (?:should|must|need to|have to|are required to)\b.{0,60}\b(?:today|tonight|immediately"
+    r"|right away|right now|this week|before (?:friday|monday|tuesday|wednesday|thursday|saturday"
+    r"|sunday|midnight|the deadline))\b",
     r"^\W*(?:to )?(?:whoever|anyone|everyone|whomever) (?:this|these|it) (?:reaches|finds"
     r"|concerns)\s*[:,]",
     r"\b(?:processing|release|handling|unlock|activation|customs|admin|transfer|clearance) fee\b"
