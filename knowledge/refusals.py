@@ -508,8 +508,8 @@ _ANSWERER = "|".join((
     r"\byour (?:own )?(?:guidelines|programming|system prompt|guardrails|content polic(?:y|ies)"
     r"|safety (?:rules|guidelines|filters?|training|settings|polic(?:y|ies)|notes?)|training data"
     r"|(?:initial|original|hidden|previous|prior|earlier) instructions)\b",
-    r"\b(?:whoever|whatever|anyone|anything|whomever) (?:\w+ )?(?:answers|replies|responds|reads"
-    r"|processes|summari[sz]es|receives|handles|picks up|gets) (?:this|these|next|it|here|them"
+    r"\b(?:whoever|whatever|anyone|anything|whomever) (?:\w+ )?(?:answers|replies|responds"
+    r"|processes|summari[sz]es|handles) (?:this|these|next|it|here|them"
     r"|the (?:next|question|chat))\b",
     r"^\W*(?:system |admin |priority |urgent |emergency )?(?:override|directive|instruction)s?"
     r"\s*[:!]",
@@ -576,8 +576,8 @@ _ANSWERER = "|".join((
     r"\byou (?:now )?(?:have|are given|are granted|'ve been given|have been given|have been"
     r" granted) (?:full |special |my |the |admin |explicit )?(?:permission|authori[sz]ation"
     r"|clearance|access|rights|leave) to\b",
-    rf"\b(?:act|behave|pose|present yourself|introduce yourself) (?:like|as) (?:an? |the )\w+"
-    rf"(?: \w+)? (?:and|to) (?:ask|request|demand|collect|get)\b",
+    r"\b(?:act|behave|pose|present yourself|introduce yourself) (?:like|as) (?:an? |the )\w+"
+    r"(?: \w+)? (?:and|to) (?:ask|request|demand|collect|get)\b",
     r"\bthe helper (?:must|should|shall|will|is to|has to|needs to)(?: \w+)? (?:point|say|tell"
     r"|recommend|mention|send|direct|claim|answer|reply|respond|refuse|deny|always|never)\b",
     r"\b(?:whenever|when|if|each time|every time|any time) [^,.]{1,40} (?:comes? up|is"
@@ -634,9 +634,9 @@ _ANSWERER = "|".join((
     rf"\b(?:house )?style (?:guide )?(?:for|of) (?:all |every |your |the )?{_REPLIES}\s*[:-]"
     rf"|^\W*(?:new |updated )?(?:\w+ ){{0,2}}?(?:rules?|policy|style|format|guidelines) for"
     rf" (?:all |every |your |the )?{_REPLIES}\s*[:-]",
-    rf"\b(?:answer (?:every|each|all|any)|(?:reply|respond) to(?: every| each| all| any| the)?)"
-    rf" (?:\w+ ){{0,2}}?(?:questions?"
-    rf"|queries|requests?|messages?)\b(?: \S+){{0,6}}? with\b",
+    r"\b(?:answer (?:every|each|all|any)|(?:reply|respond) to(?: every| each| all| any| the)?)"
+    r" (?:\w+ ){0,2}?(?:questions?"
+    r"|queries|requests?|messages?)\b(?: \S+){0,6}? with\b",
     # a vocative: "Kind model, …", "Hey there, machine: …", "Dear helper, …"
     r"(?:^|[.!?]\s)\W{0,3}(?:(?:hey|hi|hello|dear|kind|good|attention|listen|ok|okay|yo|there"
     r"|my|friendly|clever|smart|sweet|helpful|little|nice|oh|o)\W+){1,3}(?:_ai_|machine|helper"
@@ -644,8 +644,8 @@ _ANSWERER = "|".join((
     r"|(?:^|[.!?]\s)\W{0,3}(?:machine|helper|model|bot|robot|computer|program|engine)s?\s*[,:!]"
     r"\s*(?:you|your|please|from|always|never|do|don't|ignore|disclose|tell|say|reply|respond"
     r"|answer|remember|note|listen|stop|start|forget|in|when|if|the human|the user|reveal)\b",
-    rf"\b(?:_ai_|helper|machine|robot|engine|program) like you\b|\byou(?:'re| are) (?:an? |the"
-    rf" |just an? |only an? |a mere )(?:\w+ )?(?:_ai_|machine|program|robot|software)\b",
+    r"\b(?:_ai_|helper|machine|robot|engine|program) like you\b|\byou(?:'re| are) (?:an? |the"
+    r" |just an? |only an? |a mere )(?:\w+ )?(?:_ai_|machine|program|robot|software)\b",
     r"\b(?:reader|helper|reply|answer|response) (?:_ai_|engines?|programs?|bots?)"
     r" (?:must|should|shall|will|are to|need to|have to)\b",
     r"\b(?:any |all |every |each )?automated (?:readers?|processes|programs|tools?|software)"
@@ -738,9 +738,9 @@ _EVERYONE = "|".join((
     rf"|give|forward|broadcast|email|e-mail|message|text|dm|announce|recommend|suggest|push"
     rf"|share|spread|post|say)\b(?: (?:it|this|that|these|those|the \w+|a \w+|an \w+|\w+)){{0,3}}"
     rf"? (?:to |with |among )?{_ALL}\b",
-    rf"(?<!not )\b{_ALL}(?! (?:on|in|at|of) (?:a|the|your|my|our|each) (?:team|household|family|house"
-    rf"|office|project|crew|squad|class|trip|thread|call|meeting))(?: (?:who|that|using|on|in|of"
-    rf"|with|at|from|here|now|today|else|still"
+    rf"(?<!not )\b{_ALL}(?! (?:on|in|at|of) (?:a|the|your|my|our|each) (?:team|household|family"
+    rf"|house|office|project|crew|squad|class|trip|thread|call|meeting))(?: (?:who|that|using|on"
+    rf"|in|of|with|at|from|here|now|today|else|still"
     rf"|currently|\w+ing)\b(?: \w+){{0,3}}?)? (?:should|must|shall|needs? to|has to"
     rf"|have to|is required|are required|is advised|are advised|is encouraged|are encouraged"
     rf"|is asked|are asked|ought to|will need|please|can now|is urged|are urged|had better)\b",
@@ -1162,7 +1162,7 @@ def _respelt(word: str) -> str:
 def _casual(text: str) -> str:
     """The text with chat spellings and misspelt words of orders written out."""
     return re.sub(r"(?<![\w./-])[a-z0-9]+(?![\w/-]|\.\w)",
-                  lambda m: _CASUAL.get(m.group(), None) or _respelt(m.group()), text)
+                  lambda m: _CASUAL.get(m.group()) or _respelt(m.group()), text)
 
 
 def _addressed(rules: _Rules, plain: str) -> bool:
@@ -1182,8 +1182,7 @@ def refusal(text: str, _depth: int = 0) -> str | None:
     if _addressed(rules, plain) or rules.smuggled.search(text) or (
             talk != plain and _addressed(rules, talk)):
         return "instruction"
-    if any(rules.everyone.search(t) or _unless_negated(rules, rules.handover, t)
-           for t in {plain, talk}):
+    if any(rules.everyone.search(t) for t in {plain, talk}):
         return "everyone"
     if rules.shell.search(plain):
         return "shell"
@@ -1192,6 +1191,8 @@ def refusal(text: str, _depth: int = 0) -> str | None:
             or _address(rules, plain)
             or (spaced != plain and (rules.url.search(spaced) or _domain(rules, spaced)))):
         return "url"
+    if any(_unless_negated(rules, rules.handover, t) for t in {plain, talk}):
+        return "everyone"  # a secret to hand over, to no address
     if _depth == 0:
         for decoded in _decoded(text):
             reason = refusal(decoded, 1)
