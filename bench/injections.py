@@ -50,8 +50,9 @@ sys.path.insert(0, str(ROOT))
 
 # name -> (commit, the files of its knowledge base, the files of its agent's rules)
 BASELINES = {
-    "before": ("b7b15b1", ("base", "distill"), ("learn", "utterance")),
-    "round 1": ("8606941", ("base", "distill", "refusals"), ("learn", "utterance", "refusals")),
+    "before": ("b7b15b1", ("base", "distill", "votes"), ("learn", "utterance")),
+    "round 1": ("8606941", ("base", "distill", "refusals", "votes"),
+                ("learn", "utterance", "refusals")),
 }
 # the refusals of main as evaluated, once, on bench/data/heldout/injections_b.json
 ROUND_2 = "1bcf4ae"
