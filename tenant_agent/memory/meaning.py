@@ -21,7 +21,7 @@ CHANGED_THING = 0.2  # said as a change, the most like it ("Loves burgers" / "Is
                      # night owl" 0.06, "Is vegetarian" / "Prefers dark mode" 0.03)
 CHANGED_TASTE = 0.5  # ... a taste for another ("Prefers coffee" / "Prefers tea" 0.70; "Loves
                      # hiking" / "Likes jazz" 0.28)
-FORGET_FLOOR = 0.45  # the memory most like what a request to forget names, at least this like
+FORGET_FLOOR = 0.35  # the memory most like what a request to forget names, at least this like
 FORGET_SURE = 0.7    # ... and any other this like ("peanut allergy" / "Allergic to peanuts" .85)
 FORGET_TURN = 0.3    # a turn that no memory holds, the most like what is named, this like
 CHANGED_SAID = 0.3   # said as a change in the tenant's own words, the most like it

@@ -421,6 +421,7 @@ class Memory:
 
     def _named(self, phrase: str, vector: list[float] | None) -> list[tuple[str]]:
         """The memories a request to forget names by a phrase."""
+        phrase = re.sub(r"^(?:my|the|our|that|this)\s+", "", phrase)
         named = meaning.FORGET_SUBJECTS.get(re.sub(r"^(?:my|the|our)\s+", "", phrase), ())
         marks = ",".join("?" * len(named)) or "NULL"
         rows = self.db.execute(

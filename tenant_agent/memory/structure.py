@@ -114,7 +114,11 @@ def _copula(parse: Parse, clause: Clause) -> list[Statement]:
     if acomp is not None and not clause.negated:
         word = acomp.lower
         if word in MARITAL and not clause.past:
-            return [_fact("marital status", word, f"Is {word}")]
+            to = prep_object(acomp, "to")
+            whom = phrase_of(parse, to, ("relcl", "punct", "prep")) if to is not None \
+                and to.pos == "PROPN" else ""
+            return [_fact("marital status", word, f"Is {word} to {whom}" if whom
+                          else f"Is {word}")]
         if word in EMPLOYMENT and not clause.past:
             return [_fact("employment status", word, f"Is {word}")]
         if word in DIET_WORDS and not clause.past:
@@ -245,8 +249,9 @@ def _home(parse: Parse, clause: Clause) -> list[Statement]:
                               f"Wants answers in {lang}", "likes", exclusive=True)]
         old = prep_object(verb, "from")
         ends = phrase_of(parse, old, ("relcl", "punct", "prep")) if old is not None else ""
-        if verb.kid("dobj", "prt") is not None or clause.group or not _a_place(parse, place):
-            return []  # "moved the sofa to the wall", "moved over to VS Code": no new home
+        if verb.kid("dobj", "prt") is not None or clause.group or not _a_place(
+                parse, place, named=clause.implicit):
+            return []  # "moved the sofa to the wall", "moved (over) to VS Code": no new home
         if where and where.lower() not in ("it", "there", "here"):
             return [_fact("location", where, f"Lives in {where}", ends=ends)]
     if verb.lemma == "bear" and (place := prep_object(verb, "in")) is not None:
@@ -270,14 +275,15 @@ _HOMES = frozenset(["place", "house", "flat", "apartment", "home", "cottage", "b
 _NOT_PLACES = ("ORG", "PRODUCT", "WORK_OF_ART", "PERSON", "LANGUAGE", "EVENT", "LAW")
 
 
-def _a_place(parse: Parse, token: Token) -> bool:
-    """Where one can live: named as a place, a home, or a proper name nothing else calls."""
+def _a_place(parse: Parse, token: Token, named: bool = False) -> bool:
+    """Where one can live: named as a place, a home, or a proper name nothing else calls
+    (`named`: only what is named as a place or a home, said without a subject)."""
     ents = {t.ent[2:] for t in parse.subtree(token) if t.ent}
     if ents & set(PLACE_ENTS):
         return True
     if ents & set(_NOT_PLACES):
         return False
-    return token.pos == "PROPN" or token.lemma in _HOMES
+    return (token.pos == "PROPN" and not named) or token.lemma in _HOMES
 
 
 def _new_home(parse: Parse, clause: Clause) -> list[Statement]:
@@ -643,11 +649,9 @@ def forgetting(parse: Parse, a: int, b: int) -> list[str] | None:
         negated = any(c.dep == "neg" for c in verb.children)
         lemma = "rid" if verb.lemma == "get" and any(c.lower == "rid" for c in verb.children) \
             else verb.lemma
-        if lemma in _FORGETTING and not negated:
-            pass
-        elif lemma in _KEEPING and negated:
-            pass
-        elif not (lemma in _REMOVING and not negated and _of_memory(parse, verb)):
+        asks = (lemma in _FORGETTING and not negated) or (lemma in _KEEPING and negated) or (
+            lemma in _REMOVING and not negated and _of_memory(parse, verb))
+        if not asks:
             continue
         target = _target(parse, verb)
         found = [*(found or []), *([target] if target else [])]
@@ -726,6 +730,10 @@ def _antecedent(parse: Parse) -> Token | None:
 def _target(parse: Parse, verb: Token) -> str:
     """What a request to forget names: "my salary" in "scrap what I said about my salary",
     "*" in "forget everything you know about me", "" for a bare "forget it"."""
+    head = parse.tokens[verb.head]
+    if verb.dep == "intj" and head.lemma in _TOLD and speaker(head.kid("nsubj")) and (
+            told := head.kid("dobj")) is not None:  # "Forget I mentioned my ex", misparsed
+        return _named(parse, told)
     for thing in _objects(parse, verb):
         if thing.lower in ("that", "it", "this", "them"):
             thing = _antecedent(parse) or thing

@@ -270,8 +270,8 @@ def test_the_models_memories_get_the_subjects_the_rules_give(text: str, subject:
      "green tea every"),
     (["I drive an old blue Volvo."], "Sold the Volvo, it's the bus for me from now on.", "bus",
      "blue Volvo"),
-    (["My boyfriend Theo and I are moving in together soon."], "Theo and I broke up.",
-     "Broke up", "boyfriend Theo"),
+    (["My boyfriend Theo and I share a flat in Leeds."], "Theo and I broke up.",
+     "Broke up with Theo", "boyfriend Theo"),
 ])
 def test_a_change_said_by_implication_or_in_other_words_supersedes(
         host: Host, memory: Memory, said_before: list[str], change: str, current: str,
@@ -285,44 +285,44 @@ def test_a_change_said_by_implication_or_in_other_words_supersedes(
 
 
 @pytest.mark.parametrize(("text", "targets"), [
-    ("Scrap what I said about my salary.", ["my salary"]),
+    ("scrap what I said about my salary, I shouldn't have shared it", ["my salary"]),
     ("Can you not remember the therapy thing?", ["therapy"]),
     ("Don't keep my partner's name on file, thanks.", ["my partner's name"]),
     ("Forget everything you know about me, clean slate.", ["*"]),
-    ("Hey, drop that job-hunting thing from your notes, ok?", ["job-hunting"]),
-    ("Wipe my phone number from your memory please.", ["my phone number"]),
-    ("Please forget about my brother.", ["my brother"]),
-    ("Remove the duplicates from this list: apples, pears, apples.", None),
-    ("Delete the email I drafted to my landlord.", None),
-    ("Drop the users table from Acme's staging database.", None),
-    ("Clear the table formatting and start again.", None),
-    ("I keep forgetting my password.", None),
-    ("Don't forget my nut allergy.", None),
+    ("Hey, drop that job-hunting thing from your notes, ok?", ["job hunting"]),
+    ("wipe my phone number from your memory please", ["my phone number"]),
+    # ordinary requests and remarks: nothing to forget
+    ("Remove the duplicates from this list: apples, pears, apples.", []),
+    ("Delete the email I drafted to my landlord, I won't send it.", []),
+    ("Drop the users table from Acme's staging database.", []),
+    ("Clear the table formatting and start again.", []),
+    ("I keep forgetting my password.", []),
+    ("Don't forget my nut allergy when you suggest recipes.", []),
+    ("Forget it, the restaurant's fully booked anyway.", []),
 ])
 def test_forgetting_is_read_by_structure_when_it_addresses_the_memory(
-        host: Host, text: str, targets: list[str] | None) -> None:
+        host: Host, text: str, targets: list[str]) -> None:
     parse = read(host.parse(text), text)
     assert parse is not None
-    found = [t for a, b in parse.sents
-             for t in (forgetting(parse, a, b) or [])] if any(
-        forgetting(parse, a, b) is not None for a, b in parse.sents) else None
-    assert found == targets
+    assert [t for a, b in parse.sents for t in (forgetting(parse, a, b) or [])] == targets
+    assert [s.value for s in said(text, T0, "", host.parse(text)).statements
+            if s.op == "forget"] == targets
 
 
-@pytest.mark.parametrize(("first", "forget", "gone", "kept"), [
-    ("My salary is 41,000 a year.", "Scrap what I said about my salary.", "41,000", ""),
+@pytest.mark.parametrize(("first", "forget", "gone"), [
+    ("My salary is 41,000 a year.", "scrap what I said about my salary", "41,000"),
     ("I've been seeing a therapist for my anxiety.",
-     "Can you not remember the therapy thing? I'd rather you didn't keep that.", "therapist",
-     ""),
-    ("My partner's name is Oskar.", "Don't keep my partner's name on file, thanks.", "oskar",
-     ""),
-    ("My dog is called Rua.", "Forget everything you know about me.", "rua", ""),
+     "Can you not remember the therapy thing? I'd rather you didn't keep that.", "therapist"),
+    ("My partner's name is Oskar.", "Don't keep my partner's name on file, thanks.", "oskar"),
+    ("My dog is called Rua.", "Forget everything you know about me.", "rua"),
 ])
 def test_forgetting_asked_in_other_words_removes_it_and_its_turns(
-        host: Host, memory: Memory, first: str, forget: str, gone: str, kept: str) -> None:
-    say(memory, host, first)
+        host: Host, memory: Memory, first: str, forget: str, gone: str) -> None:
+    say(memory, host, first, "I live in Cork.")
+    assert gone.lower() in everything(memory)
     say(memory, host, forget)
     assert gone.lower() not in everything(memory)
+    assert ("cork" in everything(memory)) == ("everything" not in forget)
 
 
 def test_someone_elses_fact_is_not_the_tenants(host: Host, memory: Memory) -> None:
@@ -336,7 +336,11 @@ def test_someone_elses_fact_is_not_the_tenants(host: Host, memory: Memory) -> No
 def test_ordinary_remarks_in_the_tenants_words_supersede_nothing(host: Host,
                                                                  memory: Memory) -> None:
     say(memory, host, "I prefer tea to coffee.", "I live in Westharbour.")
-    before = sorted(now(memory))
+    before = now(memory)
+    assert sorted(before) == ["Lives in Westharbour", "Prefers tea"]
     say(memory, host, "We'd run out of tea at work so I had a coffee, it was awful.",
         "I'm moving the sofa to the other wall this weekend.", "I have three meetings today.")
-    assert sorted(now(memory)) == before
+    after = now(memory)
+    assert all(b in after for b in before)
+    assert not any("meetings" in a or "sofa" in a or a.startswith("Prefers coffee")
+                   for a in after)
