@@ -1244,7 +1244,7 @@ async def test_knowledge_search_spends_the_tenants_embedding_budget(gateway: Gat
     gw = gateway
     await gw.client.put("/v1/policy", headers=gw.operator, json={"embed_texts_per_minute": 10})
     headers, home = await gw.tenant("seeker")
-    if (second := time.time() % 60) > 48:  # every call within one minute
+    if (second := time.time() % 60) > 20:  # every call within one minute, on a busy machine too
         await asyncio.sleep(61 - second)
     query = {"query": "which database vacuums fastest " * 64}
     query["query"] = query["query"][:2000]
