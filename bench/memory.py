@@ -722,10 +722,10 @@ def report(totals: Totals, tenants: list[Tenant], args: argparse.Namespace,
         names = sorted({t.name.split("-")[0] + "-" + t.name.split("-")[1] for t in asked})
         print(f"\n{split} ({', '.join(names)}: {sum(len(t.questions) for t in asked)} "
               f"questions)")
-        print(f"  {'evidence':<44} hit@5  hit@10 recall@10 turns  hit@10 by category "
+        print(f"  {'evidence':<58} hit@5  hit@10 recall@10 turns  hit@10 by category "
               "(" + ", ".join(CATEGORIES.values()) + ")")
         for name, score in scores.items():
-            print(f"  {name:<44} {score.row()}")
+            print(f"  {name:<58} {score.row()}")
     print("\n(own turn: each result credited with its own turn only, the tenant's words; own "
           "pair: with the reply returned with it; with context: every turn the 10 results "
           "cite, against BM25's top N turns, N = those turns, per question; `turns` is the "
