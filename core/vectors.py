@@ -24,6 +24,26 @@ MAX_TEXTS = 64  # per /v1/embed call
 MAX_CHARS = 2000  # per text: the model reads 256 word pieces at most
 
 
+def learned_from(pairs: list[dict[str, Any]], mark: str
+                 ) -> list[tuple[dict[str, Any], dict[str, Any], str]]:
+    """The pairs without `mark` the agent will learn from, each with its turn as the agent reads
+    it (tenant_agent/memory/turns.py's summary()) and the tenant's words in it: what the host
+    prepares anything for (vectors, parses, judgements of episodes)."""
+    found = []
+    for pair in pairs:
+        if mark in pair:
+            continue
+        given = pair.get("turn")
+        try:
+            turn: dict[str, Any] = given if isinstance(given, dict) else summary(pair)
+        except (ValueError, TypeError, KeyError, RecursionError):
+            continue  # the agent learns nothing from a pair it cannot read either
+        user = turn.get("user")
+        if turn.get("learn") and isinstance(user, str) and user.strip():
+            found.append((pair, turn, user))
+    return found
+
+
 def packed(vector: list[float]) -> str:
     """Base64 of little-endian float32: a quarter of the JSON list's size."""
     return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
@@ -39,19 +59,9 @@ class PairVectors:
 
     async def attach(self, pairs: list[dict[str, Any]]) -> None:
         """Add {"embedding": {"model", "user"}} to each pair with words to learn from."""
-        texts, targets = [], []
-        for pair in pairs:
-            if "embedding" in pair:
-                continue
-            given = pair.get("turn")
-            try:
-                turn: dict[str, Any] = given if isinstance(given, dict) else summary(pair)
-            except (ValueError, TypeError, KeyError, RecursionError):
-                continue  # the agent learns nothing from a pair it cannot read either
-            user = turn.get("user")
-            if turn.get("learn") and isinstance(user, str) and user.strip():
-                texts.append(user)
-                targets.append(pair)
+        found = learned_from(pairs, "embedding")
+        texts = [user for _, _, user in found]
+        targets = [pair for pair, _, _ in found]
         if not texts:
             return
         for pair, vector in zip(targets, await self.embed(texts), strict=True):
