@@ -33,9 +33,17 @@ pytestmark = pytest.mark.timeout(900)
 
 
 @pytest.fixture(autouse=True)
-def the_nodes_stop() -> None:
+def the_nodes_stop(roles: tuple[Roles, Node]) -> None:
     """The roles run for the whole module here (starting them takes a while): each test
-    starts again what it stopped."""
+    starts again what it stopped, and a role a failed test left stopped starts again before
+    the next test, which would otherwise fail for it too."""
+    made, gateway = roles
+    stopped = [made.host(name) for name in HOSTS if not made.cluster[name].running]
+    if not gateway.running:
+        stopped.append(made.gateway())
+    if not made.cluster["w1"].running:
+        stopped.append(made.worker())
+    made.ready(*stopped)
 
 
 @pytest.fixture(scope="module")

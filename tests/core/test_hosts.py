@@ -18,6 +18,7 @@ import pytest
 from redis.asyncio import Redis
 
 from boxes import BoxManager, BoxSpec, ExecRequest
+from boxes import hosts as hosts_module
 from boxes.config import RuntimeConfig
 from boxes.errors import (
     BoxNotFoundError,
@@ -182,6 +183,36 @@ async def test_a_host_slow_to_measure_its_load_keeps_its_lease(redis: Redis) -> 
     info = await hosts.get(host_id)
     assert info.live and lease.valid() and not lease.lapsed
     assert (info.boxes, info.memory_used_mb) == (2, 20)  # the last load it measured
+    await lease.release()
+
+
+async def test_a_host_whose_loop_is_busy_a_while_keeps_its_lease_and_one_that_hangs_loses_it(
+        redis: Redis, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The renewals run in a thread of their own: a burst of work that holds the host's event
+    loop for longer than a lease (a loaded machine starting up) does not cost it its boxes;
+    a loop that has not turned for STALLED_LEASES leases is a hung host, and its lease
+    lapses (its boxes wake elsewhere)."""
+    monkeypatch.setattr(hosts_module, "STALLED_LEASES", 3)
+    lapses: list[str] = []
+
+    async def on_lapse(host_id: str) -> None:
+        lapses.append(host_id)
+
+    lease = HostLease(redis, KEYS, spec("h1"), 1.0, on_lapse=on_lapse)
+    hosts = Hosts(redis, KEYS)
+    host_id = await lease.register()
+    lease.start()
+    await asyncio.sleep(0.5)
+    time.sleep(2.0)  # noqa: ASYNC251 (the loop held for two leases)
+    assert lease.valid() and (await hosts.get(host_id)).live
+    time.sleep(4.5)  # noqa: ASYNC251 (and now past three)
+    assert not lease.valid()
+    await until(lambda: lapsed(hosts, host_id), 5, "the hung host's lease to lapse")
+
+    async def told() -> bool:
+        return lapses == [host_id]
+
+    await until(told, 5, "the host to be told of its lapse, once")
     await lease.release()
 
 
