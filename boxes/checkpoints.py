@@ -28,6 +28,8 @@ from functools import partial
 from pathlib import Path
 from typing import Protocol
 
+from redis.exceptions import RedisError
+
 from boxes.config import RuntimeConfig
 from boxes.errors import BoxError, FencedError, SnapshotError
 from boxes.layercopy import BELOW, LayerCopy, copy_layer, reniced
@@ -227,7 +229,9 @@ class Checkpointer:
             started = time.monotonic()
             try:
                 await self.run_once()
-            except Exception:  # Redis away a moment: the next pass tries again
+            except (RedisError, OSError) as exc:  # Redis away a moment: the next pass tries
+                log.warning("a checkpoint pass failed (the next one tries again): %s", exc)
+            except Exception:
                 log.exception("checkpoint pass failed")
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.interval_s - (time.monotonic() - started)):

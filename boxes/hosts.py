@@ -228,7 +228,9 @@ class HostLease:
             log.warning("box host %s: measuring its load took longer than %.1f s; its lease is "
                         "renewed with the load measured before", self.host_id,
                         self.lease_ms / 1000 * LOAD_SHARE)
-        except Exception:  # the lease matters more than the load: renew without it
+        except (RedisError, OSError) as exc:  # the lease matters more than the load
+            log.warning("box host %s could not measure its load: %s", self.host_id, exc)
+        except Exception:
             log.exception("box host %s could not measure its load", self.host_id)
         else:
             self._measured = ["boxes", str(now.boxes), "memory_used_mb",

@@ -129,7 +129,7 @@ async def _sweep_forever(core: Core) -> None:
                 await _drain(manager)
             else:
                 await sweeper.sweep()
-        except (BoxError, OSError) as exc:
+        except (BoxError, RedisError, OSError) as exc:
             log.warning("the sweep of this host's boxes failed: %s", exc)
 
 

@@ -28,6 +28,10 @@ from tests.cluster.roles import CHECKPOINT_S, HOST_PORT, Roles, unmount_under, u
 from tests.hosts import CLUSTER_UID_BASE, box_processes
 
 HOSTS = ("h1", "h2", "h3")
+# How often each tenant of a test "under traffic" asks its agent: every request is a pair the
+# hosts then parse, embed and judge, and these tests run beside the rest of the suite on two
+# cores; a faster pace measured nothing more and starved the other tests.
+TRAFFIC_S = 0.5
 # The first test starts three hosts, a gateway and a worker; some wait out leases and wakes.
 pytestmark = pytest.mark.timeout(900)
 
@@ -208,7 +212,7 @@ def _tenants_with_a_file_and_pairs(made: Roles, gateway: Node, count: int,
 @contextlib.contextmanager
 def _traffic(made: Roles, gateway: Node,
              tenants: dict[str, tuple[str, str]]) -> Iterator[list[tuple[str, int, str]]]:
-    """Each tenant asking its agent every 0.2 s while the block runs; every answer."""
+    """Each tenant asking its agent every TRAFFIC_S while the block runs; every answer."""
     stop = threading.Event()
     answers: list[tuple[str, int, str]] = []
 
@@ -219,7 +223,7 @@ def _traffic(made: Roles, gateway: Node,
             with contextlib.suppress(httpx.HTTPError):
                 r = _ask(made, gateway, key, tenant, f"later {n} of {tenant}")
                 answers.append((tenant, r.status_code, r.text))
-            time.sleep(0.2)
+            time.sleep(TRAFFIC_S)
 
     threads = [threading.Thread(target=ask, args=(t, k)) for t, (k, _) in tenants.items()]
     for thread in threads:
@@ -294,7 +298,7 @@ def test_a_rolling_restart_of_every_host_under_traffic_fails_no_request(
                         failures.append(f"{tenant}: {r.status_code} {r.text[:200]}")
                 except httpx.HTTPError as exc:
                     failures.append(f"{tenant}: {exc!r}")
-                time.sleep(0.05)
+                time.sleep(TRAFFIC_S)
 
     threads = [threading.Thread(target=traffic, args=t) for t in tenants]
     for thread in threads:
@@ -347,7 +351,7 @@ def test_redis_restarted_under_traffic_keeps_what_it_acknowledged_and_no_role_re
             while not stop.is_set():
                 with contextlib.suppress(httpx.HTTPError):
                     c.post(f"/v1/tenants/{tenant}/agent/ask", json={"question": "during"})
-                time.sleep(0.1)
+                time.sleep(TRAFFIC_S)
 
     threads = [threading.Thread(target=traffic, args=(t, k)) for t, (k, _) in tenants.items()]
     for thread in threads:
