@@ -17,12 +17,13 @@ import httpx
 from fastapi import FastAPI, Request
 from fastapi.responses import StreamingResponse
 from redis.exceptions import RedisError
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from boxes import BoxRecord
 from core import authz
 from core.errors import ApiError
 from core.services import Core
+from core.transport import Watched
 from gateway import errors, gitrelay
 from gateway.hostguard import GuardError, HostGuard, HostLimits
 from gateway.schemas import (
@@ -52,17 +53,11 @@ class Closing:
         self.core = core
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        started = False
-
-        async def sending(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
+        watched = Watched(send)
         try:
-            await self.app(scope, receive, sending)
+            await self.app(scope, receive, watched)
         except Exception:
-            if not self.core.closed or started or scope["type"] != "http":
+            if not self.core.closed or watched.started or scope["type"] != "http":
                 raise
             await errors.error_response(503, "unavailable", SHUTTING_DOWN,
                                         {"Retry-After": "2"})(scope, receive, send)
