@@ -759,3 +759,34 @@ async def test_a_request_for_a_box_a_draining_host_holds_waits_for_the_drain(
     assert await boxes.drained(info, time.monotonic() - 1) is False  # past the bound
     await lease.release()
     assert await boxes.drained(info, time.monotonic() + 5) is True  # gone: ask again
+
+
+@pytest.mark.boxes
+async def test_a_drain_leaves_a_box_woken_elsewhere_meanwhile_where_it_is(
+        manager: BoxManager) -> None:
+    """A drain lists its boxes, then freezes and gives them up a few at a time: one that a
+    request woke on another host meanwhile is not this host's to give up (it used to fail,
+    logged as "stays on this host")."""
+    box = await manager.create(BoxSpec())
+    await manager.freeze(box.id)
+    here = HostLease(manager.redis, Keys(), spec("here"), LONG)
+    await here.register()
+    placer = Placer(manager.redis, Keys())
+    placed = await placer.place(box.id, None)
+    assert placed is not None and placed.host == here.host_id
+    own_host = manager.host
+    manager.host, manager.lease, manager.registry.lease = here.host_id, here, here  # a host
+    there = HostLease(manager.redis, Keys(), spec("there"), LONG)
+    try:
+        await there.register()
+        await Hosts(manager.redis, Keys()).drain(here.host_id)
+        moved = await placer.place(box.id, placed.generation)  # a request woke it there
+        assert moved is not None and moved.host == there.host_id
+        kept = await manager.release(box.id)
+        assert kept.host == there.host_id
+        assert (await manager.get(box.id)).host == there.host_id
+    finally:
+        manager.host, manager.lease, manager.registry.lease = own_host, None, None
+        await here.release()
+        await there.release()
+        await manager.delete(box.id)
