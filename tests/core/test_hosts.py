@@ -12,6 +12,7 @@ import random
 import signal
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -78,15 +79,24 @@ async def lapsed(hosts: Hosts, host_id: str) -> bool:
     return not (await hosts.get(host_id)).live
 
 
-# --- leases ----------------------------------------------------------------------------------
-
-async def test_a_renewed_lease_holds_and_one_not_renewed_lapses_for_good(redis: Redis) -> None:
+def telling_lease(redis: Redis) -> tuple[HostLease, list[str]]:
+    """A 1 s lease of host h1, and the list of the lapses it is told of."""
     lapses: list[str] = []
 
     async def on_lapse(host_id: str) -> None:
         lapses.append(host_id)
 
-    lease = HostLease(redis, KEYS, spec("h1"), 1.0, on_lapse=on_lapse)
+    return HostLease(redis, KEYS, spec("h1"), 1.0, on_lapse=on_lapse), lapses
+
+
+async def _told(lapses: list[str], expected: list[str]) -> bool:
+    return lapses == expected
+
+
+# --- leases ----------------------------------------------------------------------------------
+
+async def test_a_renewed_lease_holds_and_one_not_renewed_lapses_for_good(redis: Redis) -> None:
+    lease, lapses = telling_lease(redis)
     hosts = Hosts(redis, KEYS)
     host_id = await lease.register()
     assert host_id.startswith("h1~")
@@ -103,10 +113,7 @@ async def test_a_renewed_lease_holds_and_one_not_renewed_lapses_for_good(redis: 
     assert await lease.renew() is False
     assert lease.lapsed
 
-    async def told() -> bool:
-        return lapses == [host_id]
-
-    await until(told, 5, "the host to be told of its lapse, once")
+    await until(partial(_told, lapses, [host_id]), 5, "the host to be told of its lapse, once")
     assert await redis.exists(KEYS.host_lease(host_id)) == 0
     assert await hosts.live() == []
     listed = await hosts.all()  # still listed a while, as lapsed, for `burrow host ls`
@@ -193,12 +200,7 @@ async def test_a_host_whose_loop_is_busy_a_while_keeps_its_lease_and_one_that_ha
     a loop that has not turned for STALLED_LEASES leases is a hung host, and its lease
     lapses (its boxes wake elsewhere)."""
     monkeypatch.setattr(hosts_module, "STALLED_LEASES", 3)
-    lapses: list[str] = []
-
-    async def on_lapse(host_id: str) -> None:
-        lapses.append(host_id)
-
-    lease = HostLease(redis, KEYS, spec("h1"), 1.0, on_lapse=on_lapse)
+    lease, lapses = telling_lease(redis)
     hosts = Hosts(redis, KEYS)
     host_id = await lease.register()
     lease.start()
@@ -209,10 +211,7 @@ async def test_a_host_whose_loop_is_busy_a_while_keeps_its_lease_and_one_that_ha
     assert not lease.valid()
     await until(lambda: lapsed(hosts, host_id), 5, "the hung host's lease to lapse")
 
-    async def told() -> bool:
-        return lapses == [host_id]
-
-    await until(told, 5, "the host to be told of its lapse, once")
+    await until(partial(_told, lapses, [host_id]), 5, "the host to be told of its lapse, once")
     await lease.release()
 
 
