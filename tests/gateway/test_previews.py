@@ -16,7 +16,7 @@ import pytest
 import websockets
 
 from core.embedded_redis import EmbeddedRedis
-from tests.conftest import ECHO_AGENT, Gateway, gateway_settings, running_gateway
+from tests.conftest import ECHO_AGENT, Gateway, gateway_settings, running_gateway, until
 from tests.served import free_port
 
 APP = (Path(__file__).resolve().parents[1] / "preview_app.py").read_bytes()
@@ -153,7 +153,8 @@ async def test_bodies_stream_both_ways_and_connections_stay_alive(
         assert len(arrivals) == 3 and arrivals[2] - arrivals[0] > 0.4, arrivals
 
     # Two requests on one connection: the visitor's connection is kept alive.
-    reader, writer = await asyncio.open_connection("127.0.0.1", int(previewing.url.rsplit(":", 1)[1]))
+    port = int(previewing.url.rsplit(":", 1)[1])
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
     request = (f"GET /{box}/8000/echo HTTP/1.1\r\nHost: x\r\n"
                f"Authorization: Bearer {opened['token']}\r\n\r\n").encode()
     writer.write(request + request)
@@ -271,10 +272,12 @@ async def test_a_request_to_a_frozen_boxs_url_wakes_it(previewing: Previewing) -
 
         # Until background processes restart on wake, the server is started again by an
         # exec once the request has woken the box; the request waits for its port meanwhile.
+        async def running() -> bool:
+            r = await gw.client.get(f"/v1/boxes/{box}", headers=headers)
+            return bool(r.json()["state"] == "running")
+
         async def restart_when_woken() -> None:
-            while (await gw.client.get(f"/v1/boxes/{box}", headers=headers)).json()[
-                    "state"] != "running":
-                await asyncio.sleep(0.05)
+            await until(running, 60, "the preview request woke the box")
             await start_app(gw, box, headers, 8000)
 
         restarter = asyncio.create_task(restart_when_woken())
