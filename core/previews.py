@@ -108,7 +108,8 @@ class PreviewOrigin:
         if not dot or parent != self.domain:
             return None
         port, dash, box_label = label.partition("-")
-        if not dash or not port.isdigit() or not box_label or len(port) > 5:
+        if not dash or not port.isdigit() or not box_label or len(port) > 5 or \
+                "_" in box_label:  # one spelling per box: its URL's
             return None
         return box_label.replace("-", "_"), int(port)
 

@@ -7,75 +7,27 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 import websockets
+from redis.asyncio import Redis
 
 from core.embedded_redis import EmbeddedRedis
-from tests.conftest import ECHO_AGENT, Gateway, gateway_settings, running_gateway, until
-from tests.served import free_port
-
-APP = (Path(__file__).resolve().parents[1] / "preview_app.py").read_bytes()
-# Until background processes exist, a server outlives the exec that starts it by leaving
-# the exec's session (setsid -f).
-START = "setsid -f python3 /workspace/preview_app.py {port} >/workspace/app.log 2>&1 </dev/null"
-
-
-@dataclass
-class Previewing:
-    gw: Gateway
-    url: str  # the preview listener's origin
-
-    async def box(self, headers: dict[str, str], port: int = 8000) -> str:
-        """A new box of the caller's with the test app listening on `port`."""
-        r = await self.gw.client.post("/v1/boxes", json={}, headers=headers)
-        assert r.status_code == 201, r.text
-        box_id: str = r.json()["id"]
-        await start_app(self.gw, box_id, headers, port)
-        return box_id
-
-    async def open(self, box_id: str, headers: dict[str, str], port: int = 8000,
-                   **body: Any) -> dict[str, Any]:
-        r = await self.gw.client.post(f"/v1/boxes/{box_id}/ports",
-                                      json={"port": port, **body}, headers=headers)
-        assert r.status_code == 201, r.text
-        opened: dict[str, Any] = r.json()
-        return opened
-
-
-async def start_app(gw: Gateway, box_id: str, headers: dict[str, str], port: int) -> None:
-    r = await gw.client.put(f"/v1/boxes/{box_id}/files?path=/workspace/preview_app.py",
-                            content=APP, headers=headers)
-    assert r.status_code == 204, r.text
-    r = await gw.client.post(f"/v1/boxes/{box_id}/exec",
-                             json={"command": START.format(port=port)}, headers=headers)
-    assert r.status_code == 200 and r.json()["exit_code"] == 0, r.text
+from tests.conftest import until
+from tests.previews import Previewing, cookie_of, preview_gateway, start_app
 
 
 @pytest.fixture
 async def previewing(tmp_path: Path, redis_server: EmbeddedRedis,
-                     redis: Any) -> AsyncIterator[Previewing]:
-    port = free_port()
-    settings = gateway_settings(tmp_path / "gw", redis_server.url, run_worker=False,
-                                agent_command=ECHO_AGENT,
-                                preview_listen=f"127.0.0.1:{port}", preview_wait_s=5)
-    async with running_gateway(settings) as gw:
-        yield Previewing(gw, f"http://127.0.0.1:{port}")
+                     redis: Redis) -> AsyncIterator[Previewing]:
+    """A gateway with its preview listener (tests/previews.py)."""
+    async with preview_gateway(tmp_path / "gw", redis_server.url) as previews:
+        yield previews
 
 
-def _cookie(response: httpx.Response) -> tuple[str, str, str]:
-    """(name, value, attributes) of the one cookie a response sets."""
-    [header] = response.headers.get_list("set-cookie")
-    pair, _, attrs = header.partition(";")
-    name, _, value = pair.partition("=")
-    return name.strip(), value, attrs
-
-
-async def test_a_bearer_port_takes_its_token_once_then_the_cookie(
+async def test_a_bearer_port_takes_its_token_once_then_thecookie_of(
         previewing: Previewing) -> None:
     headers, _ = await previewing.gw.tenant("acme")
     box = await previewing.box(headers)
@@ -92,7 +44,7 @@ async def test_a_bearer_port_takes_its_token_once_then_the_cookie(
         r = await visitor.get(f"{url}echo?a=1&token={token}&b=2")
         assert r.status_code == 303
         assert r.headers["location"] == f"/{box}/8000/echo?a=1&b=2"
-        name, value, attrs = _cookie(r)
+        name, value, attrs = cookie_of(r)
         assert name.startswith("burrow_preview") and value and value != token
         for flag in ("HttpOnly", "SameSite=Lax", f"Path=/{box}/8000/"):
             assert flag in attrs, attrs
@@ -220,7 +172,7 @@ async def test_list_close_and_reopen_revoke_tokens_and_cookies(previewing: Previ
     first = await previewing.open(box, headers)
     async with httpx.AsyncClient(timeout=30) as visitor:
         r = await visitor.get(f"{first['url']}?token={first['token']}")
-        name, value, _ = _cookie(r)
+        name, value, _ = cookie_of(r)
         visitor.cookies.clear()
         cookie = {"Cookie": f"{name}={value}"}
         assert (await visitor.get(first["url"], headers=cookie)).status_code == 200
