@@ -18,6 +18,8 @@ from core.embedded_redis import EmbeddedRedis
 from tests.conftest import until
 from tests.previews import Previewing, cookie_of, preview_gateway, start_app
 
+pytestmark = pytest.mark.boxes
+
 
 @pytest.fixture
 async def previewing(tmp_path: Path, redis_server: EmbeddedRedis,
