@@ -32,6 +32,7 @@ import asyncio
 import contextlib
 import html
 import logging
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from urllib.parse import unquote_plus
@@ -58,6 +59,8 @@ log = logging.getLogger("burrow.preview")
 CHUNK = 1 << 16
 MAX_HEAD = 64 * 1024      # a request's or response's head
 IDLE_S = 60.0             # a kept-alive connection between requests
+OWNER_TTL_S = 5.0         # how long a box's owner is kept (see PreviewServer._owner)
+OWNERS_KEPT = 10_000
 _HOP = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer",
                   b"transfer-encoding", b"upgrade", b"proxy-authorization", b"content-length",
                   b"expect", b"forwarded", b"x-forwarded-for", b"x-forwarded-proto",
@@ -148,6 +151,7 @@ class PreviewServer:
         self.server: asyncio.Server | None = None
         self._connections: set[asyncio.Task[None]] = set()
         self._per_box: dict[str, int] = {}
+        self._owners: dict[str, tuple[tuple[str | None] | None, float]] = {}
 
     @classmethod
     async def serve(cls, manager: Boxes, previews: Previews, policies: Policies,
@@ -244,13 +248,7 @@ class PreviewServer:
         if not 0 < target.port < 65536:
             raise _Refused(404, _NOT_HERE)
         record = await self.previews.get(target.box_id, target.port)
-        if record is None:
-            raise _Refused(404, _NOT_HERE)
-        try:
-            box = await self.manager.get(target.box_id)
-        except BoxNotFoundError:
-            box = None
-        if box is None or box.state == BoxState.DELETED or box.owner != record.owner:
+        if record is None or await self._owner(target.box_id) != (record.owner,):
             raise _Refused(404, _NOT_HERE)
         if record.auth == "public" and record.owner is not None:
             policy = await self.policies.for_tenant(record.owner)
@@ -258,6 +256,25 @@ class PreviewServer:
                 raise _Refused(403, "public previews are turned off by the operator "
                                     "(allow_public_ports); open this port with a token")
         return record
+
+
+    async def _owner(self, box_id: str) -> tuple[str | None] | None:
+        """(the box's owner,), or None if the box is gone. Kept a few seconds: a box's owner
+        never changes and its id is never reused, and a deleted box's ports are deleted with
+        it (the port record, read on every request, is what revocation removes)."""
+        now = time.monotonic()
+        known = self._owners.get(box_id)
+        if known is not None and known[1] > now:
+            return known[0]
+        try:
+            box = await self.manager.get(box_id)
+        except BoxNotFoundError:
+            box = None
+        owner = None if box is None or box.state == BoxState.DELETED else (box.owner,)
+        if len(self._owners) >= OWNERS_KEPT:
+            self._owners.clear()
+        self._owners[box_id] = (owner, now + OWNER_TTL_S)
+        return owner
 
 
 class _Visitor:
