@@ -481,14 +481,19 @@ class _Visitor:
         upstream = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEAD)
         body: asyncio.Task[None] | None = None
         try:
-            up_writer.write(upstream.send(h11.Request(method=request.method, target=path,
-                                                      headers=headers)))
-            body = asyncio.create_task(self._send_body(upstream, up_writer))
+            head = upstream.send(h11.Request(method=request.method, target=path,
+                                             headers=headers))
+            if self._bodyless(request):  # the request is whole: no task to carry a body
+                up_writer.write(head + (upstream.send(h11.EndOfMessage()) or b""))
+            else:
+                up_writer.write(head)
+                body = asyncio.create_task(self._send_body(upstream, up_writer))
             response = await self._upstream_event(upstream, up_reader, body)
             switching = self.conn.their_state is _MIGHT_SWITCH
             if isinstance(response, h11.InformationalResponse) and \
                     response.status_code == 101 and switching:
-                await body
+                if body is not None:
+                    await body
                 await self._switch(response, upstream, target, up_reader, up_writer)
                 return True
             while isinstance(response, h11.InformationalResponse):  # 100, 103: the box's
@@ -517,6 +522,14 @@ class _Visitor:
                     await body
             up_writer.close()
 
+    def _bodyless(self, request: h11.Request) -> bool:
+        """Whether the request has no body, and its end is taken (a GET's, say)."""
+        length = next((v for k, v in request.headers if k == b"content-length"), b"0")
+        if length != b"0" or any(k == b"transfer-encoding" for k, _ in request.headers) or \
+                self.conn.they_are_waiting_for_100_continue:
+            return False
+        return isinstance(self.conn.next_event(), h11.EndOfMessage)
+
     async def _send_body(self, upstream: h11.Connection, up_writer: asyncio.StreamWriter) -> None:
         """The visitor's request body, to the box as it arrives."""
         if self.conn.they_are_waiting_for_100_continue:
@@ -534,7 +547,7 @@ class _Visitor:
             await up_writer.drain()
 
     async def _upstream_event(self, upstream: h11.Connection, reader: asyncio.StreamReader,
-                              body: asyncio.Task[None]) -> h11.Event:
+                              body: asyncio.Task[None] | None) -> h11.Event:
         while True:
             try:
                 event = upstream.next_event()
@@ -542,6 +555,13 @@ class _Visitor:
                 raise _Refused(502, "the server in the box sent a malformed answer") from None
             if event is not h11.NEED_DATA:
                 return event  # type: ignore[return-value]
+            if body is None or (body.done() and body.exception() is None):
+                try:
+                    data = await reader.read(CHUNK)
+                except OSError:
+                    data = b""
+                upstream.receive_data(data)
+                continue
             read = asyncio.ensure_future(reader.read(CHUNK))
             try:
                 if not body.done():
