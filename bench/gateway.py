@@ -196,7 +196,7 @@ async def bench(args: argparse.Namespace, url: str, port: int, data_dir: Path,
     conn.close()
     row("exec `true` via the daemon socket", daemon_exec)
     row("exec `true` via the gateway", gateway_exec, daemon_exec)
-    page_wakes = await previews(args, url, preview_port, data_dir, tenant, op)
+    page_wakes = await previews(args, url, preview_port, data_dir, tenant, server_pid)
 
     async with httpx.AsyncClient(base_url=url, timeout=120) as c:
         await fill_home(c, tenant)
@@ -259,8 +259,14 @@ async def _preview_page(conn: Conn, target: str, auth: dict[str, str]) -> None:
         raise RuntimeError(f"status {status}")
 
 
+def _cpu_s(pid: int) -> float:
+    """The process's own CPU time (user + system), in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 async def previews(args: argparse.Namespace, url: str, preview_port: int, data_dir: Path,
-                   tenant: dict[str, str], op: dict[str, str]) -> list[float]:
+                   tenant: dict[str, str], server_pid: int) -> list[float]:
     """The preview rows; returns frozen -> first preview page samples."""
     async with httpx.AsyncClient(base_url=url, timeout=120) as c:
         box = (await c.post("/v1/boxes", json={}, headers=tenant)).json()["id"]
@@ -281,12 +287,20 @@ async def previews(args: argparse.Namespace, url: str, preview_port: int, data_d
         await _direct_page(daemon)
         await _preview_page(conn, target, auth)
     direct, preview = [], []
+    cpu = {"direct": 0.0, "preview": 0.0}  # the gateway process's own CPU seconds in each
     for _ in range(samples):  # interleaved, so both see the same machine
+        before = _cpu_s(server_pid)
         direct.append(await timed(_direct_page(daemon)))
+        middle = _cpu_s(server_pid)
         preview.append(await timed(_preview_page(conn, target, auth)))
+        cpu["direct"] += middle - before
+        cpu["preview"] += _cpu_s(server_pid) - middle
     conn.close()
     row("page via the daemon socket (connect op)", direct)
     row("page via the preview URL (keep-alive)", preview, direct)
+    print(f"{'  gateway CPU per preview page, ms':<46}{samples:>6}"
+          f"{(cpu['preview'] - cpu['direct']) / samples * 1000:>9.2f}"
+          "   (its CPU during each preview page less that during each direct one)")
 
     # The server's own start in a running box: exec, then the port answers.
     starts = []
@@ -320,7 +334,7 @@ async def previews(args: argparse.Namespace, url: str, preview_port: int, data_d
 
 
 async def bench_previews(args: argparse.Namespace, url: str, port: int, preview_port: int,
-                         data_dir: Path) -> None:
+                         data_dir: Path, server_pid: int) -> None:
     """The preview rows, and the frozen agent wake of a home box (without the observed pairs
     the full run gives it) to compare with."""
     op = {"Authorization": f"Bearer {OPERATOR_KEY}"}
@@ -333,7 +347,7 @@ async def bench_previews(args: argparse.Namespace, url: str, port: int, preview_
         await c.post("/v1/tenants/bench/agent/health", headers=tenant)
     print(f"\n{'measure':<46}{'n':>6}{'p50 ms':>9}{'p99 ms':>9}{'added':>9}{'req/s':>9}")
     print("-" * 88)
-    page_wakes = await previews(args, url, preview_port, data_dir, tenant, op)
+    page_wakes = await previews(args, url, preview_port, data_dir, tenant, server_pid)
     agent_wakes = await served_wakes(url, port, home, tenant, op, args.runs, "frozen")
     row("wake: frozen -> 1st agent answer, 1 MB", agent_wakes)
     print(f"\nfrozen -> first preview page, p50: "
@@ -354,7 +368,7 @@ def main() -> None:
         settle(server.pid)
         if args.only == "previews":
             asyncio.run(bench_previews(args, server.url, server.port, preview_port,
-                                       server.data_dir))
+                                       server.data_dir, server.pid))
         else:
             asyncio.run(bench(args, server.url, server.port, server.data_dir, server.pid,
                               preview_port))
