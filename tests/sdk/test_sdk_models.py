@@ -38,6 +38,7 @@ from burrow._models import (
     GitChange,
     GitStatus,
     Insight,
+    PublicUrl,
     Run,
     RunChunk,
     RunUsage,
@@ -60,6 +61,7 @@ SCHEMAS: dict[type[BaseModel], tuple[str, ...]] = {
     RunChunk: ("RunChunk",),
     TenantInfo: ("TenantPublic", "TenantCreated"),  # created: with its key; read: with its state
     Insight: ("InsightOut",),
+    PublicUrl: ("PortPublic",),
 }
 # SDK models that are no schema of the API: what the SDK puts together itself.
 SDK_ONLY = {
