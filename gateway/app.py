@@ -17,6 +17,7 @@ from starlette.types import Message, Receive, Scope, Send
 import core
 from core import logs
 from core.authz import Principal
+from core.history import chained
 from core.services import Core
 from core.settings import Settings
 from core.transport import Watched
@@ -61,7 +62,9 @@ def create_app(settings: Settings | None = None,
     @contextlib.asynccontextmanager
     async def lifespan(app: BurrowApp) -> AsyncIterator[None]:
         opened = await core.open(settings, local_models=local_models, remote=remote)
-        opened.manager.on_transition = app.metrics.transition
+        # this process's metrics, after the history's record of the wakes it runs (core)
+        opened.manager.on_transition = chained(opened.manager.on_transition,
+                                               app.metrics.transition)
         opened.manager.on_phase = app.metrics.phase
         host = None if remote else await HostSocket.serve(opened)
         worker = Running.start(opened) if settings.run_worker else None

@@ -206,6 +206,38 @@ class StatsOut(BaseModel):
                                           "<provider>:calls, :input_tokens, :output_tokens")
 
 
+# --- the operator's history (the dashboard's charts: core/history.py) ------------------------
+# Columns, one list per series, as chart libraries take them: index i of each list is one
+# point in time.
+
+class WakeHistory(BaseModel):
+    minute: list[int] = Field(description="each minute of the window, oldest first: its start "
+                                          "(epoch s); the last is the current minute, so far")
+    count: list[int] = Field(description="wakes that ended in the minute (exact)")
+    p50_ms: list[float | None] = Field(description="their median duration, ms (null: none)")
+    p99_ms: list[float | None] = Field(
+        description="their 99th percentile, ms (null: none); exact while the minute had at "
+                    "most sample_size wakes, else of a uniform sample of sample_size")
+    sampled: list[int] = Field(description="durations the percentiles are of")
+
+
+class SampleHistory(BaseModel):
+    at: list[float] = Field(description="when each sample was taken (epoch s), oldest first; "
+                                        "one a minute while a worker runs")
+    boxes: dict[str, list[int]] = Field(description="state -> boxes in it at each sample")
+    queue_depth: list[int] = Field(description="jobs due in the worker's queue")
+    backlog: list[int] = Field(description="observed pairs waiting for their tenant's agent")
+
+
+class StatsHistoryOut(BaseModel):
+    now: float = Field(description="server time (epoch s)")
+    hours: int = Field(description="the window asked for")
+    kept_hours: int = Field(description="how far back history is kept")
+    sample_size: int = Field(description="wake durations kept per minute for the percentiles")
+    wakes: WakeHistory
+    samples: SampleHistory
+
+
 class TenantCreate(Strict):
     id: str | None = Field(None, pattern=ID_PATTERN,
                            description="lowercase letters, digits, _ and -; generated if absent")
