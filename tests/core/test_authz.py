@@ -12,8 +12,8 @@ from tests.conftest import Gateway
 
 KINDS = ["none", "bad", "other_tenant", "box_token", "own_tenant", "operator"]
 OPEN = {"/healthz", "/readyz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
-OPERATOR_ONLY = re.compile(r"^/v1/(tenants(/\{tenant_id\}(/policy)?)?|policy(/history)?|stats|"
-                           r"knowledge/insights(?!/\{insight_id\}/vote$).*)$|"
+OPERATOR_ONLY = re.compile(r"^/v1/(tenants(/\{tenant_id\}(/policy)?)?|policy(/history)?|"
+                           r"stats(/history)?|knowledge/insights(?!/\{insight_id\}/vote$).*)$|"
                            r"^/(metrics|dashboard)$")
 VOTE = ("POST", "/v1/knowledge/insights/{insight_id}/vote")  # a tenant's: not the operator's
 BOX_TOKEN_OK = {("POST", "/v1/knowledge/search"), VOTE}
