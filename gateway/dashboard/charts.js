@@ -14,6 +14,7 @@ window.BurrowCharts = (() => {
   const HEIGHT = 190;
   const charts = {};  // figure id -> uPlot
   const shapes = {};  // figure id -> the series it was built with (rebuilt when they change)
+  let window_ = [0, 1];  // every chart's time axis: the window asked for, up to now
 
   function figure(id) { return document.getElementById(id); }
 
@@ -21,9 +22,31 @@ window.BurrowCharts = (() => {
     return Math.max(240, fig.querySelector(".plot").clientWidth || fig.clientWidth - 24);
   }
 
+  // A chart follows its box's width (the window's, or a scroll bar coming or going).
+  const resized = new ResizeObserver((entries) => {
+    for (const entry of entries) {
+      const fig = entry.target.closest("figure");
+      const chart = fig && charts[fig.id];
+      const width = widthOf(fig);
+      if (chart && Math.abs(chart.width - width) > 1) chart.setSize({ width, height: HEIGHT });
+    }
+  });
+
   function number(v) {
     if (v === null || v === undefined) return "–";
     return Number(v).toLocaleString(undefined, { maximumFractionDigits: 1 });
+  }
+
+  // Without the pointer over a chart, its legend shows the newest values.
+  function legendLatest(u) {
+    if (u.cursor.idx !== null && u.cursor.idx !== undefined) return;
+    const xs = u.data[0];
+    for (let i = xs.length - 1; i >= 0; i -= 1) {
+      if (u.data.slice(1).some((ys) => ys[i] !== null && ys[i] !== undefined)) {
+        u.setLegend({ idx: i }, false);
+        return;
+      }
+    }
   }
 
   // Shows `data` in the figure `id` (series: [{label, stroke, ...}]), or `empty` instead.
@@ -44,6 +67,7 @@ window.BurrowCharts = (() => {
     const shape = JSON.stringify(series.map((s) => s.label));
     if (charts[id] && shapes[id] === shape) {
       charts[id].setData(data);
+      legendLatest(charts[id]);
       return;
     }
     if (charts[id]) charts[id].destroy();
@@ -51,7 +75,9 @@ window.BurrowCharts = (() => {
     charts[id] = new uPlot({
       width: widthOf(fig), height: HEIGHT,
       cursor: { drag: { x: false, y: false } },
-      scales: { x: { time: true }, y: { range: (u, min, max) => [0, Math.max(1, max * 1.1)] } },
+      scales: { x: { time: true, range: () => window_ },
+                y: { range: (u, min, max) => [0, Math.max(1, max * 1.1)] } },
+      hooks: { setCursor: [legendLatest] },
       axes: [
         { stroke: "#5f6b76", grid: { stroke: "#eef1f4" } },
         { label: yLabel, stroke: "#5f6b76", grid: { stroke: "#eef1f4" }, size: 56 },
@@ -59,6 +85,8 @@ window.BurrowCharts = (() => {
       series: [{ label: "time" }, ...series.map((s) => ({ width: 2, value: (u, v) => number(v),
                                                          ...s }))],
     }, data, plot);
+    legendLatest(charts[id]);
+    resized.observe(plot);
   }
 
   function sampled(history) {
@@ -108,6 +136,9 @@ window.BurrowCharts = (() => {
       setStatus("the chart library did not load", "error");
       return;
     }
+    const minutes = history.wakes.minute;
+    window_ = minutes.length ? [minutes[0], minutes[minutes.length - 1] + 60]
+      : [history.now - history.hours * 3600, history.now];
     sampled(history);
     wakes(history);
     setStatus(`last ${history.hours} h, kept ${history.kept_hours} h · updated ` +
@@ -115,12 +146,6 @@ window.BurrowCharts = (() => {
   }
 
   function failed(message) { setStatus(`charts not updated: ${message}`, "error"); }
-
-  window.addEventListener("resize", () => {
-    for (const [id, chart] of Object.entries(charts)) {
-      chart.setSize({ width: widthOf(figure(id)), height: HEIGHT });
-    }
-  });
 
   return { update, failed, charts };
 })();
