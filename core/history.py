@@ -41,6 +41,9 @@ SAMPLE_SIZE = 256                    # wake durations kept per minute (exact bel
 BUCKET_TTL_S = HISTORY_S + 60
 CLAIM_TTL_S = 120                    # a minute's sample claim, long enough to outlive it
 MAX_PENDING = 1000                   # recordings in flight before new ones are dropped
+# A minute this long over (its wakes' writes long done, hosts' clocks apart by less) is final:
+# read once, then served from memory.
+SETTLED_S = 120
 
 # KEYS: the minute's count, its sample. ARGV: the wake's ms, the sample's size, the TTL, a
 # uniform draw in [0, 1) (drawn by the caller: scripts' own random numbers are not).
@@ -111,6 +114,7 @@ class History:
         self.dropped = 0  # wakes not recorded: too many in flight, or Redis failed
         self._record = redis.register_script(_RECORD)
         self._pending: set[asyncio.Task[None]] = set()
+        self._settled: dict[int, WakeMinute] = {}  # minute -> what it holds, once final
 
     # --- wakes -------------------------------------------------------------------------------
 
@@ -146,9 +150,15 @@ class History:
 
     async def wakes(self, first: int, last: int) -> list[WakeMinute]:
         """Every minute from `first` to `last` (minute numbers, both included), oldest first;
-        a minute nobody recorded a wake in counts none."""
-        minutes = range(first, last + 1)
-        counts = await self.redis.mget([self.keys.history_wakes(m) for m in minutes])
+        a minute nobody recorded a wake in counts none. A minute over for SETTLED_S is read
+        once (a busy day is 368,640 durations to sort: a second of the event loop)."""
+        now = self.clock()
+        settled = int((now - SETTLED_S) // 60)  # the minutes before it are final
+        for m in [m for m in self._settled if m < int(now // 60) - HISTORY_MINUTES]:
+            del self._settled[m]  # gone from Redis too
+        minutes = [m for m in range(first, last + 1) if m not in self._settled]
+        counts = await self.redis.mget([self.keys.history_wakes(m) for m in minutes]) \
+            if minutes else []
         busy = [(m, int(c)) for m, c in zip(minutes, counts, strict=True) if c]
         samples: list[list[bytes]] = []
         if busy:
@@ -158,14 +168,15 @@ class History:
                 samples = await pipe.execute()
         found = {m: (n, sorted(float(v) for v in values))
                  for (m, n), values in zip(busy, samples, strict=True)}
-        out = []
+        read = {}
         for m in minutes:
             n, ordered = found.get(m, (0, []))
-            out.append(WakeMinute(
-                minute=m * 60, count=n, sampled=len(ordered),
-                p50_ms=percentile(ordered, 50) if ordered else None,
-                p99_ms=percentile(ordered, 99) if ordered else None))
-        return out
+            read[m] = WakeMinute(minute=m * 60, count=n, sampled=len(ordered),
+                                 p50_ms=percentile(ordered, 50) if ordered else None,
+                                 p99_ms=percentile(ordered, 99) if ordered else None)
+            if m < settled:
+                self._settled[m] = read[m]
+        return [read[m] if m in read else self._settled[m] for m in range(first, last + 1)]
 
     async def drain(self) -> None:
         """Wait for the wakes still being written (a closing process, before Redis goes)."""

@@ -84,6 +84,27 @@ async def test_a_busy_minute_keeps_an_exact_count_and_a_bounded_uniform_sample(
     assert sum(v > SAMPLE_SIZE for v in sample) > SAMPLE_SIZE // 2  # later wakes got in
 
 
+async def test_a_minute_long_over_is_read_once_and_the_recent_ones_each_time(
+        redis: Redis) -> None:
+    clock = Clock(T0 + 5)
+    h = history(redis, clock)
+    await h.record_wake(0.010)
+    clock.now = T0 + 3 * 60 + 10  # minute 0 is over by more than SETTLED_S, 2 is not
+    await h.record_wake(0.020, at=T0 + 2 * 60 + 59)
+    first = await h.wakes(MINUTE, MINUTE + 3)
+    assert [w.count for w in first] == [1, 0, 1, 0]
+    # late writes: the final minute keeps what it was read as, the others show them
+    for at in (T0 + 30, T0 + 2 * 60 + 1, T0 + 3 * 60 + 9):
+        await h.record_wake(0.040, at=at)
+    again = await h.wakes(MINUTE, MINUTE + 3)
+    assert [w.count for w in again] == [1, 0, 2, 1]
+    assert again[0] == first[0] and again[2].p99_ms == 40.0
+    assert set(h._settled) == {MINUTE}  # minute 1 ended 70 s ago: not yet final
+    clock.now += HISTORY_S + 3600  # a day later, what was read then is let go
+    await h.wakes(int(clock.now // 60) - 1, int(clock.now // 60))
+    assert MINUTE not in h._settled
+
+
 async def test_wake_buckets_expire_after_the_window(redis: Redis) -> None:
     h = history(redis, Clock(T0 + 10))
     await h.record_wake(0.030)
