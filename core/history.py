@@ -123,11 +123,14 @@ class History:
         called inside the wake, which must not wait for it)."""
         if kind != "wake":
             return
-        if len(self._pending) >= MAX_PENDING:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # told from a thread: nothing to write with here
+            loop = None
+        if loop is None or len(self._pending) >= MAX_PENDING:
             self.dropped += 1
             return
-        task = asyncio.get_running_loop().create_task(self._record_quietly(seconds,
-                                                                           self.clock()))
+        task = loop.create_task(self._record_quietly(seconds, self.clock()))
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
 

@@ -139,6 +139,12 @@ async def test_a_wake_that_cannot_be_recorded_does_not_fail_the_wake() -> None:
     await unreachable.aclose()
 
 
+def test_a_wake_told_outside_the_event_loop_is_counted_as_dropped() -> None:
+    h = History(Redis.from_url("redis://unused"), Keys("hist"), clock=Clock())
+    h.transition("wake", 0.02)  # no running loop: it must not raise into the wake
+    assert h.dropped == 1
+
+
 async def test_one_sample_per_minute_however_many_workers_try(redis: Redis) -> None:
     clock = Clock(T0 + 0.2)
     workers = [history(redis, clock, seed=i) for i in range(3)]

@@ -875,6 +875,28 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/stats/history": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Stats History
+         * @description The last hours, for charts: wakes per minute with their p50 and p99 (recorded by the
+         *     processes that run the boxes), and once a minute the boxes per state, the worker's queue
+         *     depth and the observation backlog (sampled by a worker). Kept for 24 hours.
+         */
+        get: operations["stats_history_v1_stats_history_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/metrics": {
         parameters: {
             query?: never;
@@ -2067,6 +2089,31 @@ export interface components {
              */
             duration_ms: number;
         };
+        /** SampleHistory */
+        SampleHistory: {
+            /**
+             * At
+             * @description when each sample was taken (epoch s), oldest first; one a minute while a worker runs
+             */
+            at: number[];
+            /**
+             * Boxes
+             * @description state -> boxes in it at each sample
+             */
+            boxes: {
+                [key: string]: number[];
+            };
+            /**
+             * Queue Depth
+             * @description jobs due in the worker's queue
+             */
+            queue_depth: number[];
+            /**
+             * Backlog
+             * @description observed pairs waiting for their tenant's agent
+             */
+            backlog: number[];
+        };
         /** SnapshotCreate */
         SnapshotCreate: {
             /** Name */
@@ -2088,6 +2135,31 @@ export interface components {
             files: number;
             /** Logical Bytes */
             logical_bytes: number;
+        };
+        /** StatsHistoryOut */
+        StatsHistoryOut: {
+            /**
+             * Now
+             * @description server time (epoch s)
+             */
+            now: number;
+            /**
+             * Hours
+             * @description the window asked for
+             */
+            hours: number;
+            /**
+             * Kept Hours
+             * @description how far back history is kept
+             */
+            kept_hours: number;
+            /**
+             * Sample Size
+             * @description wake durations kept per minute for the percentiles
+             */
+            sample_size: number;
+            wakes: components["schemas"]["WakeHistory"];
+            samples: components["schemas"]["SampleHistory"];
         };
         /** StatsOut */
         StatsOut: {
@@ -2294,6 +2366,34 @@ export interface components {
             observations?: {
                 [key: string]: number;
             };
+        };
+        /** WakeHistory */
+        WakeHistory: {
+            /**
+             * Minute
+             * @description each minute of the window, oldest first: its start (epoch s); the last is the current minute, so far
+             */
+            minute: number[];
+            /**
+             * Count
+             * @description wakes that ended in the minute (exact)
+             */
+            count: number[];
+            /**
+             * P50 Ms
+             * @description their median duration, ms (null: none)
+             */
+            p50_ms: (number | null)[];
+            /**
+             * P99 Ms
+             * @description their 99th percentile, ms (null: none); exact while the minute had at most sample_size wakes, else of a uniform sample of sample_size
+             */
+            p99_ms: (number | null)[];
+            /**
+             * Sampled
+             * @description durations the percentiles are of
+             */
+            sampled: number[];
         };
     };
     responses: never;
@@ -8129,6 +8229,101 @@ export interface operations {
                 };
             };
             /** @description invalid parameters */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description temporarily unavailable; retry after Retry-After seconds */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+        };
+    };
+    stats_history_v1_stats_history_get: {
+        parameters: {
+            query?: {
+                /** @description how many hours back, the current minute included */
+                hours?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["StatsHistoryOut"];
+                };
+            };
+            /** @description malformed request (for example invalid JSON) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description no such resource (or not yours) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description conflicts with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Unprocessable Entity */
             422: {
                 headers: {
                     [name: string]: unknown;
