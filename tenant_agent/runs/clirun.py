@@ -25,7 +25,6 @@ Invariants:
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import queue
@@ -43,43 +42,11 @@ from tenant_agent.runs.clistreams import StreamParser
 from tenant_agent.runs.harness import SCHEMA_ATTEMPTS, RunFailed, emit
 from tenant_agent.runs.jsonschema import untitled, validate
 from tenant_agent.runs.relay import Relay
+from tenant_agent.runs.sessions import end_session
 
 ENDPOINT_FAILURES = 3
-KILL_GRACE_S = 2.0
 TICK_S = 0.2
 STDERR_TAIL = 1500
-
-
-def session_processes(sid: int) -> list[int]:
-    """Processes of session `sid` (the CLI's: it was started as a session leader)."""
-    found = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if len(fields) > 3 and fields[3] == str(sid):
-            found.append(int(name))
-    return found
-
-
-def end_session(proc: subprocess.Popen[bytes], grace_s: float = KILL_GRACE_S) -> None:
-    """SIGTERM, then SIGKILL after `grace_s`, to everything in the CLI's session."""
-    sid = proc.pid
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        pids = session_processes(sid) + ([proc.pid] if proc.poll() is None else [])
-        if not pids:
-            break
-        for pid in set(pids):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, sig)
-        deadline = time.monotonic() + grace_s
-        while time.monotonic() < deadline and (proc.poll() is None or session_processes(sid)):
-            time.sleep(0.05)
-    proc.poll()
 
 
 def _lines(stream: IO[bytes], out: queue.Queue[str | None]) -> None:
