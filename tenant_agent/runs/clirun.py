@@ -68,6 +68,8 @@ class CliRun:
         trim = job.get("trim")
         self.trim = self.model.startswith("local/") if trim is None else bool(trim)
         self.workdir = str(job.get("workdir") or "/workspace")
+        servers = job.get("mcp_servers")
+        self.mcp_servers: dict[str, dict[str, Any]] = servers if isinstance(servers, dict) else {}
         self.texts: list[str] = []
         self.usage = {"input_tokens": 0, "output_tokens": 0, "turns": 0, "tool_calls": 0}
         self.relay: Relay | None = None
@@ -81,7 +83,10 @@ class CliRun:
             return "failed", None, ("not inside a Burrow box: BURROW_HOST_SOCKET or "
                                     "BURROW_BOX_TOKEN is not set")
         self.home = tempfile.mkdtemp(prefix="burrow-run-")
-        headers = {"X-Burrow-Tools": ",".join(self.cli.small_tools)} if self.trim else {}
+        # A trimmed run shows a small model its few tools alone; with MCP servers it keeps all
+        # (their tools' names are not known before the CLI lists them).
+        headers = ({"X-Burrow-Tools": ",".join(self.cli.small_tools)}
+                   if self.trim and not self.mcp_servers else {})
         self.relay = Relay(self.cli.family, socket_path, token,
                            os.environ.get("BURROW_RUN_ID", ""), max_calls=self.max_turns,
                            headers=headers)
@@ -133,7 +138,8 @@ class CliRun:
         assert self.relay is not None
         spec = RunSpec(prompt=prompt, model=self.model, base_url=self.relay.base_url,
                        home=self.home, timeout_s=max(1.0, self.deadline - time.monotonic()),
-                       trim=self.trim, workdir=self.workdir, session=session)
+                       trim=self.trim, workdir=self.workdir, session=session,
+                       mcp_servers=self.mcp_servers)
         invocation = self.cli.invocation(spec, entry(self.harness))
         for directory in invocation.dirs:
             os.makedirs(directory, exist_ok=True)

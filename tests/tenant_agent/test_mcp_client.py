@@ -208,3 +208,61 @@ def test_a_url_nobody_answers_is_reported_with_what_the_box_may_reach(opened: Op
     assert failed[0].error is not None
     assert failed[0].error.startswith("cannot reach 127.0.0.1:9 from this box (connection "
                                       "refused); a box reaches what its network allows")
+
+
+# --- the agent CLIs' config formats (tenant_agent/runs/clis.py) ---------------------------------
+
+def _spec(servers: dict[str, dict[str, Any]]) -> Any:
+    from tenant_agent.runs.clis import RunSpec
+    return RunSpec(prompt="p", model="openai/m", base_url="http://127.0.0.1:1", home="/h",
+                   timeout_s=60, trim=False, mcp_servers=servers)
+
+
+SERVERS = {"calc": {"command": "python3", "args": ["s.py", 'a "quoted"\nline 😀\\'],
+                    "env": {"K": "v=1"}, "cwd": "tools", "timeout_s": 5},
+           "web": {"url": "https://mcp.example.com/mcp?x=1",
+                   "headers": {"Authorization": "Bearer t", "X-Odd.Name": "v"}}}
+
+
+def test_each_cli_gets_the_servers_in_its_own_format() -> None:
+    import tomllib
+
+    from tenant_agent.runs.clis import CLIS, claude_mcp_config, codex_mcp_options
+
+    spec = _spec(SERVERS)
+    wrapped = ["/bin/sh", "-c", 'cd "$1" && shift && exec "$@"', "sh", "/workspace/tools",
+               "python3", "s.py", 'a "quoted"\nline 😀\\']
+    assert claude_mcp_config(spec) == {"mcpServers": {
+        "calc": {"type": "stdio", "command": "/bin/sh", "args": wrapped[1:], "env": {"K": "v=1"}},
+        "web": {"type": "http", "url": "https://mcp.example.com/mcp?x=1",
+                "headers": {"Authorization": "Bearer t", "X-Odd.Name": "v"}}}}
+    claude = CLIS["claude-code"].invocation(spec, "claude")
+    assert claude.argv[claude.argv.index("--mcp-config") + 1:][:2] == [
+        "/h/claude-mcp.json", "--strict-mcp-config"]
+    assert "mcp__calc" in claude.argv[claude.argv.index("--allowedTools") + 1].split(",")
+    assert json.loads(claude.files["claude-mcp.json"]) == claude_mcp_config(spec)
+    # Codex: -c key=value, the value TOML (read back here with Python's own TOML reader)
+    tables = {}
+    for option in codex_mcp_options(spec):
+        key, _, value = option.partition("=")
+        tables[key] = tomllib.loads("v = " + value)["v"]
+    assert tables == {
+        "mcp_servers.calc": {"command": "python3", "args": SERVERS["calc"]["args"],
+                             "env": {"K": "v=1"}, "cwd": "/workspace/tools",
+                             "startup_timeout_sec": 5.0, "tool_timeout_sec": 5.0},
+        "mcp_servers.web": {"url": "https://mcp.example.com/mcp?x=1",
+                            "http_headers": SERVERS["web"]["headers"],
+                            "startup_timeout_sec": 30.0, "tool_timeout_sec": 60.0}}
+    codex = CLIS["codex"].invocation(spec, "codex").argv
+    assert all(f"-c {o}" in " ".join(codex) for o in codex_mcp_options(spec))
+    opencode = json.loads(CLIS["opencode"].invocation(spec, "opencode").env[
+        "OPENCODE_CONFIG_CONTENT"])["mcp"]
+    assert opencode == {
+        "calc": {"type": "local", "enabled": True, "timeout": 5000,
+                 "command": ["python3", *SERVERS["calc"]["args"]], "cwd": "/workspace/tools",
+                 "environment": {"K": "v=1"}},
+        "web": {"type": "remote", "enabled": True, "url": "https://mcp.example.com/mcp?x=1",
+                "headers": SERVERS["web"]["headers"], "oauth": False, "timeout": 60000}}
+    # without servers, nothing of it
+    plain = CLIS["claude-code"].invocation(_spec({}), "claude")
+    assert "--mcp-config" not in plain.argv and plain.files == {}
