@@ -15,6 +15,7 @@ client; `recover(box_id)` records a box whose daemon is gone. Invariants:
 
 from __future__ import annotations
 
+import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import TypeVar
@@ -102,6 +103,13 @@ class BoxAccess(ABC):
 
     async def mkdir(self, box_id: str, path: str, wake: bool = True) -> None:
         await self._call(box_id, wake, lambda c: c.mkdir(path))
+
+    async def connect_port(self, box_id: str, port: int, wait_s: float, wake: bool = True
+                           ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """A byte stream to `port` on the box's own loopback, through its daemon (the box
+        needs no network), waking the box first unless `wake` is False. Reaching the box
+        counts as its activity once, when the stream opens; the bytes that follow do not."""
+        return await self._call(box_id, wake, lambda c: c.connect_port(port, wait_s))
 
     def service_path(self, box_id: str) -> Socket:
         """The host-side socket of the box's service (BoxSpec.service); connect after waking."""

@@ -21,6 +21,9 @@ from boxes.models import ExecEvent, ExecRequest, ExecResult, FileEntry
 # daemon misbehaving, and is refused rather than buffered.
 _LINE_LIMIT = 1 << 20
 _CONNECT_TIMEOUT_S = 5.0
+# What a connection to a box's port reads ahead of its consumer (asyncio pauses reading at
+# twice this): a box that sends faster than the far end takes waits, and nothing piles up.
+_SPLICE_LIMIT = 1 << 16
 
 
 class Dialer(Protocol):
@@ -88,11 +91,12 @@ class DaemonClient:
     def __init__(self, socket_path: Socket) -> None:
         self.socket_path = socket_path
 
-    async def _open(self, request: dict[str, Any], body: bytes = b"") -> _Reply:
+    async def _open(self, request: dict[str, Any], body: bytes = b"",
+                    limit: int = _LINE_LIMIT) -> _Reply:
         if body:
             request = {**request, "body_len": len(body)}
         try:
-            reader, writer = await connect(self.socket_path, _LINE_LIMIT, _CONNECT_TIMEOUT_S)
+            reader, writer = await connect(self.socket_path, limit, _CONNECT_TIMEOUT_S)
         except (OSError, TimeoutError) as exc:
             raise DaemonUnreachableError(f"box daemon unreachable: {exc}") from exc
         writer.write(json.dumps(request, separators=(",", ":")).encode() + b"\n")
@@ -247,6 +251,20 @@ class DaemonClient:
 
     async def mkdir(self, path: str, parents: bool = True) -> None:
         await self.call({"op": "mkdir", "path": path, "parents": parents})
+
+    async def connect_port(self, port: int, wait_s: float
+                           ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """A byte stream to `port` on the box's loopback (the daemon's `connect`), waiting up to
+        `wait_s` for something to listen there; BoxFileError `refused` if nothing does. The
+        reader holds at most ~2 x 64 KiB before it stops reading (the box then waits)."""
+        reply = await self._open({"op": "connect", "port": port, "wait_s": wait_s},
+                                 limit=_SPLICE_LIMIT)
+        try:
+            _raise_for(await reply.line())
+        except BaseException:
+            await reply.close()
+            raise
+        return reply.reader, reply.writer
 
     async def prefreeze(self, hook: str | None, hook_timeout_s: float,
                         grace_s: float) -> dict[str, Any]:

@@ -7,7 +7,8 @@ mount namespace as the box user, every path it touches resolves in the box's own
 
 Protocol (one request per connection on a unix socket): the client sends one JSON line, then
 exactly ``body_len`` raw bytes if the request has a body. Replies are JSON lines; ``read``
-answers one JSON line and then ``size`` raw bytes; ``exec`` streams events:
+answers one JSON line and then ``size`` raw bytes; ``connect`` answers one JSON line and then
+carries raw bytes both ways to a port in the box; ``exec`` streams events:
 ``{"type": "stdout"|"stderr", "data": str}`` … ``{"type": "exit", "exit_code": int, ...}``.
 Failures are ``{"ok": false, "error": {"code": str, "message": str}}``.
 """
@@ -836,9 +837,78 @@ class _Sink:
         self.out.append(str(event.get("data", "")))
 
 
+# --- connections to the box's ports (preview URLs) --------------------------------------------
+# `connect {port, wait_s}` reaches a program listening on 127.0.0.1:port: the box's own
+# loopback, in its own network namespace, so a box needs no network for its ports to be
+# previewed. A refused connection is tried again until wait_s has passed (a dev server that is
+# starting again after a wake is waited for), then answered `refused`. After `{"ok": true}`
+# the connection carries raw bytes both ways until either side ends; each direction holds at
+# most one CHUNK, since a send blocks until the other side takes it.
+
+CONNECT_WAIT_MAX_S = 60.0
+CONNECT_RETRY_S = 0.02
+
+
+def _port(req: dict[str, object]) -> int:
+    port = req.get("port")
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
+        raise Fail("invalid", "port must be a TCP port number, 1 to 65535")
+    # The relay port reaches the host with this box's token: never from outside the box.
+    if str(port) == os.environ.get("BURROW_RELAY_PORT"):
+        raise Fail("forbidden", f"port {port} is the box's relay to the host; it cannot be "
+                                "reached from outside the box")
+    return port
+
+
+def _dial_port(port: int, wait_s: float) -> _socket.socket:
+    deadline = time.monotonic() + wait_s
+    while True:
+        sock = _socket.socket(_socket.AF_INET, _socket.SOCK_STREAM)
+        try:
+            sock.connect(("127.0.0.1", port))
+            sock.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY, 1)
+            return sock
+        except ConnectionRefusedError:
+            sock.close()
+            if time.monotonic() >= deadline:
+                raise Fail("refused", f"nothing in the box listens on port {port} "
+                                      "(on 127.0.0.1 or 0.0.0.0)") from None
+            time.sleep(CONNECT_RETRY_S)
+        except OSError as exc:
+            sock.close()
+            raise Fail("io_error", f"port {port}: {exc.strerror}") from None
+
+
+def _shut(sock: _socket.socket) -> None:
+    try:
+        sock.shutdown(_socket.SHUT_RDWR)
+    except OSError:
+        pass
+
+
+def op_connect(conn: Conn, req: dict[str, object]) -> None:
+    port = _port(req)
+    upstream = _dial_port(port, min(_seconds(req, "wait_s", 0.0), CONNECT_WAIT_MAX_S))
+    try:
+        conn.send({"ok": True})
+        if conn.buf:
+            upstream.sendall(conn.buf)
+            conn.buf = b""
+        _thread.start_new_thread(_pipe, (conn.sock, upstream))
+        _pipe(upstream, conn.sock)
+    except OSError:
+        pass
+    finally:
+        # Either side ended: end both, which also wakes the other direction's thread.
+        _shut(upstream)
+        _shut(conn.sock)
+        upstream.close()
+
+
 OPS: "dict[str, Callable[[Conn, dict[str, object]], None]]" = {
     "health": op_health, "exec": op_exec, "read": op_read, "write": op_write, "list": op_list,
     "stat": op_stat, "delete": op_delete, "mkdir": op_mkdir, "prefreeze": op_prefreeze,
+    "connect": op_connect,
 }
 
 

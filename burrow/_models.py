@@ -105,6 +105,25 @@ class Snapshot(_Model):
     logical_bytes: int = 0
 
 
+class PublicUrl(_Model):
+    """A preview URL of one of a box's ports (box.get_public_url()). `token` (bearer) and a
+    made `password` (basic) are shown only when the port is opened."""
+
+    port: int
+    url: str
+    auth: Literal["bearer", "basic", "public"]
+    created_at: float = 0.0
+    token: str | None = None
+    username: str | None = None
+    password: str | None = None
+
+    @property
+    def browser_url(self) -> str:
+        """The URL with its token, to open once in a browser (which then keeps a cookie and
+        drops the token from the address)."""
+        return f"{self.url}?token={self.token}" if self.token else self.url
+
+
 class GitChange(_Model):
     status: str = Field(description="the two-letter porcelain status, e.g. ' M', '??', 'A '")
     path: str

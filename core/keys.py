@@ -101,6 +101,16 @@ class Keys:
         (core/transport.py)."""
         return f"{self.prefix}:nonce:{nonce}"
 
+    # --- preview URLs of boxes' ports (core/previews.py) -----------------------------------
+
+    def box_ports(self, box_id: str) -> str:
+        """A box's open ports, each with its auth and hashed secret (hash: port -> JSON)."""
+        return f"{self.prefix}:ports:box:{box_id}"
+
+    def owner_ports(self, owner: str) -> str:
+        """The boxes of an owner that have open ports (set), for the owner's deletion."""
+        return f"{self.prefix}:ports:owner:{owner}"
+
     # --- tenants (core/tenants.py) -----------------------------------------------------------
 
     def tenant(self, tenant: str) -> str:

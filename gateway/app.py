@@ -25,6 +25,7 @@ from gateway.frontdoor import FrontDoor, FrontLimits
 from gateway.hostguard import answer
 from gateway.hostserver import HostSocket
 from gateway.metrics import Metrics
+from gateway.preview import preview_listener
 from gateway.routes import (
     agent,
     boxes,
@@ -36,6 +37,7 @@ from gateway.routes import (
     memories,
     observations,
     operator,
+    ports,
     runs,
     tenants,
 )
@@ -64,11 +66,14 @@ def create_app(settings: Settings | None = None,
         host = None if remote else await HostSocket.serve(opened)
         worker = Running.start(opened) if settings.run_worker else None
         app.state.core = opened  # the only thing on the app's state
+        previews = await preview_listener(opened)
         try:
             if on_ready is not None:
                 await on_ready(app)
             yield
         finally:
+            if previews is not None:  # no visitor reaches a box from here on
+                await previews.aclose()
             if worker is not None:  # first: its loop ends between two polls, not inside one
                 await worker.stop()
             await opened.aclose()  # its boxes freeze while their host socket still answers
@@ -85,8 +90,8 @@ def create_app(settings: Settings | None = None,
 
     app.door = FrontDoor(app.route, identify, FrontLimits.of(settings))
     errors.install(app)
-    for module in (health, tenants, boxes, exec, files, agent, memories, observations, runs,
-                   knowledge, operator, dashboard):
+    for module in (health, tenants, boxes, exec, files, ports, agent, memories, observations,
+                   runs, knowledge, operator, dashboard):
         app.include_router(module.router)
     return app
 

@@ -98,6 +98,9 @@ class TenantPolicy(Strict):
     contribute_min_turns: int | None = Field(
         None, description="turns the gateway recorded for a tenant before what its agent "
                           "proposes counts in the shared knowledge base (default 20; 0: none)")
+    allow_public_ports: bool | None = Field(
+        None, description="whether the tenant may open a port with auth \"public\" (a preview "
+                          "URL without a token); off, its public ports answer 403 (default on)")
 
 
 class PolicyIn(TenantPolicy):
@@ -165,6 +168,7 @@ class PolicyValues(BaseModel):
     relay_allow_betas: list[str] = Field(default_factory=list)
     contribute_min_age_s: float | None
     contribute_min_turns: int | None
+    allow_public_ports: bool = True
 
 
 class PolicyOut(BaseModel):
@@ -743,3 +747,32 @@ class RunChunk(RootModel[Annotated[RunStartChunk | RunTextChunk | RunToolCallChu
                                     | RunToolResultChunk | RunFinishChunk,
                                     Field(discriminator="type")]]):
     """One line of a streamed run."""
+
+
+# --- preview URLs of a box's ports ---------------------------------------------------------
+
+class PortCreate(Strict):
+    port: int = Field(ge=1, le=65535, description="the TCP port a program in the box listens "
+                                                  "on (127.0.0.1 or 0.0.0.0)")
+    auth: Literal["bearer", "basic", "public"] = Field(
+        "bearer", description="bearer: a token (?token= once in a browser, then a cookie; or "
+                              "Authorization: Bearer); basic: a user name and password; "
+                              "public: anyone with the URL (the operator's policy may forbid "
+                              "it: allow_public_ports)")
+    username: str | None = Field(None, max_length=64,
+                                 description="basic: the user name (default burrow)")
+    password: str | None = Field(None, min_length=8, max_length=256,
+                                 description="basic: the password (default: one is made and "
+                                             "shown once)")
+
+
+class PortPublic(BaseModel):
+    port: int
+    url: str = Field(description="the preview's address (an origin of its own, never the API's)")
+    auth: Literal["bearer", "basic", "public"]
+    created_at: float
+    token: str | None = Field(None, description="bearer: the port's token, shown only when "
+                                                "the port is opened")
+    username: str | None = Field(None, description="basic: the user name")
+    password: str | None = Field(None, description="basic: the password Burrow made, shown "
+                                                   "only when the port is opened")

@@ -34,6 +34,7 @@ def box() -> None:
       burrow box cp report.md b_123:/workspace/   # upload; b_123:/path ./dir downloads
       burrow box freeze b_123; burrow box wake b_123
       burrow box snapshot b_123 base; burrow box create --from-snapshot s_456
+      burrow box port open b_123 8000             # a preview URL of a server in the box
     """
 
 

@@ -369,3 +369,21 @@ def test_memory_ls_get_recall_rm_export_and_clear(server: Served, tmp_path: Path
     assert "no memories" in ok(server, "memory", "ls", "cli-mem", key=key)
     other = run(server, "memory", "ls", "cli-mem", key="brw_t_not-a-real-key")
     assert other.returncode != 0
+
+
+def test_box_port_open_ls_and_close(server: Served, box_id: str) -> None:
+    opened = as_json(server, "box", "port", "open", box_id, "8000")
+    assert isinstance(opened, dict) and opened["token"] and opened["port"] == 8000
+    shown = run(server, "box", "port", "open", box_id, "8001", "--auth", "basic",
+                "--username", "ann")
+    assert shown.returncode == 0 and "password" in shown.stdout and "ann" in shown.stdout
+    assert "shown once" in shown.stderr
+    listed = ok(server, "box", "port", "ls", box_id)
+    assert "8000" in listed and "bearer" in listed and "8001" in listed and "basic" in listed
+    assert opened["token"] not in listed
+    assert "closed port 8000" in ok(server, "box", "port", "close", box_id, "8000")
+    error = one_line_error(run(server, "box", "port", "close", box_id, "8000"))
+    assert "not open" in error
+    error = one_line_error(run(server, "box", "port", "open", box_id, "8002", "--auth",
+                               "basic", "--password", "short"))
+    assert "password" in error

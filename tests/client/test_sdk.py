@@ -459,3 +459,28 @@ def test_a_tenant_owns_its_memory_through_the_sdk(server: Served) -> None:
         assert wiped["replace_snapshot"] is True and own.memories.list()["total"] == 0
         assert own.agent.recall("Lisbon") == []
         made.delete()
+
+
+def test_a_box_gives_a_public_url_of_its_port(env: None) -> None:
+    app = (Path(__file__).resolve().parents[1] / "preview_app.py").read_bytes()
+    with Box.create(runtime="python") as box:
+        box.files.write("/workspace/preview_app.py", app)
+        r = box.exec.command("setsid -f python3 /workspace/preview_app.py 8000 "
+                             ">/dev/null 2>&1 </dev/null")
+        assert r.exit_code == 0, r
+        url = box.get_public_url(8000)
+        assert url.auth == "bearer" and url.token and url.url.endswith(f"/{box.id}/8000/")
+        assert url.browser_url == f"{url.url}?token={url.token}"
+        with httpx.Client(timeout=60, follow_redirects=True) as visitor:
+            assert visitor.get(url.url).status_code == 401
+            page = visitor.get(url.browser_url)  # the token once, then the cookie
+            assert page.status_code == 200 and "hello from the box" in page.text
+            assert str(page.url) == url.url
+        assert [(u.port, u.token) for u in box.list_public_urls()] == [(8000, None)]
+        basic = box.get_public_url(8000, auth="basic", username="ann")
+        assert basic.username == "ann" and basic.password
+        box.close_public_url(8000)
+        assert box.list_public_urls() == []
+        with pytest.raises(NotFoundError):
+            box.close_public_url(8000)
+        box.delete()

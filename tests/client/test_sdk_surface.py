@@ -57,8 +57,8 @@ def test_all_is_pinned() -> None:
         "BoxInfo", "BoxStateError", "BurrowError", "ConflictError", "ConnectionError", "Exec",
         "ExecChunk", "ExecResult", "FileEntry", "Files", "Git", "GitChange", "GitError",
         "GitStatus", "Insight", "InvalidRequestError", "Knowledge", "Memories", "NotFoundError",
-        "PermissionDeniedError", "RateLimitError", "Run", "RunChunk", "RunStream", "RunUsage",
-        "ServiceUnavailableError", "Snapshot", "Tenant", "TenantAgent", "TenantInfo",
+        "PermissionDeniedError", "PublicUrl", "RateLimitError", "Run", "RunChunk", "RunStream",
+        "RunUsage", "ServiceUnavailableError", "Snapshot", "Tenant", "TenantAgent", "TenantInfo",
         "TimeoutError"]
     assert all(hasattr(burrow, name) for name in burrow.__all__)
 

@@ -39,6 +39,7 @@ from burrow._models import (
     GitStatus,
     Insight,
     McpServer,
+    PublicUrl,
     Run,
     RunChunk,
     RunUsage,
@@ -62,6 +63,7 @@ SCHEMAS: dict[type[BaseModel], tuple[str, ...]] = {
     RunChunk: ("RunChunk",),
     TenantInfo: ("TenantPublic", "TenantCreated"),  # created: with its key; read: with its state
     Insight: ("InsightOut",),
+    PublicUrl: ("PortPublic",),
 }
 # SDK models that are no schema of the API: what the SDK puts together itself.
 SDK_ONLY = {

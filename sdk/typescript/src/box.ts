@@ -10,7 +10,7 @@ import { Git } from "./git.js"
 import { Http, segment } from "./http.js"
 import type {
   AgentConfig, BoxCreateBody, BoxInfo, Camel, CamelKeys, EgressBody, Expect, GitBody,
-  LimitsBody, NoneMissing, Snapshot,
+  LimitsBody, NoneMissing, PortBody, PortInfo, PublicUrl, Snapshot,
 } from "./wire.js"
 import { describe, toWire } from "./wire.js"
 
@@ -56,6 +56,17 @@ function createBody(options: Omit<CreateOptions, keyof ClientOptions>,
     agent["mcp_servers"] = mcpServersBody(agent["mcp_servers"], `${what}'s agent`)
   }
   return body
+}
+
+function withBrowserUrl(port: PortInfo): PublicUrl {
+  return { ...port, browserUrl: port.token ? `${port.url}?token=${port.token}` : port.url }
+}
+
+function portNumber(port: unknown): number {
+  if (typeof port !== "number" || !Number.isInteger(port) || port < 1 || port > 65535) {
+    throw new TypeError(`the port must be an integer from 1 to 65535, not ${describe(port)}`)
+  }
+  return port
 }
 
 function boxPath(id: string): string {
@@ -187,6 +198,30 @@ export class Box {
       throw new TypeError(`box.snapshot(): the name must be a non-empty string, not ${describe(name)}`)
     }
     return this.#http.json<Snapshot>("POST", `${boxPath(this.id)}/snapshots`, { json: { name } })
+  }
+
+  /** A preview URL for `port` (a server in the box listening on it): auth "bearer" (a token,
+   * in `.token`; `.browserUrl` opens it in a browser), "basic" (`username`, `password`: made and
+   * shown once when not given) or "public" (anyone with the URL, if the operator allows it). A
+   * request to the URL wakes a frozen box. Asking again for the same port makes a new token;
+   * the old one stops working. */
+  async getPublicUrl(port: number, options: { auth?: PortBody["auth"], username?: string,
+                                              password?: string } = {}): Promise<PublicUrl> {
+    const body = { port, ...toWire(options, ["auth", "username", "password"],
+                                   "box.getPublicUrl()") }
+    return withBrowserUrl(await this.#http.json<PortInfo>(
+      "POST", `${boxPath(this.id)}/ports`, { json: body }))
+  }
+
+  /** The box's open ports (without their tokens). */
+  async listPublicUrls(): Promise<PublicUrl[]> {
+    const ports = await this.#http.json<PortInfo[]>("GET", `${boxPath(this.id)}/ports`)
+    return ports.map(withBrowserUrl)
+  }
+
+  /** Close the port's preview URL: its token and browsers' cookies stop working. */
+  async closePublicUrl(port: number): Promise<void> {
+    await this.#http.request("DELETE", `${boxPath(this.id)}/ports/${portNumber(port)}`)
   }
 
   /** Delete the box on the server (its files and processes). */

@@ -31,6 +31,6 @@ export type { AgentAnswer, AgentRequestOptions, RecallOptions } from "./tenant.j
 export type {
   AgentAskAnswer, AgentConfig, AgentProfile, BoxInfo, ExecChunk, ExecResult, FileEntry,
   Insight, MemoryExport, MemoryItem, MemoryPage, MemoryWiped, ObservationsAccepted,
-  ObservedPair, RecallResult, Run, RunChunk, RunUsage, Snapshot, TenantInfo,
+  ObservedPair, RecallResult, Run, RunChunk, PublicUrl, RunUsage, Snapshot, TenantInfo,
 } from "./wire.js"
 export type { components, operations, paths } from "./openapi.js"

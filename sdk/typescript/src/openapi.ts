@@ -389,6 +389,53 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/boxes/{box_id}/ports": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List Ports
+         * @description The box's open ports (their tokens are shown only when opened).
+         */
+        get: operations["list_ports_v1_boxes__box_id__ports_get"];
+        put?: never;
+        /**
+         * Open Port
+         * @description Open a preview URL for a port of the box. A request to it wakes a frozen box. Opening
+         *     an open port again gives it a new token (or password): the old one, and the cookies
+         *     browsers made of it, stop working.
+         */
+        post: operations["open_port_v1_boxes__box_id__ports_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/boxes/{box_id}/ports/{port}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Get Port */
+        get: operations["get_port_v1_boxes__box_id__ports__port__get"];
+        put?: never;
+        post?: never;
+        /**
+         * Close Port
+         * @description Close the port: its URL, token and cookies open nothing from now on.
+         */
+        delete: operations["close_port_v1_boxes__box_id__ports__port__delete"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/tenants/{tenant_id}/agent/ask": {
         parameters: {
             query?: never;
@@ -1609,6 +1656,11 @@ export interface components {
              */
             contribute_min_turns?: number | null;
             /**
+             * Allow Public Ports
+             * @description whether the tenant may open a port with auth "public" (a preview URL without a token); off, its public ports answer 403 (default on)
+             */
+            allow_public_ports?: boolean | null;
+            /**
              * Max Warm Boxes
              * @description above this many running or paused boxes, the least recently used are frozen
              */
@@ -1756,6 +1808,68 @@ export interface components {
             contribute_min_age_s: number | null;
             /** Contribute Min Turns */
             contribute_min_turns: number | null;
+            /**
+             * Allow Public Ports
+             * @default true
+             */
+            allow_public_ports: boolean;
+        };
+        /** PortCreate */
+        PortCreate: {
+            /**
+             * Port
+             * @description the TCP port a program in the box listens on (127.0.0.1 or 0.0.0.0)
+             */
+            port: number;
+            /**
+             * Auth
+             * @description bearer: a token (?token= once in a browser, then a cookie; or Authorization: Bearer); basic: a user name and password; public: anyone with the URL (the operator's policy may forbid it: allow_public_ports)
+             * @default bearer
+             * @enum {string}
+             */
+            auth: "bearer" | "basic" | "public";
+            /**
+             * Username
+             * @description basic: the user name (default burrow)
+             */
+            username?: string | null;
+            /**
+             * Password
+             * @description basic: the password (default: one is made and shown once)
+             */
+            password?: string | null;
+        };
+        /** PortPublic */
+        PortPublic: {
+            /** Port */
+            port: number;
+            /**
+             * Url
+             * @description the preview's address (an origin of its own, never the API's)
+             */
+            url: string;
+            /**
+             * Auth
+             * @enum {string}
+             */
+            auth: "bearer" | "basic" | "public";
+            /** Created At */
+            created_at: number;
+            /**
+             * Token
+             * @description bearer: the port's token, shown only when the port is opened
+             */
+            token?: string | null;
+            /**
+             * Username
+             * @description basic: the user name
+             */
+            username?: string | null;
+            /**
+             * Password
+             * @description basic: the password Burrow made, shown only when the port is opened
+             */
+            password?: string | null;
         };
         /**
          * RecallIn
@@ -2210,6 +2324,11 @@ export interface components {
              * @description turns the gateway recorded for a tenant before what its agent proposes counts in the shared knowledge base (default 20; 0: none)
              */
             contribute_min_turns?: number | null;
+            /**
+             * Allow Public Ports
+             * @description whether the tenant may open a port with auth "public" (a preview URL without a token); off, its public ports answer 403 (default on)
+             */
+            allow_public_ports?: boolean | null;
         };
         /** TenantPublic */
         TenantPublic: {
@@ -4715,6 +4834,386 @@ export interface operations {
                 };
             };
             /** @description temporarily unavailable; retry after Retry-After seconds */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+        };
+    };
+    list_ports_v1_boxes__box_id__ports_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                box_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PortPublic"][];
+                };
+            };
+            /** @description malformed request (for example invalid JSON) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description conflicts with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description invalid parameters */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Service Unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+        };
+    };
+    open_port_v1_boxes__box_id__ports_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                box_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["PortCreate"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PortPublic"];
+                };
+            };
+            /** @description malformed request (for example invalid JSON) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Conflict */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Unprocessable Entity */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Service Unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+        };
+    };
+    get_port_v1_boxes__box_id__ports__port__get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                port: number;
+                box_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PortPublic"];
+                };
+            };
+            /** @description malformed request (for example invalid JSON) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description conflicts with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description invalid parameters */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Service Unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+        };
+    };
+    close_port_v1_boxes__box_id__ports__port__delete: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                port: number;
+                box_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description malformed request (for example invalid JSON) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description conflicts with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description invalid parameters */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Service Unavailable */
             503: {
                 headers: {
                     [name: string]: unknown;
