@@ -24,9 +24,24 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
 
+class McpServer(_Model):
+    """An MCP server of a box's agent runs: a `command` (with `args`, `env`, `cwd`) the run
+    starts inside the box, or a `url` (with `headers`) the box reaches through its own
+    network. A box's listing shows env and header values as ***."""
+
+    command: str | None = None
+    args: list[str] = Field(default_factory=list)
+    env: dict[str, str] = Field(default_factory=dict)
+    cwd: str | None = None
+    url: str | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    timeout_s: float | None = None
+
+
 class AgentConfig(_Model):
     harness: str = Agent.BURROW.value
     model: str
+    mcp_servers: dict[str, McpServer] = Field(default_factory=dict)
 
 
 class BoxInfo(_Model):

@@ -23,6 +23,7 @@ from pydantic import (
 
 from boxes import BoxRecord, BoxUsage, FileEntry, SnapshotRecord
 from core.agents import AgentConfig as AgentConfig
+from core.agents import McpServer as McpServer
 from core.agents import ModelName as ModelName
 from core.agents import RunCreate as RunCreate
 from core.agents import RunPublic as RunPublic
@@ -350,7 +351,11 @@ class BoxPublic(BaseModel):
                    created_at=box.created_at, last_active_at=box.last_active_at,
                    idle_s=round(max(0.0, time.time() - box.last_active_at), 3),
                    memory_bytes=usage.memory_bytes, disk_bytes=usage.disk_bytes,
-                   reason=box.reason, agent=AgentConfig.stored(box.meta.get("agent")))
+                   reason=box.reason, agent=_shown(AgentConfig.stored(box.meta.get("agent"))))
+
+
+def _shown(agent: AgentConfig | None) -> AgentConfig | None:
+    return agent.shown() if agent is not None else None
 
 
 class ExecIn(Strict):

@@ -80,7 +80,8 @@ class Box:
                timeout: float | None = None) -> Box:
         """Create a box and start it; it is ready for exec when this returns.
 
-        agent: {"harness": Agent.BURROW, "model": "provider/name"}; git: {"token",
+        agent: {"harness": Agent.BURROW, "model": "provider/name", "mcp_servers": {name:
+        {"command", "args", "env"} or {"url", "headers"}}} (mcp_servers optional); git: {"token",
         "user_name", "user_email"}; network: "none" (default) or "egress"; tenant: operator
         keys only, the tenant that owns the box. timeout: seconds per HTTP call (default 60).
         """

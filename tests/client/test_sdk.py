@@ -30,6 +30,7 @@ from burrow import (
     Tenant,
 )
 from tests.fakes import FakeOpenAI, text_reply, tool_reply
+from tests.mcp_server import SOURCE as MCP_SERVER
 from tests.served import Served, stop_and_check
 
 
@@ -332,6 +333,35 @@ async def test_agent_stream_yields_chunks_then_the_final_run(
         assert types == ["start", "tool_call", "tool_result", "text", "finish"]
         assert isinstance(stream.run, Run) and stream.run.result == "it said hi"
         await box.delete()
+
+
+def test_mcp_servers_of_the_box_and_of_a_run_reach_the_agent(
+        env: None, server: Served, tenant_key: str, fake_model: FakeOpenAI) -> None:
+    calc = {"command": "python3", "args": ["/workspace/mcp.py"], "env": {"OWN": "x"}}
+    fake_model.script = [tool_reply("mcp__calc__add", a=20, b=22), text_reply("42")]
+    with Box.create(agent={**AGENT, "mcp_servers": {"calc": calc}}) as box:
+        assert box.info.agent is not None
+        shown = box.info.agent.mcp_servers["calc"]
+        assert shown.args == ["/workspace/mcp.py"] and shown.env == {"OWN": "***"}
+        box.files.write("/workspace/mcp.py", MCP_SERVER)
+        run = box.agent.run(prompt="add 20 and 22")
+        assert run.status == "completed" and run.result == "42", run.error
+        assert fake_model.requests[-1]["messages"][-1] == {
+            "role": "tool", "tool_call_id": "call_mcp__calc__add", "content": "42"}
+
+        async def streamed() -> list[str]:
+            fake_model.script = [tool_reply("mcp__more__add", a=1, b=2), text_reply("3")]
+            async with await AsyncBox.get(box.id, api_key=tenant_key,
+                                          base_url=server.url) as same:
+                stream = same.agent.stream(prompt="add 1 and 2", mcp_servers={"more": calc})
+                return [f"{c.type}:{c.name or ''}" async for c in stream]
+
+        assert asyncio.run(streamed()) == ["start:", "tool_call:mcp__more__add",
+                                           "tool_result:mcp__more__add", "text:", "finish:"]
+        assert fake_model.requests[-1]["messages"][-1]["content"] == "3"
+        with pytest.raises(InvalidRequestError, match="1 to 32 of a-z"):
+            box.agent.run(prompt="x", mcp_servers={"Not A Name": calc})
+        box.delete()
 
 
 def test_agent_run_without_a_model_is_a_conflict(env: None) -> None:

@@ -38,6 +38,7 @@ from burrow._models import (
     GitChange,
     GitStatus,
     Insight,
+    McpServer,
     PublicUrl,
     Run,
     RunChunk,
@@ -51,6 +52,7 @@ from gateway.app import create_app
 # Each SDK model, and the schemas of the document it reads.
 SCHEMAS: dict[type[BaseModel], tuple[str, ...]] = {
     AgentConfig: ("AgentConfig",),
+    McpServer: ("McpServer",),
     BoxInfo: ("BoxPublic",),
     ExecResult: ("ExecOut",),
     ExecChunk: ("ExecChunk",),

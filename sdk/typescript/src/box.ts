@@ -1,6 +1,7 @@
 /** Box: a box on a Burrow server, with its exec, files, git and agent. */
 
-import { AgentRuns } from "./agent.js"
+import type { McpServerOptions } from "./agent.js"
+import { AgentRuns, mcpServersBody } from "./agent.js"
 import type { ClientOptions } from "./config.js"
 import { clientConfig, resolve, splitClient } from "./config.js"
 import { Exec } from "./exec.js"
@@ -13,8 +14,11 @@ import type {
 } from "./wire.js"
 import { describe, toWire } from "./wire.js"
 
-/** The agent of a box's runs: a harness (default Agent.Burrow) and a provider/name model. */
-export type AgentOptions = Partial<Pick<AgentConfig, "harness">> & Pick<AgentConfig, "model">
+/** The agent of a box's runs: a harness (default Agent.Burrow), a provider/name model, and
+ * the MCP servers its runs may use, by name. */
+export type AgentOptions = Partial<Pick<AgentConfig, "harness">> & Pick<AgentConfig, "model"> & {
+  mcpServers?: Record<string, McpServerOptions>
+}
 
 /** What a box is created with (the API's BoxCreate, in camelCase), and where to create it. */
 export type CreateOptions = Omit<Camel<BoxCreateBody>, "agent" | "git" | "limits" | "egress"> & {
@@ -30,7 +34,7 @@ export type CreateOptions = Omit<Camel<BoxCreateBody>, "agent" | "git" | "limits
 const CREATE_KEYS = ["runtime", "name", "env", "labels", "keepAlive", "network", "egress",
                      "limits", "agent", "git", "fromSnapshot", "tenant"] as const
 const NESTED: Record<string, readonly string[]> = {
-  agent: ["harness", "model"] satisfies readonly (keyof AgentOptions)[],
+  agent: ["harness", "model", "mcpServers"] satisfies readonly (keyof AgentOptions)[],
   git: ["token", "userName", "userEmail", "host", "repos"] satisfies readonly CamelKeys<GitBody>[],
   limits: ["memoryMb", "pids", "cpus", "diskMb"] satisfies readonly CamelKeys<LimitsBody>[],
   egress: ["allow", "deny"] satisfies readonly CamelKeys<EgressBody>[],
@@ -46,6 +50,10 @@ function createBody(options: Omit<CreateOptions, keyof ClientOptions>,
     if (body[name] !== undefined && body[name] !== null) {
       body[name] = toWire(body[name] as object, keys, `${what}'s ${name}`)
     }
+  }
+  const agent = body["agent"] as Record<string, unknown> | undefined
+  if (agent?.["mcp_servers"] !== undefined) {
+    agent["mcp_servers"] = mcpServersBody(agent["mcp_servers"], `${what}'s agent`)
   }
   return body
 }

@@ -7,7 +7,7 @@
  */
 
 export { Agent, AgentRuns, RunStream } from "./agent.js"
-export type { RunOptions } from "./agent.js"
+export type { McpServerOptions, RunOptions } from "./agent.js"
 export { Box } from "./box.js"
 export type { AgentOptions, CreateOptions } from "./box.js"
 export type { ClientOptions } from "./config.js"

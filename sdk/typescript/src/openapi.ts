@@ -955,8 +955,9 @@ export interface components {
         };
         /**
          * AgentConfig
-         * @description The agent that runs in a box: a harness and a model. Provider keys are never part of
-         *     it: they stay in the server's environment, and model calls get them on the host.
+         * @description The agent that runs in a box: a harness and a model, and the MCP servers its runs
+         *     may use. Provider keys are never part of it: they stay in the server's environment, and
+         *     model calls get them on the host.
          */
         AgentConfig: {
             /**
@@ -970,6 +971,13 @@ export interface components {
              * @description provider/name: anthropic/…, openai/…, openrouter/… or local/… (the server at BURROW_LOCAL_MODEL_URL)
              */
             model: string;
+            /**
+             * Mcp Servers
+             * @description MCP servers by name (at most 16; a name is 1 to 32 of a-z, 0-9, _ and -)
+             */
+            mcp_servers?: {
+                [key: string]: components["schemas"]["McpServer"];
+            };
         };
         /**
          * AgentProfile
@@ -1313,6 +1321,55 @@ export interface components {
             cpus?: number | null;
             /** Disk Mb */
             disk_mb?: number | null;
+        };
+        /**
+         * McpServer
+         * @description An MCP server the agent of a run may use: a `command` the run starts inside the box,
+         *     speaking MCP over its stdin and stdout (stdio), or a `url` (streamable HTTP) the box
+         *     reaches through its own network — never the server on the box's behalf: a box with
+         *     network "none" reaches only its own loopback, an "egress" box what its egress rules allow.
+         *     Its tools reach the model as `mcp__<server>__<tool>`.
+         */
+        McpServer: {
+            /**
+             * Command
+             * @description stdio: the program, run in the box (with args)
+             */
+            command?: string | null;
+            /**
+             * Args
+             * @description stdio: the program's arguments
+             */
+            args?: string[];
+            /**
+             * Env
+             * @description stdio: variables added to the server's environment, as given (nothing of the host's is ever added; the box token is left out)
+             */
+            env?: {
+                [key: string]: string;
+            };
+            /**
+             * Cwd
+             * @description stdio: its working directory (default /workspace)
+             */
+            cwd?: string | null;
+            /**
+             * Url
+             * @description streamable HTTP: the server's endpoint
+             */
+            url?: string | null;
+            /**
+             * Headers
+             * @description streamable HTTP: headers sent with every request (Authorization …)
+             */
+            headers?: {
+                [key: string]: string;
+            };
+            /**
+             * Timeout S
+             * @description seconds each request to it may take: its start (default 30) and each tool call (default 60)
+             */
+            timeout_s?: number | null;
         };
         /** MemoryCorrection */
         MemoryCorrection: {
@@ -1966,6 +2023,13 @@ export interface components {
              * @description agent CLIs only: a trimmed tool set and prompt for small-context models (default: on for local/ models)
              */
             trim?: boolean | null;
+            /**
+             * Mcp Servers
+             * @description MCP servers for this run, added to the box's agent's (a name the box has is replaced for this run)
+             */
+            mcp_servers?: {
+                [key: string]: components["schemas"]["McpServer"];
+            } | null;
         };
         /** RunFinishChunk */
         RunFinishChunk: {

@@ -60,6 +60,7 @@ export type RunBody = Schemas["RunCreate"]
 export type GitBody = Schemas["GitIn"]
 export type LimitsBody = Schemas["LimitsIn"]
 export type EgressBody = Schemas["EgressIn"]
+export type McpServerBody = Schemas["McpServer"]
 export type TenantPolicyBody = Schemas["TenantPolicy"]
 
 type CamelCase<S extends string> = S extends `${infer Head}_${infer Tail}`
