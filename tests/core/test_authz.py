@@ -65,7 +65,7 @@ class World:
             insight = self.new_insight(shared=True)
         return {"box_id": box, "snapshot_id": snapshot, "tenant_id": tenant,
                 "insight_id": insight, "path": "probe", "run_id": "run_probe",
-                "memory_id": "m_0000000000000000"}
+                "memory_id": "m_0000000000000000", "port": "8080"}
 
     def new_insight(self, shared: bool = False) -> str:
         """An insight put straight into the store (contributions need a worker); `shared`:
@@ -151,6 +151,9 @@ async def test_every_route_for_every_kind_of_caller(gateway: Gateway) -> None:
                 ok = r.status_code in (200, 204, 404) and "no box" not in r.text
             if path.endswith("/{run_id}") and want is None:  # the box is theirs; no such run
                 ok = r.status_code == 404 and "no run 'run_probe'" in r.text
+            if "/ports" in path and want is None:  # theirs; previews off here, or not open
+                ok = (r.status_code == 503 and "previews are off" in r.text) or (
+                    r.status_code == 404 and "port 8080 of box" in r.text)
             if not ok:
                 failures.append((method, path, kind, want, r.status_code, r.text[:120]))
             if r.status_code >= 400:
