@@ -1082,9 +1082,7 @@ class _Proc:
 
 
 def _procs_load() -> None:
-    """The records on the box's disk, once per daemon. A record this daemon did not start that
-    says it runs was ended with the box (a freeze that could not record it, a crash): it is
-    stopped, and the next wake starts it again if its policy says so."""
+    """The records on the box's disk, once per daemon (see _loaded)."""
     if _procs_loaded[0]:
         return
     try:
@@ -1100,10 +1098,7 @@ def _procs_load() -> None:
             continue  # not one of ours, or broken (the C scanner's own errors): left alone
         if not isinstance(record, dict) or record.get("id") != name or not _valid_spec(record):
             continue
-        proc = _Proc(record)
-        if proc.live():
-            proc.record.update(state="stopped", pid=None)
-        _procs[name] = proc
+        _procs[name] = _Proc(_loaded(record))
     _procs_loaded[0] = True
 
 
@@ -1117,6 +1112,34 @@ def _valid_spec(record: dict[str, object]) -> bool:
     except Fail:
         return False
     return record.get("restart") in PROC_RESTARTS
+
+
+PROC_STATES = (*PROC_LIVE, "exited", "failed", "stopped")
+
+
+def _loaded(record: dict[str, object]) -> dict[str, object]:
+    """A record read from disk with each field of the type it should have. One this daemon
+    did not start that says it runs was ended with the box (a freeze that could not record
+    it, a crash): it is stopped, and the next wake starts it again if its policy says so."""
+    def number(key: str) -> float | None:
+        value = record.get(key)
+        return value if isinstance(value, (int, float)) and not isinstance(value, bool) \
+            else None
+
+    command, state, code = record.get("command"), record.get("state"), record.get("exit_code")
+    if not isinstance(command, str) and not (
+            isinstance(command, list) and all(isinstance(a, str) for a in command)):
+        command = record["argv"]
+    restarts, error = record.get("restarts"), record.get("error")
+    return {"id": record["id"], "argv": record["argv"], "command": command,
+            "cwd": record["cwd"], "env": record["env"], "restart": record["restart"],
+            "stdin": record.get("stdin") is True,
+            "state": "stopped" if state in PROC_LIVE or state not in PROC_STATES else state,
+            "pid": None, "exit_code": code if isinstance(code, int) else None,
+            "started_at": number("started_at"), "ended_at": number("ended_at"),
+            "restarts": restarts if isinstance(restarts, int) and restarts >= 0 else 0,
+            "error": error[:4096] if isinstance(error, str) else None,
+            "created_at": number("created_at") or 0.0}
 
 
 def _proc(req: dict[str, object]) -> _Proc:

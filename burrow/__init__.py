@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from burrow._async.git import AsyncGit
     from burrow._async.knowledge import AsyncKnowledge
     from burrow._async.memory import AsyncMemories
+    from burrow._async.processes import AsyncProcesses
     from burrow._async.tenant import AsyncTenant, AsyncTenantAgent
     from burrow._errors import (
         AuthenticationError,
@@ -40,6 +41,10 @@ if TYPE_CHECKING:
         GitChange,
         GitStatus,
         Insight,
+        Process,
+        ProcessChunk,
+        ProcessLogPiece,
+        ProcessLogs,
         Run,
         RunChunk,
         RunUsage,
@@ -53,6 +58,7 @@ if TYPE_CHECKING:
     from burrow._sync.git import Git
     from burrow._sync.knowledge import Knowledge
     from burrow._sync.memory import Memories
+    from burrow._sync.processes import Processes
     from burrow._sync.tenant import Tenant, TenantAgent
 
 _WHERE: dict[str, str] = {
@@ -60,6 +66,12 @@ _WHERE: dict[str, str] = {
     "AgentAnswer": "burrow._models",
     "AsyncKnowledge": "burrow._async.knowledge",
     "AsyncMemories": "burrow._async.memory",
+    "AsyncProcesses": "burrow._async.processes",
+    "Process": "burrow._models",
+    "ProcessChunk": "burrow._models",
+    "ProcessLogPiece": "burrow._models",
+    "ProcessLogs": "burrow._models",
+    "Processes": "burrow._sync.processes",
     "Memories": "burrow._sync.memory",
     "AsyncTenant": "burrow._async.tenant",
     "AsyncTenantAgent": "burrow._async.tenant",
@@ -133,6 +145,7 @@ __all__ = [
     "AsyncGit",
     "AsyncKnowledge",
     "AsyncMemories",
+    "AsyncProcesses",
     "AsyncRunStream",
     "AsyncTenant",
     "AsyncTenantAgent",
@@ -158,6 +171,11 @@ __all__ = [
     "Memories",
     "NotFoundError",
     "PermissionDeniedError",
+    "Process",
+    "ProcessChunk",
+    "ProcessLogPiece",
+    "ProcessLogs",
+    "Processes",
     "RateLimitError",
     "Run",
     "RunChunk",

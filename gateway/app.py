@@ -36,6 +36,7 @@ from gateway.routes import (
     memories,
     observations,
     operator,
+    processes,
     runs,
     tenants,
 )
@@ -88,6 +89,7 @@ def create_app(settings: Settings | None = None,
     for module in (health, tenants, boxes, exec, files, agent, memories, observations, runs,
                    knowledge, operator, dashboard):
         app.include_router(module.router)
+    app.include_router(processes.router)
     return app
 
 

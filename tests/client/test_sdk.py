@@ -429,3 +429,38 @@ def test_a_tenant_owns_its_memory_through_the_sdk(server: Served) -> None:
         assert wiped["replace_snapshot"] is True and own.memories.list()["total"] == 0
         assert own.agent.recall("Lisbon") == []
         made.delete()
+
+
+def test_processes_start_follow_write_wait_signal_and_kill(box: Box) -> None:
+    proc = box.processes.start("echo ready; cat; exit 4", stdin=True, restart="on-failure")
+    assert proc.running and proc.id.startswith("p_") and proc.restart == "on-failure"
+    box.processes.write(proc.id, "typed\n", eof=True)
+    seen = ""
+    for chunk in box.processes.follow(proc.id):  # it runs again after exit 4: stop reading
+        seen += chunk.data
+        if seen == "ready\ntyped\n":
+            break
+    time.sleep(0.3)
+    assert box.processes.get(proc.id).state in ("restarting", "running", "starting")
+    box.processes.signal(proc.id, "KILL")
+    ended = box.processes.wait(proc.id)
+    assert ended.state == "exited" and not ended.running
+    logs = box.processes.logs(proc.id)
+    assert logs.stdout.data.startswith("ready\ntyped\nready\n")
+    assert logs.stdout.next_offset == len(logs.stdout.data.encode())
+    assert [p.id for p in box.processes.list()] == [proc.id]
+    box.processes.kill(proc.id)
+    with pytest.raises(NotFoundError):
+        box.processes.get(proc.id)
+    with pytest.raises(InvalidRequestError):
+        box.processes.start("true", restart="always")  # type: ignore[arg-type]
+
+
+async def test_async_processes_start_and_follow(server: Served, tenant_key: str) -> None:
+    async with await AsyncBox.create(api_key=tenant_key, base_url=server.url) as box:
+        proc = await box.processes.start(["sh", "-c", "echo one; sleep 0.2; echo two >&2"])
+        seen = [chunk async for chunk in box.processes.follow(proc.id)]
+        assert [(c.type, c.data) for c in seen[:-1]] == [("stdout", "one\n"),
+                                                         ("stderr", "two\n")]
+        assert (seen[-1].type, seen[-1].exit_code, seen[-1].state) == ("exit", 0, "exited")
+        await box.delete()

@@ -38,6 +38,10 @@ from burrow._models import (
     GitChange,
     GitStatus,
     Insight,
+    Process,
+    ProcessChunk,
+    ProcessLogPiece,
+    ProcessLogs,
     Run,
     RunChunk,
     RunUsage,
@@ -60,6 +64,10 @@ SCHEMAS: dict[type[BaseModel], tuple[str, ...]] = {
     RunChunk: ("RunChunk",),
     TenantInfo: ("TenantPublic", "TenantCreated"),  # created: with its key; read: with its state
     Insight: ("InsightOut",),
+    Process: ("ProcessPublic",),
+    ProcessLogPiece: ("ProcessLogPiece",),
+    ProcessLogs: ("ProcessLogs",),
+    ProcessChunk: ("ProcessChunk",),
 }
 # SDK models that are no schema of the API: what the SDK puts together itself.
 SDK_ONLY = {
