@@ -158,3 +158,22 @@ class BoxAccess(ABC):
 
     async def kill_process(self, box_id: str, process_id: str) -> None:
         await self._call(box_id, True, lambda c: c.proc_kill(process_id))
+
+    # --- file watching (boxes/daemon.py's watch op) ----------------------------------------
+
+    async def watch(self, box_id: str, path: str,
+                    recursive: bool = False) -> AsyncGenerator[dict[str, Any], None]:
+        """The watched path (as the box resolved it), then file events as they happen. Not
+        activity while it lasts."""
+        async def first(client: DaemonClient) -> tuple[AsyncGenerator[dict[str, Any], None],
+                                                       dict[str, Any]]:
+            stream = client.watch(path, recursive)
+            return stream, await anext(stream)
+
+        stream, head = await self._call(box_id, True, first)
+        try:
+            yield head
+            async for event in stream:
+                yield event
+        finally:
+            await stream.aclose()

@@ -318,6 +318,22 @@ class DaemonClient:
         started = (await self._proc({"op": "proc_wake"})).get("started")
         return started if isinstance(started, int) else 0
 
+    # --- file watching (the daemon's watch op) ----------------------------------------------
+
+    async def watch(self, path: str, recursive: bool) -> AsyncGenerator[dict[str, Any], None]:
+        """The watched path as the box resolved it (`{"path"}`), then its events as they
+        happen, until `end` or until the stream is closed."""
+        reply = await self._open({"op": "watch", "path": path, "recursive": recursive})
+        try:
+            yield _raise_proc(await reply.line())
+            while True:
+                event = await reply.line()
+                yield event
+                if event.get("type") == "end":
+                    return
+        finally:
+            await reply.close()
+
 
 def _raise_proc(reply: dict[str, Any]) -> dict[str, Any]:
     """A process op's failure: not_found is 404, conflict (not running, no room) 409, busy

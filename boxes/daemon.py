@@ -1057,6 +1057,10 @@ class _Proc:
     def live(self) -> bool:
         return self.record.get("state") in PROC_LIVE
 
+    def told_to_end(self) -> bool:
+        """The owner sent TERM, INT, QUIT or KILL since its last start."""
+        return self.signalled
+
     def stopping(self) -> bool:
         """Killed, or the box freezes: it runs no more."""
         return self.ending is not None or _procs_stopping[0]
@@ -1195,10 +1199,13 @@ def _supervise_runs(proc: _Proc) -> None:
             backoff = PROC_BACKOFF_S[0]
         proc.save(state="restarting", pid=None)
         deadline = time.monotonic() + backoff
-        while time.monotonic() < deadline and not proc.stopping():
+        while time.monotonic() < deadline and not proc.stopping() and not proc.told_to_end():
             proc.changed.wait(deadline - time.monotonic())
         if proc.stopping():
             proc.save(state=proc.ending or "stopped", pid=None)
+            return
+        if proc.told_to_end():  # told while it waited to run again: it stays ended
+            proc.save(state="exited", pid=None)
             return
         backoff = min(backoff * 2, PROC_BACKOFF_S[1])
         restarts = proc.record.get("restarts")
@@ -1365,6 +1372,9 @@ def _procs_freeze(grace: float) -> int:
             proc.done.release()
         else:
             _stop_proc(proc, "stopped", 0)
+    told = time.monotonic() + 1.0  # open watches send their last line
+    while _watching[0] and time.monotonic() < told:
+        time.sleep(0.01)
     return len(running)
 
 
@@ -1545,9 +1555,15 @@ def op_proc_signal(conn: Conn, req: dict[str, object]) -> None:
     if sig is None:
         raise Fail("invalid", f"signal must be one of {', '.join(PROC_SIGNALS)}")
     group = proc.group
+    ending = sig in (2, 3, 9, 15)  # meant to end it: an end that follows is no failure
+    if ending and proc.record.get("state") == "restarting":
+        proc.signalled = True  # it waits out its back-off: it is not started again
+        proc.changed.notify()
+        conn.send({"ok": True, "process": proc.public()})
+        return
     if not proc.live() or not group:
         raise Fail("conflict", f"process {proc.id} is {proc.record.get('state')}, not running")
-    if sig in (2, 3, 9, 15):  # meant to end it: an end that follows is no failure to restart
+    if ending:
         proc.signalled = True
     for _ in range(50):  # in its first moments it may not have its own group yet
         if _kill_pg(group, sig):
@@ -1587,6 +1603,199 @@ OPS.update({
     "proc_logs": op_proc_logs, "proc_follow": op_proc_follow, "proc_write": op_proc_write,
     "proc_signal": op_proc_signal, "proc_kill": op_proc_kill, "proc_wake": op_proc_wake,
 })
+
+
+# --- file watching -------------------------------------------------------------------------------
+# `watch` streams what happens under a path: {"type": "created"|"modified"|"deleted"|"moved",
+# "path", "is_dir"} (moved also has "from_path"), from inotify (through ctypes, loaded on first
+# use). The path resolves in the box's own mount namespace, like every path here, so nothing
+# outside the box's view can be watched. Bounded: events wait in the kernel's queue (its
+# max_queued_events) while the client reads slowly; when that overflows, or a recursive watch
+# would pass WATCH_MAX_DIRS directories, the client is told `{"type": "overflow"}` instead of
+# losing events silently. A run of writes to one file, with nothing else between, is told
+# once. A freeze ends the stream with {"type": "end"}.
+
+WATCH_MAX_DIRS = 8192
+IN_MODIFY, IN_ATTRIB, IN_CLOSE_WRITE = 0x2, 0x4, 0x8
+IN_MOVED_FROM, IN_MOVED_TO, IN_CREATE, IN_DELETE = 0x40, 0x80, 0x100, 0x200
+IN_DELETE_SELF, IN_MOVE_SELF = 0x400, 0x800
+IN_Q_OVERFLOW, IN_IGNORED, IN_ISDIR, IN_ONLYDIR = 0x4000, 0x8000, 0x40000000, 0x01000000
+IN_NONBLOCK, IN_CLOEXEC = 0o4000, 0o2000000
+WATCH_MASK = (IN_MODIFY | IN_CLOSE_WRITE | IN_MOVED_FROM | IN_MOVED_TO | IN_CREATE | IN_DELETE
+              | IN_DELETE_SELF | IN_MOVE_SELF)
+_libc: list[object] = []
+_watching = [0]  # open watches (a freeze waits a moment for them to say it ends them)
+
+
+class _Watch:
+    def __init__(self, root: str, recursive: bool) -> None:
+        import ctypes  # here, not at start: a box that never watches never pays for it
+
+        if not _libc:
+            _libc.append(ctypes.CDLL(None, use_errno=True))
+        self.ctypes = ctypes
+        self.libc: ctypes.CDLL = _libc[0]  # type: ignore[assignment]
+        self.root = root.rstrip("/") or "/"
+        self.recursive = recursive
+        self.fd = self.libc.inotify_init1(IN_NONBLOCK | IN_CLOEXEC)
+        if self.fd < 0:
+            errno = ctypes.get_errno()
+            raise Fail("busy" if errno in (24, 23) else "io_error",
+                       f"the box cannot watch more now ({os.strerror(errno)}); end other "
+                       "watches first")
+        self.paths: dict[int, str] = {}
+        self.overflowed = False
+        self.moves: dict[int, str] = {}
+        self.last: dict[str, object] | None = None  # the last event told
+
+    def add(self, path: str, must: bool = False) -> None:
+        if len(self.paths) >= WATCH_MAX_DIRS:
+            self.overflowed = True
+            return
+        mask = WATCH_MASK | (IN_ONLYDIR if path != self.root else 0)
+        wd = self.libc.inotify_add_watch(self.fd, os.fsencode(path), mask)
+        if wd < 0:
+            errno = self.ctypes.get_errno()
+            if must:
+                raise os_fail(OSError(errno, os.strerror(errno)), path)
+            if errno == 28:  # ENOSPC: the box's user has no inotify watch left
+                self.overflowed = True
+            return
+        self.paths[wd] = path
+
+    def add_tree(self, top: str, created: list[dict[str, object]] | None) -> None:
+        """Watch `top` and the directories below it (recursive watches); what already is in
+        a directory made a moment ago is told as created (it came before its watch)."""
+        stack = [top]
+        while stack:
+            current = stack.pop()
+            if current != self.root:  # the root has its watch already
+                self.add(current)
+            try:
+                entries = list(os.scandir(current))
+            except OSError:
+                continue
+            for entry in entries:
+                is_dir = entry.is_dir(follow_symlinks=False)
+                if created is not None:
+                    created.append({"type": "created", "path": entry.path, "is_dir": is_dir})
+                if is_dir:
+                    stack.append(entry.path)
+
+    def close(self) -> None:
+        _close_quietly(self.fd)
+
+    def events(self, data: bytes) -> list[dict[str, object]]:
+        out: list[dict[str, object]] = []
+        at = 0
+        while at + 16 <= len(data):
+            wd = int.from_bytes(data[at:at + 4], "little", signed=True)
+            mask = int.from_bytes(data[at + 4:at + 8], "little")
+            cookie = int.from_bytes(data[at + 8:at + 12], "little")
+            size = int.from_bytes(data[at + 12:at + 16], "little")
+            name = os.fsdecode(data[at + 16:at + 16 + size].rstrip(b"\0"))
+            at += 16 + size
+            self._event(out, wd, mask, cookie, name)
+        for path in self.moves.values():  # moved out of what is watched
+            out.append({"type": "deleted", "path": path, "is_dir": False})
+        self.moves = {}
+        if out:
+            self.last = out[-1]
+        return out
+
+    def _event(self, out: list[dict[str, object]], wd: int, mask: int, cookie: int,
+               name: str) -> None:
+        if mask & IN_Q_OVERFLOW:
+            out.append({"type": "overflow"})
+            return
+        base = self.paths.get(wd)
+        if base is None:
+            return
+        if mask & IN_IGNORED:
+            del self.paths[wd]
+            return
+        path = base + "/" + name if name else base
+        is_dir = bool(mask & IN_ISDIR)
+        if mask & (IN_DELETE_SELF | IN_MOVE_SELF):
+            if base == self.root:
+                out.append({"type": "deleted" if mask & IN_DELETE_SELF else "moved",
+                            "path": base, "is_dir": True, "end": True})
+            return
+        self._named(out, mask, cookie, path, is_dir)
+
+    def _named(self, out: list[dict[str, object]], mask: int, cookie: int, path: str,
+               is_dir: bool) -> None:
+        if mask & IN_CREATE:
+            out.append({"type": "created", "path": path, "is_dir": is_dir})
+            if is_dir and self.recursive:
+                self.add_tree(path, out)
+        elif mask & IN_DELETE:
+            out.append({"type": "deleted", "path": path, "is_dir": is_dir})
+        elif mask & IN_MOVED_FROM:
+            self.moves[cookie] = path
+        elif mask & IN_MOVED_TO:
+            origin = self.moves.pop(cookie, None)
+            out.append({"type": "moved", "path": path, "from_path": origin, "is_dir": is_dir}
+                       if origin is not None else {"type": "created", "path": path,
+                                                   "is_dir": is_dir})
+            if is_dir and self.recursive and origin is None:
+                self.add_tree(path, out)
+        elif mask & (IN_MODIFY | IN_CLOSE_WRITE):
+            event: dict[str, object] = {"type": "modified", "path": path, "is_dir": is_dir}
+            if (out[-1] if out else self.last) != event:  # a run of writes: told once
+                out.append(event)
+
+
+def op_watch(conn: Conn, req: dict[str, object]) -> None:
+    path = box_path(req.get("path") or HOME)
+    recursive = req.get("recursive") is True
+    try:
+        real = os.path.realpath(path)  # a link is followed, within the box's own view
+        st = os.stat(real)
+    except OSError as exc:
+        raise os_fail(exc, path) from None
+    watch = _Watch(real, recursive and (st.st_mode & 0o170000) == 0o040000)
+    with _running_lock:
+        _watching[0] += 1
+    try:
+        watch.add(watch.root, must=True)
+        if watch.recursive:
+            watch.add_tree(watch.root, None)
+        conn.send({"ok": True, "path": watch.root})
+        if watch.overflowed:
+            conn.send({"type": "overflow"})
+            watch.overflowed = False
+        poller = select.poll()
+        poller.register(watch.fd, select.POLLIN)
+        poller.register(conn.sock.fileno(), select.POLLRDHUP)
+        client = conn.sock.fileno()
+        while not _procs_stopping[0]:
+            ready = poller.poll(50)
+            if any(fd == client for fd, _ in ready):
+                return  # the client went away
+            if not ready:
+                continue
+            try:
+                data = os.read(watch.fd, 1 << 16)
+            except BlockingIOError:
+                continue
+            for event in watch.events(data):
+                ending = bool(event.pop("end", False))
+                conn.send(event)
+                if ending:
+                    conn.send({"type": "end", "reason": f"{watch.root} is gone"})
+                    return
+            if watch.overflowed:
+                conn.send({"type": "overflow"})
+                watch.overflowed = False
+        conn.send({"type": "end", "reason": "the box is freezing"})
+    finally:
+        with _running_lock:
+            _watching[0] -= 1
+        watch.close()
+
+
+OPS["watch"] = op_watch
 
 
 # --- the box's service (a long-running program on a socket the host created) ------------------

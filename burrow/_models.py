@@ -236,3 +236,17 @@ class ProcessChunk(_Model):
     state: ProcessState | str | None = None
     exit_code: int | None = None
     message: str | None = None
+
+
+# --- file watching ---------------------------------------------------------------------------
+
+class FileEvent(_Model):
+    """What happened to a file in a box: `type` created, modified, deleted or moved (with
+    `from_path`, the old path) at `path`; `overflow` (events were lost: list the files again); or,
+    last, `end` with a `reason` (the path is gone, or the box is freezing)."""
+
+    type: Literal["created", "modified", "deleted", "moved", "overflow", "end"] | str
+    path: str | None = None
+    from_path: str | None = None
+    is_dir: bool | None = None
+    reason: str | None = None

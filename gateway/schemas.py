@@ -818,3 +818,17 @@ class ProcessChunk(RootModel[Annotated[ProcessOutputChunk | ProcessExitChunk | P
 class ProcessSignalIn(Strict):
     signal: ProcessSignal = Field(description="TERM, INT, QUIT or KILL also stop on-failure "
                                               "restarts")
+
+
+# --- file watching ---------------------------------------------------------------------------
+
+class FileEvent(BaseModel):
+    """One line of a watch. `created`, `modified`, `deleted`, `moved` (with `from_path`) name a
+    `path`; `overflow` says events were lost (the box's queue filled while the reader was slow,
+    or a recursive watch reached its directory bound): list the files again; `end` (with a
+    `reason`) is the last line: the watched path is gone, or the box is freezing."""
+    type: Literal["created", "modified", "deleted", "moved", "overflow", "end"]
+    path: str | None = None
+    from_path: str | None = None
+    is_dir: bool | None = None
+    reason: str | None = None

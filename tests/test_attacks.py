@@ -2159,3 +2159,41 @@ async def test_a_process_record_written_by_box_code_runs_only_as_the_box_can(
     assert out.splitlines()[0] == "1000"
     assert "boxd" not in out and "nsenter" not in out, out  # the daemon is no process there
     await gateway.client.delete(f"/v1/boxes/{box}", headers=headers)
+
+
+# --- File watching ---
+
+async def test_a_watch_reaches_nothing_outside_the_box(gateway: Gateway) -> None:
+    """Host paths (this checkout, /root), links out of /workspace and /proc tricks resolve in
+    the box's own view; another tenant's box is not found."""
+    headers, _ = await gateway.tenant("watchspy")
+    other, _ = await gateway.tenant("watchother")
+    box = (await gateway.client.post("/v1/boxes", headers=headers, json={})).json()["id"]
+    here = str(Path(__file__).resolve().parent)
+    r = await gateway.client.post(f"/v1/boxes/{box}/exec", headers=headers, json={
+        "command": f"ln -s {here} out && ln -s /proc/1/root pid1"})
+    assert r.json()["exit_code"] == 0
+    for path in (here, "out", "/root/.ssh", "/proc/1/root" + here, "pid1" + here,
+                 "../../.." + here):
+        r = await gateway.client.get(f"/v1/boxes/{box}/files/watch", headers=headers,
+                                     params={"path": path})
+        assert r.status_code in (403, 404), (path, r.status_code, r.text)
+    # /proc/1/root is the root of the box's own pid 1: a watch through it sees the box's files
+    # (the watch ends when its directory goes: httpx's ASGI transport answers once complete)
+    await gateway.client.post(f"/v1/boxes/{box}/exec", headers=headers,
+                              json={"command": "mkdir seen"})
+
+    async def act() -> None:
+        await asyncio.sleep(1.0)
+        await gateway.client.post(f"/v1/boxes/{box}/exec", headers=headers,
+                                  json={"command": "touch /workspace/seen/mine; rm -r seen"})
+    acting = asyncio.create_task(act())
+    r = await gateway.client.get(f"/v1/boxes/{box}/files/watch", headers=headers,
+                                 params={"path": "pid1/workspace/seen"})
+    await acting
+    assert r.status_code == 200
+    assert json.loads(r.text.splitlines()[0])["path"] == "/workspace/seen/mine"
+    r = await gateway.client.get(f"/v1/boxes/{box}/files/watch", headers=other,
+                                 params={"path": "/workspace"})
+    assert r.status_code == 404
+    await gateway.client.delete(f"/v1/boxes/{box}", headers=headers)

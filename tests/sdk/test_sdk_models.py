@@ -35,6 +35,7 @@ from burrow._models import (
     ExecChunk,
     ExecResult,
     FileEntry,
+    FileEvent,
     GitChange,
     GitStatus,
     Insight,
@@ -64,6 +65,7 @@ SCHEMAS: dict[type[BaseModel], tuple[str, ...]] = {
     RunChunk: ("RunChunk",),
     TenantInfo: ("TenantPublic", "TenantCreated"),  # created: with its key; read: with its state
     Insight: ("InsightOut",),
+    FileEvent: ("FileEvent",),
     Process: ("ProcessPublic",),
     ProcessLogPiece: ("ProcessLogPiece",),
     ProcessLogs: ("ProcessLogs",),
