@@ -10,7 +10,8 @@ client; `recover(box_id)` records a box whose daemon is gone. Invariants:
 - A call whose daemon vanished before anything was sent (it crashed a moment ago) is retried
   once, after `recover`, when waking is allowed; otherwise the error reaches the caller.
 - An exec counts as activity for as long as it runs, so the idle sweep never freezes a box
-  under it.
+  under it. A background process, or a stream following its logs, does not: a dev server
+  must not keep its box warm (only each request about one is activity, as any request is).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from __future__ import annotations
 import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from boxes.activity import Activity
 from boxes.client import DaemonClient, Socket
@@ -121,3 +122,66 @@ class BoxAccess(ABC):
         if box.state != BoxState.RUNNING:
             raise BoxUnavailableError(f"box {box_id} is {box.state.value}")
         return await DaemonClient(self.backend.socket_path(box.id)).health()
+
+    # --- background processes (boxes/daemon.py's proc_* ops) ------------------------------
+
+    async def start_process(self, box_id: str, spec: dict[str, Any]) -> dict[str, Any]:
+        return await self._call(box_id, True, lambda c: c.proc_start(spec))
+
+    async def list_processes(self, box_id: str) -> list[dict[str, Any]]:
+        return await self._call(box_id, True, lambda c: c.proc_list())
+
+    async def get_process(self, box_id: str, process_id: str) -> dict[str, Any]:
+        return await self._call(box_id, True, lambda c: c.proc_get(process_id))
+
+    async def process_logs(self, box_id: str, process_id: str, stdout_offset: int = 0,
+                           stderr_offset: int = 0, limit: int = 1 << 16) -> dict[str, Any]:
+        return await self._call(box_id, True, lambda c: c.proc_logs(
+            process_id, stdout_offset, stderr_offset, limit))
+
+    async def follow_process(self, box_id: str, process_id: str, stdout_offset: int = 0,
+                             stderr_offset: int = 0) -> AsyncGenerator[dict[str, Any], None]:
+        """The process's record, then its output as it comes, then its exit. Not activity
+        while it lasts."""
+        async def first(client: DaemonClient) -> tuple[AsyncGenerator[dict[str, Any], None],
+                                                       dict[str, Any]]:
+            stream = client.proc_follow(process_id, stdout_offset, stderr_offset)
+            return stream, await anext(stream)
+
+        stream, record = await self._call(box_id, True, first)
+        try:
+            yield record
+            async for event in stream:
+                yield event
+        finally:
+            await stream.aclose()
+
+    async def write_process(self, box_id: str, process_id: str, data: bytes,
+                            eof: bool = False) -> None:
+        await self._call(box_id, True, lambda c: c.proc_write(process_id, data, eof))
+
+    async def signal_process(self, box_id: str, process_id: str,
+                             signal: str) -> dict[str, Any]:
+        return await self._call(box_id, True, lambda c: c.proc_signal(process_id, signal))
+
+    async def kill_process(self, box_id: str, process_id: str) -> None:
+        await self._call(box_id, True, lambda c: c.proc_kill(process_id))
+
+    # --- file watching (boxes/daemon.py's watch op) ----------------------------------------
+
+    async def watch(self, box_id: str, path: str,
+                    recursive: bool = False) -> AsyncGenerator[dict[str, Any], None]:
+        """The watched path (as the box resolved it), then file events as they happen. Not
+        activity while it lasts."""
+        async def first(client: DaemonClient) -> tuple[AsyncGenerator[dict[str, Any], None],
+                                                       dict[str, Any]]:
+            stream = client.watch(path, recursive)
+            return stream, await anext(stream)
+
+        stream, head = await self._call(box_id, True, first)
+        try:
+            yield head
+            async for event in stream:
+                yield event
+        finally:
+            await stream.aclose()

@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from boxes.errors import (
     BoxFileError,
+    BoxStateError,
     BoxUnavailableError,
     DaemonUnreachableError,
     InvalidRequestError,
@@ -270,3 +271,103 @@ class DaemonClient:
                         grace_s: float) -> dict[str, Any]:
         return await self.call({"op": "prefreeze", "hook": hook,
                                 "hook_timeout_s": hook_timeout_s, "grace_s": grace_s})
+
+    # --- background processes (the daemon's proc_* ops) ------------------------------------
+
+    async def _proc(self, request: dict[str, Any], body: bytes = b"") -> dict[str, Any]:
+        reply = await self._open(request, body)
+        try:
+            return _raise_proc(await reply.line())
+        finally:
+            await reply.close()
+
+    async def proc_start(self, spec: dict[str, Any]) -> dict[str, Any]:
+        """Start a background process: `spec` has command, and cwd, env, stdin (bool),
+        restart; its record as the daemon keeps it."""
+        return _record(await self._proc({"op": "proc_start", **spec}), "process")
+
+    async def proc_list(self) -> list[dict[str, Any]]:
+        reply = await self._proc({"op": "proc_list"})
+        found = reply.get("processes")
+        if not isinstance(found, list) or not all(isinstance(p, dict) for p in found):
+            raise BoxUnavailableError("the box daemon sent a malformed reply")
+        return found
+
+    async def proc_get(self, process_id: str) -> dict[str, Any]:
+        return _record(await self._proc({"op": "proc_get", "id": process_id}), "process")
+
+    async def proc_logs(self, process_id: str, stdout_offset: int, stderr_offset: int,
+                        limit: int) -> dict[str, Any]:
+        """Up to `limit` bytes of each stream from its offset, with the process's record."""
+        return await self._proc({"op": "proc_logs", "id": process_id, "limit": limit,
+                                 "stdout_offset": stdout_offset,
+                                 "stderr_offset": stderr_offset})
+
+    async def proc_follow(self, process_id: str, stdout_offset: int,
+                          stderr_offset: int) -> AsyncGenerator[dict[str, Any], None]:
+        """The process's record, then its output as it is written, then its exit. Closing
+        the stream early leaves the process running."""
+        reply = await self._open({"op": "proc_follow", "id": process_id,
+                                  "stdout_offset": stdout_offset,
+                                  "stderr_offset": stderr_offset})
+        try:
+            yield _record(_raise_proc(await reply.line()), "process")
+            while True:
+                event = await reply.line()
+                yield event
+                if event.get("type") == "exit":
+                    return
+        finally:
+            await reply.close()
+
+    async def proc_write(self, process_id: str, data: bytes, eof: bool) -> None:
+        await self._proc({"op": "proc_write", "id": process_id, "eof": eof}, data)
+
+    async def proc_signal(self, process_id: str, signal: str) -> dict[str, Any]:
+        return _record(await self._proc({"op": "proc_signal", "id": process_id,
+                                         "signal": signal}), "process")
+
+    async def proc_kill(self, process_id: str) -> None:
+        await self._proc({"op": "proc_kill", "id": process_id})
+
+    async def proc_wake(self) -> int:
+        """Start again what the box's last freeze ended (restart on-wake, on-failure): how
+        many."""
+        started = (await self._proc({"op": "proc_wake"})).get("started")
+        return started if isinstance(started, int) else 0
+
+    # --- file watching (the daemon's watch op) ----------------------------------------------
+
+    async def watch(self, path: str, recursive: bool) -> AsyncGenerator[dict[str, Any], None]:
+        """The watched path as the box resolved it (`{"path"}`), then its events as they
+        happen, until `end` or until the stream is closed."""
+        reply = await self._open({"op": "watch", "path": path, "recursive": recursive})
+        try:
+            yield _raise_proc(await reply.line())
+            while True:
+                event = await reply.line()
+                yield event
+                if event.get("type") == "end":
+                    return
+        finally:
+            await reply.close()
+
+
+def _raise_proc(reply: dict[str, Any]) -> dict[str, Any]:
+    """A process op's failure: not_found is 404, conflict (not running, no room) 409, busy
+    (the box freezes, or has no process slot) 503."""
+    if reply.get("ok", True) is False:
+        err = reply.get("error") or {}
+        code, message = str(err.get("code", "error")), str(err.get("message", "failed"))
+        if code == "conflict":
+            raise BoxStateError(message)
+        if code == "busy":
+            raise BoxUnavailableError(message)
+    return _raise_for(reply)
+
+
+def _record(reply: dict[str, Any], key: str) -> dict[str, Any]:
+    value = reply.get(key)
+    if not isinstance(value, dict):
+        raise BoxUnavailableError("the box daemon sent a malformed reply")
+    return value

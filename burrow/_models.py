@@ -214,3 +214,73 @@ class Insight(_Model):
     unhelpful: int = 0
     updated_at: float | None = None
     visible: bool = True
+
+
+# --- background processes --------------------------------------------------------------------
+
+ProcessState = Literal["starting", "running", "restarting", "exited", "failed", "stopped"]
+
+
+class Process(_Model):
+    """A background process in a box. `id` stays the same across its restarts; `pid` (as the
+    box's processes see it) is its current run's, None when it is not running. `state` is
+    starting, running, restarting (waiting out its back-off), exited, failed (could not start)
+    or stopped (ended by a freeze)."""
+
+    id: str
+    pid: int | None = None
+    command: str | list[str]
+    cwd: str = "/workspace"
+    restart: Literal["never", "on-wake", "on-failure"] = "never"
+    stdin: bool = False
+    state: ProcessState | str
+    exit_code: int | None = None
+    started_at: float | None = None
+    ended_at: float | None = None
+    restarts: int = 0
+    error: str | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.state in ("starting", "running", "restarting")
+
+
+class ProcessLogPiece(_Model):
+    """Output of one stream from byte `offset` (later than asked when older output was
+    dropped: a box keeps the last 1-2 MiB of each stream); ask from `next_offset` for more."""
+
+    data: str
+    offset: int
+    next_offset: int
+
+
+class ProcessLogs(_Model):
+    process: Process
+    stdout: ProcessLogPiece
+    stderr: ProcessLogPiece
+
+
+class ProcessChunk(_Model):
+    """One line of a followed log: output (`data` at byte `offset` of its stream), then, last,
+    `exit` (with `state` and `exit_code`) or `error` (the box stopped answering: `message`)."""
+
+    type: Literal["stdout", "stderr", "exit", "error"] | str
+    data: str = ""
+    offset: int | None = None
+    state: ProcessState | str | None = None
+    exit_code: int | None = None
+    message: str | None = None
+
+
+# --- file watching ---------------------------------------------------------------------------
+
+class FileEvent(_Model):
+    """What happened to a file in a box: `type` created, modified, deleted or moved (with
+    `from_path`, the old path) at `path`; `overflow` (events were lost: list the files again); or,
+    last, `end` with a `reason` (the path is gone, or the box is freezing)."""
+
+    type: Literal["created", "modified", "deleted", "moved", "overflow", "end"] | str
+    path: str | None = None
+    from_path: str | None = None
+    is_dir: bool | None = None
+    reason: str | None = None

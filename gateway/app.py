@@ -39,6 +39,7 @@ from gateway.routes import (
     observations,
     operator,
     ports,
+    processes,
     runs,
     tenants,
 )
@@ -96,6 +97,7 @@ def create_app(settings: Settings | None = None,
     for module in (health, tenants, boxes, exec, files, ports, agent, memories, observations,
                    runs, knowledge, operator, dashboard):
         app.include_router(module.router)
+    app.include_router(processes.router)
     return app
 
 

@@ -808,3 +808,97 @@ class PortPublic(BaseModel):
     username: str | None = Field(None, description="basic: the user name")
     password: str | None = Field(None, description="basic: the password Burrow made, shown "
                                                    "only when the port is opened")
+
+
+# --- background processes --------------------------------------------------------------------
+
+ProcessRestart = Literal["never", "on-wake", "on-failure"]
+ProcessState = Literal["starting", "running", "restarting", "exited", "failed", "stopped"]
+ProcessSignal = Literal["HUP", "INT", "QUIT", "KILL", "USR1", "USR2", "TERM", "CONT", "STOP"]
+
+
+class ProcessCreate(Strict):
+    command: str | list[str] = Field(description="a shell command (run by sh -c) or an argv")
+    cwd: str | None = Field(None, max_length=4096)
+    env: dict[str, str] | None = None
+    stdin: bool = Field(False, description="keep stdin open for POST …/stdin (else /dev/null)")
+    restart: ProcessRestart = Field(
+        "never", description="on-wake: started again when the box wakes from a freeze; "
+                             "on-failure: also started again when it exits non-zero (1 s back-off, "
+                             "doubling up to 60 s), unless it ended by a signal you sent")
+
+
+class ProcessPublic(BaseModel):
+    """A background process. `id` stays the same across restarts; `pid` (as the box's own
+    processes see it) is the current run's, null when it is not running."""
+    id: str
+    pid: int | None
+    command: str | list[str]
+    cwd: str
+    restart: ProcessRestart
+    stdin: bool
+    state: ProcessState = Field(description="starting running restarting (waiting out its "
+                                            "back-off) exited failed (could not start) stopped "
+                                            "(ended by a freeze)")
+    exit_code: int | None = Field(description="of its last run; 128+N when ended by signal N")
+    started_at: float | None
+    ended_at: float | None
+    restarts: int
+    error: str | None
+
+
+class ProcessLogPiece(BaseModel):
+    data: str
+    offset: int = Field(description="byte offset of `data` in the stream; past the offset "
+                                    "asked for when older output was dropped (the box keeps the "
+                                    "last 1-2 MiB of each stream)")
+    next_offset: int = Field(description="ask from here for what follows")
+
+
+class ProcessLogs(BaseModel):
+    process: ProcessPublic
+    stdout: ProcessLogPiece
+    stderr: ProcessLogPiece
+
+
+class ProcessOutputChunk(BaseModel):
+    type: Literal["stdout", "stderr"]
+    data: str
+    offset: int
+
+
+class ProcessExitChunk(BaseModel):
+    """The last line: the process ended for good (not between on-failure restarts)."""
+    type: Literal["exit"]
+    state: ProcessState
+    exit_code: int | None
+
+
+class ProcessErrorChunk(BaseModel):
+    """The last line when the box stopped answering before the process's end was read."""
+    type: Literal["error"]
+    message: str
+
+
+class ProcessChunk(RootModel[Annotated[ProcessOutputChunk | ProcessExitChunk | ProcessErrorChunk,
+                                        Field(discriminator="type")]]):
+    """One line of a followed process log."""
+
+
+class ProcessSignalIn(Strict):
+    signal: ProcessSignal = Field(description="TERM, INT, QUIT or KILL also stop on-failure "
+                                              "restarts")
+
+
+# --- file watching ---------------------------------------------------------------------------
+
+class FileEvent(BaseModel):
+    """One line of a watch. `created`, `modified`, `deleted`, `moved` (with `from_path`) name a
+    `path`; `overflow` says events were lost (the box's queue filled while the reader was slow,
+    or a recursive watch reached its directory bound): list the files again; `end` (with a
+    `reason`) is the last line: the watched path is gone, or the box is freezing."""
+    type: Literal["created", "modified", "deleted", "moved", "overflow", "end"]
+    path: str | None = None
+    from_path: str | None = None
+    is_dir: bool | None = None
+    reason: str | None = None

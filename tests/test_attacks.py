@@ -2291,3 +2291,140 @@ def test_a_box_flooding_a_websocket_cannot_grow_the_gateway(tmp_path: Path) -> N
         assert peak[0] - base < 64 << 20, f"the gateway grew by {(peak[0] - base) >> 20} MB"
     finally:
         stop_and_check(server)
+
+
+# --- Background processes ---
+
+@pytest.mark.boxes
+def test_a_box_flooding_a_followed_log_cannot_grow_the_gateway(served: Served) -> None:
+    """A process writes 1 GiB while a client follows its log slowly, then fast: the gateway
+    holds a line at a time (back-pressure from the client to the daemon, which reads the log
+    at the client's pace while the log rotates on the box's disk)."""
+    with httpx.Client(base_url=served.url, timeout=300) as c:
+        tenant, _ = _tenant(c, served, "logflood")
+        box = c.post("/v1/boxes", headers=tenant, json={}).json()["id"]
+        base = f"/v1/boxes/{box}/processes"
+        proc = c.post(base, headers=tenant, json={
+            "command": "yes $(head -c 4000 /dev/zero | tr '\\0' a) | head -c 1073741824; "
+                       "echo; echo end"}).json()
+        assert served.proc is not None
+        stop, peak = threading.Event(), [0]
+        base_rss = _rss_of(served.proc.pid)
+        watcher = threading.Thread(target=_peak_rss, args=(served.proc.pid, stop, peak))
+        watcher.start()
+        lines, received, gaps, last = 0, 0, 0, None
+        started = time.monotonic()
+        try:
+            with c.stream("GET", f"{base}/{proc['id']}/logs", headers=tenant,
+                          params={"follow": "true"}) as response:
+                assert response.status_code == 200
+                for line in response.iter_lines():
+                    if not line:
+                        continue
+                    event = json.loads(line)
+                    lines += 1
+                    if event["type"] == "stdout":
+                        if last is not None and event["offset"] > last:
+                            gaps += 1  # dropped while we read slowly: the log kept its tail
+                        received += len(event["data"])
+                        last = event["offset"] + len(event["data"].encode())
+                    if time.monotonic() - started < 5:
+                        time.sleep(0.02)  # a slow reader first
+            assert event == {"type": "exit", "state": "exited", "exit_code": 0}, event
+        finally:
+            stop.set()
+            watcher.join()
+        assert peak[0] - base_rss < 64 << 20, \
+            f"the gateway grew by {(peak[0] - base_rss) >> 20} MB"
+        assert last == (1 << 30) + len("\nend\n") and gaps >= 1 and received < 1 << 30
+        r = c.post(f"/v1/boxes/{box}/exec", headers=tenant, json={
+            "command": f"du -b -c .burrow/processes/{proc['id']}/stdout.* | tail -1"})
+        assert int(r.json()["stdout"].split()[0]) <= 2 << 20  # the box's disk: bounded too
+
+
+async def test_a_tenant_cannot_see_or_touch_another_tenants_processes(gateway: Gateway) -> None:
+    owner, _ = await gateway.tenant("procowner")
+    other, _ = await gateway.tenant("procthief")
+    box = (await gateway.client.post("/v1/boxes", headers=owner, json={})).json()["id"]
+    base = f"/v1/boxes/{box}/processes"
+    proc = (await gateway.client.post(base, headers=owner,
+                                      json={"command": "sleep 300", "stdin": True})).json()
+    path = f"{base}/{proc['id']}"
+    for method, url, kwargs in (
+            ("GET", base, {}), ("POST", base, {"json": {"command": "id"}}), ("GET", path, {}),
+            ("GET", f"{path}/logs", {"params": {"follow": "true"}}),
+            ("POST", f"{path}/stdin", {"content": b"x"}),
+            ("POST", f"{path}/signal", {"json": {"signal": "KILL"}}), ("DELETE", path, {})):
+        r = await gateway.client.request(method, url, headers=other, **kwargs)
+        assert r.status_code == 404, (method, url, r.text)
+        assert proc["id"] not in r.text
+    found = (await gateway.client.get(path, headers=owner)).json()
+    assert found["state"] == "running"  # untouched
+    await gateway.client.delete(f"/v1/boxes/{box}", headers=owner)
+
+
+@pytest.mark.boxes
+async def test_a_process_record_written_by_box_code_runs_only_as_the_box_can(
+        gateway: Gateway) -> None:
+    """Records live on the box's disk, so the box's code can write one. What it names runs
+    at the next wake exactly as any of the box's processes runs: as the box's user, in the
+    exec space, where the daemon is not even visible."""
+    headers, _ = await gateway.tenant("procforger")
+    box = (await gateway.client.post("/v1/boxes", headers=headers, json={})).json()["id"]
+    record = {"id": "p_forgedrecd", "argv": ["sh", "-c", "id -u; ps -eo args"],
+              "command": "forged", "cwd": "/proc/1/root", "env": {"LD_PRELOAD": "/x.so"},
+              "restart": "on-wake", "state": "running", "stdin": True, "pid": 1}
+    r = await gateway.client.put(f"/v1/boxes/{box}/files", headers=headers,
+                                 params={"path": ".burrow/processes/p_forgedrecd/record.json"},
+                                 content=json.dumps(record).encode())
+    assert r.status_code == 204
+    await gateway.client.post(f"/v1/boxes/{box}/freeze", headers=headers)
+    await gateway.client.post(f"/v1/boxes/{box}/wake", headers=headers)
+    path = f"/v1/boxes/{box}/processes/p_forgedrecd"
+
+    async def ended() -> bool:
+        r = await gateway.client.get(path, headers=headers)
+        return r.status_code == 200 and r.json()["state"] in ("exited", "failed")
+    await until(ended, 30, "the forged process to run at the wake")
+    out = (await gateway.client.get(f"{path}/logs", headers=headers)).json()["stdout"]["data"]
+    assert out.splitlines()[0] == "1000"
+    assert "boxd" not in out and "nsenter" not in out, out  # the daemon is no process there
+    await gateway.client.delete(f"/v1/boxes/{box}", headers=headers)
+
+
+# --- File watching ---
+
+async def test_a_watch_reaches_nothing_outside_the_box(gateway: Gateway) -> None:
+    """Host paths (this checkout, /root), links out of /workspace and /proc tricks resolve in
+    the box's own view; another tenant's box is not found."""
+    headers, _ = await gateway.tenant("watchspy")
+    other, _ = await gateway.tenant("watchother")
+    box = (await gateway.client.post("/v1/boxes", headers=headers, json={})).json()["id"]
+    here = str(Path(__file__).resolve().parent)
+    r = await gateway.client.post(f"/v1/boxes/{box}/exec", headers=headers, json={
+        "command": f"ln -s {here} out && ln -s /proc/1/root pid1"})
+    assert r.json()["exit_code"] == 0
+    for path in (here, "out", "/root/.ssh", "/proc/1/root" + here, "pid1" + here,
+                 "../../.." + here):
+        r = await gateway.client.get(f"/v1/boxes/{box}/files/watch", headers=headers,
+                                     params={"path": path})
+        assert r.status_code in (403, 404), (path, r.status_code, r.text)
+    # /proc/1/root is the root of the box's own pid 1: a watch through it sees the box's files
+    # (the watch ends when its directory goes: httpx's ASGI transport answers once complete)
+    await gateway.client.post(f"/v1/boxes/{box}/exec", headers=headers,
+                              json={"command": "mkdir seen"})
+
+    async def act() -> None:
+        await asyncio.sleep(1.0)
+        await gateway.client.post(f"/v1/boxes/{box}/exec", headers=headers,
+                                  json={"command": "touch /workspace/seen/mine; rm -r seen"})
+    acting = asyncio.create_task(act())
+    r = await gateway.client.get(f"/v1/boxes/{box}/files/watch", headers=headers,
+                                 params={"path": "pid1/workspace/seen"})
+    await acting
+    assert r.status_code == 200
+    assert json.loads(r.text.splitlines()[0])["path"] == "/workspace/seen/mine"
+    r = await gateway.client.get(f"/v1/boxes/{box}/files/watch", headers=other,
+                                 params={"path": "/workspace"})
+    assert r.status_code == 404
+    await gateway.client.delete(f"/v1/boxes/{box}", headers=headers)

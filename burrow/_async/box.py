@@ -15,6 +15,7 @@ from burrow._async.exec import AsyncExec
 from burrow._async.files import AsyncFiles
 from burrow._async.git import AsyncGit
 from burrow._async.http import AsyncHttp
+from burrow._async.processes import AsyncProcesses
 from burrow._config import resolve
 from burrow._models import Agent, BoxInfo, PublicUrl, Snapshot
 
@@ -53,6 +54,7 @@ class AsyncBox:
         self.files = AsyncFiles(http, info.id)
         self.git = AsyncGit(self.exec)
         self.agent = AsyncAgentRuns(http, info.id)
+        self.processes = AsyncProcesses(http, info.id)
 
     @property
     def id(self) -> str:

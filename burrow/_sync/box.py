@@ -16,6 +16,7 @@ from burrow._sync.exec import Exec
 from burrow._sync.files import Files
 from burrow._sync.git import Git
 from burrow._sync.http import Http
+from burrow._sync.processes import Processes
 from burrow._config import resolve
 from burrow._models import Agent, BoxInfo, PublicUrl, Snapshot
 
@@ -54,6 +55,7 @@ class Box:
         self.files = Files(http, info.id)
         self.git = Git(self.exec)
         self.agent = AgentRuns(http, info.id)
+        self.processes = Processes(http, info.id)
 
     @property
     def id(self) -> str:

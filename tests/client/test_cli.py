@@ -100,7 +100,8 @@ def test_every_command_has_help_that_names_each_of_its_options() -> None:
     assert {" ".join(p) for p, _ in found} >= {
         "tenant create", "tenant ls", "tenant rm", "box create", "box ls", "box get",
         "box exec", "box cp", "box pause", "box resume", "box freeze", "box wake",
-        "box snapshot", "box rm", "box run", "kb search", "kb vote", "policy show",
+        "box snapshot", "box rm", "box run", "box start", "box ps", "box logs", "box kill",
+        "kb search", "kb vote", "policy show",
         "stats", "memory ls", "memory get", "memory recall", "memory add", "memory rm",
         "memory clear", "memory export", "memory import"}
     runner = CliRunner()
@@ -387,3 +388,17 @@ def test_box_port_open_ls_and_close(server: Served, box_id: str) -> None:
     error = one_line_error(run(server, "box", "port", "open", box_id, "8002", "--auth",
                                "basic", "--password", "short"))
     assert "password" in error
+
+
+def test_box_start_ps_logs_follow_and_kill(server: Served, box_id: str) -> None:
+    pid = ok(server, "box", "start", box_id, "-q", "--", "echo hi; echo oops >&2; exit 3")
+    pid = pid.strip()
+    assert pid.startswith("p_")
+    done = run(server, "box", "logs", box_id, pid, "-f")
+    assert done.returncode == 3, done.stderr
+    assert done.stdout == "hi\n" and done.stderr.startswith("oops\n")
+    assert "exited with exit code 3" in done.stderr
+    listed = ok(server, "box", "ps", box_id)
+    assert pid in listed and "exited" in listed
+    assert ok(server, "box", "kill", box_id, pid) == f"killed {pid}\n"
+    assert "no process" in one_line_error(run(server, "box", "logs", box_id, pid))

@@ -484,3 +484,55 @@ def test_a_box_gives_a_public_url_of_its_port(env: None) -> None:
         with pytest.raises(NotFoundError):
             box.close_public_url(8000)
         box.delete()
+
+
+def test_processes_start_follow_write_wait_signal_and_kill(box: Box) -> None:
+    proc = box.processes.start("echo ready; cat; exit 4", stdin=True, restart="on-failure")
+    assert proc.running and proc.id.startswith("p_") and proc.restart == "on-failure"
+    box.processes.write(proc.id, "typed\n", eof=True)
+    seen = ""
+    for chunk in box.processes.follow(proc.id):  # it runs again after exit 4: stop reading
+        seen += chunk.data
+        if seen == "ready\ntyped\n":
+            break
+    time.sleep(0.3)
+    assert box.processes.get(proc.id).state in ("restarting", "running", "starting")
+    box.processes.signal(proc.id, "KILL")
+    ended = box.processes.wait(proc.id)
+    assert ended.state == "exited" and not ended.running
+    logs = box.processes.logs(proc.id)
+    assert logs.stdout.data.startswith("ready\ntyped\n")  # and "ready" again if it restarted
+    assert logs.stdout.next_offset == len(logs.stdout.data.encode())
+    assert [p.id for p in box.processes.list()] == [proc.id]
+    box.processes.kill(proc.id)
+    with pytest.raises(NotFoundError):
+        box.processes.get(proc.id)
+    with pytest.raises(InvalidRequestError):
+        box.processes.start("true", restart="always")  # type: ignore[arg-type]
+
+
+async def test_async_processes_start_and_follow(server: Served, tenant_key: str) -> None:
+    async with await AsyncBox.create(api_key=tenant_key, base_url=server.url) as box:
+        proc = await box.processes.start(["sh", "-c", "echo one; sleep 0.2; echo two >&2"])
+        seen = [chunk async for chunk in box.processes.follow(proc.id)]
+        assert [(c.type, c.data) for c in seen[:-1]] == [("stdout", "one\n"),
+                                                         ("stderr", "two\n")]
+        assert (seen[-1].type, seen[-1].exit_code, seen[-1].state) == ("exit", 0, "exited")
+        await box.delete()
+
+
+def test_files_watch_yields_events_until_the_path_is_gone(box: Box) -> None:
+    import threading
+
+    box.exec.command("mkdir -p watched")
+
+    def act() -> None:
+        time.sleep(1.0)
+        box.exec.command("echo hi > watched/a; rm -r watched")
+    acting = threading.Thread(target=act)
+    acting.start()
+    events = list(box.files.watch("watched"))
+    acting.join()
+    assert [(e.type, e.path) for e in events[:2]] == [("created", "/workspace/watched/a"),
+                                                      ("modified", "/workspace/watched/a")]
+    assert events[-1].type == "end"

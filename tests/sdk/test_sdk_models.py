@@ -35,10 +35,15 @@ from burrow._models import (
     ExecChunk,
     ExecResult,
     FileEntry,
+    FileEvent,
     GitChange,
     GitStatus,
     Insight,
     McpServer,
+    Process,
+    ProcessChunk,
+    ProcessLogPiece,
+    ProcessLogs,
     PublicUrl,
     Run,
     RunChunk,
@@ -64,6 +69,11 @@ SCHEMAS: dict[type[BaseModel], tuple[str, ...]] = {
     TenantInfo: ("TenantPublic", "TenantCreated"),  # created: with its key; read: with its state
     Insight: ("InsightOut",),
     PublicUrl: ("PortPublic",),
+    FileEvent: ("FileEvent",),
+    Process: ("ProcessPublic",),
+    ProcessLogPiece: ("ProcessLogPiece",),
+    ProcessLogs: ("ProcessLogs",),
+    ProcessChunk: ("ProcessChunk",),
 }
 # SDK models that are no schema of the API: what the SDK puts together itself.
 SDK_ONLY = {
