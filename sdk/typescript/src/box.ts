@@ -8,6 +8,7 @@ import { Exec } from "./exec.js"
 import { Files } from "./files.js"
 import { Git } from "./git.js"
 import { Http, segment } from "./http.js"
+import { Processes } from "./processes.js"
 import type {
   AgentConfig, BoxCreateBody, BoxInfo, Camel, CamelKeys, EgressBody, Expect, GitBody,
   LimitsBody, NoneMissing, PortBody, PortInfo, PublicUrl, Snapshot,
@@ -89,6 +90,7 @@ export class Box {
   readonly files: Files
   readonly git: Git
   readonly agent: AgentRuns
+  readonly processes: Processes
   readonly #http: Http
 
   /** @internal */
@@ -100,6 +102,7 @@ export class Box {
     this.files = new Files(http, path)
     this.git = new Git(this.exec)
     this.agent = new AgentRuns(http, path)
+    this.processes = new Processes(http, path)
   }
 
   get id(): string {

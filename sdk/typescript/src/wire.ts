@@ -21,6 +21,11 @@ export type Snapshot = Schemas["SnapshotPublic"]
  * `password` (basic) are shown only when the port is opened. `browserUrl` carries the token,
  * to open once in a browser (which then keeps a cookie and drops the token from the address). */
 export type PortInfo = Schemas["PortPublic"]
+export type Process = Schemas["ProcessPublic"]
+export type ProcessLogPiece = Schemas["ProcessLogPiece"]
+export type ProcessLogs = Schemas["ProcessLogs"]
+export type ProcessChunk = Schemas["ProcessChunk"]
+export type FileEvent = Schemas["FileEvent"]
 export type PublicUrl = PortInfo & { browserUrl: string }
 export type PortBody = Schemas["PortCreate"]
 export type RunUsage = Schemas["RunUsage"]
