@@ -1,11 +1,10 @@
-"""A box's web app seen through its preview URL in a real headless Chromium, against a real
-`burrow serve`: the token once, then the cookie; a WebSocket from the page; the dashboard's
-session out of the page's reach; a frozen box woken by the next page load."""
+"""A box's web app, a background process that restarts on wake, seen through its preview URL
+in a real headless Chromium, against a real `burrow serve`: the token once, then the cookie; a
+WebSocket from the page; the dashboard's session out of the page's reach; a frozen box woken by
+the next page load, whose request waits until the app listens again."""
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from tests.conftest import OPERATOR_KEY
 from tests.gateway.test_dashboard import ARTIFACTS, browser
-from tests.previews import APP, START
+from tests.previews import APP
 from tests.served import Served, free_port, stop_and_check
 
 __all__ = ["browser"]  # the fixture, shared with the dashboard's test
@@ -65,15 +64,14 @@ def test_a_box_app_through_its_preview_url_in_chromium(served: Served,
     tenant = {"Authorization": f"Bearer {r.json()['api_key']}"}
     box = api.post("/v1/boxes", json={}, headers=tenant).json()["id"]
 
-    def start_app() -> None:
-        r = api.put(f"/v1/boxes/{box}/files", params={"path": "/workspace/preview_app.py"},
-                    content=APP, headers=tenant)
-        assert r.status_code == 204, r.text
-        r = api.post(f"/v1/boxes/{box}/exec", json={"command": START.format(port=8000)},
-                     headers=tenant)
-        assert r.json()["exit_code"] == 0, r.text
-
-    start_app()
+    r = api.put(f"/v1/boxes/{box}/files", params={"path": "/workspace/preview_app.py"},
+                content=APP, headers=tenant)
+    assert r.status_code == 204, r.text
+    r = api.post(f"/v1/boxes/{box}/processes", headers=tenant,
+                 json={"command": ["python3", "/workspace/preview_app.py", "8000"],
+                       "restart": "on-wake"})
+    assert r.status_code == 201 and r.json()["state"] == "running", r.text
+    app = r.json()["id"]
     opened = api.post(f"/v1/boxes/{box}/ports", json={"port": 8000}, headers=tenant).json()
     url, token = opened["url"], opened["token"]
     assert not url.startswith(served.url)  # an origin of its own
@@ -111,22 +109,12 @@ def test_a_box_app_through_its_preview_url_in_chromium(served: Served,
         r = api.post(f"/v1/boxes/{box}/freeze", headers=tenant)
         assert r.json()["state"] == "frozen"
 
-        # The next page load wakes the box. Until background processes restart on wake, an
-        # exec starts the server again once the box runs; the request waits for the port.
-        def restart_when_woken() -> None:
-            deadline = time.monotonic() + 60
-            while api.get(f"/v1/boxes/{box}", headers=tenant).json()["state"] != "running":
-                assert time.monotonic() < deadline
-                time.sleep(0.05)
-            start_app()
-
-        restarter = threading.Thread(target=restart_when_woken)
-        restarter.start()
-        try:
-            driver.get(url)
-            _page_shows(driver, wait)
-        finally:
-            restarter.join()
+        # The next page load wakes the box, which starts the app again (restart: on-wake); the
+        # request waits for its port.
+        driver.get(url)
+        _page_shows(driver, wait)
+        again = api.get(f"/v1/boxes/{box}/processes/{app}", headers=tenant).json()
+        assert again["state"] == "running" and again["id"] == app, again
         ARTIFACTS.mkdir(exist_ok=True)
         driver.save_screenshot(str(SCREENSHOT))
         shot = True
