@@ -387,6 +387,8 @@ class Memory:
             for (episode,) in self.db.execute("SELECT id FROM episodes").fetchall():
                 self.remove_episode(episode)
             return removed
+        if s.value == "^" and not s.kind:  # "erase that": what the tenant said just before
+            return self._forget_last_turn()
         if s.kind:
             rows = self.db.execute(
                 "SELECT id FROM memories WHERE kind=? AND subject=? AND lower(value)=lower(?)",
@@ -406,6 +408,21 @@ class Memory:
                 self.remove_episode(episode)
         if vector and not s.kind and not removed:
             self._forget_turns_like(vector)
+        return removed
+
+    def _forget_last_turn(self) -> list[str]:
+        """The tenant's last turn before this one, and what was learned from it alone."""
+        row = self.db.execute("SELECT id, pair_id FROM episodes ORDER BY n DESC LIMIT 1"
+                              ).fetchone()
+        if not row:
+            return []
+        removed: list[str] = []
+        for (memory,) in self.db.execute(
+                "SELECT DISTINCT memory FROM evidence WHERE episode=? OR pair_id=?",
+                (row[0], row[1])).fetchall():
+            if self.db.execute("SELECT 1 FROM memories WHERE id=?", (memory,)).fetchone():
+                removed.extend(self.remove_memory(memory))
+        self.remove_episode(row[0])
         return removed
 
     def _forget_turns_like(self, vector: list[float]) -> None:
