@@ -195,6 +195,8 @@ def main() -> None:
     parser.add_argument("--only-this", action="store_true",
                         help="this tree with the parse alone (for tuning: no baseline, no "
                              "fallback)")
+    parser.add_argument("--no-fallback", action="store_true",
+                        help="leave out this tree without a parse")
     parser.add_argument("--explain", action="store_true",
                         help="with each failure, every memory held or superseded")
     args = parser.parse_args()
@@ -210,7 +212,8 @@ def main() -> None:
         runs = [] if args.only_this else [
             run(f"main ({args.baseline})", main_tree, cases, host, args.baseline_parse,
                 workdir),
-            run("this tree, no parse", ROOT, cases, host, False, workdir)]
+            *([] if args.no_fallback else [
+                run("this tree, no parse", ROOT, cases, host, False, workdir)])]
         runs.append(run("this tree", ROOT, cases, host, True, workdir))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

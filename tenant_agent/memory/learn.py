@@ -357,7 +357,7 @@ def _has(clause: str, at: float) -> list[Statement]:
 def _my(clause: str, at: float) -> list[Statement]:
     # "is" also as "'s" where no noun follows it (a noun would make it a possessive: "my
     # sister's car"): "my cat's called Mango", "my flat's on the 4th floor"
-    m = re.match(r"^(?:my|our) ([a-z][a-z' -]{1,30}?)(?: (?:is|are|was) |['’]s (?=(?:called|"
+    m = re.match(r"^(?:my|our) ([a-z][a-z' -]{1,30}?)(?: (?:is|are|was) |['\u2019]s (?=(?:called|"
                  r"named|known|on|in|at|the|a|an|\d)\b))(?!not\b)(.+)", clause, re.I)
     if not m:
         return []

@@ -221,8 +221,9 @@ def has_time(parse: Parse, verb: Token, direct: bool = False) -> bool:
         for _ in range(20):
             if current.i == verb.i or current.head == current.i:
                 break
-            if current.dep in _OWN_CLAUSE:
-                own = False
+            if current.dep in _OWN_CLAUSE or (not current.ent.endswith(TIME_ENTS)
+                                              and current.pos in ("NOUN", "PROPN", "NUM")):
+                own = False  # said of a clause or a thing: "grade 3 this summer"
                 break
             current = parse.tokens[current.head]
         if own:

@@ -119,17 +119,16 @@ def _copula(parse: Parse, clause: Clause) -> list[Statement]:
         # "I became a senior designer", "I've gone vegan": what it is from now on
         clause = Clause(verb, False, clause.negated, clause.sentence, clause.implicit,
                         clause.group)
-    elif verb.lemma != "be":
-        return []
+    return _state(parse, clause) if verb.lemma in _BECOMING | {"be"} else []
+
+
+def _state(parse: Parse, clause: Clause) -> list[Statement]:
+    verb = clause.verb
     attr = verb.kid("attr")
     acomp = verb.kid("acomp")
-    if acomp is not None and clause.negated and acomp.lower in ("allergic", "intolerant") \
-            and (to := prep_object(acomp, "to")) is not None:  # a correction of one held
-        what = phrase_of(parse, to, ("relcl", "punct", "prep", "cc", "conj"))
-        return [Statement("end", "fact", "allergy", what.lower(), ""),
-                _fact("no allergy", what.lower(), f"Is not {acomp.lower} to {what}",
-                      exclusive=False)] if what else []
-    if acomp is not None and not clause.negated:
+    if acomp is not None and clause.negated:
+        return _not_allergic(parse, acomp)
+    if acomp is not None:
         word = acomp.lower
         if word in MARITAL and not clause.past:
             to = prep_object(acomp, "to")
@@ -159,6 +158,15 @@ def _copula(parse: Parse, clause: Clause) -> list[Statement]:
     if attr is None or attr.pos not in ("NOUN", "PROPN") or clause.negated:
         return []
     return _noun_attr(parse, clause, attr)
+
+
+def _not_allergic(parse: Parse, acomp: Token) -> list[Statement]:
+    """"I'm not allergic to latex after all": a correction of the allergy held."""
+    to = prep_object(acomp, "to") if acomp.lower in ("allergic", "intolerant") else None
+    what = phrase_of(parse, to, ("relcl", "punct", "prep", "cc", "conj")) if to else ""
+    return [Statement("end", "fact", "allergy", what.lower(), ""),
+            _fact("no allergy", what.lower(), f"Is not {acomp.lower} to {what}",
+                  exclusive=False)] if what else []
 
 
 def _noun_attr(parse: Parse, clause: Clause, attr: Token) -> list[Statement]:
@@ -214,6 +222,21 @@ def _work(parse: Parse, clause: Clause) -> list[Statement]:
     return out
 
 
+def _started_as(parse: Parse, verb: Token) -> list[Statement]:
+    """"starting Monday as a lab technician at Verant Pharma": the role and where."""
+    role = prep_object(verb, "as")
+    phrase = head_phrase(parse, role) if role is not None else ""
+    if role is None or not phrase:
+        return []
+    org = prep_object(verb, "at", "with") or prep_object(role, "at", "with")
+    name = entity_phrase(parse, org) if org is not None and org.pos in ("NOUN", "PROPN") else ""
+    out = [_fact("role", phrase.lower(), f"Works as a {phrase}" + (f" at {name}" if name
+                                                                    else ""))]
+    if name:
+        out.append(_fact("employer", name, f"Works at {name}"))
+    return out
+
+
 def _deeper_at(verb: Token) -> Token | None:
     """The place of work said one phrase down: "in claims at Brightwell Insurance"."""
     for prep in verb.kids("prep"):
@@ -238,15 +261,8 @@ def _job_change(parse: Parse, clause: Clause) -> list[Statement]:
             out.append(_fact("role", phrase.lower(), f"Works as a {phrase}"))
         if org is not None and (name := phrase_of(parse, org, ("relcl", "punct", "prep"))):
             out.append(_fact("employer", name, f"Works at {name}"))
-    elif verb.lemma in ("start", "begin") and (role := prep_object(verb, "as")) is not None \
-            and (phrase := head_phrase(parse, role)):  # "starting Monday as a lab technician"
-        org = prep_object(verb, "at", "with") or prep_object(role, "at", "with")
-        name = entity_phrase(parse, org) if org is not None and org.pos in ("NOUN", "PROPN") \
-            else ""
-        out.append(_fact("role", phrase.lower(), f"Works as a {phrase}" + (
-            f" at {name}" if name else ""), ))
-        if name:
-            out.append(_fact("employer", name, f"Works at {name}"))
+    elif verb.lemma in ("start", "begin") and prep_object(verb, "as") is not None:
+        out += _started_as(parse, verb)
     elif verb.lemma in ("start", "begin") and (org := prep_object(verb, "at", "with")) \
             is not None and org.pos in ("NOUN", "PROPN"):  # "started at the planning office"
         name = phrase_of(parse, org, ("relcl", "punct"))
@@ -403,7 +419,7 @@ def _ending(parse: Parse, clause: Clause) -> list[Statement]:
 def _possession(parse: Parse, clause: Clause) -> list[Statement]:
     """"I have two dogs", "we've got 3 kids": the count supersedes an earlier one."""
     verb = clause.verb
-    if verb.lemma not in ("have", "own", "get") or clause.negated or clause.past:
+    if verb.lemma not in ("have", "own", "get", "keep") or clause.negated or clause.past:
         return []
     if verb.lemma == "get" and not any(a.lemma == "have" for a in verb.kids("aux")):
         return []  # "I got a dog" is an event; "I've got a dog" a possession
@@ -498,6 +514,32 @@ def _kin_named(parse: Parse, a: int, b: int) -> list[Statement]:
             out.append(_fact("marital status", _SPOUSES[kin.lemma], text))
         else:
             out.append(_fact(f"{kin.lemma} name", said_as, text, exclusive=False))
+    return out
+
+
+def _renamed(parse: Parse, a: int, b: int) -> list[Statement]:
+    """A name that is now another ("Smudge is now officially Captain Whiskers", "Bolt is
+    called Thunder now"): memory.py renames what the speaker holds under the old name, and
+    nothing if it holds none (someone else's pet)."""
+    out = []
+    for verb in parse.tokens[a:b]:
+        if verb.lemma not in ("be", "call", "name") or not any(
+                c.lower == "now" for c in verb.children) or any(
+                c.dep == "neg" for c in verb.children):
+            continue
+        old = verb.kid("nsubj", "nsubjpass")
+        new = verb.kid("attr", "oprd")
+        if old is None or new is None or old.pos != "PROPN" or not new.text[:1].isupper():
+            continue
+        before = phrase_of(parse, old, ("relcl", "punct", "prep", "conj", "cc", "appos"))
+        first, last = new.i, new.i  # the run of names it is in ("Captain Whiskers")
+        while first > verb.i + 1 and parse.tokens[first - 1].pos == "PROPN":
+            first -= 1
+        while last + 1 < b and parse.tokens[last + 1].pos == "PROPN":
+            last += 1
+        after = joined(parse, parse.tokens[first:last + 1])
+        if before and after and before.lower() != after.lower():
+            out.append(Statement("rename", "fact", "", after, "", ends=before))
     return out
 
 
@@ -632,8 +674,21 @@ def _diet(parse: Parse, clause: Clause) -> list[Statement]:
     return [_fact("diet", what, f"Eats {what}")]
 
 
-_CLASSES = (_copula, _work, _job_change, _home, _new_home, _ordinal, _possession, _marriage,
-            _name, _diet, _ending)
+def _recount(parse: Parse, clause: Clause) -> list[Statement]:
+    """"We're down to two", "we're up to five now": a new count of what the speaker has,
+    no thing named (the one counted last, memory.py finds it)."""
+    verb = clause.verb
+    if verb.lemma != "be" or clause.negated:
+        return []
+    for way in verb.kids("advmod", "prt"):
+        if way.lower in ("down", "up") and (n := prep_object(way, "to")) is not None \
+                and n.pos == "NUM" and (n.lower in NUMBERS or n.lower.isdigit()):
+            return [Statement("recount", "fact", "", n.lower, "")]
+    return []
+
+
+_CLASSES = (_recount, _copula, _work, _job_change, _home, _new_home, _ordinal, _possession,
+            _marriage, _name, _diet, _ending)
 
 
 def statements(parse: Parse, at: float = 0.0) -> list[Statement]:
@@ -670,7 +725,8 @@ def statements(parse: Parse, at: float = 0.0) -> list[Statement]:
                     unread.append(clause)
         seen = {s.subject for s in found}
         found.extend(s for s in [*_counted(parse, a, b), *_kin_named(parse, a, b),
-                                 *_pronouns(parse, a, b), *_address_to_use(parse, a, b)]
+                                 *_pronouns(parse, a, b), *_address_to_use(parse, a, b),
+                                 *_renamed(parse, a, b)]
                      if s.subject not in seen)
         if unread or ending:
             found.extend(_in_own_words(parse, a, b, unread, ending))
@@ -692,7 +748,8 @@ def _lasting(parse: Parse, clause: Clause) -> bool:
     of a light verb, not of the day, not a past event unless it is a change, and about some
     thing (a noun, a name, a quality, a number) it governs."""
     verb = clause.verb
-    if clause.negated or verb.lemma in _LIGHT or _DAYS.search(clause.sentence):
+    if clause.negated or _DAYS.search(clause.sentence) or (
+            verb.lemma in _LIGHT and not _held_or_habit(clause)):
         return False
     if clause.past and verb.lemma not in CHANGE_VERBS:
         return False
@@ -706,6 +763,30 @@ def _lasting(parse: Parse, clause: Clause) -> bool:
     return any((t.pos in _CONTENT and t.dep in ("dobj", "attr", "acomp", "pobj", "oprd",
                                                  "appos", "npadvmod", "compound", "amod"))
                or (t.dep == "dobj" and t.lower in _PRONOUNS) for t in governed)
+
+
+# What makes "have" or "get" say something lasting: a habit ("I get the 7:40 into town every
+# weekday"), a change that lasts ("since the move I get the train in").
+_HABIT = re.compile(r"\b(?:every|each|usually|always|normally|most (?:days|mornings|weeks)|"
+                    r"since (?:the|we|i|my|our))\b", re.I)
+# What one has that is no condition or possession of the speaker's ("I have time").
+_HAD = frozenset(["time", "fun", "work", "money", "question", "access", "trouble", "problem",
+                  "idea", "chance", "fun", "luck", "way", "lunch", "dinner", "breakfast"])
+
+
+def _held_or_habit(clause: Clause) -> bool:
+    """"I have asthma", "I've got type 2 diabetes" (a bare noun one has: a condition), or a
+    habit of getting something ("I get the train in"), in the present."""
+    verb = clause.verb
+    if verb.lemma not in ("have", "get") or clause.past or verb.tag == "VBD":
+        return False
+    thing = verb.kid("dobj")
+    if thing is None or thing.pos not in ("NOUN", "PROPN", "NUM") or thing.lemma in _HAD:
+        return False
+    bare = thing.tag in ("NN", "NNP") and not any(c.dep in ("det", "poss") for c in
+                                                   thing.children)
+    owned = verb.lemma == "have" or any(a.lemma == "have" for a in verb.kids("aux"))
+    return (bare and owned) or bool(_HABIT.search(clause.sentence))
 
 
 # Pronouns one goes by ("I use they/them now").
@@ -904,39 +985,64 @@ def _one_target(parse: Parse, verb: Token) -> str:
         return _named(parse, told)
     for thing in _objects(parse, verb):
         if thing.lower in ("that", "it", "this", "them"):
-            pointed = thing
-            thing = _antecedent(parse) or thing
-            if thing.lower in ("that", "this") and not _followed(parse, pointed):
-                return "^"  # "erase that", "can you unlearn that?": what was just said
-            if thing.lower in ("that", "it", "this", "them"):
+            pointed = _pointed(parse, thing)
+            if pointed is None:
                 continue
+            if pointed == "^":
+                return "^"
+            thing = pointed
         if thing.lemma in _TOLD | _KNOWN or _told_or_known(thing) or thing.lemma in _MEMORY_PLACES:
-            clause = next((c for c in [thing, *thing.kids("relcl", "ccomp")]
-                           if c.lemma in _TOLD | _KNOWN), thing)
-            about = next((p.kid("pobj", "pcomp") for t in parse.subtree(clause)
-                          for p in t.kids("prep") if p.lower in ("about", "on", "regarding", "of")
-                          and p.kid("pobj", "pcomp") is not None), None)
-            if about is None:
-                told = clause.kid("dobj") if clause.lemma in _TOLD else None
-                if told is not None and told.lower not in ("what", "that", "it"):
-                    return _named(parse, told)
-                if thing.lower in _ALL or thing.lemma in _KNOWN or thing.lower == "what":
-                    return "*"
-                if thing.pos == "NOUN" and thing.lemma not in _MEMORY_PLACES:
-                    return _named(parse, thing)
+            told = _told_target(parse, thing)
+            if told is None:
                 continue
-            if about.lower in _SELF:
-                return "*"
-            return _named(parse, about)
-        about = next((p.kid("pobj", "pcomp") for p in [*verb.kids("prep"), *thing.kids("prep")]
-                      if p.lower in ("about", "regarding") and p.kid("pobj", "pcomp")
-                      is not None), None)
-        if about is not None and (thing.lower in _ALL or _MATTER.search(" " + thing.lower)):
-            return "*" if about.lower in _SELF else _named(parse, about)  # "everything about X"
+            return told
+        if (about := _all_about(verb, thing)) is not None:  # "everything about Clive"
+            return "*" if about.lower in _SELF else _named(parse, about)
         if thing.lower in _ALL:
             return "*"
         return _named(parse, thing)
     return ""
+
+
+def _told_target(parse: Parse, thing: Token) -> str | None:
+    """What "what I said about my salary", "everything you know", "the diagnosis I
+    mentioned" name (None: nothing here)."""
+    clause = next((c for c in [thing, *thing.kids("relcl", "ccomp")]
+                   if c.lemma in _TOLD | _KNOWN), thing)
+    about = next((p.kid("pobj", "pcomp") for t in parse.subtree(clause)
+                  for p in t.kids("prep") if p.lower in ("about", "on", "regarding", "of")
+                  and p.kid("pobj", "pcomp") is not None), None)
+    if about is not None:
+        return "*" if about.lower in _SELF else _named(parse, about)
+    told = clause.kid("dobj") if clause.lemma in _TOLD else None
+    if told is not None and told.lower not in ("what", "that", "it"):
+        return _named(parse, told)
+    if thing.lower in _ALL or thing.lemma in _KNOWN or thing.lower == "what":
+        return "*"
+    if thing.pos == "NOUN" and thing.lemma not in _MEMORY_PLACES:
+        return _named(parse, thing)
+    return None
+
+
+def _all_about(verb: Token, thing: Token) -> Token | None:
+    """What "everything about X" and "the bit about X" name: X."""
+    if thing.lower not in _ALL and not _MATTER.search(" " + thing.lower):
+        return None
+    return next((p.kid("pobj", "pcomp") for p in [*verb.kids("prep"), *thing.kids("prep")]
+                 if p.lower in ("about", "regarding") and p.kid("pobj", "pcomp") is not None),
+                None)
+
+
+def _pointed(parse: Parse, pronoun: Token) -> Token | str | None:
+    """What "that" in "erase that" stands for: a thing the tenant says it told, else "^"
+    (what it said just before) unless a clause follows ("forget that, I found it"); None for
+    "it" ("forget it": never mind)."""
+    thing = _antecedent(parse)
+    if thing is not None:
+        return thing
+    if pronoun.lower in ("that", "this") and not _followed(parse, pronoun):
+        return "^"
+    return None
 
 
 def _followed(parse: Parse, pointer: Token) -> bool:
@@ -1011,7 +1117,10 @@ def said(text: str, at: float, reply_before: str = "", parse: Any = None) -> Lea
     try:
         requests = [forgetting(reading, a, b) for a, b in reading.sents]
         if any(r is not None for r in requests):  # the parse reads what is asked ("forget it")
-            return _forgets(learned, [t for r in requests for t in (r or [])])
+            asked = [t for r in requests for t in (r or [])]
+            if any(t != "^" for t in asked):  # "that" is what this turn named ("forget the
+                asked = [t for t in asked if t != "^"]  # therapy thing? don't keep that")
+            return _forgets(learned, asked)
         found = statements(reading, at)
         others = _someone_elses(reading)
     except (IndexError, KeyError, ValueError, TypeError, RecursionError, AttributeError):
