@@ -21,9 +21,14 @@ catch-up after a wake) and for this tree with the parse, in the same run on the 
     .venv/bin/python bench/updates.py --set bench/data/updates_dev2.json
     .venv/bin/python bench/updates.py --set bench/data/heldout/updates.json
 
-bench/data/updates_dev.json and updates_dev2.json (new phrasings, written while generalising
-the rules) are the sets the rules were tuned on; bench/data/heldout/updates.json was held out
-once and is dev data since. Nothing is asserted.
+    .venv/bin/python bench/updates.py --set bench/data/updates_dev3.json --only-this --explain
+    .venv/bin/python bench/updates.py --set S --baseline COMMIT --baseline-parse --no-fallback
+
+bench/data/updates_dev.json, updates_dev2.json and updates_dev3.json (new phrasings, written
+while generalising the rules) are the sets the rules were tuned on; bench/data/heldout/ and
+heldout2/updates.json were held out once each and are dev data since. `--baseline-parse`
+measures a baseline that reads the parse (one after issue 27's extraction work) as its host
+would run it; `--only-this` and `--explain` are for tuning. Nothing is asserted.
 """
 
 from __future__ import annotations

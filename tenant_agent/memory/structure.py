@@ -373,8 +373,8 @@ def _new_home(parse: Parse, clause: Clause) -> list[Statement]:
         mine = any(c.dep == "poss" and c.lower in ("my", "our") for c in token.children)
         fresh = any(c.lower == "new" for c in token.children)
         if not (fresh and (mine or token.head == verb.i)) and not (
-                verb.lemma in ("buy", "rent", "lease", "share") and token.head == verb.i
-                and not clause.past):
+                token.head == verb.i and (verb.lemma in ("buy", "rent") or (
+                    verb.lemma in ("lease", "share") and not clause.past))):
             continue
         place = prep_object(token, "in", "on", "at") or prep_object(verb, "in") or next(
             (t for t in parse.subtree(verb) if t.dep == "pobj" and t.i > token.i
