@@ -988,14 +988,14 @@ def _one_target(parse: Parse, verb: Token) -> str:
             pointed = _pointed(parse, thing)
             if pointed is None:
                 continue
-            if pointed == "^":
-                return "^"
+            if isinstance(pointed, str):
+                return pointed  # "^"
             thing = pointed
         if thing.lemma in _TOLD | _KNOWN or _told_or_known(thing) or thing.lemma in _MEMORY_PLACES:
-            told = _told_target(parse, thing)
-            if told is None:
+            said_of = _told_target(parse, thing)
+            if said_of is None:
                 continue
-            return told
+            return said_of
         if (about := _all_about(verb, thing)) is not None:  # "everything about Clive"
             return "*" if about.lower in _SELF else _named(parse, about)
         if thing.lower in _ALL:
