@@ -143,18 +143,9 @@ class BoxAccess(ABC):
                              stderr_offset: int = 0) -> AsyncGenerator[dict[str, Any], None]:
         """The process's record, then its output as it comes, then its exit. Not activity
         while it lasts."""
-        async def first(client: DaemonClient) -> tuple[AsyncGenerator[dict[str, Any], None],
-                                                       dict[str, Any]]:
-            stream = client.proc_follow(process_id, stdout_offset, stderr_offset)
-            return stream, await anext(stream)
-
-        stream, record = await self._call(box_id, True, first)
-        try:
-            yield record
-            async for event in stream:
-                yield event
-        finally:
-            await stream.aclose()
+        async for event in self._stream(
+                box_id, lambda c: c.proc_follow(process_id, stdout_offset, stderr_offset)):
+            yield event
 
     async def write_process(self, box_id: str, process_id: str, data: bytes,
                             eof: bool = False) -> None:
@@ -173,9 +164,17 @@ class BoxAccess(ABC):
                     recursive: bool = False) -> AsyncGenerator[dict[str, Any], None]:
         """The watched path (as the box resolved it), then file events as they happen. Not
         activity while it lasts."""
+        async for event in self._stream(box_id, lambda c: c.watch(path, recursive)):
+            yield event
+
+    async def _stream(self, box_id: str,
+                      open_stream: Callable[[DaemonClient], AsyncGenerator[dict[str, Any], None]]
+                      ) -> AsyncGenerator[dict[str, Any], None]:
+        """A daemon op's event stream: its first event read under _call (so a box found frozen
+        is woken and asked again), then the rest as they come."""
         async def first(client: DaemonClient) -> tuple[AsyncGenerator[dict[str, Any], None],
                                                        dict[str, Any]]:
-            stream = client.watch(path, recursive)
+            stream = open_stream(client)
             return stream, await anext(stream)
 
         stream, head = await self._call(box_id, True, first)

@@ -9,41 +9,22 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
 import pytest
-from redis.asyncio import Redis
 
 from boxes.egress import host_addresses
-from core.embedded_redis import EmbeddedRedis
-from tests.conftest import ECHO_AGENT, Gateway, gateway_settings, running_gateway
+from tests.conftest import Gateway
 from tests.fakes import FakeOpenAI, text_reply, tool_reply
+from tests.gateway.test_agent_runs import KEY, fake_openai, gw
 from tests.mcp_server import SOURCE
 
-KEY = "sk-test-mcp-7e6d5c4b3a2918f0"
 SERVER_PATH = "/workspace/mcp_server.py"
 
 pytestmark = pytest.mark.boxes
-
-
-@pytest.fixture
-def fake_openai() -> Iterator[FakeOpenAI]:
-    fake = FakeOpenAI()
-    yield fake
-    fake.close()
-
-
-@pytest.fixture
-async def gw(tmp_path: Path, redis: Redis, redis_server: EmbeddedRedis,
-             fake_openai: FakeOpenAI) -> AsyncIterator[Gateway]:
-    settings = gateway_settings(tmp_path / "gw", redis_server.url, run_worker=False,
-                                agent_command=ECHO_AGENT, openai_api_key=KEY,
-                                openai_url=fake_openai.url)
-    async with running_gateway(settings) as gateway:
-        yield gateway
+__all__ = ["fake_openai", "gw"]  # the fixtures, shared with the runs' tests
 
 
 def stdio(*args: str, **extra: Any) -> dict[str, Any]:

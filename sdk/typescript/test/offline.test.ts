@@ -18,8 +18,8 @@ import { jsonSchemaOf, parseRun } from "../dist/esm/schema.js"
 const VALUES = [
   "Agent", "AgentRuns", "AuthenticationError", "Box", "BoxStateError", "BurrowError",
   "ConflictError", "ConnectionError", "Exec", "Files", "Git", "GitError", "InvalidRequestError",
-  "Knowledge", "Memories", "NotFoundError", "PermissionDeniedError", "RateLimitError", "RunStream",
-  "ServiceUnavailableError", "Tenant", "TenantAgent", "TimeoutError",
+  "Knowledge", "Memories", "NotFoundError", "PermissionDeniedError", "Processes", "RateLimitError",
+  "RunStream", "ServiceUnavailableError", "Tenant", "TenantAgent", "TimeoutError",
 ]
 
 test("the ESM and the CommonJS builds export the same pinned names", () => {
