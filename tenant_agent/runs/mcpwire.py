@@ -30,6 +30,7 @@ import ssl
 import subprocess
 import threading
 import time
+from abc import ABC, abstractmethod
 from typing import IO, Any
 from urllib.parse import urlsplit
 
@@ -55,19 +56,22 @@ def _error_text(error: Any) -> str:
     return str(error)[:500]
 
 
-class Transport:
+class Transport(ABC):
     """One server's message channel: requests answered by id, notifications."""
 
     where = ""
 
+    @abstractmethod
     def request(self, method: str, params: dict[str, Any], timeout_s: float) -> dict[str, Any]:
-        raise NotImplementedError
+        """The result of `method`, or an McpError; waits at most timeout_s."""
 
+    @abstractmethod
     def notify(self, method: str, params: dict[str, Any]) -> None:
-        raise NotImplementedError
+        """Send a notification (no answer)."""
 
+    @abstractmethod
     def close(self) -> None:
-        raise NotImplementedError
+        """End the channel and whatever it started."""
 
 
 # -- stdio ---------------------------------------------------------------------------------------
