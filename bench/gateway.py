@@ -154,8 +154,9 @@ async def served_wakes(url: str, port: int, home: str, tenant: dict[str, str],
     return wakes
 
 
-async def bench(args: argparse.Namespace, url: str, port: int, data_dir: Path,
-                server_pid: int, preview_port: int) -> None:
+async def bench_tenant(url: str) -> tuple[str, dict[str, str]]:
+    """The tenant "bench": its home box (1 MB of state in it, its agent running) and
+    its headers."""
     op = {"Authorization": f"Bearer {OPERATOR_KEY}"}
     async with httpx.AsyncClient(base_url=url, timeout=120) as c:
         r = await c.post("/v1/tenants", json={"id": "bench"}, headers=op)
@@ -164,6 +165,13 @@ async def bench(args: argparse.Namespace, url: str, port: int, data_dir: Path,
         await c.put(f"/v1/boxes/{home}/files", params={"path": "state.bin"},
                     content=os.urandom(1_000_000), headers=tenant)
         await c.post("/v1/tenants/bench/agent/health", headers=tenant)
+    return home, tenant
+
+
+async def bench(args: argparse.Namespace, url: str, port: int, data_dir: Path,
+                server_pid: int, preview_port: int) -> None:
+    home, tenant = await bench_tenant(url)
+    op = {"Authorization": f"Bearer {OPERATOR_KEY}"}
 
     run_dir = RuntimeConfig(data_dir=data_dir).run_dir
     service = str(run_dir / "boxes" / home / "service.sock")
@@ -341,14 +349,8 @@ async def bench_previews(args: argparse.Namespace, url: str, port: int, preview_
                          data_dir: Path, server_pid: int) -> None:
     """The preview rows, and the frozen agent wake of a home box (without the observed pairs
     the full run gives it) to compare with."""
+    home, tenant = await bench_tenant(url)
     op = {"Authorization": f"Bearer {OPERATOR_KEY}"}
-    async with httpx.AsyncClient(base_url=url, timeout=120) as c:
-        r = await c.post("/v1/tenants", json={"id": "bench"}, headers=op)
-        key, home = r.json()["api_key"], r.json()["home_box_id"]
-        tenant = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
-        await c.put(f"/v1/boxes/{home}/files", params={"path": "state.bin"},
-                    content=os.urandom(1_000_000), headers=tenant)
-        await c.post("/v1/tenants/bench/agent/health", headers=tenant)
     print(f"\n{'measure':<46}{'n':>6}{'p50 ms':>9}{'p99 ms':>9}{'added':>9}{'req/s':>9}")
     print("-" * 88)
     page_wakes = await previews(args, url, preview_port, data_dir, tenant, server_pid)
