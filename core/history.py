@@ -65,6 +65,13 @@ Clock = Callable[[], float]
 Hook = Callable[[str, float], None]
 
 
+def _ordered(busy: list[tuple[int, int]], samples: list[list[bytes]]
+             ) -> dict[int, tuple[int, list[float]]]:
+    """Each busy minute's count and its sampled durations, sorted."""
+    return {m: (n, sorted(float(v) for v in values))
+            for (m, n), values in zip(busy, samples, strict=True)}
+
+
 def percentile(ordered: Sequence[float], p: float) -> float:
     """The nearest-rank `p`th percentile (0 < p <= 100) of values sorted ascending: the
     smallest value at least p % of them are at or below."""
@@ -154,7 +161,7 @@ class History:
     async def wakes(self, first: int, last: int) -> list[WakeMinute]:
         """Every minute from `first` to `last` (minute numbers, both included), oldest first;
         a minute nobody recorded a wake in counts none. A minute over for SETTLED_S is read
-        once (a busy day is 368,640 durations to sort: a second of the event loop)."""
+        once (a busy day is 368,640 durations to sort: a second, in a thread)."""
         now = self.clock()
         settled = int((now - SETTLED_S) // 60)  # the minutes before it are final
         for m in [m for m in self._settled if m < int(now // 60) - HISTORY_MINUTES]:
@@ -169,8 +176,8 @@ class History:
                 for m, _ in busy:
                     pipe.lrange(self.keys.history_wake_ms(m), 0, -1)
                 samples = await pipe.execute()
-        found = {m: (n, sorted(float(v) for v in values))
-                 for (m, n), values in zip(busy, samples, strict=True)}
+        # sorting a busy day's samples takes a second: off the event loop
+        found = await asyncio.to_thread(_ordered, busy, samples) if busy else {}
         read = {}
         for m in minutes:
             n, ordered = found.get(m, (0, []))
