@@ -179,8 +179,8 @@ def test_seed_fanout_with_jury_runs_from_typescript_as_written(seeds: dict[str, 
     made = seed.runs()
     assert len(made) == 4, made  # three reviewers and the jury
     for box, runs in made:
-        assert box["runtime"] == "node" and box["agent"] == {"harness": "claude-code",
-                                                              "model": LOCAL}, box
+        assert box["runtime"] == "node" and box["agent"] == {
+            "harness": "claude-code", "model": LOCAL, "mcp_servers": {}}, box
         assert [(r["status"], r["harness"]) for r in runs] == [("completed", "claude-code")], runs
 
 
