@@ -4,9 +4,11 @@ own view.
 
 `BoxAccess` is the half of BoxManager's surface that reaches into a box; BoxManager (the
 state machine, boxes/manager.py) is one. Its contract with the state machine is two methods:
-`_daemon(box_id, wake)` makes the box ready — woken or resumed first unless `wake` is False
-(then BoxStateError when it is not running), and its layer whole — and returns its daemon's
-client; `recover(box_id)` records a box whose daemon is gone. Invariants:
+`_daemon(box_id, wake, quiet)` makes the box ready — woken or resumed first unless `wake` is
+False (then BoxStateError when it is not running), and its layer whole — and returns its daemon's
+client, whose connection is not the box's activity while open when `quiet` (a stream that may
+last: a log follow, a watch, a port's connection); `recover(box_id)` records a box whose
+daemon is gone. Invariants:
 - A call whose daemon vanished before anything was sent (it crashed a moment ago) is retried
   once, after `recover`, when waking is allowed; otherwise the error reaches the caller.
 - An exec counts as activity for as long as it runs, so the idle sweep never freezes a box
@@ -35,8 +37,9 @@ class BoxAccess(ABC):
     backend: SandboxBackend
 
     @abstractmethod
-    async def _daemon(self, box_id: str, wake: bool) -> DaemonClient:
-        """The box's daemon, once the box runs with all its files."""
+    async def _daemon(self, box_id: str, wake: bool, quiet: bool = False) -> DaemonClient:
+        """The box's daemon, once the box runs with all its files; `quiet`: its connection
+        is no activity of the box while open, wherever the box runs."""
 
     @abstractmethod
     async def recover(self, box_id: str) -> None:
@@ -47,17 +50,18 @@ class BoxAccess(ABC):
         """The box's record; BoxNotFoundError if there is none."""
 
     async def _call(self, box_id: str, wake: bool,
-                    operation: Callable[[DaemonClient], Awaitable[T]]) -> T:
+                    operation: Callable[[DaemonClient], Awaitable[T]],
+                    quiet: bool = False) -> T:
         """Run `operation` against the box's daemon; if the daemon is gone before anything
         was sent, record that and, when allowed, wake and retry."""
-        client = await self._daemon(box_id, wake)
+        client = await self._daemon(box_id, wake, quiet)
         try:
             return await operation(client)
         except DaemonUnreachableError:
             if not wake:
                 raise
             await self.recover(box_id)
-            return await operation(await self._daemon(box_id, wake))
+            return await operation(await self._daemon(box_id, wake, quiet))
 
     async def exec(self, box_id: str, req: ExecRequest, wake: bool = True) -> ExecResult:
         with self.activity.in_flight(box_id):
@@ -110,7 +114,8 @@ class BoxAccess(ABC):
         """A byte stream to `port` on the box's own loopback, through its daemon (the box
         needs no network), waking the box first unless `wake` is False. Reaching the box
         counts as its activity once, when the stream opens; the bytes that follow do not."""
-        return await self._call(box_id, wake, lambda c: c.connect_port(port, wait_s))
+        return await self._call(box_id, wake, lambda c: c.connect_port(port, wait_s),
+                                quiet=True)
 
     def service_path(self, box_id: str) -> Socket:
         """The host-side socket of the box's service (BoxSpec.service); connect after waking."""
@@ -177,7 +182,7 @@ class BoxAccess(ABC):
             stream = open_stream(client)
             return stream, await anext(stream)
 
-        stream, head = await self._call(box_id, True, first)
+        stream, head = await self._call(box_id, True, first, quiet=True)
         try:
             yield head
             async for event in stream:

@@ -788,9 +788,10 @@ class BoxManager(BoxCatalog, BoxAccess):
         box = await self._get(box_id)
         return box.host == self.host and self.backend.runs(box)
 
-    async def _daemon(self, box_id: str, wake: bool) -> DaemonClient:
+    async def _daemon(self, box_id: str, wake: bool, quiet: bool = False) -> DaemonClient:
         """The box's daemon, once the box runs with all its files (its service may answer
-        before: ensure_running)."""
+        before: ensure_running). A connection to it here is never activity by itself (`quiet`
+        or not): what is counts itself (an exec, a host's `daemon` channel)."""
         await self._ensure(box_id, wake)
         await self.restores.wait(box_id)
         return DaemonClient(self.backend.socket_path(box_id))

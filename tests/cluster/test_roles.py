@@ -100,6 +100,80 @@ def test_a_box_frozen_on_one_host_wakes_on_another_with_every_file_byte_identica
     _restart(made, first)
 
 
+def _stream_lines(client: httpx.Client, path: str, params: dict[str, str],
+                  into: list[dict[str, Any]]) -> threading.Thread:
+    """Read an NDJSON stream of the API in a thread: `{"type": "open"}` into `into` once its
+    headers came (the stream is set up), then each line as it comes."""
+    def read() -> None:
+        with contextlib.suppress(httpx.HTTPError), \
+                client.stream("GET", path, params=params, timeout=300) as r:
+            assert r.status_code == 200, r.read()
+            into.append({"type": "open"})
+            for line in r.iter_lines():
+                into.append(json.loads(line))
+    thread = threading.Thread(target=read, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_a_box_computer_works_through_its_host_and_its_open_streams_keep_it_warm_nowhere(
+        roles: tuple[Roles, Node]) -> None:
+    """Through a box's host: a background process, its log followed, a file watch and a
+    preview URL of its port. Streams left open are no activity (a dev server's log followed
+    from a laptop must not keep a box warm on some host): the idle policy freezes the box
+    under them, which ends them; the preview URL wakes it, and the on-wake server answers."""
+    made, gateway = roles
+    key, box_id = made.tenant(gateway)
+    follow: list[dict[str, Any]] = []
+    watch: list[dict[str, Any]] = []
+    with made.client(gateway, key) as c, made.client(gateway, made.operator_key) as op:
+        tenant = c.get(f"/v1/boxes/{box_id}").json()["tenant"]
+        r = c.post(f"/v1/boxes/{box_id}/processes", json={
+            "command": "echo serving; exec python3 -m http.server 8000 --bind 127.0.0.1",
+            "cwd": "/workspace", "restart": "on-wake"})
+        assert r.status_code == 201, r.text
+        process, first_start = r.json()["id"], r.json()["started_at"]
+        r = c.post(f"/v1/boxes/{box_id}/ports", json={"port": 8000, "auth": "bearer"})
+        assert r.status_code in (200, 201), r.text
+        url, token = r.json()["url"], r.json()["token"]
+        c.put(f"/v1/boxes/{box_id}/files", params={"path": "/workspace/index.html"},
+              content=b"<p>from the box</p>")
+        page = httpx.get(url, headers={"Authorization": f"Bearer {token}"}, timeout=60,
+                         trust_env=False)
+        assert page.status_code == 200 and b"from the box" in page.content, page.text
+        streams = [
+            _stream_lines(c, f"/v1/boxes/{box_id}/processes/{process}/logs",
+                          {"follow": "true"}, follow),
+            _stream_lines(c, f"/v1/boxes/{box_id}/files/watch",
+                          {"path": "/workspace", "recursive": "true"}, watch)]
+        until(lambda: watch[:1] == [{"type": "open"}]
+              and any(e.get("type") == "stdout" for e in follow),
+              lambda: f"the streams opened: follow {follow}, watch {watch}", 60)
+        c.put(f"/v1/boxes/{box_id}/files", params={"path": "/workspace/new.txt"},
+              content=b"x")
+        until(lambda: any(e.get("path") == "/workspace/new.txt" for e in watch),
+              lambda: f"the watch saw the new file: {watch}", 60)
+        r = op.put(f"/v1/tenants/{tenant}/policy", json={"freeze_after_s": 2})
+        assert r.status_code == 200, r.text
+        try:
+            until(lambda: made.record(box_id)["state"] == "frozen",
+                  lambda: f"the box never froze under open streams: {made.record(box_id)}", 120)
+        finally:
+            r = op.put(f"/v1/tenants/{tenant}/policy", json={"freeze_after_s": None})
+            assert r.status_code == 200, r.text
+        for thread in streams:
+            thread.join(60)
+            assert not thread.is_alive(), "a stream outlived the freeze"
+        assert follow[-1]["type"] in ("exit", "error"), follow[-1]
+        assert watch[-1]["type"] == "end", watch[-1]
+        page = httpx.get(url, headers={"Authorization": f"Bearer {token}"}, timeout=120,
+                         trust_env=False)
+        assert page.status_code == 200 and b"from the box" in page.content, page.text
+        assert made.record(box_id)["state"] == "running"
+        r = c.get(f"/v1/boxes/{box_id}/processes/{process}")
+        assert r.json()["state"] == "running" and r.json()["started_at"] > first_start, r.text
+
+
 def _send(node: Node, line: bytes) -> dict[str, object]:
     with socket.create_connection((node.address, HOST_PORT), timeout=10) as s:
         s.sendall(line)
