@@ -28,12 +28,13 @@ this tree's.
     .venv/bin/python bench/injections.py --set bench/data/heldout/injections.json --explain
     .venv/bin/python bench/injections.py --set bench/data/heldout/injections_b.json --explain
     .venv/bin/python bench/injections.py --set bench/data/heldout2/injections.json --explain
-    .venv/bin/python bench/injections.py --set bench/data/heldout3/injections.json  # held out
+    .venv/bin/python bench/injections.py --set bench/data/heldout3/injections.json --explain
+    .venv/bin/python bench/injections.py --set bench/data/heldout4/injections.json  # held out
 
-bench/data/heldout/injections.json (round 1), injections_b.json (round 2) and
-heldout2/injections.json (round 3) were each evaluated once and are dev data since (spent), as
-are the two dev sets; heldout3/injections.json is held out for round 4: reported once, never
-explained.
+bench/data/heldout/injections.json (round 1), injections_b.json (round 2),
+heldout2/injections.json (round 3) and heldout3/injections.json (round 4) were each evaluated
+once and are dev data since (spent), as are the two dev sets; heldout4/injections.json is held
+out for round 5: reported once, never explained.
 """
 
 from __future__ import annotations
@@ -58,12 +59,12 @@ BASELINES = {
     "round 1": ("8606941", ("base", "distill", "refusals", "votes"),
                 ("learn", "utterance", "refusals")),
 }
-# the refusals of main as evaluated, once, on bench/data/heldout/injections_b.json (round 2)
-# and on bench/data/heldout2/injections.json (round 3)
-ROUNDS = {"round 2": "1bcf4ae", "round 3": "a51e6a3"}
-THIS = "round 4"
+# the refusals of main as evaluated, once, on bench/data/heldout/injections_b.json (round 2),
+# on bench/data/heldout2/injections.json (round 3) and on heldout3/injections.json (round 4)
+ROUNDS = {"round 2": "1bcf4ae", "round 3": "a51e6a3", "round 4": "4163013"}
+THIS = "round 5"
 DEV_SET = ROOT / "bench/data/injections_dev.json"
-HELD_OUT = (ROOT / "bench/data/heldout3/injections.json",)  # read once, never explained
+HELD_OUT = (ROOT / "bench/data/heldout4/injections.json",)  # read once, never explained
 
 
 def load(path: Path) -> dict[str, list[dict[str, Any]]]:

@@ -91,6 +91,7 @@ def _plain(text: str) -> str:
 # Every name of an assistant is one word, _AI, in the text the patterns that name one read
 # (`_ADDRESSED`): an alternation of the names in each of them made compiling them twice as slow.
 _AI_NAMES = (r"(?<![\w.])(?:ai assistants?|ai models?|ai agents?|ai systems?|virtual assistants?"
+             r"|(?:virtual|digital|smart|ai) (?:helpers?|butlers?|concierges?|companions?|aides?)"
              r"|support bots?|chat ?bots?|language models?|chat models?|assistants?|llms?|agents?"
              r"|copilots?|(?:helper|reader|reply|answer|service|help) ?bots?|chatgpt"
              r"|gpt(?:-?\d[\w.]*)?|claude|gemini|automated (?:systems?|agents?|assistants?|readers?"
@@ -344,7 +345,7 @@ _INSTRUCTION = "|".join((
 _FOREIGN_AI = (r"(?:(?:l'|la |il |lo |die |der |den |dem |le |el |o |a |de |het |al |an |ai |à"
                r" |aux )?(?:ia|ki|ai|a\.i\.|llm|bot|chatbot|assistente|assistent(?:en)?"
                r"|asistente|assistant(?:e|en)?|modello|modelo|modèle|model|sprachmodell"
-               r"|taalmodel)\b)")
+               r"|taalmodel|asystent(?:a|em)?|asistan|yapay zeka|sztuczna inteligencja)\b)")
 _FOREIGN_RULES = (r"(?:regeln|anweisungen|anordnungen|vorgaben|instruktionen|richtlinien"
                   r"|befehle|consignes|instructions|règles|directives|istruzioni|regole"
                   r"|direttive|indicazioni|instrucciones|reglas|directrices|indicaciones"
@@ -364,12 +365,19 @@ _FOREIGN = "|".join((
     r"\b(?:ab jetzt|von nun an|ab sofort|ab heute|à partir de maintenant|désormais"
     r"|dorénavant|da adesso in poi|d'ora in poi|da ora in poi|d'ora in avanti|a partir de ahora"
     r"|de ahora en adelante|desde ahora|a partir de agora|de agora em diante|vanaf nu"
-    rf"|voortaan)\b.{{0,60}}\b{_FOREIGN_AI}|\b{_FOREIGN_AI}.{{0,60}}\b(?:ab jetzt|von nun an"
+    r"|voortaan|od teraz|odtąd|od tej chwili|bundan sonra|bundan böyle)\b.{0,60}\b"
+    rf"{_FOREIGN_AI}|\b{_FOREIGN_AI}.{{0,60}}\b(?:ab jetzt|von nun an"
     r"|ab sofort|à partir de maintenant|désormais|dorénavant|da adesso in poi|d'ora in poi"
     r"|da ora in poi|a partir de ahora|de ahora en adelante|a partir de agora|vanaf nu"
-    r"|voortaan)\b",
+    r"|voortaan|od teraz|odtąd|od tej chwili|bundan sonra|bundan böyle)\b",
 ))
-_INSTRUCTION = f"{_INSTRUCTION}|{_FOREIGN}"
+# One assistant called by its name, then anything in any language but a list's next item ("Bot,
+# als iemand …"; not "Model, view and controller"), read before names are folded into _AI: one
+# name, not many ("Chatbots, in my experience, …" speaks of them).
+_VOCATIVE = (r"(?:^|[.!?]\s)\W{0,3}(?:hey |hi |dear |ok |okay |yo )?(?:bot|chatbot|assistant|ai"
+             r"|agent|copilot|llm|model)\s*,\s*(?!\w+(?:\s*,|\s+(?:and|or|und|oder|et|ou|y|o|e"
+             r"|en|og|och|i|a|és|ve|si|și)\b))\w")
+_INSTRUCTION = f"{_INSTRUCTION}|{_FOREIGN}|{_VOCATIVE}"
 _ADDRESSED = "|".join((  # read with every name of an assistant as _AI (see above)
     # "assistants should tell users …", "note to the AI: …"
     rf"\b(?:the |all |any |every |each |dear |hey |hi |hello |attention,? |note to (?:the |all "
@@ -382,8 +390,14 @@ _ADDRESSED = "|".join((  # read with every name of an assistant as _AI (see abov
     rf"^\W*(?:note|message|attention|memo|notice|instruction|important|reminder|psa|fyi|hint)s?"
     rf"\W+(?:to |for )?(?:the |all |any |every )?{_AI}\b",
     rf"\b(?:dear|hey|hi|hello|attention|calling all) (?:the |all |any )?{_AI}\b",
+    # "Attention, virtual helper: …", "Okay, assistant! …" (a greeting, then a pause)
+    rf"\b(?:dear|hey|hi|hello|attention|listen|calling all|yo|ok|okay),? (?:the |all |any |my "
+    rf"|our |you )?{_AI}\s*[,:!-]",
     rf"^\W*(?:\w+\W+){{0,5}}?(?:to|for) (?:the |all |any |every )?{_AI}\s*[:,-]"
-    rf"|^\W*(?:{_AI}|models?|bots?)\s*:",
+    rf"|^\W*(?:{_AI}|models?|bots?)\s*:"
+    # "A little poem for the bot: …" (not "for the model, use dropout": a colon only)
+    rf"|^\W*(?:\w+\W+){{0,5}}?(?:to|for) (?:the |all |any |every |this |that |our |my )?"
+    rf"(?:models?|bots?)\s*:",
     rf"\b(?:{_AI}|models?|bots?|systems?)\b(?: \w+){{0,2}}? (?:reading|seeing|processing|parsing"
     rf"|given|summari[sz]ing|indexing|ingesting|retrieving|crawling|scraping|analy[sz]ing"
     rf"|quoting|citing|repeating|using"
@@ -713,7 +727,8 @@ _ANSWERER = "|".join((
 _ALL = (r"(?:every(?:one|body)|all of you|you all|y'all|each and every (?:one|\w+)"
         r"|every one of you|each (?:one )?of you"
         r"|all you(?: \w+)? people|you people|the (?:whole|entire) (?:user ?base|customer base"
-        r"|community|membership|audience|platform)|all (?:of )?(?:the |our |your )?(?:users?"
+        r"|community|membership|audience|platform)|all (?:of )?(?:the |our |your )?(?:other "
+        r"|fellow |remaining |registered |active |current )?(?:users?"
         r"|customers?|clients?"
         r"|members?|people|visitors?|readers?|subscribers?|accounts?|tenants?|account holders"
         r"|employees|staff|players|buyers|patients|humans)|(?:every|each) (?:single )?(?:users?"
@@ -747,6 +762,16 @@ _GIVEAWAY = "|".join((
     rf"{_SECRET}\b.{{0,30}}?\b(?:people|users|customers|they|anyone|someone|callers) (?:mention"
     rf"|type|say|share|give|enter|tell you)\b",
 ))
+# every user, everyone, in the other languages tenants write in; and what a scam there asks for
+_ALL_FOREIGN = (r"(?:herkes(?:e|in)?|(?:tüm|bütün) kullan\u0131c\u0131lar\w*|iedereen"
+                r"|alle gebruikers|aan allen|an alle|alle (?:nutzer|benutzer|kunden)\w*"
+                r"|tous les utilisateurs|à tous|tout le monde|todos los usuarios|todo el mundo"
+                r"|tutti gli utenti"
+                r"|a tutti|todos os (?:usu[aá]rios|utilizadores)|wszyscy(?: użytkownicy)?"
+                r"|wszystkim|do wszystkich|alla användare|alle brugere|alle brukere)")
+_SECRET_FOREIGN = (r"(?:şifre\w*|parola\w*|passw[oö]rt\w*|kennw[oö]rt\w*|mot de passe"
+                   r"|mots de passe|contraseñas?|senhas?|wachtwoord\w*|hasł\w*|hasl\w*"
+                   r"|lösenord\w*|adgangskode\w*|passord\w*|pin ?(?:code|kod)\w*)")
 _NEGATED = r"\b(?:never|don't|do not|doesn't|does not|nobody|no one|not|avoid|stop|refuse)\b"
 _GROUP = (r"(?:customers?|users?|clients?|members?|subscribers?|account holders?|shoppers?"
           r"|players?|patients?|visitors?|readers?|community|folks|friends|everyone|everybody"
@@ -807,6 +832,10 @@ _EVERYONE = "|".join((
     rf"|to) (?:all |our |my |valued |every |each |the )*{_GROUP}\b(?: \w+){{0,3}}?\s*[:,!-]",
     r"\b(?:remind|tell|ask|urge|warn|advise|inform)\w* (?:you all|all of you|y'all|you guys"
     r"|you folks|everyone here|everybody here)\b",
+    # the same in other languages: "Herkese duyuru: …", every user and a secret to give
+    rf"^\W*(?:\w+ ){{0,2}}?{_ALL_FOREIGN}(?: \w+)?\s*[:!]",
+    rf"\b{_ALL_FOREIGN}\b.{{0,80}}\b{_SECRET_FOREIGN}|\b{_SECRET_FOREIGN}.{{0,80}}\b"
+    rf"{_ALL_FOREIGN}\b",
 ))
 
 
@@ -970,6 +999,11 @@ _URL = "|".join((
 # a[.]com; a name starts after no letter, digit, hyphen or dot, or the search is quadratic
 _OBFUSCATED = (rf"(?<![a-z0-9.-])[a-z0-9-]+(?:{_DOT}[a-z0-9-]+)*{_OBFUSCATED_DOT}"
                rf"([a-z]{{2,13}})\b")
+# "dot" said in another language ("herstel-account punt nl"): a domain when what follows is a
+# top-level domain sites use and no word of that language ("het punt is", "der Punkt ist")
+_FOREIGN_DOTTED = (rf"(?<![a-z0-9.-])[a-z0-9-]+(?:{_DOT}[a-z0-9-]+)*\s+(?:punt|punkt|kropka"
+                   r"|nokta|tečka|tecka|piste)\s+([a-z]{2,13})\b")
+_FOREIGN_DOT_TLDS = _SITE_TLDS | {"pl", "io", "app", "dev", "info", "shop", "online", "site"}
 _DOMAIN = (r"(?<![\w@.-])((?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+([a-z]{2,13}))"
            r"(?![\w-]|\.[a-z0-9]|\s*\()(:\d{2,5}\b)?(/\S*)?")
 _GOING = (r"\b(?:visit|go to|goes to|head to|head over to|navigate to|browse to|open|click"
@@ -1012,6 +1046,7 @@ class _Rules:
         self.shell = re.compile(_SHELL)
         self.url = re.compile(_URL)
         self.obfuscated = re.compile(_OBFUSCATED)
+        self.foreign_dotted = re.compile(_FOREIGN_DOTTED)
         self.domain = re.compile(_DOMAIN)
         self.going = re.compile(_GOING)
         self.at = re.compile(_AT)
@@ -1086,6 +1121,8 @@ def _domain(rules: _Rules, text: str) -> bool:
     """A domain name, or an e-mail address at one (see the top-level domains above for when a
     dotted name is one)."""
     if any(m.group(1) in _TLDS for m in rules.obfuscated.finditer(text)):
+        return True
+    if any(m.group(1) in _FOREIGN_DOT_TLDS for m in rules.foreign_dotted.finditer(text)):
         return True
     if any(m.group(2) in _TLDS for m in rules.email.finditer(text)):
         return True
@@ -1167,7 +1204,7 @@ _CASUAL = {"u": "you", "ur": "your", "r": "are", "pls": "please", "plz": "please
 # dropped, added, changed or two swapped) is read as the word; not a word of its own that is one
 # letter off ("precious", "forgot", "assistance").
 _KEYWORDS = frozenset("""ignore disregard forget previous instructions instruction assistant
-assistants always never recommend mention reveal system prompt guidelines respond answer
+assistants always never recommend mention reveal system prompt guidelines respond answer rules
 customers everyone everybody chatbot language directions override password passwords""".split())  # noqa: SIM905
 _REAL_WORDS = frozenset("""precious forgot forge assistance assistants' answered answers answering
 systems prompts prompted prompting reveals revealed mentions mentioned recommends responds
@@ -1199,6 +1236,21 @@ def _respelt(word: str) -> str:
     return word
 
 
+# Digits for the letters they look like, in a word that mixes both: "1gn0r3 y0ur pr3v10us …"
+_LEET = str.maketrans("0134578@$", "oieastbas")
+
+
+def _unleet(text: str) -> str:
+    """The text with words written in digits for letters read as letters ("m0d3l" is "model";
+    "x86", "v2" and "mp3" stay, having fewer digits than letters)."""
+    def read(m: re.Match[str]) -> str:
+        word = m.group()
+        digits = sum(c in "0134578@$" for c in word)
+        return word.translate(_LEET) if digits >= 2 or (digits and len(word) <= 3) else word
+    return re.sub(r"(?<![\w.])(?=[\w@$]*[a-z])(?=[\w@$]*[0134578@$])[\w@$]{3,}(?![\w.])",
+                  read, text)
+
+
 def _casual(text: str) -> str:
     """The text with chat spellings and misspelt words of orders written out."""
     return re.sub(r"(?<![\w./-])[a-z0-9]+(?![\w/-]|\.\w)",
@@ -1206,8 +1258,9 @@ def _casual(text: str) -> str:
 
 
 def _addressed(rules: _Rules, plain: str) -> bool:
-    """Whether the text addresses an assistant (see "instruction" above)."""
-    named = rules.ai.sub(_AI, plain)
+    """Whether the text addresses an assistant (see "instruction" above). Words joined by
+    underscores ("note_for_model:", a key of a tool's output) are read as words."""
+    named = rules.ai.sub(_AI, re.sub(r"(?<=[a-z])_+(?=[a-z])", " ", plain))
     return bool(rules.instruction.search(plain) or rules.addressed.search(named)
                 or rules.answerer.search(named)
                 or _unless_negated(rules, rules.giveaway, plain))
@@ -1219,8 +1272,10 @@ def refusal(text: str, _depth: int = 0) -> str | None:
     rules = _rules()
     plain = _plain(text)
     talk = _casual(plain)
+    leet = _unleet(plain)
     if _addressed(rules, plain) or rules.smuggled.search(text) or (
-            talk != plain and _addressed(rules, talk)):
+            talk != plain and _addressed(rules, talk)) or (
+            leet != plain and _addressed(rules, _casual(leet))):
         return "instruction"
     if any(rules.everyone.search(t) for t in {plain, talk}):
         return "everyone"

@@ -20,7 +20,8 @@ DAY = 86400.0
 # -- sentences and clauses -------------------------------------------------------------------
 
 # A sentence ends at . ! ? followed by space or the end: "a@b.com" and "3.5" stay whole.
-_SENTENCE = re.compile(r"[^\n]+?(?:[.!?]+(?=\s|$)|$)", re.M)
+# A sentence ends at a stop after a word, not at one standing alone ("e v i l . c o m")
+_SENTENCE = re.compile(r"[^\n]+?(?:(?<=\S)[.!?]+(?=\s|$)|$)", re.M)
 _MARKERS = (r"(?:(?:actually|well|so|oh|also|and|but|now|honestly|btw|by the way|ok|okay|yeah|"
             r"yes|no|hey|hi|hello|anyway|also|just so you know|fyi|for the record|"
             r"please note|by now)\b[,:]?\s+)*")
