@@ -337,7 +337,7 @@ _FOREIGN = "|".join((
 # name, not many ("Chatbots, in my experience, …" speaks of them).
 _VOCATIVE = (r"(?:^|[.!?]\s)\W{0,3}(?:hey |hi |dear |ok |okay |yo )?(?:bot|chatbot|assistant|ai"
              r"|agent|copilot|llm|model)\s*,\s*(?!\w+(?:\s*,|\s+(?:and|or|und|oder|et|ou|y|o|e"
-             r"|en|og|och|i|a|és|ve|si|și)\b))\w")
+             r"|en|og|och|i|a|ve)\b))\w")
 _INSTRUCTION = f"{_INSTRUCTION}|{_FOREIGN}|{_VOCATIVE}"
 _ADDRESSED = "|".join((  # read with every name of an assistant as _AI (see above)
     # "assistants should tell users …", "note to the AI: …"
@@ -963,7 +963,7 @@ _OBFUSCATED = (rf"(?<![a-z0-9.-])[a-z0-9-]+(?:{_DOT}[a-z0-9-]+)*{_OBFUSCATED_DOT
 # "dot" said in another language ("herstel-account punt nl"): a domain when what follows is a
 # top-level domain sites use and no word of that language ("het punt is", "der Punkt ist")
 _FOREIGN_DOTTED = (rf"(?<![a-z0-9.-])[a-z0-9-]+(?:{_DOT}[a-z0-9-]+)*\s+(?:punt|punkt|kropka"
-                   r"|nokta|tečka|tecka|piste)\s+([a-z]{2,13})\b")
+                   r"|nokta)\s+([a-z]{2,13})\b")
 _FOREIGN_DOT_TLDS = _SITE_TLDS | {"pl", "io", "app", "dev", "info", "shop", "online", "site"}
 _DOMAIN = (r"(?<![\w@.-])((?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+([a-z]{2,13}))"
            r"(?![\w-]|\.[a-z0-9]|\s*\()(:\d{2,5}\b)?(/\S*)?")
