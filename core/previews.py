@@ -56,7 +56,7 @@ USERNAME = re.compile(r"^[\x21-\x39\x3b-\x7e]{1,64}$")  # printable, no ':' (bas
 _DOMAIN_SEP = b"burrow-preview v1\n"
 # A listener's PortCache: how long a record read from Redis is trusted without a message
 # saying it changed (the bound on a revocation when that message is lost), and how many
-# boxes' records it keeps.
+# records it keeps (visitors choose what is asked for: all are dropped when it is full).
 RECORD_TTL_S = 1.0
 RECORDS_KEPT = 10_000
 _RESUBSCRIBE_S = 1.0
@@ -288,6 +288,7 @@ class PortCache:
         self.ttl_s = ttl_s
         self.kept = kept
         self._boxes: dict[str, dict[int, tuple[PortRecord | None, float]]] = {}
+        self._size = 0
         self._generation = 0  # moves on every drop: a read that overlapped one is not kept
         self._live = False
         self._task: asyncio.Task[None] | None = None
@@ -302,20 +303,27 @@ class PortCache:
         generation = self._generation
         record = await self.previews.get(box_id, port)
         if self._live and generation == self._generation:
+            if self._size >= self.kept:
+                self._drop(None)
+            kept = self._boxes.get(box_id)  # (another request may have kept one meanwhile)
             if kept is None:
-                if len(self._boxes) >= self.kept:
-                    self._boxes.clear()
                 kept = self._boxes[box_id] = {}
+            if port not in kept:
+                self._size += 1
             kept[port] = (record, now + self.ttl_s)
         return record
+
+    def __len__(self) -> int:
+        return self._size
 
     def _drop(self, box_id: str | None) -> None:
         """Forget one box's records (None: every box's)."""
         self._generation += 1
         if box_id is None:
             self._boxes.clear()
+            self._size = 0
         else:
-            self._boxes.pop(box_id, None)
+            self._size -= len(self._boxes.pop(box_id, {}))
 
     def start(self) -> None:
         if self._task is None:
