@@ -294,6 +294,7 @@ class _Visitor:
         peer = writer.get_extra_info("peername")
         self.peer = str(peer[0]) if isinstance(peer, tuple) and peer else "unknown"
         self._out: list[bytes] = []  # what is queued for the visitor (_queue, _flush)
+        self._whole = False  # the answer is held until it is whole (a small, sized one)
 
     async def _event(self, wait_s: float | None) -> h11.Event | type[h11.PAUSED]:
         while True:
@@ -527,6 +528,10 @@ class _Visitor:
                              and v.lstrip().decode("latin-1").startswith(COOKIE_PREFIX))]
             self._queue(h11.Response(status_code=response.status_code, headers=kept,
                                      reason=response.reason))
+            # A body of known length up to one read is sent with its head, in one write (as
+            # a buffering proxy does); anything longer, or unsized (events), as it comes.
+            length = next((v for k, v in response.headers if k == b"content-length"), b"")
+            self._whole = length.isdigit() and len(length) <= 6 and int(length) <= CHUNK
             while True:
                 event = await self._upstream_event(upstream, up_reader, body)
                 if isinstance(event, h11.Data):
@@ -538,6 +543,7 @@ class _Visitor:
                 else:
                     raise _Gone  # the box ended mid-answer: so does the visitor's
         finally:
+            self._whole = False
             if body is not None and not body.done():
                 body.cancel()
                 with contextlib.suppress(asyncio.CancelledError, _Gone, _Refused, OSError):
@@ -577,7 +583,8 @@ class _Visitor:
                 raise _Refused(502, "the server in the box sent a malformed answer") from None
             if event is not h11.NEED_DATA:
                 return event  # type: ignore[return-value]
-            await self._flush()  # what the box sent so far reaches the visitor before we wait
+            if not self._whole:  # what the box sent so far reaches the visitor before we wait
+                await self._flush()
             if body is None or (body.done() and body.exception() is None):
                 try:
                     data = await reader.read(CHUNK)
