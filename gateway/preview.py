@@ -21,6 +21,12 @@ named burrow_*, the dashboard's session among them), the credentials the listene
 any X-Forwarded-* a visitor sent (replaced by the listener's own). A box cannot set a burrow_*
 cookie either.
 
+Its checks make no Redis round trip when they can be helped: the port's record comes from
+PortCache (core/previews.py: dropped by the change message each change publishes, trusted 1 s
+at most), the box's owner is kept OWNER_TTL_S, and whether the box runs is what the runtime saw
+within the last second (boxes/activity.py); a box frozen since is found when its daemon does
+not answer, and woken.
+
 Activity: opening a request to a box counts as its activity (the idle policy sees it); the
 bytes of an upgraded connection count when the visitor sends them, never when the box does, so
 an open WebSocket or event stream nobody uses lets its box freeze.
