@@ -13,14 +13,20 @@ Invariants:
 - A port record names its box's owner; a request is served only while the box exists, is
   not deleted, and has that owner. Deleting a box or its tenant drops its ports.
 - Previews are served from an origin of their own (`PreviewOrigin`), never the API's.
+- Every change to a box's ports is published (on `Previews.changes`, in the transaction that
+  makes it), so a listener's `PortCache` drops what it kept of that box at once; a record it
+  kept is trusted for at most RECORD_TTL_S in any case, which bounds a revocation whose
+  message was lost (a broken subscription).
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
-import hashlib
+import contextlib
 import hmac
 import json
+import logging
 import re
 import secrets
 import time
@@ -48,6 +54,14 @@ COOKIE = "burrow_preview"
 COOKIE_TTL_S = 7 * 86400
 USERNAME = re.compile(r"^[\x21-\x39\x3b-\x7e]{1,64}$")  # printable, no ':' (basic auth's split)
 _DOMAIN_SEP = b"burrow-preview v1\n"
+# A listener's PortCache: how long a record read from Redis is trusted without a message
+# saying it changed (the bound on a revocation when that message is lost), and how many
+# records it keeps (visitors choose what is asked for: all are dropped when it is full).
+RECORD_TTL_S = 1.0
+RECORDS_KEPT = 10_000
+_RESUBSCRIBE_S = 1.0
+
+log = logging.getLogger("burrow.preview")
 
 
 @dataclass(frozen=True)
@@ -137,8 +151,8 @@ class PreviewOrigin:
 
 
 def _mac(secret: bytes, *parts: str) -> str:
-    return hmac.new(secret, _DOMAIN_SEP + "\n".join(parts).encode(),
-                    hashlib.sha256).hexdigest()
+    # hmac.digest: the one-shot C path (a listener computes one per request).
+    return hmac.digest(secret, _DOMAIN_SEP + "\n".join(parts).encode(), "sha256").hex()
 
 
 class Previews:
@@ -148,6 +162,11 @@ class Previews:
         self.redis = redis
         self.keys = keys
         self.secret = secret
+
+    @property
+    def changes(self) -> str:
+        """The channel each change to a box's ports is published on (its box id)."""
+        return f"{self.keys.prefix}:ports:changed"
 
     def _hash(self, box_id: str, port: int, kind: str, value: str) -> str:
         return _mac(self.secret, "secret", kind, box_id, str(port), value)
@@ -188,6 +207,7 @@ class Previews:
             pipe.hset(key, str(port), record.to_json())
             if owner is not None:
                 pipe.sadd(self.keys.owner_ports(owner), box_id)
+            pipe.publish(self.changes, box_id)
             await pipe.execute()
         return Opened(record, token, chosen)
 
@@ -201,14 +221,18 @@ class Previews:
 
     async def close(self, box_id: str, port: int) -> bool:
         """Close the port; its token and cookies open nothing from now on."""
-        return bool(await self.redis.hdel(self.keys.box_ports(box_id),  # type: ignore[misc]
-                                          str(port)))
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hdel(self.keys.box_ports(box_id), str(port))
+            pipe.publish(self.changes, box_id)
+            closed, _ = await pipe.execute()
+        return bool(closed)
 
     async def forget_box(self, box_id: str, owner: str | None) -> None:
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.delete(self.keys.box_ports(box_id))
             if owner is not None:
                 pipe.srem(self.keys.owner_ports(owner), box_id)
+            pipe.publish(self.changes, box_id)
             await pipe.execute()
 
     async def forget_owner(self, owner: str) -> None:
@@ -219,6 +243,7 @@ class Previews:
             for box_id in boxes:
                 name = box_id.decode() if isinstance(box_id, bytes) else box_id
                 pipe.delete(self.keys.box_ports(name))
+                pipe.publish(self.changes, name)
             pipe.delete(index)
             await pipe.execute()
 
@@ -247,6 +272,91 @@ class Previews:
     def cookie_opens(self, record: PortRecord, value: str) -> bool:
         return record.auth == "bearer" and hmac.compare_digest(
             self.cookie_value(record), value)
+
+
+class PortCache:
+    """The port records a listener reads on every request, kept in memory: a change to a
+    box's ports (`Previews.changes`) drops that box's records at once, and a record is read
+    again from Redis after RECORD_TTL_S whatever happens. Nothing is kept while the
+    subscription is down, and everything is dropped whenever it (re)starts, since a message
+    may have been missed meanwhile. Absent ports are kept too (a flood of requests for a
+    port nobody opened costs no round trips)."""
+
+    def __init__(self, previews: Previews, ttl_s: float = RECORD_TTL_S,
+                 kept: int = RECORDS_KEPT) -> None:
+        self.previews = previews
+        self.ttl_s = ttl_s
+        self.kept = kept
+        self._boxes: dict[str, dict[int, tuple[PortRecord | None, float]]] = {}
+        self._size = 0
+        self._generation = 0  # moves on every drop: a read that overlapped one is not kept
+        self._live = False
+        self._task: asyncio.Task[None] | None = None
+
+    async def get(self, box_id: str, port: int) -> PortRecord | None:
+        now = time.monotonic()
+        kept = self._boxes.get(box_id)
+        if kept is not None:
+            hit = kept.get(port)
+            if hit is not None and hit[1] > now:
+                return hit[0]
+        generation = self._generation
+        record = await self.previews.get(box_id, port)
+        if self._live and generation == self._generation:
+            if self._size >= self.kept:
+                self._drop(None)
+            kept = self._boxes.get(box_id)  # (another request may have kept one meanwhile)
+            if kept is None:
+                kept = self._boxes[box_id] = {}
+            if port not in kept:
+                self._size += 1
+            kept[port] = (record, now + self.ttl_s)
+        return record
+
+    def __len__(self) -> int:
+        return self._size
+
+    def _drop(self, box_id: str | None) -> None:
+        """Forget one box's records (None: every box's)."""
+        self._generation += 1
+        if box_id is None:
+            self._boxes.clear()
+            self._size = 0
+        else:
+            self._size -= len(self._boxes.pop(box_id, {}))
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._follow())
+
+    async def aclose(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _follow(self) -> None:
+        while True:
+            pubsub = self.previews.redis.pubsub()
+            try:
+                await pubsub.subscribe(self.previews.changes)
+                async for message in pubsub.listen():
+                    data = message.get("data")
+                    if message.get("type") == "subscribe":  # (again, after a reconnection)
+                        self._drop(None)
+                        self._live = True
+                    elif message.get("type") == "message":
+                        self._drop(data.decode() if isinstance(data, bytes) else str(data))
+            except Exception as exc:  # Redis went away: keep nothing until it is back
+                log.warning("preview ports' changes not followed (%s); asking Redis on every "
+                            "request until they are", exc)
+            finally:
+                self._live = False
+                self._drop(None)
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+            await asyncio.sleep(_RESUBSCRIBE_S)
 
 
 def cookie_name(box_id: str, port: int) -> str:

@@ -21,6 +21,12 @@ named burrow_*, the dashboard's session among them), the credentials the listene
 any X-Forwarded-* a visitor sent (replaced by the listener's own). A box cannot set a burrow_*
 cookie either.
 
+Its checks make no Redis round trip when they can be helped: the port's record comes from
+PortCache (core/previews.py: dropped by the change message each change publishes, trusted 1 s
+at most), the box's owner is kept OWNER_TTL_S, and whether the box runs is what the runtime saw
+within the last second (boxes/activity.py); a box frozen since is found when its daemon does
+not answer, and woken.
+
 Activity: opening a request to a box counts as its activity (the idle policy sees it); the
 bytes of an upgraded connection count when the visitor sends them, never when the box does, so
 an open WebSocket or event stream nobody uses lets its box freeze.
@@ -44,6 +50,7 @@ from core.policy import Policies
 from core.previews import (
     COOKIE_PREFIX,
     COOKIE_TTL_S,
+    PortCache,
     PortRecord,
     PreviewOrigin,
     Previews,
@@ -145,6 +152,7 @@ class PreviewServer:
                  origin: PreviewOrigin, settings: Settings) -> None:
         self.manager = manager
         self.previews = previews
+        self.ports = PortCache(previews)  # the record read on every request, kept
         self.policies = policies
         self.origin = origin
         self.settings = settings
@@ -165,6 +173,7 @@ class PreviewServer:
             raise RuntimeError(f"cannot listen for previews on {settings.preview_listen}: "
                                f"{exc.strerror}; set BURROW_PREVIEW_LISTEN to a free "
                                "address:port, or to off") from None
+        self.ports.start()
         log.info("previews served at %s", origin.url("{box}", 0).replace("/0/", "/{port}/"))
         return self
 
@@ -179,6 +188,7 @@ class PreviewServer:
         for task in list(self._connections):
             task.cancel()
         await asyncio.gather(*self._connections, return_exceptions=True)
+        await self.ports.aclose()
         if self.server is not None:
             await self.server.wait_closed()
 
@@ -247,7 +257,7 @@ class PreviewServer:
         404 for every other case (a missing box is not told from another tenant's)."""
         if not 0 < target.port < 65536:
             raise _Refused(404, _NOT_HERE)
-        record = await self.previews.get(target.box_id, target.port)
+        record = await self.ports.get(target.box_id, target.port)
         if record is None or await self._owner(target.box_id) != (record.owner,):
             raise _Refused(404, _NOT_HERE)
         if record.auth == "public" and record.owner is not None:
@@ -289,6 +299,8 @@ class _Visitor:
         self.conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD)
         peer = writer.get_extra_info("peername")
         self.peer = str(peer[0]) if isinstance(peer, tuple) and peer else "unknown"
+        self._out: list[bytes] = []  # what is queued for the visitor (_queue, _flush)
+        self._whole = False  # the answer is held until it is whole (a small, sized one)
 
     async def _event(self, wait_s: float | None) -> h11.Event | type[h11.PAUSED]:
         while True:
@@ -300,19 +312,35 @@ class _Visitor:
             if event is not h11.NEED_DATA:
                 return event  # type: ignore[return-value]
             try:
-                data = await asyncio.wait_for(self.reader.read(CHUNK), wait_s)
+                async with asyncio.timeout(wait_s):
+                    data = await self.reader.read(CHUNK)
             except (OSError, TimeoutError) as exc:
                 raise _Gone from exc
             self.conn.receive_data(data)
 
-    async def _send(self, event: h11.Event) -> None:
+    def _queue(self, event: h11.Event) -> None:
+        """Frame `event` for the visitor, sent with the next _flush: a response's head, body
+        and end that the box sent together leave in one write."""
         data = self.conn.send(event)
         if data:
-            self.writer.write(data)
-            try:
-                await self.writer.drain()
-            except OSError as exc:
-                raise _Gone from exc
+            self._out.append(data)
+
+    async def _flush(self) -> None:
+        """Send what is queued, and wait until the visitor takes it (before the box is read
+        again: what is held here stays bounded by one read)."""
+        if not self._out:
+            return
+        data = self._out[0] if len(self._out) == 1 else b"".join(self._out)
+        self._out.clear()
+        self.writer.write(data)
+        try:
+            await self.writer.drain()
+        except OSError as exc:
+            raise _Gone from exc
+
+    async def _send(self, event: h11.Event) -> None:
+        self._queue(event)
+        await self._flush()
 
     async def run(self) -> None:
         timeout = self.server.settings.header_timeout_s
@@ -504,18 +532,24 @@ class _Visitor:
             kept = [(k, v) for k, v in response.headers if k not in _RESPONSE_HOP
                     and not (k == b"set-cookie"
                              and v.lstrip().decode("latin-1").startswith(COOKIE_PREFIX))]
-            await self._send(h11.Response(status_code=response.status_code, headers=kept,
-                                          reason=response.reason))
+            self._queue(h11.Response(status_code=response.status_code, headers=kept,
+                                     reason=response.reason))
+            # A body of known length up to one read is sent with its head, in one write (as
+            # a buffering proxy does); anything longer, or unsized (events), as it comes.
+            length = next((v for k, v in response.headers if k == b"content-length"), b"")
+            self._whole = length.isdigit() and len(length) <= 6 and int(length) <= CHUNK
             while True:
                 event = await self._upstream_event(upstream, up_reader, body)
                 if isinstance(event, h11.Data):
-                    await self._send(h11.Data(data=bytes(event.data)))
+                    self._queue(h11.Data(data=bytes(event.data)))
                 elif isinstance(event, h11.EndOfMessage):
-                    await self._send(h11.EndOfMessage())
+                    self._queue(h11.EndOfMessage())
+                    await self._flush()
                     return False
                 else:
                     raise _Gone  # the box ended mid-answer: so does the visitor's
         finally:
+            self._whole = False
             if body is not None and not body.done():
                 body.cancel()
                 with contextlib.suppress(asyncio.CancelledError, _Gone, _Refused, OSError):
@@ -555,6 +589,8 @@ class _Visitor:
                 raise _Refused(502, "the server in the box sent a malformed answer") from None
             if event is not h11.NEED_DATA:
                 return event  # type: ignore[return-value]
+            if not self._whole:  # what the box sent so far reaches the visitor before we wait
+                await self._flush()
             if body is None or (body.done() and body.exception() is None):
                 try:
                     data = await reader.read(CHUNK)

@@ -31,6 +31,7 @@ from redis.asyncio import Redis
 from boxes import BoxManager, BoxSpec, BoxState, ExecRequest, Limits, WakeFailedError
 from core.embedded_redis import EmbeddedRedis
 from core.keys import Keys
+from core.previews import PortCache, Previews
 from core.security import box_token
 from knowledge.canonical import PART_JOIN
 from tests.conftest import (
@@ -631,6 +632,7 @@ from pathlib import Path
 from redis.asyncio import Redis
 from boxes import BoxManager, RuntimeConfig
 from core.keys import Keys
+from core.previews import PortCache, Previews
 async def main():
     # a short lock lease: the test waits it out after the kill (30 s by default)
     config = RuntimeConfig(data_dir=Path(sys.argv[1]), uid_base=int(sys.argv[4]),
@@ -2146,6 +2148,28 @@ async def test_a_token_of_one_port_opens_no_other_port(previewing: Previewing) -
         r = await visitor.get(f"{second['url']}echo",
                               headers={"Authorization": f"Bearer {second['token']}"})
         assert r.status_code == 200
+
+
+async def test_requests_for_ports_nobody_opened_keep_the_listeners_cache_bounded(
+        redis: Redis) -> None:
+    # Visitors choose the (box, port) a listener looks up, and absent ports are kept too (a
+    # flood of them costs no round trips): what is kept stays within its bound, and an open
+    # port is still found among them.
+    previews = Previews(redis, Keys(), b"s" * 32)
+    cache = PortCache(previews, kept=100)
+    cache.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not cache._live:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.01)
+        opened = (await previews.open("b_open", "alice", 8000, "bearer")).record
+        for i in range(1000):
+            assert await cache.get(f"b_{i % 50:016x}", 1 + i) is None
+            assert len(cache) <= 100
+        assert await cache.get("b_open", 8000) == opened
+    finally:
+        await cache.aclose()
 
 
 @pytest.mark.boxes

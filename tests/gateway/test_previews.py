@@ -252,3 +252,29 @@ async def test_nothing_listening_is_a_502_page_after_the_wait(previewing: Previe
             "Authorization": f"Bearer {opened['token']}"})
     assert r.status_code == 502 and "8999" in r.text and "Traceback" not in r.text
     assert 4.5 < time.monotonic() - started < 15  # preview_wait_s = 5
+
+
+async def test_a_request_that_reaches_the_box_is_its_activity_and_a_refused_one_is_not(
+        previewing: Previewing) -> None:
+    gw = previewing.gw
+    manager = gw.core.manager
+    headers, _ = await gw.tenant("acme")
+    box = await previewing.box(headers)
+    opened = await previewing.open(box, headers)
+
+    async def last_active() -> float:
+        await manager.activity.flush()  # what this process saw, written to the registry
+        return (await manager.get(box)).last_active_at
+
+    async with httpx.AsyncClient(timeout=30) as visitor:
+        assert (await visitor.get(f"{opened['url']}echo", headers={
+            "Authorization": f"Bearer {opened['token']}"})).status_code == 200
+        before = await last_active()
+        assert (await visitor.get(f"{opened['url']}echo")).status_code == 401
+        assert (await visitor.get(f"{opened['url']}echo", headers={
+            "Authorization": "Bearer bp_wrong"})).status_code == 401
+        assert await last_active() == before  # refused: it never reached the box
+        await asyncio.sleep(0.05)
+        assert (await visitor.get(f"{opened['url']}echo", headers={
+            "Authorization": f"Bearer {opened['token']}"})).status_code == 200
+        assert await last_active() > before
