@@ -46,11 +46,13 @@ sysdeps:
 	  command -v unshare >/dev/null || missing="$$missing util-linux";)
 
 # Only the tests need a browser: the dashboard test drives Debian's headless chromium through
-# its chromedriver (never a downloaded one), so `make serve` does not install it.
+# its chromedriver (never a downloaded one), so `make serve` does not install it; and tmux,
+# the real terminal `burrow box shell` is driven in.
 testdeps:
 	$(call apt_missing,test,\
 	  [ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
-	  [ -x /usr/bin/chromedriver ] || missing="$$missing chromium-driver";)
+	  [ -x /usr/bin/chromedriver ] || missing="$$missing chromium-driver"; \
+	  command -v tmux >/dev/null || missing="$$missing tmux";)
 
 # llama.cpp (the local-model extra) is compiled for a stated instruction-set floor, x86-64-v3
 # (AVX2, FMA, F16C), never for the build machine's own CPU: a native build on a VM that reports

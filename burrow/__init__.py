@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from burrow._async.knowledge import AsyncKnowledge
     from burrow._async.memory import AsyncMemories
     from burrow._async.processes import AsyncProcesses
+    from burrow._async.pty import AsyncPty, AsyncTerminal
     from burrow._async.tenant import AsyncTenant, AsyncTenantAgent
     from burrow._errors import (
         AuthenticationError,
@@ -61,6 +62,7 @@ if TYPE_CHECKING:
     from burrow._sync.knowledge import Knowledge
     from burrow._sync.memory import Memories
     from burrow._sync.processes import Processes
+    from burrow._sync.pty import Pty, Terminal
     from burrow._sync.tenant import Tenant, TenantAgent
 
 _WHERE: dict[str, str] = {
@@ -74,6 +76,10 @@ _WHERE: dict[str, str] = {
     "ProcessLogPiece": "burrow._models",
     "ProcessLogs": "burrow._models",
     "Processes": "burrow._sync.processes",
+    "AsyncPty": "burrow._async.pty",
+    "AsyncTerminal": "burrow._async.pty",
+    "Pty": "burrow._sync.pty",
+    "Terminal": "burrow._sync.pty",
     "Memories": "burrow._sync.memory",
     "AsyncTenant": "burrow._async.tenant",
     "AsyncTenantAgent": "burrow._async.tenant",
@@ -150,9 +156,11 @@ __all__ = [
     "AsyncKnowledge",
     "AsyncMemories",
     "AsyncProcesses",
+    "AsyncPty",
     "AsyncRunStream",
     "AsyncTenant",
     "AsyncTenantAgent",
+    "AsyncTerminal",
     "AuthenticationError",
     "Box",
     "BoxInfo",
@@ -181,6 +189,7 @@ __all__ = [
     "ProcessLogPiece",
     "ProcessLogs",
     "Processes",
+    "Pty",
     "PublicUrl",
     "RateLimitError",
     "Run",
@@ -192,5 +201,6 @@ __all__ = [
     "Tenant",
     "TenantAgent",
     "TenantInfo",
+    "Terminal",
     "TimeoutError",
 ]

@@ -139,3 +139,19 @@ def from_transport(exc: httpx.HTTPError | httpx.InvalidURL, url: str) -> BurrowE
                                "base_url=) to its address", code="unreachable")
     return BurrowError(f"request to Burrow at {url} failed: {exc or type(exc).__name__}",
                        code="transport_error")
+
+
+_BY_CLOSE: dict[int, type[BurrowError]] = {
+    4400: InvalidRequestError, 4401: AuthenticationError, 4403: PermissionDeniedError,
+    4404: NotFoundError, 4429: RateLimitError, 1011: ServiceUnavailableError,
+    1013: ServiceUnavailableError,
+}
+
+
+def from_close(code: int | None, reason: str) -> BurrowError:
+    """The exception for a WebSocket (a terminal) the server closed before its end: its close
+    code 44xx is the HTTP status it stands for (4404: 404)."""
+    cls = _BY_CLOSE.get(code or 0, BurrowError)
+    status = code - 4000 if code is not None and 4400 <= code < 4600 else None
+    return cls(reason or f"the server closed the terminal (code {code})",
+               code="terminal_closed", status=status)

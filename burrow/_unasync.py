@@ -43,6 +43,7 @@ RULES: list[tuple[str, str]] = [
     (r"\baiter_lines\b", "iter_lines"),
     (r"\baread\b", "read"),
     (r"\bburrow\._async\b", "burrow._sync"),
+    (r"\bwebsockets\.asyncio\b", "websockets.sync"),  # the terminal's WebSocket client
 ]
 
 

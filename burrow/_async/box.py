@@ -16,6 +16,7 @@ from burrow._async.files import AsyncFiles
 from burrow._async.git import AsyncGit
 from burrow._async.http import AsyncHttp
 from burrow._async.processes import AsyncProcesses
+from burrow._async.pty import AsyncPty
 from burrow._config import resolve
 from burrow._models import Agent, BoxInfo, PublicUrl, Snapshot
 
@@ -55,6 +56,7 @@ class AsyncBox:
         self.git = AsyncGit(self.exec)
         self.agent = AsyncAgentRuns(http, info.id)
         self.processes = AsyncProcesses(http, info.id)
+        self.pty = AsyncPty(http, info.id)
 
     @property
     def id(self) -> str:

@@ -17,6 +17,7 @@ from burrow._sync.files import Files
 from burrow._sync.git import Git
 from burrow._sync.http import Http
 from burrow._sync.processes import Processes
+from burrow._sync.pty import Pty
 from burrow._config import resolve
 from burrow._models import Agent, BoxInfo, PublicUrl, Snapshot
 
@@ -56,6 +57,7 @@ class Box:
         self.git = Git(self.exec)
         self.agent = AgentRuns(http, info.id)
         self.processes = Processes(http, info.id)
+        self.pty = Pty(http, info.id)
 
     @property
     def id(self) -> str:

@@ -31,6 +31,7 @@ def box() -> None:
       burrow box ls --label team:x
       burrow box exec b_123 -- pytest -q          # streams output, exits with its code
       burrow box exec b_123 -- 'cd src && make'   # one argument runs in sh -c
+      burrow box shell b_123                      # its shell on this terminal
       burrow box cp report.md b_123:/workspace/   # upload; b_123:/path ./dir downloads
       burrow box start b_123 --restart on-wake -- python3 -m http.server
       burrow box ps b_123; burrow box logs b_123 p_abc -f; burrow box kill b_123 p_abc

@@ -402,3 +402,50 @@ def test_box_start_ps_logs_follow_and_kill(server: Served, box_id: str) -> None:
     assert pid in listed and "exited" in listed
     assert ok(server, "box", "kill", box_id, pid) == f"killed {pid}\n"
     assert "no process" in one_line_error(run(server, "box", "logs", box_id, pid))
+
+
+def test_box_shell_under_tmux_is_the_boxs_shell_and_exits_with_its_code(
+        server: Served, box_id: str, tmp_path: Path) -> None:
+    """`burrow box shell` on a real terminal (a tmux pane): keys reach the box's shell, a
+    resize of the pane reaches it too, `exit 3` makes the command exit 3, and the terminal's
+    settings are as they were before."""
+    sock, status = tmp_path / "tmux.sock", tmp_path / "status"
+    env = env_for(server)
+    script = tmp_path / "run.sh"
+    script.write_text(f"#!/bin/sh\nstty -g > {tmp_path}/before\n"
+                      f"BURROW_URL={env['BURROW_URL']} BURROW_API_KEY={env['BURROW_API_KEY']} "
+                      f"{BURROW} box shell {box_id}\necho $? > {status}.tmp\n"
+                      f"stty -g > {tmp_path}/after\nmv {status}.tmp {status}\nsleep 60\n")
+    script.chmod(0o755)
+    tmux = ["tmux", "-S", str(sock)]
+    subprocess.run([*tmux, "new-session", "-d", "-x", "100", "-y", "30", str(script)],
+                   check=True, timeout=30)
+
+    def screen_until(text: str) -> str:
+        deadline = time.monotonic() + 60
+        while True:
+            shown = subprocess.run([*tmux, "capture-pane", "-p", "-J"], capture_output=True,
+                                   text=True, timeout=30).stdout
+            if text in shown or time.monotonic() > deadline:
+                return shown
+            time.sleep(0.2)
+
+    try:
+        assert "$ " in screen_until("$ ")  # the box's prompt
+        subprocess.run([*tmux, "send-keys", "echo $((6*7))", "Enter"], check=True, timeout=30)
+        assert "\n42\n" in screen_until("\n42\n")
+        subprocess.run([*tmux, "send-keys", "stty size", "Enter"], check=True, timeout=30)
+        assert "30 100" in screen_until("30 100")
+        subprocess.run([*tmux, "resize-window", "-x", "120", "-y", "40"], check=True,
+                       timeout=30)
+        time.sleep(0.5)
+        subprocess.run([*tmux, "send-keys", "stty size", "Enter"], check=True, timeout=30)
+        assert "40 120" in screen_until("40 120")
+        subprocess.run([*tmux, "send-keys", "exit 3", "Enter"], check=True, timeout=30)
+        deadline = time.monotonic() + 60
+        while not status.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert status.read_text().strip() == "3"
+        assert (tmp_path / "after").read_text() == (tmp_path / "before").read_text()
+    finally:
+        subprocess.run([*tmux, "kill-server"], capture_output=True, timeout=30)

@@ -536,3 +536,31 @@ def test_files_watch_yields_events_until_the_path_is_gone(box: Box) -> None:
     assert [(e.type, e.path) for e in events[:2]] == [("created", "/workspace/watched/a"),
                                                       ("modified", "/workspace/watched/a")]
     assert events[-1].type == "end"
+
+
+def test_pty_types_into_the_shell_resizes_it_and_waits_for_its_exit(box: Box) -> None:
+    with box.pty.create(cols=90, rows=20, cwd="/tmp") as term:
+        term.send("stty size; pwd\n")
+        seen = b""
+        for piece in term:
+            seen += piece
+            if b"/tmp\r\n" in seen:
+                break
+        assert b"20 90\r\n/tmp\r\n" in seen
+        term.resize(120, 40)
+        term.send(b"stty size; exit 3\n")
+        assert term.wait() == 3 and term.exit_code == 3
+    term = box.pty.create(cols=0)
+    with pytest.raises(InvalidRequestError) as refused:  # told at the first read
+        term.wait()
+    assert "cols" in refused.value.message and refused.value.status == 400
+    term.close()
+
+
+async def test_async_pty_iterates_output_until_the_exit(server: Served, tenant_key: str) -> None:
+    async with await AsyncBox.create(api_key=tenant_key, base_url=server.url) as box:
+        async with await box.pty.create(rows=10) as term:
+            await term.send("echo $((6*7)); exit 7\n")
+            seen = b"".join([piece async for piece in term])
+            assert b"42\r\n" in seen and term.exit_code == 7
+        await box.delete()

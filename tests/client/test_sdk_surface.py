@@ -24,9 +24,11 @@ from burrow import (
     AsyncKnowledge,
     AsyncMemories,
     AsyncProcesses,
+    AsyncPty,
     AsyncRunStream,
     AsyncTenant,
     AsyncTenantAgent,
+    AsyncTerminal,
     AuthenticationError,
     Box,
     BurrowError,
@@ -36,9 +38,11 @@ from burrow import (
     Knowledge,
     Memories,
     Processes,
+    Pty,
     RunStream,
     Tenant,
     TenantAgent,
+    Terminal,
 )
 from burrow._agent import parse_run, run_body
 from burrow._git import parse_status
@@ -48,23 +52,26 @@ from tests.served import free_port
 PAIRS = [(Box, AsyncBox), (Exec, AsyncExec), (Files, AsyncFiles), (Git, AsyncGit),
          (AgentRuns, AsyncAgentRuns), (RunStream, AsyncRunStream), (Tenant, AsyncTenant),
          (TenantAgent, AsyncTenantAgent), (Knowledge, AsyncKnowledge),
-         (Memories, AsyncMemories), (Processes, AsyncProcesses)]
+         (Memories, AsyncMemories), (Processes, AsyncProcesses), (Pty, AsyncPty),
+         (Terminal, AsyncTerminal)]
 
 
 def test_all_is_pinned() -> None:
     assert sorted(burrow.__all__) == [
         "Agent", "AgentAnswer", "AgentConfig", "AgentRuns", "AsyncAgentRuns", "AsyncBox",
         "AsyncExec", "AsyncFiles", "AsyncGit", "AsyncKnowledge", "AsyncMemories",
-        "AsyncProcesses", "AsyncRunStream", "AsyncTenant", "AsyncTenantAgent",
+        "AsyncProcesses", "AsyncPty", "AsyncRunStream", "AsyncTenant", "AsyncTenantAgent",
+        "AsyncTerminal",
         "AuthenticationError", "Box",
         "BoxInfo", "BoxStateError", "BurrowError", "ConflictError", "ConnectionError", "Exec",
         "ExecChunk", "ExecResult", "FileEntry", "FileEvent", "Files", "Git", "GitChange",
         "GitError",
         "GitStatus", "Insight", "InvalidRequestError", "Knowledge", "Memories", "NotFoundError",
         "PermissionDeniedError", "Process", "ProcessChunk", "ProcessLogPiece", "ProcessLogs",
-        "Processes", "PublicUrl", "RateLimitError", "Run", "RunChunk", "RunStream", "RunUsage",
+        "Processes", "Pty", "PublicUrl", "RateLimitError", "Run", "RunChunk", "RunStream",
+        "RunUsage",
         "ServiceUnavailableError", "Snapshot", "Tenant", "TenantAgent", "TenantInfo",
-        "TimeoutError"]
+        "Terminal", "TimeoutError"]
     assert all(hasattr(burrow, name) for name in burrow.__all__)
 
 

@@ -19,12 +19,20 @@ from typing import Any
 
 import httpx
 import pytest
+from websockets.sync.client import connect
 
 from core import channel
 from core.roles import DRAIN_S
 from core.transport import transport_key
 from tests.cluster.nodes import Cluster, Node
-from tests.cluster.roles import CHECKPOINT_S, HOST_PORT, Roles, unmount_under, until
+from tests.cluster.roles import (
+    CHECKPOINT_S,
+    GATEWAY_PORT,
+    HOST_PORT,
+    Roles,
+    unmount_under,
+    until,
+)
 from tests.hosts import CLUSTER_UID_BASE, box_processes
 
 HOSTS = ("h1", "h2", "h3")
@@ -485,3 +493,21 @@ def test_a_store_outage_fails_freezes_safe_names_itself_and_loses_nothing(
         assert r.status_code == 200 and r.content == data
     made.host(holder.name)
     made.ready(holder)
+
+
+def test_a_terminal_reaches_its_box_through_the_boxs_host(roles: tuple[Roles, Node]) -> None:
+    """The gateway runs no box: the terminal goes through the box's host, as a preview does."""
+    made, gateway = roles
+    key, box_id = made.tenant(gateway)
+    url = f"ws://{gateway.address}:{GATEWAY_PORT}/v1/boxes/{box_id}/pty?cols=90&rows=20"
+    seen, code = b"", None
+    with connect(url, additional_headers={"Authorization": f"Bearer {key}"}, proxy=None,
+                 open_timeout=120) as ws:
+        ws.send(b"echo $((6*7)); stty size; exit 4\n")
+        while code is None:
+            message = ws.recv(timeout=120)
+            if isinstance(message, bytes):
+                seen += message
+            else:
+                code = json.loads(message)["code"]
+    assert b"42\r\n20 90\r\n" in seen and code == 4

@@ -9,6 +9,7 @@ import { Files } from "./files.js"
 import { Git } from "./git.js"
 import { Http, segment } from "./http.js"
 import { Processes } from "./processes.js"
+import { Pty } from "./pty.js"
 import type {
   AgentConfig, BoxCreateBody, BoxInfo, Camel, CamelKeys, EgressBody, Expect, GitBody,
   LimitsBody, NoneMissing, PortBody, PortInfo, PublicUrl, Snapshot,
@@ -91,6 +92,7 @@ export class Box {
   readonly git: Git
   readonly agent: AgentRuns
   readonly processes: Processes
+  readonly pty: Pty
   readonly #http: Http
 
   /** @internal */
@@ -103,6 +105,7 @@ export class Box {
     this.git = new Git(this.exec)
     this.agent = new AgentRuns(http, path)
     this.processes = new Processes(http, path)
+    this.pty = new Pty(http, path)
   }
 
   get id(): string {

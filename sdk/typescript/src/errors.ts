@@ -149,3 +149,18 @@ export function fromTransport(error: unknown, url: string): BurrowError {
   return new BurrowError(`request to Burrow at ${url} failed: ${message}`,
                          { code: "transport_error" })
 }
+
+const BY_CLOSE: Record<number, typeof BurrowError> = {
+  4400: InvalidRequestError, 4401: AuthenticationError, 4403: PermissionDeniedError,
+  4404: NotFoundError, 4429: RateLimitError, 1011: ServiceUnavailableError,
+  1013: ServiceUnavailableError,
+}
+
+/** The error for a WebSocket (a terminal) the server closed before its end: a close code
+ * 44xx is the HTTP status it stands for (4404: 404). */
+export function fromClose(code: number, reason: string): BurrowError {
+  const cls = BY_CLOSE[code] ?? BurrowError
+  const status = code >= 4400 && code < 4600 ? code - 4000 : null
+  return new cls(reason || `the server closed the terminal (code ${code})`,
+                 { code: "terminal_closed", status })
+}

@@ -18,8 +18,9 @@ import { jsonSchemaOf, parseRun } from "../dist/esm/schema.js"
 const VALUES = [
   "Agent", "AgentRuns", "AuthenticationError", "Box", "BoxStateError", "BurrowError",
   "ConflictError", "ConnectionError", "Exec", "Files", "Git", "GitError", "InvalidRequestError",
-  "Knowledge", "Memories", "NotFoundError", "PermissionDeniedError", "Processes", "RateLimitError",
-  "RunStream", "ServiceUnavailableError", "Tenant", "TenantAgent", "TimeoutError",
+  "Knowledge", "Memories", "NotFoundError", "PermissionDeniedError", "Processes", "Pty",
+  "RateLimitError", "RunStream", "ServiceUnavailableError", "Tenant", "TenantAgent", "Terminal",
+  "TimeoutError",
 ]
 
 test("the ESM and the CommonJS builds export the same pinned names", () => {
