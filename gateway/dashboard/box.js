@@ -244,12 +244,13 @@ window.BurrowBox = (() => {
       cell.port.textContent = String(p.port);
       cell.auth.textContent = p.auth === "basic" ? `basic, user ${p.username || "burrow"}`
         : p.auth;
-      // The gateway builds the URL: a link only to http(s), opened apart from this page.
-      if (/^https?:\/\//.test(p.url)) {
-        cell.url.replaceChildren(ui.el("a", { href: p.url, target: "_blank",
-                                              rel: "noopener noreferrer" }, p.url));
-      } else {
-        cell.url.textContent = p.url;
+      // The gateway builds the URL: a link only to http(s), opened apart from this page
+      // (and made again only when it changes: the element stays under the pointer).
+      if (cell.url.dataset.url !== p.url) {
+        cell.url.dataset.url = p.url;
+        cell.url.replaceChildren(/^https?:\/\//.test(p.url)
+          ? ui.el("a", { href: p.url, target: "_blank", rel: "noopener noreferrer" }, p.url)
+          : p.url);
       }
       cell.created.textContent = ui.when(p.created_at);
     }, "No open ports.", PORT_COLS.length);

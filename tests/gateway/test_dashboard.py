@@ -450,7 +450,7 @@ def test_a_box_page_shows_its_processes_and_ports_as_text_in_chromium(
     wait = WebDriverWait(driver, 30, ignored_exceptions=[StaleElementReferenceException])
     try:
         assert api.post("/v1/tenants", json={"id": "acme"}).status_code == 201
-        r = api.post("/v1/boxes", json={"tenant": "acme", "name": "web"})
+        r = api.post("/v1/boxes", json={"tenant": "acme", "name": HOSTILE_NAME})
         assert r.status_code == 201, r.text
         box = r.json()["id"]
         server = _start(api, box, command=HOSTILE_COMMAND, env={"HOSTILE_OUT": HOSTILE_OUT})
@@ -462,7 +462,7 @@ def test_a_box_page_shows_its_processes_and_ports_as_text_in_chromium(
 
         _sign_in(driver, served, wait)
         _open_box_page(driver, box, wait)
-        assert driver.find_element(By.ID, "box-name").text == "web"
+        assert driver.find_element(By.ID, "box-name").text == HOSTILE_NAME
         assert driver.find_element(By.ID, "box-tenant").text == "acme"
 
         row = f'#box-processes tr[data-process-id="{server["id"]}"]'
@@ -602,12 +602,16 @@ def test_the_dashboard_terminal_runs_a_shell_in_the_box_in_chromium(
         driver.find_element(By.ID, "terminal-connect").click()
         wait.until(lambda d: d.find_element(By.ID, "terminal-status").text == "Connected.",
                    "the terminal never connected")
+        # the shell's prompt first (keys typed before it would be echoed twice, by the tty
+        # and again by the shell's line editor)
+        wait.until(lambda d: any(row.strip() for row in d.execute_script(SCREEN_ROWS)),
+                   "the shell never wrote a prompt")
         _typed(driver, "echo $((6*7))\n")
         # 42 only if the keys reached a shell in the box and its output came back: the page
         # has no arithmetic of its own, and the typed line itself shows $((6*7)), not 42
         wait.until(lambda d: _screen_shows(d, "42"), "the terminal never showed 42")
         lines = driver.execute_script(BUFFER_LINES)
-        typed = next(i for i, line in enumerate(lines) if line.endswith("echo $((6*7))"))
+        typed = max(i for i, line in enumerate(lines) if line.endswith("echo $((6*7))"))
         assert lines[typed + 1] == "42", lines
         # UTF-8 both ways, and the shell's terminal has the size xterm.js fitted to the page
         _typed(driver, "echo h\u00e9llo-\u20ac; stty size\n")
