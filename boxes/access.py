@@ -26,6 +26,7 @@ from boxes.client import DaemonClient, Socket
 from boxes.errors import BoxUnavailableError, DaemonUnreachableError
 from boxes.models import BoxRecord, BoxState, ExecEvent, ExecRequest, ExecResult, FileEntry
 from boxes.sandbox import SandboxBackend
+from boxes.terminals import Terminal
 
 T = TypeVar("T")
 
@@ -111,6 +112,13 @@ class BoxAccess(ABC):
         needs no network), waking the box first unless `wake` is False. Reaching the box
         counts as its activity once, when the stream opens; the bytes that follow do not."""
         return await self._call(box_id, wake, lambda c: c.connect_port(port, wait_s))
+
+    async def open_terminal(self, box_id: str, cols: int, rows: int, cwd: str | None = None,
+                            wake: bool = True) -> Terminal:
+        """The box user's shell on a terminal in the box (the daemon's `pty`), waking the box
+        first unless `wake` is False. Not activity while it is open: its caller counts the
+        keystrokes (output is no one's activity)."""
+        return await self._call(box_id, wake, lambda c: c.pty(cols, rows, cwd))
 
     def service_path(self, box_id: str) -> Socket:
         """The host-side socket of the box's service (BoxSpec.service); connect after waking."""

@@ -17,6 +17,7 @@ from boxes.errors import (
     InvalidRequestError,
 )
 from boxes.models import ExecEvent, ExecRequest, ExecResult, FileEntry
+from boxes.terminals import Terminal
 
 # One exec output event is at most 64 KiB of text (6x that JSON-escaped); a longer line is a
 # daemon misbehaving, and is refused rather than buffered.
@@ -266,6 +267,20 @@ class DaemonClient:
             await reply.close()
             raise
         return reply.reader, reply.writer
+
+    async def pty(self, cols: int, rows: int, cwd: str | None) -> Terminal:
+        """The box user's shell on a terminal the daemon allocates in the box (`pty`); its
+        frames are read no further ahead than ~2 x 64 KiB (the box then waits)."""
+        request: dict[str, Any] = {"op": "pty", "cols": cols, "rows": rows}
+        if cwd is not None:
+            request["cwd"] = cwd
+        reply = await self._open(request, limit=_SPLICE_LIMIT)
+        try:
+            opened = _raise_proc(await reply.line())
+        except BaseException:
+            await reply.close()
+            raise
+        return Terminal(reply.reader, reply.writer, str(opened.get("shell", "")))
 
     async def prefreeze(self, hook: str | None, hook_timeout_s: float,
                         grace_s: float) -> dict[str, Any]:

@@ -8,7 +8,8 @@ mount namespace as the box user, every path it touches resolves in the box's own
 Protocol (one request per connection on a unix socket): the client sends one JSON line, then
 exactly ``body_len`` raw bytes if the request has a body. Replies are JSON lines; ``read``
 answers one JSON line and then ``size`` raw bytes; ``connect`` answers one JSON line and then
-carries raw bytes both ways to a port in the box; ``exec`` streams events:
+carries raw bytes both ways to a port in the box; ``pty`` answers one JSON line and then
+carries a terminal's frames both ways (see op_pty); ``exec`` streams events:
 ``{"type": "stdout"|"stderr", "data": str}`` … ``{"type": "exit", "exit_code": int, ...}``.
 Failures are ``{"ok": false, "error": {"code": str, "message": str}}``.
 """
@@ -797,6 +798,7 @@ def op_prefreeze(conn: Conn, req: dict[str, object]) -> None:
         hook_result = _run_hook(hook, _seconds(req, "hook_timeout_s", 10.0))
     grace = _seconds(req, "grace_s", 2.0)
     deadline = time.monotonic() + grace
+    _ptys_hangup(grace)  # terminals first: each tells its host the shell's exit
     _procs_freeze(grace)  # the background processes first, so that each one's end is recorded
     try:
         os.kill(-1, SIGTERM)  # everything but ourselves and the namespace's init
@@ -1866,6 +1868,199 @@ def op_watch(conn: Conn, req: dict[str, object]) -> None:
 
 
 OPS["watch"] = op_watch
+
+
+# --- terminals ---------------------------------------------------------------------------------
+# `pty {cols, rows, cwd}` runs the box user's shell (bash if the box has it, else sh) on a
+# pseudo-terminal allocated here, inside the box (its own devpts), in the exec space like any
+# command: `setsid -c` makes the shell lead a session whose controlling terminal is that pty.
+# After `{"ok": true}` the connection carries frames both ways: a kind byte, a 4-byte
+# big-endian length, that many bytes (at most CHUNK). From the host: `d` keystrokes, `r` a
+# resize (cols, rows: 2 bytes each, big-endian); to the host: `d` output, then `x` the shell's
+# exit code (ASCII) last. Nothing piles up here: output is read from the pty only once the last
+# frame is sent (and the host reads as fast as its client takes frames), keystrokes are read
+# from the host only once the terminal took the last ones. The host hanging up hangs up the
+# shell: SIGHUP to its process group, SIGKILL PTY_HANGUP_S later if it is still there. A
+# freeze hangs up every terminal first (op_prefreeze), and each tells the host its exit.
+
+PTY_SIZE_MAX = 1000
+PTY_HANGUP_S = 2.0
+TIOCSWINSZ = 0x5414
+SIGHUP = 1
+_ptys: dict[int, int] = {}  # open terminals: nsenter's pid -> the shell's process group
+_ptys_lock = _thread.allocate_lock()
+
+
+def _pty_size(req: dict[str, object], key: str, default: int) -> int:
+    value = req.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= PTY_SIZE_MAX:
+        raise Fail("invalid", f"{key} must be a whole number from 1 to {PTY_SIZE_MAX}")
+    return value
+
+
+def _pty_resize(fd: int, cols: int, rows: int) -> None:
+    import fcntl  # here, not at start: a box that opens no terminal never pays for it
+
+    order = sys.byteorder
+    fcntl.ioctl(fd, TIOCSWINSZ, rows.to_bytes(2, order) + cols.to_bytes(2, order) + bytes(4))
+
+
+def _pty_frame(kind: bytes, data: bytes) -> bytes:
+    return kind + len(data).to_bytes(4, "big") + data
+
+
+def _recv_exact(conn: Conn, size: int) -> bytes | None:
+    """`size` bytes from the host, or None once it hung up."""
+    while len(conn.buf) < size:
+        data = conn.sock.recv(CHUNK)
+        if not data:
+            return None
+        conn.buf += data
+    data, conn.buf = conn.buf[:size], conn.buf[size:]
+    return data
+
+
+def _pty_write(master: int, data: bytes, ended: list[float]) -> None:
+    """All of `data` into the terminal, waiting while its input queue is full."""
+    view = memoryview(data)
+    poller = select.poll()
+    poller.register(master, select.POLLOUT)
+    while view and not ended[0]:
+        try:
+            view = view[os.write(master, view):]
+        except BlockingIOError:
+            poller.poll(100)
+
+
+def _pty_input(conn: Conn, master: int, group: int, ended: list[float],
+               done: "_thread.LockType") -> None:
+    """The host's frames into the terminal until the host hangs up; then hang up the shell."""
+    try:
+        while not ended[0]:
+            head = _recv_exact(conn, 5)
+            length = int.from_bytes(head[1:], "big") if head else CHUNK + 1
+            data = _recv_exact(conn, length) if length <= CHUNK else None
+            if head is None or data is None:
+                break
+            if head[:1] == b"d":
+                _pty_write(master, data, ended)
+            elif head[:1] == b"r" and length == 4:
+                cols, rows = int.from_bytes(data[:2], "big"), int.from_bytes(data[2:], "big")
+                if 0 < cols <= PTY_SIZE_MAX and 0 < rows <= PTY_SIZE_MAX:
+                    _pty_resize(master, cols, rows)
+    except OSError:
+        pass
+    finally:
+        if not ended[0]:
+            ended[1] = time.monotonic()
+            _kill_pg(group, SIGHUP)
+        done.release()
+
+
+def _pty_output(conn: Conn, master: int, pid: int, group: int, ended: list[float]) -> int:
+    """The terminal's output to the host until the shell ends; its wait status."""
+    poller = select.poll()
+    poller.register(master, select.POLLIN)
+    readable, sending = True, True
+    status: int | None = None
+    exited_at = 0.0
+    while True:
+        for _fd, _event in poller.poll(100):
+            try:
+                data = os.read(master, CHUNK)
+            except BlockingIOError:
+                continue
+            except OSError:  # EIO: nothing holds the terminal open any more
+                data = b""
+            if not data:
+                poller.unregister(master)
+                readable = False
+            elif sending:
+                try:
+                    conn.sock.sendall(_pty_frame(b"d", data))
+                except OSError:  # the host is gone: what the shell writes goes nowhere
+                    sending = False
+                    ended[1] = ended[1] or time.monotonic()
+                    _kill_pg(group, SIGHUP)
+        now = time.monotonic()
+        if status is None:
+            finished, found = os.waitpid(pid, os.WNOHANG)
+            if finished:
+                status, exited_at = found, now
+        if status is not None and (not readable or now - exited_at > DRAIN_AFTER_EXIT_S):
+            return status
+        if ended[1] and now - ended[1] > PTY_HANGUP_S:  # it ignored the hang-up
+            _kill_pg(group, SIGKILL)
+            _kill_group(pid)
+
+
+def op_pty(conn: Conn, req: dict[str, object]) -> None:
+    cols, rows = _pty_size(req, "cols", 80), _pty_size(req, "rows", 24)
+    cwd = box_path(req.get("cwd") or HOME, "cwd")
+    if not os.path.isdir(cwd):
+        raise Fail("not_found", f"cwd {cwd}: no such directory in the box")
+    if _procs_stopping[0]:
+        raise Fail("busy", "the box is freezing; open the terminal again once it has woken")
+    setsid = next((p for p in SETSID_PATHS if os.access(p, os.X_OK)), None)
+    if setsid is None:
+        raise Fail("unavailable", "this host has no setsid (util-linux)")
+    shell = "/bin/bash" if os.access("/bin/bash", os.X_OK) else "/bin/sh"
+    env = {**os.environ, **BOX_ENV, "TERM": "xterm-256color", "SHELL": shell}
+    master, slave = os.openpty()
+    try:
+        _pty_resize(master, cols, rows)
+        pid = _spawn([setsid, "-c", shell], cwd, env, slave, slave, slave)
+    except _ExecFailed as exc:
+        os.close(master)
+        raise Fail("unavailable", f"{shell}: {exc.message}") from None
+    except BaseException:
+        os.close(master)
+        raise
+    finally:
+        os.close(slave)
+    # the shell's process group (its pid, once setsid ran); nsenter's own if it has no child
+    group = _child_within(pid, 2.0) or pid
+    os.set_blocking(master, False)
+    ended = [0.0, 0.0]  # [the op ended, the host hung up at]
+    done = _thread.allocate_lock()
+    done.acquire()
+    with _ptys_lock:
+        _ptys[pid] = group
+    try:
+        conn.send({"ok": True, "shell": shell})
+        _thread.start_new_thread(_pty_input, (conn, master, group, ended, done))
+    except (OSError, RuntimeError):  # the host left already, or the box has no thread left
+        done.release()
+        ended[1] = time.monotonic()
+        _kill_pg(group, SIGHUP)
+    try:
+        status = _pty_output(conn, master, pid, group, ended)
+        ended[0] = 1.0
+        try:
+            conn.sock.sendall(_pty_frame(b"x", str(_exit_code(status)).encode()))
+        except OSError:
+            pass
+    finally:
+        ended[0] = 1.0
+        with _ptys_lock:
+            _ptys.pop(pid, None)
+        _shut(conn.sock)  # the input thread's read ends
+        done.acquire(True, PTY_HANGUP_S)
+        os.close(master)
+
+
+def _ptys_hangup(grace: float) -> None:
+    """Before a freeze: hang up every terminal, and give each a moment to tell its host."""
+    with _ptys_lock:
+        groups = list(_ptys.values())
+    for group in groups:
+        _kill_pg(group, SIGHUP)
+    deadline = time.monotonic() + min(grace, 1.0)
+    while _ptys and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+OPS["pty"] = op_pty
 
 
 # --- the box's service (a long-running program on a socket the host created) ------------------

@@ -111,6 +111,20 @@ class Keys:
         """The boxes of an owner that have open ports (set), for the owner's deletion."""
         return f"{self.prefix}:ports:owner:{owner}"
 
+    # --- terminals of boxes (core/terminals.py) --------------------------------------------
+
+    def pty_ticket(self, ticket_hash: str) -> str:
+        """A one-use ticket to open a box's terminal, by its hash (JSON, expires in 30 s)."""
+        return f"{self.prefix}:pty:ticket:{ticket_hash}"
+
+    def box_ptys(self, box_id: str) -> str:
+        """A box's open terminals (sorted set: session -> when its lease lapses)."""
+        return f"{self.prefix}:pty:box:{box_id}"
+
+    def owner_ptys(self, owner: str) -> str:
+        """The open terminals of an owner's boxes (sorted set, as box_ptys)."""
+        return f"{self.prefix}:pty:owner:{owner}"
+
     # --- tenants (core/tenants.py) -----------------------------------------------------------
 
     def tenant(self, tenant: str) -> str:

@@ -42,6 +42,7 @@ from gateway.routes import (
     processes,
     runs,
     tenants,
+    terminal,
 )
 from models.servers import LocalModels
 from workers.runner import Running
@@ -98,6 +99,7 @@ def create_app(settings: Settings | None = None,
                    runs, knowledge, operator, dashboard):
         app.include_router(module.router)
     app.include_router(processes.router)
+    app.include_router(terminal.router)
     return app
 
 

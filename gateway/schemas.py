@@ -783,6 +783,12 @@ class RunChunk(RootModel[Annotated[RunStartChunk | RunTextChunk | RunToolCallChu
 
 # --- preview URLs of a box's ports ---------------------------------------------------------
 
+class PtyTicket(BaseModel):
+    ticket: str = Field(description="opens the box's terminal once, as `?ticket=` on the "
+                                    "WebSocket GET /v1/boxes/{id}/pty")
+    expires_in: int = Field(description="seconds it stays valid")
+
+
 class PortCreate(Strict):
     port: int = Field(ge=1, le=65535, description="the TCP port a program in the box listens "
                                                   "on (127.0.0.1 or 0.0.0.0)")

@@ -22,6 +22,8 @@ from models.servers import LocalModelError, LocalModels
 
 log = logging.getLogger("burrow")
 DEMO_TENANT = "demo"
+# The largest WebSocket message a client may send (a paste into a terminal): 1009 beyond.
+WS_MAX_MESSAGE = 1 << 20
 
 
 def _announce(url: str, settings: Settings) -> Callable[[FastAPI], Awaitable[None]]:
@@ -87,16 +89,25 @@ def serve(settings: Settings, host: str, port: int, *, with_worker: bool = True,
     app = create_app(settings, on_ready=_announce(url, settings), local_models=local,
                      remote=remote)
     try:
-        # The front door's protocol: connections, header size and deadline (the rest of the
-        # door is in the app, gateway/frontdoor.py).
-        uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False,
-                    proxy_headers=False, server_header=False, timeout_graceful_shutdown=90,
-                    http=frontdoor.protocol_for(frontdoor.FrontLimits.of(settings)))
+        uvicorn.Server(server_config(app, settings, host, port)).run()
     finally:
         if embedded is not None:
             embedded.stop()
         if local is not None:
             local.stop()
+
+
+def server_config(app: FastAPI, settings: Settings, host: str, port: int) -> uvicorn.Config:
+    """How uvicorn serves the gateway. The front door's protocol: connections, header size and
+    deadline (the rest of the door is in the app, gateway/frontdoor.py). WebSockets (a box's
+    terminal) on websockets' sans-I/O protocol, which reads a client's next message only once
+    the app took the last one and waits for the client to take what the app sends: a terminal
+    flooding either way holds at most a message or two here."""
+    return uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
+                          proxy_headers=False, server_header=False,
+                          timeout_graceful_shutdown=90, ws="websockets-sansio",
+                          ws_max_size=WS_MAX_MESSAGE,
+                          http=frontdoor.protocol_for(frontdoor.FrontLimits.of(settings)))
 
 
 def _local_model(settings: Settings) -> LocalModels | None:

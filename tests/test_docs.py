@@ -12,6 +12,7 @@ from typing import Any
 from core.settings import Settings
 from gateway.app import create_app
 from gateway.hostsvc import create_host_app
+from tests.terminals import websocket_paths
 
 ROOT = Path(__file__).parent.parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -41,7 +42,8 @@ def _shape(path: str) -> str:
 
 def _served() -> set[tuple[str, str]]:
     """(method, path shape) of every operation of the gateway and the host socket, as their
-    OpenAPI documents list them (the dashboard's page, kept out of the document, too)."""
+    OpenAPI documents list them (the dashboard's page, kept out of the document, and the
+    WebSocket routes, too)."""
     settings = Settings(redis_url="redis://unused", dev=True, operator_key="k" * 32)
     guard: Any = create_host_app(None, None)  # type: ignore[arg-type]
     served = {("GET", "/dashboard")}
@@ -51,6 +53,8 @@ def _served() -> set[tuple[str, str]]:
             paths = app.openapi()["paths"]
         for path, operations in paths.items():
             served |= {(method.upper(), _shape(path)) for method in operations}
+        # WebSocket routes (a box's terminal) are opened with a GET, and not in the document
+        served |= {("GET", _shape(path)) for path in websocket_paths(app)}
     return served
 
 

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import re
 import uuid
+from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
+import websockets
+from redis.asyncio import Redis
 
+from core.embedded_redis import EmbeddedRedis
 from core.security import box_token
-from tests.conftest import Gateway
+from tests.conftest import ECHO_AGENT, Gateway, gateway_settings
+from tests.terminals import exit_of, live_gateway, websocket_paths
 
 KINDS = ["none", "bad", "other_tenant", "box_token", "own_tenant", "operator"]
 OPEN = {"/healthz", "/readyz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
@@ -191,3 +198,35 @@ async def test_someone_elses_box_looks_exactly_like_a_missing_one(gateway: Gatew
     assert (await c.get("/v1/snapshots", headers=world.other)).json() == []
     r = await c.get("/v1/tenants/own/agent/x", headers=world.other)
     assert r.status_code == 404 and "own" in r.json()["error"]["message"]
+
+
+# The WebSocket routes (not in the OpenAPI document): the close code each kind of caller gets,
+# None where it is let in.
+WEBSOCKET_ROUTES = {"/v1/boxes/{box_id}/pty"}
+WEBSOCKET_REFUSED = {"none": 4401, "bad": 4401, "box_token": 4403, "other_tenant": 4404,
+                     "own_tenant": None, "operator": None}
+
+
+async def test_every_websocket_route_for_every_kind_of_caller(
+        tmp_path: Path, redis_server: EmbeddedRedis, redis: Redis) -> None:
+    settings = gateway_settings(tmp_path / "gw", redis_server.url, run_worker=False,
+                                agent_command=ECHO_AGENT)
+    async with live_gateway(settings) as live:
+        # a new WebSocket route is listed here, and so checked
+        assert websocket_paths(live.gw.app) == WEBSOCKET_ROUTES
+        world = World(live.gw)
+        await world.setup()
+        failures = []
+        for kind, want in WEBSOCKET_REFUSED.items():
+            async with live.connect(world.box, world.headers[kind]) as ws:
+                if want is None:
+                    await ws.send(b"exit 7\n")
+                    got: int | None = 7 if await exit_of(ws) == 7 else -1
+                else:
+                    with pytest.raises(websockets.ConnectionClosed):
+                        await asyncio.wait_for(ws.recv(), 30)
+                    got = ws.close_code
+                    assert not any(s in (ws.close_reason or "") for s in world.secrets)
+            if got != (7 if want is None else want):
+                failures.append((kind, want, got))
+        assert failures == []
