@@ -1,7 +1,8 @@
 """The operator dashboard: one page served as it is (gateway/dashboard/), signed in with the
 operator key, which is exchanged for a signed session cookie; the page then uses the /v1 API.
-Its scripts and styles (its charts' and the pinned chart library's, vendor/) are served from
-here too, since its Content-Security-Policy loads scripts from this origin only."""
+Its scripts and styles (its charts', a box's page's, and the pinned chart library's and
+terminal's, vendor/) are served from here too, since its Content-Security-Policy loads scripts
+from this origin only."""
 
 from __future__ import annotations
 
@@ -27,7 +28,8 @@ from gateway.frontdoor import DASHBOARD_ASSETS
 
 router = APIRouter(tags=["dashboard"], include_in_schema=False)
 PAGES = Path(__file__).resolve().parent.parent / "dashboard"
-# The page has no inline event handlers from data and loads nothing from elsewhere.
+# The page has no inline event handlers from data and loads nothing from elsewhere. Its
+# terminal's WebSocket (ws: or wss: to this host) is connect-src 'self', from default-src.
 _HEADERS = {"Content-Security-Policy": "default-src 'self'; script-src 'self' 'unsafe-inline'; "
                                        "style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
                                        "frame-ancestors 'none'; form-action 'self'",

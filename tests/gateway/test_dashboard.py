@@ -19,7 +19,7 @@ from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
 
 from tests.conftest import OPERATOR_KEY, Gateway
-from tests.served import Served, stop_and_check
+from tests.served import Served, free_port, stop_and_check
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
@@ -390,3 +390,259 @@ def test_charts_draw_a_scripted_burst_of_wakes_in_chromium(served: Served,
             driver.save_screenshot(str(CHARTS_SCREENSHOT))
         api.close()
 
+
+
+# --- a box's page: processes, ports, terminal -------------------------------------------------
+
+BOX_SCREENSHOT = ARTIFACTS / "dashboard-box.png"
+# What a box sends is data. A command line, a process's output and a port's user name (basic
+# auth's: printable, no space, no colon) carry markup that would run if parsed as HTML.
+HOSTILE_COMMAND = ('echo "$HOSTILE_OUT"; exec sleep 600 '
+                   '# <img src=x onerror="window.__burrow_pwned=1">')
+HOSTILE_OUT = '<img src=x onerror="window.__burrow_pwned=2">'
+HOSTILE_USER = "<img/src=x/onerror=window.__burrow_pwned=3>"
+
+
+@pytest.fixture
+def served_previews(tmp_path: Path) -> Iterator[Served]:
+    server = Served(tmp_path / "data",
+                    env={"BURROW_PREVIEW_LISTEN": f"127.0.0.1:{free_port()}"}).start()
+    yield server
+    stop_and_check(server)
+
+
+def _sign_in(driver: WebDriver, served: Served, wait: WebDriverWait) -> None:
+    driver.get(f"{served.url}/dashboard")
+    wait.until(ec.visibility_of_element_located((By.ID, "key"))).send_keys(OPERATOR_KEY)
+    driver.find_element(By.ID, "login-submit").click()
+
+
+def _open_box_page(driver: WebDriver, box: str, wait: WebDriverWait) -> None:
+    """From the boxes list, as an operator does: the box's id is a link to its page."""
+    link = (By.CSS_SELECTOR, f'#boxes tr[data-box-id="{box}"] a[data-open-box]')
+    button = wait.until(ec.element_to_be_clickable(link), "the box's id is not a link")
+    driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", button)
+    button.click()
+    wait.until(ec.visibility_of_element_located((By.ID, "box-page")))
+    assert driver.current_url.endswith(f"#/boxes/{box}")
+    assert not driver.find_element(By.ID, "overview").is_displayed()
+    wait.until(lambda d: d.find_element(By.ID, "box-page").get_attribute("data-state")
+               == "running", "the box's page never showed its state")
+
+
+def _script_errors(driver: WebDriver) -> list[dict[str, str]]:
+    return [e for e in driver.get_log("browser")
+            if e["level"] == "SEVERE" and e.get("source") != "network"]
+
+
+def _start(api: httpx.Client, box: str, **spec: object) -> dict[str, object]:
+    r = api.post(f"/v1/boxes/{box}/processes", json=spec)
+    assert r.status_code == 201, r.text
+    process: dict[str, object] = r.json()
+    return process
+
+
+@pytest.mark.timeout(300)
+def test_a_box_page_shows_its_processes_and_ports_as_text_in_chromium(
+        served_previews: Served, browser: WebDriver) -> None:
+    served, driver = served_previews, browser
+    api = httpx.Client(base_url=served.url, headers=served.operator, timeout=60)
+    wait = WebDriverWait(driver, 30, ignored_exceptions=[StaleElementReferenceException])
+    try:
+        assert api.post("/v1/tenants", json={"id": "acme"}).status_code == 201
+        r = api.post("/v1/boxes", json={"tenant": "acme", "name": HOSTILE_NAME})
+        assert r.status_code == 201, r.text
+        box = r.json()["id"]
+        server = _start(api, box, command=HOSTILE_COMMAND, env={"HOSTILE_OUT": HOSTILE_OUT})
+        failed = _start(api, box, command="exit 3")
+        r = api.post(f"/v1/boxes/{box}/ports", json={"port": 8000, "auth": "basic",
+                                                     "username": HOSTILE_USER})
+        assert r.status_code == 201, r.text
+        port_url = r.json()["url"]
+
+        _sign_in(driver, served, wait)
+        _open_box_page(driver, box, wait)
+        assert driver.find_element(By.ID, "box-name").text == HOSTILE_NAME
+        assert driver.find_element(By.ID, "box-tenant").text == "acme"
+
+        row = f'#box-processes tr[data-process-id="{server["id"]}"]'
+        wait.until(lambda d: d.find_element(By.CSS_SELECTOR, f'{row} [data-col="state"]').text
+                   == "running", "the running process was not listed as running")
+        cell = driver.find_element(By.CSS_SELECTOR, f'{row} [data-col="command"]')
+        assert cell.text == HOSTILE_COMMAND
+        pid = driver.find_element(By.CSS_SELECTOR, f'{row} [data-col="pid"]').text
+        assert pid == str(api.get(f"/v1/boxes/{box}/processes/{server['id']}").json()["pid"])
+        ended = f'#box-processes tr[data-process-id="{failed["id"]}"]'
+        wait.until(lambda d: d.find_element(By.CSS_SELECTOR, f'{ended} [data-col="exit"]').text
+                   == "3", "the ended process's exit code was not shown")
+        assert driver.find_element(By.CSS_SELECTOR, f'{ended} [data-col="state"]').text \
+            == "exited"
+
+        port = '#box-ports tr[data-port="8000"]'
+        wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, port)),
+                   "the open port was not listed")
+        assert driver.find_element(By.CSS_SELECTOR, f'{port} [data-col="auth"]').text \
+            == f"basic, user {HOSTILE_USER}"
+        link = driver.find_element(By.CSS_SELECTOR, f'{port} [data-col="url"] a')
+        assert link.get_attribute("href") == port_url and link.text == port_url
+        assert link.get_attribute("rel") == "noopener noreferrer"
+
+        # the process's output, through the logs route, is text too
+        driver.find_element(By.CSS_SELECTOR, f'{row} [data-action="logs"]').click()
+        wait.until(lambda d: d.find_element(By.ID, "process-logs-stdout").text.strip()
+                   == HOSTILE_OUT, "the process's output was not shown")
+        assert driver.find_element(By.ID, "process-logs-id").text == server["id"]
+
+        # none of it became an element or ran
+        assert driver.find_elements(By.CSS_SELECTOR, "#box-page img") == []
+        assert driver.execute_script("return window.__burrow_pwned === undefined") is True
+
+        # Kill, after the page's confirm: gone from the box and from the page
+        driver.find_element(By.CSS_SELECTOR, f'{row} [data-action="kill"]').click()
+        driver.switch_to.alert.accept()
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, row) == [],
+                   "the killed process stayed listed")
+        assert api.get(f"/v1/boxes/{box}/processes/{server['id']}").status_code == 404
+        assert not driver.find_element(By.ID, "process-logs").is_displayed()
+        # Close the port, after the page's confirm
+        driver.find_element(By.CSS_SELECTOR, f'{port} [data-action="close-port"]').click()
+        driver.switch_to.alert.accept()
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, port) == [],
+                   "the closed port stayed listed")
+        assert api.get(f"/v1/boxes/{box}/ports").json() == []
+
+        # A frozen box's page says so and does not wake it to list its processes.
+        assert api.post(f"/v1/boxes/{box}/freeze").status_code == 200
+        wait.until(lambda d: "frozen" in d.find_element(By.CSS_SELECTOR,
+                                                        "#box-processes tbody").text,
+                   "the page did not say the box is frozen")
+        time.sleep(6)  # longer than the page's lists refresh
+        assert api.get(f"/v1/boxes/{box}").json()["state"] == "frozen"
+        driver.find_element(By.ID, "box-wake").click()
+        wait.until(lambda d: d.find_element(By.ID, "box-page").get_attribute("data-state")
+                   == "running", "Wake on the box's page did not wake it")
+
+        # back to the list, and a page for a box that is not there
+        driver.find_element(By.ID, "box-back").click()
+        wait.until(ec.visibility_of_element_located((By.ID, "overview")))
+        assert not driver.find_element(By.ID, "box-page").is_displayed()
+        driver.get(f"{served.url}/dashboard#/boxes/b_nosuchbox")
+        wait.until(lambda d: "There is no box b_nosuchbox" in d.find_element(By.ID, "box-note")
+                   .text, "a missing box's page did not say so")
+        assert _script_errors(driver) == []
+    finally:
+        api.close()
+
+
+# Every ticket the page is given, kept for the test (the page's own fetch, wrapped).
+RECORD_TICKETS = """
+window.__tickets = [];
+const fetch_ = window.fetch;
+window.fetch = async (...args) => {
+  const response = await fetch_(...args);
+  if (String(args[0]).endsWith("/pty/tickets") && response.ok) {
+    window.__tickets.push((await response.clone().json()).ticket);
+  }
+  return response;
+};
+"""
+# The next ticket the page asks for is one already used.
+REPLAY_TICKET = """
+const fetch_ = window.fetch;
+window.fetch = async (...args) => {
+  if (!String(args[0]).endsWith("/pty/tickets")) return fetch_(...args);
+  return new Response(JSON.stringify({ticket: window.__tickets[0], expires_in: 30}),
+                      {status: 200, headers: {"Content-Type": "application/json"}});
+};
+"""
+# The terminal as xterm.js drew it (its DOM renderer's rows), and as its buffer holds it.
+SCREEN_ROWS = """
+return [...document.querySelectorAll("#terminal .xterm-rows > div")]
+  .map((row) => row.textContent.replace(/\\u00a0/g, " ").trimEnd());
+"""
+BUFFER_LINES = """
+const buffer = window.BurrowBox.terminal().buffer.active, lines = [];
+for (let i = 0; i < buffer.length; i += 1) lines.push(buffer.getLine(i).translateToString(true));
+return lines;
+"""
+
+
+def _typed(driver: WebDriver, keys: str) -> None:
+    """Keys as an operator types them, into the terminal's own input (xterm.js's textarea)."""
+    driver.find_element(By.CSS_SELECTOR, "#terminal .xterm-helper-textarea").send_keys(keys)
+
+
+def _screen_shows(driver: WebDriver, line: str) -> bool:
+    return line in driver.execute_script(SCREEN_ROWS)
+
+
+@pytest.mark.timeout(300)
+def test_the_dashboard_terminal_runs_a_shell_in_the_box_in_chromium(
+        served_previews: Served, browser: WebDriver) -> None:
+    served, driver = served_previews, browser
+    api = httpx.Client(base_url=served.url, headers=served.operator, timeout=60)
+    wait = WebDriverWait(driver, 30, ignored_exceptions=[StaleElementReferenceException])
+    shot = False
+    try:
+        assert api.post("/v1/tenants", json={"id": "acme"}).status_code == 201
+        r = api.post("/v1/boxes", json={"tenant": "acme", "name": "web"})
+        assert r.status_code == 201, r.text
+        box = r.json()["id"]
+        server = _start(api, box, command="exec python3 -m http.server 8000", restart="on-wake")
+        assert api.post(f"/v1/boxes/{box}/ports", json={"port": 8000}).status_code == 201
+
+        _sign_in(driver, served, wait)
+        _open_box_page(driver, box, wait)
+        wait.until(ec.presence_of_element_located(
+            (By.CSS_SELECTOR, f'#box-processes tr[data-process-id="{server["id"]}"]')))
+        wait.until(ec.presence_of_element_located((By.CSS_SELECTOR,
+                                                   '#box-ports tr[data-port="8000"]')))
+        driver.execute_script(RECORD_TICKETS)
+
+        driver.find_element(By.ID, "terminal-connect").click()
+        wait.until(lambda d: d.find_element(By.ID, "terminal-status").text == "Connected.",
+                   "the terminal never connected")
+        # the shell's prompt first (keys typed before it would be echoed twice, by the tty
+        # and again by the shell's line editor)
+        wait.until(lambda d: any(row.strip() for row in d.execute_script(SCREEN_ROWS)),
+                   "the shell never wrote a prompt")
+        _typed(driver, "echo $((6*7))\n")
+        # 42 only if the keys reached a shell in the box and its output came back: the page
+        # has no arithmetic of its own, and the typed line itself shows $((6*7)), not 42
+        wait.until(lambda d: _screen_shows(d, "42"), "the terminal never showed 42")
+        lines = driver.execute_script(BUFFER_LINES)
+        typed = max(i for i, line in enumerate(lines) if line.endswith("echo $((6*7))"))
+        assert lines[typed + 1] == "42", lines
+        # UTF-8 both ways, and the shell's terminal has the size xterm.js fitted to the page
+        _typed(driver, "echo h\u00e9llo-\u20ac; stty size\n")
+        size = driver.execute_script("const t = window.BurrowBox.terminal();"
+                                     "return `${t.rows} ${t.cols}`;")
+        wait.until(lambda d: _screen_shows(d, "h\u00e9llo-\u20ac") and _screen_shows(d, size),
+                   f"the terminal never showed the accented line and its size {size}")
+        assert int(size.split()[1]) > 80  # fitted to the page, not the 80x24 default
+        assert len(driver.execute_script("return window.__tickets")) == 1
+
+        ARTIFACTS.mkdir(exist_ok=True)
+        driver.execute_script("document.getElementById('box-page').scrollIntoView()")
+        driver.save_screenshot(str(BOX_SCREENSHOT))
+        shot = True
+
+        _typed(driver, "exit 7\n")
+        wait.until(lambda d: d.find_element(By.ID, "terminal-status").text
+                   == "The shell exited with code 7.", "the shell's exit was not shown")
+        assert driver.find_element(By.ID, "terminal-connect").text == "Open a shell"
+
+        # A ticket opens one terminal: the page given a used one shows the gateway's refusal.
+        driver.execute_script(REPLAY_TICKET)
+        driver.find_element(By.ID, "terminal-connect").click()
+        status = (By.CSS_SELECTOR, '#terminal-status[data-kind="error"]')
+        wait.until(ec.presence_of_element_located(status), "a refused terminal showed nothing")
+        refused = driver.find_element(*status).text
+        assert refused.startswith("Terminal not authorised (4401): "), refused
+        assert driver.find_element(By.ID, "terminal-connect").is_enabled()
+        assert _script_errors(driver) == []  # nor any refusal by the page's CSP
+    finally:
+        if not shot:
+            ARTIFACTS.mkdir(exist_ok=True)
+            driver.save_screenshot(str(BOX_SCREENSHOT))
+        api.close()

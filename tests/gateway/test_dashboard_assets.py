@@ -1,5 +1,6 @@
-"""The dashboard's static files: the pinned chart library is the published one (its sha256s,
-and its npm tarball's integrity where the registry is reachable), with its licence beside it;
+"""The dashboard's static files: the pinned chart library and terminal (xterm.js and its fit
+addon) are the published ones (their sha256s, and their npm tarballs' integrity where the
+registry is reachable), each with its licence beside it;
 /dashboard/assets/ serves exactly those scripts and styles with their types, and no other file
 however its path is spelt; the history route is in the OpenAPI document."""
 
@@ -25,8 +26,15 @@ from gateway.routes.dashboard import ASSETS, PAGES
 
 VENDOR = PAGES / "vendor" / "uplot"
 PIN = json.loads((VENDOR / "pin.json").read_text())
-SERVED = {"charts.js": "text/javascript", "vendor/uplot/uPlot.iife.min.js": "text/javascript",
-          "vendor/uplot/uPlot.min.css": "text/css"}
+XTERM = PAGES / "vendor" / "xterm"
+FIT = PAGES / "vendor" / "xterm-addon-fit"
+# every pinned package: its folder under vendor/, and the pin.json there
+PINS = {d.name: json.loads((d / "pin.json").read_text()) for d in (VENDOR, XTERM, FIT)}
+SERVED = {"charts.js": "text/javascript", "box.js": "text/javascript",
+          "vendor/uplot/uPlot.iife.min.js": "text/javascript",
+          "vendor/uplot/uPlot.min.css": "text/css",
+          "vendor/xterm/xterm.js": "text/javascript", "vendor/xterm/xterm.css": "text/css",
+          "vendor/xterm-addon-fit/addon-fit.js": "text/javascript"}
 
 
 def _sha256(data: bytes) -> str:
@@ -49,29 +57,64 @@ def test_the_vendored_chart_library_is_the_pinned_release() -> None:
     assert {p.name for p in VENDOR.iterdir()} == {*PIN["files"], "pin.json"}
 
 
+def test_the_vendored_terminal_is_the_pinned_release() -> None:
+    """xterm.js 5.5.0 (the newest 5.x on npm) and the fit addon released with it (its peer
+    range is ^5.0.0), as published: their sha256s, their MIT notices."""
+    xterm, fit = PINS["xterm"], PINS["xterm-addon-fit"]
+    assert (xterm["package"], xterm["version"]) == ("@xterm/xterm", "5.5.0")
+    assert (fit["package"], fit["version"]) == ("@xterm/addon-fit", "0.10.0")
+    assert set(xterm["files"]) == {"xterm.js", "xterm.css", "LICENSE"}
+    assert set(fit["files"]) == {"addon-fit.js", "LICENSE"}
+    for folder, pin in ((XTERM, xterm), (FIT, fit)):
+        assert pin["license"] == "MIT"
+        short = pin["package"].split("/")[1]
+        assert pin["tarball"] == (f"https://registry.npmjs.org/{pin['package']}/-/"
+                                  f"{short}-{pin['version']}.tgz")
+        for name, pinned in pin["files"].items():
+            assert _sha256((folder / name).read_bytes()) == pinned["sha256"], (folder, name)
+        licence = (folder / "LICENSE").read_text()
+        assert "The xterm.js authors" in licence and "Permission is hereby granted" in licence
+        assert {p.name for p in folder.iterdir()} == {*pin["files"], "pin.json"}
+    # the builds the page uses: the UMD bundles, which set window.Terminal and window.FitAddon
+    assert "e.Terminal=" in (XTERM / "xterm.js").read_text()[-2000:]
+    assert "e.FitAddon=t()" in (FIT / "addon-fit.js").read_text()[:400]
+
+
+def test_vendor_holds_only_pinned_packages() -> None:
+    assert {d.name for d in (PAGES / "vendor").iterdir()} == set(PINS)
+
+
 def test_the_page_loads_the_vendored_files_and_nothing_from_elsewhere() -> None:
     page = (PAGES / "index.html").read_text()
-    for name in ("vendor/uplot/uPlot.iife.min.js", "vendor/uplot/uPlot.min.css", "charts.js"):
+    for name in SERVED:
         assert f'"/dashboard/assets/{name}"' in page, name
-    assert "http://" not in page and "https://" not in page and "//cdn" not in page
+    for name in ("index.html", "box.js", "charts.js"):
+        text = (PAGES / name).read_text()
+        assert "http://" not in text and "https://" not in text and "//cdn" not in text, name
+        # what a box or a tenant sends reaches the page as text (textContent), never markup
+        for parser in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write"):
+            assert parser not in text, (name, parser)
 
 
 @pytest.mark.node
-def test_the_pinned_files_are_the_ones_npm_publishes(tmp_path: Path) -> None:
+@pytest.mark.parametrize("folder", sorted(PINS))
+def test_the_pinned_files_are_the_ones_npm_publishes(folder: str, tmp_path: Path) -> None:
     """Against the registry: `npm pack` of the pinned version (npm checks the tarball against
     the registry's integrity), its integrity as pinned, its files as vendored."""
+    pin = PINS[folder]
     npm = shutil.which("npm")
     assert npm is not None, "the node tier needs npm"
-    done = subprocess.run([npm, "pack", f"uplot@{PIN['version']}", "--pack-destination",
-                           str(tmp_path), "--json"], capture_output=True, text=True,
-                          timeout=120, cwd=tmp_path)
+    done = subprocess.run([npm, "pack", f"{pin['package']}@{pin['version']}",
+                           "--pack-destination", str(tmp_path), "--json"],
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
-    (tarball,) = tmp_path.glob("uplot-*.tgz")
+    (tarball,) = tmp_path.glob("*.tgz")
+    assert tarball.name.endswith(f"-{pin['version']}.tgz"), tarball.name
     data = tarball.read_bytes()
     assert "sha512-" + base64.b64encode(hashlib.sha512(data).digest()).decode() \
-        == PIN["integrity"]
+        == pin["integrity"]
     with tarfile.open(tarball) as archive:
-        for name, pinned in PIN["files"].items():
+        for name, pinned in pin["files"].items():
             member = archive.extractfile(pinned["from"])
             assert member is not None, pinned["from"]
             assert _sha256(member.read()) == pinned["sha256"], name
@@ -127,6 +170,8 @@ ATTACKS = [
     "../routes/dashboard.py", "../../core/security.py", "../../../../../../etc/passwd",
     "/etc/passwd", "//etc/passwd", "vendor/uplot/../../../routes/dashboard.py",
     "vendor/uplot/LICENSE", "vendor/uplot/pin.json", "vendor/uplot/", "vendor/", "",
+    "vendor/xterm/LICENSE", "vendor/xterm/pin.json", "vendor/xterm-addon-fit/LICENSE",
+    "vendor/xterm/xterm.js.map", "vendor/xterm/../uplot/LICENSE", "vendor/xterm/xterm.js/",
     "..%2findex.html", "%2e%2e/index.html", "vendor%2fuplot%2fuPlot.min.css",
     "vendor\\uplot\\uPlot.min.css", "charts.js/", "charts.js\x00.png", "./charts.js",
     "vendor/./uplot/uPlot.min.css", "CHARTS.JS", "../../../../../../root/.bashrc",
