@@ -123,7 +123,7 @@ class BoxAccess(ABC):
         """The box user's shell on a terminal in the box (the daemon's `pty`), waking the box
         first unless `wake` is False. Not activity while it is open: its caller counts the
         keystrokes (output is no one's activity)."""
-        return await self._call(box_id, wake, lambda c: c.pty(cols, rows, cwd))
+        return await self._call(box_id, wake, lambda c: c.pty(cols, rows, cwd), quiet=True)
 
     def service_path(self, box_id: str) -> Socket:
         """The host-side socket of the box's service (BoxSpec.service); connect after waking."""

@@ -111,6 +111,11 @@ class Keys:
         """The boxes of an owner that have open ports (set), for the owner's deletion."""
         return f"{self.prefix}:ports:owner:{owner}"
 
+    def ports_changed(self) -> str:
+        """The channel each change to a box's ports is published on (message: its box id), so
+        every preview listener drops what it kept of them."""
+        return f"{self.prefix}:ports:changed"
+
     # --- terminals of boxes (core/terminals.py) --------------------------------------------
 
     def pty_ticket(self, ticket_hash: str) -> str:

@@ -166,7 +166,7 @@ class Previews:
     @property
     def changes(self) -> str:
         """The channel each change to a box's ports is published on (its box id)."""
-        return f"{self.keys.prefix}:ports:changed"
+        return self.keys.ports_changed()
 
     def _hash(self, box_id: str, port: int, kind: str, value: str) -> str:
         return _mac(self.secret, "secret", kind, box_id, str(port), value)

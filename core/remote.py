@@ -49,7 +49,6 @@ from boxes.placement import Placer, expected_mb
 from boxes.registry import Registry
 from boxes.sandbox import BoxUsage
 from boxes.stores import open_store
-from boxes.terminals import Terminal
 from core.channel import HostClient, encode_bytes
 from core.roles import DRAIN_S
 
@@ -376,14 +375,6 @@ class RemoteBoxes(BoxCatalog, BoxAccess):
         gateway counts the requests that open them)."""
         await self._ensure(box_id, wake)
         return DaemonClient(Channel(self, box_id, "port" if quiet else "daemon"))
-
-    async def open_terminal(self, box_id: str, cols: int, rows: int, cwd: str | None = None,
-                            wake: bool = True) -> Terminal:
-        """As on one machine, through the box's host on a `port` channel (no activity while
-        open, as a preview's: this gateway counts the keystrokes)."""
-        async def through_host(_: DaemonClient) -> Terminal:
-            return await DaemonClient(Channel(self, box_id, "port")).pty(cols, rows, cwd)
-        return await self._call(box_id, wake, through_host)
 
     def service_path(self, box_id: str) -> Channel:
         return Channel(self, box_id, "service")
