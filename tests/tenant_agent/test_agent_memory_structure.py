@@ -17,9 +17,10 @@ import pytest
 from core.parsing import PairParses, SpacyParser
 from core.vectors import PairVectors
 from knowledge.embedder import SentenceTransformerEmbedder
+from tenant_agent.memory.forgetting import forgetting
 from tenant_agent.memory.memory import Memory
 from tenant_agent.memory.owner import list_items
-from tenant_agent.memory.structure import forgetting, read, said, statements, subject_of
+from tenant_agent.memory.structure import read, said, statements, subject_of
 
 T0 = 1_700_000_000.0
 
