@@ -46,6 +46,7 @@ from tenant_agent.memory.parse import (
     NUMBERS,
     ORDINALS,
     PLACE_ENTS,
+    TIME_ENTS,
     Clause,
     Parse,
     Token,
@@ -105,6 +106,8 @@ CHANGE = re.compile(r"\b(?:now|nowadays|these days|anymore|any more|no longer|in
 _TEACHING = frozenset(["teach", "lecture", "tutor", "coach", "nurse", "volunteer", "intern"])
 # Verbs of becoming: what follows is what the speaker is from now on ("I went vegan").
 _BECOMING = frozenset(["become", "go", "turn"])
+# The states a verb of getting makes one ("got engaged", "got divorced"): the classes above.
+_STATES = MARITAL | EMPLOYMENT | DIET_WORDS
 
 
 # -- the classes ----------------------------------------------------------------------------
@@ -117,17 +120,19 @@ def _fact(subject: str, value: str, text: str, exclusive: bool = True,
 def _copula(parse: Parse, clause: Clause) -> list[Statement]:
     """"I'm a nurse", "I'm married", "I'm from Leeds", "I was a lawyer", "I'm vegetarian"."""
     verb = clause.verb
-    if verb.lemma in _BECOMING and verb.kid("attr", "acomp") is not None:
+    becoming = verb.lemma in _BECOMING or (  # "I got engaged to Lior": a state from now on
+        verb.lemma == "get" and verb.kid("dobj") is None and (
+            state := verb.kid("acomp")) is not None and state.lower in _STATES)
+    if becoming and verb.kid("attr", "acomp") is not None:
         # "I became a senior designer", "I've gone vegan": what it is from now on
         clause = Clause(verb, False, clause.negated, clause.sentence, clause.implicit,
                         clause.group)
-    return _state(parse, clause) if verb.lemma in _BECOMING | {"be"} else []
+    return _state(parse, clause) if becoming or verb.lemma == "be" else []
 
 
 def _state(parse: Parse, clause: Clause) -> list[Statement]:
     verb = clause.verb
-    attr = verb.kid("attr")
-    acomp = verb.kid("acomp")
+    attr, acomp = _complements(verb)
     if acomp is not None and clause.negated:
         return _not_allergic(parse, acomp)
     if acomp is not None:
@@ -160,6 +165,15 @@ def _state(parse: Parse, clause: Clause) -> list[Statement]:
     if attr is None or attr.pos not in ("NOUN", "PROPN") or clause.negated:
         return []
     return _noun_attr(parse, clause, attr)
+
+
+def _complements(verb: Token) -> tuple[Token | None, Token | None]:
+    """What a copula says the speaker is: a noun (attr) and a quality (acomp); an adjective
+    the parse calls an attr is a quality ("I'm pescatarian")."""
+    attr, acomp = verb.kid("attr"), verb.kid("acomp")
+    if acomp is None and attr is not None and attr.pos == "ADJ":
+        return None, attr
+    return attr, acomp
 
 
 def _not_allergic(parse: Parse, acomp: Token) -> list[Statement]:
@@ -282,8 +296,9 @@ def _job_change(parse: Parse, clause: Clause) -> list[Statement]:
             and org.ent.endswith("ORG"):
         name = phrase_of(parse, org, ("relcl", "punct", "prep"))
         out.append(_fact("employer", name, f"Works at {name}"))
-    elif verb.lemma == "retire":
-        out.append(_fact("employment status", "retired", "Is retired"))
+    elif verb.lemma == "retire":  # the role held ends with the work
+        out += [Statement("end", "fact", "role", "*", ""),
+                _fact("employment status", "retired", "Is retired")]
         role = prep_object(verb, "as") or next(
             (prep_object(p.kid("pobj") or p, "as") for p in verb.kids("prep")
              if p.kid("pobj") is not None), None)
@@ -399,23 +414,33 @@ _ENDING = {"sell": "", "quit": "", "leave": "", "ditch": "", "abandon": "", "dro
 def _ending(parse: Parse, clause: Clause) -> list[Statement]:
     """What the speaker stopped having or doing: ends the held memory that names it."""
     verb = clause.verb
+    if verb.lemma in ("have", "own") and clause.negated and CHANGE.search(clause.sentence):
+        return [Statement("end", "", "", what, "") for thing in verb.kids("dobj")
+                if thing.pos in ("NOUN", "PROPN") and (what := _owned_name(parse, thing))]
     if verb.lemma not in _ENDING or clause.negated:
         return []
     particle = _ENDING[verb.lemma]
     has_particle = any(c.lower == particle for c in verb.children) if particle else True
     objects = [*verb.kids("dobj"), *(p.kid("pobj") for p in verb.kids("prep")
-                                     if particle and p.lower in ("on", particle))]
+                                     if particle and p.lower in ("on", particle)),
+               *(o for o in verb.kids("oprd") if o.ent)]  # "left The Loose Ends", misparsed
     if not has_particle and not (particle == "off" and objects):
         return []
     out = []
     for thing in objects:
         if thing is None or thing.pos not in ("NOUN", "PROPN"):
             continue
-        what = phrase_of(parse, thing, ("relcl", "punct", "prep"))
-        what = re.sub(r"^(?:that|this|those|these|my|our)\s+", "", what, flags=re.I)
+        what = _owned_name(parse, thing)
         if what:
             out.append(Statement("end", "", "", what, ""))
     return out
+
+
+def _owned_name(parse: Parse, thing: Token) -> str:
+    """What an ending names, without "that", "my" and the like ("that company" -> "company")."""
+    what = entity_phrase(parse, thing) if thing.ent else phrase_of(parse, thing, (
+        "relcl", "punct", "prep"))
+    return re.sub(r"^(?:the|that|this|those|these|my|our)\s+", "", what, flags=re.I)
 
 
 def _possession(parse: Parse, clause: Clause) -> list[Statement]:
@@ -587,6 +612,26 @@ def _pronouns(parse: Parse, a: int, b: int) -> list[Statement]:
     return []
 
 
+def _called(parse: Parse, a: int, b: int) -> list[Statement]:
+    """The name the speaker is called by: "please just call me Bob from now on", "everyone
+    calls me Bex" (whoever calls), or a name said alone as what holds from now on ("Rebecca
+    from now on, please"); not a name someone called the speaker once ("he called me Bob")."""
+    for token in parse.tokens[a:b]:
+        name = None
+        if token.lemma == "call" and token.tag in ("VB", "VBP", "VBZ") and not any(
+                c.dep == "neg" for c in token.children) and (me := token.kid("dobj")) \
+                is not None and me.lower == "me":
+            name = next((c for c in token.children if c.i > me.i and c.pos == "PROPN"
+                         and c.dep in ("oprd", "npadvmod", "attr", "dobj", "dep")), None)
+        elif token.ent == "B-PERSON" and token.dep in ("ROOT", "npadvmod", "dep", "intj") \
+                and any(p.lower == "from" and any(t.lower == "now" for t in parse.subtree(p))
+                        for p in token.kids("prep")):
+            name = token
+        if name is not None and (value := entity_phrase(parse, name)):
+            return [_fact("name", value, f"Name is {value}")]
+    return []
+
+
 def _ordinal(parse: Parse, clause: Clause) -> list[Statement]:
     """A count said by its newest: "our third was born on Sunday" (three children), "we
     brought a second cat home" (two cats)."""
@@ -634,7 +679,8 @@ def _marriage(parse: Parse, clause: Clause) -> list[Statement]:
         ended = [Statement("end", "", "", name, "")] if name and partner is not None \
             and partner.pos == "PROPN" else []  # what was said of the two of them
         return [*ended, _fact("marital status", "separated",
-                              f"{said_as} with {name}" if name else said_as)]
+                              f"No longer with {name} ({said_as.lower()})" if name
+                              else said_as)]
     if verb.lemma == "see" and verb.tag == "VBG" and (who := verb.kid("dobj")) is not None \
             and who.lower in ("someone", "somebody") and not clause.past:
         return [_fact("marital status", "in a relationship", "Is seeing someone")]
@@ -710,6 +756,8 @@ def statements(parse: Parse, at: float = 0.0) -> list[Statement]:
         for verb in predicates(parse, a, b):
             clause = speaker_clause(parse, verb, sentence)
             if clause is None:
+                if _impersonal_of_speaker(parse, verb, sentence):
+                    unread.append(Clause(verb, False, False, sentence))
                 continue
             for reading in _CLASSES:
                 got = reading(parse, clause)
@@ -727,6 +775,7 @@ def statements(parse: Parse, at: float = 0.0) -> list[Statement]:
                     unread.append(clause)
         seen = {s.subject for s in found}
         found.extend(s for s in [*_counted(parse, a, b), *_kin_named(parse, a, b),
+                                 *_called(parse, a, b),
                                  *_pronouns(parse, a, b), *_address_to_use(parse, a, b),
                                  *_renamed(parse, a, b)]
                      if s.subject not in seen)
@@ -755,16 +804,29 @@ def _lasting(parse: Parse, clause: Clause) -> bool:
         return False
     if clause.past and verb.lemma not in CHANGE_VERBS:
         return False
+    if any(t is not None and t.ent.endswith(TIME_ENTS) for p in verb.kids("prep")
+           if p.lower in ("to", "till", "until") for t in [p.kid("pobj")]):
+        return False  # "I moved the meeting to Thursday": rescheduled, nothing of the speaker
     if verb.tag == "VB" and not verb.kids("aux"):
         return False  # an imperative
     governed = [t for t in parse.subtree(verb) if t.i > verb.i and t.head != t.i]
     if verb.lemma == "be":
         quality = verb.kid("acomp", "attr")
-        if quality is None or any(c.lower in _DEGREE for c in quality.children):
+        if quality is None:
+            return _regimen(verb) and bool(CHANGE.search(clause.sentence))
+        if any(c.lower in _DEGREE for c in quality.children):
             return False  # "I'm so jealous": a feeling of the moment
     return any((t.pos in _CONTENT and t.dep in ("dobj", "attr", "acomp", "pobj", "oprd",
                                                  "appos", "npadvmod", "compound", "amod"))
                or (t.dep == "dobj" and t.lower in _PRONOUNS) for t in governed)
+
+
+def _regimen(verb: Token) -> bool:
+    """"I'm on insulin injections", "we're on nights": a bare noun one is on (a course, a
+    shift), not a thing or a place ("I'm on the train", "I'm on my way")."""
+    on = prep_object(verb, "on")
+    return on is not None and on.pos == "NOUN" and not any(
+        c.dep in ("det", "poss") for c in on.children)
 
 
 # What makes "have" or "get" say something lasting: a habit ("I get the 7:40 into town every
@@ -799,6 +861,18 @@ _PRONOUNS = frozenset(["they", "them", "he", "him", "she", "her", "xe", "xem", "
 _IMPERSONAL = frozenset(["it", "this", "that", "there", "which", "who", "what"])
 
 
+def _impersonal_of_speaker(parse: Parse, verb: Token, sentence: str) -> bool:
+    """"so it's rooibos for me now", "it's just me and a ukulele these days": a copula with an
+    impersonal subject that names the speaker and a thing, said as a change."""
+    subject = verb.kid("nsubj")
+    if verb.lemma != "be" or subject is None or subject.lower not in ("it", "that", "this") \
+            or any(c.dep == "neg" for c in verb.children) or not CHANGE.search(sentence):
+        return False
+    governed = [t for t in parse.subtree(verb) if t.i > verb.i]
+    return any(t.lower in ("me", "us") for t in governed) and any(
+        t.pos == "NOUN" and t.dep in ("attr", "conj") for t in governed)
+
+
 def _in_own_words(parse: Parse, a: int, b: int, unread: list[Clause],
                   ending: set[int]) -> list[Statement]:
     """The sentence in the speaker's words, without the clauses of anyone else in it ("my
@@ -814,7 +888,7 @@ def _in_own_words(parse: Parse, a: int, b: int, unread: list[Clause],
             if head.i in heads or head.head == head.i:
                 break
             head = parse.tokens[head.head]
-        subject = head.kid("nsubj", "nsubjpass")
+        subject = subject_of_verb(parse, head)
         if head.i in ending or (subject is not None and not speaker(subject)
                                 and subject.lower not in _IMPERSONAL
                                 and subject.lemma not in GROUPS):

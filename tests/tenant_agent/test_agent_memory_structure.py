@@ -110,6 +110,7 @@ def everything(memory: Memory) -> str:
     ("We've moved to Portuguese.", [("answer language", "Portuguese")]),
     ("I used to live in Berlin.", [("past location", "Berlin")]),
     ("These days I prefer coffee instead.", [("coffee", "coffee")]),
+    ("I'm pescetarian.", [("diet", "pescetarian")]),  # an adjective the parse calls an attr
 ])
 def test_statements_about_oneself_are_read_by_structure(host: Host, text: str,
                                                         expected: list[tuple[str, str]]) -> None:
