@@ -802,7 +802,7 @@ def _lasting(parse: Parse, clause: Clause) -> bool:
     if clause.negated or _DAYS.search(clause.sentence) or (
             verb.lemma in _LIGHT and not _held_or_habit(clause)):
         return False
-    if clause.past and verb.lemma not in CHANGE_VERBS:
+    if clause.past and verb.lemma not in CHANGE_VERBS and not _acquired(parse, verb):
         return False
     if any(t is not None and t.ent.endswith(TIME_ENTS) for p in verb.kids("prep")
            if p.lower in ("to", "till", "until") for t in [p.kid("pobj")]):
@@ -819,6 +819,16 @@ def _lasting(parse: Parse, clause: Clause) -> bool:
     return any((t.pos in _CONTENT and t.dep in ("dobj", "attr", "acomp", "pobj", "oprd",
                                                  "appos", "npadvmod", "compound", "amod"))
                or (t.dep == "dobj" and t.lower in _PRONOUNS) for t in governed)
+
+
+def _acquired(parse: Parse, verb: Token) -> bool:
+    """A thing known by its name that the speaker got ("picked up a second-hand Kia Niro on
+    Saturday", "bought a Pixel"): a change of what it has, not an errand ("bought some milk")."""
+    return verb.lemma in _ACQUIRING and not verb.kids("neg") and any(
+        t.pos == "PROPN" for thing in verb.kids("dobj") for t in parse.subtree(thing))
+
+
+_ACQUIRING = frozenset(["buy", "get", "pick", "purchase", "adopt", "lease", "order"])
 
 
 def _regimen(verb: Token) -> bool:
@@ -901,7 +911,8 @@ def _in_own_words(parse: Parse, a: int, b: int, unread: list[Clause],
     if not 2 <= len(words) <= 40:
         return []
     change = bool(ending) or bool(CHANGE.search(text)) or any(
-        c.verb.lemma in CHANGE_VERBS or any(t.lower == "new" for t in parse.subtree(c.verb))
+        c.verb.lemma in CHANGE_VERBS or _acquired(parse, c.verb)
+        or any(t.lower == "new" for t in parse.subtree(c.verb))
         for c in unread)
     return [Statement("add", "fact", SAID, text, text[0].upper() + text[1:], change=change)]
 
