@@ -186,7 +186,8 @@ def _stranded(parse: Parse, verb: Token) -> Token | None:
     """A subject the parse gave to the clause before as its object, right before a verb in
     the past that has none ("in the game I'm playing my character just left the capital":
     "my character" is what left, not what is played)."""
-    if verb.tag != "VBD" or verb.dep not in ("advcl", "ccomp") or verb.kids("mark", "aux"):
+    if verb.tag != "VBD" or verb.dep not in ("advcl", "ccomp") or verb.kids("mark", "aux") \
+            or verb.i == 0:
         return None
     i = verb.i - 1
     while i > 0 and parse.tokens[i].pos == "ADV":
