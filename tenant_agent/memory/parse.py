@@ -173,13 +173,28 @@ def wished(parse: Parse, token: Token) -> bool:
 
 
 def subject_of_verb(parse: Parse, verb: Token) -> Token | None:
-    subject = verb.kid("nsubj", "nsubjpass", "expl")
+    subject = verb.kid("nsubj", "nsubjpass", "expl") or _stranded(parse, verb)
     seen = 0
     while subject is None and verb.dep == "conj" and seen < 10:  # "… and came over for uni"
         verb = parse.tokens[verb.head]
-        subject = verb.kid("nsubj", "nsubjpass")
+        subject = verb.kid("nsubj", "nsubjpass") or _stranded(parse, verb)
         seen += 1
     return subject
+
+
+def _stranded(parse: Parse, verb: Token) -> Token | None:
+    """A subject the parse gave to the clause before as its object, right before a verb in
+    the past that has none ("in the game I'm playing my character just left the capital":
+    "my character" is what left, not what is played)."""
+    if verb.tag != "VBD" or verb.dep not in ("advcl", "ccomp") or verb.kids("mark", "aux") \
+            or verb.i == 0:
+        return None
+    i = verb.i - 1
+    while i > 0 and parse.tokens[i].pos == "ADV":
+        i -= 1
+    noun = parse.tokens[i]
+    return noun if i < verb.i and noun.pos in ("NOUN", "PROPN") and noun.dep == "dobj" \
+        and noun.head == verb.head else None
 
 
 def speaker_clause(parse: Parse, verb: Token, sentence: str) -> Clause | None:

@@ -20,9 +20,10 @@ adjectives below), never phrasings: the parse says who did what, the classes wha
 A predicate counts only as a statement of the speaker (tenant_agent/memory/parse.py): its
 subject is "I" or "we" (or the subject of the clause it is joined to), it is no question, not
 negated unless the class reads negation ("I don't eat meat"), not under "would", "want",
-"hope" (a wish is no fact), not a condition, and not inside a request to forget. Each such
-clause the classes here do not read goes to the rules from its subject on ("These days, I
-prefer coffee" is read as "I prefer coffee").
+"hope" (a wish is no fact), not a condition, and not inside a request to forget (read by
+tenant_agent/memory/forgetting.py; `said` returns its requests in place of statements). Each
+such clause the classes here do not read goes to the rules from its subject on ("These days,
+I prefer coffee" is read as "I prefer coffee").
 
 Without a parse (an old host, a direct call) the agent falls back to the rules alone
 (tenant_agent/memory/learn.py); with one, `said` takes the statements found here and the
@@ -35,6 +36,7 @@ from __future__ import annotations
 
 import re
 
+from tenant_agent.memory.forgetting import asked_to_forget, forgets, forgetting
 from tenant_agent.memory.learn import Learned, Statement, asks_to_forget, learn, statements_of
 from tenant_agent.memory.lexicon import OCCUPATIONS
 from tenant_agent.memory.parse import (
@@ -44,6 +46,7 @@ from tenant_agent.memory.parse import (
     NUMBERS,
     ORDINALS,
     PLACE_ENTS,
+    TIME_ENTS,
     Clause,
     Parse,
     Token,
@@ -103,6 +106,8 @@ CHANGE = re.compile(r"\b(?:now|nowadays|these days|anymore|any more|no longer|in
 _TEACHING = frozenset(["teach", "lecture", "tutor", "coach", "nurse", "volunteer", "intern"])
 # Verbs of becoming: what follows is what the speaker is from now on ("I went vegan").
 _BECOMING = frozenset(["become", "go", "turn"])
+# The states a verb of getting makes one ("got engaged", "got divorced"): the classes above.
+_STATES = MARITAL | EMPLOYMENT | DIET_WORDS
 
 
 # -- the classes ----------------------------------------------------------------------------
@@ -115,17 +120,19 @@ def _fact(subject: str, value: str, text: str, exclusive: bool = True,
 def _copula(parse: Parse, clause: Clause) -> list[Statement]:
     """"I'm a nurse", "I'm married", "I'm from Leeds", "I was a lawyer", "I'm vegetarian"."""
     verb = clause.verb
-    if verb.lemma in _BECOMING and verb.kid("attr", "acomp") is not None:
+    becoming = verb.lemma in _BECOMING or (  # "I got engaged to Lior": a state from now on
+        verb.lemma == "get" and verb.kid("dobj") is None and (
+            state := verb.kid("acomp")) is not None and state.lower in _STATES)
+    if becoming and verb.kid("attr", "acomp") is not None:
         # "I became a senior designer", "I've gone vegan": what it is from now on
         clause = Clause(verb, False, clause.negated, clause.sentence, clause.implicit,
                         clause.group)
-    return _state(parse, clause) if verb.lemma in _BECOMING | {"be"} else []
+    return _state(parse, clause) if becoming or verb.lemma == "be" else []
 
 
 def _state(parse: Parse, clause: Clause) -> list[Statement]:
     verb = clause.verb
-    attr = verb.kid("attr")
-    acomp = verb.kid("acomp")
+    attr, acomp = _complements(verb)
     if acomp is not None and clause.negated:
         return _not_allergic(parse, acomp)
     if acomp is not None:
@@ -158,6 +165,15 @@ def _state(parse: Parse, clause: Clause) -> list[Statement]:
     if attr is None or attr.pos not in ("NOUN", "PROPN") or clause.negated:
         return []
     return _noun_attr(parse, clause, attr)
+
+
+def _complements(verb: Token) -> tuple[Token | None, Token | None]:
+    """What a copula says the speaker is: a noun (attr) and a quality (acomp); an adjective
+    the parse calls an attr is a quality ("I'm pescatarian")."""
+    attr, acomp = verb.kid("attr"), verb.kid("acomp")
+    if acomp is None and attr is not None and attr.pos == "ADJ":
+        return None, attr
+    return attr, acomp
 
 
 def _not_allergic(parse: Parse, acomp: Token) -> list[Statement]:
@@ -280,8 +296,9 @@ def _job_change(parse: Parse, clause: Clause) -> list[Statement]:
             and org.ent.endswith("ORG"):
         name = phrase_of(parse, org, ("relcl", "punct", "prep"))
         out.append(_fact("employer", name, f"Works at {name}"))
-    elif verb.lemma == "retire":
-        out.append(_fact("employment status", "retired", "Is retired"))
+    elif verb.lemma == "retire":  # the role held ends with the work
+        out += [Statement("end", "fact", "role", "*", ""),
+                _fact("employment status", "retired", "Is retired")]
         role = prep_object(verb, "as") or next(
             (prep_object(p.kid("pobj") or p, "as") for p in verb.kids("prep")
              if p.kid("pobj") is not None), None)
@@ -397,23 +414,33 @@ _ENDING = {"sell": "", "quit": "", "leave": "", "ditch": "", "abandon": "", "dro
 def _ending(parse: Parse, clause: Clause) -> list[Statement]:
     """What the speaker stopped having or doing: ends the held memory that names it."""
     verb = clause.verb
+    if verb.lemma in ("have", "own") and clause.negated and CHANGE.search(clause.sentence):
+        return [Statement("end", "", "", what, "") for thing in verb.kids("dobj")
+                if thing.pos in ("NOUN", "PROPN") and (what := _owned_name(parse, thing))]
     if verb.lemma not in _ENDING or clause.negated:
         return []
     particle = _ENDING[verb.lemma]
     has_particle = any(c.lower == particle for c in verb.children) if particle else True
     objects = [*verb.kids("dobj"), *(p.kid("pobj") for p in verb.kids("prep")
-                                     if particle and p.lower in ("on", particle))]
+                                     if particle and p.lower in ("on", particle)),
+               *(o for o in verb.kids("oprd") if o.ent)]  # "left The Loose Ends", misparsed
     if not has_particle and not (particle == "off" and objects):
         return []
     out = []
     for thing in objects:
         if thing is None or thing.pos not in ("NOUN", "PROPN"):
             continue
-        what = phrase_of(parse, thing, ("relcl", "punct", "prep"))
-        what = re.sub(r"^(?:that|this|those|these|my|our)\s+", "", what, flags=re.I)
+        what = _owned_name(parse, thing)
         if what:
             out.append(Statement("end", "", "", what, ""))
     return out
+
+
+def _owned_name(parse: Parse, thing: Token) -> str:
+    """What an ending names, without "that", "my" and the like ("that company" -> "company")."""
+    what = entity_phrase(parse, thing) if thing.ent else phrase_of(parse, thing, (
+        "relcl", "punct", "prep"))
+    return re.sub(r"^(?:the|that|this|those|these|my|our)\s+", "", what, flags=re.I)
 
 
 def _possession(parse: Parse, clause: Clause) -> list[Statement]:
@@ -585,6 +612,26 @@ def _pronouns(parse: Parse, a: int, b: int) -> list[Statement]:
     return []
 
 
+def _called(parse: Parse, a: int, b: int) -> list[Statement]:
+    """The name the speaker is called by: "please just call me Bob from now on", "everyone
+    calls me Bex" (whoever calls), or a name said alone as what holds from now on ("Rebecca
+    from now on, please"); not a name someone called the speaker once ("he called me Bob")."""
+    for token in parse.tokens[a:b]:
+        name = None
+        if token.lemma == "call" and token.tag in ("VB", "VBP", "VBZ") and not any(
+                c.dep == "neg" for c in token.children) and (me := token.kid("dobj")) \
+                is not None and me.lower == "me":
+            name = next((c for c in token.children if c.i > me.i and c.pos == "PROPN"
+                         and c.dep in ("oprd", "npadvmod", "attr", "dobj", "dep")), None)
+        elif token.ent == "B-PERSON" and token.dep in ("ROOT", "npadvmod", "dep", "intj") \
+                and any(p.lower == "from" and any(t.lower == "now" for t in parse.subtree(p))
+                        for p in token.kids("prep")):
+            name = token
+        if name is not None and (value := entity_phrase(parse, name)):
+            return [_fact("name", value, f"Name is {value}")]
+    return []
+
+
 def _ordinal(parse: Parse, clause: Clause) -> list[Statement]:
     """A count said by its newest: "our third was born on Sunday" (three children), "we
     brought a second cat home" (two cats)."""
@@ -632,7 +679,8 @@ def _marriage(parse: Parse, clause: Clause) -> list[Statement]:
         ended = [Statement("end", "", "", name, "")] if name and partner is not None \
             and partner.pos == "PROPN" else []  # what was said of the two of them
         return [*ended, _fact("marital status", "separated",
-                              f"{said_as} with {name}" if name else said_as)]
+                              f"No longer with {name} ({said_as.lower()})" if name
+                              else said_as)]
     if verb.lemma == "see" and verb.tag == "VBG" and (who := verb.kid("dobj")) is not None \
             and who.lower in ("someone", "somebody") and not clause.past:
         return [_fact("marital status", "in a relationship", "Is seeing someone")]
@@ -708,6 +756,8 @@ def statements(parse: Parse, at: float = 0.0) -> list[Statement]:
         for verb in predicates(parse, a, b):
             clause = speaker_clause(parse, verb, sentence)
             if clause is None:
+                if _impersonal_of_speaker(parse, verb, sentence):
+                    unread.append(Clause(verb, False, False, sentence))
                 continue
             for reading in _CLASSES:
                 got = reading(parse, clause)
@@ -725,6 +775,7 @@ def statements(parse: Parse, at: float = 0.0) -> list[Statement]:
                     unread.append(clause)
         seen = {s.subject for s in found}
         found.extend(s for s in [*_counted(parse, a, b), *_kin_named(parse, a, b),
+                                 *_called(parse, a, b),
                                  *_pronouns(parse, a, b), *_address_to_use(parse, a, b),
                                  *_renamed(parse, a, b)]
                      if s.subject not in seen)
@@ -751,18 +802,41 @@ def _lasting(parse: Parse, clause: Clause) -> bool:
     if clause.negated or _DAYS.search(clause.sentence) or (
             verb.lemma in _LIGHT and not _held_or_habit(clause)):
         return False
-    if clause.past and verb.lemma not in CHANGE_VERBS:
+    if clause.past and verb.lemma not in CHANGE_VERBS and not _acquired(parse, verb):
         return False
+    if any(t is not None and t.ent.endswith(TIME_ENTS) for p in verb.kids("prep")
+           if p.lower in ("to", "till", "until") for t in [p.kid("pobj")]):
+        return False  # "I moved the meeting to Thursday": rescheduled, nothing of the speaker
     if verb.tag == "VB" and not verb.kids("aux"):
         return False  # an imperative
     governed = [t for t in parse.subtree(verb) if t.i > verb.i and t.head != t.i]
     if verb.lemma == "be":
         quality = verb.kid("acomp", "attr")
-        if quality is None or any(c.lower in _DEGREE for c in quality.children):
+        if quality is None:
+            return _regimen(verb) and bool(CHANGE.search(clause.sentence))
+        if any(c.lower in _DEGREE for c in quality.children):
             return False  # "I'm so jealous": a feeling of the moment
     return any((t.pos in _CONTENT and t.dep in ("dobj", "attr", "acomp", "pobj", "oprd",
                                                  "appos", "npadvmod", "compound", "amod"))
                or (t.dep == "dobj" and t.lower in _PRONOUNS) for t in governed)
+
+
+def _acquired(parse: Parse, verb: Token) -> bool:
+    """A thing known by its name that the speaker got ("picked up a second-hand Kia Niro on
+    Saturday", "bought a Pixel"): a change of what it has, not an errand ("bought some milk")."""
+    return verb.lemma in _ACQUIRING and not verb.kids("neg") and any(
+        t.pos == "PROPN" for thing in verb.kids("dobj") for t in parse.subtree(thing))
+
+
+_ACQUIRING = frozenset(["buy", "get", "pick", "purchase", "adopt", "lease", "order"])
+
+
+def _regimen(verb: Token) -> bool:
+    """"I'm on insulin injections", "we're on nights": a bare noun one is on (a course, a
+    shift), not a thing or a place ("I'm on the train", "I'm on my way")."""
+    on = prep_object(verb, "on")
+    return on is not None and on.pos == "NOUN" and not any(
+        c.dep in ("det", "poss") for c in on.children)
 
 
 # What makes "have" or "get" say something lasting: a habit ("I get the 7:40 into town every
@@ -797,6 +871,18 @@ _PRONOUNS = frozenset(["they", "them", "he", "him", "she", "her", "xe", "xem", "
 _IMPERSONAL = frozenset(["it", "this", "that", "there", "which", "who", "what"])
 
 
+def _impersonal_of_speaker(parse: Parse, verb: Token, sentence: str) -> bool:
+    """"so it's rooibos for me now", "it's just me and a ukulele these days": a copula with an
+    impersonal subject that names the speaker and a thing, said as a change."""
+    subject = verb.kid("nsubj")
+    if verb.lemma != "be" or subject is None or subject.lower not in ("it", "that", "this") \
+            or any(c.dep == "neg" for c in verb.children) or not CHANGE.search(sentence):
+        return False
+    governed = [t for t in parse.subtree(verb) if t.i > verb.i]
+    return any(t.lower in ("me", "us") for t in governed) and any(
+        t.pos == "NOUN" and t.dep in ("attr", "conj") for t in governed)
+
+
 def _in_own_words(parse: Parse, a: int, b: int, unread: list[Clause],
                   ending: set[int]) -> list[Statement]:
     """The sentence in the speaker's words, without the clauses of anyone else in it ("my
@@ -812,7 +898,7 @@ def _in_own_words(parse: Parse, a: int, b: int, unread: list[Clause],
             if head.i in heads or head.head == head.i:
                 break
             head = parse.tokens[head.head]
-        subject = head.kid("nsubj", "nsubjpass")
+        subject = subject_of_verb(parse, head)
         if head.i in ending or (subject is not None and not speaker(subject)
                                 and subject.lower not in _IMPERSONAL
                                 and subject.lemma not in GROUPS):
@@ -825,246 +911,13 @@ def _in_own_words(parse: Parse, a: int, b: int, unread: list[Clause],
     if not 2 <= len(words) <= 40:
         return []
     change = bool(ending) or bool(CHANGE.search(text)) or any(
-        c.verb.lemma in CHANGE_VERBS or any(t.lower == "new" for t in parse.subtree(c.verb))
+        c.verb.lemma in CHANGE_VERBS or _acquired(parse, c.verb)
+        or any(t.lower == "new" for t in parse.subtree(c.verb))
         for c in unread)
     return [Statement("add", "fact", SAID, text, text[0].upper() + text[1:], change=change)]
 
 
 SAID = "said"  # the subject of what the speaker said of itself that no class names
-
-
-# -- forgetting, asked of the agent's memory --------------------------------------------------
-
-# Verbs that forget by themselves, that remove (forgetting only when what they remove is what
-# the agent holds), and that keep (forgetting when negated or stopped: "don't keep my
-# partner's name on file", "can you not remember the therapy thing?").
-_FORGETTING = frozenset(["forget", "unlearn"])
-_REMOVING = frozenset(["delete", "remove", "erase", "drop", "wipe", "clear", "scrap", "scrub",
-                       "purge", "ditch", "bin", "discard", "trash", "lose", "strike", "rid",
-                       "take"])
-_KEEPING = frozenset(["remember", "keep", "hold", "store", "save", "retain", "record", "note",
-                      "track", "log", "memorise", "memorize"])
-# Where the agent keeps what it knows ("from your memory", "from your notes", "on file").
-_MEMORY_PLACES = frozenset(["memory", "memories", "note", "notes", "record", "records", "file",
-                            "files", "mind", "head", "brain", "profile", "database", "system"])
-_TOLD = frozenset(["say", "tell", "mention", "share"])            # what I said about …
-_KNOWN = frozenset(["know", "remember", "have", "keep", "store", "hold", "save", "learn",
-                    "note", "record"])                                # what you know about …
-_ALL = frozenset(["everything", "anything", "all", "whatever"])
-_SELF = frozenset(["me", "myself", "us", "i"])
-# Words that say "the matter of" ("the therapy thing", "the baby news"): not what is named.
-_MATTER = re.compile(r"\s+(?:thing|things|stuff|news|business|bit|part|info|information|"
-                     r"details?|matter|situation|story)$", re.I)
-
-
-def forgetting(parse: Parse, a: int, b: int) -> list[str] | None:
-    """What a sentence asks the agent to forget, by structure: a request to the agent (an
-    imperative, or "you" as the subject: "can you …", "I'd rather you didn't …") to forget, to
-    remove what it holds ("… from your notes", "what you know about …", "what I said about …",
-    "the diagnosis I mentioned") or not to keep something. None when it asks nothing of the
-    sort ("remove the duplicates from this list", "delete the email I drafted"); else the
-    phrases named ("*": everything it knows about the tenant), empty when they name nothing
-    ("forget it")."""
-    found: list[str] | None = None
-    for verb in parse.tokens[a:b]:
-        stopped = verb.dep == "xcomp" and parse.tokens[verb.head].lemma in ("stop", "quit")
-        if verb.pos not in ("VERB", "AUX", "ADJ") or not _addressed(
-                parse, parse.tokens[verb.head] if stopped else verb):
-            continue
-        if stopped and verb.lemma in _KEEPING:  # "stop remembering my daughter's school"
-            found = [*(found or []), *_target(parse, verb)]
-            continue
-        negated = any(c.dep == "neg" for c in verb.children)
-        lemma = "rid" if verb.lemma == "get" and any(c.lower == "rid" for c in verb.children) \
-            else verb.lemma
-        asks = (lemma in _FORGETTING and not negated) or (lemma in _KEEPING and negated) or (
-            lemma in _REMOVING | _KEEPING and not negated and _of_memory(parse, verb, lemma))
-        if not asks:
-            continue
-        found = [*(found or []), *_target(parse, verb)]
-    return found
-
-
-def _addressed(parse: Parse, verb: Token) -> bool:
-    """Said to the agent: "you" is its subject, or it is an imperative not under a clause of
-    the speaker's own ("I want to forget it" is about the speaker)."""
-    subject = verb.kid("nsubj")
-    if subject is not None:
-        return subject.lower in ("you", "u")
-    if verb.tag != "VB":
-        return False
-    current = verb
-    for _ in range(6):
-        if current.dep not in ("xcomp", "ccomp", "conj", "advcl") or current.head == current.i:
-            return True
-        current = parse.tokens[current.head]
-        if any(c.lower in ("you", "u") for c in current.children):
-            return True
-        if any(c.dep == "nsubj" and speaker(c) for c in current.children) and current.lemma \
-                not in ("rather", "like", "want", "need", "prefer"):
-            return False
-    return True
-
-
-def _objects(parse: Parse, verb: Token) -> list[Token]:
-    out = [*verb.kids("dobj", "ccomp", "xcomp", "oprd", "acomp"),
-           *(c for c in verb.kids("advcl") if c.kid("nsubj") is not None and any(
-               w.tag in ("WRB", "WP") for w in c.children))]  # "remove where I live from …"
-    for holder in [verb, *verb.kids("acomp", "oprd", "prt")]:
-        for prep in holder.kids("prep"):
-            if prep.lower in ("about", "of", "to", "on", "regarding"):
-                out.extend(prep.kids("pobj", "pcomp"))
-    return [t for t in out if t.lower != "rid" and not (  # "forget it, the place is full"
-        t.dep in ("ccomp", "xcomp") and min(x.i for x in parse.subtree(t)) > 0
-        and parse.tokens[min(x.i for x in parse.subtree(t)) - 1].pos == "PUNCT")]
-
-
-def _of_memory(parse: Parse, verb: Token, lemma: str = "") -> bool:
-    """Whether what a verb of removing removes is what the agent holds (a verb of keeping:
-    keeps it out of what the agent holds, "keep my politics out of your notes")."""
-    for token in parse.subtree(verb):
-        if token.dep == "pobj" and token.lemma in _MEMORY_PLACES:
-            prep = parse.tokens[token.head]
-            if prep.lower == "of" and parse.tokens[prep.head].lower == "out":
-                prep = parse.tokens[prep.head]  # "out of your notes"
-            yours = any(c.lower in ("your", "ur") for c in token.children)
-            if (prep.lower in ("from", "off", "out") and (yours or token.lemma in (
-                    "memory", "mind", "head", "record", "records"))) or (
-                    prep.lower == "on" and token.lemma in ("file", "record")
-                    and not token.children and lemma not in _KEEPING):
-                return True
-    if lemma in _KEEPING:
-        return False
-    for thing in _objects(parse, verb):
-        about = any(p.lower in ("about", "regarding") for p in [*verb.kids("prep"),
-                                                                 *thing.kids("prep")])
-        if about and (thing.lower in _ALL or _MATTER.search(" " + thing.lower)):
-            return True  # "delete everything about Clive", "erase that bit about my meds"
-        if _told_or_known(thing) or (thing.lemma in _MEMORY_PLACES and thing.kids("prep")):
-            return True
-        if thing.lower in ("that", "it", "this") and _antecedent(parse) is not None:
-            return True
-    return False
-
-
-def _told_or_known(token: Token) -> bool:
-    """"what I said", "everything you know", "the diagnosis I mentioned"."""
-    for clause in [token, *token.kids("relcl", "ccomp")]:
-        subject = clause.kid("nsubj")
-        if subject is None:
-            continue
-        if (clause.lemma in _TOLD and speaker(subject)) or (
-                clause.lemma in _KNOWN and subject.lower in ("you", "u")):
-            return True
-    return False
-
-
-def _antecedent(parse: Parse) -> Token | None:
-    """What "that" in "erase that" stands for: a thing the tenant says it told ("you know
-    the diagnosis I mentioned?")."""
-    return next((t for t in parse.tokens if t.pos == "NOUN" and any(
-        c.lemma in _TOLD and speaker(c.kid("nsubj")) for c in t.kids("relcl"))), None)
-
-
-def _target(parse: Parse, verb: Token) -> list[str]:
-    """What a request to forget names: "my salary" in "scrap what I said about my salary",
-    each of "forget my postcode and my age", "*" in "forget everything you know about me",
-    "^" (what the tenant said just before) in "erase that", nothing for a bare "forget it"."""
-    one = _one_target(parse, verb)
-    if not one:
-        return []
-    thing = next((t for t in _objects(parse, verb) if t.pos in ("NOUN", "PROPN")), None)
-    return [one, *(_named(parse, c) for c in (thing.kids("conj") if thing is not None and one
-                                              == _named(parse, thing) else []))]
-
-
-def _one_target(parse: Parse, verb: Token) -> str:
-    head = parse.tokens[verb.head]
-    if verb.dep == "intj" and head.lemma in _TOLD and speaker(head.kid("nsubj")) and (
-            told := head.kid("dobj")) is not None:  # "Forget I mentioned my ex", misparsed
-        return _named(parse, told)
-    for thing in _objects(parse, verb):
-        if thing.lower in ("that", "it", "this", "them"):
-            pointed = _pointed(parse, thing)
-            if pointed is None:
-                continue
-            if isinstance(pointed, str):
-                return pointed  # "^"
-            thing = pointed
-        if thing.lemma in _TOLD | _KNOWN or _told_or_known(thing) or thing.lemma in _MEMORY_PLACES:
-            said_of = _told_target(parse, thing)
-            if said_of is None:
-                continue
-            return said_of
-        if (about := _all_about(verb, thing)) is not None:  # "everything about Clive"
-            return "*" if about.lower in _SELF else _named(parse, about)
-        if thing.lower in _ALL:
-            return "*"
-        return _named(parse, thing)
-    return ""
-
-
-def _told_target(parse: Parse, thing: Token) -> str | None:
-    """What "what I said about my salary", "everything you know", "the diagnosis I
-    mentioned" name (None: nothing here)."""
-    clause = next((c for c in [thing, *thing.kids("relcl", "ccomp")]
-                   if c.lemma in _TOLD | _KNOWN), thing)
-    about = next((p.kid("pobj", "pcomp") for t in parse.subtree(clause)
-                  for p in t.kids("prep") if p.lower in ("about", "on", "regarding", "of")
-                  and p.kid("pobj", "pcomp") is not None), None)
-    if about is not None:
-        return "*" if about.lower in _SELF else _named(parse, about)
-    told = clause.kid("dobj") if clause.lemma in _TOLD else None
-    if told is not None and told.lower not in ("what", "that", "it"):
-        return _named(parse, told)
-    if thing.lower in _ALL or thing.lemma in _KNOWN or thing.lower == "what":
-        return "*"
-    if thing.pos == "NOUN" and thing.lemma not in _MEMORY_PLACES:
-        return _named(parse, thing)
-    return None
-
-
-def _all_about(verb: Token, thing: Token) -> Token | None:
-    """What "everything about X" and "the bit about X" name: X."""
-    if thing.lower not in _ALL and not _MATTER.search(" " + thing.lower):
-        return None
-    return next((p.kid("pobj", "pcomp") for p in [*verb.kids("prep"), *thing.kids("prep")]
-                 if p.lower in ("about", "regarding") and p.kid("pobj", "pcomp") is not None),
-                None)
-
-
-def _pointed(parse: Parse, pronoun: Token) -> Token | str | None:
-    """What "that" in "erase that" stands for: a thing the tenant says it told, else "^"
-    (what it said just before) unless a clause follows ("forget that, I found it"); None for
-    "it" ("forget it": never mind)."""
-    thing = _antecedent(parse)
-    if thing is not None:
-        return thing
-    if pronoun.lower in ("that", "this") and not _followed(parse, pronoun):
-        return "^"
-    return None
-
-
-def _followed(parse: Parse, pointer: Token) -> bool:
-    """Whether a clause of its own follows "that" in its sentence ("forget that, I found it":
-    never mind, not a request about what was said)."""
-    end = next((b for a, b in parse.sents if a <= pointer.i < b), len(parse.tokens))
-    return any(t.pos in ("VERB", "AUX") and t.kid("nsubj", "nsubjpass") is not None
-               for t in parse.tokens[pointer.i + 1:end])
-
-
-def _named(parse: Parse, token: Token) -> str:
-    if token.pos not in ("NOUN", "PROPN"):  # "where I work (out of your memory)"
-        place = next((p for p in token.kids("prep") if any(
-            t.lemma in _MEMORY_PLACES for t in parse.subtree(p))), None)
-        if place is not None:
-            words = [t for t in parse.subtree(token) if t.i < place.i and t.pos != "PUNCT"]
-            return joined(parse, words)
-    phrase = phrase_of(parse, token, ("relcl", "punct", "prep") if token.pos in (
-        "NOUN", "PROPN") else ("punct",))
-    phrase = re.sub(r"^(?:that|this|those|these|the)\s+", "", phrase, flags=re.I)
-    phrase = re.sub(r"\s+(?:please|thanks|thank you|ok|okay)$", "", phrase, flags=re.I)
-    return _MATTER.sub("", phrase).strip()
 
 
 # A memory's text read back as the tenant would say it: "Lives in Paris" -> "I live in Paris".
@@ -1115,12 +968,9 @@ def said(text: str, at: float, reply_before: str = "", parse: Any = None) -> Lea
     if reading is None:
         return learned
     try:
-        requests = [forgetting(reading, a, b) for a, b in reading.sents]
-        if any(r is not None for r in requests):  # the parse reads what is asked ("forget it")
-            asked = [t for r in requests for t in (r or [])]
-            if any(t != "^" for t in asked):  # "that" is what this turn named ("forget the
-                asked = [t for t in asked if t != "^"]  # therapy thing? don't keep that")
-            return _forgets(learned, asked)
+        asked = asked_to_forget(reading)
+        if asked is not None:  # the parse reads what is asked ("forget it")
+            return forgets(learned, asked)
         found = statements(reading, at)
         others = _someone_elses(reading)
     except (IndexError, KeyError, ValueError, TypeError, RecursionError, AttributeError):
@@ -1143,15 +993,6 @@ def said(text: str, at: float, reply_before: str = "", parse: Any = None) -> Lea
 
 
 _MOVED = re.compile(r"\b(?:moved|relocated|moving)\b", re.I)
-
-
-def _forgets(learned: Learned, asked: list[str]) -> Learned:
-    """The rules' requests to forget that name a statement ("forget that I live in Berlin"),
-    and the parse's for what is named by a phrase."""
-    named = [s for s in learned.statements if s.op == "forget" and s.kind]
-    phrases = [Statement("forget", "", phrase, phrase, "") for phrase in dict.fromkeys(asked)]
-    learned.statements = [*named, *phrases]
-    return learned
 
 
 def _someone_elses(parse: Parse) -> str:

@@ -17,9 +17,10 @@ import pytest
 from core.parsing import PairParses, SpacyParser
 from core.vectors import PairVectors
 from knowledge.embedder import SentenceTransformerEmbedder
+from tenant_agent.memory.forgetting import forgetting
 from tenant_agent.memory.memory import Memory
 from tenant_agent.memory.owner import list_items
-from tenant_agent.memory.structure import forgetting, read, said, statements, subject_of
+from tenant_agent.memory.structure import read, said, statements, subject_of
 
 T0 = 1_700_000_000.0
 
@@ -109,6 +110,7 @@ def everything(memory: Memory) -> str:
     ("We've moved to Portuguese.", [("answer language", "Portuguese")]),
     ("I used to live in Berlin.", [("past location", "Berlin")]),
     ("These days I prefer coffee instead.", [("coffee", "coffee")]),
+    ("I'm pescetarian.", [("diet", "pescetarian")]),  # an adjective the parse calls an attr
 ])
 def test_statements_about_oneself_are_read_by_structure(host: Host, text: str,
                                                         expected: list[tuple[str, str]]) -> None:
@@ -271,7 +273,7 @@ def test_the_models_memories_get_the_subjects_the_rules_give(text: str, subject:
     (["I drive an old blue Volvo."], "Sold the Volvo, it's the bus for me from now on.", "bus",
      "blue Volvo"),
     (["My boyfriend Theo and I share a flat in Leeds."], "Theo and I broke up.",
-     "Broke up with Theo", "boyfriend is Theo"),
+     "No longer with Theo (broke up)", "boyfriend is Theo"),
 ])
 def test_a_change_said_by_implication_or_in_other_words_supersedes(
         host: Host, memory: Memory, said_before: list[str], change: str, current: str,

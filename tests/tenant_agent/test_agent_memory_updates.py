@@ -56,6 +56,20 @@ def test_a_first_fact_is_stored_by_structure(host: Host, memory: Memory, text: s
      "analyst at Coldharbour Bank", "Ridgeway Academy"),
     ("I rent a small flat above a chip shop on Tanner Street.",
      "We're living in Wellbrook now.", "Lives in Wellbrook", "Tanner Street"),
+    # a state one gets into, said like "became"
+    ("I'm single.", "I got engaged to Tobias at the weekend", "Is engaged", "Is single"),
+    # retiring ends the role held
+    ("I'm a bus driver at Arriva.", "I retired on Friday, thirty years behind the wheel",
+     "Is retired", "Works as a bus driver"),
+    # no longer having something, said as a change
+    ("we own a camper van", "we don't own the camper van any more, too costly", "",
+     "camper van"),
+    # a name one is called by, whoever calls
+    ("My name is Margaret.", "you can call me Peggy from now on", "Name is Peggy",
+     "Name is Margaret"),
+    # a break-up says what holds now
+    ("my boyfriend Ansel and I live together", "Ansel and I broke up in May",
+     "No longer with Ansel", "Boyfriend is Ansel"),
 ])
 def test_a_change_by_becoming_naming_or_recounting_supersedes(
         host: Host, memory: Memory, before: str, change: str, current: str,
@@ -63,6 +77,21 @@ def test_a_change_by_becoming_naming_or_recounting_supersedes(
     say(memory, host, before, change)
     held = " | ".join(now(memory))
     assert current.lower() in held.lower() and not_current.lower() not in held.lower(), held
+    assert not_current.lower() in everything(memory)  # ended, not deleted
+
+
+@pytest.mark.parametrize(("before", "change", "current"), [
+    # a course or a shift one is on, said as a change ("on the train now" is no such thing)
+    ("I take tablets for my blood pressure.", "the clinic changed things, I'm on "
+     "beta blockers now", "beta blockers"),
+    # an impersonal clause that names the speaker and a thing, said as a change
+    ("I drink a glass of red wine most evenings.",
+     "the doctor said no alcohol, so it's sparkling water for me now", "sparkling water"),
+])
+def test_a_change_said_of_a_course_or_impersonally_is_kept(
+        host: Host, memory: Memory, before: str, change: str, current: str) -> None:
+    say(memory, host, before, change)
+    assert current in " | ".join(now(memory)), now(memory)
 
 
 def test_a_negated_allergy_corrects_that_one_only(host: Host, memory: Memory) -> None:
@@ -115,6 +144,14 @@ def test_forgetting_where_one_works_keeps_where_one_lives(host: Host, memory: Me
      "hello@corvid.org", "p.hale@corvid.org", "hello@corvid.org"),
     ("I'm married to Lena.", "in the show I'm watching the hero divorced his wife",
      "Lena", "divorced"),
+    # the subject the parse took for an object ("my favourite detective" is who moved)
+    ("I live in Pembury.", "in the novel I'm reading my favourite detective just moved to "
+     "Lisbon and quit the force", "Pembury", "Lisbon"),
+    # something moved to a time is rescheduled, nothing of the speaker's
+    ("I live in Pembury.", "I pushed the dentist appointment to Friday", "Pembury", "Friday"),
+    # a name someone called the speaker once
+    ("My name is Robin.", "my grandad called me Bobbin when I was small", "Name is Robin",
+     "Name is Bobbin"),
 ])
 def test_ordinary_remarks_that_look_like_changes_change_nothing(
         host: Host, memory: Memory, first: str, remark: str, kept: str,
