@@ -27,8 +27,16 @@ into packages of their own, with this tree's embedder and name detector) and "th
 
     .venv/bin/python bench/knowledge_general.py                # the dev data (tuned on)
     .venv/bin/python bench/knowledge_general.py --explain      # ... and what each gets wrong
-    .venv/bin/python bench/knowledge_general.py --chitchat bench/data/heldout/chitchat.json \\
-        --parts bench/data/heldout/facts_in_parts.json       # held out: run once, never explained
+    .venv/bin/python bench/knowledge_general.py \\
+        --chitchat bench/data/knowledge_chitchat_dev2.json \\
+        --parts bench/data/knowledge_parts_dev2.json         # dev data in the held-out form
+    .venv/bin/python bench/knowledge_general.py --chitchat bench/data/heldout2/chitchat.json \\
+        --parts bench/data/heldout2/facts_in_parts.json      # held out: run once, never explained
+
+The sets in the held-out form (`--chitchat`, `--parts`) are the spent held-out sets
+(bench/data/heldout/, dev data now), dev data written in that form (bench/data/
+knowledge_{chitchat,parts}_dev2.json) and the held-out sets not yet reported (bench/data/
+heldout2/), which are never explained.
 """
 
 from __future__ import annotations
@@ -56,7 +64,8 @@ import knowledge_quality as quality  # noqa: E402
 
 MAIN_COMMIT = "01057a8"  # main before this work
 DEV = ROOT / "bench/data/knowledge_general.json"
-HELD_OUT = ROOT / "bench/data/heldout"
+HELD_OUT = ROOT / "bench/data/heldout"  # spent (reported once): dev data now
+UNSPENT = ROOT / "bench/data/heldout2"  # the held-out sets not yet reported: never explained
 CHAT_TENANTS = 24
 CHAT_LINES = 10  # chit-chat messages per tenant
 GENERAL_TELLERS = 3
@@ -402,9 +411,10 @@ async def main(args: argparse.Namespace) -> None:
     from knowledge.embedder import SentenceTransformerEmbedder
     from knowledge.ner import PresidioNames
 
-    held_out = args.chitchat is not None or args.parts is not None
-    if args.explain and held_out:
-        raise SystemExit("--explain is for the dev data: a held-out set is reported, not read")
+    unspent = [p for p in (args.chitchat, args.parts)
+               if p is not None and UNSPENT in p.resolve().parents]
+    if args.explain and unspent:
+        raise SystemExit("--explain is for dev data: a held-out set is reported, not read")
     data = load(args.chitchat, args.parts)
     print(f"chit-chat: {len(data['chitchat'])} groups, {CHAT_TENANTS} tenants; general advice: "
           f"{len(data['general'])}; facts in parts: {len(data['parts'])}; main at {MAIN_COMMIT}")

@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 from redis.asyncio import Redis
 
-from knowledge.canonical import by_model, role_of
+from knowledge.canonical import OMITTED, by_model, role_of
 from knowledge.clusters import Cluster, Told, compatible
 from knowledge.distill import KINDS, MAX_TEXT, Statement, distill, distill_with_model
 from knowledge.embedder import Embedder
@@ -48,7 +48,7 @@ from knowledge.keys import KnowledgeKeys
 from knowledge.model import ChatModel
 from knowledge.ner import NameFinder, ProcessNames
 from knowledge.parts import PART_THRESHOLD, joins_as_part
-from knowledge.reading import Reader, beside
+from knowledge.reading import TOLD, Reader, beside
 from knowledge.refusals import REASONS, refusal
 from knowledge.scrub import scrub
 from knowledge.vectors import Hit, VectorStore, Where
@@ -65,7 +65,8 @@ _CENTROID_TEXTS = 24  # statements a cluster's vector is the centroid of (the la
 @dataclass(frozen=True)
 class Item:
     """A statement ready to cluster: its kind, text, and what makes it a part of a fact
-    (`knowledge.parts`): its role and the named things it names."""
+    (`knowledge.parts`): its role (marked when told: `knowledge.reading`) and the named things
+    it names."""
 
     kind: str
     text: str
@@ -180,14 +181,15 @@ class KnowledgeBase:
                identifiers: list[str]) -> tuple[list[Item], int]:
         """Statements in which the scrubber finds nothing and that are not episodic, once
         each, with their parts in a fact told in parts; and how many were episodic."""
-        out: dict[str, str] = {}
+        out: dict[str, Statement] = {}
         for s in statements:
             result = scrub(s.text, identifiers, self.names)
             if not result.findings and "[" not in s.text and len(s.text) >= MIN_TEXT:
-                out.setdefault(s.text, s.kind)
+                out.setdefault(s.text, s)
         readings = self.reader.read(list(out)) if out else []
-        kept = [Item(kind, text, reading.role, reading.names)
-                for (text, kind), reading in zip(out.items(), readings, strict=True)
+        kept = [Item(s.kind, text, TOLD + reading.role if s.told and not reading.told
+                     else reading.role, reading.names)
+                for (text, s), reading in zip(out.items(), readings, strict=True)
                 if reading.episode is None]
         return kept, len(out) - len(kept)
 
@@ -280,12 +282,14 @@ class KnowledgeBase:
 
     def _write(self, clusters: list[Cluster], vector_of: dict[str, list[float]]) -> None:
         """Recompute each cluster's text and store it with its vector: the centroid of its
-        statements and its shown text, so a paraphrase of any member finds the cluster."""
+        statements and its shown text (unless in pieces), so a paraphrase of any member finds
+        the cluster."""
         for cluster in clusters:
             cluster.recompute(self.k)
-        texts = [[*dict.fromkeys([*([c.text] if c.text else []),
+        texts = [[*dict.fromkeys([*([c.text] if c.text and OMITTED not in c.text else []),
                                   *(m.text for m in c.statements)])][-_CENTROID_TEXTS:]
-                 for c in clusters if c.id not in vector_of]
+                 for c in clusters if c.id not in vector_of]  # a text in pieces ("… the
+                 # pads … oil …") embeds as no sentence does: its members stand for it
         flat = [t for group in texts for t in group]
         embedded = iter(_unit(self.embedder.embed(flat)) if flat else [])
         points = []

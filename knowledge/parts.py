@@ -12,6 +12,14 @@ A statement's role, from spaCy's parse of it (`role`):
               causing ("X causes / means / triggers / leads to / comes from Y")
     symptom   any other statement: what is seen, or what is so
 
+A told statement (the teller's own experience: `knowledge.episodic.told`) is also a fix when it
+says what the teller does now ("now I rinse it in a sieve"), or what an action did: a result
+joined to it, in the present, about something else ("I scraped it out with a toothpick and the
+cable clicks in properly again", "a ballpoint needle sorted it and the stitches come out
+even"), or a result after "once I …"; and a cause when a clause opened by "so" follows what
+explains it ("there was air trapped up there, so the hot water couldn't reach the top") or
+when it reports a finding ("the vet told me cats scratch to stretch").
+
 A cluster (`knowledge.clusters`) holds one part per role. A statement joins a cluster as a
 paraphrase of the part of its own role (cosine at least the merge threshold, numbers and
 negation agreeing: `knowledge.clusters.compatible`), or, when the cluster has no part of its
@@ -33,9 +41,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from knowledge.episodic import explains, once_did, result_of, speaker
 from knowledge.words import STOP_WORDS, content_words, stem, words
 
 ROLES = ("symptom", "cause", "fix")  # in the order a composed text states them
+TOLD = "told:"  # before the role of a told statement (`knowledge.reading`)
 PART_THRESHOLD = 0.40
 ANCHOR_WORDS = 2
 
@@ -44,6 +54,9 @@ _REASONS = frozenset({"because", "since", "as"})
 _REASON_PHRASES = (("due", "to"), ("because", "of"), ("caused", "by"), ("thanks", "to"))
 _CAUSING = frozenset({"cause", "mean", "trigger", "lead", "result", "stem", "produce"})
 _ADVISING = frozenset({"should", "must", "ought"})
+# Verbs that report a finding, whose clause is the cause found ("the garage found …").
+_FINDING = frozenset({"find", "discover", "notice", "spot", "realise", "realize", "tell", "show",
+                      "reckon", "learn"})
 
 
 # What a sentence that may be an order opens with; such a sentence is parsed again after
@@ -69,9 +82,33 @@ def _said_of_first_words(sent: Any) -> bool:
                                                        for s in _subject(t)) for t in sent)
 
 
-def role(doc: Any, pleased: Any = None) -> str:
+def _fixed(sent: Any) -> bool:
+    """A told fix: what the teller does now, or what an action did (see the module's
+    docstring)."""
+    root = sent.root
+    subject = _subject(root)
+    if subject and speaker(subject[0]) and root.tag_ in ("VBP", "VB") and any(
+            t.lower_ == "now" and t.dep_ == "advmod" for t in sent):
+        return True
+    if subject and (subject[0].tag_ == "VBG" or subject[0].dep_ == "csubj"):
+        return True  # an action did it: "running pip with the right python sorted it out"
+    return once_did(sent) or any(result_of(t, root) for t in sent)
+
+
+def _explained(sent: Any, prototypes: Any) -> bool:
+    """A told cause: a clause opened by "so" after what explains it, about a thing ("…, so
+    the hot water couldn't reach the top"; not "…, so I got a taxi"), or a finding."""
+    root = sent.root
+    if explains(sent, prototypes):
+        return True
+    return root.lemma_.lower() in _FINDING and any(c.dep_ == "ccomp" for c in root.children)
+
+
+def role(doc: Any, pleased: Any = None, told_with: Any = None) -> str:
     """The role of the parsed statement `doc` in a fact told in parts (its first sentence's);
-    `pleased` is the parse of it after "Please " when `may_order(doc)`."""
+    `pleased` is the parse of it after "Please " when `may_order(doc)`; `told_with`, for a
+    statement of the teller's own experience (`knowledge.episodic.told`): the pipeline's
+    prototypes (`knowledge.episodic.Prototypes`)."""
     sent = next(iter(doc.sents), None)
     if sent is None:
         return "symptom"
@@ -89,6 +126,10 @@ def role(doc: Any, pleased: Any = None) -> str:
         return "cause"
     if root.lemma_.lower() in _CAUSING or (
             root.lemma_.lower() == "come" and any(c.lower_ == "from" for c in root.children)):
+        return "cause"
+    if told_with is not None and _fixed(sent):
+        return "fix"
+    if told_with is not None and _explained(sent, told_with):
         return "cause"
     return "symptom"
 

@@ -166,3 +166,61 @@ def test_the_agent_shares_a_taste_only_when_it_is_a_choice() -> None:
                     "I really enjoy lazy weekends.", "I like long walks on the beach."):
         assert learn(feeling, 0.0).insights == [], feeling
         assert learn(feeling, 0.0).preferences  # still the tenant's own preference
+
+
+# A teller's own experience that carries practical knowledge (a symptom they had, the cause
+# they found, the fix that worked), and personal anecdotes told the same way. Not from any
+# bench set.
+TOLD_PARTS = [
+    ("My dishwasher leaves a gritty film on every glass.", "symptom"),
+    ("The drain hose was kinked behind the unit, so the water couldn't get out.", "cause"),
+    ("I cleared the filter at the bottom and now it drains in seconds.", "fix"),
+    ("Now I soak the grill pan overnight in hot soapy water.", "fix"),
+]
+PERSONAL = [
+    "I need a long holiday somewhere warm.",
+    "I had a boiled egg and toast for lunch.",
+    "The trams were off because of the strike so I got a taxi.",
+    "The quiz is on Thursday at the pub.",
+]
+
+
+def test_a_tellers_practical_experience_is_a_told_part_and_anecdotes_are_refused(
+        reader: SpacyReader) -> None:
+    texts = [t for t, _ in TOLD_PARTS]
+    readings = reader.read(texts)
+    assert [(r.episode, r.part) for r in readings] == [(None, p) for _, p in TOLD_PARTS]
+    assert all(r.told for r in readings)
+    refused = reader.read(PERSONAL)
+    assert [t for t, r in zip(PERSONAL, refused, strict=True) if r.episode is None] == []
+
+
+def test_a_complaint_about_particular_things_is_told_and_general_advice_is_not(
+        reader: SpacyReader) -> None:
+    [complaint, habit, someone, advice] = reader.read([
+        "The lift in our block has always been slow.",
+        "The dog across the road howls whenever the postman comes.",
+        "My manager is off with the flu.",
+        "Lifts in older blocks are slow because their motors are small."])
+    assert complaint.told and complaint.episode is None
+    assert habit.told and habit.episode is None
+    assert someone.told  # never shown alone
+    assert not advice.told
+
+
+async def test_a_complaint_many_tenants_tell_stays_invisible_and_a_told_fact_shows(
+        kb: KnowledgeBase) -> None:
+    for tenant in ("a", "b", "c", "d"):
+        await kb.contribute(tenant, said("The lift in our block has always been slow."),
+                            [tenant])
+    assert await visible(kb) == []
+    for tenant, part in (("e", "My dishwasher leaves a gritty film on every glass."),
+                         ("f", "The dishwasher filter was clogged with grit, so the water "
+                               "couldn't drain."),
+                         ("g", "I cleared the dishwasher filter and now every glass comes "
+                               "out clean.")):
+        await kb.contribute(tenant, said(part), [tenant])
+    [shown] = await visible(kb)
+    assert "dishwasher" in shown["text"].lower()
+    assert {m["r"] for m in shown["members"]} > {"told:symptom"}  # a part beside the symptom
+    assert not {"i", "my", "we", "our"} & set(shown["text"].lower().split())
