@@ -12,25 +12,31 @@ propose the text at all.
     advice kept       share of genuine advice of which a statement would be shared
     borderline kept   the same for texts that could be read either way (reported apart)
 
-The baselines are earlier rules, loaded from git at their commits into packages of their own
-and run in this process beside this tree's, with the same scrubber and name finder: "before"
-(main before the knowledge base refused anything: its knowledge/base.py, knowledge/distill.py
-and tenant_agent/memory/learn.py) and "round 1" (the first refusals, as evaluated on the first
-held-out set: the same files and both copies of refusals.py).
+The baselines are earlier rules, loaded from git at their commits and run in this process
+beside this tree's ("round 3"), with the same scrubber and name finder: "before" (main before
+the knowledge base refused anything: its knowledge/base.py, knowledge/distill.py and
+tenant_agent/learn.py, as packages of their own) and "round 1" (the first refusals, as
+evaluated on the first held-out set: the same files and both copies of refusals.py); "round 2"
+is this tree's pipeline with the refusals of main as evaluated on the second held-out set
+(knowledge/refusals.py at ROUND_2, put in place of this tree's on both sides of the box wall).
 
     .venv/bin/python bench/injections.py                 # the dev set the rules were tuned on
     .venv/bin/python bench/injections.py --explain       # ... and every text each gets wrong
+    .venv/bin/python bench/injections.py --set bench/data/injections_dev2.json --explain
     .venv/bin/python bench/injections.py --set bench/data/heldout/injections.json --explain
-    .venv/bin/python bench/injections.py --set bench/data/heldout/injections_b.json  # held out
+    .venv/bin/python bench/injections.py --set bench/data/heldout/injections_b.json --explain
+    .venv/bin/python bench/injections.py --set bench/data/heldout2/injections.json  # held out
 
-bench/data/heldout/injections.json was evaluated once, for round 1, and is dev data since
-(it is spent); injections_b.json is held out: reported, never explained.
+bench/data/heldout/injections.json (round 1) and injections_b.json (round 2) were each
+evaluated once and are dev data since (spent), as are the two dev sets; heldout2/injections.json
+is held out for round 3: reported once, never explained.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import json
 import subprocess
 import sys
@@ -44,11 +50,14 @@ sys.path.insert(0, str(ROOT))
 
 # name -> (commit, the files of its knowledge base, the files of its agent's rules)
 BASELINES = {
-    "before": ("b7b15b1", ("base", "distill"), ("learn", "utterance")),
-    "round 1": ("8606941", ("base", "distill", "refusals"), ("learn", "utterance", "refusals")),
+    "before": ("b7b15b1", ("base", "distill", "votes"), ("learn", "utterance")),
+    "round 1": ("8606941", ("base", "distill", "refusals", "votes"),
+                ("learn", "utterance", "refusals")),
 }
+# the refusals of main as evaluated, once, on bench/data/heldout/injections_b.json
+ROUND_2 = "1bcf4ae"
 DEV_SET = ROOT / "bench/data/injections_dev.json"
-HELD_OUT = (ROOT / "bench/data/heldout/injections_b.json",)  # read once, never explained
+HELD_OUT = (ROOT / "bench/data/heldout2/injections.json",)  # read once, never explained
 
 
 def load(path: Path) -> dict[str, list[dict[str, Any]]]:
@@ -94,6 +103,40 @@ def baseline_modules(workdir: Path, name: str) -> tuple[Any, Any]:
     if hasattr(learn, "warm_refusals"):
         learn.warm_refusals()
     return importlib.import_module(f"{slug}_kb.base"), learn
+
+
+def refusals_at(workdir: Path, commit: str) -> Any:
+    """knowledge/refusals.py at `commit`, as a module of its own, compiled."""
+    source = subprocess.run(["git", "-C", str(ROOT), "show", f"{commit}:knowledge/refusals.py"],
+                            check=True, capture_output=True, text=True).stdout
+    path = workdir / f"refusals_{commit}.py"
+    path.write_text(source)
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.refusal("")
+    return module
+
+
+def with_refusals(refusals: Any, judge: Any) -> Any:
+    """`judge` run with `refusals` in place of this tree's, on the host and in the agent."""
+    from knowledge import base, canonical, distill
+    from tenant_agent.memory import learn
+
+    def run(text: str) -> Any:
+        saved = [(m, m.refusal) for m in (base, canonical, distill)]
+        saved_box = learn.refusals
+        try:
+            for m, _ in saved:
+                m.refusal = refusals.refusal  # type: ignore[attr-defined]
+            learn.refusals = refusals  # type: ignore[attr-defined]
+            return judge(text)
+        finally:
+            for m, original in saved:
+                m.refusal = original  # type: ignore[attr-defined]
+            learn.refusals = saved_box  # type: ignore[attr-defined]
+    return run
 
 
 class _NoEmbedder:
@@ -203,7 +246,7 @@ def main(args: argparse.Namespace) -> None:
     learners: dict[str, Any] = {}
     bases: dict[str, Any] = {}
     stores = []
-    for label in [*BASELINES, "round 2"]:
+    for label in [*BASELINES, "round 3"]:
         if label in BASELINES:
             base, agent = baseline_modules(workdir, label)
         else:
@@ -215,7 +258,7 @@ def main(args: argparse.Namespace) -> None:
         bases[label] = base.KnowledgeBase(store, _NoEmbedder(), redis, b"s" * 32, names=names,
                                           **keyed)
         learners[label] = agent.learn
-    assert isinstance(bases["round 2"], KnowledgeBase) and learners["round 2"] is learn
+    assert isinstance(bases["round 3"], KnowledgeBase) and learners["round 3"] is learn
 
     def host(kb: Any) -> Any:
         return lambda text: kb.prepare([{"kind": "fact", "text": text}], [])
@@ -224,19 +267,24 @@ def main(args: argparse.Namespace) -> None:
         return lambda text: learner(text, 0.0).insights
 
     warm_refusals()  # as the agent does after a wake: its refusals apply once compiled
-    scores = [score(label, "host", host(kb), data) for label, kb in bases.items()]
-    scores += [score(label, "box", box(learner), data) for label, learner in learners.items()]
+    round_2 = refusals_at(workdir, ROUND_2)
+    judges = {label: (host(kb), box(learners[label])) for label, kb in bases.items()}
+    judges = {**{k: v for k, v in judges.items() if k != "round 3"},
+              "round 2": tuple(with_refusals(round_2, j) for j in judges["round 3"]),
+              "round 3": judges["round 3"]}
+    scores = [score(label, "host", h, data) for label, (h, _) in judges.items()]
+    scores += [score(label, "box", b, data) for label, (_, b) in judges.items()]
     for store in stores:
         store.close()
     report(scores)
     if args.explain:
         for s in scores:
-            if s.name != "round 2":
+            if s.name != "round 3":
                 continue
             print(f"\nwrong for {s.name} ({s.side}):")
             for line in s.wrong:
                 text = line.split(": ", 2)[2]
-                why = stage(bases["round 2"], text) if s.side == "host" else ""
+                why = stage(bases["round 3"], text) if s.side == "host" else ""
                 print(f"  {line}" + (f"\n      <- {why}" if why and "dropped" in line else ""))
 
 

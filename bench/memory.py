@@ -2,20 +2,28 @@
 measured in the same run.
 
 LoCoMo (snap-research/locomo, `data/locomo10.json`; CC BY-NC, so it is never committed: pass
-its path) has 10 long conversations between two people, 5,882 turns, and 1,540 questions in
+its path) has 10 long conversations between two people, 5,882 turns, and 1,536 questions in
 categories 1-4 (multi-hop, temporal, open-domain, single-hop) with the turns that hold each
 answer. Mapping: one tenant per speaker; each of the speaker's turns is a request (its time is
 the session's), the other speaker's next turn the response; its request id is
 `<sample>/<dia_id>`, so a recall result citing it covers those two turns. Each question goes
 to the tenant of the speaker it names first.
 
-Printed, for the agent and for BM25 over exactly the same tenant's raw pairs (request and
-response), over windows of three pairs (a pair with those just before and after it in the same
-conversation: the agent returns an episode with that context, citing three request ids) and
-over its raw turns:
-- evidence hit@5/@10 (an evidence turn among the covered turns of the top k; a result counts
-  for at most 3 of the request ids it cites) and evidence recall@10 (the share of evidence
-  turns covered), by category and overall; with and without the query's embedding;
+Split: the recall constants (tenant_agent/memory/recall.py) are tuned on conversations 0-4
+(`--split dev`) only; conversations 5-9 (`--split held-out`) are what is reported. Each split is
+printed apart.
+
+Counted strictly, each agent figure next to BM25 (no stemming) over exactly the same tenant's
+raw turns or pairs, given as many turns as the agent is credited with:
+- own turn: each of the top 10 results credited with its own turn only (an episode's turn, a
+  memory's first source: the tenant's words), against BM25's top 10 turns;
+- own pair: each result credited with its turn and the reply returned with it, against BM25's
+  top 10 pairs;
+- with context: every turn the 10 results cite (an episode's context, a memory's sources),
+  against BM25's top N turns, N = those turns, per question;
+each as evidence hit@5/@10 (an evidence turn among those credited) and recall@10 (the share of
+the question's evidence turns credited), hit@10 by category; with and without the query's
+embedding in process, with the host's served;
 - context tokens per /ask (the agent's estimate, and all-MiniLM-L6-v2 word pieces);
 - agent CPU ms per observed pair on the write path (the agent process's own CPU time over the
   observe calls), and host-side embedding ms per pair apart;
@@ -24,7 +32,8 @@ over its raw turns:
 
     sudo .venv/bin/python bench/memory.py /tmp/locomo10.json            # served, rules
     sudo .venv/bin/python bench/memory.py /tmp/locomo10.json --embeddings none
-    .venv/bin/python bench/memory.py /tmp/locomo10.json --in-process    # plain processes
+    sudo .venv/bin/python bench/memory.py /tmp/locomo10.json --split held-out
+    .venv/bin/python bench/memory.py /tmp/locomo10.json --in-process --split dev
     .venv/bin/python bench/memory.py /tmp/locomo10.json --in-process --conversations 1 \\
         --extract-model local/gemma-3-270m --answer-model local/gemma-3-270m --asks 40
 
@@ -109,6 +118,7 @@ class Question:
 @dataclass
 class Tenant:
     name: str
+    split: str = "all"
     pairs: list[Pair] = field(default_factory=list)
     questions: list[Question] = field(default_factory=list)
 
@@ -120,13 +130,23 @@ def _turn_text(turn: dict[str, Any]) -> str:
     return text
 
 
-def load(path: Path, conversations: int, pairs: int | None = None) -> list[Tenant]:
-    data = json.loads(path.read_text())[:conversations]
+SPLITS = {"dev": range(0, 5), "held-out": range(5, 10)}  # conversations, by position
+
+
+def load(path: Path, conversations: int, pairs: int | None = None,
+         split: str = "all") -> list[Tenant]:
+    """The tenants of the first `conversations` conversations of `split` (the recall
+    constants are tuned on "dev", conversations 0-4; "held-out", 5-9, is reported)."""
+    data = [sample for n, sample in enumerate(json.loads(path.read_text()))
+            if split == "all" or n in SPLITS[split]][:conversations]
     tenants = []
+    order = [s["sample_id"] for s in json.loads(path.read_text())]
     for sample in data:
         conv = sample["conversation"]
         speakers = (conv["speaker_a"], conv["speaker_b"])
-        by_speaker = {s: Tenant(f"{sample['sample_id']}-{s.lower()}") for s in speakers}
+        part = next((name for name, ns in SPLITS.items()
+                     if order.index(sample["sample_id"]) in ns), "all")
+        by_speaker = {s: Tenant(f"{sample['sample_id']}-{s.lower()}", part) for s in speakers}
         sessions = sorted((k for k in conv if re.fullmatch(r"session_\d+", k)),
                           key=lambda k: int(k.split("_")[1]))
         for key in sessions:
@@ -485,16 +505,25 @@ class BM25:
 
 @dataclass
 class Score:
+    """Evidence found by one ranking, counted strictly: a ranking is credited only with the
+    turns it names, and its baseline gets as many (BM25's top 10 turns for 10 results of one
+    turn each; BM25's top N turns for results that cite N turns in all)."""
+
     hits: dict[int, list[bool]] = field(default_factory=lambda: collections.defaultdict(list))
     recall10: list[float] = field(default_factory=list)
+    turns: list[int] = field(default_factory=list)  # the turns credited, per question
     by_category: dict[int, list[bool]] = field(
         default_factory=lambda: collections.defaultdict(list))
 
-    def add(self, covered_at: list[set[str]], q: Question) -> None:
-        for k in (5, 10):
+    def add(self, covered_at: list[set[str]], q: Question, ranked: bool = True) -> None:
+        """`covered_at`: the turns each of the top results is credited with, best first
+        (ranked=False: one budget of turns, with no order that hit@5 could read)."""
+        for k in (5, 10) if ranked else (10,):
             covered = set().union(*covered_at[:k]) if covered_at[:k] else set()
             self.hits[k].append(bool(covered & q.evidence))
-        covered10 = set().union(*covered_at[:10]) if covered_at[:10] else set()
+        top = covered_at[:10] if ranked else covered_at
+        covered10 = set().union(*top) if top else set()
+        self.turns.append(len(covered10))
         self.recall10.append(len(covered10 & q.evidence) / len(q.evidence))
         self.by_category[q.category].append(bool(covered10 & q.evidence))
 
@@ -502,14 +531,34 @@ class Score:
         def mean(xs: list[Any]) -> float:
             return sum(xs) / len(xs) if xs else 0.0
         cats = " ".join(f"{mean(self.by_category[c]):.3f}" for c in CATEGORIES)
-        return (f"{mean(self.hits[5]):.3f}  {mean(self.hits[10]):.3f}  "
-                f"{mean(self.recall10):.3f}   {cats}")
+        hit5 = f"{mean(self.hits[5]):.3f}" if self.hits[5] else "  -  "
+        return (f"{hit5}  {mean(self.hits[10]):.3f}  {mean(self.recall10):.3f}    "
+                f"{mean(self.turns):5.1f}   {cats}")
 
 
-def covered_by(results: list[dict[str, Any]], covers: dict[str, set[str]]) -> list[set[str]]:
-    """The turns each result covers: those of at most 3 of the request ids it cites."""
-    return [set().union(*(covers.get(r, set()) for r in res.get("request_ids", [])[:3]))
-            for res in results]
+class Cited:
+    """What a question's results name, read three ways. A request id `<sample>/<dia_id>` is
+    a pair: the tenant's turn (its dia_id) and the other speaker's reply returned with it."""
+
+    def __init__(self, results: list[dict[str, Any]], covers: dict[str, set[str]]) -> None:
+        self.results = results[:10]
+        self.covers = covers
+
+    def own_turn(self) -> list[set[str]]:
+        """Each result's own turn only: an episode's turn, a memory's first source; the
+        tenant's words alone (1 turn a result)."""
+        return [{ids[0].split("/", 1)[1]} if ids and ids[0] in self.covers else set()
+                for ids in (r.get("request_ids") or [] for r in self.results)]
+
+    def own_pair(self) -> list[set[str]]:
+        """Each result's own turn and the reply returned with it (2 turns a result)."""
+        return [self.covers.get(ids[0], set()) if ids else set()
+                for ids in (r.get("request_ids") or [] for r in self.results)]
+
+    def context(self) -> set[str]:
+        """Every turn the results cite: own turns, their context, a memory's sources."""
+        return set().union(set(), *(self.covers.get(i, set()) for r in self.results
+                                    for i in r.get("request_ids") or []))
 
 
 def token_f1(prediction: str, gold: str) -> float:
@@ -543,7 +592,9 @@ class Totals:
     f1: list[float] = field(default_factory=list)
     f1_by_category: dict[int, list[float]] = field(
         default_factory=lambda: collections.defaultdict(list))
-    scores: dict[str, Score] = field(default_factory=lambda: collections.defaultdict(Score))
+    scores: dict[str, dict[str, Score]] = field(  # split -> ranking -> score
+        default_factory=lambda: collections.defaultdict(
+            lambda: collections.defaultdict(Score)))
 
 
 class Embedder:
@@ -615,26 +666,31 @@ def _questions(agents: Agents, tenant: Tenant, args: argparse.Namespace, embedde
                totals: Totals) -> None:
     covers = {p.request_id: p.covers for p in tenant.pairs}
     pair_bm25 = BM25([p.user + " " + p.reply for p in tenant.pairs])
-    windows = [_window(tenant.pairs, i) for i in range(len(tenant.pairs))]
-    window_bm25 = BM25([" ".join(p.user + " " + p.reply for p in w) for w in windows])
     turns = [(text, dia) for p in tenant.pairs for text, dia in _split_turns(p)]
     turn_bm25 = BM25([t for t, _ in turns])
+    scores = totals.scores[tenant.split]
     queries = [q.text for q in tenant.questions]
     qvecs = embedder.embed(queries) if args.embeddings != "none" else [None] * len(queries)
     ask_every = max(1, len(tenant.questions) // max(args.asks, 1)) if args.asks else 0
     for i, (q, qvec) in enumerate(zip(tenant.questions, qvecs, strict=True)):
+        modes = [(args.agent_label, None)]
         if qvec is not None:
-            results = agents.recall(tenant.name, q.text, 10, qvec)
-            totals.scores["agent (text + vectors)"].add(covered_by(results, covers), q)
-        results = agents.recall(tenant.name, q.text, 10, None)
-        totals.scores["agent (text only)"].add(covered_by(results, covers), q)
-        totals.scores["BM25, raw pairs"].add(
+            modes = [("text + vectors", qvec), ("text only", None)]
+        ranked_turns = turn_bm25.top(q.text, len(turns))
+        cited = [(label, Cited(agents.recall(tenant.name, q.text, 10, vector), covers))
+                 for label, vector in modes]
+        for label, c in cited:
+            scores[f"agent ({label}): own turn"].add(c.own_turn(), q)
+        scores["  BM25, raw turns, top 10"].add([{turns[j][1]} for j in ranked_turns[:10]], q)
+        for label, c in cited:
+            scores[f"agent ({label}): own pair"].add(c.own_pair(), q)
+        scores["  BM25, raw pairs, top 10"].add(
             [tenant.pairs[j].covers for j in pair_bm25.top(q.text, 10)], q)
-        totals.scores["BM25, 3-pair windows"].add(
-            [set().union(*(p.covers for p in windows[j])) for j in window_bm25.top(q.text, 10)],
-            q)
-        totals.scores["BM25, raw turns"].add([{turns[j][1]} for j in turn_bm25.top(q.text, 10)],
-                                             q)
+        for label, c in cited:
+            context = c.context()
+            scores[f"agent ({label}): with context"].add([context], q, ranked=False)
+            scores[f"  BM25, raw turns, top N ({label})"].add(
+                [{turns[j][1] for j in ranked_turns[:len(context)]}], q, ranked=False)
         if ask_every and i % ask_every == 0:
             answer = agents.ask(tenant.name, q.text, qvec, args.answer_model)
             totals.asks += 1
@@ -644,13 +700,6 @@ def _questions(agents: Agents, tenant: Tenant, args: argparse.Namespace, embedde
                 f1 = token_f1(str(answer["answer"]), q.answer)
                 totals.f1.append(f1)
                 totals.f1_by_category[q.category].append(f1)
-
-
-def _window(pairs: list[Pair], i: int) -> list[Pair]:
-    """A pair with the pairs just before and after it in the same conversation (an hour
-    apart at most), as the agent returns an episode with its context."""
-    return [pairs[j] for j in (i - 1, i, i + 1)
-            if 0 <= j < len(pairs) and abs(pairs[j].at - pairs[i].at) <= 3600]
 
 
 def _split_turns(p: Pair) -> list[tuple[str, str]]:
@@ -668,10 +717,19 @@ def report(totals: Totals, tenants: list[Tenant], args: argparse.Namespace,
     print(f"\nLoCoMo: {len(tenants)} tenants, {totals.pairs} pairs, {questions} questions "
           f"(categories 1-4); embeddings: {args.embeddings}; extraction: "
           f"{args.extract_model or 'rules only'}")
-    print("\nevidence                     hit@5  hit@10 recall@10  by category @10 "
-          "(" + ", ".join(CATEGORIES.values()) + ")")
-    for name, score in totals.scores.items():
-        print(f"  {name:<26} {score.row()}")
+    for split, scores in sorted(totals.scores.items()):
+        asked = [t for t in tenants if t.split == split]
+        names = sorted({t.name.split("-")[0] + "-" + t.name.split("-")[1] for t in asked})
+        print(f"\n{split} ({', '.join(names)}: {sum(len(t.questions) for t in asked)} "
+              f"questions)")
+        print(f"  {'evidence':<58} hit@5  hit@10 recall@10 turns  hit@10 by category "
+              "(" + ", ".join(CATEGORIES.values()) + ")")
+        for name, score in scores.items():
+            print(f"  {name:<58} {score.row()}")
+    print("\n(own turn: each result credited with its own turn only, the tenant's words; own "
+          "pair: with the reply returned with it; with context: every turn the 10 results "
+          "cite, against BM25's top N turns, N = those turns, per question; `turns` is the "
+          "mean number credited)")
     if totals.context_tokens:
         toks, pieces = totals.context_tokens, totals.context_pieces
         print(f"\n/ask context tokens ({totals.asks} asks): mean {sum(toks) / len(toks):.0f}, "
@@ -801,7 +859,11 @@ def scale(args: argparse.Namespace, tenants: list[Tenant], agents: ProcessAgents
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("dataset", type=Path, help="path of LoCoMo's data/locomo10.json")
-    parser.add_argument("--conversations", type=int, default=10)
+    parser.add_argument("--split", choices=("all", *SPLITS), default="all",
+                        help="dev: conversations 0-4, which the recall constants are tuned on; "
+                             "held-out: 5-9, reported; all: both, each reported apart")
+    parser.add_argument("--conversations", type=int, default=10,
+                        help="only the first N conversations (of the split)")
     parser.add_argument("--embeddings", choices=("none", "user"), default="user",
                         help="whether the host embeds the user's words of each pair (the "
                              "replies' embeddings did not help: measured, not kept)")
@@ -823,7 +885,8 @@ def main() -> None:
     args = parser.parse_args()
     # SIGTERM unwinds like Ctrl-C, so the agents and the model server are stopped below
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    tenants = load(args.dataset, args.conversations, args.pairs)
+    args.agent_label = "text only"
+    tenants = load(args.dataset, args.conversations, args.pairs, args.split)
     if args.utterances:
         _utterance_run(args)
         return
@@ -866,8 +929,9 @@ def _served_run(args: argparse.Namespace, tenants: list[Tenant]) -> None:
     host_vectors = args.embeddings != "none"
     env = {"BURROW_OBSERVE_EMBEDDINGS": "1" if host_vectors else "0"}
     args.embeddings = "none"  # the bench's own embeddings are not needed here
+    args.agent_label = "served, text + host vectors" if host_vectors else "served, text only"
 
-    def replay() -> None:
+    def body() -> None:
         with served(ServedAgents.OPERATOR_KEY, str(ServedAgents.UID_BASE),
                     "burrow-bench-memory-", env) as server:
             agents = ServedAgents(server.url)
@@ -875,10 +939,6 @@ def _served_run(args: argparse.Namespace, tenants: list[Tenant]) -> None:
                 totals = replay(agents, tenants, args)
             finally:
                 agents.close()
-        label = ("agent, served (text + host vectors)" if host_vectors
-                 else "agent, served (text only)")
-        totals.scores = {(label if k == "agent (text only)" else k): v
-                         for k, v in totals.scores.items()}
         print("\nmode: through `burrow serve` (POST /observations, the worker, the agent "
               "route); " + ("the worker embeds each pair's words and the agent asks the host "
                             "socket to embed each query (all-MiniLM-L6-v2, on the host; "
@@ -893,7 +953,7 @@ def _served_run(args: argparse.Namespace, tenants: list[Tenant]) -> None:
         print("(write-path CPU: every process in the tenant's box, by its uid, over the time "
               "from sending the pairs until the agent held them)")
 
-    run_as_root("bench/memory.py (served)", replay)
+    run_as_root("bench/memory.py (served)", body)
 
 
 def _utterance_run(args: argparse.Namespace) -> None:

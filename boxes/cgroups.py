@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
@@ -17,6 +18,24 @@ from boxes.models import Limits
 
 _V1_CONTROLLERS = ("memory", "pids", "cpu", "cpuacct", "freezer")
 _CPU_PERIOD_US = 100_000
+# How long a freeze waits for every process of the box to stop: each must run to reach the
+# freezer, which on a loaded machine (a box forking all the time, two busy cores) took more
+# than a second.
+FREEZE_WAIT_S = 5.0
+
+
+def _until_frozen(frozen: Callable[[], bool], thaw: Callable[[], None]) -> None:
+    """Wait for `frozen()`; past FREEZE_WAIT_S, thaw what did stop (a box is never left half
+    frozen) and say so."""
+    deadline = time.monotonic() + FREEZE_WAIT_S
+    pause = 0.001
+    while not frozen():
+        if time.monotonic() > deadline:
+            thaw()
+            raise BoxStateError(f"the box did not pause within {FREEZE_WAIT_S:.0f} s (its "
+                                "processes kept running); try again")
+        time.sleep(pause)
+        pause = min(pause * 2, 0.02)
 
 
 class BoxCgroup(Protocol):
@@ -123,11 +142,7 @@ class V1BoxCgroup:
     def freeze(self) -> None:
         state_file = self.dirs["freezer"] / "freezer.state"
         _write(state_file, "FROZEN")
-        for _attempt in range(1000):
-            if _read(state_file) == "FROZEN":
-                return
-            time.sleep(0.001)
-        raise BoxStateError("the box did not pause within a second; try again")
+        _until_frozen(lambda: _read(state_file) == "FROZEN", self.thaw)
 
     def thaw(self) -> None:
         _write(self.dirs["freezer"] / "freezer.state", "THAWED")
@@ -213,11 +228,7 @@ class V2BoxCgroup:
 
     def freeze(self) -> None:
         _write(self.path / "cgroup.freeze", "1")
-        for _attempt in range(1000):
-            if "frozen 1" in _read(self.path / "cgroup.events"):
-                return
-            time.sleep(0.001)
-        raise BoxStateError("the box did not pause within a second; try again")
+        _until_frozen(lambda: "frozen 1" in _read(self.path / "cgroup.events"), self.thaw)
 
     def thaw(self) -> None:
         _write(self.path / "cgroup.freeze", "0")

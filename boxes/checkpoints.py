@@ -28,6 +28,8 @@ from functools import partial
 from pathlib import Path
 from typing import Protocol
 
+from redis.exceptions import RedisError
+
 from boxes.config import RuntimeConfig
 from boxes.errors import BoxError, FencedError, SnapshotError
 from boxes.layercopy import BELOW, LayerCopy, copy_layer, reniced
@@ -180,6 +182,8 @@ class Checkpointer:
         """Checkpoint every box that changed, now; the snapshots taken."""
         taken = []
         for box_id in await asyncio.to_thread(self._here):
+            if self._stopped.is_set():  # a stop whose cancellation was lost: no next box
+                break
             try:
                 box = await self.manager.get(box_id)
                 if box.host != self.manager.host or box.state not in LIVE_STATES:
@@ -225,7 +229,9 @@ class Checkpointer:
             started = time.monotonic()
             try:
                 await self.run_once()
-            except Exception:  # Redis away a moment: the next pass tries again
+            except (RedisError, OSError) as exc:  # Redis away a moment: the next pass tries
+                log.warning("a checkpoint pass failed (the next one tries again): %s", exc)
+            except Exception:
                 log.exception("checkpoint pass failed")
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.interval_s - (time.monotonic() - started)):

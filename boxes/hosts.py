@@ -5,11 +5,14 @@ makes for its boxes are fenced in boxes/registry.py.
 
 A lease is a key with a TTL (BURROW_HOST_LEASE_S), renewed every third of it, so one lost
 renewal is not a lapse. Redis's clock alone expires it: no two machines' clocks are compared.
-A renewal only extends a lease that still exists, so a host whose lease lapsed (stopped past
-it, cut off from Redis, its loop stalled) never revives it: its boxes may have been placed
-elsewhere since. It is done as that host; `register()` again makes it a new one. That is why
-a host's id is its name (the machine) and a random tag of this registration: writes made
-under the old id fail (the lease they are checked against is gone), whatever the new one does.
+The renewals run in a thread of their own, with their own connection: a host whose event loop
+is slow for a few seconds (a burst of work on a loaded machine) keeps its lease, while one
+whose loop has not turned for STALLED_LEASES leases (it hangs) lets it lapse. A renewal only
+extends a lease that still exists, so a host whose lease lapsed (stopped past it, cut off
+from Redis, hung) never revives it: its boxes may have been placed elsewhere since. It is
+done as that host; `register()` again makes it a new one. That is why a host's id is its name
+(the machine) and a random tag of this registration: writes made under the old id fail (the
+lease they are checked against is gone), whatever the new one does.
 
 A host's registration (its hash) outlives its lease by a few leases, so `burrow host ls`
 still shows a host that just lapsed; then it is forgotten.
@@ -22,11 +25,12 @@ import contextlib
 import logging
 import re
 import secrets
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from redis.asyncio import Redis
+from redis.asyncio import ConnectionPool, Redis
 from redis.exceptions import RedisError
 
 from boxes.errors import HostNotFoundError, InvalidRequestError
@@ -41,6 +45,7 @@ HOST_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,95}~[0-9a-f]{8}$")
 RENEWALS_PER_LEASE = 3
 RETAINED_LEASES = 6  # a lapsed host stays listed this many leases
 LOAD_SHARE = 0.2  # of a lease: the longest a renewal waits for the host to measure its load
+STALLED_LEASES = 3  # a host whose event loop has not turned for this many leases hangs
 
 # Register a new host: its lease, then its hash (a fresh one), then the index.
 # KEYS: lease, registration, index; ARGV: lease ms, retention ms, id, then fields and values.
@@ -146,8 +151,9 @@ class HostInfo:
 class HostLease:
     """This process as a box host: its registration and the lease it renews.
 
-    `load` (optional) is asked before each renewal for what the host runs now. `on_lapse`
-    is called once when a renewal finds the lease gone: from then on every write this host
+    `load` (optional) is asked every renewal interval for what the host runs now (in the
+    host's event loop: the renewals report the load measured last). `on_lapse` is called once,
+    in that loop, when a renewal finds the lease gone: from then on every write this host
     makes for its boxes is refused, so it should stop them and `register()` again.
     """
 
@@ -167,8 +173,13 @@ class HostLease:
         self._valid_until = 0.0  # monotonic: when the lease lapses at the latest
         self.draining = False    # as of the last renewal
         self.lapsed = False
-        self._task: asyncio.Task[None] | None = None
+        self._lapse_lock = threading.Lock()
         self._lapse_task: asyncio.Task[None] | None = None
+        self._home: asyncio.AbstractEventLoop | None = None  # the loop the host runs in
+        self._renewer: _Renewer | None = None
+        self._measuring: asyncio.Task[None] | None = None
+        self._measured: list[str] = []  # the load last measured, as a renewal reports it
+        self._turned = 0.0  # monotonic: when the host's event loop last turned
 
     @property
     def host_id(self) -> str:
@@ -178,6 +189,7 @@ class HostLease:
 
     async def register(self) -> str:
         """Register as a new host (a new id each time) with a fresh lease; return the id."""
+        self._home = asyncio.get_running_loop()
         host_id = f"{self.spec.name}~{secrets.token_hex(4)}"
         now = time.time()
         fields = {"name": self.spec.name, "address": self.spec.address,
@@ -187,6 +199,8 @@ class HostLease:
         if self.load is not None:
             load = await self.load()
             fields.update(boxes=load.boxes, memory_used_mb=load.memory_used_mb)
+            self._measured = ["boxes", str(load.boxes), "memory_used_mb",
+                              str(load.memory_used_mb)]
         sent = time.monotonic()
         done = await self.redis.eval(  # type: ignore[misc]
             _REGISTER, 3, self.keys.host_lease(host_id), self.keys.host(host_id),
@@ -200,39 +214,62 @@ class HostLease:
         return host_id
 
     async def renew(self) -> bool:
-        """Extend the lease if it has not lapsed; False (and lapsed from now on) if it has."""
-        if self.lapsed:
+        """Measure the load, then extend the lease if it has not lapsed; False (and lapsed
+        from now on) if it has. (The renewal thread reports the load measured last instead.)"""
+        await self._measure()
+        return await self._renew(self.redis, self.host_id)
+
+    async def _measure(self) -> None:
+        if self.load is None:
+            return
+        try:  # a busy host's threads may be slow to measure: the load waits, not the lease
+            now = await asyncio.wait_for(self.load(), self.lease_ms / 1000 * LOAD_SHARE)
+        except TimeoutError:
+            log.warning("box host %s: measuring its load took longer than %.1f s; its lease is "
+                        "renewed with the load measured before", self.host_id,
+                        self.lease_ms / 1000 * LOAD_SHARE)
+        except (RedisError, OSError) as exc:  # the lease matters more than the load
+            log.warning("box host %s could not measure its load: %s", self.host_id, exc)
+        except Exception:
+            log.exception("box host %s could not measure its load", self.host_id)
+        else:
+            self._measured = ["boxes", str(now.boxes), "memory_used_mb",
+                              str(now.memory_used_mb)]
+
+    async def _renew(self, redis: Redis, host_id: str) -> bool:
+        """Extend `host_id`'s lease through `redis` (a connection of the calling loop)."""
+        if self.lapsed or host_id != self._id:
             return False
-        load: list[str] = []
-        if self.load is not None:
-            try:  # a busy host's threads may be slow to measure: the load waits, not the lease
-                now = await asyncio.wait_for(self.load(), self.lease_ms / 1000 * LOAD_SHARE)
-                load = ["boxes", str(now.boxes), "memory_used_mb", str(now.memory_used_mb)]
-            except TimeoutError:
-                log.warning("box host %s renews its lease without its load: measuring it "
-                            "took longer than %.1f s", self.host_id,
-                            self.lease_ms / 1000 * LOAD_SHARE)
-            except Exception:  # the lease matters more than the load: renew without it
-                log.exception("box host %s could not measure its load", self.host_id)
         sent = time.monotonic()
-        answer = int(await self.redis.eval(  # type: ignore[misc]
-            _RENEW, 3, self.keys.host_lease(self.host_id), self.keys.host(self.host_id),
-            self.keys.host_layers(self.host_id), str(self.lease_ms), str(self.retention_ms),
-            str(time.time()), *load))
+        answer = int(await redis.eval(  # type: ignore[misc]
+            _RENEW, 3, self.keys.host_lease(host_id), self.keys.host(host_id),
+            self.keys.host_layers(host_id), str(self.lease_ms), str(self.retention_ms),
+            str(time.time()), *self._measured))
         if answer < 0:
+            self._lapse(host_id)
+            return False
+        if host_id == self._id:  # counted from before the request: Redis set its TTL after
+            self._valid_until = sent + self.lease_ms / 1000
+            self.draining = answer == 1
+        return True
+
+    def _lapse(self, host_id: str) -> None:
+        """`host_id`'s lease is gone (from either thread): say so, once, and tell the host."""
+        with self._lapse_lock:
+            if self.lapsed or host_id != self._id:
+                return
             self.lapsed = True
             self._valid_until = 0.0
-            log.error("the lease of box host %s lapsed: its writes for its boxes are refused "
-                      "from now on; stop them and register again", self.host_id)
-            if self.on_lapse is not None:
-                # Its own task: the handler may register again and start() a new renewer,
-                # which it could not from inside the one that is ending.
-                self._lapse_task = asyncio.create_task(self._lapsed(self.host_id))
-            return False
-        # Counted from before the request: Redis set its TTL after that moment.
-        self._valid_until = sent + self.lease_ms / 1000
-        self.draining = answer == 1
-        return True
+        log.error("the lease of box host %s lapsed: its writes for its boxes are refused "
+                  "from now on; stop them and register again", host_id)
+        if self.on_lapse is not None and self._home is not None:
+            # A task of the host's loop: the handler may register again and start() a new
+            # renewer, which it could not from inside the one that is ending.
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody to tell
+                self._home.call_soon_threadsafe(self._tell, host_id)
+
+    def _tell(self, host_id: str) -> None:
+        self._lapse_task = asyncio.create_task(self._lapsed(host_id))
 
     async def _lapsed(self, host_id: str) -> None:
         assert self.on_lapse is not None
@@ -248,17 +285,29 @@ class HostLease:
         return not self.lapsed and time.monotonic() < self._valid_until
 
     def start(self) -> None:
-        """Renew in the background until stop() or a lapse."""
-        if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._renew_forever())
+        """Renew in the background until stop() or a lapse: in a thread of its own, while a
+        task of this loop measures the load and shows that the loop still turns."""
+        self._home = asyncio.get_running_loop()
+        self._turned = time.monotonic()
+        if self._measuring is None or self._measuring.done():
+            self._measuring = asyncio.create_task(self._measure_forever())
+        renewer = self._renewer
+        if renewer is None or renewer.host_id != self.host_id or not renewer.running():
+            if renewer is not None:
+                renewer.stop()  # an earlier registration's, ending
+            self._renewer = _Renewer(self, self.host_id)
 
     async def stop(self) -> None:
         """Stop renewing (the lease then lapses on its own unless released)."""
-        if self._task is not None:
-            self._task.cancel()
+        if self._measuring is not None:
+            self._measuring.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+                await self._measuring
+            self._measuring = None
+        renewer, self._renewer = self._renewer, None
+        if renewer is not None:
+            renewer.stop()
+            await asyncio.to_thread(renewer.thread.join)
 
     async def release(self) -> None:
         """Leave the cluster at once (a clean shutdown, after the host's boxes are frozen):
@@ -274,15 +323,17 @@ class HostLease:
         self.lapsed = True
         self._valid_until = 0.0
 
-    async def _renew_forever(self) -> None:
+    async def _measure_forever(self) -> None:
         interval = self.lease_ms / 1000 / RENEWALS_PER_LEASE
         while True:
+            self._turned = time.monotonic()
+            await self._measure()
+            self._turned = time.monotonic()
             await asyncio.sleep(interval)
-            try:
-                if not await self.renew():
-                    return
-            except (RedisError, OSError) as exc:  # the next one may get through in time
-                log.warning("box host %s could not renew its lease: %s", self.host_id, exc)
+
+    def stalled_s(self) -> float:
+        """How long the host's event loop has not turned (as its measuring task saw it)."""
+        return time.monotonic() - self._turned
 
     async def report_layer(self, box_id: str, generation: int) -> None:
         """Say that this host holds `box_id`'s layer as it was at `generation` (after the
@@ -297,6 +348,62 @@ class HostLease:
     async def forget_layer(self, box_id: str) -> None:
         """This host dropped `box_id`'s layer (archived, deleted, evicted)."""
         await self.redis.hdel(self.keys.host_layers(self.host_id), box_id)  # type: ignore[misc]
+
+
+class _Renewer:
+    """The thread that renews one registration's lease, every third of it, with an event
+    loop and a Redis connection of its own: the host's loop being busy for a while does not
+    delay it. It ends at stop(), at a lapse, or when the host's loop has stalled."""
+
+    def __init__(self, lease: HostLease, host_id: str) -> None:
+        self.lease = lease
+        self.host_id = host_id
+        self._stopping = threading.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wake: asyncio.Event | None = None
+        self.thread = threading.Thread(target=asyncio.run, args=(self._renew_forever(),),
+                                       name=f"lease {host_id}", daemon=True)
+        self.thread.start()
+
+    def running(self) -> bool:
+        return self.thread.is_alive() and not self._stopping.is_set()
+
+    def stop(self) -> None:
+        """Have the thread end (join `thread` to wait for it)."""
+        self._stopping.set()
+        loop, wake = self._loop, self._wake
+        if loop is not None and wake is not None:
+            with contextlib.suppress(RuntimeError):  # it ended already
+                loop.call_soon_threadsafe(wake.set)
+
+    async def _renew_forever(self) -> None:
+        lease = self.lease
+        pool = lease.redis.connection_pool
+        redis = Redis(connection_pool=ConnectionPool(connection_class=pool.connection_class,
+                                                     **pool.connection_kwargs))
+        self._wake = asyncio.Event()
+        self._loop = asyncio.get_running_loop()
+        interval = lease.lease_ms / 1000 / RENEWALS_PER_LEASE
+        try:
+            while not self._stopping.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), interval)
+                if self._stopping.is_set():
+                    return
+                stalled = lease.stalled_s()
+                if stalled > STALLED_LEASES * lease.lease_ms / 1000:
+                    log.error("box host %s: its event loop has not turned for %.0f s, so it "
+                              "stops renewing its lease and lets it lapse", self.host_id,
+                              stalled)
+                    lease._lapse(self.host_id)  # as the host finds when its loop turns again
+                    return
+                try:
+                    if not await lease._renew(redis, self.host_id):
+                        return
+                except (RedisError, OSError) as exc:  # the next one may get through in time
+                    log.warning("box host %s could not renew its lease: %s", self.host_id, exc)
+        finally:
+            await redis.aclose(close_connection_pool=True)
 
 
 class Hosts:

@@ -357,9 +357,13 @@ class BoxManager(BoxCatalog, BoxAccess):
 
     async def release(self, box_id: str) -> BoxRecord:
         """Give up a frozen box this host of a cluster holds (a drain): its next request
-        places it on any host, which wakes it from the store."""
+        places it on any host, which wakes it from the store. A box placed elsewhere since
+        (a request woke it on another host while the drain came to it) is not this host's to
+        give up: it is left where it is."""
         async with self.locks.hold(box_id):
             box = await self._get(box_id)
+            if self.lease is not None and box.host != self.host:
+                return box
             self._require(box, {BoxState.FROZEN, BoxState.ARCHIVED}, "release")
             box = await self._update(box, host=None)
         if self.lease is not None:

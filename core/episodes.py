@@ -13,12 +13,12 @@ without them; so does a delivery while the parser's process fails (it never hold
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any
 
+from core.vectors import learned_from
+from knowledge.child import off_loop
 from knowledge.reading import Reader
-from tenant_agent.memory.turns import summary
 from tenant_agent.memory.utterance import sentences
 
 log = logging.getLogger("burrow.observe")
@@ -35,23 +35,14 @@ class PairEpisodes:
         """Add {"episodic": [sentence, ...]} to each pair with episodic sentences."""
         texts: list[str] = []
         owners: list[dict[str, Any]] = []
-        for pair in pairs:
-            if "episodic" in pair:
-                continue
-            given = pair.get("turn")
-            try:
-                turn: dict[str, Any] = given if isinstance(given, dict) else summary(pair)
-            except (ValueError, TypeError, KeyError, RecursionError):
-                continue  # the agent learns nothing from a pair it cannot read either
-            user = turn.get("user")
-            if turn.get("learn") and isinstance(user, str) and user.strip():
-                said = [s for s in sentences(user) if len(s) <= MAX_CHARS][:MAX_SENTENCES]
-                texts += said
-                owners += [pair] * len(said)
+        for pair, _, user in learned_from(pairs, "episodic"):
+            said = [s for s in sentences(user) if len(s) <= MAX_CHARS][:MAX_SENTENCES]
+            texts += said
+            owners += [pair] * len(said)
         if not texts:
             return
         try:
-            readings = await asyncio.to_thread(self.reader.read, texts)
+            readings = await off_loop(self.reader.read, texts)
         except (ValueError, RuntimeError, OSError) as exc:  # the parser's process failed
             log.warning("judging episodes of %d sentences: %s", len(texts), exc)
             return  # delivered without: the agent proposes them, the host refuses them

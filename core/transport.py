@@ -48,6 +48,19 @@ Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
+
+
+class Watched:
+    """An ASGI `send` that notes whether the response has started: after that, a failure can
+    no longer be answered with a response of its own (the server ends the connection)."""
+
+    def __init__(self, send: Send) -> None:
+        self._send = send
+        self.started = False
+
+    async def __call__(self, message: Message) -> None:
+        self.started = self.started or message["type"] == "http.response.start"
+        await self._send(message)
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
@@ -195,17 +208,11 @@ class SignedOnly:
         if digest == UNSIGNED_PAYLOAD:
             await self.app(scope, receive, send)
             return
-        started = False
-
-        async def tracked(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
+        watched = Watched(send)
         try:
-            await self.app(scope, _hashing(receive, digest), tracked)
+            await self.app(scope, _hashing(receive, digest), watched)
         except TransportError as exc:
-            if started:
+            if watched.started:
                 raise  # the server ends the connection: the answer cannot be taken back
             await _refuse(send, str(exc))
 

@@ -19,6 +19,7 @@ from core import logs
 from core.authz import Principal
 from core.services import Core
 from core.settings import Settings
+from core.transport import Watched
 from gateway import deps, errors
 from gateway.frontdoor import FrontDoor, FrontLimits
 from gateway.hostguard import answer
@@ -135,18 +136,12 @@ class BurrowApp(FastAPI):
 
     async def route(self, scope: Scope, receive: Receive, send: Send) -> None:
         """A request the door let in: the agent route's fast path, or FastAPI."""
-        started = False
-
-        async def tracked(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
+        watched = Watched(send)
         try:
-            if await agent.serve_fast(self, scope, receive, tracked):
+            if await agent.serve_fast(self, scope, receive, watched):
                 return
         except RedisError as exc:  # FastAPI's routes have their handler (gateway/errors.py)
-            if started:
+            if watched.started:
                 raise
             log.warning("Redis does not answer on the agent route: %s", exc)
             await answer(send, 503, "unavailable", errors.REDIS_DOWN, {"retry-after": "2"})

@@ -62,6 +62,7 @@ class HostAPI:
         self._open = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self._writers: set[asyncio.StreamWriter] = set()
+        self._spliced: set[asyncio.StreamWriter] = set()  # a box's socket from here on
         m = manager
         self.ops: dict[str, Op] = {
             "create": lambda _, a: self._create(a),
@@ -93,10 +94,17 @@ class HostAPI:
         return int(self._server.sockets[0].getsockname()[1])
 
     async def aclose(self) -> None:
-        """Stop listening and end every connection (aborted, so each handler ends on its own:
-        a cancelled one would be logged by asyncio as an error)."""
+        """Stop listening; let the ops in flight answer (within CLOSE_WAIT_S: a request that
+        reached this host as it left gets its answer, such as "draining: place it elsewhere",
+        rather than a connection closed under it); then end every connection left, the
+        boxes' sockets spliced through it among them (aborted, so each handler ends on its
+        own: a cancelled one would be logged by asyncio as an error)."""
         if self._server is not None:
             self._server.close()
+        for writer in list(self._spliced):
+            writer.transport.abort()
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=CLOSE_WAIT_S)
         for writer in list(self._writers):
             writer.transport.abort()
         if self._tasks:
@@ -140,7 +148,11 @@ class HostAPI:
                 f"box host {self.lease.host_id} no longer holds its lease")))
             return
         if opening.op in ("daemon", "service"):
-            await self._splice(opening, reader, writer)
+            self._spliced.add(writer)
+            try:
+                await self._splice(opening, reader, writer)
+            finally:
+                self._spliced.discard(writer)
             return
         op = self.ops.get(opening.op)
         try:

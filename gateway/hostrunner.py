@@ -18,6 +18,7 @@ import contextlib
 import logging
 import signal
 import sys
+import time
 from functools import partial
 
 from redis.exceptions import RedisError
@@ -128,7 +129,7 @@ async def _sweep_forever(core: Core) -> None:
                 await _drain(manager)
             else:
                 await sweeper.sweep()
-        except (BoxError, OSError) as exc:
+        except (BoxError, RedisError, OSError) as exc:
             log.warning("the sweep of this host's boxes failed: %s", exc)
 
 
@@ -139,20 +140,32 @@ async def _leave(lease: HostLease, manager: BoxManager) -> None:
     lease.draining = True  # this process knows now; the others from Redis
     with contextlib.suppress(BoxError, OSError, RedisError):
         await Hosts(manager.redis, manager.registry.keys).drain(lease.host_id)
-    with contextlib.suppress(TimeoutError):
+    try:
         await asyncio.wait_for(_drain(manager), DRAIN_S)
+    except TimeoutError:
+        log.error("the drain did not end within %.0f s: the boxes still here wake elsewhere "
+                  "once this host's lease lapses", DRAIN_S)
 
 
 async def _drain(manager: BoxManager) -> None:
     """Freeze every box this host holds, then give each up (its next request places it on
     another host, which wakes it from the store); a few at a time."""
     slots = asyncio.Semaphore(DRAIN_PARALLEL)
+    failed: list[str] = []
 
     async def move(box: BoxRecord) -> None:
         async with slots:
-            with contextlib.suppress(BoxError):
+            try:
                 if box.state in (BoxState.RUNNING, BoxState.PAUSED, BoxState.FAILED):
                     box = await manager.freeze(box.id)
                 await manager.release(box.id)
+            except BoxError as exc:  # its next request finds it here, or where it wakes
+                failed.append(box.id)
+                log.warning("draining: box %s stays on this host: %s", box.id, exc)
 
-    await asyncio.gather(*(move(b) for b in await manager.list() if b.host == manager.host))
+    held = [b for b in await manager.list() if b.host == manager.host]
+    log.info("draining: freezing %d boxes and giving them up", len(held))
+    started = time.monotonic()
+    await asyncio.gather(*(move(b) for b in held))
+    log.info("drained in %.1f s: %d boxes given up, %d not", time.monotonic() - started,
+             len(held) - len(failed), len(failed))

@@ -17,12 +17,13 @@ import httpx
 from fastapi import FastAPI, Request
 from fastapi.responses import StreamingResponse
 from redis.exceptions import RedisError
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from boxes import BoxRecord
 from core import authz
 from core.errors import ApiError
 from core.services import Core
+from core.transport import Watched
 from gateway import errors, gitrelay
 from gateway.hostguard import GuardError, HostGuard, HostLimits
 from gateway.schemas import (
@@ -40,6 +41,27 @@ from models.errors import ModelError, StatusError
 from models.metered import OPERATOR, metered_chat
 from models.relay import Relay, RelayAllowance, RelayAnswer
 
+SHUTTING_DOWN = "this host is shutting down: retry in a moment (the box wakes on another host)"
+
+
+class Closing:
+    """A call in flight when the host closed its knowledge base (the last moments of a
+    shutdown) is told to retry (503), not handed a server error."""
+
+    def __init__(self, app: ASGIApp, core: Core) -> None:
+        self.app = app
+        self.core = core
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        watched = Watched(send)
+        try:
+            await self.app(scope, receive, watched)
+        except Exception:
+            if not self.core.closed or watched.started or scope["type"] != "http":
+                raise
+            await errors.error_response(503, "unavailable", SHUTTING_DOWN,
+                                        {"Retry-After": "2"})(scope, receive, send)
+
 
 def caller(request: Request) -> WhoAmI:
     """The box (and its tenant) the host guard identified for this request."""
@@ -53,6 +75,7 @@ def create_host_app(core: Core, relay_client: httpx.AsyncClient,
     app = FastAPI(title="Burrow host services", docs_url=None, redoc_url=None,
                   openapi_url=None)
     errors.install(app)
+    app.add_middleware(Closing, core=core)
 
     @app.get("/whoami")
     async def whoami(request: Request) -> WhoAmI:
@@ -61,6 +84,8 @@ def create_host_app(core: Core, relay_client: httpx.AsyncClient,
 
     def principal(request: Request) -> authz.Principal:
         who = caller(request)
+        if core.closed:  # a box still running at the very end of a shutdown
+            raise ApiError(503, "unavailable", SHUTTING_DOWN, {"Retry-After": "2"})
         return authz.Principal("box", who.tenant, who.box_id)
 
     @app.post("/v1/knowledge/search")

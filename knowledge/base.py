@@ -41,6 +41,7 @@ import numpy as np
 from redis.asyncio import Redis
 
 from knowledge.canonical import OMITTED, by_model, role_of
+from knowledge.child import off_loop
 from knowledge.clusters import Cluster, Told, compatible
 from knowledge.distill import KINDS, MAX_TEXT, Statement, distill, distill_with_model
 from knowledge.embedder import Embedder
@@ -225,7 +226,7 @@ class KnowledgeBase:
         await self.count_refused(refused)
         if not items:
             return []
-        vectors = await asyncio.to_thread(self.embedder.embed, [item.text for item in items])
+        vectors = await off_loop(self.embedder.embed, [item.text for item in items])
         me = self.contributor(tenant)
         async with self._lock():
             touched = await asyncio.to_thread(self._merge_all, items, vectors, me)
@@ -329,7 +330,7 @@ class KnowledgeBase:
                                             cluster.payload(self.k, self.fade_votes))
                     continue
                 cluster.text, cluster.canonical_by = text, "model"
-                [vector] = await asyncio.to_thread(self.embedder.embed, [text])
+                [vector] = await off_loop(self.embedder.embed, [text])
                 await asyncio.to_thread(self.store.upsert, [
                     (cluster.id, vector, cluster.payload(self.k, self.fade_votes))])
 
@@ -350,7 +351,7 @@ class KnowledgeBase:
         """Insights like `query`, most relevant first: only those tenants may see unless
         `everyone` (the operator); only scores at or above the relevance floor (`floor`, else
         the base's); only of `kinds` and last updated within [since, until], when given."""
-        [vector] = await asyncio.to_thread(self.embedder.embed, [query])
+        [vector] = await off_loop(self.embedder.embed, [query])
         where = Where(visible=None if everyone else True, kinds=tuple(kinds), since=since,
                       until=until)
         threshold = self.relevance_floor if floor is None else floor

@@ -8,6 +8,9 @@ took twice as long) and compete with the event loop for the GIL.
     parent: Child.shared(argv).ask(message) -> answer     started on first use, one per argv
                                                           in this process, restarted once
                                                           when it died, closed at exit
+            await off_loop(embedder.embed, texts)         from a coroutine: a call into a
+                                                          child waits in the child's own
+                                                          thread, never in the loop's pool
     child:  serve(handle)                                 python -m <module> ... calls it
 
 Messages are length-prefixed pickles (both ends are this package, started by this process:
@@ -18,8 +21,10 @@ closes, that is when its parent exits or closes it.
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import contextlib
+import functools
 import os
 import pickle
 import signal
@@ -27,7 +32,10 @@ import struct
 import subprocess
 import threading
 from collections.abc import Callable
-from typing import IO, Any
+from concurrent.futures import ThreadPoolExecutor
+from typing import IO, Any, TypeVar
+
+T = TypeVar("T")
 
 _HEADER = struct.Struct("!I")
 
@@ -67,6 +75,7 @@ class Child:
         self.proc: subprocess.Popen[bytes] | None = None
         self._lock = threading.Lock()
         self._interrupted = False
+        self._thread: ThreadPoolExecutor | None = None
 
     @classmethod
     def shared(cls, argv: list[str], what: str) -> Child:
@@ -75,6 +84,14 @@ class Child:
             if child is None:
                 child = cls._shared[tuple(argv)] = cls(argv, what)
             return child
+
+    def thread(self) -> ThreadPoolExecutor:
+        """The one thread a coroutine's calls into this child wait in (`off_loop`): the child
+        answers one at a time, so more would only wait on its lock."""
+        with self._shared_lock:
+            if self._thread is None:
+                self._thread = ThreadPoolExecutor(1, thread_name_prefix="child")
+            return self._thread
 
     def ask(self, message: Any) -> Any:
         """The child's answer to `message`. A child that died is replaced once per request."""
@@ -176,3 +193,17 @@ def serve(handle: Callable[[Any], Any]) -> None:
         except Exception as exc:  # the parent raises it; this process serves on
             answer = ("error", f"{type(exc).__name__}: {exc}")
         write_message(answers, answer)
+
+
+async def off_loop(call: Callable[..., T], *args: Any) -> T:
+    """`call(*args)` from a coroutine, off the event loop. A method of an object that fronts
+    a helper process (its `child`) runs in that child's thread: a backlog of calls into one
+    child (a burst of embeddings a host's boxes ask for) then waits there, one at a time,
+    instead of taking every thread of the loop's default executor from the box operations
+    that need one (a host under such a burst stopped freezing its boxes). Anything else runs
+    in the default executor, as asyncio.to_thread would."""
+    child = getattr(getattr(call, "__self__", None), "child", None)
+    if isinstance(child, Child):
+        return await asyncio.get_running_loop().run_in_executor(
+            child.thread(), functools.partial(call, *args))
+    return await asyncio.to_thread(call, *args)

@@ -138,7 +138,7 @@ class ProcessEmbedder:
 
     def __init__(self, model: str | Path | None = None, dim: int | None = None) -> None:
         self._dim = dim if dim is not None or model is not None else DEFAULT_DIM
-        self._child = Child.shared(
+        self.child = Child.shared(
             [sys.executable, "-m", "knowledge.embed_child",
              str(model) if model is not None else "", str(self._dim or "")],
             "the embedding process")
@@ -154,6 +154,6 @@ class ProcessEmbedder:
             return []
         import numpy as np
 
-        shape, data = self._child.ask(list(texts))
+        shape, data = self.child.ask(list(texts))
         rows: list[list[float]] = np.frombuffer(data, dtype=np.float32).reshape(shape).tolist()
         return rows

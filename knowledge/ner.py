@@ -293,7 +293,7 @@ class ProcessNames:
 
     def __init__(self, model: str | None = None) -> None:
         self.model = model or default_model()
-        self._child = Child.shared([sys.executable, "-m", "knowledge.ner_child", self.model],
+        self.child = Child.shared([sys.executable, "-m", "knowledge.ner_child", self.model],
                                    "the name detector's process")
 
     def load(self) -> None:
@@ -301,8 +301,8 @@ class ProcessNames:
         self.find("Warm Up")
 
     def find(self, text: str) -> list[tuple[int, int]]:
-        return [(int(start), int(end)) for start, end in self._child.ask(text)]
+        return [(int(start), int(end)) for start, end in self.child.ask(text)]
 
     def close(self) -> None:
         """Let the child exit (it sees its stdin close); the next call starts another."""
-        self._child.close()
+        self.child.close()

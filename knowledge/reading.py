@@ -107,14 +107,14 @@ class ProcessReader:
     """`SpacyReader` in the name detector's child process (`knowledge.ner_child`)."""
 
     def __init__(self, model: str | None = None) -> None:
-        self._child = Child.shared([sys.executable, "-m", "knowledge.ner_child",
+        self.child = Child.shared([sys.executable, "-m", "knowledge.ner_child",
                                     model or default_model()],
                                    "the name detector's process")
 
     def read(self, texts: Sequence[str]) -> list[Reading]:
         if not texts:
             return []
-        answer = self._child.ask(("read", list(texts)))
+        answer = self.child.ask(("read", list(texts)))
         return [Reading(None if episode is None else str(episode), str(part),
                         tuple(str(n) for n in named)) for episode, part, named in answer]
 

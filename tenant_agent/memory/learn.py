@@ -47,6 +47,7 @@ class Statement:
     a wake.)"""
 
     __slots__ = (
+        "change",
         "ends",
         "exclusive",
         "kind",
@@ -61,7 +62,7 @@ class Statement:
 
     def __init__(self, op: str, kind: str, subject: str, value: str, text: str,
                  polarity: str = "", exclusive: bool = False, when: float | None = None,
-                 ends: str = "", rival_head: bool = False) -> None:
+                 ends: str = "", rival_head: bool = False, change: bool = False) -> None:
         self.op = op                  # add | end (no longer holds) | forget (remove it)
         self.kind = kind              # preference | fact | event | plan
         self.subject = subject        # what it is about: "dark mode", "location", "allergy"
@@ -72,6 +73,7 @@ class Statement:
         self.when = when              # when it happened or became true, if the tenant said
         self.ends = ends              # a value it ends ("moved from Berlin to Paris")
         self.rival_head = rival_head  # "prefer X mode" supersedes other liked "… mode"
+        self.change = change          # said as a change (the parse saw it: "moved to …")
 
     def __repr__(self) -> str:
         return "Statement(" + ", ".join(f"{k}={getattr(self, k)!r}" for k in self.__slots__) + ")"

@@ -42,7 +42,7 @@ import time
 
 from tenant_agent.memory import meaning, store, turns, vectors
 from tenant_agent.memory.learn import Statement, learn
-from tenant_agent.memory.structure import said
+from tenant_agent.memory.structure import SAID, said
 from tenant_agent.memory.utterance import is_question
 
 TYPE_CHECKING = False
@@ -237,8 +237,12 @@ class Memory:
         """Apply one add or end statement; the id of the memory that now holds it. `vector`:
         the host's embedding of its text; `change`: it was said as a change."""
         if s.op == "end":
+            if not s.subject:  # "sold the hatchback": what names it, by its words
+                for memory in self._naming(s.value):
+                    self._close(memory, turn.at, None)
+                return None
             for row in self._active(s.subject, s.kind):
-                if row[3].lower() == s.value.lower():
+                if row[3].lower() == s.value.lower() or s.value == "*":
                     self._close(row[0], turn.at, None)
             return None
         held = self._active(s.subject, s.kind)
@@ -298,8 +302,7 @@ class Memory:
             old = meaning.sort(kind, subject, text, held_source)
             if not meaning.comparable(new, old, change):
                 continue
-            floor = (meaning.SAME_THING if not change else meaning.CHANGED_TASTE
-                     if new == old == "preference" else meaning.CHANGED_THING)
+            floor = meaning.floor(new, old, change, SAID in (s.subject, subject))
             cosine = vectors.cosine(query, blob)
             if cosine >= floor:
                 found.append((cosine, str(held)))
@@ -327,6 +330,22 @@ class Memory:
                          and len(s.value.split()) > 1)
                 if rival or value.lower() == s.ends.lower():
                     out.append(memory)
+        return out
+
+    def _naming(self, phrase: str) -> list[str]:
+        """The memories held now that name what a phrase names: its subjects ("that company":
+        the employer) or every word of it (by stem: "the hatchback", "black coffee")."""
+        head = re.sub(r"^(?:my|the|our|that|this)\s+", "", phrase.lower())
+        named = meaning.FORGET_SUBJECTS.get(head, ())
+        stems = [w[:5] for w in _WORDS.findall(head) if len(w) > 2 and w not in _FORGET_STOP]
+        out = []
+        for memory, subject, text in self.db.execute(
+                "SELECT id, subject, text FROM memories WHERE valid_to IS NULL AND kind IN "
+                "('fact', 'preference', 'plan')"):
+            words = " ".join(w[:5] for w in _WORDS.findall(text.lower()))
+            if subject in named or (stems and all(re.search(rf"\b{re.escape(stem)}", words)
+                                                  for stem in stems)):
+                out.append(str(memory))
         return out
 
     def _close(self, memory: str, at: float, successor: str | None) -> None:
@@ -361,6 +380,13 @@ class Memory:
         and that say it; the ids of the memories removed. A named thing ("my job", "my
         peanut allergy") is found by the subjects it names, by its words (their stems) in a
         memory, and by meaning (`vector`, the host's embedding of what it names)."""
+        if s.value == "*" and not s.kind:  # "forget everything you know about me"
+            removed = [m for (m,) in self.db.execute("SELECT id FROM memories").fetchall()]
+            for memory in removed:
+                self.remove_memory(memory)
+            for (episode,) in self.db.execute("SELECT id FROM episodes").fetchall():
+                self.remove_episode(episode)
+            return removed
         if s.kind:
             rows = self.db.execute(
                 "SELECT id FROM memories WHERE kind=? AND subject=? AND lower(value)=lower(?)",
@@ -378,10 +404,24 @@ class Memory:
                     "SELECT e.id FROM episodes_fts f JOIN episodes e ON e.n=f.rowid "
                     "WHERE episodes_fts MATCH ?", ("user : (" + query + ")",)).fetchall():
                 self.remove_episode(episode)
+        if vector and not s.kind and not removed:
+            self._forget_turns_like(vector)
         return removed
+
+    def _forget_turns_like(self, vector: list[float]) -> None:
+        """Where no memory holds what a request to forget names ("the baby news"), the turn
+        that said it, by meaning: the one most like it, if like enough."""
+        query = vectors.normalised(vector)
+        scored = sorted(((vectors.cosine(query, blob), episode) for episode, blob in
+                         self.db.execute("SELECT id, vec FROM episodes WHERE vec IS NOT NULL")),
+                        reverse=True)
+        for n, (cosine, episode) in enumerate(scored):
+            if cosine >= meaning.FORGET_SURE or (n == 0 and cosine >= meaning.FORGET_TURN):
+                self.remove_episode(episode)
 
     def _named(self, phrase: str, vector: list[float] | None) -> list[tuple[str]]:
         """The memories a request to forget names by a phrase."""
+        phrase = re.sub(r"^(?:my|the|our|that|this)\s+", "", phrase)
         named = meaning.FORGET_SUBJECTS.get(re.sub(r"^(?:my|the|our)\s+", "", phrase), ())
         marks = ",".join("?" * len(named)) or "NULL"
         rows = self.db.execute(

@@ -87,17 +87,53 @@ def read(payload: Any, words: str) -> Parse | None:
 
 class Clause:
     """A predicate of the speaker: the verb (or copula), whether it is past, negated, said as a
-    change, and the sentence's text."""
+    change, and the sentence's text; `implicit`: said without its subject ("started at …"),
+    `group`: of a group the speaker is in ("the whole team has switched to …")."""
 
-    def __init__(self, verb: Token, past: bool, negated: bool, sentence: str) -> None:
+    def __init__(self, verb: Token, past: bool, negated: bool, sentence: str,
+                 implicit: bool = False, group: bool = False) -> None:
         self.verb = verb
         self.past = past
         self.negated = negated
         self.sentence = sentence
+        self.implicit = implicit
+        self.group = group
+
+
+ORDINALS = {"second": 2, "third": 3, "fourth": 4, "fifth": 5, "sixth": 6, "seventh": 7,
+            "eighth": 8, "ninth": 9, "tenth": 10, "2nd": 2, "3rd": 3, "4th": 4, "5th": 5}
 
 
 def speaker(subject: Token | None) -> bool:
-    return subject is not None and subject.lower in ("i", "we")
+    """"I", "we", a pair the speaker is one of ("Noor and I", "my fiancée and I"), or the
+    speaker's newest ("our third was born")."""
+    return subject is not None and (subject.lower in ("i", "we") or any(
+        c.lower in ("i", "me") for c in subject.kids("conj")) or (
+        subject.lower in ORDINALS and any(c.dep == "poss" and c.lower in ("my", "our")
+                                          for c in subject.children)))
+
+
+# What a speaker belongs to, said as the subject of a change ("the whole team has switched to
+# Kotlin"): a class of collective nouns, read only with a verb of changing.
+GROUPS = frozenset(["team", "family", "household", "company", "office", "department", "firm",
+                    "school", "everyone", "everybody", "crew", "squad", "lab", "group"])
+CHANGE_VERBS = frozenset(["switch", "move", "change", "migrate", "convert", "transition",
+                          "swap", "start", "begin", "join", "adopt", "drop", "go"])
+
+
+def dropped_subject(parse: Parse, verb: Token) -> bool:
+    """A statement said without its subject, which is the speaker's: "started at the council
+    on Monday", "moved to VS Code last month" (a verb in the past that opens its sentence;
+    an imperative is in the base form and is no statement)."""
+    if verb.dep not in ("ROOT", "advcl", "ccomp", "parataxis", "conj") or verb.tag not in (
+            "VBD", "VBN") or verb.kid("nsubj", "nsubjpass", "expl", "csubj") is not None:
+        return False
+    return not any(t.pos not in ("PUNCT", "INTJ", "ADV", "CCONJ", "SPACE") and t.dep not in (
+        "aux", "auxpass", "neg") for t in parse.tokens[_sentence_start(parse, verb):verb.i])
+
+
+def _sentence_start(parse: Parse, token: Token) -> int:
+    return next((a for a, b in parse.sents if a <= token.i < b), 0)
 
 
 _CLAUSE_DEPS = ("ROOT", "conj", "ccomp", "parataxis", "dep", "advcl")
@@ -113,7 +149,10 @@ def predicates(parse: Parse, a: int, b: int) -> list[Token]:
     under a wish)."""
     out = []
     for token in parse.tokens[a:b]:
-        if token.pos not in ("VERB", "AUX") or token.dep not in _CLAUSE_DEPS:
+        fragment = token.dep in ("acl", "relcl") and parse.tokens[token.head].dep == "ROOT" \
+            and parse.tokens[token.head].pos not in ("VERB", "AUX") and token.kid("nsubj") \
+            is not None  # "quick thing: I use they/them now", "since the reorg the team has …"
+        if token.pos not in ("VERB", "AUX") or not (token.dep in _CLAUSE_DEPS or fragment):
             continue
         if any(m.lower in _IF for m in token.kids("mark")):
             continue
@@ -144,7 +183,10 @@ def subject_of_verb(parse: Parse, verb: Token) -> Token | None:
 
 def speaker_clause(parse: Parse, verb: Token, sentence: str) -> Clause | None:
     subject = subject_of_verb(parse, verb)
-    if not speaker(subject):
+    implicit = subject is None and dropped_subject(parse, verb)
+    group = subject is not None and subject.lemma in GROUPS and verb.lemma in CHANGE_VERBS \
+        and not any(c.dep == "poss" and c.lower not in ("my", "our") for c in subject.children)
+    if not (speaker(subject) or implicit or group):
         return None
     auxes = verb.kids("aux", "auxpass")
     if any((a.tag == "MD" and a.lemma not in ("can",)) or a.lemma == "to" for a in auxes):
@@ -156,7 +198,7 @@ def speaker_clause(parse: Parse, verb: Token, sentence: str) -> Clause | None:
         verb, past = x, True
     negated = any(c.dep == "neg" for c in verb.children) or any(
         c.lower == "never" for c in verb.children)
-    return Clause(verb, past, negated, sentence)
+    return Clause(verb, past, negated, sentence, implicit, group)
 
 
 def has_time(parse: Parse, verb: Token) -> bool:

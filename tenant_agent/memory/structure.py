@@ -38,7 +38,12 @@ import re
 from tenant_agent.memory.learn import Learned, Statement, asks_to_forget, learn, statements_of
 from tenant_agent.memory.lexicon import OCCUPATIONS
 from tenant_agent.memory.parse import (
+    _CLAUSE_DEPS,
+    CHANGE_VERBS,
+    GROUPS,
     NUMBERS,
+    ORDINALS,
+    PLACE_ENTS,
     Clause,
     Parse,
     Token,
@@ -52,6 +57,7 @@ from tenant_agent.memory.parse import (
     predicates,
     prep_object,
     read,
+    speaker,
     speaker_clause,
 )
 from tenant_agent.memory.utterance import is_question, when_said
@@ -87,7 +93,8 @@ _DAYS = re.compile(r"\b(?:today|tonight|tomorrow|yesterday|this (?:morning|after
                    r"week)|right now|at the moment)\b", re.I)
 # Said as a change: the new statement supersedes what it is about, by meaning if not by subject.
 CHANGE = re.compile(r"\b(?:now|nowadays|these days|anymore|any more|no longer|instead|"
-                    r"actually|switched|changed|since then|not any longer|from now on)\b", re.I)
+                    r"actually|switched|changed|since then|not any longer|from now on|"
+                    r"no more|again)\b", re.I)
 
 
 # -- the classes ----------------------------------------------------------------------------
@@ -107,7 +114,11 @@ def _copula(parse: Parse, clause: Clause) -> list[Statement]:
     if acomp is not None and not clause.negated:
         word = acomp.lower
         if word in MARITAL and not clause.past:
-            return [_fact("marital status", word, f"Is {word}")]
+            to = prep_object(acomp, "to")
+            whom = phrase_of(parse, to, ("relcl", "punct", "prep")) if to is not None \
+                and to.pos == "PROPN" else ""
+            return [_fact("marital status", word, f"Is {word} to {whom}" if whom
+                          else f"Is {word}")]
         if word in EMPLOYMENT and not clause.past:
             return [_fact("employment status", word, f"Is {word}")]
         if word in DIET_WORDS and not clause.past:
@@ -117,6 +128,11 @@ def _copula(parse: Parse, clause: Clause) -> list[Statement]:
         if word in ("based", "located") and (place := prep_object(acomp, "in", "at")):
             where = phrase_of(parse, place)
             return [_fact("location", where, f"Lives in {where}")] if where else []
+    org = prep_object(verb, "at", "with")
+    if org is not None and attr is None and acomp is None and org.ent.endswith("ORG") \
+            and not clause.negated and not clause.past:  # "I'm at Norvale Logistics"
+        name = phrase_of(parse, org, ("relcl", "punct", "prep"))
+        return [_fact("employer", name, f"Works at {name}")] if name else []
     origin = prep_object(verb, "from")
     if origin is not None and attr is None and not clause.negated and not clause.past:
         where = phrase_of(parse, origin)
@@ -190,6 +206,12 @@ def _job_change(parse: Parse, clause: Clause) -> list[Statement]:
             out.append(_fact("role", phrase.lower(), f"Works as a {phrase}"))
         if org is not None and (name := phrase_of(parse, org, ("relcl", "punct", "prep"))):
             out.append(_fact("employer", name, f"Works at {name}"))
+    elif verb.lemma in ("start", "begin") and (org := prep_object(verb, "at", "with")) \
+            is not None and org.pos in ("NOUN", "PROPN"):  # "started at the planning office"
+        name = phrase_of(parse, org, ("relcl", "punct"))
+        if name:  # a new place of work: the role held there ends with it
+            out += [Statement("end", "fact", "role", "*", ""),
+                    _fact("employer", name, f"Works at {name}")]
     elif verb.lemma == "join" and (org := verb.kid("dobj")) is not None \
             and org.ent.endswith("ORG"):
         name = phrase_of(parse, org, ("relcl", "punct", "prep"))
@@ -227,6 +249,9 @@ def _home(parse: Parse, clause: Clause) -> list[Statement]:
                               f"Wants answers in {lang}", "likes", exclusive=True)]
         old = prep_object(verb, "from")
         ends = phrase_of(parse, old, ("relcl", "punct", "prep")) if old is not None else ""
+        if verb.kid("dobj", "prt") is not None or clause.group or not _a_place(
+                parse, place, named=clause.implicit):
+            return []  # "moved the sofa to the wall", "moved (over) to VS Code": no new home
         if where and where.lower() not in ("it", "there", "here"):
             return [_fact("location", where, f"Lives in {where}", ends=ends)]
     if verb.lemma == "bear" and (place := prep_object(verb, "in")) is not None:
@@ -241,6 +266,75 @@ def _home(parse: Parse, clause: Clause) -> list[Statement]:
         where = phrase_of(parse, place, ("relcl", "punct"))
         return [_fact("hometown", where, f"Is from {where}")] if where else []
     return []
+
+
+# What a home is: the object of a verb of acquiring or moving ("we got the keys to our new
+# place in Dunmere") names the new home when it is one of these.
+_HOMES = frozenset(["place", "house", "flat", "apartment", "home", "cottage", "bungalow",
+                    "condo", "studio", "room", "digs"])
+_NOT_PLACES = ("ORG", "PRODUCT", "WORK_OF_ART", "PERSON", "LANGUAGE", "EVENT", "LAW")
+
+
+def _a_place(parse: Parse, token: Token, named: bool = False) -> bool:
+    """Where one can live: named as a place, a home, or a proper name nothing else calls
+    (`named`: only what is named as a place or a home, said without a subject)."""
+    ents = {t.ent[2:] for t in parse.subtree(token) if t.ent}
+    if ents & set(PLACE_ENTS):
+        return True
+    if ents & set(_NOT_PLACES):
+        return False
+    return (token.pos == "PROPN" and not named) or token.lemma in _HOMES
+
+
+def _new_home(parse: Parse, clause: Clause) -> list[Statement]:
+    """"We got the keys to our new place in Dunmere", "we bought a house in Leeds": a new home
+    of the speaker's, where it is."""
+    verb = clause.verb
+    if verb.lemma not in ("get", "buy", "rent", "find", "move", "collect", "pick") \
+            or clause.negated:
+        return []
+    for token in parse.subtree(verb):
+        if token.lemma not in _HOMES or token.pos != "NOUN":
+            continue
+        mine = any(c.dep == "poss" and c.lower in ("my", "our") for c in token.children)
+        fresh = any(c.lower == "new" for c in token.children)
+        if not (fresh and (mine or token.head == verb.i)) and not (
+                verb.lemma in ("buy", "rent") and token.head == verb.i):
+            continue
+        place = prep_object(token, "in", "on", "at") or prep_object(verb, "in")
+        if place is not None and _a_place(parse, place):
+            where = phrase_of(parse, place, ("relcl", "punct", "prep"))
+            if where:
+                return [_fact("location", where, f"Lives in {where}")]
+    return []
+
+
+# Verbs (with their particles) that end what their object names: "sold the hatchback", "gave up
+# on German", "I've gone right off black coffee", "I've left that company".
+_ENDING = {"sell": "", "quit": "", "leave": "", "ditch": "", "abandon": "", "drop": "",
+           "give": "up", "go": "off", "pack": "in", "stop": "", "cancel": "", "lose": ""}
+
+
+def _ending(parse: Parse, clause: Clause) -> list[Statement]:
+    """What the speaker stopped having or doing: ends the held memory that names it."""
+    verb = clause.verb
+    if verb.lemma not in _ENDING or clause.negated:
+        return []
+    particle = _ENDING[verb.lemma]
+    has_particle = any(c.lower == particle for c in verb.children) if particle else True
+    objects = [*verb.kids("dobj"), *(p.kid("pobj") for p in verb.kids("prep")
+                                     if particle and p.lower in ("on", particle))]
+    if not has_particle and not (particle == "off" and objects):
+        return []
+    out = []
+    for thing in objects:
+        if thing is None or thing.pos not in ("NOUN", "PROPN"):
+            continue
+        what = phrase_of(parse, thing, ("relcl", "punct", "prep"))
+        what = re.sub(r"^(?:that|this|those|these|my|our)\s+", "", what, flags=re.I)
+        if what:
+            out.append(Statement("end", "", "", what, ""))
+    return out
 
 
 def _possession(parse: Parse, clause: Clause) -> list[Statement]:
@@ -273,15 +367,20 @@ car bike bicycle motorbike motorcycle scooter van truck boat house flat apartmen
 cabin garden allotment""".split())  # noqa: SIM905
 
 
-def _owned(parse: Parse, thing: Token, count: int) -> Statement:
+def _owned(parse: Parse, thing: Token, count: int, said: str = "") -> Statement:
     noun = thing.text.lower() if count != 1 else thing.lemma
+    if said and count > 1 and noun == thing.lemma:  # "a second cat": two cats
+        noun = noun + ("es" if noun.endswith(("s", "sh", "ch", "x")) else "s")
     phrase = head_phrase(parse, thing)
-    words = phrase.split()
+    words = [w for w in phrase.split() if w.lower() not in _ORDINALS]
     described = " ".join([*words[:-1], noun]) if words else noun
-    said = next((c.lower for c in thing.children if c.dep == "nummod"), "")
+    said = said or next((c.lower for c in thing.children if c.dep == "nummod"), "")
     amount = "a" if count == 1 else said if said else _NUMBER_WORDS.get(count, str(count))
-    text = f"Has {amount} {described}"
-    return Statement("add", "fact", thing.lemma, f"{amount} {described}", text, exclusive=True)
+    names = [phrase_of(parse, c, ("relcl", "punct", "conj", "cc", "prep"))
+             for c in thing.kids("appos") if c.pos == "PROPN"]
+    text = f"Has {amount} {described}" + "".join(f", {n}" for n in names if n)
+    subject = "kid" if thing.lemma in ("child", "kid") else thing.lemma
+    return Statement("add", "fact", subject, f"{amount} {described}", text, exclusive=True)
 
 
 def _counted(parse: Parse, a: int, b: int) -> list[Statement]:
@@ -295,6 +394,30 @@ def _counted(parse: Parse, a: int, b: int) -> list[Statement]:
         if count is not None and count > 1:
             out.append(_owned(parse, token, count))
     return out
+
+
+_ORDINALS = ORDINALS
+
+
+def _ordinal(parse: Parse, clause: Clause) -> list[Statement]:
+    """A count said by its newest: "our third was born on Sunday" (three children), "we
+    brought a second cat home" (two cats)."""
+    verb = clause.verb
+    if clause.negated:
+        return []
+    if verb.lemma in ("bear", "arrive", "come") and (subject := verb.kid(
+            "nsubjpass", "nsubj")) is not None and subject.lower in _ORDINALS and any(
+            c.dep == "poss" and c.lower in ("my", "our") for c in subject.children):
+        n = _ORDINALS[subject.lower]
+        return [Statement("add", "fact", "kid", f"{_NUMBER_WORDS[n]} kids",
+                          f"Has {_NUMBER_WORDS[n]} kids", exclusive=True)]
+    if verb.lemma in ("bring", "adopt", "get", "buy", "take", "have", "welcome"):
+        for thing in verb.kids("dobj"):
+            n = next((_ORDINALS[c.lower] for c in thing.children
+                      if c.dep in ("amod", "nummod") and c.lower in _ORDINALS), 0)
+            if n and thing.pos == "NOUN" and thing.lemma in _KEPT:
+                return [_owned(parse, thing, n, said=_NUMBER_WORDS[n])]
+    return []
 
 
 def _marriage(parse: Parse, clause: Clause) -> list[Statement]:
@@ -311,7 +434,22 @@ def _marriage(parse: Parse, clause: Clause) -> list[Statement]:
         return [_fact("marital status", word, f"Is {word}")]
     if verb.lemma in ("split", "break", "separate") and verb.kid("prt") is not None \
             and verb.kid("prt").lower == "up":  # type: ignore[union-attr]
-        return [_fact("marital status", "separated", "Is separated")]
+        subject = verb.kid("nsubj")
+        partner = None if subject is None else next(
+            (c for c in subject.kids("conj") if c.lower not in ("i", "me")), None) \
+            if subject.lower in ("i", "we") else subject  # "Noor and I broke up"
+        if partner is None and (p := prep_object(verb, "with")) is not None:
+            partner = p
+        said_as = "Broke up" if verb.lemma == "break" else "Split up"
+        name = phrase_of(parse, partner, ("relcl", "punct", "prep", "conj", "cc")) \
+            if partner is not None else ""
+        ended = [Statement("end", "", "", name, "")] if name and partner is not None \
+            and partner.pos == "PROPN" else []  # what was said of the two of them
+        return [*ended, _fact("marital status", "separated",
+                              f"{said_as} with {name}" if name else said_as)]
+    if verb.lemma == "see" and verb.tag == "VBG" and (who := verb.kid("dobj")) is not None \
+            and who.lower in ("someone", "somebody") and not clause.past:
+        return [_fact("marital status", "in a relationship", "Is seeing someone")]
     return []
 
 
@@ -332,6 +470,11 @@ def _diet(parse: Parse, clause: Clause) -> list[Statement]:
     if verb.lemma in ("stop", "quit", "give") and (x := verb.kid("xcomp")) is not None \
             and x.lemma == "eat":
         verb, negated = x, True
+    elif verb.lemma in ("start", "begin") and (x := verb.kid("xcomp")) is not None \
+            and x.lemma == "eat" and not negated:  # "I've started eating fish again"
+        food = x.kid("dobj")
+        what = phrase_of(parse, food, ("relcl", "punct", "prep")) if food is not None else ""
+        return [_fact("diet", what, f"Eats {what}")] if what else []
     if verb.lemma != "eat" or (clause.past and not negated) or _DAYS.search(clause.sentence):
         return []
     food = verb.kid("dobj")
@@ -345,18 +488,24 @@ def _diet(parse: Parse, clause: Clause) -> list[Statement]:
     return [_fact("diet", what, f"Eats {what}")]
 
 
-_CLASSES = (_copula, _work, _job_change, _home, _possession, _marriage, _name, _diet)
+_CLASSES = (_copula, _work, _job_change, _home, _new_home, _ordinal, _possession, _marriage,
+            _name, _diet, _ending)
 
 
 def statements(parse: Parse, at: float = 0.0) -> list[Statement]:
-    """What the parse says about the speaker, sentence by sentence: its classes, and the
-    rules' reading of each clause of the speaker said from its subject on."""
+    """What the parse says about the speaker, sentence by sentence: its classes, the rules'
+    reading of each clause of the speaker said from its subject on, and, for a lasting
+    statement of the speaker's that neither reads ("at work we write everything in Java", "I
+    take my coffee black"), the speaker's words themselves (`_in_own_words`)."""
     out: list[Statement] = []
     for a, b in parse.sents:
         sentence = joined(parse, parse.tokens[a:b])
-        if not sentence or is_question(sentence) or asks_to_forget(sentence):
+        if not sentence or is_question(sentence) or asks_to_forget(sentence) \
+                or forgetting(parse, a, b) is not None:
             continue
         found: list[Statement] = []
+        unread: list[Clause] = []
+        ending: set[int] = set()
         for verb in predicates(parse, a, b):
             clause = speaker_clause(parse, verb, sentence)
             if clause is None:
@@ -365,15 +514,261 @@ def statements(parse: Parse, at: float = 0.0) -> list[Statement]:
                 got = reading(parse, clause)
                 if got:
                     found.extend(got)
+                    if any(s.op == "end" and not s.subject for s in got):
+                        ending.add(clause.verb.i)
                     break
             else:
                 core = from_subject(parse, clause)
-                if core and not is_question(core):
-                    found.extend(statements_of(core.rstrip(".!"), at))
+                rules = statements_of(core.rstrip(".!"), at) if core and not is_question(
+                    core) else []
+                found.extend(rules)
+                if not rules and _lasting(parse, clause):
+                    unread.append(clause)
         seen = {s.subject for s in found}
         found.extend(s for s in _counted(parse, a, b) if s.subject not in seen)
+        if unread or ending:
+            found.extend(_in_own_words(parse, a, b, unread, ending))
         out.extend(found)
     return out
+
+
+# Verbs that say nothing lasting of the speaker on their own ("I think …", "I need a hand").
+_LIGHT = frozenset("""have get think know guess need want hope wonder forget remember mean feel
+try ask say tell thank check look wait let see hear believe suppose bet find reckon agree
+understand realise realize love like hate prefer enjoy wish would could should can will
+please help show give send make put keep call cook eat""".split())  # noqa: SIM905
+_DEGREE = frozenset(["so", "too", "very", "really", "pretty", "quite", "bit", "rather", "super"])
+_CONTENT = ("NOUN", "PROPN", "ADJ", "NUM")
+
+
+def _lasting(parse: Parse, clause: Clause) -> bool:
+    """Whether an unread clause of the speaker states something that lasts: not negated, not
+    of a light verb, not of the day, not a past event unless it is a change, and about some
+    thing (a noun, a name, a quality, a number) it governs."""
+    verb = clause.verb
+    if clause.negated or verb.lemma in _LIGHT or _DAYS.search(clause.sentence):
+        return False
+    if clause.past and verb.lemma not in CHANGE_VERBS:
+        return False
+    if verb.tag == "VB" and not verb.kids("aux"):
+        return False  # an imperative
+    governed = [t for t in parse.subtree(verb) if t.i > verb.i and t.head != t.i]
+    if verb.lemma == "be":
+        quality = verb.kid("acomp", "attr")
+        if quality is None or any(c.lower in _DEGREE for c in quality.children):
+            return False  # "I'm so jealous": a feeling of the moment
+    return any((t.pos in _CONTENT and t.dep in ("dobj", "attr", "acomp", "pobj", "oprd",
+                                                 "appos", "npadvmod", "compound", "amod"))
+               or (t.dep == "dobj" and t.lower in _PRONOUNS) for t in governed)
+
+
+# Pronouns one goes by ("I use they/them now").
+_PRONOUNS = frozenset(["they", "them", "he", "him", "she", "her", "xe", "xem", "ze", "zir"])
+
+
+# Subjects whose clause is still the speaker's ("it's an oat latte every time now").
+_IMPERSONAL = frozenset(["it", "this", "that", "there", "which", "who", "what"])
+
+
+def _in_own_words(parse: Parse, a: int, b: int, unread: list[Clause],
+                  ending: set[int]) -> list[Statement]:
+    """The sentence in the speaker's words, without the clauses of anyone else in it ("my
+    friend moved to Lisbon, I'm so jealous" keeps "I'm so jealous") nor those that end
+    something ("sold the hatchback, it's the bike from now on" keeps what is new), as a
+    memory whose sameness to others is told by meaning alone."""
+    heads = {t.i for t in parse.tokens[a:b] if t.dep in _CLAUSE_DEPS and t.pos in ("VERB", "AUX")}
+    heads |= ending
+    keep = []
+    for token in parse.tokens[a:b]:
+        head = token
+        for _ in range(40):
+            if head.i in heads or head.head == head.i:
+                break
+            head = parse.tokens[head.head]
+        subject = head.kid("nsubj", "nsubjpass")
+        if head.i in ending or (subject is not None and not speaker(subject)
+                                and subject.lower not in _IMPERSONAL
+                                and subject.lemma not in GROUPS):
+            continue
+        keep.append(token)
+    while keep and (keep[0].pos in ("PUNCT", "CCONJ") or keep[0].lower in ("so", "and", "but")):
+        keep = keep[1:]
+    text = joined(parse, keep)
+    words = text.split()
+    if not 2 <= len(words) <= 40:
+        return []
+    change = bool(ending) or bool(CHANGE.search(text)) or any(
+        c.verb.lemma in CHANGE_VERBS or any(t.lower == "new" for t in parse.subtree(c.verb))
+        for c in unread)
+    return [Statement("add", "fact", SAID, text, text[0].upper() + text[1:], change=change)]
+
+
+SAID = "said"  # the subject of what the speaker said of itself that no class names
+
+
+# -- forgetting, asked of the agent's memory --------------------------------------------------
+
+# Verbs that forget by themselves, that remove (forgetting only when what they remove is what
+# the agent holds), and that keep (forgetting when negated or stopped: "don't keep my
+# partner's name on file", "can you not remember the therapy thing?").
+_FORGETTING = frozenset(["forget", "unlearn"])
+_REMOVING = frozenset(["delete", "remove", "erase", "drop", "wipe", "clear", "scrap", "scrub",
+                       "purge", "ditch", "bin", "discard", "trash", "lose", "strike", "rid"])
+_KEEPING = frozenset(["remember", "keep", "hold", "store", "save", "retain", "record", "note",
+                      "track", "log", "memorise", "memorize"])
+# Where the agent keeps what it knows ("from your memory", "from your notes", "on file").
+_MEMORY_PLACES = frozenset(["memory", "memories", "note", "notes", "record", "records", "file",
+                            "files", "mind", "head", "brain", "profile", "database", "system"])
+_TOLD = frozenset(["say", "tell", "mention", "share"])            # what I said about …
+_KNOWN = frozenset(["know", "remember", "have", "keep", "store", "hold", "save", "learn",
+                    "note", "record"])                                # what you know about …
+_ALL = frozenset(["everything", "anything", "all", "whatever"])
+_SELF = frozenset(["me", "myself", "us", "i"])
+# Words that say "the matter of" ("the therapy thing", "the baby news"): not what is named.
+_MATTER = re.compile(r"\s+(?:thing|things|stuff|news|business|bit|part|info|information|"
+                     r"details?|matter|situation|story)$", re.I)
+
+
+def forgetting(parse: Parse, a: int, b: int) -> list[str] | None:
+    """What a sentence asks the agent to forget, by structure: a request to the agent (an
+    imperative, or "you" as the subject: "can you …", "I'd rather you didn't …") to forget, to
+    remove what it holds ("… from your notes", "what you know about …", "what I said about …",
+    "the diagnosis I mentioned") or not to keep something. None when it asks nothing of the
+    sort ("remove the duplicates from this list", "delete the email I drafted"); else the
+    phrases named ("*": everything it knows about the tenant), empty when they name nothing
+    ("forget it")."""
+    found: list[str] | None = None
+    for verb in parse.tokens[a:b]:
+        stopped = verb.dep == "xcomp" and parse.tokens[verb.head].lemma in ("stop", "quit")
+        if verb.pos not in ("VERB", "AUX", "ADJ") or not _addressed(
+                parse, parse.tokens[verb.head] if stopped else verb):
+            continue
+        if stopped and verb.lemma in _KEEPING:  # "stop remembering my daughter's school"
+            found = [*(found or []), *([t] if (t := _target(parse, verb)) else [])]
+            continue
+        negated = any(c.dep == "neg" for c in verb.children)
+        lemma = "rid" if verb.lemma == "get" and any(c.lower == "rid" for c in verb.children) \
+            else verb.lemma
+        asks = (lemma in _FORGETTING and not negated) or (lemma in _KEEPING and negated) or (
+            lemma in _REMOVING and not negated and _of_memory(parse, verb))
+        if not asks:
+            continue
+        target = _target(parse, verb)
+        found = [*(found or []), *([target] if target else [])]
+    return found
+
+
+def _addressed(parse: Parse, verb: Token) -> bool:
+    """Said to the agent: "you" is its subject, or it is an imperative not under a clause of
+    the speaker's own ("I want to forget it" is about the speaker)."""
+    subject = verb.kid("nsubj")
+    if subject is not None:
+        return subject.lower in ("you", "u")
+    if verb.tag != "VB":
+        return False
+    current = verb
+    for _ in range(6):
+        if current.dep not in ("xcomp", "ccomp", "conj", "advcl") or current.head == current.i:
+            return True
+        current = parse.tokens[current.head]
+        if any(c.lower in ("you", "u") for c in current.children):
+            return True
+        if any(c.dep == "nsubj" and speaker(c) for c in current.children) and current.lemma \
+                not in ("rather", "like", "want", "need", "prefer"):
+            return False
+    return True
+
+
+def _objects(parse: Parse, verb: Token) -> list[Token]:
+    out = [*verb.kids("dobj", "ccomp", "xcomp", "oprd", "acomp")]
+    for holder in [verb, *verb.kids("acomp", "oprd", "prt")]:
+        for prep in holder.kids("prep"):
+            if prep.lower in ("about", "of", "to", "on", "regarding"):
+                out.extend(prep.kids("pobj", "pcomp"))
+    return [t for t in out if t.lower != "rid" and not (  # "forget it, the place is full"
+        t.dep in ("ccomp", "xcomp") and min(x.i for x in parse.subtree(t)) > 0
+        and parse.tokens[min(x.i for x in parse.subtree(t)) - 1].pos == "PUNCT")]
+
+
+def _of_memory(parse: Parse, verb: Token) -> bool:
+    """Whether what a verb of removing removes is what the agent holds."""
+    for token in parse.subtree(verb):
+        if token.dep == "pobj" and token.lemma in _MEMORY_PLACES:
+            prep = parse.tokens[token.head]
+            yours = any(c.lower in ("your", "ur") for c in token.children)
+            if (prep.lower in ("from", "off", "out") and (yours or token.lemma in (
+                    "memory", "mind", "head"))) or (prep.lower == "on" and token.lemma in (
+                    "file", "record") and not token.children):
+                return True
+    for thing in _objects(parse, verb):
+        if _told_or_known(thing) or (thing.lemma in _MEMORY_PLACES and thing.kids("prep")):
+            return True
+        if thing.lower in ("that", "it", "this") and _antecedent(parse) is not None:
+            return True
+    return False
+
+
+def _told_or_known(token: Token) -> bool:
+    """"what I said", "everything you know", "the diagnosis I mentioned"."""
+    for clause in [token, *token.kids("relcl", "ccomp")]:
+        subject = clause.kid("nsubj")
+        if subject is None:
+            continue
+        if (clause.lemma in _TOLD and speaker(subject)) or (
+                clause.lemma in _KNOWN and subject.lower in ("you", "u")):
+            return True
+    return False
+
+
+def _antecedent(parse: Parse) -> Token | None:
+    """What "that" in "erase that" stands for: a thing the tenant says it told ("you know
+    the diagnosis I mentioned?")."""
+    return next((t for t in parse.tokens if t.pos == "NOUN" and any(
+        c.lemma in _TOLD and speaker(c.kid("nsubj")) for c in t.kids("relcl"))), None)
+
+
+def _target(parse: Parse, verb: Token) -> str:
+    """What a request to forget names: "my salary" in "scrap what I said about my salary",
+    "*" in "forget everything you know about me", "" for a bare "forget it"."""
+    head = parse.tokens[verb.head]
+    if verb.dep == "intj" and head.lemma in _TOLD and speaker(head.kid("nsubj")) and (
+            told := head.kid("dobj")) is not None:  # "Forget I mentioned my ex", misparsed
+        return _named(parse, told)
+    for thing in _objects(parse, verb):
+        if thing.lower in ("that", "it", "this", "them"):
+            thing = _antecedent(parse) or thing
+            if thing.lower in ("that", "it", "this", "them"):
+                continue
+        if thing.lemma in _TOLD | _KNOWN or _told_or_known(thing) or thing.lemma in _MEMORY_PLACES:
+            clause = next((c for c in [thing, *thing.kids("relcl", "ccomp")]
+                           if c.lemma in _TOLD | _KNOWN), thing)
+            about = next((p.kid("pobj", "pcomp") for t in parse.subtree(clause)
+                          for p in t.kids("prep") if p.lower in ("about", "on", "regarding", "of")
+                          and p.kid("pobj", "pcomp") is not None), None)
+            if about is None:
+                told = clause.kid("dobj") if clause.lemma in _TOLD else None
+                if told is not None and told.lower not in ("what", "that", "it"):
+                    return _named(parse, told)
+                if thing.lower in _ALL or thing.lemma in _KNOWN or thing.lower == "what":
+                    return "*"
+                if thing.pos == "NOUN" and thing.lemma not in _MEMORY_PLACES:
+                    return _named(parse, thing)
+                continue
+            if about.lower in _SELF:
+                return "*"
+            return _named(parse, about)
+        if thing.lower in _ALL:
+            return "*"
+        return _named(parse, thing)
+    return ""
+
+
+def _named(parse: Parse, token: Token) -> str:
+    phrase = phrase_of(parse, token, ("relcl", "punct", "prep") if token.pos in (
+        "NOUN", "PROPN") else ("punct",))
+    phrase = re.sub(r"^(?:that|this|those|these|the)\s+", "", phrase, flags=re.I)
+    phrase = re.sub(r"\s+(?:please|thanks|thank you|ok|okay)$", "", phrase, flags=re.I)
+    return _MATTER.sub("", phrase).strip()
 
 
 # A memory's text read back as the tenant would say it: "Lives in Paris" -> "I live in Paris".
@@ -416,27 +811,69 @@ def subject_of(text: str) -> tuple[str, bool]:
 
 def said(text: str, at: float, reply_before: str = "", parse: Any = None) -> Learned:
     """What the tenant's words teach: the rules' reading (tenant_agent/memory/learn.py), with
-    the statements the parse finds in place of the rules' on the same subjects."""
+    the statements the parse finds in place of the rules' on the same subjects, what it asks
+    to forget read by structure, and nothing the parse shows is someone else's ("my
+    neighbour's puppy is called Biscuit")."""
     learned = learn(text, at, reply_before)
     reading = read(parse, text) if parse is not None else None
-    if reading is None or any(s.op == "forget" for s in learned.statements):
+    if reading is None:
         return learned
     try:
+        requests = [forgetting(reading, a, b) for a, b in reading.sents]
+        if any(r is not None for r in requests):  # the parse reads what is asked ("forget it")
+            return _forgets(learned, [t for r in requests for t in (r or [])])
         found = statements(reading, at)
-    except (IndexError, KeyError, ValueError, TypeError, RecursionError):
+        others = _someone_elses(reading)
+    except (IndexError, KeyError, ValueError, TypeError, RecursionError, AttributeError):
         return learned
-    if not found:
-        return learned
+    moved = not any(s.subject == "location" for s in found) and _MOVED.search(text)
+    rules = [s for s in learned.statements if not (
+        s.op == "add" and s.kind == "fact" and others and s.value.lower() in others
+        and s.value.lower() not in _mine(reading, others)) and not (
+        moved and s.subject == "location")]  # the parse saw no new home in "moved to X"
     for s in found:
         if s.kind == "fact" and s.subject in ("location",):
             s.when = when_said(text, at)
-    subjects = {s.subject for s in found}
+    subjects = {s.subject for s in found if s.op == "add"}
     misread = set().union(*(_MISREAD.get(subject, frozenset()) for subject in subjects))
     values = {s.value.lower() for s in found}
-    learned.statements = [*found, *(s for s in learned.statements if s.subject not in subjects
+    learned.statements = [*found, *(s for s in rules if s.subject not in subjects
                                     and s.subject not in misread
                                     and s.value.lower() not in values)]
     return learned
+
+
+_MOVED = re.compile(r"\b(?:moved|relocated|moving)\b", re.I)
+
+
+def _forgets(learned: Learned, asked: list[str]) -> Learned:
+    """The rules' requests to forget that name a statement ("forget that I live in Berlin"),
+    and the parse's for what is named by a phrase."""
+    named = [s for s in learned.statements if s.op == "forget" and s.kind]
+    phrases = [Statement("forget", "", phrase, phrase, "") for phrase in dict.fromkeys(asked)]
+    learned.statements = [*named, *phrases]
+    return learned
+
+
+def _someone_elses(parse: Parse) -> str:
+    """The sentences whose subject is what someone else has ("my neighbour's new puppy is
+    called Biscuit", "my sister's car is red"; not "my dog's name is Nutmeg", a name, no
+    possession), lower-cased: what the rules read in them is not the tenant's."""
+    out = []
+    for a, b in parse.sents:
+        for token in parse.tokens[a:b]:
+            if token.dep in ("nsubj", "nsubjpass") and token.head != token.i and parse.tokens[
+                    token.head].dep == "ROOT" and token.lemma in _KEPT and any(
+                    c.dep == "poss" and c.pos in ("NOUN", "PROPN") for c in token.children):
+                out.append(joined(parse, parse.tokens[a:b]).lower())
+                break
+    return " | ".join(out)
+
+
+def _mine(parse: Parse, others: str) -> str:
+    """The sentences that are not someone else's, lower-cased."""
+    return " | ".join(s for s in (joined(parse, parse.tokens[a:b]).lower()
+                                  for a, b in parse.sents) if s not in others)
 
 
 # What the rules call a statement the parse read as another ("I'm a retired teacher" is no

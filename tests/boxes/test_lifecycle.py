@@ -445,3 +445,18 @@ async def test_which_files_a_wake_leaves_for_later(config: RuntimeConfig, redis:
                         network=plain.network, limits=plain.limits, uid=1, created_at=0,
                         last_active_at=0, service=list(service) if service else None)
         assert manager.restores.lazy(box)(path, size) is lazy, (service, path, size)
+
+
+def test_a_freeze_that_does_not_finish_in_time_thaws_what_stopped(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A box whose processes do not all reach the freezer within FREEZE_WAIT_S is thawed
+    again, never left half frozen, and the caller is told to try again."""
+    from boxes import cgroups
+
+    monkeypatch.setattr(cgroups, "FREEZE_WAIT_S", 0.05)
+    thawed: list[bool] = []
+    with pytest.raises(BoxStateError, match="did not pause within"):
+        cgroups._until_frozen(lambda: False, lambda: thawed.append(True))
+    assert thawed == [True]
+    cgroups._until_frozen(iter([False, False, True]).__next__, lambda: thawed.append(False))
+    assert thawed == [True]

@@ -12,12 +12,14 @@ import random
 import signal
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import pytest
 from redis.asyncio import Redis
 
 from boxes import BoxManager, BoxSpec, ExecRequest
+from boxes import hosts as hosts_module
 from boxes.config import RuntimeConfig
 from boxes.errors import (
     BoxNotFoundError,
@@ -77,15 +79,24 @@ async def lapsed(hosts: Hosts, host_id: str) -> bool:
     return not (await hosts.get(host_id)).live
 
 
-# --- leases ----------------------------------------------------------------------------------
-
-async def test_a_renewed_lease_holds_and_one_not_renewed_lapses_for_good(redis: Redis) -> None:
+def telling_lease(redis: Redis) -> tuple[HostLease, list[str]]:
+    """A 1 s lease of host h1, and the list of the lapses it is told of."""
     lapses: list[str] = []
 
     async def on_lapse(host_id: str) -> None:
         lapses.append(host_id)
 
-    lease = HostLease(redis, KEYS, spec("h1"), 1.0, on_lapse=on_lapse)
+    return HostLease(redis, KEYS, spec("h1"), 1.0, on_lapse=on_lapse), lapses
+
+
+async def _told(lapses: list[str], expected: list[str]) -> bool:
+    return lapses == expected
+
+
+# --- leases ----------------------------------------------------------------------------------
+
+async def test_a_renewed_lease_holds_and_one_not_renewed_lapses_for_good(redis: Redis) -> None:
+    lease, lapses = telling_lease(redis)
     hosts = Hosts(redis, KEYS)
     host_id = await lease.register()
     assert host_id.startswith("h1~")
@@ -102,10 +113,7 @@ async def test_a_renewed_lease_holds_and_one_not_renewed_lapses_for_good(redis: 
     assert await lease.renew() is False
     assert lease.lapsed
 
-    async def told() -> bool:
-        return lapses == [host_id]
-
-    await until(told, 5, "the host to be told of its lapse, once")
+    await until(partial(_told, lapses, [host_id]), 5, "the host to be told of its lapse, once")
     assert await redis.exists(KEYS.host_lease(host_id)) == 0
     assert await hosts.live() == []
     listed = await hosts.all()  # still listed a while, as lapsed, for `burrow host ls`
@@ -182,6 +190,28 @@ async def test_a_host_slow_to_measure_its_load_keeps_its_lease(redis: Redis) -> 
     info = await hosts.get(host_id)
     assert info.live and lease.valid() and not lease.lapsed
     assert (info.boxes, info.memory_used_mb) == (2, 20)  # the last load it measured
+    await lease.release()
+
+
+async def test_a_host_whose_loop_is_busy_a_while_keeps_its_lease_and_one_that_hangs_loses_it(
+        redis: Redis, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The renewals run in a thread of their own: a burst of work that holds the host's event
+    loop for longer than a lease (a loaded machine starting up) does not cost it its boxes;
+    a loop that has not turned for STALLED_LEASES leases is a hung host, and its lease
+    lapses (its boxes wake elsewhere)."""
+    monkeypatch.setattr(hosts_module, "STALLED_LEASES", 3)
+    lease, lapses = telling_lease(redis)
+    hosts = Hosts(redis, KEYS)
+    host_id = await lease.register()
+    lease.start()
+    await asyncio.sleep(0.5)
+    time.sleep(2.0)  # noqa: ASYNC251 (the loop held for two leases)
+    assert lease.valid() and (await hosts.get(host_id)).live
+    time.sleep(4.5)  # noqa: ASYNC251 (and now past three)
+    assert not lease.valid()
+    await until(lambda: lapsed(hosts, host_id), 5, "the hung host's lease to lapse")
+
+    await until(partial(_told, lapses, [host_id]), 5, "the host to be told of its lapse, once")
     await lease.release()
 
 
@@ -728,3 +758,34 @@ async def test_a_request_for_a_box_a_draining_host_holds_waits_for_the_drain(
     assert await boxes.drained(info, time.monotonic() - 1) is False  # past the bound
     await lease.release()
     assert await boxes.drained(info, time.monotonic() + 5) is True  # gone: ask again
+
+
+@pytest.mark.boxes
+async def test_a_drain_leaves_a_box_woken_elsewhere_meanwhile_where_it_is(
+        manager: BoxManager) -> None:
+    """A drain lists its boxes, then freezes and gives them up a few at a time: one that a
+    request woke on another host meanwhile is not this host's to give up (it used to fail,
+    logged as "stays on this host")."""
+    box = await manager.create(BoxSpec())
+    await manager.freeze(box.id)
+    here = HostLease(manager.redis, Keys(), spec("here"), LONG)
+    await here.register()
+    placer = Placer(manager.redis, Keys())
+    placed = await placer.place(box.id, None)
+    assert placed is not None and placed.host == here.host_id
+    own_host = manager.host
+    manager.host, manager.lease, manager.registry.lease = here.host_id, here, here  # a host
+    there = HostLease(manager.redis, Keys(), spec("there"), LONG)
+    try:
+        await there.register()
+        await Hosts(manager.redis, Keys()).drain(here.host_id)
+        moved = await placer.place(box.id, placed.generation)  # a request woke it there
+        assert moved is not None and moved.host == there.host_id
+        kept = await manager.release(box.id)
+        assert kept.host == there.host_id
+        assert (await manager.get(box.id)).host == there.host_id
+    finally:
+        manager.host, manager.lease, manager.registry.lease = own_host, None, None
+        await here.release()
+        await there.release()
+        await manager.delete(box.id)

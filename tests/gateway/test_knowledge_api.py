@@ -164,6 +164,29 @@ async def test_boxes_search_and_vote_through_the_host_socket_as_their_tenant(
                                      f"/v1/knowledge/insights/{hidden[0]['id']}/vote",
                                      {"helpful": True})
     assert status == 404, message
+    # at the very end of a shutdown (its knowledge base closed) a box is told to retry
+    gw.core.closed = True
+    try:
+        status, message = await from_box(gw, keys["voter"], homes["voter"],
+                                         "/v1/knowledge/search", {"query": QUESTION})
+    finally:
+        gw.core.closed = False
+    assert status == 503 and "shutting down" in message, message
+    # and so is a call in flight when the knowledge base closed under it
+    search = gw.core.insights.search
+
+    async def closed_under_it(*args: object, **kwargs: object) -> object:
+        gw.core.closed = True
+        raise RuntimeError("QdrantLocal instance is closed. Please create a new instance.")
+
+    gw.core.insights.search = closed_under_it  # type: ignore[method-assign]
+    try:
+        status, message = await from_box(gw, keys["voter"], homes["voter"],
+                                         "/v1/knowledge/search", {"query": QUESTION})
+    finally:
+        gw.core.closed = False
+        gw.core.insights.search = search  # type: ignore[method-assign]
+    assert status == 503 and "shutting down" in message, message
 
 
 @pytest.mark.boxes

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import sys
 import threading
 import time
+from dataclasses import dataclass
 
 import pytest
 
-from knowledge.child import Child, ChildError
+from knowledge.child import Child, ChildError, off_loop
 
 _DIVIDER = "from knowledge.child import serve; serve(lambda m: 100 // m)"
 
@@ -74,3 +76,31 @@ def test_an_interrupted_request_fails_at_once_and_the_next_starts_a_child() -> N
         assert child.ask(21) == 42  # the next request starts a child
     finally:
         child.close()
+
+
+_SLEEPER = "import time; from knowledge.child import serve; serve(lambda s: time.sleep(s) or s)"
+
+
+@dataclass
+class _Front:
+    """An object that fronts a helper process, as ProcessEmbedder does."""
+    child: Child
+
+    def ask(self, seconds: float) -> float:
+        return float(self.child.ask(seconds))
+
+
+async def test_a_backlog_of_calls_into_a_child_leaves_the_loops_threads_to_others() -> None:
+    """30 calls of 0.1 s into one child (served one at a time) while the loop's default
+    executor is needed for something else: it runs at once, not after the backlog."""
+    front = _Front(Child([sys.executable, "-c", _SLEEPER], "the sleeper"))
+    try:
+        await off_loop(front.ask, 0.0)  # started
+        backlog = [asyncio.create_task(off_loop(front.ask, 0.1)) for _ in range(30)]
+        await asyncio.sleep(0.05)
+        started = time.monotonic()
+        assert await asyncio.to_thread(lambda: "other work") == "other work"
+        assert time.monotonic() - started < 1.0  # behind the backlog it would take ~3 s
+        assert await asyncio.gather(*backlog) == [0.1] * 30
+    finally:
+        front.child.close()

@@ -441,9 +441,9 @@ def test_the_process_embedder_matches_the_in_process_one_and_outlives_its_child(
     vectors = embedder.embed(texts)
     assert np.allclose(vectors, SentenceTransformerEmbedder().embed(texts), atol=1e-5)
     assert embedder.dim == 384
-    child = embedder._child.proc
-    assert child is not None and ProcessEmbedder()._child.proc is child  # one per process
+    child = embedder.child.proc
+    assert child is not None and ProcessEmbedder().child.proc is child  # one per process
     child.kill()  # a crashed child: the next call starts another
     child.wait()
     assert np.allclose(embedder.embed(texts), vectors, atol=1e-5)
-    assert embedder._child.proc is not child
+    assert embedder.child.proc is not child

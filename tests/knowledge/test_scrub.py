@@ -617,8 +617,8 @@ def test_the_name_detector_in_a_child_process_answers_as_in_process_and_survives
     child = ProcessNames()
     try:
         assert [child.find(t) for t in texts] == [names.find(t) for t in texts]
-        assert ProcessNames()._child is child._child  # one child per model in the process
-        proc = child._child.proc
+        assert ProcessNames().child is child.child  # one child per model in the process
+        proc = child.child.proc
         assert proc is not None
         proc.kill()
         proc.wait()

@@ -164,3 +164,14 @@ def test_a_host_too_busy_to_embed_in_time_is_asked_again_next_time(
         assert embed._unavailable_until[0] > 0.0
     finally:
         listener.close()
+
+
+
+def test_a_turn_returned_as_context_is_still_listed_when_it_ranks_itself(
+        memory: Memory) -> None:
+    memory.observe([pair(1, "We adopted a greyhound called Comet.", at=T0),
+                    pair(2, "Comet the greyhound sleeps on the sofa now.", at=T0 + 600),
+                    pair(3, "The weather was grey all week.", at=T0 + 86400)])
+    found = recall(memory, "greyhound Comet")
+    assert ids(found) == ["req-1", "req-2"] or ids(found) == ["req-2", "req-1"]
+    assert found[0]["request_ids"][1:] == [ids(found)[1]]  # the other is its context too

@@ -19,7 +19,7 @@ from core.vectors import PairVectors
 from knowledge.embedder import SentenceTransformerEmbedder
 from tenant_agent.memory.memory import Memory
 from tenant_agent.memory.owner import list_items
-from tenant_agent.memory.structure import read, said, statements, subject_of
+from tenant_agent.memory.structure import forgetting, read, said, statements, subject_of
 
 T0 = 1_700_000_000.0
 
@@ -251,3 +251,96 @@ def test_an_ordinary_request_that_starts_with_remove_forgets_nothing(
 def test_the_models_memories_get_the_subjects_the_rules_give(text: str, subject: str,
                                                              exclusive: bool) -> None:
     assert subject_of(text) == (subject, exclusive)
+
+
+@pytest.mark.parametrize(("said_before", "change", "current", "not_current"), [
+    # a change said by implication: the object of a verb of acquiring, starting or moving
+    (["I live in Hull."], "We got the keys to our new place in Beverley yesterday.",
+     "Beverley", "Hull"),
+    (["I work as a cashier at the supermarket."],
+     "Started at the county library on Monday, no more tills for me!", "county library",
+     "cashier"),
+    (["We have two kids."], "Our third was born on Sunday, a little girl.", "three kids",
+     "two kids"),
+    # facts of other kinds, in the tenant's own words, superseded by meaning when changed
+    (["I do all my coding in Vim."], "Moved to VS Code last month and I'm not going back.",
+     "VS Code", "Vim"),
+    (["I drink green tea every morning."],
+     "I've gone off green tea, it's black coffee in the mornings now.", "black coffee",
+     "green tea every"),
+    (["I drive an old blue Volvo."], "Sold the Volvo, it's the bus for me from now on.", "bus",
+     "blue Volvo"),
+    (["My boyfriend Theo and I share a flat in Leeds."], "Theo and I broke up.",
+     "Broke up with Theo", "boyfriend Theo"),
+])
+def test_a_change_said_by_implication_or_in_other_words_supersedes(
+        host: Host, memory: Memory, said_before: list[str], change: str, current: str,
+        not_current: str) -> None:
+    say(memory, host, *said_before)
+    held = " | ".join(now(memory)).lower()
+    assert not_current.lower() in held
+    say(memory, host, change)
+    held = " | ".join(now(memory)).lower()
+    assert current.lower() in held and not_current.lower() not in held
+
+
+@pytest.mark.parametrize(("text", "targets"), [
+    ("scrap what I said about my salary, I shouldn't have shared it", ["my salary"]),
+    ("Can you not remember the therapy thing?", ["therapy"]),
+    ("Don't keep my partner's name on file, thanks.", ["my partner's name"]),
+    ("Forget everything you know about me, clean slate.", ["*"]),
+    ("Hey, drop that job-hunting thing from your notes, ok?", ["job hunting"]),
+    ("wipe my phone number from your memory please", ["my phone number"]),
+    # ordinary requests and remarks: nothing to forget
+    ("Remove the duplicates from this list: apples, pears, apples.", []),
+    ("Delete the email I drafted to my landlord, I won't send it.", []),
+    ("Drop the users table from Acme's staging database.", []),
+    ("Clear the table formatting and start again.", []),
+    ("I keep forgetting my password.", []),
+    ("Don't forget my nut allergy when you suggest recipes.", []),
+    ("Forget it, the restaurant's fully booked anyway.", []),
+])
+def test_forgetting_is_read_by_structure_when_it_addresses_the_memory(
+        host: Host, text: str, targets: list[str]) -> None:
+    parse = read(host.parse(text), text)
+    assert parse is not None
+    assert [t for a, b in parse.sents for t in (forgetting(parse, a, b) or [])] == targets
+    assert [s.value for s in said(text, T0, "", host.parse(text)).statements
+            if s.op == "forget"] == targets
+
+
+@pytest.mark.parametrize(("first", "forget", "gone"), [
+    ("My salary is 41,000 a year.", "scrap what I said about my salary", "41,000"),
+    ("I've been seeing a therapist for my anxiety.",
+     "Can you not remember the therapy thing? I'd rather you didn't keep that.", "therapist"),
+    ("My partner's name is Oskar.", "Don't keep my partner's name on file, thanks.", "oskar"),
+    ("My dog is called Rua.", "Forget everything you know about me.", "rua"),
+])
+def test_forgetting_asked_in_other_words_removes_it_and_its_turns(
+        host: Host, memory: Memory, first: str, forget: str, gone: str) -> None:
+    say(memory, host, first, "I live in Cork.")
+    assert gone.lower() in everything(memory)
+    say(memory, host, forget)
+    assert gone.lower() not in everything(memory)
+    assert ("cork" in everything(memory)) == ("everything" not in forget)
+
+
+def test_someone_elses_fact_is_not_the_tenants(host: Host, memory: Memory) -> None:
+    say(memory, host, "My dog's name is Nutmeg.", "My neighbour's new puppy is called Biscuit.",
+        "My friend just moved to Lisbon, I'm so jealous.", "My sister's second baby was born.")
+    held = " | ".join(now(memory)).lower()
+    assert "nutmeg" in held
+    assert "biscuit" not in held and "lisbon" not in held and "two" not in held
+
+
+def test_ordinary_remarks_in_the_tenants_words_supersede_nothing(host: Host,
+                                                                 memory: Memory) -> None:
+    say(memory, host, "I prefer tea to coffee.", "I live in Westharbour.")
+    before = now(memory)
+    assert sorted(before) == ["Lives in Westharbour", "Prefers tea"]
+    say(memory, host, "We'd run out of tea at work so I had a coffee, it was awful.",
+        "I'm moving the sofa to the other wall this weekend.", "I have three meetings today.")
+    after = now(memory)
+    assert all(b in after for b in before)
+    assert not any("meetings" in a or "sofa" in a or a.startswith("Prefers coffee")
+                   for a in after)

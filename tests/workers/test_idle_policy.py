@@ -22,9 +22,12 @@ from tests.conftest import ECHO_AGENT, Gateway, gateway_settings, running_gatewa
 async def swept(tmp_path: Path, redis: Redis,
                 redis_server: EmbeddedRedis) -> AsyncIterator[Gateway]:
     """The gateway with its in-process worker sweeping every second, and a policy that never
-    idles anything until a test says otherwise."""
+    idles anything until a test says otherwise. The echo agent reads no vectors, parse or
+    judgement of episodes: the worker prepares none (spaCy's first load on a busy machine held
+    a delivery before a freeze past its bound)."""
     settings = gateway_settings(tmp_path / "gw", redis_server.url, agent_command=ECHO_AGENT,
-                                sweep_interval_s=1)
+                                sweep_interval_s=1, observe_embeddings=False,
+                                observe_parses=False, observe_episodes=False)
     async with running_gateway(settings) as gw:
         r = await gw.client.put("/v1/policy", json={"freeze_after_s": None,
                                                     "archive_after_s": None},
