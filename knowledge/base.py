@@ -48,7 +48,7 @@ from knowledge.embedder import Embedder
 from knowledge.keys import KnowledgeKeys
 from knowledge.model import ChatModel
 from knowledge.ner import NameFinder, ProcessNames
-from knowledge.parts import PART_THRESHOLD, joins_as_part
+from knowledge.parts import WORDS_THRESHOLD, joins_as_part
 from knowledge.reading import TOLD, Reader, beside
 from knowledge.refusals import REASONS, refusal
 from knowledge.scrub import scrub
@@ -120,6 +120,37 @@ def screen(candidates: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], Coun
     return kept, refused
 
 
+PART_VECTORS = "parts"  # payload: the centroid of each part's statements, {role: vector}
+PART_MARGIN = 0.1  # how far below the floor a question may be from a fact's closest part: a
+                   # newcomer's conversational question about a symptom is 0.38-0.79 from it
+                   # on the dev facts (bench/data/heldout2/facts_in_parts.json)
+
+
+def _centre(rows: Sequence[np.ndarray]) -> list[float]:
+    centre = np.mean(rows, axis=0)
+    return (centre / max(float(np.linalg.norm(centre)), 1e-12)).tolist()
+
+
+def _part_vectors(cluster: Cluster, vector_of: dict[str, np.ndarray]) -> dict[str, list[float]]:
+    """The centroid of each part's statements, rounded (they live in the payload): a
+    newcomer asks about the symptom, and finds the fact by it, not by the mean of symptom,
+    cause and fix."""
+    by_role: dict[str, list[np.ndarray]] = {}
+    for member in cluster.members:
+        if member.text in vector_of:
+            by_role.setdefault(role_of(member.role), []).append(vector_of[member.text])
+    return {role: [round(x, 4) for x in _centre(rows)] for role, rows in by_role.items()}
+
+
+def _closest_part(unit: np.ndarray, payload: Mapping[str, Any]) -> float:
+    """The cosine of a unit vector with the closest part of a cluster (-1 without parts)."""
+    parts = payload.get(PART_VECTORS)
+    if not isinstance(parts, dict) or not parts:
+        return -1.0
+    rows = [v for v in parts.values() if isinstance(v, list) and len(v) == len(unit)]
+    return float(np.max(_unit(rows) @ unit)) if rows else -1.0
+
+
 def _unit(vectors: Sequence[Sequence[float]]) -> np.ndarray:
     rows = np.asarray(vectors, dtype=np.float32)
     unit: np.ndarray = rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
@@ -132,7 +163,7 @@ class KnowledgeBase:
                  keys: KnowledgeKeys, relevance_floor: float = RELEVANCE_FLOOR,
                  names: NameFinder | None = None, reader: Reader | None = None,
                  model: ChatModel | None = None, model_distils: bool = True,
-                 fade_votes: int = FADE_VOTES, part_threshold: float = PART_THRESHOLD) -> None:
+                 fade_votes: int = FADE_VOTES) -> None:
         """`names` finds people's names (default: Presidio in a child process, started on first
         use; `PresidioNames()` runs it in this process); `reader` parses statements (which are
         episodic, their part in a fact told in parts; default: with the name detector's spaCy
@@ -149,7 +180,6 @@ class KnowledgeBase:
         self.keys = keys
         self.names: NameFinder = names if names is not None else ProcessNames()
         self.reader = reader if reader is not None else beside(self.names)
-        self.part_threshold = part_threshold
         self.model = model
         self.model_distils = model_distils
         self.fade_votes = fade_votes
@@ -242,17 +272,18 @@ class KnowledgeBase:
         cluster's statements of its role, which would have to agree)."""
         if score >= self.merge_threshold and compatible(item.text, cluster.representative):
             return True
-        if score >= self.merge_threshold and role_of(item.role) in cluster.roles:
-            return False
-        return score >= self.part_threshold and joins_as_part(
-            item.text, item.names, [m.text for m in cluster.members], cluster.names, score)
+        if score >= self.merge_threshold and role_of(item.role) in cluster.roles \
+                and not item.role.startswith(TOLD):
+            return False  # a told statement's role is the parse's guess at a story's part
+        return joins_as_part(item.text, item.names, [m.text for m in cluster.members],
+                             cluster.names, score)
 
     def _merge_all(self, items: list[Item], vectors: list[list[float]], me: str) -> list[str]:
         """Each statement joins the nearest cluster it fits (`_fits`), stored or new in this
         batch, or starts one. One batched search, then one write per cluster touched."""
         now = time.time()
         stored = self.store.search_many(vectors, _NEIGHBOURS,
-                                        threshold=min(self.merge_threshold, self.part_threshold))
+                                        threshold=min(self.merge_threshold, WORDS_THRESHOLD))
         unit = _unit(vectors)
         clusters: dict[str, Cluster] = {}
         vector_of: dict[str, list[float]] = {}
@@ -262,8 +293,9 @@ class KnowledgeBase:
             options: list[tuple[float, str]] = []
             for hit in hits:
                 cluster = clusters.setdefault(hit.id, Cluster.of(hit.id, hit.payload))
-                if self._fits(cluster, item, hit.score):
-                    options.append((hit.score, hit.id))
+                score = max(hit.score, _closest_part(unit[i], cluster.extra))
+                if self._fits(cluster, item, score):
+                    options.append((score, hit.id))
             for j, cluster_id in fresh:
                 score = float(unit[i] @ unit[j])
                 if self._fits(clusters[cluster_id], item, score):
@@ -296,10 +328,14 @@ class KnowledgeBase:
         points = []
         for cluster in clusters:
             vector = vector_of.get(cluster.id)
+            cluster.extra.pop(PART_VECTORS, None)
             if vector is None:
-                rows = [next(embedded) for _ in texts.pop(0)]
-                centre = np.mean(rows, axis=0)
-                vector = (centre / max(float(np.linalg.norm(centre)), 1e-12)).tolist()
+                group = texts.pop(0)
+                rows = [next(embedded) for _ in group]
+                vector = _centre(rows)
+                if len(cluster.roles) > 1:
+                    cluster.extra[PART_VECTORS] = _part_vectors(cluster, dict(zip(group, rows,
+                                                                                  strict=True)))
             points.append((cluster.id, vector, cluster.payload(self.k, self.fade_votes)))
         self.store.upsert(points)
 
@@ -355,9 +391,14 @@ class KnowledgeBase:
         where = Where(visible=None if everyone else True, kinds=tuple(kinds), since=since,
                       until=until)
         threshold = self.relevance_floor if floor is None else floor
-        hits = await asyncio.to_thread(self.store.search, vector, limit * 2,
-                                       None if everyone else self.k, threshold, where)
-        found = [Insight.of(h, operator=everyone) for h in hits]
+        hits = await asyncio.to_thread(self.store.search, vector, limit * 4,
+                                       None if everyone else self.k,
+                                       threshold - 2 * PART_MARGIN, where)
+        query_unit = _unit([vector])[0]
+        scored = [(h, _closest_part(query_unit, h.payload)) for h in hits]
+        found = [Insight.of(Hit(h.id, max(h.score, part), h.payload), operator=everyone)
+                 for h, part in scored
+                 if h.score >= threshold or part >= threshold - PART_MARGIN]
         found.sort(key=lambda i: -i.score * weight(i.helpful, i.unhelpful))
         return found[:limit]
 

@@ -27,6 +27,11 @@ them. `why(doc)` names the kind, or None for a statement that may be knowledge:
               are, do or feel ("I need a holiday", "the manager's off with the cold"),
               unless a cause or a fix (`knowledge.parts`). Judged where the part is known
               (`knowledge.reading`).
+    news      told of a particular place, business or person that the entity recogniser
+              names (FAC, GPE, LOC, EVENT, ORG, PERSON in title case: "the bakery on Harbour
+              Street", "heard Crumb & Co is closing", "the Velnet outage"), or on a named day
+              ("Tuesday's hail"): local news, however practical it sounds. A technical name
+              (an acronym, a version, "DNS", "5GHz") is no place.
 
 A statement is *told* (`told`) when it speaks of the teller (the first person) or of particular
 things the teller knows rather than of a kind: a definite, demonstrative or possessed subject
@@ -40,8 +45,8 @@ battery overnight", "… froze it because a foreign payment showed up"), not to 
 I got a taxi"), or says what the teller's action did ("once I watered every evening, the new
 trusses came through clean"); an adverb of the timeline in the result of an action is that
 result ("I scraped it out and the cable clicks in again").
-A coming event on a named day ("the derby is on Saturday") points at now; a day that recurs
-("on Saturdays") does not.
+A named day points at now, whoever speaks ("the derby is on Saturday", "Tuesday's hail"); a
+day that recurs ("on Saturdays") does not.
 
 Advice and statements of what is generally so pass whatever their topic ("car batteries lose
 capacity in cold weather", "during a power cut keep the fridge shut"); an imperative or a modal
@@ -61,7 +66,7 @@ from typing import Any
 
 import numpy as np
 
-KINDS = ("now", "event", "ongoing", "mood", "personal")
+KINDS = ("now", "event", "ongoing", "mood", "personal", "news")
 
 # Adverbs that place what is said on the speaker's timeline rather than in general; the weak
 # ones only in a main clause about something unnamed ("rows already deleted" is general).
@@ -299,6 +304,8 @@ def _generic(sent: Any, subject: list[Any]) -> bool:
 def why(doc: Any, prototypes: Prototypes) -> str | None:
     """The kind of episode the parsed statement `doc` is, or None (see the module's
     docstring). A statement of several sentences is episodic when any of them is."""
+    if named_day(doc):
+        return "now"
     for sent in doc.sents:
         root = sent.root
         aspect = _aspect(root)
@@ -420,6 +427,11 @@ def particular(sent: Any) -> bool:
         return head.lower_ not in ("one", "anyone", "anybody")
     if head.pos_ == "PROPN" or _kind_named(head.subtree):
         return False
+    if any(t.dep_ in ("nsubj", "nsubjpass", "dobj", "pobj") and t.tag_ == "NNS"
+           and t.pos_ == "NOUN" and t.i != head.i and not t.ent_type_
+           and not any(c.dep_ in ("det", "poss", "nummod") for c in t.children) for t in sent):
+        return False  # said of a kind: "Tomatoes lose flavour in the fridge, the cold ruins
+                      # them", "the fridge ruins the flavour of tomatoes"
     definite = any((c.dep_ == "det" and ("Def" in c.morph.get("Definite")
                                          or "Dem" in c.morph.get("PronType")))
                    or c.dep_ == "poss" for c in head.children)
@@ -430,10 +442,76 @@ def particular(sent: Any) -> bool:
     return not kinds  # "the white film on dishwasher glasses" is of a kind
 
 
+def unsaid_teller(doc: Any) -> bool:
+    """A statement that opens with a past verb, its subject (the teller) unsaid: "Bought a
+    can of compressed air …", "Heard the bakery is closing"."""
+    return len(doc) > 1 and doc[0].tag_ == "VBD" and not _subject(doc[0])
+
+
 def told(doc: Any) -> bool:
     """Whether a parsed statement speaks of the teller or of particular things (see the
     module's docstring)."""
-    return any(speaker(t) for t in doc) or any(particular(s) for s in doc.sents)
+    return any(speaker(t) for t in doc) or unsaid_teller(doc) or any(
+        particular(s) for s in doc.sents)
+
+
+_PLACES = frozenset({"FAC", "GPE", "LOC", "EVENT", "ORG", "PERSON", "WORK_OF_ART"})
+_WEEKDAYS = frozenset({"monday", "tuesday", "wednesday", "thursday", "friday", "saturday",
+                       "sunday"})
+
+
+def _proper(token: Any) -> bool:
+    """A word spelt as a particular name: capitalised, not an acronym or a code."""
+    text = token.text
+    return text[:1].isupper() and not text.isupper() and text.isalpha() and (
+        token.pos_ == "PROPN" or token.i > token.sent.start)
+
+
+def named_day(doc: Any) -> bool:
+    """A time that is one named day ("Tuesday's hail", "on Wednesday evening"), not a day
+    that recurs ("on Mondays")."""
+    plural = ("NNS", "NNPS")
+    return any(ent.label_ in ("DATE", "TIME") and any(
+        t.lower_ in _WEEKDAYS and t.tag_ not in plural
+        and not (t.dep_ == "compound" and t.head.tag_ in plural) for t in ent)
+        for ent in doc.ents)
+
+
+def news(doc: Any) -> bool:
+    """Whether a told statement is local news: it names a particular place, business or
+    person, or a named day (see the module's docstring)."""
+    return named_day(doc) or any(
+        ent.label_ in _PLACES and any(_proper(t) for t in ent)
+        and (len(ent) > 1 or ent[0].pos_ == "PROPN") for ent in doc.ents)
+
+
+# Light verbs: what they do is in their object ("had lunch", "got a taxi", "took the bus"),
+# an everyday activity rather than something done to a thing.
+_LIGHT = frozenset({"have", "get", "take", "make", "do", "go", "give", "grab", "catch"})
+
+
+def acted(doc: Any, prototypes: Prototypes) -> bool:
+    """Whether a told statement says what the teller did to a thing: a verb in the past (or
+    one it governs: "had to replace the chain") whose subject is the teller or unsaid, with a
+    particular thing as its object ("switched the app's location to …", "bought a can of
+    compressed air"; not "lost power", "had lunch"). Such a story is a fix, never knowledge
+    alone (`knowledge.parts`)."""
+    for token in doc:
+        if token.pos_ != "VERB" or token.lemma_.lower() in _LIGHT:
+            continue
+        verb = token
+        while verb.dep_ in ("xcomp", "conj") and verb.head.i != verb.i and not _subject(verb):
+            verb = verb.head
+        if verb.tag_ not in ("VBD", "VBN") and token.tag_ not in ("VBD",):
+            continue
+        subject = _subject(verb)
+        if subject and not speaker(subject[0]):
+            continue
+        objects = _children(token, "dobj")
+        if any(o.pos_ in ("NOUN", "PROPN") and not _someone(o, prototypes)
+               and _children(o, "det", "poss", "compound", "amod") for o in objects):
+            return True  # a particular thing: not "lost power", "ate lunch"
+    return False
 
 
 def personal(doc: Any, prototypes: Prototypes) -> bool:

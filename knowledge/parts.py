@@ -47,6 +47,7 @@ from knowledge.words import STOP_WORDS, content_words, stem, words
 ROLES = ("symptom", "cause", "fix")  # in the order a composed text states them
 TOLD = "told:"  # before the role of a told statement (`knowledge.reading`)
 PART_THRESHOLD = 0.40
+WORDS_THRESHOLD = 0.35  # closeness enough for a part that shares ANCHOR_WORDS words
 ANCHOR_WORDS = 2
 
 # Subordinators and phrases that give a reason ("because", "due to"), and verbs of causing.
@@ -151,12 +152,14 @@ def named_things(doc: Any) -> tuple[str, ...]:
 def joins_as_part(text: str, named: Iterable[str], statements: Iterable[str],
                   cluster_names: set[str], score: float) -> bool:
     """Whether `text`, naming `named`, may join, as a part of its own, a cluster of
-    `statements` naming `cluster_names` that it is `score` close to: close enough, sharing
-    ANCHOR_WORDS content words, and, when both name things, one of them ("S3 reads are
-    consistent after a write" is no part of "SQLite in WAL mode reads while it writes")."""
-    if score < PART_THRESHOLD:
+    `statements` naming `cluster_names` that it is `score` close to (the closest of the
+    cluster's parts: `knowledge.base`): at PART_THRESHOLD sharing a content word with them, or
+    at WORDS_THRESHOLD sharing ANCHOR_WORDS; and, when both name things (proper nouns,
+    acronyms, code names), one of them ("S3 reads are consistent after a write" is no part of
+    "SQLite in WAL mode reads while it writes")."""
+    if score < WORDS_THRESHOLD:
         return False
     shared = content_words(text) & set().union(*(content_words(s) for s in statements))
+    enough = len(shared) >= (1 if score >= PART_THRESHOLD else ANCHOR_WORDS)
     named = set(named)
-    return len(shared) >= ANCHOR_WORDS and (not named or not cluster_names
-                                            or bool(named & cluster_names))
+    return enough and (not named or not cluster_names or bool(named & cluster_names))

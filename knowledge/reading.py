@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from knowledge.child import Child
-from knowledge.episodic import Prototypes, personal, told, why
+from knowledge.episodic import Prototypes, acted, news, personal, told, why
 from knowledge.ner import NameFinder, PresidioNames, ProcessNames, default_model
 from knowledge.parts import TOLD, may_order, named_things, role
 
@@ -97,7 +97,11 @@ def _reading(doc: Any, pleased: Any, prototypes: Prototypes) -> Reading:
     episode = why(doc, prototypes)
     if not told(doc):
         return Reading(episode, role(doc, pleased), named_things(doc))
+    if episode is None and news(doc):
+        return Reading("news", TOLD + role(doc, pleased), named_things(doc))
     part = role(doc, pleased, told_with=prototypes)
+    if episode in (None, "event") and part == "symptom" and acted(doc, prototypes):
+        return Reading(None, TOLD + "fix", named_things(doc))  # what the teller did to it
     if episode is None and part == "symptom" and personal(doc, prototypes):
         episode = "personal"
     return Reading(episode, TOLD + part, named_things(doc))

@@ -224,3 +224,31 @@ async def test_a_complaint_many_tenants_tell_stays_invisible_and_a_told_fact_sho
     assert "dishwasher" in shown["text"].lower()
     assert {m["r"] for m in shown["members"]} > {"told:symptom"}  # a part beside the symptom
     assert not {"i", "my", "we", "our"} & set(shown["text"].lower().split())
+
+
+def test_local_news_and_a_named_day_are_episodes_and_what_the_teller_did_is_a_fix(
+        reader: SpacyReader) -> None:
+    [bakery, hail, action, kind] = reader.read([
+        "Heard the bakery on Harbour Street is closing after forty years.",
+        "Tuesday's hail dented half the cars on the road.",
+        "Switched the app's location setting off and turned off background refresh for it.",
+        "Tomatoes lose flavour in the fridge, the cold ruins them."])
+    assert bakery.episode == "news"
+    assert hail.episode == "now"
+    assert (action.episode, action.part, action.told) == (None, "fix", True)
+    assert not kind.told  # a clause said of a kind: general, not a teller's story
+
+
+async def test_a_fact_told_in_parts_is_found_by_a_question_about_its_symptom(
+        kb: KnowledgeBase) -> None:
+    for tenant, part in (("e", "My dishwasher leaves a gritty film on every glass."),
+                         ("f", "The dishwasher filter was clogged with grit, so the water "
+                               "couldn't drain."),
+                         ("g", "I cleared the dishwasher filter and now every glass comes "
+                               "out clean.")):
+        await kb.contribute(tenant, said(part), [tenant])
+    [shown] = await visible(kb)
+    assert set(shown["parts"]) == {m["r"].removeprefix("told:") for m in shown["members"]}
+    found = await kb.search("Why are my glasses gritty when they come out of the dishwasher?")
+    assert [i.text for i in found] == [shown["text"]]
+    assert await kb.search("How do I get a sourdough loaf to rise?") == []
