@@ -3,14 +3,17 @@ still does, bench/knowledge_quality.py's newcomer still finds what it taught, an
 in parts (one tenant the symptom, another the cause, another the fix) is found by a newcomer's
 question about the symptom. This tree against today's main, measured in the same run.
 
-Printed for "main" (the knowledge base and the agent's rules at MAIN_COMMIT, loaded from git
-into packages of their own, with this tree's embedder and name detector) and "this tree":
+Printed for "main" (the knowledge base, its reader and the agent's rules and judgement of
+episodes at MAIN_COMMIT, loaded from git into packages of their own, with this tree's embedder
+and name detector), "before" (the same at the commit `--before` names, if given) and "this
+tree":
 
   chit-chat visible       insights visible to others after CHAT_TENANTS tenants chat about their
                           days (bench/data/knowledge_general.json "chitchat": groups of variants,
                           the first said most), everything proposed as the agent proposes it
-                          (its rules, `learn`; in this tree with the host's judgement of episodes
-                          attached, as the worker delivers it) and, stricter, every message
+                          (its rules, `learn`; where the commit has it, with the host's
+                          judgement of episodes attached, as the worker delivers it) and,
+                          stricter, every message
                           proposed whole. Must be 0.
   general advice found    advice in the same everyday topics ("general"), each told by 3 of the
                           chatting tenants: share whose question finds it in the top 3
@@ -30,13 +33,13 @@ into packages of their own, with this tree's embedder and name detector) and "th
     .venv/bin/python bench/knowledge_general.py \\
         --chitchat bench/data/knowledge_chitchat_dev2.json \\
         --parts bench/data/knowledge_parts_dev2.json         # dev data in the held-out form
-    .venv/bin/python bench/knowledge_general.py --chitchat bench/data/heldout2/chitchat.json \\
-        --parts bench/data/heldout2/facts_in_parts.json      # held out: run once, never explained
+    .venv/bin/python bench/knowledge_general.py --chitchat bench/data/heldout3/chitchat.json \\
+        --parts bench/data/heldout3/facts_in_parts.json      # held out: run once, never explained
 
 The sets in the held-out form (`--chitchat`, `--parts`) are the spent held-out sets
-(bench/data/heldout/, dev data now), dev data written in that form (bench/data/
-knowledge_{chitchat,parts}_dev2.json) and the held-out sets not yet reported (bench/data/
-heldout2/), which are never explained.
+(bench/data/heldout/ and bench/data/heldout2/, dev data now), dev data written in that form
+(bench/data/knowledge_{chitchat,parts}_dev2.json) and the held-out sets not yet reported
+(bench/data/heldout3/), which are never explained.
 """
 
 from __future__ import annotations

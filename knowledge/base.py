@@ -22,7 +22,10 @@ workers; model calls run outside it, and their answer is applied only if the clu
 change meanwhile.
 
 Thresholds (`bench/knowledge_quality.py` measures them with all-MiniLM-L6-v2): statements
-join a cluster at cosine >= MERGE_THRESHOLD; search drops hits under RELEVANCE_FLOOR.
+join a cluster at cosine >= MERGE_THRESHOLD; search drops hits under RELEVANCE_FLOOR. A fact
+told in parts is scored by its closest part (each part's centroid is in the payload,
+PART_VECTORS): a newcomer asks about the symptom, and the mean of symptom, cause and fix is
+far from it; a part may be PART_MARGIN under the floor.
 """
 
 from __future__ import annotations
@@ -48,8 +51,8 @@ from knowledge.embedder import Embedder
 from knowledge.keys import KnowledgeKeys
 from knowledge.model import ChatModel
 from knowledge.ner import NameFinder, ProcessNames
-from knowledge.parts import WORDS_THRESHOLD, joins_as_part
-from knowledge.reading import TOLD, Reader, beside
+from knowledge.parts import TOLD, WORDS_THRESHOLD, joins_as_part
+from knowledge.reading import Reader, beside
 from knowledge.refusals import REASONS, refusal
 from knowledge.scrub import scrub
 from knowledge.vectors import Hit, VectorStore, Where
@@ -128,7 +131,7 @@ PART_MARGIN = 0.1  # how far below the floor a question may be from a fact's clo
 
 def _centre(rows: Sequence[np.ndarray]) -> list[float]:
     centre = np.mean(rows, axis=0)
-    return (centre / max(float(np.linalg.norm(centre)), 1e-12)).tolist()
+    return [float(x) for x in centre / max(float(np.linalg.norm(centre)), 1e-12)]
 
 
 def _part_vectors(cluster: Cluster, vector_of: dict[str, np.ndarray]) -> dict[str, list[float]]:

@@ -14,6 +14,8 @@ One cluster is one point in the vector store; this module owns its payload:
                    (symptom, cause, fix) and the named things the statement names
                    (`knowledge.parts`) say which statements are parts of one fact; members
                    stored before parts have neither
+    parts          for a cluster of several parts: {role: the centroid of its statements},
+                   so a question about the symptom finds the fact (`knowledge.base`)
     canonical_by   "rule" or "model"; model_support: support when the model was last asked
     helpful, unhelpful   vote counts (one vote per tenant: `knowledge.votes`)
     visible        1 when other tenants may see it: support >= k, a canonical text, not faded,

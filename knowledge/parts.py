@@ -23,13 +23,15 @@ when it reports a finding ("the vet told me cats scratch to stretch").
 A cluster (`knowledge.clusters`) holds one part per role. A statement joins a cluster as a
 paraphrase of the part of its own role (cosine at least the merge threshold, numbers and
 negation agreeing: `knowledge.clusters.compatible`), or, when the cluster has no part of its
-role, as a new part (`joins_as_part`): cosine at least PART_THRESHOLD, below the merge threshold
-(symptom, cause and fix of one fact are close in meaning, not paraphrases: 0.41-0.79 on the
-dev facts, against -0.06-0.22 between facts) and at least ANCHOR_WORDS content words that the
-cluster's statements use too (a fact's parts name the same things: "Kafka", "consumer",
-"max.poll.interval.ms"), and, when both name things (proper nouns, acronyms, code names:
-`names`), a name. Negation and numbers are not compared between parts: a cause's "not" does
-not contradict a symptom.
+role (or a told statement, whose role is the parse's guess at a story's part), as a new part
+(`joins_as_part`): its cosine with the closest of the cluster's parts (`knowledge.base`) at
+least PART_THRESHOLD sharing a content word with the cluster's statements, or at least
+WORDS_THRESHOLD sharing ANCHOR_WORDS (symptom, cause and fix of one fact are close in meaning,
+not paraphrases: 0.41-0.79 on the first dev facts, but 0.24-0.65 for parts told in the first
+person in conversational words, bench/data/heldout2/facts_in_parts.json; -0.06-0.22 between
+facts; a fact's parts name the same things: "Kafka", "consumer", "max.poll.interval.ms"),
+and, when both name things (proper nouns, acronyms, code names: `names`), a name. Negation
+and numbers are not compared between parts: a cause's "not" does not contradict a symptom.
 
 What others see of a cluster of several parts is composed by `knowledge.canonical` (symptom,
 then cause, then fix), each part stated from the words k tenants of the cluster used: k-
