@@ -10,9 +10,17 @@
   next to the floor, python3 -I -S -c pass in a bare sandbox started like a box, and a
   runtime-level wake (BoxManager.wake of a box with 1 MB) in this process, all in the same
   run; and the served wake phase by phase (registry, layer, daemon, catch-up, the agent's
-  first answer), as the server's own /metrics report them.
+  first answer), as the server's own /metrics report them;
+- preview URLs: a page of `python3 -m http.server` in a box through its preview URL vs the
+  same port reached through the box daemon's socket directly (its `connect` op: one request
+  per connection, as the listener sends them); and frozen -> the first preview page, the
+  server started again by an exec sent with the request (what a process restarted on wake
+  does), beside the frozen agent wake of the same run and the server's own start (exec to
+  port answering, in a running box).
 
     .venv/bin/python bench/gateway.py [--requests 3000] [--concurrency 32] [--runs 20]
+    .venv/bin/python bench/gateway.py --only previews [--runs 20]   # the preview rows, and
+                                                      # the frozen agent wake to compare
 
 Needs root. Nothing is asserted: the output is the result. The load generator is a minimal
 keep-alive HTTP/1.1 client, so that it costs the 2 cores as little as possible.
@@ -35,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import httpx
 from redis.asyncio import Redis
 
-from bench.httpload import Conn, load, pct
+from bench.httpload import Conn, free_port, load, pct
 from bench.serving import phases, run_as_root, served, settle
 from boxes import BoxManager, BoxSpec, ExecRequest, RuntimeConfig
 from boxes.client import DaemonClient
@@ -146,8 +154,9 @@ async def served_wakes(url: str, port: int, home: str, tenant: dict[str, str],
     return wakes
 
 
-async def bench(args: argparse.Namespace, url: str, port: int, data_dir: Path,
-                server_pid: int) -> None:
+async def bench_tenant(url: str) -> tuple[str, dict[str, str]]:
+    """The tenant "bench": its home box (1 MB of state in it, its agent running) and
+    its headers."""
     op = {"Authorization": f"Bearer {OPERATOR_KEY}"}
     async with httpx.AsyncClient(base_url=url, timeout=120) as c:
         r = await c.post("/v1/tenants", json={"id": "bench"}, headers=op)
@@ -156,6 +165,13 @@ async def bench(args: argparse.Namespace, url: str, port: int, data_dir: Path,
         await c.put(f"/v1/boxes/{home}/files", params={"path": "state.bin"},
                     content=os.urandom(1_000_000), headers=tenant)
         await c.post("/v1/tenants/bench/agent/health", headers=tenant)
+    return home, tenant
+
+
+async def bench(args: argparse.Namespace, url: str, port: int, data_dir: Path,
+                server_pid: int, preview_port: int) -> None:
+    home, tenant = await bench_tenant(url)
+    op = {"Authorization": f"Bearer {OPERATOR_KEY}"}
 
     run_dir = RuntimeConfig(data_dir=data_dir).run_dir
     service = str(run_dir / "boxes" / home / "service.sock")
@@ -188,6 +204,7 @@ async def bench(args: argparse.Namespace, url: str, port: int, data_dir: Path,
     conn.close()
     row("exec `true` via the daemon socket", daemon_exec)
     row("exec `true` via the gateway", gateway_exec, daemon_exec)
+    page_wakes = await previews(args, url, preview_port, data_dir, tenant, server_pid)
 
     async with httpx.AsyncClient(base_url=url, timeout=120) as c:
         await fill_home(c, tenant)
@@ -217,6 +234,9 @@ async def bench(args: argparse.Namespace, url: str, port: int, data_dir: Path,
           f"holds {HOME_PAIRS} pairs): from frozen {statistics.median(frozen) / base:.2f}x, "
           f"archived 1 MB {statistics.median(archived) / base:.2f}x, archived 50 MB "
           f"{statistics.median(archived_large) / base:.2f}x")
+    print(f"frozen -> first preview page, p50: "
+          f"{statistics.median(page_wakes) / statistics.median(frozen):.2f}x the frozen agent "
+          "wake of this run")
     print("\nthe served wake from frozen, phase by phase (mean ms, from /metrics):")
     for phase in ("registry", "layer", "daemon", "catch_up", "agent_answer", "total"):
         (s0, n0), (s1, n1) = before.get(phase, (0.0, 0)), after.get(phase, (0.0, 0))
@@ -224,15 +244,140 @@ async def bench(args: argparse.Namespace, url: str, port: int, data_dir: Path,
             print(f"  {phase:<14}{(s1 - s0) / (n1 - n0) * 1000:>8.2f}")
 
 
+# --- preview URLs -------------------------------------------------------------------------
+
+HTTP_SERVER = ("cd /workspace/site && setsid -f python3 -m http.server 8000 --bind 127.0.0.1 "
+               ">/dev/null 2>&1 </dev/null")
+PAGE = b"<!doctype html><title>bench</title><p>" + b"x" * 1000 + b"\n"
+
+
+async def _direct_page(daemon: DaemonClient) -> None:
+    """The page through the daemon's `connect`, as the listener asks for it."""
+    reader, writer = await daemon.connect_port(8000, 5.0)
+    writer.write(b"GET /index.html HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")
+    answer = await reader.read()
+    writer.close()
+    if not answer.startswith(b"HTTP/1.0 200") or not answer.endswith(PAGE):
+        raise RuntimeError(f"unexpected answer {answer[:80]!r}")
+
+
+async def _preview_page(conn: Conn, target: str, auth: dict[str, str]) -> None:
+    status, body = await conn.request("GET", target, auth)
+    if status != 200 or body != PAGE:
+        raise RuntimeError(f"status {status}")
+
+
+def _cpu_s(pid: int) -> float:
+    """The process's own CPU time (user + system), in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def previews(args: argparse.Namespace, url: str, preview_port: int, data_dir: Path,
+                   tenant: dict[str, str], server_pid: int) -> list[float]:
+    """The preview rows; returns frozen -> first preview page samples."""
+    async with httpx.AsyncClient(base_url=url, timeout=120) as c:
+        box = (await c.post("/v1/boxes", json={}, headers=tenant)).json()["id"]
+        await c.put(f"/v1/boxes/{box}/files", params={"path": "/workspace/site/index.html"},
+                    content=PAGE, headers=tenant)
+        r = await c.post(f"/v1/boxes/{box}/exec", json={"command": HTTP_SERVER},
+                         headers=tenant)
+        assert r.json()["exit_code"] == 0, r.text
+        opened = (await c.post(f"/v1/boxes/{box}/ports", json={"port": 8000},
+                               headers=tenant)).json()
+    auth = {"Authorization": f"Bearer {opened['token']}"}
+    target = f"/{box}/8000/index.html"
+    daemon = DaemonClient(str(RuntimeConfig(data_dir=data_dir).run_dir / "boxes" / box
+                              / "daemon.sock"))
+    conn = await Conn.open(("127.0.0.1", preview_port))
+    samples = args.runs * 10
+    for _ in range(20):  # warm-up of both paths
+        await _direct_page(daemon)
+        await _preview_page(conn, target, auth)
+    direct, preview = [], []
+    cpu = {"direct": 0.0, "preview": 0.0}  # the gateway process's own CPU seconds in each
+    for _ in range(samples):  # interleaved, so both see the same machine
+        before = _cpu_s(server_pid)
+        direct.append(await timed(_direct_page(daemon)))
+        middle = _cpu_s(server_pid)
+        preview.append(await timed(_preview_page(conn, target, auth)))
+        cpu["direct"] += middle - before
+        cpu["preview"] += _cpu_s(server_pid) - middle
+    conn.close()
+    row("page via the daemon socket (connect op)", direct)
+    row("page via the preview URL (keep-alive)", preview, direct)
+    # What the gateway does meanwhile anyway (its worker, sweeps) runs at the rate seen while
+    # the direct pages went by, which never touch it.
+    background = cpu["direct"] / (sum(direct) / 1000) * (sum(preview) / 1000)
+    print(f"{'  gateway CPU per preview page, ms':<46}{samples:>6}"
+          f"{(cpu['preview'] - background) / samples * 1000:>9.2f}"
+          f"   (background {cpu['direct'] / (sum(direct) / 1000) * 100:.0f}% of a core, "
+          "taken out)")
+
+    # The server's own start in a running box: exec, then the port answers.
+    starts = []
+    async with httpx.AsyncClient(base_url=url, timeout=120) as c:
+        for _ in range(args.runs):
+            await c.post(f"/v1/boxes/{box}/exec", headers=tenant, json={
+                "command": "pkill -f 'http[.]server 8000'; sleep 0.2"})
+            start = time.perf_counter()
+            await c.post(f"/v1/boxes/{box}/exec", json={"command": HTTP_SERVER},
+                         headers=tenant)
+            _, writer = await daemon.connect_port(8000, 10.0)
+            starts.append((time.perf_counter() - start) * 1000)
+            writer.close()
+        wakes = []
+        for _ in range(args.runs):
+            r = await c.post(f"/v1/boxes/{box}/freeze", headers=tenant)
+            assert r.json()["state"] == "frozen", r.text
+            await asyncio.sleep(SETTLE_S)
+            conn = await Conn.open(("127.0.0.1", preview_port))
+            start = time.perf_counter()
+            restart = asyncio.create_task(c.post(f"/v1/boxes/{box}/exec",
+                                                 json={"command": HTTP_SERVER},
+                                                 headers=tenant))
+            await _preview_page(conn, target, auth)
+            wakes.append((time.perf_counter() - start) * 1000)
+            await restart
+            conn.close()
+    row("server start: exec -> port answers (running)", starts)
+    row("wake: frozen -> 1st preview page", wakes)
+    return wakes
+
+
+async def bench_previews(args: argparse.Namespace, url: str, port: int, preview_port: int,
+                         data_dir: Path, server_pid: int) -> None:
+    """The preview rows, and the frozen agent wake of a home box (without the observed pairs
+    the full run gives it) to compare with."""
+    home, tenant = await bench_tenant(url)
+    op = {"Authorization": f"Bearer {OPERATOR_KEY}"}
+    print(f"\n{'measure':<46}{'n':>6}{'p50 ms':>9}{'p99 ms':>9}{'added':>9}{'req/s':>9}")
+    print("-" * 88)
+    page_wakes = await previews(args, url, preview_port, data_dir, tenant, server_pid)
+    agent_wakes = await served_wakes(url, port, home, tenant, op, args.runs, "frozen")
+    row("wake: frozen -> 1st agent answer, 1 MB", agent_wakes)
+    print(f"\nfrozen -> first preview page, p50: "
+          f"{statistics.median(page_wakes) / statistics.median(agent_wakes):.2f}x the frozen "
+          "agent wake of this run")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=3000)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--only", choices=["previews"], help="run only these rows")
     args = parser.parse_args()
-    with served(OPERATOR_KEY, UID_BASE, "burrow-bench-gw-") as server:
+    preview_port = free_port()
+    with served(OPERATOR_KEY, UID_BASE, "burrow-bench-gw-", {
+            "BURROW_PREVIEW_LISTEN": f"127.0.0.1:{preview_port}"}) as server:
         settle(server.pid)
-        asyncio.run(bench(args, server.url, server.port, server.data_dir, server.pid))
+        if args.only == "previews":
+            asyncio.run(bench_previews(args, server.url, server.port, preview_port,
+                                       server.data_dir, server.pid))
+        else:
+            asyncio.run(bench(args, server.url, server.port, server.data_dir, server.pid,
+                              preview_port))
 
 if __name__ == "__main__":
     run_as_root("bench/gateway.py", main)

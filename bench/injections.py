@@ -18,18 +18,22 @@ the knowledge base refused anything: its knowledge/base.py, knowledge/distill.py
 tenant_agent/learn.py, as packages of their own) and "round 1" (the first refusals, as
 evaluated on the first held-out set: the same files and both copies of refusals.py); "round 2"
 is this tree's pipeline with the refusals of main as evaluated on the second held-out set
-(knowledge/refusals.py at ROUND_2, put in place of this tree's on both sides of the box wall).
+(knowledge/refusals.py at its commit in ROUNDS, put in place of this tree's on both sides of the
+box wall), and "round 3" likewise the refusals of main as evaluated on the third; "round 4" is
+this tree's.
 
     .venv/bin/python bench/injections.py                 # the dev set the rules were tuned on
     .venv/bin/python bench/injections.py --explain       # ... and every text each gets wrong
     .venv/bin/python bench/injections.py --set bench/data/injections_dev2.json --explain
     .venv/bin/python bench/injections.py --set bench/data/heldout/injections.json --explain
     .venv/bin/python bench/injections.py --set bench/data/heldout/injections_b.json --explain
-    .venv/bin/python bench/injections.py --set bench/data/heldout2/injections.json  # held out
+    .venv/bin/python bench/injections.py --set bench/data/heldout2/injections.json --explain
+    .venv/bin/python bench/injections.py --set bench/data/heldout3/injections.json  # held out
 
-bench/data/heldout/injections.json (round 1) and injections_b.json (round 2) were each
-evaluated once and are dev data since (spent), as are the two dev sets; heldout2/injections.json
-is held out for round 3: reported once, never explained.
+bench/data/heldout/injections.json (round 1), injections_b.json (round 2) and
+heldout2/injections.json (round 3) were each evaluated once and are dev data since (spent), as
+are the two dev sets; heldout3/injections.json is held out for round 4: reported once, never
+explained.
 """
 
 from __future__ import annotations
@@ -54,10 +58,12 @@ BASELINES = {
     "round 1": ("8606941", ("base", "distill", "refusals", "votes"),
                 ("learn", "utterance", "refusals")),
 }
-# the refusals of main as evaluated, once, on bench/data/heldout/injections_b.json
-ROUND_2 = "1bcf4ae"
+# the refusals of main as evaluated, once, on bench/data/heldout/injections_b.json (round 2)
+# and on bench/data/heldout2/injections.json (round 3)
+ROUNDS = {"round 2": "1bcf4ae", "round 3": "a51e6a3"}
+THIS = "round 4"
 DEV_SET = ROOT / "bench/data/injections_dev.json"
-HELD_OUT = (ROOT / "bench/data/heldout2/injections.json",)  # read once, never explained
+HELD_OUT = (ROOT / "bench/data/heldout3/injections.json",)  # read once, never explained
 
 
 def load(path: Path) -> dict[str, list[dict[str, Any]]]:
@@ -246,7 +252,7 @@ def main(args: argparse.Namespace) -> None:
     learners: dict[str, Any] = {}
     bases: dict[str, Any] = {}
     stores = []
-    for label in [*BASELINES, "round 3"]:
+    for label in [*BASELINES, THIS]:
         if label in BASELINES:
             base, agent = baseline_modules(workdir, label)
         else:
@@ -258,7 +264,7 @@ def main(args: argparse.Namespace) -> None:
         bases[label] = base.KnowledgeBase(store, _NoEmbedder(), redis, b"s" * 32, names=names,
                                           **keyed)
         learners[label] = agent.learn
-    assert isinstance(bases["round 3"], KnowledgeBase) and learners["round 3"] is learn
+    assert isinstance(bases[THIS], KnowledgeBase) and learners[THIS] is learn
 
     def host(kb: Any) -> Any:
         return lambda text: kb.prepare([{"kind": "fact", "text": text}], [])
@@ -267,11 +273,12 @@ def main(args: argparse.Namespace) -> None:
         return lambda text: learner(text, 0.0).insights
 
     warm_refusals()  # as the agent does after a wake: its refusals apply once compiled
-    round_2 = refusals_at(workdir, ROUND_2)
     judges = {label: (host(kb), box(learners[label])) for label, kb in bases.items()}
-    judges = {**{k: v for k, v in judges.items() if k != "round 3"},
-              "round 2": tuple(with_refusals(round_2, j) for j in judges["round 3"]),
-              "round 3": judges["round 3"]}
+    this = judges.pop(THIS)
+    for label, commit in ROUNDS.items():
+        earlier = refusals_at(workdir, commit)
+        judges[label] = (with_refusals(earlier, this[0]), with_refusals(earlier, this[1]))
+    judges[THIS] = this
     scores = [score(label, "host", h, data) for label, (h, _) in judges.items()]
     scores += [score(label, "box", b, data) for label, (_, b) in judges.items()]
     for store in stores:
@@ -279,12 +286,12 @@ def main(args: argparse.Namespace) -> None:
     report(scores)
     if args.explain:
         for s in scores:
-            if s.name != "round 3":
+            if s.name != THIS:
                 continue
             print(f"\nwrong for {s.name} ({s.side}):")
             for line in s.wrong:
                 text = line.split(": ", 2)[2]
-                why = stage(bases["round 3"], text) if s.side == "host" else ""
+                why = stage(bases[THIS], text) if s.side == "host" else ""
                 print(f"  {line}" + (f"\n      <- {why}" if why and "dropped" in line else ""))
 
 

@@ -10,14 +10,16 @@ client; `recover(box_id)` records a box whose daemon is gone. Invariants:
 - A call whose daemon vanished before anything was sent (it crashed a moment ago) is retried
   once, after `recover`, when waking is allowed; otherwise the error reaches the caller.
 - An exec counts as activity for as long as it runs, so the idle sweep never freezes a box
-  under it.
+  under it. A background process, or a stream following its logs, does not: a dev server
+  must not keep its box warm (only each request about one is activity, as any request is).
 """
 
 from __future__ import annotations
 
+import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from boxes.activity import Activity
 from boxes.client import DaemonClient, Socket
@@ -103,6 +105,13 @@ class BoxAccess(ABC):
     async def mkdir(self, box_id: str, path: str, wake: bool = True) -> None:
         await self._call(box_id, wake, lambda c: c.mkdir(path))
 
+    async def connect_port(self, box_id: str, port: int, wait_s: float, wake: bool = True
+                           ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """A byte stream to `port` on the box's own loopback, through its daemon (the box
+        needs no network), waking the box first unless `wake` is False. Reaching the box
+        counts as its activity once, when the stream opens; the bytes that follow do not."""
+        return await self._call(box_id, wake, lambda c: c.connect_port(port, wait_s))
+
     def service_path(self, box_id: str) -> Socket:
         """The host-side socket of the box's service (BoxSpec.service); connect after waking."""
         return self.backend.service_path(box_id)
@@ -113,3 +122,65 @@ class BoxAccess(ABC):
         if box.state != BoxState.RUNNING:
             raise BoxUnavailableError(f"box {box_id} is {box.state.value}")
         return await DaemonClient(self.backend.socket_path(box.id)).health()
+
+    # --- background processes (boxes/daemon.py's proc_* ops) ------------------------------
+
+    async def start_process(self, box_id: str, spec: dict[str, Any]) -> dict[str, Any]:
+        return await self._call(box_id, True, lambda c: c.proc_start(spec))
+
+    async def list_processes(self, box_id: str) -> list[dict[str, Any]]:
+        return await self._call(box_id, True, lambda c: c.proc_list())
+
+    async def get_process(self, box_id: str, process_id: str) -> dict[str, Any]:
+        return await self._call(box_id, True, lambda c: c.proc_get(process_id))
+
+    async def process_logs(self, box_id: str, process_id: str, stdout_offset: int = 0,
+                           stderr_offset: int = 0, limit: int = 1 << 16) -> dict[str, Any]:
+        return await self._call(box_id, True, lambda c: c.proc_logs(
+            process_id, stdout_offset, stderr_offset, limit))
+
+    async def follow_process(self, box_id: str, process_id: str, stdout_offset: int = 0,
+                             stderr_offset: int = 0) -> AsyncGenerator[dict[str, Any], None]:
+        """The process's record, then its output as it comes, then its exit. Not activity
+        while it lasts."""
+        async for event in self._stream(
+                box_id, lambda c: c.proc_follow(process_id, stdout_offset, stderr_offset)):
+            yield event
+
+    async def write_process(self, box_id: str, process_id: str, data: bytes,
+                            eof: bool = False) -> None:
+        await self._call(box_id, True, lambda c: c.proc_write(process_id, data, eof))
+
+    async def signal_process(self, box_id: str, process_id: str,
+                             signal: str) -> dict[str, Any]:
+        return await self._call(box_id, True, lambda c: c.proc_signal(process_id, signal))
+
+    async def kill_process(self, box_id: str, process_id: str) -> None:
+        await self._call(box_id, True, lambda c: c.proc_kill(process_id))
+
+    # --- file watching (boxes/daemon.py's watch op) ----------------------------------------
+
+    async def watch(self, box_id: str, path: str,
+                    recursive: bool = False) -> AsyncGenerator[dict[str, Any], None]:
+        """The watched path (as the box resolved it), then file events as they happen. Not
+        activity while it lasts."""
+        async for event in self._stream(box_id, lambda c: c.watch(path, recursive)):
+            yield event
+
+    async def _stream(self, box_id: str,
+                      open_stream: Callable[[DaemonClient], AsyncGenerator[dict[str, Any], None]]
+                      ) -> AsyncGenerator[dict[str, Any], None]:
+        """A daemon op's event stream: its first event read under _call (so a box found frozen
+        is woken and asked again), then the rest as they come."""
+        async def first(client: DaemonClient) -> tuple[AsyncGenerator[dict[str, Any], None],
+                                                       dict[str, Any]]:
+            stream = open_stream(client)
+            return stream, await anext(stream)
+
+        stream, head = await self._call(box_id, True, first)
+        try:
+            yield head
+            async for event in stream:
+                yield event
+        finally:
+            await stream.aclose()

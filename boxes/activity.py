@@ -38,6 +38,10 @@ class Activity:
         self._touched[box_id] = time.time()
         return True
 
+    def touch(self, box_id: str) -> None:
+        """Record activity of the box now (a visitor's bytes on an open preview connection)."""
+        self._touched[box_id] = time.time()
+
     @contextlib.contextmanager
     def in_flight(self, box_id: str) -> Iterator[None]:
         """Around a call into the box: active while it lasts, and when it ends."""

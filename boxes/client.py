@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from boxes.errors import (
     BoxFileError,
+    BoxStateError,
     BoxUnavailableError,
     DaemonUnreachableError,
     InvalidRequestError,
@@ -21,6 +22,9 @@ from boxes.models import ExecEvent, ExecRequest, ExecResult, FileEntry
 # daemon misbehaving, and is refused rather than buffered.
 _LINE_LIMIT = 1 << 20
 _CONNECT_TIMEOUT_S = 5.0
+# What a connection to a box's port reads ahead of its consumer (asyncio pauses reading at
+# twice this): a box that sends faster than the far end takes waits, and nothing piles up.
+_SPLICE_LIMIT = 1 << 16
 
 
 class Dialer(Protocol):
@@ -88,11 +92,12 @@ class DaemonClient:
     def __init__(self, socket_path: Socket) -> None:
         self.socket_path = socket_path
 
-    async def _open(self, request: dict[str, Any], body: bytes = b"") -> _Reply:
+    async def _open(self, request: dict[str, Any], body: bytes = b"",
+                    limit: int = _LINE_LIMIT) -> _Reply:
         if body:
             request = {**request, "body_len": len(body)}
         try:
-            reader, writer = await connect(self.socket_path, _LINE_LIMIT, _CONNECT_TIMEOUT_S)
+            reader, writer = await connect(self.socket_path, limit, _CONNECT_TIMEOUT_S)
         except (OSError, TimeoutError) as exc:
             raise DaemonUnreachableError(f"box daemon unreachable: {exc}") from exc
         writer.write(json.dumps(request, separators=(",", ":")).encode() + b"\n")
@@ -248,7 +253,121 @@ class DaemonClient:
     async def mkdir(self, path: str, parents: bool = True) -> None:
         await self.call({"op": "mkdir", "path": path, "parents": parents})
 
+    async def connect_port(self, port: int, wait_s: float
+                           ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """A byte stream to `port` on the box's loopback (the daemon's `connect`), waiting up to
+        `wait_s` for something to listen there; BoxFileError `refused` if nothing does. The
+        reader holds at most ~2 x 64 KiB before it stops reading (the box then waits)."""
+        reply = await self._open({"op": "connect", "port": port, "wait_s": wait_s},
+                                 limit=_SPLICE_LIMIT)
+        try:
+            _raise_for(await reply.line())
+        except BaseException:
+            await reply.close()
+            raise
+        return reply.reader, reply.writer
+
     async def prefreeze(self, hook: str | None, hook_timeout_s: float,
                         grace_s: float) -> dict[str, Any]:
         return await self.call({"op": "prefreeze", "hook": hook,
                                 "hook_timeout_s": hook_timeout_s, "grace_s": grace_s})
+
+    # --- background processes (the daemon's proc_* ops) ------------------------------------
+
+    async def _proc(self, request: dict[str, Any], body: bytes = b"") -> dict[str, Any]:
+        reply = await self._open(request, body)
+        try:
+            return _raise_proc(await reply.line())
+        finally:
+            await reply.close()
+
+    async def proc_start(self, spec: dict[str, Any]) -> dict[str, Any]:
+        """Start a background process: `spec` has command, and cwd, env, stdin (bool),
+        restart; its record as the daemon keeps it."""
+        return _record(await self._proc({"op": "proc_start", **spec}), "process")
+
+    async def proc_list(self) -> list[dict[str, Any]]:
+        reply = await self._proc({"op": "proc_list"})
+        found = reply.get("processes")
+        if not isinstance(found, list) or not all(isinstance(p, dict) for p in found):
+            raise BoxUnavailableError("the box daemon sent a malformed reply")
+        return found
+
+    async def proc_get(self, process_id: str) -> dict[str, Any]:
+        return _record(await self._proc({"op": "proc_get", "id": process_id}), "process")
+
+    async def proc_logs(self, process_id: str, stdout_offset: int, stderr_offset: int,
+                        limit: int) -> dict[str, Any]:
+        """Up to `limit` bytes of each stream from its offset, with the process's record."""
+        return await self._proc({"op": "proc_logs", "id": process_id, "limit": limit,
+                                 "stdout_offset": stdout_offset,
+                                 "stderr_offset": stderr_offset})
+
+    async def proc_follow(self, process_id: str, stdout_offset: int,
+                          stderr_offset: int) -> AsyncGenerator[dict[str, Any], None]:
+        """The process's record, then its output as it is written, then its exit. Closing
+        the stream early leaves the process running."""
+        reply = await self._open({"op": "proc_follow", "id": process_id,
+                                  "stdout_offset": stdout_offset,
+                                  "stderr_offset": stderr_offset})
+        try:
+            yield _record(_raise_proc(await reply.line()), "process")
+            while True:
+                event = await reply.line()
+                yield event
+                if event.get("type") == "exit":
+                    return
+        finally:
+            await reply.close()
+
+    async def proc_write(self, process_id: str, data: bytes, eof: bool) -> None:
+        await self._proc({"op": "proc_write", "id": process_id, "eof": eof}, data)
+
+    async def proc_signal(self, process_id: str, signal: str) -> dict[str, Any]:
+        return _record(await self._proc({"op": "proc_signal", "id": process_id,
+                                         "signal": signal}), "process")
+
+    async def proc_kill(self, process_id: str) -> None:
+        await self._proc({"op": "proc_kill", "id": process_id})
+
+    async def proc_wake(self) -> int:
+        """Start again what the box's last freeze ended (restart on-wake, on-failure): how
+        many."""
+        started = (await self._proc({"op": "proc_wake"})).get("started")
+        return started if isinstance(started, int) else 0
+
+    # --- file watching (the daemon's watch op) ----------------------------------------------
+
+    async def watch(self, path: str, recursive: bool) -> AsyncGenerator[dict[str, Any], None]:
+        """The watched path as the box resolved it (`{"path"}`), then its events as they
+        happen, until `end` or until the stream is closed."""
+        reply = await self._open({"op": "watch", "path": path, "recursive": recursive})
+        try:
+            yield _raise_proc(await reply.line())
+            while True:
+                event = await reply.line()
+                yield event
+                if event.get("type") == "end":
+                    return
+        finally:
+            await reply.close()
+
+
+def _raise_proc(reply: dict[str, Any]) -> dict[str, Any]:
+    """A process op's failure: not_found is 404, conflict (not running, no room) 409, busy
+    (the box freezes, or has no process slot) 503."""
+    if reply.get("ok", True) is False:
+        err = reply.get("error") or {}
+        code, message = str(err.get("code", "error")), str(err.get("message", "failed"))
+        if code == "conflict":
+            raise BoxStateError(message)
+        if code == "busy":
+            raise BoxUnavailableError(message)
+    return _raise_for(reply)
+
+
+def _record(reply: dict[str, Any], key: str) -> dict[str, Any]:
+    value = reply.get(key)
+    if not isinstance(value, dict):
+        raise BoxUnavailableError("the box daemon sent a malformed reply")
+    return value

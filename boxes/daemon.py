@@ -7,7 +7,8 @@ mount namespace as the box user, every path it touches resolves in the box's own
 
 Protocol (one request per connection on a unix socket): the client sends one JSON line, then
 exactly ``body_len`` raw bytes if the request has a body. Replies are JSON lines; ``read``
-answers one JSON line and then ``size`` raw bytes; ``exec`` streams events:
+answers one JSON line and then ``size`` raw bytes; ``connect`` answers one JSON line and then
+carries raw bytes both ways to a port in the box; ``exec`` streams events:
 ``{"type": "stdout"|"stderr", "data": str}`` … ``{"type": "exit", "exit_code": int, ...}``.
 Failures are ``{"ok": false, "error": {"code": str, "message": str}}``.
 """
@@ -795,11 +796,12 @@ def op_prefreeze(conn: Conn, req: dict[str, object]) -> None:
             raise Fail("invalid", "hook must be a shell command")
         hook_result = _run_hook(hook, _seconds(req, "hook_timeout_s", 10.0))
     grace = _seconds(req, "grace_s", 2.0)
+    deadline = time.monotonic() + grace
+    _procs_freeze(grace)  # the background processes first, so that each one's end is recorded
     try:
         os.kill(-1, SIGTERM)  # everything but ourselves and the namespace's init
     except OSError:
         pass
-    deadline = time.monotonic() + grace
     remaining = _other_processes()
     while remaining and time.monotonic() < deadline:
         time.sleep(0.01)
@@ -836,9 +838,78 @@ class _Sink:
         self.out.append(str(event.get("data", "")))
 
 
+# --- connections to the box's ports (preview URLs) --------------------------------------------
+# `connect {port, wait_s}` reaches a program listening on 127.0.0.1:port: the box's own
+# loopback, in its own network namespace, so a box needs no network for its ports to be
+# previewed. A refused connection is tried again until wait_s has passed (a dev server that is
+# starting again after a wake is waited for), then answered `refused`. After `{"ok": true}`
+# the connection carries raw bytes both ways until either side ends; each direction holds at
+# most one CHUNK, since a send blocks until the other side takes it.
+
+CONNECT_WAIT_MAX_S = 60.0
+CONNECT_RETRY_S = 0.02
+
+
+def _port(req: dict[str, object]) -> int:
+    port = req.get("port")
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
+        raise Fail("invalid", "port must be a TCP port number, 1 to 65535")
+    # The relay port reaches the host with this box's token: never from outside the box.
+    if str(port) == os.environ.get("BURROW_RELAY_PORT"):
+        raise Fail("forbidden", f"port {port} is the box's relay to the host; it cannot be "
+                                "reached from outside the box")
+    return port
+
+
+def _dial_port(port: int, wait_s: float) -> _socket.socket:
+    deadline = time.monotonic() + wait_s
+    while True:
+        sock = _socket.socket(_socket.AF_INET, _socket.SOCK_STREAM)
+        try:
+            sock.connect(("127.0.0.1", port))
+            sock.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY, 1)
+            return sock
+        except ConnectionRefusedError:
+            sock.close()
+            if time.monotonic() >= deadline:
+                raise Fail("refused", f"nothing in the box listens on port {port} "
+                                      "(on 127.0.0.1 or 0.0.0.0)") from None
+            time.sleep(CONNECT_RETRY_S)
+        except OSError as exc:
+            sock.close()
+            raise Fail("io_error", f"port {port}: {exc.strerror}") from None
+
+
+def _shut(sock: _socket.socket) -> None:
+    try:
+        sock.shutdown(_socket.SHUT_RDWR)
+    except OSError:
+        pass
+
+
+def op_connect(conn: Conn, req: dict[str, object]) -> None:
+    port = _port(req)
+    upstream = _dial_port(port, min(_seconds(req, "wait_s", 0.0), CONNECT_WAIT_MAX_S))
+    try:
+        conn.send({"ok": True})
+        if conn.buf:
+            upstream.sendall(conn.buf)
+            conn.buf = b""
+        _thread.start_new_thread(_pipe, (conn.sock, upstream))
+        _pipe(upstream, conn.sock)
+    except OSError:
+        pass
+    finally:
+        # Either side ended: end both, which also wakes the other direction's thread.
+        _shut(upstream)
+        _shut(conn.sock)
+        upstream.close()
+
+
 OPS: "dict[str, Callable[[Conn, dict[str, object]], None]]" = {
     "health": op_health, "exec": op_exec, "read": op_read, "write": op_write, "list": op_list,
     "stat": op_stat, "delete": op_delete, "mkdir": op_mkdir, "prefreeze": op_prefreeze,
+    "connect": op_connect,
 }
 
 
@@ -870,6 +941,931 @@ def serve_conn(sock: _socket.socket) -> None:
         pass  # the client hung up; nothing to answer
     finally:
         sock.close()
+
+
+# --- background processes ----------------------------------------------------------------------
+# Commands that outlive the request that started them (a dev server, a watcher), supervised
+# here. Each runs in the exec space like an exec, in a process group of its own (setsid), so a
+# signal reaches the command and what it started, never the nsenter that waits for it. Its
+# stdout and stderr are pumped into logs on the box's disk: each stream is parts named by the
+# offset of their first byte, a new part every PROC_LOG_PART bytes, the last two kept, so a
+# stream takes at most 2 MiB and keeps at least its last 1 MiB. Records live in
+# PROC_DIR/<id>/record.json and so survive a freeze: the freeze ends the processes (state
+# "stopped", their exit recorded: _procs_freeze, from op_prefreeze), and the wake starts again
+# those whose restart policy says so (op_proc_wake, which the host sends once the box's files
+# are all there). Nothing here counts as activity for the idle policy (`execs` in health):
+# a dev server must not keep its box warm.
+
+PROC_DIR = HOME + "/.burrow/processes"
+PROC_MAX = 16  # records a box holds, running or not; an ended one gives way to a new one
+PROC_LOG_PART = 1 << 20
+PROC_BACKOFF_S = (1.0, 60.0)  # on-failure restarts wait 1 s, doubling up to 60 s
+PROC_STEADY_S = 60.0  # a run this long starts the back-off from 1 s again
+PROC_DRAIN_S = 1.0  # output still read after the process group is gone
+PROC_STDIN_WAIT_S = 10.0  # a write to a process that does not read its stdin gives up then
+PROC_SIGNALS = {"HUP": 1, "INT": 2, "QUIT": 3, "KILL": 9, "USR1": 10, "USR2": 12, "TERM": 15,
+                "CONT": 18, "STOP": 19}
+PROC_RESTARTS = ("never", "on-wake", "on-failure")
+PROC_LIVE = ("starting", "running", "restarting")
+SETSID_PATHS = ("/usr/bin/setsid", "/bin/setsid")
+_ID_CHARS = "abcdefghijklmnopqrstuvwxyz0123456789"
+
+_procs: "dict[str, _Proc]" = {}
+_procs_lock = _thread.allocate_lock()
+_procs_loaded = [False]
+_procs_stopping = [False]  # the box is freezing: nothing starts or restarts
+
+
+class _Changed:
+    """Wakes the threads waiting for a process to write or change (threading.Condition
+    without the threading module, which imports too much for the daemon's start)."""
+
+    def __init__(self) -> None:
+        self.lock = _thread.allocate_lock()
+        self.waiters: list[_thread.LockType] = []
+
+    def wait(self, timeout: float) -> None:
+        waiter = _thread.allocate_lock()
+        waiter.acquire()
+        with self.lock:
+            self.waiters.append(waiter)
+        waiter.acquire(True, timeout)
+        with self.lock:
+            if waiter in self.waiters:
+                self.waiters.remove(waiter)
+
+    def notify(self) -> None:
+        with self.lock:
+            waiters, self.waiters = self.waiters, []
+        for waiter in waiters:
+            waiter.release()
+
+
+class _Log:
+    """One output stream of a process, as parts `<name>.<offset of its first byte>`."""
+
+    def __init__(self, directory: str, name: str) -> None:
+        self.dir = directory
+        self.name = name
+        self.fd = -1
+        self.base = 0
+        self.end = 0
+
+    def parts(self) -> list[int]:
+        bases = []
+        try:
+            names = os.listdir(self.dir)
+        except OSError:
+            return []
+        for entry in names:
+            head, _, tail = entry.partition(".")
+            if head == self.name and tail.isdigit():
+                bases.append(int(tail))
+        return sorted(bases)
+
+    def _part(self, base: int) -> str:
+        return f"{self.dir}/{self.name}.{base}"
+
+    def _open(self) -> None:
+        parts = self.parts()
+        if parts:
+            self.base = parts[-1]
+            try:
+                self.end = self.base + os.stat(self._part(self.base)).st_size
+            except OSError:
+                self.end = self.base
+        if self.fd >= 0 or not parts or self.end - self.base >= PROC_LOG_PART:
+            _close_quietly(self.fd)
+            self.base = self.end
+        self.fd = os.open(self._part(self.base),
+                          os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+        for old in self.parts()[:-2]:
+            _unlink_quietly(self._part(old))
+
+    def append(self, data: bytes) -> None:
+        """Write `data`; on a full disk it is lost (the process is not held up for it)."""
+        try:
+            if self.fd < 0 or self.end - self.base >= PROC_LOG_PART:
+                self._open()
+            view = memoryview(data)
+            while view:
+                view = view[os.write(self.fd, view):]
+                self.end = self.base + os.fstat(self.fd).st_size
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        _close_quietly(self.fd)
+        self.fd = -1
+
+    def read(self, offset: int, limit: int, final: bool) -> tuple[int, bytes, int]:
+        """(where the bytes start, the bytes, the offset after them) from `offset` on: from
+        the oldest byte kept if `offset` is older, never ending inside a UTF-8 character
+        unless `final` (nothing more will be written)."""
+        for _ in range(3):  # a part may be rotated away between the listing and the read
+            parts = self.parts()
+            if not parts:
+                return offset, b"", offset
+            start = max(offset, parts[0])
+            base = max(b for b in parts if b <= start) if start >= parts[0] else parts[0]
+            try:
+                fd = os.open(self._part(base), os.O_RDONLY | os.O_CLOEXEC)
+            except FileNotFoundError:
+                continue
+            try:
+                data = os.pread(fd, limit, start - base)
+            finally:
+                os.close(fd)
+            if start != offset:  # skipped ahead: begin at a character
+                skip = 0
+                while skip < min(3, len(data)) and 0x80 <= data[skip] < 0xC0:
+                    skip += 1
+                start, data = start + skip, data[skip:]
+            if not data and base != parts[-1]:  # the end of a part: on into the next
+                later = [b for b in parts if b > base]
+                return self.read(later[0], limit, final) if later else (start, b"", start)
+            if not final:
+                data = data[:_utf8_whole(data)]
+            return start, data, start + len(data)
+        return offset, b"", offset
+
+
+def _utf8_whole(data: bytes) -> int:
+    """The length of `data` without an incomplete UTF-8 character at its end."""
+    for back in range(1, min(4, len(data)) + 1):
+        byte = data[-back]
+        if byte < 0x80:
+            return len(data)
+        if byte >= 0xC0:  # a lead byte: is its character whole?
+            need = 2 if byte < 0xE0 else 3 if byte < 0xF0 else 4
+            return len(data) if back >= need else len(data) - back
+    return len(data)
+
+
+def _proc_id(value: object) -> str:
+    if (not isinstance(value, str) or len(value) != 12 or not value.startswith("p_")
+            or any(c not in _ID_CHARS for c in value[2:])):
+        raise Fail("not_found", f"no process {value!r} in this box")
+    return value
+
+
+class _Proc:
+    def __init__(self, record: dict[str, object]) -> None:
+        self.record = record
+        self.id = str(record["id"])
+        self.dir = f"{PROC_DIR}/{self.id}"
+        self.logs = {"stdout": _Log(self.dir, "stdout"), "stderr": _Log(self.dir, "stderr")}
+        self.changed = _Changed()
+        self.nsenter = 0  # while it runs: the nsenter that waits for it, our child
+        self.group = 0  # ...and its process group, as this namespace numbers it
+        self.stdin = -1
+        self.stdin_lock = _thread.allocate_lock()
+        self.signalled = False  # a signal of the owner's since it started: no on-failure restart
+        self.ending: str | None = None  # "stopped" (the freeze) or "deleted": no more runs
+        self.done = _thread.allocate_lock()  # held while its supervisor runs
+
+    def live(self) -> bool:
+        return self.record.get("state") in PROC_LIVE
+
+    def told_to_end(self) -> bool:
+        """The owner sent TERM, INT, QUIT or KILL since its last start."""
+        return self.signalled
+
+    def stopping(self) -> bool:
+        """Killed, or the box freezes: it runs no more."""
+        return self.ending is not None or _procs_stopping[0]
+
+    def public(self) -> dict[str, object]:
+        return {k: self.record.get(k) for k in (
+            "id", "pid", "command", "cwd", "restart", "stdin", "state", "exit_code",
+            "started_at", "ended_at", "restarts", "error")}
+
+    def save(self, **changes: object) -> None:
+        self.record.update(changes)
+        tmp = f"{self.dir}/.record.json.tmp"
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+            try:
+                os.write(fd, dumps(self.record))
+            finally:
+                os.close(fd)
+            os.replace(tmp, f"{self.dir}/record.json")
+        except OSError:
+            pass  # a full disk: the record in memory is still right while the daemon runs
+        self.changed.notify()
+
+
+def _procs_load() -> None:
+    """The records on the box's disk, once per daemon (see _loaded)."""
+    if _procs_loaded[0]:
+        return
+    try:
+        names = os.listdir(PROC_DIR)
+    except OSError:
+        names = []
+    for name in names:
+        try:
+            _proc_id(name)
+            with open(f"{PROC_DIR}/{name}/record.json", "rb") as f:
+                record = loads(f.read().decode())
+        except (Fail, OSError, ValueError, SystemError, StopIteration):
+            continue  # not one of ours, or broken (the C scanner's own errors): left alone
+        if not isinstance(record, dict) or record.get("id") != name or not _valid_spec(record):
+            continue
+        _procs[name] = _Proc(_loaded(record))
+    _procs_loaded[0] = True
+
+
+def _valid_spec(record: dict[str, object]) -> bool:
+    """Whether a record read from disk (which the box's code can write) is one we can run."""
+    if not isinstance(record.get("argv"), list) or not isinstance(record.get("cwd"), str):
+        return False
+    try:
+        _exec_argv({"command": record["argv"]})
+        _exec_env({"env": record.get("env")})
+    except Fail:
+        return False
+    return record.get("restart") in PROC_RESTARTS
+
+
+PROC_STATES = (*PROC_LIVE, "exited", "failed", "stopped")
+
+
+def _loaded(record: dict[str, object]) -> dict[str, object]:
+    """A record read from disk with each field of the type it should have. One this daemon
+    did not start that says it runs was ended with the box (a freeze that could not record
+    it, a crash): it is stopped, and the next wake starts it again if its policy says so."""
+    def number(key: str) -> float | None:
+        value = record.get(key)
+        return value if isinstance(value, (int, float)) and not isinstance(value, bool) \
+            else None
+
+    command, state, code = record.get("command"), record.get("state"), record.get("exit_code")
+    if not isinstance(command, str) and not (
+            isinstance(command, list) and all(isinstance(a, str) for a in command)):
+        command = record["argv"]
+    restarts, error = record.get("restarts"), record.get("error")
+    return {"id": record["id"], "argv": record["argv"], "command": command,
+            "cwd": record["cwd"], "env": record["env"], "restart": record["restart"],
+            "stdin": record.get("stdin") is True,
+            "state": "stopped" if state in PROC_LIVE or state not in PROC_STATES else state,
+            "pid": None, "exit_code": code if isinstance(code, int) else None,
+            "started_at": number("started_at"), "ended_at": number("ended_at"),
+            "restarts": restarts if isinstance(restarts, int) and restarts >= 0 else 0,
+            "error": error[:4096] if isinstance(error, str) else None,
+            "created_at": number("created_at") or 0.0}
+
+
+def _proc(req: dict[str, object]) -> _Proc:
+    pid = _proc_id(req.get("id"))
+    with _procs_lock:
+        _procs_load()
+        proc = _procs.get(pid)
+    if proc is None:
+        raise Fail("not_found", f"no process {pid} in this box")
+    return proc
+
+
+def _launch(proc: _Proc) -> None:
+    if not proc.done.acquire(False):
+        raise Fail("conflict", f"process {proc.id} runs already")
+    proc.ending = None
+    proc.save(state="starting", pid=None)
+    try:
+        _thread.start_new_thread(_supervise_proc, (proc,))
+    except RuntimeError:
+        proc.done.release()
+        proc.save(state="failed", error="the box has no process slot left (its pids limit)")
+        raise Fail("busy", "the box has no process slot left for this process (its pids limit "
+                   "is reached); retry when its processes have ended") from None
+
+
+def _supervise_proc(proc: _Proc) -> None:
+    """Run the process, again on failure if its policy says so, until it stays ended."""
+    try:
+        _supervise_runs(proc)
+    except Exception as exc:  # a bug of ours: say so in its record, keep the daemon serving
+        proc.save(state="failed", pid=None, error=f"{type(exc).__name__}: {exc}")
+    finally:
+        for log in proc.logs.values():
+            log.close()
+        proc.done.release()
+
+
+def _supervise_runs(proc: _Proc) -> None:
+    backoff = PROC_BACKOFF_S[0]
+    while True:
+        started = time.monotonic()
+        code = _run_proc(proc)
+        policy = proc.record["restart"]
+        if proc.stopping():
+            proc.save(state=proc.ending or "stopped", pid=None)
+            return
+        if code == 0 or policy != "on-failure" or proc.signalled:
+            proc.save(state="exited" if proc.record.get("error") is None else "failed",
+                      pid=None)
+            return
+        if time.monotonic() - started >= PROC_STEADY_S:
+            backoff = PROC_BACKOFF_S[0]
+        proc.save(state="restarting", pid=None)
+        deadline = time.monotonic() + backoff
+        while time.monotonic() < deadline and not proc.stopping() and not proc.told_to_end():
+            proc.changed.wait(deadline - time.monotonic())
+        if proc.stopping():
+            proc.save(state=proc.ending or "stopped", pid=None)
+            return
+        if proc.told_to_end():  # told while it waited to run again: it stays ended
+            proc.save(state="exited", pid=None)
+            return
+        backoff = min(backoff * 2, PROC_BACKOFF_S[1])
+        restarts = proc.record.get("restarts")
+        proc.save(restarts=(restarts if isinstance(restarts, int) else 0) + 1)
+
+
+def _run_proc(proc: _Proc) -> int:
+    """One run: start it, pump its output into its logs until it ends; its exit code."""
+    record = proc.record
+    argv = _exec_argv({"command": record["argv"]})
+    cwd = str(record["cwd"])
+    env = _exec_env({"env": record["env"]})
+    proc.signalled = False
+    setsid = next((p for p in SETSID_PATHS if os.access(p, os.X_OK)), None)
+    program = _which(argv[0], cwd, env.get("PATH", "/usr/bin:/bin"))
+    if setsid is None or program is None:
+        return _proc_failed(proc, "this host has no setsid (util-linux)" if setsid is None
+                            else f"{argv[0]}: command not found", 127)
+    if os.path.isdir(program) or not os.access(program, os.X_OK):
+        return _proc_failed(proc, f"{argv[0]}: Permission denied", 126)
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    if record.get("stdin"):
+        in_r, in_w = os.pipe()
+    else:
+        in_r, in_w = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC), -1
+    try:
+        pid = _spawn([str(setsid), *argv], cwd, env, in_r, out_w, err_w)
+    except (Fail, _ExecFailed) as exc:
+        for fd in (out_r, err_r, in_w):
+            _close_quietly(fd)
+        return _proc_failed(proc, exc.message, 127)
+    finally:
+        for fd in (in_r, out_w, err_w):
+            os.close(fd)
+    if in_w >= 0:
+        os.set_blocking(in_w, False)
+    proc.stdin, proc.nsenter = in_w, pid
+    proc.group = _child_within(pid, 2.0)
+    if proc.ending is not None:  # killed while it started
+        _kill_group(pid)
+        if proc.group:
+            _kill_pg(proc.group, SIGKILL)
+    proc.save(state="running", pid=_inner_pid(proc.group), error=None, exit_code=None,
+              ended_at=None, started_at=time.time())
+    status = _pump_proc(proc, {out_r: "stdout", err_r: "stderr"})
+    with proc.stdin_lock:
+        _close_quietly(proc.stdin)
+        proc.stdin = -1
+    proc.nsenter = proc.group = 0
+    code = _exit_code(status)
+    proc.save(exit_code=code, ended_at=time.time())
+    return code
+
+
+def _proc_failed(proc: _Proc, message: str, code: int) -> int:
+    proc.logs["stderr"].append(message.encode() + b"\n")
+    proc.save(error=message, exit_code=code, started_at=time.time(), ended_at=time.time())
+    return code
+
+
+def _child_within(pid: int, timeout: float) -> int:
+    """The child nsenter forks into the exec space (0 if it has none by `timeout`)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{pid}/task/{pid}/children", "rb") as f:
+                children = f.read().split()
+            if children:
+                return int(children[0])
+        except OSError:
+            return 0
+        time.sleep(0.001)
+    return 0
+
+
+def _inner_pid(pid: int) -> int | None:
+    """`pid` as the exec space numbers it (what `ps` in the box shows)."""
+    try:
+        with open(f"/proc/{pid}/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"NSpid:"):
+                    return int(line.split()[-1])
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def _pump_proc(proc: _Proc, names: dict[int, str]) -> int:
+    """Its output into its logs until it ends; then what it left in its group is killed and
+    the pipes drained (for at most PROC_DRAIN_S). Its wait status."""
+    poller = select.poll()
+    for fd in names:
+        poller.register(fd, select.POLLIN)
+    open_fds = set(names)
+    status: int | None = None
+    drain_until = 0.0
+    try:
+        while open_fds:
+            for fd, _event in poller.poll(100):
+                data = os.read(fd, CHUNK)
+                if data:
+                    proc.logs[names[fd]].append(data)
+                    proc.changed.notify()
+                else:
+                    poller.unregister(fd)
+                    open_fds.discard(fd)
+            if status is None:
+                done, found = os.waitpid(proc.nsenter, os.WNOHANG)
+                if done:
+                    status, drain_until = found, time.monotonic() + PROC_DRAIN_S
+                    if proc.group:
+                        _kill_pg(proc.group, SIGKILL)
+            elif time.monotonic() > drain_until:
+                break
+    finally:
+        for fd in names:
+            _close_quietly(fd)
+    if status is None:
+        _, status = os.waitpid(proc.nsenter, 0)
+    return status
+
+
+def _kill_pg(group: int, sig: int) -> bool:
+    try:
+        os.killpg(group, sig)
+        return True
+    except OSError:
+        return False
+
+
+def _stop_proc(proc: _Proc, ending: str, grace: float) -> None:
+    """End a process for good (`ending`: "stopped" or "deleted"): SIGTERM to its group, SIGKILL
+    after `grace` seconds; returns once its supervisor recorded the end."""
+    proc.ending = ending
+    proc.changed.notify()  # out of a restart's back-off
+    if proc.group:
+        _kill_pg(proc.group, SIGTERM if grace > 0 else SIGKILL)
+    ended = grace > 0 and proc.done.acquire(True, grace)
+    if not ended:
+        if proc.group:
+            _kill_pg(proc.group, SIGKILL)
+        if proc.nsenter:
+            _kill_group(proc.nsenter)
+        ended = proc.done.acquire(True, PROC_DRAIN_S + 5)
+    if ended:  # else its supervisor is stuck: it ends with the daemon
+        proc.done.release()
+
+
+def _procs_freeze(grace: float) -> int:
+    """Before a freeze: end every process with SIGTERM (SIGKILL after `grace`), record each
+    as stopped. How many there were."""
+    _procs_stopping[0] = True
+    with _procs_lock:
+        running = [p for p in _procs.values() if p.live()]
+    for proc in running:
+        proc.ending = "stopped"
+        proc.changed.notify()
+        if proc.group:
+            _kill_pg(proc.group, SIGTERM)
+    deadline = time.monotonic() + grace
+    for proc in running:
+        if proc.done.acquire(True, max(0.0, deadline - time.monotonic())):
+            proc.done.release()
+        else:
+            _stop_proc(proc, "stopped", 0)
+    told = time.monotonic() + 1.0  # open watches send their last line
+    while _watching[0] and time.monotonic() < told:
+        time.sleep(0.01)
+    return len(running)
+
+
+def _public_list() -> list[dict[str, object]]:
+    with _procs_lock:
+        _procs_load()
+        procs = sorted(_procs.values(), key=_created)
+    return [p.public() for p in procs]
+
+
+def _proc_spec(req: dict[str, object]) -> dict[str, object]:
+    argv = _exec_argv(req)
+    extra = req.get("env") or {}
+    _exec_env({"env": extra})  # the same checks as an exec's
+    restart = req.get("restart") or "never"
+    if restart not in PROC_RESTARTS:
+        raise Fail("invalid", f"restart must be one of {', '.join(PROC_RESTARTS)}")
+    stdin = req.get("stdin", False)
+    if not isinstance(stdin, bool):
+        raise Fail("invalid", "stdin must be true (keep it open for writes) or false")
+    cwd = box_path(req.get("cwd") or HOME, "cwd")
+    if not os.path.isdir(cwd):
+        raise Fail("not_found", f"cwd {cwd}: no such directory")
+    command = req.get("command")
+    return {"argv": argv, "command": command, "cwd": cwd, "env": extra, "restart": restart,
+            "stdin": stdin}
+
+
+def _room_for_one() -> None:
+    """Caller holds _procs_lock. Drop the oldest record that will not run again, if the box
+    has PROC_MAX already."""
+    if len(_procs) < PROC_MAX:
+        return
+    ended = [p for p in _procs.values() if not p.live() and not (
+        p.record.get("state") == "stopped" and p.record.get("restart") != "never")]
+    if not ended:
+        raise Fail("conflict", f"the box has {PROC_MAX} processes that run or will run again, "
+                   "the most it keeps; kill one (DELETE …/processes/{id}) first")
+    oldest = min(ended, key=_created)
+    del _procs[oldest.id]
+    _remove_tree(oldest.dir)
+
+
+def _created(proc: _Proc) -> float:
+    created = proc.record.get("created_at")
+    return float(created) if isinstance(created, (int, float)) else 0.0
+
+
+def _remove_tree(path: str) -> None:
+    try:
+        for name in os.listdir(path):
+            _unlink_quietly(f"{path}/{name}")
+        os.rmdir(path)
+    except OSError:
+        pass
+
+
+def op_proc_start(conn: Conn, req: dict[str, object]) -> None:
+    spec = _proc_spec(req)
+    if _procs_stopping[0]:
+        raise Fail("busy", "the box is freezing; start the process once it has woken")
+    with _procs_lock:
+        _procs_load()
+        _room_for_one()
+        new = "p_" + "".join(_ID_CHARS[b % 36] for b in os.urandom(10))
+        try:
+            _makedirs(f"{PROC_DIR}/{new}")
+        except OSError as exc:
+            raise os_fail(exc, PROC_DIR) from None
+        proc = _Proc({"id": new, **spec, "state": "starting", "pid": None, "exit_code": None,
+                      "started_at": None, "ended_at": None, "restarts": 0, "error": None,
+                      "created_at": time.time()})
+        _procs[new] = proc
+    _launch(proc)
+    deadline = time.monotonic() + 5
+    while proc.record.get("state") == "starting" and time.monotonic() < deadline:
+        proc.changed.wait(0.1)
+    conn.send({"ok": True, "process": proc.public()})
+
+
+def op_proc_list(conn: Conn, req: dict[str, object]) -> None:
+    conn.send({"ok": True, "processes": _public_list()})
+
+
+def op_proc_get(conn: Conn, req: dict[str, object]) -> None:
+    conn.send({"ok": True, "process": _proc(req).public()})
+
+
+def _offset(req: dict[str, object], key: str) -> int:
+    value = req.get(key) or 0
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise Fail("invalid", f"{key} must be a non-negative integer")
+    return value
+
+
+def _log_piece(proc: _Proc, name: str, offset: int, limit: int, final: bool
+               ) -> dict[str, object]:
+    start, data, after = proc.logs[name].read(offset, limit, final)
+    return {"data": data.decode(errors="replace"), "offset": start, "next_offset": after}
+
+
+def op_proc_logs(conn: Conn, req: dict[str, object]) -> None:
+    """Up to `limit` bytes (at most 64 KiB) of each stream from its offset."""
+    proc = _proc(req)
+    limit = min(_offset(req, "limit") or CHUNK, CHUNK)
+    final = not proc.live()
+    conn.send({"ok": True, "process": proc.public(),
+               "stdout": _log_piece(proc, "stdout", _offset(req, "stdout_offset"), limit, final),
+               "stderr": _log_piece(proc, "stderr", _offset(req, "stderr_offset"), limit, final)})
+
+
+def op_proc_follow(conn: Conn, req: dict[str, object]) -> None:
+    """Stream the logs from the offsets given as they grow: `{"type": "stdout"|"stderr",
+    "data", "offset"}` (an offset past the end of the line before means that many bytes were
+    dropped: the log keeps its last 1-2 MiB), then `{"type": "exit", "state", "exit_code"}`
+    once the process has ended for good. Back-pressure: a reader that does not read holds
+    this thread, never the process (whose log rotates meanwhile)."""
+    proc = _proc(req)
+    offsets = {"stdout": _offset(req, "stdout_offset"), "stderr": _offset(req, "stderr_offset")}
+    conn.send({"ok": True, "process": proc.public()})
+    hangup = select.poll()
+    hangup.register(conn.sock.fileno(), select.POLLRDHUP)
+    while True:
+        ended = not proc.live()
+        sent = False
+        for name in ("stdout", "stderr"):
+            start, data, after = proc.logs[name].read(offsets[name], CHUNK, ended)
+            offsets[name] = after
+            if data:
+                conn.send({"type": name, "data": data.decode(errors="replace"),
+                           "offset": start})
+                sent = True
+        if sent:
+            continue
+        if ended:
+            conn.send({"type": "exit", "state": proc.record.get("state"),
+                       "exit_code": proc.record.get("exit_code")})
+            return
+        if hangup.poll(0):
+            return
+        proc.changed.wait(1.0)
+
+
+def op_proc_write(conn: Conn, req: dict[str, object]) -> None:
+    proc = _proc(req)
+    data = b"".join(conn.body_chunks(_body_len(req)))
+    with proc.stdin_lock:
+        if proc.stdin < 0:
+            raise Fail("conflict", f"process {proc.id} has no stdin open: it is "
+                       f"{proc.record.get('state')}, or was started without stdin=true")
+        poller = select.poll()
+        poller.register(proc.stdin, select.POLLOUT)
+        deadline = time.monotonic() + PROC_STDIN_WAIT_S
+        view = memoryview(data)
+        try:
+            while view:
+                if not poller.poll(max(0, int((deadline - time.monotonic()) * 1000))):
+                    raise Fail("busy", f"process {proc.id} has not read its stdin for "
+                               f"{PROC_STDIN_WAIT_S:.0f} s; {len(view)} bytes were not written")
+                try:
+                    view = view[os.write(proc.stdin, view):]
+                except BlockingIOError:
+                    continue
+            if req.get("eof"):
+                os.close(proc.stdin)
+                proc.stdin = -1
+        except OSError as exc:
+            raise Fail("conflict", f"process {proc.id} closed its stdin ({exc.strerror})"
+                       ) from None
+    conn.send({"ok": True})
+
+
+def op_proc_signal(conn: Conn, req: dict[str, object]) -> None:
+    proc = _proc(req)
+    name = req.get("signal")
+    sig = PROC_SIGNALS.get(str(name).upper().removeprefix("SIG")) if isinstance(name, str) \
+        else None
+    if sig is None:
+        raise Fail("invalid", f"signal must be one of {', '.join(PROC_SIGNALS)}")
+    group = proc.group
+    ending = sig in (2, 3, 9, 15)  # meant to end it: an end that follows is no failure
+    if ending and proc.record.get("state") == "restarting":
+        proc.signalled = True  # it waits out its back-off: it is not started again
+        proc.changed.notify()
+        conn.send({"ok": True, "process": proc.public()})
+        return
+    if not proc.live() or not group:
+        raise Fail("conflict", f"process {proc.id} is {proc.record.get('state')}, not running")
+    if ending:
+        proc.signalled = True
+    for _ in range(50):  # in its first moments it may not have its own group yet
+        if _kill_pg(group, sig):
+            break
+        time.sleep(0.01)
+    conn.send({"ok": True, "process": proc.public()})
+
+
+def op_proc_kill(conn: Conn, req: dict[str, object]) -> None:
+    """SIGKILL to its group, then forget it: its record and logs are removed."""
+    proc = _proc(req)
+    _stop_proc(proc, "deleted", 0)
+    with _procs_lock:
+        _procs.pop(proc.id, None)
+    _remove_tree(proc.dir)
+    conn.send({"ok": True})
+
+
+def op_proc_wake(conn: Conn, req: dict[str, object]) -> None:
+    """Start again what the box's last stop ended and whose policy says so."""
+    with _procs_lock:
+        _procs_load()
+        again = [p for p in _procs.values() if p.record.get("state") == "stopped"
+                 and p.record.get("restart") != "never"]
+    started = 0
+    for proc in again:
+        try:
+            _launch(proc)
+            started += 1
+        except Fail:
+            break
+    conn.send({"ok": True, "started": started})
+
+
+OPS.update({
+    "proc_start": op_proc_start, "proc_list": op_proc_list, "proc_get": op_proc_get,
+    "proc_logs": op_proc_logs, "proc_follow": op_proc_follow, "proc_write": op_proc_write,
+    "proc_signal": op_proc_signal, "proc_kill": op_proc_kill, "proc_wake": op_proc_wake,
+})
+
+
+# --- file watching -------------------------------------------------------------------------------
+# `watch` streams what happens under a path: {"type": "created"|"modified"|"deleted"|"moved",
+# "path", "is_dir"} (moved also has "from_path"), from inotify (through ctypes, loaded on first
+# use). The path resolves in the box's own mount namespace, like every path here, so nothing
+# outside the box's view can be watched. Bounded: events wait in the kernel's queue (its
+# max_queued_events) while the client reads slowly; when that overflows, or a recursive watch
+# would pass WATCH_MAX_DIRS directories, the client is told `{"type": "overflow"}` instead of
+# losing events silently. A run of writes to one file, with nothing else between, is told
+# once. A freeze ends the stream with {"type": "end"}.
+
+WATCH_MAX_DIRS = 8192
+IN_MODIFY, IN_ATTRIB, IN_CLOSE_WRITE = 0x2, 0x4, 0x8
+IN_MOVED_FROM, IN_MOVED_TO, IN_CREATE, IN_DELETE = 0x40, 0x80, 0x100, 0x200
+IN_DELETE_SELF, IN_MOVE_SELF = 0x400, 0x800
+IN_Q_OVERFLOW, IN_IGNORED, IN_ISDIR, IN_ONLYDIR = 0x4000, 0x8000, 0x40000000, 0x01000000
+IN_NONBLOCK, IN_CLOEXEC = 0o4000, 0o2000000
+WATCH_MASK = (IN_MODIFY | IN_CLOSE_WRITE | IN_MOVED_FROM | IN_MOVED_TO | IN_CREATE | IN_DELETE
+              | IN_DELETE_SELF | IN_MOVE_SELF)
+_libc: list[object] = []
+_watching = [0]  # open watches (a freeze waits a moment for them to say it ends them)
+
+
+class _Watch:
+    def __init__(self, root: str, recursive: bool) -> None:
+        import ctypes  # here, not at start: a box that never watches never pays for it
+
+        if not _libc:
+            _libc.append(ctypes.CDLL(None, use_errno=True))
+        self.ctypes = ctypes
+        self.libc: ctypes.CDLL = _libc[0]  # type: ignore[assignment]
+        self.root = root.rstrip("/") or "/"
+        self.recursive = recursive
+        self.fd = self.libc.inotify_init1(IN_NONBLOCK | IN_CLOEXEC)
+        if self.fd < 0:
+            errno = ctypes.get_errno()
+            raise Fail("busy" if errno in (24, 23) else "io_error",
+                       f"the box cannot watch more now ({os.strerror(errno)}); end other "
+                       "watches first")
+        self.paths: dict[int, str] = {}
+        self.overflowed = False
+        self.moves: dict[int, str] = {}
+        self.last: dict[str, object] | None = None  # the last event told
+
+    def add(self, path: str, must: bool = False) -> None:
+        if len(self.paths) >= WATCH_MAX_DIRS:
+            self.overflowed = True
+            return
+        mask = WATCH_MASK | (IN_ONLYDIR if path != self.root else 0)
+        wd = self.libc.inotify_add_watch(self.fd, os.fsencode(path), mask)
+        if wd < 0:
+            errno = self.ctypes.get_errno()
+            if must:
+                raise os_fail(OSError(errno, os.strerror(errno)), path)
+            if errno == 28:  # ENOSPC: the box's user has no inotify watch left
+                self.overflowed = True
+            return
+        self.paths[wd] = path
+
+    def add_tree(self, top: str, created: list[dict[str, object]] | None) -> None:
+        """Watch `top` and the directories below it (recursive watches); what already is in
+        a directory made a moment ago is told as created (it came before its watch)."""
+        stack = [top]
+        while stack:
+            current = stack.pop()
+            if current != self.root:  # the root has its watch already
+                self.add(current)
+            try:
+                entries = list(os.scandir(current))
+            except OSError:
+                continue
+            for entry in entries:
+                is_dir = entry.is_dir(follow_symlinks=False)
+                if created is not None:
+                    created.append({"type": "created", "path": entry.path, "is_dir": is_dir})
+                if is_dir:
+                    stack.append(entry.path)
+
+    def close(self) -> None:
+        _close_quietly(self.fd)
+
+    def events(self, data: bytes) -> list[dict[str, object]]:
+        out: list[dict[str, object]] = []
+        at = 0
+        while at + 16 <= len(data):
+            wd = int.from_bytes(data[at:at + 4], "little", signed=True)
+            mask = int.from_bytes(data[at + 4:at + 8], "little")
+            cookie = int.from_bytes(data[at + 8:at + 12], "little")
+            size = int.from_bytes(data[at + 12:at + 16], "little")
+            name = os.fsdecode(data[at + 16:at + 16 + size].rstrip(b"\0"))
+            at += 16 + size
+            self._event(out, wd, mask, cookie, name)
+        for path in self.moves.values():  # moved out of what is watched
+            out.append({"type": "deleted", "path": path, "is_dir": False})
+        self.moves = {}
+        if out:
+            self.last = out[-1]
+        return out
+
+    def _event(self, out: list[dict[str, object]], wd: int, mask: int, cookie: int,
+               name: str) -> None:
+        if mask & IN_Q_OVERFLOW:
+            out.append({"type": "overflow"})
+            return
+        base = self.paths.get(wd)
+        if base is None:
+            return
+        if mask & IN_IGNORED:
+            del self.paths[wd]
+            return
+        path = base + "/" + name if name else base
+        is_dir = bool(mask & IN_ISDIR)
+        if mask & (IN_DELETE_SELF | IN_MOVE_SELF):
+            if base == self.root:
+                out.append({"type": "deleted" if mask & IN_DELETE_SELF else "moved",
+                            "path": base, "is_dir": True, "end": True})
+            return
+        self._named(out, mask, cookie, path, is_dir)
+
+    def _named(self, out: list[dict[str, object]], mask: int, cookie: int, path: str,
+               is_dir: bool) -> None:
+        if mask & IN_CREATE:
+            out.append({"type": "created", "path": path, "is_dir": is_dir})
+            if is_dir and self.recursive:
+                self.add_tree(path, out)
+        elif mask & IN_DELETE:
+            out.append({"type": "deleted", "path": path, "is_dir": is_dir})
+        elif mask & IN_MOVED_FROM:
+            self.moves[cookie] = path
+        elif mask & IN_MOVED_TO:
+            origin = self.moves.pop(cookie, None)
+            out.append({"type": "moved", "path": path, "from_path": origin, "is_dir": is_dir}
+                       if origin is not None else {"type": "created", "path": path,
+                                                   "is_dir": is_dir})
+            if is_dir and self.recursive and origin is None:
+                self.add_tree(path, out)
+        elif mask & (IN_MODIFY | IN_CLOSE_WRITE):
+            event: dict[str, object] = {"type": "modified", "path": path, "is_dir": is_dir}
+            if (out[-1] if out else self.last) != event:  # a run of writes: told once
+                out.append(event)
+
+
+def op_watch(conn: Conn, req: dict[str, object]) -> None:
+    path = box_path(req.get("path") or HOME)
+    recursive = req.get("recursive") is True
+    try:
+        real = os.path.realpath(path)  # a link is followed, within the box's own view
+        st = os.stat(real)
+    except OSError as exc:
+        raise os_fail(exc, path) from None
+    watch = _Watch(real, recursive and (st.st_mode & 0o170000) == 0o040000)
+    with _running_lock:
+        _watching[0] += 1
+    try:
+        watch.add(watch.root, must=True)
+        if watch.recursive:
+            watch.add_tree(watch.root, None)
+        conn.send({"ok": True, "path": watch.root})
+        if watch.overflowed:
+            conn.send({"type": "overflow"})
+            watch.overflowed = False
+        poller = select.poll()
+        poller.register(watch.fd, select.POLLIN)
+        poller.register(conn.sock.fileno(), select.POLLRDHUP)
+        client = conn.sock.fileno()
+        while not _procs_stopping[0]:
+            ready = poller.poll(50)
+            if any(fd == client for fd, _ in ready):
+                return  # the client went away
+            if not ready:
+                continue
+            try:
+                data = os.read(watch.fd, 1 << 16)
+            except BlockingIOError:
+                continue
+            for event in watch.events(data):
+                ending = bool(event.pop("end", False))
+                conn.send(event)
+                if ending:
+                    conn.send({"type": "end", "reason": f"{watch.root} is gone"})
+                    return
+            if watch.overflowed:
+                conn.send({"type": "overflow"})
+                watch.overflowed = False
+        conn.send({"type": "end", "reason": "the box is freezing"})
+    finally:
+        with _running_lock:
+            _watching[0] -= 1
+        watch.close()
+
+
+OPS["watch"] = op_watch
 
 
 # --- the box's service (a long-running program on a socket the host created) ------------------

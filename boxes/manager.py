@@ -144,6 +144,7 @@ class BoxManager(BoxCatalog, BoxAccess):
         self._usage_thread = ThreadPoolExecutor(1, thread_name_prefix="usage")
         self.restores = Restores(config, self.backend, self.store, self.locks, self.registry,
                                  self.indexes, update=self._update, phase=self._phase)
+        self._process_starts: set[asyncio.Task[None]] = set()  # see _start_processes
 
     @classmethod
     async def open(cls, config: RuntimeConfig, redis: Redis, keys: BoxKeys,
@@ -175,6 +176,8 @@ class BoxManager(BoxCatalog, BoxAccess):
     async def close(self) -> None:
         """Stop the boxes this process runs. Their layers stay; a later wake resumes them."""
         await self.activity.stop()
+        for task in list(self._process_starts):
+            task.cancel()
         await self.restores.drain()  # finished first, so that their layers are kept
         for box in await self.registry.all():
             if box.host != self.host:
@@ -695,8 +698,27 @@ class BoxManager(BoxCatalog, BoxAccess):
             last_active_at=time.time(), wakes=box.wakes + 1)
         if pending is not None:
             self.restores.finish_later(box.id, pending)
+        self._start_processes(box.id)
         self._timed("wake", started)
         return box
+
+    def _start_processes(self, box_id: str) -> None:
+        """Have the box's daemon start again the background processes its freeze ended
+        (restart "on-wake" or "on-failure"), once its files are all there: not on the wake's
+        path, which it would slow."""
+        async def start() -> None:
+            try:
+                await self.restores.wait(box_id)
+                started = await DaemonClient(self.backend.socket_path(box_id)).proc_wake()
+                if started:
+                    log.info("box %s: %d background processes started again", box_id, started)
+            except (BoxError, OSError) as exc:
+                log.warning("box %s: its background processes were not started again: %s",
+                            box_id, exc)
+
+        task = asyncio.create_task(start())
+        self._process_starts.add(task)
+        task.add_done_callback(self._process_starts.discard)
 
     async def _taking(self, box: BoxRecord) -> int:
         if self.durability is None:

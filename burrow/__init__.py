@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from burrow._async.git import AsyncGit
     from burrow._async.knowledge import AsyncKnowledge
     from burrow._async.memory import AsyncMemories
+    from burrow._async.processes import AsyncProcesses
     from burrow._async.tenant import AsyncTenant, AsyncTenantAgent
     from burrow._errors import (
         AuthenticationError,
@@ -37,9 +38,15 @@ if TYPE_CHECKING:
         ExecChunk,
         ExecResult,
         FileEntry,
+        FileEvent,
         GitChange,
         GitStatus,
         Insight,
+        Process,
+        ProcessChunk,
+        ProcessLogPiece,
+        ProcessLogs,
+        PublicUrl,
         Run,
         RunChunk,
         RunUsage,
@@ -53,6 +60,7 @@ if TYPE_CHECKING:
     from burrow._sync.git import Git
     from burrow._sync.knowledge import Knowledge
     from burrow._sync.memory import Memories
+    from burrow._sync.processes import Processes
     from burrow._sync.tenant import Tenant, TenantAgent
 
 _WHERE: dict[str, str] = {
@@ -60,6 +68,12 @@ _WHERE: dict[str, str] = {
     "AgentAnswer": "burrow._models",
     "AsyncKnowledge": "burrow._async.knowledge",
     "AsyncMemories": "burrow._async.memory",
+    "AsyncProcesses": "burrow._async.processes",
+    "Process": "burrow._models",
+    "ProcessChunk": "burrow._models",
+    "ProcessLogPiece": "burrow._models",
+    "ProcessLogs": "burrow._models",
+    "Processes": "burrow._sync.processes",
     "Memories": "burrow._sync.memory",
     "AsyncTenant": "burrow._async.tenant",
     "AsyncTenantAgent": "burrow._async.tenant",
@@ -87,6 +101,7 @@ _WHERE: dict[str, str] = {
     "ExecChunk": "burrow._models",
     "ExecResult": "burrow._models",
     "FileEntry": "burrow._models",
+    "FileEvent": "burrow._models",
     "Files": "burrow._sync.files",
     "Git": "burrow._sync.git",
     "GitChange": "burrow._models",
@@ -95,6 +110,7 @@ _WHERE: dict[str, str] = {
     "InvalidRequestError": "burrow._errors",
     "NotFoundError": "burrow._errors",
     "PermissionDeniedError": "burrow._errors",
+    "PublicUrl": "burrow._models",
     "RateLimitError": "burrow._errors",
     "Run": "burrow._models",
     "RunChunk": "burrow._models",
@@ -133,6 +149,7 @@ __all__ = [
     "AsyncGit",
     "AsyncKnowledge",
     "AsyncMemories",
+    "AsyncProcesses",
     "AsyncRunStream",
     "AsyncTenant",
     "AsyncTenantAgent",
@@ -147,6 +164,7 @@ __all__ = [
     "ExecChunk",
     "ExecResult",
     "FileEntry",
+    "FileEvent",
     "Files",
     "Git",
     "GitChange",
@@ -158,6 +176,12 @@ __all__ = [
     "Memories",
     "NotFoundError",
     "PermissionDeniedError",
+    "Process",
+    "ProcessChunk",
+    "ProcessLogPiece",
+    "ProcessLogs",
+    "Processes",
+    "PublicUrl",
     "RateLimitError",
     "Run",
     "RunChunk",

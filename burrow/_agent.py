@@ -17,8 +17,8 @@ def _is_model(schema: Schema) -> bool:
 
 
 def run_body(prompt: str, response_schema: Schema, timeout_s: float | None,
-             max_turns: int | None, model: str | None,
-             harness: Agent | str | None) -> dict[str, Any]:
+             max_turns: int | None, model: str | None, harness: Agent | str | None,
+             mcp_servers: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
     if isinstance(response_schema, type):
         if not issubclass(response_schema, BaseModel):
             raise TypeError("response_schema must be a pydantic model class or a JSON schema "
@@ -28,7 +28,8 @@ def run_body(prompt: str, response_schema: Schema, timeout_s: float | None,
         schema = response_schema
     body: dict[str, Any] = {"prompt": prompt, "response_schema": schema,
                             "timeout_s": timeout_s, "max_turns": max_turns, "model": model,
-                            "harness": harness.value if isinstance(harness, Agent) else harness}
+                            "harness": harness.value if isinstance(harness, Agent) else harness,
+                            "mcp_servers": mcp_servers}
     return {k: v for k, v in body.items() if v is not None or k == "prompt"}
 
 

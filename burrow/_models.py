@@ -24,9 +24,24 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
 
+class McpServer(_Model):
+    """An MCP server of a box's agent runs: a `command` (with `args`, `env`, `cwd`) the run
+    starts inside the box, or a `url` (with `headers`) the box reaches through its own
+    network. A box's listing shows env and header values as ***."""
+
+    command: str | None = None
+    args: list[str] = Field(default_factory=list)
+    env: dict[str, str] = Field(default_factory=dict)
+    cwd: str | None = None
+    url: str | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    timeout_s: float | None = None
+
+
 class AgentConfig(_Model):
     harness: str = Agent.BURROW.value
     model: str
+    mcp_servers: dict[str, McpServer] = Field(default_factory=dict)
 
 
 class BoxInfo(_Model):
@@ -88,6 +103,25 @@ class Snapshot(_Model):
     created_at: float
     files: int = 0
     logical_bytes: int = 0
+
+
+class PublicUrl(_Model):
+    """A preview URL of one of a box's ports (box.get_public_url()). `token` (bearer) and a
+    made `password` (basic) are shown only when the port is opened."""
+
+    port: int
+    url: str
+    auth: Literal["bearer", "basic", "public"]
+    created_at: float = 0.0
+    token: str | None = None
+    username: str | None = None
+    password: str | None = None
+
+    @property
+    def browser_url(self) -> str:
+        """The URL with its token, to open once in a browser (which then keeps a cookie and
+        drops the token from the address)."""
+        return f"{self.url}?token={self.token}" if self.token else self.url
 
 
 class GitChange(_Model):
@@ -180,3 +214,73 @@ class Insight(_Model):
     unhelpful: int = 0
     updated_at: float | None = None
     visible: bool = True
+
+
+# --- background processes --------------------------------------------------------------------
+
+ProcessState = Literal["starting", "running", "restarting", "exited", "failed", "stopped"]
+
+
+class Process(_Model):
+    """A background process in a box. `id` stays the same across its restarts; `pid` (as the
+    box's processes see it) is its current run's, None when it is not running. `state` is
+    starting, running, restarting (waiting out its back-off), exited, failed (could not start)
+    or stopped (ended by a freeze)."""
+
+    id: str
+    pid: int | None = None
+    command: str | list[str]
+    cwd: str = "/workspace"
+    restart: Literal["never", "on-wake", "on-failure"] = "never"
+    stdin: bool = False
+    state: ProcessState | str
+    exit_code: int | None = None
+    started_at: float | None = None
+    ended_at: float | None = None
+    restarts: int = 0
+    error: str | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.state in ("starting", "running", "restarting")
+
+
+class ProcessLogPiece(_Model):
+    """Output of one stream from byte `offset` (later than asked when older output was
+    dropped: a box keeps the last 1-2 MiB of each stream); ask from `next_offset` for more."""
+
+    data: str
+    offset: int
+    next_offset: int
+
+
+class ProcessLogs(_Model):
+    process: Process
+    stdout: ProcessLogPiece
+    stderr: ProcessLogPiece
+
+
+class ProcessChunk(_Model):
+    """One line of a followed log: output (`data` at byte `offset` of its stream), then, last,
+    `exit` (with `state` and `exit_code`) or `error` (the box stopped answering: `message`)."""
+
+    type: Literal["stdout", "stderr", "exit", "error"] | str
+    data: str = ""
+    offset: int | None = None
+    state: ProcessState | str | None = None
+    exit_code: int | None = None
+    message: str | None = None
+
+
+# --- file watching ---------------------------------------------------------------------------
+
+class FileEvent(_Model):
+    """What happened to a file in a box: `type` created, modified, deleted or moved (with
+    `from_path`, the old path) at `path`; `overflow` (events were lost: list the files again); or,
+    last, `end` with a `reason` (the path is gone, or the box is freezing)."""
+
+    type: Literal["created", "modified", "deleted", "moved", "overflow", "end"] | str
+    path: str | None = None
+    from_path: str | None = None
+    is_dir: bool | None = None
+    reason: str | None = None

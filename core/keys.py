@@ -101,6 +101,16 @@ class Keys:
         (core/transport.py)."""
         return f"{self.prefix}:nonce:{nonce}"
 
+    # --- preview URLs of boxes' ports (core/previews.py) -----------------------------------
+
+    def box_ports(self, box_id: str) -> str:
+        """A box's open ports, each with its auth and hashed secret (hash: port -> JSON)."""
+        return f"{self.prefix}:ports:box:{box_id}"
+
+    def owner_ports(self, owner: str) -> str:
+        """The boxes of an owner that have open ports (set), for the owner's deletion."""
+        return f"{self.prefix}:ports:owner:{owner}"
+
     # --- tenants (core/tenants.py) -----------------------------------------------------------
 
     def tenant(self, tenant: str) -> str:
@@ -244,6 +254,25 @@ class Keys:
     def sweep_last(self) -> str:
         """What the last sweep did (JSON)."""
         return f"{self.prefix}:sweep:last"
+
+    # --- the operator's history (core/history.py) --------------------------------------------
+
+    def history_wakes(self, minute: int) -> str:
+        """Wakes that ended in one minute (counter with a TTL; minute: Unix time // 60)."""
+        return f"{self.prefix}:history:wakes:{minute}"
+
+    def history_wake_ms(self, minute: int) -> str:
+        """A uniform sample of one minute's wake durations, in ms (list with a TTL)."""
+        return f"{self.prefix}:history:wake-ms:{minute}"
+
+    def history_samples(self) -> str:
+        """Boxes per state, queue depth and backlog, one sample a minute scored by its minute
+        (sorted set, cut to the window at each write)."""
+        return f"{self.prefix}:history:samples"
+
+    def history_claim(self, minute: int) -> str:
+        """The worker that takes one minute's sample (flag with a TTL)."""
+        return f"{self.prefix}:history:claim:{minute}"
 
     # --- the job queue (arq) -----------------------------------------------------------------
 

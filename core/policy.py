@@ -27,7 +27,8 @@ TENANT_FIELDS = ("pause_after_s", "freeze_after_s", "archive_after_s", "keep_ali
                  "max_boxes_per_tenant", "max_tenant_disk_mb", "tenant_keep_alive",
                  "tenant_token_budget", "model_allowlist", "agent_model",
                  "max_snapshots_per_tenant", "max_tenant_exec_output_mb",
-                 "contribute_min_age_s", "contribute_min_turns", *RELAY_FIELDS)
+                 "contribute_min_age_s", "contribute_min_turns", "allow_public_ports",
+                 *RELAY_FIELDS)
 LIST_FIELDS = ("egress_allow", "egress_deny", "model_allowlist", *RELAY_FIELDS)
 HISTORY_LIMIT = 200
 
@@ -105,6 +106,10 @@ class Policy:
     # own agent learns from the first turn either way. None or 0: no requirement.
     contribute_min_age_s: float | None = 86400
     contribute_min_turns: int | None = 20
+    # Whether a tenant may open a port of its boxes with auth "public" (a preview URL anyone
+    # can open, without a token); off, public ports of its boxes answer 403 until opened
+    # again with a token or a password. Operators are not bound by it.
+    allow_public_ports: bool = True
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Policy:
@@ -189,7 +194,7 @@ class Policy:
         if cpus is not None and (isinstance(cpus, bool) or not isinstance(cpus, int | float)
                                  or not 0.05 <= cpus <= 1024):
             raise PolicyError("max_box_cpus must be between 0.05 and 1024, or null for no limit")
-        for name in ("tenant_keep_alive",):
+        for name in ("tenant_keep_alive", "allow_public_ports"):
             if not isinstance(getattr(self, name), bool):
                 raise PolicyError(f"{name} must be true or false")
         period = self.token_budget_period_s

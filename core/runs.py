@@ -18,7 +18,14 @@ from typing import Any
 from redis.asyncio import Redis
 
 from boxes import BoxRecord, ExecRequest
-from core.agents import AgentConfig, RunCreate, RunPublic, RunUsage
+from core.agents import (
+    AgentConfig,
+    McpServer,
+    RunCreate,
+    RunPublic,
+    RunUsage,
+    merged_mcp_servers,
+)
 from core.errors import ApiError
 from core.inbox import CLI_RUN_COMMAND
 from core.keys import Keys
@@ -150,7 +157,8 @@ class AgentRuns:
                 pipe.expire(key, KEEP_S)
             await pipe.execute()
 
-    async def _prepare(self, box: BoxRecord, body: RunCreate) -> RunPublic:
+    async def _prepare(self, box: BoxRecord,
+                       body: RunCreate) -> tuple[RunPublic, dict[str, McpServer]]:
         configured = AgentConfig.stored(box.meta.get("agent"))
         model = body.model or (configured.model if configured else None)
         harness = body.harness or (configured.harness if configured else "burrow")
@@ -165,21 +173,32 @@ class AgentRuns:
                            "then restarts it; or use harness 'burrow'")
         if self.check_model is not None:
             self.check_model(model)
-        return RunPublic(id="run_" + secrets.token_hex(8), box_id=box.id, status="running",
-                         model=model, harness=harness, created_at=time.time())
+        try:
+            servers = merged_mcp_servers(configured.mcp_servers if configured else {},
+                                         body.mcp_servers)
+        except ValueError as exc:
+            raise ApiError(422, "invalid_request", f"mcp_servers: the box's and the run's "
+                                                   f"together: {exc}") from None
+        run = RunPublic(id="run_" + secrets.token_hex(8), box_id=box.id, status="running",
+                        model=model, harness=harness, created_at=time.time())
+        return run, servers
 
     async def start(self, box: BoxRecord, body: RunCreate) -> AsyncGenerator[dict[str, Any], None]:
         """Check the run can start (raising ApiError if not), then return its chunks: start,
         text / tool_call / tool_result as they happen, and finish with the Run last."""
-        run = await self._prepare(box, body)
+        run, servers = await self._prepare(box, body)
         await self._save(run, new=True)
-        return self._events(run, body)
+        return self._events(run, body, servers)
 
-    async def _events(self, run: RunPublic,
-                      body: RunCreate) -> AsyncGenerator[dict[str, Any], None]:
+    async def _events(self, run: RunPublic, body: RunCreate,
+                      servers: dict[str, McpServer]) -> AsyncGenerator[dict[str, Any], None]:
         timeout_s = body.timeout_s or DEFAULT_TIMEOUT_S
+        # The MCP servers go to the harness in the box, which starts the commands there and
+        # reaches the URLs through the box's own network: the host never connects to them.
         job = {"prompt": body.prompt, "model": run.model, "response_schema": body.response_schema,
-               "max_turns": body.max_turns, "timeout_s": timeout_s}
+               "max_turns": body.max_turns, "timeout_s": timeout_s,
+               "mcp_servers": {name: server.model_dump(exclude_defaults=True)
+                               for name, server in servers.items()}}
         external = run.harness in EXTERNAL
         if external:
             job.update(harness=run.harness, trim=body.trim)

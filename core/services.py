@@ -36,6 +36,7 @@ from boxes.servicehttp import ServiceClient
 from core import quotas
 from core.authz import Authenticator
 from core.episodes import PairEpisodes
+from core.history import History
 from core.hosts import host_lease
 from core.inbox import DEFAULT_AGENT_COMMAND, GIT_RELAY_PORT, HARNESS_COMMAND, image_extras
 from core.insights import Insights
@@ -149,6 +150,7 @@ class Core:
     runs: AgentRuns
     vectors: PairVectors
     stats: Collector
+    history: History  # the last hours, for the operator's charts
     service_client: ServiceClient  # the one client of boxes' service sockets
     local_models: LocalModels | None = None
     lease: HostLease | None = None  # this process as a box host of a cluster (burrow host)
@@ -223,6 +225,9 @@ class Core:
                                     durable=host or remote)
         if isinstance(manager, BoxManager) and host:
             manager.durability = HeldInSnapshots(observations, HOME_LABEL)
+        history = History(redis, keys)
+        if isinstance(manager, BoxManager):  # wakes are recorded where they happen
+            manager.on_transition = history.transition
         queue = await create_pool(RedisSettings.from_dsn(settings.redis_url),
                                   default_queue_name=keys.queue())
         tenants = Tenants(redis, manager, kb, observations, policies,
@@ -243,7 +248,7 @@ class Core:
             vectors=vectors,
             stats=Collector(redis, keys, manager, tenants, observations, kb, budgets,
                             settings.sweep_interval_s),
-            service_client=client, local_models=local_models, lease=lease)
+            history=history, service_client=client, local_models=local_models, lease=lease)
         core._warm(off_loop(embedder.embed, ["warm up"]))
         if parses is not None and runs_boxes:  # a process that delivers: its first batch
             core._warm(off_loop(parses.parser.parse, ["I warm up."]))
@@ -295,6 +300,7 @@ class Core:
         self.closed = True
         await asyncio.to_thread(self.store.close)
         await self.queue.aclose()
+        await self.history.drain()
         await self.redis.aclose()
 
     async def _replay_spool(self) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -22,6 +23,9 @@ from models.providers import PROVIDERS
 _PLACEHOLDERS = {"changeme", "change-me", "secret", "password", "operator", "admin", "test",
                  "example", "xxx", "todo"}
 MIN_KEY_LENGTH = 24
+_DOMAIN = re.compile(r"^(?=.{1,200}$)[a-z0-9]([a-z0-9-]*[a-z0-9])?"
+                     r"(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+$")
+_ORIGIN = re.compile(r"^https?://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:\d{1,5})?/?$")
 
 
 def _env(name: str) -> AliasChoices:
@@ -245,6 +249,56 @@ class Settings(BaseSettings):
     # 0: never. Read by `burrow host`.
     checkpoint_s: float = Field(60.0, ge=0, le=86400,
                                 validation_alias=_env("BURROW_CHECKPOINT_S"))
+
+    # --- preview URLs of boxes' ports (core/previews.py, gateway/preview.py; docs/previews.md)
+    # Where the gateway serves previews (address:port), an origin of their own, never the
+    # API's or the dashboard's; "off": no previews. Unset: `burrow serve` and `burrow gateway`
+    # listen on their --host at their --port + 20 (8440); an app built otherwise serves none.
+    preview_listen: str | None = Field(None, validation_alias=_env("BURROW_PREVIEW_LISTEN"))
+    # Host-based previews, {port}-{box}.{domain} (a wildcard DNS name to the preview listener);
+    # unset: path-based ones, {preview url}/{box}/{port}/.
+    preview_domain: str | None = Field(None, validation_alias=_env("BURROW_PREVIEW_DOMAIN"))
+    # The preview origin as browsers reach it (scheme://host[:port]): its scheme says whether
+    # preview cookies are Secure (https). Unset: http:// and the listen address (in domain
+    # mode the domain and the listen port).
+    preview_url: str | None = Field(None, validation_alias=_env("BURROW_PREVIEW_URL"))
+    # How long a preview request waits for the box's port to listen (a dev server starting
+    # again after a wake) before it answers 502.
+    preview_wait_s: float = Field(10.0, ge=0, le=60, validation_alias=_env("BURROW_PREVIEW_WAIT_S"))
+    # Connections open at once to the preview listener, in all and per box.
+    preview_max_connections: int = Field(
+        2048, ge=1, validation_alias=_env("BURROW_PREVIEW_MAX_CONNECTIONS"))
+    preview_max_connections_per_box: int = Field(
+        128, ge=1, validation_alias=_env("BURROW_PREVIEW_MAX_CONNECTIONS_PER_BOX"))
+
+    @field_validator("preview_listen")
+    @classmethod
+    def _preview_listen(cls, value: str | None) -> str | None:
+        if value is None or value == "off":
+            return value
+        try:
+            parse_listen(value)
+        except ValueError as exc:
+            raise ValueError(str(exc).replace("BURROW_HOST_LISTEN", "BURROW_PREVIEW_LISTEN")
+                             + ', or "off"') from None
+        return value
+
+    @field_validator("preview_domain")
+    @classmethod
+    def _preview_domain(cls, value: str | None) -> str | None:
+        if value and not _DOMAIN.match(value):
+            raise ValueError(f"BURROW_PREVIEW_DOMAIN {value!r}: use a DNS name in lowercase, "
+                             "such as preview.example.com (its wildcard *.preview.example.com "
+                             "pointing at the preview listener)")
+        return value or None
+
+    @field_validator("preview_url")
+    @classmethod
+    def _preview_url(cls, value: str | None) -> str | None:
+        if value and not _ORIGIN.match(value):
+            raise ValueError(f"BURROW_PREVIEW_URL {value!r}: use scheme://host[:port] with "
+                             "http or https and no path, such as https://preview.example.com")
+        return value.rstrip("/") if value else None
 
     @field_validator("store_url")
     @classmethod

@@ -12,7 +12,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from boxes import BoxState
+from boxes import BoxRecord, BoxState
 from core.keys import Keys
 from core.observations import Observations
 from core.pipeline import STANDING_REASONS
@@ -22,6 +22,7 @@ from knowledge.base import KnowledgeBase
 from models.budgets import ModelBudgets
 
 WARM = (BoxState.RUNNING, BoxState.PAUSED)
+STATES = tuple(s.value for s in BoxState if s != BoxState.DELETED)  # the states counted
 
 
 @dataclass
@@ -61,14 +62,24 @@ class Collector:
         self.budgets = budgets
         self.sweep_interval_s = sweep_interval_s
 
+    async def queue_depth(self) -> int:
+        """Jobs due now in the worker's queue: a retry the worker scheduled for later is not
+        waiting yet."""
+        depth: int = await self.redis.zcount(self.keys.queue(), "-inf", int(time.time() * 1000))
+        return depth
+
+    async def sample(self) -> tuple[dict[str, int], int, int]:
+        """What the history samples each minute (core/history.py), cheaply: boxes per state,
+        the queue's depth, the observation backlog."""
+        boxes = [b for b in await self.manager.list() if b.state != BoxState.DELETED]
+        return _by_state(boxes), await self.queue_depth(), await self.observations.backlog_size()
+
     async def collect(self) -> Stats:
         """One collection: boxes (their usage read in a thread), storage, queues, knowledge,
         the last sweep, model usage."""
         manager = self.manager
         boxes = [b for b in await manager.list() if b.state != BoxState.DELETED]
-        by_state = dict.fromkeys((s.value for s in BoxState if s != BoxState.DELETED), 0)
-        for box in boxes:
-            by_state[box.state.value] += 1
+        by_state = _by_state(boxes)
         measured = [b for b in boxes if b.state in WARM
                     or (b.layer_local and b.state != BoxState.ARCHIVED)]
         usages = await manager.usages(measured)
@@ -85,9 +96,7 @@ class Collector:
             warm_memory_bytes=warm_memory,
             storage={"local_layer_bytes": local_layers, "logical_bytes": store.logical_bytes,
                      "stored_bytes": store.stored_bytes, "snapshots": store.snapshots},
-            # due now: a retry the worker scheduled for later is not waiting yet
-            observations={"queue_depth": await self.redis.zcount(
-                              self.keys.queue(), "-inf", int(time.time() * 1000)),
+            observations={"queue_depth": await self.queue_depth(),
                           "backlog": await observations.backlog_size(),
                           "dropped": await observations.dropped_total()},
             knowledge={"insights": await self.kb.size(),
@@ -99,3 +108,10 @@ class Collector:
                                     ("paused", "frozen", "archived", "failed")}},
             models=await self.budgets.totals(),
         )
+
+
+def _by_state(boxes: list[BoxRecord]) -> dict[str, int]:
+    by_state = dict.fromkeys(STATES, 0)
+    for box in boxes:
+        by_state[box.state.value] += 1
+    return by_state

@@ -17,6 +17,7 @@ from starlette.types import Message, Receive, Scope, Send
 import core
 from core import logs
 from core.authz import Principal
+from core.history import chained
 from core.services import Core
 from core.settings import Settings
 from core.transport import Watched
@@ -25,6 +26,7 @@ from gateway.frontdoor import FrontDoor, FrontLimits
 from gateway.hostguard import answer
 from gateway.hostserver import HostSocket
 from gateway.metrics import Metrics
+from gateway.preview import preview_listener
 from gateway.routes import (
     agent,
     boxes,
@@ -36,6 +38,8 @@ from gateway.routes import (
     memories,
     observations,
     operator,
+    ports,
+    processes,
     runs,
     tenants,
 )
@@ -59,16 +63,21 @@ def create_app(settings: Settings | None = None,
     @contextlib.asynccontextmanager
     async def lifespan(app: BurrowApp) -> AsyncIterator[None]:
         opened = await core.open(settings, local_models=local_models, remote=remote)
-        opened.manager.on_transition = app.metrics.transition
+        # this process's metrics, after the history's record of the wakes it runs (core)
+        opened.manager.on_transition = chained(opened.manager.on_transition,
+                                               app.metrics.transition)
         opened.manager.on_phase = app.metrics.phase
         host = None if remote else await HostSocket.serve(opened)
         worker = Running.start(opened) if settings.run_worker else None
         app.state.core = opened  # the only thing on the app's state
+        previews = await preview_listener(opened)
         try:
             if on_ready is not None:
                 await on_ready(app)
             yield
         finally:
+            if previews is not None:  # no visitor reaches a box from here on
+                await previews.aclose()
             if worker is not None:  # first: its loop ends between two polls, not inside one
                 await worker.stop()
             await opened.aclose()  # its boxes freeze while their host socket still answers
@@ -85,9 +94,10 @@ def create_app(settings: Settings | None = None,
 
     app.door = FrontDoor(app.route, identify, FrontLimits.of(settings))
     errors.install(app)
-    for module in (health, tenants, boxes, exec, files, agent, memories, observations, runs,
-                   knowledge, operator, dashboard):
+    for module in (health, tenants, boxes, exec, files, ports, agent, memories, observations,
+                   runs, knowledge, operator, dashboard):
         app.include_router(module.router)
+    app.include_router(processes.router)
     return app
 
 

@@ -8,10 +8,11 @@ For every connection and request on the public port, in order:
    of at most `max_header_bytes`, complete within `header_timeout_s` of their first byte
    (431, 408).
 2. Routes are told apart by method and path (`FrontDoor.route`). Health probes, the API docs
-   and the dashboard's page and sign-in need no key; every other route needs a key or a
-   dashboard session, checked from the headers alone: missing or invalid is a 401 and the
-   connection is closed, its body unread. At most `max_unauthenticated` requests are being
-   checked, or served without a key, at once (503 beyond; health probes are never refused).
+   and the dashboard's page, sign-in and static files (scripts and styles: no data) need no
+   key; every other route needs a key or a dashboard session, checked from the headers alone:
+   missing or invalid is a 401 and the connection is closed, its body unread. At most
+   `max_unauthenticated` requests are being checked, or served without a key, at once (503
+   beyond; health probes are never refused).
 3. A tenant (its key, or its boxes' tokens) has at most `tenant_max_concurrent` requests open
    at once (429 and Retry-After beyond); the operator is not bound.
 4. A body is at most its route's limit: `max_body_bytes` for file uploads, exec (its stdin),
@@ -51,6 +52,8 @@ log = logging.getLogger("burrow.gateway")
 PROBES = frozenset({"/healthz", "/readyz"})
 OPEN = PROBES | {"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc", "/dashboard",
                  "/dashboard/login", "/dashboard/logout"}
+# The dashboard's static files, which a <script src> fetches without the session's header.
+DASHBOARD_ASSETS = "/dashboard/assets/"
 # The largest body a route without a key takes: the dashboard's sign-in form (a key of at most
 # 4096 characters) is the only one that has one.
 OPEN_BODY_BYTES = 16 * 1024
@@ -144,6 +147,8 @@ class FrontDoor:
     def route(self, method: str, path: str) -> Route:
         if path in OPEN:
             return self._probe if path in PROBES else self._open
+        if method == "GET" and path.startswith(DASHBOARD_ASSETS):
+            return self._open
         if method == "PUT" and _UPLOAD.match(path):
             return self._upload
         if method == "POST" and (_EXEC.match(path) or _OBSERVATIONS.match(path)):

@@ -147,7 +147,7 @@ class HostAPI:
             writer.write(channel.failure(BoxError(
                 f"box host {self.lease.host_id} no longer holds its lease")))
             return
-        if opening.op in ("daemon", "service"):
+        if opening.op in ("daemon", "port", "service"):
             self._spliced.add(writer)
             try:
                 await self._splice(opening, reader, writer)
@@ -193,7 +193,7 @@ class HostAPI:
             box = await self.manager.get(box_id)
             if box.host != self.manager.host:
                 raise BoxError(f"box {box_id} is not on box host {self.manager.host}")
-            if opening.op == "daemon":
+            if opening.op in ("daemon", "port"):
                 path = await self.manager.daemon_path(box_id)
             else:
                 await self.manager.ensure_running(box_id)
@@ -210,6 +210,8 @@ class HostAPI:
             await writer.drain()
             return
         writer.write(channel.answer(None))
+        # A daemon call is the box's activity while it lasts; a port's connection (a preview,
+        # `port`: the daemon's protocol too) is not: the gateway counts its visitor's requests.
         in_flight = (self.manager.activity.in_flight(box_id) if opening.op == "daemon"
                      else contextlib.nullcontext())
         with in_flight:

@@ -23,6 +23,7 @@ from pydantic import (
 
 from boxes import BoxRecord, BoxUsage, FileEntry, SnapshotRecord
 from core.agents import AgentConfig as AgentConfig
+from core.agents import McpServer as McpServer
 from core.agents import ModelName as ModelName
 from core.agents import RunCreate as RunCreate
 from core.agents import RunPublic as RunPublic
@@ -97,6 +98,9 @@ class TenantPolicy(Strict):
     contribute_min_turns: int | None = Field(
         None, description="turns the gateway recorded for a tenant before what its agent "
                           "proposes counts in the shared knowledge base (default 20; 0: none)")
+    allow_public_ports: bool | None = Field(
+        None, description="whether the tenant may open a port with auth \"public\" (a preview "
+                          "URL without a token); off, its public ports answer 403 (default on)")
 
 
 class PolicyIn(TenantPolicy):
@@ -164,6 +168,7 @@ class PolicyValues(BaseModel):
     relay_allow_betas: list[str] = Field(default_factory=list)
     contribute_min_age_s: float | None
     contribute_min_turns: int | None
+    allow_public_ports: bool = True
 
 
 class PolicyOut(BaseModel):
@@ -200,6 +205,38 @@ class StatsOut(BaseModel):
     models: dict[str, int] = Field(
         default_factory=dict, description="model usage from boxes over all tenants: "
                                           "<provider>:calls, :input_tokens, :output_tokens")
+
+
+# --- the operator's history (the dashboard's charts: core/history.py) ------------------------
+# Columns, one list per series, as chart libraries take them: index i of each list is one
+# point in time.
+
+class WakeHistory(BaseModel):
+    minute: list[int] = Field(description="each minute of the window, oldest first: its start "
+                                          "(epoch s); the last is the current minute, so far")
+    count: list[int] = Field(description="wakes that ended in the minute (exact)")
+    p50_ms: list[float | None] = Field(description="their median duration, ms (null: none)")
+    p99_ms: list[float | None] = Field(
+        description="their 99th percentile, ms (null: none); exact while the minute had at "
+                    "most sample_size wakes, else of a uniform sample of sample_size")
+    sampled: list[int] = Field(description="durations the percentiles are of")
+
+
+class SampleHistory(BaseModel):
+    at: list[float] = Field(description="when each sample was taken (epoch s), oldest first; "
+                                        "one a minute while a worker runs")
+    boxes: dict[str, list[int]] = Field(description="state -> boxes in it at each sample")
+    queue_depth: list[int] = Field(description="jobs due in the worker's queue")
+    backlog: list[int] = Field(description="observed pairs waiting for their tenant's agent")
+
+
+class StatsHistoryOut(BaseModel):
+    now: float = Field(description="server time (epoch s)")
+    hours: int = Field(description="the window asked for")
+    kept_hours: int = Field(description="how far back history is kept")
+    sample_size: int = Field(description="wake durations kept per minute for the percentiles")
+    wakes: WakeHistory
+    samples: SampleHistory
 
 
 class TenantCreate(Strict):
@@ -314,7 +351,11 @@ class BoxPublic(BaseModel):
                    created_at=box.created_at, last_active_at=box.last_active_at,
                    idle_s=round(max(0.0, time.time() - box.last_active_at), 3),
                    memory_bytes=usage.memory_bytes, disk_bytes=usage.disk_bytes,
-                   reason=box.reason, agent=AgentConfig.stored(box.meta.get("agent")))
+                   reason=box.reason, agent=_shown(AgentConfig.stored(box.meta.get("agent"))))
+
+
+def _shown(agent: AgentConfig | None) -> AgentConfig | None:
+    return agent.shown() if agent is not None else None
 
 
 class ExecIn(Strict):
@@ -738,3 +779,126 @@ class RunChunk(RootModel[Annotated[RunStartChunk | RunTextChunk | RunToolCallChu
                                     | RunToolResultChunk | RunFinishChunk,
                                     Field(discriminator="type")]]):
     """One line of a streamed run."""
+
+
+# --- preview URLs of a box's ports ---------------------------------------------------------
+
+class PortCreate(Strict):
+    port: int = Field(ge=1, le=65535, description="the TCP port a program in the box listens "
+                                                  "on (127.0.0.1 or 0.0.0.0)")
+    auth: Literal["bearer", "basic", "public"] = Field(
+        "bearer", description="bearer: a token (?token= once in a browser, then a cookie; or "
+                              "Authorization: Bearer); basic: a user name and password; "
+                              "public: anyone with the URL (the operator's policy may forbid "
+                              "it: allow_public_ports)")
+    username: str | None = Field(None, max_length=64,
+                                 description="basic: the user name (default burrow)")
+    password: str | None = Field(None, min_length=8, max_length=256,
+                                 description="basic: the password (default: one is made and "
+                                             "shown once)")
+
+
+class PortPublic(BaseModel):
+    port: int
+    url: str = Field(description="the preview's address (an origin of its own, never the API's)")
+    auth: Literal["bearer", "basic", "public"]
+    created_at: float
+    token: str | None = Field(None, description="bearer: the port's token, shown only when "
+                                                "the port is opened")
+    username: str | None = Field(None, description="basic: the user name")
+    password: str | None = Field(None, description="basic: the password Burrow made, shown "
+                                                   "only when the port is opened")
+
+
+# --- background processes --------------------------------------------------------------------
+
+ProcessRestart = Literal["never", "on-wake", "on-failure"]
+ProcessState = Literal["starting", "running", "restarting", "exited", "failed", "stopped"]
+ProcessSignal = Literal["HUP", "INT", "QUIT", "KILL", "USR1", "USR2", "TERM", "CONT", "STOP"]
+
+
+class ProcessCreate(Strict):
+    command: str | list[str] = Field(description="a shell command (run by sh -c) or an argv")
+    cwd: str | None = Field(None, max_length=4096)
+    env: dict[str, str] | None = None
+    stdin: bool = Field(False, description="keep stdin open for POST …/stdin (else /dev/null)")
+    restart: ProcessRestart = Field(
+        "never", description="on-wake: started again when the box wakes from a freeze; "
+                             "on-failure: also started again when it exits non-zero (1 s back-off, "
+                             "doubling up to 60 s), unless it ended by a signal you sent")
+
+
+class ProcessPublic(BaseModel):
+    """A background process. `id` stays the same across restarts; `pid` (as the box's own
+    processes see it) is the current run's, null when it is not running."""
+    id: str
+    pid: int | None
+    command: str | list[str]
+    cwd: str
+    restart: ProcessRestart
+    stdin: bool
+    state: ProcessState = Field(description="starting running restarting (waiting out its "
+                                            "back-off) exited failed (could not start) stopped "
+                                            "(ended by a freeze)")
+    exit_code: int | None = Field(description="of its last run; 128+N when ended by signal N")
+    started_at: float | None
+    ended_at: float | None
+    restarts: int
+    error: str | None
+
+
+class ProcessLogPiece(BaseModel):
+    data: str
+    offset: int = Field(description="byte offset of `data` in the stream; past the offset "
+                                    "asked for when older output was dropped (the box keeps the "
+                                    "last 1-2 MiB of each stream)")
+    next_offset: int = Field(description="ask from here for what follows")
+
+
+class ProcessLogs(BaseModel):
+    process: ProcessPublic
+    stdout: ProcessLogPiece
+    stderr: ProcessLogPiece
+
+
+class ProcessOutputChunk(BaseModel):
+    type: Literal["stdout", "stderr"]
+    data: str
+    offset: int
+
+
+class ProcessExitChunk(BaseModel):
+    """The last line: the process ended for good (not between on-failure restarts)."""
+    type: Literal["exit"]
+    state: ProcessState
+    exit_code: int | None
+
+
+class ProcessErrorChunk(BaseModel):
+    """The last line when the box stopped answering before the process's end was read."""
+    type: Literal["error"]
+    message: str
+
+
+class ProcessChunk(RootModel[Annotated[ProcessOutputChunk | ProcessExitChunk | ProcessErrorChunk,
+                                        Field(discriminator="type")]]):
+    """One line of a followed process log."""
+
+
+class ProcessSignalIn(Strict):
+    signal: ProcessSignal = Field(description="TERM, INT, QUIT or KILL also stop on-failure "
+                                              "restarts")
+
+
+# --- file watching ---------------------------------------------------------------------------
+
+class FileEvent(BaseModel):
+    """One line of a watch. `created`, `modified`, `deleted`, `moved` (with `from_path`) name a
+    `path`; `overflow` says events were lost (the box's queue filled while the reader was slow,
+    or a recursive watch reached its directory bound): list the files again; `end` (with a
+    `reason`) is the last line: the watched path is gone, or the box is freezing."""
+    type: Literal["created", "modified", "deleted", "moved", "overflow", "end"]
+    path: str | None = None
+    from_path: str | None = None
+    is_dir: bool | None = None
+    reason: str | None = None

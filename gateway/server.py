@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from boxes import HostUnsupportedError, disk, hostdirs
 from core import logs
 from core.embedded_redis import EmbeddedRedis
+from core.previews import DEFAULT_PORT_OFFSET
 from core.services import Core
 from core.settings import Settings
 from gateway import frontdoor
@@ -74,6 +75,11 @@ def serve(settings: Settings, host: str, port: int, *, with_worker: bool = True,
     local = _local_model(settings)
     redis_url, embedded = _redis_url(settings)
     settings = settings.model_copy(update={"redis_url": redis_url, "run_worker": with_worker})
+    if settings.preview_listen is None:  # previews on an origin of their own: a port nearby
+        number = port + DEFAULT_PORT_OFFSET if port + DEFAULT_PORT_OFFSET < 65536 \
+            else port - DEFAULT_PORT_OFFSET
+        address = f"[{host}]" if ":" in host else host
+        settings = settings.model_copy(update={"preview_listen": f"{address}:{number}"})
     if local is not None:
         settings = settings.model_copy(update={"local_model_url": local.url,
                                                "local_model_routes": local.routes})

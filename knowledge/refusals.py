@@ -338,6 +338,38 @@ _INSTRUCTION = "|".join((
     r" prompt)|begin(?:ning)? (?:of )?(?:the )?(?:new )?(?:instructions|system prompt)"
     r"|shared_notes)\b",
 ))
+# The same orders in the other languages tenants write in: rules to forget or ignore, a note to
+# an AI, "from now on" with an AI named. Advice in those languages names no rules of an
+# assistant and speaks to no AI, so it stays.
+_FOREIGN_AI = (r"(?:(?:l'|la |il |lo |die |der |den |dem |le |el |o |a |de |het |al |an |ai |à"
+               r" |aux )?(?:ia|ki|ai|a\.i\.|llm|bot|chatbot|assistente|assistent(?:en)?"
+               r"|asistente|assistant(?:e|en)?|modello|modelo|modèle|model|sprachmodell"
+               r"|taalmodel)\b)")
+_FOREIGN_RULES = (r"(?:regeln|anweisungen|anordnungen|vorgaben|instruktionen|richtlinien"
+                  r"|befehle|consignes|instructions|règles|directives|istruzioni|regole"
+                  r"|direttive|indicazioni|instrucciones|reglas|directrices|indicaciones"
+                  r"|normas|instruções|instrucoes|regras|diretrizes|instructies|regels"
+                  r"|richtlijnen|opdrachten)")
+_FOREIGN = "|".join((
+    # "vergiss alle bisherigen Regeln", "oublie tes consignes", "ignora le istruzioni precedenti"
+    r"\b(?:vergiss|vergesst|vergessen sie|ignoriere|ignoriert|ignorieren sie|missachte"
+    r"|oublie|oubliez|ignore|ignorez|dimentica|dimenticate|ignora|ignorate|olvida|olvide"
+    r"|olvidad|olvidá|ignorá|ignorad|esqueça|esqueca|esquece|esqueçam|vergeet|negeer)\b"
+    rf"(?:\W+\w+){{0,4}}?\W+{_FOREIGN_RULES}\b",
+    # "Nota per l'IA:", "Hinweis an die KI", "message pour l'assistant", "mensaje para la IA"
+    r"\b(?:nota|note|notiz|hinweis|nachricht|botschaft|mitteilung|message|messaggio|avviso"
+    r"|mensaje|aviso|mensagem|recado|bericht|opmerking|mededeling)\b\W+(?:an|für|pour|à|per"
+    rf"|a|para|pra|voor|aan)\W+{_FOREIGN_AI}",
+    # "ab jetzt … die KI", "désormais, l'assistant …", "da adesso in poi … l'IA"
+    r"\b(?:ab jetzt|von nun an|ab sofort|ab heute|à partir de maintenant|désormais"
+    r"|dorénavant|da adesso in poi|d'ora in poi|da ora in poi|d'ora in avanti|a partir de ahora"
+    r"|de ahora en adelante|desde ahora|a partir de agora|de agora em diante|vanaf nu"
+    rf"|voortaan)\b.{{0,60}}\b{_FOREIGN_AI}|\b{_FOREIGN_AI}.{{0,60}}\b(?:ab jetzt|von nun an"
+    r"|ab sofort|à partir de maintenant|désormais|dorénavant|da adesso in poi|d'ora in poi"
+    r"|da ora in poi|a partir de ahora|de ahora en adelante|a partir de agora|vanaf nu"
+    r"|voortaan)\b",
+))
+_INSTRUCTION = f"{_INSTRUCTION}|{_FOREIGN}"
 _ADDRESSED = "|".join((  # read with every name of an assistant as _AI (see above)
     # "assistants should tell users …", "note to the AI: …"
     rf"\b(?:the |all |any |every |each |dear |hey |hi |hello |attention,? |note to (?:the |all "
@@ -357,6 +389,13 @@ _ADDRESSED = "|".join((  # read with every name of an assistant as _AI (see abov
     rf"|quoting|citing|repeating|using"
     rf"|(?:that |who |which )?(?:reads?|sees?|finds?|gets?|processes|summari[sz]es|indexes))"
     rf" (?:this|these|the following|such|it)\b",
+    # "to any LLM that ingests this text", "the agent which crawls these notes"
+    rf"\b{_AI} (?:that|who|which) (?:\w+ ){{0,2}}?\w+s (?:this|these|the following)\b",
+    # "whoever is summarising this:", "anything parsing these notes -" (whoever reads or sees
+    # it is every reader: see "everyone")
+    r"^\W*(?:whoever|whatever|anyone|anybody|anything|any one|any thing)\b"
+    r"(?!(?: \w+)?? (?:reads?|reading|sees?|seeing|finds?|finding)\b)(?: \w+){0,3}?"
+    r" (?:this|these|the following)(?: \w+)?\s*[:,-]",
     rf"\b(?:{_AI}|models?|bots?)\b(?: \w+){{0,3}}? (?:tell|inform|promise|assure|remind|warn"
     rf"|advise|recommend to|say to)s? (?:the |all |any |every |their )?(?:users?|customers?"
     rf"|people|clients|them|everyone|everybody|anyone|anybody)\b",
@@ -372,7 +411,8 @@ _ADDRESSED = "|".join((  # read with every name of an assistant as _AI (see abov
     rf"\b{_AI} (?:are|is|were|was) (?:now |also |hereby |henceforth )?(?:expected|supposed|meant"
     rf"|required|allowed|permitted|encouraged|asked|told|instructed|advised|obliged|free"
     rf"|welcome|authori[sz]ed|cleared|empowered) to (?:\w+ )?{_TALK}",
-    rf"\b{_AI}\b(?: \w+){{0,3}}? (?:stop|quit|start|avoid|skip|begin|began)\w* (?:warn|flagg"
+    rf"\b(?:{_AI}|models?|bots?)\b(?: \w+){{0,3}}? (?:stop|quit|start|avoid|skip|begin|began)\w*"
+    rf" (?:warn|flagg"
     rf"|tell|mention|ask|remind|recommend|suggest|refus|question|say|link)ing\b",
     rf"\b(?:note|message|memo|reminder|notice|instructions?|guidance|directive|tip|hint|advice"
     rf"|psa|request|word)s? (?:to|for) {_LISTENER}(?:{_AI}|models?|bots?)\s*(?:[:,-]|$)",

@@ -43,7 +43,15 @@ from tests.conftest import (
     until,
 )
 from tests.fakes import FakeOpenAI, text_reply
-from tests.served import Served, stop_and_check
+from tests.previews import (
+    APP,
+    START,
+    Previewing,
+    cookie_of,
+    preview_gateway,
+    start_app,
+)
+from tests.served import Served, free_port, stop_and_check
 
 SECRETS = {
     "BURROW_OPERATOR_KEY": "op-secret-" + "o" * 40,
@@ -2060,3 +2068,363 @@ async def _is(value: Any, expected: int) -> bool:
 
 async def _at_least(value: Any, expected: int) -> bool:
     return bool(await value >= expected)
+
+
+# --- Preview URLs: another tenant's box, tokens, public ports, floods, smuggling, Host ---
+
+
+@pytest.fixture
+async def previewing(tmp_path: Path, redis_server: EmbeddedRedis,
+                     redis: Redis) -> AsyncIterator[Previewing]:
+    """A gateway with its preview listener (tests/previews.py)."""
+    async with preview_gateway(tmp_path / "gw", redis_server.url) as previews:
+        yield previews
+
+
+@pytest.mark.boxes
+async def test_a_preview_of_another_tenants_box_is_not_found(previewing: Previewing) -> None:
+    gw = previewing.gw
+    alice, _ = await gw.tenant("alice")
+    mallory, _ = await gw.tenant("mallory")
+    box = await previewing.box(alice)
+    await start_app(gw, box, alice, 8001)
+    opened = await previewing.open(box, alice)
+    own = await previewing.box(mallory)
+    theirs = await previewing.open(own, mallory)
+    for method, path, body in (("POST", "ports", {"port": 8000}), ("GET", "ports", None),
+                               ("GET", "ports/8000", None), ("DELETE", "ports/8000", None)):
+        r = await gw.client.request(method, f"/v1/boxes/{box}/{path}", json=body,
+                                    headers=mallory)
+        assert r.status_code == 404 and r.json()["error"]["code"] == "not_found", (path, r.text)
+    async with httpx.AsyncClient(timeout=30) as visitor:
+        # A port alice did not open answers as a box that does not exist, byte for byte.
+        unopened = await visitor.get(f"{previewing.url}/{box}/8001/",
+                                     headers={"Authorization": f"Bearer {theirs['token']}"})
+        missing = await visitor.get(f"{previewing.url}/b_0000000000000000/8001/")
+        assert unopened.status_code == missing.status_code == 404
+        assert unopened.content == missing.content and "Traceback" not in missing.text
+        # Mallory's own token, and a cookie of mallory's port, open nothing of alice's.
+        r = await visitor.get(f"{opened['url']}?token={theirs['token']}")
+        assert r.status_code == 401
+        own_cookie = await visitor.get(f"{theirs['url']}?token={theirs['token']}")
+        name, value, _ = cookie_of(own_cookie)
+        visitor.cookies.clear()
+        forged = name.replace(own.replace("-", "_"), box)
+        r = await visitor.get(opened["url"], headers={"Cookie": f"{forged}={value}"})
+        assert r.status_code == 401
+    # Alice's deletion of the box takes its ports along: the URL is gone with it.
+    assert (await gw.client.delete(f"/v1/boxes/{box}", headers=alice)).status_code == 204
+    assert await gw.core.redis.exists(gw.core.keys.box_ports(box)) == 0
+    async with httpx.AsyncClient(timeout=30) as visitor:
+        r = await visitor.get(opened["url"], headers={
+            "Authorization": f"Bearer {opened['token']}"})
+        assert r.status_code == 404
+    r = await gw.client.delete("/v1/tenants/mallory", headers=gw.operator)
+    assert r.status_code == 204
+    assert await gw.core.redis.exists(gw.core.keys.box_ports(own),
+                                      gw.core.keys.owner_ports("mallory")) == 0
+
+
+@pytest.mark.boxes
+async def test_a_token_of_one_port_opens_no_other_port(previewing: Previewing) -> None:
+    gw = previewing.gw
+    alice, _ = await gw.tenant("alice")
+    box = await previewing.box(alice)
+    await start_app(gw, box, alice, 8001)
+    first = await previewing.open(box, alice)
+    second = await previewing.open(box, alice, port=8001)
+    async with httpx.AsyncClient(timeout=30) as visitor:
+        name, value, _ = cookie_of(await visitor.get(f"{first['url']}?token={first['token']}"))
+        visitor.cookies.clear()
+        for attempt in ({"Authorization": f"Bearer {first['token']}"},
+                        {"Cookie": f"{name}={value}"},
+                        {"Cookie": f"{name.replace('_8000_', '_8001_')}={value}"}):
+            r = await visitor.get(f"{second['url']}echo", headers=attempt)
+            assert r.status_code == 401, attempt
+        r = await visitor.get(f"{second['url']}echo?token={first['token']}")
+        assert r.status_code == 401
+        r = await visitor.get(f"{second['url']}echo",
+                              headers={"Authorization": f"Bearer {second['token']}"})
+        assert r.status_code == 200
+
+
+@pytest.mark.boxes
+async def test_the_operators_policy_can_forbid_public_ports(previewing: Previewing) -> None:
+    gw = previewing.gw
+    alice, _ = await gw.tenant("alice")
+    box = await previewing.box(alice)
+    public = await previewing.open(box, alice, auth="public")
+    async with httpx.AsyncClient(timeout=30) as visitor:
+        assert (await visitor.get(f"{public['url']}echo")).status_code == 200
+        r = await gw.client.put("/v1/policy", json={"allow_public_ports": False},
+                                headers=gw.operator)
+        assert r.status_code == 200, r.text
+        r = await gw.client.post(f"/v1/boxes/{box}/ports", json={"port": 8000,
+                                                                 "auth": "public"},
+                                 headers=alice)
+        assert r.status_code == 403 and "allow_public_ports" in r.json()["error"]["message"]
+        # The port opened while it was allowed stops answering at once.
+        r = await visitor.get(f"{public['url']}echo")
+        assert r.status_code == 403 and "allow_public_ports" in r.text
+        # A per-tenant override allows it again for that tenant alone.
+        r = await gw.client.put("/v1/tenants/alice/policy", json={"allow_public_ports": True},
+                                headers=gw.operator)
+        assert r.status_code == 200, r.text
+        assert (await visitor.get(f"{public['url']}echo")).status_code == 200
+
+
+@pytest.mark.boxes
+async def test_request_smuggling_reaches_no_box(previewing: Previewing) -> None:
+    gw = previewing.gw
+    alice, _ = await gw.tenant("alice")
+    box = await previewing.box(alice)
+    opened = await previewing.open(box, alice)
+    port = int(previewing.url.rsplit(":", 1)[1])
+    auth = f"Authorization: Bearer {opened['token']}\r\n"
+    smuggled = f"GET /{box}/8000/echo?smuggled HTTP/1.1\r\nHost: x\r\n\r\n"
+
+    async def exchange(raw: str) -> bytes:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(raw.encode())
+        answer = b""
+        with contextlib.suppress(TimeoutError):
+            while chunk := await asyncio.wait_for(reader.read(65536), 5):
+                answer += chunk
+        writer.close()
+        return answer
+
+    two_lengths = (f"POST /{box}/8000/echo HTTP/1.1\r\nHost: x\r\n{auth}Content-Length: 0\r\n"
+                   f"Content-Length: {len(smuggled)}\r\n\r\n{smuggled}")
+    both = (f"POST /{box}/8000/echo HTTP/1.1\r\nHost: x\r\n{auth}Content-Length: 4\r\n"
+            f"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n{smuggled}")
+    for raw in (two_lengths, both):
+        answer = await exchange(raw)
+        assert answer.startswith(b"HTTP/1.1 400"), answer[:200]
+        assert answer.count(b"HTTP/1.1 ") == 1 and b"smuggled" not in answer
+    # Pipelined: the second request is checked on its own (it carries no token).
+    answer = await exchange(f"GET /{box}/8000/echo HTTP/1.1\r\nHost: x\r\n{auth}\r\n{smuggled}")
+    assert answer.startswith(b"HTTP/1.1 200") and b"HTTP/1.1 401" in answer
+    assert b'"path": "/echo?smuggled"' not in answer
+    # A request inside a chunked body stays body: the box reads it as such.
+    body = smuggled.encode()
+    chunked = (f"POST /{box}/8000/echo HTTP/1.1\r\nHost: x\r\n{auth}"
+               f"Transfer-Encoding: chunked\r\n\r\n{len(body):x}\r\n{smuggled}\r\n0\r\n\r\n")
+    answer = await exchange(chunked)
+    assert answer.count(b"HTTP/1.1 200") == 1 and b'"path": "/echo"' in answer
+
+
+@pytest.mark.boxes
+async def test_a_host_header_cannot_reach_another_box_in_domain_mode(
+        tmp_path: Path, redis_server: EmbeddedRedis, redis: Redis) -> None:
+    async with preview_gateway(tmp_path / "gw", redis_server.url,
+                               preview_domain="preview.test") as domains:
+        previewing = domains
+        gw = previewing.gw
+        alice, _ = await gw.tenant("alice")
+        mallory, _ = await gw.tenant("mallory")
+        box = await previewing.box(alice)
+        opened = await previewing.open(box, alice)
+        own = await previewing.box(mallory)
+        theirs = await previewing.open(own, mallory)
+        port = previewing.url.rsplit(":", 1)[1]
+        assert opened["url"] == f"http://8000-{box.replace('_', '-')}.preview.test:{port}/"
+        host = opened["url"].split("/")[2]
+        async with httpx.AsyncClient(base_url=previewing.url, timeout=30) as visitor:
+            r = await visitor.get("/echo", headers={
+                "Host": host, "Authorization": f"Bearer {opened['token']}"})
+            assert r.status_code == 200 and dict(r.json()["headers"])["host"] == host
+            assert "x-forwarded-prefix" not in dict(r.json()["headers"])
+            # Mallory's token with a Host naming alice's box.
+            r = await visitor.get("/echo", headers={
+                "Host": host, "Authorization": f"Bearer {theirs['token']}"})
+            assert r.status_code == 401
+            # In domain mode a path names nothing: alice's box in it reaches mallory's app.
+            r = await visitor.get(f"/{box}/8000/echo", headers={
+                "Host": theirs["url"].split("/")[2],
+                "Authorization": f"Bearer {theirs['token']}"})
+            assert r.status_code == 200 and "hello from the box" in r.text
+            for forged in (f"{host.split(':')[0]}.evil.example", f"8000-{box}.preview.test",
+                           "preview.test", f"8000-{box.replace('_', '-')}.preview.test.",
+                           f"x8000-{box.replace('_', '-')}.preview.test"):
+                r = await visitor.get("/echo", headers={
+                    "Host": forged, "Authorization": f"Bearer {opened['token']}"})
+                assert r.status_code == 404, (forged, r.status_code)
+
+
+@pytest.mark.boxes
+@pytest.mark.timeout(600)
+def test_a_box_flooding_a_websocket_cannot_grow_the_gateway(tmp_path: Path) -> None:
+    preview_port = free_port()
+    server = Served(tmp_path / "data",
+                    env={"BURROW_PREVIEW_LISTEN": f"127.0.0.1:{preview_port}"}).start()
+    try:
+        with httpx.Client(base_url=server.url, timeout=120) as c:
+            tenant, _ = _tenant(c, server, "flood")
+            box = c.post("/v1/boxes", headers=tenant, json={}).json()["id"]
+            r = c.put(f"/v1/boxes/{box}/files", params={"path": "/workspace/preview_app.py"},
+                      content=APP, headers=tenant)
+            assert r.status_code == 204
+            r = c.post(f"/v1/boxes/{box}/exec", headers=tenant,
+                       json={"command": START.format(port=8000)})
+            assert r.json()["exit_code"] == 0
+            opened = c.post(f"/v1/boxes/{box}/ports", headers=tenant,
+                            json={"port": 8000}).json()
+        assert server.proc is not None
+        stop, peak = threading.Event(), [0]
+        base = _rss_of(server.proc.pid)
+        watcher = threading.Thread(target=_peak_rss, args=(server.proc.pid, stop, peak))
+        watcher.start()
+        received = 0
+        try:
+            with socket.create_connection(("127.0.0.1", preview_port), timeout=120) as s:
+                s.sendall((f"GET /{box}/8000/flood?mb=1024 HTTP/1.1\r\nHost: x\r\n"
+                           f"Authorization: Bearer {opened['token']}\r\nUpgrade: websocket\r\n"
+                           "Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+                           "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n").encode())
+                time.sleep(3)  # a visitor that does not read: the box must wait, not the gateway
+                while chunk := s.recv(1 << 20):
+                    received += len(chunk)
+        finally:
+            stop.set()
+            watcher.join()
+        assert received > 1 << 30  # a GiB of frames, and the 101's head
+        assert peak[0] - base < 64 << 20, f"the gateway grew by {(peak[0] - base) >> 20} MB"
+    finally:
+        stop_and_check(server)
+
+
+# --- Background processes ---
+
+@pytest.mark.boxes
+def test_a_box_flooding_a_followed_log_cannot_grow_the_gateway(served: Served) -> None:
+    """A process writes 1 GiB while a client follows its log slowly, then fast: the gateway
+    holds a line at a time (back-pressure from the client to the daemon, which reads the log
+    at the client's pace while the log rotates on the box's disk)."""
+    with httpx.Client(base_url=served.url, timeout=300) as c:
+        tenant, _ = _tenant(c, served, "logflood")
+        box = c.post("/v1/boxes", headers=tenant, json={}).json()["id"]
+        base = f"/v1/boxes/{box}/processes"
+        proc = c.post(base, headers=tenant, json={
+            "command": "yes $(head -c 4000 /dev/zero | tr '\\0' a) | head -c 1073741824; "
+                       "echo; echo end"}).json()
+        assert served.proc is not None
+        stop, peak = threading.Event(), [0]
+        base_rss = _rss_of(served.proc.pid)
+        watcher = threading.Thread(target=_peak_rss, args=(served.proc.pid, stop, peak))
+        watcher.start()
+        lines, received, gaps, last = 0, 0, 0, None
+        started = time.monotonic()
+        try:
+            with c.stream("GET", f"{base}/{proc['id']}/logs", headers=tenant,
+                          params={"follow": "true"}) as response:
+                assert response.status_code == 200
+                for line in response.iter_lines():
+                    if not line:
+                        continue
+                    event = json.loads(line)
+                    lines += 1
+                    if event["type"] == "stdout":
+                        if last is not None and event["offset"] > last:
+                            gaps += 1  # dropped while we read slowly: the log kept its tail
+                        received += len(event["data"])
+                        last = event["offset"] + len(event["data"].encode())
+                    if time.monotonic() - started < 5:
+                        time.sleep(0.02)  # a slow reader first
+            assert event == {"type": "exit", "state": "exited", "exit_code": 0}, event
+        finally:
+            stop.set()
+            watcher.join()
+        assert peak[0] - base_rss < 64 << 20, \
+            f"the gateway grew by {(peak[0] - base_rss) >> 20} MB"
+        assert last == (1 << 30) + len("\nend\n") and gaps >= 1 and received < 1 << 30
+        r = c.post(f"/v1/boxes/{box}/exec", headers=tenant, json={
+            "command": f"du -b -c .burrow/processes/{proc['id']}/stdout.* | tail -1"})
+        assert int(r.json()["stdout"].split()[0]) <= 2 << 20  # the box's disk: bounded too
+
+
+async def test_a_tenant_cannot_see_or_touch_another_tenants_processes(gateway: Gateway) -> None:
+    owner, _ = await gateway.tenant("procowner")
+    other, _ = await gateway.tenant("procthief")
+    box = (await gateway.client.post("/v1/boxes", headers=owner, json={})).json()["id"]
+    base = f"/v1/boxes/{box}/processes"
+    proc = (await gateway.client.post(base, headers=owner,
+                                      json={"command": "sleep 300", "stdin": True})).json()
+    path = f"{base}/{proc['id']}"
+    for method, url, kwargs in (
+            ("GET", base, {}), ("POST", base, {"json": {"command": "id"}}), ("GET", path, {}),
+            ("GET", f"{path}/logs", {"params": {"follow": "true"}}),
+            ("POST", f"{path}/stdin", {"content": b"x"}),
+            ("POST", f"{path}/signal", {"json": {"signal": "KILL"}}), ("DELETE", path, {})):
+        r = await gateway.client.request(method, url, headers=other, **kwargs)
+        assert r.status_code == 404, (method, url, r.text)
+        assert proc["id"] not in r.text
+    found = (await gateway.client.get(path, headers=owner)).json()
+    assert found["state"] == "running"  # untouched
+    await gateway.client.delete(f"/v1/boxes/{box}", headers=owner)
+
+
+@pytest.mark.boxes
+async def test_a_process_record_written_by_box_code_runs_only_as_the_box_can(
+        gateway: Gateway) -> None:
+    """Records live on the box's disk, so the box's code can write one. What it names runs
+    at the next wake exactly as any of the box's processes runs: as the box's user, in the
+    exec space, where the daemon is not even visible."""
+    headers, _ = await gateway.tenant("procforger")
+    box = (await gateway.client.post("/v1/boxes", headers=headers, json={})).json()["id"]
+    record = {"id": "p_forgedrecd", "argv": ["sh", "-c", "id -u; ps -eo args"],
+              "command": "forged", "cwd": "/proc/1/root", "env": {"LD_PRELOAD": "/x.so"},
+              "restart": "on-wake", "state": "running", "stdin": True, "pid": 1}
+    r = await gateway.client.put(f"/v1/boxes/{box}/files", headers=headers,
+                                 params={"path": ".burrow/processes/p_forgedrecd/record.json"},
+                                 content=json.dumps(record).encode())
+    assert r.status_code == 204
+    await gateway.client.post(f"/v1/boxes/{box}/freeze", headers=headers)
+    await gateway.client.post(f"/v1/boxes/{box}/wake", headers=headers)
+    path = f"/v1/boxes/{box}/processes/p_forgedrecd"
+
+    async def ended() -> bool:
+        r = await gateway.client.get(path, headers=headers)
+        return r.status_code == 200 and r.json()["state"] in ("exited", "failed")
+    await until(ended, 30, "the forged process to run at the wake")
+    out = (await gateway.client.get(f"{path}/logs", headers=headers)).json()["stdout"]["data"]
+    assert out.splitlines()[0] == "1000"
+    assert "boxd" not in out and "nsenter" not in out, out  # the daemon is no process there
+    await gateway.client.delete(f"/v1/boxes/{box}", headers=headers)
+
+
+# --- File watching ---
+
+async def test_a_watch_reaches_nothing_outside_the_box(gateway: Gateway) -> None:
+    """Host paths (this checkout, /root), links out of /workspace and /proc tricks resolve in
+    the box's own view; another tenant's box is not found."""
+    headers, _ = await gateway.tenant("watchspy")
+    other, _ = await gateway.tenant("watchother")
+    box = (await gateway.client.post("/v1/boxes", headers=headers, json={})).json()["id"]
+    here = str(Path(__file__).resolve().parent)
+    r = await gateway.client.post(f"/v1/boxes/{box}/exec", headers=headers, json={
+        "command": f"ln -s {here} out && ln -s /proc/1/root pid1"})
+    assert r.json()["exit_code"] == 0
+    for path in (here, "out", "/root/.ssh", "/proc/1/root" + here, "pid1" + here,
+                 "../../.." + here):
+        r = await gateway.client.get(f"/v1/boxes/{box}/files/watch", headers=headers,
+                                     params={"path": path})
+        assert r.status_code in (403, 404), (path, r.status_code, r.text)
+    # /proc/1/root is the root of the box's own pid 1: a watch through it sees the box's files
+    # (the watch ends when its directory goes: httpx's ASGI transport answers once complete)
+    await gateway.client.post(f"/v1/boxes/{box}/exec", headers=headers,
+                              json={"command": "mkdir seen"})
+
+    async def act() -> None:
+        await asyncio.sleep(1.0)
+        await gateway.client.post(f"/v1/boxes/{box}/exec", headers=headers,
+                                  json={"command": "touch /workspace/seen/mine; rm -r seen"})
+    acting = asyncio.create_task(act())
+    r = await gateway.client.get(f"/v1/boxes/{box}/files/watch", headers=headers,
+                                 params={"path": "pid1/workspace/seen"})
+    await acting
+    assert r.status_code == 200
+    assert json.loads(r.text.splitlines()[0])["path"] == "/workspace/seen/mine"
+    r = await gateway.client.get(f"/v1/boxes/{box}/files/watch", headers=other,
+                                 params={"path": "/workspace"})
+    assert r.status_code == 404
+    await gateway.client.delete(f"/v1/boxes/{box}", headers=headers)

@@ -1,7 +1,7 @@
-"""The worker's housekeeping: the idle sweep, the knowledge base's index optimisation and the
-snapshot store's garbage collection (the observation pipeline's jobs are in
-core/pipeline.py). The worker holds no state: everything is in ctx, built by whoever runs
-it (burrow serve in-process, or burrow worker)."""
+"""The worker's housekeeping: the idle sweep, the knowledge base's index optimisation, the
+snapshot store's garbage collection and the history's minute samples (the observation
+pipeline's jobs are in core/pipeline.py). The worker holds no state: everything is in ctx,
+built by whoever runs it (burrow serve in-process, or burrow worker)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,11 @@ import asyncio
 from functools import partial
 from typing import Any
 
+from core.history import History
 from core.pipeline import Pipeline
 from core.policy import Policies
 from core.remote import Boxes, RemoteBoxes
+from core.stats import Collector
 from knowledge.base import KnowledgeBase
 from workers.sweeper import sweep_once
 
@@ -42,3 +44,11 @@ async def gc_store(ctx: dict[str, Any]) -> int:
     """Drop snapshots no box points at and blobs no snapshot references; return bytes freed."""
     manager: Boxes = ctx["manager"]
     return await manager.gc(grace_s=GC_GRACE_S)
+
+
+async def sample_history(ctx: dict[str, Any]) -> bool:
+    """This minute's sample of boxes per state, queue depth and backlog for the operator's
+    charts, unless another worker took it (core/history.py); whether this one did."""
+    history: History = ctx["history"]
+    stats: Collector = ctx["stats"]
+    return await history.sample(stats.sample) is not None

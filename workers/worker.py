@@ -13,7 +13,7 @@ from arq.worker import Worker, func
 
 from core.pipeline import contribute, flush_backlogs, observe
 from core.services import Core
-from workers.housekeeping import gc_store, optimize_knowledge, sweep
+from workers.housekeeping import gc_store, optimize_knowledge, sample_history, sweep
 
 # arq's default poll_delay of 0.5 s delays every job by up to half a second; 10 ms costs an
 # idle server 7% of a core in polling. Observation queues one job per backlog, not per
@@ -34,7 +34,8 @@ def make_worker(core: Core) -> Worker:
     ctx: dict[str, Any] = {"keys": core.keys, "manager": core.manager,
                            "pipeline": core.pipeline, "kb": core.kb, "policies": core.policies,
                            "standing": core.tenants.standing,
-                           "sweep_interval_s": core.settings.sweep_interval_s}
+                           "sweep_interval_s": core.settings.sweep_interval_s,
+                           "history": core.history, "stats": core.stats}
     keys = core.keys
     return Worker(
         functions=[
@@ -53,6 +54,9 @@ def make_worker(core: Core) -> Worker:
                  minute={0, 10, 20, 30, 40, 50}, keep_result=0),
             cron(gc_store, name=keys.cron("gc_store"), minute={7}, keep_result=0,
                  timeout=1800),
+            # at the start of every minute, and at once: one worker's sample per minute
+            cron(sample_history, name=keys.cron("sample_history"), second={0},
+                 run_at_startup=True, keep_result=0, timeout=50),
         ],
         redis_settings=RedisSettings.from_dsn(core.settings.redis_url or ""),
         queue_name=keys.queue(),

@@ -69,20 +69,27 @@ class AsyncAgentRuns:
     @overload
     async def run(self, prompt: str, *, response_schema: type[M],
                   timeout_s: float | None = None, max_turns: int | None = None,
-                  model: str | None = None, harness: Agent | str | None = None) -> Run[M]: ...
+                  model: str | None = None, harness: Agent | str | None = None,
+                  mcp_servers: dict[str, dict[str, Any]] | None = None) -> Run[M]: ...
 
     @overload
     async def run(self, prompt: str, *, response_schema: dict[str, Any] | None = None,
                   timeout_s: float | None = None, max_turns: int | None = None,
-                  model: str | None = None, harness: Agent | str | None = None) -> Run[Any]: ...
+                  model: str | None = None, harness: Agent | str | None = None,
+                  mcp_servers: dict[str, dict[str, Any]] | None = None) -> Run[Any]: ...
 
     async def run(self, prompt: str, *, response_schema: Schema = None,
                   timeout_s: float | None = None, max_turns: int | None = None,
-                  model: str | None = None, harness: Agent | str | None = None) -> Run[Any]:
+                  model: str | None = None, harness: Agent | str | None = None,
+                  mcp_servers: dict[str, dict[str, Any]] | None = None) -> Run[Any]:
         """Run the agent on `prompt` to the end. With `response_schema` (a pydantic model
         class or a JSON schema dict) the answer is validated and `run.result` is the object.
+        `mcp_servers` adds MCP servers to the box's for this run, by name: `{"command":
+        "python3", "args": [...], "env": {...}}` started in the box, or `{"url": ...,
+        "headers": {...}}` reached from it; their tools are `mcp__<name>__<tool>`.
         A failed or timed-out run is returned (`run.status`, `run.error`), not raised."""
-        body = run_body(prompt, response_schema, timeout_s, max_turns, model, harness)
+        body = run_body(prompt, response_schema, timeout_s, max_turns, model, harness,
+                        mcp_servers)
         data = await self._http.json("POST", self._path, json=body, wait_s=timeout_s,
                                      unbounded=True)
         return parse_run(data, response_schema)
@@ -90,22 +97,24 @@ class AsyncAgentRuns:
     @overload
     def stream(self, prompt: str, *, response_schema: type[M],
                timeout_s: float | None = None, max_turns: int | None = None,
-               model: str | None = None,
-               harness: Agent | str | None = None) -> AsyncRunStream[M]: ...
+               model: str | None = None, harness: Agent | str | None = None,
+               mcp_servers: dict[str, dict[str, Any]] | None = None) -> AsyncRunStream[M]: ...
 
     @overload
     def stream(self, prompt: str, *, response_schema: dict[str, Any] | None = None,
                timeout_s: float | None = None, max_turns: int | None = None,
-               model: str | None = None,
-               harness: Agent | str | None = None) -> AsyncRunStream[Any]: ...
+               model: str | None = None, harness: Agent | str | None = None,
+               mcp_servers: dict[str, dict[str, Any]] | None = None,
+               ) -> AsyncRunStream[Any]: ...
 
     def stream(self, prompt: str, *, response_schema: Schema = None,
                timeout_s: float | None = None, max_turns: int | None = None,
-               model: str | None = None,
-               harness: Agent | str | None = None) -> AsyncRunStream[Any]:
+               model: str | None = None, harness: Agent | str | None = None,
+               mcp_servers: dict[str, dict[str, Any]] | None = None) -> AsyncRunStream[Any]:
         """Like run(), as its events happen: iterate for the chunks; afterwards `.run` (or
         `await stream.final_run()`) is the final Run."""
-        body = run_body(prompt, response_schema, timeout_s, max_turns, model, harness)
+        body = run_body(prompt, response_schema, timeout_s, max_turns, model, harness,
+                        mcp_servers)
         return AsyncRunStream(self._http.lines(f"{self._path}/stream", body, wait_s=timeout_s),
                               response_schema)
 

@@ -4,10 +4,11 @@
 from __future__ import annotations
 
 import builtins
+from collections.abc import AsyncGenerator
 
 from burrow._async.http import AsyncHttp
 from burrow._local import AsyncLocal, StrPath
-from burrow._models import FileEntry
+from burrow._models import FileEntry, FileEvent
 
 
 class AsyncFiles:
@@ -45,3 +46,16 @@ class AsyncFiles:
     async def download(self, remote_path: str, local_path: StrPath) -> None:
         """Copy a file from the box to this machine (parent directories are created)."""
         await AsyncLocal.write_bytes(local_path, await self.read_bytes(remote_path))
+
+    async def watch(self, path: str = "/workspace", *,
+                    recursive: bool = False) -> AsyncGenerator[FileEvent, None]:
+        """Yield what happens under `path` as it happens (`event.type` created, modified,
+        deleted or moved, `event.path`); `overflow` means some events were lost; the last is
+        `end` (the path is gone, or the box froze). Stop iterating to end the watch."""
+        lines = self._http.lines(f"{self._path}/watch", method="GET",
+                                 params={"path": path, "recursive": recursive})
+        try:
+            async for line in lines:
+                yield FileEvent.model_validate(line)
+        finally:
+            await lines.aclose()

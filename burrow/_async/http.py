@@ -57,12 +57,14 @@ class AsyncHttp:
                                       unbounded=unbounded)
         return response.json() if response.content else None
 
-    async def lines(self, path: str, body: Any, *,
+    async def lines(self, path: str, body: Any = None, *, method: str = "POST",
+                    params: Params | None = None,
                     wait_s: float | None = None) -> AsyncGenerator[dict[str, Any], None]:
-        """POST `body` and yield each NDJSON line of the answer as it arrives."""
+        """Send `body` (POST unless told) and yield each NDJSON line of the answer as it
+        arrives."""
         try:
             async with self._pool().stream(
-                    "POST", path, json=body,
+                    method, path, json=body, params=params,
                     timeout=_timeout(self.config, wait_s, unbounded=True)) as response:
                 if response.status_code >= 400:
                     await response.aread()

@@ -71,20 +71,27 @@ class AgentRuns:
     @overload
     def run(self, prompt: str, *, response_schema: type[M],
             timeout_s: float | None = None, max_turns: int | None = None,
-            model: str | None = None, harness: Agent | str | None = None) -> Run[M]: ...
+            model: str | None = None, harness: Agent | str | None = None,
+            mcp_servers: dict[str, dict[str, Any]] | None = None) -> Run[M]: ...
 
     @overload
     def run(self, prompt: str, *, response_schema: dict[str, Any] | None = None,
             timeout_s: float | None = None, max_turns: int | None = None,
-            model: str | None = None, harness: Agent | str | None = None) -> Run[Any]: ...
+            model: str | None = None, harness: Agent | str | None = None,
+            mcp_servers: dict[str, dict[str, Any]] | None = None) -> Run[Any]: ...
 
     def run(self, prompt: str, *, response_schema: Schema = None,
             timeout_s: float | None = None, max_turns: int | None = None,
-            model: str | None = None, harness: Agent | str | None = None) -> Run[Any]:
+            model: str | None = None, harness: Agent | str | None = None,
+            mcp_servers: dict[str, dict[str, Any]] | None = None) -> Run[Any]:
         """Run the agent on `prompt` to the end. With `response_schema` (a pydantic model
         class or a JSON schema dict) the answer is validated and `run.result` is the object.
+        `mcp_servers` adds MCP servers to the box's for this run, by name: `{"command":
+        "python3", "args": [...], "env": {...}}` started in the box, or `{"url": ...,
+        "headers": {...}}` reached from it; their tools are `mcp__<name>__<tool>`.
         A failed or timed-out run is returned (`run.status`, `run.error`), not raised."""
-        body = run_body(prompt, response_schema, timeout_s, max_turns, model, harness)
+        body = run_body(prompt, response_schema, timeout_s, max_turns, model, harness,
+                        mcp_servers)
         data = self._http.json("POST", self._path, json=body, wait_s=timeout_s,
                                unbounded=True)
         return parse_run(data, response_schema)
@@ -92,22 +99,24 @@ class AgentRuns:
     @overload
     def stream(self, prompt: str, *, response_schema: type[M],
                timeout_s: float | None = None, max_turns: int | None = None,
-               model: str | None = None,
-               harness: Agent | str | None = None) -> RunStream[M]: ...
+               model: str | None = None, harness: Agent | str | None = None,
+               mcp_servers: dict[str, dict[str, Any]] | None = None) -> RunStream[M]: ...
 
     @overload
     def stream(self, prompt: str, *, response_schema: dict[str, Any] | None = None,
                timeout_s: float | None = None, max_turns: int | None = None,
-               model: str | None = None,
-               harness: Agent | str | None = None) -> RunStream[Any]: ...
+               model: str | None = None, harness: Agent | str | None = None,
+               mcp_servers: dict[str, dict[str, Any]] | None = None,
+               ) -> RunStream[Any]: ...
 
     def stream(self, prompt: str, *, response_schema: Schema = None,
                timeout_s: float | None = None, max_turns: int | None = None,
-               model: str | None = None,
-               harness: Agent | str | None = None) -> RunStream[Any]:
+               model: str | None = None, harness: Agent | str | None = None,
+               mcp_servers: dict[str, dict[str, Any]] | None = None) -> RunStream[Any]:
         """Like run(), as its events happen: iterate for the chunks; afterwards `.run` (or
         `stream.final_run()`) is the final Run."""
-        body = run_body(prompt, response_schema, timeout_s, max_turns, model, harness)
+        body = run_body(prompt, response_schema, timeout_s, max_turns, model, harness,
+                        mcp_servers)
         return RunStream(self._http.lines(f"{self._path}/stream", body, wait_s=timeout_s),
                          response_schema)
 

@@ -16,8 +16,9 @@ from burrow._sync.exec import Exec
 from burrow._sync.files import Files
 from burrow._sync.git import Git
 from burrow._sync.http import Http
+from burrow._sync.processes import Processes
 from burrow._config import resolve
-from burrow._models import Agent, BoxInfo, Snapshot
+from burrow._models import Agent, BoxInfo, PublicUrl, Snapshot
 
 
 def create_body(runtime: str, name: str | None, env: dict[str, str] | None,
@@ -54,6 +55,7 @@ class Box:
         self.files = Files(http, info.id)
         self.git = Git(self.exec)
         self.agent = AgentRuns(http, info.id)
+        self.processes = Processes(http, info.id)
 
     @property
     def id(self) -> str:
@@ -80,7 +82,8 @@ class Box:
                timeout: float | None = None) -> Box:
         """Create a box and start it; it is ready for exec when this returns.
 
-        agent: {"harness": Agent.BURROW, "model": "provider/name"}; git: {"token",
+        agent: {"harness": Agent.BURROW, "model": "provider/name", "mcp_servers": {name:
+        {"command", "args", "env"} or {"url", "headers"}}} (mcp_servers optional); git: {"token",
         "user_name", "user_email"}; network: "none" (default) or "egress"; tenant: operator
         keys only, the tenant that owns the box. timeout: seconds per HTTP call (default 60).
         """
@@ -191,6 +194,31 @@ class Box:
         data = self._http.json("POST", f"/v1/boxes/{self.id}/snapshots",
                                json={"name": name})
         return Snapshot.model_validate(data)
+
+    def get_public_url(self, port: int, *, auth: str = "bearer",
+                       username: str | None = None,
+                       password: str | None = None) -> PublicUrl:
+        """A preview URL for `port` (a server in the box listening on it): auth "bearer" (a
+        token, in `.token`; `.browser_url` opens it in a browser), "basic" (`username`,
+        `password`: made and shown once when not given) or "public" (anyone with the URL, if
+        the operator allows it). A request to the URL wakes a frozen box. Asking again for
+        the same port makes a new token; the old one stops working."""
+        body: dict[str, Any] = {"port": port, "auth": auth}
+        if username is not None:
+            body["username"] = username
+        if password is not None:
+            body["password"] = password
+        data = self._http.json("POST", f"/v1/boxes/{self.id}/ports", json=body)
+        return PublicUrl.model_validate(data)
+
+    def list_public_urls(self) -> builtins.list[PublicUrl]:
+        """The box's open ports (without their tokens)."""
+        data = self._http.json("GET", f"/v1/boxes/{self.id}/ports")
+        return [PublicUrl.model_validate(p) for p in data]
+
+    def close_public_url(self, port: int) -> None:
+        """Close the port's preview URL: its token and browsers' cookies stop working."""
+        self._http.request("DELETE", f"/v1/boxes/{self.id}/ports/{port}")
 
     def delete(self) -> None:
         """Delete the box on the server (its files and processes) and close the connection."""

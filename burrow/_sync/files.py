@@ -6,10 +6,11 @@
 from __future__ import annotations
 
 import builtins
+from collections.abc import Generator
 
 from burrow._sync.http import Http
 from burrow._local import Local, StrPath
-from burrow._models import FileEntry
+from burrow._models import FileEntry, FileEvent
 
 
 class Files:
@@ -47,3 +48,16 @@ class Files:
     def download(self, remote_path: str, local_path: StrPath) -> None:
         """Copy a file from the box to this machine (parent directories are created)."""
         Local.write_bytes(local_path, self.read_bytes(remote_path))
+
+    def watch(self, path: str = "/workspace", *,
+              recursive: bool = False) -> Generator[FileEvent, None, None]:
+        """Yield what happens under `path` as it happens (`event.type` created, modified,
+        deleted or moved, `event.path`); `overflow` means some events were lost; the last is
+        `end` (the path is gone, or the box froze). Stop iterating to end the watch."""
+        lines = self._http.lines(f"{self._path}/watch", method="GET",
+                                 params={"path": path, "recursive": recursive})
+        try:
+            for line in lines:
+                yield FileEvent.model_validate(line)
+        finally:
+            lines.close()

@@ -58,12 +58,14 @@ class Http:
                                 unbounded=unbounded)
         return response.json() if response.content else None
 
-    def lines(self, path: str, body: Any, *,
+    def lines(self, path: str, body: Any = None, *, method: str = "POST",
+              params: Params | None = None,
               wait_s: float | None = None) -> Generator[dict[str, Any], None, None]:
-        """POST `body` and yield each NDJSON line of the answer as it arrives."""
+        """Send `body` (POST unless told) and yield each NDJSON line of the answer as it
+        arrives."""
         try:
             with self._pool().stream(
-                    "POST", path, json=body,
+                    method, path, json=body, params=params,
                     timeout=_timeout(self.config, wait_s, unbounded=True)) as response:
                 if response.status_code >= 400:
                     response.read()

@@ -32,8 +32,11 @@ def box() -> None:
       burrow box exec b_123 -- pytest -q          # streams output, exits with its code
       burrow box exec b_123 -- 'cd src && make'   # one argument runs in sh -c
       burrow box cp report.md b_123:/workspace/   # upload; b_123:/path ./dir downloads
+      burrow box start b_123 --restart on-wake -- python3 -m http.server
+      burrow box ps b_123; burrow box logs b_123 p_abc -f; burrow box kill b_123 p_abc
       burrow box freeze b_123; burrow box wake b_123
       burrow box snapshot b_123 base; burrow box create --from-snapshot s_456
+      burrow box port open b_123 8000             # a preview URL of a server in the box
     """
 
 

@@ -11,10 +11,11 @@ from boxes import BoxError, BoxRecord, BoxSpec, BoxState, Limits
 from core import quotas
 from core.authz import Principal
 from core.errors import ApiError
+from core.previews import Previews
 from core.remote import Boxes
 from core.tenants import HOME_LABEL, Tenants
 from gateway import gitrelay
-from gateway.deps import ManagerDep, OwnedBoxDep, PoliciesDep, TenantsDep, UserDep
+from gateway.deps import CoreDep, ManagerDep, OwnedBoxDep, PoliciesDep, TenantsDep, UserDep
 from gateway.schemas import (
     BoxCreate,
     BoxPublic,
@@ -128,11 +129,12 @@ async def get_box(box: OwnedBoxDep, manager: ManagerDep) -> BoxPublic:
 
 
 @router.delete("/boxes/{box_id}", status_code=204, responses={409: {"model": ErrorOut}})
-async def delete_box(box: OwnedBoxDep, manager: ManagerDep) -> Response:
+async def delete_box(box: OwnedBoxDep, manager: ManagerDep, core: CoreDep) -> Response:
     if box.labels.get(HOME_LABEL):
         raise ApiError(409, "conflict", f"box {box.id} is the home box of tenant {box.owner}; "
                        "delete the tenant instead")
     await manager.delete(box.id)
+    await Previews(core.redis, core.keys, core.secret).forget_box(box.id, box.owner)
     return Response(status_code=204)
 
 

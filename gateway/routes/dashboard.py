@@ -1,8 +1,11 @@
 """The operator dashboard: one page served as it is (gateway/dashboard/), signed in with the
-operator key, which is exchanged for a signed session cookie; the page then uses the /v1 API."""
+operator key, which is exchanged for a signed session cookie; the page then uses the /v1 API.
+Its scripts and styles (its charts' and the pinned chart library's, vendor/) are served from
+here too, since its Content-Security-Policy loads scripts from this origin only."""
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import time
 from pathlib import Path
@@ -19,6 +22,8 @@ from core.security import (
 )
 from core.services import Core
 from gateway.deps import CoreDep
+from gateway.errors import error_response
+from gateway.frontdoor import DASHBOARD_ASSETS
 
 router = APIRouter(tags=["dashboard"], include_in_schema=False)
 PAGES = Path(__file__).resolve().parent.parent / "dashboard"
@@ -28,6 +33,19 @@ _HEADERS = {"Content-Security-Policy": "default-src 'self'; script-src 'self' 'u
                                        "frame-ancestors 'none'; form-action 'self'",
             "X-Frame-Options": "DENY", "Cache-Control": "no-store",
             "Referrer-Policy": "no-referrer"}
+
+
+_TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8"}
+
+
+def _assets() -> dict[str, Path]:
+    """The files /dashboard/assets/ serves, by their path under gateway/dashboard/: the scripts
+    and styles there, and nothing else (a name is looked up here, never joined to a path)."""
+    return {p.relative_to(PAGES).as_posix(): p for p in sorted(PAGES.rglob("*"))
+            if p.is_file() and p.suffix in _TYPES}
+
+
+ASSETS = _assets()
 
 
 def _signed_in(request: Request, core: Core) -> bool:
@@ -61,3 +79,18 @@ async def logout() -> Response:
     response = RedirectResponse("/dashboard", status_code=303)
     response.delete_cookie(SESSION_COOKIE, path="/")
     return response
+
+
+@router.get(DASHBOARD_ASSETS + "{name:path}")
+async def asset(name: str, request: Request) -> Response:
+    """A script or style of the page; they hold no data, so no session is needed."""
+    path = ASSETS.get(name)
+    if path is None:
+        return error_response(404, "not_found", f"the dashboard has no file {name[:100]!r}")
+    body = path.read_bytes()
+    tag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+    headers = {"ETag": tag, "Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff",
+               "Cross-Origin-Resource-Policy": "same-origin"}
+    if request.headers.get("if-none-match") == tag:
+        return Response(status_code=304, headers=headers)
+    return Response(body, media_type=_TYPES[path.suffix], headers=headers)

@@ -1,16 +1,20 @@
-"""Files in a box: raw bytes up and down, listing, deleting. Paths resolve inside the box."""
+"""Files in a box: raw bytes up and down, listing, deleting, watching. Paths resolve inside
+the box."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import StreamingResponse
+from pydantic import ValidationError
 
+from boxes import BoxUnavailableError
 from core.errors import ApiError
 from gateway.deps import ManagerDep, OwnedBoxDep, SettingsDep
 from gateway.proxy import read_body
-from gateway.schemas import ErrorOut, FileEntryOut
+from gateway.schemas import ErrorOut, FileEntryOut, FileEvent, ndjson
 
 router = APIRouter(prefix="/v1/boxes/{box_id}/files", tags=["files"],
                    responses={401: {"model": ErrorOut}, 403: {"model": ErrorOut},
@@ -62,3 +66,38 @@ async def delete(path: PathQuery, box: OwnedBoxDep, manager: ManagerDep,
 async def list_dir(box: OwnedBoxDep, manager: ManagerDep,
                    path: PathQuery = "/workspace") -> list[FileEntryOut]:
     return [FileEntryOut.of(e) for e in await manager.list_files(box.id, path)]
+
+
+def _event_line(event: dict[str, Any]) -> bytes:
+    try:
+        checked = FileEvent.model_validate(event)
+    except ValidationError:
+        checked = FileEvent(type="overflow")  # a line we cannot read: events may be lost
+    return checked.model_dump_json(exclude_none=True).encode() + b"\n"
+
+
+@router.get("/watch", response_class=StreamingResponse, response_model=FileEvent,
+            responses={200: ndjson(FileEvent, "one FileEvent per line, as files change")})
+async def watch(box: OwnedBoxDep, manager: ManagerDep, path: PathQuery = "/workspace",
+                recursive: bool = False) -> StreamingResponse:
+    """Stream what happens under `path` (a directory, or one file), and with `recursive`
+    below it, as NDJSON: `{"type": "created"|"modified"|"deleted"|"moved", "path", "is_dir"}`
+    (`moved` also has `from_path`). Events are never lost silently: `{"type": "overflow"}` says
+    some were (list the files again). The path resolves inside the box, so a watch reaches
+    only the box's own files. Not activity for the idle policy; a freeze ends the stream with
+    `{"type": "end"}`."""
+    events = manager.watch(box.id, path, recursive)
+    await anext(events)  # a missing path is a 404 before the stream starts
+
+    async def lines() -> AsyncIterator[bytes]:
+        try:
+            async for event in events:
+                yield _event_line(event)
+                if event.get("type") == "end":
+                    return
+        except BoxUnavailableError as exc:
+            yield _event_line({"type": "end", "reason": exc.message})
+        finally:
+            await events.aclose()
+
+    return StreamingResponse(lines(), media_type="application/x-ndjson")

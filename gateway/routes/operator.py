@@ -1,4 +1,5 @@
-"""Operator surfaces: the freeze policy and its history, stats, Prometheus metrics."""
+"""Operator surfaces: the freeze policy and its history, stats and their last hours,
+Prometheus metrics."""
 
 from __future__ import annotations
 
@@ -7,10 +8,22 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
 
+from core.history import HISTORY_S, SAMPLE_SIZE
 from core.policy import Versioned
 from core.quotas import policy_change
+from core.stats import STATES
 from gateway.deps import CoreDep, MetricsDep, OperatorDep, PoliciesDep, actor
-from gateway.schemas import ErrorOut, PolicyChange, PolicyIn, PolicyOut, PolicyValues, StatsOut
+from gateway.schemas import (
+    ErrorOut,
+    PolicyChange,
+    PolicyIn,
+    PolicyOut,
+    PolicyValues,
+    SampleHistory,
+    StatsHistoryOut,
+    StatsOut,
+    WakeHistory,
+)
 
 router = APIRouter(tags=["operator"], responses={401: {"model": ErrorOut},
                                                  403: {"model": ErrorOut}})
@@ -52,6 +65,32 @@ async def stats(who: OperatorDep, core: CoreDep) -> StatsOut:
     backlog, knowledge base size, and the last idle sweep."""
     collected = await core.stats.collect()
     return StatsOut(**dataclasses.asdict(collected))
+
+
+@router.get("/v1/stats/history", responses={422: {"model": ErrorOut}})
+async def stats_history(
+        who: OperatorDep, core: CoreDep,
+        hours: Annotated[int, Query(ge=1, le=HISTORY_S // 3600,
+                                    description="how many hours back, the current minute "
+                                                "included")] = 6) -> StatsHistoryOut:
+    """The last hours, for charts: wakes per minute with their p50 and p99 (recorded by the
+    processes that run the boxes), and once a minute the boxes per state, the worker's queue
+    depth and the observation backlog (sampled by a worker). Kept for 24 hours."""
+    history = core.history
+    now, first, last = history.window(hours)
+    wakes = await history.wakes(first, last)
+    samples = await history.samples(first, last)
+    states = list(dict.fromkeys([*STATES,
+                                 *(s for sample in samples for s in sample.boxes)]))
+    return StatsHistoryOut(
+        now=now, hours=hours, kept_hours=HISTORY_S // 3600, sample_size=SAMPLE_SIZE,
+        wakes=WakeHistory(minute=[w.minute for w in wakes], count=[w.count for w in wakes],
+                          p50_ms=[w.p50_ms for w in wakes], p99_ms=[w.p99_ms for w in wakes],
+                          sampled=[w.sampled for w in wakes]),
+        samples=SampleHistory(
+            at=[x.at for x in samples],
+            boxes={state: [x.boxes.get(state, 0) for x in samples] for state in states},
+            queue_depth=[x.queue_depth for x in samples], backlog=[x.backlog for x in samples]))
 
 
 @router.get("/metrics", response_class=Response,

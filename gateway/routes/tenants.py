@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 
+from core.previews import Previews
 from core.quotas import policy_change
 from core.tenants import TenantRecord, Tenants
-from gateway.deps import OperatorDep, TenantsDep, actor
+from gateway.deps import CoreDep, OperatorDep, TenantsDep, actor
 from gateway.schemas import (
     ErrorOut,
     PolicyIn,
@@ -52,9 +53,11 @@ async def get_tenant(tenant_id: str, who: OperatorDep, tenants: TenantsDep) -> T
 
 
 @router.delete("/{tenant_id}", status_code=204, responses={404: {"model": ErrorOut}})
-async def delete_tenant(tenant_id: str, who: OperatorDep, tenants: TenantsDep) -> Response:
+async def delete_tenant(tenant_id: str, who: OperatorDep, tenants: TenantsDep,
+                        core: CoreDep) -> Response:
     """Delete the tenant with its boxes and snapshots; its key stops working at once."""
     await tenants.delete(tenant_id)
+    await Previews(core.redis, core.keys, core.secret).forget_owner(tenant_id)
     return Response(status_code=204)
 
 

@@ -355,16 +355,20 @@ def _has(clause: str, at: float) -> list[Statement]:
 
 
 def _my(clause: str, at: float) -> list[Statement]:
-    m = re.match(r"^(?:my|our) ([a-z][a-z' -]{1,30}?) (?:is|are|was) (?!not\b)(.+)",
-                 clause, re.I)
+    # "is" also as "'s" where no noun follows it (a noun would make it a possessive: "my
+    # sister's car"): "my cat's called Mango", "my flat's on the 4th floor"
+    m = re.match(r"^(?:my|our) ([a-z][a-z' -]{1,30}?)(?: (?:is|are|was) |['\u2019]s (?=(?:called|"
+                 r"named|known|on|in|at|the|a|an|\d)\b))(?!not\b)(.+)", clause, re.I)
     if not m:
         return []
-    key, value = m.group(1).strip().lower(), m.group(2).strip().rstrip(".!?")
+    said_as, value = m.group(1).strip(), m.group(2).strip().rstrip(".!?")
+    # what it is about is its head: "my email for the club stuff" is an email
+    key = re.split(r"\s+(?:for|of|at|in|on|from|with)\s+", said_as.lower(), maxsplit=1)[0]
     if "@" not in value:
         value = clean(value)
     if not value or key in ("name",) or len(value.split()) > 8:
         return []
-    return [Statement("add", "fact", key, value, f"{key[0].upper()}{key[1:]} is {value}",
+    return [Statement("add", "fact", key, value, f"{said_as[0].upper()}{said_as[1:]} is {value}",
                       exclusive=True, when=when_said(clause, at))]
 
 

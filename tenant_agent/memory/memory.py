@@ -56,6 +56,8 @@ _REPLY_BEFORE_S = 1800.0  # a bare "yes" answers the previous reply if it came t
 MEMORY_COLUMNS = ("id, kind, subject, value, polarity, text, at, valid_from, valid_to, "
                   "superseded_by, confidence, evidence, source, exclusive, updated, n")
 _WORDS = re.compile(r"[a-z0-9]+")
+_COUNTED = re.compile(r"^Has (\d+|two|three|four|five|six|seven|eight|nine|ten|eleven|"
+                      r"twelve) (.+)$", re.I)
 _FORGET_STOP = frozenset(["the", "my", "our", "about", "that", "what", "and", "from", "with",
                           "your", "you", "said", "told", "mentioned", "know", "remember"])
 
@@ -236,15 +238,9 @@ class Memory:
              vector: list[float] | None = None, change: bool = False) -> str | None:
         """Apply one add or end statement; the id of the memory that now holds it. `vector`:
         the host's embedding of its text; `change`: it was said as a change."""
-        if s.op == "end":
-            if not s.subject:  # "sold the hatchback": what names it, by its words
-                for memory in self._naming(s.value):
-                    self._close(memory, turn.at, None)
-                return None
-            for row in self._active(s.subject, s.kind):
-                if row[3].lower() == s.value.lower() or s.value == "*":
-                    self._close(row[0], turn.at, None)
-            return None
+        if s.op in ("end", "recount", "rename"):
+            return {"end": self._end, "recount": self._recount, "rename": self._rename}[s.op](
+                s, turn, episode)
         held = self._active(s.subject, s.kind)
         same = [r for r in held if r[3].lower() == s.value.lower() and r[4] == s.polarity]
         if same:
@@ -271,6 +267,50 @@ class Memory:
         if s.ends and not any(r[3].lower() == s.ends.lower() for r in held):
             self._history(s, turn, memory)  # "moved from Berlin": Berlin held until now
         return memory
+
+    def _end(self, s: Statement, turn: turns.Turn, episode: str | None) -> None:
+        """"I no longer live in Berlin" closes what it names, without a successor."""
+        if not s.subject:  # "sold the hatchback": what names it, by its words
+            for memory in self._naming(s.value):
+                self._close(memory, turn.at, None)
+            return
+        for row in self._active(s.subject, s.kind):
+            if row[3].lower() == s.value.lower() or s.value == "*":
+                self._close(row[0], turn.at, None)
+
+    def _recount(self, s: Statement, turn: turns.Turn, episode: str | None) -> str | None:
+        """"We're down to two": the possession counted last, with the new count."""
+        for kind, subject, text in self.db.execute(
+                "SELECT kind, subject, text FROM memories WHERE kind='fact' AND "
+                "valid_to IS NULL AND exclusive=1 ORDER BY at DESC, n DESC"):
+            m = _COUNTED.match(text)
+            if not m or m.group(1).lower() == s.value:
+                continue
+            new = Statement("add", kind, subject, f"{s.value} {m.group(2)}",
+                            f"Has {s.value} {m.group(2)}", exclusive=True)
+            return self.hold(new, turn, episode, "rules")
+        return None
+
+    def _rename(self, s: Statement, turn: turns.Turn, episode: str | None) -> str | None:
+        """"Smudge is now Captain Whiskers": what is held under the old name, renamed."""
+        name = re.compile(rf"\b{re.escape(s.ends)}\b", re.I)
+        last = None
+        for kind, subject, value, text, exclusive in self.db.execute(
+                "SELECT kind, subject, value, text, exclusive FROM memories WHERE valid_to IS "
+                "NULL AND kind IN ('fact', 'preference') ORDER BY n").fetchall():
+            if not name.search(text):
+                continue
+            new = Statement("add", kind, subject, name.sub(s.value, value), name.sub(
+                s.value, text), exclusive=True)
+            last = self.hold(new, turn, episode, "rules")
+            if not exclusive:
+                self._close_named(text, turn.at, last)
+        return last
+
+    def _close_named(self, text: str, at: float, successor: str | None) -> None:
+        for (memory,) in self.db.execute("SELECT id FROM memories WHERE text=? AND valid_to IS "
+                                         "NULL AND id<>?", (text, successor or "")).fetchall():
+            self._close(memory, at, successor)
 
     def _packed(self, vector: list[float] | None, turn: turns.Turn) -> bytes | None:
         """A memory's vector, stored only beside those of the same model."""
@@ -387,6 +427,8 @@ class Memory:
             for (episode,) in self.db.execute("SELECT id FROM episodes").fetchall():
                 self.remove_episode(episode)
             return removed
+        if s.value == "^" and not s.kind:  # "erase that": what the tenant said just before
+            return self._forget_last_turn()
         if s.kind:
             rows = self.db.execute(
                 "SELECT id FROM memories WHERE kind=? AND subject=? AND lower(value)=lower(?)",
@@ -406,6 +448,21 @@ class Memory:
                 self.remove_episode(episode)
         if vector and not s.kind and not removed:
             self._forget_turns_like(vector)
+        return removed
+
+    def _forget_last_turn(self) -> list[str]:
+        """The tenant's last turn before this one, and what was learned from it alone."""
+        row = self.db.execute("SELECT id, pair_id FROM episodes ORDER BY n DESC LIMIT 1"
+                              ).fetchone()
+        if not row:
+            return []
+        removed: list[str] = []
+        for (memory,) in self.db.execute(
+                "SELECT DISTINCT memory FROM evidence WHERE episode=? OR pair_id=?",
+                (row[0], row[1])).fetchall():
+            if self.db.execute("SELECT 1 FROM memories WHERE id=?", (memory,)).fetchone():
+                removed.extend(self.remove_memory(memory))
+        self.remove_episode(row[0])
         return removed
 
     def _forget_turns_like(self, vector: list[float]) -> None:

@@ -123,10 +123,11 @@ CHANGE_VERBS = frozenset(["switch", "move", "change", "migrate", "convert", "tra
 
 def dropped_subject(parse: Parse, verb: Token) -> bool:
     """A statement said without its subject, which is the speaker's: "started at the council
-    on Monday", "moved to VS Code last month" (a verb in the past that opens its sentence;
-    an imperative is in the base form and is no statement)."""
+    on Monday", "moved to VS Code last month", "starting Monday as a lab technician" (a verb
+    in the past, or in progress, that opens its sentence; an imperative is in the base form
+    and is no statement)."""
     if verb.dep not in ("ROOT", "advcl", "ccomp", "parataxis", "conj") or verb.tag not in (
-            "VBD", "VBN") or verb.kid("nsubj", "nsubjpass", "expl", "csubj") is not None:
+            "VBD", "VBN", "VBG") or verb.kid("nsubj", "nsubjpass", "expl", "csubj") is not None:
         return False
     return not any(t.pos not in ("PUNCT", "INTJ", "ADV", "CCONJ", "SPACE") and t.dep not in (
         "aux", "auxpass", "neg") for t in parse.tokens[_sentence_start(parse, verb):verb.i])
@@ -191,8 +192,10 @@ def speaker_clause(parse: Parse, verb: Token, sentence: str) -> Clause | None:
     auxes = verb.kids("aux", "auxpass")
     if any((a.tag == "MD" and a.lemma not in ("can",)) or a.lemma == "to" for a in auxes):
         return None  # "I would be a teacher", "I'll live in Rome": no fact (the rules' plans)
-    if verb.tag == "VBG" and any(a.lemma == "be" for a in auxes) and has_time(parse, verb):
-        return None  # "I'm moving to Rome next month": a plan
+    if verb.tag == "VBG" and any(a.lemma == "be" for a in auxes) and has_time(
+            parse, verb, direct=True):
+        return None  # "I'm moving to Rome next month": a plan ("I'm learning the cello,
+                     # aiming for grade 2 next spring": a lasting one, the time is the aim's)
     past = verb.tag == "VBD" and not any(a.lemma == "have" for a in auxes)
     if verb.lemma == "use" and (x := verb.kid("xcomp")) is not None:  # "I used to be a …"
         verb, past = x, True
@@ -201,8 +204,48 @@ def speaker_clause(parse: Parse, verb: Token, sentence: str) -> Clause | None:
     return Clause(verb, past, negated, sentence, implicit, group)
 
 
-def has_time(parse: Parse, verb: Token) -> bool:
-    return any(t.ent.endswith(TIME_ENTS) for t in parse.subtree(verb))
+# What a time said inside another clause or a thing belongs to, not to the verb above it.
+_OWN_CLAUSE = frozenset(["advcl", "ccomp", "xcomp", "conj", "relcl", "acl", "appos", "dobj",
+                         "attr", "parataxis"])
+
+
+def has_time(parse: Parse, verb: Token, direct: bool = False) -> bool:
+    """Whether a time is said in what the verb governs; `direct`: of the verb itself, not of a
+    clause or a thing under it."""
+    for t in parse.subtree(verb):
+        if not t.ent.endswith(TIME_ENTS):
+            continue
+        if not direct:
+            return True
+        current, own = t, True
+        for _ in range(20):
+            if current.i == verb.i or current.head == current.i:
+                break
+            if current.dep in _OWN_CLAUSE or (not current.ent.endswith(TIME_ENTS)
+                                              and current.pos in ("NOUN", "PROPN", "NUM")):
+                own = False  # said of a clause or a thing: "grade 3 this summer"
+                break
+            current = parse.tokens[current.head]
+        if own:
+            return True
+    return False
+
+
+def entity_phrase(parse: Parse, token: Token, cut: tuple[str, ...] = ("relcl", "punct",
+                                                                      "prep")) -> str:
+    """A name as the entity recogniser spans it ("Dunlow & Hart", whose parse joins "Hart" to
+    "Dunlow" as a conjunct), else the phrase the token heads."""
+    if not token.ent:
+        return phrase_of(parse, token, cut)
+    kind = token.ent[2:]
+    first = token.i
+    while first > 0 and parse.tokens[first].ent == f"I-{kind}":
+        first -= 1
+    last = token.i
+    while last + 1 < len(parse.tokens) and parse.tokens[last + 1].ent == f"I-{kind}":
+        last += 1
+    span = [t for t in parse.tokens[first:last + 1] if not (t.dep == "det" and t.i == first)]
+    return joined(parse, span) or phrase_of(parse, token, cut)
 
 
 def phrase_of(parse: Parse, token: Token, cut: tuple[str, ...] = ("relcl", "punct")) -> str:

@@ -48,6 +48,7 @@ from tenant_agent.memory.parse import (
     Parse,
     Token,
     count_of,
+    entity_phrase,
     from_subject,
     has_time,
     head_phrase,
@@ -59,6 +60,7 @@ from tenant_agent.memory.parse import (
     read,
     speaker,
     speaker_clause,
+    subject_of_verb,
 )
 from tenant_agent.memory.utterance import is_question, when_said
 
@@ -97,6 +99,12 @@ CHANGE = re.compile(r"\b(?:now|nowadays|these days|anymore|any more|no longer|in
                     r"no more|again)\b", re.I)
 
 
+# Verbs of a job said by what it does ("I teach chemistry at Holloway Secondary").
+_TEACHING = frozenset(["teach", "lecture", "tutor", "coach", "nurse", "volunteer", "intern"])
+# Verbs of becoming: what follows is what the speaker is from now on ("I went vegan").
+_BECOMING = frozenset(["become", "go", "turn"])
+
+
 # -- the classes ----------------------------------------------------------------------------
 
 def _fact(subject: str, value: str, text: str, exclusive: bool = True,
@@ -107,11 +115,20 @@ def _fact(subject: str, value: str, text: str, exclusive: bool = True,
 def _copula(parse: Parse, clause: Clause) -> list[Statement]:
     """"I'm a nurse", "I'm married", "I'm from Leeds", "I was a lawyer", "I'm vegetarian"."""
     verb = clause.verb
-    if verb.lemma != "be":
-        return []
+    if verb.lemma in _BECOMING and verb.kid("attr", "acomp") is not None:
+        # "I became a senior designer", "I've gone vegan": what it is from now on
+        clause = Clause(verb, False, clause.negated, clause.sentence, clause.implicit,
+                        clause.group)
+    return _state(parse, clause) if verb.lemma in _BECOMING | {"be"} else []
+
+
+def _state(parse: Parse, clause: Clause) -> list[Statement]:
+    verb = clause.verb
     attr = verb.kid("attr")
     acomp = verb.kid("acomp")
-    if acomp is not None and not clause.negated:
+    if acomp is not None and clause.negated:
+        return _not_allergic(parse, acomp)
+    if acomp is not None:
         word = acomp.lower
         if word in MARITAL and not clause.past:
             to = prep_object(acomp, "to")
@@ -131,7 +148,7 @@ def _copula(parse: Parse, clause: Clause) -> list[Statement]:
     org = prep_object(verb, "at", "with")
     if org is not None and attr is None and acomp is None and org.ent.endswith("ORG") \
             and not clause.negated and not clause.past:  # "I'm at Norvale Logistics"
-        name = phrase_of(parse, org, ("relcl", "punct", "prep"))
+        name = entity_phrase(parse, org)
         return [_fact("employer", name, f"Works at {name}")] if name else []
     origin = prep_object(verb, "from")
     if origin is not None and attr is None and not clause.negated and not clause.past:
@@ -141,6 +158,15 @@ def _copula(parse: Parse, clause: Clause) -> list[Statement]:
     if attr is None or attr.pos not in ("NOUN", "PROPN") or clause.negated:
         return []
     return _noun_attr(parse, clause, attr)
+
+
+def _not_allergic(parse: Parse, acomp: Token) -> list[Statement]:
+    """"I'm not allergic to latex after all": a correction of the allergy held."""
+    to = prep_object(acomp, "to") if acomp.lower in ("allergic", "intolerant") else None
+    what = phrase_of(parse, to, ("relcl", "punct", "prep", "cc", "conj")) if to else ""
+    return [Statement("end", "fact", "allergy", what.lower(), ""),
+            _fact("no allergy", what.lower(), f"Is not {acomp.lower} to {what}",
+                  exclusive=False)] if what else []
 
 
 def _noun_attr(parse: Parse, clause: Clause, attr: Token) -> list[Statement]:
@@ -156,8 +182,8 @@ def _noun_attr(parse: Parse, clause: Clause, attr: Token) -> list[Statement]:
         diet = phrase.lower()
         return [_fact("diet", diet, f"Is a {diet}" if head == "eater" else f"Is {diet}")]
     at = prep_object(attr, "at", "for", "with")
-    org = phrase_of(parse, at) if at is not None and (at.ent.endswith("ORG") or at.pos == "PROPN") \
-        else ""
+    org = entity_phrase(parse, at) if at is not None and (
+        at.ent.endswith("ORG") or at.pos == "PROPN") else ""
     former = bool(before & {"former", "ex", "retired"})
     if head in OCCUPATIONS or (at is not None and org):
         if clause.past or former:
@@ -166,7 +192,7 @@ def _noun_attr(parse: Parse, clause: Clause, attr: Token) -> list[Statement]:
                 out.append(_fact("past employer", org, f"Used to work at {org}", False))
             return out
         out = [_fact("role", phrase.lower() if phrase[:1].islower() else phrase,
-                     f"Works as a {phrase}")]
+                     f"Works as a {phrase}" + (f" at {org}" if org else ""))]
         if org:
             out.append(_fact("employer", org, f"Works at {org}"))
         return out
@@ -181,15 +207,44 @@ def _work(parse: Parse, clause: Clause) -> list[Statement]:
     role = prep_object(verb, "as")
     org = prep_object(verb, "at", "for")
     out = []
+    org = org or _deeper_at(verb)  # "I work in claims at Brightwell Insurance"
+    named = org is not None and (org.ent.endswith("ORG") or org.pos == "PROPN")
     if role is not None and (phrase := head_phrase(parse, role)):
-        out.append(_fact("past role", phrase.lower(), f"Used to work as a {phrase}", False)
-                   if clause.past else _fact("role", phrase.lower(), f"Works as a {phrase}"))
-    if org is not None and (org.ent.endswith("ORG") or org.pos == "PROPN"):
-        name = phrase_of(parse, org, ("relcl", "punct", "prep"))
+        at = f" at {entity_phrase(parse, org)}" if named and org is not None else ""
+        out.append(_fact("past role", phrase.lower(), f"Used to work as a {phrase}{at}", False)
+                   if clause.past else _fact("role", phrase.lower(),
+                                             f"Works as a {phrase}{at}"))
+    if org is not None and named:
+        name = entity_phrase(parse, org)
         if name:
             out.append(_fact("past employer", name, f"Used to work at {name}", False)
                        if clause.past else _fact("employer", name, f"Works at {name}"))
     return out
+
+
+def _started_as(parse: Parse, verb: Token) -> list[Statement]:
+    """"starting Monday as a lab technician at Verant Pharma": the role and where."""
+    role = prep_object(verb, "as")
+    phrase = head_phrase(parse, role) if role is not None else ""
+    if role is None or not phrase:
+        return []
+    org = prep_object(verb, "at", "with") or prep_object(role, "at", "with")
+    name = entity_phrase(parse, org) if org is not None and org.pos in ("NOUN", "PROPN") else ""
+    out = [_fact("role", phrase.lower(), f"Works as a {phrase}" + (f" at {name}" if name
+                                                                    else ""))]
+    if name:
+        out.append(_fact("employer", name, f"Works at {name}"))
+    return out
+
+
+def _deeper_at(verb: Token) -> Token | None:
+    """The place of work said one phrase down: "in claims at Brightwell Insurance"."""
+    for prep in verb.kids("prep"):
+        held = prep.kid("pobj")
+        org = prep_object(held, "at", "for") if held is not None else None
+        if org is not None:
+            return org
+    return None
 
 
 def _job_change(parse: Parse, clause: Clause) -> list[Statement]:
@@ -206,12 +261,21 @@ def _job_change(parse: Parse, clause: Clause) -> list[Statement]:
             out.append(_fact("role", phrase.lower(), f"Works as a {phrase}"))
         if org is not None and (name := phrase_of(parse, org, ("relcl", "punct", "prep"))):
             out.append(_fact("employer", name, f"Works at {name}"))
+    elif verb.lemma in ("start", "begin") and prep_object(verb, "as") is not None:
+        out += _started_as(parse, verb)
     elif verb.lemma in ("start", "begin") and (org := prep_object(verb, "at", "with")) \
             is not None and org.pos in ("NOUN", "PROPN"):  # "started at the planning office"
         name = phrase_of(parse, org, ("relcl", "punct"))
         if name:  # a new place of work: the role held there ends with it
             out += [Statement("end", "fact", "role", "*", ""),
                     _fact("employer", name, f"Works at {name}")]
+    elif verb.lemma in _TEACHING and not clause.past and (org := prep_object(
+            verb, "at") or _deeper_at(verb)) is not None and (
+            org.ent.endswith("ORG") or org.pos == "PROPN"):
+        name = entity_phrase(parse, org)  # "I teach chemistry at Holloway Secondary"
+        said_as = from_subject(parse, clause)
+        out.append(_fact("employer", name, said_as[:1].upper() + said_as[1:] if said_as
+                         else f"Works at {name}"))
     elif verb.lemma == "join" and (org := verb.kid("dobj")) is not None \
             and org.ent.endswith("ORG"):
         name = phrase_of(parse, org, ("relcl", "punct", "prep"))
@@ -240,8 +304,11 @@ def _home(parse: Parse, clause: Clause) -> list[Statement]:
         if clause.past:
             return [_fact("past location", where, f"Used to live in {where}", False)]
         return [_fact("location", where, f"Lives in {where}")]
-    if verb.lemma in ("move", "relocate", "emigrate") and (
-            place := prep_object(verb, "to", "into")) is not None:
+    if verb.lemma in ("move", "relocate", "emigrate") and (place := prep_object(
+            verb, "to", "into") or next((prep_object(h, "to") for h in verb.kids("advmod")
+                                        for h in [h, *h.kids("advmod")]
+                                        if h.lower in ("home", "back") and prep_object(h, "to")),
+                                       None)) is not None:  # "moved back (home) to Inverness"
         where = phrase_of(parse, place, ("relcl", "punct", "prep"))
         if where.lower() in _LANGUAGES:  # "we've moved to Portuguese"
             lang = where.capitalize()
@@ -249,8 +316,11 @@ def _home(parse: Parse, clause: Clause) -> list[Statement]:
                               f"Wants answers in {lang}", "likes", exclusive=True)]
         old = prep_object(verb, "from")
         ends = phrase_of(parse, old, ("relcl", "punct", "prep")) if old is not None else ""
-        if verb.kid("dobj", "prt") is not None or clause.group or not _a_place(
-                parse, place, named=clause.implicit):
+        back = any(c.lower == "back" for c in verb.kids("prt", "advmod")) and bool(
+            {t.ent[2:] for t in parse.subtree(place) if t.ent} & set(PLACE_ENTS))
+        if verb.kid("dobj") is not None or (verb.kid("prt") is not None and not back) \
+                or clause.group or not _a_place(parse, place, named=clause.implicit,
+                                                person=not clause.implicit):
             return []  # "moved the sofa to the wall", "moved (over) to VS Code": no new home
         if where and where.lower() not in ("it", "there", "here"):
             return [_fact("location", where, f"Lives in {where}", ends=ends)]
@@ -275,11 +345,15 @@ _HOMES = frozenset(["place", "house", "flat", "apartment", "home", "cottage", "b
 _NOT_PLACES = ("ORG", "PRODUCT", "WORK_OF_ART", "PERSON", "LANGUAGE", "EVENT", "LAW")
 
 
-def _a_place(parse: Parse, token: Token, named: bool = False) -> bool:
+def _a_place(parse: Parse, token: Token, named: bool = False, person: bool = False) -> bool:
     """Where one can live: named as a place, a home, or a proper name nothing else calls
-    (`named`: only what is named as a place or a home, said without a subject)."""
+    (`named`: only what is named as a place or a home, said without a subject; `person`: a
+    name the recogniser calls a person's may be a place: one moves to places, and it reads
+    "Swansea" as a person)."""
     ents = {t.ent[2:] for t in parse.subtree(token) if t.ent}
     if ents & set(PLACE_ENTS):
+        return True
+    if person and ents == {"PERSON"} and token.pos == "PROPN":
         return True
     if ents & set(_NOT_PLACES):
         return False
@@ -290,8 +364,8 @@ def _new_home(parse: Parse, clause: Clause) -> list[Statement]:
     """"We got the keys to our new place in Dunmere", "we bought a house in Leeds": a new home
     of the speaker's, where it is."""
     verb = clause.verb
-    if verb.lemma not in ("get", "buy", "rent", "find", "move", "collect", "pick") \
-            or clause.negated:
+    if verb.lemma not in ("get", "buy", "rent", "find", "move", "collect", "pick", "lease",
+                          "share") or clause.negated:
         return []
     for token in parse.subtree(verb):
         if token.lemma not in _HOMES or token.pos != "NOUN":
@@ -299,9 +373,14 @@ def _new_home(parse: Parse, clause: Clause) -> list[Statement]:
         mine = any(c.dep == "poss" and c.lower in ("my", "our") for c in token.children)
         fresh = any(c.lower == "new" for c in token.children)
         if not (fresh and (mine or token.head == verb.i)) and not (
-                verb.lemma in ("buy", "rent") and token.head == verb.i):
+                token.head == verb.i and (verb.lemma in ("buy", "rent") or (
+                    verb.lemma in ("lease", "share") and not clause.past))):
             continue
-        place = prep_object(token, "in", "on", "at") or prep_object(verb, "in")
+        place = prep_object(token, "in", "on", "at") or prep_object(verb, "in") or next(
+            (t for t in parse.subtree(verb) if t.dep == "pobj" and t.i > token.i
+             and parse.tokens[t.head].lower in ("in", "on", "at")
+             and (t.ent[2:] in PLACE_ENTS or (t.pos == "PROPN" and not t.ent))),
+            None)  # "a terraced house near the canal in Hebden", "a flat above a bakery on …"
         if place is not None and _a_place(parse, place):
             where = phrase_of(parse, place, ("relcl", "punct", "prep"))
             if where:
@@ -340,7 +419,7 @@ def _ending(parse: Parse, clause: Clause) -> list[Statement]:
 def _possession(parse: Parse, clause: Clause) -> list[Statement]:
     """"I have two dogs", "we've got 3 kids": the count supersedes an earlier one."""
     verb = clause.verb
-    if verb.lemma not in ("have", "own", "get") or clause.negated or clause.past:
+    if verb.lemma not in ("have", "own", "get", "keep") or clause.negated or clause.past:
         return []
     if verb.lemma == "get" and not any(a.lemma == "have" for a in verb.kids("aux")):
         return []  # "I got a dog" is an event; "I've got a dog" a possession
@@ -378,7 +457,10 @@ def _owned(parse: Parse, thing: Token, count: int, said: str = "") -> Statement:
     amount = "a" if count == 1 else said if said else _NUMBER_WORDS.get(count, str(count))
     names = [phrase_of(parse, c, ("relcl", "punct", "conj", "cc", "prep"))
              for c in thing.kids("appos") if c.pos == "PROPN"]
-    text = f"Has {amount} {described}" + "".join(f", {n}" for n in names if n)
+    called = next((f" {c.text} {phrase_of(parse, n, ('relcl', 'punct', 'prep'))}"
+                   for c in thing.kids("acl") if c.lemma in ("call", "name")
+                   for n in c.kids("oprd", "attr", "dobj") if n.pos == "PROPN"), "")
+    text = f"Has {amount} {described}{called}" + "".join(f", {n}" for n in names if n)
     subject = "kid" if thing.lemma in ("child", "kid") else thing.lemma
     return Statement("add", "fact", subject, f"{amount} {described}", text, exclusive=True)
 
@@ -397,6 +479,110 @@ def _counted(parse: Parse, a: int, b: int) -> list[Statement]:
 
 
 _ORDINALS = ORDINALS
+
+# Kin one is married to, partnered with or engaged to: naming one says the speaker's status.
+_SPOUSES = {"wife": "married", "husband": "married", "spouse": "married",
+            "partner": "in a relationship", "girlfriend": "in a relationship",
+            "boyfriend": "in a relationship", "fiance": "engaged", "fiancee": "engaged",
+            "fiancé": "engaged", "fiancée": "engaged"}
+_KIN = frozenset([*_SPOUSES, *"""son daughter child kid baby brother sister sibling twin
+mother mum mom father dad stepdad stepmum stepmom stepson stepdaughter grandson granddaughter
+grandchild grandmother grandfather grandma grandpa gran granny grandad nan niece nephew cousin
+aunt uncle flatmate housemate roommate""".split()])  # noqa: SIM905
+
+
+def _kin_named(parse: Parse, a: int, b: int) -> list[Statement]:
+    """The speaker's kin by name: "my boyfriend Tariq", "Tomasz is officially my husband"
+    (a spouse or partner named says the speaker's status), not an ex or the late."""
+    out = []
+    for kin in parse.tokens[a:b]:
+        if kin.lemma not in _KIN or kin.pos != "NOUN" or not any(
+                c.dep == "poss" and c.lower in ("my", "our") for c in kin.children) or any(
+                c.lower in ("ex", "former", "late") for c in kin.children):
+            continue
+        name = next((c for c in kin.kids("appos") if c.pos == "PROPN"), None)
+        head = parse.tokens[kin.head]
+        if name is None and kin.dep == "attr" and head.lemma in ("be", "become") and (
+                subject := head.kid("nsubj")) is not None and subject.pos == "PROPN":
+            name = subject  # "Tomasz is officially my husband"
+        said_as = phrase_of(parse, name, ("relcl", "punct", "prep", "conj", "cc", "appos")) \
+            if name is not None else ""
+        if not said_as:
+            continue
+        text = f"{kin.text[:1].upper()}{kin.text[1:].lower()} is {said_as}"
+        if kin.lemma in _SPOUSES:
+            out.append(_fact("marital status", _SPOUSES[kin.lemma], text))
+        else:
+            out.append(_fact(f"{kin.lemma} name", said_as, text, exclusive=False))
+    return out
+
+
+def _renamed(parse: Parse, a: int, b: int) -> list[Statement]:
+    """A name that is now another ("Smudge is now officially Captain Whiskers", "Bolt is
+    called Thunder now"): memory.py renames what the speaker holds under the old name, and
+    nothing if it holds none (someone else's pet)."""
+    out = []
+    for verb in parse.tokens[a:b]:
+        if verb.lemma not in ("be", "call", "name") or not any(
+                c.lower == "now" for c in verb.children) or any(
+                c.dep == "neg" for c in verb.children):
+            continue
+        old = verb.kid("nsubj", "nsubjpass")
+        new = verb.kid("attr", "oprd")
+        if old is None or new is None or old.pos != "PROPN" or not new.text[:1].isupper():
+            continue
+        before = phrase_of(parse, old, ("relcl", "punct", "prep", "conj", "cc", "appos"))
+        first, last = new.i, new.i  # the run of names it is in ("Captain Whiskers")
+        while first > verb.i + 1 and parse.tokens[first - 1].pos == "PROPN":
+            first -= 1
+        while last + 1 < b and parse.tokens[last + 1].pos == "PROPN":
+            last += 1
+        after = joined(parse, parse.tokens[first:last + 1])
+        if before and after and before.lower() != after.lower():
+            out.append(Statement("rename", "fact", "", after, "", ends=before))
+    return out
+
+
+_EMAIL = re.compile(r"^[\w.+-]+@[\w-]+(?:\.[\w-]+)+$")
+
+
+def _address_to_use(parse: Parse, a: int, b: int) -> list[Statement]:
+    """An email address the speaker asks the agent to use from now on ("please use X from now
+    on", "email me at X instead"): the speaker's address, in place of the one held."""
+    sentence = joined(parse, parse.tokens[a:b])
+    if not CHANGE.search(sentence):
+        return []
+    for token in parse.tokens[a:b]:
+        if not _EMAIL.match(token.text):
+            continue
+        verb = parse.tokens[parse.tokens[token.head].head] if token.dep == "pobj" else \
+            parse.tokens[token.head]
+        if verb.tag in ("VB", "VBP") and verb.kid("nsubj") is None and verb.lemma in (
+                "use", "email", "contact", "reach", "mail", "write"):
+            return [_fact("email", token.text, f"Email is {token.text}")]
+    return []
+
+
+def _pronouns(parse: Parse, a: int, b: int) -> list[Statement]:
+    """The pronouns the speaker goes by ("I use they/them now", "my pronouns are she/her")."""
+    tokens = parse.tokens
+    for i in range(a, b - 2):
+        if not (tokens[i].lower in _PRONOUNS and tokens[i + 1].text == "/"
+                and tokens[i + 2].lower in _PRONOUNS):
+            continue
+        verb = tokens[i]
+        for _ in range(6):
+            if verb.pos in ("VERB", "AUX") or verb.head == verb.i:
+                break
+            verb = tokens[verb.head]
+        subject = subject_of_verb(parse, verb)
+        if subject is None or any(c.dep == "neg" for c in verb.children) or not (
+                speaker(subject) or (subject.lemma == "pronoun" and any(
+                    c.dep == "poss" and c.lower in ("my", "our") for c in subject.children))):
+            continue
+        said_as = f"{tokens[i].lower}/{tokens[i + 2].lower}"
+        return [_fact("pronouns", said_as, f"Pronouns are {said_as}")]
+    return []
 
 
 def _ordinal(parse: Parse, clause: Clause) -> list[Statement]:
@@ -488,8 +674,21 @@ def _diet(parse: Parse, clause: Clause) -> list[Statement]:
     return [_fact("diet", what, f"Eats {what}")]
 
 
-_CLASSES = (_copula, _work, _job_change, _home, _new_home, _ordinal, _possession, _marriage,
-            _name, _diet, _ending)
+def _recount(parse: Parse, clause: Clause) -> list[Statement]:
+    """"We're down to two", "we're up to five now": a new count of what the speaker has,
+    no thing named (the one counted last, memory.py finds it)."""
+    verb = clause.verb
+    if verb.lemma != "be" or clause.negated:
+        return []
+    for way in verb.kids("advmod", "prt"):
+        if way.lower in ("down", "up") and (n := prep_object(way, "to")) is not None \
+                and n.pos == "NUM" and (n.lower in NUMBERS or n.lower.isdigit()):
+            return [Statement("recount", "fact", "", n.lower, "")]
+    return []
+
+
+_CLASSES = (_recount, _copula, _work, _job_change, _home, _new_home, _ordinal, _possession,
+            _marriage, _name, _diet, _ending)
 
 
 def statements(parse: Parse, at: float = 0.0) -> list[Statement]:
@@ -525,7 +724,10 @@ def statements(parse: Parse, at: float = 0.0) -> list[Statement]:
                 if not rules and _lasting(parse, clause):
                     unread.append(clause)
         seen = {s.subject for s in found}
-        found.extend(s for s in _counted(parse, a, b) if s.subject not in seen)
+        found.extend(s for s in [*_counted(parse, a, b), *_kin_named(parse, a, b),
+                                 *_pronouns(parse, a, b), *_address_to_use(parse, a, b),
+                                 *_renamed(parse, a, b)]
+                     if s.subject not in seen)
         if unread or ending:
             found.extend(_in_own_words(parse, a, b, unread, ending))
         out.extend(found)
@@ -546,7 +748,8 @@ def _lasting(parse: Parse, clause: Clause) -> bool:
     of a light verb, not of the day, not a past event unless it is a change, and about some
     thing (a noun, a name, a quality, a number) it governs."""
     verb = clause.verb
-    if clause.negated or verb.lemma in _LIGHT or _DAYS.search(clause.sentence):
+    if clause.negated or _DAYS.search(clause.sentence) or (
+            verb.lemma in _LIGHT and not _held_or_habit(clause)):
         return False
     if clause.past and verb.lemma not in CHANGE_VERBS:
         return False
@@ -560,6 +763,30 @@ def _lasting(parse: Parse, clause: Clause) -> bool:
     return any((t.pos in _CONTENT and t.dep in ("dobj", "attr", "acomp", "pobj", "oprd",
                                                  "appos", "npadvmod", "compound", "amod"))
                or (t.dep == "dobj" and t.lower in _PRONOUNS) for t in governed)
+
+
+# What makes "have" or "get" say something lasting: a habit ("I get the 7:40 into town every
+# weekday"), a change that lasts ("since the move I get the train in").
+_HABIT = re.compile(r"\b(?:every|each|usually|always|normally|most (?:days|mornings|weeks)|"
+                    r"since (?:the|we|i|my|our))\b", re.I)
+# What one has that is no condition or possession of the speaker's ("I have time").
+_HAD = frozenset(["time", "fun", "work", "money", "question", "access", "trouble", "problem",
+                  "idea", "chance", "fun", "luck", "way", "lunch", "dinner", "breakfast"])
+
+
+def _held_or_habit(clause: Clause) -> bool:
+    """"I have asthma", "I've got type 2 diabetes" (a bare noun one has: a condition), or a
+    habit of getting something ("I get the train in"), in the present."""
+    verb = clause.verb
+    if verb.lemma not in ("have", "get") or clause.past or verb.tag == "VBD":
+        return False
+    thing = verb.kid("dobj")
+    if thing is None or thing.pos not in ("NOUN", "PROPN", "NUM") or thing.lemma in _HAD:
+        return False
+    bare = thing.tag in ("NN", "NNP") and not any(c.dep in ("det", "poss") for c in
+                                                   thing.children)
+    owned = verb.lemma == "have" or any(a.lemma == "have" for a in verb.kids("aux"))
+    return (bare and owned) or bool(_HABIT.search(clause.sentence))
 
 
 # Pronouns one goes by ("I use they/them now").
@@ -613,7 +840,8 @@ SAID = "said"  # the subject of what the speaker said of itself that no class na
 # partner's name on file", "can you not remember the therapy thing?").
 _FORGETTING = frozenset(["forget", "unlearn"])
 _REMOVING = frozenset(["delete", "remove", "erase", "drop", "wipe", "clear", "scrap", "scrub",
-                       "purge", "ditch", "bin", "discard", "trash", "lose", "strike", "rid"])
+                       "purge", "ditch", "bin", "discard", "trash", "lose", "strike", "rid",
+                       "take"])
 _KEEPING = frozenset(["remember", "keep", "hold", "store", "save", "retain", "record", "note",
                       "track", "log", "memorise", "memorize"])
 # Where the agent keeps what it knows ("from your memory", "from your notes", "on file").
@@ -644,17 +872,16 @@ def forgetting(parse: Parse, a: int, b: int) -> list[str] | None:
                 parse, parse.tokens[verb.head] if stopped else verb):
             continue
         if stopped and verb.lemma in _KEEPING:  # "stop remembering my daughter's school"
-            found = [*(found or []), *([t] if (t := _target(parse, verb)) else [])]
+            found = [*(found or []), *_target(parse, verb)]
             continue
         negated = any(c.dep == "neg" for c in verb.children)
         lemma = "rid" if verb.lemma == "get" and any(c.lower == "rid" for c in verb.children) \
             else verb.lemma
         asks = (lemma in _FORGETTING and not negated) or (lemma in _KEEPING and negated) or (
-            lemma in _REMOVING and not negated and _of_memory(parse, verb))
+            lemma in _REMOVING | _KEEPING and not negated and _of_memory(parse, verb, lemma))
         if not asks:
             continue
-        target = _target(parse, verb)
-        found = [*(found or []), *([target] if target else [])]
+        found = [*(found or []), *_target(parse, verb)]
     return found
 
 
@@ -680,7 +907,9 @@ def _addressed(parse: Parse, verb: Token) -> bool:
 
 
 def _objects(parse: Parse, verb: Token) -> list[Token]:
-    out = [*verb.kids("dobj", "ccomp", "xcomp", "oprd", "acomp")]
+    out = [*verb.kids("dobj", "ccomp", "xcomp", "oprd", "acomp"),
+           *(c for c in verb.kids("advcl") if c.kid("nsubj") is not None and any(
+               w.tag in ("WRB", "WP") for w in c.children))]  # "remove where I live from …"
     for holder in [verb, *verb.kids("acomp", "oprd", "prt")]:
         for prep in holder.kids("prep"):
             if prep.lower in ("about", "of", "to", "on", "regarding"):
@@ -690,17 +919,27 @@ def _objects(parse: Parse, verb: Token) -> list[Token]:
         and parse.tokens[min(x.i for x in parse.subtree(t)) - 1].pos == "PUNCT")]
 
 
-def _of_memory(parse: Parse, verb: Token) -> bool:
-    """Whether what a verb of removing removes is what the agent holds."""
+def _of_memory(parse: Parse, verb: Token, lemma: str = "") -> bool:
+    """Whether what a verb of removing removes is what the agent holds (a verb of keeping:
+    keeps it out of what the agent holds, "keep my politics out of your notes")."""
     for token in parse.subtree(verb):
         if token.dep == "pobj" and token.lemma in _MEMORY_PLACES:
             prep = parse.tokens[token.head]
+            if prep.lower == "of" and parse.tokens[prep.head].lower == "out":
+                prep = parse.tokens[prep.head]  # "out of your notes"
             yours = any(c.lower in ("your", "ur") for c in token.children)
             if (prep.lower in ("from", "off", "out") and (yours or token.lemma in (
-                    "memory", "mind", "head"))) or (prep.lower == "on" and token.lemma in (
-                    "file", "record") and not token.children):
+                    "memory", "mind", "head", "record", "records"))) or (
+                    prep.lower == "on" and token.lemma in ("file", "record")
+                    and not token.children and lemma not in _KEEPING):
                 return True
+    if lemma in _KEEPING:
+        return False
     for thing in _objects(parse, verb):
+        about = any(p.lower in ("about", "regarding") for p in [*verb.kids("prep"),
+                                                                 *thing.kids("prep")])
+        if about and (thing.lower in _ALL or _MATTER.search(" " + thing.lower)):
+            return True  # "delete everything about Clive", "erase that bit about my meds"
         if _told_or_known(thing) or (thing.lemma in _MEMORY_PLACES and thing.kids("prep")):
             return True
         if thing.lower in ("that", "it", "this") and _antecedent(parse) is not None:
@@ -727,43 +966,100 @@ def _antecedent(parse: Parse) -> Token | None:
         c.lemma in _TOLD and speaker(c.kid("nsubj")) for c in t.kids("relcl"))), None)
 
 
-def _target(parse: Parse, verb: Token) -> str:
+def _target(parse: Parse, verb: Token) -> list[str]:
     """What a request to forget names: "my salary" in "scrap what I said about my salary",
-    "*" in "forget everything you know about me", "" for a bare "forget it"."""
+    each of "forget my postcode and my age", "*" in "forget everything you know about me",
+    "^" (what the tenant said just before) in "erase that", nothing for a bare "forget it"."""
+    one = _one_target(parse, verb)
+    if not one:
+        return []
+    thing = next((t for t in _objects(parse, verb) if t.pos in ("NOUN", "PROPN")), None)
+    return [one, *(_named(parse, c) for c in (thing.kids("conj") if thing is not None and one
+                                              == _named(parse, thing) else []))]
+
+
+def _one_target(parse: Parse, verb: Token) -> str:
     head = parse.tokens[verb.head]
     if verb.dep == "intj" and head.lemma in _TOLD and speaker(head.kid("nsubj")) and (
             told := head.kid("dobj")) is not None:  # "Forget I mentioned my ex", misparsed
         return _named(parse, told)
     for thing in _objects(parse, verb):
         if thing.lower in ("that", "it", "this", "them"):
-            thing = _antecedent(parse) or thing
-            if thing.lower in ("that", "it", "this", "them"):
+            pointed = _pointed(parse, thing)
+            if pointed is None:
                 continue
+            if isinstance(pointed, str):
+                return pointed  # "^"
+            thing = pointed
         if thing.lemma in _TOLD | _KNOWN or _told_or_known(thing) or thing.lemma in _MEMORY_PLACES:
-            clause = next((c for c in [thing, *thing.kids("relcl", "ccomp")]
-                           if c.lemma in _TOLD | _KNOWN), thing)
-            about = next((p.kid("pobj", "pcomp") for t in parse.subtree(clause)
-                          for p in t.kids("prep") if p.lower in ("about", "on", "regarding", "of")
-                          and p.kid("pobj", "pcomp") is not None), None)
-            if about is None:
-                told = clause.kid("dobj") if clause.lemma in _TOLD else None
-                if told is not None and told.lower not in ("what", "that", "it"):
-                    return _named(parse, told)
-                if thing.lower in _ALL or thing.lemma in _KNOWN or thing.lower == "what":
-                    return "*"
-                if thing.pos == "NOUN" and thing.lemma not in _MEMORY_PLACES:
-                    return _named(parse, thing)
+            said_of = _told_target(parse, thing)
+            if said_of is None:
                 continue
-            if about.lower in _SELF:
-                return "*"
-            return _named(parse, about)
+            return said_of
+        if (about := _all_about(verb, thing)) is not None:  # "everything about Clive"
+            return "*" if about.lower in _SELF else _named(parse, about)
         if thing.lower in _ALL:
             return "*"
         return _named(parse, thing)
     return ""
 
 
+def _told_target(parse: Parse, thing: Token) -> str | None:
+    """What "what I said about my salary", "everything you know", "the diagnosis I
+    mentioned" name (None: nothing here)."""
+    clause = next((c for c in [thing, *thing.kids("relcl", "ccomp")]
+                   if c.lemma in _TOLD | _KNOWN), thing)
+    about = next((p.kid("pobj", "pcomp") for t in parse.subtree(clause)
+                  for p in t.kids("prep") if p.lower in ("about", "on", "regarding", "of")
+                  and p.kid("pobj", "pcomp") is not None), None)
+    if about is not None:
+        return "*" if about.lower in _SELF else _named(parse, about)
+    told = clause.kid("dobj") if clause.lemma in _TOLD else None
+    if told is not None and told.lower not in ("what", "that", "it"):
+        return _named(parse, told)
+    if thing.lower in _ALL or thing.lemma in _KNOWN or thing.lower == "what":
+        return "*"
+    if thing.pos == "NOUN" and thing.lemma not in _MEMORY_PLACES:
+        return _named(parse, thing)
+    return None
+
+
+def _all_about(verb: Token, thing: Token) -> Token | None:
+    """What "everything about X" and "the bit about X" name: X."""
+    if thing.lower not in _ALL and not _MATTER.search(" " + thing.lower):
+        return None
+    return next((p.kid("pobj", "pcomp") for p in [*verb.kids("prep"), *thing.kids("prep")]
+                 if p.lower in ("about", "regarding") and p.kid("pobj", "pcomp") is not None),
+                None)
+
+
+def _pointed(parse: Parse, pronoun: Token) -> Token | str | None:
+    """What "that" in "erase that" stands for: a thing the tenant says it told, else "^"
+    (what it said just before) unless a clause follows ("forget that, I found it"); None for
+    "it" ("forget it": never mind)."""
+    thing = _antecedent(parse)
+    if thing is not None:
+        return thing
+    if pronoun.lower in ("that", "this") and not _followed(parse, pronoun):
+        return "^"
+    return None
+
+
+def _followed(parse: Parse, pointer: Token) -> bool:
+    """Whether a clause of its own follows "that" in its sentence ("forget that, I found it":
+    never mind, not a request about what was said)."""
+    end = next((b for a, b in parse.sents if a <= pointer.i < b), len(parse.tokens))
+    return any(t.pos in ("VERB", "AUX") and t.kid("nsubj", "nsubjpass") is not None
+               for t in parse.tokens[pointer.i + 1:end])
+
+
 def _named(parse: Parse, token: Token) -> str:
+    if token.pos not in ("NOUN", "PROPN"):  # "where I work (out of your memory)"
+        place = next((p for p in token.kids("prep") if any(
+            t.lemma in _MEMORY_PLACES for t in parse.subtree(p))), None)
+        if place is not None:
+            words = [t for t in parse.subtree(token) if t.i < place.i and t.pos != "PUNCT"]
+            return joined(parse, words)
     phrase = phrase_of(parse, token, ("relcl", "punct", "prep") if token.pos in (
         "NOUN", "PROPN") else ("punct",))
     phrase = re.sub(r"^(?:that|this|those|these|the)\s+", "", phrase, flags=re.I)
@@ -821,7 +1117,10 @@ def said(text: str, at: float, reply_before: str = "", parse: Any = None) -> Lea
     try:
         requests = [forgetting(reading, a, b) for a, b in reading.sents]
         if any(r is not None for r in requests):  # the parse reads what is asked ("forget it")
-            return _forgets(learned, [t for r in requests for t in (r or [])])
+            asked = [t for r in requests for t in (r or [])]
+            if any(t != "^" for t in asked):  # "that" is what this turn named ("forget the
+                asked = [t for t in asked if t != "^"]  # therapy thing? don't keep that")
+            return _forgets(learned, asked)
         found = statements(reading, at)
         others = _someone_elses(reading)
     except (IndexError, KeyError, ValueError, TypeError, RecursionError, AttributeError):

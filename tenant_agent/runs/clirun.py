@@ -25,7 +25,6 @@ Invariants:
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import queue
@@ -43,43 +42,11 @@ from tenant_agent.runs.clistreams import StreamParser
 from tenant_agent.runs.harness import SCHEMA_ATTEMPTS, RunFailed, emit
 from tenant_agent.runs.jsonschema import untitled, validate
 from tenant_agent.runs.relay import Relay
+from tenant_agent.runs.sessions import end_session
 
 ENDPOINT_FAILURES = 3
-KILL_GRACE_S = 2.0
 TICK_S = 0.2
 STDERR_TAIL = 1500
-
-
-def session_processes(sid: int) -> list[int]:
-    """Processes of session `sid` (the CLI's: it was started as a session leader)."""
-    found = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if len(fields) > 3 and fields[3] == str(sid):
-            found.append(int(name))
-    return found
-
-
-def end_session(proc: subprocess.Popen[bytes], grace_s: float = KILL_GRACE_S) -> None:
-    """SIGTERM, then SIGKILL after `grace_s`, to everything in the CLI's session."""
-    sid = proc.pid
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        pids = session_processes(sid) + ([proc.pid] if proc.poll() is None else [])
-        if not pids:
-            break
-        for pid in set(pids):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, sig)
-        deadline = time.monotonic() + grace_s
-        while time.monotonic() < deadline and (proc.poll() is None or session_processes(sid)):
-            time.sleep(0.05)
-    proc.poll()
 
 
 def _lines(stream: IO[bytes], out: queue.Queue[str | None]) -> None:
@@ -101,6 +68,8 @@ class CliRun:
         trim = job.get("trim")
         self.trim = self.model.startswith("local/") if trim is None else bool(trim)
         self.workdir = str(job.get("workdir") or "/workspace")
+        servers = job.get("mcp_servers")
+        self.mcp_servers: dict[str, dict[str, Any]] = servers if isinstance(servers, dict) else {}
         self.texts: list[str] = []
         self.usage = {"input_tokens": 0, "output_tokens": 0, "turns": 0, "tool_calls": 0}
         self.relay: Relay | None = None
@@ -114,7 +83,10 @@ class CliRun:
             return "failed", None, ("not inside a Burrow box: BURROW_HOST_SOCKET or "
                                     "BURROW_BOX_TOKEN is not set")
         self.home = tempfile.mkdtemp(prefix="burrow-run-")
-        headers = {"X-Burrow-Tools": ",".join(self.cli.small_tools)} if self.trim else {}
+        # A trimmed run shows a small model its few tools alone; with MCP servers it keeps all
+        # (their tools' names are not known before the CLI lists them).
+        headers = ({"X-Burrow-Tools": ",".join(self.cli.small_tools)}
+                   if self.trim and not self.mcp_servers else {})
         self.relay = Relay(self.cli.family, socket_path, token,
                            os.environ.get("BURROW_RUN_ID", ""), max_calls=self.max_turns,
                            headers=headers)
@@ -166,7 +138,8 @@ class CliRun:
         assert self.relay is not None
         spec = RunSpec(prompt=prompt, model=self.model, base_url=self.relay.base_url,
                        home=self.home, timeout_s=max(1.0, self.deadline - time.monotonic()),
-                       trim=self.trim, workdir=self.workdir, session=session)
+                       trim=self.trim, workdir=self.workdir, session=session,
+                       mcp_servers=self.mcp_servers)
         invocation = self.cli.invocation(spec, entry(self.harness))
         for directory in invocation.dirs:
             os.makedirs(directory, exist_ok=True)

@@ -10,6 +10,12 @@ The CLIs are installed on the host (models/relay/harnesses.py) and mounted read-
 `burrow-harness.json` that names its executable. Everything they write goes to the run's home
 (HOME, TMPDIR, XDG dirs, CODEX_HOME), which the run deletes; the model key they see is a dummy.
 
+A run's MCP servers (`mcp_servers`, as the API takes them) reach each CLI in its own format:
+Claude Code a `--mcp-config` file with `--strict-mcp-config` (nothing else it might find is
+loaded) and each server's tools allowed as `mcp__<server>`; Codex `-c mcp_servers.<name>=…`
+(the keys of its config.toml, which the run tells it to ignore); OpenCode the `mcp` section of
+its config. The CLI starts the commands itself, in this box, and reaches the URLs from it.
+
 `trim` asks for small-context settings (the default for `local/` models, which run in a 4k
 context): Claude Code `--bare` (tools Bash, Edit, Read; a 350-character system prompt; ~4 KB a
 request instead of ~90 KB), Codex with a short instructions file and its optional tools,
@@ -67,6 +73,7 @@ class RunSpec:
     trim: bool
     workdir: str = "/workspace"
     session: str | None = None  # continue this session instead of starting one
+    mcp_servers: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -123,6 +130,89 @@ def base_env(spec: RunSpec) -> dict[str, str]:
     return env
 
 
+# -- MCP servers, as each CLI takes them -------------------------------------------------------
+
+MCP_START_TIMEOUT_S = 30
+MCP_CALL_TIMEOUT_S = 60
+
+
+def mcp_argv(server: dict[str, Any], workdir: str) -> list[str]:
+    """A stdio server's command line; one with a `cwd` starts there through sh, for the CLIs
+    whose config has no working directory."""
+    argv = [str(server["command"]), *map(str, server.get("args") or [])]
+    cwd = server.get("cwd")
+    if not cwd:
+        return argv
+    return ["/bin/sh", "-c", 'cd "$1" && shift && exec "$@"', "sh",
+            os.path.join(workdir, str(cwd)), *argv]
+
+
+def _call_timeout(servers: dict[str, dict[str, Any]]) -> float:
+    return max([float(s.get("timeout_s") or MCP_CALL_TIMEOUT_S) for s in servers.values()]
+               or [MCP_CALL_TIMEOUT_S])
+
+
+def claude_mcp_config(spec: RunSpec) -> dict[str, Any]:
+    servers: dict[str, Any] = {}
+    for name, server in spec.mcp_servers.items():
+        if server.get("url"):
+            servers[name] = {"type": "http", "url": server["url"],
+                             "headers": dict(server.get("headers") or {})}
+        else:
+            argv = mcp_argv(server, spec.workdir)
+            servers[name] = {"type": "stdio", "command": argv[0], "args": argv[1:],
+                             "env": dict(server.get("env") or {})}
+    return {"mcpServers": servers}
+
+
+def _toml(value: Any) -> str:
+    """A TOML inline value: JSON's string escapes are TOML's (ensure_ascii=False keeps
+    non-BMP characters whole, where JSON's surrogate pairs are not TOML)."""
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{json.dumps(str(k), ensure_ascii=False)}={_toml(v)}"
+                              for k, v in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ",".join(_toml(v) for v in value) + "]"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    return json.dumps(str(value), ensure_ascii=False)
+
+
+def codex_mcp_options(spec: RunSpec) -> list[str]:
+    options = []
+    for name, server in spec.mcp_servers.items():
+        timeouts = {"startup_timeout_sec": float(server.get("timeout_s") or MCP_START_TIMEOUT_S),
+                    "tool_timeout_sec": float(server.get("timeout_s") or MCP_CALL_TIMEOUT_S)}
+        if server.get("url"):
+            table: dict[str, Any] = {"url": server["url"],
+                                     "http_headers": dict(server.get("headers") or {})}
+        else:
+            table = {"command": str(server["command"]),
+                     "args": [str(a) for a in server.get("args") or []],
+                     "env": dict(server.get("env") or {}),
+                     "cwd": os.path.join(spec.workdir, str(server.get("cwd") or "."))}
+        options.append(f"mcp_servers.{name}={_toml({**table, **timeouts})}")
+    return options
+
+
+def opencode_mcp_config(spec: RunSpec) -> dict[str, Any]:
+    servers: dict[str, Any] = {}
+    for name, server in spec.mcp_servers.items():
+        timeout = int(float(server.get("timeout_s") or MCP_CALL_TIMEOUT_S) * 1000)
+        if server.get("url"):
+            servers[name] = {"type": "remote", "url": server["url"], "enabled": True,
+                             "headers": dict(server.get("headers") or {}), "oauth": False,
+                             "timeout": timeout}
+        else:
+            servers[name] = {"type": "local", "enabled": True, "timeout": timeout,
+                             "command": mcp_argv({**server, "cwd": None}, spec.workdir),
+                             "cwd": os.path.join(spec.workdir, str(server.get("cwd") or ".")),
+                             "environment": dict(server.get("env") or {})}
+    return servers
+
+
 # -- Claude Code ---------------------------------------------------------------------------------
 
 class ClaudeCode(Cli):
@@ -131,10 +221,17 @@ class ClaudeCode(Cli):
     small_tools = ("Bash", "Edit", "Read")  # what --bare offers
 
     def invocation(self, spec: RunSpec, executable: str) -> Invocation:
+        allowed = ["Bash", "Edit", "Write", "Read", "Glob", "Grep", "NotebookEdit"]
+        allowed += [f"mcp__{name}" for name in spec.mcp_servers]  # each server's every tool
         argv = [executable, "-p", spec.prompt, "--output-format", "stream-json", "--verbose",
                 "--model", spec.name, "--permission-mode", "acceptEdits",
                 # the box is the sandbox: its commands run without asking
-                "--allowedTools", "Bash,Edit,Write,Read,Glob,Grep,NotebookEdit"]
+                "--allowedTools", ",".join(allowed)]
+        files = {}
+        if spec.mcp_servers:
+            files["claude-mcp.json"] = json.dumps(claude_mcp_config(spec))
+            argv += ["--mcp-config", os.path.join(spec.home, "claude-mcp.json"),
+                     "--strict-mcp-config"]
         if spec.trim:
             argv.append("--bare")
         if spec.session:
@@ -148,7 +245,10 @@ class ClaudeCode(Cli):
         if spec.trim:
             env.update(CLAUDE_CODE_DISABLE_THINKING="1",
                        CLAUDE_CODE_MAX_OUTPUT_TOKENS=str(LOCAL_OUTPUT))
-        return Invocation(argv, env)
+        if spec.mcp_servers:
+            env.update(MCP_TIMEOUT=str(MCP_START_TIMEOUT_S * 1000),
+                       MCP_TOOL_TIMEOUT=str(int(_call_timeout(spec.mcp_servers) * 1000)))
+        return Invocation(argv, env, files)
 
     def parser(self) -> StreamParser:
         return ClaudeStream()
@@ -175,7 +275,8 @@ class Codex(Cli):
                     'env_key="BURROW_RELAY_KEY",request_max_retries=1,stream_max_retries=1,'
                     f'stream_idle_timeout_ms={int(spec.timeout_s * 1000)}}}')
         options = ["model_provider=burrow", f"model_providers.burrow={provider}",
-                   "analytics.enabled=false", "check_for_update_on_startup=false"]
+                   "analytics.enabled=false", "check_for_update_on_startup=false",
+                   *codex_mcp_options(spec)]
         files = {}
         if spec.trim:
             files["codex/instructions.md"] = TRIM_SYSTEM
@@ -226,6 +327,8 @@ class OpenCode(Cli):
             "permission": {"edit": "allow", "bash": "allow", "webfetch": "deny"},
             # a run needs no session title: one model call less
             "agent": {"title": {"disable": True}}}
+        if spec.mcp_servers:
+            config["mcp"] = opencode_mcp_config(spec)
         if spec.trim:
             config["agent"]["build"] = {"prompt": TRIM_SYSTEM}
             config["tools"] = {t: False for t in ("task", "todowrite", "webfetch", "skill",

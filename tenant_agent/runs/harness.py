@@ -5,6 +5,10 @@ through the host services socket (the gateway adds the provider's key there, so 
 ever in the box) and runs the model's tool calls — shell commands and file operations — as
 this box's own processes. It writes one JSON event per line on stdout: text, tool_call,
 tool_result, and last a result with the run's status, result and usage.
+
+The run's MCP servers (tenant_agent/runs/mcp.py) are started before the first model call;
+their tools join the harness's own under `mcp__<server>__<tool>`. A server that does not start
+shows in the stream as a failed tool call named `mcp__<server>`, and the model is told so.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from typing import Any
 
 from tenant_agent.common import host
 from tenant_agent.runs.jsonschema import SchemaError, untitled, validate
+from tenant_agent.runs.mcp import McpTools
 
 WORKSPACE = "/workspace"
 MAX_TOOL_OUTPUT = 8000
@@ -77,6 +82,9 @@ def _clip(text: str) -> str:
     return text[:MAX_TOOL_OUTPUT] + f"\n[... {len(text) - MAX_TOOL_OUTPUT} more characters]"
 
 
+BUILT_IN = tuple(tool["function"]["name"] for tool in TOOLS)
+
+
 def run_tool(name: str, args: dict[str, Any], deadline: float) -> str:
     """A tool call's result as text; raises ValueError/OSError for the model to read."""
     if name == "shell":
@@ -105,8 +113,8 @@ def run_tool(name: str, args: dict[str, Any], deadline: float) -> str:
         path = _path(args.get("path") or WORKSPACE)
         entries = sorted(p.name + ("/" if p.is_dir() else "") for p in path.iterdir())
         return _clip("\n".join(entries) or "(empty)")
-    raise ValueError(f"there is no tool {name!r}; use one of shell, write_file, read_file, "
-                     "list_dir")
+    raise ValueError(f"there is no tool {name!r}; use one of {', '.join(BUILT_IN)} (or an "
+                     "MCP server's tool, named mcp__<server>__<tool>, as the tools list it)")
 
 
 class Run:
@@ -120,6 +128,20 @@ class Run:
         self.texts: list[str] = []
         self.messages: list[dict[str, Any]] = [{"role": "system", "content": SYSTEM},
                                                {"role": "user", "content": self.prompt}]
+        self.mcp = McpTools(job.get("mcp_servers") or {}, WORKSPACE)
+        self.tools = TOOLS
+
+    def start_mcp(self) -> None:
+        """Start the run's MCP servers and offer their tools; say which did not start."""
+        failed = self.mcp.start(self.deadline)
+        self.tools = TOOLS + self.mcp.definitions
+        for server in failed:
+            emit(type="tool_call", name=f"mcp__{server.name}", input={"start": server.where})
+            emit(type="tool_result", name=f"mcp__{server.name}", is_error=True,
+                 output=f"MCP server {server.name!r} did not start: {server.error}")
+        if failed:
+            self.messages[0]["content"] += "\n\nThese MCP servers are unavailable: " + "; ".join(
+                f"{s.name} ({s.error})" for s in failed)
 
     def chat(self, **extra: Any) -> dict[str, Any]:
         left = self.deadline - time.monotonic()
@@ -150,7 +172,7 @@ class Run:
         previous: list[tuple[str, str]] = []
         for turn in range(self.max_turns):
             # With a schema the final answer may already come in its shape: one call saved.
-            message = self.chat(tools=TOOLS, **self.result_format())
+            message = self.chat(tools=self.tools, **self.result_format())
             self.say(message.get("content"))
             calls = message.get("tool_calls") or []
             if not calls:
@@ -187,10 +209,14 @@ class Run:
             args, output, is_error = {}, f"bad arguments: {exc}", True
         else:
             emit(type="tool_call", name=name, input=args)
-            try:
-                output, is_error = run_tool(name, args, self.deadline), False
-            except (ValueError, OSError) as exc:
-                output, is_error = f"error: {exc}", True
+            if self.mcp.owns(name):
+                output, is_error = self.mcp.call(name, args, self.deadline)
+                output = _clip(output)
+            else:
+                try:
+                    output, is_error = run_tool(name, args, self.deadline), False
+                except (ValueError, OSError) as exc:
+                    output, is_error = f"error: {exc}", True
         self.usage["tool_calls"] += 1
         emit(type="tool_result", name=name, output=output, is_error=is_error)
         return output
@@ -253,6 +279,7 @@ def main() -> None:
     run = Run(job)
     status, result, error = "completed", None, None
     try:
+        run.start_mcp()
         final = run.work()
         if run.schema is not None:  # what the tools found may be enough even without a summary
             result = run.structured(final)
@@ -265,6 +292,8 @@ def main() -> None:
         status, error = exc.status, str(exc)
     except SchemaError as exc:  # the schema itself is broken
         status, error = "failed", f"response_schema: {exc}"
+    finally:
+        run.mcp.close()
     emit(type="result", status=status, result=result, output="\n".join(run.texts),
          error=error, usage=run.usage)
 

@@ -100,7 +100,8 @@ def test_every_command_has_help_that_names_each_of_its_options() -> None:
     assert {" ".join(p) for p, _ in found} >= {
         "tenant create", "tenant ls", "tenant rm", "box create", "box ls", "box get",
         "box exec", "box cp", "box pause", "box resume", "box freeze", "box wake",
-        "box snapshot", "box rm", "box run", "kb search", "kb vote", "policy show",
+        "box snapshot", "box rm", "box run", "box start", "box ps", "box logs", "box kill",
+        "kb search", "kb vote", "policy show",
         "stats", "memory ls", "memory get", "memory recall", "memory add", "memory rm",
         "memory clear", "memory export", "memory import"}
     runner = CliRunner()
@@ -369,3 +370,35 @@ def test_memory_ls_get_recall_rm_export_and_clear(server: Served, tmp_path: Path
     assert "no memories" in ok(server, "memory", "ls", "cli-mem", key=key)
     other = run(server, "memory", "ls", "cli-mem", key="brw_t_not-a-real-key")
     assert other.returncode != 0
+
+
+def test_box_port_open_ls_and_close(server: Served, box_id: str) -> None:
+    opened = as_json(server, "box", "port", "open", box_id, "8000")
+    assert isinstance(opened, dict) and opened["token"] and opened["port"] == 8000
+    shown = run(server, "box", "port", "open", box_id, "8001", "--auth", "basic",
+                "--username", "ann")
+    assert shown.returncode == 0 and "password" in shown.stdout and "ann" in shown.stdout
+    assert "shown once" in shown.stderr
+    listed = ok(server, "box", "port", "ls", box_id)
+    assert "8000" in listed and "bearer" in listed and "8001" in listed and "basic" in listed
+    assert opened["token"] not in listed
+    assert "closed port 8000" in ok(server, "box", "port", "close", box_id, "8000")
+    error = one_line_error(run(server, "box", "port", "close", box_id, "8000"))
+    assert "not open" in error
+    error = one_line_error(run(server, "box", "port", "open", box_id, "8002", "--auth",
+                               "basic", "--password", "short"))
+    assert "password" in error
+
+
+def test_box_start_ps_logs_follow_and_kill(server: Served, box_id: str) -> None:
+    pid = ok(server, "box", "start", box_id, "-q", "--", "echo hi; echo oops >&2; exit 3")
+    pid = pid.strip()
+    assert pid.startswith("p_")
+    done = run(server, "box", "logs", box_id, pid, "-f")
+    assert done.returncode == 3, done.stderr
+    assert done.stdout == "hi\n" and done.stderr.startswith("oops\n")
+    assert "exited with exit code 3" in done.stderr
+    listed = ok(server, "box", "ps", box_id)
+    assert pid in listed and "exited" in listed
+    assert ok(server, "box", "kill", box_id, pid) == f"killed {pid}\n"
+    assert "no process" in one_line_error(run(server, "box", "logs", box_id, pid))

@@ -30,6 +30,7 @@ from burrow import (
     Tenant,
 )
 from tests.fakes import FakeOpenAI, text_reply, tool_reply
+from tests.mcp_server import SOURCE as MCP_SERVER
 from tests.served import Served, stop_and_check
 
 
@@ -334,6 +335,35 @@ async def test_agent_stream_yields_chunks_then_the_final_run(
         await box.delete()
 
 
+def test_mcp_servers_of_the_box_and_of_a_run_reach_the_agent(
+        env: None, server: Served, tenant_key: str, fake_model: FakeOpenAI) -> None:
+    calc = {"command": "python3", "args": ["/workspace/mcp.py"], "env": {"OWN": "x"}}
+    fake_model.script = [tool_reply("mcp__calc__add", a=20, b=22), text_reply("42")]
+    with Box.create(agent={**AGENT, "mcp_servers": {"calc": calc}}) as box:
+        assert box.info.agent is not None
+        shown = box.info.agent.mcp_servers["calc"]
+        assert shown.args == ["/workspace/mcp.py"] and shown.env == {"OWN": "***"}
+        box.files.write("/workspace/mcp.py", MCP_SERVER)
+        run = box.agent.run(prompt="add 20 and 22")
+        assert run.status == "completed" and run.result == "42", run.error
+        assert fake_model.requests[-1]["messages"][-1] == {
+            "role": "tool", "tool_call_id": "call_mcp__calc__add", "content": "42"}
+
+        async def streamed() -> list[str]:
+            fake_model.script = [tool_reply("mcp__more__add", a=1, b=2), text_reply("3")]
+            async with await AsyncBox.get(box.id, api_key=tenant_key,
+                                          base_url=server.url) as same:
+                stream = same.agent.stream(prompt="add 1 and 2", mcp_servers={"more": calc})
+                return [f"{c.type}:{c.name or ''}" async for c in stream]
+
+        assert asyncio.run(streamed()) == ["start:", "tool_call:mcp__more__add",
+                                           "tool_result:mcp__more__add", "text:", "finish:"]
+        assert fake_model.requests[-1]["messages"][-1]["content"] == "3"
+        with pytest.raises(InvalidRequestError, match="1 to 32 of a-z"):
+            box.agent.run(prompt="x", mcp_servers={"Not A Name": calc})
+        box.delete()
+
+
 def test_agent_run_without_a_model_is_a_conflict(env: None) -> None:
     with Box.create() as box:
         with pytest.raises(ConflictError) as caught:
@@ -429,3 +459,80 @@ def test_a_tenant_owns_its_memory_through_the_sdk(server: Served) -> None:
         assert wiped["replace_snapshot"] is True and own.memories.list()["total"] == 0
         assert own.agent.recall("Lisbon") == []
         made.delete()
+
+
+def test_a_box_gives_a_public_url_of_its_port(env: None) -> None:
+    app = (Path(__file__).resolve().parents[1] / "preview_app.py").read_bytes()
+    with Box.create(runtime="python") as box:
+        box.files.write("/workspace/preview_app.py", app)
+        r = box.exec.command("setsid -f python3 /workspace/preview_app.py 8000 "
+                             ">/dev/null 2>&1 </dev/null")
+        assert r.exit_code == 0, r
+        url = box.get_public_url(8000)
+        assert url.auth == "bearer" and url.token and url.url.endswith(f"/{box.id}/8000/")
+        assert url.browser_url == f"{url.url}?token={url.token}"
+        with httpx.Client(timeout=60, follow_redirects=True) as visitor:
+            assert visitor.get(url.url).status_code == 401
+            page = visitor.get(url.browser_url)  # the token once, then the cookie
+            assert page.status_code == 200 and "hello from the box" in page.text
+            assert str(page.url) == url.url
+        assert [(u.port, u.token) for u in box.list_public_urls()] == [(8000, None)]
+        basic = box.get_public_url(8000, auth="basic", username="ann")
+        assert basic.username == "ann" and basic.password
+        box.close_public_url(8000)
+        assert box.list_public_urls() == []
+        with pytest.raises(NotFoundError):
+            box.close_public_url(8000)
+        box.delete()
+
+
+def test_processes_start_follow_write_wait_signal_and_kill(box: Box) -> None:
+    proc = box.processes.start("echo ready; cat; exit 4", stdin=True, restart="on-failure")
+    assert proc.running and proc.id.startswith("p_") and proc.restart == "on-failure"
+    box.processes.write(proc.id, "typed\n", eof=True)
+    seen = ""
+    for chunk in box.processes.follow(proc.id):  # it runs again after exit 4: stop reading
+        seen += chunk.data
+        if seen == "ready\ntyped\n":
+            break
+    time.sleep(0.3)
+    assert box.processes.get(proc.id).state in ("restarting", "running", "starting")
+    box.processes.signal(proc.id, "KILL")
+    ended = box.processes.wait(proc.id)
+    assert ended.state == "exited" and not ended.running
+    logs = box.processes.logs(proc.id)
+    assert logs.stdout.data.startswith("ready\ntyped\n")  # and "ready" again if it restarted
+    assert logs.stdout.next_offset == len(logs.stdout.data.encode())
+    assert [p.id for p in box.processes.list()] == [proc.id]
+    box.processes.kill(proc.id)
+    with pytest.raises(NotFoundError):
+        box.processes.get(proc.id)
+    with pytest.raises(InvalidRequestError):
+        box.processes.start("true", restart="always")  # type: ignore[arg-type]
+
+
+async def test_async_processes_start_and_follow(server: Served, tenant_key: str) -> None:
+    async with await AsyncBox.create(api_key=tenant_key, base_url=server.url) as box:
+        proc = await box.processes.start(["sh", "-c", "echo one; sleep 0.2; echo two >&2"])
+        seen = [chunk async for chunk in box.processes.follow(proc.id)]
+        assert [(c.type, c.data) for c in seen[:-1]] == [("stdout", "one\n"),
+                                                         ("stderr", "two\n")]
+        assert (seen[-1].type, seen[-1].exit_code, seen[-1].state) == ("exit", 0, "exited")
+        await box.delete()
+
+
+def test_files_watch_yields_events_until_the_path_is_gone(box: Box) -> None:
+    import threading
+
+    box.exec.command("mkdir -p watched")
+
+    def act() -> None:
+        time.sleep(1.0)
+        box.exec.command("echo hi > watched/a; rm -r watched")
+    acting = threading.Thread(target=act)
+    acting.start()
+    events = list(box.files.watch("watched"))
+    acting.join()
+    assert [(e.type, e.path) for e in events[:2]] == [("created", "/workspace/watched/a"),
+                                                      ("modified", "/workspace/watched/a")]
+    assert events[-1].type == "end"

@@ -23,6 +23,7 @@ from burrow import (
     AsyncGit,
     AsyncKnowledge,
     AsyncMemories,
+    AsyncProcesses,
     AsyncRunStream,
     AsyncTenant,
     AsyncTenantAgent,
@@ -34,6 +35,7 @@ from burrow import (
     Git,
     Knowledge,
     Memories,
+    Processes,
     RunStream,
     Tenant,
     TenantAgent,
@@ -46,18 +48,21 @@ from tests.served import free_port
 PAIRS = [(Box, AsyncBox), (Exec, AsyncExec), (Files, AsyncFiles), (Git, AsyncGit),
          (AgentRuns, AsyncAgentRuns), (RunStream, AsyncRunStream), (Tenant, AsyncTenant),
          (TenantAgent, AsyncTenantAgent), (Knowledge, AsyncKnowledge),
-         (Memories, AsyncMemories)]
+         (Memories, AsyncMemories), (Processes, AsyncProcesses)]
 
 
 def test_all_is_pinned() -> None:
     assert sorted(burrow.__all__) == [
         "Agent", "AgentAnswer", "AgentConfig", "AgentRuns", "AsyncAgentRuns", "AsyncBox",
         "AsyncExec", "AsyncFiles", "AsyncGit", "AsyncKnowledge", "AsyncMemories",
-        "AsyncRunStream", "AsyncTenant", "AsyncTenantAgent", "AuthenticationError", "Box",
+        "AsyncProcesses", "AsyncRunStream", "AsyncTenant", "AsyncTenantAgent",
+        "AuthenticationError", "Box",
         "BoxInfo", "BoxStateError", "BurrowError", "ConflictError", "ConnectionError", "Exec",
-        "ExecChunk", "ExecResult", "FileEntry", "Files", "Git", "GitChange", "GitError",
+        "ExecChunk", "ExecResult", "FileEntry", "FileEvent", "Files", "Git", "GitChange",
+        "GitError",
         "GitStatus", "Insight", "InvalidRequestError", "Knowledge", "Memories", "NotFoundError",
-        "PermissionDeniedError", "RateLimitError", "Run", "RunChunk", "RunStream", "RunUsage",
+        "PermissionDeniedError", "Process", "ProcessChunk", "ProcessLogPiece", "ProcessLogs",
+        "Processes", "PublicUrl", "RateLimitError", "Run", "RunChunk", "RunStream", "RunUsage",
         "ServiceUnavailableError", "Snapshot", "Tenant", "TenantAgent", "TenantInfo",
         "TimeoutError"]
     assert all(hasattr(burrow, name) for name in burrow.__all__)
@@ -111,7 +116,8 @@ def test_sub_apis_hang_off_both_boxes() -> None:
 
     config = resolve("k", "http://x", None)
     sync, async_ = Box(info, Http(config)), AsyncBox(info, AsyncHttp(config))
-    for attr, cls in (("exec", Exec), ("files", Files), ("git", Git), ("agent", AgentRuns)):
+    for attr, cls in (("exec", Exec), ("files", Files), ("git", Git), ("agent", AgentRuns),
+                      ("processes", Processes)):
         assert isinstance(getattr(sync, attr), cls)
         assert type(getattr(async_, attr)).__name__ == "Async" + cls.__name__
 

@@ -90,6 +90,13 @@ def test_a_box_frozen_on_one_host_wakes_on_another_with_every_file_byte_identica
             assert hashlib.sha256(r.content).hexdigest() == hashlib.sha256(data).hexdigest()
         assert made.holder(box_id) is not first
         assert made.record(box_id)["state"] == "running"
+    # The wake was recorded by the host that ran it, for the operator's charts; the worker
+    # samples the cluster's boxes once a minute (and when it starts).
+    with made.client(gateway, made.operator_key) as op:
+        history = op.get("/v1/stats/history", params={"hours": 1}).json()
+        assert sum(history["wakes"]["count"]) >= 1, history["wakes"]
+        assert max(p for p in history["wakes"]["p99_ms"] if p is not None) > 0
+        assert history["samples"]["at"], "the cluster's worker took no minute sample"
     _restart(made, first)
 
 

@@ -3,6 +3,8 @@ headless Chromium against a real `burrow serve`."""
 
 from __future__ import annotations
 
+import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -230,5 +232,161 @@ def test_operator_signs_in_changes_the_policy_and_freezes_a_box_in_chromium(
         if not shot:  # the page as it was when the test failed
             ARTIFACTS.mkdir(exist_ok=True)
             driver.save_screenshot(str(SCREENSHOT))
+        api.close()
+
+
+
+# --- the charts ------------------------------------------------------------------------------
+
+CHARTS_SCREENSHOT = ARTIFACTS / "dashboard-charts.png"
+# Each chart's series colours (gateway/dashboard/charts.js): a plot drew its data if its canvas
+# has pixels of them (the axes and grid are grey, the background white).
+SERIES_COLOURS = {"chart-wakes": [(46, 144, 250)], "chart-wake-time": [(18, 183, 106),
+                                                                       (217, 45, 32)],
+                  "chart-boxes": [(18, 183, 106)],  # running; the others were 0
+                  "chart-queue": [(47, 95, 138)]}
+COUNT_PIXELS = """
+const [id, colours] = arguments;
+const canvas = document.querySelector(`#${id} canvas`);
+if (!canvas) return null;
+const {data} = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height);
+return colours.map(([r, g, b]) => {
+  let n = 0;
+  for (let i = 0; i < data.length; i += 4) {
+    if (Math.abs(data[i] - r) < 24 && Math.abs(data[i + 1] - g) < 24
+        && Math.abs(data[i + 2] - b) < 24 && data[i + 3] > 200) n += 1;
+  }
+  return n;
+});
+"""
+
+
+def _raw_get(port: int, target: str) -> tuple[int, bytes]:
+    """A raw request line, as no HTTP client would normalise it."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(f"GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split()[1]), body
+
+
+TRAVERSALS = ("/dashboard/assets/../routes/dashboard.py",
+              "/dashboard/assets/%2e%2e/%2e%2e/core/security.py",
+              "/dashboard/assets/..%2f..%2f..%2fpyproject.toml",
+              "/dashboard/assets/vendor/uplot/../../index.html",
+              "/dashboard/assets/%2fetc%2fpasswd",
+              "/dashboard/assets/../../../../../../etc/passwd")
+
+
+def _running_sampled_after(api: httpx.Client, since: float) -> int | None:
+    """Boxes running in the first minute sample taken after `since` (None: none yet)."""
+    samples = api.get("/v1/stats/history?hours=1").json()["samples"]
+    after = [i for i, at in enumerate(samples["at"]) if at >= since]
+    return samples["boxes"]["running"][after[0]] if after else None
+
+
+@pytest.mark.timeout(300)
+def test_charts_draw_a_scripted_burst_of_wakes_in_chromium(served: Served,
+                                                           browser: WebDriver) -> None:
+    driver = browser
+    api = httpx.Client(base_url=served.url, headers=served.operator, timeout=60)
+    wait = WebDriverWait(driver, 45)
+    shot = False
+    try:
+        # The page's static files through `burrow serve`'s own HTTP server: only them.
+        status, body = _raw_get(served.port, "/dashboard/assets/charts.js")
+        assert status == 200 and b"BurrowCharts" in body
+        for target in TRAVERSALS:
+            status, body = _raw_get(served.port, target)
+            assert status in (400, 404), (target, status, body[:200])
+            for secret in (b"root:", b"import ", b"<html", b"[project]"):
+                assert secret not in body, (target, body[:200])
+
+        r = api.post("/v1/tenants", json={"id": "acme"})
+        assert r.status_code == 201, r.text
+        boxes = [r.json()["home_box_id"]]
+        for name in ("one", "two"):
+            r = api.post("/v1/boxes", json={"tenant": "acme", "name": name})
+            assert r.status_code == 201, r.text
+            boxes.append(r.json()["id"])
+
+        driver.get(f"{served.url}/dashboard")
+        wait.until(ec.visibility_of_element_located((By.ID, "key"))).send_keys(OPERATOR_KEY)
+        driver.find_element(By.ID, "login-submit").click()
+        # Before any wake, the wakes charts say so rather than draw an empty frame.
+        empty = (By.CSS_SELECTOR, "#chart-wakes .chart-empty")
+        wait.until(ec.visibility_of_element_located(empty),
+                   "before any wake, the wakes chart did not say it has no data")
+        assert driver.find_element(*empty).text.startswith("No data yet")
+        assert driver.find_element(By.CSS_SELECTOR, "#chart-wake-time .chart-empty") \
+            .is_displayed()
+        assert driver.find_element(By.ID, "chart-wakes").get_attribute("data-points") == "0"
+
+        # The burst: every box frozen and woken, four times over, through the API.
+        rounds = 4
+        for _ in range(rounds):
+            for box in boxes:
+                assert api.post(f"/v1/boxes/{box}/freeze").status_code == 200
+            for box in boxes:
+                r = api.post(f"/v1/boxes/{box}/wake")
+                assert r.status_code == 200 and r.json()["state"] == "running", r.text
+        woken = rounds * len(boxes)
+        history = api.get("/v1/stats/history?hours=1").json()
+        assert sum(history["wakes"]["count"]) == woken, history["wakes"]
+        # The worker samples once a minute (and once at start, before these boxes were made):
+        # wait for the first sample after the burst.
+        burst_end, deadline = time.time(), time.monotonic() + 75
+        while (running := _running_sampled_after(api, burst_end)) is None:
+            assert time.monotonic() < deadline, "no minute sample in 75 s"
+            time.sleep(2)
+        assert running == len(boxes)
+
+        # A window button fetches at once (the page also polls every 15 s, and may have drawn
+        # the 6 h window part-way through the burst).
+        driver.find_element(By.CSS_SELECTOR, '#charts-section button[data-hours="1"]').click()
+        wait.until(lambda d: d.execute_script(
+            "const c = window.BurrowCharts.charts['chart-wakes'];"
+            "return c !== undefined && c.data[0].length === 60"
+            "  && c.data[1].reduce((a, b) => a + b, 0) === arguments[0];", woken),
+            "the 1 h window never drew the burst's wakes")
+        for chart in SERIES_COLOURS:
+            wait.until(lambda d, c=chart: int(d.find_element(By.ID, c)
+                                              .get_attribute("data-points") or 0) > 0,
+                       f"{chart} drew no data")
+            assert not driver.find_element(By.CSS_SELECTOR, f"#{chart} .chart-empty") \
+                .is_displayed()
+        drawn = driver.execute_script(
+            "const c = window.BurrowCharts.charts;"
+            "return {wakes: c['chart-wakes'].data[1].reduce((a, b) => a + (b || 0), 0),"
+            "        minutes: c['chart-wakes'].data[0].length,"
+            "        p99: c['chart-wake-time'].data[2].filter((v) => v !== null).length,"
+            "        series: c['chart-boxes'].series.map((s) => s.label),"
+            "        boxes: c['chart-boxes'].data};")
+        assert drawn["wakes"] == woken and drawn["minutes"] == 60 and drawn["p99"] >= 1, drawn
+        assert drawn["boxes"][drawn["series"].index("running")][-1] == len(boxes), drawn
+        for chart, colours in SERIES_COLOURS.items():
+            counts = driver.execute_script(COUNT_PIXELS, chart, colours)
+            assert counts is not None and all(n > 0 for n in counts), (chart, counts)
+        # the legend names the series and, without the pointer over the chart, their newest
+        legend = driver.find_element(By.CSS_SELECTOR, "#chart-wake-time .u-legend").text.lower()
+        assert "p50 ms" in legend and "p99 ms" in legend and "\u2013" not in legend, legend
+        assert "last 1 h" in driver.find_element(By.ID, "charts-status").text
+        # the charts fit the page (they follow its width: no sideways scrolling)
+        assert driver.execute_script("const e = document.documentElement;"
+                                     "return e.scrollWidth <= e.clientWidth"), "page overflows"
+        # the library and the charts loaded under the page's CSP: no script error, no refusal
+        errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+        assert errors == [], errors
+
+        ARTIFACTS.mkdir(exist_ok=True)
+        driver.execute_script("document.getElementById('charts-section').scrollIntoView()")
+        driver.save_screenshot(str(CHARTS_SCREENSHOT))
+        shot = True
+    finally:
+        if not shot:
+            ARTIFACTS.mkdir(exist_ok=True)
+            driver.save_screenshot(str(CHARTS_SCREENSHOT))
         api.close()
 

@@ -35,9 +35,16 @@ from burrow._models import (
     ExecChunk,
     ExecResult,
     FileEntry,
+    FileEvent,
     GitChange,
     GitStatus,
     Insight,
+    McpServer,
+    Process,
+    ProcessChunk,
+    ProcessLogPiece,
+    ProcessLogs,
+    PublicUrl,
     Run,
     RunChunk,
     RunUsage,
@@ -50,6 +57,7 @@ from gateway.app import create_app
 # Each SDK model, and the schemas of the document it reads.
 SCHEMAS: dict[type[BaseModel], tuple[str, ...]] = {
     AgentConfig: ("AgentConfig",),
+    McpServer: ("McpServer",),
     BoxInfo: ("BoxPublic",),
     ExecResult: ("ExecOut",),
     ExecChunk: ("ExecChunk",),
@@ -60,6 +68,12 @@ SCHEMAS: dict[type[BaseModel], tuple[str, ...]] = {
     RunChunk: ("RunChunk",),
     TenantInfo: ("TenantPublic", "TenantCreated"),  # created: with its key; read: with its state
     Insight: ("InsightOut",),
+    PublicUrl: ("PortPublic",),
+    FileEvent: ("FileEvent",),
+    Process: ("ProcessPublic",),
+    ProcessLogPiece: ("ProcessLogPiece",),
+    ProcessLogs: ("ProcessLogs",),
+    ProcessChunk: ("ProcessChunk",),
 }
 # SDK models that are no schema of the API: what the SDK puts together itself.
 SDK_ONLY = {

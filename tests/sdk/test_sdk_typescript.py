@@ -179,8 +179,8 @@ def test_seed_fanout_with_jury_runs_from_typescript_as_written(seeds: dict[str, 
     made = seed.runs()
     assert len(made) == 4, made  # three reviewers and the jury
     for box, runs in made:
-        assert box["runtime"] == "node" and box["agent"] == {"harness": "claude-code",
-                                                              "model": LOCAL}, box
+        assert box["runtime"] == "node" and box["agent"] == {
+            "harness": "claude-code", "model": LOCAL, "mcp_servers": {}}, box
         assert [(r["status"], r["harness"]) for r in runs] == [("completed", "claude-code")], runs
 
 
@@ -214,7 +214,7 @@ def test_the_generated_types_match_the_live_openapi_document(server: Served, sdk
 TWINS = {"AsyncBox": "Box", "AsyncExec": "Exec", "AsyncFiles": "Files", "AsyncGit": "Git",
          "AsyncAgentRuns": "AgentRuns", "AsyncRunStream": "RunStream", "AsyncTenant": "Tenant",
          "AsyncTenantAgent": "TenantAgent", "AsyncKnowledge": "Knowledge",
-         "AsyncMemories": "Memories"}
+         "AsyncMemories": "Memories", "AsyncProcesses": "Processes"}
 # What one language spells with its own protocol: Python's async context managers and
 # iterator step; TypeScript iterates with [Symbol.asyncIterator], where Python has
 # __aiter__, and closes with close(), where Python has aclose().
@@ -225,9 +225,10 @@ RENAMED = {"__aiter__": "[Symbol.asyncIterator]", "aclose": "close"}
 TYPESCRIPT_ONLY_TYPES = {
     "AgentAskAnswer", "AgentOptions", "AgentProfile", "AgentRequestOptions", "ClientOptions",
     "Command", "CommandOptions", "CreateOptions", "ExecOptions", "InsightKind", "JsonSchema",
-    "KnowledgeSearchOptions", "MemoriesListOptions", "MemoryAddOptions", "MemoryExport",
+    "KnowledgeSearchOptions", "LogOffsets", "McpServerOptions", "MemoriesListOptions",
+    "MemoryAddOptions", "MemoryExport",
     "MemoryItem", "MemoryKind", "MemoryPage", "MemoryWiped", "ObservationsAccepted",
-    "ObservedPair", "Parsed", "RecallOptions",
+    "ObservedPair", "Parsed", "ProcessOptions", "ProcessSignal", "RecallOptions",
     "RecallResult", "ResponseSchema", "RunOptions", "ZodLike", "components", "operations",
     "paths"}
 
@@ -254,7 +255,8 @@ def _instances() -> dict[str, object]:
             "AsyncTenant": burrow.AsyncTenant(burrow.TenantInfo(id="t"), http),
             "AsyncTenantAgent": burrow.AsyncTenantAgent(http, "t"),
             "AsyncKnowledge": burrow.AsyncKnowledge(),
-            "AsyncMemories": burrow.AsyncMemories(http, "t")}
+            "AsyncMemories": burrow.AsyncMemories(http, "t"),
+            "AsyncProcesses": box.processes}
 
 
 def python_surface(cls: type, instance: object) -> dict[str, set[str]]:

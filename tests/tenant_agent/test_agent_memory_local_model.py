@@ -7,7 +7,9 @@ answers are valid JSON (the schema holds it) but rarely right, and the agent's c
 most of what it proposes (ungrounded text, the wrong memory); the rules do the learning. So
 this shows the pipeline with a real model end to end: a memory added, superseded and
 forgotten, the model called once per batch, nothing the model says accepted unless it is
-grounded in what the tenant said, and the answer given from the memory that holds now."""
+grounded in what the tenant said, and the answer given from the memory that holds now. What
+rests on the model, and fails if its answers do: every extraction answer is readable under
+the schema, and the answer to "Where do I live?" names the city the memory holds."""
 
 from __future__ import annotations
 
@@ -72,6 +74,7 @@ def test_with_gemma_a_memory_is_added_superseded_and_forgotten(gemma: str,
             # the rules forget at delivery: a turn that asks to forget is not kept, so it
             # never reaches the model
             assert report["pending"] == 0 and report["model_calls"] == min(n, 2), report
+            assert report["errors"] == [], report  # the model's answer was readable
             if n == 1:
                 assert "Lives in Berlin" in {m["text"] for m in agent.ok("GET", "/memories")[
                     "items"]}
@@ -93,7 +96,7 @@ def test_with_gemma_a_memory_is_added_superseded_and_forgotten(gemma: str,
         host.script.append(through(gemma))
         answer = agent.ok("POST", "/ask", {"question": "Where do I live?", "explain": True},
                           x_burrow_model=MODEL)
-        assert answer["model"] == MODEL and answer["answer"].strip(), answer["answer"]
+        assert answer["model"] == MODEL and "paris" in answer["answer"].lower(), answer["answer"]
         assert "Lives in Paris" in answer["context"] and "Berlin" not in answer["context"]
         assert "Lives in Paris" in host.requests[-1]["messages"][-1]["content"]
     finally:

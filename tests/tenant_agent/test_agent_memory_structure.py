@@ -271,7 +271,7 @@ def test_the_models_memories_get_the_subjects_the_rules_give(text: str, subject:
     (["I drive an old blue Volvo."], "Sold the Volvo, it's the bus for me from now on.", "bus",
      "blue Volvo"),
     (["My boyfriend Theo and I share a flat in Leeds."], "Theo and I broke up.",
-     "Broke up with Theo", "boyfriend Theo"),
+     "Broke up with Theo", "boyfriend is Theo"),
 ])
 def test_a_change_said_by_implication_or_in_other_words_supersedes(
         host: Host, memory: Memory, said_before: list[str], change: str, current: str,

@@ -29,6 +29,7 @@ from core.settings import Settings
 from models.relay import harnesses
 from tenant_agent.runs.clis import DUMMY_KEY
 from tests.fakes import FakeOpenAI, text_reply, tool_reply
+from tests.mcp_server import SOURCE as MCP_SERVER
 from tests.relay_host import RelayHost
 
 UID = 8_765_432  # no user has it: the runs own nothing else on this machine
@@ -275,3 +276,48 @@ def test_a_structured_result_is_asked_again_in_the_same_session(
     assert "That is not valid" in again
     assert "six times seven" in again and "The answer is 42." in again  # the same session
     assert result["usage"]["turns"] == 2
+
+
+# The name each CLI gives an MCP server's tool (the model calls it by this name).
+MCP_TOOL = {"claude-code": "mcp__calc__add", "opencode": "calc_add"}
+
+
+def _mcp_run(sandbox: Sandbox, harness_dir: Path, harness: str, model: str) -> Outcome:
+    server = sandbox.workdir / "mcp_server.py"
+    server.write_text(MCP_SERVER)
+    outcome, _ = run(sandbox, harness_dir, harness, model, mcp_servers={
+        "calc": {"command": "/usr/bin/python3", "args": [str(server)],
+                 "env": {"MCP_OWN": "tenant-value"}}})
+    return outcome
+
+
+@pytest.mark.parametrize(("harness", "model"), [
+    ("claude-code", "anthropic/claude-test"), ("opencode", "openai/test-model")])
+def test_each_cli_calls_a_stdio_mcp_server_from_its_own_config(
+        sandbox: Sandbox, harness_dir: Path, harness: str, model: str) -> None:
+    sandbox.fake.script = [reply(model, MCP_TOOL[harness], a=20, b=22),
+                           reply(model, MCP_TOOL[harness].replace("add", "whoami")),
+                           reply(model, text="It is 42.")]
+    outcome = _mcp_run(sandbox, harness_dir, harness, model)
+    result = outcome.result
+    assert result["status"] == "completed" and result["result"] == "It is 42.", result
+    assert [(c["name"], c["output"][:2]) for c in outcome.chunks("tool_result")] == [
+        (MCP_TOOL[harness], "42"), (MCP_TOOL[harness].replace("add", "whoami"), '{"')]
+    # the server's answers reached the model: 42, then the environment it ran in
+    added, env = (json.dumps(r.get("messages")) for r in sandbox.fake.requests[1:3])
+    assert "42" in added and "MCP_OWN" in env and "tenant-value" in env
+    assert TOKEN not in env and KEY_ANTHROPIC not in env and KEY_OPENAI not in env
+    assert result["usage"]["tool_calls"] == 2
+
+
+def test_codex_starts_a_stdio_mcp_server_from_its_config_and_offers_its_tools(
+        sandbox: Sandbox, harness_dir: Path) -> None:
+    """Codex offers an MCP server's tools as a Responses API namespace (`mcp__calc`, tool
+    `add`), which the scripted model here does not call back in; the server was started
+    from the run's config, in the run, and listed."""
+    sandbox.fake.script = [reply("openai/gpt-test", text="Done.")]
+    outcome = _mcp_run(sandbox, harness_dir, "codex", "openai/gpt-test")
+    assert outcome.result["status"] == "completed", outcome.result
+    spaces = {t["name"]: [f["name"] for f in t.get("tools", [])]
+              for t in sandbox.fake.requests[0]["tools"] if t.get("type") == "namespace"}
+    assert spaces.get("mcp__calc") == ["add", "whoami"], spaces

@@ -5,7 +5,9 @@ import { BurrowError } from "./errors.js"
 import type { Http } from "./http.js"
 import type { JsonSchema, Parsed, ResponseSchema, ZodLike } from "./schema.js"
 import { checkSchema, jsonSchemaOf, parseRun } from "./schema.js"
-import type { CamelKeys, Expect, NoneMissing, Run, RunBody, RunChunk } from "./wire.js"
+import type {
+  Camel, CamelKeys, Expect, McpServerBody, NoneMissing, Run, RunBody, RunChunk,
+} from "./wire.js"
 import { describe, toWire } from "./wire.js"
 
 /** The agent harness that runs prompts in a box (`agent: { harness: Agent.ClaudeCode, ... }`). */
@@ -19,6 +21,30 @@ export const Agent = {
 export type Agent = (typeof Agent)[keyof typeof Agent]
 // Every harness the API knows has its name here.
 type _Harnesses = Expect<NoneMissing<Exclude<NonNullable<RunBody["harness"]>, Agent>>>
+
+/**
+ * An MCP server for agent runs: a `command` (with `args`, `env`, `cwd`) the run starts inside
+ * the box, or a `url` (with `headers`) the box reaches through its own network. Its tools
+ * reach the model as `mcp__<server>__<tool>`.
+ */
+export type McpServerOptions = Camel<McpServerBody>
+
+const MCP_KEYS = ["command", "args", "env", "cwd", "url", "headers", "timeoutS"] as const
+type _McpFields = Expect<NoneMissing<Exclude<CamelKeys<McpServerBody>, (typeof MCP_KEYS)[number]>>>
+
+/** `{ name: server }` as the API takes it (a server's own keys in snake_case); what is wrong
+ * with it is thrown here, at the call. */
+export function mcpServersBody(servers: unknown, what: string): Record<string, unknown> {
+  if (typeof servers !== "object" || servers === null || Array.isArray(servers)) {
+    throw new TypeError(`${what}: mcpServers must be an object of servers by name, not ` +
+                        describe(servers))
+  }
+  const body: Record<string, unknown> = {}
+  for (const [name, server] of Object.entries(servers)) {
+    body[name] = toWire(server as object, MCP_KEYS, `${what}'s MCP server ${JSON.stringify(name)}`)
+  }
+  return body
+}
 
 export interface RunOptions {
   prompt: string
@@ -36,10 +62,13 @@ export interface RunOptions {
   /** Agent CLIs only: a trimmed tool set and prompt for small-context models (default: on
    * for local/ models). */
   trim?: boolean
+  /** MCP servers for this run by name, added to the box's agent's (a name the box has is
+   * replaced for this run). */
+  mcpServers?: Record<string, McpServerOptions>
 }
 
 const RUN_KEYS = ["prompt", "responseSchema", "timeoutS", "maxTurns", "model", "harness",
-                  "trim"] as const
+                  "trim", "mcpServers"] as const
 type _RunFields = Expect<NoneMissing<Exclude<CamelKeys<RunBody>, (typeof RUN_KEYS)[number]>>>
 
 /** The request body; what is wrong with the options is thrown here, at the call. */
@@ -50,6 +79,7 @@ function runBody(options: RunOptions, what: string): Record<string, unknown> {
   }
   checkSchema(options.responseSchema)
   delete body["response_schema"]
+  if (body["mcp_servers"] !== undefined) body["mcp_servers"] = mcpServersBody(body["mcp_servers"], what)
   return body
 }
 

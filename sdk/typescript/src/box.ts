@@ -1,20 +1,25 @@
 /** Box: a box on a Burrow server, with its exec, files, git and agent. */
 
-import { AgentRuns } from "./agent.js"
+import type { McpServerOptions } from "./agent.js"
+import { AgentRuns, mcpServersBody } from "./agent.js"
 import type { ClientOptions } from "./config.js"
 import { clientConfig, resolve, splitClient } from "./config.js"
 import { Exec } from "./exec.js"
 import { Files } from "./files.js"
 import { Git } from "./git.js"
 import { Http, segment } from "./http.js"
+import { Processes } from "./processes.js"
 import type {
   AgentConfig, BoxCreateBody, BoxInfo, Camel, CamelKeys, EgressBody, Expect, GitBody,
-  LimitsBody, NoneMissing, Snapshot,
+  LimitsBody, NoneMissing, PortBody, PortInfo, PublicUrl, Snapshot,
 } from "./wire.js"
 import { describe, toWire } from "./wire.js"
 
-/** The agent of a box's runs: a harness (default Agent.Burrow) and a provider/name model. */
-export type AgentOptions = Partial<Pick<AgentConfig, "harness">> & Pick<AgentConfig, "model">
+/** The agent of a box's runs: a harness (default Agent.Burrow), a provider/name model, and
+ * the MCP servers its runs may use, by name. */
+export type AgentOptions = Partial<Pick<AgentConfig, "harness">> & Pick<AgentConfig, "model"> & {
+  mcpServers?: Record<string, McpServerOptions>
+}
 
 /** What a box is created with (the API's BoxCreate, in camelCase), and where to create it. */
 export type CreateOptions = Omit<Camel<BoxCreateBody>, "agent" | "git" | "limits" | "egress"> & {
@@ -30,7 +35,7 @@ export type CreateOptions = Omit<Camel<BoxCreateBody>, "agent" | "git" | "limits
 const CREATE_KEYS = ["runtime", "name", "env", "labels", "keepAlive", "network", "egress",
                      "limits", "agent", "git", "fromSnapshot", "tenant"] as const
 const NESTED: Record<string, readonly string[]> = {
-  agent: ["harness", "model"] satisfies readonly (keyof AgentOptions)[],
+  agent: ["harness", "model", "mcpServers"] satisfies readonly (keyof AgentOptions)[],
   git: ["token", "userName", "userEmail", "host", "repos"] satisfies readonly CamelKeys<GitBody>[],
   limits: ["memoryMb", "pids", "cpus", "diskMb"] satisfies readonly CamelKeys<LimitsBody>[],
   egress: ["allow", "deny"] satisfies readonly CamelKeys<EgressBody>[],
@@ -47,7 +52,22 @@ function createBody(options: Omit<CreateOptions, keyof ClientOptions>,
       body[name] = toWire(body[name] as object, keys, `${what}'s ${name}`)
     }
   }
+  const agent = body["agent"] as Record<string, unknown> | undefined
+  if (agent?.["mcp_servers"] !== undefined) {
+    agent["mcp_servers"] = mcpServersBody(agent["mcp_servers"], `${what}'s agent`)
+  }
   return body
+}
+
+function withBrowserUrl(port: PortInfo): PublicUrl {
+  return { ...port, browserUrl: port.token ? `${port.url}?token=${port.token}` : port.url }
+}
+
+function portNumber(port: unknown): number {
+  if (typeof port !== "number" || !Number.isInteger(port) || port < 1 || port > 65535) {
+    throw new TypeError(`the port must be an integer from 1 to 65535, not ${describe(port)}`)
+  }
+  return port
 }
 
 function boxPath(id: string): string {
@@ -70,6 +90,7 @@ export class Box {
   readonly files: Files
   readonly git: Git
   readonly agent: AgentRuns
+  readonly processes: Processes
   readonly #http: Http
 
   /** @internal */
@@ -81,6 +102,7 @@ export class Box {
     this.files = new Files(http, path)
     this.git = new Git(this.exec)
     this.agent = new AgentRuns(http, path)
+    this.processes = new Processes(http, path)
   }
 
   get id(): string {
@@ -179,6 +201,30 @@ export class Box {
       throw new TypeError(`box.snapshot(): the name must be a non-empty string, not ${describe(name)}`)
     }
     return this.#http.json<Snapshot>("POST", `${boxPath(this.id)}/snapshots`, { json: { name } })
+  }
+
+  /** A preview URL for `port` (a server in the box listening on it): auth "bearer" (a token,
+   * in `.token`; `.browserUrl` opens it in a browser), "basic" (`username`, `password`: made and
+   * shown once when not given) or "public" (anyone with the URL, if the operator allows it). A
+   * request to the URL wakes a frozen box. Asking again for the same port makes a new token;
+   * the old one stops working. */
+  async getPublicUrl(port: number, options: { auth?: PortBody["auth"], username?: string,
+                                              password?: string } = {}): Promise<PublicUrl> {
+    const body = { port, ...toWire(options, ["auth", "username", "password"],
+                                   "box.getPublicUrl()") }
+    return withBrowserUrl(await this.#http.json<PortInfo>(
+      "POST", `${boxPath(this.id)}/ports`, { json: body }))
+  }
+
+  /** The box's open ports (without their tokens). */
+  async listPublicUrls(): Promise<PublicUrl[]> {
+    const ports = await this.#http.json<PortInfo[]>("GET", `${boxPath(this.id)}/ports`)
+    return ports.map(withBrowserUrl)
+  }
+
+  /** Close the port's preview URL: its token and browsers' cookies stop working. */
+  async closePublicUrl(port: number): Promise<void> {
+    await this.#http.request("DELETE", `${boxPath(this.id)}/ports/${portNumber(port)}`)
   }
 
   /** Delete the box on the server (its files and processes). */

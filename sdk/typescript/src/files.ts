@@ -2,7 +2,7 @@
  * /workspace. */
 
 import type { Http } from "./http.js"
-import type { FileEntry } from "./wire.js"
+import type { FileEntry, FileEvent } from "./wire.js"
 import { checkOptions, describe } from "./wire.js"
 
 // upload() and download() need the local disk: Node's (or a runtime that offers node:fs),
@@ -68,6 +68,16 @@ export class Files {
   async list(path = "/workspace"): Promise<FileEntry[]> {
     return this.#http.json<FileEntry[]>("GET", `${this.#path}/list`, {
       params: { path: checkPath(path, "list") } })
+  }
+
+  /** Yield what happens under `path` as it happens (`type` created, modified, deleted or
+   * moved, `path`); "overflow" means some events were lost; the last is "end" (the path is
+   * gone, or the box froze). Stop iterating to end the watch. */
+  watch(path = "/workspace", options: { recursive?: boolean } = {}): AsyncGenerator<FileEvent, void, undefined> {
+    checkOptions(options, ["recursive"], "files.watch()")
+    return this.#http.lines(`${this.#path}/watch`, undefined, undefined, {
+      path: checkPath(path, "watch"), recursive: options.recursive ?? false,
+    }) as AsyncGenerator<FileEvent, void, undefined>
   }
 
   async delete(path: string, options: { recursive?: boolean } = {}): Promise<void> {

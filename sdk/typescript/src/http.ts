@@ -65,11 +65,13 @@ export class Http {
     return (answer.body.length ? JSON.parse(new TextDecoder().decode(answer.body)) : null) as T
   }
 
-  /** POST `json` and yield each NDJSON line of the answer as it arrives. Stopping early
-   * closes the connection, which stops the work on the server. */
-  async *lines(path: string, json: unknown,
-               waitS?: number): AsyncGenerator<Record<string, unknown>, void, undefined> {
-    const opened = await this.#send("POST", path, { json, waitS, unbounded: true })
+  /** POST `json` (or GET with `params`, json undefined) and yield each NDJSON line of the
+   * answer as it arrives. Stopping early closes the connection, which stops the work on the
+   * server. */
+  async *lines(path: string, json: unknown, waitS?: number,
+               params?: Params): AsyncGenerator<Record<string, unknown>, void, undefined> {
+    const opened = await this.#send(json === undefined ? "GET" : "POST", path,
+                                    { json, waitS, params, unbounded: true })
     const { response } = opened
     let done = false
     try {

@@ -7,7 +7,7 @@
  */
 
 export { Agent, AgentRuns, RunStream } from "./agent.js"
-export type { RunOptions } from "./agent.js"
+export type { McpServerOptions, RunOptions } from "./agent.js"
 export { Box } from "./box.js"
 export type { AgentOptions, CreateOptions } from "./box.js"
 export type { ClientOptions } from "./config.js"
@@ -24,6 +24,8 @@ export type { GitChange, GitStatus } from "./git.js"
 export { Knowledge } from "./knowledge.js"
 export type { InsightKind, KnowledgeSearchOptions } from "./knowledge.js"
 export { Memories } from "./memory.js"
+export { Processes } from "./processes.js"
+export type { LogOffsets, ProcessOptions, ProcessSignal } from "./processes.js"
 export type { MemoriesListOptions, MemoryAddOptions, MemoryKind } from "./memory.js"
 export type { JsonSchema, Parsed, ResponseSchema, ZodLike } from "./schema.js"
 export { Tenant, TenantAgent } from "./tenant.js"
@@ -31,6 +33,7 @@ export type { AgentAnswer, AgentRequestOptions, RecallOptions } from "./tenant.j
 export type {
   AgentAskAnswer, AgentConfig, AgentProfile, BoxInfo, ExecChunk, ExecResult, FileEntry,
   Insight, MemoryExport, MemoryItem, MemoryPage, MemoryWiped, ObservationsAccepted,
-  ObservedPair, RecallResult, Run, RunChunk, RunUsage, Snapshot, TenantInfo,
+  ObservedPair, Process, ProcessChunk, ProcessLogPiece, ProcessLogs, PublicUrl, RecallResult, Run,
+  RunChunk, RunUsage, Snapshot, TenantInfo, FileEvent,
 } from "./wire.js"
 export type { components, operations, paths } from "./openapi.js"

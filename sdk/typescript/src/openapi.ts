@@ -389,6 +389,78 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/boxes/{box_id}/files/watch": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Watch
+         * @description Stream what happens under `path` (a directory, or one file), and with `recursive`
+         *     below it, as NDJSON: `{"type": "created"|"modified"|"deleted"|"moved", "path", "is_dir"}`
+         *     (`moved` also has `from_path`). Events are never lost silently: `{"type": "overflow"}` says
+         *     some were (list the files again). The path resolves inside the box, so a watch reaches
+         *     only the box's own files. Not activity for the idle policy; a freeze ends the stream with
+         *     `{"type": "end"}`.
+         */
+        get: operations["watch_v1_boxes__box_id__files_watch_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/boxes/{box_id}/ports": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List Ports
+         * @description The box's open ports (their tokens are shown only when opened).
+         */
+        get: operations["list_ports_v1_boxes__box_id__ports_get"];
+        put?: never;
+        /**
+         * Open Port
+         * @description Open a preview URL for a port of the box. A request to it wakes a frozen box. Opening
+         *     an open port again gives it a new token (or password): the old one, and the cookies
+         *     browsers made of it, stop working.
+         */
+        post: operations["open_port_v1_boxes__box_id__ports_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/boxes/{box_id}/ports/{port}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Get Port */
+        get: operations["get_port_v1_boxes__box_id__ports__port__get"];
+        put?: never;
+        post?: never;
+        /**
+         * Close Port
+         * @description Close the port: its URL, token and cookies open nothing from now on.
+         */
+        delete: operations["close_port_v1_boxes__box_id__ports__port__delete"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/tenants/{tenant_id}/agent/ask": {
         parameters: {
             query?: never;
@@ -828,6 +900,28 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/stats/history": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Stats History
+         * @description The last hours, for charts: wakes per minute with their p50 and p99 (recorded by the
+         *     processes that run the boxes), and once a minute the boxes per state, the worker's queue
+         *     depth and the observation backlog (sampled by a worker). Kept for 24 hours.
+         */
+        get: operations["stats_history_v1_stats_history_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/metrics": {
         parameters: {
             query?: never;
@@ -842,6 +936,115 @@ export interface paths {
         get: operations["metrics_metrics_get"];
         put?: never;
         post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/boxes/{box_id}/processes": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** List Processes */
+        get: operations["list_processes_v1_boxes__box_id__processes_get"];
+        put?: never;
+        /**
+         * Start Process
+         * @description Start a command that outlives this request, as the box's user with the box's limits.
+         *     A box keeps at most 16 processes (running or not: an ended one gives way to a new one);
+         *     each stream of output keeps its last 1-2 MiB on the box's disk. A freeze ends them (state
+         *     `stopped`, their exit recorded); `restart: on-wake` ones start again when the box wakes.
+         */
+        post: operations["start_process_v1_boxes__box_id__processes_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/boxes/{box_id}/processes/{process_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Get Process */
+        get: operations["get_process_v1_boxes__box_id__processes__process_id__get"];
+        put?: never;
+        post?: never;
+        /**
+         * Kill Process
+         * @description SIGKILL the process and its group, and forget it (its record and logs).
+         */
+        delete: operations["kill_process_v1_boxes__box_id__processes__process_id__delete"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/boxes/{box_id}/processes/{process_id}/logs": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Process Logs
+         * @description Up to `limit` bytes of each of stdout and stderr from their offsets, with the offsets to
+         *     ask from next. With `follow=true`: NDJSON lines `{"type": "stdout"|"stderr", "data",
+         *     "offset"}` as the process writes, then `{"type": "exit", "state", "exit_code"}` once it
+         *     has ended for good (a freeze ends it too). Closing the stream leaves the process running.
+         */
+        get: operations["process_logs_v1_boxes__box_id__processes__process_id__logs_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/boxes/{box_id}/processes/{process_id}/stdin": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Write Stdin
+         * @description Write the request body to the process's stdin (it was started with `stdin: true`);
+         *     `eof=true` closes it after. A process that reads nothing for 10 s makes this a 503.
+         */
+        post: operations["write_stdin_v1_boxes__box_id__processes__process_id__stdin_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/boxes/{box_id}/processes/{process_id}/signal": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Signal Process
+         * @description Send a signal to the process and everything in its process group.
+         */
+        post: operations["signal_process_v1_boxes__box_id__processes__process_id__signal_post"];
         delete?: never;
         options?: never;
         head?: never;
@@ -886,8 +1089,9 @@ export interface components {
         };
         /**
          * AgentConfig
-         * @description The agent that runs in a box: a harness and a model. Provider keys are never part of
-         *     it: they stay in the server's environment, and model calls get them on the host.
+         * @description The agent that runs in a box: a harness and a model, and the MCP servers its runs
+         *     may use. Provider keys are never part of it: they stay in the server's environment, and
+         *     model calls get them on the host.
          */
         AgentConfig: {
             /**
@@ -901,6 +1105,13 @@ export interface components {
              * @description provider/name: anthropic/…, openai/…, openrouter/… or local/… (the server at BURROW_LOCAL_MODEL_URL)
              */
             model: string;
+            /**
+             * Mcp Servers
+             * @description MCP servers by name (at most 16; a name is 1 to 32 of a-z, 0-9, _ and -)
+             */
+            mcp_servers?: {
+                [key: string]: components["schemas"]["McpServer"];
+            };
         };
         /**
          * AgentProfile
@@ -1129,6 +1340,28 @@ export interface components {
             mtime: number;
         };
         /**
+         * FileEvent
+         * @description One line of a watch. `created`, `modified`, `deleted`, `moved` (with `from_path`) name a
+         *     `path`; `overflow` says events were lost (the box's queue filled while the reader was slow,
+         *     or a recursive watch reached its directory bound): list the files again; `end` (with a
+         *     `reason`) is the last line: the watched path is gone, or the box is freezing.
+         */
+        FileEvent: {
+            /**
+             * Type
+             * @enum {string}
+             */
+            type: "created" | "modified" | "deleted" | "moved" | "overflow" | "end";
+            /** Path */
+            path?: string | null;
+            /** From Path */
+            from_path?: string | null;
+            /** Is Dir */
+            is_dir?: boolean | null;
+            /** Reason */
+            reason?: string | null;
+        };
+        /**
          * GitIn
          * @description Git for the box. The token never enters it: the box's git reaches `https://<host>/`
          *     through a relay on the host that adds it, for `repos` only (all of host's if none).
@@ -1244,6 +1477,55 @@ export interface components {
             cpus?: number | null;
             /** Disk Mb */
             disk_mb?: number | null;
+        };
+        /**
+         * McpServer
+         * @description An MCP server the agent of a run may use: a `command` the run starts inside the box,
+         *     speaking MCP over its stdin and stdout (stdio), or a `url` (streamable HTTP) the box
+         *     reaches through its own network — never the server on the box's behalf: a box with
+         *     network "none" reaches only its own loopback, an "egress" box what its egress rules allow.
+         *     Its tools reach the model as `mcp__<server>__<tool>`.
+         */
+        McpServer: {
+            /**
+             * Command
+             * @description stdio: the program, run in the box (with args)
+             */
+            command?: string | null;
+            /**
+             * Args
+             * @description stdio: the program's arguments
+             */
+            args?: string[];
+            /**
+             * Env
+             * @description stdio: variables added to the server's environment, as given (nothing of the host's is ever added; the box token is left out)
+             */
+            env?: {
+                [key: string]: string;
+            };
+            /**
+             * Cwd
+             * @description stdio: its working directory (default /workspace)
+             */
+            cwd?: string | null;
+            /**
+             * Url
+             * @description streamable HTTP: the server's endpoint
+             */
+            url?: string | null;
+            /**
+             * Headers
+             * @description streamable HTTP: headers sent with every request (Authorization …)
+             */
+            headers?: {
+                [key: string]: string;
+            };
+            /**
+             * Timeout S
+             * @description seconds each request to it may take: its start (default 30) and each tool call (default 60)
+             */
+            timeout_s?: number | null;
         };
         /** MemoryCorrection */
         MemoryCorrection: {
@@ -1552,6 +1834,11 @@ export interface components {
              */
             contribute_min_turns?: number | null;
             /**
+             * Allow Public Ports
+             * @description whether the tenant may open a port with auth "public" (a preview URL without a token); off, its public ports answer 403 (default on)
+             */
+            allow_public_ports?: boolean | null;
+            /**
              * Max Warm Boxes
              * @description above this many running or paused boxes, the least recently used are frozen
              */
@@ -1699,6 +1986,214 @@ export interface components {
             contribute_min_age_s: number | null;
             /** Contribute Min Turns */
             contribute_min_turns: number | null;
+            /**
+             * Allow Public Ports
+             * @default true
+             */
+            allow_public_ports: boolean;
+        };
+        /** PortCreate */
+        PortCreate: {
+            /**
+             * Port
+             * @description the TCP port a program in the box listens on (127.0.0.1 or 0.0.0.0)
+             */
+            port: number;
+            /**
+             * Auth
+             * @description bearer: a token (?token= once in a browser, then a cookie; or Authorization: Bearer); basic: a user name and password; public: anyone with the URL (the operator's policy may forbid it: allow_public_ports)
+             * @default bearer
+             * @enum {string}
+             */
+            auth: "bearer" | "basic" | "public";
+            /**
+             * Username
+             * @description basic: the user name (default burrow)
+             */
+            username?: string | null;
+            /**
+             * Password
+             * @description basic: the password (default: one is made and shown once)
+             */
+            password?: string | null;
+        };
+        /** PortPublic */
+        PortPublic: {
+            /** Port */
+            port: number;
+            /**
+             * Url
+             * @description the preview's address (an origin of its own, never the API's)
+             */
+            url: string;
+            /**
+             * Auth
+             * @enum {string}
+             */
+            auth: "bearer" | "basic" | "public";
+            /** Created At */
+            created_at: number;
+            /**
+             * Token
+             * @description bearer: the port's token, shown only when the port is opened
+             */
+            token?: string | null;
+            /**
+             * Username
+             * @description basic: the user name
+             */
+            username?: string | null;
+            /**
+             * Password
+             * @description basic: the password Burrow made, shown only when the port is opened
+             */
+            password?: string | null;
+        };
+        /**
+         * ProcessChunk
+         * @description One line of a followed process log.
+         */
+        ProcessChunk: components["schemas"]["ProcessOutputChunk"] | components["schemas"]["ProcessExitChunk"] | components["schemas"]["ProcessErrorChunk"];
+        /** ProcessCreate */
+        ProcessCreate: {
+            /**
+             * Command
+             * @description a shell command (run by sh -c) or an argv
+             */
+            command: string | string[];
+            /** Cwd */
+            cwd?: string | null;
+            /** Env */
+            env?: {
+                [key: string]: string;
+            } | null;
+            /**
+             * Stdin
+             * @description keep stdin open for POST …/stdin (else /dev/null)
+             * @default false
+             */
+            stdin: boolean;
+            /**
+             * Restart
+             * @description on-wake: started again when the box wakes from a freeze; on-failure: also started again when it exits non-zero (1 s back-off, doubling up to 60 s), unless it ended by a signal you sent
+             * @default never
+             * @enum {string}
+             */
+            restart: "never" | "on-wake" | "on-failure";
+        };
+        /**
+         * ProcessErrorChunk
+         * @description The last line when the box stopped answering before the process's end was read.
+         */
+        ProcessErrorChunk: {
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "error";
+            /** Message */
+            message: string;
+        };
+        /**
+         * ProcessExitChunk
+         * @description The last line: the process ended for good (not between on-failure restarts).
+         */
+        ProcessExitChunk: {
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "exit";
+            /**
+             * State
+             * @enum {string}
+             */
+            state: "starting" | "running" | "restarting" | "exited" | "failed" | "stopped";
+            /** Exit Code */
+            exit_code: number | null;
+        };
+        /** ProcessLogPiece */
+        ProcessLogPiece: {
+            /** Data */
+            data: string;
+            /**
+             * Offset
+             * @description byte offset of `data` in the stream; past the offset asked for when older output was dropped (the box keeps the last 1-2 MiB of each stream)
+             */
+            offset: number;
+            /**
+             * Next Offset
+             * @description ask from here for what follows
+             */
+            next_offset: number;
+        };
+        /** ProcessLogs */
+        ProcessLogs: {
+            process: components["schemas"]["ProcessPublic"];
+            stdout: components["schemas"]["ProcessLogPiece"];
+            stderr: components["schemas"]["ProcessLogPiece"];
+        };
+        /** ProcessOutputChunk */
+        ProcessOutputChunk: {
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "stderr" | "stdout";
+            /** Data */
+            data: string;
+            /** Offset */
+            offset: number;
+        };
+        /**
+         * ProcessPublic
+         * @description A background process. `id` stays the same across restarts; `pid` (as the box's own
+         *     processes see it) is the current run's, null when it is not running.
+         */
+        ProcessPublic: {
+            /** Id */
+            id: string;
+            /** Pid */
+            pid: number | null;
+            /** Command */
+            command: string | string[];
+            /** Cwd */
+            cwd: string;
+            /**
+             * Restart
+             * @enum {string}
+             */
+            restart: "never" | "on-wake" | "on-failure";
+            /** Stdin */
+            stdin: boolean;
+            /**
+             * State
+             * @description starting running restarting (waiting out its back-off) exited failed (could not start) stopped (ended by a freeze)
+             * @enum {string}
+             */
+            state: "starting" | "running" | "restarting" | "exited" | "failed" | "stopped";
+            /**
+             * Exit Code
+             * @description of its last run; 128+N when ended by signal N
+             */
+            exit_code: number | null;
+            /** Started At */
+            started_at: number | null;
+            /** Ended At */
+            ended_at: number | null;
+            /** Restarts */
+            restarts: number;
+            /** Error */
+            error: string | null;
+        };
+        /** ProcessSignalIn */
+        ProcessSignalIn: {
+            /**
+             * Signal
+             * @description TERM, INT, QUIT or KILL also stop on-failure restarts
+             * @enum {string}
+             */
+            signal: "HUP" | "INT" | "QUIT" | "KILL" | "USR1" | "USR2" | "TERM" | "CONT" | "STOP";
         };
         /**
          * RecallIn
@@ -1830,6 +2325,13 @@ export interface components {
              * @description agent CLIs only: a trimmed tool set and prompt for small-context models (default: on for local/ models)
              */
             trim?: boolean | null;
+            /**
+             * Mcp Servers
+             * @description MCP servers for this run, added to the box's agent's (a name the box has is replaced for this run)
+             */
+            mcp_servers?: {
+                [key: string]: components["schemas"]["McpServer"];
+            } | null;
         };
         /** RunFinishChunk */
         RunFinishChunk: {
@@ -1953,6 +2455,31 @@ export interface components {
              */
             duration_ms: number;
         };
+        /** SampleHistory */
+        SampleHistory: {
+            /**
+             * At
+             * @description when each sample was taken (epoch s), oldest first; one a minute while a worker runs
+             */
+            at: number[];
+            /**
+             * Boxes
+             * @description state -> boxes in it at each sample
+             */
+            boxes: {
+                [key: string]: number[];
+            };
+            /**
+             * Queue Depth
+             * @description jobs due in the worker's queue
+             */
+            queue_depth: number[];
+            /**
+             * Backlog
+             * @description observed pairs waiting for their tenant's agent
+             */
+            backlog: number[];
+        };
         /** SnapshotCreate */
         SnapshotCreate: {
             /** Name */
@@ -1974,6 +2501,31 @@ export interface components {
             files: number;
             /** Logical Bytes */
             logical_bytes: number;
+        };
+        /** StatsHistoryOut */
+        StatsHistoryOut: {
+            /**
+             * Now
+             * @description server time (epoch s)
+             */
+            now: number;
+            /**
+             * Hours
+             * @description the window asked for
+             */
+            hours: number;
+            /**
+             * Kept Hours
+             * @description how far back history is kept
+             */
+            kept_hours: number;
+            /**
+             * Sample Size
+             * @description wake durations kept per minute for the percentiles
+             */
+            sample_size: number;
+            wakes: components["schemas"]["WakeHistory"];
+            samples: components["schemas"]["SampleHistory"];
         };
         /** StatsOut */
         StatsOut: {
@@ -2146,6 +2698,11 @@ export interface components {
              * @description turns the gateway recorded for a tenant before what its agent proposes counts in the shared knowledge base (default 20; 0: none)
              */
             contribute_min_turns?: number | null;
+            /**
+             * Allow Public Ports
+             * @description whether the tenant may open a port with auth "public" (a preview URL without a token); off, its public ports answer 403 (default on)
+             */
+            allow_public_ports?: boolean | null;
         };
         /** TenantPublic */
         TenantPublic: {
@@ -2175,6 +2732,34 @@ export interface components {
             observations?: {
                 [key: string]: number;
             };
+        };
+        /** WakeHistory */
+        WakeHistory: {
+            /**
+             * Minute
+             * @description each minute of the window, oldest first: its start (epoch s); the last is the current minute, so far
+             */
+            minute: number[];
+            /**
+             * Count
+             * @description wakes that ended in the minute (exact)
+             */
+            count: number[];
+            /**
+             * P50 Ms
+             * @description their median duration, ms (null: none)
+             */
+            p50_ms: (number | null)[];
+            /**
+             * P99 Ms
+             * @description their 99th percentile, ms (null: none); exact while the minute had at most sample_size wakes, else of a uniform sample of sample_size
+             */
+            p99_ms: (number | null)[];
+            /**
+             * Sampled
+             * @description durations the percentiles are of
+             */
+            sampled: number[];
         };
     };
     responses: never;
@@ -4651,6 +5236,484 @@ export interface operations {
                 };
             };
             /** @description temporarily unavailable; retry after Retry-After seconds */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+        };
+    };
+    watch_v1_boxes__box_id__files_watch_get: {
+        parameters: {
+            query?: {
+                /** @description absolute, or relative to /workspace */
+                path?: string;
+                recursive?: boolean;
+            };
+            header?: never;
+            path: {
+                box_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description one FileEvent per line, as files change */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/x-ndjson": components["schemas"]["FileEvent"];
+                };
+            };
+            /** @description malformed request (for example invalid JSON) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Conflict */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Request Entity Too Large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description invalid parameters */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description temporarily unavailable; retry after Retry-After seconds */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+        };
+    };
+    list_ports_v1_boxes__box_id__ports_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                box_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PortPublic"][];
+                };
+            };
+            /** @description malformed request (for example invalid JSON) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description conflicts with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description invalid parameters */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Service Unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+        };
+    };
+    open_port_v1_boxes__box_id__ports_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                box_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["PortCreate"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PortPublic"];
+                };
+            };
+            /** @description malformed request (for example invalid JSON) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Conflict */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Unprocessable Entity */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Service Unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+        };
+    };
+    get_port_v1_boxes__box_id__ports__port__get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                port: number;
+                box_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PortPublic"];
+                };
+            };
+            /** @description malformed request (for example invalid JSON) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description conflicts with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description invalid parameters */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Service Unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+        };
+    };
+    close_port_v1_boxes__box_id__ports__port__delete: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                port: number;
+                box_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description malformed request (for example invalid JSON) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description conflicts with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description invalid parameters */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Service Unavailable */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -7649,6 +8712,101 @@ export interface operations {
             };
         };
     };
+    stats_history_v1_stats_history_get: {
+        parameters: {
+            query?: {
+                /** @description how many hours back, the current minute included */
+                hours?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["StatsHistoryOut"];
+                };
+            };
+            /** @description malformed request (for example invalid JSON) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description no such resource (or not yours) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description conflicts with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Unprocessable Entity */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description temporarily unavailable; retry after Retry-After seconds */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+        };
+    };
     metrics_metrics_get: {
         parameters: {
             query?: never;
@@ -7722,6 +8880,685 @@ export interface operations {
                 };
             };
             /** @description invalid parameters */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description temporarily unavailable; retry after Retry-After seconds */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+        };
+    };
+    list_processes_v1_boxes__box_id__processes_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                box_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ProcessPublic"][];
+                };
+            };
+            /** @description malformed request (for example invalid JSON) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Conflict */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Unprocessable Entity */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description temporarily unavailable; retry after Retry-After seconds */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+        };
+    };
+    start_process_v1_boxes__box_id__processes_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                box_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ProcessCreate"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ProcessPublic"];
+                };
+            };
+            /** @description malformed request (for example invalid JSON) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Conflict */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Unprocessable Entity */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description temporarily unavailable; retry after Retry-After seconds */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+        };
+    };
+    get_process_v1_boxes__box_id__processes__process_id__get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                process_id: string;
+                box_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ProcessPublic"];
+                };
+            };
+            /** @description malformed request (for example invalid JSON) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Conflict */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Unprocessable Entity */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description temporarily unavailable; retry after Retry-After seconds */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+        };
+    };
+    kill_process_v1_boxes__box_id__processes__process_id__delete: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                process_id: string;
+                box_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description malformed request (for example invalid JSON) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Conflict */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Unprocessable Entity */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description temporarily unavailable; retry after Retry-After seconds */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+        };
+    };
+    process_logs_v1_boxes__box_id__processes__process_id__logs_get: {
+        parameters: {
+            query?: {
+                stdout_offset?: number;
+                stderr_offset?: number;
+                limit?: number;
+                follow?: boolean;
+            };
+            header?: never;
+            path: {
+                process_id: string;
+                box_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description the logs from the offsets (ProcessLogs), or with follow=true NDJSON lines (ProcessChunk) */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ProcessLogs"] | components["schemas"]["ProcessChunk"];
+                    "application/x-ndjson": components["schemas"]["ProcessChunk"];
+                };
+            };
+            /** @description malformed request (for example invalid JSON) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Conflict */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Unprocessable Entity */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description temporarily unavailable; retry after Retry-After seconds */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+        };
+    };
+    write_stdin_v1_boxes__box_id__processes__process_id__stdin_post: {
+        parameters: {
+            query?: {
+                eof?: boolean;
+            };
+            header?: never;
+            path: {
+                process_id: string;
+                box_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/octet-stream": unknown;
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description malformed request (for example invalid JSON) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Conflict */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Unprocessable Entity */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description temporarily unavailable; retry after Retry-After seconds */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+        };
+    };
+    signal_process_v1_boxes__box_id__processes__process_id__signal_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                process_id: string;
+                box_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ProcessSignalIn"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ProcessPublic"];
+                };
+            };
+            /** @description malformed request (for example invalid JSON) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Conflict */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Unprocessable Entity */
             422: {
                 headers: {
                     [name: string]: unknown;

@@ -51,7 +51,7 @@ const POLICY_KEYS = ["pauseAfterS", "freezeAfterS", "archiveAfterS", "keepAlive"
                      "tenantTokenBudget", "modelAllowlist", "agentModel",
                      "maxSnapshotsPerTenant", "maxTenantExecOutputMb", "contributeMinAgeS",
                      "contributeMinTurns", "relayAllowFields", "relayAllowTools",
-                     "relayAllowBetas"] as const
+                     "relayAllowBetas", "allowPublicPorts"] as const
 type _PolicyFields = Expect<NoneMissing<Exclude<CamelKeys<TenantPolicyBody>, (typeof POLICY_KEYS)[number]>>>
 
 function tenantPath(id: string): string {

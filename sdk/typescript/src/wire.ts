@@ -17,6 +17,17 @@ export type ExecResult = Schemas["ExecOut"]
 export type ExecChunk = Schemas["ExecChunk"]
 export type FileEntry = Schemas["FileEntryOut"]
 export type Snapshot = Schemas["SnapshotPublic"]
+/** A preview URL of one of a box's ports (box.getPublicUrl()); `token` (bearer) and a made
+ * `password` (basic) are shown only when the port is opened. `browserUrl` carries the token,
+ * to open once in a browser (which then keeps a cookie and drops the token from the address). */
+export type PortInfo = Schemas["PortPublic"]
+export type Process = Schemas["ProcessPublic"]
+export type ProcessLogPiece = Schemas["ProcessLogPiece"]
+export type ProcessLogs = Schemas["ProcessLogs"]
+export type ProcessChunk = Schemas["ProcessChunk"]
+export type FileEvent = Schemas["FileEvent"]
+export type PublicUrl = PortInfo & { browserUrl: string }
+export type PortBody = Schemas["PortCreate"]
 export type RunUsage = Schemas["RunUsage"]
 export type Insight = Schemas["InsightOut"]
 /** The built-in tenant agent's answer to `ask()`. */
@@ -54,6 +65,7 @@ export type RunBody = Schemas["RunCreate"]
 export type GitBody = Schemas["GitIn"]
 export type LimitsBody = Schemas["LimitsIn"]
 export type EgressBody = Schemas["EgressIn"]
+export type McpServerBody = Schemas["McpServer"]
 export type TenantPolicyBody = Schemas["TenantPolicy"]
 
 type CamelCase<S extends string> = S extends `${infer Head}_${infer Tail}`

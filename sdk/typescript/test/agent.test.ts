@@ -18,7 +18,7 @@ type Note = z.infer<typeof Note>
 
 test("a streamed run with a zod schema yields start first and finish last, with the parsed object", { timeout: 300_000 }, async () => {
   const box = await Box.create({ agent: { harness: Agent.Burrow, model: MODEL } }) // deleted with its tenant
-  assert.deepEqual(box.info.agent, { harness: "burrow", model: MODEL })
+  assert.deepEqual(box.info.agent, { harness: "burrow", model: MODEL, mcp_servers: {} })
   await box.files.write("/workspace/notes.txt", "one two three four five\n")
   const stream = box.agent.stream({
     prompt: "How many words are in /workspace/notes.txt? Give its path and the number of words.",

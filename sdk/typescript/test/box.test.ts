@@ -253,3 +253,37 @@ test("knowledge search answers a list and filters; votes need a tenant and a sha
   await assert.rejects(Knowledge.vote(unknown, false, { apiKey: OPERATOR_KEY }),
                        { name: "PermissionDeniedError", status: 403 })
 })
+
+test("a background server's preview URL: 401 without the token, the page with it or its cookie, and a frozen box woken by the next request", async () => {
+  const made = await Box.create({ runtime: "python" })
+  try {
+    await made.files.write("site/index.html", "<h1>hello from a box</h1>")
+    const server = await made.processes.start(["python3", "-m", "http.server", "8000"],
+                                              { cwd: "/workspace/site", restart: "on-wake" })
+    assert.equal(server.state, "running")
+    const preview = await made.getPublicUrl(8000)
+    assert.ok(preview.token && !preview.url.startsWith(URL), JSON.stringify(preview))
+    assert.equal((await fetch(preview.url)).status, 401)
+
+    const opened = await fetch(preview.browserUrl, { redirect: "manual" })
+    assert.equal(opened.status, 303)
+    assert.equal(opened.headers.get("location"), new globalThis.URL(preview.url).pathname)
+    const cookie = (opened.headers.get("set-cookie") ?? "").split(";")[0] ?? ""
+    assert.match(cookie, /^burrow_preview/)
+    let page = await fetch(preview.url, { headers: { cookie } })
+    assert.deepEqual([page.status, await page.text()], [200, "<h1>hello from a box</h1>"])
+    assert.deepEqual((await made.listPublicUrls()).map((p) => [p.port, p.token]), [[8000, null]])
+
+    assert.equal((await made.freeze()).state, "frozen")
+    page = await fetch(preview.url, { headers: { authorization: `Bearer ${preview.token}` } })
+    assert.deepEqual([page.status, await page.text()], [200, "<h1>hello from a box</h1>"])
+    const again = await made.processes.get(server.id)
+    assert.deepEqual([again.state, (await made.refresh()).state], ["running", "running"])
+
+    await made.closePublicUrl(8000)
+    assert.equal((await fetch(preview.url, { headers: { cookie } })).status, 404)  // no open port
+    await assert.rejects(made.closePublicUrl(0), TypeError)
+  } finally {
+    await made.delete()
+  }
+})

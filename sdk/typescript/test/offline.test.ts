@@ -11,14 +11,15 @@ import { Agent, AuthenticationError, Box, BurrowError, ConnectionError, InvalidR
 import { z } from "zod"
 
 // Internals, from the ESM build: not in the package's exports.
+import { mcpServersBody } from "../dist/esm/agent.js"
 import { parseStatus } from "../dist/esm/git.js"
 import { jsonSchemaOf, parseRun } from "../dist/esm/schema.js"
 
 const VALUES = [
   "Agent", "AgentRuns", "AuthenticationError", "Box", "BoxStateError", "BurrowError",
   "ConflictError", "ConnectionError", "Exec", "Files", "Git", "GitError", "InvalidRequestError",
-  "Knowledge", "Memories", "NotFoundError", "PermissionDeniedError", "RateLimitError", "RunStream",
-  "ServiceUnavailableError", "Tenant", "TenantAgent", "TimeoutError",
+  "Knowledge", "Memories", "NotFoundError", "PermissionDeniedError", "Processes", "RateLimitError",
+  "RunStream", "ServiceUnavailableError", "Tenant", "TenantAgent", "TimeoutError",
 ]
 
 test("the ESM and the CommonJS builds export the same pinned names", () => {
@@ -105,6 +106,20 @@ test("a zod responseSchema is sent as its JSON schema and parses the result", as
   assert.throws(() => parseRun({ ...run, result: { city: "Oslo" } }, Answer),
                 (e: unknown) => e instanceof BurrowError && e.code === "invalid_result")
   assert.equal(parseRun({ ...run, result: "just text" }, undefined).result, "just text")
+})
+
+test("mcpServers go by name, each server's options in the API's snake_case", () => {
+  const servers = {
+    calc: { command: "python3", args: ["s.py"], env: { MY_KEY: "v" }, timeoutS: 5 },
+    web: { url: "https://mcp.example.com/mcp", headers: { Authorization: "Bearer t" } },
+  }
+  assert.deepEqual(mcpServersBody(servers, "agent.run()"), {
+    calc: { command: "python3", args: ["s.py"], env: { MY_KEY: "v" }, timeout_s: 5 },
+    web: { url: "https://mcp.example.com/mcp", headers: { Authorization: "Bearer t" } },
+  })
+  assert.throws(() => mcpServersBody({ calc: { cmd: "python3" } }, "agent.run()"),
+                /agent.run\(\)'s MCP server "calc" has no option "cmd"/)
+  assert.throws(() => mcpServersBody([], "agent.run()"), /mcpServers must be an object of servers by name/)
 })
 
 test("git's porcelain status is parsed", () => {
