@@ -236,7 +236,8 @@ def _points_at_now(sent: Any, generic: bool) -> bool:
 
 def _time_as_topic(sent: Any, root: Any, prototypes: Prototypes) -> bool:
     """A time is what the statement is about: its subject or object ("Mondays are the worst"),
-    what a taste is for ("some users prefer lazy weekends", "… tea in the afternoon"), or
+    what its subject belongs to ("weekend plans are …"), what a taste is for ("some users
+    prefer lazy weekends", "… tea in the afternoon"), or
     all of a verbless one ("Another grey and rainy day")."""
     times = [e for e in sent.ents if e.label_ in ("DATE", "TIME")
              and not any(t.like_num or t.tag_ == "CD" or t.lower_ in _RECURRING for t in e)
@@ -250,6 +251,11 @@ def _time_as_topic(sent: Any, root: Any, prototypes: Prototypes) -> bool:
         arguments += _children(xcomp, "dobj")
     if any(e.start <= a.i < e.end for a in arguments for e in times):
         return True
+    if any(m.dep_ in ("compound", "poss") and m.pos_ in ("NOUN", "PROPN") and not m.like_num
+           and (any(e.start <= m.i < e.end for e in times)
+                or _near(m, prototypes.time, TIME_SIMILARITY))
+           for a in _subject(root) for m in a.children):
+        return True  # the subject is a time's: "weekend plans are …", "Sunday's match is …"
     if root.lemma_.lower() not in _TASTE:
         return False
     tasted = [t for c in root.children if c.dep_ in ("dobj", "xcomp", "prep") for t in c.subtree
@@ -401,7 +407,8 @@ def _present(verb: Any) -> bool:
 def result_of(verb: Any, root: Any) -> bool:
     """Whether `verb` heads the result of the main clause's action: a clause joined to it
     ("… and the cable clicks in properly again"), in the present, about something else than
-    the main clause's subject and not the teller."""
+    the main clause's subject and not the teller, after an action of the teller (its subject
+    the teller, unsaid, or an action)."""
     head = verb
     while head.dep_ == "conj" and head.head.i != head.i:
         head = head.head  # "I swapped the pads, kept the oil off, and now it stops"
@@ -410,6 +417,9 @@ def result_of(verb: Any, root: Any) -> bool:
     subject, before = _subject(verb), _subject(root)
     if not subject or speaker(subject[0]) or subject[0].dep_ == "expl":
         return False
+    if before and not speaker(before[0]) and before[0].tag_ != "VBG" \
+            and before[0].dep_ not in ("csubj", "csubjpass"):
+        return False  # no action of the teller's: "the husband's got it and he's being …"
     if before and before[0].lower_ == subject[0].lower_:
         return False
     return _present(verb)
@@ -417,7 +427,10 @@ def result_of(verb: Any, root: Any) -> bool:
 
 def particular(sent: Any) -> bool:
     """Said of particular things rather than of a kind (see the module's docstring)."""
-    subject = _subject(sent.root)
+    root = sent.root
+    subject = _subject(root)
+    if root.pos_ == "NOUN" and not subject:
+        subject = [root]  # verbless, a noun phrase: "The dog over the fence, barks all day"
     if not subject or any(t.lower_ in ("you", "your", "yours") for t in sent):
         return False
     head = subject[0]
@@ -444,8 +457,18 @@ def particular(sent: Any) -> bool:
 
 def unsaid_teller(doc: Any) -> bool:
     """A statement that opens with a past verb, its subject (the teller) unsaid: "Bought a
-    can of compressed air …", "Heard the bakery is closing"."""
-    return len(doc) > 1 and doc[0].tag_ == "VBD" and not _subject(doc[0])
+    can of compressed air …", "Heard the bakery is closing", "Cycled in"; or whose main verb
+    has a modal and no subject ("Might watch the match later")."""
+    if len(doc) < 2:
+        return False
+    root = next(iter(doc.sents)).root
+    if root.tag_ == "VB" and not _subject(root) and any(
+            c.dep_ == "aux" and c.tag_ == "MD" and c.i < root.i for c in root.children):
+        return True
+    first = doc[0]
+    if first.tag_ == "VBN":  # a participle opens a statement only as its main verb
+        return first.dep_ == "ROOT" and not _subject(first)
+    return first.tag_ == "VBD" and not _subject(first)
 
 
 def told(doc: Any) -> bool:
@@ -504,6 +527,9 @@ def acted(doc: Any, prototypes: Prototypes) -> bool:
             verb = verb.head
         if verb.tag_ not in ("VBD", "VBN") and token.tag_ not in ("VBD",):
             continue
+        if verb.i != verb.sent.root.i and not (verb.dep_ == "conj"
+                                               and verb.head.i == verb.sent.root.i):
+            continue  # a subordinate clause: "the dog ran alongside me when I passed the gate"
         subject = _subject(verb)
         if subject and not speaker(subject[0]):
             continue

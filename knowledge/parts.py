@@ -85,6 +85,28 @@ def _said_of_first_words(sent: Any) -> bool:
                                                        for s in _subject(t)) for t in sent)
 
 
+# Adverbs that hedge what would be an order into the speaker's plan or guess ("maybe catch
+# the second half"), as a modal does ("might watch it").
+_HEDGES = frozenset({"maybe", "perhaps", "probably", "possibly"})
+
+
+def _hedged(root: Any) -> bool:
+    """An order's verb with a modal other than advice's or a hedging adverb: the speaker's
+    plan, not advice."""
+    return any((c.dep_ == "aux" and c.tag_ == "MD" and c.lower_ not in _ADVISING)
+               or (c.dep_ == "advmod" and c.lower_ in _HEDGES) for c in root.children)
+
+
+def _teller_aside(sent: Any) -> bool:
+    """A verbless-subject sentence whose clause of the teller says it is their guess or
+    thought ("Think I'm getting the cold", "Blame the storm I guess"): the teller speaking,
+    not an order."""
+    root = sent.root
+    return not _subject(root) and any(
+        c.dep_ in ("ccomp", "parataxis") and any(speaker(s) for s in _subject(c))
+        for c in root.children)
+
+
 def _fixed(sent: Any) -> bool:
     """A told fix: what the teller does now, or what an action did (see the module's
     docstring)."""
@@ -116,10 +138,11 @@ def role(doc: Any, pleased: Any = None, told_with: Any = None) -> str:
     if sent is None:
         return "symptom"
     root = sent.root
-    if (root.tag_ == "VB" and not _subject(root)) or (
+    if not _teller_aside(sent) and ((root.tag_ == "VB" and not _subject(root)
+                                     and not _hedged(root)) or (
             pleased is not None and not _said_of_first_words(sent)
             and pleased[1].tag_ == "VB" and pleased[1].dep_ == "ROOT"
-            and not _subject(pleased[1])):
+            and not _subject(pleased[1]) and not _hedged(root))):
         return "fix"
     if any(c.dep_ == "aux" and c.lower_ in _ADVISING for c in root.children):
         return "fix"
