@@ -164,14 +164,14 @@ def stretch(text: str, support: dict[str, int], k: int) -> str | None:
 
 OMITTED = "\u2026"  # what marks the words a text by pieces leaves out
 MAX_PIECES = 3
-MIN_PIECE_WORDS = 3  # as a statement needs (`knowledge.distill`): two say nothing whole
+MIN_PIECE_WORDS = 2
 
 
 def pieces(text: str, support: dict[str, int], k: int) -> str | None:
     """The runs of the statement's words that k contributors used, in order, with an ellipsis
     wherever words were left out ("An emergency fund \u2026 three to six months of
     expenses."): when the tellers share words but no sentence, this is what they all say, and
-    the ellipsis says that it is not all that any of them said. None unless it keeps three
+    the ellipsis says that it is not all that any of them said. None unless it keeps two
     content words, at most three pieces, and each negation with a word after it."""
     tokens, runs, negations = _runs(text, support, k)
     runs = [run for run in runs if content_words(" ".join(tokens[i] for i in run))][:MAX_PIECES]
