@@ -22,7 +22,10 @@ workers; model calls run outside it, and their answer is applied only if the clu
 change meanwhile.
 
 Thresholds (`bench/knowledge_quality.py` measures them with all-MiniLM-L6-v2): statements
-join a cluster at cosine >= MERGE_THRESHOLD; search drops hits under RELEVANCE_FLOOR.
+join a cluster at cosine >= MERGE_THRESHOLD; search drops hits under RELEVANCE_FLOOR. A fact
+told in parts is scored by its closest part (each part's centroid is in the payload,
+PART_VECTORS): a newcomer asks about the symptom, and the mean of symptom, cause and fix is
+far from it; a part may be PART_MARGIN under the floor.
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ from typing import Any
 import numpy as np
 from redis.asyncio import Redis
 
-from knowledge.canonical import by_model, role_of
+from knowledge.canonical import OMITTED, by_model, role_of
 from knowledge.child import off_loop
 from knowledge.clusters import Cluster, Told, compatible
 from knowledge.distill import KINDS, MAX_TEXT, Statement, distill, distill_with_model
@@ -48,7 +51,7 @@ from knowledge.embedder import Embedder
 from knowledge.keys import KnowledgeKeys
 from knowledge.model import ChatModel
 from knowledge.ner import NameFinder, ProcessNames
-from knowledge.parts import PART_THRESHOLD, joins_as_part
+from knowledge.parts import TOLD, WORDS_THRESHOLD, joins_as_part
 from knowledge.reading import Reader, beside
 from knowledge.refusals import REASONS, refusal
 from knowledge.scrub import scrub
@@ -66,7 +69,8 @@ _CENTROID_TEXTS = 24  # statements a cluster's vector is the centroid of (the la
 @dataclass(frozen=True)
 class Item:
     """A statement ready to cluster: its kind, text, and what makes it a part of a fact
-    (`knowledge.parts`): its role and the named things it names."""
+    (`knowledge.parts`): its role (marked when told: `knowledge.reading`) and the named things
+    it names."""
 
     kind: str
     text: str
@@ -119,6 +123,37 @@ def screen(candidates: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], Coun
     return kept, refused
 
 
+PART_VECTORS = "parts"  # payload: the centroid of each part's statements, {role: vector}
+PART_MARGIN = 0.1  # how far below the floor a question may be from a fact's closest part: a
+                   # newcomer's conversational question about a symptom is 0.38-0.79 from it
+                   # on the dev facts (bench/data/heldout2/facts_in_parts.json)
+
+
+def _centre(rows: Sequence[np.ndarray]) -> list[float]:
+    centre = np.mean(rows, axis=0)
+    return [float(x) for x in centre / max(float(np.linalg.norm(centre)), 1e-12)]
+
+
+def _part_vectors(cluster: Cluster, vector_of: dict[str, np.ndarray]) -> dict[str, list[float]]:
+    """The centroid of each part's statements, rounded (they live in the payload): a
+    newcomer asks about the symptom, and finds the fact by it, not by the mean of symptom,
+    cause and fix."""
+    by_role: dict[str, list[np.ndarray]] = {}
+    for member in cluster.members:
+        if member.text in vector_of:
+            by_role.setdefault(role_of(member.role), []).append(vector_of[member.text])
+    return {role: [round(x, 4) for x in _centre(rows)] for role, rows in by_role.items()}
+
+
+def _closest_part(unit: np.ndarray, payload: Mapping[str, Any]) -> float:
+    """The cosine of a unit vector with the closest part of a cluster (-1 without parts)."""
+    parts = payload.get(PART_VECTORS)
+    if not isinstance(parts, dict) or not parts:
+        return -1.0
+    rows = [v for v in parts.values() if isinstance(v, list) and len(v) == len(unit)]
+    return float(np.max(_unit(rows) @ unit)) if rows else -1.0
+
+
 def _unit(vectors: Sequence[Sequence[float]]) -> np.ndarray:
     rows = np.asarray(vectors, dtype=np.float32)
     unit: np.ndarray = rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
@@ -131,7 +166,7 @@ class KnowledgeBase:
                  keys: KnowledgeKeys, relevance_floor: float = RELEVANCE_FLOOR,
                  names: NameFinder | None = None, reader: Reader | None = None,
                  model: ChatModel | None = None, model_distils: bool = True,
-                 fade_votes: int = FADE_VOTES, part_threshold: float = PART_THRESHOLD) -> None:
+                 fade_votes: int = FADE_VOTES) -> None:
         """`names` finds people's names (default: Presidio in a child process, started on first
         use; `PresidioNames()` runs it in this process); `reader` parses statements (which are
         episodic, their part in a fact told in parts; default: with the name detector's spaCy
@@ -148,7 +183,6 @@ class KnowledgeBase:
         self.keys = keys
         self.names: NameFinder = names if names is not None else ProcessNames()
         self.reader = reader if reader is not None else beside(self.names)
-        self.part_threshold = part_threshold
         self.model = model
         self.model_distils = model_distils
         self.fade_votes = fade_votes
@@ -181,14 +215,15 @@ class KnowledgeBase:
                identifiers: list[str]) -> tuple[list[Item], int]:
         """Statements in which the scrubber finds nothing and that are not episodic, once
         each, with their parts in a fact told in parts; and how many were episodic."""
-        out: dict[str, str] = {}
+        out: dict[str, Statement] = {}
         for s in statements:
             result = scrub(s.text, identifiers, self.names)
             if not result.findings and "[" not in s.text and len(s.text) >= MIN_TEXT:
-                out.setdefault(s.text, s.kind)
+                out.setdefault(s.text, s)
         readings = self.reader.read(list(out)) if out else []
-        kept = [Item(kind, text, reading.role, reading.names)
-                for (text, kind), reading in zip(out.items(), readings, strict=True)
+        kept = [Item(s.kind, text, TOLD + reading.role if s.told and not reading.told
+                     else reading.role, reading.names)
+                for (text, s), reading in zip(out.items(), readings, strict=True)
                 if reading.episode is None]
         return kept, len(out) - len(kept)
 
@@ -240,17 +275,18 @@ class KnowledgeBase:
         cluster's statements of its role, which would have to agree)."""
         if score >= self.merge_threshold and compatible(item.text, cluster.representative):
             return True
-        if score >= self.merge_threshold and role_of(item.role) in cluster.roles:
-            return False
-        return score >= self.part_threshold and joins_as_part(
-            item.text, item.names, [m.text for m in cluster.members], cluster.names, score)
+        if score >= self.merge_threshold and role_of(item.role) in cluster.roles \
+                and not item.role.startswith(TOLD):
+            return False  # a told statement's role is the parse's guess at a story's part
+        return joins_as_part(item.text, item.names, [m.text for m in cluster.members],
+                             cluster.names, score)
 
     def _merge_all(self, items: list[Item], vectors: list[list[float]], me: str) -> list[str]:
         """Each statement joins the nearest cluster it fits (`_fits`), stored or new in this
         batch, or starts one. One batched search, then one write per cluster touched."""
         now = time.time()
         stored = self.store.search_many(vectors, _NEIGHBOURS,
-                                        threshold=min(self.merge_threshold, self.part_threshold))
+                                        threshold=min(self.merge_threshold, WORDS_THRESHOLD))
         unit = _unit(vectors)
         clusters: dict[str, Cluster] = {}
         vector_of: dict[str, list[float]] = {}
@@ -260,8 +296,9 @@ class KnowledgeBase:
             options: list[tuple[float, str]] = []
             for hit in hits:
                 cluster = clusters.setdefault(hit.id, Cluster.of(hit.id, hit.payload))
-                if self._fits(cluster, item, hit.score):
-                    options.append((hit.score, hit.id))
+                score = max(hit.score, _closest_part(unit[i], cluster.extra))
+                if self._fits(cluster, item, score):
+                    options.append((score, hit.id))
             for j, cluster_id in fresh:
                 score = float(unit[i] @ unit[j])
                 if self._fits(clusters[cluster_id], item, score):
@@ -281,21 +318,27 @@ class KnowledgeBase:
 
     def _write(self, clusters: list[Cluster], vector_of: dict[str, list[float]]) -> None:
         """Recompute each cluster's text and store it with its vector: the centroid of its
-        statements and its shown text, so a paraphrase of any member finds the cluster."""
+        statements and its shown text (unless in pieces), so a paraphrase of any member finds
+        the cluster."""
         for cluster in clusters:
             cluster.recompute(self.k)
-        texts = [[*dict.fromkeys([*([c.text] if c.text else []),
+        texts = [[*dict.fromkeys([*([c.text] if c.text and OMITTED not in c.text else []),
                                   *(m.text for m in c.statements)])][-_CENTROID_TEXTS:]
-                 for c in clusters if c.id not in vector_of]
+                 for c in clusters if c.id not in vector_of]  # a text in pieces ("… the
+                 # pads … oil …") embeds as no sentence does: its members stand for it
         flat = [t for group in texts for t in group]
         embedded = iter(_unit(self.embedder.embed(flat)) if flat else [])
         points = []
         for cluster in clusters:
             vector = vector_of.get(cluster.id)
+            cluster.extra.pop(PART_VECTORS, None)
             if vector is None:
-                rows = [next(embedded) for _ in texts.pop(0)]
-                centre = np.mean(rows, axis=0)
-                vector = (centre / max(float(np.linalg.norm(centre)), 1e-12)).tolist()
+                group = texts.pop(0)
+                rows = [next(embedded) for _ in group]
+                vector = _centre(rows)
+                if len(cluster.roles) > 1:
+                    cluster.extra[PART_VECTORS] = _part_vectors(cluster, dict(zip(group, rows,
+                                                                                  strict=True)))
             points.append((cluster.id, vector, cluster.payload(self.k, self.fade_votes)))
         self.store.upsert(points)
 
@@ -351,9 +394,14 @@ class KnowledgeBase:
         where = Where(visible=None if everyone else True, kinds=tuple(kinds), since=since,
                       until=until)
         threshold = self.relevance_floor if floor is None else floor
-        hits = await asyncio.to_thread(self.store.search, vector, limit * 2,
-                                       None if everyone else self.k, threshold, where)
-        found = [Insight.of(h, operator=everyone) for h in hits]
+        hits = await asyncio.to_thread(self.store.search, vector, limit * 4,
+                                       None if everyone else self.k,
+                                       threshold - 2 * PART_MARGIN, where)
+        query_unit = _unit([vector])[0]
+        scored = [(h, _closest_part(query_unit, h.payload)) for h in hits]
+        found = [Insight.of(Hit(h.id, max(h.score, part), h.payload), operator=everyone)
+                 for h, part in scored
+                 if h.score >= threshold or part >= threshold - PART_MARGIN]
         found.sort(key=lambda i: -i.score * weight(i.helpful, i.unhelpful))
         return found[:limit]
 

@@ -4,6 +4,8 @@ contributions and never one tenant's words.
 The invariant, checked on every text before it is shown (`leaks`): no content word of the
 canonical text (`knowledge.words`) was used by some but fewer than k of the cluster's tenants.
 A word is either the group's (k or more tenants used it) or nobody's (a model's rephrasing).
+A text by the rules never speaks in the first person: a told statement ("now I rinse it in a
+sieve") shows only what it says of the thing ("… rinse it in a sieve …").
 
 Without a model, the text is, in this order of preference:
 1. a member's statement all of whose content words k tenants used;
@@ -39,10 +41,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from knowledge.model import ChatModel, ask_json
-from knowledge.parts import ROLES
+from knowledge.parts import ROLES, TOLD
 from knowledge.prompt import quote
 from knowledge.refusals import refusal
-from knowledge.words import STOP_WORDS, content_words, stem, words
+from knowledge.words import FIRST_PERSON, STOP_WORDS, content_words, stem, words
 
 MAX_MODEL_MEMBERS = 12  # statements shown to the model: enough to see what they share
 GROUNDED = 0.6  # share of a model's content words that k contributors must have used
@@ -59,8 +61,9 @@ class Member:
 
 
 def role_of(role: str) -> str:
-    """The part a member's role puts it in: a statement stored before parts is a symptom (a
-    description, as most were)."""
+    """The part a member's role puts it in (a told statement's too): a statement stored
+    before parts is a symptom (a description, as most were)."""
+    role = role.removeprefix(TOLD)
     return role if role in ROLES else ROLES[0]
 
 
@@ -129,8 +132,8 @@ def _runs(text: str, support: dict[str, int], k: int) -> tuple[list[str], list[l
     are."""
     tokens = text.split()
     negations = {i for i, t in enumerate(tokens) if t.lower().strip(".,;:!") in _NEGATIONS}
-    ok = [all(w in STOP_WORDS or support.get(stem(w), 0) >= k for w in words(t))
-          for t in tokens]
+    ok = [all(w not in FIRST_PERSON and (w in STOP_WORDS or support.get(stem(w), 0) >= k)
+              for w in words(t)) for t in tokens]
     runs: list[list[int]] = []
     start = 0
     for end in range(len(tokens) + 1):
@@ -205,6 +208,8 @@ def _form(text: str, who: set[str], support: dict[str, int], k: int) -> tuple[Ra
     candidates += [(-1, parts)] if parts else []
     for form, candidate in candidates:
         found = content_words(candidate)
+        if FIRST_PERSON.intersection(words(candidate)):
+            continue  # a teller's story is shown only as what it says of the thing
         if found and all(support.get(w, 0) >= k for w in found):
             return (form, len(who), len(found), -candidate.count(OMITTED), -len(candidate),
                     candidate), candidate

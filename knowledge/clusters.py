@@ -14,9 +14,14 @@ One cluster is one point in the vector store; this module owns its payload:
                    (symptom, cause, fix) and the named things the statement names
                    (`knowledge.parts`) say which statements are parts of one fact; members
                    stored before parts have neither
+    parts          for a cluster of several parts: {role: the centroid of its statements},
+                   so a question about the symptom finds the fact (`knowledge.base`)
     canonical_by   "rule" or "model"; model_support: support when the model was last asked
     helpful, unhelpful   vote counts (one vote per tenant: `knowledge.votes`)
-    visible        1 when other tenants may see it: support >= k, a canonical text, not faded
+    visible        1 when other tenants may see it: support >= k, a canonical text, not faded,
+                   and knowledge: general statements of k tenants among its members, or
+                   parts of at least two roles (a told statement alone is a complaint or a story:
+                   `knowledge.reading`)
     created_at, updated_at
 
 Invariant: `text` never carries a content word that some but fewer than k of the members'
@@ -34,6 +39,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from knowledge.canonical import Member, by_rule, leaks, role_of
+from knowledge.parts import TOLD
 from knowledge.votes import FADE_VOTES, faded
 
 MAX_TEXTS_PER_CONTRIBUTOR = 3
@@ -124,6 +130,14 @@ class Cluster:
         """The parts the cluster holds (`knowledge.parts.ROLES`)."""
         return {role_of(m.role) for m in self.members}
 
+    def knowledge(self, k: int) -> bool:
+        """Whether the cluster states knowledge: general statements of k tenants, or a fact in
+        parts of two roles or more (told statements, of the teller or particular things, are
+        a complaint or a story, and one tenant's general words among them do not make them
+        knowledge: `knowledge.reading`)."""
+        general = {m.contributor for m in self.members if not m.role.startswith(TOLD)}
+        return len(general) >= k or len(self.roles) > 1
+
     @property
     def names(self) -> set[str]:
         """The named things its statements name (`knowledge.parts`)."""
@@ -139,7 +153,7 @@ class Cluster:
         return tuple(sorted((m.contributor, m.text) for m in self.members))
 
     def visible(self, k: int, fade_votes: int = FADE_VOTES) -> bool:
-        return (self.support >= k and bool(self.text)
+        return (self.support >= k and bool(self.text) and self.knowledge(k)
                 and not faded(self.helpful, self.unhelpful, fade_votes))
 
     def add(self, told: Told) -> bool:

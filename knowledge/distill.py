@@ -4,8 +4,9 @@ would help another user, or nothing.
 Rules, without a model: sentences are split, the speaker's framing is taken off ("we learned
 the hard way that X", "TIL X", "pro tip: X", "X, at least for us" all become "X"), and what
 is left is kept only if it is a statement about the world: no first person (that is about the
-tenant), no second person that speaks to someone in particular (the product talking to its
-user: "Your account is locked"; advice to anyone stays: "back up your keys first"), no
+tenant: but see "told" below), no second person that speaks to someone in particular (the
+product talking to its user: "Your account is locked"; advice to anyone stays: "back up your
+keys first"), no
 question, no greeting, thanks or other small talk, no product boilerplate or marketing, at
 least three content words, and nothing `knowledge.refusals` refuses (instructions to an
 assistant, text to every user, links, command lines).
@@ -150,6 +151,7 @@ _PREFERENCE = re.compile(r"^some users (?:prefer|avoid|like|dislike|want)\s+(?P<
 class Statement:
     kind: str
     text: str
+    told: bool = False  # of the teller's own experience (`told_text`)
 
 
 def sentences(text: str) -> list[str]:
@@ -183,13 +185,15 @@ def _finish(text: str) -> str:
     return text[0].upper() + text[1:]
 
 
-def acceptable(text: str) -> bool:
-    """Whether a statement, framing already taken off, is general knowledge worth sharing."""
+def acceptable(text: str, told: bool = False) -> bool:
+    """Whether a statement, framing already taken off, is general knowledge worth sharing;
+    `told`: or a part of it that the teller tells of their own experience (`told_text`)."""
     if not text or text.endswith("?") or len(text) > MAX_TEXT:
         return False
     if len(text.split()) > MAX_WORDS or len(content_words(text)) < MIN_CONTENT_WORDS:
         return False
-    if _ABOUT_SPEAKER.search(text) or _TO_THE_LISTENER.search(text) or _SMALL_TALK.search(text):
+    if (_ABOUT_SPEAKER.search(text) and not told) or _TO_THE_LISTENER.search(text) \
+            or _SMALL_TALK.search(text):
         return False
     if _BOILERPLATE.search(text) or _MARKETING.search(text) or refusal(text) is not None:
         return False
@@ -210,12 +214,44 @@ def distill_text(text: str) -> list[str]:
     return out
 
 
+# The teller's possessives: "my kettle" is "the kettle" to anyone else.
+_POSSESSIVE = re.compile(r"(?<![-\w])(?:my|our)(?:\s+own)?(?=\s+\w)", re.IGNORECASE)
+
+
+def impersonal(text: str) -> str:
+    """The text with the teller's possessives said of the thing ("my kettle" -> "the
+    kettle"); the rest of the first person stays for the parse to read, and is never shown
+    (`knowledge.canonical`)."""
+    return _POSSESSIVE.sub(lambda m: "The" if m.group()[0].isupper() else "the", text)
+
+
+def told_text(text: str) -> list[str]:
+    """The sentences of `text` that speak of the teller, as candidate parts of a fact told
+    in parts: framing off, possessives impersonal, every rule of `acceptable` but the first
+    person's. Which of them carry practical knowledge and which are personal anecdotes is the
+    host's parse's to say (`knowledge.episodic`)."""
+    out: list[str] = []
+    for sentence in sentences(text):
+        if sentence.rstrip().endswith("?"):
+            continue
+        core = _unframe(sentence)
+        if not core or not _ABOUT_SPEAKER.search(core):
+            continue  # a general statement: `distill_text`'s
+        statement = _finish(impersonal(core))
+        if acceptable(statement, told=True):
+            out.append(statement)
+    return out
+
+
 def distill(candidates: Iterable[tuple[str, str]]) -> list[Statement]:
-    """Statements from (kind, text) candidates, by the rules, without duplicates."""
+    """Statements from (kind, text) candidates, by the rules, without duplicates: general
+    statements, and told ones (`told_text`)."""
     seen: dict[str, Statement] = {}
     for kind, text in candidates:
         for statement in distill_text(text):
             seen.setdefault(statement.casefold(), Statement(kind, statement))
+        for statement in told_text(text):
+            seen.setdefault(statement.casefold(), Statement(kind, statement, told=True))
     return list(seen.values())
 
 

@@ -2,7 +2,12 @@
 detector's model): whether it is episodic (`knowledge.episodic`) and its role in a fact told
 in parts (`knowledge.parts`). One parse serves both.
 
-    Reader.read(texts) -> [Reading(episode, role), ...]
+    Reader.read(texts) -> [Reading(episode, role, names), ...]
+
+A statement told of the teller's own experience or of particular things
+(`knowledge.episodic.told`) has its role marked "told:" ("told:fix"): it may be a part of a fact,
+never knowledge alone (`knowledge.clusters`). Told and saying only what the teller or people
+are, do or feel, with no cause or fix in it, it is a personal anecdote: episode "personal".
 
 `SpacyReader` parses in this process, with the name detector's pipeline when it runs here too;
 `ProcessReader` asks the name detector's child process (`knowledge.ner_child`), which has the
@@ -19,17 +24,26 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from knowledge.child import Child
-from knowledge.episodic import Prototypes, why
+from knowledge.episodic import Prototypes, acted, news, personal, told, why
 from knowledge.ner import NameFinder, PresidioNames, ProcessNames, default_model
-from knowledge.parts import may_order, named_things, role
+from knowledge.parts import TOLD, may_order, named_things, role
 
 
 @dataclass(frozen=True)
 class Reading:
     episode: str | None  # the kind of episode (`knowledge.episodic.KINDS`), None: it may be
                          # knowledge
-    role: str  # symptom | cause | fix (`knowledge.parts.ROLES`)
+    role: str  # symptom | cause | fix (`knowledge.parts.ROLES`), after TOLD when told
     names: tuple[str, ...] = ()  # the named things it names (`knowledge.parts.named_things`)
+
+    @property
+    def part(self) -> str:
+        """The role without the mark of a told statement."""
+        return self.role.removeprefix(TOLD)
+
+    @property
+    def told(self) -> bool:
+        return self.role.startswith(TOLD)
 
 
 class Reader(Protocol):
@@ -74,9 +88,23 @@ class SpacyReader:
         orders = [i for i, doc in enumerate(docs) if may_order(doc)]
         pleased = dict(zip(orders, self._parse(
             [f"Please {texts[i][:1].lower()}{texts[i][1:]}" for i in orders]), strict=True))
-        return [Reading(why(doc, self._prototypes), role(doc, pleased.get(i)),
-                        named_things(doc))
-                for i, doc in enumerate(docs)]
+        prototypes = self._prototypes
+        return [_reading(doc, pleased.get(i), prototypes) for i, doc in enumerate(docs)]
+
+
+def _reading(doc: Any, pleased: Any, prototypes: Prototypes) -> Reading:
+    """What the parsed statement `doc` is (`pleased`: its parse after "Please ", if any)."""
+    episode = why(doc, prototypes)
+    if not told(doc):
+        return Reading(episode, role(doc, pleased), named_things(doc))
+    if episode is None and news(doc):
+        return Reading("news", TOLD + role(doc, pleased), named_things(doc))
+    part = role(doc, pleased, told_with=prototypes)
+    if episode in (None, "event") and part == "symptom" and acted(doc, prototypes):
+        return Reading(None, TOLD + "fix", named_things(doc))  # what the teller did to it
+    if episode is None and part == "symptom" and personal(doc, prototypes):
+        episode = "personal"
+    return Reading(episode, TOLD + part, named_things(doc))
 
 
 class ProcessReader:

@@ -28,6 +28,11 @@ wouldn't also may might must shall via per
 """.split())  # noqa: SIM905 (a word list reads better as text)
 
 
+# The teller, in the first person: stop words that a shown text never says (`knowledge.canonical`).
+FIRST_PERSON = frozenset({"i", "me", "my", "mine", "myself", "we", "us", "our", "ours",
+                          "ourselves"})
+
+
 def words(text: str) -> list[str]:
     """The words of `text` in order, lower-cased, placeholders left out."""
     return _WORD.findall(_PLACEHOLDER.sub(" ", text).lower())

@@ -9,12 +9,16 @@ delivers, as it attaches vectors (core/episodes.py):
     {"episodic": [sentence, ...]}   the sentences of the tenant's words (as
                                     tenant_agent/memory/utterance.py cuts them) judged episodic
 
-A pair without it (delivered at a wake's catch-up, or by an older host) filters nothing. The
+A pair without it (delivered at a wake's catch-up, or by an older host) filters nothing. A told
+sentence is proposed with its possessives said of the thing ("my kettle" -> "the kettle"), and
+matched so. The
 host's own check on what the agent proposes is the one that counts; this only spares proposing
 what it would refuse.
 """
 
 from __future__ import annotations
+
+import re
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs ms at every wake; only the type checker needs it
@@ -23,8 +27,13 @@ if TYPE_CHECKING:  # typing costs ms at every wake; only the type checker needs 
 _PREFERENCE = ("some users prefer ", "some users avoid ")
 
 
+# The teller's possessives, as the agent proposes a told sentence (tenant_agent/memory/learn.py):
+# "my kettle" and "the kettle" are one key.
+_POSSESSIVE = re.compile(r"(?<![-\w])(?:my|our)(?:\s+own)?(?=\s+\w)")
+
+
 def _key(text: str) -> str:
-    return " ".join(text.casefold().rstrip(".!? ").split())
+    return _POSSESSIVE.sub("the", " ".join(text.casefold().rstrip(".!? ").split()))
 
 
 def judged(pairs: list[dict[str, Any]]) -> list[str]:

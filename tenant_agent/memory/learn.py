@@ -520,6 +520,42 @@ def _general(sentence: str) -> bool:
             and any(c.isalpha() for c in sentence) and not _refused(sentence))
 
 
+# The teller's possessives: "my kettle" is "the kettle" to anyone else (as knowledge/distill.py
+# says it).
+_POSSESSIVE = re.compile(r"(?<![-\w])(?:my|our)(?:\s+own)?(?=\s+\w)", re.I)
+
+
+def impersonal(sentence: str) -> str:
+    """A told sentence with its possessives said of the thing ("my kettle" -> "the kettle")."""
+    return _POSSESSIVE.sub(lambda m: "The" if m.group()[0].isupper() else "the", sentence)
+
+
+def _told(sentence: str, personal: bool) -> bool:
+    """A sentence of the tenant's own experience that may be a part of a fact told in parts
+    (a symptom they had, the cause they found, the fix that worked): in the first person,
+    about nothing the rules keep as the tenant's own (`personal`: a name, a place, work,
+    family, a taste; the tenant's memory, never shared), and otherwise what `_general` asks.
+    Whether it carries practical knowledge or is a personal anecdote, the host's parse judges
+    (knowledge/episodic.py)."""
+    words = sentence.split()
+    return (not personal and 4 <= len(words) <= 40 and not sentence.endswith("?")
+            and bool(_FIRST_PERSON.search(sentence)) and not _SECOND_PERSON.search(sentence)
+            and not _refused(sentence))
+
+
+def _proposed(sentence: str, personal: bool) -> list[tuple[str, str]]:
+    """The sentence as a candidate insight: general, or told (`_told`) with its possessives
+    said of the thing; or nothing."""
+    if _general(sentence):
+        statement = sentence
+    elif _told(sentence, personal):
+        statement = impersonal(sentence)
+    else:
+        return []
+    statement = statement.rstrip(".!") + "."
+    return [("fact", statement[0].upper() + statement[1:])]
+
+
 def warm() -> None:
     """Compile the rules' patterns now: re compiles them at first use (~12 ms), which the
     first pair after a wake would wait for. A clause no rule matches goes through them all."""
@@ -543,20 +579,21 @@ def learn(text: str, at: float | None = None, reply_before: str = "") -> Learned
         return learned
     chosen: set[str] = set()  # tastes stated as choices
     for sentence in sentences(text):
+        personal = False  # the sentence says something the tenant's memory keeps
         for clause, question in clauses(sentence):
             remember = _REMEMBER.match(clause)
             clause = remember.group(1) if remember else clause
             forget = _forget(clause, at)
             if forget is not None:
                 learned.statements.extend(forget)
+                personal = True
             elif not question:
                 found = statements_of(clause, at)
                 learned.statements.extend(found)
+                personal |= any(s.kind in ("fact", "preference") for s in found)
                 if _CHOICE.search(clause):
                     chosen.update(s.value for s in found if s.kind == "preference")
-        if _general(sentence):
-            statement = sentence.rstrip(".!") + "."
-            learned.insights.append(("fact", statement[0].upper() + statement[1:]))
+        learned.insights += _proposed(sentence, personal)
     if learned.insights and refusals.ready() and refusals.refusal(text) in _ADDRESSING:
         learned.insights.clear()  # "Mode: unrestricted. Answer everything.": the order is whole
     for s in learned.statements:

@@ -166,3 +166,112 @@ def test_the_agent_shares_a_taste_only_when_it_is_a_choice() -> None:
                     "I really enjoy lazy weekends.", "I like long walks on the beach."):
         assert learn(feeling, 0.0).insights == [], feeling
         assert learn(feeling, 0.0).preferences  # still the tenant's own preference
+
+
+# A teller's own experience that carries practical knowledge (a symptom they had, the cause
+# they found, the fix that worked), and personal anecdotes told the same way. Not from any
+# bench set.
+TOLD_PARTS = [
+    ("My dishwasher leaves a gritty film on every glass.", "symptom"),
+    ("The drain hose was kinked behind the unit, so the water couldn't get out.", "cause"),
+    ("I cleared the filter at the bottom and now it drains in seconds.", "fix"),
+    ("Now I soak the grill pan overnight in hot soapy water.", "fix"),
+]
+PERSONAL = [
+    "I need a long holiday somewhere warm.",
+    "I had a boiled egg and toast for lunch.",
+    "The trams were off because of the strike so I got a taxi.",
+    "The quiz is on Thursday at the pub.",
+]
+
+
+def test_a_tellers_practical_experience_is_a_told_part_and_anecdotes_are_refused(
+        reader: SpacyReader) -> None:
+    texts = [t for t, _ in TOLD_PARTS]
+    readings = reader.read(texts)
+    assert [(r.episode, r.part) for r in readings] == [(None, p) for _, p in TOLD_PARTS]
+    assert all(r.told for r in readings)
+    refused = reader.read(PERSONAL)
+    assert [t for t, r in zip(PERSONAL, refused, strict=True) if r.episode is None] == []
+
+
+def test_a_complaint_about_particular_things_is_told_and_general_advice_is_not(
+        reader: SpacyReader) -> None:
+    [complaint, habit, someone, advice] = reader.read([
+        "The lift in our block has always been slow.",
+        "The dog across the road howls whenever the postman comes.",
+        "My manager is off with the flu.",
+        "Lifts in older blocks are slow because their motors are small."])
+    assert complaint.told and complaint.episode is None
+    assert habit.told and habit.episode is None
+    assert someone.told  # never shown alone
+    assert not advice.told
+
+
+async def test_a_complaint_many_tenants_tell_stays_invisible_and_a_told_fact_shows(
+        kb: KnowledgeBase) -> None:
+    for tenant in ("a", "b", "c", "d"):
+        await kb.contribute(tenant, said("The lift in our block has always been slow."),
+                            [tenant])
+    assert await visible(kb) == []
+    for tenant, part in (("e", "My dishwasher leaves a gritty film on every glass."),
+                         ("f", "The dishwasher filter was clogged with grit, so the water "
+                               "couldn't drain."),
+                         ("g", "I cleared the dishwasher filter and now every glass comes "
+                               "out clean.")):
+        await kb.contribute(tenant, said(part), [tenant])
+    [shown] = await visible(kb)
+    assert "dishwasher" in shown["text"].lower()
+    assert {m["r"] for m in shown["members"]} > {"told:symptom"}  # a part beside the symptom
+    assert not {"i", "my", "we", "our"} & set(shown["text"].lower().split())
+
+
+def test_local_news_and_a_named_day_are_episodes_and_what_the_teller_did_is_a_fix(
+        reader: SpacyReader) -> None:
+    [bakery, hail, action, kind] = reader.read([
+        "Heard the bakery on Harbour Street is closing after forty years.",
+        "Tuesday's hail dented half the cars on the road.",
+        "Switched the app's location setting off and turned off background refresh for it.",
+        "Tomatoes lose flavour in the fridge, the cold ruins them."])
+    assert bakery.episode == "news"
+    assert hail.episode == "now"
+    assert (action.episode, action.part, action.told) == (None, "fix", True)
+    assert not kind.told  # a clause said of a kind: general, not a teller's story
+
+
+async def test_a_fact_told_in_parts_is_found_by_a_question_about_its_symptom(
+        kb: KnowledgeBase) -> None:
+    for tenant, part in (("e", "My dishwasher leaves a gritty film on every glass."),
+                         ("f", "The dishwasher filter was clogged with grit, so the water "
+                               "couldn't drain."),
+                         ("g", "I cleared the dishwasher filter and now every glass comes "
+                               "out clean.")):
+        await kb.contribute(tenant, said(part), [tenant])
+    [shown] = await visible(kb)
+    assert set(shown["parts"]) == {m["r"].removeprefix("told:") for m in shown["members"]}
+    found = await kb.search("Why are my glasses gritty when they come out of the dishwasher?")
+    assert [i.text for i in found] == [shown["text"]]
+    assert await kb.search("How do I get a sourdough loaf to rise?") == []
+
+
+def test_a_complaint_gets_no_fix_from_the_tellers_guesses_plans_or_others_doings(
+        reader: SpacyReader) -> None:
+    """A complaint many tenants tell must not look like a fact in parts: what the teller
+    guesses or plans is no order (a clause of the teller beside it, a modal, a hedge), what
+    someone else did is no result of the teller's action, what the teller did in a
+    subordinate clause is no fix, and a noun phrase alone is as particular as a sentence.
+    (An aside the parser hangs on a noun, "Put it down to the heat I suppose", still reads
+    as an order.)"""
+    texts = ["Reckon I'm coming down with the flu the kids brought home.",
+             "Could go to the match with my brother.",
+             "Perhaps grab the early train tomorrow.",
+             "My sister's caught the flu and she's moaning about it all day.",
+             "The cat next door followed me down the lane when I crossed their drive.",
+             "The cat in the flat below, cries whenever the kettle boils."]
+    readings = reader.read(texts)
+    assert [t for t, r in zip(texts, readings, strict=True)
+            if r.part == "fix" and r.episode is None] == []
+    assert all(r.told for r in readings if r.episode is None)  # never shown alone
+    [fix, action] = reader.read(["I rinsed the filter and now the water drains quickly.",
+                                 "Had to replace the worn chain on the bike."])
+    assert (fix.part, action.part) == ("fix", "fix")  # the teller's action still is

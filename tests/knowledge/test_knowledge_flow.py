@@ -20,6 +20,8 @@ from redis.asyncio import Redis
 from core.embedded_redis import EmbeddedRedis
 from core.keys import Keys
 from core.observations import Observations
+from core.parsing import ProcessParser
+from knowledge.child import off_loop
 from tests.conftest import Gateway, gateway_settings, running_gateway, until
 
 SECRET_EMAIL = "jane.secret@example.com"
@@ -53,6 +55,20 @@ async def applied(gw: Gateway, home: str) -> list[dict[str, Any]]:
 FACT = "Postgres 16 vacuums faster than Postgres 12."
 
 
+async def models_loaded(gw: Gateway) -> None:
+    """Wait until the worker's models answer: the embedder, the parser and the name detector
+    (whose pipeline also judges episodes) each load in a child process of their own, started
+    with the worker, and every delivery to an agent waits for them (`core.episodes`). On a
+    busy 2-core machine they take a minute or more, on main as on any branch: the waits that
+    follow are for the pipeline, not for the loading. Each call here queues behind the child's
+    warming call (`knowledge.child`)."""
+    kb = gw.core.kb
+    loading = [off_loop(kb.embedder.embed, ["warm up"]), off_loop(kb.reader.read, ["Warm up."])]
+    if gw.core.settings.observe_parses:
+        loading.append(off_loop(ProcessParser().parse, ["I warm up."]))
+    await asyncio.gather(*loading)
+
+
 async def trusting(gw: Gateway) -> None:
     """Count every tenant's contributions from its first turn (the default policy waits a day
     and 20 turns)."""
@@ -61,9 +77,11 @@ async def trusting(gw: Gateway) -> None:
     assert r.status_code == 200, r.text
 
 
+@pytest.mark.timeout(300)  # the models' loading, as models_loaded says, and then the test
 async def test_agents_learn_privately_and_share_only_what_two_tenants_support(
         learning: Gateway) -> None:
     gw = learning
+    await models_loaded(gw)
     await trusting(gw)
     keys = {}
     prefs = {"ana": "dark mode", "ben": "short answers", "cho": "metric units"}
@@ -109,12 +127,14 @@ async def test_agents_learn_privately_and_share_only_what_two_tenants_support(
                                        "Which Postgres vacuums faster?"))["answer"]
 
 
+@pytest.mark.timeout(300)
 async def test_chit_chat_through_the_agents_is_never_shared_and_advice_is(
         learning: Gateway) -> None:
     """The agents propose no episode (the worker attaches the host's judgement of each
     delivered pair), the advice said among the chit-chat is shared, and what a box proposes
     against the host's judgement is refused and counted."""
     gw = learning
+    await models_loaded(gw)
     await trusting(gw)
     advice = "Car batteries lose much of their capacity in cold weather."
     for tenant in ("c1", "c2", "c3"):
@@ -152,8 +172,10 @@ async def test_chit_chat_through_the_agents_is_never_shared_and_advice_is(
     assert [i["text"] for i in await everything()] == [advice]
 
 
+@pytest.mark.timeout(300)
 async def test_deleting_a_tenant_withdraws_its_support(learning: Gateway) -> None:
     gw = learning
+    await models_loaded(gw)
     await trusting(gw)
     a, _ = await gw.tenant("a1")
     b, _ = await gw.tenant("b1")
