@@ -17,7 +17,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -214,7 +214,8 @@ def test_the_generated_types_match_the_live_openapi_document(server: Served, sdk
 TWINS = {"AsyncBox": "Box", "AsyncExec": "Exec", "AsyncFiles": "Files", "AsyncGit": "Git",
          "AsyncAgentRuns": "AgentRuns", "AsyncRunStream": "RunStream", "AsyncTenant": "Tenant",
          "AsyncTenantAgent": "TenantAgent", "AsyncKnowledge": "Knowledge",
-         "AsyncMemories": "Memories", "AsyncProcesses": "Processes"}
+         "AsyncMemories": "Memories", "AsyncProcesses": "Processes", "AsyncPty": "Pty",
+         "AsyncTerminal": "Terminal"}
 # What one language spells with its own protocol: Python's async context managers and
 # iterator step; TypeScript iterates with [Symbol.asyncIterator], where Python has
 # __aiter__, and closes with close(), where Python has aclose().
@@ -228,9 +229,9 @@ TYPESCRIPT_ONLY_TYPES = {
     "KnowledgeSearchOptions", "LogOffsets", "McpServerOptions", "MemoriesListOptions",
     "MemoryAddOptions", "MemoryExport",
     "MemoryItem", "MemoryKind", "MemoryPage", "MemoryWiped", "ObservationsAccepted",
-    "ObservedPair", "Parsed", "ProcessOptions", "ProcessSignal", "RecallOptions",
-    "RecallResult", "ResponseSchema", "RunOptions", "ZodLike", "components", "operations",
-    "paths"}
+    "ObservedPair", "Parsed", "ProcessOptions", "ProcessSignal", "PtyOptions", "RecallOptions",
+    "RecallResult", "ResponseSchema", "RunOptions", "WebSocketConstructor", "WebSocketLike",
+    "ZodLike", "components", "operations", "paths"}
 
 
 def camel(name: str) -> str:
@@ -256,7 +257,8 @@ def _instances() -> dict[str, object]:
             "AsyncTenantAgent": burrow.AsyncTenantAgent(http, "t"),
             "AsyncKnowledge": burrow.AsyncKnowledge(),
             "AsyncMemories": burrow.AsyncMemories(http, "t"),
-            "AsyncProcesses": box.processes}
+            "AsyncProcesses": box.processes, "AsyncPty": box.pty,
+            "AsyncTerminal": burrow.AsyncTerminal(cast(Any, None))}
 
 
 def python_surface(cls: type, instance: object) -> dict[str, set[str]]:

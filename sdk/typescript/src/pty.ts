@@ -86,10 +86,14 @@ export class Pty {
     if (options.cwd !== undefined) url.searchParams.set("cwd", options.cwd)
     url.searchParams.set("ticket", ticket)
     const terminal = new Terminal(new Socket(url.toString()), this.#http.config.url)
-    await terminal.opened
+    await OPENED.get(terminal)
     return terminal
   }
 }
+
+// Each terminal's opening, for `create` to await: kept here, not on the terminal, whose public
+// members are the Python SDK's too.
+const OPENED = new WeakMap<Terminal, Promise<void>>()
 
 /** An open terminal. Iterate (`for await`) for its output, Uint8Arrays, until the shell ends;
  * then `exitCode` is the shell's. `close()` hangs up the shell. A refusal (no such box, over
@@ -97,8 +101,6 @@ export class Pty {
 export class Terminal {
   /** The shell's exit code once it has ended; null until then. */
   exitCode: number | null = null
-  /** @internal */
-  readonly opened: Promise<void>
   readonly #socket: WebSocketLike
   readonly #output: Uint8Array[] = []
   #wake: (() => void) | null = null
@@ -109,7 +111,7 @@ export class Terminal {
   constructor(socket: WebSocketLike, url: string) {
     this.#socket = socket
     socket.binaryType = "arraybuffer"
-    this.opened = new Promise((resolve, reject) => {
+    const opened = new Promise<void>((resolve, reject) => {
       socket.addEventListener("open", () => resolve())
       socket.addEventListener("close", (event: { code: number, reason: string }) => {
         if (this.exitCode === null) {
@@ -123,7 +125,8 @@ export class Terminal {
         this.#notify()
       })
     })
-    this.opened.catch(() => undefined)  // the iteration says why, if no one awaits this
+    opened.catch(() => undefined)  // the iteration says why, if no one awaits this
+    OPENED.set(this, opened)
     socket.addEventListener("message", (event: { data: unknown }) => {
       if (typeof event.data === "string") {
         const control = JSON.parse(event.data) as { type?: string, code?: number }
